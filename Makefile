@@ -1,0 +1,40 @@
+# Synod's front doors. `make run` and `make test` work on a fresh machine: they install what they
+# need (npm packages, including the pinned Node 24 runtime; Debian's etcd-client for etcdctl).
+NODE := node_modules/.bin/node
+VITEST := $(NODE) node_modules/vitest/vitest.mjs
+TSC := $(NODE) node_modules/typescript/bin/tsc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all install npm-deps system-deps build typecheck run test test-raft bench soak e2e clean
+
+all: test
+
+install: npm-deps system-deps
+
+npm-deps: node_modules/.synod-installed
+
+node_modules/.synod-installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@$(NODE) --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24"; exit 1; }
+	touch $@
+
+# etcdctl (Debian's etcd-client) is the real client the integration tests and `make run` use.
+system-deps:
+	@command -v etcdctl >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client; }
+
+build: install typecheck
+
+typecheck: npm-deps
+	$(TSC) --noEmit -p .
+
+run: build
+	$(NODE) server/cli/synod.ts local --data-dir data
+
+test: build
+	$(VITEST) run
+
+test-raft: npm-deps
+	$(VITEST) run server/raft
+
+clean:
+	rm -rf data node_modules

@@ -1,0 +1,55 @@
+// Cluster identity: member and cluster ids derived the way etcd derives them (a hash of the peer URLs
+// and the cluster token), so the same flags always give the same ids, and a member of another
+// cluster is recognisable. Ids are kept below 2^53 so they stay exact as JS numbers end to end.
+import { createHash } from 'node:crypto';
+
+export interface MemberInfo {
+  id: number;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+export interface ClusterRecord {
+  clusterId: number;
+  token: string;
+  members: MemberInfo[];
+}
+
+const ID_MASK = (1n << 53n) - 1n;
+
+function hashToId(parts: string[]): number {
+  const digest = createHash('sha1').update(parts.join('\n')).digest();
+  const id = Number(digest.readBigUInt64BE(0) & ID_MASK);
+  return id === 0 ? 1 : id;
+}
+
+export function memberIdFor(peerUrls: string[], token: string): number {
+  return hashToId([...peerUrls].sort().concat(token));
+}
+
+export function clusterIdFor(memberIds: number[], token: string): number {
+  return hashToId([...memberIds].sort((a, b) => a - b).map(String).concat(token));
+}
+
+/** Parses etcd's --initial-cluster form: name=http://host:port,name2=http://... */
+export function parseInitialCluster(spec: string): Array<{ name: string; peerUrls: string[] }> {
+  const byName = new Map<string, string[]>();
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new Error(`--initial-cluster: "${part}" is not name=url`);
+    const name = part.slice(0, eq);
+    const url = part.slice(eq + 1);
+    new URL(url); // throws on a malformed URL
+    byName.set(name, [...(byName.get(name) ?? []), url]);
+  }
+  return [...byName].map(([name, peerUrls]) => ({ name, peerUrls }));
+}
+
+/** host:port of an http(s) URL, as gRPC dials and binds it. */
+export function hostPort(url: string): string {
+  const u = new URL(url);
+  if (!u.port) throw new Error(`URL ${url} has no port`);
+  return `${u.hostname}:${u.port}`;
+}

@@ -1,0 +1,146 @@
+// What every gRPC service of a member shares: the member, the KV state machine, identity, limits,
+// and the shared helpers that turn internal failures into etcd's statuses.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { DeadlineError, NoLeaderError, type Member } from '../member/member.ts';
+import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
+import { ETCD_ERRORS, grpcError } from './errors.ts';
+import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
+import type { ResponseHeader } from './wire-types.ts';
+import type { MemberInfo } from './cluster-info.ts';
+
+export const DATA_GROUP_ID = 0;
+
+export interface ApiLimits {
+  /** Largest request accepted into the log (etcd's --max-request-bytes, default 1.5 MiB). */
+  maxRequestBytes: number;
+  /** Most ops in one txn branch (etcd's --max-txn-ops, default 128). */
+  maxTxnOps: number;
+  /** How long a request may wait for Raft before it fails with "request timed out". */
+  requestTimeoutMs: number;
+  /** Interval of progress notifications to watchers that asked for them. */
+  watchProgressNotifyIntervalMs: number;
+}
+
+export const DEFAULT_LIMITS: ApiLimits = {
+  maxRequestBytes: 1.5 * 1024 * 1024,
+  maxTxnOps: 128,
+  requestTimeoutMs: 7_000,
+  watchProgressNotifyIntervalMs: 10 * 60 * 1000,
+};
+
+export class ApiContext {
+  readonly member: Member;
+  readonly sm: KvStateMachine;
+  readonly clusterId: string;
+  readonly memberIdText: string;
+  readonly limits: ApiLimits;
+  readonly logger: Logger;
+  readonly members: () => MemberInfo[];
+
+  constructor(opts: {
+    member: Member;
+    sm: KvStateMachine;
+    clusterId: string;
+    limits: ApiLimits;
+    logger: Logger;
+    members: () => MemberInfo[];
+  }) {
+    this.member = opts.member;
+    this.sm = opts.sm;
+    this.clusterId = opts.clusterId;
+    this.memberIdText = String(opts.member.memberId);
+    this.limits = opts.limits;
+    this.logger = opts.logger;
+    this.members = opts.members;
+  }
+
+  header(revision?: number): ResponseHeader {
+    return {
+      cluster_id: this.clusterId,
+      member_id: this.memberIdText,
+      revision: String(revision ?? this.sm.store.currentRevision()),
+      raft_term: String(this.member.status(DATA_GROUP_ID).term),
+    };
+  }
+
+  deadlineMs(): number {
+    return Date.now() + this.limits.requestTimeoutMs;
+  }
+
+  /** Waits until this member has applied everything committed before now (linearizable read). */
+  async readBarrier(): Promise<void> {
+    await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
+  }
+
+  /** Proposes a write through Raft and resolves with its outcome once this member applied it. */
+  proposeWrite(body: InternalRequestBody): Promise<ApplyOutcome> {
+    const tracked = this.sm.track();
+    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body });
+    if (data.length > this.limits.maxRequestBytes) {
+      tracked.forget();
+      return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));
+    }
+    try {
+      this.member.propose(DATA_GROUP_ID, data);
+    } catch (err) {
+      tracked.forget();
+      return Promise.reject(err);
+    }
+    return new Promise<ApplyOutcome>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        tracked.forget();
+        reject(new DeadlineError('proposal'));
+      }, this.limits.requestTimeoutMs);
+      tracked.outcome.then(
+        (o) => {
+          clearTimeout(timer);
+          resolve(o);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+}
+
+const MVCC_ERRORS: Record<string, typeof ETCD_ERRORS.COMPACTED> = {
+  compacted: ETCD_ERRORS.COMPACTED,
+  futureRev: ETCD_ERRORS.FUTURE_REV,
+  keyNotFound: ETCD_ERRORS.KEY_NOT_FOUND,
+  leaseNotFound: ETCD_ERRORS.LEASE_NOT_FOUND,
+};
+
+/** Maps any failure to the gRPC status a client sees, with etcd's text where etcd has one. */
+export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError {
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'number') {
+    return err as grpc.ServiceError;
+  }
+  if (err instanceof NoLeaderError) return grpcError(ETCD_ERRORS.NO_LEADER);
+  if (err instanceof DeadlineError) return grpcError(ETCD_ERRORS.TIMEOUT);
+  if (err instanceof Error && err.name === 'MvccError') {
+    const spec = MVCC_ERRORS[(err as Error & { code: string }).code];
+    if (spec) return grpcError(spec);
+  }
+  logger.error({ err }, 'request failed unexpectedly');
+  const e = new Error(err instanceof Error ? err.message : String(err)) as grpc.ServiceError;
+  e.code = grpc.status.INTERNAL;
+  e.details = e.message;
+  e.metadata = new grpc.Metadata();
+  return e;
+}
+
+/** Adapts an async handler to grpc-js's unary callback style. */
+export function unary<Req, Res>(
+  ctx: ApiContext,
+  fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err, ctx.logger)),
+    );
+  };
+}

@@ -1,0 +1,85 @@
+// The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
+// leader and caught up on what is committed) and /metrics (Prometheus text via prom-client).
+import http from 'node:http';
+import client from 'prom-client';
+import type { ApiContext } from './context.ts';
+import { DATA_GROUP_ID } from './context.ts';
+
+/** A member is caught up when it is at most this many committed entries behind in applying. */
+const READY_MAX_APPLY_LAG_ENTRIES = 100;
+
+export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
+  const s = ctx.member.status(DATA_GROUP_ID);
+  if (s.leaderId === 0) return { ready: false, reason: 'no leader' };
+  if (s.commit - s.applied > READY_MAX_APPLY_LAG_ENTRIES) {
+    return { ready: false, reason: `applying: ${s.commit - s.applied} committed entries behind` };
+  }
+  return { ready: true, reason: 'ok' };
+}
+
+export function buildRegistry(ctx: ApiContext): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'synod_process_' });
+  const status = (): ReturnType<typeof ctx.member.status> => ctx.member.status(DATA_GROUP_ID);
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  const counter = (name: string, help: string, read: () => number): void => {
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+  gauge('synod_server_has_leader', 'Whether the data group has a known leader (1) or not (0).', () => (status().leaderId ? 1 : 0));
+  gauge('synod_server_is_leader', 'Whether this member leads the data group.', () => (status().role === 'leader' ? 1 : 0));
+  gauge('synod_raft_term', 'Current Raft term of the data group.', () => status().term);
+  gauge('synod_raft_commit_index', 'Committed Raft index of the data group.', () => status().commit);
+  gauge('synod_raft_applied_index', 'Applied Raft index of the data group.', () => status().applied);
+  gauge('synod_mvcc_revision', 'Current MVCC revision.', () => ctx.sm.store.currentRevision());
+  gauge('synod_mvcc_compact_revision', 'Last compacted MVCC revision.', () => ctx.sm.store.compactedRevision());
+  gauge('synod_watchers', 'Live watchers on this member.', () => ctx.sm.hub.watcherCount());
+  gauge('synod_proposals_pending', 'Client writes proposed by this member and not yet applied.', () => ctx.sm.pendingCount());
+  const stats = ctx.member.stats;
+  counter('synod_server_leader_changes_seen_total', 'Leader changes seen by this member.', () => stats.leaderChanges);
+  counter('synod_disk_synced_batches_total', 'Synced LevelDB batches written (one per loop turn with Raft data).', () => stats.syncedBatches);
+  counter('synod_raft_entries_persisted_total', 'Raft entries written to the log.', () => stats.entriesPersisted);
+  counter('synod_raft_entries_applied_total', 'Raft entries applied to the state machine.', () => stats.entriesApplied);
+  counter('synod_raft_messages_sent_total', 'Raft messages handed to the peer transport.', () => stats.messagesSent);
+  return registry;
+}
+
+export function startHttpEndpoints(ctx: ApiContext, host: string, port: number): Promise<http.Server> {
+  const registry = buildRegistry(ctx);
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (url === '/readyz') {
+      const r = readiness(ctx);
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.reason}\n`);
+    } else if (url === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}

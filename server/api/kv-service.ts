@@ -1,0 +1,90 @@
+// etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact. Writes go through Raft; linearizable
+// reads wait on a ReadIndex barrier and are then served from the local store; serializable reads are
+// served locally at once.
+import type * as grpc from '@grpc/grpc-js';
+import { grpcError } from './errors.ts';
+import { ApiContext, toServiceError, unary } from './context.ts';
+import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
+import { kvToWire, rangeOpFromWire, rangeResultToWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
+import type {
+  CompactionRequest,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+  WireRequestOp,
+} from './wire-types.ts';
+import type { DeleteRangeResult, PutResult, TxnResult } from '../mvcc/types.ts';
+
+function txnIsSerializable(t: TxnRequest): boolean {
+  const ops = (list: WireRequestOp[]): boolean =>
+    (list ?? []).every((op) =>
+      op.request_range ? op.request_range.serializable : op.request_txn ? txnIsSerializable(op.request_txn) : true,
+    );
+  return ops(t.success) && ops(t.failure);
+}
+
+export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  return {
+    Range: unary(ctx, async (req: RangeRequest) => {
+      const bad = checkRange(req);
+      if (bad) throw grpcError(bad);
+      if (!req.serializable) await ctx.readBarrier();
+      const result = ctx.sm.store.range(rangeOpFromWire(req));
+      return { header: ctx.header(), ...rangeResultToWire(result) };
+    }),
+
+    Put: unary(ctx, async (req: PutRequest) => {
+      const bad = checkPut(req);
+      if (bad) throw grpcError(bad);
+      const out = await ctx.proposeWrite({ put: req });
+      const result = out.result as PutResult;
+      return { header: ctx.header(out.revision), prev_kv: result.prevKv ? kvToWire(result.prevKv) : null };
+    }),
+
+    DeleteRange: unary(ctx, async (req: DeleteRangeRequest) => {
+      const bad = checkDelete(req);
+      if (bad) throw grpcError(bad);
+      const out = await ctx.proposeWrite({ delete_range: req });
+      const result = out.result as DeleteRangeResult;
+      return { header: ctx.header(out.revision), deleted: result.deleted, prev_kvs: result.prevKvs.map(kvToWire) };
+    }),
+
+    Txn: unary(ctx, async (req: TxnRequest) => {
+      const bad = checkTxn(req, ctx.limits.maxTxnOps);
+      if (bad) throw grpcError(bad);
+      if (txnIsReadOnly(req)) {
+        // A txn that writes nothing needs no log entry: a read barrier gives it the same guarantee.
+        if (!txnIsSerializable(req)) await ctx.readBarrier();
+        const out = ctx.sm.store.txn(txnOpFromWire(req));
+        const header = ctx.header(out.revision);
+        return { header, ...txnResultToWire(out.result, header) };
+      }
+      const out = await ctx.proposeWrite({ txn: req });
+      const header = ctx.header(out.revision);
+      return { header, ...txnResultToWire(out.result as TxnResult, header) };
+    }),
+
+    Compact: unary(ctx, async (req: CompactionRequest) => {
+      const out = await ctx.proposeWrite({ compaction: req });
+      return { header: ctx.header(out.revision) };
+    }),
+
+    RangeStream: (call: grpc.ServerWritableStream<RangeRequest, unknown>) => {
+      // etcd 3.7's streaming Range: one response carrying the whole range is a valid stream.
+      const req = call.request;
+      const bad = checkRange(req);
+      if (bad) {
+        call.destroy(grpcError(bad));
+        return;
+      }
+      (req.serializable ? Promise.resolve() : ctx.readBarrier())
+        .then(() => {
+          const result = ctx.sm.store.range(rangeOpFromWire(req));
+          call.write({ range_response: { header: ctx.header(), ...rangeResultToWire(result) } });
+          call.end();
+        })
+        .catch((err: unknown) => call.destroy(toServiceError(err, ctx.logger)));
+    },
+  };
+}

@@ -1,0 +1,135 @@
+// Loads Synod's etcd-v3 wire-compatible .proto files (proto/etcd/...) with @grpc/proto-loader
+// and exposes the gRPC service definitions (for grpc.Server.addService) and client
+// constructors (for tests). Everything is loaded once and cached.
+
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+/** Absolute path of the repository's proto/ directory (the include root of every import). */
+export const PROTO_ROOT: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
+
+/** The five .proto files, relative to PROTO_ROOT (same import paths etcd uses). */
+export const PROTO_FILES: readonly string[] = Object.freeze([
+  'etcd/api/mvccpb/kv.proto',
+  'etcd/api/authpb/auth.proto',
+  'etcd/api/etcdserverpb/rpc.proto',
+  'etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto',
+  'etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto',
+]);
+
+/**
+ * Loader options: snake_case field names kept as in the .proto (`range_end`, `prev_kv`, `TTL`),
+ * 64-bit integers as decimal strings, enums as their names, bytes as Buffer, defaults filled in,
+ * and a virtual property naming the set member of each oneof (e.g. `request: 'request_put'`).
+ */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+let packageDefinition: protoLoader.PackageDefinition | undefined;
+let grpcObject: grpc.GrpcObject | undefined;
+
+/** The proto-loader PackageDefinition of all five files (cached). Keys are fully-qualified names. */
+export function loadEtcdPackageDefinition(): protoLoader.PackageDefinition {
+  if (packageDefinition === undefined) {
+    packageDefinition = protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
+  }
+  return packageDefinition;
+}
+
+/** grpc.loadPackageDefinition of all five files (cached): `.etcdserverpb.KV`, `.v3lockpb.Lock`, ... */
+export function loadEtcdPackage(): grpc.GrpcObject {
+  if (grpcObject === undefined) {
+    grpcObject = grpc.loadPackageDefinition(loadEtcdPackageDefinition());
+  }
+  return grpcObject;
+}
+
+/** Fully-qualified gRPC service names, keyed by the short names used in this codebase. */
+export const SERVICE_NAMES = Object.freeze({
+  KV: 'etcdserverpb.KV',
+  Watch: 'etcdserverpb.Watch',
+  Lease: 'etcdserverpb.Lease',
+  Cluster: 'etcdserverpb.Cluster',
+  Maintenance: 'etcdserverpb.Maintenance',
+  Auth: 'etcdserverpb.Auth',
+  Lock: 'v3lockpb.Lock',
+  Election: 'v3electionpb.Election',
+} as const);
+
+export type EtcdServiceName = keyof typeof SERVICE_NAMES;
+
+export interface EtcdServices {
+  KV: grpc.ServiceDefinition;
+  Watch: grpc.ServiceDefinition;
+  Lease: grpc.ServiceDefinition;
+  Cluster: grpc.ServiceDefinition;
+  Maintenance: grpc.ServiceDefinition;
+  Auth: grpc.ServiceDefinition;
+  Lock: grpc.ServiceDefinition;
+  Election: grpc.ServiceDefinition;
+}
+
+export interface EtcdClients {
+  KV: grpc.ServiceClientConstructor;
+  Watch: grpc.ServiceClientConstructor;
+  Lease: grpc.ServiceClientConstructor;
+  Cluster: grpc.ServiceClientConstructor;
+  Maintenance: grpc.ServiceClientConstructor;
+  Auth: grpc.ServiceClientConstructor;
+  Lock: grpc.ServiceClientConstructor;
+  Election: grpc.ServiceClientConstructor;
+}
+
+function lookup(fqName: string): grpc.ServiceClientConstructor {
+  let node: unknown = loadEtcdPackage();
+  for (const part of fqName.split('.')) {
+    node = (node as Record<string, unknown> | undefined)?.[part];
+  }
+  if (typeof node !== 'function' || !('service' in node)) {
+    throw new Error(`proto: gRPC service ${fqName} not found in ${PROTO_ROOT}`);
+  }
+  return node as grpc.ServiceClientConstructor;
+}
+
+let clients: EtcdClients | undefined;
+
+/** Client constructors of the eight etcd services (cached); mostly for tests. */
+export function etcdClients(): EtcdClients {
+  if (clients === undefined) {
+    clients = {
+      KV: lookup(SERVICE_NAMES.KV),
+      Watch: lookup(SERVICE_NAMES.Watch),
+      Lease: lookup(SERVICE_NAMES.Lease),
+      Cluster: lookup(SERVICE_NAMES.Cluster),
+      Maintenance: lookup(SERVICE_NAMES.Maintenance),
+      Auth: lookup(SERVICE_NAMES.Auth),
+      Lock: lookup(SERVICE_NAMES.Lock),
+      Election: lookup(SERVICE_NAMES.Election),
+    };
+  }
+  return clients;
+}
+
+/** ServiceDefinitions of the eight etcd services, ready for grpc.Server.addService. */
+export function etcdServices(): EtcdServices {
+  const c = etcdClients();
+  return {
+    KV: c.KV.service,
+    Watch: c.Watch.service,
+    Lease: c.Lease.service,
+    Cluster: c.Cluster.service,
+    Maintenance: c.Maintenance.service,
+    Auth: c.Auth.service,
+    Lock: c.Lock.service,
+    Election: c.Election.service,
+  };
+}

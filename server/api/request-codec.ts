@@ -1,0 +1,52 @@
+// Encoding of what a Raft entry carries (synod.internal.InternalRequest): the client's etcd request
+// in etcd's own protobuf form, plus who proposed it. Decoded objects have the same shape as what
+// @grpc/proto-loader hands the service handlers (snake_case, int64 as strings, enums as names).
+import protobuf from 'protobufjs';
+import path from 'node:path';
+import { PROTO_ROOT } from './proto.ts';
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
+
+export type InternalRequestBody =
+  | { put: PutRequest }
+  | { delete_range: DeleteRangeRequest }
+  | { txn: TxnRequest }
+  | { compaction: CompactionRequest }
+  | { member_attributes: MemberAttributes };
+
+export interface MemberAttributes {
+  member_id: string;
+  name: string;
+  client_urls: string[];
+}
+
+export type InternalRequest = { proposer: string; seq: string } & InternalRequestBody;
+
+let cachedType: protobuf.Type | undefined;
+function internalRequestType(): protobuf.Type {
+  if (cachedType) return cachedType;
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin: string, target: string): string =>
+    path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target);
+  root.loadSync('synod/internal.proto', { keepCase: true });
+  root.resolveAll();
+  cachedType = root.lookupType('synod.internal.InternalRequest');
+  return cachedType;
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = {
+  longs: String,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+};
+
+export function encodeInternalRequest(req: InternalRequest): Uint8Array {
+  const type = internalRequestType();
+  return type.encode(type.fromObject(req)).finish();
+}
+
+export function decodeInternalRequest(data: Uint8Array): InternalRequest {
+  const type = internalRequestType();
+  return type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
+}

@@ -1,0 +1,227 @@
+// Composition of one member process: storage, the Raft member, the peer transport, the etcd gRPC
+// API and the HTTP endpoints, wired together and started in dependency order; stop() tears them
+// down in reverse so no client is acknowledged after the disk is closed.
+import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomInt } from 'node:crypto';
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { MemberDb } from '../storage/member-db.ts';
+import { Member } from '../member/member.ts';
+import { PeerTransport } from '../transport/peer-transport.ts';
+import { KvStateMachine } from '../api/kv-state-machine.ts';
+import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
+import { etcdServices } from '../api/proto.ts';
+import { kvService } from '../api/kv-service.ts';
+import { watchService } from '../api/watch-service.ts';
+import { clusterService } from '../api/cluster-service.ts';
+import { maintenanceService } from '../api/maintenance-service.ts';
+import { startHttpEndpoints } from '../api/http-endpoints.ts';
+import {
+  clusterIdFor,
+  hostPort,
+  memberIdFor,
+  parseInitialCluster,
+  type ClusterRecord,
+  type MemberInfo,
+} from '../api/cluster-info.ts';
+import { TurnBatch } from '../storage/member-db.ts';
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  /** etcd's form: name=http://host:port,... */
+  initialCluster: string;
+  initialClusterToken: string;
+  /** host:port for /healthz, /readyz, /metrics; empty = none. */
+  listenMetricsAddress: string;
+  tickMs: number;
+  electionTimeoutTicks: number;
+  limits: ApiLimits;
+  logger: Logger;
+}
+
+export interface RunningServer {
+  memberId: number;
+  clusterId: number;
+  clientPorts: number[];
+  peerPort: number;
+  metricsPort: number;
+  ctx: ApiContext;
+  stop(): Promise<void>;
+}
+
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
+
+async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<ClusterRecord> {
+  const stored = await db.loadCluster<ClusterRecord>();
+  if (stored) return stored;
+  const parsed = parseInitialCluster(cfg.initialCluster);
+  if (!parsed.some((m) => m.name === cfg.name)) {
+    throw new Error(`--initial-cluster has no member named "${cfg.name}"`);
+  }
+  const members: MemberInfo[] = parsed.map((m) => ({
+    id: memberIdFor(m.peerUrls, cfg.initialClusterToken),
+    name: m.name,
+    peerUrls: m.peerUrls,
+    clientUrls: m.name === cfg.name ? cfg.advertiseClientUrls : [],
+    isLearner: false,
+  }));
+  if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
+  const record: ClusterRecord = {
+    clusterId: clusterIdFor(
+      members.map((m) => m.id),
+      cfg.initialClusterToken,
+    ),
+    token: cfg.initialClusterToken,
+    members,
+  };
+  const batch = new TurnBatch();
+  batch.putCluster(record);
+  await db.write(batch, true);
+  return record;
+}
+
+function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+function dirSizeBytes(dir: string): number {
+  let total = 0;
+  for (const name of fs.readdirSync(dir)) {
+    try {
+      total += fs.statSync(path.join(dir, name)).size;
+    } catch {
+      // a file LevelDB removed between readdir and stat
+    }
+  }
+  return total;
+}
+
+export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
+  const log = cfg.logger;
+  fs.mkdirSync(cfg.dataDir, { recursive: true });
+  const dbDir = path.join(cfg.dataDir, 'db');
+  const db = await MemberDb.open(dbDir);
+  const cluster = await loadOrBootstrapCluster(db, cfg);
+  const self = cluster.members.find((m) => m.name === cfg.name);
+  if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
+  const memberId = self.id;
+
+  const loaded = await db.loadGroup(DATA_GROUP_ID);
+  const sm = new KvStateMachine(memberId, loaded.stateRecords);
+  const member = new Member({
+    memberId,
+    db,
+    tickMs: cfg.tickMs,
+    electionTimeoutTicks: cfg.electionTimeoutTicks,
+    heartbeatTicks: 1,
+    logger: log,
+  });
+  member.addGroup({
+    groupId: DATA_GROUP_ID,
+    voters: cluster.members.filter((m) => !m.isLearner).map((m) => m.id),
+    stateMachine: sm,
+    loaded,
+    randomSeed: randomInt(2 ** 31),
+  });
+  log.info(
+    { memberId: memberId.toString(16), clusterId: cluster.clusterId.toString(16), applied: loaded.applied, lastIndex: loaded.entries.at(-1)?.index ?? 0 },
+    'member loaded',
+  );
+
+  const peerAddresses = new Map(cluster.members.map((m) => [m.id, hostPort(m.peerUrls[0])]));
+  const transport = new PeerTransport({
+    clusterId: cluster.clusterId,
+    memberId,
+    listenAddress: hostPort(cfg.listenPeerUrls[0]),
+    peers: peerAddresses,
+    onMessages: (_from, messages) => member.step(messages),
+    logger: log,
+  });
+  member.setSink(transport);
+
+  const members = (): MemberInfo[] =>
+    cluster.members.map((m) => {
+      const published = sm.published.get(String(m.id));
+      return { ...m, clientUrls: published?.clientUrls ?? m.clientUrls };
+    });
+  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members });
+
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': cfg.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  const services = etcdServices();
+  grpcServer.addService(services.KV, kvService(ctx));
+  grpcServer.addService(services.Watch, watchService(ctx));
+  grpcServer.addService(services.Cluster, clusterService(ctx));
+  grpcServer.addService(services.Maintenance, maintenanceService(ctx, () => dirSizeBytes(dbDir)));
+
+  await transport.start();
+  const clientPorts: number[] = [];
+  for (const url of cfg.listenClientUrls) clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+  let httpServer: http.Server | null = null;
+  if (cfg.listenMetricsAddress) {
+    const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
+    httpServer = await startHttpEndpoints(ctx, host, Number(port));
+  }
+  member.start();
+
+  // Publish this member's client URLs through the log once a leader exists (etcd's "publish").
+  let publishTimer: NodeJS.Timeout | null = null;
+  const publish = (): void => {
+    publishTimer = null;
+    const mine = sm.published.get(String(memberId));
+    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls)) return;
+    ctx
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } })
+      .then(
+        () => log.info({ clientUrls: cfg.advertiseClientUrls }, 'published client URLs'),
+        () => {
+          publishTimer = setTimeout(publish, 500);
+        },
+      );
+  };
+  publishTimer = setTimeout(publish, 200);
+
+  const metricsPort = httpServer ? (httpServer.address() as { port: number }).port : 0;
+  log.info({ name: cfg.name, clientUrls: cfg.advertiseClientUrls, clientPorts, peerPort: transport.port, metricsPort }, 'serving');
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (publishTimer) clearTimeout(publishTimer);
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          grpcServer.forceShutdown();
+          resolve();
+        }, 2_000);
+        grpcServer.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await member.stop();
+      sm.failAll(new Error('server stopping'));
+      await transport.stop();
+      if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
+      await db.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+
+  return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
+}

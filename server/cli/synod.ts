@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// The `synod` command: `synod server` runs one member (etcd's flag names), `synod local` runs a
+// 3-member cluster on loopback for trying Synod without Kubernetes.
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { DEFAULT_LIMITS } from '../api/context.ts';
+import { DEFAULT_SERVER_TIMING, startServer } from './start-server.ts';
+import { runLocalCluster } from './local-cluster.ts';
+
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+const program = new Command();
+program.name('synod').description('Synod: a replicated, etcd-compatible coordination service');
+
+program
+  .command('server')
+  .description('run one Synod member')
+  .requiredOption('--name <name>', 'human-readable name of this member', 'default')
+  .option('--data-dir <dir>', 'where this member keeps its data (default: <name>.synod)')
+  .option('--listen-client-urls <urls>', 'URLs to serve clients on', 'http://127.0.0.1:2379')
+  .option('--advertise-client-urls <urls>', 'client URLs to publish to the cluster (default: listen URLs)')
+  .option('--listen-peer-urls <urls>', 'URLs to serve peers on', 'http://127.0.0.1:2380')
+  .option('--initial-advertise-peer-urls <urls>', 'peer URLs to publish (default: listen peer URLs)')
+  .option('--initial-cluster <spec>', 'name=peerURL,... of the bootstrap members (default: this member alone)')
+  .option('--initial-cluster-token <token>', 'distinguishes clusters bootstrapped with the same URLs', 'synod-cluster')
+  .addOption(new Option('--initial-cluster-state <state>', 'new or existing').choices(['new', 'existing']).default('new'))
+  .option('--listen-metrics-urls <url>', 'URL for /healthz, /readyz and /metrics (empty: none)', '')
+  .option('--heartbeat-interval <ms>', 'Raft tick and heartbeat interval in ms', String(DEFAULT_SERVER_TIMING.tickMs))
+  .option('--election-timeout <ms>', 'Raft election timeout in ms', String(DEFAULT_SERVER_TIMING.tickMs * DEFAULT_SERVER_TIMING.electionTimeoutTicks))
+  .option('--max-request-bytes <n>', 'largest client request accepted', String(DEFAULT_LIMITS.maxRequestBytes))
+  .option('--max-txn-ops <n>', 'most operations in one txn', String(DEFAULT_LIMITS.maxTxnOps))
+  .option('--request-timeout <ms>', 'how long a request may wait for consensus', String(DEFAULT_LIMITS.requestTimeoutMs))
+  .option('--watch-progress-notify-interval <ms>', 'interval of watch progress notifications', String(DEFAULT_LIMITS.watchProgressNotifyIntervalMs))
+  .option('--log-level <level>', 'pino log level', 'info')
+  .action(async (o: Record<string, string>) => {
+    const logger = pino({ level: o.logLevel, base: { member: o.name } });
+    const listenClientUrls = list(o.listenClientUrls);
+    const listenPeerUrls = list(o.listenPeerUrls);
+    const peerUrls = o.initialAdvertisePeerUrls ? list(o.initialAdvertisePeerUrls) : listenPeerUrls;
+    const tickMs = Number(o.heartbeatInterval);
+    const electionMs = Number(o.electionTimeout);
+    if (!(tickMs > 0) || !(electionMs >= 5 * tickMs)) {
+      logger.fatal('--election-timeout must be at least 5 x --heartbeat-interval');
+      process.exit(2);
+    }
+    if (o.initialClusterState === 'existing') {
+      logger.fatal('--initial-cluster-state existing (joining a running cluster) needs live membership changes, which this build does not have yet');
+      process.exit(2);
+    }
+    try {
+      const server = await startServer({
+        name: o.name,
+        dataDir: o.dataDir ?? `${o.name}.synod`,
+        listenClientUrls,
+        advertiseClientUrls: o.advertiseClientUrls ? list(o.advertiseClientUrls) : listenClientUrls,
+        listenPeerUrls,
+        initialAdvertisePeerUrls: peerUrls,
+        initialCluster: o.initialCluster ?? `${o.name}=${peerUrls[0]}`,
+        initialClusterToken: o.initialClusterToken,
+        listenMetricsAddress: o.listenMetricsUrls ? new URL(o.listenMetricsUrls).host : '',
+        tickMs,
+        electionTimeoutTicks: Math.round(electionMs / tickMs),
+        limits: {
+          maxRequestBytes: Number(o.maxRequestBytes),
+          maxTxnOps: Number(o.maxTxnOps),
+          requestTimeoutMs: Number(o.requestTimeout),
+          watchProgressNotifyIntervalMs: Number(o.watchProgressNotifyInterval),
+        },
+        logger,
+      });
+      const shutdown = (signal: string): void => {
+        logger.info({ signal }, 'shutting down');
+        server.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+    } catch (err) {
+      logger.fatal({ err }, 'failed to start');
+      process.exit(1);
+    }
+  });
+
+program
+  .command('local')
+  .description('run a 3-member cluster on loopback (clients 2379, 22379, 32379; peers 2380, 22380, 32380)')
+  .option('--data-dir <dir>', 'parent folder of the members\' data', 'data')
+  .action(async (o: { dataDir: string }) => {
+    await runLocalCluster({ dataDir: o.dataDir });
+  });
+
+await program.parseAsync(process.argv);

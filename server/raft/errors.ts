@@ -1,0 +1,24 @@
+// Error types raised by the raft core. ProposalDroppedError is a normal, expected outcome
+// (no leader / transfer in progress) that the server maps to "etcdserver: no leader";
+// RaftInvariantError means the core or its driver is broken and must never be swallowed.
+
+/** A proposal or ReadIndex request could not be accepted right now (e.g. no known leader). */
+export class ProposalDroppedError extends Error {
+  constructor(message = 'raft proposal dropped') {
+    super(message);
+    this.name = 'ProposalDroppedError';
+  }
+}
+
+/** A safety invariant was violated; the node must stop rather than limp on. */
+export class RaftInvariantError extends Error {
+  constructor(message: string) {
+    super(`raft invariant violated: ${message}`);
+    this.name = 'RaftInvariantError';
+  }
+}
+
+/** Throws RaftInvariantError when `condition` is false. `detail` is lazy to keep the hot path cheap. */
+export function invariant(condition: boolean, detail: () => string): asserts condition {
+  if (!condition) throw new RaftInvariantError(detail());
+}

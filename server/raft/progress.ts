@@ -1,0 +1,139 @@
+// Leader-side view of one peer's replication: how much of the log it is known to hold
+// (match), what to send next (next), and the flow-control state. In 'probe' state the leader
+// sends one append at a time until it finds where the follower's log matches; in 'replicate'
+// state it streams appends optimistically, bounded by a window of in-flight messages.
+
+import { invariant } from './errors.ts';
+
+export type ProgressState = 'probe' | 'replicate';
+
+/**
+ * Ring buffer of the last index carried by each in-flight append message. A follower ack for
+ * index i frees every message whose last index <= i. Fixed capacity, no per-message allocation.
+ */
+export class Inflights {
+  private readonly buffer: Float64Array;
+  private start = 0;
+  private count = 0;
+
+  constructor(capacity: number) {
+    invariant(Number.isInteger(capacity) && capacity >= 1, () => `inflight capacity ${capacity} must be a positive integer`);
+    this.buffer = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  full(): boolean {
+    return this.count === this.buffer.length;
+  }
+
+  add(lastIndex: number): void {
+    invariant(!this.full(), () => 'cannot add to a full inflight window');
+    const cap = this.buffer.length;
+    if (this.count > 0) {
+      const prev = this.buffer[(this.start + this.count - 1) % cap];
+      invariant(lastIndex > prev, () => `inflight index ${lastIndex} not above previous ${prev}`);
+    }
+    this.buffer[(this.start + this.count) % cap] = lastIndex;
+    this.count++;
+  }
+
+  /** Frees all in-flight messages whose last index <= index. */
+  freeLE(index: number): void {
+    const cap = this.buffer.length;
+    while (this.count > 0 && this.buffer[this.start] <= index) {
+      this.start = (this.start + 1) % cap;
+      this.count--;
+    }
+    if (this.count === 0) this.start = 0;
+  }
+
+  reset(): void {
+    this.start = 0;
+    this.count = 0;
+  }
+}
+
+export class Progress {
+  /** Highest index known to be replicated on the peer. */
+  match: number;
+  /** Index of the next entry to send. */
+  next: number;
+  state: ProgressState = 'probe';
+  /** Probe state: an append is outstanding, wait for a response (or heartbeat response). */
+  probeSent = false;
+  /** Heard from the peer since the last check-quorum round. */
+  recentActive = false;
+  readonly inflights: Inflights;
+
+  constructor(next: number, maxInflightMsgs: number) {
+    this.match = 0;
+    this.next = next;
+    this.inflights = new Inflights(maxInflightMsgs);
+  }
+
+  private resetState(state: ProgressState): void {
+    this.probeSent = false;
+    this.state = state;
+    this.inflights.reset();
+  }
+
+  becomeProbe(): void {
+    this.resetState('probe');
+    this.next = this.match + 1;
+  }
+
+  becomeReplicate(): void {
+    this.resetState('replicate');
+    this.next = this.match + 1;
+  }
+
+  /** The leader cannot send appends to this peer right now. */
+  isPaused(): boolean {
+    return this.state === 'probe' ? this.probeSent : this.inflights.full();
+  }
+
+  /** Records that an append carrying `entryCount` entries ending at `lastIndex` was sent. */
+  sentEntries(entryCount: number, lastIndex: number): void {
+    if (this.state === 'replicate') {
+      if (entryCount > 0) {
+        this.next = lastIndex + 1;
+        this.inflights.add(lastIndex);
+      }
+    } else {
+      this.probeSent = true;
+    }
+  }
+
+  /** Handles a successful append response for `index`. Returns false if it told us nothing new. */
+  maybeUpdate(index: number): boolean {
+    let updated = false;
+    if (this.match < index) {
+      this.match = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    if (this.next < index + 1) this.next = index + 1;
+    return updated;
+  }
+
+  /**
+   * Handles a rejected append whose prevIndex was `rejected`; `matchHint` is the highest index
+   * that may match (from the follower's rejectHint). Returns false if the rejection is stale.
+   */
+  maybeDecrTo(rejected: number, matchHint: number): boolean {
+    if (this.state === 'replicate') {
+      // A rejection at or below match is a reordered/duplicated old response.
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    // Probe: only the response to the outstanding probe (prevIndex == next - 1) counts.
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
+    this.probeSent = false;
+    return true;
+  }
+}

@@ -1,0 +1,219 @@
+// The replicated log as seen by one node: a stable prefix (already durable in the caller's
+// storage) followed by an unstable suffix (handed out in Ready.entries, not yet persisted),
+// plus the commit and applied cursors. All entries after the compaction point are kept in one
+// array so lookup by index is O(1); `compactedIndex/compactedTerm` describe the entry just
+// before the first retained one, so snapshots/compaction can later drop the array's prefix
+// without changing callers.
+
+import type { Entry, PersistedState } from './types.ts';
+import { invariant } from './errors.ts';
+
+export class RaftLog {
+  /** entries[i] has index compactedIndex + 1 + i. */
+  private entries: Entry[];
+  /** Index/term of the last entry folded into a snapshot (0/0 when nothing is compacted). */
+  private compactedIndex: number;
+  private compactedTerm: number;
+  /** First index that is not yet durable; entries from here on are "unstable". */
+  private unstableFrom: number;
+  /** Highest index known to be committed (stored on a quorum). */
+  committed: number;
+  /** Highest index handed to the application and acknowledged via advance(). */
+  applied: number;
+
+  constructor(persisted?: PersistedState) {
+    if (persisted === undefined) {
+      this.entries = [];
+      this.compactedIndex = 0;
+      this.compactedTerm = 0;
+      this.committed = 0;
+      this.applied = 0;
+      this.unstableFrom = 1;
+      return;
+    }
+    const { entries, firstIndex, hardState, applied } = persisted;
+    invariant(firstIndex >= 1, () => `persisted firstIndex ${firstIndex} < 1`);
+    invariant(firstIndex === 1, () => `persisted firstIndex ${firstIndex}: log compaction is not supported yet`);
+    for (let i = 0; i < entries.length; i++) {
+      invariant(entries[i].index === firstIndex + i, () =>
+        `persisted entries not contiguous: position ${i} has index ${entries[i].index}, want ${firstIndex + i}`);
+      invariant(i === 0 || entries[i].term >= entries[i - 1].term, () =>
+        `persisted entry terms decrease at index ${entries[i].index}`);
+    }
+    // Copy: the caller's storage keeps mutating its own array.
+    this.entries = entries.slice();
+    this.compactedIndex = firstIndex - 1;
+    this.compactedTerm = 0;
+    this.unstableFrom = this.lastIndex() + 1;
+    invariant(hardState.commit <= this.lastIndex(), () =>
+      `persisted commit ${hardState.commit} beyond last index ${this.lastIndex()}`);
+    invariant(applied <= hardState.commit, () => `persisted applied ${applied} beyond commit ${hardState.commit}`);
+    invariant(applied >= this.compactedIndex, () => `persisted applied ${applied} before first index ${firstIndex}`);
+    this.committed = hardState.commit;
+    this.applied = applied;
+  }
+
+  firstIndex(): number {
+    return this.compactedIndex + 1;
+  }
+
+  lastIndex(): number {
+    return this.compactedIndex + this.entries.length;
+  }
+
+  lastTerm(): number {
+    const n = this.entries.length;
+    return n === 0 ? this.compactedTerm : this.entries[n - 1].term;
+  }
+
+  /** Term of the entry at `index`, or undefined if it is beyond the log or compacted away. */
+  term(index: number): number | undefined {
+    if (index === this.compactedIndex) return this.compactedTerm;
+    if (index < this.compactedIndex || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.compactedIndex - 1].term;
+  }
+
+  /** Entry at `index`; the caller guarantees firstIndex <= index <= lastIndex. */
+  entryAt(index: number): Entry {
+    const e = this.entries[index - this.compactedIndex - 1];
+    invariant(e !== undefined && e.index === index, () => `entryAt(${index}) outside [${this.firstIndex()}, ${this.lastIndex()}]`);
+    return e;
+  }
+
+  matchTerm(index: number, term: number): boolean {
+    return this.term(index) === term;
+  }
+
+  /** Raft §5.4.1: is a candidate's log (lastIndex, lastTerm) at least as up-to-date as ours? */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const myTerm = this.lastTerm();
+    return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
+  }
+
+  /** Index of the first entry in `ents` that conflicts with (or extends) our log; 0 if all match. */
+  findConflict(ents: Entry[]): number {
+    for (const e of ents) {
+      if (!this.matchTerm(e.index, e.term)) return e.index;
+    }
+    return 0;
+  }
+
+  /**
+   * Largest index <= `index` whose term is <= `term` (used for fast backtracking: everything
+   * above it certainly mismatches a log whose entry at `index` has `term`). Returns [index, term].
+   */
+  findConflictByTerm(index: number, term: number): [number, number] {
+    if (index > this.lastIndex()) return [index, 0];
+    for (;;) {
+      const t = this.term(index);
+      if (t === undefined) return [index, 0]; // compacted: cannot look further back
+      if (t <= term || index <= this.compactedIndex) return [index, t];
+      index--;
+    }
+  }
+
+  /**
+   * Follower side of AppendEntries: if our log matches (prevIndex, prevTerm), append `ents`
+   * (truncating any conflicting suffix), advance commit to min(leaderCommit, last new index)
+   * and return the last new index; otherwise return -1.
+   */
+  maybeAppend(prevIndex: number, prevTerm: number, leaderCommit: number, ents: Entry[]): number {
+    if (!this.matchTerm(prevIndex, prevTerm)) return -1;
+    const lastNewIndex = prevIndex + ents.length;
+    const conflictIndex = this.findConflict(ents);
+    if (conflictIndex !== 0) {
+      invariant(conflictIndex > this.committed, () =>
+        `entry ${conflictIndex} conflicts with committed entry (committed=${this.committed})`);
+      this.truncateAndAppend(ents.slice(conflictIndex - (prevIndex + 1)));
+    }
+    this.commitTo(Math.min(leaderCommit, lastNewIndex));
+    return lastNewIndex;
+  }
+
+  /** Appends entries at the tail; used by the leader for its own proposals. */
+  append(ents: Entry[]): number {
+    if (ents.length === 0) return this.lastIndex();
+    invariant(ents[0].index === this.lastIndex() + 1, () =>
+      `leader append at ${ents[0].index} does not extend last index ${this.lastIndex()}`);
+    this.truncateAndAppend(ents);
+    return this.lastIndex();
+  }
+
+  /** Replaces the log suffix starting at ents[0].index with `ents`. */
+  private truncateAndAppend(ents: Entry[]): void {
+    const from = ents[0].index;
+    invariant(from > this.compactedIndex && from <= this.lastIndex() + 1, () =>
+      `append at ${from} leaves a gap or rewrites compacted entries (first=${this.firstIndex()}, last=${this.lastIndex()})`);
+    invariant(from > this.committed, () => `append at ${from} would overwrite committed entries (committed=${this.committed})`);
+    const prevTerm = this.term(from - 1) ?? 0;
+    invariant(ents[0].term >= prevTerm, () => `appended entry ${from} has term ${ents[0].term} < previous term ${prevTerm}`);
+    for (let i = 1; i < ents.length; i++) {
+      invariant(ents[i].index === from + i, () => `appended entries not contiguous at position ${i}`);
+      invariant(ents[i].term >= ents[i - 1].term, () => `appended entry terms decrease at index ${ents[i].index}`);
+    }
+    this.entries.length = from - this.compactedIndex - 1;
+    for (const e of ents) this.entries.push(e);
+    if (from < this.unstableFrom) this.unstableFrom = from;
+  }
+
+  /** Entries in [lo, hi), cut after the first entry that pushes payload bytes past maxBytes. */
+  slice(lo: number, hi: number, maxBytes: number): Entry[] {
+    invariant(lo > this.compactedIndex && hi <= this.lastIndex() + 1 && lo <= hi, () =>
+      `slice [${lo}, ${hi}) out of bounds [${this.firstIndex()}, ${this.lastIndex() + 1})`);
+    const base = this.compactedIndex + 1;
+    let end = lo;
+    let bytes = 0;
+    while (end < hi) {
+      bytes += this.entries[end - base].data.byteLength;
+      if (bytes > maxBytes && end > lo) break;
+      end++;
+    }
+    return this.entries.slice(lo - base, end - base);
+  }
+
+  commitTo(index: number): void {
+    if (index <= this.committed) return; // stale commit info (e.g. heartbeat) is normal
+    invariant(index <= this.lastIndex(), () => `commit ${index} beyond last index ${this.lastIndex()}`);
+    this.committed = index;
+  }
+
+  /** Leader commit rule: only an entry of the current term is committed by counting replicas. */
+  maybeCommit(index: number, currentTerm: number): boolean {
+    if (index > this.committed && this.term(index) === currentTerm) {
+      this.commitTo(index);
+      return true;
+    }
+    return false;
+  }
+
+  appliedTo(index: number): void {
+    invariant(index >= this.applied && index <= this.committed, () =>
+      `applied ${index} outside [applied=${this.applied}, committed=${this.committed}]`);
+    this.applied = index;
+  }
+
+  hasUnstableEntries(): boolean {
+    return this.unstableFrom <= this.lastIndex();
+  }
+
+  unstableEntries(): Entry[] {
+    if (!this.hasUnstableEntries()) return [];
+    return this.entries.slice(this.unstableFrom - this.compactedIndex - 1);
+  }
+
+  /** The caller has durably written entries up to (index, term). Ignored if since overwritten. */
+  stableTo(index: number, term: number): void {
+    if (index >= this.unstableFrom && this.term(index) === term) this.unstableFrom = index + 1;
+  }
+
+  hasNextCommittedEntries(): boolean {
+    return this.committed > this.applied;
+  }
+
+  /** Committed but not yet applied entries. The caller persists Ready.entries before applying. */
+  nextCommittedEntries(): Entry[] {
+    if (!this.hasNextCommittedEntries()) return [];
+    const base = this.compactedIndex + 1;
+    return this.entries.slice(this.applied + 1 - base, this.committed + 1 - base);
+  }
+}

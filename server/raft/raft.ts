@@ -1,0 +1,632 @@
+// The Raft state machine of one node (follower / preCandidate / candidate / leader), modelled
+// on etcd-io/raft. Pure and deterministic: it consumes ticks and messages, appends outgoing
+// messages to `msgs` and read results to `readStates`, and mutates the in-memory log; the
+// RawNode wrapper turns that into Ready batches. No I/O, no clocks, randomness from a seed.
+
+import type { Entry, Message, MessageType, NodeId, RaftConfig, ReadState, Role } from './types.ts';
+import { RaftLog } from './raft-log.ts';
+import { Progress } from './progress.ts';
+import { ReadIndexQueue } from './read-index.ts';
+import type { PendingRead } from './read-index.ts';
+import { Rng } from './rng.ts';
+import { ProposalDroppedError, invariant } from './errors.ts';
+
+const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
+const NO_BYTES = new Uint8Array(0);
+/** Vote context marking a campaign triggered by leadership transfer: it bypasses leader leases. */
+const TRANSFER_CTX = new Uint8Array([0x74, 0x72, 0x61, 0x6e, 0x73, 0x66, 0x65, 0x72]); // "transfer"
+
+type CampaignKind = 'preElection' | 'election' | 'transfer';
+type VoteResult = 'pending' | 'won' | 'lost';
+
+function isTransferCtx(ctx: Uint8Array): boolean {
+  if (ctx.byteLength !== TRANSFER_CTX.byteLength) return false;
+  for (let i = 0; i < ctx.byteLength; i++) if (ctx[i] !== TRANSFER_CTX[i]) return false;
+  return true;
+}
+
+export function newMessage(type: MessageType, from: NodeId, to: NodeId, term: number): Message {
+  // One literal shape for every message keeps property access monomorphic on the hot path.
+  return { type, from, to, term, logTerm: 0, index: 0, entries: NO_ENTRIES, commit: 0, reject: false, rejectHint: 0, context: NO_BYTES };
+}
+
+export class Raft {
+  readonly id: NodeId;
+  term = 0;
+  vote: NodeId = 0;
+  lead: NodeId = 0;
+  role: Role = 'follower';
+  readonly log: RaftLog;
+  /** Outgoing messages, drained by RawNode.ready(). */
+  msgs: Message[] = [];
+  /** Completed local ReadIndex requests, drained by RawNode.ready(). */
+  readStates: ReadState[] = [];
+  /** Leader only: replication state per voter (including self). */
+  readonly progress = new Map<NodeId, Progress>();
+  /** Target of an in-progress leadership transfer (leader only), 0 if none. */
+  leadTransferee: NodeId = 0;
+
+  /** Sorted voter ids; data rather than constants so membership changes can replace it. */
+  private voters: NodeId[];
+  private readonly votes = new Map<NodeId, boolean>();
+  private readonly electionTimeoutTicks: number;
+  private readonly heartbeatTicks: number;
+  private randomizedElectionTimeoutTicks = 0;
+  /** Follower/candidate: ticks since last valid leader contact or election start. Leader: ticks since last check-quorum. */
+  private electionElapsedTicks = 0;
+  private heartbeatElapsedTicks = 0;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxInflightMsgs: number;
+  private readonly maxSizePerMsgBytes: number;
+  private readonly rng: Rng;
+  private readonly reads = new ReadIndexQueue();
+  /** Reads that arrived before the leader committed an entry of its term (commit index unknown yet). */
+  private readsAwaitingTermCommit: { from: NodeId; ctx: Uint8Array }[] = [];
+  /** Scratch buffer for quorum computations (avoids per-ack allocation). */
+  private readonly matchScratch: number[] = [];
+
+  constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId) {
+    invariant(Number.isInteger(config.id) && config.id > 0, () => `config.id ${config.id} must be a positive integer`);
+    invariant(config.electionTimeoutTicks > config.heartbeatTicks && config.heartbeatTicks >= 1, () =>
+      `need electionTimeoutTicks (${config.electionTimeoutTicks}) > heartbeatTicks (${config.heartbeatTicks}) >= 1`);
+    invariant(config.maxSizePerMsgBytes >= 0, () => 'maxSizePerMsgBytes must be >= 0');
+    invariant(new Set(config.voters).size === config.voters.length && config.voters.every((v) => Number.isInteger(v) && v > 0), () =>
+      `voters ${JSON.stringify(config.voters)} must be distinct positive integers`);
+    this.id = config.id;
+    this.log = log;
+    this.voters = [...config.voters].sort((a, b) => a - b);
+    this.electionTimeoutTicks = config.electionTimeoutTicks;
+    this.heartbeatTicks = config.heartbeatTicks;
+    this.preVote = config.preVote;
+    this.checkQuorum = config.checkQuorum;
+    this.maxInflightMsgs = config.maxInflightMsgs;
+    this.maxSizePerMsgBytes = config.maxSizePerMsgBytes;
+    this.rng = new Rng(config.randomSeed ^ Math.imul(config.id, 0x27d4eb2d));
+    this.term = term;
+    this.vote = vote;
+    this.becomeFollower(term, 0);
+  }
+
+  // ---- membership helpers ---------------------------------------------------------------
+
+  voterIds(): readonly NodeId[] {
+    return this.voters;
+  }
+
+  private quorum(): number {
+    return (this.voters.length >> 1) + 1;
+  }
+
+  private promotable(): boolean {
+    return this.voters.includes(this.id);
+  }
+
+  private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => {
+    let n = 0;
+    for (const v of this.voters) if (acks.has(v)) n++;
+    return n >= this.quorum();
+  };
+
+  // ---- role transitions -----------------------------------------------------------------
+
+  private reset(term: number): void {
+    if (term !== this.term) {
+      invariant(term > this.term, () => `term would decrease from ${this.term} to ${term}`);
+      this.term = term;
+      this.vote = 0;
+    }
+    this.lead = 0;
+    this.electionElapsedTicks = 0;
+    this.heartbeatElapsedTicks = 0;
+    this.randomizedElectionTimeoutTicks = this.electionTimeoutTicks + this.rng.nextInt(this.electionTimeoutTicks);
+    this.leadTransferee = 0;
+    this.votes.clear();
+    this.progress.clear();
+    this.reads.clear();
+    this.readsAwaitingTermCommit = [];
+  }
+
+  becomeFollower(term: number, lead: NodeId): void {
+    this.reset(term);
+    this.lead = lead;
+    this.role = 'follower';
+  }
+
+  private becomePreCandidate(): void {
+    invariant(this.role !== 'leader', () => 'leader cannot become preCandidate');
+    // Pre-vote does not touch term or vote: a partitioned node must not inflate its term.
+    this.votes.clear();
+    this.lead = 0;
+    this.role = 'preCandidate';
+  }
+
+  private becomeCandidate(): void {
+    invariant(this.role !== 'leader', () => 'leader cannot become candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+  }
+
+  private becomeLeader(): void {
+    invariant(this.role === 'candidate', () => `only a candidate can become leader (role=${this.role})`);
+    this.reset(this.term);
+    this.lead = this.id;
+    this.role = 'leader';
+    const next = this.log.lastIndex() + 1;
+    for (const v of this.voters) this.progress.set(v, new Progress(next, this.maxInflightMsgs));
+    const self = this.progress.get(this.id);
+    if (self !== undefined) {
+      self.match = this.log.lastIndex();
+      self.becomeReplicate();
+    }
+    // An entry of the new term: committing it commits every earlier entry (Raft §5.4.2) and
+    // tells the leader its commit index for ReadIndex.
+    this.appendEntries([{ term: 0, index: 0, type: 'normal', data: NO_BYTES }]);
+  }
+
+  // ---- ticking --------------------------------------------------------------------------
+
+  tick(): void {
+    if (this.role === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  private tickElection(): void {
+    this.electionElapsedTicks++;
+    if (this.promotable() && this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      this.hup();
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsedTicks++;
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks >= this.electionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        // Partitioned from a quorum: stop claiming leadership so clients fail over quickly
+        // and the lease other nodes grant us is not outlived.
+        this.becomeFollower(this.term, 0);
+        return;
+      }
+      for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+      if (this.leadTransferee !== 0) this.leadTransferee = 0; // transfer timed out
+    }
+    if (this.heartbeatElapsedTicks >= this.heartbeatTicks) {
+      this.heartbeatElapsedTicks = 0;
+      this.bcastHeartbeat(this.reads.inflightCtx() ?? NO_BYTES);
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const v of this.voters) {
+      if (v === this.id || this.progress.get(v)?.recentActive === true) active++;
+    }
+    return active >= this.quorum();
+  }
+
+  // ---- elections ------------------------------------------------------------------------
+
+  /** Starts an election (pre-vote first if enabled) unless we are leader or not a voter. */
+  hup(): void {
+    if (this.role === 'leader' || !this.promotable()) return;
+    this.campaign(this.preVote ? 'preElection' : 'election');
+  }
+
+  private campaign(kind: CampaignKind): void {
+    let voteType: MessageType;
+    let term: number;
+    if (kind === 'preElection') {
+      this.becomePreCandidate();
+      voteType = 'preVote';
+      term = this.term + 1; // the term we would campaign in; our own term is unchanged
+    } else {
+      this.becomeCandidate();
+      voteType = 'vote';
+      term = this.term;
+    }
+    if (this.poll(this.id, true) === 'won') {
+      // Single-voter cluster.
+      if (kind === 'preElection') this.campaign('election');
+      else this.becomeLeader();
+      return;
+    }
+    const lastIndex = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    for (const v of this.voters) {
+      if (v === this.id) continue;
+      const m = newMessage(voteType, this.id, v, term);
+      m.index = lastIndex;
+      m.logTerm = lastTerm;
+      if (kind === 'transfer') m.context = TRANSFER_CTX;
+      this.msgs.push(m);
+    }
+  }
+
+  private poll(from: NodeId, granted: boolean): VoteResult {
+    if (!this.votes.has(from)) this.votes.set(from, granted);
+    let yes = 0;
+    let no = 0;
+    for (const v of this.voters) {
+      const g = this.votes.get(v);
+      if (g === true) yes++;
+      else if (g === false) no++;
+    }
+    const q = this.quorum();
+    if (yes >= q) return 'won';
+    if (no > this.voters.length - q) return 'lost';
+    return 'pending';
+  }
+
+  // ---- message handling -----------------------------------------------------------------
+
+  step(m: Message): void {
+    if (m.term === 0) {
+      // Term-agnostic: forwarded proposals / read requests, or responses from a term-0 node.
+    } else if (m.term > this.term) {
+      if (m.type === 'vote' || m.type === 'preVote') {
+        // Leader stickiness: if we heard from a live leader within the minimum election
+        // timeout, a (pre)vote request comes from a node that cannot reach that leader;
+        // ignoring it keeps a flaky node from disrupting a healthy cluster.
+        const inLease = this.checkQuorum && this.lead !== 0 && this.electionElapsedTicks < this.electionTimeoutTicks;
+        if (inLease && !isTransferCtx(m.context)) return;
+      }
+      if (m.type === 'preVote') {
+        // Never change term on a pre-vote request.
+      } else if (m.type === 'preVoteResp' && !m.reject) {
+        // A granted pre-vote carries the prospective term; we bump it when we win.
+      } else if (m.type === 'app' || m.type === 'heartbeat') {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, 0);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app')) {
+        // A stale leader whose (pre)votes we ignore would otherwise never learn the new
+        // term; answering lets it step down.
+        this.msgs.push(newMessage('appResp', this.id, m.from, this.term));
+      } else if (m.type === 'preVote') {
+        const resp = newMessage('preVoteResp', this.id, m.from, this.term);
+        resp.reject = true;
+        this.msgs.push(resp);
+      }
+      return;
+    }
+
+    if (m.type === 'vote' || m.type === 'preVote') {
+      this.handleVoteRequest(m);
+      return;
+    }
+    switch (this.role) {
+      case 'leader':
+        this.stepLeader(m);
+        break;
+      case 'candidate':
+      case 'preCandidate':
+        this.stepCandidate(m);
+        break;
+      case 'follower':
+        this.stepFollower(m);
+        break;
+    }
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const respType: MessageType = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === 0 && this.lead === 0) ||
+      (m.type === 'preVote' && m.term > this.term);
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      // A granted pre-vote answers in the prospective term so the preCandidate can count it.
+      this.msgs.push(newMessage(respType, this.id, m.from, m.term));
+      if (m.type === 'vote') {
+        this.electionElapsedTicks = 0;
+        this.vote = m.from;
+      }
+    } else {
+      const resp = newMessage(respType, this.id, m.from, this.term);
+      resp.reject = true;
+      this.msgs.push(resp);
+    }
+  }
+
+  private stepLeader(m: Message): void {
+    switch (m.type) {
+      case 'prop':
+        this.proposeEntries(m.entries);
+        return;
+      case 'readIndex':
+        this.handleReadIndex(m.from, m.context);
+        return;
+      case 'appResp':
+        this.handleAppendResponse(m);
+        return;
+      case 'heartbeatResp':
+        this.handleHeartbeatResponse(m);
+        return;
+      case 'app':
+      case 'heartbeat':
+        invariant(false, () => `two leaders in term ${this.term}: ${this.id} and ${m.from}`);
+        return;
+      default:
+        return; // stale vote responses, etc.
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    const myVoteResp: MessageType = this.role === 'preCandidate' ? 'preVoteResp' : 'voteResp';
+    switch (m.type) {
+      case 'prop':
+      case 'readIndex':
+        throw new ProposalDroppedError(`no leader (node ${this.id} is ${this.role} in term ${this.term})`);
+      case 'app':
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return;
+      default:
+        if (m.type !== myVoteResp) return;
+        switch (this.poll(m.from, !m.reject)) {
+          case 'won':
+            if (this.role === 'preCandidate') {
+              this.campaign('election');
+            } else {
+              this.becomeLeader();
+              this.bcastAppend();
+            }
+            return;
+          case 'lost':
+            this.becomeFollower(this.term, 0);
+            return;
+          case 'pending':
+            return;
+        }
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'prop':
+      case 'readIndex': {
+        if (this.lead === 0) throw new ProposalDroppedError(`no leader (node ${this.id}, term ${this.term})`);
+        // Forward unchanged apart from the destination: `from` stays the original requester
+        // so a ReadIndex answer goes back to it, and term stays 0 (term-agnostic).
+        const fwd: Message = { ...m, to: this.lead, term: 0 };
+        this.msgs.push(fwd);
+        return;
+      }
+      case 'app':
+        this.electionElapsedTicks = 0;
+        this.lead = m.from;
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.electionElapsedTicks = 0;
+        this.lead = m.from;
+        this.handleHeartbeat(m);
+        return;
+      case 'readIndexResp':
+        this.readStates.push({ index: m.index, requestCtx: m.context });
+        return;
+      case 'timeoutNow':
+        // The leader asks us to take over: campaign immediately, skipping pre-vote and leases.
+        if (this.promotable()) this.campaign('transfer');
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ---- follower side of replication -----------------------------------------------------
+
+  private handleAppend(m: Message): void {
+    const resp = newMessage('appResp', this.id, m.from, this.term);
+    if (m.index < this.log.committed) {
+      // Everything up to our commit index already matches any leader's log.
+      resp.index = this.log.committed;
+      this.msgs.push(resp);
+      return;
+    }
+    const lastNewIndex = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNewIndex >= 0) {
+      resp.index = lastNewIndex;
+    } else {
+      // Fast backtracking: tell the leader the highest index that might still match so it
+      // can skip a whole term of mismatching entries per round trip.
+      const [hintIndex, hintTerm] = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+      resp.index = m.index;
+      resp.reject = true;
+      resp.rejectHint = hintIndex;
+      resp.logTerm = hintTerm;
+    }
+    this.msgs.push(resp);
+  }
+
+  private handleHeartbeat(m: Message): void {
+    this.log.commitTo(m.commit);
+    const resp = newMessage('heartbeatResp', this.id, m.from, this.term);
+    resp.context = m.context;
+    this.msgs.push(resp);
+  }
+
+  // ---- leader side of replication -------------------------------------------------------
+
+  /** Appends client entries on the leader and replicates them. Throws ProposalDroppedError if it cannot. */
+  proposeEntries(ents: Entry[]): void {
+    invariant(ents.length > 0, () => 'empty proposal');
+    if (this.role !== 'leader') throw new ProposalDroppedError(`node ${this.id} is not leader`);
+    if (!this.progress.has(this.id)) throw new ProposalDroppedError(`leader ${this.id} is not a voter`);
+    if (this.leadTransferee !== 0) throw new ProposalDroppedError(`leadership transfer to ${this.leadTransferee} in progress`);
+    this.appendEntries(ents);
+    this.bcastAppend();
+  }
+
+  /** Stamps term/index on copies of `ents` (inputs may be shared, e.g. duplicated messages). */
+  private appendEntries(ents: Entry[]): void {
+    let index = this.log.lastIndex();
+    const stamped: Entry[] = new Array(ents.length);
+    for (let i = 0; i < ents.length; i++) {
+      const e = ents[i];
+      stamped[i] = { term: this.term, index: ++index, type: e.type, data: e.data };
+    }
+    const last = this.log.append(stamped);
+    this.progress.get(this.id)?.maybeUpdate(last);
+    this.maybeCommit();
+  }
+
+  /** Advances commit to the highest current-term index stored on a quorum. */
+  private maybeCommit(): boolean {
+    const matches = this.matchScratch;
+    matches.length = 0;
+    for (const v of this.voters) matches.push(this.progress.get(v)?.match ?? 0);
+    matches.sort((a, b) => a - b);
+    const quorumIndex = matches[matches.length - this.quorum()];
+    if (!this.log.maybeCommit(quorumIndex, this.term)) return false;
+    if (this.readsAwaitingTermCommit.length > 0) {
+      const waiting = this.readsAwaitingTermCommit;
+      this.readsAwaitingTermCommit = [];
+      for (const r of waiting) this.handleReadIndex(r.from, r.ctx);
+    }
+    return true;
+  }
+
+  private bcastAppend(): void {
+    for (const v of this.voters) if (v !== this.id) this.sendAppend(v, true);
+  }
+
+  /**
+   * Sends the next batch of entries to `to` if flow control allows. With sendIfEmpty it also
+   * sends an entry-less append (to probe or to carry the commit index). Returns whether sent.
+   */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progress.get(to);
+    if (pr === undefined || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    invariant(prevTerm !== undefined, () => `leader lacks entry ${prevIndex} for ${to} (snapshots not implemented yet)`);
+    const lastIndex = this.log.lastIndex();
+    const ents = pr.next <= lastIndex ? this.log.slice(pr.next, lastIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
+    if (ents.length === 0 && !sendIfEmpty) return false;
+    const m = newMessage('app', this.id, to, this.term);
+    m.index = prevIndex;
+    m.logTerm = prevTerm;
+    m.entries = ents;
+    m.commit = this.log.committed;
+    this.msgs.push(m);
+    pr.sentEntries(ents.length, prevIndex + ents.length);
+    return true;
+  }
+
+  private handleAppendResponse(m: Message): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    if (m.reject) {
+      let nextProbeIndex = m.rejectHint;
+      if (m.logTerm > 0) nextProbeIndex = this.log.findConflictByTerm(m.rejectHint, m.logTerm)[0];
+      if (pr.maybeDecrTo(m.index, nextProbeIndex)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) return;
+    invariant(m.index <= this.log.lastIndex(), () => `follower ${m.from} acked ${m.index} beyond leader last index ${this.log.lastIndex()}`);
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else pr.inflights.freeLE(m.index);
+    if (this.maybeCommit()) {
+      this.bcastAppend(); // propagate the new commit index
+    } else if (wasPaused) {
+      this.sendAppend(m.from, true);
+    }
+    // Pipelining: fill the freed window.
+    while (this.sendAppend(m.from, false)) {
+      /* keep sending */
+    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private bcastHeartbeat(ctx: Uint8Array): void {
+    for (const v of this.voters) {
+      if (v === this.id) continue;
+      const pr = this.progress.get(v);
+      const m = newMessage('heartbeat', this.id, v, this.term);
+      // Never tell a follower to commit past what it is known to hold.
+      m.commit = Math.min(pr === undefined ? 0 : pr.match, this.log.committed);
+      m.context = ctx;
+      this.msgs.push(m);
+    }
+  }
+
+  private handleHeartbeatResponse(m: Message): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    pr.probeSent = false;
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    if (m.context.byteLength === 0) return;
+    const done = this.reads.ack(m.from, m.context, this.hasQuorum);
+    if (done === null) return;
+    for (const r of done) this.answerRead(r);
+    this.maybeStartReadRound();
+  }
+
+  // ---- ReadIndex ------------------------------------------------------------------------
+
+  /** Leader: registers a linearizable read from `from` (self for local requests). */
+  handleReadIndex(from: NodeId, ctx: Uint8Array): void {
+    if (this.log.term(this.log.committed) !== this.term) {
+      // Until an entry of our term commits we do not know the true commit index.
+      this.readsAwaitingTermCommit.push({ from, ctx });
+      return;
+    }
+    const read: PendingRead = { index: this.log.committed, from, requestCtx: ctx };
+    if (this.voters.length === 1) {
+      this.answerRead(read); // we are the quorum
+      return;
+    }
+    this.reads.add(read);
+    this.maybeStartReadRound();
+  }
+
+  private maybeStartReadRound(): void {
+    const ctx = this.reads.startRoundIfIdle(this.id);
+    if (ctx !== null) this.bcastHeartbeat(ctx);
+  }
+
+  private answerRead(r: PendingRead): void {
+    if (r.from === this.id || r.from === 0) {
+      this.readStates.push({ index: r.index, requestCtx: r.requestCtx });
+      return;
+    }
+    const resp = newMessage('readIndexResp', this.id, r.from, this.term);
+    resp.index = r.index;
+    resp.context = r.requestCtx;
+    this.msgs.push(resp);
+  }
+
+  // ---- leadership transfer --------------------------------------------------------------
+
+  /** Leader: hand leadership to `to` once it is caught up. No-op if not leader or `to` is not a voter. */
+  transferLeader(to: NodeId): void {
+    if (this.role !== 'leader' || to === this.id || !this.progress.has(to)) return;
+    if (this.leadTransferee === to) return;
+    this.leadTransferee = to;
+    this.electionElapsedTicks = 0; // the transfer must finish within one election timeout
+    const pr = this.progress.get(to);
+    if (pr !== undefined && pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, true);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.msgs.push(newMessage('timeoutNow', this.id, to, this.term));
+  }
+}

@@ -1,0 +1,57 @@
+// The LevelDB keyspace of one member. Every Raft and state-machine key carries its group id, so one
+// database (and one synced batch per event-loop turn) serves every Raft group the member hosts.
+//
+//   c                                   cluster identity and membership (JSON)
+//   g <group u32> h                     Raft hard state
+//   g <group u32> a                     applied index (written with the state machine's changes)
+//   g <group u32> l <index u64>         Raft log entry
+//   g <group u32> s <store-relative key> state machine (MVCC) records
+
+const GROUP_PREFIX = 0x67; // 'g'
+const HARD_STATE = 0x68; // 'h'
+const APPLIED = 0x61; // 'a'
+const LOG = 0x6c; // 'l'
+const STATE = 0x73; // 's'
+
+export const CLUSTER_KEY = Buffer.from('c');
+
+function groupKey(groupId: number, kind: number, extraBytes: number): Buffer {
+  const key = Buffer.allocUnsafe(6 + extraBytes);
+  key[0] = GROUP_PREFIX;
+  key.writeUInt32BE(groupId, 1);
+  key[5] = kind;
+  return key;
+}
+
+export function hardStateKey(groupId: number): Buffer {
+  return groupKey(groupId, HARD_STATE, 0);
+}
+
+export function appliedKey(groupId: number): Buffer {
+  return groupKey(groupId, APPLIED, 0);
+}
+
+export function logKey(groupId: number, index: number): Buffer {
+  const key = groupKey(groupId, LOG, 8);
+  key.writeBigUInt64BE(BigInt(index), 6);
+  return key;
+}
+
+export function logIndexOf(key: Buffer): number {
+  return Number(key.readBigUInt64BE(6));
+}
+
+/** Bounds covering every log key of a group: [gte, lt). */
+export function logRange(groupId: number): { gte: Buffer; lt: Buffer } {
+  return { gte: groupKey(groupId, LOG, 0), lt: groupKey(groupId, LOG + 1, 0) };
+}
+
+export function stateKey(groupId: number, storeKey: Buffer): Buffer {
+  return Buffer.concat([groupKey(groupId, STATE, 0), storeKey]);
+}
+
+export function stateRange(groupId: number): { gte: Buffer; lt: Buffer } {
+  return { gte: groupKey(groupId, STATE, 0), lt: groupKey(groupId, STATE + 1, 0) };
+}
+
+export const STATE_KEY_PREFIX_BYTES = 6;

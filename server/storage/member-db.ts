@@ -1,0 +1,125 @@
+// The member's durable store on classic-level (LevelDB): loads each Raft group's log, hard state and
+// state-machine records at start, and writes everything one event-loop turn produced for every group
+// as ONE batch with sync: true (group commit). Nothing here decides anything; it only reads and writes.
+import { ClassicLevel } from 'classic-level';
+import type { Entry, HardState } from '../raft/types.ts';
+import {
+  CLUSTER_KEY,
+  STATE_KEY_PREFIX_BYTES,
+  appliedKey,
+  hardStateKey,
+  logKey,
+  logRange,
+  stateKey,
+  stateRange,
+} from './keys.ts';
+import { decodeEntry, decodeHardState, decodeU64, encodeEntry, encodeHardState, encodeU64 } from './codec.ts';
+
+export interface LoadedGroup {
+  hardState: HardState;
+  entries: Entry[];
+  firstIndex: number;
+  applied: number;
+  /** State-machine records in their store-relative keyspace, sorted by key bytes. */
+  stateRecords: Array<[Buffer, Buffer]>;
+}
+
+type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+/** The writes of one turn, for every group. Built synchronously, written with one synced batch. */
+export class TurnBatch {
+  readonly ops: BatchOp[] = [];
+
+  /**
+   * Appends Raft entries. Entries may overwrite a suffix of the log (a new leader's log wins), so
+   * any persisted entry past the new last index is deleted. Returns the group's new last index.
+   */
+  appendEntries(groupId: number, entries: Entry[], persistedLastIndex: number): number {
+    if (entries.length === 0) return persistedLastIndex;
+    for (const entry of entries) {
+      this.ops.push({ type: 'put', key: logKey(groupId, entry.index), value: encodeEntry(entry) });
+    }
+    const newLastIndex = entries[entries.length - 1].index;
+    for (let index = newLastIndex + 1; index <= persistedLastIndex; index++) {
+      this.ops.push({ type: 'del', key: logKey(groupId, index) });
+    }
+    return newLastIndex;
+  }
+
+  setHardState(groupId: number, hardState: HardState): void {
+    this.ops.push({ type: 'put', key: hardStateKey(groupId), value: encodeHardState(hardState) });
+  }
+
+  setApplied(groupId: number, applied: number): void {
+    this.ops.push({ type: 'put', key: appliedKey(groupId), value: encodeU64(applied) });
+  }
+
+  stateOps(groupId: number, ops: Array<{ key: Buffer; value: Buffer | null }>): void {
+    for (const op of ops) {
+      const key = stateKey(groupId, op.key);
+      this.ops.push(op.value === null ? { type: 'del', key } : { type: 'put', key, value: op.value });
+    }
+  }
+
+  putCluster(record: unknown): void {
+    this.ops.push({ type: 'put', key: CLUSTER_KEY, value: Buffer.from(JSON.stringify(record)) });
+  }
+
+  get size(): number {
+    return this.ops.length;
+  }
+}
+
+export class MemberDb {
+  private readonly db: ClassicLevel<Buffer, Buffer>;
+
+  private constructor(db: ClassicLevel<Buffer, Buffer>) {
+    this.db = db;
+  }
+
+  static async open(dir: string): Promise<MemberDb> {
+    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    return new MemberDb(db);
+  }
+
+  async loadCluster<T>(): Promise<T | null> {
+    const raw = await this.db.get(CLUSTER_KEY);
+    return raw === undefined ? null : (JSON.parse(raw.toString('utf8')) as T);
+  }
+
+  async loadGroup(groupId: number): Promise<LoadedGroup> {
+    const hsRaw = await this.db.get(hardStateKey(groupId));
+    const appliedRaw = await this.db.get(appliedKey(groupId));
+    const entries: Entry[] = [];
+    for await (const value of this.db.values(logRange(groupId))) {
+      entries.push(decodeEntry(value));
+    }
+    for (let i = 1; i < entries.length; i++) {
+      if (entries[i].index !== entries[i - 1].index + 1) {
+        throw new Error(`group ${groupId}: log has a hole between ${entries[i - 1].index} and ${entries[i].index}`);
+      }
+    }
+    const stateRecords: Array<[Buffer, Buffer]> = [];
+    for await (const [key, value] of this.db.iterator(stateRange(groupId))) {
+      stateRecords.push([key.subarray(STATE_KEY_PREFIX_BYTES), value]);
+    }
+    return {
+      hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
+      entries,
+      firstIndex: entries.length > 0 ? entries[0].index : 1,
+      applied: appliedRaw === undefined ? 0 : decodeU64(appliedRaw),
+      stateRecords,
+    };
+  }
+
+  /** Writes one turn's batch; with `sync` it is durable (fsynced) before the promise resolves. */
+  async write(batch: TurnBatch, sync: boolean): Promise<void> {
+    if (batch.size === 0) return;
+    await this.db.batch(batch.ops, { sync });
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
