@@ -18,9 +18,11 @@ node_modules/.synod-installed: package.json package-lock.json
 	@$(NODE) --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24"; exit 1; }
 	touch $@
 
-# etcdctl (Debian's etcd-client) is the real client the integration tests and `make run` use.
+# etcdctl (Debian's etcd-client) is the real client the integration tests and `make run` use; etcd
+# itself (etcd-server) is the reference the differential test compares Synod's answers against.
 system-deps:
-	@command -v etcdctl >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client; }
+	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ]; then \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server; fi
 
 build: install typecheck
 

@@ -154,12 +154,14 @@ function responseOpToWire(op: ResponseOp, header: unknown): unknown {
         },
       };
     case 'txn':
-      return { response_txn: { header, ...txnResultToWire(op.txn, header) } };
+      return { response_txn: { header, ...txnResultToWire(op.txn, header as { revision: string }) } };
   }
 }
 
-export function txnResultToWire(r: TxnResult, header: unknown): WireTxnResponseBody {
-  return { succeeded: r.succeeded, responses: r.responses.map((op) => responseOpToWire(op, header)) };
+/** Responses inside a txn carry only the revision in their header, as etcd's do. */
+export function txnResultToWire(r: TxnResult, header: { revision: string }): WireTxnResponseBody {
+  const inner = { revision: header.revision };
+  return { succeeded: r.succeeded, responses: r.responses.map((op) => responseOpToWire(op, inner)) };
 }
 
 export function eventToWire(e: MvccEvent, withPrevKv: boolean): unknown {

@@ -126,7 +126,7 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   drainPersistOps(): Array<{ key: Buffer; value: Buffer | null }> {
-    const ops = this.store.drainPersistOps().map((op) => ({
+    const ops: Array<{ key: Buffer; value: Buffer | null }> = this.store.drainPersistOps().map((op) => ({
       key: Buffer.concat([Buffer.from([MVCC_PREFIX]), op.key]),
       value: op.value,
     }));

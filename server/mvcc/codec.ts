@@ -88,7 +88,7 @@ export function isMetaKey(k: Buffer): boolean {
   return k.length === 1 && k[0] === META_KEY[0];
 }
 
-/** Decodes a revision record key; the user key returned is a fresh copy. */
+/** Decodes a revision record key; the user key returned is a fresh copy (own allocation). */
 export function decodeRevKey(k: Buffer): DecodedRevKey {
   if (k.length < 15 || k[0] !== REV_PREFIX) throw new Error('mvcc codec: not a revision key');
   const tail = k.length - 12;
@@ -97,7 +97,8 @@ export function decodeRevKey(k: Buffer): DecodedRevKey {
   const first0 = k.indexOf(0, 1);
   let key: Buffer;
   if (first0 === end) {
-    key = Buffer.from(k.subarray(1, end));
+    key = Buffer.allocUnsafeSlow(end - 1);
+    k.copy(key, 0, 1, end);
   } else {
     const bytes: number[] = [];
     for (let i = 1; i < end; i++) {
@@ -122,7 +123,9 @@ export function decodeRevKey(k: Buffer): DecodedRevKey {
 export function encodeLiveValue(create: number, version: number, lease: string, value: Buffer): { buf: Buffer; valueOffset: number } {
   const leaseLen = lease === '0' ? 0 : lease.length;
   const head = 1 + varintSize(create) + varintSize(version) + varintSize(leaseLen) + leaseLen;
-  const buf = Buffer.allocUnsafe(head + value.length);
+  // Own allocation (not Node's shared 8 KiB pool): records are long-lived, and a pooled slice would pin
+  // a whole pool slab for as long as any one record in it survives.
+  const buf = Buffer.allocUnsafeSlow(head + value.length);
   buf[0] = 0;
   let off = writeVarint(buf, 1, create);
   off = writeVarint(buf, off, version);
@@ -137,15 +140,13 @@ export interface DecodedValue {
   create: number;
   version: number;
   lease: string;
-  /** A view into the record buffer (no copy). */
-  value: Buffer;
+  /** Offset of the value bytes in the record (the value is record.subarray(valueOffset)). */
+  valueOffset: number;
 }
-
-const EMPTY = Buffer.alloc(0);
 
 export function decodeValue(buf: Buffer): DecodedValue {
   if (buf.length === 0) throw new Error('mvcc codec: empty record');
-  if (buf[0] & FLAG_TOMBSTONE) return { tombstone: true, create: 0, version: 0, lease: '0', value: EMPTY };
+  if (buf[0] & FLAG_TOMBSTONE) return { tombstone: true, create: 0, version: 0, lease: '0', valueOffset: buf.length };
   const c: Cursor = { off: 1 };
   const create = readVarint(buf, c);
   const version = readVarint(buf, c);
@@ -156,7 +157,7 @@ export function decodeValue(buf: Buffer): DecodedValue {
     c.off += leaseLen;
   }
   if (c.off > buf.length) throw new Error('mvcc codec: truncated record');
-  return { tombstone: false, create, version, lease, value: buf.subarray(c.off) };
+  return { tombstone: false, create, version, lease, valueOffset: c.off };
 }
 
 export function encodeMeta(currentRevision: number, compactedRevision: number): Buffer {

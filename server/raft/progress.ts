@@ -50,6 +50,12 @@ export class Inflights {
     if (this.count === 0) this.start = 0;
   }
 
+  /** Frees the oldest in-flight message (used when its ack may have been lost). */
+  freeFirstOne(): void {
+    if (this.count === 0) return;
+    this.freeLE(this.buffer[this.start]);
+  }
+
   reset(): void {
     this.start = 0;
     this.count = 0;

@@ -156,7 +156,7 @@ export class RaftLog {
     if (from < this.unstableFrom) this.unstableFrom = from;
   }
 
-  /** Entries in [lo, hi), cut after the first entry that pushes payload bytes past maxBytes. */
+  /** Entries in [lo, hi) whose payload bytes total at most maxBytes, but always at least one. */
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
     invariant(lo > this.compactedIndex && hi <= this.lastIndex() + 1 && lo <= hi, () =>
       `slice [${lo}, ${hi}) out of bounds [${this.firstIndex()}, ${this.lastIndex() + 1})`);

@@ -396,10 +396,14 @@ export class Raft {
       case 'prop':
       case 'readIndex': {
         if (this.lead === 0) throw new ProposalDroppedError(`no leader (node ${this.id}, term ${this.term})`);
-        // Forward unchanged apart from the destination: `from` stays the original requester
-        // so a ReadIndex answer goes back to it, and term stays 0 (term-agnostic).
-        const fwd: Message = { ...m, to: this.lead, term: 0 };
-        this.msgs.push(fwd);
+        if (m.type === 'readIndex') {
+          // Keep `from` as the original requester so the answer goes straight back to it;
+          // if the requester has meanwhile become the leader, drop it (the client retries).
+          if (m.from === this.lead) return;
+          this.msgs.push({ ...m, to: this.lead, term: 0 });
+        } else {
+          this.msgs.push({ ...m, from: this.id, to: this.lead, term: 0 });
+        }
         return;
       }
       case 'app':
@@ -571,6 +575,9 @@ export class Raft {
     if (pr === undefined) return;
     pr.recentActive = true;
     pr.probeSent = false;
+    // Appends or their acks may have been lost: with a full window we would never send again,
+    // so let one more through; a gap makes the follower reject and we fall back to probing.
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
     if (m.context.byteLength === 0) return;
     const done = this.reads.ack(m.from, m.context, this.hasQuorum);

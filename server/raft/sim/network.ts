@@ -25,7 +25,7 @@ interface InFlight {
 
 export class SimNetwork {
   faults: NetworkFaults;
-  /** Scripted drops: return true to drop a message (checked at send and at delivery). */
+  /** Scripted drops: return true to drop a message. Called exactly once per sent message, at send time. */
   dropFilter: ((m: Message) => boolean) | null = null;
   private readonly rng: Rng;
   private queue: InFlight[] = [];
@@ -83,7 +83,7 @@ export class SimNetwork {
     const out: Message[] = [];
     for (const f of due) {
       // Partitions created while the message was in flight also cut it.
-      if (!this.canTalk(f.msg.from, f.msg.to) || (this.dropFilter !== null && this.dropFilter(f.msg))) {
+      if (!this.canTalk(f.msg.from, f.msg.to)) {
         this.droppedCount++;
         continue;
       }

@@ -1,0 +1,716 @@
+// The MVCC state machine: etcd v3 KV semantics (revisions, generations, txn, compaction) over an
+// in-memory ordered index, with change-tracking for persistence and an event log for watch replay.
+//
+// Layout
+//   tree      BTree of KeyIndex (one per key ever written and not yet compacted away), byte order.
+//   KeyIndex  key + revs: every retained revision record of the key in (main, sub) order. A record with
+//             rec === null is a tombstone (it ends a generation).
+//   Rev       one revision record. Its value lives in `rec`, the very buffer that is persisted
+//             (header + value bytes; the value starts at vOff), so one copy serves memory and disk.
+//   log       every retained record with main > compactedRevision, in (main, sub) order: watch replay
+//             scans it from the start revision instead of the whole keyspace.
+//   dirty     keys that have something compaction may remove (more than one record, or a tombstone);
+//             compaction only visits these, not every key.
+//
+// Buffers handed out in results/events (keys, values) are shared with the store: callers must not
+// mutate them.
+
+import { BTree } from './btree.ts';
+import {
+  META_KEY,
+  TOMBSTONE_VALUE,
+  decodeMeta,
+  decodeRevKey,
+  decodeValue,
+  encodeLiveValue,
+  encodeMeta,
+  encodeRevKey,
+  isMetaKey,
+  isRevKey,
+} from './codec.ts';
+import { MvccError } from './types.ts';
+import type {
+  Compare,
+  DeleteRangeOp,
+  DeleteRangeResult,
+  KeyValue,
+  MvccEvent,
+  PutOp,
+  PutResult,
+  RangeOp,
+  RangeResult,
+  ResponseOp,
+  SortTarget,
+  TxnOp,
+  TxnResult,
+} from './types.ts';
+
+const EMPTY = Buffer.alloc(0);
+
+class KeyIndex {
+  readonly key: Buffer;
+  revs: Rev[] = [];
+  constructor(key: Buffer) {
+    this.key = key;
+  }
+}
+
+class Rev {
+  readonly main: number;
+  readonly sub: number;
+  readonly create: number;
+  readonly version: number;
+  /** Persisted record (header + value); null for a tombstone. */
+  readonly rec: Buffer | null;
+  readonly vOff: number;
+  readonly lease: string;
+  readonly ki: KeyIndex;
+  constructor(main: number, sub: number, create: number, version: number, rec: Buffer | null, vOff: number, lease: string, ki: KeyIndex) {
+    this.main = main;
+    this.sub = sub;
+    this.create = create;
+    this.version = version;
+    this.rec = rec;
+    this.vOff = vOff;
+    this.lease = lease;
+    this.ki = ki;
+  }
+}
+
+export interface WriteOutcome<R> {
+  result: R;
+  /** Header revision after the op. */
+  revision: number;
+  events: MvccEvent[];
+}
+
+export interface PersistOp {
+  key: Buffer;
+  /** null = delete the key. */
+  value: Buffer | null;
+}
+
+interface WriteCtx {
+  main: number;
+  sub: number;
+  events: MvccEvent[];
+}
+
+function revValue(r: Rev): Buffer {
+  const rec = r.rec as Buffer;
+  return r.vOff === 0 ? rec : rec.subarray(r.vOff);
+}
+
+function compareValues(a: Rev, b: Rev): number {
+  const ra = a.rec as Buffer;
+  const rb = b.rec as Buffer;
+  return ra.compare(rb, b.vOff, rb.length, a.vOff, ra.length);
+}
+
+function toKV(r: Rev, keysOnly = false): KeyValue {
+  return {
+    key: r.ki.key,
+    createRevision: r.create,
+    modRevision: r.main,
+    version: r.version,
+    value: keysOnly ? EMPTY : revValue(r),
+    lease: r.lease,
+  };
+}
+
+function deleteKV(key: Buffer, main: number): KeyValue {
+  return { key, createRevision: 0, modRevision: main, version: 0, value: EMPTY, lease: '0' };
+}
+
+function latestLive(ki: KeyIndex): Rev | null {
+  const revs = ki.revs;
+  if (revs.length === 0) return null;
+  const r = revs[revs.length - 1];
+  return r.rec === null ? null : r;
+}
+
+/** The record of ki visible at revision `at`, or null if the key did not exist then. */
+function visibleAt(ki: KeyIndex, at: number): Rev | null {
+  const revs = ki.revs;
+  const n = revs.length;
+  if (n === 0) return null;
+  let r = revs[n - 1];
+  if (r.main > at) {
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (revs[mid].main > at) hi = mid;
+      else lo = mid + 1;
+    }
+    if (lo === 0) return null;
+    r = revs[lo - 1];
+  }
+  return r.rec === null ? null : r;
+}
+
+function isFromKey(rangeEnd: Buffer): boolean {
+  return rangeEnd.length === 1 && rangeEnd[0] === 0;
+}
+
+/** Whether k is in the range named by (key, rangeEnd) in etcd's range forms. */
+export function keyInRange(k: Buffer, key: Buffer, rangeEnd: Buffer): boolean {
+  if (rangeEnd.length === 0) return k.equals(key);
+  if (Buffer.compare(k, key) < 0) return false;
+  return isFromKey(rangeEnd) || Buffer.compare(k, rangeEnd) < 0;
+}
+
+function lease64(s: string): bigint {
+  try {
+    return BigInt(s);
+  } catch {
+    return 0n;
+  }
+}
+
+function compareLease(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = lease64(a);
+  const y = lease64(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+const ZERO_KV = { version: 0, create: 0, main: 0, lease: '0' };
+
+function compareResult(c: Compare, cmp: number): boolean {
+  switch (c.result) {
+    case 'EQUAL':
+      return cmp === 0;
+    case 'NOT_EQUAL':
+      return cmp !== 0;
+    case 'GREATER':
+      return cmp > 0;
+    case 'LESS':
+      return cmp < 0;
+  }
+  return true;
+}
+
+function sortComparator(target: SortTarget): (a: Rev, b: Rev) => number {
+  switch (target) {
+    case 'KEY':
+      return (a, b) => Buffer.compare(a.ki.key, b.ki.key);
+    case 'VERSION':
+      return (a, b) => a.version - b.version;
+    case 'CREATE':
+      return (a, b) => a.create - b.create;
+    case 'MOD':
+      return (a, b) => a.main - b.main;
+    case 'VALUE':
+      return compareValues;
+  }
+}
+
+export class MvccStore {
+  private tree = new BTree<KeyIndex>();
+  private rev = 1;
+  private compacted = 0;
+  private log: Rev[] = [];
+  private dirty = new Set<KeyIndex>();
+  /** KeyIndex entries in the tree with no records (kept for reuse until the tree is rebuilt). */
+  private emptyKeys = 0;
+  private persist: PersistOp[] = [];
+  /** True until the meta record (revision counters) is persisted; a fresh store persists it too. */
+  private metaDirty = true;
+
+  currentRevision(): number {
+    return this.rev;
+  }
+
+  compactedRevision(): number {
+    return this.compacted;
+  }
+
+  /** Number of keys that exist at the current revision (O(keys); for metrics/tests). */
+  keyCount(): number {
+    let n = 0;
+    this.tree.forEachFrom(null, (ki) => {
+      if (latestLive(ki) !== null) n++;
+    });
+    return n;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private forEachVisible(key: Buffer, rangeEnd: Buffer, at: number, visit: (r: Rev) => void): void {
+    if (rangeEnd.length === 0) {
+      const ki = this.tree.get(key);
+      if (ki !== undefined) {
+        const r = visibleAt(ki, at);
+        if (r !== null) visit(r);
+      }
+      return;
+    }
+    const end = isFromKey(rangeEnd) ? null : rangeEnd;
+    if (end !== null && Buffer.compare(key, end) >= 0) return;
+    this.tree.forEachFrom(key, (ki) => {
+      if (end !== null && Buffer.compare(ki.key, end) >= 0) return false;
+      const r = visibleAt(ki, at);
+      if (r !== null) visit(r);
+      return true;
+    });
+  }
+
+  range(op: RangeOp): RangeResult {
+    return this.rangeAt(op, this.rev);
+  }
+
+  private rangeAt(op: RangeOp, curRev: number): RangeResult {
+    let at = op.revision;
+    if (at > curRev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
+    if (at <= 0) at = curRev;
+    if (at < this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+
+    if (op.countOnly) {
+      let count = 0;
+      this.forEachVisible(op.key, op.rangeEnd, at, () => {
+        count++;
+      });
+      return { kvs: [], more: false, count };
+    }
+
+    let order = op.sortOrder;
+    if (op.sortTarget !== 'KEY' && order === 'NONE') order = 'ASCEND';
+    else if (op.sortTarget === 'KEY' && order === 'ASCEND') order = 'NONE';
+    const filtered = op.minModRevision !== 0 || op.maxModRevision !== 0 || op.minCreateRevision !== 0 || op.maxCreateRevision !== 0;
+    const limit = op.limit > 0 ? op.limit : Infinity;
+
+    if (order === 'NONE' && !filtered) {
+      const kvs: KeyValue[] = [];
+      let count = 0;
+      this.forEachVisible(op.key, op.rangeEnd, at, (r) => {
+        count++;
+        if (kvs.length < limit) kvs.push(toKV(r, op.keysOnly));
+      });
+      return { kvs, more: count > kvs.length, count };
+    }
+
+    let revs: Rev[] = [];
+    this.forEachVisible(op.key, op.rangeEnd, at, (r) => {
+      revs.push(r);
+    });
+    const count = revs.length;
+    if (filtered) {
+      const { minModRevision: minMod, maxModRevision: maxMod, minCreateRevision: minCreate, maxCreateRevision: maxCreate } = op;
+      revs = revs.filter(
+        (r) =>
+          (maxMod === 0 || r.main <= maxMod) &&
+          (minMod === 0 || r.main >= minMod) &&
+          (maxCreate === 0 || r.create <= maxCreate) &&
+          (minCreate === 0 || r.create >= minCreate),
+      );
+    }
+    if (order !== 'NONE') {
+      const cmp = sortComparator(op.sortTarget);
+      // Array.prototype.sort is stable: ties stay in key order for both directions.
+      revs.sort(order === 'DESCEND' ? (a, b) => cmp(b, a) : cmp);
+    }
+    const more = revs.length > limit;
+    const n = more ? limit : revs.length;
+    const kvs = new Array<KeyValue>(n);
+    for (let i = 0; i < n; i++) kvs[i] = toKV(revs[i], op.keysOnly);
+    return { kvs, more, count };
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  private begin(): WriteCtx {
+    return { main: this.rev + 1, sub: 0, events: [] };
+  }
+
+  /** Ends a write: bumps the revision iff something changed; returns the header revision. */
+  private commit(ctx: WriteCtx): number {
+    if (ctx.sub > 0) {
+      this.rev = ctx.main;
+      this.metaDirty = true;
+    }
+    return this.rev;
+  }
+
+  private rollback(logLen: number, persistLen: number): void {
+    for (let i = this.log.length - 1; i >= logLen; i--) {
+      const ki = this.log[i].ki;
+      ki.revs.pop();
+      if (ki.revs.length === 0) this.emptyKeys++;
+    }
+    this.log.length = logLen;
+    this.persist.length = persistLen;
+  }
+
+  private append(ki: KeyIndex, r: Rev): void {
+    ki.revs.push(r);
+    this.log.push(r);
+    this.persist.push({ key: encodeRevKey(ki.key, r.main, r.sub), value: r.rec ?? TOMBSTONE_VALUE });
+  }
+
+  private keyMissing(key: Buffer): boolean {
+    const ki = this.tree.get(key);
+    return ki === undefined || latestLive(ki) === null;
+  }
+
+  put(op: PutOp): WriteOutcome<PutResult> {
+    if ((op.ignoreValue || op.ignoreLease) && this.keyMissing(op.key)) throw new MvccError('keyNotFound', 'etcdserver: key not found');
+    const ctx = this.begin();
+    const result = this.doPut(ctx, op);
+    return { result, revision: this.commit(ctx), events: ctx.events };
+  }
+
+  private doPut(ctx: WriteCtx, op: PutOp): PutResult {
+    let ki = this.tree.get(op.key);
+    const prev = ki === undefined ? null : latestLive(ki);
+    if ((op.ignoreValue || op.ignoreLease) && prev === null) throw new MvccError('keyNotFound', 'etcdserver: key not found');
+    const lease = op.ignoreLease ? (prev as Rev).lease : op.lease;
+    const create = prev === null ? ctx.main : prev.create;
+    const version = prev === null ? 1 : prev.version + 1;
+    const { buf, valueOffset } = encodeLiveValue(create, version, lease, op.ignoreValue ? revValue(prev as Rev) : op.value);
+    if (ki === undefined) {
+      const key = Buffer.allocUnsafeSlow(op.key.length);
+      op.key.copy(key);
+      ki = new KeyIndex(key);
+      this.tree.insert(ki);
+    } else if (ki.revs.length === 0) {
+      this.emptyKeys--;
+    } else {
+      this.dirty.add(ki);
+    }
+    const r = new Rev(ctx.main, ctx.sub++, create, version, buf, valueOffset, lease, ki);
+    this.append(ki, r);
+    const prevKv = prev === null ? null : toKV(prev);
+    ctx.events.push({ type: 'PUT', kv: toKV(r), prevKv });
+    return { prevKv: op.prevKv ? prevKv : null };
+  }
+
+  deleteRange(op: DeleteRangeOp): WriteOutcome<DeleteRangeResult> {
+    const ctx = this.begin();
+    const result = this.doDeleteRange(ctx, op);
+    return { result, revision: this.commit(ctx), events: ctx.events };
+  }
+
+  private doDeleteRange(ctx: WriteCtx, op: DeleteRangeOp): DeleteRangeResult {
+    // Latest state, including this write's own earlier changes (all records are <= ctx.main).
+    const victims: Rev[] = [];
+    this.forEachVisible(op.key, op.rangeEnd, ctx.main, (r) => {
+      victims.push(r);
+    });
+    const prevKvs: KeyValue[] = [];
+    for (const prev of victims) {
+      const ki = prev.ki;
+      this.dirty.add(ki);
+      this.append(ki, new Rev(ctx.main, ctx.sub++, 0, 0, null, 0, '0', ki));
+      const prevKv = toKV(prev);
+      if (op.prevKv) prevKvs.push(prevKv);
+      ctx.events.push({ type: 'DELETE', kv: deleteKV(ki.key, ctx.main), prevKv });
+    }
+    return { deleted: victims.length, prevKvs };
+  }
+
+  txn(op: TxnOp): WriteOutcome<TxnResult> {
+    // As etcd: every compare on the chosen path (nested ones included) is evaluated against the state
+    // before the txn; requests are validated against that state too; then the ops run at one revision.
+    const path = new Map<TxnOp, boolean>();
+    this.evalCompares(op, path);
+    this.checkPuts(op, path);
+    this.checkRanges(op, path);
+    const ctx = this.begin();
+    const logLen = this.log.length;
+    const persistLen = this.persist.length;
+    let result: TxnResult;
+    try {
+      result = this.execTxn(ctx, op, path);
+    } catch (e) {
+      // Only reachable for requests etcd would panic on (e.g. ignoreValue on a key deleted earlier in
+      // the same txn): undo this txn's changes so the store stays consistent, then report.
+      this.rollback(logLen, persistLen);
+      throw e;
+    }
+    return { result, revision: this.commit(ctx), events: ctx.events };
+  }
+
+  private evalCompares(t: TxnOp, path: Map<TxnOp, boolean>): void {
+    let ok = true;
+    for (const c of t.compare) {
+      if (!this.applyCompare(c)) {
+        ok = false;
+        break;
+      }
+    }
+    path.set(t, ok);
+    for (const r of ok ? t.success : t.failure) if (r.type === 'txn') this.evalCompares(r.txn, path);
+  }
+
+  private applyCompare(c: Compare): boolean {
+    let any = false;
+    let ok = true;
+    this.forEachVisible(c.key, c.rangeEnd, this.rev, (r) => {
+      any = true;
+      if (ok && !this.compareOne(c, r)) ok = false;
+    });
+    if (any) return ok;
+    // No key: a value compare always fails; otherwise compare against a zero KeyValue.
+    if (c.target === 'VALUE') return false;
+    return this.compareOne(c, null);
+  }
+
+  private compareOne(c: Compare, r: Rev | null): boolean {
+    const z = r ?? ZERO_KV;
+    switch (c.target) {
+      case 'VALUE':
+        return compareResult(c, Buffer.compare(revValue(r as Rev), c.value));
+      case 'VERSION':
+        return compareResult(c, Math.sign(z.version - c.version));
+      case 'CREATE':
+        return compareResult(c, Math.sign(z.create - c.createRevision));
+      case 'MOD':
+        return compareResult(c, Math.sign(z.main - c.modRevision));
+      case 'LEASE':
+        return compareResult(c, compareLease(z.lease, c.lease));
+    }
+    return true;
+  }
+
+  private checkPuts(t: TxnOp, path: Map<TxnOp, boolean>): void {
+    for (const r of path.get(t) ? t.success : t.failure) {
+      if (r.type === 'txn') this.checkPuts(r.txn, path);
+      else if (r.type === 'put' && (r.put.ignoreValue || r.put.ignoreLease) && this.keyMissing(r.put.key)) {
+        throw new MvccError('keyNotFound', 'etcdserver: key not found');
+      }
+    }
+  }
+
+  private checkRanges(t: TxnOp, path: Map<TxnOp, boolean>): void {
+    for (const r of path.get(t) ? t.success : t.failure) {
+      if (r.type === 'txn') this.checkRanges(r.txn, path);
+      else if (r.type === 'range' && r.range.revision !== 0) {
+        if (r.range.revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
+        if (r.range.revision < this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+      }
+    }
+  }
+
+  private execTxn(ctx: WriteCtx, t: TxnOp, path: Map<TxnOp, boolean>): TxnResult {
+    const succeeded = path.get(t) === true;
+    const ops = succeeded ? t.success : t.failure;
+    const responses: ResponseOp[] = [];
+    for (const r of ops) {
+      switch (r.type) {
+        case 'range':
+          responses.push({ type: 'range', range: this.rangeAt(r.range, ctx.sub > 0 ? ctx.main : this.rev) });
+          break;
+        case 'put':
+          responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
+          break;
+        case 'deleteRange':
+          responses.push({ type: 'deleteRange', deleteRange: this.doDeleteRange(ctx, r.deleteRange) });
+          break;
+        case 'txn':
+          responses.push({ type: 'txn', txn: this.execTxn(ctx, r.txn, path) });
+          break;
+      }
+    }
+    return { succeeded, responses };
+  }
+
+  // ---------------------------------------------------------------- compaction
+
+  compact(revision: number): void {
+    if (revision <= this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+    if (revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
+    for (const ki of this.dirty) this.compactKey(ki, revision);
+    // Drop the event log up to and including the compaction revision.
+    const log = this.log;
+    let lo = 0;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (log[mid].main <= revision) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) this.log = log.slice(lo);
+    this.compacted = revision;
+    this.metaDirty = true;
+    if (this.emptyKeys > 0 && this.emptyKeys * 4 >= this.tree.size) {
+      this.tree = BTree.fromSorted(this.tree.toArray().filter((ki) => ki.revs.length > 0));
+      this.emptyKeys = 0;
+    }
+  }
+
+  /** Keeps, of the records at or below `at`, only the latest one and only if it is not a tombstone. */
+  private compactKey(ki: KeyIndex, at: number): void {
+    const revs = ki.revs;
+    if (revs.length === 0) {
+      this.dirty.delete(ki);
+      return;
+    }
+    let lo = 0;
+    let hi = revs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (revs[mid].main <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    const idx = lo - 1; // last record with main <= at
+    if (idx >= 0) {
+      const remove = revs[idx].rec === null ? idx + 1 : idx;
+      if (remove > 0) {
+        for (let i = 0; i < remove; i++) this.persist.push({ key: encodeRevKey(ki.key, revs[i].main, revs[i].sub), value: null });
+        revs.splice(0, remove);
+        if (revs.length === 0) {
+          this.emptyKeys++;
+          this.dirty.delete(ki);
+          return;
+        }
+      }
+    }
+    if (revs.length === 1 && revs[0].rec !== null) this.dirty.delete(ki);
+  }
+
+  // ---------------------------------------------------------------- watch support
+
+  /**
+   * Events with revision >= startRevision for keys in [key, rangeEnd) (same range forms as Range), in
+   * revision order. Throws 'compacted' if startRevision <= compactedRevision. With maxEvents, stops at
+   * the first revision boundary once maxEvents events are collected (a revision is never split, so the
+   * result may exceed maxEvents by the size of its last revision minus one).
+   */
+  eventsSince(key: Buffer, rangeEnd: Buffer, startRevision: number, maxEvents = Infinity): MvccEvent[] {
+    const start = Math.max(1, startRevision);
+    if (start <= this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+    const out: MvccEvent[] = [];
+    if (start > this.rev) return out;
+    const log = this.log;
+    let lo = 0;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (log[mid].main < start) lo = mid + 1;
+      else hi = mid;
+    }
+    let curMain = -1;
+    for (let i = lo; i < log.length; i++) {
+      const r = log[i];
+      if (r.main !== curMain) {
+        if (out.length >= maxEvents) break;
+        curMain = r.main;
+      }
+      if (keyInRange(r.ki.key, key, rangeEnd)) out.push(this.eventOf(r));
+    }
+    return out;
+  }
+
+  private eventOf(r: Rev): MvccEvent {
+    const revs = r.ki.revs;
+    let lo = 0;
+    let hi = revs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (revs[mid].main < r.main) lo = mid + 1;
+      else hi = mid;
+    }
+    while (lo < revs.length && revs[lo] !== r) lo++;
+    const prev = lo > 0 ? revs[lo - 1] : null;
+    const prevKv = prev !== null && prev.rec !== null ? toKV(prev) : null;
+    if (r.rec === null) return { type: 'DELETE', kv: deleteKV(r.ki.key, r.main), prevKv };
+    return { type: 'PUT', kv: toKV(r), prevKv };
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  /**
+   * Changes of the durable state since the last drain, to be applied IN ORDER (a later op on the same
+   * key wins) in the same atomic batch as the applied index. Keys are store-relative.
+   */
+  drainPersistOps(): PersistOp[] {
+    const ops = this.persist;
+    this.persist = [];
+    if (this.metaDirty) {
+      ops.push({ key: META_KEY, value: encodeMeta(this.rev, this.compacted) });
+      this.metaDirty = false;
+    }
+    return ops;
+  }
+
+  /**
+   * Every persisted record of the current state, sorted by key bytes (what restore expects): for Raft
+   * snapshots, or to rewrite the store's keyspace from scratch.
+   */
+  *exportRecords(): Generator<[Buffer, Buffer]> {
+    yield [META_KEY, encodeMeta(this.rev, this.compacted)];
+    const all = this.tree.toArray();
+    for (const ki of all) {
+      for (const r of ki.revs) yield [encodeRevKey(ki.key, r.main, r.sub), r.rec ?? TOMBSTONE_VALUE];
+    }
+  }
+
+  /**
+   * Rebuilds a store from every persisted store-relative record. Records are expected sorted by key
+   * (the index is then bulk-loaded in O(n)); unsorted input is accepted but sorted first. The store keeps
+   * references to the given value buffers (no copy), so they must not be reused by the caller.
+   */
+  static restore(records: Iterable<[Buffer, Buffer]>): MvccStore {
+    const s = new MvccStore();
+    let kis: KeyIndex[] = [];
+    const collected: Rev[] = [];
+    let last: KeyIndex | null = null;
+    let sorted = true;
+    let meta: { currentRevision: number; compactedRevision: number } | null = null;
+    let maxMain = 1;
+    for (const [k, v] of records) {
+      if (isMetaKey(k)) {
+        meta = decodeMeta(v);
+        continue;
+      }
+      if (!isRevKey(k)) throw new Error(`mvcc restore: unexpected record key ${k.toString('hex')}`);
+      const d = decodeRevKey(k);
+      const val = decodeValue(v);
+      let ki: KeyIndex;
+      const c = last === null ? 1 : Buffer.compare(d.key, last.key);
+      if (c === 0) {
+        ki = last as KeyIndex;
+      } else {
+        if (c < 0) sorted = false;
+        ki = new KeyIndex(d.key);
+        kis.push(ki);
+        last = ki;
+      }
+      const r = new Rev(d.main, d.sub, val.create, val.version, val.tombstone ? null : v, val.valueOffset, val.lease, ki);
+      const tail = ki.revs.length > 0 ? ki.revs[ki.revs.length - 1] : null;
+      if (tail !== null && (tail.main > r.main || (tail.main === r.main && tail.sub > r.sub))) sorted = false;
+      ki.revs.push(r);
+      collected.push(r);
+      if (r.main > maxMain) maxMain = r.main;
+    }
+    const byRev = (a: Rev, b: Rev): number => a.main - b.main || a.sub - b.sub;
+    let all = collected;
+    if (!sorted) {
+      const byKey = new Map<string, KeyIndex>();
+      all = [];
+      for (const r of collected) {
+        const id = r.ki.key.toString('latin1');
+        let ki = byKey.get(id);
+        if (ki === undefined) {
+          ki = new KeyIndex(r.ki.key);
+          byKey.set(id, ki);
+        }
+        const fixed = new Rev(r.main, r.sub, r.create, r.version, r.rec, r.vOff, r.lease, ki);
+        ki.revs.push(fixed);
+        all.push(fixed);
+      }
+      kis = [...byKey.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+      for (const ki of kis) ki.revs.sort(byRev);
+    }
+    s.rev = meta !== null ? meta.currentRevision : maxMain;
+    s.compacted = meta !== null ? meta.compactedRevision : 0;
+    s.tree = BTree.fromSorted(kis);
+    for (const ki of kis) {
+      if (ki.revs.length > 1 || ki.revs.some((r) => r.rec === null)) s.dirty.add(ki);
+    }
+    s.log = all.filter((r) => r.main > s.compacted).sort(byRev);
+    s.metaDirty = meta === null;
+    return s;
+  }
+}

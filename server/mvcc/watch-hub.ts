@@ -1,0 +1,261 @@
+// Fan-out of store events to watchers, with history replay for watchers that start in the past.
+//
+// Ordering guarantees (everything runs on one thread; the hazards are re-entrancy and the gap between
+// a store write and its notify call):
+//   - every watcher keeps nextRev, the first revision it has not been given; events of a revision below
+//     nextRev are never delivered again (no duplicates);
+//   - a watcher is attached to the live fan-out only after it has replayed the store's history up to
+//     the store's current revision, so every later revision reaches it through notify (no gaps);
+//   - notify calls made from inside a sink callback are queued and dispatched after the current one, so
+//     every watcher sees revisions in increasing order;
+//   - all events of one revision that match a watcher go out in a single onEvents call.
+//
+// Matching: single-key watchers are grouped in a Map by key; range watchers are grouped by identical
+// (key, rangeEnd), so a notify costs O(events x distinct ranges) plus the deliveries.
+
+import type { MvccStore } from './store.ts';
+import { keyInRange } from './store.ts';
+import { MvccError } from './types.ts';
+import type { MvccEvent } from './types.ts';
+
+export interface WatchSpec {
+  key: Buffer;
+  rangeEnd: Buffer;
+  /** 0 = from the next revision. */
+  startRevision: number;
+  prevKv: boolean;
+  noPut: boolean;
+  noDelete: boolean;
+}
+
+export interface WatchSink {
+  onEvents(events: MvccEvent[], revision: number): void;
+  onCompacted(compactRevision: number): void;
+}
+
+/** Events per history chunk handed to a replaying watcher (a revision is never split across chunks). */
+export const REPLAY_CHUNK = 1000;
+
+const SYNCING = 0;
+const LIVE = 1;
+const GONE = 2;
+
+interface Group {
+  key: Buffer;
+  rangeEnd: Buffer;
+  watchers: Set<Watcher>;
+}
+
+class Watcher {
+  readonly id: number;
+  readonly sink: WatchSink;
+  readonly prevKv: boolean;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly groupId: string;
+  readonly single: boolean;
+  state = SYNCING;
+  nextRev = 0;
+  constructor(id: number, spec: WatchSpec, sink: WatchSink, groupId: string, single: boolean) {
+    this.id = id;
+    this.sink = sink;
+    this.prevKv = spec.prevKv;
+    this.noPut = spec.noPut;
+    this.noDelete = spec.noDelete;
+    this.groupId = groupId;
+    this.single = single;
+  }
+}
+
+export class WatchHub {
+  private readonly store: MvccStore;
+  private readonly watchers = new Map<number, Watcher>();
+  private readonly keyGroups = new Map<string, Group>();
+  private readonly rangeGroups = new Map<string, Group>();
+  private nextId = 1;
+  private dispatching = false;
+  private readonly queue: Array<{ events: MvccEvent[]; revision: number }> = [];
+  private sinkError: unknown = undefined;
+
+  constructor(store: MvccStore) {
+    this.store = store;
+  }
+
+  watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  watch(spec: WatchSpec, sink: WatchSink): number {
+    const id = this.nextId++;
+    const single = spec.rangeEnd.length === 0;
+    const keyId = spec.key.toString('latin1');
+    // U+0100 cannot occur in a latin1-decoded string: an unambiguous separator.
+    const groupId = single ? keyId : `${keyId}\u0100${spec.rangeEnd.toString('latin1')}`;
+    const w = new Watcher(id, spec, sink, groupId, single);
+
+    if (spec.startRevision <= 0) {
+      w.nextRev = this.store.currentRevision() + 1;
+      this.attach(w, spec);
+      return id;
+    }
+    if (spec.startRevision <= this.store.compactedRevision()) {
+      sink.onCompacted(this.store.compactedRevision());
+      return id;
+    }
+
+    // Replay history in chunks; sinks may write (and notify) or cancel from inside onEvents, so the
+    // loop re-reads the store's revision until it has caught up.
+    this.watchers.set(id, w);
+    let next = spec.startRevision;
+    while (w.state === SYNCING && next <= this.store.currentRevision()) {
+      let events: MvccEvent[];
+      try {
+        events = this.store.eventsSince(spec.key, spec.rangeEnd, next, REPLAY_CHUNK);
+      } catch (err) {
+        if (err instanceof MvccError && err.code === 'compacted') {
+          this.watchers.delete(id);
+          w.state = GONE;
+          sink.onCompacted(this.store.compactedRevision());
+          return id;
+        }
+        throw err;
+      }
+      if (events.length === 0) {
+        next = this.store.currentRevision() + 1;
+        break;
+      }
+      next = events[events.length - 1].kv.modRevision + 1;
+      w.nextRev = next;
+      const out = this.filter(w, events);
+      if (out.length > 0) sink.onEvents(out, this.store.currentRevision());
+    }
+    if (w.state !== SYNCING) return id; // cancelled during replay
+    w.nextRev = next;
+    this.attach(w, spec);
+    return id;
+  }
+
+  private attach(w: Watcher, spec: WatchSpec): void {
+    w.state = LIVE;
+    this.watchers.set(w.id, w);
+    const groups = w.single ? this.keyGroups : this.rangeGroups;
+    let g = groups.get(w.groupId);
+    if (g === undefined) {
+      g = { key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd), watchers: new Set() };
+      groups.set(w.groupId, g);
+    }
+    g.watchers.add(w);
+  }
+
+  cancel(handle: number): void {
+    const w = this.watchers.get(handle);
+    if (w === undefined) return;
+    this.watchers.delete(handle);
+    const wasLive = w.state === LIVE;
+    w.state = GONE;
+    if (!wasLive) return;
+    const groups = w.single ? this.keyGroups : this.rangeGroups;
+    const g = groups.get(w.groupId);
+    if (g !== undefined) {
+      g.watchers.delete(w);
+      if (g.watchers.size === 0) groups.delete(w.groupId);
+    }
+  }
+
+  private filter(w: Watcher, events: MvccEvent[]): MvccEvent[] {
+    const out: MvccEvent[] = [];
+    for (const ev of events) {
+      if (ev.type === 'PUT' ? w.noPut : w.noDelete) continue;
+      out.push(w.prevKv || ev.prevKv === null ? ev : { type: ev.type, kv: ev.kv, prevKv: null });
+    }
+    return out;
+  }
+
+  /**
+   * Called after each applied write, in revision order, with all of that revision's events. If a sink
+   * throws, that watcher is cancelled, delivery to the others completes, and the first error is rethrown.
+   */
+  notify(events: MvccEvent[], revision: number): void {
+    if (this.dispatching) {
+      this.queue.push({ events, revision });
+      return;
+    }
+    this.dispatching = true;
+    this.sinkError = undefined;
+    try {
+      this.dispatch(events, revision);
+      while (this.queue.length > 0) {
+        const next = this.queue.shift() as { events: MvccEvent[]; revision: number };
+        this.dispatch(next.events, next.revision);
+      }
+    } finally {
+      this.dispatching = false;
+      this.queue.length = 0;
+    }
+    if (this.sinkError !== undefined) {
+      const err = this.sinkError;
+      this.sinkError = undefined;
+      throw err;
+    }
+  }
+
+  private dispatch(events: MvccEvent[], revision: number): void {
+    if (this.watchers.size === 0 || events.length === 0) return;
+    let buckets: Map<Watcher, MvccEvent[]> | null = null;
+    const stripped: Array<MvccEvent | undefined> = [];
+    const hasKeyGroups = this.keyGroups.size > 0;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      const k = ev.kv.key;
+      const isPut = ev.type === 'PUT';
+      if (hasKeyGroups) {
+        const g = this.keyGroups.get(k.toString('latin1'));
+        if (g !== undefined) buckets = this.collect(g, ev, i, isPut, revision, stripped, buckets);
+      }
+      for (const g of this.rangeGroups.values()) {
+        if (keyInRange(k, g.key, g.rangeEnd)) buckets = this.collect(g, ev, i, isPut, revision, stripped, buckets);
+      }
+    }
+    if (buckets === null) return;
+    for (const [w, list] of buckets) {
+      // A sink called earlier in this loop may have cancelled w.
+      if (w.state !== LIVE || revision < w.nextRev) continue;
+      w.nextRev = revision + 1;
+      try {
+        w.sink.onEvents(list, revision);
+      } catch (err) {
+        // A failing sink must not starve the others: drop it, finish the fan-out, then report.
+        this.cancel(w.id);
+        if (this.sinkError === undefined) this.sinkError = err;
+      }
+    }
+  }
+
+  private collect(
+    g: Group,
+    ev: MvccEvent,
+    i: number,
+    isPut: boolean,
+    revision: number,
+    stripped: Array<MvccEvent | undefined>,
+    buckets: Map<Watcher, MvccEvent[]> | null,
+  ): Map<Watcher, MvccEvent[]> | null {
+    for (const w of g.watchers) {
+      if (w.state !== LIVE || revision < w.nextRev || (isPut ? w.noPut : w.noDelete)) continue;
+      let out = ev;
+      if (!w.prevKv && ev.prevKv !== null) {
+        let s = stripped[i];
+        if (s === undefined) {
+          s = { type: ev.type, kv: ev.kv, prevKv: null };
+          stripped[i] = s;
+        }
+        out = s;
+      }
+      if (buckets === null) buckets = new Map();
+      const list = buckets.get(w);
+      if (list === undefined) buckets.set(w, [out]);
+      else list.push(out);
+    }
+    return buckets;
+  }
+}

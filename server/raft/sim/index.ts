@@ -1,0 +1,9 @@
+// Barrel for the raft cluster simulator so other test suites can reuse it.
+export { SimCluster, encodeCtx, decodeCtx } from './cluster.ts';
+export type { SimClusterOptions, CrashPoint } from './cluster.ts';
+export { SimNetwork, NO_FAULTS } from './network.ts';
+export type { NetworkFaults } from './network.ts';
+export { SimStorage } from './storage.ts';
+export { SafetyChecker, SafetyViolation } from './checker.ts';
+export { runChaos } from './chaos.ts';
+export type { ChaosOptions, ChaosResult } from './chaos.ts';

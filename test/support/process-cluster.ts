@@ -1,0 +1,188 @@
+// A cluster of real `synod server` processes on loopback for integration tests: free ports, a
+// temp data dir, readiness polling, kill -9 / SIGTERM / restart by PID, and cleanup that never
+// leaves a process behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePorts } from './ports.ts';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SYNOD_CLI = path.join(REPO_ROOT, 'server', 'cli', 'synod.ts');
+
+export interface MemberProcess {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  metricsPort: number;
+  dataDir: string;
+  logFile: string;
+  child: ChildProcess | null;
+}
+
+export interface ClusterOptions {
+  size?: number;
+  tickMs?: number;
+  electionTimeoutMs?: number;
+  extraArgs?: string[];
+}
+
+export class ProcessCluster {
+  readonly members: MemberProcess[] = [];
+  readonly rootDir: string;
+  private readonly opts: Required<ClusterOptions>;
+
+  private constructor(rootDir: string, opts: Required<ClusterOptions>) {
+    this.rootDir = rootDir;
+    this.opts = opts;
+  }
+
+  static async start(options: ClusterOptions = {}): Promise<ProcessCluster> {
+    const opts: Required<ClusterOptions> = {
+      size: options.size ?? 3,
+      tickMs: options.tickMs ?? 50,
+      electionTimeoutMs: options.electionTimeoutMs ?? 500,
+      extraArgs: options.extraArgs ?? [],
+    };
+    const rootDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-it-'));
+    const cluster = new ProcessCluster(rootDir, opts);
+    const ports = await freePorts(opts.size * 3);
+    for (let i = 0; i < opts.size; i++) {
+      const name = `m${i + 1}`;
+      cluster.members.push({
+        name,
+        clientPort: ports[i * 3],
+        peerPort: ports[i * 3 + 1],
+        metricsPort: ports[i * 3 + 2],
+        dataDir: path.join(rootDir, name),
+        logFile: path.join(rootDir, `${name}.log`),
+        child: null,
+      });
+    }
+    for (let i = 0; i < opts.size; i++) cluster.startMember(i);
+    await cluster.waitReady();
+    return cluster;
+  }
+
+  get endpoints(): string {
+    return this.members.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  }
+
+  endpointOf(i: number): string {
+    return `127.0.0.1:${this.members[i].clientPort}`;
+  }
+
+  startMember(i: number): void {
+    const m = this.members[i];
+    if (m.child && m.child.exitCode === null && m.child.signalCode === null) throw new Error(`${m.name} is running`);
+    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const out = fs.openSync(m.logFile, 'a');
+    m.child = spawn(
+      process.execPath,
+      [
+        SYNOD_CLI,
+        'server',
+        '--name', m.name,
+        '--data-dir', m.dataDir,
+        '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
+        '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+        '--initial-cluster', initialCluster,
+        '--initial-cluster-token', 'it',
+        '--listen-metrics-urls', `http://127.0.0.1:${m.metricsPort}`,
+        '--heartbeat-interval', String(this.opts.tickMs),
+        '--election-timeout', String(this.opts.electionTimeoutMs),
+        ...this.opts.extraArgs,
+      ],
+      { stdio: ['ignore', out, out] },
+    );
+    fs.closeSync(out);
+  }
+
+  isRunning(i: number): boolean {
+    const c = this.members[i].child;
+    return !!c && c.exitCode === null && c.signalCode === null;
+  }
+
+  /** kill -9: no shutdown path runs, unsynced data is whatever the OS kept. */
+  async kill9(i: number): Promise<void> {
+    await this.signal(i, 'SIGKILL');
+  }
+
+  async stopMember(i: number): Promise<void> {
+    await this.signal(i, 'SIGTERM');
+  }
+
+  private async signal(i: number, sig: NodeJS.Signals): Promise<void> {
+    const c = this.members[i].child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    c.kill(sig);
+    const timeout = setTimeout(() => c.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timeout);
+  }
+
+  async readyz(i: number): Promise<boolean> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.members[i].metricsPort}/readyz`, { signal: AbortSignal.timeout(1000) });
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  async metrics(i: number): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.members[i].metricsPort}/metrics`, { signal: AbortSignal.timeout(2000) });
+    return res.text();
+  }
+
+  /** Waits until every running member reports ready (a leader is known and it has caught up). */
+  async waitReady(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const running = this.members.map((_, i) => i).filter((i) => this.isRunning(i));
+      const ready = await Promise.all(running.map((i) => this.readyz(i)));
+      if (running.length > 0 && ready.every(Boolean)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`cluster not ready after ${timeoutMs} ms; logs in ${this.rootDir}\n${this.tailLogs()}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Index of the member that currently leads, from each member's own /metrics. */
+  async leaderIndex(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (let i = 0; i < this.members.length; i++) {
+        if (!this.isRunning(i)) continue;
+        try {
+          if (/^synod_server_is_leader 1$/m.test(await this.metrics(i))) return i;
+        } catch {
+          // not up yet
+        }
+      }
+      if (Date.now() > deadline) throw new Error('no leader found');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  tailLogs(lines = 15): string {
+    return this.members
+      .map((m) => {
+        const text = fs.existsSync(m.logFile) ? fs.readFileSync(m.logFile, 'utf8').trim().split('\n').slice(-lines).join('\n') : '';
+        return `--- ${m.name}\n${text}`;
+      })
+      .join('\n');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((_, i) => this.signal(i, 'SIGKILL')));
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (!process.env.SYNOD_KEEP_TEST_DATA) fs.rmSync(this.rootDir, { recursive: true, force: true });
+  }
+}
