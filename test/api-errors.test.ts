@@ -114,7 +114,8 @@ describe('etcd error codes and texts for bad input', () => {
         put('t2'),
         {
           request_txn: {
-            compare: [{ key: Buffer.from('t1'), target: 'VERSION', result: 'EQUAL', version: 1 }],
+            // As in etcd, every compare (nested ones too) sees the state before the txn began.
+            compare: [{ key: Buffer.from('t1'), target: 'VERSION', result: 'EQUAL', version: 0 }],
             success: [put('t3')],
             failure: [],
           },

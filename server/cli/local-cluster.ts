@@ -5,15 +5,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const MEMBERS = [
-  { name: 'synod-1', client: 2379, peer: 2380, metrics: 2381 },
-  { name: 'synod-2', client: 22379, peer: 22380, metrics: 22381 },
-  { name: 'synod-3', client: 32379, peer: 32380, metrics: 32381 },
-];
-
 const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'synod.ts');
 
-export async function runLocalCluster(opts: { dataDir: string }): Promise<void> {
+export interface LocalClusterOptions {
+  dataDir: string;
+  clientPorts: number[];
+  peerPorts: number[];
+  metricsPorts: number[];
+}
+
+export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> {
+  const MEMBERS = [0, 1, 2].map((i) => ({
+    name: `synod-${i + 1}`,
+    client: opts.clientPorts[i],
+    peer: opts.peerPorts[i],
+    metrics: opts.metricsPorts[i],
+  }));
   const dataDir = path.resolve(opts.dataDir);
   fs.mkdirSync(dataDir, { recursive: true });
   const initialCluster = MEMBERS.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');

@@ -68,7 +68,12 @@ program
         },
         logger,
       });
+      // Ctrl-C under `synod local` reaches a member twice (the terminal's SIGINT and the parent's
+      // SIGTERM): the first starts a clean shutdown, later ones are ignored.
+      let shuttingDown = false;
       const shutdown = (signal: string): void => {
+        if (shuttingDown) return;
+        shuttingDown = true;
         logger.info({ signal }, 'shutting down');
         server.stop().then(
           () => process.exit(0),
@@ -78,8 +83,8 @@ program
           },
         );
       };
-      process.once('SIGINT', () => shutdown('SIGINT'));
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
     } catch (err) {
       logger.fatal({ err }, 'failed to start');
       process.exit(1);
@@ -90,8 +95,24 @@ program
   .command('local')
   .description('run a 3-member cluster on loopback (clients 2379, 22379, 32379; peers 2380, 22380, 32380)')
   .option('--data-dir <dir>', 'parent folder of the members\' data', 'data')
-  .action(async (o: { dataDir: string }) => {
-    await runLocalCluster({ dataDir: o.dataDir });
+  .option('--client-ports <ports>', 'three client ports', '2379,22379,32379')
+  .option('--peer-ports <ports>', 'three peer ports', '2380,22380,32380')
+  .option('--metrics-ports <ports>', 'three ports for /metrics, /healthz, /readyz', '2381,22381,32381')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string }) => {
+    const ports = (v: string, flag: string): number[] => {
+      const p = list(v).map(Number);
+      if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
+        console.error(`${flag} needs three ports, e.g. 2379,22379,32379`);
+        process.exit(2);
+      }
+      return p;
+    };
+    await runLocalCluster({
+      dataDir: o.dataDir,
+      clientPorts: ports(o.clientPorts, '--client-ports'),
+      peerPorts: ports(o.peerPorts, '--peer-ports'),
+      metricsPorts: ports(o.metricsPorts, '--metrics-ports'),
+    });
   });
 
 await program.parseAsync(process.argv);

@@ -52,8 +52,10 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     preVote: opts.preVote ?? true,
     checkQuorum: opts.checkQuorum ?? true,
     faults: opts.faults ?? { dropRate: 0.05, duplicateRate: 0.03, maxDelaySteps: 3 },
-    maxInflightMsgs: 3,
-    maxSizePerMsgBytes: 40,
+    // Flow-control knobs vary with the seed: one entry per message with a window of one
+    // exercises very different interleavings from large pipelined batches.
+    maxInflightMsgs: [1, 3, 64][seed % 3],
+    maxSizePerMsgBytes: [0, 40, 1 << 20][Math.floor(seed / 3) % 3],
   });
   const rng = c.rng;
   const partitionRate = opts.partitionRate ?? 0.01;
@@ -133,7 +135,8 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     }
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
-    const wrapped = new Error(`seed=${seed}, step=${c.nowStep}: ${msg}`);
+    const setup = `[nodes=${opts.nodeCount} preVote=${opts.preVote ?? true} checkQuorum=${opts.checkQuorum ?? true}]`;
+    const wrapped = new Error(`seed=${seed}, step=${c.nowStep}: ${setup} ${msg}`);
     if (err instanceof Error) wrapped.stack = `${wrapped.message}\n${err.stack ?? ''}`;
     throw wrapped;
   }

@@ -1,0 +1,322 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { RefModel, norm } from './reference-model.ts';
+import { MvccStore } from './store.ts';
+import type { WriteOutcome } from './store.ts';
+import { cmdA, run } from './model-arbitraries.ts';
+import { REPLAY_CHUNK, WatchHub } from './watch-hub.ts';
+import type { WatchSink, WatchSpec } from './watch-hub.ts';
+import type { MvccEvent } from './types.ts';
+import { b, delOp, putOp, rq, txnOp } from './test-helpers.ts';
+
+interface Recorder extends WatchSink {
+  calls: Array<{ events: MvccEvent[]; revision: number }>;
+  compacted: number[];
+  events(): MvccEvent[];
+}
+
+function recorder(onEvents?: (events: MvccEvent[], revision: number) => void): Recorder {
+  const r: Recorder = {
+    calls: [],
+    compacted: [],
+    onEvents(events, revision) {
+      r.calls.push({ events, revision });
+      onEvents?.(events, revision);
+    },
+    onCompacted(rev) {
+      r.compacted.push(rev);
+    },
+    events: () => r.calls.flatMap((c) => c.events),
+  };
+  return r;
+}
+
+function spec(key: string, rangeEnd = '', o: Partial<WatchSpec> = {}): WatchSpec {
+  return { key: b(key), rangeEnd: b(rangeEnd), startRevision: 0, prevKv: false, noPut: false, noDelete: false, ...o };
+}
+
+/** A store whose writes are published to the hub, as the server does. */
+function setup() {
+  const store = new MvccStore();
+  const hub = new WatchHub(store);
+  const pub = <R>(out: WriteOutcome<R>): WriteOutcome<R> => {
+    if (out.events.length > 0) hub.notify(out.events, out.revision);
+    return out;
+  };
+  return { store, hub, pub };
+}
+
+const summary = (evs: MvccEvent[]): string[] => evs.map((e) => `${e.type}:${e.kv.key.toString('latin1')}@${e.kv.modRevision}${e.prevKv ? `<${e.prevKv.modRevision}` : ''}`);
+
+/** Calls never split a revision and arrive in increasing revision order. */
+function expectWholeOrderedRevisions(r: Recorder): void {
+  let last = 0;
+  for (const call of r.calls) {
+    expect(call.events.length).toBeGreaterThan(0);
+    const revs = call.events.map((e) => e.kv.modRevision);
+    expect(revs[0]).toBeGreaterThan(last);
+    for (let i = 1; i < revs.length; i++) expect(revs[i]).toBeGreaterThanOrEqual(revs[i - 1]);
+    last = revs[revs.length - 1];
+    expect(call.revision).toBeGreaterThanOrEqual(last);
+  }
+}
+
+describe('WatchHub', () => {
+  it('delivers live events to single-key, range and from-key watchers', () => {
+    const { store, hub, pub } = setup();
+    const single = recorder();
+    const range = recorder();
+    const from = recorder();
+    const all = recorder();
+    hub.watch(spec('b'), single);
+    hub.watch(spec('a', 'c'), range);
+    hub.watch(spec('b', '\0'), from);
+    hub.watch(spec('\0', '\0'), all);
+    expect(hub.watcherCount()).toBe(4);
+    pub(store.put(putOp('a', '1')));
+    pub(store.put(putOp('b', '1')));
+    pub(store.put(putOp('c', '1')));
+    expect(summary(single.events())).toEqual(['PUT:b@3']);
+    expect(summary(range.events())).toEqual(['PUT:a@2', 'PUT:b@3']);
+    expect(summary(from.events())).toEqual(['PUT:b@3', 'PUT:c@4']);
+    expect(summary(all.events())).toEqual(['PUT:a@2', 'PUT:b@3', 'PUT:c@4']);
+    expect(single.calls[0].revision).toBe(3);
+  });
+
+  it('applies noPut / noDelete and strips prevKv unless asked', () => {
+    const { store, hub, pub } = setup();
+    pub(store.put(putOp('k', '1')));
+    const plain = recorder();
+    const withPrev = recorder();
+    const noPut = recorder();
+    const noDelete = recorder();
+    hub.watch(spec('k'), plain);
+    hub.watch(spec('k', '', { prevKv: true }), withPrev);
+    hub.watch(spec('k', '', { noPut: true, prevKv: true }), noPut);
+    hub.watch(spec('k', '', { noDelete: true }), noDelete);
+    pub(store.put(putOp('k', '2')));
+    pub(store.deleteRange(delOp('k')));
+    expect(summary(plain.events())).toEqual(['PUT:k@3', 'DELETE:k@4']);
+    expect(summary(withPrev.events())).toEqual(['PUT:k@3<2', 'DELETE:k@4<3']);
+    expect(summary(noPut.events())).toEqual(['DELETE:k@4<3']);
+    expect(summary(noDelete.events())).toEqual(['PUT:k@3']);
+    expect(noPut.calls).toHaveLength(1);
+  });
+
+  it('replays history first, then continues live without gaps or duplicates', () => {
+    const { store, hub, pub } = setup();
+    pub(store.put(putOp('k', '1'))); // 2
+    pub(store.put(putOp('x', '1'))); // 3
+    pub(store.put(putOp('k', '2'))); // 4
+    const r = recorder();
+    hub.watch(spec('k', '', { startRevision: 2, prevKv: true }), r);
+    expect(summary(r.events())).toEqual(['PUT:k@2', 'PUT:k@4<2']);
+    // a write applied to the store but not yet notified when the watcher is created
+    const late = store.put(putOp('k', '3')); // 5
+    const r2 = recorder();
+    hub.watch(spec('k', '', { startRevision: 3 }), r2);
+    const r3 = recorder();
+    hub.watch(spec('k'), r3); // from the next revision: 6
+    hub.notify(late.events, late.revision);
+    pub(store.put(putOp('k', '4'))); // 6
+    expect(summary(r.events())).toEqual(['PUT:k@2', 'PUT:k@4<2', 'PUT:k@5<4', 'PUT:k@6<5']);
+    expect(summary(r2.events())).toEqual(['PUT:k@4', 'PUT:k@5', 'PUT:k@6']);
+    expect(summary(r3.events())).toEqual(['PUT:k@6']);
+    expectWholeOrderedRevisions(r);
+    expectWholeOrderedRevisions(r2);
+  });
+
+  it('cancels a watcher whose start revision is compacted', () => {
+    const { store, hub, pub } = setup();
+    for (let i = 0; i < 5; i++) pub(store.put(putOp('k', `${i}`)));
+    store.compact(4);
+    const r = recorder();
+    hub.watch(spec('k', '', { startRevision: 4 }), r);
+    expect(r.compacted).toEqual([4]);
+    expect(r.calls).toEqual([]);
+    expect(hub.watcherCount()).toBe(0);
+    const ok = recorder();
+    hub.watch(spec('k', '', { startRevision: 5 }), ok);
+    expect(summary(ok.events())).toEqual(['PUT:k@5', 'PUT:k@6']);
+    expect(hub.watcherCount()).toBe(1);
+  });
+
+  it('replays long histories in chunks that never split a revision', () => {
+    const { store, hub, pub } = setup();
+    for (let i = 0; i < REPLAY_CHUNK - 2; i++) pub(store.put(putOp('k', `${i}`)));
+    const big = Array.from({ length: 10 }, (_, i) => rq.put(putOp(`k${i}`, 'v')));
+    pub(store.txn(txnOp([], big)));
+    for (let i = 0; i < 50; i++) pub(store.put(putOp('k', `${i}`)));
+    const r = recorder();
+    hub.watch(spec('k', 'l', { startRevision: 1 }), r);
+    expect(r.calls.length).toBeGreaterThan(1);
+    expect(r.events()).toHaveLength(REPLAY_CHUNK - 2 + 10 + 50);
+    expectWholeOrderedRevisions(r);
+    const txnRev = r.events()[REPLAY_CHUNK - 2].kv.modRevision;
+    expect(r.calls.filter((c) => c.events.some((e) => e.kv.modRevision === txnRev))).toHaveLength(1);
+  });
+
+  it('keeps order when sinks write, watch or cancel from inside callbacks', () => {
+    const { store, hub, pub } = setup();
+    const observer = recorder();
+    let created: Recorder | null = null;
+    let victim = 0;
+    const writer = recorder((events) => {
+      const rev = events[0].kv.modRevision;
+      if (rev === 2) pub(store.put(putOp('b', 'from-callback'))); // nested write + notify
+      if (rev === 3 && created === null) {
+        created = recorder();
+        hub.watch(spec('\0', '\0', { startRevision: 2 }), created);
+        hub.cancel(victim);
+      }
+    });
+    hub.watch(spec('\0', '\0'), writer);
+    const victimRec = recorder();
+    victim = hub.watch(spec('\0', '\0'), victimRec);
+    hub.watch(spec('\0', '\0'), observer);
+    pub(store.put(putOp('a', '1'))); // 2, triggers 3 from inside the callback
+    pub(store.put(putOp('c', '1'))); // 4
+    expect(summary(observer.events())).toEqual(['PUT:a@2', 'PUT:b@3', 'PUT:c@4']);
+    expect(summary(writer.events())).toEqual(['PUT:a@2', 'PUT:b@3', 'PUT:c@4']);
+    expect(summary(created!.events())).toEqual(['PUT:a@2', 'PUT:b@3', 'PUT:c@4']);
+    expect(summary(victimRec.events())).toEqual(['PUT:a@2']);
+    expectWholeOrderedRevisions(observer);
+    expectWholeOrderedRevisions(created!);
+  });
+
+  it('stops replay when the watcher is cancelled from its own callback', () => {
+    const { store, hub, pub } = setup();
+    for (let i = 0; i < 3 * REPLAY_CHUNK; i++) pub(store.put(putOp('k', `${i}`)));
+    let handle = 0;
+    const r = recorder(() => hub.cancel(handle));
+    handle = hub.watch(spec('k', '', { startRevision: 1 }), r);
+    // the handle is assigned after watch() returns; cancel(0) in the first callback is a no-op, so the
+    // watcher is cancelled from the second chunk on
+    pub(store.put(putOp('k', 'after')));
+    expect(r.calls.length).toBeLessThanOrEqual(4);
+    hub.cancel(handle);
+    pub(store.put(putOp('k', 'after2')));
+    expect(r.events().some((e) => e.kv.value.toString() === 'after2')).toBe(false);
+    expect(hub.watcherCount()).toBe(0);
+  });
+
+  it('isolates a throwing sink: others still get the revision, the error surfaces, the sink is dropped', () => {
+    const { store, hub } = setup();
+    const good = recorder();
+    hub.watch(spec('k'), recorder(() => {
+      throw new Error('boom');
+    }));
+    hub.watch(spec('k'), good);
+    const out = store.put(putOp('k', '1'));
+    expect(() => hub.notify(out.events, out.revision)).toThrow('boom');
+    expect(summary(good.events())).toEqual(['PUT:k@2']);
+    expect(hub.watcherCount()).toBe(1);
+  });
+
+  it('cancel removes watchers and empty groups; unknown handles are ignored', () => {
+    const { store, hub, pub } = setup();
+    const r = recorder();
+    const h1 = hub.watch(spec('k'), r);
+    const h2 = hub.watch(spec('a', 'z'), r);
+    expect(h1).not.toBe(h2);
+    hub.cancel(h1);
+    hub.cancel(h1);
+    hub.cancel(12345);
+    expect(hub.watcherCount()).toBe(1);
+    pub(store.put(putOp('k', '1')));
+    expect(r.calls).toHaveLength(1); // only the range watcher
+    hub.cancel(h2);
+    pub(store.put(putOp('k', '2')));
+    expect(r.calls).toHaveLength(1);
+    expect(hub.watcherCount()).toBe(0);
+  });
+});
+
+describe('WatchHub vs reference model', () => {
+  const KEYS = ['a', 'b', 'c', 'ab', 'a\0', '\0', '\xff'];
+  const specA = fc.record({
+    key: fc.constantFrom(...KEYS),
+    rangeEnd: fc.constantFrom('', '', '\0', 'c', 'b'),
+    start: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 30 })),
+    prevKv: fc.boolean(),
+    noPut: fc.boolean(),
+    noDelete: fc.boolean(),
+  });
+  type Step = { t: 'cmd'; cmd: Parameters<typeof run>[1] } | { t: 'watch'; s: typeof specA extends fc.Arbitrary<infer S> ? S : never } | { t: 'cancel'; pick: number };
+  const stepA: fc.Arbitrary<Step> = fc.oneof(
+    { weight: 5, arbitrary: cmdA.map((cmd) => ({ t: 'cmd', cmd }) as Step) },
+    { weight: 2, arbitrary: specA.map((s) => ({ t: 'watch', s }) as Step) },
+    { weight: 1, arbitrary: fc.nat(20).map((pick) => ({ t: 'cancel', pick }) as Step) },
+  );
+
+  it('every watcher sees exactly the model history for its range and lifetime', () => {
+    fc.assert(
+      fc.property(fc.array(stepA, { maxLength: 50 }), (steps) => {
+        const store = new MvccStore();
+        const model = new RefModel();
+        const hub = new WatchHub(store);
+        interface W {
+          handle: number;
+          s: Step extends infer X ? (X extends { t: 'watch'; s: infer S } ? S : never) : never;
+          from: number;
+          until: number;
+          compactedAt: number | null;
+          rec: Recorder;
+        }
+        const ws: W[] = [];
+        for (const step of steps) {
+          if (step.t === 'cmd') {
+            const before = store.currentRevision();
+            const proxy = {
+              put: (op: Parameters<MvccStore['put']>[0]) => publish(store.put(op)),
+              deleteRange: (op: Parameters<MvccStore['deleteRange']>[0]) => publish(store.deleteRange(op)),
+              txn: (op: Parameters<MvccStore['txn']>[0]) => publish(store.txn(op)),
+              range: (op: Parameters<MvccStore['range']>[0]) => store.range(op),
+              compact: (rev: number) => store.compact(rev),
+            };
+            function publish<R>(out: WriteOutcome<R>): WriteOutcome<R> {
+              if (out.events.length > 0) hub.notify(out.events, out.revision);
+              return out;
+            }
+            expect(run(proxy, step.cmd, before)).toEqual(run(model, step.cmd, before));
+          } else if (step.t === 'watch') {
+            const rec = recorder();
+            const s = step.s;
+            const handle = hub.watch(spec(s.key, s.rangeEnd, { startRevision: s.start, prevKv: s.prevKv, noPut: s.noPut, noDelete: s.noDelete }), rec);
+            const compacted = s.start > 0 && s.start <= model.compacted;
+            ws.push({ handle, s, from: s.start === 0 ? model.rev + 1 : s.start, until: Infinity, compactedAt: compacted ? model.compacted : null, rec });
+          } else {
+            const live = ws.filter((w) => w.until === Infinity && w.compactedAt === null);
+            if (live.length > 0) {
+              const w = live[step.pick % live.length];
+              hub.cancel(w.handle);
+              w.until = model.rev;
+            }
+          }
+        }
+        const inRange = (k: string, key: string, end: string): boolean => (end === '' ? k === key : end === '\0' ? k >= key : k >= key && k < end);
+        for (const w of ws) {
+          if (w.compactedAt !== null) {
+            expect(w.rec.compacted).toEqual([w.compactedAt]);
+            expect(w.rec.calls).toEqual([]);
+            continue;
+          }
+          const expected: MvccEvent[] = [];
+          for (let r = Math.max(1, w.from); r <= Math.min(model.rev, w.until); r++) {
+            for (const ev of model.evs[r]) {
+              if (!inRange(ev.kv.key.toString('latin1'), w.s.key, w.s.rangeEnd)) continue;
+              if (ev.type === 'PUT' ? w.s.noPut : w.s.noDelete) continue;
+              expected.push(w.s.prevKv ? ev : { ...ev, prevKv: null });
+            }
+          }
+          expect(norm(w.rec.events())).toEqual(norm(expected));
+          expect(w.rec.compacted).toEqual([]);
+          expectWholeOrderedRevisions(w.rec);
+        }
+        expect(hub.watcherCount()).toBe(ws.filter((w) => w.until === Infinity && w.compactedAt === null).length);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
