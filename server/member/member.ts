@@ -152,6 +152,9 @@ export class Member {
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : 0;
     this.groups.set(g.groupId, new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex));
+    // A group with this member as its only voter needs nobody's vote: lead at once instead of
+    // waiting out an election timeout.
+    if (g.voters.length === 1 && g.voters[0] === this.opts.memberId) node.campaign();
   }
 
   start(): void {
