@@ -18,7 +18,8 @@ export class RaftInvariantError extends Error {
   }
 }
 
-/** Throws RaftInvariantError when `condition` is false. `detail` is lazy to keep the hot path cheap. */
-export function invariant(condition: boolean, detail: () => string): asserts condition {
-  if (!condition) throw new RaftInvariantError(detail());
+/** Throws RaftInvariantError. Call sites guard with `if (!(cond)) fail(...)` so the message is
+ *  only built on failure (no closure or string allocation on the hot path). */
+export function fail(detail: string): never {
+  throw new RaftInvariantError(detail);
 }

@@ -3,7 +3,7 @@
 // sends one append at a time until it finds where the follower's log matches; in 'replicate'
 // state it streams appends optimistically, bounded by a window of in-flight messages.
 
-import { invariant } from './errors.ts';
+import { fail } from './errors.ts';
 
 export type ProgressState = 'probe' | 'replicate';
 
@@ -17,7 +17,9 @@ export class Inflights {
   private count = 0;
 
   constructor(capacity: number) {
-    invariant(Number.isInteger(capacity) && capacity >= 1, () => `inflight capacity ${capacity} must be a positive integer`);
+    if (!(Number.isInteger(capacity) && capacity >= 1)) {
+      fail(`inflight capacity ${capacity} must be a positive integer`);
+    }
     this.buffer = new Float64Array(capacity);
   }
 
@@ -30,11 +32,11 @@ export class Inflights {
   }
 
   add(lastIndex: number): void {
-    invariant(!this.full(), () => 'cannot add to a full inflight window');
+    if (!(!this.full())) fail('cannot add to a full inflight window');
     const cap = this.buffer.length;
     if (this.count > 0) {
       const prev = this.buffer[(this.start + this.count - 1) % cap];
-      invariant(lastIndex > prev, () => `inflight index ${lastIndex} not above previous ${prev}`);
+      if (!(lastIndex > prev)) fail(`inflight index ${lastIndex} not above previous ${prev}`);
     }
     this.buffer[(this.start + this.count) % cap] = lastIndex;
     this.count++;

@@ -6,7 +6,7 @@
 // without changing callers.
 
 import type { Entry, PersistedState } from './types.ts';
-import { invariant } from './errors.ts';
+import { fail } from './errors.ts';
 
 export class RaftLog {
   /** entries[i] has index compactedIndex + 1 + i. */
@@ -32,23 +32,26 @@ export class RaftLog {
       return;
     }
     const { entries, firstIndex, hardState, applied } = persisted;
-    invariant(firstIndex >= 1, () => `persisted firstIndex ${firstIndex} < 1`);
-    invariant(firstIndex === 1, () => `persisted firstIndex ${firstIndex}: log compaction is not supported yet`);
+    if (!(firstIndex >= 1)) fail(`persisted firstIndex ${firstIndex} < 1`);
+    if (!(firstIndex === 1)) fail(`persisted firstIndex ${firstIndex}: log compaction is not supported yet`);
     for (let i = 0; i < entries.length; i++) {
-      invariant(entries[i].index === firstIndex + i, () =>
-        `persisted entries not contiguous: position ${i} has index ${entries[i].index}, want ${firstIndex + i}`);
-      invariant(i === 0 || entries[i].term >= entries[i - 1].term, () =>
-        `persisted entry terms decrease at index ${entries[i].index}`);
+      if (!(entries[i].index === firstIndex + i)) {
+        fail(`persisted entries not contiguous: position ${i} has index ${entries[i].index}, want ${firstIndex + i}`);
+      }
+      if (!(i === 0 || entries[i].term >= entries[i - 1].term)) {
+        fail(`persisted entry terms decrease at index ${entries[i].index}`);
+      }
     }
     // Copy: the caller's storage keeps mutating its own array.
     this.entries = entries.slice();
     this.compactedIndex = firstIndex - 1;
     this.compactedTerm = 0;
     this.unstableFrom = this.lastIndex() + 1;
-    invariant(hardState.commit <= this.lastIndex(), () =>
-      `persisted commit ${hardState.commit} beyond last index ${this.lastIndex()}`);
-    invariant(applied <= hardState.commit, () => `persisted applied ${applied} beyond commit ${hardState.commit}`);
-    invariant(applied >= this.compactedIndex, () => `persisted applied ${applied} before first index ${firstIndex}`);
+    if (!(hardState.commit <= this.lastIndex())) {
+      fail(`persisted commit ${hardState.commit} beyond last index ${this.lastIndex()}`);
+    }
+    if (!(applied <= hardState.commit)) fail(`persisted applied ${applied} beyond commit ${hardState.commit}`);
+    if (!(applied >= this.compactedIndex)) fail(`persisted applied ${applied} before first index ${firstIndex}`);
     this.committed = hardState.commit;
     this.applied = applied;
   }
@@ -76,7 +79,9 @@ export class RaftLog {
   /** Entry at `index`; the caller guarantees firstIndex <= index <= lastIndex. */
   entryAt(index: number): Entry {
     const e = this.entries[index - this.compactedIndex - 1];
-    invariant(e !== undefined && e.index === index, () => `entryAt(${index}) outside [${this.firstIndex()}, ${this.lastIndex()}]`);
+    if (!(e !== undefined && e.index === index)) {
+      fail(`entryAt(${index}) outside [${this.firstIndex()}, ${this.lastIndex()}]`);
+    }
     return e;
   }
 
@@ -122,8 +127,9 @@ export class RaftLog {
     const lastNewIndex = prevIndex + ents.length;
     const conflictIndex = this.findConflict(ents);
     if (conflictIndex !== 0) {
-      invariant(conflictIndex > this.committed, () =>
-        `entry ${conflictIndex} conflicts with committed entry (committed=${this.committed})`);
+      if (!(conflictIndex > this.committed)) {
+        fail(`entry ${conflictIndex} conflicts with committed entry (committed=${this.committed})`);
+      }
       this.truncateAndAppend(ents.slice(conflictIndex - (prevIndex + 1)));
     }
     this.commitTo(Math.min(leaderCommit, lastNewIndex));
@@ -133,8 +139,9 @@ export class RaftLog {
   /** Appends entries at the tail; used by the leader for its own proposals. */
   append(ents: Entry[]): number {
     if (ents.length === 0) return this.lastIndex();
-    invariant(ents[0].index === this.lastIndex() + 1, () =>
-      `leader append at ${ents[0].index} does not extend last index ${this.lastIndex()}`);
+    if (!(ents[0].index === this.lastIndex() + 1)) {
+      fail(`leader append at ${ents[0].index} does not extend last index ${this.lastIndex()}`);
+    }
     this.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -142,14 +149,19 @@ export class RaftLog {
   /** Replaces the log suffix starting at ents[0].index with `ents`. */
   private truncateAndAppend(ents: Entry[]): void {
     const from = ents[0].index;
-    invariant(from > this.compactedIndex && from <= this.lastIndex() + 1, () =>
-      `append at ${from} leaves a gap or rewrites compacted entries (first=${this.firstIndex()}, last=${this.lastIndex()})`);
-    invariant(from > this.committed, () => `append at ${from} would overwrite committed entries (committed=${this.committed})`);
+    if (!(from > this.compactedIndex && from <= this.lastIndex() + 1)) {
+      fail(`append at ${from} leaves a gap or rewrites compacted entries (first=${this.firstIndex()}, last=${this.lastIndex()})`);
+    }
+    if (!(from > this.committed)) {
+      fail(`append at ${from} would overwrite committed entries (committed=${this.committed})`);
+    }
     const prevTerm = this.term(from - 1) ?? 0;
-    invariant(ents[0].term >= prevTerm, () => `appended entry ${from} has term ${ents[0].term} < previous term ${prevTerm}`);
+    if (!(ents[0].term >= prevTerm)) {
+      fail(`appended entry ${from} has term ${ents[0].term} < previous term ${prevTerm}`);
+    }
     for (let i = 1; i < ents.length; i++) {
-      invariant(ents[i].index === from + i, () => `appended entries not contiguous at position ${i}`);
-      invariant(ents[i].term >= ents[i - 1].term, () => `appended entry terms decrease at index ${ents[i].index}`);
+      if (!(ents[i].index === from + i)) fail(`appended entries not contiguous at position ${i}`);
+      if (!(ents[i].term >= ents[i - 1].term)) fail(`appended entry terms decrease at index ${ents[i].index}`);
     }
     this.entries.length = from - this.compactedIndex - 1;
     for (const e of ents) this.entries.push(e);
@@ -158,8 +170,9 @@ export class RaftLog {
 
   /** Entries in [lo, hi) whose payload bytes total at most maxBytes, but always at least one. */
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
-    invariant(lo > this.compactedIndex && hi <= this.lastIndex() + 1 && lo <= hi, () =>
-      `slice [${lo}, ${hi}) out of bounds [${this.firstIndex()}, ${this.lastIndex() + 1})`);
+    if (!(lo > this.compactedIndex && hi <= this.lastIndex() + 1 && lo <= hi)) {
+      fail(`slice ${lo}..${hi - 1} out of bounds ${this.firstIndex()}..${this.lastIndex()}`);
+    }
     const base = this.compactedIndex + 1;
     let end = lo;
     let bytes = 0;
@@ -173,13 +186,13 @@ export class RaftLog {
 
   commitTo(index: number): void {
     if (index <= this.committed) return; // stale commit info (e.g. heartbeat) is normal
-    invariant(index <= this.lastIndex(), () => `commit ${index} beyond last index ${this.lastIndex()}`);
+    if (!(index <= this.lastIndex())) fail(`commit ${index} beyond last index ${this.lastIndex()}`);
     this.committed = index;
   }
 
   /** Leader commit rule: only an entry of the current term is committed by counting replicas. */
   maybeCommit(index: number, currentTerm: number): boolean {
-    if (index > this.committed && currentTerm > 0) {
+    if (index > this.committed && this.term(index) === currentTerm) {
       this.commitTo(index);
       return true;
     }
@@ -187,8 +200,9 @@ export class RaftLog {
   }
 
   appliedTo(index: number): void {
-    invariant(index >= this.applied && index <= this.committed, () =>
-      `applied ${index} outside [applied=${this.applied}, committed=${this.committed}]`);
+    if (!(index >= this.applied && index <= this.committed)) {
+      fail(`applied ${index} outside [applied=${this.applied}, committed=${this.committed}]`);
+    }
     this.applied = index;
   }
 

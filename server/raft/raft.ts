@@ -9,7 +9,7 @@ import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
 import type { PendingRead } from './read-index.ts';
 import { Rng } from './rng.ts';
-import { ProposalDroppedError, invariant } from './errors.ts';
+import { ProposalDroppedError, fail } from './errors.ts';
 
 const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 const NO_BYTES = new Uint8Array(0);
@@ -67,12 +67,14 @@ export class Raft {
   private readonly matchScratch: number[] = [];
 
   constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId) {
-    invariant(Number.isInteger(config.id) && config.id > 0, () => `config.id ${config.id} must be a positive integer`);
-    invariant(config.electionTimeoutTicks > config.heartbeatTicks && config.heartbeatTicks >= 1, () =>
-      `need electionTimeoutTicks (${config.electionTimeoutTicks}) > heartbeatTicks (${config.heartbeatTicks}) >= 1`);
-    invariant(config.maxSizePerMsgBytes >= 0, () => 'maxSizePerMsgBytes must be >= 0');
-    invariant(new Set(config.voters).size === config.voters.length && config.voters.every((v) => Number.isInteger(v) && v > 0), () =>
-      `voters ${JSON.stringify(config.voters)} must be distinct positive integers`);
+    if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
+    if (!(config.electionTimeoutTicks > config.heartbeatTicks && config.heartbeatTicks >= 1)) {
+      fail(`need electionTimeoutTicks (${config.electionTimeoutTicks}) > heartbeatTicks (${config.heartbeatTicks}) >= 1`);
+    }
+    if (!(config.maxSizePerMsgBytes >= 0)) fail('maxSizePerMsgBytes must be >= 0');
+    if (!(new Set(config.voters).size === config.voters.length && config.voters.every((v) => Number.isInteger(v) && v > 0))) {
+      fail(`voters ${JSON.stringify(config.voters)} must be distinct positive integers`);
+    }
     this.id = config.id;
     this.log = log;
     this.voters = [...config.voters].sort((a, b) => a - b);
@@ -112,7 +114,7 @@ export class Raft {
 
   private reset(term: number): void {
     if (term !== this.term) {
-      invariant(term > this.term, () => `term would decrease from ${this.term} to ${term}`);
+      if (!(term > this.term)) fail(`term would decrease from ${this.term} to ${term}`);
       this.term = term;
       this.vote = 0;
     }
@@ -134,7 +136,7 @@ export class Raft {
   }
 
   private becomePreCandidate(): void {
-    invariant(this.role !== 'leader', () => 'leader cannot become preCandidate');
+    if (!(this.role !== 'leader')) fail('leader cannot become preCandidate');
     // Pre-vote does not touch term or vote: a partitioned node must not inflate its term.
     this.votes.clear();
     this.lead = 0;
@@ -142,14 +144,14 @@ export class Raft {
   }
 
   private becomeCandidate(): void {
-    invariant(this.role !== 'leader', () => 'leader cannot become candidate');
+    if (!(this.role !== 'leader')) fail('leader cannot become candidate');
     this.reset(this.term + 1);
     this.vote = this.id;
     this.role = 'candidate';
   }
 
   private becomeLeader(): void {
-    invariant(this.role === 'candidate', () => `only a candidate can become leader (role=${this.role})`);
+    if (!(this.role === 'candidate')) fail(`only a candidate can become leader (role=${this.role})`);
     this.reset(this.term);
     this.lead = this.id;
     this.role = 'leader';
@@ -350,7 +352,7 @@ export class Raft {
         return;
       case 'app':
       case 'heartbeat':
-        invariant(false, () => `two leaders in term ${this.term}: ${this.id} and ${m.from}`);
+        fail(`two leaders in term ${this.term}: ${this.id} and ${m.from}`);
         return;
       default:
         return; // stale vote responses, etc.
@@ -464,7 +466,7 @@ export class Raft {
 
   /** Appends client entries on the leader and replicates them. Throws ProposalDroppedError if it cannot. */
   proposeEntries(ents: Entry[]): void {
-    invariant(ents.length > 0, () => 'empty proposal');
+    if (!(ents.length > 0)) fail('empty proposal');
     if (this.role !== 'leader') throw new ProposalDroppedError(`node ${this.id} is not leader`);
     if (!this.progress.has(this.id)) throw new ProposalDroppedError(`leader ${this.id} is not a voter`);
     if (this.leadTransferee !== 0) throw new ProposalDroppedError(`leadership transfer to ${this.leadTransferee} in progress`);
@@ -514,7 +516,7 @@ export class Raft {
     if (pr === undefined || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    invariant(prevTerm !== undefined, () => `leader lacks entry ${prevIndex} for ${to} (snapshots not implemented yet)`);
+    if (!(prevTerm !== undefined)) fail(`leader lacks entry ${prevIndex} for ${to} (snapshots not implemented yet)`);
     const lastIndex = this.log.lastIndex();
     const ents = pr.next <= lastIndex ? this.log.slice(pr.next, lastIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
     if (ents.length === 0 && !sendIfEmpty) return false;
@@ -543,7 +545,9 @@ export class Raft {
     }
     const wasPaused = pr.isPaused();
     if (!pr.maybeUpdate(m.index)) return;
-    invariant(m.index <= this.log.lastIndex(), () => `follower ${m.from} acked ${m.index} beyond leader last index ${this.log.lastIndex()}`);
+    if (!(m.index <= this.log.lastIndex())) {
+      fail(`follower ${m.from} acked ${m.index} beyond leader last index ${this.log.lastIndex()}`);
+    }
     if (pr.state === 'probe') pr.becomeReplicate();
     else pr.inflights.freeLE(m.index);
     if (this.maybeCommit()) {

@@ -5,7 +5,7 @@
 import type { Entry, HardState, Message, NodeId, PersistedState, RaftConfig, Ready, Role, SoftState } from './types.ts';
 import { Raft, newMessage } from './raft.ts';
 import { RaftLog } from './raft-log.ts';
-import { ProposalDroppedError, invariant } from './errors.ts';
+import { ProposalDroppedError, fail } from './errors.ts';
 
 export { ProposalDroppedError, RaftInvariantError } from './errors.ts';
 
@@ -44,8 +44,10 @@ export class RawNode {
 
   /** Feeds a message received from a peer. Proposals/reads that cannot be forwarded are dropped silently. */
   step(msg: Message): void {
-    invariant(msg.to === this.raft.id, () => `message ${msg.type} from ${msg.from} addressed to ${msg.to}, delivered to ${this.raft.id}`);
-    invariant(msg.from !== this.raft.id, () => `node ${this.raft.id} received its own ${msg.type} message`);
+    if (!(msg.to === this.raft.id)) {
+      fail(`message ${msg.type} from ${msg.from} addressed to ${msg.to}, delivered to ${this.raft.id}`);
+    }
+    if (!(msg.from !== this.raft.id)) fail(`node ${this.raft.id} received its own ${msg.type} message`);
     try {
       this.raft.step(msg);
     } catch (err) {
@@ -109,7 +111,7 @@ export class RawNode {
 
   /** Returns the next batch of work. Must be followed by advance(ready) before the next ready(). */
   ready(): Ready {
-    invariant(this.outstanding === null, () => 'ready() called again before advance() of the previous Ready');
+    if (!(this.outstanding === null)) fail('ready() called again before advance() of the previous Ready');
     const r = this.raft;
     let softState: SoftState | null = null;
     if (r.lead !== this.prevSoftState.leaderId || r.role !== this.prevSoftState.role) {
@@ -118,8 +120,8 @@ export class RawNode {
     let hardState: HardState | null = null;
     const prev = this.prevHardState;
     if (r.term !== prev.term || r.vote !== prev.vote || r.log.committed !== prev.commit) {
-      invariant(r.term >= prev.term, () => `term went backwards ${prev.term} -> ${r.term}`);
-      invariant(r.log.committed >= prev.commit, () => `commit went backwards ${prev.commit} -> ${r.log.committed}`);
+      if (!(r.term >= prev.term)) fail(`term went backwards ${prev.term} -> ${r.term}`);
+      if (!(r.log.committed >= prev.commit)) fail(`commit went backwards ${prev.commit} -> ${r.log.committed}`);
       hardState = { term: r.term, vote: r.vote, commit: r.log.committed };
     }
     const ready: Ready = {
@@ -138,8 +140,10 @@ export class RawNode {
 
   /** Acknowledges that `ready` was fully handled (persisted, sent, applied). */
   advance(ready: Ready): void {
-    invariant(this.outstanding !== null, () => 'advance() without an outstanding Ready');
-    invariant(ready === this.outstanding, () => 'advance() called with a Ready other than the last one returned by ready()');
+    if (!(this.outstanding !== null)) fail('advance() without an outstanding Ready');
+    if (!(ready === this.outstanding)) {
+      fail('advance() called with a Ready other than the last one returned by ready()');
+    }
     this.outstanding = null;
     if (ready.softState !== null) this.prevSoftState = ready.softState;
     if (ready.hardState !== null) this.prevHardState = ready.hardState;
@@ -151,8 +155,9 @@ export class RawNode {
     const c = ready.committedEntries.length;
     if (c > 0) {
       const lastApplied = ready.committedEntries[c - 1].index;
-      invariant(lastApplied === this.raft.log.applied + c, () =>
-        `applied entries not contiguous: applied=${this.raft.log.applied}, got ${c} up to ${lastApplied}`);
+      if (!(lastApplied === this.raft.log.applied + c)) {
+        fail(`applied entries not contiguous: applied=${this.raft.log.applied}, got ${c} up to ${lastApplied}`);
+      }
       this.raft.log.appliedTo(lastApplied);
     }
   }

@@ -13,7 +13,7 @@ export interface ChaosOptions {
   nodeCount: number;
   /** Steps of the fault phase. */
   faultSteps: number;
-  /** Bound on steps for the heal phase to elect a leader and apply a fresh proposal everywhere. */
+  /** Base bound on heal-phase steps to apply a fresh proposal on a quorum (plus 15 per backlog entry), and again for all nodes to catch up. */
   livenessSteps?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
@@ -36,6 +36,16 @@ export interface ChaosResult {
   leaderChanges: number;
   readsServed: number;
 }
+
+/** Preset for heavy faults: high loss, duplication, long delays, frequent partitions and crashes. */
+export const HEAVY_FAULTS: Omit<ChaosOptions, 'nodeCount'> = {
+  faultSteps: 1000,
+  partitionRate: 0.04,
+  healRate: 0.04,
+  crashRate: 0.03,
+  restartRate: 0.06,
+  faults: { dropRate: 0.2, duplicateRate: 0.15, maxDelaySteps: 8 },
+};
 
 const CRASH_POINTS = ['now', 'beforePersist', 'afterPersist', 'afterSend'] as const;
 
@@ -103,35 +113,51 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
 
     // Heal phase: everything restarts, network becomes reliable (delays remain).
     c.network.heal();
-    c.network.faults = { dropRate: 0, duplicateRate: 0, maxDelaySteps: c.network.faults.maxDelaySteps };
+    c.network.faults = { dropRate: 0, duplicateRate: 0, maxDelaySteps: Math.min(2, c.network.faults.maxDelaySteps) };
     for (const id of c.ids) if (!c.isUp(id)) c.restart(id);
     c.disarmCrashes();
-    const bound = opts.livenessSteps ?? 40 * c.electionTimeoutTicks;
+    // Entries some node may still have to receive; with a window of one single-entry message
+    // each costs a full round trip, so the bounds below grow with it.
+    const backlog =
+      Math.max(...c.ids.map((id) => c.node(id).status().lastIndex)) - Math.min(...c.ids.map((id) => c.applied(id).length));
+    // Liveness, part 1: within a fixed bound a leader is elected and a fresh proposal is
+    // applied by a quorum. Part 2: every node catches up, within a bound proportional to the
+    // backlog (the slowest seeds replicate one entry per round trip with long delays).
+    const quorumBound = (opts.livenessSteps ?? 40 * c.electionTimeoutTicks) + 15 * backlog;
+    const quorum = (c.ids.length >> 1) + 1;
     const retryEverySteps = 3 * c.electionTimeoutTicks;
     const marker = payload(0xfffffff0);
     const isMarker = (data: Uint8Array): boolean =>
       data.byteLength === marker.byteLength && data.every((b, k) => b === marker[k]);
-    // Like a real client, re-propose if the marker may have been lost with a deposed leader.
     let lastProposedAt = -Infinity;
     const markerApplied = new Set<NodeId>();
     const scannedUpTo = new Map<NodeId, number>();
-    for (let i = 0; i < bound && markerApplied.size < c.ids.length; i++) {
+    const describe = (): string =>
+      c.upIds().map((id) => {
+        const s = c.node(id).status();
+        return `${id}:${s.role}/t${s.term}/c${s.commit}/a${s.applied}/l${s.lastIndex}`;
+      }).join(' ');
+    let i = 0;
+    let catchUpBound = Infinity;
+    for (; markerApplied.size < c.ids.length; i++) {
+      if (markerApplied.size < quorum && i >= quorumBound) {
+        throw new Error(`liveness: no fresh proposal applied by a quorum within ${quorumBound} steps after healing (${describe()})`);
+      }
+      if (i >= catchUpBound) {
+        throw new Error(`liveness: nodes did not catch up within ${catchUpBound} steps after healing (${describe()})`);
+      }
       c.step();
+      // Like a real client, re-propose if the marker may have been lost with a deposed leader.
       const leader = c.leader();
-      if (leader !== 0 && i - lastProposedAt >= retryEverySteps && c.propose(leader, marker)) lastProposedAt = i;
+      if (markerApplied.size < quorum && leader !== 0 && i - lastProposedAt >= retryEverySteps && c.propose(leader, marker)) {
+        lastProposedAt = i;
+      }
       for (const id of c.ids) {
         const applied = c.applied(id);
         for (let k = scannedUpTo.get(id) ?? 0; k < applied.length; k++) if (isMarker(applied[k].data)) markerApplied.add(id);
         scannedUpTo.set(id, applied.length);
       }
-    }
-    const done = markerApplied.size === c.ids.length;
-    if (!done) {
-      const states = c.upIds().map((id) => {
-        const s = c.node(id).status();
-        return `${id}:${s.role}/t${s.term}/c${s.commit}/a${s.applied}/l${s.lastIndex}`;
-      });
-      throw new Error(`liveness: no leader applied a fresh proposal on all nodes within ${bound} steps after healing (${states.join(' ')})`);
+      if (markerApplied.size >= quorum && catchUpBound === Infinity) catchUpBound = i + quorumBound;
     }
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);

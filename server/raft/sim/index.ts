@@ -5,5 +5,5 @@ export { SimNetwork, NO_FAULTS } from './network.ts';
 export type { NetworkFaults } from './network.ts';
 export { SimStorage } from './storage.ts';
 export { SafetyChecker, SafetyViolation } from './checker.ts';
-export { runChaos } from './chaos.ts';
+export { runChaos, HEAVY_FAULTS } from './chaos.ts';
 export type { ChaosOptions, ChaosResult } from './chaos.ts';
