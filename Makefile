@@ -13,8 +13,10 @@ install: npm-deps system-deps
 
 npm-deps: node_modules/.synod-installed
 
+# `npm install`, not `npm ci`: this npm refuses `ci` over the lock file's missing entries for other
+# platforms' optional rollup binaries; `install` honours the lock and leaves it unchanged.
 node_modules/.synod-installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@$(NODE) --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24"; exit 1; }
 	touch $@
 
