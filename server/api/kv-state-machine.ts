@@ -6,12 +6,30 @@ import type { Entry } from '../raft/types.ts';
 import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
+import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
+import type { MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
 
-/** State-keyspace prefixes: the MVCC store's records and the published member attributes. */
+/** State-keyspace prefixes: MVCC records, published member attributes, leases. */
 const MVCC_PREFIX = 0x6b; // 'k'
 const MEMBER_PREFIX = 0x6d; // 'm'
+
+/** A request every member refuses identically at apply time (the state is left unchanged). */
+class RefusedRequest extends Error {
+  readonly spec: EtcdErrorSpec;
+  constructor(spec: EtcdErrorSpec) {
+    super(spec.message);
+    this.spec = spec;
+  }
+}
+
+/** Told about lease lifecycle events as they are applied (the leader's lease clocks follow them). */
+export interface LeaseApplyListener {
+  granted(id: string, ttlSeconds: number): void;
+  revoked(id: string): void;
+}
 
 export interface PublishedMember {
   name: string;
@@ -38,18 +56,40 @@ export class KvStateMachine implements GroupStateMachine {
   /** Client URLs each member published through the log, by member id. */
   readonly published = new Map<string, PublishedMember>();
   private readonly memberOps: Array<{ key: Buffer; value: Buffer | null }> = [];
+  readonly leases: LeaseStore;
+  leaseListener: LeaseApplyListener | null = null;
 
   constructor(memberId: number, stateRecords: Iterable<[Buffer, Buffer]>) {
     this.memberIdText = String(memberId);
     const mvccRecords: Array<[Buffer, Buffer]> = [];
+    const leaseRecords: Array<[Buffer, Buffer]> = [];
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
+      else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
       } else throw new Error(`unknown state record prefix ${key[0]}`);
     }
     this.store = MvccStore.restore(mvccRecords);
     this.hub = new WatchHub(this.store);
+    this.leases = LeaseStore.restore(leaseRecords);
+    // Attachments are derived state: rebuilt from the keys' own lease fields.
+    const all = this.store.range({
+      key: Buffer.from([0]),
+      rangeEnd: Buffer.from([0]),
+      limit: 0,
+      revision: 0,
+      sortOrder: 'NONE',
+      sortTarget: 'KEY',
+      keysOnly: true,
+      countOnly: false,
+      minModRevision: 0,
+      maxModRevision: 0,
+      minCreateRevision: 0,
+      maxCreateRevision: 0,
+    });
+    for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
+    this.store.leaseExists = (id) => this.leases.has(id);
   }
 
   /** Reserves a sequence number and the promise its apply will settle. */
@@ -83,6 +123,10 @@ export class KvStateMachine implements GroupStateMachine {
         mine?.reject(err);
         return;
       }
+      if (err instanceof RefusedRequest) {
+        mine?.reject(grpcError(err.spec));
+        return;
+      }
       throw err;
     }
     mine?.resolve(outcome);
@@ -114,6 +158,33 @@ export class KvStateMachine implements GroupStateMachine {
       });
       return { revision: this.store.currentRevision(), result: null };
     }
+    if ('lease_grant' in req && req.lease_grant) {
+      const id = String(req.lease_grant.ID);
+      if (this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_EXIST);
+      const ttlSeconds = num(req.lease_grant.TTL);
+      this.leases.grant(id, ttlSeconds);
+      this.leaseListener?.granted(id, ttlSeconds);
+      return { revision: this.store.currentRevision(), result: { id, ttlSeconds } };
+    }
+    if ('lease_revoke' in req && req.lease_revoke) {
+      const id = String(req.lease_revoke.ID);
+      if (!this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_NOT_FOUND);
+      const keys = this.leases.revoke(id);
+      this.leaseListener?.revoked(id);
+      if (keys.length === 0) return { revision: this.store.currentRevision(), result: null };
+      // Every attached key goes in one revision, on every member alike.
+      const out = this.store.txn({
+        compare: [],
+        success: keys.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })),
+        failure: [],
+      });
+      this.publish(out.events, out.revision);
+      return { revision: out.revision, result: null };
+    }
+    if ('lease_checkpoint' in req && req.lease_checkpoint) {
+      for (const c of req.lease_checkpoint.checkpoints ?? []) this.leases.checkpoint(String(c.ID), num(c.remaining_TTL));
+      return { revision: this.store.currentRevision(), result: null };
+    }
     if ('compaction' in req && req.compaction) {
       this.store.compact(num(req.compaction.revision));
       return { revision: this.store.currentRevision(), result: null };
@@ -121,8 +192,10 @@ export class KvStateMachine implements GroupStateMachine {
     throw new Error('committed entry carries no known request');
   }
 
-  private publish(events: Parameters<WatchHub['notify']>[0], revision: number): void {
-    if (events.length > 0) this.hub.notify(events, revision);
+  private publish(events: MvccEvent[], revision: number): void {
+    if (events.length === 0) return;
+    this.leases.observe(events);
+    this.hub.notify(events, revision);
   }
 
   drainPersistOps(): Array<{ key: Buffer; value: Buffer | null }> {
@@ -131,6 +204,9 @@ export class KvStateMachine implements GroupStateMachine {
       value: op.value,
     }));
     if (this.memberOps.length > 0) ops.push(...this.memberOps.splice(0));
+    for (const op of this.leases.drainPersistOps()) {
+      ops.push({ key: Buffer.concat([Buffer.from([LEASE_RECORD_PREFIX]), op.key]), value: op.value });
+    }
     return ops;
   }
 

@@ -11,7 +11,10 @@ export type InternalRequestBody =
   | { delete_range: DeleteRangeRequest }
   | { txn: TxnRequest }
   | { compaction: CompactionRequest }
-  | { member_attributes: MemberAttributes };
+  | { member_attributes: MemberAttributes }
+  | { lease_grant: { ID: string; TTL: string } }
+  | { lease_revoke: { ID: string } }
+  | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } };
 
 export interface MemberAttributes {
   member_id: string;

@@ -18,6 +18,10 @@ import { watchService } from '../api/watch-service.ts';
 import { clusterService } from '../api/cluster-service.ts';
 import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
+import { LeaseManager } from '../api/lease-manager.ts';
+import { leaseService } from '../api/lease-service.ts';
+import { lockService } from '../api/lock-service.ts';
+import { electionService } from '../api/election-service.ts';
 import {
   clusterIdFor,
   hostPort,
@@ -42,6 +46,8 @@ export interface ServerConfig {
   listenMetricsAddress: string;
   tickMs: number;
   electionTimeoutTicks: number;
+  /** How often the leader records remaining lease TTLs through Raft (etcd: 5 minutes). */
+  leaseCheckpointIntervalMs: number;
   limits: ApiLimits;
   logger: Logger;
 }
@@ -157,6 +163,15 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members });
 
+  const leases = new LeaseManager({
+    ctx,
+    peerAddress: (id) => transport.peerAddress(id),
+    electionTimeoutMs: cfg.tickMs * cfg.electionTimeoutTicks,
+    checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
+    logger: log,
+  });
+  transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
+
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': cfg.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': 2 ** 31 - 1,
@@ -166,6 +181,9 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const services = etcdServices();
   grpcServer.addService(services.KV, kvService(ctx));
   grpcServer.addService(services.Watch, watchService(ctx));
+  grpcServer.addService(services.Lease, leaseService(ctx, leases));
+  grpcServer.addService(services.Lock, lockService(ctx));
+  grpcServer.addService(services.Election, electionService(ctx));
   grpcServer.addService(services.Cluster, clusterService(ctx));
   grpcServer.addService(services.Maintenance, maintenanceService(ctx, () => dirSizeBytes(dbDir)));
 
@@ -178,6 +196,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     httpServer = await startHttpEndpoints(ctx, host, Number(port));
   }
   member.start();
+  leases.start();
 
   // Publish this member's client URLs through the log once a leader exists (etcd's "publish").
   let publishTimer: NodeJS.Timeout | null = null;
@@ -213,6 +232,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
           resolve();
         });
       });
+      leases.stop();
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();

@@ -31,6 +31,7 @@ program
   .option('--max-txn-ops <n>', 'most operations in one txn', String(DEFAULT_LIMITS.maxTxnOps))
   .option('--request-timeout <ms>', 'how long a request may wait for consensus', String(DEFAULT_LIMITS.requestTimeoutMs))
   .option('--watch-progress-notify-interval <ms>', 'interval of watch progress notifications', String(DEFAULT_LIMITS.watchProgressNotifyIntervalMs))
+  .option('--lease-checkpoint-interval <ms>', 'how often the leader records remaining lease TTLs through Raft', '300000')
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
@@ -60,6 +61,7 @@ program
         listenMetricsAddress: o.listenMetricsUrls ? new URL(o.listenMetricsUrls).host : '',
         tickMs,
         electionTimeoutTicks: Math.round(electionMs / tickMs),
+        leaseCheckpointIntervalMs: Number(o.leaseCheckpointInterval),
         limits: {
           maxRequestBytes: Number(o.maxRequestBytes),
           maxTxnOps: Number(o.maxTxnOps),

@@ -34,6 +34,7 @@ import type {
   DeleteRangeOp,
   DeleteRangeResult,
   KeyValue,
+  LeaseId,
   MvccEvent,
   PutOp,
   PutResult,
@@ -353,7 +354,20 @@ export class MvccStore {
     return ki === undefined || latestLive(ki) === null;
   }
 
+  /**
+   * Whether a lease exists; puts naming a lease that doesn't are refused before anything changes.
+   * The lease state machine sets this; without one every lease is accepted.
+   */
+  leaseExists: (lease: LeaseId) => boolean = () => true;
+
+  private checkLease(op: PutOp): void {
+    if (!op.ignoreLease && op.lease !== '0' && op.lease !== '' && !this.leaseExists(op.lease)) {
+      throw new MvccError('leaseNotFound', 'etcdserver: requested lease not found');
+    }
+  }
+
   put(op: PutOp): WriteOutcome<PutResult> {
+    this.checkLease(op);
     if ((op.ignoreValue || op.ignoreLease) && this.keyMissing(op.key)) throw new MvccError('keyNotFound', 'etcdserver: key not found');
     const ctx = this.begin();
     const result = this.doPut(ctx, op);
@@ -476,8 +490,11 @@ export class MvccStore {
   private checkPuts(t: TxnOp, path: Map<TxnOp, boolean>): void {
     for (const r of path.get(t) ? t.success : t.failure) {
       if (r.type === 'txn') this.checkPuts(r.txn, path);
-      else if (r.type === 'put' && (r.put.ignoreValue || r.put.ignoreLease) && this.keyMissing(r.put.key)) {
-        throw new MvccError('keyNotFound', 'etcdserver: key not found');
+      else if (r.type === 'put') {
+        this.checkLease(r.put);
+        if ((r.put.ignoreValue || r.put.ignoreLease) && this.keyMissing(r.put.key)) {
+          throw new MvccError('keyNotFound', 'etcdserver: key not found');
+        }
       }
     }
   }

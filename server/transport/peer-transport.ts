@@ -80,6 +80,16 @@ export class PeerTransport {
     return this.boundPort;
   }
 
+  /** Registers another peer-facing service (e.g. lease forwarding) on the peer port; before start(). */
+  addService(service: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): void {
+    this.server.addService(service, impl);
+  }
+
+  /** host:port a peer listens on, for services that call it directly. */
+  peerAddress(memberId: number): string | undefined {
+    return this.opts.peers.get(memberId);
+  }
+
   async start(): Promise<void> {
     const Peer = peerService();
     this.server.addService(Peer.service, {

@@ -1,0 +1,140 @@
+// v3electionpb.Election: leader election on leases (etcd's recipe, run in the server). Candidates
+// hold a key `<name>/<lease hex>`; the earliest-created one leads; Proclaim changes the leader's value
+// only while its key (same create revision) still stands; Observe streams each leader and value.
+import type * as grpc from '@grpc/grpc-js';
+import type { ApiContext } from './context.ts';
+import { OTHER_ERRORS, grpcError } from './errors.ts';
+import {
+  asUnknownStatus,
+  contenderKey,
+  contenderPrefix,
+  createRevisionEquals,
+  deleteOp,
+  firstCreated,
+  getKey,
+  leaseOrSession,
+  prefixEnd,
+  proposeTxn,
+  putOp,
+  waitUntilFirst,
+} from './concurrency.ts';
+import { kvToWire, num } from './convert.ts';
+
+interface LeaderKey {
+  name: Buffer;
+  key: Buffer;
+  rev: string;
+  lease: string;
+}
+
+function unaryCall<Req>(
+  ctx: ApiContext,
+  fn: (req: Req, signal: AbortSignal) => Promise<unknown>,
+): (call: grpc.ServerUnaryCall<Req, unknown>, cb: grpc.sendUnaryData<unknown>) => void {
+  return (call, cb) => {
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort());
+    fn(call.request, abort.signal).then(
+      (res) => cb(null, res),
+      (err: unknown) => cb(asUnknownStatus(err, ctx)),
+    );
+  };
+}
+
+export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  return {
+    Campaign: unaryCall(ctx, async (req: { name: Buffer; lease: string; value: Buffer }, signal) => {
+      const name = req.name ?? Buffer.alloc(0);
+      await ctx.readBarrier();
+      const lease = await leaseOrSession(ctx, String(req.lease ?? '0'));
+      const key = contenderKey(name, lease);
+      const value = req.value ?? Buffer.alloc(0);
+      const out = await proposeTxn(ctx, {
+        compare: [createRevisionEquals(key, 0)],
+        success: [putOp(key, value, lease)],
+        failure: [],
+      });
+      let myRevision = out.revision;
+      if (!out.result.succeeded) {
+        // Campaigning again with the same lease keeps the place and updates the value (as etcd).
+        const existing = getKey(ctx, key);
+        if (!existing) throw new Error('campaign key vanished');
+        myRevision = existing.createRevision;
+        if (!existing.value.equals(value)) {
+          await ctx.proposeWrite({
+            put: { key, value, lease: '0', prev_kv: false, ignore_value: false, ignore_lease: true },
+          });
+        }
+      }
+      try {
+        await waitUntilFirst(ctx, contenderPrefix(name), key, myRevision, signal);
+      } catch (err) {
+        // A candidate that gives up withdraws, as etcd's Campaign does on cancellation.
+        ctx.proposeWrite({ delete_range: { key, range_end: Buffer.alloc(0), prev_kv: false } }).catch(() => undefined);
+        throw err;
+      }
+      return { header: ctx.header(), leader: { name, key, rev: String(myRevision), lease } };
+    }),
+
+    Proclaim: unaryCall(ctx, async (req: { leader: LeaderKey | null; value: Buffer }) => {
+      if (!req.leader) throw grpcError(OTHER_ERRORS.MISSING_LEADER_KEY);
+      const out = await proposeTxn(ctx, {
+        compare: [createRevisionEquals(req.leader.key, num(req.leader.rev))],
+        success: [putOp(req.leader.key, req.value ?? Buffer.alloc(0), '0', true)],
+        failure: [],
+      });
+      if (!out.result.succeeded) throw grpcError(OTHER_ERRORS.ELECTION_NOT_LEADER);
+      return { header: ctx.header(out.revision) };
+    }),
+
+    Leader: unaryCall(ctx, async (req: { name: Buffer }) => {
+      await ctx.readBarrier();
+      const kv = firstCreated(ctx, contenderPrefix(req.name ?? Buffer.alloc(0)));
+      if (!kv) throw grpcError(OTHER_ERRORS.ELECTION_NO_LEADER);
+      return { header: ctx.header(), kv: kvToWire(kv) };
+    }),
+
+    Resign: unaryCall(ctx, async (req: { leader: LeaderKey | null }) => {
+      if (!req.leader) throw grpcError(OTHER_ERRORS.MISSING_LEADER_KEY);
+      // A stale leader key (another create revision) deletes nothing and is not an error, as in etcd.
+      const out = await proposeTxn(ctx, {
+        compare: [createRevisionEquals(req.leader.key, num(req.leader.rev))],
+        success: [deleteOp(req.leader.key)],
+        failure: [],
+      });
+      return { header: ctx.header(out.revision) };
+    }),
+
+    Observe: (call: grpc.ServerWritableStream<{ name: Buffer }, unknown>) => {
+      const name = call.request.name ?? Buffer.alloc(0);
+      let lastSent: { key: string; modRevision: number } | null = null;
+      let closed = false;
+      const sendLeaderIfChanged = (): void => {
+        if (closed) return;
+        const kv = firstCreated(ctx, contenderPrefix(name));
+        if (!kv) return; // no leader: wait for one
+        const id = { key: kv.key.toString('hex'), modRevision: kv.modRevision };
+        if (lastSent && lastSent.key === id.key && lastSent.modRevision === id.modRevision) return;
+        lastSent = id;
+        call.write({ header: ctx.header(), kv: kvToWire(kv) });
+      };
+      // Every change under the election prefix may change who leads or what the leader proclaims.
+      const handle = ctx.sm.hub.watch(
+        { key: contenderPrefix(name), rangeEnd: prefixEnd(contenderPrefix(name)), startRevision: 0, prevKv: false, noPut: false, noDelete: false },
+        { onEvents: () => sendLeaderIfChanged(), onCompacted: () => undefined },
+      );
+      const stop = (): void => {
+        if (closed) return;
+        closed = true;
+        ctx.sm.hub.cancel(handle);
+      };
+      call.on('cancelled', stop);
+      call.on('error', stop);
+      call.on('close', stop);
+      ctx.readBarrier().then(sendLeaderIfChanged, (err: unknown) => {
+        stop();
+        call.destroy(asUnknownStatus(err, ctx));
+      });
+    },
+  };
+}

@@ -1,0 +1,79 @@
+// etcdserverpb.Lease: grant and revoke go through Raft; keep-alive and time-to-live are answered by
+// the leader's lease clocks (forwarded when this member does not lead); listing is local.
+import type * as grpc from '@grpc/grpc-js';
+import { ApiContext, toServiceError, unary } from './context.ts';
+import { ETCD_ERRORS, grpcError } from './errors.ts';
+import { num } from './convert.ts';
+import { MAX_LEASE_TTL_SECONDS, type LeaseManager } from './lease-manager.ts';
+import { newLeaseId } from './concurrency.ts';
+
+
+export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {
+  return {
+    LeaseGrant: unary(ctx, async (req: { TTL: string; ID: string }) => {
+      const requested = num(req.TTL);
+      if (requested > MAX_LEASE_TTL_SECONDS) throw grpcError(ETCD_ERRORS.LEASE_TTL_TOO_LARGE);
+      const ttlSeconds = Math.max(requested, leases.minTtlSeconds);
+      const id = req.ID && req.ID !== '0' ? String(req.ID) : newLeaseId();
+      const out = await ctx.proposeWrite({ lease_grant: { ID: id, TTL: String(ttlSeconds) } });
+      return { header: ctx.header(out.revision), ID: id, TTL: ttlSeconds, error: '' };
+    }),
+
+    LeaseRevoke: unary(ctx, async (req: { ID: string }) => {
+      const out = await ctx.proposeWrite({ lease_revoke: { ID: String(req.ID) } });
+      return { header: ctx.header(out.revision) };
+    }),
+
+    LeaseTimeToLive: unary(ctx, async (req: { ID: string; keys: boolean }) => {
+      const id = String(req.ID);
+      const remainingMs = await leases.remainingMs(id);
+      const lease = ctx.sm.leases.get(id);
+      if (remainingMs === null || !lease) return { header: ctx.header(), ID: id, TTL: -1, grantedTTL: 0, keys: [] };
+      return {
+        header: ctx.header(),
+        ID: id,
+        TTL: Math.floor(remainingMs / 1000),
+        grantedTTL: lease.ttlSeconds,
+        keys: req.keys ? ctx.sm.leases.keysOf(id) : [],
+      };
+    }),
+
+    LeaseLeases: unary(ctx, async () => {
+      await ctx.readBarrier();
+      const ids = ctx.sm.leases.all().map((l) => BigInt(l.id));
+      ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      return { header: ctx.header(), leases: ids.map((id) => ({ ID: id.toString() })) };
+    }),
+
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, unknown>) => {
+      // Answers go out in request order: each renewal waits for the one before it.
+      let chain: Promise<void> = Promise.resolve();
+      let closed = false;
+      call.on('data', (req: { ID: string }) => {
+        const id = String(req.ID);
+        chain = chain.then(async () => {
+          if (closed) return;
+          try {
+            const ttl = await leases.renew(id);
+            if (!closed) call.write({ header: ctx.header(), ID: id, TTL: ttl });
+          } catch (err) {
+            if (!closed) {
+              closed = true;
+              call.destroy(toServiceError(err, ctx.logger));
+            }
+          }
+        });
+      });
+      // The client half-closing still gets the answers to what it already sent.
+      call.on('end', () => {
+        chain = chain.then(() => {
+          if (closed) return;
+          closed = true;
+          call.end();
+        });
+      });
+      call.on('cancelled', () => (closed = true));
+      call.on('error', () => (closed = true));
+    },
+  };
+}

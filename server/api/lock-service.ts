@@ -1,0 +1,88 @@
+// v3lockpb.Lock: a distributed mutex on leases (etcd's recipe, run in the server). Waiters queue
+// fairly by the create revision of their key; the holder's key create revision is a monotonic
+// fencing token; a holder whose lease ends loses the lock because its key is deleted with the lease.
+import type * as grpc from '@grpc/grpc-js';
+import type { ApiContext } from './context.ts';
+import { grpcError } from './errors.ts';
+import {
+  SessionExpiredError,
+  asUnknownStatus,
+  leaseOrSession,
+  contenderKey,
+  contenderPrefix,
+  createRevisionEquals,
+  deleteOp,
+  getKey,
+  proposeTxn,
+  putOp,
+  waitUntilFirst,
+} from './concurrency.ts';
+import { checkDelete } from './validate.ts';
+
+interface LockRequest {
+  name: Buffer;
+  lease: string;
+}
+
+/** etcd's concurrency.ErrSessionExpired text, which v3lock returns as status UNKNOWN. */
+const SESSION_EXPIRED = { code: 2, message: 'session expired' };
+
+/**
+ * Takes (or re-finds) the contender's key and returns its create revision. A contender that calls
+ * Lock again with the same lease keeps its place in the queue.
+ */
+async function enqueue(ctx: ApiContext, key: Buffer, lease: string): Promise<number> {
+  const out = await proposeTxn(ctx, {
+    compare: [createRevisionEquals(key, 0)],
+    success: [putOp(key, Buffer.alloc(0), lease)],
+    failure: [],
+  });
+  if (out.result.succeeded) return out.revision;
+  const existing = getKey(ctx, key);
+  if (!existing) throw new SessionExpiredError();
+  return existing.createRevision;
+}
+
+export function lockService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  return {
+    Lock: (call: grpc.ServerUnaryCall<LockRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const req = call.request;
+      const name = req.name ?? Buffer.alloc(0);
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      let key: Buffer = Buffer.alloc(0);
+      let created = false;
+      (async () => {
+        await ctx.readBarrier();
+        const lease = await leaseOrSession(ctx, String(req.lease ?? '0'));
+        key = contenderKey(name, lease);
+        const myRevision = await enqueue(ctx, key, lease);
+        created = true;
+        await waitUntilFirst(ctx, contenderPrefix(name), key, myRevision, abort.signal);
+        return { header: ctx.header(), key };
+      })().then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          // A waiter that gives up leaves the queue, so it never blocks the ones behind it.
+          if (created && !(err instanceof SessionExpiredError)) {
+            ctx.proposeWrite({ delete_range: { key, range_end: Buffer.alloc(0), prev_kv: false } }).catch(() => undefined);
+          }
+          callback(err instanceof SessionExpiredError ? grpcError(SESSION_EXPIRED) : asUnknownStatus(err, ctx));
+        },
+      );
+    },
+
+    Unlock: (call: grpc.ServerUnaryCall<{ key: Buffer }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const key = call.request.key ?? Buffer.alloc(0);
+      const bad = checkDelete({ key, range_end: Buffer.alloc(0), prev_kv: false });
+      if (bad) {
+        callback(asUnknownStatus(grpcError(bad), ctx));
+        return;
+      }
+      proposeTxn(ctx, { compare: [], success: [deleteOp(key)], failure: [] }).then(
+        (out) => callback(null, { header: ctx.header(out.revision) }),
+        (err: unknown) => callback(asUnknownStatus(err, ctx)),
+      );
+    },
+  };
+}
