@@ -18,7 +18,12 @@ afterAll(async () => {
 
 /** Starts `etcdctl watch ...`, collects stdout until `until` matches, then kills it. */
 function watchUntil(args: string[], until: (out: string) => boolean, timeoutMs = 10_000): { done: Promise<string>; started: Promise<void> } {
-  const child = spawn('etcdctl', [`--endpoints=${ep}`, 'watch', ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+  return runUntil(['watch', ...args], until, timeoutMs);
+}
+
+/** Starts a long-running etcdctl command, collects stdout until `until` matches, then kills it. */
+function runUntil(args: string[], until: (out: string) => boolean, timeoutMs = 10_000): { done: Promise<string>; started: Promise<void> } {
+  const child = spawn('etcdctl', [`--endpoints=${ep}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
   let out = '';
   const started = new Promise<void>((resolve) => setTimeout(resolve, 700));
   const done = new Promise<string>((resolve, reject) => {
@@ -144,6 +149,23 @@ describe('etcdctl against a 3-member Synod cluster', () => {
     const health = await etcdctl(ep, ['endpoint', 'health']);
     expect(health.code).toBe(0);
     expect(health.stderr.match(/is healthy/g)).toHaveLength(3);
+  });
+
+  it('elect campaigns and elect -l observes the leader and its successor', async () => {
+    const observer = runUntil(['elect', '-l', 'ballot'], (out) => out.includes('second'), 20_000);
+    await observer.started;
+    const first = runUntil(['elect', 'ballot', 'first'], (out) => out.includes('first'));
+    const firstOut = await first.done; // killed once elected: its session lease (60 s) still leads
+    expect(firstOut).toMatch(/^ballot\/[0-9a-f]+\nfirst\n$/);
+    const key = firstOut.split('\n')[0];
+    // Resign the first leader by revoking its session's lease; the second candidate takes over.
+    const lease = (await etcdctlOk(ep, ['get', key, '-w', 'fields'])).match(/"Lease" : (\d+)/)![1];
+    const second = runUntil(['elect', 'ballot', 'second'], (out) => out.includes('second'));
+    await new Promise((r) => setTimeout(r, 500));
+    await etcdctlOk(ep, ['lease', 'revoke', BigInt(lease).toString(16)]);
+    expect(await second.done).toMatch(/^ballot\/[0-9a-f]+\nsecond\n$/);
+    const seen = await observer.done;
+    expect(seen).toMatch(/^ballot\/[0-9a-f]+\nfirst\nballot\/[0-9a-f]+\nsecond\n$/);
   });
 
   it('member list shows every member with its peer and client URLs', async () => {
