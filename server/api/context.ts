@@ -2,7 +2,7 @@
 // and the shared helpers that turn internal failures into etcd's statuses.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DeadlineError, NoLeaderError, type Member } from '../member/member.ts';
+import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from './errors.ts';
 import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
@@ -37,6 +37,8 @@ export class ApiContext {
   readonly limits: ApiLimits;
   readonly logger: Logger;
   readonly members: () => MemberInfo[];
+  /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. Breaks linearizability. */
+  readonly unsafeStaleReads: boolean;
 
   constructor(opts: {
     member: Member;
@@ -45,6 +47,7 @@ export class ApiContext {
     limits: ApiLimits;
     logger: Logger;
     members: () => MemberInfo[];
+    unsafeStaleReads?: boolean;
   }) {
     this.member = opts.member;
     this.sm = opts.sm;
@@ -53,6 +56,7 @@ export class ApiContext {
     this.limits = opts.limits;
     this.logger = opts.logger;
     this.members = opts.members;
+    this.unsafeStaleReads = opts.unsafeStaleReads ?? false;
   }
 
   header(revision?: number): ResponseHeader {
@@ -70,6 +74,7 @@ export class ApiContext {
 
   /** Waits until this member has applied everything committed before now (linearizable read). */
   async readBarrier(): Promise<void> {
+    if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
     await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
   }
 
@@ -120,6 +125,8 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
   }
   if (err instanceof NoLeaderError) return grpcError(ETCD_ERRORS.NO_LEADER);
   if (err instanceof DeadlineError) return grpcError(ETCD_ERRORS.TIMEOUT);
+  if (err instanceof NotLeaderError) return grpcError(ETCD_ERRORS.NOT_LEADER);
+  if (err instanceof BadTransfereeError) return grpcError(ETCD_ERRORS.BAD_LEADER_TRANSFEREE);
   if (err instanceof Error && err.name === 'MvccError') {
     const spec = MVCC_ERRORS[(err as Error & { code: string }).code];
     if (spec) return grpcError(spec);

@@ -1,4 +1,5 @@
-// etcdserverpb.Maintenance: Status (what `etcdctl endpoint status` prints), Alarm (no alarms are
+// etcdserverpb.Maintenance: Status (what `etcdctl endpoint status` prints), MoveLeader (leadership
+// transfer, for rolling restarts without an election timeout), Alarm (no alarms are
 // raised yet: the store has no space quota), Defragment (LevelDB compacts itself in the background,
 // so there is nothing to do and success is the truthful answer).
 import type * as grpc from '@grpc/grpc-js';
@@ -29,6 +30,10 @@ export function maintenanceService(
       };
     }),
     Alarm: unary(ctx, async () => ({ header: ctx.header(), alarms: [] })),
+    MoveLeader: unary(ctx, async (req: { targetID: string }) => {
+      await ctx.member.transferLeadership(DATA_GROUP_ID, Number(req.targetID), ctx.limits.requestTimeoutMs);
+      return { header: ctx.header() };
+    }),
     Defragment: unary(ctx, async () => ({ header: ctx.header() })),
   };
 }

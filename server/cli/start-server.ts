@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
+import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../api/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
 import { etcdServices } from '../api/proto.ts';
@@ -50,6 +51,10 @@ export interface ServerConfig {
   leaseCheckpointIntervalMs: number;
   limits: ApiLimits;
   logger: Logger;
+  /** TEST-ONLY (--experimental-fault-injection): POST /debug/fault/partition on the metrics server. */
+  faultInjection?: boolean;
+  /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
+  unsafeStaleReads?: boolean;
 }
 
 export interface RunningServer {
@@ -145,6 +150,11 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     'member loaded',
   );
 
+  // Test-only switches: loud, because either one voids Synod's guarantees or opens a debug door.
+  const faults = cfg.faultInjection ? new FaultInjector() : undefined;
+  if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
+  if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
+
   const peerAddresses = new Map(cluster.members.map((m) => [m.id, hostPort(m.peerUrls[0])]));
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
@@ -152,6 +162,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     listenAddress: hostPort(cfg.listenPeerUrls[0]),
     peers: peerAddresses,
     onMessages: (_from, messages) => member.step(messages),
+    faults,
     logger: log,
   });
   member.setSink(transport);
@@ -161,7 +172,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       const published = sm.published.get(String(m.id));
       return { ...m, clientUrls: published?.clientUrls ?? m.clientUrls };
     });
-  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members });
+  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
 
   const leases = new LeaseManager({
     ctx,
@@ -193,7 +204,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
-    httpServer = await startHttpEndpoints(ctx, host, Number(port));
+    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults);
   }
   member.start();
   leases.start();
@@ -222,6 +233,19 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (publishTimer) clearTimeout(publishTimer);
+      // A leader that stops hands leadership to its most caught-up follower first, so the cluster
+      // does not sit out an election timeout (rolling restarts stay fast).
+      if (member.status(DATA_GROUP_ID).role === 'leader') {
+        const target = member.bestTransferee(DATA_GROUP_ID);
+        if (target !== 0) {
+          await member
+            .transferLeadership(DATA_GROUP_ID, target, 2 * cfg.tickMs * cfg.electionTimeoutTicks)
+            .then(
+              () => log.info({ to: target.toString(16) }, 'leadership transferred before stopping'),
+              (err: unknown) => log.warn({ err }, 'leadership transfer before stopping failed'),
+            );
+        }
+      }
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           grpcServer.forceShutdown();

@@ -29,6 +29,20 @@ export class NoLeaderError extends Error {
   }
 }
 
+export class NotLeaderError extends Error {
+  constructor() {
+    super('not leader');
+    this.name = 'NotLeaderError';
+  }
+}
+
+export class BadTransfereeError extends Error {
+  constructor() {
+    super('bad leader transferee');
+    this.name = 'BadTransfereeError';
+  }
+}
+
 export class DeadlineError extends Error {
   constructor(what: string) {
     super(`${what} timed out`);
@@ -208,6 +222,42 @@ export class Member {
       group.queuedReads.push({ resolve, reject, deadlineMs });
       this.scheduleTurn();
     });
+  }
+
+  /**
+   * Moves a group's leadership to `targetId` (a voter that is caught up gets a TimeoutNow and wins the
+   * next election at once). Resolves when the target leads; rejects on deadline.
+   */
+  async transferLeadership(groupId: number, targetId: NodeId, timeoutMs: number): Promise<void> {
+    const group = this.mustGroup(groupId);
+    if (group.role !== 'leader') throw new NotLeaderError();
+    if (!group.node.voters().includes(targetId)) throw new BadTransfereeError();
+    if (targetId === this.opts.memberId) return;
+    group.node.transferLeader(targetId);
+    this.scheduleTurn();
+    const deadline = Date.now() + timeoutMs;
+    while (group.leaderId !== targetId) {
+      if (Date.now() > deadline) throw new DeadlineError('leader transfer');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** The voter (other than this member) whose log matches the leader's furthest, or 0. */
+  bestTransferee(groupId: number): NodeId {
+    const group = this.mustGroup(groupId);
+    const progress = group.node.status().progress;
+    if (!progress) return 0;
+    let best: NodeId = 0;
+    let bestMatch = -1;
+    for (const id of group.node.voters()) {
+      if (id === this.opts.memberId) continue;
+      const p = progress[id];
+      if (p && p.recentActive && p.match > bestMatch) {
+        best = id;
+        bestMatch = p.match;
+      }
+    }
+    return best;
   }
 
   status(groupId: number): GroupStatus {
