@@ -10,6 +10,15 @@ export class ProposalDroppedError extends Error {
   }
 }
 
+/** The leader refuses a membership change while an earlier one is not yet applied (etcd drops
+ *  it silently; we throw so the server can answer the client). Also a ProposalDroppedError. */
+export class ConfChangeInProgressError extends ProposalDroppedError {
+  constructor(message = 'raft: a configuration change is already in progress') {
+    super(message);
+    this.name = 'ConfChangeInProgressError';
+  }
+}
+
 /** A safety invariant was violated; the node must stop rather than limp on. */
 export class RaftInvariantError extends Error {
   constructor(message: string) {

@@ -1,11 +1,13 @@
 // Leader-side view of one peer's replication: how much of the log it is known to hold
 // (match), what to send next (next), and the flow-control state. In 'probe' state the leader
 // sends one append at a time until it finds where the follower's log matches; in 'replicate'
-// state it streams appends optimistically, bounded by a window of in-flight messages.
+// state it streams appends optimistically, bounded by a window of in-flight messages. In
+// 'snapshot' state the entries it needs are compacted away: a snapshot was sent and appends
+// pause until the follower acks it or the application reports the transfer's outcome.
 
 import { fail } from './errors.ts';
 
-export type ProgressState = 'probe' | 'replicate';
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 /**
  * Ring buffer of the last index carried by each in-flight append message. A follower ack for
@@ -74,6 +76,10 @@ export class Progress {
   probeSent = false;
   /** Heard from the peer since the last check-quorum round. */
   recentActive = false;
+  /** Snapshot state: index of the snapshot being sent. */
+  pendingSnapshot = 0;
+  /** Learners receive the log but never vote or count for commit/quorum. */
+  isLearner = false;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflightMsgs: number) {
@@ -89,17 +95,28 @@ export class Progress {
   }
 
   becomeProbe(): void {
+    // Leaving snapshot state: the follower holds at least the snapshot (if it arrived).
+    const from = this.state === 'snapshot' ? Math.max(this.match + 1, this.pendingSnapshot + 1) : this.match + 1;
     this.resetState('probe');
-    this.next = this.match + 1;
+    this.pendingSnapshot = 0;
+    this.next = from;
+  }
+
+  becomeSnapshot(snapshotIndex: number): void {
+    this.resetState('snapshot');
+    this.pendingSnapshot = snapshotIndex;
+    this.next = snapshotIndex + 1;
   }
 
   becomeReplicate(): void {
     this.resetState('replicate');
+    this.pendingSnapshot = 0;
     this.next = this.match + 1;
   }
 
   /** The leader cannot send appends to this peer right now. */
   isPaused(): boolean {
+    if (this.state === 'snapshot') return true;
     return this.state === 'probe' ? this.probeSent : this.inflights.full();
   }
 
@@ -132,6 +149,7 @@ export class Progress {
    * that may match (from the follower's rejectHint). Returns false if the rejection is stale.
    */
   maybeDecrTo(rejected: number, matchHint: number): boolean {
+    if (this.state === 'snapshot') return false; // a response to an append sent before the snapshot
     if (this.state === 'replicate') {
       // A rejection at or below match is a reordered/duplicated old response.
       if (rejected <= this.match) return false;

@@ -3,9 +3,11 @@
 // plus the commit and applied cursors. All entries after the compaction point are kept in one
 // array so lookup by index is O(1); `compactedIndex/compactedTerm` describe the entry just
 // before the first retained one, so snapshots/compaction can later drop the array's prefix
-// without changing callers.
+// without changing callers. `compact` drops an applied prefix (the application took a snapshot);
+// `restore` replaces the whole log by a snapshot received from the leader, which stays
+// "unstable" (pendingSnapshot) until the application persists and installs it.
 
-import type { Entry, PersistedState } from './types.ts';
+import type { ConfState, Entry, PersistedState, SnapshotMeta } from './types.ts';
 import { fail } from './errors.ts';
 
 export class RaftLog {
@@ -20,6 +22,10 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the application and acknowledged via advance(). */
   applied: number;
+  /** The compaction point (index/term/confState), or null before any compaction. */
+  snapshot: SnapshotMeta | null = null;
+  /** A snapshot received from the leader, not yet handed out in a Ready and advanced. */
+  pendingSnapshot: SnapshotMeta | null = null;
 
   constructor(persisted?: PersistedState) {
     if (persisted === undefined) {
@@ -31,9 +37,16 @@ export class RaftLog {
       this.unstableFrom = 1;
       return;
     }
-    const { entries, firstIndex, hardState, applied } = persisted;
+    const { entries, firstIndex, hardState, applied, snapshot } = persisted;
     if (!(firstIndex >= 1)) fail(`persisted firstIndex ${firstIndex} < 1`);
-    if (!(firstIndex === 1)) fail(`persisted firstIndex ${firstIndex}: log compaction is not supported yet`);
+    if (firstIndex > 1 || snapshot !== undefined) {
+      if (!(snapshot !== undefined && snapshot.index === firstIndex - 1)) {
+        fail(`persisted firstIndex ${firstIndex} needs a snapshot at index ${firstIndex - 1} (got ${snapshot?.index})`);
+      }
+      if (!(snapshot.term > 0 || snapshot.index === 0)) fail(`persisted snapshot at ${snapshot.index} has term ${snapshot.term}`);
+      if (!(entries.length === 0 || entries[0].term >= snapshot.term)) fail(`persisted entry ${firstIndex} has a term below the snapshot's`);
+      this.snapshot = copySnapshotMeta(snapshot);
+    }
     for (let i = 0; i < entries.length; i++) {
       if (!(entries[i].index === firstIndex + i)) {
         fail(`persisted entries not contiguous: position ${i} has index ${entries[i].index}, want ${firstIndex + i}`);
@@ -45,13 +58,13 @@ export class RaftLog {
     // Copy: the caller's storage keeps mutating its own array.
     this.entries = entries.slice();
     this.compactedIndex = firstIndex - 1;
-    this.compactedTerm = 0;
+    this.compactedTerm = this.snapshot === null ? 0 : this.snapshot.term;
     this.unstableFrom = this.lastIndex() + 1;
     if (!(hardState.commit <= this.lastIndex())) {
       fail(`persisted commit ${hardState.commit} beyond last index ${this.lastIndex()}`);
     }
     if (!(applied <= hardState.commit)) fail(`persisted applied ${applied} beyond commit ${hardState.commit}`);
-    if (!(applied >= this.compactedIndex)) fail(`persisted applied ${applied} before first index ${firstIndex}`);
+    if (!(applied >= this.compactedIndex)) fail(`persisted applied ${applied} is below the snapshot index ${this.compactedIndex}`);
     this.committed = hardState.commit;
     this.applied = applied;
   }
@@ -200,6 +213,7 @@ export class RaftLog {
   }
 
   appliedTo(index: number): void {
+    if (!(index >= this.compactedIndex || this.pendingSnapshot !== null)) fail(`applied ${index} below compaction point ${this.compactedIndex}`);
     if (!(index >= this.applied && index <= this.committed)) {
       fail(`applied ${index} outside [applied=${this.applied}, committed=${this.committed}]`);
     }
@@ -220,14 +234,63 @@ export class RaftLog {
     if (index >= this.unstableFrom && this.term(index) === term) this.unstableFrom = index + 1;
   }
 
+  /** First index to apply next: after applied, or after a pending snapshot that skips ahead. */
+  private applyFrom(): number {
+    return Math.max(this.applied, this.compactedIndex) + 1;
+  }
+
   hasNextCommittedEntries(): boolean {
-    return this.committed > this.applied;
+    return this.committed >= this.applyFrom();
   }
 
   /** Committed but not yet applied entries. The caller persists Ready.entries before applying. */
   nextCommittedEntries(): Entry[] {
     if (!this.hasNextCommittedEntries()) return [];
     const base = this.compactedIndex + 1;
-    return this.entries.slice(this.applied + 1 - base, this.committed + 1 - base);
+    return this.entries.slice(this.applyFrom() - base, this.committed + 1 - base);
   }
+
+  /** Does (applied, committed] hold a confChange entry? (Such a node must not campaign.) */
+  hasCommittedUnappliedConfChange(): boolean {
+    for (let i = this.applyFrom(); i <= this.committed; i++) if (this.entryAt(i).type === 'confChange') return true;
+    return false;
+  }
+
+  /**
+   * The application snapshotted its state machine at applied index `index` (membership
+   * `confState`): drop entries <= index. No-op if already compacted that far.
+   */
+  compact(index: number, confState: ConfState): void {
+    if (index <= this.compactedIndex) return;
+    if (!(index <= this.applied)) fail(`compact(${index}) beyond applied index ${this.applied}`);
+    if (!(index < this.unstableFrom)) fail(`compact(${index}) would drop unpersisted entries (unstable from ${this.unstableFrom})`);
+    const term = this.term(index);
+    if (term === undefined) fail(`compact(${index}): no entry there`);
+    this.entries = this.entries.slice(index - this.compactedIndex);
+    this.compactedIndex = index;
+    this.compactedTerm = term;
+    this.snapshot = { index, term, confState: { voters: confState.voters.slice(), learners: confState.learners.slice() } };
+  }
+
+  /** Replaces the whole log by the leader's snapshot `s` (beyond our commit index). */
+  restore(s: SnapshotMeta): void {
+    if (!(s.index > this.committed)) fail(`restore of snapshot ${s.index} at or below commit ${this.committed}`);
+    this.entries = [];
+    this.compactedIndex = s.index;
+    this.compactedTerm = s.term;
+    this.unstableFrom = s.index + 1;
+    this.committed = s.index;
+    this.snapshot = copySnapshotMeta(s);
+    this.pendingSnapshot = this.snapshot;
+  }
+
+  /** The application installed `s` (handed out in a Ready): it is applied. */
+  snapshotInstalled(s: SnapshotMeta): void {
+    if (this.pendingSnapshot === s) this.pendingSnapshot = null;
+    if (s.index > this.applied) this.applied = s.index;
+  }
+}
+
+export function copySnapshotMeta(s: SnapshotMeta): SnapshotMeta {
+  return { index: s.index, term: s.term, confState: { voters: s.confState.voters.slice(), learners: s.confState.learners.slice() } };
 }

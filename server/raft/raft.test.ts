@@ -137,7 +137,10 @@ describe('RawNode contract', () => {
     c.campaign(1);
     c.stabilize();
     const s = c.node(1).status();
-    expect(s.progress).toEqual({ 1: { match: 1, next: 2 }, 2: { match: 1, next: 2 }, 3: { match: 1, next: 2 } });
+    const pr = { match: 1, next: 2, state: 'replicate', isLearner: false };
+    expect(s.progress).toMatchObject({ 1: pr, 2: pr, 3: pr });
+    expect(s.progress?.[2].recentActive).toBe(true);
+    expect(s).toMatchObject({ voters: [1, 2, 3], learners: [], removed: false, firstIndex: 1, snapshot: null });
     expect(c.node(2).status().progress).toBeUndefined();
   });
 });
@@ -417,7 +420,7 @@ describe('log replication', () => {
     c.propose(1, bytes('X'));
     c.stabilize();
     const xIndex = c.node(1).status().lastIndex;
-    expect(c.storage(2).entries[xIndex - 1]?.term).toBe(c.node(1).status().term);
+    expect(c.storage(2).entry(xIndex).term).toBe(c.node(1).status().term);
     // Term t+1: 5 wins with 3 and 4, appends its empty entry at xIndex, but is cut off at once.
     c.crash(1);
     c.network.partition([[3, 4, 5], [1, 2]]);
@@ -438,7 +441,7 @@ describe('log replication', () => {
       c.stabilize();
     }
     expect(c.node(1).status().role).toBe('leader');
-    expect(c.storage(3).entries[xIndex - 1]?.data).toEqual(bytes('X'));
+    expect(c.storage(3).entry(xIndex).data).toEqual(bytes('X'));
     expect(c.node(1).status().progress?.[3]?.match).toBe(xIndex);
     expect(c.node(1).status().progress?.[2]?.match).toBe(xIndex + 1);
     // X is on 1, 2, 3 (a majority) yet must not be committed: its term is not the leader's.
@@ -456,7 +459,7 @@ describe('log replication', () => {
     expect(c.node(5).status().role).toBe('leader');
     c.propose(5, bytes('Y'));
     c.stabilize();
-    expect(c.storage(3).entries[xIndex - 1]?.term).not.toBe(c.storage(2).entries[xIndex - 1]?.term);
+    expect(c.storage(3).entry(xIndex).term).not.toBe(c.storage(2).entry(xIndex).term);
     expect(appliedData(c, 3)).toEqual(['Y']);
   });
 });

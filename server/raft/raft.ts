@@ -3,13 +3,14 @@
 // messages to `msgs` and read results to `readStates`, and mutates the in-memory log; the
 // RawNode wrapper turns that into Ready batches. No I/O, no clocks, randomness from a seed.
 
-import type { Entry, Message, MessageType, NodeId, RaftConfig, ReadState, Role } from './types.ts';
+import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
 import { RaftLog } from './raft-log.ts';
 import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
 import type { PendingRead } from './read-index.ts';
 import { Rng } from './rng.ts';
-import { ProposalDroppedError, fail } from './errors.ts';
+import { ConfChangeInProgressError, ProposalDroppedError, fail } from './errors.ts';
+import { applyConfChangeTo, decodeConfChange } from './conf-change.ts';
 
 const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 const NO_BYTES = new Uint8Array(0);
@@ -46,8 +47,14 @@ export class Raft {
   /** Target of an in-progress leadership transfer (leader only), 0 if none. */
   leadTransferee: NodeId = 0;
 
-  /** Sorted voter ids; data rather than constants so membership changes can replace it. */
+  /** Sorted voter ids (the membership this node has applied). */
   private voters: NodeId[];
+  /** Sorted learner ids: replicated to, never counted. */
+  private learners: NodeId[];
+  /** This node applied its own removal: it never campaigns again. */
+  removed = false;
+  /** Leader: index of the latest conf change it may have proposed; no new one until applied >= it. */
+  private pendingConfIndex = 0;
   private readonly votes = new Map<NodeId, boolean>();
   private readonly electionTimeoutTicks: number;
   private readonly heartbeatTicks: number;
@@ -66,7 +73,7 @@ export class Raft {
   /** Scratch buffer for quorum computations (avoids per-ack allocation). */
   private readonly matchScratch: number[] = [];
 
-  constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId) {
+  constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
     if (!(config.electionTimeoutTicks > config.heartbeatTicks && config.heartbeatTicks >= 1)) {
       fail(`need electionTimeoutTicks (${config.electionTimeoutTicks}) > heartbeatTicks (${config.heartbeatTicks}) >= 1`);
@@ -77,7 +84,9 @@ export class Raft {
     }
     this.id = config.id;
     this.log = log;
-    this.voters = [...config.voters].sort((a, b) => a - b);
+    this.voters = [];
+    this.learners = [];
+    this.setConfState(confState);
     this.electionTimeoutTicks = config.electionTimeoutTicks;
     this.heartbeatTicks = config.heartbeatTicks;
     this.preVote = config.preVote;
@@ -90,10 +99,33 @@ export class Raft {
     this.becomeFollower(term, 0);
   }
 
+  isMember(id: NodeId): boolean {
+    return this.voters.includes(id) || this.learners.includes(id);
+  }
+
   // ---- membership helpers ---------------------------------------------------------------
 
   voterIds(): readonly NodeId[] {
     return this.voters;
+  }
+
+  learnerIds(): readonly NodeId[] {
+    return this.learners;
+  }
+
+  confState(): ConfState {
+    return { voters: this.voters.slice(), learners: this.learners.slice() };
+  }
+
+  private setConfState(cs: ConfState): void {
+    const voters = [...cs.voters].sort((a, b) => a - b);
+    const learners = [...cs.learners].sort((a, b) => a - b);
+    const all = [...voters, ...learners];
+    if (!(new Set(all).size === all.length && all.every((v) => Number.isInteger(v) && v > 0))) {
+      fail(`conf state ${JSON.stringify(cs)}: ids must be distinct positive integers, voters and learners disjoint`);
+    }
+    this.voters = voters;
+    this.learners = learners;
   }
 
   private quorum(): number {
@@ -101,7 +133,7 @@ export class Raft {
   }
 
   private promotable(): boolean {
-    return this.voters.includes(this.id);
+    return !this.removed && this.voters.includes(this.id);
   }
 
   private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => {
@@ -157,6 +189,14 @@ export class Raft {
     this.role = 'leader';
     const next = this.log.lastIndex() + 1;
     for (const v of this.voters) this.progress.set(v, new Progress(next, this.maxInflightMsgs));
+    for (const v of this.learners) {
+      const pr = new Progress(next, this.maxInflightMsgs);
+      pr.isLearner = true;
+      this.progress.set(v, pr);
+    }
+    // Any conf change in the uncommitted tail may still be pending: refuse new ones until it
+    // is applied (etcd's conservative rule).
+    this.pendingConfIndex = this.log.lastIndex();
     const self = this.progress.get(this.id);
     if (self !== undefined) {
       self.match = this.log.lastIndex();
@@ -215,6 +255,9 @@ export class Raft {
   /** Starts an election (pre-vote first if enabled) unless we are leader or not a voter. */
   hup(): void {
     if (this.role === 'leader' || !this.promotable()) return;
+    // etcd: a node that knows of a committed but unapplied conf change must not campaign with
+    // a membership that is about to change.
+    if (this.log.hasCommittedUnappliedConfChange()) return;
     this.campaign(this.preVote ? 'preElection' : 'election');
   }
 
@@ -280,13 +323,13 @@ export class Raft {
         // Never change term on a pre-vote request.
       } else if (m.type === 'preVoteResp' && !m.reject) {
         // A granted pre-vote carries the prospective term; we bump it when we win.
-      } else if (m.type === 'app' || m.type === 'heartbeat') {
+      } else if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
         this.becomeFollower(m.term, m.from);
       } else {
         this.becomeFollower(m.term, 0);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app')) {
+      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app' || m.type === 'snap')) {
         // A stale leader whose (pre)votes we ignore would otherwise never learn the new
         // term; answering lets it step down.
         this.msgs.push(newMessage('appResp', this.id, m.from, this.term));
@@ -352,6 +395,7 @@ export class Raft {
         return;
       case 'app':
       case 'heartbeat':
+      case 'snap':
         fail(`two leaders in term ${this.term}: ${this.id} and ${m.from}`);
         return;
       default:
@@ -372,6 +416,10 @@ export class Raft {
       case 'heartbeat':
         this.becomeFollower(m.term, m.from);
         this.handleHeartbeat(m);
+        return;
+      case 'snap':
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
         return;
       default:
         if (m.type !== myVoteResp) return;
@@ -418,12 +466,18 @@ export class Raft {
         this.lead = m.from;
         this.handleHeartbeat(m);
         return;
+      case 'snap':
+        this.electionElapsedTicks = 0;
+        this.lead = m.from;
+        this.handleSnapshot(m);
+        return;
       case 'readIndexResp':
         this.readStates.push({ index: m.index, requestCtx: m.context });
         return;
       case 'timeoutNow':
         // The leader asks us to take over: campaign immediately, skipping pre-vote and leases.
-        if (this.promotable()) this.campaign('transfer');
+        // (Same guard as hup: not with a membership that is about to change.)
+        if (this.promotable() && !this.log.hasCommittedUnappliedConfChange()) this.campaign('transfer');
         return;
       default:
         return;
@@ -455,6 +509,25 @@ export class Raft {
     this.msgs.push(resp);
   }
 
+  /** etcd's handleSnapshot/restore: install a snapshot beyond our commit index, ack with our last index. */
+  private handleSnapshot(m: Message): void {
+    const s = m.snapshot;
+    if (s === undefined) fail(`snap message from ${m.from} without snapshot metadata`);
+    const resp = newMessage('appResp', this.id, m.from, this.term);
+    if (s.index <= this.log.committed) {
+      resp.index = this.log.committed; // stale or duplicate snapshot
+    } else if (this.log.matchTerm(s.index, s.term)) {
+      // We already hold the snapshot's last entry: fast-forward the commit index instead.
+      this.log.commitTo(s.index);
+      resp.index = this.log.committed;
+    } else {
+      this.log.restore(s);
+      this.setConfState(s.confState);
+      resp.index = this.log.lastIndex();
+    }
+    this.msgs.push(resp);
+  }
+
   private handleHeartbeat(m: Message): void {
     this.log.commitTo(m.commit);
     const resp = newMessage('heartbeatResp', this.id, m.from, this.term);
@@ -470,6 +543,18 @@ export class Raft {
     if (this.role !== 'leader') throw new ProposalDroppedError(`node ${this.id} is not leader`);
     if (!this.progress.has(this.id)) throw new ProposalDroppedError(`leader ${this.id} is not a voter`);
     if (this.leadTransferee !== 0) throw new ProposalDroppedError(`leadership transfer to ${this.leadTransferee} in progress`);
+    let confAt = 0;
+    for (let i = 0; i < ents.length; i++) {
+      if (ents[i].type !== 'confChange') continue;
+      decodeConfChange(ents[i].data); // malformed changes must never reach the log
+      if (confAt !== 0 || this.pendingConfIndex > this.log.applied) {
+        throw new ConfChangeInProgressError(
+          `conf change at ${this.pendingConfIndex} not applied yet (applied=${this.log.applied}); one change at a time`,
+        );
+      }
+      confAt = this.log.lastIndex() + 1 + i;
+    }
+    if (confAt !== 0) this.pendingConfIndex = confAt;
     this.appendEntries(ents);
     this.bcastAppend();
   }
@@ -504,7 +589,7 @@ export class Raft {
   }
 
   private bcastAppend(): void {
-    for (const v of this.voters) if (v !== this.id) this.sendAppend(v, true);
+    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
   }
 
   /**
@@ -516,7 +601,16 @@ export class Raft {
     if (pr === undefined || pr.isPaused()) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    if (!(prevTerm !== undefined)) fail(`leader lacks entry ${prevIndex} for ${to} (snapshots not implemented yet)`);
+    if (prevTerm === undefined) {
+      // The follower needs entries we compacted away: send the snapshot instead.
+      const snap = this.log.snapshot;
+      if (!(snap !== null && prevIndex < snap.index)) fail(`leader lacks entry ${prevIndex} for ${to} (first index ${this.log.firstIndex()})`);
+      const m = newMessage('snap', this.id, to, this.term);
+      m.snapshot = snap;
+      this.msgs.push(m);
+      pr.becomeSnapshot(snap.index);
+      return true;
+    }
     const lastIndex = this.log.lastIndex();
     const ents = pr.next <= lastIndex ? this.log.slice(pr.next, lastIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
     if (ents.length === 0 && !sendIfEmpty) return false;
@@ -548,7 +642,12 @@ export class Raft {
     if (!(m.index <= this.log.lastIndex())) {
       fail(`follower ${m.from} acked ${m.index} beyond leader last index ${this.log.lastIndex()}`);
     }
-    if (pr.state === 'probe') pr.becomeReplicate();
+    if (pr.state === 'snapshot') {
+      // Until the follower holds the snapshot (or later) it cannot take appends.
+      if (pr.match < pr.pendingSnapshot && pr.match < this.log.firstIndex() - 1) return;
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === 'probe') pr.becomeReplicate();
     else pr.inflights.freeLE(m.index);
     if (this.maybeCommit()) {
       this.bcastAppend(); // propagate the new commit index
@@ -563,12 +662,11 @@ export class Raft {
   }
 
   private bcastHeartbeat(ctx: Uint8Array): void {
-    for (const v of this.voters) {
+    for (const [v, pr] of this.progress) {
       if (v === this.id) continue;
-      const pr = this.progress.get(v);
       const m = newMessage('heartbeat', this.id, v, this.term);
       // Never tell a follower to commit past what it is known to hold.
-      m.commit = Math.min(pr === undefined ? 0 : pr.match, this.log.committed);
+      m.commit = Math.min(pr.match, this.log.committed);
       m.context = ctx;
       this.msgs.push(m);
     }
@@ -628,7 +726,7 @@ export class Raft {
 
   /** Leader: hand leadership to `to` once it is caught up. No-op if not leader or `to` is not a voter. */
   transferLeader(to: NodeId): void {
-    if (this.role !== 'leader' || to === this.id || !this.progress.has(to)) return;
+    if (this.role !== 'leader' || to === this.id || !this.voters.includes(to) || !this.progress.has(to)) return;
     if (this.leadTransferee === to) return;
     this.leadTransferee = to;
     this.electionElapsedTicks = 0; // the transfer must finish within one election timeout
@@ -639,5 +737,64 @@ export class Raft {
 
   private sendTimeoutNow(to: NodeId): void {
     this.msgs.push(newMessage('timeoutNow', this.id, to, this.term));
+  }
+
+  // ---- membership changes ---------------------------------------------------------------
+
+  /** The application applies a committed conf change (etcd: it takes effect on apply). */
+  applyConfChange(cc: ConfChange): ConfState {
+    const next = applyConfChangeTo(this.confState(), cc);
+    this.setConfState(next);
+    const id = cc.nodeId;
+    if (id === this.id && !this.isMember(this.id) && cc.type === 'removeNode') {
+      this.removed = true;
+      // A removed leader steps down (etcd's stepDownOnRemoval); a removed candidate gives up.
+      if (this.role !== 'follower') this.becomeFollower(this.term, 0);
+      return this.confState();
+    }
+    if (this.role !== 'leader') return this.confState();
+    if (this.isMember(id) && id !== this.id) {
+      let pr = this.progress.get(id);
+      if (pr === undefined) {
+        pr = new Progress(this.log.lastIndex() + 1, this.maxInflightMsgs);
+        pr.recentActive = true; // a fresh member must not make check-quorum step us down
+        this.progress.set(id, pr);
+      }
+      pr.isLearner = this.learners.includes(id);
+    } else if (!this.isMember(id)) {
+      this.progress.delete(id);
+      if (this.leadTransferee === id) this.leadTransferee = 0;
+    }
+    // The quorum may have changed: maybe commit, and start replicating to new members.
+    if (this.maybeCommit()) this.bcastAppend();
+    else for (const pid of this.progress.keys()) if (pid !== this.id) this.sendAppend(pid, false);
+    const pr = this.progress.get(id);
+    if (pr !== undefined && id !== this.id && pr.match === 0 && !pr.isPaused()) this.sendAppend(id, true);
+    return this.confState();
+  }
+
+  // ---- snapshot transfer feedback -------------------------------------------------------
+
+  /** Leader: the transport finished (or failed) sending a snapshot to `id`. */
+  reportSnapshot(id: NodeId, status: 'finish' | 'failure'): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progress.get(id);
+    if (pr === undefined || pr.state !== 'snapshot') return;
+    if (status === 'failure') pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    // Wait for the follower's ack (or the next heartbeat response) before probing again.
+    pr.probeSent = true;
+  }
+
+  /** Leader: `id` is unreachable; stop optimistic pipelining to it. */
+  reportUnreachable(id: NodeId): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progress.get(id);
+    if (pr !== undefined && pr.state === 'replicate') pr.becomeProbe();
+  }
+
+  /** The compaction point's metadata (null before any compaction or snapshot). */
+  snapshotMeta(): SnapshotMeta | null {
+    return this.log.snapshot;
   }
 }

@@ -2,12 +2,42 @@
 // peer messages, proposals and reads, then drains Ready batches and acknowledges each one with
 // advance() after persisting entries/hardState, sending messages and applying entries.
 
-import type { Entry, HardState, Message, NodeId, PersistedState, RaftConfig, Ready, Role, SoftState } from './types.ts';
+import type {
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  PersistedState,
+  RaftConfig,
+  Ready,
+  Role,
+  SnapshotMeta,
+  SoftState,
+} from './types.ts';
 import { Raft, newMessage } from './raft.ts';
-import { RaftLog } from './raft-log.ts';
+import { RaftLog, copySnapshotMeta } from './raft-log.ts';
+import type { ProgressState } from './progress.ts';
 import { ProposalDroppedError, fail } from './errors.ts';
+import { encodeConfChange } from './conf-change.ts';
 
-export { ProposalDroppedError, RaftInvariantError } from './errors.ts';
+export { ProposalDroppedError, RaftInvariantError, ConfChangeInProgressError } from './errors.ts';
+export { encodeConfChange, decodeConfChange } from './conf-change.ts';
+
+/** Leader's view of one member's replication (see etcd's tracker.Progress). */
+export interface FollowerProgress {
+  /** Highest index known to be stored on the member. */
+  match: number;
+  next: number;
+  state: ProgressState;
+  /** Heard from since the last check-quorum round (always true without checkQuorum after first contact). */
+  recentActive: boolean;
+  isLearner: boolean;
+}
+
+/** etcd's readyPercentThreshold: a learner may be promoted once its match >= 90% of the leader's. */
+export const LEARNER_READY_RATIO = 0.9;
 
 export interface RaftStatus {
   id: NodeId;
@@ -18,8 +48,18 @@ export interface RaftStatus {
   lastIndex: number;
   leaderId: NodeId;
   role: Role;
-  /** Leader only: replication progress per voter. */
-  progress?: Record<number, { match: number; next: number }>;
+  /** Leader only: replication progress per member (voters and learners, including itself). */
+  progress?: Record<number, FollowerProgress>;
+  /** Membership this node has applied (sorted). */
+  voters: NodeId[];
+  learners: NodeId[];
+  /** This node applied its own removal (in this incarnation): it never campaigns again; the server
+   *  should stop serving it. Not persisted: after a restart judge membership from the persisted ConfState. */
+  removed: boolean;
+  /** First index still in the in-memory log (snapshot.index + 1 after compaction). */
+  firstIndex: number;
+  /** The compaction point, if any. */
+  snapshot: SnapshotMeta | null;
 }
 
 export class RawNode {
@@ -32,7 +72,9 @@ export class RawNode {
   constructor(config: RaftConfig, persisted?: PersistedState) {
     const log = new RaftLog(persisted);
     const hs = persisted?.hardState ?? { term: 0, vote: 0, commit: 0 };
-    this.raft = new Raft(config, log, hs.term, hs.vote);
+    const confState: ConfState = persisted?.confState ??
+      persisted?.snapshot?.confState ?? { voters: config.voters, learners: config.learners ?? [] };
+    this.raft = new Raft(config, log, hs.term, hs.vote, confState);
     this.prevHardState = { term: hs.term, vote: hs.vote, commit: hs.commit };
     this.prevSoftState = { leaderId: this.raft.lead, role: this.raft.role };
   }
@@ -63,7 +105,58 @@ export class RawNode {
     this.proposeEntry('normal', data);
   }
 
-  /** Proposes an entry of the given type (membership changes will use 'confChange'). */
+  /**
+   * Proposes a membership change (one at a time). Throws ProposalDroppedError with no leader,
+   * ConfChangeInProgressError (a ProposalDroppedError) on the leader while an earlier change is
+   * not yet applied there. On a follower it is forwarded; if the leader refuses it, it is lost.
+   * The application calls applyConfChange() when the committed entry is applied.
+   */
+  proposeConfChange(cc: ConfChange): void {
+    this.proposeEntry('confChange', encodeConfChange(cc));
+  }
+
+  /**
+   * Applies a committed conf change (call while applying its entry, before advance()). Returns
+   * the new membership, which the application persists atomically with its applied index.
+   */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.raft.applyConfChange(cc);
+  }
+
+  /**
+   * The application durably snapshotted its state machine at applied index `index` (membership
+   * `confState` as of index) and may drop its stored log <= index: raft discards those entries
+   * too and sends this snapshot to followers that need them. Requires index <= applied (as
+   * acknowledged by advance()); a no-op at or below the current compaction point.
+   */
+  compact(index: number, confState: ConfState): void {
+    this.raft.log.compact(index, confState);
+  }
+
+  /** Leader: the transport delivered ('finish') or failed to deliver ('failure') a snapshot to `id`. A failure retries it later. */
+  reportSnapshot(id: NodeId, status: 'finish' | 'failure'): void {
+    this.raft.reportSnapshot(id, status);
+  }
+
+  /** Leader: sending to `id` failed; fall back from pipelining to probing. */
+  reportUnreachable(id: NodeId): void {
+    this.raft.reportUnreachable(id);
+  }
+
+  /**
+   * Leader only: is learner `id` caught up enough to promote? etcd's rule: its match >=
+   * 90% of the leader's own match (last index). False if not leader or `id` is not a learner.
+   */
+  learnerReady(id: NodeId): boolean {
+    const r = this.raft;
+    if (r.role !== 'leader' || !r.learnerIds().includes(id)) return false;
+    const pr = r.progress.get(id);
+    const self = r.progress.get(r.id);
+    if (pr === undefined || self === undefined) return false;
+    return pr.match >= self.match * LEARNER_READY_RATIO;
+  }
+
+  /** Proposes an entry of the given type ('confChange' payloads must come from encodeConfChange). */
   proposeEntry(type: Entry['type'], data: Uint8Array): void {
     const m = newMessage('prop', this.raft.id, this.raft.id, 0);
     m.entries = [{ term: 0, index: 0, type, data }];
@@ -100,6 +193,7 @@ export class RawNode {
       r.msgs.length > 0 ||
       r.readStates.length > 0 ||
       r.log.hasUnstableEntries() ||
+      r.log.pendingSnapshot !== null ||
       r.log.hasNextCommittedEntries() ||
       r.lead !== this.prevSoftState.leaderId ||
       r.role !== this.prevSoftState.role ||
@@ -131,6 +225,7 @@ export class RawNode {
       committedEntries: r.log.nextCommittedEntries(),
       messages: r.msgs,
       readStates: r.readStates,
+      snapshot: r.log.pendingSnapshot,
     };
     r.msgs = [];
     r.readStates = [];
@@ -147,6 +242,7 @@ export class RawNode {
     this.outstanding = null;
     if (ready.softState !== null) this.prevSoftState = ready.softState;
     if (ready.hardState !== null) this.prevHardState = ready.hardState;
+    if (ready.snapshot !== null) this.raft.log.snapshotInstalled(ready.snapshot);
     const n = ready.entries.length;
     if (n > 0) {
       const last = ready.entries[n - 1];
@@ -173,10 +269,17 @@ export class RawNode {
       lastIndex: r.log.lastIndex(),
       leaderId: r.lead,
       role: r.role,
+      voters: r.voterIds().slice(),
+      learners: r.learnerIds().slice(),
+      removed: r.removed,
+      firstIndex: r.log.firstIndex(),
+      snapshot: r.log.snapshot === null ? null : copySnapshotMeta(r.log.snapshot),
     };
     if (r.role === 'leader') {
-      const progress: Record<number, { match: number; next: number }> = {};
-      for (const [id, pr] of r.progress) progress[id] = { match: pr.match, next: pr.next };
+      const progress: Record<number, FollowerProgress> = {};
+      for (const [id, pr] of r.progress) {
+        progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive, isLearner: pr.isLearner };
+      }
       s.progress = progress;
     }
     return s;
@@ -190,5 +293,10 @@ export class RawNode {
   /** Current voter ids (sorted). */
   voters(): readonly NodeId[] {
     return this.raft.voterIds();
+  }
+
+  /** Membership this node has applied. */
+  confState(): ConfState {
+    return this.raft.confState();
   }
 }

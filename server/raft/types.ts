@@ -5,7 +5,7 @@
 /** Raft member id. 0 means "none" (no leader, no vote). */
 export type NodeId = number;
 
-/** 'normal' carries application commands; 'confChange' is reserved for membership changes. */
+/** 'normal' carries application commands; 'confChange' carries an encoded ConfChange. */
 export type EntryType = 'normal' | 'confChange';
 
 export interface Entry {
@@ -34,7 +34,9 @@ export type MessageType =
   | 'heartbeatResp'
   | 'readIndex'
   | 'readIndexResp'
-  | 'timeoutNow';
+  | 'timeoutNow'
+  /** Leader -> follower whose needed entries were compacted away: install `snapshot`. */
+  | 'snap';
 
 export interface Message {
   type: MessageType;
@@ -50,6 +52,35 @@ export interface Message {
   rejectHint: number;
   /** Opaque bytes: ReadIndex round/request context. */
   context: Uint8Array;
+  /** 'snap' only: the snapshot point. The state-machine bytes travel beside it (transport's job). */
+  snapshot?: SnapshotMeta;
+}
+
+/** Membership change kinds (etcd ConfChange v1, one change at a time). 'promoteLearner' is
+ *  addNode restricted to an existing learner; addNode of a learner also promotes it. */
+export type ConfChangeType = 'addNode' | 'addLearner' | 'removeNode' | 'promoteLearner';
+
+/** Payload of a 'confChange' entry (see conf-change.ts for the byte encoding). */
+export interface ConfChange {
+  type: ConfChangeType;
+  nodeId: NodeId;
+  /** Opaque application data (e.g. the member's peer URLs). */
+  context?: Uint8Array;
+}
+
+/** Membership in effect after applying some log prefix. Sorted, disjoint. */
+export interface ConfState {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+/** Metadata of a state-machine snapshot: it covers every entry <= index. */
+export interface SnapshotMeta {
+  index: number;
+  /** Term of the entry at index. */
+  term: number;
+  /** Membership in effect at index. */
+  confState: ConfState;
 }
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
@@ -80,12 +111,20 @@ export interface Ready {
   messages: Message[];
   /** ReadIndex results: serve the read once applied index >= index. */
   readStates: ReadState[];
+  /** Non-null when a snapshot from the leader must be installed: persist it (replacing the
+   *  whole stored log) with `entries`/`hardState`, and install its data into the state machine
+   *  before applying `committedEntries` (which then start at snapshot.index + 1). */
+  snapshot: SnapshotMeta | null;
 }
 
 export interface RaftConfig {
   id: NodeId;
-  /** Initial voter set (includes id). */
+  /** Bootstrap voter set: the membership at log index 0, used only when PersistedState has no
+   *  confState/snapshot. Every member passes the same set, including members added later (a
+   *  joining member is then not in it, and learns its membership from the log or a snapshot). */
   voters: NodeId[];
+  /** Bootstrap learners (default none). */
+  learners?: NodeId[];
   /** e.g. 10; each election timeout is randomized in [T, 2T). */
   electionTimeoutTicks: number;
   /** e.g. 1. */
@@ -103,8 +142,13 @@ export interface PersistedState {
   hardState: HardState;
   /** Contiguous, starting at firstIndex. */
   entries: Entry[];
-  /** 1 normally; > 1 once log compaction exists. */
+  /** 1 normally; snapshot.index + 1 after compaction. */
   firstIndex: number;
-  /** Highest index whose entry the state machine has durably applied. */
+  /** Highest index whose entry the state machine has durably applied (>= snapshot.index). */
   applied: number;
+  /** Membership as of `applied` (the ConfState last returned by applyConfChange or carried by
+   *  an installed snapshot). Absent: snapshot.confState, else the config's bootstrap sets. */
+  confState?: ConfState;
+  /** The compaction point (required when firstIndex > 1: index = firstIndex - 1). */
+  snapshot?: SnapshotMeta;
 }

@@ -30,6 +30,11 @@ export function defineChaosSuite(nodeCount: number): void {
           expect(r.leaderChanges, `seed=${r.seed}: no leader ever`).toBeGreaterThan(0);
         }
         expect(results.reduce((n, r) => n + r.readsServed, 0)).toBeGreaterThan(0);
+        // Membership changes and snapshot installs must actually happen.
+        if (replaySeed === null) {
+          expect(results.reduce((n, r) => n + r.confChangesApplied, 0)).toBeGreaterThan(results.length);
+          expect(results.reduce((n, r) => n + r.snapshotsInstalled, 0)).toBeGreaterThan(0);
+        }
         expect(results.reduce((n, r) => n + r.leaderChanges, 0)).toBeGreaterThan(results.length);
       });
     }

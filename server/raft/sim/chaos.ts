@@ -2,12 +2,15 @@
 // duplication, delay/reordering, crashes at every point of Ready handling, restarts) under a
 // continuous client load of proposals and ReadIndex reads, followed by a heal phase that
 // checks liveness (a leader is elected and a new proposal is applied everywhere within a
-// bounded number of ticks). Safety is checked continuously by the cluster's SafetyChecker.
+// bounded number of ticks). Membership changes run throughout (add a learner, promote it once
+// caught up, remove voters including the leader, within [minVoters, maxVoters]) and random
+// nodes compact their logs at their applied index, so lagging followers get snapshots.
+// Safety is checked continuously by the cluster's SafetyChecker.
 // Any failure is rethrown as `seed=S, step=N: ...` so it can be replayed with RAFT_SEED=S.
 
 import { SimCluster } from './cluster.ts';
 import type { NetworkFaults } from './network.ts';
-import type { NodeId } from '../types.ts';
+import type { ConfChange, NodeId } from '../types.ts';
 
 export interface ChaosOptions {
   nodeCount: number;
@@ -25,6 +28,10 @@ export interface ChaosOptions {
   restartRate?: number;
   proposeRate?: number;
   readRate?: number;
+  /** Per-step probability of attempting a membership change at the leader (0 disables). */
+  confChangeRate?: number;
+  /** Per-step probability that a random node snapshots + compacts its log (0 disables). */
+  compactRate?: number;
 }
 
 export interface ChaosResult {
@@ -35,6 +42,10 @@ export interface ChaosResult {
   committed: number;
   leaderChanges: number;
   readsServed: number;
+  confChangesApplied: number;
+  snapshotsInstalled: number;
+  /** Members at the end (ids added over the run show membership churn). */
+  finalMembers: number[];
 }
 
 /** Preset for heavy faults: high loss, duplication, long delays, frequent partitions and crashes. */
@@ -74,6 +85,30 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
   const restartRate = opts.restartRate ?? 0.03;
   const proposeRate = opts.proposeRate ?? 0.3;
   const readRate = opts.readRate ?? 0.1;
+  const confChangeRate = opts.confChangeRate ?? 0.02;
+  const compactRate = opts.compactRate ?? 0.02;
+  const minVoters = Math.max(3, opts.nodeCount - 1);
+  const maxVoters = opts.nodeCount + 1;
+  const changeMembership = (): void => {
+    const leader = c.leader();
+    if (leader === 0) return;
+    const raw = c.node(leader);
+    const st = raw.status();
+    const learner = st.learners.find((l) => raw.learnerReady(l) && c.isUp(l));
+    let cc: ConfChange | null = null;
+    if (learner !== undefined) {
+      cc = { type: rng.chance(0.5) ? 'promoteLearner' : 'addNode', nodeId: learner };
+    } else if (st.learners.length === 0 && st.voters.length < maxVoters && rng.chance(0.6)) {
+      cc = { type: 'addLearner', nodeId: c.allocateNodeId(), context: new Uint8Array([1, 2, 3]) };
+    } else if (st.voters.length > minVoters) {
+      // Sometimes the leader itself (it steps down once the removal applies).
+      const victim = rng.chance(0.3) ? leader : st.voters[rng.nextInt(st.voters.length)];
+      cc = { type: 'removeNode', nodeId: victim };
+    } else if (st.learners.length > 0 && rng.chance(0.2)) {
+      cc = { type: 'removeNode', nodeId: st.learners[rng.nextInt(st.learners.length)] };
+    }
+    if (cc !== null) c.proposeConfChange(leader, cc);
+  };
   const maxDown = (opts.nodeCount - 1) >> 1; // keep a quorum of machines (not necessarily connected)
   let proposalSeq = 0;
   const randomUp = (): NodeId => {
@@ -94,11 +129,17 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
         const victim = randomUp();
         const point = CRASH_POINTS[rng.nextInt(CRASH_POINTS.length)];
         if (point === 'now') c.crash(victim);
-        else c.crashDuringNextReady(victim, point);
+        // Sometimes wait for a Ready that installs a snapshot, to crash between persisting and installing it.
+        else c.crashDuringNextReady(victim, point, rng.chance(0.3));
       }
       if (down > 0 && rng.chance(restartRate)) {
         const downIds = c.ids.filter((id) => !c.isUp(id));
         c.restart(downIds[rng.nextInt(downIds.length)]);
+      }
+      if (rng.chance(confChangeRate)) changeMembership();
+      if (rng.chance(compactRate)) {
+        const id = randomUp();
+        if (id !== 0) c.compact(id);
       }
       if (rng.chance(proposeRate)) {
         const id = randomUp();
@@ -124,7 +165,9 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     // applied by a quorum. Part 2: every node catches up, within a bound proportional to the
     // backlog (the slowest seeds replicate one entry per round trip with long delays).
     const quorumBound = (opts.livenessSteps ?? 40 * c.electionTimeoutTicks) + 15 * backlog;
-    const quorum = (c.ids.length >> 1) + 1;
+    // Members (voters and learners) at the end of the run; a learner counts as one more node
+    // that must apply the marker, which only makes the bound stricter.
+    const quorum = () => (c.ids.length >> 1) + 1;
     const retryEverySteps = 3 * c.electionTimeoutTicks;
     const marker = payload(0xfffffff0);
     const isMarker = (data: Uint8Array): boolean =>
@@ -135,12 +178,13 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     const describe = (): string =>
       c.upIds().map((id) => {
         const s = c.node(id).status();
-        return `${id}:${s.role}/t${s.term}/c${s.commit}/a${s.applied}/l${s.lastIndex}`;
+        return `${id}:${s.role}/t${s.term}/c${s.commit}/a${s.applied}/f${s.firstIndex}/l${s.lastIndex}/v${s.voters.join('.')}/L${s.learners.join('.')}`;
       }).join(' ');
     let i = 0;
     let catchUpBound = Infinity;
-    for (; markerApplied.size < c.ids.length; i++) {
-      if (markerApplied.size < quorum && i >= quorumBound) {
+    const appliedBy = (): number => c.ids.filter((id) => markerApplied.has(id)).length;
+    for (; appliedBy() < c.ids.length; i++) {
+      if (appliedBy() < quorum() && i >= quorumBound) {
         throw new Error(`liveness: no fresh proposal applied by a quorum within ${quorumBound} steps after healing (${describe()})`);
       }
       if (i >= catchUpBound) {
@@ -149,7 +193,7 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
       c.step();
       // Like a real client, re-propose if the marker may have been lost with a deposed leader.
       const leader = c.leader();
-      if (markerApplied.size < quorum && leader !== 0 && i - lastProposedAt >= retryEverySteps && c.propose(leader, marker)) {
+      if (appliedBy() < quorum() && leader !== 0 && i - lastProposedAt >= retryEverySteps && c.propose(leader, marker)) {
         lastProposedAt = i;
       }
       for (const id of c.ids) {
@@ -157,7 +201,7 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
         for (let k = scannedUpTo.get(id) ?? 0; k < applied.length; k++) if (isMarker(applied[k].data)) markerApplied.add(id);
         scannedUpTo.set(id, applied.length);
       }
-      if (markerApplied.size >= quorum && catchUpBound === Infinity) catchUpBound = i + quorumBound;
+      if (appliedBy() >= quorum() && catchUpBound === Infinity) catchUpBound = i + quorumBound;
     }
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
@@ -174,5 +218,8 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     committed: c.checker.committedCount(),
     leaderChanges: c.checker.leaderChanges,
     readsServed: c.checker.readsServed,
+    confChangesApplied: c.checker.confChangesApplied,
+    snapshotsInstalled: c.checker.snapshotsInstalled,
+    finalMembers: c.ids.slice(),
   };
 }

@@ -52,4 +52,42 @@ describe('SafetyChecker', () => {
     expect(() => c.onReadState(1, 7, { index: 1, requestCtx: new Uint8Array() })).toThrow(/linearizability/);
     expect(() => c.onReadState(1, 7, { index: 2, requestCtx: new Uint8Array() })).not.toThrow();
   });
+
+  it('flags a commit not held by a majority of any membership in effect before it', () => {
+    const c = new SafetyChecker([1, 2, 3]);
+    const log = [e(1, 1), e(2, 1)];
+    c.onPersist(1, log, null, log);
+    expect(() => c.onPersist(1, [], { term: 1, vote: 1, commit: 1 }, log)).toThrow(/commit quorum/);
+    const c2 = new SafetyChecker([1, 2, 3]);
+    c2.onPersist(1, log, null, log);
+    c2.onPersist(2, log, null, log);
+    expect(() => c2.onPersist(1, [], { term: 1, vote: 1, commit: 2 }, log)).not.toThrow();
+  });
+
+  it('flags nodes computing different memberships for one conf entry', () => {
+    const c = new SafetyChecker([1, 2, 3]);
+    c.onConfApplied(1, 5, { voters: [1, 2, 3], learners: [4] });
+    expect(() => c.onConfApplied(2, 5, { voters: [1, 2, 3, 4], learners: [] })).toThrow(/conf entry 5/);
+  });
+
+  it('flags a leader that is not a voter of its own membership', () => {
+    const c = new SafetyChecker([1, 2, 3]);
+    expect(() => c.onStatus(4, 'leader', 2, noLog, [1, 2, 3])).toThrow(/not a voter/);
+  });
+
+  it('flags snapshots that are not committed or whose state differs from what was applied', () => {
+    const c = new SafetyChecker([1]);
+    const log = [e(1, 1, 1), e(2, 1, 2)];
+    c.onPersist(1, log, { term: 1, vote: 1, commit: 2 }, log);
+    c.onApply(1, log[0]);
+    c.onApply(1, log[1]);
+    const cs = { voters: [1], learners: [] };
+    expect(() => c.onPersistSnapshot(2, { index: 3, term: 1, confState: cs })).toThrow(/beyond the committed log/);
+    expect(() => c.onPersistSnapshot(2, { index: 2, term: 2, confState: cs })).toThrow(/is committed there/);
+    expect(() => c.onPersistSnapshot(2, { index: 2, term: 1, confState: { voters: [1, 2], learners: [] } })).toThrow(/membership/);
+    c.onPersistSnapshot(2, { index: 2, term: 1, confState: cs });
+    expect(() => c.onInstallSnapshot(2, { index: 2, term: 1, confState: cs }, [e(1, 1, 1), e(2, 1, 9)])).toThrow(/differs at index 2/);
+    c.onInstallSnapshot(3, { index: 2, term: 1, confState: cs }, log);
+    expect(c.snapshotsInstalled).toBe(1);
+  });
 });

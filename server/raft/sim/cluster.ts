@@ -1,16 +1,21 @@
 // In-process raft cluster simulator (in the spirit of etcd-io/raft's rafttest interaction
 // environment). Owns N RawNodes, their simulated durable storage and state machines, and a
-// faulty network; drives Ready handling exactly as the server must (persist, send, apply,
-// advance) with optional crashes between those steps; reports every event to a SafetyChecker.
+// faulty network; drives Ready handling exactly as the server must (persist snapshot/entries/
+// hardState, send, install snapshot, apply incl. conf changes, advance) with optional crashes
+// between those steps; reports every event to a SafetyChecker. It also plays the operator and
+// transport of membership and snapshots: a node is started once its addition is applied
+// somewhere and retired for good once its removal is; snap messages carry the sender's stored
+// snapshot data, and the sender hears reportSnapshot('finish' | 'failure').
 // Manual controls (tick/deliver/partition/crash/...) serve scripted tests; chaos.ts drives it
 // randomly from a seed.
 
-import type { Entry, Message, NodeId, RaftConfig, ReadState } from '../types.ts';
-import { RawNode, ProposalDroppedError } from '../raw-node.ts';
+import type { ConfChange, Entry, Message, NodeId, RaftConfig, ReadState, SnapshotMeta } from '../types.ts';
+import { RawNode, ProposalDroppedError, ConfChangeInProgressError, decodeConfChange } from '../raw-node.ts';
 import { Rng } from '../rng.ts';
 import { SimNetwork, NO_FAULTS } from './network.ts';
 import type { NetworkFaults } from './network.ts';
 import { SimStorage } from './storage.ts';
+import type { SimSnapshot } from './storage.ts';
 import { SafetyChecker } from './checker.ts';
 
 /** Where a node crashes while handling its next Ready. */
@@ -26,6 +31,8 @@ export interface SimClusterOptions {
   maxInflightMsgs?: number;
   maxSizePerMsgBytes?: number;
   faults?: NetworkFaults;
+  /** Retire (stop for good) a node once any node applies its removal, as etcd's peers do. Default true. */
+  retireRemovedNodes?: boolean;
 }
 
 interface SimNode {
@@ -38,7 +45,19 @@ interface SimNode {
   readStates: ReadState[];
   /** Crash at this point while handling the next Ready. */
   pendingCrash: CrashPoint | null;
+  /** Only crash on a Ready that installs a snapshot. */
+  pendingCrashOnSnapshot: boolean;
+  /** Snapshot data received with snap messages (in memory, like a transport's temp files), by index. */
+  receivedSnaps: Map<number, readonly Entry[]>;
 }
+
+/** What the simulated transport attaches to a snap message. */
+interface SnapAttachment {
+  data: readonly Entry[];
+  senderIncarnation: number;
+}
+
+export type ConfChangeResult = 'proposed' | 'dropped' | 'inProgress';
 
 export function encodeCtx(n: number): Uint8Array {
   const b = new Uint8Array(8);
@@ -51,10 +70,17 @@ export function decodeCtx(b: Uint8Array): number {
 }
 
 export class SimCluster {
+  /** Live (not retired) nodes, up or down, in creation order. */
   readonly ids: NodeId[];
+  /** Nodes retired after their removal was applied; they never come back. */
+  readonly retired = new Set<NodeId>();
+  private nextNodeId: number;
+  private readonly snapData = new WeakMap<Message, SnapAttachment>();
+  /** Membership side effects found while applying, run after the Ready loop. */
+  private readonly pendingMembership: ConfChange[] = [];
   readonly rng: Rng;
   readonly network: SimNetwork;
-  readonly checker = new SafetyChecker();
+  readonly checker: SafetyChecker;
   /** Current simulated step (one step = at most one tick per node). */
   nowStep = 0;
   /** Rolling hash of every observable event: equal seeds must give equal traces. */
@@ -63,15 +89,22 @@ export class SimCluster {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly baseConfig: Omit<RaftConfig, 'id' | 'randomSeed'>;
   private readonly seed: number;
+  private readonly retireRemovedNodes: boolean;
   private nextReadCtx = 1;
 
   constructor(opts: SimClusterOptions) {
     this.seed = opts.seed;
+    this.retireRemovedNodes = opts.retireRemovedNodes ?? true;
     this.rng = new Rng(opts.seed);
     this.network = new SimNetwork(this.rng, opts.faults ?? NO_FAULTS);
     this.ids = Array.from({ length: opts.nodeCount }, (_, i) => i + 1);
+    this.nextNodeId = opts.nodeCount + 1;
+    this.checker = new SafetyChecker(this.ids);
+    this.network.onDrop = (m) => {
+      if (m.type === 'snap') this.reportSnapshot(m, 'failure');
+    };
     this.baseConfig = {
-      voters: this.ids,
+      voters: this.ids.slice(),
       electionTimeoutTicks: opts.electionTimeoutTicks ?? 10,
       heartbeatTicks: opts.heartbeatTicks ?? 1,
       preVote: opts.preVote ?? true,
@@ -79,11 +112,23 @@ export class SimCluster {
       maxInflightMsgs: opts.maxInflightMsgs ?? 4,
       maxSizePerMsgBytes: opts.maxSizePerMsgBytes ?? 64,
     };
-    for (const id of this.ids) {
-      const node: SimNode = { id, raw: null, incarnation: 0, storage: new SimStorage(), applied: [], readStates: [], pendingCrash: null };
-      this.nodes.set(id, node);
-      this.start(node);
-    }
+    for (const id of this.ids) this.createNode(id);
+  }
+
+  private createNode(id: NodeId): void {
+    const node: SimNode = {
+      id,
+      raw: null,
+      incarnation: 0,
+      storage: new SimStorage(),
+      applied: [],
+      readStates: [],
+      pendingCrash: null,
+      pendingCrashOnSnapshot: false,
+      receivedSnaps: new Map(),
+    };
+    this.nodes.set(id, node);
+    this.start(node);
   }
 
   get electionTimeoutTicks(): number {
@@ -92,9 +137,21 @@ export class SimCluster {
 
   private start(node: SimNode): void {
     node.incarnation++;
-    const config: RaftConfig = { ...this.baseConfig, id: node.id, randomSeed: this.seed * 7919 + node.incarnation };
-    node.raw = node.incarnation === 1 ? new RawNode(config) : new RawNode(config, node.storage.toPersisted());
+    const config: RaftConfig = { ...this.baseConfig, id: node.id, randomSeed: this.seed * 7919 + node.id * 131 + node.incarnation };
+    const st = node.storage;
+    // A snapshot persisted but not yet installed (crash in between): install it first.
+    if (st.snapshot !== null && st.snapshot.meta.index > st.applied) this.installSnapshot(node, st.snapshot);
+    node.raw = node.incarnation === 1 ? new RawNode(config) : new RawNode(config, st.toPersisted());
     node.pendingCrash = null;
+    node.receivedSnaps = new Map();
+  }
+
+  private installSnapshot(n: SimNode, snap: SimSnapshot): void {
+    this.checker.onInstallSnapshot(n.id, snap.meta, snap.data);
+    n.applied = snap.data.slice();
+    n.storage.applied = snap.meta.index;
+    n.storage.confState = snap.meta.confState;
+    this.trace(11, n.id, snap.meta.index, snap.meta.term);
   }
 
   private trace(a: number, b: number, c: number, d: number): void {
@@ -131,6 +188,43 @@ export class SimCluster {
 
   storage(id: NodeId): SimStorage {
     return this.sim(id).storage;
+  }
+
+  /** Creates a fresh id for a node to be added (it is started when its addition is applied). */
+  allocateNodeId(): NodeId {
+    return this.nextNodeId++;
+  }
+
+  /** Proposes a membership change at node `id`. */
+  proposeConfChange(id: NodeId, cc: ConfChange): ConfChangeResult {
+    try {
+      this.node(id).proposeConfChange(cc);
+      this.observe(id);
+      return 'proposed';
+    } catch (err) {
+      if (err instanceof ConfChangeInProgressError) return 'inProgress';
+      if (err instanceof ProposalDroppedError) return 'dropped';
+      throw err;
+    }
+  }
+
+  /**
+   * The application of node `id` snapshots its state machine at its applied index and
+   * compacts its log (storage first, then raft). Returns the snapshot index, or 0 if nothing to do.
+   */
+  compact(id: NodeId): number {
+    const n = this.sim(id);
+    const raw = this.node(id);
+    // At the applied index, so raw.confState() (membership after everything applied) is exact.
+    const index = n.storage.applied;
+    if (index < n.storage.firstIndex()) return 0;
+    const term = raw.termAt(index);
+    if (term === undefined) throw new Error(`node ${id} has no term for applied index ${index}`);
+    const meta: SnapshotMeta = { index, term, confState: raw.confState() };
+    n.storage.compact({ meta, data: n.applied.slice(0, index) });
+    raw.compact(index, meta.confState);
+    this.trace(12, id, index, term);
+    return index;
   }
 
   /** Entries applied by node `id`'s state machine, in order. */
@@ -206,12 +300,15 @@ export class SimCluster {
     const n = this.sim(id);
     n.raw = null;
     n.readStates = [];
+    n.receivedSnaps = new Map();
     this.trace(9, id, this.nowStep, 0);
   }
 
   /** Arms a crash at a given point of the node's next Ready handling. */
-  crashDuringNextReady(id: NodeId, point: CrashPoint): void {
-    this.sim(id).pendingCrash = point;
+  crashDuringNextReady(id: NodeId, point: CrashPoint, onlyIfSnapshot = false): void {
+    const n = this.sim(id);
+    n.pendingCrash = point;
+    n.pendingCrashOnSnapshot = onlyIfSnapshot;
   }
 
   /** Cancels all armed crashes (used when faults stop). */
@@ -221,6 +318,7 @@ export class SimCluster {
 
   restart(id: NodeId): void {
     const n = this.sim(id);
+    if (this.retired.has(id)) throw new Error(`node ${id} was removed and retired`);
     if (n.raw !== null) throw new Error(`node ${id} is already up`);
     this.start(n);
     this.trace(10, id, this.nowStep, n.incarnation);
@@ -239,17 +337,38 @@ export class SimCluster {
       const raw = n.raw;
       if (raw === null || !raw.hasReady()) return;
       const rd = raw.ready();
-      if (n.pendingCrash === 'beforePersist') return this.crash(id);
+      const crashAt = n.pendingCrashOnSnapshot && rd.snapshot === null ? null : n.pendingCrash;
+      if (crashAt === 'beforePersist') return this.crash(id);
+      let snap: SimSnapshot | null = null;
+      if (rd.snapshot !== null) {
+        const data = n.receivedSnaps.get(rd.snapshot.index);
+        if (data === undefined) throw new Error(`node ${id}: Ready.snapshot ${rd.snapshot.index} without received data`);
+        snap = { meta: rd.snapshot, data };
+        n.storage.applySnapshot(snap);
+        this.checker.onPersistSnapshot(id, rd.snapshot);
+      }
       n.storage.append(rd.entries);
       if (rd.hardState !== null) n.storage.setHardState(rd.hardState);
-      this.checker.onPersist(id, rd.entries, rd.hardState, n.storage.entries);
-      if (n.pendingCrash === 'afterPersist') return this.crash(id);
-      for (const m of rd.messages) this.network.send(m, this.nowStep);
-      if (n.pendingCrash === 'afterSend') return this.crash(id);
+      this.checker.onPersist(id, rd.entries, rd.hardState, n.storage);
+      if (crashAt === 'afterPersist') return this.crash(id);
+      for (const m of rd.messages) this.send(n, m);
+      if (crashAt === 'afterSend') return this.crash(id);
+      if (snap !== null) {
+        this.installSnapshot(n, snap);
+        n.receivedSnaps.clear();
+      }
       for (const e of rd.committedEntries) {
         this.checker.onApply(id, e);
         n.applied.push(e);
         n.storage.applied = e.index;
+        if (e.type === 'confChange') {
+          const cc = decodeConfChange(e.data);
+          const cs = raw.applyConfChange(cc);
+          n.storage.confState = cs;
+          this.checker.onConfApplied(id, e.index, cs);
+          this.pendingMembership.push(cc);
+          this.trace(13, id, e.index, cc.nodeId);
+        }
         this.trace(1, id, e.index, e.term);
       }
       for (const rs of rd.readStates) {
@@ -259,7 +378,56 @@ export class SimCluster {
       }
       raw.advance(rd);
       this.observe(id);
+      if (this.pendingMembership.length > 0) {
+        this.runMembershipEffects();
+        if (n.raw !== raw) return; // this node was retired
+      }
     }
+  }
+
+  /** Operator side of membership: start added nodes, retire removed ones (etcd stops a removed member). */
+  private runMembershipEffects(): void {
+    while (this.pendingMembership.length > 0) {
+      const cc = this.pendingMembership.shift() as ConfChange;
+      const id = cc.nodeId;
+      if (cc.type === 'removeNode') {
+        if (!this.retireRemovedNodes) continue;
+        if (!this.nodes.has(id) || this.retired.has(id)) continue;
+        const raw = this.sim(id).raw;
+        if (raw !== null) this.crash(id);
+        this.retired.add(id);
+        this.ids.splice(this.ids.indexOf(id), 1);
+        this.trace(14, id, this.nowStep, 0);
+      } else if (!this.nodes.has(id)) {
+        this.ids.push(id);
+        this.createNode(id);
+        this.trace(15, id, this.nowStep, 0);
+      }
+    }
+  }
+
+  private send(from: SimNode, m: Message): void {
+    if (m.type === 'snap') {
+      const meta = m.snapshot;
+      const stored = from.storage.snapshot;
+      if (meta === undefined || stored === null || stored.meta.index !== meta.index) {
+        // The stored snapshot moved on: this transfer fails; raft retries with the new one.
+        this.reportSnapshot(m, 'failure');
+        return;
+      }
+      this.snapData.set(m, { data: stored.data, senderIncarnation: from.incarnation });
+    }
+    this.network.send(m, this.nowStep);
+  }
+
+  private reportSnapshot(m: Message, status: 'finish' | 'failure'): void {
+    const sender = this.nodes.get(m.from);
+    if (sender === undefined || sender.raw === null) return;
+    const att = this.snapData.get(m);
+    if (att !== undefined && att.senderIncarnation !== sender.incarnation) return;
+    sender.raw.reportSnapshot(m.to, status);
+    this.trace(16, m.from * 64 + m.to, status === 'finish' ? 1 : 0, m.snapshot?.index ?? 0);
+    this.observe(m.from);
   }
 
   processAllReady(): void {
@@ -267,11 +435,22 @@ export class SimCluster {
   }
 
   private deliverOne(m: Message): void {
-    const n = this.sim(m.to);
-    if (n.raw === null) return; // destination down: message lost
+    const n = this.nodes.get(m.to);
+    if (n === undefined || n.raw === null) {
+      // Destination down or retired: message lost.
+      if (m.type === 'snap') this.reportSnapshot(m, 'failure');
+      return;
+    }
     this.trace(3, m.from * 64 + m.to, m.term, m.index);
+    if (m.type === 'snap') {
+      const att = this.snapData.get(m);
+      const meta = m.snapshot;
+      if (att === undefined || meta === undefined) throw new Error('snap message without attached data');
+      n.receivedSnaps.set(meta.index, att.data);
+    }
     n.raw.step(m);
     this.observe(m.to);
+    if (m.type === 'snap') this.reportSnapshot(m, 'finish');
   }
 
   /** Delivers the messages due by now. */
@@ -318,6 +497,6 @@ export class SimCluster {
     const raw = this.sim(id).raw;
     if (raw === null) return;
     const s = raw.status();
-    this.checker.onStatus(id, s.role, s.term, (i) => raw.termAt(i));
+    this.checker.onStatus(id, s.role, s.term, (i) => raw.termAt(i), s.voters, s.firstIndex);
   }
 }

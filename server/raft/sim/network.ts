@@ -27,6 +27,8 @@ export class SimNetwork {
   faults: NetworkFaults;
   /** Scripted drops: return true to drop a message. Called exactly once per sent message, at send time. */
   dropFilter: ((m: Message) => boolean) | null = null;
+  /** Told about every lost copy of a message (so the sender can e.g. report a failed snapshot). */
+  onDrop: ((m: Message) => void) | null = null;
   private readonly rng: Rng;
   private queue: InFlight[] = [];
   private seq = 0;
@@ -64,6 +66,7 @@ export class SimNetwork {
     this.sentCount++;
     if (!this.canTalk(msg.from, msg.to) || (this.dropFilter !== null && this.dropFilter(msg)) || this.rng.chance(this.faults.dropRate)) {
       this.droppedCount++;
+      this.onDrop?.(msg);
       return;
     }
     const copies = this.rng.chance(this.faults.duplicateRate) ? 2 : 1;
@@ -85,6 +88,7 @@ export class SimNetwork {
       // Partitions created while the message was in flight also cut it.
       if (!this.canTalk(f.msg.from, f.msg.to)) {
         this.droppedCount++;
+        this.onDrop?.(f.msg);
         continue;
       }
       out.push(f.msg);
