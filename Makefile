@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: test
 
-install: npm-deps system-deps
+install: npm-deps system-deps helm
 
 npm-deps: node_modules/.synod-installed
 
@@ -53,7 +53,7 @@ bench: build
 
 # The long fault suite: bounded in time, stops by itself.
 soak: build
-	SYNOD_SOAK=1 $(VITEST) run test/fault
+	SYNOD_SOAK=1 $(VITEST) run test/fault/
 
 # End to end on kind (or an existing cluster via KUBECONFIG); skips with a reason where neither exists.
 e2e: build

@@ -4,6 +4,7 @@ import http from 'node:http';
 import client from 'prom-client';
 import type { ApiContext } from './context.ts';
 import { DATA_GROUP_ID } from './context.ts';
+import type { FaultInjector } from '../transport/fault-injector.ts';
 
 /** A member is caught up when it is at most this many committed entries behind in applying. */
 const READY_MAX_APPLY_LAG_ENTRIES = 100;
@@ -60,11 +61,39 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   return registry;
 }
 
-export function startHttpEndpoints(ctx: ApiContext, host: string, port: number): Promise<http.Server> {
+/**
+ * TEST-ONLY, served only with --experimental-fault-injection: POST /debug/fault/partition with
+ * {"blockedPeers": ["<member id hex>", ...]} sets the peers this member is cut off from ([] heals).
+ */
+function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.IncomingMessage, res: http.ServerResponse): void {
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk: string) => (body += chunk));
+  req.on('end', () => {
+    let ids: number[];
+    try {
+      const parsed = JSON.parse(body) as { blockedPeers?: unknown };
+      if (!Array.isArray(parsed.blockedPeers) || !parsed.blockedPeers.every((x) => typeof x === 'string' && /^[0-9a-f]+$/i.test(x))) {
+        throw new Error('blockedPeers must be a list of member ids in hex');
+      }
+      ids = parsed.blockedPeers.map((x: string) => parseInt(x, 16));
+    } catch (err) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end(`${err instanceof Error ? err.message : String(err)}\n`);
+      return;
+    }
+    faults.setBlockedPeers(ids);
+    ctx.logger.warn({ blockedPeers: ids.map((id) => id.toString(16)) }, 'fault injection: blocked peers set');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ blockedPeers: ids.map((id) => id.toString(16)) })}\n`);
+  });
+}
+
+export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector): Promise<http.Server> {
   const registry = buildRegistry(ctx);
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
-    if (url === '/healthz') {
+    if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
+      handleFaultPartition(faults, ctx, req, res);
+    } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (url === '/readyz') {
       const r = readiness(ctx);

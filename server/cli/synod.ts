@@ -33,6 +33,9 @@ program
   .option('--watch-progress-notify-interval <ms>', 'interval of watch progress notifications', String(DEFAULT_LIMITS.watchProgressNotifyIntervalMs))
   .option('--lease-checkpoint-interval <ms>', 'how often the leader records remaining lease TTLs through Raft', '300000')
   .option('--log-level <level>', 'pino log level', 'info')
+  // Test-only switches for the fault suite (test/fault); both off by default.
+  .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
+  .option('--experimental-unsafe-stale-reads', 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
     const listenClientUrls = list(o.listenClientUrls);
@@ -69,6 +72,8 @@ program
           watchProgressNotifyIntervalMs: Number(o.watchProgressNotifyInterval),
         },
         logger,
+        faultInjection: Boolean(o.experimentalFaultInjection),
+        unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
       });
       // Ctrl-C under `synod local` reaches a member twice (the terminal's SIGINT and the parent's
       // SIGTERM): the first starts a clean shutdown, later ones are ignored.

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
 import { messageFromWire, messageToWire, type WireBatch, type WireEnvelope } from './wire.ts';
+import type { FaultInjector } from './fault-injector.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
@@ -47,6 +48,8 @@ export interface PeerTransportOptions {
   peers: Map<number, string>;
   onMessages: (fromMember: number, messages: InboundMessage[]) => void;
   logger: Logger;
+  /** Test-only (--experimental-fault-injection): drops messages to and from blocked peers. */
+  faults?: FaultInjector;
 }
 
 interface Outbound {
@@ -132,6 +135,12 @@ export class PeerTransport {
   flush(): void {
     for (const out of this.outbound.values()) {
       if (out.queue.length === 0) continue;
+      // Fault injection (test-only): a blocked peer gets nothing.
+      if (this.opts.faults?.isBlocked(out.memberId)) {
+        this.opts.faults.droppedMessages += out.queue.length;
+        out.queue = [];
+        continue;
+      }
       if (!out.call || !out.connected) {
         out.droppedMessages += out.queue.length;
         out.queue = [];
@@ -228,6 +237,11 @@ export class PeerTransport {
           'rejecting peer stream from another cluster or for another member',
         );
         call.destroy(new Error('cluster id or member id mismatch'));
+        return;
+      }
+      // Fault injection (test-only): nothing from a blocked peer gets through.
+      if (this.opts.faults?.isBlocked(Number(batch.from_member))) {
+        this.opts.faults.droppedMessages += batch.envelopes.length;
         return;
       }
       const inbound: InboundMessage[] = [];

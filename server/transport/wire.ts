@@ -1,6 +1,6 @@
 // Conversion between the Raft core's Message and the peer transport's protobuf shape.
 // Kept apart from the stream handling so both directions are testable without sockets.
-import type { Entry, EntryType, Message, MessageType } from '../raft/types.ts';
+import type { Entry, EntryType, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
 
 export interface WireEntry {
   term: number;
@@ -21,6 +21,13 @@ export interface WireMessage {
   reject: boolean;
   reject_hint: number;
   context: Buffer;
+  snapshot?: WireSnapshotMeta | null;
+}
+
+export interface WireSnapshotMeta {
+  index: number;
+  term: number;
+  conf_state: { voters: number[]; learners: number[] } | null;
 }
 
 export interface WireEnvelope {
@@ -48,6 +55,7 @@ const TO_WIRE_TYPE: Record<MessageType, string> = {
   readIndex: 'READ_INDEX',
   readIndexResp: 'READ_INDEX_RESP',
   timeoutNow: 'TIMEOUT_NOW',
+  snap: 'SNAP',
 };
 const FROM_WIRE_TYPE = new Map<string, MessageType>(
   Object.entries(TO_WIRE_TYPE).map(([k, v]) => [v, k as MessageType]),
@@ -81,6 +89,25 @@ export function messageToWire(m: Message): WireMessage {
     reject: m.reject,
     reject_hint: m.rejectHint,
     context: toBuffer(m.context),
+    snapshot: m.snapshot
+      ? {
+          index: m.snapshot.index,
+          term: m.snapshot.term,
+          conf_state: { voters: m.snapshot.confState.voters, learners: m.snapshot.confState.learners },
+        }
+      : null,
+  };
+}
+
+function snapshotFromWire(w: WireSnapshotMeta | null | undefined): SnapshotMeta | undefined {
+  if (!w) return undefined;
+  return {
+    index: Number(w.index),
+    term: Number(w.term),
+    confState: {
+      voters: (w.conf_state?.voters ?? []).map(Number),
+      learners: (w.conf_state?.learners ?? []).map(Number),
+    },
   };
 }
 
@@ -92,7 +119,7 @@ export function messageFromWire(w: WireMessage): Message {
     if (entryType === undefined) throw new Error(`unknown entry type ${e.type}`);
     return { term: Number(e.term), index: Number(e.index), type: entryType, data: e.data };
   });
-  return {
+  const message: Message = {
     type,
     from: Number(w.from),
     to: Number(w.to),
@@ -105,4 +132,7 @@ export function messageFromWire(w: WireMessage): Message {
     rejectHint: Number(w.reject_hint),
     context: w.context ?? Buffer.alloc(0),
   };
+  const snapshot = snapshotFromWire(w.snapshot);
+  if (snapshot) message.snapshot = snapshot;
+  return message;
 }

@@ -25,7 +25,7 @@ export interface KeyState {
 const INITIAL: KeyState = { value: null, rev: 0, floor: 0 };
 
 /** Sorted revisions of the key's changes whose revision is known; answers "the next one after r". */
-class KnownChanges {
+export class KnownChanges {
   private readonly revs: number[];
   constructor(revs: number[]) {
     this.revs = [...new Set(revs)].sort((a, b) => a - b);

@@ -193,3 +193,15 @@ describe('linearizability checker: rejected histories', () => {
     expect(() => checkLinearizability(ops)).toThrow(/\+Infinity/);
   });
 });
+
+describe('linearizability checker: diagnostics', () => {
+  it('names an operation that cannot be placed and the longest linearizable prefix', () => {
+    const h = history();
+    h.op(0, put('x', 'a'), putOk(2), 0);
+    h.op(0, put('x', 'b'), putOk(3), 2);
+    h.op(1, get('x'), saw('a', 2, 2), 4);
+    const text = checkLinearizability(h.ops).violations[0];
+    expect(text).toMatch(/no linearization can place #2 c1 get\(x\) -> a@2 rev=2/);
+    expect(text).toMatch(/longest linearizable prefix has 2 of 3 ops/);
+  });
+});

@@ -8,15 +8,18 @@ import { reconcileWithReference } from './reference-history.ts';
 import type { Operation } from './history.ts';
 
 describe('linearizability checker at scale', () => {
-  it('checks 4 keys x ~3000 ops of a correct store (2% unknown outcomes) in well under a second', () => {
+  it('checks 4 keys x ~3000 ops of a correct store (2% unknown outcomes) in under a second of CPU', () => {
     const ops = simulateHistory({ seed: 7, clients: 8, opsPerClient: 1500, keys: ['a', 'b', 'c', 'd'], unknownRate: 0.02 });
-    const started = performance.now();
+    // CPU time, not wall time: the guard must hold while real clusters share the cores.
+    const cpu = process.cpuUsage();
     const r = checkLinearizability(ops, { timeoutMs: 10_000 });
-    const elapsed = performance.now() - started;
+    const used = process.cpuUsage(cpu);
+    const cpuMs = (used.user + used.system) / 1000;
     expect(r.violations).toEqual([]);
     expect(r.operations).toBeGreaterThan(11_000);
     expect(r.partitions).toBe(4);
-    expect(elapsed).toBeLessThan(1_000);
+    // Four partitions of ~3000 ops each: well under a second per partition, and for all four.
+    expect(cpuMs).toBeLessThan(1_000);
   });
 
   it('accepts every seed of small, highly concurrent histories', () => {

@@ -3,7 +3,7 @@
 // global revision counter. Some operations end with an unknown outcome, of which some took effect.
 import { Rng } from '../../server/raft/rng.ts';
 import type { WatchEvent } from './watch-checker.ts';
-import type { Found, type KvInput, type KvOutput, type Operation } from './history.ts';
+import type { Found, KvInput, KvOutput, Operation } from './history.ts';
 
 export interface SimOptions {
   seed: number;

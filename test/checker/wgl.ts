@@ -147,8 +147,9 @@ export function searchLinearization<S, I, O>(
       if (!top) {
         // Report the earliest-returning op the deepest attempt could not place.
         const placed = new Set(longest);
-        let stuckAt = e.op;
-        for (let i = 0; i < n; i++) if (!placed.has(i) && ops[i].complete < ops[stuckAt].complete) stuckAt = i;
+        let stuckAt = -1;
+        for (let i = 0; i < n; i++) if (!placed.has(i) && (stuckAt === -1 || ops[i].complete < ops[stuckAt].complete)) stuckAt = i;
+        if (stuckAt === -1) stuckAt = e.op;
         return { kind: 'illegal', longest, stuckAt };
       }
       state = top.state;

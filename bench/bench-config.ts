@@ -1,0 +1,86 @@
+// Settings of `make bench`, read from the environment (BENCH_*) so a run can be shortened,
+// lengthened or narrowed without editing code. Every value carries its unit in its name.
+import os from 'node:os';
+
+export interface BenchConfig {
+  /** Measured seconds per closed-loop workload run (BENCH_SECONDS). */
+  durationMs: number;
+  /** Unmeasured warm-up before each closed-loop run. */
+  warmupMs: number;
+  /** Times each closed-loop workload runs against each system, alternating which goes first (BENCH_ROUNDS). */
+  rounds: number;
+  /** Worker threads of the load generator (BENCH_WORKERS). */
+  workers: number;
+  /** gRPC connections per worker thread (BENCH_CONNECTIONS_PER_WORKER). */
+  connectionsPerWorker: number;
+  /** Keys in the put/range keyspace (8-byte keys). */
+  keyspaceSize: number;
+  keyBytes: number;
+  valueBytes: number;
+  /** Keys written before the memory reading (BENCH_KEYS; the issue's figure is 1,000,000). */
+  memoryKeys: number;
+  /** Watch fan-out: watchers, watchers per gRPC watch stream, writer rate. */
+  watchers: number;
+  watchersPerStream: number;
+  watchPutsPerSecond: number;
+  /** Leases granted then kept alive (BENCH_LEASES). */
+  leases: number;
+  leaseTtlSeconds: number;
+  /** `etcdctl check perf` loads to run, e.g. ['s'] or ['s','m','l'] (BENCH_CHECK_PERF; empty: skip). */
+  checkPerfLoads: string[];
+  /** Only run workloads whose id contains one of these (BENCH_ONLY, comma-separated; empty: all). */
+  only: string[];
+  /** Systems to run (BENCH_SYSTEMS=etcd,synod). */
+  systems: Array<'etcd' | 'synod'>;
+  /** Parent of the temporary data directories (BENCH_DATA_DIR; default the OS temp dir). */
+  dataParentDir: string;
+  /** Keep data directories and logs after the run (BENCH_KEEP_DATA=1). */
+  keepData: boolean;
+  heartbeatMs: number;
+  electionTimeoutMs: number;
+  /** Repository root whose server/cli/synod.ts is benchmarked (BENCH_SYNOD_ROOT; default this checkout). */
+  synodRoot: string | undefined;
+}
+
+function int(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${raw}: expected a non-negative number`);
+  return n;
+}
+
+function list(name: string, fallback: string[]): string[] {
+  const raw = process.env[name];
+  if (raw === undefined) return fallback;
+  return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+export function readConfig(): BenchConfig {
+  const systems = list('BENCH_SYSTEMS', ['etcd', 'synod']);
+  for (const s of systems) if (s !== 'etcd' && s !== 'synod') throw new Error(`BENCH_SYSTEMS: unknown system ${s}`);
+  return {
+    durationMs: int('BENCH_SECONDS', 10) * 1000,
+    warmupMs: int('BENCH_WARMUP_MS', 1000),
+    rounds: Math.max(1, int('BENCH_ROUNDS', 2)),
+    workers: Math.max(1, int('BENCH_WORKERS', 4)),
+    connectionsPerWorker: Math.max(1, int('BENCH_CONNECTIONS_PER_WORKER', 2)),
+    keyspaceSize: 100_000,
+    keyBytes: 8,
+    valueBytes: 256,
+    memoryKeys: int('BENCH_KEYS', 100_000),
+    watchers: int('BENCH_WATCHERS', 1000),
+    watchersPerStream: Math.max(1, int('BENCH_WATCHERS_PER_STREAM', 10)),
+    watchPutsPerSecond: Math.max(1, int('BENCH_WATCH_PUT_RATE', 20)),
+    leases: int('BENCH_LEASES', 10_000),
+    leaseTtlSeconds: 300,
+    checkPerfLoads: list('BENCH_CHECK_PERF', ['s']),
+    only: list('BENCH_ONLY', []),
+    systems: systems as Array<'etcd' | 'synod'>,
+    dataParentDir: process.env.BENCH_DATA_DIR || os.tmpdir(),
+    keepData: process.env.BENCH_KEEP_DATA === '1',
+    heartbeatMs: 100,
+    electionTimeoutMs: 1000,
+    synodRoot: process.env.BENCH_SYNOD_ROOT || undefined,
+  };
+}

@@ -1,0 +1,67 @@
+// Defaults and validation of a SynodCluster spec, the same rules the CRD enforces in the API server
+// (OpenAPI defaults and CEL x-kubernetes-validations). The operator applies them again to whatever it
+// reads, so a resource created before a default existed, or against a server without CEL, is still
+// handled safely: an invalid spec is reported in status and never acted on.
+
+import type { PvcRetentionPolicy, SynodClusterSpec } from './types.ts';
+import { DEFAULT_IMAGE_REPOSITORY } from './types.ts';
+
+export const DEFAULT_REPLICAS = 3;
+export const DEFAULT_VERSION = '0.1.0';
+export const DEFAULT_STORAGE_SIZE = '1Gi';
+export const DEFAULT_RETENTION_POLICY: PvcRetentionPolicy = 'Delete';
+export const MAX_REPLICAS = 9;
+
+/** Fills the defaults the CRD declares into a raw spec read from the API server. */
+export function withDefaults(raw: unknown): SynodClusterSpec {
+  const spec = isRecord(raw) ? raw : {};
+  const storage = isRecord(spec['storage']) ? spec['storage'] : {};
+  const result: SynodClusterSpec = {
+    replicas: typeof spec['replicas'] === 'number' ? spec['replicas'] : DEFAULT_REPLICAS,
+    version: typeof spec['version'] === 'string' ? spec['version'] : DEFAULT_VERSION,
+    storage: {
+      size: typeof storage['size'] === 'string' ? storage['size'] : DEFAULT_STORAGE_SIZE,
+      retentionPolicyOnScaleIn:
+        storage['retentionPolicyOnScaleIn'] === 'Retain' ? 'Retain' : DEFAULT_RETENTION_POLICY,
+    },
+  };
+  if (typeof storage['storageClassName'] === 'string') result.storage.storageClassName = storage['storageClassName'];
+  if (typeof spec['image'] === 'string') result.image = spec['image'];
+  const pullPolicy = spec['imagePullPolicy'];
+  if (pullPolicy === 'Always' || pullPolicy === 'IfNotPresent' || pullPolicy === 'Never') {
+    result.imagePullPolicy = pullPolicy;
+  }
+  if (isRecord(spec['resources'])) result.resources = spec['resources'] as SynodClusterSpec['resources'];
+  if (isRecord(spec['podTemplate'])) result.podTemplate = spec['podTemplate'] as SynodClusterSpec['podTemplate'];
+  return result;
+}
+
+/** The image the server pods run. */
+export function serverImage(spec: SynodClusterSpec): string {
+  return spec.image ?? `${DEFAULT_IMAGE_REPOSITORY}:${spec.version}`;
+}
+
+/**
+ * The CRD's validation rules as code: returns one message per broken rule (empty when valid).
+ * `previous` is the spec before the update, for transition rules (storage class is immutable).
+ * The messages are the CRD's CEL rule messages word for word.
+ */
+export function validateSpec(spec: SynodClusterSpec, previous?: SynodClusterSpec): string[] {
+  const errors: string[] = [];
+  if (!Number.isInteger(spec.replicas) || spec.replicas < 1 || spec.replicas % 2 !== 1) {
+    errors.push('replicas must be odd and at least 1');
+  }
+  if (spec.replicas > MAX_REPLICAS) errors.push(`replicas must be at most ${MAX_REPLICAS}`);
+  if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$/.test(spec.version)) errors.push('version must be a valid image tag');
+  if (previous !== undefined && previous.storage.storageClassName !== spec.storage.storageClassName) {
+    errors.push('storage.storageClassName is immutable');
+  }
+  if (previous !== undefined && previous.storage.size !== spec.storage.size) {
+    errors.push('storage.size is immutable');
+  }
+  return errors;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

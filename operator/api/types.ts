@@ -1,0 +1,119 @@
+// The SynodCluster custom resource (group synod.dev, version v1alpha1) as TypeScript types, plus
+// the names every part of the operator shares: API group, labels, annotations, field manager.
+// The CRD's OpenAPI schema in crds/ is the source of truth; these types mirror it.
+
+export const GROUP = 'synod.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'SynodCluster';
+export const PLURAL = 'synodclusters';
+
+/** The field manager of every server-side apply the operator makes. */
+export const FIELD_MANAGER = 'synod-operator';
+
+/** Default server image repository; the tag is spec.version. */
+export const DEFAULT_IMAGE_REPOSITORY = 'ghcr.io/synod-dev/synod';
+
+export const LABEL_CLUSTER = 'synod.dev/cluster';
+export const LABEL_COMPONENT = 'app.kubernetes.io/component';
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const LABEL_VERSION = 'synod.dev/version';
+/** Hash of the rendered pod template; a pod whose annotation differs from the desired one is outdated. */
+export const ANNOTATION_TEMPLATE_HASH = 'synod.dev/template-hash';
+
+/** Ports inside server pods (etcd's defaults). */
+export const CLIENT_PORT = 2379;
+export const PEER_PORT = 2380;
+export const METRICS_PORT = 2381;
+
+export type PvcRetentionPolicy = 'Delete' | 'Retain';
+
+export interface StorageSpec {
+  size: string;
+  storageClassName?: string;
+  /** What happens to a removed member's PersistentVolumeClaim after scale-in. */
+  retentionPolicyOnScaleIn: PvcRetentionPolicy;
+}
+
+export interface ResourceRequirements {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+/** Fields merged into the server pods' template (labels/annotations merged, the rest replaced). */
+export interface PodTemplateOverrides {
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  nodeSelector?: Record<string, string>;
+  tolerations?: readonly Record<string, unknown>[];
+  affinity?: Record<string, unknown>;
+  priorityClassName?: string;
+  env?: readonly { name: string; value: string }[];
+}
+
+export interface SynodClusterSpec {
+  replicas: number;
+  version: string;
+  /** Full image reference; overrides `${DEFAULT_IMAGE_REPOSITORY}:${version}`. */
+  image?: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  storage: StorageSpec;
+  resources?: ResourceRequirements;
+  podTemplate?: PodTemplateOverrides;
+}
+
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading';
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+export interface Condition {
+  type: ConditionType;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  lastTransitionTime: string;
+}
+
+export type MemberRole = 'leader' | 'follower' | 'learner' | 'unknown';
+
+export interface MemberStatus {
+  name: string;
+  /** etcd member id as a hex string (etcdctl's notation). */
+  id: string;
+  role: MemberRole;
+  ready: boolean;
+  version: string;
+}
+
+export interface SynodClusterStatus {
+  observedGeneration: number;
+  replicas: number;
+  readyReplicas: number;
+  /** Label selector of the server pods, for the scale subresource. */
+  selector: string;
+  leader: string;
+  currentVersion: string;
+  /** "ready/desired", shown as a printer column. */
+  members: MemberStatus[];
+  memberSummary: string;
+  conditions: Condition[];
+}
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid: string;
+  generation: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  deletionTimestamp?: string;
+}
+
+export interface SynodCluster {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMeta;
+  spec: SynodClusterSpec;
+  status?: Partial<SynodClusterStatus>;
+}

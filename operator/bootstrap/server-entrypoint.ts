@@ -1,0 +1,163 @@
+// Entrypoint of the Synod server image in a SynodCluster pod: turns the pod's name, namespace and the
+// ConfigMap's environment into the server's etcd-style flags, then runs the server.
+//
+//   data directory already holds data → restart: the member's identity and membership are on disk.
+//   SYNOD_INITIAL_CLUSTER_STATE=new    → bootstrap with the fixed SYNOD_INITIAL_CLUSTER (stable peer DNS).
+//   SYNOD_INITIAL_CLUSTER_STATE=existing → join: the operator has already added this pod's peer URL as a
+//     learner (MemberAdd); Cluster.MemberList through the client Service gives the initial cluster,
+//     exactly as `etcdctl member add` prints it. Waits until the member appears.
+//
+// SYNOD_SERVER_COMMAND overrides the server command (JSON array; default: the Synod server in the image).
+// SYNOD_ENTRYPOINT_DRY_RUN=1 prints the command as JSON instead of running it (used by the tests).
+// SYNOD_JOIN_ENDPOINTS overrides where MemberList is asked (default: the client Service).
+
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { GrpcEtcdAdmin } from '../etcd/etcd-admin.ts';
+import type { EtcdMember } from '../etcd/etcd-admin.ts';
+
+export const CLIENT_PORT = 2379;
+export const PEER_PORT = 2380;
+export const METRICS_PORT = 2381;
+export const DEFAULT_SERVER_COMMAND = ['node', '/app/server/cli/synod.ts', 'server'];
+
+export interface PodIdentity {
+  name: string;
+  namespace: string;
+  peerService: string;
+  clientService: string;
+  dataDir: string;
+  clusterState: 'new' | 'existing';
+  initialCluster: string;
+  token: string;
+}
+
+export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
+  const name = env['POD_NAME'] ?? env['HOSTNAME'] ?? '';
+  const cluster = env['SYNOD_CLUSTER_NAME'] ?? name.replace(/-\d+$/, '');
+  if (name === '') throw new Error('POD_NAME (or HOSTNAME) is not set');
+  return {
+    name,
+    namespace: env['POD_NAMESPACE'] ?? 'default',
+    peerService: env['SYNOD_PEER_SERVICE'] ?? `${cluster}-peer`,
+    clientService: env['SYNOD_CLIENT_SERVICE'] ?? `${cluster}-client`,
+    dataDir: env['SYNOD_DATA_DIR'] ?? '/var/lib/synod',
+    clusterState: env['SYNOD_INITIAL_CLUSTER_STATE'] === 'new' ? 'new' : 'existing',
+    initialCluster: env['SYNOD_INITIAL_CLUSTER'] ?? '',
+    token: env['SYNOD_INITIAL_CLUSTER_TOKEN'] ?? cluster,
+  };
+}
+
+export function advertisedHost(id: PodIdentity): string {
+  return `${id.name}.${id.peerService}.${id.namespace}.svc`;
+}
+
+export function ownPeerUrl(id: PodIdentity): string {
+  return `http://${advertisedHost(id)}:${PEER_PORT}`;
+}
+
+function commonFlags(id: PodIdentity): string[] {
+  const host = advertisedHost(id);
+  return [
+    '--name', id.name,
+    '--data-dir', id.dataDir,
+    '--listen-client-urls', `http://0.0.0.0:${CLIENT_PORT}`,
+    '--advertise-client-urls', `http://${host}:${CLIENT_PORT}`,
+    '--listen-peer-urls', `http://0.0.0.0:${PEER_PORT}`,
+    '--initial-advertise-peer-urls', `http://${host}:${PEER_PORT}`,
+    '--listen-metrics-urls', `http://0.0.0.0:${METRICS_PORT}`,
+    '--initial-cluster-token', id.token,
+  ];
+}
+
+/** Flags for a member that restarts on its own data. */
+export function restartFlags(id: PodIdentity): string[] {
+  return [...commonFlags(id), '--initial-cluster', `${id.name}=${ownPeerUrl(id)}`, '--initial-cluster-state', 'existing'];
+}
+
+/** Flags for an initial member bootstrapping the cluster. */
+export function bootstrapFlags(id: PodIdentity): string[] {
+  const entries = id.initialCluster.split(',').filter((e) => e !== '');
+  if (!entries.some((e) => e === `${id.name}=${ownPeerUrl(id)}`)) {
+    throw new Error(`SYNOD_INITIAL_CLUSTER does not list ${id.name}=${ownPeerUrl(id)}: ${id.initialCluster}`);
+  }
+  return [...commonFlags(id), '--initial-cluster', entries.join(','), '--initial-cluster-state', 'new'];
+}
+
+/**
+ * Flags for a new member joining an existing cluster, from the MemberList that already holds it
+ * (as a learner with no name yet). Null while the operator has not added it.
+ */
+export function joinFlags(id: PodIdentity, members: readonly EtcdMember[]): string[] | null {
+  const own = ownPeerUrl(id);
+  if (!members.some((m) => m.peerUrls.includes(own))) return null;
+  const entries: string[] = [];
+  for (const m of members) {
+    const name = m.peerUrls.includes(own) ? id.name : m.name;
+    // Another member added but not started yet has no name; etcd leaves it out too.
+    if (name === '') continue;
+    for (const url of m.peerUrls) entries.push(`${name}=${url}`);
+  }
+  return [...commonFlags(id), '--initial-cluster', entries.join(','), '--initial-cluster-state', 'existing'];
+}
+
+export function hasData(dataDir: string): boolean {
+  return existsSync(dataDir) && readdirSync(dataDir).some((entry) => entry !== 'lost+found');
+}
+
+export async function resolveFlags(id: PodIdentity, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string[]> {
+  if (hasData(id.dataDir)) {
+    log(`${id.name}: data found in ${id.dataDir}, restarting as an existing member`);
+    return restartFlags(id);
+  }
+  if (id.clusterState === 'new') {
+    log(`${id.name}: bootstrapping a new cluster`);
+    return bootstrapFlags(id);
+  }
+  const endpoints = (env['SYNOD_JOIN_ENDPOINTS'] ?? `${id.clientService}.${id.namespace}.svc:${CLIENT_PORT}`).split(',');
+  const timeoutMs = Number(env['SYNOD_JOIN_TIMEOUT_MS'] ?? 300_000);
+  const retryMs = Number(env['SYNOD_JOIN_RETRY_MS'] ?? 2_000);
+  const admin = new GrpcEtcdAdmin({ callTimeoutMs: 3_000 });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      try {
+        const flags = joinFlags(id, await admin.memberList(endpoints));
+        if (flags !== null) {
+          log(`${id.name}: joining the existing cluster`);
+          return flags;
+        }
+        log(`${id.name}: not a member yet (the operator adds it as a learner first); waiting`);
+      } catch (error) {
+        log(`${id.name}: MemberList through ${endpoints.join(',')} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (Date.now() > deadline) throw new Error(`${id.name}: not added to the cluster within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+    }
+  } finally {
+    admin.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const id = identityFromEnv(env);
+  const log = (line: string): void => void process.stderr.write(`${JSON.stringify({ level: 30, time: Date.now(), component: 'synod-entrypoint', msg: line })}\n`);
+  const flags = await resolveFlags(id, env, log);
+  const command = env['SYNOD_SERVER_COMMAND'] !== undefined ? (JSON.parse(env['SYNOD_SERVER_COMMAND']) as string[]) : DEFAULT_SERVER_COMMAND;
+  const argv = [...command, ...flags];
+  if (env['SYNOD_ENTRYPOINT_DRY_RUN'] === '1') {
+    process.stdout.write(`${JSON.stringify(argv)}\n`);
+    return;
+  }
+  const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit' });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128)));
+}
+
+if (import.meta.main) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,131 @@
+// Reads the observed state of one SynodCluster, fresh on every reconcile: its StatefulSet, ConfigMap,
+// pods and PVCs from the Kubernetes API, and the membership and per-member Raft status from the
+// members themselves (Cluster.MemberList, Maintenance.Status on each member's stable client URL).
+// Nothing is remembered between reconciles: this is what makes every step restart-safe.
+
+import type { V1Pod } from '@kubernetes/client-node';
+import type { SynodCluster } from '../api/types.ts';
+import { ANNOTATION_TEMPLATE_HASH, LABEL_VERSION } from '../api/types.ts';
+import type { EtcdAdmin, EtcdEndpointStatus } from '../etcd/etcd-admin.ts';
+import { endpointOf } from '../etcd/etcd-admin.ts';
+import type { KubeApi } from '../kube/kube-api.ts';
+import type { ObservedCluster, ObservedMember, ObservedPod, ObservedPvc } from '../planner/model.ts';
+import { DATA_VOLUME, clientServiceName, clientUrl, ordinalOf, ordinalOfPeerUrl } from '../planner/naming.ts';
+import { configMapName, selectorString } from '../render/children.ts';
+
+export interface Observation {
+  observed: ObservedCluster;
+  /** uid of each observed pod, for delete preconditions. */
+  podUids: ReadonlyMap<string, string>;
+  /** Client endpoint (host:port) of each member id, for MoveLeader. */
+  memberEndpoints: ReadonlyMap<string, string>;
+  /** Client endpoints to send membership calls to, healthiest first. */
+  endpoints: readonly string[];
+  /** storageClassName of the StatefulSet's data volume claim template, if it exists. */
+  statefulSetStorageClass: string | undefined;
+}
+
+export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster): Promise<Observation> {
+  const { name, namespace } = cluster.metadata;
+  const selector = selectorString(name);
+  const [sts, configMap, pods, pvcs] = await Promise.all([
+    api.getStatefulSet(namespace, name),
+    api.getConfigMap(namespace, configMapName(name)),
+    api.listPods(namespace, selector),
+    api.listPvcs(namespace, selector),
+  ]);
+  const observedPods: ObservedPod[] = [];
+  const podUids = new Map<string, string>();
+  for (const pod of pods) {
+    const podNameValue = pod.metadata?.name ?? '';
+    const ordinal = ordinalOf(name, podNameValue);
+    if (ordinal === null) continue;
+    podUids.set(podNameValue, pod.metadata?.uid ?? '');
+    observedPods.push({
+      ordinal,
+      name: podNameValue,
+      ready: isPodReady(pod),
+      terminating: pod.metadata?.deletionTimestamp !== undefined && pod.metadata?.deletionTimestamp !== null,
+      templateHash: pod.metadata?.annotations?.[ANNOTATION_TEMPLATE_HASH] ?? '',
+      version: pod.metadata?.labels?.[LABEL_VERSION] ?? '',
+    });
+  }
+  const observedPvcs: ObservedPvc[] = [];
+  for (const pvc of pvcs) {
+    const pvcNameValue = pvc.metadata?.name ?? '';
+    const ordinal = ordinalOf(`${DATA_VOLUME}-${name}`, pvcNameValue);
+    if (ordinal === null) continue;
+    observedPvcs.push({ ordinal, name: pvcNameValue, terminating: pvc.metadata?.deletionTimestamp !== undefined && pvc.metadata?.deletionTimestamp !== null });
+  }
+
+  const podEndpoints = observedPods
+    .filter((p) => !p.terminating)
+    .sort((a, b) => Number(b.ready) - Number(a.ready) || a.ordinal - b.ordinal)
+    .map((p) => endpointOf(clientUrl(name, namespace, p.ordinal)));
+  const endpoints = [...podEndpoints, `${clientServiceName(name)}.${namespace}.svc:2379`];
+  const memberEndpoints = new Map<string, string>();
+  let members: ObservedMember[] | null = null;
+  if (sts !== null) {
+    try {
+      const list = await etcd.memberList(endpoints);
+      const statuses = await Promise.all(
+        list.map(async (m) => {
+          const ordinal = firstOrdinal(name, namespace, m.peerUrls);
+          const endpoint = ordinal !== null ? endpointOf(clientUrl(name, namespace, ordinal)) : m.clientUrls[0] !== undefined ? endpointOf(m.clientUrls[0]) : null;
+          if (endpoint !== null) memberEndpoints.set(m.id, endpoint);
+          const status = endpoint === null ? null : await etcd.status(endpoint).catch((): null => null);
+          return { member: m, ordinal, status };
+        }),
+      );
+      const leaderId = agreedLeader(statuses.map((s) => s.status));
+      members = statuses.map(({ member, ordinal, status }) => ({
+        id: member.id,
+        name: member.name,
+        peerUrl: member.peerUrls[0] ?? '',
+        ordinal,
+        isLearner: member.isLearner,
+        healthy: status !== null,
+        isLeader: leaderId !== null && member.id === leaderId,
+        appliedIndex: status?.raftAppliedIndex ?? 0,
+      }));
+    } catch {
+      members = null;
+    }
+  }
+  const template = sts?.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === DATA_VOLUME);
+  return {
+    observed: {
+      statefulSet: sts === null ? null : { replicas: sts.spec?.replicas ?? 0 },
+      bootstrapState: configMap === null ? null : configMap.data?.['SYNOD_INITIAL_CLUSTER_STATE'] === 'new' ? 'new' : 'existing',
+      pods: observedPods.sort((a, b) => a.ordinal - b.ordinal),
+      pvcs: observedPvcs.sort((a, b) => a.ordinal - b.ordinal),
+      members,
+    },
+    podUids,
+    memberEndpoints,
+    endpoints,
+    statefulSetStorageClass: template?.spec?.storageClassName,
+  };
+}
+
+export function isPodReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+}
+
+/** The leader the answering members report at the highest term (null if none is known). */
+export function agreedLeader(statuses: readonly (EtcdEndpointStatus | null)[]): string | null {
+  let best: EtcdEndpointStatus | null = null;
+  for (const s of statuses) {
+    if (s === null || s.leaderId === '0') continue;
+    if (best === null || s.raftTerm > best.raftTerm) best = s;
+  }
+  return best?.leaderId ?? null;
+}
+
+function firstOrdinal(cluster: string, namespace: string, urls: readonly string[]): number | null {
+  for (const url of urls) {
+    const ordinal = ordinalOfPeerUrl(cluster, namespace, url);
+    if (ordinal !== null) return ordinal;
+  }
+  return null;
+}

@@ -1,0 +1,198 @@
+// One reconcile of one SynodCluster: observe → plan → execute the plan's actions in order → write
+// status. Every action gets an Event and a metric; the first failing action stops the round and the
+// error goes back to the work queue (rate-limited requeue). A 409 on a pod delete means the pod is
+// no longer the one observed (already replaced): the round ends and is re-planned from scratch.
+
+import type { Logger } from 'pino';
+import { validateSpec } from '../api/spec-defaults.ts';
+import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
+import type { EtcdAdmin } from '../etcd/etcd-admin.ts';
+import type { KubeApi } from '../kube/kube-api.ts';
+import { isConflict, isNotFound } from '../kube/kube-api.ts';
+import type { Action, DesiredCluster, Plan } from '../planner/model.ts';
+import { plan } from '../planner/plan.ts';
+import { deriveStatus } from '../planner/status.ts';
+import type { ClusterRef } from '../render/children.ts';
+import { canonicalJson, desiredTemplateHash, renderChildren, renderStatefulSet, selectorString } from '../render/children.ts';
+import type { EventRecorder } from './event-recorder.ts';
+import type { Observation } from './observe.ts';
+import { observeCluster } from './observe.ts';
+import type { OperatorMetrics } from './operator-metrics.ts';
+
+export interface ReconcilerDeps {
+  api: KubeApi;
+  etcd: EtcdAdmin;
+  events: EventRecorder;
+  metrics: OperatorMetrics;
+  logger: Logger;
+  now?: () => Date;
+}
+
+export interface ReconcileResult {
+  /** null when the resource is gone (nothing to requeue). */
+  requeueAfterMs: number | null;
+  plan: Plan | null;
+  executed: Action[];
+}
+
+/** Thrown when the round was cut short by a conflict: requeue at once, re-planning from scratch. */
+export class ReconcileConflict extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReconcileConflict';
+  }
+}
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  async reconcile(namespace: string, name: string): Promise<ReconcileResult> {
+    const { api, logger } = this.#deps;
+    const cluster = await api.getSynodCluster(namespace, name);
+    if (cluster === null || cluster.metadata.deletionTimestamp !== undefined) {
+      // Children go with it through their owner references.
+      return { requeueAfterMs: null, plan: null, executed: [] };
+    }
+    const log = logger.child({ cluster: `${namespace}/${name}`, generation: cluster.metadata.generation });
+    const ref: ClusterRef = { name, namespace, uid: cluster.metadata.uid };
+    const observation = await observeCluster(api, this.#deps.etcd, cluster);
+
+    const errors = validateSpec(cluster.spec);
+    const current = observation.statefulSetStorageClass;
+    if (observation.observed.statefulSet !== null && current !== cluster.spec.storage.storageClassName) {
+      errors.push('storage.storageClassName is immutable');
+    }
+    const desired: DesiredCluster = {
+      name, namespace,
+      replicas: cluster.spec.replicas,
+      version: cluster.spec.version,
+      templateHash: desiredTemplateHash(ref, cluster.spec),
+      retentionPolicy: cluster.spec.storage.retentionPolicyOnScaleIn,
+    };
+    if (errors.length > 0) {
+      const message = errors.join('; ');
+      log.warn({ errors }, 'invalid spec, not acting on it');
+      const idle: Plan = { actions: [], progress: null, requeueAfterMs: 60_000 };
+      await this.#writeStatus(cluster, desired, observation, idle, message);
+      if (!cluster.status?.conditions?.some((c) => c.type === 'Degraded' && c.reason === 'InvalidSpec' && c.message === message)) {
+        await this.#deps.events.record(ref, 'Warning', 'InvalidSpec', message);
+      }
+      return { requeueAfterMs: idle.requeueAfterMs, plan: idle, executed: [] };
+    }
+
+    const decided = plan(desired, observation.observed);
+    log.debug({ actions: decided.actions, progress: decided.progress }, 'planned');
+    const executed: Action[] = [];
+    for (const action of decided.actions) {
+      await this.#execute(cluster, ref, observation, action, log);
+      executed.push(action);
+    }
+    await this.#writeStatus(cluster, desired, observation, decided);
+    return { requeueAfterMs: decided.requeueAfterMs, plan: decided, executed };
+  }
+
+  async #execute(cluster: SynodCluster, ref: ClusterRef, observation: Observation, action: Action, log: Logger): Promise<void> {
+    const { api, etcd, events, metrics } = this.#deps;
+    const { namespace } = ref;
+    const describe = describeAction(action);
+    try {
+      switch (action.type) {
+        case 'EnsureChildren':
+          for (const child of renderChildren(ref, cluster.spec, { statefulSetReplicas: action.statefulSetReplicas, clusterState: action.clusterState })) {
+            await api.apply(child);
+          }
+          break;
+        case 'AddLearner':
+          await etcd.memberAddLearner(observation.endpoints, action.peerUrl);
+          break;
+        case 'PromoteLearner':
+          await etcd.memberPromote(observation.endpoints, action.memberId);
+          break;
+        case 'MoveLeader': {
+          const leaderEndpoint = observation.memberEndpoints.get(action.fromMemberId);
+          if (leaderEndpoint === undefined) throw new Error(`no client endpoint for leader ${action.fromMemberId}`);
+          await etcd.moveLeader(leaderEndpoint, action.toMemberId);
+          break;
+        }
+        case 'RemoveMember':
+          await etcd.memberRemove(observation.endpoints, action.memberId);
+          break;
+        case 'ScaleStatefulSet':
+          await api.apply(renderStatefulSet(ref, cluster.spec, action.replicas));
+          break;
+        case 'DeletePod': {
+          const uid = observation.podUids.get(action.podName);
+          if (uid === undefined) throw new ReconcileConflict(`pod ${action.podName} vanished`);
+          try {
+            await api.deletePod(namespace, action.podName, uid);
+          } catch (error) {
+            if (isNotFound(error) || isConflict(error)) throw new ReconcileConflict(`pod ${action.podName} changed since observed`);
+            throw error;
+          }
+          break;
+        }
+        case 'DeletePvc':
+          await api.deletePvc(namespace, action.pvcName);
+          break;
+      }
+    } catch (error) {
+      const result = error instanceof ReconcileConflict ? 'conflict' : 'error';
+      metrics.actionsTotal.inc({ action: action.type, result });
+      log.warn({ err: error, action }, `action failed: ${describe}`);
+      if (result === 'error') await events.record(ref, 'Warning', `${action.type}Failed`, `${describe}: ${errorMessage(error)}`);
+      throw error;
+    }
+    metrics.actionsTotal.inc({ action: action.type, result: 'ok' });
+    if (action.type !== 'EnsureChildren' || observation.observed.statefulSet === null || observation.observed.bootstrapState !== action.clusterState) {
+      log.info({ action }, describe);
+      await events.record(ref, 'Normal', action.type, describe);
+    }
+  }
+
+  async #writeStatus(cluster: SynodCluster, desired: DesiredCluster, observation: Observation, decided: Plan, invalidSpecMessage?: string): Promise<void> {
+    const status = deriveStatus({
+      desired,
+      observed: observation.observed,
+      plan: decided,
+      generation: cluster.metadata.generation,
+      selector: selectorString(desired.name),
+      previousConditions: cluster.status?.conditions ?? [],
+      now: (this.#deps.now ?? (() => new Date()))().toISOString(),
+      invalidSpecMessage,
+    });
+    const { metrics } = this.#deps;
+    const labels = { namespace: desired.namespace, cluster: desired.name };
+    metrics.clusterMembers.set({ ...labels, state: 'ready' }, status.members.filter((m) => m.ready).length);
+    metrics.clusterMembers.set({ ...labels, state: 'total' }, status.members.length);
+    metrics.clusterMembers.set({ ...labels, state: 'desired' }, desired.replicas);
+    // Unchanged status is not written: a write would trigger a watch event and another reconcile.
+    if (sameStatus(cluster.status, status)) return;
+    await this.#deps.api.applyStatus(desired.namespace, desired.name, status);
+  }
+}
+
+export function describeAction(action: Action): string {
+  switch (action.type) {
+    case 'EnsureChildren': return `applied children (StatefulSet replicas ${action.statefulSetReplicas}, initial-cluster-state ${action.clusterState})`;
+    case 'AddLearner': return `added ${action.memberName} (${action.peerUrl}) as a learner`;
+    case 'PromoteLearner': return `promoted learner ${action.memberName} (${action.memberId}) to voting member`;
+    case 'MoveLeader': return `moved leadership from ${action.fromMemberId} to ${action.toMemberName}: ${action.reason}`;
+    case 'RemoveMember': return `removed member ${action.memberName} (${action.memberId}): ${action.reason}`;
+    case 'ScaleStatefulSet': return `scaled the StatefulSet to ${action.replicas}: ${action.reason}`;
+    case 'DeletePod': return `deleted pod ${action.podName}: ${action.reason}`;
+    case 'DeletePvc': return `deleted PVC ${action.pvcName}: ${action.reason}`;
+  }
+}
+
+function sameStatus(previous: Partial<SynodClusterStatus> | undefined, next: SynodClusterStatus): boolean {
+  if (previous === undefined) return false;
+  return canonicalJson(previous) === canonicalJson(next);
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,89 @@
+// What the planner sees and what it decides: the desired cluster (from the SynodCluster spec), the
+// observed cluster (Kubernetes objects and the etcd membership, read fresh on every reconcile), and
+// the actions it may ask for. Plain data only, so plan() stays a pure function.
+
+import type { PvcRetentionPolicy } from '../api/types.ts';
+
+export interface DesiredCluster {
+  name: string;
+  namespace: string;
+  replicas: number;
+  version: string;
+  /** Hash of the pod template the StatefulSet is given now (see render/template-hash.ts). */
+  templateHash: string;
+  retentionPolicy: PvcRetentionPolicy;
+}
+
+export interface ObservedPod {
+  ordinal: number;
+  name: string;
+  ready: boolean;
+  /** Has a deletionTimestamp: going away, not to be counted or touched. */
+  terminating: boolean;
+  /** The pod's synod.dev/template-hash annotation ('' when missing). */
+  templateHash: string;
+  version: string;
+}
+
+export interface ObservedPvc {
+  ordinal: number;
+  name: string;
+  terminating: boolean;
+}
+
+export interface ObservedMember {
+  /** etcd member id, hex (as etcdctl prints it). */
+  id: string;
+  /** Empty for a learner that has been added but has not started yet. */
+  name: string;
+  peerUrl: string;
+  /** The StatefulSet ordinal whose stable peer URL this member has; null for a member that is not ours. */
+  ordinal: number | null;
+  isLearner: boolean;
+  /** Maintenance.Status answered on this member's client URL. */
+  healthy: boolean;
+  isLeader: boolean;
+  /** raft_applied_index from Maintenance.Status (0 when unknown). */
+  appliedIndex: number;
+}
+
+export interface ObservedStatefulSet {
+  replicas: number;
+}
+
+export interface ObservedCluster {
+  statefulSet: ObservedStatefulSet | null;
+  /** The ConfigMap's initial-cluster-state: 'new' while bootstrapping; null when the ConfigMap is missing. */
+  bootstrapState: 'new' | 'existing' | null;
+  pods: readonly ObservedPod[];
+  pvcs: readonly ObservedPvc[];
+  /** null when no member answered Cluster.MemberList. */
+  members: readonly ObservedMember[] | null;
+}
+
+export type Action =
+  | { type: 'EnsureChildren'; statefulSetReplicas: number; clusterState: 'new' | 'existing' }
+  | { type: 'AddLearner'; ordinal: number; memberName: string; peerUrl: string }
+  | { type: 'PromoteLearner'; memberId: string; memberName: string }
+  | { type: 'MoveLeader'; fromMemberId: string; toMemberId: string; toMemberName: string; reason: string }
+  | { type: 'RemoveMember'; memberId: string; memberName: string; reason: string }
+  | { type: 'ScaleStatefulSet'; replicas: number; reason: string }
+  | { type: 'DeletePod'; podName: string; reason: string }
+  | { type: 'DeletePvc'; pvcName: string; reason: string };
+
+export type ActionType = Action['type'];
+
+/** Why the cluster is not (yet) at the desired state; drives the Progressing condition. */
+export interface Progress {
+  reason: string;
+  message: string;
+}
+
+export interface Plan {
+  /** To run in order; the reconciler stops at the first failure and requeues with backoff. */
+  actions: Action[];
+  /** null when the cluster is converged. */
+  progress: Progress | null;
+  /** Look again after this long even without an event (the observed state includes etcd, which has no watch). */
+  requeueAfterMs: number;
+}

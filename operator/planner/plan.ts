@@ -1,0 +1,251 @@
+// The reconcile decision: plan(desired, observed) → the one safe next step, as a pure function.
+// Every step is re-derived from the observed state (Kubernetes objects + etcd membership), never from
+// memory, so an operator killed between any two actions picks up exactly where the cluster is.
+//
+// Order of concerns, first match wins:
+//   fresh → create children (bootstrap all members at once, initial-cluster-state new)
+//   outdated pods that are not ready → delete (broken pods first; never lowers availability)
+//   bootstrapping → wait for every member, then flip the ConfigMap to 'existing'
+//   membership unreadable → wait
+//   a learner in flight → resume it: scale the StatefulSet to it, promote it once caught up, or drop it
+//   voters beyond spec.replicas → highest ordinal: move leadership away, MemberRemove, shrink
+//   StatefulSet larger than the membership → shrink (resumes a scale-in cut short)
+//   outdated pods → followers one at a time (highest ordinal first), leader last after MoveLeader
+//   fewer voters than spec.replicas → retire a stale PVC, then MemberAdd as learner + grow StatefulSet
+// PVCs of removed members are retired per spec.storage.retentionPolicyOnScaleIn alongside any step.
+
+import type { Action, DesiredCluster, ObservedCluster, ObservedMember, ObservedPod, Plan, Progress } from './model.ts';
+import { peerUrl, podName } from './naming.ts';
+
+/** A member whose applied index is within this many entries of the leader's counts as caught up. */
+export const CAUGHT_UP_MAX_LAG_ENTRIES = 100;
+/** Requeue while a step is in flight (pods starting, learner catching up, leadership moving). */
+export const REQUEUE_IN_FLIGHT_MS = 2_000;
+/** Requeue of a converged cluster: etcd health has no watch, so look again now and then. */
+export const REQUEUE_STEADY_MS = 30_000;
+
+export function quorumSize(voters: number): number {
+  return Math.floor(voters / 2) + 1;
+}
+
+export function plan(desired: DesiredCluster, observed: ObservedCluster): Plan {
+  const sts = observed.statefulSet;
+  if (sts === null) {
+    return inFlight(
+      [{ type: 'EnsureChildren', statefulSetReplicas: desired.replicas, clusterState: 'new' }],
+      { reason: 'Creating', message: `creating a ${desired.replicas}-member cluster` },
+    );
+  }
+  const clusterState = observed.bootstrapState ?? 'existing';
+  const ensure: Action = { type: 'EnsureChildren', statefulSetReplicas: sts.replicas, clusterState };
+  const actions: Action[] = [ensure];
+  const pods = livePods(observed.pods, sts.replicas);
+  const members = observed.members;
+
+  // Broken pods first: an outdated pod that is not ready serves nobody, so replacing it is always safe.
+  // Once membership is known, only pods of current members count (a removed member's pod awaits the shrink).
+  const memberOrdinals = members === null ? null : new Set(members.map((m) => m.ordinal));
+  const brokenOutdated = pods
+    .filter((p) => !p.terminating && !p.ready && p.templateHash !== desired.templateHash)
+    .filter((p) => memberOrdinals === null || clusterState === 'new' || memberOrdinals.has(p.ordinal))
+    .sort(byOrdinalDescending);
+  if (brokenOutdated.length > 0) {
+    const pod = brokenOutdated[0];
+    actions.push({ type: 'DeletePod', podName: pod.name, reason: 'outdated and not ready' });
+    return inFlight(actions, { reason: 'ReplacingBrokenPod', message: `replacing broken pod ${pod.name}` });
+  }
+
+  if (clusterState === 'new') {
+    const allUp =
+      members !== null &&
+      members.filter((m) => !m.isLearner && m.healthy).length === sts.replicas &&
+      pods.length === sts.replicas &&
+      pods.every((p) => p.ready);
+    if (!allUp) return inFlight(actions, { reason: 'Bootstrapping', message: 'waiting for every initial member' });
+    ensure.clusterState = 'existing';
+    return inFlight(actions, { reason: 'Bootstrapped', message: 'every initial member is up' });
+  }
+
+  if (members === null) {
+    return inFlight(actions, { reason: 'MembersUnreachable', message: 'no member answered MemberList' });
+  }
+
+  retireStalePvcs(desired, observed, sts.replicas, members, actions);
+
+  const voters = members.filter((m) => !m.isLearner);
+  const learners = members.filter((m) => m.isLearner).sort(byMemberOrdinalDescending);
+  const leader = members.find((m) => m.isLeader) ?? null;
+
+  // A learner in flight (MemberAdd done): finish or undo it before anything else.
+  if (learners.length > 0) {
+    const learner = learners[0];
+    const ordinal = learner.ordinal;
+    if (learners.length > 1 || ordinal === null || ordinal >= desired.replicas) {
+      actions.push({ type: 'RemoveMember', memberId: learner.id, memberName: memberLabel(desired, learner), reason: 'learner no longer wanted' });
+      if (ordinal !== null && sts.replicas > ordinal && ordinal >= voterTop(voters) + 1) {
+        actions.push({ type: 'ScaleStatefulSet', replicas: ordinal, reason: 'drop the unwanted learner pod' });
+      }
+      return inFlight(actions, { reason: 'RemovingLearner', message: `removing learner ${memberLabel(desired, learner)}` });
+    }
+    if (sts.replicas < ordinal + 1) {
+      actions.push({ type: 'ScaleStatefulSet', replicas: ordinal + 1, reason: `start learner ${podName(desired.name, ordinal)}` });
+      return inFlight(actions, { reason: 'ScalingOut', message: `starting learner ${podName(desired.name, ordinal)}` });
+    }
+    const pod = pods.find((p) => p.ordinal === ordinal);
+    if (pod !== undefined && pod.ready && learner.healthy && caughtUp(learner, leader)) {
+      actions.push({ type: 'PromoteLearner', memberId: learner.id, memberName: pod.name });
+      return inFlight(actions, { reason: 'ScalingOut', message: `promoting ${pod.name}` });
+    }
+    return inFlight(actions, { reason: 'ScalingOut', message: `learner ${podName(desired.name, ordinal)} is catching up` });
+  }
+
+  const top = voterTop(voters);
+  // The StatefulSet has pods above the highest member: a scale-in cut short after MemberRemove.
+  if (sts.replicas > top + 1) {
+    actions.push({ type: 'ScaleStatefulSet', replicas: top + 1, reason: 'pods above the highest member' });
+    return inFlight(actions, { reason: 'ScalingIn', message: `shrinking the StatefulSet to ${top + 1}` });
+  }
+
+  // Scale in: voters beyond the desired size (or not ours at all), highest ordinal first.
+  const excess = voters
+    .filter((m) => m.ordinal === null || m.ordinal >= desired.replicas)
+    .sort(byMemberOrdinalDescending);
+  if (excess.length > 0) {
+    const target = excess[0];
+    const label = memberLabel(desired, target);
+    if (target.isLeader) {
+      const to = transferee(voters, leader, (m) => m !== target && m.ordinal !== null && m.ordinal < desired.replicas, pods);
+      if (to === null) return inFlight(actions, { reason: 'ScalingIn', message: `no healthy member to take leadership from ${label}` });
+      actions.push({ type: 'MoveLeader', fromMemberId: target.id, toMemberId: to.id, toMemberName: memberLabel(desired, to), reason: `${label} is being removed` });
+      return inFlight(actions, { reason: 'ScalingIn', message: `moving leadership away from ${label}` });
+    }
+    const remaining = voters.filter((m) => m !== target);
+    const healthyRemaining = remaining.filter((m) => m.healthy).length;
+    if (healthyRemaining < quorumSize(remaining.length)) {
+      return inFlight(actions, { reason: 'ScalingIn', message: `removing ${label} now would leave no healthy quorum` });
+    }
+    actions.push({ type: 'RemoveMember', memberId: target.id, memberName: label, reason: 'scale in' });
+    if (target.ordinal !== null && sts.replicas > target.ordinal && target.ordinal > voterTop(remaining)) {
+      actions.push({ type: 'ScaleStatefulSet', replicas: target.ordinal, reason: `${label} left the cluster` });
+    }
+    return inFlight(actions, { reason: 'ScalingIn', message: `removing ${label}` });
+  }
+
+  const missingOrRestarting = sts.replicas - pods.filter((p) => !p.terminating).length;
+  const outdated = pods.filter((p) => p.templateHash !== desired.templateHash).sort(byOrdinalDescending);
+  const healthy = isHealthy(voters, leader, pods, sts.replicas);
+
+  // Rolling upgrade: one pod at a time, only while every member is ready and caught up.
+  if (outdated.length > 0) {
+    const progress: Progress = { reason: 'Upgrading', message: `${outdated.length} pod(s) to update` };
+    if (missingOrRestarting > 0 || !healthy) return inFlight(actions, { ...progress, message: `${progress.message}; waiting for every member to be ready and caught up` });
+    const memberOf = (p: ObservedPod): ObservedMember | undefined => voters.find((m) => m.ordinal === p.ordinal);
+    const follower = outdated.find((p) => memberOf(p)?.isLeader !== true);
+    if (follower !== undefined) {
+      actions.push({ type: 'DeletePod', podName: follower.name, reason: 'rolling upgrade (follower)' });
+      return inFlight(actions, progress);
+    }
+    const leaderPod = outdated[0];
+    const current = memberOf(leaderPod);
+    if (current !== undefined && leader !== null) {
+      const updated = new Set(pods.filter((p) => p.templateHash === desired.templateHash).map((p) => p.ordinal));
+      const to =
+        transferee(voters, leader, (m) => m !== current && m.ordinal !== null && updated.has(m.ordinal), pods) ??
+        transferee(voters, leader, (m) => m !== current, pods);
+      if (to !== null) {
+        actions.push({ type: 'MoveLeader', fromMemberId: current.id, toMemberId: to.id, toMemberName: memberLabel(desired, to), reason: 'rolling upgrade (leader last)' });
+        return inFlight(actions, { ...progress, message: `moving leadership away from ${leaderPod.name} before updating it` });
+      }
+    }
+    // A single-member cluster has nobody to hand leadership to: update it in place.
+    if (voters.length === 1) {
+      actions.push({ type: 'DeletePod', podName: leaderPod.name, reason: 'rolling upgrade (only member)' });
+      return inFlight(actions, progress);
+    }
+    return inFlight(actions, { ...progress, message: `${progress.message}; no member can take leadership` });
+  }
+
+  // Scale out: one learner at a time, the next ordinal, on a healthy cluster.
+  if (voters.length < desired.replicas) {
+    const ordinal = top + 1;
+    const name = podName(desired.name, ordinal);
+    if (missingOrRestarting > 0 || !healthy) {
+      return inFlight(actions, { reason: 'ScalingOut', message: `waiting for every member to be ready before adding ${name}` });
+    }
+    const stale = observed.pvcs.find((c) => c.ordinal === ordinal);
+    if (stale !== undefined) {
+      const queued = actions.some((a) => a.type === 'DeletePvc' && a.pvcName === stale.name);
+      if (!stale.terminating && !queued) actions.push({ type: 'DeletePvc', pvcName: stale.name, reason: `stale data of a former ${name}` });
+      return inFlight(actions, { reason: 'ScalingOut', message: `retiring stale PVC ${stale.name} before adding ${name}` });
+    }
+    actions.push({ type: 'AddLearner', ordinal, memberName: name, peerUrl: peerUrl(desired.name, desired.namespace, ordinal) });
+    actions.push({ type: 'ScaleStatefulSet', replicas: ordinal + 1, reason: `start learner ${name}` });
+    return inFlight(actions, { reason: 'ScalingOut', message: `adding ${name} as a learner` });
+  }
+
+  if (missingOrRestarting > 0 || !healthy) {
+    return inFlight(actions, { reason: 'Recovering', message: 'waiting for every member to be ready' });
+  }
+  return { actions, progress: null, requeueAfterMs: REQUEUE_STEADY_MS };
+}
+
+/** Whether every voter answers, a leader is known, every one is caught up, and every pod is ready. */
+export function isHealthy(voters: readonly ObservedMember[], leader: ObservedMember | null, pods: readonly ObservedPod[], stsReplicas: number): boolean {
+  if (leader === null) return false;
+  if (!voters.every((m) => m.healthy && caughtUp(m, leader))) return false;
+  const ready = pods.filter((p) => p.ready && !p.terminating && p.ordinal < stsReplicas).length;
+  return ready === stsReplicas;
+}
+
+export function caughtUp(member: ObservedMember, leader: ObservedMember | null): boolean {
+  if (leader === null) return false;
+  return member.healthy && member.appliedIndex + CAUGHT_UP_MAX_LAG_ENTRIES >= leader.appliedIndex;
+}
+
+function retireStalePvcs(desired: DesiredCluster, observed: ObservedCluster, stsReplicas: number, members: readonly ObservedMember[], actions: Action[]): void {
+  if (desired.retentionPolicy !== 'Delete') return;
+  for (const pvc of observed.pvcs) {
+    if (pvc.terminating || pvc.ordinal < stsReplicas) continue;
+    if (observed.pods.some((p) => p.ordinal === pvc.ordinal)) continue;
+    if (members.some((m) => m.ordinal === pvc.ordinal)) continue;
+    actions.push({ type: 'DeletePvc', pvcName: pvc.name, reason: 'member removed on scale-in (retention policy Delete)' });
+  }
+}
+
+function transferee(
+  voters: readonly ObservedMember[],
+  leader: ObservedMember | null,
+  eligible: (m: ObservedMember) => boolean,
+  pods: readonly ObservedPod[],
+): ObservedMember | null {
+  const candidates = voters
+    .filter((m) => eligible(m) && m.healthy && caughtUp(m, leader))
+    .filter((m) => pods.some((p) => p.ordinal === m.ordinal && p.ready && !p.terminating))
+    .sort((a, b) => (a.ordinal ?? Infinity) - (b.ordinal ?? Infinity));
+  return candidates[0] ?? null;
+}
+
+function livePods(pods: readonly ObservedPod[], stsReplicas: number): ObservedPod[] {
+  return pods.filter((p) => p.ordinal < stsReplicas);
+}
+
+function voterTop(voters: readonly ObservedMember[]): number {
+  return voters.reduce((top, m) => (m.ordinal !== null && m.ordinal > top ? m.ordinal : top), -1);
+}
+
+function memberLabel(desired: DesiredCluster, m: ObservedMember): string {
+  if (m.name !== '') return m.name;
+  return m.ordinal !== null ? podName(desired.name, m.ordinal) : m.id;
+}
+
+function byOrdinalDescending(a: ObservedPod, b: ObservedPod): number {
+  return b.ordinal - a.ordinal;
+}
+
+function byMemberOrdinalDescending(a: ObservedMember, b: ObservedMember): number {
+  return (b.ordinal ?? Infinity) - (a.ordinal ?? Infinity);
+}
+
+function inFlight(actions: Action[], progress: Progress): Plan {
+  return { actions, progress, requeueAfterMs: REQUEUE_IN_FLIGHT_MS };
+}

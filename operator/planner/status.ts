@@ -1,0 +1,86 @@
+// Derives the SynodCluster status (conditions, members, leader, versions) from the observed state and
+// the plan. Pure, like plan(): the time is passed in, and a condition keeps its lastTransitionTime while
+// its status does not change.
+
+import type { Condition, ConditionStatus, ConditionType, MemberStatus, SynodClusterStatus } from '../api/types.ts';
+import type { DesiredCluster, ObservedCluster, Plan } from './model.ts';
+import { podName } from './naming.ts';
+import { isHealthy, quorumSize } from './plan.ts';
+
+export interface StatusInputs {
+  desired: DesiredCluster;
+  observed: ObservedCluster;
+  plan: Plan;
+  generation: number;
+  selector: string;
+  previousConditions: readonly Condition[];
+  now: string;
+  /** Set when the spec is invalid: nothing is done and Degraded says why. */
+  invalidSpecMessage?: string;
+}
+
+export function deriveStatus(input: StatusInputs): SynodClusterStatus {
+  const { desired, observed, plan, generation } = input;
+  const stsReplicas = observed.statefulSet?.replicas ?? 0;
+  const pods = observed.pods.filter((p) => p.ordinal < stsReplicas && !p.terminating);
+  const members = observed.members ?? [];
+  const voters = members.filter((m) => !m.isLearner);
+  const leader = members.find((m) => m.isLeader) ?? null;
+  const memberStatuses: MemberStatus[] = members
+    .map((m): MemberStatus => {
+      const pod = pods.find((p) => p.ordinal === m.ordinal);
+      const name = m.name !== '' ? m.name : m.ordinal !== null ? podName(desired.name, m.ordinal) : m.id;
+      return {
+        name,
+        id: m.id,
+        role: m.isLearner ? 'learner' : m.isLeader ? 'leader' : m.healthy ? 'follower' : 'unknown',
+        ready: m.healthy && pod !== undefined && pod.ready,
+        version: pod?.version ?? '',
+      };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+  const readyReplicas = pods.filter((p) => p.ready).length;
+  const outdated = pods.filter((p) => p.templateHash !== desired.templateHash);
+  const versions = new Set(pods.map((p) => p.version));
+  const currentVersion = outdated.length === 0 && pods.length > 0 ? desired.version : versions.size === 1 ? [...versions][0] : outdated[0]?.version ?? '';
+  const healthyVoters = voters.filter((m) => m.healthy).length;
+  const available = observed.members !== null && leader !== null && healthyVoters >= quorumSize(voters.length);
+  const healthy = isHealthy(voters, leader, pods, stsReplicas);
+
+  const conditions: Condition[] = [];
+  const set = (type: ConditionType, status: ConditionStatus, reason: string, message: string): void => {
+    const previous = input.previousConditions.find((c) => c.type === type);
+    const lastTransitionTime = previous !== undefined && previous.status === status ? previous.lastTransitionTime : input.now;
+    conditions.push({ type, status, reason, message, observedGeneration: generation, lastTransitionTime });
+  };
+  set('Available', available ? 'True' : 'False', available ? 'QuorumHealthy' : 'NoQuorum',
+    available ? `${healthyVoters}/${voters.length} voting members healthy, leader ${leaderName(desired, leader)}` : observed.members === null ? 'no member answered' : 'no healthy quorum with a leader');
+  if (input.invalidSpecMessage !== undefined) {
+    set('Progressing', 'False', 'InvalidSpec', input.invalidSpecMessage);
+    set('Degraded', 'True', 'InvalidSpec', input.invalidSpecMessage);
+  } else {
+    set('Progressing', plan.progress === null ? 'False' : 'True', plan.progress?.reason ?? 'Converged', plan.progress?.message ?? `${voters.length} members at ${desired.version}`);
+    set('Degraded', healthy ? 'False' : 'True', healthy ? 'AllMembersReady' : 'MembersNotReady',
+      healthy ? 'every member is ready and caught up' : `${readyReplicas}/${stsReplicas} pods ready, ${healthyVoters}/${voters.length} voting members healthy`);
+  }
+  set('Upgrading', outdated.length > 0 ? 'True' : 'False', outdated.length > 0 ? 'RollingUpdate' : 'UpToDate',
+    outdated.length > 0 ? `${outdated.length} pod(s) still to update to ${desired.version}` : `every pod runs ${desired.version}`);
+
+  return {
+    observedGeneration: generation,
+    replicas: stsReplicas,
+    readyReplicas,
+    selector: input.selector,
+    leader: leaderName(desired, leader),
+    currentVersion,
+    members: memberStatuses,
+    memberSummary: `${memberStatuses.filter((m) => m.ready).length}/${desired.replicas}`,
+    conditions,
+  };
+}
+
+function leaderName(desired: DesiredCluster, leader: { name: string; ordinal: number | null; id: string } | null): string {
+  if (leader === null) return '';
+  if (leader.name !== '') return leader.name;
+  return leader.ordinal !== null ? podName(desired.name, leader.ordinal) : leader.id;
+}

@@ -1,0 +1,246 @@
+// Renders the children of a SynodCluster as plain Kubernetes objects for server-side apply: the
+// ServiceAccount, the headless peer Service (stable peer DNS names), the client Service, the
+// ConfigMap the server pods' entrypoint reads, the StatefulSet (OnDelete: the operator owns pod
+// deletion order) and the PodDisruptionBudget (maxUnavailable 1). Every child carries an owner reference.
+
+import { createHash } from 'node:crypto';
+import { serverImage } from '../api/spec-defaults.ts';
+import type { SynodClusterSpec } from '../api/types.ts';
+import {
+  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, FIELD_MANAGER, KIND, LABEL_CLUSTER, LABEL_COMPONENT,
+  LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT,
+} from '../api/types.ts';
+import { DATA_VOLUME, clientServiceName, peerServiceName, peerUrl } from '../planner/naming.ts';
+
+/** Where the server keeps its data inside the pod. */
+export const DATA_DIR = '/var/lib/synod';
+export const SERVER_UID = 10001;
+
+export interface ClusterRef {
+  name: string;
+  namespace: string;
+  uid: string;
+}
+
+/** A Kubernetes object as sent to server-side apply. */
+export interface ManifestObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences: OwnerReference[];
+  };
+  [field: string]: unknown;
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller: boolean;
+  blockOwnerDeletion: boolean;
+}
+
+export interface RenderOptions {
+  statefulSetReplicas: number;
+  clusterState: 'new' | 'existing';
+}
+
+export function configMapName(cluster: string): string {
+  return `${cluster}-config`;
+}
+
+export function selectorLabels(cluster: string): Record<string, string> {
+  return { [LABEL_NAME]: 'synod', [LABEL_CLUSTER]: cluster };
+}
+
+export function selectorString(cluster: string): string {
+  return Object.entries(selectorLabels(cluster)).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+export function commonLabels(cluster: string): Record<string, string> {
+  return { ...selectorLabels(cluster), 'app.kubernetes.io/instance': cluster, [LABEL_MANAGED_BY]: FIELD_MANAGER };
+}
+
+export function ownerReference(ref: ClusterRef): OwnerReference {
+  return { apiVersion: API_VERSION, kind: KIND, name: ref.name, uid: ref.uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** Every child, in the order they are applied (the StatefulSet after what its pods need). */
+export function renderChildren(ref: ClusterRef, spec: SynodClusterSpec, options: RenderOptions): ManifestObject[] {
+  return [
+    renderServiceAccount(ref),
+    renderPeerService(ref),
+    renderClientService(ref),
+    renderConfigMap(ref, options),
+    renderStatefulSet(ref, spec, options.statefulSetReplicas),
+    renderPodDisruptionBudget(ref),
+  ];
+}
+
+function meta(ref: ClusterRef, name: string, component: string): ManifestObject['metadata'] {
+  return { name, namespace: ref.namespace, labels: { ...commonLabels(ref.name), [LABEL_COMPONENT]: component }, ownerReferences: [ownerReference(ref)] };
+}
+
+export function renderServiceAccount(ref: ClusterRef): ManifestObject {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(ref, ref.name, 'server'), automountServiceAccountToken: false };
+}
+
+export function renderPeerService(ref: ClusterRef): ManifestObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(ref, peerServiceName(ref.name), 'peer'),
+    spec: {
+      clusterIP: 'None',
+      // Peers must resolve each other before they are ready: a bootstrapping member is never ready alone.
+      publishNotReadyAddresses: true,
+      selector: selectorLabels(ref.name),
+      ports: [
+        { name: 'peer', port: PEER_PORT, targetPort: PEER_PORT, protocol: 'TCP' },
+        { name: 'client', port: CLIENT_PORT, targetPort: CLIENT_PORT, protocol: 'TCP' },
+        { name: 'metrics', port: METRICS_PORT, targetPort: METRICS_PORT, protocol: 'TCP' },
+      ],
+    },
+  };
+}
+
+export function renderClientService(ref: ClusterRef): ManifestObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(ref, clientServiceName(ref.name), 'client'),
+    spec: {
+      type: 'ClusterIP',
+      selector: selectorLabels(ref.name),
+      ports: [{ name: 'client', port: CLIENT_PORT, targetPort: CLIENT_PORT, protocol: 'TCP' }],
+    },
+  };
+}
+
+/** The entrypoint's inputs: bootstrap (state new, fixed initial cluster) or join (state existing, MemberList). */
+export function renderConfigMap(ref: ClusterRef, options: RenderOptions): ManifestObject {
+  const initialCluster = options.clusterState === 'new'
+    ? Array.from({ length: options.statefulSetReplicas }, (_, i) => `${ref.name}-${i}=${peerUrl(ref.name, ref.namespace, i)}`).join(',')
+    : '';
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: meta(ref, configMapName(ref.name), 'config'),
+    data: {
+      SYNOD_CLUSTER_NAME: ref.name,
+      SYNOD_PEER_SERVICE: peerServiceName(ref.name),
+      SYNOD_CLIENT_SERVICE: clientServiceName(ref.name),
+      SYNOD_INITIAL_CLUSTER_STATE: options.clusterState,
+      SYNOD_INITIAL_CLUSTER: initialCluster,
+      SYNOD_INITIAL_CLUSTER_TOKEN: `${ref.name}-${ref.uid}`,
+      SYNOD_DATA_DIR: DATA_DIR,
+    },
+  };
+}
+
+/** The pod template without its hash annotation; the hash is computed over exactly this. */
+export function renderPodTemplate(ref: ClusterRef, spec: SynodClusterSpec): Record<string, unknown> {
+  const overrides = spec.podTemplate ?? {};
+  const podSpec: Record<string, unknown> = {
+    serviceAccountName: ref.name,
+    automountServiceAccountToken: false,
+    terminationGracePeriodSeconds: 30,
+    securityContext: { runAsNonRoot: true, runAsUser: SERVER_UID, runAsGroup: SERVER_UID, fsGroup: SERVER_UID, seccompProfile: { type: 'RuntimeDefault' } },
+    containers: [
+      {
+        name: 'synod',
+        image: serverImage(spec),
+        imagePullPolicy: spec.imagePullPolicy ?? 'IfNotPresent',
+        env: [
+          { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+          { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+          ...(overrides.env ?? []).map((e) => ({ name: e.name, value: e.value })),
+        ],
+        envFrom: [{ configMapRef: { name: configMapName(ref.name) } }],
+        ports: [
+          { name: 'client', containerPort: CLIENT_PORT, protocol: 'TCP' },
+          { name: 'peer', containerPort: PEER_PORT, protocol: 'TCP' },
+          { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+        ],
+        readinessProbe: { httpGet: { path: '/readyz', port: METRICS_PORT }, periodSeconds: 5, failureThreshold: 3 },
+        livenessProbe: { httpGet: { path: '/healthz', port: METRICS_PORT }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 6 },
+        resources: spec.resources ?? { requests: { cpu: '100m', memory: '128Mi' } },
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+        volumeMounts: [{ name: DATA_VOLUME, mountPath: DATA_DIR }, { name: 'tmp', mountPath: '/tmp' }],
+      },
+    ],
+    volumes: [{ name: 'tmp', emptyDir: {} }],
+  };
+  if (overrides.nodeSelector !== undefined) podSpec['nodeSelector'] = overrides.nodeSelector;
+  if (overrides.tolerations !== undefined) podSpec['tolerations'] = overrides.tolerations;
+  if (overrides.affinity !== undefined) podSpec['affinity'] = overrides.affinity;
+  if (overrides.priorityClassName !== undefined) podSpec['priorityClassName'] = overrides.priorityClassName;
+  return {
+    metadata: {
+      labels: { ...(overrides.labels ?? {}), ...commonLabels(ref.name), [LABEL_COMPONENT]: 'server', [LABEL_VERSION]: spec.version },
+      annotations: { ...(overrides.annotations ?? {}) },
+    },
+    spec: podSpec,
+  };
+}
+
+/** sha256 of the canonical JSON of the pod template, 16 hex digits. */
+export function templateHash(template: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 16);
+}
+
+export function desiredTemplateHash(ref: ClusterRef, spec: SynodClusterSpec): string {
+  return templateHash(renderPodTemplate(ref, spec));
+}
+
+export function renderStatefulSet(ref: ClusterRef, spec: SynodClusterSpec, replicas: number): ManifestObject {
+  const template = renderPodTemplate(ref, spec);
+  const hash = templateHash(template);
+  const templateMeta = template['metadata'] as { labels: Record<string, string>; annotations: Record<string, string> };
+  const volumeClaimSpec: Record<string, unknown> = {
+    accessModes: ['ReadWriteOnce'],
+    resources: { requests: { storage: spec.storage.size } },
+  };
+  if (spec.storage.storageClassName !== undefined) volumeClaimSpec['storageClassName'] = spec.storage.storageClassName;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: { ...meta(ref, ref.name, 'server'), annotations: { [ANNOTATION_TEMPLATE_HASH]: hash } },
+    spec: {
+      replicas,
+      serviceName: peerServiceName(ref.name),
+      // Every initial member must start together to form a quorum; the operator orders everything else.
+      podManagementPolicy: 'Parallel',
+      updateStrategy: { type: 'OnDelete' },
+      // The operator retires PVCs itself, after MemberRemove, per spec.storage.retentionPolicyOnScaleIn.
+      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+      selector: { matchLabels: selectorLabels(ref.name) },
+      template: { metadata: { labels: templateMeta.labels, annotations: { ...templateMeta.annotations, [ANNOTATION_TEMPLATE_HASH]: hash } }, spec: template['spec'] },
+      volumeClaimTemplates: [{ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: DATA_VOLUME, labels: selectorLabels(ref.name) }, spec: volumeClaimSpec }],
+    },
+  };
+}
+
+export function renderPodDisruptionBudget(ref: ClusterRef): ManifestObject {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta(ref, ref.name, 'server'),
+    spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels(ref.name) } },
+  };
+}
+
+/** JSON with object keys sorted at every level: equal values give equal strings. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

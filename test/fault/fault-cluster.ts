@@ -1,0 +1,129 @@
+// A ProcessCluster with the fault suite's extra powers: members start with
+// --experimental-fault-injection, and can be paused (SIGSTOP/SIGCONT), killed (-9) and restarted,
+// and partitioned through each member's POST /debug/fault/partition. The partition each member
+// should have is remembered and re-applied when a killed member comes back (the hook is in memory).
+import { ProcessCluster, type ClusterOptions } from '../support/process-cluster.ts';
+import { memberIdFor } from '../../server/api/cluster-info.ts';
+
+const CLUSTER_TOKEN = 'it'; // ProcessCluster's --initial-cluster-token
+
+export class FaultCluster {
+  readonly cluster: ProcessCluster;
+  /** Member ids in hex, by member index. */
+  readonly memberIds: string[];
+  private readonly paused = new Set<number>();
+  /** Member index → indices of the peers it must not hear from or talk to. */
+  private readonly blocked = new Map<number, Set<number>>();
+
+  private constructor(cluster: ProcessCluster) {
+    this.cluster = cluster;
+    this.memberIds = cluster.members.map((m) => memberIdFor([`http://127.0.0.1:${m.peerPort}`], CLUSTER_TOKEN).toString(16));
+  }
+
+  static async start(options: ClusterOptions = {}): Promise<FaultCluster> {
+    const cluster = await ProcessCluster.start({ ...options, extraArgs: ['--experimental-fault-injection', ...(options.extraArgs ?? [])] });
+    return new FaultCluster(cluster);
+  }
+
+  get size(): number {
+    return this.cluster.members.length;
+  }
+
+  name(i: number): string {
+    return this.cluster.members[i].name;
+  }
+
+  endpointOf(i: number): string {
+    return this.cluster.endpointOf(i);
+  }
+
+  isUp(i: number): boolean {
+    return this.cluster.isRunning(i) && !this.paused.has(i);
+  }
+
+  pause(i: number): void {
+    if (!this.cluster.isRunning(i) || this.paused.has(i)) return;
+    this.cluster.members[i].child!.kill('SIGSTOP');
+    this.paused.add(i);
+  }
+
+  resume(i: number): void {
+    if (!this.paused.delete(i)) return;
+    this.cluster.members[i].child?.kill('SIGCONT');
+  }
+
+  async kill(i: number): Promise<void> {
+    await this.cluster.kill9(i);
+    this.paused.delete(i);
+  }
+
+  /** Restarts a killed member and re-applies its side of any partition in force. */
+  async restart(i: number): Promise<void> {
+    if (this.cluster.isRunning(i)) return;
+    this.cluster.startMember(i);
+    await this.pushPartition(i, 10_000);
+  }
+
+  /**
+   * Sets the network to the given groups: members in different groups cannot exchange messages.
+   * Members not listed keep full connectivity with everyone. Both sides of every cut get the rule,
+   * so one unreachable (paused) member does not leave a cut open.
+   */
+  async partition(cuts: Array<[number, number]>): Promise<void> {
+    this.blocked.clear();
+    for (const [a, b] of cuts) {
+      if (!this.blocked.has(a)) this.blocked.set(a, new Set());
+      if (!this.blocked.has(b)) this.blocked.set(b, new Set());
+      this.blocked.get(a)!.add(b);
+      this.blocked.get(b)!.add(a);
+    }
+    await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, 2_000)));
+  }
+
+  /** Cuts every link between the two groups. */
+  static cutsBetween(left: number[], right: number[]): Array<[number, number]> {
+    return left.flatMap((a) => right.map((b): [number, number] => [a, b]));
+  }
+
+  /** Heals everything: resumes paused members, restarts killed ones, removes every partition. */
+  async healAll(): Promise<void> {
+    for (const i of [...this.paused]) this.resume(i);
+    for (let i = 0; i < this.size; i++) if (!this.cluster.isRunning(i)) this.cluster.startMember(i);
+    this.blocked.clear();
+    await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, 15_000)));
+  }
+
+  async leaderIndex(timeoutMs = 3_000): Promise<number | null> {
+    try {
+      return await this.cluster.leaderIndex(timeoutMs);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Posts member i's blocked set, retrying while it starts; a paused or dead member is skipped. */
+  private async pushPartition(i: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const body = JSON.stringify({ blockedPeers: [...(this.blocked.get(i) ?? [])].map((j) => this.memberIds[j]) });
+    while (this.isUp(i)) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.cluster.members[i].metricsPort}/debug/fault/partition`, {
+          method: 'POST',
+          body,
+          signal: AbortSignal.timeout(1_000),
+        });
+        if (res.status !== 200) throw new Error(`partition endpoint answered ${res.status}: ${await res.text()}`);
+        return;
+      } catch (err) {
+        if (err instanceof Error && err.message.startsWith('partition endpoint')) throw err;
+        if (Date.now() > deadline) return; // unreachable: the other side of each cut holds the rule
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  async destroy(): Promise<void> {
+    for (const i of [...this.paused]) this.resume(i);
+    await this.cluster.destroy();
+  }
+}
