@@ -131,10 +131,21 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       call.on('cancelled', stop);
       call.on('error', stop);
       call.on('close', stop);
-      ctx.readBarrier().then(sendLeaderIfChanged, (err: unknown) => {
-        stop();
-        call.destroy(asUnknownStatus(err, ctx));
-      });
+      // The first answer must not be stale, so it waits for a read barrier. Observe is a long-lived
+      // stream: a barrier that fails (no leader during an election) is retried while the observer
+      // stays connected, as etcd's client-side Observe retries its Get.
+      const firstRead = (attempt: number): void => {
+        if (closed) return;
+        ctx.readBarrier().then(sendLeaderIfChanged, (err: unknown) => {
+          if (attempt >= 40) {
+            stop();
+            call.destroy(asUnknownStatus(err, ctx));
+            return;
+          }
+          setTimeout(() => firstRead(attempt + 1), 250);
+        });
+      };
+      firstRead(0);
     },
   };
 }
