@@ -14,7 +14,8 @@ export type InternalRequestBody =
   | { member_attributes: MemberAttributes }
   | { lease_grant: { ID: string; TTL: string } }
   | { lease_revoke: { ID: string } }
-  | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } };
+  | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
+  | { member_update: { ID: string; peerURLs: string[] } };
 
 export interface MemberAttributes {
   member_id: string;

@@ -16,7 +16,7 @@ import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../ap
 import { etcdServices } from '../api/proto.ts';
 import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
-import { clusterService } from '../api/cluster-service.ts';
+import { ClusterService } from '../api/cluster-service.ts';
 import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
@@ -32,6 +32,7 @@ import {
   type MemberInfo,
 } from '../api/cluster-info.ts';
 import { TurnBatch } from '../storage/member-db.ts';
+import { joinExistingCluster } from './join-cluster.ts';
 
 export interface ServerConfig {
   name: string;
@@ -43,6 +44,10 @@ export interface ServerConfig {
   /** etcd's form: name=http://host:port,... */
   initialCluster: string;
   initialClusterToken: string;
+  /** 'new' bootstraps from --initial-cluster; 'existing' joins a running cluster that added this member. */
+  initialClusterState?: 'new' | 'existing';
+  /** Applied entries between snapshot points (etcd's --snapshot-count). */
+  snapshotCount?: number;
   /** host:port for /healthz, /readyz, /metrics; empty = none. */
   listenMetricsAddress: string;
   tickMs: number;
@@ -55,6 +60,8 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** Called after the server stopped itself because this member was removed from the cluster. */
+  onRemoved?: () => void;
 }
 
 export interface RunningServer {
@@ -70,10 +77,22 @@ export interface RunningServer {
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
+export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 
+/**
+ * The cluster record: stored one wins (the --initial-* flags only matter the first time, as in etcd);
+ * otherwise bootstrapped from --initial-cluster, or fetched from the running cluster when joining.
+ */
 async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<ClusterRecord> {
   const stored = await db.loadCluster<ClusterRecord>();
   if (stored) return stored;
+  if (cfg.initialClusterState === 'existing') {
+    const record = await joinExistingCluster(cfg, cfg.logger);
+    const batch = new TurnBatch();
+    batch.putCluster(record);
+    await db.write(batch, true);
+    return record;
+  }
   const parsed = parseInitialCluster(cfg.initialCluster);
   if (!parsed.some((m) => m.name === cfg.name)) {
     throw new Error(`--initial-cluster has no member named "${cfg.name}"`);
@@ -124,12 +143,20 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const dbDir = path.join(cfg.dataDir, 'db');
   const db = await MemberDb.open(dbDir);
   const cluster = await loadOrBootstrapCluster(db, cfg);
-  const self = cluster.members.find((m) => m.name === cfg.name);
+  if (cluster.removed) {
+    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
+  }
+  const self = cluster.selfId !== undefined ? cluster.members.find((m) => m.id === cluster.selfId) ?? { id: cluster.selfId } : cluster.members.find((m) => m.name === cfg.name);
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
+  const snapshotDir = path.join(cfg.dataDir, 'snap');
 
-  const loaded = await db.loadGroup(DATA_GROUP_ID);
-  const sm = new KvStateMachine(memberId, loaded.stateRecords);
+  const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
+  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
+  loaded.stateRecords = []; // the state machine holds them now
+  if (sm.membership.get(String(memberId))?.removed) {
+    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
+  }
   const member = new Member({
     memberId,
     db,
@@ -137,6 +164,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     electionTimeoutTicks: cfg.electionTimeoutTicks,
     heartbeatTicks: 1,
     logger: log,
+    snapshotDir,
+    snapshotCount: cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT,
   });
   member.addGroup({
     groupId: DATA_GROUP_ID,
@@ -146,7 +175,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     randomSeed: randomInt(2 ** 31),
   });
   log.info(
-    { memberId: memberId.toString(16), clusterId: cluster.clusterId.toString(16), applied: loaded.applied, lastIndex: loaded.entries.at(-1)?.index ?? 0 },
+    {
+      memberId: memberId.toString(16),
+      clusterId: cluster.clusterId.toString(16),
+      applied: loaded.applied,
+      lastIndex: loaded.entries.at(-1)?.index ?? loaded.snapshot?.index ?? 0,
+      snapshotIndex: loaded.snapshot?.index ?? 0,
+    },
     'member loaded',
   );
 
@@ -155,7 +190,11 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
-  const peerAddresses = new Map(cluster.members.map((m) => [m.id, hostPort(m.peerUrls[0])]));
+  // Peer addresses: the replicated membership, plus (for a member that just joined and has not
+  // replayed the log yet) the members the running cluster reported when it joined.
+  const peerAddresses = new Map<number, string>();
+  for (const m of cluster.joinMembers ?? []) if (m.peerUrls[0]) peerAddresses.set(m.id, hostPort(m.peerUrls[0]));
+  for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
     memberId,
@@ -164,15 +203,43 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     onMessages: (_from, messages) => member.step(messages),
     faults,
     logger: log,
+    snapshots: {
+      dir: snapshotDir,
+      chunks: (groupId, index) => member.snapshotChunks(groupId, index),
+      report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
+      received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
+    },
+    clusterInfo: () =>
+      JSON.stringify({
+        clusterId: cluster.clusterId,
+        token: cluster.token,
+        bootstrap: cluster.members,
+        members: members(),
+      }),
   });
   member.setSink(transport);
+  sm.membershipListener = () => {
+    for (const m of sm.membership.values()) {
+      if (m.removed) transport.removePeer(Number(m.id));
+      else if (m.peerUrls[0]) transport.setPeer(Number(m.id), hostPort(m.peerUrls[0]));
+    }
+  };
 
+  const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
   const members = (): MemberInfo[] =>
-    cluster.members.map((m) => {
-      const published = sm.published.get(String(m.id));
-      return { ...m, clientUrls: published?.clientUrls ?? m.clientUrls };
+    sm.members().map((m) => {
+      const published = sm.published.get(m.id);
+      const boot = bootstrapNames.get(m.id);
+      return {
+        id: Number(m.id),
+        name: published?.name ?? boot?.name ?? (Number(m.id) === memberId ? cfg.name : ''),
+        peerUrls: m.peerUrls,
+        clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
+        isLearner: m.isLearner,
+      };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
+  const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members });
 
   const leases = new LeaseManager({
     ctx,
@@ -195,7 +262,9 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   grpcServer.addService(services.Lease, leaseService(ctx, leases));
   grpcServer.addService(services.Lock, lockService(ctx));
   grpcServer.addService(services.Election, electionService(ctx));
-  grpcServer.addService(services.Cluster, clusterService(ctx));
+  grpcServer.addService(services.Cluster, clusterAdmin.implementation());
+  // The same service on the peer port: members that are not the leader forward changes there.
+  transport.addService(services.Cluster, clusterAdmin.implementation());
   grpcServer.addService(services.Maintenance, maintenanceService(ctx, () => dirSizeBytes(dbDir)));
 
   await transport.start();
@@ -216,7 +285,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     const mine = sm.published.get(String(memberId));
     if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls)) return;
     ctx
-      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } })
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } }, { internal: true })
       .then(
         () => log.info({ clientUrls: cfg.advertiseClientUrls }, 'published client URLs'),
         () => {
@@ -257,6 +326,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         });
       });
       leases.stop();
+      clusterAdmin.close();
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();
@@ -266,6 +336,18 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     })();
     return stopping;
   };
+
+  member.onRemoved(() => {
+    log.error('this member has been permanently removed from the cluster; stopping');
+    const record: ClusterRecord = { ...cluster, removed: true };
+    const batch = new TurnBatch();
+    batch.putCluster(record);
+    void db
+      .write(batch, true)
+      .then(() => stop())
+      .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
+      .finally(() => cfg.onRemoved?.());
+  });
 
   return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
 }

@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_SERVER_TIMING, startServer } from './start-server.ts';
+import { DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -32,6 +32,7 @@ program
   .option('--request-timeout <ms>', 'how long a request may wait for consensus', String(DEFAULT_LIMITS.requestTimeoutMs))
   .option('--watch-progress-notify-interval <ms>', 'interval of watch progress notifications', String(DEFAULT_LIMITS.watchProgressNotifyIntervalMs))
   .option('--lease-checkpoint-interval <ms>', 'how often the leader records remaining lease TTLs through Raft', '300000')
+  .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -47,10 +48,6 @@ program
       logger.fatal('--election-timeout must be at least 5 x --heartbeat-interval');
       process.exit(2);
     }
-    if (o.initialClusterState === 'existing') {
-      logger.fatal('--initial-cluster-state existing (joining a running cluster) needs live membership changes, which this build does not have yet');
-      process.exit(2);
-    }
     try {
       const server = await startServer({
         name: o.name,
@@ -61,6 +58,8 @@ program
         initialAdvertisePeerUrls: peerUrls,
         initialCluster: o.initialCluster ?? `${o.name}=${peerUrls[0]}`,
         initialClusterToken: o.initialClusterToken,
+        initialClusterState: o.initialClusterState === 'existing' ? 'existing' : 'new',
+        snapshotCount: Number(o.snapshotCount),
         listenMetricsAddress: o.listenMetricsUrls ? new URL(o.listenMetricsUrls).host : '',
         tickMs,
         electionTimeoutTicks: Math.round(electionMs / tickMs),
@@ -74,6 +73,8 @@ program
         logger,
         faultInjection: Boolean(o.experimentalFaultInjection),
         unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
+        // As etcd: a member removed from the cluster stops (the server did) and exits.
+        onRemoved: () => process.exit(0),
       });
       // Ctrl-C under `synod local` reaches a member twice (the terminal's SIGINT and the parent's
       // SIGTERM): the first starts a clean shutdown, later ones are ignored.
