@@ -109,6 +109,9 @@ class RaftGroup {
   applied: number;
   appliedPersisted: number;
   persistedLastIndex: number;
+  /** Term and vote last written: only a change of these (or new entries) needs an fsync. */
+  persistedTerm: number;
+  persistedVote: NodeId;
   leaderId: NodeId = 0;
   role: Role = 'follower';
   /** Reads waiting to join the next ReadIndex round (batched: one round per turn). */
@@ -123,8 +126,10 @@ class RaftGroup {
   /** Received, verified snapshot files stepped into Raft, by index. */
   receivedSnapshots = new Map<number, string>();
 
-  constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number) {
+  constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number, term: number, vote: NodeId) {
     this.groupId = groupId;
+    this.persistedTerm = term;
+    this.persistedVote = vote;
     this.node = node;
     this.sm = sm;
     this.applied = applied;
@@ -250,7 +255,7 @@ export class Member {
       },
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
-    const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex);
+    const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex, loaded.hardState.term, loaded.hardState.vote);
     this.groups.set(g.groupId, group);
     // The stored state is exactly at `applied` now: that is the first snapshot point. The stored
     // compaction point (if older) has no data any more, so the log is compacted up to this one.
@@ -523,6 +528,8 @@ export class Member {
     const batch = new TurnBatch();
     let needsSync = false;
     const readies: Array<[RaftGroup, Ready]> = [];
+    /** Leaders' Readies whose term and vote were already durable before this turn (see below). */
+    const leaderReadies: Array<[RaftGroup, Ready]> = [];
     const compactedThrough: Array<[RaftGroup, number]> = [];
     for (const group of this.groups.values()) {
       this.startReadRounds(group);
@@ -545,6 +552,10 @@ export class Member {
       if (!group.node.hasReady()) continue;
       const ready = group.node.ready();
       readies.push([group, ready]);
+      const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
+      if (leading && (ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote))) {
+        leaderReadies.push([group, ready]);
+      }
       if (ready.snapshot) {
         // The received snapshot replaces the whole log: its point becomes the log's start, and any
         // stored entry after it belongs to the discarded log.
@@ -558,13 +569,44 @@ export class Member {
       }
       if (ready.hardState) {
         batch.setHardState(group.groupId, ready.hardState);
-        needsSync = true;
+        // etcd's raft.MustSync: a HardState whose only change is the commit index rides along
+        // unsynced. A member that loses it in a crash learns the commit index again from the
+        // leader; the applied index is written in a later batch than the commit that allowed
+        // it, and LevelDB's log only ever loses a suffix, so applied never outruns commit.
+        const hs = ready.hardState;
+        if (hs.term !== group.persistedTerm || hs.vote !== group.persistedVote) {
+          group.persistedTerm = hs.term;
+          group.persistedVote = hs.vote;
+          needsSync = true;
+        }
       }
       if (ready.entries.length > 0) {
         group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
         this.stats.entriesPersisted += ready.entries.length;
         needsSync = true;
       }
+    }
+    // A leader's appends and heartbeats leave BEFORE its own fsync (Raft thesis §10.2.1; etcd's
+    // leader does the same), so the followers' disk writes overlap the leader's. This is safe
+    // because nothing derived from the leader's own copy escapes before that copy is durable:
+    // a follower's ack stepped meanwhile can advance the commit index in the Raft core, but the
+    // commit is emitted (applied, answered, sent to followers) only by a later Ready, and the
+    // next turn starts only after this batch is on disk. Only a leader whose term and vote are
+    // already durable sends early; every other message still waits for the batch.
+    if (this.sink && leaderReadies.length > 0) {
+      let sentEarly = false;
+      for (const [group, ready] of leaderReadies) {
+        const rest: Message[] = [];
+        for (const m of ready.messages) {
+          if (m.type === 'app' || m.type === 'heartbeat') {
+            this.sink.send(group.groupId, m);
+            this.stats.messagesSent++;
+            sentEarly = true;
+          } else rest.push(m);
+        }
+        ready.messages = rest;
+      }
+      if (sentEarly) this.sink.flush();
     }
     // Applied state alone need not be synced: LevelDB's log is written in order, so the next synced
     // batch makes it durable too, and until then the Raft log replays it.
