@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MEMBER_NODE_FLAGS } from './member-node-flags.ts';
 
 const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'synod.ts');
 
@@ -33,6 +34,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
     const child = spawn(
       process.execPath,
       [
+        ...MEMBER_NODE_FLAGS,
         SYNOD_CLI,
         'server',
         '--name', m.name,
