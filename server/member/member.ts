@@ -17,6 +17,7 @@ import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup, MemberDb } from '../storage/member-db.ts';
 import { TurnBatch } from '../storage/member-db.ts';
+import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
 
 /** What a Raft group's replicated state machine must offer the member. */
@@ -188,6 +189,7 @@ export class Member {
    * state), and learns the commit index from the leader.
    */
   private pending = new TurnBatch();
+  private readonly entryArena = new ByteArena();
   private flushDue = false;
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -612,6 +614,9 @@ export class Member {
         }
       }
       if (ready.entries.length > 0) {
+        // These entry objects are the ones the Raft log keeps until compaction: give them payloads
+        // that pin no larger buffer (see byte-arena.ts).
+        for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
         group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
         this.stats.entriesPersisted += ready.entries.length;
         needsSync = true;
