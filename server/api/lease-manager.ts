@@ -156,12 +156,32 @@ export class LeaseManager {
     return remaining === null || remaining === 0 ? null : remaining;
   }
 
-  /** Renews a lease wherever the leader is; resolves with the TTL (0: not found or expired). */
+  /**
+   * Renews a lease wherever the leader is; resolves with the TTL (0: not found or expired).
+   *
+   * Like etcd's lessor, the leader renews from its own clocks without a quorum round: check-quorum
+   * makes a leader cut off from a quorum step down within an election timeout, and a new leader
+   * starts every lease's clock afresh, extended by an election timeout, so a renewal a deposed
+   * leader still answered is not cut short. A follower forwards at once; the leader's answer is the
+   * authoritative one, so a local read barrier would cost a round and protect nothing.
+   */
   async renew(id: string): Promise<number> {
-    await this.opts.ctx.readBarrier();
-    if (this.isLeader()) return this.renewLocal(id);
+    if (this.isLeader()) return this.renewOnLeader(id);
     const res = await this.forward('Renew', id);
     return res.found ? Number(res.ttl) : 0;
+  }
+
+  /**
+   * Leader: renews from the local clocks. A lease this leader does not know may have been granted
+   * by an entry it has committed but not applied yet (a follower can apply, and its client renew,
+   * first): only then is a read barrier worth its round, and the answer after it is final.
+   */
+  private async renewOnLeader(id: string): Promise<number> {
+    const ttl = this.renewLocal(id);
+    if (ttl > 0 || this.opts.ctx.sm.leases.has(id)) return ttl;
+    await this.opts.ctx.readBarrier();
+    if (!this.isLeader()) throw new NoLeaderError();
+    return this.renewLocal(id);
   }
 
   /** Remaining ms of a lease on the leader's clock, or null when it does not exist. */
@@ -206,11 +226,18 @@ export class LeaseManager {
           () => cb(null, { leader: false, found: false, ttl: '0', remaining_ms: '0' }),
         );
       };
+    const notLeader: ForwardResponse = { leader: false, found: false, ttl: '0', remaining_ms: '0' };
     return {
-      Renew: answer((id) => {
-        const ttl = this.renewLocal(id);
-        return { found: ttl > 0, ttl: String(ttl) };
-      }),
+      Renew: (call: grpc.ServerUnaryCall<{ id: string }, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>): void => {
+        if (!this.isLeader()) {
+          cb(null, notLeader);
+          return;
+        }
+        this.renewOnLeader(String(call.request.id)).then(
+          (ttl) => cb(null, { leader: true, found: ttl > 0, ttl: String(ttl), remaining_ms: '0' }),
+          () => cb(null, notLeader),
+        );
+      },
       TimeToLive: answer((id) => {
         const remaining = this.timeToLiveLocal(id);
         return remaining === null ? { found: false } : { found: true, remaining_ms: String(remaining) };
