@@ -4,11 +4,10 @@
 // event fields. An event object is encoded the first time any watcher gets it (the hub hands the
 // same objects to every watcher of a revision; watchers without prev_kv share one stripped copy),
 // and the header once per revision and term.
-import path from 'node:path';
 import protobuf from 'protobufjs';
 import type { MvccEvent } from '../mvcc/types.ts';
 import { eventToWire } from './convert.ts';
-import { PROTO_ROOT } from './proto.ts';
+import { internalProtoRoot } from './request-codec.ts';
 import type { ResponseHeader } from './wire-types.ts';
 
 const HEADER_FIELD = 1;
@@ -23,10 +22,7 @@ interface Types {
 let types: Types | undefined;
 function loadTypes(): Types {
   if (types) return types;
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string => (path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target));
-  root.loadSync('etcd/api/etcdserverpb/rpc.proto', { keepCase: true });
-  root.resolveAll();
+  const root = internalProtoRoot(); // already loaded for Raft entries; it imports rpc.proto
   types = { header: root.lookupType('etcdserverpb.ResponseHeader'), event: root.lookupType('mvccpb.Event') };
   return types;
 }
