@@ -120,17 +120,20 @@ export function etcdClients(): EtcdClients {
 }
 
 /**
- * The service with every method's response serializer passing Buffers through untouched: handlers
- * may then write responses they encoded themselves (the watch fan-out encodes each event once for
- * all its watchers) as well as plain objects.
+ * Lets every method of `service` be answered with a Buffer the handler encoded itself (the watch fan-out
+ * encodes each event once for all its watchers) as well as with a plain object: the response serializer
+ * passes Buffers through untouched. Patched in place, once, so the definition stays the one the client
+ * constructor carries (clients only use the request serializer and the response deserializer).
  */
-function withPreEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [name, method] of Object.entries(service as Record<string, grpc.MethodDefinition<unknown, unknown>>)) {
+const preEncodedOk = new WeakSet<grpc.ServiceDefinition>();
+function allowPreEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  if (preEncodedOk.has(service)) return service;
+  for (const method of Object.values(service as Record<string, grpc.MethodDefinition<unknown, unknown>>)) {
     const serialize = method.responseSerialize;
-    out[name] = { ...method, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) };
+    method.responseSerialize = (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value));
   }
-  return out as grpc.ServiceDefinition;
+  preEncodedOk.add(service);
+  return service;
 }
 
 /** ServiceDefinitions of the eight etcd services, ready for grpc.Server.addService. */
@@ -138,7 +141,7 @@ export function etcdServices(): EtcdServices {
   const c = etcdClients();
   return {
     KV: c.KV.service,
-    Watch: withPreEncodedResponses(c.Watch.service),
+    Watch: allowPreEncodedResponses(c.Watch.service),
     Lease: c.Lease.service,
     Cluster: c.Cluster.service,
     Maintenance: c.Maintenance.service,
