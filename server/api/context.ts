@@ -8,6 +8,7 @@ import { ETCD_ERRORS, grpcError } from './errors.ts';
 import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
 import type { ResponseHeader } from './wire-types.ts';
 import type { MemberInfo } from './cluster-info.ts';
+import { currentCaller } from './caller-context.ts';
 
 export const DATA_GROUP_ID = 0;
 
@@ -81,7 +82,8 @@ export class ApiContext {
   /** Proposes a write through Raft and resolves with its outcome once this member applied it. */
   proposeWrite(body: InternalRequestBody): Promise<ApplyOutcome> {
     const tracked = this.sm.track();
-    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body });
+    const caller = currentCaller(); // set by the auth guard for client requests
+    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });
     if (data.length > this.limits.maxRequestBytes) {
       tracked.forget();
       return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));

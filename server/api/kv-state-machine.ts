@@ -11,8 +11,10 @@ import type { MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
+import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
+import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 
-/** State-keyspace prefixes: MVCC records, published member attributes, leases. */
+/** State-keyspace prefixes: MVCC records, published member attributes, leases, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
 const MEMBER_PREFIX = 0x6d; // 'm'
 
@@ -57,15 +59,19 @@ export class KvStateMachine implements GroupStateMachine {
   readonly published = new Map<string, PublishedMember>();
   private readonly memberOps: Array<{ key: Buffer; value: Buffer | null }> = [];
   readonly leases: LeaseStore;
+  /** Users, roles, permissions and whether auth is on (server/auth). */
+  readonly auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
 
   constructor(memberId: number, stateRecords: Iterable<[Buffer, Buffer]>) {
     this.memberIdText = String(memberId);
     const mvccRecords: Array<[Buffer, Buffer]> = [];
     const leaseRecords: Array<[Buffer, Buffer]> = [];
+    const authRecords: Array<[Buffer, Buffer]> = [];
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
+      else if (key[0] === AUTH_RECORD_PREFIX) authRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
       } else throw new Error(`unknown state record prefix ${key[0]}`);
@@ -73,6 +79,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.store = MvccStore.restore(mvccRecords);
     this.hub = new WatchHub(this.store);
     this.leases = LeaseStore.restore(leaseRecords);
+    this.auth = AuthStore.restore(authRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
     const all = this.store.range({
       key: Buffer.from([0]),
@@ -113,6 +120,12 @@ export class KvStateMachine implements GroupStateMachine {
     const req = decodeInternalRequest(entry.data);
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) this.waiters.delete(req.seq);
+    // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
+    const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
+    if (refusal) {
+      mine?.reject(grpcError(ETCD_ERRORS[refusal]));
+      return;
+    }
     let outcome: ApplyOutcome;
     try {
       outcome = this.execute(req);
@@ -125,6 +138,10 @@ export class KvStateMachine implements GroupStateMachine {
       }
       if (err instanceof RefusedRequest) {
         mine?.reject(grpcError(err.spec));
+        return;
+      }
+      if (err instanceof AuthError) {
+        mine?.reject(grpcError(ETCD_ERRORS[err.code]));
         return;
       }
       throw err;
@@ -189,6 +206,7 @@ export class KvStateMachine implements GroupStateMachine {
       this.store.compact(num(req.compaction.revision));
       return { revision: this.store.currentRevision(), result: null };
     }
+    if (applyAuthEntry(req, this.auth)) return { revision: this.store.currentRevision(), result: { authRevision: this.auth.revision } };
     throw new Error('committed entry carries no known request');
   }
 
@@ -206,6 +224,9 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.memberOps.length > 0) ops.push(...this.memberOps.splice(0));
     for (const op of this.leases.drainPersistOps()) {
       ops.push({ key: Buffer.concat([Buffer.from([LEASE_RECORD_PREFIX]), op.key]), value: op.value });
+    }
+    for (const op of this.auth.drainPersistOps()) {
+      ops.push({ key: Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), op.key]), value: op.value });
     }
     return ops;
   }

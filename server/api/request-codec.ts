@@ -5,6 +5,7 @@ import protobuf from 'protobufjs';
 import path from 'node:path';
 import { PROTO_ROOT } from './proto.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
+import type { AuthRequestBody, Caller } from './auth-wire.ts';
 
 export type InternalRequestBody =
   | { put: PutRequest }
@@ -14,7 +15,8 @@ export type InternalRequestBody =
   | { member_attributes: MemberAttributes }
   | { lease_grant: { ID: string; TTL: string } }
   | { lease_revoke: { ID: string } }
-  | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } };
+  | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
+  | AuthRequestBody;
 
 export interface MemberAttributes {
   member_id: string;
@@ -22,7 +24,7 @@ export interface MemberAttributes {
   client_urls: string[];
 }
 
-export type InternalRequest = { proposer: string; seq: string } & InternalRequestBody;
+export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;
 
 let cachedType: protobuf.Type | undefined;
 function internalRequestType(): protobuf.Type {
