@@ -51,6 +51,8 @@ export interface LeaseManagerOptions {
   electionTimeoutMs: number;
   checkpointIntervalMs: number;
   logger: Logger;
+  /** How to dial the leader's peer port (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
 }
 
 export class LeaseManager {
@@ -180,7 +182,7 @@ export class LeaseManager {
     let client = this.clients.get(address);
     if (!client) {
       const Ctor = leaseForwardService();
-      client = new Ctor(address, grpc.credentials.createInsecure());
+      client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure());
       this.clients.set(address, client);
     }
     const fn = (client as unknown as Record<string, ForwardMethod>)[method].bind(client);

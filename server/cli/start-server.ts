@@ -23,6 +23,12 @@ import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
 import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
+import { authService } from '../api/auth-service.ts';
+import { AuthGuard } from '../api/auth-guard.ts';
+import { guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
+import { CertificateFiles } from '../tls/certificate-files.ts';
+import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
+import { peerChannelCredentials } from '../tls/channel-credentials.ts';
 import {
   clusterIdFor,
   hostPort,
@@ -55,6 +61,40 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
+  clientTls?: TlsConfig;
+  /** Peer TLS (--peer-cert-file, ...); needed for https peer URLs. */
+  peerTls?: TlsConfig;
+  /** How often certificate files are checked for rotation (ms). */
+  tlsReloadIntervalMs?: number;
+  /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
+  authTokenTtlSeconds?: number;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle the other side's certificate must chain to; empty: the system's roots. */
+  trustedCaFile: string;
+  /** Require and verify the other side's certificate (etcd's --client-cert-auth / --peer-client-cert-auth). */
+  clientCertAuth: boolean;
+}
+
+export const DEFAULT_AUTH_TOKEN_TTL_SECONDS = 300;
+
+/** Loads one side's certificate files, refusing a configuration that cannot work (https without a cert, ...). */
+function loadTls(side: 'client' | 'peer', tls: TlsConfig | undefined, urls: string[], reloadMs: number, log: Logger): CertificateFiles | null {
+  const flag = side === 'client' ? '--' : '--peer-';
+  const wantsTls = urls.some((u) => u.startsWith('https:'));
+  if (!tls || (!tls.certFile && !tls.keyFile)) {
+    if (wantsTls) throw new Error(`https ${side} URLs need ${flag}cert-file and ${flag}key-file`);
+    if (tls?.clientCertAuth) throw new Error(`${flag}client-cert-auth needs TLS: https ${side} URLs, ${flag}cert-file and ${flag}key-file`);
+    return null;
+  }
+  if (!tls.certFile || !tls.keyFile) throw new Error(`${flag}cert-file and ${flag}key-file go together`);
+  if (tls.clientCertAuth && !tls.trustedCaFile) throw new Error(`${flag}client-cert-auth needs ${flag}trusted-ca-file`);
+  if (!wantsTls) log.warn({ side }, `${flag}cert-file is set but the ${side} URLs are http: serving plaintext`);
+  return new CertificateFiles(tls, log.child({ tls: side }), reloadMs);
 }
 
 export interface RunningServer {
@@ -100,7 +140,7 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<
   return record;
 }
 
-function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
   });
@@ -120,6 +160,10 @@ function dirSizeBytes(dir: string): number {
 
 export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const log = cfg.logger;
+  // Certificates first: a TLS misconfiguration fails the start before any data is touched.
+  const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
+  const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
+  const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
   fs.mkdirSync(cfg.dataDir, { recursive: true });
   const dbDir = path.join(cfg.dataDir, 'db');
   const db = await MemberDb.open(dbDir);
@@ -155,6 +199,12 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
+  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
+  const mismatched = cluster.members.filter((m) => m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => m.name);
+  if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
+  const tlsListeners: TlsListener[] = [];
+  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
+
   const peerAddresses = new Map(cluster.members.map((m) => [m.id, hostPort(m.peerUrls[0])]));
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
@@ -164,6 +214,15 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     onMessages: (_from, messages) => member.step(messages),
     faults,
     logger: log,
+    credentials: peerCredentials,
+    bind:
+      peerTlsOn && peerCerts
+        ? async (server, address) => {
+            const listener = await listenTls(server, address, { files: peerCerts, requireClientCert: cfg.peerTls?.clientCertAuth ?? false, role: 'peer', logger: log });
+            tlsListeners.push(listener);
+            return listener.port;
+          }
+        : undefined,
   });
   member.setSink(transport);
 
@@ -180,6 +239,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     electionTimeoutMs: cfg.tickMs * cfg.electionTimeoutTicks,
     checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
     logger: log,
+    credentials: peerCredentials,
   });
   transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
 
@@ -190,17 +250,28 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   const services = etcdServices();
-  grpcServer.addService(services.KV, kvService(ctx));
-  grpcServer.addService(services.Watch, watchService(ctx));
-  grpcServer.addService(services.Lease, leaseService(ctx, leases));
-  grpcServer.addService(services.Lock, lockService(ctx));
-  grpcServer.addService(services.Election, electionService(ctx));
+  // Every client-facing service sits behind the auth guard (a pass-through while auth is off).
+  const guard = new AuthGuard(ctx, { clientCertAuth: cfg.clientTls?.clientCertAuth ?? false });
+  grpcServer.addService(services.KV, guardKv(ctx, guard, kvService(ctx)));
+  grpcServer.addService(services.Watch, guardWatch(ctx, guard, watchService(ctx)));
+  grpcServer.addService(services.Lease, guardLease(ctx, guard, leaseService(ctx, leases)));
+  grpcServer.addService(services.Lock, guardLock(ctx, guard, lockService(ctx)));
+  grpcServer.addService(services.Election, guardElection(ctx, guard, electionService(ctx)));
   grpcServer.addService(services.Cluster, clusterService(ctx));
-  grpcServer.addService(services.Maintenance, maintenanceService(ctx, () => dirSizeBytes(dbDir)));
+  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenanceService(ctx, () => dirSizeBytes(dbDir))));
+  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
   await transport.start();
   const clientPorts: number[] = [];
-  for (const url of cfg.listenClientUrls) clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+  for (const url of cfg.listenClientUrls) {
+    if (url.startsWith('https:') && clientCerts) {
+      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: log });
+      tlsListeners.push(listener);
+      clientPorts.push(listener.port);
+    } else {
+      clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+    }
+  }
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
@@ -260,6 +331,9 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();
+      await Promise.all(tlsListeners.map((l) => l.close()));
+      clientCerts?.close();
+      peerCerts?.close();
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       await db.close();
       log.info('stopped');

@@ -50,7 +50,14 @@ export interface PeerTransportOptions {
   logger: Logger;
   /** Test-only (--experimental-fault-injection): drops messages to and from blocked peers. */
   faults?: FaultInjector;
+  /** How to dial peers (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
+  /** How to listen (peer TLS, server/tls/tls-listener.ts); resolves with the port. Plaintext when absent. */
+  bind?: (server: grpc.Server, address: string) => Promise<number>;
 }
+
+/** At most one "cannot reach peer" line per peer per this interval (a down peer is redialled often). */
+const DIAL_FAILURE_LOG_MS = 10_000;
 
 interface Outbound {
   memberId: number;
@@ -62,6 +69,7 @@ interface Outbound {
   backoffMs: number;
   redialTimer: NodeJS.Timeout | null;
   droppedMessages: number;
+  lastDialFailureLogMs: number;
 }
 
 export class PeerTransport {
@@ -98,11 +106,14 @@ export class PeerTransport {
     this.server.addService(Peer.service, {
       Stream: (call: grpc.ServerDuplexStream<WireBatch, unknown>) => this.acceptStream(call),
     });
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(this.opts.listenAddress, grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
+    const bind = this.opts.bind;
+    this.boundPort = bind
+      ? await bind(this.server, this.opts.listenAddress)
+      : await new Promise<number>((resolve, reject) => {
+          this.server.bindAsync(this.opts.listenAddress, grpc.ServerCredentials.createInsecure(), (err, port) =>
+            err ? reject(err) : resolve(port),
+          );
+        });
     for (const [memberId, address] of this.opts.peers) {
       if (memberId === this.opts.memberId) continue;
       const out: Outbound = {
@@ -115,6 +126,7 @@ export class PeerTransport {
         backoffMs: MIN_BACKOFF_MS,
         redialTimer: null,
         droppedMessages: 0,
+        lastDialFailureLogMs: 0,
       };
       this.outbound.set(memberId, out);
       this.dial(out);
@@ -182,7 +194,7 @@ export class PeerTransport {
   private dial(out: Outbound): void {
     if (this.stopped) return;
     const Peer = peerService();
-    out.client ??= new Peer(out.address, grpc.credentials.createInsecure(), {
+    out.client ??= new Peer(out.address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_FRAME_BYTES,
       'grpc.max_send_message_length': MAX_FRAME_BYTES,
       'grpc.keepalive_time_ms': 10_000,
@@ -199,6 +211,7 @@ export class PeerTransport {
       if (out.call === call) {
         out.call = null;
         if (out.connected) this.opts.logger.warn({ peer: out.memberId, reason }, 'peer stream lost');
+        else this.logDialFailure(out, reason);
         out.connected = false;
         this.scheduleRedial(out);
       }
@@ -215,6 +228,15 @@ export class PeerTransport {
     call.on('error', (err: Error) => onClosed(err.message));
     call.on('end', () => onClosed('ended'));
     call.on('close', () => onClosed('closed'));
+  }
+
+  /** A peer that never answers (down, wrong CA, plaintext vs TLS) gets a line now and then, not silence. */
+  private logDialFailure(out: Outbound, reason: string): void {
+    if (this.stopped || reason === 'ended' || reason === 'closed') return;
+    const now = Date.now();
+    if (now - out.lastDialFailureLogMs < DIAL_FAILURE_LOG_MS) return;
+    out.lastDialFailureLogMs = now;
+    this.opts.logger.warn({ peer: out.memberId, address: out.address, reason }, 'cannot reach peer');
   }
 
   private scheduleRedial(out: Outbound): void {
