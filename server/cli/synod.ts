@@ -124,7 +124,9 @@ program
   .option('--client-ports <ports>', 'three client ports', '2379,22379,32379')
   .option('--peer-ports <ports>', 'three peer ports', '2380,22380,32380')
   .option('--metrics-ports <ports>', 'three ports for /metrics, /healthz, /readyz', '2381,22381,32381')
-  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string }) => {
+  .option('--tls', 'TLS for clients and peers, with development certificates generated into <data-dir>/certs')
+  .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
       if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
@@ -138,6 +140,8 @@ program
       clientPorts: ports(o.clientPorts, '--client-ports'),
       peerPorts: ports(o.peerPorts, '--peer-ports'),
       metricsPorts: ports(o.metricsPorts, '--metrics-ports'),
+      tls: Boolean(o.tls),
+      clientCertAuth: Boolean(o.clientCertAuth),
     });
   });
 
