@@ -87,13 +87,19 @@ export class AuthGuard {
   }
 
   /**
-   * require() for a read: with auth on, decided after a read barrier unless the client asked for a
-   * serializable (possibly stale) read anyway, so a permission revoked before the request is seen.
+   * require() for a read, decided after a read barrier (as etcd checks after its ReadIndex) unless the
+   * client asked for a serializable, possibly stale, read anyway: a permission revoked, or auth enabled,
+   * before the request arrived is always seen. Resolves true when it passed a barrier, which the
+   * request's handler may then skip (caller-context.ts).
    */
-  async requireForRead(caller: Caller, needs: Requirement[], serializable: boolean): Promise<void> {
-    if (!this.enabled) return;
-    if (!serializable) await this.ctx.readBarrier();
+  async requireForRead(caller: Caller, needs: Requirement[], serializable: boolean): Promise<boolean> {
+    if (serializable) {
+      this.require(caller, needs);
+      return false;
+    }
+    await this.ctx.readBarrier();
     this.require(caller, needs);
+    return true;
   }
 }
 

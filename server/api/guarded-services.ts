@@ -14,7 +14,8 @@ import { runAsCaller } from './caller-context.ts';
 import { access, rangeNeeds, txnNeeds, type Requirement } from './request-permissions.ts';
 import type { RangeRequest, TxnRequest, WireRequestOp } from './wire-types.ts';
 
-type Check<Req> = (caller: Caller, req: Req) => Promise<void> | void;
+/** A request-time check; resolves true when it passed a read barrier the handler may skip. */
+type Check<Req> = (caller: Caller, req: Req) => Promise<boolean | void> | boolean | void;
 type ErrorMapper = (err: unknown) => grpc.ServiceError;
 type AnyStream = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
@@ -25,12 +26,9 @@ function guardUnary<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check:
   return (call, callback) => {
     guard
       .callerOf(call)
-      .then(async (caller) => {
-        if (check) await check(caller, call.request);
-        return caller;
-      })
+      .then(async (caller) => ({ caller, fresh: check ? (await check(caller, call.request)) === true : false }))
       .then(
-        (caller) => runAsCaller(caller, () => handler(call, callback)),
+        ({ caller, fresh }) => runAsCaller(caller, () => handler(call, callback), { freshBarrier: fresh }),
         (err: unknown) => callback(mapError(err)),
       );
   };
@@ -42,12 +40,9 @@ function guardStream<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check
   const guarded = (call: AnyStream): void => {
     guard
       .callerOf(call)
-      .then(async (caller) => {
-        if (check) await check(caller, (call as { request?: Req }).request as Req);
-        return caller;
-      })
+      .then(async (caller) => ({ caller, fresh: check ? (await check(caller, (call as { request?: Req }).request as Req)) === true : false }))
       .then(
-        (caller) => runAsCaller(caller, () => handler(call)),
+        ({ caller, fresh }) => runAsCaller(caller, () => handler(call), { freshBarrier: fresh }),
         (err: unknown) => call.destroy(mapError(err)),
       );
   };
@@ -65,7 +60,9 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
   const leaseKeys = (id: string): Buffer[] => ctx.sm.leases.keysOf(id);
   const readRange: Check<RangeRequest> = (caller, req) => guard.requireForRead(caller, rangeNeeds(req), req.serializable);
   // Writes are decided at apply time; here only a caller without credentials is turned away early.
-  const writer: Check<unknown> = (caller) => (guard.enabled ? guard.require(caller, AUTHENTICATED) : undefined);
+  const writer: Check<unknown> = (caller) => {
+    if (guard.enabled) guard.require(caller, AUTHENTICATED);
+  };
   return {
     ...impl,
     Range: guardUnary(guard, impl.Range, readRange, mapError),
@@ -95,8 +92,11 @@ export function guardLease(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyped
       guard,
       impl.LeaseTimeToLive,
       // Listing a lease's keys reveals them: the caller must be able to read every one (etcd 3.5).
-      (caller, req) =>
-        guard.requireForRead(caller, [...AUTHENTICATED, ...(req.keys ? ctx.sm.leases.keysOf(String(req.ID)).map((k) => access('read', k)) : [])], false),
+      async (caller, req) => {
+        await guard.requireForRead(caller, AUTHENTICATED, false);
+        if (req.keys) guard.require(caller, ctx.sm.leases.keysOf(String(req.ID)).map((k) => access('read', k)));
+        return true;
+      },
       mapError,
     ),
     LeaseKeepAlive: guardStream(guard, impl.LeaseKeepAlive, authenticated, mapError),
@@ -132,7 +132,10 @@ export function guardLock(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedS
 
 export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => asUnknownStatus(err, ctx);
-  const observe: Check<{ name: Buffer }> = (caller, req) => guard.requireForRead(caller, observerNeeds(req.name ?? Buffer.alloc(0)), false);
+  const leader: Check<{ name: Buffer }> = (caller, req) => guard.requireForRead(caller, observerNeeds(req.name ?? Buffer.alloc(0)), false);
+  // Observe retries its first read barrier through elections itself; with auth off, do not add one
+  // here that would fail the stream instead.
+  const observe: Check<{ name: Buffer }> = (caller, req) => (guard.enabled ? leader(caller, req) : false);
   return {
     ...impl,
     Campaign: guardUnary<{ name: Buffer; lease: string }>(
@@ -143,7 +146,7 @@ export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unty
     ),
     Proclaim: guardUnary(guard, impl.Proclaim, null, mapError),
     Resign: guardUnary(guard, impl.Resign, null, mapError),
-    Leader: guardUnary(guard, impl.Leader, observe, mapError),
+    Leader: guardUnary(guard, impl.Leader, leader, mapError),
     Observe: guardStream(guard, impl.Observe, observe, mapError),
   };
 }
@@ -151,7 +154,8 @@ export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unty
 /** Leadership moves and defragmentation are for root, as in etcd; Status and Alarm stay open. */
 export function guardMaintenance(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
-  const admin: Check<unknown> = (caller) => guard.requireForRead(caller, [{ kind: 'admin' }], false);
+  // Not worth a read barrier while auth is off: there is nothing to decide.
+  const admin: Check<unknown> = (caller) => (guard.enabled ? guard.requireForRead(caller, [{ kind: 'admin' }], false) : false);
   return {
     ...impl,
     MoveLeader: guardUnary(guard, impl.MoveLeader, admin, mapError),
