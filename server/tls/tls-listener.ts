@@ -44,25 +44,32 @@ export function describeHandshakeFailure(err: Error & { code?: string }, require
   return `TLS handshake failed: ${err.message.split('\n')[0]}`;
 }
 
+/** Why a verified handshake's client certificate is not accepted (node's authorizationError codes). */
+export function describeCertificateRejection(code: string): string {
+  if (/EXPIRED|NOT_YET_VALID/.test(code)) return `client certificate rejected: outside its validity period (${code})`;
+  if (/PURPOSE/.test(code)) return `client certificate rejected: not issued for client use (${code})`;
+  return `client certificate rejected: not signed by the trusted CA (${code})`;
+}
+
 export async function listenTls(server: grpc.Server, address: string, opts: TlsListenerOptions): Promise<TlsListener> {
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const contextOptions = (): tls.SecureContextOptions => opts.files.secureContextOptions();
   const tlsServer = tls.createServer({
     ...contextOptions(),
     requestCert: opts.requireClientCert,
-    rejectUnauthorized: opts.requireClientCert,
+    // Client certificates are verified below, after the handshake: node's own rejection closes the
+    // socket with a bare "socket hang up" (TLS 1.3 finishes the client's side of the handshake before
+    // the server has checked its certificate), which would leave nothing to log.
+    rejectUnauthorized: false,
     ALPNProtocols: ['h2'],
     // A client that connects and never finishes the handshake must not hold a socket for ever.
     handshakeTimeout: 10_000,
   });
   const stopWatching = opts.files.onReload(() => tlsServer.setSecureContext(contextOptions()));
 
-  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => injector.injectConnection(socket));
-
   // One line per kind of failure per interval: a misconfigured client retries forever.
   const lastLogged = new Map<string, { at: number; suppressed: number }>();
-  tlsServer.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
-    const reason = describeHandshakeFailure(err, opts.requireClientCert);
+  const logRefusal = (reason: string, remote: string, detail: string): void => {
     const now = Date.now();
     const seen = lastLogged.get(reason);
     if (seen && now - seen.at < LOG_EVERY_MS) {
@@ -70,10 +77,26 @@ export async function listenTls(server: grpc.Server, address: string, opts: TlsL
       return;
     }
     lastLogged.set(reason, { at: now, suppressed: 0 });
-    opts.logger.warn(
-      { port: opts.role, remote: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, reason, detail: err.code ?? err.message, similarSinceLastLine: seen?.suppressed ?? 0 },
-      `refused a connection on the TLS ${opts.role} port: ${reason}`,
-    );
+    opts.logger.warn({ port: opts.role, remote, reason, detail, similarSinceLastLine: seen?.suppressed ?? 0 }, `refused a connection on the TLS ${opts.role} port: ${reason}`);
+  };
+
+  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (opts.requireClientCert && !socket.authorized) {
+      const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+      const cert = socket.getPeerCertificate();
+      const presented = !!cert && Object.keys(cert).length > 0;
+      const code = String(socket.authorizationError ?? 'unauthorized');
+      const reason = presented ? describeCertificateRejection(code) : 'no client certificate, but client certificate authentication is on';
+      const who = presented ? `subject ${JSON.stringify(cert.subject ?? {})}, issuer ${JSON.stringify(cert.issuer ?? {})}` : 'no certificate';
+      logRefusal(reason, remote, `${code}; ${who}`);
+      socket.destroy();
+      return;
+    }
+    injector.injectConnection(socket);
+  });
+
+  tlsServer.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+    logRefusal(describeHandshakeFailure(err, opts.requireClientCert), `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, err.code ?? err.message);
   });
 
   const [host, portText] = splitHostPort(address);
