@@ -150,6 +150,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
   const snapshotDir = path.join(cfg.dataDir, 'snap');
+  let removedHandled = false;
 
   const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
   const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
@@ -209,6 +210,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
       received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
     },
+    isRemoved: (id) => sm.membership.get(String(id))?.removed === true,
+    onRemoved: () => onRemoved(),
     clusterInfo: () =>
       JSON.stringify({
         clusterId: cluster.clusterId,
@@ -337,7 +340,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     return stopping;
   };
 
-  member.onRemoved(() => {
+  member.onRemoved(() => onRemoved());
+  function onRemoved(): void {
+    if (removedHandled) return;
+    removedHandled = true;
     log.error('this member has been permanently removed from the cluster; stopping');
     const record: ClusterRecord = { ...cluster, removed: true };
     const batch = new TurnBatch();
@@ -347,7 +353,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       .then(() => stop())
       .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
       .finally(() => cfg.onRemoved?.());
-  });
+  }
 
   return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
 }

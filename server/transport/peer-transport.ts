@@ -85,7 +85,14 @@ export interface PeerTransportOptions {
   snapshots: SnapshotHandler;
   /** JSON describing the cluster, for a member joining with --initial-cluster-state existing. */
   clusterInfo: () => string;
+  /** Whether a member was removed from the cluster: its streams are refused with REMOVED_DETAILS. */
+  isRemoved: (memberId: number) => boolean;
+  /** A peer refused this member's stream because this member was removed (it may never see its removal in the log). */
+  onRemoved: () => void;
 }
+
+/** What a member tells a removed member that still talks to it (etcd answers such peers "410 Gone"). */
+export const REMOVED_DETAILS = 'synod: the member has been permanently removed from the cluster';
 
 export interface SnapshotHandler {
   /** Directory where received snapshot files are written. */
@@ -422,7 +429,13 @@ export class PeerTransport {
         this.flush();
       }
     });
-    call.on('error', (err: Error) => onClosed(err.message));
+    call.on('error', (err: Error) => {
+      if (err.message.includes(REMOVED_DETAILS)) {
+        this.opts.logger.error({ peer: out.memberId }, 'peer reports this member was removed from the cluster');
+        this.opts.onRemoved();
+      }
+      onClosed(err.message);
+    });
     call.on('end', () => onClosed('ended'));
     call.on('close', () => onClosed('closed'));
   }
@@ -452,6 +465,11 @@ export class PeerTransport {
       // Fault injection (test-only): nothing from a blocked peer gets through.
       if (this.opts.faults?.isBlocked(Number(batch.from_member))) {
         this.opts.faults.droppedMessages += batch.envelopes.length;
+        return;
+      }
+      if (this.opts.isRemoved(Number(batch.from_member))) {
+        this.opts.logger.warn({ peer: Number(batch.from_member) }, 'refusing a stream from a removed member');
+        call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: REMOVED_DETAILS });
         return;
       }
       const inbound: InboundMessage[] = [];
