@@ -296,7 +296,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         },
       );
   };
+  // As soon as a leader is known (a joining member is otherwise listed nameless for a while).
   publishTimer = setTimeout(publish, 200);
+  member.onLeaderChange((_group, leaderId) => {
+    if (leaderId === 0 || publishTimer === null) return;
+    clearTimeout(publishTimer);
+    publishTimer = setTimeout(publish, 0);
+  });
 
   const metricsPort = httpServer ? (httpServer.address() as { port: number }).port : 0;
   log.info({ name: cfg.name, clientUrls: cfg.advertiseClientUrls, clientPorts, peerPort: transport.port, metricsPort }, 'serving');
