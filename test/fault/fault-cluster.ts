@@ -11,6 +11,7 @@ import { etcdClients } from '../../server/api/proto.ts';
 type ClusterCall = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { member?: { ID: string } }) => void) => void;
 
 const CLUSTER_TOKEN = 'it'; // ProcessCluster's --initial-cluster-token
+const FAULT_SNAPSHOT_COUNT = 200;
 
 export class FaultCluster {
   readonly cluster: ProcessCluster;
@@ -26,7 +27,12 @@ export class FaultCluster {
   }
 
   static async start(options: ClusterOptions = {}): Promise<FaultCluster> {
-    const cluster = await ProcessCluster.start({ ...options, extraArgs: ['--experimental-fault-injection', ...(options.extraArgs ?? [])] });
+    // A small --snapshot-count: logs are compacted every few hundred writes, so members that were
+    // down, cut off or wiped catch up through snapshot transfers under the same faults.
+    const cluster = await ProcessCluster.start({
+      ...options,
+      extraArgs: ['--experimental-fault-injection', '--snapshot-count', String(FAULT_SNAPSHOT_COUNT), ...(options.extraArgs ?? [])],
+    });
     return new FaultCluster(cluster);
   }
 
@@ -142,6 +148,23 @@ export class FaultCluster {
     this.cluster.startMember(i);
     await this.pushPartition(i, 10_000);
     await this.clusterCall('MemberPromote', { ID: id.toString() }, 30_000, i);
+  }
+
+  /** Snapshots sent and installed so far, summed over the running members' /metrics. */
+  async snapshotCounts(): Promise<{ sent: number; installed: number }> {
+    let sent = 0;
+    let installed = 0;
+    for (let i = 0; i < this.size; i++) {
+      if (!this.isUp(i)) continue;
+      try {
+        const text = await this.cluster.metrics(i);
+        sent += Number(/^synod_snapshots_sent_total (\d+)/m.exec(text)?.[1] ?? 0);
+        installed += Number(/^synod_snapshots_installed_total (\d+)/m.exec(text)?.[1] ?? 0);
+      } catch {
+        // a member that is restarting
+      }
+    }
+    return { sent, installed };
   }
 
   async leaderIndex(timeoutMs = 3_000): Promise<number | null> {
