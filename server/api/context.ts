@@ -74,7 +74,7 @@ export class ApiContext {
 
   /** A learner replicates the log but serves only serializable reads and status, as in etcd. */
   isLearner(): boolean {
-    return this.member.confState(DATA_GROUP_ID).learners.includes(this.member.memberId);
+    return this.member.isLearner(DATA_GROUP_ID);
   }
 
   /** Waits until this member has applied everything committed before now (linearizable read). */

@@ -122,6 +122,8 @@ class RaftGroup {
   pendingSnapshotMeta: SnapshotMeta | null = null;
   /** Received, verified snapshot files stepped into Raft, by index. */
   receivedSnapshots = new Map<number, string>();
+  /** This member is a learner of the group (follows every applied membership change). */
+  isLearner = false;
 
   constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number) {
     this.groupId = groupId;
@@ -251,6 +253,7 @@ export class Member {
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
     const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex);
+    group.isLearner = node.confState().learners.includes(this.opts.memberId);
     this.groups.set(g.groupId, group);
     // The stored state is exactly at `applied` now: that is the first snapshot point. The stored
     // compaction point (if older) has no data any more, so the log is compacted up to this one.
@@ -332,6 +335,11 @@ export class Member {
   /** The membership this member has applied. */
   confState(groupId: number): ConfState {
     return this.mustGroup(groupId).node.confState();
+  }
+
+  /** Whether this member is a learner of the group (cheap: checked on every client request). */
+  isLearner(groupId: number): boolean {
+    return this.mustGroup(groupId).isLearner;
   }
 
   /** Leader only: ids of members it heard from within the last election timeout (itself included). */
@@ -642,6 +650,7 @@ export class Member {
     group.applied = meta.index;
     group.appliedPersisted = meta.index;
     group.confStateDirty = false;
+    group.isLearner = meta.confState.learners.includes(this.opts.memberId);
     for (const p of group.points) await this.releasePoint(p);
     group.points = [];
     this.takePoint(group);
@@ -678,6 +687,7 @@ export class Member {
         const confState = group.node.applyConfChange(change);
         group.sm.applyConfChange(entry, change, confState);
         group.confStateDirty = true;
+        group.isLearner = confState.learners.includes(this.opts.memberId);
         this.opts.logger.info({ group: group.groupId, index: entry.index, change: change.type, node: change.nodeId.toString(16), voters: confState.voters.map((v) => v.toString(16)), learners: confState.learners.map((v) => v.toString(16)) }, 'membership changed');
         for (const l of this.confListeners) l(group.groupId, confState);
         if (group.node.status().removed) for (const l of this.removedListeners) l(group.groupId);
