@@ -14,7 +14,14 @@ export interface MemberInfo {
 export interface ClusterRecord {
   clusterId: number;
   token: string;
+  /** The bootstrap membership (log index 0): the same on every member, including later joiners. */
   members: MemberInfo[];
+  /** This member's id when it joined a running cluster (bootstrap members find themselves by name). */
+  selfId?: number;
+  /** Members the running cluster reported when this member joined: peers to talk to until the log says more. */
+  joinMembers?: MemberInfo[];
+  /** Set once this member applied its own removal: the data dir may not serve again. */
+  removed?: boolean;
 }
 
 const ID_MASK = (1n << 53n) - 1n;

@@ -73,15 +73,25 @@ export class ApiContext {
     return Date.now() + this.limits.requestTimeoutMs;
   }
 
+  /** A learner replicates the log but serves only serializable reads and status, as in etcd. */
+  isLearner(): boolean {
+    return this.member.isLearner(DATA_GROUP_ID);
+  }
+
   /** Waits until this member has applied everything committed before now (linearizable read). */
   async readBarrier(): Promise<void> {
+    if (this.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
     if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
     if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
     await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
   }
 
-  /** Proposes a write through Raft and resolves with its outcome once this member applied it. */
-  proposeWrite(body: InternalRequestBody): Promise<ApplyOutcome> {
+  /**
+   * Proposes a write through Raft and resolves with its outcome once this member applied it.
+   * `internal` writes (the member publishing its own attributes) are allowed on a learner.
+   */
+  proposeWrite(body: InternalRequestBody, options: { internal?: boolean } = {}): Promise<ApplyOutcome> {
+    if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
     const tracked = this.sm.track();
     const caller = currentCaller(); // set by the auth guard for client requests
     const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });

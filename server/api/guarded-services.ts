@@ -151,6 +151,19 @@ export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unty
   };
 }
 
+/** Membership changes are for root, as in etcd (checkMembershipOperationPermission); MemberList stays open. */
+export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const admin: Check<unknown> = (caller) => (guard.enabled ? guard.requireForRead(caller, [{ kind: 'admin' }], false) : false);
+  return {
+    ...impl,
+    MemberAdd: guardUnary(guard, impl.MemberAdd, admin, mapError),
+    MemberRemove: guardUnary(guard, impl.MemberRemove, admin, mapError),
+    MemberPromote: guardUnary(guard, impl.MemberPromote, admin, mapError),
+    MemberUpdate: guardUnary(guard, impl.MemberUpdate, admin, mapError),
+  };
+}
+
 /** Leadership moves and defragmentation are for root, as in etcd; Status and Alarm stay open. */
 export function guardMaintenance(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);

@@ -2,7 +2,7 @@
 // protobuf form), applies it to the MVCC store, feeds the watch hub, and answers the client waiting
 // on this member if this member proposed it. Every member applies the same entries in the same
 // order, so every member's store is identical at every applied index.
-import type { Entry } from '../raft/types.ts';
+import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
 import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
@@ -14,9 +14,26 @@ import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
 import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
 import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 
-/** State-keyspace prefixes: MVCC records, published member attributes, leases, auth ('a'). */
+/** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
 const MEMBER_PREFIX = 0x6d; // 'm'
+const MEMBERSHIP_PREFIX = 0x6e; // 'n'
+
+/** A member of the group as the replicated membership knows it (etcd's Member without runtime attributes). */
+export interface MembershipRecord {
+  id: string;
+  peerUrls: string[];
+  isLearner: boolean;
+  /** Removed members stay as tombstones: ids are never reused, and a removed member is told so. */
+  removed: boolean;
+}
+
+/** What a conf-change entry carries beside the Raft change: who waits on it and the new member's URLs. */
+export interface ConfChangeContext {
+  proposer: string;
+  seq: string;
+  peerUrls?: string[];
+}
 
 /** A request every member refuses identically at apply time (the state is left unchanged). */
 class RefusedRequest extends Error {
@@ -58,26 +75,51 @@ export class KvStateMachine implements GroupStateMachine {
   /** Client URLs each member published through the log, by member id. */
   readonly published = new Map<string, PublishedMember>();
   private readonly memberOps: Array<{ key: Buffer; value: Buffer | null }> = [];
-  readonly leases: LeaseStore;
-  /** Users, roles, permissions and whether auth is on (server/auth). */
-  readonly auth: AuthStore;
+  leases: LeaseStore;
+  /** Users, roles, permissions and whether auth is on (server/auth); replaced by a snapshot restore. */
+  auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
+  /** The group's membership by member id (decimal), tombstones included. */
+  readonly membership = new Map<string, MembershipRecord>();
+  private readonly bootstrapMembers: MembershipRecord[];
+  /** Told after the membership or a member's URLs changed (and after a snapshot replaced everything). */
+  membershipListener: (() => void) | null = null;
 
-  constructor(memberId: number, stateRecords: Iterable<[Buffer, Buffer]>) {
+  /**
+   * `bootstrapMembers` is the membership at log index 0 (the same on every member): it seeds the
+   * replicated membership when the state holds none yet.
+   */
+  constructor(memberId: number, stateRecords: Iterable<[Buffer, Buffer]>, bootstrapMembers: Array<{ id: number; peerUrls: string[]; isLearner: boolean }> = []) {
     this.memberIdText = String(memberId);
+    this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
+    this.store = new MvccStore();
+    this.hub = new WatchHub(this.store);
+    this.leases = LeaseStore.restore([]);
+    this.auth = AuthStore.restore([]);
+    this.load(stateRecords);
+  }
+
+  /** (Re)builds every part of the state from stored records. */
+  private load(stateRecords: Iterable<[Buffer, Buffer]>): void {
     const mvccRecords: Array<[Buffer, Buffer]> = [];
     const leaseRecords: Array<[Buffer, Buffer]> = [];
     const authRecords: Array<[Buffer, Buffer]> = [];
+    this.published.clear();
+    this.membership.clear();
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
       else if (key[0] === AUTH_RECORD_PREFIX) authRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
+      } else if (key[0] === MEMBERSHIP_PREFIX) {
+        const record = JSON.parse(value.toString('utf8')) as MembershipRecord;
+        this.membership.set(record.id, record);
       } else throw new Error(`unknown state record prefix ${key[0]}`);
     }
-    this.store = MvccStore.restore(mvccRecords);
-    this.hub = new WatchHub(this.store);
+    if (this.membership.size === 0) for (const m of this.bootstrapMembers) this.setMembership({ ...m });
+    // The store object stays the same (the watch hub and services hold it); its contents are replaced.
+    this.store.adopt(MvccStore.restore(mvccRecords));
     this.leases = LeaseStore.restore(leaseRecords);
     this.auth = AuthStore.restore(authRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
@@ -97,6 +139,62 @@ export class KvStateMachine implements GroupStateMachine {
     });
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
     this.store.leaseExists = (id) => this.leases.has(id);
+  }
+
+  /**
+   * Replaces the whole state by a snapshot's records. Watchers stay: each one catches up from the
+   * new store's history, or is told its revision was compacted (as etcd does after a restore).
+   */
+  restore(records: Array<[Buffer, Buffer]>): void {
+    this.memberOps.length = 0;
+    this.store.drainPersistOps(); // the records on disk are the snapshot's already
+    this.load(records);
+    this.store.drainPersistOps();
+    this.memberOps.length = 0;
+    this.hub.storeReplaced();
+    this.membershipListener?.();
+  }
+
+  private setMembership(record: MembershipRecord): void {
+    this.membership.set(record.id, record);
+    this.memberOps.push({
+      key: Buffer.concat([Buffer.from([MEMBERSHIP_PREFIX]), Buffer.from(record.id, 'utf8')]),
+      value: Buffer.from(JSON.stringify(record)),
+    });
+  }
+
+  /** Current members (no tombstones), in id order. */
+  members(): MembershipRecord[] {
+    return [...this.membership.values()].filter((m) => !m.removed).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  }
+
+  /**
+   * Applies a committed conf change. Raft's resulting ConfState is the truth; the membership records
+   * follow it (new members take their URLs from the entry's context), so applying the same entry
+   * again changes nothing.
+   */
+  applyConfChange(entry: Entry, change: ConfChange, confState: ConfState): void {
+    let context: ConfChangeContext | null = null;
+    if (change.context && change.context.byteLength > 0) {
+      context = JSON.parse(Buffer.from(change.context).toString('utf8')) as ConfChangeContext;
+    }
+    const inGroup = new Set([...confState.voters, ...confState.learners].map(String));
+    const learners = new Set(confState.learners.map(String));
+    const id = String(change.nodeId);
+    if (inGroup.has(id) && !this.membership.has(id)) {
+      this.setMembership({ id, peerUrls: context?.peerUrls ?? [], isLearner: learners.has(id), removed: false });
+    }
+    for (const m of [...this.membership.values()]) {
+      if (m.removed) continue;
+      if (!inGroup.has(m.id)) this.setMembership({ ...m, removed: true });
+      else if (m.isLearner !== learners.has(m.id)) this.setMembership({ ...m, isLearner: learners.has(m.id) });
+    }
+    const mine = context && context.proposer === this.memberIdText ? this.waiters.get(context.seq) : undefined;
+    if (mine) {
+      this.waiters.delete(context!.seq);
+      mine.resolve({ revision: this.store.currentRevision(), result: { index: entry.index } });
+    }
+    this.membershipListener?.();
   }
 
   /** Reserves a sequence number and the promise its apply will settle. */
@@ -200,6 +298,14 @@ export class KvStateMachine implements GroupStateMachine {
     }
     if ('lease_checkpoint' in req && req.lease_checkpoint) {
       for (const c of req.lease_checkpoint.checkpoints ?? []) this.leases.checkpoint(String(c.ID), num(c.remaining_TTL));
+      return { revision: this.store.currentRevision(), result: null };
+    }
+    if ('member_update' in req && req.member_update) {
+      const id = String(req.member_update.ID);
+      const current = this.membership.get(id);
+      if (!current || current.removed) throw new RefusedRequest(ETCD_ERRORS.MEMBER_NOT_FOUND);
+      this.setMembership({ ...current, peerUrls: req.member_update.peerURLs ?? [] });
+      this.membershipListener?.();
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('compaction' in req && req.compaction) {

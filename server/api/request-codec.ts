@@ -16,6 +16,7 @@ export type InternalRequestBody =
   | { lease_grant: { ID: string; TTL: string } }
   | { lease_revoke: { ID: string } }
   | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
+  | { member_update: { ID: string; peerURLs: string[] } }
   | AuthRequestBody;
 
 export interface MemberAttributes {

@@ -16,7 +16,7 @@ import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../ap
 import { etcdServices } from '../api/proto.ts';
 import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
-import { clusterService } from '../api/cluster-service.ts';
+import { ClusterService } from '../api/cluster-service.ts';
 import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
@@ -25,7 +25,7 @@ import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
 import { authService } from '../api/auth-service.ts';
 import { AuthGuard } from '../api/auth-guard.ts';
-import { guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
+import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
@@ -38,6 +38,7 @@ import {
   type MemberInfo,
 } from '../api/cluster-info.ts';
 import { TurnBatch } from '../storage/member-db.ts';
+import { joinExistingCluster } from './join-cluster.ts';
 
 export interface ServerConfig {
   name: string;
@@ -49,6 +50,10 @@ export interface ServerConfig {
   /** etcd's form: name=http://host:port,... */
   initialCluster: string;
   initialClusterToken: string;
+  /** 'new' bootstraps from --initial-cluster; 'existing' joins a running cluster that added this member. */
+  initialClusterState?: 'new' | 'existing';
+  /** Applied entries between snapshot points (etcd's --snapshot-count). */
+  snapshotCount?: number;
   /** host:port for /healthz, /readyz, /metrics; empty = none. */
   listenMetricsAddress: string;
   tickMs: number;
@@ -69,6 +74,8 @@ export interface ServerConfig {
   tlsReloadIntervalMs?: number;
   /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
   authTokenTtlSeconds?: number;
+  /** Called after the server stopped itself because this member was removed from the cluster. */
+  onRemoved?: () => void;
 }
 
 export interface TlsConfig {
@@ -110,10 +117,22 @@ export interface RunningServer {
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
+export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 
-async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<ClusterRecord> {
+/**
+ * The cluster record: stored one wins (the --initial-* flags only matter the first time, as in etcd);
+ * otherwise bootstrapped from --initial-cluster, or fetched from the running cluster when joining.
+ */
+async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCredentials: grpc.ChannelCredentials): Promise<ClusterRecord> {
   const stored = await db.loadCluster<ClusterRecord>();
   if (stored) return stored;
+  if (cfg.initialClusterState === 'existing') {
+    const record = await joinExistingCluster(cfg, cfg.logger, peerCredentials);
+    const batch = new TurnBatch();
+    batch.putCluster(record);
+    await db.write(batch, true);
+    return record;
+  }
   const parsed = parseInitialCluster(cfg.initialCluster);
   if (!parsed.some((m) => m.name === cfg.name)) {
     throw new Error(`--initial-cluster has no member named "${cfg.name}"`);
@@ -140,7 +159,7 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<
   return record;
 }
 
-export function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+function bindGrpc(server: grpc.Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
   });
@@ -164,16 +183,28 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
   const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
   const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
+  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
+  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
+  const tlsListeners: TlsListener[] = [];
   fs.mkdirSync(cfg.dataDir, { recursive: true });
   const dbDir = path.join(cfg.dataDir, 'db');
   const db = await MemberDb.open(dbDir);
-  const cluster = await loadOrBootstrapCluster(db, cfg);
-  const self = cluster.members.find((m) => m.name === cfg.name);
+  const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
+  if (cluster.removed) {
+    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
+  }
+  const self = cluster.selfId !== undefined ? cluster.members.find((m) => m.id === cluster.selfId) ?? { id: cluster.selfId } : cluster.members.find((m) => m.name === cfg.name);
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
+  const snapshotDir = path.join(cfg.dataDir, 'snap');
+  let removedHandled = false;
 
-  const loaded = await db.loadGroup(DATA_GROUP_ID);
-  const sm = new KvStateMachine(memberId, loaded.stateRecords);
+  const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
+  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
+  loaded.stateRecords = []; // the state machine holds them now
+  if (sm.membership.get(String(memberId))?.removed) {
+    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
+  }
   const member = new Member({
     memberId,
     db,
@@ -181,6 +212,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     electionTimeoutTicks: cfg.electionTimeoutTicks,
     heartbeatTicks: 1,
     logger: log,
+    snapshotDir,
+    snapshotCount: cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT,
   });
   member.addGroup({
     groupId: DATA_GROUP_ID,
@@ -190,7 +223,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     randomSeed: randomInt(2 ** 31),
   });
   log.info(
-    { memberId: memberId.toString(16), clusterId: cluster.clusterId.toString(16), applied: loaded.applied, lastIndex: loaded.entries.at(-1)?.index ?? 0 },
+    {
+      memberId: memberId.toString(16),
+      clusterId: cluster.clusterId.toString(16),
+      applied: loaded.applied,
+      lastIndex: loaded.entries.at(-1)?.index ?? loaded.snapshot?.index ?? 0,
+      snapshotIndex: loaded.snapshot?.index ?? 0,
+    },
     'member loaded',
   );
 
@@ -199,13 +238,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
-  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
-  const mismatched = cluster.members.filter((m) => m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => m.name);
+  // Peer addresses: the replicated membership, plus (for a member that just joined and has not
+  // replayed the log yet) the members the running cluster reported when it joined.
+  const peerAddresses = new Map<number, string>();
+  for (const m of cluster.joinMembers ?? []) if (m.peerUrls[0]) peerAddresses.set(m.id, hostPort(m.peerUrls[0]));
+  for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
+  const mismatched = sm.members().filter((m) => m.peerUrls[0] && m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => BigInt(m.id).toString(16));
   if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
-  const tlsListeners: TlsListener[] = [];
-  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
-
-  const peerAddresses = new Map(cluster.members.map((m) => [m.id, hostPort(m.peerUrls[0])]));
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
     memberId,
@@ -223,15 +262,45 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
             return listener.port;
           }
         : undefined,
+    snapshots: {
+      dir: snapshotDir,
+      chunks: (groupId, index) => member.snapshotChunks(groupId, index),
+      report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
+      received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
+    },
+    isRemoved: (id) => sm.membership.get(String(id))?.removed === true,
+    onRemoved: () => onRemoved(),
+    clusterInfo: () =>
+      JSON.stringify({
+        clusterId: cluster.clusterId,
+        token: cluster.token,
+        bootstrap: cluster.members,
+        members: members(),
+      }),
   });
   member.setSink(transport);
+  sm.membershipListener = () => {
+    for (const m of sm.membership.values()) {
+      if (m.removed) transport.removePeer(Number(m.id));
+      else if (m.peerUrls[0]) transport.setPeer(Number(m.id), hostPort(m.peerUrls[0]));
+    }
+  };
 
+  const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
   const members = (): MemberInfo[] =>
-    cluster.members.map((m) => {
-      const published = sm.published.get(String(m.id));
-      return { ...m, clientUrls: published?.clientUrls ?? m.clientUrls };
+    sm.members().map((m) => {
+      const published = sm.published.get(m.id);
+      const boot = bootstrapNames.get(m.id);
+      return {
+        id: Number(m.id),
+        name: published?.name ?? boot?.name ?? (Number(m.id) === memberId ? cfg.name : ''),
+        peerUrls: m.peerUrls,
+        clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
+        isLearner: m.isLearner,
+      };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
+  const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
 
   const leases = new LeaseManager({
     ctx,
@@ -257,7 +326,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   grpcServer.addService(services.Lease, guardLease(ctx, guard, leaseService(ctx, leases)));
   grpcServer.addService(services.Lock, guardLock(ctx, guard, lockService(ctx)));
   grpcServer.addService(services.Election, guardElection(ctx, guard, electionService(ctx)));
-  grpcServer.addService(services.Cluster, clusterService(ctx));
+  grpcServer.addService(services.Cluster, guardCluster(ctx, guard, clusterAdmin.implementation()));
+  // The same service on the peer port: members that are not the leader forward changes there
+  // (already checked by the member the client called; peers are trusted through peer TLS).
+  transport.addService(services.Cluster, clusterAdmin.implementation());
   grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenanceService(ctx, () => dirSizeBytes(dbDir))));
   grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
@@ -287,7 +359,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     const mine = sm.published.get(String(memberId));
     if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls)) return;
     ctx
-      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } })
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } }, { internal: true })
       .then(
         () => log.info({ clientUrls: cfg.advertiseClientUrls }, 'published client URLs'),
         () => {
@@ -295,7 +367,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         },
       );
   };
+  // As soon as a leader is known (a joining member is otherwise listed nameless for a while).
   publishTimer = setTimeout(publish, 200);
+  member.onLeaderChange((_group, leaderId) => {
+    if (leaderId === 0 || publishTimer === null) return;
+    clearTimeout(publishTimer);
+    publishTimer = setTimeout(publish, 0);
+  });
 
   const metricsPort = httpServer ? (httpServer.address() as { port: number }).port : 0;
   log.info({ name: cfg.name, clientUrls: cfg.advertiseClientUrls, clientPorts, peerPort: transport.port, metricsPort }, 'serving');
@@ -328,6 +406,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         });
       });
       leases.stop();
+      clusterAdmin.close();
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();
@@ -340,6 +419,21 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     })();
     return stopping;
   };
+
+  member.onRemoved(() => onRemoved());
+  function onRemoved(): void {
+    if (removedHandled) return;
+    removedHandled = true;
+    log.error('this member has been permanently removed from the cluster; stopping');
+    const record: ClusterRecord = { ...cluster, removed: true };
+    const batch = new TurnBatch();
+    batch.putCluster(record);
+    void db
+      .write(batch, true)
+      .then(() => stop())
+      .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
+      .finally(() => cfg.onRemoved?.());
+  }
 
   return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
 }

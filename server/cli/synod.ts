@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, startServer } from './start-server.ts';
+import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -43,6 +43,7 @@ program
   .option('--tls-reload-interval <ms>', 'how often certificate files are checked for rotation', '1000')
   .addOption(new Option('--auth-token <type>', 'auth token type (Synod issues signed tokens every member verifies; see docs/security.md)').choices(['simple']).default('simple'))
   .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
+  .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -62,10 +63,6 @@ program
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
       process.exit(2);
     }
-    if (o.initialClusterState === 'existing') {
-      logger.fatal('--initial-cluster-state existing (joining a running cluster) needs live membership changes, which this build does not have yet');
-      process.exit(2);
-    }
     try {
       const server = await startServer({
         name: o.name,
@@ -76,6 +73,8 @@ program
         initialAdvertisePeerUrls: peerUrls,
         initialCluster: o.initialCluster ?? `${o.name}=${peerUrls[0]}`,
         initialClusterToken: o.initialClusterToken,
+        initialClusterState: o.initialClusterState === 'existing' ? 'existing' : 'new',
+        snapshotCount: Number(o.snapshotCount),
         listenMetricsAddress: o.listenMetricsUrls ? new URL(o.listenMetricsUrls).host : '',
         tickMs,
         electionTimeoutTicks: Math.round(electionMs / tickMs),
@@ -93,6 +92,8 @@ program
         peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },
         tlsReloadIntervalMs: Number(o.tlsReloadInterval),
         authTokenTtlSeconds: Number(o.authTokenTtl),
+        // As etcd: a member removed from the cluster stops (the server did) and exits.
+        onRemoved: () => process.exit(0),
       });
       // Ctrl-C under `synod local` reaches a member twice (the terminal's SIGINT and the parent's
       // SIGTERM): the first starts a clean shutdown, later ones are ignored.

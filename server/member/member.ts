@@ -2,11 +2,22 @@
 // turn collects the Ready of every group, writes all their entries, hard states and applied state as
 // ONE synced LevelDB batch (group commit), then sends the messages, applies committed entries and
 // answers ReadIndex waiters. Nothing leaves before the batch it depends on is on disk.
+//
+// Membership and snapshots (see server/raft/README.md for the contract this follows): committed conf
+// changes are applied to Raft and to the state machine in the same step, and the new membership is
+// persisted with the applied index. Every `snapshotCount` applied entries the member takes a
+// snapshot point (a LevelDB snapshot at exactly the applied index, so nothing is copied); the Raft
+// log is then compacted up to the PREVIOUS point, which keeps at least `snapshotCount` entries for
+// followers that are only a little behind. A follower further behind receives the retained point's
+// records as a snapshot file (snapshot-file.ts), installs it, and continues from the log.
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
-import { RawNode } from '../raft/raw-node.ts';
-import type { Entry, Message, NodeId, Ready, Role } from '../raft/types.ts';
-import type { LoadedGroup, MemberDb } from '../storage/member-db.ts';
+import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
+import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
+import type { DbSnapshot, LoadedGroup, MemberDb } from '../storage/member-db.ts';
 import { TurnBatch } from '../storage/member-db.ts';
+import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
 
 /** What a Raft group's replicated state machine must offer the member. */
 export interface GroupStateMachine {
@@ -14,6 +25,26 @@ export interface GroupStateMachine {
   apply(entry: Entry): void;
   /** Durable changes since the last call (store-relative keys), written with the applied index. */
   drainPersistOps(): Array<{ key: Buffer; value: Buffer | null }>;
+  /** Applies a committed membership change; Raft has already applied it and `confState` is the result. */
+  applyConfChange(entry: Entry, change: ConfChange, confState: ConfState): void;
+  /** Replaces the whole state by a snapshot's records (store-relative keys, sorted). */
+  restore(records: Array<[Buffer, Buffer]>): void;
+}
+
+/** A state-machine snapshot this member can send: the database as of `meta.index`. */
+interface SnapshotPoint {
+  meta: SnapshotMeta;
+  db: DbSnapshot;
+  /** Transfers reading it; closed once released and unused. */
+  readers: number;
+  released: boolean;
+}
+
+export class SnapshotUnavailableError extends Error {
+  constructor(groupId: number, index: number) {
+    super(`group ${groupId} has no snapshot at index ${index}`);
+    this.name = 'SnapshotUnavailableError';
+  }
 }
 
 /** Where outgoing Raft messages go; PeerTransport implements it, tests may stub the network. */
@@ -83,6 +114,16 @@ class RaftGroup {
   /** Reads waiting to join the next ReadIndex round (batched: one round per turn). */
   queuedReads: ReadWaiter[] = [];
   readRounds = new Map<string, ReadRound>();
+  /** Membership changed by an applied conf change and not yet persisted with the applied index. */
+  confStateDirty = false;
+  /** Snapshot points, oldest first: [compaction point, newest point] at most. */
+  points: SnapshotPoint[] = [];
+  /** A compaction point to persist in the next batch (after which older log entries are deleted). */
+  pendingSnapshotMeta: SnapshotMeta | null = null;
+  /** Received, verified snapshot files stepped into Raft, by index. */
+  receivedSnapshots = new Map<number, string>();
+  /** This member is a learner of the group (follows every applied membership change). */
+  isLearner = false;
 
   constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number) {
     this.groupId = groupId;
@@ -101,6 +142,10 @@ export interface MemberOptions {
   electionTimeoutTicks: number;
   heartbeatTicks: number;
   logger: Logger;
+  /** Where received snapshot files rest until installed. */
+  snapshotDir: string;
+  /** Applied entries between snapshot points (etcd's --snapshot-count). */
+  snapshotCount: number;
 }
 
 export interface GroupStatus {
@@ -111,6 +156,8 @@ export interface GroupStatus {
   commit: number;
   applied: number;
   lastIndex: number;
+  firstIndex: number;
+  snapshotIndex: number;
 }
 
 export class Member {
@@ -124,7 +171,19 @@ export class Member {
   private readSeq = 0;
   private readonly leaderListeners: Array<(groupId: number, leaderId: NodeId, term: number) => void> = [];
   /** Counters for /metrics. */
-  readonly stats = { turns: 0, syncedBatches: 0, entriesPersisted: 0, entriesApplied: 0, messagesSent: 0, leaderChanges: 0 };
+  readonly stats = {
+    turns: 0,
+    syncedBatches: 0,
+    entriesPersisted: 0,
+    entriesApplied: 0,
+    messagesSent: 0,
+    leaderChanges: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    snapshotsSent: 0,
+  };
+  private readonly removedListeners: Array<(groupId: number) => void> = [];
+  private readonly confListeners: Array<(groupId: number, confState: ConfState) => void> = [];
 
   constructor(opts: MemberOptions) {
     this.opts = opts;
@@ -142,9 +201,35 @@ export class Member {
     this.leaderListeners.push(listener);
   }
 
+  /** Called when this member applies its own removal from a group. */
+  onRemoved(listener: (groupId: number) => void): void {
+    this.removedListeners.push(listener);
+  }
+
+  /** Called after every applied membership change. */
+  onConfChange(listener: (groupId: number, confState: ConfState) => void): void {
+    this.confListeners.push(listener);
+  }
+
+  /**
+   * Finishes installing a received snapshot that a crash interrupted (its point is durable, the
+   * state is not): run before the group's state machine is built. Returns the group as stored after.
+   */
+  static async recoverSnapshot(db: MemberDb, groupId: number, snapshotDir: string, loaded: LoadedGroup, logger: Logger): Promise<LoadedGroup> {
+    const snap = loaded.snapshot;
+    if (!snap || snap.index <= loaded.applied) return loaded;
+    const file = path.join(snapshotDir, snapshotFileName(groupId, snap.index));
+    logger.warn({ group: groupId, index: snap.index, applied: loaded.applied }, 'finishing an interrupted snapshot install');
+    await installSnapshotRecords(db, groupId, snap, file);
+    return db.loadGroup(groupId);
+  }
+
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
     const { loaded } = g;
+    if (loaded.snapshot && loaded.snapshot.index > loaded.applied) {
+      throw new Error(`group ${g.groupId}: snapshot ${loaded.snapshot.index} not installed (applied ${loaded.applied}); call recoverSnapshot first`);
+    }
     const node = new RawNode(
       {
         id: this.opts.memberId,
@@ -162,10 +247,23 @@ export class Member {
         entries: loaded.entries,
         firstIndex: loaded.firstIndex,
         applied: loaded.applied,
+        ...(loaded.confState ? { confState: loaded.confState } : {}),
+        ...(loaded.snapshot ? { snapshot: loaded.snapshot } : {}),
       },
     );
-    const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : 0;
-    this.groups.set(g.groupId, new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex));
+    const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
+    const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex);
+    group.isLearner = node.confState().learners.includes(this.opts.memberId);
+    this.groups.set(g.groupId, group);
+    // The stored state is exactly at `applied` now: that is the first snapshot point. The stored
+    // compaction point (if older) has no data any more, so the log is compacted up to this one.
+    if (loaded.applied > 0) {
+      const point = this.takePoint(group);
+      if (loaded.snapshot && loaded.snapshot.index < loaded.applied) {
+        node.compact(point.meta.index, point.meta.confState);
+        group.pendingSnapshotMeta = point.meta;
+      }
+    }
     // A group with this member as its only voter needs nobody's vote: lead at once instead of
     // waiting out an election timeout.
     if (g.voters.length === 1 && g.voters[0] === this.opts.memberId) node.campaign();
@@ -184,6 +282,8 @@ export class Member {
     for (const group of this.groups.values()) {
       for (const w of group.queuedReads) w.reject(new Error('member stopping'));
       for (const round of group.readRounds.values()) for (const w of round.waiters) w.reject(new Error('member stopping'));
+      for (const point of group.points) await this.releasePoint(point);
+      group.points = [];
     }
   }
 
@@ -209,6 +309,92 @@ export class Member {
       throw err;
     }
     this.scheduleTurn();
+  }
+
+  /**
+   * Proposes a membership change. Throws NoLeaderError without a leader; a ConfChangeInProgressError
+   * from Raft (an earlier change is not applied yet) passes through for the caller to retry.
+   */
+  proposeConfChange(groupId: number, change: ConfChange): void {
+    const group = this.mustGroup(groupId);
+    if (group.leaderId === 0) throw new NoLeaderError();
+    try {
+      group.node.proposeConfChange(change);
+    } catch (err) {
+      if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
+      throw err;
+    }
+    this.scheduleTurn();
+  }
+
+  /** Leader only: is learner `id` caught up enough to be promoted (etcd's 90% rule)? */
+  learnerReady(groupId: number, id: NodeId): boolean {
+    return this.mustGroup(groupId).node.learnerReady(id);
+  }
+
+  /** The membership this member has applied. */
+  confState(groupId: number): ConfState {
+    return this.mustGroup(groupId).node.confState();
+  }
+
+  /** Whether this member is a learner of the group (cheap: checked on every client request). */
+  isLearner(groupId: number): boolean {
+    return this.mustGroup(groupId).isLearner;
+  }
+
+  /** Leader only: ids of members it heard from within the last election timeout (itself included). */
+  activeMembers(groupId: number): NodeId[] {
+    const group = this.mustGroup(groupId);
+    const progress = group.node.status().progress;
+    if (!progress) return [];
+    return Object.entries(progress)
+      .filter(([id, p]) => Number(id) === this.opts.memberId || p.recentActive)
+      .map(([id]) => Number(id));
+  }
+
+  /**
+   * Steps a 'snap' message whose snapshot file was received and verified at `filePath`. Raft may
+   * ignore it (stale); if it accepts, the next Ready installs the file.
+   */
+  receiveSnapshot(groupId: number, message: Message, filePath: string): void {
+    if (this.stopped) return;
+    const group = this.groups.get(groupId);
+    if (!group || message.type !== 'snap' || !message.snapshot) return;
+    group.receivedSnapshots.set(message.snapshot.index, filePath);
+    group.node.step(message);
+    this.scheduleTurn();
+  }
+
+  /** Leader: a snapshot transfer to `to` ended. */
+  reportSnapshot(groupId: number, to: NodeId, status: 'finish' | 'failure'): void {
+    const group = this.groups.get(groupId);
+    if (!group) return;
+    group.node.reportSnapshot(to, status);
+    if (status === 'finish') this.stats.snapshotsSent++;
+    this.scheduleTurn();
+  }
+
+  /** Sending to a peer failed: Raft stops pipelining to it until it answers again. */
+  reportUnreachable(groupId: number, to: NodeId): void {
+    this.groups.get(groupId)?.node.reportUnreachable(to);
+  }
+
+  /**
+   * The bytes of the snapshot at `index` (the point a 'snap' message names), streamed from the
+   * retained LevelDB snapshot. Throws SnapshotUnavailableError if that point is no longer retained
+   * (the transfer fails and Raft retries with its newer point).
+   */
+  async *snapshotChunks(groupId: number, index: number): AsyncGenerator<Buffer> {
+    const group = this.mustGroup(groupId);
+    const point = group.points.find((p) => p.meta.index === index && !p.released);
+    if (!point) throw new SnapshotUnavailableError(groupId, index);
+    point.readers++;
+    try {
+      yield* encodeSnapshot({ groupId, ...point.meta }, this.opts.db.stateRecords(groupId, point.db));
+    } finally {
+      point.readers--;
+      if (point.released && point.readers === 0) await point.db.close();
+    }
   }
 
   /**
@@ -271,6 +457,8 @@ export class Member {
       commit: s.commit,
       applied: group.applied,
       lastIndex: s.lastIndex,
+      firstIndex: s.firstIndex,
+      snapshotIndex: s.snapshot?.index ?? 0,
     };
   }
 
@@ -343,17 +531,39 @@ export class Member {
     const batch = new TurnBatch();
     let needsSync = false;
     const readies: Array<[RaftGroup, Ready]> = [];
+    const compactedThrough: Array<[RaftGroup, number]> = [];
     for (const group of this.groups.values()) {
       this.startReadRounds(group);
       const smOps = group.sm.drainPersistOps();
-      if (smOps.length > 0 || group.applied !== group.appliedPersisted) {
+      if (smOps.length > 0 || group.applied !== group.appliedPersisted || group.confStateDirty) {
         batch.stateOps(group.groupId, smOps);
         batch.setApplied(group.groupId, group.applied);
+        if (group.confStateDirty) {
+          batch.setConfState(group.groupId, group.node.confState());
+          group.confStateDirty = false;
+          needsSync = true;
+        }
         group.appliedPersisted = group.applied;
+      }
+      if (group.pendingSnapshotMeta) {
+        batch.setSnapshotMeta(group.groupId, group.pendingSnapshotMeta);
+        compactedThrough.push([group, group.pendingSnapshotMeta.index]);
+        group.pendingSnapshotMeta = null;
       }
       if (!group.node.hasReady()) continue;
       const ready = group.node.ready();
       readies.push([group, ready]);
+      if (ready.snapshot) {
+        // The received snapshot replaces the whole log: its point becomes the log's start, and any
+        // stored entry after it belongs to the discarded log.
+        if (!group.receivedSnapshots.has(ready.snapshot.index)) {
+          throw new Error(`group ${group.groupId}: Raft installs snapshot ${ready.snapshot.index} that was never received`);
+        }
+        batch.setSnapshotMeta(group.groupId, ready.snapshot);
+        batch.deleteLogRange(group.groupId, ready.snapshot.index + 1, group.persistedLastIndex);
+        group.persistedLastIndex = ready.snapshot.index;
+        needsSync = true;
+      }
       if (ready.hardState) {
         batch.setHardState(group.groupId, ready.hardState);
         needsSync = true;
@@ -370,14 +580,85 @@ export class Member {
       await this.opts.db.write(batch, needsSync);
       if (needsSync) this.stats.syncedBatches++;
     }
-    for (const [group, ready] of readies) this.handleReady(group, ready);
+    // The database now holds exactly each group's applied state: the moment to take snapshot points.
+    const compactions: Array<[RaftGroup, SnapshotPoint]> = [];
+    const installing = new Set(readies.filter(([, ready]) => ready.snapshot !== null).map(([group]) => group));
+    for (const group of this.groups.values()) {
+      if (installing.has(group)) continue; // its database is about to be replaced
+      const newest = group.points.at(-1);
+      if (group.applied > 0 && group.applied - (newest?.meta.index ?? 0) >= this.opts.snapshotCount) {
+        const previous = newest;
+        this.takePoint(group);
+        if (previous) compactions.push([group, previous]);
+      }
+    }
+    for (const [group, ready] of readies) {
+      if (ready.snapshot) await this.installReceivedSnapshot(group, ready.snapshot);
+      this.handleReady(group, ready);
+    }
+    for (const [group, point] of compactions) this.compactTo(group, point);
     this.sink?.flush();
     this.writing = false;
+    for (const [group, index] of compactedThrough) {
+      this.opts.db.clearLogThrough(group.groupId, index).catch((err: unknown) => {
+        this.opts.logger.warn({ err, group: group.groupId }, 'deleting compacted log entries failed; retried at the next compaction');
+      });
+    }
     let more = false;
     for (const group of this.groups.values()) {
-      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedPersisted) more = true;
+      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedPersisted || group.pendingSnapshotMeta) more = true;
     }
     if (more) this.scheduleTurn();
+  }
+
+  /** A snapshot point at the group's applied index; the caller guarantees the database is exactly there. */
+  private takePoint(group: RaftGroup): SnapshotPoint {
+    const index = group.applied;
+    const term = index === group.node.status().snapshot?.index ? group.node.status().snapshot!.term : group.node.termAt(index);
+    if (term === undefined) throw new Error(`group ${group.groupId}: no term for applied index ${index}`);
+    const point: SnapshotPoint = { meta: { index, term, confState: group.node.confState() }, db: this.opts.db.snapshot(), readers: 0, released: false };
+    group.points.push(point);
+    this.stats.snapshotsTaken++;
+    return point;
+  }
+
+  /** Compacts the log up to `point` (after advance), keeping it and newer points only. */
+  private compactTo(group: RaftGroup, point: SnapshotPoint): void {
+    if (point.meta.index <= (group.node.status().snapshot?.index ?? 0)) return;
+    group.node.compact(point.meta.index, point.meta.confState);
+    group.pendingSnapshotMeta = point.meta;
+    const keep = group.points.filter((p) => p.meta.index >= point.meta.index);
+    for (const p of group.points) if (!keep.includes(p)) void this.releasePoint(p);
+    group.points = keep;
+    this.opts.logger.debug({ group: group.groupId, index: point.meta.index }, 'log compacted');
+    this.scheduleTurn();
+  }
+
+  private async releasePoint(point: SnapshotPoint): Promise<void> {
+    if (point.released) return;
+    point.released = true;
+    if (point.readers === 0) await point.db.close();
+  }
+
+  /** Installs a received snapshot (its point is durable already) and restarts the state machine on it. */
+  private async installReceivedSnapshot(group: RaftGroup, meta: SnapshotMeta): Promise<void> {
+    const file = group.receivedSnapshots.get(meta.index);
+    if (!file) throw new Error(`group ${group.groupId}: snapshot file for ${meta.index} vanished`);
+    const startedMs = Date.now();
+    const records = await installSnapshotRecords(this.opts.db, group.groupId, meta, file);
+    group.sm.restore(records);
+    group.applied = meta.index;
+    group.appliedPersisted = meta.index;
+    group.confStateDirty = false;
+    group.isLearner = meta.confState.learners.includes(this.opts.memberId);
+    for (const p of group.points) await this.releasePoint(p);
+    group.points = [];
+    this.takePoint(group);
+    group.receivedSnapshots.clear();
+    pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1);
+    this.stats.snapshotsInstalled++;
+    this.opts.logger.info({ group: group.groupId, index: meta.index, term: meta.term, records: records.length, ms: Date.now() - startedMs }, 'installed snapshot');
+    for (const l of this.confListeners) l(group.groupId, meta.confState);
   }
 
   private handleReady(group: RaftGroup, ready: Ready): void {
@@ -401,7 +682,16 @@ export class Member {
       if (entry.index !== group.applied + 1) {
         throw new Error(`group ${group.groupId}: applying ${entry.index} after ${group.applied}`);
       }
-      if (entry.data.length > 0) group.sm.apply(entry);
+      if (entry.type === 'confChange') {
+        const change = decodeConfChange(entry.data);
+        const confState = group.node.applyConfChange(change);
+        group.sm.applyConfChange(entry, change, confState);
+        group.confStateDirty = true;
+        group.isLearner = confState.learners.includes(this.opts.memberId);
+        this.opts.logger.info({ group: group.groupId, index: entry.index, change: change.type, node: change.nodeId.toString(16), voters: confState.voters.map((v) => v.toString(16)), learners: confState.learners.map((v) => v.toString(16)) }, 'membership changed');
+        for (const l of this.confListeners) l(group.groupId, confState);
+        if (group.node.status().removed) for (const l of this.removedListeners) l(group.groupId);
+      } else if (entry.data.length > 0) group.sm.apply(entry);
       group.applied = entry.index;
       this.stats.entriesApplied++;
     }
@@ -417,4 +707,38 @@ export class Member {
       }
     }
   }
+}
+
+/**
+ * Replaces a group's stored state by a snapshot file's records and records `applied` and membership
+ * at its point (the last, synced write). Safe to repeat after a crash at any moment: the point is
+ * durable before this starts, and applied stays below it until the end.
+ */
+async function installSnapshotRecords(db: MemberDb, groupId: number, meta: SnapshotMeta, file: string): Promise<Array<[Buffer, Buffer]>> {
+  if (!fs.existsSync(file)) throw new Error(`group ${groupId}: snapshot file ${file} is missing; the member cannot recover`);
+  await db.clearState(groupId);
+  const all: Array<[Buffer, Buffer]> = [];
+  let batch = new TurnBatch();
+  const reader = readSnapshotFile(file);
+  for (;;) {
+    const next = await reader.next();
+    if (next.done) {
+      if (next.value.index !== meta.index || next.value.groupId !== groupId) {
+        throw new Error(`group ${groupId}: snapshot file ${file} holds group ${next.value.groupId} index ${next.value.index}, expected ${meta.index}`);
+      }
+      break;
+    }
+    for (const [key, value] of next.value) {
+      batch.putState(groupId, key, value);
+      all.push([key, value]);
+    }
+    if (batch.size >= 4096) {
+      await db.write(batch, false);
+      batch = new TurnBatch();
+    }
+  }
+  batch.setApplied(groupId, meta.index);
+  batch.setConfState(groupId, meta.confState);
+  await db.write(batch, true);
+  return all;
 }

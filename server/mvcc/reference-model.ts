@@ -228,10 +228,20 @@ export class RefModel {
 
   eventsSince(key: Buffer, rangeEnd: Buffer, startRevision: number): MvccEvent[] {
     const start = Math.max(1, startRevision);
-    if (start <= this.compacted) throw new MvccError('compacted', 'compacted');
+    if (start < this.compacted) throw new MvccError('compacted', 'compacted');
     const out: MvccEvent[] = [];
     for (let r = start; r <= this.rev; r++) {
-      for (const ev of this.evs[r]) if (inRange(s(ev.kv.key), s(key), s(rangeEnd))) out.push(ev);
+      const evs = this.evs[r].filter((ev) => inRange(s(ev.kv.key), s(key), s(rangeEnd)));
+      if (r !== this.compacted) {
+        out.push(...evs);
+        continue;
+      }
+      // At the compaction revision itself only the version compaction kept survives (each key's last
+      // event of that revision, if a put), without its previous version.
+      evs.forEach((ev, i) => {
+        const last = !evs.slice(i + 1).some((later) => later.kv.key.equals(ev.kv.key));
+        if (last && ev.type === 'PUT') out.push({ ...ev, prevKv: null });
+      });
     }
     return out;
   }

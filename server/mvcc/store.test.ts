@@ -389,10 +389,11 @@ describe('compaction', () => {
     expect(s.keyCount()).toBe(live.count);
   });
 
-  it('bounds watch history: eventsSince refuses revisions at or below the compaction', () => {
+  it('bounds watch history: eventsSince refuses revisions below the compaction, keeps its puts', () => {
     const s = filled();
     s.compact(4);
-    expect(code(() => s.eventsSince(b('a'), b('\0'), 4))).toBe('compacted');
+    expect(code(() => s.eventsSince(b('a'), b('\0'), 3))).toBe('compacted');
+    expect(s.eventsSince(b('a'), b('\0'), 4).map((e) => [e.kv.modRevision, e.prevKv === null])).toEqual([[4, true], [5, false], [6, true]]);
     expect(s.eventsSince(b('a'), b('\0'), 5).map((e) => e.kv.modRevision)).toEqual([5, 6]);
     // prevKv of an event right after the compaction point is still available
     expect(s.eventsSince(b('a'), b(''), 5)[0].prevKv!.value.toString()).toBe('v1');

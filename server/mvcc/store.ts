@@ -223,6 +223,16 @@ export class MvccStore {
     return this.rev;
   }
 
+  /**
+   * Takes over another store's whole state (a Raft snapshot replaced this member's data). The object
+   * identity stays, so the watch hub and services holding this store see the new state.
+   */
+  adopt(other: MvccStore): void {
+    const leaseExists = this.leaseExists;
+    Object.assign(this, other);
+    this.leaseExists = leaseExists;
+  }
+
   compactedRevision(): number {
     return this.compacted;
   }
@@ -538,16 +548,27 @@ export class MvccStore {
     if (revision <= this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
     if (revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
     for (const ki of this.dirty) this.compactKey(ki, revision);
-    // Drop the event log up to and including the compaction revision.
+    // Drop the event log below the compaction revision. The revision itself stays watchable, as in
+    // etcd (a watch may start AT the compacted revision: clients watch from a Get's header revision,
+    // which is the compacted one right after compacting to head); its deletes are gone with their
+    // tombstones, as in etcd.
     const log = this.log;
     let lo = 0;
     let hi = log.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (log[mid].main <= revision) lo = mid + 1;
+      if (log[mid].main < revision) lo = mid + 1;
       else hi = mid;
     }
-    if (lo > 0) this.log = log.slice(lo);
+    let keepFrom = lo;
+    const kept: Rev[] = [];
+    while (keepFrom < log.length && log[keepFrom].main === revision) {
+      // Only the versions compaction kept: the last one of each key at this revision, if a put.
+      const r = log[keepFrom];
+      if (r.rec !== null && r.ki.revs[0] === r) kept.push(r);
+      keepFrom++;
+    }
+    if (keepFrom > 0) this.log = kept.concat(log.slice(keepFrom));
     this.compacted = revision;
     this.metaDirty = true;
     if (this.emptyKeys > 0 && this.emptyKeys * 4 >= this.tree.size) {
@@ -590,13 +611,13 @@ export class MvccStore {
 
   /**
    * Events with revision >= startRevision for keys in [key, rangeEnd) (same range forms as Range), in
-   * revision order. Throws 'compacted' if startRevision <= compactedRevision. With maxEvents, stops at
+   * revision order. Throws 'compacted' if startRevision < compactedRevision. With maxEvents, stops at
    * the first revision boundary once maxEvents events are collected (a revision is never split, so the
    * result may exceed maxEvents by the size of its last revision minus one).
    */
   eventsSince(key: Buffer, rangeEnd: Buffer, startRevision: number, maxEvents = Infinity): MvccEvent[] {
     const start = Math.max(1, startRevision);
-    if (start <= this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+    if (start < this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
     const out: MvccEvent[] = [];
     if (start > this.rev) return out;
     const log = this.log;
@@ -726,7 +747,7 @@ export class MvccStore {
     for (const ki of kis) {
       if (ki.revs.length > 1 || ki.revs.some((r) => r.rec === null)) s.dirty.add(ki);
     }
-    s.log = all.filter((r) => r.main > s.compacted).sort(byRev);
+    s.log = all.filter((r) => r.main > s.compacted || (r.main === s.compacted && r.rec !== null)).sort(byRev);
     s.metaDirty = meta === null;
     return s;
   }

@@ -131,7 +131,7 @@ describe('WatchHub', () => {
     for (let i = 0; i < 5; i++) pub(store.put(putOp('k', `${i}`)));
     store.compact(4);
     const r = recorder();
-    hub.watch(spec('k', '', { startRevision: 4 }), r);
+    hub.watch(spec('k', '', { startRevision: 3 }), r);
     expect(r.compacted).toEqual([4]);
     expect(r.calls).toEqual([]);
     expect(hub.watcherCount()).toBe(0);
@@ -139,6 +139,10 @@ describe('WatchHub', () => {
     hub.watch(spec('k', '', { startRevision: 5 }), ok);
     expect(summary(ok.events())).toEqual(['PUT:k@5', 'PUT:k@6']);
     expect(hub.watcherCount()).toBe(1);
+    // At the compaction revision itself (etcd allows it: clients watch from a Get's header revision).
+    const at = recorder();
+    hub.watch(spec('k', '', { startRevision: 4 }), at);
+    expect(summary(at.events())).toEqual(['PUT:k@4', 'PUT:k@5', 'PUT:k@6']);
   });
 
   it('replays long histories in chunks that never split a revision', () => {
@@ -261,6 +265,7 @@ describe('WatchHub vs reference model', () => {
           from: number;
           until: number;
           compactedAt: number | null;
+          compactedWhenCreated: number;
           rec: Recorder;
         }
         const ws: W[] = [];
@@ -283,8 +288,8 @@ describe('WatchHub vs reference model', () => {
             const rec = recorder();
             const s = step.s;
             const handle = hub.watch(spec(s.key, s.rangeEnd, { startRevision: s.start, prevKv: s.prevKv, noPut: s.noPut, noDelete: s.noDelete }), rec);
-            const compacted = s.start > 0 && s.start <= model.compacted;
-            ws.push({ handle, s, from: s.start === 0 ? model.rev + 1 : s.start, until: Infinity, compactedAt: compacted ? model.compacted : null, rec });
+            const compacted = s.start > 0 && s.start < model.compacted;
+            ws.push({ handle, s, from: s.start === 0 ? model.rev + 1 : s.start, until: Infinity, compactedAt: compacted ? model.compacted : null, compactedWhenCreated: model.compacted, rec });
           } else {
             const live = ws.filter((w) => w.until === Infinity && w.compactedAt === null);
             if (live.length > 0) {
@@ -303,11 +308,17 @@ describe('WatchHub vs reference model', () => {
           }
           const expected: MvccEvent[] = [];
           for (let r = Math.max(1, w.from); r <= Math.min(model.rev, w.until); r++) {
-            for (const ev of model.evs[r]) {
-              if (!inRange(ev.kv.key.toString('latin1'), w.s.key, w.s.rangeEnd)) continue;
-              if (ev.type === 'PUT' ? w.s.noPut : w.s.noDelete) continue;
+            const evs = model.evs[r].filter((ev) => inRange(ev.kv.key.toString('latin1'), w.s.key, w.s.rangeEnd));
+            evs.forEach((ev, i) => {
+              if (ev.type === 'PUT' ? w.s.noPut : w.s.noDelete) return;
+              if (r === w.compactedWhenCreated) {
+                // Started at the compaction revision: only what compaction kept (each key's last put).
+                if (ev.type !== 'PUT' || evs.slice(i + 1).some((later) => later.kv.key.equals(ev.kv.key))) return;
+                expected.push({ ...ev, prevKv: null });
+                return;
+              }
               expected.push(w.s.prevKv ? ev : { ...ev, prevKv: null });
-            }
+            });
           }
           expect(norm(w.rec.events())).toEqual(norm(expected));
           expect(w.rec.compacted).toEqual([]);

@@ -47,7 +47,7 @@ interface Group {
 }
 
 class Watcher {
-  readonly id: number;
+  id: number;
   readonly sink: WatchSink;
   readonly prevKv: boolean;
   readonly noPut: boolean;
@@ -98,7 +98,7 @@ export class WatchHub {
       this.attach(w, spec);
       return id;
     }
-    if (spec.startRevision <= this.store.compactedRevision()) {
+    if (spec.startRevision < this.store.compactedRevision()) {
       sink.onCompacted(this.store.compactedRevision());
       return id;
     }
@@ -133,6 +133,33 @@ export class WatchHub {
     w.nextRev = next;
     this.attach(w, spec);
     return id;
+  }
+
+  /**
+   * The store's contents were replaced (a Raft snapshot was installed). Every watcher catches up from
+   * its next revision through the new store's history; one whose next revision was compacted away
+   * is told so, as etcd tells watchers after a restore.
+   */
+  storeReplaced(): void {
+    const live = [...this.watchers.values()].filter((w) => w.state === LIVE);
+    for (const w of live) {
+      const groups = w.single ? this.keyGroups : this.rangeGroups;
+      const g = groups.get(w.groupId);
+      if (g === undefined) continue;
+      const spec: WatchSpec = { key: g.key, rangeEnd: g.rangeEnd, startRevision: w.nextRev, prevKv: w.prevKv, noPut: w.noPut, noDelete: w.noDelete };
+      g.watchers.delete(w);
+      if (g.watchers.size === 0) groups.delete(w.groupId);
+      this.watchers.delete(w.id);
+      w.state = GONE;
+      const replacement = this.watch(spec, w.sink);
+      // Keep the caller's handle: move the replacement under the old id.
+      const moved = this.watchers.get(replacement);
+      if (moved !== undefined) {
+        this.watchers.delete(replacement);
+        moved.id = w.id;
+        this.watchers.set(w.id, moved);
+      }
+    }
   }
 
   private attach(w: Watcher, spec: WatchSpec): void {

@@ -4,12 +4,16 @@
 //   c                                   cluster identity and membership (JSON)
 //   g <group u32> h                     Raft hard state
 //   g <group u32> a                     applied index (written with the state machine's changes)
+//   g <group u32> c                     membership (ConfState JSON) as of the applied index, written with it
+//   g <group u32> n                     snapshot point (SnapshotMeta JSON): the log starts after it
 //   g <group u32> l <index u64>         Raft log entry
 //   g <group u32> s <store-relative key> state machine (MVCC) records
 
 const GROUP_PREFIX = 0x67; // 'g'
 const HARD_STATE = 0x68; // 'h'
 const APPLIED = 0x61; // 'a'
+const CONF_STATE = 0x63; // 'c'
+const SNAPSHOT_META = 0x6e; // 'n'
 const LOG = 0x6c; // 'l'
 const STATE = 0x73; // 's'
 
@@ -29,6 +33,14 @@ export function hardStateKey(groupId: number): Buffer {
 
 export function appliedKey(groupId: number): Buffer {
   return groupKey(groupId, APPLIED, 0);
+}
+
+export function confStateKey(groupId: number): Buffer {
+  return groupKey(groupId, CONF_STATE, 0);
+}
+
+export function snapshotMetaKey(groupId: number): Buffer {
+  return groupKey(groupId, SNAPSHOT_META, 0);
 }
 
 export function logKey(groupId: number, index: number): Buffer {

@@ -2,12 +2,14 @@
 // state-machine records at start, and writes everything one event-loop turn produced for every group
 // as ONE batch with sync: true (group commit). Nothing here decides anything; it only reads and writes.
 import { ClassicLevel } from 'classic-level';
-import type { Entry, HardState } from '../raft/types.ts';
+import type { ConfState, Entry, HardState, SnapshotMeta } from '../raft/types.ts';
 import {
   CLUSTER_KEY,
   STATE_KEY_PREFIX_BYTES,
   appliedKey,
+  confStateKey,
   hardStateKey,
+  snapshotMetaKey,
   logKey,
   logRange,
   stateKey,
@@ -20,8 +22,17 @@ export interface LoadedGroup {
   entries: Entry[];
   firstIndex: number;
   applied: number;
+  /** Membership persisted with `applied` (absent: never changed since bootstrap or a snapshot). */
+  confState?: ConfState;
+  /** The log's compaction point, or a received snapshot not yet installed if its index > applied. */
+  snapshot?: SnapshotMeta;
   /** State-machine records in their store-relative keyspace, sorted by key bytes. */
   stateRecords: Array<[Buffer, Buffer]>;
+}
+
+/** A point-in-time view of the database, for streaming a state-machine snapshot while writes go on. */
+export interface DbSnapshot {
+  close(): Promise<void>;
 }
 
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -61,6 +72,23 @@ export class TurnBatch {
     }
   }
 
+  setConfState(groupId: number, confState: ConfState): void {
+    this.ops.push({ type: 'put', key: confStateKey(groupId), value: Buffer.from(JSON.stringify(confState)) });
+  }
+
+  setSnapshotMeta(groupId: number, meta: SnapshotMeta): void {
+    this.ops.push({ type: 'put', key: snapshotMetaKey(groupId), value: Buffer.from(JSON.stringify(meta)) });
+  }
+
+  /** Deletes log entries in [fromIndex, toIndex] (a stale suffix replaced by a received snapshot). */
+  deleteLogRange(groupId: number, fromIndex: number, toIndex: number): void {
+    for (let index = fromIndex; index <= toIndex; index++) this.ops.push({ type: 'del', key: logKey(groupId, index) });
+  }
+
+  putState(groupId: number, storeKey: Buffer, value: Buffer): void {
+    this.ops.push({ type: 'put', key: stateKey(groupId, storeKey), value });
+  }
+
   putCluster(record: unknown): void {
     this.ops.push({ type: 'put', key: CLUSTER_KEY, value: Buffer.from(JSON.stringify(record)) });
   }
@@ -91,9 +119,19 @@ export class MemberDb {
   async loadGroup(groupId: number): Promise<LoadedGroup> {
     const hsRaw = await this.db.get(hardStateKey(groupId));
     const appliedRaw = await this.db.get(appliedKey(groupId));
+    const confRaw = await this.db.get(confStateKey(groupId));
+    const snapRaw = await this.db.get(snapshotMetaKey(groupId));
+    const snapshot = snapRaw === undefined ? undefined : (JSON.parse(snapRaw.toString('utf8')) as SnapshotMeta);
     const entries: Entry[] = [];
     for await (const value of this.db.values(logRange(groupId))) {
-      entries.push(decodeEntry(value));
+      const entry = decodeEntry(value);
+      // Entries at or below the snapshot point are covered by it: left over when a compaction's
+      // deletion (which runs after the snapshot point is durable) was cut short by a crash.
+      if (snapshot && entry.index <= snapshot.index) continue;
+      entries.push(entry);
+    }
+    if (snapshot && entries.length > 0 && entries[0].index !== snapshot.index + 1) {
+      throw new Error(`group ${groupId}: log starts at ${entries[0].index} after snapshot ${snapshot.index}`);
     }
     for (let i = 1; i < entries.length; i++) {
       if (entries[i].index !== entries[i - 1].index + 1) {
@@ -107,10 +145,35 @@ export class MemberDb {
     return {
       hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
       entries,
-      firstIndex: entries.length > 0 ? entries[0].index : 1,
+      firstIndex: snapshot ? snapshot.index + 1 : entries.length > 0 ? entries[0].index : 1,
       applied: appliedRaw === undefined ? 0 : decodeU64(appliedRaw),
+      ...(confRaw === undefined ? {} : { confState: JSON.parse(confRaw.toString('utf8')) as ConfState }),
+      ...(snapshot ? { snapshot } : {}),
       stateRecords,
     };
+  }
+
+  /** Every state-machine record of a group (store-relative keys), optionally as of a snapshot. */
+  async *stateRecords(groupId: number, snapshot?: DbSnapshot): AsyncGenerator<[Buffer, Buffer]> {
+    const options = snapshot ? { ...stateRange(groupId), snapshot: snapshot as never } : stateRange(groupId);
+    for await (const [key, value] of this.db.iterator(options)) {
+      yield [key.subarray(STATE_KEY_PREFIX_BYTES), value];
+    }
+  }
+
+  /** A consistent view of the database as of now (synchronous, so it sees exactly the writes done). */
+  snapshot(): DbSnapshot {
+    return this.db.snapshot();
+  }
+
+  /** Removes a group's state-machine records (before a received snapshot's records replace them). */
+  async clearState(groupId: number): Promise<void> {
+    await this.db.clear(stateRange(groupId));
+  }
+
+  /** Removes log entries up to and including `index` (after the snapshot point covering them is durable). */
+  async clearLogThrough(groupId: number, index: number): Promise<void> {
+    await this.db.clear({ gte: logRange(groupId).gte, lte: logKey(groupId, index) });
   }
 
   /** Writes one turn's batch; with `sync` it is durable (fsynced) before the promise resolves. */

@@ -2,19 +2,35 @@
 // Raft messages for every group. Messages queue per peer during an event-loop turn and leave as one
 // frame when the member flushes. A broken stream is re-dialled with capped, jittered backoff; Raft
 // tolerates the messages lost meanwhile (it retransmits), so the queue drops rather than grows.
+// Snapshots do not fit that stream: a 'snap' message travels with its state-machine bytes on a
+// separate client-streaming call (Snapshot), in chunks, and the Raft member hears how it ended.
+// Peers come and go with membership changes (setPeer/removePeer).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
-import { messageFromWire, messageToWire, type WireBatch, type WireEnvelope } from './wire.ts';
+import { messageFromWire, messageToWire, type WireBatch, type WireEnvelope, type WireMessage } from './wire.ts';
 import type { FaultInjector } from './fault-injector.ts';
+import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2_000;
+/** A snapshot transfer that takes longer than this fails (and Raft retries it later). */
+const SNAPSHOT_DEADLINE_MS = 10 * 60_000;
+
+interface WireSnapshotChunk {
+  cluster_id: number;
+  from_member: number;
+  to_member: number;
+  group_id: number;
+  message: WireMessage | null;
+  data: Buffer;
+  last: boolean;
+}
 
 let cachedService: grpc.ServiceClientConstructor | undefined;
 function peerService(): grpc.ServiceClientConstructor {
@@ -32,6 +48,21 @@ function peerService(): grpc.ServiceClientConstructor {
   };
   cachedService = pkg.synod.transport.Peer;
   return cachedService;
+}
+
+/** Asks the member at `address` (its peer port) for the cluster description a joining member needs. */
+export function fetchClusterInfo(address: string, timeoutMs: number, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): Promise<string> {
+  const Peer = peerService();
+  const client = new Peer(address, credentials) as unknown as grpc.Client & {
+    ClusterInfo(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { cluster_json: string }) => void): void;
+  };
+  return new Promise<string>((resolve, reject) => {
+    client.ClusterInfo({}, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(res?.cluster_json ?? '');
+    });
+  });
 }
 
 export interface InboundMessage {
@@ -54,6 +85,28 @@ export interface PeerTransportOptions {
   credentials?: grpc.ChannelCredentials;
   /** How to listen (peer TLS, server/tls/tls-listener.ts); resolves with the port. Plaintext when absent. */
   bind?: (server: grpc.Server, address: string) => Promise<number>;
+  /** Sending and receiving state-machine snapshots. */
+  snapshots: SnapshotHandler;
+  /** JSON describing the cluster, for a member joining with --initial-cluster-state existing. */
+  clusterInfo: () => string;
+  /** Whether a member was removed from the cluster: its streams are refused with REMOVED_DETAILS. */
+  isRemoved: (memberId: number) => boolean;
+  /** A peer refused this member's stream because this member was removed (it may never see its removal in the log). */
+  onRemoved: () => void;
+}
+
+/** What a member tells a removed member that still talks to it (etcd answers such peers "410 Gone"). */
+export const REMOVED_DETAILS = 'synod: the member has been permanently removed from the cluster';
+
+export interface SnapshotHandler {
+  /** Directory where received snapshot files are written. */
+  dir: string;
+  /** The bytes of this member's snapshot at `index` (throws if it is not retained). */
+  chunks(groupId: number, index: number): AsyncIterable<Buffer>;
+  /** A transfer this member sent ended. */
+  report(groupId: number, to: number, status: 'finish' | 'failure'): void;
+  /** A verified snapshot file arrived with its 'snap' message. */
+  received(groupId: number, message: Message, filePath: string): void;
 }
 
 /** At most one "cannot reach peer" line per peer per this interval (a down peer is redialled often). */
@@ -82,6 +135,9 @@ export class PeerTransport {
   private readonly inboundCalls = new Set<grpc.ServerDuplexStream<WireBatch, unknown>>();
   private stopped = false;
   private boundPort = 0;
+  /** Snapshot transfers in flight, by "group/member". */
+  private readonly sendingSnapshots = new Set<string>();
+  private unknownPeerWarnings = 0;
 
   constructor(opts: PeerTransportOptions) {
     this.opts = opts;
@@ -101,10 +157,66 @@ export class PeerTransport {
     return this.opts.peers.get(memberId);
   }
 
+  /** Adds a peer (a member joined) or changes its address (its peer URLs were updated). */
+  setPeer(memberId: number, address: string): void {
+    if (memberId === this.opts.memberId) return;
+    const current = this.outbound.get(memberId);
+    if (current && current.address === address) return;
+    if (current) this.closeOutbound(current);
+    this.opts.peers.set(memberId, address);
+    if (this.boundPort === 0) return; // start() dials everything
+    this.openOutbound(memberId, address);
+  }
+
+  /** Stops talking to a peer (it was removed from the cluster). */
+  removePeer(memberId: number): void {
+    const current = this.outbound.get(memberId);
+    if (current) this.closeOutbound(current);
+    this.outbound.delete(memberId);
+    this.opts.peers.delete(memberId);
+  }
+
+  private openOutbound(memberId: number, address: string): void {
+    const out: Outbound = {
+      memberId,
+      address,
+      client: null,
+      call: null,
+      connected: false,
+      queue: [],
+      backoffMs: MIN_BACKOFF_MS,
+      redialTimer: null,
+      droppedMessages: 0,
+      lastDialFailureLogMs: 0,
+    };
+    this.outbound.set(memberId, out);
+    this.dial(out);
+  }
+
+  private closeOutbound(out: Outbound): void {
+    if (out.redialTimer) clearTimeout(out.redialTimer);
+    out.redialTimer = null;
+    const call = out.call;
+    out.call = null;
+    out.connected = false;
+    call?.end();
+    out.client?.close();
+    out.client = null;
+  }
+
   async start(): Promise<void> {
     const Peer = peerService();
     this.server.addService(Peer.service, {
       Stream: (call: grpc.ServerDuplexStream<WireBatch, unknown>) => this.acceptStream(call),
+      Snapshot: (call: grpc.ServerReadableStream<WireSnapshotChunk, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+        this.acceptSnapshot(call, cb),
+      ClusterInfo: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        try {
+          cb(null, { cluster_json: this.opts.clusterInfo() });
+        } catch (err) {
+          cb({ code: grpc.status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) });
+        }
+      },
     });
     const bind = this.opts.bind;
     this.boundPort = bind
@@ -116,28 +228,137 @@ export class PeerTransport {
         });
     for (const [memberId, address] of this.opts.peers) {
       if (memberId === this.opts.memberId) continue;
-      const out: Outbound = {
-        memberId,
-        address,
-        client: null,
-        call: null,
-        connected: false,
-        queue: [],
-        backoffMs: MIN_BACKOFF_MS,
-        redialTimer: null,
-        droppedMessages: 0,
-        lastDialFailureLogMs: 0,
-      };
-      this.outbound.set(memberId, out);
-      this.dial(out);
+      this.openOutbound(memberId, address);
     }
   }
 
   /** Queues a message for its destination; it leaves on the next flush(). */
   send(groupId: number, message: Message): void {
     const out = this.outbound.get(message.to);
-    if (!out) throw new Error(`no peer with member id ${message.to}`);
+    if (!out) {
+      // A member whose address this member has not learned yet (or one just removed): Raft retries.
+      if (this.unknownPeerWarnings++ % 100 === 0) this.opts.logger.warn({ peer: message.to, type: message.type }, 'no address for peer; message dropped');
+      if (message.type === 'snap') this.opts.snapshots.report(groupId, message.to, 'failure');
+      return;
+    }
+    if (message.type === 'snap') {
+      this.sendSnapshot(out, groupId, message);
+      return;
+    }
     out.queue.push({ group_id: groupId, message: messageToWire(message) });
+  }
+
+  /** Streams a snapshot to a peer on its own call; Raft hears 'finish' or 'failure' when it ends. */
+  private sendSnapshot(out: Outbound, groupId: number, message: Message): void {
+    const key = `${groupId}/${out.memberId}`;
+    const index = message.snapshot?.index ?? 0;
+    if (this.sendingSnapshots.has(key)) return; // one transfer per peer and group; Raft waits for it
+    if (this.opts.faults?.isBlocked(out.memberId) || !out.client) {
+      this.opts.snapshots.report(groupId, out.memberId, 'failure');
+      return;
+    }
+    this.sendingSnapshots.add(key);
+    const startedMs = Date.now();
+    let bytes = 0;
+    const client = out.client as unknown as {
+      Snapshot(options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, ack?: { ok: boolean; error: string }) => void): grpc.ClientWritableStream<WireSnapshotChunk>;
+    };
+    let settled = false;
+    const finish = (status: 'finish' | 'failure', err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      this.sendingSnapshots.delete(key);
+      if (status === 'finish') {
+        this.opts.logger.info({ peer: out.memberId, group: groupId, index, bytes, ms: Date.now() - startedMs }, 'snapshot sent');
+      } else {
+        this.opts.logger.warn({ peer: out.memberId, group: groupId, index, err }, 'snapshot transfer failed; Raft retries it');
+      }
+      this.opts.snapshots.report(groupId, out.memberId, status);
+    };
+    const call = client.Snapshot({ deadline: Date.now() + SNAPSHOT_DEADLINE_MS }, (err, ack) => {
+      if (err) finish('failure', err);
+      else if (!ack?.ok) finish('failure', ack?.error);
+      else finish('finish');
+    });
+    this.opts.logger.info({ peer: out.memberId, group: groupId, index }, 'sending snapshot');
+    void (async () => {
+      let first = true;
+      let pending: Buffer | null = null;
+      const write = async (data: Buffer, last: boolean): Promise<void> => {
+        const chunk: WireSnapshotChunk = {
+          cluster_id: this.opts.clusterId,
+          from_member: this.opts.memberId,
+          to_member: out.memberId,
+          group_id: groupId,
+          message: first ? messageToWire(message) : null,
+          data,
+          last,
+        };
+        first = false;
+        bytes += data.length;
+        if (!call.write(chunk)) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+      };
+      // One chunk is held back so the final one can carry last = true.
+      for await (const data of this.opts.snapshots.chunks(groupId, index)) {
+        if (settled) return;
+        if (pending) await write(pending, false);
+        pending = data;
+      }
+      await write(pending ?? Buffer.alloc(0), true);
+      call.end();
+    })().catch((err: unknown) => {
+      call.cancel();
+      finish('failure', err);
+    });
+  }
+
+  private acceptSnapshot(call: grpc.ServerReadableStream<WireSnapshotChunk, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    let writer: SnapshotFileWriter | null = null;
+    let message: Message | null = null;
+    let groupId = 0;
+    let done = false;
+    const fail = (reason: string): void => {
+      if (done) return;
+      done = true;
+      writer?.abort();
+      this.opts.logger.warn({ reason }, 'snapshot receive failed');
+      cb(null, { ok: false, error: reason });
+    };
+    call.on('data', (chunk: WireSnapshotChunk) => {
+      if (done) return;
+      try {
+        if (!writer) {
+          if (Number(chunk.cluster_id) !== this.opts.clusterId || Number(chunk.to_member) !== this.opts.memberId || !chunk.message) {
+            this.opts.logger.error({ clusterId: chunk.cluster_id, toMember: chunk.to_member }, 'rejecting snapshot from another cluster or for another member');
+            fail('cluster id or member id mismatch');
+            return;
+          }
+          if (this.opts.faults?.isBlocked(Number(chunk.from_member))) {
+            fail('blocked by fault injection');
+            return;
+          }
+          message = messageFromWire(chunk.message);
+          groupId = Number(chunk.group_id);
+          writer = new SnapshotFileWriter(this.opts.snapshots.dir);
+          this.opts.logger.info({ from: chunk.from_member, group: groupId, index: message.snapshot?.index }, 'receiving snapshot');
+        }
+        writer.write(chunk.data);
+        if (chunk.last) {
+          const file = writer.finish();
+          done = true;
+          if (file.header.index !== message!.snapshot?.index || file.header.groupId !== groupId) {
+            cb(null, { ok: false, error: 'snapshot data does not match its message' });
+            return;
+          }
+          this.opts.snapshots.received(groupId, message!, file.path);
+          cb(null, { ok: true, error: '' });
+        }
+      } catch (err) {
+        fail(err instanceof Error ? err.message : String(err));
+      }
+    });
+    call.on('end', () => fail('snapshot stream ended before its last chunk'));
+    call.on('error', (err: Error) => fail(err.message));
   }
 
   /**
@@ -181,11 +402,7 @@ export class PeerTransport {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const out of this.outbound.values()) {
-      if (out.redialTimer) clearTimeout(out.redialTimer);
-      out.call?.end();
-      out.client?.close();
-    }
+    for (const out of this.outbound.values()) this.closeOutbound(out);
     for (const call of this.inboundCalls) call.end();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.server.forceShutdown();
@@ -225,7 +442,13 @@ export class PeerTransport {
         this.flush();
       }
     });
-    call.on('error', (err: Error) => onClosed(err.message));
+    call.on('error', (err: Error) => {
+      if (err.message.includes(REMOVED_DETAILS)) {
+        this.opts.logger.error({ peer: out.memberId }, 'peer reports this member was removed from the cluster');
+        this.opts.onRemoved();
+      }
+      onClosed(err.message);
+    });
     call.on('end', () => onClosed('ended'));
     call.on('close', () => onClosed('closed'));
   }
@@ -264,6 +487,11 @@ export class PeerTransport {
       // Fault injection (test-only): nothing from a blocked peer gets through.
       if (this.opts.faults?.isBlocked(Number(batch.from_member))) {
         this.opts.faults.droppedMessages += batch.envelopes.length;
+        return;
+      }
+      if (this.opts.isRemoved(Number(batch.from_member))) {
+        this.opts.logger.warn({ peer: Number(batch.from_member) }, 'refusing a stream from a removed member');
+        call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: REMOVED_DETAILS });
         return;
       }
       const inbound: InboundMessage[] = [];
