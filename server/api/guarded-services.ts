@@ -28,7 +28,13 @@ function guardUnary<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check:
       .callerOf(call)
       .then(async (caller) => ({ caller, fresh: check ? (await check(caller, call.request)) === true : false }))
       .then(
-        ({ caller, fresh }) => runAsCaller(caller, () => handler(call, callback), { freshBarrier: fresh }),
+        ({ caller, fresh }) => {
+          try {
+            runAsCaller(caller, () => handler(call, callback), { freshBarrier: fresh });
+          } catch (err) {
+            callback(mapError(err));
+          }
+        },
         (err: unknown) => callback(mapError(err)),
       );
   };
@@ -42,7 +48,13 @@ function guardStream<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check
       .callerOf(call)
       .then(async (caller) => ({ caller, fresh: check ? (await check(caller, (call as { request?: Req }).request as Req)) === true : false }))
       .then(
-        ({ caller, fresh }) => runAsCaller(caller, () => handler(call), { freshBarrier: fresh }),
+        ({ caller, fresh }) => {
+          try {
+            runAsCaller(caller, () => handler(call), { freshBarrier: fresh });
+          } catch (err) {
+            call.destroy(mapError(err));
+          }
+        },
         (err: unknown) => call.destroy(mapError(err)),
       );
   };
@@ -232,23 +244,29 @@ export function guardWatch(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyped
         return false;
       };
 
+      // One step of the stream's ordered work; a failure is logged and never stops the steps after it.
+      const inOrder = async (step: () => Promise<void>): Promise<void> => {
+        try {
+          await step();
+        } catch (err) {
+          ctx.logger.error({ err }, 'watch request handling failed');
+        }
+      };
+
       const filtered = new Proxy(call, {
         get(target, prop) {
           if (prop === 'on' || prop === 'addListener') {
             return (event: string, listener: (...args: unknown[]) => void) => {
               if (event === 'data') {
                 target.on('data', (req: { create_request?: WatchCreate | null }) => {
-                  chain = chain.then(() => admit(req)).then(
-                    (ok) => {
-                      if (ok && !closed) listener(req);
-                    },
-                    (err: unknown) => ctx.logger.error({ err }, 'watch permission check failed'),
-                  );
+                  chain = chain.then(() => inOrder(async () => {
+                    if ((await admit(req)) && !closed) listener(req);
+                  }));
                 });
               } else if (event === 'end') {
                 // The client's half-close must not overtake creates still being checked.
                 target.on('end', (...args: unknown[]) => {
-                  chain = chain.then(() => listener(...args));
+                  chain = chain.then(() => inOrder(async () => listener(...args)));
                 });
               } else {
                 target.on(event, listener);
