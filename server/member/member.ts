@@ -11,6 +11,7 @@
 // followers that are only a little behind. A follower further behind receives the retained point's
 // records as a snapshot file (snapshot-file.ts), installs it, and continues from the log.
 import fs from 'node:fs';
+import { AsyncResource } from 'node:async_hooks';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
@@ -165,6 +166,13 @@ export class Member {
   private readonly groups = new Map<number, RaftGroup>();
   private sink: MessageSink | null = null;
   private turnScheduled = false;
+  /**
+   * The loop's async context: the one the member was created in. A turn is often scheduled from a
+   * client request (a proposal), and must not run in that request's context: everything the turn
+   * starts (applies, listeners, their timers) would otherwise inherit request-scoped state such as
+   * the caller an entry is proposed for.
+   */
+  private readonly loopScope = new AsyncResource('synod-member-loop');
   private writing = false;
   private stopped = false;
   private tickTimer: NodeJS.Timeout | null = null;
@@ -498,7 +506,7 @@ export class Member {
   private scheduleTurn(): void {
     if (this.turnScheduled || this.writing || this.stopped) return;
     this.turnScheduled = true;
-    setImmediate(() => {
+    setImmediate(this.loopScope.bind(() => {
       this.turnScheduled = false;
       this.runTurn().catch((err: unknown) => {
         // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
@@ -506,7 +514,7 @@ export class Member {
         this.opts.logger.fatal({ err }, 'member loop failed; exiting');
         process.exit(70);
       });
-    });
+    }));
   }
 
   private startReadRounds(group: RaftGroup): void {
