@@ -8,6 +8,7 @@ import { toServiceError } from './context.ts';
 import { ETCD_ERRORS } from './errors.ts';
 import { asUnknownStatus, contenderKey, contenderPrefix, prefixEnd } from './concurrency.ts';
 import { txnIsReadOnly } from './convert.ts';
+import { checkRange, checkTxn } from './validate.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import type { Caller } from './auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
@@ -70,23 +71,26 @@ function txnIsSerializable(t: TxnRequest): boolean {
 export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
   const leaseKeys = (id: string): Buffer[] => ctx.sm.leases.keysOf(id);
-  const readRange: Check<RangeRequest> = (caller, req) => guard.requireForRead(caller, rangeNeeds(req), req.serializable);
-  // Writes are decided at apply time; here only a caller without credentials is turned away early.
-  const writer: Check<unknown> = (caller) => {
-    if (guard.enabled) guard.require(caller, AUTHENTICATED);
-  };
+  // A malformed request gets its validation error from the handler first, as etcd validates before
+  // it checks permissions.
+  const readRange: Check<RangeRequest> = (caller, req) => (checkRange(req) ? false : guard.requireForRead(caller, rangeNeeds(req), req.serializable));
+  // Writes are decided at apply time, against the auth state at their place in the log (as in etcd);
+  // here they only get their caller.
   return {
     ...impl,
     Range: guardUnary(guard, impl.Range, readRange, mapError),
     RangeStream: guardStream(guard, impl.RangeStream, readRange, mapError),
-    Put: guardUnary(guard, impl.Put, writer, mapError),
-    DeleteRange: guardUnary(guard, impl.DeleteRange, writer, mapError),
-    Compact: guardUnary(guard, impl.Compact, writer, mapError),
+    Put: guardUnary(guard, impl.Put, null, mapError),
+    DeleteRange: guardUnary(guard, impl.DeleteRange, null, mapError),
+    Compact: guardUnary(guard, impl.Compact, null, mapError),
     Txn: guardUnary<TxnRequest>(
       guard,
       impl.Txn,
       // A read-only txn never reaches the log, so it is decided here, like a Range.
-      (caller, req) => (txnIsReadOnly(req) ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req)) : writer(caller, req)),
+      (caller, req) => {
+        if (checkTxn(req, ctx.limits.maxTxnOps)) return false;
+        return txnIsReadOnly(req) ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req)) : false;
+      },
       mapError,
     ),
   };
