@@ -224,6 +224,24 @@ describe('auth management rules', () => {
   });
 });
 
+describe('validation and compaction', () => {
+  it('a malformed request gets its validation error before any permission error, as in etcd', async () => {
+    const anon = await as(null, 1);
+    expect(await failure(anon.get(''))).toEqual({ code: 3, details: 'etcdserver: key is not provided' });
+    expect(await failure(anon.put('', 'x'))).toEqual({ code: 3, details: 'etcdserver: key is not provided' });
+    const carol = await as('carol', 2);
+    const dup = { compare: [], success: [putOp('/x'), putOp('/x')], failure: [] };
+    expect(await failure(carol.call('KV', 'Txn', dup))).toEqual({ code: 3, details: 'etcdserver: duplicate key given in txn request' });
+  });
+
+  it('compaction takes an authenticated user, not root (as etcd: kube-apiserver compacts as its own user)', async () => {
+    const root = await as('root', 0);
+    const { header } = await root.put('/app/compact-me', 'x');
+    expect(await failure((await as(null, 1)).call('KV', 'Compact', { revision: header.revision }))).toEqual(USER_EMPTY);
+    await (await as('carol', 2)).call('KV', 'Compact', { revision: header.revision });
+  });
+});
+
 describe('passwords and tokens', () => {
   it('wrong passwords and unknown users fail alike', async () => {
     const c = await as(null, 1);
