@@ -187,6 +187,17 @@ describe('auth management rules', () => {
     expect(await failure((await as(null, 2)).call('Auth', 'UserList', {}))).toEqual(USER_EMPTY);
   });
 
+  it('membership changes and leadership moves need root; member list does not', async () => {
+    const alice = await as('alice', 1);
+    const learner = { peerURLs: ['http://127.0.0.1:1'], isLearner: true };
+    expect(await failure(alice.call('Cluster', 'MemberAdd', learner))).toEqual(DENIED);
+    expect(await failure(alice.call('Maintenance', 'MoveLeader', { targetID: '1' }))).toEqual(DENIED);
+    expect((await (await as(null, 2)).call<{ members: unknown[] }>('Cluster', 'MemberList', {})).members).toHaveLength(3);
+    const root = await as('root', 1); // a follower or the leader: either forwards or decides
+    const added = await root.call<{ member: { ID: string } }>('Cluster', 'MemberAdd', learner);
+    await root.call('Cluster', 'MemberRemove', { ID: added.member.ID });
+  });
+
   it('etcd\'s errors for management mistakes, and root stays in place while auth is on', async () => {
     const root = await as('root', 2);
     const fp = { code: 9 };

@@ -167,10 +167,21 @@ export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unty
   };
 }
 
+/**
+ * Root only, decided after a read barrier while auth is on (nothing to decide while it is off). The
+ * handlers it guards take no read barrier of their own, so none is marked as already passed.
+ */
+function adminCheck(guard: AuthGuard): Check<unknown> {
+  return async (caller) => {
+    if (guard.enabled) await guard.requireForRead(caller, [{ kind: 'admin' }], false);
+    return false;
+  };
+}
+
 /** Membership changes are for root, as in etcd (checkMembershipOperationPermission); MemberList stays open. */
 export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
-  const admin: Check<unknown> = (caller) => (guard.enabled ? guard.requireForRead(caller, [{ kind: 'admin' }], false) : false);
+  const admin = adminCheck(guard);
   return {
     ...impl,
     MemberAdd: guardUnary(guard, impl.MemberAdd, admin, mapError),
@@ -183,8 +194,7 @@ export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyp
 /** Leadership moves and defragmentation are for root, as in etcd; Status and Alarm stay open. */
 export function guardMaintenance(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
-  // Not worth a read barrier while auth is off: there is nothing to decide.
-  const admin: Check<unknown> = (caller) => (guard.enabled ? guard.requireForRead(caller, [{ kind: 'admin' }], false) : false);
+  const admin = adminCheck(guard);
   return {
     ...impl,
     MoveLeader: guardUnary(guard, impl.MoveLeader, admin, mapError),
