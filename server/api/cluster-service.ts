@@ -107,9 +107,14 @@ export class ClusterService {
     const md = new grpc.Metadata();
     md.set(FORWARDED, ctx.memberIdText);
     const c = client;
-    return new Promise((resolve, reject) => {
+    const res = await new Promise((resolve, reject) => {
       c[method](req, md, { deadline: ctx.deadlineMs() }, (err, res) => (err ? reject(err) : resolve(res)));
     });
+    // The leader answered once the change applied there; wait until it applied here too, so this
+    // member's own MemberList shows it right after (as etcd, which waits for its local apply).
+    // Best effort: a member that just removed itself may never get there.
+    await ctx.member.readBarrier(DATA_GROUP_ID, ctx.deadlineMs()).catch(() => undefined);
+    return res;
   }
 
   private view(): MembershipView {
