@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EtcdConnection } from './etcd-rpc.ts';
+import { MEMBER_NODE_FLAGS } from '../server/cli/member-node-flags.ts';
 
 export type SystemName = 'etcd' | 'synod';
 
@@ -125,7 +126,7 @@ export class Cluster {
       const [cmd, args] =
         opts.system === 'etcd'
           ? [ETCD_BINARY, [...common, '--logger', 'zap', '--log-level', 'warn', '--quota-backend-bytes', String(8 * 1024 ** 3)]]
-          : [process.execPath, [...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn']];
+          : [process.execPath, [...MEMBER_NODE_FLAGS, ...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn']];
       const out = fs.openSync(s.logFile, 'a');
       const child = spawn(cmd, args, { stdio: ['ignore', out, out], cwd: opts.rootDir, env: { ...process.env, ETCDCTL_API: '3' } });
       fs.closeSync(out);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GrpcEtcdAdmin } from '../etcd/etcd-admin.ts';
 import { renderConfigMap } from '../render/children.ts';
 import { eventually, RealEtcdCluster, type ServerKind } from '../testing/real-etcd.ts';
+import { MEMBER_NODE_FLAGS } from '../../server/cli/member-node-flags.ts';
 
 const ENTRYPOINT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'server-entrypoint.ts');
 const ref = { name: 'demo', namespace: 'prod', uid: 'u-1' };
@@ -53,7 +54,7 @@ describe('server image entrypoint (as a process)', () => {
     const result = await runEntrypoint(env);
     expect(result.code).toBe(0);
     const argv = JSON.parse(result.stdout) as string[];
-    expect(argv.slice(0, 3)).toEqual(['node', '/app/server/cli/synod.ts', 'server']);
+    expect(argv.slice(0, 4)).toEqual(['node', ...MEMBER_NODE_FLAGS, '/app/server/cli/synod.ts', 'server']);
     expect(flag(argv, '--name')).toBe('demo-1');
     expect(flag(argv, '--initial-cluster-state')).toBe('new');
     expect(flag(argv, '--initial-cluster')).toBe('demo-0=http://demo-0.demo-peer.prod.svc:2380,demo-1=http://demo-1.demo-peer.prod.svc:2380,demo-2=http://demo-2.demo-peer.prod.svc:2380');

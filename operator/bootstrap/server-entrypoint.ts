@@ -15,11 +15,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { GrpcEtcdAdmin } from '../etcd/etcd-admin.ts';
 import type { EtcdMember } from '../etcd/etcd-admin.ts';
+import { MEMBER_NODE_FLAGS } from '../../server/cli/member-node-flags.ts';
 
 export const CLIENT_PORT = 2379;
 export const PEER_PORT = 2380;
 export const METRICS_PORT = 2381;
-export const DEFAULT_SERVER_COMMAND = ['node', '/app/server/cli/synod.ts', 'server'];
+export const DEFAULT_SERVER_COMMAND = ['node', ...MEMBER_NODE_FLAGS, '/app/server/cli/synod.ts', 'server'];
 
 export interface PodIdentity {
   name: string;

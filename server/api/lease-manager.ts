@@ -29,6 +29,22 @@ interface ForwardResponse {
 
 type ForwardMethod = (req: { id: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: ForwardResponse) => void) => void;
 
+interface RenewBatchResponse {
+  leader: boolean;
+  ttls: string[];
+}
+
+type RenewBatchMethod = (req: { ids: string[] }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: RenewBatchResponse) => void) => void;
+
+/** Most renewals forwarded in one RenewBatch call. */
+const RENEW_BATCH_MAX = 1000;
+
+interface QueuedRenewal {
+  id: string;
+  resolve: (ttl: number) => void;
+  reject: (err: Error) => void;
+}
+
 let forwardService: grpc.ServiceClientConstructor | undefined;
 function leaseForwardService(): grpc.ServiceClientConstructor {
   if (!forwardService) {
@@ -61,6 +77,10 @@ export class LeaseManager {
   private readonly opts: LeaseManagerOptions;
   private readonly revoking = new Map<string, number>();
   private readonly clients = new Map<string, grpc.Client>();
+  /** Renewals waiting to be forwarded together at the end of this event-loop turn. */
+  private queuedRenewals: QueuedRenewal[] = [];
+  /** Leader addresses that answered RenewBatch with UNIMPLEMENTED (an older version). */
+  private readonly noBatch = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
 
   constructor(opts: LeaseManagerOptions) {
@@ -158,12 +178,68 @@ export class LeaseManager {
     return remaining === null || remaining === 0 ? null : remaining;
   }
 
-  /** Renews a lease wherever the leader is; resolves with the TTL (0: not found or expired). */
+  /**
+   * Renews a lease wherever the leader is; resolves with the TTL (0: not found or expired).
+   *
+   * Like etcd's lessor, the leader renews from its own clocks without a quorum round: check-quorum
+   * makes a leader cut off from a quorum step down within an election timeout, and a new leader
+   * starts every lease's clock afresh, extended by an election timeout, so a renewal a deposed
+   * leader still answered is not cut short. A follower forwards at once; the leader's answer is the
+   * authoritative one, so a local read barrier would cost a round and protect nothing.
+   */
   async renew(id: string): Promise<number> {
+    if (this.isLeader()) return this.renewOnLeader(id);
+    // Forwarded with the other renewals of this turn: one peer call instead of one each.
+    return new Promise<number>((resolve, reject) => {
+      if (this.queuedRenewals.length === 0) setImmediate(() => this.forwardRenewals());
+      this.queuedRenewals.push({ id, resolve, reject });
+    });
+  }
+
+  private forwardRenewals(): void {
+    const all = this.queuedRenewals;
+    this.queuedRenewals = [];
+    for (let i = 0; i < all.length; i += RENEW_BATCH_MAX) this.forwardBatch(all.slice(i, i + RENEW_BATCH_MAX));
+  }
+
+  private forwardBatch(batch: QueuedRenewal[]): void {
+    const single = (): void => {
+      for (const r of batch) this.forward('Renew', r.id).then((res) => r.resolve(res.found ? Number(res.ttl) : 0), r.reject);
+    };
+    const target = this.leaderClient();
+    if (target instanceof Error) {
+      for (const r of batch) r.reject(target);
+      return;
+    }
+    const [address, client] = target;
+    if (this.noBatch.has(address)) {
+      single();
+      return;
+    }
+    const fn = (client as unknown as Record<string, RenewBatchMethod>).RenewBatch.bind(client);
+    fn({ ids: batch.map((r) => r.id) }, { deadline: Date.now() + FORWARD_TIMEOUT_MS }, (err, res) => {
+      if (err && err.code === grpc.status.UNIMPLEMENTED) {
+        this.noBatch.add(address);
+        single();
+      } else if (err || !res.leader || res.ttls.length !== batch.length) {
+        for (const r of batch) r.reject(new NoLeaderError());
+      } else {
+        batch.forEach((r, i) => r.resolve(Number(res.ttls[i])));
+      }
+    });
+  }
+
+  /**
+   * Leader: renews from the local clocks. A lease this leader does not know may have been granted
+   * by an entry it has committed but not applied yet (a follower can apply, and its client renew,
+   * first): only then is a read barrier worth its round, and the answer after it is final.
+   */
+  private async renewOnLeader(id: string): Promise<number> {
+    const ttl = this.renewLocal(id);
+    if (ttl > 0 || this.opts.ctx.sm.leases.has(id)) return ttl;
     await this.opts.ctx.readBarrier();
-    if (this.isLeader()) return this.renewLocal(id);
-    const res = await this.forward('Renew', id);
-    return res.found ? Number(res.ttl) : 0;
+    if (!this.isLeader()) throw new NoLeaderError();
+    return this.renewLocal(id);
   }
 
   /** Remaining ms of a lease on the leader's clock, or null when it does not exist. */
@@ -174,17 +250,25 @@ export class LeaseManager {
     return res.found ? Number(res.remaining_ms) : null;
   }
 
-  private forward(method: 'Renew' | 'TimeToLive', id: string): Promise<ForwardResponse> {
+  /** The leader's peer address and a client for it, or NoLeaderError. */
+  private leaderClient(): [string, grpc.Client] | NoLeaderError {
     const leaderId = this.opts.ctx.member.status(DATA_GROUP_ID).leaderId;
-    if (leaderId === 0) return Promise.reject(new NoLeaderError());
+    if (leaderId === 0) return new NoLeaderError();
     const address = this.opts.peerAddress(leaderId);
-    if (!address) return Promise.reject(new NoLeaderError());
+    if (!address) return new NoLeaderError();
     let client = this.clients.get(address);
     if (!client) {
       const Ctor = leaseForwardService();
       client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure());
       this.clients.set(address, client);
     }
+    return [address, client];
+  }
+
+  private forward(method: 'Renew' | 'TimeToLive', id: string): Promise<ForwardResponse> {
+    const target = this.leaderClient();
+    if (target instanceof Error) return Promise.reject(target);
+    const client = target[1];
     const fn = (client as unknown as Record<string, ForwardMethod>)[method].bind(client);
     return new Promise((resolve, reject) => {
       fn({ id }, { deadline: Date.now() + FORWARD_TIMEOUT_MS }, (err, res) => {
@@ -208,11 +292,28 @@ export class LeaseManager {
           () => cb(null, { leader: false, found: false, ttl: '0', remaining_ms: '0' }),
         );
       };
+    const notLeader: ForwardResponse = { leader: false, found: false, ttl: '0', remaining_ms: '0' };
     return {
-      Renew: answer((id) => {
-        const ttl = this.renewLocal(id);
-        return { found: ttl > 0, ttl: String(ttl) };
-      }),
+      Renew: (call: grpc.ServerUnaryCall<{ id: string }, ForwardResponse>, cb: grpc.sendUnaryData<ForwardResponse>): void => {
+        if (!this.isLeader()) {
+          cb(null, notLeader);
+          return;
+        }
+        this.renewOnLeader(String(call.request.id)).then(
+          (ttl) => cb(null, { leader: true, found: ttl > 0, ttl: String(ttl), remaining_ms: '0' }),
+          () => cb(null, notLeader),
+        );
+      },
+      RenewBatch: (call: grpc.ServerUnaryCall<{ ids: string[] }, RenewBatchResponse>, cb: grpc.sendUnaryData<RenewBatchResponse>): void => {
+        if (!this.isLeader()) {
+          cb(null, { leader: false, ttls: [] });
+          return;
+        }
+        Promise.all((call.request.ids ?? []).map((id) => this.renewOnLeader(String(id)))).then(
+          (ttls) => cb(null, { leader: true, ttls: ttls.map(String) }),
+          () => cb(null, { leader: false, ttls: [] }),
+        );
+      },
       TimeToLive: answer((id) => {
         const remaining = this.timeToLiveLocal(id);
         return remaining === null ? { found: false } : { found: true, remaining_ms: String(remaining) };

@@ -46,31 +46,53 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
     }),
 
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, unknown>) => {
-      // Answers go out in request order: each renewal waits for the one before it.
-      let chain: Promise<void> = Promise.resolve();
+      // Renewals run concurrently (several in flight on one stream share the leader's work or the
+      // forwarding), and the answers go out in request order: a FIFO whose settled head is written.
+      const queue: Array<{ id: string; ttl: number; err: unknown; settled: boolean }> = [];
+      let head = 0;
       let closed = false;
-      call.on('data', (req: { ID: string }) => {
-        const id = String(req.ID);
-        chain = chain.then(async () => {
-          if (closed) return;
-          try {
-            const ttl = await leases.renew(id);
-            if (!closed) call.write({ header: ctx.header(), ID: id, TTL: ttl });
-          } catch (err) {
-            if (!closed) {
-              closed = true;
-              call.destroy(toServiceError(err, ctx.logger));
-            }
+      let ending = false;
+      const drain = (): void => {
+        while (!closed && head < queue.length && queue[head].settled) {
+          const r = queue[head];
+          queue[head++] = undefined as never;
+          if (r.err !== undefined) {
+            closed = true;
+            call.destroy(toServiceError(r.err, ctx.logger));
+            return;
           }
-        });
+          call.write({ header: ctx.header(), ID: r.id, TTL: r.ttl });
+        }
+        if (head === queue.length) {
+          queue.length = 0;
+          head = 0;
+          // The client half-closing still gets the answers to what it already sent.
+          if (ending && !closed) {
+            closed = true;
+            call.end();
+          }
+        }
+      };
+      call.on('data', (req: { ID: string }) => {
+        if (closed) return;
+        const r = { id: String(req.ID), ttl: 0, err: undefined as unknown, settled: false };
+        queue.push(r);
+        leases.renew(r.id).then(
+          (ttl) => {
+            r.ttl = ttl;
+            r.settled = true;
+            drain();
+          },
+          (err: unknown) => {
+            r.err = err ?? new Error('renew failed');
+            r.settled = true;
+            drain();
+          },
+        );
       });
-      // The client half-closing still gets the answers to what it already sent.
       call.on('end', () => {
-        chain = chain.then(() => {
-          if (closed) return;
-          closed = true;
-          call.end();
-        });
+        ending = true;
+        drain();
       });
       call.on('cancelled', () => (closed = true));
       call.on('error', () => (closed = true));

@@ -119,12 +119,26 @@ export function etcdClients(): EtcdClients {
   return clients;
 }
 
+/**
+ * The service with every method's response serializer passing Buffers through untouched: handlers
+ * may then write responses they encoded themselves (the watch fan-out encodes each event once for
+ * all its watchers) as well as plain objects.
+ */
+function withPreEncodedResponses(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service as Record<string, grpc.MethodDefinition<unknown, unknown>>)) {
+    const serialize = method.responseSerialize;
+    out[name] = { ...method, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 /** ServiceDefinitions of the eight etcd services, ready for grpc.Server.addService. */
 export function etcdServices(): EtcdServices {
   const c = etcdClients();
   return {
     KV: c.KV.service,
-    Watch: c.Watch.service,
+    Watch: withPreEncodedResponses(c.Watch.service),
     Lease: c.Lease.service,
     Cluster: c.Cluster.service,
     Maintenance: c.Maintenance.service,

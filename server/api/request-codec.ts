@@ -27,15 +27,22 @@ export interface MemberAttributes {
 
 export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;
 
-let cachedType: protobuf.Type | undefined;
-function internalRequestType(): protobuf.Type {
-  if (cachedType) return cachedType;
+let cachedRoot: protobuf.Root | undefined;
+/** protobufjs types of synod/internal.proto and the etcd messages it imports (loaded once). */
+export function internalProtoRoot(): protobuf.Root {
+  if (cachedRoot) return cachedRoot;
   const root = new protobuf.Root();
   root.resolvePath = (_origin: string, target: string): string =>
     path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target);
   root.loadSync('synod/internal.proto', { keepCase: true });
   root.resolveAll();
-  cachedType = root.lookupType('synod.internal.InternalRequest');
+  cachedRoot = root;
+  return root;
+}
+
+let cachedType: protobuf.Type | undefined;
+function internalRequestType(): protobuf.Type {
+  cachedType ??= internalProtoRoot().lookupType('synod.internal.InternalRequest');
   return cachedType;
 }
 

@@ -1,11 +1,17 @@
 // etcdserverpb.Watch: one bidirectional stream per client carrying any number of watches. Creates
 // are answered before any event of that watch; history from start_revision is replayed, then live
 // events follow, in revision order, without gaps or duplicates (the hub guarantees the ordering).
+//
+// Cost per watch and per delivery is what a fan-out pays for, so: one small object per watch (it is
+// the hub's sink too), a progress timer per stream only while some watch asked for progress, and
+// event responses written pre-encoded (watch-encoder.ts: each event encoded once for all watchers).
 import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
+import type { WatchSink } from '../mvcc/watch-hub.ts';
 import type { ApiContext } from './context.ts';
 import { ETCD_ERRORS } from './errors.ts';
-import { eventToWire, num } from './convert.ts';
+import { num } from './convert.ts';
+import { WatchEncoder } from './watch-encoder.ts';
 
 interface WireWatchRequest {
   request_union?: 'create_request' | 'cancel_request' | 'progress_request';
@@ -25,106 +31,152 @@ interface WireWatchRequest {
 
 /** etcd's id for responses that belong to no single watch (progress replies). */
 const INVALID_WATCH_ID = -1;
+const EMPTY = Buffer.alloc(0);
 
-interface StreamWatcher {
-  handle: number;
-  progressNotify: boolean;
+/** One watch on a stream; the hub delivers to it directly. */
+class StreamWatch implements WatchSink {
+  readonly stream: WatchStream;
+  readonly id: number;
+  handle = -1;
+  readonly progressNotify: boolean;
+
+  constructor(stream: WatchStream, id: number, progressNotify: boolean) {
+    this.stream = stream;
+    this.id = id;
+    this.progressNotify = progressNotify;
+  }
+
+  onEvents(events: MvccEvent[], revision: number): void {
+    this.stream.sendEvents(this.id, events, revision);
+  }
+
+  onCompacted(compactRevision: number): void {
+    this.stream.compacted(this.id, compactRevision);
+  }
+}
+
+class WatchStream {
+  private readonly ctx: ApiContext;
+  private readonly call: grpc.ServerDuplexStream<WireWatchRequest, unknown>;
+  private readonly encoder: WatchEncoder;
+  private readonly watches = new Map<number, StreamWatch>();
+  private nextWatchId = 0;
+  private closed = false;
+  private progressTimer: NodeJS.Timeout | null = null;
+
+  constructor(ctx: ApiContext, call: grpc.ServerDuplexStream<WireWatchRequest, unknown>, encoder: WatchEncoder) {
+    this.ctx = ctx;
+    this.call = call;
+    this.encoder = encoder;
+  }
+
+  /** Writes an object response, or a pre-encoded one (the Watch service's serializer passes Buffers through). */
+  private send(msg: object | Buffer): void {
+    if (!this.closed) this.call.write(msg);
+  }
+
+  sendEvents(watchId: number, events: MvccEvent[], revision: number): void {
+    if (this.closed) return;
+    const header = this.ctx.header(Math.max(revision, this.ctx.sm.store.currentRevision()));
+    this.send(this.encoder.response(watchId, header, events));
+  }
+
+  compacted(watchId: number, compactRevision: number): void {
+    this.watches.delete(watchId);
+    this.send({
+      header: this.ctx.header(),
+      watch_id: watchId,
+      canceled: true,
+      compact_revision: compactRevision,
+      cancel_reason: ETCD_ERRORS.COMPACTED.message,
+    });
+  }
+
+  onRequest(req: WireWatchRequest): void {
+    if (req.create_request) this.create(req.create_request);
+    else if (req.cancel_request) this.cancel(num(req.cancel_request.watch_id));
+    else if (req.progress_request) this.send({ header: this.ctx.header(), watch_id: INVALID_WATCH_ID });
+  }
+
+  private create(req: NonNullable<WireWatchRequest['create_request']>): void {
+    let watchId = num(req.watch_id);
+    if (watchId !== 0 && this.watches.has(watchId)) {
+      this.send({
+        header: this.ctx.header(),
+        watch_id: INVALID_WATCH_ID,
+        created: true,
+        canceled: true,
+        cancel_reason: 'mvcc: duplicate watch ID provided on the WatchStream',
+      });
+      return;
+    }
+    if (watchId === 0) {
+      while (this.watches.has(this.nextWatchId)) this.nextWatchId++;
+      watchId = this.nextWatchId++;
+    }
+    let noPut = false;
+    let noDelete = false;
+    for (const f of req.filters ?? []) {
+      if (f === 'NOPUT' || f === 0 || f === '0') noPut = true;
+      else if (f === 'NODELETE' || f === 1 || f === '1') noDelete = true;
+    }
+    const watch = new StreamWatch(this, watchId, !!req.progress_notify);
+    this.watches.set(watchId, watch);
+    if (watch.progressNotify) this.startProgressTimer();
+    this.send({ header: this.ctx.header(), watch_id: watchId, created: true });
+    watch.handle = this.ctx.sm.hub.watch(
+      {
+        key: req.key ?? EMPTY,
+        rangeEnd: req.range_end ?? EMPTY,
+        startRevision: num(req.start_revision),
+        prevKv: !!req.prev_kv,
+        noPut,
+        noDelete,
+      },
+      watch,
+    );
+  }
+
+  private cancel(watchId: number): void {
+    const w = this.watches.get(watchId);
+    if (!w) return;
+    this.watches.delete(watchId);
+    this.ctx.sm.hub.cancel(w.handle);
+    this.send({ header: this.ctx.header(), watch_id: watchId, canceled: true });
+  }
+
+  private startProgressTimer(): void {
+    if (this.progressTimer !== null) return;
+    this.progressTimer = setInterval(() => {
+      for (const [watchId, w] of this.watches) {
+        if (w.progressNotify) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
+      }
+    }, this.ctx.limits.watchProgressNotifyIntervalMs);
+    this.progressTimer.unref();
+  }
+
+  teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.progressTimer !== null) clearInterval(this.progressTimer);
+    for (const w of this.watches.values()) if (w.handle >= 0) this.ctx.sm.hub.cancel(w.handle);
+    this.watches.clear();
+  }
+
+  end(): void {
+    this.teardown();
+    this.call.end();
+  }
 }
 
 export function watchService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  const encoder = new WatchEncoder();
   return {
     Watch: (call: grpc.ServerDuplexStream<WireWatchRequest, unknown>) => {
-      const watchers = new Map<number, StreamWatcher>();
-      let nextWatchId = 0;
-      let closed = false;
-
-      const send = (msg: object): void => {
-        if (!closed) call.write(msg);
-      };
-
-      const progressTimer = setInterval(() => {
-        for (const [watchId, w] of watchers) {
-          if (w.progressNotify) send({ header: ctx.header(), watch_id: watchId, events: [] });
-        }
-      }, ctx.limits.watchProgressNotifyIntervalMs);
-      progressTimer.unref();
-
-      const create = (req: NonNullable<WireWatchRequest['create_request']>): void => {
-        let watchId = num(req.watch_id);
-        if (watchId !== 0 && watchers.has(watchId)) {
-          send({
-            header: ctx.header(),
-            watch_id: INVALID_WATCH_ID,
-            created: true,
-            canceled: true,
-            cancel_reason: 'mvcc: duplicate watch ID provided on the WatchStream',
-          });
-          return;
-        }
-        if (watchId === 0) {
-          while (watchers.has(nextWatchId)) nextWatchId++;
-          watchId = nextWatchId++;
-        }
-        const filters = new Set((req.filters ?? []).map(String));
-        const entry: StreamWatcher = { handle: -1, progressNotify: !!req.progress_notify };
-        watchers.set(watchId, entry);
-        send({ header: ctx.header(), watch_id: watchId, created: true });
-        entry.handle = ctx.sm.hub.watch(
-          {
-            key: req.key ?? Buffer.alloc(0),
-            rangeEnd: req.range_end ?? Buffer.alloc(0),
-            startRevision: num(req.start_revision),
-            prevKv: !!req.prev_kv,
-            noPut: filters.has('NOPUT') || filters.has('0'),
-            noDelete: filters.has('NODELETE') || filters.has('1'),
-          },
-          {
-            onEvents: (events: MvccEvent[], revision: number) => {
-              send({
-                header: ctx.header(Math.max(revision, ctx.sm.store.currentRevision())),
-                watch_id: watchId,
-                events: events.map((e) => eventToWire(e, true)),
-              });
-            },
-            onCompacted: (compactRevision: number) => {
-              watchers.delete(watchId);
-              send({
-                header: ctx.header(),
-                watch_id: watchId,
-                canceled: true,
-                compact_revision: compactRevision,
-                cancel_reason: ETCD_ERRORS.COMPACTED.message,
-              });
-            },
-          },
-        );
-      };
-
-      const cancel = (watchId: number): void => {
-        const w = watchers.get(watchId);
-        if (!w) return;
-        watchers.delete(watchId);
-        ctx.sm.hub.cancel(w.handle);
-        send({ header: ctx.header(), watch_id: watchId, canceled: true });
-      };
-
-      const teardown = (): void => {
-        if (closed) return;
-        closed = true;
-        clearInterval(progressTimer);
-        for (const w of watchers.values()) if (w.handle >= 0) ctx.sm.hub.cancel(w.handle);
-        watchers.clear();
-      };
-
-      call.on('data', (req: WireWatchRequest) => {
-        if (req.create_request) create(req.create_request);
-        else if (req.cancel_request) cancel(num(req.cancel_request.watch_id));
-        else if (req.progress_request) send({ header: ctx.header(), watch_id: INVALID_WATCH_ID });
-      });
-      call.on('end', () => {
-        teardown();
-        call.end();
-      });
+      const stream = new WatchStream(ctx, call, encoder);
+      call.on('data', (req: WireWatchRequest) => stream.onRequest(req));
+      call.on('end', () => stream.end());
+      const teardown = (): void => stream.teardown();
       call.on('error', teardown);
       call.on('cancelled', teardown);
       call.on('close', teardown);

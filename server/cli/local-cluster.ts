@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateDevCertificates, type DevCertificates } from '../tls/dev-certs.ts';
+import { MEMBER_NODE_FLAGS } from './member-node-flags.ts';
 
 const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'synod.ts');
 
@@ -62,6 +63,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
     const child = spawn(
       process.execPath,
       [
+        ...MEMBER_NODE_FLAGS,
         SYNOD_CLI,
         'server',
         '--name', m.name,

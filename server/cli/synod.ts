@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
+// (The shebang's flags are member-node-flags.ts's; keep them in step.)
 // The `synod` command: `synod server` runs one member (etcd's flag names), `synod local` runs a
 // 3-member cluster on loopback for trying Synod without Kubernetes.
 import { Command, Option } from 'commander';

@@ -18,6 +18,7 @@ import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup, MemberDb } from '../storage/member-db.ts';
 import { TurnBatch } from '../storage/member-db.ts';
+import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
 
 /** What a Raft group's replicated state machine must offer the member. */
@@ -40,6 +41,11 @@ interface SnapshotPoint {
   readers: number;
   released: boolean;
 }
+
+/** Longest a write that needs no fsync waits for a batch to ride with (see Member.pending). */
+const LAZY_FLUSH_MS = 100;
+/** Most ops held back before they are written anyway. */
+const LAZY_FLUSH_OPS = 4096;
 
 export class SnapshotUnavailableError extends Error {
   constructor(groupId: number, index: number) {
@@ -108,8 +114,14 @@ class RaftGroup {
   readonly node: RawNode;
   readonly sm: GroupStateMachine;
   applied: number;
+  /** Applied index whose state-machine changes have been queued into the member's batch. */
+  appliedQueued: number;
+  /** Applied index written to LevelDB with its state-machine changes (a restart resumes here). */
   appliedPersisted: number;
   persistedLastIndex: number;
+  /** Term and vote last written: only a change of these (or new entries) needs an fsync. */
+  persistedTerm: number;
+  persistedVote: NodeId;
   leaderId: NodeId = 0;
   role: Role = 'follower';
   /** Reads waiting to join the next ReadIndex round (batched: one round per turn). */
@@ -126,11 +138,14 @@ class RaftGroup {
   /** This member is a learner of the group (follows every applied membership change). */
   isLearner = false;
 
-  constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number) {
+  constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number, term: number, vote: NodeId) {
     this.groupId = groupId;
+    this.persistedTerm = term;
+    this.persistedVote = vote;
     this.node = node;
     this.sm = sm;
     this.applied = applied;
+    this.appliedQueued = applied;
     this.appliedPersisted = applied;
     this.persistedLastIndex = lastIndex;
   }
@@ -174,6 +189,19 @@ export class Member {
    */
   private readonly loopScope = new AsyncResource('synod-member-loop');
   private writing = false;
+  /**
+   * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
+   * index, and commit-only hard states. They are held here and written with the next batch that
+   * must be written anyway (entries, a term or vote change, membership, a snapshot point), or
+   * after LAZY_FLUSH_MS without one. Losing them in a crash costs nothing: a restart resumes from
+   * the persisted applied index, replays the durable Raft log from there (the log is compacted
+   * only up to a snapshot point, which is taken only when the database holds exactly the applied
+   * state), and learns the commit index from the leader.
+   */
+  private pending = new TurnBatch();
+  private readonly entryArena = new ByteArena();
+  private flushDue = false;
+  private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private tickTimer: NodeJS.Timeout | null = null;
   private readSeq = 0;
@@ -260,7 +288,7 @@ export class Member {
       },
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
-    const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex);
+    const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex, loaded.hardState.term, loaded.hardState.vote);
     group.isLearner = node.confState().learners.includes(this.opts.memberId);
     this.groups.set(g.groupId, group);
     // The stored state is exactly at `applied` now: that is the first snapshot point. The stored
@@ -287,6 +315,13 @@ export class Member {
     this.stopped = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.pending.size > 0) {
+      const batch = this.pending;
+      this.pending = new TurnBatch();
+      await this.opts.db.write(batch, true);
+      for (const group of this.groups.values()) group.appliedPersisted = group.appliedQueued;
+    }
     for (const group of this.groups.values()) {
       for (const w of group.queuedReads) w.reject(new Error('member stopping'));
       for (const round of group.readRounds.values()) for (const w of round.waiters) w.reject(new Error('member stopping'));
@@ -536,14 +571,18 @@ export class Member {
     if (this.stopped) return;
     this.writing = true;
     this.stats.turns++;
-    const batch = new TurnBatch();
+    const batch = this.pending;
     let needsSync = false;
+    /** Something in this turn must reach the disk now, though without an fsync. */
+    let mustWrite = false;
     const readies: Array<[RaftGroup, Ready]> = [];
+    /** Leaders' Readies whose term and vote were already durable before this turn (see below). */
+    const leaderReadies: Array<[RaftGroup, Ready]> = [];
     const compactedThrough: Array<[RaftGroup, number]> = [];
     for (const group of this.groups.values()) {
       this.startReadRounds(group);
       const smOps = group.sm.drainPersistOps();
-      if (smOps.length > 0 || group.applied !== group.appliedPersisted || group.confStateDirty) {
+      if (smOps.length > 0 || group.applied !== group.appliedQueued || group.confStateDirty) {
         batch.stateOps(group.groupId, smOps);
         batch.setApplied(group.groupId, group.applied);
         if (group.confStateDirty) {
@@ -551,9 +590,10 @@ export class Member {
           group.confStateDirty = false;
           needsSync = true;
         }
-        group.appliedPersisted = group.applied;
+        group.appliedQueued = group.applied;
       }
       if (group.pendingSnapshotMeta) {
+        mustWrite = true; // the compacted entries are deleted once this is written
         batch.setSnapshotMeta(group.groupId, group.pendingSnapshotMeta);
         compactedThrough.push([group, group.pendingSnapshotMeta.index]);
         group.pendingSnapshotMeta = null;
@@ -561,6 +601,10 @@ export class Member {
       if (!group.node.hasReady()) continue;
       const ready = group.node.ready();
       readies.push([group, ready]);
+      const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
+      if (leading && (ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote))) {
+        leaderReadies.push([group, ready]);
+      }
       if (ready.snapshot) {
         // The received snapshot replaces the whole log: its point becomes the log's start, and any
         // stored entry after it belongs to the discarded log.
@@ -574,35 +618,100 @@ export class Member {
       }
       if (ready.hardState) {
         batch.setHardState(group.groupId, ready.hardState);
-        needsSync = true;
+        // etcd's raft.MustSync: a HardState whose only change is the commit index rides along
+        // unsynced. A member that loses it in a crash learns the commit index again from the
+        // leader; the applied index is written in a later batch than the commit that allowed
+        // it, and LevelDB's log only ever loses a suffix, so applied never outruns commit.
+        const hs = ready.hardState;
+        if (hs.term !== group.persistedTerm || hs.vote !== group.persistedVote) {
+          group.persistedTerm = hs.term;
+          group.persistedVote = hs.vote;
+          needsSync = true;
+        }
       }
       if (ready.entries.length > 0) {
+        // These entry objects are the ones the Raft log keeps until compaction: give them payloads
+        // that pin no larger buffer (see byte-arena.ts).
+        for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
         group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
         this.stats.entriesPersisted += ready.entries.length;
         needsSync = true;
       }
     }
+    // A leader's appends and heartbeats leave BEFORE its own fsync (Raft thesis §10.2.1; etcd's
+    // leader does the same), so the followers' disk writes overlap the leader's. This is safe
+    // because nothing derived from the leader's own copy escapes before that copy is durable:
+    // a follower's ack stepped meanwhile can advance the commit index in the Raft core, but the
+    // commit is emitted (applied, answered, sent to followers) only by a later Ready, and the
+    // next turn starts only after this batch is on disk. Only a leader whose term and vote are
+    // already durable sends early; every other message still waits for the batch.
+    if (this.sink && leaderReadies.length > 0) {
+      let sentEarly = false;
+      for (const [group, ready] of leaderReadies) {
+        const rest: Message[] = [];
+        for (const m of ready.messages) {
+          if (m.type === 'app' || m.type === 'heartbeat') {
+            this.sink.send(group.groupId, m);
+            this.stats.messagesSent++;
+            sentEarly = true;
+          } else rest.push(m);
+        }
+        ready.messages = rest;
+      }
+      if (sentEarly) this.sink.flush();
+    }
+    // A snapshot point needs the database to hold exactly the applied state: write everything now
+    // and apply nothing of this turn before the point is taken.
+    let pointDue = false;
+    for (const group of this.groups.values()) if (this.snapshotPointDue(group)) pointDue = true;
+    const writeNow = needsSync || mustWrite || pointDue || this.flushDue || batch.size >= LAZY_FLUSH_OPS;
+    if (!writeNow && batch.size > 0 && this.flushTimer === null) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flushDue = true;
+        this.scheduleTurn();
+      }, LAZY_FLUSH_MS);
+    }
+    // A turn that needs no fsync (no entries, no term, vote or membership change, no snapshot)
+    // holds nothing its messages or applies depend on: its committed entries were made durable by
+    // earlier turns. It is handled before its batch is written, so answers leave without waiting
+    // on the disk; the batch is still awaited before the next turn, keeping writes in order.
+    const handleFirst = !needsSync && !pointDue;
+    if (handleFirst) {
+      for (const [group, ready] of readies) this.handleReady(group, ready);
+      this.sink?.flush();
+    }
     // Applied state alone need not be synced: LevelDB's log is written in order, so the next synced
     // batch makes it durable too, and until then the Raft log replays it.
-    if (batch.size > 0) {
+    if (writeNow && batch.size > 0) {
+      this.pending = new TurnBatch();
+      this.flushDue = false;
+      if (this.flushTimer) {
+        clearTimeout(this.flushTimer);
+        this.flushTimer = null;
+      }
+      const queued = [...this.groups.values()].map((g) => g.appliedQueued);
       await this.opts.db.write(batch, needsSync);
       if (needsSync) this.stats.syncedBatches++;
+      let i = 0;
+      for (const group of this.groups.values()) group.appliedPersisted = queued[i++];
     }
     // The database now holds exactly each group's applied state: the moment to take snapshot points.
     const compactions: Array<[RaftGroup, SnapshotPoint]> = [];
     const installing = new Set(readies.filter(([, ready]) => ready.snapshot !== null).map(([group]) => group));
     for (const group of this.groups.values()) {
       if (installing.has(group)) continue; // its database is about to be replaced
-      const newest = group.points.at(-1);
-      if (group.applied > 0 && group.applied - (newest?.meta.index ?? 0) >= this.opts.snapshotCount) {
-        const previous = newest;
+      if (this.snapshotPointDue(group) && group.appliedPersisted === group.applied) {
+        const previous = group.points.at(-1);
         this.takePoint(group);
         if (previous) compactions.push([group, previous]);
       }
     }
-    for (const [group, ready] of readies) {
-      if (ready.snapshot) await this.installReceivedSnapshot(group, ready.snapshot);
-      this.handleReady(group, ready);
+    if (!handleFirst) {
+      for (const [group, ready] of readies) {
+        if (ready.snapshot) await this.installReceivedSnapshot(group, ready.snapshot);
+        this.handleReady(group, ready);
+      }
     }
     for (const [group, point] of compactions) this.compactTo(group, point);
     this.sink?.flush();
@@ -614,9 +723,15 @@ export class Member {
     }
     let more = false;
     for (const group of this.groups.values()) {
-      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedPersisted || group.pendingSnapshotMeta) more = true;
+      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedQueued || group.pendingSnapshotMeta) more = true;
     }
     if (more) this.scheduleTurn();
+  }
+
+  /** Whether `snapshotCount` entries were applied since the group's newest snapshot point. */
+  private snapshotPointDue(group: RaftGroup): boolean {
+    const newest = group.points.at(-1);
+    return group.applied > 0 && group.applied - (newest?.meta.index ?? 0) >= this.opts.snapshotCount;
   }
 
   /** A snapshot point at the group's applied index; the caller guarantees the database is exactly there. */
@@ -656,6 +771,7 @@ export class Member {
     const records = await installSnapshotRecords(this.opts.db, group.groupId, meta, file);
     group.sm.restore(records);
     group.applied = meta.index;
+    group.appliedQueued = meta.index;
     group.appliedPersisted = meta.index;
     group.confStateDirty = false;
     group.isLearner = meta.confState.learners.includes(this.opts.memberId);

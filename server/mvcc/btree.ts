@@ -1,10 +1,12 @@
-// An ordered in-memory index keyed by raw bytes (Buffer.compare order): a B+tree whose leaves are
-// linked for in-order iteration from any start key. Items carry their own key, so a leaf holds only
-// item references. Removal is not supported item by item: owners mark items dead and rebuild the tree
+// An ordered in-memory index keyed by raw bytes held as latin1 strings (one char per byte, so string
+// order is byte order, and a key costs one small heap string instead of a Buffer with its
+// ArrayBuffer and backing store): a B+tree whose leaves are linked for in-order iteration from any
+// start key. Items carry their own key, so a leaf holds only item references. Removal is not supported item by item: owners mark items dead and rebuild the tree
 // (O(n), bulk load) when enough have accumulated, which keeps this structure small and simple.
 
 export interface Keyed {
-  readonly key: Buffer;
+  /** The key's bytes as a latin1 string (see header). */
+  readonly key: string;
 }
 
 const MAX_LEAF = 64;
@@ -22,9 +24,9 @@ class Leaf<T extends Keyed> {
 
 class Inner<T extends Keyed> {
   /** keys[i] = smallest key in children[i + 1]; keys.length === children.length - 1. */
-  keys: Buffer[];
+  keys: string[];
   children: Array<Node<T>>;
-  constructor(keys: Buffer[], children: Array<Node<T>>) {
+  constructor(keys: string[], children: Array<Node<T>>) {
     this.keys = keys;
     this.children = children;
   }
@@ -33,31 +35,31 @@ class Inner<T extends Keyed> {
 type Node<T extends Keyed> = Leaf<T> | Inner<T>;
 
 /** Index of the first item whose key is >= key. */
-function lowerBound<T extends Keyed>(items: T[], key: Buffer): number {
+function lowerBound<T extends Keyed>(items: T[], key: string): number {
   let lo = 0;
   let hi = items.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (Buffer.compare(items[mid].key, key) < 0) lo = mid + 1;
+    if (items[mid].key < key) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
 /** Number of separator keys <= key, i.e. the child to descend into. */
-function childIndex(keys: Buffer[], key: Buffer): number {
+function childIndex(keys: string[], key: string): number {
   let lo = 0;
   let hi = keys.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (Buffer.compare(keys[mid], key) <= 0) lo = mid + 1;
+    if (keys[mid] <= key) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
 interface Split<T extends Keyed> {
-  sep: Buffer;
+  sep: string;
   right: Node<T>;
 }
 
@@ -69,12 +71,12 @@ export class BTree<T extends Keyed> {
     return this.count;
   }
 
-  get(key: Buffer): T | undefined {
+  get(key: string): T | undefined {
     let node = this.root;
     while (node instanceof Inner) node = node.children[childIndex(node.keys, key)];
     const items = node.items;
     const i = lowerBound(items, key);
-    if (i < items.length && items[i].key.equals(key)) return items[i];
+    if (i < items.length && items[i].key === key) return items[i];
     return undefined;
   }
 
@@ -113,7 +115,7 @@ export class BTree<T extends Keyed> {
   }
 
   /** Calls visit for every item with key >= start (every item when start is null), in key order, until visit returns false. */
-  forEachFrom(start: Buffer | null, visit: (item: T) => boolean | void): void {
+  forEachFrom(start: string | null, visit: (item: T) => boolean | void): void {
     let node = this.root;
     let leaf: Leaf<T>;
     let i: number;
@@ -149,7 +151,7 @@ export class BTree<T extends Keyed> {
     tree.count = items.length;
     if (items.length === 0) return tree;
     let level: Array<Node<T>> = [];
-    let firstKeys: Buffer[] = [];
+    let firstKeys: string[] = [];
     let prev: Leaf<T> | null = null;
     for (let i = 0; i < items.length; i += BULK_FILL) {
       const leaf = new Leaf<T>(items.slice(i, i + BULK_FILL));
@@ -160,7 +162,7 @@ export class BTree<T extends Keyed> {
     }
     while (level.length > 1) {
       const up: Array<Node<T>> = [];
-      const upKeys: Buffer[] = [];
+      const upKeys: string[] = [];
       for (let i = 0; i < level.length; i += BULK_FILL) {
         const children = level.slice(i, i + BULK_FILL);
         const keys = firstKeys.slice(i + 1, i + children.length);

@@ -116,16 +116,13 @@ export function decodeRevKey(k: Buffer): DecodedRevKey {
   return { key, main, sub };
 }
 
-/**
- * Encodes a live record. Returns the record and the offset of the value bytes in it, so the in-memory
- * record can keep `buf.subarray(valueOffset)` as its value (one copy serves memory and disk).
- */
+/** Encodes a live record. Returns the record and the offset of the value bytes in it. */
 export function encodeLiveValue(create: number, version: number, lease: string, value: Buffer): { buf: Buffer; valueOffset: number } {
   const leaseLen = lease === '0' ? 0 : lease.length;
   const head = 1 + varintSize(create) + varintSize(version) + varintSize(leaseLen) + leaseLen;
-  // Own allocation (not Node's shared 8 KiB pool): records are long-lived, and a pooled slice would pin
-  // a whole pool slab for as long as any one record in it survives.
-  const buf = Buffer.allocUnsafeSlow(head + value.length);
+  // From Node's shared pool: a record lives only until its batch is written (the store keeps its
+  // fields, not the encoding), so it pins a pool slab only briefly.
+  const buf = Buffer.allocUnsafe(head + value.length);
   buf[0] = 0;
   let off = writeVarint(buf, 1, create);
   off = writeVarint(buf, off, version);

@@ -4,48 +4,50 @@ import { describe, expect, it } from 'vitest';
 import { BTree } from './btree.ts';
 import { decodeMeta, decodeRevKey, decodeValue, encodeLiveValue, encodeMeta, encodeRevKey } from './codec.ts';
 
-const item = (key: Buffer) => ({ key });
+const item = (key: Buffer) => ({ key: key.toString('latin1') });
+const bytes = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 describe('BTree', () => {
   it('keeps byte order across many random inserts and iterates from any start key', () => {
     fc.assert(
       fc.property(fc.uniqueArray(fc.uint8Array({ maxLength: 4 }), { maxLength: 600, selector: (a) => Buffer.from(a).toString('hex') }), fc.uint8Array({ maxLength: 3 }), (arrays, startArr) => {
         const keys = arrays.map((a) => Buffer.from(a));
-        const tree = new BTree<{ key: Buffer }>();
+        const tree = new BTree<{ key: string }>();
         for (const k of keys) {
-          expect(tree.get(k)).toBeUndefined();
+          expect(tree.get(k.toString('latin1'))).toBeUndefined();
           tree.insert(item(k));
         }
+        // The tree orders latin1 strings; that must be exactly Buffer.compare order.
         const sorted = [...keys].sort(Buffer.compare);
         expect(tree.size).toBe(keys.length);
-        expect(tree.toArray().map((i) => i.key)).toEqual(sorted);
-        for (const k of keys) expect(tree.get(k)!.key).toBe(k);
+        expect(tree.toArray().map((i) => bytes(i.key))).toEqual(sorted);
+        for (const k of keys) expect(tree.get(k.toString('latin1'))!.key).toBe(k.toString('latin1'));
         const start = Buffer.from(startArr);
         const from: Buffer[] = [];
-        tree.forEachFrom(start, (i) => {
-          from.push(i.key);
+        tree.forEachFrom(start.toString('latin1'), (i) => {
+          from.push(bytes(i.key));
         });
         expect(from).toEqual(sorted.filter((k) => Buffer.compare(k, start) >= 0));
         const bulk = BTree.fromSorted(sorted.map(item));
         const fromBulk: Buffer[] = [];
-        bulk.forEachFrom(start, (i) => {
-          fromBulk.push(i.key);
+        bulk.forEachFrom(start.toString('latin1'), (i) => {
+          fromBulk.push(bytes(i.key));
         });
         expect(fromBulk).toEqual(from);
-        for (const k of keys) expect(bulk.get(k)).toBeDefined();
+        for (const k of keys) expect(bulk.get(k.toString('latin1'))).toBeDefined();
       }),
       { numRuns: 100 },
     );
   });
 
   it('handles 50k keys with early-stopping iteration', () => {
-    const tree = new BTree<{ key: Buffer }>();
+    const tree = new BTree<{ key: string }>();
     for (let i = 0; i < 50_000; i++) tree.insert(item(Buffer.from(`key-${(i * 7919) % 50_000}`.padEnd(12, '.'))));
     let n = 0;
     let prev: Buffer | null = null;
-    tree.forEachFrom(Buffer.from('key-2'), (i) => {
-      if (prev) expect(Buffer.compare(prev, i.key)).toBeLessThan(0);
-      prev = i.key;
+    tree.forEachFrom('key-2', (i) => {
+      if (prev) expect(Buffer.compare(prev, bytes(i.key))).toBeLessThan(0);
+      prev = bytes(i.key);
       return ++n < 1000;
     });
     expect(n).toBe(1000);

@@ -1,19 +1,22 @@
 // The MVCC state machine: etcd v3 KV semantics (revisions, generations, txn, compaction) over an
 // in-memory ordered index, with change-tracking for persistence and an event log for watch replay.
 //
-// Layout
+// Layout (sized for memory: a key costs a few small heap objects and its bytes, see docs/performance.md)
 //   tree      BTree of KeyIndex (one per key ever written and not yet compacted away), byte order.
-//   KeyIndex  key + revs: every retained revision record of the key in (main, sub) order. A record with
-//             rec === null is a tombstone (it ends a generation).
-//   Rev       one revision record. Its value lives in `rec`, the very buffer that is persisted
-//             (header + value bytes; the value starts at vOff), so one copy serves memory and disk.
+//   KeyIndex  key + head: the newest retained revision record of the key. Keys and values are held as
+//             latin1 strings (one char per byte): a short heap string costs its bytes plus 16, where a
+//             Buffer costs a JS object, an ArrayBuffer and a malloc'd backing store (~300 B more).
+//   Rev       one revision record; `prev` links to the key's next older retained record, so the
+//             newest is at hand and history is a walk back (as etcd's keyIndex walks its
+//             generations). value === null marks a tombstone (it ends a generation).
 //   log       every retained record with main > compactedRevision, in (main, sub) order: watch replay
 //             scans it from the start revision instead of the whole keyspace.
 //   dirty     keys that have something compaction may remove (more than one record, or a tombstone);
 //             compaction only visits these, not every key.
+//   persist   encoded records not yet drained; the store keeps no encoded copy of its own.
 //
-// Buffers handed out in results/events (keys, values) are shared with the store: callers must not
-// mutate them.
+// Buffers handed out in results and events are fresh copies, or the request's own buffers (the key
+// and value of a put): callers must not mutate them.
 
 import { BTree } from './btree.ts';
 import {
@@ -49,9 +52,11 @@ import type {
 const EMPTY = Buffer.alloc(0);
 
 class KeyIndex {
-  readonly key: Buffer;
-  revs: Rev[] = [];
-  constructor(key: Buffer) {
+  /** The key's bytes as a latin1 string. */
+  readonly key: string;
+  /** Newest retained record; null when compaction removed every record (kept for reuse). */
+  head: Rev | null = null;
+  constructor(key: string) {
     this.key = key;
   }
 }
@@ -61,19 +66,20 @@ class Rev {
   readonly sub: number;
   readonly create: number;
   readonly version: number;
-  /** Persisted record (header + value); null for a tombstone. */
-  readonly rec: Buffer | null;
-  readonly vOff: number;
   readonly lease: string;
+  /** The value's bytes as a latin1 string; null for a tombstone. */
+  readonly value: string | null;
+  /** The key's next older retained record (compaction cuts the chain). */
+  prev: Rev | null;
   readonly ki: KeyIndex;
-  constructor(main: number, sub: number, create: number, version: number, rec: Buffer | null, vOff: number, lease: string, ki: KeyIndex) {
+  constructor(main: number, sub: number, create: number, version: number, lease: string, value: string | null, prev: Rev | null, ki: KeyIndex) {
     this.main = main;
     this.sub = sub;
     this.create = create;
     this.version = version;
-    this.rec = rec;
-    this.vOff = vOff;
     this.lease = lease;
+    this.value = value;
+    this.prev = prev;
     this.ki = ki;
   }
 }
@@ -97,24 +103,21 @@ interface WriteCtx {
   events: MvccEvent[];
 }
 
-function revValue(r: Rev): Buffer {
-  const rec = r.rec as Buffer;
-  return r.vOff === 0 ? rec : rec.subarray(r.vOff);
+function bytes(s: string): Buffer {
+  return Buffer.from(s, 'latin1');
 }
 
-function compareValues(a: Rev, b: Rev): number {
-  const ra = a.rec as Buffer;
-  const rb = b.rec as Buffer;
-  return ra.compare(rb, b.vOff, rb.length, a.vOff, ra.length);
+function cmpStr(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function toKV(r: Rev, keysOnly = false): KeyValue {
+function toKV(r: Rev, keysOnly = false, key: Buffer = bytes(r.ki.key)): KeyValue {
   return {
-    key: r.ki.key,
+    key,
     createRevision: r.create,
     modRevision: r.main,
     version: r.version,
-    value: keysOnly ? EMPTY : revValue(r),
+    value: keysOnly ? EMPTY : bytes(r.value as string),
     lease: r.lease,
   };
 }
@@ -124,30 +127,21 @@ function deleteKV(key: Buffer, main: number): KeyValue {
 }
 
 function latestLive(ki: KeyIndex): Rev | null {
-  const revs = ki.revs;
-  if (revs.length === 0) return null;
-  const r = revs[revs.length - 1];
-  return r.rec === null ? null : r;
+  const r = ki.head;
+  return r === null || r.value === null ? null : r;
 }
 
 /** The record of ki visible at revision `at`, or null if the key did not exist then. */
 function visibleAt(ki: KeyIndex, at: number): Rev | null {
-  const revs = ki.revs;
-  const n = revs.length;
-  if (n === 0) return null;
-  let r = revs[n - 1];
-  if (r.main > at) {
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (revs[mid].main > at) hi = mid;
-      else lo = mid + 1;
-    }
-    if (lo === 0) return null;
-    r = revs[lo - 1];
-  }
-  return r.rec === null ? null : r;
+  let r = ki.head;
+  while (r !== null && r.main > at) r = r.prev;
+  return r === null || r.value === null ? null : r;
+}
+
+/** Whether the record is still in its key's chain (compaction has not removed it). */
+function retained(r: Rev): boolean {
+  for (let x = r.ki.head; x !== null; x = x.prev) if (x === r) return true;
+  return false;
 }
 
 function isFromKey(rangeEnd: Buffer): boolean {
@@ -159,6 +153,26 @@ export function keyInRange(k: Buffer, key: Buffer, rangeEnd: Buffer): boolean {
   if (rangeEnd.length === 0) return k.equals(key);
   if (Buffer.compare(k, key) < 0) return false;
   return isFromKey(rangeEnd) || Buffer.compare(k, rangeEnd) < 0;
+}
+
+/** A range in etcd's forms, over latin1 key strings: end null = every key >= key, '' key alone. */
+interface KeyRange {
+  key: string;
+  single: boolean;
+  end: string | null;
+}
+
+function keyRange(key: Buffer, rangeEnd: Buffer): KeyRange {
+  return {
+    key: key.toString('latin1'),
+    single: rangeEnd.length === 0,
+    end: rangeEnd.length === 0 || isFromKey(rangeEnd) ? null : rangeEnd.toString('latin1'),
+  };
+}
+
+function inKeyRange(k: string, r: KeyRange): boolean {
+  if (r.single) return k === r.key;
+  return k >= r.key && (r.end === null || k < r.end);
 }
 
 function lease64(s: string): bigint {
@@ -195,7 +209,7 @@ function compareResult(c: Compare, cmp: number): boolean {
 function sortComparator(target: SortTarget): (a: Rev, b: Rev) => number {
   switch (target) {
     case 'KEY':
-      return (a, b) => Buffer.compare(a.ki.key, b.ki.key);
+      return (a, b) => cmpStr(a.ki.key, b.ki.key);
     case 'VERSION':
       return (a, b) => a.version - b.version;
     case 'CREATE':
@@ -203,7 +217,7 @@ function sortComparator(target: SortTarget): (a: Rev, b: Rev) => number {
     case 'MOD':
       return (a, b) => a.main - b.main;
     case 'VALUE':
-      return compareValues;
+      return (a, b) => cmpStr(a.value as string, b.value as string);
   }
 }
 
@@ -249,18 +263,19 @@ export class MvccStore {
   // ---------------------------------------------------------------- reads
 
   private forEachVisible(key: Buffer, rangeEnd: Buffer, at: number, visit: (r: Rev) => void): void {
+    const k = key.toString('latin1');
     if (rangeEnd.length === 0) {
-      const ki = this.tree.get(key);
+      const ki = this.tree.get(k);
       if (ki !== undefined) {
         const r = visibleAt(ki, at);
         if (r !== null) visit(r);
       }
       return;
     }
-    const end = isFromKey(rangeEnd) ? null : rangeEnd;
-    if (end !== null && Buffer.compare(key, end) >= 0) return;
-    this.tree.forEachFrom(key, (ki) => {
-      if (end !== null && Buffer.compare(ki.key, end) >= 0) return false;
+    const end = isFromKey(rangeEnd) ? null : rangeEnd.toString('latin1');
+    if (end !== null && k >= end) return;
+    this.tree.forEachFrom(k, (ki) => {
+      if (end !== null && ki.key >= end) return false;
       const r = visibleAt(ki, at);
       if (r !== null) visit(r);
       return true;
@@ -345,22 +360,23 @@ export class MvccStore {
 
   private rollback(logLen: number, persistLen: number): void {
     for (let i = this.log.length - 1; i >= logLen; i--) {
-      const ki = this.log[i].ki;
-      ki.revs.pop();
-      if (ki.revs.length === 0) this.emptyKeys++;
+      const r = this.log[i];
+      r.ki.head = r.prev;
+      if (r.ki.head === null) this.emptyKeys++;
     }
     this.log.length = logLen;
     this.persist.length = persistLen;
   }
 
-  private append(ki: KeyIndex, r: Rev): void {
-    ki.revs.push(r);
+  /** Makes r the key's newest record; `key` is the key's bytes, `record` its encoded record (null: tombstone). */
+  private append(ki: KeyIndex, r: Rev, key: Buffer, record: Buffer | null): void {
+    ki.head = r;
     this.log.push(r);
-    this.persist.push({ key: encodeRevKey(ki.key, r.main, r.sub), value: r.rec ?? TOMBSTONE_VALUE });
+    this.persist.push({ key: encodeRevKey(key, r.main, r.sub), value: record ?? TOMBSTONE_VALUE });
   }
 
   private keyMissing(key: Buffer): boolean {
-    const ki = this.tree.get(key);
+    const ki = this.tree.get(key.toString('latin1'));
     return ki === undefined || latestLive(ki) === null;
   }
 
@@ -385,27 +401,31 @@ export class MvccStore {
   }
 
   private doPut(ctx: WriteCtx, op: PutOp): PutResult {
-    let ki = this.tree.get(op.key);
+    const keyText = op.key.toString('latin1');
+    let ki = this.tree.get(keyText);
     const prev = ki === undefined ? null : latestLive(ki);
     if ((op.ignoreValue || op.ignoreLease) && prev === null) throw new MvccError('keyNotFound', 'etcdserver: key not found');
     const lease = op.ignoreLease ? (prev as Rev).lease : op.lease;
     const create = prev === null ? ctx.main : prev.create;
     const version = prev === null ? 1 : prev.version + 1;
-    const { buf, valueOffset } = encodeLiveValue(create, version, lease, op.ignoreValue ? revValue(prev as Rev) : op.value);
+    const valueText = op.ignoreValue ? ((prev as Rev).value as string) : op.value.toString('latin1');
+    const value = op.ignoreValue ? bytes(valueText) : op.value;
     if (ki === undefined) {
-      const key = Buffer.allocUnsafeSlow(op.key.length);
-      op.key.copy(key);
-      ki = new KeyIndex(key);
+      ki = new KeyIndex(keyText);
       this.tree.insert(ki);
-    } else if (ki.revs.length === 0) {
+    } else if (ki.head === null) {
       this.emptyKeys--;
     } else {
       this.dirty.add(ki);
     }
-    const r = new Rev(ctx.main, ctx.sub++, create, version, buf, valueOffset, lease, ki);
-    this.append(ki, r);
-    const prevKv = prev === null ? null : toKV(prev);
-    ctx.events.push({ type: 'PUT', kv: toKV(r), prevKv });
+    const r = new Rev(ctx.main, ctx.sub++, create, version, lease, valueText, ki.head, ki);
+    this.append(ki, r, op.key, encodeLiveValue(create, version, lease, value).buf);
+    const prevKv = prev === null ? null : toKV(prev, false, op.key);
+    ctx.events.push({
+      type: 'PUT',
+      kv: { key: op.key, createRevision: create, modRevision: r.main, version, value, lease },
+      prevKv,
+    });
     return { prevKv: op.prevKv ? prevKv : null };
   }
 
@@ -424,11 +444,12 @@ export class MvccStore {
     const prevKvs: KeyValue[] = [];
     for (const prev of victims) {
       const ki = prev.ki;
+      const key = bytes(ki.key);
       this.dirty.add(ki);
-      this.append(ki, new Rev(ctx.main, ctx.sub++, 0, 0, null, 0, '0', ki));
-      const prevKv = toKV(prev);
+      this.append(ki, new Rev(ctx.main, ctx.sub++, 0, 0, '0', null, ki.head, ki), key, null);
+      const prevKv = toKV(prev, false, key);
       if (op.prevKv) prevKvs.push(prevKv);
-      ctx.events.push({ type: 'DELETE', kv: deleteKV(ki.key, ctx.main), prevKv });
+      ctx.events.push({ type: 'DELETE', kv: deleteKV(key, ctx.main), prevKv });
     }
     return { deleted: victims.length, prevKvs };
   }
@@ -484,7 +505,7 @@ export class MvccStore {
     const z = r ?? ZERO_KV;
     switch (c.target) {
       case 'VALUE':
-        return compareResult(c, Buffer.compare(revValue(r as Rev), c.value));
+        return compareResult(c, cmpStr((r as Rev).value as string, c.value.toString('latin1')));
       case 'VERSION':
         return compareResult(c, Math.sign(z.version - c.version));
       case 'CREATE':
@@ -565,46 +586,46 @@ export class MvccStore {
     while (keepFrom < log.length && log[keepFrom].main === revision) {
       // Only the versions compaction kept: the last one of each key at this revision, if a put.
       const r = log[keepFrom];
-      if (r.rec !== null && r.ki.revs[0] === r) kept.push(r);
+      if (r.value !== null && r.prev === null && retained(r)) kept.push(r);
       keepFrom++;
     }
     if (keepFrom > 0) this.log = kept.concat(log.slice(keepFrom));
     this.compacted = revision;
     this.metaDirty = true;
     if (this.emptyKeys > 0 && this.emptyKeys * 4 >= this.tree.size) {
-      this.tree = BTree.fromSorted(this.tree.toArray().filter((ki) => ki.revs.length > 0));
+      this.tree = BTree.fromSorted(this.tree.toArray().filter((ki) => ki.head !== null));
       this.emptyKeys = 0;
     }
   }
 
   /** Keeps, of the records at or below `at`, only the latest one and only if it is not a tombstone. */
   private compactKey(ki: KeyIndex, at: number): void {
-    const revs = ki.revs;
-    if (revs.length === 0) {
-      this.dirty.delete(ki);
-      return;
+    // Find the newest record at or below `at` and the record just newer than it.
+    let newer: Rev | null = null;
+    let r = ki.head;
+    while (r !== null && r.main > at) {
+      newer = r;
+      r = r.prev;
     }
-    let lo = 0;
-    let hi = revs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (revs[mid].main <= at) lo = mid + 1;
-      else hi = mid;
-    }
-    const idx = lo - 1; // last record with main <= at
-    if (idx >= 0) {
-      const remove = revs[idx].rec === null ? idx + 1 : idx;
-      if (remove > 0) {
-        for (let i = 0; i < remove; i++) this.persist.push({ key: encodeRevKey(ki.key, revs[i].main, revs[i].sub), value: null });
-        revs.splice(0, remove);
-        if (revs.length === 0) {
-          this.emptyKeys++;
-          this.dirty.delete(ki);
-          return;
+    if (r !== null) {
+      // Everything older than r goes; r itself too if it is a tombstone.
+      const firstRemoved = r.value === null ? r : r.prev;
+      if (firstRemoved !== null) {
+        const key = bytes(ki.key);
+        for (let x: Rev | null = firstRemoved; x !== null; x = x.prev) {
+          this.persist.push({ key: encodeRevKey(key, x.main, x.sub), value: null });
         }
+        if (firstRemoved === r) {
+          if (newer === null) ki.head = null;
+          else newer.prev = null;
+        } else r.prev = null;
       }
     }
-    if (revs.length === 1 && revs[0].rec !== null) this.dirty.delete(ki);
+    const head = ki.head;
+    if (head === null) {
+      this.emptyKeys++;
+      this.dirty.delete(ki);
+    } else if (head.prev === null && head.value !== null) this.dirty.delete(ki);
   }
 
   // ---------------------------------------------------------------- watch support
@@ -620,6 +641,7 @@ export class MvccStore {
     if (start < this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
     const out: MvccEvent[] = [];
     if (start > this.rev) return out;
+    const range = keyRange(key, rangeEnd);
     const log = this.log;
     let lo = 0;
     let hi = log.length;
@@ -635,25 +657,17 @@ export class MvccStore {
         if (out.length >= maxEvents) break;
         curMain = r.main;
       }
-      if (keyInRange(r.ki.key, key, rangeEnd)) out.push(this.eventOf(r));
+      if (inKeyRange(r.ki.key, range)) out.push(this.eventOf(r));
     }
     return out;
   }
 
   private eventOf(r: Rev): MvccEvent {
-    const revs = r.ki.revs;
-    let lo = 0;
-    let hi = revs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (revs[mid].main < r.main) lo = mid + 1;
-      else hi = mid;
-    }
-    while (lo < revs.length && revs[lo] !== r) lo++;
-    const prev = lo > 0 ? revs[lo - 1] : null;
-    const prevKv = prev !== null && prev.rec !== null ? toKV(prev) : null;
-    if (r.rec === null) return { type: 'DELETE', kv: deleteKV(r.ki.key, r.main), prevKv };
-    return { type: 'PUT', kv: toKV(r), prevKv };
+    const key = bytes(r.ki.key);
+    const prev = r.prev;
+    const prevKv = prev !== null && prev.value !== null ? toKV(prev, false, key) : null;
+    if (r.value === null) return { type: 'DELETE', kv: deleteKV(key, r.main), prevKv };
+    return { type: 'PUT', kv: toKV(r, false, key), prevKv };
   }
 
   // ---------------------------------------------------------------- persistence
@@ -680,7 +694,13 @@ export class MvccStore {
     yield [META_KEY, encodeMeta(this.rev, this.compacted)];
     const all = this.tree.toArray();
     for (const ki of all) {
-      for (const r of ki.revs) yield [encodeRevKey(ki.key, r.main, r.sub), r.rec ?? TOMBSTONE_VALUE];
+      const key = bytes(ki.key);
+      const revs: Rev[] = [];
+      for (let r = ki.head; r !== null; r = r.prev) revs.push(r);
+      for (let i = revs.length - 1; i >= 0; i--) {
+        const r = revs[i];
+        yield [encodeRevKey(key, r.main, r.sub), r.value === null ? TOMBSTONE_VALUE : encodeLiveValue(r.create, r.version, r.lease, bytes(r.value)).buf];
+      }
     }
   }
 
@@ -691,9 +711,10 @@ export class MvccStore {
    */
   static restore(records: Iterable<[Buffer, Buffer]>): MvccStore {
     const s = new MvccStore();
-    let kis: KeyIndex[] = [];
-    const collected: Rev[] = [];
-    let last: KeyIndex | null = null;
+    /** Per key (in first-seen order), its records as [main, sub, create, version, lease, value]. */
+    const byKey = new Map<string, Array<[number, number, number, number, string, string | null]>>();
+    let lastKey: string | null = null;
+    let lastList: Array<[number, number, number, number, string, string | null]> = [];
     let sorted = true;
     let meta: { currentRevision: number; compactedRevision: number } | null = null;
     let maxMain = 1;
@@ -705,49 +726,43 @@ export class MvccStore {
       if (!isRevKey(k)) throw new Error(`mvcc restore: unexpected record key ${k.toString('hex')}`);
       const d = decodeRevKey(k);
       const val = decodeValue(v);
-      let ki: KeyIndex;
-      const c = last === null ? 1 : Buffer.compare(d.key, last.key);
-      if (c === 0) {
-        ki = last as KeyIndex;
-      } else {
-        if (c < 0) sorted = false;
-        ki = new KeyIndex(d.key);
-        kis.push(ki);
-        last = ki;
+      const key = d.key.toString('latin1');
+      if (key !== lastKey) {
+        if (lastKey !== null && key < lastKey) sorted = false;
+        let list = byKey.get(key);
+        if (list === undefined) {
+          list = [];
+          byKey.set(key, list);
+        } else sorted = false;
+        lastKey = key;
+        lastList = list;
       }
-      const r = new Rev(d.main, d.sub, val.create, val.version, val.tombstone ? null : v, val.valueOffset, val.lease, ki);
-      const tail = ki.revs.length > 0 ? ki.revs[ki.revs.length - 1] : null;
-      if (tail !== null && (tail.main > r.main || (tail.main === r.main && tail.sub > r.sub))) sorted = false;
-      ki.revs.push(r);
-      collected.push(r);
-      if (r.main > maxMain) maxMain = r.main;
+      const tail = lastList.length > 0 ? lastList[lastList.length - 1] : null;
+      if (tail !== null && (tail[0] > d.main || (tail[0] === d.main && tail[1] > d.sub))) sorted = false;
+      lastList.push([d.main, d.sub, val.create, val.version, val.lease, val.tombstone ? null : v.toString('latin1', val.valueOffset)]);
+      if (d.main > maxMain) maxMain = d.main;
     }
     const byRev = (a: Rev, b: Rev): number => a.main - b.main || a.sub - b.sub;
-    let all = collected;
-    if (!sorted) {
-      const byKey = new Map<string, KeyIndex>();
-      all = [];
-      for (const r of collected) {
-        const id = r.ki.key.toString('latin1');
-        let ki = byKey.get(id);
-        if (ki === undefined) {
-          ki = new KeyIndex(r.ki.key);
-          byKey.set(id, ki);
-        }
-        const fixed = new Rev(r.main, r.sub, r.create, r.version, r.rec, r.vOff, r.lease, ki);
-        ki.revs.push(fixed);
-        all.push(fixed);
-      }
-      kis = [...byKey.values()].sort((a, b) => Buffer.compare(a.key, b.key));
-      for (const ki of kis) ki.revs.sort(byRev);
-    }
+    let keys = [...byKey.keys()];
+    if (!sorted) keys = keys.sort(cmpStr);
     s.rev = meta !== null ? meta.currentRevision : maxMain;
     s.compacted = meta !== null ? meta.compactedRevision : 0;
-    s.tree = BTree.fromSorted(kis);
-    for (const ki of kis) {
-      if (ki.revs.length > 1 || ki.revs.some((r) => r.rec === null)) s.dirty.add(ki);
+    const kis: KeyIndex[] = [];
+    const log: Rev[] = [];
+    for (const key of keys) {
+      const list = byKey.get(key) as Array<[number, number, number, number, string, string | null]>;
+      if (!sorted) list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      const ki = new KeyIndex(key);
+      for (const [main, sub, create, version, lease, value] of list) {
+        const r = new Rev(main, sub, create, version, lease, value, ki.head, ki);
+        ki.head = r;
+        if (main > s.compacted || (main === s.compacted && value !== null)) log.push(r);
+      }
+      kis.push(ki);
+      if (list.length > 1 || list.some((x) => x[5] === null)) s.dirty.add(ki);
     }
-    s.log = all.filter((r) => r.main > s.compacted || (r.main === s.compacted && r.rec !== null)).sort(byRev);
+    s.tree = BTree.fromSorted(kis);
+    s.log = log.sort(byRev);
     s.metaDirty = meta === null;
     return s;
   }

@@ -41,6 +41,8 @@ const LIVE = 1;
 const GONE = 2;
 
 interface Group {
+  /** The group's map key; watchers share this string instead of each keeping its own copy. */
+  id: string;
   key: Buffer;
   rangeEnd: Buffer;
   watchers: Set<Watcher>;
@@ -52,7 +54,7 @@ class Watcher {
   readonly prevKv: boolean;
   readonly noPut: boolean;
   readonly noDelete: boolean;
-  readonly groupId: string;
+  groupId: string;
   readonly single: boolean;
   state = SYNCING;
   nextRev = 0;
@@ -168,9 +170,10 @@ export class WatchHub {
     const groups = w.single ? this.keyGroups : this.rangeGroups;
     let g = groups.get(w.groupId);
     if (g === undefined) {
-      g = { key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd), watchers: new Set() };
+      g = { id: w.groupId, key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd), watchers: new Set() };
       groups.set(w.groupId, g);
     }
+    w.groupId = g.id;
     g.watchers.add(w);
   }
 
