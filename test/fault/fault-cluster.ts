@@ -8,7 +8,11 @@ import { ProcessCluster, type ClusterOptions } from '../support/process-cluster.
 import { memberIdFor } from '../../server/api/cluster-info.ts';
 import { etcdClients } from '../../server/api/proto.ts';
 
-type ClusterCall = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { member?: { ID: string } }) => void) => void;
+interface ClusterReply {
+  member?: { ID: string };
+  members?: Array<{ ID: string; peerURLs: string[] }>;
+}
+type ClusterCall = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: ClusterReply) => void) => void;
 
 const CLUSTER_TOKEN = 'it'; // ProcessCluster's --initial-cluster-token
 const FAULT_SNAPSHOT_COUNT = 200;
@@ -105,9 +109,16 @@ export class FaultCluster {
   }
 
   /** Calls etcdserverpb.Cluster/<method> on any running member, retrying until it succeeds or the deadline. */
-  private async clusterCall(method: string, req: object, timeoutMs: number, avoid = -1): Promise<{ member?: { ID: string } }> {
+  private async clusterCall(
+    method: string,
+    req: object,
+    timeoutMs: number,
+    avoid = -1,
+    doneAlready?: (err: grpc.ServiceError) => boolean,
+  ): Promise<ClusterReply> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
+    let attempts = 0;
     while (Date.now() < deadline) {
       for (let j = 0; j < this.size; j++) {
         if (j === avoid || !this.isUp(j)) continue;
@@ -118,7 +129,10 @@ export class FaultCluster {
           );
         } catch (err) {
           last = err instanceof Error ? err.message : String(err);
+          // An earlier attempt whose answer was lost (deadline under load) may have done it already.
+          if (attempts > 0 && doneAlready?.(err as grpc.ServiceError)) return {};
         } finally {
+          attempts++;
           client.close();
         }
       }
@@ -133,7 +147,7 @@ export class FaultCluster {
    * existing (it catches up from the log or a snapshot) and promotes it once it has caught up.
    */
   async removeMember(i: number): Promise<void> {
-    await this.clusterCall('MemberRemove', { ID: BigInt(`0x${this.memberIds[i]}`).toString() }, 15_000, i);
+    await this.clusterCall('MemberRemove', { ID: BigInt(`0x${this.memberIds[i]}`).toString() }, 15_000, i, (err) => err.code === grpc.status.NOT_FOUND);
     const m = this.cluster.members[i];
     if (!(await this.cluster.waitExit(i, 10_000))) await this.cluster.kill9(i);
     this.paused.delete(i);
@@ -142,12 +156,16 @@ export class FaultCluster {
   }
 
   async addBackMember(i: number): Promise<void> {
-    const added = await this.clusterCall('MemberAdd', { peerURLs: [this.cluster.peerUrlOf(i)], isLearner: true }, 15_000, i);
-    const id = BigInt(added.member!.ID);
+    const url = this.cluster.peerUrlOf(i);
+    const added = await this.clusterCall('MemberAdd', { peerURLs: [url], isLearner: true }, 15_000, i, (err) => err.details === 'etcdserver: Peer URLs already exists');
+    // An attempt whose answer was lost added it already: find it by its URL.
+    const idText = added.member?.ID ?? (await this.clusterCall('MemberList', {}, 10_000, i)).members?.find((m) => m.peerURLs.includes(url))?.ID;
+    if (idText === undefined) throw new Error(`member with peer URL ${url} neither added nor listed`);
+    const id = BigInt(idText);
     this.memberIds[i] = id.toString(16);
     this.cluster.startMember(i);
     await this.pushPartition(i, 10_000);
-    await this.clusterCall('MemberPromote', { ID: id.toString() }, 30_000, i);
+    await this.clusterCall('MemberPromote', { ID: id.toString() }, 30_000, i, (err) => err.details === 'etcdserver: can only promote a learner member');
   }
 
   /** Snapshots sent and installed so far, summed over the running members' /metrics. */
