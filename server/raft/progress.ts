@@ -80,6 +80,8 @@ export class Progress {
   pendingSnapshot = 0;
   /** Learners receive the log but never vote or count for commit/quorum. */
   isLearner = false;
+  /** The commit index carried by the last append sent to the peer (leader's bookkeeping). */
+  sentCommit = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflightMsgs: number) {

@@ -337,9 +337,9 @@ describe('log replication', () => {
     };
     for (let i = 0; i < 10; i++) c.node(1).propose(new Uint8Array(10));
     c.stabilize();
-    // The first proposal goes out alone and fills the window; the backlog is then batched
-    // two at a time (a third 10-byte entry would exceed the 25-byte cap).
-    expect(sent.map((m) => m.entries.length)).toEqual([1, 2, 2, 2, 2, 1]);
+    // The turn's proposals leave together (one flush per Ready), batched two at a time: a third
+    // 10-byte entry would exceed the 25-byte cap.
+    expect(sent.map((m) => m.entries.length)).toEqual([2, 2, 2, 2, 2]);
     for (const id of c.ids) expect(c.applied(id).length).toBe(11);
   });
 

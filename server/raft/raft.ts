@@ -70,6 +70,13 @@ export class Raft {
   private readonly reads = new ReadIndexQueue();
   /** Reads that arrived before the leader committed an entry of its term (commit index unknown yet). */
   private readsAwaitingTermCommit: { from: NodeId; ctx: Uint8Array }[] = [];
+  /**
+   * Leader: appends are owed to followers (new entries, or a commit index they have not been sent).
+   * Proposals and commit advances only set this; flushAppends() (called by RawNode.ready()) sends
+   * one append per follower that needs one, so a turn with many proposals and acks sends each
+   * follower one message, not one per proposal and one per ack.
+   */
+  appendsOwed = false;
   /** Scratch buffer for quorum computations (avoids per-ack allocation). */
   private readonly matchScratch: number[] = [];
 
@@ -159,6 +166,7 @@ export class Raft {
     this.progress.clear();
     this.reads.clear();
     this.readsAwaitingTermCommit = [];
+    this.appendsOwed = false;
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -556,7 +564,29 @@ export class Raft {
     }
     if (confAt !== 0) this.pendingConfIndex = confAt;
     this.appendEntries(ents);
-    this.bcastAppend();
+    this.appendsOwed = true; // sent by flushAppends, together with the turn's other proposals
+  }
+
+  /**
+   * Leader: sends the appends owed since the last flush. Each follower that has entries to receive,
+   * or has not been sent the current commit index, gets one append (as bcastAppend would have sent);
+   * the others get nothing.
+   */
+  flushAppends(): void {
+    if (!this.appendsOwed) return;
+    this.appendsOwed = false;
+    if (this.role !== 'leader') return;
+    const lastIndex = this.log.lastIndex();
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      if (pr.next > lastIndex && pr.sentCommit >= this.log.committed) continue;
+      // Like an ack, a flush fills the follower's in-flight window (pipelining).
+      if (this.sendAppend(id, true)) {
+        while (this.sendAppend(id, false)) {
+          /* keep sending */
+        }
+      }
+    }
   }
 
   /** Stamps term/index on copies of `ents` (inputs may be shared, e.g. duplicated messages). */
@@ -620,6 +650,7 @@ export class Raft {
     m.entries = ents;
     m.commit = this.log.committed;
     this.msgs.push(m);
+    pr.sentCommit = m.commit;
     pr.sentEntries(ents.length, prevIndex + ents.length);
     return true;
   }
@@ -650,7 +681,7 @@ export class Raft {
     } else if (pr.state === 'probe') pr.becomeReplicate();
     else pr.inflights.freeLE(m.index);
     if (this.maybeCommit()) {
-      this.bcastAppend(); // propagate the new commit index
+      this.appendsOwed = true; // propagate the new commit index (once per turn, see flushAppends)
     } else if (wasPaused) {
       this.sendAppend(m.from, true);
     }

@@ -190,6 +190,7 @@ export class RawNode {
     if (this.outstanding !== null) return false;
     const r = this.raft;
     return (
+      r.appendsOwed ||
       r.msgs.length > 0 ||
       r.readStates.length > 0 ||
       r.log.hasUnstableEntries() ||
@@ -207,6 +208,7 @@ export class RawNode {
   ready(): Ready {
     if (!(this.outstanding === null)) fail('ready() called again before advance() of the previous Ready');
     const r = this.raft;
+    r.flushAppends();
     let softState: SoftState | null = null;
     if (r.lead !== this.prevSoftState.leaderId || r.role !== this.prevSoftState.role) {
       softState = { leaderId: r.lead, role: r.role };
