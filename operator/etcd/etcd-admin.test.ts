@@ -1,20 +1,22 @@
-// GrpcEtcdAdmin against a real 3-member etcd (Debian's etcd-server): MemberList, Status with leader and
-// applied index, MoveLeader on the leader (and etcd's refusal elsewhere), a learner added, started,
-// promoted once in sync, and removed — the exact calls the operator makes while scaling.
+// GrpcEtcdAdmin against a real 3-member etcd (Debian's etcd-server) and, with the same expectations,
+// a real 3-member Synod: MemberList, Status with leader and applied index, MoveLeader on the leader
+// (and the refusal elsewhere), a learner added, started, promoted once in sync, and removed — the
+// exact calls the operator makes while scaling.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, freePort, RealEtcdCluster } from '../testing/real-etcd.ts';
+import { eventually, freePort, RealEtcdCluster, type ServerKind } from '../testing/real-etcd.ts';
 import { GrpcEtcdAdmin, hexToId, idToHex } from './etcd-admin.ts';
 
+describe.each<ServerKind>(['etcd', 'synod'])('GrpcEtcdAdmin against real %s', (kind) => {
 let cluster: RealEtcdCluster;
 const admin = new GrpcEtcdAdmin({ callTimeoutMs: 2_000 });
 
 beforeAll(async () => {
-  cluster = await RealEtcdCluster.start(3);
+  cluster = await RealEtcdCluster.start(3, kind);
   await eventually(async () => {
     const statuses = await Promise.all(cluster.endpoints.map((e) => admin.status(e)));
     return statuses.every((s) => s.leaderId !== '0') ? true : undefined;
-  }, 'an etcd leader');
+  }, `a ${kind} leader`, 30_000);
 });
 
 afterAll(async () => {
@@ -28,7 +30,6 @@ async function leaderIndex(): Promise<number> {
   return statuses.findIndex((s) => s.memberId === leaderId);
 }
 
-describe('GrpcEtcdAdmin against real etcd', () => {
   it('converts member ids between etcd\'s decimal wire form and hex', () => {
     expect(idToHex('18446744073709551615')).toBe('ffffffffffffffff');
     expect(hexToId('8e9e05c52164694d')).toBe('10276657743932975437');
@@ -77,7 +78,11 @@ describe('GrpcEtcdAdmin against real etcd', () => {
       await admin.memberPromote(cluster.endpoints, learner.id);
       return true;
     }, 'promotion of the caught-up learner');
-    const promoted = (await admin.memberList(cluster.endpoints)).find((m) => m.id === learner.id);
+    // The new member publishes its name through the log once it runs, which may land just after.
+    const promoted = await eventually(async () => {
+      const m = (await admin.memberList(cluster.endpoints)).find((x) => x.id === learner.id);
+      return m?.name === 'etcd3' ? m : undefined;
+    }, 'the promoted member listed with its name');
     expect(promoted).toMatchObject({ name: 'etcd3', isLearner: false });
     expect((await admin.status(joined.clientEndpoint)).memberId).toBe(learner.id);
 

@@ -65,7 +65,11 @@ describe('images', () => {
     });
   }
 
-  it('the server entrypoint needs nothing outside operator/bootstrap and operator/etcd', () => {
-    expect([...importClosure(images.server.entry)].sort()).toEqual(['operator/bootstrap/server-entrypoint.ts', 'operator/etcd/etcd-admin.ts']);
+  it('the server entrypoint needs only operator/bootstrap, operator/etcd and the server tree the image copies', () => {
+    expect([...importClosure(images.server.entry)].sort()).toEqual([
+      'operator/bootstrap/server-entrypoint.ts',
+      'operator/etcd/etcd-admin.ts',
+      'server/cli/member-node-flags.ts', // the Node flags every member process runs with
+    ]);
   });
 });

@@ -25,6 +25,8 @@ export interface ClusterServiceOptions {
   peerAddress: (memberId: number) => string | undefined;
   /** Current members with their published names and client URLs. */
   members: () => MemberInfo[];
+  /** How to dial the leader's peer port (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
 }
 
 interface WireMember {
@@ -99,15 +101,20 @@ export class ClusterService {
     if (!address) throw new NoLeaderError();
     let client = this.clients.get(address);
     if (!client) {
-      client = new (etcdClients().Cluster)(address, grpc.credentials.createInsecure()) as unknown as ForwardClient;
+      client = new (etcdClients().Cluster)(address, this.opts.credentials ?? grpc.credentials.createInsecure()) as unknown as ForwardClient;
       this.clients.set(address, client);
     }
     const md = new grpc.Metadata();
     md.set(FORWARDED, ctx.memberIdText);
     const c = client;
-    return new Promise((resolve, reject) => {
+    const res = await new Promise((resolve, reject) => {
       c[method](req, md, { deadline: ctx.deadlineMs() }, (err, res) => (err ? reject(err) : resolve(res)));
     });
+    // The leader answered once the change applied there; wait until it applied here too, so this
+    // member's own MemberList shows it right after (as etcd, which waits for its local apply).
+    // Best effort: a member that just removed itself may never get there.
+    await ctx.member.readBarrier(DATA_GROUP_ID, ctx.deadlineMs()).catch(() => undefined);
+    return res;
   }
 
   private view(): MembershipView {

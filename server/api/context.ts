@@ -8,6 +8,7 @@ import { ETCD_ERRORS, grpcError } from './errors.ts';
 import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
 import type { ResponseHeader } from './wire-types.ts';
 import type { MemberInfo } from './cluster-info.ts';
+import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 
 export const DATA_GROUP_ID = 0;
 
@@ -74,13 +75,14 @@ export class ApiContext {
 
   /** A learner replicates the log but serves only serializable reads and status, as in etcd. */
   isLearner(): boolean {
-    return this.member.confState(DATA_GROUP_ID).learners.includes(this.member.memberId);
+    return this.member.isLearner(DATA_GROUP_ID);
   }
 
   /** Waits until this member has applied everything committed before now (linearizable read). */
   async readBarrier(): Promise<void> {
     if (this.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
     if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
+    if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
     await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
   }
 
@@ -91,7 +93,8 @@ export class ApiContext {
   proposeWrite(body: InternalRequestBody, options: { internal?: boolean } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
     const tracked = this.sm.track();
-    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body });
+    const caller = currentCaller(); // set by the auth guard for client requests
+    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });
     if (data.length > this.limits.maxRequestBytes) {
       tracked.forget();
       return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));

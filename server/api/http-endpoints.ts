@@ -58,6 +58,11 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   counter('synod_raft_entries_persisted_total', 'Raft entries written to the log.', () => stats.entriesPersisted);
   counter('synod_raft_entries_applied_total', 'Raft entries applied to the state machine.', () => stats.entriesApplied);
   counter('synod_raft_messages_sent_total', 'Raft messages handed to the peer transport.', () => stats.messagesSent);
+  counter('synod_snapshots_taken_total', 'Snapshot points taken (every --snapshot-count applied entries).', () => stats.snapshotsTaken);
+  counter('synod_snapshots_sent_total', 'Snapshots streamed to members behind the compacted log.', () => stats.snapshotsSent);
+  counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
+  gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
+  gauge('synod_server_is_learner', 'Whether this member is a learner (replicates, does not vote).', () => (ctx.isLearner() ? 1 : 0));
   return registry;
 }
 

@@ -11,8 +11,10 @@ import type { MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
+import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
+import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 
-/** State-keyspace prefixes: MVCC records, published member attributes, leases, membership. */
+/** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
 const MEMBER_PREFIX = 0x6d; // 'm'
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
@@ -74,6 +76,8 @@ export class KvStateMachine implements GroupStateMachine {
   readonly published = new Map<string, PublishedMember>();
   private readonly memberOps: Array<{ key: Buffer; value: Buffer | null }> = [];
   leases: LeaseStore;
+  /** Users, roles, permissions and whether auth is on (server/auth); replaced by a snapshot restore. */
+  auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
   /** The group's membership by member id (decimal), tombstones included. */
   readonly membership = new Map<string, MembershipRecord>();
@@ -91,6 +95,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.store = new MvccStore();
     this.hub = new WatchHub(this.store);
     this.leases = LeaseStore.restore([]);
+    this.auth = AuthStore.restore([]);
     this.load(stateRecords);
   }
 
@@ -98,11 +103,13 @@ export class KvStateMachine implements GroupStateMachine {
   private load(stateRecords: Iterable<[Buffer, Buffer]>): void {
     const mvccRecords: Array<[Buffer, Buffer]> = [];
     const leaseRecords: Array<[Buffer, Buffer]> = [];
+    const authRecords: Array<[Buffer, Buffer]> = [];
     this.published.clear();
     this.membership.clear();
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
+      else if (key[0] === AUTH_RECORD_PREFIX) authRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
       } else if (key[0] === MEMBERSHIP_PREFIX) {
@@ -114,6 +121,7 @@ export class KvStateMachine implements GroupStateMachine {
     // The store object stays the same (the watch hub and services hold it); its contents are replaced.
     this.store.adopt(MvccStore.restore(mvccRecords));
     this.leases = LeaseStore.restore(leaseRecords);
+    this.auth = AuthStore.restore(authRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
     const all = this.store.range({
       key: Buffer.from([0]),
@@ -210,6 +218,12 @@ export class KvStateMachine implements GroupStateMachine {
     const req = decodeInternalRequest(entry.data);
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) this.waiters.delete(req.seq);
+    // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
+    const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
+    if (refusal) {
+      mine?.reject(grpcError(ETCD_ERRORS[refusal]));
+      return;
+    }
     let outcome: ApplyOutcome;
     try {
       outcome = this.execute(req);
@@ -222,6 +236,10 @@ export class KvStateMachine implements GroupStateMachine {
       }
       if (err instanceof RefusedRequest) {
         mine?.reject(grpcError(err.spec));
+        return;
+      }
+      if (err instanceof AuthError) {
+        mine?.reject(grpcError(ETCD_ERRORS[err.code]));
         return;
       }
       throw err;
@@ -294,6 +312,7 @@ export class KvStateMachine implements GroupStateMachine {
       this.store.compact(num(req.compaction.revision));
       return { revision: this.store.currentRevision(), result: null };
     }
+    if (applyAuthEntry(req, this.auth)) return { revision: this.store.currentRevision(), result: { authRevision: this.auth.revision } };
     throw new Error('committed entry carries no known request');
   }
 
@@ -311,6 +330,9 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.memberOps.length > 0) ops.push(...this.memberOps.splice(0));
     for (const op of this.leases.drainPersistOps()) {
       ops.push({ key: Buffer.concat([Buffer.from([LEASE_RECORD_PREFIX]), op.key]), value: op.value });
+    }
+    for (const op of this.auth.drainPersistOps()) {
+      ops.push({ key: Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), op.key]), value: op.value });
     }
     return ops;
   }

@@ -67,6 +67,8 @@ export interface LeaseManagerOptions {
   electionTimeoutMs: number;
   checkpointIntervalMs: number;
   logger: Logger;
+  /** How to dial the leader's peer port (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
 }
 
 export class LeaseManager {
@@ -257,7 +259,7 @@ export class LeaseManager {
     let client = this.clients.get(address);
     if (!client) {
       const Ctor = leaseForwardService();
-      client = new Ctor(address, grpc.credentials.createInsecure());
+      client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure());
       this.clients.set(address, client);
     }
     return [address, client];

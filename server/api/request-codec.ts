@@ -5,6 +5,7 @@ import protobuf from 'protobufjs';
 import path from 'node:path';
 import { PROTO_ROOT } from './proto.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
+import type { AuthRequestBody, Caller } from './auth-wire.ts';
 
 export type InternalRequestBody =
   | { put: PutRequest }
@@ -15,7 +16,8 @@ export type InternalRequestBody =
   | { lease_grant: { ID: string; TTL: string } }
   | { lease_revoke: { ID: string } }
   | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
-  | { member_update: { ID: string; peerURLs: string[] } };
+  | { member_update: { ID: string; peerURLs: string[] } }
+  | AuthRequestBody;
 
 export interface MemberAttributes {
   member_id: string;
@@ -23,7 +25,7 @@ export interface MemberAttributes {
   client_urls: string[];
 }
 
-export type InternalRequest = { proposer: string; seq: string } & InternalRequestBody;
+export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;
 
 let cachedRoot: protobuf.Root | undefined;
 /** protobufjs types of synod/internal.proto and the etcd messages it imports (loaded once). */

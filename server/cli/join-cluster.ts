@@ -3,6 +3,7 @@
 // identity, finds itself among the current members by its peer URLs, and takes the cluster's
 // bootstrap membership as its own log-index-0 view (it then learns everything since from the log
 // or from a snapshot).
+import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { fetchClusterInfo } from '../transport/peer-transport.ts';
 import { hostPort, parseInitialCluster, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
@@ -26,7 +27,8 @@ const RETRY_MS = 500;
 
 const sameUrl = (a: string, b: string): boolean => hostPort(a) === hostPort(b) && new URL(a).protocol === new URL(b).protocol;
 
-export async function joinExistingCluster(cfg: JoinConfig, log: Logger): Promise<ClusterRecord> {
+/** `peerCredentials`: how to dial the peer ports (peer TLS), as the member itself will. */
+export async function joinExistingCluster(cfg: JoinConfig, log: Logger, peerCredentials?: grpc.ChannelCredentials): Promise<ClusterRecord> {
   const mine = cfg.initialAdvertisePeerUrls;
   const peers = parseInitialCluster(cfg.initialCluster)
     .flatMap((m) => m.peerUrls)
@@ -38,7 +40,7 @@ export async function joinExistingCluster(cfg: JoinConfig, log: Logger): Promise
     for (const url of peers) {
       let info: ClusterInfoReply;
       try {
-        info = JSON.parse(await fetchClusterInfo(hostPort(url), 2_000)) as ClusterInfoReply;
+        info = JSON.parse(await fetchClusterInfo(hostPort(url), 2_000, peerCredentials)) as ClusterInfoReply;
       } catch (err) {
         lastError = `${url}: ${err instanceof Error ? err.message : String(err)}`;
         continue;

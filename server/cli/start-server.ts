@@ -23,6 +23,12 @@ import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
 import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
+import { authService } from '../api/auth-service.ts';
+import { AuthGuard } from '../api/auth-guard.ts';
+import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
+import { CertificateFiles } from '../tls/certificate-files.ts';
+import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
+import { peerChannelCredentials } from '../tls/channel-credentials.ts';
 import {
   clusterIdFor,
   hostPort,
@@ -60,8 +66,42 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
+  clientTls?: TlsConfig;
+  /** Peer TLS (--peer-cert-file, ...); needed for https peer URLs. */
+  peerTls?: TlsConfig;
+  /** How often certificate files are checked for rotation (ms). */
+  tlsReloadIntervalMs?: number;
+  /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
+  authTokenTtlSeconds?: number;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle the other side's certificate must chain to; empty: the system's roots. */
+  trustedCaFile: string;
+  /** Require and verify the other side's certificate (etcd's --client-cert-auth / --peer-client-cert-auth). */
+  clientCertAuth: boolean;
+}
+
+export const DEFAULT_AUTH_TOKEN_TTL_SECONDS = 300;
+
+/** Loads one side's certificate files, refusing a configuration that cannot work (https without a cert, ...). */
+function loadTls(side: 'client' | 'peer', tls: TlsConfig | undefined, urls: string[], reloadMs: number, log: Logger): CertificateFiles | null {
+  const flag = side === 'client' ? '--' : '--peer-';
+  const wantsTls = urls.some((u) => u.startsWith('https:'));
+  if (!tls || (!tls.certFile && !tls.keyFile)) {
+    if (wantsTls) throw new Error(`https ${side} URLs need ${flag}cert-file and ${flag}key-file`);
+    if (tls?.clientCertAuth) throw new Error(`${flag}client-cert-auth needs TLS: https ${side} URLs, ${flag}cert-file and ${flag}key-file`);
+    return null;
+  }
+  if (!tls.certFile || !tls.keyFile) throw new Error(`${flag}cert-file and ${flag}key-file go together`);
+  if (tls.clientCertAuth && !tls.trustedCaFile) throw new Error(`${flag}client-cert-auth needs ${flag}trusted-ca-file`);
+  if (!wantsTls) log.warn({ side }, `${flag}cert-file is set but the ${side} URLs are http: serving plaintext`);
+  return new CertificateFiles(tls, log.child({ tls: side }), reloadMs);
 }
 
 export interface RunningServer {
@@ -83,11 +123,11 @@ export const DEFAULT_SNAPSHOT_COUNT = 10_000;
  * The cluster record: stored one wins (the --initial-* flags only matter the first time, as in etcd);
  * otherwise bootstrapped from --initial-cluster, or fetched from the running cluster when joining.
  */
-async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig): Promise<ClusterRecord> {
+async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCredentials: grpc.ChannelCredentials): Promise<ClusterRecord> {
   const stored = await db.loadCluster<ClusterRecord>();
   if (stored) return stored;
   if (cfg.initialClusterState === 'existing') {
-    const record = await joinExistingCluster(cfg, cfg.logger);
+    const record = await joinExistingCluster(cfg, cfg.logger, peerCredentials);
     const batch = new TurnBatch();
     batch.putCluster(record);
     await db.write(batch, true);
@@ -139,10 +179,17 @@ function dirSizeBytes(dir: string): number {
 
 export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const log = cfg.logger;
+  // Certificates first: a TLS misconfiguration fails the start before any data is touched.
+  const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
+  const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
+  const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
+  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
+  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
+  const tlsListeners: TlsListener[] = [];
   fs.mkdirSync(cfg.dataDir, { recursive: true });
   const dbDir = path.join(cfg.dataDir, 'db');
   const db = await MemberDb.open(dbDir);
-  const cluster = await loadOrBootstrapCluster(db, cfg);
+  const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
   if (cluster.removed) {
     throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
   }
@@ -150,6 +197,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
   const snapshotDir = path.join(cfg.dataDir, 'snap');
+  let removedHandled = false;
 
   const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
   const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
@@ -195,6 +243,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const peerAddresses = new Map<number, string>();
   for (const m of cluster.joinMembers ?? []) if (m.peerUrls[0]) peerAddresses.set(m.id, hostPort(m.peerUrls[0]));
   for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
+  const mismatched = sm.members().filter((m) => m.peerUrls[0] && m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => BigInt(m.id).toString(16));
+  if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
     memberId,
@@ -203,12 +253,23 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     onMessages: (_from, messages) => member.step(messages),
     faults,
     logger: log,
+    credentials: peerCredentials,
+    bind:
+      peerTlsOn && peerCerts
+        ? async (server, address) => {
+            const listener = await listenTls(server, address, { files: peerCerts, requireClientCert: cfg.peerTls?.clientCertAuth ?? false, role: 'peer', logger: log });
+            tlsListeners.push(listener);
+            return listener.port;
+          }
+        : undefined,
     snapshots: {
       dir: snapshotDir,
       chunks: (groupId, index) => member.snapshotChunks(groupId, index),
       report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
       received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
     },
+    isRemoved: (id) => sm.membership.get(String(id))?.removed === true,
+    onRemoved: () => onRemoved(),
     clusterInfo: () =>
       JSON.stringify({
         clusterId: cluster.clusterId,
@@ -239,7 +300,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
-  const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members });
+  const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
 
   const leases = new LeaseManager({
     ctx,
@@ -247,6 +308,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     electionTimeoutMs: cfg.tickMs * cfg.electionTimeoutTicks,
     checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
     logger: log,
+    credentials: peerCredentials,
   });
   transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
 
@@ -257,19 +319,31 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   const services = etcdServices();
-  grpcServer.addService(services.KV, kvService(ctx));
-  grpcServer.addService(services.Watch, watchService(ctx));
-  grpcServer.addService(services.Lease, leaseService(ctx, leases));
-  grpcServer.addService(services.Lock, lockService(ctx));
-  grpcServer.addService(services.Election, electionService(ctx));
-  grpcServer.addService(services.Cluster, clusterAdmin.implementation());
-  // The same service on the peer port: members that are not the leader forward changes there.
+  // Every client-facing service sits behind the auth guard (a pass-through while auth is off).
+  const guard = new AuthGuard(ctx, { clientCertAuth: cfg.clientTls?.clientCertAuth ?? false });
+  grpcServer.addService(services.KV, guardKv(ctx, guard, kvService(ctx)));
+  grpcServer.addService(services.Watch, guardWatch(ctx, guard, watchService(ctx)));
+  grpcServer.addService(services.Lease, guardLease(ctx, guard, leaseService(ctx, leases)));
+  grpcServer.addService(services.Lock, guardLock(ctx, guard, lockService(ctx)));
+  grpcServer.addService(services.Election, guardElection(ctx, guard, electionService(ctx)));
+  grpcServer.addService(services.Cluster, guardCluster(ctx, guard, clusterAdmin.implementation()));
+  // The same service on the peer port: members that are not the leader forward changes there
+  // (already checked by the member the client called; peers are trusted through peer TLS).
   transport.addService(services.Cluster, clusterAdmin.implementation());
-  grpcServer.addService(services.Maintenance, maintenanceService(ctx, () => dirSizeBytes(dbDir)));
+  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenanceService(ctx, () => dirSizeBytes(dbDir))));
+  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
   await transport.start();
   const clientPorts: number[] = [];
-  for (const url of cfg.listenClientUrls) clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+  for (const url of cfg.listenClientUrls) {
+    if (url.startsWith('https:') && clientCerts) {
+      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: log });
+      tlsListeners.push(listener);
+      clientPorts.push(listener.port);
+    } else {
+      clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+    }
+  }
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
@@ -293,7 +367,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         },
       );
   };
+  // As soon as a leader is known (a joining member is otherwise listed nameless for a while).
   publishTimer = setTimeout(publish, 200);
+  member.onLeaderChange((_group, leaderId) => {
+    if (leaderId === 0 || publishTimer === null) return;
+    clearTimeout(publishTimer);
+    publishTimer = setTimeout(publish, 0);
+  });
 
   const metricsPort = httpServer ? (httpServer.address() as { port: number }).port : 0;
   log.info({ name: cfg.name, clientUrls: cfg.advertiseClientUrls, clientPorts, peerPort: transport.port, metricsPort }, 'serving');
@@ -330,6 +410,9 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();
+      await Promise.all(tlsListeners.map((l) => l.close()));
+      clientCerts?.close();
+      peerCerts?.close();
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       await db.close();
       log.info('stopped');
@@ -337,7 +420,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     return stopping;
   };
 
-  member.onRemoved(() => {
+  member.onRemoved(() => onRemoved());
+  function onRemoved(): void {
+    if (removedHandled) return;
+    removedHandled = true;
     log.error('this member has been permanently removed from the cluster; stopping');
     const record: ClusterRecord = { ...cluster, removed: true };
     const batch = new TurnBatch();
@@ -347,7 +433,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       .then(() => stop())
       .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
       .finally(() => cfg.onRemoved?.());
-  });
+  }
 
   return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
 }

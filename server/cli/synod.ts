@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
+import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -33,6 +33,17 @@ program
   .option('--request-timeout <ms>', 'how long a request may wait for consensus', String(DEFAULT_LIMITS.requestTimeoutMs))
   .option('--watch-progress-notify-interval <ms>', 'interval of watch progress notifications', String(DEFAULT_LIMITS.watchProgressNotifyIntervalMs))
   .option('--lease-checkpoint-interval <ms>', 'how often the leader records remaining lease TTLs through Raft', '300000')
+  .option('--cert-file <path>', 'client TLS certificate (for https client URLs)', '')
+  .option('--key-file <path>', 'client TLS private key', '')
+  .option('--trusted-ca-file <path>', 'CA bundle that client certificates must chain to', '')
+  .option('--client-cert-auth', 'require client certificates signed by --trusted-ca-file; their CN authenticates as that user')
+  .option('--peer-cert-file <path>', 'peer TLS certificate (for https peer URLs; also presented when dialling peers)', '')
+  .option('--peer-key-file <path>', 'peer TLS private key', '')
+  .option('--peer-trusted-ca-file <path>', 'CA bundle that peer certificates must chain to', '')
+  .option('--peer-client-cert-auth', 'require peers to present certificates signed by --peer-trusted-ca-file')
+  .option('--tls-reload-interval <ms>', 'how often certificate files are checked for rotation', '1000')
+  .addOption(new Option('--auth-token <type>', 'auth token type (Synod issues signed tokens every member verifies; see docs/security.md)').choices(['simple']).default('simple'))
+  .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
@@ -47,6 +58,10 @@ program
     const electionMs = Number(o.electionTimeout);
     if (!(tickMs > 0) || !(electionMs >= 5 * tickMs)) {
       logger.fatal('--election-timeout must be at least 5 x --heartbeat-interval');
+      process.exit(2);
+    }
+    if (!(Number(o.authTokenTtl) > 0)) {
+      logger.fatal('--auth-token-ttl must be a positive number of seconds');
       process.exit(2);
     }
     try {
@@ -74,6 +89,10 @@ program
         logger,
         faultInjection: Boolean(o.experimentalFaultInjection),
         unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
+        clientTls: { certFile: o.certFile, keyFile: o.keyFile, trustedCaFile: o.trustedCaFile, clientCertAuth: Boolean(o.clientCertAuth) },
+        peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },
+        tlsReloadIntervalMs: Number(o.tlsReloadInterval),
+        authTokenTtlSeconds: Number(o.authTokenTtl),
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });
@@ -107,7 +126,9 @@ program
   .option('--client-ports <ports>', 'three client ports', '2379,22379,32379')
   .option('--peer-ports <ports>', 'three peer ports', '2380,22380,32380')
   .option('--metrics-ports <ports>', 'three ports for /metrics, /healthz, /readyz', '2381,22381,32381')
-  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string }) => {
+  .option('--tls', 'TLS for clients and peers, with development certificates generated into <data-dir>/certs')
+  .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
       if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
@@ -121,6 +142,8 @@ program
       clientPorts: ports(o.clientPorts, '--client-ports'),
       peerPorts: ports(o.peerPorts, '--peer-ports'),
       metricsPorts: ports(o.metricsPorts, '--metrics-ports'),
+      tls: Boolean(o.tls),
+      clientCertAuth: Boolean(o.clientCertAuth),
     });
   });
 

@@ -11,6 +11,7 @@
 // followers that are only a little behind. A follower further behind receives the retained point's
 // records as a snapshot file (snapshot-file.ts), installs it, and continues from the log.
 import fs from 'node:fs';
+import { AsyncResource } from 'node:async_hooks';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
@@ -134,6 +135,8 @@ class RaftGroup {
   pendingSnapshotMeta: SnapshotMeta | null = null;
   /** Received, verified snapshot files stepped into Raft, by index. */
   receivedSnapshots = new Map<number, string>();
+  /** This member is a learner of the group (follows every applied membership change). */
+  isLearner = false;
 
   constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number, term: number, vote: NodeId) {
     this.groupId = groupId;
@@ -178,6 +181,13 @@ export class Member {
   private readonly groups = new Map<number, RaftGroup>();
   private sink: MessageSink | null = null;
   private turnScheduled = false;
+  /**
+   * The loop's async context: the one the member was created in. A turn is often scheduled from a
+   * client request (a proposal), and must not run in that request's context: everything the turn
+   * starts (applies, listeners, their timers) would otherwise inherit request-scoped state such as
+   * the caller an entry is proposed for.
+   */
+  private readonly loopScope = new AsyncResource('synod-member-loop');
   private writing = false;
   /**
    * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
@@ -279,6 +289,7 @@ export class Member {
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
     const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex, loaded.hardState.term, loaded.hardState.vote);
+    group.isLearner = node.confState().learners.includes(this.opts.memberId);
     this.groups.set(g.groupId, group);
     // The stored state is exactly at `applied` now: that is the first snapshot point. The stored
     // compaction point (if older) has no data any more, so the log is compacted up to this one.
@@ -367,6 +378,11 @@ export class Member {
   /** The membership this member has applied. */
   confState(groupId: number): ConfState {
     return this.mustGroup(groupId).node.confState();
+  }
+
+  /** Whether this member is a learner of the group (cheap: checked on every client request). */
+  isLearner(groupId: number): boolean {
+    return this.mustGroup(groupId).isLearner;
   }
 
   /** Leader only: ids of members it heard from within the last election timeout (itself included). */
@@ -525,7 +541,7 @@ export class Member {
   private scheduleTurn(): void {
     if (this.turnScheduled || this.writing || this.stopped) return;
     this.turnScheduled = true;
-    setImmediate(() => {
+    setImmediate(this.loopScope.bind(() => {
       this.turnScheduled = false;
       this.runTurn().catch((err: unknown) => {
         // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
@@ -533,7 +549,7 @@ export class Member {
         this.opts.logger.fatal({ err }, 'member loop failed; exiting');
         process.exit(70);
       });
-    });
+    }));
   }
 
   private startReadRounds(group: RaftGroup): void {
@@ -758,6 +774,7 @@ export class Member {
     group.appliedQueued = meta.index;
     group.appliedPersisted = meta.index;
     group.confStateDirty = false;
+    group.isLearner = meta.confState.learners.includes(this.opts.memberId);
     for (const p of group.points) await this.releasePoint(p);
     group.points = [];
     this.takePoint(group);
@@ -794,6 +811,7 @@ export class Member {
         const confState = group.node.applyConfChange(change);
         group.sm.applyConfChange(entry, change, confState);
         group.confStateDirty = true;
+        group.isLearner = confState.learners.includes(this.opts.memberId);
         this.opts.logger.info({ group: group.groupId, index: entry.index, change: change.type, node: change.nodeId.toString(16), voters: confState.voters.map((v) => v.toString(16)), learners: confState.learners.map((v) => v.toString(16)) }, 'membership changed');
         for (const l of this.confListeners) l(group.groupId, confState);
         if (group.node.status().removed) for (const l of this.removedListeners) l(group.groupId);

@@ -51,9 +51,9 @@ function peerService(): grpc.ServiceClientConstructor {
 }
 
 /** Asks the member at `address` (its peer port) for the cluster description a joining member needs. */
-export function fetchClusterInfo(address: string, timeoutMs: number): Promise<string> {
+export function fetchClusterInfo(address: string, timeoutMs: number, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): Promise<string> {
   const Peer = peerService();
-  const client = new Peer(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+  const client = new Peer(address, credentials) as unknown as grpc.Client & {
     ClusterInfo(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { cluster_json: string }) => void): void;
   };
   return new Promise<string>((resolve, reject) => {
@@ -81,11 +81,22 @@ export interface PeerTransportOptions {
   logger: Logger;
   /** Test-only (--experimental-fault-injection): drops messages to and from blocked peers. */
   faults?: FaultInjector;
+  /** How to dial peers (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
+  /** How to listen (peer TLS, server/tls/tls-listener.ts); resolves with the port. Plaintext when absent. */
+  bind?: (server: grpc.Server, address: string) => Promise<number>;
   /** Sending and receiving state-machine snapshots. */
   snapshots: SnapshotHandler;
   /** JSON describing the cluster, for a member joining with --initial-cluster-state existing. */
   clusterInfo: () => string;
+  /** Whether a member was removed from the cluster: its streams are refused with REMOVED_DETAILS. */
+  isRemoved: (memberId: number) => boolean;
+  /** A peer refused this member's stream because this member was removed (it may never see its removal in the log). */
+  onRemoved: () => void;
 }
+
+/** What a member tells a removed member that still talks to it (etcd answers such peers "410 Gone"). */
+export const REMOVED_DETAILS = 'synod: the member has been permanently removed from the cluster';
 
 export interface SnapshotHandler {
   /** Directory where received snapshot files are written. */
@@ -98,6 +109,9 @@ export interface SnapshotHandler {
   received(groupId: number, message: Message, filePath: string): void;
 }
 
+/** At most one "cannot reach peer" line per peer per this interval (a down peer is redialled often). */
+const DIAL_FAILURE_LOG_MS = 10_000;
+
 interface Outbound {
   memberId: number;
   address: string;
@@ -108,6 +122,7 @@ interface Outbound {
   backoffMs: number;
   redialTimer: NodeJS.Timeout | null;
   droppedMessages: number;
+  lastDialFailureLogMs: number;
 }
 
 export class PeerTransport {
@@ -172,6 +187,7 @@ export class PeerTransport {
       backoffMs: MIN_BACKOFF_MS,
       redialTimer: null,
       droppedMessages: 0,
+      lastDialFailureLogMs: 0,
     };
     this.outbound.set(memberId, out);
     this.dial(out);
@@ -202,11 +218,14 @@ export class PeerTransport {
         }
       },
     });
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(this.opts.listenAddress, grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
+    const bind = this.opts.bind;
+    this.boundPort = bind
+      ? await bind(this.server, this.opts.listenAddress)
+      : await new Promise<number>((resolve, reject) => {
+          this.server.bindAsync(this.opts.listenAddress, grpc.ServerCredentials.createInsecure(), (err, port) =>
+            err ? reject(err) : resolve(port),
+          );
+        });
     for (const [memberId, address] of this.opts.peers) {
       if (memberId === this.opts.memberId) continue;
       this.openOutbound(memberId, address);
@@ -392,7 +411,7 @@ export class PeerTransport {
   private dial(out: Outbound): void {
     if (this.stopped) return;
     const Peer = peerService();
-    out.client ??= new Peer(out.address, grpc.credentials.createInsecure(), {
+    out.client ??= new Peer(out.address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_FRAME_BYTES,
       'grpc.max_send_message_length': MAX_FRAME_BYTES,
       'grpc.keepalive_time_ms': 10_000,
@@ -409,6 +428,7 @@ export class PeerTransport {
       if (out.call === call) {
         out.call = null;
         if (out.connected) this.opts.logger.warn({ peer: out.memberId, reason }, 'peer stream lost');
+        else this.logDialFailure(out, reason);
         out.connected = false;
         this.scheduleRedial(out);
       }
@@ -422,9 +442,24 @@ export class PeerTransport {
         this.flush();
       }
     });
-    call.on('error', (err: Error) => onClosed(err.message));
+    call.on('error', (err: Error) => {
+      if (err.message.includes(REMOVED_DETAILS)) {
+        this.opts.logger.error({ peer: out.memberId }, 'peer reports this member was removed from the cluster');
+        this.opts.onRemoved();
+      }
+      onClosed(err.message);
+    });
     call.on('end', () => onClosed('ended'));
     call.on('close', () => onClosed('closed'));
+  }
+
+  /** A peer that never answers (down, wrong CA, plaintext vs TLS) gets a line now and then, not silence. */
+  private logDialFailure(out: Outbound, reason: string): void {
+    if (this.stopped || reason === 'ended' || reason === 'closed') return;
+    const now = Date.now();
+    if (now - out.lastDialFailureLogMs < DIAL_FAILURE_LOG_MS) return;
+    out.lastDialFailureLogMs = now;
+    this.opts.logger.warn({ peer: out.memberId, address: out.address, reason }, 'cannot reach peer');
   }
 
   private scheduleRedial(out: Outbound): void {
@@ -452,6 +487,11 @@ export class PeerTransport {
       // Fault injection (test-only): nothing from a blocked peer gets through.
       if (this.opts.faults?.isBlocked(Number(batch.from_member))) {
         this.opts.faults.droppedMessages += batch.envelopes.length;
+        return;
+      }
+      if (this.opts.isRemoved(Number(batch.from_member))) {
+        this.opts.logger.warn({ peer: Number(batch.from_member) }, 'refusing a stream from a removed member');
+        call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: REMOVED_DETAILS });
         return;
       }
       const inbound: InboundMessage[] = [];

@@ -2,10 +2,20 @@
 // --experimental-fault-injection, and can be paused (SIGSTOP/SIGCONT), killed (-9) and restarted,
 // and partitioned through each member's POST /debug/fault/partition. The partition each member
 // should have is remembered and re-applied when a killed member comes back (the hook is in memory).
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { ProcessCluster, type ClusterOptions } from '../support/process-cluster.ts';
 import { memberIdFor } from '../../server/api/cluster-info.ts';
+import { etcdClients } from '../../server/api/proto.ts';
+
+interface ClusterReply {
+  member?: { ID: string };
+  members?: Array<{ ID: string; peerURLs: string[] }>;
+}
+type ClusterCall = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: ClusterReply) => void) => void;
 
 const CLUSTER_TOKEN = 'it'; // ProcessCluster's --initial-cluster-token
+const FAULT_SNAPSHOT_COUNT = 200;
 
 export class FaultCluster {
   readonly cluster: ProcessCluster;
@@ -21,7 +31,12 @@ export class FaultCluster {
   }
 
   static async start(options: ClusterOptions = {}): Promise<FaultCluster> {
-    const cluster = await ProcessCluster.start({ ...options, extraArgs: ['--experimental-fault-injection', ...(options.extraArgs ?? [])] });
+    // A small --snapshot-count: logs are compacted every few hundred writes, so members that were
+    // down, cut off or wiped catch up through snapshot transfers under the same faults.
+    const cluster = await ProcessCluster.start({
+      ...options,
+      extraArgs: ['--experimental-fault-injection', '--snapshot-count', String(FAULT_SNAPSHOT_COUNT), ...(options.extraArgs ?? [])],
+    });
     return new FaultCluster(cluster);
   }
 
@@ -91,6 +106,83 @@ export class FaultCluster {
     for (let i = 0; i < this.size; i++) if (!this.cluster.isRunning(i)) this.cluster.startMember(i);
     this.blocked.clear();
     await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, 15_000)));
+  }
+
+  /** Calls etcdserverpb.Cluster/<method> on any running member, retrying until it succeeds or the deadline. */
+  private async clusterCall(
+    method: string,
+    req: object,
+    timeoutMs: number,
+    avoid = -1,
+    doneAlready?: (err: grpc.ServiceError) => boolean,
+  ): Promise<ClusterReply> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    let attempts = 0;
+    while (Date.now() < deadline) {
+      for (let j = 0; j < this.size; j++) {
+        if (j === avoid || !this.isUp(j)) continue;
+        const client = new (etcdClients().Cluster)(this.endpointOf(j), grpc.credentials.createInsecure());
+        try {
+          return await new Promise((resolve, reject) =>
+            ((client as unknown as Record<string, ClusterCall>)[method]).call(client, req, { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res ?? {}))),
+          );
+        } catch (err) {
+          last = err instanceof Error ? err.message : String(err);
+          // An earlier attempt whose answer was lost (deadline under load) may have done it already.
+          if (attempts > 0 && doneAlready?.(err as grpc.ServiceError)) return {};
+        } finally {
+          attempts++;
+          client.close();
+        }
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`${method} kept failing: ${last}`);
+  }
+
+  /**
+   * Membership fault: removes member i (MemberRemove; it stops by itself), wipes its data. The heal
+   * adds it back as a new learner on the same URLs, starts it empty with --initial-cluster-state
+   * existing (it catches up from the log or a snapshot) and promotes it once it has caught up.
+   */
+  async removeMember(i: number): Promise<void> {
+    await this.clusterCall('MemberRemove', { ID: BigInt(`0x${this.memberIds[i]}`).toString() }, 15_000, i, (err) => err.code === grpc.status.NOT_FOUND);
+    const m = this.cluster.members[i];
+    if (!(await this.cluster.waitExit(i, 10_000))) await this.cluster.kill9(i);
+    this.paused.delete(i);
+    fs.rmSync(m.dataDir, { recursive: true, force: true });
+    m.joins = true;
+  }
+
+  async addBackMember(i: number): Promise<void> {
+    const url = this.cluster.peerUrlOf(i);
+    const added = await this.clusterCall('MemberAdd', { peerURLs: [url], isLearner: true }, 15_000, i, (err) => err.details === 'etcdserver: Peer URLs already exists');
+    // An attempt whose answer was lost added it already: find it by its URL.
+    const idText = added.member?.ID ?? (await this.clusterCall('MemberList', {}, 10_000, i)).members?.find((m) => m.peerURLs.includes(url))?.ID;
+    if (idText === undefined) throw new Error(`member with peer URL ${url} neither added nor listed`);
+    const id = BigInt(idText);
+    this.memberIds[i] = id.toString(16);
+    this.cluster.startMember(i);
+    await this.pushPartition(i, 10_000);
+    await this.clusterCall('MemberPromote', { ID: id.toString() }, 30_000, i, (err) => err.details === 'etcdserver: can only promote a learner member');
+  }
+
+  /** Snapshots sent and installed so far, summed over the running members' /metrics. */
+  async snapshotCounts(): Promise<{ sent: number; installed: number }> {
+    let sent = 0;
+    let installed = 0;
+    for (let i = 0; i < this.size; i++) {
+      if (!this.isUp(i)) continue;
+      try {
+        const text = await this.cluster.metrics(i);
+        sent += Number(/^synod_snapshots_sent_total (\d+)/m.exec(text)?.[1] ?? 0);
+        installed += Number(/^synod_snapshots_installed_total (\d+)/m.exec(text)?.[1] ?? 0);
+      } catch {
+        // a member that is restarting
+      }
+    }
+    return { sent, installed };
   }
 
   async leaderIndex(timeoutMs = 3_000): Promise<number | null> {

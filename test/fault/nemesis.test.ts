@@ -26,7 +26,7 @@ describe('nemesis schedule', () => {
 
   it('uses every kind of fault over a few seeds, and targets the leader as well as fixed members', () => {
     const steps = [1, 2, 3, 4, 5].flatMap((seed) => planSchedule(seed, 60_000, 5));
-    expect(new Set(steps.map((s) => s.kind))).toEqual(new Set(['kill', 'pause', 'isolate', 'cut-link', 'split']));
+    expect(new Set(steps.map((s) => s.kind))).toEqual(new Set(['kill', 'pause', 'isolate', 'cut-link', 'split', 'replace']));
     expect(steps.some((s) => s.target === 'leader')).toBe(true);
     expect(steps.some((s) => s.target !== 'leader')).toBe(true);
   });

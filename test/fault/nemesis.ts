@@ -4,12 +4,12 @@
 // split a minority from the majority. A target is a member index or "the current leader", resolved
 // when the fault starts, so a seed replays the same schedule though not always the same victims.
 //
-// Membership changes (MemberAdd/MemberRemove) are not in the nemesis yet: they land with the
-// membership work of issue 4. A new FaultKind with an entry in FAULTS is all they need.
+// Membership: 'replace' removes a member (MemberRemove), wipes its data, and on heal adds it back as
+// a learner with a new id, starts it empty and promotes it once it has caught up.
 import { Rng } from '../../server/raft/rng.ts';
 import { FaultCluster } from './fault-cluster.ts';
 
-export type FaultKind = 'kill' | 'pause' | 'isolate' | 'cut-link' | 'split';
+export type FaultKind = 'kill' | 'pause' | 'isolate' | 'cut-link' | 'split' | 'replace';
 
 export interface FaultStep {
   /** When to inject, ms after the nemesis starts. */
@@ -59,6 +59,12 @@ const FAULTS: Record<FaultKind, FaultAction> = {
       return { text: `cut link ${c.name(v)}-${c.name(peer)}`, heal: () => c.partition([]) };
     },
   },
+  replace: {
+    async inject(c, v) {
+      await c.removeMember(v);
+      return { text: `remove ${c.name(v)}, wipe it, add it back`, heal: async () => c.addBackMember(v) };
+    },
+  },
   split: {
     async inject(c, v, o) {
       const rest = others(c, v);
@@ -73,7 +79,7 @@ const FAULTS: Record<FaultKind, FaultAction> = {
 /** The schedule for a seed: faults back to back from 1 s in until 1.5 s before the end. */
 export function planSchedule(seed: number, runMs: number, members: number): FaultStep[] {
   const rng = new Rng(seed);
-  const kinds: FaultKind[] = members >= 5 ? ['kill', 'pause', 'isolate', 'cut-link', 'split'] : ['kill', 'pause', 'isolate', 'cut-link'];
+  const kinds: FaultKind[] = members >= 5 ? ['kill', 'pause', 'isolate', 'cut-link', 'split', 'replace'] : ['kill', 'pause', 'isolate', 'cut-link', 'replace'];
   const steps: FaultStep[] = [];
   let t = 1_000;
   for (;;) {

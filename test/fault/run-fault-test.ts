@@ -64,6 +64,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       kv.close();
     }
 
+    const snapshots = await cluster.snapshotCounts();
     const reference = await readFullHistory(cluster.endpointOf(0), PREFIX);
     const finalRevision = reference.at(-1)?.revision ?? 0;
     const caughtUp = await Promise.all(watchers.map((w) => w.catchUp(finalRevision, 15_000)));
@@ -87,6 +88,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       `${linearizability.operations} checked over ${linearizability.partitions} keys, ${reference.length} committed changes, ` +
       `${watchEvents} watch events (${watchers.reduce((n, w) => n + w.reconnects, 0)} reconnects); ` +
       `${faults.length} faults: ${faults.map((f) => `@${(f.atMs / 1000).toFixed(1)}s ${f.text}`).join('; ')}; ` +
+      `snapshots sent ${snapshots.sent}, installed ${snapshots.installed} (counted by the processes still running); ` +
       (violations.length === 0 ? 'linearizable, watches exact' : `${violations.length} VIOLATIONS (replay: SYNOD_FAULT_SEED=${o.seed})`);
     return { seed: o.seed, violations, linearizability, operations: recorder.ops.length, unknownOutcomes, faults, watchEvents, summary };
   } catch (err) {

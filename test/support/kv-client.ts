@@ -30,8 +30,11 @@ export class KvClient {
   constructor(endpoint: string) {
     this.endpoint = endpoint;
     const clients = etcdClients();
-    this.kv = new clients.KV(endpoint, grpc.credentials.createInsecure());
-    this.maintenance = new clients.Maintenance(endpoint, grpc.credentials.createInsecure(), {});
+    // Own subchannels: grpc-js otherwise shares one per address across clients, and a new client for
+    // a member that was just restarted would inherit the old connection's backoff and fail at once.
+    const options = { 'grpc.use_local_subchannel_pool': 1 };
+    this.kv = new clients.KV(endpoint, grpc.credentials.createInsecure(), options);
+    this.maintenance = new clients.Maintenance(endpoint, grpc.credentials.createInsecure(), options);
   }
 
   private call<T>(client: grpc.Client, method: string, req: object, timeoutMs: number): Promise<T> {

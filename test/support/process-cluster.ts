@@ -19,6 +19,10 @@ export interface MemberProcess {
   dataDir: string;
   logFile: string;
   child: ChildProcess | null;
+  /** Joins the running cluster (--initial-cluster-state existing) instead of bootstrapping with it. */
+  joins?: boolean;
+  /** Removed from the cluster: left out of the --initial-cluster a later joiner is given. */
+  retired?: boolean;
 }
 
 export interface ClusterOptions {
@@ -26,6 +30,12 @@ export interface ClusterOptions {
   tickMs?: number;
   electionTimeoutMs?: number;
   extraArgs?: string[];
+  /** https for client URLs (pass the certificate flags in extraArgs / memberArgs). */
+  clientTls?: boolean;
+  /** https for peer URLs. */
+  peerTls?: boolean;
+  /** Arguments for one member only (e.g. a peer certificate from another CA). */
+  memberArgs?: (index: number) => string[];
 }
 
 export class ProcessCluster {
@@ -44,6 +54,9 @@ export class ProcessCluster {
       tickMs: options.tickMs ?? 50,
       electionTimeoutMs: options.electionTimeoutMs ?? 500,
       extraArgs: options.extraArgs ?? [],
+      clientTls: options.clientTls ?? false,
+      peerTls: options.peerTls ?? false,
+      memberArgs: options.memberArgs ?? (() => []),
     };
     const rootDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-it-'));
     const cluster = new ProcessCluster(rootDir, opts);
@@ -66,17 +79,27 @@ export class ProcessCluster {
   }
 
   get endpoints(): string {
-    return this.members.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+    return this.members.map((_, i) => this.endpointOf(i)).join(',');
   }
 
-  endpointOf(i: number): string {
+  /** host:port for grpc-js clients (which take TLS from their credentials, not the address). */
+  addressOf(i: number): string {
     return `127.0.0.1:${this.members[i].clientPort}`;
+  }
+
+  /** What etcdctl takes: https://host:port when client TLS is on. */
+  endpointOf(i: number): string {
+    return `${this.opts.clientTls ? 'https://' : ''}127.0.0.1:${this.members[i].clientPort}`;
   }
 
   startMember(i: number): void {
     const m = this.members[i];
     if (m.child && m.child.exitCode === null && m.child.signalCode === null) throw new Error(`${m.name} is running`);
-    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const peerScheme = this.opts.peerTls ? 'https' : 'http';
+    const initialCluster = this.members
+      .filter((x) => (m.joins ? !x.retired : !x.joins))
+      .map((x) => `${x.name}=${peerScheme}://127.0.0.1:${x.peerPort}`)
+      .join(',');
     const out = fs.openSync(m.logFile, 'a');
     m.child = spawn(
       process.execPath,
@@ -85,18 +108,57 @@ export class ProcessCluster {
         'server',
         '--name', m.name,
         '--data-dir', m.dataDir,
-        '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-        '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+        '--listen-client-urls', `${this.opts.clientTls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`,
+        '--listen-peer-urls', `${peerScheme}://127.0.0.1:${m.peerPort}`,
         '--initial-cluster', initialCluster,
         '--initial-cluster-token', 'it',
+        ...(m.joins ? ['--initial-cluster-state', 'existing'] : []),
         '--listen-metrics-urls', `http://127.0.0.1:${m.metricsPort}`,
         '--heartbeat-interval', String(this.opts.tickMs),
         '--election-timeout', String(this.opts.electionTimeoutMs),
         ...this.opts.extraArgs,
+        ...this.opts.memberArgs(i),
       ],
       { stdio: ['ignore', out, out] },
     );
     fs.closeSync(out);
+  }
+
+  /**
+   * Reserves ports and a data dir for a new member that will join with --initial-cluster-state
+   * existing (add it with `member add` first, then startMember). Returns its index.
+   */
+  async addMemberSlot(name: string, reusePortsOf?: number): Promise<number> {
+    const old = reusePortsOf === undefined ? undefined : this.members[reusePortsOf];
+    const [clientPort, peerPort, metricsPort] = old ? [old.clientPort, old.peerPort, old.metricsPort] : await freePorts(3);
+    this.members.push({
+      name,
+      clientPort,
+      peerPort,
+      metricsPort,
+      dataDir: path.join(this.rootDir, name),
+      logFile: path.join(this.rootDir, `${name}.log`),
+      child: null,
+      joins: true,
+    });
+    return this.members.length - 1;
+  }
+
+  peerUrlOf(i: number): string {
+    return `http://127.0.0.1:${this.members[i].peerPort}`;
+  }
+
+  /** Waits for a member's process to exit by itself (e.g. after its removal); false on timeout. */
+  async waitExit(i: number, timeoutMs: number): Promise<boolean> {
+    const c = this.members[i].child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      c.once('exit', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   isRunning(i: number): boolean {

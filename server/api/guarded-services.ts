@@ -1,0 +1,298 @@
+// Puts the auth guard in front of the etcd services without changing them: each handler first
+// resolves its caller and checks what the request reads (request-permissions.ts), then runs inside
+// runAsCaller() so the writes it proposes carry the caller to the apply-time check. With auth off the
+// checks pass at once; only the caller lookup and the async hop remain.
+import type * as grpc from '@grpc/grpc-js';
+import type { ApiContext } from './context.ts';
+import { toServiceError } from './context.ts';
+import { ETCD_ERRORS } from './errors.ts';
+import { asUnknownStatus, contenderKey, contenderPrefix, prefixEnd } from './concurrency.ts';
+import { txnIsReadOnly } from './convert.ts';
+import { checkRange, checkTxn } from './validate.ts';
+import type { AuthGuard } from './auth-guard.ts';
+import type { Caller } from './auth-wire.ts';
+import { runAsCaller } from './caller-context.ts';
+import { access, rangeNeeds, txnNeeds, type Requirement } from './request-permissions.ts';
+import type { RangeRequest, TxnRequest, WireRequestOp } from './wire-types.ts';
+
+/** A request-time check; resolves true when it passed a read barrier the handler may skip. */
+type Check<Req> = (caller: Caller, req: Req) => Promise<boolean | void> | boolean | void;
+type ErrorMapper = (err: unknown) => grpc.ServiceError;
+type AnyStream = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+const AUTHENTICATED: Requirement[] = [{ kind: 'authenticated' }];
+
+function guardUnary<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check: Check<Req> | null, mapError: ErrorMapper): grpc.handleUnaryCall<Req, unknown> {
+  const handler = inner as grpc.handleUnaryCall<Req, unknown>;
+  return (call, callback) => {
+    guard
+      .callerOf(call)
+      .then(async (caller) => ({ caller, fresh: check ? (await check(caller, call.request)) === true : false }))
+      .then(
+        ({ caller, fresh }) => {
+          try {
+            runAsCaller(caller, () => handler(call, callback), { freshBarrier: fresh });
+          } catch (err) {
+            callback(mapError(err));
+          }
+        },
+        (err: unknown) => callback(mapError(err)),
+      );
+  };
+}
+
+/** Server-streaming and bidi calls: checked once, when the stream opens (its metadata is fixed then). */
+function guardStream<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check: Check<Req> | null, mapError: ErrorMapper): grpc.UntypedHandleCall {
+  const handler = inner as unknown as (call: AnyStream) => void;
+  const guarded = (call: AnyStream): void => {
+    guard
+      .callerOf(call)
+      .then(async (caller) => ({ caller, fresh: check ? (await check(caller, (call as { request?: Req }).request as Req)) === true : false }))
+      .then(
+        ({ caller, fresh }) => {
+          try {
+            runAsCaller(caller, () => handler(call), { freshBarrier: fresh });
+          } catch (err) {
+            call.destroy(mapError(err));
+          }
+        },
+        (err: unknown) => call.destroy(mapError(err)),
+      );
+  };
+  return guarded as unknown as grpc.UntypedHandleCall;
+}
+
+function txnIsSerializable(t: TxnRequest): boolean {
+  const ops = (list: WireRequestOp[] | null | undefined): boolean =>
+    (list ?? []).every((op) => (op.request_range ? op.request_range.serializable : op.request_txn ? txnIsSerializable(op.request_txn) : true));
+  return ops(t.success) && ops(t.failure);
+}
+
+export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const leaseKeys = (id: string): Buffer[] => ctx.sm.leases.keysOf(id);
+  // A malformed request gets its validation error from the handler first, as etcd validates before
+  // it checks permissions.
+  const readRange: Check<RangeRequest> = (caller, req) => (checkRange(req) ? false : guard.requireForRead(caller, rangeNeeds(req), req.serializable));
+  // Writes are decided at apply time, against the auth state at their place in the log (as in etcd);
+  // here they only get their caller.
+  return {
+    ...impl,
+    Range: guardUnary(guard, impl.Range, readRange, mapError),
+    RangeStream: guardStream(guard, impl.RangeStream, readRange, mapError),
+    Put: guardUnary(guard, impl.Put, null, mapError),
+    DeleteRange: guardUnary(guard, impl.DeleteRange, null, mapError),
+    Compact: guardUnary(guard, impl.Compact, null, mapError),
+    Txn: guardUnary<TxnRequest>(
+      guard,
+      impl.Txn,
+      // A read-only txn never reaches the log, so it is decided here, like a Range.
+      (caller, req) => {
+        if (checkTxn(req, ctx.limits.maxTxnOps)) return false;
+        return txnIsReadOnly(req) ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req)) : false;
+      },
+      mapError,
+    ),
+  };
+}
+
+export function guardLease(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const authenticated: Check<unknown> = (caller) => guard.requireForRead(caller, AUTHENTICATED, true);
+  return {
+    ...impl,
+    LeaseGrant: guardUnary(guard, impl.LeaseGrant, authenticated, mapError),
+    LeaseRevoke: guardUnary(guard, impl.LeaseRevoke, authenticated, mapError),
+    LeaseLeases: guardUnary(guard, impl.LeaseLeases, authenticated, mapError),
+    LeaseTimeToLive: guardUnary<{ ID: string; keys: boolean }>(
+      guard,
+      impl.LeaseTimeToLive,
+      // Listing a lease's keys reveals them: the caller must be able to read every one (etcd 3.5).
+      async (caller, req) => {
+        await guard.requireForRead(caller, AUTHENTICATED, false);
+        if (req.keys) guard.require(caller, ctx.sm.leases.keysOf(String(req.ID)).map((k) => access('read', k)));
+        return true;
+      },
+      mapError,
+    ),
+    LeaseKeepAlive: guardStream(guard, impl.LeaseKeepAlive, authenticated, mapError),
+  };
+}
+
+/** What taking a lock or campaigning touches: reads the whole `<name>/` queue, writes its own key. */
+function contenderNeeds(name: Buffer, lease: string): Requirement[] {
+  const prefix = contenderPrefix(name);
+  const own = lease && lease !== '0' ? access('write', contenderKey(name, lease)) : access('write', prefix, prefixEnd(prefix));
+  return [access('read', prefix, prefixEnd(prefix)), own];
+}
+
+function observerNeeds(name: Buffer): Requirement[] {
+  const prefix = contenderPrefix(name);
+  return [access('read', prefix, prefixEnd(prefix))];
+}
+
+export function guardLock(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  // etcd's lock service returns its failures as plain errors: status UNKNOWN with etcd's text.
+  const mapError = (err: unknown): grpc.ServiceError => asUnknownStatus(err, ctx);
+  return {
+    ...impl,
+    Lock: guardUnary<{ name: Buffer; lease: string }>(
+      guard,
+      impl.Lock,
+      (caller, req) => guard.requireForRead(caller, contenderNeeds(req.name ?? Buffer.alloc(0), String(req.lease ?? '0')), false),
+      mapError,
+    ),
+    Unlock: guardUnary(guard, impl.Unlock, null, mapError),
+  };
+}
+
+export function guardElection(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => asUnknownStatus(err, ctx);
+  const leader: Check<{ name: Buffer }> = (caller, req) => guard.requireForRead(caller, observerNeeds(req.name ?? Buffer.alloc(0)), false);
+  // Observe retries its first read barrier through elections itself; with auth off, do not add one
+  // here that would fail the stream instead.
+  const observe: Check<{ name: Buffer }> = (caller, req) => (guard.enabled ? leader(caller, req) : false);
+  return {
+    ...impl,
+    Campaign: guardUnary<{ name: Buffer; lease: string }>(
+      guard,
+      impl.Campaign,
+      (caller, req) => guard.requireForRead(caller, contenderNeeds(req.name ?? Buffer.alloc(0), String(req.lease ?? '0')), false),
+      mapError,
+    ),
+    Proclaim: guardUnary(guard, impl.Proclaim, null, mapError),
+    Resign: guardUnary(guard, impl.Resign, null, mapError),
+    Leader: guardUnary(guard, impl.Leader, leader, mapError),
+    Observe: guardStream(guard, impl.Observe, observe, mapError),
+  };
+}
+
+/**
+ * Root only, decided after a read barrier while auth is on (nothing to decide while it is off). The
+ * handlers it guards take no read barrier of their own, so none is marked as already passed.
+ */
+function adminCheck(guard: AuthGuard): Check<unknown> {
+  return async (caller) => {
+    if (guard.enabled) await guard.requireForRead(caller, [{ kind: 'admin' }], false);
+    return false;
+  };
+}
+
+/** Membership changes are for root, as in etcd (checkMembershipOperationPermission); MemberList stays open. */
+export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const admin = adminCheck(guard);
+  return {
+    ...impl,
+    MemberAdd: guardUnary(guard, impl.MemberAdd, admin, mapError),
+    MemberRemove: guardUnary(guard, impl.MemberRemove, admin, mapError),
+    MemberPromote: guardUnary(guard, impl.MemberPromote, admin, mapError),
+    MemberUpdate: guardUnary(guard, impl.MemberUpdate, admin, mapError),
+  };
+}
+
+/** Leadership moves and defragmentation are for root, as in etcd; Status and Alarm stay open. */
+export function guardMaintenance(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const admin = adminCheck(guard);
+  return {
+    ...impl,
+    MoveLeader: guardUnary(guard, impl.MoveLeader, admin, mapError),
+    Defragment: guardUnary(guard, impl.Defragment, admin, mapError),
+  };
+}
+
+interface WatchCreate {
+  key: Buffer;
+  range_end: Buffer;
+  watch_id: string;
+}
+
+/**
+ * Watch: every create request is checked when it arrives. One the caller may not read is answered
+ * created+canceled with etcd's reason and never reaches the watch service; the stream stays open.
+ * Requests are handed on strictly in arrival order (a check may wait for a read barrier), so create
+ * answers keep matching the order of the creates, which clients rely on.
+ */
+export function guardWatch(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const inner = impl.Watch as unknown as (call: grpc.ServerDuplexStream<unknown, unknown>) => void;
+  return {
+    ...impl,
+    Watch: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      const caller = guard.callerOf(call).then(
+        (c) => ({ ok: true as const, caller: c }),
+        () => ({ ok: false as const }),
+      );
+      let chain: Promise<unknown> = Promise.resolve();
+      let closed = false;
+      for (const event of ['cancelled', 'error', 'close']) call.on(event, () => (closed = true));
+
+      const refusalOf = async (create: WatchCreate): Promise<string | null> => {
+        if (!guard.enabled) return null;
+        const who = await caller;
+        if (!who.ok) return ETCD_ERRORS.INVALID_AUTH_TOKEN.message;
+        const key = create.key && create.key.length > 0 ? create.key : Buffer.from([0]);
+        const needs = [access('read', key, create.range_end ?? Buffer.alloc(0))];
+        try {
+          guard.require(who.caller, needs);
+          return null;
+        } catch {
+          // Refuse only what is still refused once this member has caught up (a grant may be in flight).
+          await ctx.readBarrier().catch(() => undefined);
+          try {
+            guard.require(who.caller, needs);
+            return null;
+          } catch {
+            return ETCD_ERRORS.PERMISSION_DENIED.message;
+          }
+        }
+      };
+
+      const admit = async (req: { create_request?: WatchCreate | null }): Promise<boolean> => {
+        if (!req.create_request) return true;
+        const reason = await refusalOf(req.create_request);
+        if (reason === null) return true;
+        if (!closed) {
+          call.write({ header: ctx.header(), watch_id: req.create_request.watch_id, created: true, canceled: true, cancel_reason: reason });
+        }
+        return false;
+      };
+
+      // One step of the stream's ordered work; a failure is logged and never stops the steps after it.
+      const inOrder = async (step: () => Promise<void>): Promise<void> => {
+        try {
+          await step();
+        } catch (err) {
+          ctx.logger.error({ err }, 'watch request handling failed');
+        }
+      };
+
+      const filtered = new Proxy(call, {
+        get(target, prop) {
+          if (prop === 'on' || prop === 'addListener') {
+            return (event: string, listener: (...args: unknown[]) => void) => {
+              if (event === 'data') {
+                target.on('data', (req: { create_request?: WatchCreate | null }) => {
+                  chain = chain.then(() => inOrder(async () => {
+                    if ((await admit(req)) && !closed) listener(req);
+                  }));
+                });
+              } else if (event === 'end') {
+                // The client's half-close must not overtake creates still being checked.
+                target.on('end', (...args: unknown[]) => {
+                  chain = chain.then(() => inOrder(async () => listener(...args)));
+                });
+              } else {
+                target.on(event, listener);
+              }
+              return filtered;
+            };
+          }
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      inner(filtered);
+    },
+  };
+}

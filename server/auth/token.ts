@@ -1,0 +1,47 @@
+// Auth tokens. etcd's "simple" tokens are random strings remembered by the member that issued them,
+// so a client that fails over to another member must authenticate again. Synod's tokens are instead
+// self-contained and signed: HMAC-SHA256 over (user, auth revision at issue, expiry) with a secret that
+// is drawn when auth is enabled and replicated through Raft. Any member can verify any member's token.
+// A token stops working when it expires, when auth is disabled and enabled again (new secret), or when
+// its user is deleted or changes password after it was issued (the user's credential revision).
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+const VERSION = 'synod1';
+
+export interface TokenClaims {
+  user: string;
+  /** Auth revision when the token was issued. */
+  revision: number;
+  /** Milliseconds since the epoch (issuing member's clock). */
+  expiresAtMs: number;
+}
+
+function mac(secret: Buffer, payload: string): Buffer {
+  return createHmac('sha256', secret).update(`${VERSION}.${payload}`).digest();
+}
+
+/** `synod1.<base64url claims>.<base64url mac>`: printable ASCII, as gRPC metadata values must be. */
+export function signToken(secret: Buffer, claims: TokenClaims): string {
+  const payload = Buffer.from(JSON.stringify({ u: claims.user, r: claims.revision, e: claims.expiresAtMs })).toString('base64url');
+  return `${VERSION}.${payload}.${mac(secret, payload).toString('base64url')}`;
+}
+
+export type TokenCheck = { ok: true; claims: TokenClaims } | { ok: false; reason: 'malformed' | 'signature' | 'expired' };
+
+export function verifyToken(secret: Buffer, token: string, nowMs: number): TokenCheck {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[0] !== VERSION) return { ok: false, reason: 'malformed' };
+  const given = Buffer.from(parts[2], 'base64url');
+  const expected = mac(secret, parts[1]);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'signature' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+  const o = raw as { u?: unknown; r?: unknown; e?: unknown };
+  if (typeof o.u !== 'string' || typeof o.r !== 'number' || typeof o.e !== 'number') return { ok: false, reason: 'malformed' };
+  if (o.e <= nowMs) return { ok: false, reason: 'expired' };
+  return { ok: true, claims: { user: o.u, revision: o.r, expiresAtMs: o.e } };
+}
