@@ -181,11 +181,9 @@ export class LeaseManager {
   /**
    * Renews a lease wherever the leader is; resolves with the TTL (0: not found or expired).
    *
-   * Like etcd's lessor, the leader renews from its own clocks without a quorum round: check-quorum
-   * makes a leader cut off from a quorum step down within an election timeout, and a new leader
-   * starts every lease's clock afresh, extended by an election timeout, so a renewal a deposed
-   * leader still answered is not cut short. A follower forwards at once; the leader's answer is the
-   * authoritative one, so a local read barrier would cost a round and protect nothing.
+   * The leader renews from its own clocks once a (batched) ReadIndex round confirmed it still leads
+   * (renewOnLeader). A follower forwards at once; the leader's answer is the authoritative one, so a
+   * local read barrier would cost a round and protect nothing.
    */
   async renew(id: string): Promise<number> {
     if (this.isLeader()) return this.renewOnLeader(id);
@@ -230,14 +228,16 @@ export class LeaseManager {
   }
 
   /**
-   * Leader: renews from the local clocks. A lease this leader does not know may have been granted
-   * by an entry it has committed but not applied yet (a follower can apply, and its client renew,
-   * first): only then is a read barrier worth its round, and the answer after it is final.
+   * Leader: renews from the local clocks, after confirming leadership with a ReadIndex round (as
+   * etcd's ensureLeadership): a leader cut off from the quorum that does not know it yet must not
+   * extend a lease, or its client would go on holding a lock the new leader lets expire (a new
+   * leader's clocks start from the last checkpointed remaining TTL). Every renewal of a turn shares
+   * one round (reads are batched per turn), so this costs a heartbeat round per turn, not per
+   * renewal. The barrier also covers a lease granted by an entry the leader has committed but not
+   * applied yet (a follower can apply, and its client renew, first).
    */
   private async renewOnLeader(id: string): Promise<number> {
-    const ttl = this.renewLocal(id);
-    if (ttl > 0 || this.opts.ctx.sm.leases.has(id)) return ttl;
-    await this.opts.ctx.readBarrier();
+    await this.opts.ctx.member.readBarrier(DATA_GROUP_ID, Date.now() + FORWARD_TIMEOUT_MS);
     if (!this.isLeader()) throw new NoLeaderError();
     return this.renewLocal(id);
   }
