@@ -3,11 +3,11 @@
 // tracked by PID so it is stopped on success, error and Ctrl-C alike.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EtcdConnection } from './etcd-rpc.ts';
 import { MEMBER_NODE_FLAGS } from '../server/cli/member-node-flags.ts';
+import { freePorts } from '../test/support/ports.ts';
 
 export type SystemName = 'etcd' | 'synod';
 
@@ -56,24 +56,6 @@ export function killAllSync(): void {
     }
   }
   live.clear();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
 }
 
 export class Cluster {

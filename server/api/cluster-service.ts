@@ -133,13 +133,13 @@ export class ClusterService {
    * Proposes a conf change and resolves once it is applied here. While an earlier change is still
    * being applied, Raft refuses the proposal; it is re-checked and retried until the deadline.
    */
-  private async change(build: (context: Uint8Array) => ConfChange, recheck: () => void): Promise<void> {
+  private async change(build: (context: Uint8Array) => ConfChange, recheck: () => void, peerUrls?: string[]): Promise<void> {
     const { ctx } = this.opts;
     const deadline = ctx.deadlineMs();
     for (;;) {
       recheck();
       const tracked = ctx.sm.track();
-      const context: ConfChangeContext = { proposer: ctx.sm.proposer, seq: tracked.seq };
+      const context: ConfChangeContext = { proposer: ctx.sm.proposer, seq: tracked.seq, ...(peerUrls ? { peerUrls } : {}) };
       const change = build(Buffer.from(JSON.stringify(context)));
       try {
         ctx.member.proposeConfChange(DATA_GROUP_ID, change);
@@ -177,12 +177,9 @@ export class ClusterService {
     const isLearner = Boolean(req.isLearner);
     const id = this.freshMemberId();
     await this.change(
-      (context) => {
-        const ctxJson = JSON.parse(Buffer.from(context).toString('utf8')) as ConfChangeContext;
-        ctxJson.peerUrls = peerUrls;
-        return { type: isLearner ? 'addLearner' : 'addNode', nodeId: id, context: Buffer.from(JSON.stringify(ctxJson)) };
-      },
+      (context) => ({ type: isLearner ? 'addLearner' : 'addNode', nodeId: id, context }),
       () => refuse(checkAdd(this.view(), peerUrls, isLearner)),
+      peerUrls,
     );
     this.opts.ctx.logger.info({ member: id.toString(16), peerUrls, isLearner }, 'member added');
     const member: WireMember = { ID: String(id), name: '', peerURLs: peerUrls, clientURLs: [], isLearner };
