@@ -5,13 +5,16 @@
 // Snapshots do not fit that stream: a 'snap' message travels with its state-machine bytes on a
 // separate client-streaming call (Snapshot), in chunks, and the Raft member hears how it ended.
 // Peers come and go with membership changes (setPeer/removePeer).
+// Stream frames are encoded and decoded by frame-codec.ts (hand-written, same proto3 bytes); the
+// rare Snapshot and ClusterInfo calls go through proto-loader.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
-import { messageFromWire, messageToWire, type WireBatch, type WireEnvelope, type WireMessage } from './wire.ts';
+import { messageFromWire, messageToWire, type WireMessage } from './wire.ts';
+import { decodeBatch, encodeBatch, decodeStreamHello, encodeStreamHello, type FrameBatch, type FrameEnvelope, type StreamHello } from './frame-codec.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
 
@@ -46,8 +49,27 @@ function peerService(): grpc.ServiceClientConstructor {
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     synod: { transport: { Peer: grpc.ServiceClientConstructor } };
   };
-  cachedService = pkg.synod.transport.Peer;
+  const loaded = pkg.synod.transport.Peer;
+  // The Stream RPC bypasses proto-loader: the sender hands over a frame it encoded itself
+  // (PeerTransport.flush), the receiver gets Raft messages decoded by frame-codec.ts.
+  const service: grpc.ServiceDefinition = {
+    ...loaded.service,
+    Stream: {
+      ...loaded.service.Stream,
+      requestSerialize: passFrame,
+      requestDeserialize: decodeBatch,
+      responseSerialize: encodeStreamHello,
+      responseDeserialize: decodeStreamHello,
+    },
+  };
+  cachedService = grpc.makeClientConstructor(service, 'Peer');
   return cachedService;
+}
+
+/** Outbound Stream frames are already encoded (frame-codec.ts encodeBatch). */
+function passFrame(frame: Buffer): Buffer {
+  if (!Buffer.isBuffer(frame)) throw new Error('peer stream frames must be encoded with encodeBatch');
+  return frame;
 }
 
 /** Asks the member at `address` (its peer port) for the cluster description a joining member needs. */
@@ -116,9 +138,9 @@ interface Outbound {
   memberId: number;
   address: string;
   client: grpc.Client | null;
-  call: grpc.ClientDuplexStream<WireBatch, unknown> | null;
+  call: grpc.ClientDuplexStream<Buffer, StreamHello> | null;
   connected: boolean;
-  queue: WireEnvelope[];
+  queue: FrameEnvelope[];
   backoffMs: number;
   redialTimer: NodeJS.Timeout | null;
   droppedMessages: number;
@@ -132,7 +154,7 @@ export class PeerTransport {
     'grpc.max_send_message_length': MAX_FRAME_BYTES,
   });
   private readonly outbound = new Map<number, Outbound>();
-  private readonly inboundCalls = new Set<grpc.ServerDuplexStream<WireBatch, unknown>>();
+  private readonly inboundCalls = new Set<grpc.ServerDuplexStream<FrameBatch, StreamHello>>();
   private stopped = false;
   private boundPort = 0;
   /** Snapshot transfers in flight, by "group/member". */
@@ -207,7 +229,7 @@ export class PeerTransport {
   async start(): Promise<void> {
     const Peer = peerService();
     this.server.addService(Peer.service, {
-      Stream: (call: grpc.ServerDuplexStream<WireBatch, unknown>) => this.acceptStream(call),
+      Stream: (call: grpc.ServerDuplexStream<FrameBatch, StreamHello>) => this.acceptStream(call),
       Snapshot: (call: grpc.ServerReadableStream<WireSnapshotChunk, unknown>, cb: grpc.sendUnaryData<unknown>) =>
         this.acceptSnapshot(call, cb),
       ClusterInfo: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -245,7 +267,8 @@ export class PeerTransport {
       this.sendSnapshot(out, groupId, message);
       return;
     }
-    out.queue.push({ group_id: groupId, message: messageToWire(message) });
+    // Encoded at flush(): the Raft core never changes a message once it handed it out.
+    out.queue.push({ groupId, message });
   }
 
   /** Streams a snapshot to a peer on its own call; Raft hears 'finish' or 'failure' when it ends. */
@@ -379,14 +402,16 @@ export class PeerTransport {
         out.queue = [];
         continue;
       }
-      const batch: WireBatch = {
-        cluster_id: this.opts.clusterId,
-        from_member: this.opts.memberId,
-        to_member: out.memberId,
-        envelopes: out.queue,
-      };
+      const envelopes = out.queue;
       out.queue = [];
-      out.call.write(batch);
+      // Throws on a message the wire cannot carry (an id or index that is not a safe integer): a bug.
+      const frame = encodeBatch({
+        clusterId: this.opts.clusterId,
+        fromMember: this.opts.memberId,
+        toMember: out.memberId,
+        envelopes,
+      });
+      out.call.write(frame);
     }
   }
 
@@ -419,7 +444,7 @@ export class PeerTransport {
       'grpc.initial_reconnect_backoff_ms': MIN_BACKOFF_MS,
       'grpc.max_reconnect_backoff_ms': MAX_BACKOFF_MS,
     });
-    const call = (out.client as unknown as { Stream(): grpc.ClientDuplexStream<WireBatch, unknown> }).Stream();
+    const call = (out.client as unknown as { Stream(): grpc.ClientDuplexStream<Buffer, StreamHello> }).Stream();
     out.call = call;
     let closed = false;
     const onClosed = (reason: string): void => {
@@ -472,33 +497,30 @@ export class PeerTransport {
     }, delayMs);
   }
 
-  private acceptStream(call: grpc.ServerDuplexStream<WireBatch, unknown>): void {
+  private acceptStream(call: grpc.ServerDuplexStream<FrameBatch, StreamHello>): void {
     this.inboundCalls.add(call);
-    call.write({ cluster_id: this.opts.clusterId, member_id: this.opts.memberId });
-    call.on('data', (batch: WireBatch) => {
-      if (Number(batch.cluster_id) !== this.opts.clusterId || Number(batch.to_member) !== this.opts.memberId) {
+    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId });
+    call.on('data', (batch: FrameBatch) => {
+      if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(
-          { clusterId: batch.cluster_id, toMember: batch.to_member, fromMember: batch.from_member },
+          { clusterId: batch.clusterId, toMember: batch.toMember, fromMember: batch.fromMember },
           'rejecting peer stream from another cluster or for another member',
         );
         call.destroy(new Error('cluster id or member id mismatch'));
         return;
       }
       // Fault injection (test-only): nothing from a blocked peer gets through.
-      if (this.opts.faults?.isBlocked(Number(batch.from_member))) {
+      if (this.opts.faults?.isBlocked(batch.fromMember)) {
         this.opts.faults.droppedMessages += batch.envelopes.length;
         return;
       }
-      if (this.opts.isRemoved(Number(batch.from_member))) {
-        this.opts.logger.warn({ peer: Number(batch.from_member) }, 'refusing a stream from a removed member');
+      if (this.opts.isRemoved(batch.fromMember)) {
+        this.opts.logger.warn({ peer: batch.fromMember }, 'refusing a stream from a removed member');
         call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: REMOVED_DETAILS });
         return;
       }
-      const inbound: InboundMessage[] = [];
-      for (const env of batch.envelopes) {
-        inbound.push({ groupId: env.group_id, message: messageFromWire(env.message) });
-      }
-      this.opts.onMessages(Number(batch.from_member), inbound);
+      // Envelopes are already { groupId, message } with Raft messages (frame-codec.ts decodeBatch).
+      this.opts.onMessages(batch.fromMember, batch.envelopes);
     });
     const done = (): void => {
       this.inboundCalls.delete(call);

@@ -1,5 +1,6 @@
 // Conversion between the Raft core's Message and the peer transport's protobuf shape.
 // Kept apart from the stream handling so both directions are testable without sockets.
+// Used by the Snapshot RPC (proto-loader); the Stream RPC's frames go through frame-codec.ts.
 import type { Entry, EntryType, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
 
 export interface WireEntry {

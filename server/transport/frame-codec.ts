@@ -1,0 +1,679 @@
+// Hand-written protobuf codec for the peer Stream RPC: the Batch frames carrying Raft messages
+// (Batch/Envelope/RaftMessage/Entry/SnapshotMeta/ConfState) and the StreamHello answer, all as
+// defined in proto/synod/transport.proto. It exists because going through @grpc/proto-loader was
+// the cost: protobufjs's decode + toObject (a Long per uint64) and fromObject on send spent ~60 µs
+// per frame, a large share of the leader's CPU per client write. The bytes are plain proto3, so
+// members using either codec interoperate; Snapshot and ClusterInfo stay on proto-loader (rare).
+//
+// Encoding goes straight from the Raft core's Message: sizes first (kept in a reused scratch
+// array), then one Buffer.allocUnsafe written in place. Decoding builds Message objects the way
+// wire.ts messageFromWire does (same defaults); entry data and contexts are subarrays of the frame
+// (the member copies entry payloads into its arena when it persists them).
+// All integers are JS numbers: member/cluster ids are kept below 2^53 (server/api/cluster-info.ts)
+// and Raft terms/indexes never get there, so a value that is not a safe non-negative integer is a
+// bug and throws, on both sides.
+import type { Entry, EntryType, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
+
+export interface FrameEnvelope {
+  groupId: number;
+  message: Message;
+}
+
+export interface FrameBatch {
+  clusterId: number;
+  fromMember: number;
+  toMember: number;
+  envelopes: FrameEnvelope[];
+}
+
+export interface StreamHello {
+  clusterId: number;
+  memberId: number;
+}
+
+// Enum numbers from transport.proto (MessageType, EntryType).
+const MESSAGE_TYPE_CODE: Record<MessageType, number> = {
+  prop: 0,
+  app: 1,
+  appResp: 2,
+  vote: 3,
+  voteResp: 4,
+  preVote: 5,
+  preVoteResp: 6,
+  heartbeat: 7,
+  heartbeatResp: 8,
+  readIndex: 9,
+  readIndexResp: 10,
+  timeoutNow: 11,
+  snap: 12,
+};
+const MESSAGE_TYPE_BY_CODE: MessageType[] = [];
+for (const [name, code] of Object.entries(MESSAGE_TYPE_CODE)) MESSAGE_TYPE_BY_CODE[code] = name as MessageType;
+const ENTRY_TYPE_BY_CODE: EntryType[] = ['normal', 'confChange'];
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+
+const UINT32_MAX = 0xffffffff;
+
+/** Shared by every decoded message without a context or entry without data (never written to). */
+const EMPTY = Buffer.alloc(0);
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+function checkUint(v: number, what: string): void {
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new Error(`frame codec: ${what} is ${String(v)}, not a non-negative safe integer`);
+  }
+}
+
+/** Bytes of v as a varint (v a safe non-negative integer). */
+function varintSize(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x200000) return 3;
+  if (v < 0x10000000) return 4;
+  if (v < 0x800000000) return 5;
+  if (v < 0x40000000000) return 6;
+  if (v < 0x2000000000000) return 7;
+  return 8; // < 2^56 covers every safe integer
+}
+
+/** Size of a uint64 field with a one-byte tag, omitted when 0 (proto3 default). */
+function uintFieldSize(v: number, what: string): number {
+  checkUint(v, what);
+  return v === 0 ? 0 : 1 + varintSize(v);
+}
+
+/** Size of a length-delimited field with a one-byte tag and a body of `len` bytes. */
+function lenFieldSize(len: number): number {
+  return 1 + varintSize(len) + len;
+}
+
+// Submessage sizes, in the order the writer meets them (pre-order), so nothing is sized twice.
+// Reused across calls: encoding is synchronous and never re-entered.
+const sizes: number[] = [];
+let sizeCursor = 0;
+
+function reserveSize(): number {
+  const slot = sizeCursor++;
+  if (slot === sizes.length) sizes.push(0);
+  return slot;
+}
+
+function sizeEntry(e: Entry): number {
+  const slot = reserveSize();
+  let n = uintFieldSize(e.term, 'entry term') + uintFieldSize(e.index, 'entry index');
+  if (e.type === 'confChange') n += 2;
+  else if (e.type !== 'normal') throw new Error(`frame codec: unknown entry type ${String(e.type)}`);
+  const len = e.data.byteLength;
+  if (len > 0) n += lenFieldSize(len);
+  sizes[slot] = n;
+  return n;
+}
+
+function packedSize(ids: number[], what: string): number {
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) {
+    checkUint(ids[i], what);
+    n += varintSize(ids[i]);
+  }
+  return n;
+}
+
+function sizeSnapshot(s: SnapshotMeta): number {
+  const slot = reserveSize();
+  let n = uintFieldSize(s.index, 'snapshot index') + uintFieldSize(s.term, 'snapshot term');
+  // ConfState: voters and learners packed; their body sizes get slots too.
+  const csSlot = reserveSize();
+  const votersSlot = reserveSize();
+  const learnersSlot = reserveSize();
+  const voters = packedSize(s.confState.voters, 'voter id');
+  const learners = packedSize(s.confState.learners, 'learner id');
+  sizes[votersSlot] = voters;
+  sizes[learnersSlot] = learners;
+  const cs = (voters > 0 ? lenFieldSize(voters) : 0) + (learners > 0 ? lenFieldSize(learners) : 0);
+  sizes[csSlot] = cs;
+  n += lenFieldSize(cs); // written even when empty, as protobufjs does for a set submessage
+  sizes[slot] = n;
+  return n;
+}
+
+function sizeMessage(m: Message): number {
+  const slot = reserveSize();
+  const type = MESSAGE_TYPE_CODE[m.type];
+  if (type === undefined) throw new Error(`frame codec: unknown raft message type ${String(m.type)}`);
+  let n = type === 0 ? 0 : 2; // every code is < 128
+  n += uintFieldSize(m.from, 'message from');
+  n += uintFieldSize(m.to, 'message to');
+  n += uintFieldSize(m.term, 'message term');
+  n += uintFieldSize(m.logTerm, 'message logTerm');
+  n += uintFieldSize(m.index, 'message index');
+  const entries = m.entries;
+  for (let i = 0; i < entries.length; i++) n += lenFieldSize(sizeEntry(entries[i]));
+  n += uintFieldSize(m.commit, 'message commit');
+  if (m.reject) n += 2;
+  n += uintFieldSize(m.rejectHint, 'message rejectHint');
+  const ctx = m.context.byteLength;
+  if (ctx > 0) n += lenFieldSize(ctx);
+  if (m.snapshot) n += lenFieldSize(sizeSnapshot(m.snapshot));
+  sizes[slot] = n;
+  return n;
+}
+
+// The writer: each function writes at p in buf and returns the position after what it wrote.
+
+function writeVarint(buf: Buffer, p: number, v: number): number {
+  if (v > UINT32_MAX) {
+    // Above 32 bits: split into two uint32 halves (exact for safe integers; no float modulo).
+    let lo = v >>> 0;
+    let hi = (v - lo) / 4294967296;
+    while (hi !== 0) {
+      buf[p++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    v = lo;
+  }
+  while (v > 0x7f) {
+    buf[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[p++] = v;
+  return p;
+}
+
+function writeUintField(buf: Buffer, p: number, tag: number, v: number): number {
+  if (v === 0) return p;
+  buf[p++] = tag;
+  return writeVarint(buf, p, v);
+}
+
+function writeBytesField(buf: Buffer, p: number, tag: number, bytes: Uint8Array): number {
+  const len = bytes.byteLength;
+  if (len === 0) return p;
+  buf[p++] = tag;
+  p = writeVarint(buf, p, len);
+  buf.set(bytes, p);
+  return p + len;
+}
+
+function writeEntry(buf: Buffer, p: number, e: Entry): number {
+  p = writeUintField(buf, p, 0x08, e.term);
+  p = writeUintField(buf, p, 0x10, e.index);
+  if (e.type === 'confChange') {
+    buf[p++] = 0x18;
+    buf[p++] = 1;
+  }
+  return writeBytesField(buf, p, 0x22, e.data);
+}
+
+function writePacked(buf: Buffer, p: number, tag: number, ids: number[], len: number): number {
+  if (len === 0) return p;
+  buf[p++] = tag;
+  p = writeVarint(buf, p, len);
+  for (let i = 0; i < ids.length; i++) p = writeVarint(buf, p, ids[i]);
+  return p;
+}
+
+function writeSnapshot(buf: Buffer, p: number, s: SnapshotMeta): number {
+  p = writeUintField(buf, p, 0x08, s.index);
+  p = writeUintField(buf, p, 0x10, s.term);
+  const cs = sizes[sizeCursor++];
+  const voters = sizes[sizeCursor++];
+  const learners = sizes[sizeCursor++];
+  buf[p++] = 0x1a;
+  p = writeVarint(buf, p, cs);
+  p = writePacked(buf, p, 0x0a, s.confState.voters, voters);
+  return writePacked(buf, p, 0x12, s.confState.learners, learners);
+}
+
+function writeMessage(buf: Buffer, p: number, m: Message): number {
+  const type = MESSAGE_TYPE_CODE[m.type];
+  if (type !== 0) {
+    buf[p++] = 0x08;
+    buf[p++] = type;
+  }
+  p = writeUintField(buf, p, 0x10, m.from);
+  p = writeUintField(buf, p, 0x18, m.to);
+  p = writeUintField(buf, p, 0x20, m.term);
+  p = writeUintField(buf, p, 0x28, m.logTerm);
+  p = writeUintField(buf, p, 0x30, m.index);
+  const entries = m.entries;
+  for (let i = 0; i < entries.length; i++) {
+    buf[p++] = 0x3a;
+    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeEntry(buf, p, entries[i]);
+  }
+  p = writeUintField(buf, p, 0x40, m.commit);
+  if (m.reject) {
+    buf[p++] = 0x48;
+    buf[p++] = 1;
+  }
+  p = writeUintField(buf, p, 0x50, m.rejectHint);
+  p = writeBytesField(buf, p, 0x5a, m.context);
+  if (m.snapshot) {
+    buf[p++] = 0x62;
+    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeSnapshot(buf, p, m.snapshot);
+  }
+  return p;
+}
+
+/** Encodes a Batch frame (transport.proto) from Raft messages. Throws on a value the wire cannot carry. */
+export function encodeBatch(batch: FrameBatch): Buffer {
+  sizeCursor = 0;
+  let n = uintFieldSize(batch.clusterId, 'cluster id');
+  n += uintFieldSize(batch.fromMember, 'from member');
+  n += uintFieldSize(batch.toMember, 'to member');
+  const envelopes = batch.envelopes;
+  for (let i = 0; i < envelopes.length; i++) {
+    const env = envelopes[i];
+    const envSlot = reserveSize();
+    checkUint(env.groupId, 'group id');
+    if (env.groupId > UINT32_MAX) throw new Error(`frame codec: group id ${env.groupId} does not fit uint32`);
+    const envSize = (env.groupId === 0 ? 0 : 1 + varintSize(env.groupId)) + lenFieldSize(sizeMessage(env.message));
+    sizes[envSlot] = envSize;
+    n += lenFieldSize(envSize);
+  }
+
+  const buf = Buffer.allocUnsafe(n);
+  sizeCursor = 0;
+  let p = writeUintField(buf, 0, 0x08, batch.clusterId);
+  p = writeUintField(buf, p, 0x10, batch.fromMember);
+  p = writeUintField(buf, p, 0x18, batch.toMember);
+  for (let i = 0; i < envelopes.length; i++) {
+    const env = envelopes[i];
+    buf[p++] = 0x22;
+    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeUintField(buf, p, 0x08, env.groupId);
+    buf[p++] = 0x12;
+    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeMessage(buf, p, env.message);
+  }
+  if (sizes.length > 4096) sizes.length = 0; // do not keep a huge frame's scratch forever
+  if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte frame (bug)`);
+  return buf;
+}
+
+/** Encodes the StreamHello a stream's receiver answers with. */
+export function encodeStreamHello(hello: StreamHello): Buffer {
+  const n = uintFieldSize(hello.clusterId, 'cluster id') + uintFieldSize(hello.memberId, 'member id');
+  const buf = Buffer.allocUnsafe(n);
+  const p = writeUintField(buf, 0, 0x08, hello.clusterId);
+  writeUintField(buf, p, 0x10, hello.memberId);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+function fail(reason: string): never {
+  throw new Error(`malformed peer frame: ${reason}`);
+}
+
+/** Reads protobuf primitives from buf[pos, limit); every read is bounds-checked. */
+class Reader {
+  readonly buf: Buffer;
+  pos = 0;
+
+  constructor(buf: Buffer) {
+    this.buf = buf;
+  }
+
+  /** An unsigned varint as a JS number; throws past `limit`, beyond 10 bytes, or at >= 2^53. */
+  varint(limit: number): number {
+    const buf = this.buf;
+    let p = this.pos;
+    if (p >= limit) fail('truncated varint');
+    let b = buf[p++];
+    if (b < 0x80) {
+      this.pos = p;
+      return b;
+    }
+    let value = b & 0x7f;
+    let shift = 7;
+    // Up to 28 bits with integer ops.
+    for (; shift < 28; shift += 7) {
+      if (p >= limit) fail('truncated varint');
+      b = buf[p++];
+      value |= (b & 0x7f) << shift;
+      if (b < 0x80) {
+        this.pos = p;
+        return value;
+      }
+    }
+    // Beyond: float arithmetic (exact below 2^53, and monotone, so the range check holds).
+    let scale = 2 ** 28;
+    for (let i = 4; i < 10; i++) {
+      if (p >= limit) fail('truncated varint');
+      b = buf[p++];
+      value += (b & 0x7f) * scale;
+      scale *= 128;
+      if (b < 0x80) {
+        if (value > Number.MAX_SAFE_INTEGER) fail(`integer ${value} is 2^53 or more (not a valid id, term or index)`);
+        this.pos = p;
+        return value;
+      }
+    }
+    fail('varint longer than 10 bytes');
+  }
+
+  /** Reads a length prefix and returns the end of the length-delimited body (checked against limit). */
+  lenEnd(limit: number): number {
+    const len = this.varint(limit);
+    const end = this.pos + len;
+    if (end > limit) fail(`length ${len} runs past the end of its message`);
+    return end;
+  }
+
+  /** Skips a field of an unknown number. */
+  skip(wireType: number, limit: number): void {
+    switch (wireType) {
+      case WIRE_VARINT: {
+        // Bounded scan: at most 10 bytes, must end before limit.
+        const buf = this.buf;
+        let p = this.pos;
+        for (let i = 0; ; i++) {
+          if (i === 10) fail('varint longer than 10 bytes');
+          if (p >= limit) fail('truncated varint');
+          if (buf[p++] < 0x80) break;
+        }
+        this.pos = p;
+        return;
+      }
+      case WIRE_I64:
+        if (this.pos + 8 > limit) fail('truncated 64-bit field');
+        this.pos += 8;
+        return;
+      case WIRE_LEN:
+        this.pos = this.lenEnd(limit);
+        return;
+      case WIRE_I32:
+        if (this.pos + 4 > limit) fail('truncated 32-bit field');
+        this.pos += 4;
+        return;
+      default:
+        fail(`unsupported wire type ${wireType}`);
+    }
+  }
+}
+
+/** Reads a field key; returns field number * 8 + wire type, after checking both are sane. */
+function readKey(r: Reader, limit: number): number {
+  const key = r.varint(limit);
+  if (key < 8) fail(`field number 0 (key ${key})`);
+  if (key > UINT32_MAX) fail(`field number ${Math.floor(key / 8)} is beyond 2^29 - 1`);
+  const wireType = key & 7;
+  if (wireType !== WIRE_VARINT && wireType !== WIRE_I64 && wireType !== WIRE_LEN && wireType !== WIRE_I32) {
+    fail(`unsupported wire type ${wireType}`);
+  }
+  return key;
+}
+
+function expectWire(key: number, wireType: number, what: string): void {
+  if ((key & 7) !== wireType) fail(`${what} has wire type ${key & 7}, expected ${wireType}`);
+}
+
+function readUint32(r: Reader, limit: number, what: string): number {
+  const v = r.varint(limit);
+  if (v > UINT32_MAX) fail(`${what} ${v} does not fit uint32`);
+  return v;
+}
+
+/** Repeated uint64: accepts both packed (one length-delimited run) and unpacked (one varint) forms. */
+function readRepeatedUint(r: Reader, key: number, limit: number, into: number[]): void {
+  if ((key & 7) === WIRE_VARINT) {
+    into.push(r.varint(limit));
+    return;
+  }
+  if ((key & 7) !== WIRE_LEN) fail(`repeated uint64 field ${key >>> 3} has wire type ${key & 7}`);
+  const end = r.lenEnd(limit);
+  while (r.pos < end) into.push(r.varint(end));
+}
+
+function readEntry(r: Reader, limit: number): Entry {
+  const entry: Entry = { term: 0, index: 0, type: 'normal', data: EMPTY };
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'Entry.term');
+        entry.term = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_VARINT, 'Entry.index');
+        entry.index = r.varint(limit);
+        break;
+      case 3: {
+        expectWire(key, WIRE_VARINT, 'Entry.type');
+        const code = r.varint(limit);
+        const type = ENTRY_TYPE_BY_CODE[code];
+        if (type === undefined) fail(`unknown entry type ${code}`);
+        entry.type = type;
+        break;
+      }
+      case 4: {
+        expectWire(key, WIRE_LEN, 'Entry.data');
+        const end = r.lenEnd(limit);
+        entry.data = end > r.pos ? r.buf.subarray(r.pos, end) : EMPTY;
+        r.pos = end;
+        break;
+      }
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  return entry;
+}
+
+function readConfState(r: Reader, limit: number, snapshot: SnapshotMeta): void {
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        readRepeatedUint(r, key, limit, snapshot.confState.voters);
+        break;
+      case 2:
+        readRepeatedUint(r, key, limit, snapshot.confState.learners);
+        break;
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+}
+
+function readSnapshot(r: Reader, limit: number, snapshot: SnapshotMeta): void {
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'SnapshotMeta.index');
+        snapshot.index = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_VARINT, 'SnapshotMeta.term');
+        snapshot.term = r.varint(limit);
+        break;
+      case 3: {
+        expectWire(key, WIRE_LEN, 'SnapshotMeta.conf_state');
+        const end = r.lenEnd(limit);
+        readConfState(r, end, snapshot);
+        break;
+      }
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+}
+
+function newMessage(): Message {
+  return {
+    type: 'prop',
+    from: 0,
+    to: 0,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    context: EMPTY,
+  };
+}
+
+/** Reads a RaftMessage body into m (a repeated occurrence merges, as protobuf specifies). */
+function readMessage(r: Reader, limit: number, m: Message): void {
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1: {
+        expectWire(key, WIRE_VARINT, 'RaftMessage.type');
+        const code = r.varint(limit);
+        const type = MESSAGE_TYPE_BY_CODE[code];
+        if (type === undefined) fail(`unknown raft message type ${code}`);
+        m.type = type;
+        break;
+      }
+      case 2:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.from');
+        m.from = r.varint(limit);
+        break;
+      case 3:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.to');
+        m.to = r.varint(limit);
+        break;
+      case 4:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.term');
+        m.term = r.varint(limit);
+        break;
+      case 5:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.log_term');
+        m.logTerm = r.varint(limit);
+        break;
+      case 6:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.index');
+        m.index = r.varint(limit);
+        break;
+      case 7: {
+        expectWire(key, WIRE_LEN, 'RaftMessage.entries');
+        const end = r.lenEnd(limit);
+        m.entries.push(readEntry(r, end));
+        break;
+      }
+      case 8:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.commit');
+        m.commit = r.varint(limit);
+        break;
+      case 9:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.reject');
+        m.reject = r.varint(limit) !== 0;
+        break;
+      case 10:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.reject_hint');
+        m.rejectHint = r.varint(limit);
+        break;
+      case 11: {
+        expectWire(key, WIRE_LEN, 'RaftMessage.context');
+        const end = r.lenEnd(limit);
+        m.context = end > r.pos ? r.buf.subarray(r.pos, end) : EMPTY;
+        r.pos = end;
+        break;
+      }
+      case 12: {
+        expectWire(key, WIRE_LEN, 'RaftMessage.snapshot');
+        const end = r.lenEnd(limit);
+        m.snapshot ??= { index: 0, term: 0, confState: { voters: [], learners: [] } };
+        readSnapshot(r, end, m.snapshot);
+        break;
+      }
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+}
+
+function readEnvelope(r: Reader, limit: number): FrameEnvelope {
+  let groupId = 0;
+  let message: Message | null = null;
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'Envelope.group_id');
+        groupId = readUint32(r, limit, 'group id');
+        break;
+      case 2: {
+        expectWire(key, WIRE_LEN, 'Envelope.message');
+        const end = r.lenEnd(limit);
+        message ??= newMessage();
+        readMessage(r, end, message);
+        break;
+      }
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  if (message === null) fail('envelope without a message');
+  return { groupId, message };
+}
+
+/** Decodes a Batch frame (transport.proto). Throws an Error on malformed input. */
+export function decodeBatch(buf: Buffer): FrameBatch {
+  const r = new Reader(buf);
+  const limit = buf.length;
+  const batch: FrameBatch = { clusterId: 0, fromMember: 0, toMember: 0, envelopes: [] };
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'Batch.cluster_id');
+        batch.clusterId = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_VARINT, 'Batch.from_member');
+        batch.fromMember = r.varint(limit);
+        break;
+      case 3:
+        expectWire(key, WIRE_VARINT, 'Batch.to_member');
+        batch.toMember = r.varint(limit);
+        break;
+      case 4: {
+        expectWire(key, WIRE_LEN, 'Batch.envelopes');
+        const end = r.lenEnd(limit);
+        batch.envelopes.push(readEnvelope(r, end));
+        break;
+      }
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  return batch;
+}
+
+/** Decodes a StreamHello. */
+export function decodeStreamHello(buf: Buffer): StreamHello {
+  const r = new Reader(buf);
+  const limit = buf.length;
+  const hello: StreamHello = { clusterId: 0, memberId: 0 };
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'StreamHello.cluster_id');
+        hello.clusterId = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_VARINT, 'StreamHello.member_id');
+        hello.memberId = r.varint(limit);
+        break;
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  return hello;
+}
