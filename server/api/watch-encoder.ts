@@ -34,10 +34,23 @@ function asField(field: number, message: Uint8Array): Buffer {
   return Buffer.from(w.finish());
 }
 
-function watchIdField(watchId: number): Buffer {
-  const w = protobuf.Writer.create();
-  w.uint32(WATCH_ID_FIELD << 3).int64(watchId);
-  return Buffer.from(w.finish());
+/** Bytes of `value` as a protobuf varint (a non-negative safe integer). */
+function varintLength(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(buf: Buffer, offset: number, value: number): number {
+  while (value >= 0x80) {
+    buf[offset++] = (value % 128) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  buf[offset++] = value;
+  return offset;
 }
 
 export class WatchEncoder {
@@ -46,11 +59,27 @@ export class WatchEncoder {
   private headerTerm = '';
   private headerBytes: Buffer = Buffer.alloc(0);
 
-  /** A complete, encoded WatchResponse carrying `events` for watch `watchId`. */
-  response(watchId: number, header: ResponseHeader, events: MvccEvent[]): Buffer {
-    const parts: Buffer[] = [watchIdField(watchId), this.header(header)];
-    for (const e of events) parts.push(this.event(e));
-    return Buffer.concat(parts);
+  /**
+   * A complete, encoded WatchResponse carrying `events` for watch `watchId`, after `reserveBytes`
+   * bytes left for the caller (a gRPC frame prefix: stream-writer.ts).
+   */
+  response(watchId: number, header: ResponseHeader, events: MvccEvent[], reserveBytes = 0): Buffer {
+    if (!Number.isSafeInteger(watchId) || watchId < 0) throw new Error(`watch id ${watchId} is not a non-negative integer`);
+    const headerBytes = this.header(header);
+    const eventBytes = events.length === 1 ? [this.event(events[0])] : events.map((e) => this.event(e));
+    let length = reserveBytes + headerBytes.length;
+    // proto3 leaves a zero watch_id out, as protobufjs does.
+    if (watchId !== 0) length += 1 + varintLength(watchId);
+    for (const b of eventBytes) length += b.length;
+    const out = Buffer.allocUnsafe(length);
+    let offset = reserveBytes;
+    if (watchId !== 0) {
+      out[offset++] = WATCH_ID_FIELD << 3;
+      offset = writeVarint(out, offset, watchId);
+    }
+    offset += headerBytes.copy(out, offset);
+    for (const b of eventBytes) offset += b.copy(out, offset);
+    return out;
   }
 
   private header(h: ResponseHeader): Buffer {

@@ -4,7 +4,8 @@
 //
 // Cost per watch and per delivery is what a fan-out pays for, so: one small object per watch (it is
 // the hub's sink too), a progress timer per stream only while some watch asked for progress, and
-// event responses written pre-encoded (watch-encoder.ts: each event encoded once for all watchers).
+// event responses written pre-encoded (watch-encoder.ts: each event encoded once for all watchers),
+// and all responses a stream gets in one event-loop turn leave in one HTTP/2 write (stream-writer.ts).
 import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
@@ -12,6 +13,8 @@ import type { ApiContext } from './context.ts';
 import { ETCD_ERRORS } from './errors.ts';
 import { num } from './convert.ts';
 import { WatchEncoder } from './watch-encoder.ts';
+import { CoalescingStreamWriter, GRPC_FRAME_PREFIX_BYTES } from './stream-writer.ts';
+import { etcdServices } from './proto.ts';
 
 interface WireWatchRequest {
   request_union?: 'create_request' | 'cancel_request' | 'progress_request';
@@ -59,26 +62,34 @@ class WatchStream {
   private readonly ctx: ApiContext;
   private readonly call: grpc.ServerDuplexStream<WireWatchRequest, unknown>;
   private readonly encoder: WatchEncoder;
+  private readonly writer: CoalescingStreamWriter;
+  private readonly serialize: (value: object) => Buffer;
   private readonly watches = new Map<number, StreamWatch>();
   private nextWatchId = 0;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
 
-  constructor(ctx: ApiContext, call: grpc.ServerDuplexStream<WireWatchRequest, unknown>, encoder: WatchEncoder) {
+  constructor(ctx: ApiContext, call: grpc.ServerDuplexStream<WireWatchRequest, unknown>, encoder: WatchEncoder, serialize: (value: object) => Buffer) {
     this.ctx = ctx;
     this.call = call;
     this.encoder = encoder;
+    this.serialize = serialize;
+    this.writer = new CoalescingStreamWriter(call as grpc.ServerDuplexStream<unknown, unknown>);
   }
 
-  /** Writes an object response, or a pre-encoded one (the Watch service's serializer passes Buffers through). */
-  private send(msg: object | Buffer): void {
-    if (!this.closed) this.call.write(msg);
+  /** Queues an object response behind everything queued before it. */
+  private send(msg: object): void {
+    if (this.closed) return;
+    const body = this.serialize(msg);
+    const frame = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_BYTES + body.length);
+    body.copy(frame, GRPC_FRAME_PREFIX_BYTES);
+    this.writer.write(frame);
   }
 
   sendEvents(watchId: number, events: MvccEvent[], revision: number): void {
     if (this.closed) return;
     const header = this.ctx.header(Math.max(revision, this.ctx.sm.store.currentRevision()));
-    this.send(this.encoder.response(watchId, header, events));
+    this.writer.write(this.encoder.response(watchId, header, events, GRPC_FRAME_PREFIX_BYTES));
   }
 
   compacted(watchId: number, compactRevision: number): void {
@@ -157,6 +168,7 @@ class WatchStream {
 
   teardown(): void {
     if (this.closed) return;
+    this.writer.close();
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
     for (const w of this.watches.values()) if (w.handle >= 0) this.ctx.sm.hub.cancel(w.handle);
@@ -171,9 +183,10 @@ class WatchStream {
 
 export function watchService(ctx: ApiContext): grpc.UntypedServiceImplementation {
   const encoder = new WatchEncoder();
+  const serialize = etcdServices().Watch.Watch.responseSerialize as (value: object) => Buffer;
   return {
     Watch: (call: grpc.ServerDuplexStream<WireWatchRequest, unknown>) => {
-      const stream = new WatchStream(ctx, call, encoder);
+      const stream = new WatchStream(ctx, call, encoder, serialize);
       call.on('data', (req: WireWatchRequest) => stream.onRequest(req));
       call.on('end', () => stream.end());
       const teardown = (): void => stream.teardown();
