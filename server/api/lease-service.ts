@@ -6,9 +6,12 @@ import { ETCD_ERRORS, grpcError } from './errors.ts';
 import { num } from './convert.ts';
 import { MAX_LEASE_TTL_SECONDS, type LeaseManager } from './lease-manager.ts';
 import { newLeaseId } from './concurrency.ts';
+import { CoalescingStreamWriter, frameOf } from './stream-writer.ts';
+import { etcdServices } from './proto.ts';
 
 
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {
+  const serializeKeepAlive = etcdServices().Lease.LeaseKeepAlive.responseSerialize as (value: object) => Buffer;
   return {
     LeaseGrant: unary(ctx, async (req: { TTL: string; ID: string }) => {
       const requested = num(req.TTL);
@@ -49,6 +52,8 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
       // Renewals run concurrently (several in flight on one stream share the leader's work or the
       // forwarding), and the answers go out in request order: a FIFO whose settled head is written.
       const queue: Array<{ id: string; ttl: number; err: unknown; settled: boolean }> = [];
+      // Answers settled in one turn leave in one HTTP/2 write (grpc-js would send them one by one).
+      const writer = new CoalescingStreamWriter(call as grpc.ServerDuplexStream<unknown, unknown>);
       let head = 0;
       let closed = false;
       let ending = false;
@@ -57,17 +62,19 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
           const r = queue[head];
           queue[head++] = undefined as never;
           if (r.err !== undefined) {
+            writer.close();
             closed = true;
             call.destroy(toServiceError(r.err, ctx.logger));
             return;
           }
-          call.write({ header: ctx.header(), ID: r.id, TTL: r.ttl });
+          writer.write(frameOf(serializeKeepAlive, { header: ctx.header(), ID: r.id, TTL: r.ttl }));
         }
         if (head === queue.length) {
           queue.length = 0;
           head = 0;
           // The client half-closing still gets the answers to what it already sent.
           if (ending && !closed) {
+            writer.close();
             closed = true;
             call.end();
           }
@@ -94,8 +101,12 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
         ending = true;
         drain();
       });
-      call.on('cancelled', () => (closed = true));
-      call.on('error', () => (closed = true));
+      const gone = (): void => {
+        closed = true;
+        writer.close();
+      };
+      call.on('cancelled', gone);
+      call.on('error', gone);
     },
   };
 }

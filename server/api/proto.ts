@@ -142,7 +142,7 @@ export function etcdServices(): EtcdServices {
   return {
     KV: c.KV.service,
     Watch: allowPreEncodedResponses(c.Watch.service),
-    Lease: c.Lease.service,
+    Lease: allowPreEncodedResponses(c.Lease.service),
     Cluster: c.Cluster.service,
     Maintenance: c.Maintenance.service,
     Auth: c.Auth.service,

@@ -23,6 +23,14 @@ export function writeFramePrefix(frame: Buffer): Buffer {
   return frame;
 }
 
+/** `value` serialized into a new frame (prefix room, then the message), ready for write(). */
+export function frameOf(serialize: (value: object) => Buffer, value: object): Buffer {
+  const body = serialize(value);
+  const frame = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_BYTES + body.length);
+  body.copy(frame, GRPC_FRAME_PREFIX_BYTES);
+  return frame;
+}
+
 /** The HTTP/2 stream under a grpc-js server call without interceptors, or null if it is not there. */
 function http2StreamOf(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): Http2Stream | null {
   const inner = (call as unknown as { call?: { stream?: unknown; sendMetadata?: unknown } }).call;

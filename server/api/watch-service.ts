@@ -13,7 +13,7 @@ import type { ApiContext } from './context.ts';
 import { ETCD_ERRORS } from './errors.ts';
 import { num } from './convert.ts';
 import { WatchEncoder } from './watch-encoder.ts';
-import { CoalescingStreamWriter, GRPC_FRAME_PREFIX_BYTES } from './stream-writer.ts';
+import { CoalescingStreamWriter, frameOf, GRPC_FRAME_PREFIX_BYTES } from './stream-writer.ts';
 import { etcdServices } from './proto.ts';
 
 interface WireWatchRequest {
@@ -79,11 +79,7 @@ class WatchStream {
 
   /** Queues an object response behind everything queued before it. */
   private send(msg: object): void {
-    if (this.closed) return;
-    const body = this.serialize(msg);
-    const frame = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_BYTES + body.length);
-    body.copy(frame, GRPC_FRAME_PREFIX_BYTES);
-    this.writer.write(frame);
+    if (!this.closed) this.writer.write(frameOf(this.serialize, msg));
   }
 
   sendEvents(watchId: number, events: MvccEvent[], revision: number): void {
