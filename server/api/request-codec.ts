@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PROTO_ROOT } from './proto.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
 import type { AuthRequestBody, Caller } from './auth-wire.ts';
+import { decodePutEntry, encodePutEntry } from './put-entry-codec.ts';
 
 export type InternalRequestBody =
   | { put: PutRequest }
@@ -54,12 +55,26 @@ const TO_OBJECT: protobuf.IConversionOptions = {
   oneofs: true,
 };
 
+/** Puts take a hand-written path (put-entry-codec.ts); everything else goes through protobufjs. */
 export function encodeInternalRequest(req: InternalRequest): Uint8Array {
+  if ('put' in req) {
+    const fast = encodePutEntry(req);
+    if (fast !== null) return fast;
+  }
+  return encodeWithProtobufjs(req);
+}
+
+export function decodeInternalRequest(data: Uint8Array): InternalRequest {
+  return decodePutEntry(data) ?? decodeWithProtobufjs(data);
+}
+
+/** The generic path (also what the fast path is tested against). */
+export function encodeWithProtobufjs(req: InternalRequest): Uint8Array {
   const type = internalRequestType();
   return type.encode(type.fromObject(req)).finish();
 }
 
-export function decodeInternalRequest(data: Uint8Array): InternalRequest {
+export function decodeWithProtobufjs(data: Uint8Array): InternalRequest {
   const type = internalRequestType();
   return type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
 }

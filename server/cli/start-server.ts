@@ -317,6 +317,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     'grpc.max_send_message_length': 2 ** 31 - 1,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // Channelz's per-call bookkeeping is on grpc-js's request path and nothing here reads it.
+    'grpc.enable_channelz': 0,
   });
   const services = etcdServices();
   // Every client-facing service sits behind the auth guard (a pass-through while auth is off).

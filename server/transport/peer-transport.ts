@@ -152,6 +152,7 @@ export class PeerTransport {
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_FRAME_BYTES,
     'grpc.max_send_message_length': MAX_FRAME_BYTES,
+    'grpc.enable_channelz': 0,
   });
   private readonly outbound = new Map<number, Outbound>();
   private readonly inboundCalls = new Set<grpc.ServerDuplexStream<FrameBatch, StreamHello>>();
@@ -439,6 +440,7 @@ export class PeerTransport {
     out.client ??= new Peer(out.address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': MAX_FRAME_BYTES,
       'grpc.max_send_message_length': MAX_FRAME_BYTES,
+      'grpc.enable_channelz': 0,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.initial_reconnect_backoff_ms': MIN_BACKOFF_MS,
