@@ -70,7 +70,8 @@ export function readConfig(): BenchConfig {
     valueBytes: 256,
     memoryKeys: int('BENCH_KEYS', 100_000),
     watchers: int('BENCH_WATCHERS', 1000),
-    watchersPerStream: Math.max(1, int('BENCH_WATCHERS_PER_STREAM', 10)),
+    // etcd's own `benchmark watch` defaults: 10 streams of 100 watches.
+    watchersPerStream: Math.max(1, int('BENCH_WATCHERS_PER_STREAM', 100)),
     watchPutsPerSecond: Math.max(1, int('BENCH_WATCH_PUT_RATE', 20)),
     leases: int('BENCH_LEASES', 10_000),
     leaseTtlSeconds: 300,

@@ -169,8 +169,13 @@ export function markdownMemory(figs: readonly WorkloadFigures[]): string {
         (e && s ? `. RSS growth per key: etcd ${e.rssDeltaBytesPerKey} B, Synod ${s.rssDeltaBytesPerKey} B.` : '.'));
     }
     if (f.workload.startsWith('watch')) {
-      out.push(`- Watch fan-out: RSS per watcher etcd ${e?.rssBytesPerWatcher ?? '—'} B, Synod ${s?.rssBytesPerWatcher ?? '—'} B; ` +
+      out.push(`- Watch fan-out (${e?.watchersPerStream ?? s?.watchersPerStream ?? '—'} watchers per stream): RSS growth per watcher etcd ${e?.rssBytesPerWatcher ?? '—'} B, Synod ${s?.rssBytesPerWatcher ?? '—'} B (two RSS readings 2 s apart: GC noise, not a measurement); ` +
         `deliveries missed etcd ${e?.deliveriesMissed ?? '—'}, Synod ${s?.deliveriesMissed ?? '—'} (of ${e?.deliveriesExpected ?? '—'} / ${s?.deliveriesExpected ?? '—'}).`);
+      if (s?.['idleWatchBytes.100'] !== undefined) {
+        out.push(`- Synod memory per idle watch (bench/watch-memory.ts: a member in-process, 10,000 more watches, after a full GC): ` +
+          `${s['idleWatchBytes.100']} B heap+external (${s['idleWatchRssBytes.100']} B RSS) at 100 watches per stream; ` +
+          `${s['idleWatchBytes.10']} B (${s['idleWatchRssBytes.10']} B RSS) at 10 per stream.`);
+      }
     }
   }
   return out.join('\n');

@@ -12,11 +12,14 @@ import { runCheckPerf, type CheckPerfResult } from './check-perf.ts';
 import { Cluster, ETCD_BINARY, filesystemOf, killAllSync, type SystemName } from './clusters.ts';
 import { formatSummary, summariseProfile, type ProfileSummary } from './profile-summary.ts';
 import { aggregate, consoleTable } from './report.ts';
+import { MEMBER_NODE_FLAGS } from '../server/cli/member-node-flags.ts';
 import { RESULTS_DIR, writeResultFiles, type Machine } from './results-files.ts';
 import { CLOSED_LOOP_WORKLOADS, runClosedLoop, runLeases, runMemoryFill, runWatchFanout, type Row } from './workloads.ts';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const PROFILES_DIR = path.join(RESULTS_DIR, 'profiles');
+/** Idle watches per step of the in-process memory probe. */
+const IDLE_WATCHES = 10_000;
 
 
 function describeMachine(dataDir: string): Machine {
@@ -131,6 +134,20 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
   }
   if (cfg.watchers > 0 && wanted(cfg, 'watch')) {
     for (const c of systemsInOrder(1)) await attempt(c, 'watch', () => runWatchFanout(cfg, c));
+    const synodWatch = rows.find((r) => r.system === 'synod' && r.workload.startsWith('watch'));
+    if (synodWatch) {
+      // RSS differences are GC noise at this size (see docs/performance.md); this reading is not.
+      for (const perStream of [100, 10]) {
+        try {
+          const m = idleWatchMemory(cfg, perStream);
+          synodWatch.notes[`idleWatchBytes.${perStream}`] = m.totalBytesPerWatch;
+          synodWatch.notes[`idleWatchRssBytes.${perStream}`] = m.rssBytesPerWatch;
+          log(`synod idle watch memory, ${perStream} per stream: ${m.totalBytesPerWatch} B heap+external, ${m.rssBytesPerWatch} B RSS per watch`);
+        } catch (err) {
+          failures.push(`synod idle watch memory: ${(err as Error).message}`);
+        }
+      }
+    }
   }
   if (cfg.leases > 0 && wanted(cfg, 'lease')) {
     for (const c of systemsInOrder(2)) await attempt(c, 'lease', () => runLeases(cfg, c));
@@ -148,6 +165,19 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
     }
   }
   return { rows, checkPerf, failures };
+}
+
+/** bench/watch-memory.ts in its own process: a member's bytes per idle watch after a full GC. */
+function idleWatchMemory(cfg: BenchConfig, perStream: number): { totalBytesPerWatch: number; rssBytesPerWatch: number } {
+  const root = cfg.synodRoot ?? path.resolve(BENCH_DIR, '..');
+  const script = path.join(root, 'bench', 'watch-memory.ts');
+  const out = execFileSync(process.execPath, ['--expose-gc', ...MEMBER_NODE_FLAGS, script, String(IDLE_WATCHES), String(perStream)], {
+    encoding: 'utf8',
+    env: { ...process.env, WATCH_MEM_JSON: '1' },
+    timeout: 180_000,
+  });
+  const line = out.trim().split('\n').at(-1) ?? '';
+  return JSON.parse(line) as { totalBytesPerWatch: number; rssBytesPerWatch: number };
 }
 
 function writeResults(

@@ -4,6 +4,7 @@
 // client runs in a child process. Watches are added in two equal steps and the cost is the growth
 // of the second step, so one-off costs (the connection, code warm-up) are left out.
 //   node --expose-gc --max-semi-space-size=8 bench/watch-memory.ts [watchesPerStep=10000] [perStream=100]
+// (WATCH_MEM_JSON=1: one JSON line; `make bench` runs it this way.)
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -80,11 +81,21 @@ async function main(): Promise<void> {
   await step();
   const b = used();
   if (process.env.WATCH_MEM_SNAPSHOTS) v8.writeHeapSnapshot(path.join(process.env.WATCH_MEM_SNAPSHOTS, 'b.heapsnapshot'));
-  const per = (x: number, y: number): string => ((y - x) / watchesPerStep).toFixed(0);
-  console.log(
-    `${watchesPerStep} watches, ${perStream} per stream: heap ${per(a.heap, b.heap)} B/watch, external ${per(a.external, b.external)} B/watch, ` +
-      `total ${per(a.heap + a.external, b.heap + b.external)} B/watch, RSS ${per(a.rss, b.rss)} B/watch (watchers in the hub: ${server.ctx.sm.hub.watcherCount()})`,
-  );
+  const per = (x: number, y: number): number => Math.round((y - x) / watchesPerStep);
+  const result = {
+    watches: watchesPerStep,
+    perStream: perStream,
+    heapBytesPerWatch: per(a.heap, b.heap),
+    externalBytesPerWatch: per(a.external, b.external),
+    totalBytesPerWatch: per(a.heap + a.external, b.heap + b.external),
+    rssBytesPerWatch: per(a.rss, b.rss),
+  };
+  if (process.env.WATCH_MEM_JSON) console.log(JSON.stringify(result));
+  else
+    console.log(
+      `${watchesPerStep} watches, ${perStream} per stream: heap ${result.heapBytesPerWatch} B/watch, external ${result.externalBytesPerWatch} B/watch, ` +
+        `total ${result.totalBytesPerWatch} B/watch, RSS ${result.rssBytesPerWatch} B/watch (watchers in the hub: ${server.ctx.sm.hub.watcherCount()})`,
+    );
   child.kill();
   await server.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -156,6 +156,7 @@ export async function runWatchFanout(cfg: BenchConfig, cluster: Cluster): Promis
       measurement: m,
       notes: {
         watchers: cfg.watchers,
+        watchersPerStream: cfg.watchersPerStream,
         puts,
         putErrors,
         deliveriesExpected: expected,
