@@ -65,7 +65,7 @@ export class ApiContext {
       cluster_id: this.clusterId,
       member_id: this.memberIdText,
       revision: String(revision ?? this.sm.store.currentRevision()),
-      raft_term: String(this.member.status(DATA_GROUP_ID).term),
+      raft_term: String(this.member.term(DATA_GROUP_ID)),
     };
   }
 

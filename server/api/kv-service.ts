@@ -5,6 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { grpcError } from './errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
+import { encodePutResponse } from './put-response-encoder.ts';
 import { kvToWire, rangeOpFromWire, rangeResultToWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
 import type {
   CompactionRequest,
@@ -34,12 +35,14 @@ export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
       return { header: ctx.header(), ...rangeResultToWire(result) };
     }),
 
-    Put: unary(ctx, async (req: PutRequest) => {
+    // Without prev_kv the reply is encoded here (put-response-encoder.ts); the serializer passes it on.
+    Put: unary(ctx, async (req: PutRequest): Promise<object> => {
       const bad = checkPut(req);
       if (bad) throw grpcError(bad);
       const out = await ctx.proposeWrite({ put: req });
       const result = out.result as PutResult;
-      return { header: ctx.header(out.revision), prev_kv: result.prevKv ? kvToWire(result.prevKv) : null };
+      if (!result.prevKv) return encodePutResponse(ctx.header(out.revision));
+      return { header: ctx.header(out.revision), prev_kv: kvToWire(result.prevKv) };
     }),
 
     DeleteRange: unary(ctx, async (req: DeleteRangeRequest) => {

@@ -124,7 +124,7 @@ export class LeaseManager {
   }
 
   private isLeader(): boolean {
-    return this.clock.isActive && this.opts.ctx.member.status(DATA_GROUP_ID).role === 'leader';
+    return this.clock.isActive && this.opts.ctx.member.role(DATA_GROUP_ID) === 'leader';
   }
 
   private revokeExpired(): void {
@@ -252,7 +252,7 @@ export class LeaseManager {
 
   /** The leader's peer address and a client for it, or NoLeaderError. */
   private leaderClient(): [string, grpc.Client] | NoLeaderError {
-    const leaderId = this.opts.ctx.member.status(DATA_GROUP_ID).leaderId;
+    const leaderId = this.opts.ctx.member.leaderId(DATA_GROUP_ID);
     if (leaderId === 0) return new NoLeaderError();
     const address = this.opts.peerAddress(leaderId);
     if (!address) return new NoLeaderError();

@@ -140,7 +140,7 @@ function allowPreEncodedResponses(service: grpc.ServiceDefinition): grpc.Service
 export function etcdServices(): EtcdServices {
   const c = etcdClients();
   return {
-    KV: c.KV.service,
+    KV: allowPreEncodedResponses(c.KV.service),
     Watch: allowPreEncodedResponses(c.Watch.service),
     Lease: allowPreEncodedResponses(c.Lease.service),
     Cluster: c.Cluster.service,

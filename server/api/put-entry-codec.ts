@@ -9,6 +9,7 @@
 // unset messages as null, and the oneof's name in `request`.
 import type { Caller } from './auth-wire.ts';
 import type { PutRequest } from './wire-types.ts';
+import { varintBytes, writeVarint } from '../protobuf/varint.ts';
 
 const WIRE_VARINT = 0;
 const WIRE_LEN = 2;
@@ -53,34 +54,6 @@ function toUint64(v: unknown, signed: boolean): bigint | null {
     return n < 0n ? n + TWO_64 : n;
   }
   return n < 0n || n >= TWO_64 ? null : n;
-}
-
-function varintBytes(v: bigint): number {
-  let n = 1;
-  while (v >= 0x80n) {
-    v >>= 7n;
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(buf: Buffer, p: number, v: bigint): number {
-  // Small values (all of them, in practice) take the number path.
-  if (v <= 0xfffffffn) {
-    let x = Number(v);
-    while (x >= 0x80) {
-      buf[p++] = (x & 0x7f) | 0x80;
-      x >>>= 7;
-    }
-    buf[p++] = x;
-    return p;
-  }
-  while (v >= 0x80n) {
-    buf[p++] = Number(v & 0x7fn) | 0x80;
-    v >>= 7n;
-  }
-  buf[p++] = Number(v);
-  return p;
 }
 
 function isBytes(v: unknown): v is Uint8Array {

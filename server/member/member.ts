@@ -380,6 +380,20 @@ export class Member {
     return this.mustGroup(groupId).node.confState();
   }
 
+  /** The group's current term, role and known leader: cheap reads for request paths (status() builds a snapshot). */
+  term(groupId: number): number {
+    return this.mustGroup(groupId).node.term();
+  }
+
+  /** The Raft core's role now (status().role), which the last handled Ready may not have reported yet. */
+  role(groupId: number): RaftGroup['role'] {
+    return this.mustGroup(groupId).node.role();
+  }
+
+  leaderId(groupId: number): NodeId {
+    return this.mustGroup(groupId).leaderId;
+  }
+
   /** Whether this member is a learner of the group (cheap: checked on every client request). */
   isLearner(groupId: number): boolean {
     return this.mustGroup(groupId).isLearner;

@@ -288,6 +288,16 @@ export class RawNode {
   }
 
   /** Term of the in-memory log entry at `index` (undefined if absent). For diagnostics and tests. */
+  /** The current term, without building a whole status (read on every client response). */
+  term(): number {
+    return this.raft.term;
+  }
+
+  /** The current role, as status().role, without building a whole status. */
+  role(): RaftStatus['role'] {
+    return this.raft.role;
+  }
+
   termAt(index: number): number | undefined {
     return this.raft.log.term(index);
   }
