@@ -137,12 +137,13 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
     const synodWatch = rows.find((r) => r.system === 'synod' && r.workload.startsWith('watch'));
     if (synodWatch) {
       // RSS differences are GC noise at this size (see docs/performance.md); this reading is not.
-      for (const perStream of [100, 10]) {
+      for (const [perStream, keys] of [[100, 'shared'], [10, 'shared'], [100, 'distinct']] as const) {
         try {
-          const m = idleWatchMemory(cfg, perStream);
-          synodWatch.notes[`idleWatchBytes.${perStream}`] = m.totalBytesPerWatch;
-          synodWatch.notes[`idleWatchRssBytes.${perStream}`] = m.rssBytesPerWatch;
-          log(`synod idle watch memory, ${perStream} per stream: ${m.totalBytesPerWatch} B heap+external, ${m.rssBytesPerWatch} B RSS per watch`);
+          const m = idleWatchMemory(cfg, perStream, keys);
+          const tag = keys === 'shared' ? `${perStream}` : `${perStream}.${keys}`;
+          synodWatch.notes[`idleWatchBytes.${tag}`] = m.totalBytesPerWatch;
+          synodWatch.notes[`idleWatchRssBytes.${tag}`] = m.rssBytesPerWatch;
+          log(`synod idle watch memory, ${perStream} per stream, ${keys} keys: ${m.totalBytesPerWatch} B heap+external, ${m.rssBytesPerWatch} B RSS per watch`);
         } catch (err) {
           failures.push(`synod idle watch memory: ${(err as Error).message}`);
         }
@@ -168,10 +169,10 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
 }
 
 /** bench/watch-memory.ts in its own process: a member's bytes per idle watch after a full GC. */
-function idleWatchMemory(cfg: BenchConfig, perStream: number): { totalBytesPerWatch: number; rssBytesPerWatch: number } {
+function idleWatchMemory(cfg: BenchConfig, perStream: number, keys: 'shared' | 'distinct'): { totalBytesPerWatch: number; rssBytesPerWatch: number } {
   const root = cfg.synodRoot ?? path.resolve(BENCH_DIR, '..');
   const script = path.join(root, 'bench', 'watch-memory.ts');
-  const out = execFileSync(process.execPath, ['--expose-gc', ...MEMBER_NODE_FLAGS, script, String(IDLE_WATCHES), String(perStream)], {
+  const out = execFileSync(process.execPath, ['--expose-gc', ...MEMBER_NODE_FLAGS, script, String(IDLE_WATCHES), String(perStream), keys], {
     encoding: 'utf8',
     env: { ...process.env, WATCH_MEM_JSON: '1' },
     timeout: 180_000,

@@ -3,7 +3,7 @@
 // full GC: heap + external, not RSS, which GC timing moves by more than the watches cost); the
 // client runs in a child process. Watches are added in two equal steps and the cost is the growth
 // of the second step, so one-off costs (the connection, code warm-up) are left out.
-//   node --expose-gc --max-semi-space-size=8 bench/watch-memory.ts [watchesPerStep=10000] [perStream=100]
+//   node --expose-gc --max-semi-space-size=8 bench/watch-memory.ts [watchesPerStep=10000] [perStream=100] [shared|distinct]
 // (WATCH_MEM_JSON=1: one JSON line; `make bench` runs it this way.)
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +20,9 @@ interface Step {
   type: 'step';
   watches: number;
   perStream: number;
+  /** 'shared': the watches of a stream use 100 keys shared by every stream; 'distinct': each watch its own key. */
+  keys: 'shared' | 'distinct';
+  step: number;
 }
 
 async function client(endpoint: string): Promise<void> {
@@ -33,7 +36,10 @@ async function client(endpoint: string): Promise<void> {
       stream.on('data', (res: { created?: boolean }) => {
         if (res.created && ++created === m.watches) process.send!('created');
       });
-      for (let i = 0; i < Math.min(left, m.perStream); i++) stream.write({ create_request: { key: Buffer.from(`idle/${i}`) } });
+      for (let i = 0; i < Math.min(left, m.perStream); i++) {
+        const key = m.keys === 'distinct' ? `idle/${m.step}/${left}/${i}` : `idle/${i}`;
+        stream.write({ create_request: { key: Buffer.from(key) } });
+      }
     }
   });
   process.send!('ready');
@@ -42,6 +48,8 @@ async function client(endpoint: string): Promise<void> {
 async function main(): Promise<void> {
   const watchesPerStep = Number(process.argv[2] ?? 10_000);
   const perStream = Number(process.argv[3] ?? 100);
+  const keys = process.argv[4] === 'distinct' ? 'distinct' : 'shared';
+  let stepNo = 0;
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error('run with --expose-gc');
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-watch-mem-'));
@@ -71,7 +79,7 @@ async function main(): Promise<void> {
     return { heap: m.heapUsed, external: m.external, rss: m.rss };
   };
   const step = async (): Promise<void> => {
-    child.send({ type: 'step', watches: watchesPerStep, perStream } satisfies Step);
+    child.send({ type: 'step', watches: watchesPerStep, perStream, keys, step: stepNo++ } satisfies Step);
     if ((await next()) !== 'created') throw new Error('client failed');
     await new Promise((r) => setTimeout(r, 1000));
   };
@@ -85,6 +93,7 @@ async function main(): Promise<void> {
   const result = {
     watches: watchesPerStep,
     perStream: perStream,
+    keys,
     heapBytesPerWatch: per(a.heap, b.heap),
     externalBytesPerWatch: per(a.external, b.external),
     totalBytesPerWatch: per(a.heap + a.external, b.heap + b.external),
@@ -93,7 +102,7 @@ async function main(): Promise<void> {
   if (process.env.WATCH_MEM_JSON) console.log(JSON.stringify(result));
   else
     console.log(
-      `${watchesPerStep} watches, ${perStream} per stream: heap ${result.heapBytesPerWatch} B/watch, external ${result.externalBytesPerWatch} B/watch, ` +
+      `${watchesPerStep} watches, ${perStream} per stream, ${keys} keys: heap ${result.heapBytesPerWatch} B/watch, external ${result.externalBytesPerWatch} B/watch, ` +
         `total ${result.totalBytesPerWatch} B/watch, RSS ${result.rssBytesPerWatch} B/watch (watchers in the hub: ${server.ctx.sm.hub.watcherCount()})`,
     );
   child.kill();

@@ -62,6 +62,32 @@ function expectWholeOrderedRevisions(r: Recorder): void {
 }
 
 describe('WatchHub', () => {
+  it('after the store is replaced (a snapshot installed), single-key and range watchers resume from their next revision', () => {
+    const { store, hub, pub } = setup();
+    const single = recorder();
+    const range = recorder();
+    hub.watch(spec('b'), single);
+    hub.watch(spec('a', 'c'), range);
+    pub(store.put(putOp('b', '1'))); // rev 2
+    // The leader's store went on without this member: rev 3 (b), rev 4 (a), rev 5 (x, matches neither).
+    const leader = new MvccStore();
+    leader.put(putOp('b', '1'));
+    leader.put(putOp('b', '2'));
+    leader.put(putOp('a', '3'));
+    leader.put(putOp('x', '4'));
+    const records = new Map<string, Buffer>();
+    for (const op of leader.drainPersistOps()) {
+      if (op.value === null) records.delete(op.key.toString('latin1'));
+      else records.set(op.key.toString('latin1'), op.value);
+    }
+    store.adopt(MvccStore.restore([...records].map(([k, v]) => [b(k), v] as [Buffer, Buffer])));
+    hub.storeReplaced();
+    pub(store.put(putOp('b', '5'))); // rev 6, live again
+    expect(summary(single.events())).toEqual(['PUT:b@2', 'PUT:b@3', 'PUT:b@6']);
+    expect(summary(range.events())).toEqual(['PUT:b@2', 'PUT:b@3', 'PUT:a@4', 'PUT:b@6']);
+    expect(hub.watcherCount()).toBe(2);
+  });
+
   it('delivers live events to single-key, range and from-key watchers', () => {
     const { store, hub, pub } = setup();
     const single = recorder();

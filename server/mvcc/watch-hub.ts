@@ -43,10 +43,16 @@ const GONE = 2;
 interface Group {
   /** The group's map key; watchers share this string instead of each keeping its own copy. */
   id: string;
-  key: Buffer;
-  rangeEnd: Buffer;
+  /**
+   * A range group's bounds, for matching. Null in a single-key group, which is matched by its id (the
+   * key, latin1): two Buffers per watched key were most of an idle watch's memory on distinct keys.
+   */
+  key: Buffer | null;
+  rangeEnd: Buffer | null;
   watchers: Set<Watcher>;
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 class Watcher {
   id: number;
@@ -148,7 +154,14 @@ export class WatchHub {
       const groups = w.single ? this.keyGroups : this.rangeGroups;
       const g = groups.get(w.groupId);
       if (g === undefined) continue;
-      const spec: WatchSpec = { key: g.key, rangeEnd: g.rangeEnd, startRevision: w.nextRev, prevKv: w.prevKv, noPut: w.noPut, noDelete: w.noDelete };
+      const spec: WatchSpec = {
+        key: g.key ?? Buffer.from(g.id, 'latin1'),
+        rangeEnd: g.rangeEnd ?? NO_BYTES,
+        startRevision: w.nextRev,
+        prevKv: w.prevKv,
+        noPut: w.noPut,
+        noDelete: w.noDelete,
+      };
       g.watchers.delete(w);
       if (g.watchers.size === 0) groups.delete(w.groupId);
       this.watchers.delete(w.id);
@@ -170,7 +183,9 @@ export class WatchHub {
     const groups = w.single ? this.keyGroups : this.rangeGroups;
     let g = groups.get(w.groupId);
     if (g === undefined) {
-      g = { id: w.groupId, key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd), watchers: new Set() };
+      g = w.single
+        ? { id: w.groupId, key: null, rangeEnd: null, watchers: new Set() }
+        : { id: w.groupId, key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd), watchers: new Set() };
       groups.set(w.groupId, g);
     }
     w.groupId = g.id;
@@ -243,7 +258,7 @@ export class WatchHub {
         if (g !== undefined) buckets = this.collect(g, ev, i, isPut, revision, stripped, buckets);
       }
       for (const g of this.rangeGroups.values()) {
-        if (keyInRange(k, g.key, g.rangeEnd)) buckets = this.collect(g, ev, i, isPut, revision, stripped, buckets);
+        if (keyInRange(k, g.key!, g.rangeEnd!)) buckets = this.collect(g, ev, i, isPut, revision, stripped, buckets);
       }
     }
     if (buckets === null) return;
