@@ -188,6 +188,8 @@ export class Member {
    * the caller an entry is proposed for.
    */
   private readonly loopScope = new AsyncResource('synod-member-loop');
+  /** When a message from each peer was last stepped (any group): who is "started" for membership checks. */
+  private readonly lastHeardMs = new Map<NodeId, number>();
   private writing = false;
   /**
    * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
@@ -333,7 +335,9 @@ export class Member {
   /** Steps messages from a peer into their groups. */
   step(messages: Array<{ groupId: number; message: Message }>): void {
     if (this.stopped) return;
+    const nowMs = Date.now();
     for (const { groupId, message } of messages) {
+      this.lastHeardMs.set(message.from, nowMs);
       const group = this.groups.get(groupId);
       if (!group) continue; // a group this member no longer (or not yet) hosts
       group.node.step(message);
@@ -404,8 +408,12 @@ export class Member {
     const group = this.mustGroup(groupId);
     const progress = group.node.status().progress;
     if (!progress) return [];
+    // Raft's recentActive alone is not enough: check-quorum clears it for every follower once per
+    // election timeout, so for a heartbeat after that every healthy peer looked inactive and a
+    // membership change could be refused as "not enough started members".
+    const sinceMs = Date.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
     return Object.entries(progress)
-      .filter(([id, p]) => Number(id) === this.opts.memberId || p.recentActive)
+      .filter(([id, p]) => Number(id) === this.opts.memberId || p.recentActive || (this.lastHeardMs.get(Number(id)) ?? -Infinity) >= sinceMs)
       .map(([id]) => Number(id));
   }
 
