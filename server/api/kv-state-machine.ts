@@ -65,6 +65,14 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
+/** `key` behind a one-byte record-kind prefix, in one allocation (every persisted record takes this path). */
+function prefixed(prefix: number, key: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(1 + key.length);
+  out[0] = prefix;
+  key.copy(out, 1);
+  return out;
+}
+
 export class KvStateMachine implements GroupStateMachine {
   readonly store: MvccStore;
   readonly hub: WatchHub;
@@ -324,12 +332,12 @@ export class KvStateMachine implements GroupStateMachine {
 
   drainPersistOps(): Array<{ key: Buffer; value: Buffer | null }> {
     const ops: Array<{ key: Buffer; value: Buffer | null }> = this.store.drainPersistOps().map((op) => ({
-      key: Buffer.concat([Buffer.from([MVCC_PREFIX]), op.key]),
+      key: prefixed(MVCC_PREFIX, op.key),
       value: op.value,
     }));
     if (this.memberOps.length > 0) ops.push(...this.memberOps.splice(0));
     for (const op of this.leases.drainPersistOps()) {
-      ops.push({ key: Buffer.concat([Buffer.from([LEASE_RECORD_PREFIX]), op.key]), value: op.value });
+      ops.push({ key: prefixed(LEASE_RECORD_PREFIX, op.key), value: op.value });
     }
     for (const op of this.auth.drainPersistOps()) {
       ops.push({ key: Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), op.key]), value: op.value });

@@ -59,7 +59,10 @@ export function logRange(groupId: number): { gte: Buffer; lt: Buffer } {
 }
 
 export function stateKey(groupId: number, storeKey: Buffer): Buffer {
-  return Buffer.concat([groupKey(groupId, STATE, 0), storeKey]);
+  // One allocation: every state-machine record of every turn goes through here.
+  const key = groupKey(groupId, STATE, storeKey.length);
+  storeKey.copy(key, 6);
+  return key;
 }
 
 export function stateRange(groupId: number): { gte: Buffer; lt: Buffer } {
