@@ -9,6 +9,7 @@ import type { MvccEvent } from '../mvcc/types.ts';
 import { eventToWire } from './convert.ts';
 import { internalProtoRoot } from './request-codec.ts';
 import type { ResponseHeader } from './wire-types.ts';
+import { numberVarintBytes, writeNumberVarint } from '../protobuf/varint.ts';
 
 const HEADER_FIELD = 1;
 const WATCH_ID_FIELD = 2;
@@ -34,25 +35,6 @@ function asField(field: number, message: Uint8Array): Buffer {
   return Buffer.from(w.finish());
 }
 
-/** Bytes of `value` as a protobuf varint (a non-negative safe integer). */
-function varintLength(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(buf: Buffer, offset: number, value: number): number {
-  while (value >= 0x80) {
-    buf[offset++] = (value % 128) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  buf[offset++] = value;
-  return offset;
-}
-
 export class WatchEncoder {
   private readonly events = new WeakMap<MvccEvent, Buffer>();
   private headerRevision = '';
@@ -69,13 +51,13 @@ export class WatchEncoder {
     const eventBytes = events.length === 1 ? [this.event(events[0])] : events.map((e) => this.event(e));
     let length = reserveBytes + headerBytes.length;
     // proto3 leaves a zero watch_id out, as protobufjs does.
-    if (watchId !== 0) length += 1 + varintLength(watchId);
+    if (watchId !== 0) length += 1 + numberVarintBytes(watchId);
     for (const b of eventBytes) length += b.length;
     const out = Buffer.allocUnsafe(length);
     let offset = reserveBytes;
     if (watchId !== 0) {
       out[offset++] = WATCH_ID_FIELD << 3;
-      offset = writeVarint(out, offset, watchId);
+      offset = writeNumberVarint(out, offset, watchId);
     }
     offset += headerBytes.copy(out, offset);
     for (const b of eventBytes) offset += b.copy(out, offset);

@@ -8,6 +8,7 @@
 // escaped(k) replaces every 0x00 byte by 0x00 0xFF; the terminator 0x00 0x01 sorts below both an escaped
 // zero and any non-zero byte, so byte order of record keys = (userKey, main, sub) order. Restore can thus
 // rebuild the index from a key-sorted scan without sorting.
+import { numberVarintBytes, writeNumberVarint } from '../protobuf/varint.ts';
 
 export const META_KEY: Buffer = Buffer.from([0x00]);
 const REV_PREFIX = 0x01;
@@ -15,23 +16,6 @@ const META_FORMAT = 0x01;
 const FLAG_TOMBSTONE = 0x01;
 export const TOMBSTONE_VALUE: Buffer = Buffer.from([FLAG_TOMBSTONE]);
 
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, off: number, n: number): number {
-  while (n >= 128) {
-    buf[off++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[off++] = n;
-  return off;
-}
 
 interface Cursor {
   off: number;
@@ -121,14 +105,14 @@ export function decodeRevKey(k: Buffer): DecodedRevKey {
 /** Encodes a live record. Returns the record and the offset of the value bytes in it. */
 export function encodeLiveValue(create: number, version: number, lease: string, value: Buffer): { buf: Buffer; valueOffset: number } {
   const leaseLen = lease === '0' ? 0 : lease.length;
-  const head = 1 + varintSize(create) + varintSize(version) + varintSize(leaseLen) + leaseLen;
+  const head = 1 + numberVarintBytes(create) + numberVarintBytes(version) + numberVarintBytes(leaseLen) + leaseLen;
   // From Node's shared pool: a record lives only until its batch is written (the store keeps its
   // fields, not the encoding), so it pins a pool slab only briefly.
   const buf = Buffer.allocUnsafe(head + value.length);
   buf[0] = 0;
-  let off = writeVarint(buf, 1, create);
-  off = writeVarint(buf, off, version);
-  off = writeVarint(buf, off, leaseLen);
+  let off = writeNumberVarint(buf, 1, create);
+  off = writeNumberVarint(buf, off, version);
+  off = writeNumberVarint(buf, off, leaseLen);
   if (leaseLen > 0) off += buf.write(lease, off, 'latin1');
   value.copy(buf, off);
   return { buf, valueOffset: off };
@@ -160,9 +144,9 @@ export function decodeValue(buf: Buffer): DecodedValue {
 }
 
 export function encodeMeta(currentRevision: number, compactedRevision: number): Buffer {
-  const buf = Buffer.allocUnsafe(1 + varintSize(currentRevision) + varintSize(compactedRevision));
+  const buf = Buffer.allocUnsafe(1 + numberVarintBytes(currentRevision) + numberVarintBytes(compactedRevision));
   buf[0] = META_FORMAT;
-  writeVarint(buf, writeVarint(buf, 1, currentRevision), compactedRevision);
+  writeNumberVarint(buf, writeNumberVarint(buf, 1, currentRevision), compactedRevision);
   return buf;
 }
 

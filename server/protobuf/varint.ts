@@ -1,5 +1,40 @@
-// Protobuf varints for the hand-written encoders on hot paths (put entries, watch and put responses).
-// 64-bit values are bigints; the common small ones take a number fast path.
+// Protobuf varints for the hand-written codecs on hot paths (peer frames, put entries, watch and put
+// responses, MVCC records). Two forms: safe non-negative integers as numbers (Raft indexes, lengths,
+// ids), and full unsigned 64-bit values as bigints (etcd's int64/uint64 fields). A leaf module: it
+// imports nothing, so every layer may use it.
+
+/** Bytes of `v` as a varint (`v` a safe non-negative integer). */
+export function numberVarintBytes(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x200000) return 3;
+  if (v < 0x10000000) return 4;
+  if (v < 0x800000000) return 5;
+  if (v < 0x40000000000) return 6;
+  if (v < 0x2000000000000) return 7;
+  return 8; // < 2^56 covers every safe integer
+}
+
+/** Writes `v` (a safe non-negative integer) at `p`; returns the position after it. */
+export function writeNumberVarint(buf: Buffer, p: number, v: number): number {
+  if (v > 0xffffffff) {
+    // Above 32 bits: split into two uint32 halves (exact for safe integers; no float modulo).
+    let lo = v >>> 0;
+    let hi = (v - lo) / 4294967296;
+    while (hi !== 0) {
+      buf[p++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    v = lo;
+  }
+  while (v > 0x7f) {
+    buf[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[p++] = v;
+  return p;
+}
 
 /** Bytes `v` (an unsigned 64-bit value) takes as a varint. */
 export function varintBytes(v: bigint): number {

@@ -13,6 +13,7 @@
 // and Raft terms/indexes never get there, so a value that is not a safe non-negative integer is a
 // bug and throws, on both sides.
 import type { Entry, EntryType, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
+import { numberVarintBytes, writeNumberVarint } from '../protobuf/varint.ts';
 
 export interface FrameEnvelope {
   groupId: number;
@@ -70,27 +71,15 @@ function checkUint(v: number, what: string): void {
   }
 }
 
-/** Bytes of v as a varint (v a safe non-negative integer). */
-function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  if (v < 0x800000000) return 5;
-  if (v < 0x40000000000) return 6;
-  if (v < 0x2000000000000) return 7;
-  return 8; // < 2^56 covers every safe integer
-}
-
 /** Size of a uint64 field with a one-byte tag, omitted when 0 (proto3 default). */
 function uintFieldSize(v: number, what: string): number {
   checkUint(v, what);
-  return v === 0 ? 0 : 1 + varintSize(v);
+  return v === 0 ? 0 : 1 + numberVarintBytes(v);
 }
 
 /** Size of a length-delimited field with a one-byte tag and a body of `len` bytes. */
 function lenFieldSize(len: number): number {
-  return 1 + varintSize(len) + len;
+  return 1 + numberVarintBytes(len) + len;
 }
 
 // Submessage sizes, in the order the writer meets them (pre-order), so nothing is sized twice.
@@ -119,7 +108,7 @@ function packedSize(ids: number[], what: string): number {
   let n = 0;
   for (let i = 0; i < ids.length; i++) {
     checkUint(ids[i], what);
-    n += varintSize(ids[i]);
+    n += numberVarintBytes(ids[i]);
   }
   return n;
 }
@@ -166,37 +155,17 @@ function sizeMessage(m: Message): number {
 
 // The writer: each function writes at p in buf and returns the position after what it wrote.
 
-function writeVarint(buf: Buffer, p: number, v: number): number {
-  if (v > UINT32_MAX) {
-    // Above 32 bits: split into two uint32 halves (exact for safe integers; no float modulo).
-    let lo = v >>> 0;
-    let hi = (v - lo) / 4294967296;
-    while (hi !== 0) {
-      buf[p++] = (lo & 0x7f) | 0x80;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    v = lo;
-  }
-  while (v > 0x7f) {
-    buf[p++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  buf[p++] = v;
-  return p;
-}
-
 function writeUintField(buf: Buffer, p: number, tag: number, v: number): number {
   if (v === 0) return p;
   buf[p++] = tag;
-  return writeVarint(buf, p, v);
+  return writeNumberVarint(buf, p, v);
 }
 
 function writeBytesField(buf: Buffer, p: number, tag: number, bytes: Uint8Array): number {
   const len = bytes.byteLength;
   if (len === 0) return p;
   buf[p++] = tag;
-  p = writeVarint(buf, p, len);
+  p = writeNumberVarint(buf, p, len);
   buf.set(bytes, p);
   return p + len;
 }
@@ -214,8 +183,8 @@ function writeEntry(buf: Buffer, p: number, e: Entry): number {
 function writePacked(buf: Buffer, p: number, tag: number, ids: number[], len: number): number {
   if (len === 0) return p;
   buf[p++] = tag;
-  p = writeVarint(buf, p, len);
-  for (let i = 0; i < ids.length; i++) p = writeVarint(buf, p, ids[i]);
+  p = writeNumberVarint(buf, p, len);
+  for (let i = 0; i < ids.length; i++) p = writeNumberVarint(buf, p, ids[i]);
   return p;
 }
 
@@ -226,7 +195,7 @@ function writeSnapshot(buf: Buffer, p: number, s: SnapshotMeta): number {
   const voters = sizes[sizeCursor++];
   const learners = sizes[sizeCursor++];
   buf[p++] = 0x1a;
-  p = writeVarint(buf, p, cs);
+  p = writeNumberVarint(buf, p, cs);
   p = writePacked(buf, p, 0x0a, s.confState.voters, voters);
   return writePacked(buf, p, 0x12, s.confState.learners, learners);
 }
@@ -245,7 +214,7 @@ function writeMessage(buf: Buffer, p: number, m: Message): number {
   const entries = m.entries;
   for (let i = 0; i < entries.length; i++) {
     buf[p++] = 0x3a;
-    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeEntry(buf, p, entries[i]);
   }
   p = writeUintField(buf, p, 0x40, m.commit);
@@ -257,7 +226,7 @@ function writeMessage(buf: Buffer, p: number, m: Message): number {
   p = writeBytesField(buf, p, 0x5a, m.context);
   if (m.snapshot) {
     buf[p++] = 0x62;
-    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeSnapshot(buf, p, m.snapshot);
   }
   return p;
@@ -275,7 +244,7 @@ export function encodeBatch(batch: FrameBatch): Buffer {
     const envSlot = reserveSize();
     checkUint(env.groupId, 'group id');
     if (env.groupId > UINT32_MAX) throw new Error(`frame codec: group id ${env.groupId} does not fit uint32`);
-    const envSize = (env.groupId === 0 ? 0 : 1 + varintSize(env.groupId)) + lenFieldSize(sizeMessage(env.message));
+    const envSize = (env.groupId === 0 ? 0 : 1 + numberVarintBytes(env.groupId)) + lenFieldSize(sizeMessage(env.message));
     sizes[envSlot] = envSize;
     n += lenFieldSize(envSize);
   }
@@ -288,10 +257,10 @@ export function encodeBatch(batch: FrameBatch): Buffer {
   for (let i = 0; i < envelopes.length; i++) {
     const env = envelopes[i];
     buf[p++] = 0x22;
-    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeUintField(buf, p, 0x08, env.groupId);
     buf[p++] = 0x12;
-    p = writeVarint(buf, p, sizes[sizeCursor++]);
+    p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeMessage(buf, p, env.message);
   }
   if (sizes.length > 4096) sizes.length = 0; // do not keep a huge frame's scratch forever
