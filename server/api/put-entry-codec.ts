@@ -220,14 +220,11 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
     if (tag === null) return null;
     const field = tag >>> 3;
     const wire = tag & 7;
-    if (field === F_PROPOSER && wire === WIRE_VARINT) {
+    if ((field === F_PROPOSER || field === F_SEQ) && wire === WIRE_VARINT) {
       const v = r.varint();
       if (v === null) return null;
-      proposer = v;
-    } else if (field === F_SEQ && wire === WIRE_VARINT) {
-      const v = r.varint();
-      if (v === null) return null;
-      seq = v;
+      if (field === F_PROPOSER) proposer = v;
+      else seq = v;
     } else if (field === F_PUT && wire === WIRE_LEN) {
       // A repeated put field would have to be merged; leave such inputs to protobufjs.
       if (put !== null) return null;

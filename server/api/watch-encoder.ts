@@ -45,10 +45,10 @@ export class WatchEncoder {
    * A complete, encoded WatchResponse carrying `events` for watch `watchId`, after `reserveBytes`
    * bytes left for the caller (a gRPC frame prefix: stream-writer.ts).
    */
-  response(watchId: number, header: ResponseHeader, events: MvccEvent[], reserveBytes = 0): Buffer {
+  response(watchId: number, header: ResponseHeader, events: MvccEvent[], reserveBytes: number): Buffer {
     if (!Number.isSafeInteger(watchId) || watchId < 0) throw new Error(`watch id ${watchId} is not a non-negative integer`);
     const headerBytes = this.header(header);
-    const eventBytes = events.length === 1 ? [this.event(events[0])] : events.map((e) => this.event(e));
+    const eventBytes = events.map((e) => this.event(e));
     let length = reserveBytes + headerBytes.length;
     // proto3 leaves a zero watch_id out, as protobufjs does.
     if (watchId !== 0) length += 1 + numberVarintBytes(watchId);

@@ -58,6 +58,22 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A PeerTransport for NEW_MEMBER on a free port, with no snapshots and no removals. */
+function newMemberTransport(peers: Map<number, string>, onMessages: (from: number, messages: InboundMessage[]) => void): PeerTransport {
+  return new PeerTransport({
+    clusterId: CLUSTER,
+    memberId: NEW_MEMBER,
+    listenAddress: '127.0.0.1:0',
+    peers,
+    onMessages,
+    logger: pino({ level: 'silent' }),
+    snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
+    clusterInfo: () => '{}',
+    isRemoved: () => false,
+    onRemoved: () => {},
+  });
+}
+
 describe('peer Stream between this version and a proto-loader peer', () => {
   it('exchanges Raft messages in both directions', async () => {
     // The old-version member: a proto-loader server collecting what the new member sends.
@@ -80,18 +96,7 @@ describe('peer Stream between this version and a proto-loader peer', () => {
 
     // The new member.
     const received: Array<{ from: number; messages: InboundMessage[] }> = [];
-    const transport = new PeerTransport({
-      clusterId: CLUSTER,
-      memberId: NEW_MEMBER,
-      listenAddress: '127.0.0.1:0',
-      peers: new Map([[OLD_MEMBER, `127.0.0.1:${oldPort}`]]),
-      onMessages: (from, messages) => received.push({ from, messages }),
-      logger: pino({ level: 'silent' }),
-      snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
-      clusterInfo: () => '{}',
-      isRemoved: () => false,
-      onRemoved: () => {},
-    });
+    const transport = newMemberTransport(new Map([[OLD_MEMBER, `127.0.0.1:${oldPort}`]]), (from, messages) => received.push({ from, messages }));
     await transport.start();
     cleanups.push(() => transport.stop());
 
@@ -126,19 +131,8 @@ describe('peer Stream between this version and a proto-loader peer', () => {
   });
 
   it('closes a stream whose frame does not decode, and the sender sees an error', async () => {
-    const transport = new PeerTransport({
-      clusterId: CLUSTER,
-      memberId: NEW_MEMBER,
-      listenAddress: '127.0.0.1:0',
-      peers: new Map(),
-      onMessages: () => {
-        throw new Error('nothing should arrive');
-      },
-      logger: pino({ level: 'silent' }),
-      snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
-      clusterInfo: () => '{}',
-      isRemoved: () => false,
-      onRemoved: () => {},
+    const transport = newMemberTransport(new Map(), () => {
+      throw new Error('nothing should arrive');
     });
     await transport.start();
     cleanups.push(() => transport.stop());

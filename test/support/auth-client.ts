@@ -3,7 +3,7 @@
 // that carry the token too.
 import * as grpc from '@grpc/grpc-js';
 import { etcdClients, type EtcdClients } from '../../server/api/proto.ts';
-import type { WatchResponse } from './watch-client.ts';
+import { ResponseQueue, type WatchResponse } from './watch-client.ts';
 
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 type ServiceName = keyof EtcdClients;
@@ -83,41 +83,20 @@ export class AuthClient {
 
 export class AuthWatchStream {
   private readonly call: grpc.ClientDuplexStream<object, WatchResponse>;
-  private readonly queue: WatchResponse[] = [];
-  private waiters: Array<() => void> = [];
-  error: grpc.ServiceError | null = null;
+  private readonly responses: ResponseQueue<WatchResponse>;
 
   constructor(call: grpc.ClientDuplexStream<object, WatchResponse>) {
     this.call = call;
-    call.on('data', (r: WatchResponse) => {
-      this.queue.push(r);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    call.on('error', (err: grpc.ServiceError) => {
-      this.error = err;
-      for (const w of this.waiters.splice(0)) w();
-    });
+    // A refused stream (permission, bad token) ends next() with its error at once.
+    this.responses = new ResponseQueue(call, true);
   }
 
   create(key: string, rangeEnd = '', extra: object = {}): void {
     this.call.write({ create_request: { key: Buffer.from(key), range_end: Buffer.from(rangeEnd), ...extra } });
   }
 
-  async next(timeoutMs = 5_000): Promise<WatchResponse> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length === 0) {
-      if (this.error) throw this.error;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no watch response in time');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    return this.queue.shift()!;
+  next(timeoutMs = 5_000): Promise<WatchResponse> {
+    return this.responses.next(timeoutMs);
   }
 }
 
