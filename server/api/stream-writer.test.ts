@@ -29,13 +29,17 @@ afterEach(() => {
 });
 
 /** A server whose handler gets every request and the writer; resolves with a client call. */
-async function serve(onRequest: (text: string, writer: CoalescingStreamWriter, call: grpc.ServerDuplexStream<Buffer, Buffer>) => void): Promise<grpc.ClientDuplexStream<Buffer, Buffer>> {
+async function serve(
+  onRequest: (text: string, writer: CoalescingStreamWriter, call: grpc.ServerDuplexStream<Buffer, Buffer>) => void,
+  onEnd?: (writer: CoalescingStreamWriter) => void,
+): Promise<grpc.ClientDuplexStream<Buffer, Buffer>> {
   const server = new grpc.Server();
   server.addService(SERVICE, {
     Chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
       const writer = new CoalescingStreamWriter(call as grpc.ServerDuplexStream<unknown, unknown>);
       call.on('data', (b: Buffer) => onRequest(b.toString(), writer, call));
       call.on('end', () => {
+        onEnd?.(writer);
         writer.close();
         call.end();
       });
@@ -103,10 +107,14 @@ describe('CoalescingStreamWriter', () => {
       written.push(text);
       writer.write(frameOf(text));
     };
-    const call = await serve((text, writer) => {
-      write(writer, `${text}:a`);
-      setImmediate(() => write(writer, `${text}:b`));
-    });
+    // The last message is queued in the same turn the call ends: only close()'s flush can send it.
+    const call = await serve(
+      (text, writer) => {
+        write(writer, `${text}:a`);
+        setImmediate(() => write(writer, `${text}:b`));
+      },
+      (writer) => write(writer, 'last'),
+    );
     const got: string[] = [];
     const ended = new Promise<void>((resolve, reject) => {
       call.on('data', (b: Buffer) => got.push(b.toString()));
@@ -119,7 +127,8 @@ describe('CoalescingStreamWriter', () => {
     call.end();
     await ended;
     expect(got).toEqual(written);
-    expect(got.length).toBe(4);
+    expect(got.length).toBe(5);
+    expect(got.at(-1)).toBe('last');
   });
 
   it('drops writes after close without throwing', async () => {
