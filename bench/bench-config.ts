@@ -23,6 +23,8 @@ export interface BenchConfig {
   watchers: number;
   watchersPerStream: number;
   watchPutsPerSecond: number;
+  /** Idle watches per step of Synod's in-process memory probe (bench/watch-memory.ts). */
+  idleWatches: number;
   /** Leases granted then kept alive (BENCH_LEASES). */
   leases: number;
   leaseTtlSeconds: number;
@@ -74,6 +76,7 @@ export function readConfig(): BenchConfig {
     watchersPerStream: Math.max(1, int('BENCH_WATCHERS_PER_STREAM', 100)),
     watchPutsPerSecond: Math.max(1, int('BENCH_WATCH_PUT_RATE', 20)),
     leases: int('BENCH_LEASES', 10_000),
+    idleWatches: Math.max(1, int('BENCH_IDLE_WATCHES', 10_000)),
     leaseTtlSeconds: 300,
     checkPerfLoads: list('BENCH_CHECK_PERF', ['s']),
     only: list('BENCH_ONLY', []),

@@ -172,7 +172,7 @@ export function markdownMemory(figs: readonly WorkloadFigures[]): string {
       out.push(`- Watch fan-out (${e?.watchersPerStream ?? s?.watchersPerStream ?? '—'} watchers per stream): RSS growth per watcher etcd ${e?.rssBytesPerWatcher ?? '—'} B, Synod ${s?.rssBytesPerWatcher ?? '—'} B (two RSS readings 2 s apart: GC noise, not a measurement); ` +
         `deliveries missed etcd ${e?.deliveriesMissed ?? '—'}, Synod ${s?.deliveriesMissed ?? '—'} (of ${e?.deliveriesExpected ?? '—'} / ${s?.deliveriesExpected ?? '—'}).`);
       if (s?.['idleWatchBytes.100'] !== undefined) {
-        out.push(`- Synod memory per idle watch (bench/watch-memory.ts: a member in-process, 10,000 more watches, after a full GC; keys shared unless said): ` +
+        out.push(`- Synod memory per idle watch (bench/watch-memory.ts: a member in-process, ${Number(s.idleWatches ?? 10_000).toLocaleString('en-US')} more watches, after a full GC; keys shared unless said): ` +
           `${s['idleWatchBytes.100']} B heap+external (${s['idleWatchRssBytes.100']} B RSS) at 100 watches per stream; ` +
           `${s['idleWatchBytes.10']} B (${s['idleWatchRssBytes.10']} B RSS) at 10 per stream` +
           (s['idleWatchBytes.100.distinct'] !== undefined ? `; ${s['idleWatchBytes.100.distinct']} B (${s['idleWatchRssBytes.100.distinct']} B RSS) at 100 per stream with every watch on its own key` : '') + '.');

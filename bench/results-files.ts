@@ -8,7 +8,8 @@ import type { CheckPerfResult } from './check-perf.ts';
 import { markdownCheckPerf, markdownMemory, markdownTable, type WorkloadFigures } from './report.ts';
 import { renderChart } from './svg-chart.ts';
 
-export const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+/** Where results go: bench/results, or BENCH_RESULTS_DIR (the smoke test writes to a temp dir). */
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR || path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
 
 export interface Machine {
   cpus: number;

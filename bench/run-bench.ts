@@ -18,8 +18,6 @@ import { CLOSED_LOOP_WORKLOADS, runClosedLoop, runLeases, runMemoryFill, runWatc
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const PROFILES_DIR = path.join(RESULTS_DIR, 'profiles');
-/** Idle watches per step of the in-process memory probe. */
-const IDLE_WATCHES = 10_000;
 
 
 function describeMachine(dataDir: string): Machine {
@@ -141,6 +139,7 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
         try {
           const m = idleWatchMemory(cfg, perStream, keys);
           const tag = keys === 'shared' ? `${perStream}` : `${perStream}.${keys}`;
+          synodWatch.notes.idleWatches = cfg.idleWatches;
           synodWatch.notes[`idleWatchBytes.${tag}`] = m.totalBytesPerWatch;
           synodWatch.notes[`idleWatchRssBytes.${tag}`] = m.rssBytesPerWatch;
           log(`synod idle watch memory, ${perStream} per stream, ${keys} keys: ${m.totalBytesPerWatch} B heap+external, ${m.rssBytesPerWatch} B RSS per watch`);
@@ -172,7 +171,7 @@ async function runAll(cfg: BenchConfig, clusters: Map<SystemName, Cluster>): Pro
 function idleWatchMemory(cfg: BenchConfig, perStream: number, keys: 'shared' | 'distinct'): { totalBytesPerWatch: number; rssBytesPerWatch: number } {
   const root = cfg.synodRoot ?? path.resolve(BENCH_DIR, '..');
   const script = path.join(root, 'bench', 'watch-memory.ts');
-  const out = execFileSync(process.execPath, ['--expose-gc', ...MEMBER_NODE_FLAGS, script, String(IDLE_WATCHES), String(perStream), keys], {
+  const out = execFileSync(process.execPath, ['--expose-gc', ...MEMBER_NODE_FLAGS, script, String(cfg.idleWatches), String(perStream), keys], {
     encoding: 'utf8',
     env: { ...process.env, WATCH_MEM_JSON: '1' },
     timeout: 180_000,
