@@ -16,7 +16,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
-import type { DbSnapshot, LoadedGroup, MemberDb } from '../storage/member-db.ts';
+import type { DbSnapshot, LoadedGroup } from '../storage/member-db.ts';
+import type { MemberStore } from '../storage/member-store.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
@@ -151,9 +152,17 @@ class RaftGroup {
   }
 }
 
+/**
+ * TEST-ONLY deliberate bugs. They exist only so the member simulation (server/member/sim) can prove
+ * it would catch them; nothing outside server/member/sim may set one.
+ *  - 'skip-leader-fsync': a member leading a group writes its turn's batch without sync;
+ *  - 'no-write-barrier': the next turn may start while a turn's batch is still being written.
+ */
+export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier';
+
 export interface MemberOptions {
   memberId: NodeId;
-  db: MemberDb;
+  db: MemberStore;
   tickMs: number;
   electionTimeoutTicks: number;
   heartbeatTicks: number;
@@ -162,6 +171,10 @@ export interface MemberOptions {
   snapshotDir: string;
   /** Applied entries between snapshot points (etcd's --snapshot-count). */
   snapshotCount: number;
+  /** Called when the loop fails (a failed write, a broken Raft invariant); default: log and exit(70). */
+  onFatal?: (err: unknown) => void;
+  /** TEST-ONLY: see UnsafeMutation. Never set in production. */
+  unsafeMutation?: UnsafeMutation;
 }
 
 export interface GroupStatus {
@@ -253,7 +266,7 @@ export class Member {
    * Finishes installing a received snapshot that a crash interrupted (its point is durable, the
    * state is not): run before the group's state machine is built. Returns the group as stored after.
    */
-  static async recoverSnapshot(db: MemberDb, groupId: number, snapshotDir: string, loaded: LoadedGroup, logger: Logger): Promise<LoadedGroup> {
+  static async recoverSnapshot(db: MemberStore, groupId: number, snapshotDir: string, loaded: LoadedGroup, logger: Logger): Promise<LoadedGroup> {
     const snap = loaded.snapshot;
     if (!snap || snap.index <= loaded.applied) return loaded;
     const file = path.join(snapshotDir, snapshotFileName(groupId, snap.index));
@@ -572,6 +585,11 @@ export class Member {
     this.runTurn().catch((err: unknown) => {
       // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
       // durable, so the process stops here.
+      if (this.opts.onFatal) {
+        this.stopped = true;
+        this.opts.onFatal(err);
+        return;
+      }
       this.opts.logger.fatal({ err }, 'member loop failed; exiting');
       process.exit(70);
     });
@@ -716,7 +734,13 @@ export class Member {
         this.flushTimer = null;
       }
       const queued = [...this.groups.values()].map((g) => g.appliedQueued);
-      await this.opts.db.write(batch, needsSync);
+      let sync = needsSync;
+      if (this.opts.unsafeMutation === 'skip-leader-fsync' && leaderReadies.length > 0) sync = false;
+      if (this.opts.unsafeMutation === 'no-write-barrier') {
+        this.writing = false;
+        this.scheduleTurn();
+      }
+      await this.opts.db.write(batch, sync);
       if (needsSync) this.stats.syncedBatches++;
       let i = 0;
       for (const group of this.groups.values()) group.appliedPersisted = queued[i++];
@@ -866,7 +890,7 @@ export class Member {
  * at its point (the last, synced write). Safe to repeat after a crash at any moment: the point is
  * durable before this starts, and applied stays below it until the end.
  */
-async function installSnapshotRecords(db: MemberDb, groupId: number, meta: SnapshotMeta, file: string): Promise<Array<[Buffer, Buffer]>> {
+async function installSnapshotRecords(db: MemberStore, groupId: number, meta: SnapshotMeta, file: string): Promise<Array<[Buffer, Buffer]>> {
   if (!fs.existsSync(file)) throw new Error(`group ${groupId}: snapshot file ${file} is missing; the member cannot recover`);
   await db.clearState(groupId);
   const all: Array<[Buffer, Buffer]> = [];

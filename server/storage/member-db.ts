@@ -16,6 +16,7 @@ import {
   stateRange,
 } from './keys.ts';
 import { decodeEntry, decodeHardState, decodeU64, encodeEntry, encodeHardState, encodeU64 } from './codec.ts';
+import type { MemberStore } from './member-store.ts';
 
 export interface LoadedGroup {
   hardState: HardState;
@@ -98,7 +99,52 @@ export class TurnBatch {
   }
 }
 
-export class MemberDb {
+/** The raw reads a group load needs: LevelDB's, or a test double's (server/member/sim/sim-store.ts). */
+export interface RawGroupReader {
+  get(key: Buffer): Promise<Buffer | undefined>;
+  values(range: { gte: Buffer; lt: Buffer }): AsyncIterable<Buffer>;
+  entries(range: { gte: Buffer; lt: Buffer }): AsyncIterable<[Buffer, Buffer]>;
+}
+
+/** Decodes one group's stored state (MemberDb.loadGroup; shared so store doubles load exactly alike). */
+export async function readGroup(db: RawGroupReader, groupId: number): Promise<LoadedGroup> {
+  const hsRaw = await db.get(hardStateKey(groupId));
+  const appliedRaw = await db.get(appliedKey(groupId));
+  const confRaw = await db.get(confStateKey(groupId));
+  const snapRaw = await db.get(snapshotMetaKey(groupId));
+  const snapshot = snapRaw === undefined ? undefined : (JSON.parse(snapRaw.toString('utf8')) as SnapshotMeta);
+  const entries: Entry[] = [];
+  for await (const value of db.values(logRange(groupId))) {
+    const entry = decodeEntry(value);
+    // Entries at or below the snapshot point are covered by it: left over when a compaction's
+    // deletion (which runs after the snapshot point is durable) was cut short by a crash.
+    if (snapshot && entry.index <= snapshot.index) continue;
+    entries.push(entry);
+  }
+  if (snapshot && entries.length > 0 && entries[0].index !== snapshot.index + 1) {
+    throw new Error(`group ${groupId}: log starts at ${entries[0].index} after snapshot ${snapshot.index}`);
+  }
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i].index !== entries[i - 1].index + 1) {
+      throw new Error(`group ${groupId}: log has a hole between ${entries[i - 1].index} and ${entries[i].index}`);
+    }
+  }
+  const stateRecords: Array<[Buffer, Buffer]> = [];
+  for await (const [key, value] of db.entries(stateRange(groupId))) {
+    stateRecords.push([key.subarray(STATE_KEY_PREFIX_BYTES), value]);
+  }
+  return {
+    hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
+    entries,
+    firstIndex: snapshot ? snapshot.index + 1 : entries.length > 0 ? entries[0].index : 1,
+    applied: appliedRaw === undefined ? 0 : decodeU64(appliedRaw),
+    ...(confRaw === undefined ? {} : { confState: JSON.parse(confRaw.toString('utf8')) as ConfState }),
+    ...(snapshot ? { snapshot } : {}),
+    stateRecords,
+  };
+}
+
+export class MemberDb implements MemberStore {
   private readonly db: ClassicLevel<Buffer, Buffer>;
 
   private constructor(db: ClassicLevel<Buffer, Buffer>) {
@@ -117,40 +163,7 @@ export class MemberDb {
   }
 
   async loadGroup(groupId: number): Promise<LoadedGroup> {
-    const hsRaw = await this.db.get(hardStateKey(groupId));
-    const appliedRaw = await this.db.get(appliedKey(groupId));
-    const confRaw = await this.db.get(confStateKey(groupId));
-    const snapRaw = await this.db.get(snapshotMetaKey(groupId));
-    const snapshot = snapRaw === undefined ? undefined : (JSON.parse(snapRaw.toString('utf8')) as SnapshotMeta);
-    const entries: Entry[] = [];
-    for await (const value of this.db.values(logRange(groupId))) {
-      const entry = decodeEntry(value);
-      // Entries at or below the snapshot point are covered by it: left over when a compaction's
-      // deletion (which runs after the snapshot point is durable) was cut short by a crash.
-      if (snapshot && entry.index <= snapshot.index) continue;
-      entries.push(entry);
-    }
-    if (snapshot && entries.length > 0 && entries[0].index !== snapshot.index + 1) {
-      throw new Error(`group ${groupId}: log starts at ${entries[0].index} after snapshot ${snapshot.index}`);
-    }
-    for (let i = 1; i < entries.length; i++) {
-      if (entries[i].index !== entries[i - 1].index + 1) {
-        throw new Error(`group ${groupId}: log has a hole between ${entries[i - 1].index} and ${entries[i].index}`);
-      }
-    }
-    const stateRecords: Array<[Buffer, Buffer]> = [];
-    for await (const [key, value] of this.db.iterator(stateRange(groupId))) {
-      stateRecords.push([key.subarray(STATE_KEY_PREFIX_BYTES), value]);
-    }
-    return {
-      hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
-      entries,
-      firstIndex: snapshot ? snapshot.index + 1 : entries.length > 0 ? entries[0].index : 1,
-      applied: appliedRaw === undefined ? 0 : decodeU64(appliedRaw),
-      ...(confRaw === undefined ? {} : { confState: JSON.parse(confRaw.toString('utf8')) as ConfState }),
-      ...(snapshot ? { snapshot } : {}),
-      stateRecords,
-    };
+    return readGroup({ get: (key) => this.db.get(key), values: (range) => this.db.values(range), entries: (range) => this.db.iterator(range) }, groupId);
   }
 
   /** Every state-machine record of a group (store-relative keys), optionally as of a snapshot. */

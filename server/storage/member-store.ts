@@ -1,0 +1,20 @@
+// What the member needs from its durable store: the interface Member (server/member/member.ts) and its
+// snapshot helpers take, so the production store (MemberDb on classic-level) and test doubles (the
+// member simulation's crash-losing store, server/member/sim/sim-store.ts) are interchangeable. Only
+// the methods the member uses; opening, closing and the cluster record stay with MemberDb.
+import type { DbSnapshot, LoadedGroup, TurnBatch } from './member-db.ts';
+
+export interface MemberStore {
+  /** A group's log, hard state, applied index, membership, snapshot point and state records as stored. */
+  loadGroup(groupId: number): Promise<LoadedGroup>;
+  /** Every state-machine record of a group (store-relative keys, sorted), optionally as of a snapshot. */
+  stateRecords(groupId: number, snapshot?: DbSnapshot): AsyncGenerator<[Buffer, Buffer]>;
+  /** A point-in-time view of the store, taken synchronously: it sees exactly the writes completed so far. */
+  snapshot(): DbSnapshot;
+  /** Removes a group's state-machine records. */
+  clearState(groupId: number): Promise<void>;
+  /** Removes log entries up to and including `index`. */
+  clearLogThrough(groupId: number, index: number): Promise<void>;
+  /** Writes one batch atomically; with `sync` it is durable before the promise resolves, without it a crash may lose it. */
+  write(batch: TurnBatch, sync: boolean): Promise<void>;
+}
