@@ -19,6 +19,15 @@ export class ConfChangeInProgressError extends ProposalDroppedError {
   }
 }
 
+/** The leader refuses a proposal while its uncommitted entries exceed maxUncommittedEntriesBytes
+ *  (backpressure: the server answers "etcdserver: too many requests"). Also a ProposalDroppedError. */
+export class UncommittedLimitError extends ProposalDroppedError {
+  constructor(message = 'raft: too many uncommitted bytes') {
+    super(message);
+    this.name = 'UncommittedLimitError';
+  }
+}
+
 /** A safety invariant was violated; the node must stop rather than limp on. */
 export class RaftInvariantError extends Error {
   constructor(message: string) {

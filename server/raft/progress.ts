@@ -10,59 +10,80 @@ import { fail } from './errors.ts';
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 /**
- * Ring buffer of the last index carried by each in-flight append message. A follower ack for
- * index i frees every message whose last index <= i. Fixed capacity, no per-message allocation.
+ * Ring buffer of the in-flight append messages to one follower: the last index and the payload
+ * bytes each carried. A follower ack for index i frees every message whose last index <= i. The
+ * window is full at `capacity` messages or at `maxBytes` payload bytes (0: no byte limit), whichever
+ * comes first (etcd's MaxInflightMsgs and MaxInflightBytes). Fixed capacity, no per-message allocation.
  */
 export class Inflights {
-  private readonly buffer: Float64Array;
+  private readonly lastIndexes: Float64Array;
+  private readonly payloadBytes: Float64Array;
+  private readonly maxBytes: number;
   private start = 0;
   private count = 0;
+  private bytesInFlight = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, maxBytes = 0) {
     if (!(Number.isInteger(capacity) && capacity >= 1)) {
       fail(`inflight capacity ${capacity} must be a positive integer`);
     }
-    this.buffer = new Float64Array(capacity);
+    if (!(maxBytes >= 0)) fail(`inflight byte limit ${maxBytes} must be >= 0`);
+    this.lastIndexes = new Float64Array(capacity);
+    this.payloadBytes = new Float64Array(capacity);
+    this.maxBytes = maxBytes;
   }
 
   get size(): number {
     return this.count;
   }
 
-  full(): boolean {
-    return this.count === this.buffer.length;
+  /** Payload bytes of the messages in flight. */
+  get bytes(): number {
+    return this.bytesInFlight;
   }
 
-  add(lastIndex: number): void {
+  full(): boolean {
+    return this.count === this.lastIndexes.length || (this.maxBytes > 0 && this.bytesInFlight >= this.maxBytes);
+  }
+
+  add(lastIndex: number, bytes = 0): void {
     if (!(!this.full())) fail('cannot add to a full inflight window');
-    const cap = this.buffer.length;
+    const cap = this.lastIndexes.length;
     if (this.count > 0) {
-      const prev = this.buffer[(this.start + this.count - 1) % cap];
+      const prev = this.lastIndexes[(this.start + this.count - 1) % cap];
       if (!(lastIndex > prev)) fail(`inflight index ${lastIndex} not above previous ${prev}`);
     }
-    this.buffer[(this.start + this.count) % cap] = lastIndex;
+    const slot = (this.start + this.count) % cap;
+    this.lastIndexes[slot] = lastIndex;
+    this.payloadBytes[slot] = bytes;
+    this.bytesInFlight += bytes;
     this.count++;
   }
 
   /** Frees all in-flight messages whose last index <= index. */
   freeLE(index: number): void {
-    const cap = this.buffer.length;
-    while (this.count > 0 && this.buffer[this.start] <= index) {
+    const cap = this.lastIndexes.length;
+    while (this.count > 0 && this.lastIndexes[this.start] <= index) {
+      this.bytesInFlight -= this.payloadBytes[this.start];
       this.start = (this.start + 1) % cap;
       this.count--;
     }
-    if (this.count === 0) this.start = 0;
+    if (this.count === 0) {
+      this.start = 0;
+      this.bytesInFlight = 0;
+    }
   }
 
   /** Frees the oldest in-flight message (used when its ack may have been lost). */
   freeFirstOne(): void {
     if (this.count === 0) return;
-    this.freeLE(this.buffer[this.start]);
+    this.freeLE(this.lastIndexes[this.start]);
   }
 
   reset(): void {
     this.start = 0;
     this.count = 0;
+    this.bytesInFlight = 0;
   }
 }
 
@@ -84,10 +105,10 @@ export class Progress {
   sentCommit = 0;
   readonly inflights: Inflights;
 
-  constructor(next: number, maxInflightMsgs: number) {
+  constructor(next: number, maxInflightMsgs: number, maxInflightBytes = 0) {
     this.match = 0;
     this.next = next;
-    this.inflights = new Inflights(maxInflightMsgs);
+    this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
   }
 
   private resetState(state: ProgressState): void {
@@ -122,12 +143,12 @@ export class Progress {
     return this.state === 'probe' ? this.probeSent : this.inflights.full();
   }
 
-  /** Records that an append carrying `entryCount` entries ending at `lastIndex` was sent. */
-  sentEntries(entryCount: number, lastIndex: number): void {
+  /** Records that an append carrying `entryCount` entries (`payloadBytes` of data) ending at `lastIndex` was sent. */
+  sentEntries(entryCount: number, lastIndex: number, payloadBytes = 0): void {
     if (this.state === 'replicate') {
       if (entryCount > 0) {
         this.next = lastIndex + 1;
-        this.inflights.add(lastIndex);
+        this.inflights.add(lastIndex, payloadBytes);
       }
     } else {
       this.probeSent = true;

@@ -64,11 +64,54 @@ describe('single-node cluster', () => {
     node.campaign();
     expect(node.status().role).toBe('leader');
     node.readIndex(bytes('r1'));
+    // The leader's no-op is not durable yet, so nothing commits and the read waits for it.
+    const first = node.ready();
+    expect(first.softState).toEqual({ leaderId: 1, role: 'leader' });
+    expect(first.hardState).toEqual({ term: 1, vote: 1, commit: 0 });
+    expect(first.entries.map((e) => e.index)).toEqual([1]);
+    expect(first.readStates).toEqual([]);
+    node.advance(first); // persisted: the leader acknowledges its own copy
     const rd = node.ready();
-    expect(rd.softState).toEqual({ leaderId: 1, role: 'leader' });
     expect(rd.hardState).toEqual({ term: 1, vote: 1, commit: 1 });
+    expect(rd.committedEntries.map((e) => e.index)).toEqual([1]);
     expect(rd.readStates).toEqual([{ index: 1, requestCtx: bytes('r1') }]);
     node.advance(rd);
+  });
+
+  it("counts the leader's own append toward commit only after the Ready carrying it is advanced (persisted)", () => {
+    const node = new RawNode(config(1, [1, 2, 3]));
+    node.campaign();
+    drain(node);
+    node.step(msg('voteResp', 2, 1, 1));
+    expect(node.status().role).toBe('leader');
+    const rd = node.ready(); // the no-op at index 1, not yet persisted
+    expect(rd.entries.map((e) => e.index)).toEqual([1]);
+    // One follower holds it durably; the leader's own copy is still in flight to its disk.
+    node.step(msg('appResp', 2, 1, 1, { index: 1 }));
+    expect(node.status().commit).toBe(0);
+    node.advance(rd);
+    expect(node.status().commit).toBe(1);
+    // The new commit index goes out to the followers in the next Ready.
+    const next = node.ready();
+    expect(next.hardState?.commit).toBe(1);
+    // (Node 3 is still being probed: it hears the commit with its probe's answer.)
+    expect(next.messages.filter((m) => m.type === 'app' && m.to === 2).at(-1)?.commit).toBe(1);
+    node.advance(next);
+  });
+
+  it('refuses proposals beyond maxUncommittedEntriesBytes until entries are applied', () => {
+    const node = new RawNode(config(1, [1, 2, 3], { maxUncommittedEntriesBytes: 10 }));
+    node.campaign();
+    drain(node);
+    node.step(msg('voteResp', 2, 1, 1));
+    node.propose(new Uint8Array(8)); // accepted: nothing pending
+    node.propose(new Uint8Array(2)); // 10 bytes: at the limit
+    expect(() => node.propose(new Uint8Array(1))).toThrow(/uncommitted bytes/);
+    const rd = node.ready();
+    node.advance(rd);
+    node.step(msg('appResp', 2, 1, 1, { index: 3 }));
+    drain(node); // commits and applies 1..3: the bytes are released
+    expect(() => node.propose(new Uint8Array(9))).not.toThrow();
   });
 
   it('restarts from persisted state without re-emitting applied entries', () => {

@@ -9,7 +9,9 @@ import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
 import type { PendingRead } from './read-index.ts';
 import { Rng } from './rng.ts';
-import { ConfChangeInProgressError, ProposalDroppedError, fail } from './errors.ts';
+import { JointConfig } from './quorum.ts';
+import type { VoteOutcome } from './quorum.ts';
+import { ConfChangeInProgressError, ProposalDroppedError, UncommittedLimitError, fail } from './errors.ts';
 import { applyConfChangeTo, decodeConfChange } from './conf-change.ts';
 
 const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
@@ -18,7 +20,6 @@ const NO_BYTES = new Uint8Array(0);
 const TRANSFER_CTX = new Uint8Array([0x74, 0x72, 0x61, 0x6e, 0x73, 0x66, 0x65, 0x72]); // "transfer"
 
 type CampaignKind = 'preElection' | 'election' | 'transfer';
-type VoteResult = 'pending' | 'won' | 'lost';
 
 function isTransferCtx(ctx: Uint8Array): boolean {
   if (ctx.byteLength !== TRANSFER_CTX.byteLength) return false;
@@ -51,6 +52,8 @@ export class Raft {
   private voters: NodeId[];
   /** Sorted learner ids: replicated to, never counted. */
   private learners: NodeId[];
+  /** The voters as a quorum configuration: every majority decision goes through it. */
+  private quorumConfig: JointConfig = JointConfig.of([]);
   /** This node applied its own removal: it never campaigns again. */
   removed = false;
   /** Leader: index of the latest conf change it may have proposed; no new one until applied >= it. */
@@ -77,8 +80,14 @@ export class Raft {
    * follower one message, not one per proposal and one per ack.
    */
   appendsOwed = false;
-  /** Scratch buffer for quorum computations (avoids per-ack allocation). */
-  private readonly matchScratch: number[] = [];
+  /**
+   * Leader: payload bytes of entries appended in this term and not yet committed (etcd's
+   * uncommittedSize). Proposals beyond maxUncommittedEntriesBytes are refused, so a leader that
+   * cannot commit (no quorum, slow disks) does not grow its log without bound.
+   */
+  private uncommittedBytes = 0;
+  private readonly maxUncommittedEntriesBytes: number;
+  private readonly maxInflightBytes: number;
 
   constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
@@ -100,6 +109,9 @@ export class Raft {
     this.checkQuorum = config.checkQuorum;
     this.maxInflightMsgs = config.maxInflightMsgs;
     this.maxSizePerMsgBytes = config.maxSizePerMsgBytes;
+    this.maxInflightBytes = config.maxInflightBytes ?? 0;
+    this.maxUncommittedEntriesBytes = config.maxUncommittedEntriesBytes ?? 0;
+    if (!(this.maxInflightBytes >= 0 && this.maxUncommittedEntriesBytes >= 0)) fail('byte limits must be >= 0 (0: unlimited)');
     this.rng = new Rng(config.randomSeed ^ Math.imul(config.id, 0x27d4eb2d));
     this.term = term;
     this.vote = vote;
@@ -133,21 +145,19 @@ export class Raft {
     }
     this.voters = voters;
     this.learners = learners;
-  }
-
-  private quorum(): number {
-    return (this.voters.length >> 1) + 1;
+    this.quorumConfig = JointConfig.of(voters);
   }
 
   private promotable(): boolean {
     return !this.removed && this.voters.includes(this.id);
   }
 
-  private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => {
-    let n = 0;
-    for (const v of this.voters) if (acks.has(v)) n++;
-    return n >= this.quorum();
-  };
+  private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => this.quorumConfig.hasQuorum((id) => acks.has(id));
+
+  /** Match index per voter, for the commit rule (a bound field: called on every ack). */
+  private readonly matchOf = (id: NodeId): number => this.progress.get(id)?.match ?? 0;
+  private readonly voteOf = (id: NodeId): boolean | undefined => this.votes.get(id);
+  private readonly isRecentlyActive = (id: NodeId): boolean => id === this.id || this.progress.get(id)?.recentActive === true;
 
   // ---- role transitions -----------------------------------------------------------------
 
@@ -167,6 +177,7 @@ export class Raft {
     this.reads.clear();
     this.readsAwaitingTermCommit = [];
     this.appendsOwed = false;
+    this.uncommittedBytes = 0;
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -196,9 +207,9 @@ export class Raft {
     this.lead = this.id;
     this.role = 'leader';
     const next = this.log.lastIndex() + 1;
-    for (const v of this.voters) this.progress.set(v, new Progress(next, this.maxInflightMsgs));
+    for (const v of this.voters) this.progress.set(v, new Progress(next, this.maxInflightMsgs, this.maxInflightBytes));
     for (const v of this.learners) {
-      const pr = new Progress(next, this.maxInflightMsgs);
+      const pr = new Progress(next, this.maxInflightMsgs, this.maxInflightBytes);
       pr.isLearner = true;
       this.progress.set(v, pr);
     }
@@ -251,11 +262,7 @@ export class Raft {
   }
 
   private quorumActive(): boolean {
-    let active = 0;
-    for (const v of this.voters) {
-      if (v === this.id || this.progress.get(v)?.recentActive === true) active++;
-    }
-    return active >= this.quorum();
+    return this.quorumConfig.hasQuorum(this.isRecentlyActive);
   }
 
   // ---- elections ------------------------------------------------------------------------
@@ -299,19 +306,9 @@ export class Raft {
     }
   }
 
-  private poll(from: NodeId, granted: boolean): VoteResult {
+  private poll(from: NodeId, granted: boolean): VoteOutcome {
     if (!this.votes.has(from)) this.votes.set(from, granted);
-    let yes = 0;
-    let no = 0;
-    for (const v of this.voters) {
-      const g = this.votes.get(v);
-      if (g === true) yes++;
-      else if (g === false) no++;
-    }
-    const q = this.quorum();
-    if (yes >= q) return 'won';
-    if (no > this.voters.length - q) return 'lost';
-    return 'pending';
+    return this.quorumConfig.voteResult(this.voteOf);
   }
 
   // ---- message handling -----------------------------------------------------------------
@@ -562,6 +559,12 @@ export class Raft {
       }
       confAt = this.log.lastIndex() + 1 + i;
     }
+    let bytes = 0;
+    for (const e of ents) bytes += e.data.byteLength;
+    if (this.maxUncommittedEntriesBytes > 0 && this.uncommittedBytes > 0 && bytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedEntriesBytes) {
+      throw new UncommittedLimitError(`leader ${this.id} holds ${this.uncommittedBytes} uncommitted bytes (limit ${this.maxUncommittedEntriesBytes})`);
+    }
+    this.uncommittedBytes += bytes;
     if (confAt !== 0) this.pendingConfIndex = confAt;
     this.appendEntries(ents);
     this.appendsOwed = true; // sent by flushAppends, together with the turn's other proposals
@@ -597,18 +600,34 @@ export class Raft {
       const e = ents[i];
       stamped[i] = { term: this.term, index: ++index, type: e.type, data: e.data };
     }
-    const last = this.log.append(stamped);
-    this.progress.get(this.id)?.maybeUpdate(last);
-    this.maybeCommit();
+    this.log.append(stamped);
+    // The leader's own copy counts toward the commit quorum only once it is durable: selfAck(),
+    // called by RawNode.advance() after the Ready carrying these entries was persisted.
+  }
+
+  /**
+   * Leader: entries through `index` are durable in this node's own storage (etcd-io/raft 3.6's
+   * self-acknowledgement after persistence). Only now does its copy count for commit.
+   */
+  selfAck(index: number): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progress.get(this.id);
+    if (pr === undefined || !pr.maybeUpdate(Math.min(index, this.log.lastIndex()))) return;
+    if (this.maybeCommit()) this.appendsOwed = true; // propagate the new commit index
+  }
+
+  /** Entries were applied: they no longer count against maxUncommittedEntriesBytes. */
+  reduceUncommittedBytes(applied: readonly Entry[]): void {
+    if (this.uncommittedBytes === 0) return;
+    let bytes = 0;
+    for (const e of applied) bytes += e.data.byteLength;
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - bytes);
   }
 
   /** Advances commit to the highest current-term index stored on a quorum. */
   private maybeCommit(): boolean {
-    const matches = this.matchScratch;
-    matches.length = 0;
-    for (const v of this.voters) matches.push(this.progress.get(v)?.match ?? 0);
-    matches.sort((a, b) => a - b);
-    const quorumIndex = matches[matches.length - this.quorum()];
+    const quorumIndex = this.quorumConfig.committedIndex(this.matchOf);
+    if (!Number.isFinite(quorumIndex)) return false; // no voters: nothing can commit
     if (!this.log.maybeCommit(quorumIndex, this.term)) return false;
     if (this.readsAwaitingTermCommit.length > 0) {
       const waiting = this.readsAwaitingTermCommit;
@@ -651,7 +670,9 @@ export class Raft {
     m.commit = this.log.committed;
     this.msgs.push(m);
     pr.sentCommit = m.commit;
-    pr.sentEntries(ents.length, prevIndex + ents.length);
+    let payloadBytes = 0;
+    for (let i = 0; i < ents.length; i++) payloadBytes += ents[i].data.byteLength;
+    pr.sentEntries(ents.length, prevIndex + ents.length, payloadBytes);
     return true;
   }
 
@@ -787,7 +808,7 @@ export class Raft {
     if (this.isMember(id) && id !== this.id) {
       let pr = this.progress.get(id);
       if (pr === undefined) {
-        pr = new Progress(this.log.lastIndex() + 1, this.maxInflightMsgs);
+        pr = new Progress(this.log.lastIndex() + 1, this.maxInflightMsgs, this.maxInflightBytes);
         pr.recentActive = true; // a fresh member must not make check-quorum step us down
         this.progress.set(id, pr);
       }

@@ -22,7 +22,7 @@ import type { ProgressState } from './progress.ts';
 import { ProposalDroppedError, fail } from './errors.ts';
 import { encodeConfChange } from './conf-change.ts';
 
-export { ProposalDroppedError, RaftInvariantError, ConfChangeInProgressError } from './errors.ts';
+export { ProposalDroppedError, RaftInvariantError, ConfChangeInProgressError, UncommittedLimitError } from './errors.ts';
 export { encodeConfChange, decodeConfChange } from './conf-change.ts';
 
 /** Leader's view of one member's replication (see etcd's tracker.Progress). */
@@ -249,6 +249,10 @@ export class RawNode {
     if (n > 0) {
       const last = ready.entries[n - 1];
       this.raft.log.stableTo(last.index, last.term);
+      // The Ready's entries are durable now (advance comes after persisting): a leader's own copy
+      // counts toward commit from here on, never before.
+      // (Unless a newer leader's entries replaced them meanwhile: those are not durable yet.)
+      if (this.raft.log.term(last.index) === last.term) this.raft.selfAck(last.index);
     }
     const c = ready.committedEntries.length;
     if (c > 0) {
@@ -257,6 +261,7 @@ export class RawNode {
         fail(`applied entries not contiguous: applied=${this.raft.log.applied}, got ${c} up to ${lastApplied}`);
       }
       this.raft.log.appliedTo(lastApplied);
+      this.raft.reduceUncommittedBytes(ready.committedEntries);
     }
   }
 

@@ -135,6 +135,18 @@ export interface RaftConfig {
   maxInflightMsgs: number;
   /** Batching: cap on entry payload bytes per append message (at least one entry is always sent). */
   maxSizePerMsgBytes: number;
+  /**
+   * Pipelining window in bytes (etcd's MaxInflightBytes): no new append to a follower while the
+   * entry payload bytes it has in flight reach this. 0 or absent: the message count alone limits.
+   * The window can overshoot by one message (at most maxSizePerMsgBytes, or one larger entry).
+   */
+  maxInflightBytes?: number;
+  /**
+   * Leader: refuse proposals while the payload bytes of its uncommitted entries exceed this
+   * (etcd's MaxUncommittedEntriesSize; one proposal is always accepted when nothing is pending).
+   * 0 or absent: no limit.
+   */
+  maxUncommittedEntriesBytes?: number;
   randomSeed: number;
 }
 
