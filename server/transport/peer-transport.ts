@@ -17,11 +17,13 @@ import { messageFromWire, messageToWire, type WireMessage } from './wire.ts';
 import { decodeBatch, encodeBatch, decodeStreamHello, encodeStreamHello, type FrameBatch, type FrameEnvelope, type StreamHello } from './frame-codec.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
+import { RECOVERY_CHANNEL_OPTIONS } from './channel-recovery.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MIN_BACKOFF_MS = 50;
-const MAX_BACKOFF_MS = 2_000;
+/** Stream redials wait at most this: with the channel's own recovery (channel-recovery.ts) a peer back under a new IP is found within 2 s. */
+const MAX_BACKOFF_MS = 1_000;
 /** A snapshot transfer that takes longer than this fails (and Raft retries it later). */
 const SNAPSHOT_DEADLINE_MS = 10 * 60_000;
 
@@ -105,6 +107,8 @@ export interface PeerTransportOptions {
   faults?: FaultInjector;
   /** How to dial peers (peer TLS); plaintext when absent. */
   credentials?: grpc.ChannelCredentials;
+  /** Overrides of the peer channels' options (tests reproduce grpc-js defaults with it). */
+  channelOptions?: grpc.ChannelOptions;
   /** How to listen (peer TLS, server/tls/tls-listener.ts); resolves with the port. Plaintext when absent. */
   bind?: (server: grpc.Server, address: string) => Promise<number>;
   /** Sending and receiving state-machine snapshots. */
@@ -443,8 +447,8 @@ export class PeerTransport {
       'grpc.enable_channelz': 0,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
-      'grpc.initial_reconnect_backoff_ms': MIN_BACKOFF_MS,
-      'grpc.max_reconnect_backoff_ms': MAX_BACKOFF_MS,
+      ...RECOVERY_CHANNEL_OPTIONS,
+      ...this.opts.channelOptions,
     });
     const call = (out.client as unknown as { Stream(): grpc.ClientDuplexStream<Buffer, StreamHello> }).Stream();
     out.call = call;
