@@ -20,6 +20,20 @@ describe('Inflights', () => {
     expect(inf.size).toBe(0);
   });
 
+  it('is full at its byte limit too, and frees bytes with the messages', () => {
+    const inf = new Inflights(10, 100);
+    inf.add(1, 60);
+    expect(inf.full()).toBe(false);
+    inf.add(2, 50); // overshoots by one message, then nothing more goes
+    expect(inf.full()).toBe(true);
+    expect(inf.bytes).toBe(110);
+    inf.freeLE(1);
+    expect(inf.bytes).toBe(50);
+    expect(inf.full()).toBe(false);
+    inf.reset();
+    expect(inf.bytes).toBe(0);
+  });
+
   it('requires increasing indexes', () => {
     const inf = new Inflights(4);
     inf.add(5);

@@ -1,3 +1,4 @@
+import { ENTRY_OVERHEAD_BYTES } from './replication-limits.ts';
 import { describe, expect, it } from 'vitest';
 import { RaftLog } from './raft-log.ts';
 import type { Entry } from './types.ts';
@@ -128,10 +129,15 @@ describe('RaftLog', () => {
     expect(log.hasUnstableEntries()).toBe(false);
   });
 
-  it('slice batches by payload bytes but always returns at least one entry', () => {
+  it('slice batches by entry size (payload + ENTRY_OVERHEAD_BYTES) but always returns at least one entry', () => {
     const log = new RaftLog();
     log.append([ent(1, 1, 10), ent(2, 1, 10), ent(3, 1, 10), ent(4, 1, 100)]);
-    expect(log.slice(1, 5, 25).length).toBe(2);
+    expect(log.slice(1, 5, 2 * (10 + ENTRY_OVERHEAD_BYTES)).length).toBe(2);
+    expect(log.slice(1, 5, 2 * (10 + ENTRY_OVERHEAD_BYTES) - 1).length).toBe(1);
+    // Empty entries still count: a budget bounds a message's size on the wire, not only its payload.
+    const empties = new RaftLog();
+    empties.append([ent(1, 1, 0), ent(2, 1, 0), ent(3, 1, 0)]);
+    expect(empties.slice(1, 4, 2 * ENTRY_OVERHEAD_BYTES).length).toBe(2);
     expect(log.slice(1, 5, 0).length).toBe(1);
     expect(log.slice(4, 5, 1).length).toBe(1);
     expect(log.slice(1, 5, Infinity).length).toBe(4);

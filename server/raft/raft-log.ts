@@ -7,6 +7,7 @@
 // `restore` replaces the whole log by a snapshot received from the leader, which stays
 // "unstable" (pendingSnapshot) until the application persists and installs it.
 
+import { ENTRY_OVERHEAD_BYTES } from './replication-limits.ts';
 import type { ConfState, Entry, PersistedState, SnapshotMeta } from './types.ts';
 import { fail } from './errors.ts';
 
@@ -181,7 +182,10 @@ export class RaftLog {
     if (from < this.unstableFrom) this.unstableFrom = from;
   }
 
-  /** Entries in [lo, hi) whose payload bytes total at most maxBytes, but always at least one. */
+  /**
+   * Entries in [lo, hi) whose sizes (payload + ENTRY_OVERHEAD_BYTES each) total at most maxBytes,
+   * but always at least one.
+   */
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
     if (!(lo > this.compactedIndex && hi <= this.lastIndex() + 1 && lo <= hi)) {
       fail(`slice ${lo}..${hi - 1} out of bounds ${this.firstIndex()}..${this.lastIndex()}`);
@@ -190,7 +194,7 @@ export class RaftLog {
     let end = lo;
     let bytes = 0;
     while (end < hi) {
-      bytes += this.entries[end - base].data.byteLength;
+      bytes += this.entries[end - base].data.byteLength + ENTRY_OVERHEAD_BYTES;
       if (bytes > maxBytes && end > lo) break;
       end++;
     }

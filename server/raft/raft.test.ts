@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { RawNode, ProposalDroppedError } from './raw-node.ts';
 import type { Entry, Message, NodeId, RaftConfig } from './types.ts';
 import { newMessage } from './raft.ts';
+import { ENTRY_OVERHEAD_BYTES } from './replication-limits.ts';
 import { SimCluster, decodeCtx } from './sim/index.ts';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -370,7 +371,7 @@ describe('log replication', () => {
   });
 
   it('batches several entries per append, bounded by maxSizePerMsgBytes', () => {
-    const c = newCluster(3, { maxSizePerMsgBytes: 25, maxInflightMsgs: 1 });
+    const c = newCluster(3, { maxSizePerMsgBytes: 2 * (10 + ENTRY_OVERHEAD_BYTES) + 5, maxInflightMsgs: 1 });
     c.campaign(1);
     c.stabilize();
     const sent: Message[] = [];
@@ -381,7 +382,7 @@ describe('log replication', () => {
     for (let i = 0; i < 10; i++) c.node(1).propose(new Uint8Array(10));
     c.stabilize();
     // The turn's proposals leave together (one flush per Ready), batched two at a time: a third
-    // 10-byte entry would exceed the 25-byte cap.
+    // 10-byte entry (plus its wire overhead) would exceed the cap.
     expect(sent.map((m) => m.entries.length)).toEqual([2, 2, 2, 2, 2]);
     for (const id of c.ids) expect(c.applied(id).length).toBe(11);
   });
@@ -400,6 +401,23 @@ describe('log replication', () => {
     expect(sent.length).toBe(2); // window full; one entry per message due to the size cap
     c.stabilize();
     for (const id of c.ids) expect(appliedData(c, id)).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+  });
+
+  it('pipelines appends up to maxInflightBytes of payload before acks arrive', () => {
+    const c = newCluster(3, { maxSizePerMsgBytes: 0, maxInflightMsgs: 100, maxInflightBytes: 25 });
+    c.campaign(1);
+    c.stabilize();
+    const sent: Message[] = [];
+    c.network.dropFilter = (m) => {
+      if (m.type === 'app' && m.to === 2 && m.entries.length > 0) sent.push(m);
+      return false;
+    };
+    for (let i = 0; i < 6; i++) c.node(1).propose(new Uint8Array(10));
+    c.processReady(1);
+    // 10 + 10 + 10 bytes: the window is full once 25 bytes are in flight (it overshoots by one message).
+    expect(sent.length).toBe(3);
+    c.stabilize();
+    for (const id of c.ids) expect(c.applied(id).length).toBe(7);
   });
 
   it('backtracks a divergent follower in few round trips using rejectHint', () => {

@@ -30,6 +30,7 @@ export interface SimClusterOptions {
   heartbeatTicks?: number;
   maxInflightMsgs?: number;
   maxSizePerMsgBytes?: number;
+  maxInflightBytes?: number;
   faults?: NetworkFaults;
   /** Retire (stop for good) a node once any node applies its removal, as etcd's peers do. Default true. */
   retireRemovedNodes?: boolean;
@@ -111,6 +112,7 @@ export class SimCluster {
       checkQuorum: opts.checkQuorum ?? true,
       maxInflightMsgs: opts.maxInflightMsgs ?? 4,
       maxSizePerMsgBytes: opts.maxSizePerMsgBytes ?? 64,
+      maxInflightBytes: opts.maxInflightBytes ?? 0,
     };
     for (const id of this.ids) this.createNode(id);
   }
