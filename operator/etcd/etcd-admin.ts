@@ -5,11 +5,17 @@
 // etcd rules followed here: MemberAdd/Remove/Promote go to any member (they are proposed through Raft);
 // MoveLeader must be sent to the current leader; member ids are uint64 (decimal strings on the wire,
 // hex in etcdctl's output and in this interface).
+//
+// Channels are cached per endpoint and use the peer transport's recovery options
+// (server/transport/channel-recovery.ts): a member's pod name that did not resolve yet, or that moved
+// to a new IP, is found again within 2 s instead of after the 30 s re-resolution limit and a reconnect
+// backoff grown to minutes.
 
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { RECOVERY_CHANNEL_OPTIONS } from '../../server/transport/channel-recovery.ts';
 
 export interface EtcdMember {
   /** Hex member id, as etcdctl prints it. */
@@ -80,7 +86,7 @@ interface MaintenanceClient extends grpc.Client {
   MoveLeader: UnaryCall<{ targetID: string }, object>;
 }
 
-type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials) => C;
+type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions) => C;
 
 let constructors: { Cluster: ClientConstructor<ClusterClient>; Maintenance: ClientConstructor<MaintenanceClient> } | undefined;
 
@@ -112,15 +118,19 @@ export function endpointOf(url: string): string {
 export interface GrpcEtcdAdminOptions {
   /** Deadline of each call. */
   callTimeoutMs?: number;
+  /** Overrides of the channels' options (tests reproduce grpc-js defaults with it). */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 export class GrpcEtcdAdmin implements EtcdAdmin {
   readonly #callTimeoutMs: number;
+  readonly #channelOptions: grpc.ChannelOptions;
   readonly #clusterClients = new Map<string, ClusterClient>();
   readonly #maintenanceClients = new Map<string, MaintenanceClient>();
 
   constructor(options: GrpcEtcdAdminOptions = {}) {
     this.#callTimeoutMs = options.callTimeoutMs ?? 3_000;
+    this.#channelOptions = { ...RECOVERY_CHANNEL_OPTIONS, ...options.channelOptions };
   }
 
   async memberList(endpoints: readonly string[]): Promise<EtcdMember[]> {
@@ -172,7 +182,7 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
   #cluster(endpoint: string): ClusterClient {
     let client = this.#clusterClients.get(endpoint);
     if (client === undefined) {
-      client = new (loadConstructors().Cluster)(endpoint, grpc.credentials.createInsecure());
+      client = new (loadConstructors().Cluster)(endpoint, grpc.credentials.createInsecure(), this.#channelOptions);
       this.#clusterClients.set(endpoint, client);
     }
     return client;
@@ -181,7 +191,7 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
   #maintenance(endpoint: string): MaintenanceClient {
     let client = this.#maintenanceClients.get(endpoint);
     if (client === undefined) {
-      client = new (loadConstructors().Maintenance)(endpoint, grpc.credentials.createInsecure());
+      client = new (loadConstructors().Maintenance)(endpoint, grpc.credentials.createInsecure(), this.#channelOptions);
       this.#maintenanceClients.set(endpoint, client);
     }
     return client;
