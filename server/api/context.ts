@@ -2,7 +2,7 @@
 // and the shared helpers that turn internal failures into etcd's statuses.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, type Member } from '../member/member.ts';
+import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from './errors.ts';
 import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
@@ -138,6 +138,7 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
   }
   if (err instanceof NoLeaderError) return grpcError(ETCD_ERRORS.NO_LEADER);
   if (err instanceof DeadlineError) return grpcError(ETCD_ERRORS.TIMEOUT);
+  if (err instanceof TooManyRequestsError) return grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
   if (err instanceof NotLeaderError) return grpcError(ETCD_ERRORS.NOT_LEADER);
   if (err instanceof BadTransfereeError) return grpcError(ETCD_ERRORS.BAD_LEADER_TRANSFEREE);
   if (err instanceof Error && err.name === 'MvccError') {

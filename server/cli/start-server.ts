@@ -1,6 +1,8 @@
 // Composition of one member process: storage, the Raft member, the peer transport, the etcd gRPC
 // API and the HTTP endpoints, wired together and started in dependency order; stop() tears them
 // down in reverse so no client is acknowledged after the disk is closed.
+import { DEFAULT_REPLICATION_LIMITS } from '../raft/replication-limits.ts';
+import { frameBudgetBytes } from '../transport/frame-budget.ts';
 import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -205,9 +207,14 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (sm.membership.get(String(memberId))?.removed) {
     throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
   }
+  // The peer stream's frame budget comes from the same limits Raft enforces; startup stops here when
+  // they disagree (a message that could not travel in one frame would break the stream for good).
+  const replicationLimits = DEFAULT_REPLICATION_LIMITS;
+  const maxFrameBytes = frameBudgetBytes(replicationLimits, cfg.limits.maxRequestBytes);
   const member = new Member({
     memberId,
     db,
+    replicationLimits,
     tickMs: cfg.tickMs,
     electionTimeoutTicks: cfg.electionTimeoutTicks,
     heartbeatTicks: 1,
@@ -251,6 +258,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     listenAddress: hostPort(cfg.listenPeerUrls[0]),
     peers: peerAddresses,
     onMessages: (_from, messages) => member.step(messages),
+    maxFrameBytes,
+    onUnreachable: (peer) => {
+      for (const groupId of member.groupIds()) member.reportUnreachable(groupId, peer);
+    },
     faults,
     logger: log,
     credentials: peerCredentials,

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import { AsyncResource } from 'node:async_hooks';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { DEFAULT_REPLICATION_LIMITS, type ReplicationLimits } from '../raft/replication-limits.ts';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup } from '../storage/member-db.ts';
@@ -59,6 +60,14 @@ export class SnapshotUnavailableError extends Error {
 export interface MessageSink {
   send(groupId: number, message: Message): void;
   flush(): void;
+}
+
+/** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
+export class TooManyRequestsError extends Error {
+  constructor() {
+    super('too many requests');
+    this.name = 'TooManyRequestsError';
+  }
 }
 
 export class NoLeaderError extends Error {
@@ -171,6 +180,8 @@ export interface MemberOptions {
   snapshotDir: string;
   /** Applied entries between snapshot points (etcd's --snapshot-count). */
   snapshotCount: number;
+  /** Replication flow control (default DEFAULT_REPLICATION_LIMITS); the transport's frame budget derives from the same. */
+  replicationLimits?: ReplicationLimits;
   /** Called when the loop fails (a failed write, a broken Raft invariant); default: log and exit(70). */
   onFatal?: (err: unknown) => void;
   /** TEST-ONLY: see UnsafeMutation. Never set in production. */
@@ -289,8 +300,7 @@ export class Member {
         heartbeatTicks: this.opts.heartbeatTicks,
         preVote: true,
         checkQuorum: true,
-        maxInflightMsgs: 256,
-        maxSizePerMsgBytes: 1024 * 1024,
+        ...(this.opts.replicationLimits ?? DEFAULT_REPLICATION_LIMITS),
         randomSeed: g.randomSeed,
       },
       {
@@ -365,6 +375,7 @@ export class Member {
     try {
       group.node.propose(data);
     } catch (err) {
+      if (err instanceof Error && err.name === 'UncommittedLimitError') throw new TooManyRequestsError();
       if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
       throw err;
     }
@@ -381,6 +392,7 @@ export class Member {
     try {
       group.node.proposeConfChange(change);
     } catch (err) {
+      if (err instanceof Error && err.name === 'UncommittedLimitError') throw new TooManyRequestsError();
       if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
       throw err;
     }

@@ -14,6 +14,7 @@
 // bug and throws, on both sides.
 import type { Entry, EntryType, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
 import { numberVarintBytes, writeNumberVarint } from '../protobuf/varint.ts';
+import { ENTRY_OVERHEAD_BYTES } from '../raft/replication-limits.ts';
 
 export interface FrameEnvelope {
   groupId: number;
@@ -266,6 +267,52 @@ export function encodeBatch(batch: FrameBatch): Buffer {
   if (sizes.length > 4096) sizes.length = 0; // do not keep a huge frame's scratch forever
   if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte frame (bug)`);
   return buf;
+}
+
+/** A generous bound of one envelope's encoded bytes, from sizes alone (no varint arithmetic). */
+function envelopeBoundBytes(m: Message): number {
+  let n = 160 + m.context.byteLength;
+  if (m.snapshot) n += 64 + 10 * (m.snapshot.confState.voters.length + m.snapshot.confState.learners.length);
+  const entries = m.entries;
+  for (let i = 0; i < entries.length; i++) n += entries[i].data.byteLength + ENTRY_OVERHEAD_BYTES;
+  return n;
+}
+
+/** Exact bytes one envelope adds to a Batch (its field tag, length and body). */
+function envelopeFieldBytes(env: FrameEnvelope): number {
+  sizeCursor = 0; // the scratch is only borrowed: encodeBatch starts over
+  const envSize = (env.groupId === 0 ? 0 : 1 + numberVarintBytes(env.groupId)) + lenFieldSize(sizeMessage(env.message));
+  return lenFieldSize(envSize);
+}
+
+/**
+ * Encodes a batch as frames of at most `maxFrameBytes` each (one frame unless it would be larger;
+ * each frame is a complete Batch, delivered in order). Throws when a single message cannot fit: the
+ * frame budget must hold the largest message the replication limits allow (frame-budget.ts).
+ */
+export function encodeFrames(batch: FrameBatch, maxFrameBytes: number): Buffer[] {
+  const envelopes = batch.envelopes;
+  let bound = 64;
+  for (let i = 0; i < envelopes.length; i++) bound += envelopeBoundBytes(envelopes[i].message);
+  if (bound <= maxFrameBytes) return [encodeBatch(batch)];
+  const headerBytes = uintFieldSize(batch.clusterId, 'cluster id') + uintFieldSize(batch.fromMember, 'from member') + uintFieldSize(batch.toMember, 'to member');
+  const frames: Buffer[] = [];
+  let start = 0;
+  let frameBytes = headerBytes;
+  for (let i = 0; i < envelopes.length; i++) {
+    const bytes = envelopeFieldBytes(envelopes[i]);
+    if (headerBytes + bytes > maxFrameBytes) {
+      throw new Error(`frame codec: a ${envelopes[i].message.type} message of ${bytes} bytes exceeds the frame budget of ${maxFrameBytes} (replication limits and frame budget disagree)`);
+    }
+    if (frameBytes + bytes > maxFrameBytes) {
+      frames.push(encodeBatch({ ...batch, envelopes: envelopes.slice(start, i) }));
+      start = i;
+      frameBytes = headerBytes;
+    }
+    frameBytes += bytes;
+  }
+  frames.push(encodeBatch({ ...batch, envelopes: envelopes.slice(start) }));
+  return frames;
 }
 
 /** Encodes the StreamHello a stream's receiver answers with. */

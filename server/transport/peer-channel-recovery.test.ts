@@ -34,6 +34,7 @@ function transport(memberId: number, listenAddress: string, peers: Map<number, s
     peers,
     onMessages: () => {},
     logger: pino({ level: 'silent' }),
+    maxFrameBytes: 8 * 1024 * 1024,
     snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
     clusterInfo: () => '{}',
     isRemoved: () => false,

@@ -67,6 +67,7 @@ function newMemberTransport(peers: Map<number, string>, onMessages: (from: numbe
     peers,
     onMessages,
     logger: pino({ level: 'silent' }),
+    maxFrameBytes: 8 * 1024 * 1024,
     snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
     clusterInfo: () => '{}',
     isRemoved: () => false,

@@ -14,13 +14,13 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
 import { messageFromWire, messageToWire, type WireMessage } from './wire.ts';
-import { decodeBatch, encodeBatch, decodeStreamHello, encodeStreamHello, type FrameBatch, type FrameEnvelope, type StreamHello } from './frame-codec.ts';
+import { decodeBatch, encodeFrames, decodeStreamHello, encodeStreamHello, type FrameBatch, type FrameEnvelope, type StreamHello } from './frame-codec.ts';
+import { PEER_GRPC_MAX_MESSAGE_BYTES } from './frame-budget.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
 import { RECOVERY_CHANNEL_OPTIONS } from './channel-recovery.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
-const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MIN_BACKOFF_MS = 50;
 /** Stream redials wait at most this: with the channel's own recovery (channel-recovery.ts) a peer back under a new IP is found within 2 s. */
 const MAX_BACKOFF_MS = 1_000;
@@ -107,6 +107,16 @@ export interface PeerTransportOptions {
   faults?: FaultInjector;
   /** How to dial peers (peer TLS); plaintext when absent. */
   credentials?: grpc.ChannelCredentials;
+  /**
+   * Largest frame this member writes (frame-budget.ts frameBudgetBytes, derived from the replication
+   * limits): a turn's messages to a peer beyond it leave as several frames.
+   */
+  maxFrameBytes: number;
+  /**
+   * Messages to this peer were lost because its stream is down: Raft stops pipelining to it and
+   * probes instead (reportUnreachable), so it does not wait out a window of appends that never left.
+   */
+  onUnreachable?: (memberId: number) => void;
   /** Overrides of the peer channels' options (tests reproduce grpc-js defaults with it). */
   channelOptions?: grpc.ChannelOptions;
   /** How to listen (peer TLS, server/tls/tls-listener.ts); resolves with the port. Plaintext when absent. */
@@ -154,8 +164,8 @@ interface Outbound {
 export class PeerTransport {
   private readonly opts: PeerTransportOptions;
   private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': MAX_FRAME_BYTES,
-    'grpc.max_send_message_length': MAX_FRAME_BYTES,
+    'grpc.max_receive_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
     'grpc.enable_channelz': 0,
   });
   private readonly outbound = new Map<number, Outbound>();
@@ -167,6 +177,9 @@ export class PeerTransport {
   private unknownPeerWarnings = 0;
 
   constructor(opts: PeerTransportOptions) {
+    if (!(opts.maxFrameBytes > 0 && opts.maxFrameBytes <= PEER_GRPC_MAX_MESSAGE_BYTES)) {
+      throw new Error(`peer transport: frame budget ${opts.maxFrameBytes} must be in (0, ${PEER_GRPC_MAX_MESSAGE_BYTES}] (the stream's gRPC limit)`);
+    }
     this.opts = opts;
   }
 
@@ -405,18 +418,15 @@ export class PeerTransport {
       if (!out.call || !out.connected) {
         out.droppedMessages += out.queue.length;
         out.queue = [];
+        this.opts.onUnreachable?.(out.memberId);
         continue;
       }
       const envelopes = out.queue;
       out.queue = [];
-      // Throws on a message the wire cannot carry (an id or index that is not a safe integer): a bug.
-      const frame = encodeBatch({
-        clusterId: this.opts.clusterId,
-        fromMember: this.opts.memberId,
-        toMember: out.memberId,
-        envelopes,
-      });
-      out.call.write(frame);
+      // Throws on a message the wire cannot carry (an id or index that is not a safe integer, or one
+      // larger than the frame budget): a bug, never a peer's fault.
+      const frames = encodeFrames({ clusterId: this.opts.clusterId, fromMember: this.opts.memberId, toMember: out.memberId, envelopes }, this.opts.maxFrameBytes);
+      for (const frame of frames) out.call.write(frame);
     }
   }
 
@@ -442,8 +452,8 @@ export class PeerTransport {
     if (this.stopped) return;
     const Peer = peerService();
     out.client ??= new Peer(out.address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': MAX_FRAME_BYTES,
-      'grpc.max_send_message_length': MAX_FRAME_BYTES,
+      'grpc.max_receive_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
       'grpc.enable_channelz': 0,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
@@ -458,7 +468,10 @@ export class PeerTransport {
       closed = true;
       if (out.call === call) {
         out.call = null;
-        if (out.connected) this.opts.logger.warn({ peer: out.memberId, reason }, 'peer stream lost');
+        if (out.connected) {
+          this.opts.logger.warn({ peer: out.memberId, reason }, 'peer stream lost');
+          this.opts.onUnreachable?.(out.memberId); // what was written on it may never arrive
+        }
         else this.logDialFailure(out, reason);
         out.connected = false;
         this.scheduleRedial(out);
