@@ -1,7 +1,8 @@
 // The operator process: reads its settings from the environment (set by the Helm chart), serves
 // /metrics, /healthz and /readyz, campaigns for the leader-election Lease, and runs the controller
 // while it leads. Losing the Lease exits the process (the Deployment restarts it clean), as
-// client-go operators do. SIGTERM releases the Lease so a standby takes over at once.
+// client-go operators do. SIGTERM stops the controller (in-flight reconciles finish) and then releases
+// the Lease so a standby takes over at once (shutdown.ts). /readyz: readiness.ts.
 //
 //   node operator/main.ts            (in cluster, or with KUBECONFIG pointing at a cluster)
 
@@ -13,7 +14,9 @@ import { Controller } from './controller/controller.ts';
 import { EventRecorder } from './controller/event-recorder.ts';
 import { LeaderElector } from './controller/leader-election.ts';
 import { OperatorMetrics } from './controller/operator-metrics.ts';
+import { operatorReadiness } from './controller/readiness.ts';
 import { Reconciler } from './controller/reconciler.ts';
+import { shutDownInOrder } from './controller/shutdown.ts';
 import { GrpcEtcdAdmin } from './etcd/etcd-admin.ts';
 import { ClientNodeKubeApi } from './kube/client-node-api.ts';
 import { clientNodeSources } from './kube/client-node-sources.ts';
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   const controller = new Controller({ sources: clientNodeSources(kubeConfig, settings.watchNamespace), reconciler, metrics, logger, namespace: settings.watchNamespace });
 
   let controllerStarted = false;
+  let elector: LeaderElector | undefined;
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
       metrics.registry.metrics().then((text) => {
@@ -68,9 +72,13 @@ async function main(): Promise<void> {
       return;
     }
     if (req.url === '/readyz') {
-      // A standby is ready (it can take over); a leader once its caches have synced.
-      const ready = !controllerStarted || controller.informers.every((i) => i.synced);
-      res.writeHead(ready ? 200 : 503).end(ready ? 'ok' : 'informers not synced');
+      const { ready, message } = operatorReadiness({
+        nowMs: Date.now(),
+        controllerStarted,
+        informersSynced: controller.informers.every((i) => i.synced),
+        election: elector?.status(),
+      });
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(message);
       return;
     }
     res.writeHead(404).end();
@@ -86,13 +94,23 @@ async function main(): Promise<void> {
     });
   };
 
-  let elector: LeaderElector | null = null;
+  let shuttingDown = false;
   const shutdown = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
     logger.info({ signal }, 'shutting down');
-    await elector?.stop();
-    await controller.stop();
-    etcd.close();
-    server.close();
+    await shutDownInOrder({
+      stopController: () => controller.stop(),
+      releaseLease: async () => {
+        await elector?.stop();
+      },
+      closeRest: () => {
+        etcd.close();
+        server.close();
+      },
+      controllerStopTimeoutMs: 20_000,
+      onControllerStopTimeout: () => logger.warn('controller did not stop in time: leaving the Lease to expire instead of releasing it'),
+    });
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
@@ -108,6 +126,8 @@ async function main(): Promise<void> {
     onStartedLeading: startController,
     onStoppedLeading: () => {
       metrics.isLeader.set(0);
+      // stop() during shutdown ends run() too; shutdown() exits once the Lease is released.
+      if (shuttingDown) return;
       logger.warn('lost the leader-election Lease: exiting so that only one operator acts');
       process.exit(1);
     },
