@@ -44,7 +44,11 @@ export function deriveStatus(input: StatusInputs): SynodClusterStatus {
   const versions = new Set(pods.map((p) => p.version));
   const currentVersion = outdated.length === 0 && pods.length > 0 ? desired.version : versions.size === 1 ? [...versions][0] : outdated[0]?.version ?? '';
   const healthyVoters = voters.filter((m) => m.healthy).length;
-  const available = observed.members !== null && leader !== null && healthyVoters >= quorumSize(voters.length);
+  // Available needs a quorum of voters that answer AND whose pods are Ready: a member that answers
+  // Status while its pod is not Ready gets no client traffic through the Service, so it does not
+  // make the cluster available (the issue saw Available=True with 1 of 3 pods Ready).
+  const readyVoters = voters.filter((m) => memberStatuses.find((s) => s.id === m.id)?.ready === true).length;
+  const available = observed.members !== null && leader !== null && readyVoters >= quorumSize(voters.length);
   const healthy = isHealthy(voters, leader, pods, stsReplicas);
 
   const conditions: Condition[] = [];
@@ -54,7 +58,7 @@ export function deriveStatus(input: StatusInputs): SynodClusterStatus {
     conditions.push({ type, status, reason, message, observedGeneration: generation, lastTransitionTime });
   };
   set('Available', available ? 'True' : 'False', available ? 'QuorumHealthy' : 'NoQuorum',
-    available ? `${healthyVoters}/${voters.length} voting members healthy, leader ${leaderName(desired, leader)}` : observed.members === null ? 'no member answered' : 'no healthy quorum with a leader');
+    available ? `${readyVoters}/${voters.length} voting members ready, leader ${leaderName(desired, leader)}` : observed.members === null ? 'no member answered' : `no quorum of ready members with a leader (${readyVoters}/${voters.length} voting members ready)`);
   if (input.invalidSpecMessage !== undefined) {
     set('Progressing', 'False', 'InvalidSpec', input.invalidSpecMessage);
     set('Degraded', 'True', 'InvalidSpec', input.invalidSpecMessage);
@@ -74,9 +78,18 @@ export function deriveStatus(input: StatusInputs): SynodClusterStatus {
     leader: leaderName(desired, leader),
     currentVersion,
     members: memberStatuses,
-    memberSummary: `${memberStatuses.filter((m) => m.ready).length}/${desired.replicas}`,
+    memberSummary: memberSummary(memberStatuses, desired.replicas),
     conditions,
   };
+}
+
+/**
+ * The MEMBERS printer column, "ready/of": `of` counts the members that exist or are wanted, so it
+ * never reads more ready than there are (scale-in 5 → 3 shows 5/5, 4/4, 3/3, not 4/3) and a scale-out
+ * shows how far it has to go (3/5).
+ */
+export function memberSummary(members: readonly MemberStatus[], desiredReplicas: number): string {
+  return `${members.filter((m) => m.ready).length}/${Math.max(desiredReplicas, members.length)}`;
 }
 
 function leaderName(desired: DesiredCluster, leader: { name: string; ordinal: number | null; id: string } | null): string {
