@@ -64,7 +64,7 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('renders the operator with leader election on by default, every object valid against Kubernetes\' schema', async () => {
     const objects = await render();
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
-      'ClusterRole/rel-synod-operator', 'ClusterRoleBinding/rel-synod-operator', 'Deployment/rel-synod-operator',
+      'ClusterRole/synod-system-rel-synod-operator', 'ClusterRoleBinding/synod-system-rel-synod-operator', 'Deployment/rel-synod-operator',
       'Role/rel-synod-operator-leader-election', 'RoleBinding/rel-synod-operator-leader-election',
       'Service/rel-synod-operator-metrics', 'ServiceAccount/rel-synod-operator',
     ]);
@@ -97,9 +97,36 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('uses a namespaced Role when watching one namespace', async () => {
     const objects = await render('watchNamespace=team-a');
     expect(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(false);
-    const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === 'rel-synod-operator');
+    const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === 'synod-system-rel-synod-operator');
     expect(role?.metadata.namespace).toBe('team-a');
-    expect(objects.find((o) => o.kind === 'RoleBinding' && o.metadata.name === 'rel-synod-operator')?.metadata.namespace).toBe('team-a');
+    expect(objects.find((o) => o.kind === 'RoleBinding' && o.metadata.name === 'synod-system-rel-synod-operator')?.metadata.namespace).toBe('team-a');
+  });
+
+  it('names cluster-scoped RBAC (and the Role in a watched namespace) per release and namespace, so two installs do not collide', async () => {
+    const names = async (namespace: string, ...set: string[]): Promise<string[]> => {
+      const out = await helm('template', 'rel', CHART, '--namespace', namespace, ...set.flatMap((s) => ['--set', s]));
+      const objects = parseAllDocuments(out).map((d) => d.toJS() as K8sObject | null).filter((o): o is K8sObject => o !== null);
+      // Objects that do not live in the release namespace are shared with other releases.
+      return objects.filter((o) => o.kind.startsWith('Cluster') || (o.metadata.namespace !== undefined && o.metadata.namespace !== namespace))
+        .map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`);
+    };
+    for (const set of [[], ['watchNamespace=team-a']]) {
+      const a = await names('team-x', ...set);
+      const b = await names('team-y', ...set);
+      expect(a.length).toBeGreaterThan(0);
+      expect(a.filter((n) => b.includes(n))).toEqual([]);
+    }
+    const objects = await render();
+    const binding = objects.find((o) => o.kind === 'ClusterRoleBinding') as unknown as { roleRef: { name: string } };
+    expect(binding.roleRef.name).toBe('synod-system-rel-synod-operator');
+  });
+
+  it('lets the operator set blockOwnerDeletion on children: update on synodclusters/finalizers (OwnerReferencesPermissionEnforcement)', async () => {
+    for (const set of [[], ['watchNamespace=team-a']]) {
+      const objects = await render(...set);
+      const role = objects.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && !o.metadata.name.endsWith('-leader-election')) as unknown as { rules: Rule[] };
+      expect(role.rules.some((r) => r.apiGroups.includes('synod.dev') && r.resources.includes('synodclusters/finalizers') && r.verbs.includes('update'))).toBe(true);
+    }
   });
 
   it('creates an optional SynodCluster from values, valid against the CRD', async () => {

@@ -23,6 +23,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* Cluster-scoped objects (ClusterRole, ClusterRoleBinding), and the Role and RoleBinding in a
+watched namespace, are shared by the releases of every namespace: their name carries the release
+namespace too, so two installs never collide. */}}
+{{- define "synod-operator.clusterScopedName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "synod-operator.fullname" .) | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "synod-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "synod-operator.fullname" .) .Values.serviceAccount.name -}}
@@ -43,6 +50,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [synod.dev]
   resources: [synodclusters/status]
   verbs: [get, patch, update]
+# Children carry ownerReferences with blockOwnerDeletion: true; with OwnerReferencesPermissionEnforcement
+# (OpenShift, hardened clusters) that needs update on the owner's finalizers subresource.
+- apiGroups: [synod.dev]
+  resources: [synodclusters/finalizers]
+  verbs: [update]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
