@@ -165,7 +165,9 @@ class RaftGroup {
  * TEST-ONLY deliberate bugs. They exist only so the member simulation (server/member/sim) can prove
  * it would catch them; nothing outside server/member/sim may set one.
  *  - 'skip-leader-fsync': a member leading a group writes its turn's batch without sync;
- *  - 'no-write-barrier': the next turn may start while a turn's batch is still being written.
+ *  - 'no-write-barrier': a turn releases its Readies (sends, applies, advance: the leader's self-ack
+ *    of its own append) before its batch is durable, and the next turn may start while the batch is
+ *    still being written.
  */
 export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier';
 
@@ -731,7 +733,7 @@ export class Member {
     // holds nothing its messages or applies depend on: its committed entries were made durable by
     // earlier turns. It is handled before its batch is written, so answers leave without waiting
     // on the disk; the batch is still awaited before the next turn, keeping writes in order.
-    const handleFirst = !needsSync && !pointDue;
+    const handleFirst = (!needsSync && !pointDue) || (this.opts.unsafeMutation === 'no-write-barrier' && !readies.some(([, r]) => r.snapshot));
     if (handleFirst) {
       for (const [group, ready] of readies) this.handleReady(group, ready);
       this.sink?.flush();
