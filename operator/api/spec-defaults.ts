@@ -10,12 +10,15 @@ export const DEFAULT_REPLICAS = 3;
 export const DEFAULT_VERSION = '0.1.0';
 export const DEFAULT_STORAGE_SIZE = '1Gi';
 export const DEFAULT_RETENTION_POLICY: PvcRetentionPolicy = 'Delete';
+/** Deleting a SynodCluster keeps its data unless asked otherwise, as a StatefulSet's whenDeleted does. */
+export const DEFAULT_WHEN_DELETED: PvcRetentionPolicy = 'Retain';
 export const MAX_REPLICAS = 9;
 
 /** Fills the defaults the CRD declares into a raw spec read from the API server. */
 export function withDefaults(raw: unknown): SynodClusterSpec {
   const spec = isRecord(raw) ? raw : {};
   const storage = isRecord(spec['storage']) ? spec['storage'] : {};
+  const persistence = isRecord(spec['persistence']) ? spec['persistence'] : {};
   const result: SynodClusterSpec = {
     replicas: typeof spec['replicas'] === 'number' ? spec['replicas'] : DEFAULT_REPLICAS,
     version: typeof spec['version'] === 'string' ? spec['version'] : DEFAULT_VERSION,
@@ -23,6 +26,9 @@ export function withDefaults(raw: unknown): SynodClusterSpec {
       size: typeof storage['size'] === 'string' ? storage['size'] : DEFAULT_STORAGE_SIZE,
       retentionPolicyOnScaleIn:
         storage['retentionPolicyOnScaleIn'] === 'Retain' ? 'Retain' : DEFAULT_RETENTION_POLICY,
+    },
+    persistence: {
+      whenDeleted: persistence['whenDeleted'] === 'Delete' ? 'Delete' : DEFAULT_WHEN_DELETED,
     },
   };
   if (typeof storage['storageClassName'] === 'string') result.storage.storageClassName = storage['storageClassName'];

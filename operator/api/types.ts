@@ -22,6 +22,14 @@ export const LABEL_VERSION = 'synod.dev/version';
 /** Hash of the rendered pod template; a pod whose annotation differs from the desired one is outdated. */
 export const ANNOTATION_TEMPLATE_HASH = 'synod.dev/template-hash';
 
+/** uid of the SynodCluster whose member wrote the data on a PVC; set by the operator at first sight. */
+export const LABEL_CLUSTER_UID = 'synod.dev/cluster-uid';
+/**
+ * On a SynodCluster: "true" adopts PVCs left by an earlier SynodCluster of the same name (their data,
+ * member ids and cluster id) instead of stopping at DataFromAnotherCluster.
+ */
+export const ANNOTATION_ADOPT_DATA = 'synod.dev/adopt-data';
+
 /** Ports inside server pods (etcd's defaults). */
 export const CLIENT_PORT = 2379;
 export const PEER_PORT = 2380;
@@ -34,6 +42,11 @@ export interface StorageSpec {
   storageClassName?: string;
   /** What happens to a removed member's PersistentVolumeClaim after scale-in. */
   retentionPolicyOnScaleIn: PvcRetentionPolicy;
+}
+
+/** What happens to the members' PVCs when the SynodCluster is deleted (as a StatefulSet's whenDeleted). */
+export interface PersistenceSpec {
+  whenDeleted: PvcRetentionPolicy;
 }
 
 export interface ResourceRequirements {
@@ -59,11 +72,12 @@ export interface SynodClusterSpec {
   image?: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   storage: StorageSpec;
+  persistence: PersistenceSpec;
   resources?: ResourceRequirements;
   podTemplate?: PodTemplateOverrides;
 }
 
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading';
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading' | 'DataFromAnotherCluster';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface Condition {
@@ -107,6 +121,7 @@ export interface ObjectMeta {
   generation: number;
   resourceVersion?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   deletionTimestamp?: string;
 }
 

@@ -1,6 +1,8 @@
 // The SynodCluster CRD: valid against Kubernetes' own CRD schema, identical in the chart, and example
 // resources (valid and rejected ones) checked against its schema with its CEL rules evaluated, and
-// the operator's own spec validation agreeing with the CEL rules.
+// the operator's own spec validation agreeing with the CEL rules. The CRD itself passes the checks the
+// API server makes when it is created (structural schema, every default valid on its own, with no
+// nested defaulting) and uses no feature newer than the chart's minimum kubeVersion.
 
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -10,7 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { validateSpec, withDefaults } from '../api/spec-defaults.ts';
 import type { SchemaNode } from './crd-validator.ts';
-import { validateAgainstCrd } from './crd-validator.ts';
+import {
+  applyDefaults, featuresMissingIn, kubeFeaturesUsed, minimumKubeMinor, validateAgainstCrd, validateCrdSchema,
+} from './crd-validator.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CRD_PATH = path.join(ROOT, 'crds', 'synod.dev_synodclusters.yaml');
@@ -55,6 +59,7 @@ describe('SynodCluster CRD', () => {
     const minimal = validateAgainstCrd(schema, example('synodcluster-minimal.yaml'));
     expect(minimal.errors).toEqual([]);
     expect((minimal.defaulted as { spec: { storage: unknown } }).spec.storage).toEqual({ size: '1Gi', retentionPolicyOnScaleIn: 'Delete' });
+    expect((minimal.defaulted as { spec: { persistence: unknown } }).spec.persistence).toEqual({ whenDeleted: 'Retain' });
     expect(validateAgainstCrd(schema, example('synodcluster-full.yaml')).errors).toEqual([]);
   });
 
@@ -113,3 +118,119 @@ describe('SynodCluster CRD', () => {
     expect(validateSpec(withDefaults({ ...base, storage: { size: '1Gi', storageClassName: 'b' } }), old)).toEqual(['storage.storageClassName is immutable']);
   });
 });
+
+/** A deep copy of the schema with `edit` applied to it. */
+function edited(edit: (s: SchemaNode & { properties: Record<string, SchemaNode> }) => void): SchemaNode {
+  const copy = structuredClone(schema) as SchemaNode & { properties: Record<string, SchemaNode> };
+  edit(copy);
+  return copy;
+}
+
+function specProps(s: SchemaNode): Record<string, SchemaNode> {
+  return (s.properties as Record<string, SchemaNode>)['spec'].properties as Record<string, SchemaNode>;
+}
+
+describe('SynodCluster CRD as the API server checks it on create', () => {
+  it('is a structural schema whose every default is valid on its own', () => {
+    expect(validateCrdSchema(schema)).toEqual([]);
+  });
+
+  it('refuses a default that is valid only after nested defaulting (what a real 1.26 API server said)', () => {
+    const bad = edited((s) => { specProps(s)['storage'].default = {}; });
+    expect(validateCrdSchema(bad)).toContain('openAPIV3Schema.properties[spec].properties[storage].default.size: Required value');
+  });
+
+  it('refuses defaults with unknown fields, of the wrong type, or breaking their CEL rules', () => {
+    const unknown = edited((s) => { specProps(s)['persistence'].default = { whenDeleted: 'Retain', keep: true }; });
+    expect(validateCrdSchema(unknown)).toContain('openAPIV3Schema.properties[spec].properties[persistence].default: Invalid value: must not have unknown fields');
+    const wrongEnum = edited((s) => { specProps(s)['persistence'].default = { whenDeleted: 'Keep' }; });
+    expect(validateCrdSchema(wrongEnum).join('\n')).toMatch(/properties\[persistence\]\.default\.whenDeleted: Invalid value: must be equal to one of the allowed values/);
+    const evenDefault = edited((s) => {
+      const spec = (s.properties as Record<string, SchemaNode>)['spec'];
+      spec.default = { replicas: 4, version: '0.1.0', storage: { size: '1Gi' } };
+    });
+    expect(validateCrdSchema(evenDefault).join('\n')).toMatch(/properties\[spec\]\.default: Invalid value: .*replicas must be odd/);
+  });
+
+  it('refuses what is not structural', () => {
+    const noType = edited((s) => { delete specProps(s)['version'].type; });
+    expect(validateCrdSchema(noType)).toContain('openAPIV3Schema.properties[spec].properties[version].type: Required value: must not be empty for specified object fields');
+    const both = edited((s) => { specProps(s)['podTemplate'].additionalProperties = { type: 'string' }; });
+    expect(validateCrdSchema(both)).toContain('openAPIV3Schema.properties[spec].properties[podTemplate].additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive');
+    const typedAnyOf = edited((s) => { specProps(s)['image'].anyOf = [{ type: 'string', maxLength: 3 }]; });
+    expect(validateCrdSchema(typedAnyOf)).toContain('openAPIV3Schema.properties[spec].properties[image].anyOf[0].type: Forbidden: must be undefined to be structural');
+    const arrayWithoutItems = edited((s) => { delete (specProps(s)['podTemplate'].properties as Record<string, SchemaNode>)['env'].items; });
+    expect(validateCrdSchema(arrayWithoutItems)).toContain('openAPIV3Schema.properties[spec].properties[podTemplate].properties[env].items: Required value: must be specified');
+    const mapKeyMissing = edited((s) => {
+      const status = (s.properties as Record<string, SchemaNode>)['status'].properties as Record<string, SchemaNode>;
+      status['conditions']['x-kubernetes-list-map-keys'] = ['kind'];
+    });
+    expect(validateCrdSchema(mapKeyMissing).join('\n')).toMatch(/properties\[conditions\]\.x-kubernetes-list-map-keys: Invalid value: "kind" is not a property/);
+  });
+
+  it('refuses a transition rule the API server cannot correlate (items of an atomic list)', () => {
+    const bad = edited((s) => {
+      const env = (specProps(s)['podTemplate'].properties as Record<string, SchemaNode>)['env'];
+      (env.items as SchemaNode)['x-kubernetes-validations'] = [{ rule: 'self.name == oldSelf.name' }];
+    });
+    expect(validateCrdSchema(bad)).toContain('openAPIV3Schema.properties[spec].properties[podTemplate].properties[env].items.x-kubernetes-validations[0].rule: Invalid value: oldSelf cannot be used on the uncorrelatable portion of the schema');
+  });
+});
+
+describe('SynodCluster defaulting as the API server does it', () => {
+  it('applies nested defaults inside a defaulted object (defaulting runs top-down on the result)', () => {
+    const object: Record<string, unknown> = {};
+    applyDefaults((schema.properties as Record<string, SchemaNode>)['spec'], object);
+    expect(object).toEqual({ replicas: 3, version: '0.1.0', storage: { size: '1Gi', retentionPolicyOnScaleIn: 'Delete' }, persistence: { whenDeleted: 'Retain' } });
+  });
+
+  it('fills what is missing in a partly given object and keeps what is given', () => {
+    const result = validateAgainstCrd(schema, resource({ ...base, storage: { storageClassName: 'fast' } }));
+    expect(result.errors).toEqual([]);
+    expect((result.defaulted as { spec: { storage: unknown } }).spec.storage).toEqual({ size: '1Gi', storageClassName: 'fast', retentionPolicyOnScaleIn: 'Delete' });
+  });
+
+  it('replaces an explicit null of a non-nullable field with its default, and prunes unknown fields', () => {
+    const result = validateAgainstCrd(schema, resource({ ...base, replicas: null, colour: 'blue', storage: { size: '1Gi', tier: 'gold' } }));
+    expect(result.errors).toEqual([]);
+    const spec = (result.defaulted as { spec: Record<string, unknown> }).spec;
+    expect(spec['replicas']).toBe(3);
+    expect(spec['colour']).toBeUndefined();
+    expect(spec['storage']).toEqual({ size: '1Gi', retentionPolicyOnScaleIn: 'Delete' });
+  });
+
+  it('rejects an unknown deletion policy', () => {
+    expect(validateAgainstCrd(schema, resource({ ...base, persistence: { whenDeleted: 'Archive' } })).errors.join()).toMatch(/whenDeleted must be equal to one of the allowed values/);
+  });
+});
+
+describe('SynodCluster CRD against the Kubernetes versions the chart claims', () => {
+  const chart = parse(readFileSync(path.join(ROOT, 'charts', 'synod-operator', 'Chart.yaml'), 'utf8')) as { kubeVersion: string };
+  const minimum = minimumKubeMinor(chart.kubeVersion);
+
+  it('reads the minimum from Chart.yaml', () => {
+    expect(minimum).toBe(25);
+    expect(minimumKubeMinor('>=1.27.0-0 <1.40.0-0')).toBe(27);
+    expect(() => minimumKubeMinor('<1.30')).toThrow(/lower bound/);
+  });
+
+  it('uses no CRD feature newer than the chart\'s minimum Kubernetes version', () => {
+    expect(featuresMissingIn(crd, minimum)).toEqual([]);
+    // It does use CEL rules, which need 1.25: the check is not vacuous.
+    expect(kubeFeaturesUsed(crd).map((f) => f.feature)).toContain('x-kubernetes-validations (CEL)');
+    expect(featuresMissingIn(crd, 24).length).toBeGreaterThan(0);
+  });
+
+  it('flags rule features and CEL libraries a 1.25 API server does not have', () => {
+    const withNewer = structuredClone(crd);
+    const replicas = specProps(withNewer.spec.versions[0].schema.openAPIV3Schema)['replicas'];
+    replicas['x-kubernetes-validations'] = [
+      { rule: 'self % 2 == 1', messageExpression: '"even: " + string(self)', reason: 'FieldValueInvalid', fieldPath: '.x' },
+      { rule: 'isQuantity("1Gi")' },
+      { rule: 'self.frobnicate()' },
+    ];
+    const missing = featuresMissingIn(withNewer, minimum).map((f) => `${f.feature}@${f.sinceMinor}`);
+    expect(missing).toEqual(expect.arrayContaining(['messageExpression@27', 'reason@28', 'fieldPath@28', 'CEL function isQuantity()@29', 'CEL function frobnicate()@Infinity']));
+  });
+});
+
