@@ -1,0 +1,37 @@
+// Mutation check of the member simulation (issue 12): with a deliberate durability bug in every
+// member (Member's TEST-ONLY `unsafeMutation`), some seed must fail. If a mutation survives, the
+// simulation is too gentle to guard the rule that mutation breaks.
+//  - 'skip-leader-fsync': the leader writes its entries without sync; caught when a leader crash
+//    loses them after a follower's ack counted them committed;
+//  - 'no-write-barrier': a turn releases its Readies (messages, applies, the leader's self-ack)
+//    before its batch is durable; caught when acks that arrived during the write commit entries a
+//    crash then loses.
+// Bounded: at most MAX_SEEDS seeds per mutation, stopping after the first few failures.
+import { describe, expect, it } from 'vitest';
+import { MemberSimFailure, runMemberSim } from './member-sim.ts';
+import type { UnsafeMutation } from '../member.ts';
+
+const MAX_SEEDS = Number(process.env.MEMBER_SIM_MUTATION_SEEDS ?? 80);
+const WANTED_FAILURES = 3;
+
+async function failingSeeds(mutation: UnsafeMutation): Promise<Array<{ seed: number; message: string }>> {
+  const failures: Array<{ seed: number; message: string }> = [];
+  for (let seed = 1; seed <= MAX_SEEDS && failures.length < WANTED_FAILURES; seed++) {
+    try {
+      await runMemberSim(seed, { members: 3, faultMs: 2500, mutation });
+    } catch (err) {
+      if (!(err instanceof MemberSimFailure)) throw err;
+      failures.push({ seed, message: err.message.split('\n')[0] });
+    }
+  }
+  console.log(`mutation ${mutation}: ${failures.length} failing seeds\n${failures.map((f) => `  ${f.message}`).join('\n')}`);
+  return failures;
+}
+
+describe('member simulation catches durability bugs', () => {
+  for (const mutation of ['skip-leader-fsync', 'no-write-barrier'] as const) {
+    it(`fails some seed with ${mutation}`, async () => {
+      expect((await failingSeeds(mutation)).length).toBeGreaterThan(0);
+    });
+  }
+});
