@@ -53,9 +53,11 @@ test: build
 test-raft: npm-deps
 	$(VITEST) run server/raft
 
-# Synod against etcd, side by side on this machine (prints a table; writes bench/results/).
+# Synod against etcd, side by side on this machine (prints a table; writes bench/results/); then
+# how fast a follower 220 MiB behind catches up (bench/catch-up.ts).
 bench: build
 	$(NODE) bench/run-bench.ts
+	$(NODE) bench/catch-up.ts
 
 # The long fault suite: bounded in time, stops by itself.
 soak: build
