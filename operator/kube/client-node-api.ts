@@ -1,7 +1,8 @@
 // KubeApi over a real API server with @kubernetes/client-node: typed clients for reads, deletes,
 // events and leases; server-side apply (application/apply-patch+yaml, field manager synod-operator,
 // force) for children through KubernetesObjectApi and for the status subresource through
-// CustomObjectsApi.
+// CustomObjectsApi. Every request this module makes is exercised through client-node's real
+// serialization and HTTP path against a recording stand-in API server in client-node-api.wire.test.ts.
 
 import type {
   CoreV1Event, KubeConfig, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1StatefulSet,
@@ -15,6 +16,7 @@ import { API_VERSION, FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION } from '../api
 import type { ManifestObject } from '../render/children.ts';
 import type { KubeApi } from './kube-api.ts';
 import { isNotFound } from './kube-api.ts';
+import { kubeTime, microTime } from './kube-time.ts';
 
 export class ClientNodeKubeApi implements KubeApi {
   readonly #core: CoreV1Api;
@@ -76,7 +78,15 @@ export class ClientNodeKubeApi implements KubeApi {
   }
 
   async createEvent(event: CoreV1Event): Promise<void> {
-    await this.#core.createNamespacedEvent({ namespace: event.metadata.namespace ?? 'default', body: event });
+    // Time fields in whole seconds and eventTime as a MicroTime, as the API server writes them
+    // (client-node would send plain Dates with milliseconds).
+    const body: CoreV1Event = {
+      ...event,
+      ...(event.firstTimestamp === undefined ? {} : { firstTimestamp: kubeTime(event.firstTimestamp) }),
+      ...(event.lastTimestamp === undefined ? {} : { lastTimestamp: kubeTime(event.lastTimestamp) }),
+      ...(event.eventTime === undefined ? {} : { eventTime: microTime(event.eventTime) }),
+    };
+    await this.#core.createNamespacedEvent({ namespace: event.metadata.namespace ?? 'default', body });
   }
 
   getLease(namespace: string, name: string): Promise<V1Lease | null> {

@@ -55,8 +55,13 @@ export function microTime(value: number | Date | string): V1MicroTime {
   return new V1MicroTime(ms);
 }
 
-/** A metav1.Time (whole seconds) for an instant. */
-export function kubeTime(value: number | Date): KubeTime {
+/** A metav1.Time (whole seconds) for an instant, or for a time the server sent. */
+export function kubeTime(value: number | Date | string): KubeTime {
+  if (typeof value === 'string') {
+    const ms = parseKubeInstant(value);
+    if (ms === undefined) throw new Error(`not a Kubernetes time: ${JSON.stringify(value)}`);
+    return new KubeTime(ms);
+  }
   return new KubeTime(typeof value === 'number' ? value : value.getTime());
 }
 
