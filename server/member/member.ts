@@ -697,11 +697,10 @@ export class Member {
     }
     // A leader's appends and heartbeats leave BEFORE its own fsync (Raft thesis §10.2.1; etcd's
     // leader does the same), so the followers' disk writes overlap the leader's. This is safe
-    // because nothing derived from the leader's own copy escapes before that copy is durable:
-    // a follower's ack stepped meanwhile can advance the commit index in the Raft core, but the
-    // commit is emitted (applied, answered, sent to followers) only by a later Ready, and the
-    // next turn starts only after this batch is on disk. Only a leader whose term and vote are
-    // already durable sends early; every other message still waits for the batch.
+    // because the Raft core counts the leader's own copy toward commit only when advance() says
+    // the batch holding it is durable (Raft.selfAck): until then a commit needs a quorum of other
+    // members, who ack only after their own sync. Only a leader whose term and vote are already
+    // durable sends early; every other message still waits for the batch.
     if (this.sink && leaderReadies.length > 0) {
       let sentEarly = false;
       for (const [group, ready] of leaderReadies) {
