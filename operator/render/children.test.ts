@@ -48,7 +48,8 @@ describe('rendered children', () => {
     expect(sts.spec['updateStrategy']).toEqual({ type: 'OnDelete' });
     expect(sts.spec['serviceName']).toBe('demo-peer');
     expect(sts.spec['podManagementPolicy']).toBe('Parallel');
-    expect(sts.spec['persistentVolumeClaimRetentionPolicy']).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+    // Left to its default (Retain, Retain): a 1.26 server would drop it and every apply would write.
+    expect(sts.spec['persistentVolumeClaimRetentionPolicy']).toBeUndefined();
     expect(sts.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast', resources: { requests: { storage: '5Gi' } } });
     expect(sts.spec.template.metadata.annotations[ANNOTATION_TEMPLATE_HASH]).toBe(desiredTemplateHash(ref, spec));
     expect(sts.spec.template.metadata.labels[LABEL_VERSION]).toBe('0.2.0');

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { serverImage } from '../api/spec-defaults.ts';
 import type { SynodClusterSpec } from '../api/types.ts';
 import {
-  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, FIELD_MANAGER, KIND, LABEL_CLUSTER, LABEL_COMPONENT,
+  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, FIELD_MANAGER, KIND, LABEL_CLUSTER, LABEL_CLUSTER_UID, LABEL_COMPONENT,
   LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT,
 } from '../api/types.ts';
 import { DATA_VOLUME, clientServiceName, peerServiceName, peerUrl } from '../planner/naming.ts';
@@ -217,11 +217,33 @@ export function renderStatefulSet(ref: ClusterRef, spec: SynodClusterSpec, repli
       // Every initial member must start together to form a quorum; the operator orders everything else.
       podManagementPolicy: 'Parallel',
       updateStrategy: { type: 'OnDelete' },
-      // The operator retires PVCs itself, after MemberRemove, per spec.storage.retentionPolicyOnScaleIn.
-      persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+      // No persistentVolumeClaimRetentionPolicy: a 1.26 server drops it (StatefulSetAutoDeletePVC is
+      // alpha there) after recording it as ours, so every apply would write. Its default (Retain,
+      // Retain) is what we want anyway: the operator retires PVCs itself, after MemberRemove, per
+      // spec.storage.retentionPolicyOnScaleIn, and on deletion per spec.persistence (renderPvcMetadata).
       selector: { matchLabels: selectorLabels(ref.name) },
       template: { metadata: { labels: templateMeta.labels, annotations: { ...templateMeta.annotations, [ANNOTATION_TEMPLATE_HASH]: hash } }, spec: template['spec'] },
       volumeClaimTemplates: [{ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: DATA_VOLUME, labels: selectorLabels(ref.name) }, spec: volumeClaimSpec }],
+    },
+  };
+}
+
+/**
+ * The metadata the operator owns on a member's PVC, applied on its own (server-side apply merges it
+ * into the PVC the StatefulSet controller created): the uid of the SynodCluster the data belongs to,
+ * and, when spec.persistence.whenDeleted is Delete, an owner reference so the garbage collector deletes
+ * the PVC with the SynodCluster. With Retain the reference is left out, and apply removes the one
+ * applied before. Not a controller reference (the StatefulSet controller manages those on PVCs).
+ */
+export function renderPvcMetadata(ref: ClusterRef, pvcName: string, deleteWithCluster: boolean): ManifestObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: {
+      name: pvcName,
+      namespace: ref.namespace,
+      labels: { [LABEL_CLUSTER_UID]: ref.uid },
+      ownerReferences: deleteWithCluster ? [{ ...ownerReference(ref), controller: false, blockOwnerDeletion: false }] : [],
     },
   };
 }
