@@ -5,7 +5,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SynodCluster } from '../api/types.ts';
-import { ANNOTATION_TEMPLATE_HASH, LABEL_VERSION } from '../api/types.ts';
+import { ANNOTATION_TEMPLATE_HASH, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
 import type { EtcdAdmin, EtcdEndpointStatus } from '../etcd/etcd-admin.ts';
 import { endpointOf } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
@@ -55,7 +55,14 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
     const pvcNameValue = pvc.metadata?.name ?? '';
     const ordinal = ordinalOf(`${DATA_VOLUME}-${name}`, pvcNameValue);
     if (ordinal === null) continue;
-    observedPvcs.push({ ordinal, name: pvcNameValue, terminating: pvc.metadata?.deletionTimestamp !== undefined && pvc.metadata?.deletionTimestamp !== null });
+    const clusterUid = pvc.metadata?.labels?.[LABEL_CLUSTER_UID];
+    observedPvcs.push({
+      ordinal,
+      name: pvcNameValue,
+      terminating: pvc.metadata?.deletionTimestamp !== undefined && pvc.metadata?.deletionTimestamp !== null,
+      ...(clusterUid === undefined ? {} : { clusterUid }),
+      ownedByCluster: pvc.metadata?.ownerReferences?.some((o) => o.uid === cluster.metadata.uid) === true,
+    });
   }
 
   const podEndpoints = observedPods
@@ -95,7 +102,7 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
   const template = sts?.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === DATA_VOLUME);
   return {
     observed: {
-      statefulSet: sts === null ? null : { replicas: sts.spec?.replicas ?? 0 },
+      statefulSet: sts === null ? null : { replicas: sts.spec?.replicas ?? 0, ...controllerUid(sts.metadata?.ownerReferences) },
       bootstrapState: configMap === null ? null : configMap.data?.['SYNOD_INITIAL_CLUSTER_STATE'] === 'new' ? 'new' : 'existing',
       pods: observedPods.sort((a, b) => a.ordinal - b.ordinal),
       pvcs: observedPvcs.sort((a, b) => a.ordinal - b.ordinal),
@@ -106,6 +113,12 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
     endpoints,
     statefulSetStorageClass: template?.spec?.storageClassName,
   };
+}
+
+/** The controller owner's uid, as an ObservedStatefulSet field (absent when it has none). */
+function controllerUid(owners: readonly { uid: string; controller?: boolean }[] | undefined): { ownerUid?: string } {
+  const uid = owners?.find((o) => o.controller === true)?.uid;
+  return uid === undefined ? {} : { ownerUid: uid };
 }
 
 export function isPodReady(pod: V1Pod): boolean {

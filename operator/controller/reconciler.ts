@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { validateSpec } from '../api/spec-defaults.ts';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
+import { ANNOTATION_ADOPT_DATA } from '../api/types.ts';
 import type { EtcdAdmin } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
 import { isConflict, isNotFound } from '../kube/kube-api.ts';
@@ -13,7 +14,7 @@ import type { Action, DesiredCluster, Plan } from '../planner/model.ts';
 import { plan } from '../planner/plan.ts';
 import { deriveStatus } from '../planner/status.ts';
 import type { ClusterRef } from '../render/children.ts';
-import { canonicalJson, desiredTemplateHash, renderChildren, renderStatefulSet, selectorString } from '../render/children.ts';
+import { canonicalJson, desiredTemplateHash, renderChildren, renderPvcMetadata, renderStatefulSet, selectorString } from '../render/children.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import type { Observation } from './observe.ts';
 import { observeCluster } from './observe.ts';
@@ -72,6 +73,9 @@ export class Reconciler {
       version: cluster.spec.version,
       templateHash: desiredTemplateHash(ref, cluster.spec),
       retentionPolicy: cluster.spec.storage.retentionPolicyOnScaleIn,
+      uid: cluster.metadata.uid,
+      whenDeleted: cluster.spec.persistence.whenDeleted,
+      adoptData: cluster.metadata.annotations?.[ANNOTATION_ADOPT_DATA] === 'true',
     };
     if (errors.length > 0) {
       const message = errors.join('; ');
@@ -86,6 +90,14 @@ export class Reconciler {
 
     const decided = plan(desired, observation.observed);
     log.debug({ actions: decided.actions, progress: decided.progress }, 'planned');
+    if (decided.foreignData !== undefined) {
+      const { message } = decided.foreignData;
+      log.warn({ pvcs: decided.foreignData.pvcs, clusterUids: decided.foreignData.clusterUids }, 'PVCs hold another cluster\'s data, not acting');
+      // Once per finding, as for InvalidSpec: the condition stays, the Event is not repeated every round.
+      if (!cluster.status?.conditions?.some((c) => c.type === 'DataFromAnotherCluster' && c.status === 'True' && c.message === message)) {
+        await this.#deps.events.record(ref, 'Warning', 'ForeignData', message);
+      }
+    }
     const executed: Action[] = [];
     for (const action of decided.actions) {
       await this.#execute(cluster, ref, observation, action, log);
@@ -138,6 +150,9 @@ export class Reconciler {
         case 'DeletePvc':
           await api.deletePvc(namespace, action.pvcName);
           break;
+        case 'EnsurePvcMetadata':
+          await api.apply(renderPvcMetadata(ref, action.pvcName, action.deleteWithCluster));
+          break;
       }
     } catch (error) {
       const result = error instanceof ReconcileConflict ? 'conflict' : 'error';
@@ -185,6 +200,7 @@ export function describeAction(action: Action): string {
     case 'ScaleStatefulSet': return `scaled the StatefulSet to ${action.replicas}: ${action.reason}`;
     case 'DeletePod': return `deleted pod ${action.podName}: ${action.reason}`;
     case 'DeletePvc': return `deleted PVC ${action.pvcName}: ${action.reason}`;
+    case 'EnsurePvcMetadata': return `labelled PVC ${action.pvcName} as this cluster's data${action.deleteWithCluster ? ', deleted with it' : ', kept after it'}: ${action.reason}`;
   }
 }
 

@@ -115,11 +115,16 @@ export function toSynodCluster(raw: unknown): SynodCluster {
       uid: String(metadata['uid'] ?? ''),
       generation: Number(metadata['generation'] ?? 0),
       resourceVersion: metadata['resourceVersion'] === undefined ? undefined : String(metadata['resourceVersion']),
+      annotations: isStringMap(metadata['annotations']) ? metadata['annotations'] : undefined,
       deletionTimestamp: metadata['deletionTimestamp'] === undefined ? undefined : String(metadata['deletionTimestamp']),
     },
     spec: withDefaults(object.spec),
     status: object.status,
   };
+}
+
+function isStringMap(value: unknown): value is Record<string, string> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
 }
 
 async function orNull<T>(promise: Promise<T>): Promise<T | null> {

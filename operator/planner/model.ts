@@ -12,6 +12,16 @@ export interface DesiredCluster {
   /** Hash of the pod template the StatefulSet is given now (see render/template-hash.ts). */
   templateHash: string;
   retentionPolicy: PvcRetentionPolicy;
+  /**
+   * uid of the SynodCluster. When set, the planner tracks whose data each PVC holds (label
+   * synod.dev/cluster-uid) and refuses to start on another cluster's; unset, PVC ownership is not
+   * looked at (planner tests that do not model it).
+   */
+  uid?: string;
+  /** spec.persistence.whenDeleted: Delete gives each PVC an owner reference to the SynodCluster. */
+  whenDeleted?: PvcRetentionPolicy;
+  /** The synod.dev/adopt-data=true annotation: take over PVCs another SynodCluster left behind. */
+  adoptData?: boolean;
 }
 
 export interface ObservedPod {
@@ -29,6 +39,10 @@ export interface ObservedPvc {
   ordinal: number;
   name: string;
   terminating: boolean;
+  /** The PVC's synod.dev/cluster-uid label: whose data it holds (undefined: not labelled yet). */
+  clusterUid?: string;
+  /** Whether it has an owner reference to this SynodCluster (garbage-collected with it). */
+  ownedByCluster?: boolean;
 }
 
 export interface ObservedMember {
@@ -49,6 +63,8 @@ export interface ObservedMember {
 
 export interface ObservedStatefulSet {
   replicas: number;
+  /** uid of its controller owner; undefined when unknown. Another uid: a deleted cluster's leftover. */
+  ownerUid?: string;
 }
 
 export interface ObservedCluster {
@@ -69,13 +85,22 @@ export type Action =
   | { type: 'RemoveMember'; memberId: string; memberName: string; reason: string }
   | { type: 'ScaleStatefulSet'; replicas: number; reason: string }
   | { type: 'DeletePod'; podName: string; reason: string }
-  | { type: 'DeletePvc'; pvcName: string; reason: string };
+  | { type: 'DeletePvc'; pvcName: string; reason: string }
+  | { type: 'EnsurePvcMetadata'; pvcName: string; deleteWithCluster: boolean; reason: string };
 
 export type ActionType = Action['type'];
 
 /** Why the cluster is not (yet) at the desired state; drives the Progressing condition. */
 export interface Progress {
   reason: string;
+  message: string;
+}
+
+/** PVCs holding the data of another (earlier) SynodCluster of the same name. */
+export interface ForeignData {
+  pvcs: string[];
+  /** Their synod.dev/cluster-uid labels ('unlabelled' for PVCs from before the label existed). */
+  clusterUids: string[];
   message: string;
 }
 
@@ -86,4 +111,6 @@ export interface Plan {
   progress: Progress | null;
   /** Look again after this long even without an event (the observed state includes etcd, which has no watch). */
   requeueAfterMs: number;
+  /** Set when PVCs of another SynodCluster were found and not adopted: nothing else is done. */
+  foreignData?: ForeignData;
 }

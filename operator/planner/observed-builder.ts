@@ -8,9 +8,10 @@ export const CLUSTER = 'demo';
 export const NAMESPACE = 'prod';
 export const HASH_OLD = 'aaaaaaaaaaaaaaaa';
 export const HASH_NEW = 'bbbbbbbbbbbbbbbb';
+export const CLUSTER_UID = 'uid-demo';
 
 export function desired(replicas: number, overrides: Partial<DesiredCluster> = {}): DesiredCluster {
-  return { name: CLUSTER, namespace: NAMESPACE, replicas, version: '0.2.0', templateHash: HASH_NEW, retentionPolicy: 'Delete', ...overrides };
+  return { name: CLUSTER, namespace: NAMESPACE, replicas, version: '0.2.0', templateHash: HASH_NEW, retentionPolicy: 'Delete', uid: CLUSTER_UID, whenDeleted: 'Retain', adoptData: false, ...overrides };
 }
 
 export function memberId(ordinal: number): string {
@@ -36,14 +37,14 @@ export function pod(ordinal: number, overrides: Partial<ObservedPod> = {}): Obse
 }
 
 export function pvc(ordinal: number, overrides: Partial<ObservedPvc> = {}): ObservedPvc {
-  return { ordinal, name: pvcName(CLUSTER, ordinal), terminating: false, ...overrides };
+  return { ordinal, name: pvcName(CLUSTER, ordinal), terminating: false, clusterUid: CLUSTER_UID, ownedByCluster: false, ...overrides };
 }
 
 /** A converged, healthy cluster of `size` members, the leader at `leaderOrdinal`. */
 export function healthyCluster(size: number, leaderOrdinal = 0): ObservedCluster {
   const ordinals = Array.from({ length: size }, (_, i) => i);
   return {
-    statefulSet: { replicas: size },
+    statefulSet: { replicas: size, ownerUid: CLUSTER_UID },
     bootstrapState: 'existing',
     pods: ordinals.map((i) => pod(i)),
     pvcs: ordinals.map((i) => pvc(i)),

@@ -13,8 +13,15 @@
 //   outdated pods → followers one at a time (highest ordinal first), leader last after MoveLeader
 //   fewer voters than spec.replicas → retire a stale PVC, then MemberAdd as learner + grow StatefulSet
 // PVCs of removed members are retired per spec.storage.retentionPolicyOnScaleIn alongside any step.
+//
+// Before all of that, whose data the PVCs hold (when desired.uid is known): a PVC labelled with another
+// SynodCluster's uid, or an unlabelled one while no StatefulSet of ours exists, is another cluster's
+// data (one deleted with whenDeleted: Retain). Starting on it would bring back the old member and
+// cluster ids under the new name and token, so nothing at all is done (ForeignData) until the PVCs are
+// deleted or the SynodCluster is annotated synod.dev/adopt-data=true. Our own PVCs get our uid label
+// at first sight and an owner reference exactly when spec.persistence.whenDeleted is Delete.
 
-import type { Action, DesiredCluster, ObservedCluster, ObservedMember, ObservedPod, Plan, Progress } from './model.ts';
+import type { Action, DesiredCluster, ForeignData, ObservedCluster, ObservedMember, ObservedPod, Plan, Progress } from './model.ts';
 import { peerUrl, podName } from './naming.ts';
 
 /** A member whose applied index is within this many entries of the leader's counts as caught up. */
@@ -29,6 +36,50 @@ export function quorumSize(voters: number): number {
 }
 
 export function plan(desired: DesiredCluster, observed: ObservedCluster): Plan {
+  const foreign = foreignData(desired, observed);
+  if (foreign !== null && desired.adoptData !== true) {
+    return { actions: [], progress: { reason: 'ForeignData', message: foreign.message }, requeueAfterMs: REQUEUE_STEADY_MS, foreignData: foreign };
+  }
+  const decided = planSteps(desired, observed);
+  const metadata = pvcMetadataActions(desired, observed, decided.actions);
+  if (metadata.length > 0) decided.actions.splice(decided.actions[0]?.type === 'EnsureChildren' ? 1 : 0, 0, ...metadata);
+  return decided;
+}
+
+/** PVCs holding another SynodCluster's data, or null when there are none (or ownership is not tracked). */
+export function foreignData(desired: DesiredCluster, observed: ObservedCluster): ForeignData | null {
+  const uid = desired.uid;
+  if (uid === undefined) return null;
+  const ownerUid = observed.statefulSet?.ownerUid;
+  const stsOurs = observed.statefulSet !== null && (ownerUid === undefined || ownerUid === uid);
+  const foreign = observed.pvcs.filter((c) => !c.terminating && (c.clusterUid !== undefined ? c.clusterUid !== uid : !stsOurs));
+  if (foreign.length === 0) return null;
+  const pvcs = foreign.map((c) => c.name);
+  const clusterUids = [...new Set(foreign.map((c) => c.clusterUid ?? 'unlabelled'))];
+  const message = `PVC(s) ${pvcs.join(', ')} hold the data of another SynodCluster named ${desired.name} (uid ${clusterUids.join(', ')}), ` +
+    'not this one: nothing is started on it. Delete the PVCs to start afresh, or annotate this SynodCluster ' +
+    'synod.dev/adopt-data=true to run on that data (its member and cluster ids).';
+  return { pvcs, clusterUids, message };
+}
+
+/** Labels our PVCs with our uid and sets or removes their owner reference per whenDeleted. */
+function pvcMetadataActions(desired: DesiredCluster, observed: ObservedCluster, planned: readonly Action[]): Action[] {
+  if (desired.uid === undefined) return [];
+  const deleteWithCluster = desired.whenDeleted === 'Delete';
+  const actions: Action[] = [];
+  for (const pvc of observed.pvcs) {
+    if (pvc.terminating || planned.some((a) => a.type === 'DeletePvc' && a.pvcName === pvc.name)) continue;
+    const labelled = pvc.clusterUid === desired.uid;
+    if (labelled && (pvc.ownedByCluster === true) === deleteWithCluster) continue;
+    const reason = !labelled
+      ? pvc.clusterUid === undefined ? 'record whose data it holds' : `adopt data of SynodCluster ${pvc.clusterUid}`
+      : deleteWithCluster ? 'persistence.whenDeleted is Delete' : 'persistence.whenDeleted is Retain';
+    actions.push({ type: 'EnsurePvcMetadata', pvcName: pvc.name, deleteWithCluster, reason });
+  }
+  return actions;
+}
+
+function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
   const sts = observed.statefulSet;
   if (sts === null) {
     return inFlight(

@@ -69,6 +69,11 @@ export function deriveStatus(input: StatusInputs): SynodClusterStatus {
   }
   set('Upgrading', outdated.length > 0 ? 'True' : 'False', outdated.length > 0 ? 'RollingUpdate' : 'UpToDate',
     outdated.length > 0 ? `${outdated.length} pod(s) still to update to ${desired.version}` : `every pod runs ${desired.version}`);
+  // Another SynodCluster's data on our PVCs (plan.ts, foreignData): True, and nothing done, until the
+  // user deletes the PVCs or adopts the data.
+  const foreign = plan.foreignData;
+  set('DataFromAnotherCluster', foreign !== undefined ? 'True' : 'False', foreign !== undefined ? 'ForeignData' : 'NoForeignData',
+    foreign?.message ?? "every PVC holds this cluster's data");
 
   return {
     observedGeneration: generation,

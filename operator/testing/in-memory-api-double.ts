@@ -3,14 +3,15 @@
 // the StatefulSet controller (pods and PVCs per replicas, OnDelete), a kubelet (pods become ready
 // when their member is healthy), and an etcd membership double that answers the operator's
 // EtcdAdmin calls with etcd's rules (MoveLeader only on the leader, promote only when caught up).
-// Faults can be injected: 409 on the next call of a method, 410 Gone on every open watch.
+// Faults can be injected: 409 on the next call of a method, 410 Gone on every open watch. Applies
+// follow server-side apply of a chosen Kubernetes version (kubeMinor, see ssa-stand-in.ts).
 
 import type {
   CoreV1Event, KubernetesListObject, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1StatefulSet,
 } from '@kubernetes/client-node';
 import { toSynodCluster } from '../kube/client-node-api.ts';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
-import { ANNOTATION_TEMPLATE_HASH, LABEL_VERSION, PLURAL } from '../api/types.ts';
+import { ANNOTATION_TEMPLATE_HASH, FIELD_MANAGER, LABEL_VERSION, PLURAL } from '../api/types.ts';
 import type { EtcdAdmin, EtcdEndpointStatus, EtcdMember } from '../etcd/etcd-admin.ts';
 import { endpointOf } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
@@ -18,6 +19,7 @@ import { KubeApiError } from '../kube/kube-api.ts';
 import { clientUrl, ordinalOf, ordinalOfPeerUrl, peerUrl } from '../planner/naming.ts';
 import type { ManifestObject } from '../render/children.ts';
 import type { InformerSources } from '../controller/controller.ts';
+import { NEWEST_MINOR, serverSideApply } from './ssa-stand-in.ts';
 import { StandInWatch } from './stand-in-watch.ts';
 
 type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: unknown; data?: Record<string, string> };
@@ -40,6 +42,9 @@ export class InMemoryApiDouble implements KubeApi, InformerSources {
   /** Applies this returns true for fail with 500 (an API server hiccup at the worst moment). */
   refuseApply: ((object: ManifestObject) => boolean) | null = null;
   resourceVersion = 100;
+  /** The Kubernetes minor version whose server-side apply semantics apply() follows (ssa-stand-in.ts). */
+  kubeMinor = NEWEST_MINOR;
+  #applyClock = 0;
   #uid = 1;
 
   // ---- etcd membership double, keyed by cluster "ns/name" ----
@@ -159,7 +164,13 @@ export class InMemoryApiDouble implements KubeApi, InformerSources {
     await this.#maybeConflict(`apply:${object.kind}`);
     if (this.refuseApply?.(object) === true) throw new KubeApiError(500, 'Internal error');
     const existing = this.get(object.kind, object.metadata.namespace, object.metadata.name);
-    this.put({ ...(structuredClone(object) as Obj), status: existing?.status });
+    // Server-side apply as a 1.<kubeMinor> server does it (merge into the live object, managedFields,
+    // fields gated off in that version dropped after they are owned): put() then writes only if the
+    // stored object changed, so tests see the writes a real server would make.
+    this.#applyClock += 1;
+    const now = new Date(Date.UTC(2026, 0, 1, 0, 0, this.#applyClock)).toISOString();
+    const stored = serverSideApply(this.kubeMinor, existing as Record<string, unknown> | undefined, structuredClone(object) as unknown as Record<string, unknown>, FIELD_MANAGER, now);
+    this.put({ ...(stored as Obj), status: existing?.status });
   }
 
   async applyStatus(namespace: string, name: string, status: SynodClusterStatus): Promise<void> {
