@@ -306,3 +306,68 @@ describe('plan: quorum arithmetic', () => {
     expect([1, 2, 3, 4, 5, 7].map(quorumSize)).toEqual([1, 2, 2, 3, 3, 4]);
   });
 });
+
+describe('plan: whose data the PVCs hold (spec.persistence, foreign data)', () => {
+  const fresh: ObservedCluster = { statefulSet: null, bootstrapState: null, pods: [], pvcs: [], members: null };
+
+  it('labels an unlabelled PVC of its own StatefulSet with the cluster uid, and nothing else changes', () => {
+    const observed: ObservedCluster = { ...healthyCluster(3), pvcs: [pvc(0), pvc(1, { clusterUid: undefined }), pvc(2)] };
+    const result = plan(desired(3), observed);
+    expect(result.actions).toEqual([
+      { type: 'EnsureChildren', statefulSetReplicas: 3, clusterState: 'existing' },
+      { type: 'EnsurePvcMetadata', pvcName: 'data-demo-1', deleteWithCluster: false, reason: 'record whose data it holds' },
+    ]);
+    expect(result.foreignData).toBeUndefined();
+  });
+
+  it('gives every PVC an owner reference when whenDeleted is Delete, and takes it away again for Retain', () => {
+    expect(steps(healthyCluster(3), 3, { whenDeleted: 'Delete' }).map((a) => a.type === 'EnsurePvcMetadata' && a.deleteWithCluster ? a.pvcName : a.type))
+      .toEqual(['data-demo-0', 'data-demo-1', 'data-demo-2']);
+    const owned: ObservedCluster = { ...healthyCluster(3), pvcs: [0, 1, 2].map((i) => pvc(i, { ownedByCluster: true })) };
+    expect(steps(owned, 3, { whenDeleted: 'Delete' })).toEqual([]);
+    expect(steps(owned, 3, { whenDeleted: 'Retain' })).toEqual([0, 1, 2].map((i) => ({ type: 'EnsurePvcMetadata', pvcName: `data-demo-${i}`, deleteWithCluster: false, reason: 'persistence.whenDeleted is Retain' })));
+  });
+
+  it('does not touch a PVC that is going away or about to be retired', () => {
+    const observed: ObservedCluster = { ...healthyCluster(3), pvcs: [pvc(0), pvc(1), pvc(2), pvc(3, { terminating: true, ownedByCluster: true }), pvc(4, { clusterUid: undefined })] };
+    expect(steps(observed, 3)).toEqual([{ type: 'DeletePvc', pvcName: 'data-demo-4', reason: 'member removed on scale-in (retention policy Delete)' }]);
+  });
+
+  it('does nothing at all on a re-created cluster that finds PVCs of an earlier cluster, and says why', () => {
+    const observed: ObservedCluster = { ...fresh, pvcs: [pvc(0, { clusterUid: 'uid-old' }), pvc(1, { clusterUid: 'uid-old' })] };
+    const result = plan(desired(3), observed);
+    expect(result.actions).toEqual([]);
+    expect(result.progress?.reason).toBe('ForeignData');
+    expect(result.foreignData?.pvcs).toEqual(['data-demo-0', 'data-demo-1']);
+    expect(result.foreignData?.clusterUids).toEqual(['uid-old']);
+    expect(result.foreignData?.message).toMatch(/data-demo-0, data-demo-1 .*\(uid uid-old\).*synod.dev\/adopt-data=true/);
+  });
+
+  it('treats unlabelled PVCs as foreign when no StatefulSet of this cluster exists (data from before the label)', () => {
+    expect(plan(desired(3), { ...fresh, pvcs: [pvc(0, { clusterUid: undefined })] }).foreignData?.clusterUids).toEqual(['unlabelled']);
+    const leftover: ObservedCluster = { ...healthyCluster(3), statefulSet: { replicas: 3, ownerUid: 'uid-old' }, pvcs: [pvc(0, { clusterUid: undefined })] };
+    expect(plan(desired(3), leftover).foreignData?.pvcs).toEqual(['data-demo-0']);
+  });
+
+  it('never retires another cluster\'s PVC on scale-in, even with retention policy Delete', () => {
+    const observed: ObservedCluster = { ...healthyCluster(3), pvcs: [pvc(0), pvc(1), pvc(2), pvc(3, { clusterUid: 'uid-old' })] };
+    const result = plan(desired(3), observed);
+    expect(result.actions).toEqual([]);
+    expect(result.foreignData?.pvcs).toEqual(['data-demo-3']);
+  });
+
+  it('adopts the data when annotated: relabels the PVCs and creates the cluster', () => {
+    const observed: ObservedCluster = { ...fresh, pvcs: [pvc(0, { clusterUid: 'uid-old' }), pvc(1, { clusterUid: undefined })] };
+    const result = plan(desired(3, { adoptData: true }), observed);
+    expect(result.foreignData).toBeUndefined();
+    expect(result.actions).toEqual([
+      { type: 'EnsureChildren', statefulSetReplicas: 3, clusterState: 'new' },
+      { type: 'EnsurePvcMetadata', pvcName: 'data-demo-0', deleteWithCluster: false, reason: 'adopt data of SynodCluster uid-old' },
+      { type: 'EnsurePvcMetadata', pvcName: 'data-demo-1', deleteWithCluster: false, reason: 'record whose data it holds' },
+    ]);
+  });
+
+  it('ignores PVC ownership when the cluster uid is not known', () => {
+    expect(plan(desired(3, { uid: undefined }), { ...fresh, pvcs: [pvc(0, { clusterUid: 'uid-old' })] }).actions[0]?.type).toBe('EnsureChildren');
+  });
+});
