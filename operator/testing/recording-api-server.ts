@@ -22,6 +22,8 @@ export interface RecordedRequest {
   contentType: string | undefined;
   rawBody: string;
   body: unknown;
+  /** The stand-in's answer (201 for an apply that created the object). */
+  responseStatus?: number;
 }
 
 /** Where a request points, in API terms; null for discovery and other non-resource URLs. */
@@ -207,8 +209,10 @@ export class RecordingApiServer {
     const contentType = req.headers['content-type'];
     // Apply patches are YAML (JSON is YAML too); everything else the operator sends is JSON.
     const body: unknown = rawBody === '' ? undefined : contentType?.includes('yaml') === true ? parseYaml(rawBody) : JSON.parse(rawBody);
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query, contentType, rawBody, body });
+    const recorded: RecordedRequest = { method: req.method ?? 'GET', path: url.pathname, query, contentType, rawBody, body };
+    this.requests.push(recorded);
     const send = (code: number, payload: unknown): void => {
+      recorded.responseStatus = code;
       res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
     };
     const target = resourceTarget(url.pathname);
@@ -226,6 +230,7 @@ export class RecordingApiServer {
     const method = req.method ?? 'GET';
     if (method === 'GET' && target.name === undefined) {
       if (query['watch'] === 'true' || query['watch'] === '1') {
+        recorded.responseStatus = 200;
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
         res.flushHeaders();
         const watch: OpenWatch = { target, labelSelector: query['labelSelector'], res };

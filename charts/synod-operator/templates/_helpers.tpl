@@ -61,9 +61,10 @@ namespace too, so two installs never collide. */}}
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, delete]
+# patch: server-side apply of the PVCs' ownership metadata (cluster uid label, owner reference).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [""]
   resources: [services, configmaps, serviceaccounts]
   verbs: [get, create, patch]
