@@ -3,6 +3,7 @@
 // 1.26 and on the newest release; and what happens to the data when a SynodCluster is deleted and
 // re-created (spec.persistence, the DataFromAnotherCluster condition, adoption).
 
+import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Condition, SynodClusterStatus } from '../api/types.ts';
@@ -52,10 +53,10 @@ async function converge(api: InMemoryApiDouble, reconciler: Reconciler): Promise
   throw new Error(`did not converge: ${JSON.stringify(status(api))}`);
 }
 
-interface Pvc { metadata: { name: string; labels?: Record<string, string>; ownerReferences?: { uid: string }[] } }
+type Pvc = V1PersistentVolumeClaim & { kind: string; metadata: { name: string } };
 
 function pvcs(api: InMemoryApiDouble): Pvc[] {
-  return api.objectsOf<Pvc & { kind: string }>('PersistentVolumeClaim', NS).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  return (api.objectsOf('PersistentVolumeClaim', NS) as unknown as Pvc[]).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 }
 
 /** Deletes the SynodCluster as Kubernetes would: the garbage collector takes whatever it owns, pods go with the StatefulSet. */
