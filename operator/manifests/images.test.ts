@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-interface Image { dockerfile: string; entry: string }
+/** `runs`: what the ENTRYPOINT starts when it is not `entry` itself (the operator's esbuild bundle of it). */
+interface Image { dockerfile: string; entry: string; stages: number; runs?: string }
 
 const images: Record<string, Image> = {
-  server: { dockerfile: 'images/server/Dockerfile', entry: 'operator/bootstrap/server-entrypoint.ts' },
-  operator: { dockerfile: 'images/operator/Dockerfile', entry: 'operator/main.ts' },
+  server: { dockerfile: 'images/server/Dockerfile', entry: 'operator/bootstrap/server-entrypoint.ts', stages: 2 },
+  operator: { dockerfile: 'images/operator/Dockerfile', entry: 'operator/main.ts', stages: 3, runs: 'operator/dist/main.mjs' },
 };
 
 /** Relative .ts imports of a file, transitively (repository-relative paths). */
@@ -40,14 +41,15 @@ describe('images', () => {
 
       it('is multi-stage on the Node 24 slim base and runs as a non-root user', () => {
         expect(text).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim$/m);
-        expect(text.match(/^FROM /gm)).toHaveLength(2);
+        expect(text.match(/^FROM /gm)).toHaveLength(image.stages);
         expect(text).toMatch(/^FROM \$\{NODE_IMAGE\} AS deps$/m);
         expect(text).toMatch(/^USER 10001:10001$/m);
         expect(text).toContain('--omit=dev');
       });
 
       it('starts the entrypoint it ships', () => {
-        expect(text).toContain(`ENTRYPOINT ["node", "/app/${image.entry}"]`);
+        expect(text).toContain(`ENTRYPOINT ["node", "/app/${image.runs ?? image.entry}"]`);
+        if (image.runs !== undefined) expect(text).toContain(`bundle-operator.sh /tools/node_modules/.bin/esbuild ${image.entry} /app/${image.runs}`);
         expect(existsSync(path.join(ROOT, image.entry))).toBe(true);
       });
 
@@ -70,6 +72,7 @@ describe('images', () => {
       'operator/bootstrap/server-entrypoint.ts',
       'operator/etcd/etcd-admin.ts',
       'server/cli/member-node-flags.ts', // the Node flags every member process runs with
+      'server/transport/channel-recovery.ts', // the admin channels' DNS re-resolution and backoff
     ]);
   });
 });
