@@ -78,7 +78,15 @@ export class KvStateMachine implements GroupStateMachine {
   readonly hub: WatchHub;
   private readonly memberIdText: string;
   private readonly waiters = new Map<string, Waiter>();
-  private nextSeq = 1;
+  /**
+   * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
+   * incarnation of this member: entries it proposed before a crash can still be applied after the
+   * restart (replayed from the log, or committed late), and a reused number would settle a new
+   * client's request with an old entry's outcome — acknowledging a write whose own entry may then be
+   * lost. Starting from the clock (1,000 per ms) keeps every incarnation above its predecessors
+   * unless it proposed more than a million writes per second since; found by the member simulation.
+   */
+  private nextSeq = Date.now() * 1000;
 
   /** Client URLs each member published through the log, by member id. */
   readonly published = new Map<string, PublishedMember>();

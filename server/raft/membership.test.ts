@@ -292,6 +292,35 @@ describe('snapshots and log compaction', () => {
     expect(appliedData(c, 3).at(-1)).toBe('more');
   });
 
+  it('refuses a snapshot while committed entries or an earlier snapshot of an outstanding Ready are being applied', () => {
+    const follower = new RawNode(config(2, [1, 2, 3]));
+    // The follower holds entries 1..3 of term 1, committed through 3; the Ready applying them is outstanding.
+    const app: Message = {
+      ...newMessage('app', 1, 2, 1),
+      entries: [1, 2, 3].map((index) => ({ term: 1, index, type: 'normal' as const, data: bytes(`e${index}`) })),
+      commit: 3,
+    };
+    follower.step(app);
+    const applying = follower.ready();
+    expect(applying.committedEntries.map((e) => e.index)).toEqual([1, 2, 3]);
+    // A newer snapshot arrives meanwhile (its membership already reflects later conf changes).
+    const meta: SnapshotMeta = { index: 9, term: 1, confState: { voters: [1, 2, 3], learners: [7] } };
+    follower.step({ ...newMessage('snap', 1, 2, 1), snapshot: meta });
+    follower.advance(applying);
+    const rd = follower.ready();
+    expect(rd.snapshot).toBeNull(); // refused: the leader retries it
+    expect(rd.messages.find((m) => m.type === 'appResp')?.index).toBe(3);
+    follower.advance(rd);
+    // Once nothing is being applied, the same snapshot is taken.
+    follower.step({ ...newMessage('snap', 1, 2, 1), snapshot: meta });
+    const installing = follower.ready();
+    expect(installing.snapshot?.index).toBe(9);
+    // And a second one while the first is being installed is refused as well.
+    follower.step({ ...newMessage('snap', 1, 2, 1), snapshot: { ...meta, index: 12 } });
+    follower.advance(installing);
+    expect(follower.status()).toMatchObject({ firstIndex: 10, commit: 9, applied: 9 });
+  });
+
   it('Ready.snapshot comes with committed entries after it only; stale snapshots are acked with the commit index', () => {
     const leader = new RawNode(config(1, [1, 2]));
     const follower = new RawNode(config(2, [1, 2]));

@@ -23,6 +23,11 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the application and acknowledged via advance(). */
   applied: number;
+  /**
+   * Highest index handed to the application for applying (in a Ready not yet advanced) — etcd's
+   * `applying`. Above `applied` exactly while a Ready's committed entries are being applied.
+   */
+  applying = 0;
   /** The compaction point (index/term/confState), or null before any compaction. */
   snapshot: SnapshotMeta | null = null;
   /** A snapshot received from the leader, not yet handed out in a Ready and advanced. */
@@ -68,6 +73,7 @@ export class RaftLog {
     if (!(applied >= this.compactedIndex)) fail(`persisted applied ${applied} is below the snapshot index ${this.compactedIndex}`);
     this.committed = hardState.commit;
     this.applied = applied;
+    this.applying = applied;
   }
 
   firstIndex(): number {
@@ -222,6 +228,7 @@ export class RaftLog {
       fail(`applied ${index} outside [applied=${this.applied}, committed=${this.committed}]`);
     }
     this.applied = index;
+    if (this.applying < index) this.applying = index;
   }
 
   hasUnstableEntries(): boolean {
@@ -251,7 +258,9 @@ export class RaftLog {
   nextCommittedEntries(): Entry[] {
     if (!this.hasNextCommittedEntries()) return [];
     const base = this.compactedIndex + 1;
-    return this.entries.slice(this.applyFrom() - base, this.committed + 1 - base);
+    const out = this.entries.slice(this.applyFrom() - base, this.committed + 1 - base);
+    this.applying = this.committed;
+    return out;
   }
 
   /** Does (applied, committed] hold a confChange entry? (Such a node must not campaign.) */
@@ -292,6 +301,7 @@ export class RaftLog {
   snapshotInstalled(s: SnapshotMeta): void {
     if (this.pendingSnapshot === s) this.pendingSnapshot = null;
     if (s.index > this.applied) this.applied = s.index;
+    if (this.applying < this.applied) this.applying = this.applied;
   }
 }
 

@@ -521,6 +521,12 @@ export class Raft {
     const resp = newMessage('appResp', this.id, m.from, this.term);
     if (s.index <= this.log.committed) {
       resp.index = this.log.committed; // stale or duplicate snapshot
+    } else if (this.log.applying > this.log.applied || this.log.pendingSnapshot !== null) {
+      // The application is applying committed entries of a Ready not yet advanced, or installing
+      // an earlier snapshot: restoring now would let it apply those entries' conf changes on top of
+      // this snapshot's newer membership, or install the earlier one into a log that starts after
+      // it. Refuse; the leader sends the snapshot again once this node answers its next probe.
+      resp.index = this.log.committed;
     } else if (this.log.matchTerm(s.index, s.term)) {
       // We already hold the snapshot's last entry: fast-forward the commit index instead.
       this.log.commitTo(s.index);

@@ -77,6 +77,8 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     // exercises very different interleavings from large pipelined batches.
     maxInflightMsgs: [1, 3, 64][seed % 3],
     maxSizePerMsgBytes: [0, 40, 1 << 20][Math.floor(seed / 3) % 3],
+    // Most seeds also overlap writes with sends and receives, as the member does.
+    writeOverlapRate: [0, 0.3, 0.7][Math.floor(seed / 9) % 3],
   });
   const rng = c.rng;
   const partitionRate = opts.partitionRate ?? 0.01;

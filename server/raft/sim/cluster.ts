@@ -9,7 +9,7 @@
 // Manual controls (tick/deliver/partition/crash/...) serve scripted tests; chaos.ts drives it
 // randomly from a seed.
 
-import type { ConfChange, Entry, Message, NodeId, RaftConfig, ReadState, SnapshotMeta } from '../types.ts';
+import type { ConfChange, Entry, Message, NodeId, RaftConfig, ReadState, Ready, SnapshotMeta } from '../types.ts';
 import { RawNode, ProposalDroppedError, ConfChangeInProgressError, decodeConfChange } from '../raw-node.ts';
 import { Rng } from '../rng.ts';
 import { SimNetwork, NO_FAULTS } from './network.ts';
@@ -32,6 +32,13 @@ export interface SimClusterOptions {
   maxSizePerMsgBytes?: number;
   maxInflightBytes?: number;
   faults?: NetworkFaults;
+  /**
+   * Model the member's asynchronous disk write (0..1, default 0): with this probability a Ready is
+   * handled as Member.runTurn does it: a leader whose term and vote are already durable sends its
+   * appends and heartbeats BEFORE persisting, and messages arriving meanwhile are stepped between
+   * ready() and advance(); a crash 'beforePersist' then loses the Ready's writes after they were sent.
+   */
+  writeOverlapRate?: number;
   /** Retire (stop for good) a node once any node applies its removal, as etcd's peers do. Default true. */
   retireRemovedNodes?: boolean;
 }
@@ -91,11 +98,13 @@ export class SimCluster {
   private readonly baseConfig: Omit<RaftConfig, 'id' | 'randomSeed'>;
   private readonly seed: number;
   private readonly retireRemovedNodes: boolean;
+  private readonly writeOverlapRate: number;
   private nextReadCtx = 1;
 
   constructor(opts: SimClusterOptions) {
     this.seed = opts.seed;
     this.retireRemovedNodes = opts.retireRemovedNodes ?? true;
+    this.writeOverlapRate = opts.writeOverlapRate ?? 0;
     this.rng = new Rng(opts.seed);
     this.network = new SimNetwork(this.rng, opts.faults ?? NO_FAULTS);
     this.ids = Array.from({ length: opts.nodeCount }, (_, i) => i + 1);
@@ -340,6 +349,10 @@ export class SimCluster {
       if (raw === null || !raw.hasReady()) return;
       const rd = raw.ready();
       const crashAt = n.pendingCrashOnSnapshot && rd.snapshot === null ? null : n.pendingCrash;
+      if (this.writeOverlapRate > 0 && this.rng.chance(this.writeOverlapRate)) {
+        this.overlapWrite(n, raw, rd);
+        if (n.raw !== raw) return; // crashed while stepping (cannot happen today; kept honest)
+      }
       if (crashAt === 'beforePersist') return this.crash(id);
       let snap: SimSnapshot | null = null;
       if (rd.snapshot !== null) {
@@ -385,6 +398,25 @@ export class SimCluster {
         if (n.raw !== raw) return; // this node was retired
       }
     }
+  }
+
+  /**
+   * What happens while the member's batch for `rd` is being written: the leader's early sends
+   * (Member.runTurn sends 'app' and 'heartbeat' before its own fsync when its term and vote are
+   * durable) and the messages that arrive meanwhile, stepped before advance(rd).
+   */
+  private overlapWrite(n: SimNode, raw: RawNode, rd: Ready): void {
+    const leading = (rd.softState?.role ?? raw.role()) === 'leader';
+    const durable = n.storage.hardState;
+    if (leading && (rd.hardState === null || (rd.hardState.term === durable.term && rd.hardState.vote === durable.vote))) {
+      const rest: Message[] = [];
+      for (const m of rd.messages) {
+        if (m.type === 'app' || m.type === 'heartbeat') this.send(n, m);
+        else rest.push(m);
+      }
+      rd.messages = rest;
+    }
+    for (const m of this.network.takeDueFor(n.id, this.nowStep + 1)) this.deliverOne(m);
   }
 
   /** Operator side of membership: start added nodes, retire removed ones (etcd stops a removed member). */

@@ -96,6 +96,29 @@ export class SimNetwork {
     return out;
   }
 
+  /**
+   * Removes and returns the messages to `to` due by `byStep`, in delivery order: what reaches a node
+   * while it is still writing a Ready (the simulator steps them between ready() and advance()).
+   */
+  takeDueFor(to: NodeId, byStep: number): Message[] {
+    const due: InFlight[] = [];
+    const rest: InFlight[] = [];
+    for (const f of this.queue) (f.msg.to === to && f.deliverAtStep <= byStep ? due : rest).push(f);
+    if (due.length === 0) return [];
+    this.queue = rest;
+    due.sort((a, b) => a.deliverAtStep - b.deliverAtStep || a.seq - b.seq);
+    const out: Message[] = [];
+    for (const f of due) {
+      if (!this.canTalk(f.msg.from, f.msg.to)) {
+        this.droppedCount++;
+        this.onDrop?.(f.msg);
+        continue;
+      }
+      out.push(f.msg);
+    }
+    return out;
+  }
+
   pendingCount(): number {
     return this.queue.length;
   }
