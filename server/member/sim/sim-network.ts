@@ -68,6 +68,13 @@ export class SimNetwork {
   private readonly side = new Map<NodeId, number>();
   private readonly sendingSnapshots = new Set<string>();
   readonly stats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, snapshotsSent: 0, snapshotsFailed: 0 };
+  /**
+   * Works around SNAPSHOT_RACE_BUG (member-sim.ts): a verified snapshot file is handed to a member
+   * only once it is not installing another one.
+   */
+  holdSnapshotWhileInstalling = true;
+  /** Told when a member was handed a snapshot file (the simulation may crash it mid-install). */
+  onSnapshotDelivered: ((to: NodeId) => void) | null = null;
 
   constructor(clock: SimClock, rng: Rng, faults: NetworkFaults) {
     this.clock = clock;
@@ -193,15 +200,25 @@ export class SimNetwork {
     void this.clock.runAs(NET_OWNER, async () => {
       let writer: SnapshotFileWriter | null = null;
       try {
-        writer = new SnapshotFileWriter(receiver.snapshotDir);
-        for await (const chunk of sender.member.snapshotChunks(groupId, index)) writer.write(chunk);
+        const chunks: Buffer[] = [];
+        for await (const chunk of sender.member.snapshotChunks(groupId, index)) chunks.push(chunk);
         await this.clock.sleep(took, NET_OWNER);
+        // Installing: Raft already holds the snapshot it is installing, the state machine does not yet.
+        const installing = (): boolean => {
+          const st = receiver.member.status(groupId);
+          return st.snapshotIndex > st.applied;
+        };
+        while (this.holdSnapshotWhileInstalling && this.isAlive(to, receiverOwner) && installing()) await this.clock.sleep(2, NET_OWNER);
         if (fails || !this.isAlive(to, receiverOwner) || !this.connected(fromId, to)) throw new Error('transfer cut');
+        // As the real receiver: the file is written and verified, then handed over at once.
+        writer = new SnapshotFileWriter(receiver.snapshotDir);
+        for (const chunk of chunks) writer.write(chunk);
         const file = writer.finish();
         writer = null;
         if (file.header.index !== index || file.header.groupId !== groupId) throw new Error('snapshot data does not match its message');
         this.clock.runAs(receiverOwner, () => receiver.member.receiveSnapshot(groupId, msg, file.path));
         this.report(fromId, fromOwner, groupId, to, 'finish');
+        this.onSnapshotDelivered?.(to);
       } catch {
         writer?.abort();
         this.report(fromId, fromOwner, groupId, to, 'failure');
