@@ -78,10 +78,11 @@ async function leaderIndex(): Promise<number> {
       await admin.memberPromote(cluster.endpoints, learner.id);
       return true;
     }, 'promotion of the caught-up learner');
-    // The new member publishes its name through the log once it runs, which may land just after.
+    // The new member publishes its name through the log once it runs, which may land just after; and
+    // MemberList is not linearizable, so the answering member may not have applied the promotion yet.
     const promoted = await eventually(async () => {
       const m = (await admin.memberList(cluster.endpoints)).find((x) => x.id === learner.id);
-      return m?.name === 'etcd3' ? m : undefined;
+      return m?.name === 'etcd3' && !m.isLearner ? m : undefined;
     }, 'the promoted member listed with its name');
     expect(promoted).toMatchObject({ name: 'etcd3', isLearner: false });
     expect((await admin.status(joined.clientEndpoint)).memberId).toBe(learner.id);
