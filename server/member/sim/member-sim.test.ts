@@ -34,7 +34,7 @@ async function runAll(list: number[]): Promise<MemberSimResult[]> {
       `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown), ${sum((r) => r.reads)} reads, ` +
       `${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
       `${sum((r) => r.crashesDuringWrite)} cut a write), ${sum((r) => r.leaderTerms)} leader terms, ${sum((r) => r.snapshotsInstalled)} snapshots installed ` +
-      `(${sum((r) => r.interruptedInstalls)} finished after a crash)`,
+      `(${sum((r) => r.interruptedInstalls)} finished after a crash, ${sum((r) => r.snapshotsDuringInstall)} arrived during another's install)`,
   );
   return results;
 }
@@ -52,6 +52,7 @@ describe('member simulation', () => {
     expect(results.reduce((n, r) => n + r.crashesDuringWrite, 0)).toBeGreaterThan(results.length);
     expect(results.reduce((n, r) => n + r.snapshotsInstalled, 0)).toBeGreaterThan(results.length / 4);
     expect(results.reduce((n, r) => n + r.interruptedInstalls, 0)).toBeGreaterThan(0);
+    expect(results.reduce((n, r) => n + r.snapshotsDuringInstall, 0)).toBeGreaterThan(0);
     expect(results.every((r) => r.leaderTerms >= 2)).toBe(true);
   });
 

@@ -60,35 +60,21 @@ export interface MemberSimOptions {
   latency?: Partial<StoreLatency>;
   /** TEST-ONLY deliberate bug in every member (mutation check). */
   mutation?: UnsafeMutation;
-  /** Give each incarnation its own request-id range (works around REQUEST_ID_BUG); default true. */
-  freshRequestIds?: boolean;
-  /** Hand a member no snapshot while it installs one (works around SNAPSHOT_RACE_BUG); default true. */
+  /** Hand a member no snapshot while it installs one (SimNetwork.holdSnapshotWhileInstalling); default false. */
   holdSnapshotWhileInstalling?: boolean;
 }
 
 /**
- * Found by this simulation: KvStateMachine numbers its requests (proposer, seq) from 1 in every
- * process, so after a restart an entry proposed by the previous incarnation (committed but applied
- * only after the restart: the applied index is persisted lazily, or the proposal was still in flight)
- * resolves the NEW request that got the same seq: the client is acknowledged with another write's
- * revision, and if its own proposal is lost, an acknowledged write is lost. Run with
- * MEMBER_SIM_REQUEST_ID_BUG=1 to see it (e.g. seeds 2, 5, 8).
+ * Server bugs this simulation found (both fixed in 344bce6; the runs keep exercising them):
+ *  - request ids: KvStateMachine numbered its proposals from 1 in every process, so after a restart an
+ *    entry proposed by the previous incarnation (committed but applied only after the restart) settled
+ *    the NEW request with the same number: a client acknowledged with another write's revision, and an
+ *    acknowledged write lost when its own proposal was lost (first version, seeds 2, 5, 8);
+ *  - a second snapshot arriving while a member installed a first one (its turn awaiting the install's
+ *    writes, between Raft's ready() and advance()) was stepped into Raft at once, and the install of the
+ *    first failed in takePoint ("no term for applied index N"): the member loop died (seed 227). The
+ *    runs count such arrivals (snapshotsDuringInstall).
  */
-export const REQUEST_ID_BUG = 'request ids (proposer, seq) restart at 1 after a restart';
-
-/**
- * Found by this simulation (seed 227 of the first version): a second snapshot that arrives while a
- * member is installing a first one (its turn awaits the install's writes, between Raft's ready() and
- * advance()) is stepped into Raft at once; Raft's log then starts at the second snapshot, and the
- * install of the first fails in takePoint ("no term for applied index N"), so the member's loop dies
- * (exit 70 in production; a restart recovers). Had the first install finished, its
- * pruneSnapshotFiles(…, -1) would have deleted the second's file, which Raft then installs: "snapshot
- * file … is missing; the member cannot recover". The leader sends the second when it compacted past
- * the first before the follower could answer (the follower's turn is stuck in the install). The
- * simulated network holds such a snapshot back until the install ends
- * (SimNetwork.holdSnapshotWhileInstalling); run with MEMBER_SIM_SNAPSHOT_RACE_BUG=1 to see it.
- */
-export const SNAPSHOT_RACE_BUG = 'a snapshot stepped while another is being installed kills the member loop';
 
 export interface MemberSimResult {
   seed: number;
@@ -108,6 +94,8 @@ export interface MemberSimResult {
   reads: number;
   /** Restarts that found a received snapshot durable but not installed (and finished installing it). */
   interruptedInstalls: number;
+  /** Snapshots handed to a member while it was installing another. */
+  snapshotsDuringInstall: number;
   leaderTerms: number;
   maxApplied: number;
   snapshotsInstalled: number;
@@ -234,7 +222,7 @@ const RANGE_ONE = {
   maxCreateRevision: 0,
 };
 
-const DEFAULT_LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 12, writeMaxMs: 1 };
+const DEFAULT_LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 12, writeMaxMs: 1, opsPerMs: 10 };
 
 export async function runMemberSim(seed: number, options: MemberSimOptions): Promise<MemberSimResult> {
   const opts = {
@@ -251,8 +239,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
     crashLeaderBias: 0.5,
     readShare: 0.2,
     crashDuringInstall: 0.4,
-    freshRequestIds: process.env.MEMBER_SIM_REQUEST_ID_BUG !== '1',
-    holdSnapshotWhileInstalling: process.env.MEMBER_SIM_SNAPSHOT_RACE_BUG !== '1',
+    holdSnapshotWhileInstalling: false,
     ...options,
   };
   const rng = new Rng(seed);
@@ -270,6 +257,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
     reorderRate: faultRng.nextFloat() * 0.2,
     reorderDelayMs: 10,
     snapshotMaxMs: 30,
+    snapshotAckLossRate: 0.3,
     ...options.network,
   };
   const latency: StoreLatency = { ...DEFAULT_LATENCY, ...options.latency };
@@ -310,14 +298,6 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
           const loaded = await Member.recoverSnapshot(store, GROUP, m.disk.snapshotDir, stored, logger);
           const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap);
           loaded.stateRecords = [];
-          if (opts.freshRequestIds) {
-            // Workaround for a server bug this simulation found (see REQUEST_ID_BUG): request ids
-            // restart at 1 in every incarnation, so an entry proposed before a crash and applied
-            // after it answers the new incarnation's request with the same id. Give each incarnation
-            // its own id range, as etcd's idutil does with a timestamp.
-            if (!('nextSeq' in sm)) throw new Error('KvStateMachine has no nextSeq any more: drop the request-id workaround');
-            (sm as unknown as { nextSeq: number }).nextSeq = m.generation * 1_000_000_000 + 1;
-          }
           const member = new Member({
             memberId: m.id,
             db: store,
@@ -472,7 +452,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       const m = members.find((x) => x.id === to)!;
       const inc = m.current;
       clock.schedule(faultRng.nextInt(12), () => {
-        if (m.current === inc) crash(m);
+        if (faultsOn && m.current === inc) crash(m);
       }, SIM_OWNER);
     };
 
@@ -586,6 +566,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       leaderCrashes,
       reads,
       interruptedInstalls,
+      snapshotsDuringInstall: net.stats.snapshotsDuringInstall,
       leaderTerms: checker.terms,
       maxApplied: checker.maxApplied,
       snapshotsInstalled: checker.snapshotsInstalled,

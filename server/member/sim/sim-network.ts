@@ -27,6 +27,11 @@ export interface NetworkFaults {
   reorderDelayMs: number;
   /** Simulated time a snapshot transfer takes, at most. */
   snapshotMaxMs: number;
+  /**
+   * Probability the answer to a delivered snapshot is lost: the receiver has it, the sender hears
+   * 'failure' and Raft sends a snapshot again (which may arrive while the first is being installed).
+   */
+  snapshotAckLossRate: number;
 }
 
 export const NO_FAULTS: NetworkFaults = {
@@ -37,6 +42,7 @@ export const NO_FAULTS: NetworkFaults = {
   reorderRate: 0,
   reorderDelayMs: 0,
   snapshotMaxMs: 20,
+  snapshotAckLossRate: 0,
 };
 
 /** The running incarnation of a member, as the network sees it. */
@@ -67,12 +73,13 @@ export class SimNetwork {
   /** Partition side of each member; messages cross only between equal sides. */
   private readonly side = new Map<NodeId, number>();
   private readonly sendingSnapshots = new Set<string>();
-  readonly stats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, snapshotsSent: 0, snapshotsFailed: 0 };
+  readonly stats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, snapshotsSent: 0, snapshotsFailed: 0, snapshotsDuringInstall: 0 };
   /**
-   * Works around SNAPSHOT_RACE_BUG (member-sim.ts): a verified snapshot file is handed to a member
-   * only once it is not installing another one.
+   * Hand a verified snapshot file to a member only once it is not installing another one. Off: the
+   * race this avoids (a snapshot arriving during another's install) is one the member must survive;
+   * the switch only helps tell a failure caused by it from others.
    */
-  holdSnapshotWhileInstalling = true;
+  holdSnapshotWhileInstalling = false;
   /** Told when a member was handed a snapshot file (the simulation may crash it mid-install). */
   onSnapshotDelivered: ((to: NodeId) => void) | null = null;
 
@@ -197,6 +204,7 @@ export class SimNetwork {
     const receiverOwner = receiver.owner;
     const took = 1 + this.rng.nextInt(this.faults.snapshotMaxMs);
     const fails = this.rng.chance(this.faults.dropRate);
+    const ackLost = this.rng.chance(this.faults.snapshotAckLossRate);
     void this.clock.runAs(NET_OWNER, async () => {
       let writer: SnapshotFileWriter | null = null;
       try {
@@ -208,6 +216,7 @@ export class SimNetwork {
           const st = receiver.member.status(groupId);
           return st.snapshotIndex > st.applied;
         };
+        if (this.isAlive(to, receiverOwner) && installing()) this.stats.snapshotsDuringInstall++;
         while (this.holdSnapshotWhileInstalling && this.isAlive(to, receiverOwner) && installing()) await this.clock.sleep(2, NET_OWNER);
         if (fails || !this.isAlive(to, receiverOwner) || !this.connected(fromId, to)) throw new Error('transfer cut');
         // As the real receiver: the file is written and verified, then handed over at once.
@@ -217,8 +226,20 @@ export class SimNetwork {
         writer = null;
         if (file.header.index !== index || file.header.groupId !== groupId) throw new Error('snapshot data does not match its message');
         this.clock.runAs(receiverOwner, () => receiver.member.receiveSnapshot(groupId, msg, file.path));
-        this.report(fromId, fromOwner, groupId, to, 'finish');
+        this.report(fromId, fromOwner, groupId, to, ackLost ? 'failure' : 'finish');
         this.onSnapshotDelivered?.(to);
+        // A duplicate of the delivered snapshot (a 'snap' message may be delivered twice, like any
+        // other), a few ms later: it often lands while the first copy is being installed.
+        if (this.rng.chance(this.faults.duplicateRate * 4)) {
+          await this.clock.sleep(1 + this.rng.nextInt(15), NET_OWNER);
+          if (!this.isAlive(to, receiverOwner) || !this.connected(fromId, to)) return;
+          if (installing()) this.stats.snapshotsDuringInstall++;
+          const again = new SnapshotFileWriter(receiver.snapshotDir);
+          for (const chunk of chunks) again.write(chunk);
+          const copy = again.finish();
+          this.stats.duplicated++;
+          this.clock.runAs(receiverOwner, () => receiver.member.receiveSnapshot(groupId, cloneMessage(msg), copy.path));
+        }
       } catch {
         writer?.abort();
         this.report(fromId, fromOwner, groupId, to, 'failure');

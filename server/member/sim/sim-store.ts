@@ -57,6 +57,8 @@ export interface StoreLatency {
   syncMaxMs: number;
   /** Simulated ms an unsynced batch takes. */
   writeMaxMs: number;
+  /** Batch ops written per simulated ms on top of that (a big batch, such as a snapshot install, is slower). */
+  opsPerMs: number;
 }
 
 export interface CrashOutcome {
@@ -122,7 +124,7 @@ export class SimStore implements MemberStore {
     this.stats.batches++;
     if (sync) this.stats.syncedBatches++;
     const l = this.latency;
-    const took = sync ? l.syncMinMs + this.rng.nextInt(l.syncMaxMs - l.syncMinMs + 1) : this.rng.nextInt(l.writeMaxMs + 1);
+    const took = (sync ? l.syncMinMs + this.rng.nextInt(l.syncMaxMs - l.syncMinMs + 1) : this.rng.nextInt(l.writeMaxMs + 1)) + Math.floor(ops.length / l.opsPerMs);
     const at = Math.max(this.clock.now, this.lastCompletionMs) + took;
     this.lastCompletionMs = at;
     return new Promise<void>((resolve) => {
