@@ -51,6 +51,17 @@ import type {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * What one retained record costs in the store's size measure beyond its key and value bytes (its
+ * revision key framing, record header and index entry, rounded). The space quota (server/api/quota.ts)
+ * compares `sizeBytes()` against --quota-backend-bytes, and prices a request's puts the same way.
+ */
+export const RECORD_OVERHEAD_BYTES = 32;
+
+function recordBytes(r: Rev): number {
+  return r.ki.key.length + (r.value === null ? 0 : r.value.length) + RECORD_OVERHEAD_BYTES;
+}
+
 class KeyIndex {
   /** The key's bytes as a latin1 string. */
   readonly key: string;
@@ -232,6 +243,17 @@ export class MvccStore {
   private persist: PersistOp[] = [];
   /** True until the meta record (revision counters) is persisted; a fresh store persists it too. */
   private metaDirty = true;
+  /** Sum of recordBytes over every retained record (live and historical): the quota's measure. */
+  private bytes = 0;
+
+  /**
+   * Logical size of every retained record, live and historical (keys + values + a fixed overhead
+   * each). Deterministic: every member holds the same records at the same applied index. Only
+   * compaction lowers it.
+   */
+  sizeBytes(): number {
+    return this.bytes;
+  }
 
   currentRevision(): number {
     return this.rev;
@@ -361,6 +383,7 @@ export class MvccStore {
   private rollback(logLen: number, persistLen: number): void {
     for (let i = this.log.length - 1; i >= logLen; i--) {
       const r = this.log[i];
+      this.bytes -= recordBytes(r);
       r.ki.head = r.prev;
       if (r.ki.head === null) this.emptyKeys++;
     }
@@ -371,6 +394,7 @@ export class MvccStore {
   /** Makes r the key's newest record; `key` is the key's bytes, `record` its encoded record (null: tombstone). */
   private append(ki: KeyIndex, r: Rev, key: Buffer, record: Buffer | null): void {
     ki.head = r;
+    this.bytes += recordBytes(r);
     this.log.push(r);
     this.persist.push({ key: encodeRevKey(key, r.main, r.sub), value: record ?? TOMBSTONE_VALUE });
   }
@@ -613,6 +637,7 @@ export class MvccStore {
       if (firstRemoved !== null) {
         const key = bytes(ki.key);
         for (let x: Rev | null = firstRemoved; x !== null; x = x.prev) {
+          this.bytes -= recordBytes(x);
           this.persist.push({ key: encodeRevKey(key, x.main, x.sub), value: null });
         }
         if (firstRemoved === r) {
@@ -756,6 +781,7 @@ export class MvccStore {
       for (const [main, sub, create, version, lease, value] of list) {
         const r = new Rev(main, sub, create, version, lease, value, ki.head, ki);
         ki.head = r;
+        s.bytes += recordBytes(r);
         if (main > s.compacted || (main === s.compacted && value !== null)) log.push(r);
       }
       kis.push(ki);
