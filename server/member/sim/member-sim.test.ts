@@ -8,15 +8,18 @@
 // Scale up: MEMBER_SIM_SEEDS=1000 (seeds of 3 members; a quarter as many of 5), MEMBER_SIM_FAULT_MS=5000.
 import { describe, expect, it } from 'vitest';
 import { runMemberSim, type MemberSimOptions, type MemberSimResult } from './member-sim.ts';
+import type { UnsafeMutation } from '../member.ts';
 
 const replaySeed = process.env.MEMBER_SIM_SEED === undefined ? null : Number(process.env.MEMBER_SIM_SEED);
 const seeds = Number(process.env.MEMBER_SIM_SEEDS ?? 100);
 const faultMs = Number(process.env.MEMBER_SIM_FAULT_MS ?? 2000);
+/** Replaying a seed that failed in mutation.test.ts: the same deliberate bug. */
+const mutation = process.env.MEMBER_SIM_MUTATION as UnsafeMutation | undefined;
 /** Seeds from FIVE_MEMBER_BASE up run five members; replaying a seed picks its configuration. */
 const FIVE_MEMBER_BASE = 500_000;
 
 function configOf(seed: number): MemberSimOptions {
-  return { members: seed >= FIVE_MEMBER_BASE ? 5 : 3, faultMs };
+  return { members: seed >= FIVE_MEMBER_BASE ? 5 : 3, faultMs, ...(mutation ? { mutation } : {}) };
 }
 
 function seedsFor(base: number, count: number): number[] {

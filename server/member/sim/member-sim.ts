@@ -104,8 +104,9 @@ export interface MemberSimResult {
 
 export class MemberSimFailure extends Error {
   readonly seed: number;
-  constructor(seed: number, message: string) {
-    super(`seed=${seed}: ${message}\n  replay: ${REPLAY_HINT.replace('=S ', `=${seed} `)}`);
+  constructor(seed: number, message: string, mutation?: UnsafeMutation) {
+    const hint = REPLAY_HINT.replace('=S ', `=${seed} `);
+    super(`seed=${seed}: ${message}\n  replay: ${mutation ? `MEMBER_SIM_MUTATION=${mutation} ${hint}/member-sim.test.ts` : hint}`);
     this.name = 'MemberSimFailure';
     this.seed = seed;
   }
@@ -573,7 +574,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       messages: net.stats.delivered,
     };
   } catch (err) {
-    if (err instanceof Violation) throw new MemberSimFailure(seed, `${err.message} (at sim ${clock.now - START_MS} ms, event ${clock.events})`);
+    if (err instanceof Violation) throw new MemberSimFailure(seed, `${err.message} (at sim ${clock.now - START_MS} ms, event ${clock.events})`, opts.mutation);
     throw err;
   } finally {
     for (const m of members) if (m.current) clock.cancelOwner(m.current.owner);
