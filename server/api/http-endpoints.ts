@@ -1,6 +1,7 @@
 // The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
 // leader and caught up on what is committed) and /metrics (Prometheus text via prom-client).
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import type { ApiContext } from './context.ts';
 import { DATA_GROUP_ID } from './context.ts';
@@ -63,6 +64,16 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
   gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
   gauge('synod_server_is_learner', 'Whether this member is a learner (replicates, does not vote).', () => (ctx.isLearner() ? 1 : 0));
+  // Stalls of the one event loop that runs Raft ticks, heartbeats, peer I/O and requests alike
+  // (docs/architecture.md, "Bounded work per turn"): the longest delay since the previous scrape.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  gauge('synod_event_loop_delay_max_seconds', 'Longest event-loop delay since the previous scrape.', () => {
+    const max = loopDelay.max / 1e9;
+    loopDelay.reset();
+    return max;
+  });
+  gauge('synod_raft_leader_message_gap_max_seconds', 'Longest silence from the leader seen by this follower since the previous scrape.', () => ctx.member.takeLeaderGapMaxMs() / 1000);
   return registry;
 }
 

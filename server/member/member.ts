@@ -216,6 +216,8 @@ export class Member {
   private readonly loopScope = new AsyncResource('synod-member-loop');
   /** When a message from each peer was last stepped (any group): who is "started" for membership checks. */
   private readonly lastHeardMs = new Map<NodeId, number>();
+  /** See takeLeaderGapMaxMs. */
+  private leaderGapMaxMs = 0;
   private writing = false;
   /**
    * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
@@ -357,13 +359,28 @@ export class Member {
     }
   }
 
+  /**
+   * Longest time, in ms, between two messages stepped from the leader of a group this member follows,
+   * since the previous call (which resets it). A follower starts an election after an election
+   * timeout of silence, so this is the figure that must stay well below it (/metrics exports it).
+   */
+  takeLeaderGapMaxMs(): number {
+    const max = this.leaderGapMaxMs;
+    this.leaderGapMaxMs = 0;
+    return max;
+  }
+
   /** Steps messages from a peer into their groups. */
   step(messages: Array<{ groupId: number; message: Message }>): void {
     if (this.stopped) return;
     const nowMs = Date.now();
     for (const { groupId, message } of messages) {
-      this.lastHeardMs.set(message.from, nowMs);
       const group = this.groups.get(groupId);
+      if (group && message.from === group.leaderId && group.role !== 'leader') {
+        const gap = nowMs - (this.lastHeardMs.get(message.from) ?? nowMs);
+        if (gap > this.leaderGapMaxMs) this.leaderGapMaxMs = gap;
+      }
+      this.lastHeardMs.set(message.from, nowMs);
       if (!group) continue; // a group this member no longer (or not yet) hosts
       group.node.step(message);
     }
@@ -568,6 +585,12 @@ export class Member {
     if (this.stopped) return;
     const nowMs = Date.now();
     for (const group of this.groups.values()) {
+      // A silent leader is also seen here, before an election replaces it (after which its late
+      // messages no longer come from the leader and step() would not count the gap).
+      if (group.leaderId !== 0 && group.role !== 'leader') {
+        const silence = nowMs - (this.lastHeardMs.get(group.leaderId) ?? nowMs);
+        if (silence > this.leaderGapMaxMs) this.leaderGapMaxMs = silence;
+      }
       group.node.tick();
       this.expireReads(group, nowMs);
     }
