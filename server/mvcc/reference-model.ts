@@ -221,7 +221,8 @@ export class RefModel {
   }
 
   compact(rev: number): void {
-    if (rev <= this.compacted) throw new MvccError('compacted', 'compacted');
+    // Compact(0) before any compaction is a no-op that succeeds (etcd's compactMainRev starts at -1).
+    if (rev < this.compacted || (rev === this.compacted && rev !== 0)) throw new MvccError('compacted', 'compacted');
     if (rev > this.rev) throw new MvccError('futureRev', 'future');
     this.compacted = rev;
   }

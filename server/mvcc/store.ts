@@ -590,7 +590,13 @@ export class MvccStore {
   // ---------------------------------------------------------------- compaction
 
   compact(revision: number): void {
-    if (revision <= this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+    // etcd's compactMainRev starts at -1, so Compact(0) on a never-compacted store succeeds (and
+    // compacts nothing). etcd refuses a second Compact(0); here it stays a no-op, because whether one
+    // happened is not part of the persisted state, and members must agree on every entry's outcome.
+    if (revision < this.compacted || (revision === this.compacted && revision !== 0)) {
+      throw new MvccError('compacted', 'mvcc: required revision has been compacted');
+    }
+    if (revision === 0) return;
     if (revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
     for (const ki of this.dirty) this.compactKey(ki, revision);
     // Drop the event log below the compaction revision. The revision itself stays watchable, as in
