@@ -10,6 +10,13 @@
 // That needs the HTTP/2 stream under grpc-js's call object, which is not public API. It is looked
 // up defensively; when it is not where grpc-js 1.x keeps it, messages go through call.write one by
 // one, as before (same bytes, only slower).
+//
+// It also counts what it holds: bytes given to write() whose HTTP/2 (or grpc-js) write has not
+// completed. Node completes a stream write only when the DATA frames have gone out, which a client
+// that stops reading prevents (its flow-control window closes), so `queuedBytes` is exactly the
+// memory a slow reader pins on this member. `overBudget` tells the caller to stop producing (the
+// watch service then parks the stream's watchers: "Slow watchers" in docs/architecture.md), and
+// `onDrained` says when the queue is back under half the budget.
 import * as grpc from '@grpc/grpc-js';
 import type { ServerHttp2Stream as Http2Stream } from 'node:http2';
 
@@ -44,15 +51,43 @@ function http2StreamOf(call: grpc.ServerWritableStream<unknown, unknown> | grpc.
 export class CoalescingStreamWriter {
   private readonly call: grpc.ServerDuplexStream<unknown, unknown>;
   private readonly stream: Http2Stream | null;
+  private readonly budgetBytes: number;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Bytes handed to the HTTP/2 stream (or call.write) whose write has not completed. */
+  private inFlightBytes = 0;
+  /** Set once queuedBytes reached the budget; cleared (and onDrained called) at half of it. */
+  private saturated = false;
   private flushQueued = false;
   private headersSent = false;
   private closed = false;
+  /** Called (once per saturation) when the queue falls back to half the budget. */
+  onDrained: (() => void) | null = null;
 
-  constructor(call: grpc.ServerDuplexStream<unknown, unknown>) {
+  /** `budgetBytes`: how much may be queued before `overBudget` turns true (Infinity: never). */
+  constructor(call: grpc.ServerDuplexStream<unknown, unknown>, budgetBytes = Infinity) {
     this.call = call;
     this.stream = http2StreamOf(call);
+    this.budgetBytes = budgetBytes;
+  }
+
+  /** Bytes written and not yet sent: coalesced in this turn, or held by HTTP/2 flow control. */
+  get queuedBytes(): number {
+    return this.pendingBytes + this.inFlightBytes;
+  }
+
+  /** True once the queue reached the budget, until it drains to half of it. */
+  get overBudget(): boolean {
+    if (!this.saturated && this.queuedBytes >= this.budgetBytes) this.saturated = true;
+    return this.saturated;
+  }
+
+  private written(bytes: number): void {
+    this.inFlightBytes -= bytes;
+    if (this.saturated && this.queuedBytes <= this.budgetBytes / 2) {
+      this.saturated = false;
+      if (!this.closed) this.onDrained?.();
+    }
   }
 
   /** Whether messages go out coalesced (false: grpc-js internals not found, one write per message). */
@@ -67,7 +102,9 @@ export class CoalescingStreamWriter {
   write(frame: Buffer): void {
     if (this.closed) return;
     if (this.stream === null) {
-      this.call.write(frame.subarray(GRPC_FRAME_PREFIX_BYTES));
+      const n = frame.length;
+      this.inFlightBytes += n;
+      this.call.write(frame.subarray(GRPC_FRAME_PREFIX_BYTES), () => this.written(n));
       return;
     }
     this.pending.push(writeFramePrefix(frame));
@@ -95,7 +132,10 @@ export class CoalescingStreamWriter {
       if (stream.destroyed || stream.closed) return;
     }
     // Errors (a reset stream) surface through grpc-js's own stream listeners; nothing to add here.
-    stream.write(chunk, () => {});
+    // The callback runs once the bytes left (or the stream was destroyed): only then are they freed.
+    const n = chunk.length;
+    this.inFlightBytes += n;
+    stream.write(chunk, () => this.written(n));
   }
 
   /** Flushes and stops writing (the call is ending or gone). */
@@ -104,5 +144,7 @@ export class CoalescingStreamWriter {
     this.flush();
     this.closed = true;
     this.pending = [];
+    this.pendingBytes = 0;
+    this.onDrained = null;
   }
 }

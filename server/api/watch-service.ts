@@ -6,6 +6,16 @@
 // the hub's sink too), a progress timer per stream only while some watch asked for progress, and
 // event responses written pre-encoded (watch-encoder.ts: each event encoded once for all watchers),
 // and all responses a stream gets in one event-loop turn leave in one HTTP/2 write (stream-writer.ts).
+//
+// Slow readers: what a stream holds unsent is bounded by WATCH_STREAM_SEND_BUDGET_BYTES. Once that
+// much is queued (the client stops reading and HTTP/2 flow control holds the bytes here), the
+// stream's watches refuse further events and the hub parks them (etcd's victims, watch-hub.ts): they
+// remember their next revision and cost nothing per write. When the queue drains to half the budget
+// they are caught up from the store's history, one bounded chunk at a time, round-robin, and rejoin
+// the live fan-out; one whose revision was compacted meanwhile is canceled with compact_revision,
+// as etcd does. While over budget the stream also stops reading requests, so a client cannot grow
+// the queue with requests whose answers it never reads. Victims get no progress notifications (a
+// progress header would claim they have everything up to it); a progress request waits for them.
 import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
@@ -32,6 +42,14 @@ interface WireWatchRequest {
   progress_request?: object | null;
 }
 
+/**
+ * Most bytes a Watch stream may hold unsent before its watches are parked (plus at most one response
+ * that crossed it: a revision is never split). etcd has no flag for this (its per-stream buffer is a
+ * fixed 128 responses, chanBufLen in watch.go), so it is a constant here. 256 KiB keeps a loopback or
+ * LAN reader that keeps up from being parked, and 100 streams that stopped reading at ~30 MiB.
+ */
+export const WATCH_STREAM_SEND_BUDGET_BYTES = 256 * 1024;
+
 /** etcd's id for responses that belong to no single watch (progress replies). */
 const INVALID_WATCH_ID = -1;
 const EMPTY = Buffer.alloc(0);
@@ -56,6 +74,14 @@ class StreamWatch implements WatchSink {
   onCompacted(compactRevision: number): void {
     this.stream.compacted(this.id, compactRevision);
   }
+
+  accepting(): boolean {
+    return this.stream.accepting();
+  }
+
+  onParked(): void {
+    this.stream.parked(this);
+  }
 }
 
 class WatchStream {
@@ -68,13 +94,64 @@ class WatchStream {
   private nextWatchId = 0;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
+  /** Parked watches, in the order they are caught up (one that is parked again goes to the back). */
+  private readonly victims = new Set<StreamWatch>();
+  private catchUpQueued = false;
+  private requestsPaused = false;
+  /** A progress request arrived while some watch was parked: answered once none is. */
+  private progressPending = false;
 
   constructor(ctx: ApiContext, call: grpc.ServerDuplexStream<WireWatchRequest, unknown>, encoder: WatchEncoder, serialize: (value: object) => Buffer) {
     this.ctx = ctx;
     this.call = call;
     this.encoder = encoder;
     this.serialize = serialize;
-    this.writer = new CoalescingStreamWriter(call as grpc.ServerDuplexStream<unknown, unknown>);
+    this.writer = new CoalescingStreamWriter(call as grpc.ServerDuplexStream<unknown, unknown>, WATCH_STREAM_SEND_BUDGET_BYTES);
+    this.writer.onDrained = () => this.drained();
+  }
+
+  accepting(): boolean {
+    return !this.closed && !this.writer.overBudget;
+  }
+
+  parked(w: StreamWatch): void {
+    if (this.closed || !this.watches.has(w.id)) return;
+    this.victims.delete(w);
+    this.victims.add(w);
+    if (!this.requestsPaused) {
+      this.requestsPaused = true;
+      this.call.pause();
+    }
+  }
+
+  private drained(): void {
+    if (this.closed) return;
+    if (this.requestsPaused) {
+      this.requestsPaused = false;
+      this.call.resume();
+    }
+    // Not from inside the write callback: catch-up reads the store and writes again.
+    if (this.catchUpQueued || this.victims.size === 0) return;
+    this.catchUpQueued = true;
+    setImmediate(() => this.catchUp());
+  }
+
+  /** Resumes parked watches while the stream has room; the next drain continues where this stops. */
+  private catchUp(): void {
+    this.catchUpQueued = false;
+    for (const w of this.victims) {
+      if (this.closed || this.writer.overBudget) return;
+      if (!this.ctx.sm.hub.resume(w.handle)) return; // parked again (and moved to the back)
+      this.victims.delete(w);
+    }
+    if (this.victims.size === 0 && this.progressPending) {
+      this.progressPending = false;
+      this.sendProgress();
+    }
+  }
+
+  private sendProgress(): void {
+    this.send({ header: this.ctx.header(), watch_id: INVALID_WATCH_ID });
   }
 
   /** Queues an object response behind everything queued before it. */
@@ -89,6 +166,8 @@ class WatchStream {
   }
 
   compacted(watchId: number, compactRevision: number): void {
+    const w = this.watches.get(watchId);
+    if (w !== undefined) this.victims.delete(w);
     this.watches.delete(watchId);
     this.send({
       header: this.ctx.header(),
@@ -102,7 +181,10 @@ class WatchStream {
   onRequest(req: WireWatchRequest): void {
     if (req.create_request) this.create(req.create_request);
     else if (req.cancel_request) this.cancel(num(req.cancel_request.watch_id));
-    else if (req.progress_request) this.send({ header: this.ctx.header(), watch_id: INVALID_WATCH_ID });
+    else if (req.progress_request) {
+      if (this.victims.size === 0) this.sendProgress();
+      else this.progressPending = true;
+    }
   }
 
   private create(req: NonNullable<WireWatchRequest['create_request']>): void {
@@ -148,6 +230,7 @@ class WatchStream {
     const w = this.watches.get(watchId);
     if (!w) return;
     this.watches.delete(watchId);
+    this.victims.delete(w);
     this.ctx.sm.hub.cancel(w.handle);
     this.send({ header: this.ctx.header(), watch_id: watchId, canceled: true });
   }
@@ -156,7 +239,7 @@ class WatchStream {
     if (this.progressTimer !== null) return;
     this.progressTimer = setInterval(() => {
       for (const [watchId, w] of this.watches) {
-        if (w.progressNotify) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
+        if (w.progressNotify && !this.victims.has(w)) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
       }
     }, this.ctx.limits.watchProgressNotifyIntervalMs);
     this.progressTimer.unref();
@@ -169,6 +252,7 @@ class WatchStream {
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
     for (const w of this.watches.values()) if (w.handle >= 0) this.ctx.sm.hub.cancel(w.handle);
     this.watches.clear();
+    this.victims.clear();
   }
 
   end(): void {

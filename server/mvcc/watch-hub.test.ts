@@ -4,7 +4,7 @@ import { RefModel, norm } from './reference-model.ts';
 import { MvccStore } from './store.ts';
 import type { WriteOutcome } from './store.ts';
 import { cmdA, run } from './model-arbitraries.ts';
-import { REPLAY_CHUNK, WatchHub } from './watch-hub.ts';
+import { REPLAY_CHUNK, REPLAY_CHUNK_BYTES, WatchHub } from './watch-hub.ts';
 import type { WatchSink, WatchSpec } from './watch-hub.ts';
 import type { MvccEvent } from './types.ts';
 import { b, delOp, putOp, rq, txnOp } from './test-helpers.ts';
@@ -223,7 +223,8 @@ describe('WatchHub', () => {
     // the handle is assigned after watch() returns; cancel(0) in the first callback is a no-op, so the
     // watcher is cancelled from the second chunk on
     pub(store.put(putOp('k', 'after')));
-    expect(r.calls.length).toBeLessThanOrEqual(4);
+    // a short first chunk (4 events), three of REPLAY_CHUNK at most, one live delivery
+    expect(r.calls.length).toBeLessThanOrEqual(5);
     hub.cancel(handle);
     pub(store.put(putOp('k', 'after2')));
     expect(r.events().some((e) => e.kv.value.toString() === 'after2')).toBe(false);
@@ -259,6 +260,129 @@ describe('WatchHub', () => {
     pub(store.put(putOp('k', '2')));
     expect(r.calls).toHaveLength(1);
     expect(hub.watcherCount()).toBe(0);
+  });
+});
+
+/** A recorder whose accepting() is switched by the test (a stream over its send budget says false). */
+function slowRecorder(): Recorder & { open: boolean; parkedCalls: number } {
+  const r = recorder() as Recorder & { open: boolean; parkedCalls: number };
+  r.open = true;
+  r.parkedCalls = 0;
+  r.accepting = () => r.open;
+  r.onParked = () => {
+    r.parkedCalls++;
+  };
+  return r;
+}
+
+const revs = (r: Recorder): number[] => r.events().map((e) => e.kv.modRevision);
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+describe('WatchHub slow watchers (victims)', () => {
+  it('parks a watcher whose sink refuses, then catches it up from the store exactly once, in order', () => {
+    const { store, hub, pub } = setup();
+    const slow = slowRecorder();
+    const fast = recorder();
+    const h = hub.watch(spec('k'), slow);
+    hub.watch(spec('k'), fast);
+    pub(store.put(putOp('k', 'a'))); // rev 2 (rev 1 is the empty store)
+    slow.open = false;
+    for (let i = 0; i < 20; i++) pub(store.put(putOp('k', `v${i}`)));
+    expect(slow.parkedCalls).toBe(1);
+    expect(hub.parkedCount()).toBe(1);
+    expect(revs(slow)).toHaveLength(1);
+    expect(revs(fast)).toHaveLength(21);
+    expect(hub.resume(h)).toBe(false); // still refusing: stays parked
+    slow.open = true;
+    expect(hub.resume(h)).toBe(true);
+    expect(hub.parkedCount()).toBe(0);
+    pub(store.put(putOp('k', 'live')));
+    expect(revs(slow)).toEqual(revs(fast));
+    expectWholeOrderedRevisions(slow);
+    expect(hub.resume(h)).toBe(true); // not parked: a no-op
+  });
+
+  it('a catch-up that fills the sink again stops, and the next resume continues where it stopped', () => {
+    const { store, hub, pub } = setup();
+    const value = 'x'.repeat(64 * 1024);
+    const slow = slowRecorder();
+    const first = store.currentRevision() + 1;
+    const h = hub.watch(spec('k'), slow);
+    slow.open = false;
+    for (let i = 0; i < 100; i++) pub(store.put(putOp('k', value)));
+    expect(revs(slow)).toEqual([]);
+    let resumes = 0;
+    const seen = () => slow.calls.length;
+    for (;;) {
+      // the sink takes one chunk per resume, then refuses (its stream filled up again)
+      const before = seen();
+      slow.open = true;
+      const origOnEvents = slow.onEvents;
+      slow.onEvents = (events, revision) => {
+        origOnEvents(events, revision);
+        slow.open = false;
+      };
+      const done = hub.resume(h);
+      slow.onEvents = origOnEvents;
+      resumes++;
+      if (done) break;
+      expect(seen()).toBe(before + 1);
+    }
+    expect(resumes).toBeGreaterThan(10);
+    expect(revs(slow)).toEqual(range(first, first + 99));
+    // every chunk is bounded: about REPLAY_CHUNK_BYTES, never the whole history at once
+    for (const c of slow.calls) expect(c.events.length * value.length).toBeLessThanOrEqual(REPLAY_CHUNK_BYTES);
+    expectWholeOrderedRevisions(slow);
+  });
+
+  it('a victim whose next revision was compacted meanwhile is told so on resume, and dropped', () => {
+    const { store, hub, pub } = setup();
+    const slow = slowRecorder();
+    const h = hub.watch(spec('k'), slow);
+    slow.open = false;
+    for (let i = 0; i < 5; i++) pub(store.put(putOp('k', `v${i}`)));
+    store.compact(store.currentRevision());
+    slow.open = true;
+    expect(hub.resume(h)).toBe(true);
+    expect(slow.compacted).toEqual([store.currentRevision()]);
+    expect(slow.events()).toEqual([]);
+    expect(hub.watcherCount()).toBe(0);
+  });
+
+  it('a watch from a past revision on a refusing sink is parked before replaying anything', () => {
+    const { store, hub, pub } = setup();
+    for (let i = 0; i < 10; i++) pub(store.put(putOp('r/a', `${i}`)));
+    const slow = slowRecorder();
+    slow.open = false;
+    const h = hub.watch(spec('r/', 'r0', { startRevision: 2 }), slow);
+    expect(slow.calls).toEqual([]);
+    expect(slow.parkedCalls).toBe(1);
+    pub(store.put(putOp('r/b', 'x')));
+    slow.open = true;
+    expect(hub.resume(h)).toBe(true);
+    pub(store.put(putOp('r/c', 'y')));
+    expect(revs(slow)).toEqual(range(2, store.currentRevision()));
+  });
+
+  it('a parked watcher can be cancelled, and survives a store replacement', () => {
+    const { store, hub, pub } = setup();
+    const a = slowRecorder();
+    const b2 = slowRecorder();
+    const ha = hub.watch(spec('k'), a);
+    const hb = hub.watch(spec('k', 'l'), b2);
+    a.open = false;
+    b2.open = false;
+    pub(store.put(putOp('k', '1')));
+    expect(hub.parkedCount()).toBe(2);
+    hub.cancel(ha);
+    expect(hub.resume(ha)).toBe(true);
+    hub.storeReplaced();
+    pub(store.put(putOp('k', '2')));
+    b2.open = true;
+    expect(hub.resume(hb)).toBe(true);
+    expect(a.events()).toEqual([]);
+    expect(revs(b2)).toEqual([2, 3]);
+    expect(hub.watcherCount()).toBe(1);
   });
 });
 

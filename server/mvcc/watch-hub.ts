@@ -10,6 +10,16 @@
 //     every watcher sees revisions in increasing order;
 //   - all events of one revision that match a watcher go out in a single onEvents call.
 //
+// Slow watchers (etcd's "victims"): a sink may say it is not accepting (its stream's send budget is
+// used up, see server/api/watch-service.ts). A watcher whose sink refuses a delivery is parked: it
+// leaves the live fan-out with its nextRev unchanged (the refused revision included) and costs
+// nothing per write from then on. resume() catches it up from the store's history, exactly as a
+// watch with a start revision replays, in chunks of about REPLAY_CHUNK_BYTES, stopping again
+// whenever the sink stops accepting, and re-attaches it once it reached the current revision. If
+// its next revision was compacted meanwhile it is told so (onCompacted), as etcd cancels a victim
+// whose revision was compacted. The same replay serves new watches, so a watch created far in the
+// past on a stream that is not reading is bounded the same way.
+//
 // Matching: single-key watchers are grouped in a Map by key; range watchers are grouped by identical
 // (key, rangeEnd), so a notify costs O(events x distinct ranges) plus the deliveries.
 
@@ -31,14 +41,30 @@ export interface WatchSpec {
 export interface WatchSink {
   onEvents(events: MvccEvent[], revision: number): void;
   onCompacted(compactRevision: number): void;
+  /**
+   * False while the sink cannot take more events (a stream over its send budget). Asked before every
+   * delivery and before every replay chunk; a sink without it always accepts.
+   */
+  accepting?(): boolean;
+  /** The watcher was parked because accepting() said false: nothing reaches it until resume(). */
+  onParked?(): void;
 }
 
-/** Events per history chunk handed to a replaying watcher (a revision is never split across chunks). */
+/** Most events per history chunk handed to a replaying watcher (a revision is never split across chunks). */
 export const REPLAY_CHUNK = 1000;
+/**
+ * Target size of one replay chunk (keys and values of its events). Chunks are cut by event count, so
+ * the count is sized from the previous chunk's average event; the first chunk of a replay takes
+ * REPLAY_FIRST_CHUNK events. Bounds what one replay step allocates and hands to a sink at once.
+ */
+export const REPLAY_CHUNK_BYTES = 256 * 1024;
+const REPLAY_FIRST_CHUNK = 4;
 
 const SYNCING = 0;
 const LIVE = 1;
 const GONE = 2;
+/** A victim: out of the live fan-out until resume() catches it up from nextRev. */
+const PARKED = 3;
 
 interface Group {
   /** The group's map key; watchers share this string instead of each keeping its own copy. */
@@ -64,6 +90,8 @@ class Watcher {
   readonly single: boolean;
   state = SYNCING;
   nextRev = 0;
+  /** The watched range while not LIVE (a live watcher's range is its group's). */
+  range: { key: Buffer; rangeEnd: Buffer } | null = null;
   constructor(id: number, spec: WatchSpec, sink: WatchSink, groupId: string, single: boolean) {
     this.id = id;
     this.sink = sink;
@@ -110,37 +138,87 @@ export class WatchHub {
       sink.onCompacted(this.store.compactedRevision());
       return id;
     }
-
-    // Replay history in chunks; sinks may write (and notify) or cancel from inside onEvents, so the
-    // loop re-reads the store's revision until it has caught up.
     this.watchers.set(id, w);
-    let next = spec.startRevision;
-    while (w.state === SYNCING && next <= this.store.currentRevision()) {
+    w.nextRev = spec.startRevision;
+    w.range = { key: spec.key, rangeEnd: spec.rangeEnd };
+    this.catchUp(w);
+    return id;
+  }
+
+  /** Watchers parked (victims) right now. */
+  parkedCount(): number {
+    let n = 0;
+    for (const w of this.watchers.values()) if (w.state === PARKED) n++;
+    return n;
+  }
+
+  /**
+   * Catches a parked watcher up from its next revision and re-attaches it to the live fan-out. Returns
+   * false if its sink stopped accepting first (it stays parked, onParked is called again, resume
+   * later), true if it is live again, gone (cancelled, or told its revision was compacted), or was
+   * never parked.
+   */
+  resume(handle: number): boolean {
+    const w = this.watchers.get(handle);
+    if (w === undefined || w.state !== PARKED) return true;
+    w.state = SYNCING;
+    this.catchUp(w);
+    return w.state !== PARKED;
+  }
+
+  /**
+   * Replays history from w.nextRev in chunks while the sink accepts, then attaches w. Sinks may write
+   * (and notify) or cancel from inside onEvents, so the loop re-reads the store's revision until it
+   * has caught up; notifications of revisions it replayed are skipped by the nextRev check.
+   */
+  private catchUp(w: Watcher): void {
+    const range = w.range as { key: Buffer; rangeEnd: Buffer };
+    let maxEvents = REPLAY_FIRST_CHUNK;
+    while (w.state === SYNCING) {
+      if (w.nextRev > this.store.currentRevision()) {
+        this.attach(w, range);
+        return;
+      }
+      if (w.sink.accepting !== undefined && !w.sink.accepting()) {
+        w.state = PARKED;
+        w.sink.onParked?.();
+        return;
+      }
       let events: MvccEvent[];
       try {
-        events = this.store.eventsSince(spec.key, spec.rangeEnd, next, REPLAY_CHUNK);
+        events = this.store.eventsSince(range.key, range.rangeEnd, w.nextRev, maxEvents);
       } catch (err) {
         if (err instanceof MvccError && err.code === 'compacted') {
-          this.watchers.delete(id);
+          this.watchers.delete(w.id);
           w.state = GONE;
-          sink.onCompacted(this.store.compactedRevision());
-          return id;
+          w.range = null;
+          w.sink.onCompacted(this.store.compactedRevision());
+          return;
         }
         throw err;
       }
       if (events.length === 0) {
-        next = this.store.currentRevision() + 1;
-        break;
+        w.nextRev = this.store.currentRevision() + 1;
+        continue;
       }
-      next = events[events.length - 1].kv.modRevision + 1;
-      w.nextRev = next;
+      w.nextRev = events[events.length - 1].kv.modRevision + 1;
+      maxEvents = chunkSizeAfter(events);
       const out = this.filter(w, events);
-      if (out.length > 0) sink.onEvents(out, this.store.currentRevision());
+      if (out.length > 0) w.sink.onEvents(out, this.store.currentRevision());
     }
-    if (w.state !== SYNCING) return id; // cancelled during replay
-    w.nextRev = next;
-    this.attach(w, spec);
-    return id;
+  }
+
+  /** Takes a live watcher out of the fan-out; it keeps nextRev, so nothing it missed is lost. */
+  private park(w: Watcher): void {
+    const groups = w.single ? this.keyGroups : this.rangeGroups;
+    const g = groups.get(w.groupId);
+    if (g !== undefined) {
+      w.range = { key: g.key ?? Buffer.from(g.id, 'latin1'), rangeEnd: g.rangeEnd ?? NO_BYTES };
+      g.watchers.delete(w);
+      if (g.watchers.size === 0) groups.delete(w.groupId);
+    }
+    w.state = PARKED;
+    w.sink.onParked?.();
   }
 
   /**
@@ -149,6 +227,7 @@ export class WatchHub {
    * is told so, as etcd tells watchers after a restore.
    */
   storeReplaced(): void {
+    // Parked watchers need nothing here: resume() reads the new store from their nextRev.
     const live = [...this.watchers.values()].filter((w) => w.state === LIVE);
     for (const w of live) {
       const groups = w.single ? this.keyGroups : this.rangeGroups;
@@ -177,8 +256,9 @@ export class WatchHub {
     }
   }
 
-  private attach(w: Watcher, spec: WatchSpec): void {
+  private attach(w: Watcher, spec: { key: Buffer; rangeEnd: Buffer }): void {
     w.state = LIVE;
+    w.range = null;
     this.watchers.set(w.id, w);
     const groups = w.single ? this.keyGroups : this.rangeGroups;
     let g = groups.get(w.groupId);
@@ -198,6 +278,7 @@ export class WatchHub {
     this.watchers.delete(handle);
     const wasLive = w.state === LIVE;
     w.state = GONE;
+    w.range = null;
     if (!wasLive) return;
     const groups = w.single ? this.keyGroups : this.rangeGroups;
     const g = groups.get(w.groupId);
@@ -265,6 +346,11 @@ export class WatchHub {
     for (const [w, list] of buckets) {
       // A sink called earlier in this loop may have cancelled w.
       if (w.state !== LIVE || revision < w.nextRev) continue;
+      if (w.sink.accepting !== undefined && !w.sink.accepting()) {
+        // A victim: this revision and everything after it come from the store on resume().
+        this.park(w);
+        continue;
+      }
       w.nextRev = revision + 1;
       try {
         w.sink.onEvents(list, revision);
@@ -303,4 +389,15 @@ export class WatchHub {
     }
     return buckets;
   }
+}
+
+/** Events for the next replay chunk: about REPLAY_CHUNK_BYTES at the average size of `events`. */
+function chunkSizeAfter(events: MvccEvent[]): number {
+  let bytes = 0;
+  for (const e of events) {
+    bytes += 32 + e.kv.key.length + e.kv.value.length;
+    if (e.prevKv !== null) bytes += e.prevKv.key.length + e.prevKv.value.length;
+  }
+  const perEvent = bytes / events.length;
+  return Math.max(1, Math.min(REPLAY_CHUNK, Math.floor(REPLAY_CHUNK_BYTES / perEvent)));
 }

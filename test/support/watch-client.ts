@@ -1,5 +1,6 @@
 // A raw etcd Watch stream for tests: send create/cancel/progress requests, await responses.
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import { etcdClients } from '../../server/api/proto.ts';
 import type { Header, WireKv } from './kv-client.ts';
 
@@ -101,5 +102,83 @@ export class WatchStream {
     this.call.end();
     this.call.cancel();
     this.client.close();
+  }
+}
+
+/**
+ * A Watch stream over a bare HTTP/2 connection (node:http2, no gRPC library), for slow-watcher tests:
+ * it sends one create request, takes the `created` response, and then can stop reading altogether
+ * (pause: the HTTP/2 stream's flow-control window closes and the server has to hold or drop what it
+ * would send), then read again later. Responses are handed to `onResponse` as they are decoded, so a
+ * catch-up of hundreds of MiB is checked as it streams instead of being held.
+ */
+export class RawWatchStream {
+  private readonly session: http2.ClientHttp2Session;
+  private readonly stream: http2.ClientHttp2Stream;
+  private buffered: Buffer = Buffer.alloc(0);
+  private readonly created: Promise<WatchResponse>;
+  /** Called for every response after the `created` one, in arrival order. */
+  onResponse: (r: WatchResponse) => void = () => {};
+  /** Set when the call ended (trailers or reset). */
+  ended = false;
+
+  constructor(address: string, create: object) {
+    const method = etcdClients().Watch.service.Watch;
+    const decode = method.responseDeserialize as (b: Buffer) => WatchResponse;
+    this.session = http2.connect(`http://${address}`);
+    this.session.on('error', () => undefined);
+    this.stream = this.session.request({
+      ':method': 'POST',
+      ':path': method.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    this.stream.on('error', () => undefined);
+    this.stream.on('close', () => {
+      this.ended = true;
+    });
+    let first: ((r: WatchResponse) => void) | null = null;
+    this.created = new Promise((resolve) => {
+      first = resolve;
+    });
+    this.stream.on('data', (chunk: Buffer) => {
+      this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+      while (this.buffered.length >= 5) {
+        const len = this.buffered.readUInt32BE(1);
+        if (this.buffered.length < 5 + len) break;
+        const r = decode(this.buffered.subarray(5, 5 + len));
+        this.buffered = this.buffered.subarray(5 + len);
+        if (first !== null) {
+          // Stop at once: nothing more is read until resume().
+          if (r.created) this.stream.pause();
+          const f = first;
+          first = null;
+          f(r);
+        } else this.onResponse(r);
+      }
+    });
+    const body = method.requestSerialize({ create_request: create }) as Buffer;
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    this.stream.write(frame);
+  }
+
+  /** The `created` response; the stream is paused (reads nothing more) from then on. */
+  whenCreated(timeoutMs = 10_000): Promise<WatchResponse> {
+    return Promise.race([
+      this.created,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no created response in time')), timeoutMs).unref()),
+    ]);
+  }
+
+  /** Reads again: queued and caught-up responses flow to onResponse. */
+  resume(): void {
+    this.stream.resume();
+  }
+
+  close(): void {
+    this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.session.destroy();
   }
 }
