@@ -37,23 +37,39 @@ function checkRequestOp(op: WireRequestOp, maxTxnOps: number): EtcdErrorSpec | n
   if (op.request_range) return checkRange(op.request_range);
   if (op.request_put) return checkPut(op.request_put);
   if (op.request_delete_range) return checkDelete(op.request_delete_range);
-  if (op.request_txn) return checkTxn(op.request_txn, maxTxnOps);
+  if (op.request_txn) return checkTxnRequest(op.request_txn, maxTxnOps);
+  // A RequestOp with none of its oneof set: etcd's checkRequestOp default case.
+  return ETCD_ERRORS.KEY_NOT_FOUND;
+}
+
+/**
+ * etcd's Txn checks, in its order (the first failure is the answer): every op of every level
+ * (checkTxnRequest), then, once all of them passed, overlapping writes (checkIntervals).
+ */
+export function checkTxn(t: TxnRequest, maxTxnOps: number): EtcdErrorSpec | null {
+  const err = checkTxnRequest(t, maxTxnOps);
+  if (err) return err;
+  if (hasDuplicateWrites(t.success ?? []) || hasDuplicateWrites(t.failure ?? [])) return ETCD_ERRORS.DUPLICATE_KEY;
   return null;
 }
 
-export function checkTxn(t: TxnRequest, maxTxnOps: number): EtcdErrorSpec | null {
+/**
+ * etcd's checkTxnRequest: a branch may hold at most `maxTxnOps` ops, and a nested txn gets what its
+ * parent left (maxTxnOps minus the parent's op count), so nesting is bounded by the op budget alone,
+ * never by a depth limit.
+ */
+function checkTxnRequest(t: TxnRequest, maxTxnOps: number): EtcdErrorSpec | null {
   const opCount = Math.max(t.compare?.length ?? 0, t.success?.length ?? 0, t.failure?.length ?? 0);
   if (opCount > maxTxnOps) return ETCD_ERRORS.TOO_MANY_OPS;
   for (const c of t.compare ?? []) if (isEmpty(c.key)) return ETCD_ERRORS.EMPTY_KEY;
   for (const op of t.success ?? []) {
-    const err = checkRequestOp(op, maxTxnOps);
+    const err = checkRequestOp(op, maxTxnOps - opCount);
     if (err) return err;
   }
   for (const op of t.failure ?? []) {
-    const err = checkRequestOp(op, maxTxnOps);
+    const err = checkRequestOp(op, maxTxnOps - opCount);
     if (err) return err;
   }
-  if (hasDuplicateWrites(t.success ?? []) || hasDuplicateWrites(t.failure ?? [])) return ETCD_ERRORS.DUPLICATE_KEY;
   return null;
 }
 
