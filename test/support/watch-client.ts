@@ -22,9 +22,15 @@ export class ResponseQueue<T> {
   private readonly queue: T[] = [];
   private waiters: Array<() => void> = [];
   error: grpc.ServiceError | null = null;
+  /** When set, responses go here as they arrive instead of the queue (long streams of big events). */
+  sink: ((r: T) => void) | null = null;
 
   constructor(call: grpc.ClientDuplexStream<object, T>, failOnError: boolean) {
     call.on('data', (r: T) => {
+      if (this.sink !== null) {
+        this.sink(r);
+        return;
+      }
       this.queue.push(r);
       this.wake();
     });
@@ -90,6 +96,11 @@ export class WatchStream {
   /** Next response, or throws after timeoutMs. */
   next(timeoutMs = 5_000): Promise<WatchResponse> {
     return this.responses.next(timeoutMs);
+  }
+
+  /** Hands every later response to `fn` as it arrives (next() then sees none). */
+  subscribe(fn: (r: WatchResponse) => void): void {
+    this.responses.sink = fn;
   }
 
   /** Resolves true if nothing arrives within ms. */
