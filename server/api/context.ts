@@ -92,6 +92,8 @@ export class ApiContext {
    */
   proposeWrite(body: InternalRequestBody, options: { internal?: boolean } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
+    const noSpace = this.sm.admit(body); // the space quota (server/api/quota.ts)
+    if (noSpace) return Promise.reject(grpcError(noSpace));
     const tracked = this.sm.track();
     const caller = currentCaller(); // set by the auth guard for client requests
     const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });

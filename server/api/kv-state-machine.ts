@@ -13,9 +13,14 @@ import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.t
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
 import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
 import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
+import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
+import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
+import type { InternalRequestBody } from './request-codec.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
+/** Where the MVCC store's records sit among the group's state records (Hash/HashKV read them). */
+export const MVCC_RECORD_PREFIX = MVCC_PREFIX;
 const MEMBER_PREFIX = 0x6d; // 'm'
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
 
@@ -95,6 +100,15 @@ export class KvStateMachine implements GroupStateMachine {
   /** Users, roles, permissions and whether auth is on (server/auth); replaced by a snapshot restore. */
   auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
+  /** Raised alarms (server/api/alarms.ts); replaced by a snapshot restore. */
+  alarms: AlarmStore;
+  /** This member's --quota-backend-bytes (local configuration: it never decides what an entry does). */
+  quotaBytes = DEFAULT_QUOTA_BACKEND_BYTES;
+  /**
+   * Told when this member finds its store past its quota and has no NOSPACE alarm of its own yet;
+   * it proposes one (an alarm entry), as etcd's server does.
+   */
+  quotaListener: (() => void) | null = null;
   /** The group's membership by member id (decimal), tombstones included. */
   readonly membership = new Map<string, MembershipRecord>();
   private readonly bootstrapMembers: MembershipRecord[];
@@ -112,6 +126,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.hub = new WatchHub(this.store);
     this.leases = LeaseStore.restore([]);
     this.auth = AuthStore.restore([]);
+    this.alarms = AlarmStore.restore([]);
     this.load(stateRecords);
   }
 
@@ -120,12 +135,14 @@ export class KvStateMachine implements GroupStateMachine {
     const mvccRecords: Array<[Buffer, Buffer]> = [];
     const leaseRecords: Array<[Buffer, Buffer]> = [];
     const authRecords: Array<[Buffer, Buffer]> = [];
+    const alarmRecords: Array<[Buffer, Buffer]> = [];
     this.published.clear();
     this.membership.clear();
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
       else if (key[0] === AUTH_RECORD_PREFIX) authRecords.push([key.subarray(1), value]);
+      else if (key[0] === ALARM_RECORD_PREFIX) alarmRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
       } else if (key[0] === MEMBERSHIP_PREFIX) {
@@ -138,6 +155,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.store.adopt(MvccStore.restore(mvccRecords));
     this.leases = LeaseStore.restore(leaseRecords);
     this.auth = AuthStore.restore(authRecords);
+    this.alarms = AlarmStore.restore(alarmRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
     const all = this.store.range({
       key: Buffer.from([0]),
@@ -240,6 +258,13 @@ export class KvStateMachine implements GroupStateMachine {
       mine?.reject(grpcError(ETCD_ERRORS[refusal]));
       return;
     }
+    // While NOSPACE is raised, every member refuses what could grow the store (etcd's capped
+    // applier): decided by replicated state only, so every member refuses the same entries.
+    const cost = requestCost(req);
+    if (cost > 0 && this.alarms.has('NOSPACE')) {
+      mine?.reject(grpcError(ETCD_ERRORS.NO_SPACE));
+      return;
+    }
     let outcome: ApplyOutcome;
     try {
       outcome = this.execute(req);
@@ -261,6 +286,28 @@ export class KvStateMachine implements GroupStateMachine {
       throw err;
     }
     mine?.resolve(outcome);
+    if (cost > 0) this.checkQuota();
+  }
+
+  /**
+   * Whether a client request may be proposed: null, or the error to answer at once. Like etcd's
+   * quota check in front of Put, Txn and LeaseGrant: refused while NOSPACE is raised, or when it
+   * would take this member's store past its quota (which raises NOSPACE).
+   */
+  admit(body: InternalRequestBody): EtcdErrorSpec | null {
+    const cost = requestCost(body);
+    if (cost === 0) return null;
+    if (this.alarms.has('NOSPACE')) return ETCD_ERRORS.NO_SPACE;
+    if (this.store.sizeBytes() + cost > this.quotaBytes) {
+      if (!this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
+      return ETCD_ERRORS.NO_SPACE;
+    }
+    return null;
+  }
+
+  /** After a write was applied: a store past this member's quota raises this member's NOSPACE. */
+  checkQuota(): void {
+    if (this.store.sizeBytes() > this.quotaBytes && !this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
   }
 
   private execute(req: InternalRequest): ApplyOutcome {
@@ -328,8 +375,21 @@ export class KvStateMachine implements GroupStateMachine {
       this.store.compact(num(req.compaction.revision));
       return { revision: this.store.currentRevision(), result: null };
     }
+    if ('alarm' in req && req.alarm) return { revision: this.store.currentRevision(), result: { alarms: this.applyAlarm(req.alarm) } };
     if (applyAuthEntry(req, this.auth)) return { revision: this.store.currentRevision(), result: { authRevision: this.auth.revision } };
     throw new Error('committed entry carries no known request');
+  }
+
+  /** etcd's applyAlarm: an alarm of a member that is not (or no longer) in the cluster is ignored. */
+  private applyAlarm(req: { action: unknown; memberID: unknown; alarm: unknown }): AlarmMember[] {
+    const memberID = String(req.memberID);
+    const alarm = alarmTypeOf(req.alarm);
+    const action = alarmActionOf(req.action);
+    if (action === 'GET') return this.alarms.list().filter((a) => alarm === 'NONE' || a.alarm === alarm);
+    const m = this.membership.get(memberID);
+    if (!m || m.removed) return [];
+    const changed = action === 'ACTIVATE' ? this.alarms.activate(memberID, alarm) : this.alarms.deactivate(memberID, alarm);
+    return changed ? [changed] : [];
   }
 
   private publish(events: MvccEvent[], revision: number): void {
@@ -350,6 +410,7 @@ export class KvStateMachine implements GroupStateMachine {
     for (const op of this.auth.drainPersistOps()) {
       ops.push({ key: Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), op.key]), value: op.value });
     }
+    for (const op of this.alarms.drainPersistOps()) ops.push({ key: prefixed(ALARM_RECORD_PREFIX, op.key), value: op.value });
     return ops;
   }
 

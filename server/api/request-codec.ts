@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PROTO_ROOT } from './proto.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
 import type { AuthRequestBody, Caller } from './auth-wire.ts';
+import type { AlarmRequestBody } from './alarms.ts';
 import { decodePutEntry, encodePutEntry } from './put-entry-codec.ts';
 
 export type InternalRequestBody =
@@ -18,6 +19,7 @@ export type InternalRequestBody =
   | { lease_revoke: { ID: string } }
   | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
   | { member_update: { ID: string; peerURLs: string[] } }
+  | { alarm: AlarmRequestBody }
   | AuthRequestBody;
 
 export interface MemberAttributes {

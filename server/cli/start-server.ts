@@ -76,6 +76,8 @@ export interface ServerConfig {
   tlsReloadIntervalMs?: number;
   /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
   authTokenTtlSeconds?: number;
+  /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/api/quota.ts). */
+  quotaBackendBytes?: number;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -343,7 +345,16 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   // The same service on the peer port: members that are not the leader forward changes there
   // (already checked by the member the client called; peers are trusted through peer TLS).
   transport.addService(services.Cluster, clusterAdmin.implementation());
-  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenanceService(ctx, () => dirSizeBytes(dbDir))));
+  const maintenance = maintenanceService(ctx, {
+    dbSizeBytes: () => dirSizeBytes(dbDir),
+    db,
+    quotaBackendBytes: cfg.quotaBackendBytes ?? 0,
+    requireAdmin: async (call) => {
+      const caller = await guard.callerOf(call);
+      if (guard.enabled) await guard.requireForRead(caller, [{ kind: 'admin' }], false);
+    },
+  });
+  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
   grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
   await transport.start();

@@ -195,6 +195,14 @@ export class MemberDb implements MemberStore {
     await this.db.batch(batch.ops, { sync });
   }
 
+  /**
+   * Rewrites the database files so deleted records (compacted MVCC history, compacted log) no longer
+   * take disk space: etcd's defragment, done by LevelDB's compactRange over the whole keyspace.
+   */
+  async compactAll(): Promise<void> {
+    await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff, 0xff, 0xff, 0xff]));
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
