@@ -7,6 +7,8 @@ import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
 import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
+import { restoreSnapshot } from './snapshot-restore.ts';
+import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../api/quota.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -45,6 +47,7 @@ program
   .addOption(new Option('--auth-token <type>', 'auth token type (Synod issues signed tokens every member verifies; see docs/security.md)').choices(['simple']).default('simple'))
   .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
+  .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -59,6 +62,14 @@ program
     if (!(tickMs > 0) || !(electionMs >= 5 * tickMs)) {
       logger.fatal('--election-timeout must be at least 5 x --heartbeat-interval');
       process.exit(2);
+    }
+    const quotaBackendBytes = Number(o.quotaBackendBytes);
+    if (!Number.isFinite(quotaBackendBytes)) {
+      logger.fatal('--quota-backend-bytes must be a number of bytes');
+      process.exit(2);
+    }
+    if (quotaBackendBytes > SUGGESTED_MAX_QUOTA_BACKEND_BYTES) {
+      logger.warn({ quotaBackendBytes, suggestedMax: SUGGESTED_MAX_QUOTA_BACKEND_BYTES }, 'quota-backend-bytes exceeds the suggested maximum; Synod holds the whole store in memory');
     }
     if (!(Number(o.authTokenTtl) > 0)) {
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
@@ -93,6 +104,7 @@ program
         peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },
         tlsReloadIntervalMs: Number(o.tlsReloadInterval),
         authTokenTtlSeconds: Number(o.authTokenTtl),
+        quotaBackendBytes,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });
@@ -145,6 +157,37 @@ program
       tls: Boolean(o.tls),
       clientCertAuth: Boolean(o.clientCertAuth),
     });
+  });
+
+const snapshot = program.command('snapshot').description('backups: restore what `etcdctl snapshot save` wrote');
+snapshot
+  .command('restore <file>')
+  .description('restore a backup into a fresh data dir, for one member of a new cluster (like `etcdutl snapshot restore`)')
+  .option('--name <name>', 'name of the member this data dir is for', 'default')
+  .option('--data-dir <dir>', 'data dir to create (default: <name>.synod)')
+  .option('--initial-cluster <spec>', 'name=peerURL,... of the new cluster (default: this member alone on http://127.0.0.1:2380)')
+  .option('--initial-cluster-token <token>', 'the new cluster\'s token', 'synod-cluster')
+  .option('--initial-advertise-peer-urls <urls>', 'this member\'s peer URLs (checked against --initial-cluster)')
+  .option('--skip-hash-check', 'do not check the sha256 trailer')
+  .action(async (file: string, o: { name: string; dataDir?: string; initialCluster?: string; initialClusterToken: string; initialAdvertisePeerUrls?: string; skipHashCheck?: boolean }) => {
+    const peerUrls = o.initialAdvertisePeerUrls ? list(o.initialAdvertisePeerUrls) : undefined;
+    try {
+      const r = await restoreSnapshot({
+        snapshotPath: file,
+        name: o.name,
+        dataDir: o.dataDir ?? `${o.name}.synod`,
+        initialCluster: o.initialCluster ?? `${o.name}=${peerUrls?.[0] ?? 'http://127.0.0.1:2380'}`,
+        initialClusterToken: o.initialClusterToken,
+        ...(peerUrls ? { initialAdvertisePeerUrls: peerUrls } : {}),
+        skipHashCheck: Boolean(o.skipHashCheck),
+      });
+      console.log(
+        `restored ${r.records} records (revision ${r.revision}, compacted at ${r.compactRevision}) into ${o.dataDir ?? `${o.name}.synod`}: member ${r.memberId} of cluster ${r.clusterId}`,
+      );
+    } catch (err) {
+      console.error(`snapshot restore failed: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    }
   });
 
 await program.parseAsync(process.argv);
