@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MvccStore } from './store.ts';
+import { LARGE_VALUE_BYTES, MvccStore } from './store.ts';
 import { MvccError } from './types.ts';
 import type { RangeResult, ResponseOp } from './types.ts';
 import { b, cmp, delOp, keysOf, putOp, rangeOp, rq, txnOp } from './test-helpers.ts';
@@ -489,5 +489,40 @@ describe('persistence', () => {
 
   it('rejects foreign records', () => {
     expect(() => MvccStore.restore([[Buffer.from([9, 9]), Buffer.from([1])]])).toThrow(/unexpected record key/);
+  });
+});
+
+describe('large values (held as Buffers from LARGE_VALUE_BYTES on)', () => {
+  const big = (fill: number, extra = 0): Buffer => Buffer.alloc(LARGE_VALUE_BYTES + extra, fill);
+
+  it('reads, compares, sorts, exports and restores them like small ones', () => {
+    const s = new MvccStore();
+    s.put({ ...putOp('k1', ''), value: big(0x62) });
+    s.put(putOp('k2', 'small'));
+    s.put({ ...putOp('k3', ''), value: big(0x61, 10) });
+    s.put({ ...putOp('k1', ''), ignoreValue: true, value: Buffer.alloc(0) });
+    const all = s.range(rangeOp('k', 'l', { sortTarget: 'VALUE', sortOrder: 'ASCEND' }));
+    expect(keysOf(all.kvs)).toEqual(['k3', 'k1', 'k2']);
+    expect(all.kvs[1].value.equals(big(0x62))).toBe(true);
+    expect(all.kvs[1].version).toBe(2);
+    // A value compare of a large stored value against the request's bytes.
+    const cmpBig = { ...cmp('k3', 'VALUE', 'EQUAL', ''), value: big(0x61, 10) };
+    expect(s.txn(txnOp([cmpBig], [])).result.succeeded).toBe(true);
+    expect(s.txn(txnOp([{ ...cmpBig, result: 'GREATER' as const, value: b('a') }], [])).result.succeeded).toBe(true);
+    expect(s.txn(txnOp([{ ...cmpBig, value: big(0x61) }], [])).result.succeeded).toBe(false);
+    const restored = MvccStore.restore([...s.exportRecords()]);
+    expect(restored.range(rangeOp('k', 'l'))).toEqual(s.range(rangeOp('k', 'l')));
+    const del = s.deleteRange(delOp('k', 'l', true));
+    expect(del.result.prevKvs.map((kv) => kv.value.length)).toEqual([LARGE_VALUE_BYTES, 5, LARGE_VALUE_BYTES + 10]);
+  });
+
+  it('does not pin a much larger buffer the value is a view of', () => {
+    const s = new MvccStore();
+    const carrier = Buffer.alloc(LARGE_VALUE_BYTES * 4, 0x63);
+    const value = carrier.subarray(0, LARGE_VALUE_BYTES);
+    s.put({ ...putOp('k', ''), value });
+    const stored = s.range(rangeOp('k')).kvs[0].value;
+    expect(stored.equals(value)).toBe(true);
+    expect(stored.buffer.byteLength).toBeLessThan(carrier.length);
   });
 });

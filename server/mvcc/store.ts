@@ -6,6 +6,7 @@
 //   KeyIndex  key + head: the newest retained revision record of the key. Keys and values are held as
 //             latin1 strings (one char per byte): a short heap string costs its bytes plus 16, where a
 //             Buffer costs a JS object, an ArrayBuffer and a malloc'd backing store (~300 B more).
+//             Values of LARGE_VALUE_BYTES or more are held as Buffers instead (see StoredValue).
 //   Rev       one revision record; `prev` links to the key's next older retained record, so the
 //             newest is at hand and history is a walk back (as etcd's keyIndex walks its
 //             generations). value === null marks a tombstone (it ends a generation).
@@ -52,6 +53,33 @@ import type {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * A value as the store holds it: a latin1 string below LARGE_VALUE_BYTES, the bytes themselves from
+ * there. For a large value the Buffer's ~300 B overhead is noise, while a heap string would cost a
+ * latin1 conversion on every read of it (a Range over 300 × 1 MiB converted 300 MiB, synchronously)
+ * and on every restart (the restore's biggest cost), and would sit in V8's heap for the GC to tend.
+ */
+type StoredValue = string | Buffer;
+
+export const LARGE_VALUE_BYTES = 4096;
+
+/** A large value's Buffer may be a view of a bigger one (a Raft entry, a LevelDB record): keep the view only when it pins little more. */
+const MAX_PINNED_SLACK_BYTES = 4096;
+
+function storedValue(v: Buffer): StoredValue {
+  if (v.length < LARGE_VALUE_BYTES) return v.toString('latin1');
+  return v.buffer.byteLength - v.length <= MAX_PINNED_SLACK_BYTES ? v : Buffer.from(v);
+}
+
+function valueBytes(v: StoredValue): Buffer {
+  return typeof v === 'string' ? bytes(v) : v;
+}
+
+function cmpValue(a: StoredValue, b: StoredValue): number {
+  if (typeof a === 'string' && typeof b === 'string') return cmpStr(a, b);
+  return Buffer.compare(valueBytes(a), valueBytes(b));
+}
+
+/**
  * What one retained record costs in the store's size measure beyond its key and value bytes (its
  * revision key framing, record header and index entry, rounded). The space quota (server/api/quota.ts)
  * compares `sizeBytes()` against --quota-backend-bytes, and prices a request's puts the same way.
@@ -78,12 +106,12 @@ class Rev {
   readonly create: number;
   readonly version: number;
   readonly lease: string;
-  /** The value's bytes as a latin1 string; null for a tombstone. */
-  readonly value: string | null;
+  /** The value (see StoredValue); null for a tombstone. */
+  readonly value: StoredValue | null;
   /** The key's next older retained record (compaction cuts the chain). */
   prev: Rev | null;
   readonly ki: KeyIndex;
-  constructor(main: number, sub: number, create: number, version: number, lease: string, value: string | null, prev: Rev | null, ki: KeyIndex) {
+  constructor(main: number, sub: number, create: number, version: number, lease: string, value: StoredValue | null, prev: Rev | null, ki: KeyIndex) {
     this.main = main;
     this.sub = sub;
     this.create = create;
@@ -128,7 +156,7 @@ function toKV(r: Rev, keysOnly = false, key: Buffer = bytes(r.ki.key)): KeyValue
     createRevision: r.create,
     modRevision: r.main,
     version: r.version,
-    value: keysOnly ? EMPTY : bytes(r.value as string),
+    value: keysOnly ? EMPTY : valueBytes(r.value as StoredValue),
     lease: r.lease,
   };
 }
@@ -228,7 +256,7 @@ function sortComparator(target: SortTarget): (a: Rev, b: Rev) => number {
     case 'MOD':
       return (a, b) => a.main - b.main;
     case 'VALUE':
-      return (a, b) => cmpStr(a.value as string, b.value as string);
+      return (a, b) => cmpValue(a.value as StoredValue, b.value as StoredValue);
   }
 }
 
@@ -432,8 +460,8 @@ export class MvccStore {
     const lease = op.ignoreLease ? (prev as Rev).lease : op.lease;
     const create = prev === null ? ctx.main : prev.create;
     const version = prev === null ? 1 : prev.version + 1;
-    const valueText = op.ignoreValue ? ((prev as Rev).value as string) : op.value.toString('latin1');
-    const value = op.ignoreValue ? bytes(valueText) : op.value;
+    const valueText = op.ignoreValue ? ((prev as Rev).value as StoredValue) : storedValue(op.value);
+    const value = op.ignoreValue ? valueBytes(valueText) : op.value;
     if (ki === undefined) {
       ki = new KeyIndex(keyText);
       this.tree.insert(ki);
@@ -529,7 +557,7 @@ export class MvccStore {
     const z = r ?? ZERO_KV;
     switch (c.target) {
       case 'VALUE':
-        return compareResult(c, cmpStr((r as Rev).value as string, c.value.toString('latin1')));
+        return compareResult(c, cmpValue((r as Rev).value as StoredValue, typeof (r as Rev).value === 'string' ? c.value.toString('latin1') : c.value));
       case 'VERSION':
         return compareResult(c, Math.sign(z.version - c.version));
       case 'CREATE':
@@ -730,7 +758,7 @@ export class MvccStore {
       for (let r = ki.head; r !== null; r = r.prev) revs.push(r);
       for (let i = revs.length - 1; i >= 0; i--) {
         const r = revs[i];
-        yield [encodeRevKey(key, r.main, r.sub), r.value === null ? TOMBSTONE_VALUE : encodeLiveValue(r.create, r.version, r.lease, bytes(r.value)).buf];
+        yield [encodeRevKey(key, r.main, r.sub), r.value === null ? TOMBSTONE_VALUE : encodeLiveValue(r.create, r.version, r.lease, valueBytes(r.value)).buf];
       }
     }
   }
@@ -743,9 +771,9 @@ export class MvccStore {
   static restore(records: Iterable<[Buffer, Buffer]>): MvccStore {
     const s = new MvccStore();
     /** Per key (in first-seen order), its records as [main, sub, create, version, lease, value]. */
-    const byKey = new Map<string, Array<[number, number, number, number, string, string | null]>>();
+    const byKey = new Map<string, Array<[number, number, number, number, string, StoredValue | null]>>();
     let lastKey: string | null = null;
-    let lastList: Array<[number, number, number, number, string, string | null]> = [];
+    let lastList: Array<[number, number, number, number, string, StoredValue | null]> = [];
     let sorted = true;
     let meta: { currentRevision: number; compactedRevision: number } | null = null;
     let maxMain = 1;
@@ -770,7 +798,7 @@ export class MvccStore {
       }
       const tail = lastList.length > 0 ? lastList[lastList.length - 1] : null;
       if (tail !== null && (tail[0] > d.main || (tail[0] === d.main && tail[1] > d.sub))) sorted = false;
-      lastList.push([d.main, d.sub, val.create, val.version, val.lease, val.tombstone ? null : v.toString('latin1', val.valueOffset)]);
+      lastList.push([d.main, d.sub, val.create, val.version, val.lease, val.tombstone ? null : storedValue(v.subarray(val.valueOffset))]);
       if (d.main > maxMain) maxMain = d.main;
     }
     const byRev = (a: Rev, b: Rev): number => a.main - b.main || a.sub - b.sub;
@@ -781,7 +809,7 @@ export class MvccStore {
     const kis: KeyIndex[] = [];
     const log: Rev[] = [];
     for (const key of keys) {
-      const list = byKey.get(key) as Array<[number, number, number, number, string, string | null]>;
+      const list = byKey.get(key) as Array<[number, number, number, number, string, StoredValue | null]>;
       if (!sorted) list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
       const ki = new KeyIndex(key);
       for (const [main, sub, create, version, lease, value] of list) {

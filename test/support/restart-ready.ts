@@ -38,11 +38,11 @@ export async function fillValues(cluster: ProcessCluster, values: number, valueB
 
 export async function measureRestartToReady(
   cluster: ProcessCluster,
-  opts: { values: number; valueBytes: number; memberIndex?: number; timeoutMs?: number },
+  opts: { values: number; valueBytes: number; killLeader?: boolean; timeoutMs?: number },
 ): Promise<RestartReadyResult> {
   const putMs = await fillValues(cluster, opts.values, opts.valueBytes);
   const leader = await cluster.leaderIndex();
-  const memberIndex = opts.memberIndex ?? (leader + 1) % cluster.members.length;
+  const memberIndex = opts.killLeader ? leader : (leader + 1) % cluster.members.length;
   // Let the follower apply what it has, as a member killed in normal operation would have.
   await cluster.waitReady(60_000);
   await cluster.kill9(memberIndex);
