@@ -1,7 +1,8 @@
 // CoalescingStreamWriter against a real grpc-js server and client on loopback.
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CoalescingStreamWriter, GRPC_FRAME_PREFIX_BYTES } from './stream-writer.ts';
+import http2 from 'node:http2';
+import { CoalescingStreamWriter, GRPC_FRAME_PREFIX_BYTES, writeFramePrefix } from './stream-writer.ts';
 
 const id = (b: Buffer): Buffer => b;
 const SERVICE: grpc.ServiceDefinition = {
@@ -24,6 +25,7 @@ function frameOf(text: string): Buffer {
 }
 
 const cleanups: Array<() => void> = [];
+let lastPort = 0;
 afterEach(() => {
   while (cleanups.length > 0) cleanups.pop()!();
 });
@@ -50,6 +52,7 @@ async function serve(
   );
   const Client = grpc.makeGenericClientConstructor(SERVICE, 'Writer');
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  lastPort = port;
   cleanups.push(() => {
     client.close();
     server.forceShutdown();
@@ -141,5 +144,69 @@ describe('CoalescingStreamWriter', () => {
     call.write(Buffer.from('x'));
     expect(await got).toEqual(['x']);
     call.end();
+  });
+
+  it('counts what a client that stops reading leaves queued, reports it over budget, and says when it drained', async () => {
+    const BUDGET = 256 * 1024;
+    const frameBody = 'x'.repeat(64 * 1024);
+    let writer: CoalescingStreamWriter | null = null;
+    let frames = 0;
+    let stop = false;
+    let drained = 0;
+    const idle = await serve((_text, _unbudgeted, serverCall) => {
+      writer = new CoalescingStreamWriter(serverCall as grpc.ServerDuplexStream<unknown, unknown>, BUDGET);
+      writer.onDrained = () => drained++;
+      // One 64 KiB message per turn whenever the writer has room (as the watch service produces).
+      const pump = (): void => {
+        if (stop) return;
+        if (writer!.overBudget) {
+          setTimeout(pump, 5);
+          return;
+        }
+        writer!.write(frameOf(`${frames++}:${frameBody}`));
+        setImmediate(pump);
+      };
+      pump();
+    });
+    idle.end();
+    // A bare HTTP/2 client that sends one request and reads nothing: its flow-control window closes
+    // and the writer holds the rest. (A grpc-js client keeps reading into its own buffers.)
+    const session = http2.connect(`http://127.0.0.1:${lastPort}`);
+    cleanups.push(() => session.destroy());
+    const req = session.request({ ':method': 'POST', ':path': '/test.Writer/Chat', 'content-type': 'application/grpc', te: 'trailers' });
+    req.pause();
+    req.write(writeFramePrefix(frameOf('go')));
+    const deadline = Date.now() + 10_000;
+    while (writer === null || !(writer as CoalescingStreamWriter).overBudget) {
+      if (Date.now() > deadline) throw new Error(`never over budget: ${frames} frames`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const w = writer as CoalescingStreamWriter;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(frames).toBeLessThan(20);
+    expect(w.overBudget).toBe(true);
+    expect(w.queuedBytes).toBeGreaterThanOrEqual(BUDGET);
+    expect(w.queuedBytes).toBeLessThanOrEqual(BUDGET + frameBody.length + 100);
+    expect(drained).toBe(0);
+    // Reading again: everything arrives in order, and the writer says it drained.
+    stop = true;
+    const total = frames;
+    let buffered = Buffer.alloc(0);
+    const got: number[] = [];
+    req.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+        const len = buffered.readUInt32BE(1);
+        got.push(Number(buffered.subarray(5, 5 + len).toString().split(':')[0]));
+        buffered = buffered.subarray(5 + len);
+      }
+    });
+    req.resume();
+    while ((got.length < total || drained === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(got).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(drained).toBe(1);
+    expect(w.overBudget).toBe(false);
+    expect(w.queuedBytes).toBe(0);
+    req.close();
   });
 });
