@@ -1,0 +1,150 @@
+// Backups (issue 13 item 4): Debian's real `etcdctl snapshot save` against a 3-member Synod cluster
+// writes a file with etcd's sha256 trailer, `synod snapshot restore` turns it into the data dirs of a
+// NEW cluster (3 members, and 1), and the restored cluster serves the same keys at the same
+// revisions, current and past, and goes on from the same revision.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ProcessCluster } from './support/process-cluster.ts';
+import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
+
+const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
+
+let source: ProcessCluster;
+const others: ProcessCluster[] = [];
+
+function synod(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SYNOD_CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+interface GetJson {
+  header: { revision: number };
+  kvs?: Array<{ key: string; value: string; create_revision: number; mod_revision: number; version: number }>;
+  count?: number;
+}
+
+/** Everything visible at `rev` (0: now), without the header's member and cluster ids. */
+async function everything(ep: string, rev = 0): Promise<{ revision: number; kvs: GetJson['kvs']; count: number }> {
+  const out = JSON.parse(await etcdctlOk(ep, ['get', '', '--prefix', '-w', 'json', ...(rev ? [`--rev=${rev}`] : [])])) as GetJson;
+  return { revision: out.header.revision, kvs: out.kvs ?? [], count: out.count ?? 0 };
+}
+
+/** Stops a fresh cluster's members, restores `file` into each data dir, and starts them again. */
+async function restoreInto(cluster: ProcessCluster, file: string): Promise<void> {
+  await cluster.stop();
+  const initialCluster = cluster.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  for (const m of cluster.members) {
+    fs.rmSync(m.dataDir, { recursive: true, force: true });
+    const r = await synod(['snapshot', 'restore', file, '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', initialCluster, '--initial-cluster-token', 'it', '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+\)/);
+  }
+  for (let i = 0; i < cluster.members.length; i++) cluster.startMember(i);
+  await cluster.waitReady(30_000);
+}
+
+let file: string;
+let revisions: number[];
+let expected: Map<number, Awaited<ReturnType<typeof everything>>>;
+let compactedAt: number;
+
+beforeAll(async () => {
+  source = await ProcessCluster.start({ size: 3 });
+  const ep = source.endpoints;
+  revisions = [];
+  const rev = async (): Promise<number> => (await everything(ep)).revision;
+  // Several revisions of puts, overwrites and deletes, a compaction in the middle, a leased key.
+  for (let i = 0; i < 10; i++) await etcdctlOk(ep, ['put', `k/${i}`, `v${i}`]);
+  await etcdctlOk(ep, ['put', 'k/3', 'three again']);
+  await etcdctlOk(ep, ['del', 'k/5']);
+  compactedAt = await rev();
+  await etcdctlOk(ep, ['compaction', String(compactedAt)]);
+  revisions.push(compactedAt);
+  await etcdctlOk(ep, ['put', 'k/3', 'three, third time']);
+  revisions.push(await rev());
+  await etcdctlOk(ep, ['del', 'k/0', 'k/2']); // a range delete: k/0 and k/1
+  revisions.push(await rev());
+  const lease = (await etcdctlOk(ep, ['lease', 'grant', '600'])).match(/lease ([0-9a-f]+) granted/)![1];
+  await etcdctlOk(ep, ['put', 'leased', 'x', `--lease=${lease}`]);
+  await etcdctlOk(ep, ['put', 'k/5', 'back']);
+  revisions.push(await rev());
+  expected = new Map();
+  for (const r of revisions) expected.set(r, await everything(ep, r));
+  file = path.join(source.rootDir, 'backup.db');
+  // etcdctl saves from one endpoint, as etcd requires.
+  const saved = await etcdctl(source.endpointOf(1), ['snapshot', 'save', file]);
+  expect(saved.code, saved.stderr).toBe(0);
+  expect(saved.stdout).toContain(`Snapshot saved at ${file}`);
+}, 90_000);
+
+afterAll(async () => {
+  for (const c of others) await c.destroy();
+  await source?.destroy();
+});
+
+describe('etcdctl snapshot save', () => {
+  it('writes a file with etcd\'s shape: a multiple of 512 bytes plus a sha256 trailer', () => {
+    expect(fs.statSync(file).size % 512).toBe(32);
+  });
+
+  it('etcdctl snapshot status cannot read it (it opens the file as bbolt): documented', async () => {
+    const r = await etcdctl(source.endpointOf(0), ['snapshot', 'status', file]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/invalid database/);
+  });
+});
+
+describe('synod snapshot restore', () => {
+  it('a new 3-member cluster serves the same keys at the same revisions, current and past, and continues from there', async () => {
+    const restored = await ProcessCluster.start({ size: 3 });
+    others.push(restored);
+    await restoreInto(restored, file);
+    const latest = revisions.at(-1)!;
+    for (let m = 0; m < 3; m++) {
+      const ep = restored.endpointOf(m);
+      for (const r of revisions) expect(await everything(ep, r), `member ${m} at revision ${r}`).toEqual(expected.get(r));
+      expect((await everything(ep)).revision).toBe(latest);
+      const below = await etcdctl(ep, ['get', 'k/3', `--rev=${compactedAt - 1}`]);
+      expect(below.stderr).toContain('required revision has been compacted');
+    }
+    // The lease came along and still holds its key; the old membership did not.
+    expect(await etcdctlOk(restored.endpoints, ['lease', 'list'])).toMatch(/found 1 leases/);
+    const members = await etcdctlOk(restored.endpoints, ['member', 'list']);
+    for (const m of restored.members) expect(members).toContain(`http://127.0.0.1:${m.peerPort}`);
+    for (const m of source.members) expect(members).not.toContain(`http://127.0.0.1:${m.peerPort}`);
+    // New writes continue the revision sequence.
+    expect(await etcdctlOk(restored.endpoints, ['put', 'new', 'after restore'])).toBe('OK\n');
+    expect((await everything(restored.endpointOf(2))).revision).toBe(latest + 1);
+  }, 90_000);
+
+  it('a single-member cluster from the same file serves the same data', async () => {
+    const single = await ProcessCluster.start({ size: 1 });
+    others.push(single);
+    await restoreInto(single, file);
+    for (const r of revisions) expect(await everything(single.endpoints, r)).toEqual(expected.get(r));
+  }, 60_000);
+
+  it('refuses a damaged file, a non-empty data dir, and a name missing from --initial-cluster', async () => {
+    const dir = path.join(source.rootDir, 'restore-checks');
+    const damaged = path.join(source.rootDir, 'damaged.db');
+    const bytes = fs.readFileSync(file);
+    bytes[100] ^= 0xff;
+    fs.writeFileSync(damaged, bytes);
+    const bad = await synod(['snapshot', 'restore', damaged, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('sha256 mismatch');
+    expect(fs.existsSync(dir)).toBe(false);
+    const notListed = await synod(['snapshot', 'restore', file, '--name', 'b', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    expect(notListed.stderr).toContain('no member named "b"');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'something'), 'x');
+    const notEmpty = await synod(['snapshot', 'restore', file, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    expect(notEmpty.stderr).toContain('exists and is not empty');
+  }, 60_000);
+});
