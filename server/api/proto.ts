@@ -3,9 +3,11 @@
 // constructors (for tests). Everything is loaded once and cached.
 
 import * as path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
 /** Absolute path of the repository's proto/ directory (the include root of every import). */
 export const PROTO_ROOT: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
@@ -149,4 +151,28 @@ export function etcdServices(): EtcdServices {
     Lock: c.Lock.service,
     Election: c.Election.service,
   };
+}
+
+interface ProtobufLimits {
+  util: { recursionLimit: number };
+  Reader: { recursionLimit: number };
+}
+
+/**
+ * Lets protobufjs decode, convert and encode messages nested `levels` deep. Its default (100, protoc's)
+ * is below what etcd accepts: a Txn nested 128 levels (two messages per level, TxnRequest and
+ * RequestOp, then its response and the Raft entry around it). etcd has no depth limit, only the
+ * op budget (--max-txn-ops), and wire-check.ts cuts anything deeper than that budget allows before
+ * protobufjs sees it, so this stays bounded. Applies to both copies of protobufjs: the one
+ * @grpc/proto-loader decodes requests and encodes responses with, and the one the Raft entry codec
+ * uses. Only ever raises the limits (they are process-wide).
+ */
+export function allowMessageNesting(levels: number): void {
+  const own = protobuf as unknown as ProtobufLimits;
+  const loaderRequire = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'));
+  const loaders = loaderRequire('protobufjs') as ProtobufLimits;
+  for (const pb of [own, loaders]) {
+    pb.util.recursionLimit = Math.max(pb.util.recursionLimit, levels);
+    pb.Reader.recursionLimit = Math.max(pb.Reader.recursionLimit, levels);
+  }
 }

@@ -16,6 +16,7 @@ import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../api/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
 import { etcdServices } from '../api/proto.ts';
+import { etcdWireStrictness } from '../api/wire-strictness.ts';
 import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
 import { ClusterService } from '../api/cluster-service.ts';
@@ -326,6 +327,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
 
   const grpcServer = new grpc.Server({
+    // Malformed frames and messages are refused with etcd's (grpc-go's) status before decoding.
+    interceptors: [etcdWireStrictness({ maxTxnOps: cfg.limits.maxTxnOps })],
     'grpc.max_receive_message_length': cfg.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': 2 ** 31 - 1,
     'grpc.keepalive_permit_without_calls': 1,
