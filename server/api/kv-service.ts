@@ -6,6 +6,8 @@ import { grpcError } from './errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
+import { installPreframedResponses } from './preframed-response.ts';
+import { ResponseTooLargeError, encodeDeleteRangeResponse, encodeRangeResponse } from './kv-response-encoder.ts';
 import { kvToWire, rangeOpFromWire, rangeResultToWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
 import type {
   CompactionRequest,
@@ -16,6 +18,13 @@ import type {
   WireRequestOp,
 } from './wire-types.ts';
 import type { DeleteRangeResult, PutResult, TxnResult } from '../mvcc/types.ts';
+import { status as grpcStatus } from '@grpc/grpc-js';
+
+/** The hand encoders' only refusal, as grpc-go words it for etcd (ResourceExhausted). */
+function tooLarge(err: unknown): unknown {
+  if (!(err instanceof ResponseTooLargeError)) return err;
+  return grpcError({ code: grpcStatus.RESOURCE_EXHAUSTED, message: err.message });
+}
 
 function txnIsSerializable(t: TxnRequest): boolean {
   const ops = (list: WireRequestOp[]): boolean =>
@@ -26,13 +35,18 @@ function txnIsSerializable(t: TxnRequest): boolean {
 }
 
 export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  if (!installPreframedResponses()) ctx.logger.warn('grpc-js internals moved: large Range responses are copied once more, synchronously');
   return {
-    Range: unary(ctx, async (req: RangeRequest) => {
+    Range: unary(ctx, async (req: RangeRequest): Promise<object> => {
       const bad = checkRange(req);
       if (bad) throw grpcError(bad);
       if (!req.serializable) await ctx.readBarrier();
+      // The read itself is synchronous (one revision, and the key-values' buffers are the store's
+      // immutable ones); the encoding, which is what costs for large values, yields between slices.
       const result = ctx.sm.store.range(rangeOpFromWire(req));
-      return { header: ctx.header(), ...rangeResultToWire(result) };
+      return encodeRangeResponse(ctx.header(), result.kvs, result.more, result.count).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
     }),
 
     // Without prev_kv the reply is encoded here (put-response-encoder.ts); the serializer passes it on.
@@ -45,12 +59,14 @@ export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
       return { header: ctx.header(out.revision), prev_kv: kvToWire(result.prevKv) };
     }),
 
-    DeleteRange: unary(ctx, async (req: DeleteRangeRequest) => {
+    DeleteRange: unary(ctx, async (req: DeleteRangeRequest): Promise<object> => {
       const bad = checkDelete(req);
       if (bad) throw grpcError(bad);
       const out = await ctx.proposeWrite({ delete_range: req });
       const result = out.result as DeleteRangeResult;
-      return { header: ctx.header(out.revision), deleted: result.deleted, prev_kvs: result.prevKvs.map(kvToWire) };
+      return encodeDeleteRangeResponse(ctx.header(out.revision), result.deleted, result.prevKvs).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
     }),
 
     Txn: unary(ctx, async (req: TxnRequest) => {

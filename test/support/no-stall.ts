@@ -4,6 +4,9 @@
 // from the leader each follower saw (synod_raft_leader_message_gap_max_seconds), the longest
 // event-loop delay of every member (synod_event_loop_delay_max_seconds), and the small puts' p99.
 // Shared by test/no-stall.test.ts and bench/no-stall.ts.
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { etcdClients } from '../../server/api/proto.ts';
 import type { ProcessCluster } from './process-cluster.ts';
@@ -89,22 +92,23 @@ export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptio
   const termsBefore = before.map((t) => metric(t, 'synod_raft_term'));
   const changesBefore = before.reduce((sum, t) => sum + metric(t, 'synod_server_leader_changes_seen_total'), 0);
 
-  // Small puts from other clients, on the leader and on a follower, timed one by one.
-  let stop = false;
-  const latencies: number[] = [];
-  const putters = [leaderIndex, (leaderIndex + 1) % members.length].map(async (i, n) => {
-    const client = new BigKvClient(cluster.addressOf(i));
-    try {
-      for (let seq = 0; !stop; seq++) {
-        const started = performance.now();
-        await client.call('Put', { key: Buffer.from(`small/${n}/${seq % 100}`), value: Buffer.alloc(100, 0x62) }, 10_000);
-        latencies.push(performance.now() - started);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    } finally {
-      client.close();
-    }
-  });
+  // Small puts from other clients, on the leader and on a follower, timed one by one in processes
+  // of their own (this one's event loop is busy decoding the large replies).
+  const putterScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'no-stall-putter.ts');
+  const putters: ChildProcess[] = [leaderIndex, (leaderIndex + 1) % members.length].map((i, n) =>
+    fork(putterScript, [cluster.addressOf(i), `small/${n}/`], { execPath: process.execPath, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  const putterResults = putters.map(
+    (child) =>
+      new Promise<{ latencies: number[]; errors: string[] }>((resolve, reject) => {
+        child.on('message', (m) => {
+          if (typeof m === 'object' && m !== null) resolve(m as { latencies: number[]; errors: string[] });
+        });
+        child.once('exit', (code) => reject(new Error(`putter exited with ${code}`)));
+      }),
+  );
+  for (const r of putterResults) r.catch(() => undefined);
+  await Promise.all(putters.map((child) => new Promise((resolve) => child.once('message', resolve))));
 
   const range = { key: Buffer.from('big/'), range_end: Buffer.from('big0') };
   const clients = Array.from({ length: opts.clients }, () => new BigKvClient(cluster.addressOf(leaderIndex)));
@@ -144,11 +148,13 @@ export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptio
       }),
     ]);
   } finally {
-    stop = true;
-    await Promise.allSettled(putters);
+    for (const child of putters) child.send('stop');
     for (const c of clients) c.close();
   }
-  await Promise.all(putters);
+  const putterOut = await Promise.all(putterResults);
+  const latencies = putterOut.flatMap((r) => r.latencies);
+  const putErrors = putterOut.flatMap((r) => r.errors);
+  if (putErrors.length > 0) throw new Error(`other clients' puts failed: ${putErrors.slice(0, 3).join('; ')}`);
   const after = await Promise.all(members.map((i) => cluster.metrics(i)));
   latencies.sort((a, b) => a - b);
   return {
