@@ -115,6 +115,33 @@ export class CoalescingStreamWriter {
     }
   }
 
+  /**
+   * Queues one message given as parts (written back to back): the first part starts with
+   * GRPC_FRAME_PREFIX_BYTES of room for the prefix. The parts are copied once, into the HTTP/2 write.
+   */
+  writeParts(parts: Buffer[]): void {
+    if (this.closed) return;
+    if (parts.length === 1) {
+      this.write(parts[0]);
+      return;
+    }
+    let length = 0;
+    for (const p of parts) length += p.length;
+    if (this.stream === null) {
+      this.write(Buffer.concat(parts, length));
+      return;
+    }
+    const head = parts[0];
+    head[0] = 0;
+    head.writeUInt32BE(length - GRPC_FRAME_PREFIX_BYTES, 1);
+    for (const p of parts) this.pending.push(p);
+    this.pendingBytes += length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
   /** Sends what is queued now (also called before the call ends, so nothing queued is lost). */
   flush(): void {
     this.flushQueued = false;

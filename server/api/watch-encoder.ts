@@ -4,6 +4,12 @@
 // event fields. An event object is encoded the first time any watcher gets it (the hub hands the
 // same objects to every watcher of a revision; watchers without prev_kv share one stripped copy),
 // and the header once per revision and term.
+//
+// Bytes are copied as few times as possible: a replay or slow-watcher catch-up encodes every event
+// afresh (they come from the store, not from the shared fan-out), and each copy of a 64 KiB value is
+// garbage the member carries until the next GC. An event is encoded straight into its field (one
+// copy of its value), and responseParts() hands the parts to the stream writer, which copies them
+// once more into the HTTP/2 write.
 import protobuf from 'protobufjs';
 import type { MvccEvent } from '../mvcc/types.ts';
 import { eventToWire } from './convert.ts';
@@ -42,26 +48,34 @@ export class WatchEncoder {
   private headerBytes: Buffer = Buffer.alloc(0);
 
   /**
+   * The same bytes as response(), as parts to be written one after the other: the first holds the
+   * reserved bytes, the watch id and the header; each further part is one event's field (shared with
+   * every other watcher of that event: read-only).
+   */
+  responseParts(watchId: number, header: ResponseHeader, events: MvccEvent[], reserveBytes: number): Buffer[] {
+    if (!Number.isSafeInteger(watchId) || watchId < 0) throw new Error(`watch id ${watchId} is not a non-negative integer`);
+    const headerBytes = this.header(header);
+    let length = reserveBytes + headerBytes.length;
+    if (watchId !== 0) length += 1 + numberVarintBytes(watchId);
+    const head = Buffer.allocUnsafe(length);
+    let offset = reserveBytes;
+    if (watchId !== 0) {
+      head[offset++] = WATCH_ID_FIELD << 3;
+      offset = writeNumberVarint(head, offset, watchId);
+    }
+    headerBytes.copy(head, offset);
+    const parts: Buffer[] = [head];
+    for (const e of events) parts.push(this.event(e));
+    return parts;
+  }
+
+  /**
    * A complete, encoded WatchResponse carrying `events` for watch `watchId`, after `reserveBytes`
    * bytes left for the caller (a gRPC frame prefix: stream-writer.ts).
    */
   response(watchId: number, header: ResponseHeader, events: MvccEvent[], reserveBytes: number): Buffer {
-    if (!Number.isSafeInteger(watchId) || watchId < 0) throw new Error(`watch id ${watchId} is not a non-negative integer`);
-    const headerBytes = this.header(header);
-    const eventBytes = events.map((e) => this.event(e));
-    let length = reserveBytes + headerBytes.length;
-    // proto3 leaves a zero watch_id out, as protobufjs does.
-    if (watchId !== 0) length += 1 + numberVarintBytes(watchId);
-    for (const b of eventBytes) length += b.length;
-    const out = Buffer.allocUnsafe(length);
-    let offset = reserveBytes;
-    if (watchId !== 0) {
-      out[offset++] = WATCH_ID_FIELD << 3;
-      offset = writeNumberVarint(out, offset, watchId);
-    }
-    offset += headerBytes.copy(out, offset);
-    for (const b of eventBytes) offset += b.copy(out, offset);
-    return out;
+    const parts = this.responseParts(watchId, header, events, reserveBytes);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   private header(h: ResponseHeader): Buffer {
@@ -78,8 +92,13 @@ export class WatchEncoder {
     let bytes = this.events.get(e);
     if (bytes === undefined) {
       const t = loadTypes().event;
-      // The hub has already dropped prev_kv for watchers that did not ask for it.
-      bytes = asField(EVENTS_FIELD, t.encode(t.fromObject(eventToWire(e, true) as Record<string, unknown>)).finish());
+      // The hub has already dropped prev_kv for watchers that did not ask for it. fork/ldelim writes
+      // the field's tag and length around the message in one buffer: the value is copied once.
+      const w = protobuf.Writer.create();
+      w.uint32((EVENTS_FIELD << 3) | 2).fork();
+      t.encode(t.fromObject(eventToWire(e, true) as Record<string, unknown>), w);
+      const out = w.ldelim().finish();
+      bytes = Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
       this.events.set(e, bytes);
     }
     return bytes;

@@ -162,7 +162,7 @@ class WatchStream {
   sendEvents(watchId: number, events: MvccEvent[], revision: number): void {
     if (this.closed) return;
     const header = this.ctx.header(Math.max(revision, this.ctx.sm.store.currentRevision()));
-    this.writer.write(this.encoder.response(watchId, header, events, GRPC_FRAME_PREFIX_BYTES));
+    this.writer.writeParts(this.encoder.responseParts(watchId, header, events, GRPC_FRAME_PREFIX_BYTES));
   }
 
   compacted(watchId: number, compactRevision: number): void {
