@@ -28,9 +28,15 @@ export interface RawCallResult {
 export class RawGrpc {
   private readonly session: http2.ClientHttp2Session;
 
+  /** Why the server ended the session, if it did (GOAWAY error code), for failure messages. */
+  goaway: number | null = null;
+
   constructor(address: string) {
     this.session = http2.connect(`http://${address}`);
     this.session.on('error', () => undefined);
+    this.session.on('goaway', (code: number) => {
+      this.goaway = code;
+    });
   }
 
   /** Frames a message as gRPC does: flag byte, 4-byte big-endian length, body. */
@@ -52,7 +58,12 @@ export class RawGrpc {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        // A call that ended with a status is half-closed from our side too (no RST_STREAM: a burst of
+        // resets reads as a rapid-reset attack and costs the whole session); only a hang is cancelled.
+        if (!stream.closed) {
+          if (code === -1) stream.close(http2.constants.NGHTTP2_CANCEL);
+          else if (!stream.writableEnded) stream.end();
+        }
         resolve({ code, message, messages: parseFrames(Buffer.concat(chunks)) });
       };
       const timer = setTimeout(() => finish(-1, 'deadline'), opts.deadlineMs ?? 5_000);
