@@ -101,4 +101,23 @@ describe('put entry codec', () => {
     expect(decodePutEntry(withUnknown)).toBeNull();
     expect(plain(decodeInternalRequest(withUnknown))).toEqual(plain(type.toObject(type.decode(withUnknown), { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true })));
   });
+
+  it('declines every wrong wire type and field number 0 instead of misreading them', () => {
+    const good = Buffer.from(encodeWithProtobufjs({ proposer: '3', seq: '7', put: { key: Buffer.from('k'), value: Buffer.from('v'), lease: '5', prev_kv: true, ignore_value: false, ignore_lease: false } }));
+    expect(decodePutEntry(good)).not.toBeNull();
+    // Every tag byte of the entry (top level and inside the put) with each other wire type, then field 0.
+    const tagOffsets = [0, 2, 4, 6, 9, 12, 14];
+    for (const at of tagOffsets) {
+      const field = good[at] >> 3;
+      for (let wire = 0; wire < 8; wire++) {
+        if (wire === (good[at] & 7)) continue;
+        const bad = Buffer.from(good);
+        bad[at] = (field << 3) | wire;
+        expect(decodePutEntry(bad), `tag at ${at} as wire type ${wire}`).toBeNull();
+      }
+      const zero = Buffer.from(good);
+      zero[at] = good[at] & 7;
+      expect(decodePutEntry(zero), `field 0 at ${at}`).toBeNull();
+    }
+  });
 });
