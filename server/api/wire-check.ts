@@ -145,6 +145,10 @@ const OK: WireVerdict = Object.freeze({ error: null, rewrite: false });
 const REWRITE: WireVerdict = Object.freeze({ error: null, rewrite: true });
 
 const TWO_63 = 1n << 63n;
+/** 2^(7i): where byte i of a varint lands in the low 32 bits (i < 4). */
+const LO_SCALE = [1, 2 ** 7, 2 ** 14, 2 ** 21];
+/** 2^(7i - 32): where byte i (5..9) lands in the high 32 bits. */
+const HI_SCALE = [0, 0, 0, 0, 0, 2 ** 3, 2 ** 10, 2 ** 17, 2 ** 24, 2 ** 31];
 
 /** A varint as Go reads it: at most 10 bytes (then "integer overflow"), bounded by `end`. */
 class Cursor {
@@ -161,24 +165,36 @@ class Cursor {
 
   /** Reads a varint; returns an error text or null. */
   varint(end: number): string | null {
-    let lo = 0;
+    const buf = this.buf;
+    let pos = this.pos;
+    if (pos >= end) return EOF;
+    let b = buf[pos++];
+    if (b < 0x80) {
+      // Most tags, lengths and values: one byte.
+      this.pos = pos;
+      this.lo = b;
+      this.hi = 0;
+      this.len = 1;
+      return null;
+    }
+    let lo = b & 0x7f;
     let hi = 0;
-    const start = this.pos;
-    for (let i = 0; ; i++) {
+    for (let i = 1; ; i++) {
       if (i >= 10) return OVERFLOW; // shift >= 64
-      if (this.pos >= end) return EOF;
-      const b = this.buf[this.pos++];
+      if (pos >= end) return EOF;
+      b = buf[pos++];
       const bits = b & 0x7f;
-      if (i < 4) lo += bits * 2 ** (7 * i);
+      if (i < 4) lo += bits * LO_SCALE[i];
       else if (i === 4) {
-        lo += (bits & 0x0f) * 2 ** 28;
+        lo += (bits & 0x0f) * 0x10000000;
         hi = bits >>> 4;
-      } else hi += (bits * 2 ** (7 * i - 32)) % 2 ** 32; // the 10th byte's upper bits fall off 64
+      } else hi += (bits * HI_SCALE[i]) % 0x100000000; // the 10th byte's upper bits fall off 64
       if (b < 0x80) break;
     }
+    this.len = pos - this.pos;
+    this.pos = pos;
     this.lo = lo >>> 0;
     this.hi = hi >>> 0;
-    this.len = this.pos - start;
     return null;
   }
 
