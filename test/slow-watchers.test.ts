@@ -16,7 +16,7 @@ import { RawWatchStream, WatchStream, type WatchResponse } from './support/watch
 
 const PUTS = 3_000;
 const VALUE_BYTES = 64 * 1024;
-const SLOW_WATCHERS = 100;
+const SLOW_WATCHERS = Number(process.env.SLOW ?? 100);
 const CONCURRENT_PUTS = 8;
 /** The documented bound: RSS above the peer holding the same data, for the whole run. */
 const BUDGET_MIB = 64;
@@ -41,10 +41,21 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** Samples the watched member's RSS above the peer's (minus their idle difference) until stopped. */
+/**
+ * Samples the watched member's RSS above the peer's (minus their idle difference) until stopped.
+ * Two processes' RSS saw-tooth with their own GC cycles (tens of MiB apart at any instant), so the
+ * bound is checked on high-water marks: the watched member's peak so far above the peer's peak so
+ * far, at every sample. Queued responses would raise the former and not the latter, for good.
+ */
 class RssWatch {
   readonly idleDiff: number;
+  /** Largest instantaneous difference (printed: GC phase noise included). */
   maxExcess = -Infinity;
+  /** Largest difference of the peaks so far (asserted). */
+  maxPeakExcess = -Infinity;
+  /** The largest of each since the last phase() call. */
+  private phaseMax = -Infinity;
+  private phasePeakMax = -Infinity;
   peakWatched = 0;
   peakPeer = 0;
   private readonly timer: NodeJS.Timeout;
@@ -64,7 +75,20 @@ class RssWatch {
     this.peakPeer = Math.max(this.peakPeer, p);
     const excess = w - p - this.idleDiff;
     this.maxExcess = Math.max(this.maxExcess, excess);
+    this.phaseMax = Math.max(this.phaseMax, excess);
+    const peakExcess = this.peakWatched - this.peakPeer - this.idleDiff;
+    this.maxPeakExcess = Math.max(this.maxPeakExcess, peakExcess);
+    this.phasePeakMax = Math.max(this.phasePeakMax, peakExcess);
     return excess;
+  }
+
+  /** The largest excess of the phase that ends now (and starts the next one). */
+  phase(): string {
+    this.sample();
+    const text = `peaks ${this.phasePeakMax.toFixed(1)} MiB above the peer's, at most ${this.phaseMax.toFixed(1)} MiB at one instant`;
+    this.phaseMax = -Infinity;
+    this.phasePeakMax = -Infinity;
+    return text;
   }
 
   stop(): void {
@@ -170,7 +194,7 @@ describe('slow watchers', () => {
       expect(aborted, `RSS above the peer passed ${ABORT_MIB} MiB: the slow streams are buffering`).toBe(false);
       expect(lastRev).toBe(first + PUTS);
       await until(() => fastHere.revisions.length === PUTS + 1 && fastPeer.revisions.length === PUTS + 1, 30_000, 'the fast watchers to see every put');
-      console.log(`${PUTS} puts in ${(putMs / 1000).toFixed(1)} s; peak RSS watched ${sampler.peakWatched.toFixed(0)} MiB, peer ${sampler.peakPeer.toFixed(0)} MiB; max above the peer ${sampler.maxExcess.toFixed(1)} MiB (budget ${BUDGET_MIB} MiB)`);
+      console.log(`${PUTS} puts in ${(putMs / 1000).toFixed(1)} s (${sampler.phase()}); peak RSS watched ${sampler.peakWatched.toFixed(0)} MiB, peer ${sampler.peakPeer.toFixed(0)} MiB (budget: peak ${BUDGET_MIB} MiB above the peer's)`);
       console.log(`fast watcher on the member with ${SLOW_WATCHERS} slow streams: ${fastHere.summary()}`);
       console.log(`fast watcher on the peer (no slow streams):        ${fastPeer.summary()}`);
       expect(contiguous(fastHere.revisions, first, PUTS + 1)).toBe(true);
@@ -186,7 +210,7 @@ describe('slow watchers', () => {
       const t1 = performance.now();
       slow[0].resume();
       await until(() => caught.length >= PUTS + 1 || others.length > 0, 60_000, 'the slow watcher to catch up');
-      console.log(`slow watcher caught up ${caught.length} events (${((caught.length * VALUE_BYTES) / MIB).toFixed(0)} MiB) in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+      console.log(`slow watcher caught up ${caught.length} events (${((caught.length * VALUE_BYTES) / MIB).toFixed(0)} MiB) in ${((performance.now() - t1) / 1000).toFixed(1)} s (${sampler.phase()})`);
       expect(others).toEqual([]);
       expect(contiguous(caught, first, PUTS + 1)).toBe(true);
       // ...and then follows live.
@@ -207,13 +231,15 @@ describe('slow watchers', () => {
       slow[1].resume();
       await until(() => cancel !== null, 30_000, 'the compacted victim to be canceled');
       const canceled = cancel as unknown as WatchResponse;
-      console.log(`compacted victim: ${got.length} queued events, then canceled with compact_revision ${canceled.compact_revision}`);
+      console.log(`compacted victim: ${got.length} queued events, then canceled with compact_revision ${canceled.compact_revision} (${sampler.phase()})`);
       expect(canceled).toMatchObject({ canceled: true, compact_revision: String(compactAt) });
       expect(got.every((r, i) => r === first + i)).toBe(true);
       expect(got.length).toBeLessThan(PUTS);
       sampler.stop();
-      console.log(`whole run: max RSS above the peer ${sampler.maxExcess.toFixed(1)} MiB`);
-      expect(sampler.maxExcess).toBeLessThanOrEqual(BUDGET_MIB);
+      console.log(
+        `whole run: peak RSS ${sampler.maxPeakExcess.toFixed(1)} MiB above the peer's (budget ${BUDGET_MIB} MiB); instantaneous difference at most ${sampler.maxExcess.toFixed(1)} MiB`,
+      );
+      expect(sampler.maxPeakExcess).toBeLessThanOrEqual(BUDGET_MIB);
     } finally {
       rss?.stop();
       for (const s of slow) s.close();

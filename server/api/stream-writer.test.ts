@@ -134,6 +134,22 @@ describe('CoalescingStreamWriter', () => {
     expect(got.at(-1)).toBe('last');
   });
 
+  it('writes messages given as parts, large parts uncopied, small and large messages in order', async () => {
+    const big = Buffer.alloc(40 * 1024, 'b');
+    const call = await serve((text, writer) => {
+      for (let i = 0; i < 6; i++) {
+        const head = Buffer.alloc(GRPC_FRAME_PREFIX_BYTES + 3); // "m0:"
+        head.write(`${text}${i}:`, GRPC_FRAME_PREFIX_BYTES);
+        // Even messages carry a large part; odd ones are all small.
+        writer.writeParts(i % 2 === 0 ? [head, big, Buffer.from('.')] : [head, Buffer.from('small')]);
+      }
+    });
+    const got = collect(call, 6);
+    call.write(Buffer.from('m'));
+    expect(await got).toEqual(Array.from({ length: 6 }, (_, i) => `m${i}:${i % 2 === 0 ? `${big.toString()}.` : 'small'}`));
+    call.end();
+  });
+
   it('drops writes after close without throwing', async () => {
     const call = await serve((text, writer) => {
       writer.write(frameOf(text));

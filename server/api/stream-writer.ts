@@ -20,6 +20,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ServerHttp2Stream as Http2Stream } from 'node:http2';
 
+/** Parts at least this large are handed to HTTP/2 as they are instead of being copied together. */
+const UNCOPIED_PART_BYTES = 16 * 1024;
+
 /** Bytes grpc-js puts before each message: compression flag and length. */
 export const GRPC_FRAME_PREFIX_BYTES = 5;
 
@@ -147,7 +150,8 @@ export class CoalescingStreamWriter {
     this.flushQueued = false;
     const stream = this.stream;
     if (stream === null || this.pending.length === 0) return;
-    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    const parts = this.pending;
+    const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     if (this.closed || stream.destroyed || stream.closed) return;
@@ -159,10 +163,40 @@ export class CoalescingStreamWriter {
       if (stream.destroyed || stream.closed) return;
     }
     // Errors (a reset stream) surface through grpc-js's own stream listeners; nothing to add here.
-    // The callback runs once the bytes left (or the stream was destroyed): only then are they freed.
-    const n = chunk.length;
-    this.inFlightBytes += n;
-    stream.write(chunk, () => this.written(n));
+    // Callbacks run once the bytes left (or the stream was destroyed): only then are they freed.
+    if (parts.length === 1 || !parts.some((p) => p.length >= UNCOPIED_PART_BYTES)) {
+      const chunk = parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes);
+      this.inFlightBytes += bytes;
+      stream.write(chunk, () => this.written(bytes));
+      return;
+    }
+    // Large parts (event values) go as they are, runs of small ones joined; corked, they still reach
+    // HTTP/2 together (one writev), without a copy of every value into one buffer first.
+    stream.cork();
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    const send = (chunk: Buffer): void => {
+      const n = chunk.length;
+      this.inFlightBytes += n;
+      stream.write(chunk, () => this.written(n));
+    };
+    const sendRun = (): void => {
+      if (run.length === 0) return;
+      send(run.length === 1 ? run[0] : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const p of parts) {
+      if (p.length >= UNCOPIED_PART_BYTES) {
+        sendRun();
+        send(p);
+      } else {
+        run.push(p);
+        runBytes += p.length;
+      }
+    }
+    sendRun();
+    stream.uncork();
   }
 
   /** Flushes and stops writing (the call is ending or gone). */
