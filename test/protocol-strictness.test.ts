@@ -67,7 +67,7 @@ const CASES: Case[] = [
   { name: 'Txn nested 49 deep', path: KV + 'Txn', body: nestedTxn(49) },
   { name: 'Txn nested 100 deep', path: KV + 'Txn', body: nestedTxn(100) },
   { name: 'Txn nested 128 deep', path: KV + 'Txn', body: nestedTxn(128) },
-  { name: 'Txn nested 60 deep with a put', path: KV + 'Txn', body: nestedTxn(60, putOp('deep')) },
+  { name: 'Txn nested 128 deep with a put (through Raft)', path: KV + 'Txn', body: nestedTxn(128, putOp('deep')) },
   { name: 'Txn nested 129 deep', path: KV + 'Txn', body: nestedTxn(129) },
   { name: 'Txn nested 2000 deep', path: KV + 'Txn', body: nestedTxn(2000) },
   { name: 'Txn nested 300 deep after an empty op', path: KV + 'Txn', body: Buffer.concat([lField(2, Buffer.alloc(0)), nestedTxn(300)]) },
