@@ -144,6 +144,11 @@ class WatchStream {
       if (!this.ctx.sm.hub.resume(w.handle)) return; // parked again (and moved to the back)
       this.victims.delete(w);
     }
+    this.progressIfNoVictims();
+  }
+
+  /** Answers a progress request that waited for the stream's victims, once there are none. */
+  private progressIfNoVictims(): void {
     if (this.victims.size === 0 && this.progressPending) {
       this.progressPending = false;
       this.sendProgress();
@@ -167,7 +172,6 @@ class WatchStream {
 
   compacted(watchId: number, compactRevision: number): void {
     const w = this.watches.get(watchId);
-    if (w !== undefined) this.victims.delete(w);
     this.watches.delete(watchId);
     this.send({
       header: this.ctx.header(),
@@ -176,6 +180,7 @@ class WatchStream {
       compact_revision: compactRevision,
       cancel_reason: ETCD_ERRORS.COMPACTED.message,
     });
+    if (w !== undefined && this.victims.delete(w)) this.progressIfNoVictims();
   }
 
   onRequest(req: WireWatchRequest): void {
@@ -230,9 +235,9 @@ class WatchStream {
     const w = this.watches.get(watchId);
     if (!w) return;
     this.watches.delete(watchId);
-    this.victims.delete(w);
     this.ctx.sm.hub.cancel(w.handle);
     this.send({ header: this.ctx.header(), watch_id: watchId, canceled: true });
+    if (this.victims.delete(w)) this.progressIfNoVictims();
   }
 
   private startProgressTimer(): void {

@@ -384,6 +384,53 @@ describe('WatchHub slow watchers (victims)', () => {
     expect(revs(b2)).toEqual([2, 3]);
     expect(hub.watcherCount()).toBe(1);
   });
+
+  it('property: sinks that refuse and accept at random still get every event exactly once, in order', () => {
+    const KEYS = ['a', 'b', 'ab', 'c'];
+    type Op =
+      | { t: 'put'; key: string; big: boolean }
+      | { t: 'del'; key: string }
+      | { t: 'txn'; keys: string[] }
+      | { t: 'refuse' | 'accept' | 'resume'; w: number };
+    const opA: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ t: fc.constant('put' as const), key: fc.constantFrom(...KEYS), big: fc.boolean() }) },
+      { weight: 1, arbitrary: fc.record({ t: fc.constant('del' as const), key: fc.constantFrom(...KEYS) }) },
+      { weight: 1, arbitrary: fc.record({ t: fc.constant('txn' as const), keys: fc.uniqueArray(fc.constantFrom(...KEYS), { minLength: 1 }) }) },
+      { weight: 3, arbitrary: fc.record({ t: fc.constantFrom('refuse' as const, 'accept' as const, 'resume' as const), w: fc.nat(3) }) },
+    );
+    const watchA = fc.array(fc.record({ key: fc.constantFrom(...KEYS), rangeEnd: fc.constantFrom('', '', 'b', '\0'), start: fc.nat(6) }), { minLength: 1, maxLength: 4 });
+    fc.assert(
+      fc.property(fc.array(opA, { maxLength: 80 }), watchA, (ops, watches) => {
+        const { store, hub, pub } = setup();
+        pub(store.put(putOp('a', 'seed')));
+        const sinks = watches.map(() => slowRecorder());
+        const handles = watches.map((w, i) => hub.watch(spec(w.key, w.rangeEnd, { startRevision: w.start, prevKv: true }), sinks[i]));
+        const first = watches.map((w) => (w.start === 0 ? store.currentRevision() + 1 : w.start));
+        for (const op of ops) {
+          if (op.t === 'put') pub(store.put(putOp(op.key, op.big ? 'v'.repeat(100_000) : 'v')));
+          else if (op.t === 'del') pub(store.deleteRange(delOp(op.key)));
+          else if (op.t === 'txn') pub(store.txn(txnOp([], op.keys.map((k) => rq.put(putOp(k, 't'))))));
+          else if (op.w < sinks.length) {
+            if (op.t === 'refuse') sinks[op.w].open = false;
+            else if (op.t === 'accept') sinks[op.w].open = true;
+            else hub.resume(handles[op.w]);
+          }
+        }
+        for (let i = 0; i < sinks.length; i++) {
+          sinks[i].open = true;
+          expect(hub.resume(handles[i])).toBe(true);
+        }
+        pub(store.put(putOp('a', 'last')));
+        for (let i = 0; i < sinks.length; i++) {
+          const expected = store.eventsSince(b(watches[i].key), b(watches[i].rangeEnd), first[i]);
+          expect(summary(sinks[i].events())).toEqual(summary(expected));
+          expectWholeOrderedRevisions(sinks[i]);
+        }
+        expect(hub.parkedCount()).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
 });
 
 describe('WatchHub vs reference model', () => {
