@@ -7,6 +7,7 @@
 // Memory is compared with a peer: the member's store and Raft log grow with the data itself (3,000 x
 // 64 KiB takes a member from ~130 to ~630 MB RSS with no watcher at all), so "above idle" is measured
 // against the other follower, which holds the same data and serves no slow watcher.
+// SLOW=<n> runs it with n slow streams instead of 100 (SLOW=1: the single-watcher reproduction).
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
