@@ -166,6 +166,12 @@ class ReplicaBook {
       }
       this.original.set(shard, new Set(this.replicas.get(shard)));
     }
+    // A member holding nothing yet (a new member) is what the moves are for: fill it to floor(share),
+    // not just to the 5% tolerance that spares existing members from extra moves.
+    for (const m of this.members) {
+      const band = this.band.get(m.id);
+      if (band && this.load(m.id) === 0) this.band.set(m.id, { ...band, hardLow: band.softLow });
+    }
   }
 
   /** Change in the number of replica moves (vs the current placement) if `shard` goes from `from` to `to`. */
