@@ -17,7 +17,8 @@ for (let round = 1; round <= rounds; round++) {
     const r = await measureRestartToReady(cluster, { values, valueBytes, killLeader });
     console.log(
       `round ${round}: ${killLeader ? 'leader' : 'follower'} killed; ${values} × ${valueBytes} B put in ${(r.putMs / 1000).toFixed(1)} s; member ${r.memberIndex} ` +
-        `ready ${(r.readyMs / 1000).toFixed(2)} s after restart (target <= 5 s), RSS ${r.rssMiB.toFixed(0)} MiB`,
+        `ready ${(r.readyMs / 1000).toFixed(2)} s after restart (target <= 5 s; loaded at ${r.phases.loaded} ms, serving at ${r.phases.serving} ms, ` +
+        `leader known at ${r.phases.leaderKnown} ms), RSS ${r.rssMiB.toFixed(0)} MiB`,
     );
   } finally {
     await cluster.destroy();

@@ -293,6 +293,13 @@ export class Member {
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
     const { loaded } = g;
+    // The log up to `applied` was left unread (too large to be worth holding, see
+    // SKIP_APPLIED_LOG_ABOVE_BYTES): the log starts at a compaction point at `applied`, which the
+    // database holds exactly; it is persisted below like any compaction point.
+    const skipped = loaded.appliedLogSkipped;
+    const startPoint: SnapshotMeta | undefined = skipped
+      ? { index: skipped.index, term: skipped.term, confState: loaded.confState ?? loaded.snapshot?.confState ?? { voters: g.voters, learners: [] } }
+      : loaded.snapshot;
     if (loaded.snapshot && loaded.snapshot.index > loaded.applied) {
       throw new Error(`group ${g.groupId}: snapshot ${loaded.snapshot.index} not installed (applied ${loaded.applied}); call recoverSnapshot first`);
     }
@@ -313,10 +320,10 @@ export class Member {
         firstIndex: loaded.firstIndex,
         applied: loaded.applied,
         ...(loaded.confState ? { confState: loaded.confState } : {}),
-        ...(loaded.snapshot ? { snapshot: loaded.snapshot } : {}),
+        ...(startPoint ? { snapshot: startPoint } : {}),
       },
     );
-    const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (loaded.snapshot?.index ?? 0);
+    const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (startPoint?.index ?? 0);
     const group = new RaftGroup(g.groupId, node, g.stateMachine, loaded.applied, lastIndex, loaded.hardState.term, loaded.hardState.vote);
     group.isLearner = node.confState().learners.includes(this.opts.memberId);
     this.groups.set(g.groupId, group);
@@ -324,7 +331,8 @@ export class Member {
     // compaction point (if older) has no data any more, so the log is compacted up to this one.
     if (loaded.applied > 0) {
       const point = this.takePoint(group);
-      if (loaded.snapshot && loaded.snapshot.index < loaded.applied) {
+      if (skipped) group.pendingSnapshotMeta = point.meta;
+      else if (loaded.snapshot && loaded.snapshot.index < loaded.applied) {
         node.compact(point.meta.index, point.meta.confState);
         group.pendingSnapshotMeta = point.meta;
       }

@@ -29,6 +29,12 @@ export interface LoadedGroup {
   snapshot?: SnapshotMeta;
   /** State-machine records in their store-relative keyspace, sorted by key bytes. */
   stateRecords: Array<[Buffer, Buffer]>;
+  /**
+   * The stored log up to `applied` was left unread because it held more than the reader's budget
+   * (readGroup's skipAppliedLogAboveBytes): `entries` start after `index`, whose term is `term`. The
+   * member compacts its log to `applied` (the state there is exactly what the database holds).
+   */
+  appliedLogSkipped?: { index: number; term: number };
 }
 
 /** A point-in-time view of the database, for streaming a state-machine snapshot while writes go on. */
@@ -104,7 +110,19 @@ export interface RawGroupReader {
   get(key: Buffer): Promise<Buffer | undefined>;
   values(range: { gte: Buffer; lt: Buffer }): AsyncIterable<Buffer>;
   entries(range: { gte: Buffer; lt: Buffer }): AsyncIterable<[Buffer, Buffer]>;
+  /** Approximate stored bytes in [gte, lt); without it the whole log is always read. */
+  approximateSize?(range: { gte: Buffer; lt: Buffer }): Promise<number>;
 }
+
+/**
+ * A restart reads the stored log up to the applied index only if it holds at most this much. Those
+ * entries are already in the state machine; they are kept in memory only for followers a little
+ * behind. With 500 MiB in the log a restart read it all (and held it, beside the same values in the
+ * MVCC store); past this budget the member instead compacts its log to the applied index at start
+ * (a follower behind that gets a snapshot if this member leads) — what --snapshot-count would do
+ * later anyway. The same figure as Raft's uncommitted-bytes limit: a log this size replays quickly.
+ */
+export const SKIP_APPLIED_LOG_ABOVE_BYTES = 64 * 1024 * 1024;
 
 /** Decodes one group's stored state (MemberDb.loadGroup; shared so store doubles load exactly alike). */
 export async function readGroup(db: RawGroupReader, groupId: number): Promise<LoadedGroup> {
@@ -113,34 +131,56 @@ export async function readGroup(db: RawGroupReader, groupId: number): Promise<Lo
   const confRaw = await db.get(confStateKey(groupId));
   const snapRaw = await db.get(snapshotMetaKey(groupId));
   const snapshot = snapRaw === undefined ? undefined : (JSON.parse(snapRaw.toString('utf8')) as SnapshotMeta);
-  const entries: Entry[] = [];
-  for await (const value of db.values(logRange(groupId))) {
-    const entry = decodeEntry(value);
-    // Entries at or below the snapshot point are covered by it: left over when a compaction's
-    // deletion (which runs after the snapshot point is durable) was cut short by a crash.
-    if (snapshot && entry.index <= snapshot.index) continue;
-    entries.push(entry);
+  const applied = appliedRaw === undefined ? 0 : decodeU64(appliedRaw);
+  let logRead = logRange(groupId);
+  let appliedLogSkipped: { index: number; term: number } | undefined;
+  if (db.approximateSize && applied > (snapshot?.index ?? 0)) {
+    const appliedLogBytes = await db.approximateSize({ gte: logRange(groupId).gte, lt: logKey(groupId, applied + 1) });
+    const appliedEntry = appliedLogBytes > SKIP_APPLIED_LOG_ABOVE_BYTES ? await db.get(logKey(groupId, applied)) : undefined;
+    if (appliedEntry !== undefined) {
+      appliedLogSkipped = { index: applied, term: decodeEntry(appliedEntry).term };
+      logRead = { gte: logKey(groupId, applied + 1), lt: logRead.lt };
+    }
   }
-  if (snapshot && entries.length > 0 && entries[0].index !== snapshot.index + 1) {
-    throw new Error(`group ${groupId}: log starts at ${entries[0].index} after snapshot ${snapshot.index}`);
+  const entries: Entry[] = [];
+  const stateRecords: Array<[Buffer, Buffer]> = [];
+  // The log and the state records are read at once: LevelDB serves each iterator from libuv's thread
+  // pool, so with hundreds of MiB in each (a restart with 500 MiB in the log reads both) the two
+  // reads overlap instead of adding up.
+  await Promise.all([
+    (async () => {
+      for await (const value of db.values(logRead)) {
+        const entry = decodeEntry(value);
+        // Entries at or below the snapshot point are covered by it: left over when a compaction's
+        // deletion (which runs after the snapshot point is durable) was cut short by a crash.
+        if (snapshot && entry.index <= snapshot.index) continue;
+        entries.push(entry);
+      }
+    })(),
+    (async () => {
+      for await (const [key, value] of db.entries(stateRange(groupId))) {
+        stateRecords.push([key.subarray(STATE_KEY_PREFIX_BYTES), value]);
+      }
+    })(),
+  ]);
+  const logStartsAfter = appliedLogSkipped?.index ?? snapshot?.index;
+  if (logStartsAfter !== undefined && entries.length > 0 && entries[0].index !== logStartsAfter + 1) {
+    throw new Error(`group ${groupId}: log starts at ${entries[0].index} after ${appliedLogSkipped ? 'applied index' : 'snapshot'} ${logStartsAfter}`);
   }
   for (let i = 1; i < entries.length; i++) {
     if (entries[i].index !== entries[i - 1].index + 1) {
       throw new Error(`group ${groupId}: log has a hole between ${entries[i - 1].index} and ${entries[i].index}`);
     }
   }
-  const stateRecords: Array<[Buffer, Buffer]> = [];
-  for await (const [key, value] of db.entries(stateRange(groupId))) {
-    stateRecords.push([key.subarray(STATE_KEY_PREFIX_BYTES), value]);
-  }
   return {
     hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
     entries,
-    firstIndex: snapshot ? snapshot.index + 1 : entries.length > 0 ? entries[0].index : 1,
-    applied: appliedRaw === undefined ? 0 : decodeU64(appliedRaw),
+    firstIndex: logStartsAfter !== undefined ? logStartsAfter + 1 : entries.length > 0 ? entries[0].index : 1,
+    applied,
     ...(confRaw === undefined ? {} : { confState: JSON.parse(confRaw.toString('utf8')) as ConfState }),
     ...(snapshot ? { snapshot } : {}),
     stateRecords,
+    ...(appliedLogSkipped ? { appliedLogSkipped } : {}),
   };
 }
 
@@ -163,7 +203,16 @@ export class MemberDb implements MemberStore {
   }
 
   async loadGroup(groupId: number): Promise<LoadedGroup> {
-    return readGroup({ get: (key) => this.db.get(key), values: (range) => this.db.values(range), entries: (range) => this.db.iterator(range) }, groupId);
+    // fillCache off: a bulk read of everything would only evict what the block cache holds.
+    return readGroup(
+      {
+        get: (key) => this.db.get(key),
+        values: (range) => this.db.values({ ...range, fillCache: false }),
+        entries: (range) => this.db.iterator({ ...range, fillCache: false }),
+        approximateSize: (range) => this.db.approximateSize(range.gte, range.lt),
+      },
+      groupId,
+    );
   }
 
   /** Every state-machine record of a group (store-relative keys), optionally as of a snapshot. */

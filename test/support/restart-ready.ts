@@ -2,6 +2,7 @@
 // through one client, kill -9 one member, start it again on the same data dir, and time from the
 // spawn until its /readyz answers 200. Shared by test/restart-time.test.ts and bench/restart-time.ts.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { KvClient } from './kv-client.ts';
 import type { ProcessCluster } from './process-cluster.ts';
 
@@ -12,6 +13,21 @@ export interface RestartReadyResult {
   readyMs: number;
   /** The member's resident set size once ready (MiB), from its /metrics. */
   rssMiB: number;
+  /** ms from the spawn to each of these log lines of the restarted member (where the time went). */
+  phases: { loaded: number; serving: number; leaderKnown: number };
+}
+
+/** ms from `sinceMs` to the first line with `msg` that the member logged at or after `sinceMs`. */
+function logPhases(logFile: string, sinceMs: number): RestartReadyResult['phases'] {
+  const at = (msg: string): number => {
+    for (const line of fs.readFileSync(logFile, 'utf8').split('\n')) {
+      if (!line.includes(`"msg":"${msg}"`)) continue;
+      const time = Number(/"time":(\d+)/.exec(line)?.[1]);
+      if (time >= sinceMs) return time - sinceMs;
+    }
+    return NaN;
+  };
+  return { loaded: at('member loaded'), serving: at('serving'), leaderKnown: at('leader changed') };
 }
 
 export async function fillValues(cluster: ProcessCluster, values: number, valueBytes: number, prefix = 'fill/', concurrency = 4): Promise<number> {
@@ -26,7 +42,17 @@ export async function fillValues(cluster: ProcessCluster, values: number, valueB
         for (;;) {
           const i = next++;
           if (i >= values) return;
-          await client.put(`${prefix}${String(i).padStart(6, '0')}`, value, {}, 60_000);
+          // The fill is not what is measured: a put that times out on a busy shared machine is
+          // retried (the same key and value, so a retry that lands twice changes nothing).
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await client.put(`${prefix}${String(i).padStart(6, '0')}`, value, {}, 60_000);
+              break;
+            } catch (err) {
+              if (attempt >= 5) throw err;
+              await new Promise((r) => setTimeout(r, 500));
+            }
+          }
         }
       }),
     );
@@ -56,5 +82,5 @@ export async function measureRestartToReady(
   const readyMs = Date.now() - startedMs;
   const metrics = await cluster.metrics(memberIndex);
   const rss = /^synod_process_process_resident_memory_bytes (\S+)$/m.exec(metrics);
-  return { memberIndex, putMs, readyMs, rssMiB: rss ? Number(rss[1]) / 2 ** 20 : NaN };
+  return { memberIndex, putMs, readyMs, rssMiB: rss ? Number(rss[1]) / 2 ** 20 : NaN, phases: logPhases(cluster.members[memberIndex].logFile, startedMs) };
 }
