@@ -184,26 +184,36 @@ export class WatchHub {
         w.sink.onParked?.();
         return;
       }
-      let events: MvccEvent[];
-      try {
-        events = this.store.eventsSince(range.key, range.rangeEnd, w.nextRev, maxEvents);
-      } catch (err) {
-        if (err instanceof MvccError && err.code === 'compacted') {
-          this.watchers.delete(w.id);
-          w.state = GONE;
-          w.range = null;
-          w.sink.onCompacted(this.store.compactedRevision());
-          return;
+      // One response: up to REPLAY_CHUNK events (etcd sends up to 1,000 revisions per response) or
+      // about REPLAY_CHUNK_BYTES, read from the store in steps sized by what came before, so small
+      // events arrive together as etcd sends them and large ones never pile up.
+      const out: MvccEvent[] = [];
+      let outBytes = 0;
+      while (out.length < REPLAY_CHUNK && outBytes < REPLAY_CHUNK_BYTES && w.nextRev <= this.store.currentRevision()) {
+        let events: MvccEvent[];
+        try {
+          events = this.store.eventsSince(range.key, range.rangeEnd, w.nextRev, Math.min(maxEvents, REPLAY_CHUNK - out.length));
+        } catch (err) {
+          if (err instanceof MvccError && err.code === 'compacted') {
+            this.watchers.delete(w.id);
+            w.state = GONE;
+            w.range = null;
+            w.sink.onCompacted(this.store.compactedRevision());
+            return;
+          }
+          throw err;
         }
-        throw err;
+        if (events.length === 0) {
+          w.nextRev = this.store.currentRevision() + 1;
+          break;
+        }
+        w.nextRev = events[events.length - 1].kv.modRevision + 1;
+        maxEvents = chunkSizeAfter(events);
+        for (const e of this.filter(w, events)) {
+          out.push(e);
+          outBytes += eventBytes(e);
+        }
       }
-      if (events.length === 0) {
-        w.nextRev = this.store.currentRevision() + 1;
-        continue;
-      }
-      w.nextRev = events[events.length - 1].kv.modRevision + 1;
-      maxEvents = chunkSizeAfter(events);
-      const out = this.filter(w, events);
       if (out.length > 0) w.sink.onEvents(out, this.store.currentRevision());
     }
   }
@@ -391,13 +401,17 @@ export class WatchHub {
   }
 }
 
+/** An event's weight in a replay chunk: its keys and values, plus a fixed overhead. */
+function eventBytes(e: MvccEvent): number {
+  let bytes = 32 + e.kv.key.length + e.kv.value.length;
+  if (e.prevKv !== null) bytes += e.prevKv.key.length + e.prevKv.value.length;
+  return bytes;
+}
+
 /** Events for the next replay chunk: about REPLAY_CHUNK_BYTES at the average size of `events`. */
 function chunkSizeAfter(events: MvccEvent[]): number {
   let bytes = 0;
-  for (const e of events) {
-    bytes += 32 + e.kv.key.length + e.kv.value.length;
-    if (e.prevKv !== null) bytes += e.prevKv.key.length + e.prevKv.value.length;
-  }
+  for (const e of events) bytes += eventBytes(e);
   const perEvent = bytes / events.length;
   return Math.max(1, Math.min(REPLAY_CHUNK, Math.floor(REPLAY_CHUNK_BYTES / perEvent)));
 }
