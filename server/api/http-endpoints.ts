@@ -73,6 +73,7 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
     loopDelay.reset();
     return max;
   });
+  gauge('synod_disk_batch_write_max_seconds', 'Longest turn batch write (with its fsync) since the previous scrape; the next turn waits for it.', () => ctx.member.takeBatchWriteMaxMs() / 1000);
   gauge('synod_raft_leader_message_gap_max_seconds', 'Longest silence from the leader seen by this follower since the previous scrape.', () => ctx.member.takeLeaderGapMaxMs() / 1000);
   return registry;
 }

@@ -218,6 +218,8 @@ export class Member {
   private readonly lastHeardMs = new Map<NodeId, number>();
   /** See takeLeaderGapMaxMs. */
   private leaderGapMaxMs = 0;
+  /** See takeBatchWriteMaxMs. */
+  private batchWriteMaxMs = 0;
   private writing = false;
   /**
    * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
@@ -375,6 +377,13 @@ export class Member {
   takeLeaderGapMaxMs(): number {
     const max = this.leaderGapMaxMs;
     this.leaderGapMaxMs = 0;
+    return max;
+  }
+
+  /** Longest batch write (with its fsync, if any) since the previous call, in ms: a turn waits for it. */
+  takeBatchWriteMaxMs(): number {
+    const max = this.batchWriteMaxMs;
+    this.batchWriteMaxMs = 0;
     return max;
   }
 
@@ -784,7 +793,9 @@ export class Member {
         this.writing = false;
         this.scheduleTurn();
       }
+      const writeStartMs = performance.now();
       await this.opts.db.write(batch, sync);
+      this.batchWriteMaxMs = Math.max(this.batchWriteMaxMs, performance.now() - writeStartMs);
       if (needsSync) this.stats.syncedBatches++;
       let i = 0;
       for (const group of this.groups.values()) group.appliedPersisted = queued[i++];

@@ -63,6 +63,8 @@ export interface NoStallResult {
   leaderGapMaxMs: number[];
   /** Per member: longest event-loop delay, ms. */
   loopDelayMaxMs: number[];
+  /** Per member: longest batch write (fsync) a turn waited for, ms. */
+  batchWriteMaxMs: number[];
   rangeMs: number[];
   deleteMs: number;
   /** Counts the ranges concurrent with the delete saw (each must be 0 or `values`: the delete is atomic). */
@@ -165,6 +167,7 @@ export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptio
     leaderChanges: after.reduce((sum, t) => sum + metric(t, 'synod_server_leader_changes_seen_total'), 0) - changesBefore,
     leaderGapMaxMs: after.map((t) => metric(t, 'synod_raft_leader_message_gap_max_seconds') * 1000),
     loopDelayMaxMs: after.map((t) => metric(t, 'synod_event_loop_delay_max_seconds') * 1000),
+    batchWriteMaxMs: after.map((t) => metric(t, 'synod_disk_batch_write_max_seconds') * 1000),
     rangeMs,
     deleteMs,
     countsDuringDelete,
@@ -182,6 +185,7 @@ export function formatNoStall(r: NoStallResult, opts: NoStallOptions): string {
     `  leader changes: ${r.leaderChanges}; terms before ${r.termsBefore.join('/')} after ${r.termsAfter.join('/')}`,
     `  longest silence from the leader seen by each follower: ${r.leaderGapMaxMs.map((x, i) => (i === r.leaderIndex ? 'leader' : ms(x))).join(', ')}`,
     `  longest event-loop delay per member: ${r.loopDelayMaxMs.map((x, i) => `${ms(x)}${i === r.leaderIndex ? ' (leader)' : ''}`).join(', ')}`,
+    `  longest batch write (fsync) per member: ${r.batchWriteMaxMs.map((x, i) => `${ms(x)}${i === r.leaderIndex ? ' (leader)' : ''}`).join(', ')}`,
     `  full ranges: ${r.rangeMs.map(ms).join(', ')}; delete: ${ms(r.deleteMs)}; counts seen during the delete: ${[...new Set(r.countsDuringDelete)].join(',') || 'none'}`,
     `  other clients' puts: ${r.puts}, p50 ${r.putP50Ms.toFixed(1)} ms, p99 ${r.putP99Ms.toFixed(1)} ms, max ${r.putMaxMs.toFixed(1)} ms`,
   ].join('\n');
