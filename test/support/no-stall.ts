@@ -86,8 +86,10 @@ function percentile(sorted: number[], p: number): number {
 }
 
 export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptions): Promise<NoStallResult> {
-  const leaderIndex = await cluster.leaderIndex();
   const fillMs = await fillValues(cluster, opts.values, opts.valueBytes, 'big/');
+  // After the fill: a fill of 1 MiB puts on a busy shared disk may itself move leadership (turns wait
+  // for their fsync, see synod_disk_batch_write_max_seconds), and the measured window starts here.
+  const leaderIndex = await cluster.leaderIndex();
   const members = cluster.members.map((_, i) => i);
   // Scraping resets the maxima: from here on they cover only the measured window.
   const before = await Promise.all(members.map((i) => cluster.metrics(i)));
