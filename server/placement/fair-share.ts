@@ -10,6 +10,8 @@ import type { MemberId, PlacementMember } from './types.ts';
 
 /** Rounding slack so that a share of 4.0000000001 from float arithmetic still rounds to the band [4, 4]. */
 const EPSILON = 1e-7;
+/** Smaller slack for the hard band, so that it never exceeds 1.10 × share by more than float noise. */
+const EXACT = 1e-9;
 
 export interface ReplicaShares {
   /** Fractional fair share of replicas per eligible member. Sums to R_eff · shardCount. */
@@ -92,11 +94,12 @@ function solveLambda(f: (lambda: number) => number, total: number): number {
 }
 
 /**
- * Tolerance a member's replica count may stray from its fair share before replicas are moved for it alone.
- * Within it, the placer still steers towards [floor(share), ceil(share)] with replicas it places anyway.
- * 5% keeps max/mean ≤ 1.10 with room for rounding; CockroachDB rebalances with the same kind of threshold.
+ * Tolerance a member's replica count may stray from its fair share before replicas are moved for it alone:
+ * the brief's own bound (max/mean ≤ 1.10). Within it the placer still steers towards
+ * [floor(share), ceil(share)], but only with replicas it places anyway, so balance never buys extra data
+ * movement (CockroachDB rebalances past a threshold in the same way).
  */
-export const BALANCE_TOLERANCE = 0.05;
+export const BALANCE_TOLERANCE = 0.1;
 
 export interface Band {
   /** Pursued only with replicas being placed anyway (no extra move). */
@@ -114,7 +117,7 @@ export function bandOf(share: number): Band {
   return {
     softLow,
     softHigh,
-    hardLow: Math.min(softLow, Math.ceil(share * (1 - BALANCE_TOLERANCE) - EPSILON)),
-    hardHigh: Math.max(softHigh, Math.floor(share * (1 + BALANCE_TOLERANCE) + EPSILON)),
+    hardLow: Math.min(softLow, Math.ceil(share * (1 - BALANCE_TOLERANCE) - EXACT)),
+    hardHigh: Math.max(softHigh, Math.floor(share * (1 + BALANCE_TOLERANCE) + EXACT)),
   };
 }

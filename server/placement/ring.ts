@@ -4,14 +4,16 @@
 // it when membership changes and hand the diff to moves.ts).
 //
 // Algorithm: rendezvous hashing with a load cap, anchored to the current placement.
-//   1. Fair shares (fair-share.ts) give each up member a band [floor(share), ceil(share)] of replicas.
+//   1. Fair shares (fair-share.ts) give each up member a soft band [floor(share), ceil(share)] and a hard
+//      band (10% either side: the brief's max/mean ≤ 1.10) of replicas.
 //   2. Keep every current replica that is still legal (member up, distinct, zone spread, ≤ R per shard),
 //      dropping from the most loaded members first when a shard has too many.
-//   3. Fill missing replicas: among legal members, those below their band first, then those below its top;
-//      within a tier the highest rendezvous score (shard, member) wins. At creation this is exactly capped
-//      rendezvous hashing.
-//   4. Rebalance: move replicas from members above their band to members below its top, and into members
-//      below their band, along the shortest chain of legal single-replica moves (BFS over members).
+//   3. Fill missing replicas: among legal members, those below the soft band first, then those below its
+//      top, then those below the hard top; within a tier the highest rendezvous score (shard, member)
+//      wins. At creation this is exactly capped rendezvous hashing.
+//   4. Rebalance along the shortest chains of legal single-replica moves (BFS over members): real moves
+//      only for members outside their hard band, free moves (re-aiming replicas placed in this run) for
+//      members outside their soft band. A member holding nothing yet is filled to floor(share).
 //   5. Preferred leaders (leaders.ts).
 // Safety rules (distinct members, zone spread, nothing on draining/dead members) are never traded for
 // balance; when balance cannot be reached under them, `problems` says so.
@@ -167,7 +169,7 @@ class ReplicaBook {
       this.original.set(shard, new Set(this.replicas.get(shard)));
     }
     // A member holding nothing yet (a new member) is what the moves are for: fill it to floor(share),
-    // not just to the 5% tolerance that spares existing members from extra moves.
+    // not just to the tolerance that spares existing members from extra moves.
     for (const m of this.members) {
       const band = this.band.get(m.id);
       if (band && this.load(m.id) === 0) this.band.set(m.id, { ...band, hardLow: band.softLow });
