@@ -220,6 +220,8 @@ export class Member {
   private leaderGapMaxMs = 0;
   /** See takeBatchWriteMaxMs. */
   private batchWriteMaxMs = 0;
+  /** The batch write in flight: when it started, and whether it makes a term or vote durable (see tick). */
+  private writeInFlight: { sinceMs: number; termOrVote: boolean } | null = null;
   private writing = false;
   /**
    * Writes that need no fsync and that nothing waits on: state-machine changes with their applied
@@ -611,7 +613,49 @@ export class Member {
       group.node.tick();
       this.expireReads(group, nowMs);
     }
+    const inFlight = this.writeInFlight;
+    if (inFlight && !inFlight.termOrVote && performance.now() - inFlight.sinceMs >= this.opts.tickMs * this.opts.heartbeatTicks) {
+      this.heartbeatDuringWrite();
+    }
     this.scheduleTurn();
+  }
+
+  /**
+   * A turn waits for its batch write, and so do the heartbeats Raft queues meanwhile (they leave with
+   * the next Ready). A slow fsync — a busy shared disk, LevelDB compacting behind a 1 GiB fill — then
+   * silenced the leader for up to 1.9 s while its event loop was idle. So while a write has been in
+   * flight for a heartbeat interval, a leader sends each follower the heartbeat Raft would send
+   * (bcastHeartbeat: the commit index capped at the follower's match, no read context) at once; the
+   * next Ready repeats it, which is harmless. Not while the write makes a term or vote durable: nothing
+   * of a term may leave before the term is on disk.
+   */
+  private heartbeatDuringWrite(): void {
+    if (!this.sink) return;
+    let sent = false;
+    for (const group of this.groups.values()) {
+      if (group.node.role() !== 'leader') continue;
+      const s = group.node.status();
+      if (!s.progress || s.term !== group.persistedTerm) continue;
+      for (const [id, p] of Object.entries(s.progress)) {
+        const to = Number(id);
+        if (to === this.opts.memberId) continue;
+        this.sink.send(group.groupId, {
+          type: 'heartbeat',
+          from: this.opts.memberId,
+          to,
+          term: s.term,
+          logTerm: 0,
+          index: 0,
+          entries: [],
+          commit: Math.min(p.match, s.commit),
+          reject: false,
+          rejectHint: 0,
+          context: new Uint8Array(0),
+        });
+        sent = true;
+      }
+    }
+    if (sent) this.sink.flush();
   }
 
   private expireReads(group: RaftGroup, nowMs: number): void {
@@ -676,6 +720,7 @@ export class Member {
     /** Leaders' Readies whose term and vote were already durable before this turn (see below). */
     const leaderReadies: Array<[RaftGroup, Ready]> = [];
     const compactedThrough: Array<[RaftGroup, number]> = [];
+    let termOrVoteChanged = false;
     for (const group of this.groups.values()) {
       this.startReadRounds(group);
       const smOps = group.sm.drainPersistOps();
@@ -724,6 +769,7 @@ export class Member {
           group.persistedTerm = hs.term;
           group.persistedVote = hs.vote;
           needsSync = true;
+          termOrVoteChanged = true;
         }
       }
       if (ready.entries.length > 0) {
@@ -794,7 +840,12 @@ export class Member {
         this.scheduleTurn();
       }
       const writeStartMs = performance.now();
-      await this.opts.db.write(batch, sync);
+      this.writeInFlight = { sinceMs: writeStartMs, termOrVote: termOrVoteChanged };
+      try {
+        await this.opts.db.write(batch, sync);
+      } finally {
+        this.writeInFlight = null;
+      }
       this.batchWriteMaxMs = Math.max(this.batchWriteMaxMs, performance.now() - writeStartMs);
       if (needsSync) this.stats.syncedBatches++;
       let i = 0;

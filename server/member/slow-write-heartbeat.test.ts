@@ -1,0 +1,108 @@
+// In-process: three real members (LevelDB, Raft) through an in-memory sink. A turn waits for its batch
+// write; a leader whose fsync stalls (a busy shared disk) must still be heard by its followers, or they
+// elect another leader though the old one's event loop is idle (issue 13, item 2: a 1 GiB fill moved
+// leadership while no request held the loop). The leader's store is stalled for 4 election timeouts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { MemberDb, type TurnBatch } from '../storage/member-db.ts';
+import type { MemberStore } from '../storage/member-store.ts';
+import { Member } from './member.ts';
+import { KvStateMachine } from '../api/kv-state-machine.ts';
+import { encodeInternalRequest } from '../api/request-codec.ts';
+import type { Message } from '../raft/types.ts';
+
+const GROUP = 1;
+const IDS = [1, 2, 3];
+const TICK_MS = 20;
+const ELECTION_TICKS = 10;
+const logger = pino({ level: 'silent' });
+
+/** MemberDb whose writes can be held back (as a stalled fsync holds them). */
+class StallableStore {
+  stalled: Promise<void> | null = null;
+  constructor(readonly db: MemberDb) {}
+  async write(batch: TurnBatch, sync: boolean): Promise<void> {
+    if (this.stalled) await this.stalled;
+    return this.db.write(batch, sync);
+  }
+}
+
+let dir: string;
+const stores = new Map<number, StallableStore>();
+const members = new Map<number, Member>();
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-slow-write-'));
+  const peers = IDS.map((id) => ({ id, peerUrls: [`http://127.0.0.1:${id}`], isLearner: false }));
+  for (const id of IDS) {
+    const db = await MemberDb.open(path.join(dir, `db${id}`));
+    const stallable = new StallableStore(db);
+    stores.set(id, stallable);
+    const store: MemberStore = {
+      loadGroup: (g) => db.loadGroup(g),
+      stateRecords: (g, snap) => db.stateRecords(g, snap),
+      snapshot: () => db.snapshot(),
+      clearState: (g) => db.clearState(g),
+      clearLogThrough: (g, i) => db.clearLogThrough(g, i),
+      write: (batch, sync) => stallable.write(batch, sync),
+    };
+    const member = new Member({ memberId: id, db: store, tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, `snap${id}`), snapshotCount: 10_000 });
+    member.addGroup({ groupId: GROUP, voters: IDS, stateMachine: new KvStateMachine(id, [], peers), loaded: await db.loadGroup(GROUP), randomSeed: id });
+    members.set(id, member);
+  }
+  for (const member of members.values()) {
+    let queued: Message[] = [];
+    member.setSink({
+      send: (_groupId, m) => void queued.push(m),
+      flush: () => {
+        const out = queued;
+        queued = [];
+        setImmediate(() => {
+          for (const m of out) members.get(m.to)?.step([{ groupId: GROUP, message: m }]);
+        });
+      },
+    });
+  }
+  for (const member of members.values()) member.start();
+}, 20_000);
+
+afterAll(async () => {
+  for (const s of stores.values()) s.stalled = null;
+  for (const member of members.values()) await member.stop();
+  for (const s of stores.values()) await s.db.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function leaderId(): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    for (const [id, m] of members) if (m.role(GROUP) === 'leader') return id;
+    if (Date.now() > deadline) throw new Error('no leader');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('a leader whose batch write stalls', () => {
+  it('keeps its followers hearing from it, and its leadership', async () => {
+    const lead = await leaderId();
+    await new Promise((r) => setTimeout(r, TICK_MS * ELECTION_TICKS));
+    const followers = IDS.filter((id) => id !== lead);
+    for (const id of followers) members.get(id)!.takeLeaderGapMaxMs();
+    let release!: () => void;
+    stores.get(lead)!.stalled = new Promise<void>((resolve) => (release = resolve));
+    // A write the leader must persist: its next turn's batch now waits on the stalled store.
+    const put = { put: { key: Buffer.from('k'), value: Buffer.from('v') } };
+    members.get(lead)!.propose(GROUP, encodeInternalRequest({ proposer: '0', seq: '1', ...put } as Parameters<typeof encodeInternalRequest>[0]));
+    await new Promise((r) => setTimeout(r, 4 * TICK_MS * ELECTION_TICKS));
+    const gaps = followers.map((id) => members.get(id)!.takeLeaderGapMaxMs());
+    const leadersSeen = followers.map((id) => members.get(id)!.leaderId(GROUP));
+    release();
+    stores.get(lead)!.stalled = null;
+    expect(leadersSeen).toEqual([lead, lead]);
+    expect(Math.max(...gaps)).toBeLessThan((TICK_MS * ELECTION_TICKS) / 2);
+    expect(members.get(lead)!.role(GROUP)).toBe('leader');
+  }, 30_000);
+});
