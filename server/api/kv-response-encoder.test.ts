@@ -34,6 +34,17 @@ describe('kv response encoder', () => {
     );
   });
 
+  it('decodes RangeStreamResponse (the range reply wrapped as field 1) exactly as the object path does', async () => {
+    const method = etcdClients().KV.service.RangeStream;
+    await fc.assert(
+      fc.asyncProperty(header, fc.array(kv, { maxLength: 8 }), fc.boolean(), fc.nat(), async (h, kvs, more, count) => {
+        const viaObject = method.responseDeserialize(method.responseSerialize({ range_response: { header: h, kvs: kvs.map(kvToWire), more, count } }));
+        expect(method.responseDeserialize(await encodeRangeResponse(h, kvs, more, count, 1))).toEqual(viaObject);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('decodes DeleteRangeResponse exactly as the object path does', async () => {
     const method = etcdClients().KV.service.DeleteRange;
     await fc.assert(
@@ -65,7 +76,14 @@ describe('kv response encoder', () => {
     const kvs: KeyValue[] = Array.from({ length: 40 }, (_, i) => ({ key: Buffer.from(`k${i}`), createRevision: 2, modRevision: 2 + i, version: 1, value, lease: '7' }));
     const h = { cluster_id: '1', member_id: '2', revision: '42', raft_term: '3' };
     const server = new grpc.Server();
-    server.addService(etcdServices().KV, { Range: (_call: unknown, cb: (err: null, res: Buffer) => void) => void encodeRangeResponse(h, kvs, true, 41).then((b) => cb(null, b)) });
+    server.addService(etcdServices().KV, {
+      Range: (_call: unknown, cb: (err: null, res: Buffer) => void) => void encodeRangeResponse(h, kvs, true, 41).then((b) => cb(null, b)),
+      RangeStream: (call: grpc.ServerWritableStream<unknown, Buffer>) =>
+        void encodeRangeResponse(h, kvs, false, 40, 1).then((b) => {
+          call.write(b);
+          call.end();
+        }),
+    });
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
     const client = new (etcdClients().KV)(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
     try {
@@ -79,6 +97,18 @@ describe('kv response encoder', () => {
       expect(reply.kvs[39].value.equals(value)).toBe(true);
       expect(reply.kvs[0].lease).toBe('7');
       expect([reply.more, reply.count]).toEqual([true, '41']);
+      // The streamed form (RangeStreamResponse) takes the same path.
+      const streamed: Array<{ range_response: { kvs: Array<{ value: Buffer }>; count: string } }> = [];
+      await new Promise<void>((resolve, reject) => {
+        const stream = (client as unknown as { RangeStream: (req: object) => grpc.ClientReadableStream<never> }).RangeStream({ key: Buffer.from('k') });
+        stream.on('data', (m) => streamed.push(m));
+        stream.on('end', () => resolve());
+        stream.on('error', reject);
+      });
+      expect(preframedStats.served).toBe(before + 2);
+      expect(streamed.length).toBe(1);
+      expect(streamed[0].range_response.count).toBe('40');
+      expect(streamed[0].range_response.kvs[5].value.equals(value)).toBe(true);
     } finally {
       client.close();
       server.forceShutdown();

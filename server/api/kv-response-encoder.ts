@@ -110,14 +110,23 @@ function measureKvs(fieldNo: number, kvs: KeyValue[]): { bytes: number; bodies: 
   return { bytes, bodies, leases };
 }
 
-/** RangeResponse{header=1, kvs=2, more=3, count=4} as protobuf bytes. */
-export async function encodeRangeResponse(header: ResponseHeader, kvs: KeyValue[], more: boolean, count: number): Promise<Buffer> {
+/**
+ * RangeResponse{header=1, kvs=2, more=3, count=4} as protobuf bytes; with `wrapField`, as the only
+ * field of an enclosing message (RangeStreamResponse{range_response=1}).
+ */
+export async function encodeRangeResponse(header: ResponseHeader, kvs: KeyValue[], more: boolean, count: number, wrapField?: number): Promise<Buffer> {
   const headerField = encodePutResponse(header); // PutResponse is header = 1 alone: the same bytes
   const measured = measureKvs(2, kvs);
-  const total = headerField.length + measured.bytes + (more ? 2 : 0) + (count !== 0 ? 1 + numberVarintBytes(count) : 0);
+  const inner = headerField.length + measured.bytes + (more ? 2 : 0) + (count !== 0 ? 1 + numberVarintBytes(count) : 0);
+  const total = wrapField === undefined ? inner : lenFieldBytes(wrapField, inner);
   if (total > MAX_RESPONSE_BYTES) throw new ResponseTooLargeError(total);
   const out = allocPreframed(total);
-  let p = headerField.copy(out, 0);
+  let p = 0;
+  if (wrapField !== undefined) {
+    p = writeNumberVarint(out, p, (wrapField << 3) | LEN);
+    p = writeNumberVarint(out, p, inner);
+  }
+  p += headerField.copy(out, p);
   p = await writeKvs(out, p, 2, kvs, measured.bodies, measured.leases);
   if (more) {
     out[p++] = (3 << 3) | VARINT;

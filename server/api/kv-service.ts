@@ -8,7 +8,7 @@ import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';
 import { ResponseTooLargeError, encodeDeleteRangeResponse, encodeRangeResponse } from './kv-response-encoder.ts';
-import { kvToWire, rangeOpFromWire, rangeResultToWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
+import { kvToWire, rangeOpFromWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
 import type {
   CompactionRequest,
   DeleteRangeRequest,
@@ -98,9 +98,12 @@ export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
         return;
       }
       (req.serializable ? Promise.resolve() : ctx.readBarrier())
-        .then(() => {
+        .then(async () => {
           const result = ctx.sm.store.range(rangeOpFromWire(req));
-          call.write({ range_response: { header: ctx.header(), ...rangeResultToWire(result) } });
+          // RangeStreamResponse{range_response = 1}, encoded as Range's reply is (kv-response-encoder.ts).
+          call.write(await encodeRangeResponse(ctx.header(), result.kvs, result.more, result.count, 1).catch((err: unknown) => {
+            throw tooLarge(err);
+          }));
           call.end();
         })
         .catch((err: unknown) => call.destroy(toServiceError(err, ctx.logger)));
