@@ -6,9 +6,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { etcdClients, etcdServices } from './proto.ts';
 import { installPreframedResponses, preframedStats } from './preframed-response.ts';
-import { kvToWire } from './convert.ts';
-import { YIELD_EVERY_BYTES, encodeDeleteRangeResponse, encodeRangeResponse } from './kv-response-encoder.ts';
-import type { KeyValue } from '../mvcc/types.ts';
+import { kvToWire, txnResultToWire } from './convert.ts';
+import { YIELD_EVERY_BYTES, encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
+import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 
 const uint64Text = fc.oneof(fc.constantFrom('0', '1', '127', '128', '9007199254740993'), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String));
 const header = fc.record({ cluster_id: uint64Text, member_id: uint64Text, revision: uint64Text, raft_term: uint64Text });
@@ -51,6 +51,27 @@ describe('kv response encoder', () => {
       fc.asyncProperty(header, fc.nat(), fc.array(kv, { maxLength: 8 }), async (h, deleted, kvs) => {
         const viaObject = method.responseDeserialize(method.responseSerialize({ header: h, deleted, prev_kvs: kvs.map(kvToWire) }));
         expect(method.responseDeserialize(await encodeDeleteRangeResponse(h, deleted, kvs))).toEqual(viaObject);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('decodes TxnResponse (nested, every kind of response) exactly as the object path does', async () => {
+    const method = etcdClients().KV.service.Txn;
+    const { txn } = fc.letrec<{ txn: TxnResult; op: ResponseOp }>((tie) => ({
+      txn: fc.record({ succeeded: fc.boolean(), responses: fc.array(tie('op'), { maxLength: 4 }) }),
+      op: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.record({ kvs: fc.array(kv, { maxLength: 3 }), more: fc.boolean(), count: fc.nat() }).map((range) => ({ type: 'range' as const, range })),
+        fc.option(kv, { nil: null }).map((prevKv) => ({ type: 'put' as const, put: { prevKv } })),
+        fc.record({ deleted: fc.nat(), prevKvs: fc.array(kv, { maxLength: 3 }) }).map((deleteRange) => ({ type: 'deleteRange' as const, deleteRange })),
+        tie('txn').map((t) => ({ type: 'txn' as const, txn: t as TxnResult })),
+      ),
+    }));
+    await fc.assert(
+      fc.asyncProperty(header, txn, async (h, t) => {
+        const viaObject = method.responseDeserialize(method.responseSerialize({ header: h, ...txnResultToWire(t, h) }));
+        expect(method.responseDeserialize(await encodeTxnResponse(h, t))).toEqual(viaObject);
       }),
       { numRuns: 300 },
     );

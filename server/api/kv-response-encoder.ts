@@ -11,9 +11,9 @@
 // Fields go in number order with proto3 zeros left out, as etcd's Go encoder writes them; clients
 // decode the same message protobufjs's encoding gives (tested). The KV service's serializer passes a
 // Buffer through (proto.ts).
-import type { KeyValue } from '../mvcc/types.ts';
+import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 import type { ResponseHeader } from './wire-types.ts';
-import { numberVarintBytes, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
+import { numberVarintBytes, uint64Of, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { allocPreframed } from './preframed-response.ts';
 
@@ -154,5 +154,110 @@ export async function encodeDeleteRangeResponse(header: ResponseHeader, deleted:
   }
   p = await writeKvs(out, p, 3, prevKvs, measured.bodies, measured.leases);
   if (p !== total) throw new Error(`delete response encoder wrote ${p} of ${total} bytes`);
+  return out;
+}
+
+// ---------------------------------------------------------------- Txn
+
+/** A piece of a message being encoded: bytes written already, or key-values to copy in slices. */
+type Segment = Buffer | { fieldNo: number; kvs: KeyValue[]; bodies: number[]; leases: bigint[]; bytes: number };
+
+interface Encoded {
+  segments: Segment[];
+  bytes: number;
+}
+
+function segmentBytes(seg: Segment): number {
+  return Buffer.isBuffer(seg) ? seg.length : seg.bytes;
+}
+
+/** A length-delimited field `fieldNo` holding `inner`. */
+function wrap(fieldNo: number, inner: Encoded): Encoded {
+  const prefix = Buffer.allocUnsafe(numberVarintBytes(fieldNo << 3) + numberVarintBytes(inner.bytes));
+  writeNumberVarint(prefix, writeNumberVarint(prefix, 0, (fieldNo << 3) | LEN), inner.bytes);
+  return { segments: [prefix, ...inner.segments], bytes: prefix.length + inner.bytes };
+}
+
+function concat(parts: Array<Encoded | Segment>): Encoded {
+  const segments: Segment[] = [];
+  let bytes = 0;
+  for (const part of parts) {
+    if (Buffer.isBuffer(part) || 'fieldNo' in part) {
+      segments.push(part);
+      bytes += segmentBytes(part);
+    } else {
+      segments.push(...part.segments);
+      bytes += part.bytes;
+    }
+  }
+  return { segments, bytes };
+}
+
+function varintField(fieldNo: number, v: number): Buffer {
+  if (v === 0) return Buffer.alloc(0);
+  const out = Buffer.allocUnsafe(1 + numberVarintBytes(v));
+  out[0] = (fieldNo << 3) | VARINT;
+  writeNumberVarint(out, 1, v);
+  return out;
+}
+
+/** ResponseHeader as field 1, with the fields it has (a txn's inner responses carry only the revision). */
+function headerField(h: Partial<ResponseHeader>): Buffer {
+  const values = [h.cluster_id, h.member_id, h.revision, h.raft_term].map((v, i) => (v === undefined ? 0n : uint64Of(v, ['cluster_id', 'member_id', 'revision', 'raft_term'][i])));
+  let len = 0;
+  for (const v of values) if (v !== 0n) len += 1 + varintBytes(v);
+  const out = Buffer.allocUnsafe(1 + numberVarintBytes(len) + len);
+  out[0] = (1 << 3) | LEN;
+  let p = writeNumberVarint(out, 1, len);
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] === 0n) continue;
+    out[p++] = ((i + 1) << 3) | VARINT;
+    p = writeVarint(out, p, values[i]);
+  }
+  return out;
+}
+
+function kvsSegment(fieldNo: number, kvs: KeyValue[]): Segment {
+  return { fieldNo, kvs, ...measureKvs(fieldNo, kvs) };
+}
+
+function responseOp(op: ResponseOp, header: Partial<ResponseHeader>): Encoded {
+  switch (op.type) {
+    case 'range':
+      return wrap(1, concat([headerField(header), kvsSegment(2, op.range.kvs), op.range.more ? Buffer.from([(3 << 3) | VARINT, 1]) : Buffer.alloc(0), varintField(4, op.range.count)]));
+    case 'put':
+      return wrap(2, concat([headerField(header), kvsSegment(2, op.put.prevKv ? [op.put.prevKv] : [])]));
+    case 'deleteRange':
+      return wrap(3, concat([headerField(header), varintField(2, op.deleteRange.deleted), kvsSegment(3, op.deleteRange.prevKvs)]));
+    case 'txn':
+      return wrap(4, txnBody(op.txn, header, header));
+  }
+}
+
+function txnBody(r: TxnResult, header: Partial<ResponseHeader>, inner: Partial<ResponseHeader>): Encoded {
+  return concat([headerField(header), varintField(2, r.succeeded ? 1 : 0), ...r.responses.map((op) => wrap(3, responseOp(op, inner)))]);
+}
+
+/**
+ * TxnResponse{header=1, succeeded=2, responses=3} as protobuf bytes; the responses inside carry only
+ * the revision in their headers, as etcd's do (convert.ts txnResultToWire).
+ */
+export async function encodeTxnResponse(header: ResponseHeader, r: TxnResult): Promise<Buffer> {
+  const body = txnBody(r, header, { revision: header.revision });
+  if (body.bytes > MAX_RESPONSE_BYTES) throw new ResponseTooLargeError(body.bytes);
+  const out = allocPreframed(body.bytes);
+  let p = 0;
+  let sinceYield = 0;
+  for (const seg of body.segments) {
+    if (Buffer.isBuffer(seg)) p += seg.copy(out, p);
+    else p = await writeKvs(out, p, seg.fieldNo, seg.kvs, seg.bodies, seg.leases);
+    // Many ranges of a few MiB each: writeKvs yields within one, this between them.
+    sinceYield += segmentBytes(seg);
+    if (sinceYield >= YIELD_EVERY_BYTES) {
+      sinceYield = 0;
+      await yieldTurn();
+    }
+  }
+  if (p !== body.bytes) throw new Error(`txn response encoder wrote ${p} of ${body.bytes} bytes`);
   return out;
 }

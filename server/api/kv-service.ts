@@ -7,8 +7,8 @@ import { ApiContext, toServiceError, unary } from './context.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';
-import { ResponseTooLargeError, encodeDeleteRangeResponse, encodeRangeResponse } from './kv-response-encoder.ts';
-import { kvToWire, rangeOpFromWire, txnIsReadOnly, txnOpFromWire, txnResultToWire } from './convert.ts';
+import { ResponseTooLargeError, encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
+import { kvToWire, rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from './convert.ts';
 import type {
   CompactionRequest,
   DeleteRangeRequest,
@@ -69,19 +69,21 @@ export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
       });
     }),
 
-    Txn: unary(ctx, async (req: TxnRequest) => {
+    Txn: unary(ctx, async (req: TxnRequest): Promise<object> => {
       const bad = checkTxn(req, ctx.limits.maxTxnOps);
       if (bad) throw grpcError(bad);
       if (txnIsReadOnly(req)) {
         // A txn that writes nothing needs no log entry: a read barrier gives it the same guarantee.
         if (!txnIsSerializable(req)) await ctx.readBarrier();
         const out = ctx.sm.store.txn(txnOpFromWire(req));
-        const header = ctx.header(out.revision);
-        return { header, ...txnResultToWire(out.result, header) };
+        return encodeTxnResponse(ctx.header(out.revision), out.result).catch((err: unknown) => {
+          throw tooLarge(err);
+        });
       }
       const out = await ctx.proposeWrite({ txn: req });
-      const header = ctx.header(out.revision);
-      return { header, ...txnResultToWire(out.result as TxnResult, header) };
+      return encodeTxnResponse(ctx.header(out.revision), out.result as TxnResult).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
     }),
 
     Compact: unary(ctx, async (req: CompactionRequest) => {
