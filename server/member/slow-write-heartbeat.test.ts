@@ -23,7 +23,10 @@ const logger = pino({ level: 'silent' });
 /** MemberDb whose writes can be held back (as a stalled fsync holds them). */
 class StallableStore {
   stalled: Promise<void> | null = null;
-  constructor(readonly db: MemberDb) {}
+  readonly db: MemberDb;
+  constructor(db: MemberDb) {
+    this.db = db;
+  }
   async write(batch: TurnBatch, sync: boolean): Promise<void> {
     if (this.stalled) await this.stalled;
     return this.db.write(batch, sync);
