@@ -1,6 +1,7 @@
 // etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact. Writes go through Raft; linearizable
 // reads wait on a ReadIndex barrier and are then served from the local store; serializable reads are
-// served locally at once.
+// served locally at once. Range, DeleteRange, Txn and RangeStream replies are encoded by
+// kv-response-encoder.ts in slices that yield to the event loop (Raft shares it), not by protobufjs.
 import type * as grpc from '@grpc/grpc-js';
 import { grpcError } from './errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
