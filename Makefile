@@ -54,10 +54,13 @@ test-raft: npm-deps
 	$(VITEST) run server/raft
 
 # Synod against etcd, side by side on this machine (prints a table; writes bench/results/); then
-# how fast a follower 220 MiB behind catches up (bench/catch-up.ts).
+# how fast a follower 220 MiB behind catches up (bench/catch-up.ts); whether ranges and deletes over
+# 1 GiB stall Raft (bench/no-stall.ts); restart to ready with 500 MiB in the log (bench/restart-time.ts).
 bench: build
 	$(NODE) bench/run-bench.ts
 	$(NODE) bench/catch-up.ts
+	$(NODE) bench/no-stall.ts
+	$(NODE) bench/restart-time.ts
 
 # The long fault suite: bounded in time, stops by itself.
 soak: build

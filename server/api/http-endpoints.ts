@@ -52,6 +52,7 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   gauge('synod_mvcc_revision', 'Current MVCC revision.', () => ctx.sm.store.currentRevision());
   gauge('synod_mvcc_compact_revision', 'Last compacted MVCC revision.', () => ctx.sm.store.compactedRevision());
   gauge('synod_watchers', 'Live watchers on this member.', () => ctx.sm.hub.watcherCount());
+  gauge('synod_watchers_slow', 'Watchers parked because their stream exceeded its send budget (caught up from the store when it drains).', () => ctx.sm.hub.parkedCount());
   gauge('synod_proposals_pending', 'Client writes proposed by this member and not yet applied.', () => ctx.sm.pendingCount());
   const stats = ctx.member.stats;
   counter('synod_server_leader_changes_seen_total', 'Leader changes seen by this member.', () => stats.leaderChanges);
