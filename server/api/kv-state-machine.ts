@@ -7,7 +7,7 @@ import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
 import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
-import type { MvccEvent } from '../mvcc/types.ts';
+import { rangeOf, type MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
@@ -157,20 +157,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.auth = AuthStore.restore(authRecords);
     this.alarms = AlarmStore.restore(alarmRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
-    const all = this.store.range({
-      key: Buffer.from([0]),
-      rangeEnd: Buffer.from([0]),
-      limit: 0,
-      revision: 0,
-      sortOrder: 'NONE',
-      sortTarget: 'KEY',
-      keysOnly: true,
-      countOnly: false,
-      minModRevision: 0,
-      maxModRevision: 0,
-      minCreateRevision: 0,
-      maxCreateRevision: 0,
-    });
+    const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }));
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
     this.store.leaseExists = (id) => this.leases.has(id);
   }
