@@ -23,6 +23,9 @@ const MVCC_PREFIX = 0x6b; // 'k'
 export const MVCC_RECORD_PREFIX = MVCC_PREFIX;
 const MEMBER_PREFIX = 0x6d; // 'm'
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
+/** Records that describe the cluster's members rather than its data (a restore drops them). */
+export const PUBLISHED_MEMBER_RECORD_PREFIX = MEMBER_PREFIX;
+export const MEMBERSHIP_RECORD_PREFIX = MEMBERSHIP_PREFIX;
 
 /** A member of the group as the replicated membership knows it (etcd's Member without runtime attributes). */
 export interface MembershipRecord {

@@ -32,14 +32,7 @@ import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaint
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
-import {
-  clusterIdFor,
-  hostPort,
-  memberIdFor,
-  parseInitialCluster,
-  type ClusterRecord,
-  type MemberInfo,
-} from '../api/cluster-info.ts';
+import { bootstrapClusterRecord, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { joinExistingCluster } from './join-cluster.ts';
 
@@ -131,33 +124,10 @@ export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCredentials: grpc.ChannelCredentials): Promise<ClusterRecord> {
   const stored = await db.loadCluster<ClusterRecord>();
   if (stored) return stored;
-  if (cfg.initialClusterState === 'existing') {
-    const record = await joinExistingCluster(cfg, cfg.logger, peerCredentials);
-    const batch = new TurnBatch();
-    batch.putCluster(record);
-    await db.write(batch, true);
-    return record;
-  }
-  const parsed = parseInitialCluster(cfg.initialCluster);
-  if (!parsed.some((m) => m.name === cfg.name)) {
-    throw new Error(`--initial-cluster has no member named "${cfg.name}"`);
-  }
-  const members: MemberInfo[] = parsed.map((m) => ({
-    id: memberIdFor(m.peerUrls, cfg.initialClusterToken),
-    name: m.name,
-    peerUrls: m.peerUrls,
-    clientUrls: m.name === cfg.name ? cfg.advertiseClientUrls : [],
-    isLearner: false,
-  }));
-  if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
-  const record: ClusterRecord = {
-    clusterId: clusterIdFor(
-      members.map((m) => m.id),
-      cfg.initialClusterToken,
-    ),
-    token: cfg.initialClusterToken,
-    members,
-  };
+  const record =
+    cfg.initialClusterState === 'existing'
+      ? await joinExistingCluster(cfg, cfg.logger, peerCredentials)
+      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls);
   const batch = new TurnBatch();
   batch.putCluster(record);
   await db.write(batch, true);
