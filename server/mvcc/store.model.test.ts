@@ -106,6 +106,33 @@ describe('MvccStore vs reference model, writes at oracle revisions with gaps', (
     expect(gappedRuns).toBeGreaterThan(300);
   });
 
+  it('reads in a gap answer the previous written revision; compaction at a gap revision keeps that state', () => {
+    const store = new MvccStore();
+    const put = (k: string, v: string, at: number) =>
+      store.put({ key: lb(k), value: lb(v), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false }, at);
+    expect(put('a', '1', 3).events.map((e) => e.kv.modRevision)).toEqual([3]);
+    put('b', '1', 4);
+    const later = put('a', '2', 9); // 5..8 went to other shards
+    expect(later.revision).toBe(9);
+    expect(later.events.map((e) => [e.kv.modRevision, e.kv.createRevision, e.kv.version, e.prevKv?.modRevision])).toEqual([[9, 3, 2, 3]]);
+    expect(store.currentRevision()).toBe(9);
+    const at = (rev: number, through?: number) => store.range(ALL(rev), through).kvs.map((kv) => `${kv.key.toString('latin1')}=${kv.value.toString('latin1')}@${kv.modRevision}`);
+    expect(at(6)).toEqual(['a=1@3', 'b=1@4']);
+    expect(at(8)).toEqual(at(4));
+    expect(() => store.range(ALL(12))).toThrow(/future revision/);
+    expect(at(12, 12)).toEqual(['a=2@9', 'b=1@4']); // caught up through 12: nothing of this shard after 9
+    expect(at(0, 12)).toEqual(at(9));
+    store.compact(7);
+    expect(at(7)).toEqual(['a=1@3', 'b=1@4']);
+    expect(() => store.range(ALL(6))).toThrow(/compacted/);
+    expect(store.eventsSince(lb('a'), lb('\0'), 7).map((e) => e.kv.modRevision)).toEqual([9]);
+    expect(() => store.compact(13, 12)).toThrow(/future revision/);
+    store.compact(12, 12);
+    expect(store.compactedRevision()).toBe(12);
+    expect(store.currentRevision()).toBe(9);
+    expect(at(12, 12)).toEqual(['a=2@9', 'b=1@4']);
+  });
+
   it('refuses a write at or below the written or compacted history, changing nothing', () => {
     const store = new MvccStore();
     store.put({ key: lb('a'), value: lb('1'), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false }, 5);
