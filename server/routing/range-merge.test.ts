@@ -204,3 +204,41 @@ describe('range merge: what each shard is asked', () => {
     expect(() => mergeShardRanges(rangeOp('a'), 5, [s.range(rangeOp('a'))])).toThrow(/mod_revision 7 above the read revision 5/);
   });
 });
+
+describe('range merge: worked examples', () => {
+  // Two shards at R = 6: a@2 (v1), c@5 (v2) on one; b@3 (v1), d@6 (v1) on the other.
+  function twoShards(): MvccStore[] {
+    const x = new MvccStore();
+    const y = new MvccStore();
+    x.put(putOp('a', 'm'), 2);
+    y.put(putOp('b', 'z'), 3);
+    x.put(putOp('c', 'a'), 4);
+    x.put(putOp('c', 'a'), 5);
+    y.put(putOp('d', 'm'), 6);
+    return [x, y];
+  }
+  const answer = (op: RangeOp): { keys: string[]; more: boolean; count: number } => {
+    const shards = twoShards();
+    const readRevision = op.revision || 6;
+    const { result } = mergeShardRanges(op, readRevision, shards.map((s) => s.range(shardRangeRequest(op, readRevision), 6)));
+    return { keys: result.kvs.map((kv) => kv.key.toString('latin1') + (kv.value.length > 0 ? `=${kv.value.toString('latin1')}` : '')), more: result.more, count: result.count };
+  };
+  const all = (o: Partial<RangeOp>): RangeOp => rangeOp('\0', '\0', o);
+
+  it('key order by default; limit cuts and says more; count is every key', () => {
+    expect(answer(all({ limit: 3, keysOnly: true }))).toEqual({ keys: ['a', 'b', 'c'], more: true, count: 4 });
+  });
+  it('a non-KEY target with order NONE sorts ASCEND; ties by key in both directions', () => {
+    expect(answer(all({ sortTarget: 'VERSION', keysOnly: true })).keys).toEqual(['a', 'b', 'd', 'c']);
+    expect(answer(all({ sortTarget: 'VERSION', sortOrder: 'DESCEND', keysOnly: true })).keys).toEqual(['c', 'a', 'b', 'd']);
+  });
+  it('sorting by value with keys_only: the merge compares values, then blanks them', () => {
+    expect(answer(all({ sortTarget: 'VALUE', sortOrder: 'DESCEND', keysOnly: true, limit: 2 }))).toEqual({ keys: ['b', 'a'], more: true, count: 4 });
+    expect(answer(all({ sortTarget: 'VALUE', limit: 3 })).keys).toEqual(['c=a', 'a=m', 'd=m']);
+  });
+  it('filters apply after counting; count_only adds the shards counts', () => {
+    expect(answer(all({ minModRevision: 4, keysOnly: true }))).toEqual({ keys: ['c', 'd'], more: false, count: 4 });
+    expect(answer(all({ countOnly: true, limit: 1 }))).toEqual({ keys: [], more: false, count: 4 });
+    expect(answer(all({ revision: 4, keysOnly: true, sortOrder: 'DESCEND' }))).toEqual({ keys: ['c', 'b', 'a'], more: false, count: 3 });
+  });
+});
