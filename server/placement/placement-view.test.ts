@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { SLOT_COUNT, SlotMap, slotOf } from '../routing/slots.ts';
 import { buildPlacementView, keyLocationView, loadsPerMember, locateKey, memberHex, type ObservedMember, type PlacementObservation } from './placement-view.ts';
 import { formatKeyLocation, formatPlacementTable } from './placement-table.ts';
+import { validateZoneName } from './zone-name.ts';
 
 // Replay a failure with PLACEMENT_VIEW_SEED=<the seed fast-check printed>.
 const SEED = Number(process.env.PLACEMENT_VIEW_SEED ?? 20261203);
@@ -154,4 +155,9 @@ describe('formatPlacementTable', () => {
     );
     expect(formatKeyLocation({ key: 'foo', slot: 12182, shard: 0 })).toBe('key "foo": slot 12182, shard 0\n');
   });
+});
+
+describe('validateZoneName', () => {
+  it.each(['', 'a', 'eu-west-1a', 'zone_1.b', 'x'.repeat(63)])('accepts %p', (z) => expect(() => validateZoneName(z)).not.toThrow());
+  it.each(['-a', 'a-', 'a b', 'eu/west', 'x'.repeat(64), 'zöne'])('refuses %p', (z) => expect(() => validateZoneName(z)).toThrow(/--zone must be empty or a Kubernetes label value/));
 });
