@@ -201,4 +201,34 @@ describe('placement surface on a 3-member cluster', () => {
     }
     console.log(`placement version: ${before} at bootstrap, ${withLearner} with the learner, ${(await placement(0)).version} after its removal`);
   });
+
+  it('with auth on, Placement stays open like MemberList but refuses a bad token; a bad --zone stops the start', async () => {
+    const ep = cluster.endpointOf(0);
+    await etcdctlOk(ep, ['user', 'add', 'root:root-pw']);
+    // etcdctl adds the root role and grants it to root when auth enable reports it missing.
+    await etcdctlOk(ep, ['auth', 'enable']);
+    const Client = placementClientConstructor();
+    const client = new Client(cluster.addressOf(0), grpc.credentials.createInsecure());
+    try {
+      const wire = await grpcCall<GetPlacementWire>(client, 'GetPlacement', {});
+      expect(wire.shards[0].replicas).toHaveLength(3);
+      const withBadToken = new Promise((resolve, reject) => {
+        const meta = new grpc.Metadata();
+        meta.set('token', 'not-a-token');
+        (client as unknown as { LocateKey: (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void }).LocateKey(
+          { key: Buffer.from('k') },
+          meta,
+          (e, r) => (e ? reject(e) : resolve(r)),
+        );
+      });
+      await expect(withBadToken).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' });
+    } finally {
+      client.close();
+    }
+    await etcdctlOk(ep, ['--user', 'root:root-pw', 'auth', 'disable']);
+
+    const bad = await synod(['server', '--name', 'z', '--data-dir', path.join(cluster.rootDir, 'bad-zone'), '--zone', 'eu west']);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout + bad.stderr).toContain('--zone must be empty or a Kubernetes label value');
+  });
 });
