@@ -16,6 +16,7 @@ import { placementClientConstructor, wireToView, type GetPlacementWire, type Loc
 import type { PlacementView } from '../server/placement/placement-view.ts';
 
 const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
+/** Each member's --zone; read at every (re)start, so a test can restart a member in another zone. */
 const ZONES = ['zone-a', 'zone-b', 'zone-c'];
 
 let cluster: ProcessCluster;
@@ -230,5 +231,15 @@ describe('placement surface on a 3-member cluster', () => {
     const bad = await synod(['server', '--name', 'z', '--data-dir', path.join(cluster.rootDir, 'bad-zone'), '--zone', 'eu west']);
     expect(bad.code).toBe(2);
     expect(bad.stdout + bad.stderr).toContain('--zone must be empty or a Kubernetes label value');
+  });
+
+  it('a member restarted with another --zone publishes it through the log; every member shows it', async () => {
+    ZONES[2] = 'zone-d';
+    await cluster.stopMember(2);
+    cluster.startMember(2);
+    await cluster.waitReady();
+    for (let i = 0; i < 3; i++) {
+      await eventually(`member ${i} shows zone-d`, async () => ((await placement(i)).members.find((m) => m.id === ids[2])?.zone === 'zone-d' ? true : null));
+    }
   });
 });

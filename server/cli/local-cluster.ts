@@ -103,7 +103,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
   console.log(`  ${etcdctl} put foo bar`);
   console.log(`  ${etcdctl} get foo`);
   console.log(`  ${etcdctl} endpoint status -w table`);
-  console.log(`Where the keyspace lives: curl http://127.0.0.1:${MEMBERS[0].metrics}/placement, or synod placement --endpoints 127.0.0.1:${MEMBERS[0].client}${certs ? ` --cacert ${certs.ca.certFile}` : ''}`);
+  console.log(`Where the keyspace lives: curl http://127.0.0.1:${MEMBERS[0].metrics}/placement, or synod placement --endpoints 127.0.0.1:${MEMBERS[0].client}${certs ? ` --cacert ${certs.ca.certFile}` : ''}${certs && opts.clientCertAuth ? ` --cert ${certs.clients.root.certFile} --key-file ${certs.clients.root.keyFile}` : ''}`);
   if (certs) {
     console.log(`Certificates (a development CA, never for production) are in ${certs.dir}.`);
     if (opts.clientCertAuth) console.log('Client certificates are required; with auth enabled, client-root.pem authenticates as the user root.');
