@@ -9,6 +9,8 @@ export interface MemberInfo {
   peerUrls: string[];
   clientUrls: string[];
   isLearner: boolean;
+  /** `--zone` as the member published it ('' until it has, or when it has none). */
+  zone?: string;
 }
 
 export interface ClusterRecord {

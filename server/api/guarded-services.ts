@@ -202,6 +202,19 @@ export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyp
   };
 }
 
+/**
+ * Placement is cluster metadata like MemberList and Status: any caller may read it, but a token that is
+ * presented must be valid (the guard resolves the caller before the handler runs).
+ */
+export function guardPlacement(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const open: Check<unknown> = () => false;
+  return {
+    GetPlacement: guardUnary(guard, impl.GetPlacement, open, mapError),
+    LocateKey: guardUnary(guard, impl.LocateKey, open, mapError),
+  };
+}
+
 /** Leadership moves and defragmentation are for root, as in etcd; Status and Alarm stay open. */
 export function guardMaintenance(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);

@@ -34,6 +34,11 @@ export interface MembershipRecord {
   isLearner: boolean;
   /** Removed members stay as tombstones: ids are never reused, and a removed member is told so. */
   removed: boolean;
+  /**
+   * Raft index of the conf change that last changed this record (absent: bootstrap membership, or a
+   * record written before this field existed). The placement view's version is the largest of them.
+   */
+  changedAtIndex?: number;
 }
 
 /** What a conf-change entry carries beside the Raft change: who waits on it and the new member's URLs. */
@@ -61,6 +66,8 @@ export interface LeaseApplyListener {
 export interface PublishedMember {
   name: string;
   clientUrls: string[];
+  /** `--zone` as published; absent in records written before zones existed (read as ''). */
+  zone?: string;
 }
 
 export interface ApplyOutcome {
@@ -187,6 +194,16 @@ export class KvStateMachine implements GroupStateMachine {
     });
   }
 
+  /**
+   * Raft index of the last applied conf change that changed the membership (0: the bootstrap
+   * membership). Tombstones count: a removal is a change. The same on every member at the same applied index.
+   */
+  membershipVersion(): number {
+    let version = 0;
+    for (const m of this.membership.values()) version = Math.max(version, m.changedAtIndex ?? 0);
+    return version;
+  }
+
   /** Current members (no tombstones), in id order. */
   members(): MembershipRecord[] {
     return [...this.membership.values()].filter((m) => !m.removed).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
@@ -205,13 +222,14 @@ export class KvStateMachine implements GroupStateMachine {
     const inGroup = new Set([...confState.voters, ...confState.learners].map(String));
     const learners = new Set(confState.learners.map(String));
     const id = String(change.nodeId);
+    const changedAtIndex = entry.index;
     if (inGroup.has(id) && !this.membership.has(id)) {
-      this.setMembership({ id, peerUrls: context?.peerUrls ?? [], isLearner: learners.has(id), removed: false });
+      this.setMembership({ id, peerUrls: context?.peerUrls ?? [], isLearner: learners.has(id), removed: false, changedAtIndex });
     }
     for (const m of [...this.membership.values()]) {
       if (m.removed) continue;
-      if (!inGroup.has(m.id)) this.setMembership({ ...m, removed: true });
-      else if (m.isLearner !== learners.has(m.id)) this.setMembership({ ...m, isLearner: learners.has(m.id) });
+      if (!inGroup.has(m.id)) this.setMembership({ ...m, removed: true, changedAtIndex });
+      else if (m.isLearner !== learners.has(m.id)) this.setMembership({ ...m, isLearner: learners.has(m.id), changedAtIndex });
     }
     const mine = context && context.proposer === this.memberIdText ? this.waiters.get(context.seq) : undefined;
     if (mine) {
@@ -318,7 +336,7 @@ export class KvStateMachine implements GroupStateMachine {
     }
     if ('member_attributes' in req && req.member_attributes) {
       const a = req.member_attributes;
-      const record: PublishedMember = { name: a.name, clientUrls: a.client_urls ?? [] };
+      const record: PublishedMember = { name: a.name, clientUrls: a.client_urls ?? [], zone: a.zone ?? '' };
       this.published.set(a.member_id, record);
       this.memberOps.push({
         key: Buffer.concat([Buffer.from([MEMBER_PREFIX]), Buffer.from(a.member_id, 'utf8')]),

@@ -26,6 +26,8 @@ export interface MemberAttributes {
   member_id: string;
   name: string;
   client_urls: string[];
+  /** `--zone`; '' when none (and in entries written before zones existed). */
+  zone?: string;
 }
 
 export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;

@@ -28,7 +28,8 @@ import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
 import { authService } from '../api/auth-service.ts';
 import { AuthGuard } from '../api/auth-guard.ts';
-import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
+import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardPlacement, guardWatch } from '../api/guarded-services.ts';
+import { placementClientConstructor, placementService } from '../api/placement-service.ts';
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
@@ -72,6 +73,8 @@ export interface ServerConfig {
   authTokenTtlSeconds?: number;
   /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/api/quota.ts). */
   quotaBackendBytes?: number;
+  /** --zone: this member's failure domain, published through the log for placement ('' = none). */
+  zone?: string;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -280,6 +283,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     }
   };
 
+  const zone = cfg.zone ?? '';
   const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
   const members = (): MemberInfo[] =>
     sm.members().map((m) => {
@@ -291,6 +295,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         peerUrls: m.peerUrls,
         clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
         isLearner: m.isLearner,
+        zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
       };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
@@ -338,6 +343,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     },
   });
   grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
+  grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
   grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
   await transport.start();
@@ -359,16 +365,17 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   member.start();
   leases.start();
 
-  // Publish this member's client URLs through the log once a leader exists (etcd's "publish").
+  // Publish this member's name, client URLs and zone through the log once a leader exists (etcd's
+  // "publish"); again after a restart with a different --advertise-client-urls or --zone.
   let publishTimer: NodeJS.Timeout | null = null;
   const publish = (): void => {
     publishTimer = null;
     const mine = sm.published.get(String(memberId));
-    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls)) return;
+    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls) && (mine.zone ?? '') === zone) return;
     ctx
-      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } }, { internal: true })
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls, zone } }, { internal: true })
       .then(
-        () => log.info({ clientUrls: cfg.advertiseClientUrls }, 'published client URLs'),
+        () => log.info({ clientUrls: cfg.advertiseClientUrls, zone }, 'published client URLs and zone'),
         () => {
           publishTimer = setTimeout(publish, 500);
         },
