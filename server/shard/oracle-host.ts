@@ -42,6 +42,12 @@ export interface OracleHostOptions {
   establishRetryMs?: number;
   /** Told of every grant as it is handed out (metrics, and the simulation's checks). */
   onGrant?: (grant: { requester: string; first: number; last: number; term: number }) => void;
+  /**
+   * TEST-ONLY deliberate bugs, so the oracle simulation (server/shard/sim) can prove it catches them;
+   * never set outside it. 'grant-without-persist': treats a proposed mark as committed at once;
+   * 'start-at-mark': a new leader starts AT the highest mark in its log instead of above it.
+   */
+  unsafeMutation?: 'grant-without-persist' | 'start-at-mark';
 }
 
 interface Queued {
@@ -64,6 +70,7 @@ export class OracleHost implements OracleServer {
   private readonly establishTimeoutMs: number;
   private readonly establishRetryMs: number;
   private readonly onGrant: OracleHostOptions['onGrant'];
+  private readonly unsafeMutation: OracleHostOptions['unsafeMutation'];
   /** The oracle of the term this member leads and has established; null otherwise. */
   private leading: { term: number; oracle: RevisionOracle } | null = null;
   /** The term an establishment is running for (0: none). */
@@ -84,6 +91,7 @@ export class OracleHost implements OracleServer {
     this.establishTimeoutMs = options.establishTimeoutMs ?? 1_000;
     this.establishRetryMs = options.establishRetryMs ?? 20;
     this.onGrant = options.onGrant;
+    this.unsafeMutation = options.unsafeMutation;
     member.onLeaderChange((groupId, leaderId, term) => {
       if (groupId === this.groupId) this.leaderChanged(leaderId, term);
     });
@@ -187,7 +195,7 @@ export class OracleHost implements OracleServer {
         }
         if (this.stopped || this.member.role(this.groupId) !== 'leader' || this.member.term(this.groupId) !== term) return;
         const oracle = new RevisionOracle(this.windowRevisions);
-        oracle.becomeLeader(term, this.sm.highWater);
+        oracle.becomeLeader(term, this.unsafeMutation === 'start-at-mark' ? Math.max(0, this.sm.highWater - 1) : this.sm.highWater);
         this.leading = { term, oracle };
         this.stats.establishments++;
         this.scheduleFlush();
@@ -297,6 +305,11 @@ export class OracleHost implements OracleServer {
           this.member.propose(this.groupId, encodeMetadataEntry({ kind: 'high-water', highWater: proposal.highWater, proposedTerm: term }));
           proposal.proposed = true;
           this.stats.persists++;
+          if (this.unsafeMutation === 'grant-without-persist') {
+            leading.oracle.highWaterCommitted(proposal.highWater, term);
+            this.proposal = null;
+            continue;
+          }
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
           return answerAll((requestId) => ({ kind: 'unavailable', requestId, reason: `high-water mark not proposed: ${reason}` }));
