@@ -45,9 +45,11 @@ export interface OracleHostOptions {
   /**
    * TEST-ONLY deliberate bugs, so the oracle simulation (server/shard/sim) can prove it catches them;
    * never set outside it. 'grant-without-persist': treats a proposed mark as committed at once;
-   * 'start-at-mark': a new leader starts AT the highest mark in its log instead of above it.
+   * 'start-at-mark': a new leader starts AT the highest mark in its log instead of above it;
+   * 'establish-without-barrier': a new leader starts from the mark it has applied so far, without
+   * waiting for an entry of its term to apply (its log may hold a higher committed mark).
    */
-  unsafeMutation?: 'grant-without-persist' | 'start-at-mark';
+  unsafeMutation?: 'grant-without-persist' | 'start-at-mark' | 'establish-without-barrier';
 }
 
 interface Queued {
@@ -188,7 +190,7 @@ export class OracleHost implements OracleServer {
     try {
       while (!this.stopped && this.member.role(this.groupId) === 'leader' && this.member.term(this.groupId) === term) {
         try {
-          await this.member.readBarrier(this.groupId, Date.now() + this.establishTimeoutMs);
+          if (this.unsafeMutation !== 'establish-without-barrier') await this.member.readBarrier(this.groupId, Date.now() + this.establishTimeoutMs);
         } catch {
           await new Promise((r) => setTimeout(r, this.establishRetryMs));
           continue;

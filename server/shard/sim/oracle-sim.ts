@@ -51,7 +51,7 @@ export interface OracleSimOptions {
   faultEveryMs?: number;
   crashLeaderBias?: number;
   /** Mutation check: what a broken host would do (the runs must catch it). */
-  mutation?: 'grant-without-persist' | 'start-at-mark';
+  mutation?: 'grant-without-persist' | 'start-at-mark' | 'establish-without-barrier';
 }
 
 export interface OracleSimResult {
@@ -130,8 +130,8 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
   const clientRng = new Rng(rng.nextUint32());
   const opts = {
     healMs: 20_000,
-    windowRevisions: 1 + faultRng.nextInt(60),
-    snapshotCount: 8,
+    windowRevisions: faultRng.chance(0.3) ? 0 : faultRng.nextInt(60), // 0: a mark per batch
+    snapshotCount: 4,
     faultEveryMs: 60,
     crashLeaderBias: 0.5,
     ...options,
@@ -210,7 +210,15 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     }
   };
 
-  const uninstall = clock.install();
+  const uninstallTimers = clock.install();
+  // The member reads performance.now() (its heartbeat-during-a-slow-write rule): on the simulated clock too,
+  // or a loaded machine changes the run and a seed no longer replays.
+  const realPerformanceNow = performance.now.bind(performance);
+  performance.now = () => clock.now - START_MS;
+  const uninstall = (): void => {
+    performance.now = realPerformanceNow;
+    uninstallTimers();
+  };
   try {
     const boot = (m: SimMember): void => {
       const owner = `m${m.id}#${++m.generation}`;
@@ -386,7 +394,17 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     };
 
     for (const m of members) boot(m);
-    clock.schedule(30, () => proposeBootstrap(16, () => clock.schedule(300 + faultRng.nextInt(600), () => proposeBootstrap(4, () => {}), SIM_OWNER)), SIM_OWNER);
+    // 16 shards, re-proposed until some member applied it (a proposal may die with its leader); then 4,
+    // which every member must refuse.
+    const bootstrapped = (): boolean => members.some((m) => m.current?.sm?.shape != null);
+    const bootstrapUntilApplied = (): void => {
+      if (bootstrapped()) {
+        clock.schedule(100 + faultRng.nextInt(500), () => proposeBootstrap(4, () => {}), SIM_OWNER);
+        return;
+      }
+      proposeBootstrap(16, () => clock.schedule(150, bootstrapUntilApplied, SIM_OWNER));
+    };
+    clock.schedule(30, bootstrapUntilApplied, SIM_OWNER);
     for (const c of clients) clock.schedule(50 + clientRng.nextInt(50), () => clientLoop(c), SIM_OWNER);
     clock.schedule(100 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
     await runUntil(START_MS + opts.faultMs);
