@@ -11,7 +11,7 @@ import { runOracleSim, type OracleSimOptions, type OracleSimResult } from './ora
 
 const replaySeed = process.env.ORACLE_SIM_SEED === undefined ? null : Number(process.env.ORACLE_SIM_SEED);
 const seeds = Number(process.env.ORACLE_SIM_SEEDS ?? 100);
-const faultMs = Number(process.env.ORACLE_SIM_FAULT_MS ?? 1000);
+const faultMs = Number(process.env.ORACLE_SIM_FAULT_MS ?? 600);
 const mutation = process.env.ORACLE_SIM_MUTATION as OracleSimOptions['mutation'];
 /** Seeds from FIVE_MEMBER_BASE up run five members; replaying a seed picks its configuration. */
 const FIVE_MEMBER_BASE = 500_000;
