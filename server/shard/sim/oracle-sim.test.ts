@@ -46,17 +46,17 @@ describe('revision oracle simulation', () => {
   it('3 members: revisions granted once, increasing per requester, current term, covered on disk', { timeout: 600_000 }, async () => {
     const results = await runAll(seedsFor(0, seeds));
     if (replaySeed !== null) return;
-    expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(20 * results.length);
+    expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(10 * results.length);
     expect(results.reduce((n, r) => n + r.leaderCrashes, 0)).toBeGreaterThan(results.length / 2);
     expect(results.reduce((n, r) => n + r.persists, 0)).toBeGreaterThan(results.length);
     expect(results.reduce((n, r) => n + r.bootstrapsRefused, 0)).toBeGreaterThan(results.length); // every member refuses it
-    expect(results.filter((r) => r.leaderTerms >= 2).length).toBeGreaterThan(results.length * 0.8);
+    expect(results.filter((r) => r.leaderTerms >= 2).length).toBeGreaterThan(results.length * 0.5);
   });
 
   it('5 members', { timeout: 600_000 }, async () => {
     const results = await runAll(seedsFor(FIVE_MEMBER_BASE, Math.ceil(seeds / 4)));
     if (replaySeed !== null) return;
-    expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(20 * results.length);
+    expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(10 * results.length);
   });
 
   it('replays a seed exactly', { timeout: 120_000 }, async () => {
