@@ -210,15 +210,9 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     }
   };
 
-  const uninstallTimers = clock.install();
-  // The member reads performance.now() (its heartbeat-during-a-slow-write rule): on the simulated clock too,
-  // or a loaded machine changes the run and a seed no longer replays.
-  const realPerformanceNow = performance.now.bind(performance);
-  performance.now = () => clock.now - START_MS;
-  const uninstall = (): void => {
-    performance.now = realPerformanceNow;
-    uninstallTimers();
-  };
+  // The clock's install() covers performance.now too (the member's heartbeat-during-a-slow-write rule
+  // reads it): on real time a loaded machine would change the run and a seed would no longer replay.
+  const uninstall = clock.install();
   try {
     const boot = (m: SimMember): void => {
       const owner = `m${m.id}#${++m.generation}`;
