@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { rangeOf, type MvccEvent, type KeyValue } from '../mvcc/types.ts';
 import { toServiceError, type ApiContext } from './context.ts';
 import type { TxnResult } from '../mvcc/types.ts';
-import type { TxnRequest, WireRequestOp } from './wire-types.ts';
+import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 /** Thrown when the contender's own key vanished while it waited (its lease ended). */
 export class SessionExpiredError extends Error {

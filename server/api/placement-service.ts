@@ -6,11 +6,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ApiContext } from './context.ts';
 import { unary } from './context.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
-import { LOADER_OPTIONS } from './proto.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import { LOADER_OPTIONS } from '../etcd/proto.ts';
 import { observePlacement } from './placement-source.ts';
 import { buildPlacementView, locateKey, type PlacementView } from '../placement/placement-view.ts';
-import type { ResponseHeader } from './wire-types.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
 
 export const PLACEMENT_PROTO_FILE = 'synod/placement.proto';
 export const PLACEMENT_SERVICE_NAME = 'synod.v1.Placement';

@@ -3,8 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parsePlacementQuery } from './placement-http.ts';
-import { decodeInternalRequest, encodeInternalRequest } from './request-codec.ts';
-import { KvStateMachine } from './kv-state-machine.ts';
+import { decodeInternalRequest, encodeInternalRequest } from '../shard/request-codec.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { slotOf } from '../routing/slots.ts';
 
 const SEED = Number(process.env.PLACEMENT_VIEW_SEED ?? 20261203);

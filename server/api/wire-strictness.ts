@@ -18,7 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting } from './proto.ts';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting } from '../etcd/proto.ts';
 import { canonicalRequest, checkWire, messageRule, type MessageRule } from './wire-check.ts';
 import { PLACEMENT_PROTO_FILE, PLACEMENT_SERVICE_NAME } from './placement-service.ts';
 

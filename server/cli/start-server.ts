@@ -13,9 +13,9 @@ import { MemberDb } from '../storage/member-db.ts';
 import { Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
-import { KvStateMachine } from '../api/kv-state-machine.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
-import { etcdServices } from '../api/proto.ts';
+import { etcdServices } from '../etcd/proto.ts';
 import { etcdWireStrictness } from '../api/wire-strictness.ts';
 import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
@@ -71,7 +71,7 @@ export interface ServerConfig {
   tlsReloadIntervalMs?: number;
   /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
   authTokenTtlSeconds?: number;
-  /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/api/quota.ts). */
+  /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/shard/quota.ts). */
   quotaBackendBytes?: number;
   /** --zone: this member's failure domain, published through the log for placement ('' = none). */
   zone?: string;

@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS } from '../api/context.ts';
 import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 import { restoreSnapshot } from './snapshot-restore.ts';
-import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../api/quota.ts';
+import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../shard/quota.ts';
 import { validateZoneName } from '../placement/zone-name.ts';
 import { runPlacementCommand } from './placement-command.ts';
 

@@ -92,7 +92,7 @@ function cmpValue(a: StoredValue, b: StoredValue): number {
 
 /**
  * What one retained record costs in the store's size measure beyond its key and value bytes (its
- * revision key framing, record header and index entry, rounded). The space quota (server/api/quota.ts)
+ * revision key framing, record header and index entry, rounded). The space quota (server/shard/quota.ts)
  * compares `sizeBytes()` against --quota-backend-bytes, and prices a request's puts the same way.
  */
 export const RECORD_OVERHEAD_BYTES = 32;

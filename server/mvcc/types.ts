@@ -136,7 +136,7 @@ export interface MvccEvent {
 
 /**
  * Errors the store raises for bad requests. `code` names the etcd error; the API layer maps it to
- * etcd's gRPC status and text (see server/api/errors.ts).
+ * etcd's gRPC status and text (see server/etcd/errors.ts).
  */
 export type MvccErrorCode =
   | 'compacted' // etcdserver: mvcc: required revision has been compacted

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { Member, NoLeaderError, TooManyRequestsError, type GroupStateMachine, type UnsafeMutation } from '../member.ts';
-import { KvStateMachine } from '../../api/kv-state-machine.ts';
+import { KvStateMachine } from '../../shard/kv-state-machine.ts';
 import { ApiContext, DEFAULT_LIMITS } from '../../api/context.ts';
 import { Rng } from '../../raft/rng.ts';
 import type { ConfChange, ConfState, Entry, NodeId } from '../../raft/types.ts';

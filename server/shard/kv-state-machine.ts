@@ -9,8 +9,8 @@ import type { GroupStateMachine } from '../member/member.ts';
 import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
 import { rangeOf, type MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
-import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
-import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
+import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
 import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
@@ -110,7 +110,7 @@ export class KvStateMachine implements GroupStateMachine {
   /** Users, roles, permissions and whether auth is on (server/auth); replaced by a snapshot restore. */
   auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
-  /** Raised alarms (server/api/alarms.ts); replaced by a snapshot restore. */
+  /** Raised alarms (server/shard/alarms.ts); replaced by a snapshot restore. */
   alarms: AlarmStore;
   /** This member's --quota-backend-bytes (local configuration: it never decides what an entry does). */
   quotaBytes = DEFAULT_QUOTA_BACKEND_BYTES;
