@@ -116,7 +116,8 @@ function maskLeases(text: string): string {
     .replace(/"ttl":\d+/g, '"ttl":N')
     .replace(/found \d+ leases/g, 'found N leases')
     // etcd lists a lease's keys in Go map order (random from run to run): compare them as a set.
-    .replace(/attached keys\(\[([^\]]*)\]\)/g, (_m, keys: string) => `attached keys([${keys.split(' ').sort().join(' ')}])`);
+    .replace(/attached keys\(\[([^\]]*)\]\)/g, (_m, keys: string) => `attached keys([${keys.split(' ').sort().join(' ')}])`)
+    .replace(/"keys":\[([^\]]*)\]/g, (_m, keys: string) => `"keys":[${keys.split(',').sort().join(',')}]`);
 }
 
 /** Masks what legitimately differs between two clusters: identities, raft term, timing. */
