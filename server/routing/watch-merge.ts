@@ -194,11 +194,20 @@ export class WatchMerger {
     return this.settle();
   }
 
-  /** Shard cannot serve its subscription: it compacted past the revision the watch still needs. */
+  /**
+   * Shard cannot serve its subscription: it compacted at `compactRevision`. The watch is canceled
+   * (etcd's compact_revision) only if that is past what it still needs from the shard, resolved + 1.
+   */
   onCompacted(shard: number, generation: number, compactRevision: number): WatchMergeAction[] {
     const s = this.current(shard, generation);
     if (s === null) return [];
     const out: WatchMergeAction[] = [];
+    if (compactRevision <= s.resolved + 1) {
+      // The subscription failed below what the watch still needs (it had rewound): the needed
+      // revisions are still there, so subscribe again from them instead of canceling the watch.
+      this.subscribe(s, out);
+      return out;
+    }
     this.finish(out);
     out.push({ kind: 'canceled', shard, compactRevision });
     return out;
