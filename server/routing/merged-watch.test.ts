@@ -85,7 +85,8 @@ describe('merged watch over real stores and watch hubs', () => {
           }
           // etcd's start_revision 0 ("from now") is the oracle's last revision + 1 at the edge.
           const startRevision = sc.startPick < 0 ? oracle.last + 1 : 1 + (sc.startPick % (oracle.last + 1));
-          const expectCancel = shards.some((s) => startRevision < s.compactedRevision());
+          // The hub's own rule, in store revisions: its start revision is below its store's compaction.
+          const expectCancel = shards.some((s) => s.storeRevisionFrom(startRevision) < s.store.compactedRevision());
           const range = RANGES[sc.range];
           const key = Buffer.from(range.key, 'latin1');
           const rangeEnd = Buffer.from(range.end, 'latin1');

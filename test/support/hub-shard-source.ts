@@ -62,7 +62,7 @@ export class HubShardSource implements ShardWatchSource {
   }
 
   /** The first store revision whose global revision is ≥ `global`. */
-  private storeRevisionFrom(global: number): number {
+  storeRevisionFrom(global: number): number {
     let r = 1;
     while (r < this.globalOf.length && this.globalOf[r] < global) r++;
     return r;
