@@ -94,10 +94,13 @@ describe('merged watch over real stores and watch hubs', () => {
           const got: string[] = [];
           let lastHeader = 0;
           let cancel: number | null = null;
+          // Replayed from a store compacted at C, the event at C itself has lost its previous version
+          // (older than C): no prev_kv, as in etcd. Those events were written before the watch existed.
+          const compactedAt = new Set(shards.map((s) => s.global(s.store.compactedRevision())).filter((r) => r > 0));
           const expected = (): string[] =>
             written
               .filter((e) => e.kv.modRevision >= startRevision && inRange(e.kv.key, key, rangeEnd) && !(e.type === 'PUT' ? sc.noPut : sc.noDelete))
-              .map((e) => fmt(sc.prevKv ? e : { ...e, prevKv: null }));
+              .map((e) => fmt(sc.prevKv && !compactedAt.has(e.kv.modRevision) ? e : { ...e, prevKv: null }));
           const checkThrough = (h: number): void => {
             expect(h).toBeGreaterThanOrEqual(lastHeader);
             lastHeader = h;

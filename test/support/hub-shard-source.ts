@@ -49,7 +49,8 @@ export class HubShardSource implements ShardWatchSource {
     return events;
   }
 
-  private global(r: number): number {
+  /** The global revision of a store revision (0 stays 0). */
+  global(r: number): number {
     return r === 0 ? 0 : this.globalOf[r];
   }
 
