@@ -32,6 +32,7 @@
 // progress request waits for the output to resume. Memory: ≤ budget plus the one batch being pushed.
 
 import type { MvccEvent } from '../mvcc/types.ts';
+import { IndexedMinHeap } from './indexed-min-heap.ts';
 
 /** Most events per merged response (etcd sends up to 1,000 per response; the hub's REPLAY_CHUNK). */
 export const MERGED_RESPONSE_MAX_EVENTS = 1000;
@@ -77,6 +78,8 @@ interface RevisionGroup {
 
 interface ShardState {
   readonly shard: number;
+  /** Position in shard order: the id in the heaps. */
+  readonly index: number;
   generation: number;
   /** False while parked: no subscription, resolved fixed. */
   subscribed: boolean;
@@ -123,6 +126,11 @@ export class WatchMerger {
   private readonly budgetBytes: number;
   private readonly maxEvents: number;
   private readonly maxBytes: number;
+  /** Every shard by resolved revision: the frontier is its top. */
+  private readonly byResolved: IndexedMinHeap;
+  /** Shards holding buffered events, by the revision of their next one: the merge order. */
+  private readonly byHead: IndexedMinHeap;
+  private parkedCount = 0;
   private bufferedBytes = 0;
   private deliveredThrough: number;
   private outputOpen = true;
@@ -144,10 +152,15 @@ export class WatchMerger {
     this.maxBytes = spec.maxBytesPerResponse ?? MERGED_RESPONSE_MAX_BYTES;
     if (!(this.budgetBytes > 0) || !(this.maxEvents >= 1) || !(this.maxBytes > 0)) throw new RangeError('merged watch budgets must be positive');
     this.deliveredThrough = spec.startRevision - 1;
-    for (const shard of [...spec.shards].sort((a, b) => a - b)) {
+    const order = [...spec.shards].sort((a, b) => a - b);
+    this.byResolved = new IndexedMinHeap(order.length);
+    this.byHead = new IndexedMinHeap(order.length);
+    for (const shard of order) {
       if (this.byId.has(shard)) throw new RangeError(`merged watch lists shard ${shard} twice`);
-      const s: ShardState = { shard, generation: 0, subscribed: false, resolved: spec.startRevision - 1, groups: [], head: 0, bytes: 0 };
+      const index = this.byId.size;
+      const s: ShardState = { shard, index, generation: 0, subscribed: false, resolved: spec.startRevision - 1, groups: [], head: 0, bytes: 0 };
       this.byId.set(shard, s);
+      this.byResolved.set(index, s.resolved);
     }
     this.shards = [...this.byId.values()];
   }
@@ -183,6 +196,7 @@ export class WatchMerger {
       }
       i = j;
     }
+    this.byResolved.set(s.index, s.resolved);
     return this.settle();
   }
 
@@ -191,6 +205,7 @@ export class WatchMerger {
     const s = this.current(shard, generation);
     if (s === null || revision <= s.resolved) return [];
     s.resolved = revision;
+    this.byResolved.set(s.index, revision);
     return this.settle();
   }
 
@@ -291,15 +306,14 @@ export class WatchMerger {
       bytes += mergeEventBytes(out);
     }
     if (kept.length === 0) return;
+    if (s.head >= s.groups.length) this.byHead.set(s.index, revision);
     s.groups.push({ revision, events: kept, bytes });
     s.bytes += bytes;
     this.bufferedBytes += bytes;
   }
 
   private frontier(): number {
-    let f = Infinity;
-    for (const s of this.shards) if (s.resolved < f) f = s.resolved;
-    return f;
+    return this.byResolved.keyOf(this.byResolved.peek());
   }
 
   /** After any input: send what is deliverable, keep the buffer in budget, re-subscribe bottlenecks. */
@@ -308,7 +322,7 @@ export class WatchMerger {
     if (this.done) return out;
     if (this.outputOpen) this.drain(out);
     if (this.bufferedBytes > this.budgetBytes) this.shed(out);
-    if (this.outputOpen) this.resumeBottlenecks(out);
+    if (this.outputOpen && this.parkedCount > 0) this.resumeBottlenecks(out);
     return out;
   }
 
@@ -320,21 +334,28 @@ export class WatchMerger {
     let bytes = 0;
     let last = 0;
     for (;;) {
-      let next = Infinity;
-      for (const s of this.shards) if (s.head < s.groups.length && s.groups[s.head].revision < next) next = s.groups[s.head].revision;
+      const top = this.byHead.peek();
+      if (top < 0) break;
+      const next = this.byHead.keyOf(top);
       if (next > f) break;
-      // Every shard's group of this revision (one, until cross-shard txns), in shard order.
+      // Every shard's group of this revision (one, until cross-shard txns), in shard order: equal
+      // keys leave the heap by index.
       const parts: RevisionGroup[] = [];
-      for (const s of this.shards) {
-        if (s.head < s.groups.length && s.groups[s.head].revision === next) {
-          const g = s.groups[s.head++];
-          s.bytes -= g.bytes;
-          this.bufferedBytes -= g.bytes;
-          parts.push(g);
-          if (s.head > 64 && s.head * 2 > s.groups.length) {
-            s.groups = s.groups.slice(s.head);
-            s.head = 0;
-          }
+      while (this.byHead.size > 0 && this.byHead.keyOf(this.byHead.peek()) === next) {
+        const s = this.shards[this.byHead.peek()];
+        const g = s.groups[s.head++];
+        s.bytes -= g.bytes;
+        this.bufferedBytes -= g.bytes;
+        parts.push(g);
+        if (s.head < s.groups.length) this.byHead.set(s.index, s.groups[s.head].revision);
+        else {
+          this.byHead.delete(s.index);
+          s.groups = [];
+          s.head = 0;
+        }
+        if (s.head > 64 && s.head * 2 > s.groups.length) {
+          s.groups = s.groups.slice(s.head);
+          s.head = 0;
         }
       }
       let n = 0;
@@ -375,13 +396,16 @@ export class WatchMerger {
       touched.add(top);
     }
     for (const s of touched) {
+      this.byResolved.set(s.index, s.resolved);
       if (s.head >= s.groups.length) {
         s.groups = [];
         s.head = 0;
+        this.byHead.delete(s.index);
       }
       if (s.subscribed) {
         s.subscribed = false;
         this.parks++;
+        this.parkedCount++;
         out.push({ kind: 'unsubscribe', shard: s.shard, generation: s.generation });
       }
     }
@@ -395,6 +419,7 @@ export class WatchMerger {
   }
 
   private subscribe(s: ShardState, out: WatchMergeAction[]): void {
+    if (!s.subscribed && s.generation > 0 && !this.done) this.parkedCount--;
     s.generation++;
     s.subscribed = true;
     out.push({ kind: 'subscribe', shard: s.shard, generation: s.generation, fromRevision: s.resolved + 1 });
@@ -409,7 +434,9 @@ export class WatchMerger {
       s.groups = [];
       s.head = 0;
       s.bytes = 0;
+      this.byHead.delete(s.index);
     }
+    this.parkedCount = 0;
     this.bufferedBytes = 0;
   }
 }
