@@ -87,6 +87,7 @@ describe('WatchMerger', () => {
     expect(m.stats().duplicateRevisionsDropped).toBe(1);
     expect(show(m.onEvents(0, 7, [put('d', 4)]))).toEqual([]); // no such generation
     expect(() => m.onEvents(0, 1, [put('e', 6), put('f', 5)])).toThrow(/revision 5 after 6/);
+    expect(m.stats()).toMatchObject({ deliveredThrough: 3, frontier: 3, bufferedBytes: 0 }); // refused whole
     expect(() => m.onEvents(9, 1, [])).toThrow(/shard 9 is not part/);
   });
 

@@ -181,14 +181,17 @@ export class WatchMerger {
   onEvents(shard: number, generation: number, events: readonly MvccEvent[]): WatchMergeAction[] {
     const s = this.current(shard, generation);
     if (s === null) return [];
+    // A broken contract is refused before anything changes.
+    for (let k = 1; k < events.length; k++) {
+      if (events[k].kv.modRevision < events[k - 1].kv.modRevision) {
+        throw new RangeError(`shard ${shard} delivered revision ${events[k].kv.modRevision} after ${events[k - 1].kv.modRevision}`);
+      }
+    }
     let i = 0;
     while (i < events.length) {
       const revision = events[i].kv.modRevision;
       let j = i + 1;
       while (j < events.length && events[j].kv.modRevision === revision) j++;
-      if (j < events.length && events[j].kv.modRevision < revision) {
-        throw new RangeError(`shard ${shard} delivered revision ${events[j].kv.modRevision} after ${revision}`);
-      }
       if (revision <= s.resolved) this.duplicates++;
       else {
         this.accept(s, revision, events, i, j);
