@@ -3,7 +3,7 @@
 // connection (a local subchannel pool stops grpc-js from sharing it) carrying KV, Lease, Watch
 // and Maintenance.
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../server/api/proto.ts';
+import { etcdClients } from '../server/etcd/proto.ts';
 
 export type RpcCallback = (err: grpc.ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: RpcCallback) => grpc.ClientUnaryCall;

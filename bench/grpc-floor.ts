@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
-import { etcdServices } from '../server/api/proto.ts';
+import { etcdServices } from '../server/etcd/proto.ts';
 import { EtcdConnection } from './etcd-rpc.ts';
 const ticks = (pid: number): number => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return Number(f[11]) + Number(f[12]); };
 if (process.argv[2] === 'server') {

@@ -4,8 +4,8 @@
 //   node --expose-gc bench/mem-per-key.ts store|sm|sm+log [keys=100000] [valueBytes=256]
 import { randomBytes } from 'node:crypto';
 import { MvccStore } from '../server/mvcc/store.ts';
-import { KvStateMachine } from '../server/api/kv-state-machine.ts';
-import { encodeInternalRequest } from '../server/api/request-codec.ts';
+import { KvStateMachine } from '../server/shard/kv-state-machine.ts';
+import { encodeInternalRequest } from '../server/shard/request-codec.ts';
 import type { Entry } from '../server/raft/types.ts';
 
 const mode = process.argv[2] ?? 'store';

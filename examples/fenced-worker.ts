@@ -8,7 +8,7 @@
 // --pause-ms simulates a stalled holder: after acquiring, it stops renewing its lease and sleeps.
 import * as grpc from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
-import { etcdClients } from '../server/api/proto.ts';
+import { etcdClients } from '../server/etcd/proto.ts';
 
 const { values: args } = parseArgs({
   options: {

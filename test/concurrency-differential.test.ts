@@ -2,7 +2,7 @@
 // requests must get the same answers (statuses, texts, key shapes), ids and revisions masked.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../server/api/proto.ts';
+import { etcdClients } from '../server/etcd/proto.ts';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { EtcdReference } from './support/etcd-reference.ts';
 

@@ -4,7 +4,7 @@
 // is wiped and re-added catching up from a snapshot because the log it needs was compacted.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../server/api/proto.ts';
+import { etcdClients } from '../server/etcd/proto.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';

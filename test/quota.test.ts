@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { MvccStore } from '../server/mvcc/store.ts';
-import { requestCost } from '../server/api/quota.ts';
+import { requestCost } from '../server/shard/quota.ts';
 
 const QUOTA = 400_000;
 const VALUE_BYTES = 20_000;

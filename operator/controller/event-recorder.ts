@@ -5,6 +5,7 @@ import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, FIELD_MANAGER, KIND } from '../api/types.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
+import { kubeTime } from '../kube/kube-time.ts';
 
 export interface EventTarget {
   name: string;
@@ -39,8 +40,8 @@ export class EventRecorder {
       source: { component: FIELD_MANAGER },
       reportingComponent: FIELD_MANAGER,
       reportingInstance: this.#instance,
-      firstTimestamp: new Date(time),
-      lastTimestamp: new Date(time),
+      firstTimestamp: kubeTime(time),
+      lastTimestamp: kubeTime(time),
       count: 1,
     };
     try {

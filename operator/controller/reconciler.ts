@@ -19,6 +19,7 @@ import type { EventRecorder } from './event-recorder.ts';
 import type { Observation } from './observe.ts';
 import { observeCluster } from './observe.ts';
 import type { OperatorMetrics } from './operator-metrics.ts';
+import { kubeTime } from '../kube/kube-time.ts';
 
 export interface ReconcilerDeps {
   api: KubeApi;
@@ -176,7 +177,8 @@ export class Reconciler {
       generation: cluster.metadata.generation,
       selector: selectorString(desired.name),
       previousConditions: cluster.status?.conditions ?? [],
-      now: (this.#deps.now ?? (() => new Date()))().toISOString(),
+      // metav1.Time has whole seconds: what the API server stores, so a kept condition compares equal.
+      now: kubeTime((this.#deps.now ?? (() => new Date()))()).toISOString(),
       invalidSpecMessage,
     });
     const { metrics } = this.#deps;

@@ -6,9 +6,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import type { ApiContext } from './context.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
-import type { Caller } from './auth-wire.ts';
-import { firstRefusal, type Requirement } from './request-permissions.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import type { Caller } from '../shard/auth-wire.ts';
+import { firstRefusal, type Requirement } from '../shard/request-permissions.ts';
 import { verifyToken, type TokenClaims } from '../auth/token.ts';
 
 export interface AuthGuardOptions {

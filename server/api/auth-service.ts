@@ -6,11 +6,11 @@
 import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { ApiContext, unary } from './context.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import type { AuthGuard } from './auth-guard.ts';
-import type { AuthRequestBody, AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, Caller } from './auth-wire.ts';
+import type { AuthRequestBody, AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
-import type { Requirement } from './request-permissions.ts';
+import type { Requirement } from '../shard/request-permissions.ts';
 import { burnVerification, hashPassword, isPasswordHash, verifyPassword } from '../auth/password.ts';
 import { signToken } from '../auth/token.ts';
 

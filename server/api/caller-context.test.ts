@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { Member } from '../member/member.ts';
-import { KvStateMachine } from './kv-state-machine.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS } from './context.ts';
 import { currentCaller, runAsCaller } from './caller-context.ts';
 import { hashPassword } from '../auth/password.ts';

@@ -8,7 +8,7 @@
 // read permissions after one, as etcd does): the handler's own first barrier is then already satisfied
 // and is skipped, so a guarded linearizable read still costs one ReadIndex round, not two.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Caller } from './auth-wire.ts';
+import type { Caller } from '../shard/auth-wire.ts';
 
 interface RequestScope {
   caller: Caller;

@@ -9,6 +9,8 @@ export interface MemberInfo {
   peerUrls: string[];
   clientUrls: string[];
   isLearner: boolean;
+  /** `--zone` as the member published it ('' until it has, or when it has none). */
+  zone?: string;
 }
 
 export interface ClusterRecord {
@@ -52,6 +54,25 @@ export function parseInitialCluster(spec: string): Array<{ name: string; peerUrl
     byName.set(name, [...(byName.get(name) ?? []), url]);
   }
   return [...byName].map(([name, peerUrls]) => ({ name, peerUrls }));
+}
+
+/**
+ * The cluster record a member bootstraps from etcd's --initial-cluster and --initial-cluster-token
+ * (`synod server` on first start, `synod snapshot restore` for the member it prepares): the same flags
+ * always give the same ids. Only `selfName`'s client URLs are known at bootstrap.
+ */
+export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[]): ClusterRecord {
+  const parsed = parseInitialCluster(initialCluster);
+  if (!parsed.some((m) => m.name === selfName)) throw new Error(`--initial-cluster has no member named "${selfName}"`);
+  const members: MemberInfo[] = parsed.map((m) => ({
+    id: memberIdFor(m.peerUrls, token),
+    name: m.name,
+    peerUrls: m.peerUrls,
+    clientUrls: m.name === selfName ? selfClientUrls : [],
+    isLearner: false,
+  }));
+  if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
+  return { clusterId: clusterIdFor(members.map((m) => m.id), token), token, members };
 }
 
 /** host:port of an http(s) URL, as gRPC dials and binds it. */

@@ -7,13 +7,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { ApiContext, DATA_GROUP_ID, toServiceError } from './context.ts';
-import { etcdClients } from './proto.ts';
-import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
+import { etcdClients } from '../etcd/proto.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { DeadlineError, NoLeaderError } from '../member/member.ts';
 import type { ConfChange } from '../raft/types.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { checkAdd, checkPromote, checkRemove, checkUpdate, type MembershipView } from './membership-rules.ts';
-import type { ConfChangeContext } from './kv-state-machine.ts';
+import type { ConfChangeContext } from '../shard/kv-state-machine.ts';
 
 /** Metadata a forwarded call carries, so a member that lost leadership meanwhile does not forward again. */
 const FORWARDED = 'synod-forwarded';

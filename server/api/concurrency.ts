@@ -4,10 +4,10 @@
 // theirs. All writes go through Raft like any client's; waits use the watch hub.
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import type { MvccEvent, KeyValue } from '../mvcc/types.ts';
+import { rangeOf, type MvccEvent, type KeyValue } from '../mvcc/types.ts';
 import { toServiceError, type ApiContext } from './context.ts';
 import type { TxnResult } from '../mvcc/types.ts';
-import type { TxnRequest, WireRequestOp } from './wire-types.ts';
+import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 /** Thrown when the contender's own key vanished while it waited (its lease ended). */
 export class SessionExpiredError extends Error {
@@ -85,48 +85,23 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]); // all 0xff: everything after
 }
 
-const RANGE_DEFAULTS = {
-  limit: 0,
-  revision: 0,
-  sortOrder: 'NONE' as const,
-  sortTarget: 'KEY' as const,
-  keysOnly: false,
-  countOnly: false,
-  minModRevision: 0,
-  maxModRevision: 0,
-  minCreateRevision: 0,
-  maxCreateRevision: 0,
-};
 
 /** The key under `prefix/` created first (the holder), or null. */
 export function firstCreated(ctx: ApiContext, prefix: Buffer): KeyValue | null {
-  const r = ctx.sm.store.range({
-    ...RANGE_DEFAULTS,
-    key: prefix,
-    rangeEnd: prefixEnd(prefix),
-    limit: 1,
-    sortOrder: 'ASCEND',
-    sortTarget: 'CREATE',
-  });
+  const r = ctx.sm.store.range(rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'ASCEND', sortTarget: 'CREATE' }));
   return r.kvs[0] ?? null;
 }
 
 /** The key under `prefix/` created last before `beforeRevision`, or null. */
 function lastCreatedBefore(ctx: ApiContext, prefix: Buffer, beforeRevision: number): KeyValue | null {
-  const r = ctx.sm.store.range({
-    ...RANGE_DEFAULTS,
-    key: prefix,
-    rangeEnd: prefixEnd(prefix),
-    limit: 1,
-    sortOrder: 'DESCEND',
-    sortTarget: 'CREATE',
-    maxCreateRevision: beforeRevision - 1,
-  });
+  const r = ctx.sm.store.range(
+    rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'DESCEND', sortTarget: 'CREATE', maxCreateRevision: beforeRevision - 1 }),
+  );
   return r.kvs[0] ?? null;
 }
 
 export function getKey(ctx: ApiContext, key: Buffer): KeyValue | null {
-  return ctx.sm.store.range({ ...RANGE_DEFAULTS, key, rangeEnd: Buffer.alloc(0) }).kvs[0] ?? null;
+  return ctx.sm.store.range(rangeOf(key)).kvs[0] ?? null;
 }
 
 export async function proposeTxn(ctx: ApiContext, txn: TxnRequest): Promise<{ result: TxnResult; revision: number }> {

@@ -3,10 +3,10 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
-import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
-import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
-import type { ResponseHeader } from './wire-types.ts';
+import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import { encodeInternalRequest, type InternalRequestBody } from '../shard/request-codec.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 
@@ -92,7 +92,7 @@ export class ApiContext {
    */
   proposeWrite(body: InternalRequestBody, options: { internal?: boolean } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
-    const noSpace = this.sm.admit(body); // the space quota (server/api/quota.ts)
+    const noSpace = this.sm.admit(body); // the space quota (server/shard/quota.ts)
     if (noSpace) return Promise.reject(grpcError(noSpace));
     const tracked = this.sm.track();
     const caller = currentCaller(); // set by the auth guard for client requests

@@ -3,7 +3,7 @@
 // only while its key (same create revision) still stands; Observe streams each leader and value.
 import type * as grpc from '@grpc/grpc-js';
 import type { ApiContext } from './context.ts';
-import { OTHER_ERRORS, grpcError } from './errors.ts';
+import { OTHER_ERRORS, grpcError } from '../etcd/errors.ts';
 import {
   asUnknownStatus,
   contenderKey,
@@ -18,7 +18,7 @@ import {
   putOp,
   waitUntilFirst,
 } from './concurrency.ts';
-import { kvToWire, num } from './convert.ts';
+import { kvToWire, num } from '../etcd/convert.ts';
 
 interface LeaderKey {
   name: Buffer;

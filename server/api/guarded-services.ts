@@ -5,15 +5,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { ApiContext } from './context.ts';
 import { toServiceError } from './context.ts';
-import { ETCD_ERRORS } from './errors.ts';
+import { ETCD_ERRORS } from '../etcd/errors.ts';
 import { asUnknownStatus, contenderKey, contenderPrefix, prefixEnd } from './concurrency.ts';
-import { txnIsReadOnly } from './convert.ts';
+import { txnIsReadOnly } from '../etcd/convert.ts';
 import { checkRange, checkTxn } from './validate.ts';
 import type { AuthGuard } from './auth-guard.ts';
-import type { Caller } from './auth-wire.ts';
+import type { Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
-import { access, rangeNeeds, txnNeeds, type Requirement } from './request-permissions.ts';
-import type { RangeRequest, TxnRequest, WireRequestOp } from './wire-types.ts';
+import { access, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
+import type { RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 /** A request-time check; resolves true when it passed a read barrier the handler may skip. */
 type Check<Req> = (caller: Caller, req: Req) => Promise<boolean | void> | boolean | void;
@@ -199,6 +199,19 @@ export function guardCluster(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyp
     MemberRemove: guardUnary(guard, impl.MemberRemove, admin, mapError),
     MemberPromote: guardUnary(guard, impl.MemberPromote, admin, mapError),
     MemberUpdate: guardUnary(guard, impl.MemberUpdate, admin, mapError),
+  };
+}
+
+/**
+ * Placement is cluster metadata like MemberList and Status: any caller may read it, but a token that is
+ * presented must be valid (the guard resolves the caller before the handler runs).
+ */
+export function guardPlacement(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+  const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
+  const open: Check<unknown> = () => false;
+  return {
+    GetPlacement: guardUnary(guard, impl.GetPlacement, open, mapError),
+    LocateKey: guardUnary(guard, impl.LocateKey, open, mapError),
   };
 }
 

@@ -1,11 +1,15 @@
 // The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
-// leader and caught up on what is committed) and /metrics (Prometheus text via prom-client).
+// leader and caught up on what is committed), /metrics (Prometheus text via prom-client) and
+// /placement (where the keyspace lives, as JSON: placement-http.ts).
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import type { ApiContext } from './context.ts';
 import { DATA_GROUP_ID } from './context.ts';
 import type { FaultInjector } from '../transport/fault-injector.ts';
+import { answerPlacement } from './placement-http.ts';
+import { observePlacement } from './placement-source.ts';
+import { registerPlacementMetrics } from './placement-metrics.ts';
 
 /** A member is caught up when it is at most this many committed entries behind in applying. */
 const READY_MAX_APPLY_LAG_ENTRIES = 100;
@@ -76,6 +80,7 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   });
   gauge('synod_disk_batch_write_max_seconds', 'Longest turn batch write (with its fsync) since the previous scrape; the next turn waits for it.', () => ctx.member.takeBatchWriteMaxMs() / 1000);
   gauge('synod_raft_leader_message_gap_max_seconds', 'Longest silence from the leader seen by this follower since the previous scrape.', () => ctx.member.takeLeaderGapMaxMs() / 1000);
+  registerPlacementMetrics(registry, () => observePlacement(ctx));
   return registry;
 }
 
@@ -108,7 +113,8 @@ function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.
 export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector): Promise<http.Server> {
   const registry = buildRegistry(ctx);
   const server = http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
+    const [url, ...rest] = (req.url ?? '/').split('?');
+    const search = rest.join('?');
     if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
       handleFaultPartition(faults, ctx, req, res);
     } else if (url === '/healthz') {
@@ -116,6 +122,14 @@ export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, 
     } else if (url === '/readyz') {
       const r = readiness(ctx);
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.reason}\n`);
+    } else if (url === '/placement' && (req.method === 'GET' || req.method === 'HEAD')) {
+      let answer: ReturnType<typeof answerPlacement>;
+      try {
+        answer = answerPlacement(search, () => observePlacement(ctx));
+      } catch (err) {
+        answer = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
+      }
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(`${JSON.stringify(answer.body)}\n`);
     } else if (url === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),

@@ -4,9 +4,9 @@
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { etcdClients, etcdServices } from './proto.ts';
+import { etcdClients, etcdServices } from '../etcd/proto.ts';
 import { installPreframedResponses, preframedStats } from './preframed-response.ts';
-import { kvToWire, txnResultToWire } from './convert.ts';
+import { kvToWire, txnResultToWire } from '../etcd/convert.ts';
 import { YIELD_EVERY_BYTES, encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
 import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 

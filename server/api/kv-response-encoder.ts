@@ -12,7 +12,7 @@
 // decode the same message protobufjs's encoding gives (tested). The KV service's serializer passes a
 // Buffer through (proto.ts).
 import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
-import type { ResponseHeader } from './wire-types.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { numberVarintBytes, uint64Of, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { allocPreframed } from './preframed-response.ts';

@@ -3,13 +3,13 @@
 // served locally at once. Range, DeleteRange, Txn and RangeStream replies are encoded by
 // kv-response-encoder.ts in slices that yield to the event loop (Raft shares it), not by protobufjs.
 import type * as grpc from '@grpc/grpc-js';
-import { grpcError } from './errors.ts';
+import { grpcError } from '../etcd/errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';
 import { ResponseTooLargeError, encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
-import { kvToWire, rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from './convert.ts';
+import { kvToWire, rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type {
   CompactionRequest,
   DeleteRangeRequest,
@@ -17,7 +17,7 @@ import type {
   RangeRequest,
   TxnRequest,
   WireRequestOp,
-} from './wire-types.ts';
+} from '../etcd/wire-types.ts';
 import type { DeleteRangeResult, PutResult, TxnResult } from '../mvcc/types.ts';
 import { status as grpcStatus } from '@grpc/grpc-js';
 

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { LeaseClock } from '../lease/lease-clock.ts';
 import { NoLeaderError } from '../member/member.ts';
 import { ApiContext, DATA_GROUP_ID } from './context.ts';
-import { PROTO_ROOT } from './proto.ts';
+import { PROTO_ROOT } from '../etcd/proto.ts';
 
 /** etcd's cap on a lease's TTL (MaxLeaseTTL, about 285 years). */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;

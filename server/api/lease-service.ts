@@ -2,12 +2,12 @@
 // the leader's lease clocks (forwarded when this member does not lead); listing is local.
 import type * as grpc from '@grpc/grpc-js';
 import { ApiContext, toServiceError, unary } from './context.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
-import { num } from './convert.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import { num } from '../etcd/convert.ts';
 import { MAX_LEASE_TTL_SECONDS, type LeaseManager } from './lease-manager.ts';
 import { newLeaseId } from './concurrency.ts';
 import { CoalescingStreamWriter, frameOf } from './stream-writer.ts';
-import { etcdServices } from './proto.ts';
+import { etcdServices } from '../etcd/proto.ts';
 
 
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {

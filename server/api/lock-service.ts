@@ -3,7 +3,7 @@
 // fencing token; a holder whose lease ends loses the lock because its key is deleted with the lease.
 import type * as grpc from '@grpc/grpc-js';
 import type { ApiContext } from './context.ts';
-import { grpcError } from './errors.ts';
+import { grpcError } from '../etcd/errors.ts';
 import {
   SessionExpiredError,
   asUnknownStatus,

@@ -1,6 +1,6 @@
 // etcdserverpb.Maintenance: Status (what `etcdctl endpoint status` prints), MoveLeader (leadership
 // transfer, for rolling restarts without an election timeout), Alarm (the replicated alarm table,
-// server/api/alarms.ts, and the space quota's NOSPACE, server/api/quota.ts), Defragment (LevelDB
+// server/shard/alarms.ts, and the space quota's NOSPACE, server/shard/quota.ts), Defragment (LevelDB
 // compactRange: compacted history leaves the disk), Hash and HashKV (crc32 over the stored records,
 // for checking that members agree), Snapshot (a consistent backup stream, server/storage/backup-file.ts,
 // that `synod snapshot restore` reads). docs/operations.md says where each differs from etcd.
@@ -8,10 +8,10 @@ import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import zlib from 'node:zlib';
 import { ApiContext, DATA_GROUP_ID, toServiceError, unary } from './context.ts';
-import { alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
-import { ETCD_ERRORS, grpcError } from './errors.ts';
-import { effectiveQuotaBytes } from './quota.ts';
-import { MVCC_RECORD_PREFIX } from './kv-state-machine.ts';
+import { alarmActionOf, alarmTypeOf, type AlarmMember } from '../shard/alarms.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import { effectiveQuotaBytes } from '../shard/quota.ts';
+import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { DbSnapshot, MemberDb } from '../storage/member-db.ts';
 import { encodeBackup } from '../storage/backup-file.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';

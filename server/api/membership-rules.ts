@@ -1,8 +1,8 @@
 // The rules a membership change must pass before it is proposed, as etcd applies them (its
 // ValidateConfigurationChange plus --strict-reconfig-check): pure functions over the current
 // membership and the leader's view of which members are active. Each returns etcd's error or null.
-import { ETCD_ERRORS, type EtcdErrorSpec } from './errors.ts';
-import type { MembershipRecord } from './kv-state-machine.ts';
+import { ETCD_ERRORS, type EtcdErrorSpec } from '../etcd/errors.ts';
+import type { MembershipRecord } from '../shard/kv-state-machine.ts';
 
 /** etcd's --max-learners default. */
 export const MAX_LEARNERS = 1;

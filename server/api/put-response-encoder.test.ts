@@ -1,7 +1,7 @@
 // The hand-written PutResponse against proto-loader's own serializer and deserializer.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { etcdClients } from './proto.ts';
+import { etcdClients } from '../etcd/proto.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 
 const uint64Text = fc.oneof(fc.constantFrom('0', '1', '127', '128', '9007199254740993', '18446744073709551615'), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String));

@@ -2,7 +2,7 @@
 // the client asked for it, the previous key-value. proto-loader's serializer turned each of the
 // header's four 64-bit decimal strings into a Long first; this writes them as varints directly.
 // Puts with prev_kv keep the object path (the KV service's serializer takes both).
-import type { ResponseHeader } from './wire-types.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { uint64Of, varintBytes, writeVarint } from '../protobuf/varint.ts';
 
 const HEADER_FIELD_TAG = (1 << 3) | 2;

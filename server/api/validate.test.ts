@@ -2,8 +2,8 @@
 // shrinking at each nesting level, and the order in which failures are found.
 import { describe, expect, it } from 'vitest';
 import { checkTxn } from './validate.ts';
-import { ETCD_ERRORS } from './errors.ts';
-import type { TxnRequest, WireRequestOp } from './wire-types.ts';
+import { ETCD_ERRORS } from '../etcd/errors.ts';
+import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 const range = (k: string): WireRequestOp => ({ request: 'request_range', request_range: { key: Buffer.from(k), range_end: Buffer.alloc(0), sort_order: 'NONE', sort_target: 'KEY' } as never });
 const put = (k: string): WireRequestOp => ({ request: 'request_put', request_put: { key: Buffer.from(k), value: Buffer.from('v'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });

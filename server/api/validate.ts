@@ -1,7 +1,7 @@
 // Request validation with etcd's rules and errors (etcd's v3rpc key checks): what is rejected before
 // anything is proposed, so bad input never reaches the Raft log.
-import { ETCD_ERRORS, type EtcdErrorSpec } from './errors.ts';
-import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from './wire-types.ts';
+import { ETCD_ERRORS, type EtcdErrorSpec } from '../etcd/errors.ts';
+import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 const SORT_ORDERS = new Set(['NONE', 'ASCEND', 'DESCEND']);
 const SORT_TARGETS = new Set(['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE']);

@@ -3,8 +3,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { KeyValue, MvccEvent } from '../mvcc/types.ts';
-import { eventToWire } from './convert.ts';
-import { etcdClients } from './proto.ts';
+import { eventToWire } from '../etcd/convert.ts';
+import { etcdClients } from '../etcd/proto.ts';
 import { WatchEncoder } from './watch-encoder.ts';
 
 // Short bytes are copied; large ones referenced when they own their memory, copied when they are a

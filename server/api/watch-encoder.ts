@@ -15,8 +15,8 @@
 // writer, which gives them to HTTP/2 without concatenating them when they are large.
 import protobuf from 'protobufjs';
 import type { KeyValue, MvccEvent } from '../mvcc/types.ts';
-import { internalProtoRoot } from './request-codec.ts';
-import type { ResponseHeader } from './wire-types.ts';
+import { internalProtoRoot } from '../shard/request-codec.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { numberVarintBytes, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
 
 const HEADER_FIELD = 1;

@@ -20,11 +20,11 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
 import type { ApiContext } from './context.ts';
-import { ETCD_ERRORS } from './errors.ts';
-import { num } from './convert.ts';
+import { ETCD_ERRORS } from '../etcd/errors.ts';
+import { num } from '../etcd/convert.ts';
 import { WatchEncoder } from './watch-encoder.ts';
 import { CoalescingStreamWriter, frameOf, GRPC_FRAME_PREFIX_BYTES } from './stream-writer.ts';
-import { etcdServices } from './proto.ts';
+import { etcdServices } from '../etcd/proto.ts';
 
 interface WireWatchRequest {
   request_union?: 'create_request' | 'cancel_request' | 'progress_request';

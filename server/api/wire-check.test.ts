@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting, etcdServices } from './proto.ts';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting, etcdServices } from '../etcd/proto.ts';
 import { canonicalRequest, checkWire, goCamelCase, messageRule, type MessageRule } from './wire-check.ts';
 
 const root = new protobuf.Root();

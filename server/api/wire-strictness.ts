@@ -18,8 +18,9 @@ import * as grpc from '@grpc/grpc-js';
 import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting } from './proto.ts';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting } from '../etcd/proto.ts';
 import { canonicalRequest, checkWire, messageRule, type MessageRule } from './wire-check.ts';
+import { PLACEMENT_PROTO_FILE, PLACEMENT_SERVICE_NAME } from './placement-service.ts';
 
 /** Encodings grpc-js can decompress; anything else is refused as grpc-go refuses it. */
 const DECOMPRESSORS = new Set(['identity', 'gzip', 'deflate']);
@@ -43,15 +44,15 @@ interface BaseCallInternals {
 
 let methodRules: Map<string, MethodRule> | undefined;
 
-/** Request rules of every method of the eight etcd services, keyed by gRPC path. */
+/** Request rules of every method of the eight etcd services and Synod's own client-facing service, keyed by gRPC path. */
 function requestRules(): Map<string, MethodRule> {
   if (methodRules) return methodRules;
   const root = new protobuf.Root();
   root.resolvePath = (_origin: string, target: string): string => (path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target));
-  root.loadSync([...PROTO_FILES], { keepCase: true });
+  root.loadSync([...PROTO_FILES, PLACEMENT_PROTO_FILE], { keepCase: true });
   root.resolveAll();
   const out = new Map<string, MethodRule>();
-  for (const service of Object.values(SERVICE_NAMES)) {
+  for (const service of [...Object.values(SERVICE_NAMES), PLACEMENT_SERVICE_NAME]) {
     for (const method of root.lookupService(service).methodsArray) {
       method.resolve();
       const streaming = method.requestStream === true || method.responseStream === true;

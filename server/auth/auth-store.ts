@@ -12,7 +12,7 @@ export const AUTH_RECORD_PREFIX = 0x61; // 'a'
 export const ROOT_USER = 'root';
 export const ROOT_ROLE = 'root';
 
-/** Names of etcd errors (keys of api/errors.ts ETCD_ERRORS) an auth decision can end in. */
+/** Names of etcd errors (keys of etcd/errors.ts ETCD_ERRORS) an auth decision can end in. */
 export type AuthErrorCode =
   | 'ROOT_USER_NOT_EXIST'
   | 'ROOT_ROLE_NOT_EXIST'

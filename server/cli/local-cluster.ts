@@ -17,6 +17,8 @@ export interface LocalClusterOptions {
   metricsPorts: number[];
   /** TLS for clients and peers (peers always authenticate each other with certificates). */
   tls?: boolean;
+  /** --zone of each of the three members ('' = none). */
+  zones?: string[];
   /** With tls: clients must present a certificate signed by the dev CA (its CN is the auth user). */
   clientCertAuth?: boolean;
 }
@@ -57,7 +59,8 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
   const children: ChildProcess[] = [];
   let stopping = false;
 
-  for (const m of MEMBERS) {
+  for (const [i, m] of MEMBERS.entries()) {
+    const zone = opts.zones?.[i] ?? '';
     const logFile = path.join(dataDir, `${m.name}.log`);
     const out = fs.openSync(logFile, 'a');
     const child = spawn(
@@ -73,6 +76,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
         '--initial-cluster', initialCluster,
         '--initial-cluster-token', 'synod-local',
         '--listen-metrics-urls', `http://127.0.0.1:${m.metrics}`,
+        ...(zone ? ['--zone', zone] : []),
         ...tlsArgs,
       ],
       { stdio: ['ignore', out, out] },
@@ -99,6 +103,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
   console.log(`  ${etcdctl} put foo bar`);
   console.log(`  ${etcdctl} get foo`);
   console.log(`  ${etcdctl} endpoint status -w table`);
+  console.log(`Where the keyspace lives: curl http://127.0.0.1:${MEMBERS[0].metrics}/placement, or synod placement --endpoints 127.0.0.1:${MEMBERS[0].client}${certs ? ` --cacert ${certs.ca.certFile}` : ''}${certs && opts.clientCertAuth ? ` --cert ${certs.clients.root.certFile} --key-file ${certs.clients.root.keyFile}` : ''}`);
   if (certs) {
     console.log(`Certificates (a development CA, never for production) are in ${certs.dir}.`);
     if (opts.clientCertAuth) console.log('Client certificates are required; with auth enabled, client-root.pem authenticates as the user root.');

@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DATA_GROUP_ID } from '../api/context.ts';
-import { clusterIdFor, memberIdFor, parseInitialCluster, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
-import { MVCC_RECORD_PREFIX } from '../api/kv-state-machine.ts';
-import { ALARM_RECORD_PREFIX } from '../api/alarms.ts';
+import { bootstrapClusterRecord, parseInitialCluster, type ClusterRecord } from '../api/cluster-info.ts';
+import { MEMBERSHIP_RECORD_PREFIX, MVCC_RECORD_PREFIX, PUBLISHED_MEMBER_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
+import { ALARM_RECORD_PREFIX } from '../shard/alarms.ts';
 import { MemberDb, TurnBatch } from '../storage/member-db.ts';
 import { readBackupFile, verifyBackupFile } from '../storage/backup-file.ts';
 import { decodeMeta, isMetaKey } from '../mvcc/codec.ts';
@@ -34,10 +34,8 @@ export interface RestoreResult {
   compactRevision: number;
 }
 
-/** State records that describe the old cluster, not its data (kv-state-machine.ts's prefixes 'm' and 'n'). */
-const PUBLISHED_PREFIX = 0x6d;
-const MEMBERSHIP_PREFIX = 0x6e;
-const DROPPED = new Set([PUBLISHED_PREFIX, MEMBERSHIP_PREFIX, ALARM_RECORD_PREFIX]);
+/** State records that describe the old cluster, not its data. */
+const DROPPED = new Set([PUBLISHED_MEMBER_RECORD_PREFIX, MEMBERSHIP_RECORD_PREFIX, ALARM_RECORD_PREFIX]);
 
 export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult> {
   if (fs.existsSync(o.dataDir) && fs.readdirSync(o.dataDir).length > 0) {
@@ -56,22 +54,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
 
   // The same record `synod server` would bootstrap from these flags (start-server.ts), so a member
   // started with them finds itself in it.
-  const members: MemberInfo[] = parsed.map((m) => ({
-    id: memberIdFor(m.peerUrls, o.initialClusterToken),
-    name: m.name,
-    peerUrls: m.peerUrls,
-    clientUrls: [],
-    isLearner: false,
-  }));
-  if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
-  const record: ClusterRecord = {
-    clusterId: clusterIdFor(
-      members.map((m) => m.id),
-      o.initialClusterToken,
-    ),
-    token: o.initialClusterToken,
-    members,
-  };
+  const record: ClusterRecord = bootstrapClusterRecord(o.initialCluster, o.initialClusterToken, o.name, []);
 
   // Into a temp dir first, renamed into place when complete: a failed restore leaves no half data dir.
   const parent = path.dirname(path.resolve(o.dataDir));
@@ -109,7 +92,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     fs.rmSync(temp, { recursive: true, force: true });
     throw err;
   }
-  const selfId = members.find((m) => m.name === o.name)!.id;
+  const selfId = record.members.find((m) => m.name === o.name)!.id;
   return {
     memberId: selfId.toString(16),
     clusterId: record.clusterId.toString(16),

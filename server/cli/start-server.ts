@@ -13,9 +13,9 @@ import { MemberDb } from '../storage/member-db.ts';
 import { Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
-import { KvStateMachine } from '../api/kv-state-machine.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
-import { etcdServices } from '../api/proto.ts';
+import { etcdServices } from '../etcd/proto.ts';
 import { etcdWireStrictness } from '../api/wire-strictness.ts';
 import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
@@ -28,18 +28,12 @@ import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
 import { authService } from '../api/auth-service.ts';
 import { AuthGuard } from '../api/auth-guard.ts';
-import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardWatch } from '../api/guarded-services.ts';
+import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardPlacement, guardWatch } from '../api/guarded-services.ts';
+import { placementClientConstructor, placementService } from '../api/placement-service.ts';
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
-import {
-  clusterIdFor,
-  hostPort,
-  memberIdFor,
-  parseInitialCluster,
-  type ClusterRecord,
-  type MemberInfo,
-} from '../api/cluster-info.ts';
+import { bootstrapClusterRecord, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { joinExistingCluster } from './join-cluster.ts';
 
@@ -77,8 +71,10 @@ export interface ServerConfig {
   tlsReloadIntervalMs?: number;
   /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
   authTokenTtlSeconds?: number;
-  /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/api/quota.ts). */
+  /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/shard/quota.ts). */
   quotaBackendBytes?: number;
+  /** --zone: this member's failure domain, published through the log for placement ('' = none). */
+  zone?: string;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -131,33 +127,10 @@ export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCredentials: grpc.ChannelCredentials): Promise<ClusterRecord> {
   const stored = await db.loadCluster<ClusterRecord>();
   if (stored) return stored;
-  if (cfg.initialClusterState === 'existing') {
-    const record = await joinExistingCluster(cfg, cfg.logger, peerCredentials);
-    const batch = new TurnBatch();
-    batch.putCluster(record);
-    await db.write(batch, true);
-    return record;
-  }
-  const parsed = parseInitialCluster(cfg.initialCluster);
-  if (!parsed.some((m) => m.name === cfg.name)) {
-    throw new Error(`--initial-cluster has no member named "${cfg.name}"`);
-  }
-  const members: MemberInfo[] = parsed.map((m) => ({
-    id: memberIdFor(m.peerUrls, cfg.initialClusterToken),
-    name: m.name,
-    peerUrls: m.peerUrls,
-    clientUrls: m.name === cfg.name ? cfg.advertiseClientUrls : [],
-    isLearner: false,
-  }));
-  if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
-  const record: ClusterRecord = {
-    clusterId: clusterIdFor(
-      members.map((m) => m.id),
-      cfg.initialClusterToken,
-    ),
-    token: cfg.initialClusterToken,
-    members,
-  };
+  const record =
+    cfg.initialClusterState === 'existing'
+      ? await joinExistingCluster(cfg, cfg.logger, peerCredentials)
+      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls);
   const batch = new TurnBatch();
   batch.putCluster(record);
   await db.write(batch, true);
@@ -310,6 +283,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     }
   };
 
+  const zone = cfg.zone ?? '';
   const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
   const members = (): MemberInfo[] =>
     sm.members().map((m) => {
@@ -321,6 +295,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         peerUrls: m.peerUrls,
         clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
         isLearner: m.isLearner,
+        zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
       };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
@@ -368,6 +343,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     },
   });
   grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
+  grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
   grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
 
   await transport.start();
@@ -389,16 +365,17 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   member.start();
   leases.start();
 
-  // Publish this member's client URLs through the log once a leader exists (etcd's "publish").
+  // Publish this member's name, client URLs and zone through the log once a leader exists (etcd's
+  // "publish"); again after a restart with a different --advertise-client-urls or --zone.
   let publishTimer: NodeJS.Timeout | null = null;
   const publish = (): void => {
     publishTimer = null;
     const mine = sm.published.get(String(memberId));
-    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls)) return;
+    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls) && (mine.zone ?? '') === zone) return;
     ctx
-      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls } }, { internal: true })
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls, zone } }, { internal: true })
       .then(
-        () => log.info({ clientUrls: cfg.advertiseClientUrls }, 'published client URLs'),
+        () => log.info({ clientUrls: cfg.advertiseClientUrls, zone }, 'published client URLs and zone'),
         () => {
           publishTimer = setTimeout(publish, 500);
         },

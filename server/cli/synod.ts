@@ -8,7 +8,9 @@ import { DEFAULT_LIMITS } from '../api/context.ts';
 import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 import { restoreSnapshot } from './snapshot-restore.ts';
-import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../api/quota.ts';
+import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../shard/quota.ts';
+import { validateZoneName } from '../placement/zone-name.ts';
+import { runPlacementCommand } from './placement-command.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -48,6 +50,7 @@ program
   .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
+  .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -70,6 +73,12 @@ program
     }
     if (quotaBackendBytes > SUGGESTED_MAX_QUOTA_BACKEND_BYTES) {
       logger.warn({ quotaBackendBytes, suggestedMax: SUGGESTED_MAX_QUOTA_BACKEND_BYTES }, 'quota-backend-bytes exceeds the suggested maximum; Synod holds the whole store in memory');
+    }
+    try {
+      validateZoneName(o.zone);
+    } catch (err) {
+      logger.fatal((err as Error).message);
+      process.exit(2);
     }
     if (!(Number(o.authTokenTtl) > 0)) {
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
@@ -105,6 +114,7 @@ program
         tlsReloadIntervalMs: Number(o.tlsReloadInterval),
         authTokenTtlSeconds: Number(o.authTokenTtl),
         quotaBackendBytes,
+        zone: o.zone,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });
@@ -140,7 +150,8 @@ program
   .option('--metrics-ports <ports>', 'three ports for /metrics, /healthz, /readyz', '2381,22381,32381')
   .option('--tls', 'TLS for clients and peers, with development certificates generated into <data-dir>/certs')
   .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
-  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean }) => {
+  .option('--zone <names>', 'zone of the members: one name for all three, or three comma-separated names', '')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
       if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
@@ -149,7 +160,20 @@ program
       }
       return p;
     };
+    const zoneList = o.zone === '' ? [''] : o.zone.split(',').map((s) => s.trim());
+    if (zoneList.length !== 1 && zoneList.length !== 3) {
+      console.error('--zone takes one zone for all three members or three comma-separated zones');
+      process.exit(2);
+    }
+    const zones = zoneList.length === 1 ? [zoneList[0], zoneList[0], zoneList[0]] : zoneList;
+    try {
+      zones.forEach(validateZoneName);
+    } catch (err) {
+      console.error((err as Error).message);
+      process.exit(2);
+    }
     await runLocalCluster({
+      zones,
       dataDir: o.dataDir,
       clientPorts: ports(o.clientPorts, '--client-ports'),
       peerPorts: ports(o.peerPorts, '--peer-ports'),
@@ -157,6 +181,20 @@ program
       tls: Boolean(o.tls),
       clientCertAuth: Boolean(o.clientCertAuth),
     });
+  });
+
+program
+  .command('placement')
+  .description('show where the keyspace lives: shards, slot ranges, replicas, leaders, revisions and moves')
+  .option('--endpoints <list>', 'member client addresses to ask, tried in order (host:port,...)', '127.0.0.1:2379')
+  .option('--key <key>', 'show the hash slot and shard of this key instead')
+  .option('--json', 'print JSON (the shape of GET /placement)')
+  .option('--dial-timeout <ms>', 'how long to wait for each endpoint', '5000')
+  .option('--cacert <file>', 'TLS: CA bundle the members\' certificates chain to (implies TLS)')
+  .option('--cert <file>', 'TLS: client certificate')
+  .option('--key-file <file>', 'TLS: client certificate\'s private key')
+  .action(async (o: { endpoints: string; key?: string; json?: boolean; dialTimeout: string; cacert?: string; cert?: string; keyFile?: string }) => {
+    process.exitCode = await runPlacementCommand({ ...o, timeoutMs: Number(o.dialTimeout) });
   });
 
 const snapshot = program.command('snapshot').description('backups: restore what `etcdctl snapshot save` wrote');

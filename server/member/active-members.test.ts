@@ -9,7 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { Member } from './member.ts';
-import { KvStateMachine } from '../api/kv-state-machine.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import type { Message } from '../raft/types.ts';
 
 const GROUP = 1;

@@ -10,8 +10,8 @@ import pino from 'pino';
 import { MemberDb, type TurnBatch } from '../storage/member-db.ts';
 import type { MemberStore } from '../storage/member-store.ts';
 import { Member } from './member.ts';
-import { KvStateMachine } from '../api/kv-state-machine.ts';
-import { encodeInternalRequest } from '../api/request-codec.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { encodeInternalRequest } from '../shard/request-codec.ts';
 import type { Message } from '../raft/types.ts';
 
 const GROUP = 1;

@@ -85,11 +85,11 @@ export const cmdA: fc.Arbitrary<Cmd> = fc.oneof(
 
 interface Target {
   currentRevision?(): number;
-  range(op: RangeOp): unknown;
-  put(op: PutOp): unknown;
-  deleteRange(op: DeleteRangeOp): unknown;
-  txn(op: TxnOp): unknown;
-  compact(rev: number): void;
+  range(op: RangeOp, throughRevision?: number): unknown;
+  put(op: PutOp, atRevision?: number): unknown;
+  deleteRange(op: DeleteRangeOp, atRevision?: number): unknown;
+  txn(op: TxnOp, atRevision?: number): unknown;
+  compact(rev: number, throughRevision?: number): void;
 }
 
 export function run(t: Target, cmd: Cmd, current: number): unknown {
@@ -107,3 +107,24 @@ export function run(t: Target, cmd: Cmd, current: number): unknown {
   }
 }
 
+
+/**
+ * One step of a gapped history, as a shard applies it: writes at the oracle revision `at` (undefined:
+ * the store's next one), reads and compactions caught up through `through`, compaction `back` below it.
+ */
+export function runGapped(t: Target, cmd: Cmd, at: number | undefined, through: number): unknown {
+  switch (cmd.t) {
+    case 'put':
+      return attempt(() => t.put(cmd.op, at));
+    case 'del':
+      return attempt(() => t.deleteRange(cmd.op, at));
+    case 'txn':
+      return attempt(() => t.txn(cmd.op, at));
+    case 'range':
+      return attempt(() => t.range(cmd.op, through));
+    case 'compact':
+      return attempt(() => t.compact(through - cmd.back, through));
+  }
+}
+
+export const isWrite = (cmd: Cmd): boolean => cmd.t === 'put' || cmd.t === 'del' || cmd.t === 'txn';

@@ -1,5 +1,8 @@
 // A deliberately naive reference implementation of the store's semantics, for tests only: it keeps a
 // full snapshot (a Map copy) of the keyspace at every revision and answers everything by scanning.
+// Writes may carry an explicit (oracle) revision above the last one: the revisions skipped hold the
+// previous state and no events, which is what a gap means. Reads and compactions may name the revision
+// the caller is caught up through (see MvccStore's header).
 
 import { MvccError } from './types.ts';
 import type {
@@ -43,7 +46,11 @@ interface Ctx {
   main: number;
   state: State;
   events: MvccEvent[];
+  /** What reads inside the write treat as current before its first change. */
+  through: number;
 }
+
+type Outcome<R> = { result: R; revision: number; events: MvccEvent[] };
 
 export class RefModel {
   /** snaps[r] = keyspace at revision r (snaps[0] unused). */
@@ -60,7 +67,7 @@ export class RefModel {
     if (at > cur) throw new MvccError('futureRev', 'future');
     if (at <= 0) at = cur;
     if (at < this.compacted) throw new MvccError('compacted', 'compacted');
-    const snap = at === cur ? live : this.snaps[at];
+    const snap = at === cur ? live : this.snaps[Math.min(at, this.rev)];
     const key = s(op.key);
     const end = s(op.rangeEnd);
     let list = [...snap.entries()].filter(([k]) => inRange(k, key, end)).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -98,8 +105,14 @@ export class RefModel {
     return { kvs: list.map(([k, m]) => (op.keysOnly ? { ...kv(k, m), value: Buffer.alloc(0) } : kv(k, m))), more, count };
   }
 
-  range(op: RangeOp): RangeResult {
-    return this.rangeIn(op, this.rev, this.snaps[this.rev]);
+  range(op: RangeOp, throughRevision?: number): RangeResult {
+    return this.rangeIn(op, this.through(throughRevision), this.snaps[this.rev]);
+  }
+
+  private through(throughRevision: number | undefined): number {
+    if (throughRevision === undefined) return this.rev;
+    if (throughRevision < this.rev) throw new Error('invariant: caught up below the last written revision');
+    return throughRevision;
   }
 
   private doPut(ctx: Ctx, op: PutOp): PutResult {
@@ -133,23 +146,34 @@ export class RefModel {
     return { deleted: victims.length, prevKvs: op.prevKv ? victims.map(([k, m]) => kv(k, m)) : [] };
   }
 
-  private write<R>(body: (ctx: Ctx) => R): { result: R; revision: number; events: MvccEvent[] } {
-    const ctx: Ctx = { main: this.rev + 1, state: new Map(this.snaps[this.rev]), events: [] };
+  private begin(atRevision: number | undefined): Ctx {
+    if (atRevision !== undefined && (atRevision <= this.rev || atRevision <= this.compacted)) throw new Error('invariant: write at or below history');
+    const main = atRevision ?? this.rev + 1;
+    return { main, state: new Map(this.snaps[this.rev]), events: [], through: main - 1 };
+  }
+
+  private write<R>(ctx: Ctx, body: (ctx: Ctx) => R): Outcome<R> {
     const result = body(ctx);
     if (ctx.events.length > 0) {
+      const gapState = this.snaps[this.rev];
+      while (this.snaps.length < ctx.main) {
+        this.snaps.push(gapState);
+        this.evs.push([]);
+      }
       this.snaps.push(ctx.state);
       this.evs.push(ctx.events);
     }
     return { result, revision: this.rev, events: ctx.events };
   }
 
-  put(op: PutOp): { result: PutResult; revision: number; events: MvccEvent[] } {
+  put(op: PutOp, atRevision?: number): Outcome<PutResult> {
+    const ctx = this.begin(atRevision);
     if ((op.ignoreValue || op.ignoreLease) && !this.snaps[this.rev].has(s(op.key))) throw new MvccError('keyNotFound', 'key not found');
-    return this.write((ctx) => this.doPut(ctx, op));
+    return this.write(ctx, (c) => this.doPut(c, op));
   }
 
-  deleteRange(op: DeleteRangeOp): { result: DeleteRangeResult; revision: number; events: MvccEvent[] } {
-    return this.write((ctx) => this.doDelete(ctx, op));
+  deleteRange(op: DeleteRangeOp, atRevision?: number): Outcome<DeleteRangeResult> {
+    return this.write(this.begin(atRevision), (c) => this.doDelete(c, op));
   }
 
   private compareHolds(c: Compare): boolean {
@@ -180,7 +204,8 @@ export class RefModel {
     return hits.every(one);
   }
 
-  txn(op: TxnOp): { result: TxnResult; revision: number; events: MvccEvent[] } {
+  txn(op: TxnOp, atRevision?: number): Outcome<TxnResult> {
+    const start = this.begin(atRevision);
     const pre = this.snaps[this.rev];
     const decided = new Map<TxnOp, boolean>();
     const decide = (t: TxnOp): void => {
@@ -200,7 +225,7 @@ export class RefModel {
     });
     walk(op, (r) => {
       if (r.type === 'range' && r.range.revision !== 0) {
-        if (r.range.revision > this.rev) throw new MvccError('futureRev', 'future');
+        if (r.range.revision > start.through) throw new MvccError('futureRev', 'future');
         if (r.range.revision < this.compacted) throw new MvccError('compacted', 'compacted');
       }
     });
@@ -209,7 +234,7 @@ export class RefModel {
       const responses: ResponseOp[] = [];
       for (const r of succeeded ? t.success : t.failure) {
         if (r.type === 'range') {
-          const cur = ctx.events.length > 0 ? ctx.main : this.rev;
+          const cur = ctx.events.length > 0 ? ctx.main : ctx.through;
           responses.push({ type: 'range', range: this.rangeIn(r.range, cur, ctx.state) });
         } else if (r.type === 'put') responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
         else if (r.type === 'deleteRange') responses.push({ type: 'deleteRange', deleteRange: this.doDelete(ctx, r.deleteRange) });
@@ -217,13 +242,14 @@ export class RefModel {
       }
       return { succeeded, responses };
     };
-    return this.write((ctx) => exec(ctx, op));
+    return this.write(start, (ctx) => exec(ctx, op));
   }
 
-  compact(rev: number): void {
+  compact(rev: number, throughRevision?: number): void {
+    const through = this.through(throughRevision);
     // Compact(0) before any compaction is a no-op that succeeds (etcd's compactMainRev starts at -1).
     if (rev < this.compacted || (rev === this.compacted && rev !== 0)) throw new MvccError('compacted', 'compacted');
-    if (rev > this.rev) throw new MvccError('futureRev', 'future');
+    if (rev > through) throw new MvccError('futureRev', 'future');
     this.compacted = rev;
   }
 

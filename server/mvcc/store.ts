@@ -18,6 +18,17 @@
 //
 // Buffers handed out in results and events are fresh copies, or the request's own buffers (the key
 // and value of a put): callers must not mutate them.
+//
+// Revisions. Unsharded (S = 1), every write that changes something takes currentRevision() + 1, as etcd.
+// In a sharded cluster revisions come from one oracle, so a shard's writes carry explicit revisions
+// with gaps (other shards used the ones between): put/deleteRange/txn take `atRevision`, which must be
+// above every revision the store has written or compacted (a broken precondition is an invariant
+// violation and throws a plain Error before anything changes). Reads walk each key's records back to
+// the newest one at or below the asked revision, so a revision inside a gap answers the state as of the
+// previous written one, and compaction at a gap revision keeps exactly that state. currentRevision()
+// stays the last written revision; reads and compactions that the caller knows are caught up further
+// (every revision up to R applied, none of the ones after the last write belonging to this shard)
+// pass `throughRevision` = R, which only widens what counts as "not a future revision".
 
 import { BTree } from './btree.ts';
 import {
@@ -81,7 +92,7 @@ function cmpValue(a: StoredValue, b: StoredValue): number {
 
 /**
  * What one retained record costs in the store's size measure beyond its key and value bytes (its
- * revision key framing, record header and index entry, rounded). The space quota (server/api/quota.ts)
+ * revision key framing, record header and index entry, rounded). The space quota (server/shard/quota.ts)
  * compares `sizeBytes()` against --quota-backend-bytes, and prices a request's puts the same way.
  */
 export const RECORD_OVERHEAD_BYTES = 32;
@@ -140,6 +151,8 @@ interface WriteCtx {
   main: number;
   sub: number;
   events: MvccEvent[];
+  /** The revision this write's reads treat as current until it changes something (main - 1 at an explicit revision). */
+  through: number;
 }
 
 function bytes(s: string): Buffer {
@@ -332,8 +345,20 @@ export class MvccStore {
     });
   }
 
-  range(op: RangeOp): RangeResult {
-    return this.rangeAt(op, this.rev);
+  /**
+   * etcd's Range. `throughRevision` (default: currentRevision()) is the revision the caller knows the
+   * store is caught up to; revision 0 reads at it, and only revisions above it are future ones.
+   */
+  range(op: RangeOp, throughRevision?: number): RangeResult {
+    return this.rangeAt(op, this.caughtUpThrough(throughRevision));
+  }
+
+  private caughtUpThrough(throughRevision: number | undefined): number {
+    if (throughRevision === undefined) return this.rev;
+    if (!Number.isSafeInteger(throughRevision) || throughRevision < this.rev) {
+      throw new Error(`mvcc invariant: caught up through revision ${throughRevision}, below the last written revision ${this.rev}`);
+    }
+    return throughRevision;
   }
 
   private rangeAt(op: RangeOp, curRev: number): RangeResult {
@@ -395,8 +420,15 @@ export class MvccStore {
 
   // ---------------------------------------------------------------- writes
 
-  private begin(): WriteCtx {
-    return { main: this.rev + 1, sub: 0, events: [] };
+  /** Starts a write at the next revision, or at `atRevision` (an oracle's), which must be above all history. */
+  private begin(atRevision: number | undefined): WriteCtx {
+    if (atRevision === undefined) return { main: this.rev + 1, sub: 0, events: [], through: this.rev };
+    if (!Number.isSafeInteger(atRevision) || atRevision <= this.rev || atRevision <= this.compacted) {
+      throw new Error(
+        `mvcc invariant: write at revision ${atRevision} must be above the last written revision ${this.rev} and the compacted revision ${this.compacted}`,
+      );
+    }
+    return { main: atRevision, sub: 0, events: [], through: atRevision - 1 };
   }
 
   /** Ends a write: bumps the revision iff something changed; returns the header revision. */
@@ -444,10 +476,14 @@ export class MvccStore {
     }
   }
 
-  put(op: PutOp): WriteOutcome<PutResult> {
+  /**
+   * etcd's Put, at the next revision or at `atRevision`. A write that changes nothing (none of Put, but
+   * a DeleteRange or Txn may) leaves currentRevision() as it was and reports it as the header revision.
+   */
+  put(op: PutOp, atRevision?: number): WriteOutcome<PutResult> {
+    const ctx = this.begin(atRevision);
     this.checkLease(op);
     if ((op.ignoreValue || op.ignoreLease) && this.keyMissing(op.key)) throw new MvccError('keyNotFound', 'etcdserver: key not found');
-    const ctx = this.begin();
     const result = this.doPut(ctx, op);
     return { result, revision: this.commit(ctx), events: ctx.events };
   }
@@ -481,8 +517,8 @@ export class MvccStore {
     return { prevKv: op.prevKv ? prevKv : null };
   }
 
-  deleteRange(op: DeleteRangeOp): WriteOutcome<DeleteRangeResult> {
-    const ctx = this.begin();
+  deleteRange(op: DeleteRangeOp, atRevision?: number): WriteOutcome<DeleteRangeResult> {
+    const ctx = this.begin(atRevision);
     const result = this.doDeleteRange(ctx, op);
     return { result, revision: this.commit(ctx), events: ctx.events };
   }
@@ -506,14 +542,14 @@ export class MvccStore {
     return { deleted: victims.length, prevKvs };
   }
 
-  txn(op: TxnOp): WriteOutcome<TxnResult> {
+  txn(op: TxnOp, atRevision?: number): WriteOutcome<TxnResult> {
     // As etcd: every compare on the chosen path (nested ones included) is evaluated against the state
     // before the txn; requests are validated against that state too; then the ops run at one revision.
+    const ctx = this.begin(atRevision);
     const path = new Map<TxnOp, boolean>();
     this.evalCompares(op, path);
     this.checkPuts(op, path);
-    this.checkRanges(op, path);
-    const ctx = this.begin();
+    this.checkRanges(op, path, ctx.through);
     const logLen = this.log.length;
     const persistLen = this.persist.length;
     let result: TxnResult;
@@ -582,11 +618,11 @@ export class MvccStore {
     }
   }
 
-  private checkRanges(t: TxnOp, path: Map<TxnOp, boolean>): void {
+  private checkRanges(t: TxnOp, path: Map<TxnOp, boolean>, through: number): void {
     for (const r of path.get(t) ? t.success : t.failure) {
-      if (r.type === 'txn') this.checkRanges(r.txn, path);
+      if (r.type === 'txn') this.checkRanges(r.txn, path, through);
       else if (r.type === 'range' && r.range.revision !== 0) {
-        if (r.range.revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
+        if (r.range.revision > through) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
         if (r.range.revision < this.compacted) throw new MvccError('compacted', 'mvcc: required revision has been compacted');
       }
     }
@@ -599,7 +635,7 @@ export class MvccStore {
     for (const r of ops) {
       switch (r.type) {
         case 'range':
-          responses.push({ type: 'range', range: this.rangeAt(r.range, ctx.sub > 0 ? ctx.main : this.rev) });
+          responses.push({ type: 'range', range: this.rangeAt(r.range, ctx.sub > 0 ? ctx.main : ctx.through) });
           break;
         case 'put':
           responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
@@ -617,7 +653,9 @@ export class MvccStore {
 
   // ---------------------------------------------------------------- compaction
 
-  compact(revision: number): void {
+  /** etcd's Compact; `throughRevision` as for range (a shard compacts at R after applying through R). */
+  compact(revision: number, throughRevision?: number): void {
+    const through = this.caughtUpThrough(throughRevision);
     // etcd's compactMainRev starts at -1, so Compact(0) on a never-compacted store succeeds (and
     // compacts nothing). etcd refuses a second Compact(0); here it stays a no-op, because whether one
     // happened is not part of the persisted state, and members must agree on every entry's outcome.
@@ -625,7 +663,7 @@ export class MvccStore {
       throw new MvccError('compacted', 'mvcc: required revision has been compacted');
     }
     if (revision === 0) return;
-    if (revision > this.rev) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
+    if (revision > through) throw new MvccError('futureRev', 'mvcc: required revision is a future revision');
     for (const ki of this.dirty) this.compactKey(ki, revision);
     // Drop the event log below the compaction revision. The revision itself stays watchable, as in
     // etcd (a watch may start AT the compacted revision: clients watch from a Get's header revision,

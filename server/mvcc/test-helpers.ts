@@ -1,24 +1,10 @@
 // Request builders shared by the mvcc tests.
-import type { Compare, CompareResult, CompareTarget, DeleteRangeOp, PutOp, RangeOp, RequestOp, TxnOp } from './types.ts';
+import { rangeOf, type Compare, type CompareResult, type CompareTarget, type DeleteRangeOp, type PutOp, type RangeOp, type RequestOp, type TxnOp } from './types.ts';
 
 export const b = (x: string): Buffer => Buffer.from(x, 'latin1');
 
 export function rangeOp(key: string, rangeEnd = '', o: Partial<RangeOp> = {}): RangeOp {
-  return {
-    key: b(key),
-    rangeEnd: b(rangeEnd),
-    limit: 0,
-    revision: 0,
-    sortOrder: 'NONE',
-    sortTarget: 'KEY',
-    keysOnly: false,
-    countOnly: false,
-    minModRevision: 0,
-    maxModRevision: 0,
-    minCreateRevision: 0,
-    maxCreateRevision: 0,
-    ...o,
-  };
+  return rangeOf(b(key), b(rangeEnd), o);
 }
 
 export function putOp(key: string, value: string, o: Partial<PutOp> = {}): PutOp {

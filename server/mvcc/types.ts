@@ -36,6 +36,25 @@ export interface RangeOp {
   maxCreateRevision: number;
 }
 
+/** A RangeOp over [key, rangeEnd) (empty `rangeEnd`: the one key) with etcd's defaults for everything else. */
+export function rangeOf(key: Buffer, rangeEnd: Buffer = Buffer.alloc(0), options: Partial<RangeOp> = {}): RangeOp {
+  return {
+    key,
+    rangeEnd,
+    limit: 0,
+    revision: 0,
+    sortOrder: 'NONE',
+    sortTarget: 'KEY',
+    keysOnly: false,
+    countOnly: false,
+    minModRevision: 0,
+    maxModRevision: 0,
+    minCreateRevision: 0,
+    maxCreateRevision: 0,
+    ...options,
+  };
+}
+
 export interface RangeResult {
   kvs: KeyValue[];
   more: boolean;
@@ -117,7 +136,7 @@ export interface MvccEvent {
 
 /**
  * Errors the store raises for bad requests. `code` names the etcd error; the API layer maps it to
- * etcd's gRPC status and text (see server/api/errors.ts).
+ * etcd's gRPC status and text (see server/etcd/errors.ts).
  */
 export type MvccErrorCode =
   | 'compacted' // etcdserver: mvcc: required revision has been compacted

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RefModel, norm } from './reference-model.ts';
 import { MvccStore } from './store.ts';
 import type { WriteOutcome } from './store.ts';
-import { cmdA, run } from './model-arbitraries.ts';
+import { cmdA, isWrite, run, runGapped } from './model-arbitraries.ts';
 import { REPLAY_CHUNK, REPLAY_CHUNK_BYTES, WatchHub } from './watch-hub.ts';
 import type { WatchSink, WatchSpec } from './watch-hub.ts';
 import type { MvccEvent } from './types.ts';
@@ -443,14 +443,16 @@ describe('WatchHub vs reference model', () => {
     noPut: fc.boolean(),
     noDelete: fc.boolean(),
   });
-  type Step = { t: 'cmd'; cmd: Parameters<typeof run>[1] } | { t: 'watch'; s: typeof specA extends fc.Arbitrary<infer S> ? S : never } | { t: 'cancel'; pick: number };
+  // gap -1: today's path (the store's next revision) when no other shard used one since; otherwise
+  // the write lands at an oracle revision `gap` past the last one handed out (gaps, as on a shard).
+  type Step = { t: 'cmd'; cmd: Parameters<typeof run>[1]; gap: number } | { t: 'watch'; s: typeof specA extends fc.Arbitrary<infer S> ? S : never } | { t: 'cancel'; pick: number };
   const stepA: fc.Arbitrary<Step> = fc.oneof(
-    { weight: 5, arbitrary: cmdA.map((cmd) => ({ t: 'cmd', cmd }) as Step) },
+    { weight: 5, arbitrary: fc.tuple(cmdA, fc.integer({ min: -1, max: 3 })).map(([cmd, gap]) => ({ t: 'cmd', cmd, gap }) as Step) },
     { weight: 2, arbitrary: specA.map((s) => ({ t: 'watch', s }) as Step) },
     { weight: 1, arbitrary: fc.nat(20).map((pick) => ({ t: 'cancel', pick }) as Step) },
   );
 
-  it('every watcher sees exactly the model history for its range and lifetime', () => {
+  it('every watcher sees exactly the model history for its range and lifetime (gapped oracle revisions included)', () => {
     fc.assert(
       fc.property(fc.array(stepA, { maxLength: 50 }), (steps) => {
         const store = new MvccStore();
@@ -466,21 +468,23 @@ describe('WatchHub vs reference model', () => {
           rec: Recorder;
         }
         const ws: W[] = [];
+        let oracle = model.rev;
         for (const step of steps) {
           if (step.t === 'cmd') {
-            const before = store.currentRevision();
             const proxy = {
-              put: (op: Parameters<MvccStore['put']>[0]) => publish(store.put(op)),
-              deleteRange: (op: Parameters<MvccStore['deleteRange']>[0]) => publish(store.deleteRange(op)),
-              txn: (op: Parameters<MvccStore['txn']>[0]) => publish(store.txn(op)),
-              range: (op: Parameters<MvccStore['range']>[0]) => store.range(op),
-              compact: (rev: number) => store.compact(rev),
+              put: (op: Parameters<MvccStore['put']>[0], at?: number) => publish(store.put(op, at)),
+              deleteRange: (op: Parameters<MvccStore['deleteRange']>[0], at?: number) => publish(store.deleteRange(op, at)),
+              txn: (op: Parameters<MvccStore['txn']>[0], at?: number) => publish(store.txn(op, at)),
+              range: (op: Parameters<MvccStore['range']>[0], through?: number) => store.range(op, through),
+              compact: (rev: number, through?: number) => store.compact(rev, through),
             };
             function publish<R>(out: WriteOutcome<R>): WriteOutcome<R> {
               if (out.events.length > 0) hub.notify(out.events, out.revision);
               return out;
             }
-            expect(run(proxy, step.cmd, before)).toEqual(run(model, step.cmd, before));
+            const at = !isWrite(step.cmd) || (step.gap < 0 && oracle === model.rev) ? undefined : oracle + 1 + Math.max(0, step.gap);
+            expect(runGapped(proxy, step.cmd, at, oracle)).toEqual(runGapped(model, step.cmd, at, oracle));
+            oracle = at ?? Math.max(oracle, model.rev);
           } else if (step.t === 'watch') {
             const rec = recorder();
             const s = step.s;

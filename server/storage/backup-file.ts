@@ -6,7 +6,7 @@
 //   repeated:  u32 keyLength | key | u32 valueLength | value        (store-relative state records, key order)
 //   u32 0xFFFFFFFF
 //   zero bytes up to a multiple of 512
-//   sha256 of every byte before it
+//   sha256 of every byte before it                                   (framing: record-stream.ts)
 //
 // The trailer is etcd's: its snapshot is a bbolt file (a whole number of 512-byte-aligned pages) with
 // the sha256 of the file appended, and etcd's clients and etcdutl check `size % 512 == 32` and the
@@ -14,11 +14,9 @@
 // it; `etcdctl snapshot status` still cannot read it (it opens the file as bbolt).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { DIGEST_BYTES, encodeRecordStream, RecordStreamParser, type RecordStreamFormat } from './record-stream.ts';
 
-const MAGIC = Buffer.from('SYNODBAK');
-const END_MARK = 0xffffffff;
-const DIGEST_BYTES = 32;
-const ALIGN = 512;
+const BACKUP_FORMAT: RecordStreamFormat = { magic: Buffer.from('SYNODBAK'), alignBytes: 512, noun: 'backup' };
 
 export interface BackupHeader {
   format: 1;
@@ -29,52 +27,15 @@ export interface BackupHeader {
   createdAt: string;
 }
 
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n, 0);
-  return b;
-}
-
 /** The backup's bytes in chunks of about `chunkBytes`; the last chunk ends with padding and digest. */
-export async function* encodeBackup(header: BackupHeader, records: AsyncIterable<[Buffer, Buffer]>, chunkBytes = 1024 * 1024): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
-  let parts: Buffer[] = [];
-  let size = 0;
-  let total = 0;
-  const push = (b: Buffer): void => {
-    parts.push(b);
-    size += b.length;
-  };
-  const take = (): Buffer => {
-    const out = Buffer.concat(parts, size);
-    parts = [];
-    size = 0;
-    hash.update(out);
-    total += out.length;
-    return out;
-  };
-  const meta = Buffer.from(JSON.stringify(header));
-  push(MAGIC);
-  push(u32(meta.length));
-  push(meta);
-  for await (const [key, value] of records) {
-    push(u32(key.length));
-    push(key);
-    push(u32(value.length));
-    push(value);
-    if (size >= chunkBytes) yield take();
-  }
-  push(u32(END_MARK));
-  const padding = (ALIGN - ((total + size) % ALIGN)) % ALIGN;
-  push(Buffer.alloc(padding));
-  const last = take();
-  yield Buffer.concat([last, hash.digest()]);
+export function encodeBackup(header: BackupHeader, records: AsyncIterable<[Buffer, Buffer]>, chunkBytes = 1024 * 1024): AsyncGenerator<Buffer> {
+  return encodeRecordStream(BACKUP_FORMAT, header, records, chunkBytes);
 }
 
 /** Checks a backup file's trailer: its length has etcd's shape and its sha256 matches. Throws if not. */
 export async function verifyBackupFile(filePath: string): Promise<void> {
   const size = fs.statSync(filePath).size;
-  if (size % ALIGN !== DIGEST_BYTES) throw new Error(`${filePath}: no sha256 trailer (size ${size} is not a multiple of 512 plus 32)`);
+  if (size % BACKUP_FORMAT.alignBytes !== DIGEST_BYTES) throw new Error(`${filePath}: no sha256 trailer (size ${size} is not a multiple of 512 plus 32)`);
   const hash = createHash('sha256');
   for await (const chunk of fs.createReadStream(filePath, { start: 0, end: size - DIGEST_BYTES - 1, highWaterMark: 1024 * 1024 })) {
     hash.update(chunk as Buffer);
@@ -90,45 +51,23 @@ export async function verifyBackupFile(filePath: string): Promise<void> {
 }
 
 /**
- * Reads a backup's header and records (in batches). Does not check the digest: call
- * verifyBackupFile first (etcdutl likewise checks the hash before restoring).
+ * Reads a backup's header and records (in batches), checking its framing, padding and digest as it
+ * goes; verifyBackupFile checks the digest alone first (etcdutl likewise checks the hash before
+ * restoring), so a damaged file is refused before anything is written.
  */
 export async function* readBackupFile(filePath: string): AsyncGenerator<Array<[Buffer, Buffer]>, BackupHeader> {
-  let buffered: Buffer = Buffer.alloc(0);
-  let header: BackupHeader | null = null;
-  let ended = false;
-  for await (const raw of fs.createReadStream(filePath, { highWaterMark: 1024 * 1024 })) {
-    if (ended) break;
-    const buf: Buffer = buffered.length === 0 ? (raw as Buffer) : Buffer.concat([buffered, raw as Buffer]);
-    let pos = 0;
-    const out: Array<[Buffer, Buffer]> = [];
-    for (;;) {
-      if (header === null) {
-        if (buf.length - pos < MAGIC.length + 4) break;
-        if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error(`${filePath} is not a Synod backup (etcd's own snapshots are bbolt files; Synod cannot restore them)`);
-        const end = MAGIC.length + 4 + buf.readUInt32BE(MAGIC.length);
-        if (buf.length < end) break;
-        header = JSON.parse(buf.subarray(MAGIC.length + 4, end).toString('utf8')) as BackupHeader;
-        if (header.format !== 1) throw new Error(`${filePath}: unknown backup format ${String(header.format)}`);
-        pos = end;
-        continue;
-      }
-      if (buf.length - pos < 4) break;
-      const keyLength = buf.readUInt32BE(pos);
-      if (keyLength === END_MARK) {
-        ended = true;
-        break;
-      }
-      if (buf.length - pos < 8 + keyLength) break;
-      const valueLength = buf.readUInt32BE(pos + 4 + keyLength);
-      const end = pos + 8 + keyLength + valueLength;
-      if (buf.length < end) break;
-      out.push([Buffer.from(buf.subarray(pos + 4, pos + 4 + keyLength)), Buffer.from(buf.subarray(pos + 8 + keyLength, end))]);
-      pos = end;
+  const parser = new RecordStreamParser<BackupHeader>(BACKUP_FORMAT);
+  for await (const chunk of fs.createReadStream(filePath, { highWaterMark: 1024 * 1024 })) {
+    let records: Array<[Buffer, Buffer]>;
+    try {
+      records = parser.push(chunk as Buffer);
+    } catch (err) {
+      if (parser.header === null) throw new Error(`${filePath} is not a Synod backup (etcd's own snapshots are bbolt files; Synod cannot restore them)`);
+      throw new Error(`${filePath}: ${(err as Error).message}`);
     }
-    buffered = buf.subarray(pos);
-    if (out.length > 0) yield out;
+    if (parser.header !== null && parser.header.format !== 1) throw new Error(`${filePath}: unknown backup format ${String(parser.header.format)}`);
+    if (records.length > 0) yield records;
   }
-  if (!header || !ended) throw new Error(`${filePath}: truncated backup`);
-  return header;
+  if (!parser.complete || parser.header === null) throw new Error(`${filePath}: truncated backup`);
+  return parser.header;
 }

@@ -3,19 +3,18 @@
 //
 //   "SYNSNAP1" | u32 metaLength | meta JSON (SnapshotMeta + groupId)
 //   repeated:  u32 keyLength | key | u32 valueLength | value        (store-relative state records)
-//   u32 0xFFFFFFFF | sha256 of every byte before it
+//   u32 0xFFFFFFFF | sha256 of every byte before it                  (framing: record-stream.ts)
 //
 // The sender produces the bytes from a LevelDB snapshot (encodeSnapshot); the receiver writes them to
 // a temporary file, and only a complete file whose digest matches is renamed into place
 // (SnapshotFileWriter), so a file under its final name is always whole.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SnapshotMeta } from '../raft/types.ts';
+import { encodeRecordStream, RecordStreamParser, type RecordStreamFormat } from './record-stream.ts';
 
-const MAGIC = Buffer.from('SYNSNAP1');
-const END_MARK = 0xffffffff;
-const DIGEST_BYTES = 32;
+const SNAPSHOT_FORMAT: RecordStreamFormat = { magic: Buffer.from('SYNSNAP1'), alignBytes: 1, noun: 'snapshot' };
 
 export interface SnapshotHeader extends SnapshotMeta {
   groupId: number;
@@ -25,112 +24,18 @@ export function snapshotFileName(groupId: number, index: number): string {
   return `${groupId.toString().padStart(4, '0')}-${index.toString().padStart(16, '0')}.snap`;
 }
 
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n, 0);
-  return b;
-}
-
 /** The snapshot's bytes in chunks of about `chunkBytes`. */
-export async function* encodeSnapshot(
-  header: SnapshotHeader,
-  records: AsyncIterable<[Buffer, Buffer]>,
-  chunkBytes = 1024 * 1024,
-): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
-  let parts: Buffer[] = [];
-  let size = 0;
-  const push = (b: Buffer): void => {
-    parts.push(b);
-    size += b.length;
-  };
-  const take = (): Buffer => {
-    const out = Buffer.concat(parts, size);
-    parts = [];
-    size = 0;
-    hash.update(out);
-    return out;
-  };
-  const meta = Buffer.from(JSON.stringify(header));
-  push(MAGIC);
-  push(u32(meta.length));
-  push(meta);
-  for await (const [key, value] of records) {
-    push(u32(key.length));
-    push(key);
-    push(u32(value.length));
-    push(value);
-    if (size >= chunkBytes) yield take();
-  }
-  push(u32(END_MARK));
-  const last = take();
-  yield Buffer.concat([last, hash.digest()]);
+export function encodeSnapshot(header: SnapshotHeader, records: AsyncIterable<[Buffer, Buffer]>, chunkBytes = 1024 * 1024): AsyncGenerator<Buffer> {
+  return encodeRecordStream(SNAPSHOT_FORMAT, header, records, chunkBytes);
 }
 
 /**
  * Incremental parser of the format above. Feed it bytes; it hands out the header and records as they
  * complete, and checks the digest at the end.
  */
-export class SnapshotParser {
-  private buffered: Buffer = Buffer.alloc(0);
-  private readonly hash = createHash('sha256');
-  private stage: 'magic' | 'records' | 'digest' | 'done' = 'magic';
-  header: SnapshotHeader | null = null;
-
-  /** Returns the records completed by this chunk. Throws on malformed input. */
-  push(chunk: Buffer): Array<[Buffer, Buffer]> {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    const out: Array<[Buffer, Buffer]> = [];
-    let pos = 0;
-    const buf = this.buffered;
-    for (;;) {
-      if (this.stage === 'magic') {
-        if (buf.length - pos < MAGIC.length + 4) break;
-        if (!buf.subarray(pos, pos + MAGIC.length).equals(MAGIC)) throw new Error('not a Synod snapshot (bad magic)');
-        const metaLength = buf.readUInt32BE(pos + MAGIC.length);
-        const end = pos + MAGIC.length + 4 + metaLength;
-        if (buf.length < end) break;
-        this.header = JSON.parse(buf.subarray(pos + MAGIC.length + 4, end).toString('utf8')) as SnapshotHeader;
-        pos = end;
-        this.stage = 'records';
-      } else if (this.stage === 'records') {
-        if (buf.length - pos < 4) break;
-        const keyLength = buf.readUInt32BE(pos);
-        if (keyLength === END_MARK) {
-          pos += 4;
-          this.stage = 'digest';
-          continue;
-        }
-        if (buf.length - pos < 4 + keyLength + 4) break;
-        const valueLength = buf.readUInt32BE(pos + 4 + keyLength);
-        const end = pos + 8 + keyLength + valueLength;
-        if (buf.length < end) break;
-        // Copies: the records outlive this chunk (the store keeps value buffers).
-        out.push([Buffer.from(buf.subarray(pos + 4, pos + 4 + keyLength)), Buffer.from(buf.subarray(pos + 8 + keyLength, end))]);
-        pos = end;
-      } else if (this.stage === 'digest') {
-        this.hash.update(buf.subarray(0, pos));
-        if (buf.length - pos < DIGEST_BYTES) {
-          this.buffered = buf.subarray(pos);
-          return out;
-        }
-        const expected = this.hash.digest();
-        if (!expected.equals(buf.subarray(pos, pos + DIGEST_BYTES))) throw new Error('snapshot digest mismatch');
-        if (buf.length !== pos + DIGEST_BYTES) throw new Error('bytes after the snapshot digest');
-        this.stage = 'done';
-        this.buffered = Buffer.alloc(0);
-        return out;
-      } else {
-        throw new Error('bytes after the end of the snapshot');
-      }
-    }
-    this.hash.update(buf.subarray(0, pos));
-    this.buffered = buf.subarray(pos);
-    return out;
-  }
-
-  get complete(): boolean {
-    return this.stage === 'done';
+export class SnapshotParser extends RecordStreamParser<SnapshotHeader> {
+  constructor() {
+    super(SNAPSHOT_FORMAT);
   }
 }
 
@@ -192,10 +97,11 @@ export async function* readSnapshotFile(filePath: string): AsyncGenerator<Array<
 export function readSnapshotHeader(filePath: string): SnapshotHeader {
   const fd = fs.openSync(filePath, 'r');
   try {
-    const head = Buffer.alloc(MAGIC.length + 4);
+    const { magic } = SNAPSHOT_FORMAT;
+    const head = Buffer.alloc(magic.length + 4);
     fs.readSync(fd, head, 0, head.length, 0);
-    if (!head.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error(`${filePath} is not a Synod snapshot`);
-    const meta = Buffer.alloc(head.readUInt32BE(MAGIC.length));
+    if (!head.subarray(0, magic.length).equals(magic)) throw new Error(`${filePath} is not a Synod snapshot`);
+    const meta = Buffer.alloc(head.readUInt32BE(magic.length));
     fs.readSync(fd, meta, 0, meta.length, head.length);
     return JSON.parse(meta.toString('utf8')) as SnapshotHeader;
   } finally {

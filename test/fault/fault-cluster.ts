@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { ProcessCluster, type ClusterOptions } from '../support/process-cluster.ts';
 import { memberIdFor } from '../../server/api/cluster-info.ts';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 
 interface ClusterReply {
   member?: { ID: string };

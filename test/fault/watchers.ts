@@ -3,7 +3,7 @@
 // member with start_revision = last delivered revision + 1. Every delivered event is kept, in order,
 // for the watch checker.
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 import type { WatchResponse } from '../support/watch-client.ts';
 import type { WatchEvent } from '../checker/watch-checker.ts';
 

@@ -1,7 +1,7 @@
 // Maintenance.Alarm and HashKV over the project's own proto files, for tests that send what etcdctl
 // cannot (ACTIVATE from a client, a chosen member id or alarm type) or need the raw response fields.
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 
 type UnaryMethod = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 

@@ -2,7 +2,7 @@
 // `token` metadata etcd clients send after Authenticate, optional TLS credentials, and watch streams
 // that carry the token too.
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients, type EtcdClients } from '../../server/api/proto.ts';
+import { etcdClients, type EtcdClients } from '../../server/etcd/proto.ts';
 import { ResponseQueue, type WatchResponse } from './watch-client.ts';
 
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;

@@ -1,7 +1,7 @@
 // A small promise-based etcd v3 client over the project's own proto files, for tests that need
 // concurrency or exact statuses (etcdctl covers the command-line path).
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 type UnaryMethod = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<unknown>) => void;

@@ -2,7 +2,7 @@
 // its own process so the latencies are not those of the parent's event loop (which decodes the
 // large Range replies). Started with fork(); "stop" over IPC ends it; it answers with the latencies.
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 
 const [address, prefix] = process.argv.slice(2);
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void;

@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 import type { ProcessCluster } from './process-cluster.ts';
 import { fillValues } from './restart-ready.ts';
 

@@ -3,7 +3,7 @@
 // truncate these, so every field's tag and wire type is in reach.
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '../../server/api/proto.ts';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '../../server/etcd/proto.ts';
 
 let root: protobuf.Root | undefined;
 

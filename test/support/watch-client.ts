@@ -1,7 +1,7 @@
 // A raw etcd Watch stream for tests: send create/cancel/progress requests, await responses.
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
-import { etcdClients } from '../../server/api/proto.ts';
+import { etcdClients } from '../../server/etcd/proto.ts';
 import type { Header, WireKv } from './kv-client.ts';
 
 export interface WatchResponse {

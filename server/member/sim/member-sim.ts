@@ -19,10 +19,11 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { Member, NoLeaderError, TooManyRequestsError, type GroupStateMachine, type UnsafeMutation } from '../member.ts';
-import { KvStateMachine } from '../../api/kv-state-machine.ts';
+import { KvStateMachine } from '../../shard/kv-state-machine.ts';
 import { ApiContext, DEFAULT_LIMITS } from '../../api/context.ts';
 import { Rng } from '../../raft/rng.ts';
 import type { ConfChange, ConfState, Entry, NodeId } from '../../raft/types.ts';
+import { rangeOf } from '../../mvcc/types.ts';
 import { SimClock, SIM_OWNER } from './sim-clock.ts';
 import { SimDisk, SimStore, type StoreLatency } from './sim-store.ts';
 import { SimNetwork, NO_FAULTS, type NetworkFaults } from './sim-network.ts';
@@ -208,20 +209,6 @@ interface AckedWrite {
   by: NodeId;
 }
 
-const RANGE_ONE = {
-  key: Buffer.alloc(0),
-  rangeEnd: Buffer.alloc(0),
-  limit: 0,
-  revision: 0,
-  sortOrder: 'NONE' as const,
-  sortTarget: 'KEY' as const,
-  keysOnly: false,
-  countOnly: false,
-  minModRevision: 0,
-  maxModRevision: 0,
-  minCreateRevision: 0,
-  maxCreateRevision: 0,
-};
 
 const DEFAULT_LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 12, writeMaxMs: 1, opsPerMs: 10 };
 
@@ -397,7 +384,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
           reads++;
           for (const i of sample) {
             const w = acked[i];
-            const kv = sm.store.range({ ...RANGE_ONE, key: Buffer.from(w.key) }).kvs[0];
+            const kv = sm.store.range(rangeOf(Buffer.from(w.key))).kvs[0];
             if (!kv || kv.modRevision !== w.revision) {
               fail(`linearizability: a read at member ${m.id} misses ${w.key}=${w.value}@${w.revision}, acknowledged by member ${w.by} before the read began (has ${kv ? `${kv.value.toString()}@${kv.modRevision}` : 'nothing'})`);
             }
@@ -529,12 +516,12 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       if (digests[i] !== digests[0]) throw new Violation(`state machines differ after convergence: member ${members[i].id} vs member ${members[0].id}`);
     }
     const writtenAt = (sm: KvStateMachine, revision: number): string => {
-      const all = sm.store.range({ ...RANGE_ONE, key: Buffer.from([0]), rangeEnd: Buffer.from([0]), minModRevision: revision, maxModRevision: revision });
+      const all = sm.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { minModRevision: revision, maxModRevision: revision }));
       return all.kvs.map((kv) => `${kv.key.toString()}=${kv.value.toString()}`).join(',') || 'nothing live';
     };
     for (const w of acked) {
       for (const m of members) {
-        const kv = m.current!.sm!.store.range({ ...RANGE_ONE, key: Buffer.from(w.key) }).kvs[0];
+        const kv = m.current!.sm!.store.range(rangeOf(Buffer.from(w.key))).kvs[0];
         if (!kv) throw new Violation(`acknowledged write lost: ${w.key}=${w.value} (acknowledged by member ${w.by} at revision ${w.revision}, where member ${m.id} has ${writtenAt(m.current!.sm!, w.revision)}) is missing on member ${m.id}`);
         if (kv.value.toString() !== w.value || kv.modRevision !== w.revision) {
           throw new Violation(`acknowledged write changed: ${w.key}=${w.value}@${w.revision} (acknowledged by member ${w.by}) is ${kv.value.toString()}@${kv.modRevision} on member ${m.id}, where revision ${w.revision} wrote ${writtenAt(m.current!.sm!, w.revision)}`);

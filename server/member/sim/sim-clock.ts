@@ -200,8 +200,10 @@ export class SimClock {
   }
 
   /**
-   * Replaces the global timer functions and Date.now with this clock's until the returned function
-   * is called. Timers created meanwhile belong to whoever is running (see runAs).
+   * Replaces the global timer functions, Date.now and performance.now with this clock's until the
+   * returned function is called (the member times its batch writes with performance.now, and its
+   * heartbeat-during-a-slow-write rule reads it: on real time a seed would not replay). Timers created
+   * meanwhile belong to whoever is running (see runAs).
    */
   install(): () => void {
     const g = globalThis as unknown as Record<string, unknown>;
@@ -213,6 +215,7 @@ export class SimClock {
       setImmediate: g.setImmediate,
       clearImmediate: g.clearImmediate,
       dateNow: Date.now,
+      performanceNow: performance.now,
     };
     type Cb = (...args: unknown[]) => void;
     g.setTimeout = (cb: Cb, ms?: number, ...args: unknown[]) => this.schedule(ms ?? 0, () => cb(...args));
@@ -223,6 +226,7 @@ export class SimClock {
     g.clearInterval = clear;
     g.clearImmediate = clear;
     Date.now = () => this.now;
+    performance.now = () => this.now;
     return () => {
       g.setTimeout = saved.setTimeout;
       g.clearTimeout = saved.clearTimeout;
@@ -231,6 +235,7 @@ export class SimClock {
       g.setImmediate = saved.setImmediate;
       g.clearImmediate = saved.clearImmediate;
       Date.now = saved.dateNow;
+      performance.now = saved.performanceNow;
     };
   }
 }

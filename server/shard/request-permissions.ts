@@ -6,7 +6,7 @@
 // for everything that goes through the log.
 import type { Access } from '../auth/permissions.ts';
 import type { AuthErrorCode, AuthStore } from '../auth/auth-store.ts';
-import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from './wire-types.ts';
+import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import type { InternalRequest } from './request-codec.ts';
 
 export type Requirement =

@@ -3,8 +3,8 @@
 // @grpc/proto-loader hands the service handlers (snake_case, int64 as strings, enums as names).
 import protobuf from 'protobufjs';
 import path from 'node:path';
-import { PROTO_ROOT } from './proto.ts';
-import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from './wire-types.ts';
+import { PROTO_ROOT } from '../etcd/proto.ts';
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from '../etcd/wire-types.ts';
 import type { AuthRequestBody, Caller } from './auth-wire.ts';
 import type { AlarmRequestBody } from './alarms.ts';
 import { decodePutEntry, encodePutEntry } from './put-entry-codec.ts';
@@ -26,6 +26,8 @@ export interface MemberAttributes {
   member_id: string;
   name: string;
   client_urls: string[];
+  /** `--zone`; '' when none (and in entries written before zones existed). */
+  zone?: string;
 }
 
 export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;

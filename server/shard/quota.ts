@@ -8,7 +8,7 @@
 // alarm through Raft; while NOSPACE is raised, every member refuses puts, txns with puts and lease
 // grants at apply time (reads, deletes, compaction, lease revokes still work) until `alarm disarm`.
 import type { InternalRequestBody } from './request-codec.ts';
-import type { TxnRequest, WireRequestOp } from './wire-types.ts';
+import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { RECORD_OVERHEAD_BYTES } from '../mvcc/store.ts';
 
 /** etcd's default: 2 GiB. */

@@ -7,10 +7,10 @@ import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
 import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
-import type { MvccEvent } from '../mvcc/types.ts';
+import { rangeOf, type MvccEvent } from '../mvcc/types.ts';
 import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
-import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from './convert.ts';
-import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from './errors.ts';
+import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
 import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
@@ -23,6 +23,9 @@ const MVCC_PREFIX = 0x6b; // 'k'
 export const MVCC_RECORD_PREFIX = MVCC_PREFIX;
 const MEMBER_PREFIX = 0x6d; // 'm'
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
+/** Records that describe the cluster's members rather than its data (a restore drops them). */
+export const PUBLISHED_MEMBER_RECORD_PREFIX = MEMBER_PREFIX;
+export const MEMBERSHIP_RECORD_PREFIX = MEMBERSHIP_PREFIX;
 
 /** A member of the group as the replicated membership knows it (etcd's Member without runtime attributes). */
 export interface MembershipRecord {
@@ -31,6 +34,11 @@ export interface MembershipRecord {
   isLearner: boolean;
   /** Removed members stay as tombstones: ids are never reused, and a removed member is told so. */
   removed: boolean;
+  /**
+   * Raft index of the conf change that last changed this record (absent: bootstrap membership, or a
+   * record written before this field existed). The placement view's version is the largest of them.
+   */
+  changedAtIndex?: number;
 }
 
 /** What a conf-change entry carries beside the Raft change: who waits on it and the new member's URLs. */
@@ -58,6 +66,8 @@ export interface LeaseApplyListener {
 export interface PublishedMember {
   name: string;
   clientUrls: string[];
+  /** `--zone` as published; absent in records written before zones existed (read as ''). */
+  zone?: string;
 }
 
 export interface ApplyOutcome {
@@ -100,7 +110,7 @@ export class KvStateMachine implements GroupStateMachine {
   /** Users, roles, permissions and whether auth is on (server/auth); replaced by a snapshot restore. */
   auth: AuthStore;
   leaseListener: LeaseApplyListener | null = null;
-  /** Raised alarms (server/api/alarms.ts); replaced by a snapshot restore. */
+  /** Raised alarms (server/shard/alarms.ts); replaced by a snapshot restore. */
   alarms: AlarmStore;
   /** This member's --quota-backend-bytes (local configuration: it never decides what an entry does). */
   quotaBytes = DEFAULT_QUOTA_BACKEND_BYTES;
@@ -157,20 +167,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.auth = AuthStore.restore(authRecords);
     this.alarms = AlarmStore.restore(alarmRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
-    const all = this.store.range({
-      key: Buffer.from([0]),
-      rangeEnd: Buffer.from([0]),
-      limit: 0,
-      revision: 0,
-      sortOrder: 'NONE',
-      sortTarget: 'KEY',
-      keysOnly: true,
-      countOnly: false,
-      minModRevision: 0,
-      maxModRevision: 0,
-      minCreateRevision: 0,
-      maxCreateRevision: 0,
-    });
+    const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }));
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
     this.store.leaseExists = (id) => this.leases.has(id);
   }
@@ -197,6 +194,16 @@ export class KvStateMachine implements GroupStateMachine {
     });
   }
 
+  /**
+   * Raft index of the last applied conf change that changed the membership (0: the bootstrap
+   * membership). Tombstones count: a removal is a change. The same on every member at the same applied index.
+   */
+  membershipVersion(): number {
+    let version = 0;
+    for (const m of this.membership.values()) version = Math.max(version, m.changedAtIndex ?? 0);
+    return version;
+  }
+
   /** Current members (no tombstones), in id order. */
   members(): MembershipRecord[] {
     return [...this.membership.values()].filter((m) => !m.removed).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
@@ -215,13 +222,14 @@ export class KvStateMachine implements GroupStateMachine {
     const inGroup = new Set([...confState.voters, ...confState.learners].map(String));
     const learners = new Set(confState.learners.map(String));
     const id = String(change.nodeId);
+    const changedAtIndex = entry.index;
     if (inGroup.has(id) && !this.membership.has(id)) {
-      this.setMembership({ id, peerUrls: context?.peerUrls ?? [], isLearner: learners.has(id), removed: false });
+      this.setMembership({ id, peerUrls: context?.peerUrls ?? [], isLearner: learners.has(id), removed: false, changedAtIndex });
     }
     for (const m of [...this.membership.values()]) {
       if (m.removed) continue;
-      if (!inGroup.has(m.id)) this.setMembership({ ...m, removed: true });
-      else if (m.isLearner !== learners.has(m.id)) this.setMembership({ ...m, isLearner: learners.has(m.id) });
+      if (!inGroup.has(m.id)) this.setMembership({ ...m, removed: true, changedAtIndex });
+      else if (m.isLearner !== learners.has(m.id)) this.setMembership({ ...m, isLearner: learners.has(m.id), changedAtIndex });
     }
     const mine = context && context.proposer === this.memberIdText ? this.waiters.get(context.seq) : undefined;
     if (mine) {
@@ -328,7 +336,7 @@ export class KvStateMachine implements GroupStateMachine {
     }
     if ('member_attributes' in req && req.member_attributes) {
       const a = req.member_attributes;
-      const record: PublishedMember = { name: a.name, clientUrls: a.client_urls ?? [] };
+      const record: PublishedMember = { name: a.name, clientUrls: a.client_urls ?? [], zone: a.zone ?? '' };
       this.published.set(a.member_id, record);
       this.memberOps.push({
         key: Buffer.concat([Buffer.from([MEMBER_PREFIX]), Buffer.from(a.member_id, 'utf8')]),

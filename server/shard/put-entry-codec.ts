@@ -8,7 +8,7 @@
 // options: snake_case fields, 64-bit integers as decimal strings, every field present (defaults),
 // unset messages as null, and the oneof's name in `request`.
 import type { Caller } from './auth-wire.ts';
-import type { PutRequest } from './wire-types.ts';
+import type { PutRequest } from '../etcd/wire-types.ts';
 import { varintBytes, writeVarint } from '../protobuf/varint.ts';
 
 const WIRE_VARINT = 0;
