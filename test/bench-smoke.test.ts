@@ -59,7 +59,8 @@ describe('make bench (tiny)', () => {
     for (const tag of ['100', '10', '100.distinct']) expect(Number(watch?.notes[`idleWatchBytes.${tag}`]), tag).toBeGreaterThan(0);
 
     const md = fs.readFileSync(path.join(dir, 'results', 'latest.md'), 'utf8');
-    expect(md).toMatch(/\| put c=1 \| [\d,]+ \| [\d,]+ \| [\d.]+× \|/);
+    // Throughputs under 100 ops/s print with a decimal (a loaded machine gets there in a 1 s run).
+    expect(md).toMatch(/\| put c=1 \| [\d,.]+ \| [\d,.]+ \| [\d.]+× \|/);
     expect(md).toContain('Synod memory per idle watch');
     expect(fs.readFileSync(path.join(dir, 'results', 'latest.svg'), 'utf8')).toMatch(/^<svg/);
   }, 300_000);
