@@ -57,6 +57,8 @@ export class Raft {
   leadTransferee: NodeId = 0;
   /** Quiescent: ticks are ignored (see the header). Only a leader or a follower with a leader is ever quiescent. */
   quiesced = false;
+  /** Leader: followers heard from (an append or heartbeat response) since the last periodic heartbeat. */
+  private readonly respondedSinceHeartbeat = new Set<NodeId>();
   /** Times this node quiesced and woke (diagnostics, tests). */
   quiesceCount = 0;
   wakeCount = 0;
@@ -194,6 +196,7 @@ export class Raft {
     this.appendsOwed = false;
     this.uncommittedBytes = 0;
     this.quiesced = false; // a new term or role is never quiescent
+    this.respondedSinceHeartbeat.clear();
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -269,7 +272,9 @@ export class Raft {
     if (this.log.hasCommittedUnappliedConfChange() || !this.progress.has(this.id)) return false;
     for (const [id, pr] of this.progress) {
       if (pr.match !== lastIndex) return false;
-      if (id !== this.id && (pr.state !== 'replicate' || pr.sentCommit < lastIndex)) return false;
+      // Every follower answered since the last heartbeat: a leader never goes silent towards a
+      // replica it cannot reach (it keeps heartbeating, so check-quorum still works while one is down).
+      if (id !== this.id && (pr.state !== 'replicate' || pr.sentCommit < lastIndex || !this.respondedSinceHeartbeat.has(id))) return false;
     }
     return true;
   }
@@ -315,6 +320,7 @@ export class Raft {
     this.heartbeatElapsedTicks = 0;
     if (this.role === 'leader') {
       this.electionElapsedTicks = 0;
+      this.respondedSinceHeartbeat.clear(); // hear from everyone again before quiescing again
     } else if (pokeLeader && this.lead !== 0 && this.lead !== this.id) {
       this.msgs.push(newMessage('heartbeatResp', this.id, this.lead, this.term));
     }
@@ -367,7 +373,10 @@ export class Raft {
     if (this.heartbeatElapsedTicks >= this.heartbeatTicks) {
       this.heartbeatElapsedTicks = 0;
       if (this.canQuiesce()) this.quiesce();
-      else this.bcastHeartbeat(this.reads.inflightCtx() ?? NO_BYTES);
+      else {
+        this.respondedSinceHeartbeat.clear();
+        this.bcastHeartbeat(this.reads.inflightCtx() ?? NO_BYTES);
+      }
     }
   }
 
@@ -804,6 +813,7 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    this.respondedSinceHeartbeat.add(m.from);
     if (m.reject) {
       let nextProbeIndex = m.rejectHint;
       if (m.logTerm > 0) nextProbeIndex = this.log.findConflictByTerm(m.rejectHint, m.logTerm)[0];
@@ -852,6 +862,7 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    this.respondedSinceHeartbeat.add(m.from);
     pr.probeSent = false;
     // Appends or their acks may have been lost: with a full window we would never send again,
     // so let one more through; a gap makes the follower reject and we fall back to probing.
