@@ -470,6 +470,12 @@ export class Member {
     this.scheduleTurn();
   }
 
+  /** Starts an election for the group now (pre-vote first): to place leaders, e.g. spread over members. */
+  campaign(groupId: number): void {
+    this.mustGroup(groupId).node.campaign();
+    this.scheduleTurn();
+  }
+
   /** Leader only: is learner `id` caught up enough to be promoted (etcd's 90% rule)? */
   learnerReady(groupId: number, id: NodeId): boolean {
     return this.mustGroup(groupId).node.learnerReady(id);
