@@ -29,14 +29,9 @@ import type { MemberStore } from '../storage/member-store.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
-import { wakeIfPeersSilent } from '../raft/liveness-wake.ts';
+import { LIVENESS_GROUP_ID, wakeIfPeersSilent } from '../raft/liveness-wake.ts';
 
-/**
- * The envelope group id of member-level liveness messages (a term-0 'heartbeat' from member to
- * member): no Raft group has it (group ids are uint32 on the wire; this is the largest). A member
- * that predates it records the sender as heard from and drops it, as for any group it does not host.
- */
-export const LIVENESS_GROUP_ID = 0xffff_ffff;
+export { LIVENESS_GROUP_ID };
 
 /** What a Raft group's replicated state machine must offer the member. */
 export interface GroupStateMachine {

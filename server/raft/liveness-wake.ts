@@ -16,6 +16,13 @@ import type { NodeId } from './types.ts';
 export type LivenessWake = 'none' | 'follower' | 'leader';
 
 /**
+ * The envelope group id of member-level liveness messages (a term-0 'heartbeat' from member to
+ * member): no Raft group has it (group ids are uint32 on the wire; this is the largest). A member
+ * that predates it records the sender as heard from and drops it, as for any group it does not host.
+ */
+export const LIVENESS_GROUP_ID = 0xffff_ffff;
+
+/**
  * Applies the rule to one node. `isLive(id)` says whether member `id` was heard from within the last
  * election timeout (the node's own member is always live). Returns what was woken.
  */
