@@ -927,8 +927,11 @@ export class Member {
     // on the disk; the batch is still awaited before the next turn, keeping writes in order.
     const handleFirst = (!needsSync && !pointDue) || (this.opts.unsafeMutation === 'no-write-barrier' && !readies.some(([, r]) => r.snapshot));
     if (handleFirst) {
-      for (const [group, ready] of readies) this.handleReady(group, ready);
+      // Every group's messages first, in one flush (one frame per peer for all groups: heartbeat
+      // responses of many groups travel together), then the applies.
+      for (const [group, ready] of readies) this.sendReady(group, ready);
       this.sink?.flush();
+      for (const [group, ready] of readies) this.applyReady(group, ready);
     }
     // Applied state alone need not be synced: LevelDB's log is written in order, so the next synced
     // batch makes it durable too, and until then the Raft log replays it.
@@ -970,9 +973,17 @@ export class Member {
       }
     }
     if (!handleFirst) {
+      // As above, one flush for every group's messages, except that a Ready installing a snapshot
+      // sends (its acknowledgement) only once the snapshot is installed.
+      for (const [group, ready] of readies) if (!ready.snapshot) this.sendReady(group, ready);
+      this.sink?.flush();
       for (const [group, ready] of readies) {
-        if (ready.snapshot) await this.installReceivedSnapshot(group, ready.snapshot);
-        this.handleReady(group, ready);
+        if (ready.snapshot) {
+          await this.installReceivedSnapshot(group, ready.snapshot);
+          this.sendReady(group, ready);
+          this.sink?.flush();
+        }
+        this.applyReady(group, ready);
       }
     }
     for (const [group, point] of compactions) this.compactTo(group, point);
@@ -1047,7 +1058,8 @@ export class Member {
     for (const l of this.confListeners) l(group.groupId, meta.confState);
   }
 
-  private handleReady(group: RaftGroup, ready: Ready): void {
+  /** A Ready's first half: its leadership news and its messages (queued; the caller flushes before applying). */
+  private sendReady(group: RaftGroup, ready: Ready): void {
     if (ready.softState) {
       const changed = ready.softState.leaderId !== group.leaderId;
       group.leaderId = ready.softState.leaderId;
@@ -1060,12 +1072,15 @@ export class Member {
       }
     }
     if (this.sink && ready.messages.length > 0) {
+      // Out before the applies (the caller flushes): a leader's commit advance lets a follower apply
+      // (and answer the client that proposed there) while this member is still applying.
       for (const m of ready.messages) this.sendMessage(group.groupId, m);
       this.stats.messagesSent += ready.messages.length;
-      // Out before the applies: a leader's commit advance lets a follower apply (and answer the
-      // client that proposed there) while this member is still applying.
-      this.sink.flush();
     }
+  }
+
+  /** A Ready's second half, after its messages left: applies, read states, advance. */
+  private applyReady(group: RaftGroup, ready: Ready): void {
     for (const entry of ready.committedEntries) {
       if (entry.index <= group.applied) continue;
       if (entry.index !== group.applied + 1) {
