@@ -3,6 +3,13 @@
 // ONE synced LevelDB batch (group commit), then sends the messages, applies committed entries and
 // answers ReadIndex waiters. Nothing leaves before the batch it depends on is on disk.
 //
+// Idle cost (MemberOptions.quiesce): idle groups quiesce (server/raft/raft.ts) and stop ticking and
+// heartbeating. What a quiesced group's heartbeats told its followers — the leader is alive — the
+// member says once per peer instead: each heartbeat interval it sends every peer one liveness
+// message (LIVENESS_GROUP_ID) unless it already sent that peer something in the interval, and it
+// wakes quiesced groups whose leader's member (or a quorum of whose voters' members) went silent for
+// an election timeout (server/raft/liveness-wake.ts). Safety never depends on this; liveness does.
+//
 // Membership and snapshots (see server/raft/README.md for the contract this follows): committed conf
 // changes are applied to Raft and to the state machine in the same step, and the new membership is
 // persisted with the applied index. Every `snapshotCount` applied entries the member takes a
@@ -22,6 +29,9 @@ import type { MemberStore } from '../storage/member-store.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
+import { LIVENESS_GROUP_ID, wakeIfPeersSilent } from '../raft/liveness-wake.ts';
+
+export { LIVENESS_GROUP_ID };
 
 /** What a Raft group's replicated state machine must offer the member. */
 export interface GroupStateMachine {
@@ -188,6 +198,11 @@ export interface MemberOptions {
   onFatal?: (err: unknown) => void;
   /** TEST-ONLY: see UnsafeMutation. Never set in production. */
   unsafeMutation?: UnsafeMutation;
+  /**
+   * Quiesce idle groups and send member-level liveness instead of their heartbeats (see the header).
+   * Default false: one group keeps exactly today's traffic; a member hosting many shards sets it.
+   */
+  quiesce?: boolean;
 }
 
 export interface GroupStatus {
@@ -216,6 +231,11 @@ export class Member {
   private readonly loopScope = new AsyncResource('synod-member-loop');
   /** When a message from each peer was last stepped (any group): who is "started" for membership checks. */
   private readonly lastHeardMs = new Map<NodeId, number>();
+  /** Quiescence: peers sent anything since the last liveness round (they need no liveness message). */
+  private readonly sentSinceLiveness = new Set<NodeId>();
+  private ticksSinceLiveness = 0;
+  /** When this member started ticking: a peer never heard from counts as heard from then. */
+  private startedMs = Date.now();
   /** See takeLeaderGapMaxMs. */
   private leaderGapMaxMs = 0;
   /** See takeBatchWriteMaxMs. */
@@ -251,6 +271,8 @@ export class Member {
     snapshotsTaken: 0,
     snapshotsInstalled: 0,
     snapshotsSent: 0,
+    livenessSent: 0,
+    livenessWakes: 0,
   };
   private readonly removedListeners: Array<(groupId: number) => void> = [];
   private readonly confListeners: Array<(groupId: number, confState: ConfState) => void> = [];
@@ -317,6 +339,7 @@ export class Member {
         checkQuorum: true,
         ...(this.opts.replicationLimits ?? DEFAULT_REPLICATION_LIMITS),
         randomSeed: g.randomSeed,
+        ...(this.opts.quiesce ? { quiesce: true } : {}),
       },
       {
         hardState: loaded.hardState,
@@ -347,6 +370,7 @@ export class Member {
   }
 
   start(): void {
+    this.startedMs = Date.now();
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
     this.scheduleTurn();
   }
@@ -394,6 +418,10 @@ export class Member {
     if (this.stopped) return;
     const nowMs = Date.now();
     for (const { groupId, message } of messages) {
+      if (groupId === LIVENESS_GROUP_ID) {
+        this.lastHeardMs.set(message.from, nowMs);
+        continue;
+      }
       const group = this.groups.get(groupId);
       if (group && message.from === group.leaderId && group.role !== 'leader') {
         const gap = nowMs - (this.lastHeardMs.get(message.from) ?? nowMs);
@@ -434,6 +462,12 @@ export class Member {
       if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
       throw err;
     }
+    this.scheduleTurn();
+  }
+
+  /** Starts an election for the group now (pre-vote first): to place leaders, e.g. spread over members. */
+  campaign(groupId: number): void {
+    this.mustGroup(groupId).node.campaign();
     this.scheduleTurn();
   }
 
@@ -574,6 +608,23 @@ export class Member {
     return best;
   }
 
+  /** Times this member's groups quiesced and woke (any cause), summed over its groups. */
+  quiescenceCounts(): { quiesced: number; woken: number } {
+    let quiesced = 0;
+    let woken = 0;
+    for (const group of this.groups.values()) {
+      const c = group.node.quiescenceCounts();
+      quiesced += c.quiesced;
+      woken += c.woken;
+    }
+    return { quiesced, woken };
+  }
+
+  /** Whether the group is quiescent here (idle, not ticking). */
+  isQuiesced(groupId: number): boolean {
+    return this.mustGroup(groupId).node.isQuiesced();
+  }
+
   status(groupId: number): GroupStatus {
     const group = this.mustGroup(groupId);
     const s = group.node.status();
@@ -611,13 +662,68 @@ export class Member {
         if (silence > this.leaderGapMaxMs) this.leaderGapMaxMs = silence;
       }
       group.node.tick();
-      this.expireReads(group, nowMs);
+      if (group.queuedReads.length > 0 || group.readRounds.size > 0) this.expireReads(group, nowMs);
     }
+    if (this.opts.quiesce) this.livenessTick(nowMs);
     const inFlight = this.writeInFlight;
     if (inFlight && !inFlight.termOrVote && performance.now() - inFlight.sinceMs >= this.opts.tickMs * this.opts.heartbeatTicks) {
       this.heartbeatDuringWrite();
     }
     this.scheduleTurn();
+  }
+
+  /**
+   * Quiescence, once per tick: wakes quiesced groups whose members went silent (liveness-wake.ts), and
+   * once per heartbeat interval sends each peer a liveness message unless something else went to it.
+   */
+  private livenessTick(nowMs: number): void {
+    const electionTimeoutMs = this.opts.tickMs * this.opts.electionTimeoutTicks;
+    const isLive = (id: NodeId): boolean => nowMs - (this.lastHeardMs.get(id) ?? this.startedMs) <= electionTimeoutMs;
+    for (const group of this.groups.values()) {
+      if (!group.node.isQuiesced()) continue;
+      if (wakeIfPeersSilent(group.node, this.opts.memberId, isLive) !== 'none') {
+        this.stats.livenessWakes++;
+        this.opts.logger.debug({ group: group.groupId, leader: group.leaderId }, 'quiesced group woken: members silent');
+      }
+    }
+    if (++this.ticksSinceLiveness < this.opts.heartbeatTicks) return;
+    this.ticksSinceLiveness = 0;
+    const sink = this.sink;
+    if (!sink) return;
+    const peers = new Set<NodeId>();
+    for (const group of this.groups.values()) {
+      const cs = group.node.confState();
+      for (const id of cs.voters) peers.add(id);
+      for (const id of cs.learners) peers.add(id);
+    }
+    peers.delete(this.opts.memberId);
+    let sent = false;
+    for (const to of peers) {
+      if (this.sentSinceLiveness.has(to)) continue;
+      sink.send(LIVENESS_GROUP_ID, {
+        type: 'heartbeat',
+        from: this.opts.memberId,
+        to,
+        term: 0,
+        logTerm: 0,
+        index: 0,
+        entries: [],
+        commit: 0,
+        reject: false,
+        rejectHint: 0,
+        context: new Uint8Array(0),
+      });
+      this.stats.livenessSent++;
+      sent = true;
+    }
+    this.sentSinceLiveness.clear();
+    if (sent) sink.flush();
+  }
+
+  /** Every Raft message leaves through here: with quiescence on, it also counts as liveness to its peer. */
+  private sendMessage(groupId: number, m: Message): void {
+    this.sink?.send(groupId, m);
+    if (this.opts.quiesce) this.sentSinceLiveness.add(m.to);
   }
 
   /**
@@ -633,13 +739,14 @@ export class Member {
     if (!this.sink) return;
     let sent = false;
     for (const group of this.groups.values()) {
-      if (group.node.role() !== 'leader') continue;
+      // A quiesced leader sends nothing: a heartbeat would wake its quiesced followers.
+      if (group.node.role() !== 'leader' || group.node.isQuiesced()) continue;
       const s = group.node.status();
       if (!s.progress || s.term !== group.persistedTerm) continue;
       for (const [id, p] of Object.entries(s.progress)) {
         const to = Number(id);
         if (to === this.opts.memberId) continue;
-        this.sink.send(group.groupId, {
+        this.sendMessage(group.groupId, {
           type: 'heartbeat',
           from: this.opts.memberId,
           to,
@@ -793,7 +900,7 @@ export class Member {
         const rest: Message[] = [];
         for (const m of ready.messages) {
           if (m.type === 'app' || m.type === 'heartbeat') {
-            this.sink.send(group.groupId, m);
+            this.sendMessage(group.groupId, m);
             this.stats.messagesSent++;
             sentEarly = true;
           } else rest.push(m);
@@ -820,8 +927,11 @@ export class Member {
     // on the disk; the batch is still awaited before the next turn, keeping writes in order.
     const handleFirst = (!needsSync && !pointDue) || (this.opts.unsafeMutation === 'no-write-barrier' && !readies.some(([, r]) => r.snapshot));
     if (handleFirst) {
-      for (const [group, ready] of readies) this.handleReady(group, ready);
+      // Every group's messages first, in one flush (one frame per peer for all groups: heartbeat
+      // responses of many groups travel together), then the applies.
+      for (const [group, ready] of readies) this.sendReady(group, ready);
       this.sink?.flush();
+      for (const [group, ready] of readies) this.applyReady(group, ready);
     }
     // Applied state alone need not be synced: LevelDB's log is written in order, so the next synced
     // batch makes it durable too, and until then the Raft log replays it.
@@ -863,9 +973,17 @@ export class Member {
       }
     }
     if (!handleFirst) {
+      // As above, one flush for every group's messages, except that a Ready installing a snapshot
+      // sends (its acknowledgement) only once the snapshot is installed.
+      for (const [group, ready] of readies) if (!ready.snapshot) this.sendReady(group, ready);
+      this.sink?.flush();
       for (const [group, ready] of readies) {
-        if (ready.snapshot) await this.installReceivedSnapshot(group, ready.snapshot);
-        this.handleReady(group, ready);
+        if (ready.snapshot) {
+          await this.installReceivedSnapshot(group, ready.snapshot);
+          this.sendReady(group, ready);
+          this.sink?.flush();
+        }
+        this.applyReady(group, ready);
       }
     }
     for (const [group, point] of compactions) this.compactTo(group, point);
@@ -940,7 +1058,8 @@ export class Member {
     for (const l of this.confListeners) l(group.groupId, meta.confState);
   }
 
-  private handleReady(group: RaftGroup, ready: Ready): void {
+  /** A Ready's first half: its leadership news and its messages (queued; the caller flushes before applying). */
+  private sendReady(group: RaftGroup, ready: Ready): void {
     if (ready.softState) {
       const changed = ready.softState.leaderId !== group.leaderId;
       group.leaderId = ready.softState.leaderId;
@@ -953,12 +1072,15 @@ export class Member {
       }
     }
     if (this.sink && ready.messages.length > 0) {
-      for (const m of ready.messages) this.sink.send(group.groupId, m);
+      // Out before the applies (the caller flushes): a leader's commit advance lets a follower apply
+      // (and answer the client that proposed there) while this member is still applying.
+      for (const m of ready.messages) this.sendMessage(group.groupId, m);
       this.stats.messagesSent += ready.messages.length;
-      // Out before the applies: a leader's commit advance lets a follower apply (and answer the
-      // client that proposed there) while this member is still applying.
-      this.sink.flush();
     }
+  }
+
+  /** A Ready's second half, after its messages left: applies, read states, advance. */
+  private applyReady(group: RaftGroup, ready: Ready): void {
     for (const entry of ready.committedEntries) {
       if (entry.index <= group.applied) continue;
       if (entry.index !== group.applied + 1) {

@@ -2,6 +2,14 @@
 // on etcd-io/raft. Pure and deterministic: it consumes ticks and messages, appends outgoing
 // messages to `msgs` and read results to `readStates`, and mutates the in-memory log; the
 // RawNode wrapper turns that into Ready batches. No I/O, no clocks, randomness from a seed.
+//
+// Quiescence (config.quiesce; CockroachDB's range quiescence on etcd-io/raft): an idle leader whose
+// followers all hold its whole log sends one heartbeat marked `quiesce` and stops ticking; a
+// follower that holds exactly that log stops ticking too. It only suppresses ticks: no message is
+// accepted that would not be accepted awake, and any proposal, read, campaign, transfer, or message
+// other than the quiesce heartbeat and its acknowledgement wakes the node (see `wake`). Liveness
+// relies on the application: it wakes a quiesced follower whose leader's member went silent
+// (wakeLeaderUnreachable), which then campaigns within one more election timeout.
 
 import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
 import { RaftLog } from './raft-log.ts';
@@ -47,6 +55,13 @@ export class Raft {
   readonly progress = new Map<NodeId, Progress>();
   /** Target of an in-progress leadership transfer (leader only), 0 if none. */
   leadTransferee: NodeId = 0;
+  /** Quiescent: ticks are ignored (see the header). Only a leader or a follower with a leader is ever quiescent. */
+  quiesced = false;
+  /** Leader: followers heard from (an append or heartbeat response) since the last periodic heartbeat. */
+  private readonly respondedSinceHeartbeat = new Set<NodeId>();
+  /** Times this node quiesced and woke (diagnostics, tests). */
+  quiesceCount = 0;
+  wakeCount = 0;
 
   /** Sorted voter ids (the membership this node has applied). */
   private voters: NodeId[];
@@ -88,6 +103,7 @@ export class Raft {
   private uncommittedBytes = 0;
   private readonly maxUncommittedEntriesBytes: number;
   private readonly maxInflightBytes: number;
+  private readonly quiesceEnabled: boolean;
 
   constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
@@ -111,6 +127,7 @@ export class Raft {
     this.maxSizePerMsgBytes = config.maxSizePerMsgBytes;
     this.maxInflightBytes = config.maxInflightBytes ?? 0;
     this.maxUncommittedEntriesBytes = config.maxUncommittedEntriesBytes ?? 0;
+    this.quiesceEnabled = config.quiesce ?? false;
     if (!(this.maxInflightBytes >= 0 && this.maxUncommittedEntriesBytes >= 0)) fail('byte limits must be >= 0 (0: unlimited)');
     this.rng = new Rng(config.randomSeed ^ Math.imul(config.id, 0x27d4eb2d));
     this.term = term;
@@ -178,6 +195,8 @@ export class Raft {
     this.readsAwaitingTermCommit = [];
     this.appendsOwed = false;
     this.uncommittedBytes = 0;
+    this.quiesced = false; // a new term or role is never quiescent
+    this.respondedSinceHeartbeat.clear();
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -229,8 +248,104 @@ export class Raft {
   // ---- ticking --------------------------------------------------------------------------
 
   tick(): void {
+    if (this.quiesced) {
+      this.assertQuiescentInvariants();
+      return;
+    }
     if (this.role === 'leader') this.tickHeartbeat();
     else this.tickElection();
+  }
+
+  // ---- quiescence -----------------------------------------------------------------------
+
+  /**
+   * Leader: may the group go silent? Every replica (voters and learners) holds the leader's whole
+   * durable log and has been sent its commit index, that index is of this term and applied here,
+   * and nothing is in flight: no owed appends, reads, transfer or unapplied conf change.
+   */
+  private canQuiesce(): boolean {
+    if (!this.quiesceEnabled || this.role !== 'leader' || this.removed) return false;
+    const lastIndex = this.log.lastIndex();
+    if (this.leadTransferee !== 0 || this.appendsOwed || this.reads.pendingCount() > 0 || this.readsAwaitingTermCommit.length > 0) return false;
+    if (this.log.committed !== lastIndex || this.log.applied !== lastIndex || this.log.hasUnstableEntries()) return false;
+    if (this.log.term(lastIndex) !== this.term || this.pendingConfIndex > this.log.applied) return false;
+    if (this.log.hasCommittedUnappliedConfChange() || !this.progress.has(this.id)) return false;
+    for (const [id, pr] of this.progress) {
+      if (pr.match !== lastIndex) return false;
+      // Every follower answered since the last heartbeat: a leader never goes silent towards a
+      // replica it cannot reach (it keeps heartbeating, so check-quorum still works while one is down).
+      if (id !== this.id && (pr.state !== 'replicate' || pr.sentCommit < lastIndex || !this.respondedSinceHeartbeat.has(id))) return false;
+    }
+    return true;
+  }
+
+  /** Leader: the quiesce heartbeat (commit = the whole log, which every follower holds), then silence. */
+  private quiesce(): void {
+    if (!this.canQuiesce()) fail(`node ${this.id} quiescing when it may not`);
+    for (const v of this.progress.keys()) {
+      if (v === this.id) continue;
+      const m = newMessage('heartbeat', this.id, v, this.term);
+      m.commit = this.log.committed;
+      m.quiesce = true;
+      this.msgs.push(m);
+    }
+    this.quiesced = true;
+    this.quiesceCount++;
+  }
+
+  /**
+   * Follower: the leader's quiesce heartbeat was handled. Quiesce only if this log is exactly the
+   * leader's (commit = last index = the heartbeat's commit); else stay awake and say so, which wakes
+   * the leader (its quiesce heartbeat was premature for this follower).
+   */
+  private maybeQuiesceFollower(m: Message, resp: Message): void {
+    const last = this.log.lastIndex();
+    if (this.lead === m.from && this.log.committed === m.commit && last === m.commit && this.log.term(last) === m.term) {
+      if (!this.quiesced) this.quiesceCount++;
+      this.quiesced = true;
+      this.electionElapsedTicks = 0;
+      resp.quiesce = true;
+    }
+  }
+
+  /**
+   * Leaves quiescence. A follower woken by anything but its leader also pokes the leader (an
+   * unmarked heartbeatResp wakes it), so that the leader heartbeats again before this follower's
+   * election timer, now running, fires.
+   */
+  wake(pokeLeader: boolean): void {
+    if (!this.quiesced) return;
+    this.quiesced = false;
+    this.wakeCount++;
+    this.heartbeatElapsedTicks = 0;
+    if (this.role === 'leader') {
+      this.electionElapsedTicks = 0;
+      this.respondedSinceHeartbeat.clear(); // hear from everyone again before quiescing again
+    } else if (pokeLeader && this.lead !== 0 && this.lead !== this.id) {
+      this.msgs.push(newMessage('heartbeatResp', this.id, this.lead, this.term));
+    }
+  }
+
+  /**
+   * Follower: the application stopped hearing from the leader's member for an election timeout.
+   * Wake with the leader's lease lapsed, so that this node campaigns (and grants votes) within one
+   * more randomized election timeout, exactly as if the leader's heartbeats had stopped.
+   */
+  wakeLeaderUnreachable(): void {
+    if (!this.quiesced || this.role !== 'follower') return;
+    this.wake(false);
+    this.electionElapsedTicks = Math.max(this.electionElapsedTicks, this.electionTimeoutTicks);
+  }
+
+  private assertQuiescentInvariants(): void {
+    if (this.role === 'leader') {
+      if (this.leadTransferee !== 0 || this.appendsOwed || this.reads.pendingCount() > 0 || this.readsAwaitingTermCommit.length > 0) {
+        fail(`quiesced leader ${this.id} has work in flight (transfer ${this.leadTransferee}, reads ${this.reads.pendingCount()})`);
+      }
+      if (this.log.committed !== this.log.lastIndex()) fail(`quiesced leader ${this.id} has uncommitted entries`);
+    } else if (this.role !== 'follower' || this.lead === 0) {
+      fail(`node ${this.id} quiesced as ${this.role} with leader ${this.lead}`);
+    }
   }
 
   private tickElection(): void {
@@ -257,7 +372,11 @@ export class Raft {
     }
     if (this.heartbeatElapsedTicks >= this.heartbeatTicks) {
       this.heartbeatElapsedTicks = 0;
-      this.bcastHeartbeat(this.reads.inflightCtx() ?? NO_BYTES);
+      if (this.canQuiesce()) this.quiesce();
+      else {
+        this.respondedSinceHeartbeat.clear();
+        this.bcastHeartbeat(this.reads.inflightCtx() ?? NO_BYTES);
+      }
     }
   }
 
@@ -269,6 +388,7 @@ export class Raft {
 
   /** Starts an election (pre-vote first if enabled) unless we are leader or not a voter. */
   hup(): void {
+    this.wake(false);
     if (this.role === 'leader' || !this.promotable()) return;
     // etcd: a node that knows of a committed but unapplied conf change must not campaign with
     // a membership that is about to change.
@@ -314,6 +434,10 @@ export class Raft {
   // ---- message handling -----------------------------------------------------------------
 
   step(m: Message): void {
+    // Only the quiesce heartbeat and its acknowledgement leave a quiesced node asleep.
+    if (this.quiesced && !(m.quiesce === true && (m.type === 'heartbeat' || m.type === 'heartbeatResp'))) {
+      this.wake(!(m.from === this.lead && m.term === this.term));
+    }
     if (m.term === 0) {
       // Term-agnostic: forwarded proposals / read requests, or responses from a term-0 node.
     } else if (m.term > this.term) {
@@ -543,6 +667,8 @@ export class Raft {
     this.log.commitTo(m.commit);
     const resp = newMessage('heartbeatResp', this.id, m.from, this.term);
     resp.context = m.context;
+    if (m.quiesce === true && this.quiesceEnabled && this.role === 'follower') this.maybeQuiesceFollower(m, resp);
+    else if (this.quiesced) this.wake(false); // a quiesce heartbeat this node cannot follow
     this.msgs.push(resp);
   }
 
@@ -551,6 +677,7 @@ export class Raft {
   /** Appends client entries on the leader and replicates them. Throws ProposalDroppedError if it cannot. */
   proposeEntries(ents: Entry[]): void {
     if (!(ents.length > 0)) fail('empty proposal');
+    this.wake(false);
     if (this.role !== 'leader') throw new ProposalDroppedError(`node ${this.id} is not leader`);
     if (!this.progress.has(this.id)) throw new ProposalDroppedError(`leader ${this.id} is not a voter`);
     if (this.leadTransferee !== 0) throw new ProposalDroppedError(`leadership transfer to ${this.leadTransferee} in progress`);
@@ -686,6 +813,7 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    this.respondedSinceHeartbeat.add(m.from);
     if (m.reject) {
       let nextProbeIndex = m.rejectHint;
       if (m.logTerm > 0) nextProbeIndex = this.log.findConflictByTerm(m.rejectHint, m.logTerm)[0];
@@ -734,6 +862,7 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    this.respondedSinceHeartbeat.add(m.from);
     pr.probeSent = false;
     // Appends or their acks may have been lost: with a full window we would never send again,
     // so let one more through; a gap makes the follower reject and we fall back to probing.
@@ -750,6 +879,7 @@ export class Raft {
 
   /** Leader: registers a linearizable read from `from` (self for local requests). */
   handleReadIndex(from: NodeId, ctx: Uint8Array): void {
+    this.wake(false);
     if (this.log.term(this.log.committed) !== this.term) {
       // Until an entry of our term commits we do not know the true commit index.
       this.readsAwaitingTermCommit.push({ from, ctx });
@@ -785,6 +915,7 @@ export class Raft {
   /** Leader: hand leadership to `to` once it is caught up. No-op if not leader or `to` is not a voter. */
   transferLeader(to: NodeId): void {
     if (this.role !== 'leader' || to === this.id || !this.voters.includes(to) || !this.progress.has(to)) return;
+    this.wake(false);
     if (this.leadTransferee === to) return;
     this.leadTransferee = to;
     this.electionElapsedTicks = 0; // the transfer must finish within one election timeout
@@ -801,6 +932,7 @@ export class Raft {
 
   /** The application applies a committed conf change (etcd: it takes effect on apply). */
   applyConfChange(cc: ConfChange): ConfState {
+    this.wake(false);
     const next = applyConfChangeTo(this.confState(), cc);
     this.setConfState(next);
     const id = cc.nodeId;

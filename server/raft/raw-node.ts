@@ -175,6 +175,29 @@ export class RawNode {
     this.raft.step(m);
   }
 
+  /** Quiescent (config.quiesce): an idle group's node that ignores ticks until something wakes it. */
+  isQuiesced(): boolean {
+    return this.raft.quiesced;
+  }
+
+  /** Wakes a quiesced node (it resumes ticking; a follower also pokes its leader). No-op when awake. */
+  wake(): void {
+    this.raft.wake(true);
+  }
+
+  /**
+   * A quiesced follower's leader's member has not been heard from for an election timeout: wake it
+   * with the leader's lease lapsed, so it campaigns within one more election timeout. No-op otherwise.
+   */
+  wakeLeaderUnreachable(): void {
+    this.raft.wakeLeaderUnreachable();
+  }
+
+  /** How often this node quiesced and woke (diagnostics, tests). */
+  quiescenceCounts(): { quiesced: number; woken: number } {
+    return { quiesced: this.raft.quiesceCount, woken: this.raft.wakeCount };
+  }
+
   /** Forces an election now (pre-vote first if enabled). */
   campaign(): void {
     this.raft.hup();
@@ -301,6 +324,11 @@ export class RawNode {
   /** The current role, as status().role, without building a whole status. */
   role(): RaftStatus['role'] {
     return this.raft.role;
+  }
+
+  /** The known leader (0 if none), as status().leaderId, without building a whole status. */
+  leaderId(): NodeId {
+    return this.raft.lead;
   }
 
   termAt(index: number): number | undefined {

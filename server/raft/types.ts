@@ -54,6 +54,12 @@ export interface Message {
   context: Uint8Array;
   /** 'snap' only: the snapshot point. The state-machine bytes travel beside it (transport's job). */
   snapshot?: SnapshotMeta;
+  /**
+   * Quiescence (raft.ts): on a 'heartbeat', the leader's last one before it goes silent (the group
+   * is idle and every follower holds its whole log); on a 'heartbeatResp', the follower quiesced
+   * too. Absent or false on every other message, so busy groups' bytes on the wire are unchanged.
+   */
+  quiesce?: boolean;
 }
 
 /** Membership change kinds (etcd ConfChange v1, one change at a time). 'promoteLearner' is
@@ -148,6 +154,14 @@ export interface RaftConfig {
    */
   maxUncommittedEntriesBytes?: number;
   randomSeed: number;
+  /**
+   * Quiesce when idle (default false): a leader whose followers all hold its whole log, with nothing
+   * proposed, read, transferred or reconfiguring, sends one heartbeat marked `quiesce` and stops
+   * ticking; followers that take it stop their election timers. The application must then wake a
+   * quiesced follower whose leader's member it stops hearing from (RawNode.wakeLeaderUnreachable;
+   * see liveness-wake.ts), or the group would not elect a new leader when its leader dies.
+   */
+  quiesce?: boolean;
 }
 
 export interface PersistedState {

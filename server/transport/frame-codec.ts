@@ -150,6 +150,7 @@ function sizeMessage(m: Message): number {
   const ctx = m.context.byteLength;
   if (ctx > 0) n += lenFieldSize(ctx);
   if (m.snapshot) n += lenFieldSize(sizeSnapshot(m.snapshot));
+  if (m.quiesce === true) n += 2;
   sizes[slot] = n;
   return n;
 }
@@ -229,6 +230,11 @@ function writeMessage(buf: Buffer, p: number, m: Message): number {
     buf[p++] = 0x62;
     p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeSnapshot(buf, p, m.snapshot);
+  }
+  if (m.quiesce === true) {
+    // Field 13 (quiesce), only when set: every other message keeps its exact bytes.
+    buf[p++] = 0x68;
+    buf[p++] = 1;
   }
   return p;
 }
@@ -607,6 +613,10 @@ function readMessage(r: Reader, limit: number, m: Message): void {
         readSnapshot(r, end, m.snapshot);
         break;
       }
+      case 13:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.quiesce');
+        if (r.varint(limit) !== 0) m.quiesce = true;
+        break;
       default:
         r.skip(key & 7, limit);
     }

@@ -63,6 +63,8 @@ export interface MemberSimOptions {
   mutation?: UnsafeMutation;
   /** Hand a member no snapshot while it installs one (SimNetwork.holdSnapshotWhileInstalling); default false. */
   holdSnapshotWhileInstalling?: boolean;
+  /** Members quiesce idle groups and send member-level liveness (MemberOptions.quiesce); default false. */
+  quiesce?: boolean;
 }
 
 /**
@@ -78,6 +80,9 @@ export interface MemberSimOptions {
  */
 
 export interface MemberSimResult {
+  /** Quiescence (with opts.quiesce): times a group quiesced on some member, and was woken by the liveness rule. */
+  quiescences: number;
+  livenessWakes: number;
   seed: number;
   events: number;
   simMs: number;
@@ -297,6 +302,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
             snapshotCount: opts.snapshotCount,
             onFatal: (err) => fail(`member ${m.id} loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
             ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}),
+            ...(opts.quiesce ? { quiesce: true } : {}),
           });
           member.addGroup({ groupId: GROUP, voters: ids, stateMachine: new CheckedStateMachine(sm, m.id, checker), loaded, randomSeed: rng.nextUint32() >>> 1 });
           checker.onRevision(m.id, loaded.applied, sm.store.currentRevision());
@@ -313,11 +319,19 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       });
     };
 
+    let quiescences = 0;
+    let livenessWakes = 0;
+    const countQuiescence = (member: Member | null): void => {
+      if (!member) return;
+      quiescences += member.quiescenceCounts().quiesced;
+      livenessWakes += member.stats.livenessWakes;
+    };
     const crash = (m: SimMember): void => {
       const inc = m.current;
       if (!inc) return;
       const inFlight = inc.store.inFlight;
       const wasLeader = inc.member?.role(GROUP) === 'leader';
+      countQuiescence(inc.member);
       clock.cancelOwner(inc.owner);
       net.detach(m.id);
       const outcome = inc.store.crash();
@@ -541,8 +555,11 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
         else if (seen !== key) throw new Violation(`log matching: two members hold different entries at index ${e.index} term ${e.term}`);
       }
     }
+    for (const m of members) countQuiescence(m.current?.member ?? null);
     return {
       seed,
+      quiescences,
+      livenessWakes,
       events: clock.events,
       simMs: clock.now - START_MS,
       traceHash: (clock.traceHash ^ acked.length) >>> 0,

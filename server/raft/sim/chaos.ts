@@ -32,6 +32,8 @@ export interface ChaosOptions {
   confChangeRate?: number;
   /** Per-step probability that a random node snapshots + compacts its log (0 disables). */
   compactRate?: number;
+  /** Quiesce idle groups, with the member-level liveness rule (SimClusterOptions.quiesce). */
+  quiesce?: boolean;
 }
 
 export interface ChaosResult {
@@ -46,6 +48,9 @@ export interface ChaosResult {
   snapshotsInstalled: number;
   /** Members at the end (ids added over the run show membership churn). */
   finalMembers: number[];
+  /** Quiescence: times a node went quiescent, and was woken by the liveness rule. */
+  quiesceEvents: number;
+  livenessWakes: number;
 }
 
 /** Preset for heavy faults: high loss, duplication, long delays, frequent partitions and crashes. */
@@ -79,6 +84,7 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     maxSizePerMsgBytes: [0, 40, 1 << 20][Math.floor(seed / 3) % 3],
     // Most seeds also overlap writes with sends and receives, as the member does.
     writeOverlapRate: [0, 0.3, 0.7][Math.floor(seed / 9) % 3],
+    quiesce: opts.quiesce ?? false,
   });
   const rng = c.rng;
   const partitionRate = opts.partitionRate ?? 0.01;
@@ -223,5 +229,7 @@ export function runChaos(seed: number, opts: ChaosOptions): ChaosResult {
     confChangesApplied: c.checker.confChangesApplied,
     snapshotsInstalled: c.checker.snapshotsInstalled,
     finalMembers: c.ids.slice(),
+    quiesceEvents: c.quiesceEvents,
+    livenessWakes: c.livenessWakes,
   };
 }

@@ -8,6 +8,10 @@
 // snapshot data, and the sender hears reportSnapshot('finish' | 'failure').
 // Manual controls (tick/deliver/partition/crash/...) serve scripted tests; chaos.ts drives it
 // randomly from a seed.
+// With `quiesce`, nodes quiesce idle groups and the cluster plays the member-level liveness too: every
+// up node sends every other node a liveness ping per heartbeat interval through the same faulty
+// network, each node remembers the step it last heard from each peer (pings or Raft messages), and
+// quiesced nodes are woken by the rule in liveness-wake.ts, exactly as Member does.
 
 import type { ConfChange, Entry, Message, NodeId, RaftConfig, ReadState, Ready, SnapshotMeta } from '../types.ts';
 import { RawNode, ProposalDroppedError, ConfChangeInProgressError, decodeConfChange } from '../raw-node.ts';
@@ -17,6 +21,7 @@ import type { NetworkFaults } from './network.ts';
 import { SimStorage } from './storage.ts';
 import type { SimSnapshot } from './storage.ts';
 import { SafetyChecker } from './checker.ts';
+import { wakeIfPeersSilent } from '../liveness-wake.ts';
 
 /** Where a node crashes while handling its next Ready. */
 export type CrashPoint = 'beforePersist' | 'afterPersist' | 'afterSend';
@@ -41,6 +46,13 @@ export interface SimClusterOptions {
   writeOverlapRate?: number;
   /** Retire (stop for good) a node once any node applies its removal, as etcd's peers do. Default true. */
   retireRemovedNodes?: boolean;
+  /** Quiesce idle groups, with member-level liveness pings (see the header). Default false. */
+  quiesce?: boolean;
+  /**
+   * TEST-ONLY deliberate bug, to prove the quiescence tests catch it: quiesced followers ignore the
+   * member-level liveness (never woken when their leader's member goes silent).
+   */
+  unsafeIgnoreLivenessWhileQuiesced?: boolean;
 }
 
 interface SimNode {
@@ -57,6 +69,10 @@ interface SimNode {
   pendingCrashOnSnapshot: boolean;
   /** Snapshot data received with snap messages (in memory, like a transport's temp files), by index. */
   receivedSnaps: Map<number, readonly Entry[]>;
+  /** Quiescence: the step this node last heard from each peer (in this incarnation), and when it started. */
+  heardAtStep: Map<NodeId, number>;
+  startedAtStep: number;
+  wasQuiesced: boolean;
 }
 
 /** What the simulated transport attaches to a snap message. */
@@ -100,11 +116,21 @@ export class SimCluster {
   private readonly retireRemovedNodes: boolean;
   private readonly writeOverlapRate: number;
   private nextReadCtx = 1;
+  private readonly quiesce: boolean;
+  private readonly ignoreLiveness: boolean;
+  /** Liveness pings in flight (not Raft messages: never stepped). */
+  private readonly livenessPings = new WeakSet<Message>();
+  /** Times a node entered quiescence, and woke through the liveness rule. */
+  quiesceEvents = 0;
+  livenessWakes = 0;
+  livenessPingsSent = 0;
 
   constructor(opts: SimClusterOptions) {
     this.seed = opts.seed;
     this.retireRemovedNodes = opts.retireRemovedNodes ?? true;
     this.writeOverlapRate = opts.writeOverlapRate ?? 0;
+    this.quiesce = opts.quiesce ?? false;
+    this.ignoreLiveness = opts.unsafeIgnoreLivenessWhileQuiesced ?? false;
     this.rng = new Rng(opts.seed);
     this.network = new SimNetwork(this.rng, opts.faults ?? NO_FAULTS);
     this.ids = Array.from({ length: opts.nodeCount }, (_, i) => i + 1);
@@ -122,6 +148,7 @@ export class SimCluster {
       maxInflightMsgs: opts.maxInflightMsgs ?? 4,
       maxSizePerMsgBytes: opts.maxSizePerMsgBytes ?? 64,
       maxInflightBytes: opts.maxInflightBytes ?? 0,
+      ...(this.quiesce ? { quiesce: true } : {}),
     };
     for (const id of this.ids) this.createNode(id);
   }
@@ -137,6 +164,9 @@ export class SimCluster {
       pendingCrash: null,
       pendingCrashOnSnapshot: false,
       receivedSnaps: new Map(),
+      heardAtStep: new Map(),
+      startedAtStep: 0,
+      wasQuiesced: false,
     };
     this.nodes.set(id, node);
     this.start(node);
@@ -155,6 +185,9 @@ export class SimCluster {
     node.raw = node.incarnation === 1 ? new RawNode(config) : new RawNode(config, st.toPersisted());
     node.pendingCrash = null;
     node.receivedSnaps = new Map();
+    node.heardAtStep = new Map();
+    node.startedAtStep = this.nowStep;
+    node.wasQuiesced = false;
   }
 
   private installSnapshot(n: SimNode, snap: SimSnapshot): void {
@@ -475,6 +508,11 @@ export class SimCluster {
       if (m.type === 'snap') this.reportSnapshot(m, 'failure');
       return;
     }
+    if (this.quiesce) n.heardAtStep.set(m.from, this.nowStep);
+    if (this.livenessPings.has(m)) {
+      this.trace(17, m.from * 64 + m.to, this.nowStep, 0);
+      return;
+    }
     this.trace(3, m.from * 64 + m.to, m.term, m.index);
     if (m.type === 'snap') {
       const att = this.snapData.get(m);
@@ -510,8 +548,45 @@ export class SimCluster {
   step(): void {
     this.nowStep++;
     this.tickAll();
+    if (this.quiesce) this.sendLivenessPings();
     this.deliverDue();
+    if (this.quiesce) this.applyLivenessRule();
     this.processAllReady();
+  }
+
+  /** Member-level liveness: each up node pings every other node once per heartbeat interval. */
+  private sendLivenessPings(): void {
+    if (this.nowStep % this.baseConfig.heartbeatTicks !== 0) return;
+    for (const from of this.upIds()) {
+      for (const to of this.ids) {
+        if (to === from) continue;
+        const m: Message = { type: 'heartbeat', from, to, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: new Uint8Array(0) };
+        this.livenessPings.add(m);
+        this.livenessPingsSent++;
+        this.network.send(m, this.nowStep);
+      }
+    }
+  }
+
+  /** Whether node `id` heard from `peer` within the last election timeout (this incarnation). */
+  heardRecently(id: NodeId, peer: NodeId): boolean {
+    const n = this.sim(id);
+    return this.nowStep - (n.heardAtStep.get(peer) ?? n.startedAtStep) <= this.baseConfig.electionTimeoutTicks;
+  }
+
+  /** Wakes quiesced nodes whose leader (follower) or quorum (leader) went silent: liveness-wake.ts. */
+  private applyLivenessRule(): void {
+    for (const id of this.upIds()) {
+      const raw = this.node(id);
+      if (!raw.isQuiesced()) continue;
+      if (this.ignoreLiveness && raw.role() === 'follower') continue;
+      const woke = wakeIfPeersSilent(raw, id, (peer) => this.heardRecently(id, peer));
+      if (woke !== 'none') {
+        this.livenessWakes++;
+        this.trace(18, id, this.nowStep, woke === 'leader' ? 1 : 0);
+        this.observe(id);
+      }
+    }
   }
 
   /** Ticks + stabilizes until some node is leader (at most `maxTicks` ticks); returns it or 0. */
@@ -530,6 +605,10 @@ export class SimCluster {
   observe(id: NodeId): void {
     const raw = this.sim(id).raw;
     if (raw === null) return;
+    const n = this.sim(id);
+    const q = raw.isQuiesced();
+    if (q && !n.wasQuiesced) this.quiesceEvents++;
+    n.wasQuiesced = q;
     const s = raw.status();
     this.checker.onStatus(id, s.role, s.term, (i) => raw.termAt(i), s.voters, s.firstIndex);
   }
