@@ -55,12 +55,14 @@ test-raft: npm-deps
 
 # Synod against etcd, side by side on this machine (prints a table; writes bench/results/); then
 # how fast a follower 220 MiB behind catches up (bench/catch-up.ts); whether ranges and deletes over
-# 1 GiB stall Raft (bench/no-stall.ts); restart to ready with 500 MiB in the log (bench/restart-time.ts).
+# 1 GiB stall Raft (bench/no-stall.ts); restart to ready with 500 MiB in the log (bench/restart-time.ts);
+# CPU per member with 256 idle Raft groups each, with and without quiescence (bench/idle-shards.ts).
 bench: build
 	$(NODE) bench/run-bench.ts
 	$(NODE) bench/catch-up.ts
 	$(NODE) bench/no-stall.ts
 	$(NODE) bench/restart-time.ts
+	$(NODE) bench/idle-shards.ts
 
 # The long fault suite: bounded in time, stops by itself.
 soak: build
