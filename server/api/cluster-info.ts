@@ -24,6 +24,21 @@ export interface ClusterRecord {
   joinMembers?: MemberInfo[];
   /** Set once this member applied its own removal: the data dir may not serve again. */
   removed?: boolean;
+  /** The cluster's shard count, fixed at creation (absent: 1, a record from before --shards existed). */
+  shards?: number;
+}
+
+/**
+ * The shard count a member serves: the cluster's (stored, or learned when joining). `--shards` only
+ * matters when the cluster is created; given later, it must agree, or the member refuses to start
+ * (a member that hashed keys over another count would route them to the wrong shards).
+ */
+export function clusterShardCount(record: ClusterRecord, flag: number | undefined): number {
+  const shards = record.shards ?? 1;
+  if (flag !== undefined && flag !== shards) {
+    throw new Error(`--shards ${flag} differs from this cluster's shard count ${shards} (fixed when the cluster was created)`);
+  }
+  return shards;
 }
 
 const ID_MASK = (1n << 53n) - 1n;
@@ -61,7 +76,7 @@ export function parseInitialCluster(spec: string): Array<{ name: string; peerUrl
  * (`synod server` on first start, `synod snapshot restore` for the member it prepares): the same flags
  * always give the same ids. Only `selfName`'s client URLs are known at bootstrap.
  */
-export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[]): ClusterRecord {
+export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[], shards = 1): ClusterRecord {
   const parsed = parseInitialCluster(initialCluster);
   if (!parsed.some((m) => m.name === selfName)) throw new Error(`--initial-cluster has no member named "${selfName}"`);
   const members: MemberInfo[] = parsed.map((m) => ({
@@ -72,7 +87,7 @@ export function bootstrapClusterRecord(initialCluster: string, token: string, se
     isLearner: false,
   }));
   if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
-  return { clusterId: clusterIdFor(members.map((m) => m.id), token), token, members };
+  return { clusterId: clusterIdFor(members.map((m) => m.id), token), token, members, shards };
 }
 
 /** host:port of an http(s) URL, as gRPC dials and binds it. */

@@ -13,6 +13,8 @@ interface ClusterInfoReply {
   token: string;
   bootstrap: MemberInfo[];
   members: MemberInfo[];
+  /** Absent from members that predate --shards: 1. */
+  shards?: number;
 }
 
 export interface JoinConfig {
@@ -54,7 +56,7 @@ export async function joinExistingCluster(cfg: JoinConfig, log: Logger, peerCred
         continue;
       }
       log.info({ via: url, memberId: self.id.toString(16), clusterId: info.clusterId.toString(16), members: info.members.length }, 'joining the running cluster');
-      return { clusterId: info.clusterId, token: info.token, members: info.bootstrap, selfId: self.id, joinMembers: info.members };
+      return { clusterId: info.clusterId, token: info.token, members: info.bootstrap, selfId: self.id, joinMembers: info.members, shards: info.shards ?? 1 };
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }

@@ -19,6 +19,8 @@ export interface LocalClusterOptions {
   tls?: boolean;
   /** --zone of each of the three members ('' = none). */
   zones?: string[];
+  /** --shards for every member (absent: not given, the cluster's own). */
+  shards?: number;
   /** With tls: clients must present a certificate signed by the dev CA (its CN is the auth user). */
   clientCertAuth?: boolean;
 }
@@ -77,6 +79,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
         '--initial-cluster-token', 'synod-local',
         '--listen-metrics-urls', `http://127.0.0.1:${m.metrics}`,
         ...(zone ? ['--zone', zone] : []),
+        ...(opts.shards !== undefined ? ['--shards', String(opts.shards)] : []),
         ...tlsArgs,
       ],
       { stdio: ['ignore', out, out] },

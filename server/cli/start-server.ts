@@ -33,7 +33,8 @@ import { placementClientConstructor, placementService } from '../api/placement-s
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
-import { bootstrapClusterRecord, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
+import { bootstrapClusterRecord, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
+import { validateShardCount } from '../routing/slots.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { joinExistingCluster } from './join-cluster.ts';
 
@@ -75,6 +76,11 @@ export interface ServerConfig {
   quotaBackendBytes?: number;
   /** --zone: this member's failure domain, published through the log for placement ('' = none). */
   zone?: string;
+  /**
+   * --shards: the shard count of a cluster being created (a power of two; absent: 1). Given to a member
+   * of an existing cluster it must equal the cluster's. This build serves one shard (see SHARDS_NOT_SERVED).
+   */
+  shards?: number;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -121,6 +127,14 @@ export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
 export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 
 /**
+ * Hosting several shards is being built (issue 14; docs/sharding.md says what exists): until the
+ * server routes requests over shards, a cluster of more than one shard is refused at start with this,
+ * rather than started as something it is not.
+ */
+export const SHARDS_NOT_SERVED = (shards: number): string =>
+  `--shards ${shards}: this build serves a single shard; sharded serving is not wired into the server yet (see docs/sharding.md). Start with --shards 1 (the default).`;
+
+/**
  * The cluster record: stored one wins (the --initial-* flags only matter the first time, as in etcd);
  * otherwise bootstrapped from --initial-cluster, or fetched from the running cluster when joining.
  */
@@ -130,7 +144,7 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCrede
   const record =
     cfg.initialClusterState === 'existing'
       ? await joinExistingCluster(cfg, cfg.logger, peerCredentials)
-      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls);
+      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls, cfg.shards ?? 1);
   const batch = new TurnBatch();
   batch.putCluster(record);
   await db.write(batch, true);
@@ -157,7 +171,11 @@ function dirSizeBytes(dir: string): number {
 
 export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const log = cfg.logger;
-  // Certificates first: a TLS misconfiguration fails the start before any data is touched.
+  // The shard count and certificates first: a bad flag fails the start before any data is touched.
+  if (cfg.shards !== undefined) {
+    validateShardCount(cfg.shards);
+    if (cfg.shards > 1) throw new Error(SHARDS_NOT_SERVED(cfg.shards));
+  }
   const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
   const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
   const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
@@ -172,6 +190,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const db = await MemberDb.open(dbDir);
   startup.openMs = Math.round(performance.now() - phaseStart);
   const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
+  const shards = clusterShardCount(cluster, cfg.shards);
+  if (shards > 1) throw new Error(SHARDS_NOT_SERVED(shards));
   if (cluster.removed) {
     throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
   }
@@ -273,6 +293,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         token: cluster.token,
         bootstrap: cluster.members,
         members: members(),
+        shards: cluster.shards ?? 1,
       }),
   });
   member.setSink(transport);

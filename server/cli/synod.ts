@@ -5,14 +5,23 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
+import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, SHARDS_NOT_SERVED, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 import { restoreSnapshot } from './snapshot-restore.ts';
 import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../shard/quota.ts';
 import { validateZoneName } from '../placement/zone-name.ts';
+import { validateShardCount } from '../routing/slots.ts';
 import { runPlacementCommand } from './placement-command.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+/** `--shards` as given (undefined: not given), refused unless a power of two in 1..1024. */
+function parseShards(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const shards = /^\d+$/.test(text) ? Number(text) : NaN;
+  validateShardCount(shards);
+  return shards;
+}
 
 const program = new Command();
 program.name('synod').description('Synod: a replicated, etcd-compatible coordination service');
@@ -51,6 +60,7 @@ program
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
+  .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; this build serves 1); given later it must match')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -76,6 +86,13 @@ program
     }
     try {
       validateZoneName(o.zone);
+    } catch (err) {
+      logger.fatal((err as Error).message);
+      process.exit(2);
+    }
+    let shards: number | undefined;
+    try {
+      shards = parseShards(o.shards);
     } catch (err) {
       logger.fatal((err as Error).message);
       process.exit(2);
@@ -115,6 +132,7 @@ program
         authTokenTtlSeconds: Number(o.authTokenTtl),
         quotaBackendBytes,
         zone: o.zone,
+        shards,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });
@@ -151,7 +169,8 @@ program
   .option('--tls', 'TLS for clients and peers, with development certificates generated into <data-dir>/certs')
   .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
   .option('--zone <names>', 'zone of the members: one name for all three, or three comma-separated names', '')
-  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string }) => {
+  .option('--shards <n>', 'shard count of the cluster (a power of two; this build serves 1)')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string; shards?: string }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
       if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
@@ -172,8 +191,17 @@ program
       console.error((err as Error).message);
       process.exit(2);
     }
+    let shards: number | undefined;
+    try {
+      shards = parseShards(o.shards);
+      if (shards !== undefined && shards > 1) throw new Error(SHARDS_NOT_SERVED(shards));
+    } catch (err) {
+      console.error((err as Error).message);
+      process.exit(2);
+    }
     await runLocalCluster({
       zones,
+      shards,
       dataDir: o.dataDir,
       clientPorts: ports(o.clientPorts, '--client-ports'),
       peerPorts: ports(o.peerPorts, '--peer-ports'),

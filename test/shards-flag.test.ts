@@ -1,0 +1,77 @@
+// --shards as a user meets it today (issue 14, bad input): a count that is not a power of two in
+// 1..1024 is refused at start with a clear message; a sharded cluster is refused rather than started
+// as something it is not (this build serves one shard), before any data is written; --shards 1 starts
+// today's cluster; a member given a count that differs from its cluster's refuses to start.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { clusterShardCount, type ClusterRecord } from '../server/api/cluster-info.ts';
+import { freePorts } from './support/ports.ts';
+
+const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
+
+function synod(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SYNOD_CLI, ...args], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      const code = err ? ((err as NodeJS.ErrnoException & { code?: number }).code as unknown as number) ?? null : 0;
+      resolve({ code: typeof code === 'number' ? code : null, output: stdout + stderr });
+    });
+  });
+}
+
+describe('--shards', () => {
+  it('refuses counts that are not a power of two in 1..1024, and sharded clusters, before touching the data dir', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-shards-'));
+    try {
+      for (const [given, shown] of [['12', '12'], ['0', '0'], ['2048', '2048'], ['abc', 'NaN'], ['1.5', 'NaN']]) {
+        const r = await synod(['server', '--name', 'm', '--data-dir', path.join(root, 'bad'), '--shards', given]);
+        expect(r.code, given).toBe(2);
+        expect(r.output).toContain(`shard count must be a power of two between 1 and 1024 (got ${shown})`);
+      }
+      const sharded = await synod(['server', '--name', 'm', '--data-dir', path.join(root, 'sharded'), '--shards', '16']);
+      expect(sharded.code).toBe(1);
+      expect(sharded.output).toContain('--shards 16: this build serves a single shard');
+      const local = await synod(['local', '--data-dir', path.join(root, 'local'), '--shards', '16']);
+      expect(local.code).toBe(2);
+      expect(local.output).toContain('--shards 16: this build serves a single shard');
+      for (const dir of ['bad', 'sharded', 'local']) expect(fs.existsSync(path.join(root, dir)), dir).toBe(false);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('--shards 1 starts today\'s one-shard cluster', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-shards-'));
+    const [client, peer, metrics] = await freePorts(3);
+    const args = ['server', '--name', 'm1', '--data-dir', path.join(root, 'm1'), '--shards', '1',
+      '--listen-client-urls', `http://127.0.0.1:${client}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`,
+      '--initial-cluster', `m1=http://127.0.0.1:${peer}`, '--listen-metrics-urls', `http://127.0.0.1:${metrics}`];
+    const child = execFile(process.execPath, [SYNOD_CLI, ...args]);
+    try {
+      type View = { shards: Array<{ slots: number[] }> };
+      const fetchView = (): Promise<View | null> =>
+        fetch(`http://127.0.0.1:${metrics}/placement`).then((r) => (r.ok ? (r.json() as Promise<View>) : null), () => null);
+      let view = await fetchView();
+      for (let i = 0; i < 100 && view === null; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        view = await fetchView();
+      }
+      expect(view?.shards.map((s) => s.slots)).toEqual([[0, 16383]]);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a member given a count that differs from its cluster\'s refuses; not given, it takes the cluster\'s', () => {
+    const record = (shards?: number): ClusterRecord => ({ clusterId: 1, token: 't', members: [], ...(shards === undefined ? {} : { shards }) });
+    expect(clusterShardCount(record(), undefined)).toBe(1); // a record from before --shards
+    expect(clusterShardCount(record(1), 1)).toBe(1);
+    expect(clusterShardCount(record(16), undefined)).toBe(16); // a joiner learns it
+    expect(() => clusterShardCount(record(16), 1)).toThrow("--shards 1 differs from this cluster's shard count 16 (fixed when the cluster was created)");
+    expect(() => clusterShardCount(record(), 4)).toThrow("--shards 4 differs from this cluster's shard count 1");
+  });
+});
