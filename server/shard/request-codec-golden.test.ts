@@ -30,7 +30,7 @@ export function seededEntries(seed: number, count: number): InternalRequest[] {
         proposer,
         seq,
         txn: {
-          compare: [{ result: 'EQUAL', target: 'VERSION', key: b(pick(KEYS)), target_union: 'version', version: String(rng.nextInt(3)) }],
+          compare: [{ result: 'EQUAL', target: 'VERSION', key: b(pick(KEYS)), target_union: 'version', version: String(rng.nextInt(3)), range_end: b('') }],
           success: [{ request: 'request_put', request_put: put() }],
           failure: [{ request: 'request_delete_range', request_delete_range: { key: b(pick(KEYS)), range_end: b(''), prev_kv: false } }],
         },
