@@ -300,7 +300,8 @@ export class KvStateMachine implements GroupStateMachine {
 
   /** Sharded mode: the last oracle revision applied (the shard is caught up through it). */
   appliedRevision(): number {
-    return this.sharded ? this.appliedRevisionValue : this.store.currentRevision();
+    // A store starts at revision 1 (etcd's empty state): every shard has it, none writes at it.
+    return this.sharded ? Math.max(this.appliedRevisionValue, this.store.currentRevision()) : this.store.currentRevision();
   }
 
   /**
@@ -316,8 +317,8 @@ export class KvStateMachine implements GroupStateMachine {
     const writes = writesRevision(req);
     if (writes && revision === null) throw new Error(`invariant: sharded entry ${index} writes the store without an oracle revision`);
     if (!writes && revision !== null) throw new Error(`invariant: sharded entry ${index} carries revision ${revision} but writes nothing`);
-    if (revision !== null && revision <= this.appliedRevisionValue) {
-      throw new Error(`invariant: sharded entry ${index} at revision ${revision} is not above the last applied revision ${this.appliedRevisionValue}`);
+    if (revision !== null && revision <= this.appliedRevision()) {
+      throw new Error(`invariant: sharded entry ${index} at revision ${revision} is not above the last applied revision ${this.appliedRevision()}`);
     }
     return revision;
   }
@@ -463,7 +464,7 @@ export class KvStateMachine implements GroupStateMachine {
     }
     if ('compaction' in req && req.compaction) {
       // A shard is caught up through its last applied revision, which may be above its last write.
-      this.store.compact(num(req.compaction.revision), this.sharded ? this.appliedRevisionValue : undefined);
+      this.store.compact(num(req.compaction.revision), this.sharded ? this.appliedRevision() : undefined);
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('alarm' in req && req.alarm) return { revision: this.store.currentRevision(), result: { alarms: this.applyAlarm(req.alarm) } };
