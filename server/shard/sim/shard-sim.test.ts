@@ -45,4 +45,20 @@ describe('sharded write and read path simulation', () => {
     const b = await runShardSim(seed, configOf());
     expect(b).toEqual(a);
   });
+
+  it.each(['skip-wait-for-proposed', 'skip-max-read-revision'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
+    if (replaySeed !== null) return;
+    let caught = '';
+    let tried = 0;
+    for (let seed = 1; seed <= 60 && !caught; seed++) {
+      tried++;
+      try {
+        await runShardSim(seed, { ...configOf(), mutation: m });
+      } catch (err) {
+        caught = err instanceof Error ? err.message : String(err);
+      }
+    }
+    console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
+    expect(caught).toMatch(/^seed=\d+: (history changed|snapshot at \d+ differs|lost or invisible)/);
+  });
 });
