@@ -53,6 +53,7 @@ interface QueuedWrite {
   readonly body: InternalRequestBody;
   readonly deadlineMs: number;
   settled: boolean;
+  onGiveUp: (() => void) | null;
   resolve(o: ApplyOutcome): void;
   reject(e: Error): void;
 }
@@ -155,6 +156,7 @@ export class ShardWritePath {
         body,
         deadlineMs,
         settled: false,
+        onGiveUp: null,
         resolve: (o) => {
           if (q.settled) return;
           q.settled = true;
@@ -165,6 +167,7 @@ export class ShardWritePath {
           if (q.settled) return;
           q.settled = true;
           clearTimeout(timer);
+          q.onGiveUp?.();
           reject(e);
         },
       };
@@ -235,8 +238,9 @@ export class ShardWritePath {
       }
       this.stats.writesProposed++;
       tracked.outcome.then(q.resolve, q.reject);
-      // A write settled by its deadline leaves its waiter: forget it once it settles either way.
-      void tracked.outcome.catch(() => {}).finally(() => tracked.forget());
+      // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
+      // lost with its leader would otherwise keep it for ever.
+      q.onGiveUp = tracked.forget;
     }
     this.wakeReads();
   }
