@@ -2,13 +2,23 @@
 // protobuf form), applies it to the MVCC store, feeds the watch hub, and answers the client waiting
 // on this member if this member proposed it. Every member applies the same entries in the same
 // order, so every member's store is identical at every applied index.
+//
+// Sharded mode (`{ sharded: true }`, one instance per shard replica): revisions come from the metadata
+// group's oracle, so every entry that writes the store carries the revision its shard leader stamped it
+// with (server/shard/shard-revisions.ts) and is applied at exactly that revision on every replica. An
+// entry without one, an entry that does not write yet carries one, or a revision not above the last
+// applied one is a broken invariant (a leader that proposed out of order, a codec bug): apply throws, the
+// member stops, and nothing is half-applied. A refused entry (auth, NOSPACE, a store refusal) uses its
+// revision up — a gap, like a write that changes nothing. The last applied revision is persisted
+// (record 'r') so a restarted replica knows how far its shard is caught up. Without `sharded` nothing
+// changes: entries carry no revision (one arriving is an invariant violation too) and no record is added.
 import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
 import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
 import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
 import { rangeOf, type MvccEvent } from '../mvcc/types.ts';
-import { decodeInternalRequest, type InternalRequest } from './request-codec.ts';
+import { decodeInternalRequest, revisionOf, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { AUTH_RECORD_PREFIX, AuthError, AuthStore } from '../auth/auth-store.ts';
@@ -23,6 +33,9 @@ const MVCC_PREFIX = 0x6b; // 'k'
 export const MVCC_RECORD_PREFIX = MVCC_PREFIX;
 const MEMBER_PREFIX = 0x6d; // 'm'
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
+/** Sharded mode only: the last applied oracle revision (8 bytes, big-endian). */
+const APPLIED_REVISION_PREFIX = 0x72; // 'r'
+const APPLIED_REVISION_KEY = Buffer.from([APPLIED_REVISION_PREFIX]);
 /** Records that describe the cluster's members rather than its data (a restore drops them). */
 export const PUBLISHED_MEMBER_RECORD_PREFIX = MEMBER_PREFIX;
 export const MEMBERSHIP_RECORD_PREFIX = MEMBERSHIP_PREFIX;
@@ -68,6 +81,16 @@ export interface PublishedMember {
   clientUrls: string[];
   /** `--zone` as published; absent in records written before zones existed (read as ''). */
   zone?: string;
+}
+
+export interface KvStateMachineOptions {
+  /** Entries that write carry oracle revisions (a shard of a sharded cluster); see the module header. */
+  sharded?: boolean;
+}
+
+/** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
+export function writesRevision(req: InternalRequestBody): boolean {
+  return ('put' in req && !!req.put) || ('delete_range' in req && !!req.delete_range) || ('txn' in req && !!req.txn) || ('lease_revoke' in req && !!req.lease_revoke);
 }
 
 export interface ApplyOutcome {
@@ -129,7 +152,21 @@ export class KvStateMachine implements GroupStateMachine {
    * `bootstrapMembers` is the membership at log index 0 (the same on every member): it seeds the
    * replicated membership when the state holds none yet.
    */
-  constructor(memberId: number, stateRecords: Iterable<[Buffer, Buffer]>, bootstrapMembers: Array<{ id: number; peerUrls: string[]; isLearner: boolean }> = []) {
+  /** Sharded mode (see the module header). */
+  readonly sharded: boolean;
+  /** Sharded mode: the last oracle revision applied (written, refused or changing nothing); 0 before any. */
+  private appliedRevisionValue = 0;
+  private appliedRevisionDirty = false;
+  /** Sharded mode: told each stamped entry's revision as it is applied (the leader's stamper follows them). */
+  revisionListener: ((revision: number) => void) | null = null;
+
+  constructor(
+    memberId: number,
+    stateRecords: Iterable<[Buffer, Buffer]>,
+    bootstrapMembers: Array<{ id: number; peerUrls: string[]; isLearner: boolean }> = [],
+    options: KvStateMachineOptions = {},
+  ) {
+    this.sharded = options.sharded === true;
     this.memberIdText = String(memberId);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
@@ -148,6 +185,7 @@ export class KvStateMachine implements GroupStateMachine {
     const alarmRecords: Array<[Buffer, Buffer]> = [];
     this.published.clear();
     this.membership.clear();
+    this.appliedRevisionValue = 0;
     for (const [key, value] of stateRecords) {
       if (key[0] === MVCC_PREFIX) mvccRecords.push([key.subarray(1), value]);
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
@@ -158,6 +196,8 @@ export class KvStateMachine implements GroupStateMachine {
       } else if (key[0] === MEMBERSHIP_PREFIX) {
         const record = JSON.parse(value.toString('utf8')) as MembershipRecord;
         this.membership.set(record.id, record);
+      } else if (key[0] === APPLIED_REVISION_PREFIX && this.sharded) {
+        this.appliedRevisionValue = Number(value.readBigUInt64BE(0));
       } else throw new Error(`unknown state record prefix ${key[0]}`);
     }
     if (this.membership.size === 0) for (const m of this.bootstrapMembers) this.setMembership({ ...m });
@@ -182,7 +222,9 @@ export class KvStateMachine implements GroupStateMachine {
     this.load(records);
     this.store.drainPersistOps();
     this.memberOps.length = 0;
+    this.appliedRevisionDirty = false; // the snapshot's own record
     this.hub.storeReplaced();
+    if (this.sharded) this.revisionListener?.(this.appliedRevisionValue);
     this.membershipListener?.();
   }
 
@@ -256,10 +298,49 @@ export class KvStateMachine implements GroupStateMachine {
     return this.waiters.size;
   }
 
+  /** Sharded mode: the last oracle revision applied (the shard is caught up through it). */
+  appliedRevision(): number {
+    // A store starts at revision 1 (etcd's empty state): every shard has it, none writes at it.
+    return this.sharded ? Math.max(this.appliedRevisionValue, this.store.currentRevision()) : this.store.currentRevision();
+  }
+
+  /**
+   * The revision `req` is applied at (null: today's path), after checking the sharded-mode invariants.
+   * Throws before anything changes.
+   */
+  private stampOf(req: InternalRequest, index: number): number | null {
+    const revision = revisionOf(req);
+    if (!this.sharded) {
+      if (revision !== null) throw new Error(`invariant: entry ${index} carries revision ${revision}, but this group is not a shard of a sharded cluster`);
+      return null;
+    }
+    const writes = writesRevision(req);
+    if (writes && revision === null) throw new Error(`invariant: sharded entry ${index} writes the store without an oracle revision`);
+    if (!writes && revision !== null) throw new Error(`invariant: sharded entry ${index} carries revision ${revision} but writes nothing`);
+    if (revision !== null && revision <= this.appliedRevision()) {
+      throw new Error(`invariant: sharded entry ${index} at revision ${revision} is not above the last applied revision ${this.appliedRevision()}`);
+    }
+    return revision;
+  }
+
   apply(entry: Entry): void {
     const req = decodeInternalRequest(entry.data);
+    const at = this.stampOf(req, entry.index);
+    if (at !== null) {
+      // Used up whatever happens below (a refusal is a gap, exactly as on every other replica).
+      this.appliedRevisionValue = at;
+      this.appliedRevisionDirty = true;
+    }
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) this.waiters.delete(req.seq);
+    try {
+      this.applyDecoded(req, at, mine);
+    } finally {
+      if (at !== null) this.revisionListener?.(at);
+    }
+  }
+
+  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined): void {
     // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
     const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
     if (refusal) {
@@ -275,7 +356,9 @@ export class KvStateMachine implements GroupStateMachine {
     }
     let outcome: ApplyOutcome;
     try {
-      outcome = this.execute(req);
+      outcome = this.execute(req, at ?? undefined);
+      // A sharded write answers with its own revision, even when it changed nothing (see store.ts).
+      if (at !== null) outcome = { revision: at, result: outcome.result };
     } catch (err) {
       // A request the store refuses (compacted revision in a txn, ignore_value on a missing key) is
       // refused identically on every member: the error is the result, the state is unchanged.
@@ -318,19 +401,19 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.store.sizeBytes() > this.quotaBytes && !this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
   }
 
-  private execute(req: InternalRequest): ApplyOutcome {
+  private execute(req: InternalRequest, at: number | undefined): ApplyOutcome {
     if ('put' in req && req.put) {
-      const out = this.store.put(putOpFromWire(req.put));
+      const out = this.store.put(putOpFromWire(req.put), at);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
     if ('delete_range' in req && req.delete_range) {
-      const out = this.store.deleteRange(deleteOpFromWire(req.delete_range));
+      const out = this.store.deleteRange(deleteOpFromWire(req.delete_range), at);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
     if ('txn' in req && req.txn) {
-      const out = this.store.txn(txnOpFromWire(req.txn));
+      const out = this.store.txn(txnOpFromWire(req.txn), at);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
@@ -363,7 +446,7 @@ export class KvStateMachine implements GroupStateMachine {
         compare: [],
         success: keys.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })),
         failure: [],
-      });
+      }, at);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: null };
     }
@@ -380,7 +463,8 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('compaction' in req && req.compaction) {
-      this.store.compact(num(req.compaction.revision));
+      // A shard is caught up through its last applied revision, which may be above its last write.
+      this.store.compact(num(req.compaction.revision), this.sharded ? this.appliedRevision() : undefined);
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('alarm' in req && req.alarm) return { revision: this.store.currentRevision(), result: { alarms: this.applyAlarm(req.alarm) } };
@@ -412,6 +496,12 @@ export class KvStateMachine implements GroupStateMachine {
       value: op.value,
     }));
     if (this.memberOps.length > 0) ops.push(...this.memberOps.splice(0));
+    if (this.appliedRevisionDirty) {
+      this.appliedRevisionDirty = false;
+      const value = Buffer.alloc(8);
+      value.writeBigUInt64BE(BigInt(this.appliedRevisionValue));
+      ops.push({ key: APPLIED_REVISION_KEY, value });
+    }
     for (const op of this.leases.drainPersistOps()) {
       ops.push({ key: prefixed(LEASE_RECORD_PREFIX, op.key), value: op.value });
     }

@@ -23,9 +23,11 @@ const putRequest = fc.record({
   ignore_lease: fc.boolean(),
 });
 const caller = fc.option(fc.record({ username: fc.oneof(fc.constant(''), fc.string({ maxLength: 20 }), fc.constant('röot ✓')) }), { nil: undefined });
-const putEntry = fc.record({ proposer: uint64Text, seq: uint64Text, put: putRequest, caller }).map((r) => {
+const revision = fc.option(uint64Text.filter((v) => v !== '0'), { nil: undefined });
+const putEntry = fc.record({ proposer: uint64Text, seq: uint64Text, put: putRequest, caller, revision }).map((r) => {
   const req = { proposer: r.proposer, seq: r.seq, put: r.put } as InternalRequest;
   if (r.caller !== undefined) req.caller = r.caller;
+  if (r.revision !== undefined) req.revision = r.revision;
   return req;
 });
 
@@ -55,6 +57,18 @@ describe('put entry codec', () => {
         expect(plain(decodeInternalRequest(encodeInternalRequest(req)))).toEqual(plain(decodeWithProtobufjs(encodeWithProtobufjs(req))));
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('writes the oracle revision exactly as protobufjs does, and only when there is one', () => {
+    fc.assert(
+      fc.property(putEntry, (req) => {
+        expect(Buffer.from(encodePutEntry(req)!).equals(Buffer.from(encodeWithProtobufjs(req)))).toBe(true);
+        const decoded = decodeInternalRequest(encodeInternalRequest(req));
+        expect(decoded.revision).toBe(req.revision);
+        expect('revision' in decoded).toBe(req.revision !== undefined);
+      }),
+      { numRuns: 300 },
     );
   });
 
@@ -97,9 +111,12 @@ describe('put entry codec', () => {
       // Either the fast path declines, or both read the same prefix the same way.
       if (fast !== null) expect(plain(fast)).toEqual(plain(generic));
     }
-    const withUnknown = Buffer.concat([good, Buffer.from([(15 << 3) | 0, 1])]);
+    // Field 14: unknown (15 is the entry's oracle revision).
+    const withUnknown = Buffer.concat([good, Buffer.from([(14 << 3) | 0, 1])]);
     expect(decodePutEntry(withUnknown)).toBeNull();
-    expect(plain(decodeInternalRequest(withUnknown))).toEqual(plain(type.toObject(type.decode(withUnknown), { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true })));
+    const generic = type.toObject(type.decode(withUnknown), { longs: String, enums: String, bytes: Buffer, defaults: true, oneofs: true });
+    delete generic.revision; // protobufjs's default for the absent revision; decoded entries have no such field
+    expect(plain(decodeInternalRequest(withUnknown))).toEqual(plain(generic));
   });
 
   it('declines every wrong wire type and field number 0 instead of misreading them', () => {

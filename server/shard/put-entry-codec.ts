@@ -17,6 +17,7 @@ const WIRE_LEN = 2;
 const F_PROPOSER = 1;
 const F_SEQ = 2;
 const F_PUT = 3;
+const F_REVISION = 15;
 const F_CALLER = 100;
 
 const P_KEY = 1;
@@ -35,6 +36,8 @@ export interface PutEntry {
   put: PutRequest;
   caller: Caller | null;
   request: 'put';
+  /** The oracle revision (sharded clusters); absent when the entry carries none. */
+  revision?: string;
 }
 
 /** A decimal 64-bit integer (or a number) as its unsigned 64-bit two's-complement value. */
@@ -68,14 +71,15 @@ function isFlag(v: unknown): boolean {
  * The entry for a put request, or null when `req` is not a plain put this codec takes (then the
  * caller uses protobufjs).
  */
-export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unknown; caller?: unknown }): Buffer | null {
+export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unknown; caller?: unknown; revision?: unknown }): Buffer | null {
   const put = req.put as Partial<Record<keyof PutRequest, unknown>> | undefined;
   if (put === undefined || put === null) return null;
-  for (const k of Object.keys(req)) if (k !== 'proposer' && k !== 'seq' && k !== 'put' && k !== 'caller') return null;
+  for (const k of Object.keys(req)) if (k !== 'proposer' && k !== 'seq' && k !== 'put' && k !== 'caller' && k !== 'revision') return null;
   const proposer = toUint64(req.proposer, false);
   const seq = toUint64(req.seq, false);
   const lease = toUint64(put.lease, true);
-  if (proposer === null || seq === null || lease === null) return null;
+  const revision = toUint64(req.revision, false);
+  if (proposer === null || seq === null || lease === null || revision === null) return null;
   const key = put.key ?? EMPTY;
   const value = put.value ?? EMPTY;
   if (!isBytes(key) || !isBytes(value)) return null;
@@ -102,6 +106,8 @@ export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unk
   if (proposer !== 0n) total += 1 + varintBytes(proposer);
   if (seq !== 0n) total += 1 + varintBytes(seq);
   total += 1 + varintBytes(BigInt(putBytes)) + putBytes;
+  // Field 15 after the put, as protobufjs orders fields by number (3 < 15 < 100); absent when 0.
+  if (revision !== 0n) total += 1 + varintBytes(revision);
   // The caller is written whenever there is one, even an anonymous one: "set but empty" and "unset"
   // decode differently (an empty message, or null).
   if (username !== null) total += 2 + varintBytes(BigInt(callerBytes)) + callerBytes;
@@ -143,6 +149,10 @@ export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unk
   if (put.ignore_lease === true) {
     buf[p++] = (P_IGNORE_LEASE << 3) | WIRE_VARINT;
     buf[p++] = 1;
+  }
+  if (revision !== 0n) {
+    buf[p++] = (F_REVISION << 3) | WIRE_VARINT;
+    p = writeVarint(buf, p, revision);
   }
   if (username !== null) {
     // Field 100: its tag takes two varint bytes.
@@ -213,6 +223,7 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
   const r = new Reader(buf, 0, buf.length);
   let proposer = 0n;
   let seq = 0n;
+  let revision = 0n;
   let put: PutRequest | null = null;
   let caller: Caller | null = null;
   while (r.pos < r.end) {
@@ -220,11 +231,12 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
     if (tag === null) return null;
     const field = tag >>> 3;
     const wire = tag & 7;
-    if ((field === F_PROPOSER || field === F_SEQ) && wire === WIRE_VARINT) {
+    if ((field === F_PROPOSER || field === F_SEQ || field === F_REVISION) && wire === WIRE_VARINT) {
       const v = r.varint();
       if (v === null) return null;
       if (field === F_PROPOSER) proposer = v;
-      else seq = v;
+      else if (field === F_SEQ) seq = v;
+      else revision = v;
     } else if (field === F_PUT && wire === WIRE_LEN) {
       // A repeated put field would have to be merged; leave such inputs to protobufjs.
       if (put !== null) return null;
@@ -241,7 +253,9 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
     } else return null;
   }
   if (put === null) return null;
-  return { proposer: proposer.toString(), seq: seq.toString(), put, caller, request: 'put' };
+  const entry: PutEntry = { proposer: proposer.toString(), seq: seq.toString(), put, caller, request: 'put' };
+  if (revision !== 0n) entry.revision = revision.toString();
+  return entry;
 }
 
 function decodePut(buf: Buffer, start: number, end: number): PutRequest | null {

@@ -30,7 +30,12 @@ export interface MemberAttributes {
   zone?: string;
 }
 
-export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null } & InternalRequestBody;
+/**
+ * `revision` (sharded clusters only): the oracle revision the entry's write is applied at, as a decimal
+ * string like every 64-bit field. Absent in every entry a one-shard cluster writes; a decoded entry
+ * carries it only when it is non-zero, so today's entries decode to today's shapes.
+ */
+export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null; revision?: string } & InternalRequestBody;
 
 let cachedRoot: protobuf.Root | undefined;
 /** protobufjs types of synod/internal.proto and the etcd messages it imports (loaded once). */
@@ -80,5 +85,16 @@ export function encodeWithProtobufjs(req: InternalRequest): Uint8Array {
 
 export function decodeWithProtobufjs(data: Uint8Array): InternalRequest {
   const type = internalRequestType();
-  return type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
+  const req = type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
+  // `defaults` fills an absent revision with '0': drop it, an entry without one has no such field.
+  if (req.revision === '0') delete req.revision;
+  return req;
+}
+
+/** The entry's oracle revision, or null when it carries none (a one-shard cluster's entries). */
+export function revisionOf(req: InternalRequest): number | null {
+  if (req.revision === undefined || req.revision === '0') return null;
+  const n = Number(req.revision);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`log entry carries revision ${req.revision}, not a safe positive integer`);
+  return n;
 }

@@ -1,0 +1,289 @@
+// One shard replica's write and read path at oracle revisions: the thin shell around ShardRevisions
+// (shard-revisions.ts, where the rules and the argument for why they are safe live). It owns the I/O:
+// following this member's leadership of the shard, the start-up barrier and fresh oracle revision, one
+// oracle request per turn for the turn's writes, proposing the stamped entries, and serving reads at R.
+//
+//   write(body)     → queued for this turn; the turn asks the oracle once for all its writes, stamps them,
+//                     proposes them in revision order and settles each when this replica applies it.
+//   readAt(op, R)   → raise maxReadRevision to R, wait until no revision ≤ R proposed here is unapplied,
+//                     ReadIndex (member.readBarrier: applies everything committed), then the store at R.
+//
+// Both refuse with ShardNotReadyError unless this replica leads the shard and is ready (the caller
+// retries elsewhere or later); both end at their deadline. Not built here: forwarding between members
+// (the caller must reach the shard's leader), the server wiring, and a read served by a follower.
+import type { Member } from '../member/member.ts';
+import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
+import { writesRevision } from './kv-state-machine.ts';
+import type { ClientGrant } from './oracle-client.ts';
+import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
+import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
+
+export class ShardNotReadyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardNotReadyError';
+  }
+}
+
+export class ShardDeadlineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardDeadlineError';
+  }
+}
+
+/** What the path needs of the oracle (OracleClient fits). */
+export interface RevisionSource {
+  next(count: number, deadlineMs: number): Promise<ClientGrant>;
+}
+
+export interface ShardWritePathOptions {
+  member: Member;
+  groupId: number;
+  sm: KvStateMachine;
+  oracle: RevisionSource;
+  /** Longest the start-up steps (barrier, fresh revision) wait before trying again. */
+  startTimeoutMs?: number;
+  /** Simulation only: a deliberately broken rule the checks must catch. */
+  unsafeMutation?: ShardRevisionsMutation;
+}
+
+interface QueuedWrite {
+  readonly body: InternalRequestBody;
+  readonly deadlineMs: number;
+  settled: boolean;
+  onGiveUp: (() => void) | null;
+  resolve(o: ApplyOutcome): void;
+  reject(e: Error): void;
+}
+
+interface ReadWaiter {
+  readonly revision: number;
+  readonly term: number;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export class ShardWritePath {
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation'>>;
+  readonly revisions: ShardRevisions;
+  private queue: QueuedWrite[] = [];
+  private flushScheduled = false;
+  private readWaiters: ReadWaiter[] = [];
+  /** The term a start-up is running for (0: none). */
+  private startingTerm = 0;
+  private stopped = false;
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0 };
+
+  constructor(options: ShardWritePathOptions) {
+    this.opts = { startTimeoutMs: 500, ...options };
+    this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
+    const { member, groupId, sm } = this.opts;
+    if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
+    sm.revisionListener = (revision) => {
+      this.revisions.appliedThrough(revision);
+      this.wakeReads();
+    };
+    member.onLeaderChange((g) => {
+      if (g === groupId) this.follow();
+    });
+    this.follow();
+  }
+
+  /** Stops serving (the member stops or crashes): every waiting write and read fails. */
+  stop(): void {
+    this.stopped = true;
+    this.lose(new ShardNotReadyError('shard replica stopped'));
+  }
+
+  private leadingTerm(): number {
+    const { member, groupId } = this.opts;
+    return member.role(groupId) === 'leader' ? member.term(groupId) : 0;
+  }
+
+  /** Whether this replica leads the shard at the term its revisions were started for. */
+  private ready(): boolean {
+    const t = this.revisions.leaderTerm;
+    return !this.stopped && t !== 0 && this.leadingTerm() === t;
+  }
+
+  /** Re-evaluates leadership: ends a lost one, starts a new one. */
+  private follow(): void {
+    if (this.stopped) return;
+    const term = this.leadingTerm();
+    if (this.revisions.leaderTerm !== 0 && this.revisions.leaderTerm !== term) this.lose(new ShardNotReadyError('shard leadership lost'));
+    if (term !== 0 && this.revisions.leaderTerm !== term && this.startingTerm !== term) void this.start(term);
+  }
+
+  private lose(err: Error): void {
+    this.revisions.end();
+    for (const w of this.readWaiters) w.reject(err);
+    this.readWaiters = [];
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) q.reject(err);
+  }
+
+  /** Rule 1 of shard-revisions.ts: a barrier at `term`, then a fresh oracle revision; retried while leading. */
+  private async start(term: number): Promise<void> {
+    this.startingTerm = term;
+    const { member, groupId, sm, oracle } = this.opts;
+    try {
+      while (!this.stopped && this.leadingTerm() === term) {
+        try {
+          await member.readBarrier(groupId, Date.now() + this.opts.startTimeoutMs);
+          const fresh = await oracle.next(1, Date.now() + this.opts.startTimeoutMs);
+          if (this.stopped || this.leadingTerm() !== term) return;
+          this.revisions.begin(term, fresh.last, sm.appliedRevision(), fresh.term);
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+    } finally {
+      if (this.startingTerm === term) this.startingTerm = 0;
+    }
+  }
+
+  /** Proposes `body` (a write) at an oracle revision; settles when this replica applies it. */
+  write(body: InternalRequestBody, deadlineMs: number): Promise<ApplyOutcome> {
+    if (!writesRevision(body)) return Promise.reject(new Error('shard write path: not a write'));
+    this.follow();
+    if (!this.ready()) return Promise.reject(new ShardNotReadyError('not the ready leader of this shard'));
+    return new Promise<ApplyOutcome>((resolve, reject) => {
+      const q: QueuedWrite = {
+        body,
+        deadlineMs,
+        settled: false,
+        onGiveUp: null,
+        resolve: (o) => {
+          if (q.settled) return;
+          q.settled = true;
+          clearTimeout(timer);
+          resolve(o);
+        },
+        reject: (e) => {
+          if (q.settled) return;
+          q.settled = true;
+          clearTimeout(timer);
+          q.onGiveUp?.();
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => q.reject(new ShardDeadlineError('write deadline passed')), Math.max(0, deadlineMs - Date.now()));
+      this.queue.push(q);
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  /** One turn: one oracle request for every queued write, stamped and proposed in order. */
+  private async flush(): Promise<void> {
+    const batch = this.queue.filter((q) => !q.settled);
+    this.queue = [];
+    if (batch.length === 0) return;
+    const term = this.revisions.leaderTerm;
+    if (!this.ready()) {
+      for (const q of batch) q.reject(new ShardNotReadyError('shard leadership lost'));
+      return;
+    }
+    this.stats.turns++;
+    this.stats.oracleRequests++;
+    let grant: ClientGrant;
+    try {
+      grant = await this.opts.oracle.next(batch.length, Math.max(...batch.map((q) => q.deadlineMs)));
+    } catch (err) {
+      for (const q of batch) q.reject(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (this.stopped) return;
+    // Everything from here to the last propose is synchronous: nothing can raise the floor in between.
+    const stamped = this.ready() ? this.revisions.stamp(grant, batch.length, term) : this.revisions.stamp(grant, batch.length, -1);
+    if (!stamped.ok) {
+      if (stamped.reason === 'not-leading') {
+        for (const q of batch) q.reject(new ShardNotReadyError('shard leadership lost'));
+        return;
+      }
+      // A read raised the floor past the grant (or the grant is stale): a gap; ask again.
+      this.stats.grantsRetried++;
+      const still = batch.filter((q) => !q.settled);
+      this.queue.unshift(...still);
+      if (still.length > 0) this.scheduleFlush();
+      return;
+    }
+    const { member, groupId, sm } = this.opts;
+    for (const [i, q] of batch.entries()) {
+      const revision = stamped.revisions[i];
+      // A write whose caller gave up is still proposed when it has a revision: skipping it would only
+      // make a gap, and proposing keeps the path simple (the caller was told "deadline", not "failed").
+      const tracked = sm.track();
+      let data: Uint8Array;
+      try {
+        data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, revision: String(revision) });
+        member.propose(groupId, data);
+      } catch (err) {
+        tracked.forget();
+        this.revisions.abandon(revision);
+        q.reject(err instanceof Error ? err : new Error(String(err)));
+        continue;
+      }
+      this.stats.writesProposed++;
+      tracked.outcome.then(q.resolve, q.reject);
+      // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
+      // lost with its leader would otherwise keep it for ever.
+      q.onGiveUp = tracked.forget;
+    }
+    this.wakeReads();
+  }
+
+  /**
+   * The range `op` read at revision `revision` (which the caller obtained from the oracle). Once this
+   * resolves, every later read at `revision` on this shard returns the same (see shard-revisions.ts).
+   */
+  async readAt(op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    if (!Number.isSafeInteger(revision) || revision < 1) throw new Error(`shard read: revision ${revision} is not a positive integer`);
+    this.follow();
+    if (!this.ready()) throw new ShardNotReadyError('not the ready leader of this shard');
+    const term = this.revisions.leaderTerm;
+    this.stats.reads++;
+    this.revisions.raiseRead(revision);
+    if (!this.revisions.readyToRead(revision)) {
+      await new Promise<void>((resolve, reject) => {
+        const w: ReadWaiter = { revision, term, resolve, reject };
+        this.readWaiters.push(w);
+        setTimeout(() => {
+          const i = this.readWaiters.indexOf(w);
+          if (i >= 0) {
+            this.readWaiters.splice(i, 1);
+            reject(new ShardDeadlineError('read deadline passed waiting for proposed revisions'));
+          }
+        }, Math.max(0, deadlineMs - Date.now()));
+      });
+    }
+    await this.opts.member.readBarrier(this.opts.groupId, deadlineMs);
+    if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
+    // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
+    // applied before it: the shard is caught up through R.
+    return this.opts.sm.store.range({ ...op, revision }, revision);
+  }
+
+  private wakeReads(): void {
+    if (this.readWaiters.length === 0) return;
+    const still: ReadWaiter[] = [];
+    for (const w of this.readWaiters) {
+      if (w.term !== this.revisions.leaderTerm) w.reject(new ShardNotReadyError('shard leadership lost'));
+      else if (this.revisions.readyToRead(w.revision)) w.resolve();
+      else still.push(w);
+    }
+    this.readWaiters = still;
+  }
+}

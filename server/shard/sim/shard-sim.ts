@@ -1,0 +1,527 @@
+// The sharded write and read path on real Members, simulated: 3 members each host the metadata group
+// (MetadataStateMachine + OracleHost, as in oracle-sim.ts) and a replica of each of 4 shard groups
+// (KvStateMachine in sharded mode + ShardWritePath with its own OracleClient), over the member
+// simulation's doubles (a store that loses unsynced writes at a crash, a network that delays, drops,
+// duplicates and reorders, simulated time). Writers put random keys (some hash-tagged), routed to shards
+// by the slot map, through the shard leaders; readers take multi-shard snapshots: a revision R from the
+// oracle, readAt(R) on every shard's leader, merged with range-merge, and re-read the same R later.
+// Members crash (biased to the member leading most groups) and restart, partitions come and go.
+//
+// Checked:
+//   - replicas apply identical entries (same data at every index of every group) and end identical;
+//   - every revision is used by at most one entry across all shards, and per shard revisions strictly
+//     increase in log order (KvStateMachine also throws on the latter);
+//   - no acknowledged write is lost: its entry is in its shard's log at its revision, and the final
+//     store holds it at that revision;
+//   - every snapshot shows every write acknowledged before its R was requested (at that write's
+//     revision or a later one);
+//   - history is immutable: a snapshot re-read later at the same R is identical, and every snapshot
+//     equals the state at R rebuilt from the shards' final logs.
+// Everything is drawn from one seed; `SHARD_SIM_SEED=S` replays a failing one.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Member } from '../../member/member.ts';
+import { Rng } from '../../raft/rng.ts';
+import type { Entry, NodeId } from '../../raft/types.ts';
+import { SimClock, SIM_OWNER } from '../../member/sim/sim-clock.ts';
+import { SimDisk, SimStore, type StoreLatency } from '../../member/sim/sim-store.ts';
+import { SimNetwork, NO_FAULTS, type NetworkFaults } from '../../member/sim/sim-network.ts';
+import { rangeOf, type RangeResult } from '../../mvcc/types.ts';
+import { mergeShardRanges } from '../../routing/range-merge.ts';
+import { SlotMap, slotOf } from '../../routing/slots.ts';
+import { MetadataStateMachine } from '../metadata-state-machine.ts';
+import { OracleHost } from '../oracle-host.ts';
+import { OracleClient } from '../oracle-client.ts';
+import { KvStateMachine } from '../kv-state-machine.ts';
+import { decodeInternalRequest, revisionOf } from '../request-codec.ts';
+import { ShardWritePath } from '../shard-write-path.ts';
+import type { ShardRevisionsMutation } from '../shard-revisions.ts';
+import { InProcessOracleTransport } from './in-process-oracle-transport.ts';
+
+const METADATA_GROUP = 0;
+const START_MS = 1_700_000_000_000;
+export const SHARD_REPLAY_HINT = 'SHARD_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/shard/sim/shard-sim.test.ts';
+
+export interface ShardSimOptions {
+  members?: number;
+  shards?: number;
+  writers?: number;
+  readers?: number;
+  /** Simulated ms of the fault phase. */
+  faultMs: number;
+  healMs?: number;
+  faultEveryMs?: number;
+  /** A deliberately broken rule in every shard leader (the checks must catch it). */
+  mutation?: ShardRevisionsMutation;
+}
+
+export interface ShardSimResult {
+  seed: number;
+  events: number;
+  writesAcked: number;
+  entries: number;
+  snapshots: number;
+  multiShardSnapshots: number;
+  rereads: number;
+  crashes: number;
+  leaderChanges: number;
+  grantsRetried: number;
+  oracleRequests: number;
+  writesProposed: number;
+  traceHash: number;
+}
+
+export class ShardSimFailure extends Error {
+  readonly seed: number;
+  constructor(seed: number, message: string) {
+    super(`seed=${seed}: ${message}\n  replay: ${SHARD_REPLAY_HINT.replace('=S ', `=${seed} `)}`);
+    this.name = 'ShardSimFailure';
+    this.seed = seed;
+  }
+}
+
+class Violation extends Error {}
+
+interface Incarnation {
+  owner: string;
+  store: SimStore;
+  member: Member | null;
+  host: OracleHost | null;
+  kv: Map<number, KvStateMachine>;
+  paths: Map<number, ShardWritePath>;
+}
+
+interface SimMember {
+  id: NodeId;
+  disk: SimDisk;
+  generation: number;
+  current: Incarnation | null;
+}
+
+interface AppliedEntry {
+  data: string;
+  revision: number;
+  key: string | null;
+  value: string | null;
+}
+
+interface Ack {
+  key: string;
+  value: string;
+  revision: number;
+  group: number;
+  ackAtMs: number;
+}
+
+interface Snapshot {
+  revision: number;
+  requestedAtMs: number;
+  kvs: Map<string, { value: string; modRevision: number }>;
+}
+
+const LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 12, writeMaxMs: 1, opsPerMs: 10 };
+const ALL = rangeOf(Buffer.from([0]), Buffer.from([0]));
+
+function snapshotOf(revision: number, requestedAtMs: number, result: RangeResult): Snapshot {
+  const kvs = new Map<string, { value: string; modRevision: number }>();
+  for (const kv of result.kvs) kvs.set(kv.key.toString('latin1'), { value: kv.value.toString('latin1'), modRevision: kv.modRevision });
+  return { revision, requestedAtMs, kvs };
+}
+
+function sameSnapshot(a: Snapshot, b: Snapshot): string | null {
+  for (const [k, v] of a.kvs) {
+    const w = b.kvs.get(k);
+    if (!w) return `key ${k} (${v.value}@${v.modRevision}) missing`;
+    if (w.value !== v.value || w.modRevision !== v.modRevision) return `key ${k}: ${v.value}@${v.modRevision} then ${w.value}@${w.modRevision}`;
+  }
+  for (const [k, w] of b.kvs) if (!a.kvs.has(k)) return `key ${k} (${w.value}@${w.modRevision}) appeared`;
+  return null;
+}
+
+export async function runShardSim(seed: number, options: ShardSimOptions): Promise<ShardSimResult> {
+  const rng = new Rng(seed);
+  const netRng = new Rng(rng.nextUint32());
+  const storeRng = new Rng(rng.nextUint32());
+  const faultRng = new Rng(rng.nextUint32());
+  const clientRng = new Rng(rng.nextUint32());
+  const opts = { members: 3, shards: 4, writers: 6, readers: 2, healMs: 20_000, faultEveryMs: 50, ...options };
+  const netFaults: NetworkFaults = {
+    ...NO_FAULTS,
+    dropRate: faultRng.nextFloat() * 0.08,
+    duplicateRate: faultRng.nextFloat() * 0.05,
+    minDelayMs: 0,
+    maxDelayMs: 1 + faultRng.nextInt(8),
+    reorderRate: faultRng.nextFloat() * 0.2,
+    reorderDelayMs: 10,
+    snapshotMaxMs: 30,
+    snapshotAckLossRate: 0.3,
+  };
+  const oracleDropRate = faultRng.nextFloat() * 0.05;
+  const clock = new SimClock(START_MS);
+  const net = new SimNetwork(clock, netRng, netFaults);
+  const logger = pino({ level: 'silent' });
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `shard-sim-${seed}-`));
+  const ids = Array.from({ length: opts.members }, (_, i) => i + 1);
+  const shardGroups = Array.from({ length: opts.shards }, (_, i) => i + 1);
+  const slotMap = SlotMap.create(opts.shards);
+  const bootstrap = ids.map((id) => ({ id, peerUrls: [`http://member-${id}:2380`], isLearner: false }));
+  const members: SimMember[] = ids.map((id) => ({ id, disk: new SimDisk(path.join(root, `m${id}`, 'snap')), generation: 0, current: null }));
+  let failure: string | null = null;
+  const fail = (msg: string): void => {
+    failure ??= msg;
+  };
+
+  /** Per shard group: what was applied at each index (the first member to apply it decides). */
+  const applied = new Map<number, Map<number, AppliedEntry>>(shardGroups.map((g) => [g, new Map()]));
+  const acks: Ack[] = [];
+  const snapshots: Snapshot[] = [];
+  let multiShardSnapshots = 0;
+  let rereads = 0;
+  let crashes = 0;
+  let leaderChanges = 0;
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0 };
+
+  const uninstall = clock.install();
+  try {
+    const hostOf = (to: NodeId): OracleHost | null => members.find((m) => m.id === to)?.current?.host ?? null;
+    const ownerOf = (to: NodeId): string => members.find((m) => m.id === to)?.current?.owner ?? SIM_OWNER;
+    const transportFrom = (from: NodeId): InProcessOracleTransport =>
+      new InProcessOracleTransport({
+        from,
+        server: hostOf,
+        delayMs: () => clientRng.nextInt(netFaults.maxDelayMs + 1),
+        drop: () => clientRng.chance(oracleDropRate),
+        connected: (a, b) => net.connected(a, b),
+        runAs: (to, fn) => clock.runAs(ownerOf(to), fn),
+      });
+
+    const boot = (m: SimMember): void => {
+      const owner = `m${m.id}#${++m.generation}`;
+      const store = new SimStore(m.disk, clock, storeRng, LATENCY, owner);
+      const inc: Incarnation = { owner, store, member: null, host: null, kv: new Map(), paths: new Map() };
+      m.current = inc;
+      void clock.runAs(owner, async () => {
+        try {
+          const member = new Member({
+            memberId: m.id,
+            db: store,
+            tickMs: 10,
+            electionTimeoutTicks: 10,
+            heartbeatTicks: 1,
+            logger,
+            snapshotDir: m.disk.snapshotDir,
+            snapshotCount: 40,
+            onFatal: (err) => fail(`member ${m.id} loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
+          });
+          const metaLoaded = await Member.recoverSnapshot(store, METADATA_GROUP, m.disk.snapshotDir, await store.loadGroup(METADATA_GROUP), logger);
+          const meta = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
+          metaLoaded.stateRecords = [];
+          member.addGroup({ groupId: METADATA_GROUP, voters: ids, stateMachine: meta, loaded: metaLoaded, randomSeed: rng.nextUint32() >>> 1 });
+          for (const g of shardGroups) {
+            const loaded = await Member.recoverSnapshot(store, g, m.disk.snapshotDir, await store.loadGroup(g), logger);
+            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true });
+            loaded.stateRecords = [];
+            const apply = sm.apply.bind(sm);
+            sm.apply = (entry: Entry) => {
+              const data = Buffer.from(entry.data).toString('hex');
+              const req = decodeInternalRequest(entry.data);
+              const revision = revisionOf(req) ?? 0;
+              const put = 'put' in req && req.put ? req.put : null;
+              const seen = applied.get(g)!.get(entry.index);
+              if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null });
+              else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
+              apply(entry);
+            };
+            inc.kv.set(g, sm);
+            member.addGroup({ groupId: g, voters: ids, stateMachine: sm, loaded, randomSeed: rng.nextUint32() >>> 1 });
+          }
+          if (m.current !== inc) return;
+          inc.host = new OracleHost(member, meta, { groupId: METADATA_GROUP, windowRevisions: 20 });
+          inc.member = member;
+          member.onLeaderChange(() => leaderChanges++);
+          for (const g of shardGroups) {
+            const oracle = new OracleClient({ requester: `shard-${g}@m${m.id}#${m.generation}`, transport: transportFrom(m.id), members: () => ids, attemptTimeoutMs: 150, random: () => clientRng.nextFloat() });
+            inc.paths.set(g, new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) }));
+          }
+          member.setSink(net.sinkFor(m.id, owner));
+          net.attach({ id: m.id, owner, member, snapshotDir: m.disk.snapshotDir });
+          member.start();
+        } catch (err) {
+          if (m.current === inc) fail(`member ${m.id} failed to restart: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        }
+      });
+    };
+
+    const collectPathStats = (inc: Incarnation): void => {
+      for (const p of inc.paths.values()) {
+        pathTotals.grantsRetried += p.stats.grantsRetried;
+        pathTotals.oracleRequests += p.stats.oracleRequests;
+        pathTotals.writesProposed += p.stats.writesProposed;
+      }
+    };
+
+    const crash = (m: SimMember): void => {
+      const inc = m.current;
+      if (!inc) return;
+      collectPathStats(inc);
+      for (const p of inc.paths.values()) p.stop();
+      clock.cancelOwner(inc.owner);
+      net.detach(m.id);
+      inc.store.crash();
+      m.current = null;
+      crashes++;
+    };
+
+    const live = (): SimMember[] => members.filter((m) => m.current?.member);
+    const leaderOf = (g: number): SimMember | undefined => live().find((m) => m.current!.member!.role(g) === 'leader');
+
+    // ---- writers ----
+    let clientsOn = true;
+    let written = 0;
+    const writeOnce = (w: number): void => {
+      const tagged = clientRng.chance(0.25);
+      const key = tagged ? `{t${clientRng.nextInt(4)}}k${clientRng.nextInt(10)}` : `k${clientRng.nextInt(40)}`;
+      const value = `w${w}-${++written}`;
+      const group = slotMap.shardOf(slotOf(Buffer.from(key))) + 1;
+      const leader = leaderOf(group);
+      const inc = leader?.current;
+      const p = inc?.paths.get(group);
+      if (!inc || !p) return;
+      const body = { put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } };
+      clock.runAs(inc.owner, () =>
+        p.write(body, clock.now + 300).then(
+          (o) => acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now }),
+          () => {},
+        ),
+      );
+    };
+    const writerLoop = (w: number): void => {
+      if (!clientsOn) return;
+      writeOnce(w);
+      clock.schedule(1 + clientRng.nextInt(8), () => writerLoop(w), SIM_OWNER);
+    };
+
+    // ---- readers: multi-shard snapshots at oracle revisions ----
+    const readAt = async (revision: number, deadlineMs: number): Promise<Snapshot | null> => {
+      const answers: RangeResult[] = [];
+      for (const g of shardGroups) {
+        const inc = leaderOf(g)?.current;
+        const p = inc?.paths.get(g);
+        if (!inc || !p) return null;
+        try {
+          answers.push(await clock.runAs(inc.owner, () => p.readAt(ALL, revision, deadlineMs)));
+        } catch {
+          return null;
+        }
+      }
+      const merged = mergeShardRanges(ALL, revision, answers);
+      return snapshotOf(revision, 0, merged.result);
+    };
+    const checkAcksVisible = (s: Snapshot): void => {
+      for (const a of acks) {
+        if (a.ackAtMs >= s.requestedAtMs) continue;
+        const kv = s.kvs.get(a.key);
+        if (!kv || kv.modRevision < a.revision) {
+          fail(`lost or invisible: ${a.key}=${a.value} acknowledged at revision ${a.revision} (shard group ${a.group}, t=${a.ackAtMs - START_MS}) but the snapshot at ${s.revision} (requested t=${s.requestedAtMs - START_MS}) shows ${kv ? `${kv.value}@${kv.modRevision}` : 'nothing'}`);
+        }
+      }
+    };
+    const readers = Array.from({ length: opts.readers }, (_, i) => {
+      const home = ids[i % ids.length];
+      return new OracleClient({ requester: `reader-${i}`, transport: transportFrom(home), members: () => ids, attemptTimeoutMs: 150, random: () => clientRng.nextFloat() });
+    });
+    const readOnce = async (reader: OracleClient): Promise<void> => {
+      const requestedAtMs = clock.now;
+      let revision: number;
+      try {
+        revision = (await reader.next(1, clock.now + 400)).last;
+      } catch {
+        return;
+      }
+      const s = await readAt(revision, clock.now + 400);
+      if (!s) return;
+      s.requestedAtMs = requestedAtMs;
+      snapshots.push(s);
+      multiShardSnapshots++;
+      checkAcksVisible(s);
+      // The same revision again, later (often across a leader change): history must not have moved.
+      clock.schedule(
+        20 + clientRng.nextInt(300),
+        () => {
+          void readAt(revision, clock.now + 400).then((again) => {
+            if (!again) return;
+            rereads++;
+            const diff = sameSnapshot(s, again);
+            if (diff) fail(`history changed at revision ${revision}: ${diff}`);
+          });
+        },
+        SIM_OWNER,
+      );
+    };
+    const readerLoop = (i: number): void => {
+      if (!clientsOn) return;
+      void readOnce(readers[i]);
+      clock.schedule(5 + clientRng.nextInt(25), () => readerLoop(i), SIM_OWNER);
+    };
+
+    // ---- faults ----
+    let faultsOn = true;
+    const faultLoop = (): void => {
+      if (!faultsOn) return;
+      const action = faultRng.nextInt(11); // crash 3, restart 4, partition 2, heal 2
+      if (action < 3) {
+        const up = live();
+        const leads = (m: SimMember): number => shardGroups.filter((g) => m.current!.member!.role(g) === 'leader').length;
+        const busiest = [...up].sort((a, b) => leads(b) - leads(a))[0];
+        const victim = busiest && faultRng.chance(0.5) ? busiest : up[faultRng.nextInt(Math.max(1, up.length))];
+        if (victim) crash(victim);
+      } else if (action < 7) {
+        const down = members.filter((m) => m.current === null);
+        if (down.length > 0) boot(down[faultRng.nextInt(down.length)]);
+      } else if (action < 9) {
+        const sides = new Map<NodeId, number>();
+        for (const id of ids) sides.set(id, faultRng.nextInt(2));
+        net.partition(sides);
+      } else net.heal();
+      clock.schedule(1 + faultRng.nextInt(2 * opts.faultEveryMs), faultLoop, SIM_OWNER);
+    };
+
+    const checkNow = (): void => {
+      if (clock.error) throw new Violation(`an event threw: ${clock.error instanceof Error ? (clock.error.stack ?? clock.error.message) : String(clock.error)}`);
+      if (failure) throw new Violation(failure);
+    };
+    const runUntil = async (endMs: number, done?: () => boolean): Promise<boolean> => {
+      while (clock.now < endMs) {
+        if (!(await clock.step())) throw new Violation('nothing scheduled');
+        checkNow();
+        if (done?.()) return true;
+      }
+      return false;
+    };
+
+    for (const m of members) boot(m);
+    for (let w = 0; w < opts.writers; w++) clock.schedule(100 + clientRng.nextInt(50), () => writerLoop(w), SIM_OWNER);
+    for (let i = 0; i < opts.readers; i++) clock.schedule(100 + clientRng.nextInt(50), () => readerLoop(i), SIM_OWNER);
+    clock.schedule(150 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
+    await runUntil(START_MS + opts.faultMs);
+
+    // ---- heal: everyone up, a clean network; every shard converges and serves one more snapshot ----
+    faultsOn = false;
+    clientsOn = false;
+    net.heal();
+    net.faults = { ...NO_FAULTS };
+    for (const m of members) if (!m.current) boot(m);
+    let finalSnapshot: Snapshot | null = null;
+    let finalReading = false;
+    const converged = (): boolean => {
+      if (live().length !== members.length) return false;
+      for (const g of [METADATA_GROUP, ...shardGroups]) {
+        const statuses = members.map((m) => m.current!.member!.status(g));
+        const leader = statuses.find((s) => s.role === 'leader');
+        if (!leader || !statuses.every((s) => s.applied === leader.commit && s.leaderId === leader.leaderId)) return false;
+      }
+      if (finalSnapshot === null && !finalReading) {
+        finalReading = true;
+        const requestedAtMs = clock.now;
+        void readers[0]
+          .next(1, clock.now + 400)
+          .then((g) => readAt(g.last, clock.now + 400))
+          .then(
+            (s) => {
+              if (s) {
+                s.requestedAtMs = requestedAtMs;
+                finalSnapshot = s;
+              }
+              finalReading = false;
+            },
+            () => (finalReading = false),
+          );
+      }
+      return finalSnapshot !== null;
+    };
+    if (!(await runUntil(clock.now + opts.healMs, converged))) {
+      throw new Violation(`liveness: the shards did not converge and serve a snapshot within ${opts.healMs} ms of healing`);
+    }
+    // Long enough for every scheduled re-read to run on the healed cluster.
+    await runUntil(clock.now + 400);
+    checkNow();
+
+    // ---- final checks ----
+    // Revisions: unique across shards, strictly increasing per shard in log order.
+    const owners = new Map<number, string>();
+    let entries = 0;
+    for (const g of shardGroups) {
+      const log = [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0]);
+      let last = 0;
+      for (const [index, e] of log) {
+        if (e.revision === 0) continue;
+        entries++;
+        if (e.revision <= last) throw new Violation(`shard group ${g}: revision ${e.revision} at index ${index} not above ${last}`);
+        last = e.revision;
+        const other = owners.get(e.revision);
+        if (other !== undefined) throw new Violation(`revision ${e.revision} used twice: ${other} and shard group ${g} index ${index}`);
+        owners.set(e.revision, `shard group ${g} index ${index}`);
+      }
+    }
+    // Replicas identical.
+    for (const g of shardGroups) {
+      const dumps = members.map((m) => {
+        const sm = m.current!.kv.get(g)!;
+        const r = sm.store.range(ALL, sm.appliedRevision());
+        return `${sm.appliedRevision()}|${r.kvs.map((kv) => `${kv.key.toString('latin1')}=${kv.value.toString('latin1')}@${kv.modRevision}`).join(',')}`;
+      });
+      if (dumps.some((d) => d !== dumps[0])) throw new Violation(`shard group ${g}: replicas differ at the end`);
+    }
+    // No acknowledged write lost.
+    for (const a of acks) {
+      const owner = owners.get(a.revision);
+      const e = owner === undefined ? undefined : [...applied.get(a.group)!.values()].find((x) => x.revision === a.revision);
+      if (!e || e.key !== a.key || e.value !== a.value) throw new Violation(`acknowledged ${a.key}=${a.value} at revision ${a.revision} is not in shard group ${a.group}'s log (${owner ?? 'no entry'})`);
+      const sm = members[0].current!.kv.get(a.group)!;
+      const r = sm.store.range({ ...rangeOf(Buffer.from(a.key, 'latin1')), revision: a.revision }, sm.appliedRevision());
+      if (r.kvs.length !== 1 || r.kvs[0].value.toString('latin1') !== a.value || r.kvs[0].modRevision !== a.revision) throw new Violation(`acknowledged ${a.key}=${a.value} at ${a.revision} is not in the final store at that revision`);
+    }
+    // Every snapshot equals the state at its revision rebuilt from the final logs; the final one shows every ack.
+    const puts = shardGroups.flatMap((g) => [...applied.get(g)!.values()].filter((e) => e.key !== null && e.revision > 0)).sort((a, b) => a.revision - b.revision);
+    const modelAt = (revision: number): Snapshot => {
+      const kvs = new Map<string, { value: string; modRevision: number }>();
+      for (const e of puts) {
+        if (e.revision > revision) break;
+        kvs.set(e.key!, { value: e.value!, modRevision: e.revision });
+      }
+      return { revision, requestedAtMs: 0, kvs };
+    };
+    const all = finalSnapshot ? [...snapshots, finalSnapshot] : snapshots;
+    for (const s of all) {
+      const diff = sameSnapshot(s, modelAt(s.revision));
+      if (diff) throw new Violation(`snapshot at ${s.revision} differs from the shards' final history: ${diff}`);
+    }
+    if (finalSnapshot) checkAcksVisible(finalSnapshot);
+    checkNow();
+    for (const m of members) if (m.current) collectPathStats(m.current);
+    return {
+      seed,
+      events: clock.events,
+      writesAcked: acks.length,
+      entries,
+      snapshots: all.length,
+      multiShardSnapshots,
+      rereads,
+      crashes,
+      leaderChanges,
+      grantsRetried: pathTotals.grantsRetried,
+      oracleRequests: pathTotals.oracleRequests,
+      writesProposed: pathTotals.writesProposed,
+      traceHash: (clock.traceHash ^ acks.length) >>> 0,
+    };
+  } catch (err) {
+    if (err instanceof Violation) throw new ShardSimFailure(seed, `${err.message} (at sim ${clock.now - START_MS} ms, event ${clock.events})`);
+    throw err;
+  } finally {
+    for (const m of members) if (m.current) clock.cancelOwner(m.current.owner);
+    uninstall();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
