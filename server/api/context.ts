@@ -7,10 +7,37 @@ import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts'
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { encodeInternalRequest, type InternalRequestBody } from '../shard/request-codec.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
+import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import type { SlotMap } from '../routing/slots.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 
 export const DATA_GROUP_ID = 0;
+
+/** A Raft group a request goes to, and its state machine on this member (a shard of a sharded cluster). */
+export interface GroupTarget {
+  groupId: number;
+  sm: KvStateMachine;
+}
+
+/**
+ * The shards of a sharded cluster as the API uses them (server/cli/shard-hosting.ts builds it): which
+ * group holds a key, every shard's group, a multi-shard read at one oracle revision.
+ */
+export interface ShardedKeyspace {
+  readonly shardCount: number;
+  readonly slotMap: SlotMap;
+  /** Every shard, in shard order (shard i owns the slot map's range i). */
+  targets(): readonly GroupTarget[];
+  /** The shard holding `key`. */
+  shardOf(key: Buffer): GroupTarget;
+  /** The shards whose slots a key range [key, rangeEnd) may touch (one when the range is one shard's). */
+  shardsOfRange(key: Buffer, rangeEnd: Buffer): GroupTarget[];
+  /** A revision from the oracle above everything handed out before it (the R of a multi-shard read). */
+  freshRevision(deadlineMs: number): Promise<number>;
+  /** `op` read at `revision` on the shard's leader (here or on the peer that leads it). */
+  rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
+}
 
 export interface ApiLimits {
   /** Largest request accepted into the log (etcd's --max-request-bytes, default 1.5 MiB). */
@@ -40,6 +67,8 @@ export class ApiContext {
   readonly members: () => MemberInfo[];
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. Breaks linearizability. */
   readonly unsafeStaleReads: boolean;
+  /** The shards when the cluster has more than one (null: one shard, DATA_GROUP_ID, exactly today's etcd). */
+  readonly shards: ShardedKeyspace | null;
 
   constructor(opts: {
     member: Member;
@@ -49,6 +78,7 @@ export class ApiContext {
     logger: Logger;
     members: () => MemberInfo[];
     unsafeStaleReads?: boolean;
+    shards?: ShardedKeyspace | null;
   }) {
     this.member = opts.member;
     this.sm = opts.sm;
@@ -58,14 +88,16 @@ export class ApiContext {
     this.logger = opts.logger;
     this.members = opts.members;
     this.unsafeStaleReads = opts.unsafeStaleReads ?? false;
+    this.shards = opts.shards ?? null;
   }
 
-  header(revision?: number): ResponseHeader {
+  /** A response header; for a shard's answer, `target` gives the shard's store and Raft term. */
+  header(revision?: number, target?: GroupTarget): ResponseHeader {
     return {
       cluster_id: this.clusterId,
       member_id: this.memberIdText,
-      revision: String(revision ?? this.sm.store.currentRevision()),
-      raft_term: String(this.member.term(DATA_GROUP_ID)),
+      revision: String(revision ?? (target?.sm ?? this.sm).store.currentRevision()),
+      raft_term: String(this.member.term(target?.groupId ?? DATA_GROUP_ID)),
     };
   }
 
@@ -79,9 +111,13 @@ export class ApiContext {
   }
 
   /** Waits until this member has applied everything committed before now (linearizable read). */
-  async readBarrier(): Promise<void> {
+  async readBarrier(target?: GroupTarget): Promise<void> {
     if (this.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
     if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
+    if (target !== undefined) {
+      await this.member.readBarrier(target.groupId, this.deadlineMs());
+      return;
+    }
     if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
     await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
   }
@@ -90,19 +126,23 @@ export class ApiContext {
    * Proposes a write through Raft and resolves with its outcome once this member applied it.
    * `internal` writes (the member publishing its own attributes) are allowed on a learner.
    */
-  proposeWrite(body: InternalRequestBody, options: { internal?: boolean } = {}): Promise<ApplyOutcome> {
+  proposeWrite(body: InternalRequestBody, options: { internal?: boolean; target?: GroupTarget } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
-    const noSpace = this.sm.admit(body); // the space quota (server/shard/quota.ts)
+    // A sharded write goes to its shard's group and waits on that shard's state machine; the shard's
+    // leader stamps it with an oracle revision (server/shard/shard-write-path.ts) before Raft sees it.
+    const sm = options.target?.sm ?? this.sm;
+    const groupId = options.target?.groupId ?? DATA_GROUP_ID;
+    const noSpace = sm.admit(body); // the space quota (server/shard/quota.ts)
     if (noSpace) return Promise.reject(grpcError(noSpace));
-    const tracked = this.sm.track();
+    const tracked = sm.track();
     const caller = currentCaller(); // set by the auth guard for client requests
-    const data = encodeInternalRequest({ proposer: this.sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });
+    const data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });
     if (data.length > this.limits.maxRequestBytes) {
       tracked.forget();
       return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));
     }
     try {
-      this.member.propose(DATA_GROUP_ID, data);
+      this.member.propose(groupId, data);
     } catch (err) {
       tracked.forget();
       return Promise.reject(err);
@@ -143,6 +183,9 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
   if (err instanceof TooManyRequestsError) return grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
   if (err instanceof NotLeaderError) return grpcError(ETCD_ERRORS.NOT_LEADER);
   if (err instanceof BadTransfereeError) return grpcError(ETCD_ERRORS.BAD_LEADER_TRANSFEREE);
+  // A sharded cluster's shard or oracle that has no ready leader in time (server/shard/).
+  if (err instanceof Error && (err.name === 'ShardDeadlineError' || err.name === 'OracleDeadlineError')) return grpcError(ETCD_ERRORS.TIMEOUT);
+  if (err instanceof Error && err.name === 'ShardNotReadyError') return grpcError(ETCD_ERRORS.NO_LEADER);
   if (err instanceof Error && err.name === 'MvccError') {
     const spec = MVCC_ERRORS[(err as Error & { code: string }).code];
     if (spec) return grpcError(spec);

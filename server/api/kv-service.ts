@@ -5,6 +5,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { grpcError } from '../etcd/errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
+import { ShardedKv } from './sharded-kv.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';
@@ -37,6 +38,51 @@ function txnIsSerializable(t: TxnRequest): boolean {
 
 export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
   if (!installPreframedResponses()) ctx.logger.warn('grpc-js internals moved: large Range responses are copied once more, synchronously');
+  return ctx.shards === null ? oneShardKv(ctx) : shardedKvService(ctx, new ShardedKv(ctx, ctx.shards));
+}
+
+/** A sharded cluster's KV (sharded-kv.ts routes each request to its shard); replies encoded as below. */
+function shardedKvService(ctx: ApiContext, kv: ShardedKv): grpc.UntypedServiceImplementation {
+  return {
+    Range: unary(ctx, async (req: RangeRequest): Promise<object> => {
+      const bad = checkRange(req);
+      if (bad) throw grpcError(bad);
+      const { header, result } = await kv.range(req);
+      return encodeRangeResponse(header, result.kvs, result.more, result.count).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
+    }),
+    Put: unary(ctx, async (req: PutRequest): Promise<object> => {
+      const bad = checkPut(req);
+      if (bad) throw grpcError(bad);
+      const { target, out } = await kv.put(req);
+      const result = out.result as PutResult;
+      if (!result.prevKv) return encodePutResponse(ctx.header(out.revision, target));
+      return { header: ctx.header(out.revision, target), prev_kv: kvToWire(result.prevKv) };
+    }),
+    DeleteRange: unary(ctx, async (req: DeleteRangeRequest): Promise<object> => {
+      const bad = checkDelete(req);
+      if (bad) throw grpcError(bad);
+      const { target, out } = await kv.deleteRange(req);
+      const result = out.result as DeleteRangeResult;
+      return encodeDeleteRangeResponse(ctx.header(out.revision, target), result.deleted, result.prevKvs).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
+    }),
+    Txn: unary(ctx, async (req: TxnRequest): Promise<object> => {
+      const bad = checkTxn(req, ctx.limits.maxTxnOps);
+      if (bad) throw grpcError(bad);
+      const { target, out } = await kv.txn(req, txnIsSerializable(req));
+      return encodeTxnResponse(ctx.header(out.revision, target), out.result as TxnResult).catch((err: unknown) => {
+        throw tooLarge(err);
+      });
+    }),
+    Compact: unary(ctx, async () => kv.compact()),
+  };
+}
+
+/** One shard (DATA_GROUP_ID): exactly etcd's KV. */
+function oneShardKv(ctx: ApiContext): grpc.UntypedServiceImplementation {
   return {
     Range: unary(ctx, async (req: RangeRequest): Promise<object> => {
       const bad = checkRange(req);

@@ -24,17 +24,23 @@ export function observePlacement(ctx: ApiContext): PlacementObservation {
   return {
     // The Raft index of the last applied membership change: see docs/sharding.md for what it counts.
     version: ctx.sm.membershipVersion(),
-    slotMap: ONE_SHARD,
+    slotMap: ctx.shards?.slotMap ?? ONE_SHARD,
     members: members.map((m) => ({ id: m.id, name: m.name, zone: m.zone ?? '', clientUrls: m.clientUrls, peerUrls: m.peerUrls })),
-    shards: [
-      {
-        shard: ONLY_SHARD,
-        voters: members.filter((m) => !m.isLearner).map((m) => m.id),
-        learners: members.filter((m) => m.isLearner).map((m) => m.id),
-        leader: ctx.member.leaderId(DATA_GROUP_ID),
-        revision: ctx.sm.store.currentRevision(),
-      },
-    ],
+    shards: ctx.shards === null
+      ? [
+          {
+            shard: ONLY_SHARD,
+            voters: members.filter((m) => !m.isLearner).map((m) => m.id),
+            learners: members.filter((m) => m.isLearner).map((m) => m.id),
+            leader: ctx.member.leaderId(DATA_GROUP_ID),
+            revision: ctx.sm.store.currentRevision(),
+          },
+        ]
+      : // A sharded cluster: each shard's own Raft membership, leader and applied revision on this member.
+        ctx.shards.targets().map((t, shard) => {
+          const conf = ctx.member.confState(t.groupId);
+          return { shard, voters: conf.voters, learners: conf.learners, leader: ctx.member.leaderId(t.groupId), revision: t.sm.store.currentRevision() };
+        }),
     moves: NO_MOVES,
   };
 }

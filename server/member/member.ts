@@ -157,6 +157,11 @@ class RaftGroup {
   receivedSnapshots = new Map<number, string>();
   /** This member is a learner of the group (follows every applied membership change). */
   isLearner = false;
+  /**
+   * Takes the group's proposals in place of Raft while this member leads it (see
+   * Member.interceptProposals): a sharded group's writes are stamped with oracle revisions first.
+   */
+  proposalInterceptor: ((data: Uint8Array) => void) | null = null;
 
   constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number, term: number, vote: NodeId) {
     this.groupId = groupId;
@@ -429,14 +434,45 @@ export class Member {
       }
       this.lastHeardMs.set(message.from, nowMs);
       if (!group) continue; // a group this member no longer (or not yet) hosts
+      if (message.type === 'prop' && group.proposalInterceptor !== null && group.node.role() === 'leader') {
+        // A follower forwarded these proposals to this leader: they take the interceptor's path too.
+        for (const e of message.entries) group.proposalInterceptor(e.data);
+        continue;
+      }
       group.node.step(message);
     }
     this.scheduleTurn();
   }
 
   /** Proposes data to a group's log. Throws NoLeaderError at once when no leader is known. */
+  /**
+   * From now on, while this member leads `groupId`, every proposal for it — made here through
+   * propose() or forwarded by a follower's Raft — goes to `interceptor` instead of Raft; the interceptor
+   * proposes what it decides to through proposeDirect(). On followers proposals still go to Raft, which
+   * forwards them to the leader, where they are intercepted. Used by sharded groups, whose write entries
+   * must carry revisions only the shard's leader can assign.
+   */
+  interceptProposals(groupId: number, interceptor: (data: Uint8Array) => void): void {
+    this.mustGroup(groupId).proposalInterceptor = interceptor;
+  }
+
+  /** Proposes to Raft itself, past any interceptor (the interceptor's own proposals). */
+  proposeDirect(groupId: number, data: Uint8Array): void {
+    this.proposeToRaft(this.mustGroup(groupId), data);
+  }
+
   propose(groupId: number, data: Uint8Array): void {
     const group = this.mustGroup(groupId);
+    // Raft's own role, not group.role (updated at the next Ready): a leader elected in this turn must
+    // not take an unstamped write into a sharded log.
+    if (group.proposalInterceptor !== null && group.node.role() === 'leader') {
+      group.proposalInterceptor(data);
+      return;
+    }
+    this.proposeToRaft(group, data);
+  }
+
+  private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
     if (group.leaderId === 0) throw new NoLeaderError();
     try {
       group.node.propose(data);

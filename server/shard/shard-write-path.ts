@@ -16,7 +16,7 @@ import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { writesRevision } from './kv-state-machine.ts';
 import type { ClientGrant } from './oracle-client.ts';
-import { encodeInternalRequest, type InternalRequestBody } from './request-codec.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody } from './request-codec.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
 
 export class ShardNotReadyError extends Error {
@@ -49,8 +49,18 @@ export interface ShardWritePathOptions {
   unsafeMutation?: ShardRevisionsMutation;
 }
 
+/** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
+const FORWARDED_WRITE_WAIT_MS = 5_000;
+/** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
+const MAX_HELD_WRITES = 10_000;
+
 interface QueuedWrite {
   readonly body: InternalRequestBody;
+  /**
+   * A proposal intercepted from Raft (made on this member or forwarded by a follower): proposed with its
+   * own proposer and sequence number, so the member that made it settles its client when it applies it.
+   */
+  readonly origin?: InternalRequest;
   readonly deadlineMs: number;
   settled: boolean;
   onGiveUp: (() => void) | null;
@@ -69,6 +79,8 @@ export class ShardWritePath {
   private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation'>>;
   readonly revisions: ShardRevisions;
   private queue: QueuedWrite[] = [];
+  /** Intercepted writes waiting for this new leader to become ready (rule 1 of shard-revisions.ts). */
+  private held: QueuedWrite[] = [];
   private flushScheduled = false;
   private readWaiters: ReadWaiter[] = [];
   /** The term a start-up is running for (0: none). */
@@ -118,6 +130,7 @@ export class ShardWritePath {
 
   private lose(err: Error): void {
     this.revisions.end();
+    this.held = [];
     for (const w of this.readWaiters) w.reject(err);
     this.readWaiters = [];
     const queued = this.queue;
@@ -136,6 +149,12 @@ export class ShardWritePath {
           const fresh = await oracle.next(1, Date.now() + this.opts.startTimeoutMs);
           if (this.stopped || this.leadingTerm() !== term) return;
           this.revisions.begin(term, fresh.last, sm.appliedRevision(), fresh.term);
+          const held = this.held.filter((q) => !q.settled && q.deadlineMs > Date.now());
+          this.held = [];
+          if (held.length > 0) {
+            this.queue.push(...held);
+            this.scheduleFlush();
+          }
           return;
         } catch {
           await new Promise((r) => setTimeout(r, 10));
@@ -175,6 +194,41 @@ export class ShardWritePath {
       this.queue.push(q);
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * Member.interceptProposals' target: a proposal for this shard while this member leads it, made here
+   * (ApiContext.proposeWrite) or forwarded by a follower's Raft. Writes are stamped in this turn's batch
+   * and proposed with their own proposer and sequence number; other entries (compaction) go to Raft as
+   * they are. A write that cannot be stamped (leadership lost, or not ready in time) is dropped: it was
+   * never acknowledged, and its proposer answers its client at the request's deadline.
+   */
+  intercept(data: Uint8Array): void {
+    const request = decodeInternalRequest(data);
+    if (!writesRevision(request)) {
+      this.opts.member.proposeDirect(this.opts.groupId, data);
+      return;
+    }
+    this.follow();
+    const q: QueuedWrite = {
+      body: request,
+      origin: request,
+      deadlineMs: Date.now() + FORWARDED_WRITE_WAIT_MS,
+      settled: false,
+      onGiveUp: null,
+      resolve: () => {
+        q.settled = true;
+      },
+      reject: () => {
+        q.settled = true;
+      },
+    };
+    if (this.ready()) {
+      this.queue.push(q);
+      this.scheduleFlush();
+    } else if (this.leadingTerm() !== 0 && this.held.length < MAX_HELD_WRITES) {
+      this.held.push(q);
+    }
   }
 
   private scheduleFlush(): void {
@@ -225,11 +279,22 @@ export class ShardWritePath {
       const revision = stamped.revisions[i];
       // A write whose caller gave up is still proposed when it has a revision: skipping it would only
       // make a gap, and proposing keeps the path simple (the caller was told "deadline", not "failed").
+      if (q.origin !== undefined) {
+        try {
+          member.proposeDirect(groupId, encodeInternalRequest({ ...q.origin, revision: String(revision) }));
+          this.stats.writesProposed++;
+          q.resolve({ revision, result: null });
+        } catch (err) {
+          this.revisions.abandon(revision);
+          q.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+        continue;
+      }
       const tracked = sm.track();
       let data: Uint8Array;
       try {
         data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, revision: String(revision) });
-        member.propose(groupId, data);
+        member.proposeDirect(groupId, data);
       } catch (err) {
         tracked.forget();
         this.revisions.abandon(revision);

@@ -1,0 +1,118 @@
+// etcdserverpb.KV on a sharded cluster (ctx.shards set): each request goes to the shard that holds its
+// keys. A request within one shard is exactly etcd's, on that shard's Raft group: a write is proposed to
+// the group (its leader stamps it with an oracle revision, server/shard/shard-write-path.ts, whether it was
+// made there or forwarded by a follower's Raft), a linearizable read waits on the shard's ReadIndex. A
+// Range over several shards is one consistent snapshot: R is a fresh oracle revision, every shard is read at
+// R on its leader (which then never writes at or below R) and the answers are merged exactly
+// (server/routing/range-merge.ts). Writes whose keys span shards need cross-shard transactions, which are
+// not built: they are refused with FailedPrecondition, saying so. So are leases on keys (leases live in
+// the cluster group) and Compact, until they are built.
+import * as grpc from '@grpc/grpc-js';
+import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
+import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
+import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import type { RangeResult } from '../mvcc/types.ts';
+import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
+import type { ApplyOutcome } from '../shard/kv-state-machine.ts';
+
+const CROSS_SHARD: EtcdErrorSpec = {
+  code: grpc.status.FAILED_PRECONDITION,
+  message: 'synod: the keys of this request are on several shards; cross-shard transactions are not enabled (hash-tag the keys with {tag} to keep them on one shard)',
+};
+const LEASE_ON_SHARDS: EtcdErrorSpec = {
+  code: grpc.status.FAILED_PRECONDITION,
+  message: 'synod: keys attached to leases are not served on a sharded cluster yet',
+};
+const COMPACT_ON_SHARDS: EtcdErrorSpec = {
+  code: grpc.status.FAILED_PRECONDITION,
+  message: 'synod: compaction of a sharded cluster is not served yet',
+};
+
+/** The one shard every key of `keys` (and range) is on, or a FailedPrecondition. */
+function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
+  let target: GroupTarget | null = null;
+  for (const [key, rangeEnd] of ranges) {
+    const touched = shards.shardsOfRange(key, rangeEnd);
+    for (const t of touched) {
+      if (target === null) target = t;
+      else if (target.groupId !== t.groupId) throw grpcError(CROSS_SHARD);
+    }
+  }
+  if (target === null) throw grpcError(CROSS_SHARD);
+  return target;
+}
+
+/** Every key and range a txn reads or writes, nested txns included. */
+function txnRanges(t: TxnRequest, out: Array<[Buffer, Buffer]> = []): Array<[Buffer, Buffer]> {
+  for (const c of t.compare ?? []) out.push([c.key, c.range_end ?? Buffer.alloc(0)]);
+  const ops = (list: WireRequestOp[]): void => {
+    for (const op of list ?? []) {
+      if (op.request_range) out.push([op.request_range.key, op.request_range.range_end ?? Buffer.alloc(0)]);
+      else if (op.request_put) {
+        if (Number(op.request_put.lease ?? 0) !== 0) throw grpcError(LEASE_ON_SHARDS);
+        out.push([op.request_put.key, Buffer.alloc(0)]);
+      } else if (op.request_delete_range) out.push([op.request_delete_range.key, op.request_delete_range.range_end ?? Buffer.alloc(0)]);
+      else if (op.request_txn) txnRanges(op.request_txn, out);
+    }
+  };
+  ops(t.success);
+  ops(t.failure);
+  return out;
+}
+
+export class ShardedKv {
+  private readonly ctx: ApiContext;
+  private readonly shards: ShardedKeyspace;
+
+  constructor(ctx: ApiContext, shards: ShardedKeyspace) {
+    this.ctx = ctx;
+    this.shards = shards;
+  }
+
+  /** A single-shard range from this member's replica; several shards at one oracle revision R. */
+  async range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
+    const op = rangeOpFromWire(req);
+    const touched = this.shards.shardsOfRange(op.key, op.rangeEnd);
+    if (touched.length === 1) {
+      const target = touched[0];
+      if (!req.serializable) await this.ctx.readBarrier(target);
+      return { header: this.ctx.header(undefined, target), result: target.sm.store.range(op) };
+    }
+    const deadlineMs = this.ctx.deadlineMs();
+    // R: at or above every revision handed out before this read began (a given `revision` is used as is,
+    // and checked by every shard against its own compaction).
+    const fresh = await this.shards.freshRevision(deadlineMs);
+    if (op.revision > fresh) throw grpcError(ETCD_ERRORS.FUTURE_REV);
+    const readRevision = op.revision > 0 ? op.revision : fresh;
+    const perShard = shardRangeRequest(op, readRevision);
+    const answers = await Promise.all(touched.map((t) => this.shards.rangeAt(t, perShard, readRevision, deadlineMs)));
+    const merged = mergeShardRanges(op, readRevision, answers);
+    return { header: this.ctx.header(merged.revision), result: merged.result };
+  }
+
+  async put(req: PutRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+    if (Number(req.lease ?? 0) !== 0) throw grpcError(LEASE_ON_SHARDS);
+    const target = this.shards.shardOf(req.key);
+    return { target, out: await this.ctx.proposeWrite({ put: req }, { target }) };
+  }
+
+  async deleteRange(req: DeleteRangeRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+    const target = oneShard(this.shards, [[req.key, req.range_end ?? Buffer.alloc(0)]]);
+    return { target, out: await this.ctx.proposeWrite({ delete_range: req }, { target }) };
+  }
+
+  /** A txn whose keys are all on one shard; read-only ones need no log entry (a ReadIndex suffices). */
+  async txn(req: TxnRequest, serializable: boolean): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+    const target = oneShard(this.shards, txnRanges(req));
+    if (txnIsReadOnly(req)) {
+      if (!serializable) await this.ctx.readBarrier(target);
+      return { target, out: target.sm.store.txn(txnOpFromWire(req)) };
+    }
+    return { target, out: await this.ctx.proposeWrite({ txn: req }, { target }) };
+  }
+
+  compact(): never {
+    throw grpcError(COMPACT_ON_SHARDS);
+  }
+}

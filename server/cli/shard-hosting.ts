@@ -1,0 +1,179 @@
+// Hosting a sharded cluster's groups on this member (`--shards S`, S > 1; issue 14). Beside the cluster
+// group (DATA_GROUP_ID 0: membership, published attributes, leases, auth, alarms — today's KV state
+// machine, holding no user keys here), every member hosts:
+//   - the metadata group (METADATA_GROUP_ID): the revision oracle's high-water marks
+//     (server/shard/metadata-state-machine.ts), served by an OracleHost on the member that leads it;
+//   - S shard groups (FIRST_SHARD_GROUP_ID + i for shard i): a KV state machine in sharded mode each,
+//     whose write entries carry oracle revisions stamped by the shard leader's ShardWritePath; every
+//     proposal for a shard this member leads is intercepted (Member.interceptProposals) and stamped,
+//     whether it was made here or forwarded by a follower's Raft.
+// Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
+// members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
+// created with S equal ranges (server/routing/slots.ts).
+import type { Logger } from 'pino';
+import { Member } from '../member/member.ts';
+import type { NodeId } from '../raft/types.ts';
+import type { MemberStore } from '../storage/member-store.ts';
+import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
+import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import { SlotMap } from '../routing/slots.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
+import { OracleHost } from '../shard/oracle-host.ts';
+import { OracleClient } from '../shard/oracle-client.ts';
+import type { OracleTransport } from '../shard/oracle-protocol.ts';
+import { ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+
+export const METADATA_GROUP_ID = 1;
+export const FIRST_SHARD_GROUP_ID = 2;
+
+/** How this member reaches the shard leaders and the oracle on other members (the peer port). */
+export interface ShardPeers {
+  oracle: OracleTransport;
+  /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
+  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
+}
+
+interface BootstrapMember {
+  id: number;
+  peerUrls: string[];
+  isLearner: boolean;
+}
+
+interface HostedShard extends GroupTarget {
+  readonly index: number;
+  path: ShardWritePath | null;
+}
+
+/** Longest pause between attempts when a shard's leader is unknown or moved during a read. */
+const RETRY_PAUSE_MS = 20;
+
+export class ShardHosting implements ShardedKeyspace {
+  readonly shardCount: number;
+  readonly slotMap: SlotMap;
+  readonly metadata: MetadataStateMachine;
+  private readonly shards: HostedShard[] = [];
+  private oracleHost: OracleHost | null = null;
+  private readClient: OracleClient | null = null;
+  private member: Member | null = null;
+  private peers: ShardPeers | null = null;
+
+  private constructor(shardCount: number, metadata: MetadataStateMachine) {
+    this.shardCount = shardCount;
+    this.slotMap = SlotMap.create(shardCount);
+    this.metadata = metadata;
+  }
+
+  /** Loads the metadata group and every shard group from the store and adds them to `member`. */
+  static async load(opts: {
+    member: Member;
+    db: MemberStore;
+    snapshotDir: string;
+    memberId: NodeId;
+    bootstrap: readonly BootstrapMember[];
+    shardCount: number;
+    randomSeed: () => number;
+    logger: Logger;
+  }): Promise<ShardHosting> {
+    const { member, db, snapshotDir, bootstrap, logger } = opts;
+    const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
+    const metaLoaded = await Member.recoverSnapshot(db, METADATA_GROUP_ID, snapshotDir, await db.loadGroup(METADATA_GROUP_ID), logger);
+    const metadata = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
+    metaLoaded.stateRecords = [];
+    member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
+    const hosting = new ShardHosting(opts.shardCount, metadata);
+    for (let index = 0; index < opts.shardCount; index++) {
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
+      const sm = new KvStateMachine(opts.memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
+      loaded.stateRecords = [];
+      member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
+      hosting.shards.push({ index, groupId, sm, path: null });
+    }
+    return hosting;
+  }
+
+  /** Starts serving: the oracle host, each shard's write path, and the clients reaching other members. */
+  attach(member: Member, peers: ShardPeers): void {
+    this.member = member;
+    this.peers = peers;
+    const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
+    this.oracleHost = host;
+    const self = member.memberId;
+    // Requests to this member's own oracle host skip the network.
+    const transport: OracleTransport = { request: (to, req) => (to === self ? host.handle(req) : peers.oracle.request(to, req)) };
+    const metadataMembers = (): readonly NodeId[] => member.confState(METADATA_GROUP_ID).voters;
+    const selfHex = self.toString(16);
+    this.readClient = new OracleClient({ requester: `reads@${selfHex}`, transport, members: metadataMembers });
+    for (const shard of this.shards) {
+      const oracle = new OracleClient({ requester: `shard-${shard.index}@${selfHex}`, transport, members: metadataMembers });
+      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle });
+      shard.path = path;
+      member.interceptProposals(shard.groupId, (data) => path.intercept(data));
+    }
+  }
+
+  /** The oracle host, for the peer service (null before attach). */
+  oracle(): OracleHost | null {
+    return this.oracleHost;
+  }
+
+  /** The read at `revision` this member serves as the leader of `groupId` (the peer service's RangeAt). */
+  readAtHere(groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    if (shard?.path == null) return Promise.reject(new ShardNotReadyError(`group ${groupId} is not a shard hosted here`));
+    return shard.path.readAt(op, revision, deadlineMs);
+  }
+
+  stop(): void {
+    for (const s of this.shards) s.path?.stop();
+  }
+
+  // ---- ShardedKeyspace ---------------------------------------------------------------------
+
+  targets(): readonly GroupTarget[] {
+    return this.shards;
+  }
+
+  shardOf(key: Buffer): GroupTarget {
+    return this.shards[this.slotMap.shardOfKey(key)];
+  }
+
+  shardsOfRange(key: Buffer, rangeEnd: Buffer): GroupTarget[] {
+    return this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => this.shards[i]);
+  }
+
+  async freshRevision(deadlineMs: number): Promise<number> {
+    if (this.readClient === null) throw new ShardNotReadyError('shards not attached yet');
+    return (await this.readClient.next(1, deadlineMs)).last;
+  }
+
+  /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
+  async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    const member = this.member;
+    const peers = this.peers;
+    if (member === null || peers === null) throw new ShardNotReadyError('shards not attached yet');
+    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${target.groupId}`);
+    let hint: NodeId = 0;
+    while (Date.now() < deadlineMs) {
+      const leader = hint !== 0 ? hint : member.leaderId(target.groupId);
+      hint = 0;
+      try {
+        if (leader === member.memberId) return await this.readAtHere(target.groupId, op, revision, deadlineMs);
+        if (leader !== 0) {
+          const answer = await peers.rangeAt(leader, target.groupId, op, revision, deadlineMs);
+          if (!('notLeader' in answer)) return answer;
+          hint = answer.notLeader;
+          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${target.groupId}`);
+        }
+      } catch (err) {
+        // A shard still getting ready, or a leader lost mid-read: try again while time remains. Anything
+        // else (a compacted or future revision) is the answer.
+        if (!(err instanceof ShardNotReadyError)) throw err;
+        lastError = err;
+      }
+      if (hint === 0) await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+    }
+    throw lastError;
+  }
+}
