@@ -200,7 +200,7 @@ export interface ShardPeerChannelsOptions {
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
 /** The outcome of one failed call: a gRPC status, or why no call was made. */
-interface CallFailure {
+export interface CallFailure {
   readonly failure: true;
   readonly deadline: boolean;
   readonly reason: string;
