@@ -1,0 +1,331 @@
+// The shard peer RPCs over real grpc-js servers on loopback: every oracle answer round-trips, a real
+// OracleClient follows a not-leader hint to the right member, dead and silent peers end as
+// unavailable/deadline by the deadline (measured), and RangeAt carries random RangeOps and results
+// byte for byte (fast-check), maps the shard's refusals and honours its deadline.
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../test/support/ports.ts';
+import { MvccError, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
+import type { NodeId } from '../raft/types.ts';
+import { OracleClient } from './oracle-client.ts';
+import type { OracleRequest, OracleResponse, OracleServer } from './oracle-protocol.ts';
+import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, rangeAtOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
+import { ShardDeadlineError, ShardNotReadyError } from './shard-write-path.ts';
+
+const never = <T>(): Promise<T> => new Promise<T>(() => {});
+
+/** A member's peer server whose behaviour each test sets. */
+interface Peer {
+  server: grpc.Server;
+  port: number;
+  oracle: OracleServer | null;
+  oracleLeader: NodeId;
+  rangeAt: ShardPeerServiceOptions['rangeAt'];
+  leaders: Map<number, NodeId>;
+  maxMessageBytes?: number;
+}
+
+async function startPeer(): Promise<Peer> {
+  const port = await freePort();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map() };
+  server.addService(
+    shardPeerServiceDefinition(),
+    shardPeerServiceImpl({
+      oracle: () => peer.oracle,
+      oracleLeader: () => peer.oracleLeader,
+      rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
+      leaderOf: (g) => peer.leaders.get(g) ?? 0,
+    }),
+  );
+  await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  return peer;
+}
+
+/** Grants consecutive revisions at a fixed term, recording what it was asked. */
+class StandInOracle implements OracleServer {
+  next = 100;
+  readonly seen: OracleRequest[] = [];
+  readonly term: number;
+  constructor(term: number) {
+    this.term = term;
+  }
+  handle(request: OracleRequest): Promise<OracleResponse> {
+    this.seen.push(request);
+    const first = this.next;
+    this.next += request.count;
+    return Promise.resolve({ kind: 'granted', requestId: request.requestId, first, last: first + request.count - 1, term: this.term });
+  }
+}
+
+let a: Peer; // member 1
+let b: Peer; // member 2
+let deadPort: number; // member 3: nothing listens
+let silent: net.Server; // member 4: accepts connections, never answers
+let silentPort: number;
+const sockets: net.Socket[] = [];
+let channels: ShardPeerChannels;
+let transport: GrpcOracleTransport;
+
+beforeAll(async () => {
+  a = await startPeer();
+  b = await startPeer();
+  deadPort = await freePort();
+  silentPort = await freePort();
+  silent = net.createServer((s) => sockets.push(s));
+  await new Promise<void>((resolve) => silent.listen(silentPort, '127.0.0.1', resolve));
+  const addresses = new Map<NodeId, string>([
+    [1, `127.0.0.1:${a.port}`],
+    [2, `127.0.0.1:${b.port}`],
+    [3, `127.0.0.1:${deadPort}`],
+    [4, `127.0.0.1:${silentPort}`],
+  ]);
+  channels = new ShardPeerChannels({ peerAddress: (id) => addresses.get(id) });
+  transport = new GrpcOracleTransport(channels);
+});
+
+afterAll(async () => {
+  channels.close();
+  for (const s of sockets) s.destroy();
+  silent.close();
+  a.server.forceShutdown();
+  b.server.forceShutdown();
+});
+
+const req = (requestId: number, count: number, ms = 2_000): OracleRequest => ({ requester: 'shard-7@1', requestId, count, deadlineMs: Date.now() + ms });
+
+describe('Revisions', () => {
+  it('carries every OracleResponse variant and the request exactly', async () => {
+    const variants: OracleResponse[] = [
+      { kind: 'granted', requestId: 1, first: 1, last: 1, term: 1 },
+      { kind: 'granted', requestId: 2, first: Number.MAX_SAFE_INTEGER - 9, last: Number.MAX_SAFE_INTEGER, term: 2 ** 40 + 3 },
+      { kind: 'not-leader', requestId: 3, leaderId: 2, term: 7 },
+      { kind: 'not-leader', requestId: 4, leaderId: 0, term: 0 },
+      { kind: 'unavailable', requestId: 5, reason: 'no quorum — réessayer' },
+      { kind: 'unavailable', requestId: 6, reason: '' },
+      { kind: 'bad-request', requestId: 7, reason: 'revision count must be a positive integer (got 0)' },
+      { kind: 'deadline', requestId: Number.MAX_SAFE_INTEGER },
+    ];
+    const seen: OracleRequest[] = [];
+    let answer: OracleResponse = variants[0];
+    a.oracle = { handle: (r) => (seen.push(r), Promise.resolve(answer)) };
+    for (const v of variants) {
+      answer = v;
+      const sent = req(v.requestId, 3);
+      expect(await transport.request(1, sent)).toEqual(v);
+      expect(seen.at(-1)).toEqual(sent);
+    }
+    // A count that is not a positive integer reaches the host unchanged (it answers bad-request itself).
+    for (const count of [0, -4, 1.5, Number.MAX_SAFE_INTEGER]) {
+      await transport.request(1, req(9, count));
+      expect(seen.at(-1)?.count).toBe(count);
+    }
+  });
+
+  it('answers not-leader with the known metadata leader when this member hosts no oracle', async () => {
+    a.oracle = null;
+    a.oracleLeader = 2;
+    expect(await transport.request(1, req(11, 1))).toEqual({ kind: 'not-leader', requestId: 11, leaderId: 2, term: 0 });
+  });
+
+  it('a real OracleClient gets grants and follows not-leader to the right member', async () => {
+    a.oracle = { handle: (r) => Promise.resolve({ kind: 'not-leader', requestId: r.requestId, leaderId: 2, term: 5 }) };
+    const host = new StandInOracle(5);
+    b.oracle = host;
+    const client = new OracleClient({ requester: 'shard-3@1', transport, members: () => [1, 3, 2], random: () => 0 });
+    const g1 = await client.next(4, Date.now() + 3_000);
+    expect(g1).toEqual({ first: 100, last: 103, term: 5 });
+    const [g2, g3] = await Promise.all([client.next(2, Date.now() + 3_000), client.next(1, Date.now() + 3_000)]);
+    expect(g2).toEqual({ first: 104, last: 105, term: 5 });
+    expect(g3).toEqual({ first: 106, last: 106, term: 5 });
+    // Asked member 1 once, went straight to the named leader (not to member 3, next in rotation and down), stayed.
+    expect(client.stats).toMatchObject({ redirects: 1, timeouts: 0, attempts: 3, grants: 2 });
+    expect(host.seen.map((r) => r.count)).toEqual([4, 3]);
+  });
+
+  it('a down peer answers unavailable at once; a silent peer and a stuck oracle answer deadline by the deadline', async () => {
+    let t = Date.now();
+    const down = await transport.request(3, req(21, 1, 1_500));
+    expect(down.kind).toBe('unavailable');
+    expect(Date.now() - t).toBeLessThan(1_000);
+
+    t = Date.now();
+    expect(await transport.request(4, req(22, 1, 400))).toEqual({ kind: 'deadline', requestId: 22 });
+    const silentMs = Date.now() - t;
+    expect(silentMs).toBeGreaterThanOrEqual(380);
+    expect(silentMs).toBeLessThan(400 + 300);
+
+    a.oracle = { handle: () => never() };
+    t = Date.now();
+    expect(await transport.request(1, req(23, 1, 300))).toEqual({ kind: 'deadline', requestId: 23 });
+    const stuckMs = Date.now() - t;
+    expect(stuckMs).toBeGreaterThanOrEqual(280);
+    expect(stuckMs).toBeLessThan(300 + 300);
+
+    expect((await transport.request(99, req(24, 1))).kind).toBe('unavailable'); // unknown member
+    expect(await transport.request(1, { ...req(25, 1), deadlineMs: Date.now() - 1 })).toEqual({ kind: 'deadline', requestId: 25 });
+  });
+
+  it('a throwing or failing oracle answers unavailable', async () => {
+    a.oracle = { handle: () => Promise.reject(new Error('disk on fire')) };
+    expect(await transport.request(1, req(31, 1))).toMatchObject({ kind: 'unavailable', requestId: 31 });
+    a.oracle = {
+      handle: () => {
+        throw new Error('sync throw');
+      },
+    };
+    expect(await transport.request(1, req(32, 1))).toMatchObject({ kind: 'unavailable', requestId: 32 });
+  });
+});
+
+const bytesArb = (max: number) => fc.uint8Array({ maxLength: max }).map((u) => Buffer.from(u));
+const valueArb = fc.oneof(
+  { weight: 12, arbitrary: bytesArb(48) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 1 << 20 }).chain((n) => fc.integer({ min: 0, max: 255 }).map((fill) => Buffer.alloc(n, fill))) },
+);
+const revArb = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+const int64Arb = fc.maxSafeInteger();
+const sortOrders: SortOrder[] = ['NONE', 'ASCEND', 'DESCEND'];
+const sortTargets: SortTarget[] = ['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE'];
+const rangeOpArb: fc.Arbitrary<RangeOp> = fc.record({
+  key: bytesArb(40),
+  rangeEnd: fc.oneof(bytesArb(40), fc.constant(Buffer.alloc(0)), fc.constant(Buffer.from([0]))),
+  limit: int64Arb,
+  revision: revArb,
+  sortOrder: fc.constantFrom(...sortOrders),
+  sortTarget: fc.constantFrom(...sortTargets),
+  keysOnly: fc.boolean(),
+  countOnly: fc.boolean(),
+  minModRevision: revArb,
+  maxModRevision: revArb,
+  minCreateRevision: revArb,
+  maxCreateRevision: revArb,
+});
+const kvArb: fc.Arbitrary<KeyValue> = fc.record({
+  key: bytesArb(64),
+  createRevision: revArb,
+  modRevision: revArb,
+  version: revArb,
+  value: valueArb,
+  lease: fc.oneof(fc.constant('0'), fc.bigInt(-(2n ** 63n), 2n ** 63n - 1n).map(String)),
+});
+const resultArb: fc.Arbitrary<RangeResult> = fc.record({ kvs: fc.array(kvArb, { maxLength: 10 }), more: fc.boolean(), count: revArb });
+
+/** A RangeResult with each value replaced by its length and SHA-256 (deep-comparing MiB Buffers is slow). */
+function digest(r: RangeResult): unknown {
+  return {
+    ...r,
+    kvs: r.kvs.map((kv) => ({ ...kv, key: kv.key.toString('hex'), value: `${kv.value.length}:${createHash('sha256').update(kv.value).digest('hex')}`, isBuffer: Buffer.isBuffer(kv.key) && Buffer.isBuffer(kv.value) })),
+  };
+}
+
+describe('RangeAt', () => {
+  it('carries random RangeOps and results exactly (binary keys, empty and 1 MiB values, every sort option)', async () => {
+    const groupOf = fc.integer({ min: 1, max: 2 ** 32 - 1 });
+    let largest = 0;
+    let empty = 0;
+    await fc.assert(
+      fc.asyncProperty(groupOf, rangeOpArb, fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), resultArb, async (groupId, op, revision, result) => {
+        let got: [number, RangeOp, number, number] | null = null;
+        b.rangeAt = (g, o, r, d) => ((got = [g, o, r, d]), Promise.resolve(result));
+        const deadlineMs = Date.now() + 10_000;
+        const outcome = await rangeAtOnPeer(channels, 2, groupId, op, revision, deadlineMs);
+        expect(got).toEqual([groupId, op, revision, deadlineMs]);
+        expect(outcome.kind).toBe('ok');
+        if (outcome.kind === 'ok') expect(digest(outcome.result)).toEqual(digest(result));
+        for (const kv of result.kvs) {
+          largest = Math.max(largest, kv.value.length);
+          if (kv.value.length === 0) empty++;
+        }
+      }),
+      { numRuns: 120 },
+    );
+    expect(largest).toBeGreaterThan(512 * 1024);
+    expect(empty).toBeGreaterThan(0);
+    // Every sort option on its own, and the empty vs "\0" range end.
+    for (const sortOrder of sortOrders) {
+      for (const sortTarget of sortTargets) {
+        for (const rangeEnd of [Buffer.alloc(0), Buffer.from([0])]) {
+          const op: RangeOp = { ...fc.sample(rangeOpArb, 1)[0], sortOrder, sortTarget, rangeEnd };
+          let got: RangeOp | null = null;
+          b.rangeAt = (_g, o) => ((got = o), Promise.resolve({ kvs: [], more: false, count: 0 }));
+          expect(await rangeAtOnPeer(channels, 2, 1, op, 5, Date.now() + 5_000)).toEqual({ kind: 'ok', result: { kvs: [], more: false, count: 0 } });
+          expect(got).toEqual(op);
+        }
+      }
+    }
+  });
+
+  it('maps the shard refusals: not-leader with the leader id, deadline, compacted / future revision, unavailable, internal', async () => {
+    b.leaders.set(9, 1);
+    const cases: Array<[Error, unknown]> = [
+      [new ShardNotReadyError('not the ready leader of this shard'), { kind: 'not-leader', leaderId: 1 }],
+      [new ShardDeadlineError('read deadline passed'), { kind: 'deadline', reason: 'read deadline passed' }],
+      [new ShardUnavailableError('shard 9 not hosted here'), { kind: 'unavailable', reason: 'shard 9 not hosted here' }],
+      [new Error('boom'), { kind: 'refused', reason: 'INTERNAL: boom' }],
+    ];
+    for (const [err, want] of cases) {
+      b.rangeAt = () => Promise.reject(err);
+      expect(await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000)).toEqual(want);
+    }
+    b.rangeAt = () => Promise.reject(new ShardNotReadyError('x'));
+    expect(await rangeAtOnPeer(channels, 2, 10, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000)).toEqual({ kind: 'not-leader', leaderId: 0 });
+    for (const code of ['compacted', 'futureRev'] as const) {
+      b.rangeAt = () => Promise.reject(new MvccError(code, `etcdserver: mvcc: ${code}`));
+      const out = await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000);
+      expect(out.kind).toBe('mvcc');
+      if (out.kind === 'mvcc') {
+        expect(out.error).toBeInstanceOf(MvccError);
+        expect(out.error.code).toBe(code);
+        expect(out.error.message).toBe(`etcdserver: mvcc: ${code}`);
+      }
+    }
+    expect((await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 0, Date.now() + 2_000)).kind).toBe('refused'); // revision 0
+  });
+
+  it('honours its deadline: a stuck read, a silent peer and a down peer end in time', async () => {
+    b.rangeAt = () => never();
+    const op = fc.sample(rangeOpArb, 1)[0];
+    let t = Date.now();
+    expect((await rangeAtOnPeer(channels, 2, 1, op, 3, Date.now() + 300)).kind).toBe('deadline');
+    const stuckMs = Date.now() - t;
+    expect(stuckMs).toBeGreaterThanOrEqual(280);
+    expect(stuckMs).toBeLessThan(300 + 300);
+
+    t = Date.now();
+    expect((await rangeAtOnPeer(channels, 4, 1, op, 3, Date.now() + 300)).kind).toBe('deadline');
+    expect(Date.now() - t).toBeLessThan(300 + 300);
+
+    t = Date.now();
+    expect((await rangeAtOnPeer(channels, 3, 1, op, 3, Date.now() + 1_500)).kind).toBe('unavailable');
+    expect(Date.now() - t).toBeLessThan(1_000);
+  });
+
+  it('refuses a result over the message cap as too-large, and answers unavailable after close()', async () => {
+    const port = await freePort();
+    const server = new grpc.Server();
+    server.addService(
+      shardPeerServiceDefinition(),
+      shardPeerServiceImpl({
+        oracle: () => null,
+        rangeAt: () => Promise.resolve({ kvs: [{ key: Buffer.from('k'), createRevision: 2, modRevision: 2, version: 1, value: Buffer.alloc(4096), lease: '0' }], more: false, count: 1 }),
+        leaderOf: () => 0,
+        maxMessageBytes: 1024,
+      }),
+    );
+    await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    const own = new ShardPeerChannels({ peerAddress: () => `127.0.0.1:${port}` });
+    try {
+      expect((await rangeAtOnPeer(own, 5, 1, fc.sample(rangeOpArb, 1)[0], 3, Date.now() + 2_000)).kind).toBe('too-large');
+      own.close();
+      expect((await rangeAtOnPeer(own, 5, 1, fc.sample(rangeOpArb, 1)[0], 3, Date.now() + 2_000)).kind).toBe('unavailable');
+      expect((await new GrpcOracleTransport(own).request(5, req(41, 1))).kind).toBe('unavailable');
+    } finally {
+      own.close();
+      server.forceShutdown();
+    }
+  });
+});

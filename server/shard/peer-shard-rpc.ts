@@ -1,0 +1,351 @@
+// The peer RPCs of a sharded cluster (synod.shard.ShardPeer on the peer port): the oracle's requests
+// (Revisions) and reads of one shard at an oracle revision on its leader (RangeAt). Owns the serving
+// side (shardPeerServiceImpl: hands requests to this member's oracle host and shard replicas) and the
+// calling side (ShardPeerChannels: one gRPC channel per peer; GrpcOracleTransport; rangeAtOnPeer).
+// Safe to plug in because:
+//   - neither side ever hangs past the caller's deadline: it is the gRPC deadline of every call, the
+//     server answers `deadline` itself when the work is not done by then, and the caller keeps its own
+//     timer as a backstop (a peer that accepts a connection and then says nothing);
+//   - neither side throws: every transport or decoding failure becomes an answer the callers already
+//     handle (`unavailable` for OracleClient, a typed RangeAtOutcome for the shard fan-out);
+//   - nothing is decided here: grants, refusals and reads are the oracle host's and the shard write
+//     path's; this module only carries them, byte for byte (shard-peer-wire.ts checks every number).
+import * as grpc from '@grpc/grpc-js';
+import type { NodeId } from '../raft/types.ts';
+import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import { MvccError } from '../mvcc/types.ts';
+import { PEER_GRPC_MAX_MESSAGE_BYTES } from '../transport/frame-budget.ts';
+import type { OracleRequest, OracleResponse, OracleServer, OracleTransport } from './oracle-protocol.ts';
+import {
+  oracleRequestFromWire,
+  oracleRequestToWire,
+  oracleResponseFromWire,
+  oracleResponseToWire,
+  rangeOpFromWire,
+  rangeOpToWire,
+  rangeResultFromWire,
+  rangeResultToWire,
+  rangeResultWireBytes,
+  safeInt,
+  shardPeerService,
+  wireDeadline,
+  type OracleRequestWire,
+  type OracleResponseWire,
+  type RangeAtRequestWire,
+  type RangeAtResponseWire,
+  type RangeErrorKind,
+} from './shard-peer-wire.ts';
+
+/** A caller-side backstop beyond the gRPC deadline (a stuck channel): the call is cancelled then. */
+const BACKSTOP_MS = 250;
+
+/** Thrown by a `rangeAt` the wiring supplies when it cannot serve now for a reason other than leadership. */
+export class ShardUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardUnavailableError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Serving side
+
+export interface ShardPeerServiceOptions {
+  /** This member's oracle host, or null when it hosts none (answered `not-leader`, see oracleLeader). */
+  oracle: () => OracleServer | null;
+  /** The metadata group's leader as this member knows it (0 unknown): the hint when `oracle()` is null. */
+  oracleLeader?: () => NodeId;
+  /**
+   * Reads shard `groupId` at `revision` (the shard write path's readAt on this member's replica). Rejects
+   * with an error named ShardNotReadyError or NoLeaderError (→ not_leader with `leaderOf(groupId)`),
+   * ShardDeadlineError (→ deadline), ShardUnavailableError (→ unavailable), an MvccError `compacted` /
+   * `futureRev` (→ etcd's errors); anything else is answered INTERNAL with its message.
+   */
+  rangeAt: (groupId: number, op: RangeOp, revision: number, deadlineMs: number) => Promise<RangeResult>;
+  /** The shard's leader as this member knows it (0 unknown). */
+  leaderOf: (groupId: number) => NodeId;
+  /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
+  maxMessageBytes?: number;
+}
+
+/** The service definition to add to the peer server (`transport.addService`). */
+export function shardPeerServiceDefinition(): grpc.ServiceDefinition {
+  return shardPeerService().service;
+}
+
+/** Settles with `work`'s answer, or with `late()` once `deadlineMs` passes first. */
+function byDeadline<T>(work: Promise<T>, deadlineMs: number, late: () => T, failed: (err: unknown) => T): Promise<T> {
+  return new Promise<T>((resolve) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      resolve(late());
+    }, Math.max(0, Math.min(deadlineMs - Date.now(), 2 ** 31 - 1)));
+    work.then(
+      (v) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(failed(err));
+      },
+    );
+  });
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function rangeError(kind: RangeErrorKind, msg: string): RangeAtResponseWire {
+  return { error: { kind, message: msg } };
+}
+
+export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.UntypedServiceImplementation {
+  const maxBytes = opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
+
+  const mapRangeFailure = (groupId: number, err: unknown): RangeAtResponseWire => {
+    const name = err instanceof Error ? err.name : '';
+    if (name === 'ShardNotReadyError' || name === 'NoLeaderError') return { not_leader: { leader_id: opts.leaderOf(groupId) } };
+    if (name === 'ShardDeadlineError' || name === 'OracleDeadlineError') return rangeError('DEADLINE', message(err));
+    if (name === 'ShardUnavailableError') return rangeError('UNAVAILABLE', message(err));
+    if (err instanceof MvccError && err.code === 'compacted') return rangeError('COMPACTED', err.message);
+    if (err instanceof MvccError && err.code === 'futureRev') return rangeError('FUTURE_REV', err.message);
+    return rangeError('INTERNAL', message(err));
+  };
+
+  return {
+    Revisions: (call: grpc.ServerUnaryCall<OracleRequestWire, OracleResponseWire>, cb: grpc.sendUnaryData<OracleResponseWire>): void => {
+      let request: OracleRequest;
+      try {
+        request = oracleRequestFromWire(call.request);
+      } catch (err) {
+        cb(null, oracleResponseToWire({ kind: 'bad-request', requestId: 0, reason: message(err) }));
+        return;
+      }
+      const { requestId } = request;
+      const server = opts.oracle();
+      if (server === null) {
+        cb(null, oracleResponseToWire({ kind: 'not-leader', requestId, leaderId: opts.oracleLeader?.() ?? 0, term: 0 }));
+        return;
+      }
+      let work: Promise<OracleResponse>;
+      try {
+        work = server.handle(request);
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      void byDeadline<OracleResponse>(
+        work,
+        request.deadlineMs,
+        () => ({ kind: 'deadline', requestId }),
+        (err) => ({ kind: 'unavailable', requestId, reason: `oracle failed: ${message(err)}` }),
+      ).then((response) => cb(null, oracleResponseToWire(response)));
+    },
+
+    RangeAt: (call: grpc.ServerUnaryCall<RangeAtRequestWire, RangeAtResponseWire>, cb: grpc.sendUnaryData<RangeAtResponseWire>): void => {
+      let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
+      try {
+        groupId = call.request.group_id;
+        op = rangeOpFromWire(call.request.range);
+        revision = safeInt(call.request.revision, 'revision');
+        deadlineMs = safeInt(call.request.deadline_ms, 'deadline_ms');
+        if (revision < 1) throw new Error(`revision ${revision} is not positive`);
+      } catch (err) {
+        cb(null, rangeError('BAD_REQUEST', message(err)));
+        return;
+      }
+      if (Date.now() >= deadlineMs) {
+        cb(null, rangeError('DEADLINE', 'deadline passed before the read began'));
+        return;
+      }
+      let work: Promise<RangeAtResponseWire>;
+      try {
+        work = opts.rangeAt(groupId, op, revision, deadlineMs).then((result) => {
+          const bytes = rangeResultWireBytes(result);
+          if (bytes > maxBytes) return rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`);
+          return { range: rangeResultToWire(result) };
+        });
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      void byDeadline<RangeAtResponseWire>(
+        work,
+        deadlineMs,
+        () => rangeError('DEADLINE', 'read deadline passed'),
+        (err) => mapRangeFailure(groupId, err),
+      ).then((response) => cb(null, response));
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Calling side
+
+export interface ShardPeerChannelsOptions {
+  /** host:port of a member's peer port (undefined: unknown member). */
+  peerAddress: (memberId: NodeId) => string | undefined;
+  /** How to dial peers (peer TLS); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
+  /** Largest answer accepted (bytes); the peer server's message cap by default. */
+  maxMessageBytes?: number;
+}
+
+type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+
+/** The outcome of one failed call: a gRPC status, or why no call was made. */
+export interface CallFailure {
+  readonly failure: true;
+  readonly deadline: boolean;
+  readonly reason: string;
+}
+
+/** One gRPC channel per peer (re-dialled when a member's address changes); close() closes them all. */
+export class ShardPeerChannels {
+  private readonly opts: ShardPeerChannelsOptions;
+  private readonly clients = new Map<NodeId, { address: string; client: grpc.Client }>();
+  private closed = false;
+
+  constructor(opts: ShardPeerChannelsOptions) {
+    this.opts = opts;
+  }
+
+  private client(memberId: NodeId): grpc.Client | string {
+    if (this.closed) return 'shard peer channels closed';
+    const address = this.opts.peerAddress(memberId);
+    if (address === undefined) return `no peer address for member ${memberId}`;
+    const known = this.clients.get(memberId);
+    if (known && known.address === address) return known.client;
+    known?.client.close();
+    const Ctor = shardPeerService();
+    const max = this.opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
+    const client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': max,
+      'grpc.max_send_message_length': max,
+    });
+    this.clients.set(memberId, { address, client });
+    return client;
+  }
+
+  /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
+  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+    const fail = (deadline: boolean, reason: string): CallFailure => ({ failure: true, deadline, reason });
+    if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call'));
+    const client = this.client(memberId);
+    if (typeof client === 'string') return Promise.resolve(fail(false, client));
+    const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
+    return new Promise<Res | CallFailure>((resolve) => {
+      let done = false;
+      const finish = (v: Res | CallFailure): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(backstop);
+        resolve(v);
+      };
+      let call: grpc.ClientUnaryCall | undefined;
+      const backstop = setTimeout(() => {
+        call?.cancel();
+        finish(fail(true, `no answer from member ${memberId} by the deadline`));
+      }, Math.max(0, Math.min(deadlineMs - Date.now(), 2 ** 31 - 1 - BACKSTOP_MS)) + BACKSTOP_MS);
+      try {
+        call = fn(request, { deadline: Number.isFinite(deadlineMs) ? deadlineMs : Infinity }, (err, res) => {
+          if (err) finish(fail(err.code === grpc.status.DEADLINE_EXCEEDED, `${grpc.status[err.code] ?? err.code}: ${err.details}`));
+          else if (res === undefined) finish(fail(false, 'empty answer'));
+          else finish(res);
+        });
+      } catch (err) {
+        finish(fail(false, `call failed: ${message(err)}`));
+      }
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const { client } of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}
+
+function isFailure<T>(v: T | CallFailure): v is CallFailure {
+  return typeof v === 'object' && v !== null && (v as Partial<CallFailure>).failure === true;
+}
+
+/** OracleClient's transport over the peer port: transport failures answer `unavailable` / `deadline`, never throw. */
+export class GrpcOracleTransport implements OracleTransport {
+  private readonly channels: ShardPeerChannels;
+
+  constructor(channels: ShardPeerChannels) {
+    this.channels = channels;
+  }
+
+  async request(to: NodeId, request: OracleRequest): Promise<OracleResponse> {
+    const { requestId } = request;
+    const answer = await this.channels.call<OracleRequestWire, OracleResponseWire>(to, 'Revisions', oracleRequestToWire(request), wireDeadline(request.deadlineMs));
+    if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', requestId } : { kind: 'unavailable', requestId, reason: answer.reason };
+    try {
+      return oracleResponseFromWire(answer);
+    } catch (err) {
+      return { kind: 'unavailable', requestId, reason: `bad answer from member ${to}: ${message(err)}` };
+    }
+  }
+}
+
+/** What a RangeAt on a peer came to. `mvcc` carries etcd's compacted / future-revision error to rethrow. */
+export type RangeAtOutcome =
+  | { readonly kind: 'ok'; readonly result: RangeResult }
+  | { readonly kind: 'not-leader'; readonly leaderId: NodeId }
+  | { readonly kind: 'unavailable'; readonly reason: string }
+  | { readonly kind: 'deadline'; readonly reason: string }
+  | { readonly kind: 'mvcc'; readonly error: MvccError }
+  | { readonly kind: 'too-large'; readonly reason: string }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+/** Reads shard `groupId` at `revision` on member `memberId` (its leader, as far as the caller knows). Never rejects. */
+export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeAtOutcome> {
+  const deadline = wireDeadline(deadlineMs);
+  let request: RangeAtRequestWire;
+  try {
+    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline };
+  } catch (err) {
+    return { kind: 'refused', reason: message(err) };
+  }
+  const answer = await channels.call<RangeAtRequestWire, RangeAtResponseWire>(memberId, 'RangeAt', request, deadline);
+  if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', reason: answer.reason } : { kind: 'unavailable', reason: answer.reason };
+  try {
+    switch (answer.result) {
+      case 'range':
+        if (!answer.range) throw new Error('range: missing');
+        return { kind: 'ok', result: rangeResultFromWire(answer.range) };
+      case 'not_leader':
+        return { kind: 'not-leader', leaderId: safeInt(answer.not_leader?.leader_id, 'leader_id') };
+      case 'error': {
+        const e = answer.error;
+        const msg = e?.message ?? '';
+        switch (e?.kind) {
+          case 'UNAVAILABLE':
+            return { kind: 'unavailable', reason: msg };
+          case 'DEADLINE':
+            return { kind: 'deadline', reason: msg };
+          case 'COMPACTED':
+            return { kind: 'mvcc', error: new MvccError('compacted', msg) };
+          case 'FUTURE_REV':
+            return { kind: 'mvcc', error: new MvccError('futureRev', msg) };
+          case 'TOO_LARGE':
+            return { kind: 'too-large', reason: msg };
+          default:
+            return { kind: 'refused', reason: `${e?.kind ?? 'INTERNAL'}: ${msg}` };
+        }
+      }
+      default:
+        throw new Error(`answer without a known result (${String(answer.result)})`);
+    }
+  } catch (err) {
+    return { kind: 'unavailable', reason: `bad answer from member ${memberId}: ${message(err)}` };
+  }
+}
