@@ -135,6 +135,10 @@ export class ClusterService {
    */
   private async change(build: (context: Uint8Array) => ConfChange, recheck: () => void, peerUrls?: string[]): Promise<void> {
     const { ctx } = this.opts;
+    if (ctx.shards !== null) {
+      // Every group would have to change with the cluster (and placement decide which): not wired yet.
+      throw grpcError({ code: grpc.status.FAILED_PRECONDITION, message: 'synod: membership changes of a sharded cluster are not served yet' });
+    }
     const deadline = ctx.deadlineMs();
     for (;;) {
       recheck();

@@ -20,6 +20,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
 import type { ApiContext } from './context.ts';
+import type { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS } from '../etcd/errors.ts';
 import { num } from '../etcd/convert.ts';
 import { WatchEncoder } from './watch-encoder.ts';
@@ -53,6 +54,7 @@ export const WATCH_STREAM_SEND_BUDGET_BYTES = 256 * 1024;
 /** etcd's id for responses that belong to no single watch (progress replies). */
 const INVALID_WATCH_ID = -1;
 const EMPTY = Buffer.alloc(0);
+const MULTI_SHARD_WATCH = 'synod: a watch over several shards is not served yet (keys sharing a {hash tag} prefix stay on one shard)';
 
 /** One watch on a stream; the hub delivers to it directly. */
 class StreamWatch implements WatchSink {
@@ -60,11 +62,14 @@ class StreamWatch implements WatchSink {
   readonly id: number;
   handle = -1;
   readonly progressNotify: boolean;
+  /** The state machine whose hub serves it: the one shard of a sharded cluster its range is on. */
+  readonly sm: KvStateMachine;
 
-  constructor(stream: WatchStream, id: number, progressNotify: boolean) {
+  constructor(stream: WatchStream, id: number, progressNotify: boolean, sm: KvStateMachine) {
     this.stream = stream;
     this.id = id;
     this.progressNotify = progressNotify;
+    this.sm = sm;
   }
 
   onEvents(events: MvccEvent[], revision: number): void {
@@ -141,7 +146,7 @@ class WatchStream {
     this.catchUpQueued = false;
     for (const w of this.victims) {
       if (this.closed || this.writer.overBudget) return;
-      if (!this.ctx.sm.hub.resume(w.handle)) return; // parked again (and moved to the back)
+      if (!w.sm.hub.resume(w.handle)) return; // parked again (and moved to the back)
       this.victims.delete(w);
     }
     this.progressIfNoVictims();
@@ -166,7 +171,8 @@ class WatchStream {
 
   sendEvents(watchId: number, events: MvccEvent[], revision: number): void {
     if (this.closed) return;
-    const header = this.ctx.header(Math.max(revision, this.ctx.sm.store.currentRevision()));
+    const sm = this.watches.get(watchId)?.sm ?? this.ctx.sm;
+    const header = this.ctx.header(Math.max(revision, sm.store.currentRevision()));
     this.writer.writeParts(this.encoder.responseParts(watchId, header, events, GRPC_FRAME_PREFIX_BYTES));
   }
 
@@ -214,11 +220,23 @@ class WatchStream {
       if (f === 'NOPUT' || f === 0 || f === '0') noPut = true;
       else if (f === 'NODELETE' || f === 1 || f === '1') noDelete = true;
     }
-    const watch = new StreamWatch(this, watchId, !!req.progress_notify);
+    let sm = this.ctx.sm;
+    if (this.ctx.shards !== null) {
+      // A sharded cluster serves a watch whose range lies on one shard, from that shard's hub. A watch
+      // over several shards needs every shard's closed revision (server/routing/watch-merge.ts is
+      // built, the closed revisions are not): refused as etcd refuses a watch it cannot create.
+      const touched = this.ctx.shards.shardsOfRange(req.key ?? EMPTY, req.range_end ?? EMPTY);
+      if (touched.length !== 1) {
+        this.send({ header: this.ctx.header(), watch_id: watchId, created: true, canceled: true, cancel_reason: MULTI_SHARD_WATCH });
+        return;
+      }
+      sm = touched[0].sm;
+    }
+    const watch = new StreamWatch(this, watchId, !!req.progress_notify, sm);
     this.watches.set(watchId, watch);
     if (watch.progressNotify) this.startProgressTimer();
     this.send({ header: this.ctx.header(), watch_id: watchId, created: true });
-    watch.handle = this.ctx.sm.hub.watch(
+    watch.handle = sm.hub.watch(
       {
         key: req.key ?? EMPTY,
         rangeEnd: req.range_end ?? EMPTY,
@@ -235,7 +253,7 @@ class WatchStream {
     const w = this.watches.get(watchId);
     if (!w) return;
     this.watches.delete(watchId);
-    this.ctx.sm.hub.cancel(w.handle);
+    w.sm.hub.cancel(w.handle);
     this.send({ header: this.ctx.header(), watch_id: watchId, canceled: true });
     if (this.victims.delete(w)) this.progressIfNoVictims();
   }
@@ -255,7 +273,7 @@ class WatchStream {
     this.writer.close();
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
-    for (const w of this.watches.values()) if (w.handle >= 0) this.ctx.sm.hub.cancel(w.handle);
+    for (const w of this.watches.values()) if (w.handle >= 0) w.sm.hub.cancel(w.handle);
     this.watches.clear();
     this.victims.clear();
   }

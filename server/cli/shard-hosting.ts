@@ -22,7 +22,8 @@ import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
-import { ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
@@ -43,6 +44,30 @@ interface BootstrapMember {
 interface HostedShard extends GroupTarget {
   readonly index: number;
   path: ShardWritePath | null;
+}
+
+/** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
+export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
+  return {
+    oracle: new GrpcOracleTransport(channels),
+    async rangeAt(to, groupId, op, revision, deadlineMs) {
+      const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
+      switch (outcome.kind) {
+        case 'ok':
+          return outcome.result;
+        case 'not-leader':
+          return { notLeader: outcome.leaderId };
+        case 'mvcc':
+          throw outcome.error; // compacted or future revision: the client's answer
+        case 'deadline':
+          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        case 'unavailable':
+          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        default:
+          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+      }
+    },
+  };
 }
 
 /** Longest pause between attempts when a shard's leader is unknown or moved during a read. */

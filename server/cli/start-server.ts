@@ -35,6 +35,8 @@ import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
 import { bootstrapClusterRecord, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { validateShardCount } from '../routing/slots.ts';
+import { METADATA_GROUP_ID, ShardHosting, shardPeersOverGrpc } from './shard-hosting.ts';
+import { ShardPeerChannels, shardPeerServiceDefinition, shardPeerServiceImpl } from '../shard/peer-shard-rpc.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { joinExistingCluster } from './join-cluster.ts';
 
@@ -126,13 +128,7 @@ const GRPC_OVERHEAD_BYTES = 512 * 1024;
 export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
 export const DEFAULT_SNAPSHOT_COUNT = 10_000;
 
-/**
- * Hosting several shards is being built (issue 14; docs/sharding.md says what exists): until the
- * server routes requests over shards, a cluster of more than one shard is refused at start with this,
- * rather than started as something it is not.
- */
-export const SHARDS_NOT_SERVED = (shards: number): string =>
-  `--shards ${shards}: this build serves a single shard; sharded serving is not wired into the server yet (see docs/sharding.md). Start with --shards 1 (the default).`;
+
 
 /**
  * The cluster record: stored one wins (the --initial-* flags only matter the first time, as in etcd);
@@ -172,10 +168,7 @@ function dirSizeBytes(dir: string): number {
 export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const log = cfg.logger;
   // The shard count and certificates first: a bad flag fails the start before any data is touched.
-  if (cfg.shards !== undefined) {
-    validateShardCount(cfg.shards);
-    if (cfg.shards > 1) throw new Error(SHARDS_NOT_SERVED(cfg.shards));
-  }
+  if (cfg.shards !== undefined) validateShardCount(cfg.shards);
   const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
   const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
   const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
@@ -191,7 +184,6 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   startup.openMs = Math.round(performance.now() - phaseStart);
   const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
   const shards = clusterShardCount(cluster, cfg.shards);
-  if (shards > 1) throw new Error(SHARDS_NOT_SERVED(shards));
   if (cluster.removed) {
     throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
   }
@@ -225,6 +217,9 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     logger: log,
     snapshotDir,
     snapshotCount: cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT,
+    // Idle groups of a sharded cluster go quiet (docs/architecture.md, "Quiescence"); one group keeps
+    // today's heartbeats byte for byte.
+    quiesce: shards > 1,
   });
   member.addGroup({
     groupId: DATA_GROUP_ID,
@@ -233,8 +228,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     loaded,
     randomSeed: randomInt(2 ** 31),
   });
+  const sharding =
+    shards > 1
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log })
+      : null;
   log.info(
     {
+      shards,
       memberId: memberId.toString(16),
       clusterId: cluster.clusterId.toString(16),
       applied: loaded.applied,
@@ -319,7 +319,20 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
       };
     });
-  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads });
+  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, shards: sharding });
+  const shardChannels = sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials }) : null;
+  if (sharding !== null && shardChannels !== null) {
+    sharding.attach(member, shardPeersOverGrpc(shardChannels));
+    transport.addService(
+      shardPeerServiceDefinition(),
+      shardPeerServiceImpl({
+        oracle: () => sharding.oracle(),
+        oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
+        rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
+        leaderOf: (groupId) => member.leaderId(groupId),
+      }),
+    );
+  }
   const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
 
   const leases = new LeaseManager({
@@ -442,6 +455,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       });
       leases.stop();
       clusterAdmin.close();
+      sharding?.stop();
+      shardChannels?.close();
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();

@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, SHARDS_NOT_SERVED, startServer } from './start-server.ts';
+import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 import { restoreSnapshot } from './snapshot-restore.ts';
 import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../shard/quota.ts';
@@ -60,7 +60,7 @@ program
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
-  .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; this build serves 1); given later it must match')
+  .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -169,7 +169,7 @@ program
   .option('--tls', 'TLS for clients and peers, with development certificates generated into <data-dir>/certs')
   .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
   .option('--zone <names>', 'zone of the members: one name for all three, or three comma-separated names', '')
-  .option('--shards <n>', 'shard count of the cluster (a power of two; this build serves 1)')
+  .option('--shards <n>', 'shard count of the cluster (a power of two; default 1)')
   .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string; shards?: string }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
@@ -194,7 +194,6 @@ program
     let shards: number | undefined;
     try {
       shards = parseShards(o.shards);
-      if (shards !== undefined && shards > 1) throw new Error(SHARDS_NOT_SERVED(shards));
     } catch (err) {
       console.error((err as Error).message);
       process.exit(2);

@@ -133,6 +133,16 @@ describe('shards of a key range', () => {
     expect(singleSlotOfRange(enc('/app/{tenant-7}/a'), enc('/app/{tenant-7}/m'))).toBe(11466);
   });
 
+  it('keys given as Buffers (as gRPC hands them over) are read, never rewritten', () => {
+    // prefixRangeEnd once incremented a Buffer view of the request's own key: `get --prefix /app/{t1}/`
+    // then searched '/app/{t1~/' on the wrong shard and found nothing.
+    const key = Buffer.from('/app/{t1}/');
+    const end = Buffer.from(prefixRangeEnd(key)!);
+    expect(map.shardsOfRange(key, end)).toEqual({ singleShard: true, slot: slotOf(Buffer.from('/app/{t1}/a')), shards: [map.shardOf(slotOf(Buffer.from('t1')))] });
+    expect(key.toString()).toBe('/app/{t1}/');
+    expect(end.toString()).toBe('/app/{t1}0');
+  });
+
   it('ordinary ranges and prefixes span every shard', () => {
     const all = Array.from({ length: 16 }, (_, i) => i);
     expect(map.shardsOfRange(enc('/registry/'), prefixRangeEnd(enc('/registry/'))!).shards).toEqual(all);

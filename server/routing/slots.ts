@@ -207,7 +207,8 @@ function hashTagPrefixOf(key: Uint8Array): Uint8Array | null {
 export function prefixRangeEnd(prefix: Uint8Array): Uint8Array | null {
   for (let i = prefix.length - 1; i >= 0; i--) {
     if (prefix[i] < 0xff) {
-      const end = prefix.slice(0, i + 1);
+      // A copy: on a Buffer, slice() is a view, and the increment would rewrite the caller's key.
+      const end = Uint8Array.from(prefix.subarray(0, i + 1));
       end[i] += 1;
       return end;
     }

@@ -338,7 +338,9 @@ export class ShardWritePath {
     if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
     // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
     // applied before it: the shard is caught up through R.
-    return this.opts.sm.store.range({ ...op, revision }, revision);
+    // A read below the shard's last write reads history (the store is caught up through its last write).
+    const store = this.opts.sm.store;
+    return store.range({ ...op, revision }, Math.max(revision, store.currentRevision()));
   }
 
   private wakeReads(): void {
