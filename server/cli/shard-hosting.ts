@@ -128,10 +128,11 @@ export class ShardHosting implements ShardedKeyspace {
     // Requests to this member's own oracle host skip the network.
     const transport: OracleTransport = { request: (to, req) => (to === self ? host.handle(req) : peers.oracle.request(to, req)) };
     const metadataMembers = (): readonly NodeId[] => member.confState(METADATA_GROUP_ID).voters;
-    const selfHex = self.toString(16);
-    this.readClient = new OracleClient({ requester: `reads@${selfHex}`, transport, members: metadataMembers });
+    // One oracle client for every shard this member leads and for its multi-shard reads: a turn's needs
+    // leave as one request (the client splits the grant among its callers, each part above the last).
+    const oracle = new OracleClient({ requester: `member-${self.toString(16)}`, transport, members: metadataMembers });
+    this.readClient = oracle;
     for (const shard of this.shards) {
-      const oracle = new OracleClient({ requester: `shard-${shard.index}@${selfHex}`, transport, members: metadataMembers });
       const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle });
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
