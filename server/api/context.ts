@@ -29,6 +29,8 @@ export interface ShardedKeyspace {
   readonly slotMap: SlotMap;
   /** Every shard, in shard order (shard i owns the slot map's range i). */
   targets(): readonly GroupTarget[];
+  /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
+  readinessGroups(): number[];
   /** The shard holding `key`. */
   shardOf(key: Buffer): GroupTarget;
   /** The shards whose slots a key range [key, rangeEnd) may touch (one when the range is one shard's). */

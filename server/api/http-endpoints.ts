@@ -15,10 +15,15 @@ import { registerPlacementMetrics } from './placement-metrics.ts';
 const READY_MAX_APPLY_LAG_ENTRIES = 100;
 
 export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
-  const s = ctx.member.status(DATA_GROUP_ID);
-  if (s.leaderId === 0) return { ready: false, reason: 'no leader' };
-  if (s.commit - s.applied > READY_MAX_APPLY_LAG_ENTRIES) {
-    return { ready: false, reason: `applying: ${s.commit - s.applied} committed entries behind` };
+  // A sharded cluster's member serves once every group it hosts has a leader and is caught up.
+  const groups = [DATA_GROUP_ID, ...(ctx.shards?.readinessGroups() ?? [])];
+  for (const groupId of groups) {
+    const s = ctx.member.status(groupId);
+    const which = groupId === DATA_GROUP_ID ? '' : ` in group ${groupId}`;
+    if (s.leaderId === 0) return { ready: false, reason: `no leader${which}` };
+    if (s.commit - s.applied > READY_MAX_APPLY_LAG_ENTRIES) {
+      return { ready: false, reason: `applying${which}: ${s.commit - s.applied} committed entries behind` };
+    }
   }
   return { ready: true, reason: 'ok' };
 }

@@ -161,6 +161,10 @@ export class ShardHosting implements ShardedKeyspace {
     return this.shards;
   }
 
+  readinessGroups(): number[] {
+    return [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)];
+  }
+
   shardOf(key: Buffer): GroupTarget {
     return this.shards[this.slotMap.shardOfKey(key)];
   }
