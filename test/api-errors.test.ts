@@ -129,3 +129,22 @@ describe('etcd error codes and texts for bad input', () => {
     expect([...revs][0]).toBe(res.header.revision);
   });
 });
+
+describe('server-streaming calls end with a status, not at the deadline', () => {
+  // grpc-js sends a stream's status only when it ends; a destroyed stream never sent it, and the client
+  // waited for its deadline (server/api/stream-status.ts).
+  it('RangeStream with an empty key fails at once with InvalidArgument', async () => {
+    const grpc = await import('@grpc/grpc-js');
+    const { etcdClients } = await import('../server/etcd/proto.ts');
+    const kv = new (etcdClients().KV)(cluster.endpointOf(0), grpc.credentials.createInsecure());
+    const started = Date.now();
+    const err = await new Promise<{ code: number; details: string }>((resolve) => {
+      const call = (kv as unknown as { RangeStream(req: object, opts: object): NodeJS.EventEmitter }).RangeStream({ key: Buffer.alloc(0) }, { deadline: Date.now() + 10_000 });
+      call.on('data', () => undefined);
+      call.on('error', resolve);
+    });
+    kv.close();
+    expect(err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'etcdserver: key is not provided' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});

@@ -112,6 +112,12 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     expect(leased.stderr).toContain('keys attached to leases are not served on a sharded cluster yet');
     const add = await etcdctl(ep, ['member', 'add', 'm4', '--peer-urls=http://127.0.0.1:1']);
     expect(add.stderr).toContain('membership changes of a sharded cluster are not served yet');
+    // A backup or hash of one group would silently leave the shards' keys out.
+    const hash = await etcdctl(cluster.endpointOf(0), ['endpoint', 'hashkv']);
+    expect(hash.stdout + hash.stderr).toContain('HashKV of a sharded cluster is not served yet');
+    const save = await etcdctl(cluster.endpointOf(0), ['snapshot', 'save', `${cluster.rootDir}/backup.db`]);
+    expect(save.code).not.toBe(0);
+    expect(save.stdout + save.stderr).toContain('Snapshot of a sharded cluster is not served yet');
     // Nothing refused was half-applied.
     expect((await getJson(['--prefix', 'user/'])).count).toBe(40);
   }, 60_000);

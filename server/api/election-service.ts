@@ -19,6 +19,7 @@ import {
   waitUntilFirst,
 } from './concurrency.ts';
 import { kvToWire, num } from '../etcd/convert.ts';
+import { endWithStatus } from './stream-status.ts';
 
 interface LeaderKey {
   name: Buffer;
@@ -139,7 +140,7 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
         ctx.readBarrier().then(sendLeaderIfChanged, (err: unknown) => {
           if (attempt >= 40) {
             stop();
-            call.destroy(asUnknownStatus(err, ctx));
+            endWithStatus(call, asUnknownStatus(err, ctx));
             return;
           }
           setTimeout(() => firstRead(attempt + 1), 250);

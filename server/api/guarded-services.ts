@@ -14,6 +14,7 @@ import type { Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
 import { access, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
 import type { RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import { endWithStatus } from './stream-status.ts';
 
 /** A request-time check; resolves true when it passed a read barrier the handler may skip. */
 type Check<Req> = (caller: Caller, req: Req) => Promise<boolean | void> | boolean | void;
@@ -64,10 +65,10 @@ function guardStream<Req>(guard: AuthGuard, inner: grpc.UntypedHandleCall, check
           try {
             runAsCaller(caller, () => handler(call), { freshBarrier: fresh });
           } catch (err) {
-            call.destroy(mapError(err));
+            endWithStatus(call, mapError(err));
           }
         },
-        (err: unknown) => call.destroy(mapError(err)),
+        (err: unknown) => endWithStatus(call, mapError(err)),
       );
   };
   return guarded as unknown as grpc.UntypedHandleCall;

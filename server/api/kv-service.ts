@@ -21,6 +21,7 @@ import type {
 } from '../etcd/wire-types.ts';
 import type { DeleteRangeResult, PutResult, TxnResult } from '../mvcc/types.ts';
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { endWithStatus } from './stream-status.ts';
 
 /** The hand encoders' only refusal, as grpc-go words it for etcd (ResourceExhausted). */
 function tooLarge(err: unknown): unknown {
@@ -78,6 +79,22 @@ function shardedKvService(ctx: ApiContext, kv: ShardedKv): grpc.UntypedServiceIm
       });
     }),
     Compact: unary(ctx, async () => kv.compact()),
+
+    RangeStream: (call: grpc.ServerWritableStream<RangeRequest, unknown>) => {
+      const bad = checkRange(call.request);
+      if (bad) {
+        endWithStatus(call, grpcError(bad));
+        return;
+      }
+      kv.range(call.request)
+        .then(async ({ header, result }) => {
+          call.write(await encodeRangeResponse(header, result.kvs, result.more, result.count, 1).catch((err: unknown) => {
+            throw tooLarge(err);
+          }));
+          call.end();
+        })
+        .catch((err: unknown) => endWithStatus(call, toServiceError(err, ctx.logger)));
+    },
   };
 }
 
@@ -143,7 +160,7 @@ function oneShardKv(ctx: ApiContext): grpc.UntypedServiceImplementation {
       const req = call.request;
       const bad = checkRange(req);
       if (bad) {
-        call.destroy(grpcError(bad));
+        endWithStatus(call, grpcError(bad));
         return;
       }
       (req.serializable ? Promise.resolve() : ctx.readBarrier())
@@ -155,7 +172,7 @@ function oneShardKv(ctx: ApiContext): grpc.UntypedServiceImplementation {
           }));
           call.end();
         })
-        .catch((err: unknown) => call.destroy(toServiceError(err, ctx.logger)));
+        .catch((err: unknown) => endWithStatus(call, toServiceError(err, ctx.logger)));
     },
   };
 }

@@ -8,6 +8,7 @@ import { MAX_LEASE_TTL_SECONDS, type LeaseManager } from './lease-manager.ts';
 import { newLeaseId } from './concurrency.ts';
 import { CoalescingStreamWriter, frameOf } from './stream-writer.ts';
 import { etcdServices } from '../etcd/proto.ts';
+import { endWithStatus } from './stream-status.ts';
 
 
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {
@@ -64,7 +65,7 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
           if (r.err !== undefined) {
             writer.close();
             closed = true;
-            call.destroy(toServiceError(r.err, ctx.logger));
+            endWithStatus(call, toServiceError(r.err, ctx.logger));
             return;
           }
           writer.write(frameOf(serializeKeepAlive, { header: ctx.header(), ID: r.id, TTL: r.ttl }));

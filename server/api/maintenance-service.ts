@@ -9,12 +9,19 @@ import { once } from 'node:events';
 import zlib from 'node:zlib';
 import { ApiContext, DATA_GROUP_ID, toServiceError, unary } from './context.ts';
 import { alarmActionOf, alarmTypeOf, type AlarmMember } from '../shard/alarms.ts';
-import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
+import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { effectiveQuotaBytes } from '../shard/quota.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { DbSnapshot, MemberDb } from '../storage/member-db.ts';
 import { encodeBackup } from '../storage/backup-file.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { endWithStatus } from './stream-status.ts';
+
+/** Hash, HashKV and Snapshot cover one group's records; a sharded cluster's keys are in its shards. */
+const NOT_ON_SHARDS = (method: string): EtcdErrorSpec => ({
+  code: grpc.status.FAILED_PRECONDITION,
+  message: `synod: ${method} of a sharded cluster is not served yet`,
+});
 
 /** The etcd API version Synod speaks; clients gate features on it. */
 export const ETCD_COMPAT_VERSION = '3.5.0';
@@ -154,12 +161,14 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
 
     Hash: unary(ctx, async (_req: unknown, call) => {
       await opts.requireAdmin(call);
+      if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('Hash'));
       const hash = await withSnapshot((snap) => hashAll(opts.db, snap));
       return { header: ctx.header(), hash };
     }),
 
     HashKV: unary(ctx, async (req: { revision: string }, call) => {
       await opts.requireAdmin(call);
+      if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('HashKV'));
       const asked = Number(req.revision ?? 0);
       if (asked > ctx.sm.store.currentRevision()) throw grpcError(ETCD_ERRORS.FUTURE_REV);
       const deadline = Date.now() + HASH_CATCH_UP_MS;
@@ -180,10 +189,12 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
 
     Snapshot: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       const fail = (err: unknown): void => {
-        call.destroy(toServiceError(err, ctx.logger));
+        endWithStatus(call, toServiceError(err, ctx.logger));
       };
       void (async () => {
         await opts.requireAdmin(call);
+        // A backup of the cluster group alone would hold none of a sharded cluster's keys: refused.
+        if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('Snapshot'));
         const status = ctx.member.status(DATA_GROUP_ID);
         // A Raft snapshot being installed replaces the stored records non-atomically.
         if (status.snapshotIndex > status.applied) throw grpcError(ETCD_ERRORS.TIMEOUT, 'snapshot install in progress; retry');

@@ -23,6 +23,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { DEFAULT_REPLICATION_LIMITS, type ReplicationLimits } from '../raft/replication-limits.ts';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
+import { newMessage } from '../raft/raft.ts';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup } from '../storage/member-db.ts';
 import type { MemberStore } from '../storage/member-store.ts';
@@ -736,19 +737,7 @@ export class Member {
     let sent = false;
     for (const to of peers) {
       if (this.sentSinceLiveness.has(to)) continue;
-      sink.send(LIVENESS_GROUP_ID, {
-        type: 'heartbeat',
-        from: this.opts.memberId,
-        to,
-        term: 0,
-        logTerm: 0,
-        index: 0,
-        entries: [],
-        commit: 0,
-        reject: false,
-        rejectHint: 0,
-        context: new Uint8Array(0),
-      });
+      sink.send(LIVENESS_GROUP_ID, newMessage('heartbeat', this.opts.memberId, to, 0));
       this.stats.livenessSent++;
       sent = true;
     }

@@ -26,7 +26,7 @@ import type { ConfChange, ConfState, Entry, NodeId } from '../../raft/types.ts';
 import { rangeOf } from '../../mvcc/types.ts';
 import { SimClock, SIM_OWNER } from './sim-clock.ts';
 import { SimDisk, SimStore, type StoreLatency } from './sim-store.ts';
-import { SimNetwork, NO_FAULTS, type NetworkFaults } from './sim-network.ts';
+import { SimNetwork, NO_FAULTS, randomNetworkFaults, type NetworkFaults } from './sim-network.ts';
 
 export const GROUP = 0;
 const START_MS = 1_700_000_000_000;
@@ -241,18 +241,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const netFaults: NetworkFaults = {
-    ...NO_FAULTS,
-    dropRate: faultRng.nextFloat() * 0.1,
-    duplicateRate: faultRng.nextFloat() * 0.05,
-    minDelayMs: 0,
-    maxDelayMs: 1 + faultRng.nextInt(8),
-    reorderRate: faultRng.nextFloat() * 0.2,
-    reorderDelayMs: 10,
-    snapshotMaxMs: 30,
-    snapshotAckLossRate: 0.3,
-    ...options.network,
-  };
+  const netFaults: NetworkFaults = { ...randomNetworkFaults(faultRng), ...options.network };
   const latency: StoreLatency = { ...DEFAULT_LATENCY, ...options.latency };
   const clock = new SimClock(START_MS);
   const net = new SimNetwork(clock, netRng, netFaults);

@@ -45,6 +45,25 @@ export const NO_FAULTS: NetworkFaults = {
   snapshotAckLossRate: 0,
 };
 
+/**
+ * The faults a seeded simulation runs under, drawn from `rng` (in this order, so a seed replays): drops up
+ * to `maxDropRate`, duplicates up to 5%, delays up to 8 ms, reordering up to 20%, slow snapshots whose
+ * acknowledgements are lost 30% of the time. Shared by the member, oracle and shard simulations.
+ */
+export function randomNetworkFaults(rng: Rng, maxDropRate = 0.1): NetworkFaults {
+  return {
+    ...NO_FAULTS,
+    dropRate: rng.nextFloat() * maxDropRate,
+    duplicateRate: rng.nextFloat() * 0.05,
+    minDelayMs: 0,
+    maxDelayMs: 1 + rng.nextInt(8),
+    reorderRate: rng.nextFloat() * 0.2,
+    reorderDelayMs: 10,
+    snapshotMaxMs: 30,
+    snapshotAckLossRate: 0.3,
+  };
+}
+
 /** The running incarnation of a member, as the network sees it. */
 export interface Endpoint {
   id: NodeId;

@@ -26,7 +26,7 @@ import { Rng } from '../../raft/rng.ts';
 import type { NodeId } from '../../raft/types.ts';
 import { SimClock, SIM_OWNER } from '../../member/sim/sim-clock.ts';
 import { SimDisk, SimStore, type StoreLatency } from '../../member/sim/sim-store.ts';
-import { SimNetwork, NO_FAULTS, type NetworkFaults } from '../../member/sim/sim-network.ts';
+import { SimNetwork, NO_FAULTS, randomNetworkFaults, type NetworkFaults } from '../../member/sim/sim-network.ts';
 import { decodeEntry } from '../../storage/codec.ts';
 import { logRange, stateKey } from '../../storage/keys.ts';
 import { decodeMetadataEntry, encodeMetadataEntry } from '../metadata-entry-codec.ts';
@@ -136,17 +136,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     crashLeaderBias: 0.5,
     ...options,
   };
-  const netFaults: NetworkFaults = {
-    ...NO_FAULTS,
-    dropRate: faultRng.nextFloat() * 0.1,
-    duplicateRate: faultRng.nextFloat() * 0.05,
-    minDelayMs: 0,
-    maxDelayMs: 1 + faultRng.nextInt(8),
-    reorderRate: faultRng.nextFloat() * 0.2,
-    reorderDelayMs: 10,
-    snapshotMaxMs: 30,
-    snapshotAckLossRate: 0.3,
-  };
+  const netFaults: NetworkFaults = randomNetworkFaults(faultRng);
   const oracleDropRate = faultRng.nextFloat() * 0.1;
   const clock = new SimClock(START_MS);
   const net = new SimNetwork(clock, netRng, netFaults);

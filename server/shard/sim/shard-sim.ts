@@ -27,7 +27,7 @@ import { Rng } from '../../raft/rng.ts';
 import type { Entry, NodeId } from '../../raft/types.ts';
 import { SimClock, SIM_OWNER } from '../../member/sim/sim-clock.ts';
 import { SimDisk, SimStore, type StoreLatency } from '../../member/sim/sim-store.ts';
-import { SimNetwork, NO_FAULTS, type NetworkFaults } from '../../member/sim/sim-network.ts';
+import { SimNetwork, NO_FAULTS, randomNetworkFaults, type NetworkFaults } from '../../member/sim/sim-network.ts';
 import { rangeOf, type RangeResult } from '../../mvcc/types.ts';
 import { mergeShardRanges } from '../../routing/range-merge.ts';
 import { SlotMap, slotOf } from '../../routing/slots.ts';
@@ -147,17 +147,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
   const opts = { members: 3, shards: 4, writers: 6, readers: 2, healMs: 20_000, faultEveryMs: 50, ...options };
-  const netFaults: NetworkFaults = {
-    ...NO_FAULTS,
-    dropRate: faultRng.nextFloat() * 0.08,
-    duplicateRate: faultRng.nextFloat() * 0.05,
-    minDelayMs: 0,
-    maxDelayMs: 1 + faultRng.nextInt(8),
-    reorderRate: faultRng.nextFloat() * 0.2,
-    reorderDelayMs: 10,
-    snapshotMaxMs: 30,
-    snapshotAckLossRate: 0.3,
-  };
+  const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
   const net = new SimNetwork(clock, netRng, netFaults);

@@ -1,0 +1,13 @@
+// Ending a server-streaming or bidi gRPC call with an error status. grpc-js sends a stream's status from
+// its Writable `_final`, which runs on end() — and its 'error' listener sets that status and calls end().
+// `call.destroy(err)` looks like the same thing but is not: a destroyed Writable never runs `_final`, so no
+// status leaves and the client waits for its deadline (a RangeStream with an empty key hung 5 s). Every
+// stream handler ends with an error through here.
+import type * as grpc from '@grpc/grpc-js';
+
+type ServerStream = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+export function endWithStatus(call: ServerStream | { emit(event: 'error', err: grpc.ServiceError): boolean; destroyed: boolean; writableEnded: boolean }, err: grpc.ServiceError): void {
+  if (call.destroyed || call.writableEnded) return;
+  call.emit('error', err);
+}
