@@ -1,6 +1,6 @@
 // A sharded cluster of real processes (`--shards 4`, 3 members), driven by Debian's real etcdctl (issue 14):
 // keys land on their shards, one Range over every shard is one consistent snapshot at one oracle revision
-// (sorted, limited, history by --rev), hash-tagged keys keep a prefix on one shard (txn, del --prefix,
+// (sorted, limited, history by --rev, compaction on every shard), hash-tagged keys keep a prefix on one shard (txn, del --prefix,
 // watch --prefix), /placement shows every shard with 3 voters and a leader, and what is not served yet
 // on a sharded cluster is refused with FailedPrecondition and a message instead of misbehaving. A member
 // killed with -9 loses no acknowledged write, and the cluster serves on.
@@ -16,7 +16,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await cluster?.destroy();
+  if (process.env.KEEP_SHARDED !== "1") await cluster?.destroy();
+  else console.log(`kept ${cluster.rootDir}`);
 });
 
 interface JsonKv {
@@ -72,6 +73,14 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     expect(past.kvs!.find((kv) => unb64(kv.key) === 'user/00')?.value).toBe(b64('v0'));
     expect((await getJson(['--prefix', 'user/', '--rev', String(cut)])).kvs).toEqual(past.kvs);
     written.set('user/00', 'changed');
+
+    // Compact(cut) compacts every shard: reads below cut are refused as etcd refuses them, at cut still served.
+    await etcdctlOk(cluster.endpoints, ['compaction', String(cut)]);
+    const below = await etcdctl(cluster.endpoints, ['get', '--prefix', 'user/', '--rev', String(cut - 1)]);
+    expect(below.stderr).toContain('mvcc: required revision has been compacted');
+    expect((await getJson(['--prefix', 'user/', '--rev', String(cut)])).kvs).toEqual(past.kvs);
+    const again = await etcdctl(cluster.endpoints, ['compaction', String(cut - 1)]);
+    expect(again.stderr).toContain('mvcc: required revision has been compacted');
   }, 120_000);
 
   it('/placement shows every shard with three voters and a leader', async () => {
@@ -134,6 +143,7 @@ describe(`a ${SHARDS}-shard cluster`, () => {
       for (let attempt = 0; ; attempt++) {
         const r = await etcdctl(others, ['put', key, `v${i}`]);
         if (r.code === 0) break;
+        console.log(`attempt ${attempt} for ${key} failed after kill: ${r.stderr.split("\n").filter(Boolean).at(-1)}`);
         expect(r.stderr).toMatch(/request timed out|no leader/);
         expect(attempt).toBeLessThan(5);
       }

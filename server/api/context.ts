@@ -31,6 +31,8 @@ export interface ShardedKeyspace {
   targets(): readonly GroupTarget[];
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
+  /** The revision oracle as this member hosts it, for /metrics. */
+  oracleStatus(): { serving: boolean; requests: number; grants: number; revisionsGranted: number; persists: number; establishments: number; unavailable: number; deadlines: number };
   /** The shard holding `key`. */
   shardOf(key: Buffer): GroupTarget;
   /** The shards whose slots a key range [key, rangeEnd) may touch (one when the range is one shard's). */

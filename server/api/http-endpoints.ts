@@ -86,6 +86,18 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   gauge('synod_disk_batch_write_max_seconds', 'Longest turn batch write (with its fsync) since the previous scrape; the next turn waits for it.', () => ctx.member.takeBatchWriteMaxMs() / 1000);
   gauge('synod_raft_leader_message_gap_max_seconds', 'Longest silence from the leader seen by this follower since the previous scrape.', () => ctx.member.takeLeaderGapMaxMs() / 1000);
   registerPlacementMetrics(registry, () => observePlacement(ctx));
+  const shards = ctx.shards;
+  if (shards !== null) {
+    // The revision oracle of a sharded cluster, as this member hosts it (it serves on the metadata leader).
+    gauge('synod_oracle_serving', 'Whether this member serves revision batches (leads the metadata group, oracle established).', () => (shards.oracleStatus().serving ? 1 : 0));
+    counter('synod_oracle_requests_total', 'Revision requests this member\'s oracle host received.', () => shards.oracleStatus().requests);
+    counter('synod_oracle_grants_total', 'Revision batches this member\'s oracle host granted.', () => shards.oracleStatus().grants);
+    counter('synod_oracle_revisions_granted_total', 'Revisions this member\'s oracle host granted.', () => shards.oracleStatus().revisionsGranted);
+    counter('synod_oracle_marks_persisted_total', 'High-water marks this member\'s oracle host persisted through the metadata group.', () => shards.oracleStatus().persists);
+    counter('synod_oracle_establishments_total', 'Times this member\'s oracle became the serving one after an election.', () => shards.oracleStatus().establishments);
+    counter('synod_oracle_unavailable_total', 'Revision requests answered unavailable.', () => shards.oracleStatus().unavailable);
+    counter('synod_oracle_deadlines_total', 'Revision requests that passed their deadline on the host.', () => shards.oracleStatus().deadlines);
+  }
   return registry;
 }
 

@@ -78,7 +78,10 @@ function shardedKvService(ctx: ApiContext, kv: ShardedKv): grpc.UntypedServiceIm
         throw tooLarge(err);
       });
     }),
-    Compact: unary(ctx, async () => kv.compact()),
+    Compact: unary(ctx, async (req: CompactionRequest) => {
+      const out = await kv.compact(req);
+      return { header: ctx.header(out.revision) };
+    }),
 
     RangeStream: (call: grpc.ServerWritableStream<RangeRequest, unknown>) => {
       const bad = checkRange(call.request);

@@ -6,13 +6,13 @@
 // R on its leader (which then never writes at or below R) and the answers are merged exactly
 // (server/routing/range-merge.ts). Writes whose keys span shards need cross-shard transactions, which are
 // not built: they are refused with FailedPrecondition, saying so. So are leases on keys (leases live in
-// the cluster group) and Compact, until they are built.
+// the cluster group). Compact compacts every shard at one revision.
 import * as grpc from '@grpc/grpc-js';
 import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
-import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
-import type { RangeResult } from '../mvcc/types.ts';
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import { rangeOf, type RangeResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
 import type { ApplyOutcome } from '../shard/kv-state-machine.ts';
 
@@ -23,10 +23,6 @@ const CROSS_SHARD: EtcdErrorSpec = {
 const LEASE_ON_SHARDS: EtcdErrorSpec = {
   code: grpc.status.FAILED_PRECONDITION,
   message: 'synod: keys attached to leases are not served on a sharded cluster yet',
-};
-const COMPACT_ON_SHARDS: EtcdErrorSpec = {
-  code: grpc.status.FAILED_PRECONDITION,
-  message: 'synod: compaction of a sharded cluster is not served yet',
 };
 
 /** The one shard every key of `keys` (and range) is on, or a FailedPrecondition. */
@@ -112,7 +108,23 @@ export class ShardedKv {
     return { target, out: await this.ctx.proposeWrite({ txn: req }, { target }) };
   }
 
-  compact(): never {
-    throw grpcError(COMPACT_ON_SHARDS);
+  /**
+   * Compact(C) on every shard. C must not be above a fresh oracle revision (else a future revision). Each
+   * shard is first read at C on its leader, which raises its floor: no write at or below C can follow, so
+   * a shard that wrote nothing up to C compacts at its applied revision, whose state is its state at C.
+   * The header revision is C's snapshot point.
+   */
+  async compact(req: CompactionRequest): Promise<{ revision: number }> {
+    const asked = Number(req.revision ?? 0);
+    const deadlineMs = this.ctx.deadlineMs();
+    const fresh = await this.shards.freshRevision(deadlineMs);
+    if (asked > fresh) throw grpcError(ETCD_ERRORS.FUTURE_REV);
+    const targets = this.shards.targets();
+    if (asked > 0) {
+      const probe = rangeOf(Buffer.alloc(0), Buffer.alloc(0), { countOnly: true });
+      await Promise.all(targets.map((t) => this.shards.rangeAt(t, probe, asked, deadlineMs)));
+    }
+    await Promise.all(targets.map((target) => this.ctx.proposeWrite({ compaction: req }, { target })));
+    return { revision: fresh };
   }
 }

@@ -161,6 +161,21 @@ export class ShardHosting implements ShardedKeyspace {
     return this.shards;
   }
 
+  oracleStatus(): ReturnType<ShardedKeyspace['oracleStatus']> {
+    const h = this.oracleHost;
+    const st = h?.stats;
+    return {
+      serving: h?.serving ?? false,
+      requests: st?.requests ?? 0,
+      grants: st?.grants ?? 0,
+      revisionsGranted: st?.revisionsGranted ?? 0,
+      persists: st?.persists ?? 0,
+      establishments: st?.establishments ?? 0,
+      unavailable: st?.unavailable ?? 0,
+      deadlines: st?.deadlines ?? 0,
+    };
+  }
+
   readinessGroups(): number[] {
     return [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)];
   }

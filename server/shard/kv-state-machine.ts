@@ -463,8 +463,13 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('compaction' in req && req.compaction) {
-      // A shard is caught up through its last applied revision, which may be above its last write.
-      this.store.compact(num(req.compaction.revision), this.sharded ? this.appliedRevision() : undefined);
+      // A shard is caught up through its last applied revision, which may be above its last write. A
+      // cluster-wide Compact(C) reaches shards that have written nothing up to C: the API first read
+      // every shard at C on its leader (no write at or below C can come after that), so for such a shard
+      // the state at C is its state at its applied revision, and it compacts there.
+      const asked = num(req.compaction.revision);
+      if (this.sharded) this.store.compact(Math.min(asked, this.appliedRevision()), this.appliedRevision());
+      else this.store.compact(asked);
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('alarm' in req && req.alarm) return { revision: this.store.currentRevision(), result: { alarms: this.applyAlarm(req.alarm) } };
