@@ -77,8 +77,6 @@ export class OracleHost implements OracleServer {
   private leading: { term: number; oracle: RevisionOracle } | null = null;
   /** The term an establishment is running for (0: none). */
   private establishing = 0;
-  /** Why the last attempt to establish failed (diagnostics). */
-  lastEstablishError = '';
   /** The mark the oracle asked to persist in the leading term, and whether it reached Raft. */
   private proposal: { highWater: number; term: number; proposed: boolean } | null = null;
   private commitWaiters: CommitWaiter[] = [];
@@ -193,8 +191,7 @@ export class OracleHost implements OracleServer {
       while (!this.stopped && this.member.role(this.groupId) === 'leader' && this.member.term(this.groupId) === term) {
         try {
           if (this.unsafeMutation !== 'establish-without-barrier') await this.member.readBarrier(this.groupId, Date.now() + this.establishTimeoutMs);
-        } catch (err) {
-          this.lastEstablishError = err instanceof Error ? err.message : String(err);
+        } catch {
           await new Promise((r) => setTimeout(r, this.establishRetryMs));
           continue;
         }
