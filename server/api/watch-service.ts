@@ -235,7 +235,8 @@ class WatchStream {
     const watch = new StreamWatch(this, watchId, !!req.progress_notify, sm);
     this.watches.set(watchId, watch);
     if (watch.progressNotify) this.startProgressTimer();
-    this.send({ header: this.ctx.header(), watch_id: watchId, created: true });
+    // The created header names the revision of the store the watch follows (its shard's, when sharded).
+    this.send({ header: this.ctx.header(sm.store.currentRevision()), watch_id: watchId, created: true });
     watch.handle = sm.hub.watch(
       {
         key: req.key ?? EMPTY,
