@@ -73,6 +73,11 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     expect(past.kvs!.find((kv) => unb64(kv.key) === 'user/00')?.value).toBe(b64('v0'));
     expect((await getJson(['--prefix', 'user/', '--rev', String(cut)])).kvs).toEqual(past.kvs);
     written.set('user/00', 'changed');
+    // One key at a revision past its own shard's last write (other shards wrote since): its state then.
+    const newest = await getJson(['--prefix', 'user/']);
+    const first = all.kvs!.find((kv) => unb64(kv.key) === 'user/05')!;
+    const atNewest = await getJson(['user/05', '--rev', String(newest.header.revision)]);
+    expect(atNewest.kvs!.map((kv) => kv.mod_revision)).toEqual([first.mod_revision]);
 
     // Compact(cut) compacts every shard: reads below cut are refused as etcd refuses them, at cut still served.
     await etcdctlOk(cluster.endpoints, ['compaction', String(cut)]);

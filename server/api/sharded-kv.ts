@@ -70,7 +70,9 @@ export class ShardedKv {
   async range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
     const op = rangeOpFromWire(req);
     const touched = this.shards.shardsOfRange(op.key, op.rangeEnd);
-    if (touched.length === 1) {
+    // One shard answers alone, unless asked at a revision past its own last write: other shards used the
+    // revisions in between, so that read is a read at R on the shard's leader, as for several shards.
+    if (touched.length === 1 && op.revision <= touched[0].sm.store.currentRevision()) {
       const target = touched[0];
       if (!req.serializable) await this.ctx.readBarrier(target);
       return { header: this.ctx.header(undefined, target), result: target.sm.store.range(op) };
