@@ -5,9 +5,14 @@
 // stream handler ends with an error through here.
 import type * as grpc from '@grpc/grpc-js';
 
-type ServerStream = grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+/** What of a grpc-js server stream (Writable or Duplex) ending it takes. */
+interface ServerStream {
+  emit(event: 'error', err: grpc.ServiceError): boolean;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+}
 
-export function endWithStatus(call: ServerStream | { emit(event: 'error', err: grpc.ServiceError): boolean; destroyed: boolean; writableEnded: boolean }, err: grpc.ServiceError): void {
+export function endWithStatus(call: ServerStream, err: grpc.ServiceError): void {
   if (call.destroyed || call.writableEnded) return;
   call.emit('error', err);
 }

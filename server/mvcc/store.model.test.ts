@@ -5,22 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { cmdA, isWrite, lb, rangeA, run, runGapped } from './model-arbitraries.ts';
 import { RefModel, attempt, norm } from './reference-model.ts';
 import { MvccStore } from './store.ts';
-import type { RangeOp } from './types.ts';
+import { rangeOf, type RangeOp } from './types.ts';
 
-const ALL = (revision: number): RangeOp => ({
-  key: Buffer.alloc(0),
-  rangeEnd: lb('\0'),
-  limit: 0,
-  revision,
-  sortOrder: 'NONE',
-  sortTarget: 'KEY',
-  keysOnly: false,
-  countOnly: false,
-  minModRevision: 0,
-  maxModRevision: 0,
-  minCreateRevision: 0,
-  maxCreateRevision: 0,
-});
+const ALL = (revision: number): RangeOp => rangeOf(Buffer.alloc(0), lb('\0'), { revision });
 
 /** Every revision's full keyspace and every possible watch history must agree (`current`: caught up through). */
 function expectSameHistory(

@@ -32,6 +32,7 @@
 // progress request waits for the output to resume. Memory: ≤ budget plus the one batch being pushed.
 
 import type { MvccEvent } from '../mvcc/types.ts';
+import type { WatchSpec } from '../mvcc/watch-hub.ts';
 import { IndexedMinHeap } from './indexed-min-heap.ts';
 
 /** Most events per merged response (etcd sends up to 1,000 per response; the hub's REPLAY_CHUNK). */
@@ -41,15 +42,10 @@ export const MERGED_RESPONSE_MAX_BYTES = 256 * 1024;
 /** Default for all shards' buffered events together (the same figure as WATCH_STREAM_SEND_BUDGET_BYTES). */
 export const MERGE_BUFFER_BUDGET_BYTES = 256 * 1024;
 
-export interface MergedWatchSpec {
-  key: Buffer;
-  /** etcd's forms: empty = the key alone, [0x00] = every key ≥ key, otherwise [key, rangeEnd). */
-  rangeEnd: Buffer;
+/** A hub's WatchSpec (key, rangeEnd in etcd's forms, filters, prev_kv) over several shards. */
+export interface MergedWatchSpec extends WatchSpec {
   /** First revision wanted, ≥ 1. The edge turns etcd's 0 ("from now") into a read revision + 1. */
   startRevision: number;
-  prevKv: boolean;
-  noPut: boolean;
-  noDelete: boolean;
   /** The shards the range can touch (SlotMap.shardsOfRange), distinct. */
   shards: readonly number[];
   bufferBudgetBytes?: number;

@@ -456,14 +456,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       }
     };
 
-    const runUntil = async (endMs: number, done?: () => boolean): Promise<boolean> => {
-      while (clock.now < endMs) {
-        if (!(await clock.step())) throw new Violation('nothing scheduled');
-        checkNow();
-        if (done?.()) return true;
-      }
-      return false;
-    };
+    const runUntil = (endMs: number, done?: () => boolean): Promise<boolean> => clock.runUntil(endMs, checkNow, () => new Violation('nothing scheduled'), done);
 
     for (const m of members) boot(m);
     clock.schedule(50, clientLoop, SIM_OWNER);

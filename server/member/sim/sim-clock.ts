@@ -174,6 +174,19 @@ export class SimClock {
    * Runs the next event (advancing the time to it) and lets the real loop settle. Returns false if
    * nothing is scheduled.
    */
+  /**
+   * Steps until `endMs`, calling `check` after every step (it throws on a violation); true as soon as
+   * `done` holds. Nothing left to run before `endMs` is an error built by `idle` (a stuck simulation).
+   */
+  async runUntil(endMs: number, check: () => void, idle: () => Error, done?: () => boolean): Promise<boolean> {
+    while (this.now < endMs) {
+      if (!(await this.step())) throw idle();
+      check();
+      if (done?.()) return true;
+    }
+    return false;
+  }
+
   async step(): Promise<boolean> {
     let t: SimTimer | undefined;
     do {

@@ -368,14 +368,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
         else if (known !== m.id) throw new Violation(`election safety: members ${known} and ${m.id} both lead term ${term}`);
       }
     };
-    const runUntil = async (endMs: number, done?: () => boolean): Promise<boolean> => {
-      while (clock.now < endMs) {
-        if (!(await clock.step())) throw new Violation('nothing scheduled');
-        checkNow();
-        if (done?.()) return true;
-      }
-      return false;
-    };
+    const runUntil = (endMs: number, done?: () => boolean): Promise<boolean> => clock.runUntil(endMs, checkNow, () => new Violation('nothing scheduled'), done);
 
     for (const m of members) boot(m);
     // 16 shards, re-proposed until some member applied it (a proposal may die with its leader); then 4,

@@ -382,14 +382,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (clock.error) throw new Violation(`an event threw: ${clock.error instanceof Error ? (clock.error.stack ?? clock.error.message) : String(clock.error)}`);
       if (failure) throw new Violation(failure);
     };
-    const runUntil = async (endMs: number, done?: () => boolean): Promise<boolean> => {
-      while (clock.now < endMs) {
-        if (!(await clock.step())) throw new Violation('nothing scheduled');
-        checkNow();
-        if (done?.()) return true;
-      }
-      return false;
-    };
+    const runUntil = (endMs: number, done?: () => boolean): Promise<boolean> => clock.runUntil(endMs, checkNow, () => new Violation('nothing scheduled'), done);
 
     for (const m of members) boot(m);
     for (let w = 0; w < opts.writers; w++) clock.schedule(100 + clientRng.nextInt(50), () => writerLoop(w), SIM_OWNER);
