@@ -103,6 +103,15 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     }
   });
 
+  it('etcdctl member list and endpoint status answer from every member', async () => {
+    const list = await etcdctlOk(cluster.endpointOf(2), ['member', 'list']);
+    const lines = list.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    for (const m of cluster.members) expect(list).toContain(`, started, ${m.name}, http://127.0.0.1:${m.peerPort}`);
+    const status = await etcdctlOk(cluster.endpoints, ['endpoint', 'status']);
+    expect(status.trim().split('\n')).toHaveLength(3);
+  });
+
   it('/placement shows every shard with three voters and a leader', async () => {
     const view = await placement(0);
     expect(view.shards.map((s) => s.id)).toEqual([0, 1, 2, 3]);
