@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/ports.ts';
-import { MvccError, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
+import { MvccError, rangeOf, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
 import { OracleClient } from './oracle-client.ts';
 import type { OracleRequest, OracleResponse, OracleServer } from './oracle-protocol.ts';
@@ -28,7 +28,7 @@ interface Peer {
   maxMessageBytes?: number;
 }
 
-async function startPeer(): Promise<Peer> {
+async function startPeer(isBlocked?: (memberId: NodeId) => boolean): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map() };
@@ -39,6 +39,7 @@ async function startPeer(): Promise<Peer> {
       oracleLeader: () => peer.oracleLeader,
       rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
       leaderOf: (g) => peer.leaders.get(g) ?? 0,
+      isBlocked,
     }),
   );
   await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
@@ -326,6 +327,34 @@ describe('RangeAt', () => {
     } finally {
       own.close();
       server.forceShutdown();
+    }
+  });
+});
+
+describe('test-only partitions (--experimental-fault-injection)', () => {
+  it('a member cut off from the caller never answers it; a caller cut off from a member fails at once', async () => {
+    const cutOff = await startPeer((id) => id === 9);
+    cutOff.oracle = new StandInOracle(1);
+    const address = (): string => `127.0.0.1:${cutOff.port}`;
+    const fromNine = new ShardPeerChannels({ peerAddress: address, selfId: 9 });
+    const fromEight = new ShardPeerChannels({ peerAddress: address, selfId: 8 });
+    const eightCutOff = new ShardPeerChannels({ peerAddress: address, selfId: 8, isBlocked: (id) => id === 1 });
+    try {
+      const started = Date.now();
+      expect(await new GrpcOracleTransport(fromNine).request(1, req(1, 1, 300))).toEqual({ kind: 'deadline', requestId: 1 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect((await new GrpcOracleTransport(fromEight).request(1, req(2, 1, 2_000))).kind).toBe('granted');
+      const early = Date.now();
+      const refused = await new GrpcOracleTransport(eightCutOff).request(1, req(3, 1, 2_000));
+      expect(refused).toMatchObject({ kind: 'unavailable', requestId: 3 });
+      expect(Date.now() - early).toBeLessThan(100);
+      const range = await rangeAtOnPeer(fromNine, 1, 2, rangeOf(Buffer.from('a')), 5, Date.now() + 300);
+      expect(range.kind).toBe('deadline');
+    } finally {
+      fromNine.close();
+      fromEight.close();
+      eightCutOff.close();
+      cutOff.server.forceShutdown();
     }
   });
 });

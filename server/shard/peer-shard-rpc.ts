@@ -66,7 +66,15 @@ export interface ShardPeerServiceOptions {
   leaderOf: (groupId: number) => NodeId;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
+  /**
+   * Test-only fault injection (--experimental-fault-injection): a call from a member this one is cut off
+   * from is never answered, as a partition would drop it (the caller's deadline ends it).
+   */
+  isBlocked?: (memberId: NodeId) => boolean;
 }
+
+/** Metadata naming the calling member, so a partition injected for tests can drop its calls. */
+const FROM_MEMBER_METADATA = 'synod-from-member';
 
 /** The service definition to add to the peer server (`transport.addService`). */
 export function shardPeerServiceDefinition(): grpc.ServiceDefinition {
@@ -120,8 +128,15 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     return rangeError('INTERNAL', message(err));
   };
 
+  const dropped = (call: grpc.ServerUnaryCall<unknown, unknown>): boolean => {
+    if (!opts.isBlocked) return false;
+    const from = Number(call.metadata.get(FROM_MEMBER_METADATA)[0] ?? 0);
+    return from !== 0 && opts.isBlocked(from);
+  };
+
   return {
     Revisions: (call: grpc.ServerUnaryCall<OracleRequestWire, OracleResponseWire>, cb: grpc.sendUnaryData<OracleResponseWire>): void => {
+      if (dropped(call)) return;
       let request: OracleRequest;
       try {
         request = oracleRequestFromWire(call.request);
@@ -150,6 +165,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     },
 
     RangeAt: (call: grpc.ServerUnaryCall<RangeAtRequestWire, RangeAtResponseWire>, cb: grpc.sendUnaryData<RangeAtResponseWire>): void => {
+      if (dropped(call)) return;
       let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
       try {
         groupId = call.request.group_id;
@@ -195,9 +211,13 @@ export interface ShardPeerChannelsOptions {
   credentials?: grpc.ChannelCredentials;
   /** Largest answer accepted (bytes); the peer server's message cap by default. */
   maxMessageBytes?: number;
+  /** This member's id, sent with every call (see FROM_MEMBER_METADATA). */
+  selfId?: NodeId;
+  /** Test-only fault injection: a call to a member this one is cut off from fails at once, unavailable. */
+  isBlocked?: (memberId: NodeId) => boolean;
 }
 
-type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
 /** The outcome of one failed call: a gRPC status, or why no call was made. */
 export interface CallFailure {
@@ -237,6 +257,7 @@ export class ShardPeerChannels {
   call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
     const fail = (deadline: boolean, reason: string): CallFailure => ({ failure: true, deadline, reason });
     if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call'));
+    if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`));
     const client = this.client(memberId);
     if (typeof client === 'string') return Promise.resolve(fail(false, client));
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
@@ -254,7 +275,9 @@ export class ShardPeerChannels {
         finish(fail(true, `no answer from member ${memberId} by the deadline`));
       }, Math.max(0, Math.min(deadlineMs - Date.now(), 2 ** 31 - 1 - BACKSTOP_MS)) + BACKSTOP_MS);
       try {
-        call = fn(request, { deadline: Number.isFinite(deadlineMs) ? deadlineMs : Infinity }, (err, res) => {
+        const metadata = new grpc.Metadata();
+        if (this.opts.selfId !== undefined) metadata.set(FROM_MEMBER_METADATA, String(this.opts.selfId));
+        call = fn(request, metadata, { deadline: Number.isFinite(deadlineMs) ? deadlineMs : Infinity }, (err, res) => {
           if (err) finish(fail(err.code === grpc.status.DEADLINE_EXCEEDED, `${grpc.status[err.code] ?? err.code}: ${err.details}`));
           else if (res === undefined) finish(fail(false, 'empty answer'));
           else finish(res);
