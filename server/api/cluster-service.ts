@@ -135,10 +135,8 @@ export class ClusterService {
    */
   private async change(build: (context: Uint8Array) => ConfChange, recheck: () => void, peerUrls?: string[]): Promise<void> {
     const { ctx } = this.opts;
-    if (ctx.shards !== null) {
-      // Every group would have to change with the cluster (and placement decide which): not wired yet.
-      throw grpcError({ code: grpc.status.FAILED_PRECONDITION, message: 'synod: membership changes of a sharded cluster are not served yet' });
-    }
+    // On a sharded cluster this changes the cluster group; every other group follows it
+    // (server/shard/group-membership.ts).
     const deadline = ctx.deadlineMs();
     for (;;) {
       recheck();

@@ -24,7 +24,10 @@ import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
 import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 
+/** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
+const CLUSTER_GROUP_ID = 0;
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
 
@@ -82,6 +85,7 @@ export class ShardHosting implements ShardedKeyspace {
   private readClient: OracleClient | null = null;
   private member: Member | null = null;
   private peers: ShardPeers | null = null;
+  private membership: GroupMembershipReconciler | null = null;
 
   private constructor(shardCount: number, metadata: MetadataStateMachine) {
     this.shardCount = shardCount;
@@ -118,9 +122,20 @@ export class ShardHosting implements ShardedKeyspace {
     return hosting;
   }
 
-  /** Starts serving: the oracle host, each shard's write path, and the clients reaching other members. */
-  attach(member: Member, peers: ShardPeers): void {
+  /**
+   * Starts serving: the oracle host, each shard's write path, the clients reaching other members, and
+   * the metadata and shard groups' membership following the cluster group's (group-membership.ts).
+   */
+  attach(member: Member, peers: ShardPeers, membership: { peerUrlsOf: (id: NodeId) => string[]; logger: Logger }): void {
     this.member = member;
+    this.membership = new GroupMembershipReconciler({
+      member,
+      groupIds: [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)],
+      desired: () => member.confState(CLUSTER_GROUP_ID),
+      peerUrlsOf: membership.peerUrlsOf,
+      logger: membership.logger,
+    });
+    this.membership.start();
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
@@ -152,6 +167,7 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   stop(): void {
+    this.membership?.stop();
     for (const s of this.shards) s.path?.stop();
   }
 

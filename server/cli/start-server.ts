@@ -325,7 +325,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const shardChannels =
     sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked }) : null;
   if (sharding !== null && shardChannels !== null) {
-    sharding.attach(member, shardPeersOverGrpc(shardChannels));
+    sharding.attach(member, shardPeersOverGrpc(shardChannels), {
+      peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
+      logger: log,
+    });
     transport.addService(
       shardPeerServiceDefinition(),
       shardPeerServiceImpl({

@@ -68,8 +68,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     await bank?.open();
     bank?.start();
     const workload = startWorkload({ seed: o.seed, clients: o.clients ?? 5, keys, endpoints, requestTimeoutMs: REQUEST_TIMEOUT_MS, recorder });
-    // Membership changes of a sharded cluster are not served yet: no 'replace' there.
-    const schedule = planSchedule(o.seed, o.durationMs, o.members, { membership: !sharded });
+    const schedule = planSchedule(o.seed, o.durationMs, o.members);
     const faults = await runNemesis(cluster, schedule, clock, o.durationMs);
     await cluster.healAll();
     await workload.stop();
