@@ -15,7 +15,7 @@ import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { MemberStore } from '../storage/member-store.ts';
 import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
-import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import { rangeOf, type RangeOp, type RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
@@ -23,6 +23,9 @@ import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+import { ReplicaWatchSource } from '../shard/replica-watch-source.ts';
+import { ShardCloser } from '../shard/shard-closer.ts';
+import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 
 export const METADATA_GROUP_ID = 1;
@@ -31,8 +34,17 @@ export const FIRST_SHARD_GROUP_ID = 2;
 /** How this member reaches the shard leaders and the oracle on other members (the peer port). */
 export interface ShardPeers {
   oracle: OracleTransport;
-  /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
-  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
+  /**
+   * `op` read at `revision` by the leader of `groupId` on member `to`, with that leader's applied index of
+   * the group after the read; `notLeader` names who leads there.
+   */
+  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<LeaderRead | { notLeader: NodeId }>;
+}
+
+/** A read at R on a shard's leader, and the leader's applied index of the group once it was done. */
+export interface LeaderRead {
+  result: RangeResult;
+  appliedIndex: number;
 }
 
 interface BootstrapMember {
@@ -44,6 +56,8 @@ interface BootstrapMember {
 interface HostedShard extends GroupTarget {
   readonly index: number;
   path: ShardWritePath | null;
+  /** This replica as a merged watch sees it (closed revisions from the closing rounds). */
+  readonly source: ReplicaWatchSource;
 }
 
 /** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
@@ -54,7 +68,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
       const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
       switch (outcome.kind) {
         case 'ok':
-          return outcome.result;
+          return { result: outcome.result, appliedIndex: outcome.appliedIndex };
         case 'not-leader':
           return { notLeader: outcome.leaderId };
         case 'mvcc':
@@ -70,6 +84,9 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
   };
 }
 
+/** A closing round's read at R: what it returns does not matter, only that the leader read at R. */
+const CLOSE_PROBE: RangeOp = rangeOf(Buffer.alloc(0), Buffer.alloc(0), { countOnly: true });
+
 /** Longest pause between attempts when a shard's leader is unknown or moved during a read. */
 const RETRY_PAUSE_MS = 20;
 
@@ -82,8 +99,13 @@ export class ShardHosting implements ShardedKeyspace {
   private readClient: OracleClient | null = null;
   private member: Member | null = null;
   private peers: ShardPeers | null = null;
+  private closer: ShardCloser | null = null;
+  private closeFailuresLogged = 0;
 
-  private constructor(shardCount: number, metadata: MetadataStateMachine) {
+  private readonly logger: Logger;
+
+  private constructor(shardCount: number, metadata: MetadataStateMachine, logger: Logger) {
+    this.logger = logger;
     this.shardCount = shardCount;
     this.slotMap = SlotMap.create(shardCount);
     this.metadata = metadata;
@@ -106,14 +128,14 @@ export class ShardHosting implements ShardedKeyspace {
     const metadata = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
     metaLoaded.stateRecords = [];
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
-    const hosting = new ShardHosting(opts.shardCount, metadata);
+    const hosting = new ShardHosting(opts.shardCount, metadata, logger);
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
       const sm = new KvStateMachine(opts.memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
       loaded.stateRecords = [];
       member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
-      hosting.shards.push({ index, groupId, sm, path: null });
+      hosting.shards.push({ index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) });
     }
     return hosting;
   }
@@ -137,6 +159,16 @@ export class ShardHosting implements ShardedKeyspace {
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }
+    this.closer = new ShardCloser({
+      shards: this.shards,
+      freshRevision: (deadlineMs) => this.freshRevision(deadlineMs),
+      closeOnLeader: async (groupId, revision, deadlineMs) => (await this.readOnLeader(this.shards[groupId - FIRST_SHARD_GROUP_ID], CLOSE_PROBE, revision, deadlineMs)).appliedIndex,
+      waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
+      onCloseFailed: (groupId, err) => {
+        // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
+        if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
+      },
+    });
   }
 
   /** The oracle host, for the peer service (null before attach). */
@@ -152,7 +184,13 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   stop(): void {
+    this.closer?.stop();
     for (const s of this.shards) s.path?.stop();
+  }
+
+  /** The applied index of `groupId` on this member (sent with a RangeAt answer to a closing round). */
+  appliedIndex(groupId: number): number {
+    return this.member?.status(groupId).applied ?? 0;
   }
 
   // ---- ShardedKeyspace ---------------------------------------------------------------------
@@ -195,6 +233,25 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
   async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    return (await this.readOnLeader(target, op, revision, deadlineMs)).result;
+  }
+
+  /** Every shard replica on this member as a merged watch's source, by shard index. */
+  watchSources(): ReadonlyMap<number, ShardWatchSource> {
+    return new Map(this.shards.map((s) => [s.index, s.source]));
+  }
+
+  /** A merged watch opened: closing rounds run until every returned release was called. */
+  holdClosingRounds(): () => void {
+    if (this.closer === null) throw new ShardNotReadyError('shards not attached yet');
+    return this.closer.acquire();
+  }
+
+  closingStats(): ShardCloser['stats'] | null {
+    return this.closer?.stats ?? null;
+  }
+
+  private async readOnLeader(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<LeaderRead> {
     const member = this.member;
     const peers = this.peers;
     if (member === null || peers === null) throw new ShardNotReadyError('shards not attached yet');
@@ -204,7 +261,10 @@ export class ShardHosting implements ShardedKeyspace {
       const leader = hint !== 0 ? hint : member.leaderId(target.groupId);
       hint = 0;
       try {
-        if (leader === member.memberId) return await this.readAtHere(target.groupId, op, revision, deadlineMs);
+        if (leader === member.memberId) {
+          const result = await this.readAtHere(target.groupId, op, revision, deadlineMs);
+          return { result, appliedIndex: this.appliedIndex(target.groupId) };
+        }
         if (leader !== 0) {
           const answer = await peers.rangeAt(leader, target.groupId, op, revision, deadlineMs);
           if (!('notLeader' in answer)) return answer;
@@ -221,4 +281,5 @@ export class ShardHosting implements ShardedKeyspace {
     }
     throw lastError;
   }
+
 }

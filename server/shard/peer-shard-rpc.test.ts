@@ -25,13 +25,15 @@ interface Peer {
   oracleLeader: NodeId;
   rangeAt: ShardPeerServiceOptions['rangeAt'];
   leaders: Map<number, NodeId>;
+  /** Applied index per group (absent: no appliedIndex given to the service, as an older member). */
+  applied: Map<number, number> | null;
   maxMessageBytes?: number;
 }
 
 async function startPeer(): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
-  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map() };
+  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), applied: null };
   server.addService(
     shardPeerServiceDefinition(),
     shardPeerServiceImpl({
@@ -39,6 +41,7 @@ async function startPeer(): Promise<Peer> {
       oracleLeader: () => peer.oracleLeader,
       rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
       leaderOf: (g) => peer.leaders.get(g) ?? 0,
+      appliedIndex: (g) => peer.applied?.get(g) ?? 0,
     }),
   );
   await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
@@ -252,11 +255,28 @@ describe('RangeAt', () => {
           const op: RangeOp = { ...fc.sample(rangeOpArb, 1)[0], sortOrder, sortTarget, rangeEnd };
           let got: RangeOp | null = null;
           b.rangeAt = (_g, o) => ((got = o), Promise.resolve({ kvs: [], more: false, count: 0 }));
-          expect(await rangeAtOnPeer(channels, 2, 1, op, 5, Date.now() + 5_000)).toEqual({ kind: 'ok', result: { kvs: [], more: false, count: 0 } });
+          expect(await rangeAtOnPeer(channels, 2, 1, op, 5, Date.now() + 5_000)).toEqual({ kind: 'ok', result: { kvs: [], more: false, count: 0 }, appliedIndex: 0 });
           expect(got).toEqual(op);
         }
       }
     }
+  });
+
+  it("carries the leader's applied index of the group, read after the read finished (a merged watch's closing round)", async () => {
+    let reading = true;
+    b.applied = new Map([[7, 41]]);
+    b.rangeAt = async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      // The read applied more entries before it returned: the answer must name the index after it.
+      (b.applied as Map<number, number>).set(7, 2 ** 40 + 3);
+      reading = false;
+      return { kvs: [], more: false, count: 0 };
+    };
+    const probe: RangeOp = { ...fc.sample(rangeOpArb, 1)[0], countOnly: true };
+    const outcome = await rangeAtOnPeer(channels, 2, 7, probe, 9, Date.now() + 5_000);
+    expect(reading).toBe(false);
+    expect(outcome).toEqual({ kind: 'ok', result: { kvs: [], more: false, count: 0 }, appliedIndex: 2 ** 40 + 3 });
+    b.applied = null;
   });
 
   it('maps the shard refusals: not-leader with the leader id, deadline, compacted / future revision, unavailable, internal', async () => {

@@ -64,6 +64,11 @@ export interface ShardPeerServiceOptions {
   rangeAt: (groupId: number, op: RangeOp, revision: number, deadlineMs: number) => Promise<RangeResult>;
   /** The shard's leader as this member knows it (0 unknown). */
   leaderOf: (groupId: number) => NodeId;
+  /**
+   * This member's applied index of `groupId`, read after a RangeAt's read succeeded and sent with its
+   * answer (what a replica must apply to hold every entry at or below the read's revision). 0 if absent.
+   */
+  appliedIndex?: (groupId: number) => number;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
 }
@@ -170,7 +175,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
         work = opts.rangeAt(groupId, op, revision, deadlineMs).then((result) => {
           const bytes = rangeResultWireBytes(result);
           if (bytes > maxBytes) return rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`);
-          return { range: rangeResultToWire(result) };
+          return { range: rangeResultToWire(result), applied_index: opts.appliedIndex?.(groupId) ?? 0 };
         });
       } catch (err) {
         work = Promise.reject(err);
@@ -298,7 +303,7 @@ export class GrpcOracleTransport implements OracleTransport {
 
 /** What a RangeAt on a peer came to. `mvcc` carries etcd's compacted / future-revision error to rethrow. */
 export type RangeAtOutcome =
-  | { readonly kind: 'ok'; readonly result: RangeResult }
+  | { readonly kind: 'ok'; readonly result: RangeResult; readonly appliedIndex: number }
   | { readonly kind: 'not-leader'; readonly leaderId: NodeId }
   | { readonly kind: 'unavailable'; readonly reason: string }
   | { readonly kind: 'deadline'; readonly reason: string }
@@ -321,7 +326,7 @@ export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
     switch (answer.result) {
       case 'range':
         if (!answer.range) throw new Error('range: missing');
-        return { kind: 'ok', result: rangeResultFromWire(answer.range) };
+        return { kind: 'ok', result: rangeResultFromWire(answer.range), appliedIndex: safeInt(answer.applied_index ?? 0, 'applied_index') };
       case 'not_leader':
         return { kind: 'not-leader', leaderId: safeInt(answer.not_leader?.leader_id, 'leader_id') };
       case 'error': {

@@ -76,6 +76,8 @@ export interface RangeAtResponseWire {
   range?: { kvs: KeyValueWire[]; more: boolean; count: Long64 } | null;
   not_leader?: { leader_id: Long64 } | null;
   error?: { kind: RangeErrorKind; message: string } | null;
+  /** With `range`: the leader's applied index of the group after the read (0: not said). */
+  applied_index?: Long64;
 }
 
 let service: grpc.ServiceClientConstructor | undefined;

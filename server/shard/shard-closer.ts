@@ -1,0 +1,149 @@
+// Closing rounds: how this member's shard replicas learn closed revisions for merged (multi-shard)
+// watches. While at least one merged watch is open on this member (acquire() … release), every
+// `intervalMs`: take one fresh oracle revision R; ask every shard's leader to close at R, which is the
+// multi-shard read's own step — ShardWritePath.readAt(R) on the leader (here, or RangeAt on the peer
+// port), answering with the leader's applied index I after the read; wait until this member's replica
+// has applied through I; then the replica's source resolves to R (ReplicaWatchSource.close). No merged
+// watch, no rounds, no timer: an idle cluster pays nothing.
+//
+// Why closed(R) is true ("this replica has delivered everything at or below R and the shard will commit
+// nothing more at or below R"): readAt(R) returns only after (1) every revision ≤ R the leader proposed
+// is applied there, (2) a ReadIndex at its term applied everything committed, and (3) the leader's floor
+// is ≥ R, so it never stamps a revision ≤ R afterwards; a later leader starts above a fresh oracle
+// revision taken after its election, which is after this read's leadership check, so above R; an entry
+// of a deposed leader can no longer commit once the ReadIndex committed one of the reader's term
+// (docs/sharding.md, "Why history at R never changes afterwards" — the same argument, reused as is).
+// So every entry of the shard with a revision ≤ R is committed at an index ≤ the leader's applied index
+// read after the read, I, and no other will ever be. By log matching, this replica's entries through I
+// are the same entries; once it applied them, the hub has handed every event ≤ R to every live watcher.
+// A leadership change during a close makes readAt fail (it checks the term after the barrier): that
+// shard simply keeps its closed revision until a later round succeeds.
+//
+// Cost: per round one oracle request (served from the metadata leader's persisted window, no Raft
+// entry) and per shard one read at R on its leader (a ReadIndex: one heartbeat round, which wakes a
+// quiesced group and keeps it awake while merged watches exist). Rounds do not overlap: a shard whose
+// close is still running is skipped until it ends, and a round is not started while the oracle request
+// of the previous one is out.
+import type { ReplicaWatchSource } from './replica-watch-source.ts';
+
+export interface ClosableShard {
+  readonly groupId: number;
+  readonly source: ReplicaWatchSource;
+}
+
+export interface ShardCloserOptions {
+  shards: readonly ClosableShard[];
+  /** A revision from the oracle above everything handed out before the call. */
+  freshRevision(deadlineMs: number): Promise<number>;
+  /** Reads the shard at `revision` on its leader (readAt); resolves with the leader's applied index after it. */
+  closeOnLeader(groupId: number, revision: number, deadlineMs: number): Promise<number>;
+  /** Resolves once this member's replica of `groupId` has applied through `index`. */
+  waitApplied(groupId: number, index: number, deadlineMs: number): Promise<void>;
+  /** Pause between round starts (25–50 ms keeps a merged watch's events within 100 ms of commit). */
+  intervalMs?: number;
+  /** Longest one close may take (a shard electing a leader is tried again next round). */
+  closeTimeoutMs?: number;
+  /** Why a close failed, for the log (rate-limited by the caller if it wants). */
+  onCloseFailed?(groupId: number, err: unknown): void;
+  setTimer?(fn: () => void, ms: number): { unref?(): void };
+  clearTimer?(t: unknown): void;
+}
+
+export const CLOSE_INTERVAL_MS = 30;
+const CLOSE_TIMEOUT_MS = 2_000;
+
+export class ShardCloser {
+  private readonly opts: ShardCloserOptions;
+  private readonly intervalMs: number;
+  private readonly closeTimeoutMs: number;
+  private users = 0;
+  private timer: unknown = null;
+  private oracleOut = false;
+  private readonly closing = new Set<number>();
+  private stopped = false;
+  readonly stats = { rounds: 0, closes: 0, closeFailures: 0, oracleFailures: 0 };
+
+  constructor(opts: ShardCloserOptions) {
+    this.opts = opts;
+    this.intervalMs = opts.intervalMs ?? CLOSE_INTERVAL_MS;
+    this.closeTimeoutMs = opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+  }
+
+  /** A merged watch opened: rounds run (the first at once) until every holder released. */
+  acquire(): () => void {
+    let held = true;
+    this.users++;
+    if (this.users === 1 && !this.stopped) this.round();
+    return () => {
+      if (!held) return;
+      held = false;
+      this.users--;
+      if (this.users === 0) this.cancelTimer();
+    };
+  }
+
+  /** Whether rounds are running (some merged watch is open). */
+  active(): boolean {
+    return this.users > 0 && !this.stopped;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.cancelTimer();
+  }
+
+  private cancelTimer(): void {
+    if (this.timer === null) return;
+    (this.opts.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout)))(this.timer);
+    this.timer = null;
+  }
+
+  private schedule(): void {
+    if (this.timer !== null || !this.active()) return;
+    const set = this.opts.setTimer ?? ((fn: () => void, ms: number) => setTimeout(fn, ms));
+    const t = set(() => {
+      this.timer = null;
+      this.round();
+    }, this.intervalMs);
+    t.unref?.();
+    this.timer = t;
+  }
+
+  private round(): void {
+    if (!this.active()) return;
+    this.schedule();
+    if (this.oracleOut) return;
+    const waiting = this.opts.shards.filter((s) => !this.closing.has(s.groupId));
+    if (waiting.length === 0) return;
+    this.stats.rounds++;
+    this.oracleOut = true;
+    const deadlineMs = Date.now() + this.closeTimeoutMs;
+    this.opts.freshRevision(deadlineMs).then(
+      (revision) => {
+        this.oracleOut = false;
+        if (!this.active()) return;
+        // Shards whose close of an earlier round is still out keep theirs; the rest close at R.
+        for (const s of waiting) if (!this.closing.has(s.groupId)) void this.close(s, revision, deadlineMs);
+      },
+      () => {
+        this.oracleOut = false;
+        this.stats.oracleFailures++;
+      },
+    );
+  }
+
+  private async close(s: ClosableShard, revision: number, deadlineMs: number): Promise<void> {
+    this.closing.add(s.groupId);
+    try {
+      const index = await this.opts.closeOnLeader(s.groupId, revision, deadlineMs);
+      await this.opts.waitApplied(s.groupId, index, deadlineMs);
+      s.source.close(revision);
+      this.stats.closes++;
+    } catch (err) {
+      this.stats.closeFailures++;
+      this.opts.onCloseFailed?.(s.groupId, err);
+    } finally {
+      this.closing.delete(s.groupId);
+    }
+  }
+}
