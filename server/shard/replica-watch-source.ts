@@ -36,10 +36,11 @@ export class ReplicaWatchSource implements ShardWatchSource {
    */
   close(revision: number): void {
     if (revision <= this.closed) return;
+    const before = this.resolvedRevision();
     this.closed = revision;
-    if (this.live.size === 0) return;
-    const r = this.resolvedRevision();
-    for (const s of [...this.live]) s.resolved(r);
+    // Below what this replica applied already: its subscriptions know (they received those events).
+    if (this.live.size === 0 || revision <= before) return;
+    for (const s of [...this.live]) s.resolved(revision);
   }
 
   closedRevision(): number {
