@@ -32,7 +32,9 @@ class SimShard {
   readonly source: ReplicaWatchSource;
   applied = 0;
   waiters: Array<{ index: number; resolve(): void }> = [];
-  constructor(readonly groupId: number, index: number) {
+  readonly groupId: number;
+  constructor(groupId: number, index: number) {
+    this.groupId = groupId;
     this.source = new ReplicaWatchSource(index, this.sm);
   }
   append(req: InternalRequest): void {

@@ -21,9 +21,9 @@
 //
 // Cost: per round one oracle request (served from the metadata leader's persisted window, no Raft
 // entry) and per shard one read at R on its leader (a ReadIndex: one heartbeat round, which wakes a
-// quiesced group and keeps it awake while merged watches exist). Rounds do not overlap: a shard whose
-// close is still running is skipped until it ends, and a round is not started while the oracle request
-// of the previous one is out.
+// quiesced group and keeps it awake while merged watches exist). Rounds do not pile up: a shard whose
+// close is still running is not asked again, but closes at the newest round's revision as soon as it
+// ends; a round is not started while the oracle request of the previous one is out.
 import type { ReplicaWatchSource } from './replica-watch-source.ts';
 
 export interface ClosableShard {
@@ -49,7 +49,7 @@ export interface ShardCloserOptions {
   clearTimer?(t: unknown): void;
 }
 
-export const CLOSE_INTERVAL_MS = 30;
+export const CLOSE_INTERVAL_MS = 25;
 const CLOSE_TIMEOUT_MS = 2_000;
 
 export class ShardCloser {
@@ -59,6 +59,8 @@ export class ShardCloser {
   private users = 0;
   private timer: unknown = null;
   private oracleOut = false;
+  /** The newest round's revision. */
+  private latest = 0;
   private readonly closing = new Set<number>();
   private stopped = false;
   readonly stats = { rounds: 0, closes: 0, closeFailures: 0, oracleFailures: 0 };
@@ -113,17 +115,16 @@ export class ShardCloser {
     if (!this.active()) return;
     this.schedule();
     if (this.oracleOut) return;
-    const waiting = this.opts.shards.filter((s) => !this.closing.has(s.groupId));
-    if (waiting.length === 0) return;
+    if (this.closing.size === this.opts.shards.length) return;
     this.stats.rounds++;
     this.oracleOut = true;
-    const deadlineMs = Date.now() + this.closeTimeoutMs;
-    this.opts.freshRevision(deadlineMs).then(
+    this.opts.freshRevision(Date.now() + this.closeTimeoutMs).then(
       (revision) => {
         this.oracleOut = false;
         if (!this.active()) return;
-        // Shards whose close of an earlier round is still out keep theirs; the rest close at R.
-        for (const s of waiting) if (!this.closing.has(s.groupId)) void this.close(s, revision, deadlineMs);
+        if (revision > this.latest) this.latest = revision;
+        // Shards whose close of an earlier round is still out take R when it ends; the rest close at R now.
+        for (const s of this.opts.shards) if (!this.closing.has(s.groupId)) void this.close(s, revision);
       },
       () => {
         this.oracleOut = false;
@@ -132,8 +133,9 @@ export class ShardCloser {
     );
   }
 
-  private async close(s: ClosableShard, revision: number, deadlineMs: number): Promise<void> {
+  private async close(s: ClosableShard, revision: number): Promise<void> {
     this.closing.add(s.groupId);
+    const deadlineMs = Date.now() + this.closeTimeoutMs;
     try {
       const index = await this.opts.closeOnLeader(s.groupId, revision, deadlineMs);
       await this.opts.waitApplied(s.groupId, index, deadlineMs);
@@ -145,5 +147,8 @@ export class ShardCloser {
     } finally {
       this.closing.delete(s.groupId);
     }
+    // A round came and went while this close was out: take its revision now rather than a round later
+    // (a slow shard would otherwise hold every merged watch back by a further interval).
+    if (this.active() && this.latest > revision && this.latest > s.source.closedRevision()) void this.close(s, this.latest);
   }
 }
