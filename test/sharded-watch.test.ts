@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
-import { WatchStream, type WatchResponse } from './support/watch-client.ts';
+import { RawWatchStream, WatchStream, type WatchResponse } from './support/watch-client.ts';
 
 const SHARDS = 4;
 const PROGRESS_MS = 300;
@@ -269,6 +269,75 @@ describe(`one watch over ${SHARDS} shards`, () => {
       ws.close();
     }
   }, 60_000);
+
+  it('filters and prev_kv as etcd: NOPUT with prev_kv gives only the deletes, each with the value it removed', async () => {
+    const ws = new WatchStream(cluster.endpointOf(2));
+    const got: WatchResponse[] = [];
+    try {
+      ws.subscribe((r) => got.push(r));
+      ws.create({ key: Buffer.from('/app/f/'), range_end: Buffer.from('/app/f0'), filters: ['NOPUT'], prev_kv: true });
+      ws.create({ key: Buffer.from('/app/f/'), range_end: Buffer.from('/app/f0'), filters: ['NODELETE'] });
+      const deadline = Date.now() + 5_000;
+      while (got.filter((r) => r.created).length < 2) {
+        if (Date.now() > deadline) throw new Error('watches not created');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const [noPut, noDelete] = got.filter((r) => r.created).map((r) => r.watch_id);
+      const wantDeletes: string[] = [];
+      const wantPuts: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const key = `/app/f/${i}`;
+        const p = await clients[i % 3].put(key, `f${i}`);
+        wantPuts.push(`${p.header.revision}:${key}`);
+        if (i % 2 === 0) {
+          const d = await clients[(i + 1) % 3].deleteRange(key);
+          wantDeletes.push(`${d.header.revision}:${key}:f${i}`);
+        }
+      }
+      const events = (id: string): WatchResponse['events'] => got.filter((r) => r.watch_id === id).flatMap((r) => r.events);
+      const until = Date.now() + 10_000;
+      while (events(noPut).length < wantDeletes.length || events(noDelete).length < wantPuts.length) {
+        if (Date.now() > until) throw new Error(`filtered events missing: ${events(noPut).length}/${wantDeletes.length}, ${events(noDelete).length}/${wantPuts.length}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(events(noPut).map((e) => `${e.kv.mod_revision}:${e.kv.key.toString()}:${e.prev_kv?.value.toString()}`)).toEqual(wantDeletes);
+      expect(events(noPut).every((e) => e.type === 'DELETE')).toBe(true);
+      expect(events(noDelete).map((e) => `${e.kv.mod_revision}:${e.kv.key.toString()}`)).toEqual(wantPuts);
+      expect(events(noDelete).every((e) => e.type === 'PUT' && e.prev_kv === null)).toBe(true);
+    } finally {
+      ws.close();
+    }
+  }, 60_000);
+
+  it('a reader that stops reading: the merged output pauses at the stream budget, and every event arrives once, in order, when it reads again', async () => {
+    const raw = new RawWatchStream(cluster.addressOf(1), { key: Buffer.from('/app/big/'), range_end: Buffer.from('/app/big0') });
+    const revisions: number[] = [];
+    raw.onResponse = (r) => {
+      for (const e of r.events) revisions.push(Number(e.kv.mod_revision));
+    };
+    try {
+      expect((await raw.whenCreated()).created).toBe(true);
+      const value = Buffer.alloc(64 * 1024, 7);
+      const want: number[] = [];
+      // ~19 MiB of events while the reader reads nothing (far past the 256 KiB send budget).
+      for (let i = 0; i < 300; i += 6) {
+        const batch = await Promise.all([0, 1, 2, 3, 4, 5].map((j) => clients[(i + j) % 3].put(`/app/big/${i + j}`, value)));
+        for (const r of batch) want.push(Number(r.header.revision));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      raw.resume();
+      want.sort((a, b) => a - b);
+      const deadline = Date.now() + 20_000;
+      while (revisions.length < want.length) {
+        if (Date.now() > deadline) throw new Error(`only ${revisions.length} of ${want.length} events after the reader resumed`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(revisions).toEqual(want);
+    } finally {
+      raw.close();
+    }
+  }, 90_000);
 
   it('a start below the compaction is canceled with compact_revision, as etcd cancels it', async () => {
     const sorted = history.map((h) => h.revision).sort((a, b) => a - b);
