@@ -397,6 +397,39 @@ describe(`one watch over ${SHARDS} shards`, () => {
     }
   }, 120_000);
 
+  it('closing rounds run on a member only while it holds a watch over several shards (idle: none)', async () => {
+    const metric = async (name: string): Promise<number> => {
+      const line = (await cluster.metrics(2)).split('\n').find((l) => l.startsWith(`${name} `));
+      if (line === undefined) throw new Error(`no ${name} in /metrics`);
+      return Number(line.split(' ')[1]);
+    };
+    // Member 3 holds no merged watch (the etcdctl watchers are on the others): no rounds.
+    const idle = await metric('synod_shard_closing_rounds_total');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metric('synod_shard_closing_rounds_total')).toBe(idle);
+    expect(await metric('synod_shard_closing_active')).toBe(0);
+    const ws = new WatchStream(cluster.endpointOf(2));
+    try {
+      ws.create({ key: Buffer.from('/app/'), range_end: Buffer.from('/app0') });
+      expect((await ws.next()).created).toBe(true);
+      await new Promise((r) => setTimeout(r, 500));
+      const during = (await metric('synod_shard_closing_rounds_total')) - idle;
+      expect(await metric('synod_shard_closing_active')).toBe(1);
+      expect(during).toBeGreaterThan(5);
+      expect(await metric('synod_shard_closes_total')).toBeGreaterThan(0);
+      console.log(`closing rounds while one merged watch is open: ${during} in 500 ms (${SHARDS} shard closes each)`);
+      ws.cancel(0);
+      expect((await ws.next()).canceled).toBe(true);
+    } finally {
+      ws.close();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const after = await metric('synod_shard_closing_rounds_total');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metric('synod_shard_closing_rounds_total')).toBe(after);
+    expect(await metric('synod_shard_closing_active')).toBe(0);
+  }, 60_000);
+
   afterAll(async () => {
     await live?.stop();
   });

@@ -46,6 +46,8 @@ export interface ShardedKeyspace {
   watchSources(): ReadonlyMap<number, ShardWatchSource>;
   /** A merged watch opened: this member's closing rounds run until every release is called (server/shard/shard-closer.ts). */
   holdClosingRounds(): () => void;
+  /** This member's closing rounds, for /metrics: running now, and counts since start. */
+  closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
 }
 
 export interface ApiLimits {

@@ -247,8 +247,9 @@ export class ShardHosting implements ShardedKeyspace {
     return this.closer.acquire();
   }
 
-  closingStats(): ShardCloser['stats'] | null {
-    return this.closer?.stats ?? null;
+  closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
+    const c = this.closer;
+    return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
   }
 
   private async readOnLeader(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<LeaderRead> {
