@@ -169,6 +169,8 @@ export class ShardHosting implements ShardedKeyspace {
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
       },
     });
+    const closer = this.closer;
+    for (const shard of this.shards) shard.source.onActivity = () => closer.request();
   }
 
   /** The oracle host, for the peer service (null before attach). */

@@ -85,7 +85,9 @@ async function run(seed: number, mutation: 'none' | 'close-before-apply'): Promi
   for (const s of shards) while (s.applied < s.log.length && rng.chance(0.8)) s.applyNext();
 
   let timer: (() => void) | null = null;
+  let clock = 0;
   const closer = new ShardCloser({
+    now: () => clock,
     shards: shards.map((s) => ({ groupId: s.groupId, source: s.source })),
     freshRevision: () => Promise.resolve(++oracle),
     // The leader's read at R: every entry at or below R is in its log already (the sim's writes are
@@ -105,6 +107,7 @@ async function run(seed: number, mutation: 'none' | 'close-before-apply'): Promi
     },
   });
 
+  for (const s of shards) s.source.onActivity = () => closer.request();
   const startRevision = 2 + rng.nextInt(oracle);
   const got: RunResult['got'] = [];
   let headersOk = true;
@@ -136,6 +139,7 @@ async function run(seed: number, mutation: 'none' | 'close-before-apply'): Promi
     for (let i = 0; i < 4; i++) await Promise.resolve();
   };
   for (let step = 0; step < 400; step++) {
+    clock += rng.nextInt(12);
     const roll = rng.nextInt(10);
     if (roll < 3) write();
     else if (roll < 7) shards[rng.nextInt(4)].applyNext();
@@ -149,6 +153,7 @@ async function run(seed: number, mutation: 'none' | 'close-before-apply'): Promi
   // Everything applied, then rounds until the watch has delivered every write.
   for (const s of shards) while (s.applyNext());
   for (let i = 0; i < 5; i++) {
+    clock += 1_000;
     const t = timer as (() => void) | null;
     timer = null;
     t?.();

@@ -24,6 +24,11 @@ export class ReplicaWatchSource implements ShardWatchSource {
   private readonly sm: KvStateMachine;
   private closed = 0;
   private readonly live = new Set<ReplicaSubscription>();
+  /**
+   * Called when a subscription receives events: the merge can release them only once the other shards
+   * are resolved past them, so the closing rounds are asked for one (ShardCloser.request).
+   */
+  onActivity: (() => void) | null = null;
 
   constructor(shard: number, sm: KvStateMachine) {
     this.shard = shard;
@@ -69,7 +74,9 @@ export class ReplicaWatchSource implements ShardWatchSource {
       { key: request.key, rangeEnd: request.rangeEnd, startRevision: request.fromRevision, prevKv: request.prevKv, noPut: request.noPut, noDelete: request.noDelete },
       {
         onEvents: (events) => {
-          if (!sub.canceled) sink.onEvents(events);
+          if (sub.canceled) return;
+          sink.onEvents(events);
+          this.onActivity?.();
         },
         onCompacted: (c) => {
           if (sub.canceled) return;

@@ -1,20 +1,21 @@
 // ShardCloser, the closing rounds' I/O shell, with every dependency scripted and time explicit: no
-// round (and no timer) unless a merged watch holds the closer; a shard's source is closed at R only
-// after its leader answered the read at R *and* this replica applied through the leader's index; a
-// failed close leaves the closed revision where it was and is retried in a later round; a slow shard
-// is not asked twice at once and catches up with the newest round's revision as soon as it answers;
-// one oracle request at a time.
+// round (and no timer) unless a merged watch holds the closer; rounds on demand (at once, or after the
+// least gap, coalesced) and as a heartbeat; a shard's source is closed at R only after its leader
+// answered the read at R *and* this replica applied through the leader's index; a failed close leaves
+// the closed revision where it was and is retried later; a slow shard is not asked twice at once and
+// catches up with the newest round's revision as soon as it answers; one oracle request at a time.
 import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from './kv-state-machine.ts';
 import { ReplicaWatchSource } from './replica-watch-source.ts';
-import { ShardCloser, type ShardCloserOptions } from './shard-closer.ts';
+import { ShardCloser } from './shard-closer.ts';
 
 interface Pending<T> {
   resolve(v: T): void;
   reject(e: Error): void;
+  args: number[];
 }
 
-function deferred<T>(list: Array<Pending<T> & { args: number[] }>, args: number[]): Promise<T> {
+function deferred<T>(list: Array<Pending<T>>, args: number[]): Promise<T> {
   return new Promise<T>((resolve, reject) => list.push({ resolve, reject, args }));
 }
 
@@ -22,51 +23,67 @@ const flush = async (): Promise<void> => {
   for (let i = 0; i < 6; i++) await Promise.resolve();
 };
 
+const GAP = 20;
+const HEARTBEAT = 200;
+
 function harness(shardCount = 2) {
   const shards = Array.from({ length: shardCount }, (_, i) => ({ groupId: 2 + i, source: new ReplicaWatchSource(i, new KvStateMachine(9, [], [], { sharded: true })) }));
-  const oracle: Array<Pending<number> & { args: number[] }> = [];
-  const reads: Array<Pending<number> & { args: number[] }> = [];
-  const applies: Array<Pending<void> & { args: number[] }> = [];
-  const timers: Array<() => void> = [];
+  const oracle: Array<Pending<number>> = [];
+  const reads: Array<Pending<number>> = [];
+  const applies: Array<Pending<void>> = [];
   const failures: number[] = [];
-  const opts: ShardCloserOptions = {
+  const clock = { now: 1_000 };
+  let timer: { fn: () => void; due: number } | null = null;
+  const closer = new ShardCloser({
     shards,
     freshRevision: (d) => deferred(oracle, [d]),
     closeOnLeader: (g, r, d) => deferred(reads, [g, r, d]),
     waitApplied: (g, i, d) => deferred(applies, [g, i, d]),
     onCloseFailed: (g) => failures.push(g),
-    setTimer: (fn) => {
-      timers.push(fn);
+    minGapMs: GAP,
+    heartbeatMs: HEARTBEAT,
+    now: () => clock.now,
+    setTimer: (fn, ms) => {
+      timer = { fn, due: clock.now + ms };
       return {};
     },
     clearTimer: () => {
-      timers.length = 0;
+      timer = null;
     },
+  });
+  /** Moves time to the armed timer and fires it; returns how long that was. */
+  const fire = (): number => {
+    const t = timer as { fn: () => void; due: number } | null;
+    if (t === null) throw new Error('no timer armed');
+    const waited = t.due - clock.now;
+    clock.now = t.due;
+    timer = null;
+    t.fn();
+    return waited;
   };
-  const closer = new ShardCloser(opts);
-  const tick = (): void => {
-    const t = timers.shift();
-    if (t === undefined) throw new Error('no round scheduled');
-    t();
+  const armedIn = (): number | null => {
+    const t = timer as { due: number } | null;
+    return t === null ? null : t.due - clock.now;
   };
-  return { closer, shards, oracle, reads, applies, timers, failures, tick };
+  return { closer, shards, oracle, reads, applies, failures, clock, fire, armedIn };
 }
 
 describe('ShardCloser', () => {
   it('runs no round and holds no timer while no merged watch holds it; stops when the last one releases', async () => {
     const h = harness();
+    h.closer.request();
     expect(h.oracle).toHaveLength(0);
-    expect(h.timers).toHaveLength(0);
+    expect(h.armedIn()).toBeNull();
     const a = h.closer.acquire();
     const b = h.closer.acquire();
     expect(h.oracle).toHaveLength(1); // the first round at once
-    expect(h.timers).toHaveLength(1);
+    expect(h.armedIn()).toBe(HEARTBEAT);
     a();
     a(); // twice is once
     expect(h.closer.active()).toBe(true);
     b();
     expect(h.closer.active()).toBe(false);
-    expect(h.timers).toHaveLength(0);
+    expect(h.armedIn()).toBeNull();
     h.oracle[0].resolve(50);
     await flush();
     expect(h.reads).toHaveLength(0); // the round's answer came after the release: nothing asked
@@ -89,11 +106,37 @@ describe('ShardCloser', () => {
     expect(h.closer.stats.closes).toBe(1);
   });
 
-  it('a failed close keeps the closed revision and is tried again next round; one oracle request at a time', async () => {
+  it('on demand: a round at once, or after the least gap; requests in between make one round; one oracle request at a time', async () => {
+    const h = harness(1);
+    h.closer.acquire();
+    h.oracle[0].resolve(10);
+    await flush();
+    h.clock.now += 5;
+    for (let i = 0; i < 5; i++) h.closer.request(); // within the gap: one round, at the gap's end
+    expect(h.oracle).toHaveLength(1);
+    expect(h.armedIn()).toBe(GAP - 5);
+    expect(h.fire()).toBe(GAP - 5);
+    expect(h.oracle).toHaveLength(2);
+    // While its oracle request is out, requests wait for it, then start one round (the gap has passed).
+    h.clock.now += GAP + 1;
+    h.closer.request();
+    h.closer.request();
+    expect(h.oracle).toHaveLength(2);
+    h.oracle[1].resolve(20);
+    await flush();
+    expect(h.oracle).toHaveLength(3);
+    h.oracle[2].resolve(30);
+    await flush();
+    // Past the gap, a request starts a round at once.
+    h.clock.now += GAP;
+    h.closer.request();
+    expect(h.oracle).toHaveLength(4);
+    expect(h.closer.stats.rounds).toBe(4);
+  });
+
+  it('a heartbeat round while a watch is open and nothing asks; a failed close is retried there; an oracle failure loses one round', async () => {
     const h = harness();
     h.closer.acquire();
-    h.tick(); // the oracle request of the first round is still out: no second one
-    expect(h.oracle).toHaveLength(1);
     h.oracle[0].resolve(40);
     await flush();
     h.reads[0].reject(new Error('leader lost during the read'));
@@ -103,7 +146,7 @@ describe('ShardCloser', () => {
     await flush();
     expect(h.failures).toEqual([2]);
     expect(h.shards.map((s) => s.source.closedRevision())).toEqual([0, 40]);
-    h.tick();
+    expect(h.fire()).toBe(HEARTBEAT);
     expect(h.oracle).toHaveLength(2);
     h.oracle[1].resolve(60);
     await flush();
@@ -113,12 +156,11 @@ describe('ShardCloser', () => {
     h.applies[1].resolve();
     await flush();
     expect(h.shards[0].source.closedRevision()).toBe(60);
-    // An oracle failure is a round lost, nothing more.
-    h.tick();
+    expect(h.fire()).toBe(HEARTBEAT);
     h.oracle[2].reject(new Error('oracle unavailable'));
     await flush();
     expect(h.closer.stats.oracleFailures).toBe(1);
-    h.tick();
+    expect(h.fire()).toBe(HEARTBEAT);
     expect(h.oracle).toHaveLength(4);
   });
 
@@ -131,7 +173,7 @@ describe('ShardCloser', () => {
     await flush();
     h.applies[0].resolve();
     await flush();
-    h.tick();
+    h.fire();
     h.oracle[1].resolve(70);
     await flush();
     // Round 2 asks shard 3 again, not shard 2 (its read at 40 is still out).
@@ -143,5 +185,16 @@ describe('ShardCloser', () => {
     expect(h.shards[0].source.closedRevision()).toBe(40);
     // …and at once asks it at 70, without waiting for a round.
     expect(h.reads.slice(3).map((r) => r.args.slice(0, 2))).toEqual([[2, 70]]);
+  });
+
+  it('a shard source asks for a round when a subscription receives events', () => {
+    const sm = new KvStateMachine(9, [], [], { sharded: true });
+    const source = new ReplicaWatchSource(0, sm);
+    let asked = 0;
+    source.onActivity = () => asked++;
+    source.subscribe({ key: Buffer.from('k'), rangeEnd: Buffer.alloc(0), fromRevision: 1, prevKv: false, noPut: false, noDelete: false }, { onEvents: () => {}, onResolved: () => {}, onCompacted: () => {} });
+    expect(asked).toBe(0);
+    sm.hub.notify([{ type: 'PUT', kv: { key: Buffer.from('k'), value: Buffer.from('v'), createRevision: 5, modRevision: 5, version: 1, lease: '0' }, prevKv: null }], 5);
+    expect(asked).toBe(1);
   });
 });

@@ -1,10 +1,19 @@
 // Closing rounds: how this member's shard replicas learn closed revisions for merged (multi-shard)
-// watches. While at least one merged watch is open on this member (acquire() … release), every
-// `intervalMs`: take one fresh oracle revision R; ask every shard's leader to close at R, which is the
-// multi-shard read's own step — ShardWritePath.readAt(R) on the leader (here, or RangeAt on the peer
+// watches. A round: take one fresh oracle revision R; ask every shard's leader to close at R, which is
+// the multi-shard read's own step — ShardWritePath.readAt(R) on the leader (here, or RangeAt on the peer
 // port), answering with the leader's applied index I after the read; wait until this member's replica
-// has applied through I; then the replica's source resolves to R (ReplicaWatchSource.close). No merged
-// watch, no rounds, no timer: an idle cluster pays nothing.
+// has applied through I; then the replica's source resolves to R (ReplicaWatchSource.close).
+//
+// When rounds run, only while at least one merged watch is open on this member (acquire() … release):
+//   - on demand: request() — called when a merged watch's shard delivers an event, which the merge can
+//     release only once every other shard is resolved past it. A round starts at once, or, if one
+//     started less than `minGapMs` ago or its oracle request is still out, right after (requests in
+//     between are coalesced into that one round). So a write reaches the watcher one round after it is
+//     applied here, and a busy range costs at most one round per `minGapMs`;
+//   - as a heartbeat every `heartbeatMs`, for progress notifications and requests (their header is the
+//     merged resolved revision) and to retry shards whose close failed.
+// No merged watch, no rounds, no timer: an idle cluster pays nothing; an open watch on an idle range
+// costs one round per heartbeat.
 //
 // Why closed(R) is true ("this replica has delivered everything at or below R and the shard will commit
 // nothing more at or below R"): readAt(R) returns only after (1) every revision ≤ R the leader proposed
@@ -19,11 +28,10 @@
 // A leadership change during a close makes readAt fail (it checks the term after the barrier): that
 // shard simply keeps its closed revision until a later round succeeds.
 //
-// Cost: per round one oracle request (served from the metadata leader's persisted window, no Raft
-// entry) and per shard one read at R on its leader (a ReadIndex: one heartbeat round, which wakes a
-// quiesced group and keeps it awake while merged watches exist). Rounds do not pile up: a shard whose
-// close is still running is not asked again, but closes at the newest round's revision as soon as it
-// ends; a round is not started while the oracle request of the previous one is out.
+// Cost of a round: one oracle request (served from the metadata leader's persisted window: no Raft
+// entry, one revision used up — a gap) and per shard one read at R on its leader (a ReadIndex: one
+// heartbeat round, which wakes a quiesced group). A shard whose close is still out is not asked again,
+// but closes at the newest round's revision as soon as it ends.
 import type { ReplicaWatchSource } from './replica-watch-source.ts';
 
 export interface ClosableShard {
@@ -39,26 +47,36 @@ export interface ShardCloserOptions {
   closeOnLeader(groupId: number, revision: number, deadlineMs: number): Promise<number>;
   /** Resolves once this member's replica of `groupId` has applied through `index`. */
   waitApplied(groupId: number, index: number, deadlineMs: number): Promise<void>;
-  /** Pause between round starts (25–50 ms keeps a merged watch's events within 100 ms of commit). */
-  intervalMs?: number;
-  /** Longest one close may take (a shard electing a leader is tried again next round). */
+  /** Least time between two round starts (bounds a busy watch's cost). */
+  minGapMs?: number;
+  /** A round at least this often while a merged watch is open (progress, retries). */
+  heartbeatMs?: number;
+  /** Longest one close may take (a shard electing a leader is tried again in a later round). */
   closeTimeoutMs?: number;
-  /** Why a close failed, for the log (rate-limited by the caller if it wants). */
+  /** Why a close failed, for the log. */
   onCloseFailed?(groupId: number, err: unknown): void;
+  now?(): number;
   setTimer?(fn: () => void, ms: number): { unref?(): void };
   clearTimer?(t: unknown): void;
 }
 
-export const CLOSE_INTERVAL_MS = 25;
+export const CLOSE_MIN_GAP_MS = 20;
+export const CLOSE_HEARTBEAT_MS = 200;
 const CLOSE_TIMEOUT_MS = 2_000;
 
 export class ShardCloser {
   private readonly opts: ShardCloserOptions;
-  private readonly intervalMs: number;
+  private readonly minGapMs: number;
+  private readonly heartbeatMs: number;
   private readonly closeTimeoutMs: number;
+  private readonly now: () => number;
   private users = 0;
   private timer: unknown = null;
+  private timerDue = 0;
   private oracleOut = false;
+  /** A round was asked for while one could not start: it starts as soon as it can. */
+  private wanted = false;
+  private lastStart = Number.NEGATIVE_INFINITY;
   /** The newest round's revision. */
   private latest = 0;
   private readonly closing = new Set<number>();
@@ -67,26 +85,43 @@ export class ShardCloser {
 
   constructor(opts: ShardCloserOptions) {
     this.opts = opts;
-    this.intervalMs = opts.intervalMs ?? CLOSE_INTERVAL_MS;
+    this.minGapMs = opts.minGapMs ?? CLOSE_MIN_GAP_MS;
+    this.heartbeatMs = opts.heartbeatMs ?? CLOSE_HEARTBEAT_MS;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+    this.now = opts.now ?? Date.now;
   }
 
   /** A merged watch opened: rounds run (the first at once) until every holder released. */
   acquire(): () => void {
     let held = true;
     this.users++;
-    if (this.users === 1 && !this.stopped) this.round();
+    if (this.users === 1) this.request();
     return () => {
       if (!held) return;
       held = false;
       this.users--;
-      if (this.users === 0) this.cancelTimer();
+      if (this.users === 0) {
+        this.wanted = false;
+        this.cancelTimer();
+      }
     };
   }
 
   /** Whether rounds are running (some merged watch is open). */
   active(): boolean {
     return this.users > 0 && !this.stopped;
+  }
+
+  /** A round is wanted (an event waits for the other shards): now, or as soon as the gap allows. */
+  request(): void {
+    if (!this.active()) return;
+    const since = this.now() - this.lastStart;
+    if (this.oracleOut || since < this.minGapMs) {
+      this.wanted = true;
+      if (!this.oracleOut) this.arm(this.minGapMs - since);
+      return;
+    }
+    this.round();
   }
 
   stop(): void {
@@ -100,42 +135,48 @@ export class ShardCloser {
     this.timer = null;
   }
 
-  private schedule(): void {
-    if (this.timer !== null || !this.active()) return;
-    const set = this.opts.setTimer ?? ((fn: () => void, ms: number) => setTimeout(fn, ms));
+  /** The next round in `ms` at the latest (an earlier timer stays). */
+  private arm(ms: number): void {
+    const due = this.now() + ms;
+    if (this.timer !== null && this.timerDue <= due) return;
+    this.cancelTimer();
+    const set = this.opts.setTimer ?? ((fn: () => void, delay: number) => setTimeout(fn, delay));
     const t = set(() => {
       this.timer = null;
-      this.round();
-    }, this.intervalMs);
+      this.request();
+    }, Math.max(0, ms));
     t.unref?.();
     this.timer = t;
+    this.timerDue = due;
   }
 
   private round(): void {
-    if (!this.active()) return;
-    this.schedule();
-    if (this.oracleOut) return;
-    if (this.closing.size === this.opts.shards.length) return;
+    this.wanted = false;
+    this.lastStart = this.now();
+    this.cancelTimer();
+    this.arm(this.heartbeatMs);
     this.stats.rounds++;
     this.oracleOut = true;
-    this.opts.freshRevision(Date.now() + this.closeTimeoutMs).then(
+    this.opts.freshRevision(this.now() + this.closeTimeoutMs).then(
       (revision) => {
         this.oracleOut = false;
         if (!this.active()) return;
         if (revision > this.latest) this.latest = revision;
         // Shards whose close of an earlier round is still out take R when it ends; the rest close at R now.
         for (const s of this.opts.shards) if (!this.closing.has(s.groupId)) void this.close(s, revision);
+        if (this.wanted) this.request();
       },
       () => {
         this.oracleOut = false;
         this.stats.oracleFailures++;
+        if (this.wanted) this.request();
       },
     );
   }
 
   private async close(s: ClosableShard, revision: number): Promise<void> {
     this.closing.add(s.groupId);
-    const deadlineMs = Date.now() + this.closeTimeoutMs;
+    const deadlineMs = this.now() + this.closeTimeoutMs;
     try {
       const index = await this.opts.closeOnLeader(s.groupId, revision, deadlineMs);
       await this.opts.waitApplied(s.groupId, index, deadlineMs);
@@ -148,7 +189,7 @@ export class ShardCloser {
       this.closing.delete(s.groupId);
     }
     // A round came and went while this close was out: take its revision now rather than a round later
-    // (a slow shard would otherwise hold every merged watch back by a further interval).
+    // (a slow shard would otherwise hold every merged watch back by a further round).
     if (this.active() && this.latest > revision && this.latest > s.source.closedRevision()) void this.close(s, this.latest);
   }
 }
