@@ -15,7 +15,7 @@ import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { MemberStore } from '../storage/member-store.ts';
 import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
-import { rangeOf, type RangeOp, type RangeResult } from '../mvcc/types.ts';
+import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
@@ -26,7 +26,7 @@ import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard
 import { ReplicaWatchSource } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
@@ -34,16 +34,15 @@ export const FIRST_SHARD_GROUP_ID = 2;
 /** How this member reaches the shard leaders and the oracle on other members (the peer port). */
 export interface ShardPeers {
   oracle: OracleTransport;
-  /**
-   * `op` read at `revision` by the leader of `groupId` on member `to`, with that leader's applied index of
-   * the group after the read; `notLeader` names who leads there.
-   */
-  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<LeaderRead | { notLeader: NodeId }>;
+  /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
+  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
+  /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
+  closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
 }
 
-/** A read at R on a shard's leader, and the leader's applied index of the group once it was done. */
-export interface LeaderRead {
-  result: RangeResult;
+/** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
+export interface ShardClose {
+  revision: number;
   appliedIndex: number;
 }
 
@@ -68,7 +67,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
       const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
       switch (outcome.kind) {
         case 'ok':
-          return { result: outcome.result, appliedIndex: outcome.appliedIndex };
+          return outcome.result;
         case 'not-leader':
           return { notLeader: outcome.leaderId };
         case 'mvcc':
@@ -81,11 +80,23 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
       }
     },
+    async closeAt(to, groupId, revision, deadlineMs) {
+      const outcome = await closeAtOnPeer(channels, to, groupId, revision, deadlineMs);
+      switch (outcome.kind) {
+        case 'closed':
+          return { revision: outcome.revision, appliedIndex: outcome.appliedIndex };
+        case 'not-leader':
+          return { notLeader: outcome.leaderId };
+        case 'deadline':
+          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        case 'unavailable':
+          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        default:
+          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+      }
+    },
   };
 }
-
-/** A closing round's read at R: what it returns does not matter, only that the leader read at R. */
-const CLOSE_PROBE: RangeOp = rangeOf(Buffer.alloc(0), Buffer.alloc(0), { countOnly: true });
 
 /** Longest pause between attempts when a shard's leader is unknown or moved during a read. */
 const RETRY_PAUSE_MS = 20;
@@ -162,7 +173,13 @@ export class ShardHosting implements ShardedKeyspace {
     this.closer = new ShardCloser({
       shards: this.shards,
       freshRevision: (deadlineMs) => this.freshRevision(deadlineMs),
-      closeOnLeader: async (groupId, revision, deadlineMs) => (await this.readOnLeader(this.shards[groupId - FIRST_SHARD_GROUP_ID], CLOSE_PROBE, revision, deadlineMs)).appliedIndex,
+      closeOnLeader: (groupId, revision, deadlineMs) =>
+        this.onLeader(
+          groupId,
+          deadlineMs,
+          () => this.closeAtHere(groupId, revision, deadlineMs),
+          (to) => peers.closeAt(to, groupId, revision, deadlineMs),
+        ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
@@ -190,9 +207,12 @@ export class ShardHosting implements ShardedKeyspace {
     for (const s of this.shards) s.path?.stop();
   }
 
-  /** The applied index of `groupId` on this member (sent with a RangeAt answer to a closing round). */
-  appliedIndex(groupId: number): number {
-    return this.member?.status(groupId).applied ?? 0;
+  /** The close this member serves as the leader of `groupId` (the peer service's CloseAt), with its applied index after it. */
+  async closeAtHere(groupId: number, revision: number, deadlineMs: number): Promise<ShardClose> {
+    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    if (shard?.path == null || this.member === null) throw new ShardNotReadyError(`group ${groupId} is not a shard hosted here`);
+    const closed = await shard.path.closeAt(revision, deadlineMs);
+    return { revision: closed, appliedIndex: this.member.status(groupId).applied };
   }
 
   // ---- ShardedKeyspace ---------------------------------------------------------------------
@@ -235,7 +255,12 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
   async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
-    return (await this.readOnLeader(target, op, revision, deadlineMs)).result;
+    return this.onLeader(
+      target.groupId,
+      deadlineMs,
+      () => this.readAtHere(target.groupId, op, revision, deadlineMs),
+      (to) => this.peers!.rangeAt(to, target.groupId, op, revision, deadlineMs),
+    );
   }
 
   /** Every shard replica on this member as a merged watch's source, by shard index. */
@@ -254,25 +279,22 @@ export class ShardHosting implements ShardedKeyspace {
     return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
   }
 
-  private async readOnLeader(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<LeaderRead> {
+  /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */
+  private async onLeader<T extends object>(groupId: number, deadlineMs: number, here: () => Promise<T>, there: (to: NodeId) => Promise<T | { notLeader: NodeId }>): Promise<T> {
     const member = this.member;
-    const peers = this.peers;
-    if (member === null || peers === null) throw new ShardNotReadyError('shards not attached yet');
-    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${target.groupId}`);
+    if (member === null || this.peers === null) throw new ShardNotReadyError('shards not attached yet');
+    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${groupId}`);
     let hint: NodeId = 0;
     while (Date.now() < deadlineMs) {
-      const leader = hint !== 0 ? hint : member.leaderId(target.groupId);
+      const leader = hint !== 0 ? hint : member.leaderId(groupId);
       hint = 0;
       try {
-        if (leader === member.memberId) {
-          const result = await this.readAtHere(target.groupId, op, revision, deadlineMs);
-          return { result, appliedIndex: this.appliedIndex(target.groupId) };
-        }
+        if (leader === member.memberId) return await here();
         if (leader !== 0) {
-          const answer = await peers.rangeAt(leader, target.groupId, op, revision, deadlineMs);
+          const answer = await there(leader);
           if (!('notLeader' in answer)) return answer;
           hint = answer.notLeader;
-          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${target.groupId}`);
+          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${groupId}`);
         }
       } catch (err) {
         // A shard still getting ready, or a leader lost mid-read: try again while time remains. Anything
@@ -284,5 +306,6 @@ export class ShardHosting implements ShardedKeyspace {
     }
     throw lastError;
   }
+
 
 }

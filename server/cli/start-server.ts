@@ -330,7 +330,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
         rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
         leaderOf: (groupId) => member.leaderId(groupId),
-        appliedIndex: (groupId) => sharding.appliedIndex(groupId),
+        closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
       }),
     );
   }

@@ -92,7 +92,9 @@ async function run(seed: number, mutation: 'none' | 'close-before-apply'): Promi
     freshRevision: () => Promise.resolve(++oracle),
     // The leader's read at R: every entry at or below R is in its log already (the sim's writes are
     // appended synchronously with their revision), and it answers with its applied index, the log's end.
-    closeOnLeader: (groupId) => Promise.resolve(shards[groupId - 2].log.length),
+    // It may close below R (its floor, while a write turn's grant is on its way): any revision ≤ R is
+    // then as true, since every later write takes a revision above R.
+    closeOnLeader: (groupId, revision) => Promise.resolve({ revision: rng.chance(0.3) ? Math.max(1, revision - rng.nextInt(6)) : revision, appliedIndex: shards[groupId - 2].log.length }),
     waitApplied: (groupId, index) => {
       const s = shards[groupId - 2];
       if (mutation === 'close-before-apply' || s.applied >= index) return Promise.resolve();

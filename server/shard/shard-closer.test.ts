@@ -29,7 +29,8 @@ const HEARTBEAT = 200;
 function harness(shardCount = 2) {
   const shards = Array.from({ length: shardCount }, (_, i) => ({ groupId: 2 + i, source: new ReplicaWatchSource(i, new KvStateMachine(9, [], [], { sharded: true })) }));
   const oracle: Array<Pending<number>> = [];
-  const reads: Array<Pending<number>> = [];
+  /** A number answers the close at R itself with that applied index. */
+  const reads: Array<Pending<number | { revision: number; appliedIndex: number }>> = [];
   const applies: Array<Pending<void>> = [];
   const failures: number[] = [];
   const clock = { now: 1_000 };
@@ -37,7 +38,7 @@ function harness(shardCount = 2) {
   const closer = new ShardCloser({
     shards,
     freshRevision: (d) => deferred(oracle, [d]),
-    closeOnLeader: (g, r, d) => deferred(reads, [g, r, d]),
+    closeOnLeader: (g, r, d) => deferred(reads, [g, r, d]).then((v) => (typeof v === 'number' ? { revision: r, appliedIndex: v } : v)),
     waitApplied: (g, i, d) => deferred(applies, [g, i, d]),
     onCloseFailed: (g) => failures.push(g),
     minGapMs: GAP,
@@ -104,6 +105,19 @@ describe('ShardCloser', () => {
     expect(h.shards[0].source.closedRevision()).toBe(40);
     expect(h.shards[1].source.closedRevision()).toBe(0);
     expect(h.closer.stats.closes).toBe(1);
+  });
+
+  it('closes at the revision the leader answered (its floor, below R, while its writes were on their way)', async () => {
+    const h = harness(1);
+    h.closer.acquire();
+    h.oracle[0].resolve(40);
+    await flush();
+    h.reads[0].resolve({ revision: 33, appliedIndex: 8 });
+    await flush();
+    expect(h.applies[0].args.slice(0, 2)).toEqual([2, 8]);
+    h.applies[0].resolve();
+    await flush();
+    expect(h.shards[0].source.closedRevision()).toBe(33);
   });
 
   it('on demand: a round at once, or after the least gap; requests in between make one round; one oracle request at a time', async () => {

@@ -43,8 +43,11 @@ export interface ShardCloserOptions {
   shards: readonly ClosableShard[];
   /** A revision from the oracle above everything handed out before the call. */
   freshRevision(deadlineMs: number): Promise<number>;
-  /** Reads the shard at `revision` on its leader (readAt); resolves with the leader's applied index after it. */
-  closeOnLeader(groupId: number, revision: number, deadlineMs: number): Promise<number>;
+  /**
+   * Closes the shard on its leader at `revision` or below (ShardWritePath.closeAt): resolves with the
+   * revision closed and the leader's applied index after the close.
+   */
+  closeOnLeader(groupId: number, revision: number, deadlineMs: number): Promise<{ revision: number; appliedIndex: number }>;
   /** Resolves once this member's replica of `groupId` has applied through `index`. */
   waitApplied(groupId: number, index: number, deadlineMs: number): Promise<void>;
   /** Least time between two round starts (bounds a busy watch's cost). */
@@ -178,9 +181,9 @@ export class ShardCloser {
     this.closing.add(s.groupId);
     const deadlineMs = this.now() + this.closeTimeoutMs;
     try {
-      const index = await this.opts.closeOnLeader(s.groupId, revision, deadlineMs);
-      await this.opts.waitApplied(s.groupId, index, deadlineMs);
-      s.source.close(revision);
+      const closed = await this.opts.closeOnLeader(s.groupId, revision, deadlineMs);
+      await this.opts.waitApplied(s.groupId, closed.appliedIndex, deadlineMs);
+      s.source.close(closed.revision);
       this.stats.closes++;
     } catch (err) {
       this.stats.closeFailures++;

@@ -76,8 +76,19 @@ export interface RangeAtResponseWire {
   range?: { kvs: KeyValueWire[]; more: boolean; count: Long64 } | null;
   not_leader?: { leader_id: Long64 } | null;
   error?: { kind: RangeErrorKind; message: string } | null;
-  /** With `range`: the leader's applied index of the group after the read (0: not said). */
-  applied_index?: Long64;
+}
+
+export interface CloseAtRequestWire {
+  group_id: number;
+  revision: Long64;
+  deadline_ms: Long64;
+}
+
+export interface CloseAtResponseWire {
+  result?: 'closed' | 'not_leader' | 'error';
+  closed?: { revision: Long64; applied_index: Long64 } | null;
+  not_leader?: { leader_id: Long64 } | null;
+  error?: { kind: RangeErrorKind; message: string } | null;
 }
 
 let service: grpc.ServiceClientConstructor | undefined;
