@@ -78,6 +78,7 @@ interface ReadWaiter {
 export class ShardWritePath {
   private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation'>>;
   readonly revisions: ShardRevisions;
+  private readonly unsafeMutation: ShardRevisionsMutation | null;
   private queue: QueuedWrite[] = [];
   /** Intercepted writes waiting for this new leader to become ready (rule 1 of shard-revisions.ts). */
   private held: QueuedWrite[] = [];
@@ -93,6 +94,7 @@ export class ShardWritePath {
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
+    this.unsafeMutation = options.unsafeMutation ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
     sm.revisionListener = (revision) => {
@@ -351,7 +353,9 @@ export class ShardWritePath {
     const term = this.revisions.leaderTerm;
     this.stats.closes++;
     let closed = revision;
-    if (this.turnsOut > 0 && this.revisions.floor < revision) {
+    if (this.unsafeMutation === 'close-over-pending-grant' && this.turnsOut > 0) {
+      // Simulation only: closes at R without raising the floor over a grant on its way (must be caught).
+    } else if (this.turnsOut > 0 && this.revisions.floor < revision) {
       closed = this.revisions.floor;
       this.stats.closesAtFloor++;
     } else this.revisions.raiseRead(revision);
