@@ -44,10 +44,17 @@ export interface ShardedKeyspace {
   rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
   /** Every shard replica on this member as a merged watch's source, by shard index (server/shard/replica-watch-source.ts). */
   watchSources(): ReadonlyMap<number, ShardWatchSource>;
-  /** A merged watch opened: this member's closing rounds run until every release is called (server/shard/shard-closer.ts). */
-  holdClosingRounds(): () => void;
+  /** A merged watch opened: this member's closing rounds run until every hold is released (server/shard/shard-closer.ts). */
+  holdClosingRounds(): ClosingHold;
   /** This member's closing rounds, for /metrics: running now, and counts since start. */
   closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
+}
+
+/** A merged watch's hold on this member's closing rounds. */
+export interface ClosingHold {
+  release(): void;
+  /** Resolves once every shard is resolved through a round started after the call (or after timeoutMs). */
+  sync(timeoutMs: number): Promise<void>;
 }
 
 export interface ApiLimits {

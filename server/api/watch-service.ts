@@ -28,7 +28,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
-import type { ApiContext } from './context.ts';
+import type { ApiContext, ClosingHold } from './context.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { MergedWatch, type MergedWatchSink } from '../routing/merged-watch.ts';
 import type { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -61,6 +61,9 @@ interface WireWatchRequest {
  * LAN reader that keeps up from being parked, and 100 streams that stopped reading at ~30 MiB.
  */
 export const WATCH_STREAM_SEND_BUDGET_BYTES = 256 * 1024;
+
+/** Longest a progress reply on a stream with merged watches waits for a closing round. */
+const PROGRESS_SYNC_MS = 1_000;
 
 /** etcd's id for responses that belong to no single watch (progress replies). */
 const INVALID_WATCH_ID = -1;
@@ -105,8 +108,8 @@ class MergedStreamWatch implements MergedWatchSink {
   readonly id: number;
   readonly progressNotify: boolean;
   watch: MergedWatch | null = null;
-  /** Ends this watch's hold on the member's closing rounds. */
-  release: () => void = () => {};
+  /** This watch's hold on the member's closing rounds. */
+  hold: ClosingHold | null = null;
 
   constructor(stream: WatchStream, id: number, progressNotify: boolean) {
     this.stream = stream;
@@ -130,6 +133,11 @@ class MergedStreamWatch implements MergedWatchSink {
   end(): void {
     this.watch?.cancel();
     this.release();
+  }
+
+  release(): void {
+    this.hold?.release();
+    this.hold = null;
   }
 }
 
@@ -225,6 +233,18 @@ class WatchStream {
     }
   }
 
+  private answerProgress(): void {
+    if (this.closed) return;
+    if (this.victims.size === 0) this.sendProgress();
+    else this.progressPending = true;
+  }
+
+  /** Waits for a closing round started now (any merged watch's hold: they share the member's rounds). */
+  private syncMerged(): Promise<void> {
+    for (const w of this.merged.values()) if (w.hold !== null) return w.hold.sync(PROGRESS_SYNC_MS);
+    return Promise.resolve();
+  }
+
   private sendProgress(): void {
     this.send({ header: this.progressHeader(), watch_id: INVALID_WATCH_ID });
   }
@@ -295,8 +315,10 @@ class WatchStream {
     if (req.create_request) this.create(req.create_request);
     else if (req.cancel_request) this.cancel(num(req.cancel_request.watch_id));
     else if (req.progress_request) {
-      if (this.victims.size === 0) this.sendProgress();
-      else this.progressPending = true;
+      if (this.merged.size === 0) this.answerProgress();
+      // The reply's header is the merged delivered revision: wait for a closing round started now, so it
+      // covers everything committed before the request (bounded: an older header is never wrong).
+      else void this.syncMerged().then(() => this.answerProgress());
     }
   }
 
@@ -370,7 +392,7 @@ class WatchStream {
     this.merged.set(watchId, w);
     if (w.progressNotify) this.startProgressTimer();
     this.send({ header: this.ctx.header(now), watch_id: watchId, created: true });
-    w.release = shards.holdClosingRounds();
+    w.hold = shards.holdClosingRounds();
     const watch = new MergedWatch(
       { key, rangeEnd, startRevision: asked > 0 ? asked : now + 1, prevKv: !!req.prev_kv, noPut, noDelete, shards: touched },
       sources,
@@ -403,8 +425,11 @@ class WatchStream {
       for (const [watchId, w] of this.watches) {
         if (w.progressNotify && !this.victims.has(w)) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
       }
-      // A merged watch answers with its delivered revision (after releasing what its shards resolved).
-      for (const w of [...this.merged.values()]) if (w.progressNotify) w.watch?.requestProgress();
+      // A merged watch answers with its delivered revision, after a closing round started now.
+      const notify = [...this.merged.values()].filter((w) => w.progressNotify);
+      if (notify.length > 0) void this.syncMerged().then(() => {
+        for (const w of notify) if (!this.closed && this.merged.get(w.id) === w) w.watch?.requestProgress();
+      });
     }, this.ctx.limits.watchProgressNotifyIntervalMs);
     this.progressTimer.unref();
   }

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { MemberStore } from '../storage/member-store.ts';
-import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
+import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -181,6 +181,7 @@ export class ShardHosting implements ShardedKeyspace {
           (to) => peers.closeAt(to, groupId, revision, deadlineMs),
         ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
+      needsRound: () => this.closingDue(),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
@@ -269,9 +270,26 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   /** A merged watch opened: closing rounds run until every returned release was called. */
-  holdClosingRounds(): () => void {
-    if (this.closer === null) throw new ShardNotReadyError('shards not attached yet');
-    return this.closer.acquire();
+  holdClosingRounds(): ClosingHold {
+    const closer = this.closer;
+    if (closer === null) throw new ShardNotReadyError('shards not attached yet');
+    return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };
+  }
+
+  /**
+   * The closer's heartbeat asks this: whether some shard that a merged watch follows here is resolved
+   * below another (an event waits for it, or its close failed). Shards all resolved alike need no round.
+   */
+  private closingDue(): boolean {
+    let low = Number.POSITIVE_INFINITY;
+    let high = 0;
+    for (const s of this.shards) {
+      if (s.source.subscriptionCount() === 0) continue;
+      const r = s.source.resolvedRevision();
+      if (r < low) low = r;
+      if (r > high) high = r;
+    }
+    return high > low;
   }
 
   closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {

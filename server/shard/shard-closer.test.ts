@@ -26,7 +26,7 @@ const flush = async (): Promise<void> => {
 const GAP = 20;
 const HEARTBEAT = 200;
 
-function harness(shardCount = 2) {
+function harness(shardCount = 2, needsRound?: () => boolean) {
   const shards = Array.from({ length: shardCount }, (_, i) => ({ groupId: 2 + i, source: new ReplicaWatchSource(i, new KvStateMachine(9, [], [], { sharded: true })) }));
   const oracle: Array<Pending<number>> = [];
   /** A number answers the close at R itself with that applied index. */
@@ -35,7 +35,10 @@ function harness(shardCount = 2) {
   const failures: number[] = [];
   const clock = { now: 1_000 };
   let timer: { fn: () => void; due: number } | null = null;
+  /** sync()'s own timeouts, apart from the round timer. */
+  const timeouts: Array<{ fn: () => void; ms: number }> = [];
   const closer = new ShardCloser({
+    ...(needsRound ? { needsRound } : {}),
     shards,
     freshRevision: (d) => deferred(oracle, [d]),
     closeOnLeader: (g, r, d) => deferred(reads, [g, r, d]).then((v) => (typeof v === 'number' ? { revision: r, appliedIndex: v } : v)),
@@ -45,11 +48,18 @@ function harness(shardCount = 2) {
     heartbeatMs: HEARTBEAT,
     now: () => clock.now,
     setTimer: (fn, ms) => {
+      if (ms >= 1_000) {
+        const t = { fn, ms };
+        timeouts.push(t);
+        return t;
+      }
       timer = { fn, due: clock.now + ms };
       return {};
     },
-    clearTimer: () => {
-      timer = null;
+    clearTimer: (t) => {
+      const i = timeouts.indexOf(t as { fn: () => void; ms: number });
+      if (i >= 0) timeouts.splice(i, 1);
+      else timer = null;
     },
   });
   /** Moves time to the armed timer and fires it; returns how long that was. */
@@ -66,7 +76,7 @@ function harness(shardCount = 2) {
     const t = timer as { due: number } | null;
     return t === null ? null : t.due - clock.now;
   };
-  return { closer, shards, oracle, reads, applies, failures, clock, fire, armedIn };
+  return { closer, shards, oracle, reads, applies, failures, clock, fire, armedIn, timeouts };
 }
 
 describe('ShardCloser', () => {
@@ -176,6 +186,69 @@ describe('ShardCloser', () => {
     expect(h.closer.stats.oracleFailures).toBe(1);
     expect(h.fire()).toBe(HEARTBEAT);
     expect(h.oracle).toHaveLength(4);
+  });
+
+  it('the heartbeat starts a round only when needsRound() says some shard is resolved below another', async () => {
+    let due = false;
+    const h = harness(1, () => due);
+    h.closer.acquire();
+    h.oracle[0].resolve(10);
+    await flush();
+    h.fire();
+    h.fire();
+    expect(h.oracle).toHaveLength(1); // idle: two heartbeats, no round
+    expect(h.armedIn()).toBe(HEARTBEAT);
+    due = true;
+    h.fire();
+    expect(h.oracle).toHaveLength(2);
+  });
+
+  it('sync() resolves once every shard is resolved through a round started after it; a close below the target asks for another', async () => {
+    const h = harness(2, () => false);
+    h.closer.acquire();
+    h.oracle[0].resolve(10);
+    await flush();
+    for (const r of h.reads) r.resolve(1);
+    await flush();
+    for (const a of h.applies) a.resolve();
+    await flush();
+    expect(h.shards.map((x) => x.source.closedRevision())).toEqual([10, 10]);
+    let synced = false;
+    h.clock.now += GAP;
+    void h.closer.sync(1_000).then(() => (synced = true));
+    expect(h.oracle).toHaveLength(2); // a round for the sync, at once
+    h.oracle[1].resolve(50);
+    await flush();
+    expect(h.reads.slice(2).map((r) => r.args.slice(0, 2))).toEqual([[2, 50], [3, 50]]);
+    h.reads[2].resolve(2);
+    h.reads[3].resolve({ revision: 44, appliedIndex: 2 }); // at its floor: below the target 50
+    await flush();
+    for (const a of h.applies.slice(2)) a.resolve();
+    await flush();
+    expect(h.shards.map((x) => x.source.closedRevision())).toEqual([50, 44]);
+    expect(synced).toBe(false);
+    // Another round for the shard still below 50, after the gap.
+    if (h.oracle.length === 2) h.fire();
+    expect(h.oracle).toHaveLength(3);
+    h.oracle[2].resolve(60);
+    await flush();
+    for (const r of h.reads.slice(4)) r.resolve(3);
+    await flush();
+    for (const a of h.applies.slice(4)) a.resolve();
+    await flush();
+    expect(synced).toBe(true);
+    expect(h.timeouts).toHaveLength(0);
+  });
+
+  it('sync() gives up at its timeout (the header is then older, never wrong)', async () => {
+    const h = harness(1, () => false);
+    h.closer.acquire();
+    let synced = false;
+    void h.closer.sync(1_000).then(() => (synced = true));
+    expect(h.timeouts).toHaveLength(1);
+    h.timeouts[0].fn();
+    await flush();
+    expect(synced).toBe(true);
   });
 
   it('a slow shard is not asked twice at once, and takes the newest round’s revision as soon as it answers', async () => {

@@ -10,10 +10,13 @@
 //     started less than `minGapMs` ago or its oracle request is still out, right after (requests in
 //     between are coalesced into that one round). So a write reaches the watcher one round after it is
 //     applied here, and a busy range costs at most one round per `minGapMs`;
-//   - as a heartbeat every `heartbeatMs`, for progress notifications and requests (their header is the
-//     merged resolved revision) and to retry shards whose close failed.
-// No merged watch, no rounds, no timer: an idle cluster pays nothing; an open watch on an idle range
-// costs one round per heartbeat.
+//   - for a progress notification or request (sync(): its header is the merged resolved revision, so it
+//     waits for a round that started after it was asked, and is then as fresh as a write's event);
+//   - at a heartbeat every `heartbeatMs`, only if `needsRound()` says some shard a merged watch follows is
+//     resolved below another (an event waits, or a shard's close failed and must be retried). The
+//     heartbeat itself is a timer and that check: no I/O.
+// No merged watch, no rounds, no timer: an idle cluster pays nothing; an open merged watch on an idle
+// range pays no round either, once its shards are resolved alike.
 //
 // Why closed(R) is true ("this replica has delivered everything at or below R and the shard will commit
 // nothing more at or below R"): readAt(R) returns only after (1) every revision ≤ R the leader proposed
@@ -52,8 +55,10 @@ export interface ShardCloserOptions {
   waitApplied(groupId: number, index: number, deadlineMs: number): Promise<void>;
   /** Least time between two round starts (bounds a busy watch's cost). */
   minGapMs?: number;
-  /** A round at least this often while a merged watch is open (progress, retries). */
+  /** How often, while a merged watch is open, `needsRound()` is asked whether a round is due. */
   heartbeatMs?: number;
+  /** Whether some shard a merged watch follows is resolved below another (default: always). */
+  needsRound?(): boolean;
   /** Longest one close may take (a shard electing a leader is tried again in a later round). */
   closeTimeoutMs?: number;
   /** Why a close failed, for the log. */
@@ -82,6 +87,9 @@ export class ShardCloser {
   private lastStart = Number.NEGATIVE_INFINITY;
   /** The newest round's revision. */
   private latest = 0;
+  private roundSeq = 0;
+  /** sync() callers: resolved once every shard is resolved through `target`, the R of a round started after them. */
+  private syncWaiters: Array<{ minRound: number; target: number; resolve(): void }> = [];
   private readonly closing = new Set<number>();
   private stopped = false;
   readonly stats = { rounds: 0, closes: 0, closeFailures: 0, oracleFailures: 0 };
@@ -106,6 +114,7 @@ export class ShardCloser {
       if (this.users === 0) {
         this.wanted = false;
         this.cancelTimer();
+        for (const w of this.syncWaiters.splice(0)) w.resolve();
       }
     };
   }
@@ -127,9 +136,47 @@ export class ShardCloser {
     this.round();
   }
 
+  /**
+   * Resolves once every shard is resolved through the revision of a round started after this call (a
+   * progress header then covers everything committed before it), or after `timeoutMs` regardless (the
+   * header is then older, never wrong).
+   */
+  sync(timeoutMs: number): Promise<void> {
+    if (!this.active()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const set = this.opts.setTimer ?? ((fn: () => void, ms: number) => setTimeout(fn, ms));
+      const clear = this.opts.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout));
+      const w = {
+        minRound: this.roundSeq + 1,
+        target: 0,
+        resolve: () => {
+          clear(timer);
+          const i = this.syncWaiters.indexOf(w);
+          if (i >= 0) this.syncWaiters.splice(i, 1);
+          resolve();
+        },
+      };
+      const timer = set(() => w.resolve(), timeoutMs);
+      timer.unref?.();
+      this.syncWaiters.push(w);
+      this.request();
+    });
+  }
+
   stop(): void {
     this.stopped = true;
     this.cancelTimer();
+    for (const w of this.syncWaiters.splice(0)) w.resolve();
+  }
+
+  /** Settles the sync() callers every shard is resolved for; asks for another round if some still wait. */
+  private checkSync(): void {
+    if (this.syncWaiters.length === 0) return;
+    for (const w of [...this.syncWaiters]) {
+      if (w.target > 0 && this.opts.shards.every((s) => s.source.resolvedRevision() >= w.target)) w.resolve();
+    }
+    // A shard closed below the target (at its floor) or failed: another round, once nothing is out.
+    if (this.closing.size === 0 && this.syncWaiters.some((w) => w.target > 0)) this.request();
   }
 
   private cancelTimer(): void {
@@ -146,7 +193,9 @@ export class ShardCloser {
     const set = this.opts.setTimer ?? ((fn: () => void, delay: number) => setTimeout(fn, delay));
     const t = set(() => {
       this.timer = null;
-      this.request();
+      // A heartbeat with nothing to do costs only this check.
+      if (this.wanted || this.syncWaiters.length > 0 || (this.opts.needsRound?.() ?? true)) this.request();
+      else this.arm(this.heartbeatMs);
     }, Math.max(0, ms));
     t.unref?.();
     this.timer = t;
@@ -160,11 +209,13 @@ export class ShardCloser {
     this.arm(this.heartbeatMs);
     this.stats.rounds++;
     this.oracleOut = true;
+    const seq = ++this.roundSeq;
     this.opts.freshRevision(this.now() + this.closeTimeoutMs).then(
       (revision) => {
         this.oracleOut = false;
         if (!this.active()) return;
         if (revision > this.latest) this.latest = revision;
+        for (const w of this.syncWaiters) if (w.target === 0 && w.minRound <= seq) w.target = revision;
         // Shards whose close of an earlier round is still out take R when it ends; the rest close at R now.
         for (const s of this.opts.shards) if (!this.closing.has(s.groupId)) void this.close(s, revision);
         if (this.wanted) this.request();
@@ -172,7 +223,7 @@ export class ShardCloser {
       () => {
         this.oracleOut = false;
         this.stats.oracleFailures++;
-        if (this.wanted) this.request();
+        if (this.wanted || this.syncWaiters.length > 0) this.request();
       },
     );
   }
@@ -194,5 +245,6 @@ export class ShardCloser {
     // A round came and went while this close was out: take its revision now rather than a round later
     // (a slow shard would otherwise hold every merged watch back by a further round).
     if (this.active() && this.latest > revision && this.latest > s.source.closedRevision()) void this.close(s, this.latest);
+    else this.checkSync();
   }
 }
