@@ -23,7 +23,7 @@ import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
-import { ReplicaWatchSource } from '../shard/replica-watch-source.ts';
+import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
@@ -181,7 +181,7 @@ export class ShardHosting implements ShardedKeyspace {
           (to) => peers.closeAt(to, groupId, revision, deadlineMs),
         ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
-      needsRound: () => this.closingDue(),
+      needsRound: () => resolvedApart(this.shards.map((s) => s.source)),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
@@ -276,21 +276,6 @@ export class ShardHosting implements ShardedKeyspace {
     return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };
   }
 
-  /**
-   * The closer's heartbeat asks this: whether some shard that a merged watch follows here is resolved
-   * below another (an event waits for it, or its close failed). Shards all resolved alike need no round.
-   */
-  private closingDue(): boolean {
-    let low = Number.POSITIVE_INFINITY;
-    let high = 0;
-    for (const s of this.shards) {
-      if (s.source.subscriptionCount() === 0) continue;
-      const r = s.source.resolvedRevision();
-      if (r < low) low = r;
-      if (r > high) high = r;
-    }
-    return high > low;
-  }
 
   closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
     const c = this.closer;

@@ -19,6 +19,23 @@
 import type { KvStateMachine } from './kv-state-machine.ts';
 import type { ShardSubscribeRequest, ShardWatchSink, ShardWatchSource, ShardWatchSubscription } from './watch-source.ts';
 
+/**
+ * Whether some shard that a merged watch follows here (a source with live subscriptions) is resolved below
+ * another: then an event may be waiting for it, or its close failed, and a closing round is due. Sources
+ * all resolved alike (or followed by nothing) need none.
+ */
+export function resolvedApart(sources: Iterable<ReplicaWatchSource>): boolean {
+  let low = Number.POSITIVE_INFINITY;
+  let high = 0;
+  for (const s of sources) {
+    if (s.subscriptionCount() === 0) continue;
+    const r = s.resolvedRevision();
+    if (r < low) low = r;
+    if (r > high) high = r;
+  }
+  return high > low;
+}
+
 export class ReplicaWatchSource implements ShardWatchSource {
   readonly shard: number;
   private readonly sm: KvStateMachine;
