@@ -3,8 +3,10 @@
 // clients at once reach the watch exactly once, in revision order; the delay from a write's
 // acknowledgement to its event at the watcher is measured under light load and printed; `--rev` replays
 // history and goes on live; progress notifications and progress requests carry the merged delivered
-// revision (every event at or below it was sent before); a start below the compaction is canceled with
-// etcd's compact_revision; a member killed with -9 does not stop a watch on a surviving member.
+// revision (every event at or below it was sent before, and a request right after a write covers it);
+// NOPUT/NODELETE filters with prev_kv; a reader that stops reading catches up exactly; a start below the
+// compaction is canceled with etcd's compact_revision; a member killed with -9 does not stop a watch on a
+// surviving member; closing rounds run only while a member holds a merged watch, and not while it idles.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
