@@ -9,6 +9,7 @@ import { encodeInternalRequest, type InternalRequestBody } from '../shard/reques
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { SlotMap } from '../routing/slots.ts';
+import type { ShardWatchSource } from '../shard/watch-source.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 
@@ -41,6 +42,19 @@ export interface ShardedKeyspace {
   freshRevision(deadlineMs: number): Promise<number>;
   /** `op` read at `revision` on the shard's leader (here or on the peer that leads it). */
   rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
+  /** Every shard replica on this member as a merged watch's source, by shard index (server/shard/replica-watch-source.ts). */
+  watchSources(): ReadonlyMap<number, ShardWatchSource>;
+  /** A merged watch opened: this member's closing rounds run until every hold is released (server/shard/shard-closer.ts). */
+  holdClosingRounds(): ClosingHold;
+  /** This member's closing rounds, for /metrics: running now, and counts since start. */
+  closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
+}
+
+/** A merged watch's hold on this member's closing rounds. */
+export interface ClosingHold {
+  release(): void;
+  /** Resolves once every shard is resolved through a round started after the call (or after timeoutMs). */
+  sync(timeoutMs: number): Promise<void>;
 }
 
 export interface ApiLimits {

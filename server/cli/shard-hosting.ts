@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { MemberStore } from '../storage/member-store.ts';
-import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
+import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -23,7 +23,10 @@ import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
-import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
+import { ShardCloser } from '../shard/shard-closer.ts';
+import type { ShardWatchSource } from '../shard/watch-source.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
@@ -36,6 +39,14 @@ export interface ShardPeers {
   oracle: OracleTransport;
   /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
   rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
+  /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
+  closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
+}
+
+/** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
+export interface ShardClose {
+  revision: number;
+  appliedIndex: number;
 }
 
 interface BootstrapMember {
@@ -47,6 +58,8 @@ interface BootstrapMember {
 interface HostedShard extends GroupTarget {
   readonly index: number;
   path: ShardWritePath | null;
+  /** This replica as a merged watch sees it (closed revisions from the closing rounds). */
+  readonly source: ReplicaWatchSource;
 }
 
 /** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
@@ -62,6 +75,21 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           return { notLeader: outcome.leaderId };
         case 'mvcc':
           throw outcome.error; // compacted or future revision: the client's answer
+        case 'deadline':
+          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        case 'unavailable':
+          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        default:
+          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+      }
+    },
+    async closeAt(to, groupId, revision, deadlineMs) {
+      const outcome = await closeAtOnPeer(channels, to, groupId, revision, deadlineMs);
+      switch (outcome.kind) {
+        case 'closed':
+          return { revision: outcome.revision, appliedIndex: outcome.appliedIndex };
+        case 'not-leader':
+          return { notLeader: outcome.leaderId };
         case 'deadline':
           throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
         case 'unavailable':
@@ -86,8 +114,13 @@ export class ShardHosting implements ShardedKeyspace {
   private member: Member | null = null;
   private peers: ShardPeers | null = null;
   private membership: GroupMembershipReconciler | null = null;
+  private closer: ShardCloser | null = null;
+  private closeFailuresLogged = 0;
 
-  private constructor(shardCount: number, metadata: MetadataStateMachine) {
+  private readonly logger: Logger;
+
+  private constructor(shardCount: number, metadata: MetadataStateMachine, logger: Logger) {
+    this.logger = logger;
     this.shardCount = shardCount;
     this.slotMap = SlotMap.create(shardCount);
     this.metadata = metadata;
@@ -110,14 +143,14 @@ export class ShardHosting implements ShardedKeyspace {
     const metadata = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
     metaLoaded.stateRecords = [];
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
-    const hosting = new ShardHosting(opts.shardCount, metadata);
+    const hosting = new ShardHosting(opts.shardCount, metadata, logger);
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
       const sm = new KvStateMachine(opts.memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
       loaded.stateRecords = [];
       member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
-      hosting.shards.push({ index, groupId, sm, path: null });
+      hosting.shards.push({ index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) });
     }
     return hosting;
   }
@@ -152,6 +185,25 @@ export class ShardHosting implements ShardedKeyspace {
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }
+    this.closer = new ShardCloser({
+      shards: this.shards,
+      freshRevision: (deadlineMs) => this.freshRevision(deadlineMs),
+      closeOnLeader: (groupId, revision, deadlineMs) =>
+        this.onLeader(
+          groupId,
+          deadlineMs,
+          () => this.closeAtHere(groupId, revision, deadlineMs),
+          (to) => peers.closeAt(to, groupId, revision, deadlineMs),
+        ),
+      waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
+      needsRound: () => resolvedApart(this.shards.map((s) => s.source)),
+      onCloseFailed: (groupId, err) => {
+        // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
+        if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
+      },
+    });
+    const closer = this.closer;
+    for (const shard of this.shards) shard.source.onActivity = () => closer.request();
   }
 
   /** The oracle host, for the peer service (null before attach). */
@@ -168,7 +220,16 @@ export class ShardHosting implements ShardedKeyspace {
 
   stop(): void {
     this.membership?.stop();
+    this.closer?.stop();
     for (const s of this.shards) s.path?.stop();
+  }
+
+  /** The close this member serves as the leader of `groupId` (the peer service's CloseAt), with its applied index after it. */
+  async closeAtHere(groupId: number, revision: number, deadlineMs: number): Promise<ShardClose> {
+    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    if (shard?.path == null || this.member === null) throw new ShardNotReadyError(`group ${groupId} is not a shard hosted here`);
+    const closed = await shard.path.closeAt(revision, deadlineMs);
+    return { revision: closed, appliedIndex: this.member.status(groupId).applied };
   }
 
   // ---- ShardedKeyspace ---------------------------------------------------------------------
@@ -211,21 +272,48 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
   async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    return this.onLeader(
+      target.groupId,
+      deadlineMs,
+      () => this.readAtHere(target.groupId, op, revision, deadlineMs),
+      (to) => this.peers!.rangeAt(to, target.groupId, op, revision, deadlineMs),
+    );
+  }
+
+  /** Every shard replica on this member as a merged watch's source, by shard index. */
+  watchSources(): ReadonlyMap<number, ShardWatchSource> {
+    return new Map(this.shards.map((s) => [s.index, s.source]));
+  }
+
+  /** A merged watch opened: closing rounds run until every returned release was called. */
+  holdClosingRounds(): ClosingHold {
+    const closer = this.closer;
+    if (closer === null) throw new ShardNotReadyError('shards not attached yet');
+    return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };
+  }
+
+
+  closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
+    const c = this.closer;
+    return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
+  }
+
+  /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */
+  private async onLeader<T extends object>(groupId: number, deadlineMs: number, here: () => Promise<T>, there: (to: NodeId) => Promise<T | { notLeader: NodeId }>): Promise<T> {
     const member = this.member;
-    const peers = this.peers;
-    if (member === null || peers === null) throw new ShardNotReadyError('shards not attached yet');
-    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${target.groupId}`);
+    if (member === null || this.peers === null) throw new ShardNotReadyError('shards not attached yet');
+    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${groupId}`);
     let hint: NodeId = 0;
     while (Date.now() < deadlineMs) {
-      const leader = hint !== 0 ? hint : member.leaderId(target.groupId);
+      const leader = hint !== 0 ? hint : member.leaderId(groupId);
       hint = 0;
       try {
-        if (leader === member.memberId) return await this.readAtHere(target.groupId, op, revision, deadlineMs);
+        if (leader === member.memberId) return await here();
         if (leader !== 0) {
-          const answer = await peers.rangeAt(leader, target.groupId, op, revision, deadlineMs);
+          const answer = await there(leader);
           if (!('notLeader' in answer)) return answer;
           hint = answer.notLeader;
-          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${target.groupId}`);
+          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${groupId}`);
         }
       } catch (err) {
         // A shard still getting ready, or a leader lost mid-read: try again while time remains. Anything
@@ -237,4 +325,6 @@ export class ShardHosting implements ShardedKeyspace {
     }
     throw lastError;
   }
+
+
 }

@@ -337,6 +337,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
         leaderOf: (groupId) => member.leaderId(groupId),
         isBlocked,
+        closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
       }),
     );
   }
