@@ -31,6 +31,7 @@ interface Step {
 
 const s = (...args: string[]): Step => ({ args });
 const txn = (input: string, ...flags: string[]): Step => ({ args: ['txn', ...flags], input });
+const watch = (...args: string[]): Step => ({ args: ['watch', ...args], stopAfterMs: 2_000 });
 const putAt = (name: string, key: string, value: string): Step => ({ args: ['put', key, value, '-w', 'json'], captureRev: name });
 
 // Keys written by one Txn share {t}; p/{p}* share {p} so `del --prefix p/{p}` is one shard's write;
@@ -82,7 +83,12 @@ const SESSION: Step[] = [
   txn('mod("{t}foo") > "0"\n\nput {t}t1 x\ndel {t}nothing\nget {t}foo\n\n\n', '-w', 'json'),
   txn('mod("{t}foo") = "0"\n\n\nput {t}t1 y\ndel {t}t1\n\n', '-w', 'json'),
   s('get', '--prefix', '', '-w', 'json'),
+  watch('--rev=$REV(first)', '--prefix', ''),
+  watch('--rev=$REV(pc)', '--prefix', '', '-w', 'json'),
+  watch('--rev=$REV(first)', '{t}foo', '--prev-kv'),
+  watch('--rev=$REV(first)', 'p/', 'p0'),
   s('compaction', '$REV(pc)'),
+  watch('--rev=$REV(first)', '--prefix', ''),
   s('get', '{t}foo', '--rev=$REV(first)'),
   s('get', 'p/{p}c', '--rev=$REV(pc)'),
   s('get', '{t}foo', '--rev=99999999'),
