@@ -32,6 +32,8 @@ export interface ShardedKeyspace {
   targets(): readonly GroupTarget[];
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
+  /** Whether every other group's membership, as applied here, is the cluster group's (group-membership.ts). */
+  groupsFollowCluster(): boolean;
   /** The revision oracle as this member hosts it, for /metrics. */
   oracleStatus(): { serving: boolean; requests: number; grants: number; revisionsGranted: number; persists: number; establishments: number; unavailable: number; deadlines: number };
   /** The shard holding `key`. */

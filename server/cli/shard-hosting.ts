@@ -253,6 +253,17 @@ export class ShardHosting implements ShardedKeyspace {
     };
   }
 
+  groupsFollowCluster(): boolean {
+    const member = this.member;
+    if (member === null) return false;
+    const want = member.confState(CLUSTER_GROUP_ID);
+    const same = (a: readonly NodeId[], b: readonly NodeId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
+    return this.readinessGroups().every((g) => {
+      const cs = member.confState(g);
+      return same(cs.voters, want.voters) && same(cs.learners, want.learners);
+    });
+  }
+
   readinessGroups(): number[] {
     return [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)];
   }
