@@ -7,6 +7,7 @@
 //     whose write entries carry oracle revisions stamped by the shard leader's ShardWritePath; every
 //     proposal for a shard this member leads is intercepted (Member.interceptProposals) and stamped,
 //     whether it was made here or forwarded by a follower's Raft.
+// Shard leaderships are kept spread over the members (server/shard/leader-balancer.ts).
 // Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
 // members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
 // created with S equal ranges (server/routing/slots.ts).
@@ -28,6 +29,7 @@ import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
+import { LeaderBalancer } from '../shard/leader-balancer.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -114,6 +116,7 @@ export class ShardHosting implements ShardedKeyspace {
   private member: Member | null = null;
   private peers: ShardPeers | null = null;
   private membership: GroupMembershipReconciler | null = null;
+  private leaders: LeaderBalancer | null = null;
   private closer: ShardCloser | null = null;
   private closeFailuresLogged = 0;
 
@@ -169,6 +172,8 @@ export class ShardHosting implements ShardedKeyspace {
       logger: membership.logger,
     });
     this.membership.start();
+    this.leaders = new LeaderBalancer({ member, groupIds: this.shards.map((s) => s.groupId), logger: membership.logger });
+    this.leaders.start();
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
@@ -220,6 +225,7 @@ export class ShardHosting implements ShardedKeyspace {
 
   stop(): void {
     this.membership?.stop();
+    this.leaders?.stop();
     this.closer?.stop();
     for (const s of this.shards) s.path?.stop();
   }

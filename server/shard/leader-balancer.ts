@@ -1,0 +1,93 @@
+// Keeps shard leaderships spread over members (issue 14: leaders per member max/mean ≤ 1.20). Elections
+// alone put them wherever timers fired first — 9, 4 and 3 of 16 shards on a fresh 3-member cluster —
+// and a shard's writes are sequenced by its leader, so the member leading most shards did most of the
+// work. Every member, every few seconds, computes the preferred leader of every shard with
+// server/placement/leaders.ts (pure: the same view gives every member the same answer; a current leader
+// within its fair share keeps its leadership) and hands over the shards it leads that should be led
+// elsewhere, one transfer at a time.
+//
+// Why it is safe: a leadership transfer is Raft's own (the target catches up, then campaigns with the
+// leader's consent); nothing about data or revisions changes hands (a new shard leader starts its write
+// path above a fresh oracle revision, as after any election). A transfer only goes to a voter this
+// leader heard from recently; a target that cannot take over in time leaves the leadership where it was.
+// Why it settles: the assignment keeps every current leader that is within its cap, and the target of a
+// transfer is within its cap after it, so in a stable membership each shard moves at most once.
+import type { Logger } from 'pino';
+import { assignLeaders, type LeaderInput } from '../placement/leaders.ts';
+import type { ConfState, NodeId } from '../raft/types.ts';
+
+export interface LeaderBalancerMember {
+  readonly memberId: NodeId;
+  role(groupId: number): string;
+  leaderId(groupId: number): NodeId;
+  confState(groupId: number): ConfState;
+  activeMembers(groupId: number): NodeId[];
+  transferLeadership(groupId: number, targetId: NodeId, timeoutMs: number): Promise<void>;
+}
+
+/** The shards this member leads that should be led by another member now, with that member. */
+export function leadershipsToHandOver(shards: readonly LeaderInput[], self: NodeId): Array<{ shard: number; to: NodeId }> {
+  const preferred = assignLeaders(shards, new Map());
+  const out: Array<{ shard: number; to: NodeId }> = [];
+  for (const s of shards) {
+    const to = preferred.get(s.shard) ?? null;
+    if (s.currentLeader === self && to !== null && to !== self) out.push({ shard: s.shard, to });
+  }
+  return out;
+}
+
+export interface LeaderBalancerOptions {
+  member: LeaderBalancerMember;
+  /** The shard groups (not the metadata group). */
+  groupIds: readonly number[];
+  logger: Logger;
+  intervalMs?: number;
+  transferTimeoutMs?: number;
+}
+
+export class LeaderBalancer {
+  private readonly opts: LeaderBalancerOptions;
+  private timer: NodeJS.Timeout | null = null;
+  private transferring = false;
+  transfers = 0;
+
+  constructor(opts: LeaderBalancerOptions) {
+    this.opts = opts;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.round(), this.opts.intervalMs ?? 2_000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  round(): void {
+    const { member, logger } = this.opts;
+    if (this.transferring) return;
+    const shards: LeaderInput[] = this.opts.groupIds.map((groupId) => ({
+      shard: groupId,
+      replicas: [...member.confState(groupId).voters].sort((a, b) => a - b),
+      currentLeader: member.leaderId(groupId) || null,
+    }));
+    // Every shard needs a known leader for the view to be the same everywhere; mid-election, wait.
+    if (shards.some((s) => s.currentLeader === null)) return;
+    const next = leadershipsToHandOver(shards, member.memberId).find(
+      ({ shard, to }) => member.role(shard) === 'leader' && member.activeMembers(shard).includes(to),
+    );
+    if (!next) return;
+    this.transferring = true;
+    this.transfers++;
+    logger.info({ group: next.shard, to: next.to.toString(16) }, 'handing a shard leadership over to spread leaders');
+    void member
+      .transferLeadership(next.shard, next.to, this.opts.transferTimeoutMs ?? 3_000)
+      .catch((err: unknown) => logger.warn({ group: next.shard, to: next.to.toString(16), err: String(err) }, 'leadership handover to spread leaders did not complete'))
+      .finally(() => {
+        this.transferring = false;
+      });
+  }
+}
