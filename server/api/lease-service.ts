@@ -11,6 +11,14 @@ import { etcdServices } from '../etcd/proto.ts';
 import { endWithStatus } from './stream-status.ts';
 
 
+/** A lease's keys: the cluster group's (one shard), or every shard's after its ReadIndex (a sharded cluster). */
+async function attachedKeys(ctx: ApiContext, id: string): Promise<Buffer[]> {
+  if (ctx.shards === null) return ctx.sm.leases.keysOf(id);
+  const targets = ctx.shards.targets();
+  await Promise.all(targets.map((t) => ctx.readBarrier(t)));
+  return targets.flatMap((t) => t.sm.leases.keysOf(id)).sort(Buffer.compare);
+}
+
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {
   const serializeKeepAlive = etcdServices().Lease.LeaseKeepAlive.responseSerialize as (value: object) => Buffer;
   return {
@@ -24,8 +32,14 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
     }),
 
     LeaseRevoke: unary(ctx, async (req: { ID: string }) => {
-      const out = await ctx.proposeWrite({ lease_revoke: { ID: String(req.ID) } });
-      return { header: ctx.header(out.revision) };
+      const id = String(req.ID);
+      const out = await ctx.proposeWrite({ lease_revoke: { ID: id } });
+      const sweeper = ctx.leaseSweeper;
+      if (sweeper === null) return { header: ctx.header(out.revision) };
+      // A sharded cluster: answered once every shard deleted the lease's keys, as etcd answers once its
+      // one store did; the header names the last shard revision the deletion used.
+      const { generation } = out.result as { generation: number };
+      return { header: ctx.header(await sweeper.sweep(id, generation)) };
     }),
 
     LeaseTimeToLive: unary(ctx, async (req: { ID: string; keys: boolean }) => {
@@ -38,7 +52,7 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
         ID: id,
         TTL: Math.floor(remainingMs / 1000),
         grantedTTL: lease.ttlSeconds,
-        keys: req.keys ? ctx.sm.leases.keysOf(id) : [],
+        keys: req.keys ? await attachedKeys(ctx, id) : [],
       };
     }),
 

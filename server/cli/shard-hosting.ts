@@ -22,7 +22,9 @@ import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
-import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+import { ShardDeadlineError, ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard/shard-write-path.ts';
+import { planTxnReads } from '../shard/txn-reads.ts';
+import { txnOpFromWire } from '../etcd/convert.ts';
 import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 
 export const METADATA_GROUP_ID = 1;
@@ -132,8 +134,14 @@ export class ShardHosting implements ShardedKeyspace {
     // leave as one request (the client splits the grant among its callers, each part above the last).
     const oracle = new OracleClient({ requester: `member-${self.toString(16)}`, transport, members: metadataMembers });
     this.readClient = oracle;
+    const groupsOf = (key: Buffer, rangeEnd: Buffer): number[] => this.shardsOfRange(key, rangeEnd).map((t) => t.groupId);
     for (const shard of this.shards) {
-      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle });
+      // A txn writing here and reading other shards reads them at its revision − 1 on their leaders.
+      const readsElsewhere: ReadsElsewhere = {
+        plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
+        read: (groupId, op, revision, deadlineMs) => this.rangeAt(this.shards[groupId - FIRST_SHARD_GROUP_ID], op, revision, deadlineMs),
+      };
+      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere });
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }

@@ -24,6 +24,7 @@ import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
+import { LeaseSweeper } from '../api/lease-sweeper.ts';
 import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
 import { authService } from '../api/auth-service.ts';
@@ -197,7 +198,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
   startup.loadMs = Math.round(performance.now() - phaseStart);
   phaseStart = performance.now();
-  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
+  // A sharded cluster's cluster group holds the leases; their keys are on the shards (lease-sweeper.ts).
+  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members, { leaseSweeps: shards > 1 });
   loaded.stateRecords = []; // the state machine holds them now
   startup.stateMachineMs = Math.round(performance.now() - phaseStart);
   if (sm.membership.get(String(memberId))?.removed) {
@@ -333,6 +335,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       }),
     );
   }
+  const sweeper = sharding !== null ? new LeaseSweeper(ctx, sharding, log) : null;
+  ctx.leaseSweeper = sweeper;
   const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
 
   const leases = new LeaseManager({
@@ -398,6 +402,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   }
   member.start();
   leases.start();
+  sweeper?.start();
 
   // Publish this member's name, client URLs and zone through the log once a leader exists (etcd's
   // "publish"); again after a restart with a different --advertise-client-urls or --zone.
@@ -454,6 +459,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         });
       });
       leases.stop();
+      sweeper?.stop();
       clusterAdmin.close();
       sharding?.stop();
       shardChannels?.close();

@@ -2,6 +2,11 @@
 // checkpointed through Raft, and which keys are attached to each. Every member holds the same
 // state at the same applied index. When a lease ends is NOT decided here: only the leader keeps
 // expiry clocks (lease-clock.ts), and an expiry reaches this store as a revoke entry.
+//
+// On a sharded cluster (docs/sharding.md, "Leases on a sharded cluster") two more things live here,
+// persisted beside the lease records: in the cluster group, each lease's generation (the Raft index of
+// its grant) and the revoked generations whose keys some shard may still hold (pending sweeps); in a
+// shard, the highest generation of each lease this shard has swept (puts attaching to it are refused).
 import type { LeaseId, MvccEvent } from '../mvcc/types.ts';
 
 export interface LeaseRecord {
@@ -9,27 +14,42 @@ export interface LeaseRecord {
   ttlSeconds: number;
   /** Remaining TTL at the last checkpoint; 0 = never checkpointed (the full TTL applies). */
   remainingTtlSeconds: number;
+  /** Sharded clusters: the cluster group's Raft index of the grant (0 elsewhere). */
+  generation: number;
 }
+
+/** Record keys of the sharded-cluster state (lease ids are decimal, so they never start with these). */
+const PENDING_SWEEP = 'sweep/';
+const SWEPT = 'swept/';
 
 /** Leases live in the group's state keyspace under this prefix (after the state machine's own). */
 export const LEASE_RECORD_PREFIX = 0x6c; // 'l'
 
 function encodeRecord(r: LeaseRecord): Buffer {
-  return Buffer.from(JSON.stringify({ ttl: r.ttlSeconds, remaining: r.remainingTtlSeconds }));
+  // `g` only when set: a one-shard cluster's records stay byte for byte what they were.
+  return Buffer.from(JSON.stringify(r.generation > 0 ? { ttl: r.ttlSeconds, remaining: r.remainingTtlSeconds, g: r.generation } : { ttl: r.ttlSeconds, remaining: r.remainingTtlSeconds }));
 }
 
 export class LeaseStore {
   private readonly leases = new Map<LeaseId, LeaseRecord>();
   /** Lease → attached keys (hex of the key bytes, so Map/Set compare by content). */
   private readonly attached = new Map<LeaseId, Map<string, Buffer>>();
+  /** Cluster group of a sharded cluster: revoked lease → highest revoked generation not yet swept everywhere. */
+  private readonly pendingSweeps = new Map<LeaseId, number>();
+  /** Shard of a sharded cluster: lease → highest generation this shard swept. */
+  private readonly swept = new Map<LeaseId, number>();
   private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
 
   static restore(records: Iterable<[Buffer, Buffer]>): LeaseStore {
     const store = new LeaseStore();
     for (const [key, value] of records) {
-      const id = key.toString('utf8');
-      const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number };
-      store.leases.set(id, { id, ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining });
+      const name = key.toString('utf8');
+      if (name.startsWith(PENDING_SWEEP)) store.pendingSweeps.set(name.slice(PENDING_SWEEP.length), Number(value.toString('utf8')));
+      else if (name.startsWith(SWEPT)) store.swept.set(name.slice(SWEPT.length), Number(value.toString('utf8')));
+      else {
+        const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
+        store.leases.set(name, { id: name, ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: parsed.g ?? 0 });
+      }
     }
     return store;
   }
@@ -50,9 +70,9 @@ export class LeaseStore {
     return this.leases.size;
   }
 
-  grant(id: LeaseId, ttlSeconds: number): LeaseRecord {
+  grant(id: LeaseId, ttlSeconds: number, generation = 0): LeaseRecord {
     if (this.leases.has(id)) throw new Error(`lease ${id} already exists`);
-    const record: LeaseRecord = { id, ttlSeconds, remainingTtlSeconds: 0 };
+    const record: LeaseRecord = { id, ttlSeconds, remainingTtlSeconds: 0, generation };
     this.leases.set(id, record);
     this.persist.push({ key: Buffer.from(id, 'utf8'), value: encodeRecord(record) });
     return record;
@@ -65,6 +85,52 @@ export class LeaseStore {
     const keys = this.attached.get(id);
     this.attached.delete(id);
     return keys ? [...keys.values()].sort(Buffer.compare) : [];
+  }
+
+  // ---- sharded clusters (docs/sharding.md, "Leases on a sharded cluster") ----------------------
+
+  /** Cluster group: `generation` of `id` was revoked; its keys may sit on any shard until swept. */
+  sweepPending(id: LeaseId, generation: number): void {
+    const g = Math.max(generation, this.pendingSweeps.get(id) ?? 0);
+    this.pendingSweeps.set(id, g);
+    this.persist.push({ key: Buffer.from(PENDING_SWEEP + id, 'utf8'), value: Buffer.from(String(g)) });
+  }
+
+  /** Cluster group: every shard swept `generation` of `id` (a newer pending generation stays). */
+  sweepDone(id: LeaseId, generation: number): void {
+    const g = this.pendingSweeps.get(id);
+    if (g === undefined || g > generation) return;
+    this.pendingSweeps.delete(id);
+    this.persist.push({ key: Buffer.from(PENDING_SWEEP + id, 'utf8'), value: null });
+  }
+
+  /** Cluster group: the highest revoked generation of `id` not swept everywhere yet (undefined: none). */
+  pendingSweep(id: LeaseId): number | undefined {
+    return this.pendingSweeps.get(id);
+  }
+
+  /** Cluster group: every pending sweep, as [lease, generation]. */
+  pendingSweepList(): Array<[LeaseId, number]> {
+    return [...this.pendingSweeps.entries()];
+  }
+
+  /**
+   * Shard: sweeps generation `generation` of `id`: records it (a put attaching to it or an older one is
+   * refused from now on) and returns the keys attached to `id` here, which the caller deletes. Null when
+   * this shard already swept that generation (a repeated sweep changes nothing).
+   */
+  sweep(id: LeaseId, generation: number): Buffer[] | null {
+    if ((this.swept.get(id) ?? 0) >= generation) return null;
+    this.swept.set(id, generation);
+    this.persist.push({ key: Buffer.from(SWEPT + id, 'utf8'), value: Buffer.from(String(generation)) });
+    const keys = this.keysOf(id);
+    this.attached.delete(id);
+    return keys;
+  }
+
+  /** Shard: whether a put may attach a key to generation `generation` of `id` (not swept here). */
+  generationLive(id: LeaseId, generation: number): boolean {
+    return generation > (this.swept.get(id) ?? 0);
   }
 
   checkpoint(id: LeaseId, remainingTtlSeconds: number): void {

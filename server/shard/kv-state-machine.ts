@@ -26,6 +26,7 @@ import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
+import { readsForStore } from './txn-reads.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -86,11 +87,22 @@ export interface PublishedMember {
 export interface KvStateMachineOptions {
   /** Entries that write carry oracle revisions (a shard of a sharded cluster); see the module header. */
   sharded?: boolean;
+  /**
+   * The cluster group of a sharded cluster: leases carry generations (their grant's Raft index) and a
+   * revoke leaves a pending sweep for the keys on the shards (docs/sharding.md, "Leases on a sharded cluster").
+   */
+  leaseSweeps?: boolean;
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
 export function writesRevision(req: InternalRequestBody): boolean {
-  return ('put' in req && !!req.put) || ('delete_range' in req && !!req.delete_range) || ('txn' in req && !!req.txn) || ('lease_revoke' in req && !!req.lease_revoke);
+  return (
+    ('put' in req && !!req.put) ||
+    ('delete_range' in req && !!req.delete_range) ||
+    ('txn' in req && !!req.txn) ||
+    ('lease_revoke' in req && !!req.lease_revoke) ||
+    ('lease_sweep' in req && !!req.lease_sweep)
+  );
 }
 
 export interface ApplyOutcome {
@@ -154,6 +166,10 @@ export class KvStateMachine implements GroupStateMachine {
    */
   /** Sharded mode (see the module header). */
   readonly sharded: boolean;
+  /** The cluster group of a sharded cluster (KvStateMachineOptions.leaseSweeps). */
+  readonly leaseSweeps: boolean;
+  /** Cluster group of a sharded cluster: told when a revoke leaves a pending sweep (the sweeper starts at once). */
+  sweepListener: ((id: string, generation: number) => void) | null = null;
   /** Sharded mode: the last oracle revision applied (written, refused or changing nothing); 0 before any. */
   private appliedRevisionValue = 0;
   private appliedRevisionDirty = false;
@@ -167,6 +183,7 @@ export class KvStateMachine implements GroupStateMachine {
     options: KvStateMachineOptions = {},
   ) {
     this.sharded = options.sharded === true;
+    this.leaseSweeps = options.leaseSweeps === true;
     this.memberIdText = String(memberId);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
@@ -334,13 +351,13 @@ export class KvStateMachine implements GroupStateMachine {
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) this.waiters.delete(req.seq);
     try {
-      this.applyDecoded(req, at, mine);
+      this.applyDecoded(req, at, mine, entry.index);
     } finally {
       if (at !== null) this.revisionListener?.(at);
     }
   }
 
-  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined): void {
+  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined, index: number): void {
     // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
     const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
     if (refusal) {
@@ -356,7 +373,7 @@ export class KvStateMachine implements GroupStateMachine {
     }
     let outcome: ApplyOutcome;
     try {
-      outcome = this.execute(req, at ?? undefined);
+      outcome = this.execute(req, at ?? undefined, index);
       // A sharded write answers with its own revision, even when it changed nothing (see store.ts).
       if (at !== null) outcome = { revision: at, result: outcome.result };
     } catch (err) {
@@ -401,7 +418,16 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.store.sizeBytes() > this.quotaBytes && !this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
   }
 
-  private execute(req: InternalRequest, at: number | undefined): ApplyOutcome {
+  private execute(req: InternalRequest, at: number | undefined, index: number): ApplyOutcome {
+    if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn))) {
+      // A shard holds no leases: a put may attach a key to a lease generation the entry names (the
+      // proposer read it in the cluster group) unless this shard has swept that generation already.
+      const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), Number(g.generation)]));
+      this.store.leaseExists = (id) => {
+        const generation = generations.get(id);
+        return generation !== undefined && this.leases.generationLive(id, generation);
+      };
+    }
     if ('put' in req && req.put) {
       const out = this.store.put(putOpFromWire(req.put), at);
       this.publish(out.events, out.revision);
@@ -413,7 +439,9 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: out.revision, result: out.result };
     }
     if ('txn' in req && req.txn) {
-      const out = this.store.txn(txnOpFromWire(req.txn), at);
+      const op = txnOpFromWire(req.txn);
+      const elsewhere = this.sharded && req.txn_reads && at !== undefined ? readsForStore(op, req.txn_reads, at) : undefined;
+      const out = this.store.txn(op, at, elsewhere);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
@@ -431,15 +459,22 @@ export class KvStateMachine implements GroupStateMachine {
       const id = String(req.lease_grant.ID);
       if (this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_EXIST);
       const ttlSeconds = num(req.lease_grant.TTL);
-      this.leases.grant(id, ttlSeconds);
+      this.leases.grant(id, ttlSeconds, this.leaseSweeps ? index : 0);
       this.leaseListener?.granted(id, ttlSeconds);
       return { revision: this.store.currentRevision(), result: { id, ttlSeconds } };
     }
     if ('lease_revoke' in req && req.lease_revoke) {
       const id = String(req.lease_revoke.ID);
       if (!this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_NOT_FOUND);
+      const generation = this.leases.get(id)?.generation ?? 0;
       const keys = this.leases.revoke(id);
       this.leaseListener?.revoked(id);
+      if (this.leaseSweeps) {
+        // The keys are on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
+        this.leases.sweepPending(id, generation);
+        this.sweepListener?.(id, generation);
+        return { revision: this.store.currentRevision(), result: { generation } };
+      }
       if (keys.length === 0) return { revision: this.store.currentRevision(), result: null };
       // Every attached key goes in one revision, on every member alike.
       const out = this.store.txn({
@@ -449,6 +484,23 @@ export class KvStateMachine implements GroupStateMachine {
       }, at);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: null };
+    }
+    if ('lease_sweep' in req && req.lease_sweep) {
+      // A shard: every key attached to the lease here goes at this entry's revision; from now on a put
+      // naming this generation (or an older one) is refused. A repeated sweep changes nothing.
+      const keys = this.leases.sweep(String(req.lease_sweep.ID), Number(req.lease_sweep.generation));
+      if (keys === null || keys.length === 0) return { revision: this.store.currentRevision(), result: null };
+      const out = this.store.txn({
+        compare: [],
+        success: keys.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })),
+        failure: [],
+      }, at);
+      this.publish(out.events, out.revision);
+      return { revision: out.revision, result: null };
+    }
+    if ('lease_swept' in req && req.lease_swept) {
+      this.leases.sweepDone(String(req.lease_swept.ID), Number(req.lease_swept.generation));
+      return { revision: this.store.currentRevision(), result: null };
     }
     if ('lease_checkpoint' in req && req.lease_checkpoint) {
       for (const c of req.lease_checkpoint.checkpoints ?? []) this.leases.checkpoint(String(c.ID), num(c.remaining_TTL));

@@ -1,0 +1,100 @@
+// Deleting a revoked lease's keys on every shard of a sharded cluster (docs/sharding.md, "Leases on a
+// sharded cluster"). Leases live in the cluster group; their keys may sit on any shard. A revoke (a
+// client's, or the leader's expiry) applied in the cluster group records a pending sweep of that lease
+// generation; the sweep proposes one `lease_sweep` entry to every shard (each deletes the lease's keys
+// there at its own oracle revision and from then on refuses puts naming that generation), and once every
+// shard applied one, records `lease_swept` in the cluster group, which ends the pending sweep.
+//
+// Who sweeps: the member whose client revoked (it answers the revoke only after the sweep, as etcd
+// answers only after deleting the keys), and the cluster group's leader for every pending sweep, every
+// scan. Both may sweep the same generation at once: a shard applies the first sweep of a generation and
+// ignores repeats, so any number of sweepers, a leader change or a member killed mid-sweep leave
+// nothing behind — the pending record stays until some sweeper finished every shard.
+import type { Logger } from 'pino';
+import { ApiContext, DATA_GROUP_ID, type ShardedKeyspace } from './context.ts';
+import { runAsServer } from './caller-context.ts';
+
+/** How often the cluster group's leader looks for pending sweeps. */
+const SCAN_INTERVAL_MS = 250;
+/** After a failed sweep, the leader's scan waits this long before trying that lease again. */
+const RETRY_AFTER_MS = 1_000;
+
+export class LeaseSweeper {
+  private readonly ctx: ApiContext;
+  private readonly shards: ShardedKeyspace;
+  private readonly logger: Logger;
+  /** Sweeps running on this member, by `id/generation`. */
+  private readonly running = new Map<string, Promise<number>>();
+  private readonly failedAt = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  readonly stats = { sweeps: 0, failed: 0 };
+
+  constructor(ctx: ApiContext, shards: ShardedKeyspace, logger: Logger) {
+    this.ctx = ctx;
+    this.shards = shards;
+    this.logger = logger;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.scan(), SCAN_INTERVAL_MS);
+    // A revoke applied here while this member leads the cluster group: start at once, not at the next scan.
+    this.ctx.sm.sweepListener = (id, generation) => {
+      if (this.leads()) setImmediate(() => this.sweepInBackground(id, generation));
+    };
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.ctx.sm.sweepListener = null;
+  }
+
+  private leads(): boolean {
+    return this.ctx.member.role(DATA_GROUP_ID) === 'leader';
+  }
+
+  private scan(): void {
+    if (!this.leads()) return;
+    const now = Date.now();
+    for (const [id, generation] of this.ctx.sm.leases.pendingSweepList()) {
+      const key = `${id}/${generation}`;
+      if (this.running.has(key) || now - (this.failedAt.get(key) ?? 0) < RETRY_AFTER_MS) continue;
+      this.sweepInBackground(id, generation);
+    }
+  }
+
+  private sweepInBackground(id: string, generation: number): void {
+    this.sweep(id, generation).catch((err: unknown) => {
+      this.failedAt.set(`${id}/${generation}`, Date.now());
+      this.stats.failed++;
+      this.logger.debug({ err, lease: id, generation }, 'lease sweep failed; retried');
+    });
+  }
+
+  /**
+   * Sweeps generation `generation` of lease `id` on every shard, then records it done in the cluster
+   * group. Resolves with the highest shard revision the sweep applied at. Joins a sweep of the same
+   * generation already running here.
+   */
+  sweep(id: string, generation: number): Promise<number> {
+    const key = `${id}/${generation}`;
+    const running = this.running.get(key);
+    if (running !== undefined) return running;
+    const body = { ID: id, generation: String(generation) };
+    const done = runAsServer(async () => {
+      const outcomes = await Promise.all(
+        this.shards.targets().map((target) => this.ctx.proposeWrite({ lease_sweep: body }, { target, internal: true })),
+      );
+      await this.ctx.proposeWrite({ lease_swept: body }, { internal: true });
+      this.stats.sweeps++;
+      this.failedAt.delete(key);
+      return Math.max(...outcomes.map((o) => o.revision));
+    });
+    this.running.set(key, done);
+    const forget = (): void => {
+      this.running.delete(key);
+    };
+    done.then(forget, forget);
+    return done;
+  }
+}
