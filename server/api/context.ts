@@ -133,7 +133,7 @@ export class ApiContext {
    * Proposes a write through Raft and resolves with its outcome once this member applied it.
    * `internal` writes (the member publishing its own attributes) are allowed on a learner.
    */
-  proposeWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, options: { internal?: boolean; target?: GroupTarget } = {}): Promise<ApplyOutcome> {
+  proposeWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, options: { internal?: boolean; target?: GroupTarget; timeoutMs?: number } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
     // A sharded write goes to its shard's group and waits on that shard's state machine; the shard's
     // leader stamps it with an oracle revision (server/shard/shard-write-path.ts) before Raft sees it.
@@ -158,7 +158,7 @@ export class ApiContext {
       const timer = setTimeout(() => {
         tracked.forget();
         reject(new DeadlineError('proposal'));
-      }, this.limits.requestTimeoutMs);
+      }, options.timeoutMs ?? this.limits.requestTimeoutMs);
       tracked.outcome.then(
         (o) => {
           clearTimeout(timer);

@@ -18,6 +18,14 @@ import { runAsServer } from './caller-context.ts';
 const SCAN_INTERVAL_MS = 250;
 /** After a failed sweep, the leader's scan waits this long before trying that lease again. */
 const RETRY_AFTER_MS = 1_000;
+/**
+ * One attempt at one shard: a proposal forwarded to a shard leader that just died is lost without an
+ * answer, so each shard is retried after this long rather than after a client's whole request timeout.
+ */
+const ATTEMPT_TIMEOUT_MS = 1_500;
+/** A sweep gives up (to be retried by the leader's next scans) after this long. */
+const SWEEP_DEADLINE_MS = 20_000;
+const RETRY_PAUSE_MS = 50;
 
 export class LeaseSweeper {
   private readonly ctx: ApiContext;
@@ -71,6 +79,18 @@ export class LeaseSweeper {
     });
   }
 
+  /** `attempt` until it succeeds or `deadlineMs` passes (then its last error). Repeats are harmless: see the header. */
+  private async retried<T>(deadlineMs: number, attempt: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (Date.now() + RETRY_PAUSE_MS >= deadlineMs) throw err;
+        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+      }
+    }
+  }
+
   /**
    * Sweeps generation `generation` of lease `id` on every shard, then records it done in the cluster
    * group. Resolves with the highest shard revision the sweep applied at. Joins a sweep of the same
@@ -81,11 +101,12 @@ export class LeaseSweeper {
     const running = this.running.get(key);
     if (running !== undefined) return running;
     const body = { ID: id, generation: String(generation) };
+    const deadlineMs = Date.now() + SWEEP_DEADLINE_MS;
     const done = runAsServer(async () => {
       const outcomes = await Promise.all(
-        this.shards.targets().map((target) => this.ctx.proposeWrite({ lease_sweep: body }, { target, internal: true })),
+        this.shards.targets().map((target) => this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_sweep: body }, { target, internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }))),
       );
-      await this.ctx.proposeWrite({ lease_swept: body }, { internal: true });
+      await this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_swept: body }, { internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
       this.stats.sweeps++;
       this.failedAt.delete(key);
       return Math.max(...outcomes.map((o) => o.revision));
