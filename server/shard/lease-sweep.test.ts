@@ -1,0 +1,116 @@
+// Leases on a sharded cluster, at apply (docs/sharding.md, "Leases on a sharded cluster"): the cluster
+// group gives each lease a generation (its grant's Raft index) and leaves a pending sweep on revoke; a
+// shard applies a put naming a generation it has not swept, deletes a lease's keys when it sweeps that
+// generation, refuses every later put naming it (the put that raced the revoke), ignores a repeated or
+// older sweep (so a re-granted id's keys survive a late duplicate), and keeps all of it across a restart.
+import { describe, expect, it } from 'vitest';
+import type { Entry } from '../raft/types.ts';
+import { rangeOf } from '../mvcc/types.ts';
+import { KvStateMachine } from './kv-state-machine.ts';
+import { encodeInternalRequest, type InternalRequest } from './request-codec.ts';
+
+const b = (s: string): Buffer => Buffer.from(s);
+
+class Log {
+  private index = 0;
+  readonly records = new Map<string, [Buffer, Buffer]>();
+  constructor(readonly sm: KvStateMachine) {}
+
+  /** Applies `req` at the next index; resolves with its outcome, or its refusal's message. */
+  async apply(req: Omit<InternalRequest, 'proposer' | 'seq'>): Promise<{ index: number; result: unknown; error?: string }> {
+    const t = this.sm.track();
+    const entry: Entry = { term: 1, index: ++this.index, type: 'normal', data: encodeInternalRequest({ proposer: this.sm.proposer, seq: t.seq, ...req } as InternalRequest) };
+    this.sm.apply(entry);
+    for (const op of this.sm.drainPersistOps()) {
+      if (op.value === null) this.records.delete(op.key.toString('hex'));
+      else this.records.set(op.key.toString('hex'), [op.key, op.value]);
+    }
+    return t.outcome.then(
+      (o) => ({ index: entry.index, result: o.result }),
+      (e: Error) => ({ index: entry.index, result: null, error: e.message }),
+    );
+  }
+}
+
+const put = (key: string, lease: string, revision: number, generation?: number): Omit<InternalRequest, 'proposer' | 'seq'> => ({
+  put: { key: b(key), value: b('v'), lease, prev_kv: false, ignore_value: false, ignore_lease: false },
+  revision: String(revision),
+  ...(generation === undefined ? {} : { lease_generations: [{ ID: lease, generation: String(generation) }] }),
+});
+const sweep = (id: string, generation: number, revision: number): Omit<InternalRequest, 'proposer' | 'seq'> => ({
+  lease_sweep: { ID: id, generation: String(generation) },
+  revision: String(revision),
+});
+const keys = (sm: KvStateMachine): string[] => sm.store.range(rangeOf(b('\0'), b('\0')), sm.appliedRevision()).kvs.map((kv) => kv.key.toString());
+const NOT_FOUND = 'etcdserver: requested lease not found';
+
+describe('leases on a sharded cluster, at apply', () => {
+  it('sweeps a revoked generation on a shard, refuses the put that raced the revoke, and keeps a re-granted id', async () => {
+    const cluster = new Log(new KvStateMachine(1, [], [], { leaseSweeps: true }));
+    const shard = new Log(new KvStateMachine(1, [], [], { sharded: true }));
+
+    // Grant: the generation is the grant's index; a revoke leaves a pending sweep of it.
+    await cluster.apply({ lease_grant: { ID: '7', TTL: '60' } });
+    const g1 = (await cluster.apply({ lease_grant: { ID: '8', TTL: '60' } })).index;
+    const lease8 = cluster.sm.leases.get('8')!;
+    expect(lease8.generation).toBe(g1);
+
+    expect((await shard.apply(put('a', '8', 10, g1))).error).toBeUndefined();
+    expect((await shard.apply(put('x', '8', 11))).error).toBe(NOT_FOUND); // no generation named: refused
+    expect((await shard.apply({ ...put('y', '9', 12), lease_generations: [{ ID: '8', generation: String(g1) }] })).error).toBe(NOT_FOUND); // another lease's
+    expect(shard.sm.leases.keysOf('8').map(String)).toEqual(['a']);
+
+    const revoked = await cluster.apply({ lease_revoke: { ID: '8' } });
+    expect(revoked.result).toEqual({ generation: g1 });
+    expect(cluster.sm.leases.pendingSweep('8')).toBe(g1);
+    expect(cluster.sm.leases.has('8')).toBe(false);
+
+    // A put checked before the revoke reaches the shard before its sweep: attached, then swept.
+    expect((await shard.apply(put('b', '8', 13, g1))).error).toBeUndefined();
+    await shard.apply(sweep('8', g1, 14));
+    expect(keys(shard.sm)).toEqual([]);
+    expect(shard.sm.store.currentRevision()).toBe(14); // both keys deleted at the sweep's one revision
+    // One checked before the revoke but reaching the shard after its sweep: refused, never attached.
+    expect((await shard.apply(put('c', '8', 15, g1))).error).toBe(NOT_FOUND);
+    expect(keys(shard.sm)).toEqual([]);
+
+    // The id granted again: a new generation. Its keys survive a late duplicate of the old sweep.
+    const g2 = (await cluster.apply({ lease_grant: { ID: '8', TTL: '60' } })).index;
+    expect(g2).toBeGreaterThan(g1);
+    expect(cluster.sm.leases.pendingSweep('8')).toBe(g1); // a put of g2 waits for this (sharded-kv.ts)
+    await cluster.apply({ lease_swept: { ID: '8', generation: String(g1) } });
+    expect(cluster.sm.leases.pendingSweep('8')).toBeUndefined();
+    expect((await shard.apply(put('d', '8', 16, g2))).error).toBeUndefined();
+    await shard.apply(sweep('8', g1, 17));
+    expect(keys(shard.sm)).toEqual(['d']);
+    expect(shard.sm.appliedRevision()).toBe(17); // the repeat used its revision up, changing nothing
+
+    // A restart keeps the generations, the pending sweeps and what each shard swept.
+    await cluster.apply({ lease_revoke: { ID: '7' } });
+    const cluster2 = new KvStateMachine(1, cluster.records.values(), [], { leaseSweeps: true });
+    expect(cluster2.leases.get('8')?.generation).toBe(g2);
+    expect(cluster2.leases.pendingSweepList()).toEqual([['7', 1]]);
+    const shard2 = new Log(new KvStateMachine(1, shard.records.values(), [], { sharded: true }));
+    expect(shard2.sm.leases.keysOf('8').map(String)).toEqual(['d']);
+    expect((await shard2.apply(put('e', '8', 18, g1))).error).toBe(NOT_FOUND);
+    await shard2.apply(sweep('8', g2, 19));
+    expect(keys(shard2.sm)).toEqual([]);
+  });
+
+  it('a txn put with a lease needs its generation, and only in the branch that runs', async () => {
+    const shard = new Log(new KvStateMachine(1, [], [], { sharded: true }));
+    const leasedPut = (key: string, lease: string) => ({ request_put: { key: b(key), value: b('v'), lease, prev_kv: false, ignore_value: false, ignore_lease: false } });
+    const txn = (success: unknown[], failure: unknown[], generation?: number) => ({
+      txn: { compare: [], success, failure } as never,
+      revision: '0',
+      ...(generation === undefined ? {} : { lease_generations: [{ ID: '5', generation: String(generation) }] }),
+    });
+    expect((await shard.apply({ ...txn([leasedPut('t1', '5')], []), revision: '20' })).error).toBe(NOT_FOUND);
+    expect((await shard.apply({ ...txn([], [leasedPut('t2', '5')]), revision: '21' })).error).toBeUndefined(); // not run
+    expect((await shard.apply({ ...txn([leasedPut('t3', '5')], [], 3), revision: '22' })).error).toBeUndefined();
+    expect(shard.sm.leases.keysOf('5').map(String)).toEqual(['t3']);
+    await shard.apply(sweep('5', 3, 23));
+    expect((await shard.apply({ ...txn([leasedPut('t4', '5')], [], 3), revision: '24' })).error).toBe(NOT_FOUND);
+    expect(keys(shard.sm)).toEqual([]);
+  });
+});
