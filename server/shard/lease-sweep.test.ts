@@ -11,15 +11,21 @@ import { encodeInternalRequest, type InternalRequest } from './request-codec.ts'
 
 const b = (s: string): Buffer => Buffer.from(s);
 
+/** An entry's fields beside proposer and seq. */
+type Body = Record<string, unknown>;
+
 class Log {
   private index = 0;
   readonly records = new Map<string, [Buffer, Buffer]>();
-  constructor(readonly sm: KvStateMachine) {}
+  readonly sm: KvStateMachine;
+  constructor(sm: KvStateMachine) {
+    this.sm = sm;
+  }
 
   /** Applies `req` at the next index; resolves with its outcome, or its refusal's message. */
-  async apply(req: Omit<InternalRequest, 'proposer' | 'seq'>): Promise<{ index: number; result: unknown; error?: string }> {
+  async apply(req: Body): Promise<{ index: number; result: unknown; error?: string }> {
     const t = this.sm.track();
-    const entry: Entry = { term: 1, index: ++this.index, type: 'normal', data: encodeInternalRequest({ proposer: this.sm.proposer, seq: t.seq, ...req } as InternalRequest) };
+    const entry: Entry = { term: 1, index: ++this.index, type: 'normal', data: encodeInternalRequest({ proposer: this.sm.proposer, seq: t.seq, ...req } as unknown as InternalRequest) };
     this.sm.apply(entry);
     for (const op of this.sm.drainPersistOps()) {
       if (op.value === null) this.records.delete(op.key.toString('hex'));
@@ -32,12 +38,12 @@ class Log {
   }
 }
 
-const put = (key: string, lease: string, revision: number, generation?: number): Omit<InternalRequest, 'proposer' | 'seq'> => ({
+const put = (key: string, lease: string, revision: number, generation?: number): Body => ({
   put: { key: b(key), value: b('v'), lease, prev_kv: false, ignore_value: false, ignore_lease: false },
   revision: String(revision),
   ...(generation === undefined ? {} : { lease_generations: [{ ID: lease, generation: String(generation) }] }),
 });
-const sweep = (id: string, generation: number, revision: number): Omit<InternalRequest, 'proposer' | 'seq'> => ({
+const sweep = (id: string, generation: number, revision: number): Body => ({
   lease_sweep: { ID: id, generation: String(generation) },
   revision: String(revision),
 });

@@ -78,7 +78,7 @@ function run(shardCount: number, seed: number): { txns: number; foreign: number 
   const rng = new Rng(seed);
   const slots = SlotMap.create(shardCount);
   const shardOf = (key: string): number => slots.shardOfKey(b(key));
-  const groupsOf = (key: Buffer, end: Buffer): number[] => slots.shardsOfRange(key, end).shards;
+  const groupsOf = (key: Buffer, end: Buffer): number[] => [...slots.shardsOfRange(key, end).shards];
   const reference = new MvccStore();
   const shards = Array.from({ length: shardCount }, () => new MvccStore());
   let revision = 1;
@@ -165,7 +165,7 @@ describe('a txn writing one shard and reading others', () => {
 
   it('plans nothing for a txn within its own shard (one Raft entry, today’s path)', () => {
     const slots = SlotMap.create(4);
-    const groupsOf = (key: Buffer, end: Buffer): number[] => slots.shardsOfRange(key, end).shards;
+    const groupsOf = (key: Buffer, end: Buffer): number[] => [...slots.shardsOfRange(key, end).shards];
     const own = slots.shardOfKey(b('/a/{t}/x'));
     const op: TxnOp = { compare: [cmp('/a/{t}/x', 'VERSION', 'EQUAL', 0)], success: [rq.put(putOp('/a/{t}/x', 'v')), rq.range(rangeOp('/a/{t}/', '/a/{t}0'))], failure: [] };
     expect(planTxnReads(op, own, groupsOf)).toEqual([]);
