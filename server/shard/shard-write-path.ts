@@ -67,6 +67,8 @@ export interface ShardWritePathOptions {
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
+/** After its deadline, how long a txn's reads on other shards may still hold up the writes behind it. */
+const READS_BACKSTOP_MS = 100;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
 
@@ -112,6 +114,7 @@ export class ShardWritePath {
    * until those reads answered, and the writes stamped after it wait behind it.
    */
   private outbox: OutboxItem[] = [];
+  private readonly mutation: ShardRevisionsMutation | null;
   readonly revisions: ShardRevisions;
   private queue: QueuedWrite[] = [];
   /** Intercepted writes waiting for this new leader to become ready (rule 1 of shard-revisions.ts). */
@@ -126,6 +129,7 @@ export class ShardWritePath {
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
     this.readsElsewhere = options.readsElsewhere ?? null;
+    this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
@@ -350,24 +354,29 @@ export class ShardWritePath {
         throw err;
       }
     });
+    // The writes behind this one wait for it: whatever the reads do, it leaves the outbox by its deadline.
+    let settled = false;
+    const settle = (reads: TxnReadsWire | null, failed: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(backstop);
+      item.reads = reads;
+      item.failed = failed;
+      item.waiting = false;
+      this.drainOutbox();
+    };
+    const backstop = setTimeout(() => settle(null, new ShardDeadlineError('txn reads on other shards passed the deadline')), Math.max(0, deadlineMs - Date.now()) + READS_BACKSTOP_MS);
     Promise.all(answers).then(
-      (all) => {
-        item.reads = txnReadsToWire(txn, plan, all);
-        item.waiting = false;
-        this.drainOutbox();
-      },
-      (err: unknown) => {
-        item.failed = err instanceof Error ? err : new Error(String(err));
-        item.waiting = false;
-        this.drainOutbox();
-      },
+      (all) => settle(txnReadsToWire(txn, plan, all), null),
+      (err: unknown) => settle(null, err instanceof Error ? err : new Error(String(err))),
     );
   }
 
   /** Proposes the outbox's head writes, in revision order, up to the first still waiting for its reads. */
   private drainOutbox(): void {
     const { member, groupId, sm } = this.opts;
-    while (this.outbox.length > 0 && !this.outbox[0].waiting) {
+    // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
+    while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
       if (term !== this.revisions.leaderTerm || !this.ready()) {
         // lose() empties the outbox; this is the same leadership check the synchronous path makes.
