@@ -470,12 +470,13 @@ export class KvStateMachine implements GroupStateMachine {
       const keys = this.leases.revoke(id);
       this.leaseListener?.revoked(id);
       if (this.leaseSweeps) {
-        // The keys are on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
+        // The lease's keys on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
+        // Keys in this group's own store (the server-side Lock and Election services') go below.
         this.leases.sweepPending(id, generation);
         this.sweepListener?.(id, generation);
-        return { revision: this.store.currentRevision(), result: { generation } };
       }
-      if (keys.length === 0) return { revision: this.store.currentRevision(), result: null };
+      const result = this.leaseSweeps ? { generation } : null;
+      if (keys.length === 0) return { revision: this.store.currentRevision(), result };
       // Every attached key goes in one revision, on every member alike.
       const out = this.store.txn({
         compare: [],
@@ -483,7 +484,7 @@ export class KvStateMachine implements GroupStateMachine {
         failure: [],
       }, at);
       this.publish(out.events, out.revision);
-      return { revision: out.revision, result: null };
+      return { revision: out.revision, result };
     }
     if ('lease_sweep' in req && req.lease_sweep) {
       // A shard: every key attached to the lease here goes at this entry's revision; from now on a put

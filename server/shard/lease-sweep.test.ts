@@ -91,8 +91,14 @@ describe('leases on a sharded cluster, at apply', () => {
     expect(keys(shard.sm)).toEqual(['d']);
     expect(shard.sm.appliedRevision()).toBe(17); // the repeat used its revision up, changing nothing
 
+    // The cluster group's own keys on a lease (the server-side Lock and Election services keep theirs
+    // there) still go with the revoke, in the revoke's entry.
+    const own = { key: b('lock/own'), value: b(''), lease: '7', prev_kv: false, ignore_value: false, ignore_lease: false };
+    expect((await cluster.apply({ put: own })).error).toBeUndefined();
+    expect(keys(cluster.sm)).toEqual(['lock/own']);
     // A restart keeps the generations, the pending sweeps and what each shard swept.
     await cluster.apply({ lease_revoke: { ID: '7' } });
+    expect(keys(cluster.sm)).toEqual([]);
     const cluster2 = new KvStateMachine(1, cluster.records.values(), [], { leaseSweeps: true });
     expect(cluster2.leases.get('8')?.generation).toBe(g2);
     expect(cluster2.leases.pendingSweepList()).toEqual([['7', 1]]);
