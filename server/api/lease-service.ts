@@ -39,7 +39,7 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
       // A sharded cluster: answered once every shard deleted the lease's keys, as etcd answers once its
       // one store did; the header names the last shard revision the deletion used.
       const { generation } = out.result as { generation: number };
-      return { header: ctx.header(await sweeper.sweep(id, generation)) };
+      return { header: ctx.header(await sweeper.sweepBy(id, generation, ctx.deadlineMs())) };
     }),
 
     LeaseTimeToLive: unary(ctx, async (req: { ID: string; keys: boolean }) => {

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import { ApiContext, DATA_GROUP_ID, type ShardedKeyspace } from './context.ts';
 import { runAsServer } from './caller-context.ts';
+import { DeadlineError } from '../member/member.ts';
 
 /** How often the cluster group's leader looks for pending sweeps. */
 const SCAN_INTERVAL_MS = 250;
@@ -76,6 +77,26 @@ export class LeaseSweeper {
       this.failedAt.set(`${id}/${generation}`, Date.now());
       this.stats.failed++;
       this.logger.debug({ err, lease: id, generation }, 'lease sweep failed; retried');
+    });
+  }
+
+  /**
+   * As sweep(), but a caller waiting on behalf of a client stops waiting at `deadlineMs` with
+   * "request timed out" (the sweep itself goes on, and the leader's scans finish it if it fails).
+   */
+  sweepBy(id: string, generation: number, deadlineMs: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new DeadlineError('lease sweep')), Math.max(0, deadlineMs - Date.now()));
+      this.sweep(id, generation).then(
+        (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
   }
 

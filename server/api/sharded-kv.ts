@@ -132,7 +132,7 @@ export class ShardedKv {
         }
         if (Date.now() >= deadlineMs) throw new DeadlineError('lease sweep');
         const sweeper = this.ctx.leaseSweeper;
-        if (sweeper !== null) await sweeper.sweep(id, pending).catch(() => undefined);
+        if (sweeper !== null) await sweeper.sweepBy(id, pending, deadlineMs).catch(() => undefined);
         await new Promise((r) => setTimeout(r, SWEEP_WAIT_POLL_MS));
       }
     }

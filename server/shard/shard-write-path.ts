@@ -394,8 +394,11 @@ export class ShardWritePath {
       // A write whose caller gave up is still proposed when it has a revision: skipping it would only
       // make a gap, and proposing keeps the path simple (the caller was told "deadline", not "failed").
       if (q.origin !== undefined) {
+        // Reads elsewhere are only ever what this leader read: a proposal arriving with some is not trusted.
+        const origin: InternalRequest = { ...q.origin };
+        delete origin.txn_reads;
         try {
-          member.proposeDirect(groupId, encodeInternalRequest({ ...q.origin, ...extra, revision: String(revision) }));
+          member.proposeDirect(groupId, encodeInternalRequest({ ...origin, ...extra, revision: String(revision) }));
           this.stats.writesProposed++;
           q.resolve({ revision, result: null });
         } catch (err) {
