@@ -39,7 +39,8 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
       // A sharded cluster: answered once every shard deleted the lease's keys, as etcd answers once its
       // one store did; the header names the last shard revision the deletion used.
       const { generation } = out.result as { generation: number };
-      return { header: ctx.header(await sweeper.sweepBy(id, generation, ctx.deadlineMs())) };
+      const swept = await sweeper.sweepBy(id, generation, ctx.deadlineMs());
+      return { header: ctx.header(swept > 0 ? swept : out.revision) };
     }),
 
     LeaseTimeToLive: unary(ctx, async (req: { ID: string; keys: boolean }) => {

@@ -10,6 +10,12 @@
 // scan. Both may sweep the same generation at once: a shard applies the first sweep of a generation and
 // ignores repeats, so any number of sweepers, a leader change or a member killed mid-sweep leave
 // nothing behind — the pending record stays until some sweeper finished every shard.
+//
+// Each sweep entry also carries a horizon: the cluster group's applied index as it was HORIZON_AGE_MS
+// ago. A shard then refuses puts whose lease was checked before it (their clients gave up long ago: a
+// request times out in seconds) and drops the swept records of leases revoked before it, so a shard
+// keeps only the records of about the last minute's revokes (LeaseStore.advanceHorizon says why that
+// is safe).
 import type { Logger } from 'pino';
 import { ApiContext, DATA_GROUP_ID, type ShardedKeyspace } from './context.ts';
 import { runAsServer } from './caller-context.ts';
@@ -27,6 +33,38 @@ const ATTEMPT_TIMEOUT_MS = 1_500;
 /** A sweep gives up (to be retried by the leader's next scans) after this long. */
 const SWEEP_DEADLINE_MS = 20_000;
 const RETRY_PAUSE_MS = 50;
+/** How old a put's lease check must be before shards refuse it (and forget the swept leases before it). */
+export const HORIZON_AGE_MS = 60_000;
+
+/**
+ * The cluster group's applied index over time, sampled: `horizon(now)` is the newest sample at least
+ * `ageMs` old (0 before there is one). Only memory of the last `ageMs` and one sample more is kept.
+ */
+export class AppliedIndexHistory {
+  private readonly ageMs: number;
+  private samples: Array<{ atMs: number; index: number }> = [];
+
+  constructor(ageMs: number) {
+    this.ageMs = ageMs;
+  }
+
+  sample(nowMs: number, index: number): void {
+    this.samples.push({ atMs: nowMs, index });
+    // Keep the newest sample that is old enough, and everything after it.
+    let oldEnough = -1;
+    for (let i = 0; i < this.samples.length && this.samples[i].atMs <= nowMs - this.ageMs; i++) oldEnough = i;
+    if (oldEnough > 0) this.samples = this.samples.slice(oldEnough);
+  }
+
+  horizon(nowMs: number): number {
+    let h = 0;
+    for (const s of this.samples) {
+      if (s.atMs > nowMs - this.ageMs) break;
+      h = s.index;
+    }
+    return h;
+  }
+}
 
 export class LeaseSweeper {
   private readonly ctx: ApiContext;
@@ -36,12 +74,14 @@ export class LeaseSweeper {
   private readonly running = new Map<string, Promise<number>>();
   private readonly failedAt = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
+  private readonly history: AppliedIndexHistory;
   readonly stats = { sweeps: 0, failed: 0 };
 
-  constructor(ctx: ApiContext, shards: ShardedKeyspace, logger: Logger) {
+  constructor(ctx: ApiContext, shards: ShardedKeyspace, logger: Logger, horizonAgeMs = HORIZON_AGE_MS) {
     this.ctx = ctx;
     this.shards = shards;
     this.logger = logger;
+    this.history = new AppliedIndexHistory(horizonAgeMs);
   }
 
   start(): void {
@@ -63,12 +103,13 @@ export class LeaseSweeper {
   }
 
   private scan(): void {
-    if (!this.leads()) return;
     const now = Date.now();
-    for (const [id, generation] of this.ctx.sm.leases.pendingSweepList()) {
-      const key = `${id}/${generation}`;
+    this.history.sample(now, this.ctx.member.status(DATA_GROUP_ID).applied);
+    if (!this.leads()) return;
+    for (const [id, r] of this.ctx.sm.leases.pendingSweepList()) {
+      const key = `${id}/${r.generation}`;
       if (this.running.has(key) || now - (this.failedAt.get(key) ?? 0) < RETRY_AFTER_MS) continue;
-      this.sweepInBackground(id, generation);
+      this.sweepInBackground(id, r.generation);
     }
   }
 
@@ -114,18 +155,22 @@ export class LeaseSweeper {
 
   /**
    * Sweeps generation `generation` of lease `id` on every shard, then records it done in the cluster
-   * group. Resolves with the highest shard revision the sweep applied at. Joins a sweep of the same
-   * generation already running here.
+   * group. Resolves with the highest shard revision the sweep applied at (0: nothing left to sweep).
+   * Joins a sweep of the same generation already running here.
    */
   sweep(id: string, generation: number): Promise<number> {
-    const key = `${id}/${generation}`;
+    // The pending record says which generation to sweep: a newer one covers this one; none, it is done.
+    const pending = this.ctx.sm.leases.pendingSweep(id);
+    if (pending === undefined || pending.generation < generation) return Promise.resolve(0);
+    const key = `${id}/${pending.generation}`;
     const running = this.running.get(key);
     if (running !== undefined) return running;
-    const body = { ID: id, generation: String(generation) };
+    const body = { ID: id, generation: String(pending.generation), revoked_at: String(pending.revokedAt) };
+    const sweepBody = { ...body, horizon: String(this.history.horizon(Date.now())) };
     const deadlineMs = Date.now() + SWEEP_DEADLINE_MS;
     const done = runAsServer(async () => {
       const outcomes = await Promise.all(
-        this.shards.targets().map((target) => this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_sweep: body }, { target, internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }))),
+        this.shards.targets().map((target) => this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_sweep: sweepBody }, { target, internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }))),
       );
       await this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_swept: body }, { internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
       this.stats.sweeps++;

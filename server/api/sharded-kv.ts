@@ -11,7 +11,7 @@
 // saying so. A put with a lease names the lease's generation, read in the cluster group where leases
 // live (docs/sharding.md, "Leases on a sharded cluster"). Compact compacts every shard at one revision.
 import * as grpc from '@grpc/grpc-js';
-import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
+import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace } from './context.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
@@ -125,9 +125,10 @@ export class ShardedKv {
       for (;;) {
         const lease = this.ctx.sm.leases.get(id);
         if (lease === undefined) break;
-        const pending = this.ctx.sm.leases.pendingSweep(id);
+        const pending = this.ctx.sm.leases.pendingSweep(id)?.generation;
         if (pending === undefined || pending >= lease.generation) {
-          out.push({ ID: id, generation: String(lease.generation) });
+          // Read now, in the same turn as the lease: the state this generation was found alive in.
+          out.push({ ID: id, generation: String(lease.generation), checked_at: String(this.ctx.member.status(DATA_GROUP_ID).applied) });
           break;
         }
         if (Date.now() >= deadlineMs) throw new DeadlineError('lease sweep');

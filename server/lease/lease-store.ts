@@ -6,7 +6,9 @@
 // On a sharded cluster (docs/sharding.md, "Leases on a sharded cluster") two more things live here,
 // persisted beside the lease records: in the cluster group, each lease's generation (the Raft index of
 // its grant) and the revoked generations whose keys some shard may still hold (pending sweeps); in a
-// shard, the highest generation of each lease this shard has swept (puts attaching to it are refused).
+// shard, the highest generation of each lease this shard has swept (puts attaching to it are refused)
+// and the horizon: puts checked in the cluster group before it are refused, so swept records of leases
+// revoked before it are no longer needed and are dropped (docs/sharding.md, "Collecting swept records").
 import type { LeaseId, MvccEvent } from '../mvcc/types.ts';
 
 export interface LeaseRecord {
@@ -21,6 +23,22 @@ export interface LeaseRecord {
 /** Record keys of the sharded-cluster state (lease ids are decimal, so they never start with these). */
 const PENDING_SWEEP = 'sweep/';
 const SWEPT = 'swept/';
+const HORIZON = 'horizon';
+
+/** A revoked lease generation and the cluster group's Raft index of its revoke. */
+export interface RevokedGeneration {
+  generation: number;
+  revokedAt: number;
+}
+
+function encodeRevoked(r: RevokedGeneration): Buffer {
+  return Buffer.from(`${r.generation}:${r.revokedAt}`);
+}
+
+function decodeRevoked(value: Buffer): RevokedGeneration {
+  const [generation, revokedAt] = value.toString('utf8').split(':');
+  return { generation: Number(generation), revokedAt: Number(revokedAt ?? 0) };
+}
 
 /** Leases live in the group's state keyspace under this prefix (after the state machine's own). */
 export const LEASE_RECORD_PREFIX = 0x6c; // 'l'
@@ -35,17 +53,20 @@ export class LeaseStore {
   /** Lease → attached keys (hex of the key bytes, so Map/Set compare by content). */
   private readonly attached = new Map<LeaseId, Map<string, Buffer>>();
   /** Cluster group of a sharded cluster: revoked lease → highest revoked generation not yet swept everywhere. */
-  private readonly pendingSweeps = new Map<LeaseId, number>();
-  /** Shard of a sharded cluster: lease → highest generation this shard swept. */
-  private readonly swept = new Map<LeaseId, number>();
+  private readonly pendingSweeps = new Map<LeaseId, RevokedGeneration>();
+  /** Shard of a sharded cluster: lease → highest generation this shard swept (revoked at or after the horizon). */
+  private readonly swept = new Map<LeaseId, RevokedGeneration>();
+  /** Shard: puts checked in the cluster group before this index are refused (see the header). */
+  private horizonValue = 0;
   private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
 
   static restore(records: Iterable<[Buffer, Buffer]>): LeaseStore {
     const store = new LeaseStore();
     for (const [key, value] of records) {
       const name = key.toString('utf8');
-      if (name.startsWith(PENDING_SWEEP)) store.pendingSweeps.set(name.slice(PENDING_SWEEP.length), Number(value.toString('utf8')));
-      else if (name.startsWith(SWEPT)) store.swept.set(name.slice(SWEPT.length), Number(value.toString('utf8')));
+      if (name.startsWith(PENDING_SWEEP)) store.pendingSweeps.set(name.slice(PENDING_SWEEP.length), decodeRevoked(value));
+      else if (name.startsWith(SWEPT)) store.swept.set(name.slice(SWEPT.length), decodeRevoked(value));
+      else if (name === HORIZON) store.horizonValue = Number(value.toString('utf8'));
       else {
         const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
         store.leases.set(name, { id: name, ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: parsed.g ?? 0 });
@@ -89,48 +110,83 @@ export class LeaseStore {
 
   // ---- sharded clusters (docs/sharding.md, "Leases on a sharded cluster") ----------------------
 
-  /** Cluster group: `generation` of `id` was revoked; its keys may sit on any shard until swept. */
-  sweepPending(id: LeaseId, generation: number): void {
-    const g = Math.max(generation, this.pendingSweeps.get(id) ?? 0);
-    this.pendingSweeps.set(id, g);
-    this.persist.push({ key: Buffer.from(PENDING_SWEEP + id, 'utf8'), value: Buffer.from(String(g)) });
+  /** Cluster group: `generation` of `id` was revoked (at index `revokedAt`); its keys may sit on any shard until swept. */
+  sweepPending(id: LeaseId, generation: number, revokedAt: number): void {
+    const before = this.pendingSweeps.get(id);
+    // A newer revoked generation covers the older one: a shard's sweep of it refuses both.
+    const r = before !== undefined && before.generation > generation ? before : { generation, revokedAt };
+    this.pendingSweeps.set(id, r);
+    this.persist.push({ key: Buffer.from(PENDING_SWEEP + id, 'utf8'), value: encodeRevoked(r) });
   }
 
   /** Cluster group: every shard swept `generation` of `id` (a newer pending generation stays). */
   sweepDone(id: LeaseId, generation: number): void {
-    const g = this.pendingSweeps.get(id);
-    if (g === undefined || g > generation) return;
+    const r = this.pendingSweeps.get(id);
+    if (r === undefined || r.generation > generation) return;
     this.pendingSweeps.delete(id);
     this.persist.push({ key: Buffer.from(PENDING_SWEEP + id, 'utf8'), value: null });
   }
 
   /** Cluster group: the highest revoked generation of `id` not swept everywhere yet (undefined: none). */
-  pendingSweep(id: LeaseId): number | undefined {
+  pendingSweep(id: LeaseId): RevokedGeneration | undefined {
     return this.pendingSweeps.get(id);
   }
 
-  /** Cluster group: every pending sweep, as [lease, generation]. */
-  pendingSweepList(): Array<[LeaseId, number]> {
+  /** Cluster group: every pending sweep. */
+  pendingSweepList(): Array<[LeaseId, RevokedGeneration]> {
     return [...this.pendingSweeps.entries()];
   }
 
   /**
-   * Shard: sweeps generation `generation` of `id`: records it (a put attaching to it or an older one is
-   * refused from now on) and returns the keys attached to `id` here, which the caller deletes. Null when
-   * this shard already swept that generation (a repeated sweep changes nothing).
+   * Shard: sweeps generation `generation` of `id`, revoked at cluster-group index `revokedAt`: from now
+   * on a put attaching to it or an older generation is refused. Returns the keys attached to `id` here,
+   * which the caller deletes; null when this shard already swept that generation (a repeat changes
+   * nothing). `horizon` moves this shard's horizon forward first (see advanceHorizon).
    */
-  sweep(id: LeaseId, generation: number): Buffer[] | null {
-    if ((this.swept.get(id) ?? 0) >= generation) return null;
-    this.swept.set(id, generation);
-    this.persist.push({ key: Buffer.from(SWEPT + id, 'utf8'), value: Buffer.from(String(generation)) });
+  sweep(id: LeaseId, generation: number, revokedAt: number, horizon: number): Buffer[] | null {
+    this.advanceHorizon(horizon);
+    const before = this.swept.get(id);
+    if (before !== undefined && before.generation >= generation) return null;
+    if (revokedAt >= this.horizonValue) {
+      const r = { generation, revokedAt };
+      this.swept.set(id, r);
+      this.persist.push({ key: Buffer.from(SWEPT + id, 'utf8'), value: encodeRevoked(r) });
+    } else if (before !== undefined) {
+      // Revoked before the horizon: every put that could name it is refused by the horizon already.
+      this.swept.delete(id);
+      this.persist.push({ key: Buffer.from(SWEPT + id, 'utf8'), value: null });
+    }
     const keys = this.keysOf(id);
     this.attached.delete(id);
     return keys;
   }
 
-  /** Shard: whether a put may attach a key to generation `generation` of `id` (not swept here). */
-  generationLive(id: LeaseId, generation: number): boolean {
-    return generation > (this.swept.get(id) ?? 0);
+  /**
+   * Shard: from now on a put checked in the cluster group before index `horizon` is refused, and the
+   * swept records of generations revoked before it are dropped. Why that is safe: a put admitted from
+   * now on was checked at E ≥ horizon, when its lease generation G was alive; a generation G′ ≥ G of
+   * that lease revoked before the horizon would have ended G before E. So no dropped record could
+   * have refused it.
+   */
+  advanceHorizon(horizon: number): void {
+    if (!(horizon > this.horizonValue)) return;
+    this.horizonValue = horizon;
+    this.persist.push({ key: Buffer.from(HORIZON, 'utf8'), value: Buffer.from(String(horizon)) });
+    for (const [id, r] of this.swept) {
+      if (r.revokedAt >= horizon) continue;
+      this.swept.delete(id);
+      this.persist.push({ key: Buffer.from(SWEPT + id, 'utf8'), value: null });
+    }
+  }
+
+  /** Shard: whether a put checked at cluster-group index `checkedAt` may attach a key to generation `generation` of `id`. */
+  generationLive(id: LeaseId, generation: number, checkedAt: number): boolean {
+    return checkedAt >= this.horizonValue && generation > (this.swept.get(id)?.generation ?? 0);
+  }
+
+  /** Shard: how many swept records it keeps (bounded by the horizon). */
+  sweptCount(): number {
+    return this.swept.size;
   }
 
   checkpoint(id: LeaseId, remainingTtlSeconds: number): void {

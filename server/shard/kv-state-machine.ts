@@ -422,10 +422,10 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn))) {
       // A shard holds no leases: a put may attach a key to a lease generation the entry names (the
       // proposer read it in the cluster group) unless this shard has swept that generation already.
-      const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), Number(g.generation)]));
+      const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
       this.store.leaseExists = (id) => {
-        const generation = generations.get(id);
-        return generation !== undefined && this.leases.generationLive(id, generation);
+        const g = generations.get(id);
+        return g !== undefined && this.leases.generationLive(id, Number(g.generation), Number(g.checked_at ?? 0));
       };
     }
     if ('put' in req && req.put) {
@@ -472,7 +472,7 @@ export class KvStateMachine implements GroupStateMachine {
       if (this.leaseSweeps) {
         // The lease's keys on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
         // Keys in this group's own store (the server-side Lock and Election services') go below.
-        this.leases.sweepPending(id, generation);
+        this.leases.sweepPending(id, generation, index);
         this.sweepListener?.(id, generation);
       }
       const result = this.leaseSweeps ? { generation } : null;
@@ -489,7 +489,8 @@ export class KvStateMachine implements GroupStateMachine {
     if ('lease_sweep' in req && req.lease_sweep) {
       // A shard: every key attached to the lease here goes at this entry's revision; from now on a put
       // naming this generation (or an older one) is refused. A repeated sweep changes nothing.
-      const keys = this.leases.sweep(String(req.lease_sweep.ID), Number(req.lease_sweep.generation));
+      const s = req.lease_sweep;
+      const keys = this.leases.sweep(String(s.ID), Number(s.generation), Number(s.revoked_at ?? 0), Number(s.horizon ?? 0));
       if (keys === null || keys.length === 0) return { revision: this.store.currentRevision(), result: null };
       const out = this.store.txn({
         compare: [],

@@ -24,12 +24,20 @@ export type InternalRequestBody =
   | { alarm: AlarmRequestBody }
   | AuthRequestBody;
 
-/** A lease generation: the lease id (decimal) and the cluster group's Raft index of its grant. */
+/** A revoked lease generation (the cluster group's Raft index of its grant) to sweep, or swept (internal.proto). */
 export interface LeaseSweep {
   ID: string;
   generation: string;
+  revoked_at: string;
+  horizon?: string;
 }
-export type LeaseGeneration = LeaseSweep;
+
+/** A lease generation a put attaches to, found alive in the cluster group at index `checked_at`. */
+export interface LeaseGeneration {
+  ID: string;
+  generation: string;
+  checked_at: string;
+}
 
 /** One range op's answers from the other shards it touches (wire form of RangeResult, shard_peer.proto). */
 export interface RangeElsewhereWire {
