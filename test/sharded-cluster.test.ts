@@ -88,6 +88,21 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     expect(again.stderr).toContain('mvcc: required revision has been compacted');
   }, 120_000);
 
+  it('a write that changes nothing uses up its revision, and a later read of its shard does not go below it', async () => {
+    // A txn whose compare fails writes nothing, but its answer carries the revision its shard's leader
+    // stamped it with; the next read of that shard must not report an older revision.
+    await etcdctlOk(cluster.endpointOf(0), ['put', 'gap/{g}/a', '1']);
+    await etcdctlOk(cluster.endpointOf(1), ['put', 'other/key', '1']); // another shard moves the sequence on
+    const failed = JSON.parse(
+      await etcdctlOk(cluster.endpointOf(0), ['txn', '-w', 'json'], { input: 'value("gap/{g}/a") = "2"\n\nput gap/{g}/a 3\n\nget gap/{g}/a\n\n' }),
+    ) as { header: { revision: number }; succeeded?: boolean };
+    expect(failed.succeeded ?? false).toBe(false);
+    for (let m = 0; m < 3; m++) {
+      const read = JSON.parse(await etcdctlOk(cluster.endpointOf(m), ['get', 'gap/{g}/a', '-w', 'json'])) as { header: { revision: number } };
+      expect(read.header.revision).toBeGreaterThanOrEqual(failed.header.revision);
+    }
+  });
+
   it('/placement shows every shard with three voters and a leader', async () => {
     const view = await placement(0);
     expect(view.shards.map((s) => s.id)).toEqual([0, 1, 2, 3]);

@@ -103,7 +103,7 @@ export class ApiContext {
     return {
       cluster_id: this.clusterId,
       member_id: this.memberIdText,
-      revision: String(revision ?? (target?.sm ?? this.sm).store.currentRevision()),
+      revision: String(revision ?? (target?.sm ?? this.sm).appliedRevision()),
       raft_term: String(this.member.term(target?.groupId ?? DATA_GROUP_ID)),
     };
   }

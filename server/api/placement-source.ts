@@ -39,7 +39,7 @@ export function observePlacement(ctx: ApiContext): PlacementObservation {
       : // A sharded cluster: each shard's own Raft membership, leader and applied revision on this member.
         ctx.shards.targets().map((t, shard) => {
           const conf = ctx.member.confState(t.groupId);
-          return { shard, voters: conf.voters, learners: conf.learners, leader: ctx.member.leaderId(t.groupId), revision: t.sm.store.currentRevision() };
+          return { shard, voters: conf.voters, learners: conf.learners, leader: ctx.member.leaderId(t.groupId), revision: t.sm.appliedRevision() };
         }),
     moves: NO_MOVES,
   };

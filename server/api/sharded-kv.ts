@@ -82,12 +82,15 @@ export class ShardedKv {
   async range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
     const op = rangeOpFromWire(req);
     const touched = this.shards.shardsOfRange(op.key, op.rangeEnd);
-    // One shard answers alone, unless asked at a revision past its own last write: other shards used the
-    // revisions in between, so that read is a read at R on the shard's leader, as for several shards.
-    if (touched.length === 1 && op.revision <= touched[0].sm.store.currentRevision()) {
+    // One shard answers alone, unless asked at a revision past what it has applied: other shards used the
+    // revisions in between, so that read is a read at R on the shard's leader, as for several shards. Its
+    // header is the shard's applied revision, which counts the revisions its writes that changed nothing
+    // used up: their answers carried them, and a later read of the shard must not go below them.
+    if (touched.length === 1 && op.revision <= touched[0].sm.appliedRevision()) {
       const target = touched[0];
       if (!req.serializable) await this.ctx.readBarrier(target);
-      return { header: this.ctx.header(undefined, target), result: target.sm.store.range(op) };
+      const through = target.sm.appliedRevision();
+      return { header: this.ctx.header(through, target), result: target.sm.store.range(op, through) };
     }
     const deadlineMs = this.ctx.deadlineMs();
     // R: at or above every revision handed out before this read began (a given `revision` is used as is,

@@ -126,6 +126,26 @@ describe('linearizability checker: rejected histories', () => {
     expect(r.violations[0]).toMatch(/revision went back in real time: #1/);
   });
 
+  it('sharded (a domain per shard): a read of another shard may carry a lower header; a write may not', () => {
+    const shardOf = (key: string): string => (key === 'x' ? 'shard-a' : 'shard-b');
+    const reads = history();
+    reads.op(0, put('x', 'a'), putOk(5), 0);
+    reads.op(1, get('y'), absent(3), 2);
+    expect(checkLinearizability(reads.ops, { revisionDomain: shardOf }).violations).toEqual([]);
+
+    const sameShard = history();
+    sameShard.op(0, put('x', 'a'), putOk(5), 0);
+    sameShard.op(1, get('x'), absent(3), 2);
+    expect(checkLinearizability(sameShard.ops, { revisionDomain: shardOf }).violations.join('\n')).toMatch(/revision went back in real time: #1/);
+
+    const writes = history();
+    writes.op(0, put('x', 'a'), putOk(5), 0);
+    writes.op(1, put('y', 'b'), putOk(4), 2);
+    const r = checkLinearizability(writes.ops, { revisionDomain: shardOf });
+    expect(r.violations).toHaveLength(1);
+    expect(r.violations[0]).toMatch(/revision went back in real time: #1/);
+  });
+
   it('a lost write: an acknowledged put that a later read does not see', () => {
     const h = history();
     h.op(0, put('x', 'a'), putOk(2), 0);

@@ -20,6 +20,8 @@ export interface LinearizabilityResult {
 export interface CheckOptions {
   /** Time budget for the whole check, in ms. */
   timeoutMs?: number;
+  /** A sharded cluster: each key's shard, for the cross-key revision order (revision-order.ts). */
+  revisionDomain?: (key: string) => string;
 }
 
 export function checkLinearizability(history: ReadonlyArray<Operation>, opts: CheckOptions = {}): LinearizabilityResult {
@@ -63,6 +65,6 @@ export function checkLinearizability(history: ReadonlyArray<Operation>, opts: Ch
       );
     }
   }
-  violations.push(...checkRevisionOrder(useful));
+  violations.push(...checkRevisionOrder(useful, opts.revisionDomain));
   return { ok: violations.length === 0, timedOut, operations: useful.length, partitions: byKey.size, violations };
 }

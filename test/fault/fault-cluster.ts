@@ -30,14 +30,19 @@ export class FaultCluster {
     this.memberIds = cluster.members.map((m) => memberIdFor([`http://127.0.0.1:${m.peerPort}`], CLUSTER_TOKEN).toString(16));
   }
 
-  static async start(options: ClusterOptions = {}): Promise<FaultCluster> {
+  /** Shards of a sharded cluster (`--shards`), or 1. */
+  private shards = 1;
+
+  static async start(options: ClusterOptions & { shards?: number } = {}): Promise<FaultCluster> {
     // A small --snapshot-count: logs are compacted every few hundred writes, so members that were
     // down, cut off or wiped catch up through snapshot transfers under the same faults.
     const cluster = await ProcessCluster.start({
       ...options,
       extraArgs: ['--experimental-fault-injection', '--snapshot-count', String(FAULT_SNAPSHOT_COUNT), ...(options.extraArgs ?? [])],
     });
-    return new FaultCluster(cluster);
+    const c = new FaultCluster(cluster);
+    c.shards = options.shards ?? 1;
+    return c;
   }
 
   get size(): number {
@@ -185,12 +190,36 @@ export class FaultCluster {
     return { sent, installed };
   }
 
+  /** The leader; on a sharded cluster, the member leading the most shards (from an up member's /placement). */
   async leaderIndex(timeoutMs = 3_000): Promise<number | null> {
+    if (this.shards > 1) return this.busiestShardLeader(timeoutMs);
     try {
       return await this.cluster.leaderIndex(timeoutMs);
     } catch {
       return null;
     }
+  }
+
+  private async busiestShardLeader(timeoutMs: number): Promise<number | null> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (let i = 0; i < this.size; i++) {
+        if (!this.isUp(i)) continue;
+        try {
+          const res = await fetch(`http://127.0.0.1:${this.cluster.members[i].metricsPort}/placement`, { signal: AbortSignal.timeout(1_000) });
+          const view = (await res.json()) as { shards: Array<{ leader: string | null }> };
+          const led = new Map<string, number>();
+          for (const s of view.shards) if (s.leader !== null) led.set(s.leader, (led.get(s.leader) ?? 0) + 1);
+          const [top] = [...led].sort((a, b) => b[1] - a[1]);
+          const index = top ? this.memberIds.indexOf(top[0]) : -1;
+          if (index >= 0) return index;
+        } catch {
+          // restarting or paused: ask another member
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return null;
   }
 
   /** Posts member i's blocked set, retrying while it starts; a paused or dead member is skipped. */

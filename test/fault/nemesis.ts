@@ -76,10 +76,14 @@ const FAULTS: Record<FaultKind, FaultAction> = {
   },
 };
 
-/** The schedule for a seed: faults back to back from 1 s in until 1.5 s before the end. */
-export function planSchedule(seed: number, runMs: number, members: number): FaultStep[] {
+/**
+ * The schedule for a seed: faults back to back from 1 s in until 1.5 s before the end. Without
+ * `membership`, no 'replace' (a cluster that does not serve membership changes).
+ */
+export function planSchedule(seed: number, runMs: number, members: number, opts: { membership: boolean } = { membership: true }): FaultStep[] {
   const rng = new Rng(seed);
   const kinds: FaultKind[] = members >= 5 ? ['kill', 'pause', 'isolate', 'cut-link', 'split', 'replace'] : ['kill', 'pause', 'isolate', 'cut-link', 'replace'];
+  if (!opts.membership) kinds.splice(kinds.indexOf('replace'), 1);
   const steps: FaultStep[] = [];
   let t = 1_000;
   for (;;) {

@@ -9,6 +9,9 @@ import { KvClient } from '../support/kv-client.ts';
 import { FaultCluster } from './fault-cluster.ts';
 import { planSchedule, runNemesis, type InjectedFault } from './nemesis.ts';
 import { ResilientWatcher, readFullHistory } from './watchers.ts';
+import { Bank, type BankReport } from './bank.ts';
+import { SlotMap } from '../../server/routing/slots.ts';
+import type { WatchEvent } from '../checker/watch-checker.ts';
 import { HistoryRecorder, execute, monotonicClock, startWorkload } from './workload.ts';
 
 export interface FaultRunOptions {
@@ -18,6 +21,8 @@ export interface FaultRunOptions {
   clients?: number;
   keys?: number;
   watchers?: number;
+  /** A sharded cluster (`--shards`): keys hash-tagged one per tag, a watcher per key, and the bank. */
+  shards?: number;
 }
 
 export interface FaultRunReport {
@@ -29,6 +34,7 @@ export interface FaultRunReport {
   unknownOutcomes: number;
   faults: InjectedFault[];
   watchEvents: number;
+  bank: BankReport | null;
   summary: string;
 }
 
@@ -36,23 +42,39 @@ const PREFIX = 'fault/';
 const REQUEST_TIMEOUT_MS = 1_500;
 
 export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> {
-  const keys = [...Array(o.keys ?? 4).keys()].map((k) => `${PREFIX}k${k}`);
-  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000'] });
+  const sharded = (o.shards ?? 1) > 1;
+  // On a sharded cluster each key carries its own hash tag: the keys spread over the shards, and a
+  // watch on one key's prefix is a single-shard watch.
+  const keys = [...Array(o.keys ?? 4).keys()].map((k) => (sharded ? `${PREFIX}{k${k}}` : `${PREFIX}k${k}`));
+  const shardArgs = sharded ? ['--shards', String(o.shards)] : [];
+  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000', ...shardArgs], shards: o.shards });
   const clock = monotonicClock();
   const recorder = new HistoryRecorder(clock);
   const endpoints = cluster.cluster.members.map((_, i) => cluster.endpointOf(i));
   const watchers: ResilientWatcher[] = [];
+  // Which part of the store each watcher sees: the whole prefix, or one key's (sharded).
+  const watchedPrefixes = sharded ? keys : [PREFIX];
+  const bank = sharded
+    ? new Bank({ seed: o.seed, endpoints, tags: 4, accountsPerTag: 4, initialBalance: 100, transferClients: 3, readers: 2, requestTimeoutMs: REQUEST_TIMEOUT_MS })
+    : null;
   try {
-    for (let w = 0; w < (o.watchers ?? 2); w++) {
-      const watcher = new ResilientWatcher({ name: `watcher-${w}`, endpoints, member: (w + 1) % o.members, prefix: PREFIX, startRevision: 1 });
+    const watcherCount = sharded ? keys.length : (o.watchers ?? 2);
+    for (let w = 0; w < watcherCount; w++) {
+      const prefix = watchedPrefixes[w % watchedPrefixes.length];
+      const watcher = new ResilientWatcher({ name: `watcher-${w}`, endpoints, member: (w + 1) % o.members, prefix, startRevision: 1 });
       watcher.start();
       watchers.push(watcher);
     }
+    await bank?.open();
+    bank?.start();
     const workload = startWorkload({ seed: o.seed, clients: o.clients ?? 5, keys, endpoints, requestTimeoutMs: REQUEST_TIMEOUT_MS, recorder });
-    const faults = await runNemesis(cluster, planSchedule(o.seed, o.durationMs, o.members), clock, o.durationMs);
+    // Membership changes of a sharded cluster are not served yet: no 'replace' there.
+    const schedule = planSchedule(o.seed, o.durationMs, o.members, { membership: !sharded });
+    const faults = await runNemesis(cluster, schedule, clock, o.durationMs);
     await cluster.healAll();
     await workload.stop();
     await cluster.cluster.waitReady(30_000);
+    const bankReport = bank ? await bank.stop() : null;
 
     // Every member must now serve every key linearizably, consistent with the whole history.
     for (let m = 0; m < o.members; m++) {
@@ -65,15 +87,25 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     }
 
     const snapshots = await cluster.snapshotCounts();
-    const reference = await readFullHistory(cluster.endpointOf(0), PREFIX);
+    // The store's history per watched prefix, and all of it in revision order (revisions are unique
+    // across shards: one oracle hands them out).
+    const references = new Map<string, WatchEvent[]>();
+    for (const prefix of watchedPrefixes) references.set(prefix, await readFullHistory(cluster.endpointOf(0), prefix));
+    const reference = [...references.values()].flat().sort((a, b) => a.revision - b.revision);
     const finalRevision = reference.at(-1)?.revision ?? 0;
-    const caughtUp = await Promise.all(watchers.map((w) => w.catchUp(finalRevision, 15_000)));
+    const caughtUp = await Promise.all(
+      watchers.map((w) => w.catchUp(references.get(w.prefix)!.at(-1)?.revision ?? 0, 15_000)),
+    );
     const reconciled = reconcileWithReference(recorder.ops, reference);
-    const linearizability = checkLinearizability(reconciled.history, { timeoutMs: 60_000 });
-    const violations = [...reconciled.violations, ...linearizability.violations];
+    const slots = sharded ? SlotMap.create(o.shards!) : null;
+    const revisionDomain = slots ? (key: string): string => String(slots.shardOfKey(Buffer.from(key))) : undefined;
+    const linearizability = checkLinearizability(reconciled.history, { timeoutMs: 60_000, revisionDomain });
+    const violations = [...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
     watchers.forEach((w, i) => {
-      if (!caughtUp[i]) violations.push(`${w.name}: stuck at revision ${w.lastRevision}, the history ends at ${finalRevision}`);
-      violations.push(...checkWatchDelivery(w.name, w.events, reference, { startRevision: w.startRevision, untilRevision: finalRevision }));
+      const own = references.get(w.prefix)!;
+      const until = own.at(-1)?.revision ?? 0;
+      if (!caughtUp[i]) violations.push(`${w.name}: stuck at revision ${w.lastRevision}, the history of ${w.prefix} ends at ${until}`);
+      violations.push(...checkWatchDelivery(w.name, w.events, own, { startRevision: w.startRevision, untilRevision: until }));
     });
 
     const unknownOutcomes = recorder.ops.filter((op) => op.output === null).length;
@@ -89,12 +121,17 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       `${watchEvents} watch events (${watchers.reduce((n, w) => n + w.reconnects, 0)} reconnects); ` +
       `${faults.length} faults: ${faults.map((f) => `@${(f.atMs / 1000).toFixed(1)}s ${f.text}`).join('; ')}; ` +
       `snapshots sent ${snapshots.sent}, installed ${snapshots.installed} (counted by the processes still running); ` +
+      (bankReport
+        ? `bank over ${o.shards} shards: ${bankReport.transfersCommitted} transfers committed, ${bankReport.transfersRejected} rejected by their compare, ` +
+          `${bankReport.transfersUnknown} unknown; ${bankReport.snapshotReads} multi-shard snapshots summed (${bankReport.snapshotReadsFailed} failed), ${bankReport.snapshotsReread} re-read at their revision; `
+        : '') +
       (violations.length === 0 ? 'linearizable, watches exact' : `${violations.length} VIOLATIONS (replay: SYNOD_FAULT_SEED=${o.seed})`);
-    return { seed: o.seed, violations, linearizability, operations: recorder.ops.length, unknownOutcomes, faults, watchEvents, summary };
+    return { seed: o.seed, violations, linearizability, operations: recorder.ops.length, unknownOutcomes, faults, watchEvents, bank: bankReport, summary };
   } catch (err) {
     throw new Error(`fault run seed=${o.seed} failed (replay: SYNOD_FAULT_SEED=${o.seed}); logs in ${cluster.cluster.rootDir}: ${String(err)}\n${cluster.cluster.tailLogs()}`);
   } finally {
     for (const w of watchers) w.stop();
+    if (bank) await bank.stop().catch(() => undefined);
     await cluster.destroy();
   }
 }

@@ -28,7 +28,7 @@ export class ResilientWatcher {
   readonly startRevision: number;
   reconnects = 0;
   private readonly endpoints: string[];
-  private readonly prefix: string;
+  readonly prefix: string;
   private member: number;
   private client: grpc.Client | null = null;
   private call: grpc.ClientDuplexStream<object, WatchResponse> | null = null;

@@ -11,33 +11,54 @@ import * as grpc from '@grpc/grpc-js';
 import { etcdClients } from '../../server/etcd/proto.ts';
 import type { ProcessCluster } from './process-cluster.ts';
 import { fillValues } from './restart-ready.ts';
-
-interface WireKv {
-  key: Buffer;
-  value: Buffer;
-}
-
-interface RangeReply {
-  kvs: WireKv[];
-  count: string;
-  more: boolean;
-}
+import { scanRangeReply, type ScannedRange } from './range-reply-scan.ts';
 
 type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 
-/** A KV client that accepts replies of any size (grpc-js's default limit is 4 MiB; etcd clients use 2 GiB). */
+/** A KV client that accepts replies of any size (grpc-js's default limit is 4 MiB; etcd clients use 2 GiB).
+ * Range replies are scanned, not decoded (test/support/range-reply-scan.ts says why). */
 class BigKvClient {
   private readonly kv: grpc.Client;
+  private readonly service: grpc.ServiceDefinition;
   constructor(address: string) {
-    this.kv = new (etcdClients().KV)(address, grpc.credentials.createInsecure(), {
+    const KV = etcdClients().KV;
+    this.service = KV.service;
+    this.kv = new KV(address, grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
+      // grpc-js advertises HTTP/2's default 64 KiB receive window and never grows it, so a 1 GiB reply
+      // would cost the member 16,000 window round trips; etcd's Go clients grow theirs by BDP estimation
+      // up to 16 MiB (grpc-go), which is what a client reading gigabytes has.
+      'grpc-node.flow_control_window': 16 * 1024 * 1024,
     });
   }
   call<T>(method: string, req: object, timeoutMs: number): Promise<T> {
     const fn = (this.kv as unknown as Record<string, Unary>)[method].bind(this.kv);
     return new Promise<T>((resolve, reject) => fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T))));
+  }
+  range(req: object, timeoutMs: number): Promise<ScannedRange> {
+    const def = this.service.Range;
+    return new Promise<ScannedRange>((resolve, reject) =>
+      this.kv.makeUnaryRequest(
+        def.path,
+        def.requestSerialize,
+        (raw: Buffer) => raw,
+        req,
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, raw) => {
+          if (err || raw === undefined) reject(err ?? new Error('no reply'));
+          else {
+            try {
+              resolve(scanRangeReply(raw));
+            } catch (e) {
+              reject(e as Error);
+            }
+          }
+        },
+      ),
+    );
   }
   close(): void {
     this.kv.close();
@@ -124,12 +145,13 @@ export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptio
       clients.map(async (client) => {
         for (let round = 0; round < opts.rangeRounds; round++) {
           const started = performance.now();
-          const reply = await client.call<RangeReply>('Range', range, 180_000);
+          const reply = await client.range(range, 180_000);
           rangeMs.push(performance.now() - started);
-          if (Number(reply.count) !== opts.values || reply.kvs.length !== opts.values) {
-            throw new Error(`range saw ${reply.count} keys (${reply.kvs.length} returned), expected ${opts.values}`);
+          if (reply.count !== opts.values || reply.valueLengths.length !== opts.values) {
+            throw new Error(`range saw ${reply.count} keys (${reply.valueLengths.length} returned), expected ${opts.values}`);
           }
-          for (const kv of reply.kvs) if (kv.value.length !== opts.valueBytes) throw new Error(`value of ${kv.key} has ${kv.value.length} bytes`);
+          const wrong = reply.valueLengths.findIndex((n) => n !== opts.valueBytes);
+          if (wrong >= 0) throw new Error(`value ${wrong} of the range has ${reply.valueLengths[wrong]} bytes`);
         }
       }),
     );
@@ -145,9 +167,9 @@ export async function measureNoStall(cluster: ProcessCluster, opts: NoStallOptio
       })(),
       ...clients.slice(1).map(async (client) => {
         while (deleting) {
-          const reply = await client.call<RangeReply>('Range', range, 180_000);
-          countsDuringDelete.push(Number(reply.count));
-          if (reply.kvs.length !== Number(reply.count)) throw new Error('a range returned fewer keys than it counted');
+          const reply = await client.range(range, 180_000);
+          countsDuringDelete.push(reply.count);
+          if (reply.valueLengths.length !== reply.count) throw new Error('a range returned fewer keys than it counted');
         }
       }),
     ]);
