@@ -1,5 +1,7 @@
 // etcdserverpb.Lease: grant and revoke go through Raft; keep-alive and time-to-live are answered by
-// the leader's lease clocks (forwarded when this member does not lead); listing is local.
+// the leader's lease clocks (forwarded when this member does not lead); listing is local. On a sharded
+// cluster a revoke answers once every shard deleted the lease's keys (lease-sweeper.ts), and
+// time-to-live lists the keys of every shard.
 import type * as grpc from '@grpc/grpc-js';
 import { ApiContext, toServiceError, unary } from './context.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';

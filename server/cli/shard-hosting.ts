@@ -6,7 +6,9 @@
 //   - S shard groups (FIRST_SHARD_GROUP_ID + i for shard i): a KV state machine in sharded mode each,
 //     whose write entries carry oracle revisions stamped by the shard leader's ShardWritePath; every
 //     proposal for a shard this member leads is intercepted (Member.interceptProposals) and stamped,
-//     whether it was made here or forwarded by a follower's Raft.
+//     whether it was made here or forwarded by a follower's Raft. A txn writing a shard and reading
+//     others is stamped by the write shard's leader, which reads the others at its revision − 1 through
+//     rangeAt below (server/shard/txn-reads.ts).
 // Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
 // members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
 // created with S equal ranges (server/routing/slots.ts).

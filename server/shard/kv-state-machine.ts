@@ -12,6 +12,11 @@
 // revision up — a gap, like a write that changes nothing. The last applied revision is persisted
 // (record 'r') so a restarted replica knows how far its shard is caught up. Without `sharded` nothing
 // changes: entries carry no revision (one arriving is an invariant violation too) and no record is added.
+//
+// Leases on a sharded cluster (docs/sharding.md, "Leases on a sharded cluster"): the cluster group
+// (`leaseSweeps`) gives each lease a generation and records a pending sweep on revoke; a shard applies a
+// put with a lease only if the entry names a generation the shard has not swept, and a `lease_sweep`
+// entry deletes the lease's keys there. A txn's reads on other shards arrive in the entry (txn-reads.ts).
 import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
 import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
