@@ -1,7 +1,7 @@
 // Leases, locks and elections on a sharded cluster of real processes (`--shards 16`, 3 members), driven by
 // Debian's real etcdctl (issue 14): keys attached to one lease sit on many shards; `lease timetolive
 // --keys` lists them all; `lease revoke` and expiry delete them all; a put naming a missing lease is
-// refused as etcd refuses it; `etcdctl lock` (etcd's client-side concurrency package: a Txn writing one
+// refused as etcd refuses it; puts racing a revoke leave no key behind; `etcdctl lock` (etcd's client-side concurrency package: a Txn writing one
 // key and ranging over every shard) excludes mutually, and hands the lock over when a holder's lease
 // ends; `etcdctl elect` makes the next candidate leader when the leader resigns or dies; a member
 // killed with -9 (the cluster group's leader) leaves no attached key behind.
@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { SlotMap } from '../server/routing/slots.ts';
+import { KvClient } from './support/kv-client.ts';
+import { LeaseLockClient } from './support/lease-lock-client.ts';
 
 const SHARDS = 16;
 let cluster: ProcessCluster;
@@ -108,6 +110,40 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     const afterRevoke = await etcdctl(cluster.endpoints, ['put', `--lease=${lease}`, 'nolease/x', 'x']);
     expect(afterRevoke.stderr).toContain('etcdserver: requested lease not found');
     expect(await count('nolease/')).toBe(0);
+  }, 60_000);
+
+  it('puts racing a revoke on every shard: none of their keys outlives the revoke', async () => {
+    const clients = [0, 1, 2].map((i) => ({ kv: new KvClient(cluster.addressOf(i)), lease: new LeaseLockClient(cluster.addressOf(i)) }));
+    let acked = 0;
+    let refused = 0;
+    for (let round = 0; round < 3; round++) {
+      const { ID } = await clients[0].lease.grant(60);
+      // 300 puts on every shard from every member, the revoke in the middle of them.
+      const puts = Array.from({ length: 300 }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, i % 100));
+        try {
+          await clients[i % 3].kv.put(`race${round}/${i}`, 'x', { lease: ID });
+          acked++;
+        } catch (err) {
+          expect(String(err)).toContain('requested lease not found');
+          refused++;
+        }
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      await clients[1].lease.revoke(ID, 8_000);
+      await Promise.all(puts);
+      // Every put has answered and the revoke too: no key is left, now or later.
+      expect(await count(`race${round}/`)).toBe(0);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await count(`race${round}/`)).toBe(0);
+    }
+    console.log(`puts racing a revoke: ${acked} acknowledged before it took effect (then deleted), ${refused} refused`);
+    expect(acked).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0);
+    for (const c of clients) {
+      c.kv.close();
+      c.lease.close();
+    }
   }, 60_000);
 
   it('expiry deletes the keys on every shard', async () => {
