@@ -146,6 +146,43 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     }
   }, 60_000);
 
+  it('a lease id granted again right after its revoke: the new keys survive, the old ones go', async () => {
+    const kv = new KvClient(cluster.addressOf(0));
+    const leases = [0, 1, 2].map((i) => new LeaseLockClient(cluster.addressOf(i)));
+    const id = '777';
+    let waited = 0;
+    for (let round = 0; round < 5; round++) {
+      await leases[0].grant(60, 3_000, id);
+      const keys = keysOnShards(`regrant${round}/`, 16, 8);
+      await Promise.all(keys.map((k) => kv.put(`${k}/old`, 'old', { lease: id })));
+      // Revoke from one member; from the others, grant the id again as soon as it is free and put at once:
+      // those puts name the new generation and must not be swept by the old one's sweep.
+      const revoked = leases[1].revoke(id, 8_000);
+      const started = Date.now();
+      for (;;) {
+        try {
+          await leases[2].grant(60, 3_000, id);
+          break;
+        } catch (err) {
+          expect(String(err)).toContain('lease already exists');
+        }
+      }
+      const putStarted = Date.now();
+      await Promise.all(keys.map((k) => kv.put(`${k}/new`, 'new', { lease: id })));
+      waited = Math.max(waited, Date.now() - putStarted);
+      await revoked;
+      expect(Date.now() - started).toBeLessThan(8_000);
+      await new Promise((r) => setTimeout(r, 300));
+      const left = (await etcdctlOk(cluster.endpoints, ['get', '--prefix', `regrant${round}/`, '--keys-only'])).split('\n').filter(Boolean).sort();
+      expect(left).toEqual(keys.map((k) => `${k}/new`).sort());
+      await leases[0].revoke(id, 8_000);
+      expect(await count(`regrant${round}/`)).toBe(0);
+    }
+    console.log(`lease id re-granted right after its revoke: 16 new keys each time, longest put wait ${waited} ms`);
+    kv.close();
+    for (const l of leases) l.close();
+  }, 90_000);
+
   it('expiry deletes the keys on every shard', async () => {
     const lease = await grant(2);
     const keys = keysOnShards('exp/', 10, 5);

@@ -126,17 +126,16 @@ export class ShardedKv {
     const out: LeaseGeneration[] = [];
     for (const id of ids) {
       for (;;) {
-        const lease = this.ctx.sm.leases.get(id);
-        if (lease === undefined) break;
-        const pending = this.ctx.sm.leases.pendingSweep(id)?.generation;
-        if (pending === undefined || pending >= lease.generation) {
+        const now = this.ctx.sm.leases.attachable(id);
+        if (now.kind === 'missing') break;
+        if (now.kind === 'alive') {
           // Read now, in the same turn as the lease: the state this generation was found alive in.
-          out.push({ ID: id, generation: String(lease.generation), checked_at: String(this.ctx.member.status(DATA_GROUP_ID).applied) });
+          out.push({ ID: id, generation: String(now.generation), checked_at: String(this.ctx.member.status(DATA_GROUP_ID).applied) });
           break;
         }
         if (Date.now() >= deadlineMs) throw new DeadlineError('lease sweep');
         const sweeper = this.ctx.leaseSweeper;
-        if (sweeper !== null) await sweeper.sweepBy(id, pending, deadlineMs).catch(() => undefined);
+        if (sweeper !== null) await sweeper.sweepBy(id, now.generation, deadlineMs).catch(() => undefined);
         await new Promise((r) => setTimeout(r, SWEEP_WAIT_POLL_MS));
       }
     }

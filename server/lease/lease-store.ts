@@ -132,6 +132,19 @@ export class LeaseStore {
     return this.pendingSweeps.get(id);
   }
 
+  /**
+   * Cluster group: what a put attaching a key to `id` may name now: nothing (the lease does not exist),
+   * its live generation, or not yet — an older generation of the same id is still being swept, and a
+   * put of the new generation reaching a shard before that sweep would be deleted by it.
+   */
+  attachable(id: LeaseId): { kind: 'missing' } | { kind: 'alive'; generation: number } | { kind: 'sweeping'; generation: number } {
+    const lease = this.leases.get(id);
+    if (lease === undefined) return { kind: 'missing' };
+    const pending = this.pendingSweeps.get(id);
+    if (pending !== undefined && pending.generation < lease.generation) return { kind: 'sweeping', generation: pending.generation };
+    return { kind: 'alive', generation: lease.generation };
+  }
+
   /** Cluster group: every pending sweep. */
   pendingSweepList(): Array<[LeaseId, RevokedGeneration]> {
     return [...this.pendingSweeps.entries()];

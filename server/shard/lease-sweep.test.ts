@@ -61,6 +61,7 @@ describe('leases on a sharded cluster, at apply', () => {
     const g1 = (await cluster.apply({ lease_grant: { ID: '8', TTL: '60' } })).index;
     const lease8 = cluster.sm.leases.get('8')!;
     expect(lease8.generation).toBe(g1);
+    expect(cluster.sm.leases.attachable('8')).toEqual({ kind: 'alive', generation: g1 });
 
     expect((await shard.apply(put('a', '8', 10, g1))).error).toBeUndefined();
     expect((await shard.apply(put('x', '8', 11))).error).toBe(NOT_FOUND); // no generation named: refused
@@ -68,6 +69,7 @@ describe('leases on a sharded cluster, at apply', () => {
     expect(shard.sm.leases.keysOf('8').map(String)).toEqual(['a']);
 
     const revoked = await cluster.apply({ lease_revoke: { ID: '8' } });
+    expect(cluster.sm.leases.attachable('8')).toEqual({ kind: 'missing' });
     expect(revoked.result).toEqual({ generation: g1 });
     expect(cluster.sm.leases.pendingSweep('8')).toEqual({ generation: g1, revokedAt: revoked.index });
     expect(cluster.sm.leases.has('8')).toBe(false);
@@ -84,9 +86,12 @@ describe('leases on a sharded cluster, at apply', () => {
     // The id granted again: a new generation. Its keys survive a late duplicate of the old sweep.
     const g2 = (await cluster.apply({ lease_grant: { ID: '8', TTL: '60' } })).index;
     expect(g2).toBeGreaterThan(g1);
-    expect(cluster.sm.leases.pendingSweep('8')?.generation).toBe(g1); // a put of g2 waits for this (sharded-kv.ts)
+    // A put of g2 may not name it yet: g1's sweep is still pending (sharded-kv.ts waits for it).
+    expect(cluster.sm.leases.attachable('8')).toEqual({ kind: 'sweeping', generation: g1 });
     await cluster.apply({ lease_swept: { ID: '8', generation: String(g1), revoked_at: '0' } });
     expect(cluster.sm.leases.pendingSweep('8')).toBeUndefined();
+    expect(cluster.sm.leases.attachable('8')).toEqual({ kind: 'alive', generation: g2 });
+    expect(cluster.sm.leases.attachable('9')).toEqual({ kind: 'missing' });
     expect((await shard.apply(put('d', '8', 16, g2))).error).toBeUndefined();
     await shard.apply(sweep('8', g1, 17));
     expect(keys(shard.sm)).toEqual(['d']);
