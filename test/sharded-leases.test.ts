@@ -183,6 +183,24 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     for (const l of leases) l.close();
   }, 90_000);
 
+  it('a txn reading other shards whose answers would not fit in one entry is refused as too large', async () => {
+    const kv = new KvClient(cluster.addressOf(0));
+    const client = new LeaseLockClient(cluster.addressOf(1));
+    const keys = keysOnShards('big/', 20, 8);
+    const value = Buffer.alloc(100 * 1024, 'x'); // 20 × 100 KiB over many shards: more than --max-request-bytes
+    for (const k of keys) await kv.put(k, value);
+    const rangeAll = { request_range: { key: Buffer.from('big/'), range_end: Buffer.from('big0') } };
+    const own = { request_put: { key: Buffer.from('bigtxn'), value: Buffer.from('x') } };
+    await expect(client.txn({ compare: [], success: [own, rangeAll], failure: [] }, 10_000)).rejects.toThrow('etcdserver: request is too large');
+    expect(await etcdctlOk(cluster.endpoints, ['get', 'bigtxn'])).toBe('');
+    // The same txn with keys only fits, and sees every key.
+    const keysOnly = { request_range: { ...rangeAll.request_range, keys_only: true } };
+    const ok = (await client.txn({ compare: [], success: [own, keysOnly], failure: [] }, 10_000)) as unknown as { responses: Array<{ response_range?: { count: string } }> };
+    expect(Number(ok.responses[1].response_range?.count)).toBe(20);
+    kv.close();
+    client.close();
+  }, 60_000);
+
   it('expiry deletes the keys on every shard', async () => {
     const lease = await grant(2);
     const keys = keysOnShards('exp/', 10, 5);

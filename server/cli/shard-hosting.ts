@@ -123,7 +123,7 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   /** Starts serving: the oracle host, each shard's write path, and the clients reaching other members. */
-  attach(member: Member, peers: ShardPeers): void {
+  attach(member: Member, peers: ShardPeers, maxEntryBytes: number): void {
     this.member = member;
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
@@ -143,7 +143,7 @@ export class ShardHosting implements ShardedKeyspace {
         plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
         read: (groupId, op, revision, deadlineMs) => this.rangeAt(this.shards[groupId - FIRST_SHARD_GROUP_ID], op, revision, deadlineMs),
       };
-      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere });
+      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes });
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }

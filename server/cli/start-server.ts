@@ -324,7 +324,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, shards: sharding });
   const shardChannels = sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials }) : null;
   if (sharding !== null && shardChannels !== null) {
-    sharding.attach(member, shardPeersOverGrpc(shardChannels));
+    sharding.attach(member, shardPeersOverGrpc(shardChannels), cfg.limits.maxRequestBytes);
     transport.addService(
       shardPeerServiceDefinition(),
       shardPeerServiceImpl({

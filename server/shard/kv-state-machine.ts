@@ -444,6 +444,7 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: out.revision, result: out.result };
     }
     if ('txn' in req && req.txn) {
+      if (this.sharded && req.txn_reads?.too_large) throw new RefusedRequest(ETCD_ERRORS.REQUEST_TOO_LARGE);
       const op = txnOpFromWire(req.txn);
       const elsewhere = this.sharded && req.txn_reads && at !== undefined ? readsForStore(op, req.txn_reads, at) : undefined;
       const out = this.store.txn(op, at, elsewhere);

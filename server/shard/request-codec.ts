@@ -51,6 +51,8 @@ export interface RangeElsewhereWire {
 export interface TxnReadsWire {
   compares: Array<{ index: number; any: boolean; ok: boolean }>;
   ranges: RangeElsewhereWire[];
+  /** The answers did not fit in one entry: the txn is refused at apply (internal.proto). */
+  too_large?: boolean;
 }
 
 export interface MemberAttributes {

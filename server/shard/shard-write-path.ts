@@ -59,6 +59,11 @@ export interface ShardWritePathOptions {
   sm: KvStateMachine;
   oracle: RevisionSource;
   readsElsewhere?: ReadsElsewhere | null;
+  /**
+   * Largest entry a txn carrying reads elsewhere may make (the member's --max-request-bytes: Raft and the
+   * peer stream are sized for it); a larger one is proposed marked too large and refused at apply.
+   */
+  maxEntryBytes?: number;
   /** Longest the start-up steps (barrier, fresh revision) wait before trying again. */
   startTimeoutMs?: number;
   /** Simulation only: a deliberately broken rule the checks must catch. */
@@ -67,6 +72,8 @@ export interface ShardWritePathOptions {
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
+/** What a txn carries when its reads elsewhere would not fit in one entry (refused at apply). */
+const TOO_LARGE: TxnReadsWire = { compares: [], ranges: [], too_large: true };
 /** After its deadline, how long a txn's reads on other shards may still hold up the writes behind it. */
 const READS_BACKSTOP_MS = 100;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
@@ -106,7 +113,8 @@ interface ReadWaiter {
 }
 
 export class ShardWritePath {
-  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere'>>;
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes'>>;
+  private readonly maxEntryBytes: number;
   private readonly readsElsewhere: ReadsElsewhere | null;
   /**
    * Stamped writes not proposed yet, in revision order. A write is proposed only once every write
@@ -129,6 +137,7 @@ export class ShardWritePath {
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
     this.readsElsewhere = options.readsElsewhere ?? null;
+    this.maxEntryBytes = options.maxEntryBytes ?? Infinity;
     this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     const { member, groupId, sm } = this.opts;
@@ -390,7 +399,7 @@ export class ShardWritePath {
         q.reject(failed);
         continue;
       }
-      const extra = reads !== null ? { txn_reads: reads } : {};
+      let extra: { txn_reads?: TxnReadsWire } = reads !== null ? { txn_reads: reads } : {};
       // A write whose caller gave up is still proposed when it has a revision: skipping it would only
       // make a gap, and proposing keeps the path simple (the caller was told "deadline", not "failed").
       if (q.origin !== undefined) {
@@ -398,7 +407,9 @@ export class ShardWritePath {
         const origin: InternalRequest = { ...q.origin };
         delete origin.txn_reads;
         try {
-          member.proposeDirect(groupId, encodeInternalRequest({ ...origin, ...extra, revision: String(revision) }));
+          let data = encodeInternalRequest({ ...origin, ...extra, revision: String(revision) });
+          if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
+          member.proposeDirect(groupId, data);
           this.stats.writesProposed++;
           q.resolve({ revision, result: null });
         } catch (err) {
@@ -411,6 +422,10 @@ export class ShardWritePath {
       let data: Uint8Array;
       try {
         data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+        if (reads !== null && data.length > this.maxEntryBytes) {
+          extra = { txn_reads: TOO_LARGE };
+          data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+        }
         member.proposeDirect(groupId, data);
       } catch (err) {
         tracked.forget();
