@@ -56,9 +56,11 @@ test-raft: npm-deps
 # Synod against etcd, side by side on this machine (prints a table; writes bench/results/); then
 # how fast a follower 220 MiB behind catches up (bench/catch-up.ts); whether ranges and deletes over
 # 1 GiB stall Raft (bench/no-stall.ts); restart to ready with 500 MiB in the log (bench/restart-time.ts);
-# CPU per member with 256 idle Raft groups each, with and without quiescence (bench/idle-shards.ts).
+# CPU per member with 256 idle Raft groups each, with and without quiescence (bench/idle-shards.ts);
+# the sharding rows: etcd, Synod with 1 shard and with 16 (bench/sharding.ts, writes bench/results/sharding.md).
 bench: build
 	$(NODE) bench/run-bench.ts
+	$(NODE) bench/sharding.ts
 	$(NODE) bench/catch-up.ts
 	$(NODE) bench/no-stall.ts
 	$(NODE) bench/restart-time.ts

@@ -42,6 +42,8 @@ export interface ClusterOptions {
   nodeFlags?: string[];
   /** Repository root to run Synod from (default: this checkout). */
   synodRoot?: string;
+  /** Synod's --shards (default: BENCH_SYNOD_SHARDS, else the cluster's default, one). */
+  shards?: number;
 }
 
 /** Every child this process started and has not yet seen exit, for the emergency stop. */
@@ -111,7 +113,7 @@ export class Cluster {
       const [cmd, args] =
         opts.system === 'etcd'
           ? [ETCD_BINARY, [...common, '--logger', 'zap', '--log-level', 'warn', '--quota-backend-bytes', String(8 * 1024 ** 3)]]
-          : [process.execPath, [...MEMBER_NODE_FLAGS, ...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn', ...SHARD_ARGS]];
+          : [process.execPath, [...MEMBER_NODE_FLAGS, ...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn', ...(opts.shards !== undefined ? ['--shards', String(opts.shards)] : SHARD_ARGS)]];
       const out = fs.openSync(s.logFile, 'a');
       const child = spawn(cmd, args, { stdio: ['ignore', out, out], cwd: opts.rootDir, env: { ...process.env, ETCDCTL_API: '3' } });
       fs.closeSync(out);

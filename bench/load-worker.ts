@@ -82,6 +82,9 @@ function openConnections(): EtcdConnection[] {
   return conns;
 }
 
+/** Keys one 'range-span' read covers. */
+const RANGE_SPAN_KEYS = 100;
+
 function fixedKey(prefix: string, index: number, keyBytes: number): Buffer {
   return Buffer.from(prefix + String(index).padStart(keyBytes - prefix.length, '0'));
 }
@@ -103,6 +106,13 @@ function closedLoopOperation(job: ClosedLoopJob, nextFillIndex: () => number): O
     case 'range-serializable':
       return async (conn) => {
         await conn.range({ key: randomKey(), serializable: true });
+      };
+    case 'range-span':
+      // 100 consecutive key indexes: on a sharded cluster their hashes spread them over every shard,
+      // so this is one linearizable snapshot over several shards.
+      return async (conn) => {
+        const first = Math.floor(Math.random() * (job.keyspaceSize / RANGE_SPAN_KEYS)) * RANGE_SPAN_KEYS;
+        await conn.range({ key: fixedKey('k', first, job.keyBytes), range_end: fixedKey('k', first + RANGE_SPAN_KEYS, job.keyBytes) });
       };
     case 'fill':
       return async (conn) => {

@@ -135,10 +135,8 @@ export class ClusterService {
    */
   private async change(build: (context: Uint8Array) => ConfChange, recheck: () => void, peerUrls?: string[]): Promise<void> {
     const { ctx } = this.opts;
-    if (ctx.shards !== null) {
-      // Every group would have to change with the cluster (and placement decide which): not wired yet.
-      throw grpcError({ code: grpc.status.FAILED_PRECONDITION, message: 'synod: membership changes of a sharded cluster are not served yet' });
-    }
+    // On a sharded cluster this changes the cluster group; every other group follows it
+    // (server/shard/group-membership.ts).
     const deadline = ctx.deadlineMs();
     for (;;) {
       recheck();
@@ -194,6 +192,7 @@ export class ClusterService {
     const id = String(req.ID ?? '0');
     const { ctx } = this.opts;
     refuse(checkRemove(this.view(), id));
+    this.refuseUntilGroupsFollow(id);
     if (id === ctx.memberIdText) {
       // The leader removing itself hands leadership over first, so the cluster does not wait out an
       // election timeout; the new leader then performs the removal.
@@ -205,10 +204,28 @@ export class ClusterService {
     }
     await this.change(
       (context) => ({ type: 'removeNode', nodeId: Number(id), context }),
-      () => refuse(checkRemove(this.view(), id)),
+      () => {
+        refuse(checkRemove(this.view(), id));
+        this.refuseUntilGroupsFollow(id);
+      },
     );
     ctx.logger.info({ member: BigInt(id).toString(16) }, 'member removed');
     return this.membersReply();
+  }
+
+  /**
+   * A sharded cluster removes a voter only once every group has caught up with the cluster group's
+   * membership: the removed member stops, and a group still counting an earlier departed member (or
+   * not yet counting its replacement) could be left without a quorum of live voters, unable even to
+   * remove them. Refused as etcd refuses a removal that would leave it unhealthy; the client retries.
+   */
+  private refuseUntilGroupsFollow(id: string): void {
+    const { ctx } = this.opts;
+    if (ctx.shards === null) return;
+    const target = ctx.sm.members().find((m) => m.id === id);
+    if (!target || target.isLearner || ctx.shards.groupsFollowCluster()) return;
+    ctx.logger.warn({ member: BigInt(id).toString(16) }, 'member remove refused: the shards have not all caught up with the last membership change yet');
+    throw grpcError(ETCD_ERRORS.UNHEALTHY);
   }
 
   private async promote(req: Record<string, unknown>): Promise<unknown> {

@@ -10,6 +10,7 @@ import type { LeaseSweeper } from './lease-sweeper.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { SlotMap } from '../routing/slots.ts';
+import type { ShardWatchSource } from '../shard/watch-source.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 
@@ -32,6 +33,8 @@ export interface ShardedKeyspace {
   targets(): readonly GroupTarget[];
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
+  /** Whether every other group's membership, as applied here, is the cluster group's (group-membership.ts). */
+  groupsFollowCluster(): boolean;
   /** The revision oracle as this member hosts it, for /metrics. */
   oracleStatus(): { serving: boolean; requests: number; grants: number; revisionsGranted: number; persists: number; establishments: number; unavailable: number; deadlines: number };
   /** The shard holding `key`. */
@@ -42,6 +45,19 @@ export interface ShardedKeyspace {
   freshRevision(deadlineMs: number): Promise<number>;
   /** `op` read at `revision` on the shard's leader (here or on the peer that leads it). */
   rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
+  /** Every shard replica on this member as a merged watch's source, by shard index (server/shard/replica-watch-source.ts). */
+  watchSources(): ReadonlyMap<number, ShardWatchSource>;
+  /** A merged watch opened: this member's closing rounds run until every hold is released (server/shard/shard-closer.ts). */
+  holdClosingRounds(): ClosingHold;
+  /** This member's closing rounds, for /metrics: running now, and counts since start. */
+  closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
+}
+
+/** A merged watch's hold on this member's closing rounds. */
+export interface ClosingHold {
+  release(): void;
+  /** Resolves once every shard is resolved through a round started after the call (or after timeoutMs). */
+  sync(timeoutMs: number): Promise<void>;
 }
 
 export interface ApiLimits {

@@ -97,6 +97,11 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
     counter('synod_oracle_establishments_total', 'Times this member\'s oracle became the serving one after an election.', () => shards.oracleStatus().establishments);
     counter('synod_oracle_unavailable_total', 'Revision requests answered unavailable.', () => shards.oracleStatus().unavailable);
     counter('synod_oracle_deadlines_total', 'Revision requests that passed their deadline on the host.', () => shards.oracleStatus().deadlines);
+    // Closing rounds for watches over several shards (server/shard/shard-closer.ts): only while one is open here.
+    gauge('synod_shard_closing_active', 'Whether this member runs closing rounds (it holds a watch over several shards).', () => (shards.closingStatus().active ? 1 : 0));
+    counter('synod_shard_closing_rounds_total', 'Closing rounds this member started (one oracle revision each).', () => shards.closingStatus().rounds);
+    counter('synod_shard_closes_total', 'Shard replicas this member closed at a round\'s revision.', () => shards.closingStatus().closes);
+    counter('synod_shard_close_failures_total', 'Closes that failed (a shard without a ready leader; retried next round).', () => shards.closingStatus().closeFailures);
   }
   return registry;
 }

@@ -16,10 +16,21 @@
 // as etcd does. While over budget the stream also stops reading requests, so a client cannot grow
 // the queue with requests whose answers it never reads. Victims get no progress notifications (a
 // progress header would claim they have everything up to it); a progress request waits for them.
+//
+// A sharded cluster serves a watch whose range lies on one shard from that shard's hub, as above. A
+// watch over several shards is a MergedWatch (server/routing/merged-watch.ts) over this member's
+// replicas of those shards (server/shard/replica-watch-source.ts): events in revision order, each
+// once, released once every shard's replica is resolved past them — by its own events, or by the
+// closed revisions this member's closing rounds publish while it holds a merged watch
+// (server/shard/shard-closer.ts). Its headers are the merged delivered revision (every event at or
+// below it has been sent); over the send budget its output pauses and the merge keeps (or sheds and
+// re-reads) its shards' events within its own budget.
 import type * as grpc from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSink } from '../mvcc/watch-hub.ts';
-import type { ApiContext } from './context.ts';
+import type { ApiContext, ClosingHold } from './context.ts';
+import type { ResponseHeader } from '../etcd/wire-types.ts';
+import { MergedWatch, type MergedWatchSink } from '../routing/merged-watch.ts';
 import type { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS } from '../etcd/errors.ts';
 import { num } from '../etcd/convert.ts';
@@ -51,10 +62,12 @@ interface WireWatchRequest {
  */
 export const WATCH_STREAM_SEND_BUDGET_BYTES = 256 * 1024;
 
+/** Longest a progress reply on a stream with merged watches waits for a closing round. */
+const PROGRESS_SYNC_MS = 1_000;
+
 /** etcd's id for responses that belong to no single watch (progress replies). */
 const INVALID_WATCH_ID = -1;
 const EMPTY = Buffer.alloc(0);
-const MULTI_SHARD_WATCH = 'synod: a watch over several shards is not served yet (keys sharing a {hash tag} prefix stay on one shard)';
 
 /** One watch on a stream; the hub delivers to it directly. */
 class StreamWatch implements WatchSink {
@@ -89,6 +102,45 @@ class StreamWatch implements WatchSink {
   }
 }
 
+/** One watch over several shards on a stream: the merge's sink. */
+class MergedStreamWatch implements MergedWatchSink {
+  readonly stream: WatchStream;
+  readonly id: number;
+  readonly progressNotify: boolean;
+  watch: MergedWatch | null = null;
+  /** This watch's hold on the member's closing rounds. */
+  hold: ClosingHold | null = null;
+
+  constructor(stream: WatchStream, id: number, progressNotify: boolean) {
+    this.stream = stream;
+    this.id = id;
+    this.progressNotify = progressNotify;
+  }
+
+  onEvents(events: MvccEvent[], headerRevision: number): void {
+    this.stream.sendMergedEvents(this.id, events, headerRevision);
+  }
+
+  onProgress(headerRevision: number): void {
+    this.stream.sendWatchProgress(this.id, headerRevision);
+  }
+
+  onCompacted(compactRevision: number): void {
+    this.stream.compacted(this.id, compactRevision);
+  }
+
+  /** Stops the merge and the closing rounds it held. */
+  end(): void {
+    this.watch?.cancel();
+    this.release();
+  }
+
+  release(): void {
+    this.hold?.release();
+    this.hold = null;
+  }
+}
+
 class WatchStream {
   private readonly ctx: ApiContext;
   private readonly call: grpc.ServerDuplexStream<WireWatchRequest, unknown>;
@@ -96,6 +148,11 @@ class WatchStream {
   private readonly writer: CoalescingStreamWriter;
   private readonly serialize: (value: object) => Buffer;
   private readonly watches = new Map<number, StreamWatch>();
+  /** Watches over several shards (sharded cluster only). */
+  private readonly merged = new Map<number, MergedStreamWatch>();
+  /** The merged watches' output is paused: the stream is over its send budget. */
+  private mergedPaused = false;
+  private mergedResumeQueued = false;
   private nextWatchId = 0;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
@@ -135,6 +192,10 @@ class WatchStream {
       this.requestsPaused = false;
       this.call.resume();
     }
+    if (this.mergedPaused && !this.mergedResumeQueued) {
+      this.mergedResumeQueued = true;
+      setImmediate(() => this.resumeMerged());
+    }
     // Not from inside the write callback: catch-up reads the store and writes again.
     if (this.catchUpQueued || this.victims.size === 0) return;
     this.catchUpQueued = true;
@@ -152,6 +213,18 @@ class WatchStream {
     this.progressIfNoVictims();
   }
 
+  /** Lets the merged watches send again, until the stream is over budget once more. */
+  private resumeMerged(): void {
+    this.mergedResumeQueued = false;
+    if (this.closed || this.writer.overBudget) return;
+    this.mergedPaused = false;
+    for (const w of [...this.merged.values()]) {
+      // Sending may put the stream over budget again: the rest stay paused until the next drain.
+      if (this.mergedPaused) return;
+      w.watch?.resumeOutput();
+    }
+  }
+
   /** Answers a progress request that waited for the stream's victims, once there are none. */
   private progressIfNoVictims(): void {
     if (this.victims.size === 0 && this.progressPending) {
@@ -160,8 +233,37 @@ class WatchStream {
     }
   }
 
+  private answerProgress(): void {
+    if (this.closed) return;
+    if (this.victims.size === 0) this.sendProgress();
+    else this.progressPending = true;
+  }
+
+  /** Waits for a closing round started now (any merged watch's hold: they share the member's rounds). */
+  private syncMerged(): Promise<void> {
+    for (const w of this.merged.values()) if (w.hold !== null) return w.hold.sync(PROGRESS_SYNC_MS);
+    return Promise.resolve();
+  }
+
   private sendProgress(): void {
-    this.send({ header: this.ctx.header(), watch_id: INVALID_WATCH_ID });
+    this.send({ header: this.progressHeader(), watch_id: INVALID_WATCH_ID });
+  }
+
+  /**
+   * A progress reply's header. With merged watches on the stream: the lowest revision through which every
+   * one of them has sent everything (each is first given its shards' latest resolved revisions, so what
+   * they can release goes out before this reply).
+   */
+  private progressHeader(): ResponseHeader {
+    if (this.merged.size === 0) return this.ctx.header();
+    let h = Number.MAX_SAFE_INTEGER;
+    for (const w of [...this.merged.values()]) {
+      const watch = w.watch;
+      if (watch === null) continue;
+      watch.pollResolved();
+      h = Math.min(h, watch.stats().deliveredThrough);
+    }
+    return h === Number.MAX_SAFE_INTEGER ? this.ctx.header() : this.ctx.header(h);
   }
 
   /** Queues an object response behind everything queued before it. */
@@ -176,7 +278,27 @@ class WatchStream {
     this.writer.writeParts(this.encoder.responseParts(watchId, header, events, GRPC_FRAME_PREFIX_BYTES));
   }
 
+  /** A merged watch's response: everything at or below `headerRevision` has now been sent. */
+  sendMergedEvents(watchId: number, events: MvccEvent[], headerRevision: number): void {
+    if (this.closed) return;
+    this.writer.writeParts(this.encoder.responseParts(watchId, this.ctx.header(headerRevision), events, GRPC_FRAME_PREFIX_BYTES));
+    if (this.writer.overBudget && !this.mergedPaused) {
+      this.mergedPaused = true;
+      for (const w of this.merged.values()) w.watch?.pauseOutput();
+    }
+  }
+
+  /** A merged watch's progress notification (etcd's empty response with the watch's id). */
+  sendWatchProgress(watchId: number, headerRevision: number): void {
+    this.send({ header: this.ctx.header(headerRevision), watch_id: watchId, events: [] });
+  }
+
   compacted(watchId: number, compactRevision: number): void {
+    const m = this.merged.get(watchId);
+    if (m !== undefined) {
+      this.merged.delete(watchId);
+      m.release();
+    }
     const w = this.watches.get(watchId);
     this.watches.delete(watchId);
     this.send({
@@ -193,14 +315,16 @@ class WatchStream {
     if (req.create_request) this.create(req.create_request);
     else if (req.cancel_request) this.cancel(num(req.cancel_request.watch_id));
     else if (req.progress_request) {
-      if (this.victims.size === 0) this.sendProgress();
-      else this.progressPending = true;
+      if (this.merged.size === 0) this.answerProgress();
+      // The reply's header is the merged delivered revision: wait for a closing round started now, so it
+      // covers everything committed before the request (bounded: an older header is never wrong).
+      else void this.syncMerged().then(() => this.answerProgress());
     }
   }
 
   private create(req: NonNullable<WireWatchRequest['create_request']>): void {
     let watchId = num(req.watch_id);
-    if (watchId !== 0 && this.watches.has(watchId)) {
+    if (watchId !== 0 && (this.watches.has(watchId) || this.merged.has(watchId))) {
       this.send({
         header: this.ctx.header(),
         watch_id: INVALID_WATCH_ID,
@@ -211,7 +335,7 @@ class WatchStream {
       return;
     }
     if (watchId === 0) {
-      while (this.watches.has(this.nextWatchId)) this.nextWatchId++;
+      while (this.watches.has(this.nextWatchId) || this.merged.has(this.nextWatchId)) this.nextWatchId++;
       watchId = this.nextWatchId++;
     }
     let noPut = false;
@@ -222,12 +346,11 @@ class WatchStream {
     }
     let sm = this.ctx.sm;
     if (this.ctx.shards !== null) {
-      // A sharded cluster serves a watch whose range lies on one shard, from that shard's hub. A watch
-      // over several shards needs every shard's closed revision (server/routing/watch-merge.ts is
-      // built, the closed revisions are not): refused as etcd refuses a watch it cannot create.
+      // A sharded cluster serves a watch whose range lies on one shard from that shard's hub, and one
+      // over several shards by merging this member's replicas of them.
       const touched = this.ctx.shards.shardsOfRange(req.key ?? EMPTY, req.range_end ?? EMPTY);
       if (touched.length !== 1) {
-        this.send({ header: this.ctx.header(), watch_id: watchId, created: true, canceled: true, cancel_reason: MULTI_SHARD_WATCH });
+        this.createMerged(watchId, req, noPut, noDelete);
         return;
       }
       sm = touched[0].sm;
@@ -250,7 +373,44 @@ class WatchStream {
     );
   }
 
+  /**
+   * A watch over several shards. "From now" (start_revision 0) is H + 1, where H is the highest revision
+   * any of its shards' replicas here is resolved through: the created header says H, and the watch sends
+   * every event above it. History from an older start is replayed from each replica's store.
+   */
+  private createMerged(watchId: number, req: NonNullable<WireWatchRequest['create_request']>, noPut: boolean, noDelete: boolean): void {
+    const shards = this.ctx.shards;
+    if (shards === null) return;
+    const key = req.key ?? EMPTY;
+    const rangeEnd = req.range_end ?? EMPTY;
+    const sources = shards.watchSources();
+    const touched = shards.slotMap.shardsOfRange(key, rangeEnd).shards;
+    let now = 1;
+    for (const i of touched) now = Math.max(now, sources.get(i)?.resolvedRevision() ?? 0);
+    const asked = num(req.start_revision);
+    const w = new MergedStreamWatch(this, watchId, !!req.progress_notify);
+    this.merged.set(watchId, w);
+    if (w.progressNotify) this.startProgressTimer();
+    this.send({ header: this.ctx.header(now), watch_id: watchId, created: true });
+    w.hold = shards.holdClosingRounds();
+    const watch = new MergedWatch(
+      { key, rangeEnd, startRevision: asked > 0 ? asked : now + 1, prevKv: !!req.prev_kv, noPut, noDelete, shards: touched },
+      sources,
+      w,
+    );
+    w.watch = watch;
+    if (this.mergedPaused) watch.pauseOutput();
+    watch.start();
+  }
+
   private cancel(watchId: number): void {
+    const m = this.merged.get(watchId);
+    if (m !== undefined) {
+      this.merged.delete(watchId);
+      m.end();
+      this.send({ header: this.ctx.header(), watch_id: watchId, canceled: true });
+      return;
+    }
     const w = this.watches.get(watchId);
     if (!w) return;
     this.watches.delete(watchId);
@@ -265,6 +425,11 @@ class WatchStream {
       for (const [watchId, w] of this.watches) {
         if (w.progressNotify && !this.victims.has(w)) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
       }
+      // A merged watch answers with its delivered revision, after a closing round started now.
+      const notify = [...this.merged.values()].filter((w) => w.progressNotify);
+      if (notify.length > 0) void this.syncMerged().then(() => {
+        for (const w of notify) if (!this.closed && this.merged.get(w.id) === w) w.watch?.requestProgress();
+      });
     }, this.ctx.limits.watchProgressNotifyIntervalMs);
     this.progressTimer.unref();
   }
@@ -276,6 +441,8 @@ class WatchStream {
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
     for (const w of this.watches.values()) if (w.handle >= 0) w.sm.hub.cancel(w.handle);
     this.watches.clear();
+    for (const m of this.merged.values()) m.end();
+    this.merged.clear();
     this.victims.clear();
   }
 

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { MemberStore } from '../storage/member-store.ts';
-import type { GroupTarget, ShardedKeyspace } from '../api/context.ts';
+import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -27,8 +27,14 @@ import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard/shard-write-path.ts';
 import { planTxnReads } from '../shard/txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
-import { GrpcOracleTransport, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
+import { ShardCloser } from '../shard/shard-closer.ts';
+import type { ShardWatchSource } from '../shard/watch-source.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 
+/** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
+const CLUSTER_GROUP_ID = 0;
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
 
@@ -37,6 +43,14 @@ export interface ShardPeers {
   oracle: OracleTransport;
   /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
   rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
+  /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
+  closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
+}
+
+/** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
+export interface ShardClose {
+  revision: number;
+  appliedIndex: number;
 }
 
 interface BootstrapMember {
@@ -48,6 +62,8 @@ interface BootstrapMember {
 interface HostedShard extends GroupTarget {
   readonly index: number;
   path: ShardWritePath | null;
+  /** This replica as a merged watch sees it (closed revisions from the closing rounds). */
+  readonly source: ReplicaWatchSource;
 }
 
 /** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
@@ -71,6 +87,21 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
       }
     },
+    async closeAt(to, groupId, revision, deadlineMs) {
+      const outcome = await closeAtOnPeer(channels, to, groupId, revision, deadlineMs);
+      switch (outcome.kind) {
+        case 'closed':
+          return { revision: outcome.revision, appliedIndex: outcome.appliedIndex };
+        case 'not-leader':
+          return { notLeader: outcome.leaderId };
+        case 'deadline':
+          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        case 'unavailable':
+          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+        default:
+          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+      }
+    },
   };
 }
 
@@ -86,8 +117,14 @@ export class ShardHosting implements ShardedKeyspace {
   private readClient: OracleClient | null = null;
   private member: Member | null = null;
   private peers: ShardPeers | null = null;
+  private membership: GroupMembershipReconciler | null = null;
+  private closer: ShardCloser | null = null;
+  private closeFailuresLogged = 0;
 
-  private constructor(shardCount: number, metadata: MetadataStateMachine) {
+  private readonly logger: Logger;
+
+  private constructor(shardCount: number, metadata: MetadataStateMachine, logger: Logger) {
+    this.logger = logger;
     this.shardCount = shardCount;
     this.slotMap = SlotMap.create(shardCount);
     this.metadata = metadata;
@@ -110,21 +147,33 @@ export class ShardHosting implements ShardedKeyspace {
     const metadata = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
     metaLoaded.stateRecords = [];
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
-    const hosting = new ShardHosting(opts.shardCount, metadata);
+    const hosting = new ShardHosting(opts.shardCount, metadata, logger);
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
       const sm = new KvStateMachine(opts.memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
       loaded.stateRecords = [];
       member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
-      hosting.shards.push({ index, groupId, sm, path: null });
+      hosting.shards.push({ index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) });
     }
     return hosting;
   }
 
-  /** Starts serving: the oracle host, each shard's write path, and the clients reaching other members. */
-  attach(member: Member, peers: ShardPeers, maxEntryBytes: number): void {
+  /**
+   * Starts serving: the oracle host, each shard's write path, the clients reaching other members, and
+   * the metadata and shard groups' membership following the cluster group's (group-membership.ts).
+   * `maxEntryBytes`: the member's --max-request-bytes (a txn's reads on other shards must fit in it).
+   */
+  attach(member: Member, peers: ShardPeers, membership: { peerUrlsOf: (id: NodeId) => string[]; logger: Logger }, maxEntryBytes: number): void {
     this.member = member;
+    this.membership = new GroupMembershipReconciler({
+      member,
+      groupIds: [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)],
+      desired: () => member.confState(CLUSTER_GROUP_ID),
+      peerUrlsOf: membership.peerUrlsOf,
+      logger: membership.logger,
+    });
+    this.membership.start();
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
@@ -147,6 +196,25 @@ export class ShardHosting implements ShardedKeyspace {
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }
+    this.closer = new ShardCloser({
+      shards: this.shards,
+      freshRevision: (deadlineMs) => this.freshRevision(deadlineMs),
+      closeOnLeader: (groupId, revision, deadlineMs) =>
+        this.onLeader(
+          groupId,
+          deadlineMs,
+          () => this.closeAtHere(groupId, revision, deadlineMs),
+          (to) => peers.closeAt(to, groupId, revision, deadlineMs),
+        ),
+      waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
+      needsRound: () => resolvedApart(this.shards.map((s) => s.source)),
+      onCloseFailed: (groupId, err) => {
+        // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
+        if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
+      },
+    });
+    const closer = this.closer;
+    for (const shard of this.shards) shard.source.onActivity = () => closer.request();
   }
 
   /** The oracle host, for the peer service (null before attach). */
@@ -162,7 +230,17 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   stop(): void {
+    this.membership?.stop();
+    this.closer?.stop();
     for (const s of this.shards) s.path?.stop();
+  }
+
+  /** The close this member serves as the leader of `groupId` (the peer service's CloseAt), with its applied index after it. */
+  async closeAtHere(groupId: number, revision: number, deadlineMs: number): Promise<ShardClose> {
+    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    if (shard?.path == null || this.member === null) throw new ShardNotReadyError(`group ${groupId} is not a shard hosted here`);
+    const closed = await shard.path.closeAt(revision, deadlineMs);
+    return { revision: closed, appliedIndex: this.member.status(groupId).applied };
   }
 
   // ---- ShardedKeyspace ---------------------------------------------------------------------
@@ -186,6 +264,17 @@ export class ShardHosting implements ShardedKeyspace {
     };
   }
 
+  groupsFollowCluster(): boolean {
+    const member = this.member;
+    if (member === null) return false;
+    const want = member.confState(CLUSTER_GROUP_ID);
+    const same = (a: readonly NodeId[], b: readonly NodeId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
+    return this.readinessGroups().every((g) => {
+      const cs = member.confState(g);
+      return same(cs.voters, want.voters) && same(cs.learners, want.learners);
+    });
+  }
+
   readinessGroups(): number[] {
     return [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)];
   }
@@ -205,21 +294,48 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
   async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    return this.onLeader(
+      target.groupId,
+      deadlineMs,
+      () => this.readAtHere(target.groupId, op, revision, deadlineMs),
+      (to) => this.peers!.rangeAt(to, target.groupId, op, revision, deadlineMs),
+    );
+  }
+
+  /** Every shard replica on this member as a merged watch's source, by shard index. */
+  watchSources(): ReadonlyMap<number, ShardWatchSource> {
+    return new Map(this.shards.map((s) => [s.index, s.source]));
+  }
+
+  /** A merged watch opened: closing rounds run until every returned release was called. */
+  holdClosingRounds(): ClosingHold {
+    const closer = this.closer;
+    if (closer === null) throw new ShardNotReadyError('shards not attached yet');
+    return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };
+  }
+
+
+  closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
+    const c = this.closer;
+    return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
+  }
+
+  /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */
+  private async onLeader<T extends object>(groupId: number, deadlineMs: number, here: () => Promise<T>, there: (to: NodeId) => Promise<T | { notLeader: NodeId }>): Promise<T> {
     const member = this.member;
-    const peers = this.peers;
-    if (member === null || peers === null) throw new ShardNotReadyError('shards not attached yet');
-    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${target.groupId}`);
+    if (member === null || this.peers === null) throw new ShardNotReadyError('shards not attached yet');
+    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${groupId}`);
     let hint: NodeId = 0;
     while (Date.now() < deadlineMs) {
-      const leader = hint !== 0 ? hint : member.leaderId(target.groupId);
+      const leader = hint !== 0 ? hint : member.leaderId(groupId);
       hint = 0;
       try {
-        if (leader === member.memberId) return await this.readAtHere(target.groupId, op, revision, deadlineMs);
+        if (leader === member.memberId) return await here();
         if (leader !== 0) {
-          const answer = await peers.rangeAt(leader, target.groupId, op, revision, deadlineMs);
+          const answer = await there(leader);
           if (!('notLeader' in answer)) return answer;
           hint = answer.notLeader;
-          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${target.groupId}`);
+          lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${groupId}`);
         }
       } catch (err) {
         // A shard still getting ready, or a leader lost mid-read: try again while time remains. Anything
@@ -231,4 +347,6 @@ export class ShardHosting implements ShardedKeyspace {
     }
     throw lastError;
   }
+
+
 }

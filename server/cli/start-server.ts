@@ -322,9 +322,20 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       };
     });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, shards: sharding });
-  const shardChannels = sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials }) : null;
+  // Test-only partitions (--experimental-fault-injection) cut the shards' peer RPCs as they cut Raft's messages.
+  const isBlocked = faults ? (id: number): boolean => faults.isBlocked(id) : undefined;
+  const shardChannels =
+    sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked }) : null;
   if (sharding !== null && shardChannels !== null) {
-    sharding.attach(member, shardPeersOverGrpc(shardChannels), cfg.limits.maxRequestBytes);
+    sharding.attach(
+      member,
+      shardPeersOverGrpc(shardChannels),
+      {
+        peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
+        logger: log,
+      },
+      cfg.limits.maxRequestBytes,
+    );
     transport.addService(
       shardPeerServiceDefinition(),
       shardPeerServiceImpl({
@@ -332,6 +343,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
         rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
         leaderOf: (groupId) => member.leaderId(groupId),
+        isBlocked,
+        closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
       }),
     );
   }

@@ -148,6 +148,8 @@ class RaftGroup {
   /** Reads waiting to join the next ReadIndex round (batched: one round per turn). */
   queuedReads: ReadWaiter[] = [];
   readRounds = new Map<string, ReadRound>();
+  /** waitApplied callers, until the group's applied index reaches theirs (checked after each apply). */
+  appliedWaiters: Array<{ index: number; resolve(): void }> = [];
   /** Membership changed by an applied conf change and not yet persisted with the applied index. */
   confStateDirty = false;
   /** Snapshot points, oldest first: [compaction point, newest point] at most. */
@@ -610,6 +612,43 @@ export class Member {
   }
 
   /**
+   * Resolves once this member has applied the group's log through `index` (an index another replica
+   * reported: the same entries, by log matching); rejects with DeadlineError at `deadlineMs`. A shard's
+   * closed revision (server/shard/shard-closer.ts) waits here for the entries its leader applied.
+   */
+  waitApplied(groupId: number, index: number, deadlineMs: number): Promise<void> {
+    const group = this.mustGroup(groupId);
+    if (group.applied >= index) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        index,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = group.appliedWaiters.indexOf(waiter);
+        if (i >= 0) group.appliedWaiters.splice(i, 1);
+        reject(new DeadlineError('applied index'));
+      }, Math.max(0, deadlineMs - Date.now()));
+      timer.unref();
+      group.appliedWaiters.push(waiter);
+    });
+  }
+
+  /** Settles the waitApplied callers the group's applied index has reached. */
+  private settleAppliedWaiters(group: RaftGroup): void {
+    if (group.appliedWaiters.length === 0) return;
+    const still: RaftGroup['appliedWaiters'] = [];
+    for (const w of group.appliedWaiters) {
+      if (w.index <= group.applied) w.resolve();
+      else still.push(w);
+    }
+    group.appliedWaiters = still;
+  }
+
+  /**
    * Moves a group's leadership to `targetId` (a voter that is caught up gets a TimeoutNow and wins the
    * next election at once). Resolves when the target leads; rejects on deadline.
    */
@@ -1069,6 +1108,7 @@ export class Member {
     const records = await installSnapshotRecords(this.opts.db, group.groupId, meta, file);
     group.sm.restore(records);
     group.applied = meta.index;
+    this.settleAppliedWaiters(group);
     group.appliedQueued = meta.index;
     group.appliedPersisted = meta.index;
     group.confStateDirty = false;
@@ -1129,6 +1169,7 @@ export class Member {
       if (round) round.index = rs.index;
     }
     group.node.advance(ready);
+    this.settleAppliedWaiters(group);
     for (const [key, round] of group.readRounds) {
       if (round.index >= 0 && round.index <= group.applied) {
         group.readRounds.delete(key);

@@ -1,6 +1,6 @@
 // The I/O edge of a watch over several shards: runs a WatchMerger (the pure ordering core) against
 // the shards' watch sources (server/shard/watch-source.ts) and hands its responses to a sink shaped
-// like the hub's WatchSink, plus progress. Not wired into server/api yet.
+// like the hub's WatchSink, plus progress. server/api/watch-service.ts runs one per multi-shard watch.
 //
 // Why it is safe: every merger input goes through one queue, so a source that calls its sink from
 // inside subscribe() (a synchronous replay, as the hub does) or a sink that cancels from inside

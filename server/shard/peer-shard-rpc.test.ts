@@ -8,11 +8,11 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/ports.ts';
-import { MvccError, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
+import { MvccError, rangeOf, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
 import { OracleClient } from './oracle-client.ts';
 import type { OracleRequest, OracleResponse, OracleServer } from './oracle-protocol.ts';
-import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, rangeAtOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
+import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, closeAtOnPeer, rangeAtOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
 import { ShardDeadlineError, ShardNotReadyError } from './shard-write-path.ts';
 
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
@@ -25,13 +25,14 @@ interface Peer {
   oracleLeader: NodeId;
   rangeAt: ShardPeerServiceOptions['rangeAt'];
   leaders: Map<number, NodeId>;
+  closeAt: NonNullable<ShardPeerServiceOptions['closeAt']>;
   maxMessageBytes?: number;
 }
 
-async function startPeer(): Promise<Peer> {
+async function startPeer(isBlocked?: (memberId: NodeId) => boolean): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
-  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map() };
+  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never() };
   server.addService(
     shardPeerServiceDefinition(),
     shardPeerServiceImpl({
@@ -39,6 +40,8 @@ async function startPeer(): Promise<Peer> {
       oracleLeader: () => peer.oracleLeader,
       rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
       leaderOf: (g) => peer.leaders.get(g) ?? 0,
+      isBlocked,
+      closeAt: (g, r, d) => peer.closeAt(g, r, d),
     }),
   );
   await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
@@ -286,6 +289,34 @@ describe('RangeAt', () => {
     expect((await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 0, Date.now() + 2_000)).kind).toBe('refused'); // revision 0
   });
 
+  it('CloseAt carries the close (revision and applied index, 64-bit safe) and maps refusals and deadlines as RangeAt', async () => {
+    let got: number[] = [];
+    b.closeAt = (g, r, d) => ((got = [g, r, d]), Promise.resolve({ revision: r - 3, appliedIndex: 2 ** 45 + 1 }));
+    const deadline = Date.now() + 5_000;
+    expect(await closeAtOnPeer(channels, 2, 4_000_000_000, 2 ** 50, deadline)).toEqual({ kind: 'closed', revision: 2 ** 50 - 3, appliedIndex: 2 ** 45 + 1 });
+    expect(got).toEqual([4_000_000_000, 2 ** 50, deadline]);
+    b.leaders.set(9, 1);
+    const cases: Array<[Error, unknown]> = [
+      [new ShardNotReadyError('not the ready leader of this shard'), { kind: 'not-leader', leaderId: 1 }],
+      [new ShardDeadlineError('read deadline passed waiting for proposed revisions'), { kind: 'deadline', reason: 'read deadline passed waiting for proposed revisions' }],
+      [new ShardUnavailableError('shard 9 not hosted here'), { kind: 'unavailable', reason: 'shard 9 not hosted here' }],
+      [new Error('boom'), { kind: 'refused', reason: 'INTERNAL: boom' }],
+    ];
+    for (const [err, want] of cases) {
+      b.closeAt = () => Promise.reject(err);
+      expect(await closeAtOnPeer(channels, 2, 9, 7, Date.now() + 2_000)).toEqual(want);
+    }
+    expect((await closeAtOnPeer(channels, 2, 9, 0, Date.now() + 2_000)).kind).toBe('refused'); // revision 0
+    b.closeAt = () => never();
+    let t = Date.now();
+    expect((await closeAtOnPeer(channels, 2, 9, 7, Date.now() + 300)).kind).toBe('deadline');
+    expect(Date.now() - t).toBeLessThan(600);
+    t = Date.now();
+    expect((await closeAtOnPeer(channels, 4, 9, 7, Date.now() + 300)).kind).toBe('deadline'); // silent peer
+    expect(Date.now() - t).toBeLessThan(600);
+    expect((await closeAtOnPeer(channels, 3, 9, 7, Date.now() + 300)).kind).toBe('unavailable'); // down peer
+  });
+
   it('honours its deadline: a stuck read, a silent peer and a down peer end in time', async () => {
     b.rangeAt = () => never();
     const op = fc.sample(rangeOpArb, 1)[0];
@@ -326,6 +357,34 @@ describe('RangeAt', () => {
     } finally {
       own.close();
       server.forceShutdown();
+    }
+  });
+});
+
+describe('test-only partitions (--experimental-fault-injection)', () => {
+  it('a member cut off from the caller never answers it; a caller cut off from a member fails at once', async () => {
+    const cutOff = await startPeer((id) => id === 9);
+    cutOff.oracle = new StandInOracle(1);
+    const address = (): string => `127.0.0.1:${cutOff.port}`;
+    const fromNine = new ShardPeerChannels({ peerAddress: address, selfId: 9 });
+    const fromEight = new ShardPeerChannels({ peerAddress: address, selfId: 8 });
+    const eightCutOff = new ShardPeerChannels({ peerAddress: address, selfId: 8, isBlocked: (id) => id === 1 });
+    try {
+      const started = Date.now();
+      expect(await new GrpcOracleTransport(fromNine).request(1, req(1, 1, 300))).toEqual({ kind: 'deadline', requestId: 1 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      expect((await new GrpcOracleTransport(fromEight).request(1, req(2, 1, 2_000))).kind).toBe('granted');
+      const early = Date.now();
+      const refused = await new GrpcOracleTransport(eightCutOff).request(1, req(3, 1, 2_000));
+      expect(refused).toMatchObject({ kind: 'unavailable', requestId: 3 });
+      expect(Date.now() - early).toBeLessThan(100);
+      const range = await rangeAtOnPeer(fromNine, 1, 2, rangeOf(Buffer.from('a')), 5, Date.now() + 300);
+      expect(range.kind).toBe('deadline');
+    } finally {
+      fromNine.close();
+      fromEight.close();
+      eightCutOff.close();
+      cutOff.server.forceShutdown();
     }
   });
 });

@@ -1,5 +1,6 @@
 // The peer RPCs of a sharded cluster (synod.shard.ShardPeer on the peer port): the oracle's requests
-// (Revisions) and reads of one shard at an oracle revision on its leader (RangeAt). Owns the serving
+// (Revisions), reads of one shard at an oracle revision on its leader (RangeAt), and the closes of a
+// merged watch's closing rounds (CloseAt). Owns the serving
 // side (shardPeerServiceImpl: hands requests to this member's oracle host and shard replicas) and the
 // calling side (ShardPeerChannels: one gRPC channel per peer; GrpcOracleTransport; rangeAtOnPeer).
 // Safe to plug in because:
@@ -34,6 +35,8 @@ import {
   type RangeAtRequestWire,
   type RangeAtResponseWire,
   type RangeErrorKind,
+  type CloseAtRequestWire,
+  type CloseAtResponseWire,
 } from './shard-peer-wire.ts';
 
 /** A caller-side backstop beyond the gRPC deadline (a stuck channel): the call is cancelled then. */
@@ -64,9 +67,23 @@ export interface ShardPeerServiceOptions {
   rangeAt: (groupId: number, op: RangeOp, revision: number, deadlineMs: number) => Promise<RangeResult>;
   /** The shard's leader as this member knows it (0 unknown). */
   leaderOf: (groupId: number) => NodeId;
+  /**
+   * Closes shard `groupId` at `revision` or below (the shard write path's closeAt on this member's
+   * replica), with this member's applied index of the group after it. Refusals map as rangeAt's. Absent:
+   * CloseAt answers UNAVAILABLE.
+   */
+  closeAt?: (groupId: number, revision: number, deadlineMs: number) => Promise<{ revision: number; appliedIndex: number }>;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
+  /**
+   * Test-only fault injection (--experimental-fault-injection): a call from a member this one is cut off
+   * from is never answered, as a partition would drop it (the caller's deadline ends it).
+   */
+  isBlocked?: (memberId: NodeId) => boolean;
 }
+
+/** Metadata naming the calling member, so a partition injected for tests can drop its calls. */
+const FROM_MEMBER_METADATA = 'synod-from-member';
 
 /** The service definition to add to the peer server (`transport.addService`). */
 export function shardPeerServiceDefinition(): grpc.ServiceDefinition {
@@ -103,14 +120,14 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function rangeError(kind: RangeErrorKind, msg: string): RangeAtResponseWire {
+function rangeError(kind: RangeErrorKind, msg: string): RangeAtResponseWire & CloseAtResponseWire {
   return { error: { kind, message: msg } };
 }
 
 export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.UntypedServiceImplementation {
   const maxBytes = opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
 
-  const mapRangeFailure = (groupId: number, err: unknown): RangeAtResponseWire => {
+  const mapRangeFailure = (groupId: number, err: unknown): RangeAtResponseWire & CloseAtResponseWire => {
     const name = err instanceof Error ? err.name : '';
     if (name === 'ShardNotReadyError' || name === 'NoLeaderError') return { not_leader: { leader_id: opts.leaderOf(groupId) } };
     if (name === 'ShardDeadlineError' || name === 'OracleDeadlineError') return rangeError('DEADLINE', message(err));
@@ -120,8 +137,15 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     return rangeError('INTERNAL', message(err));
   };
 
+  const dropped = (call: grpc.ServerUnaryCall<unknown, unknown>): boolean => {
+    if (!opts.isBlocked) return false;
+    const from = Number(call.metadata.get(FROM_MEMBER_METADATA)[0] ?? 0);
+    return from !== 0 && opts.isBlocked(from);
+  };
+
   return {
     Revisions: (call: grpc.ServerUnaryCall<OracleRequestWire, OracleResponseWire>, cb: grpc.sendUnaryData<OracleResponseWire>): void => {
+      if (dropped(call)) return;
       let request: OracleRequest;
       try {
         request = oracleRequestFromWire(call.request);
@@ -150,6 +174,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     },
 
     RangeAt: (call: grpc.ServerUnaryCall<RangeAtRequestWire, RangeAtResponseWire>, cb: grpc.sendUnaryData<RangeAtResponseWire>): void => {
+      if (dropped(call)) return;
       let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
       try {
         groupId = call.request.group_id;
@@ -182,6 +207,41 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
         (err) => mapRangeFailure(groupId, err),
       ).then((response) => cb(null, response));
     },
+
+    CloseAt: (call: grpc.ServerUnaryCall<CloseAtRequestWire, CloseAtResponseWire>, cb: grpc.sendUnaryData<CloseAtResponseWire>): void => {
+      if (dropped(call)) return;
+      let groupId: number, revision: number, deadlineMs: number;
+      try {
+        groupId = call.request.group_id;
+        revision = safeInt(call.request.revision, 'revision');
+        deadlineMs = safeInt(call.request.deadline_ms, 'deadline_ms');
+        if (revision < 1) throw new Error(`revision ${revision} is not positive`);
+      } catch (err) {
+        cb(null, rangeError('BAD_REQUEST', message(err)));
+        return;
+      }
+      const closeAt = opts.closeAt;
+      if (closeAt === undefined) {
+        cb(null, rangeError('UNAVAILABLE', 'this member does not serve CloseAt'));
+        return;
+      }
+      if (Date.now() >= deadlineMs) {
+        cb(null, rangeError('DEADLINE', 'deadline passed before the close began'));
+        return;
+      }
+      let work: Promise<CloseAtResponseWire>;
+      try {
+        work = closeAt(groupId, revision, deadlineMs).then((c) => ({ closed: { revision: c.revision, applied_index: c.appliedIndex } }));
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      void byDeadline<CloseAtResponseWire>(
+        work,
+        deadlineMs,
+        () => rangeError('DEADLINE', 'close deadline passed'),
+        (err) => mapRangeFailure(groupId, err),
+      ).then((response) => cb(null, response));
+    },
   };
 }
 
@@ -195,9 +255,13 @@ export interface ShardPeerChannelsOptions {
   credentials?: grpc.ChannelCredentials;
   /** Largest answer accepted (bytes); the peer server's message cap by default. */
   maxMessageBytes?: number;
+  /** This member's id, sent with every call (see FROM_MEMBER_METADATA). */
+  selfId?: NodeId;
+  /** Test-only fault injection: a call to a member this one is cut off from fails at once, unavailable. */
+  isBlocked?: (memberId: NodeId) => boolean;
 }
 
-type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
 /** The outcome of one failed call: a gRPC status, or why no call was made. */
 export interface CallFailure {
@@ -234,9 +298,10 @@ export class ShardPeerChannels {
   }
 
   /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
-  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
     const fail = (deadline: boolean, reason: string): CallFailure => ({ failure: true, deadline, reason });
     if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call'));
+    if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`));
     const client = this.client(memberId);
     if (typeof client === 'string') return Promise.resolve(fail(false, client));
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
@@ -254,7 +319,9 @@ export class ShardPeerChannels {
         finish(fail(true, `no answer from member ${memberId} by the deadline`));
       }, Math.max(0, Math.min(deadlineMs - Date.now(), 2 ** 31 - 1 - BACKSTOP_MS)) + BACKSTOP_MS);
       try {
-        call = fn(request, { deadline: Number.isFinite(deadlineMs) ? deadlineMs : Infinity }, (err, res) => {
+        const metadata = new grpc.Metadata();
+        if (this.opts.selfId !== undefined) metadata.set(FROM_MEMBER_METADATA, String(this.opts.selfId));
+        call = fn(request, metadata, { deadline: Number.isFinite(deadlineMs) ? deadlineMs : Infinity }, (err, res) => {
           if (err) finish(fail(err.code === grpc.status.DEADLINE_EXCEEDED, `${grpc.status[err.code] ?? err.code}: ${err.details}`));
           else if (res === undefined) finish(fail(false, 'empty answer'));
           else finish(res);
@@ -341,6 +408,41 @@ export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
           default:
             return { kind: 'refused', reason: `${e?.kind ?? 'INTERNAL'}: ${msg}` };
         }
+      }
+      default:
+        throw new Error(`answer without a known result (${String(answer.result)})`);
+    }
+  } catch (err) {
+    return { kind: 'unavailable', reason: `bad answer from member ${memberId}: ${message(err)}` };
+  }
+}
+
+/** What a CloseAt on a peer came to. */
+export type CloseAtOutcome =
+  | { readonly kind: 'closed'; readonly revision: number; readonly appliedIndex: number }
+  | { readonly kind: 'not-leader'; readonly leaderId: NodeId }
+  | { readonly kind: 'unavailable'; readonly reason: string }
+  | { readonly kind: 'deadline'; readonly reason: string }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+/** Closes shard `groupId` at `revision` or below on member `memberId` (its leader, as far as the caller knows). Never rejects. */
+export async function closeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<CloseAtOutcome> {
+  const deadline = wireDeadline(deadlineMs);
+  const answer = await channels.call<CloseAtRequestWire, CloseAtResponseWire>(memberId, 'CloseAt', { group_id: groupId, revision, deadline_ms: deadline }, deadline);
+  if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', reason: answer.reason } : { kind: 'unavailable', reason: answer.reason };
+  try {
+    switch (answer.result) {
+      case 'closed':
+        if (!answer.closed) throw new Error('closed: missing');
+        return { kind: 'closed', revision: safeInt(answer.closed.revision, 'revision'), appliedIndex: safeInt(answer.closed.applied_index, 'applied_index') };
+      case 'not_leader':
+        return { kind: 'not-leader', leaderId: safeInt(answer.not_leader?.leader_id, 'leader_id') };
+      case 'error': {
+        const e = answer.error;
+        const msg = e?.message ?? '';
+        if (e?.kind === 'UNAVAILABLE') return { kind: 'unavailable', reason: msg };
+        if (e?.kind === 'DEADLINE') return { kind: 'deadline', reason: msg };
+        return { kind: 'refused', reason: `${e?.kind ?? 'INTERNAL'}: ${msg}` };
       }
       default:
         throw new Error(`answer without a known result (${String(answer.result)})`);

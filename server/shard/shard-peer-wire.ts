@@ -78,6 +78,19 @@ export interface RangeAtResponseWire {
   error?: { kind: RangeErrorKind; message: string } | null;
 }
 
+export interface CloseAtRequestWire {
+  group_id: number;
+  revision: Long64;
+  deadline_ms: Long64;
+}
+
+export interface CloseAtResponseWire {
+  result?: 'closed' | 'not_leader' | 'error';
+  closed?: { revision: Long64; applied_index: Long64 } | null;
+  not_leader?: { leader_id: Long64 } | null;
+  error?: { kind: RangeErrorKind; message: string } | null;
+}
+
 let service: grpc.ServiceClientConstructor | undefined;
 /** The ShardPeer client constructor (its `.service` is the definition to add to the peer server). */
 export function shardPeerService(): grpc.ServiceClientConstructor {

@@ -124,6 +124,7 @@ export class ShardWritePath {
   private outbox: OutboxItem[] = [];
   private readonly mutation: ShardRevisionsMutation | null;
   readonly revisions: ShardRevisions;
+  private readonly unsafeMutation: ShardRevisionsMutation | null;
   private queue: QueuedWrite[] = [];
   /** Intercepted writes waiting for this new leader to become ready (rule 1 of shard-revisions.ts). */
   private held: QueuedWrite[] = [];
@@ -132,7 +133,9 @@ export class ShardWritePath {
   /** The term a start-up is running for (0: none). */
   private startingTerm = 0;
   private stopped = false;
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, txnsReadingElsewhere: 0 };
+  /** Write turns whose oracle request is out: their grants are on the way (closeAt does not raise the floor over them). */
+  private turnsOut = 0;
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, txnsReadingElsewhere: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -140,6 +143,7 @@ export class ShardWritePath {
     this.maxEntryBytes = options.maxEntryBytes ?? Infinity;
     this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
+    this.unsafeMutation = options.unsafeMutation ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
     sm.revisionListener = (revision) => {
@@ -306,11 +310,14 @@ export class ShardWritePath {
     this.stats.turns++;
     this.stats.oracleRequests++;
     let grant: ClientGrant;
+    this.turnsOut++;
     try {
       grant = await this.opts.oracle.next(batch.length, Math.max(...batch.map((q) => q.deadlineMs)));
     } catch (err) {
       for (const q of batch) q.reject(err instanceof Error ? err : new Error(String(err)));
       return;
+    } finally {
+      this.turnsOut--;
     }
     if (this.stopped) return;
     // Stamping puts the revisions in flight: a read at or above one waits until it is applied (or
@@ -453,6 +460,46 @@ export class ShardWritePath {
     const term = this.revisions.leaderTerm;
     this.stats.reads++;
     this.revisions.raiseRead(revision);
+    await this.settledAt(revision, term, deadlineMs);
+    // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
+    // applied before it: the shard is caught up through R.
+    // A read below the shard's last write reads history (the store is caught up through its last write).
+    const store = this.opts.sm.store;
+    return store.range({ ...op, revision }, Math.max(revision, store.currentRevision()));
+  }
+
+  /**
+   * A merged watch's closing round (server/shard/shard-closer.ts): after this resolves with C (≤
+   * `revision`, an oracle revision the caller obtained), this leadership never stamps a revision ≤ C, a
+   * later leader starts above a fresh revision (> C), and every entry at or below C is applied here —
+   * readAt's guarantees, without the read. C is `revision` itself, raising the floor as readAt does,
+   * unless a write turn's oracle request is out: raising the floor over it would drop its grant (a retry
+   * for each of those writes, and with rounds as frequent as an oracle round trip, writes that never get
+   * through). Then C is the current floor: nothing at or below it is stamped again either, and the next
+   * round closes further.
+   */
+  async closeAt(revision: number, deadlineMs: number): Promise<number> {
+    if (!Number.isSafeInteger(revision) || revision < 1) throw new Error(`shard close: revision ${revision} is not a positive integer`);
+    this.follow();
+    if (!this.ready()) throw new ShardNotReadyError('not the ready leader of this shard');
+    const term = this.revisions.leaderTerm;
+    this.stats.closes++;
+    let closed = revision;
+    if (this.unsafeMutation === 'close-over-pending-grant' && this.turnsOut > 0) {
+      // Simulation only: closes at R without raising the floor over a grant on its way (must be caught).
+    } else if (this.turnsOut > 0 && this.revisions.floor < revision) {
+      closed = this.revisions.floor;
+      this.stats.closesAtFloor++;
+    } else this.revisions.raiseRead(revision);
+    await this.settledAt(closed, term, deadlineMs);
+    return closed;
+  }
+
+  /**
+   * readAt's wait (rule 3 of shard-revisions.ts), once the floor is at or above `revision`: no revision
+   * ≤ it proposed here is unapplied, then a ReadIndex, then still the same leadership.
+   */
+  private async settledAt(revision: number, term: number, deadlineMs: number): Promise<void> {
     if (!this.revisions.readyToRead(revision)) {
       await new Promise<void>((resolve, reject) => {
         const w: ReadWaiter = { revision, term, resolve, reject };
@@ -468,11 +515,6 @@ export class ShardWritePath {
     }
     await this.opts.member.readBarrier(this.opts.groupId, deadlineMs);
     if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
-    // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
-    // applied before it: the shard is caught up through R.
-    // A read below the shard's last write reads history (the store is caught up through its last write).
-    const store = this.opts.sm.store;
-    return store.range({ ...op, revision }, Math.max(revision, store.currentRevision()));
   }
 
   private wakeReads(): void {

@@ -1,7 +1,7 @@
 // The integration seam between a merged (multi-shard) watch and one shard replica: what a replica
 // must provide so server/routing/watch-merge.ts can merge its events with other shards'. Interfaces
-// only; nothing implements them in the server yet (the shard hosting of issue 14 will, over each
-// shard's MvccStore and WatchHub).
+// only; replica-watch-source.ts implements them over each shard replica's MvccStore and WatchHub, resolved
+// by the closing rounds of shard-closer.ts.
 //
 // The contract the merge's correctness rests on (see watch-merge.ts):
 //   - a subscription delivers every event of its range with revision ≥ fromRevision, in the shard's

@@ -52,13 +52,14 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
   const recorder = new HistoryRecorder(clock);
   const endpoints = cluster.cluster.members.map((_, i) => cluster.endpointOf(i));
   const watchers: ResilientWatcher[] = [];
-  // Which part of the store each watcher sees: the whole prefix, or one key's (sharded).
-  const watchedPrefixes = sharded ? keys : [PREFIX];
+  // Each watcher sees the whole prefix: on a sharded cluster a watch merged over every shard the keys
+  // are on, and one more watcher per key (a single-shard watch) beside them.
+  const watchedPrefixes = sharded ? [PREFIX, ...keys] : [PREFIX];
   const bank = sharded
     ? new Bank({ seed: o.seed, endpoints, tags: 4, accountsPerTag: 4, initialBalance: 100, transferClients: 3, readers: 2, requestTimeoutMs: REQUEST_TIMEOUT_MS })
     : null;
   try {
-    const watcherCount = sharded ? keys.length : (o.watchers ?? 2);
+    const watcherCount = sharded ? watchedPrefixes.length + 1 : (o.watchers ?? 2);
     for (let w = 0; w < watcherCount; w++) {
       const prefix = watchedPrefixes[w % watchedPrefixes.length];
       const watcher = new ResilientWatcher({ name: `watcher-${w}`, endpoints, member: (w + 1) % o.members, prefix, startRevision: 1 });
@@ -68,8 +69,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     await bank?.open();
     bank?.start();
     const workload = startWorkload({ seed: o.seed, clients: o.clients ?? 5, keys, endpoints, requestTimeoutMs: REQUEST_TIMEOUT_MS, recorder });
-    // Membership changes of a sharded cluster are not served yet: no 'replace' there.
-    const schedule = planSchedule(o.seed, o.durationMs, o.members, { membership: !sharded });
+    const schedule = planSchedule(o.seed, o.durationMs, o.members);
     const faults = await runNemesis(cluster, schedule, clock, o.durationMs);
     await cluster.healAll();
     await workload.stop();
@@ -91,7 +91,14 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     // across shards: one oracle hands them out).
     const references = new Map<string, WatchEvent[]>();
     for (const prefix of watchedPrefixes) references.set(prefix, await readFullHistory(cluster.endpointOf(0), prefix));
-    const reference = [...references.values()].flat().sort((a, b) => a.revision - b.revision);
+    const reference = references.get(PREFIX)!;
+    const historyViolations: string[] = [];
+    if (sharded) {
+      // The merged watch over every shard must be exactly the single-shard watches' histories, interleaved.
+      const perKey = keys.flatMap((k) => references.get(k)!).sort((a, b) => a.revision - b.revision);
+      const text = (es: WatchEvent[]): string => es.map((e) => `${e.revision}:${e.type}:${e.key}=${e.value ?? ''}`).join(',');
+      if (text(perKey) !== text(reference)) historyViolations.push(`the merged history of ${PREFIX} (${reference.length} events) differs from its keys' single-shard histories merged (${perKey.length} events)`);
+    }
     const finalRevision = reference.at(-1)?.revision ?? 0;
     const caughtUp = await Promise.all(
       watchers.map((w) => w.catchUp(references.get(w.prefix)!.at(-1)?.revision ?? 0, 15_000)),
@@ -100,7 +107,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     const slots = sharded ? SlotMap.create(o.shards!) : null;
     const revisionDomain = slots ? (key: string): string => String(slots.shardOfKey(Buffer.from(key))) : undefined;
     const linearizability = checkLinearizability(reconciled.history, { timeoutMs: 60_000, revisionDomain });
-    const violations = [...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
+    const violations = [...historyViolations, ...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
     watchers.forEach((w, i) => {
       const own = references.get(w.prefix)!;
       const until = own.at(-1)?.revision ?? 0;

@@ -16,7 +16,7 @@ function optionsFor(seed: number): FaultRunOptions {
   return soak ? { seed, members: 3, durationMs: 60_000, clients: 6, shards: SHARDS } : { seed, members: 3, durationMs: 20_000, shards: SHARDS };
 }
 
-const seeds = replay !== null ? [replay] : soak ? [201, 202, 203] : [11];
+const seeds = replay !== null ? [replay] : soak ? [201, 202, 203] : [12];
 
 describe(`fault suite on ${SHARDS} shards (${soak ? 'soak' : 'short'})`, () => {
   for (const run of seeds.map(optionsFor)) {

@@ -4,9 +4,11 @@
 // simulation's doubles (a store that loses unsynced writes at a crash, a network that delays, drops,
 // duplicates and reorders, simulated time). Writers put random keys (some hash-tagged), routed to shards
 // by the slot map, through the shard leaders; readers take multi-shard snapshots: a revision R from the
-// oracle, readAt(R) on every shard's leader, merged with range-merge, and re-read the same R later.
-// Txn writers put a key on one shard and, in the same txn, count every key of every shard (the txn's
-// write shard leader reads the others at R − 1, txn-reads.ts), as etcd's lock does.
+// oracle, readAt(R) on every shard's leader, merged with range-merge, and re-read the same R later; a
+// closer runs merged watches' closes: closeAt(R) on a shard's leader, which answers the revision C ≤ R it
+// closed and its applied index I. Txn writers put a key on one shard and, in the same txn, count every
+// key of every shard (the txn's write shard leader reads the others at R − 1, txn-reads.ts), as etcd's
+// lock does.
 // Members crash (biased to the member leading most groups) and restart, partitions come and go.
 //
 // Checked:
@@ -20,7 +22,9 @@
 //   - every acknowledged txn counted exactly the keys that exist at its revision in the final logs
 //     (its own put included): it read every shard at one point, serializably;
 //   - history is immutable: a snapshot re-read later at the same R is identical, and every snapshot
-//     equals the state at R rebuilt from the shards' final logs.
+//     equals the state at R rebuilt from the shards' final logs;
+//   - a close is true: in the shard's final log every entry at a revision ≤ C is at an index ≤ I (so a
+//     replica that applied through I has every event ≤ C, and none can follow).
 // Everything is drawn from one seed; `SHARD_SIM_SEED=S` replays a failing one.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -58,6 +62,8 @@ export interface ShardSimOptions {
   /** Writers of txns that put one key and count every shard's keys in the same txn. */
   txnWriters?: number;
   readers?: number;
+  /** Loops closing random shards at fresh revisions (a merged watch's closing rounds). */
+  closers?: number;
   /** Simulated ms of the fault phase. */
   faultMs: number;
   healMs?: number;
@@ -75,6 +81,9 @@ export interface ShardSimResult {
   snapshots: number;
   multiShardSnapshots: number;
   rereads: number;
+  closes: number;
+  /** Closes answered below R (the leader's floor: a write turn's grant was on its way). */
+  closesAtFloor: number;
   crashes: number;
   leaderChanges: number;
   grantsRetried: number;
@@ -156,7 +165,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, readers: 2, healMs: 20_000, faultEveryMs: 50, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
+  // Its own stream, so the closers do not shift the other draws of a seed.
+  const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
@@ -180,9 +191,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const snapshots: Snapshot[] = [];
   let multiShardSnapshots = 0;
   let rereads = 0;
+  const closes: Array<{ group: number; asked: number; closed: number; index: number }> = [];
+  let closesAtFloor = 0;
   let crashes = 0;
   let leaderChanges = 0;
-  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0 };
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAtFloor: 0 };
 
   const uninstall = clock.install();
   try {
@@ -269,6 +282,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.grantsRetried += p.stats.grantsRetried;
         pathTotals.oracleRequests += p.stats.oracleRequests;
         pathTotals.writesProposed += p.stats.writesProposed;
+        pathTotals.closesAtFloor += p.stats.closesAtFloor;
       }
     };
 
@@ -404,6 +418,34 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       clock.schedule(5 + clientRng.nextInt(25), () => readerLoop(i), SIM_OWNER);
     };
 
+    // ---- closers: a merged watch's closes (server/shard/shard-closer.ts) ----
+    const closerClients = Array.from({ length: opts.closers }, (_, i) => new OracleClient({ requester: `closer-${i}`, transport: transportFrom(ids[i % ids.length]), members: () => ids, attemptTimeoutMs: 150, random: () => closeRng.nextFloat() }));
+    const closeOnce = async (client: OracleClient): Promise<void> => {
+      const g = shardGroups[closeRng.nextInt(shardGroups.length)];
+      let asked: number;
+      try {
+        asked = (await client.next(1, clock.now + 400)).last;
+      } catch {
+        return;
+      }
+      const inc = leaderOf(g)?.current;
+      const p = inc?.paths.get(g);
+      if (!inc || !p || !inc.member) return;
+      const member = inc.member;
+      try {
+        const closed = await clock.runAs(inc.owner, () => p.closeAt(asked, clock.now + 400));
+        if (closed > asked || closed < 1) fail(`close at ${asked} on shard group ${g} answered ${closed}`);
+        closes.push({ group: g, asked, closed, index: member.status(g).applied });
+      } catch {
+        // Leadership lost or deadline: the round tries again later.
+      }
+    };
+    const closerLoop = (i: number): void => {
+      if (!clientsOn) return;
+      void closeOnce(closerClients[i]);
+      clock.schedule(2 + closeRng.nextInt(10), () => closerLoop(i), SIM_OWNER);
+    };
+
     // ---- faults ----
     let faultsOn = true;
     const faultLoop = (): void => {
@@ -436,6 +478,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     for (let w = 0; w < opts.writers; w++) clock.schedule(100 + clientRng.nextInt(50), () => writerLoop(w), SIM_OWNER);
     for (let w = 0; w < opts.txnWriters; w++) clock.schedule(100 + clientRng.nextInt(50), () => txnLoop(opts.writers + w), SIM_OWNER);
     for (let i = 0; i < opts.readers; i++) clock.schedule(100 + clientRng.nextInt(50), () => readerLoop(i), SIM_OWNER);
+    for (let i = 0; i < opts.closers; i++) clock.schedule(100 + closeRng.nextInt(50), () => closerLoop(i), SIM_OWNER);
     clock.schedule(150 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
     await runUntil(START_MS + opts.faultMs);
 
@@ -536,6 +579,14 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const want = modelAt(t.revision).kvs.size;
       if (t.count !== want) throw new Violation(`txn putting ${t.key} at revision ${t.revision} counted ${t.count} keys over every shard; ${want} exist at that revision`);
     }
+    // Every close is true of the final logs: no entry at or below its revision past its index.
+    for (const c of closes) {
+      for (const [index, e] of applied.get(c.group)!) {
+        if (e.revision > 0 && e.revision <= c.closed && index > c.index) {
+          throw new Violation(`close broken: shard group ${c.group} closed at ${c.closed} (asked ${c.asked}) through index ${c.index}, but index ${index} holds revision ${e.revision}`);
+        }
+      }
+    }
     checkNow();
     for (const m of members) if (m.current) collectPathStats(m.current);
     return {
@@ -547,6 +598,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       snapshots: all.length,
       multiShardSnapshots,
       rereads,
+      closes: closes.length,
+      closesAtFloor: pathTotals.closesAtFloor,
       crashes,
       leaderChanges,
       grantsRetried: pathTotals.grantsRetried,

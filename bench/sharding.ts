@@ -1,0 +1,104 @@
+// `make bench`'s sharding rows (issue 14): etcd, Synod with one shard and Synod with 16 shards, each a
+// 3-member cluster on this machine, measured in one run by the same closed-loop load generator as
+// run-bench.ts (rounds alternate the order of the systems). Rows: put at 64 and 256 in flight, a
+// linearizable one-key range at 64, and a linearizable range over 100 consecutive keys at 16 (on 16
+// shards those keys sit on every shard: one snapshot at one oracle revision, merged). Prints a table
+// with the ratios the brief names (16 shards / one shard, 16 shards / etcd) and writes
+// bench/results/sharding.{md,json}.
+//
+//   node bench/sharding.ts            (BENCH_SECONDS, BENCH_ROUNDS, BENCH_WORKERS as for run-bench.ts)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readConfig } from './bench-config.ts';
+import { Cluster, killAllSync } from './clusters.ts';
+import { RESULTS_DIR } from './results-files.ts';
+import { runClosedLoop, type ClosedLoopWorkload, type Row } from './workloads.ts';
+
+const SHARDS = 16;
+
+const WORKLOADS: readonly ClosedLoopWorkload[] = [
+  { id: 'put c=64', op: 'put', inFlight: 64 },
+  { id: 'put c=256', op: 'put', inFlight: 256 },
+  { id: 'range linearizable c=64', op: 'range-linearizable', inFlight: 64 },
+  { id: 'range over 100 keys c=16', op: 'range-span', inFlight: 16 },
+];
+
+interface Setup {
+  label: string;
+  cluster: Cluster;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const log = (msg: string): void => console.log(`[sharding ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+async function main(): Promise<void> {
+  const cfg = readConfig();
+  const rootDir = fs.mkdtempSync(path.join(cfg.dataParentDir, 'synod-bench-sharding-'));
+  const common = { heartbeatMs: cfg.heartbeatMs, electionTimeoutMs: cfg.electionTimeoutMs, synodRoot: cfg.synodRoot };
+  const setups: Setup[] = [];
+  try {
+    setups.push({ label: 'etcd', cluster: await Cluster.start({ ...common, system: 'etcd', rootDir: path.join(rootDir, 'etcd') }) });
+    setups.push({ label: 'synod 1 shard', cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's1'), shards: 1 }) });
+    setups.push({ label: `synod ${SHARDS} shards`, cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's16'), shards: SHARDS }) });
+    const rows = new Map<string, Row[]>();
+    for (let round = 1; round <= cfg.rounds; round++) {
+      for (const w of WORKLOADS) {
+        const order = round % 2 === 1 ? setups : [...setups].reverse();
+        for (const setup of order) {
+          const row = await runClosedLoop(cfg, setup.cluster, w, round);
+          const m = row.measurement;
+          log(`${setup.label} ${w.id} round ${round}: ${Math.round(m.opsPerSecond)} ops/s, p50 ${m.latency.p50Ms} ms, p99 ${m.latency.p99Ms} ms, errors ${m.errors}${m.errors > 0 ? ` (${Object.keys(m.errorSamples)[0]})` : ''}, servers ${Math.round(m.serverCpuPercent)}% CPU, other load ${Math.round(m.otherCpuPercent)}%`);
+          const key = `${setup.label}|${w.id}`;
+          rows.set(key, [...(rows.get(key) ?? []), row]);
+        }
+      }
+    }
+    const fig = (label: string, id: string): { ops: number; p50: number; p99: number } => {
+      const rs = rows.get(`${label}|${id}`) ?? [];
+      return {
+        ops: median(rs.map((r) => r.measurement.opsPerSecond)),
+        p50: median(rs.map((r) => r.measurement.latency.p50Ms)),
+        p99: median(rs.map((r) => r.measurement.latency.p99Ms)),
+      };
+    };
+    const [etcd, one, many] = setups.map((s) => s.label);
+    const lines = [
+      `| workload | etcd ops/s (p99 ms) | Synod, 1 shard | Synod, ${SHARDS} shards | ${SHARDS} shards / 1 shard | ${SHARDS} shards / etcd |`,
+      '|---|---|---|---|---|---|',
+    ];
+    for (const w of WORKLOADS) {
+      const [e, a, b] = [fig(etcd, w.id), fig(one, w.id), fig(many, w.id)];
+      const cell = (f: { ops: number; p99: number }): string => `${Math.round(f.ops).toLocaleString('en-US')} (${f.p99.toFixed(1)})`;
+      lines.push(`| ${w.id} | ${cell(e)} | ${cell(a)} | ${cell(b)} | ${(b.ops / a.ops).toFixed(2)}× | ${(b.ops / e.ops).toFixed(2)}× |`);
+    }
+    const table = lines.join('\n');
+    console.log(`\n${table}\n`);
+    const header =
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'unknown'}), ` +
+      `${cfg.rounds} rounds of ${cfg.durationMs / 1000} s per workload and system (median shown), 3 members each on loopback.`;
+    fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    fs.writeFileSync(path.join(RESULTS_DIR, 'sharding.md'), `# Sharding rows (bench/sharding.ts)\n\n${header}\n\n${table}\n`);
+    fs.writeFileSync(
+      path.join(RESULTS_DIR, 'sharding.json'),
+      `${JSON.stringify({ header, rows: [...rows.entries()].map(([k, rs]) => ({ setup: k.split('|')[0], workload: k.split('|')[1], runs: rs.map((r) => r.measurement) })) }, null, 2)}\n`,
+    );
+  } finally {
+    for (const s of setups) await s.cluster.stop();
+    if (!cfg.keepData) fs.rmSync(rootDir, { recursive: true, force: true });
+  }
+}
+
+process.on('SIGINT', () => {
+  killAllSync();
+  process.exit(130);
+});
+await main().catch((err: unknown) => {
+  killAllSync();
+  console.error(err);
+  process.exit(1);
+});
