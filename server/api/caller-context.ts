@@ -21,6 +21,11 @@ export function runAsCaller<T>(caller: Caller, fn: () => T, opts: { freshBarrier
   return storage.run({ caller, freshBarrier: opts.freshBarrier ?? false }, fn);
 }
 
+/** Runs `fn` as the server's own work (no caller), even inside a request: its entries are not checked. */
+export function runAsServer<T>(fn: () => T): T {
+  return storage.exit(fn);
+}
+
 export function currentCaller(): Caller | undefined {
   return storage.getStore()?.caller;
 }

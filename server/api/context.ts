@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
-import { encodeInternalRequest, type InternalRequestBody } from '../shard/request-codec.ts';
+import { encodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
+import type { LeaseSweeper } from './lease-sweeper.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { SlotMap } from '../routing/slots.ts';
@@ -89,6 +90,8 @@ export class ApiContext {
   readonly unsafeStaleReads: boolean;
   /** The shards when the cluster has more than one (null: one shard, DATA_GROUP_ID, exactly today's etcd). */
   readonly shards: ShardedKeyspace | null;
+  /** A sharded cluster's sweeper of revoked leases' keys (server/api/lease-sweeper.ts); null otherwise. */
+  leaseSweeper: LeaseSweeper | null = null;
 
   constructor(opts: {
     member: Member;
@@ -146,7 +149,7 @@ export class ApiContext {
    * Proposes a write through Raft and resolves with its outcome once this member applied it.
    * `internal` writes (the member publishing its own attributes) are allowed on a learner.
    */
-  proposeWrite(body: InternalRequestBody, options: { internal?: boolean; target?: GroupTarget } = {}): Promise<ApplyOutcome> {
+  proposeWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, options: { internal?: boolean; target?: GroupTarget; timeoutMs?: number } = {}): Promise<ApplyOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
     // A sharded write goes to its shard's group and waits on that shard's state machine; the shard's
     // leader stamps it with an oracle revision (server/shard/shard-write-path.ts) before Raft sees it.
@@ -171,7 +174,7 @@ export class ApiContext {
       const timer = setTimeout(() => {
         tracked.forget();
         reject(new DeadlineError('proposal'));
-      }, this.limits.requestTimeoutMs);
+      }, options.timeoutMs ?? this.limits.requestTimeoutMs);
       tracked.outcome.then(
         (o) => {
           clearTimeout(timer);

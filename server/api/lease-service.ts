@@ -1,5 +1,7 @@
 // etcdserverpb.Lease: grant and revoke go through Raft; keep-alive and time-to-live are answered by
-// the leader's lease clocks (forwarded when this member does not lead); listing is local.
+// the leader's lease clocks (forwarded when this member does not lead); listing is local. On a sharded
+// cluster a revoke answers once every shard deleted the lease's keys (lease-sweeper.ts), and
+// time-to-live lists the keys of every shard.
 import type * as grpc from '@grpc/grpc-js';
 import { ApiContext, toServiceError, unary } from './context.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
@@ -10,6 +12,14 @@ import { CoalescingStreamWriter, frameOf } from './stream-writer.ts';
 import { etcdServices } from '../etcd/proto.ts';
 import { endWithStatus } from './stream-status.ts';
 
+
+/** A lease's keys: the cluster group's (one shard), or every shard's after its ReadIndex (a sharded cluster). */
+async function attachedKeys(ctx: ApiContext, id: string): Promise<Buffer[]> {
+  if (ctx.shards === null) return ctx.sm.leases.keysOf(id);
+  const targets = ctx.shards.targets();
+  await Promise.all(targets.map((t) => ctx.readBarrier(t)));
+  return targets.flatMap((t) => t.sm.leases.keysOf(id)).sort(Buffer.compare);
+}
 
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {
   const serializeKeepAlive = etcdServices().Lease.LeaseKeepAlive.responseSerialize as (value: object) => Buffer;
@@ -24,8 +34,15 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
     }),
 
     LeaseRevoke: unary(ctx, async (req: { ID: string }) => {
-      const out = await ctx.proposeWrite({ lease_revoke: { ID: String(req.ID) } });
-      return { header: ctx.header(out.revision) };
+      const id = String(req.ID);
+      const out = await ctx.proposeWrite({ lease_revoke: { ID: id } });
+      const sweeper = ctx.leaseSweeper;
+      if (sweeper === null) return { header: ctx.header(out.revision) };
+      // A sharded cluster: answered once every shard deleted the lease's keys, as etcd answers once its
+      // one store did; the header names the last shard revision the deletion used.
+      const { generation } = out.result as { generation: number };
+      const swept = await sweeper.sweepBy(id, generation, ctx.deadlineMs());
+      return { header: ctx.header(swept > 0 ? swept : out.revision) };
     }),
 
     LeaseTimeToLive: unary(ctx, async (req: { ID: string; keys: boolean }) => {
@@ -38,7 +55,7 @@ export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.Untype
         ID: id,
         TTL: Math.floor(remainingMs / 1000),
         grantedTTL: lease.ttlSeconds,
-        keys: req.keys ? ctx.sm.leases.keysOf(id) : [],
+        keys: req.keys ? await attachedKeys(ctx, id) : [],
       };
     }),
 

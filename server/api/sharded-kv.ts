@@ -4,26 +4,29 @@
 // made there or forwarded by a follower's Raft), a linearizable read waits on the shard's ReadIndex. A
 // Range over several shards is one consistent snapshot: R is a fresh oracle revision, every shard is read at
 // R on its leader (which then never writes at or below R) and the answers are merged exactly
-// (server/routing/range-merge.ts). Writes whose keys span shards need cross-shard transactions, which are
-// not built: they are refused with FailedPrecondition, saying so. So are leases on keys (leases live in
-// the cluster group). Compact compacts every shard at one revision.
+// (server/routing/range-merge.ts). A Txn whose writes are on one shard but whose reads (compares,
+// ranges) touch others is proposed to the write shard, whose leader reads the others at the entry's
+// revision − 1 and carries the answers in the entry (server/shard/txn-reads.ts). Writes whose keys span
+// shards need cross-shard transactions, which are not built: they are refused with FailedPrecondition,
+// saying so. A put with a lease names the lease's generation, read in the cluster group where leases
+// live (docs/sharding.md, "Leases on a sharded cluster"). Compact compacts every shard at one revision.
 import * as grpc from '@grpc/grpc-js';
-import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
+import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace } from './context.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { rangeOf, type RangeResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
 import type { ApplyOutcome } from '../shard/kv-state-machine.ts';
+import type { LeaseGeneration } from '../shard/request-codec.ts';
+import { DeadlineError } from '../member/member.ts';
 
 const CROSS_SHARD: EtcdErrorSpec = {
   code: grpc.status.FAILED_PRECONDITION,
   message: 'synod: the keys of this request are on several shards; cross-shard transactions are not enabled (hash-tag the keys with {tag} to keep them on one shard)',
 };
-const LEASE_ON_SHARDS: EtcdErrorSpec = {
-  code: grpc.status.FAILED_PRECONDITION,
-  message: 'synod: keys attached to leases are not served on a sharded cluster yet',
-};
+/** How often a put waits for an earlier generation of its lease to be swept (a re-granted lease id). */
+const SWEEP_WAIT_POLL_MS = 20;
 
 /** The one shard every key of `keys` (and range) is on, or a FailedPrecondition. */
 function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
@@ -39,17 +42,26 @@ function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): Gro
   return target;
 }
 
-/** Every key and range a txn reads or writes, nested txns included. */
-function txnRanges(t: TxnRequest, out: Array<[Buffer, Buffer]> = []): Array<[Buffer, Buffer]> {
-  for (const c of t.compare ?? []) out.push([c.key, c.range_end ?? Buffer.alloc(0)]);
+/** What a txn touches: the keys it writes, the ranges it reads at top level and nested, its leases. */
+interface TxnKeys {
+  writes: Array<[Buffer, Buffer]>;
+  topReads: Array<[Buffer, Buffer]>;
+  nestedReads: Array<[Buffer, Buffer]>;
+  leases: Set<string>;
+}
+
+function txnKeys(t: TxnRequest, nested = false, out: TxnKeys = { writes: [], topReads: [], nestedReads: [], leases: new Set() }): TxnKeys {
+  const reads = nested ? out.nestedReads : out.topReads;
+  for (const c of t.compare ?? []) reads.push([c.key, c.range_end ?? Buffer.alloc(0)]);
   const ops = (list: WireRequestOp[]): void => {
     for (const op of list ?? []) {
-      if (op.request_range) out.push([op.request_range.key, op.request_range.range_end ?? Buffer.alloc(0)]);
+      if (op.request_range) reads.push([op.request_range.key, op.request_range.range_end ?? Buffer.alloc(0)]);
       else if (op.request_put) {
-        if (Number(op.request_put.lease ?? 0) !== 0) throw grpcError(LEASE_ON_SHARDS);
-        out.push([op.request_put.key, Buffer.alloc(0)]);
-      } else if (op.request_delete_range) out.push([op.request_delete_range.key, op.request_delete_range.range_end ?? Buffer.alloc(0)]);
-      else if (op.request_txn) txnRanges(op.request_txn, out);
+        const lease = String(op.request_put.lease ?? '0');
+        if (lease !== '0' && lease !== '') out.leases.add(lease);
+        out.writes.push([op.request_put.key, Buffer.alloc(0)]);
+      } else if (op.request_delete_range) out.writes.push([op.request_delete_range.key, op.request_delete_range.range_end ?? Buffer.alloc(0)]);
+      else if (op.request_txn) txnKeys(op.request_txn, true, out);
     }
   };
   ops(t.success);
@@ -93,9 +105,41 @@ export class ShardedKv {
   }
 
   async put(req: PutRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
-    if (Number(req.lease ?? 0) !== 0) throw grpcError(LEASE_ON_SHARDS);
     const target = this.shards.shardOf(req.key);
-    return { target, out: await this.ctx.proposeWrite({ put: req }, { target }) };
+    const lease = String(req.lease ?? '0');
+    if (lease === '0' || lease === '' || req.ignore_lease) return { target, out: await this.ctx.proposeWrite({ put: req }, { target }) };
+    const generations = await this.leaseGenerations([lease]);
+    if (generations.length === 0) throw grpcError(ETCD_ERRORS.LEASE_NOT_FOUND);
+    return { target, out: await this.ctx.proposeWrite({ put: req, lease_generations: generations }, { target }) };
+  }
+
+  /**
+   * The generations of those of `ids` that exist, read in the cluster group after its ReadIndex (a lease
+   * missing there is missing: etcd's "requested lease not found" at apply). A lease id re-granted while
+   * the keys of its previous generation are still being swept waits for that sweep (helping it along):
+   * a put of the new generation must not reach a shard before the old generation's sweep, or that sweep
+   * would delete it (docs/sharding.md, "Leases on a sharded cluster").
+   */
+  private async leaseGenerations(ids: Iterable<string>): Promise<LeaseGeneration[]> {
+    const deadlineMs = this.ctx.deadlineMs();
+    await this.ctx.readBarrier();
+    const out: LeaseGeneration[] = [];
+    for (const id of ids) {
+      for (;;) {
+        const now = this.ctx.sm.leases.attachable(id);
+        if (now.kind === 'missing') break;
+        if (now.kind === 'alive') {
+          // Read now, in the same turn as the lease: the state this generation was found alive in.
+          out.push({ ID: id, generation: String(now.generation), checked_at: String(this.ctx.member.status(DATA_GROUP_ID).applied) });
+          break;
+        }
+        if (Date.now() >= deadlineMs) throw new DeadlineError('lease sweep');
+        const sweeper = this.ctx.leaseSweeper;
+        if (sweeper !== null) await sweeper.sweepBy(id, now.generation, deadlineMs).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, SWEEP_WAIT_POLL_MS));
+      }
+    }
+    return out;
   }
 
   async deleteRange(req: DeleteRangeRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
@@ -103,14 +147,23 @@ export class ShardedKv {
     return { target, out: await this.ctx.proposeWrite({ delete_range: req }, { target }) };
   }
 
-  /** A txn whose keys are all on one shard; read-only ones need no log entry (a ReadIndex suffices). */
+  /**
+   * A txn whose keys are all on one shard (read-only ones need no log entry: a ReadIndex suffices), or
+   * whose writes are on one shard and whose top-level compares and ranges touch others: proposed to the
+   * write shard, whose leader reads the others at the entry's revision − 1 (server/shard/txn-reads.ts).
+   */
   async txn(req: TxnRequest, serializable: boolean): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
-    const target = oneShard(this.shards, txnRanges(req));
+    const keys = txnKeys(req);
     if (txnIsReadOnly(req)) {
+      const target = oneShard(this.shards, [...keys.topReads, ...keys.nestedReads]);
       if (!serializable) await this.ctx.readBarrier(target);
       return { target, out: target.sm.store.txn(txnOpFromWire(req)) };
     }
-    return { target, out: await this.ctx.proposeWrite({ txn: req }, { target }) };
+    // Writes on one shard; a nested txn may read only that shard (only top-level reads are carried).
+    const target = oneShard(this.shards, [...keys.writes, ...keys.nestedReads]);
+    const generations = keys.leases.size > 0 ? await this.leaseGenerations(keys.leases) : [];
+    const body = generations.length > 0 ? { txn: req, lease_generations: generations } : { txn: req };
+    return { target, out: await this.ctx.proposeWrite(body, { target }) };
   }
 
   /**

@@ -6,7 +6,9 @@
 //   - S shard groups (FIRST_SHARD_GROUP_ID + i for shard i): a KV state machine in sharded mode each,
 //     whose write entries carry oracle revisions stamped by the shard leader's ShardWritePath; every
 //     proposal for a shard this member leads is intercepted (Member.interceptProposals) and stamped,
-//     whether it was made here or forwarded by a follower's Raft.
+//     whether it was made here or forwarded by a follower's Raft. A txn writing a shard and reading
+//     others is stamped by the write shard's leader, which reads the others at its revision − 1 through
+//     rangeAt below (server/shard/txn-reads.ts).
 // Shard leaderships are kept spread over the members (server/shard/leader-balancer.ts).
 // Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
 // members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
@@ -23,7 +25,9 @@ import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
-import { ShardDeadlineError, ShardNotReadyError, ShardWritePath } from '../shard/shard-write-path.ts';
+import { ShardDeadlineError, ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard/shard-write-path.ts';
+import { planTxnReads } from '../shard/txn-reads.ts';
+import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
@@ -161,8 +165,9 @@ export class ShardHosting implements ShardedKeyspace {
   /**
    * Starts serving: the oracle host, each shard's write path, the clients reaching other members, and
    * the metadata and shard groups' membership following the cluster group's (group-membership.ts).
+   * `maxEntryBytes`: the member's --max-request-bytes (a txn's reads on other shards must fit in it).
    */
-  attach(member: Member, peers: ShardPeers, membership: { peerUrlsOf: (id: NodeId) => string[]; logger: Logger }): void {
+  attach(member: Member, peers: ShardPeers, membership: { peerUrlsOf: (id: NodeId) => string[]; logger: Logger }, maxEntryBytes: number): void {
     this.member = member;
     this.membership = new GroupMembershipReconciler({
       member,
@@ -185,8 +190,14 @@ export class ShardHosting implements ShardedKeyspace {
     // leave as one request (the client splits the grant among its callers, each part above the last).
     const oracle = new OracleClient({ requester: `member-${self.toString(16)}`, transport, members: metadataMembers });
     this.readClient = oracle;
+    const groupsOf = (key: Buffer, rangeEnd: Buffer): number[] => this.shardsOfRange(key, rangeEnd).map((t) => t.groupId);
     for (const shard of this.shards) {
-      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle });
+      // A txn writing here and reading other shards reads them at its revision − 1 on their leaders.
+      const readsElsewhere: ReadsElsewhere = {
+        plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
+        read: (groupId, op, revision, deadlineMs) => this.rangeAt(this.shards[groupId - FIRST_SHARD_GROUP_ID], op, revision, deadlineMs),
+      };
+      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes });
       shard.path = path;
       member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     }

@@ -24,6 +24,7 @@ import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
+import { LeaseSweeper } from '../api/lease-sweeper.ts';
 import { lockService } from '../api/lock-service.ts';
 import { electionService } from '../api/election-service.ts';
 import { authService } from '../api/auth-service.ts';
@@ -197,7 +198,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
   startup.loadMs = Math.round(performance.now() - phaseStart);
   phaseStart = performance.now();
-  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members);
+  // A sharded cluster's cluster group holds the leases; their keys are on the shards (lease-sweeper.ts).
+  const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members, { leaseSweeps: shards > 1 });
   loaded.stateRecords = []; // the state machine holds them now
   startup.stateMachineMs = Math.round(performance.now() - phaseStart);
   if (sm.membership.get(String(memberId))?.removed) {
@@ -325,10 +327,15 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const shardChannels =
     sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked }) : null;
   if (sharding !== null && shardChannels !== null) {
-    sharding.attach(member, shardPeersOverGrpc(shardChannels), {
-      peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
-      logger: log,
-    });
+    sharding.attach(
+      member,
+      shardPeersOverGrpc(shardChannels),
+      {
+        peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
+        logger: log,
+      },
+      cfg.limits.maxRequestBytes,
+    );
     transport.addService(
       shardPeerServiceDefinition(),
       shardPeerServiceImpl({
@@ -341,6 +348,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       }),
     );
   }
+  const sweeper = sharding !== null ? new LeaseSweeper(ctx, sharding, log) : null;
+  ctx.leaseSweeper = sweeper;
   const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
 
   const leases = new LeaseManager({
@@ -406,6 +415,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   }
   member.start();
   leases.start();
+  sweeper?.start();
 
   // Publish this member's name, client URLs and zone through the log once a leader exists (etcd's
   // "publish"); again after a restart with a different --advertise-client-urls or --zone.
@@ -462,6 +472,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         });
       });
       leases.stop();
+      sweeper?.stop();
       clusterAdmin.close();
       sharding?.stop();
       shardChannels?.close();

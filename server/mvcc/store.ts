@@ -244,6 +244,44 @@ function compareLease(a: string, b: string): number {
 
 const ZERO_KV = { version: 0, create: 0, main: 0, lease: '0' };
 
+/**
+ * One compare against one key as a read returned it (`kv`), or against the zero KeyValue (null), exactly
+ * as the store compares its own records: a sharded txn evaluates its compare's part on other shards
+ * with this (server/shard/txn-reads.ts).
+ */
+export function compareKeyValue(c: Compare, kv: KeyValue | null): boolean {
+  switch (c.target) {
+    case 'VALUE':
+      return kv !== null && compareResult(c, Buffer.compare(kv.value, c.value));
+    case 'VERSION':
+      return compareResult(c, Math.sign((kv?.version ?? 0) - c.version));
+    case 'CREATE':
+      return compareResult(c, Math.sign((kv?.createRevision ?? 0) - c.createRevision));
+    case 'MOD':
+      return compareResult(c, Math.sign((kv?.modRevision ?? 0) - c.modRevision));
+    case 'LEASE':
+      return compareResult(c, compareLease(kv?.lease ?? '0', c.lease));
+  }
+  return true;
+}
+
+/** A compare's part evaluated elsewhere: whether some key matched its range there, and whether all passed. */
+export interface ComparePart {
+  any: boolean;
+  ok: boolean;
+}
+
+/**
+ * The parts of a txn's reads answered by other stores (a sharded cluster's other shards, read at the
+ * txn's revision − 1 by the shard leader and carried in the entry), combined here with this store's part.
+ */
+export interface TxnReadsElsewhere {
+  /** The other shards' part of this compare, or undefined when it touches none. */
+  compare(c: Compare): ComparePart | undefined;
+  /** The whole answer of this range op given this store's part (`local`), or undefined when it touches no other shard. */
+  range(op: RangeOp, local: (perShard: RangeOp) => RangeResult): RangeResult | undefined;
+}
+
 function compareResult(c: Compare, cmp: number): boolean {
   switch (c.result) {
     case 'EQUAL':
@@ -469,6 +507,8 @@ export class MvccStore {
    * The lease state machine sets this; without one every lease is accepted.
    */
   leaseExists: (lease: LeaseId) => boolean = () => true;
+  /** Set only while a txn runs with reads answered elsewhere (see TxnReadsElsewhere). */
+  private elsewhere: TxnReadsElsewhere | null = null;
 
   private checkLease(op: PutOp): void {
     if (!op.ignoreLease && op.lease !== '0' && op.lease !== '' && !this.leaseExists(op.lease)) {
@@ -542,24 +582,32 @@ export class MvccStore {
     return { deleted: victims.length, prevKvs };
   }
 
-  txn(op: TxnOp, atRevision?: number): WriteOutcome<TxnResult> {
+  txn(op: TxnOp, atRevision?: number, elsewhere?: TxnReadsElsewhere): WriteOutcome<TxnResult> {
     // As etcd: every compare on the chosen path (nested ones included) is evaluated against the state
     // before the txn; requests are validated against that state too; then the ops run at one revision.
     const ctx = this.begin(atRevision);
     const path = new Map<TxnOp, boolean>();
-    this.evalCompares(op, path);
+    this.elsewhere = elsewhere ?? null;
+    try {
+      this.evalCompares(op, path);
+    } finally {
+      this.elsewhere = null;
+    }
     this.checkPuts(op, path);
     this.checkRanges(op, path, ctx.through);
     const logLen = this.log.length;
     const persistLen = this.persist.length;
     let result: TxnResult;
     try {
+      this.elsewhere = elsewhere ?? null;
       result = this.execTxn(ctx, op, path);
     } catch (e) {
       // Only reachable for requests etcd would panic on (e.g. ignoreValue on a key deleted earlier in
       // the same txn): undo this txn's changes so the store stays consistent, then report.
       this.rollback(logLen, persistLen);
       throw e;
+    } finally {
+      this.elsewhere = null;
     }
     return { result, revision: this.commit(ctx), events: ctx.events };
   }
@@ -583,6 +631,11 @@ export class MvccStore {
       any = true;
       if (ok && !this.compareOne(c, r)) ok = false;
     });
+    const other = this.elsewhere?.compare(c);
+    if (other !== undefined) {
+      any ||= other.any;
+      ok &&= other.ok;
+    }
     if (any) return ok;
     // No key: a value compare always fails; otherwise compare against a zero KeyValue.
     if (c.target === 'VALUE') return false;
@@ -634,9 +687,12 @@ export class MvccStore {
     const responses: ResponseOp[] = [];
     for (const r of ops) {
       switch (r.type) {
-        case 'range':
-          responses.push({ type: 'range', range: this.rangeAt(r.range, ctx.sub > 0 ? ctx.main : ctx.through) });
+        case 'range': {
+          const view = ctx.sub > 0 ? ctx.main : ctx.through;
+          const whole = this.elsewhere?.range(r.range, (perShard) => this.rangeAt(perShard, view));
+          responses.push({ type: 'range', range: whole ?? this.rangeAt(r.range, view) });
           break;
+        }
         case 'put':
           responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
           break;

@@ -71,6 +71,16 @@ describe('KvStateMachine, sharded mode', () => {
     expect(() => sm.apply(entry(put('x', '1', 3)))).toThrow(/not above/);
   });
 
+  it('a txn whose reads elsewhere did not fit in one entry is refused as too large, its revision used up', async () => {
+    const sm = new KvStateMachine(1, [], [], { sharded: true });
+    const t = sm.track();
+    const txn = { compare: [], success: [{ request_put: { key: b('k'), value: b('v'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } }], failure: [] };
+    sm.apply(entry({ proposer: '1', seq: t.seq, txn: txn as never, txn_reads: { compares: [], ranges: [], too_large: true }, revision: '4' }));
+    await expect(t.outcome).rejects.toThrow('etcdserver: request is too large');
+    expect(sm.appliedRevision()).toBe(4);
+    expect(valueAt(sm, 'k', 4)).toBeNull();
+  });
+
   it('persists the last applied revision and reloads it', () => {
     const sm = new KvStateMachine(1, [], [], { sharded: true });
     sm.apply(entry(put('a', '1', 5)));

@@ -12,6 +12,11 @@
 // revision up — a gap, like a write that changes nothing. The last applied revision is persisted
 // (record 'r') so a restarted replica knows how far its shard is caught up. Without `sharded` nothing
 // changes: entries carry no revision (one arriving is an invariant violation too) and no record is added.
+//
+// Leases on a sharded cluster (docs/sharding.md, "Leases on a sharded cluster"): the cluster group
+// (`leaseSweeps`) gives each lease a generation and records a pending sweep on revoke; a shard applies a
+// put with a lease only if the entry names a generation the shard has not swept, and a `lease_sweep`
+// entry deletes the lease's keys there. A txn's reads on other shards arrive in the entry (txn-reads.ts).
 import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
 import { MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
@@ -26,6 +31,7 @@ import { applyAuthEntry, authorizeEntry } from './auth-apply.ts';
 import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type AlarmMember } from './alarms.ts';
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
+import { readsForStore } from './txn-reads.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -86,11 +92,22 @@ export interface PublishedMember {
 export interface KvStateMachineOptions {
   /** Entries that write carry oracle revisions (a shard of a sharded cluster); see the module header. */
   sharded?: boolean;
+  /**
+   * The cluster group of a sharded cluster: leases carry generations (their grant's Raft index) and a
+   * revoke leaves a pending sweep for the keys on the shards (docs/sharding.md, "Leases on a sharded cluster").
+   */
+  leaseSweeps?: boolean;
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
 export function writesRevision(req: InternalRequestBody): boolean {
-  return ('put' in req && !!req.put) || ('delete_range' in req && !!req.delete_range) || ('txn' in req && !!req.txn) || ('lease_revoke' in req && !!req.lease_revoke);
+  return (
+    ('put' in req && !!req.put) ||
+    ('delete_range' in req && !!req.delete_range) ||
+    ('txn' in req && !!req.txn) ||
+    ('lease_revoke' in req && !!req.lease_revoke) ||
+    ('lease_sweep' in req && !!req.lease_sweep)
+  );
 }
 
 export interface ApplyOutcome {
@@ -154,6 +171,10 @@ export class KvStateMachine implements GroupStateMachine {
    */
   /** Sharded mode (see the module header). */
   readonly sharded: boolean;
+  /** The cluster group of a sharded cluster (KvStateMachineOptions.leaseSweeps). */
+  readonly leaseSweeps: boolean;
+  /** Cluster group of a sharded cluster: told when a revoke leaves a pending sweep (the sweeper starts at once). */
+  sweepListener: ((id: string, generation: number) => void) | null = null;
   /** Sharded mode: the last oracle revision applied (written, refused or changing nothing); 0 before any. */
   private appliedRevisionValue = 0;
   private appliedRevisionDirty = false;
@@ -167,6 +188,7 @@ export class KvStateMachine implements GroupStateMachine {
     options: KvStateMachineOptions = {},
   ) {
     this.sharded = options.sharded === true;
+    this.leaseSweeps = options.leaseSweeps === true;
     this.memberIdText = String(memberId);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
@@ -334,13 +356,13 @@ export class KvStateMachine implements GroupStateMachine {
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) this.waiters.delete(req.seq);
     try {
-      this.applyDecoded(req, at, mine);
+      this.applyDecoded(req, at, mine, entry.index);
     } finally {
       if (at !== null) this.revisionListener?.(at);
     }
   }
 
-  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined): void {
+  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined, index: number): void {
     // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
     const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
     if (refusal) {
@@ -356,7 +378,7 @@ export class KvStateMachine implements GroupStateMachine {
     }
     let outcome: ApplyOutcome;
     try {
-      outcome = this.execute(req, at ?? undefined);
+      outcome = this.execute(req, at ?? undefined, index);
       // A sharded write answers with its own revision, even when it changed nothing (see store.ts).
       if (at !== null) outcome = { revision: at, result: outcome.result };
     } catch (err) {
@@ -401,7 +423,16 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.store.sizeBytes() > this.quotaBytes && !this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
   }
 
-  private execute(req: InternalRequest, at: number | undefined): ApplyOutcome {
+  private execute(req: InternalRequest, at: number | undefined, index: number): ApplyOutcome {
+    if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn))) {
+      // A shard holds no leases: a put may attach a key to a lease generation the entry names (the
+      // proposer read it in the cluster group) unless this shard has swept that generation already.
+      const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
+      this.store.leaseExists = (id) => {
+        const g = generations.get(id);
+        return g !== undefined && this.leases.generationLive(id, Number(g.generation), Number(g.checked_at ?? 0));
+      };
+    }
     if ('put' in req && req.put) {
       const out = this.store.put(putOpFromWire(req.put), at);
       this.publish(out.events, out.revision);
@@ -413,7 +444,10 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: out.revision, result: out.result };
     }
     if ('txn' in req && req.txn) {
-      const out = this.store.txn(txnOpFromWire(req.txn), at);
+      if (this.sharded && req.txn_reads?.too_large) throw new RefusedRequest(ETCD_ERRORS.REQUEST_TOO_LARGE);
+      const op = txnOpFromWire(req.txn);
+      const elsewhere = this.sharded && req.txn_reads && at !== undefined ? readsForStore(op, req.txn_reads, at) : undefined;
+      const out = this.store.txn(op, at, elsewhere);
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
@@ -431,16 +465,24 @@ export class KvStateMachine implements GroupStateMachine {
       const id = String(req.lease_grant.ID);
       if (this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_EXIST);
       const ttlSeconds = num(req.lease_grant.TTL);
-      this.leases.grant(id, ttlSeconds);
+      this.leases.grant(id, ttlSeconds, this.leaseSweeps ? index : 0);
       this.leaseListener?.granted(id, ttlSeconds);
       return { revision: this.store.currentRevision(), result: { id, ttlSeconds } };
     }
     if ('lease_revoke' in req && req.lease_revoke) {
       const id = String(req.lease_revoke.ID);
       if (!this.leases.has(id)) throw new RefusedRequest(ETCD_ERRORS.LEASE_NOT_FOUND);
+      const generation = this.leases.get(id)?.generation ?? 0;
       const keys = this.leases.revoke(id);
       this.leaseListener?.revoked(id);
-      if (keys.length === 0) return { revision: this.store.currentRevision(), result: null };
+      if (this.leaseSweeps) {
+        // The lease's keys on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
+        // Keys in this group's own store (the server-side Lock and Election services') go below.
+        this.leases.sweepPending(id, generation, index);
+        this.sweepListener?.(id, generation);
+      }
+      const result = this.leaseSweeps ? { generation } : null;
+      if (keys.length === 0) return { revision: this.store.currentRevision(), result };
       // Every attached key goes in one revision, on every member alike.
       const out = this.store.txn({
         compare: [],
@@ -448,7 +490,25 @@ export class KvStateMachine implements GroupStateMachine {
         failure: [],
       }, at);
       this.publish(out.events, out.revision);
+      return { revision: out.revision, result };
+    }
+    if ('lease_sweep' in req && req.lease_sweep) {
+      // A shard: every key attached to the lease here goes at this entry's revision; from now on a put
+      // naming this generation (or an older one) is refused. A repeated sweep changes nothing.
+      const s = req.lease_sweep;
+      const keys = this.leases.sweep(String(s.ID), Number(s.generation), Number(s.revoked_at ?? 0), Number(s.horizon ?? 0));
+      if (keys === null || keys.length === 0) return { revision: this.store.currentRevision(), result: null };
+      const out = this.store.txn({
+        compare: [],
+        success: keys.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })),
+        failure: [],
+      }, at);
+      this.publish(out.events, out.revision);
       return { revision: out.revision, result: null };
+    }
+    if ('lease_swept' in req && req.lease_swept) {
+      this.leases.sweepDone(String(req.lease_swept.ID), Number(req.lease_swept.generation));
+      return { revision: this.store.currentRevision(), result: null };
     }
     if ('lease_checkpoint' in req && req.lease_checkpoint) {
       for (const c of req.lease_checkpoint.checkpoints ?? []) this.leases.checkpoint(String(c.ID), num(c.remaining_TTL));

@@ -18,9 +18,42 @@ export type InternalRequestBody =
   | { lease_grant: { ID: string; TTL: string } }
   | { lease_revoke: { ID: string } }
   | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
+  | { lease_sweep: LeaseSweep }
+  | { lease_swept: LeaseSweep }
   | { member_update: { ID: string; peerURLs: string[] } }
   | { alarm: AlarmRequestBody }
   | AuthRequestBody;
+
+/** A revoked lease generation (the cluster group's Raft index of its grant) to sweep, or swept (internal.proto). */
+export interface LeaseSweep {
+  ID: string;
+  generation: string;
+  revoked_at: string;
+  horizon?: string;
+}
+
+/** A lease generation a put attaches to, found alive in the cluster group at index `checked_at`. */
+export interface LeaseGeneration {
+  ID: string;
+  generation: string;
+  checked_at: string;
+}
+
+/** One range op's answers from the other shards it touches (wire form of RangeResult, shard_peer.proto). */
+export interface RangeElsewhereWire {
+  failure: boolean;
+  index: number;
+  compacted: boolean;
+  parts: Array<{ kvs: Array<{ key: Buffer; create_revision: string | number; mod_revision: string | number; version: string | number; value: Buffer; lease: string | number }>; more: boolean; count: string | number }>;
+}
+
+/** What a txn read on the shards other than its own (server/shard/txn-reads.ts). */
+export interface TxnReadsWire {
+  compares: Array<{ index: number; any: boolean; ok: boolean }>;
+  ranges: RangeElsewhereWire[];
+  /** The answers did not fit in one entry: the txn is refused at apply (internal.proto). */
+  too_large?: boolean;
+}
 
 export interface MemberAttributes {
   member_id: string;
@@ -35,7 +68,16 @@ export interface MemberAttributes {
  * string like every 64-bit field. Absent in every entry a one-shard cluster writes; a decoded entry
  * carries it only when it is non-zero, so today's entries decode to today's shapes.
  */
-export type InternalRequest = { proposer: string; seq: string; caller?: Caller | null; revision?: string } & InternalRequestBody;
+export type InternalRequest = {
+  proposer: string;
+  seq: string;
+  caller?: Caller | null;
+  revision?: string;
+  /** Sharded clusters: see internal.proto (absent when empty). */
+  lease_generations?: LeaseGeneration[];
+  /** Sharded clusters: see internal.proto (absent when none). */
+  txn_reads?: TxnReadsWire | null;
+} & InternalRequestBody;
 
 let cachedRoot: protobuf.Root | undefined;
 /** protobufjs types of synod/internal.proto and the etcd messages it imports (loaded once). */
@@ -88,6 +130,9 @@ export function decodeWithProtobufjs(data: Uint8Array): InternalRequest {
   const req = type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
   // `defaults` fills an absent revision with '0': drop it, an entry without one has no such field.
   if (req.revision === '0') delete req.revision;
+  // The same for the other sharded-only fields: entries without them decode to today's shapes.
+  if (req.lease_generations !== undefined && req.lease_generations.length === 0) delete req.lease_generations;
+  if (req.txn_reads === null) delete req.txn_reads;
   return req;
 }
 

@@ -5,6 +5,8 @@
 //
 //   write(body)     → queued for this turn; the turn asks the oracle once for all its writes, stamps them,
 //                     proposes them in revision order and settles each when this replica applies it.
+//                     A txn whose writes are here but whose reads touch other shards is proposed once
+//                     its reads there at R − 1 answered (txn-reads.ts); the writes after it wait.
 //   readAt(op, R)   → raise maxReadRevision to R, wait until no revision ≤ R proposed here is unapplied,
 //                     ReadIndex (member.readBarrier: applies everything committed), then the store at R.
 //
@@ -16,7 +18,9 @@ import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { writesRevision } from './kv-state-machine.ts';
 import type { ClientGrant } from './oracle-client.ts';
-import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody } from './request-codec.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody, type TxnReadsWire } from './request-codec.ts';
+import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRead } from './txn-reads.ts';
+import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
 
 export class ShardNotReadyError extends Error {
@@ -38,11 +42,28 @@ export interface RevisionSource {
   next(count: number, deadlineMs: number): Promise<ClientGrant>;
 }
 
+/**
+ * How the path reaches other shards for a txn whose writes are here but whose reads are not
+ * (server/shard/txn-reads.ts). Absent: every entry is proposed as soon as it is stamped (today's path).
+ */
+export interface ReadsElsewhere {
+  /** The foreign reads of `body` (empty: none). */
+  plan(body: InternalRequestBody): ForeignRead[];
+  /** `op` read at `revision` on the leader of shard group `groupId` (which then never writes at or below it). */
+  read(groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
+}
+
 export interface ShardWritePathOptions {
   member: Member;
   groupId: number;
   sm: KvStateMachine;
   oracle: RevisionSource;
+  readsElsewhere?: ReadsElsewhere | null;
+  /**
+   * Largest entry a txn carrying reads elsewhere may make (the member's --max-request-bytes: Raft and the
+   * peer stream are sized for it); a larger one is proposed marked too large and refused at apply.
+   */
+  maxEntryBytes?: number;
   /** Longest the start-up steps (barrier, fresh revision) wait before trying again. */
   startTimeoutMs?: number;
   /** Simulation only: a deliberately broken rule the checks must catch. */
@@ -51,6 +72,10 @@ export interface ShardWritePathOptions {
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
+/** What a txn carries when its reads elsewhere would not fit in one entry (refused at apply). */
+const TOO_LARGE: TxnReadsWire = { compares: [], ranges: [], too_large: true };
+/** After its deadline, how long a txn's reads on other shards may still hold up the writes behind it. */
+const READS_BACKSTOP_MS = 100;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
 
@@ -68,6 +93,18 @@ interface QueuedWrite {
   reject(e: Error): void;
 }
 
+interface OutboxItem {
+  readonly q: QueuedWrite;
+  readonly revision: number;
+  /** The leadership term it was stamped in. */
+  readonly term: number;
+  /** What a txn read on other shards (null: it reads nothing elsewhere). */
+  reads: TxnReadsWire | null;
+  /** Its reads elsewhere have not answered yet. */
+  waiting: boolean;
+  failed: Error | null;
+}
+
 interface ReadWaiter {
   readonly revision: number;
   readonly term: number;
@@ -76,7 +113,16 @@ interface ReadWaiter {
 }
 
 export class ShardWritePath {
-  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation'>>;
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes'>>;
+  private readonly maxEntryBytes: number;
+  private readonly readsElsewhere: ReadsElsewhere | null;
+  /**
+   * Stamped writes not proposed yet, in revision order. A write is proposed only once every write
+   * before it is (entries must reach the log in revision order); a txn reading other shards waits here
+   * until those reads answered, and the writes stamped after it wait behind it.
+   */
+  private outbox: OutboxItem[] = [];
+  private readonly mutation: ShardRevisionsMutation | null;
   readonly revisions: ShardRevisions;
   private readonly unsafeMutation: ShardRevisionsMutation | null;
   private queue: QueuedWrite[] = [];
@@ -89,10 +135,13 @@ export class ShardWritePath {
   private stopped = false;
   /** Write turns whose oracle request is out: their grants are on the way (closeAt does not raise the floor over them). */
   private turnsOut = 0;
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, txnsReadingElsewhere: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
+    this.readsElsewhere = options.readsElsewhere ?? null;
+    this.maxEntryBytes = options.maxEntryBytes ?? Infinity;
+    this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     this.unsafeMutation = options.unsafeMutation ?? null;
     const { member, groupId, sm } = this.opts;
@@ -135,6 +184,10 @@ export class ShardWritePath {
   private lose(err: Error): void {
     this.revisions.end();
     this.held = [];
+    // Stamped writes not proposed yet are dropped with their revisions (gaps), as unused grants are.
+    const unproposed = this.outbox;
+    this.outbox = [];
+    for (const item of unproposed) item.q.reject(err);
     for (const w of this.readWaiters) w.reject(err);
     this.readWaiters = [];
     const queued = this.queue;
@@ -267,7 +320,9 @@ export class ShardWritePath {
       this.turnsOut--;
     }
     if (this.stopped) return;
-    // Everything from here to the last propose is synchronous: nothing can raise the floor in between.
+    // Stamping puts the revisions in flight: a read at or above one waits until it is applied (or
+    // abandoned). They go to the outbox in order and are proposed in that order: at once, unless a txn
+    // must first read other shards (txn-reads.ts), and then every later one waits behind it.
     const stamped = this.ready() ? this.revisions.stamp(grant, batch.length, term) : this.revisions.stamp(grant, batch.length, -1);
     if (!stamped.ok) {
       if (stamped.reason === 'not-leading') {
@@ -281,14 +336,87 @@ export class ShardWritePath {
       if (still.length > 0) this.scheduleFlush();
       return;
     }
-    const { member, groupId, sm } = this.opts;
     for (const [i, q] of batch.entries()) {
-      const revision = stamped.revisions[i];
+      const item: OutboxItem = { q, revision: stamped.revisions[i], term, reads: null, waiting: false, failed: null };
+      this.outbox.push(item);
+      this.startReadsElsewhere(item);
+    }
+    this.drainOutbox();
+  }
+
+  /** For a txn reading other shards: reads them at the entry's revision − 1 (txn-reads.ts), then drains. */
+  private startReadsElsewhere(item: OutboxItem): void {
+    const elsewhere = this.readsElsewhere;
+    if (elsewhere === null || !('txn' in item.q.body) || !item.q.body.txn) return;
+    let plan: ForeignRead[];
+    try {
+      plan = elsewhere.plan(item.q.body);
+    } catch (err) {
+      item.failed = err instanceof Error ? err : new Error(String(err));
+      return;
+    }
+    if (plan.length === 0) return;
+    const txn = txnOpFromWire(item.q.body.txn);
+    item.waiting = true;
+    this.stats.txnsReadingElsewhere++;
+    const deadlineMs = item.q.deadlineMs;
+    const answers = plan.map(async (read): Promise<ForeignAnswer | null> => {
+      const at = foreignReadRevision(read, item.revision);
+      if (at === null) return null;
+      try {
+        return await Promise.all(read.groups.map((g) => elsewhere.read(g, read.op, at, deadlineMs)));
+      } catch (err) {
+        if (err instanceof Error && err.name === 'MvccError' && (err as Error & { code?: string }).code === 'compacted') return 'compacted';
+        throw err;
+      }
+    });
+    // The writes behind this one wait for it: whatever the reads do, it leaves the outbox by its deadline.
+    let settled = false;
+    const settle = (reads: TxnReadsWire | null, failed: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(backstop);
+      item.reads = reads;
+      item.failed = failed;
+      item.waiting = false;
+      this.drainOutbox();
+    };
+    const backstop = setTimeout(() => settle(null, new ShardDeadlineError('txn reads on other shards passed the deadline')), Math.max(0, deadlineMs - Date.now()) + READS_BACKSTOP_MS);
+    Promise.all(answers).then(
+      (all) => settle(txnReadsToWire(txn, plan, all), null),
+      (err: unknown) => settle(null, err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  /** Proposes the outbox's head writes, in revision order, up to the first still waiting for its reads. */
+  private drainOutbox(): void {
+    const { member, groupId, sm } = this.opts;
+    // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
+    while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
+      const { q, revision, term, reads, failed } = this.outbox.shift()!;
+      if (term !== this.revisions.leaderTerm || !this.ready()) {
+        // lose() empties the outbox; this is the same leadership check the synchronous path makes.
+        this.revisions.abandon(revision);
+        q.reject(new ShardNotReadyError('shard leadership lost'));
+        continue;
+      }
+      if (failed !== null) {
+        // Its reads elsewhere failed (deadline, no leader): never proposed, its revision is a gap.
+        this.revisions.abandon(revision);
+        q.reject(failed);
+        continue;
+      }
+      let extra: { txn_reads?: TxnReadsWire } = reads !== null ? { txn_reads: reads } : {};
       // A write whose caller gave up is still proposed when it has a revision: skipping it would only
       // make a gap, and proposing keeps the path simple (the caller was told "deadline", not "failed").
       if (q.origin !== undefined) {
+        // Reads elsewhere are only ever what this leader read: a proposal arriving with some is not trusted.
+        const origin: InternalRequest = { ...q.origin };
+        delete origin.txn_reads;
         try {
-          member.proposeDirect(groupId, encodeInternalRequest({ ...q.origin, revision: String(revision) }));
+          let data = encodeInternalRequest({ ...origin, ...extra, revision: String(revision) });
+          if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
+          member.proposeDirect(groupId, data);
           this.stats.writesProposed++;
           q.resolve({ revision, result: null });
         } catch (err) {
@@ -300,7 +428,11 @@ export class ShardWritePath {
       const tracked = sm.track();
       let data: Uint8Array;
       try {
-        data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, revision: String(revision) });
+        data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+        if (reads !== null && data.length > this.maxEntryBytes) {
+          extra = { txn_reads: TOO_LARGE };
+          data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+        }
         member.proposeDirect(groupId, data);
       } catch (err) {
         tracked.forget();

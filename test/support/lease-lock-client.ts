@@ -24,8 +24,9 @@ export class LeaseLockClient {
     });
   }
 
-  grant(ttlSeconds: number, timeoutMs = 3_000): Promise<{ ID: string; TTL: string }> {
-    return this.call(this.lease, 'LeaseGrant', { TTL: ttlSeconds }, timeoutMs);
+  /** `id`: the client's own choice of lease id (etcd allows any unused one); absent, the server draws one. */
+  grant(ttlSeconds: number, timeoutMs = 3_000, id?: string): Promise<{ ID: string; TTL: string }> {
+    return this.call(this.lease, 'LeaseGrant', id === undefined ? { TTL: ttlSeconds } : { TTL: ttlSeconds, ID: id }, timeoutMs);
   }
 
   revoke(id: string, timeoutMs = 3_000): Promise<unknown> {

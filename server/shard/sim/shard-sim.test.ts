@@ -1,8 +1,9 @@
 // The sharded write and read path on real Members under crashes, partitions and leader changes
-// (shard-sim.ts): 3 members hosting the metadata group and 4 shards, writers and multi-shard snapshot
-// readers and a closer; exact replay; and the mutation check (a shard leader that skips the
-// maxReadRevision rule, or does not wait for its proposed revisions ≤ R before reading at R, or closes at
-// R over a write turn's grant still on its way, must be caught by some seed).
+// (shard-sim.ts): 3 members hosting the metadata group and 4 shards, writers, txn writers reading every
+// shard, multi-shard snapshot readers and a closer; exact replay; and the mutation check (a shard leader
+// that skips the maxReadRevision rule, does not wait for its proposed revisions ≤ R before reading at R,
+// closes at R over a write turn's grant still on its way, or proposes a txn before its reads on other
+// shards answered, must be caught by some seed).
 //
 // Replay a failure `seed=S: ...` with
 //   SHARD_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/shard/sim/shard-sim.test.ts
@@ -28,7 +29,7 @@ describe('sharded write and read path simulation', () => {
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
     console.log(
       `shard sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
-        `${sum((r) => r.writesAcked)} writes acknowledged (${sum((r) => r.writesProposed)} proposed, ${sum((r) => r.entries)} stamped entries applied) ` +
+        `${sum((r) => r.writesAcked)} writes acknowledged (${sum((r) => r.txnsAcked)} of them txns counting every shard; ${sum((r) => r.writesProposed)} proposed, ${sum((r) => r.entries)} stamped entries applied) ` +
         `in ${sum((r) => r.oracleRequests)} oracle requests (${sum((r) => r.grantsRetried)} grants dropped and retried); ` +
         `${sum((r) => r.multiShardSnapshots)} multi-shard snapshots, ${sum((r) => r.rereads)} re-read at the same revision; ` +
         `${sum((r) => r.closes)} closes (${sum((r) => r.closesAtFloor)} at the leader's floor, below R); ` +
@@ -36,6 +37,7 @@ describe('sharded write and read path simulation', () => {
     );
     if (replaySeed !== null) return;
     expect(sum((r) => r.writesAcked)).toBeGreaterThan(20 * results.length);
+    expect(sum((r) => r.txnsAcked)).toBeGreaterThan(5 * results.length);
     expect(sum((r) => r.multiShardSnapshots)).toBeGreaterThan(5 * results.length);
     expect(sum((r) => r.rereads)).toBeGreaterThan(2 * results.length);
     expect(sum((r) => r.closes)).toBeGreaterThan(10 * results.length);
@@ -50,7 +52,7 @@ describe('sharded write and read path simulation', () => {
     expect(b).toEqual(a);
   });
 
-  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
+  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
     if (replaySeed !== null) return;
     let caught = '';
     let tried = 0;
@@ -63,6 +65,6 @@ describe('sharded write and read path simulation', () => {
       }
     }
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
-    expect(caught).toMatch(/^seed=\d+: (history changed|snapshot at \d+ differs|lost or invisible|close broken)/);
+    expect(caught).toMatch(/^seed=\d+: (history changed|snapshot at \d+ differs|lost or invisible|close broken|txn putting \S+ at revision \d+ counted)/);
   });
 });

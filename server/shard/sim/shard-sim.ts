@@ -6,7 +6,9 @@
 // by the slot map, through the shard leaders; readers take multi-shard snapshots: a revision R from the
 // oracle, readAt(R) on every shard's leader, merged with range-merge, and re-read the same R later; a
 // closer runs merged watches' closes: closeAt(R) on a shard's leader, which answers the revision C ≤ R it
-// closed and its applied index I.
+// closed and its applied index I. Txn writers put a key on one shard and, in the same txn, count every
+// key of every shard (the txn's write shard leader reads the others at R − 1, txn-reads.ts), as etcd's
+// lock does.
 // Members crash (biased to the member leading most groups) and restart, partitions come and go.
 //
 // Checked:
@@ -17,6 +19,8 @@
 //     store holds it at that revision;
 //   - every snapshot shows every write acknowledged before its R was requested (at that write's
 //     revision or a later one);
+//   - every acknowledged txn counted exactly the keys that exist at its revision in the final logs
+//     (its own put included): it read every shard at one point, serializably;
 //   - history is immutable: a snapshot re-read later at the same R is identical, and every snapshot
 //     equals the state at R rebuilt from the shards' final logs;
 //   - a close is true: in the shard's final log every entry at a revision ≤ C is at an index ≤ I (so a
@@ -39,8 +43,11 @@ import { MetadataStateMachine } from '../metadata-state-machine.ts';
 import { OracleHost } from '../oracle-host.ts';
 import { OracleClient } from '../oracle-client.ts';
 import { KvStateMachine } from '../kv-state-machine.ts';
-import { decodeInternalRequest, revisionOf } from '../request-codec.ts';
-import { ShardWritePath } from '../shard-write-path.ts';
+import { decodeInternalRequest, revisionOf, type InternalRequestBody } from '../request-codec.ts';
+import { ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard-write-path.ts';
+import { planTxnReads } from '../txn-reads.ts';
+import { txnOpFromWire } from '../../etcd/convert.ts';
+import type { TxnResult } from '../../mvcc/types.ts';
 import type { ShardRevisionsMutation } from '../shard-revisions.ts';
 import { InProcessOracleTransport } from './in-process-oracle-transport.ts';
 
@@ -52,6 +59,8 @@ export interface ShardSimOptions {
   members?: number;
   shards?: number;
   writers?: number;
+  /** Writers of txns that put one key and count every shard's keys in the same txn. */
+  txnWriters?: number;
   readers?: number;
   /** Loops closing random shards at fresh revisions (a merged watch's closing rounds). */
   closers?: number;
@@ -67,6 +76,7 @@ export interface ShardSimResult {
   seed: number;
   events: number;
   writesAcked: number;
+  txnsAcked: number;
   entries: number;
   snapshots: number;
   multiShardSnapshots: number;
@@ -155,7 +165,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
@@ -177,6 +187,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   /** Per shard group: what was applied at each index (the first member to apply it decides). */
   const applied = new Map<number, Map<number, AppliedEntry>>(shardGroups.map((g) => [g, new Map()]));
   const acks: Ack[] = [];
+  const txnAcks: Array<{ key: string; revision: number; count: number }> = [];
   const snapshots: Snapshot[] = [];
   let multiShardSnapshots = 0;
   let rereads = 0;
@@ -231,7 +242,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               const data = Buffer.from(entry.data).toString('hex');
               const req = decodeInternalRequest(entry.data);
               const revision = revisionOf(req) ?? 0;
-              const put = 'put' in req && req.put ? req.put : null;
+              const put = 'put' in req && req.put ? req.put : 'txn' in req && req.txn ? (req.txn.success?.find((op) => op.request_put)?.request_put ?? null) : null;
               const seen = applied.get(g)!.get(entry.index);
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
@@ -246,7 +257,16 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           member.onLeaderChange(() => leaderChanges++);
           for (const g of shardGroups) {
             const oracle = new OracleClient({ requester: `shard-${g}@m${m.id}#${m.generation}`, transport: transportFrom(m.id), members: () => ids, attemptTimeoutMs: 150, random: () => clientRng.nextFloat() });
-            inc.paths.set(g, new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) }));
+            const readsElsewhere: ReadsElsewhere = {
+              plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), g, (k, e) => slotMap.shardsOfRange(k, e).shards.map((i) => i + 1)) : []),
+              read: (group, op, revision, deadlineMs) => {
+                const other = leaderOf(group)?.current;
+                const p = other?.paths.get(group);
+                if (!other || !p) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
+                return clock.runAs(other.owner, () => p.readAt(op, revision, deadlineMs));
+              },
+            };
+            inc.paths.set(g, new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) }));
           }
           member.setSink(net.sinkFor(m.id, owner));
           net.attach({ id: m.id, owner, member, snapshotDir: m.disk.snapshotDir });
@@ -300,6 +320,34 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           () => {},
         ),
       );
+    };
+    // A txn: put one key here, count every key of every shard (its own put included).
+    const txnOnce = (w: number): void => {
+      const key = `x${w}-${++written}`;
+      const value = `t${w}-${written}`;
+      const group = slotMap.shardOf(slotOf(Buffer.from(key))) + 1;
+      const inc = leaderOf(group)?.current;
+      const p = inc?.paths.get(group);
+      if (!inc || !p) return;
+      const putOp = { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false };
+      const countAll = { key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true };
+      const body = { txn: { compare: [], success: [{ request_put: putOp }, { request_range: countAll }], failure: [] } } as unknown as InternalRequestBody;
+      clock.runAs(inc.owner, () =>
+        p.write(body, clock.now + 300).then(
+          (o) => {
+            acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now });
+            const r = o.result as TxnResult;
+            const counted = r.responses[1]?.type === 'range' ? r.responses[1].range.count : -1;
+            txnAcks.push({ key, revision: o.revision, count: counted });
+          },
+          () => {},
+        ),
+      );
+    };
+    const txnLoop = (w: number): void => {
+      if (!clientsOn) return;
+      txnOnce(w);
+      clock.schedule(3 + clientRng.nextInt(15), () => txnLoop(w), SIM_OWNER);
     };
     const writerLoop = (w: number): void => {
       if (!clientsOn) return;
@@ -428,6 +476,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
 
     for (const m of members) boot(m);
     for (let w = 0; w < opts.writers; w++) clock.schedule(100 + clientRng.nextInt(50), () => writerLoop(w), SIM_OWNER);
+    for (let w = 0; w < opts.txnWriters; w++) clock.schedule(100 + clientRng.nextInt(50), () => txnLoop(opts.writers + w), SIM_OWNER);
     for (let i = 0; i < opts.readers; i++) clock.schedule(100 + clientRng.nextInt(50), () => readerLoop(i), SIM_OWNER);
     for (let i = 0; i < opts.closers; i++) clock.schedule(100 + closeRng.nextInt(50), () => closerLoop(i), SIM_OWNER);
     clock.schedule(150 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
@@ -525,6 +574,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (diff) throw new Violation(`snapshot at ${s.revision} differs from the shards' final history: ${diff}`);
     }
     if (finalSnapshot) checkAcksVisible(finalSnapshot);
+    // Every acknowledged txn counted the keys of every shard as they were at its revision.
+    for (const t of txnAcks) {
+      const want = modelAt(t.revision).kvs.size;
+      if (t.count !== want) throw new Violation(`txn putting ${t.key} at revision ${t.revision} counted ${t.count} keys over every shard; ${want} exist at that revision`);
+    }
     // Every close is true of the final logs: no entry at or below its revision past its index.
     for (const c of closes) {
       for (const [index, e] of applied.get(c.group)!) {
@@ -539,6 +593,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       seed,
       events: clock.events,
       writesAcked: acks.length,
+      txnsAcked: txnAcks.length,
       entries,
       snapshots: all.length,
       multiShardSnapshots,
