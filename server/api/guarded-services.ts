@@ -8,12 +8,12 @@ import { toServiceError } from './context.ts';
 import { ETCD_ERRORS } from '../etcd/errors.ts';
 import { asUnknownStatus, contenderKey, contenderPrefix, prefixEnd } from './concurrency.ts';
 import { txnIsReadOnly } from '../etcd/convert.ts';
-import { checkRange, checkTxn } from './validate.ts';
+import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import type { Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
-import { access, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
-import type { RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import { access, deleteNeeds, putNeeds, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
+import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { endWithStatus } from './stream-status.ts';
 
 /** A request-time check; resolves true when it passed a read barrier the handler may skip. */
@@ -87,21 +87,28 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
   // it checks permissions.
   const readRange: Check<RangeRequest> = (caller, req) => (checkRange(req) ? false : guard.requireForRead(caller, rangeNeeds(req), req.serializable));
   // Writes are decided at apply time, against the auth state at their place in the log (as in etcd);
-  // here they only get their caller.
+  // here they only get their caller. On a sharded cluster the auth state lives in the cluster group and
+  // the shards that apply the writes hold none, so a write is decided here instead, after a read barrier
+  // on the cluster group (as a read is): a permission revoked before the request arrived is always seen;
+  // one revoked while the write is in flight is not, which is the one difference from a single group.
+  const sharded = ctx.shards !== null;
+  const writeCheck = <Req>(needs: (req: Req) => Requirement[], invalid: (req: Req) => unknown = () => null): Check<Req> | null =>
+    sharded ? (caller, req) => (invalid(req) ? false : guard.requireForRead(caller, needs(req), false)) : null;
   return {
     ...impl,
     Range: guardUnary(guard, impl.Range, readRange, mapError),
     RangeStream: guardStream(guard, impl.RangeStream, readRange, mapError),
-    Put: guardUnary(guard, impl.Put, null, mapError),
-    DeleteRange: guardUnary(guard, impl.DeleteRange, null, mapError),
-    Compact: guardUnary(guard, impl.Compact, null, mapError),
+    Put: guardUnary<PutRequest>(guard, impl.Put, writeCheck((req) => putNeeds(req, leaseKeys), checkPut), mapError),
+    DeleteRange: guardUnary<DeleteRangeRequest>(guard, impl.DeleteRange, writeCheck((req) => deleteNeeds(req), checkDelete), mapError),
+    Compact: guardUnary(guard, impl.Compact, writeCheck(() => AUTHENTICATED), mapError),
     Txn: guardUnary<TxnRequest>(
       guard,
       impl.Txn,
       // A read-only txn never reaches the log, so it is decided here, like a Range.
       (caller, req) => {
         if (checkTxn(req, ctx.limits.maxTxnOps)) return false;
-        return txnIsReadOnly(req) ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req)) : false;
+        if (txnIsReadOnly(req)) return guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req));
+        return sharded ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), false) : false;
       },
       mapError,
     ),
