@@ -136,6 +136,20 @@ class Revisions {
   }
 }
 
+/**
+ * `watch -w json` prints one JSON object per WatchResponse. How a watch's events are split into
+ * responses is not part of etcd's contract (only that one revision's events share a response), and a
+ * watch merged over several shards may send its history in more than one: compare the events, in order,
+ * as one response.
+ */
+function oneWatchResponse(stdout: string): string {
+  const lines = stdout.split('\n').filter((l) => l.startsWith('{"Header"'));
+  if (lines.length === 0) return stdout;
+  const responses = lines.map((l) => JSON.parse(l) as { Events?: unknown[] });
+  const merged = { ...responses[0], Events: responses.flatMap((r) => r.Events ?? []) };
+  return `${JSON.stringify(merged)}\n`;
+}
+
 let synod: ProcessCluster;
 let etcd: EtcdReference | null = null;
 
@@ -166,7 +180,7 @@ async function runSession(steps: Step[]): Promise<string[]> {
       }
     }
     const show = (o: { code: number | null; stdout: string; stderr: string }, r: Revisions): string =>
-      step.stopAfterMs ? r.normalize(o.stdout) : `code=${o.code}\n${r.normalize(o.stdout)}\n${r.normalize(o.stderr)}`;
+      step.stopAfterMs ? r.normalize(oneWatchResponse(o.stdout)) : `code=${o.code}\n${r.normalize(o.stdout)}\n${r.normalize(o.stderr)}`;
     const left = show(a, revs.etcd);
     const right = show(b, revs.synod);
     if (process.env.SYNOD_DIFF_LOG) fs.appendFileSync(process.env.SYNOD_DIFF_LOG, `$ etcdctl ${step.args.join(' ')}\n--- etcd\n${left}\n--- synod\n${right}\n`);
