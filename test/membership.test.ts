@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
+import { eventually } from './support/eventually.ts';
 
 const SNAPSHOT_COUNT = 100;
 
@@ -42,21 +43,6 @@ function startWriter(endpoint: string): Writer {
       return { acked, attempts };
     },
   };
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: gave up after ${timeoutMs} ms ${last}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /** `member list` rows: id, status, name, peer URLs, client URLs, is learner. */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
+import { eventually } from './support/eventually.ts';
 
 const SHARDS = 4;
 let cluster: ProcessCluster;
@@ -30,21 +31,6 @@ interface ShardView {
 async function placement(i: number): Promise<ShardView[]> {
   const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/placement`);
   return ((await res.json()) as { shards: ShardView[] }).shards;
-}
-
-async function eventually<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: gave up after ${timeoutMs} ms ${last}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function putAll(endpoint: string, prefix: string, n: number, acked: Map<string, string>): Promise<void> {

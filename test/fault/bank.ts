@@ -45,7 +45,7 @@ export function accountKey(tag: number, account: number): string {
   return `${PREFIX}{t${tag}}/a${account}`;
 }
 
-const describe = (kvs: WireKv[]): Map<string, string> => new Map(kvs.map((kv) => [kv.key.toString(), `${kv.value.toString()}@${kv.mod_revision}`]));
+const kvsByKey = (kvs: WireKv[]): Map<string, string> => new Map(kvs.map((kv) => [kv.key.toString(), `${kv.value.toString()}@${kv.mod_revision}`]));
 
 /** A client that sticks to one member and moves on to the next after a failure, as the fault workload's. */
 class MemberRotation {
@@ -142,7 +142,7 @@ export class Bank {
       for (const [i, snap] of this.snapshots.entries()) {
         const kv = kvs[i % kvs.length];
         const again = await kv.range(PREFIX, { range_end: prefixEnd(PREFIX), revision: String(snap.revision) }, 10_000);
-        const now = describe(again.kvs);
+        const now = kvsByKey(again.kvs);
         const same = now.size === snap.kvs.size && [...snap.kvs].every(([k, v]) => now.get(k) === v);
         if (!same) this.report.violations.push(`snapshot at revision ${snap.revision} changed: first ${JSON.stringify([...snap.kvs])}, now ${JSON.stringify([...now])}`);
         this.report.snapshotsReread++;
@@ -214,7 +214,7 @@ export class Bank {
         }
         const newest = read.kvs.reduce((m, kv) => Math.max(m, Number(kv.mod_revision)), 0);
         if (newest > revision) this.report.violations.push(`snapshot at revision ${revision} holds a mod_revision ${newest} above its header`);
-        if (this.report.snapshotReads % 10 === 1) this.snapshots.push({ revision, member: rotation.member, kvs: describe(read.kvs) });
+        if (this.report.snapshotReads % 10 === 1) this.snapshots.push({ revision, member: rotation.member, kvs: kvsByKey(read.kvs) });
       } catch {
         this.report.snapshotReadsFailed++;
         rotation.next();
