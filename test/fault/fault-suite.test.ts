@@ -1,4 +1,4 @@
-// The fault suite against real server processes. `make test` runs a short version (three seeds,
+// The fault suite against real server processes. `make test` runs a short version (two seeds,
 // 15 s each); `make soak` (SYNOD_SOAK=1) runs more and longer seeds, alternating 3 and 5 members,
 // within a fixed time budget (SYNOD_SOAK_MINUTES, default 10). SYNOD_FAULT_SEED=<n> replays one
 // seed's schedule (with SYNOD_SOAK=1 for a soak seed). Every run prints a
@@ -22,7 +22,7 @@ function optionsFor(seed: number): FaultRunOptions {
 
 function runs(): FaultRunOptions[] {
   if (replay !== null) return [optionsFor(replay)];
-  if (!soak) return [1, 2, 3].map(optionsFor);
+  if (!soak) return [1, 2].map(optionsFor);
   const out: FaultRunOptions[] = [];
   for (let seed = 101, spent = 0; spent + SOAK_SEED_MS <= SOAK_BUDGET_MS; seed++, spent += SOAK_SEED_MS) out.push(optionsFor(seed));
   return out;

@@ -14,7 +14,7 @@ const replay = process.env.SYNOD_SHARDED_FAULT_SEED ? Number(process.env.SYNOD_S
 const SHARDS = 16;
 
 function optionsFor(seed: number): FaultRunOptions {
-  return soak ? { seed, members: 3, durationMs: 60_000, clients: 6, shards: SHARDS } : { seed, members: 3, durationMs: 20_000, shards: SHARDS };
+  return soak ? { seed, members: 3, durationMs: 60_000, clients: 6, shards: SHARDS } : { seed, members: 3, durationMs: 15_000, shards: SHARDS };
 }
 
 const seeds = replay !== null ? [replay] : soak ? [201, 202, 203] : [12];
