@@ -4,7 +4,7 @@
 // work. Every member, every few seconds, computes the preferred leader of every shard with
 // server/placement/leaders.ts (pure: the same view gives every member the same answer; a current leader
 // within its fair share keeps its leadership) and hands over the shards it leads that should be led
-// elsewhere, one transfer at a time.
+// elsewhere, one transfer at a time, and only while the shard is idle (see round()).
 //
 // Why it is safe: a leadership transfer is Raft's own (the target catches up, then campaigns with the
 // leader's consent); nothing about data or revisions changes hands (a new shard leader starts its write
@@ -22,6 +22,7 @@ export interface LeaderBalancerMember {
   leaderId(groupId: number): NodeId;
   confState(groupId: number): ConfState;
   activeMembers(groupId: number): NodeId[];
+  isQuiesced(groupId: number): boolean;
   transferLeadership(groupId: number, targetId: NodeId, timeoutMs: number): Promise<void>;
 }
 
@@ -76,8 +77,12 @@ export class LeaderBalancer {
     }));
     // Every shard needs a known leader for the view to be the same everywhere; mid-election, wait.
     if (shards.some((s) => s.currentLeader === null)) return;
+    // Only an idle (quiesced) shard is handed over: while a leadership transfer is under way Raft drops
+    // proposals, and one forwarded by a follower's Raft is lost without an answer, so its client would
+    // wait out its deadline. A shard under constant writes keeps its leader (imbalance costs speed; a
+    // lost write costs a client a timeout).
     const next = leadershipsToHandOver(shards, member.memberId).find(
-      ({ shard, to }) => member.role(shard) === 'leader' && member.activeMembers(shard).includes(to),
+      ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to),
     );
     if (!next) return;
     this.transferring = true;

@@ -72,6 +72,8 @@ export interface ShardWritePathOptions {
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
+/** How long a forwarded write this leader could not propose waits before it is forwarded again. */
+const REFORWARD_DELAY_MS = 20;
 /** What a txn carries when its reads elsewhere would not fit in one entry (refused at apply). */
 const TOO_LARGE: TxnReadsWire = { compares: [], ranges: [], too_large: true };
 /** After its deadline, how long a txn's reads on other shards may still hold up the writes behind it. */
@@ -135,7 +137,7 @@ export class ShardWritePath {
   private stopped = false;
   /** Write turns whose oracle request is out: their grants are on the way (closeAt does not raise the floor over them). */
   private turnsOut = 0;
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, txnsReadingElsewhere: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, txnsReadingElsewhere: 0, writesReforwarded: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -183,7 +185,9 @@ export class ShardWritePath {
 
   private lose(err: Error): void {
     this.revisions.end();
+    const held = this.held;
     this.held = [];
+    for (const q of held) q.reject(err);
     // Stamped writes not proposed yet are dropped with their revisions (gaps), as unused grants are.
     const unproposed = this.outbox;
     this.outbox = [];
@@ -276,8 +280,13 @@ export class ShardWritePath {
       resolve: () => {
         q.settled = true;
       },
+      // Every rejection comes before the entry reached the log (proposing threw, or leadership was lost
+      // or handed over with the write still queued): its proposer, on another member, would otherwise
+      // wait out its deadline for an answer that never comes.
       reject: () => {
+        if (q.settled) return;
         q.settled = true;
+        this.reforward(data, q.deadlineMs);
       },
     };
     if (this.ready()) {
@@ -286,6 +295,24 @@ export class ShardWritePath {
     } else if (this.leadingTerm() !== 0 && this.held.length < MAX_HELD_WRITES) {
       this.held.push(q);
     }
+  }
+
+  /**
+   * Forwards a write again, to whoever leads the shard now, as its proposer's Raft first did (a leadership
+   * transfer, or a leader stepping down, between a follower's forward and this leader's proposal). Safe
+   * because the write never reached any log, so it cannot apply twice; its stamped revision, if it had
+   * one, was abandoned (a gap). Retried until the forwarded write's deadline while no leader is known.
+   */
+  private reforward(data: Uint8Array, deadlineMs: number): void {
+    setTimeout(() => {
+      if (this.stopped || Date.now() >= deadlineMs) return;
+      try {
+        this.opts.member.propose(this.opts.groupId, data);
+        this.stats.writesReforwarded++;
+      } catch {
+        this.reforward(data, deadlineMs);
+      }
+    }, REFORWARD_DELAY_MS);
   }
 
   private scheduleFlush(): void {
