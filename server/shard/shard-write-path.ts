@@ -294,6 +294,10 @@ export class ShardWritePath {
       this.scheduleFlush();
     } else if (this.leadingTerm() !== 0 && this.held.length < MAX_HELD_WRITES) {
       this.held.push(q);
+    } else {
+      // Raft made this member leader in this very turn (the member's own view follows at the next Ready),
+      // or too many writes wait for the start: forwarded again shortly rather than dropped unanswered.
+      q.reject(new ShardNotReadyError('not the ready leader of this shard yet'));
     }
   }
 
