@@ -24,7 +24,7 @@ export interface CallIdentity {
 
 export const ANONYMOUS: Caller = Object.freeze({ username: '' });
 
-type TokenVerdict = { kind: 'user'; name: string } | { kind: 'disabled' } | { kind: 'invalid'; retry: boolean };
+type TokenVerdict = { kind: 'user'; name: string; revision: number } | { kind: 'disabled' } | { kind: 'invalid'; retry: boolean };
 
 export class AuthGuard {
   private readonly ctx: ApiContext;
@@ -65,7 +65,7 @@ export class AuthGuard {
       await this.ctx.readBarrier();
       verdict = this.judgeToken(token);
     }
-    if (verdict.kind === 'user') return { username: verdict.name };
+    if (verdict.kind === 'user') return { username: verdict.name, token_revision: String(verdict.revision) };
     if (verdict.kind === 'disabled') return ANONYMOUS;
     this.ctx.logger.debug('refused an invalid or expired auth token');
     throw grpcError(ETCD_ERRORS.INVALID_AUTH_TOKEN);
@@ -85,7 +85,7 @@ export class AuthGuard {
     // A token newer than this member's auth state may name a user this member has not applied yet.
     const fromTheFuture = claims.revision > auth.revision;
     if (!user || user.credentialRevision > claims.revision) return { kind: 'invalid', retry: fromTheFuture };
-    return { kind: 'user', name: user.name };
+    return { kind: 'user', name: user.name, revision: claims.revision };
   }
 
   /** Throws etcd's error for the first requirement the caller fails. */

@@ -20,6 +20,13 @@ export function permissionFromWire(p: WirePermission | null | undefined): KeyPer
  */
 export function authorizeEntry(req: InternalRequest, store: AuthStore, leaseKeys: LeaseKeys): AuthErrorCode | null {
   if (!req.caller || !store.enabled) return null;
+  // A token checked on a member that had not applied a later password change yet (etcd: the entry's
+  // auth revision is old): every member refuses it here, at its place in the log.
+  const tokenRevision = Number(req.caller.token_revision ?? 0);
+  if (tokenRevision > 0) {
+    const user = store.getUser(req.caller.username);
+    if (!user || user.credentialRevision > tokenRevision) return 'INVALID_AUTH_TOKEN';
+  }
   return firstRefusal(store, req.caller.username, entryNeeds(req, leaseKeys));
 }
 

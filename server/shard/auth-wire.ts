@@ -46,6 +46,8 @@ export interface AuthRoleRevokePermissionRequest {
 /** Who a Raft entry was proposed for; username '' = a client without credentials. */
 export interface Caller {
   username: string;
+  /** The auth revision of the token presented ('0' or absent: none); see internal.proto. */
+  token_revision?: string;
 }
 
 export type AuthRequestBody =
