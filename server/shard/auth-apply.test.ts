@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { AuthStore } from '../auth/auth-store.ts';
 import { authorizeEntry } from './auth-apply.ts';
-import type { InternalRequest } from './request-codec.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest } from './request-codec.ts';
 
 
 function store(): AuthStore {
@@ -32,5 +32,13 @@ describe('authorizeEntry and token revisions', () => {
     expect(authorizeEntry(grantBy('carol'), s, none)).toBeNull();
     s.userDelete('carol');
     expect(authorizeEntry(grantBy('carol', issuedAt), s, none)).toBe('INVALID_AUTH_TOKEN');
+  });
+
+  it('the token revision survives the log: a put entry with one round-trips through the codecs', () => {
+    const entry = { proposer: '7', seq: '1', put: { key: Buffer.from('k'), value: Buffer.from('v') }, caller: { username: 'carol', token_revision: '12' } } as unknown as InternalRequest;
+    const back = decodeInternalRequest(encodeInternalRequest(entry));
+    expect(back.caller).toEqual({ username: 'carol', token_revision: '12' });
+    const plain = decodeInternalRequest(encodeInternalRequest({ ...entry, caller: { username: 'carol' } } as InternalRequest));
+    expect(Number(plain.caller?.token_revision ?? 0)).toBe(0);
   });
 });
