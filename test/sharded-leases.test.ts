@@ -88,7 +88,8 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     expect(await count('lk/')).toBe(12);
     // Lease ids are 64-bit: read them from the JSON text, not through a JS number.
     const leased = [...(await etcdctlOk(cluster.endpoints, ['get', '--prefix', 'lk/', '-w', 'json'])).matchAll(/"lease":(\d+)/g)].map((m) => BigInt(m[1]).toString(16));
-    expect(leased).toEqual(keys.map(() => lease));
+    // etcdctl prints ids as 16 hex digits, zero-padded; compare the numbers.
+    expect(leased).toEqual(keys.map(() => BigInt(`0x${lease}`).toString(16)));
 
     const revoked = await etcdctlOk(cluster.endpoints, ['lease', 'revoke', lease]);
     expect(revoked).toContain(`lease ${lease} revoked`);

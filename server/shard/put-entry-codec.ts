@@ -87,7 +87,10 @@ export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unk
   const caller = req.caller as { username?: unknown } | null | undefined;
   let username: Buffer | null = null;
   if (caller !== undefined && caller !== null) {
-    if (typeof caller !== 'object' || Object.keys(caller).some((k) => k !== 'username')) return null;
+    // A token revision other than 0 (a field this codec does not write) is left to protobufjs.
+    const tokenRevision = (caller as { token_revision?: unknown }).token_revision;
+    if (tokenRevision !== undefined && tokenRevision !== null && String(tokenRevision) !== '0') return null;
+    if (typeof caller !== 'object' || Object.keys(caller).some((k) => k !== 'username' && k !== 'token_revision')) return null;
     if (caller.username !== undefined && caller.username !== null && typeof caller.username !== 'string') return null;
     username = Buffer.from((caller.username as string | undefined) ?? '', 'utf8');
   }
@@ -294,5 +297,6 @@ function decodeCaller(buf: Buffer, start: number, end: number): Caller | null {
     if (span === null) return null;
     username = buf.toString('utf8', span[0], span[1]);
   }
-  return { username };
+  // As protobufjs decodes it (defaults filled); a caller with a token revision has field 2 and goes there.
+  return { username, token_revision: '0' };
 }
