@@ -21,7 +21,10 @@ function watchUntil(args: string[], until: (out: string) => boolean, timeoutMs =
   return runUntil(['watch', ...args], until, timeoutMs);
 }
 
-/** Starts a long-running etcdctl command, collects stdout until `until` matches, then kills it. */
+/**
+ * Starts a long-running etcdctl command, collects stdout until `until` matches, then kills it.
+ * stdout arrives in arbitrary chunks: `until` must match the whole expected tail (line ends included).
+ */
 function runUntil(args: string[], until: (out: string) => boolean, timeoutMs = 10_000): { done: Promise<string>; started: Promise<void> } {
   const child = spawn('etcdctl', [`--endpoints=${ep}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
   let out = '';
@@ -102,7 +105,7 @@ describe('etcdctl against a 3-member Synod cluster', () => {
   });
 
   it('watch follows live events', async () => {
-    const w = watchUntil(['live-key'], (out) => out.includes('second'));
+    const w = watchUntil(['live-key'], (out) => out.endsWith('second\n'));
     await w.started;
     await etcdctlOk(ep, ['put', 'live-key', 'first']);
     await etcdctlOk(ep, ['put', 'live-key', 'second']);
@@ -113,7 +116,7 @@ describe('etcdctl against a 3-member Synod cluster', () => {
     const r1 = JSON.parse(await etcdctlOk(ep, ['put', 'hist/a', '1', '-w', 'json'])) as { header: { revision: number } };
     await etcdctlOk(ep, ['put', 'hist/b', '2']);
     await etcdctlOk(ep, ['del', 'hist/a']);
-    const w = watchUntil([`--rev=${r1.header.revision}`, '--prefix', 'hist/'], (out) => out.includes('DELETE'));
+    const w = watchUntil([`--rev=${r1.header.revision}`, '--prefix', 'hist/'], (out) => out.includes('DELETE\nhist/a\n\n'));
     expect(await w.done).toBe('PUT\nhist/a\n1\nPUT\nhist/b\n2\nDELETE\nhist/a\n\n');
   });
 
@@ -152,15 +155,15 @@ describe('etcdctl against a 3-member Synod cluster', () => {
   });
 
   it('elect campaigns and elect -l observes the leader and its successor', async () => {
-    const observer = runUntil(['elect', '-l', 'ballot'], (out) => out.includes('second'), 20_000);
+    const observer = runUntil(['elect', '-l', 'ballot'], (out) => out.includes('second\n'), 20_000);
     await observer.started;
-    const first = runUntil(['elect', 'ballot', 'first'], (out) => out.includes('first'));
+    const first = runUntil(['elect', 'ballot', 'first'], (out) => out.includes('first\n'));
     const firstOut = await first.done; // killed once elected: its session lease (60 s) still leads
     expect(firstOut).toMatch(/^ballot\/[0-9a-f]+\nfirst\n$/);
     const key = firstOut.split('\n')[0];
     // Resign the first leader by revoking its session's lease; the second candidate takes over.
     const lease = (await etcdctlOk(ep, ['get', key, '-w', 'fields'])).match(/"Lease" : (\d+)/)![1];
-    const second = runUntil(['elect', 'ballot', 'second'], (out) => out.includes('second'));
+    const second = runUntil(['elect', 'ballot', 'second'], (out) => out.includes('second\n'));
     await new Promise((r) => setTimeout(r, 500));
     await etcdctlOk(ep, ['lease', 'revoke', BigInt(lease).toString(16)]);
     expect(await second.done).toMatch(/^ballot\/[0-9a-f]+\nsecond\n$/);
