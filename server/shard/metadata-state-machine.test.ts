@@ -99,4 +99,30 @@ describe('MetadataStateMachine', () => {
       { seed: 27, numRuns: 300 },
     );
   });
+
+  it('keeps desired placements, shard memberships and draining marks, restored from its records', () => {
+    const sm = new MetadataStateMachine([], BOOT);
+    expect(sm.desiredReplicas(0)).toBeNull();
+    sm.apply(entry(4, { kind: 'placement', shards: [{ shard: 0, replicas: [3, 1, 2] }, { shard: 1, replicas: [2, 3, 4] }] }));
+    sm.apply(entry(5, { kind: 'shard-conf', shard: 1, voters: [3, 2, 1], learners: [4] }));
+    sm.apply(entry(6, { kind: 'member-state', memberId: 2, state: 'draining' }));
+    sm.apply(entry(7, { kind: 'placement', shards: [{ shard: 0, replicas: [1, 3, 4] }] }));
+    sm.apply(entry(8, { kind: 'member-state', memberId: 3, state: 'draining' }));
+    sm.apply(entry(9, { kind: 'member-state', memberId: 3, state: 'up' }));
+    const check = (m: MetadataStateMachine): void => {
+      expect(m.desiredReplicas(0)).toEqual([1, 3, 4]);
+      expect(m.desiredReplicas(1)).toEqual([2, 3, 4]);
+      expect(m.observedConf(1)).toEqual({ voters: [1, 2, 3], learners: [4] });
+      expect(m.observedConf(0)).toBeNull();
+      expect(m.drainingMembers()).toEqual([2]);
+      expect(m.placementVersion).toBe(9);
+    };
+    check(sm);
+    const disk = persisted(sm);
+    check(new MetadataStateMachine(records(disk), BOOT));
+    // A removed member's draining mark goes with it.
+    sm.applyConfChange(entry(10, { kind: 'high-water', highWater: 1, proposedTerm: 1 }), { type: 'removeNode', nodeId: 2 }, { voters: [1, 3], learners: [] });
+    expect(sm.drainingMembers()).toEqual([]);
+    expect(new MetadataStateMachine(records(persisted(sm, disk)), BOOT).drainingMembers()).toEqual([]);
+  });
 });

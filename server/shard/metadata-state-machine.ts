@@ -13,7 +13,15 @@
 //
 // Records (store-relative keys): 'h' → the highest mark as a high-water entry (mark and its proposing
 // term), 'c' → the bootstrap entry, 'n' + member id → the membership record (JSON, tombstones kept,
-// exactly as the KV group keeps them, so ids are never reused).
+// exactly as the KV group keeps them, so ids are never reused), 'p' + u16 shard → the shard's desired
+// replicas (a one-shard placement entry), 'o' + u16 shard → the shard's Raft membership as its leader last
+// reported it (a shard-conf entry), 'd' + member id → a draining member's state entry, 'v' → the placement
+// version (u64: the index of the last entry that changed a desired placement or a member's state).
+//
+// Placement (docs/sharding.md, "Placement on a subset"): the placer on this group's leader writes desired
+// replicas per shard; each shard's leader moves its group towards them and reports the membership it
+// reached. Those records only say where a shard should be and where it was last seen: the shard's own
+// Raft log decides its membership, so a stale record can delay a move but never lose a quorum.
 import type { GroupStateMachine } from '../member/member.ts';
 import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
 import { validateShardCount } from '../routing/slots.ts';
@@ -22,6 +30,16 @@ import { decodeMetadataEntry, encodeMetadataEntry } from './metadata-entry-codec
 const HIGH_WATER_KEY = Buffer.from('h');
 const CLUSTER_KEY = Buffer.from('c');
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
+const DESIRED_PREFIX = 0x70; // 'p'
+const OBSERVED_PREFIX = 0x6f; // 'o'
+const DRAINING_PREFIX = 0x64; // 'd'
+const VERSION_KEY = Buffer.from('v');
+
+/** A shard's Raft membership as its leader reported it. */
+export interface ShardConf {
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+}
 
 export interface MetadataMember {
   readonly id: string;
@@ -40,7 +58,10 @@ export interface ClusterShape {
 export type MetadataApplied =
   | { readonly kind: 'high-water'; readonly index: number; readonly highWater: number; readonly proposedTerm: number }
   | { readonly kind: 'bootstrap'; readonly index: number; readonly shape: ClusterShape }
-  | { readonly kind: 'bootstrap-refused'; readonly index: number; readonly shape: ClusterShape; readonly reason: string };
+  | { readonly kind: 'bootstrap-refused'; readonly index: number; readonly shape: ClusterShape; readonly reason: string }
+  | { readonly kind: 'placement'; readonly index: number; readonly shards: readonly number[] }
+  | { readonly kind: 'member-state'; readonly index: number; readonly memberId: number; readonly state: 'up' | 'draining' }
+  | { readonly kind: 'shard-conf'; readonly index: number; readonly shard: number };
 
 export class MetadataStateMachine implements GroupStateMachine {
   private highWaterMark = 0;
@@ -48,6 +69,10 @@ export class MetadataStateMachine implements GroupStateMachine {
   private clusterShape: ClusterShape | null = null;
   private readonly membershipById = new Map<string, MetadataMember>();
   private readonly bootstrapMembers: MetadataMember[];
+  private readonly desired = new Map<number, readonly number[]>();
+  private readonly observed = new Map<number, ShardConf>();
+  private readonly draining = new Set<number>();
+  private version = 0;
   private ops: Array<{ key: Buffer; value: Buffer | null }> = [];
   private readonly listeners: Array<(applied: MetadataApplied) => void> = [];
 
@@ -80,6 +105,26 @@ export class MetadataStateMachine implements GroupStateMachine {
     return [...this.membershipById.values()].filter((m) => !m.removed).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
   }
 
+  /** The desired replicas (member ids, ascending) of `shard`, or null before the placer wrote any. */
+  desiredReplicas(shard: number): readonly number[] | null {
+    return this.desired.get(shard) ?? null;
+  }
+
+  /** `shard`'s Raft membership as its leader last reported it, or null before any report. */
+  observedConf(shard: number): ShardConf | null {
+    return this.observed.get(shard) ?? null;
+  }
+
+  /** Members marked draining (Placement/Drain), ascending. */
+  drainingMembers(): number[] {
+    return [...this.draining].sort((a, b) => a - b);
+  }
+
+  /** The index of the last entry that changed a desired placement or a member's state (0: none yet). */
+  get placementVersion(): number {
+    return this.version;
+  }
+
   /** Told after every applied metadata entry (on this member; the oracle host listens). */
   onApplied(listener: (applied: MetadataApplied) => void): void {
     this.listeners.push(listener);
@@ -95,6 +140,30 @@ export class MetadataStateMachine implements GroupStateMachine {
         this.ops.push({ key: HIGH_WATER_KEY, value: encodeMetadataEntry(decoded) });
       }
       applied = { kind: 'high-water', index: entry.index, highWater: decoded.highWater, proposedTerm: decoded.proposedTerm };
+    } else if (decoded.kind === 'placement') {
+      for (const { shard, replicas } of decoded.shards) {
+        const sorted = [...replicas].sort((a, b) => a - b);
+        this.desired.set(shard, sorted);
+        this.ops.push({ key: shardKey(DESIRED_PREFIX, shard), value: encodeMetadataEntry({ kind: 'placement', shards: [{ shard, replicas: sorted }] }) });
+      }
+      this.setVersion(entry.index);
+      applied = { kind: 'placement', index: entry.index, shards: decoded.shards.map((s) => s.shard) };
+    } else if (decoded.kind === 'member-state') {
+      const key = Buffer.concat([Buffer.from([DRAINING_PREFIX]), Buffer.from(String(decoded.memberId), 'utf8')]);
+      if (decoded.state === 'draining') {
+        this.draining.add(decoded.memberId);
+        this.ops.push({ key, value: encodeMetadataEntry(decoded) });
+      } else {
+        this.draining.delete(decoded.memberId);
+        this.ops.push({ key, value: null });
+      }
+      this.setVersion(entry.index);
+      applied = { kind: 'member-state', index: entry.index, memberId: decoded.memberId, state: decoded.state };
+    } else if (decoded.kind === 'shard-conf') {
+      const conf = { voters: [...decoded.voters].sort((a, b) => a - b), learners: [...decoded.learners].sort((a, b) => a - b) };
+      this.observed.set(decoded.shard, conf);
+      this.ops.push({ key: shardKey(OBSERVED_PREFIX, decoded.shard), value: encodeMetadataEntry({ kind: 'shard-conf', shard: decoded.shard, ...conf }) });
+      applied = { kind: 'shard-conf', index: entry.index, shard: decoded.shard };
     } else {
       const shape: ClusterShape = { shardCount: decoded.shardCount, slotMapVersion: decoded.slotMapVersion };
       const reason = this.refusal(shape);
@@ -108,6 +177,13 @@ export class MetadataStateMachine implements GroupStateMachine {
       }
     }
     for (const l of this.listeners) l(applied);
+  }
+
+  private setVersion(index: number): void {
+    this.version = index;
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(index));
+    this.ops.push({ key: VERSION_KEY, value: b });
   }
 
   /** Why a bootstrap entry is refused, from replicated state only (so every member decides alike), or null. */
@@ -167,6 +243,10 @@ export class MetadataStateMachine implements GroupStateMachine {
     this.highWaterMarkTerm = 0;
     this.clusterShape = null;
     this.membershipById.clear();
+    this.desired.clear();
+    this.observed.clear();
+    this.draining.clear();
+    this.version = 0;
     for (const [key, value] of records) {
       if (key.equals(HIGH_WATER_KEY)) {
         const e = decodeMetadataEntry(value);
@@ -177,6 +257,20 @@ export class MetadataStateMachine implements GroupStateMachine {
         const e = decodeMetadataEntry(value);
         if (e.kind !== 'bootstrap') throw new Error(`metadata record 'c' holds a ${e.kind} entry`);
         this.clusterShape = { shardCount: e.shardCount, slotMapVersion: e.slotMapVersion };
+      } else if (key.equals(VERSION_KEY)) {
+        this.version = Number(value.readBigUInt64BE(0));
+      } else if (key[0] === DESIRED_PREFIX) {
+        const e = decodeMetadataEntry(value);
+        if (e.kind !== 'placement' || e.shards.length !== 1) throw new Error(`metadata record ${key.toString('hex')} is not a one-shard placement`);
+        this.desired.set(e.shards[0].shard, e.shards[0].replicas);
+      } else if (key[0] === OBSERVED_PREFIX) {
+        const e = decodeMetadataEntry(value);
+        if (e.kind !== 'shard-conf') throw new Error(`metadata record ${key.toString('hex')} holds a ${e.kind} entry`);
+        this.observed.set(e.shard, { voters: e.voters, learners: e.learners });
+      } else if (key[0] === DRAINING_PREFIX) {
+        const e = decodeMetadataEntry(value);
+        if (e.kind !== 'member-state') throw new Error(`metadata record ${key.toString('hex')} holds a ${e.kind} entry`);
+        this.draining.add(e.memberId);
       } else if (key[0] === MEMBERSHIP_PREFIX) {
         const m = JSON.parse(value.toString('utf8')) as MetadataMember;
         this.membershipById.set(m.id, m);
@@ -185,8 +279,22 @@ export class MetadataStateMachine implements GroupStateMachine {
     if (this.membershipById.size === 0) for (const m of this.bootstrapMembers) this.setMember(m);
   }
 
+  /** A removed member drains nothing any more: its mark goes with it. */
+  private dropDraining(memberId: number): void {
+    if (!this.draining.delete(memberId)) return;
+    this.ops.push({ key: Buffer.concat([Buffer.from([DRAINING_PREFIX]), Buffer.from(String(memberId), 'utf8')]), value: null });
+  }
+
   private setMember(m: MetadataMember): void {
+    if (m.removed) this.dropDraining(Number(m.id));
     this.membershipById.set(m.id, m);
     this.ops.push({ key: Buffer.concat([Buffer.from([MEMBERSHIP_PREFIX]), Buffer.from(m.id, 'utf8')]), value: Buffer.from(JSON.stringify(m)) });
   }
+}
+
+function shardKey(prefix: number, shard: number): Buffer {
+  const b = Buffer.alloc(3);
+  b[0] = prefix;
+  b.writeUInt16BE(shard, 1);
+  return b;
 }
