@@ -76,4 +76,54 @@ describe('nextMembershipStep', () => {
       { numRuns: 500 },
     );
   });
+
+  it('a replica moving off a live member leaves last: learner, promote, then remove (voters R → R+1 → R)', () => {
+    const desired = cs([1, 2, 4]);
+    let current = cs([1, 2, 3]);
+    const alive = (): boolean => true;
+    const steps: MembershipStep[] = [];
+    for (let i = 0; i < 10; i++) {
+      const step = nextMembershipStep(desired, current, 1, (id) => id === 4, alive);
+      if (step.kind === 'none') break;
+      steps.push(step);
+      current = apply(current, step);
+    }
+    expect(steps).toEqual([
+      { kind: 'add-learner', nodeId: 4 },
+      { kind: 'promote', nodeId: 4 },
+      { kind: 'remove', nodeId: 3 },
+    ]);
+    // A learner that has not caught up holds the old replica in place.
+    expect(nextMembershipStep(desired, cs([1, 2, 3], [4]), 1, () => false, alive)).toEqual({ kind: 'none' });
+    // The leaving replica leads: it hands over only once the new one votes.
+    expect(nextMembershipStep(cs([2, 3, 4]), cs([1, 2, 3], [4]), 1, () => false, alive)).toEqual({ kind: 'none' });
+    expect(nextMembershipStep(cs([2, 3, 4]), cs([1, 2, 3, 4]), 1, () => true, alive)).toEqual({ kind: 'transfer-leadership', to: 2 });
+  });
+
+  it('moves between live members reach the desired membership and never go below the voters wanted', () => {
+    const ids = fc.uniqueArray(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(ids, ids, fc.array(fc.boolean(), { minLength: 50, maxLength: 50 }), (desiredIds, currentIds, catchUps) => {
+        const desired = cs(desiredIds);
+        let current = cs([...new Set(currentIds)]);
+        let leader = current.voters[0];
+        const floor = Math.min(desired.voters.length, current.voters.length);
+        for (let i = 0; i < 50; i++) {
+          const step = nextMembershipStep(desired, current, leader, () => catchUps[i] || i > 40, () => true);
+          if (step.kind === 'none' && i > 40) break;
+          if (step.kind === 'transfer-leadership') {
+            expect(desired.voters).toContain(step.to);
+            leader = step.to;
+            continue;
+          }
+          if (step.kind === 'remove') expect(step.nodeId).not.toBe(leader);
+          current = apply(current, step);
+          expect(current.voters.length).toBeGreaterThanOrEqual(floor);
+        }
+        expect([...current.voters].sort()).toEqual([...desired.voters].sort());
+        expect(current.learners).toEqual([]);
+      }),
+      { numRuns: 500 },
+    );
+  });
 });

@@ -29,27 +29,52 @@ export type MembershipStep =
 /**
  * The next change that brings `current` (led by `self`) closer to `desired`; 'none' when they agree.
  * `caughtUp(id)`: whether learner `id` may be promoted (the leader's learnerReady).
+ * `inCluster(id)`: whether `id` is still a member of the cluster (its process runs). By default every
+ * unwanted replica counts as gone, which is right when `desired` is the cluster group's membership.
+ *
+ * Two orders, because two situations:
+ *   - a replica whose member left the cluster is removed first (it is dead weight in the quorum), and
+ *     a leader that left hands over before anything else;
+ *   - a replica moving off a live member (placement, Drain) leaves last: the new replica is added as a
+ *     learner, promoted once caught up, and only when every wanted voter votes is the old one removed
+ *     (its leader hands over first). Voters go R → R+1 → R, so a move never costs fault tolerance.
  */
-export function nextMembershipStep(desired: ConfState, current: ConfState, self: NodeId, caughtUp: (id: NodeId) => boolean): MembershipStep {
+export function nextMembershipStep(
+  desired: ConfState,
+  current: ConfState,
+  self: NodeId,
+  caughtUp: (id: NodeId) => boolean,
+  inCluster?: (id: NodeId) => boolean,
+): MembershipStep {
   const wanted = new Set([...desired.voters, ...desired.learners]);
   const wantedVoters = new Set(desired.voters);
+  const alive = inCluster ?? ((id: NodeId) => wanted.has(id));
   const present = [...current.voters, ...current.learners].sort((a, b) => a - b);
-  if (!wantedVoters.has(self)) {
+  const voters = [...current.voters].sort((a, b) => a - b);
+  const handOver = (): MembershipStep => {
     // Raft's transfer itself waits for the target to catch up (within its timeout).
-    const to = [...current.voters].sort((a, b) => a - b).find((id) => id !== self && wantedVoters.has(id));
+    const to = voters.find((id) => id !== self && wantedVoters.has(id));
     return to === undefined ? { kind: 'none' } : { kind: 'transfer-leadership', to };
-  }
-  for (const id of present) if (!wanted.has(id)) return { kind: 'remove', nodeId: id };
+  };
+  if (!wantedVoters.has(self) && !alive(self)) return handOver();
+  for (const id of present) if (!wanted.has(id) && !alive(id)) return { kind: 'remove', nodeId: id };
   // Raft cannot demote: a voter the cluster has only as a learner (never made by etcd's API) leaves, and
   // comes back as a learner.
-  const demoted = [...current.voters].sort((a, b) => a - b).find((id) => !wantedVoters.has(id));
-  if (demoted !== undefined) return { kind: 'remove', nodeId: demoted };
+  const demoted = voters.find((id) => !wantedVoters.has(id) && wanted.has(id));
+  if (demoted !== undefined) return demoted === self ? handOver() : { kind: 'remove', nodeId: demoted };
   const missing = [...wanted].sort((a, b) => a - b).find((id) => !present.includes(id));
   if (missing !== undefined) return { kind: 'add-learner', nodeId: missing };
   const learners = [...current.learners].sort((a, b) => a - b);
   const promotable = learners.find((id) => wantedVoters.has(id) && caughtUp(id));
   if (promotable !== undefined) return { kind: 'promote', nodeId: promotable };
-  return { kind: 'none' };
+  const strayLearner = learners.find((id) => !wanted.has(id));
+  if (strayLearner !== undefined) return { kind: 'remove', nodeId: strayLearner };
+  // Moving off live members: only once every wanted voter votes.
+  if (![...wantedVoters].every((id) => voters.includes(id))) return { kind: 'none' };
+  const leaving = voters.filter((id) => !wantedVoters.has(id));
+  if (leaving.length === 0) return { kind: 'none' };
+  if (leaving.includes(self)) return handOver();
+  return { kind: 'remove', nodeId: leaving[0] };
 }
 
 /** What the reconciler needs of a Member (server/member/member.ts has it). */
