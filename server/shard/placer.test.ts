@@ -1,0 +1,134 @@
+// planPlacementChange driven to its fixed point the way a cluster drives it: the placer writes, each
+// shard's leader moves its group and reports (here: at once, in a random order of shards), repeat. Checks
+// the limit on moving shards, that it converges, the balance and the number of replicas moved.
+import { describe, expect, it } from 'vitest';
+import { planPlacementChange, shardSettled, type PlacementState } from './placer.ts';
+import type { ShardConf } from './metadata-state-machine.ts';
+import { Rng } from '../raft/rng.ts';
+
+class World {
+  members: Array<{ id: number; zone: string }>;
+  draining = new Set<number>();
+  desired = new Map<number, readonly number[]>();
+  observed = new Map<number, ShardConf>();
+  replicasMoved = 0;
+
+  constructor(
+    memberIds: number[],
+    readonly shardCount: number,
+    readonly replicationFactor = 3,
+  ) {
+    this.members = memberIds.map((id) => ({ id, zone: '' }));
+    // A fresh cluster: every shard on every bootstrap member.
+    for (let s = 0; s < shardCount; s++) this.observed.set(s, { voters: [...memberIds], learners: [] });
+  }
+
+  state(): PlacementState {
+    return {
+      members: this.members,
+      draining: this.draining,
+      shardCount: this.shardCount,
+      replicationFactor: this.replicationFactor,
+      desired: (s) => this.desired.get(s) ?? null,
+      observed: (s) => this.observed.get(s) ?? null,
+    };
+  }
+
+  /** Rounds until nothing changes; returns the largest number of shards ever moving at once. */
+  converge(rng: Rng, limit: number): number {
+    let maxMoving = 0;
+    for (let round = 0; round < 500; round++) {
+      const change = planPlacementChange(this.state(), limit);
+      if (change !== null) for (const s of change.shards) this.desired.set(s.shard, s.replicas);
+      const moving = [...Array(this.shardCount).keys()].filter((s) => !shardSettled(this.desired.get(s) ?? null, this.observed.get(s) ?? null));
+      maxMoving = Math.max(maxMoving, moving.length);
+      if (change === null && moving.length === 0) return maxMoving;
+      // Some moving shards finish this round (their leaders are at different speeds).
+      for (const s of moving) {
+        if (rng.chance(0.5)) continue;
+        const before = new Set(this.observed.get(s)!.voters);
+        const after = this.desired.get(s)!;
+        this.replicasMoved += after.filter((id) => !before.has(id)).length;
+        this.observed.set(s, { voters: [...after], learners: [] });
+      }
+    }
+    throw new Error('placement did not converge in 500 rounds');
+  }
+
+  loads(): Map<number, number> {
+    const out = new Map(this.members.map((m) => [m.id, 0]));
+    for (const conf of this.observed.values()) for (const id of conf.voters) out.set(id, (out.get(id) ?? 0) + 1);
+    return out;
+  }
+}
+
+const maxOverMean = (loads: Map<number, number>): number => {
+  const v = [...loads.values()];
+  return Math.max(...v) / (v.reduce((a, b) => a + b, 0) / v.length);
+};
+
+describe('planPlacementChange', () => {
+  it('on three members with R = 3 writes where every shard already is: no move', () => {
+    const w = new World([1, 2, 3], 16);
+    w.converge(new Rng(1), 4);
+    expect(w.replicasMoved).toBe(0);
+    for (let s = 0; s < 16; s++) expect(w.desired.get(s)).toEqual([1, 2, 3]);
+    expect(planPlacementChange(w.state(), 4)).toBeNull();
+  });
+
+  it('does not move a shard its leader has not reported yet', () => {
+    const w = new World([1, 2, 3, 4, 5], 4);
+    w.observed.delete(2);
+    const change = planPlacementChange(w.state(), 10)!;
+    expect(change.shards.map((s) => s.shard)).not.toContain(2);
+  });
+
+  for (const seed of [1, 2, 3, 4, 5]) {
+    it(`seed ${seed}: a member leaves and two join — balanced within 1.10, moves ≤ 1.1× the ideal, never more than the limit moving`, () => {
+      const rng = new Rng(seed);
+      const shards = 16 + rng.nextInt(48);
+      const limit = 1 + rng.nextInt(4);
+      const w = new World([1, 2, 3, 4], shards);
+      w.converge(rng, limit);
+      expect(maxOverMean(w.loads())).toBeLessThanOrEqual(1.1);
+      // Remove member 4 (its replicas must go elsewhere), then add 5 and 6.
+      w.members = w.members.filter((m) => m.id !== 4);
+      const heldBy4 = [...w.observed.values()].filter((c) => c.voters.includes(4)).length;
+      for (const [s, conf] of w.observed) w.observed.set(s, { voters: conf.voters.filter((id) => id !== 4), learners: [] });
+      w.replicasMoved = 0;
+      // Every shard that lost a replica is short of one already; the placer adds to those only.
+      expect(w.converge(rng, limit)).toBeLessThanOrEqual(Math.max(limit, heldBy4));
+      expect(w.replicasMoved).toBe(heldBy4);
+      w.members.push({ id: 5, zone: '' }, { id: 6, zone: '' });
+      w.replicasMoved = 0;
+      expect(w.converge(rng, limit)).toBeLessThanOrEqual(limit);
+      const loads = w.loads();
+      const ratio = maxOverMean(loads);
+      const ideal = Math.ceil((shards * 3 * 2) / 5);
+      console.log(`seed ${seed}: ${shards} shards, limit ${limit}: replicas/member max/mean ${ratio.toFixed(3)}, moves ${w.replicasMoved} / ideal ${ideal}`);
+      expect(ratio).toBeLessThanOrEqual(1.1);
+      expect(w.replicasMoved).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
+      for (const conf of w.observed.values()) expect(new Set(conf.voters).size).toBe(3);
+    });
+  }
+
+  it('a draining member ends with no replica; marked up again it gets its share back', () => {
+    const rng = new Rng(9);
+    const w = new World([1, 2, 3, 4, 5], 32);
+    w.converge(rng, 3);
+    w.draining.add(2);
+    w.converge(rng, 3);
+    expect(w.loads().get(2)).toBe(0);
+    for (const conf of w.observed.values()) expect(conf.voters).toHaveLength(3);
+    w.draining.clear();
+    w.converge(rng, 3);
+    expect(w.loads().get(2)).toBeGreaterThan(0);
+    expect(maxOverMean(w.loads())).toBeLessThanOrEqual(1.1);
+  });
+
+  it('everything draining: nothing written (nowhere to go)', () => {
+    const w = new World([1, 2, 3], 4);
+    for (const id of [1, 2, 3]) w.draining.add(id);
+    expect(planPlacementChange(w.state(), 4)).toBeNull();
+  });
+});
