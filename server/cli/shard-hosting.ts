@@ -10,9 +10,13 @@
 //     others is stamped by the write shard's leader, which reads the others at its revision − 1 through
 //     rangeAt below (server/shard/txn-reads.ts).
 // Shard leaderships are kept spread over the members (server/shard/leader-balancer.ts).
-// Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
-// members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
-// created with S equal ranges (server/routing/slots.ts).
+// Which members host which shard: with --replication-factor 0 (the default) every member hosts every
+// shard, following the cluster group's membership. With R > 0 the placer on the metadata group's leader
+// (server/shard/placer.ts) writes R desired replicas per shard into the metadata group; each shard's
+// leader moves its group there (group-membership.ts: learner, promote, hand over, remove) and reports
+// where it is; this member creates a replica when it is placed here (empty: the leader's snapshot fills
+// it) and deletes one once its own removal from that shard applied (Member.removeGroup). Keys map to
+// shards through the slot map created with S equal ranges (server/routing/slots.ts).
 import type { Logger } from 'pino';
 import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -34,6 +38,10 @@ import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
+import { Placer } from '../shard/placer.ts';
+import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
+import type { ConfState } from '../raft/types.ts';
+import type { LoadedGroup } from '../storage/member-db.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -66,6 +74,27 @@ interface HostedShard extends GroupTarget {
   path: ShardWritePath | null;
   /** This replica as a merged watch sees it (closed revisions from the closing rounds). */
   readonly source: ReplicaWatchSource;
+}
+
+/** What creating a shard replica needs after load (placement may put one here at any time). */
+interface ReplicaDeps {
+  db: MemberStore;
+  snapshotDir: string;
+  memberId: NodeId;
+  bootstrap: readonly BootstrapMember[];
+  randomSeed: () => number;
+}
+
+/** How often this member checks which replicas it should host and reports its shards' memberships. */
+const HOSTING_INTERVAL_MS = 500;
+/** A shard's membership report not yet applied is made again after this long. */
+const REPORT_RESEND_MS = 3_000;
+
+const sameMembers = (a: readonly NodeId[], b: readonly NodeId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
+
+/** A group holds something: a log, a snapshot or applied state (a tombstone of a removed replica does not count). */
+function holdsData(loaded: LoadedGroup): boolean {
+  return loaded.entries.length > 0 || loaded.snapshot !== undefined || loaded.applied > 0 || loaded.appliedLogSkipped !== undefined;
 }
 
 /** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
@@ -114,7 +143,20 @@ export class ShardHosting implements ShardedKeyspace {
   readonly shardCount: number;
   readonly slotMap: SlotMap;
   readonly metadata: MetadataStateMachine;
+  /** Replicas per shard (0: every member hosts every shard). */
+  readonly replicationFactor: number;
+  /** The shard replicas this member hosts, by shard index. */
+  private readonly hosted = new Map<number, HostedShard>();
+  /** The same, as a list the closing rounds iterate (kept in step with `hosted`). */
   private readonly shards: HostedShard[] = [];
+  private readonly deps: ReplicaDeps;
+  private readonly creating = new Set<number>();
+  private readonly dropping = new Set<number>();
+  private readonly reported = new Map<number, { text: string; atMs: number }>();
+  private hostingTimer: NodeJS.Timeout | null = null;
+  private placer: Placer | null = null;
+  private stopped = false;
+  private maxEntryBytes = 0;
   private oracleHost: OracleHost | null = null;
   private readClient: OracleClient | null = null;
   private member: Member | null = null;
@@ -126,14 +168,19 @@ export class ShardHosting implements ShardedKeyspace {
 
   private readonly logger: Logger;
 
-  private constructor(shardCount: number, metadata: MetadataStateMachine, logger: Logger) {
+  private constructor(shardCount: number, replicationFactor: number, metadata: MetadataStateMachine, deps: ReplicaDeps, logger: Logger) {
     this.logger = logger;
     this.shardCount = shardCount;
+    this.replicationFactor = replicationFactor;
     this.slotMap = SlotMap.create(shardCount);
     this.metadata = metadata;
+    this.deps = deps;
   }
 
-  /** Loads the metadata group and every shard group from the store and adds them to `member`. */
+  /**
+   * Loads the metadata group and the shard replicas this member hosts (those holding data, and those
+   * placed here) from the store and adds them to `member`.
+   */
   static async load(opts: {
     member: Member;
     db: MemberStore;
@@ -141,25 +188,55 @@ export class ShardHosting implements ShardedKeyspace {
     memberId: NodeId;
     bootstrap: readonly BootstrapMember[];
     shardCount: number;
+    /** Replicas per shard; 0 (the default): every member hosts every shard. */
+    replicationFactor?: number;
     randomSeed: () => number;
     logger: Logger;
   }): Promise<ShardHosting> {
-    const { member, db, snapshotDir, bootstrap, logger } = opts;
+    const { member, db, snapshotDir, bootstrap, logger, memberId } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
     const metaLoaded = await Member.recoverSnapshot(db, METADATA_GROUP_ID, snapshotDir, await db.loadGroup(METADATA_GROUP_ID), logger);
     const metadata = new MetadataStateMachine(metaLoaded.stateRecords, bootstrap);
     metaLoaded.stateRecords = [];
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
-    const hosting = new ShardHosting(opts.shardCount, metadata, logger);
+    const deps: ReplicaDeps = { db, snapshotDir, memberId, bootstrap, randomSeed: opts.randomSeed };
+    const hosting = new ShardHosting(opts.shardCount, opts.replicationFactor ?? 0, metadata, deps, logger);
+    hosting.loadMember = member;
+    const inBootstrap = bootstrap.some((m) => m.id === memberId);
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
-      const sm = new KvStateMachine(opts.memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
-      loaded.stateRecords = [];
-      member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
-      hosting.shards.push({ index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) });
+      // Placed here, or (before any placement) the cluster's members host every shard, starting from the
+      // membership they were given; a replica placed here later starts empty and learns it from its leader.
+      const desired = metadata.desiredReplicas(index);
+      const wanted = desired === null ? inBootstrap : desired.includes(memberId);
+      if (!holdsData(loaded) && !wanted) continue;
+      hosting.host(index, loaded, desired === null ? voters : []);
     }
     return hosting;
+  }
+
+  /** Adds shard `index`'s replica to the member (and, once attached, to the write path and watches). */
+  private host(index: number, loaded: LoadedGroup, voters: NodeId[]): HostedShard {
+    const groupId = FIRST_SHARD_GROUP_ID + index;
+    const { memberId, bootstrap, randomSeed } = this.deps;
+    const sm = new KvStateMachine(memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
+    loaded.stateRecords = [];
+    this.memberForHosting().addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: randomSeed() });
+    const shard: HostedShard = { index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) };
+    this.hosted.set(index, shard);
+    this.shards.push(shard);
+    this.shards.sort((a, b) => a.index - b.index);
+    if (this.member !== null) this.startServing(shard);
+    return shard;
+  }
+
+  private loadMember: Member | null = null;
+
+  private memberForHosting(): Member {
+    const m = this.member ?? this.loadMember;
+    if (m === null) throw new Error('shard hosting has no member');
+    return m;
   }
 
   /**
@@ -167,18 +244,56 @@ export class ShardHosting implements ShardedKeyspace {
    * the metadata and shard groups' membership following the cluster group's (group-membership.ts).
    * `maxEntryBytes`: the member's --max-request-bytes (a txn's reads on other shards must fit in it).
    */
-  attach(member: Member, peers: ShardPeers, membership: { peerUrlsOf: (id: NodeId) => string[]; logger: Logger }, maxEntryBytes: number): void {
+  attach(
+    member: Member,
+    peers: ShardPeers,
+    membership: { peerUrlsOf: (id: NodeId) => string[]; zoneOf?: (id: NodeId) => string; logger: Logger },
+    maxEntryBytes: number,
+  ): void {
     this.member = member;
+    this.maxEntryBytes = maxEntryBytes;
+    const inCluster = (id: NodeId): boolean => {
+      const cs = member.confState(CLUSTER_GROUP_ID);
+      return cs.voters.includes(id) || cs.learners.includes(id);
+    };
     this.membership = new GroupMembershipReconciler({
       member,
-      groupIds: [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)],
-      desired: () => member.confState(CLUSTER_GROUP_ID),
+      groupIds: () => [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)],
+      desired: (groupId) => this.desiredConf(groupId),
+      inCluster,
       peerUrlsOf: membership.peerUrlsOf,
       logger: membership.logger,
     });
     this.membership.start();
-    this.leaders = new LeaderBalancer({ member, groupIds: this.shards.map((s) => s.groupId), logger: membership.logger });
+    // Spreading leaders needs every shard's leader in view: with placement on a subset, a member sees
+    // only its own shards, and members deciding from different views would hand leaderships back and
+    // forth (docs/sharding.md: preferred leaders through the metadata group are not built yet).
+    this.leaders = new LeaderBalancer({
+      member,
+      groupIds: () => (this.shards.length === this.shardCount ? this.shards.map((s) => s.groupId) : []),
+      logger: membership.logger,
+    });
     this.leaders.start();
+    if (this.replicationFactor > 0) {
+      this.placer = new Placer({
+        member,
+        metadataGroupId: METADATA_GROUP_ID,
+        logger: membership.logger,
+        state: () => ({
+          members: member.confState(CLUSTER_GROUP_ID).voters.map((id) => ({ id, zone: membership.zoneOf?.(id) ?? '' })),
+          draining: new Set(this.metadata.drainingMembers()),
+          shardCount: this.shardCount,
+          replicationFactor: this.replicationFactor,
+          desired: (shard) => this.metadata.desiredReplicas(shard),
+          observed: (shard) => this.metadata.observedConf(shard),
+        }),
+      });
+      this.placer.start();
+    }
+    member.onRemoved((groupId) => {
+      const index = groupId - FIRST_SHARD_GROUP_ID;
+      if (this.hosted.has(index)) void this.drop(index, 'this member was removed from the shard');
+    });
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
@@ -188,19 +303,7 @@ export class ShardHosting implements ShardedKeyspace {
     const metadataMembers = (): readonly NodeId[] => member.confState(METADATA_GROUP_ID).voters;
     // One oracle client for every shard this member leads and for its multi-shard reads: a turn's needs
     // leave as one request (the client splits the grant among its callers, each part above the last).
-    const oracle = new OracleClient({ requester: `member-${self.toString(16)}`, transport, members: metadataMembers });
-    this.readClient = oracle;
-    const groupsOf = (key: Buffer, rangeEnd: Buffer): number[] => this.shardsOfRange(key, rangeEnd).map((t) => t.groupId);
-    for (const shard of this.shards) {
-      // A txn writing here and reading other shards reads them at its revision − 1 on their leaders.
-      const readsElsewhere: ReadsElsewhere = {
-        plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
-        read: (groupId, op, revision, deadlineMs) => this.rangeAt(this.shards[groupId - FIRST_SHARD_GROUP_ID], op, revision, deadlineMs),
-      };
-      const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes });
-      shard.path = path;
-      member.interceptProposals(shard.groupId, (data) => path.intercept(data));
-    }
+    this.readClient = new OracleClient({ requester: `member-${self.toString(16)}`, transport, members: metadataMembers });
     this.closer = new ShardCloser({
       shards: this.shards,
       freshRevision: (deadlineMs) => this.freshRevision(deadlineMs),
@@ -218,8 +321,120 @@ export class ShardHosting implements ShardedKeyspace {
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
       },
     });
+    for (const shard of this.shards) this.startServing(shard);
+    this.hostingTimer = setInterval(() => this.hostingRound(), HOSTING_INTERVAL_MS);
+    this.hostingTimer.unref();
+  }
+
+  /** A hosted replica starts taking writes (stamped by its write path when it leads) and feeding watches. */
+  private startServing(shard: HostedShard): void {
+    const member = this.member;
+    const oracle = this.readClient;
     const closer = this.closer;
-    for (const shard of this.shards) shard.source.onActivity = () => closer.request();
+    if (member === null || oracle === null || closer === null) return;
+    const groupsOf = (key: Buffer, rangeEnd: Buffer): number[] => this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => FIRST_SHARD_GROUP_ID + i);
+    // A txn writing here and reading other shards reads them at its revision − 1 on their leaders.
+    const readsElsewhere: ReadsElsewhere = {
+      plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
+      read: (groupId, op, revision, deadlineMs) => this.rangeAtGroup(groupId, op, revision, deadlineMs),
+    };
+    const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes: this.maxEntryBytes });
+    shard.path = path;
+    member.interceptProposals(shard.groupId, (data) => path.intercept(data));
+    shard.source.onActivity = () => closer.request();
+  }
+
+  /**
+   * What `groupId`'s membership should be. The metadata group: the cluster group's. A shard: its desired
+   * replicas as voters (those still in the cluster), or the cluster group's before any placement.
+   */
+  private desiredConf(groupId: number): ConfState {
+    const member = this.memberForHosting();
+    const cluster = member.confState(CLUSTER_GROUP_ID);
+    if (groupId === METADATA_GROUP_ID) return cluster;
+    const desired = this.metadata.desiredReplicas(groupId - FIRST_SHARD_GROUP_ID);
+    if (desired === null) return cluster;
+    return { voters: desired.filter((id) => cluster.voters.includes(id) || cluster.learners.includes(id)), learners: [] };
+  }
+
+  /**
+   * One round: create the replicas placed here, drop those never added that are no longer placed here,
+   * and report the membership of every shard this member leads to the metadata group.
+   */
+  private hostingRound(): void {
+    const member = this.member;
+    if (member === null || this.stopped) return;
+    const self = member.memberId;
+    const cluster = member.confState(CLUSTER_GROUP_ID);
+    const inCluster = cluster.voters.includes(self) || cluster.learners.includes(self);
+    for (let index = 0; index < this.shardCount; index++) {
+      const desired = this.metadata.desiredReplicas(index);
+      const shard = this.hosted.get(index);
+      if (desired === null ? inCluster : desired.includes(self)) {
+        if (!shard && !this.creating.has(index) && !this.dropping.has(index)) void this.create(index);
+        continue;
+      }
+      // Placed elsewhere. A replica in the shard's membership leaves when its removal applies (onRemoved);
+      // one the leader never added (it holds no log: it has acknowledged nothing) is dropped here.
+      if (shard && desired !== null && member.status(shard.groupId).lastIndex === 0) {
+        const conf = member.confState(shard.groupId);
+        if (!conf.voters.includes(self) && !conf.learners.includes(self)) void this.drop(index, 'placed elsewhere before it was added');
+      }
+    }
+    for (const shard of this.shards) this.report(shard);
+  }
+
+  /** Tells the metadata group where a shard this member leads is now (when that changed). */
+  private report(shard: HostedShard): void {
+    const member = this.memberForHosting();
+    if (member.role(shard.groupId) !== 'leader') return;
+    const conf = member.confState(shard.groupId);
+    const known = this.metadata.observedConf(shard.index);
+    if (known !== null && sameMembers(known.voters, conf.voters) && sameMembers(known.learners, conf.learners)) return;
+    const text = JSON.stringify(conf);
+    const last = this.reported.get(shard.index);
+    if (last !== undefined && last.text === text && Date.now() - last.atMs < REPORT_RESEND_MS) return;
+    try {
+      member.propose(METADATA_GROUP_ID, encodeMetadataEntry({ kind: 'shard-conf', shard: shard.index, voters: conf.voters, learners: conf.learners }));
+      this.reported.set(shard.index, { text, atMs: Date.now() });
+    } catch {
+      // No metadata leader right now: the next round reports again.
+    }
+  }
+
+  /** Creates the replica of shard `index` placed on this member: empty; its leader's snapshot fills it. */
+  private async create(index: number): Promise<void> {
+    this.creating.add(index);
+    try {
+      const { db, snapshotDir } = this.deps;
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), this.logger);
+      if (this.stopped || this.hosted.has(index)) return;
+      this.host(index, loaded, []);
+      this.logger.info({ shard: index, group: groupId }, 'shard replica created: placed on this member');
+    } catch (err) {
+      this.logger.warn({ shard: index, err: String(err) }, 'creating a shard replica failed (tried again next round)');
+    } finally {
+      this.creating.delete(index);
+    }
+  }
+
+  /** Stops hosting shard `index` and deletes its data (Member.removeGroup). */
+  private async drop(index: number, why: string): Promise<void> {
+    const shard = this.hosted.get(index);
+    if (!shard || this.dropping.has(index)) return;
+    this.dropping.add(index);
+    this.hosted.delete(index);
+    this.shards.splice(this.shards.indexOf(shard), 1);
+    shard.path?.stop();
+    try {
+      await this.memberForHosting().removeGroup(shard.groupId);
+      this.logger.info({ shard: index, group: shard.groupId, why }, 'shard replica removed from this member; its data is deleted');
+    } catch (err) {
+      this.logger.warn({ shard: index, err: String(err) }, 'removing a shard replica failed');
+    } finally {
+      this.dropping.delete(index);
+    }
   }
 
   /** The oracle host, for the peer service (null before attach). */
@@ -229,12 +444,15 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** The read at `revision` this member serves as the leader of `groupId` (the peer service's RangeAt). */
   readAtHere(groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
-    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    const shard = this.hosted.get(groupId - FIRST_SHARD_GROUP_ID);
     if (shard?.path == null) return Promise.reject(new ShardNotReadyError(`group ${groupId} is not a shard hosted here`));
     return shard.path.readAt(op, revision, deadlineMs);
   }
 
   stop(): void {
+    this.stopped = true;
+    if (this.hostingTimer) clearInterval(this.hostingTimer);
+    this.placer?.stop();
     this.membership?.stop();
     this.leaders?.stop();
     this.closer?.stop();
@@ -243,7 +461,7 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** The close this member serves as the leader of `groupId` (the peer service's CloseAt), with its applied index after it. */
   async closeAtHere(groupId: number, revision: number, deadlineMs: number): Promise<ShardClose> {
-    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    const shard = this.hosted.get(groupId - FIRST_SHARD_GROUP_ID);
     if (shard?.path == null || this.member === null) throw new ShardNotReadyError(`group ${groupId} is not a shard hosted here`);
     const closed = await shard.path.closeAt(revision, deadlineMs);
     return { revision: closed, appliedIndex: this.member.status(groupId).applied };
@@ -252,7 +470,30 @@ export class ShardHosting implements ShardedKeyspace {
   // ---- ShardedKeyspace ---------------------------------------------------------------------
 
   targets(): readonly GroupTarget[] {
+    if (this.shards.length !== this.shardCount) throw this.notHosted(this.missingShard());
     return this.shards;
+  }
+
+  /** Whether this member hosts a replica of shard `index`. */
+  hosts(index: number): boolean {
+    return this.hosted.has(index);
+  }
+
+  private missingShard(): number {
+    for (let i = 0; i < this.shardCount; i++) if (!this.hosted.has(i)) return i;
+    return -1;
+  }
+
+  private hostedTarget(index: number): HostedShard {
+    const shard = this.hosted.get(index);
+    if (shard === undefined) throw this.notHosted(index);
+    return shard;
+  }
+
+  private notHosted(index: number): ShardNotReadyError {
+    const conf = this.metadata.observedConf(index);
+    const where = conf === null ? 'elsewhere' : `on ${conf.voters.map((id) => id.toString(16)).join(',')}`;
+    return new ShardNotReadyError(`shard ${index} is not hosted on this member (it is ${where}); ask a member hosting it`);
   }
 
   oracleStatus(): ReturnType<ShardedKeyspace['oracleStatus']> {
@@ -270,15 +511,24 @@ export class ShardHosting implements ShardedKeyspace {
     };
   }
 
+  /**
+   * Whether every group is where it should be: the metadata group has the cluster group's membership, and
+   * every shard its desired one (the cluster's before any placement). A shard hosted here is judged by
+   * its membership as applied here; one hosted elsewhere by what its leader last reported.
+   */
   groupsFollowCluster(): boolean {
     const member = this.member;
     if (member === null) return false;
-    const want = member.confState(CLUSTER_GROUP_ID);
-    const same = (a: readonly NodeId[], b: readonly NodeId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
-    return this.readinessGroups().every((g) => {
-      const cs = member.confState(g);
-      return same(cs.voters, want.voters) && same(cs.learners, want.learners);
-    });
+    const settled = (groupId: number, cs: { voters: readonly NodeId[]; learners: readonly NodeId[] } | null): boolean => {
+      const want = this.desiredConf(groupId);
+      return cs !== null && sameMembers(cs.voters, want.voters) && sameMembers(cs.learners, want.learners);
+    };
+    if (!settled(METADATA_GROUP_ID, member.confState(METADATA_GROUP_ID))) return false;
+    for (let index = 0; index < this.shardCount; index++) {
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      if (!settled(groupId, this.hosted.has(index) ? member.confState(groupId) : this.metadata.observedConf(index))) return false;
+    }
+    return true;
   }
 
   readinessGroups(): number[] {
@@ -286,11 +536,11 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   shardOf(key: Buffer): GroupTarget {
-    return this.shards[this.slotMap.shardOfKey(key)];
+    return this.hostedTarget(this.slotMap.shardOfKey(key));
   }
 
   shardsOfRange(key: Buffer, rangeEnd: Buffer): GroupTarget[] {
-    return this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => this.shards[i]);
+    return this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => this.hostedTarget(i));
   }
 
   async freshRevision(deadlineMs: number): Promise<number> {
@@ -300,13 +550,34 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** On the shard's leader: here, or on the peer that leads it (following a moved leadership until the deadline). */
   async rangeAt(target: GroupTarget, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
+    return this.rangeAtGroup(target.groupId, op, revision, deadlineMs);
+  }
+
+  /** rangeAt by group id: the shard need not be hosted here. */
+  rangeAtGroup(groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult> {
     return this.onLeader(
-      target.groupId,
+      groupId,
       deadlineMs,
-      () => this.readAtHere(target.groupId, op, revision, deadlineMs),
-      (to) => this.peers!.rangeAt(to, target.groupId, op, revision, deadlineMs),
+      () => this.readAtHere(groupId, op, revision, deadlineMs),
+      (to) => this.peers!.rangeAt(to, groupId, op, revision, deadlineMs),
     );
   }
+
+  /**
+   * Who to ask for `groupId`'s leader: this member's Raft view when it hosts the shard; otherwise the
+   * leader last learned from an answer, else the shard's reported voters in turn.
+   */
+  private leaderGuess(groupId: number, attempt: number): NodeId {
+    const member = this.memberForHosting();
+    const index = groupId - FIRST_SHARD_GROUP_ID;
+    if (groupId === METADATA_GROUP_ID || this.hosted.has(index)) return member.leaderId(groupId);
+    const learned = this.learnedLeaders.get(groupId);
+    if (learned !== undefined && attempt === 0) return learned;
+    const voters = this.metadata.observedConf(index)?.voters ?? [];
+    return voters.length === 0 ? 0 : voters[attempt % voters.length];
+  }
+
+  private readonly learnedLeaders = new Map<number, NodeId>();
 
   /** Every shard replica on this member as a merged watch's source, by shard index. */
   watchSources(): ReadonlyMap<number, ShardWatchSource> {
@@ -332,15 +603,19 @@ export class ShardHosting implements ShardedKeyspace {
     if (member === null || this.peers === null) throw new ShardNotReadyError('shards not attached yet');
     let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${groupId}`);
     let hint: NodeId = 0;
-    while (Date.now() < deadlineMs) {
-      const leader = hint !== 0 ? hint : member.leaderId(groupId);
+    for (let attempt = 0; Date.now() < deadlineMs; attempt++) {
+      const leader = hint !== 0 ? hint : this.leaderGuess(groupId, attempt);
       hint = 0;
       try {
         if (leader === member.memberId) return await here();
         if (leader !== 0) {
           const answer = await there(leader);
-          if (!('notLeader' in answer)) return answer;
+          if (!('notLeader' in answer)) {
+            this.learnedLeaders.set(groupId, leader);
+            return answer;
+          }
           hint = answer.notLeader;
+          if (hint !== 0) this.learnedLeaders.set(groupId, hint);
           lastError = new ShardNotReadyError(`member ${leader.toString(16)} no longer leads shard group ${groupId}`);
         }
       } catch (err) {

@@ -81,9 +81,11 @@ export interface ServerConfig {
   zone?: string;
   /**
    * --shards: the shard count of a cluster being created (a power of two; absent: 1). Given to a member
-   * of an existing cluster it must equal the cluster's. This build serves one shard (see SHARDS_NOT_SERVED).
+   * of an existing cluster it must equal the cluster's. With S > 1 the member hosts the metadata group and its shard replicas (server/cli/shard-hosting.ts).
    */
   shards?: number;
+  /** --replication-factor: replicas per shard (0 or absent: every member hosts every shard). */
+  replicationFactor?: number;
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -232,7 +234,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log })
       : null;
   log.info(
     {
@@ -332,6 +334,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       shardPeersOverGrpc(shardChannels),
       {
         peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
+        zoneOf: (id) => sm.published.get(String(id))?.zone ?? '',
         logger: log,
       },
       cfg.limits.maxRequestBytes,

@@ -89,10 +89,12 @@ export interface MembershipMember {
 
 export interface GroupMembershipOptions {
   member: MembershipMember;
-  /** The groups to keep in line with the cluster group. */
-  groupIds: readonly number[];
-  /** The membership wanted (the cluster group's, as this member has applied it). */
-  desired: () => ConfState;
+  /** The groups to keep in line (those hosted here now). */
+  groupIds: () => readonly number[];
+  /** The membership wanted for a group (the cluster group's, or a shard's placement). */
+  desired: (groupId: number) => ConfState;
+  /** Whether a member is still in the cluster (nextMembershipStep's `inCluster`); default: wanted means alive. */
+  inCluster?: (id: NodeId) => boolean;
   /** A member's peer URLs, carried in the change's context as the cluster group's changes carry them. */
   peerUrlsOf: (id: NodeId) => string[];
   logger: Logger;
@@ -125,15 +127,14 @@ export class GroupMembershipReconciler {
   /** One pass over the groups this member leads; at most one change proposed per group. */
   round(): void {
     const { member, logger } = this.opts;
-    const desired = this.opts.desired();
-    for (const groupId of this.opts.groupIds) {
+    for (const groupId of this.opts.groupIds()) {
       if (member.role(groupId) !== 'leader' || this.transferring.has(groupId)) continue;
-      const step = nextMembershipStep(desired, member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id));
+      const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster);
       if (step.kind === 'none') continue;
       if (step.kind === 'transfer-leadership') {
         this.transferring.add(groupId);
         this.proposed['transfer-leadership']++;
-        logger.info({ group: groupId, to: step.to.toString(16) }, 'handing group leadership over: this member is leaving the cluster');
+        logger.info({ group: groupId, to: step.to.toString(16) }, 'handing group leadership over: this member leaves the group');
         void member
           .transferLeadership(groupId, step.to, this.opts.transferTimeoutMs ?? 3_000)
           .catch((err: unknown) => logger.warn({ group: groupId, err: String(err) }, 'leadership handover failed; retrying next round'))
@@ -145,7 +146,7 @@ export class GroupMembershipReconciler {
       try {
         member.proposeConfChange(groupId, { type, nodeId: step.nodeId, context });
         this.proposed[step.kind]++;
-        logger.info({ group: groupId, change: type, node: step.nodeId.toString(16) }, 'group membership follows the cluster');
+        logger.info({ group: groupId, change: type, node: step.nodeId.toString(16) }, 'group membership change (following the cluster or a placement)');
       } catch (err) {
         // An earlier change not yet applied, or leadership just lost: the next round tries again.
         if (!(err instanceof Error) || (err.name !== 'ConfChangeInProgressError' && err.name !== 'NoLeaderError')) {

@@ -39,8 +39,8 @@ export function leadershipsToHandOver(shards: readonly LeaderInput[], self: Node
 
 export interface LeaderBalancerOptions {
   member: LeaderBalancerMember;
-  /** The shard groups (not the metadata group). */
-  groupIds: readonly number[];
+  /** The shard groups to balance (not the metadata group); empty when the view is incomplete. */
+  groupIds: () => readonly number[];
   logger: Logger;
   intervalMs?: number;
   transferTimeoutMs?: number;
@@ -70,7 +70,7 @@ export class LeaderBalancer {
   round(): void {
     const { member, logger } = this.opts;
     if (this.transferring) return;
-    const shards: LeaderInput[] = this.opts.groupIds.map((groupId) => ({
+    const shards: LeaderInput[] = this.opts.groupIds().map((groupId) => ({
       shard: groupId,
       replicas: [...member.confState(groupId).voters].sort((a, b) => a - b),
       currentLeader: member.leaderId(groupId) || null,

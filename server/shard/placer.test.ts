@@ -13,11 +13,12 @@ class World {
   observed = new Map<number, ShardConf>();
   replicasMoved = 0;
 
-  constructor(
-    memberIds: number[],
-    readonly shardCount: number,
-    readonly replicationFactor = 3,
-  ) {
+  readonly shardCount: number;
+  readonly replicationFactor: number;
+
+  constructor(memberIds: number[], shardCount: number, replicationFactor = 3) {
+    this.shardCount = shardCount;
+    this.replicationFactor = replicationFactor;
     this.members = memberIds.map((id) => ({ id, zone: '' }));
     // A fresh cluster: every shard on every bootstrap member.
     for (let s = 0; s < shardCount; s++) this.observed.set(s, { voters: [...memberIds], learners: [] });

@@ -228,7 +228,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
           });
           sm.onApplied((a: MetadataApplied) => {
             if (a.kind === 'bootstrap-refused') bootstrapsRefused++;
-            const what = a.kind === 'high-water' ? `hw:${a.highWater}@${a.proposedTerm}` : `${a.kind}:${a.shape.shardCount}/${a.shape.slotMapVersion}`;
+            const what = a.kind === 'high-water' ? `hw:${a.highWater}@${a.proposedTerm}` : a.kind === 'bootstrap' || a.kind === 'bootstrap-refused' ? `${a.kind}:${a.shape.shardCount}/${a.shape.slotMapVersion}` : JSON.stringify(a);
             const seen = appliedAt.get(a.index);
             if (seen === undefined) appliedAt.set(a.index, what);
             else if (seen !== what) fail(`members disagree at index ${a.index}: member ${m.id} applied ${what}, another ${seen}`);
