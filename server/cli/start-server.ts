@@ -492,7 +492,8 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     return stopping;
   };
 
-  member.onRemoved(() => onRemoved());
+  // Only the cluster group: a shard replica moved off this member ends that replica, not the process.
+  member.onClusterRemoval(() => onRemoved());
   function onRemoved(): void {
     if (removedHandled) return;
     removedHandled = true;

@@ -17,6 +17,11 @@
 // log is then compacted up to the PREVIOUS point, which keeps at least `snapshotCount` entries for
 // followers that are only a little behind. A follower further behind receives the retained point's
 // records as a snapshot file (snapshot-file.ts), installs it, and continues from the log.
+//
+// Groups come and go at runtime (a shard replica placed on this member, then moved away): addGroup
+// works before and after start(); removeGroup stops hosting a group, fails its waiters, and deletes
+// its data once no turn can write its keys any more, leaving a tombstone of its last term and vote
+// (member-db.ts) that a later replica of the same group here starts from.
 import fs from 'node:fs';
 import { AsyncResource } from 'node:async_hooks';
 import path from 'node:path';
@@ -44,7 +49,15 @@ export interface GroupStateMachine {
   applyConfChange(entry: Entry, change: ConfChange, confState: ConfState): void;
   /** Replaces the whole state by a snapshot's records (store-relative keys, sorted). */
   restore(records: Array<[Buffer, Buffer]>): void;
+  /** Fails every client waiting on an outcome here (a proposal's apply): the group is removed from this member. */
+  failAll?(err: Error): void;
 }
+
+/**
+ * The cluster group (server/api/context.ts DATA_GROUP_ID): membership of the whole cluster. It is never
+ * removed from a running member, and this member's removal from it means removal from the cluster.
+ */
+export const CLUSTER_GROUP_ID = 0;
 
 /** A state-machine snapshot this member can send: the database as of `meta.index`. */
 interface SnapshotPoint {
@@ -102,6 +115,14 @@ export class BadTransfereeError extends Error {
   }
 }
 
+/** The group is no longer hosted by this member (Member.removeGroup): ask a member that hosts it. */
+export class GroupRemovedError extends Error {
+  constructor(groupId: number, memberId: NodeId) {
+    super(`group ${groupId} was removed from member ${memberId.toString(16)}`);
+    this.name = 'GroupRemovedError';
+  }
+}
+
 export class DeadlineError extends Error {
   constructor(what: string) {
     super(`${what} timed out`);
@@ -149,7 +170,7 @@ class RaftGroup {
   queuedReads: ReadWaiter[] = [];
   readRounds = new Map<string, ReadRound>();
   /** waitApplied callers, until the group's applied index reaches theirs (checked after each apply). */
-  appliedWaiters: Array<{ index: number; resolve(): void }> = [];
+  appliedWaiters: Array<{ index: number; resolve(): void; reject(err: Error): void }> = [];
   /** Membership changed by an applied conf change and not yet persisted with the applied index. */
   confStateDirty = false;
   /** Snapshot points, oldest first: [compaction point, newest point] at most. */
@@ -165,6 +186,8 @@ class RaftGroup {
    * Member.interceptProposals): a sharded group's writes are stamped with oracle revisions first.
    */
   proposalInterceptor: ((data: Uint8Array) => void) | null = null;
+  /** Member.removeGroup took it out: a turn that still holds it must not apply, install or take points. */
+  removed = false;
 
   constructor(groupId: number, node: RawNode, sm: GroupStateMachine, applied: number, lastIndex: number, term: number, vote: NodeId) {
     this.groupId = groupId;
@@ -265,6 +288,11 @@ export class Member {
   private flushDue = false;
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private started = false;
+  /** Turns running now (a turn awaits its write and installs): what removeGroup waits out. */
+  private readonly turnsInFlight = new Set<Promise<void>>();
+  /** Removals under way, by group: such a group cannot be added again until its data is gone, and stop() waits for them. */
+  private readonly removing = new Map<number, Promise<void>>();
   private tickTimer: NodeJS.Timeout | null = null;
   private readSeq = 0;
   private readonly leaderListeners: Array<(groupId: number, leaderId: NodeId, term: number) => void> = [];
@@ -301,9 +329,24 @@ export class Member {
     this.leaderListeners.push(listener);
   }
 
-  /** Called when this member applies its own removal from a group. */
+  /**
+   * Called when this member applies its own removal from a group. Removal from the cluster group
+   * (CLUSTER_GROUP_ID) means the member left the cluster (see onClusterRemoval); removal from any
+   * other group (a shard replica moved elsewhere) only ends that replica: the member keeps running,
+   * and whoever hosts the group here decides when to call removeGroup.
+   */
   onRemoved(listener: (groupId: number) => void): void {
     this.removedListeners.push(listener);
+  }
+
+  /**
+   * Called when this member applies its own removal from the cluster group: the member is out of the
+   * cluster and its process stops (server/cli/start-server.ts). Never called for other groups.
+   */
+  onClusterRemoval(listener: () => void): void {
+    this.removedListeners.push((groupId) => {
+      if (groupId === CLUSTER_GROUP_ID) listener();
+    });
   }
 
   /** Called after every applied membership change. */
@@ -324,8 +367,18 @@ export class Member {
     return db.loadGroup(groupId);
   }
 
+  /**
+   * Hosts a group, before or after start(). A replica created at runtime for a group that already runs
+   * elsewhere (a learner being added) starts from `loaded = await db.loadGroup(groupId)` — empty, with
+   * a dropped predecessor's term and vote if there was one — and `voters` = the group's current voters
+   * (this member not among them, so it never campaigns); the leader's snapshot then brings its state
+   * and membership. Refused while an earlier replica of the group is still being removed here (await
+   * removeGroup, then load).
+   */
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
+    if (this.removing.has(g.groupId)) throw new Error(`group ${g.groupId} is still being removed from this member`);
+    if (this.stopped) throw new Error('member stopped');
     const { loaded } = g;
     // The log up to `applied` was left unread (too large to be worth holding, see
     // SKIP_APPLIED_LOG_ABOVE_BYTES): the log starts at a compaction point at `applied`, which the
@@ -375,9 +428,61 @@ export class Member {
     // A group with this member as its only voter needs nobody's vote: lead at once instead of
     // waiting out an election timeout.
     if (g.voters.length === 1 && g.voters[0] === this.opts.memberId) node.campaign();
+    // Added at runtime: the loop already ticks every hosted group; its first Ready is due now.
+    if (this.started) this.scheduleTurn();
+  }
+
+  /**
+   * Stops hosting a group while the member keeps running (a shard replica moved to another member;
+   * call it once this member's removal from the group is applied, or for a replica that was never
+   * added to the group). At once: the group gets no more ticks, steps or turns, its messages are
+   * ignored, and every waiter on it — queued and in-flight reads, waitApplied callers, the state
+   * machine's pending proposals (GroupStateMachine.failAll) — is rejected with GroupRemovedError. Then,
+   * once every turn that still held the group is over (its batch written: nothing can re-create the
+   * group's keys afterwards), its snapshot points are released and all its data — log, hard state,
+   * applied index, membership, snapshot point, state records, snapshot files — is deleted, leaving a
+   * tombstone of its last term and vote (MemberStore.dropGroup). Resolves once the deletion is durable.
+   * The cluster group cannot be removed (this member leaving the cluster is onClusterRemoval's).
+   */
+  async removeGroup(groupId: number): Promise<void> {
+    if (groupId === CLUSTER_GROUP_ID) throw new Error('the cluster group cannot be removed from a running member');
+    if (this.stopped) throw new Error('member stopped');
+    const group = this.mustGroup(groupId);
+    this.groups.delete(groupId);
+    group.removed = true;
+    const err = new GroupRemovedError(groupId, this.opts.memberId);
+    for (const w of group.queuedReads) w.reject(err);
+    group.queuedReads = [];
+    for (const round of group.readRounds.values()) for (const w of round.waiters) w.reject(err);
+    group.readRounds.clear();
+    for (const w of group.appliedWaiters) w.reject(err);
+    group.appliedWaiters = [];
+    group.sm.failAll?.(err);
+    group.proposalInterceptor = null;
+    // Its lazily held writes (applied state, commit-only hard state) must never reach the disk.
+    this.pending.dropGroup(groupId);
+    // The term and vote Raft holds now: never behind the persisted ones, and a vote that only an
+    // unwritten Ready holds was never sent, so recording it as cast is merely conservative.
+    const { term, vote } = group.node.status();
+    const removal = (async () => {
+      await Promise.allSettled([...this.turnsInFlight]);
+      for (const p of group.points) await this.releasePoint(p);
+      group.points = [];
+      group.receivedSnapshots.clear();
+      await this.opts.db.dropGroup(groupId, { term, vote });
+      removeSnapshotFiles(this.opts.snapshotDir, groupId);
+      this.opts.logger.info({ group: groupId, term, vote }, 'group removed from this member; its data is deleted');
+    })();
+    this.removing.set(groupId, removal);
+    try {
+      await removal;
+    } finally {
+      this.removing.delete(groupId);
+    }
   }
 
   start(): void {
+    this.started = true;
     this.startedMs = Date.now();
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
     this.scheduleTurn();
@@ -388,6 +493,7 @@ export class Member {
     this.stopped = true;
     if (this.tickTimer) clearInterval(this.tickTimer);
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
+    await Promise.allSettled([...this.removing.values()]);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.pending.size > 0) {
       const batch = this.pending;
@@ -560,7 +666,12 @@ export class Member {
   receiveSnapshot(groupId: number, message: Message, filePath: string): void {
     if (this.stopped) return;
     const group = this.groups.get(groupId);
-    if (!group || message.type !== 'snap' || !message.snapshot) return;
+    if (!group) {
+      // Nobody will install it (a removed group, or one not hosted yet: its leader sends again).
+      fs.rmSync(filePath, { force: true });
+      return;
+    }
+    if (message.type !== 'snap' || !message.snapshot) return;
     group.receivedSnapshots.set(message.snapshot.index, filePath);
     group.node.step(message);
     this.scheduleTurn();
@@ -625,6 +736,10 @@ export class Member {
         resolve: () => {
           clearTimeout(timer);
           resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
         },
       };
       const timer = setTimeout(() => {
@@ -851,7 +966,7 @@ export class Member {
   /** The turn callback, bound to the loop's scope once: binding per turn cost ~80 µs a put at c=1. */
   private readonly startTurn = this.loopScope.bind(() => {
     this.turnScheduled = false;
-    this.runTurn().catch((err: unknown) => {
+    const turn = this.runTurn().catch((err: unknown) => {
       // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
       // durable, so the process stops here.
       if (this.opts.onFatal) {
@@ -862,6 +977,8 @@ export class Member {
       this.opts.logger.fatal({ err }, 'member loop failed; exiting');
       process.exit(70);
     });
+    this.turnsInFlight.add(turn);
+    void turn.finally(() => this.turnsInFlight.delete(turn));
   });
 
   private startReadRounds(group: RaftGroup): void {
@@ -1006,7 +1123,8 @@ export class Member {
         clearTimeout(this.flushTimer);
         this.flushTimer = null;
       }
-      const queued = [...this.groups.values()].map((g) => g.appliedQueued);
+      // Pairs, not positions: a group added or removed while the batch is written must not shift them.
+      const queued = [...this.groups.values()].map((g) => [g, g.appliedQueued] as const);
       let sync = needsSync;
       if (this.opts.unsafeMutation === 'skip-leader-fsync' && leaderReadies.length > 0) sync = false;
       if (this.opts.unsafeMutation === 'no-write-barrier') {
@@ -1022,8 +1140,7 @@ export class Member {
       }
       this.batchWriteMaxMs = Math.max(this.batchWriteMaxMs, performance.now() - writeStartMs);
       if (needsSync) this.stats.syncedBatches++;
-      let i = 0;
-      for (const group of this.groups.values()) group.appliedPersisted = queued[i++];
+      for (const [group, appliedQueued] of queued) group.appliedPersisted = appliedQueued;
     }
     // The database now holds exactly each group's applied state: the moment to take snapshot points.
     const compactions: Array<[RaftGroup, SnapshotPoint]> = [];
@@ -1039,21 +1156,26 @@ export class Member {
     if (!handleFirst) {
       // As above, one flush for every group's messages, except that a Ready installing a snapshot
       // sends (its acknowledgement) only once the snapshot is installed.
-      for (const [group, ready] of readies) if (!ready.snapshot) this.sendReady(group, ready);
+      // A group removed while the batch was written (or while a snapshot installed) is left alone:
+      // its replica is gone, and what it would send or apply no longer matters to anyone.
+      for (const [group, ready] of readies) if (!ready.snapshot && !group.removed) this.sendReady(group, ready);
       this.sink?.flush();
       for (const [group, ready] of readies) {
+        if (group.removed) continue;
         if (ready.snapshot) {
           await this.installReceivedSnapshot(group, ready.snapshot);
+          if (group.removed) continue;
           this.sendReady(group, ready);
           this.sink?.flush();
         }
         this.applyReady(group, ready);
       }
     }
-    for (const [group, point] of compactions) this.compactTo(group, point);
+    for (const [group, point] of compactions) if (!group.removed) this.compactTo(group, point);
     this.sink?.flush();
     this.writing = false;
     for (const [group, index] of compactedThrough) {
+      if (group.removed) continue;
       this.opts.db.clearLogThrough(group.groupId, index).catch((err: unknown) => {
         this.opts.logger.warn({ err, group: group.groupId }, 'deleting compacted log entries failed; retried at the next compaction');
       });
@@ -1106,6 +1228,7 @@ export class Member {
     if (!file) throw new Error(`group ${group.groupId}: snapshot file for ${meta.index} vanished`);
     const startedMs = Date.now();
     const records = await installSnapshotRecords(this.opts.db, group.groupId, meta, file);
+    if (group.removed) return; // removeGroup deletes what was just written once this turn is over
     group.sm.restore(records);
     group.applied = meta.index;
     this.settleAppliedWaiters(group);
@@ -1177,6 +1300,14 @@ export class Member {
       }
     }
   }
+}
+
+/** Removes every snapshot file of a group (received, installed or not): the group is no longer hosted. */
+function removeSnapshotFiles(dir: string, groupId: number): void {
+  if (!fs.existsSync(dir)) return;
+  const prefix = `${groupId.toString().padStart(4, '0')}-`;
+  // Only this group's files: a temp file may belong to another group's transfer under way.
+  for (const name of fs.readdirSync(dir)) if (name.startsWith(prefix) && name.endsWith('.snap')) fs.rmSync(path.join(dir, name), { force: true });
 }
 
 /**

@@ -8,6 +8,9 @@
 //   g <group u32> n                     snapshot point (SnapshotMeta JSON): the log starts after it
 //   g <group u32> l <index u64>         Raft log entry
 //   g <group u32> s <store-relative key> state machine (MVCC) records
+//   t <group u32>                       tombstone of a group this member stopped hosting (JSON): the
+//                                       last term and vote of the removed replica, which a later
+//                                       replica of the group here starts from (see member-db.ts)
 
 const GROUP_PREFIX = 0x67; // 'g'
 const HARD_STATE = 0x68; // 'h'
@@ -16,6 +19,8 @@ const CONF_STATE = 0x63; // 'c'
 const SNAPSHOT_META = 0x6e; // 'n'
 const LOG = 0x6c; // 'l'
 const STATE = 0x73; // 's'
+
+const TOMBSTONE_PREFIX = 0x74; // 't'
 
 export const CLUSTER_KEY = Buffer.from('c');
 
@@ -70,3 +75,27 @@ export function stateRange(groupId: number): { gte: Buffer; lt: Buffer } {
 }
 
 export const STATE_KEY_PREFIX_BYTES = 6;
+
+/** Bounds covering every key of a group (its whole `g <group>` keyspace): [gte, lt). */
+export function groupRange(groupId: number): { gte: Buffer; lt: Buffer } {
+  const gte = Buffer.allocUnsafe(5);
+  gte[0] = GROUP_PREFIX;
+  gte.writeUInt32BE(groupId, 1);
+  const lt = Buffer.allocUnsafe(5);
+  if (groupId === 0xffffffff) {
+    lt[0] = GROUP_PREFIX + 1;
+    lt.writeUInt32BE(0, 1);
+  } else {
+    lt[0] = GROUP_PREFIX;
+    lt.writeUInt32BE(groupId + 1, 1);
+  }
+  return { gte, lt };
+}
+
+/** Outside the group's keyspace on purpose: clearing groupRange leaves it. */
+export function tombstoneKey(groupId: number): Buffer {
+  const key = Buffer.allocUnsafe(5);
+  key[0] = TOMBSTONE_PREFIX;
+  key.writeUInt32BE(groupId, 1);
+  return key;
+}

@@ -1,10 +1,20 @@
 // The member's durable store on classic-level (LevelDB): loads each Raft group's log, hard state and
 // state-machine records at start, and writes everything one event-loop turn produced for every group
 // as ONE batch with sync: true (group commit). Nothing here decides anything; it only reads and writes.
+//
+// Dropping a group (dropGroup: this member stops hosting a replica) deletes its whole keyspace and
+// leaves a tombstone outside it holding the replica's last term and vote. The tombstone is written
+// first, marked `removing`, and synced; the keyspace is cleared; then the mark is lifted (synced). A
+// crash anywhere in between leaves a `removing` tombstone, and the next loadGroup of that group
+// finishes the clear before reading: a half-deleted group is never loaded. A group whose hard state
+// is absent loads with the tombstone's term and vote (commit 0), so a later replica of the same group
+// on this member — same Raft id — cannot vote a second time in a term its predecessor voted in.
 import { ClassicLevel } from 'classic-level';
-import type { ConfState, Entry, HardState, SnapshotMeta } from '../raft/types.ts';
+import type { ConfState, Entry, HardState, NodeId, SnapshotMeta } from '../raft/types.ts';
 import {
   CLUSTER_KEY,
+  groupRange,
+  tombstoneKey,
   STATE_KEY_PREFIX_BYTES,
   appliedKey,
   confStateKey,
@@ -35,6 +45,33 @@ export interface LoadedGroup {
    * member compacts its log to `applied` (the state there is exactly what the database holds).
    */
   appliedLogSkipped?: { index: number; term: number };
+}
+
+/** What a dropped group leaves behind (tombstoneKey): its replica's last term and vote. */
+export interface GroupTombstone {
+  term: number;
+  vote: NodeId;
+  /** The group's keyspace may still hold keys: the drop was cut short (loadGroup finishes it). */
+  removing: boolean;
+}
+
+export function encodeTombstone(t: GroupTombstone): Buffer {
+  return Buffer.from(JSON.stringify(t));
+}
+
+export function decodeTombstone(raw: Buffer): GroupTombstone {
+  const t = JSON.parse(raw.toString('utf8')) as Partial<GroupTombstone>;
+  if (typeof t.term !== 'number' || typeof t.vote !== 'number') throw new Error(`malformed group tombstone ${raw.toString('utf8')}`);
+  return { term: t.term, vote: t.vote, removing: t.removing === true };
+}
+
+/**
+ * The tombstone a drop writes: the replica's last term and vote, unless an older tombstone is higher
+ * (it cannot be: a later replica starts from its tombstone and terms only grow; kept for safety).
+ */
+export function nextTombstone(previous: GroupTombstone | undefined, last: { term: number; vote: NodeId }): GroupTombstone {
+  if (previous && previous.term > last.term) return { term: previous.term, vote: previous.vote, removing: true };
+  return { term: last.term, vote: last.vote, removing: true };
 }
 
 /** A point-in-time view of the database, for streaming a state-machine snapshot while writes go on. */
@@ -96,6 +133,14 @@ export class TurnBatch {
     this.ops.push({ type: 'put', key: stateKey(groupId, storeKey), value });
   }
 
+  /** Drops every op on a group's keys (Member.removeGroup: held writes of a removed group). */
+  dropGroup(groupId: number): void {
+    const { gte, lt } = groupRange(groupId);
+    let kept = 0;
+    for (const op of this.ops) if (Buffer.compare(op.key, gte) < 0 || Buffer.compare(op.key, lt) >= 0) this.ops[kept++] = op;
+    this.ops.length = kept;
+  }
+
   putCluster(record: unknown): void {
     this.ops.push({ type: 'put', key: CLUSTER_KEY, value: Buffer.from(JSON.stringify(record)) });
   }
@@ -126,6 +171,9 @@ export const SKIP_APPLIED_LOG_ABOVE_BYTES = 64 * 1024 * 1024;
 
 /** Decodes one group's stored state (MemberDb.loadGroup; shared so store doubles load exactly alike). */
 export async function readGroup(db: RawGroupReader, groupId: number): Promise<LoadedGroup> {
+  const tombRaw = await db.get(tombstoneKey(groupId));
+  const tombstone = tombRaw === undefined ? undefined : decodeTombstone(tombRaw);
+  if (tombstone?.removing) throw new Error(`group ${groupId}: its removal was cut short; the store must finish it before loading`);
   const hsRaw = await db.get(hardStateKey(groupId));
   const appliedRaw = await db.get(appliedKey(groupId));
   const confRaw = await db.get(confStateKey(groupId));
@@ -173,7 +221,9 @@ export async function readGroup(db: RawGroupReader, groupId: number): Promise<Lo
     }
   }
   return {
-    hardState: hsRaw === undefined ? { term: 0, vote: 0, commit: 0 } : decodeHardState(hsRaw),
+    // No hard state: a group never hosted here (term 0), or one whose earlier replica was dropped
+    // (its tombstone's term and vote; commit 0, the log being empty).
+    hardState: hsRaw !== undefined ? decodeHardState(hsRaw) : { term: tombstone?.term ?? 0, vote: tombstone?.vote ?? 0, commit: 0 },
     entries,
     firstIndex: logStartsAfter !== undefined ? logStartsAfter + 1 : entries.length > 0 ? entries[0].index : 1,
     applied,
@@ -203,6 +253,7 @@ export class MemberDb implements MemberStore {
   }
 
   async loadGroup(groupId: number): Promise<LoadedGroup> {
+    await this.finishDrop(groupId);
     // fillCache off: a bulk read of everything would only evict what the block cache holds.
     return readGroup(
       {
@@ -226,6 +277,33 @@ export class MemberDb implements MemberStore {
   /** A consistent view of the database as of now (synchronous, so it sees exactly the writes done). */
   snapshot(): DbSnapshot {
     return this.db.snapshot();
+  }
+
+  /** The tombstone a dropped group left, if any. */
+  async tombstone(groupId: number): Promise<GroupTombstone | undefined> {
+    const raw = await this.db.get(tombstoneKey(groupId));
+    return raw === undefined ? undefined : decodeTombstone(raw);
+  }
+
+  /**
+   * Deletes every key of a group and leaves its tombstone with `last` (see the header). The caller
+   * guarantees nothing writes the group's keys meanwhile or after (Member.removeGroup).
+   */
+  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
+    const tombstone = nextTombstone(await this.tombstone(groupId), last);
+    await this.db.put(tombstoneKey(groupId), encodeTombstone(tombstone), { sync: true });
+    await this.clearGroup(groupId, tombstone);
+  }
+
+  /** Finishes a drop a crash cut short (a `removing` tombstone). */
+  private async finishDrop(groupId: number): Promise<void> {
+    const tombstone = await this.tombstone(groupId);
+    if (tombstone?.removing) await this.clearGroup(groupId, tombstone);
+  }
+
+  private async clearGroup(groupId: number, tombstone: GroupTombstone): Promise<void> {
+    await this.db.clear(groupRange(groupId));
+    await this.db.put(tombstoneKey(groupId), encodeTombstone({ ...tombstone, removing: false }), { sync: true });
   }
 
   /** Removes a group's state-machine records (before a received snapshot's records replace them). */

@@ -2,10 +2,15 @@
 // snapshot helpers take, so the production store (MemberDb on classic-level) and test doubles (the
 // member simulation's crash-losing store, server/member/sim/sim-store.ts) are interchangeable. Only
 // the methods the member uses; opening, closing and the cluster record stay with MemberDb.
+import type { NodeId } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup, TurnBatch } from './member-db.ts';
 
 export interface MemberStore {
-  /** A group's log, hard state, applied index, membership, snapshot point and state records as stored. */
+  /**
+   * A group's log, hard state, applied index, membership, snapshot point and state records as
+   * stored. A group dropped earlier loads empty with its tombstone's term and vote (a drop a crash
+   * cut short is finished first).
+   */
   loadGroup(groupId: number): Promise<LoadedGroup>;
   /** Every state-machine record of a group (store-relative keys, sorted), optionally as of a snapshot. */
   stateRecords(groupId: number, snapshot?: DbSnapshot): AsyncGenerator<[Buffer, Buffer]>;
@@ -15,6 +20,12 @@ export interface MemberStore {
   clearState(groupId: number): Promise<void>;
   /** Removes log entries up to and including `index`. */
   clearLogThrough(groupId: number, index: number): Promise<void>;
+  /**
+   * Deletes every key of a group and leaves a tombstone holding `last` (the replica's term and vote),
+   * which the group's next load starts from. Resolves once the deletion is durable. The caller must
+   * not write the group's keys while it runs.
+   */
+  dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void>;
   /** Writes one batch atomically; with `sync` it is durable before the promise resolves, without it a crash may lose it. */
   write(batch: TurnBatch, sync: boolean): Promise<void>;
 }

@@ -15,10 +15,11 @@
 //
 // SimDisk is what survives a crash (the durable records and the snapshot-file directory); a SimStore
 // is one incarnation's open database on it.
-import type { DbSnapshot, LoadedGroup, RawGroupReader, TurnBatch } from '../../storage/member-db.ts';
-import { readGroup } from '../../storage/member-db.ts';
+import type { DbSnapshot, GroupTombstone, LoadedGroup, RawGroupReader, TurnBatch } from '../../storage/member-db.ts';
+import { decodeTombstone, encodeTombstone, nextTombstone, readGroup } from '../../storage/member-db.ts';
 import type { MemberStore } from '../../storage/member-store.ts';
-import { STATE_KEY_PREFIX_BYTES, logKey, logRange, stateRange } from '../../storage/keys.ts';
+import type { NodeId } from '../../raft/types.ts';
+import { STATE_KEY_PREFIX_BYTES, groupRange, logKey, logRange, stateRange, tombstoneKey } from '../../storage/keys.ts';
 import type { Rng } from '../../raft/rng.ts';
 import type { SimClock } from './sim-clock.ts';
 
@@ -180,6 +181,20 @@ export class SimStore implements MemberStore {
     return this.enqueue([{ type: 'clear', gte: k(logRange(groupId).gte), lt: k(logKey(groupId, index)) + '\u0000' }], false);
   }
 
+  /** As MemberDb.dropGroup: a synced `removing` tombstone, the clear, then the synced final tombstone. */
+  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
+    const raw = this.visible.get(k(tombstoneKey(groupId)));
+    const tombstone = nextTombstone(raw === undefined ? undefined : decodeTombstone(raw), last);
+    await this.enqueue([{ type: 'put', key: k(tombstoneKey(groupId)), value: encodeTombstone(tombstone) }], true);
+    await this.clearGroup(groupId, tombstone);
+  }
+
+  private async clearGroup(groupId: number, tombstone: GroupTombstone): Promise<void> {
+    const r = groupRange(groupId);
+    await this.enqueue([{ type: 'clear', gte: k(r.gte), lt: k(r.lt) }], false);
+    await this.enqueue([{ type: 'put', key: k(tombstoneKey(groupId)), value: encodeTombstone({ ...tombstone, removing: false }) }], true);
+  }
+
   snapshot(): DbSnapshot {
     return new SimSnapshot(new Map(this.visible));
   }
@@ -193,7 +208,10 @@ export class SimStore implements MemberStore {
     }
   }
 
-  loadGroup(groupId: number): Promise<LoadedGroup> {
+  async loadGroup(groupId: number): Promise<LoadedGroup> {
+    const raw = this.visible.get(k(tombstoneKey(groupId)));
+    const tombstone = raw === undefined ? undefined : decodeTombstone(raw);
+    if (tombstone?.removing) await this.clearGroup(groupId, tombstone);
     const data = new Map(this.visible);
     const reader: RawGroupReader = {
       get: async (key) => data.get(k(key)),
