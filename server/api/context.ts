@@ -49,6 +49,13 @@ export interface ShardedKeyspace {
   watchSources(): ReadonlyMap<number, ShardWatchSource>;
   /** A merged watch opened: this member's closing rounds run until every hold is released (server/shard/shard-closer.ts). */
   holdClosingRounds(): ClosingHold;
+  /**
+   * Every shard as this member sees it: membership, leader and applied revision where it hosts a replica;
+   * elsewhere the membership its leader last reported, the leader last learned (or null) and revision 0.
+   */
+  shardViews(): Array<{ shard: number; voters: readonly number[]; learners: readonly number[]; leader: number; revision: number }>;
+  /** Placement moves as this member sees them, and the placement version (docs/sharding.md). */
+  placementProgress(): { version: number; pending: number; inProgress: number; done: number };
   /** This member's closing rounds, for /metrics: running now, and counts since start. */
   closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
 }

@@ -16,14 +16,14 @@ const ONE_SHARD = SlotMap.create(1);
 /** The one shard's id in the slot map (its Raft group is DATA_GROUP_ID). */
 const ONLY_SHARD = 0;
 
-/** No move executor exists yet: nothing is ever pending, running or done. */
+/** One group on every member never moves: nothing is ever pending, running or done. */
 const NO_MOVES = Object.freeze({ pending: 0, inProgress: 0, done: 0 });
 
 export function observePlacement(ctx: ApiContext): PlacementObservation {
   const members = ctx.members(); // removed members are not listed
   return {
     // The Raft index of the last applied membership change: see docs/sharding.md for what it counts.
-    version: ctx.sm.membershipVersion(),
+    version: ctx.shards === null ? ctx.sm.membershipVersion() : Math.max(ctx.sm.membershipVersion(), ctx.shards.placementProgress().version),
     slotMap: ctx.shards?.slotMap ?? ONE_SHARD,
     members: members.map((m) => ({ id: m.id, name: m.name, zone: m.zone ?? '', clientUrls: m.clientUrls, peerUrls: m.peerUrls })),
     shards: ctx.shards === null
@@ -36,11 +36,9 @@ export function observePlacement(ctx: ApiContext): PlacementObservation {
             revision: ctx.sm.store.currentRevision(),
           },
         ]
-      : // A sharded cluster: each shard's own Raft membership, leader and applied revision on this member.
-        ctx.shards.targets().map((t, shard) => {
-          const conf = ctx.member.confState(t.groupId);
-          return { shard, voters: conf.voters, learners: conf.learners, leader: ctx.member.leaderId(t.groupId), revision: t.sm.appliedRevision() };
-        }),
-    moves: NO_MOVES,
+      : // A sharded cluster: each shard's own Raft membership, leader and applied revision on this member
+        // (as last reported, for a shard hosted elsewhere).
+        ctx.shards.shardViews().map((v) => ({ shard: v.shard, voters: [...v.voters], learners: [...v.learners], leader: v.leader, revision: v.revision })),
+    moves: ctx.shards === null ? NO_MOVES : (({ pending, inProgress, done }) => ({ pending, inProgress, done }))(ctx.shards.placementProgress()),
   };
 }

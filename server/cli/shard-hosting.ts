@@ -25,7 +25,7 @@ import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.t
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
-import { MetadataStateMachine } from '../shard/metadata-state-machine.ts';
+import { MetadataStateMachine, type MetadataApplied } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
@@ -38,7 +38,7 @@ import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
-import { Placer } from '../shard/placer.ts';
+import { Placer, shardSettled } from '../shard/placer.ts';
 import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
@@ -157,6 +157,8 @@ export class ShardHosting implements ShardedKeyspace {
   private placer: Placer | null = null;
   private stopped = false;
   private maxEntryBytes = 0;
+  /** Shards this member saw reach their desired replicas after a move (since it started). */
+  private movesDone = 0;
   private oracleHost: OracleHost | null = null;
   private readClient: OracleClient | null = null;
   private member: Member | null = null;
@@ -201,6 +203,7 @@ export class ShardHosting implements ShardedKeyspace {
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
     const deps: ReplicaDeps = { db, snapshotDir, memberId, bootstrap, randomSeed: opts.randomSeed };
     const hosting = new ShardHosting(opts.shardCount, opts.replicationFactor ?? 0, metadata, deps, logger);
+    metadata.onApplied((a) => hosting.countMove(a));
     hosting.loadMember = member;
     const inBootstrap = bootstrap.some((m) => m.id === memberId);
     for (let index = 0; index < opts.shardCount; index++) {
@@ -211,18 +214,34 @@ export class ShardHosting implements ShardedKeyspace {
       const desired = metadata.desiredReplicas(index);
       const wanted = desired === null ? inBootstrap : desired.includes(memberId);
       if (!holdsData(loaded) && !wanted) continue;
-      hosting.host(index, loaded, desired === null ? voters : []);
+      hosting.host(index, loaded, desired === null ? voters : hosting.runtimeStart().voters, desired === null ? [] : hosting.runtimeStart().learners);
     }
     return hosting;
   }
 
+  /** A shard's new membership report that settles a move (a report that changes nothing settles none). */
+  private readonly settledShards = new Map<number, boolean>();
+
+  private countMove(a: MetadataApplied): void {
+    if (a.kind !== 'shard-conf' && a.kind !== 'placement') return;
+    for (const shard of a.kind === 'shard-conf' ? [a.shard] : a.shards) {
+      const settled = shardSettled(this.metadata.desiredReplicas(shard), this.metadata.observedConf(shard));
+      const before = this.settledShards.get(shard) ?? true;
+      if (settled && !before) {
+        this.movesDone++;
+        this.logger.info({ shard, replicas: this.metadata.observedConf(shard)?.voters.map((id) => id.toString(16)) }, 'placement: shard move done');
+      }
+      this.settledShards.set(shard, settled);
+    }
+  }
+
   /** Adds shard `index`'s replica to the member (and, once attached, to the write path and watches). */
-  private host(index: number, loaded: LoadedGroup, voters: NodeId[]): HostedShard {
+  private host(index: number, loaded: LoadedGroup, voters: NodeId[], learners: NodeId[]): HostedShard {
     const groupId = FIRST_SHARD_GROUP_ID + index;
     const { memberId, bootstrap, randomSeed } = this.deps;
     const sm = new KvStateMachine(memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
     loaded.stateRecords = [];
-    this.memberForHosting().addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: randomSeed() });
+    this.memberForHosting().addGroup({ groupId, voters, learners, stateMachine: sm, loaded, randomSeed: randomSeed() });
     const shard: HostedShard = { index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) };
     this.hosted.set(index, shard);
     this.shards.push(shard);
@@ -232,6 +251,18 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   private loadMember: Member | null = null;
+
+  /**
+   * The membership a replica created after bootstrap starts from. Every shard group began with the
+   * bootstrap voters, and that membership is not in the log: a replica that replays the log from index 1
+   * (its leader still holds it) must start from it, or the changes it replays would build a different
+   * membership — one where it could lead a group of its own. It starts as a learner in it, so it never
+   * campaigns or counts before it has replayed (or received by snapshot) the group's real membership.
+   */
+  private runtimeStart(): { voters: NodeId[]; learners: NodeId[] } {
+    const self = this.deps.memberId;
+    return { voters: this.deps.bootstrap.filter((m) => !m.isLearner && m.id !== self).map((m) => m.id), learners: [self] };
+  }
 
   private memberForHosting(): Member {
     const m = this.member ?? this.loadMember;
@@ -290,10 +321,8 @@ export class ShardHosting implements ShardedKeyspace {
       });
       this.placer.start();
     }
-    member.onRemoved((groupId) => {
-      const index = groupId - FIRST_SHARD_GROUP_ID;
-      if (this.hosted.has(index)) void this.drop(index, 'this member was removed from the shard');
-    });
+    // A removal of this member is acted on in hostingRound, not here: a replica replaying its log can
+    // apply an old removal of itself that a later entry undoes (it was placed here again).
     this.peers = peers;
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
@@ -374,14 +403,26 @@ export class ShardHosting implements ShardedKeyspace {
         if (!shard && !this.creating.has(index) && !this.dropping.has(index)) void this.create(index);
         continue;
       }
-      // Placed elsewhere. A replica in the shard's membership leaves when its removal applies (onRemoved);
-      // one the leader never added (it holds no log: it has acknowledged nothing) is dropped here.
-      if (shard && desired !== null && member.status(shard.groupId).lastIndex === 0) {
-        const conf = member.confState(shard.groupId);
-        if (!conf.voters.includes(self) && !conf.learners.includes(self)) void this.drop(index, 'placed elsewhere before it was added');
-      }
+      if (shard && desired !== null && this.mayDelete(shard)) void this.drop(index, 'placed elsewhere, and removed from the shard');
     }
     for (const shard of this.shards) this.report(shard);
+  }
+
+  /**
+   * Whether this member may delete its replica of a shard placed elsewhere. Deleting is for good: the
+   * member id is also the replica's id, so the shard's leader must have forgotten this replica first, or
+   * it would take a later, empty replica here for the old one (its match index, its commit). It has when
+   * this replica has applied its whole log and the membership there excludes it: that removal is
+   * committed, and no entry after it re-added this member (this replica would hold it). A replica that
+   * never received anything has acknowledged nothing, so the leader holds nothing of it to forget.
+   */
+  private mayDelete(shard: HostedShard): boolean {
+    const member = this.memberForHosting();
+    const st = member.status(shard.groupId);
+    if (st.lastIndex === 0) return true;
+    const conf = member.confState(shard.groupId);
+    const self = member.memberId;
+    return st.applied === st.lastIndex && !conf.voters.includes(self) && !conf.learners.includes(self);
   }
 
   /** Tells the metadata group where a shard this member leads is now (when that changed). */
@@ -410,7 +451,8 @@ export class ShardHosting implements ShardedKeyspace {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), this.logger);
       if (this.stopped || this.hosted.has(index)) return;
-      this.host(index, loaded, []);
+      const start = this.runtimeStart();
+      this.host(index, loaded, start.voters, start.learners);
       this.logger.info({ shard: index, group: groupId }, 'shard replica created: placed on this member');
     } catch (err) {
       this.logger.warn({ shard: index, err: String(err) }, 'creating a shard replica failed (tried again next round)');
@@ -468,6 +510,25 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   // ---- ShardedKeyspace ---------------------------------------------------------------------
+
+  shardViews(): ReturnType<ShardedKeyspace['shardViews']> {
+    const member = this.memberForHosting();
+    return Array.from({ length: this.shardCount }, (_, shard) => {
+      const hosted = this.hosted.get(shard);
+      if (hosted !== undefined) {
+        const conf = member.confState(hosted.groupId);
+        return { shard, voters: conf.voters, learners: conf.learners, leader: member.leaderId(hosted.groupId), revision: hosted.sm.appliedRevision() };
+      }
+      const conf = this.metadata.observedConf(shard) ?? { voters: this.metadata.desiredReplicas(shard) ?? [], learners: [] };
+      return { shard, voters: conf.voters, learners: conf.learners, leader: this.learnedLeaders.get(FIRST_SHARD_GROUP_ID + shard) ?? 0, revision: 0 };
+    });
+  }
+
+  placementProgress(): ReturnType<ShardedKeyspace['placementProgress']> {
+    let inProgress = 0;
+    for (let shard = 0; shard < this.shardCount; shard++) if (!shardSettled(this.metadata.desiredReplicas(shard), this.metadata.observedConf(shard))) inProgress++;
+    return { version: this.metadata.placementVersion, pending: this.placer?.deferred ?? 0, inProgress, done: this.movesDone };
+  }
 
   targets(): readonly GroupTarget[] {
     if (this.shards.length !== this.shardCount) throw this.notHosted(this.missingShard());

@@ -145,7 +145,9 @@ interface ReadRound {
 
 export interface GroupOptions {
   groupId: number;
+  /** The group's membership at index 0 (before its first entry), used when nothing persisted says otherwise. */
   voters: NodeId[];
+  learners?: NodeId[];
   stateMachine: GroupStateMachine;
   loaded: LoadedGroup;
   randomSeed: number;
@@ -394,6 +396,7 @@ export class Member {
       {
         id: this.opts.memberId,
         voters: g.voters,
+        learners: g.learners ?? [],
         electionTimeoutTicks: this.opts.electionTimeoutTicks,
         heartbeatTicks: this.opts.heartbeatTicks,
         preVote: true,

@@ -463,3 +463,27 @@ describe('snapshots and log compaction', () => {
     expect(appliedData(c, 3)).toEqual(appliedData(c, 1));
   });
 });
+
+describe('a replica placed on the same member again (sharded placement)', () => {
+  it('an empty replica ignores a heartbeat commit meant for its previous incarnation; a log that is not empty still fails loudly', () => {
+    const fresh = new RawNode(config(3, [1, 2], { learners: [3] }));
+    fresh.step({ ...newMessage('heartbeat', 1, 3, 2), commit: 26 });
+    expect(fresh.status().commit).toBe(0);
+    const rd = fresh.ready();
+    expect(rd.messages.map((m) => m.type)).toEqual(['heartbeatResp']);
+    fresh.advance(rd);
+    // With entries, a commit past them is corruption, as in etcd.
+    const r = new RawNode(config(3, [1, 2, 3]), { hardState: { term: 1, vote: 0, commit: 0 }, entries: [{ index: 1, term: 1, type: 'normal', data: bytes('x') }], firstIndex: 1, applied: 0 });
+    expect(() => r.step({ ...newMessage('heartbeat', 1, 3, 1), commit: 26 })).toThrow(RaftInvariantError);
+  });
+
+  it('a replica that replays its own old removal and then its re-addition is a member again (it may campaign)', () => {
+    const n = new RawNode(config(3, [1, 2, 3]));
+    n.applyConfChange({ type: 'removeNode', nodeId: 3 });
+    expect(n.status().removed).toBe(true);
+    n.applyConfChange({ type: 'addLearner', nodeId: 3 });
+    n.applyConfChange({ type: 'promoteLearner', nodeId: 3 });
+    expect(n.status().removed).toBe(false);
+    expect(n.confState().voters).toContain(3);
+  });
+});

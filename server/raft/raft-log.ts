@@ -207,6 +207,11 @@ export class RaftLog {
     return this.entries.slice(lo - base, end - base);
   }
 
+  /** The log holds nothing at all: no entry, no snapshot, nothing committed (a brand-new replica). */
+  assertEmptyForFreshReplica(): void {
+    if (this.lastIndex() !== 0 || this.committed !== 0) fail(`log not empty (last ${this.lastIndex()}, committed ${this.committed})`);
+  }
+
   commitTo(index: number): void {
     if (index <= this.committed) return; // stale commit info (e.g. heartbeat) is normal
     if (!(index <= this.lastIndex())) fail(`commit ${index} beyond last index ${this.lastIndex()}`);

@@ -664,7 +664,14 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    this.log.commitTo(m.commit);
+    // A leader never tells a follower to commit past what that follower acknowledged, so a commit beyond
+    // this log is corruption — except on an empty log: a replica created again on a member that hosted the
+    // group before (server/cli/shard-hosting.ts) can receive a heartbeat sent to its previous incarnation
+    // before the leader applied its removal. An empty log has nothing to commit wrongly; the leader's
+    // appends fill it.
+    if (m.commit > this.log.lastIndex() && this.log.lastIndex() === 0) {
+      this.log.assertEmptyForFreshReplica();
+    } else this.log.commitTo(m.commit);
     const resp = newMessage('heartbeatResp', this.id, m.from, this.term);
     resp.context = m.context;
     if (m.quiesce === true && this.quiesceEnabled && this.role === 'follower') this.maybeQuiesceFollower(m, resp);
@@ -942,6 +949,9 @@ export class Raft {
       if (this.role !== 'follower') this.becomeFollower(this.term, 0);
       return this.confState();
     }
+    // Added back by a later entry (a shard placed on this member again, replayed from the log): a member
+    // again, with everything that implies.
+    if (id === this.id && this.isMember(this.id)) this.removed = false;
     if (this.role !== 'leader') return this.confState();
     if (this.isMember(id) && id !== this.id) {
       let pr = this.progress.get(id);

@@ -46,7 +46,7 @@ export function shardSettled(desired: readonly NodeId[] | null, observed: ShardC
   return observed !== null && observed.learners.length === 0 && sameSet(observed.voters, desired);
 }
 
-/** The next desired placement to write, or null when nothing changes. */
+/** The next desired placement to write (possibly none, with moves deferred), or null when nothing changes. */
 export function planPlacementChange(state: PlacementState, maxMovingShards: number): PlacementChange | null {
   if (state.members.length === 0) return null;
   const memberIds = new Set(state.members.map((m) => m.id));
@@ -82,7 +82,7 @@ export function planPlacementChange(state: PlacementState, maxMovingShards: numb
     }
     changes.push({ shard, replicas });
   }
-  if (changes.length === 0) return null;
+  if (changes.length === 0 && deferred === 0) return null;
   changes.sort((a, b) => a.shard - b.shard);
   return { shards: changes, deferred };
 }
@@ -110,6 +110,8 @@ export class Placer {
   private timer: NodeJS.Timeout | null = null;
   /** Placement entries proposed (for tests and metrics). */
   proposals = 0;
+  /** Shards whose move waited for others at the last round (the view's "pending"). */
+  deferred = 0;
   /** The last change proposed and when: not proposed again while it may still be on its way to apply. */
   private last: { text: string; atMs: number } | null = null;
 
@@ -132,7 +134,8 @@ export class Placer {
     const { member, metadataGroupId, logger } = this.opts;
     if (member.role(metadataGroupId) !== 'leader') return;
     const change = planPlacementChange(this.opts.state(), this.opts.maxMovingShards ?? 4);
-    if (change === null) return;
+    this.deferred = change?.deferred ?? 0;
+    if (change === null || change.shards.length === 0) return;
     const text = JSON.stringify(change.shards);
     if (this.last !== null && this.last.text === text && Date.now() - this.last.atMs < RESEND_AFTER_MS) return;
     try {

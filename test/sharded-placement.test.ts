@@ -1,0 +1,207 @@
+// Placement on a subset of members (issue 14), with real processes and Debian's etcdctl: a 3-member,
+// 8-shard cluster with --replication-factor 3 takes a fourth member (etcdctl member add/promote) and the
+// placer moves a share of the replicas onto it; one of the first members is removed and its replicas are
+// re-placed; a fifth joins and receives its share. At each step: every shard has 3 voters on distinct
+// members, replicas per member max/mean ≤ 1.10, replica moves ≤ 1.1× the ideal, every acknowledged key
+// readable where /placement says it lives, and a member that lost a replica deleted its data.
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProcessCluster } from './support/process-cluster.ts';
+import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
+import { KvClient } from './support/kv-client.ts';
+import { eventually } from './support/eventually.ts';
+
+const SHARDS = 8;
+const R = 3;
+let cluster: ProcessCluster;
+
+beforeAll(async () => {
+  cluster = await ProcessCluster.start({
+    size: 3,
+    extraArgs: ['--snapshot-count', '50'],
+    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R)],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  if (process.env.KEEP_LOGS) for (const m of cluster?.members ?? []) fs.copyFileSync(m.logFile, `/tmp/placement-${m.name}.log`);
+  await cluster?.destroy();
+});
+
+interface View {
+  members: Array<{ id: string; name: string; clientURLs: string[] }>;
+  shards: Array<{ id: number; replicas: string[]; learners: string[]; leader: string | null }>;
+  moves: { pending: number; inProgress: number; done: number };
+}
+
+async function view(i: number): Promise<View> {
+  const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/placement`);
+  return (await res.json()) as View;
+}
+
+async function shardOfKey(i: number, key: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/placement?key=${encodeURIComponent(key)}`);
+  return ((await res.json()) as { shard: number }).shard;
+}
+
+/** Replicas per member id over the view's shards. */
+function loads(v: View): Map<string, number> {
+  const out = new Map(v.members.map((m) => [m.id, 0]));
+  for (const s of v.shards) for (const id of s.replicas) out.set(id, (out.get(id) ?? 0) + 1);
+  return out;
+}
+
+/** The view once every shard has R voters on distinct live members, no learner, and no move is left. */
+async function converged(i: number, what: string, live: () => Set<string>): Promise<View> {
+  return eventually(
+    what,
+    async () => {
+      const v = await view(i);
+      const l = loads(v);
+      // Every live member holds at least its floor share (a joiner must have received its part).
+      const floor = Math.floor((SHARDS * R) / live().size);
+      const ok =
+        v.moves.inProgress === 0 &&
+        v.moves.pending === 0 &&
+        [...live()].every((id) => (l.get(id) ?? 0) >= floor) &&
+        v.shards.every((s) => s.replicas.length === R && new Set(s.replicas).size === R && s.learners.length === 0 && s.replicas.every((id) => live().has(id)));
+      if (!ok) throw new Error(`not yet: moves ${JSON.stringify(v.moves)}, shards ${JSON.stringify(v.shards.map((s) => [s.id, s.replicas, s.learners, s.leader]))}`);
+      return v;
+    },
+    150_000,
+  );
+}
+
+const ratio = (m: Map<string, number>): number => Math.max(...m.values()) / ([...m.values()].reduce((a, b) => a + b, 0) / m.size);
+
+/** Replicas that appeared on members between two views (each is one move). */
+function moved(before: View, after: View): number {
+  let n = 0;
+  for (const s of after.shards) {
+    const old = new Set(before.shards.find((b) => b.id === s.id)?.replicas ?? []);
+    n += s.replicas.filter((id) => !old.has(id)).length;
+  }
+  return n;
+}
+
+async function putKeys(endpoint: string, prefix: string, n: number, acked: Map<string, string>): Promise<void> {
+  const kv = new KvClient(endpoint);
+  try {
+    for (let i = 0; i < n; i++) {
+      const key = `${prefix}${String(i).padStart(4, '0')}`;
+      await kv.put(key, `v${i}`, {}, 5_000);
+      acked.set(key, `v${i}`);
+    }
+  } finally {
+    kv.close();
+  }
+}
+
+describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
+  const acked = new Map<string, string>();
+  const live = new Set<string>();
+  const idOf = new Map<string, string>(); // name → member id
+
+  /** Every acknowledged key, read on each member that /placement says hosts its shard. */
+  async function checkEveryKey(v: View): Promise<void> {
+    const clientOf = new Map(v.members.map((m) => [m.id, m.clientURLs[0].replace(/^https?:\/\//, '')]));
+    const byShard = new Map<number, string[]>();
+    const at = cluster.members.findIndex((m) => !m.retired && live.has(idOf.get(m.name) ?? ''));
+    for (const k of acked.keys()) {
+      const s = await shardOfKey(at, k);
+      byShard.set(s, [...(byShard.get(s) ?? []), k]);
+    }
+    for (const s of v.shards) {
+      for (const id of s.replicas) {
+        const kv = new KvClient(clientOf.get(id)!);
+        try {
+          for (const k of byShard.get(s.id) ?? []) {
+            const r = await kv.range(k, {}, 5_000);
+            expect(r.kvs[0]?.value.toString(), `${k} (shard ${s.id}) on member ${id}`).toBe(acked.get(k));
+          }
+        } finally {
+          kv.close();
+        }
+      }
+    }
+  }
+
+  it('three members host every shard; writes are placed where /placement says', async () => {
+    for (const line of (await etcdctlOk(cluster.endpointOf(0), ['member', 'list'])).trim().split('\n')) {
+      const [id, , name] = line.split(', ');
+      idOf.set(name, id);
+      live.add(id);
+    }
+    const v = await converged(0, 'the first placement written', () => live);
+    expect(ratio(loads(v))).toBe(1);
+    // Keys through each member's own shards (a member answers only for shards it hosts until forwarding).
+    await putKeys(cluster.endpointOf(0), 'a/', 120, acked);
+    await checkEveryKey(v);
+  }, 120_000);
+
+  let beforeJoin: View;
+  it('a fourth member joins and receives its share: max/mean ≤ 1.10, moves ≤ 1.1× the ideal', async () => {
+    beforeJoin = await view(0);
+    const i = await cluster.addMemberSlot('m4');
+    const added = await etcdctlOk(cluster.endpointOf(0), ['member', 'add', 'm4', '--learner', `--peer-urls=${cluster.peerUrlOf(i)}`]);
+    const id = /Member\s+([0-9a-f]+) added to cluster/.exec(added)![1];
+    idOf.set('m4', id);
+    cluster.startMember(i);
+    await eventually('promote m4', async () => {
+      const r = await etcdctl(cluster.endpointOf(0), ['member', 'promote', id]);
+      return r.code === 0 ? r.stdout : null;
+    });
+    live.add(id);
+    const startedMs = Date.now();
+    const v = await converged(i, 'placement converged with m4', () => live);
+    const l = loads(v);
+    const ideal = Math.ceil((SHARDS * R) / 4);
+    console.log(`join: converged in ${((Date.now() - startedMs) / 1000).toFixed(1)} s; replicas/member ${JSON.stringify(Object.fromEntries(l))}, max/mean ${ratio(l).toFixed(3)}, moves ${moved(beforeJoin, v)} / ideal ${ideal}`);
+    expect(ratio(l)).toBeLessThanOrEqual(1.1);
+    expect(l.get(id)).toBeGreaterThan(0);
+    expect(moved(beforeJoin, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
+    await checkEveryKey(v);
+    // The members that gave replicas up deleted them (a log line per removed replica).
+    const removals = cluster.members.slice(0, 3).map((m) => (fs.readFileSync(m.logFile, 'utf8').match(/shard replica removed from this member/g) ?? []).length);
+    expect(removals.reduce((a, b) => a + b, 0)).toBe(moved(beforeJoin, v));
+  }, 200_000);
+
+  it('a first member is removed: its replicas are re-placed; a fifth joins and takes its share', async () => {
+    const before = await view(3);
+    const victimName = 'm1';
+    const victimId = idOf.get(victimName)!;
+    const held = before.shards.filter((s) => s.replicas.includes(victimId)).length;
+    // Removal waits for every group to be where it should be (etcd's "unhealthy cluster" meanwhile).
+    await eventually('remove m1', async () => {
+      const r = await etcdctl(cluster.endpointOf(3), ['member', 'remove', victimId]);
+      return r.code === 0 ? r.stdout : null;
+    });
+    const victim = cluster.members.findIndex((m) => m.name === victimName);
+    expect(await cluster.waitExit(victim, 20_000)).toBe(true);
+    cluster.members[victim].retired = true;
+    live.delete(victimId);
+    const afterRemove = await converged(3, 'placement converged without m1', () => live);
+    console.log(`leave: re-placed ${moved(before, afterRemove)} replicas (m1 held ${held})`);
+    expect(moved(before, afterRemove)).toBe(held);
+    expect(ratio(loads(afterRemove))).toBeLessThanOrEqual(1.1);
+    await putKeys(cluster.endpointOf(3), 'b/', 60, acked);
+
+    const i = await cluster.addMemberSlot('m5');
+    const added = await etcdctlOk(cluster.endpointOf(3), ['member', 'add', 'm5', '--learner', `--peer-urls=${cluster.peerUrlOf(i)}`]);
+    const id = /Member\s+([0-9a-f]+) added to cluster/.exec(added)![1];
+    idOf.set('m5', id);
+    cluster.startMember(i);
+    await eventually('promote m5', async () => {
+      const r = await etcdctl(cluster.endpointOf(3), ['member', 'promote', id]);
+      return r.code === 0 ? r.stdout : null;
+    });
+    live.add(id);
+    const v = await converged(i, 'placement converged with m5', () => live);
+    const l = loads(v);
+    const ideal = Math.ceil((SHARDS * R) / 4);
+    console.log(`second join: replicas/member ${JSON.stringify(Object.fromEntries(l))}, max/mean ${ratio(l).toFixed(3)}, moves ${moved(afterRemove, v)} / ideal ${ideal}`);
+    expect(ratio(l)).toBeLessThanOrEqual(1.1);
+    expect(moved(afterRemove, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
+    await checkEveryKey(v);
+  }, 300_000);
+});
