@@ -5,13 +5,22 @@
 // members, replicas per member max/mean ≤ 1.10, replica moves ≤ 1.1× the ideal, every acknowledged key
 // readable where /placement says it lives, and a member that lost a replica deleted its data.
 import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 
+const SYNOD_CLI = path.join(import.meta.dirname, '..', 'server', 'cli', 'synod.ts');
 const SHARDS = 8;
+
+/** `synod placement ...` as a user runs it. */
+function synodPlacement(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [SYNOD_CLI, 'placement', ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
 const R = 3;
 let cluster: ProcessCluster;
 
@@ -204,4 +213,43 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
     expect(moved(afterRemove, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
     await checkEveryKey(v);
   }, 300_000);
+
+  it('synod placement --drain moves every replica off a member; then it is removed with no acknowledged key lost', async () => {
+    const before = await view(3);
+    const victimName = 'm5';
+    const victimId = idOf.get(victimName)!;
+    const held = before.shards.filter((s) => s.replicas.includes(victimId)).length;
+    expect(held).toBeGreaterThan(0);
+    await putKeys(cluster.endpointOf(3), 'c/', 40, acked);
+    const first = synodPlacement(['--endpoints', cluster.endpointOf(3), '--drain', victimId]);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toMatch(new RegExp(`^member ${victimId} draining: \\d+ shard replicas still on it\n$`));
+    const done = await eventually(
+      'm5 drained',
+      async () => {
+        const r = synodPlacement(['--endpoints', cluster.endpointOf(2), '--drain', victimId, '--json']);
+        const out = JSON.parse(r.stdout) as { draining: boolean; replicasRemaining: number };
+        return out.replicasRemaining === 0 ? out : null;
+      },
+      150_000,
+      500,
+    );
+    expect(done.draining).toBe(true);
+    live.delete(victimId);
+    const v = await converged(3, 'placement converged without m5', () => live);
+    expect(loads(v).get(victimId)).toBe(0);
+    console.log(`drain: moved ${moved(before, v)} replicas off m5 (it held ${held})`);
+    expect(moved(before, v)).toBe(held);
+    await eventually('remove m5', async () => {
+      const r = await etcdctl(cluster.endpointOf(3), ['member', 'remove', victimId]);
+      return r.code === 0 ? r.stdout : null;
+    });
+    const victim = cluster.members.findIndex((m) => m.name === victimName);
+    expect(await cluster.waitExit(victim, 20_000)).toBe(true);
+    cluster.members[victim].retired = true;
+    await checkEveryKey(await view(3));
+    // Bad input: not a hex id, and a member that is not in the cluster.
+    expect(synodPlacement(['--endpoints', cluster.endpointOf(3), '--drain', 'm5']).stderr).toMatch(/member id in hex/);
+    expect(synodPlacement(['--endpoints', cluster.endpointOf(3), '--drain', victimId]).stderr).toMatch(/member not found/);
+  }, 200_000);
 });

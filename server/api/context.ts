@@ -54,6 +54,11 @@ export interface ShardedKeyspace {
    * elsewhere the membership its leader last reported, the leader last learned (or null) and revision 0.
    */
   shardViews(): Array<{ shard: number; voters: readonly number[]; learners: readonly number[]; leader: number; revision: number }>;
+  /**
+   * Marks `memberId` draining (or up again with `cancel`) through the metadata group and waits for that
+   * to apply; answers the replicas still on it. Throws when the member is not in the cluster.
+   */
+  drain(memberId: number, cancel: boolean, deadlineMs: number): Promise<{ draining: boolean; replicasRemaining: number }>;
   /** Placement moves as this member sees them, and the placement version (docs/sharding.md). */
   placementProgress(): { version: number; pending: number; inProgress: number; done: number };
   /** This member's closing rounds, for /metrics: running now, and counts since start. */
@@ -216,6 +221,7 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
   // A sharded cluster's shard or oracle that has no ready leader in time (server/shard/).
   if (err instanceof Error && (err.name === 'ShardDeadlineError' || err.name === 'OracleDeadlineError')) return grpcError(ETCD_ERRORS.TIMEOUT);
   if (err instanceof Error && err.name === 'ShardNotReadyError') return grpcError(ETCD_ERRORS.NO_LEADER);
+  if (err instanceof Error && err.name === 'PlacementRefusedError') return grpcError({ code: grpc.status.FAILED_PRECONDITION, message: err.message });
   if (err instanceof Error && err.name === 'MvccError') {
     const spec = MVCC_ERRORS[(err as Error & { code: string }).code];
     if (spec) return grpcError(spec);

@@ -222,6 +222,8 @@ export function guardPlacement(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unt
   return {
     GetPlacement: guardUnary(guard, impl.GetPlacement, open, mapError),
     LocateKey: guardUnary(guard, impl.LocateKey, open, mapError),
+    // Moving every replica off a member is a membership operation: root only, as MemberRemove.
+    Drain: guardUnary(guard, impl.Drain, adminCheck(guard), mapError),
   };
 }
 

@@ -12,6 +12,9 @@ import { observePlacement } from './placement-source.ts';
 import { buildPlacementView, locateKey, type PlacementView } from '../placement/placement-view.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 
+/** Drain moves shard replicas: a cluster of one group has none to move. */
+const NOT_SHARDED = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: drain needs a sharded cluster (--shards > 1); a one-group cluster has no replicas to move' };
+
 export const PLACEMENT_PROTO_FILE = 'synod/placement.proto';
 export const PLACEMENT_SERVICE_NAME = 'synod.v1.Placement';
 
@@ -84,6 +87,13 @@ export function placementService(ctx: ApiContext): grpc.UntypedServiceImplementa
     GetPlacement: unary<unknown, GetPlacementWire>(ctx, async () => {
       const observation = observePlacement(ctx);
       return viewToWire(buildPlacementView(observation), ctx.header());
+    }),
+    Drain: unary<{ member_id: string; cancel: boolean }, { header: ResponseHeader; draining: boolean; replicas_remaining: number }>(ctx, async (req) => {
+      if (ctx.shards === null) throw grpcError(NOT_SHARDED);
+      const memberId = Number(req.member_id);
+      if (!ctx.members().some((m) => m.id === memberId)) throw grpcError(ETCD_ERRORS.MEMBER_NOT_FOUND);
+      const out = await ctx.shards.drain(memberId, Boolean(req.cancel), ctx.deadlineMs());
+      return { header: ctx.header(), draining: out.draining, replicas_remaining: out.replicasRemaining };
     }),
     LocateKey: unary<{ key: Buffer }, LocateKeyWire>(ctx, async (req) => {
       if (req.key.length === 0) throw grpcError(ETCD_ERRORS.EMPTY_KEY);

@@ -11,6 +11,9 @@ export interface PlacementCommandOptions {
   endpoints: string;
   key?: string;
   json?: boolean;
+  /** Mark this member (hex, as `etcdctl member list` prints it) draining; with `undrain`, up again. */
+  drain?: string;
+  undrain?: boolean;
   /** Per endpoint, for the whole call. */
   timeoutMs: number;
   /** TLS: CA bundle, and a client certificate when the cluster asks for one. */
@@ -38,7 +41,7 @@ function credentials(t: Target, o: PlacementCommandOptions): grpc.ChannelCredent
   return grpc.credentials.createSsl(read(o.cacert), read(o.keyFile), read(o.cert));
 }
 
-function call<Res>(client: grpc.Client, method: 'GetPlacement' | 'LocateKey', request: object, timeoutMs: number): Promise<Res> {
+function call<Res>(client: grpc.Client, method: 'GetPlacement' | 'LocateKey' | 'Drain', request: object, timeoutMs: number): Promise<Res> {
   return new Promise((resolve, reject) => {
     const fn = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => void>)[method];
     fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
@@ -57,11 +60,19 @@ export async function runPlacementCommand(o: PlacementCommandOptions, out: (text
     process.stderr.write('synod placement: --key is empty; etcd keys are never empty\n');
     return 2;
   }
+  if (o.drain !== undefined && !/^[0-9a-f]{1,16}$/.test(o.drain)) {
+    process.stderr.write(`synod placement: --drain takes a member id in hex, as etcdctl member list prints it (got ${JSON.stringify(o.drain)})\n`);
+    return 2;
+  }
   const failures: string[] = [];
   for (const t of list) {
     const client = new Client(t.address, credentials(t, o));
     try {
-      if (o.key !== undefined) {
+      if (o.drain !== undefined) {
+        const res = await call<{ draining: boolean; replicas_remaining: number }>(client, 'Drain', { member_id: BigInt(`0x${o.drain}`).toString(), cancel: Boolean(o.undrain) }, o.timeoutMs);
+        const line = res.draining ? `member ${o.drain} draining: ${res.replicas_remaining} shard replicas still on it` : `member ${o.drain} up: placement may put replicas on it again`;
+        out(o.json ? `${JSON.stringify({ member: o.drain, draining: res.draining, replicasRemaining: res.replicas_remaining })}\n` : `${line}\n`);
+      } else if (o.key !== undefined) {
         const res = await call<LocateKeyWire>(client, 'LocateKey', { key: Buffer.from(o.key, 'utf8') }, o.timeoutMs);
         const loc = { key: res.key.toString('utf8'), slot: res.slot, shard: res.shard };
         out(o.json ? `${JSON.stringify(loc)}\n` : formatKeyLocation(loc));

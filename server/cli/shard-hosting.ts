@@ -87,6 +87,17 @@ interface ReplicaDeps {
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
 const HOSTING_INTERVAL_MS = 500;
+/** A drain mark not applied yet is proposed again after this long (a lost proposal). */
+const DRAIN_RESEND_MS = 1_000;
+
+/** A placement request this cluster cannot carry out (the API answers FailedPrecondition). */
+export class PlacementRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlacementRefusedError';
+  }
+}
+
 /** A shard's membership report not yet applied is made again after this long. */
 const REPORT_RESEND_MS = 3_000;
 
@@ -522,6 +533,31 @@ export class ShardHosting implements ShardedKeyspace {
       const conf = this.metadata.observedConf(shard) ?? { voters: this.metadata.desiredReplicas(shard) ?? [], learners: [] };
       return { shard, voters: conf.voters, learners: conf.learners, leader: this.learnedLeaders.get(FIRST_SHARD_GROUP_ID + shard) ?? 0, revision: 0 };
     });
+  }
+
+  async drain(memberId: NodeId, cancel: boolean, deadlineMs: number): Promise<{ draining: boolean; replicasRemaining: number }> {
+    if (this.replicationFactor === 0) throw new PlacementRefusedError('synod: drain needs placement on a subset (--replication-factor R > 0): with 0 every member hosts every shard');
+    const member = this.memberForHosting();
+    const want = !cancel;
+    let proposedAtMs = 0;
+    while (this.metadata.drainingMembers().includes(memberId) !== want) {
+      if (Date.now() >= deadlineMs) throw new ShardDeadlineError('the drain mark was not applied in time');
+      if (Date.now() - proposedAtMs > DRAIN_RESEND_MS) {
+        try {
+          member.propose(METADATA_GROUP_ID, encodeMetadataEntry({ kind: 'member-state', memberId, state: want ? 'draining' : 'up' }));
+          proposedAtMs = Date.now();
+        } catch {
+          // No metadata leader yet: proposed again on the next pass.
+        }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    let replicasRemaining = 0;
+    for (let shard = 0; shard < this.shardCount; shard++) {
+      const conf = this.metadata.observedConf(shard);
+      if (conf !== null && (conf.voters.includes(memberId) || conf.learners.includes(memberId))) replicasRemaining++;
+    }
+    return { draining: want, replicasRemaining };
   }
 
   placementProgress(): ReturnType<ShardedKeyspace['placementProgress']> {

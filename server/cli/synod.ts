@@ -223,11 +223,13 @@ program
   .option('--endpoints <list>', 'member client addresses to ask, tried in order (host:port,...)', '127.0.0.1:2379')
   .option('--key <key>', 'show the hash slot and shard of this key instead')
   .option('--json', 'print JSON (the shape of GET /placement)')
+  .option('--drain <member>', 'mark a member (hex id) draining: every shard replica moves off it; repeat to see how many remain')
+  .option('--undrain', 'with --drain: mark the member up again instead')
   .option('--dial-timeout <ms>', 'how long to wait for each endpoint', '5000')
   .option('--cacert <file>', 'TLS: CA bundle the members\' certificates chain to (implies TLS)')
   .option('--cert <file>', 'TLS: client certificate')
   .option('--key-file <file>', 'TLS: client certificate\'s private key')
-  .action(async (o: { endpoints: string; key?: string; json?: boolean; dialTimeout: string; cacert?: string; cert?: string; keyFile?: string }) => {
+  .action(async (o: { endpoints: string; key?: string; json?: boolean; drain?: string; undrain?: boolean; dialTimeout: string; cacert?: string; cert?: string; keyFile?: string }) => {
     process.exitCode = await runPlacementCommand({ ...o, timeoutMs: Number(o.dialTimeout) });
   });
 
