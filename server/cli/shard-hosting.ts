@@ -31,7 +31,9 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { ShardForwarder, type ForwardedAnswer } from '../shard/shard-forwarder.ts';
+import type { ShardKvOp, ShardKvRequest } from '../shard/shard-kv-wire.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
 
@@ -47,6 +49,8 @@ export interface ShardPeers {
   rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
   /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
   closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
+  /** Member `to` executes one single-shard KV operation on its replica (ShardKv); never rejects. */
+  shardKv(to: NodeId, request: ShardKvRequest, callDeadlineMs: number): Promise<ShardKvOutcome>;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -104,6 +108,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
       }
     },
+    shardKv: (to, request, callDeadlineMs) => shardKvOnPeer(channels, to, request, callDeadlineMs),
   };
 }
 
@@ -123,6 +128,13 @@ export class ShardHosting implements ShardedKeyspace {
   private leaders: LeaderBalancer | null = null;
   private closer: ShardCloser | null = null;
   private closeFailuresLogged = 0;
+  private forwarder: ShardForwarder | null = null;
+  /**
+   * TEST-ONLY (--test-forward-shards): shard indexes this member's API treats as not hosted, forwarding
+   * their KV requests, while it still hosts their Raft replicas. Exercises forwarding before placement
+   * on a subset of members exists.
+   */
+  private forwardShards: ReadonlySet<number> = new Set();
 
   private readonly logger: Logger;
 
@@ -143,6 +155,8 @@ export class ShardHosting implements ShardedKeyspace {
     shardCount: number;
     randomSeed: () => number;
     logger: Logger;
+    /** TEST-ONLY: see `forwardShards`. */
+    testForwardShards?: readonly number[] | 'all';
   }): Promise<ShardHosting> {
     const { member, db, snapshotDir, bootstrap, logger } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
@@ -158,6 +172,13 @@ export class ShardHosting implements ShardedKeyspace {
       loaded.stateRecords = [];
       member.addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: opts.randomSeed() });
       hosting.shards.push({ index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) });
+    }
+    const forward = opts.testForwardShards;
+    if (forward !== undefined) {
+      const indexes = forward === 'all' ? hosting.shards.map((s) => s.index) : [...forward];
+      for (const i of indexes) if (!Number.isInteger(i) || i < 0 || i >= opts.shardCount) throw new RangeError(`--test-forward-shards: no shard ${i} (shards 0..${opts.shardCount - 1})`);
+      hosting.forwardShards = new Set(indexes);
+      logger.warn({ shards: [...hosting.forwardShards].sort((a, b) => a - b) }, 'TEST-ONLY --test-forward-shards: this member forwards every KV request on these shards to another member');
     }
     return hosting;
   }
@@ -180,6 +201,11 @@ export class ShardHosting implements ShardedKeyspace {
     this.leaders = new LeaderBalancer({ member, groupIds: this.shards.map((s) => s.groupId), logger: membership.logger });
     this.leaders.start();
     this.peers = peers;
+    this.forwarder = new ShardForwarder({
+      selfId: member.memberId,
+      candidates: (groupId) => this.replicaCandidates(groupId),
+      send: (to, request, callDeadlineMs) => peers.shardKv(to, request, callDeadlineMs),
+    });
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
     const self = member.memberId;
@@ -324,6 +350,25 @@ export class ShardHosting implements ShardedKeyspace {
   closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
     const c = this.closer;
     return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
+  }
+
+  hosts(groupId: number): boolean {
+    const shard = this.shards[groupId - FIRST_SHARD_GROUP_ID];
+    return shard !== undefined && !this.forwardShards.has(shard.index);
+  }
+
+  /**
+   * For now every voter of the cluster group: every member hosts every shard. Placement on a subset
+   * replaces this with the metadata group's placement record.
+   */
+  replicaCandidates(_groupId: number): NodeId[] {
+    if (this.member === null) return [];
+    return [...this.member.confState(CLUSTER_GROUP_ID).voters];
+  }
+
+  forwardKv(groupId: number, op: ShardKvOp, deadlineMs: number): Promise<ForwardedAnswer> {
+    if (this.forwarder === null) return Promise.reject(new ShardNotReadyError('shards not attached yet'));
+    return this.forwarder.forward({ groupId, deadlineMs, op });
   }
 
   /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */

@@ -14,6 +14,7 @@ import { Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { serveShardKv } from '../api/shard-kv-host.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
 import { etcdServices } from '../etcd/proto.ts';
 import { etcdWireStrictness } from '../api/wire-strictness.ts';
@@ -84,6 +85,8 @@ export interface ServerConfig {
    * of an existing cluster it must equal the cluster's. This build serves one shard (see SHARDS_NOT_SERVED).
    */
   shards?: number;
+  /** TEST-ONLY (--test-forward-shards): shards this member's API forwards as if it hosted none of them. */
+  testForwardShards?: readonly number[] | 'all';
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -232,7 +235,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards })
       : null;
   log.info(
     {
@@ -345,6 +348,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         leaderOf: (groupId) => member.leaderId(groupId),
         isBlocked,
         closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+        shardKv: (request) => serveShardKv(ctx, request),
       }),
     );
   }

@@ -65,6 +65,7 @@ program
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
   .option('--experimental-unsafe-stale-reads', 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex')
+  .option('--test-forward-shards <list>', 'TEST ONLY: shard indexes (e.g. 0,3) or "all" whose KV requests this member forwards to another member, as if it hosted no replica of them')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
     const listenClientUrls = list(o.listenClientUrls);
@@ -96,6 +97,15 @@ program
     } catch (err) {
       logger.fatal((err as Error).message);
       process.exit(2);
+    }
+    let testForwardShards: number[] | 'all' | undefined;
+    if (o.testForwardShards !== undefined) {
+      const text = String(o.testForwardShards).trim();
+      testForwardShards = text === 'all' ? 'all' : text.split(',').map((x) => Number(x.trim()));
+      if (testForwardShards !== 'all' && testForwardShards.some((i) => !Number.isInteger(i) || i < 0)) {
+        logger.fatal('--test-forward-shards must be "all" or shard indexes separated by commas');
+        process.exit(2);
+      }
     }
     if (!(Number(o.authTokenTtl) > 0)) {
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
@@ -133,6 +143,7 @@ program
         quotaBackendBytes,
         zone: o.zone,
         shards,
+        testForwardShards,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });
