@@ -66,6 +66,8 @@ export interface ShardedKeyspace {
    * the client's error (the host's etcd error, or etcd's timeouts when no host answered by `deadlineMs`).
    */
   forwardKv(groupId: number, op: ShardKvOp, deadlineMs: number): Promise<ForwardedAnswer>;
+  /** Counts of forwarded KV requests since start, for /metrics. */
+  forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
 }
 
 /** A write's outcome; `raftTerm` is the shard group's term on the member that proposed it when that was another (a forward). */

@@ -371,6 +371,11 @@ export class ShardHosting implements ShardedKeyspace {
     return this.forwarder.forward({ groupId, deadlineMs, op });
   }
 
+  forwardStatus(): ReturnType<ShardedKeyspace['forwardStatus']> {
+    const st = this.forwarder?.stats;
+    return { forwards: st?.forwards ?? 0, attempts: st?.attempts ?? 0, notHosted: st?.notHosted ?? 0, unreachable: st?.unreachable ?? 0, lost: st?.lost ?? 0 };
+  }
+
   /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */
   private async onLeader<T extends object>(groupId: number, deadlineMs: number, here: () => Promise<T>, there: (to: NodeId) => Promise<T | { notLeader: NodeId }>): Promise<T> {
     const member = this.member;
