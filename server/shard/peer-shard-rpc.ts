@@ -42,6 +42,7 @@ import {
 import {
   shardKvAnswerFromWire,
   shardKvAnswerToWire,
+  shardKvAnswerWireBytes,
   shardKvRequestFromWire,
   shardKvRequestToWire,
   type ShardKvAnswer,
@@ -294,6 +295,11 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
       }
       void byDeadline<ShardKvAnswer>(work, request.deadlineMs, late, (err) => ({ kind: 'error', code: grpc.status.INTERNAL, message: message(err), leaderId: leaderId() })).then((answer) => {
         let wire: ShardKvResponseWire;
+        // An answer over the peer message cap cannot travel: the client gets grpc-go's ResourceExhausted
+        // for an oversized message, as it would from a member past its own send limit (a smaller limit
+        // fits; a write was applied all the same, as a client whose answer is lost).
+        const bytes = shardKvAnswerWireBytes(answer);
+        if (bytes > maxBytes) answer = { kind: 'error', code: grpc.status.RESOURCE_EXHAUSTED, message: `grpc: trying to send message larger than max (${bytes} vs. ${maxBytes})`, leaderId: answer.leaderId };
         try {
           wire = shardKvAnswerToWire(answer);
         } catch (err) {

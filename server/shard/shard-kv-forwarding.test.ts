@@ -171,6 +171,25 @@ describe('ShardKv over gRPC', () => {
   });
 });
 
+describe('ShardKv answers over the peer message cap', () => {
+  it('answer grpc-go\'s ResourceExhausted instead of a message that cannot travel', async () => {
+    const port = await freePort();
+    const server = new grpc.Server();
+    const big: ShardKvAnswer = { kind: 'done', revision: 3, raftTerm: 1, payload: { kind: 'range', result: { kvs: [kv('k', Buffer.alloc(5_000, 1), 2)], more: false, count: 1 } }, leaderId: 0 };
+    server.addService(shardPeerServiceDefinition(), shardPeerServiceImpl({ oracle: () => null, rangeAt: () => never(), leaderOf: () => 0, shardKv: () => Promise.resolve(big), maxMessageBytes: 4_096 }));
+    await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    const channels = new ShardPeerChannels({ peerAddress: () => `127.0.0.1:${port}` });
+    try {
+      const outcome = await shardKvOnPeer(channels, 1, { groupId: 2, deadlineMs: Date.now() + 3_000, op: { kind: 'range', op: rangeOf(Buffer.from('k')), serializable: true } });
+      expect(outcome).toMatchObject({ kind: 'error', code: grpc.status.RESOURCE_EXHAUSTED });
+      expect(outcome.kind === 'error' && outcome.message).toMatch(/^grpc: trying to send message larger than max \(\d+ vs\. 4096\)$/);
+    } finally {
+      channels.close();
+      server.forceShutdown();
+    }
+  });
+});
+
 describe('forwarding decisions', () => {
   it('orders candidates: the preferred first, then those up, then those recently down; never this member', () => {
     const down = new Map<NodeId, number>([[2, 1_500], [4, 500]]);

@@ -15,6 +15,7 @@ import {
   rangeOpToWire,
   rangeResultFromWire,
   rangeResultToWire,
+  rangeResultWireBytes,
   safeInt,
   wireDeadline,
   type KeyValueWire,
@@ -250,4 +251,25 @@ export function shardKvAnswerFromWire(w: ShardKvResponseWire): ShardKvAnswer {
     default:
       throw new WireError(`shard kv answer without a known result (${String(w.result)})`);
   }
+}
+
+function responseOpWireBytes(op: ResponseOp): number {
+  switch (op.type) {
+    case 'range':
+      return rangeResultWireBytes(op.range);
+    case 'put':
+      return 16 + (op.put.prevKv ? rangeResultWireBytes({ kvs: [op.put.prevKv], more: false, count: 1 }) : 0);
+    case 'deleteRange':
+      return rangeResultWireBytes({ kvs: op.deleteRange.prevKvs, more: false, count: 0 });
+    case 'txn':
+      return op.txn.responses.reduce((n, r) => n + 16 + responseOpWireBytes(r), 16);
+  }
+}
+
+/** Upper bound of an answer's encoded size (bytes): checked against the peer message cap before sending. */
+export function shardKvAnswerWireBytes(a: ShardKvAnswer): number {
+  if (a.kind !== 'done') return 64 + (a.kind === 'error' ? Buffer.byteLength(a.message) : 0);
+  const p = a.payload;
+  const payload = p.kind === 'range' ? rangeResultWireBytes(p.result) : p.kind === 'response' ? responseOpWireBytes(p.response) : p.kind === 'keys' ? p.keys.reduce((n, k) => n + k.length + 8, 0) : 0;
+  return 64 + payload;
 }
