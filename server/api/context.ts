@@ -13,6 +13,7 @@ import type { SlotMap } from '../routing/slots.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
+import { encodeForwardedEntry } from '../shard/forwarded-entry.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
@@ -219,7 +220,7 @@ export class ApiContext {
     const caller = currentCaller();
     // proposer and seq are the host's to set (0 here): the size is this entry's to within a few bytes,
     // and the host checks its own exactly.
-    const entry = encodeInternalRequest({ proposer: '0', seq: '0', ...body, ...(caller ? { caller } : {}) });
+    const entry = encodeForwardedEntry(body, caller);
     if (entry.length > this.limits.maxRequestBytes) throw grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE);
     const deadlineMs = Date.now() + (options.timeoutMs ?? this.limits.requestTimeoutMs);
     const answer = await this.shards!.forwardKv(groupId, { kind: 'write', entry, internal: caller === undefined }, deadlineMs);

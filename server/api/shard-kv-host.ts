@@ -15,7 +15,8 @@
 import { ApiContext, toServiceError, type GroupTarget } from './context.ts';
 import { runAsCaller, runAsServer } from './caller-context.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
-import { decodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
+import type { InternalRequestBody } from '../shard/request-codec.ts';
+import { decodeForwardedEntry } from '../shard/forwarded-entry.ts';
 import type { ResponseOp } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { ShardKvAnswer, ShardKvPayload, ShardKvRequest } from '../shard/shard-kv-wire.ts';
@@ -26,13 +27,6 @@ function servedHere(ctx: ApiContext, groupId: number): GroupTarget | null {
   if (shards === null || !shards.hosts(groupId) || ctx.isLearner()) return null;
   if (ctx.member.isLearner(groupId)) return null;
   return shards.targets().find((t) => t.groupId === groupId) ?? null;
-}
-
-/** The write body of a forwarded entry: what the client asked, without the proposer's bookkeeping. */
-function bodyOf(entry: Uint8Array): { body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }; caller: ReturnType<typeof decodeInternalRequest>['caller'] } {
-  const decoded = decodeInternalRequest(entry);
-  const { proposer: _p, seq: _s, revision: _r, txn_reads: _t, caller, ...body } = decoded;
-  return { body: body as InternalRequestBody & { lease_generations?: LeaseGeneration[] }, caller };
 }
 
 /** What a put, delete or txn's apply resolved with, as the answer's response op. */
@@ -83,7 +77,7 @@ export async function serveShardKv(ctx: ApiContext, request: ShardKvRequest): Pr
         return done(target.sm.appliedRevision(), { kind: 'keys', keys: target.sm.leases.keysOf(op.leaseId) });
       }
       case 'write': {
-        const { body, caller } = bodyOf(op.entry);
+        const { body, caller } = decodeForwardedEntry(op.entry);
         const timeoutMs = Math.max(1, deadlineMs - Date.now());
         // The forwarding member refused its learners' clients already; this replica serves (not a learner).
         const propose = (): Promise<{ revision: number; result: unknown }> => ctx.proposeWrite(body, { target, internal: true, timeoutMs });
