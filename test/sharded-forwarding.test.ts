@@ -201,7 +201,7 @@ describe(`TEST-ONLY --test-forward-shards: a member forwarding every shard of ${
     // A server-side request timeout is 7 s (etcd's default here): an answer must come before it, plus margin.
     const MAX_LATENCY_MS = 7_000 + 1_500;
     const killAt = Date.now() + 1_500;
-    const endAt = killAt + 8_000;
+    const endAt = killAt + 10_000;
     interface Outcome {
       op: 'put' | 'get';
       key: string;
@@ -249,9 +249,10 @@ describe(`TEST-ONLY --test-forward-shards: a member forwarding every shard of ${
       expect(f.error!.details, JSON.stringify(f)).toMatch(/^etcdserver: /);
     }
     // Before the kill everything succeeded; once the shards the killed member led have new leaders,
-    // everything succeeds again.
+    // everything succeeds again. (Requests caught by the kill may wait for their whole timeout: a
+    // ReadIndex or proposal a hosting member had sent to the dead leader is lost, as for its own clients.)
     expect(outcomes.filter((o) => o.startMs < killAt && o.error !== null && o.ms < killAt - o.startMs)).toEqual([]);
-    const late = outcomes.filter((o) => o.startMs > killAt + 4_000);
+    const late = outcomes.filter((o) => o.startMs > killAt + 5_000);
     expect(late.length).toBeGreaterThan(20);
     expect(late.filter((o) => o.error !== null), JSON.stringify(late.filter((o) => o.error !== null).slice(0, 5))).toEqual([]);
     // A successful get right after a successful put of the same key (same worker) reads that value.

@@ -341,6 +341,9 @@ export interface CallFailure {
   readonly notSent?: boolean;
 }
 
+/** Longest pause between attempts to reconnect to a member that is down. */
+const MAX_RECONNECT_BACKOFF_MS = 2_000;
+
 /** How long a call waits for a channel that is not connected yet to connect before the member counts as unreachable. */
 export const CONNECT_WAIT_MS = 1_000;
 
@@ -366,6 +369,9 @@ export class ShardPeerChannels {
     const client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
+      // A restarted member is dialled again within seconds, not after grpc-js's default backoff of up to
+      // two minutes (calls to a channel failing to connect fail at once, and ShardKv skips such members).
+      'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
     });
     this.clients.set(memberId, { address, client });
     return client;

@@ -66,8 +66,9 @@ export function judgeAttempt(outcome: ShardKvOutcome, op: ShardKvOp['kind']): At
     case 'unreachable':
       return { kind: 'next', down: true };
     case 'lost':
-      // A read changes nothing: ask the next member. A write may have been executed: never twice.
-      if (op !== 'write') return { kind: 'next', down: true };
+      // A read changes nothing: ask the next member (one that stopped answering is asked last for a
+      // while; a slow one is not). A write may have been executed: never twice.
+      if (op !== 'write') return { kind: 'next', down: !outcome.deadline };
       return { kind: 'fail', error: outcome.deadline ? ETCD_ERRORS.TIMEOUT : ETCD_ERRORS.TIMEOUT_DUE_TO_CONNECTION_LOST };
   }
 }

@@ -203,6 +203,7 @@ describe('forwarding decisions', () => {
     expect(judgeAttempt(lost, 'write')).toEqual({ kind: 'fail', error: ETCD_ERRORS.TIMEOUT_DUE_TO_CONNECTION_LOST });
     expect(judgeAttempt({ ...lost, deadline: true }, 'write')).toEqual({ kind: 'fail', error: ETCD_ERRORS.TIMEOUT });
     expect(judgeAttempt(lost, 'range')).toEqual({ kind: 'next', down: true });
+    expect(judgeAttempt({ ...lost, deadline: true }, 'read-txn')).toEqual({ kind: 'next', down: false });
     expect(judgeAttempt({ kind: 'unreachable', reason: 'down' }, 'write')).toEqual({ kind: 'next', down: true });
     expect(judgeAttempt({ kind: 'not-hosted', leaderId: 0 }, 'write')).toEqual({ kind: 'next', down: false });
     expect(judgeAttempt({ kind: 'error', code: 14, message: 'etcdserver: no leader', leaderId: 0 }, 'write')).toEqual({ kind: 'answer' });
