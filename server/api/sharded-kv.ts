@@ -17,10 +17,9 @@ import * as grpc from '@grpc/grpc-js';
 import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace, type WriteOutcome } from './context.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
-import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { rangeOf, type RangeResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
-import type { ResponseHeader } from '../etcd/wire-types.ts';
 import type { LeaseGeneration } from '../shard/request-codec.ts';
 import { DeadlineError } from '../member/member.ts';
 

@@ -9,7 +9,10 @@
 //     whether it was made here or forwarded by a follower's Raft. A txn writing a shard and reading
 //     others is stamped by the write shard's leader, which reads the others at its revision − 1 through
 //     rangeAt below (server/shard/txn-reads.ts).
-// Shard leaderships are kept spread over the members (server/shard/leader-balancer.ts).
+// Shard leaderships are kept spread over the members (server/shard/leader-balancer.ts). A KV request on
+// a shard this member's API does not serve (hosts() false) is forwarded to a member that does
+// (server/shard/shard-forwarder.ts, the ShardKv peer RPC): for now only the TEST-ONLY
+// --test-forward-shards makes a shard not served here.
 // Every member is a voter of every group (the cluster's bootstrap members): placement on a subset of
 // members, and moves, are not wired yet (docs/sharding.md). Keys map to shards through the slot map
 // created with S equal ranges (server/routing/slots.ts).

@@ -254,6 +254,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   // Test-only switches: loud, because either one voids Synod's guarantees or opens a debug door.
   const faults = cfg.faultInjection ? new FaultInjector() : undefined;
   if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
+  if (cfg.testForwardShards !== undefined && sharding === null) log.warn('--test-forward-shards ignored: this cluster has one shard');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
   // Peer addresses: the replicated membership, plus (for a member that just joined and has not
