@@ -8,11 +8,15 @@ import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { encodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
 import type { LeaseSweeper } from './lease-sweeper.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
-import type { RangeOp, RangeResult } from '../mvcc/types.ts';
+import type { RangeOp, RangeResult, ResponseOp } from '../mvcc/types.ts';
 import type { SlotMap } from '../routing/slots.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
+import { encodeForwardedEntry } from '../shard/forwarded-entry.ts';
+import type { NodeId } from '../raft/types.ts';
+import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
+import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
 
 export const DATA_GROUP_ID = 0;
 
@@ -63,7 +67,24 @@ export interface ShardedKeyspace {
   placementProgress(): { version: number; pending: number; inProgress: number; done: number };
   /** This member's closing rounds, for /metrics: running now, and counts since start. */
   closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
+  /**
+   * Whether this member's API serves shard group `groupId` from its own replica. When not, every KV
+   * request on it is forwarded (forwardKv) to one of replicaCandidates(groupId).
+   */
+  hosts(groupId: number): boolean;
+  /** The members believed to host `groupId`'s replicas (asked in turn by forwardKv). */
+  replicaCandidates(groupId: number): NodeId[];
+  /**
+   * `op` executed on a member hosting `groupId` (server/shard/shard-forwarder.ts): its answer, or throws
+   * the client's error (the host's etcd error, or etcd's timeouts when no host answered by `deadlineMs`).
+   */
+  forwardKv(groupId: number, op: ShardKvOp, deadlineMs: number): Promise<ForwardedAnswer>;
+  /** Counts of forwarded KV requests since start, for /metrics. */
+  forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
 }
+
+/** A write's outcome; `raftTerm` is the shard group's term on the member that proposed it when that was another (a forward). */
+export type WriteOutcome = ApplyOutcome & { raftTerm?: number };
 
 /** A merged watch's hold on this member's closing rounds. */
 export interface ClosingHold {
@@ -126,13 +147,17 @@ export class ApiContext {
     this.shards = opts.shards ?? null;
   }
 
-  /** A response header; for a shard's answer, `target` gives the shard's store and Raft term. */
-  header(revision?: number, target?: GroupTarget): ResponseHeader {
+  /**
+   * A response header; for a shard's answer, `target` gives the shard's store and Raft term, or
+   * `raftTerm` when a member hosting the shard answered for this one (member_id stays this member's:
+   * the member the client asked answers, as a member forwarding a write to its Raft leader does).
+   */
+  header(revision?: number, target?: GroupTarget, raftTerm?: number): ResponseHeader {
     return {
       cluster_id: this.clusterId,
       member_id: this.memberIdText,
       revision: String(revision ?? (target?.sm ?? this.sm).appliedRevision()),
-      raft_term: String(this.member.term(target?.groupId ?? DATA_GROUP_ID)),
+      raft_term: String(raftTerm ?? this.member.term(target?.groupId ?? DATA_GROUP_ID)),
     };
   }
 
@@ -161,8 +186,10 @@ export class ApiContext {
    * Proposes a write through Raft and resolves with its outcome once this member applied it.
    * `internal` writes (the member publishing its own attributes) are allowed on a learner.
    */
-  proposeWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, options: { internal?: boolean; target?: GroupTarget; timeoutMs?: number } = {}): Promise<ApplyOutcome> {
+  proposeWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, options: { internal?: boolean; target?: GroupTarget; timeoutMs?: number } = {}): Promise<WriteOutcome> {
     if (!options.internal && this.isLearner()) return Promise.reject(grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER));
+    // A shard this member's API does not serve: a member hosting it proposes exactly this entry.
+    if (options.target !== undefined && this.shards !== null && !this.shards.hosts(options.target.groupId)) return this.forwardWrite(body, options.target.groupId, options);
     // A sharded write goes to its shard's group and waits on that shard's state machine; the shard's
     // leader stamps it with an oracle revision (server/shard/shard-write-path.ts) before Raft sees it.
     const sm = options.target?.sm ?? this.sm;
@@ -198,6 +225,34 @@ export class ApiContext {
         },
       );
     });
+  }
+
+  /** proposeWrite on a member hosting shard `groupId`: the entry it would propose here, caller and all. */
+  private async forwardWrite(body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, groupId: number, options: { internal?: boolean; timeoutMs?: number }): Promise<WriteOutcome> {
+    const caller = currentCaller();
+    // proposer and seq are the host's to set (0 here): the size is this entry's to within a few bytes,
+    // and the host checks its own exactly.
+    const entry = encodeForwardedEntry(body, caller);
+    if (entry.length > this.limits.maxRequestBytes) throw grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE);
+    const deadlineMs = Date.now() + (options.timeoutMs ?? this.limits.requestTimeoutMs);
+    const answer = await this.shards!.forwardKv(groupId, { kind: 'write', entry, internal: caller === undefined }, deadlineMs);
+    if (answer.kind !== 'done') throw new Error(`shard group ${groupId}: a forwarded write answered ${answer.kind}`);
+    const p = answer.payload;
+    return { revision: answer.revision, raftTerm: answer.raftTerm, result: p.kind === 'response' ? resultOf(p.response) : null };
+  }
+}
+
+/** The in-memory result a hosting member's apply gives for a put, delete or txn (kv-state-machine.ts). */
+function resultOf(op: ResponseOp): unknown {
+  switch (op.type) {
+    case 'put':
+      return op.put;
+    case 'deleteRange':
+      return op.deleteRange;
+    case 'txn':
+      return op.txn;
+    case 'range':
+      return op.range;
   }
 }
 

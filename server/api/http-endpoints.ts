@@ -102,6 +102,12 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
     counter('synod_shard_closing_rounds_total', 'Closing rounds this member started (one oracle revision each).', () => shards.closingStatus().rounds);
     counter('synod_shard_closes_total', 'Shard replicas this member closed at a round\'s revision.', () => shards.closingStatus().closes);
     counter('synod_shard_close_failures_total', 'Closes that failed (a shard without a ready leader; retried next round).', () => shards.closingStatus().closeFailures);
+    // KV requests on shards this member's API does not serve, executed by a member that does (shard-forwarder.ts).
+    counter('synod_shard_forwards_total', 'KV requests this member forwarded to a member hosting their shard.', () => shards.forwardStatus().forwards);
+    counter('synod_shard_forward_attempts_total', 'Members asked for forwarded KV requests (one request may ask several).', () => shards.forwardStatus().attempts);
+    counter('synod_shard_forward_not_hosted_total', 'Forwarded KV requests a member answered "not hosted here".', () => shards.forwardStatus().notHosted);
+    counter('synod_shard_forward_unreachable_total', 'Members skipped for a forwarded KV request because they were not connected.', () => shards.forwardStatus().unreachable);
+    counter('synod_shard_forward_lost_total', 'Forwarded KV requests sent whose answer never came (reads asked again elsewhere; writes failed).', () => shards.forwardStatus().lost);
   }
   return registry;
 }

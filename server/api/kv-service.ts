@@ -56,25 +56,25 @@ function shardedKvService(ctx: ApiContext, kv: ShardedKv): grpc.UntypedServiceIm
     Put: unary(ctx, async (req: PutRequest): Promise<object> => {
       const bad = checkPut(req);
       if (bad) throw grpcError(bad);
-      const { target, out } = await kv.put(req);
+      const { header, out } = await kv.put(req);
       const result = out.result as PutResult;
-      if (!result.prevKv) return encodePutResponse(ctx.header(out.revision, target));
-      return { header: ctx.header(out.revision, target), prev_kv: kvToWire(result.prevKv) };
+      if (!result.prevKv) return encodePutResponse(header);
+      return { header, prev_kv: kvToWire(result.prevKv) };
     }),
     DeleteRange: unary(ctx, async (req: DeleteRangeRequest): Promise<object> => {
       const bad = checkDelete(req);
       if (bad) throw grpcError(bad);
-      const { target, out } = await kv.deleteRange(req);
+      const { header, out } = await kv.deleteRange(req);
       const result = out.result as DeleteRangeResult;
-      return encodeDeleteRangeResponse(ctx.header(out.revision, target), result.deleted, result.prevKvs).catch((err: unknown) => {
+      return encodeDeleteRangeResponse(header, result.deleted, result.prevKvs).catch((err: unknown) => {
         throw tooLarge(err);
       });
     }),
     Txn: unary(ctx, async (req: TxnRequest): Promise<object> => {
       const bad = checkTxn(req, ctx.limits.maxTxnOps);
       if (bad) throw grpcError(bad);
-      const { target, out } = await kv.txn(req, txnIsSerializable(req));
-      return encodeTxnResponse(ctx.header(out.revision, target), out.result as TxnResult).catch((err: unknown) => {
+      const { header, out } = await kv.txn(req, txnIsSerializable(req));
+      return encodeTxnResponse(header, out.result as TxnResult).catch((err: unknown) => {
         throw tooLarge(err);
       });
     }),

@@ -10,14 +10,16 @@
 // shards need cross-shard transactions, which are not built: they are refused with FailedPrecondition,
 // saying so. A put with a lease names the lease's generation, read in the cluster group where leases
 // live (docs/sharding.md, "Leases on a sharded cluster"). Compact compacts every shard at one revision.
+// A shard this member's API does not serve (ShardedKeyspace.hosts) is served by a member that does: a
+// one-shard read or read-only txn is forwarded (server/shard/shard-forwarder.ts), and so is every write
+// (ApiContext.proposeWrite); the client sees what that member answers, under this member's id.
 import * as grpc from '@grpc/grpc-js';
-import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace } from './context.ts';
+import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace, type WriteOutcome } from './context.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
-import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { rangeOf, type RangeResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
-import type { ApplyOutcome } from '../shard/kv-state-machine.ts';
 import type { LeaseGeneration } from '../shard/request-codec.ts';
 import { DeadlineError } from '../member/member.ts';
 
@@ -82,11 +84,21 @@ export class ShardedKv {
   async range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
     const op = rangeOpFromWire(req);
     const touched = this.shards.shardsOfRange(op.key, op.rangeEnd);
+    if (touched.length === 1 && !this.shards.hosts(touched[0].groupId)) {
+      // Served by a member hosting the shard, as below; one that has not applied `revision` yet says so
+      // and the read is made at R on the shard's leader, as for several shards.
+      if (!req.serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
+      const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable: req.serializable === true }, this.ctx.deadlineMs());
+      if (answer.kind === 'done') {
+        if (answer.payload.kind !== 'range') throw new Error(`shard group ${touched[0].groupId}: a forwarded range answered ${answer.payload.kind}`);
+        return { header: this.ctx.header(answer.revision, touched[0], answer.raftTerm), result: answer.payload.result };
+      }
+    }
     // One shard answers alone, unless asked at a revision past what it has applied: other shards used the
     // revisions in between, so that read is a read at R on the shard's leader, as for several shards. Its
     // header is the shard's applied revision, which counts the revisions its writes that changed nothing
     // used up: their answers carried them, and a later read of the shard must not go below them.
-    if (touched.length === 1 && op.revision <= touched[0].sm.appliedRevision()) {
+    if (touched.length === 1 && this.shards.hosts(touched[0].groupId) && op.revision <= touched[0].sm.appliedRevision()) {
       const target = touched[0];
       if (!req.serializable) await this.ctx.readBarrier(target);
       const through = target.sm.appliedRevision();
@@ -104,13 +116,18 @@ export class ShardedKv {
     return { header: this.ctx.header(merged.revision), result: merged.result };
   }
 
-  async put(req: PutRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+  async put(req: PutRequest): Promise<{ header: ResponseHeader; out: WriteOutcome }> {
     const target = this.shards.shardOf(req.key);
     const lease = String(req.lease ?? '0');
-    if (lease === '0' || lease === '' || req.ignore_lease) return { target, out: await this.ctx.proposeWrite({ put: req }, { target }) };
+    if (lease === '0' || lease === '' || req.ignore_lease) return this.answered(target, await this.ctx.proposeWrite({ put: req }, { target }));
     const generations = await this.leaseGenerations([lease]);
     if (generations.length === 0) throw grpcError(ETCD_ERRORS.LEASE_NOT_FOUND);
-    return { target, out: await this.ctx.proposeWrite({ put: req, lease_generations: generations }, { target }) };
+    return this.answered(target, await this.ctx.proposeWrite({ put: req, lease_generations: generations }, { target }));
+  }
+
+  /** A write's answer with its header: the shard's revision, and its raft term where it was proposed. */
+  private answered(target: GroupTarget, out: WriteOutcome): { header: ResponseHeader; out: WriteOutcome } {
+    return { header: this.ctx.header(out.revision, target, out.raftTerm), out };
   }
 
   /**
@@ -142,9 +159,9 @@ export class ShardedKv {
     return out;
   }
 
-  async deleteRange(req: DeleteRangeRequest): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+  async deleteRange(req: DeleteRangeRequest): Promise<{ header: ResponseHeader; out: WriteOutcome }> {
     const target = oneShard(this.shards, [[req.key, req.range_end ?? Buffer.alloc(0)]]);
-    return { target, out: await this.ctx.proposeWrite({ delete_range: req }, { target }) };
+    return this.answered(target, await this.ctx.proposeWrite({ delete_range: req }, { target }));
   }
 
   /**
@@ -152,18 +169,24 @@ export class ShardedKv {
    * whose writes are on one shard and whose top-level compares and ranges touch others: proposed to the
    * write shard, whose leader reads the others at the entry's revision − 1 (server/shard/txn-reads.ts).
    */
-  async txn(req: TxnRequest, serializable: boolean): Promise<{ target: GroupTarget; out: ApplyOutcome }> {
+  async txn(req: TxnRequest, serializable: boolean): Promise<{ header: ResponseHeader; out: WriteOutcome }> {
     const keys = txnKeys(req);
     if (txnIsReadOnly(req)) {
       const target = oneShard(this.shards, [...keys.topReads, ...keys.nestedReads]);
+      if (!this.shards.hosts(target.groupId)) {
+        if (!serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
+        const answer = await this.shards.forwardKv(target.groupId, { kind: 'read-txn', txn: req, serializable }, this.ctx.deadlineMs());
+        if (answer.kind !== 'done' || answer.payload.kind !== 'response' || answer.payload.response.type !== 'txn') throw new Error(`shard group ${target.groupId}: a forwarded read-only txn answered ${answer.kind}`);
+        return this.answered(target, { revision: answer.revision, raftTerm: answer.raftTerm, result: answer.payload.response.txn });
+      }
       if (!serializable) await this.ctx.readBarrier(target);
-      return { target, out: target.sm.store.txn(txnOpFromWire(req)) };
+      return this.answered(target, target.sm.store.txn(txnOpFromWire(req)));
     }
     // Writes on one shard; a nested txn may read only that shard (only top-level reads are carried).
     const target = oneShard(this.shards, [...keys.writes, ...keys.nestedReads]);
     const generations = keys.leases.size > 0 ? await this.leaseGenerations(keys.leases) : [];
     const body = generations.length > 0 ? { txn: req, lease_generations: generations } : { txn: req };
-    return { target, out: await this.ctx.proposeWrite(body, { target }) };
+    return this.answered(target, await this.ctx.proposeWrite(body, { target }));
   }
 
   /**

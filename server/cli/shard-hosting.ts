@@ -14,9 +14,12 @@
 // shard, following the cluster group's membership. With R > 0 the placer on the metadata group's leader
 // (server/shard/placer.ts) writes R desired replicas per shard into the metadata group; each shard's
 // leader moves its group there (group-membership.ts: learner, promote, hand over, remove) and reports
-// where it is; this member creates a replica when it is placed here (empty: the leader's snapshot fills
-// it) and deletes one once its own removal from that shard applied (Member.removeGroup). Keys map to
-// shards through the slot map created with S equal ranges (server/routing/slots.ts).
+// where it is; this member creates a replica when it is placed here (its leader's log or snapshot fills
+// it) and deletes one once its own removal from that shard is the last thing it applied
+// (Member.removeGroup). A KV request on a shard this member does not host is forwarded to a member that
+// does (server/shard/shard-forwarder.ts, the ShardKv peer RPC; the TEST-ONLY --test-forward-shards
+// makes hosted shards forwarded too). Keys map to shards through the slot map created with S equal
+// ranges (server/routing/slots.ts).
 import type { Logger } from 'pino';
 import { Member } from '../member/member.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -35,7 +38,9 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { ShardForwarder, type ForwardedAnswer } from '../shard/shard-forwarder.ts';
+import type { ShardKvOp, ShardKvRequest } from '../shard/shard-kv-wire.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
 import { Placer, shardSettled } from '../shard/placer.ts';
@@ -55,6 +60,8 @@ export interface ShardPeers {
   rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
   /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
   closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
+  /** Member `to` executes one single-shard KV operation on its replica (ShardKv); never rejects. */
+  shardKv(to: NodeId, request: ShardKvRequest, callDeadlineMs: number): Promise<ShardKvOutcome>;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -144,6 +151,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
       }
     },
+    shardKv: (to, request, callDeadlineMs) => shardKvOnPeer(channels, to, request, callDeadlineMs),
   };
 }
 
@@ -178,6 +186,13 @@ export class ShardHosting implements ShardedKeyspace {
   private leaders: LeaderBalancer | null = null;
   private closer: ShardCloser | null = null;
   private closeFailuresLogged = 0;
+  private forwarder: ShardForwarder | null = null;
+  /**
+   * TEST-ONLY (--test-forward-shards): shard indexes this member's API treats as not hosted, forwarding
+   * their KV requests, while it still hosts their Raft replicas. Exercises forwarding before placement
+   * on a subset of members exists.
+   */
+  private forwardShards: ReadonlySet<number> = new Set();
 
   private readonly logger: Logger;
 
@@ -205,6 +220,8 @@ export class ShardHosting implements ShardedKeyspace {
     replicationFactor?: number;
     randomSeed: () => number;
     logger: Logger;
+    /** TEST-ONLY: see `forwardShards`. */
+    testForwardShards?: readonly number[] | 'all';
   }): Promise<ShardHosting> {
     const { member, db, snapshotDir, bootstrap, logger, memberId } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
@@ -226,6 +243,13 @@ export class ShardHosting implements ShardedKeyspace {
       const wanted = desired === null ? inBootstrap : desired.includes(memberId);
       if (!holdsData(loaded) && !wanted) continue;
       hosting.host(index, loaded, desired === null ? voters : hosting.runtimeStart().voters, desired === null ? [] : hosting.runtimeStart().learners);
+    }
+    const forward = opts.testForwardShards;
+    if (forward !== undefined) {
+      const indexes = forward === 'all' ? Array.from({ length: opts.shardCount }, (_, i) => i) : [...forward];
+      for (const i of indexes) if (!Number.isInteger(i) || i < 0 || i >= opts.shardCount) throw new RangeError(`--test-forward-shards: no shard ${i} (shards 0..${opts.shardCount - 1})`);
+      hosting.forwardShards = new Set(indexes);
+      logger.warn({ shards: [...hosting.forwardShards].sort((a, b) => a - b) }, 'TEST-ONLY --test-forward-shards: this member forwards every KV request on these shards to another member');
     }
     return hosting;
   }
@@ -335,6 +359,11 @@ export class ShardHosting implements ShardedKeyspace {
     // A removal of this member is acted on in hostingRound, not here: a replica replaying its log can
     // apply an old removal of itself that a later entry undoes (it was placed here again).
     this.peers = peers;
+    this.forwarder = new ShardForwarder({
+      selfId: member.memberId,
+      candidates: (groupId) => this.replicaCandidates(groupId),
+      send: (to, request, callDeadlineMs) => peers.shardKv(to, request, callDeadlineMs),
+    });
     const host = new OracleHost(member, this.metadata, { groupId: METADATA_GROUP_ID });
     this.oracleHost = host;
     const self = member.memberId;
@@ -566,25 +595,26 @@ export class ShardHosting implements ShardedKeyspace {
     return { version: this.metadata.placementVersion, pending: this.placer?.deferred ?? 0, inProgress, done: this.movesDone };
   }
 
+  /** Every shard in order: the replica hosted here, or a target whose state machine is elsewhere. */
   targets(): readonly GroupTarget[] {
-    if (this.shards.length !== this.shardCount) throw this.notHosted(this.missingShard());
-    return this.shards;
+    return Array.from({ length: this.shardCount }, (_, i) => this.targetOf(i));
   }
 
-  /** Whether this member hosts a replica of shard `index`. */
-  hosts(index: number): boolean {
-    return this.hosted.has(index);
-  }
-
-  private missingShard(): number {
-    for (let i = 0; i < this.shardCount; i++) if (!this.hosted.has(i)) return i;
-    return -1;
-  }
-
-  private hostedTarget(index: number): HostedShard {
-    const shard = this.hosted.get(index);
-    if (shard === undefined) throw this.notHosted(index);
-    return shard;
+  /**
+   * Shard `index` as a request target. Not hosted here: the API checks hosts() and forwards before it
+   * would touch the state machine, so reading it is a bug, and it says so instead of answering wrongly.
+   */
+  private targetOf(index: number): GroupTarget {
+    const hosted = this.hosted.get(index);
+    if (hosted !== undefined) return hosted;
+    const groupId = FIRST_SHARD_GROUP_ID + index;
+    const notHosted = (): ShardNotReadyError => this.notHosted(index);
+    return {
+      groupId,
+      get sm(): KvStateMachine {
+        throw notHosted();
+      },
+    };
   }
 
   private notHosted(index: number): ShardNotReadyError {
@@ -633,11 +663,11 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   shardOf(key: Buffer): GroupTarget {
-    return this.hostedTarget(this.slotMap.shardOfKey(key));
+    return this.targetOf(this.slotMap.shardOfKey(key));
   }
 
   shardsOfRange(key: Buffer, rangeEnd: Buffer): GroupTarget[] {
-    return this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => this.hostedTarget(i));
+    return this.slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => this.targetOf(i));
   }
 
   async freshRevision(deadlineMs: number): Promise<number> {
@@ -692,6 +722,36 @@ export class ShardHosting implements ShardedKeyspace {
   closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
     const c = this.closer;
     return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
+  }
+
+  /** Whether this member serves `groupId`'s requests: it hosts a voting replica (and no test switch says otherwise). */
+  hosts(groupId: number): boolean {
+    const index = groupId - FIRST_SHARD_GROUP_ID;
+    if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
+    return !this.member.isLearner(groupId);
+  }
+
+  /**
+   * The members to forward `groupId`'s requests to: its voters as its leader last reported them (the
+   * metadata group), then those placed there; the cluster group's voters before any report.
+   */
+  replicaCandidates(groupId: number): NodeId[] {
+    if (this.member === null) return [];
+    const index = groupId - FIRST_SHARD_GROUP_ID;
+    const reported = this.metadata.observedConf(index)?.voters ?? [];
+    const desired = this.metadata.desiredReplicas(index) ?? [];
+    const out = [...new Set([...reported, ...desired])];
+    return out.length > 0 ? out : [...this.member.confState(CLUSTER_GROUP_ID).voters];
+  }
+
+  forwardKv(groupId: number, op: ShardKvOp, deadlineMs: number): Promise<ForwardedAnswer> {
+    if (this.forwarder === null) return Promise.reject(new ShardNotReadyError('shards not attached yet'));
+    return this.forwarder.forward({ groupId, deadlineMs, op });
+  }
+
+  forwardStatus(): ReturnType<ShardedKeyspace['forwardStatus']> {
+    const st = this.forwarder?.stats;
+    return { forwards: st?.forwards ?? 0, attempts: st?.attempts ?? 0, notHosted: st?.notHosted ?? 0, unreachable: st?.unreachable ?? 0, lost: st?.lost ?? 0 };
   }
 
   /** `here` when this member leads `groupId`, else `there` on the member that does (following a moved leadership until the deadline). */

@@ -14,6 +14,7 @@ import { Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { serveShardKv } from '../api/shard-kv-host.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS, type ApiLimits } from '../api/context.ts';
 import { etcdServices } from '../etcd/proto.ts';
 import { etcdWireStrictness } from '../api/wire-strictness.ts';
@@ -86,6 +87,8 @@ export interface ServerConfig {
   shards?: number;
   /** --replication-factor: replicas per shard (0 or absent: every member hosts every shard). */
   replicationFactor?: number;
+  /** TEST-ONLY (--test-forward-shards): shards this member's API forwards as if it hosted none of them. */
+  testForwardShards?: readonly number[] | 'all';
   /** Called after the server stopped itself because this member was removed from the cluster. */
   onRemoved?: () => void;
 }
@@ -234,7 +237,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards })
       : null;
   log.info(
     {
@@ -253,6 +256,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   // Test-only switches: loud, because either one voids Synod's guarantees or opens a debug door.
   const faults = cfg.faultInjection ? new FaultInjector() : undefined;
   if (cfg.faultInjection) log.warn('EXPERIMENTAL FAULT INJECTION ON: POST /debug/fault/partition can cut this member off (tests only)');
+  if (cfg.testForwardShards !== undefined && sharding === null) log.warn('--test-forward-shards ignored: this cluster has one shard');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
   // Peer addresses: the replicated membership, plus (for a member that just joined and has not
@@ -348,6 +352,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         leaderOf: (groupId) => member.leaderId(groupId),
         isBlocked,
         closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+        shardKv: (request) => serveShardKv(ctx, request),
       }),
     );
   }

@@ -66,6 +66,7 @@ program
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
   .option('--experimental-unsafe-stale-reads', 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex')
+  .option('--test-forward-shards <list>', 'TEST ONLY: shard indexes (e.g. 0,3) or "all" whose KV requests this member forwards to another member, as if it hosted no replica of them')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
     const listenClientUrls = list(o.listenClientUrls);
@@ -102,6 +103,15 @@ program
     if (!Number.isInteger(replicationFactor) || replicationFactor < 0 || replicationFactor > 7) {
       logger.fatal(`--replication-factor must be an integer from 0 to 7 (got ${o.replicationFactor})`);
       process.exit(2);
+    }
+    let testForwardShards: number[] | 'all' | undefined;
+    if (o.testForwardShards !== undefined) {
+      const text = String(o.testForwardShards).trim();
+      testForwardShards = text === 'all' ? 'all' : text.split(',').map((x) => Number(x.trim()));
+      if (testForwardShards !== 'all' && testForwardShards.some((i) => !Number.isInteger(i) || i < 0)) {
+        logger.fatal('--test-forward-shards must be "all" or shard indexes separated by commas');
+        process.exit(2);
+      }
     }
     if (!(Number(o.authTokenTtl) > 0)) {
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
@@ -140,6 +150,7 @@ program
         zone: o.zone,
         shards,
         replicationFactor,
+        testForwardShards,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),
       });

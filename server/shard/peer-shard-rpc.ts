@@ -1,6 +1,7 @@
 // The peer RPCs of a sharded cluster (synod.shard.ShardPeer on the peer port): the oracle's requests
-// (Revisions), reads of one shard at an oracle revision on its leader (RangeAt), and the closes of a
-// merged watch's closing rounds (CloseAt). Owns the serving
+// (Revisions), reads of one shard at an oracle revision on its leader (RangeAt), the closes of a
+// merged watch's closing rounds (CloseAt), and single-shard KV operations executed by a member hosting
+// the shard for one that does not (ShardKv, shard-kv-wire.ts). Owns the serving
 // side (shardPeerServiceImpl: hands requests to this member's oracle host and shard replicas) and the
 // calling side (ShardPeerChannels: one gRPC channel per peer; GrpcOracleTransport; rangeAtOnPeer).
 // Safe to plug in because:
@@ -38,6 +39,17 @@ import {
   type CloseAtRequestWire,
   type CloseAtResponseWire,
 } from './shard-peer-wire.ts';
+import {
+  shardKvAnswerFromWire,
+  shardKvAnswerToWire,
+  shardKvAnswerWireBytes,
+  shardKvRequestFromWire,
+  shardKvRequestToWire,
+  type ShardKvAnswer,
+  type ShardKvRequest,
+  type ShardKvRequestWire,
+  type ShardKvResponseWire,
+} from './shard-kv-wire.ts';
 
 /** A caller-side backstop beyond the gRPC deadline (a stuck channel): the call is cancelled then. */
 const BACKSTOP_MS = 250;
@@ -73,6 +85,11 @@ export interface ShardPeerServiceOptions {
    * CloseAt answers UNAVAILABLE.
    */
   closeAt?: (groupId: number, revision: number, deadlineMs: number) => Promise<{ revision: number; appliedIndex: number }>;
+  /**
+   * Executes one single-shard KV operation on this member's replica (server/api/shard-kv-host.ts); never
+   * rejects (refusals are answers). Absent: ShardKv answers not_hosted.
+   */
+  shardKv?: (request: ShardKvRequest) => Promise<ShardKvAnswer>;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
   /**
@@ -242,8 +259,60 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
         (err) => mapRangeFailure(groupId, err),
       ).then((response) => cb(null, response));
     },
+
+    ShardKv: (call: grpc.ServerUnaryCall<ShardKvRequestWire, ShardKvResponseWire>, cb: grpc.sendUnaryData<ShardKvResponseWire>): void => {
+      if (dropped(call)) return;
+      let request: ShardKvRequest;
+      try {
+        request = shardKvRequestFromWire(call.request);
+      } catch (err) {
+        // A malformed request is the caller's bug: INTERNAL to its client, never retried elsewhere.
+        cb(null, shardKvAnswerToWire({ kind: 'error', code: grpc.status.INTERNAL, message: `bad shard kv request: ${message(err)}`, leaderId: 0 }));
+        return;
+      }
+      const serve = opts.shardKv;
+      const leaderId = (): NodeId => {
+        try {
+          return opts.leaderOf(request.groupId);
+        } catch {
+          return 0; // a group this member does not host
+        }
+      };
+      if (serve === undefined) {
+        cb(null, shardKvAnswerToWire({ kind: 'not-hosted', leaderId: 0 }));
+        return;
+      }
+      const late = (): ShardKvAnswer => ({ kind: 'error', code: grpc.status.UNAVAILABLE, message: ETCD_TIMEOUT_TEXT, leaderId: leaderId() });
+      if (Date.now() >= request.deadlineMs) {
+        cb(null, shardKvAnswerToWire(late()));
+        return;
+      }
+      let work: Promise<ShardKvAnswer>;
+      try {
+        work = serve(request);
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      void byDeadline<ShardKvAnswer>(work, request.deadlineMs, late, (err) => ({ kind: 'error', code: grpc.status.INTERNAL, message: message(err), leaderId: leaderId() })).then((answer) => {
+        let wire: ShardKvResponseWire;
+        // An answer over the peer message cap cannot travel: the client gets grpc-go's ResourceExhausted
+        // for an oversized message, as it would from a member past its own send limit (a smaller limit
+        // fits; a write was applied all the same, as a client whose answer is lost).
+        const bytes = shardKvAnswerWireBytes(answer);
+        if (bytes > maxBytes) answer = { kind: 'error', code: grpc.status.RESOURCE_EXHAUSTED, message: `grpc: trying to send message larger than max (${bytes} vs. ${maxBytes})`, leaderId: answer.leaderId };
+        try {
+          wire = shardKvAnswerToWire(answer);
+        } catch (err) {
+          wire = shardKvAnswerToWire({ kind: 'error', code: grpc.status.INTERNAL, message: `unencodable answer: ${message(err)}`, leaderId: 0 });
+        }
+        cb(null, wire);
+      });
+    },
   };
 }
+
+/** etcd's ErrGRPCTimeout text (server/etcd/errors.ts): a host out of time answers what a client would get. */
+const ETCD_TIMEOUT_TEXT = 'etcdserver: request timed out';
 
 // ---------------------------------------------------------------------------------------------------
 // Calling side
@@ -268,7 +337,15 @@ export interface CallFailure {
   readonly failure: true;
   readonly deadline: boolean;
   readonly reason: string;
+  /** True when the request certainly never left this member (no channel, cut off, not connected). */
+  readonly notSent?: boolean;
 }
+
+/** Longest pause between attempts to reconnect to a member that is down. */
+const MAX_RECONNECT_BACKOFF_MS = 2_000;
+
+/** How long a call waits for a channel that is not connected yet to connect before the member counts as unreachable. */
+export const CONNECT_WAIT_MS = 1_000;
 
 /** One gRPC channel per peer (re-dialled when a member's address changes); close() closes them all. */
 export class ShardPeerChannels {
@@ -292,18 +369,54 @@ export class ShardPeerChannels {
     const client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': max,
       'grpc.max_send_message_length': max,
+      // A restarted member is dialled again within seconds, not after grpc-js's default backoff of up to
+      // two minutes (calls to a channel failing to connect fail at once, and ShardKv skips such members).
+      'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
     });
     this.clients.set(memberId, { address, client });
     return client;
   }
 
-  /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
-  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
-    const fail = (deadline: boolean, reason: string): CallFailure => ({ failure: true, deadline, reason });
-    if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call'));
-    if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`));
+  /**
+   * Whether the channel to `memberId` is connected, waiting up to `waitMs` (and never past `deadlineMs`)
+   * while it connects; false at once when it is failing to connect (a member that is down). Never rejects.
+   */
+  connected(memberId: NodeId, waitMs: number, deadlineMs: number): Promise<boolean> {
+    if (this.opts.isBlocked?.(memberId)) return Promise.resolve(false);
     const client = this.client(memberId);
-    if (typeof client === 'string') return Promise.resolve(fail(false, client));
+    if (typeof client === 'string') return Promise.resolve(false);
+    const channel = client.getChannel();
+    const byMs = Math.min(Date.now() + waitMs, deadlineMs);
+    return new Promise<boolean>((resolve) => {
+      const check = (): void => {
+        let state: grpc.connectivityState;
+        try {
+          state = channel.getConnectivityState(true);
+        } catch {
+          resolve(false);
+          return;
+        }
+        if (state === grpc.connectivityState.READY) resolve(true);
+        else if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN || Date.now() >= byMs) resolve(false);
+        else {
+          try {
+            channel.watchConnectivityState(state, byMs, (err) => (err ? resolve(false) : check()));
+          } catch {
+            resolve(false);
+          }
+        }
+      };
+      check();
+    });
+  }
+
+  /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
+  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+    const fail = (deadline: boolean, reason: string, notSent = false): CallFailure => ({ failure: true, deadline, reason, ...(notSent ? { notSent } : {}) });
+    if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call', true));
+    if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`, true));
+    const client = this.client(memberId);
+    if (typeof client === 'string') return Promise.resolve(fail(false, client, true));
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
     return new Promise<Res | CallFailure>((resolve) => {
       let done = false;
@@ -449,5 +562,38 @@ export async function closeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
     }
   } catch (err) {
     return { kind: 'unavailable', reason: `bad answer from member ${memberId}: ${message(err)}` };
+  }
+}
+
+/**
+ * What a ShardKv on a peer came to: the host's answer, `unreachable` (certainly not sent: the member is
+ * down, cut off or not connected in time), or `lost` (sent, and no answer came: whether it was executed
+ * is unknown).
+ */
+export type ShardKvOutcome =
+  | ShardKvAnswer
+  | { readonly kind: 'unreachable'; readonly reason: string }
+  | { readonly kind: 'lost'; readonly deadline: boolean; readonly reason: string };
+
+/**
+ * Asks member `memberId` to execute `request` on its replica of the shard, waiting for the answer until
+ * `callDeadlineMs` (at most the request's own deadline). Never rejects.
+ */
+export async function shardKvOnPeer(channels: ShardPeerChannels, memberId: NodeId, request: ShardKvRequest, callDeadlineMs = request.deadlineMs): Promise<ShardKvOutcome> {
+  const deadline = wireDeadline(Math.min(callDeadlineMs, request.deadlineMs));
+  if (!(await channels.connected(memberId, CONNECT_WAIT_MS, deadline))) return { kind: 'unreachable', reason: `member ${memberId.toString(16)} is not connected` };
+  let wire: ShardKvRequestWire;
+  try {
+    wire = shardKvRequestToWire(request);
+  } catch (err) {
+    return { kind: 'error', code: grpc.status.INTERNAL, message: `unencodable shard kv request: ${message(err)}`, leaderId: 0 };
+  }
+  const answer = await channels.call<ShardKvRequestWire, ShardKvResponseWire>(memberId, 'ShardKv', wire, deadline);
+  if (isFailure(answer)) return answer.notSent ? { kind: 'unreachable', reason: answer.reason } : { kind: 'lost', deadline: answer.deadline, reason: answer.reason };
+  try {
+    return shardKvAnswerFromWire(answer);
+  } catch (err) {
+    // The host answered something this member cannot read: it may have executed the request.
+    return { kind: 'lost', deadline: false, reason: `bad answer from member ${memberId.toString(16)}: ${message(err)}` };
   }
 }

@@ -23,6 +23,8 @@ export interface FaultRunOptions {
   watchers?: number;
   /** A sharded cluster (`--shards`): keys hash-tagged one per tag, a watcher per key, and the bank. */
   shards?: number;
+  /** Arguments for one member only (e.g. the TEST-ONLY --test-forward-shards). */
+  memberArgs?: (index: number) => string[];
 }
 
 export interface FaultRunReport {
@@ -47,7 +49,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
   // watch on one key's prefix is a single-shard watch.
   const keys = [...Array(o.keys ?? 4).keys()].map((k) => (sharded ? `${PREFIX}{k${k}}` : `${PREFIX}k${k}`));
   const shardArgs = sharded ? ['--shards', String(o.shards)] : [];
-  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000', ...shardArgs], shards: o.shards });
+  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000', ...shardArgs], shards: o.shards, memberArgs: o.memberArgs });
   const clock = monotonicClock();
   const recorder = new HistoryRecorder(clock);
   const endpoints = cluster.cluster.members.map((_, i) => cluster.endpointOf(i));

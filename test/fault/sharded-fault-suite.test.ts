@@ -33,4 +33,18 @@ describe(`fault suite on ${SHARDS} shards (${soak ? 'soak' : 'short'})`, () => {
       run.durationMs + 120_000,
     );
   }
+
+  // TEST-ONLY --test-forward-shards: the first member serves no shard itself and forwards every KV
+  // request to another member (the ShardKv peer RPC), under the same faults and checks.
+  const forwarding: FaultRunOptions = { ...optionsFor(replay ?? 13), memberArgs: (i) => (i === 0 ? ['--test-forward-shards', 'all'] : []) };
+  it(
+    `seed ${forwarding.seed}, one member forwarding every shard (TEST-ONLY --test-forward-shards all): keys linearizable, watches exact, bank snapshots sum`,
+    async () => {
+      const report = await runFaultTest(forwarding);
+      expectCleanRun(report);
+      expect(report.bank!.transfersCommitted).toBeGreaterThan(20);
+      expect(report.bank!.snapshotReads).toBeGreaterThan(20);
+    },
+    forwarding.durationMs + 120_000,
+  );
 });
