@@ -31,7 +31,9 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, watchShardTransport, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { RemoteWatchSource, type WatchShardTransport } from '../shard/remote-watch-source.ts';
+import { WatchShardServer } from '../shard/watch-shard-server.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
 
@@ -47,6 +49,8 @@ export interface ShardPeers {
   rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
   /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
   closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
+  /** WatchShard streams to members hosting a shard (a merged watch's remote shards); absent: none. */
+  watchShard?: WatchShardTransport;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -72,6 +76,7 @@ interface HostedShard extends GroupTarget {
 export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
   return {
     oracle: new GrpcOracleTransport(channels),
+    watchShard: watchShardTransport(channels),
     async rangeAt(to, groupId, op, revision, deadlineMs) {
       const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
       switch (outcome.kind) {
@@ -123,6 +128,12 @@ export class ShardHosting implements ShardedKeyspace {
   private leaders: LeaderBalancer | null = null;
   private closer: ShardCloser | null = null;
   private closeFailuresLogged = 0;
+  /** Remote sources made by remoteWatchSource(), by shard index: merged watches here read them. */
+  private readonly remoteSources = new Map<number, RemoteWatchSource>();
+  /** TEST-ONLY (--experimental-test-remote-watch-shards): shards read through a remote source though hosted. */
+  private testRemoteWatchShards: readonly number[] = [];
+  /** Serves WatchShard streams from this member's replicas (created on attach). */
+  private watchServer: WatchShardServer | null = null;
 
   private readonly logger: Logger;
 
@@ -143,6 +154,12 @@ export class ShardHosting implements ShardedKeyspace {
     shardCount: number;
     randomSeed: () => number;
     logger: Logger;
+    /**
+     * TEST-ONLY: merged watches on this member read these shards from a replica on another member over
+     * WatchShard (remote-watch-source.ts) although this member hosts them — the path of a shard not
+     * placed here, testable while every member hosts every shard.
+     */
+    testRemoteWatchShards?: readonly number[];
   }): Promise<ShardHosting> {
     const { member, db, snapshotDir, bootstrap, logger } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
@@ -151,6 +168,10 @@ export class ShardHosting implements ShardedKeyspace {
     metaLoaded.stateRecords = [];
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
     const hosting = new ShardHosting(opts.shardCount, metadata, logger);
+    for (const i of opts.testRemoteWatchShards ?? []) {
+      if (!Number.isSafeInteger(i) || i < 0 || i >= opts.shardCount) throw new RangeError(`--experimental-test-remote-watch-shards: no shard ${i} (shards 0..${opts.shardCount - 1})`);
+    }
+    hosting.testRemoteWatchShards = opts.testRemoteWatchShards ?? [];
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
@@ -212,14 +233,76 @@ export class ShardHosting implements ShardedKeyspace {
           (to) => peers.closeAt(to, groupId, revision, deadlineMs),
         ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
-      needsRound: () => resolvedApart(this.shards.map((s) => s.source)),
+      needsRound: () => this.needsRound(),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
       },
     });
-    const closer = this.closer;
-    for (const shard of this.shards) shard.source.onActivity = () => closer.request();
+    for (const shard of this.shards) shard.source.onActivity = () => this.activity(null);
+    this.watchServer = new WatchShardServer({
+      host: {
+        sourceOf: (groupId) => this.shards[groupId - FIRST_SHARD_GROUP_ID]?.source ?? null,
+        holdClosingRounds: () => this.holdLocalClosingRounds(),
+      },
+    });
+    for (const index of this.testRemoteWatchShards) {
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      // Every other voter of the group hosts a replica (every member hosts every shard today).
+      this.remoteWatchSource(index, () => member.confState(groupId).voters.filter((id) => id !== member.memberId));
+      this.logger.warn({ shard: index }, 'TEST ONLY: merged watches here read this shard from another member (--experimental-test-remote-watch-shards)');
+    }
+  }
+
+  /**
+   * A merged watch's source for shard `shardIndex` over WatchShard streams to `candidates()` (members
+   * hosting a replica, this one excluded, in preference order). From then on watchSources() gives it for
+   * that shard. For a shard not placed on this member (the lead's placement wiring), and for the test-only
+   * option. Call after attach().
+   */
+  remoteWatchSource(shardIndex: number, candidates: () => readonly NodeId[]): RemoteWatchSource {
+    const transport = this.peers?.watchShard;
+    if (transport === undefined) throw new ShardNotReadyError('shards not attached yet (no WatchShard transport)');
+    const known = this.remoteSources.get(shardIndex);
+    if (known !== undefined) return known;
+    let unavailableLogged = 0;
+    const source = new RemoteWatchSource({
+      shard: shardIndex,
+      groupId: FIRST_SHARD_GROUP_ID + shardIndex,
+      candidates,
+      transport,
+      onUnavailable: (shard, reason) => {
+        if (unavailableLogged++ < 20) this.logger.warn({ shard, reason }, 'no member serves a remote shard to a merged watch (still trying; the watch holds its frontier)');
+      },
+    });
+    source.onActivity = () => this.activity(source);
+    this.remoteSources.set(shardIndex, source);
+    return source;
+  }
+
+  /** The WatchShard server of this member's replicas (the peer service's WatchShard; null before attach). */
+  watchShardServer(): WatchShardServer | null {
+    return this.watchServer;
+  }
+
+  /**
+   * A shard delivered an event to a merged watch here (`from`: a remote source, null: a local replica):
+   * the merge releases it once every other shard is resolved past it — a closing round for the local
+   * replicas, a resolve ask for the other remote shards.
+   */
+  private activity(from: RemoteWatchSource | null): void {
+    this.closer?.request();
+    for (const r of this.remoteSources.values()) if (r !== from && r.subscriptionCount() > 0) r.requestResolved();
+  }
+
+  /** The closer's heartbeat check, over local and remote sources; lagging remote shards are asked again. */
+  private needsRound(): boolean {
+    const followed = [...this.shards.map((s) => s.source), ...this.remoteSources.values()].filter((s) => s.subscriptionCount() > 0);
+    if (!resolvedApart(followed)) return false;
+    let high = 0;
+    for (const s of followed) high = Math.max(high, s.resolvedRevision());
+    for (const r of this.remoteSources.values()) if (r.subscriptionCount() > 0 && r.resolvedRevision() < high) r.requestResolved();
+    return resolvedApart(this.shards.map((s) => s.source));
   }
 
   /** The oracle host, for the peer service (null before attach). */
@@ -238,6 +321,7 @@ export class ShardHosting implements ShardedKeyspace {
     this.membership?.stop();
     this.leaders?.stop();
     this.closer?.stop();
+    this.watchServer?.stop();
     for (const s of this.shards) s.path?.stop();
   }
 
@@ -310,11 +394,27 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** Every shard replica on this member as a merged watch's source, by shard index. */
   watchSources(): ReadonlyMap<number, ShardWatchSource> {
-    return new Map(this.shards.map((s) => [s.index, s.source]));
+    const sources = new Map<number, ShardWatchSource>(this.shards.map((s) => [s.index, s.source]));
+    for (const [index, remote] of this.remoteSources) sources.set(index, remote);
+    return sources;
   }
 
-  /** A merged watch opened: closing rounds run until every returned release was called. */
+  /**
+   * A merged watch opened: closing rounds run until every returned release was called. Its sync also
+   * waits for a resolve answer from every remote shard it follows (a progress header covers them too).
+   */
   holdClosingRounds(): ClosingHold {
+    const local = this.holdLocalClosingRounds();
+    if (this.remoteSources.size === 0) return local;
+    const remotes = [...this.remoteSources.values()];
+    return {
+      release: local.release,
+      sync: (timeoutMs) => Promise.all([local.sync(timeoutMs), ...remotes.map((r) => r.sync(timeoutMs))]).then(() => undefined),
+    };
+  }
+
+  /** This member's closing rounds alone (a WatchShard stream served here holds them for its caller). */
+  private holdLocalClosingRounds(): ClosingHold {
     const closer = this.closer;
     if (closer === null) throw new ShardNotReadyError('shards not attached yet');
     return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };

@@ -67,6 +67,8 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** TEST-ONLY (--experimental-test-remote-watch-shards): merged watches here read these shards from another member. */
+  testRemoteWatchShards?: readonly number[];
   /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
   clientTls?: TlsConfig;
   /** Peer TLS (--peer-cert-file, ...); needed for https peer URLs. */
@@ -232,7 +234,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, randomSeed: () => randomInt(2 ** 31), logger: log, testRemoteWatchShards: cfg.testRemoteWatchShards })
       : null;
   log.info(
     {
@@ -345,6 +347,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         leaderOf: (groupId) => member.leaderId(groupId),
         isBlocked,
         closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+        watchShard: sharding.watchShardServer() ?? undefined,
       }),
     );
   }
