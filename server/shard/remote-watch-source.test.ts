@@ -221,8 +221,10 @@ class Replica {
 class SharedLog {
   readonly entries: Entry[] = [];
   private revision = 1;
+  /** 2: the oracle's gaps; 1: consecutive revisions, so a re-subscription one revision off loses an event. */
+  constructor(private readonly step = 2) {}
   put(key: string, value?: string): number {
-    this.revision += 2; // oracle gaps
+    this.revision += this.step;
     this.entries.push({ term: 1, index: this.entries.length + 1, type: 'normal', data: encodeInternalRequest(putReq(key, this.revision, value)) });
     return this.revision;
   }
@@ -350,7 +352,7 @@ describe('WatchShard over gRPC (two replicas on loopback)', () => {
   });
 
   it('the serving member goes away mid-stream: the watch continues from the other replica, every event once, in order', async () => {
-    const log = new SharedLog();
+    const log = new SharedLog(1);
     const a = await serve(new Replica());
     const bServed = await serve(new Replica());
     cleanup.push(() => a.server.forceShutdown(), () => bServed.server.forceShutdown());
@@ -392,7 +394,7 @@ describe('WatchShard over gRPC (two replicas on loopback)', () => {
   }, 30_000);
 
   it('a stream past its bound on the serving side ends OVERLOADED and the caller resubscribes from after the last revision: every event once, in order', async () => {
-    const log = new SharedLog();
+    const log = new SharedLog(1);
     const a = await serve(new Replica(), 1);
     cleanup.push(() => a.server.forceShutdown());
     const channels = new ShardPeerChannels({ peerAddress: (id) => (id === 1 ? `127.0.0.1:${a.port}` : undefined) });
