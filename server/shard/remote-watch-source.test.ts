@@ -157,6 +157,28 @@ describe('RemoteWatchSource (scripted transport)', () => {
     sub.cancel();
   });
 
+  it('a silent stream is asked after idleAskMs, and replaced when the ask goes unanswered (a member cut off without a reset)', async () => {
+    const t = new ScriptedTransport();
+    const source = new RemoteWatchSource({ shard: 0, groupId: GROUP, candidates: () => [1, 2], transport: t, idleAskMs: 40, askTimeoutMs: 60, initialBackoffMs: 1 });
+    const sink = new RecordingSink();
+    const sub = source.subscribe(request(1), sink);
+    const first = t.last();
+    first.handlers.onMessage(resolvedMsg(4, 1));
+    await until(() => first.asks.length === 2, 1_000, 'an idle ask');
+    await until(() => t.opened.length === 2, 1_000, 'a replacement stream');
+    expect(first.canceled).toBe(true);
+    expect([t.last().member, t.last().from]).toEqual([2, 5]);
+    // A stream that keeps talking is not asked beyond its subscribe ask.
+    const second = t.last();
+    second.handlers.onMessage(resolvedMsg(5, second.asks[0]));
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 15));
+      second.handlers.onMessage(resolvedMsg(6 + i));
+    }
+    expect(second.asks.length).toBe(1);
+    sub.cancel();
+  });
+
   it('sync() resolves once an ask made after it is answered; a second ask waits for the first answer', async () => {
     const t = new ScriptedTransport();
     const source = new RemoteWatchSource({ shard: 0, groupId: GROUP, candidates: () => [1], transport: t });
@@ -222,7 +244,10 @@ class SharedLog {
   readonly entries: Entry[] = [];
   private revision = 1;
   /** 2: the oracle's gaps; 1: consecutive revisions, so a re-subscription one revision off loses an event. */
-  constructor(private readonly step = 2) {}
+  private readonly step: number;
+  constructor(step = 2) {
+    this.step = step;
+  }
   put(key: string, value?: string): number {
     this.revision += this.step;
     this.entries.push({ term: 1, index: this.entries.length + 1, type: 'normal', data: encodeInternalRequest(putReq(key, this.revision, value)) });

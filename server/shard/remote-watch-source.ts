@@ -27,7 +27,9 @@
 //   - liveness: a resolve ask (sent on every subscribe, and whenever the hosting member asks, e.g. when
 //     another shard of a merged watch delivered an event) makes the serving member run a closing round
 //     started after it and answer with a mark. No answer within `askTimeoutMs` and the stream is taken for
-//     dead (a member cut off without a reset) and replaced.
+//     dead (a member cut off without a reset) and replaced. A stream that has said nothing for `idleAskMs`
+//     is asked too, so a silent member is noticed even when nothing else asks (cost: one closing round on
+//     the serving member per idle period per idle subscription).
 // No candidate serving: the subscription keeps trying (back-off up to `maxBackoffMs`) for as long as the
 // merged watch exists, and the merged watch holds its frontier meanwhile — exactly what it does when a
 // local replica's shard has no leader: no event is sent out of order or invented, and progress headers
@@ -63,6 +65,8 @@ export interface RemoteWatchSourceOptions {
   candidates(): readonly NodeId[];
   transport: WatchShardTransport;
   askTimeoutMs?: number;
+  /** A stream silent this long is sent a resolve ask (its liveness check). */
+  idleAskMs?: number;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
   unavailableAfterMs?: number;
@@ -71,6 +75,7 @@ export interface RemoteWatchSourceOptions {
 }
 
 export const REMOTE_WATCH_ASK_TIMEOUT_MS = 5_000;
+export const REMOTE_WATCH_IDLE_ASK_MS = 5_000;
 export const REMOTE_WATCH_INITIAL_BACKOFF_MS = 25;
 export const REMOTE_WATCH_MAX_BACKOFF_MS = 2_000;
 export const REMOTE_WATCH_UNAVAILABLE_AFTER_MS = 10_000;
@@ -154,6 +159,8 @@ class RemoteSubscription implements ShardWatchSubscription {
   private askOut: { id: number; timer: NodeJS.Timeout } | null = null;
   private askWanted = false;
   private answered = 0;
+  private lastHeardMs = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
   private waiters: Array<{ minAsk: number; resolve(): void }> = [];
 
   constructor(source: RemoteWatchSource, request: ShardSubscribeRequest, sink: ShardWatchSink) {
@@ -252,6 +259,8 @@ class RemoteSubscription implements ShardWatchSubscription {
     this.stream = stream;
     this.member = member;
     this.source.stats.streamsOpened++;
+    this.lastHeardMs = Date.now();
+    this.armIdle();
     // A transport may answer from inside open(): replay what came, in order.
     const queued = early;
     early = null;
@@ -264,7 +273,25 @@ class RemoteSubscription implements ShardWatchSubscription {
     }
   }
 
+  /** While a stream is open: ask it when it has been silent for idleAskMs (the ask's timeout then judges it). */
+  private armIdle(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    const idleMs = this.source.opts.idleAskMs ?? REMOTE_WATCH_IDLE_ASK_MS;
+    const wait = Math.max(1, this.lastHeardMs + idleMs - Date.now());
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.done || this.stream === null) return;
+      if (Date.now() - this.lastHeardMs >= idleMs) {
+        this.lastHeardMs = Date.now();
+        this.requestResolved();
+      }
+      this.armIdle();
+    }, wait);
+    this.idleTimer.unref?.();
+  }
+
   private onMessage(msg: WatchShardResponseWire): void {
+    this.lastHeardMs = Date.now();
     try {
       switch (msg.response) {
         case 'events':
@@ -360,6 +387,8 @@ class RemoteSubscription implements ShardWatchSubscription {
   private dropStream(): void {
     const s = this.stream;
     this.stream = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     if (this.askOut !== null) {
       clearTimeout(this.askOut.timer);
       this.askOut = null;
