@@ -280,6 +280,14 @@ export class ShardHosting implements ShardedKeyspace {
     return source;
   }
 
+  /**
+   * Merged watches opened from now on read shard `shardIndex` from the local replica again (a replica was
+   * placed here). Watches already open keep their remote subscriptions until they end or park.
+   */
+  dropRemoteWatchSource(shardIndex: number): void {
+    this.remoteSources.delete(shardIndex);
+  }
+
   /** The WatchShard server of this member's replicas (the peer service's WatchShard; null before attach). */
   watchShardServer(): WatchShardServer | null {
     return this.watchServer;
