@@ -141,8 +141,18 @@ describe(`TEST-ONLY --experimental-test-remote-watch-shards ${REMOTE.join(',')} 
       console.log(`remote watch path through kill -9 of member ${serving + 1}: ${afterKill.length} writes, ack → event p50 ${percentile(killDelays, 50)} ms, max ${killDelays[killDelays.length - 1]} ms`);
       expect(await metric(other, 'synod_shard_closing_active')).toBe(1);
 
+      // A progress request right after a write: its header (after a closing round here and resolve answers
+      // from the remote shards' new serving member) covers the write, whose event came first.
+      const progressed = await put(clients[0], '/rw/progress', 'p');
+      const before = responses.length;
+      ws.progress();
+      await until(() => responses.slice(before).some((r) => String(r.watch_id) === '-1'), 5_000, 'a progress reply');
+      const reply = responses.slice(before).find((r) => String(r.watch_id) === '-1')!;
+      expect(Number(reply.header.revision)).toBeGreaterThanOrEqual(progressed.revision);
+      expect(responses.slice(0, responses.indexOf(reply)).some((r) => r.events.some((e) => e.kv.key.toString() === '/rw/progress'))).toBe(true);
+
       // Exactly the writes made under /rw/ from the start revision, in revision order, each once.
-      const all = [...history, ...live, ...afterKill].filter((h) => h.revision >= start).sort((x, y) => x.revision - y.revision);
+      const all = [...history, ...live, ...afterKill, progressed].filter((h) => h.revision >= start).sort((x, y) => x.revision - y.revision);
       expect(seen.map((s) => `${s.revision}:${s.key}`)).toEqual(all.map((h) => `${h.revision}:${h.key}`));
       expect(responses.some((r) => r.canceled)).toBe(false);
       // Headers never go backwards and cover their events.
