@@ -25,8 +25,10 @@
 //     merge checks it before subscribing only as a shortcut; a start below the real one is answered by the
 //     serving replica with COMPACTED, which ends the subscription (onCompacted), as a local one;
 //   - liveness: a resolve ask (sent on every subscribe, and whenever the hosting member asks, e.g. when
-//     another shard of a merged watch delivered an event) makes the serving member run a closing round
-//     started after it and answer with a mark. No answer within `askTimeoutMs` and the stream is taken for
+//     another shard of a merged watch delivered an event; at most one per 20 ms, never held back by an
+//     unanswered one — its answer may wait for a slow shard on the serving member, and the next ask's
+//     round still closes this shard) makes the serving member run a closing round started after it and
+//     answer with a mark. No answer within `askTimeoutMs` and the stream is taken for
 //     dead (a member cut off without a reset) and replaced. A stream that has said nothing for `idleAskMs`
 //     is asked too, so a silent member is noticed even when nothing else asks (cost: one closing round on
 //     the serving member per idle period per idle subscription).
@@ -76,6 +78,8 @@ export interface RemoteWatchSourceOptions {
 
 export const REMOTE_WATCH_ASK_TIMEOUT_MS = 5_000;
 export const REMOTE_WATCH_IDLE_ASK_MS = 5_000;
+/** Least time between two asks of one subscription (the closing rounds' own least gap, CLOSE_MIN_GAP_MS). */
+const ASK_MIN_GAP_MS = 20;
 export const REMOTE_WATCH_INITIAL_BACKOFF_MS = 25;
 export const REMOTE_WATCH_MAX_BACKOFF_MS = 2_000;
 export const REMOTE_WATCH_UNAVAILABLE_AFTER_MS = 10_000;
@@ -156,8 +160,10 @@ class RemoteSubscription implements ShardWatchSubscription {
   private failingSince: number | null = null;
   private unavailableReported = false;
   private askSeq = 0;
-  private askOut: { id: number; timer: NodeJS.Timeout } | null = null;
-  private askWanted = false;
+  /** Asks sent on the current stream and not answered yet, with their liveness timers. */
+  private readonly asksOut = new Map<number, NodeJS.Timeout>();
+  private lastAskMs = Number.NEGATIVE_INFINITY;
+  private askGapTimer: NodeJS.Timeout | null = null;
   private answered = 0;
   private lastHeardMs = 0;
   private idleTimer: NodeJS.Timeout | null = null;
@@ -180,24 +186,35 @@ class RemoteSubscription implements ShardWatchSubscription {
     this.finish();
   }
 
+  /**
+   * Asks for a mark now, or at the end of the gap since the last ask (asks in between coalesce). An ask
+   * out does not hold the next back: its answer may wait up to the serving member's resolve timeout for
+   * a slow shard there, while the next ask's round still closes this one.
+   */
   requestResolved(): void {
-    if (this.done) return;
-    if (this.stream === null || this.askOut !== null) {
-      // Sent once a stream is open, or once the ask out is answered (it may predate what is wanted now).
-      this.askWanted = true;
+    if (this.done || this.stream === null) return; // every (re)subscribe asks once
+    const since = Date.now() - this.lastAskMs;
+    if (since < ASK_MIN_GAP_MS) {
+      if (this.askGapTimer === null) {
+        this.askGapTimer = setTimeout(() => {
+          this.askGapTimer = null;
+          this.requestResolved();
+        }, ASK_MIN_GAP_MS - since);
+        this.askGapTimer.unref?.();
+      }
       return;
     }
-    this.askWanted = false;
     const id = ++this.askSeq;
     const stream = this.stream;
     const timeoutMs = this.source.opts.askTimeoutMs ?? REMOTE_WATCH_ASK_TIMEOUT_MS;
     const timer = setTimeout(() => {
-      if (this.stream !== stream || this.askOut?.id !== id) return;
+      if (this.stream !== stream || !this.asksOut.has(id)) return;
       this.source.stats.askTimeouts++;
       this.broken(`member ${this.member.toString(16)} did not answer a resolve ask in ${timeoutMs} ms`, true);
     }, timeoutMs);
     timer.unref?.();
-    this.askOut = { id, timer };
+    this.asksOut.set(id, timer);
+    this.lastAskMs = Date.now();
     this.source.stats.asks++;
     stream.ask(id);
   }
@@ -268,7 +285,7 @@ class RemoteSubscription implements ShardWatchSubscription {
     if (closedEarly !== null && this.stream === stream) return this.broken(`stream from member ${member.toString(16)} closed: ${String(closedEarly)}`, true);
     // One ask per (re)subscribe: a merged event may wait for this shard, and the ask is the stream's liveness check.
     if (this.stream === stream) {
-      this.askWanted = false;
+      this.lastAskMs = Number.NEGATIVE_INFINITY;
       this.requestResolved();
     }
   }
@@ -337,12 +354,12 @@ class RemoteSubscription implements ShardWatchSubscription {
       this.through = revision;
       this.sink.onResolved(revision);
     }
-    if (askId !== 0 && this.askOut !== null && askId >= this.askOut.id) {
-      clearTimeout(this.askOut.timer);
-      this.askOut = null;
+    const timer = askId !== 0 ? this.asksOut.get(askId) : undefined;
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.asksOut.delete(askId);
       if (askId > this.answered) this.answered = askId;
       for (const w of [...this.waiters]) if (w.minAsk <= this.answered) w.resolve();
-      if (this.askWanted) this.requestResolved();
     }
   }
 
@@ -389,10 +406,10 @@ class RemoteSubscription implements ShardWatchSubscription {
     this.stream = null;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    if (this.askOut !== null) {
-      clearTimeout(this.askOut.timer);
-      this.askOut = null;
-    }
+    for (const t of this.asksOut.values()) clearTimeout(t);
+    this.asksOut.clear();
+    if (this.askGapTimer !== null) clearTimeout(this.askGapTimer);
+    this.askGapTimer = null;
     s?.cancel();
   }
 
