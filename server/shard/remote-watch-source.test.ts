@@ -414,6 +414,12 @@ describe('WatchShard over gRPC (two replicas on loopback)', () => {
     expect(sink.violations).toEqual([]);
     expect(source.stats.streamsOpened).toBeGreaterThanOrEqual(2);
     expect(bServed.replica.holds).toBe(1);
+    // A probe from a cold source learns the shard's resolved revision now, and leaves nothing open.
+    const cold = new RemoteWatchSource({ shard: 0, groupId: GROUP, candidates: () => [2], transport: watchShardTransport(channels) });
+    expect(cold.resolvedRevision()).toBe(0);
+    expect(await cold.probe(2_000)).toBe(want[want.length - 1]);
+    expect(cold.subscriptionCount()).toBe(0);
+    await until(() => bServed.replica.holds === 1, 2_000, 'the probe stream closed on the serving side');
     // A resolve ask answered by member 2 after a closing round: resolved through its applied revision.
     await source.sync(2_000);
     expect(sub.resolvedRevision()).toBe(want[want.length - 1]);

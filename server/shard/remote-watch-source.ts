@@ -91,6 +91,7 @@ export class RemoteWatchSource implements ShardWatchSource {
   private resolved = 0;
   private compacted = 0;
   private readonly live = new Set<RemoteSubscription>();
+  private readonly probeWaiters: Array<() => void> = [];
   /** Called when a subscription receives events (the hosting member asks the other shards to resolve). */
   onActivity: (() => void) | null = null;
   readonly stats = { streamsOpened: 0, streamsBroken: 0, duplicateRevisionsDropped: 0, asks: 0, askTimeouts: 0 };
@@ -133,10 +134,44 @@ export class RemoteWatchSource implements ShardWatchSource {
     return Promise.all([...this.live].map((s) => s.sync(timeoutMs))).then(() => undefined);
   }
 
+  /**
+   * Learns the shard's resolved revision now, for a merged watch "from now" whose shards are all remote
+   * (its start is max over its sources' resolvedRevision(), and a cold or stale remote source would start
+   * it in old, maybe compacted, history): a subscription from beyond every revision (no events) to a
+   * serving member, ended by the first mark any stream of this source receives after the call (or after
+   * `timeoutMs`). Resolves with resolvedRevision() then. The mark is the serving replica's
+   * max(closed, applied): every entry after it has a higher revision, so it is a valid "now".
+   */
+  probe(timeoutMs: number): Promise<number> {
+    return new Promise<number>((resolve) => {
+      let sub: ShardWatchSubscription | null = null;
+      let settled = false;
+      const finish = (): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const i = this.probeWaiters.indexOf(finish);
+        if (i >= 0) this.probeWaiters.splice(i, 1);
+        sub?.cancel();
+        resolve(this.resolved);
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      timer.unref?.();
+      this.probeWaiters.push(finish);
+      const ignore = (): void => undefined;
+      sub = this.subscribe(
+        { key: Buffer.from([0]), rangeEnd: Buffer.alloc(0), fromRevision: Number.MAX_SAFE_INTEGER, prevKv: false, noPut: false, noDelete: false },
+        { onEvents: ignore, onResolved: ignore, onCompacted: finish },
+      );
+      if (settled) sub.cancel();
+    });
+  }
+
   /** @internal */
   learned(resolved: number, compacted: number): void {
     if (resolved > this.resolved) this.resolved = resolved;
     if (compacted > this.compacted) this.compacted = compacted;
+    if (resolved > 0 && this.probeWaiters.length > 0) for (const w of this.probeWaiters.splice(0)) w();
   }
 
   /** @internal */
