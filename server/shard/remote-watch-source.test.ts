@@ -179,6 +179,29 @@ describe('RemoteWatchSource (scripted transport)', () => {
     sub.cancel();
   });
 
+  it('a member that answers asks but whose replica stopped resolving is replaced after staleAfterMs', async () => {
+    const t = new ScriptedTransport();
+    const source = new RemoteWatchSource({ shard: 0, groupId: GROUP, candidates: () => [1, 2], transport: t, staleAfterMs: 60, initialBackoffMs: 1 });
+    const sink = new RecordingSink();
+    const sub = source.subscribe(request(1), sink);
+    const first = t.last();
+    first.handlers.onMessage(resolvedMsg(10, 1));
+    // Answers that do not move: fine for a while, then the stream is taken for stale.
+    let n = 0;
+    while (t.opened.length === 1 && n < 50) {
+      source.requestResolved();
+      await new Promise((r) => setTimeout(r, 25));
+      const ask = first.asks[first.asks.length - 1];
+      first.handlers.onMessage(resolvedMsg(10, ask));
+      n++;
+    }
+    expect(t.opened.length).toBe(2);
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(source.stats.staleStreams).toBe(1);
+    expect([t.last().member, t.last().from]).toEqual([2, 11]);
+    sub.cancel();
+  });
+
   it('sync() resolves once an ask made after it is answered; asks are not held back by one still out, only spaced by the gap', async () => {
     const t = new ScriptedTransport();
     const source = new RemoteWatchSource({ shard: 0, groupId: GROUP, candidates: () => [1], transport: t });

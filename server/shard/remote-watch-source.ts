@@ -31,7 +31,9 @@
 //     answer with a mark. No answer within `askTimeoutMs` and the stream is taken for
 //     dead (a member cut off without a reset) and replaced. A stream that has said nothing for `idleAskMs`
 //     is asked too, so a silent member is noticed even when nothing else asks (cost: one closing round on
-//     the serving member per idle period per idle subscription).
+//     the serving member per idle period per idle subscription). A member that answers asks but whose
+//     marks have not moved for `staleAfterMs` (its replica is cut off from its group: every closing round
+//     takes a fresh oracle revision, so a live one always moves) is replaced the same way.
 // No candidate serving: the subscription keeps trying (back-off up to `maxBackoffMs`) for as long as the
 // merged watch exists, and the merged watch holds its frontier meanwhile — exactly what it does when a
 // local replica's shard has no leader: no event is sent out of order or invented, and progress headers
@@ -67,6 +69,8 @@ export interface RemoteWatchSourceOptions {
   candidates(): readonly NodeId[];
   transport: WatchShardTransport;
   askTimeoutMs?: number;
+  /** Asks answered while `through` has not moved for this long: the serving replica is stale, another is tried. */
+  staleAfterMs?: number;
   /** A stream silent this long is sent a resolve ask (its liveness check). */
   idleAskMs?: number;
   initialBackoffMs?: number;
@@ -78,6 +82,7 @@ export interface RemoteWatchSourceOptions {
 
 export const REMOTE_WATCH_ASK_TIMEOUT_MS = 5_000;
 export const REMOTE_WATCH_IDLE_ASK_MS = 5_000;
+export const REMOTE_WATCH_STALE_AFTER_MS = 5_000;
 /** Least time between two asks of one subscription (the closing rounds' own least gap, CLOSE_MIN_GAP_MS). */
 const ASK_MIN_GAP_MS = 20;
 export const REMOTE_WATCH_INITIAL_BACKOFF_MS = 25;
@@ -94,7 +99,7 @@ export class RemoteWatchSource implements ShardWatchSource {
   private readonly probeWaiters: Array<() => void> = [];
   /** Called when a subscription receives events (the hosting member asks the other shards to resolve). */
   onActivity: (() => void) | null = null;
-  readonly stats = { streamsOpened: 0, streamsBroken: 0, duplicateRevisionsDropped: 0, asks: 0, askTimeouts: 0 };
+  readonly stats = { streamsOpened: 0, streamsBroken: 0, duplicateRevisionsDropped: 0, asks: 0, askTimeouts: 0, staleStreams: 0 };
 
   constructor(opts: RemoteWatchSourceOptions) {
     this.shard = opts.shard;
@@ -201,6 +206,8 @@ class RemoteSubscription implements ShardWatchSubscription {
   private askGapTimer: NodeJS.Timeout | null = null;
   private answered = 0;
   private lastHeardMs = 0;
+  /** When `through` last moved (or the stream opened): asks answered without it moving for long mean a stale replica. */
+  private lastAdvanceMs = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private waiters: Array<{ minAsk: number; resolve(): void }> = [];
 
@@ -312,6 +319,7 @@ class RemoteSubscription implements ShardWatchSubscription {
     this.member = member;
     this.source.stats.streamsOpened++;
     this.lastHeardMs = Date.now();
+    this.lastAdvanceMs = Date.now();
     this.armIdle();
     // A transport may answer from inside open(): replay what came, in order.
     const queued = early;
@@ -384,9 +392,9 @@ class RemoteSubscription implements ShardWatchSubscription {
 
   private onResolved(revision: number, compacted: number, askId: number): void {
     this.source.learned(revision, compacted);
-    this.healthy();
     if (revision > this.through) {
       this.through = revision;
+      this.healthy();
       this.sink.onResolved(revision);
     }
     const timer = askId !== 0 ? this.asksOut.get(askId) : undefined;
@@ -395,6 +403,14 @@ class RemoteSubscription implements ShardWatchSubscription {
       this.asksOut.delete(askId);
       if (askId > this.answered) this.answered = askId;
       for (const w of [...this.waiters]) if (w.minAsk <= this.answered) w.resolve();
+      // Asks answered, yet nothing advanced for a while: a round takes a fresh oracle revision, so a
+      // replica that still closes moves on every answered ask. This one is cut off from its group (or the
+      // shard has no leader): another replica is tried (harmless if the whole shard is stuck).
+      const staleMs = this.source.opts.staleAfterMs ?? REMOTE_WATCH_STALE_AFTER_MS;
+      if (Date.now() - this.lastAdvanceMs >= staleMs) {
+        this.source.stats.staleStreams++;
+        this.broken(`member ${this.member.toString(16)} answers but its replica has not resolved past ${this.through} for ${staleMs} ms`, true);
+      }
     }
   }
 
@@ -404,8 +420,9 @@ class RemoteSubscription implements ShardWatchSubscription {
     this.sink.onCompacted(compactRevision);
   }
 
-  /** The stream delivered: the next failure starts a fresh back-off and a fresh unavailability clock. */
+  /** The stream advanced `through`: the next failure starts a fresh back-off and a fresh unavailability clock. */
   private healthy(): void {
+    this.lastAdvanceMs = Date.now();
     this.backoffMs = this.source.opts.initialBackoffMs ?? REMOTE_WATCH_INITIAL_BACKOFF_MS;
     this.failingSince = null;
     this.unavailableReported = false;
