@@ -5,9 +5,12 @@
 // path of a shard not placed on a member. A prefix watch through member 1 from a start revision in the past
 // sees every event once, in revision order, replay then live; the put → event delay of keys on the remote
 // shards is printed; the member serving the remote streams is killed with -9 during live writes and the watch
-// goes on from the remaining replica with no gap and no duplicate.
+// goes on from the remaining replica with no gap and no duplicate; then the member serving them is cut off
+// from the others (test-only partition): its streams stay open and it answers the asks, but its replica no
+// longer resolves — the watch notices (marks not moving) and goes on from the other replica.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlotMap } from '../server/routing/slots.ts';
+import { memberIdFor } from '../server/api/cluster-info.ts';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { KvClient } from './support/kv-client.ts';
 import { WatchStream, type WatchResponse } from './support/watch-client.ts';
@@ -21,7 +24,7 @@ const slots = SlotMap.create(SHARDS);
 beforeAll(async () => {
   cluster = await ProcessCluster.start({
     size: 3,
-    memberArgs: (i) => ['--shards', String(SHARDS), ...(i === 0 ? ['--experimental-test-remote-watch-shards', REMOTE.join(',')] : [])],
+    memberArgs: (i) => ['--shards', String(SHARDS), '--experimental-fault-injection', ...(i === 0 ? ['--experimental-test-remote-watch-shards', REMOTE.join(',')] : [])],
   });
   for (let i = 0; i < 3; i++) clients.push(new KvClient(cluster.endpointOf(i)));
 }, 60_000);
@@ -177,4 +180,51 @@ describe(`TEST-ONLY --experimental-test-remote-watch-shards ${REMOTE.join(',')} 
       }
     }
   }, 180_000);
+
+  it('the member serving the remote streams is cut off from the others (its streams stay open, its replica stops): the watch moves to the other replica, every write once, in order', async () => {
+    const ids = cluster.members.map((m) => memberIdFor([`http://127.0.0.1:${m.peerPort}`], 'it').toString(16));
+    const block = async (i: number, peers: number[]): Promise<void> => {
+      const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/debug/fault/partition`, {
+        method: 'POST',
+        body: JSON.stringify({ blockedPeers: peers.map((j) => ids[j]) }),
+        signal: AbortSignal.timeout(2_000),
+      });
+      expect(res.status).toBe(200);
+    };
+    const ws = new WatchStream(cluster.endpointOf(0));
+    const seen: Seen[] = [];
+    ws.subscribe((r) => {
+      const now = Date.now();
+      for (const e of r.events) seen.push({ key: e.kv.key.toString(), revision: Number(e.kv.mod_revision), atMs: now });
+    });
+    let serving = -1;
+    try {
+      ws.create({ key: Buffer.from('/rp/'), range_end: Buffer.from('/rp0') });
+      const first = await put(clients[0], '/rp/first', 'x');
+      await until(() => seen.some((e) => e.revision === first.revision), 10_000, 'the first write');
+      await until(() => seen.length > 0, 1_000, 'x');
+      const active = await Promise.all([1, 2].map((i) => metric(i, 'synod_shard_closing_active')));
+      expect(active.filter((a) => a === 1).length).toBe(1);
+      serving = active[0] === 1 ? 1 : 2;
+      const other = serving === 1 ? 2 : 1;
+      await block(serving, [0, other]);
+      await block(0, [serving]);
+      await block(other, [serving]);
+      const cutAt = Date.now();
+      const written: Written[] = [first];
+      for (let i = 0; i < 40; i++) {
+        written.push(await put(clients[i % 2 === 0 ? 0 : other], `/rp/${String(i).padStart(2, '0')}`, `p${i}`));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await until(() => written.every((h) => seen.some((e) => e.key === h.key && e.revision === h.revision)), 30_000, 'every write made while the serving member is cut off');
+      await new Promise((r) => setTimeout(r, 300));
+      const lastAt = Math.max(...seen.map((e) => e.atMs));
+      console.log(`remote watch path, serving member ${serving + 1} cut off: every write delivered ${lastAt - cutAt} ms after the cut`);
+      expect(seen.map((e) => `${e.revision}:${e.key}`)).toEqual([...written].sort((a, b) => a.revision - b.revision).map((h) => `${h.revision}:${h.key}`));
+      expect(await metric(other, 'synod_shard_closing_active')).toBe(1);
+    } finally {
+      ws.close();
+      for (const i of [0, 1, 2]) await block(i, []).catch(() => undefined);
+    }
+  }, 120_000);
 });
