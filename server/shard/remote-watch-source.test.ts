@@ -360,6 +360,22 @@ describe('WatchShardServer (fake call)', () => {
     expect(got).toEqual(log.entries.slice(0, got.length).map((_, i) => 3 + 2 * i));
   });
 
+  it('resolve asks waiting for a closing round are bounded per stream: past 256 the stream ends OVERLOADED and the hold is released', () => {
+    const r = new Replica();
+    let released = 0;
+    const host = { sourceOf: () => r.source, holdClosingRounds: () => ({ release: () => void released++, sync: () => new Promise<void>(() => undefined) }) };
+    const server = new WatchShardServer({ host });
+    const call = new FakeCall();
+    server.handle(call.asCall());
+    call.emit('data', subscribeReq(1));
+    for (let i = 1; i <= 256; i++) call.emit('data', { request: 'resolve', resolve: { ask_id: String(i) } });
+    expect(call.ended).toBe(false);
+    call.emit('data', { request: 'resolve', resolve: { ask_id: '257' } });
+    expect(call.written[call.written.length - 1].end?.kind).toBe('OVERLOADED');
+    expect(call.ended).toBe(true);
+    expect(released).toBe(1);
+  });
+
   it('a shard not hosted here: NOT_HOSTED, nothing held; a bad from_revision: BAD_REQUEST', () => {
     const r = new Replica();
     const server = new WatchShardServer({ host: r.host() });

@@ -19,7 +19,7 @@
 //     subscription and release the closing-round hold, once; late deliveries of a canceled subscription
 //     are dropped;
 //   - nothing waits forever: a resolve ask waits for a closing round at most `resolveTimeoutMs` (then
-//     answers with the resolved revision it has — lower, never wrong).
+//     answers with the resolved revision it has — lower, never wrong); at most 256 wait per stream.
 import type * as grpc from '@grpc/grpc-js';
 import type { ClosingHold } from '../api/context.ts';
 import type { MvccEvent } from '../mvcc/types.ts';
@@ -37,6 +37,8 @@ import {
 export const WATCH_SHARD_QUEUE_BUDGET_BYTES = 1024 * 1024;
 /** Longest a resolve ask waits for a closing round before it is answered with what is resolved. */
 export const WATCH_SHARD_RESOLVE_TIMEOUT_MS = 2_000;
+/** Most resolve asks one stream may have waiting for a closing round. */
+const MAX_ASKS_OUT = 256;
 
 export interface WatchShardHost {
   /** This member's replica of shard group `groupId` as a watch source, or null when it hosts none. */
@@ -104,6 +106,7 @@ class ServedStream {
   private writable = true;
   private readonly queue: WatchShardResponseWire[] = [];
   private queuedBytes = 0;
+  private asksOut = 0;
 
   constructor(server: WatchShardServer, call: WatchShardCall) {
     this.server = server;
@@ -174,7 +177,15 @@ class ServedStream {
   private resolve(askId: number): void {
     const hold = this.hold;
     if (hold === null) return;
+    // A caller spaces its asks (20 ms) and each is answered within the resolve timeout: far more out
+    // than that allows is a caller gone wrong, and each one holds a timer here.
+    if (this.asksOut >= MAX_ASKS_OUT) {
+      this.server.stats.overloaded++;
+      return this.end('OVERLOADED', `more than ${MAX_ASKS_OUT} resolve asks unanswered`);
+    }
+    this.asksOut++;
     void hold.sync(this.server.resolveTimeoutMs).then(() => {
+      this.asksOut--;
       const sub = this.sub;
       if (sub === null || this.ending) return;
       this.push({ resolved: { revision: sub.resolvedRevision(), compacted_revision: this.source?.compactedRevision() ?? 0, ask_id: askId } }, 32);
