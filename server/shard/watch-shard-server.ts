@@ -21,7 +21,6 @@
 //   - nothing waits forever: a resolve ask waits for a closing round at most `resolveTimeoutMs` (then
 //     answers with the resolved revision it has — lower, never wrong); at most 256 wait per stream.
 import type * as grpc from '@grpc/grpc-js';
-import type { ClosingHold } from '../api/context.ts';
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { ShardWatchSource, ShardWatchSubscription } from './watch-source.ts';
 import {
@@ -40,11 +39,18 @@ export const WATCH_SHARD_RESOLVE_TIMEOUT_MS = 2_000;
 /** Most resolve asks one stream may have waiting for a closing round. */
 const MAX_ASKS_OUT = 256;
 
+/** A hold on this member's closing rounds (the shape of server/api/context.ts's ClosingHold; shard/ imports no api/). */
+export interface RoundsHold {
+  release(): void;
+  /** Resolves once every shard is resolved through a round started after the call (or after timeoutMs). */
+  sync(timeoutMs: number): Promise<void>;
+}
+
 export interface WatchShardHost {
   /** This member's replica of shard group `groupId` as a watch source, or null when it hosts none. */
   sourceOf(groupId: number): ShardWatchSource | null;
   /** This member's closing rounds run while the hold is kept (ShardHosting.holdClosingRounds). */
-  holdClosingRounds(): ClosingHold;
+  holdClosingRounds(): RoundsHold;
 }
 
 export interface WatchShardServerOptions {
@@ -98,7 +104,7 @@ class ServedStream {
   private readonly call: WatchShardCall;
   private sub: ShardWatchSubscription | null = null;
   private source: ShardWatchSource | null = null;
-  private hold: ClosingHold | null = null;
+  private hold: RoundsHold | null = null;
   private subscribed = false;
   /** No more deliveries are taken (ended, or over budget): only what is queued, then the end. */
   private ending = false;
