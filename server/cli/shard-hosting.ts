@@ -130,6 +130,8 @@ export class ShardHosting implements ShardedKeyspace {
   private closeFailuresLogged = 0;
   /** Remote sources made by remoteWatchSource(), by shard index: merged watches here read them. */
   private readonly remoteSources = new Map<number, RemoteWatchSource>();
+  /** Remote sources dropped (a replica was placed here) that open merged watches still follow. */
+  private readonly retiredRemoteSources = new Set<RemoteWatchSource>();
   /** TEST-ONLY (--experimental-test-remote-watch-shards): shards read through a remote source though hosted. */
   private testRemoteWatchShards: readonly number[] = [];
   /** Serves WatchShard streams from this member's replicas (created on attach). */
@@ -285,7 +287,17 @@ export class ShardHosting implements ShardedKeyspace {
    * placed here). Watches already open keep their remote subscriptions until they end or park.
    */
   dropRemoteWatchSource(shardIndex: number): void {
+    const source = this.remoteSources.get(shardIndex);
+    if (source === undefined) return;
     this.remoteSources.delete(shardIndex);
+    // Still asked for marks (activity, heartbeat) while open watches follow it.
+    if (source.subscriptionCount() > 0) this.retiredRemoteSources.add(source);
+  }
+
+  /** Every remote source some merged watch may still follow (retired ones are let go once unfollowed). */
+  private followedRemoteSources(): RemoteWatchSource[] {
+    for (const r of this.retiredRemoteSources) if (r.subscriptionCount() === 0) this.retiredRemoteSources.delete(r);
+    return [...this.remoteSources.values(), ...this.retiredRemoteSources].filter((r) => r.subscriptionCount() > 0);
   }
 
   /** The WatchShard server of this member's replicas (the peer service's WatchShard; null before attach). */
@@ -300,16 +312,17 @@ export class ShardHosting implements ShardedKeyspace {
    */
   private activity(from: RemoteWatchSource | null): void {
     this.closer?.request();
-    for (const r of this.remoteSources.values()) if (r !== from && r.subscriptionCount() > 0) r.requestResolved();
+    for (const r of this.followedRemoteSources()) if (r !== from) r.requestResolved();
   }
 
   /** The closer's heartbeat check, over local and remote sources; lagging remote shards are asked again. */
   private needsRound(): boolean {
-    const followed = [...this.shards.map((s) => s.source), ...this.remoteSources.values()].filter((s) => s.subscriptionCount() > 0);
+    const remotes = this.followedRemoteSources();
+    const followed = [...this.shards.map((s) => s.source).filter((s) => s.subscriptionCount() > 0), ...remotes];
     if (!resolvedApart(followed)) return false;
     let high = 0;
     for (const s of followed) high = Math.max(high, s.resolvedRevision());
-    for (const r of this.remoteSources.values()) if (r.subscriptionCount() > 0 && r.resolvedRevision() < high) r.requestResolved();
+    for (const r of remotes) if (r.resolvedRevision() < high) r.requestResolved();
     return resolvedApart(this.shards.map((s) => s.source));
   }
 
