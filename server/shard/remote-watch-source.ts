@@ -19,8 +19,9 @@
 //     source has received: a true closed timestamp of the shard, possibly stale. The merge reads it only
 //     as a lower bound: watch-service's "from now" start then replays a few events committed just before
 //     the watch was created, above the created header's revision — still a consistent stream. A source
-//     that has never had a stream says 0 (see the report: a watch whose shards are all remote should take
-//     its "now" elsewhere). A subscription's resolvedRevision() is its own `through`;
+//     that has never had a stream says 0, and a long-unused one may be below a later compaction: a watch
+//     whose shards are all remote should await probe() first. A subscription's resolvedRevision() is its
+//     own `through`;
 //   - compactedRevision() is the highest compacted revision a replica has reported (0 before any): the
 //     merge checks it before subscribing only as a shortcut; a start below the real one is answered by the
 //     serving replica with COMPACTED, which ends the subscription (onCompacted), as a local one;
