@@ -141,6 +141,9 @@ class MergedStreamWatch implements MergedWatchSink {
   }
 }
 
+/** How long a merged watch "from now" waits to learn where a shard on another member is resolved. */
+const REMOTE_PROBE_TIMEOUT_MS = 2_000;
+
 class WatchStream {
   private readonly ctx: ApiContext;
   private readonly call: grpc.ServerDuplexStream<WireWatchRequest, unknown>;
@@ -348,9 +351,10 @@ class WatchStream {
     if (this.ctx.shards !== null) {
       // A sharded cluster serves a watch whose range lies on one shard from that shard's hub, and one
       // over several shards by merging this member's replicas of them.
+      // A shard not hosted here is followed through a replica on another member, as a merge of one.
       const touched = this.ctx.shards.shardsOfRange(req.key ?? EMPTY, req.range_end ?? EMPTY);
-      if (touched.length !== 1) {
-        this.createMerged(watchId, req, noPut, noDelete);
+      if (touched.length !== 1 || !this.ctx.shards.hosts(touched[0].groupId)) {
+        void this.createMerged(watchId, req, noPut, noDelete);
         return;
       }
       sm = touched[0].sm;
@@ -376,20 +380,27 @@ class WatchStream {
   /**
    * A watch over several shards. "From now" (start_revision 0) is H + 1, where H is the highest revision
    * any of its shards' replicas here is resolved through: the created header says H, and the watch sends
-   * every event above it. History from an older start is replayed from each replica's store.
+   * every event above it. History from an older start is replayed from each replica's store. A shard
+   * followed on another member first learns how far it is resolved (a remote source's figure may be stale,
+   * and a stale "now" would replay old, maybe compacted, history).
    */
-  private createMerged(watchId: number, req: NonNullable<WireWatchRequest['create_request']>, noPut: boolean, noDelete: boolean): void {
+  private async createMerged(watchId: number, req: NonNullable<WireWatchRequest['create_request']>, noPut: boolean, noDelete: boolean): Promise<void> {
     const shards = this.ctx.shards;
     if (shards === null) return;
     const key = req.key ?? EMPTY;
     const rangeEnd = req.range_end ?? EMPTY;
     const sources = shards.watchSources();
     const touched = shards.slotMap.shardsOfRange(key, rangeEnd).shards;
-    let now = 1;
-    for (const i of touched) now = Math.max(now, sources.get(i)?.resolvedRevision() ?? 0);
     const asked = num(req.start_revision);
     const w = new MergedStreamWatch(this, watchId, !!req.progress_notify);
-    this.merged.set(watchId, w);
+    this.merged.set(watchId, w); // the id is taken while remote shards are probed
+    if (asked === 0) {
+      const probes = touched.map((i) => sources.get(i)?.probe?.(REMOTE_PROBE_TIMEOUT_MS)).filter((p) => p !== undefined);
+      if (probes.length > 0) await Promise.all(probes);
+      if (this.merged.get(watchId) !== w) return; // cancelled (or the stream ended) meanwhile
+    }
+    let now = 1;
+    for (const i of touched) now = Math.max(now, sources.get(i)?.resolvedRevision() ?? 0);
     if (w.progressNotify) this.startProgressTimer();
     this.send({ header: this.ctx.header(now), watch_id: watchId, created: true });
     w.hold = shards.holdClosingRounds();

@@ -38,9 +38,11 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, watchShardTransport, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { ShardForwarder, type ForwardedAnswer } from '../shard/shard-forwarder.ts';
 import type { ShardKvOp, ShardKvRequest } from '../shard/shard-kv-wire.ts';
+import { RemoteWatchSource, type WatchShardTransport } from '../shard/remote-watch-source.ts';
+import { WatchShardServer } from '../shard/watch-shard-server.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
 import { Placer, shardSettled } from '../shard/placer.ts';
@@ -62,6 +64,8 @@ export interface ShardPeers {
   closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
   /** Member `to` executes one single-shard KV operation on its replica (ShardKv); never rejects. */
   shardKv(to: NodeId, request: ShardKvRequest, callDeadlineMs: number): Promise<ShardKvOutcome>;
+  /** WatchShard streams to members hosting a shard (a merged watch's remote shards); absent: none. */
+  watchShard?: WatchShardTransport;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -119,6 +123,7 @@ function holdsData(loaded: LoadedGroup): boolean {
 export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
   return {
     oracle: new GrpcOracleTransport(channels),
+    watchShard: watchShardTransport(channels),
     async rangeAt(to, groupId, op, revision, deadlineMs) {
       const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
       switch (outcome.kind) {
@@ -193,6 +198,14 @@ export class ShardHosting implements ShardedKeyspace {
    * on a subset of members exists.
    */
   private forwardShards: ReadonlySet<number> = new Set();
+  /** Remote sources made by remoteWatchSource(), by shard index: merged watches here read them. */
+  private readonly remoteSources = new Map<number, RemoteWatchSource>();
+  /** Remote sources dropped (a replica was placed here) that open merged watches still follow. */
+  private readonly retiredRemoteSources = new Set<RemoteWatchSource>();
+  /** TEST-ONLY (--experimental-test-remote-watch-shards): shards read through a remote source though hosted. */
+  private testRemoteWatchShards: readonly number[] = [];
+  /** Serves WatchShard streams from this member's replicas (created on attach). */
+  private watchServer: WatchShardServer | null = null;
 
   private readonly logger: Logger;
 
@@ -222,6 +235,12 @@ export class ShardHosting implements ShardedKeyspace {
     logger: Logger;
     /** TEST-ONLY: see `forwardShards`. */
     testForwardShards?: readonly number[] | 'all';
+    /**
+     * TEST-ONLY: merged watches on this member read these shards from a replica on another member over
+     * WatchShard (remote-watch-source.ts) although this member hosts them — the path of a shard not
+     * placed here, testable while every member hosts every shard.
+     */
+    testRemoteWatchShards?: readonly number[];
   }): Promise<ShardHosting> {
     const { member, db, snapshotDir, bootstrap, logger, memberId } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
@@ -234,6 +253,10 @@ export class ShardHosting implements ShardedKeyspace {
     metadata.onApplied((a) => hosting.countMove(a));
     hosting.loadMember = member;
     const inBootstrap = bootstrap.some((m) => m.id === memberId);
+    for (const i of opts.testRemoteWatchShards ?? []) {
+      if (!Number.isSafeInteger(i) || i < 0 || i >= opts.shardCount) throw new RangeError(`--experimental-test-remote-watch-shards: no shard ${i} (shards 0..${opts.shardCount - 1})`);
+    }
+    hosting.testRemoteWatchShards = opts.testRemoteWatchShards ?? [];
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
@@ -384,13 +407,29 @@ export class ShardHosting implements ShardedKeyspace {
           (to) => peers.closeAt(to, groupId, revision, deadlineMs),
         ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
-      needsRound: () => resolvedApart(this.shards.map((s) => s.source)),
+      needsRound: () => this.needsRound(),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
       },
     });
     for (const shard of this.shards) this.startServing(shard);
+    this.watchServer = new WatchShardServer({
+      host: {
+        // Only a voting replica here serves streams (a learner's store may not be the shard's yet);
+        // NOT_HOSTED sends the caller to another member.
+        sourceOf: (groupId) => {
+          const hosted = this.hosted.get(groupId - FIRST_SHARD_GROUP_ID);
+          return hosted === undefined || member.isLearner(groupId) ? null : hosted.source;
+        },
+        holdClosingRounds: () => this.holdLocalClosingRounds(),
+      },
+    });
+    for (const index of this.testRemoteWatchShards) {
+      // Every other voter of the group hosts a replica (every member hosts every shard in that test).
+      this.remoteWatchSource(index, () => this.replicaCandidates(FIRST_SHARD_GROUP_ID + index).filter((id) => id !== member.memberId));
+      this.logger.warn({ shard: index }, 'TEST ONLY: merged watches here read this shard from another member (--experimental-test-remote-watch-shards)');
+    }
     this.hostingTimer = setInterval(() => this.hostingRound(), HOSTING_INTERVAL_MS);
     this.hostingTimer.unref();
   }
@@ -410,7 +449,7 @@ export class ShardHosting implements ShardedKeyspace {
     const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes: this.maxEntryBytes });
     shard.path = path;
     member.interceptProposals(shard.groupId, (data) => path.intercept(data));
-    shard.source.onActivity = () => closer.request();
+    shard.source.onActivity = () => this.activity(null);
   }
 
   /**
@@ -519,6 +558,76 @@ export class ShardHosting implements ShardedKeyspace {
     }
   }
 
+  /**
+   * A merged watch's source for shard `shardIndex` over WatchShard streams to `candidates()` (members
+   * hosting a replica, this one excluded, in preference order). From then on watchSources() gives it for
+   * that shard. For a shard not placed on this member (the lead's placement wiring), and for the test-only
+   * option. Call after attach().
+   */
+  remoteWatchSource(shardIndex: number, candidates: () => readonly NodeId[]): RemoteWatchSource {
+    const transport = this.peers?.watchShard;
+    if (transport === undefined) throw new ShardNotReadyError('shards not attached yet (no WatchShard transport)');
+    const known = this.remoteSources.get(shardIndex);
+    if (known !== undefined) return known;
+    let unavailableLogged = 0;
+    const source = new RemoteWatchSource({
+      shard: shardIndex,
+      groupId: FIRST_SHARD_GROUP_ID + shardIndex,
+      candidates,
+      transport,
+      onUnavailable: (shard, reason) => {
+        if (unavailableLogged++ < 20) this.logger.warn({ shard, reason }, 'no member serves a remote shard to a merged watch (still trying; the watch holds its frontier)');
+      },
+    });
+    source.onActivity = () => this.activity(source);
+    this.remoteSources.set(shardIndex, source);
+    return source;
+  }
+
+  /**
+   * Merged watches opened from now on read shard `shardIndex` from the local replica again (a replica was
+   * placed here). Watches already open keep their remote subscriptions until they end or park.
+   */
+  dropRemoteWatchSource(shardIndex: number): void {
+    const source = this.remoteSources.get(shardIndex);
+    if (source === undefined) return;
+    this.remoteSources.delete(shardIndex);
+    // Still asked for marks (activity, heartbeat) while open watches follow it.
+    if (source.subscriptionCount() > 0) this.retiredRemoteSources.add(source);
+  }
+
+  /** Every remote source some merged watch may still follow (retired ones are let go once unfollowed). */
+  private followedRemoteSources(): RemoteWatchSource[] {
+    for (const r of this.retiredRemoteSources) if (r.subscriptionCount() === 0) this.retiredRemoteSources.delete(r);
+    return [...this.remoteSources.values(), ...this.retiredRemoteSources].filter((r) => r.subscriptionCount() > 0);
+  }
+
+  /** The WatchShard server of this member's replicas (the peer service's WatchShard; null before attach). */
+  watchShardServer(): WatchShardServer | null {
+    return this.watchServer;
+  }
+
+  /**
+   * A shard delivered an event to a merged watch here (`from`: a remote source, null: a local replica):
+   * the merge releases it once every other shard is resolved past it — a closing round for the local
+   * replicas, a resolve ask for the other remote shards.
+   */
+  private activity(from: RemoteWatchSource | null): void {
+    this.closer?.request();
+    for (const r of this.followedRemoteSources()) if (r !== from) r.requestResolved();
+  }
+
+  /** The closer's heartbeat check, over local and remote sources; lagging remote shards are asked again. */
+  private needsRound(): boolean {
+    const remotes = this.followedRemoteSources();
+    const followed = [...this.shards.map((s) => s.source).filter((s) => s.subscriptionCount() > 0), ...remotes];
+    if (!resolvedApart(followed)) return false;
+    let high = 0;
+    for (const s of followed) high = Math.max(high, s.resolvedRevision());
+    for (const r of remotes) if (r.resolvedRevision() < high) r.requestResolved();
+    return resolvedApart(this.shards.map((s) => s.source));
+  }
+
   /** The oracle host, for the peer service (null before attach). */
   oracle(): OracleHost | null {
     return this.oracleHost;
@@ -538,6 +647,7 @@ export class ShardHosting implements ShardedKeyspace {
     this.membership?.stop();
     this.leaders?.stop();
     this.closer?.stop();
+    this.watchServer?.stop();
     for (const s of this.shards) s.path?.stop();
   }
 
@@ -708,11 +818,35 @@ export class ShardHosting implements ShardedKeyspace {
 
   /** Every shard replica on this member as a merged watch's source, by shard index. */
   watchSources(): ReadonlyMap<number, ShardWatchSource> {
-    return new Map(this.shards.map((s) => [s.index, s.source]));
+    const sources = new Map<number, ShardWatchSource>();
+    const self = this.memberForHosting().memberId;
+    for (let index = 0; index < this.shardCount; index++) {
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      const hosted = this.hosted.get(index);
+      // A voting replica here (a learner may still be catching up: its store is not the shard's yet),
+      // unless the test switch reads it remotely; otherwise a replica on another member.
+      if (hosted !== undefined && this.hosts(groupId) && !this.testRemoteWatchShards.includes(index)) sources.set(index, hosted.source);
+      else sources.set(index, this.remoteWatchSource(index, () => this.replicaCandidates(groupId).filter((id) => id !== self)));
+    }
+    return sources;
   }
 
-  /** A merged watch opened: closing rounds run until every returned release was called. */
+  /**
+   * A merged watch opened: closing rounds run until every returned release was called. Its sync also
+   * waits for a resolve answer from every remote shard it follows (a progress header covers them too).
+   */
   holdClosingRounds(): ClosingHold {
+    const local = this.holdLocalClosingRounds();
+    if (this.remoteSources.size === 0) return local;
+    const remotes = [...this.remoteSources.values()];
+    return {
+      release: local.release,
+      sync: (timeoutMs) => Promise.all([local.sync(timeoutMs), ...remotes.map((r) => r.sync(timeoutMs))]).then(() => undefined),
+    };
+  }
+
+  /** This member's closing rounds alone (a WatchShard stream served here holds them for its caller). */
+  private holdLocalClosingRounds(): ClosingHold {
     const closer = this.closer;
     if (closer === null) throw new ShardNotReadyError('shards not attached yet');
     return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };

@@ -68,6 +68,8 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** TEST-ONLY (--experimental-test-remote-watch-shards): merged watches here read these shards from another member. */
+  testRemoteWatchShards?: readonly number[];
   /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
   clientTls?: TlsConfig;
   /** Peer TLS (--peer-cert-file, ...); needed for https peer URLs. */
@@ -237,7 +239,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
       : null;
   log.info(
     {
@@ -353,6 +355,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         isBlocked,
         closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
         shardKv: (request) => serveShardKv(ctx, request),
+        watchShard: sharding.watchShardServer() ?? undefined,
       }),
     );
   }

@@ -1,7 +1,9 @@
 // The peer RPCs of a sharded cluster (synod.shard.ShardPeer on the peer port): the oracle's requests
 // (Revisions), reads of one shard at an oracle revision on its leader (RangeAt), the closes of a
-// merged watch's closing rounds (CloseAt), and single-shard KV operations executed by a member hosting
-// the shard for one that does not (ShardKv, shard-kv-wire.ts). Owns the serving
+// merged watch's closing rounds (CloseAt), single-shard KV operations executed by a member hosting
+// the shard for one that does not (ShardKv, shard-kv-wire.ts), and the streams of a merged watch
+// following a shard it does not host (WatchShard: watch-shard-server.ts serves, remote-watch-source.ts
+// calls through ShardPeerChannels.watchShard). Owns the serving
 // side (shardPeerServiceImpl: hands requests to this member's oracle host and shard replicas) and the
 // calling side (ShardPeerChannels: one gRPC channel per peer; GrpcOracleTransport; rangeAtOnPeer).
 // Safe to plug in because:
@@ -18,6 +20,8 @@ import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { MvccError } from '../mvcc/types.ts';
 import { PEER_GRPC_MAX_MESSAGE_BYTES } from '../transport/frame-budget.ts';
 import type { OracleRequest, OracleResponse, OracleServer, OracleTransport } from './oracle-protocol.ts';
+import type { WatchShardCall, WatchShardServer } from './watch-shard-server.ts';
+import type { WatchShardStream, WatchShardStreamHandlers, WatchShardTransport } from './remote-watch-source.ts';
 import {
   oracleRequestFromWire,
   oracleRequestToWire,
@@ -38,6 +42,9 @@ import {
   type RangeErrorKind,
   type CloseAtRequestWire,
   type CloseAtResponseWire,
+  type WatchShardRequestWire,
+  type WatchShardResponseWire,
+  type WatchShardSubscribeWire,
 } from './shard-peer-wire.ts';
 import {
   shardKvAnswerFromWire,
@@ -90,6 +97,8 @@ export interface ShardPeerServiceOptions {
    * rejects (refusals are answers). Absent: ShardKv answers not_hosted.
    */
   shardKv?: (request: ShardKvRequest) => Promise<ShardKvAnswer>;
+  /** Serves WatchShard streams (watch-shard-server.ts); absent: every stream ends at once, NOT_HOSTED. */
+  watchShard?: WatchShardServer;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
   /**
@@ -161,6 +170,17 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
   };
 
   return {
+    WatchShard: (call: WatchShardCall): void => {
+      const from = Number(call.metadata.get(FROM_MEMBER_METADATA)[0] ?? 0);
+      // A partitioned caller's stream is left unanswered, as a partition would (its ask times out).
+      if (opts.isBlocked && from !== 0 && opts.isBlocked(from)) return;
+      if (opts.watchShard) opts.watchShard.handle(call);
+      else {
+        call.write({ end: { kind: 'NOT_HOSTED', compact_revision: 0, message: 'this member does not serve WatchShard' } });
+        call.end();
+      }
+    },
+
     Revisions: (call: grpc.ServerUnaryCall<OracleRequestWire, OracleResponseWire>, cb: grpc.sendUnaryData<OracleResponseWire>): void => {
       if (dropped(call)) return;
       let request: OracleRequest;
@@ -445,11 +465,56 @@ export class ShardPeerChannels {
     });
   }
 
+  /**
+   * A WatchShard stream to `memberId` (RemoteWatchSource's transport): subscribes at once; `onClosed` is
+   * called once, whether the server ended the stream or the transport failed. No deadline: a stream lives
+   * as long as the merged watch; its liveness is the caller's resolve asks (remote-watch-source.ts).
+   */
+  watchShard(memberId: NodeId, subscribe: WatchShardSubscribeWire, handlers: WatchShardStreamHandlers): WatchShardStream | string {
+    if (this.opts.isBlocked?.(memberId)) return `member ${memberId} is cut off (fault injection)`;
+    const client = this.client(memberId);
+    if (typeof client === 'string') return client;
+    const metadata = new grpc.Metadata();
+    if (this.opts.selfId !== undefined) metadata.set(FROM_MEMBER_METADATA, String(this.opts.selfId));
+    let call: grpc.ClientDuplexStream<WatchShardRequestWire, WatchShardResponseWire>;
+    try {
+      call = (client as unknown as { WatchShard(md: grpc.Metadata): grpc.ClientDuplexStream<WatchShardRequestWire, WatchShardResponseWire> }).WatchShard(metadata);
+    } catch (err) {
+      return `call failed: ${message(err)}`;
+    }
+    let closed = false;
+    const close = (reason: string): void => {
+      if (closed) return;
+      closed = true;
+      handlers.onClosed(reason);
+    };
+    call.on('data', (msg: WatchShardResponseWire) => {
+      if (!closed) handlers.onMessage(msg);
+    });
+    call.on('error', (err: grpc.ServiceError) => close(`${grpc.status[err.code] ?? err.code}: ${err.details}`));
+    call.on('end', () => close('ended'));
+    call.write({ subscribe });
+    return {
+      ask: (askId) => {
+        if (!closed) call.write({ resolve: { ask_id: askId } });
+      },
+      cancel: () => {
+        closed = true;
+        call.cancel();
+      },
+    };
+  }
+
   close(): void {
     this.closed = true;
     for (const { client } of this.clients.values()) client.close();
     this.clients.clear();
   }
+}
+
+/** RemoteWatchSource's transport over the peer port. */
+export function watchShardTransport(channels: ShardPeerChannels): WatchShardTransport {
+  return { open: (memberId, subscribe, handlers) => channels.watchShard(memberId, subscribe, handlers) };
 }
 
 function isFailure<T>(v: T | CallFailure): v is CallFailure {

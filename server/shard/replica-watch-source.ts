@@ -24,7 +24,7 @@ import type { ShardSubscribeRequest, ShardWatchSink, ShardWatchSource, ShardWatc
  * another: then an event may be waiting for it, or its close failed, and a closing round is due. Sources
  * all resolved alike (or followed by nothing) need none.
  */
-export function resolvedApart(sources: Iterable<ReplicaWatchSource>): boolean {
+export function resolvedApart(sources: Iterable<Pick<ReplicaWatchSource, 'subscriptionCount' | 'resolvedRevision'>>): boolean {
   let low = Number.POSITIVE_INFINITY;
   let high = 0;
   for (const s of sources) {

@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../etcd/proto.ts';
-import type { KeyValue, RangeOp, RangeResult, SortOrder, SortTarget } from '../mvcc/types.ts';
+import type { KeyValue, MvccEvent, RangeOp, RangeResult, SortOrder, SortTarget } from '../mvcc/types.ts';
 import type { OracleRequest, OracleResponse } from './oracle-protocol.ts';
 
 export class WireError extends Error {
@@ -234,4 +234,66 @@ export function rangeResultWireBytes(r: RangeResult): number {
   let n = 32;
   for (const kv of r.kvs) n += kv.key.length + kv.value.length + 80;
   return n;
+}
+
+// ---- WatchShard (a merged watch's remote shard, server/shard/remote-watch-source.ts) -----------------
+
+export interface ShardWatchEventWire {
+  type: 'PUT' | 'DELETE';
+  kv: KeyValueWire | null;
+  prev_kv: KeyValueWire | null;
+}
+
+export interface WatchShardSubscribeWire {
+  group_id: number;
+  key: Buffer;
+  range_end: Buffer;
+  from_revision: Long64;
+  prev_kv: boolean;
+  no_put: boolean;
+  no_delete: boolean;
+}
+
+export interface WatchShardRequestWire {
+  request?: 'subscribe' | 'resolve';
+  subscribe?: WatchShardSubscribeWire | null;
+  resolve?: { ask_id: Long64 } | null;
+}
+
+export type WatchShardEndKind = 'INTERNAL' | 'COMPACTED' | 'NOT_HOSTED' | 'SHUTTING_DOWN' | 'OVERLOADED' | 'BAD_REQUEST';
+
+export interface WatchShardResponseWire {
+  response?: 'events' | 'resolved' | 'end';
+  events?: { events: ShardWatchEventWire[] } | null;
+  resolved?: { revision: Long64; compacted_revision: Long64; ask_id: Long64 } | null;
+  end?: { kind: WatchShardEndKind; compact_revision: Long64; message: string } | null;
+}
+
+export function watchEventToWire(e: MvccEvent): ShardWatchEventWire {
+  return { type: e.type, kv: keyValueToWire(e.kv), prev_kv: e.prevKv === null ? null : keyValueToWire(e.prevKv) };
+}
+
+export function watchEventFromWire(w: ShardWatchEventWire): MvccEvent {
+  if (w.type !== 'PUT' && w.type !== 'DELETE') throw new WireError(`event type: unknown ${String(w.type)}`);
+  if (!w.kv) throw new WireError('event kv: missing');
+  return { type: w.type, kv: keyValueFromWire(w.kv), prevKv: w.prev_kv ? keyValueFromWire(w.prev_kv) : null };
+}
+
+/** Upper bound of an event's encoded size (bytes), for the serving side's per-stream queue bound. */
+export function watchEventWireBytes(e: MvccEvent): number {
+  let n = 96 + e.kv.key.length + e.kv.value.length;
+  if (e.prevKv !== null) n += 80 + e.prevKv.key.length + e.prevKv.value.length;
+  return n;
+}
+
+/**
+ * A received batch of events: whole revisions, ascending (the seam's contract), every number a safe
+ * integer. A batch that breaks the order is refused as a whole (the caller treats the stream as broken).
+ */
+export function watchEventsFromWire(w: readonly ShardWatchEventWire[] | null | undefined): MvccEvent[] {
+  const events = (w ?? []).map(watchEventFromWire);
+  for (let i = 1; i < events.length; i++) {
+    if (events[i].kv.modRevision < events[i - 1].kv.modRevision) throw new WireError(`events out of order: ${events[i].kv.modRevision} after ${events[i - 1].kv.modRevision}`);
+  }
+  return events;
 }

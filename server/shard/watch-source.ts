@@ -49,4 +49,9 @@ export interface ShardWatchSource {
   resolvedRevision(): number;
   /** History below this revision is gone: a subscription from below it gets onCompacted. */
   compactedRevision(): number;
+  /**
+   * A source whose resolvedRevision() may be stale (a replica on another member) learns a fresh one;
+   * resolves with resolvedRevision() then. Absent: resolvedRevision() is always current.
+   */
+  probe?(timeoutMs: number): Promise<number>;
 }
