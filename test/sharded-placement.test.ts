@@ -6,7 +6,7 @@
 // readable where /placement says it lives, and a member that lost a replica deleted its data.
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
@@ -213,6 +213,30 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
     expect(moved(afterRemove, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
     await checkEveryKey(v);
   }, 300_000);
+
+  it('watch --prefix through a member hosting only some shards sees every event once, in order, from history and live', async () => {
+    const v = await view(3);
+    const m4 = idOf.get('m4')!;
+    const hostedByM4 = v.shards.filter((s) => s.replicas.includes(m4)).length;
+    expect(hostedByM4).toBeLessThan(SHARDS); // some shards come from other members
+    const first = JSON.parse((await etcdctlOk(cluster.endpointOf(2), ['put', 'w/0000', 'x', '-w', 'json']))) as { header: { revision: number } };
+    const child = spawn('etcdctl', [`--endpoints=${cluster.endpointOf(3)}`, 'watch', '--prefix', 'w/', `--rev=${first.header.revision}`], { env: { ...process.env, ETCDCTL_API: '3' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await putKeys(cluster.endpointOf(2), 'w/', 60, new Map());
+      const lines = await eventually('every event', async () => {
+        const l = out.split('\n');
+        return l.filter((x) => x === 'PUT').length >= 61 ? l : null;
+      }, 30_000);
+      const keys = lines.filter((x) => x.startsWith('w/'));
+      expect(keys[0]).toBe('w/0000');
+      expect(keys.slice(1)).toEqual(Array.from({ length: 60 }, (_, i) => `w/${String(i).padStart(4, '0')}`));
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
 
   it('synod placement --drain moves every replica off a member; then it is removed with no acknowledged key lost', async () => {
     const before = await view(3);

@@ -380,9 +380,9 @@ class WatchStream {
   /**
    * A watch over several shards. "From now" (start_revision 0) is H + 1, where H is the highest revision
    * any of its shards' replicas here is resolved through: the created header says H, and the watch sends
-   * every event above it. History from an older start is replayed from each replica's store. A shard
-   * followed on another member first learns how far it is resolved (a remote source's figure may be stale,
-   * and a stale "now" would replay old, maybe compacted, history).
+   * every event above it. History from an older start is replayed from each replica's store. When every
+   * shard is followed on another member, they first learn how far they are resolved (a remote source's
+   * figure may be stale, and a stale "now" would replay old, maybe compacted, history).
    */
   private async createMerged(watchId: number, req: NonNullable<WireWatchRequest['create_request']>, noPut: boolean, noDelete: boolean): Promise<void> {
     const shards = this.ctx.shards;
@@ -394,9 +394,10 @@ class WatchStream {
     const asked = num(req.start_revision);
     const w = new MergedStreamWatch(this, watchId, !!req.progress_notify);
     this.merged.set(watchId, w); // the id is taken while remote shards are probed
-    if (asked === 0) {
-      const probes = touched.map((i) => sources.get(i)?.probe?.(REMOTE_PROBE_TIMEOUT_MS)).filter((p) => p !== undefined);
-      if (probes.length > 0) await Promise.all(probes);
+    // Only when every shard is remote: a replica here gives a current figure at once (a stale remote one
+    // only lowers the maximum), and waiting would widen the gap between the request and its start.
+    if (asked === 0 && touched.every((i) => sources.get(i)?.probe !== undefined)) {
+      await Promise.all(touched.map((i) => sources.get(i)?.probe?.(REMOTE_PROBE_TIMEOUT_MS)));
       if (this.merged.get(watchId) !== w) return; // cancelled (or the stream ended) meanwhile
     }
     let now = 1;
