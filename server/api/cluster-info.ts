@@ -26,6 +26,8 @@ export interface ClusterRecord {
   removed?: boolean;
   /** The cluster's shard count, fixed at creation (absent: 1, a record from before --shards existed). */
   shards?: number;
+  /** Replicas per shard, fixed at creation (absent or 0: every member hosts every shard). */
+  replicationFactor?: number;
 }
 
 /**
@@ -76,7 +78,20 @@ export function parseInitialCluster(spec: string): Array<{ name: string; peerUrl
  * (`synod server` on first start, `synod snapshot restore` for the member it prepares): the same flags
  * always give the same ids. Only `selfName`'s client URLs are known at bootstrap.
  */
-export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[], shards = 1): ClusterRecord {
+/**
+ * The replication factor a member uses: the cluster's (stored, or learned when joining). Like --shards,
+ * `--replication-factor` only matters when the cluster is created; given later it must agree (every
+ * member's placer and every shard's bootstrap membership depend on it).
+ */
+export function clusterReplicationFactor(record: ClusterRecord, flag: number | undefined): number {
+  const r = record.replicationFactor ?? 0;
+  if (flag !== undefined && flag !== r) {
+    throw new Error(`--replication-factor ${flag} differs from this cluster's ${r} (fixed when the cluster was created)`);
+  }
+  return r;
+}
+
+export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[], shards = 1, replicationFactor = 0): ClusterRecord {
   const parsed = parseInitialCluster(initialCluster);
   if (!parsed.some((m) => m.name === selfName)) throw new Error(`--initial-cluster has no member named "${selfName}"`);
   const members: MemberInfo[] = parsed.map((m) => ({
@@ -87,7 +102,7 @@ export function bootstrapClusterRecord(initialCluster: string, token: string, se
     isLearner: false,
   }));
   if (new Set(members.map((m) => m.id)).size !== members.length) throw new Error('--initial-cluster has duplicate peer URLs');
-  return { clusterId: clusterIdFor(members.map((m) => m.id), token), token, members, shards };
+  return { clusterId: clusterIdFor(members.map((m) => m.id), token), token, members, shards, ...(replicationFactor > 0 ? { replicationFactor } : {}) };
 }
 
 /** host:port of an http(s) URL, as gRPC dials and binds it. */

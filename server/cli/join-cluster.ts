@@ -15,6 +15,8 @@ interface ClusterInfoReply {
   members: MemberInfo[];
   /** Absent from members that predate --shards: 1. */
   shards?: number;
+  /** Absent from members that predate --replication-factor: 0. */
+  replicationFactor?: number;
 }
 
 export interface JoinConfig {
@@ -56,7 +58,7 @@ export async function joinExistingCluster(cfg: JoinConfig, log: Logger, peerCred
         continue;
       }
       log.info({ via: url, memberId: self.id.toString(16), clusterId: info.clusterId.toString(16), members: info.members.length }, 'joining the running cluster');
-      return { clusterId: info.clusterId, token: info.token, members: info.bootstrap, selfId: self.id, joinMembers: info.members, shards: info.shards ?? 1 };
+      return { clusterId: info.clusterId, token: info.token, members: info.bootstrap, selfId: self.id, joinMembers: info.members, shards: info.shards ?? 1, ...((info.replicationFactor ?? 0) > 0 ? { replicationFactor: info.replicationFactor } : {}) };
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }

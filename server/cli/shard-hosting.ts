@@ -46,6 +46,7 @@ import { WatchShardServer } from '../shard/watch-shard-server.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
 import { Placer, shardSettled } from '../shard/placer.ts';
+import { place } from '../placement/ring.ts';
 import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
@@ -263,9 +264,13 @@ export class ShardHosting implements ShardedKeyspace {
       // Placed here, or (before any placement) the cluster's members host every shard, starting from the
       // membership they were given; a replica placed here later starts empty and learns it from its leader.
       const desired = metadata.desiredReplicas(index);
-      const wanted = desired === null ? inBootstrap : desired.includes(memberId);
+      const boot = hosting.bootstrapVoters(index);
+      const wanted = desired === null ? inBootstrap && boot.includes(memberId) : desired.includes(memberId);
       if (!holdsData(loaded) && !wanted) continue;
-      hosting.host(index, loaded, desired === null ? voters : hosting.runtimeStart().voters, desired === null ? [] : hosting.runtimeStart().learners);
+      // A bootstrap member starts with the shard's bootstrap voters, as every replica does; one placed
+      // here later starts as a learner in that same membership (runtimeStart).
+      const start = desired === null && inBootstrap ? { voters: boot, learners: [] } : hosting.runtimeStart(index);
+      hosting.host(index, loaded, start.voters, start.learners);
     }
     const forward = opts.testForwardShards;
     if (forward !== undefined) {
@@ -317,9 +322,32 @@ export class ShardHosting implements ShardedKeyspace {
    * membership — one where it could lead a group of its own. It starts as a learner in it, so it never
    * campaigns or counts before it has replayed (or received by snapshot) the group's real membership.
    */
-  private runtimeStart(): { voters: NodeId[]; learners: NodeId[] } {
+  private runtimeStart(index: number): { voters: NodeId[]; learners: NodeId[] } {
     const self = this.deps.memberId;
-    return { voters: this.deps.bootstrap.filter((m) => !m.isLearner && m.id !== self).map((m) => m.id), learners: [self] };
+    return { voters: this.bootstrapVoters(index).filter((id) => id !== self), learners: [self] };
+  }
+
+  private bootPlacement: Map<number, NodeId[]> | null = null;
+
+  /**
+   * The voters shard `index` was created with: every bootstrap member with --replication-factor 0; else
+   * the R the placement function picks among the bootstrap members (zones are not known yet: they are
+   * published later, and the placer moves replicas if the zone rule wants it). Pure and the same on every
+   * member of every version, so every bootstrap member creates exactly the replicas placed on it and
+   * every replica created later starts from the same membership.
+   */
+  private bootstrapVoters(index: number): NodeId[] {
+    const voters = this.deps.bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
+    if (this.replicationFactor === 0) return voters;
+    if (this.bootPlacement === null) {
+      const placed = place({
+        members: voters.map((id) => ({ id, zone: '', weight: 1, state: 'up' as const })),
+        shards: Array.from({ length: this.shardCount }, (_, i) => i),
+        replicationFactor: this.replicationFactor,
+      });
+      this.bootPlacement = new Map(placed.shards.map((p) => [p.shard, [...p.replicas]]));
+    }
+    return [...(this.bootPlacement.get(index) ?? voters)];
   }
 
   private memberForHosting(): Member {
@@ -530,7 +558,7 @@ export class ShardHosting implements ShardedKeyspace {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), this.logger);
       if (this.stopped || this.hosted.has(index)) return;
-      const start = this.runtimeStart();
+      const start = this.runtimeStart(index);
       this.host(index, loaded, start.voters, start.learners);
       this.logger.info({ shard: index, group: groupId }, 'shard replica created: placed on this member');
     } catch (err) {

@@ -35,7 +35,7 @@ import { placementClientConstructor, placementService } from '../api/placement-s
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
-import { bootstrapClusterRecord, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
+import { bootstrapClusterRecord, clusterReplicationFactor, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { validateShardCount } from '../routing/slots.ts';
 import { METADATA_GROUP_ID, ShardHosting, shardPeersOverGrpc } from './shard-hosting.ts';
 import { ShardPeerChannels, shardPeerServiceDefinition, shardPeerServiceImpl } from '../shard/peer-shard-rpc.ts';
@@ -87,7 +87,7 @@ export interface ServerConfig {
    * of an existing cluster it must equal the cluster's. With S > 1 the member hosts the metadata group and its shard replicas (server/cli/shard-hosting.ts).
    */
   shards?: number;
-  /** --replication-factor: replicas per shard (0 or absent: every member hosts every shard). */
+  /** --replication-factor: replicas per shard of a cluster being created (absent: 0, every member hosts every shard); given later it must match. */
   replicationFactor?: number;
   /** TEST-ONLY (--test-forward-shards): shards this member's API forwards as if it hosted none of them. */
   testForwardShards?: readonly number[] | 'all';
@@ -148,7 +148,7 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCrede
   const record =
     cfg.initialClusterState === 'existing'
       ? await joinExistingCluster(cfg, cfg.logger, peerCredentials)
-      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls, cfg.shards ?? 1);
+      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls, cfg.shards ?? 1, cfg.replicationFactor ?? 0);
   const batch = new TurnBatch();
   batch.putCluster(record);
   await db.write(batch, true);
@@ -192,6 +192,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   startup.openMs = Math.round(performance.now() - phaseStart);
   const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
   const shards = clusterShardCount(cluster, cfg.shards);
+  const replicationFactor = clusterReplicationFactor(cluster, cfg.replicationFactor);
   if (cluster.removed) {
     throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
   }
@@ -239,7 +240,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor: cfg.replicationFactor ?? 0, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
       : null;
   log.info(
     {
@@ -304,6 +305,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         bootstrap: cluster.members,
         members: members(),
         shards: cluster.shards ?? 1,
+        replicationFactor: cluster.replicationFactor ?? 0,
       }),
   });
   member.setSink(transport);

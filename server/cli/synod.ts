@@ -61,7 +61,7 @@ program
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
-  .option('--replication-factor <n>', 'replicas per shard on a sharded cluster (0: every member hosts every shard); give every member the same', '0')
+  .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 0: every member hosts every shard); given later it must match')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -100,8 +100,8 @@ program
       logger.fatal((err as Error).message);
       process.exit(2);
     }
-    const replicationFactor = Number(o.replicationFactor);
-    if (!Number.isInteger(replicationFactor) || replicationFactor < 0 || replicationFactor > 7) {
+    const replicationFactor = o.replicationFactor === undefined ? undefined : Number(o.replicationFactor);
+    if (replicationFactor !== undefined && (!/^\d+$/.test(o.replicationFactor) || replicationFactor > 7)) {
       logger.fatal(`--replication-factor must be an integer from 0 to 7 (got ${o.replicationFactor})`);
       process.exit(2);
     }
