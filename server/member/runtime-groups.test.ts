@@ -1,0 +1,296 @@
+// Groups hosted and dropped at runtime, on real LevelDB (runtime-groups-harness.ts): a shard replica
+// moves to a member that was not hosting it (learner, snapshot, promotion) and off one that was
+// (removal, then Member.removeGroup deletes its data and leaves a tombstone); the tombstone keeps a
+// later replica of the group on the same member from voting twice in one term; a removal racing a
+// turn's batch leaves nothing of the group behind; only removal from the cluster group stops a member.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { groupRange, tombstoneKey } from '../storage/keys.ts';
+import { MemberDb, type TurnBatch } from '../storage/member-db.ts';
+import { newMessage } from '../raft/raft.ts';
+import type { Message } from '../raft/types.ts';
+import { GroupRemovedError, Member } from './member.ts';
+import { InProcessNetwork, RecordingStateMachine, StallableStore, logger, scanKeys, waitFor } from './runtime-groups-harness.ts';
+
+const CLUSTER = 0;
+const SHARD = 2;
+const TICK_MS = 20;
+const ELECTION_TICKS = 10;
+
+/** A promise's outcome, settled into a value at once (no rejection is left unhandled meanwhile). */
+function outcome(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => 'resolved',
+    (err: unknown) => err,
+  );
+}
+
+let root: string;
+let net: InProcessNetwork;
+
+beforeEach(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-runtime-groups-'));
+  net = new InProcessNetwork(root, { tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, heartbeatTicks: 1, snapshotCount: 16, quiesce: true });
+});
+
+afterEach(async () => {
+  await net.stopAll();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('a shard replica moved at runtime', () => {
+  it('joins a running member as a learner through a snapshot, is promoted; the replica removed elsewhere is dropped with all its data and stays dropped across a restart', async () => {
+    for (const id of [1, 2, 3]) await net.startNode(id, { [CLUSTER]: [1, 2, 3, 4], [SHARD]: [1, 2, 3] });
+    const four = await net.startNode(4, { [CLUSTER]: [1, 2, 3, 4] });
+    for (let i = 0; i < 60; i++) await net.put(SHARD, `before-${i}`);
+    const leadBefore = await net.leaderOf(SHARD);
+    expect(leadBefore.member.status(SHARD).firstIndex).toBeGreaterThan(1); // compacted: a newcomer needs a snapshot
+
+    // The new replica: hosted first (empty, not in its own view of the membership), then added.
+    const sm4 = await net.host(four, SHARD, [1, 2, 3]);
+    expect(four.member.groupIds().sort()).toEqual([CLUSTER, SHARD]);
+    await net.changeMembership(SHARD, { type: 'addLearner', nodeId: 4 }, (cs) => cs.learners.includes(4));
+    await waitFor('the learner caught up', () => sm4.records.get('before-59') !== undefined);
+    expect(four.member.stats.snapshotsInstalled).toBeGreaterThanOrEqual(1);
+    expect(four.member.isLearner(SHARD)).toBe(true);
+    await waitFor('the learner ready for promotion', () => [...net.nodes.values()].some((n) => n.member.groupIds().includes(SHARD) && n.member.role(SHARD) === 'leader' && n.member.learnerReady(SHARD, 4)));
+    await net.changeMembership(SHARD, { type: 'promoteLearner', nodeId: 4 }, (cs) => cs.voters.includes(4));
+    await waitFor('member 4 sees itself a voter', () => !four.member.isLearner(SHARD));
+
+    // The replica moving off: the shard's leader's own (it applies its own removal, deterministically).
+    const gone = await net.leaderOf(SHARD);
+    expect(gone.id).not.toBe(4);
+    const removedFrom: number[] = [];
+    let clusterRemovals = 0;
+    gone.member.onRemoved((groupId) => removedFrom.push(groupId));
+    gone.member.onClusterRemoval(() => clusterRemovals++);
+    const goneSm = gone.sms.get(SHARD)!;
+    const stranded = outcome(goneSm.whenApplied('never-proposed'));
+    await net.changeMembership(SHARD, { type: 'removeNode', nodeId: gone.id }, (cs) => !cs.voters.includes(gone.id));
+    await waitFor('the removed replica applied its removal', () => removedFrom.includes(SHARD));
+    expect(gone.member.role(SHARD)).not.toBe('leader'); // a removed leader steps down
+    await gone.member.removeGroup(SHARD);
+    gone.sms.delete(SHARD);
+    // Removal from a shard group is not removal from the cluster: the member keeps running and serving.
+    expect(clusterRemovals).toBe(0);
+    expect(await stranded).toBeInstanceOf(GroupRemovedError);
+    expect(gone.member.groupIds()).toEqual([CLUSTER]);
+    expect(() => gone.member.status(SHARD)).toThrow(/not hosted/);
+    await net.put(CLUSTER, 'cluster-after-removal');
+    await waitFor('the member still applies the cluster group', () => gone.sms.get(CLUSTER)!.records.has('cluster-after-removal'));
+    // The shard goes on without it, on the others (member 4 among them).
+    await net.put(SHARD, 'after-move');
+    await waitFor('member 4 applies the shard', () => sm4.records.has('after-move'));
+    if (fs.existsSync(gone.snapshotDir)) expect(fs.readdirSync(gone.snapshotDir).filter((f) => f.startsWith('0002-'))).toEqual([]);
+
+    // Restart from the same database: nothing of the shard is left, its tombstone is.
+    const term = (await net.leaderOf(SHARD)).member.term(SHARD);
+    await net.stopNode(gone.id);
+    expect(await scanKeys(gone.dbDir, groupRange(SHARD))).toEqual([]);
+    expect(await scanKeys(gone.dbDir, groupRange(CLUSTER))).not.toEqual([]);
+    expect(await scanKeys(gone.dbDir, { gte: tombstoneKey(SHARD), lt: tombstoneKey(SHARD + 1) })).toHaveLength(1);
+    const again = await net.startNode(gone.id, { [CLUSTER]: [1, 2, 3, 4] });
+    const tombstone = await again.db.tombstone(SHARD);
+    expect(tombstone).toBeDefined();
+    expect(tombstone!.removing).toBe(false);
+    expect(tombstone!.term).toBeGreaterThan(0);
+    expect(tombstone!.term).toBeLessThanOrEqual(term);
+    const loaded = await again.db.loadGroup(SHARD);
+    expect(loaded).toMatchObject({ hardState: { term: tombstone!.term, vote: tombstone!.vote, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
+    expect(loaded.snapshot).toBeUndefined();
+    expect(loaded.confState).toBeUndefined();
+    expect(again.member.groupIds()).toEqual([CLUSTER]);
+    await net.put(CLUSTER, 'cluster-after-restart');
+    await waitFor('the restarted member applies the cluster group', () => again.sms.get(CLUSTER)!.records.has('cluster-after-restart'));
+  }, 60_000);
+});
+
+describe('removal from the cluster group', () => {
+  it('is the one that calls onClusterRemoval', async () => {
+    for (const id of [1, 2, 3]) await net.startNode(id, { [CLUSTER]: [1, 2, 3] });
+    const lead = await net.leaderOf(CLUSTER);
+    const removedFrom: number[] = [];
+    let clusterRemovals = 0;
+    lead.member.onRemoved((groupId) => removedFrom.push(groupId));
+    lead.member.onClusterRemoval(() => clusterRemovals++);
+    await net.changeMembership(CLUSTER, { type: 'removeNode', nodeId: lead.id }, (cs) => !cs.voters.includes(lead.id));
+    await waitFor('the leader applied its removal', () => clusterRemovals === 1);
+    expect(removedFrom).toEqual([CLUSTER]);
+    await expect(lead.member.removeGroup(CLUSTER)).rejects.toThrow(/cluster group cannot be removed/);
+  }, 30_000);
+});
+
+describe('a group tombstone', () => {
+  /** A member alone with group SHARD (voters 1, 2, 3: it never wins an election alone); its messages are kept. */
+  async function lonelyMember(dir: string): Promise<{ member: Member; db: MemberDb; sent: Message[] }> {
+    const db = await MemberDb.open(path.join(dir, 'db'));
+    // A long election timeout: the member's own pre-votes never disturb the term under test.
+    const member = new Member({ memberId: 1, db, tickMs: 50, electionTimeoutTicks: 100, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, 'snap'), snapshotCount: 1000 });
+    const sent: Message[] = [];
+    member.setSink({ send: (_g, m) => void sent.push(m), flush: () => {} });
+    member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded: await db.loadGroup(SHARD), randomSeed: 1 });
+    member.start();
+    return { member, db, sent };
+  }
+
+  function voteRequest(from: number, term: number): Message {
+    return { ...newMessage('vote', from, 1, term), index: 0, logTerm: 0 };
+  }
+
+  async function answerTo(sent: Message[], candidate: number): Promise<Message> {
+    let answer: Message | undefined;
+    await waitFor(`the answer to ${candidate}`, () => (answer = sent.find((m) => m.type === 'voteResp' && m.to === candidate)) !== undefined);
+    return answer!;
+  }
+
+  it('keeps a re-created replica from voting a second time in the term its predecessor voted in', async () => {
+    const { member, db, sent } = await lonelyMember(root);
+    try {
+      member.step([{ groupId: SHARD, message: voteRequest(2, 5) }]);
+      expect((await answerTo(sent, 2)).reject).toBe(false); // voted for 2 in term 5 (and made it durable first)
+      await member.removeGroup(SHARD);
+      expect(await db.tombstone(SHARD)).toEqual({ term: 5, vote: 2, removing: false });
+
+      // The same group placed on this member again: same Raft id, and the tombstone's term and vote.
+      const loaded = await db.loadGroup(SHARD);
+      expect(loaded.hardState).toEqual({ term: 5, vote: 2, commit: 0 });
+      member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded, randomSeed: 2 });
+      sent.length = 0;
+      member.step([{ groupId: SHARD, message: voteRequest(3, 5) }]);
+      const second = await answerTo(sent, 3);
+      expect(second.reject).toBe(true); // no second vote in term 5
+      expect(member.status(SHARD).term).toBe(5);
+      // A later term is a fresh vote, as always.
+      member.step([{ groupId: SHARD, message: voteRequest(3, 6) }]);
+      await waitFor('a vote in term 6', () => sent.some((m) => m.type === 'voteResp' && m.to === 3 && m.term === 6 && !m.reject));
+    } finally {
+      await member.stop();
+      await db.close();
+    }
+  }, 20_000);
+
+  it('is what closes the hazard: without it, a replica starting at term 0 votes again in the same term', async () => {
+    const { member, db, sent } = await lonelyMember(root);
+    try {
+      member.step([{ groupId: SHARD, message: voteRequest(2, 5) }]);
+      expect((await answerTo(sent, 2)).reject).toBe(false);
+      await member.removeGroup(SHARD);
+      const loaded = await db.loadGroup(SHARD);
+      // What a store without tombstones would hand back: a blank hard state.
+      loaded.hardState = { term: 0, vote: 0, commit: 0 };
+      member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded, randomSeed: 2 });
+      member.step([{ groupId: SHARD, message: voteRequest(3, 5) }]);
+      expect((await answerTo(sent, 3)).reject).toBe(false); // two votes in term 5: two leaders possible
+    } finally {
+      await member.stop();
+      await db.close();
+    }
+  }, 20_000);
+
+  it('survives a drop cut short by a crash: the next load finishes it', async () => {
+    const db = await MemberDb.open(path.join(root, 'db'));
+    const { TurnBatch } = await import('../storage/member-db.ts');
+    const batch = new TurnBatch();
+    batch.setHardState(SHARD, { term: 7, vote: 3, commit: 4 });
+    batch.appendEntries(SHARD, [{ index: 1, term: 7, type: 'normal', data: new Uint8Array([1]) }], 0);
+    batch.putState(SHARD, Buffer.from('k'), Buffer.from('v'));
+    batch.setApplied(SHARD, 1);
+    await db.write(batch, true);
+    await db.close();
+    // The crash: the removing tombstone is durable, the clear never ran.
+    {
+      const { ClassicLevel } = await import('classic-level');
+      const raw = new ClassicLevel<Buffer, Buffer>(path.join(root, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await raw.put(tombstoneKey(SHARD), Buffer.from(JSON.stringify({ term: 7, vote: 3, removing: true })));
+      await raw.close();
+    }
+    const reopened = await MemberDb.open(path.join(root, 'db'));
+    const loaded = await reopened.loadGroup(SHARD);
+    expect(loaded).toMatchObject({ hardState: { term: 7, vote: 3, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
+    expect(await reopened.tombstone(SHARD)).toEqual({ term: 7, vote: 3, removing: false });
+    await reopened.close();
+    expect(await scanKeys(path.join(root, 'db'), groupRange(SHARD))).toEqual([]);
+  });
+});
+
+describe('removeGroup racing a turn', () => {
+  it('waits for the batch in flight and leaves nothing of the group behind; its waiters fail at once', async () => {
+    let store!: StallableStore;
+    const node = await net.startNode(1, { [CLUSTER]: [1], [SHARD]: [1] }, (db) => (store = new StallableStore(db)));
+    await net.put(SHARD, 'first');
+    const other = path.join(node.snapshotDir, '0003-0000000000000001.snap');
+    fs.mkdirSync(node.snapshotDir, { recursive: true });
+    fs.writeFileSync(path.join(node.snapshotDir, '0002-0000000000000009.snap'), 'stale');
+    fs.writeFileSync(other, 'another group');
+
+    // The batch in flight when the removal starts holds entry B and commits entry A, whose apply comes
+    // after the write: a turn that held the group must not apply (nor write) anything of it afterwards.
+    const sm = node.sms.get(SHARD)!;
+    const holdsShard = (b: TurnBatch): boolean => b.ops.some((op) => op.key.subarray(0, 5).equals(groupRange(SHARD).gte));
+    const proposedA = outcome(sm.whenApplied('in-flight-a'));
+    const proposedB = outcome(sm.whenApplied('in-flight-b'));
+    let removed = false;
+    store.stall();
+    try {
+      node.member.propose(SHARD, Buffer.from('in-flight-a'));
+      await waitFor('the batch holding A in flight', () => store.held.some(holdsShard));
+      const first = store.held[0];
+      node.member.propose(SHARD, Buffer.from('in-flight-b')); // Raft holds it while the turn waits
+      store.release();
+      store.stall();
+      await waitFor('the batch holding B in flight', () => store.held.some((b) => b !== first && holdsShard(b)));
+      const applied = outcome(node.member.waitApplied(SHARD, 1_000, Date.now() + 60_000));
+      const read = outcome(node.member.readBarrier(SHARD, Date.now() + 60_000));
+      const removal = node.member.removeGroup(SHARD).then(() => (removed = true));
+      expect(await proposedA).toBeInstanceOf(GroupRemovedError);
+      expect(await proposedB).toBeInstanceOf(GroupRemovedError);
+      expect(await applied).toBeInstanceOf(GroupRemovedError);
+      expect(await read).toBeInstanceOf(GroupRemovedError);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(removed).toBe(false); // not while the batch holding the group's keys is unwritten
+      store.release();
+      await removal;
+    } finally {
+      store.release();
+    }
+    expect(sm.records.has('in-flight-a')).toBe(false); // the turn did not apply it after the removal
+    expect(fs.existsSync(path.join(node.snapshotDir, '0002-0000000000000009.snap'))).toBe(false);
+    expect(fs.existsSync(other)).toBe(true);
+
+    // Messages for it are ignored; the member goes on with its other group (lazy writes included).
+    node.member.step([{ groupId: SHARD, message: { ...newMessage('app', 2, 1, 99) } }]);
+    for (let i = 0; i < 5; i++) await net.put(CLUSTER, `cluster-${i}`);
+    await new Promise((r) => setTimeout(r, 250)); // past the lazy flush
+    await net.stopNode(1);
+    expect(await scanKeys(node.dbDir, groupRange(SHARD))).toEqual([]);
+    expect(await scanKeys(node.dbDir, groupRange(CLUSTER))).not.toEqual([]);
+  }, 30_000);
+
+  it('drops the applied state the member held back unwritten (lazy writes)', async () => {
+    const node = await net.startNode(1, { [CLUSTER]: [1], [SHARD]: [1] });
+    await net.put(SHARD, 'first');
+    // Applying 'first' queued its state change and applied index for a later batch; remove at once.
+    await node.member.removeGroup(SHARD);
+    await new Promise((r) => setTimeout(r, 250));
+    await net.stopNode(1);
+    expect(await scanKeys(node.dbDir, groupRange(SHARD))).toEqual([]);
+  }, 30_000);
+
+  it('refuses to host the group again until its removal is over, then hosts it from its tombstone', async () => {
+    const node = await net.startNode(1, { [CLUSTER]: [1], [SHARD]: [1] });
+    await net.put(SHARD, 'first');
+    const term = node.member.term(SHARD);
+    const removal = node.member.removeGroup(SHARD);
+    expect(() => node.member.addGroup({ groupId: SHARD, voters: [1], stateMachine: new RecordingStateMachine(), loaded: { hardState: { term: 0, vote: 0, commit: 0 }, entries: [], firstIndex: 1, applied: 0, stateRecords: [] }, randomSeed: 1 })).toThrow(/still being removed/);
+    await removal;
+    const sm = await net.host(node, SHARD, [1]);
+    expect(sm.records.size).toBe(0);
+    // A single-voter group elects itself at once, in a term above its predecessor's.
+    await waitFor('the re-created group leads', () => node.member.role(SHARD) === 'leader');
+    expect(node.member.term(SHARD)).toBeGreaterThan(term);
+    await net.put(SHARD, 'second');
+    expect(sm.records.has('first')).toBe(false);
+  }, 30_000);
+});
