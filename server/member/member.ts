@@ -293,6 +293,8 @@ export class Member {
   private readonly turnsInFlight = new Set<Promise<void>>();
   /** Removals under way, by group: such a group cannot be added again until its data is gone, and stop() waits for them. */
   private readonly removing = new Map<number, Promise<void>>();
+  /** Quiescence counts of groups removed since start: the totals never go down (quiescenceCounts). */
+  private readonly removedQuiescence = { quiesced: 0, woken: 0 };
   private tickTimer: NodeJS.Timeout | null = null;
   private readSeq = 0;
   private readonly leaderListeners: Array<(groupId: number, leaderId: NodeId, term: number) => void> = [];
@@ -459,6 +461,9 @@ export class Member {
     group.appliedWaiters = [];
     group.sm.failAll?.(err);
     group.proposalInterceptor = null;
+    const counts = group.node.quiescenceCounts();
+    this.removedQuiescence.quiesced += counts.quiesced;
+    this.removedQuiescence.woken += counts.woken;
     // Its lazily held writes (applied state, commit-only hard state) must never reach the disk.
     this.pending.dropGroup(groupId);
     // The term and vote Raft holds now: never behind the persisted ones, and a vote that only an
@@ -799,10 +804,9 @@ export class Member {
     return best;
   }
 
-  /** Times this member's groups quiesced and woke (any cause), summed over its groups. */
+  /** Times this member's groups quiesced and woke (any cause), summed over its groups, removed ones included. */
   quiescenceCounts(): { quiesced: number; woken: number } {
-    let quiesced = 0;
-    let woken = 0;
+    let { quiesced, woken } = this.removedQuiescence;
     for (const group of this.groups.values()) {
       const c = group.node.quiescenceCounts();
       quiesced += c.quiesced;
