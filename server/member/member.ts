@@ -435,9 +435,10 @@ export class Member {
   }
 
   /**
-   * Stops hosting a group while the member keeps running (a shard replica moved to another member;
-   * call it once this member's removal from the group is applied, or for a replica that was never
-   * added to the group). At once: the group gets no more ticks, steps or turns, its messages are
+   * Stops hosting a group while the member keeps running (a shard replica moved to another member).
+   * Call it once this member's removal from the group is committed — this replica may never apply it
+   * itself, since the leader stops contacting it — or for a replica never added to the group; never
+   * for a voter still counted on (its data is gone). At once: the group gets no more ticks, steps or turns, its messages are
    * ignored, and every waiter on it — queued and in-flight reads, waitApplied callers, the state
    * machine's pending proposals (GroupStateMachine.failAll) — is rejected with GroupRemovedError. Then,
    * once every turn that still held the group is over (its batch written: nothing can re-create the
