@@ -971,7 +971,12 @@ export class Member {
   /** The turn callback, bound to the loop's scope once: binding per turn cost ~80 µs a put at c=1. */
   private readonly startTurn = this.loopScope.bind(() => {
     this.turnScheduled = false;
-    const turn = this.runTurn().catch((err: unknown) => {
+    // Registered before the turn runs: a removal started from inside it (an onRemoved listener) must
+    // wait for it too.
+    let turnOver!: () => void;
+    const turn = new Promise<void>((resolve) => (turnOver = resolve));
+    this.turnsInFlight.add(turn);
+    this.runTurn().catch((err: unknown) => {
       // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
       // durable, so the process stops here.
       if (this.opts.onFatal) {
@@ -981,9 +986,10 @@ export class Member {
       }
       this.opts.logger.fatal({ err }, 'member loop failed; exiting');
       process.exit(70);
+    }).finally(() => {
+      this.turnsInFlight.delete(turn);
+      turnOver();
     });
-    this.turnsInFlight.add(turn);
-    void turn.finally(() => this.turnsInFlight.delete(turn));
   });
 
   private startReadRounds(group: RaftGroup): void {

@@ -207,8 +207,11 @@ export class InProcessNetwork {
     }
   }
 
-  /** Proposes a membership change at the group's leader (retried while an earlier one applies); resolves once the leader applied it. */
-  async changeMembership(groupId: number, change: ConfChange, applied: (cs: ConfState) => boolean): Promise<void> {
+  /**
+   * Proposes a membership change at the group's leader (retried while an earlier one applies); resolves
+   * once `applied` holds of the membership that leader applied (null once it no longer hosts the group).
+   */
+  async changeMembership(groupId: number, change: ConfChange, applied: (cs: ConfState | null) => boolean): Promise<void> {
     const deadline = Date.now() + 10_000;
     for (;;) {
       const lead = await this.leaderOf(groupId);
@@ -218,7 +221,7 @@ export class InProcessNetwork {
         if (!(err instanceof Error) || !/ConfChangeInProgress|NoLeader|ProposalDropped/.test(err.name)) throw err;
       }
       try {
-        await waitFor(`membership change ${change.type} ${change.nodeId}`, () => applied(lead.member.confState(groupId)), 1_500);
+        await waitFor(`membership change ${change.type} ${change.nodeId}`, () => applied(lead.member.groupIds().includes(groupId) ? lead.member.confState(groupId) : null), 1_500);
         return;
       } catch (err) {
         if (Date.now() > deadline) throw err;
