@@ -68,6 +68,13 @@ interface SnapshotPoint {
   released: boolean;
 }
 
+/**
+ * A received snapshot's temp file untouched this long belongs to no live transfer (a chunk arrives far
+ * more often, and the transport gives a transfer 10 minutes): an install removes only such temp files,
+ * not those of another group's snapshot arriving meanwhile.
+ */
+const SNAPSHOT_TEMP_IDLE_MS = 15 * 60_000;
+
 /** Longest a write that needs no fsync waits for a batch to ride with (see Member.pending). */
 const LAZY_FLUSH_MS = 100;
 /** Most ops held back before they are written anyway. */
@@ -1251,7 +1258,7 @@ export class Member {
     group.points = [];
     this.takePoint(group);
     group.receivedSnapshots.clear();
-    pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1);
+    pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1, SNAPSHOT_TEMP_IDLE_MS);
     this.stats.snapshotsInstalled++;
     this.opts.logger.info({ group: group.groupId, index: meta.index, term: meta.term, records: records.length, ms: Date.now() - startedMs }, 'installed snapshot');
     for (const l of this.confListeners) l(group.groupId, meta.confState);
