@@ -41,7 +41,7 @@ afterEach(async () => {
 });
 
 describe('a shard replica moved at runtime', () => {
-  it('joins a running member as a learner through a snapshot, is promoted; the replica removed elsewhere is dropped with all its data and stays dropped across a restart', async () => {
+  it('joins a running member as a learner through a snapshot, is promoted; the replica removed elsewhere is dropped with all its data, stays dropped across a restart, and can come back', async () => {
     for (const id of [1, 2, 3]) await net.startNode(id, { [CLUSTER]: [1, 2, 3, 4], [SHARD]: [1, 2, 3] });
     const four = await net.startNode(4, { [CLUSTER]: [1, 2, 3, 4] });
     for (let i = 0; i < 60; i++) await net.put(SHARD, `before-${i}`);
@@ -109,6 +109,19 @@ describe('a shard replica moved at runtime', () => {
     expect(again.member.groupIds()).toEqual([CLUSTER]);
     await net.put(CLUSTER, 'cluster-after-restart');
     await waitFor('the restarted member applies the cluster group', () => again.sms.get(CLUSTER)!.records.has('cluster-after-restart'));
+
+    // The shard comes back to this member (same Raft id): from its tombstone, as a learner, then a voter.
+    const voters = (await net.leaderOf(SHARD)).member.confState(SHARD).voters;
+    const back = await net.host(again, SHARD, voters);
+    expect(again.member.term(SHARD)).toBe(tombstone!.term);
+    await net.changeMembership(SHARD, { type: 'addLearner', nodeId: again.id }, (cs) => cs?.learners.includes(again.id) === true);
+    await waitFor('the returning replica caught up', () => back.records.has('after-move'));
+    await net.changeMembership(SHARD, { type: 'promoteLearner', nodeId: again.id }, (cs) => cs?.voters.includes(again.id) === true);
+    await net.put(SHARD, 'after-return');
+    await waitFor('every replica applies the shard', () => [...net.nodes.values()].filter((n) => n.sms.has(SHARD)).every((n) => n.sms.get(SHARD)!.records.has('after-return')));
+    const replicas = [...net.nodes.values()].filter((n) => n.sms.has(SHARD));
+    expect(replicas.map((n) => n.id).sort()).toEqual([...voters, again.id].sort());
+    for (const n of replicas) expect(n.sms.get(SHARD)!.records).toEqual(back.records);
   }, 60_000);
 });
 
