@@ -100,6 +100,7 @@ export class StallableStore implements MemberStore {
   clearState: MemberStore['clearState'] = (g) => this.db.clearState(g);
   clearLogThrough: MemberStore['clearLogThrough'] = (g, i) => this.db.clearLogThrough(g, i);
   dropGroup: MemberStore['dropGroup'] = (g, last) => this.db.dropGroup(g, last);
+  storedGroupIds: MemberStore['storedGroupIds'] = () => this.db.storedGroupIds();
 }
 
 /** Every key of the LevelDB at `dir` in [gte, lt) (the database must be closed). */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { groupRange, tombstoneKey } from '../storage/keys.ts';
-import { MemberDb, type TurnBatch } from '../storage/member-db.ts';
+import { MemberDb, TurnBatch } from '../storage/member-db.ts';
 import { newMessage } from '../raft/raft.ts';
 import type { Message } from '../raft/types.ts';
 import { GroupRemovedError, Member } from './member.ts';
@@ -207,9 +207,38 @@ describe('a group tombstone', () => {
     }
   }, 20_000);
 
+  it('is left by dropping a group stored here but no longer placed here (the member was down when its replica moved away)', async () => {
+    const db = await MemberDb.open(path.join(root, 'db'));
+    try {
+      const batch = new TurnBatch();
+      for (const groupId of [CLUSTER, SHARD, 7]) {
+        batch.setHardState(groupId, { term: 4 + groupId, vote: 3, commit: 1 });
+        batch.appendEntries(groupId, [{ index: 1, term: 4 + groupId, type: 'normal', data: new Uint8Array([1]) }], 0);
+        batch.putState(groupId, Buffer.from('k'), Buffer.from('v'));
+        batch.setApplied(groupId, 1);
+      }
+      await db.write(batch, true);
+      expect(await db.storedGroupIds()).toEqual([CLUSTER, SHARD, 7]);
+      // At start, the hosting layer drops what the placement no longer puts here: no term or vote is
+      // given, the stored hard state is the tombstone's.
+      await db.dropGroup(7);
+      expect(await db.storedGroupIds()).toEqual([CLUSTER, SHARD]);
+      expect(await db.tombstone(7)).toEqual({ term: 11, vote: 3, removing: false });
+      expect((await db.loadGroup(7)).hardState).toEqual({ term: 11, vote: 3, commit: 0 });
+      // A term the caller knows beyond the stored one wins; an older one does not lower it.
+      await db.dropGroup(SHARD, { term: 9, vote: 0 });
+      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, removing: false });
+      await db.dropGroup(SHARD, { term: 2, vote: 1 });
+      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, removing: false });
+    } finally {
+      await db.close();
+    }
+    expect(await scanKeys(path.join(root, 'db'), groupRange(7))).toEqual([]);
+    expect(await scanKeys(path.join(root, 'db'), groupRange(CLUSTER))).toHaveLength(4);
+  });
+
   it('survives a drop cut short by a crash: the next load finishes it', async () => {
     const db = await MemberDb.open(path.join(root, 'db'));
-    const { TurnBatch } = await import('../storage/member-db.ts');
     const batch = new TurnBatch();
     batch.setHardState(SHARD, { term: 7, vote: 3, commit: 4 });
     batch.appendEntries(SHARD, [{ index: 1, term: 7, type: 'normal', data: new Uint8Array([1]) }], 0);

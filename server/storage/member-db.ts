@@ -65,13 +65,23 @@ export function decodeTombstone(raw: Buffer): GroupTombstone {
   return { term: t.term, vote: t.vote, removing: t.removing === true };
 }
 
+/** A term and the vote cast in it (0: none). */
+export interface TermVote {
+  term: number;
+  vote: NodeId;
+}
+
 /**
- * The tombstone a drop writes: the replica's last term and vote, unless an older tombstone is higher
- * (it cannot be: a later replica starts from its tombstone and terms only grow; kept for safety).
+ * The tombstone a drop writes (marked removing): the latest of what is known of the replica's term and
+ * vote — an older tombstone, the stored hard state, the caller's (Raft's in-memory state) — so it is
+ * never behind what the replica may have acted on. At equal terms a cast vote wins over none.
  */
-export function nextTombstone(previous: GroupTombstone | undefined, last: { term: number; vote: NodeId }): GroupTombstone {
-  if (previous && previous.term > last.term) return { term: previous.term, vote: previous.vote, removing: true };
-  return { term: last.term, vote: last.vote, removing: true };
+export function nextTombstone(...known: Array<TermVote | undefined>): GroupTombstone {
+  let best: TermVote = { term: 0, vote: 0 };
+  for (const k of known) {
+    if (k && (k.term > best.term || (k.term === best.term && best.vote === 0))) best = { term: k.term, vote: k.vote };
+  }
+  return { term: best.term, vote: best.vote, removing: true };
 }
 
 /** A point-in-time view of the database, for streaming a state-machine snapshot while writes go on. */
@@ -286,13 +296,32 @@ export class MemberDb implements MemberStore {
   }
 
   /**
-   * Deletes every key of a group and leaves its tombstone with `last` (see the header). The caller
-   * guarantees nothing writes the group's keys meanwhile or after (Member.removeGroup).
+   * Deletes every key of a group and leaves its tombstone (see the header): the latest of `last`, the
+   * stored hard state and an older tombstone. The caller guarantees nothing writes the group's keys
+   * meanwhile or after (Member.removeGroup; or a start that does not host the group).
    */
-  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
-    const tombstone = nextTombstone(await this.tombstone(groupId), last);
+  async dropGroup(groupId: number, last?: TermVote): Promise<void> {
+    const hsRaw = await this.db.get(hardStateKey(groupId));
+    const tombstone = nextTombstone(await this.tombstone(groupId), hsRaw === undefined ? undefined : decodeHardState(hsRaw), last);
     await this.db.put(tombstoneKey(groupId), encodeTombstone(tombstone), { sync: true });
     await this.clearGroup(groupId, tombstone);
+  }
+
+  /** Every group with a key in the store (hosted or not; a tombstone alone does not count), ascending. */
+  async storedGroupIds(): Promise<number[]> {
+    const ids: number[] = [];
+    const keys = this.db.keys({ gte: groupRange(0).gte, lt: Buffer.from([groupRange(0).gte[0] + 1]) });
+    try {
+      // One seek per group: past each group's keyspace to the next one's first key.
+      for (let key = await keys.next(); key !== undefined; key = await keys.next()) {
+        const groupId = key.readUInt32BE(1);
+        ids.push(groupId);
+        keys.seek(groupRange(groupId).lt);
+      }
+    } finally {
+      await keys.close();
+    }
+    return ids;
   }
 
   /** Finishes a drop a crash cut short (a `removing` tombstone). */

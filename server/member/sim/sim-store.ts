@@ -15,11 +15,11 @@
 //
 // SimDisk is what survives a crash (the durable records and the snapshot-file directory); a SimStore
 // is one incarnation's open database on it.
-import type { DbSnapshot, GroupTombstone, LoadedGroup, RawGroupReader, TurnBatch } from '../../storage/member-db.ts';
+import type { DbSnapshot, GroupTombstone, LoadedGroup, RawGroupReader, TermVote, TurnBatch } from '../../storage/member-db.ts';
 import { decodeTombstone, encodeTombstone, nextTombstone, readGroup } from '../../storage/member-db.ts';
 import type { MemberStore } from '../../storage/member-store.ts';
-import type { NodeId } from '../../raft/types.ts';
-import { STATE_KEY_PREFIX_BYTES, groupRange, logKey, logRange, stateRange, tombstoneKey } from '../../storage/keys.ts';
+import { decodeHardState } from '../../storage/codec.ts';
+import { STATE_KEY_PREFIX_BYTES, groupRange, hardStateKey, logKey, logRange, stateRange, tombstoneKey } from '../../storage/keys.ts';
 import type { Rng } from '../../raft/rng.ts';
 import type { SimClock } from './sim-clock.ts';
 
@@ -182,11 +182,20 @@ export class SimStore implements MemberStore {
   }
 
   /** As MemberDb.dropGroup: a synced `removing` tombstone, the clear, then the synced final tombstone. */
-  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
+  async dropGroup(groupId: number, last?: TermVote): Promise<void> {
     const raw = this.visible.get(k(tombstoneKey(groupId)));
-    const tombstone = nextTombstone(raw === undefined ? undefined : decodeTombstone(raw), last);
+    const hsRaw = this.visible.get(k(hardStateKey(groupId)));
+    const tombstone = nextTombstone(raw === undefined ? undefined : decodeTombstone(raw), hsRaw === undefined ? undefined : decodeHardState(hsRaw), last);
     await this.enqueue([{ type: 'put', key: k(tombstoneKey(groupId)), value: encodeTombstone(tombstone) }], true);
     await this.clearGroup(groupId, tombstone);
+  }
+
+  async storedGroupIds(): Promise<number[]> {
+    const ids = new Set<number>();
+    const lo = k(groupRange(0).gte);
+    const hi = k(Buffer.from([groupRange(0).gte[0] + 1]));
+    for (const key of this.visible.keys()) if (key >= lo && key < hi) ids.add(Buffer.from(key, 'latin1').readUInt32BE(1));
+    return [...ids].sort((a, b) => a - b);
   }
 
   private async clearGroup(groupId: number, tombstone: GroupTombstone): Promise<void> {
