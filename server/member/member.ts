@@ -379,10 +379,12 @@ export class Member {
   /**
    * Hosts a group, before or after start(). A replica created at runtime for a group that already runs
    * elsewhere (a learner being added) starts from `loaded = await db.loadGroup(groupId)` — empty, with
-   * a dropped predecessor's term and vote if there was one — and `voters` = the group's current voters
-   * (this member not among them, so it never campaigns); the leader's snapshot then brings its state
-   * and membership. Refused while an earlier replica of the group is still being removed here (await
-   * removeGroup, then load).
+   * a dropped predecessor's term and vote if there was one — and, like every replica of the group, the
+   * group's BOOTSTRAP voters (server/raft/README.md), not its current ones: if it catches up from the
+   * log's start it replays every membership change from there (with the current voters it ended with a
+   * wrong membership: the move simulation found it); if from the leader's snapshot, the snapshot's
+   * membership replaces them. Refused while an earlier replica of the group is still being removed here
+   * (await removeGroup, then load).
    */
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);

@@ -48,7 +48,7 @@ describe('a shard replica moved at runtime', () => {
     const leadBefore = await net.leaderOf(SHARD);
     expect(leadBefore.member.status(SHARD).firstIndex).toBeGreaterThan(1); // compacted: a newcomer needs a snapshot
 
-    // The new replica: hosted first (empty, not in its own view of the membership), then added.
+    // The new replica: hosted first (empty, with the bootstrap voters: not one of them), then added.
     const sm4 = await net.host(four, SHARD, [1, 2, 3]);
     expect(four.member.groupIds().sort()).toEqual([CLUSTER, SHARD]);
     await net.changeMembership(SHARD, { type: 'addLearner', nodeId: 4 }, (cs) => cs?.learners.includes(4) === true);
@@ -112,7 +112,7 @@ describe('a shard replica moved at runtime', () => {
 
     // The shard comes back to this member (same Raft id): from its tombstone, as a learner, then a voter.
     const voters = (await net.leaderOf(SHARD)).member.confState(SHARD).voters;
-    const back = await net.host(again, SHARD, voters);
+    const back = await net.host(again, SHARD, [1, 2, 3]); // the bootstrap voters, as every replica
     expect(again.member.term(SHARD)).toBe(tombstone!.term);
     await net.changeMembership(SHARD, { type: 'addLearner', nodeId: again.id }, (cs) => cs?.learners.includes(again.id) === true);
     await waitFor('the returning replica caught up', () => back.records.has('after-move'));

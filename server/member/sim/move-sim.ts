@@ -27,6 +27,7 @@ import { SimNetwork, NO_FAULTS, randomNetworkFaults } from './sim-network.ts';
 import { RecordingStateMachine } from '../runtime-groups-harness.ts';
 
 const GROUP = 2;
+const BOOTSTRAP_VOTERS = [1, 2, 3];
 const START_MS = 1_700_000_000_000;
 const LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 8, writeMaxMs: 1, opsPerMs: 20 };
 
@@ -84,7 +85,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
   const ids = [1, 2, 3, 4];
   const members: SimMember[] = ids.map((id) => ({ id, disk: new SimDisk(path.join(root, `m${id}`, 'snap')), generation: 0, current: null }));
   /** The mover's record (the placement): members that host the group. */
-  const hosted = new Set<NodeId>([1, 2, 3]);
+  const hosted = new Set<NodeId>(BOOTSTRAP_VOTERS);
   const appliedAt = new Map<number, string>();
   const leaderOfTerm = new Map<number, NodeId>();
   const acked: Array<{ key: string; index: number }> = [];
@@ -109,12 +110,16 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
     return sm;
   };
 
-  const hostOn = async (m: SimMember, inc: NonNullable<SimMember['current']>, voters: NodeId[]): Promise<void> => {
+  /**
+   * Every replica, a new one included, starts from the group's BOOTSTRAP voters (server/raft/README.md):
+   * a replica that catches up from the log's start replays every membership change from there.
+   */
+  const hostOn = async (m: SimMember, inc: NonNullable<SimMember['current']>): Promise<void> => {
     const loaded = await Member.recoverSnapshot(inc.store, GROUP, m.disk.snapshotDir, await inc.store.loadGroup(GROUP), logger);
     if (m.current !== inc || !inc.member || inc.member.groupIds().includes(GROUP)) return;
     const sm = checkedSm(m.id, loaded.stateRecords);
     loaded.stateRecords = [];
-    inc.member.addGroup({ groupId: GROUP, voters, stateMachine: sm, loaded, randomSeed: moveRng.nextUint32() >>> 1 });
+    inc.member.addGroup({ groupId: GROUP, voters: BOOTSTRAP_VOTERS, stateMachine: sm, loaded, randomSeed: moveRng.nextUint32() >>> 1 });
     inc.sm = sm;
   };
 
@@ -139,10 +144,8 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
             onFatal: (err) => fail(`member ${m.id} loop failed: ${errText(err)}`),
           });
           inc.member = member;
-          // The bootstrap voters for a replica with data or of the first generation; one created for a
-          // move (nothing stored yet) is not a voter in its own eyes until the leader's snapshot.
           const stored = (await store.storedGroupIds()).includes(GROUP);
-          if (hosted.has(m.id)) await hostOn(m, inc, stored || m.generation === 1 ? [1, 2, 3] : ids.filter((id) => id !== m.id));
+          if (hosted.has(m.id)) await hostOn(m, inc);
           else if (stored) {
             // Placed elsewhere meanwhile (or a removal a crash cut short): drop it, as a start does.
             await store.dropGroup(GROUP);
@@ -255,7 +258,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
       await until(() => t.current === null || running(t) !== null, 1_000_000);
       if (t.current?.member && !t.current.member.groupIds().includes(GROUP)) {
         const inc = t.current;
-        await clock.runAs(inc.owner, () => hostOn(t, inc, voters));
+        await clock.runAs(inc.owner, () => hostOn(t, inc));
       }
       stage = `adding learner ${target} (source ${source})`;
       await changeUntil({ type: 'addLearner', nodeId: target }, (c) => c.learners.includes(target) || c.voters.includes(target));
