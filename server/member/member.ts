@@ -342,7 +342,9 @@ export class Member {
    * Called when this member applies its own removal from a group. Removal from the cluster group
    * (CLUSTER_GROUP_ID) means the member left the cluster (see onClusterRemoval); removal from any
    * other group (a shard replica moved elsewhere) only ends that replica: the member keeps running,
-   * and whoever hosts the group here decides when to call removeGroup.
+   * and whoever hosts the group here decides when to call removeGroup. Not a signal to drop a shard
+   * replica on its own: a replica that returned to this member replays its predecessor's removal from
+   * the log before its own addition (and a removed replica may never apply its removal at all).
    */
   onRemoved(listener: (groupId: number) => void): void {
     this.removedListeners.push(listener);

@@ -64,7 +64,7 @@ describe('a shard replica moved at runtime', () => {
     expect(gone.id).not.toBe(4);
     const removedFrom: number[] = [];
     let clusterRemovals = 0;
-    // Dropped from inside the turn that applies the removal: the natural wiring of a hosting layer.
+    // Dropped from inside the turn that applies the removal (a listener calling removeGroup at once).
     let removal: Promise<void> | null = null;
     gone.member.onRemoved((groupId) => {
       removedFrom.push(groupId);

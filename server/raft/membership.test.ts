@@ -195,6 +195,22 @@ describe('membership changes', () => {
     expect(c.node(1).status().commit).toBe(commit);
   });
 
+  it('a node added back after its removal is a member again: it campaigns once a voter', () => {
+    // A replica returning under the same id replays its predecessor's removal, then its own addition.
+    const node = new RawNode(config(1, [1, 2, 3]));
+    node.applyConfChange({ type: 'removeNode', nodeId: 1 });
+    expect(node.status()).toMatchObject({ removed: true, voters: [2, 3] });
+    node.campaign();
+    expect(node.status().role).toBe('follower');
+    node.applyConfChange({ type: 'addLearner', nodeId: 1 });
+    expect(node.status()).toMatchObject({ removed: false, voters: [2, 3], learners: [1] });
+    node.campaign();
+    expect(node.status().role).toBe('follower'); // a learner never campaigns
+    node.applyConfChange({ type: 'promoteLearner', nodeId: 1 });
+    node.campaign();
+    expect(node.status().role).toBe('candidate');
+  });
+
   it('removes the leader: it steps down once the removal applies and the rest elect a new leader', () => {
     const c = newCluster(3, { retireRemovedNodes: false });
     c.campaign(1);

@@ -936,6 +936,10 @@ export class Raft {
     const next = applyConfChangeTo(this.confState(), cc);
     this.setConfState(next);
     const id = cc.nodeId;
+    // Added back after a removal: a member again, that may campaign once a voter. A replica returning
+    // to a member under the same id (server/member: Member.removeGroup and its tombstone) replays its
+    // predecessor's removal from the log, then its own addition: it must not stay retired.
+    if (this.removed && this.isMember(this.id)) this.removed = false;
     if (id === this.id && !this.isMember(this.id) && cc.type === 'removeNode') {
       this.removed = true;
       // A removed leader steps down (etcd's stepDownOnRemoval); a removed candidate gives up.
