@@ -422,6 +422,7 @@ export class Member {
         applied: loaded.applied,
         ...(loaded.confState ? { confState: loaded.confState } : {}),
         ...(startPoint ? { snapshot: startPoint } : {}),
+        ...(loaded.voteFloor ? { voteFloor: loaded.voteFloor } : {}),
       },
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (startPoint?.index ?? 0);
@@ -478,15 +479,16 @@ export class Member {
     this.removedQuiescence.woken += counts.woken;
     // Its lazily held writes (applied state, commit-only hard state) must never reach the disk.
     this.pending.dropGroup(groupId);
-    // The term and vote Raft holds now: never behind the persisted ones, and a vote that only an
-    // unwritten Ready holds was never sent, so recording it as cast is merely conservative.
-    const { term, vote } = group.node.status();
+    // The term, vote and last log entry Raft holds now: never behind the persisted ones, and what only
+    // an unwritten Ready holds was never acted on, so recording it is merely conservative.
+    const { term, vote, lastIndex } = group.node.status();
+    const lastTerm = group.node.termAt(lastIndex) ?? group.node.status().snapshot?.term ?? 0;
     const removal = (async () => {
       await Promise.allSettled([...this.turnsInFlight]);
       for (const p of group.points) await this.releasePoint(p);
       group.points = [];
       group.receivedSnapshots.clear();
-      await this.opts.db.dropGroup(groupId, { term, vote });
+      await this.opts.db.dropGroup(groupId, { term, vote, lastIndex, lastTerm });
       removeSnapshotFiles(this.opts.snapshotDir, groupId);
       this.opts.logger.info({ group: groupId, term, vote }, 'group removed from this member; its data is deleted');
     })();

@@ -169,7 +169,7 @@ describe('a group tombstone', () => {
       member.step([{ groupId: SHARD, message: voteRequest(2, 5) }]);
       expect((await answerTo(sent, 2)).reject).toBe(false); // voted for 2 in term 5 (and made it durable first)
       await member.removeGroup(SHARD);
-      expect(await db.tombstone(SHARD)).toEqual({ term: 5, vote: 2, removing: false });
+      expect(await db.tombstone(SHARD)).toEqual({ term: 5, vote: 2, lastIndex: 0, lastTerm: 0, removing: false });
 
       // The same group placed on this member again: same Raft id, and the tombstone's term and vote.
       const loaded = await db.loadGroup(SHARD);
@@ -223,13 +223,13 @@ describe('a group tombstone', () => {
       // given, the stored hard state is the tombstone's.
       await db.dropGroup(7);
       expect(await db.storedGroupIds()).toEqual([CLUSTER, SHARD]);
-      expect(await db.tombstone(7)).toEqual({ term: 11, vote: 3, removing: false });
-      expect((await db.loadGroup(7)).hardState).toEqual({ term: 11, vote: 3, commit: 0 });
+      expect(await db.tombstone(7)).toEqual({ term: 11, vote: 3, lastIndex: 1, lastTerm: 11, removing: false });
+      expect(await db.loadGroup(7)).toMatchObject({ hardState: { term: 11, vote: 3, commit: 0 }, voteFloor: { index: 1, term: 11 } });
       // A term the caller knows beyond the stored one wins; an older one does not lower it.
       await db.dropGroup(SHARD, { term: 9, vote: 0 });
-      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, removing: false });
-      await db.dropGroup(SHARD, { term: 2, vote: 1 });
-      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, removing: false });
+      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, lastIndex: 1, lastTerm: 6, removing: false });
+      await db.dropGroup(SHARD, { term: 2, vote: 1, lastIndex: 5, lastTerm: 5 });
+      expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, lastIndex: 1, lastTerm: 6, removing: false });
     } finally {
       await db.close();
     }
@@ -256,7 +256,7 @@ describe('a group tombstone', () => {
     const reopened = await MemberDb.open(path.join(root, 'db'));
     const loaded = await reopened.loadGroup(SHARD);
     expect(loaded).toMatchObject({ hardState: { term: 7, vote: 3, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
-    expect(await reopened.tombstone(SHARD)).toEqual({ term: 7, vote: 3, removing: false });
+    expect(await reopened.tombstone(SHARD)).toEqual({ term: 7, vote: 3, lastIndex: 0, lastTerm: 0, removing: false });
     await reopened.close();
     expect(await scanKeys(path.join(root, 'db'), groupRange(SHARD))).toEqual([]);
   });

@@ -177,4 +177,17 @@ export interface PersistedState {
   confState?: ConfState;
   /** The compaction point (required when firstIndex > 1: index = firstIndex - 1). */
   snapshot?: SnapshotMeta;
+  /**
+   * The last log entry (index, term) of an earlier replica of this node in the group, whose data is
+   * gone (a replica dropped from this member and re-created under the same id). Votes go only to
+   * candidates at least as up to date as it AND as this log: the node answers as its predecessor
+   * would have, so its empty log cannot elect a candidate the predecessor's log would have refused.
+   */
+  voteFloor?: LogPosition;
+}
+
+/** A log entry's position: its index and term. */
+export interface LogPosition {
+  index: number;
+  term: number;
 }

@@ -87,12 +87,17 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
   /** The mover's record (the placement): members that host the group. */
   const hosted = new Set<NodeId>(BOOTSTRAP_VOTERS);
   const appliedAt = new Map<number, string>();
-  const leaderOfTerm = new Map<number, NodeId>();
+  /** Who led each term: member and replica (a replica returning to a member is another replica). */
+  const leaderOfTerm = new Map<number, { id: NodeId; replica: RecordingStateMachine; owner: string }>();
   const acked: Array<{ key: string; index: number }> = [];
   const result: MoveSimResult = { seed, movesDone: 0, acked: 0, crashes: 0, crashesDuringRemoval: 0, dropsAtStart: 0, leaderTerms: 0, snapshotsInstalled: 0 };
   let failure: string | null = null;
   const fail = (msg: string): void => {
     failure ??= msg;
+  };
+  const traceOn = process.env.MOVE_SIM_TRACE === '1';
+  const trace = (what: string): void => {
+    if (traceOn) console.log(`${clock.now - START_MS} ${what}`);
   };
   const errText = (err: unknown): string => (err instanceof Error ? (err.stack ?? err.message) : String(err));
 
@@ -120,6 +125,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
     const sm = checkedSm(m.id, loaded.stateRecords);
     loaded.stateRecords = [];
     inc.member.addGroup({ groupId: GROUP, voters: BOOTSTRAP_VOTERS, stateMachine: sm, loaded, randomSeed: moveRng.nextUint32() >>> 1 });
+    trace(`${inc.owner}: hosts the group: hs ${JSON.stringify(loaded.hardState)} applied ${loaded.applied} entries ${loaded.entries.length} snap ${loaded.snapshot?.index ?? '-'}`);
     inc.sm = sm;
   };
 
@@ -144,11 +150,13 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
             onFatal: (err) => fail(`member ${m.id} loop failed: ${errText(err)}`),
           });
           inc.member = member;
+          member.onLeaderChange((g, leaderId, term) => trace(`${owner}: leader ${leaderId} term ${term} (last ${member.groupIds().includes(g) ? member.status(g).lastIndex : '-'})`));
           const stored = (await store.storedGroupIds()).includes(GROUP);
           if (hosted.has(m.id)) await hostOn(m, inc);
           else if (stored) {
             // Placed elsewhere meanwhile (or a removal a crash cut short): drop it, as a start does.
             await store.dropGroup(GROUP);
+            trace(`${owner}: dropped the group at start`);
             result.dropsAtStart++;
           }
           if (m.current !== inc) return;
@@ -166,6 +174,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
       clock.cancelOwner(inc.owner);
       net.detach(m.id);
       inc.store.crash();
+      trace(`${inc.owner}: crash`);
       m.current = null;
       result.crashes++;
     };
@@ -261,6 +270,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
         await clock.runAs(inc.owner, () => hostOn(t, inc));
       }
       stage = `adding learner ${target} (source ${source})`;
+      trace(stage);
       await changeUntil({ type: 'addLearner', nodeId: target }, (c) => c.learners.includes(target) || c.voters.includes(target));
       stage = `waiting for learner ${target} to catch up`;
       await until(() => {
@@ -269,8 +279,10 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
         return c !== null && (c.voters.includes(target) || (l !== undefined && replicaOf(l)!.learnerReady(GROUP, target)));
       }, 1_000_000);
       stage = `promoting ${target}`;
+      trace(stage);
       await changeUntil({ type: 'promoteLearner', nodeId: target }, (c) => c.voters.includes(target));
       stage = `removing ${source}`;
+      trace(stage);
       await changeUntil({ type: 'removeNode', nodeId: source }, (c) => !c.voters.includes(source) && !c.learners.includes(source));
       hosted.delete(source);
       const s = members.find((m) => m.id === source)!;
@@ -279,6 +291,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
       const member = replicaOf(s);
       if (member) {
         const inc = s.current!;
+        trace(`${inc.owner}: removeGroup (term ${member.term(GROUP)}, ${JSON.stringify(member.status(GROUP))})`);
         const removal = clock.runAs(inc.owner, () => member.removeGroup(GROUP));
         if (moving && faultRng.chance(opts.crashDuringRemoval)) {
           clock.schedule(faultRng.nextInt(6), () => {
@@ -327,8 +340,10 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
         if (!r || r.role(GROUP) !== 'leader') continue;
         const term = r.term(GROUP);
         const known = leaderOfTerm.get(term);
-        if (known === undefined) leaderOfTerm.set(term, m.id);
-        else if (known !== m.id) throw new Violation(`election safety: members ${known} and ${m.id} both lead term ${term}`);
+        const replica = m.current!.sm!;
+        if (known === undefined) leaderOfTerm.set(term, { id: m.id, replica, owner: m.current!.owner });
+        else if (known.id !== m.id) throw new Violation(`election safety: members ${known.id} and ${m.id} both lead term ${term}`);
+        else if (known.replica !== replica) throw new Violation(`election safety: two replicas on member ${m.id} (${known.owner}, then ${m.current!.owner}) both lead term ${term}`);
       }
     };
     const runUntil = (endMs: number, done?: () => boolean): Promise<boolean> => clock.runUntil(endMs, checkNow, () => new Violation('nothing scheduled'), done);
