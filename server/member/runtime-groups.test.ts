@@ -207,6 +207,31 @@ describe('a group tombstone', () => {
     }
   }, 20_000);
 
+  it("keeps a re-created replica's empty log from electing a candidate its predecessor's log would have refused", async () => {
+    const { member, db, sent } = await lonelyMember(root);
+    try {
+      // The predecessor holds entries 1..3 of term 3 from leader 2 (acknowledged once durable).
+      const entries = [1, 2, 3].map((index) => ({ index, term: 3, type: 'normal' as const, data: Buffer.from(`e${index}`) }));
+      member.step([{ groupId: SHARD, message: { ...newMessage('app', 2, 1, 3), entries } }]);
+      await waitFor('the append acknowledged', () => sent.some((m) => m.type === 'appResp' && m.index === 3 && !m.reject));
+      await member.removeGroup(SHARD);
+      expect(await db.tombstone(SHARD)).toMatchObject({ term: 3, lastIndex: 3, lastTerm: 3 });
+      const loaded = await db.loadGroup(SHARD);
+      expect(loaded.voteFloor).toEqual({ index: 3, term: 3 });
+      member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded, randomSeed: 2 });
+      sent.length = 0;
+      // A candidate (its membership stale, say) missing entries 2 and 3: the predecessor would refuse it.
+      member.step([{ groupId: SHARD, message: { ...newMessage('vote', 3, 1, 4), index: 1, logTerm: 3 } }]);
+      expect((await answerTo(sent, 3)).reject).toBe(true);
+      // One as up to date as the predecessor was gets the vote, empty log or not.
+      member.step([{ groupId: SHARD, message: { ...newMessage('vote', 2, 1, 5), index: 3, logTerm: 3 } }]);
+      expect((await answerTo(sent, 2)).reject).toBe(false);
+    } finally {
+      await member.stop();
+      await db.close();
+    }
+  }, 20_000);
+
   it('is left by dropping a group stored here but no longer placed here (the member was down when its replica moved away)', async () => {
     const db = await MemberDb.open(path.join(root, 'db'));
     try {
