@@ -170,7 +170,9 @@ export class Raft {
   }
 
   private promotable(): boolean {
-    return !this.removed && this.voters.includes(this.id);
+    // Below its vote floor a replica's log is behind its predecessor's (PersistedState.voteFloor): it
+    // must not lead with it (a stale-membership voter could elect it over committed entries).
+    return !this.removed && this.voters.includes(this.id) && (this.voteFloor === undefined || this.aboveVoteFloor(this.log.lastIndex(), this.log.lastTerm()));
   }
 
   private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => this.quorumConfig.hasQuorum((id) => acks.has(id));

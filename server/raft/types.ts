@@ -180,8 +180,10 @@ export interface PersistedState {
   /**
    * The last log entry (index, term) of an earlier replica of this node in the group, whose data is
    * gone (a replica dropped from this member and re-created under the same id). Votes go only to
-   * candidates at least as up to date as it AND as this log: the node answers as its predecessor
-   * would have, so its empty log cannot elect a candidate the predecessor's log would have refused.
+   * candidates at least as up to date as it AND as this log, and the node does not campaign until its
+   * own log is: it acts as its predecessor would have, so its shorter log neither elects a candidate
+   * the predecessor's log would have refused nor leads in place of that log (a stale-membership voter
+   * would count it as the predecessor).
    */
   voteFloor?: LogPosition;
 }
