@@ -103,7 +103,7 @@ describe('a shard replica moved at runtime', () => {
     expect(tombstone!.term).toBeGreaterThan(0);
     expect(tombstone!.term).toBeLessThanOrEqual(term);
     const loaded = await again.db.loadGroup(SHARD);
-    expect(loaded).toMatchObject({ hardState: { term: tombstone!.term, vote: tombstone!.vote, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
+    expect(loaded).toMatchObject({ hardState: { term: tombstone!.term + 1, vote: 0, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
     expect(loaded.snapshot).toBeUndefined();
     expect(loaded.confState).toBeUndefined();
     expect(again.member.groupIds()).toEqual([CLUSTER]);
@@ -113,7 +113,7 @@ describe('a shard replica moved at runtime', () => {
     // The shard comes back to this member (same Raft id): from its tombstone, as a learner, then a voter.
     const voters = (await net.leaderOf(SHARD)).member.confState(SHARD).voters;
     const back = await net.host(again, SHARD, [1, 2, 3]); // the bootstrap voters, as every replica
-    expect(again.member.term(SHARD)).toBe(tombstone!.term);
+    expect(again.member.term(SHARD)).toBe(tombstone!.term + 1); // past every message of its predecessor
     await net.changeMembership(SHARD, { type: 'addLearner', nodeId: again.id }, (cs) => cs?.learners.includes(again.id) === true);
     await waitFor('the returning replica caught up', () => back.records.has('after-move'));
     await net.changeMembership(SHARD, { type: 'promoteLearner', nodeId: again.id }, (cs) => cs?.voters.includes(again.id) === true);
@@ -171,18 +171,20 @@ describe('a group tombstone', () => {
       await member.removeGroup(SHARD);
       expect(await db.tombstone(SHARD)).toEqual({ term: 5, vote: 2, lastIndex: 0, lastTerm: 0, removing: false });
 
-      // The same group placed on this member again: same Raft id, and the tombstone's term and vote.
+      // The same group placed on this member again: same Raft id, at the term after the tombstone's.
       const loaded = await db.loadGroup(SHARD);
-      expect(loaded.hardState).toEqual({ term: 5, vote: 2, commit: 0 });
+      expect(loaded.hardState).toEqual({ term: 6, vote: 0, commit: 0 });
       member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded, randomSeed: 2 });
       sent.length = 0;
+      // Another candidate of term 5, and (a message in flight to the predecessor) a heartbeat of term 5
+      // committing entries this empty log does not have: both of a past term, both ignored.
       member.step([{ groupId: SHARD, message: voteRequest(3, 5) }]);
-      const second = await answerTo(sent, 3);
-      expect(second.reject).toBe(true); // no second vote in term 5
-      expect(member.status(SHARD).term).toBe(5);
-      // A later term is a fresh vote, as always.
-      member.step([{ groupId: SHARD, message: voteRequest(3, 6) }]);
-      await waitFor('a vote in term 6', () => sent.some((m) => m.type === 'voteResp' && m.to === 3 && m.term === 6 && !m.reject));
+      member.step([{ groupId: SHARD, message: { ...newMessage('heartbeat', 2, 1, 5), commit: 40 } }]);
+      // A later term is a fresh vote, as always; its answer comes after whatever the term-5 ones got.
+      member.step([{ groupId: SHARD, message: voteRequest(3, 7) }]);
+      await waitFor('a vote in term 7', () => sent.some((m) => m.type === 'voteResp' && m.to === 3 && m.term === 7 && !m.reject));
+      expect(sent.filter((m) => m.type === 'voteResp' && !m.reject && m.term === 5)).toEqual([]);
+      expect(member.status(SHARD)).toMatchObject({ term: 7, commit: 0 });
     } finally {
       await member.stop();
       await db.close();
@@ -249,7 +251,7 @@ describe('a group tombstone', () => {
       await db.dropGroup(7);
       expect(await db.storedGroupIds()).toEqual([CLUSTER, SHARD]);
       expect(await db.tombstone(7)).toEqual({ term: 11, vote: 3, lastIndex: 1, lastTerm: 11, removing: false });
-      expect(await db.loadGroup(7)).toMatchObject({ hardState: { term: 11, vote: 3, commit: 0 }, voteFloor: { index: 1, term: 11 } });
+      expect(await db.loadGroup(7)).toMatchObject({ hardState: { term: 12, vote: 0, commit: 0 }, voteFloor: { index: 1, term: 11 } });
       // A term the caller knows beyond the stored one wins; an older one does not lower it.
       await db.dropGroup(SHARD, { term: 9, vote: 0 });
       expect(await db.tombstone(SHARD)).toEqual({ term: 9, vote: 0, lastIndex: 1, lastTerm: 6, removing: false });
@@ -280,7 +282,7 @@ describe('a group tombstone', () => {
     }
     const reopened = await MemberDb.open(path.join(root, 'db'));
     const loaded = await reopened.loadGroup(SHARD);
-    expect(loaded).toMatchObject({ hardState: { term: 7, vote: 3, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
+    expect(loaded).toMatchObject({ hardState: { term: 8, vote: 0, commit: 0 }, entries: [], applied: 0, stateRecords: [] });
     expect(await reopened.tombstone(SHARD)).toEqual({ term: 7, vote: 3, lastIndex: 0, lastTerm: 0, removing: false });
     await reopened.close();
     expect(await scanKeys(path.join(root, 'db'), groupRange(SHARD))).toEqual([]);
@@ -350,7 +352,7 @@ describe('removeGroup racing a turn', () => {
     expect(await scanKeys(node.dbDir, groupRange(SHARD))).toEqual([]);
   }, 30_000);
 
-  it('refuses to host the group again until its removal is over, then hosts it from its tombstone', async () => {
+  it('refuses to host the group again until its removal is over; a group whose only replica was dropped stays without a leader', async () => {
     const node = await net.startNode(1, { [CLUSTER]: [1], [SHARD]: [1] });
     await net.put(SHARD, 'first');
     const term = node.member.term(SHARD);
@@ -359,10 +361,13 @@ describe('removeGroup racing a turn', () => {
     await removal;
     const sm = await net.host(node, SHARD, [1]);
     expect(sm.records.size).toBe(0);
-    // A single-voter group elects itself at once, in a term above its predecessor's.
-    await waitFor('the re-created group leads', () => node.member.role(SHARD) === 'leader');
-    expect(node.member.term(SHARD)).toBeGreaterThan(term);
-    await net.put(SHARD, 'second');
-    expect(sm.records.has('first')).toBe(false);
+    expect(node.member.term(SHARD)).toBe(term + 1);
+    // Its only voter's data is gone: the group's committed entries are lost, and an empty replica
+    // behind its predecessor's log must not lead as if they were not (its vote floor keeps it out).
+    await new Promise((r) => setTimeout(r, 3 * TICK_MS * ELECTION_TICKS));
+    expect(node.member.role(SHARD)).toBe('follower');
+    expect(node.member.leaderId(SHARD)).toBe(0);
+    // The member itself is fine: its other group goes on.
+    await net.put(CLUSTER, 'cluster-still');
   }, 30_000);
 });

@@ -7,8 +7,11 @@
 // first, marked `removing`, and synced; the keyspace is cleared; then the mark is lifted (synced). A
 // crash anywhere in between leaves a `removing` tombstone, and the next loadGroup of that group
 // finishes the clear before reading: a half-deleted group is never loaded. A group whose hard state
-// is absent loads with the tombstone's term and vote (commit 0), so a later replica of the same group
-// on this member — same Raft id — cannot vote a second time in a term its predecessor voted in.
+// is absent loads at the term after the tombstone's (commit 0), so a later replica of the same group
+// on this member — same Raft id — never votes in a term its predecessor voted in, and ignores every
+// message of the predecessor's still in flight (lower terms); and with the tombstone's last log
+// position as its vote floor (PersistedState.voteFloor), it neither elects nor becomes a leader its
+// predecessor's log would have kept out.
 import { ClassicLevel } from 'classic-level';
 import type { ConfState, Entry, HardState, LogPosition, NodeId, SnapshotMeta } from '../raft/types.ts';
 import {
@@ -254,9 +257,13 @@ export async function readGroup(db: RawGroupReader, groupId: number): Promise<Lo
     }
   }
   return {
-    // No hard state: a group never hosted here (term 0), or one whose earlier replica was dropped
-    // (its tombstone's term and vote; commit 0, the log being empty).
-    hardState: hsRaw !== undefined ? decodeHardState(hsRaw) : { term: tombstone?.term ?? 0, vote: tombstone?.vote ?? 0, commit: 0 },
+    // No hard state: a group never hosted here (term 0), or one whose earlier replica was dropped: the
+    // term after its tombstone's, with no vote (commit 0, the log being empty). Past the last term
+    // the predecessor knew, it never votes again in a term its predecessor voted in, and every message
+    // still in flight to or from the predecessor (a heartbeat committing entries this log lacks, an
+    // acknowledgement of entries it never had) carries a lower term and is ignored: same Raft id, but
+    // no message of the old replica is taken for the new one's (the move simulation found both).
+    hardState: hsRaw !== undefined ? decodeHardState(hsRaw) : tombstone ? { term: tombstone.term + 1, vote: 0, commit: 0 } : { term: 0, vote: 0, commit: 0 },
     entries,
     firstIndex: logStartsAfter !== undefined ? logStartsAfter + 1 : entries.length > 0 ? entries[0].index : 1,
     applied,

@@ -63,9 +63,9 @@ describe('dropGroup cut short by a crash', () => {
         expect(loaded).toEqual(whole);
         outcomes.whole++;
       } else {
-        // The tombstone's term and vote (the caller's: above the stored ones), and the stored log's last
-        // entry as the floor of its votes.
-        expect(loaded).toEqual({ hardState: { term: 9, vote: 1, commit: 0 }, entries: [], firstIndex: 1, applied: 0, stateRecords: [], voteFloor: { index: 20, term: 7 } });
+        // The term after the tombstone's (the caller's term 9, above the stored one), and the stored
+        // log's last entry as the floor of its votes.
+        expect(loaded).toEqual({ hardState: { term: 10, vote: 0, commit: 0 }, entries: [], firstIndex: 1, applied: 0, stateRecords: [], voteFloor: { index: 20, term: 7 } });
         // Loading finished the drop: nothing of the group is left in the store.
         const r = groupRange(GROUP);
         const left = [...disk.durable.keys()].filter((k) => k >= r.gte.toString('latin1') && k < r.lt.toString('latin1'));

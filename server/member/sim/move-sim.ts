@@ -295,7 +295,7 @@ export async function runMoveSim(seed: number, options: MoveSimOptions): Promise
         const removal = clock.runAs(inc.owner, () => member.removeGroup(GROUP));
         if (moving && faultRng.chance(opts.crashDuringRemoval)) {
           clock.schedule(faultRng.nextInt(6), () => {
-            if (s.current === inc) {
+            if (faultsOn && s.current === inc) {
               result.crashesDuringRemoval++;
               crash(s);
             }
