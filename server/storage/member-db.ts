@@ -60,7 +60,7 @@ export interface GroupTombstone {
    * The replica's last log entry: a later replica votes only for candidates at least this up to date
    * (PersistedState.voteFloor). Without it, a replica with an empty log, asked under the same id by a
    * candidate whose membership is stale, elected it over entries the old replica held (the move
-   * simulation found a committed write lost so).
+   * simulation found a leader so elected without entries already committed).
    */
   lastIndex: number;
   lastTerm: number;
