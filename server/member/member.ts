@@ -68,6 +68,13 @@ interface SnapshotPoint {
   released: boolean;
 }
 
+/**
+ * A received snapshot's temp file untouched this long belongs to no live transfer (a chunk arrives far
+ * more often, and the transport gives a transfer 10 minutes): an install removes only such temp files,
+ * not those of another group's snapshot arriving meanwhile.
+ */
+const SNAPSHOT_TEMP_IDLE_MS = 15 * 60_000;
+
 /** Longest a write that needs no fsync waits for a batch to ride with (see Member.pending). */
 const LAZY_FLUSH_MS = 100;
 /** Most ops held back before they are written anyway. */
@@ -295,6 +302,8 @@ export class Member {
   private readonly turnsInFlight = new Set<Promise<void>>();
   /** Removals under way, by group: such a group cannot be added again until its data is gone, and stop() waits for them. */
   private readonly removing = new Map<number, Promise<void>>();
+  /** Quiescence counts of groups removed since start: the totals never go down (quiescenceCounts). */
+  private readonly removedQuiescence = { quiesced: 0, woken: 0 };
   private tickTimer: NodeJS.Timeout | null = null;
   private readSeq = 0;
   private readonly leaderListeners: Array<(groupId: number, leaderId: NodeId, term: number) => void> = [];
@@ -335,7 +344,9 @@ export class Member {
    * Called when this member applies its own removal from a group. Removal from the cluster group
    * (CLUSTER_GROUP_ID) means the member left the cluster (see onClusterRemoval); removal from any
    * other group (a shard replica moved elsewhere) only ends that replica: the member keeps running,
-   * and whoever hosts the group here decides when to call removeGroup.
+   * and whoever hosts the group here decides when to call removeGroup. Not a signal to drop a shard
+   * replica on its own: a replica that returned to this member replays its predecessor's removal from
+   * the log before its own addition (and a removed replica may never apply its removal at all).
    */
   onRemoved(listener: (groupId: number) => void): void {
     this.removedListeners.push(listener);
@@ -372,10 +383,12 @@ export class Member {
   /**
    * Hosts a group, before or after start(). A replica created at runtime for a group that already runs
    * elsewhere (a learner being added) starts from `loaded = await db.loadGroup(groupId)` — empty, with
-   * a dropped predecessor's term and vote if there was one — and `voters` = the group's current voters
-   * (this member not among them, so it never campaigns); the leader's snapshot then brings its state
-   * and membership. Refused while an earlier replica of the group is still being removed here (await
-   * removeGroup, then load).
+   * a dropped predecessor's term and vote if there was one — and, like every replica of the group, the
+   * group's BOOTSTRAP voters (server/raft/README.md), not its current ones: if it catches up from the
+   * log's start it replays every membership change from there (with the current voters it ended with a
+   * wrong membership: the move simulation found it); if from the leader's snapshot, the snapshot's
+   * membership replaces them. Refused while an earlier replica of the group is still being removed here
+   * (await removeGroup, then load).
    */
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
@@ -412,6 +425,7 @@ export class Member {
         applied: loaded.applied,
         ...(loaded.confState ? { confState: loaded.confState } : {}),
         ...(startPoint ? { snapshot: startPoint } : {}),
+        ...(loaded.voteFloor ? { voteFloor: loaded.voteFloor } : {}),
       },
     );
     const lastIndex = loaded.entries.length > 0 ? loaded.entries[loaded.entries.length - 1].index : (startPoint?.index ?? 0);
@@ -436,9 +450,10 @@ export class Member {
   }
 
   /**
-   * Stops hosting a group while the member keeps running (a shard replica moved to another member;
-   * call it once this member's removal from the group is applied, or for a replica that was never
-   * added to the group). At once: the group gets no more ticks, steps or turns, its messages are
+   * Stops hosting a group while the member keeps running (a shard replica moved to another member).
+   * Call it once this member's removal from the group is committed — this replica may never apply it
+   * itself, since the leader stops contacting it — or for a replica never added to the group; never
+   * for a voter still counted on (its data is gone). At once: the group gets no more ticks, steps or turns, its messages are
    * ignored, and every waiter on it — queued and in-flight reads, waitApplied callers, the state
    * machine's pending proposals (GroupStateMachine.failAll) — is rejected with GroupRemovedError. Then,
    * once every turn that still held the group is over (its batch written: nothing can re-create the
@@ -462,17 +477,21 @@ export class Member {
     group.appliedWaiters = [];
     group.sm.failAll?.(err);
     group.proposalInterceptor = null;
+    const counts = group.node.quiescenceCounts();
+    this.removedQuiescence.quiesced += counts.quiesced;
+    this.removedQuiescence.woken += counts.woken;
     // Its lazily held writes (applied state, commit-only hard state) must never reach the disk.
     this.pending.dropGroup(groupId);
-    // The term and vote Raft holds now: never behind the persisted ones, and a vote that only an
-    // unwritten Ready holds was never sent, so recording it as cast is merely conservative.
-    const { term, vote } = group.node.status();
+    // The term, vote and last log entry Raft holds now: never behind the persisted ones, and what only
+    // an unwritten Ready holds was never acted on, so recording it is merely conservative.
+    const { term, vote, lastIndex } = group.node.status();
+    const lastTerm = group.node.termAt(lastIndex) ?? group.node.status().snapshot?.term ?? 0;
     const removal = (async () => {
       await Promise.allSettled([...this.turnsInFlight]);
       for (const p of group.points) await this.releasePoint(p);
       group.points = [];
       group.receivedSnapshots.clear();
-      await this.opts.db.dropGroup(groupId, { term, vote });
+      await this.opts.db.dropGroup(groupId, { term, vote, lastIndex, lastTerm });
       removeSnapshotFiles(this.opts.snapshotDir, groupId);
       this.opts.logger.info({ group: groupId, term, vote }, 'group removed from this member; its data is deleted');
     })();
@@ -802,10 +821,9 @@ export class Member {
     return best;
   }
 
-  /** Times this member's groups quiesced and woke (any cause), summed over its groups. */
+  /** Times this member's groups quiesced and woke (any cause), summed over its groups, removed ones included. */
   quiescenceCounts(): { quiesced: number; woken: number } {
-    let quiesced = 0;
-    let woken = 0;
+    let { quiesced, woken } = this.removedQuiescence;
     for (const group of this.groups.values()) {
       const c = group.node.quiescenceCounts();
       quiesced += c.quiesced;
@@ -969,7 +987,12 @@ export class Member {
   /** The turn callback, bound to the loop's scope once: binding per turn cost ~80 µs a put at c=1. */
   private readonly startTurn = this.loopScope.bind(() => {
     this.turnScheduled = false;
-    const turn = this.runTurn().catch((err: unknown) => {
+    // Registered before the turn runs: a removal started from inside it (an onRemoved listener) must
+    // wait for it too.
+    let turnOver!: () => void;
+    const turn = new Promise<void>((resolve) => (turnOver = resolve));
+    this.turnsInFlight.add(turn);
+    this.runTurn().catch((err: unknown) => {
       // A failed disk write or a broken Raft invariant: continuing could acknowledge what is not
       // durable, so the process stops here.
       if (this.opts.onFatal) {
@@ -979,9 +1002,10 @@ export class Member {
       }
       this.opts.logger.fatal({ err }, 'member loop failed; exiting');
       process.exit(70);
+    }).finally(() => {
+      this.turnsInFlight.delete(turn);
+      turnOver();
     });
-    this.turnsInFlight.add(turn);
-    void turn.finally(() => this.turnsInFlight.delete(turn));
   });
 
   private startReadRounds(group: RaftGroup): void {
@@ -1243,7 +1267,7 @@ export class Member {
     group.points = [];
     this.takePoint(group);
     group.receivedSnapshots.clear();
-    pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1);
+    pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1, SNAPSHOT_TEMP_IDLE_MS);
     this.stats.snapshotsInstalled++;
     this.opts.logger.info({ group: group.groupId, index: meta.index, term: meta.term, records: records.length, ms: Date.now() - startedMs }, 'installed snapshot');
     for (const l of this.confListeners) l(group.groupId, meta.confState);

@@ -51,6 +51,7 @@ beforeAll(async () => {
       clearState: (g) => db.clearState(g),
       clearLogThrough: (g, i) => db.clearLogThrough(g, i),
       dropGroup: (g, last) => db.dropGroup(g, last),
+      storedGroupIds: () => db.storedGroupIds(),
       write: (batch, sync) => stallable.write(batch, sync),
     };
     const member = new Member({ memberId: id, db: store, tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, `snap${id}`), snapshotCount: 10_000 });

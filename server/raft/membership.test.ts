@@ -195,6 +195,37 @@ describe('membership changes', () => {
     expect(c.node(1).status().commit).toBe(commit);
   });
 
+  it('a node with a vote floor votes and campaigns only with a log at least that up to date', () => {
+    const entries: Entry[] = [1, 2].map((index) => ({ index, term: 2, type: 'normal', data: bytes(`e${index}`) }));
+    const node = new RawNode(config(1, [1, 2, 3]), { hardState: { term: 3, vote: 0, commit: 0 }, entries, firstIndex: 1, applied: 0, voteFloor: { index: 5, term: 2 } });
+    const answer = (from: NodeId, index: number, logTerm: number): Message | undefined => {
+      node.step({ ...newMessage('vote', from, 1, 4 + from), index, logTerm });
+      const ready = node.ready();
+      node.advance(ready);
+      return ready.messages.find((m) => m.type === 'voteResp');
+    };
+    expect(answer(2, 4, 2)?.reject).toBe(true); // behind the floor, though ahead of the log
+    node.campaign();
+    expect(node.status().role).toBe('follower'); // its own log (2, term 2) is behind the floor
+    expect(answer(3, 5, 2)?.reject).toBe(false);
+  });
+
+  it('a node added back after its removal is a member again: it campaigns once a voter', () => {
+    // A replica returning under the same id replays its predecessor's removal, then its own addition.
+    const node = new RawNode(config(1, [1, 2, 3]));
+    node.applyConfChange({ type: 'removeNode', nodeId: 1 });
+    expect(node.status()).toMatchObject({ removed: true, voters: [2, 3] });
+    node.campaign();
+    expect(node.status().role).toBe('follower');
+    node.applyConfChange({ type: 'addLearner', nodeId: 1 });
+    expect(node.status()).toMatchObject({ removed: false, voters: [2, 3], learners: [1] });
+    node.campaign();
+    expect(node.status().role).toBe('follower'); // a learner never campaigns
+    node.applyConfChange({ type: 'promoteLearner', nodeId: 1 });
+    node.campaign();
+    expect(node.status().role).toBe('candidate');
+  });
+
   it('removes the leader: it steps down once the removal applies and the rest elect a new leader', () => {
     const c = newCluster(3, { retireRemovedNodes: false });
     c.campaign(1);

@@ -11,7 +11,7 @@
 // relies on the application: it wakes a quiesced follower whose leader's member went silent
 // (wakeLeaderUnreachable), which then campaigns within one more election timeout.
 
-import type { ConfChange, ConfState, Entry, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
+import type { ConfChange, ConfState, Entry, LogPosition, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
 import { RaftLog } from './raft-log.ts';
 import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
@@ -105,7 +105,10 @@ export class Raft {
   private readonly maxInflightBytes: number;
   private readonly quiesceEnabled: boolean;
 
-  constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState) {
+  /** See PersistedState.voteFloor: the last log position of an earlier replica under this id. */
+  private readonly voteFloor: LogPosition | undefined;
+
+  constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState, voteFloor?: LogPosition) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
     if (!(config.electionTimeoutTicks > config.heartbeatTicks && config.heartbeatTicks >= 1)) {
       fail(`need electionTimeoutTicks (${config.electionTimeoutTicks}) > heartbeatTicks (${config.heartbeatTicks}) >= 1`);
@@ -132,6 +135,7 @@ export class Raft {
     this.rng = new Rng(config.randomSeed ^ Math.imul(config.id, 0x27d4eb2d));
     this.term = term;
     this.vote = vote;
+    this.voteFloor = voteFloor && voteFloor.index > 0 ? voteFloor : undefined;
     this.becomeFollower(term, 0);
   }
 
@@ -166,7 +170,9 @@ export class Raft {
   }
 
   private promotable(): boolean {
-    return !this.removed && this.voters.includes(this.id);
+    // Below its vote floor a replica's log is behind its predecessor's (PersistedState.voteFloor): it
+    // must not lead with it (a stale-membership voter could elect it over committed entries).
+    return !this.removed && this.voters.includes(this.id) && (this.voteFloor === undefined || this.aboveVoteFloor(this.log.lastIndex(), this.log.lastTerm()));
   }
 
   private hasQuorum = (acks: ReadonlySet<NodeId>): boolean => this.quorumConfig.hasQuorum((id) => acks.has(id));
@@ -494,7 +500,7 @@ export class Raft {
       this.vote === m.from ||
       (this.vote === 0 && this.lead === 0) ||
       (m.type === 'preVote' && m.term > this.term);
-    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm) && this.aboveVoteFloor(m.index, m.logTerm)) {
       // A granted pre-vote answers in the prospective term so the preCandidate can count it.
       this.msgs.push(newMessage(respType, this.id, m.from, m.term));
       if (m.type === 'vote') {
@@ -506,6 +512,12 @@ export class Raft {
       resp.reject = true;
       this.msgs.push(resp);
     }
+  }
+
+  /** Whether a candidate's log is at least as up to date as the predecessor replica's was (voteFloor). */
+  private aboveVoteFloor(lastIndex: number, lastTerm: number): boolean {
+    const f = this.voteFloor;
+    return f === undefined || lastTerm > f.term || (lastTerm === f.term && lastIndex >= f.index);
   }
 
   private stepLeader(m: Message): void {
@@ -943,6 +955,10 @@ export class Raft {
     const next = applyConfChangeTo(this.confState(), cc);
     this.setConfState(next);
     const id = cc.nodeId;
+    // Added back after a removal: a member again, that may campaign once a voter. A replica returning
+    // to a member under the same id (server/member: Member.removeGroup and its tombstone) replays its
+    // predecessor's removal from the log, then its own addition: it must not stay retired.
+    if (this.removed && this.isMember(this.id)) this.removed = false;
     if (id === this.id && !this.isMember(this.id) && cc.type === 'removeNode') {
       this.removed = true;
       // A removed leader steps down (etcd's stepDownOnRemoval); a removed candidate gives up.

@@ -74,7 +74,7 @@ export class RawNode {
     const hs = persisted?.hardState ?? { term: 0, vote: 0, commit: 0 };
     const confState: ConfState = persisted?.confState ??
       persisted?.snapshot?.confState ?? { voters: config.voters, learners: config.learners ?? [] };
-    this.raft = new Raft(config, log, hs.term, hs.vote, confState);
+    this.raft = new Raft(config, log, hs.term, hs.vote, confState, persisted?.voteFloor);
     this.prevHardState = { term: hs.term, vote: hs.vote, commit: hs.commit };
     this.prevSoftState = { leaderId: this.raft.lead, role: this.raft.role };
   }

@@ -177,4 +177,19 @@ export interface PersistedState {
   confState?: ConfState;
   /** The compaction point (required when firstIndex > 1: index = firstIndex - 1). */
   snapshot?: SnapshotMeta;
+  /**
+   * The last log entry (index, term) of an earlier replica of this node in the group, whose data is
+   * gone (a replica dropped from this member and re-created under the same id). Votes go only to
+   * candidates at least as up to date as it AND as this log, and the node does not campaign until its
+   * own log is: it acts as its predecessor would have, so its shorter log neither elects a candidate
+   * the predecessor's log would have refused nor leads in place of that log (a stale-membership voter
+   * would count it as the predecessor).
+   */
+  voteFloor?: LogPosition;
+}
+
+/** A log entry's position: its index and term. */
+export interface LogPosition {
+  index: number;
+  term: number;
 }

@@ -7,10 +7,13 @@
 // first, marked `removing`, and synced; the keyspace is cleared; then the mark is lifted (synced). A
 // crash anywhere in between leaves a `removing` tombstone, and the next loadGroup of that group
 // finishes the clear before reading: a half-deleted group is never loaded. A group whose hard state
-// is absent loads with the tombstone's term and vote (commit 0), so a later replica of the same group
-// on this member — same Raft id — cannot vote a second time in a term its predecessor voted in.
+// is absent loads at the term after the tombstone's (commit 0), so a later replica of the same group
+// on this member — same Raft id — never votes in a term its predecessor voted in, and ignores every
+// message of the predecessor's still in flight (lower terms); and with the tombstone's last log
+// position as its vote floor (PersistedState.voteFloor), it neither elects nor becomes a leader its
+// predecessor's log would have kept out.
 import { ClassicLevel } from 'classic-level';
-import type { ConfState, Entry, HardState, NodeId, SnapshotMeta } from '../raft/types.ts';
+import type { ConfState, Entry, HardState, LogPosition, NodeId, SnapshotMeta } from '../raft/types.ts';
 import {
   CLUSTER_KEY,
   groupRange,
@@ -45,12 +48,22 @@ export interface LoadedGroup {
    * member compacts its log to `applied` (the state there is exactly what the database holds).
    */
   appliedLogSkipped?: { index: number; term: number };
+  /** A dropped predecessor's last log position (its tombstone): see PersistedState.voteFloor. */
+  voteFloor?: LogPosition;
 }
 
-/** What a dropped group leaves behind (tombstoneKey): its replica's last term and vote. */
+/** What a dropped group leaves behind (tombstoneKey): its replica's last term, vote and log position. */
 export interface GroupTombstone {
   term: number;
   vote: NodeId;
+  /**
+   * The replica's last log entry: a later replica votes only for candidates at least this up to date
+   * (PersistedState.voteFloor). Without it, a replica with an empty log, asked under the same id by a
+   * candidate whose membership is stale, elected it over entries the old replica held (the move
+   * simulation found a leader so elected without entries already committed).
+   */
+  lastIndex: number;
+  lastTerm: number;
   /** The group's keyspace may still hold keys: the drop was cut short (loadGroup finishes it). */
   removing: boolean;
 }
@@ -62,16 +75,39 @@ export function encodeTombstone(t: GroupTombstone): Buffer {
 export function decodeTombstone(raw: Buffer): GroupTombstone {
   const t = JSON.parse(raw.toString('utf8')) as Partial<GroupTombstone>;
   if (typeof t.term !== 'number' || typeof t.vote !== 'number') throw new Error(`malformed group tombstone ${raw.toString('utf8')}`);
-  return { term: t.term, vote: t.vote, removing: t.removing === true };
+  return { term: t.term, vote: t.vote, lastIndex: t.lastIndex ?? 0, lastTerm: t.lastTerm ?? 0, removing: t.removing === true };
+}
+
+/** What a drop knows of a replica: a term and the vote cast in it (0: none), maybe its last log position. */
+export interface ReplicaLast {
+  term: number;
+  vote: NodeId;
+  lastIndex?: number;
+  lastTerm?: number;
 }
 
 /**
- * The tombstone a drop writes: the replica's last term and vote, unless an older tombstone is higher
- * (it cannot be: a later replica starts from its tombstone and terms only grow; kept for safety).
+ * The tombstone a drop writes (marked removing): the latest of what is known of the replica — an older
+ * tombstone, the stored hard state and log, the caller's (Raft's in-memory state) — so it is never
+ * behind what the replica may have acted on. Term and vote: the highest term, and at equal terms a cast
+ * vote over none. Log position: the most up to date (Raft's order: last term, then index).
  */
-export function nextTombstone(previous: GroupTombstone | undefined, last: { term: number; vote: NodeId }): GroupTombstone {
-  if (previous && previous.term > last.term) return { term: previous.term, vote: previous.vote, removing: true };
-  return { term: last.term, vote: last.vote, removing: true };
+export function nextTombstone(...known: Array<ReplicaLast | undefined>): GroupTombstone {
+  const t: GroupTombstone = { term: 0, vote: 0, lastIndex: 0, lastTerm: 0, removing: true };
+  for (const k of known) {
+    if (!k) continue;
+    if (k.term > t.term || (k.term === t.term && t.vote === 0)) {
+      t.term = k.term;
+      t.vote = k.vote;
+    }
+    const index = k.lastIndex ?? 0;
+    const term = k.lastTerm ?? 0;
+    if (term > t.lastTerm || (term === t.lastTerm && index > t.lastIndex)) {
+      t.lastIndex = index;
+      t.lastTerm = term;
+    }
+  }
+  return t;
 }
 
 /** A point-in-time view of the database, for streaming a state-machine snapshot while writes go on. */
@@ -221,9 +257,13 @@ export async function readGroup(db: RawGroupReader, groupId: number): Promise<Lo
     }
   }
   return {
-    // No hard state: a group never hosted here (term 0), or one whose earlier replica was dropped
-    // (its tombstone's term and vote; commit 0, the log being empty).
-    hardState: hsRaw !== undefined ? decodeHardState(hsRaw) : { term: tombstone?.term ?? 0, vote: tombstone?.vote ?? 0, commit: 0 },
+    // No hard state: a group never hosted here (term 0), or one whose earlier replica was dropped: the
+    // term after its tombstone's, with no vote (commit 0, the log being empty). Past the last term
+    // the predecessor knew, it never votes again in a term its predecessor voted in, and every message
+    // still in flight to or from the predecessor (a heartbeat committing entries this log lacks, an
+    // acknowledgement of entries it never had) carries a lower term and is ignored: same Raft id, but
+    // no message of the old replica is taken for the new one's (the move simulation found both).
+    hardState: hsRaw !== undefined ? decodeHardState(hsRaw) : tombstone ? { term: tombstone.term + 1, vote: 0, commit: 0 } : { term: 0, vote: 0, commit: 0 },
     entries,
     firstIndex: logStartsAfter !== undefined ? logStartsAfter + 1 : entries.length > 0 ? entries[0].index : 1,
     applied,
@@ -231,7 +271,19 @@ export async function readGroup(db: RawGroupReader, groupId: number): Promise<Lo
     ...(snapshot ? { snapshot } : {}),
     stateRecords,
     ...(appliedLogSkipped ? { appliedLogSkipped } : {}),
+    ...(tombstone && tombstone.lastIndex > 0 ? { voteFloor: { index: tombstone.lastIndex, term: tombstone.lastTerm } } : {}),
   };
+}
+
+/** What a drop with no caller's knowledge reads of a stored replica: its hard state and last log position. */
+export async function storedReplicaLast(db: Pick<RawGroupReader, 'get'> & { lastLogEntry(groupId: number): Promise<Buffer | undefined> }, groupId: number): Promise<ReplicaLast | undefined> {
+  const hsRaw = await db.get(hardStateKey(groupId));
+  const lastRaw = await db.lastLogEntry(groupId);
+  const snapRaw = await db.get(snapshotMetaKey(groupId));
+  if (hsRaw === undefined && lastRaw === undefined && snapRaw === undefined) return undefined;
+  const hs = hsRaw === undefined ? { term: 0, vote: 0 } : decodeHardState(hsRaw);
+  const last = lastRaw !== undefined ? decodeEntry(lastRaw) : snapRaw !== undefined ? (JSON.parse(snapRaw.toString('utf8')) as SnapshotMeta) : undefined;
+  return { term: hs.term, vote: hs.vote, ...(last ? { lastIndex: last.index, lastTerm: last.term } : {}) };
 }
 
 export class MemberDb implements MemberStore {
@@ -286,13 +338,37 @@ export class MemberDb implements MemberStore {
   }
 
   /**
-   * Deletes every key of a group and leaves its tombstone with `last` (see the header). The caller
-   * guarantees nothing writes the group's keys meanwhile or after (Member.removeGroup).
+   * Deletes every key of a group and leaves its tombstone (see the header): the latest of `last`, the
+   * stored hard state and an older tombstone. The caller guarantees nothing writes the group's keys
+   * meanwhile or after (Member.removeGroup; or a start that does not host the group).
    */
-  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
-    const tombstone = nextTombstone(await this.tombstone(groupId), last);
+  async dropGroup(groupId: number, last?: ReplicaLast): Promise<void> {
+    const stored = await storedReplicaLast({ get: (key) => this.db.get(key), lastLogEntry: (g) => this.lastLogEntry(g) }, groupId);
+    const tombstone = nextTombstone(await this.tombstone(groupId), stored, last);
     await this.db.put(tombstoneKey(groupId), encodeTombstone(tombstone), { sync: true });
     await this.clearGroup(groupId, tombstone);
+  }
+
+  private async lastLogEntry(groupId: number): Promise<Buffer | undefined> {
+    const last = await this.db.values({ ...logRange(groupId), reverse: true, limit: 1 }).all();
+    return last[0];
+  }
+
+  /** Every group with a key in the store (hosted or not; a tombstone alone does not count), ascending. */
+  async storedGroupIds(): Promise<number[]> {
+    const ids: number[] = [];
+    const keys = this.db.keys({ gte: groupRange(0).gte, lt: Buffer.from([groupRange(0).gte[0] + 1]) });
+    try {
+      // One seek per group: past each group's keyspace to the next one's first key.
+      for (let key = await keys.next(); key !== undefined; key = await keys.next()) {
+        const groupId = key.readUInt32BE(1);
+        ids.push(groupId);
+        keys.seek(groupRange(groupId).lt);
+      }
+    } finally {
+      await keys.close();
+    }
+    return ids;
   }
 
   /** Finishes a drop a crash cut short (a `removing` tombstone). */

@@ -7,7 +7,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeSnapshot, readSnapshotFile, SnapshotFileWriter, SnapshotParser, snapshotFileName, type SnapshotHeader } from './snapshot-file.ts';
+import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, SnapshotFileWriter, SnapshotParser, snapshotFileName, type SnapshotHeader } from './snapshot-file.ts';
 import { MemberDb, TurnBatch } from './member-db.ts';
 import { Member } from '../member/member.ts';
 
@@ -96,6 +96,25 @@ describe('snapshot format', () => {
     }
     expect(read).toEqual(records);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('pruning snapshot files', () => {
+  it("keeps the file to keep, other groups' files, and temp files still being written; removes idle temp files", () => {
+    const dir = tmpDir();
+    try {
+      const names = [snapshotFileName(3, 10), snapshotFileName(3, 20), snapshotFileName(4, 10), 'incoming-live.tmp', 'incoming-idle.tmp'];
+      for (const name of names) fs.writeFileSync(path.join(dir, name), 'x');
+      const longAgo = new Date(Date.now() - 60 * 60_000);
+      fs.utimesSync(path.join(dir, 'incoming-idle.tmp'), longAgo, longAgo);
+      pruneSnapshotFiles(dir, 3, 20, 15 * 60_000);
+      expect(fs.readdirSync(dir).sort()).toEqual([snapshotFileName(3, 20), snapshotFileName(4, 10), 'incoming-live.tmp'].sort());
+      // With no idle time given, every temp file goes.
+      pruneSnapshotFiles(dir, 3, 20);
+      expect(fs.readdirSync(dir).sort()).toEqual([snapshotFileName(3, 20), snapshotFileName(4, 10)].sort());
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

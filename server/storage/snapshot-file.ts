@@ -109,14 +109,23 @@ export function readSnapshotHeader(filePath: string): SnapshotHeader {
   }
 }
 
-/** Removes snapshot files of `groupId` other than the one at `keepIndex`, and stale temp files. */
-export function pruneSnapshotFiles(dir: string, groupId: number, keepIndex: number): void {
+/**
+ * Removes snapshot files of `groupId` other than the one at `keepIndex`, and temp files untouched for
+ * `tempIdleMs` (0: every temp file). A temp file may be another group's transfer under way — a member
+ * hosting several groups receives their snapshots side by side — so a running member passes an idle
+ * time no live transfer reaches.
+ */
+export function pruneSnapshotFiles(dir: string, groupId: number, keepIndex: number, tempIdleMs = 0): void {
   if (!fs.existsSync(dir)) return;
   const keep = snapshotFileName(groupId, keepIndex);
   const prefix = `${groupId.toString().padStart(4, '0')}-`;
+  const nowMs = Date.now();
   for (const name of fs.readdirSync(dir)) {
-    if ((name.startsWith(prefix) && name.endsWith('.snap') && name !== keep) || name.startsWith('incoming-')) {
-      fs.rmSync(path.join(dir, name), { force: true });
+    const file = path.join(dir, name);
+    if (name.startsWith(prefix) && name.endsWith('.snap') && name !== keep) fs.rmSync(file, { force: true });
+    else if (name.startsWith('incoming-')) {
+      const idleMs = tempIdleMs > 0 ? nowMs - (fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) : Infinity;
+      if (idleMs >= tempIdleMs) fs.rmSync(file, { force: true });
     }
   }
 }

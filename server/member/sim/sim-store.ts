@@ -15,10 +15,9 @@
 //
 // SimDisk is what survives a crash (the durable records and the snapshot-file directory); a SimStore
 // is one incarnation's open database on it.
-import type { DbSnapshot, GroupTombstone, LoadedGroup, RawGroupReader, TurnBatch } from '../../storage/member-db.ts';
-import { decodeTombstone, encodeTombstone, nextTombstone, readGroup } from '../../storage/member-db.ts';
+import type { DbSnapshot, GroupTombstone, LoadedGroup, RawGroupReader, ReplicaLast, TurnBatch } from '../../storage/member-db.ts';
+import { decodeTombstone, encodeTombstone, nextTombstone, readGroup, storedReplicaLast } from '../../storage/member-db.ts';
 import type { MemberStore } from '../../storage/member-store.ts';
-import type { NodeId } from '../../raft/types.ts';
 import { STATE_KEY_PREFIX_BYTES, groupRange, logKey, logRange, stateRange, tombstoneKey } from '../../storage/keys.ts';
 import type { Rng } from '../../raft/rng.ts';
 import type { SimClock } from './sim-clock.ts';
@@ -182,11 +181,30 @@ export class SimStore implements MemberStore {
   }
 
   /** As MemberDb.dropGroup: a synced `removing` tombstone, the clear, then the synced final tombstone. */
-  async dropGroup(groupId: number, last: { term: number; vote: NodeId }): Promise<void> {
+  async dropGroup(groupId: number, last?: ReplicaLast): Promise<void> {
     const raw = this.visible.get(k(tombstoneKey(groupId)));
-    const tombstone = nextTombstone(raw === undefined ? undefined : decodeTombstone(raw), last);
+    const stored = await storedReplicaLast(
+      {
+        get: async (key) => this.visible.get(k(key)),
+        lastLogEntry: async (g) => {
+          const r = logRange(g);
+          const keys = sortedRange(this.visible, k(r.gte), k(r.lt));
+          return keys.length > 0 ? this.visible.get(keys[keys.length - 1]) : undefined;
+        },
+      },
+      groupId,
+    );
+    const tombstone = nextTombstone(raw === undefined ? undefined : decodeTombstone(raw), stored, last);
     await this.enqueue([{ type: 'put', key: k(tombstoneKey(groupId)), value: encodeTombstone(tombstone) }], true);
     await this.clearGroup(groupId, tombstone);
+  }
+
+  async storedGroupIds(): Promise<number[]> {
+    const ids = new Set<number>();
+    const lo = k(groupRange(0).gte);
+    const hi = k(Buffer.from([groupRange(0).gte[0] + 1]));
+    for (const key of this.visible.keys()) if (key >= lo && key < hi) ids.add(Buffer.from(key, 'latin1').readUInt32BE(1));
+    return [...ids].sort((a, b) => a - b);
   }
 
   private async clearGroup(groupId: number, tombstone: GroupTombstone): Promise<void> {
