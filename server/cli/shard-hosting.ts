@@ -99,6 +99,9 @@ interface ReplicaDeps {
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
 const HOSTING_INTERVAL_MS = 500;
+/** A replica removed while its member was down is deleted after hearing from no leader for this long. */
+const LEFT_BEHIND_AFTER_MS = 30_000;
+
 /** A drain mark not applied yet is proposed again after this long (a lost proposal). */
 const DRAIN_RESEND_MS = 1_000;
 
@@ -529,8 +532,29 @@ export class ShardHosting implements ShardedKeyspace {
     if (st.lastIndex === 0) return true;
     const conf = member.confState(shard.groupId);
     const self = member.memberId;
-    return st.applied === st.lastIndex && !conf.voters.includes(self) && !conf.learners.includes(self);
+    if (st.applied === st.lastIndex && !conf.voters.includes(self) && !conf.learners.includes(self)) return true;
+    return this.leftBehind(shard);
   }
+
+  /**
+   * A replica that never learned its own removal (its member was down while the shard moved away): the
+   * shard's leader reported a membership without it, and it has heard from no leader for a long time. A
+   * replica the group added back hears from its leader (appends, heartbeats), so it is never taken for one.
+   */
+  private leftBehind(shard: HostedShard): boolean {
+    const member = this.memberForHosting();
+    const reported = this.metadata.observedConf(shard.index);
+    const self = member.memberId;
+    if (member.leaderId(shard.groupId) !== 0 || reported === null || reported.voters.includes(self) || reported.learners.includes(self)) {
+      this.leaderlessSinceMs.delete(shard.index);
+      return false;
+    }
+    const since = this.leaderlessSinceMs.get(shard.index) ?? Date.now();
+    this.leaderlessSinceMs.set(shard.index, since);
+    return Date.now() - since >= LEFT_BEHIND_AFTER_MS;
+  }
+
+  private readonly leaderlessSinceMs = new Map<number, number>();
 
   /** Tells the metadata group where a shard this member leads is now (when that changed). */
   private report(shard: HostedShard): void {

@@ -965,9 +965,6 @@ export class Raft {
       if (this.role !== 'follower') this.becomeFollower(this.term, 0);
       return this.confState();
     }
-    // Added back by a later entry (a shard placed on this member again, replayed from the log): a member
-    // again, with everything that implies.
-    if (id === this.id && this.isMember(this.id)) this.removed = false;
     if (this.role !== 'leader') return this.confState();
     if (this.isMember(id) && id !== this.id) {
       let pr = this.progress.get(id);
