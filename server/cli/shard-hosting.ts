@@ -485,14 +485,16 @@ export class ShardHosting implements ShardedKeyspace {
 
   /**
    * What `groupId`'s membership should be. The metadata group: the cluster group's. A shard: its desired
-   * replicas as voters (those still in the cluster), or the cluster group's before any placement.
+   * replicas as voters (those still in the cluster); before any placement, the cluster group's (R = 0) or
+   * the voters it was created with.
    */
   private desiredConf(groupId: number): ConfState {
     const member = this.memberForHosting();
     const cluster = member.confState(CLUSTER_GROUP_ID);
     if (groupId === METADATA_GROUP_ID) return cluster;
-    const desired = this.metadata.desiredReplicas(groupId - FIRST_SHARD_GROUP_ID);
-    if (desired === null) return cluster;
+    const index = groupId - FIRST_SHARD_GROUP_ID;
+    const desired = this.metadata.desiredReplicas(index);
+    if (desired === null) return this.replicationFactor === 0 ? cluster : { voters: this.bootstrapVoters(index), learners: [] };
     return { voters: desired.filter((id) => cluster.voters.includes(id) || cluster.learners.includes(id)), learners: [] };
   }
 
@@ -509,7 +511,8 @@ export class ShardHosting implements ShardedKeyspace {
     for (let index = 0; index < this.shardCount; index++) {
       const desired = this.metadata.desiredReplicas(index);
       const shard = this.hosted.get(index);
-      if (desired === null ? inCluster : desired.includes(self)) {
+      // Before any placement: every member of the cluster (R = 0), or the shard's bootstrap voters.
+      if (desired === null ? (this.replicationFactor === 0 ? inCluster : this.bootstrapVoters(index).includes(self)) : desired.includes(self)) {
         if (!shard && !this.creating.has(index) && !this.dropping.has(index)) void this.create(index);
         continue;
       }
