@@ -1,7 +1,7 @@
 // The placement function: (members with zones, weights and states; shards; R; current placement) →
 // desired placement (voting replicas per shard and a preferred leader). Pure and deterministic: the same
-// input, in any order, gives the same output. Not yet wired into the server (the metadata group will run
-// it when membership changes and hand the diff to moves.ts).
+// input, in any order, gives the same output. The server runs it on the metadata group's leader
+// (server/shard/placer.ts) and at bootstrap (server/cli/shard-hosting.ts, the shards' first voters).
 //
 // Algorithm: rendezvous hashing with a load cap, anchored to the current placement.
 //   1. Fair shares (fair-share.ts) give each up member a soft band [floor(share), ceil(share)] and a hard

@@ -1,5 +1,5 @@
 // Shared vocabulary of the placement layer: members as the placer sees them, a shard's placement, and the
-// input/result of the pure placement function. No behaviour here. Not yet wired into the server.
+// input/result of the pure placement function. No behaviour here.
 
 /** A member's id as Raft knows it (the same numbers as raft's NodeId; placement does not import raft). */
 export type MemberId = number;
