@@ -3,7 +3,9 @@
 // placer moves a share of the replicas onto it; one of the first members is removed and its replicas are
 // re-placed; a fifth joins and receives its share. At each step: every shard has 3 voters on distinct
 // members, replicas per member max/mean ≤ 1.10, replica moves ≤ 1.1× the ideal, every acknowledged key
-// readable where /placement says it lives, and a member that lost a replica deleted its data.
+// readable where /placement says it lives, and a member that lost a replica deleted its data. Then a
+// member killed past the grace period (--dead-member-grace 4) loses its replicas and gets a share back
+// when it returns, a prefix watch through a member hosting only some shards, and a drain.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -28,7 +30,7 @@ beforeAll(async () => {
   cluster = await ProcessCluster.start({
     size: 3,
     extraArgs: ['--snapshot-count', '50'],
-    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R)],
+    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R), '--dead-member-grace', '4'],
   });
 }, 60_000);
 
@@ -212,6 +214,25 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
     expect(ratio(l)).toBeLessThanOrEqual(1.1);
     expect(moved(afterRemove, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
     await checkEveryKey(v);
+  }, 300_000);
+
+  it('a member down past the grace period has its replicas placed elsewhere; back, it gets its share again', async () => {
+    const before = await view(3);
+    const victimName = 'm3';
+    const victimId = idOf.get(victimName)!;
+    const victim = cluster.members.findIndex((m) => m.name === victimName);
+    const held = before.shards.filter((s) => s.replicas.includes(victimId)).length;
+    await cluster.kill9(victim);
+    live.delete(victimId);
+    const without = await converged(3, 'placement converged without the dead m3', () => live);
+    console.log(`dead member: ${moved(before, without)} replicas re-placed (it held ${held})`);
+    expect(moved(before, without)).toBe(held);
+    await putKeys(cluster.endpointOf(3), 'd/', 40, acked);
+    cluster.startMember(victim);
+    live.add(victimId);
+    const back = await converged(3, 'placement converged with m3 back', () => live);
+    expect(ratio(loads(back))).toBeLessThanOrEqual(1.1);
+    await checkEveryKey(back);
   }, 300_000);
 
   it('watch --prefix through a member hosting only some shards sees every event once, in order, from history and live', async () => {

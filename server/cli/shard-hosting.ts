@@ -45,7 +45,7 @@ import { RemoteWatchSource, type WatchShardTransport } from '../shard/remote-wat
 import { WatchShardServer } from '../shard/watch-shard-server.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
-import { Placer, shardSettled } from '../shard/placer.ts';
+import { Placer, movesAllowed, shardSettled } from '../shard/placer.ts';
 import { place } from '../placement/ring.ts';
 import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
@@ -101,6 +101,9 @@ interface ReplicaDeps {
 const HOSTING_INTERVAL_MS = 500;
 /** A replica removed while its member was down is deleted after hearing from no leader for this long. */
 const LEFT_BEHIND_AFTER_MS = 30_000;
+
+/** Shards moving at once, cluster-wide (snapshot traffic, shards with an extra replica). */
+const MAX_MOVING_SHARDS = 4;
 
 /** A drain mark not applied yet is proposed again after this long (a lost proposal). */
 const DRAIN_RESEND_MS = 1_000;
@@ -185,6 +188,7 @@ export class ShardHosting implements ShardedKeyspace {
   private placer: Placer | null = null;
   private stopped = false;
   private maxEntryBytes = 0;
+  private deadMemberGraceMs: number | undefined;
   /** Shards this member saw reach their desired replicas after a move (since it started). */
   private movesDone = 0;
   private oracleHost: OracleHost | null = null;
@@ -235,6 +239,8 @@ export class ShardHosting implements ShardedKeyspace {
     shardCount: number;
     /** Replicas per shard; 0 (the default): every member hosts every shard. */
     replicationFactor?: number;
+    /** How long a member may be unreachable before its replicas are placed elsewhere (placer.ts). */
+    deadMemberGraceMs?: number;
     randomSeed: () => number;
     logger: Logger;
     /** TEST-ONLY: see `forwardShards`. */
@@ -254,6 +260,7 @@ export class ShardHosting implements ShardedKeyspace {
     member.addGroup({ groupId: METADATA_GROUP_ID, voters, stateMachine: metadata, loaded: metaLoaded, randomSeed: opts.randomSeed() });
     const deps: ReplicaDeps = { db, snapshotDir, memberId, bootstrap, randomSeed: opts.randomSeed };
     const hosting = new ShardHosting(opts.shardCount, opts.replicationFactor ?? 0, metadata, deps, logger);
+    hosting.deadMemberGraceMs = opts.deadMemberGraceMs;
     metadata.onApplied((a) => hosting.countMove(a));
     hosting.loadMember = member;
     const inBootstrap = bootstrap.some((m) => m.id === memberId);
@@ -399,6 +406,7 @@ export class ShardHosting implements ShardedKeyspace {
         member,
         metadataGroupId: METADATA_GROUP_ID,
         logger: membership.logger,
+        ...(this.deadMemberGraceMs !== undefined ? { deadMemberGraceMs: this.deadMemberGraceMs } : {}),
         state: () => ({
           members: member.confState(CLUSTER_GROUP_ID).voters.map((id) => ({ id, zone: membership.zoneOf?.(id) ?? '' })),
           draining: new Set(this.metadata.drainingMembers()),
@@ -495,7 +503,13 @@ export class ShardHosting implements ShardedKeyspace {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     const desired = this.metadata.desiredReplicas(index);
     if (desired === null) return this.replicationFactor === 0 ? cluster : { voters: this.bootstrapVoters(index), learners: [] };
-    return { voters: desired.filter((id) => cluster.voters.includes(id) || cluster.learners.includes(id)), learners: [] };
+    const inCluster = (id: NodeId): boolean => cluster.voters.includes(id) || cluster.learners.includes(id);
+    if (!shardSettled(desired, this.metadata.observedConf(index)) && !this.allowedMoves().has(index)) {
+      // Waiting for its turn to move: it only lets members that left the cluster go.
+      const now = member.confState(groupId);
+      return { voters: now.voters.filter(inCluster), learners: now.learners.filter(inCluster) };
+    }
+    return { voters: desired.filter(inCluster), learners: [] };
   }
 
   /**
@@ -755,9 +769,15 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   placementProgress(): ReturnType<ShardedKeyspace['placementProgress']> {
-    let inProgress = 0;
-    for (let shard = 0; shard < this.shardCount; shard++) if (!shardSettled(this.metadata.desiredReplicas(shard), this.metadata.observedConf(shard))) inProgress++;
-    return { version: this.metadata.placementVersion, pending: this.placer?.deferred ?? 0, inProgress, done: this.movesDone };
+    let unsettled = 0;
+    for (let shard = 0; shard < this.shardCount; shard++) if (!shardSettled(this.metadata.desiredReplicas(shard), this.metadata.observedConf(shard))) unsettled++;
+    const inProgress = this.allowedMoves().size;
+    return { version: this.metadata.placementVersion, pending: unsettled - inProgress, inProgress, done: this.movesDone };
+  }
+
+  /** The shards whose leaders may move them now (placer.ts movesAllowed, over this member's metadata). */
+  private allowedMoves(): Set<number> {
+    return movesAllowed(this.shardCount, (s) => this.metadata.desiredReplicas(s), (s) => this.metadata.observedConf(s), MAX_MOVING_SHARDS);
   }
 
   /** Every shard in order: the replica hosted here, or a target whose state machine is elsewhere. */

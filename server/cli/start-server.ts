@@ -87,6 +87,8 @@ export interface ServerConfig {
    * of an existing cluster it must equal the cluster's. With S > 1 the member hosts the metadata group and its shard replicas (server/cli/shard-hosting.ts).
    */
   shards?: number;
+  /** --dead-member-grace: how long a member may be unreachable before its shard replicas are placed elsewhere. */
+  deadMemberGraceMs?: number;
   /** --replication-factor: replicas per shard of a cluster being created (absent: 0, every member hosts every shard); given later it must match. */
   replicationFactor?: number;
   /** TEST-ONLY (--test-forward-shards): shards this member's API forwards as if it hosted none of them. */
@@ -240,7 +242,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, deadMemberGraceMs: cfg.deadMemberGraceMs, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
       : null;
   log.info(
     {

@@ -61,6 +61,7 @@ program
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
+  .option('--dead-member-grace <seconds>', 'with --replication-factor: how long a member may be unreachable before its shard replicas are placed elsewhere', '300')
   .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 0: every member hosts every shard); given later it must match')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
@@ -103,6 +104,11 @@ program
     const replicationFactor = o.replicationFactor === undefined ? undefined : Number(o.replicationFactor);
     if (replicationFactor !== undefined && (!/^\d+$/.test(o.replicationFactor) || replicationFactor > 7)) {
       logger.fatal(`--replication-factor must be an integer from 0 to 7 (got ${o.replicationFactor})`);
+      process.exit(2);
+    }
+    const deadMemberGraceSeconds = Number(o.deadMemberGrace);
+    if (!(deadMemberGraceSeconds > 0)) {
+      logger.fatal(`--dead-member-grace must be a positive number of seconds (got ${o.deadMemberGrace})`);
       process.exit(2);
     }
     let testForwardShards: number[] | 'all' | undefined;
@@ -152,6 +158,7 @@ program
         zone: o.zone,
         shards,
         replicationFactor,
+        deadMemberGraceMs: deadMemberGraceSeconds * 1000,
         testForwardShards,
         // As etcd: a member removed from the cluster stops (the server did) and exits.
         onRemoved: () => process.exit(0),

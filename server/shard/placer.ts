@@ -1,6 +1,5 @@
 // The placer: the metadata group's leader turns the cluster's members (zones, draining marks) into desired
-// replicas per shard (server/placement/ring.ts place()) and writes them, a few shards at a time, into the
-// metadata group; each shard's leader then moves its group there (group-membership.ts) and reports the
+// replicas per shard (server/placement/ring.ts place()) and writes them into the metadata group; each shard's leader then moves its group there (group-membership.ts) and reports the
 // membership it reached (a shard-conf entry). The decision (planPlacementChange) is a pure function of the
 // metadata state; the shell (Placer) runs it on a timer on the member leading the metadata group.
 //
@@ -8,12 +7,16 @@
 //   - it only writes where shards should be; every membership change is made by the shard's own leader,
 //     one Raft change at a time, adding before removing (nextMembershipStep): a stale or superseded
 //     desired placement can waste a move, never a quorum;
-//   - at most `maxMovingShards` shards differ from where they were last reported, so snapshot traffic
-//     and the number of groups with an extra replica stay bounded; a shard not yet reported is not moved;
-//   - place() is anchored to the desired placement already written and deterministic, so writing part of
-//     its answer and asking again gives the rest of the same answer: the rounds reach its fixed point;
+//   - the whole answer is written at once, and shard leaders move at most a few shards at a time
+//     (movesAllowed, from the metadata state every member shares), so snapshot traffic and the number of
+//     groups with an extra replica stay bounded; a shard not yet reported is not moved;
+//   - place() is anchored to the desired placement already written and deterministic: once written, its
+//     answer is a fixed point, and the moves are exactly the ones it chose;
 //   - the desired replicas only name members of the cluster group (place() is given those only), and a
-//     shard's leader further ignores any that left since (stale records).
+//     shard's leader further ignores any that left since (stale records);
+//   - a member unreachable for the grace period is placed nothing (its replicas move, adding before
+//     removing, so the shard keeps its other voters throughout); it stays a member, and when it is heard
+//     again it gets a share back like a joiner.
 import type { Logger } from 'pino';
 import type { NodeId } from '../raft/types.ts';
 import { place } from '../placement/ring.ts';
@@ -25,6 +28,8 @@ export interface PlacementState {
   /** Voting members of the cluster group, with their zones; learners get no replicas until promoted. */
   readonly members: ReadonlyArray<{ readonly id: NodeId; readonly zone: string }>;
   readonly draining: ReadonlySet<NodeId>;
+  /** Members unreachable past the grace period: their replicas are placed elsewhere (they stay members). */
+  readonly dead?: ReadonlySet<NodeId>;
   readonly shardCount: number;
   readonly replicationFactor: number;
   desired(shard: number): readonly NodeId[] | null;
@@ -34,8 +39,6 @@ export interface PlacementState {
 export interface PlacementChange {
   /** New desired replicas for these shards (ascending shard ids). */
   readonly shards: ReadonlyArray<{ readonly shard: number; readonly replicas: readonly NodeId[] }>;
-  /** Shards whose move waits for others to finish (the limit). */
-  readonly deferred: number;
 }
 
 const sameSet = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
@@ -46,11 +49,17 @@ export function shardSettled(desired: readonly NodeId[] | null, observed: ShardC
   return observed !== null && observed.learners.length === 0 && sameSet(observed.voters, desired);
 }
 
-/** The next desired placement to write (possibly none, with moves deferred), or null when nothing changes. */
-export function planPlacementChange(state: PlacementState, maxMovingShards: number): PlacementChange | null {
+/**
+ * The next desired placement to write, or null when nothing changes: place()'s whole answer for every
+ * shard whose leader has reported where it is. Written whole, not a few shards at a time: place() is
+ * anchored to what is written, so answering again after a partial write can pick a different target and
+ * cost moves the first answer did not need (a seeded test measured 17 moves for an ideal of 14). How many
+ * shards move at once is limited where moves are made (movesAllowed).
+ */
+export function planPlacementChange(state: PlacementState): PlacementChange | null {
   if (state.members.length === 0) return null;
   const memberIds = new Set(state.members.map((m) => m.id));
-  const members: PlacementMember[] = state.members.map((m) => ({ id: m.id, zone: m.zone, weight: 1, state: state.draining.has(m.id) ? 'draining' : 'up' }));
+  const members: PlacementMember[] = state.members.map((m) => ({ id: m.id, zone: m.zone, weight: 1, state: state.dead?.has(m.id) ? 'dead' : state.draining.has(m.id) ? 'draining' : 'up' }));
   if (!members.some((m) => m.state === 'up')) return null; // everything draining: nowhere to go
   const shards = Array.from({ length: state.shardCount }, (_, i) => i);
   // Anchored to what is written (or, before the first write, to where the shard is): a member that left
@@ -60,36 +69,71 @@ export function planPlacementChange(state: PlacementState, maxMovingShards: numb
     return { shard, replicas: base.filter((id) => memberIds.has(id)), leader: null };
   });
   const result = place({ members, shards, replicationFactor: state.replicationFactor, current });
-  let moving = shards.filter((s) => !shardSettled(state.desired(s), state.observed(s))).length;
-  const changes: Array<{ shard: number; replicas: readonly NodeId[] }> = [];
-  let deferred = 0;
-  // Shards with a replica on a member that is leaving go first: they restore what the cluster is losing.
-  const urgency = (shard: number): number => (current[shard].replicas.some((id) => state.draining.has(id)) || current[shard].replicas.length < (state.desired(shard)?.length ?? 0) ? 0 : 1);
-  for (const { shard, replicas } of [...result.shards].sort((a, b) => urgency(a.shard) - urgency(b.shard) || a.shard - b.shard)) {
-    const written = state.desired(shard);
-    if (written !== null && sameSet(written, replicas)) continue;
-    const observed = state.observed(shard);
-    if (observed === null) continue; // its leader has not said where it is yet
-    // Writing where the shard already is costs nothing; anything else is a move, within the limit.
-    const free = sameSet(observed.voters, replicas) && observed.learners.length === 0;
-    const alreadyMoving = !shardSettled(written, observed);
-    if (!free && !alreadyMoving) {
-      if (moving >= maxMovingShards) {
-        deferred++;
-        continue;
-      }
-      moving++;
-    }
-    changes.push({ shard, replicas });
+  const changes = result.shards
+    .filter(({ shard, replicas }) => {
+      const written = state.desired(shard);
+      // A shard whose leader has not said where it is yet is left alone.
+      return state.observed(shard) !== null && (written === null || !sameSet(written, replicas));
+    })
+    .map(({ shard, replicas }) => ({ shard, replicas }));
+  return changes.length === 0 ? null : { shards: changes };
+}
+
+/**
+ * The shards whose leaders may move them now: of the shards away from their desired replicas, the first
+ * `maxMovingShards` — those short of a replica first (they restore what the cluster lost), then by id.
+ * A pure function of the metadata group's state, so every shard leader decides alike; snapshot traffic and
+ * the number of shards carrying an extra replica stay bounded. (Reports lag the moves by a round, so for
+ * a moment one more may move.)
+ */
+export function movesAllowed(shardCount: number, desired: (shard: number) => readonly NodeId[] | null, observed: (shard: number) => ShardConf | null, maxMovingShards: number): Set<number> {
+  const unsettled: Array<{ shard: number; short: boolean }> = [];
+  for (let shard = 0; shard < shardCount; shard++) {
+    const want = desired(shard);
+    const seen = observed(shard);
+    if (shardSettled(want, seen)) continue;
+    unsettled.push({ shard, short: seen !== null && want !== null && seen.voters.length < want.length });
   }
-  if (changes.length === 0 && deferred === 0) return null;
-  changes.sort((a, b) => a.shard - b.shard);
-  return { shards: changes, deferred };
+  unsettled.sort((a, b) => Number(b.short) - Number(a.short) || a.shard - b.shard);
+  return new Set(unsettled.slice(0, maxMovingShards).map((u) => u.shard));
 }
 
 export interface PlacerMember {
   role(groupId: number): string;
   propose(groupId: number, data: Uint8Array): void;
+  /** Leader only: the members heard from within an election timeout. */
+  activeMembers(groupId: number): NodeId[];
+}
+
+/**
+ * Which members have been unreachable from the metadata group's leader for longer than the grace
+ * period. A new leader (or a member it has not tracked yet) starts every clock at "now": a member is
+ * declared dead only after a whole grace period of this leader not hearing from it.
+ */
+export class DeadMemberClock {
+  private readonly lastSeenMs = new Map<NodeId, number>();
+  private readonly graceMs: number;
+
+  constructor(graceMs: number) {
+    this.graceMs = graceMs;
+  }
+
+  /** One observation; returns the members dead now. */
+  observe(members: readonly NodeId[], active: readonly NodeId[], nowMs: number): Set<NodeId> {
+    const heard = new Set(active);
+    for (const id of [...this.lastSeenMs.keys()]) if (!members.includes(id)) this.lastSeenMs.delete(id);
+    const dead = new Set<NodeId>();
+    for (const id of members) {
+      if (heard.has(id) || !this.lastSeenMs.has(id)) this.lastSeenMs.set(id, nowMs);
+      else if (nowMs - this.lastSeenMs.get(id)! > this.graceMs) dead.add(id);
+    }
+    return dead;
+  }
+
+  /** Leadership lost: the next leader term starts every clock afresh. */
+  reset(): void {
+    this.lastSeenMs.clear();
+  }
 }
 
 export interface PlacerOptions {
@@ -97,9 +141,13 @@ export interface PlacerOptions {
   metadataGroupId: number;
   state: () => PlacementState;
   logger: Logger;
-  maxMovingShards?: number;
   intervalMs?: number;
+  /** How long a member may be unreachable before its replicas are placed elsewhere (default 5 minutes). */
+  deadMemberGraceMs?: number;
 }
+
+/** CockroachDB's default time until a store is considered dead (server.time_until_store_dead). */
+const DEFAULT_DEAD_MEMBER_GRACE_MS = 5 * 60_000;
 
 /** A proposal lost with a leader change is made again after this long. */
 const RESEND_AFTER_MS = 5_000;
@@ -114,9 +162,13 @@ export class Placer {
   deferred = 0;
   /** The last change proposed and when: not proposed again while it may still be on its way to apply. */
   private last: { text: string; atMs: number } | null = null;
+  private readonly deadClock: DeadMemberClock;
+  /** Members taken for dead at the last round (for the view and logs). */
+  dead: ReadonlySet<NodeId> = new Set();
 
   constructor(opts: PlacerOptions) {
     this.opts = opts;
+    this.deadClock = new DeadMemberClock(opts.deadMemberGraceMs ?? DEFAULT_DEAD_MEMBER_GRACE_MS);
   }
 
   start(): void {
@@ -132,17 +184,28 @@ export class Placer {
 
   round(): void {
     const { member, metadataGroupId, logger } = this.opts;
-    if (member.role(metadataGroupId) !== 'leader') return;
-    const change = planPlacementChange(this.opts.state(), this.opts.maxMovingShards ?? 4);
-    this.deferred = change?.deferred ?? 0;
-    if (change === null || change.shards.length === 0) return;
+    if (member.role(metadataGroupId) !== 'leader') {
+      this.deadClock.reset();
+      this.dead = new Set();
+      return;
+    }
+    const state = this.opts.state();
+    const dead = this.deadClock.observe(
+      state.members.map((m) => m.id),
+      member.activeMembers(metadataGroupId),
+      Date.now(),
+    );
+    for (const id of dead) if (!this.dead.has(id)) logger.warn({ member: id.toString(16) }, 'placement: member unreachable past the grace period; its replicas are placed elsewhere');
+    this.dead = dead;
+    const change = planPlacementChange({ ...state, dead });
+    if (change === null) return;
     const text = JSON.stringify(change.shards);
     if (this.last !== null && this.last.text === text && Date.now() - this.last.atMs < RESEND_AFTER_MS) return;
     try {
       member.propose(metadataGroupId, encodeMetadataEntry({ kind: 'placement', shards: change.shards }));
       this.proposals++;
       this.last = { text, atMs: Date.now() };
-      for (const s of change.shards) logger.info({ shard: s.shard, replicas: s.replicas.map((id) => id.toString(16)), deferred: change.deferred }, 'placement: shard moves to new replicas');
+      for (const s of change.shards) logger.info({ shard: s.shard, replicas: s.replicas.map((id) => id.toString(16)) }, 'placement: shard moves to new replicas');
     } catch (err) {
       // Leadership just lost, or too many proposals in flight: the next round decides again.
       logger.debug({ err: String(err) }, 'placement proposal refused; retrying next round');
