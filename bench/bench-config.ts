@@ -62,7 +62,8 @@ export function readConfig(): BenchConfig {
   const systems = list('BENCH_SYSTEMS', ['etcd', 'synod']);
   for (const s of systems) if (s !== 'etcd' && s !== 'synod') throw new Error(`BENCH_SYSTEMS: unknown system ${s}`);
   return {
-    durationMs: int('BENCH_SECONDS', 10) * 1000,
+    // BENCH_DURATION_MS: the smoke test's sub-second runs; BENCH_SECONDS otherwise.
+    durationMs: process.env.BENCH_DURATION_MS ? int('BENCH_DURATION_MS', 1000) : int('BENCH_SECONDS', 10) * 1000,
     warmupMs: int('BENCH_WARMUP_MS', 1000),
     rounds: Math.max(1, int('BENCH_ROUNDS', 2)),
     workers: Math.max(1, int('BENCH_WORKERS', 4)),

@@ -85,6 +85,20 @@ async function converged(i: number, what: string, live: () => Set<string>): Prom
 
 const ratio = (m: Map<string, number>): number => Math.max(...m.values()) / ([...m.values()].reduce((a, b) => a + b, 0) / m.size);
 
+/** Leaders per member over every shard, each shard's leader as a member hosting it reports it. */
+async function leadersPerMember(): Promise<Map<string, number>> {
+  const views = await Promise.all(cluster.members.map((m, i) => (m.retired || !cluster.isRunning(i) ? null : view(i).catch(() => null))));
+  const leaderOf = new Map<number, string>();
+  for (const v of views) {
+    if (v === null) continue;
+    const self = v.members.find((m) => m.clientURLs.some((u) => views.indexOf(v) >= 0 && u.endsWith(`:${cluster.members[views.indexOf(v)].clientPort}`)))?.id;
+    for (const s of v.shards) if (s.leader !== null && self !== undefined && s.replicas.includes(self)) leaderOf.set(s.id, s.leader);
+  }
+  const out = new Map<string, number>();
+  for (const leader of leaderOf.values()) out.set(leader, (out.get(leader) ?? 0) + 1);
+  return leaderOf.size === SHARDS ? out : new Map();
+}
+
 /** Replicas that appeared on members between two views (each is one move). */
 function moved(before: View, after: View): number {
   let n = 0;
@@ -172,6 +186,12 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
     expect(l.get(id)).toBeGreaterThan(0);
     expect(moved(beforeJoin, v)).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
     await checkEveryKey(v);
+    // Leaders spread too: each shard's leader hands over to the placer's preferred leader (idle shards).
+    const led = await eventually('leaders spread over the 4 members', async () => {
+      const counts = await leadersPerMember();
+      return Math.max(...counts.values()) <= Math.ceil(SHARDS / 4) && counts.size === 4 ? counts : null;
+    }, 60_000);
+    console.log(`join: leaders per member ${JSON.stringify(Object.fromEntries(led))}`);
     // The members that gave replicas up deleted them (a log line per removed replica).
     const removals = cluster.members.slice(0, 3).map((m) => (fs.readFileSync(m.logFile, 'utf8').match(/shard replica removed from this member/g) ?? []).length);
     expect(removals.reduce((a, b) => a + b, 0)).toBe(moved(beforeJoin, v));

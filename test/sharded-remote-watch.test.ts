@@ -181,7 +181,9 @@ describe(`TEST-ONLY --experimental-test-remote-watch-shards ${REMOTE.join(',')} 
     }
   }, 180_000);
 
-  it('the member serving the remote streams is cut off from the others (its streams stay open, its replica stops): the watch moves to the other replica, every write once, in order', async () => {
+  // About 6 s; in the soak (SYNOD_SOAK=1): the fault suite's subset run cuts members off with remote
+  // shards followed in its watches on every run.
+  it.skipIf(process.env.SYNOD_SOAK !== '1')('the member serving the remote streams is cut off from the others (its streams stay open, its replica stops): the watch moves to the other replica, every write once, in order', async () => {
     const ids = cluster.members.map((m) => memberIdFor([`http://127.0.0.1:${m.peerPort}`], 'it').toString(16));
     const block = async (i: number, peers: number[]): Promise<void> => {
       const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/debug/fault/partition`, {

@@ -392,12 +392,13 @@ export class ShardHosting implements ShardedKeyspace {
       logger: membership.logger,
     });
     this.membership.start();
-    // Spreading leaders needs every shard's leader in view: with placement on a subset, a member sees
-    // only its own shards, and members deciding from different views would hand leaderships back and
-    // forth (docs/sharding.md: preferred leaders through the metadata group are not built yet).
+    // With placement on a subset no member sees every shard: the placer writes a preferred leader per
+    // shard and each shard's leader hands over to it; otherwise every member computes the same from its
+    // view of every shard.
     this.leaders = new LeaderBalancer({
       member,
-      groupIds: () => (this.shards.length === this.shardCount ? this.shards.map((s) => s.groupId) : []),
+      groupIds: () => (this.replicationFactor > 0 || this.shards.length === this.shardCount ? this.shards.map((s) => s.groupId) : []),
+      ...(this.replicationFactor > 0 ? { preferred: (groupId: number) => this.metadata.preferredLeader(groupId - FIRST_SHARD_GROUP_ID) } : {}),
       logger: membership.logger,
     });
     this.leaders.start();
@@ -414,6 +415,7 @@ export class ShardHosting implements ShardedKeyspace {
           replicationFactor: this.replicationFactor,
           desired: (shard) => this.metadata.desiredReplicas(shard),
           observed: (shard) => this.metadata.observedConf(shard),
+          preferredLeader: (shard) => this.metadata.preferredLeader(shard),
         }),
       });
       this.placer.start();
@@ -933,11 +935,15 @@ export class ShardHosting implements ShardedKeyspace {
     return { active: c?.active() ?? false, rounds: c?.stats.rounds ?? 0, closes: c?.stats.closes ?? 0, closeFailures: c?.stats.closeFailures ?? 0 };
   }
 
-  /** Whether this member serves `groupId`'s requests: it hosts a voting replica (and no test switch says otherwise). */
+  /** Whether this member serves `groupId`'s requests: it hosts a voting replica of the group (and no test switch says otherwise). */
   hosts(groupId: number): boolean {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
-    return !this.member.isLearner(groupId);
+    if (this.member.isLearner(groupId)) return false;
+    // A replica left behind (its member was down while the shard moved away) still holds data and
+    // believes itself a voter, but its group has gone on without it: its leader's report says so.
+    const reported = this.metadata.observedConf(index);
+    return reported === null || reported.voters.includes(this.member.memberId);
   }
 
   /**

@@ -39,6 +39,11 @@ export function leadershipsToHandOver(shards: readonly LeaderInput[], self: Node
 
 export interface LeaderBalancerOptions {
   member: LeaderBalancerMember;
+  /**
+   * The preferred leader of a shard group as the placement wrote it (placement on a subset, where no
+   * member sees every shard), or absent: computed here from this member's view of every shard.
+   */
+  preferred?: (groupId: number) => NodeId | null;
   /** The shard groups to balance (not the metadata group); empty when the view is incomplete. */
   groupIds: () => readonly number[];
   logger: Logger;
@@ -76,12 +81,20 @@ export class LeaderBalancer {
       currentLeader: member.leaderId(groupId) || null,
     }));
     // Every shard needs a known leader for the view to be the same everywhere; mid-election, wait.
-    if (shards.some((s) => s.currentLeader === null)) return;
+    if (this.opts.preferred === undefined && shards.some((s) => s.currentLeader === null)) return;
     // Only an idle (quiesced) shard is handed over: while a leadership transfer is under way Raft drops
     // proposals, and one forwarded by a follower's Raft is lost without an answer, so its client would
     // wait out its deadline. A shard under constant writes keeps its leader (imbalance costs speed; a
     // lost write costs a client a timeout).
-    const next = leadershipsToHandOver(shards, member.memberId).find(
+    const prefer = this.opts.preferred;
+    const wanted =
+      prefer === undefined
+        ? leadershipsToHandOver(shards, member.memberId)
+        : shards.flatMap((s) => {
+            const to = prefer(s.shard);
+            return s.currentLeader === member.memberId && to !== null && to !== member.memberId && s.replicas.includes(to) ? [{ shard: s.shard, to }] : [];
+          });
+    const next = wanted.find(
       ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to),
     );
     if (!next) return;

@@ -10,6 +10,7 @@ describe('metadata entry codec', () => {
     expect(encodeMetadataEntry({ kind: 'placement', shards: [{ shard: 3, replicas: [1, 0x104b13b4afe80b] }] }).toString('hex')).toBe('0103' + '0001' + '0003' + '02' + '0000000000000001' + '00104b13b4afe80b');
     expect(encodeMetadataEntry({ kind: 'member-state', memberId: 7, state: 'draining' }).toString('hex')).toBe('0104' + '0000000000000007' + '01');
     expect(encodeMetadataEntry({ kind: 'shard-conf', shard: 1, voters: [2], learners: [] }).toString('hex')).toBe('0105' + '0001' + '01' + '0000000000000002' + '00');
+    expect(encodeMetadataEntry({ kind: 'leaders', shards: [{ shard: 2, leader: 9 }] }).toString('hex')).toBe('0106' + '0001' + '0002' + '0000000000000009');
   });
 
   it('round-trips every entry', () => {
@@ -21,6 +22,7 @@ describe('metadata entry codec', () => {
         shards: fc.array(fc.record({ shard: fc.integer({ min: 0, max: 0xffff }), replicas: fc.array(fc.maxSafeNat(), { maxLength: 7 }) }), { maxLength: 20 }),
       }),
       fc.record({ kind: fc.constant('member-state' as const), memberId: fc.maxSafeNat(), state: fc.constantFrom('up' as const, 'draining' as const) }),
+      fc.record({ kind: fc.constant('leaders' as const), shards: fc.array(fc.record({ shard: fc.integer({ min: 0, max: 0xffff }), leader: fc.maxSafeNat() }), { maxLength: 20 }) }),
       fc.record({ kind: fc.constant('shard-conf' as const), shard: fc.integer({ min: 0, max: 0xffff }), voters: fc.array(fc.maxSafeNat(), { maxLength: 7 }), learners: fc.array(fc.maxSafeNat(), { maxLength: 7 }) }),
     );
     fc.assert(

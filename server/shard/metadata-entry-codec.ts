@@ -9,6 +9,7 @@
 //   kind 3 placement:  u16 n, then n × (u16 shard, u8 k, k × u64 member id)   desired replicas per shard
 //   kind 4 member-state: u64 member id, u8 state (0 up, 1 draining)
 //   kind 5 shard-conf: u16 shard, u8 v, v × u64 voter, u8 l, l × u64 learner  a shard's Raft membership
+//   kind 6 leaders:    u16 n, then n × (u16 shard, u64 member)              preferred leader per shard
 // An entry of an unknown version or kind is an error, not something to skip: a member that cannot
 // understand a committed entry must not apply past it (etcd panics the same way).
 
@@ -24,13 +25,16 @@ export type MetadataEntry =
   /** A member marked draining (Placement/Drain: place nothing on it, move what it holds) or up again. */
   | { readonly kind: 'member-state'; readonly memberId: number; readonly state: 'up' | 'draining' }
   /** A shard's Raft membership as its leader applied it: where the shard lives now (routing, the placer). */
-  | { readonly kind: 'shard-conf'; readonly shard: number; readonly voters: readonly number[]; readonly learners: readonly number[] };
+  | { readonly kind: 'shard-conf'; readonly shard: number; readonly voters: readonly number[]; readonly learners: readonly number[] }
+  /** The placer's preferred leader for the listed shards (its leaders hand over to it when idle). */
+  | { readonly kind: 'leaders'; readonly shards: ReadonlyArray<{ readonly shard: number; readonly leader: number }> };
 
 const KIND_HIGH_WATER = 1;
 const KIND_BOOTSTRAP = 2;
 const KIND_PLACEMENT = 3;
 const KIND_MEMBER_STATE = 4;
 const KIND_SHARD_CONF = 5;
+const KIND_LEADERS = 6;
 const MEMBER_STATES = ['up', 'draining'] as const;
 const HIGH_WATER_BYTES = 18;
 const BOOTSTRAP_BYTES = 8;
@@ -63,6 +67,15 @@ export function encodeMetadataEntry(entry: MetadataEntry): Buffer {
     w.u64(entry.memberId, 'member id');
     w.u8(MEMBER_STATES.indexOf(entry.state), 'member state');
     return w.finish(KIND_MEMBER_STATE);
+  }
+  if (entry.kind === 'leaders') {
+    const w = new Writer();
+    w.u16(entry.shards.length, 'shard entries');
+    for (const s of entry.shards) {
+      w.u16(s.shard, 'shard');
+      w.u64(s.leader, 'leader');
+    }
+    return w.finish(KIND_LEADERS);
   }
   if (entry.kind === 'shard-conf') {
     const w = new Writer();
@@ -99,7 +112,7 @@ export function decodeMetadataEntry(data: Uint8Array): MetadataEntry {
     if (b.length !== BOOTSTRAP_BYTES) throw new MetadataCodecError(`metadata entry: bootstrap entry of ${b.length} bytes (expected ${BOOTSTRAP_BYTES})`);
     return { kind: 'bootstrap', shardCount: b.readUInt16BE(2), slotMapVersion: b.readUInt32BE(4) };
   }
-  if (b[1] === KIND_PLACEMENT || b[1] === KIND_MEMBER_STATE || b[1] === KIND_SHARD_CONF) {
+  if (b[1] === KIND_PLACEMENT || b[1] === KIND_MEMBER_STATE || b[1] === KIND_SHARD_CONF || b[1] === KIND_LEADERS) {
     const r = new Reader(b, 2);
     let entry: MetadataEntry;
     if (b[1] === KIND_PLACEMENT) {
@@ -112,6 +125,11 @@ export function decodeMetadataEntry(data: Uint8Array): MetadataEntry {
       const state = MEMBER_STATES[r.u8()];
       if (state === undefined) throw new MetadataCodecError(`metadata entry: unknown member state ${b[b.length - 1]}`);
       entry = { kind: 'member-state', memberId, state };
+    } else if (b[1] === KIND_LEADERS) {
+      const n = r.u16();
+      const shards: Array<{ shard: number; leader: number }> = [];
+      for (let i = 0; i < n; i++) shards.push({ shard: r.u16(), leader: r.u64('leader') });
+      entry = { kind: 'leaders', shards };
     } else entry = { kind: 'shard-conf', shard: r.u16(), voters: r.ids(), learners: r.ids() };
     r.end();
     return entry;

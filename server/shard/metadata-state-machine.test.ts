@@ -109,6 +109,8 @@ describe('MetadataStateMachine', () => {
     sm.apply(entry(7, { kind: 'placement', shards: [{ shard: 0, replicas: [1, 3, 4] }] }));
     sm.apply(entry(8, { kind: 'member-state', memberId: 3, state: 'draining' }));
     sm.apply(entry(9, { kind: 'member-state', memberId: 3, state: 'up' }));
+    sm.apply(entry(10, { kind: 'leaders', shards: [{ shard: 0, leader: 4 }, { shard: 1, leader: 2 }] }));
+    sm.apply(entry(11, { kind: 'leaders', shards: [{ shard: 1, leader: 3 }] }));
     const check = (m: MetadataStateMachine): void => {
       expect(m.desiredReplicas(0)).toEqual([1, 3, 4]);
       expect(m.desiredReplicas(1)).toEqual([2, 3, 4]);
@@ -116,12 +118,13 @@ describe('MetadataStateMachine', () => {
       expect(m.observedConf(0)).toBeNull();
       expect(m.drainingMembers()).toEqual([2]);
       expect(m.placementVersion).toBe(9);
+      expect([m.preferredLeader(0), m.preferredLeader(1), m.preferredLeader(2)]).toEqual([4, 3, null]);
     };
     check(sm);
     const disk = persisted(sm);
     check(new MetadataStateMachine(records(disk), BOOT));
     // A removed member's draining mark goes with it.
-    sm.applyConfChange(entry(10, { kind: 'high-water', highWater: 1, proposedTerm: 1 }), { type: 'removeNode', nodeId: 2 }, { voters: [1, 3], learners: [] });
+    sm.applyConfChange(entry(12, { kind: 'high-water', highWater: 1, proposedTerm: 1 }), { type: 'removeNode', nodeId: 2 }, { voters: [1, 3], learners: [] });
     expect(sm.drainingMembers()).toEqual([]);
     expect(new MetadataStateMachine(records(persisted(sm, disk)), BOOT).drainingMembers()).toEqual([]);
   });

@@ -16,7 +16,8 @@
 // exactly as the KV group keeps them, so ids are never reused), 'p' + u16 shard → the shard's desired
 // replicas (a one-shard placement entry), 'o' + u16 shard → the shard's Raft membership as its leader last
 // reported it (a shard-conf entry), 'd' + member id → a draining member's state entry, 'v' → the placement
-// version (u64: the index of the last entry that changed a desired placement or a member's state).
+// version (u64: the index of the last entry that changed a desired placement or a member's state), 'l' +
+// u16 shard → the shard's preferred leader (a one-shard leaders entry).
 //
 // Placement (docs/sharding.md, "Placement on a subset"): the placer on this group's leader writes desired
 // replicas per shard; each shard's leader moves its group towards them and reports the membership it
@@ -33,6 +34,7 @@ const MEMBERSHIP_PREFIX = 0x6e; // 'n'
 const DESIRED_PREFIX = 0x70; // 'p'
 const OBSERVED_PREFIX = 0x6f; // 'o'
 const DRAINING_PREFIX = 0x64; // 'd'
+const LEADER_PREFIX = 0x6c; // 'l'
 const VERSION_KEY = Buffer.from('v');
 
 /** A shard's Raft membership as its leader reported it. */
@@ -61,7 +63,8 @@ export type MetadataApplied =
   | { readonly kind: 'bootstrap-refused'; readonly index: number; readonly shape: ClusterShape; readonly reason: string }
   | { readonly kind: 'placement'; readonly index: number; readonly shards: readonly number[] }
   | { readonly kind: 'member-state'; readonly index: number; readonly memberId: number; readonly state: 'up' | 'draining' }
-  | { readonly kind: 'shard-conf'; readonly index: number; readonly shard: number };
+  | { readonly kind: 'shard-conf'; readonly index: number; readonly shard: number }
+  | { readonly kind: 'leaders'; readonly index: number; readonly shards: readonly number[] };
 
 export class MetadataStateMachine implements GroupStateMachine {
   private highWaterMark = 0;
@@ -72,6 +75,7 @@ export class MetadataStateMachine implements GroupStateMachine {
   private readonly desired = new Map<number, readonly number[]>();
   private readonly observed = new Map<number, ShardConf>();
   private readonly draining = new Set<number>();
+  private readonly preferredLeaders = new Map<number, number>();
   private version = 0;
   private ops: Array<{ key: Buffer; value: Buffer | null }> = [];
   private readonly listeners: Array<(applied: MetadataApplied) => void> = [];
@@ -108,6 +112,11 @@ export class MetadataStateMachine implements GroupStateMachine {
   /** The desired replicas (member ids, ascending) of `shard`, or null before the placer wrote any. */
   desiredReplicas(shard: number): readonly number[] | null {
     return this.desired.get(shard) ?? null;
+  }
+
+  /** The member the placer prefers to lead `shard`, or null. */
+  preferredLeader(shard: number): number | null {
+    return this.preferredLeaders.get(shard) ?? null;
   }
 
   /** `shard`'s Raft membership as its leader last reported it, or null before any report. */
@@ -159,6 +168,12 @@ export class MetadataStateMachine implements GroupStateMachine {
       }
       this.setVersion(entry.index);
       applied = { kind: 'member-state', index: entry.index, memberId: decoded.memberId, state: decoded.state };
+    } else if (decoded.kind === 'leaders') {
+      for (const { shard, leader } of decoded.shards) {
+        this.preferredLeaders.set(shard, leader);
+        this.ops.push({ key: shardKey(LEADER_PREFIX, shard), value: encodeMetadataEntry({ kind: 'leaders', shards: [{ shard, leader }] }) });
+      }
+      applied = { kind: 'leaders', index: entry.index, shards: decoded.shards.map((x) => x.shard) };
     } else if (decoded.kind === 'shard-conf') {
       const conf = { voters: [...decoded.voters].sort((a, b) => a - b), learners: [...decoded.learners].sort((a, b) => a - b) };
       this.observed.set(decoded.shard, conf);
@@ -246,6 +261,7 @@ export class MetadataStateMachine implements GroupStateMachine {
     this.desired.clear();
     this.observed.clear();
     this.draining.clear();
+    this.preferredLeaders.clear();
     this.version = 0;
     for (const [key, value] of records) {
       if (key.equals(HIGH_WATER_KEY)) {
@@ -267,6 +283,10 @@ export class MetadataStateMachine implements GroupStateMachine {
         const e = decodeMetadataEntry(value);
         if (e.kind !== 'shard-conf') throw new Error(`metadata record ${key.toString('hex')} holds a ${e.kind} entry`);
         this.observed.set(e.shard, { voters: e.voters, learners: e.learners });
+      } else if (key[0] === LEADER_PREFIX) {
+        const e = decodeMetadataEntry(value);
+        if (e.kind !== 'leaders' || e.shards.length !== 1) throw new Error(`metadata record ${key.toString('hex')} is not a one-shard leader preference`);
+        this.preferredLeaders.set(e.shards[0].shard, e.shards[0].leader);
       } else if (key[0] === DRAINING_PREFIX) {
         const e = decodeMetadataEntry(value);
         if (e.kind !== 'member-state') throw new Error(`metadata record ${key.toString('hex')} holds a ${e.kind} entry`);

@@ -11,6 +11,7 @@ class World {
   draining = new Set<number>();
   dead = new Set<number>();
   desired = new Map<number, readonly number[]>();
+  leaders = new Map<number, number>();
   observed = new Map<number, ShardConf>();
   replicasMoved = 0;
 
@@ -34,6 +35,7 @@ class World {
       replicationFactor: this.replicationFactor,
       desired: (s) => this.desired.get(s) ?? null,
       observed: (s) => this.observed.get(s) ?? null,
+      preferredLeader: (s) => this.leaders.get(s) ?? null,
     };
   }
 
@@ -43,6 +45,7 @@ class World {
     for (let round = 0; round < 500; round++) {
       const change = planPlacementChange(this.state());
       if (change !== null) for (const s of change.shards) this.desired.set(s.shard, s.replicas);
+      if (change !== null) for (const l of change.leaders) this.leaders.set(l.shard, l.leader);
       const unsettled = [...Array(this.shardCount).keys()].filter((s) => !shardSettled(this.desired.get(s) ?? null, this.observed.get(s) ?? null));
       const allowed = movesAllowed(this.shardCount, (s) => this.desired.get(s) ?? null, (s) => this.observed.get(s) ?? null, limit);
       maxMoving = Math.max(maxMoving, allowed.size);
@@ -108,7 +111,15 @@ describe('planPlacementChange', () => {
       const loads = w.loads();
       const ratio = maxOverMean(loads);
       const ideal = Math.ceil((shards * 3 * 2) / 5);
-      console.log(`seed ${seed}: ${shards} shards, limit ${limit}: replicas/member max/mean ${ratio.toFixed(3)}, moves ${w.replicasMoved} / ideal ${ideal}`);
+      const led = new Map(w.members.map((m) => [m.id, 0]));
+      for (const [s, leader] of w.leaders) {
+        expect(w.desired.get(s)).toContain(leader);
+        led.set(leader, (led.get(leader) ?? 0) + 1);
+      }
+      const leaderRatio = maxOverMean(led);
+      console.log(`seed ${seed}: ${shards} shards, limit ${limit}: replicas/member max/mean ${ratio.toFixed(3)}, leaders ${leaderRatio.toFixed(3)}, moves ${w.replicasMoved} / ideal ${ideal}`);
+      // Leaders: 1.20 where integers allow it (the integer optimum otherwise: ceil(mean) / mean).
+      expect(leaderRatio).toBeLessThanOrEqual(Math.max(1.2, Math.ceil(shards / 5) / (shards / 5)) + 1e-9);
       expect(ratio).toBeLessThanOrEqual(1.1);
       expect(w.replicasMoved).toBeLessThanOrEqual(Math.ceil(1.1 * ideal));
       for (const conf of w.observed.values()) expect(new Set(conf.voters).size).toBe(3);

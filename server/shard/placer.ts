@@ -34,11 +34,15 @@ export interface PlacementState {
   readonly replicationFactor: number;
   desired(shard: number): readonly NodeId[] | null;
   observed(shard: number): ShardConf | null;
+  /** The preferred leader written for a shard (kept while it stays within its share). */
+  preferredLeader?(shard: number): NodeId | null;
 }
 
 export interface PlacementChange {
   /** New desired replicas for these shards (ascending shard ids). */
   readonly shards: ReadonlyArray<{ readonly shard: number; readonly replicas: readonly NodeId[] }>;
+  /** New preferred leaders (each one of its shard's desired replicas). */
+  readonly leaders: ReadonlyArray<{ readonly shard: number; readonly leader: NodeId }>;
 }
 
 const sameSet = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
@@ -66,7 +70,8 @@ export function planPlacementChange(state: PlacementState): PlacementChange | nu
   // the cluster is no replica any more.
   const current = shards.map((shard) => {
     const base = state.desired(shard) ?? state.observed(shard)?.voters ?? [];
-    return { shard, replicas: base.filter((id) => memberIds.has(id)), leader: null };
+    const leader = state.preferredLeader?.(shard) ?? null;
+    return { shard, replicas: base.filter((id) => memberIds.has(id)), leader: leader !== null && memberIds.has(leader) ? leader : null };
   });
   const result = place({ members, shards, replicationFactor: state.replicationFactor, current });
   const changes = result.shards
@@ -76,7 +81,10 @@ export function planPlacementChange(state: PlacementState): PlacementChange | nu
       return state.observed(shard) !== null && (written === null || !sameSet(written, replicas));
     })
     .map(({ shard, replicas }) => ({ shard, replicas }));
-  return changes.length === 0 ? null : { shards: changes };
+  const leaders = result.shards
+    .filter(({ shard, leader }) => leader !== null && state.observed(shard) !== null && leader !== (state.preferredLeader?.(shard) ?? null))
+    .map(({ shard, leader }) => ({ shard, leader: leader! }));
+  return changes.length === 0 && leaders.length === 0 ? null : { shards: changes, leaders };
 }
 
 /**
@@ -199,10 +207,12 @@ export class Placer {
     this.dead = dead;
     const change = planPlacementChange({ ...state, dead });
     if (change === null) return;
-    const text = JSON.stringify(change.shards);
+    const text = JSON.stringify(change);
     if (this.last !== null && this.last.text === text && Date.now() - this.last.atMs < RESEND_AFTER_MS) return;
     try {
-      member.propose(metadataGroupId, encodeMetadataEntry({ kind: 'placement', shards: change.shards }));
+      // Replicas before leaders: a preferred leader is one of its shard's desired replicas.
+      if (change.shards.length > 0) member.propose(metadataGroupId, encodeMetadataEntry({ kind: 'placement', shards: change.shards }));
+      if (change.leaders.length > 0) member.propose(metadataGroupId, encodeMetadataEntry({ kind: 'leaders', shards: change.leaders }));
       this.proposals++;
       this.last = { text, atMs: Date.now() };
       for (const s of change.shards) logger.info({ shard: s.shard, replicas: s.replicas.map((id) => id.toString(16)) }, 'placement: shard moves to new replicas');
