@@ -28,7 +28,7 @@ import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.t
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
-import { MetadataStateMachine, type MetadataApplied } from '../shard/metadata-state-machine.ts';
+import { MetadataStateMachine, type MetadataApplied, type ShardConf } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
@@ -38,10 +38,9 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, watchShardTransport, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import { ShardForwarder, type ForwardedAnswer } from '../shard/shard-forwarder.ts';
-import type { ShardKvOp, ShardKvRequest } from '../shard/shard-kv-wire.ts';
-import { RemoteWatchSource, type WatchShardTransport } from '../shard/remote-watch-source.ts';
+import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
+import { RemoteWatchSource } from '../shard/remote-watch-source.ts';
 import { WatchShardServer } from '../shard/watch-shard-server.ts';
 import { GroupMembershipReconciler } from '../shard/group-membership.ts';
 import { LeaderBalancer } from '../shard/leader-balancer.ts';
@@ -50,30 +49,13 @@ import { place } from '../placement/ring.ts';
 import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
+import type { ShardClose, ShardPeers } from './shard-peers.ts';
+import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, type ShardFacts } from '../shard/replica-decisions.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
-
-/** How this member reaches the shard leaders and the oracle on other members (the peer port). */
-export interface ShardPeers {
-  oracle: OracleTransport;
-  /** `op` read at `revision` by the leader of `groupId` on member `to`; `notLeader` names who leads there. */
-  rangeAt(to: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult | { notLeader: NodeId }>;
-  /** The leader of `groupId` on member `to` closes at `revision` or below (ShardWritePath.closeAt). */
-  closeAt(to: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<ShardClose | { notLeader: NodeId }>;
-  /** Member `to` executes one single-shard KV operation on its replica (ShardKv); never rejects. */
-  shardKv(to: NodeId, request: ShardKvRequest, callDeadlineMs: number): Promise<ShardKvOutcome>;
-  /** WatchShard streams to members hosting a shard (a merged watch's remote shards); absent: none. */
-  watchShard?: WatchShardTransport;
-}
-
-/** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
-export interface ShardClose {
-  revision: number;
-  appliedIndex: number;
-}
 
 interface BootstrapMember {
   id: number;
@@ -99,9 +81,6 @@ interface ReplicaDeps {
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
 const HOSTING_INTERVAL_MS = 500;
-/** A replica removed while its member was down is deleted after hearing from no leader for this long. */
-const LEFT_BEHIND_AFTER_MS = 30_000;
-
 /** Shards moving at once, cluster-wide (snapshot traffic, shards with an extra replica). */
 const MAX_MOVING_SHARDS = 4;
 
@@ -126,46 +105,6 @@ function holdsData(loaded: LoadedGroup): boolean {
   return loaded.entries.length > 0 || loaded.snapshot !== undefined || loaded.applied > 0 || loaded.appliedLogSkipped !== undefined;
 }
 
-/** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
-export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
-  return {
-    oracle: new GrpcOracleTransport(channels),
-    watchShard: watchShardTransport(channels),
-    async rangeAt(to, groupId, op, revision, deadlineMs) {
-      const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
-      switch (outcome.kind) {
-        case 'ok':
-          return outcome.result;
-        case 'not-leader':
-          return { notLeader: outcome.leaderId };
-        case 'mvcc':
-          throw outcome.error; // compacted or future revision: the client's answer
-        case 'deadline':
-          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        case 'unavailable':
-          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        default:
-          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-      }
-    },
-    async closeAt(to, groupId, revision, deadlineMs) {
-      const outcome = await closeAtOnPeer(channels, to, groupId, revision, deadlineMs);
-      switch (outcome.kind) {
-        case 'closed':
-          return { revision: outcome.revision, appliedIndex: outcome.appliedIndex };
-        case 'not-leader':
-          return { notLeader: outcome.leaderId };
-        case 'deadline':
-          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        case 'unavailable':
-          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        default:
-          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-      }
-    },
-    shardKv: (to, request, callDeadlineMs) => shardKvOnPeer(channels, to, request, callDeadlineMs),
-  };
-}
 
 /** Longest pause between attempts when a shard's leader is unknown or moved during a read. */
 const RETRY_PAUSE_MS = 20;
@@ -503,16 +442,18 @@ export class ShardHosting implements ShardedKeyspace {
     const cluster = member.confState(CLUSTER_GROUP_ID);
     if (groupId === METADATA_GROUP_ID) return cluster;
     const index = groupId - FIRST_SHARD_GROUP_ID;
-    const desired = this.metadata.desiredReplicas(index);
-    if (desired === null) return this.replicationFactor === 0 ? cluster : { voters: this.bootstrapVoters(index), learners: [] };
-    const inCluster = (id: NodeId): boolean => cluster.voters.includes(id) || cluster.learners.includes(id);
-    if (!shardSettled(desired, this.metadata.observedConf(index)) && !this.allowedMoves().has(index)) {
-      // Waiting for its turn to move: it only lets members that left the cluster go.
-      const now = member.confState(groupId);
-      return { voters: now.voters.filter(inCluster), learners: now.learners.filter(inCluster) };
-    }
-    return { voters: desired.filter(inCluster), learners: [] };
+    return desiredMembership(this.facts(index), cluster, member.confState(groupId), this.allowedMoves().has(index));
   }
+
+  private facts(index: number): ShardFacts {
+    return {
+      desired: this.metadata.desiredReplicas(index),
+      reported: this.metadata.observedConf(index),
+      bootstrapVoters: this.bootstrapVoters(index),
+      replicationFactor: this.replicationFactor,
+    };
+  }
+
 
   /**
    * One round: create the replicas placed here, drop those never added that are no longer placed here,
@@ -523,54 +464,32 @@ export class ShardHosting implements ShardedKeyspace {
     if (member === null || this.stopped) return;
     const self = member.memberId;
     const cluster = member.confState(CLUSTER_GROUP_ID);
-    const inCluster = cluster.voters.includes(self) || cluster.learners.includes(self);
     for (let index = 0; index < this.shardCount; index++) {
-      const desired = this.metadata.desiredReplicas(index);
+      const facts = this.facts(index);
       const shard = this.hosted.get(index);
-      // Before any placement: every member of the cluster (R = 0), or the shard's bootstrap voters.
-      if (desired === null ? (this.replicationFactor === 0 ? inCluster : this.bootstrapVoters(index).includes(self)) : desired.includes(self)) {
+      if (placedHere(facts, self, cluster)) {
         if (!shard && !this.creating.has(index) && !this.dropping.has(index)) void this.create(index);
         continue;
       }
-      if (shard && desired !== null && this.mayDelete(shard)) void this.drop(index, 'placed elsewhere, and removed from the shard');
+      if (shard && facts.desired !== null && this.mayDelete(shard, facts.reported)) void this.drop(index, 'placed elsewhere, and removed from the shard');
     }
     for (const shard of this.shards) this.report(shard);
   }
 
-  /**
-   * Whether this member may delete its replica of a shard placed elsewhere. Deleting is for good: the
-   * member id is also the replica's id, so the shard's leader must have forgotten this replica first, or
-   * it would take a later, empty replica here for the old one (its match index, its commit). It has when
-   * this replica has applied its whole log and the membership there excludes it: that removal is
-   * committed, and no entry after it re-added this member (this replica would hold it). A replica that
-   * never received anything has acknowledged nothing, so the leader holds nothing of it to forget.
-   */
-  private mayDelete(shard: HostedShard): boolean {
+
+  /** mayDeleteReplica (replica-decisions.ts) over this replica's Raft state and how long it has looked left behind. */
+  private mayDelete(shard: HostedShard, reported: ShardConf | null): boolean {
     const member = this.memberForHosting();
     const st = member.status(shard.groupId);
-    if (st.lastIndex === 0) return true;
-    const conf = member.confState(shard.groupId);
-    const self = member.memberId;
-    if (st.applied === st.lastIndex && !conf.voters.includes(self) && !conf.learners.includes(self)) return true;
-    return this.leftBehind(shard);
-  }
-
-  /**
-   * A replica that never learned its own removal (its member was down while the shard moved away): the
-   * shard's leader reported a membership without it, and it has heard from no leader for a long time. A
-   * replica the group added back hears from its leader (appends, heartbeats), so it is never taken for one.
-   */
-  private leftBehind(shard: HostedShard): boolean {
-    const member = this.memberForHosting();
-    const reported = this.metadata.observedConf(shard.index);
-    const self = member.memberId;
-    if (member.leaderId(shard.groupId) !== 0 || reported === null || reported.voters.includes(self) || reported.learners.includes(self)) {
-      this.leaderlessSinceMs.delete(shard.index);
-      return false;
-    }
-    const since = this.leaderlessSinceMs.get(shard.index) ?? Date.now();
-    this.leaderlessSinceMs.set(shard.index, since);
-    return Date.now() - since >= LEFT_BEHIND_AFTER_MS;
+    const leaderId = member.leaderId(shard.groupId);
+    // How long it has looked left behind (no leader while its group's report excludes it).
+    let leftBehindForMs = 0;
+    if (looksLeftBehind(leaderId, reported, member.memberId)) {
+      const since = this.leaderlessSinceMs.get(shard.index) ?? Date.now();
+      this.leaderlessSinceMs.set(shard.index, since);
+      leftBehindForMs = Date.now() - since;
+    } else this.leaderlessSinceMs.delete(shard.index);
+    return mayDeleteReplica({ lastIndex: st.lastIndex, applied: st.applied, conf: member.confState(shard.groupId), leaderId, leftBehindForMs }, member.memberId);
   }
 
   private readonly leaderlessSinceMs = new Map<number, number>();

@@ -1,0 +1,79 @@
+// The decisions a member makes about its own shard replicas on a sharded cluster, as plain functions of
+// what it has applied (server/cli/shard-hosting.ts runs them every hosting round and acts on them):
+// which membership a shard should have, whether a replica should be hosted here, and whether a replica
+// placed elsewhere may be deleted. Why each is safe is said at each function; docs/sharding.md,
+// "Placement on a subset", tells the whole story.
+import type { ConfState, NodeId } from '../raft/types.ts';
+import { shardSettled } from './placer.ts';
+import type { ShardConf } from './metadata-state-machine.ts';
+
+/** What a member knows of one shard when it decides. */
+export interface ShardFacts {
+  /** The placer's desired replicas, or null before its first write. */
+  readonly desired: readonly NodeId[] | null;
+  /** The membership the shard's leader last reported, or null. */
+  readonly reported: ShardConf | null;
+  /** The voters the shard was created with (every bootstrap member with R = 0). */
+  readonly bootstrapVoters: readonly NodeId[];
+  /** Replicas per shard; 0: every member of the cluster hosts every shard. */
+  readonly replicationFactor: number;
+}
+
+const inConf = (conf: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }, id: NodeId): boolean => conf.voters.includes(id) || conf.learners.includes(id);
+
+/**
+ * The membership a shard's leader moves its group towards. Before any placement: the cluster group's
+ * (R = 0) or the voters it was created with. After: its desired replicas still in the cluster — unless
+ * it is away from them and not among the shards allowed to move now (`mayMove`), when it only lets
+ * members that left the cluster go (a move waits its turn; a dead voter never does).
+ */
+export function desiredMembership(facts: ShardFacts, cluster: ConfState, current: ConfState, mayMove: boolean): ConfState {
+  if (facts.desired === null) return facts.replicationFactor === 0 ? cluster : { voters: [...facts.bootstrapVoters], learners: [] };
+  const inCluster = (id: NodeId): boolean => inConf(cluster, id);
+  if (!shardSettled(facts.desired, facts.reported) && !mayMove) {
+    return { voters: current.voters.filter(inCluster), learners: current.learners.filter(inCluster) };
+  }
+  return { voters: facts.desired.filter(inCluster), learners: [] };
+}
+
+/** Whether `self` should host a replica of the shard: placed here, or (before any placement) one of its first members. */
+export function placedHere(facts: ShardFacts, self: NodeId, cluster: ConfState): boolean {
+  if (facts.desired !== null) return facts.desired.includes(self);
+  return facts.replicationFactor === 0 ? inConf(cluster, self) : facts.bootstrapVoters.includes(self);
+}
+
+/** A replica's own state, as Raft on this member has it. */
+export interface ReplicaState {
+  readonly lastIndex: number;
+  readonly applied: number;
+  readonly conf: ConfState;
+  /** The leader this replica knows (0: none). */
+  readonly leaderId: NodeId;
+  /** How long it has known no leader while its group's report excludes it (ms; 0 when not so). */
+  readonly leftBehindForMs: number;
+}
+
+/** How long a replica that never learned its removal waits, hearing no leader, before it is deleted. */
+export const LEFT_BEHIND_AFTER_MS = 30_000;
+
+/**
+ * Whether a replica of a shard placed elsewhere may be deleted (for good: the member id is also the
+ * replica's id, so the shard's leader must have forgotten this replica, or it would take a later, empty
+ * replica here for this one — its match index, its commit). True when:
+ *   - it never received anything (it acknowledged nothing: the leader holds nothing of it);
+ *   - it applied its whole log and the membership there excludes it (that removal is committed, and no
+ *     later entry re-added it: this replica would hold that entry);
+ *   - it never learned its removal (its member was down meanwhile): its group's leader reported a
+ *     membership without it, and it has heard from no leader for LEFT_BEHIND_AFTER_MS. A replica added
+ *     back hears from its leader, so it is never taken for one.
+ */
+export function mayDeleteReplica(replica: ReplicaState, self: NodeId): boolean {
+  if (replica.lastIndex === 0) return true;
+  if (replica.applied === replica.lastIndex && !inConf(replica.conf, self)) return true;
+  return replica.leftBehindForMs >= LEFT_BEHIND_AFTER_MS;
+}
+
+/** Whether the replica is, right now, one that may have been left behind (see mayDeleteReplica). */
+export function looksLeftBehind(leaderId: NodeId, reported: ShardConf | null, self: NodeId): boolean {
+  return leaderId === 0 && reported !== null && !inConf(reported, self);
+}
