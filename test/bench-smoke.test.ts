@@ -21,8 +21,8 @@ describe('make bench (tiny)', () => {
   it('runs every workload against etcd and Synod and writes the table, the JSON and the chart', async () => {
     const env = {
       ...process.env,
-      BENCH_DURATION_MS: '400',
-      BENCH_WARMUP_MS: '100',
+      BENCH_DURATION_MS: '250',
+      BENCH_WARMUP_MS: '50',
       BENCH_ROUNDS: '1',
       BENCH_WORKERS: '1',
       BENCH_CONNECTIONS_PER_WORKER: '1',

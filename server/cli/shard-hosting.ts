@@ -442,7 +442,10 @@ export class ShardHosting implements ShardedKeyspace {
     const cluster = member.confState(CLUSTER_GROUP_ID);
     if (groupId === METADATA_GROUP_ID) return cluster;
     const index = groupId - FIRST_SHARD_GROUP_ID;
-    return desiredMembership(this.facts(index), cluster, member.confState(groupId), this.allowedMoves().has(index));
+    // Its membership as this member knows it: its own replica's, else what its leader reported.
+    const facts = this.facts(index);
+    const current = this.hosted.has(index) ? member.confState(groupId) : (facts.reported ?? { voters: [], learners: [] });
+    return desiredMembership(facts, cluster, { voters: [...current.voters], learners: [...current.learners] }, this.allowedMoves().has(index));
   }
 
   private facts(index: number): ShardFacts {
