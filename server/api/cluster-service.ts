@@ -223,8 +223,7 @@ export class ClusterService {
     const { ctx } = this.opts;
     if (ctx.shards === null) return;
     const target = ctx.sm.members().find((m) => m.id === id);
-    if (!target || target.isLearner || ctx.shards.groupsFollowCluster()) return;
-    ctx.logger.warn({ member: BigInt(id).toString(16) }, 'member remove refused: the shards have not all caught up with the last membership change yet');
+    if (!target || target.isLearner || ctx.shards.mayRemoveVoter(Number(id))) return;
     throw grpcError(ETCD_ERRORS.UNHEALTHY);
   }
 

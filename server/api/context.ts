@@ -39,6 +39,12 @@ export interface ShardedKeyspace {
   readinessGroups(): number[];
   /** Whether every other group's membership, as applied here, is the cluster group's (group-membership.ts). */
   groupsFollowCluster(): boolean;
+  /**
+   * Whether removing voter `memberId` from the cluster leaves every group able to commit: with every
+   * member hosting every shard, once every group follows the cluster group (groupsFollowCluster); with
+   * placement on a subset, once every shard it votes in keeps a quorum of voters still in the cluster.
+   */
+  mayRemoveVoter(memberId: number): boolean;
   /** The revision oracle as this member hosts it, for /metrics. */
   oracleStatus(): { serving: boolean; requests: number; grants: number; revisionsGranted: number; persists: number; establishments: number; unavailable: number; deadlines: number };
   /** The shard holding `key`. */

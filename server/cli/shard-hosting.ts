@@ -216,10 +216,8 @@ export class ShardHosting implements ShardedKeyspace {
       const boot = hosting.bootstrapVoters(index);
       const wanted = desired === null ? inBootstrap && boot.includes(memberId) : desired.includes(memberId);
       if (!holdsData(loaded) && !wanted) continue;
-      // A bootstrap member starts with the shard's bootstrap voters, as every replica does; one placed
-      // here later starts as a learner in that same membership (runtimeStart).
-      const start = desired === null && inBootstrap ? { voters: boot, learners: [] } : hosting.runtimeStart(index);
-      hosting.host(index, loaded, start.voters, start.learners);
+      // Every replica, whenever it is created, starts from the shard's bootstrap membership (startVoters).
+      hosting.host(index, loaded, boot);
     }
     const forward = opts.testForwardShards;
     if (forward !== undefined) {
@@ -247,13 +245,22 @@ export class ShardHosting implements ShardedKeyspace {
     }
   }
 
-  /** Adds shard `index`'s replica to the member (and, once attached, to the write path and watches). */
-  private host(index: number, loaded: LoadedGroup, voters: NodeId[], learners: NodeId[]): HostedShard {
+  /**
+   * Adds shard `index`'s replica to the member (and, once attached, to the write path and watches).
+   * `voters`: the shard's bootstrap membership, which every replica starts from whenever it is created.
+   * That membership is not in the log: a replica that replays the log from index 1 (its leader still holds
+   * it) must start where every replica started, or the changes it replays build another membership —
+   * from an empty one, a replica replaying its own promotion became the only voter of a group of its own;
+   * started as a learner, a bootstrap voter restarted with no membership change stored never voted again.
+   * A replica created on a member that hosted the shard before cannot campaign on an empty log: its
+   * tombstone's vote floor and term fence (Member.removeGroup) hold it back.
+   */
+  private host(index: number, loaded: LoadedGroup, voters: NodeId[]): HostedShard {
     const groupId = FIRST_SHARD_GROUP_ID + index;
     const { memberId, bootstrap, randomSeed } = this.deps;
     const sm = new KvStateMachine(memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
     loaded.stateRecords = [];
-    this.memberForHosting().addGroup({ groupId, voters, learners, stateMachine: sm, loaded, randomSeed: randomSeed() });
+    this.memberForHosting().addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: randomSeed() });
     const shard: HostedShard = { index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) };
     this.hosted.set(index, shard);
     this.shards.push(shard);
@@ -263,18 +270,6 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   private loadMember: Member | null = null;
-
-  /**
-   * The membership a replica created after bootstrap starts from. Every shard group began with the
-   * bootstrap voters, and that membership is not in the log: a replica that replays the log from index 1
-   * (its leader still holds it) must start from it, or the changes it replays would build a different
-   * membership — one where it could lead a group of its own. It starts as a learner in it, so it never
-   * campaigns or counts before it has replayed (or received by snapshot) the group's real membership.
-   */
-  private runtimeStart(index: number): { voters: NodeId[]; learners: NodeId[] } {
-    const self = this.deps.memberId;
-    return { voters: this.bootstrapVoters(index).filter((id) => id !== self), learners: [self] };
-  }
 
   private bootPlacement: Map<number, NodeId[]> | null = null;
 
@@ -523,8 +518,7 @@ export class ShardHosting implements ShardedKeyspace {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), this.logger);
       if (this.stopped || this.hosted.has(index)) return;
-      const start = this.runtimeStart(index);
-      this.host(index, loaded, start.voters, start.learners);
+      this.host(index, loaded, this.bootstrapVoters(index));
       this.logger.info({ shard: index, group: groupId }, 'shard replica created: placed on this member');
     } catch (err) {
       this.logger.warn({ shard: index, err: String(err) }, 'creating a shard replica failed (tried again next round)');
@@ -765,6 +759,34 @@ export class ShardHosting implements ShardedKeyspace {
       if (!settled(groupId, this.hosted.has(index) ? member.confState(groupId) : this.metadata.observedConf(index))) return false;
     }
     return true;
+  }
+
+  mayRemoveVoter(memberId: NodeId): boolean {
+    const why = this.removalBlocker(memberId);
+    if (why !== null) this.logger.warn({ member: memberId.toString(16), why }, 'member remove refused for now');
+    return why === null;
+  }
+
+  /** Why removing voter `memberId` now could leave a group without a quorum, or null when it cannot. */
+  private removalBlocker(memberId: NodeId): string | null {
+    const member = this.member;
+    if (member === null) return 'shards not attached yet';
+    if (this.replicationFactor === 0) return this.groupsFollowCluster() ? null : 'some group has not caught up with the last membership change';
+    // The metadata group follows the cluster group on every member, as with R = 0.
+    const cluster = member.confState(CLUSTER_GROUP_ID);
+    const meta = member.confState(METADATA_GROUP_ID);
+    if (!sameMembers(meta.voters, cluster.voters) || !sameMembers(meta.learners, cluster.learners)) return 'the metadata group has not caught up with the cluster membership';
+    const staying = (id: NodeId): boolean => id !== memberId && (cluster.voters.includes(id) || cluster.learners.includes(id));
+    for (let index = 0; index < this.shardCount; index++) {
+      const groupId = FIRST_SHARD_GROUP_ID + index;
+      const facts = this.facts(index);
+      const voters = this.hosted.has(index) ? member.confState(groupId).voters : (facts.reported?.voters ?? facts.desired ?? facts.bootstrapVoters);
+      if (!voters.includes(memberId)) continue;
+      // Until the shard removes it, the departed member still counts in its quorum.
+      const left = voters.filter(staying).length;
+      if (left < Math.floor(voters.length / 2) + 1) return `shard ${index} would keep ${left} of its ${voters.length} voters (${voters.map((v) => v.toString(16)).join(',')})`;
+    }
+    return null;
   }
 
   readinessGroups(): number[] {
