@@ -829,9 +829,12 @@ export class ShardHosting implements ShardedKeyspace {
     const member = this.memberForHosting();
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (groupId === METADATA_GROUP_ID || this.hosted.has(index)) return member.leaderId(groupId);
+    const cluster = member.confState(CLUSTER_GROUP_ID);
+    const inCluster = (id: NodeId): boolean => cluster.voters.includes(id) || cluster.learners.includes(id);
     const learned = this.learnedLeaders.get(groupId);
-    if (learned !== undefined && attempt === 0) return learned;
-    const voters = this.metadata.observedConf(index)?.voters ?? [];
+    if (learned !== undefined && attempt === 0 && inCluster(learned)) return learned;
+    // Members that left the cluster are not asked (a call to one may hang until the deadline).
+    const voters = (this.metadata.observedConf(index)?.voters ?? []).filter(inCluster);
     return voters.length === 0 ? 0 : voters[attempt % voters.length];
   }
 
@@ -939,6 +942,8 @@ export class ShardHosting implements ShardedKeyspace {
         // else (a compacted or future revision) is the answer.
         if (!(err instanceof ShardNotReadyError)) throw err;
         lastError = err;
+        // A leader learned earlier that does not answer is not asked first again.
+        if (this.learnedLeaders.get(groupId) === leader) this.learnedLeaders.delete(groupId);
       }
       if (hint === 0) await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
     }

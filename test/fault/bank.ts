@@ -140,8 +140,9 @@ export class Bank {
     const kvs = this.o.endpoints.map((e) => new KvClient(e));
     try {
       for (const [i, snap] of this.snapshots.entries()) {
-        const kv = kvs[i % kvs.length];
-        const again = await kv.range(PREFIX, { range_end: prefixEnd(PREFIX), revision: String(snap.revision) }, 10_000);
+        // Right after healing a shard may still be electing a leader: an unavailable or timed-out read is
+        // asked again on the next member (what is checked is that history never changes, not availability).
+        const again = await rereadWithRetries(kvs, i, snap.revision);
         const now = kvsByKey(again.kvs);
         const same = now.size === snap.kvs.size && [...snap.kvs].every(([k, v]) => now.get(k) === v);
         if (!same) this.report.violations.push(`snapshot at revision ${snap.revision} changed: first ${JSON.stringify([...snap.kvs])}, now ${JSON.stringify([...now])}`);
@@ -220,6 +221,19 @@ export class Bank {
         rotation.next();
         await new Promise((r) => setTimeout(r, 50));
       }
+    }
+  }
+}
+
+/** A snapshot read at `revision`, retried on the next member while a shard is unavailable (at most ~20 s). */
+async function rereadWithRetries(kvs: KvClient[], start: number, revision: number): ReturnType<KvClient['range']> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await kvs[(start + attempt) % kvs.length].range(PREFIX, { range_end: prefixEnd(PREFIX), revision: String(revision) }, 10_000);
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (attempt >= 20 || (code !== 14 && code !== 4)) throw err; // UNAVAILABLE, DEADLINE_EXCEEDED only
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 }

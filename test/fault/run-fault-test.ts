@@ -137,6 +137,8 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       (violations.length === 0 ? 'linearizable, watches exact' : `${violations.length} VIOLATIONS (replay: SYNOD_FAULT_SEED=${o.seed})`);
     return { seed: o.seed, violations, linearizability, operations: recorder.ops.length, unknownOutcomes, faults, watchEvents, bank: bankReport, summary };
   } catch (err) {
+    // SYNOD_FAULT_STACK=1: the failure with its stack (which client call, from where).
+    if (process.env.SYNOD_FAULT_STACK) console.error(err);
     throw new Error(`fault run seed=${o.seed} failed (replay: SYNOD_FAULT_SEED=${o.seed}); logs in ${cluster.cluster.rootDir}: ${String(err)}\n${cluster.cluster.tailLogs()}`);
   } finally {
     for (const w of watchers) w.stop();
