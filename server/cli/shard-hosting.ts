@@ -535,6 +535,11 @@ export class ShardHosting implements ShardedKeyspace {
     this.hosted.delete(index);
     this.shards.splice(this.shards.indexOf(shard), 1);
     shard.path?.stop();
+    // Merged watches following this replica go on from a replica elsewhere.
+    if (shard.source.subscriptionCount() > 0) {
+      const self = this.memberForHosting().memberId;
+      shard.source.retire(this.remoteWatchSource(index, () => this.replicaCandidates(shard.groupId).filter((id) => id !== self)));
+    }
     try {
       await this.memberForHosting().removeGroup(shard.groupId);
       this.logger.info({ shard: index, group: shard.groupId, why }, 'shard replica removed from this member; its data is deleted');

@@ -267,3 +267,38 @@ describe('ReplicaWatchSource', () => {
     expect(() => source.subscribe({ key: b('k'), rangeEnd: b(''), fromRevision: 0, prevKv: false, noPut: false, noDelete: false }, { onEvents: () => {}, onResolved: () => {}, onCompacted: () => {} })).toThrow(RangeError);
   });
 });
+
+describe('a replica that leaves (its member no longer hosts the shard)', () => {
+  it('hands every live subscription to another replica, from just above what it delivered: no gap, no repeat', () => {
+    // Two replicas of one shard: `here` is behind `there` and is retired mid-stream.
+    const here = new SimShard(2, 0);
+    const there = new SimShard(2, 0);
+    for (let r = 1; r <= 6; r++) {
+      here.append(put(`k${r}`, `v${r}`, r * 10));
+      there.append(put(`k${r}`, `v${r}`, r * 10));
+    }
+    there.append(del('k1', 70));
+    while (there.applyNext());
+    here.applyNext();
+    here.applyNext(); // applied through revision 20
+    const got: number[] = [];
+    const resolved: number[] = [];
+    const sub = here.source.subscribe(
+      { key: b('k'), rangeEnd: b('l'), fromRevision: 1, prevKv: false, noPut: false, noDelete: false },
+      { onEvents: (events: MvccEvent[]) => got.push(...events.map((e) => e.kv.modRevision)), onResolved: (r) => resolved.push(r), onCompacted: () => got.push(-1) },
+    );
+    expect(got).toEqual([10, 20]);
+    here.source.retire(there.source);
+    expect(here.source.subscriptionCount()).toBe(0);
+    expect(there.source.subscriptionCount()).toBe(1);
+    // Everything above 20 comes from the other replica, once.
+    expect(got).toEqual([10, 20, 30, 40, 50, 60, 70]);
+    expect(sub.resolvedRevision()).toBe(there.source.resolvedRevision());
+    // The retired replica applying more delivers nothing more.
+    while (here.applyNext());
+    here.source.close(100);
+    expect(got).toEqual([10, 20, 30, 40, 50, 60, 70]);
+    sub.cancel();
+    expect(there.source.subscriptionCount()).toBe(0);
+  });
+});

@@ -85,13 +85,14 @@ export class ReplicaWatchSource implements ShardWatchSource {
     if (!Number.isSafeInteger(request.fromRevision) || request.fromRevision < 1) {
       throw new RangeError(`shard subscription must start at a revision ≥ 1 (got ${String(request.fromRevision)})`);
     }
-    const sub = new ReplicaSubscription(this, sink);
+    const sub = new ReplicaSubscription(this, sink, request);
     this.live.add(sub);
     sub.handle = this.sm.hub.watch(
       { key: request.key, rangeEnd: request.rangeEnd, startRevision: request.fromRevision, prevKv: request.prevKv, noPut: request.noPut, noDelete: request.noDelete },
       {
         onEvents: (events) => {
-          if (sub.canceled) return;
+          if (sub.canceled || sub.handedOver) return;
+          if (events.length > 0) sub.delivered = Math.max(sub.delivered, events[events.length - 1].kv.modRevision);
           sink.onEvents(events);
           this.onActivity?.();
         },
@@ -103,6 +104,17 @@ export class ReplicaWatchSource implements ShardWatchSource {
       },
     );
     return sub;
+  }
+
+  /**
+   * This replica is going away (its member no longer hosts the shard): every live subscription carries on
+   * from `replacement` (a replica elsewhere), from just above what it has — every event at or below
+   * max(delivered, resolved) reached its sink (the seam's contract), so nothing is lost or repeated.
+   */
+  retire(replacement: ShardWatchSource): void {
+    const resolvedHere = this.resolvedRevision();
+    for (const sub of [...this.live]) sub.handOver(replacement, resolvedHere);
+    this.live.clear();
   }
 
   /** @internal */
@@ -119,20 +131,36 @@ export class ReplicaWatchSource implements ShardWatchSource {
 class ReplicaSubscription implements ShardWatchSubscription {
   private readonly source: ReplicaWatchSource;
   private readonly sink: ShardWatchSink;
+  private readonly request: ShardSubscribeRequest;
   handle = -1;
   canceled = false;
+  /** Highest revision handed to the sink. */
+  delivered = 0;
+  /** The replica left: the subscription goes on from another source (retire). */
+  handedOver = false;
+  private delegate: ShardWatchSubscription | null = null;
 
-  constructor(source: ReplicaWatchSource, sink: ShardWatchSink) {
+  constructor(source: ReplicaWatchSource, sink: ShardWatchSink, request: ShardSubscribeRequest) {
     this.source = source;
     this.sink = sink;
+    this.request = request;
   }
 
   resolved(revision: number): void {
-    if (!this.canceled) this.sink.onResolved(revision);
+    if (!this.canceled && !this.handedOver) this.sink.onResolved(revision);
   }
 
   resolvedRevision(): number {
-    return this.source.resolvedRevision();
+    return this.delegate !== null ? this.delegate.resolvedRevision() : this.source.resolvedRevision();
+  }
+
+  /** Goes on from `replacement`, above everything this replica delivered or resolved. */
+  handOver(replacement: ShardWatchSource, resolvedHere: number): void {
+    if (this.canceled || this.handedOver) return;
+    this.handedOver = true;
+    if (this.handle >= 0) this.source.cancelWatcher(this.handle);
+    const from = Math.max(this.delivered, resolvedHere, this.request.fromRevision - 1) + 1;
+    this.delegate = replacement.subscribe({ ...this.request, fromRevision: from }, this.sink);
   }
 
   /** Over without a cancel from the merge (compacted): the hub dropped the watcher already. */
@@ -143,6 +171,11 @@ class ReplicaSubscription implements ShardWatchSubscription {
 
   cancel(): void {
     if (this.canceled) return;
+    this.canceled = true;
+    if (this.delegate !== null) {
+      this.delegate.cancel();
+      return;
+    }
     this.end();
     if (this.handle >= 0) this.source.cancelWatcher(this.handle);
   }
