@@ -9,6 +9,7 @@ import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
+import { putKeys } from './support/put-keys.ts';
 
 const SHARDS = 4;
 let cluster: ProcessCluster;
@@ -33,19 +34,6 @@ async function placement(i: number): Promise<ShardView[]> {
   return ((await res.json()) as { shards: ShardView[] }).shards;
 }
 
-async function putAll(endpoint: string, prefix: string, n: number, acked: Map<string, string>): Promise<void> {
-  const kv = new KvClient(endpoint);
-  try {
-    for (let i = 0; i < n; i++) {
-      const key = `${prefix}${String(i).padStart(4, '0')}`;
-      await kv.put(key, `v${i}`, {}, 5_000);
-      acked.set(key, `v${i}`);
-    }
-  } finally {
-    kv.close();
-  }
-}
-
 async function readAll(endpoint: string, prefix: string): Promise<Map<string, string>> {
   const kv = new KvClient(endpoint);
   try {
@@ -63,7 +51,7 @@ describe(`membership changes of a ${SHARDS}-shard cluster`, () => {
   let joinerId = '';
 
   it('a learner added with etcdctl joins every shard as a learner, is promoted everywhere, and serves every key', async () => {
-    await putAll(cluster.endpointOf(0), 'k/', 300, acked);
+    await putKeys(cluster.endpointOf(0), 'k/', 300, acked);
     const i = await cluster.addMemberSlot('m4');
     const added = await etcdctlOk(cluster.endpointOf(0), ['member', 'add', 'm4', '--learner', `--peer-urls=${cluster.peerUrlOf(i)}`]);
     joinerId = /Member\s+([0-9a-f]+) added to cluster/.exec(added)?.[1] ?? '';
@@ -86,7 +74,7 @@ describe(`membership changes of a ${SHARDS}-shard cluster`, () => {
     });
     expect(promoted).toHaveLength(SHARDS);
     // Writes go on through the new member, and it reads back everything written before it joined.
-    await putAll(cluster.endpointOf(i), 'j/', 40, acked);
+    await putKeys(cluster.endpointOf(i), 'j/', 40, acked);
     const seen = await eventually('m4 serves every key', async () => {
       const all = await readAll(cluster.endpointOf(i), 'k/');
       return all.size === 300 ? all : null;
@@ -113,7 +101,7 @@ describe(`membership changes of a ${SHARDS}-shard cluster`, () => {
       return v.every((s) => !s.replicas.includes(m1) && !s.learners.includes(m1) && s.replicas.length === 3 && s.leader !== null && s.leader !== m1) ? v : null;
     });
     expect(view).toHaveLength(SHARDS);
-    await putAll(cluster.endpointOf(survivors[1]), 'r/', 40, acked);
+    await putKeys(cluster.endpointOf(survivors[1]), 'r/', 40, acked);
     for (const survivor of survivors) {
       const all = new Map([...(await readAll(cluster.endpointOf(survivor), 'k/')), ...(await readAll(cluster.endpointOf(survivor), 'j/')), ...(await readAll(cluster.endpointOf(survivor), 'r/'))]);
       for (const [k, v] of acked) expect(all.get(k), `${k} on ${cluster.members[survivor].name}`).toBe(v);

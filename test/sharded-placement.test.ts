@@ -14,6 +14,7 @@ import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
+import { putKeys } from './support/put-keys.ts';
 import { SlotMap } from '../server/routing/slots.ts';
 
 const SYNOD_CLI = path.join(import.meta.dirname, '..', 'server', 'cli', 'synod.ts');
@@ -109,19 +110,6 @@ function moved(before: View, after: View): number {
     n += s.replicas.filter((id) => !old.has(id)).length;
   }
   return n;
-}
-
-async function putKeys(endpoint: string, prefix: string, n: number, acked: Map<string, string>): Promise<void> {
-  const kv = new KvClient(endpoint);
-  try {
-    for (let i = 0; i < n; i++) {
-      const key = `${prefix}${String(i).padStart(4, '0')}`;
-      await kv.put(key, `v${i}`, {}, 5_000);
-      acked.set(key, `v${i}`);
-    }
-  } finally {
-    kv.close();
-  }
 }
 
 describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {

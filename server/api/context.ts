@@ -37,11 +37,9 @@ export interface ShardedKeyspace {
   targets(): readonly GroupTarget[];
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
-  /** Whether every other group's membership, as applied here, is the cluster group's (group-membership.ts). */
-  groupsFollowCluster(): boolean;
   /**
    * Whether removing voter `memberId` from the cluster leaves every group able to commit: with every
-   * member hosting every shard, once every group follows the cluster group (groupsFollowCluster); with
+   * member hosting every shard, once every group follows the cluster group's membership; with
    * placement on a subset, once every shard it votes in keeps a quorum of voters still in the cluster.
    */
   mayRemoveVoter(memberId: number): boolean;

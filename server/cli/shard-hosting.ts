@@ -147,8 +147,6 @@ export class ShardHosting implements ShardedKeyspace {
   private forwardShards: ReadonlySet<number> = new Set();
   /** Remote sources made by remoteWatchSource(), by shard index: merged watches here read them. */
   private readonly remoteSources = new Map<number, RemoteWatchSource>();
-  /** Remote sources dropped (a replica was placed here) that open merged watches still follow. */
-  private readonly retiredRemoteSources = new Set<RemoteWatchSource>();
   /** TEST-ONLY (--experimental-test-remote-watch-shards): shards read through a remote source though hosted. */
   private testRemoteWatchShards: readonly number[] = [];
   /** Serves WatchShard streams from this member's replicas (created on attach). */
@@ -576,22 +574,9 @@ export class ShardHosting implements ShardedKeyspace {
     return source;
   }
 
-  /**
-   * Merged watches opened from now on read shard `shardIndex` from the local replica again (a replica was
-   * placed here). Watches already open keep their remote subscriptions until they end or park.
-   */
-  dropRemoteWatchSource(shardIndex: number): void {
-    const source = this.remoteSources.get(shardIndex);
-    if (source === undefined) return;
-    this.remoteSources.delete(shardIndex);
-    // Still asked for marks (activity, heartbeat) while open watches follow it.
-    if (source.subscriptionCount() > 0) this.retiredRemoteSources.add(source);
-  }
-
-  /** Every remote source some merged watch may still follow (retired ones are let go once unfollowed). */
+  /** Every remote source some merged watch follows now. */
   private followedRemoteSources(): RemoteWatchSource[] {
-    for (const r of this.retiredRemoteSources) if (r.subscriptionCount() === 0) this.retiredRemoteSources.delete(r);
-    return [...this.remoteSources.values(), ...this.retiredRemoteSources].filter((r) => r.subscriptionCount() > 0);
+    return [...this.remoteSources.values()].filter((r) => r.subscriptionCount() > 0);
   }
 
   /** The WatchShard server of this member's replicas (the peer service's WatchShard; null before attach). */
@@ -751,7 +736,7 @@ export class ShardHosting implements ShardedKeyspace {
    * every shard its desired one (the cluster's before any placement). A shard hosted here is judged by
    * its membership as applied here; one hosted elsewhere by what its leader last reported.
    */
-  groupsFollowCluster(): boolean {
+  private groupsFollowCluster(): boolean {
     const member = this.member;
     if (member === null) return false;
     const settled = (groupId: number, cs: { voters: readonly NodeId[]; learners: readonly NodeId[] } | null): boolean => {
