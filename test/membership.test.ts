@@ -1,7 +1,8 @@
 // Live membership changes against real server processes, driven by Debian's etcdctl: growing a
 // running cluster 3 -> 5 with learners that are promoted once caught up, shrinking it 5 -> 3 (the
 // leader included) while a client writes, etcd's errors for changes etcd refuses, and a member that
-// is wiped and re-added catching up from a snapshot because the log it needs was compacted.
+// is wiped and re-added catching up from a snapshot because the log it needs was compacted, at the
+// pace --max-snapshot-send-bytes-per-second sets.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { etcdClients } from '../server/etcd/proto.ts';
@@ -12,6 +13,8 @@ import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 
 const SNAPSHOT_COUNT = 100;
+/** The snapshot send pace of every member here: the wiped member's ~3 MiB snapshot must wait for it. */
+const SNAPSHOT_SEND_BYTES_PER_SECOND = 1024 * 1024;
 
 interface Writer {
   stop(): Promise<{ acked: Map<string, string>; attempts: number }>;
@@ -81,7 +84,10 @@ describe('membership changes with etcdctl', () => {
   let cluster: ProcessCluster;
 
   beforeAll(async () => {
-    cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--snapshot-count', String(SNAPSHOT_COUNT)] });
+    cluster = await ProcessCluster.start({
+      size: 3,
+      extraArgs: ['--snapshot-count', String(SNAPSHOT_COUNT), '--max-snapshot-send-bytes-per-second', String(SNAPSHOT_SEND_BYTES_PER_SECOND)],
+    });
   }, 60_000);
 
   afterAll(async () => {
@@ -176,10 +182,26 @@ describe('membership changes with etcdctl', () => {
     const leader = await cluster.leaderIndex();
     const wiped = running.find((i) => i !== leader)!;
     const ep = cluster.endpointOf(running.find((i) => i !== wiped)!);
-    // Enough writes that every member compacts its log several times over.
     const client = new KvClient(ep);
+    // 3 MiB the snapshot must carry (over the pacer's 1 MiB burst; written first, so the last snapshot
+    // point holds them).
+    const bigValue = 'x'.repeat(64 * 1024);
+    for (let n = 0; n < 48; n++) await client.put(`big/${n}`, bigValue);
+    // Enough writes that every member compacts its log several times over.
     for (let n = 0; n < 5 * SNAPSHOT_COUNT; n++) await client.put(`s/${String(n).padStart(4, '0')}`, `v${n}`);
     client.close();
+    const snapshotSendFigures = async (): Promise<{ bytes: number; throttledS: number }> => {
+      let bytes = 0;
+      let throttledS = 0;
+      for (const i of running.filter((j) => j !== wiped)) {
+        const text = await cluster.metrics(i);
+        bytes += Number(/^synod_snapshot_sent_bytes_total (\S+)/m.exec(text)?.[1] ?? NaN);
+        throttledS += Number(/^synod_snapshot_send_throttled_seconds_total (\S+)/m.exec(text)?.[1] ?? NaN);
+      }
+      return { bytes, throttledS };
+    };
+    const sendBefore = await snapshotSendFigures();
+    const addStartedMs = Date.now();
 
     const rows = await memberList(ep);
     const wipedName = cluster.members[wiped].name;
@@ -190,6 +212,12 @@ describe('membership changes with etcdctl', () => {
 
     const again = await cluster.addMemberSlot(`${wipedName}b`, wiped);
     await addLearnerAndPromote(cluster, ep, again);
+    // The snapshot left at the pace: more than 3 MiB sent, chunks held back, and the transfer took at
+    // least (3 MiB − burst − one chunk) / rate = 1 s.
+    const sendAfter = await snapshotSendFigures();
+    expect(sendAfter.bytes - sendBefore.bytes).toBeGreaterThan(3 * 1024 * 1024);
+    expect(sendAfter.throttledS - sendBefore.throttledS).toBeGreaterThan(0);
+    expect(Date.now() - addStartedMs).toBeGreaterThanOrEqual(1000);
     const metrics = await cluster.metrics(again);
     expect(Number(/^synod_snapshots_installed_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     expect(fs.readFileSync(cluster.members[again].logFile, 'utf8')).toContain('installed snapshot');

@@ -1,6 +1,7 @@
 // The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
 // leader and caught up on what is committed), /metrics (Prometheus text via prom-client) and
 // /placement (where the keyspace lives, as JSON: placement-http.ts).
+import type { SendRateStats } from '../transport/send-rate-limiter.ts';
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
@@ -28,7 +29,7 @@ export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
   return { ready: true, reason: 'ok' };
 }
 
-export function buildRegistry(ctx: ApiContext): client.Registry {
+export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'synod_process_' });
   const status = (): ReturnType<typeof ctx.member.status> => ctx.member.status(DATA_GROUP_ID);
@@ -71,6 +72,10 @@ export function buildRegistry(ctx: ApiContext): client.Registry {
   counter('synod_raft_messages_sent_total', 'Raft messages handed to the peer transport.', () => stats.messagesSent);
   counter('synod_snapshots_taken_total', 'Snapshot points taken (every --snapshot-count applied entries).', () => stats.snapshotsTaken);
   counter('synod_snapshots_sent_total', 'Snapshots streamed to members behind the compacted log.', () => stats.snapshotsSent);
+  if (snapshotSend) {
+    counter('synod_snapshot_sent_bytes_total', 'Snapshot bytes sent to peers (paced by --max-snapshot-send-bytes-per-second).', () => snapshotSend.bytes);
+    counter('synod_snapshot_send_throttled_seconds_total', 'Time snapshot chunks waited for the send pace, summed over transfers.', () => snapshotSend.throttledMs / 1000);
+  }
   counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
   gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
   gauge('synod_server_is_learner', 'Whether this member is a learner (replicates, does not vote).', () => (ctx.isLearner() ? 1 : 0));
@@ -138,8 +143,8 @@ function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.
   });
 }
 
-export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector): Promise<http.Server> {
-  const registry = buildRegistry(ctx);
+export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats): Promise<http.Server> {
+  const registry = buildRegistry(ctx, snapshotSend);
   const server = http.createServer((req, res) => {
     const [url, ...rest] = (req.url ?? '/').split('?');
     const search = rest.join('?');

@@ -23,6 +23,7 @@ import { watchService } from '../api/watch-service.ts';
 import { ClusterService } from '../api/cluster-service.ts';
 import { maintenanceService } from '../api/maintenance-service.ts';
 import { startHttpEndpoints } from '../api/http-endpoints.ts';
+import { SendRateLimiter } from '../transport/send-rate-limiter.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
 import { LeaseSweeper } from '../api/lease-sweeper.ts';
@@ -57,6 +58,8 @@ export interface ServerConfig {
   initialClusterState?: 'new' | 'existing';
   /** Applied entries between snapshot points (etcd's --snapshot-count). */
   snapshotCount?: number;
+  /** Pace of snapshot bytes sent to peers, summed over every transfer (0: unlimited). */
+  maxSnapshotSendBytesPerSecond?: number;
   /** host:port for /healthz, /readyz, /metrics; empty = none. */
   listenMetricsAddress: string;
   tickMs: number;
@@ -138,6 +141,11 @@ const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
 export const DEFAULT_SERVER_TIMING = { tickMs: 100, electionTimeoutTicks: 10 };
 export const DEFAULT_SNAPSHOT_COUNT = 10_000;
+/**
+ * Default pace of snapshot bytes a member sends (all transfers together): enough to move a 2 GiB shard
+ * in about half a minute, low enough that a rebalance leaves the peer links to Raft's own traffic.
+ */
+export const DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND = 64 * 1024 * 1024;
 
 
 
@@ -272,6 +280,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
   const mismatched = sm.members().filter((m) => m.peerUrls[0] && m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => BigInt(m.id).toString(16));
   if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
+  const snapshotSendLimiter = new SendRateLimiter(cfg.maxSnapshotSendBytesPerSecond ?? DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND);
   const transport = new PeerTransport({
     clusterId: cluster.clusterId,
     memberId,
@@ -293,6 +302,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
             return listener.port;
           }
         : undefined,
+    snapshotSendLimiter,
     snapshots: {
       dir: snapshotDir,
       chunks: (groupId, index) => member.snapshotChunks(groupId, index),
@@ -427,7 +437,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
-    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults);
+    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults, snapshotSendLimiter.stats);
   }
   member.start();
   leases.start();

@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_LIMITS } from '../api/context.ts';
-import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
+import { DEFAULT_AUTH_TOKEN_TTL_SECONDS, DEFAULT_SERVER_TIMING, DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND, DEFAULT_SNAPSHOT_COUNT, startServer } from './start-server.ts';
 import { runLocalCluster } from './local-cluster.ts';
 import { restoreSnapshot } from './snapshot-restore.ts';
 import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '../shard/quota.ts';
@@ -58,6 +58,7 @@ program
   .addOption(new Option('--auth-token <type>', 'auth token type (Synod issues signed tokens every member verifies; see docs/security.md)').choices(['simple']).default('simple'))
   .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
+  .option('--max-snapshot-send-bytes-per-second <n>', 'pace of snapshot bytes this member sends to peers, all transfers together (0: unlimited)', String(DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND))
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
@@ -78,6 +79,11 @@ program
     const electionMs = Number(o.electionTimeout);
     if (!(tickMs > 0) || !(electionMs >= 5 * tickMs)) {
       logger.fatal('--election-timeout must be at least 5 x --heartbeat-interval');
+      process.exit(2);
+    }
+    const maxSnapshotSendBytesPerSecond = Number(o.maxSnapshotSendBytesPerSecond);
+    if (!/^\d+$/.test(o.maxSnapshotSendBytesPerSecond)) {
+      logger.fatal(`--max-snapshot-send-bytes-per-second must be a non-negative integer (got ${o.maxSnapshotSendBytesPerSecond})`);
       process.exit(2);
     }
     const quotaBackendBytes = Number(o.quotaBackendBytes);
@@ -136,6 +142,7 @@ program
         initialClusterToken: o.initialClusterToken,
         initialClusterState: o.initialClusterState === 'existing' ? 'existing' : 'new',
         snapshotCount: Number(o.snapshotCount),
+        maxSnapshotSendBytesPerSecond,
         listenMetricsAddress: o.listenMetricsUrls ? new URL(o.listenMetricsUrls).host : '',
         tickMs,
         electionTimeoutTicks: Math.round(electionMs / tickMs),

@@ -18,6 +18,7 @@ import { decodeBatch, encodeFrames, decodeStreamHello, encodeStreamHello, type F
 import { PEER_GRPC_MAX_MESSAGE_BYTES } from './frame-budget.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
+import type { SendRateLimiter } from './send-rate-limiter.ts';
 import { RECOVERY_CHANNEL_OPTIONS } from './channel-recovery.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
@@ -123,6 +124,8 @@ export interface PeerTransportOptions {
   bind?: (server: grpc.Server, address: string) => Promise<number>;
   /** Sending and receiving state-machine snapshots. */
   snapshots: SnapshotHandler;
+  /** The member-wide pace of snapshot bytes sent (send-rate-limiter.ts); unpaced when absent. */
+  snapshotSendLimiter?: SendRateLimiter;
   /** JSON describing the cluster, for a member joining with --initial-cluster-state existing. */
   clusterInfo: () => string;
   /** Whether a member was removed from the cluster: its streams are refused with REMOVED_DETAILS. */
@@ -337,6 +340,8 @@ export class PeerTransport {
         };
         first = false;
         bytes += data.length;
+        await this.opts.snapshotSendLimiter?.acquire(data.length);
+        if (settled) return;
         if (!call.write(chunk)) await new Promise<void>((resolve) => call.once('drain', () => resolve()));
       };
       // One chunk is held back so the final one can carry last = true.
