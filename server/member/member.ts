@@ -257,6 +257,17 @@ export interface GroupStatus {
   snapshotIndex: number;
 }
 
+/**
+ * Which messages of a Ready whose term and vote were already durable may leave before this turn's
+ * fsync: a leader's appends and heartbeats (it counts its own copy only once durable); from anyone,
+ * the answers that confirm a term and nothing written this turn, and the requests a follower passes
+ * on to its leader (a proposal or a ReadIndex, sent at term 0: they promise nothing).
+ */
+function sendsBeforeSync(type: Message['type'], leading: boolean): boolean {
+  if (type === 'heartbeatResp' || type === 'readIndexResp' || type === 'prop' || type === 'readIndex') return true;
+  return leading && (type === 'app' || type === 'heartbeat');
+}
+
 export class Member {
   private readonly opts: MemberOptions;
   private readonly groups = new Map<number, RaftGroup>();
@@ -1034,6 +1045,8 @@ export class Member {
     const readies: Array<[RaftGroup, Ready]> = [];
     /** Leaders' Readies whose term and vote were already durable before this turn (see below). */
     const leaderReadies: Array<[RaftGroup, Ready]> = [];
+    /** Readies whose term and vote were durable before this turn, none installing a snapshot. */
+    const earlyReadies: Array<{ group: RaftGroup; ready: Ready; leading: boolean }> = [];
     const compactedThrough: Array<[RaftGroup, number]> = [];
     let termOrVoteChanged = false;
     for (const group of this.groups.values()) {
@@ -1059,9 +1072,9 @@ export class Member {
       const ready = group.node.ready();
       readies.push([group, ready]);
       const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
-      if (leading && (ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote))) {
-        leaderReadies.push([group, ready]);
-      }
+      const termVoteDurable = ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote);
+      if (termVoteDurable && ready.snapshot === null) earlyReadies.push({ group, ready, leading });
+      if (leading && termVoteDurable) leaderReadies.push([group, ready]);
       if (ready.snapshot) {
         // The received snapshot replaces the whole log: its point becomes the log's start, and any
         // stored entry after it belongs to the discarded log.
@@ -1102,12 +1115,20 @@ export class Member {
     // the batch holding it is durable (Raft.selfAck): until then a commit needs a quorum of other
     // members, who ack only after their own sync. Only a leader whose term and vote are already
     // durable sends early; every other message still waits for the batch.
-    if (this.sink && leaderReadies.length > 0) {
+    //
+    // Answers that only confirm a term — heartbeat responses, and ReadIndex answers — also leave
+    // early, from any member whose term and vote were durable before this turn: they promise
+    // nothing about this turn's entries, and the term they carry is already on disk; so do the
+    // proposals and ReadIndex requests a follower passes on to its leader. Otherwise
+    // every ReadIndex round (a linearizable read, a shard's revision batch at the metadata leader)
+    // waited out a follower's fsync of unrelated entries, which on a busy sharded member is nearly
+    // every turn (docs/architecture.md, "Answers that leave before the fsync").
+    if (this.sink) {
       let sentEarly = false;
-      for (const [group, ready] of leaderReadies) {
+      for (const { group, ready, leading } of earlyReadies) {
         const rest: Message[] = [];
         for (const m of ready.messages) {
-          if (m.type === 'app' || m.type === 'heartbeat') {
+          if (sendsBeforeSync(m.type, leading)) {
             this.sendMessage(group.groupId, m);
             this.stats.messagesSent++;
             sentEarly = true;
