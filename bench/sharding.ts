@@ -4,7 +4,8 @@
 // linearizable one-key range at 64, and a linearizable range over 100 consecutive keys at 16 (on 16
 // shards those keys sit on every shard: one snapshot at one oracle revision, merged). Prints a table
 // with the ratios the brief names (16 shards / one shard, 16 shards / etcd) and writes
-// bench/results/sharding.{md,json}.
+// bench/results/sharding.{md,json}. Then a prefix watch over every shard under a light write load: delivery
+// latency, and every event once in revision order (bench/prefix-watch-latency.ts).
 //
 //   node bench/sharding.ts            (BENCH_SECONDS, BENCH_ROUNDS, BENCH_WORKERS as for run-bench.ts)
 import fs from 'node:fs';
@@ -14,8 +15,12 @@ import { readConfig } from './bench-config.ts';
 import { Cluster, killAllSync } from './clusters.ts';
 import { RESULTS_DIR } from './results-files.ts';
 import { runClosedLoop, type ClosedLoopWorkload, type Row } from './workloads.ts';
+import { measurePrefixWatchLatency, type PrefixWatchLatency } from './prefix-watch-latency.ts';
 
 const SHARDS = 16;
+/** The watch row's light load: an open-loop writer at this rate, over this many keys (every shard). */
+const WATCH_PUTS_PER_SECOND = 200;
+const WATCH_KEYS = 1024;
 
 const WORKLOADS: readonly ClosedLoopWorkload[] = [
   { id: 'put c=64', op: 'put', inFlight: 64 },
@@ -76,6 +81,22 @@ async function main(): Promise<void> {
       const cell = (f: { ops: number; p99: number }): string => `${Math.round(f.ops).toLocaleString('en-US')} (${f.p99.toFixed(1)})`;
       lines.push(`| ${w.id} | ${cell(e)} | ${cell(a)} | ${cell(b)} | ${(b.ops / a.ops).toFixed(2)}× | ${(b.ops / e.ops).toFixed(2)}× |`);
     }
+    // The watch row: one prefix watch over every shard under a light open-loop write load, per round.
+    const watchRuns = new Map<string, PrefixWatchLatency[]>();
+    for (let round = 1; round <= cfg.rounds; round++) {
+      for (const setup of round % 2 === 1 ? setups : [...setups].reverse()) {
+        const r = await measurePrefixWatchLatency(setup.cluster, { putsPerSecond: WATCH_PUTS_PER_SECOND, durationMs: cfg.durationMs, keys: WATCH_KEYS });
+        log(`${setup.label} prefix watch round ${round}: ${r.delivered}/${r.puts} delivered, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, missed ${r.missed}, duplicates ${r.duplicates}, out of order ${r.outOfOrder}, put errors ${r.putErrors}`);
+        watchRuns.set(setup.label, [...(watchRuns.get(setup.label) ?? []), r]);
+      }
+    }
+    const watchCell = (label: string): string => {
+      const rs = watchRuns.get(label) ?? [];
+      const bad = rs.reduce((a, r) => a + r.missed + r.duplicates + r.outOfOrder, 0);
+      return `${median(rs.map((r) => r.p50Ms)).toFixed(1)} / ${median(rs.map((r) => r.p99Ms)).toFixed(1)}${bad > 0 ? ` (${bad} missed, duplicated or out of order)` : ''}`;
+    };
+    lines.push('', `| prefix watch over every shard, ${WATCH_PUTS_PER_SECOND} puts/s: delivery p50 / p99 ms | etcd | Synod, 1 shard | Synod, ${SHARDS} shards |`, '|---|---|---|---|');
+    lines.push(`| put sent → event received (watch through another member) | ${watchCell(etcd)} | ${watchCell(one)} | ${watchCell(many)} |`);
     const table = lines.join('\n');
     console.log(`\n${table}\n`);
     const header =
@@ -85,7 +106,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(RESULTS_DIR, 'sharding.md'), `# Sharding rows (bench/sharding.ts)\n\n${header}\n\n${table}\n`);
     fs.writeFileSync(
       path.join(RESULTS_DIR, 'sharding.json'),
-      `${JSON.stringify({ header, rows: [...rows.entries()].map(([k, rs]) => ({ setup: k.split('|')[0], workload: k.split('|')[1], runs: rs.map((r) => r.measurement) })) }, null, 2)}\n`,
+      `${JSON.stringify({ header, rows: [...rows.entries()].map(([k, rs]) => ({ setup: k.split('|')[0], workload: k.split('|')[1], runs: rs.map((r) => r.measurement) })), prefixWatch: Object.fromEntries(watchRuns) }, null, 2)}\n`,
     );
   } finally {
     for (const s of setups) await s.cluster.stop();

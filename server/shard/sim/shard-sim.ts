@@ -82,7 +82,9 @@ export interface ShardSimResult {
   multiShardSnapshots: number;
   rereads: number;
   closes: number;
-  /** Closes answered below R (the leader's floor: a write turn's grant was on its way). */
+  /** Closes that arrived while write turns' grants were on their way, and waited for them. */
+  closesAfterGrants: number;
+  /** Closes answered below R (the leader's floor: a grant on its way did not land within the wait). */
   closesAtFloor: number;
   crashes: number;
   leaderChanges: number;
@@ -192,10 +194,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let multiShardSnapshots = 0;
   let rereads = 0;
   const closes: Array<{ group: number; asked: number; closed: number; index: number }> = [];
-  let closesAtFloor = 0;
   let crashes = 0;
   let leaderChanges = 0;
-  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAtFloor: 0 };
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0 };
 
   const uninstall = clock.install();
   try {
@@ -282,6 +283,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.grantsRetried += p.stats.grantsRetried;
         pathTotals.oracleRequests += p.stats.oracleRequests;
         pathTotals.writesProposed += p.stats.writesProposed;
+        pathTotals.closesAfterGrants += p.stats.closesAfterGrants;
         pathTotals.closesAtFloor += p.stats.closesAtFloor;
       }
     };
@@ -599,6 +601,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       multiShardSnapshots,
       rereads,
       closes: closes.length,
+      closesAfterGrants: pathTotals.closesAfterGrants,
       closesAtFloor: pathTotals.closesAtFloor,
       crashes,
       leaderChanges,
