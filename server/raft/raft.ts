@@ -914,7 +914,7 @@ export class Raft {
   }
 
   private maybeStartReadRound(): void {
-    const ctx = this.reads.startRoundIfIdle(this.id);
+    const ctx = this.reads.startRound(this.id);
     if (ctx !== null) this.bcastHeartbeat(ctx);
   }
 

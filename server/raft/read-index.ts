@@ -1,8 +1,14 @@
 // Leader-side bookkeeping for linearizable ReadIndex reads. Each read records the commit index
 // at arrival; a read is answered once a quorum has acknowledged a heartbeat round that was
-// *started after* the read arrived (proving we were still leader then). At most one round is
-// in flight: reads arriving meanwhile wait and share the next round, so a burst of N reads
-// costs two heartbeat rounds rather than N.
+// *started after* the read arrived (proving we were still leader then).
+//
+// Rounds are pipelined: a round starts for whatever reads wait as soon as they arrive (the member
+// asks at most once per turn per group), up to `MAX_ROUNDS_IN_FLIGHT`; beyond that reads wait and
+// share the next round. An ack of round k also acknowledges every earlier round j < k: the
+// follower answered a heartbeat sent after round k — so after round j — started, still in our
+// term. Older rounds therefore hold every ack a newer one holds, and rounds complete in order.
+// Before, one round at a time made a read wait for the round in flight and then its own: 1.5
+// heartbeat round trips on average under load instead of one.
 
 import type { NodeId } from './types.ts';
 
@@ -35,50 +41,69 @@ function decodeRoundCtx(ctx: Uint8Array): number {
   return new DataView(ctx.buffer, ctx.byteOffset, ROUND_CTX_BYTES).getFloat64(0);
 }
 
+/** Heartbeat rounds a leader keeps in flight at once for reads; later reads share the next one. */
+export const MAX_ROUNDS_IN_FLIGHT = 4;
+
 export class ReadIndexQueue {
   /** Monotonic across leaderships so stale acks can never match a newer round. */
   private lastRoundId = 0;
-  private inflight: ReadRound | null = null;
+  /** Rounds in flight, oldest first (ids increasing). */
+  private inflight: ReadRound[] = [];
   private waiting: PendingRead[] = [];
 
   add(read: PendingRead): void {
     this.waiting.push(read);
   }
 
-  /** Context of the round in flight (re-sent with periodic heartbeats in case acks were lost). */
+  /**
+   * Context of the newest round in flight, re-sent with periodic heartbeats in case acks were lost
+   * (an ack of it acknowledges every older round too).
+   */
   inflightCtx(): Uint8Array | null {
-    return this.inflight === null ? null : this.inflight.ctx;
+    return this.inflight.at(-1)?.ctx ?? null;
   }
 
-  /** Starts a round for the waiting reads if none is in flight; returns its context, or null. */
-  startRoundIfIdle(selfId: NodeId): Uint8Array | null {
-    if (this.inflight !== null || this.waiting.length === 0) return null;
+  /** Starts a round for the waiting reads unless none wait or the pipeline is full; returns its context, or null. */
+  startRound(selfId: NodeId): Uint8Array | null {
+    if (this.waiting.length === 0 || this.inflight.length >= MAX_ROUNDS_IN_FLIGHT) return null;
     const roundId = ++this.lastRoundId;
-    this.inflight = { ctx: encodeRoundCtx(roundId), roundId, acks: new Set([selfId]), reads: this.waiting };
+    const round: ReadRound = { ctx: encodeRoundCtx(roundId), roundId, acks: new Set([selfId]), reads: this.waiting };
+    this.inflight.push(round);
     this.waiting = [];
-    return this.inflight.ctx;
+    return round.ctx;
   }
 
   /**
-   * Records `from`'s ack of the heartbeat round `ctx`. When the in-flight round reaches a
-   * quorum it is completed and its reads returned; otherwise returns null.
+   * Records `from`'s ack of the heartbeat round `ctx`, which acknowledges every round up to it.
+   * Returns the reads of the rounds that reached a quorum (oldest first), or null if none did.
    */
   ack(from: NodeId, ctx: Uint8Array, isQuorum: (acks: ReadonlySet<NodeId>) => boolean): PendingRead[] | null {
-    const round = this.inflight;
-    if (round === null || decodeRoundCtx(ctx) !== round.roundId) return null;
-    round.acks.add(from);
-    if (!isQuorum(round.acks)) return null;
-    this.inflight = null;
-    return round.reads;
+    const roundId = decodeRoundCtx(ctx);
+    if (this.inflight.length === 0 || roundId < this.inflight[0].roundId || roundId > this.inflight[this.inflight.length - 1].roundId) return null;
+    for (const round of this.inflight) {
+      if (round.roundId > roundId) break;
+      round.acks.add(from);
+    }
+    let done: PendingRead[] | null = null;
+    while (this.inflight.length > 0 && isQuorum(this.inflight[0].acks)) {
+      const round = this.inflight.shift()!;
+      done = done === null ? round.reads : done.concat(round.reads);
+    }
+    if (this.inflight.length > 0 && done !== null) {
+      // Invariant: an older round holds every ack of a newer one, so none newer can be complete now.
+      const newest = this.inflight[this.inflight.length - 1];
+      if (isQuorum(newest.acks)) throw new Error(`read round ${newest.roundId} reached a quorum before round ${this.inflight[0].roundId}`);
+    }
+    return done;
   }
 
   /** Drops every pending read (leadership lost); clients retry on timeout as with etcd. */
   clear(): void {
-    this.inflight = null;
+    this.inflight = [];
     this.waiting = [];
   }
 
   pendingCount(): number {
-    return this.waiting.length + (this.inflight === null ? 0 : this.inflight.reads.length);
+    return this.waiting.length + this.inflight.reduce((n, r) => n + r.reads.length, 0);
   }
 }
