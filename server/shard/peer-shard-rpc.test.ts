@@ -1,7 +1,9 @@
 // The shard peer RPCs over real grpc-js servers on loopback: every oracle answer round-trips, a real
 // OracleClient follows a not-leader hint to the right member, dead and silent peers end as
 // unavailable/deadline by the deadline (measured), and RangeAt carries random RangeOps and results
-// byte for byte (fast-check), maps the shard's refusals and honours its deadline.
+// byte for byte (fast-check), maps the shard's refusals and honours its deadline; RangeAt and CloseAt of
+// one turn to one member travel as one batch call (each answered alone, by its own deadline; a result
+// too large for the batch asked again alone; an older member without the batch calls asked singly).
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -29,21 +31,22 @@ interface Peer {
   maxMessageBytes?: number;
 }
 
-async function startPeer(isBlocked?: (memberId: NodeId) => boolean): Promise<Peer> {
+async function startPeer(isBlocked?: (memberId: NodeId) => boolean, options: { maxMessageBytes?: number; withoutBatchCalls?: boolean } = {}): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never() };
-  server.addService(
-    shardPeerServiceDefinition(),
-    shardPeerServiceImpl({
-      oracle: () => peer.oracle,
-      oracleLeader: () => peer.oracleLeader,
-      rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
-      leaderOf: (g) => peer.leaders.get(g) ?? 0,
-      isBlocked,
-      closeAt: (g, r, d) => peer.closeAt(g, r, d),
-    }),
-  );
+  const impl = shardPeerServiceImpl({
+    oracle: () => peer.oracle,
+    oracleLeader: () => peer.oracleLeader,
+    rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
+    leaderOf: (g) => peer.leaders.get(g) ?? 0,
+    isBlocked,
+    closeAt: (g, r, d) => peer.closeAt(g, r, d),
+    maxMessageBytes: options.maxMessageBytes,
+  });
+  // An older version's server: grpc-js answers the methods it lacks UNIMPLEMENTED.
+  if (options.withoutBatchCalls) for (const m of ['RangeAtBatch', 'CloseAtBatch']) delete impl[m];
+  server.addService(shardPeerServiceDefinition(), impl);
   await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
   return peer;
 }
@@ -385,6 +388,74 @@ describe('test-only partitions (--experimental-fault-injection)', () => {
       fromEight.close();
       eightCutOff.close();
       cutOff.server.forceShutdown();
+    }
+  });
+});
+
+describe('RangeAt and CloseAt batched per member', () => {
+  it('calls to one member in one turn leave as one batch call, each answered with its own outcome', async () => {
+    b.closeAt = (g, r) => (g === 5 ? Promise.reject(new ShardNotReadyError('not the ready leader of this shard')) : Promise.resolve({ revision: r - g, appliedIndex: 1000 + g }));
+    b.leaders.set(5, 1);
+    const before = { ...channels.batchStats };
+    const deadline = Date.now() + 5_000;
+    const closes = await Promise.all([2, 3, 4, 5, 6].map((g) => closeAtOnPeer(channels, 2, g, 2 ** 40, deadline)));
+    expect(closes).toEqual([2, 3, 4, 5, 6].map((g) => (g === 5 ? { kind: 'not-leader', leaderId: 1 } : { kind: 'closed', revision: 2 ** 40 - g, appliedIndex: 1000 + g })));
+    expect(channels.batchStats.batches - before.batches).toBe(1);
+    expect(channels.batchStats.batchedCalls - before.batchedCalls).toBe(5);
+
+    const results = fc.sample(resultArb, 6);
+    b.rangeAt = (g) => (g === 7 ? Promise.reject(new MvccError('compacted', 'etcdserver: mvcc: required revision has been compacted')) : Promise.resolve(results[g]));
+    const ops = fc.sample(rangeOpArb, 6);
+    const ranges = await Promise.all(ops.map((op, g) => rangeAtOnPeer(channels, 2, g === 5 ? 7 : g, op, 99, deadline)));
+    ranges.forEach((out, g) => {
+      if (g === 5) expect(out.kind).toBe('mvcc');
+      else expect(out).toEqual({ kind: 'ok', result: results[g] });
+    });
+    expect(channels.batchStats.batches - before.batches).toBe(2);
+  });
+
+  it('a slow shard in a batch does not hold the others past their own deadlines', async () => {
+    b.closeAt = (g, r) => (g === 3 ? never() : Promise.resolve({ revision: r, appliedIndex: g }));
+    const now = Date.now();
+    const [fast, slow] = await Promise.all([closeAtOnPeer(channels, 2, 2, 50, now + 5_000), closeAtOnPeer(channels, 2, 3, 50, now + 300)]);
+    expect(fast).toEqual({ kind: 'closed', revision: 50, appliedIndex: 2 });
+    expect(slow.kind).toBe('deadline');
+  });
+
+  it('a range that would push the batch answer past the peer message cap is asked again alone', async () => {
+    const small = await startPeer(undefined, { maxMessageBytes: 256 * 1024 });
+    const value = Buffer.alloc(100 * 1024, 7);
+    const kv: KeyValue = { key: Buffer.from('k'), value, createRevision: 1, modRevision: 1, version: 1, lease: '0' };
+    small.rangeAt = () => Promise.resolve({ kvs: [kv], more: false, count: 1 });
+    const ch = new ShardPeerChannels({ peerAddress: () => `127.0.0.1:${small.port}` });
+    try {
+      const op = fc.sample(rangeOpArb, 1)[0];
+      const outs = await Promise.all([1, 2, 3].map((g) => rangeAtOnPeer(ch, 9, g, op, 5, Date.now() + 5_000)));
+      for (const out of outs) {
+        expect(out.kind).toBe('ok');
+        if (out.kind === 'ok') expect(Buffer.from(out.result.kvs[0].value).equals(value)).toBe(true);
+      }
+      expect(ch.batchStats.batches).toBe(1);
+    } finally {
+      ch.close();
+      small.server.forceShutdown();
+    }
+  });
+
+  it('a member without the batch calls (an older version) is asked one call at a time', async () => {
+    const old = await startPeer(undefined, { withoutBatchCalls: true });
+    old.closeAt = (g, r) => Promise.resolve({ revision: r, appliedIndex: g });
+    const ch = new ShardPeerChannels({ peerAddress: () => `127.0.0.1:${old.port}` });
+    try {
+      const deadline = Date.now() + 5_000;
+      for (let round = 0; round < 2; round++) {
+        const outs = await Promise.all([2, 3, 4].map((g) => closeAtOnPeer(ch, 9, g, 70, deadline)));
+        expect(outs).toEqual([2, 3, 4].map((g) => ({ kind: 'closed', revision: 70, appliedIndex: g })));
+      }
+      expect(ch.batchStats.batches).toBe(1); // tried once, then never again
+    } finally {
+      ch.close();
+      old.server.forceShutdown();
     }
   });
 });

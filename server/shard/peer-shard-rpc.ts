@@ -42,6 +42,10 @@ import {
   type RangeErrorKind,
   type CloseAtRequestWire,
   type CloseAtResponseWire,
+  type RangeAtBatchRequestWire,
+  type RangeAtBatchResponseWire,
+  type CloseAtBatchRequestWire,
+  type CloseAtBatchResponseWire,
   type WatchShardRequestWire,
   type WatchShardResponseWire,
   type WatchShardSubscribeWire,
@@ -117,6 +121,21 @@ export function shardPeerServiceDefinition(): grpc.ServiceDefinition {
 }
 
 /** Settles with `work`'s answer, or with `late()` once `deadlineMs` passes first. */
+/** A RangeAt answer and about how many bytes it adds to a batch's answer. */
+interface SizedRangeAnswer {
+  response: RangeAtResponseWire;
+  bytes: number;
+}
+
+/** Bytes counted for an answer without a result (an error or a redirect). */
+const SMALL_ANSWER_BYTES = 1024;
+/** Room kept in a batch's answer for its own framing. */
+const BATCH_ENVELOPE_BYTES = 64 * 1024;
+
+function unsized(response: RangeAtResponseWire): SizedRangeAnswer {
+  return { response, bytes: SMALL_ANSWER_BYTES };
+}
+
 function byDeadline<T>(work: Promise<T>, deadlineMs: number, late: () => T, failed: (err: unknown) => T): Promise<T> {
   return new Promise<T>((resolve) => {
     let done = false;
@@ -169,6 +188,65 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     return from !== 0 && opts.isBlocked(from);
   };
 
+  /** One RangeAt, as a call alone or an element of a batch, with its result's size in bytes (about); never rejects. */
+  const serveRangeAt = (request: RangeAtRequestWire): Promise<SizedRangeAnswer> => {
+    let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
+    try {
+      groupId = request.group_id;
+      op = rangeOpFromWire(request.range);
+      revision = safeInt(request.revision, 'revision');
+      deadlineMs = safeInt(request.deadline_ms, 'deadline_ms');
+      if (revision < 1) throw new Error(`revision ${revision} is not positive`);
+    } catch (err) {
+      return Promise.resolve(unsized(rangeError('BAD_REQUEST', message(err))));
+    }
+    if (Date.now() >= deadlineMs) return Promise.resolve(unsized(rangeError('DEADLINE', 'deadline passed before the read began')));
+    let work: Promise<SizedRangeAnswer>;
+    try {
+      work = opts.rangeAt(groupId, op, revision, deadlineMs).then((result) => {
+        const bytes = rangeResultWireBytes(result);
+        if (bytes > maxBytes) return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`));
+        return { response: { range: rangeResultToWire(result) }, bytes };
+      });
+    } catch (err) {
+      work = Promise.reject(err);
+    }
+    return byDeadline<SizedRangeAnswer>(
+      work,
+      deadlineMs,
+      () => unsized(rangeError('DEADLINE', 'read deadline passed')),
+      (err) => unsized(mapRangeFailure(groupId, err)),
+    );
+  };
+
+  /** One CloseAt, as a call alone or an element of a batch; never rejects. */
+  const serveCloseAt = (request: CloseAtRequestWire): Promise<CloseAtResponseWire> => {
+    let groupId: number, revision: number, deadlineMs: number;
+    try {
+      groupId = request.group_id;
+      revision = safeInt(request.revision, 'revision');
+      deadlineMs = safeInt(request.deadline_ms, 'deadline_ms');
+      if (revision < 1) throw new Error(`revision ${revision} is not positive`);
+    } catch (err) {
+      return Promise.resolve(rangeError('BAD_REQUEST', message(err)));
+    }
+    const closeAt = opts.closeAt;
+    if (closeAt === undefined) return Promise.resolve(rangeError('UNAVAILABLE', 'this member does not serve CloseAt'));
+    if (Date.now() >= deadlineMs) return Promise.resolve(rangeError('DEADLINE', 'deadline passed before the close began'));
+    let work: Promise<CloseAtResponseWire>;
+    try {
+      work = closeAt(groupId, revision, deadlineMs).then((c) => ({ closed: { revision: c.revision, applied_index: c.appliedIndex } }));
+    } catch (err) {
+      work = Promise.reject(err);
+    }
+    return byDeadline<CloseAtResponseWire>(
+      work,
+      deadlineMs,
+      () => rangeError('DEADLINE', 'close deadline passed'),
+      (err) => mapRangeFailure(groupId, err),
+    );
+  };
+
   return {
     WatchShard: (call: WatchShardCall): void => {
       const from = Number(call.metadata.get(FROM_MEMBER_METADATA)[0] ?? 0);
@@ -212,72 +290,31 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
 
     RangeAt: (call: grpc.ServerUnaryCall<RangeAtRequestWire, RangeAtResponseWire>, cb: grpc.sendUnaryData<RangeAtResponseWire>): void => {
       if (dropped(call)) return;
-      let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
-      try {
-        groupId = call.request.group_id;
-        op = rangeOpFromWire(call.request.range);
-        revision = safeInt(call.request.revision, 'revision');
-        deadlineMs = safeInt(call.request.deadline_ms, 'deadline_ms');
-        if (revision < 1) throw new Error(`revision ${revision} is not positive`);
-      } catch (err) {
-        cb(null, rangeError('BAD_REQUEST', message(err)));
-        return;
-      }
-      if (Date.now() >= deadlineMs) {
-        cb(null, rangeError('DEADLINE', 'deadline passed before the read began'));
-        return;
-      }
-      let work: Promise<RangeAtResponseWire>;
-      try {
-        work = opts.rangeAt(groupId, op, revision, deadlineMs).then((result) => {
-          const bytes = rangeResultWireBytes(result);
-          if (bytes > maxBytes) return rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`);
-          return { range: rangeResultToWire(result) };
-        });
-      } catch (err) {
-        work = Promise.reject(err);
-      }
-      void byDeadline<RangeAtResponseWire>(
-        work,
-        deadlineMs,
-        () => rangeError('DEADLINE', 'read deadline passed'),
-        (err) => mapRangeFailure(groupId, err),
-      ).then((response) => cb(null, response));
+      void serveRangeAt(call.request).then((answer) => cb(null, answer.response));
     },
 
     CloseAt: (call: grpc.ServerUnaryCall<CloseAtRequestWire, CloseAtResponseWire>, cb: grpc.sendUnaryData<CloseAtResponseWire>): void => {
       if (dropped(call)) return;
-      let groupId: number, revision: number, deadlineMs: number;
-      try {
-        groupId = call.request.group_id;
-        revision = safeInt(call.request.revision, 'revision');
-        deadlineMs = safeInt(call.request.deadline_ms, 'deadline_ms');
-        if (revision < 1) throw new Error(`revision ${revision} is not positive`);
-      } catch (err) {
-        cb(null, rangeError('BAD_REQUEST', message(err)));
-        return;
-      }
-      const closeAt = opts.closeAt;
-      if (closeAt === undefined) {
-        cb(null, rangeError('UNAVAILABLE', 'this member does not serve CloseAt'));
-        return;
-      }
-      if (Date.now() >= deadlineMs) {
-        cb(null, rangeError('DEADLINE', 'deadline passed before the close began'));
-        return;
-      }
-      let work: Promise<CloseAtResponseWire>;
-      try {
-        work = closeAt(groupId, revision, deadlineMs).then((c) => ({ closed: { revision: c.revision, applied_index: c.appliedIndex } }));
-      } catch (err) {
-        work = Promise.reject(err);
-      }
-      void byDeadline<CloseAtResponseWire>(
-        work,
-        deadlineMs,
-        () => rangeError('DEADLINE', 'close deadline passed'),
-        (err) => mapRangeFailure(groupId, err),
-      ).then((response) => cb(null, response));
+      void serveCloseAt(call.request).then((response) => cb(null, response));
+    },
+
+    RangeAtBatch: (call: grpc.ServerUnaryCall<RangeAtBatchRequestWire, RangeAtBatchResponseWire>, cb: grpc.sendUnaryData<RangeAtBatchResponseWire>): void => {
+      if (dropped(call)) return;
+      void Promise.all((call.request.requests ?? []).map((r) => serveRangeAt(r))).then((answers) => {
+        // The answers together must fit one peer message: results past the cap are asked again alone.
+        let bytes = 0;
+        cb(null, {
+          responses: answers.map(({ response, bytes: size }) => {
+            bytes += size;
+            return bytes > maxBytes - BATCH_ENVELOPE_BYTES && response.range ? rangeError('RETRY_SINGLY', 'the batch answer would exceed the peer message cap') : response;
+          }),
+        });
+      });
+    },
+
+    CloseAtBatch: (call: grpc.ServerUnaryCall<CloseAtBatchRequestWire, CloseAtBatchResponseWire>, cb: grpc.sendUnaryData<CloseAtBatchResponseWire>): void => {
+      if (dropped(call)) return;
+      void Promise.all((call.request.requests ?? []).map((r) => serveCloseAt(r))).then((responses) => cb(null, { responses }));
     },
 
     ShardKv: (call: grpc.ServerUnaryCall<ShardKvRequestWire, ShardKvResponseWire>, cb: grpc.sendUnaryData<ShardKvResponseWire>): void => {
@@ -367,11 +404,23 @@ const MAX_RECONNECT_BACKOFF_MS = 2_000;
 /** How long a call waits for a channel that is not connected yet to connect before the member counts as unreachable. */
 export const CONNECT_WAIT_MS = 1_000;
 
+interface CoalescedCall {
+  readonly request: unknown;
+  readonly deadlineMs: number;
+  resolve(v: unknown): void;
+}
+
 /** One gRPC channel per peer (re-dialled when a member's address changes); close() closes them all. */
 export class ShardPeerChannels {
   private readonly opts: ShardPeerChannelsOptions;
   private readonly clients = new Map<NodeId, { address: string; client: grpc.Client }>();
   private closed = false;
+  /** RangeAt / CloseAt calls of this turn waiting to leave as one batch, by "method/member". */
+  private readonly coalescing = new Map<string, CoalescedCall[]>();
+  /** Members that answered a batch call UNIMPLEMENTED (an older version): asked one call at a time. */
+  private readonly unbatched = new Set<NodeId>();
+  /** Batch calls sent, and the single calls they carried. */
+  readonly batchStats = { batches: 0, batchedCalls: 0 };
 
   constructor(opts: ShardPeerChannelsOptions) {
     this.opts = opts;
@@ -431,7 +480,7 @@ export class ShardPeerChannels {
   }
 
   /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
-  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
     const fail = (deadline: boolean, reason: string, notSent = false): CallFailure => ({ failure: true, deadline, reason, ...(notSent ? { notSent } : {}) });
     if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call', true));
     if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`, true));
@@ -462,6 +511,78 @@ export class ShardPeerChannels {
       } catch (err) {
         finish(fail(false, `call failed: ${message(err)}`));
       }
+    });
+  }
+
+  /**
+   * A RangeAt or CloseAt to `memberId`. Those asked of the same member in one turn leave as one
+   * RangeAtBatch / CloseAtBatch call (a multi-shard range and a closing round ask every shard at once;
+   * most are led by the same few members); each caller still gets its own answer by its own deadline.
+   * A member that does not know the batch calls (an older version) is asked one by one from then on.
+   * Never rejects.
+   */
+  callCoalesced<Req, Res>(memberId: NodeId, method: 'RangeAt' | 'CloseAt', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+    if (this.unbatched.has(memberId)) return this.call<Req, Res>(memberId, method, request, deadlineMs);
+    const key = `${method}/${memberId}`;
+    return new Promise<Res | CallFailure>((resolve) => {
+      let queue = this.coalescing.get(key);
+      if (queue === undefined) {
+        queue = [];
+        this.coalescing.set(key, queue);
+        setImmediate(() => {
+          this.coalescing.delete(key);
+          void this.sendCoalesced(memberId, method, queue!);
+        });
+      }
+      queue.push({ request, deadlineMs, resolve: resolve as (v: unknown) => void });
+    });
+  }
+
+  private async sendCoalesced(memberId: NodeId, method: 'RangeAt' | 'CloseAt', queue: CoalescedCall[]): Promise<void> {
+    const single = (c: CoalescedCall): void => {
+      void this.call(memberId, method, c.request, c.deadlineMs).then(c.resolve);
+    };
+    if (queue.length === 1 || this.unbatched.has(memberId)) {
+      queue.forEach(single);
+      return;
+    }
+    this.batchStats.batches++;
+    this.batchStats.batchedCalls += queue.length;
+    // Each caller's answer comes by its own deadline, whatever the batch call waits for.
+    const settled = queue.map(() => false);
+    const timers = queue.map((c, i) =>
+      setTimeout(() => {
+        if (settled[i]) return;
+        settled[i] = true;
+        c.resolve({ failure: true, deadline: true, reason: `no answer from member ${memberId} by the deadline` } satisfies CallFailure);
+      }, Math.max(0, Math.min(c.deadlineMs - Date.now(), 2 ** 31 - 1 - BACKSTOP_MS)) + BACKSTOP_MS),
+    );
+    const answer = (i: number, v: unknown): void => {
+      if (settled[i]) return;
+      settled[i] = true;
+      clearTimeout(timers[i]);
+      queue[i].resolve(v);
+    };
+    const deadlineMs = Math.max(...queue.map((c) => c.deadlineMs));
+    const res = await this.call<{ requests: unknown[] }, { responses?: unknown[] }>(memberId, `${method}Batch`, { requests: queue.map((c) => c.request) }, deadlineMs);
+    if (isFailure(res)) {
+      if (/^UNIMPLEMENTED/.test(res.reason)) {
+        this.unbatched.add(memberId);
+        queue.forEach((c, i) => void this.call(memberId, method, c.request, c.deadlineMs).then((v) => answer(i, v)));
+        return;
+      }
+      queue.forEach((_, i) => answer(i, res));
+      return;
+    }
+    const responses = res.responses ?? [];
+    if (responses.length !== queue.length) {
+      queue.forEach((_, i) => answer(i, { failure: true, deadline: false, reason: `member ${memberId} answered ${responses.length} of ${queue.length} batched calls` } satisfies CallFailure));
+      return;
+    }
+    responses.forEach((r, i) => {
+      const kind = (r as { error?: { kind?: string } | null }).error?.kind;
+      if (kind === 'RETRY_SINGLY') void this.call(memberId, method, queue[i].request, queue[i].deadlineMs).then((v) => answer(i, v));
+      else answer(i, r);
     });
   }
 
@@ -560,7 +681,7 @@ export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
   } catch (err) {
     return { kind: 'refused', reason: message(err) };
   }
-  const answer = await channels.call<RangeAtRequestWire, RangeAtResponseWire>(memberId, 'RangeAt', request, deadline);
+  const answer = await channels.callCoalesced<RangeAtRequestWire, RangeAtResponseWire>(memberId, 'RangeAt', request, deadline);
   if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', reason: answer.reason } : { kind: 'unavailable', reason: answer.reason };
   try {
     switch (answer.result) {
@@ -606,7 +727,7 @@ export type CloseAtOutcome =
 /** Closes shard `groupId` at `revision` or below on member `memberId` (its leader, as far as the caller knows). Never rejects. */
 export async function closeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<CloseAtOutcome> {
   const deadline = wireDeadline(deadlineMs);
-  const answer = await channels.call<CloseAtRequestWire, CloseAtResponseWire>(memberId, 'CloseAt', { group_id: groupId, revision, deadline_ms: deadline }, deadline);
+  const answer = await channels.callCoalesced<CloseAtRequestWire, CloseAtResponseWire>(memberId, 'CloseAt', { group_id: groupId, revision, deadline_ms: deadline }, deadline);
   if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', reason: answer.reason } : { kind: 'unavailable', reason: answer.reason };
   try {
     switch (answer.result) {

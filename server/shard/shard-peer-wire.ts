@@ -69,7 +69,7 @@ export interface RangeAtRequestWire {
   deadline_ms: Long64;
 }
 
-export type RangeErrorKind = 'INTERNAL' | 'UNAVAILABLE' | 'DEADLINE' | 'COMPACTED' | 'FUTURE_REV' | 'TOO_LARGE' | 'BAD_REQUEST';
+export type RangeErrorKind = 'INTERNAL' | 'UNAVAILABLE' | 'DEADLINE' | 'COMPACTED' | 'FUTURE_REV' | 'TOO_LARGE' | 'BAD_REQUEST' | 'RETRY_SINGLY';
 
 export interface RangeAtResponseWire {
   result?: 'range' | 'not_leader' | 'error';
@@ -89,6 +89,22 @@ export interface CloseAtResponseWire {
   closed?: { revision: Long64; applied_index: Long64 } | null;
   not_leader?: { leader_id: Long64 } | null;
   error?: { kind: RangeErrorKind; message: string } | null;
+}
+
+export interface RangeAtBatchRequestWire {
+  requests: RangeAtRequestWire[];
+}
+
+export interface RangeAtBatchResponseWire {
+  responses: RangeAtResponseWire[];
+}
+
+export interface CloseAtBatchRequestWire {
+  requests: CloseAtRequestWire[];
+}
+
+export interface CloseAtBatchResponseWire {
+  responses: CloseAtResponseWire[];
 }
 
 let service: grpc.ServiceClientConstructor | undefined;
