@@ -40,7 +40,7 @@ typecheck: npm-deps
 	$(TSC) --noEmit -p .
 
 run: build
-	$(NODE) server/cli/synod.ts local --data-dir data $(if $(SHARDS),--shards $(SHARDS))
+	$(NODE) server/cli/synod.ts local --data-dir data $(if $(SHARDS),--shards $(SHARDS)) $(if $(REPLICAS),--replication-factor $(REPLICAS))
 
 # The same cluster with TLS for clients and peers (development certificates in data-tls/certs);
 # prints the matching etcdctl --cacert/--cert/--key line. Its own data dir: peer URLs are https.

@@ -44,7 +44,7 @@ afterAll(async () => {
 
 interface View {
   members: Array<{ id: string; name: string; clientURLs: string[] }>;
-  shards: Array<{ id: number; replicas: string[]; learners: string[]; leader: string | null }>;
+  shards: Array<{ id: number; replicas: string[]; learners: string[]; leader: string | null; revision: number }>;
   moves: { pending: number; inProgress: number; done: number };
 }
 
@@ -189,6 +189,18 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
       return Math.max(...counts.values()) <= Math.ceil(SHARDS / 4) && counts.size === 4 ? counts : null;
     }, 60_000);
     console.log(`join: leaders per member ${JSON.stringify(Object.fromEntries(led))}`);
+    // Each member's own /placement names every shard's leader, hosted there or not (its hosts answer
+    // ShardStatus), and a revision for every shard that holds a key.
+    const written = new Set([...acked.keys()].map((k) => SLOT_MAP.shardOfKey(Buffer.from(k))));
+    await eventually('every member\'s view names every shard\'s leader', async () => {
+      for (let j = 0; j < cluster.members.length; j++) {
+        if (cluster.members[j].retired || !cluster.isRunning(j)) continue;
+        const mine = await view(j);
+        const missing = mine.shards.filter((s) => s.leader === null || !s.replicas.includes(s.leader) || (written.has(s.id) && !(s.revision > 0)));
+        if (missing.length > 0) throw new Error(`member ${cluster.members[j].name}: ${JSON.stringify(missing)}`);
+      }
+      return true;
+    }, 20_000);
     // The members that gave replicas up deleted them (a log line per removed replica).
     const removals = cluster.members.slice(0, 3).map((m) => (fs.readFileSync(m.logFile, 'utf8').match(/shard replica removed from this member/g) ?? []).length);
     expect(removals.reduce((a, b) => a + b, 0)).toBe(moved(beforeJoin, v));

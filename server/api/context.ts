@@ -59,9 +59,15 @@ export interface ShardedKeyspace {
   holdClosingRounds(): ClosingHold;
   /**
    * Every shard as this member sees it: membership, leader and applied revision where it hosts a replica;
-   * elsewhere the membership its leader last reported, the leader last learned (or null) and revision 0.
+   * elsewhere the membership its leader last reported, and the leader and revision a hosting member
+   * answered at the last refreshRemoteViews (within 10 s), else the leader last learned (or 0) and revision 0.
    */
   shardViews(): Array<{ shard: number; voters: readonly number[]; learners: readonly number[]; leader: number; revision: number }>;
+  /**
+   * Asks the members hosting the shards this member does not host for their leader and applied revision
+   * (ShardStatus), so that shardViews() shows them; resolves by `deadlineMs` whatever they answer.
+   */
+  refreshRemoteViews(deadlineMs: number): Promise<void>;
   /**
    * Marks `memberId` draining (or up again with `cancel`) through the metadata group and waits for that
    * to apply; answers the replicas still on it. Throws when the member is not in the cluster.

@@ -15,6 +15,9 @@ import { registerPlacementMetrics } from './placement-metrics.ts';
 /** A member is caught up when it is at most this many committed entries behind in applying. */
 const READY_MAX_APPLY_LAG_ENTRIES = 100;
 
+/** Longest /placement waits for the members hosting shards this one does not to answer ShardStatus. */
+const REMOTE_VIEW_WAIT_MS = 1_000;
+
 export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
   // A sharded cluster's member serves once every group it hosts has a leader and is caught up.
   const groups = [DATA_GROUP_ID, ...(ctx.shards?.readinessGroups() ?? [])];
@@ -157,13 +160,19 @@ export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, 
       const r = readiness(ctx);
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.reason}\n`);
     } else if (url === '/placement' && (req.method === 'GET' || req.method === 'HEAD')) {
-      let answer: ReturnType<typeof answerPlacement>;
-      try {
-        answer = answerPlacement(search, () => observePlacement(ctx));
-      } catch (err) {
-        answer = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
-      }
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(`${JSON.stringify(answer.body)}\n`);
+      // Leaders and revisions of shards hosted elsewhere come from their hosts (at most a second's wait).
+      void Promise.resolve()
+        .then(() => ctx.shards?.refreshRemoteViews(Date.now() + REMOTE_VIEW_WAIT_MS))
+        .catch(() => undefined) // the view is then this member's own knowledge
+        .then(() => {
+          let answer: ReturnType<typeof answerPlacement>;
+          try {
+            answer = answerPlacement(search, () => observePlacement(ctx));
+          } catch (err) {
+            answer = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
+          }
+          res.writeHead(answer.status, { 'content-type': 'application/json' }).end(`${JSON.stringify(answer.body)}\n`);
+        });
     } else if (url === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),

@@ -85,6 +85,7 @@ export function wireToView(w: GetPlacementWire): PlacementView {
 export function placementService(ctx: ApiContext): grpc.UntypedServiceImplementation {
   return {
     GetPlacement: unary<unknown, GetPlacementWire>(ctx, async () => {
+      await ctx.shards?.refreshRemoteViews(Math.min(ctx.deadlineMs(), Date.now() + 1_000)).catch(() => undefined);
       const observation = observePlacement(ctx);
       return viewToWire(buildPlacementView(observation), ctx.header());
     }),

@@ -21,6 +21,8 @@ export interface LocalClusterOptions {
   zones?: string[];
   /** --shards for every member (absent: not given, the cluster's own). */
   shards?: number;
+  /** --replication-factor for every member (absent: not given, the cluster's own). */
+  replicationFactor?: number;
   /** With tls: clients must present a certificate signed by the dev CA (its CN is the auth user). */
   clientCertAuth?: boolean;
 }
@@ -80,6 +82,7 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
         '--listen-metrics-urls', `http://127.0.0.1:${m.metrics}`,
         ...(zone ? ['--zone', zone] : []),
         ...(opts.shards !== undefined ? ['--shards', String(opts.shards)] : []),
+        ...(opts.replicationFactor !== undefined ? ['--replication-factor', String(opts.replicationFactor)] : []),
         ...tlsArgs,
       ],
       { stdio: ['ignore', out, out] },

@@ -88,6 +88,9 @@ const MAX_MOVING_SHARDS = 4;
 const DRAIN_RESEND_MS = 1_000;
 
 /** A placement request this cluster cannot carry out (the API answers FailedPrecondition). */
+/** How long a hosting member's answer about a shard (refreshRemoteViews) is shown in shardViews(). */
+const REMOTE_VIEW_FRESH_MS = 10_000;
+
 export class PlacementRefusedError extends Error {
   constructor(message: string) {
     super(message);
@@ -647,8 +650,49 @@ export class ShardHosting implements ShardedKeyspace {
         return { shard, voters: conf.voters, learners: conf.learners, leader: member.leaderId(hosted.groupId), revision: hosted.sm.appliedRevision() };
       }
       const conf = this.metadata.observedConf(shard) ?? { voters: this.metadata.desiredReplicas(shard) ?? [], learners: [] };
+      const remote = this.remoteViews.get(shard);
+      if (remote !== undefined && Date.now() - remote.atMs <= REMOTE_VIEW_FRESH_MS) return { shard, voters: conf.voters, learners: conf.learners, leader: remote.leaderId, revision: remote.appliedRevision };
       return { shard, voters: conf.voters, learners: conf.learners, leader: this.learnedLeaders.get(FIRST_SHARD_GROUP_ID + shard) ?? 0, revision: 0 };
     });
+  }
+
+  async refreshRemoteViews(deadlineMs: number): Promise<void> {
+    const peers = this.peers;
+    if (peers === null) return;
+    const self = this.memberForHosting().memberId;
+    // Each member hosting shards this one does not is asked once, for all of them.
+    const asks = new Map<NodeId, number[]>();
+    for (let shard = 0; shard < this.shardCount; shard++) {
+      if (this.hosted.has(shard)) continue;
+      const conf = this.metadata.observedConf(shard);
+      for (const id of conf?.voters ?? this.metadata.desiredReplicas(shard) ?? []) {
+        if (id === self) continue;
+        asks.set(id, [...(asks.get(id) ?? []), FIRST_SHARD_GROUP_ID + shard]);
+      }
+    }
+    const answers = await Promise.all([...asks].map(async ([to, groupIds]) => ({ to, statuses: await peers.shardStatus(to, groupIds, deadlineMs) })));
+    const atMs = Date.now();
+    // Per shard: the leader's own answer if it gave one (its revision is the shard's newest), else the
+    // answer with the highest applied revision.
+    const best = new Map<number, { leaderId: NodeId; appliedRevision: number; fromLeader: boolean }>();
+    for (const { to, statuses } of answers) {
+      for (const st of statuses) {
+        const shard = st.groupId - FIRST_SHARD_GROUP_ID;
+        const fromLeader = st.leaderId === to;
+        const prev = best.get(shard);
+        if (prev === undefined || (fromLeader && !prev.fromLeader) || (fromLeader === prev.fromLeader && st.appliedRevision > prev.appliedRevision)) {
+          best.set(shard, { leaderId: st.leaderId, appliedRevision: st.appliedRevision, fromLeader });
+        }
+      }
+    }
+    for (const [shard, b] of best) this.remoteViews.set(shard, { leaderId: b.leaderId, appliedRevision: b.appliedRevision, atMs });
+  }
+
+  /** What this member's replica of `groupId` knows (ShardStatus), or null when it hosts none. */
+  shardStatusHere(groupId: number): { leaderId: NodeId; appliedRevision: number } | null {
+    const hosted = this.hosted.get(groupId - FIRST_SHARD_GROUP_ID);
+    if (hosted === undefined) return null;
+    return { leaderId: this.memberForHosting().leaderId(hosted.groupId), appliedRevision: hosted.sm.appliedRevision() };
   }
 
   async drain(memberId: NodeId, cancel: boolean, deadlineMs: number): Promise<{ draining: boolean; replicasRemaining: number }> {
@@ -829,6 +873,8 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   private readonly learnedLeaders = new Map<number, NodeId>();
+  /** Leader and applied revision of shards hosted elsewhere, as their hosts last answered (refreshRemoteViews). */
+  private readonly remoteViews = new Map<number, { leaderId: NodeId; appliedRevision: number; atMs: number }>();
 
   /** Every shard replica on this member as a merged watch's source, by shard index. */
   watchSources(): ReadonlyMap<number, ShardWatchSource> {

@@ -6,7 +6,7 @@ import type { NodeId } from '../raft/types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError } from '../shard/shard-write-path.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, watchShardTransport, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, shardStatusOnPeer, watchShardTransport, type RemoteShardStatus, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
 import type { ShardKvRequest } from '../shard/shard-kv-wire.ts';
 import type { WatchShardTransport } from '../shard/remote-watch-source.ts';
 
@@ -21,6 +21,8 @@ export interface ShardPeers {
   shardKv(to: NodeId, request: ShardKvRequest, callDeadlineMs: number): Promise<ShardKvOutcome>;
   /** WatchShard streams to members hosting a shard (a merged watch's remote shards); absent: none. */
   watchShard?: WatchShardTransport;
+  /** Leader and applied revision of those of `groupIds` member `to` hosts, from its own state; never rejects ([] on failure). */
+  shardStatus(to: NodeId, groupIds: readonly number[], deadlineMs: number): Promise<RemoteShardStatus[]>;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -34,6 +36,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
   return {
     oracle: new GrpcOracleTransport(channels),
     watchShard: watchShardTransport(channels),
+    shardStatus: (to, groupIds, deadlineMs) => shardStatusOnPeer(channels, to, groupIds, deadlineMs),
     async rangeAt(to, groupId, op, revision, deadlineMs) {
       const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
       switch (outcome.kind) {

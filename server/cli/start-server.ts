@@ -369,6 +369,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         leaderOf: (groupId) => member.leaderId(groupId),
         isBlocked,
         closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+        shardStatus: (groupId) => sharding.shardStatusHere(groupId),
         shardKv: (request) => serveShardKv(ctx, request),
         watchShard: sharding.watchShardServer() ?? undefined,
       }),

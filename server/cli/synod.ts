@@ -204,7 +204,8 @@ program
   .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
   .option('--zone <names>', 'zone of the members: one name for all three, or three comma-separated names', '')
   .option('--shards <n>', 'shard count of the cluster (a power of two; default 1)')
-  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string; shards?: string }) => {
+  .option('--replication-factor <n>', 'replicas per shard (0, the default: every member hosts every shard); members added later receive a share')
+  .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string; shards?: string; replicationFactor?: string }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
       if (p.length !== 3 || p.some((n) => !Number.isInteger(n) || n <= 0 || n > 65535)) {
@@ -232,9 +233,14 @@ program
       console.error((err as Error).message);
       process.exit(2);
     }
+    if (o.replicationFactor !== undefined && (!/^\d+$/.test(o.replicationFactor) || Number(o.replicationFactor) > 7)) {
+      console.error(`--replication-factor must be an integer from 0 to 7 (got ${o.replicationFactor})`);
+      process.exit(2);
+    }
     await runLocalCluster({
       zones,
       shards,
+      replicationFactor: o.replicationFactor === undefined ? undefined : Number(o.replicationFactor),
       dataDir: o.dataDir,
       clientPorts: ports(o.clientPorts, '--client-ports'),
       peerPorts: ports(o.peerPorts, '--peer-ports'),

@@ -14,7 +14,7 @@ import { MvccError, rangeOf, type KeyValue, type RangeOp, type RangeResult, type
 import type { NodeId } from '../raft/types.ts';
 import { OracleClient } from './oracle-client.ts';
 import type { OracleRequest, OracleResponse, OracleServer } from './oracle-protocol.ts';
-import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, closeAtOnPeer, rangeAtOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
+import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, closeAtOnPeer, rangeAtOnPeer, shardStatusOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
 import { ShardDeadlineError, ShardNotReadyError } from './shard-write-path.ts';
 
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
@@ -28,13 +28,15 @@ interface Peer {
   rangeAt: ShardPeerServiceOptions['rangeAt'];
   leaders: Map<number, NodeId>;
   closeAt: NonNullable<ShardPeerServiceOptions['closeAt']>;
+  /** The replicas this peer hosts: group id → leader and applied revision. */
+  hosted: Map<number, { leaderId: NodeId; appliedRevision: number }>;
   maxMessageBytes?: number;
 }
 
 async function startPeer(isBlocked?: (memberId: NodeId) => boolean, options: { maxMessageBytes?: number; withoutBatchCalls?: boolean } = {}): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
-  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never() };
+  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never(), hosted: new Map() };
   const impl = shardPeerServiceImpl({
     oracle: () => peer.oracle,
     oracleLeader: () => peer.oracleLeader,
@@ -42,6 +44,7 @@ async function startPeer(isBlocked?: (memberId: NodeId) => boolean, options: { m
     leaderOf: (g) => peer.leaders.get(g) ?? 0,
     isBlocked,
     closeAt: (g, r, d) => peer.closeAt(g, r, d),
+    shardStatus: (g) => peer.hosted.get(g) ?? null,
     maxMessageBytes: options.maxMessageBytes,
   });
   // An older version's server: grpc-js answers the methods it lacks UNIMPLEMENTED.
@@ -457,5 +460,20 @@ describe('RangeAt and CloseAt batched per member', () => {
       ch.close();
       old.server.forceShutdown();
     }
+  });
+});
+
+describe('ShardStatus', () => {
+  it('answers leader and applied revision of the asked groups the member hosts (64-bit safe), nothing for the rest', async () => {
+    b.hosted.set(3, { leaderId: 2 ** 52 + 7, appliedRevision: 2 ** 50 + 1 });
+    b.hosted.set(5, { leaderId: 0, appliedRevision: 0 });
+    expect(await shardStatusOnPeer(channels, 2, [3, 4, 5], Date.now() + 2_000)).toEqual([
+      { groupId: 3, leaderId: 2 ** 52 + 7, appliedRevision: 2 ** 50 + 1 },
+      { groupId: 5, leaderId: 0, appliedRevision: 0 },
+    ]);
+    expect(await shardStatusOnPeer(channels, 3, [3], Date.now() + 2_000)).toEqual([]); // a down member: nothing, at once
+    const t = Date.now();
+    expect(await shardStatusOnPeer(channels, 4, [3], Date.now() + 300)).toEqual([]); // a silent one: nothing, by the deadline
+    expect(Date.now() - t).toBeLessThan(600);
   });
 });

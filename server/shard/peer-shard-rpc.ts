@@ -46,6 +46,9 @@ import {
   type RangeAtBatchResponseWire,
   type CloseAtBatchRequestWire,
   type CloseAtBatchResponseWire,
+  type ShardStatusRequestWire,
+  type ShardStatusResponseWire,
+  type ShardStatusWire,
   type WatchShardRequestWire,
   type WatchShardResponseWire,
   type WatchShardSubscribeWire,
@@ -101,6 +104,8 @@ export interface ShardPeerServiceOptions {
    * rejects (refusals are answers). Absent: ShardKv answers not_hosted.
    */
   shardKv?: (request: ShardKvRequest) => Promise<ShardKvAnswer>;
+  /** What this member knows of its replica of `groupId` (null: none hosted here). Absent: nothing is hosted. */
+  shardStatus?: (groupId: number) => { leaderId: NodeId; appliedRevision: number } | null;
   /** Serves WatchShard streams (watch-shard-server.ts); absent: every stream ends at once, NOT_HOSTED. */
   watchShard?: WatchShardServer;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
@@ -317,6 +322,17 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
       void Promise.all((call.request.requests ?? []).map((r) => serveCloseAt(r))).then((responses) => cb(null, { responses }));
     },
 
+    ShardStatus: (call: grpc.ServerUnaryCall<ShardStatusRequestWire, ShardStatusResponseWire>, cb: grpc.sendUnaryData<ShardStatusResponseWire>): void => {
+      if (dropped(call)) return;
+      const statuses = (call.request.group_ids ?? []).map((groupId): ShardStatusWire => {
+        const status = opts.shardStatus?.(groupId) ?? null;
+        return status === null
+          ? { group_id: groupId, hosted: false, leader_id: 0, applied_revision: 0 }
+          : { group_id: groupId, hosted: true, leader_id: status.leaderId, applied_revision: status.appliedRevision };
+      });
+      cb(null, { statuses });
+    },
+
     ShardKv: (call: grpc.ServerUnaryCall<ShardKvRequestWire, ShardKvResponseWire>, cb: grpc.sendUnaryData<ShardKvResponseWire>): void => {
       if (dropped(call)) return;
       let request: ShardKvRequest;
@@ -480,7 +496,7 @@ export class ShardPeerChannels {
   }
 
   /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
-  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardStatus' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
     const fail = (deadline: boolean, reason: string, notSent = false): CallFailure => ({ failure: true, deadline, reason, ...(notSent ? { notSent } : {}) });
     if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call', true));
     if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`, true));
@@ -781,5 +797,28 @@ export async function shardKvOnPeer(channels: ShardPeerChannels, memberId: NodeI
   } catch (err) {
     // The host answered something this member cannot read: it may have executed the request.
     return { kind: 'lost', deadline: false, reason: `bad answer from member ${memberId.toString(16)}: ${message(err)}` };
+  }
+}
+
+/** A hosted shard's status as another member reported it. */
+export interface RemoteShardStatus {
+  readonly groupId: number;
+  readonly leaderId: NodeId;
+  readonly appliedRevision: number;
+}
+
+/**
+ * The status of those of `groupIds` that member `memberId` hosts (ShardStatus): leader and applied
+ * revision from its own state. Never rejects: a failed call, or an answer that does not decode, is [].
+ */
+export async function shardStatusOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupIds: readonly number[], deadlineMs: number): Promise<RemoteShardStatus[]> {
+  const answer = await channels.call<ShardStatusRequestWire, ShardStatusResponseWire>(memberId, 'ShardStatus', { group_ids: [...groupIds] }, wireDeadline(deadlineMs));
+  if (isFailure(answer)) return [];
+  try {
+    return (answer.statuses ?? [])
+      .filter((s) => s.hosted)
+      .map((s) => ({ groupId: s.group_id, leaderId: safeInt(s.leader_id, 'leader_id'), appliedRevision: safeInt(s.applied_revision, 'applied_revision') }));
+  } catch {
+    return [];
   }
 }

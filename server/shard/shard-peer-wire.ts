@@ -313,3 +313,18 @@ export function watchEventsFromWire(w: readonly ShardWatchEventWire[] | null | u
   }
   return events;
 }
+
+export interface ShardStatusRequestWire {
+  group_ids: number[];
+}
+
+export interface ShardStatusWire {
+  group_id: number;
+  hosted: boolean;
+  leader_id: Long64;
+  applied_revision: Long64;
+}
+
+export interface ShardStatusResponseWire {
+  statuses: ShardStatusWire[];
+}
