@@ -1,5 +1,7 @@
 // The etcdctl differential on a sharded cluster (issue 14): one etcdctl session against a real etcd and
-// against a 3-member Synod with 16 shards must print the same thing. The session is the KV session of
+// against a Synod with 16 shards must print the same thing, on two shapes of cluster: 3 members hosting
+// every shard, and 4 members with 3 replicas per shard (each member hosts 12 of the 16, so requests are
+// forwarded and watches follow remote shards). The session is the KV session of
 // etcdctl-differential.test.ts reshaped for shards: keys a Txn writes together share a {hash tag}, and a
 // write over a prefix uses one whose keys share one (cross-shard writes are issue 15's); reads range over
 // every shard freely.
@@ -150,19 +152,15 @@ function oneWatchResponse(stdout: string): string {
   return `${JSON.stringify(merged)}\n`;
 }
 
+/** The two shapes of a sharded cluster: every member hosting every shard, and placement on a subset. */
+const CLUSTERS = [
+  { name: `3 members, ${SHARDS} shards on every member`, size: 3, args: ['--shards', String(SHARDS)] },
+  // Each member hosts 12 of the 16 shards: etcdctl's requests are forwarded and its watches follow remote shards.
+  { name: `4 members, ${SHARDS} shards on 3 each (placement on a subset)`, size: 4, args: ['--shards', String(SHARDS), '--replication-factor', '3'] },
+] as const;
+
 let synod: ProcessCluster;
 let etcd: EtcdReference | null = null;
-
-beforeAll(async () => {
-  [synod, etcd] = await Promise.all([
-    ProcessCluster.start({ size: 3, tickMs: 100, electionTimeoutMs: 1000, memberArgs: () => ['--shards', String(SHARDS)] }),
-    EtcdReference.available() ? EtcdReference.start() : null,
-  ]);
-});
-
-afterAll(async () => {
-  await Promise.all([synod?.destroy(), etcd?.stop()]);
-});
 
 async function runSession(steps: Step[]): Promise<string[]> {
   const mismatches: string[] = [];
@@ -191,7 +189,18 @@ async function runSession(steps: Step[]): Promise<string[]> {
   return mismatches;
 }
 
-describe(`etcdctl on ${SHARDS} shards: Synod answers as etcd does`, () => {
+describe.each(CLUSTERS)('etcdctl on $name: Synod answers as etcd does', (shape) => {
+  beforeAll(async () => {
+    [synod, etcd] = await Promise.all([
+      ProcessCluster.start({ size: shape.size, tickMs: 100, electionTimeoutMs: 1000, memberArgs: () => [...shape.args] }),
+      EtcdReference.available() ? EtcdReference.start() : null,
+    ]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([synod?.destroy(), etcd?.stop()]);
+  });
+
   it.skipIf(!EtcdReference.available())('a KV session with multi-shard reads, hash-tagged txns, history and compaction prints the same on both', async () => {
     const mismatches = await runSession(SESSION);
     expect(mismatches, mismatches.join('\n\n')).toEqual([]);
