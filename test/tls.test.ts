@@ -90,7 +90,7 @@ describe('client and peer TLS on a 3-member cluster', () => {
     expect(await etcdctlOk(cluster.endpoints, [...cacert, 'put', 'tls-key', 'secret'])).toBe('OK\n');
     for (let i = 0; i < 3; i++) expect(await etcdctlOk(cluster.endpointOf(i), [...cacert, 'get', 'tls-key'])).toBe('tls-key\nsecret\n');
     // A watch over TLS (its responses take the coalesced HTTP/2 writes of server/api/stream-writer.ts).
-    const watched = await etcdctl(cluster.endpointOf(1), [...cacert, 'watch', 'tls-key', '--rev=1'], { timeoutMs: 3_000 });
+    const watched = await etcdctl(cluster.endpointOf(1), [...cacert, 'watch', 'tls-key', '--rev=1'], { timeoutMs: 3_000, quietMs: 700 });
     expect(watched.stdout).toBe('PUT\ntls-key\nsecret\n');
     const status = await etcdctlOk(cluster.endpoints, [...cacert, 'endpoint', 'status', '-w', 'json']);
     expect((JSON.parse(status) as unknown[]).length).toBe(3);
