@@ -1,19 +1,23 @@
 import { defineConfig } from 'vitest/config';
 
-// Two lanes that run side by side, one worker each (each pool gets its own workers, and on a 2-core
-// machine a pool's default is one). The `serial` lane (forks) runs one file at a time, as `make test`
-// always did: every file under test/ (they start real server processes, or, in test/checker, time
-// themselves), the in-process files that start real clusters, the CPU-bound simulations and property
-// tests, and the files whose assertions or real 20 ms Raft ticks depend on getting the CPU on time.
-// The `light` lane (threads) runs everything else meanwhile: small in-process unit tests, and tests
-// that mostly wait (DNS and reconnect backoff, a bundled operator idling), on the core the serial
-// lane's clusters mostly leave idle. Run one lane alone with `--project serial` or `--project light`.
-const SERIAL_IN_PROCESS = [
+// `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine:
+//  - serial (forks, one worker: vitest's default of cores − 1): every file under test/ (they start real
+//    server processes, or, in test/checker, time themselves), the in-process files that start real
+//    clusters, and those whose assertions or real 20 ms Raft ticks need the CPU on time. One file at a
+//    time, as `make test` always ran: no two clusters ever compete.
+//  - light (threads), beside it: the other in-process tests, small, or mostly waiting (DNS and reconnect
+//    backoff, a bundled operator idling), on the core the serial lane's clusters mostly leave idle.
+//  - sims (threads), after both (sequence.groupOrder 1): the CPU-bound simulations and property tests,
+//    two at a time on a machine with nothing else left to run. They run on simulated time and fixed
+//    seeds, so sharing the cores changes how long they take, never what they check.
+const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
   'server/api/watch-encoder.test.ts',
   'server/api/kv-response-encoder.test.ts',
   'server/mvcc/store.model.test.ts',
+];
+const SERIAL_IN_PROCESS = [
   'server/member/slow-write-heartbeat.test.ts',
   'server/member/active-members.test.ts',
   'server/member/runtime-groups.test.ts',
@@ -28,6 +32,8 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // The threads pool serves both light (beside serial) and sims (alone, after).
+    poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {
         extends: true,
@@ -35,7 +41,16 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'light', include: ['server/**/*.test.ts', 'operator/**/*.test.ts', 'e2e/**/*.test.ts'], exclude: SERIAL_IN_PROCESS, pool: 'threads' },
+        test: {
+          name: 'light',
+          include: ['server/**/*.test.ts', 'operator/**/*.test.ts', 'e2e/**/*.test.ts'],
+          exclude: [...SIMS, ...SERIAL_IN_PROCESS],
+          pool: 'threads',
+        },
+      },
+      {
+        extends: true,
+        test: { name: 'sims', include: SIMS, exclude: ['test/**'], pool: 'threads', sequence: { groupOrder: 1 } },
       },
     ],
   },
