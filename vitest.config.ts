@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 
 // `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine:
 //  - serial (forks, one worker: vitest's default of cores − 1): every file under test/ (they start real
@@ -32,12 +33,14 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Node's compile cache for the workers and every process they start (test/support/compile-cache.ts).
+    env: { NODE_COMPILE_CACHE: COMPILE_CACHE_DIR },
     // The threads pool serves both light (beside serial) and sims (alone, after).
     poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {
         extends: true,
-        test: { name: 'serial', include: ['test/**/*.test.ts', ...SERIAL_IN_PROCESS], pool: 'forks' },
+        test: { name: 'serial', include: ['test/**/*.test.ts', ...SERIAL_IN_PROCESS], pool: 'forks', globalSetup: ['test/support/compile-cache.ts'] },
       },
       {
         extends: true,
