@@ -6,11 +6,12 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 //    server processes, or, in test/checker, time themselves), the in-process files that start real
 //    clusters, and those whose assertions or real 20 ms Raft ticks need the CPU on time. One file at a
 //    time, as `make test` always ran: no two clusters ever compete.
-//  - light (threads), beside it: the other in-process tests, small, or mostly waiting (DNS and reconnect
-//    backoff, a bundled operator idling), on the core the serial lane's clusters mostly leave idle.
+//  - light (threads, up to two at a time), beside it: the other in-process tests, small, or mostly
+//    waiting (DNS and reconnect backoff, a bundled operator idling), on the CPU the serial lane's
+//    clusters mostly leave idle.
 //  - sims (threads), after both (sequence.groupOrder 1): the CPU-bound simulations and property tests,
-//    two at a time on a machine with nothing else left to run. They run on simulated time and fixed
-//    seeds, so sharing the cores changes how long they take, never what they check.
+//    two at a time on a machine with nothing else left to run. They run on simulated time, so sharing
+//    the cores changes how long they take, not what they check.
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
