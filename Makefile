@@ -47,8 +47,14 @@ run: build
 run-tls: build
 	$(NODE) server/cli/synod.ts local --tls --client-cert-auth --data-dir data-tls
 
-test: build
-	$(VITEST) run
+# The typecheck runs beside the tests rather than before them (neither needs the other's output), at
+# low priority so it takes only CPU the tests leave idle: both must pass.
+test: install
+	@nice -n 10 $(TSC) --noEmit -p . & typecheck=$$!; \
+	$(VITEST) run; tests=$$?; \
+	wait $$typecheck; types=$$?; \
+	if [ $$types -ne 0 ]; then echo 'make test: the typecheck failed (see above)'; fi; \
+	[ $$tests -eq 0 ] && [ $$types -eq 0 ]
 
 test-raft: npm-deps
 	$(VITEST) run server/raft

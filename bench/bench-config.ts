@@ -42,6 +42,20 @@ export interface BenchConfig {
   electionTimeoutMs: number;
   /** Repository root whose server/cli/synod.ts is benchmarked (BENCH_SYNOD_ROOT; default this checkout). */
   synodRoot: string | undefined;
+  /**
+   * Upper bound on each pause that lets memory settle before a reading (BENCH_SETTLE_MS; unset: each
+   * pause's own length, 1–3 s). The smoke test, which checks that readings exist, not their values, sets it low.
+   */
+  settleMs: number | null;
+}
+
+/** A settle pause of `ms`, capped by BENCH_SETTLE_MS. */
+export function settlePauseMs(ms: number, settleMs = readSettleMs()): number {
+  return settleMs === null ? ms : Math.min(ms, settleMs);
+}
+
+function readSettleMs(): number | null {
+  return process.env.BENCH_SETTLE_MS ? int('BENCH_SETTLE_MS', 0) : null;
 }
 
 function int(name: string, fallback: number): number {
@@ -87,5 +101,6 @@ export function readConfig(): BenchConfig {
     heartbeatMs: 100,
     electionTimeoutMs: 1000,
     synodRoot: process.env.BENCH_SYNOD_ROOT || undefined,
+    settleMs: readSettleMs(),
   };
 }

@@ -14,6 +14,7 @@ import v8 from 'node:v8';
 import { startServer, DEFAULT_SERVER_TIMING } from '../server/cli/start-server.ts';
 import { DEFAULT_LIMITS } from '../server/api/context.ts';
 import { freePort } from '../test/support/ports.ts';
+import { settlePauseMs } from './bench-config.ts';
 import { EtcdConnection } from './etcd-rpc.ts';
 
 interface Step {
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   const step = async (): Promise<void> => {
     child.send({ type: 'step', watches: watchesPerStep, perStream, keys, step: stepNo++ } satisfies Step);
     if ((await next()) !== 'created') throw new Error('client failed');
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, settlePauseMs(1000)));
   };
   await step();
   const a = used();

@@ -3,7 +3,7 @@
 // Each returns rows of measurements for the report.
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
-import type { BenchConfig } from './bench-config.ts';
+import { settlePauseMs, type BenchConfig } from './bench-config.ts';
 import type { Cluster } from './clusters.ts';
 import { EtcdConnection } from './etcd-rpc.ts';
 import type { ClosedLoopOp, Job } from './job-types.ts';
@@ -86,7 +86,7 @@ export async function runMemoryFill(cfg: BenchConfig, cluster: Cluster): Promise
     durationMs: 0,
     serverPids: cluster.pids,
   });
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, settlePauseMs(3000, cfg.settleMs)));
   const after: MemoryReading[] = cluster.pids.map(readMemory);
   const notes: Record<string, number | string> = { keys: cfg.memoryKeys };
   after.forEach((a, i) => {
@@ -122,7 +122,7 @@ export async function runWatchFanout(cfg: BenchConfig, cluster: Cluster): Promis
       durationMs: cfg.durationMs,
       serverPids: cluster.pids,
       beforePhase: async () => {
-        await new Promise((r) => setTimeout(r, 2000));
+        await new Promise((r) => setTimeout(r, settlePauseMs(2000, cfg.settleMs)));
         rssAfter = readMemory(pid).rssBytes;
       },
       drivePhase: async () => {

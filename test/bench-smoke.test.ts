@@ -32,6 +32,7 @@ describe('make bench (tiny)', () => {
       BENCH_LEASES: '50',
       BENCH_IDLE_WATCHES: '200',
       BENCH_CHECK_PERF: '',
+      BENCH_SETTLE_MS: '100',
       BENCH_DATA_DIR: dir,
       BENCH_RESULTS_DIR: path.join(dir, 'results'),
     };

@@ -34,6 +34,8 @@ interface Step {
 const s = (...args: string[]): Step => ({ args });
 const txn = (input: string, ...flags: string[]): Step => ({ args: ['txn', ...flags], input });
 const watch = (...args: string[]): Step => ({ args: ['watch', ...args], stopAfterMs: 2_000 });
+/** Such a command is stopped sooner once its output has come and then nothing more for this long (still at most stopAfterMs). */
+const QUIET_MS = 700;
 const putAt = (name: string, key: string, value: string): Step => ({ args: ['put', key, value, '-w', 'json'], captureRev: name });
 
 // Keys written by one Txn share {t}; p/{p}* share {p} so `del --prefix p/{p}` is one shard's write;
@@ -167,8 +169,8 @@ async function runSession(steps: Step[]): Promise<string[]> {
   const revs = { etcd: new Revisions(), synod: new Revisions() };
   for (const step of steps) {
     const [a, b] = await Promise.all([
-      etcdctl(etcd!.endpoint, revs.etcd.bind(step.args), { input: step.input, timeoutMs: step.stopAfterMs }),
-      etcdctl(synod.endpoints, revs.synod.bind(step.args), { input: step.input, timeoutMs: step.stopAfterMs }),
+      etcdctl(etcd!.endpoint, revs.etcd.bind(step.args), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(synod.endpoints, revs.synod.bind(step.args), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
     ]);
     if (step.captureRev) {
       for (const [system, out] of [['etcd', a], ['synod', b]] as const) {

@@ -19,6 +19,8 @@ interface Step {
 const s = (...args: string[]): Step => ({ args });
 const txn = (input: string): Step => ({ args: ['txn'], input });
 const watch = (...args: string[]): Step => ({ args: ['watch', ...args], stopAfterMs: 2_000 });
+/** Such a command is stopped sooner once its output has come and then nothing more for this long (still at most stopAfterMs). */
+const QUIET_MS = 700;
 
 // One session: every command etcd users reach for, in an order where each depends on the last.
 const SESSION: Step[] = [
@@ -153,8 +155,8 @@ async function runSession(steps: Step[], target: Target = { synod: () => synod.e
   const bind = (args: string[], lease: string): string[] => args.map((a) => a.replace('$LEASE', lease));
   for (const step of steps) {
     const [a, b] = await Promise.all([
-      etcdctl(target.etcd(), bind(step.args, leases.etcd), { input: step.input, timeoutMs: step.stopAfterMs }),
-      etcdctl(target.synod(), bind(step.args, leases.synod), { input: step.input, timeoutMs: step.stopAfterMs }),
+      etcdctl(target.etcd(), bind(step.args, leases.etcd), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(target.synod(), bind(step.args, leases.synod), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
     ]);
     if (step.captureLease) {
       leases.etcd = /lease ([0-9a-f]{16}) granted/.exec(a.stdout)?.[1] ?? '';

@@ -254,7 +254,7 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
       }
     };
     const loops = ['a', 'b', 'c'].map(loop);
-    await new Promise((r) => setTimeout(r, 3_000));
+    await until('a few holds before the kill', () => acquired >= 3, 20_000);
     const victim = (await cluster.leaderIndex()) === 0 ? 1 : 0; // not the cluster group's leader: lease clocks stay
     await cluster.kill9(victim);
     const beforeKill = acquired;
@@ -264,7 +264,9 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     const whileDown = acquired - beforeKill;
     cluster.startMember(victim);
     await cluster.waitReady(30_000);
-    await new Promise((r) => setTimeout(r, 6_000));
+    // The lock keeps moving with the member back: holds after the restart, not just before it.
+    const beforeRestart = acquired;
+    await until('holds after the restart', () => acquired >= beforeRestart + 2, 20_000);
     running = false;
     await Promise.all(loops);
     const afterKill = acquired - beforeKill;
@@ -288,7 +290,7 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     const b = startEtcdctl(['elect', 'myelection', 'beta']);
     await new Promise((r) => setTimeout(r, 1_000));
     expect(b.out()).toBe('');
-    const observed = await etcdctl(cluster.endpoints, ['elect', '-l', 'myelection'], { timeoutMs: 2_000 });
+    const observed = await etcdctl(cluster.endpoints, ['elect', '-l', 'myelection'], { timeoutMs: 2_000, doneWhen: (out) => out.includes('alpha') });
     expect(observed.stdout).toContain('alpha');
     // Resigning (SIGINT): beta leads at once.
     a.proc.kill('SIGINT');

@@ -21,6 +21,12 @@ const clients: AuthClient[] = [];
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * For an etcdctl that must fail to connect: it gives up after 1 s of dialing and 2 s in all instead of
+ * the 3 s + 8 s a working call is allowed (the refusal is what is checked, not how long it retries).
+ */
+const GIVE_UP_SOON = ['--dial-timeout=1s', '--command-timeout=2s'];
+
 async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -84,12 +90,12 @@ describe('client and peer TLS on a 3-member cluster', () => {
     expect(await etcdctlOk(cluster.endpoints, [...cacert, 'put', 'tls-key', 'secret'])).toBe('OK\n');
     for (let i = 0; i < 3; i++) expect(await etcdctlOk(cluster.endpointOf(i), [...cacert, 'get', 'tls-key'])).toBe('tls-key\nsecret\n');
     // A watch over TLS (its responses take the coalesced HTTP/2 writes of server/api/stream-writer.ts).
-    const watched = await etcdctl(cluster.endpointOf(1), [...cacert, 'watch', 'tls-key', '--rev=1'], { timeoutMs: 3_000 });
+    const watched = await etcdctl(cluster.endpointOf(1), [...cacert, 'watch', 'tls-key', '--rev=1'], { timeoutMs: 3_000, quietMs: 700 });
     expect(watched.stdout).toBe('PUT\ntls-key\nsecret\n');
     const status = await etcdctlOk(cluster.endpoints, [...cacert, 'endpoint', 'status', '-w', 'json']);
     expect((JSON.parse(status) as unknown[]).length).toBe(3);
     // Without the CA the server is not trusted.
-    const untrusted = await etcdctl(cluster.endpointOf(0), ['get', 'tls-key']);
+    const untrusted = await etcdctl(cluster.endpointOf(0), [...GIVE_UP_SOON, 'get', 'tls-key']);
     expect(untrusted.code).not.toBe(0);
   });
 
@@ -110,7 +116,7 @@ describe('client and peer TLS on a 3-member cluster', () => {
 
   it('refuses a plaintext client quickly, with a log line saying why', async () => {
     const started = Date.now();
-    const r = await etcdctl(cluster.addressOf(1), ['get', 'tls-key']); // no https://: plaintext gRPC
+    const r = await etcdctl(cluster.addressOf(1), [...GIVE_UP_SOON, 'get', 'tls-key']); // no https://: plaintext gRPC
     expect(r.code).not.toBe(0);
     expect(Date.now() - started).toBeLessThan(15_000);
     const plain = new AuthClient(cluster.addressOf(1));
@@ -182,7 +188,7 @@ describe('client certificate authentication', () => {
   it('requires a client certificate from the trusted CA, and logs a refusal', async () => {
     const ep = cluster.endpointOf(0);
     expect(await etcdctlOk(ep, [...asUser('root'), 'put', 'k', 'v'])).toBe('OK\n');
-    const noCert = await etcdctl(ep, ['--cacert', ca.certFile, 'get', 'k']);
+    const noCert = await etcdctl(ep, [...GIVE_UP_SOON, '--cacert', ca.certFile, 'get', 'k']);
     expect(noCert.code).not.toBe(0);
     await eventually('the refusal in the log', () => /refused a connection on the TLS client port: no client certificate/.test(logOf(cluster, 0)));
   });

@@ -7,17 +7,42 @@ export interface EtcdctlResult {
   code: number;
 }
 
-export function etcdctl(endpoints: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<EtcdctlResult> {
+export interface EtcdctlOptions {
+  input?: string;
+  /** Stops the command (SIGTERM) after this long: a watch or an elect never ends by itself. */
+  timeoutMs?: number;
+  /**
+   * For such a command: stop it as soon as its output is complete instead of waiting out timeoutMs —
+   * once stdout satisfies `doneWhen`, or once it has printed something and then nothing more for
+   * `quietMs` (what it printed in one burst, a history replay, has all arrived).
+   */
+  doneWhen?: (stdout: string) => boolean;
+  quietMs?: number;
+}
+
+export function etcdctl(endpoints: string, args: string[], opts: EtcdctlOptions = {}): Promise<EtcdctlResult> {
   return new Promise((resolve) => {
+    let quiet: NodeJS.Timeout | undefined;
     const child = execFile(
       'etcdctl',
       [`--endpoints=${endpoints}`, '--dial-timeout=3s', '--command-timeout=8s', ...args],
       { env: { ...process.env, ETCDCTL_API: '3' }, timeout: opts.timeoutMs ?? 20_000 },
       (err, stdout, stderr) => {
+        clearTimeout(quiet);
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ stdout, stderr, code });
       },
     );
+    if (opts.doneWhen || opts.quietMs !== undefined) {
+      let seen = '';
+      child.stdout?.on('data', (d: Buffer | string) => {
+        seen += d.toString();
+        if (opts.doneWhen?.(seen)) child.kill('SIGTERM');
+        if (opts.quietMs === undefined) return;
+        clearTimeout(quiet);
+        quiet = setTimeout(() => child.kill('SIGTERM'), opts.quietMs);
+      });
+    }
     if (opts.input !== undefined) {
       child.stdin?.end(opts.input);
     }
