@@ -1,0 +1,207 @@
+// Client writes never stall while shard replicas move (issue 14, "requests during a move"): a 5-member,
+// 8-shard cluster with --replication-factor 3 (placement on a subset) drains one member and then takes it
+// back (undrain: the placer moves a share of the replicas onto it again, as for a join), while writers
+// put keys continuously through members that are not drained and through the drained one itself (whose
+// puts are all forwarded once it hosts nothing). Every put has a 5 s deadline. Asserted: no put waits
+// out its deadline (every put answers well within it: a replica moving, a leadership handed over or a
+// replica removed under a proposal ends in a retry to the shard's current leader, not in a proposal
+// dropped unanswered), any failure is a quick retryable status, and every acknowledged put is readable
+// afterwards at its value. Prints per phase the count, p99 and max latency.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProcessCluster } from './support/process-cluster.ts';
+import { etcdctlOk } from './support/etcdctl.ts';
+import { KvClient } from './support/kv-client.ts';
+import { eventually } from './support/eventually.ts';
+
+const SYNOD_CLI = path.join(import.meta.dirname, '..', 'server', 'cli', 'synod.ts');
+const SHARDS = 8;
+const R = 3;
+const SIZE = 5;
+/** Each put's deadline, as a client sets it. */
+const PUT_DEADLINE_MS = 5_000;
+/** No put may take longer than this: well under the deadline, so none waited for an answer that never came. */
+const MAX_PUT_LATENCY_MS = 2_500;
+
+let cluster: ProcessCluster;
+
+beforeAll(async () => {
+  cluster = await ProcessCluster.start({
+    size: SIZE,
+    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R)],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.destroy();
+});
+
+function synodPlacement(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [SYNOD_CLI, 'placement', ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface View {
+  members: Array<{ id: string; name: string }>;
+  shards: Array<{ id: number; replicas: string[]; learners: string[]; leader: string | null }>;
+  moves: { pending: number; inProgress: number; done: number };
+}
+
+async function view(i: number): Promise<View> {
+  const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/placement`, { signal: AbortSignal.timeout(2_000) });
+  return (await res.json()) as View;
+}
+
+/** Every shard has R voters, no learner, no move left, and `holds(member's replica count)` holds for each member. */
+async function converged(what: string, holds: (id: string, replicas: number) => boolean): Promise<View> {
+  return eventually(
+    what,
+    async () => {
+      const v = await view(0);
+      const count = new Map(v.members.map((m) => [m.id, 0]));
+      for (const s of v.shards) for (const id of s.replicas) count.set(id, (count.get(id) ?? 0) + 1);
+      const ok =
+        v.moves.inProgress === 0 &&
+        v.moves.pending === 0 &&
+        v.shards.every((s) => s.replicas.length === R && s.learners.length === 0) &&
+        [...count].every(([id, n]) => holds(id, n));
+      if (!ok) throw new Error(`not yet: moves ${JSON.stringify(v.moves)}, shards ${JSON.stringify(v.shards.map((s) => [s.id, s.replicas, s.learners]))}`);
+      return v;
+    },
+    120_000,
+    250,
+  );
+}
+
+interface PutRecord {
+  writer: string;
+  key: string;
+  value: string;
+  latencyMs: number;
+  /** Wall clock at the put's start (to find it in the members' logs). */
+  startedAtMs: number;
+  /** null: acknowledged. */
+  code: grpc.status | null;
+  details: string;
+}
+
+/** Puts `prefix<n>` = `v<n>` through `endpoint` one after another until stopped, recording each. */
+class Writer {
+  readonly records: PutRecord[] = [];
+  private stopped = false;
+  private readonly done: Promise<void>;
+
+  readonly name: string;
+
+  constructor(name: string, endpoint: string) {
+    this.name = name;
+    const kv = new KvClient(endpoint);
+    this.done = (async () => {
+      try {
+        for (let n = 0; !this.stopped; n++) {
+          const key = `${name}/${String(n).padStart(6, '0')}`;
+          const value = `v${n}`;
+          const startedMs = performance.now();
+          const startedAtMs = Date.now();
+          try {
+            await kv.put(key, value, {}, PUT_DEADLINE_MS);
+            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: null, details: '' });
+          } catch (err) {
+            const e = err as grpc.ServiceError;
+            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: e.code ?? grpc.status.UNKNOWN, details: e.details ?? String(err) });
+          }
+        }
+      } finally {
+        kv.close();
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+}
+
+/** A failure a client may simply retry: the cluster said so at once (no leader right now, unavailable). */
+const RETRYABLE = new Set<grpc.status>([grpc.status.UNAVAILABLE]);
+
+function summary(phase: string, records: PutRecord[]): void {
+  const latencies = records.map((r) => r.latencyMs).sort((a, b) => a - b);
+  const p = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  const failed = records.filter((r) => r.code !== null);
+  console.log(
+    `${phase}: ${records.length} puts, ${failed.length} failed, p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms, max ${(latencies.at(-1) ?? 0).toFixed(0)} ms` +
+      (failed.length > 0 ? `; failures ${JSON.stringify(failed.slice(0, 5).map((r) => [r.writer, r.code, r.details, Math.round(r.latencyMs)]))}` : ''),
+  );
+}
+
+/** Every put answered in time; failures were quick and retryable; every acknowledged put reads back at its value. */
+async function check(phase: string, records: PutRecord[]): Promise<void> {
+  summary(phase, records);
+  const slow = records.filter((r) => r.latencyMs >= MAX_PUT_LATENCY_MS);
+  expect(slow.map((r) => `${r.writer} ${r.key} at ${new Date(r.startedAtMs).toISOString()}: ${Math.round(r.latencyMs)} ms, ${r.code === null ? 'ok' : `${grpc.status[r.code]} ${r.details}`}`), `${phase}: puts slower than ${MAX_PUT_LATENCY_MS} ms`).toEqual([]);
+  const badFailures = records.filter((r) => r.code !== null && !RETRYABLE.has(r.code));
+  expect(badFailures.map((r) => `${r.writer} ${r.key}: ${grpc.status[r.code!]} ${r.details}`), `${phase}: failures that are not retryable`).toEqual([]);
+  expect(records.filter((r) => r.code === null).length).toBeGreaterThan(50);
+  const kv = new KvClient(cluster.endpointOf(0));
+  try {
+    for (const r of records) {
+      if (r.code !== null) continue;
+      const got = await kv.range(r.key, {}, 5_000);
+      expect(got.kvs[0]?.value.toString(), `${r.key} acknowledged`).toBe(r.value);
+    }
+  } finally {
+    kv.close();
+  }
+}
+
+describe(`writes while shards move: ${SIZE} members, ${SHARDS} shards, R = ${R}`, () => {
+  let drainedId = '';
+  let writers: Writer[] = [];
+  const startWriters = (phase: string): void => {
+    // Through two members that keep their replicas, and through the drained one (forwarded once it hosts nothing).
+    writers = [new Writer(`${phase}-a`, cluster.endpointOf(0)), new Writer(`${phase}-b`, cluster.endpointOf(2)), new Writer(`${phase}-drained`, cluster.endpointOf(SIZE - 1))];
+  };
+  const stopWriters = async (): Promise<PutRecord[]> => {
+    await Promise.all(writers.map((w) => w.stop()));
+    return writers.flatMap((w) => w.records);
+  };
+
+  it('placement converges on the five members', async () => {
+    for (const line of (await etcdctlOk(cluster.endpointOf(0), ['member', 'list'])).trim().split('\n')) {
+      const [id, , name] = line.split(', ');
+      if (name === `m${SIZE}`) drainedId = id;
+    }
+    expect(drainedId).not.toBe('');
+    await converged('the first placement', (_id, n) => n > 0);
+  }, 120_000);
+
+  it('a drain under continuous writes: no put waits out its deadline, none is lost', async () => {
+    startWriters('drain');
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const out = synodPlacement(['--endpoints', cluster.endpointOf(0), '--drain', drainedId]);
+      expect(out.stderr).toBe('');
+      await converged('drained', (id, n) => (id === drainedId ? n === 0 : true));
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      await check('drain', await stopWriters());
+    }
+  }, 180_000);
+
+  it('undrained under continuous writes (replicas move back, as for a join): no put waits out its deadline', async () => {
+    startWriters('undrain');
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const out = synodPlacement(['--endpoints', cluster.endpointOf(0), '--drain', drainedId, '--undrain']);
+      expect(out.stderr).toBe('');
+      await converged('replicas back on the undrained member', (_id, n) => n >= Math.floor((SHARDS * R) / SIZE));
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      await check('undrain', await stopWriters());
+    }
+  }, 180_000);
+});
