@@ -877,6 +877,10 @@ export class ShardHosting implements ShardedKeyspace {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
     if (this.member.isLearner(groupId)) return false;
+    // A replica that applied its own removal (the leader's farewell append told it, raft.ts sendFarewell)
+    // is deleted at the next hosting round; meanwhile a write proposed through it would land after the
+    // removal, where this replica never applies it: such writes go to a member still hosting the shard.
+    if (!this.member.confState(groupId).voters.includes(this.member.memberId)) return false;
     // A replica left behind (its member was down while the shard moved away) still holds data and
     // believes itself a voter, but its group has gone on without it: its leader's report says so.
     const reported = this.metadata.observedConf(index);
