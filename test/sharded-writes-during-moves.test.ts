@@ -134,7 +134,7 @@ function summary(phase: string, records: PutRecord[]): void {
   const failed = records.filter((r) => r.code !== null);
   console.log(
     `${phase}: ${records.length} puts, ${failed.length} failed, p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms, max ${(latencies.at(-1) ?? 0).toFixed(0)} ms` +
-      (failed.length > 0 ? `; failures ${JSON.stringify(failed.slice(0, 5).map((r) => [r.writer, r.code, r.details, Math.round(r.latencyMs)]))}` : ''),
+      (records.some((r) => r.latencyMs > MAX_PUT_LATENCY_MS) ? `; slow ${JSON.stringify(records.filter((r) => r.latencyMs > MAX_PUT_LATENCY_MS).map((r) => [r.key, new Date(r.startedAtMs).toISOString()]))}` : '') + (failed.length > 0 ? `; failures ${JSON.stringify(failed.slice(0, 5).map((r) => [r.writer, r.code, r.details, Math.round(r.latencyMs)]))}` : ''),
   );
 }
 

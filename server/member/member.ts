@@ -1364,6 +1364,12 @@ export class Member {
         group.confStateDirty = true;
         group.isLearner = confState.learners.includes(this.opts.memberId);
         this.opts.logger.info({ group: group.groupId, index: entry.index, change: change.type, node: change.nodeId.toString(16), voters: confState.voters.map((v) => v.toString(16)), learners: confState.learners.map((v) => v.toString(16)) }, 'membership changed');
+        const self = this.opts.memberId;
+        if (group.groupId !== CLUSTER_GROUP_ID && !confState.voters.includes(self) && !confState.learners.includes(self)) {
+          // Out of the group: an entry this member proposed that it has not applied yet lands after its
+          // removal, where this replica never applies it. Its waiters are answered now, not at their deadlines.
+          group.sm.failAll?.(new GroupRemovedError(group.groupId, self));
+        }
         for (const l of this.confListeners) l(group.groupId, confState);
         if (group.node.status().removed) for (const l of this.removedListeners) l(group.groupId);
       } else if (entry.data.length > 0) group.sm.apply(entry);
