@@ -880,7 +880,14 @@ export class ShardHosting implements ShardedKeyspace {
     // A replica that applied its own removal (the leader's farewell append told it, raft.ts sendFarewell)
     // is deleted at the next hosting round; meanwhile a write proposed through it would land after the
     // removal, where this replica never applies it: such writes go to a member still hosting the shard.
-    if (!this.member.confState(groupId).voters.includes(this.member.memberId)) return false;
+    const self = this.member.memberId;
+    const voters = this.member.confState(groupId).voters;
+    if (!voters.includes(self)) return false;
+    // A replica placed elsewhere is on its way out (removed once the shard's new replicas caught up): a
+    // write proposed through it around its removal may land after it, where this replica never applies
+    // it (its client is answered "server stopped"). While another voter placed there serves, they do.
+    const desired = this.metadata.desiredReplicas(index);
+    if (desired !== null && !desired.includes(self) && desired.some((id) => id !== self && voters.includes(id))) return false;
     // A replica left behind (its member was down while the shard moved away) still holds data and
     // believes itself a voter, but its group has gone on without it: its leader's report says so.
     const reported = this.metadata.observedConf(index);
