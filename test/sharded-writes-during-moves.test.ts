@@ -15,11 +15,13 @@ import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
+import { SlotMap } from '../server/routing/slots.ts';
 
 const SYNOD_CLI = path.join(import.meta.dirname, '..', 'server', 'cli', 'synod.ts');
 const SHARDS = 8;
 const R = 3;
 const SIZE = 5;
+const SLOT_MAP = SlotMap.create(SHARDS);
 /** Each put's deadline, as a client sets it. */
 const PUT_DEADLINE_MS = 5_000;
 /** No put may take longer than this: well under the deadline, so none waited for an answer that never came. */
@@ -134,7 +136,7 @@ function summary(phase: string, records: PutRecord[]): void {
   const failed = records.filter((r) => r.code !== null);
   console.log(
     `${phase}: ${records.length} puts, ${failed.length} failed, p50 ${p(0.5).toFixed(0)} ms, p99 ${p(0.99).toFixed(0)} ms, max ${(latencies.at(-1) ?? 0).toFixed(0)} ms` +
-      (records.some((r) => r.latencyMs > MAX_PUT_LATENCY_MS) ? `; slow ${JSON.stringify(records.filter((r) => r.latencyMs > MAX_PUT_LATENCY_MS).map((r) => [r.key, new Date(r.startedAtMs).toISOString()]))}` : '') + (failed.length > 0 ? `; failures ${JSON.stringify(failed.slice(0, 5).map((r) => [r.writer, r.code, r.details, Math.round(r.latencyMs)]))}` : ''),
+      `; slowest ${JSON.stringify([...records].sort((a, b) => b.latencyMs - a.latencyMs).slice(0, 3).map((r) => [r.key, SLOT_MAP.shardOfKey(Buffer.from(r.key)), new Date(r.startedAtMs).toISOString().slice(11, 23), Math.round(r.latencyMs)]))}` + (failed.length > 0 ? `; failures ${JSON.stringify(failed.slice(0, 5).map((r) => [r.writer, r.code, r.details, Math.round(r.latencyMs)]))}` : ''),
   );
 }
 

@@ -991,8 +991,8 @@ export class Raft {
   }
 
   /**
-   * Leader: one last append to a replica just removed, carrying what it lacks and the commit index (at
-   * or past its removal). Without it the removed replica never hears from the leader again — its
+   * Leader: one last append to a replica just removed, carrying the committed entries it lacks and the
+   * commit index (at or past its removal). Without it the removed replica never hears from the leader again — its
    * progress is gone — so it never learns that its removal, nor the entries before it, committed: it
    * would go on believing itself a voter, and the proposals it made meanwhile would never be answered
    * there. Safe as any append: entries of this leader's log and a commit index it holds. Best effort
@@ -1000,11 +1000,13 @@ export class Raft {
    */
   private sendFarewell(to: NodeId, pr: Progress): void {
     let prevIndex = pr.match;
-    const lastIndex = this.log.lastIndex();
+    // Only committed entries: one past the commit would stay unapplied there for good, and a replica
+    // with unapplied entries is not deleted as soon as one that applied its whole log (replica-decisions.ts).
+    const throughIndex = this.log.committed;
     for (let messages = 0; messages < MAX_FAREWELL_MESSAGES; messages++) {
       const prevTerm = this.log.term(prevIndex);
       if (prevTerm === undefined) return;
-      const ents = prevIndex < lastIndex ? this.log.slice(prevIndex + 1, lastIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
+      const ents = prevIndex < throughIndex ? this.log.slice(prevIndex + 1, throughIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
       const m = newMessage('app', this.id, to, this.term);
       m.index = prevIndex;
       m.logTerm = prevTerm;
@@ -1012,7 +1014,7 @@ export class Raft {
       m.commit = this.log.committed;
       this.msgs.push(m);
       prevIndex += ents.length;
-      if (prevIndex >= lastIndex || ents.length === 0) return;
+      if (prevIndex >= throughIndex || ents.length === 0) return;
     }
   }
 
