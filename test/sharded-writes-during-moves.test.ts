@@ -152,7 +152,8 @@ async function check(phase: string, records: PutRecord[]): Promise<void> {
   try {
     for (const r of records) {
       if (r.code !== null) continue;
-      const got = await kv.range(r.key, {}, 5_000);
+      // What is checked is the value; a read answered UNAVAILABLE (a leadership still settling) is asked again.
+      const got = await eventually(`read ${r.key}`, () => kv.range(r.key, {}, 5_000), 10_000, 100);
       expect(got.kvs[0]?.value.toString(), `${r.key} acknowledged`).toBe(r.value);
     }
   } finally {

@@ -183,7 +183,7 @@ export class ApiContext {
     if (this.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
     if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
     if (target !== undefined) {
-      await this.member.readBarrier(target.groupId, this.deadlineMs());
+      await this.shardReadBarrier(target.groupId, this.deadlineMs());
       return;
     }
     if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
@@ -231,6 +231,23 @@ export class ApiContext {
       );
     }
     return this.outcomeOf(tracked, timeoutMs);
+  }
+
+  /**
+   * A ReadIndex on shard group `groupId`, waiting up to SHARD_LEADER_WAIT_MS for a leader when it has
+   * none (a leadership handed over as a replica moves): a read changes nothing, so asking again is safe.
+   */
+  async shardReadBarrier(groupId: number, deadlineMs: number): Promise<void> {
+    const untilMs = Math.min(deadlineMs, Date.now() + SHARD_LEADER_WAIT_MS);
+    for (;;) {
+      try {
+        await this.member.readBarrier(groupId, deadlineMs);
+        return;
+      } catch (err) {
+        if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
+      }
+      await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
+    }
   }
 
   /** Proposes `data` to `groupId` as soon as the group has a leader; rejects with NoLeaderError at `untilMs`. */
