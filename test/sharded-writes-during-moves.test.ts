@@ -3,10 +3,11 @@
 // back (undrain: the placer moves a share of the replicas onto it again, as for a join), while writers
 // put keys continuously through members that are not drained and through the drained one itself (whose
 // puts are all forwarded once it hosts nothing). Every put has a 5 s deadline. Asserted: no put waits
-// out its deadline (every put answers well within it: a replica moving, a leadership handed over or a
-// replica removed under a proposal ends in a retry to the shard's current leader, not in a proposal
-// dropped unanswered), any failure is a quick retryable status, and every acknowledged put is readable
-// afterwards at its value. Prints per phase the count, p99 and max latency.
+// out its deadline (a proposal caught by a leadership handed over or a replica moving is passed on to the
+// shard's leader, not dropped unanswered — docs/sharding.md, "Writes while shards move"), any failure is a
+// quick UNAVAILABLE (e.g. etcd's "server stopped" for a write waiting on a replica that left its shard),
+// and every acknowledged put reads back at its value. Prints per phase the count, p50, p99, max and the
+// slowest puts (key, shard, start time: to find them in the members' logs, kept with SYNOD_KEEP_TEST_DATA=1).
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
