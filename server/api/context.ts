@@ -254,6 +254,8 @@ export class ApiContext {
   private async proposeOnceLed(groupId: number, data: Uint8Array, untilMs: number): Promise<void> {
     for (;;) {
       await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
+      // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
+      if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
       try {
         this.member.propose(groupId, data);
         return;

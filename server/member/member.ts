@@ -637,8 +637,8 @@ export class Member {
    * propose() or forwarded by a follower's Raft — goes to `interceptor` instead of Raft; the interceptor
    * proposes what it decides to through proposeDirect(). On followers proposals still go to Raft, which
    * forwards them to the leader, where they are intercepted; one that reaches a member not leading (any
-   * more) is passed on or held there, not dropped (forwarded-proposal.ts). Used by sharded groups, whose write entries
-   * must carry revisions only the shard's leader can assign.
+   * more) is passed on or held there, not dropped (forwarded-proposal.ts). Used by sharded groups, whose
+   * write entries must carry revisions only the shard's leader can assign.
    */
   interceptProposals(groupId: number, interceptor: (data: Uint8Array) => void): void {
     this.mustGroup(groupId).proposalInterceptor = interceptor;
