@@ -50,7 +50,7 @@ import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
 import type { ShardClose, ShardPeers } from './shard-peers.ts';
-import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, type ShardFacts } from '../shard/replica-decisions.ts';
+import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, type ShardFacts } from '../shard/replica-decisions.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -877,21 +877,8 @@ export class ShardHosting implements ShardedKeyspace {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
     if (this.member.isLearner(groupId)) return false;
-    // A replica that applied its own removal (the leader's farewell append told it, raft.ts sendFarewell)
-    // is deleted at the next hosting round; meanwhile a write proposed through it would land after the
-    // removal, where this replica never applies it: such writes go to a member still hosting the shard.
-    const self = this.member.memberId;
-    const voters = this.member.confState(groupId).voters;
-    if (!voters.includes(self)) return false;
-    // A replica placed elsewhere is on its way out (removed once the shard's new replicas caught up): a
-    // write proposed through it around its removal may land after it, where this replica never applies
-    // it (its client is answered "server stopped"). While another voter placed there serves, they do.
-    const desired = this.metadata.desiredReplicas(index);
-    if (desired !== null && !desired.includes(self) && desired.some((id) => id !== self && voters.includes(id))) return false;
-    // A replica left behind (its member was down while the shard moved away) still holds data and
-    // believes itself a voter, but its group has gone on without it: its leader's report says so.
-    const reported = this.metadata.observedConf(index);
-    return reported === null || reported.voters.includes(this.member.memberId);
+    const facts = { conf: this.member.confState(groupId), desired: this.metadata.desiredReplicas(index), reported: this.metadata.observedConf(index) };
+    return servesFromReplica(facts, this.member.memberId);
   }
 
   /**
