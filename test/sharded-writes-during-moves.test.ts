@@ -1,8 +1,8 @@
 // Client writes never stall while shard replicas move (issue 14, "requests during a move"): a 5-member,
-// 8-shard cluster with --replication-factor 3 (placement on a subset) drains one member and then takes it
-// back (undrain: the placer moves a share of the replicas onto it again, as for a join), while writers
-// put keys continuously through members that are not drained and through the drained one itself (whose
-// puts are all forwarded once it hosts nothing). Every put has a 5 s deadline. Asserted: no put waits
+// 8-shard cluster with --replication-factor 3 (placement on a subset) drains one member, takes it back
+// (undrain: the placer moves a share of the replicas onto it again, as for a join), then drains and
+// removes it, while writers put keys continuously through members that are not drained and through the
+// drained one itself (whose puts are all forwarded once it hosts nothing) until it is removed. Every put has a 5 s deadline. Asserted: no put waits
 // out its deadline (a proposal caught by a leadership handed over or a replica moving is passed on to the
 // shard's leader, not dropped unanswered — docs/sharding.md, "Writes while shards move"), any failure is a
 // quick UNAVAILABLE (e.g. etcd's "server stopped" for a write waiting on a replica that left its shard),
@@ -13,7 +13,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
-import { etcdctlOk } from './support/etcdctl.ts';
+import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { SlotMap } from '../server/routing/slots.ts';
@@ -210,6 +210,30 @@ describe(`writes while shards move: ${SIZE} members, ${SHARDS} shards, R = ${R}`
       await new Promise((r) => setTimeout(r, 500));
     } finally {
       await check('undrain', await stopWriters());
+    }
+  }, 180_000);
+
+  it('drained again and removed under continuous writes (writes through it until it leaves): no put waits out its deadline', async () => {
+    startWriters('remove');
+    const stoppedEarly: PutRecord[] = [];
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const out = await synodPlacement(['--endpoints', cluster.endpointOf(0), '--drain', drainedId]);
+      expect(out.stderr).toBe('');
+      await converged('drained again', (id, n) => (id === drainedId ? n === 0 : true));
+      // Its own writer stops as it is removed (its client would then be refused a connection).
+      const viaDrained = writers.pop()!;
+      await viaDrained.stop();
+      stoppedEarly.push(...viaDrained.records);
+      await eventually('remove the drained member', async () => {
+        const r = await etcdctl(cluster.endpointOf(0), ['member', 'remove', drainedId]);
+        return r.code === 0 ? r.stdout : null;
+      });
+      expect(await cluster.waitExit(SIZE - 1, 20_000)).toBe(true);
+      cluster.members[SIZE - 1].retired = true;
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      await check('remove', [...stoppedEarly, ...(await stopWriters())]);
     }
   }, 180_000);
 });
