@@ -143,9 +143,22 @@ function summary(phase: string, records: PutRecord[]): void {
   );
 }
 
+/** The members' forwarded-proposal counters, summed (the paths a proposal caught by a move takes). */
+async function forwardedProposals(): Promise<string> {
+  const names = ['synod_forwarded_proposal_retries_total', 'synod_forwarded_proposals_passed_on_total', 'synod_forwarded_proposals_dropped_total'];
+  const sums = names.map(() => 0);
+  for (let i = 0; i < cluster.members.length; i++) {
+    if (!cluster.isRunning(i)) continue;
+    const text = await cluster.metrics(i).catch(() => '');
+    names.forEach((n, k) => (sums[k] += Number(new RegExp(`^${n} (\\d+)`, 'm').exec(text)?.[1] ?? 0)));
+  }
+  return `forwarded proposals so far: ${sums[0]} retries, ${sums[1]} passed on, ${sums[2]} dropped`;
+}
+
 /** Every put answered in time; failures were quick and retryable; every acknowledged put reads back at its value. */
 async function check(phase: string, records: PutRecord[]): Promise<void> {
   summary(phase, records);
+  console.log(`${phase}: ${await forwardedProposals()}`);
   const slow = records.filter((r) => r.latencyMs >= MAX_PUT_LATENCY_MS);
   expect(slow.map((r) => `${r.writer} ${r.key} at ${new Date(r.startedAtMs).toISOString()}: ${Math.round(r.latencyMs)} ms, ${r.code === null ? 'ok' : `${grpc.status[r.code]} ${r.details}`}`), `${phase}: puts slower than ${MAX_PUT_LATENCY_MS} ms`).toEqual([]);
   const badFailures = records.filter((r) => r.code !== null && !RETRYABLE.has(r.code));

@@ -323,10 +323,10 @@ export class Member {
     snapshotsSent: 0,
     livenessSent: 0,
     livenessWakes: 0,
-    /** Forwarded proposals held here for a while (no leader known), passed on for a removed group, or dropped. */
-    proposalsHeld: 0,
-    proposalsPassedOn: 0,
-    proposalsDropped: 0,
+    /** Forwarded shard proposals: routed again after a pause (no leader known), passed on for a removed group, dropped. */
+    forwardedProposalRetries: 0,
+    forwardedProposalsPassedOn: 0,
+    forwardedProposalsDropped: 0,
   };
   private readonly removedListeners: Array<(groupId: number) => void> = [];
   private readonly confListeners: Array<(groupId: number, confState: ConfState) => void> = [];
@@ -618,16 +618,16 @@ export class Member {
         m.entries = [{ index: 0, term: 0, type: 'normal', data }];
         this.sendMessage(groupId, m);
         this.sink?.flush();
-        this.stats.proposalsPassedOn++;
+        this.stats.forwardedProposalsPassedOn++;
         return;
       }
       case 'hold':
         break;
       case 'drop':
-        this.stats.proposalsDropped++;
+        this.stats.forwardedProposalsDropped++;
         return;
     }
-    this.stats.proposalsHeld++;
+    this.stats.forwardedProposalRetries++;
     setTimeout(() => this.routeForwarded(groupId, data, from, untilMs), FORWARDED_PROPOSAL_RETRY_MS);
   }
 
