@@ -75,6 +75,8 @@ async function converged(i: number, what: string, live: () => Set<string>): Prom
       // Every live member holds at least its floor share (a joiner must have received its part).
       const floor = Math.floor((SHARDS * R) / live().size);
       const ok =
+        // Every live member has published its client URLs (checkEveryKey reads through them).
+        v.members.every((m) => !live().has(m.id) || m.clientURLs.length > 0) &&
         v.moves.inProgress === 0 &&
         v.moves.pending === 0 &&
         [...live()].every((id) => (l.get(id) ?? 0) >= floor) &&

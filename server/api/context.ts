@@ -2,7 +2,7 @@
 // and the shared helpers that turn internal failures into etcd's statuses.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BadTransfereeError, DeadlineError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
+import { BadTransfereeError, DeadlineError, GroupRemovedError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { encodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
@@ -19,6 +19,10 @@ import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
 
 export const DATA_GROUP_ID = 0;
+/** Longest a shard write waits for its shard to have a leader before answering "no leader". */
+const SHARD_LEADER_WAIT_MS = 1_500;
+/** How often a shard write waiting for a leader looks again. */
+const LEADER_WAIT_RETRY_MS = 20;
 
 /** A Raft group a request goes to, and its state machine on this member (a shard of a sharded cluster). */
 export interface GroupTarget {
@@ -185,7 +189,7 @@ export class ApiContext {
     if (this.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
     if (this.unsafeStaleReads) return; // the deliberately broken build the fault suite's checker must catch
     if (target !== undefined) {
-      await this.member.readBarrier(target.groupId, this.deadlineMs());
+      await this.shardReadBarrier(target.groupId, this.deadlineMs());
       return;
     }
     if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
@@ -213,17 +217,67 @@ export class ApiContext {
       tracked.forget();
       return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));
     }
+    const timeoutMs = options.timeoutMs ?? this.limits.requestTimeoutMs;
     try {
       this.member.propose(groupId, data);
     } catch (err) {
-      tracked.forget();
-      return Promise.reject(err);
+      // A shard between two leaders (a leadership handed over as a replica moves, an election): its
+      // proposal reached no log, so proposing it again once a leader is known is safe — as etcd's
+      // proposals wait for a leader rather than fail.
+      if (!(err instanceof NoLeaderError) || options.target === undefined || this.shards === null) {
+        tracked.forget();
+        return Promise.reject(err);
+      }
+      return this.proposeOnceLed(groupId, data, Date.now() + Math.min(timeoutMs, SHARD_LEADER_WAIT_MS)).then(
+        () => this.outcomeOf(tracked, timeoutMs),
+        (e: unknown) => {
+          tracked.forget();
+          throw e;
+        },
+      );
     }
+    return this.outcomeOf(tracked, timeoutMs);
+  }
+
+  /**
+   * A ReadIndex on shard group `groupId`, waiting up to SHARD_LEADER_WAIT_MS for a leader when it has
+   * none (a leadership handed over as a replica moves): a read changes nothing, so asking again is safe.
+   */
+  async shardReadBarrier(groupId: number, deadlineMs: number): Promise<void> {
+    const untilMs = Math.min(deadlineMs, Date.now() + SHARD_LEADER_WAIT_MS);
+    for (;;) {
+      try {
+        await this.member.readBarrier(groupId, deadlineMs);
+        return;
+      } catch (err) {
+        if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
+      }
+      await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
+    }
+  }
+
+  /** Proposes `data` to `groupId` as soon as the group has a leader; rejects with NoLeaderError at `untilMs`. */
+  private async proposeOnceLed(groupId: number, data: Uint8Array, untilMs: number): Promise<void> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
+      // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
+      if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
+      try {
+        this.member.propose(groupId, data);
+        return;
+      } catch (err) {
+        if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
+      }
+    }
+  }
+
+  /** A proposed write's outcome, or DeadlineError after `timeoutMs`. */
+  private outcomeOf(tracked: { outcome: Promise<ApplyOutcome>; forget: () => void }, timeoutMs: number): Promise<ApplyOutcome> {
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         tracked.forget();
         reject(new DeadlineError('proposal'));
-      }, options.timeoutMs ?? this.limits.requestTimeoutMs);
+      }, timeoutMs);
       tracked.outcome.then(
         (o) => {
           clearTimeout(timer);
@@ -279,6 +333,9 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
     return err as grpc.ServiceError;
   }
   if (err instanceof NoLeaderError) return grpcError(ETCD_ERRORS.NO_LEADER);
+  // A shard replica removed from this member while a request waited on it (it moved away): etcd's
+  // answer when the member serving a request stops under it, whose outcome the client cannot know.
+  if (err instanceof GroupRemovedError) return grpcError(ETCD_ERRORS.STOPPED);
   if (err instanceof DeadlineError) return grpcError(ETCD_ERRORS.TIMEOUT);
   if (err instanceof TooManyRequestsError) return grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
   if (err instanceof NotLeaderError) return grpcError(ETCD_ERRORS.NOT_LEADER);

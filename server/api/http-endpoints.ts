@@ -81,6 +81,10 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): cl
     counter('synod_snapshot_send_throttled_seconds_total', 'Time snapshot chunks waited for the send pace, summed over transfers.', () => snapshotSend.throttledMs / 1000);
   }
   counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
+  // Shard proposals forwarded here while a leadership or a replica moved (server/member/forwarded-proposal.ts).
+  counter('synod_forwarded_proposal_retries_total', 'Forwarded shard proposals routed again after a pause because no leader was known here.', () => stats.forwardedProposalRetries);
+  counter('synod_forwarded_proposals_passed_on_total', 'Forwarded proposals for a shard replica removed from this member, passed to the leader it had.', () => stats.forwardedProposalsPassedOn);
+  counter('synod_forwarded_proposals_dropped_total', 'Forwarded shard proposals dropped: no leader known within the hold time, or none to pass them to.', () => stats.forwardedProposalsDropped);
   gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
   gauge('synod_server_is_learner', 'Whether this member is a learner (replicates, does not vote).', () => (ctx.isLearner() ? 1 : 0));
   // Stalls of the one event loop that runs Raft ticks, heartbeats, peer I/O and requests alike

@@ -40,7 +40,7 @@ function payloadOf(body: InternalRequestBody, result: unknown): ShardKvPayload {
 
 async function barrier(ctx: ApiContext, target: GroupTarget, deadlineMs: number): Promise<void> {
   if (ctx.unsafeStaleReads) return; // the test-only broken build, as ApiContext.readBarrier
-  await ctx.member.readBarrier(target.groupId, deadlineMs);
+  await ctx.shardReadBarrier(target.groupId, deadlineMs);
 }
 
 /** Executes `request` on this member's replica of its shard. Never rejects. */

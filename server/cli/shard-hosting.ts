@@ -50,7 +50,7 @@ import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
 import type { ShardClose, ShardPeers } from './shard-peers.ts';
-import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, type ShardFacts } from '../shard/replica-decisions.ts';
+import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, type ShardFacts } from '../shard/replica-decisions.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -923,10 +923,8 @@ export class ShardHosting implements ShardedKeyspace {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
     if (this.member.isLearner(groupId)) return false;
-    // A replica left behind (its member was down while the shard moved away) still holds data and
-    // believes itself a voter, but its group has gone on without it: its leader's report says so.
-    const reported = this.metadata.observedConf(index);
-    return reported === null || reported.voters.includes(this.member.memberId);
+    const facts = { conf: this.member.confState(groupId), desired: this.metadata.desiredReplicas(index), reported: this.metadata.observedConf(index) };
+    return servesFromReplica(facts, this.member.memberId);
   }
 
   /**

@@ -36,6 +36,7 @@ import { TurnBatch } from '../storage/member-db.ts';
 import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
 import { LIVENESS_GROUP_ID, wakeIfPeersSilent } from '../raft/liveness-wake.ts';
+import { FORWARDED_PROPOSAL_HOLD_MS, FORWARDED_PROPOSAL_RETRY_MS, REMOVED_GROUP_FORWARD_MS, routeForwardedProposal } from './forwarded-proposal.ts';
 
 export { LIVENESS_GROUP_ID };
 
@@ -315,6 +316,8 @@ export class Member {
   private readonly removing = new Map<number, Promise<void>>();
   /** Quiescence counts of groups removed since start: the totals never go down (quiescenceCounts). */
   private readonly removedQuiescence = { quiesced: 0, woken: 0 };
+  /** Intercepted groups removed lately: the leader each had here, and until when proposals are passed to it. */
+  private readonly formerLeaders = new Map<number, { leaderId: NodeId; untilMs: number }>();
   private tickTimer: NodeJS.Timeout | null = null;
   private readSeq = 0;
   private readonly leaderListeners: Array<(groupId: number, leaderId: NodeId, term: number) => void> = [];
@@ -331,6 +334,10 @@ export class Member {
     snapshotsSent: 0,
     livenessSent: 0,
     livenessWakes: 0,
+    /** Forwarded shard proposals: routed again after a pause (no leader known), passed on for a removed group, dropped. */
+    forwardedProposalRetries: 0,
+    forwardedProposalsPassedOn: 0,
+    forwardedProposalsDropped: 0,
   };
   private readonly removedListeners: Array<(groupId: number) => void> = [];
   private readonly confListeners: Array<(groupId: number, confState: ConfState) => void> = [];
@@ -405,6 +412,7 @@ export class Member {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
     if (this.removing.has(g.groupId)) throw new Error(`group ${g.groupId} is still being removed from this member`);
     if (this.stopped) throw new Error('member stopped');
+    this.formerLeaders.delete(g.groupId);
     const { loaded } = g;
     // The log up to `applied` was left unread (too large to be worth holding, see
     // SKIP_APPLIED_LOG_ABOVE_BYTES): the log starts at a compaction point at `applied`, which the
@@ -487,6 +495,9 @@ export class Member {
     for (const w of group.appliedWaiters) w.reject(err);
     group.appliedWaiters = [];
     group.sm.failAll?.(err);
+    if (group.proposalInterceptor !== null && group.leaderId !== 0 && group.leaderId !== this.opts.memberId) {
+      this.formerLeaders.set(groupId, { leaderId: group.leaderId, untilMs: Date.now() + REMOVED_GROUP_FORWARD_MS });
+    }
     group.proposalInterceptor = null;
     const counts = group.node.quiescenceCounts();
     this.removedQuiescence.quiesced += counts.quiesced;
@@ -575,15 +586,60 @@ export class Member {
         if (gap > this.leaderGapMaxMs) this.leaderGapMaxMs = gap;
       }
       this.lastHeardMs.set(message.from, nowMs);
-      if (!group) continue; // a group this member no longer (or not yet) hosts
-      if (message.type === 'prop' && group.proposalInterceptor !== null && group.node.role() === 'leader') {
-        // A follower forwarded these proposals to this leader: they take the interceptor's path too.
-        for (const e of message.entries) group.proposalInterceptor(e.data);
+      if (message.type === 'prop' && (group === undefined ? this.formerLeaders.has(groupId) : group.proposalInterceptor !== null)) {
+        // Proposals a follower forwarded, for a shard: to the interceptor if this member leads, else on
+        // towards the leader, never dropped merely because a leadership or a replica is moving.
+        const untilMs = nowMs + FORWARDED_PROPOSAL_HOLD_MS;
+        for (const e of message.entries) this.routeForwarded(groupId, e.data, message.from, untilMs);
         continue;
       }
+      if (!group) continue; // a group this member no longer (or not yet) hosts
       group.node.step(message);
     }
     this.scheduleTurn();
+  }
+
+  /** One forwarded proposal for an intercepted group (or one removed lately): see forwarded-proposal.ts. */
+  private routeForwarded(groupId: number, data: Uint8Array, from: NodeId, untilMs: number): void {
+    if (this.stopped) return;
+    const group = this.groups.get(groupId);
+    const former = this.formerLeaders.get(groupId);
+    const route = routeForwardedProposal({
+      hosted: group !== undefined,
+      role: group?.node.role() ?? 'follower',
+      leaderId: group?.leaderId ?? 0,
+      self: this.opts.memberId,
+      from,
+      formerLeaderId: former !== undefined && former.untilMs > Date.now() ? former.leaderId : 0,
+      expired: Date.now() >= untilMs,
+    });
+    switch (route.kind) {
+      case 'intercept':
+        group!.proposalInterceptor?.(data);
+        return;
+      case 'forward':
+        try {
+          this.proposeToRaft(group!, data);
+          return;
+        } catch {
+          break; // Raft knows no leader after all (or too much is uncommitted): held below
+        }
+      case 'to-former-leader': {
+        const m = newMessage('prop', this.opts.memberId, route.leaderId, 0);
+        m.entries = [{ index: 0, term: 0, type: 'normal', data }];
+        this.sendMessage(groupId, m);
+        this.sink?.flush();
+        this.stats.forwardedProposalsPassedOn++;
+        return;
+      }
+      case 'hold':
+        break;
+      case 'drop':
+        this.stats.forwardedProposalsDropped++;
+        return;
+    }
+    this.stats.forwardedProposalRetries++;
+    setTimeout(() => this.routeForwarded(groupId, data, from, untilMs), FORWARDED_PROPOSAL_RETRY_MS);
   }
 
   /** Proposes data to a group's log. Throws NoLeaderError at once when no leader is known. */
@@ -591,8 +647,9 @@ export class Member {
    * From now on, while this member leads `groupId`, every proposal for it — made here through
    * propose() or forwarded by a follower's Raft — goes to `interceptor` instead of Raft; the interceptor
    * proposes what it decides to through proposeDirect(). On followers proposals still go to Raft, which
-   * forwards them to the leader, where they are intercepted. Used by sharded groups, whose write entries
-   * must carry revisions only the shard's leader can assign.
+   * forwards them to the leader, where they are intercepted; one that reaches a member not leading (any
+   * more) is passed on or held there, not dropped (forwarded-proposal.ts). Used by sharded groups, whose
+   * write entries must carry revisions only the shard's leader can assign.
    */
   interceptProposals(groupId: number, interceptor: (data: Uint8Array) => void): void {
     this.mustGroup(groupId).proposalInterceptor = interceptor;
@@ -1329,6 +1386,12 @@ export class Member {
         group.confStateDirty = true;
         group.isLearner = confState.learners.includes(this.opts.memberId);
         this.opts.logger.info({ group: group.groupId, index: entry.index, change: change.type, node: change.nodeId.toString(16), voters: confState.voters.map((v) => v.toString(16)), learners: confState.learners.map((v) => v.toString(16)) }, 'membership changed');
+        const self = this.opts.memberId;
+        if (group.groupId !== CLUSTER_GROUP_ID && !confState.voters.includes(self) && !confState.learners.includes(self)) {
+          // Out of the group: an entry this member proposed that it has not applied yet lands after its
+          // removal, where this replica never applies it. Its waiters are answered now, not at their deadlines.
+          group.sm.failAll?.(new GroupRemovedError(group.groupId, self));
+        }
         for (const l of this.confListeners) l(group.groupId, confState);
         if (group.node.status().removed) for (const l of this.removedListeners) l(group.groupId);
       } else if (entry.data.length > 0) group.sm.apply(entry);

@@ -195,6 +195,25 @@ describe('membership changes', () => {
     expect(c.node(1).status().commit).toBe(commit);
   });
 
+  it('a removed follower that missed the commit of its removal hears it from the leader once (the farewell append)', () => {
+    const c = newCluster(3, { retireRemovedNodes: false });
+    c.campaign(1);
+    c.stabilize();
+    c.propose(1, bytes('a'));
+    c.stabilize();
+    const removalIndex = c.node(1).status().lastIndex + 1;
+    // Node 3 receives the removal entry, but no message telling it the entry committed, until the
+    // leader has applied the removal (and forgotten node 3's progress).
+    c.network.dropFilter = (m) => m.to === 3 && m.type === 'app' && m.commit >= removalIndex && c.node(1).status().applied < removalIndex;
+    expect(c.proposeConfChange(1, { type: 'removeNode', nodeId: 3 })).toBe('proposed');
+    c.stabilize();
+    expect(c.node(1).status().voters).toEqual([1, 2]);
+    // The farewell carried the commit index: node 3 applied its removal, and every entry before it.
+    expect(c.node(3).status()).toMatchObject({ voters: [1, 2], removed: true });
+    expect(c.node(3).status().applied).toBeGreaterThanOrEqual(removalIndex);
+    expect(appliedData(c, 3)).toEqual(['a']);
+  });
+
   it('a node with a vote floor votes and campaigns only with a log at least that up to date', () => {
     const entries: Entry[] = [1, 2].map((index) => ({ index, term: 2, type: 'normal', data: bytes(`e${index}`) }));
     const node = new RawNode(config(1, [1, 2, 3]), { hardState: { term: 3, vote: 0, commit: 0 }, entries, firstIndex: 1, applied: 0, voteFloor: { index: 5, term: 2 } });

@@ -24,6 +24,8 @@ import { applyConfChangeTo, decodeConfChange } from './conf-change.ts';
 
 const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 const NO_BYTES = new Uint8Array(0);
+/** At most this many appends make up the farewell to a removed replica (sendFarewell). */
+const MAX_FAREWELL_MESSAGES = 4;
 /** Vote context marking a campaign triggered by leadership transfer: it bypasses leader leases. */
 const TRANSFER_CTX = new Uint8Array([0x74, 0x72, 0x61, 0x6e, 0x73, 0x66, 0x65, 0x72]); // "transfer"
 
@@ -975,6 +977,8 @@ export class Raft {
       }
       pr.isLearner = this.learners.includes(id);
     } else if (!this.isMember(id)) {
+      const gone = this.progress.get(id);
+      if (gone !== undefined && id !== this.id) this.sendFarewell(id, gone);
       this.progress.delete(id);
       if (this.leadTransferee === id) this.leadTransferee = 0;
     }
@@ -984,6 +988,34 @@ export class Raft {
     const pr = this.progress.get(id);
     if (pr !== undefined && id !== this.id && pr.match === 0 && !pr.isPaused()) this.sendAppend(id, true);
     return this.confState();
+  }
+
+  /**
+   * Leader: one last append to a replica just removed, carrying the committed entries it lacks and the
+   * commit index (at or past its removal). Without it the removed replica never hears from the leader again — its
+   * progress is gone — so it never learns that its removal, nor the entries before it, committed: it
+   * would go on believing itself a voter, and the proposals it made meanwhile would never be answered
+   * there. Safe as any append: entries of this leader's log and a commit index it holds. Best effort
+   * (lost, the replica is left behind as before); skipped when the replica needs a snapshot.
+   */
+  private sendFarewell(to: NodeId, pr: Progress): void {
+    let prevIndex = pr.match;
+    // Only committed entries: one past the commit would stay unapplied there for good, and a replica
+    // with unapplied entries is not deleted as soon as one that applied its whole log (replica-decisions.ts).
+    const throughIndex = this.log.committed;
+    for (let messages = 0; messages < MAX_FAREWELL_MESSAGES; messages++) {
+      const prevTerm = this.log.term(prevIndex);
+      if (prevTerm === undefined) return;
+      const ents = prevIndex < throughIndex ? this.log.slice(prevIndex + 1, throughIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
+      const m = newMessage('app', this.id, to, this.term);
+      m.index = prevIndex;
+      m.logTerm = prevTerm;
+      m.entries = ents;
+      m.commit = this.log.committed;
+      this.msgs.push(m);
+      prevIndex += ents.length;
+      if (prevIndex >= throughIndex || ents.length === 0) return;
+    }
   }
 
   // ---- snapshot transfer feedback -------------------------------------------------------

@@ -83,9 +83,9 @@ export class LeaderBalancer {
     // Every shard needs a known leader for the view to be the same everywhere; mid-election, wait.
     if (this.opts.preferred === undefined && shards.some((s) => s.currentLeader === null)) return;
     // Only an idle (quiesced) shard is handed over: while a leadership transfer is under way Raft drops
-    // proposals, and one forwarded by a follower's Raft is lost without an answer, so its client would
-    // wait out its deadline. A shard under constant writes keeps its leader (imbalance costs speed; a
-    // lost write costs a client a timeout).
+    // proposals, and the writes arriving meanwhile are held and passed on until the new leader takes them
+    // (ShardWritePath.reforward, server/member/forwarded-proposal.ts): they wait. A shard under constant
+    // writes keeps its leader (imbalance costs speed; a handover costs every write in flight a wait).
     const prefer = this.opts.preferred;
     const wanted =
       prefer === undefined

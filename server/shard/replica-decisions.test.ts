@@ -1,7 +1,7 @@
 // The replica decisions, case by case: each case is one a real-process run got wrong before the rule
 // existed (docs/sharding.md, "Placement on a subset").
 import { describe, expect, it } from 'vitest';
-import { LEFT_BEHIND_AFTER_MS, desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, type ShardFacts } from './replica-decisions.ts';
+import { LEFT_BEHIND_AFTER_MS, desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, type ShardFacts } from './replica-decisions.ts';
 
 const cs = (voters: number[], learners: number[] = []) => ({ voters, learners });
 const cluster = cs([1, 2, 3, 4]);
@@ -65,5 +65,28 @@ describe('mayDeleteReplica', () => {
     expect(looksLeftBehind(2, cs([1, 2, 3]), 4)).toBe(false); // it hears a leader: added back
     expect(looksLeftBehind(0, cs([1, 2, 3], [4]), 4)).toBe(false); // the report has it
     expect(looksLeftBehind(0, null, 4)).toBe(false); // nothing reported yet
+  });
+});
+
+describe('servesFromReplica', () => {
+  it('a voter of a settled shard serves; a replica not among its applied voters does not', () => {
+    expect(servesFromReplica({ conf: cs([1, 2, 3]), desired: [1, 2, 3], reported: cs([1, 2, 3]) }, 1)).toBe(true);
+    // It applied its own removal (the leader's farewell append): a write through it would land after it.
+    expect(servesFromReplica({ conf: cs([2, 3, 4]), desired: [2, 3, 4], reported: cs([1, 2, 3]) }, 1)).toBe(false);
+    expect(servesFromReplica({ conf: cs([2, 3], [1]), desired: [1, 2, 3], reported: null }, 1)).toBe(false);
+  });
+
+  it('placed elsewhere: served by the voters placed there, unless none of them is a voter yet', () => {
+    // Moving 1 → 4 while 2 and 3 stay: 1 is on its way out, 2 and 3 serve.
+    expect(servesFromReplica({ conf: cs([1, 2, 3], [4]), desired: [2, 3, 4], reported: cs([1, 2, 3], [4]) }, 1)).toBe(false);
+    expect(servesFromReplica({ conf: cs([1, 2, 3], [4]), desired: [2, 3, 4], reported: cs([1, 2, 3], [4]) }, 2)).toBe(true);
+    // Every replica moving (1, 2, 3 → 4, 5, 6), the new ones still learners: the old ones go on serving.
+    expect(servesFromReplica({ conf: cs([1, 2, 3], [4, 5, 6]), desired: [4, 5, 6], reported: cs([1, 2, 3]) }, 1)).toBe(true);
+    // Before any placement, the voters serve.
+    expect(servesFromReplica({ conf: cs([1, 2, 3]), desired: null, reported: null }, 1)).toBe(true);
+  });
+
+  it('left behind: its group reported a membership without it', () => {
+    expect(servesFromReplica({ conf: cs([1, 2, 3]), desired: [1, 2, 3], reported: cs([2, 3, 4]) }, 1)).toBe(false);
   });
 });

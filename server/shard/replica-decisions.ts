@@ -77,3 +77,29 @@ export function mayDeleteReplica(replica: ReplicaState, self: NodeId): boolean {
 export function looksLeftBehind(leaderId: NodeId, reported: ShardConf | null, self: NodeId): boolean {
   return leaderId === 0 && reported !== null && !inConf(reported, self);
 }
+
+/** What a member knows of its own replica of a shard when its API decides whether to serve the shard from it. */
+export interface ServingFacts {
+  /** The membership this replica applied. */
+  readonly conf: ConfState;
+  /** The placer's desired replicas, or null before its first write. */
+  readonly desired: readonly NodeId[] | null;
+  /** The membership the shard's leader last reported, or null. */
+  readonly reported: ShardConf | null;
+}
+
+/**
+ * Whether this member's API serves the shard from its replica (otherwise it forwards the request to a
+ * member that does, server/shard/shard-forwarder.ts). Only a voter serves — a learner's store may not be
+ * the shard's yet — and not one on its way out, whose writes could land where it never applies them
+ * (docs/sharding.md, "Writes while shards move"):
+ *   - one whose applied membership excludes it (it applied its own removal; it is deleted next round);
+ *   - one placed elsewhere, while another voter placed there serves (its removal follows once the new
+ *     replicas caught up: a write proposed through it around then would land after the removal);
+ *   - one left behind: its group's leader reported a membership without it.
+ */
+export function servesFromReplica(f: ServingFacts, self: NodeId): boolean {
+  if (!f.conf.voters.includes(self)) return false;
+  if (f.desired !== null && !f.desired.includes(self) && f.desired.some((id) => id !== self && f.conf.voters.includes(id))) return false;
+  return f.reported === null || f.reported.voters.includes(self);
+}
