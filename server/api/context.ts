@@ -19,8 +19,14 @@ import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
 
 export const DATA_GROUP_ID = 0;
-/** Longest a shard write waits for its shard to have a leader before answering "no leader". */
+/** Longest a shard write or read waits for its shard to have a leader before answering "no leader". */
 const SHARD_LEADER_WAIT_MS = 1_500;
+/**
+ * The same for the data group (one-shard clusters, and the cluster group): long enough for a leadership
+ * transfer's handover (a heartbeat round and the transferee's election, ~100 ms here), short enough that
+ * a member cut off from its quorum still answers "no leader" well within a second, as before.
+ */
+const DATA_LEADER_WAIT_MS = 300;
 /** How often a shard write waiting for a leader looks again. */
 const LEADER_WAIT_RETRY_MS = 20;
 
@@ -193,7 +199,7 @@ export class ApiContext {
       return;
     }
     if (takeFreshBarrier()) return; // the auth guard passed one for this request a moment ago
-    await this.member.readBarrier(DATA_GROUP_ID, this.deadlineMs());
+    await this.readBarrierOnceLed(DATA_GROUP_ID, this.deadlineMs(), DATA_LEADER_WAIT_MS);
   }
 
   /**
@@ -224,11 +230,12 @@ export class ApiContext {
       // A shard between two leaders (a leadership handed over as a replica moves, an election): its
       // proposal reached no log, so proposing it again once a leader is known is safe — as etcd's
       // proposals wait for a leader rather than fail.
-      if (!(err instanceof NoLeaderError) || options.target === undefined || this.shards === null) {
+      if (!(err instanceof NoLeaderError)) {
         tracked.forget();
         return Promise.reject(err);
       }
-      return this.proposeOnceLed(groupId, data, Date.now() + Math.min(timeoutMs, SHARD_LEADER_WAIT_MS)).then(
+      const waitMs = options.target !== undefined && this.shards !== null ? SHARD_LEADER_WAIT_MS : DATA_LEADER_WAIT_MS;
+      return this.proposeOnceLed(groupId, data, Date.now() + Math.min(timeoutMs, waitMs)).then(
         () => this.outcomeOf(tracked, timeoutMs),
         (e: unknown) => {
           tracked.forget();
@@ -242,9 +249,15 @@ export class ApiContext {
   /**
    * A ReadIndex on shard group `groupId`, waiting up to SHARD_LEADER_WAIT_MS for a leader when it has
    * none (a leadership handed over as a replica moves): a read changes nothing, so asking again is safe.
+   * The data group waits DATA_LEADER_WAIT_MS the same way (readBarrier).
    */
   async shardReadBarrier(groupId: number, deadlineMs: number): Promise<void> {
-    const untilMs = Math.min(deadlineMs, Date.now() + SHARD_LEADER_WAIT_MS);
+    await this.readBarrierOnceLed(groupId, deadlineMs, SHARD_LEADER_WAIT_MS);
+  }
+
+  /** A ReadIndex on `groupId`, waiting up to `leaderWaitMs` for a leader when the group has none. */
+  private async readBarrierOnceLed(groupId: number, deadlineMs: number, leaderWaitMs: number): Promise<void> {
+    const untilMs = Math.min(deadlineMs, Date.now() + leaderWaitMs);
     for (;;) {
       try {
         await this.member.readBarrier(groupId, deadlineMs);

@@ -149,6 +149,8 @@ interface ReadRound {
   waiters: ReadWaiter[];
   /** Read index granted by the leader; -1 until the ReadState arrives. */
   index: number;
+  /** When the round was asked (ms): unanswered after half an election timeout, it is asked again. */
+  askedAtMs: number;
 }
 
 export interface GroupOptions {
@@ -324,6 +326,7 @@ export class Member {
   /** Counters for /metrics. */
   readonly stats = {
     turns: 0,
+    readIndexRetries: 0,
     syncedBatches: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
@@ -1040,8 +1043,18 @@ export class Member {
       return true;
     };
     group.queuedReads = group.queuedReads.filter((w) => !expired(w));
+    // A round the leader never answers — it lost leadership (a transfer, an election) and dropped its
+    // pending reads, or the request or answer was lost — is asked again, as etcd's read loop does every
+    // 500 ms: its waiters join the next turn's round, whose answer is as good for them (it started after
+    // they arrived). A late answer to the old round finds no round and is ignored.
+    const retryAfterMs = (this.opts.tickMs * this.opts.electionTimeoutTicks) / 2;
     for (const [key, round] of group.readRounds) {
       round.waiters = round.waiters.filter((w) => !expired(w));
+      if (round.waiters.length > 0 && round.index < 0 && nowMs - round.askedAtMs >= retryAfterMs) {
+        group.queuedReads.push(...round.waiters);
+        round.waiters = [];
+        this.stats.readIndexRetries++;
+      }
       if (round.waiters.length === 0) group.readRounds.delete(key);
     }
   }
@@ -1088,7 +1101,7 @@ export class Member {
       for (const w of waiters) w.reject(new NoLeaderError());
       return;
     }
-    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1 });
+    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now() });
   }
 
   private async runTurn(): Promise<void> {
