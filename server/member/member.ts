@@ -151,6 +151,8 @@ interface ReadRound {
   index: number;
   /** When the round was asked (ms): unanswered after half an election timeout, it is asked again. */
   askedAtMs: number;
+  /** Its waiters were also put in a later round (once): whichever answers first serves them. */
+  retried: boolean;
 }
 
 export interface GroupOptions {
@@ -1045,14 +1047,15 @@ export class Member {
     group.queuedReads = group.queuedReads.filter((w) => !expired(w));
     // A round the leader never answers — it lost leadership (a transfer, an election) and dropped its
     // pending reads, or the request or answer was lost — is asked again, as etcd's read loop does every
-    // 500 ms: its waiters join the next turn's round, whose answer is as good for them (it started after
-    // they arrived). A late answer to the old round finds no round and is ignored.
+    // 500 ms: its waiters also join the next turn's round, whose answer is as good for them (it started
+    // after they arrived). The old round stays: on a loaded leader that is merely slow, its late answer
+    // still serves them (settling a waiter twice is a no-op), so a retry never makes a read slower.
     const retryAfterMs = (this.opts.tickMs * this.opts.electionTimeoutTicks) / 2;
     for (const [key, round] of group.readRounds) {
       round.waiters = round.waiters.filter((w) => !expired(w));
-      if (round.waiters.length > 0 && round.index < 0 && nowMs - round.askedAtMs >= retryAfterMs) {
+      if (!round.retried && round.waiters.length > 0 && round.index < 0 && nowMs - round.askedAtMs >= retryAfterMs) {
         group.queuedReads.push(...round.waiters);
-        round.waiters = [];
+        round.retried = true;
         this.stats.readIndexRetries++;
       }
       if (round.waiters.length === 0) group.readRounds.delete(key);
@@ -1101,7 +1104,7 @@ export class Member {
       for (const w of waiters) w.reject(new NoLeaderError());
       return;
     }
-    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now() });
+    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now(), retried: false });
   }
 
   private async runTurn(): Promise<void> {
