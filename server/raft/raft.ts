@@ -817,12 +817,7 @@ export class Raft {
     const lastIndex = this.log.lastIndex();
     const ents = pr.next <= lastIndex ? this.log.slice(pr.next, lastIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
     if (ents.length === 0 && !sendIfEmpty) return false;
-    const m = newMessage('app', this.id, to, this.term);
-    m.index = prevIndex;
-    m.logTerm = prevTerm;
-    m.entries = ents;
-    m.commit = this.log.committed;
-    this.msgs.push(m);
+    const m = this.pushAppend(to, prevIndex, prevTerm, ents);
     pr.sentCommit = m.commit;
     let payloadBytes = 0;
     for (let i = 0; i < ents.length; i++) payloadBytes += ents[i].data.byteLength;
@@ -990,6 +985,17 @@ export class Raft {
     return this.confState();
   }
 
+  /** Queues an append of `ents` after (prevIndex, prevTerm) to `to`, carrying this leader's commit index. */
+  private pushAppend(to: NodeId, prevIndex: number, prevTerm: number, ents: Entry[]): Message {
+    const m = newMessage('app', this.id, to, this.term);
+    m.index = prevIndex;
+    m.logTerm = prevTerm;
+    m.entries = ents;
+    m.commit = this.log.committed;
+    this.msgs.push(m);
+    return m;
+  }
+
   /**
    * Leader: one last append to a replica just removed, carrying the committed entries it lacks and the
    * commit index (at or past its removal). Without it the removed replica never hears from the leader again — its
@@ -1007,12 +1013,7 @@ export class Raft {
       const prevTerm = this.log.term(prevIndex);
       if (prevTerm === undefined) return;
       const ents = prevIndex < throughIndex ? this.log.slice(prevIndex + 1, throughIndex + 1, this.maxSizePerMsgBytes) : NO_ENTRIES;
-      const m = newMessage('app', this.id, to, this.term);
-      m.index = prevIndex;
-      m.logTerm = prevTerm;
-      m.entries = ents;
-      m.commit = this.log.committed;
-      this.msgs.push(m);
+      this.pushAppend(to, prevIndex, prevTerm, ents);
       prevIndex += ents.length;
       if (prevIndex >= throughIndex || ents.length === 0) return;
     }
