@@ -200,30 +200,26 @@ describe(`writes while shards move: ${SIZE} members, ${SHARDS} shards, R = ${R}`
     await converged('the first placement', (_id, n) => n >= Math.floor((SHARDS * R) / SIZE));
   }, 120_000);
 
-  it('a drain under continuous writes: no put waits out its deadline, none is lost', async () => {
-    startWriters('drain');
+  /** One phase: writers run while `synod placement <flags>` moves replicas, until `settled`; then the checks. */
+  async function moveUnderWrites(phase: string, flags: string[], what: string, settled: Parameters<typeof converged>[1]): Promise<void> {
+    startWriters(phase);
     try {
       await new Promise((r) => setTimeout(r, 500));
-      const out = await synodPlacement(['--endpoints', cluster.endpointOf(0), '--drain', drainedId]);
+      const out = await synodPlacement(['--endpoints', cluster.endpointOf(0), ...flags]);
       expect(out.stderr).toBe('');
-      await converged('drained', (id, n) => (id === drainedId ? n === 0 : true));
+      await converged(what, settled);
       await new Promise((r) => setTimeout(r, 500));
     } finally {
-      await check('drain', await stopWriters());
+      await check(phase, await stopWriters());
     }
+  }
+
+  it('a drain under continuous writes: no put waits out its deadline, none is lost', async () => {
+    await moveUnderWrites('drain', ['--drain', drainedId], 'drained', (id, n) => (id === drainedId ? n === 0 : true));
   }, 180_000);
 
   it('undrained under continuous writes (replicas move back, as for a join): no put waits out its deadline', async () => {
-    startWriters('undrain');
-    try {
-      await new Promise((r) => setTimeout(r, 500));
-      const out = await synodPlacement(['--endpoints', cluster.endpointOf(0), '--drain', drainedId, '--undrain']);
-      expect(out.stderr).toBe('');
-      await converged('replicas back on the undrained member', (_id, n) => n >= Math.floor((SHARDS * R) / SIZE));
-      await new Promise((r) => setTimeout(r, 500));
-    } finally {
-      await check('undrain', await stopWriters());
-    }
+    await moveUnderWrites('undrain', ['--drain', drainedId, '--undrain'], 'replicas back on the undrained member', (_id, n) => n >= Math.floor((SHARDS * R) / SIZE));
   }, 180_000);
 
   it('drained again and removed under continuous writes (writes through it until it leaves): no put waits out its deadline', async () => {

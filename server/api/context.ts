@@ -27,8 +27,23 @@ const SHARD_LEADER_WAIT_MS = 1_500;
  * a member cut off from its quorum still answers "no leader" well within a second, as before.
  */
 const DATA_LEADER_WAIT_MS = 300;
-/** How often a shard write waiting for a leader looks again. */
+/** How often a read or write waiting for its group's leader looks again. */
 const LEADER_WAIT_RETRY_MS = 20;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** `attempt` until it does not fail with NoLeaderError, or until `untilMs` (then its last error). */
+async function whileLeaderless(untilMs: number, attempt: () => void | Promise<void>): Promise<void> {
+  for (;;) {
+    try {
+      await attempt();
+      return;
+    } catch (err) {
+      if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
+    }
+    await sleep(LEADER_WAIT_RETRY_MS);
+  }
+}
 
 /** A Raft group a request goes to, and its state machine on this member (a shard of a sharded cluster). */
 export interface GroupTarget {
@@ -227,7 +242,7 @@ export class ApiContext {
     try {
       this.member.propose(groupId, data);
     } catch (err) {
-      // A shard between two leaders (a leadership handed over as a replica moves, an election): its
+      // A group between two leaders (a leadership handed over, a replica moving, an election): its
       // proposal reached no log, so proposing it again once a leader is known is safe — as etcd's
       // proposals wait for a leader rather than fail.
       if (!(err instanceof NoLeaderError)) {
@@ -256,32 +271,18 @@ export class ApiContext {
   }
 
   /** A ReadIndex on `groupId`, waiting up to `leaderWaitMs` for a leader when the group has none. */
-  private async readBarrierOnceLed(groupId: number, deadlineMs: number, leaderWaitMs: number): Promise<void> {
-    const untilMs = Math.min(deadlineMs, Date.now() + leaderWaitMs);
-    for (;;) {
-      try {
-        await this.member.readBarrier(groupId, deadlineMs);
-        return;
-      } catch (err) {
-        if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
-      }
-      await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
-    }
+  private readBarrierOnceLed(groupId: number, deadlineMs: number, leaderWaitMs: number): Promise<void> {
+    return whileLeaderless(Math.min(deadlineMs, Date.now() + leaderWaitMs), () => this.member.readBarrier(groupId, deadlineMs));
   }
 
-  /** Proposes `data` to `groupId` as soon as the group has a leader; rejects with NoLeaderError at `untilMs`. */
+  /** Proposes `data` to `groupId` as soon as the group has a leader (its first try just failed); NoLeaderError at `untilMs`. */
   private async proposeOnceLed(groupId: number, data: Uint8Array, untilMs: number): Promise<void> {
-    for (;;) {
-      await new Promise((r) => setTimeout(r, LEADER_WAIT_RETRY_MS));
+    await sleep(LEADER_WAIT_RETRY_MS);
+    await whileLeaderless(untilMs, () => {
       // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
       if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
-      try {
-        this.member.propose(groupId, data);
-        return;
-      } catch (err) {
-        if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
-      }
-    }
+      this.member.propose(groupId, data);
+    });
   }
 
   /** A proposed write's outcome, or DeadlineError after `timeoutMs`. */

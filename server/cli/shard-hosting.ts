@@ -87,10 +87,10 @@ const MAX_MOVING_SHARDS = 4;
 /** A drain mark not applied yet is proposed again after this long (a lost proposal). */
 const DRAIN_RESEND_MS = 1_000;
 
-/** A placement request this cluster cannot carry out (the API answers FailedPrecondition). */
 /** How long a hosting member's answer about a shard (refreshRemoteViews) is shown in shardViews(). */
 const REMOTE_VIEW_FRESH_MS = 10_000;
 
+/** A placement request this cluster cannot carry out (the API answers FailedPrecondition). */
 export class PlacementRefusedError extends Error {
   constructor(message: string) {
     super(message);
@@ -922,7 +922,7 @@ export class ShardHosting implements ShardedKeyspace {
   hosts(groupId: number): boolean {
     const index = groupId - FIRST_SHARD_GROUP_ID;
     if (!this.hosted.has(index) || this.forwardShards.has(index) || this.member === null) return false;
-    if (this.member.isLearner(groupId)) return false;
+    // A learner is no voter: servesFromReplica refuses it.
     const facts = { conf: this.member.confState(groupId), desired: this.metadata.desiredReplicas(index), reported: this.metadata.observedConf(index) };
     return servesFromReplica(facts, this.member.memberId);
   }

@@ -1116,9 +1116,7 @@ export class Member {
     /** Something in this turn must reach the disk now, though without an fsync. */
     let mustWrite = false;
     const readies: Array<[RaftGroup, Ready]> = [];
-    /** Leaders' Readies whose term and vote were already durable before this turn (see below). */
-    const leaderReadies: Array<[RaftGroup, Ready]> = [];
-    /** Readies whose term and vote were durable before this turn, none installing a snapshot. */
+    /** Readies whose term and vote were durable before this turn, none installing a snapshot (see below). */
     const earlyReadies: Array<{ group: RaftGroup; ready: Ready; leading: boolean }> = [];
     const compactedThrough: Array<[RaftGroup, number]> = [];
     let termOrVoteChanged = false;
@@ -1147,7 +1145,6 @@ export class Member {
       const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
       const termVoteDurable = ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote);
       if (termVoteDurable && ready.snapshot === null) earlyReadies.push({ group, ready, leading });
-      if (leading && termVoteDurable) leaderReadies.push([group, ready]);
       if (ready.snapshot) {
         // The received snapshot replaces the whole log: its point becomes the log's start, and any
         // stored entry after it belongs to the discarded log.
@@ -1247,7 +1244,7 @@ export class Member {
       // Pairs, not positions: a group added or removed while the batch is written must not shift them.
       const queued = [...this.groups.values()].map((g) => [g, g.appliedQueued] as const);
       let sync = needsSync;
-      if (this.opts.unsafeMutation === 'skip-leader-fsync' && leaderReadies.length > 0) sync = false;
+      if (this.opts.unsafeMutation === 'skip-leader-fsync' && earlyReadies.some((r) => r.leading)) sync = false;
       if (this.opts.unsafeMutation === 'no-write-barrier') {
         this.writing = false;
         this.scheduleTurn();

@@ -579,12 +579,15 @@ export class ShardPeerChannels {
       clearTimeout(timers[i]);
       queue[i].resolve(v);
     };
+    const alone = (i: number): void => {
+      void this.call(memberId, method, queue[i].request, queue[i].deadlineMs).then((v) => answer(i, v));
+    };
     const deadlineMs = Math.max(...queue.map((c) => c.deadlineMs));
     const res = await this.call<{ requests: unknown[] }, { responses?: unknown[] }>(memberId, `${method}Batch`, { requests: queue.map((c) => c.request) }, deadlineMs);
     if (isFailure(res)) {
       if (/^UNIMPLEMENTED/.test(res.reason)) {
         this.unbatched.add(memberId);
-        queue.forEach((c, i) => void this.call(memberId, method, c.request, c.deadlineMs).then((v) => answer(i, v)));
+        queue.forEach((_, i) => alone(i));
         return;
       }
       queue.forEach((_, i) => answer(i, res));
@@ -597,7 +600,7 @@ export class ShardPeerChannels {
     }
     responses.forEach((r, i) => {
       const kind = (r as { error?: { kind?: string } | null }).error?.kind;
-      if (kind === 'RETRY_SINGLY') void this.call(memberId, method, queue[i].request, queue[i].deadlineMs).then((v) => answer(i, v));
+      if (kind === 'RETRY_SINGLY') alone(i);
       else answer(i, r);
     });
   }
