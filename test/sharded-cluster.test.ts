@@ -2,7 +2,8 @@
 // keys land on their shards, one Range over every shard is one consistent snapshot at one oracle revision
 // (sorted, limited, history by --rev, compaction on every shard), hash-tagged keys keep a prefix on one shard (txn, del --prefix,
 // watch --prefix; a watch over several shards: test/sharded-watch.test.ts), /placement shows every shard with 3 voters and a leader, and what is not served yet
-// on a sharded cluster is refused with FailedPrecondition and a message instead of misbehaving. A member
+// on a sharded cluster is refused with FailedPrecondition and a message instead of misbehaving. A txn writing
+// several shards, and del --prefix over several, commit at one revision (two-phase commit, issue 15). A member
 // killed with -9 loses no acknowledged write, and the cluster serves on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
@@ -137,14 +138,42 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     for (const e of expected) expect(events).toContain(e);
   }, 60_000);
 
-  it('refuses what a sharded cluster does not serve yet, with FailedPrecondition and a message', async () => {
+  it('a txn writing several shards commits at one revision, atomically, and del --prefix deletes over every shard at one revision', async () => {
     const ep = cluster.endpoints;
-    const del = await etcdctl(ep, ['del', '--prefix', 'user/']);
-    expect(del.code).not.toBe(0);
-    expect(del.stderr).toContain('FailedPrecondition desc = synod: the keys of this request are on several shards; cross-shard transactions are not enabled');
-    // A txn writing two shards (one writing a shard and reading others is served: test/sharded-leases.test.ts).
-    const txn = await etcdctl(ep, ['txn'], { input: '\n\nput user/00 a\nput user/01 b\n\n' });
-    expect(txn.stderr).toContain('cross-shard transactions are not enabled');
+    for (let i = 0; i < 12; i++) await etcdctlOk(ep, ['put', `xs/${String(i).padStart(2, '0')}`, 'v0']);
+    const keys = Array.from({ length: 12 }, (_, i) => `xs/${String(i).padStart(2, '0')}`);
+    const watch = etcdctl(ep, ['watch', '--prefix', 'xs/', '-w', 'json'], { timeoutMs: 15_000, doneWhen: (out) => (out.match(/"type":1/g) ?? []).length >= 12 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Compares on several shards, writes on several: the success branch runs whole.
+    const ok = await etcdctlOk(ep, ['txn', '-w', 'json'], { input: `value("xs/00") = "v0"\nvalue("xs/07") = "v0"\n\n${keys.slice(0, 6).map((k) => `put ${k} t1`).join('\n')}\n\nput xs/00 failed\n\n` });
+    const okJson = JSON.parse(ok) as { succeeded?: boolean; header: { revision: number } };
+    expect(okJson.succeeded).toBe(true);
+    const after = await getJson(['--prefix', 'xs/']);
+    const t1 = (after.kvs ?? []).filter((kv) => unb64(kv.value ?? '') === 't1');
+    expect(t1.map((kv) => unb64(kv.key))).toEqual(keys.slice(0, 6));
+    // One revision for every write, the txn's header revision.
+    expect(new Set(t1.map((kv) => kv.mod_revision))).toEqual(new Set([okJson.header.revision]));
+    // The failure branch, over several shards too: nothing of the success branch is applied.
+    const failed = await etcdctlOk(ep, ['txn', '-w', 'json'], { input: `value("xs/00") = "nope"\n\nput xs/00 bad\nput xs/07 bad\n\nput xs/08 f\nput xs/09 f\ndel xs/10\n\n` });
+    expect((JSON.parse(failed) as { succeeded?: boolean }).succeeded).toBeFalsy();
+    const values = new Map((await getJson(['--prefix', 'xs/'])).kvs!.map((kv) => [unb64(kv.key), unb64(kv.value ?? '')]));
+    expect(values.get('xs/00')).toBe('t1');
+    expect(values.get('xs/07')).toBe('v0');
+    expect(values.get('xs/08')).toBe('f');
+    expect(values.get('xs/09')).toBe('f');
+    expect(values.has('xs/10')).toBe(false);
+    // del --prefix over every shard: one revision for all its events.
+    expect((await etcdctlOk(ep, ['del', '--prefix', 'xs/'])).trim()).toBe('11');
+    expect((await getJson(['--prefix', 'xs/'])).count ?? 0).toBe(0);
+    const lines = (await watch).stdout.split('\n').filter((l) => l.startsWith('{'));
+    const deletes = lines.flatMap((l) => ((JSON.parse(l) as { Events?: Array<{ type?: number; kv: { mod_revision: number } }> }).Events ?? []).filter((e) => e.type === 1));
+    // The failure branch's delete of xs/10, then the 11 of del --prefix, all at one revision.
+    expect(deletes).toHaveLength(12);
+    expect(new Set(deletes.slice(1).map((e) => e.kv.mod_revision)).size).toBe(1);
+    expect(deletes[1].kv.mod_revision).toBeGreaterThan(deletes[0].kv.mod_revision);
+  }, 60_000);
+
+  it('refuses what a sharded cluster does not serve yet, with FailedPrecondition and a message', async () => {
     // A backup or hash of one group would silently leave the shards' keys out.
     const hash = await etcdctl(cluster.endpointOf(0), ['endpoint', 'hashkv']);
     expect(hash.stdout + hash.stderr).toContain('HashKV of a sharded cluster is not served yet');

@@ -1,5 +1,6 @@
 // What every gRPC service of a member shares: the member, the KV state machine, identity, limits,
 // and the shared helpers that turn internal failures into etcd's statuses.
+import type { PreparedTxn } from '../txn/shard-txn-table.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BadTransfereeError, DeadlineError, GroupRemovedError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
@@ -114,6 +115,11 @@ export interface ShardedKeyspace {
    * the client's error (the host's etcd error, or etcd's timeouts when no host answered by `deadlineMs`).
    */
   forwardKv(groupId: number, op: ShardKvOp, deadlineMs: number): Promise<ForwardedAnswer>;
+  /**
+   * Set by the API: resolves a cross-shard transaction left prepared on shard `groupId` past its
+   * deadline (server/api/cross-shard-txn.ts); the shards this member leads call it.
+   */
+  txnRecoverer: ((p: PreparedTxn, groupId: number) => Promise<void>) | null;
   /** Counts of forwarded KV requests since start, for /metrics. */
   forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
 }

@@ -13,6 +13,7 @@
 //   - every failure is answered as the client-facing services would answer it (toServiceError: etcd's
 //     codes and texts), never thrown.
 import { ApiContext, toServiceError, type GroupTarget } from './context.ts';
+import { replicaReadRevision } from './sharded-kv.ts';
 import { runAsCaller, runAsServer } from './caller-context.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
 import type { InternalRequestBody } from '../shard/request-codec.ts';
@@ -35,6 +36,10 @@ function payloadOf(body: InternalRequestBody, result: unknown): ShardKvPayload {
   if ('put' in body && body.put) response = { type: 'put', put: result as Extract<ResponseOp, { type: 'put' }>['put'] };
   else if ('delete_range' in body && body.delete_range) response = { type: 'deleteRange', deleteRange: result as Extract<ResponseOp, { type: 'deleteRange' }>['deleteRange'] };
   else if ('txn' in body && body.txn) response = { type: 'txn', txn: result as Extract<ResponseOp, { type: 'txn' }>['txn'] };
+  else if (('txn_intent' in body && body.txn_intent) || ('txn_resolve' in body && body.txn_resolve) || ('txn_recover' in body && body.txn_recover)) {
+    // A cross-shard transaction's share, decision or recovery answers as a txn (cross-shard-txn.ts).
+    response = result === null ? null : { type: 'txn', txn: result as Extract<ResponseOp, { type: 'txn' }>['txn'] };
+  }
   return response === null ? { kind: 'nothing' } : { kind: 'response', response };
 }
 
@@ -61,20 +66,21 @@ export async function serveShardKv(ctx: ApiContext, request: ShardKvRequest): Pr
       case 'range': {
         // As ShardedKv.range: past what this replica applied, the forwarding member reads at a fresh
         // oracle revision on the shard's leader instead.
-        const applied = target.sm.appliedRevision();
+        const applied = target.sm.readableRevision();
         if (op.op.revision > applied) return { kind: 'beyond-applied', applied, leaderId: leaderId() };
         if (!op.serializable) await barrier(ctx, target, deadlineMs);
-        const through = target.sm.appliedRevision();
+        const through = await replicaReadRevision(target, !op.serializable, deadlineMs);
         return done(through, { kind: 'range', result: target.sm.store.range(op.op, through) });
       }
       case 'read-txn': {
         if (!op.serializable) await barrier(ctx, target, deadlineMs);
+        await replicaReadRevision(target, !op.serializable, deadlineMs);
         const out = target.sm.store.txn(txnOpFromWire(op.txn));
         return done(out.revision, { kind: 'response', response: { type: 'txn', txn: out.result } });
       }
       case 'lease-keys': {
         await barrier(ctx, target, deadlineMs);
-        return done(target.sm.appliedRevision(), { kind: 'keys', keys: target.sm.leases.keysOf(op.leaseId) });
+        return done(await replicaReadRevision(target, true, deadlineMs), { kind: 'keys', keys: target.sm.leases.keysOf(op.leaseId) });
       }
       case 'write': {
         const { body, caller } = decodeForwardedEntry(op.entry);

@@ -18,17 +18,28 @@ import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace,
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
-import { rangeOf, type RangeResult } from '../mvcc/types.ts';
+import { rangeOf, type RangeResult, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
 import type { LeaseGeneration } from '../shard/request-codec.ts';
 import { DeadlineError } from '../member/member.ts';
+import { CrossShardTxns } from './cross-shard-txn.ts';
 
 const CROSS_SHARD: EtcdErrorSpec = {
   code: grpc.status.FAILED_PRECONDITION,
-  message: 'synod: the keys of this request are on several shards; cross-shard transactions are not enabled (hash-tag the keys with {tag} to keep them on one shard)',
+  message: 'synod: a nested txn reading keys on several shards is not supported (hash-tag the keys with {tag} to keep them on one shard)',
 };
 /** How often a put waits for an earlier generation of its lease to be swept (a re-granted lease id). */
 const SWEEP_WAIT_POLL_MS = 20;
+
+/**
+ * The revision a read of `target`'s replica here answers at. A linearizable read first waits for every
+ * cross-shard transaction prepared there to be resolved (it may be decided on its primary already, and
+ * its writes must then be seen); a serializable one reads just below them (docs/transactions.md).
+ */
+export async function replicaReadRevision(target: GroupTarget, linearizable: boolean, deadlineMs: number): Promise<number> {
+  if (linearizable) await target.sm.txnsSettledThrough(Infinity, deadlineMs, () => new DeadlineError('cross-shard transaction'));
+  return target.sm.readableRevision();
+}
 
 /** The one shard every key of `keys` (and range) is on, or a FailedPrecondition. */
 function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
@@ -42,6 +53,18 @@ function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): Gro
   }
   if (target === null) throw grpcError(CROSS_SHARD);
   return target;
+}
+
+/** Whether the keys and ranges of `ranges` lie on more than one shard. */
+function spansShards(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): boolean {
+  let first: number | null = null;
+  for (const [key, rangeEnd] of ranges) {
+    for (const t of shards.shardsOfRange(key, rangeEnd)) {
+      if (first === null) first = t.groupId;
+      else if (first !== t.groupId) return true;
+    }
+  }
+  return false;
 }
 
 /** What a txn touches: the keys it writes, the ranges it reads at top level and nested, its leases. */
@@ -74,10 +97,15 @@ function txnKeys(t: TxnRequest, nested = false, out: TxnKeys = { writes: [], top
 export class ShardedKv {
   private readonly ctx: ApiContext;
   private readonly shards: ShardedKeyspace;
+  /** Txns whose writes span shards (two-phase commit), and recovery of those a coordinator left. */
+  readonly crossShard: CrossShardTxns;
 
   constructor(ctx: ApiContext, shards: ShardedKeyspace) {
     this.ctx = ctx;
     this.shards = shards;
+    this.crossShard = new CrossShardTxns(ctx, shards);
+    // The shards this member leads recover, through this member's coordinator, what others left prepared.
+    shards.txnRecoverer = (p, groupId) => this.crossShard.recoverPrepared(p, groupId);
   }
 
   /** A single-shard range from this member's replica; several shards at one oracle revision R. */
@@ -98,10 +126,10 @@ export class ShardedKv {
     // revisions in between, so that read is a read at R on the shard's leader, as for several shards. Its
     // header is the shard's applied revision, which counts the revisions its writes that changed nothing
     // used up: their answers carried them, and a later read of the shard must not go below them.
-    if (touched.length === 1 && this.shards.hosts(touched[0].groupId) && op.revision <= touched[0].sm.appliedRevision()) {
+    if (touched.length === 1 && this.shards.hosts(touched[0].groupId) && op.revision <= touched[0].sm.readableRevision()) {
       const target = touched[0];
       if (!req.serializable) await this.ctx.readBarrier(target);
-      const through = target.sm.appliedRevision();
+      const through = await replicaReadRevision(target, !req.serializable, this.ctx.deadlineMs());
       return { header: this.ctx.header(through, target), result: target.sm.store.range(op, through) };
     }
     const deadlineMs = this.ctx.deadlineMs();
@@ -160,6 +188,13 @@ export class ShardedKv {
   }
 
   async deleteRange(req: DeleteRangeRequest): Promise<{ header: ResponseHeader; out: WriteOutcome }> {
+    if (spansShards(this.shards, [[req.key, req.range_end ?? Buffer.alloc(0)]])) {
+      // Over several shards: one cross-shard transaction, so every key goes at one revision.
+      const out = await this.crossShard.run({ compare: [], success: [{ request_delete_range: req }], failure: [] });
+      const only = (out.result as TxnResult).responses[0];
+      if (only?.type !== 'deleteRange') throw new Error('a cross-shard delete answered no delete');
+      return { header: this.ctx.header(out.revision), out: { revision: out.revision, result: only.deleteRange } };
+    }
     const target = oneShard(this.shards, [[req.key, req.range_end ?? Buffer.alloc(0)]]);
     return this.answered(target, await this.ctx.proposeWrite({ delete_range: req }, { target }));
   }
@@ -180,7 +215,13 @@ export class ShardedKv {
         return this.answered(target, { revision: answer.revision, raftTerm: answer.raftTerm, result: answer.payload.response.txn });
       }
       if (!serializable) await this.ctx.readBarrier(target);
+      await replicaReadRevision(target, !serializable, this.ctx.deadlineMs());
       return this.answered(target, target.sm.store.txn(txnOpFromWire(req)));
+    }
+    // Writes on several shards: a cross-shard transaction (two-phase commit, cross-shard-txn.ts).
+    if (spansShards(this.shards, keys.writes)) {
+      const out = await this.crossShard.run(req);
+      return { header: this.ctx.header(out.revision), out };
     }
     // Writes on one shard; a nested txn may read only that shard (only top-level reads are carried).
     const target = oneShard(this.shards, [...keys.writes, ...keys.nestedReads]);

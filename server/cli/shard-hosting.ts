@@ -28,6 +28,7 @@ import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.t
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import type { PreparedTxn } from '../txn/shard-txn-table.ts';
 import { MetadataStateMachine, type MetadataApplied, type ShardConf } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
@@ -113,6 +114,7 @@ function holdsData(loaded: LoadedGroup): boolean {
 const RETRY_PAUSE_MS = 20;
 
 export class ShardHosting implements ShardedKeyspace {
+  txnRecoverer: ((p: PreparedTxn, groupId: number) => Promise<void>) | null = null;
   readonly shardCount: number;
   readonly slotMap: SlotMap;
   readonly metadata: MetadataStateMachine;
@@ -259,7 +261,7 @@ export class ShardHosting implements ShardedKeyspace {
   private host(index: number, loaded: LoadedGroup, voters: NodeId[]): HostedShard {
     const groupId = FIRST_SHARD_GROUP_ID + index;
     const { memberId, bootstrap, randomSeed } = this.deps;
-    const sm = new KvStateMachine(memberId, loaded.stateRecords, [...bootstrap], { sharded: true });
+    const sm = new KvStateMachine(memberId, loaded.stateRecords, [...bootstrap], { sharded: true, groupId });
     loaded.stateRecords = [];
     this.memberForHosting().addGroup({ groupId, voters, stateMachine: sm, loaded, randomSeed: randomSeed() });
     const shard: HostedShard = { index, groupId, sm, path: null, source: new ReplicaWatchSource(index, sm) };
@@ -422,7 +424,8 @@ export class ShardHosting implements ShardedKeyspace {
       plan: (body) => ('txn' in body && body.txn ? planTxnReads(txnOpFromWire(body.txn), shard.groupId, groupsOf) : []),
       read: (groupId, op, revision, deadlineMs) => this.rangeAtGroup(groupId, op, revision, deadlineMs),
     };
-    const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes: this.maxEntryBytes });
+    const recoverTxn = (p: PreparedTxn): Promise<void> => (this.txnRecoverer === null ? Promise.resolve() : this.txnRecoverer(p, shard.groupId));
+    const path = new ShardWritePath({ member, groupId: shard.groupId, sm: shard.sm, oracle, readsElsewhere, maxEntryBytes: this.maxEntryBytes, recoverTxn });
     shard.path = path;
     member.interceptProposals(shard.groupId, (data) => path.intercept(data));
     shard.source.onActivity = () => this.activity(null);

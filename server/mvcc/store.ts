@@ -612,6 +612,26 @@ export class MvccStore {
     return { result, revision: this.commit(ctx), events: ctx.events };
   }
 
+  /**
+   * `op` run at `atRevision` and undone: its result, with the store unchanged (a cross-shard
+   * transaction's prepare checks its share and answers with it; the commit runs it for real later, on
+   * the same state). Refusals throw exactly as txn would.
+   */
+  previewTxn(op: TxnOp, atRevision: number): TxnResult {
+    const ctx = this.begin(atRevision);
+    const path = new Map<TxnOp, boolean>();
+    this.evalCompares(op, path);
+    this.checkPuts(op, path);
+    this.checkRanges(op, path, ctx.through);
+    const logLen = this.log.length;
+    const persistLen = this.persist.length;
+    try {
+      return this.execTxn(ctx, op, path);
+    } finally {
+      this.rollback(logLen, persistLen);
+    }
+  }
+
   private evalCompares(t: TxnOp, path: Map<TxnOp, boolean>): void {
     let ok = true;
     for (const c of t.compare) {

@@ -32,6 +32,8 @@ import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type Alarm
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
+import { ShardTxnTable, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
+import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -97,6 +99,8 @@ export interface KvStateMachineOptions {
    * revoke leaves a pending sweep for the keys on the shards (docs/sharding.md, "Leases on a sharded cluster").
    */
   leaseSweeps?: boolean;
+  /** Sharded mode: this shard's group id (a cross-shard transaction's primary keeps its decision record). */
+  groupId?: number;
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
@@ -106,9 +110,16 @@ export function writesRevision(req: InternalRequestBody): boolean {
     ('delete_range' in req && !!req.delete_range) ||
     ('txn' in req && !!req.txn) ||
     ('lease_revoke' in req && !!req.lease_revoke) ||
-    ('lease_sweep' in req && !!req.lease_sweep)
+    ('lease_sweep' in req && !!req.lease_sweep) ||
+    // A cross-shard transaction's prepare is stamped at the transaction's own revision (unless refused).
+    ('txn_intent' in req && !!req.txn_intent && req.txn_intent.refused !== true)
   );
 }
+
+/** A cross-shard transaction's prepare refused because its revision was not above the shard's floor. */
+export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: transaction revision is not above the shard floor; retry at a fresh revision' };
+/** A decision or resolution for a transaction that is not prepared here (decided otherwise, or never prepared). */
+export const TXN_NOT_PREPARED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: transaction is not prepared on this shard (it was aborted)' };
 
 export interface ApplyOutcome {
   revision: number;
@@ -173,6 +184,8 @@ export class KvStateMachine implements GroupStateMachine {
   readonly sharded: boolean;
   /** The cluster group of a sharded cluster (KvStateMachineOptions.leaseSweeps). */
   readonly leaseSweeps: boolean;
+  /** Sharded mode: the shard's group id (0 when not given). */
+  readonly groupId: number;
   /** Cluster group of a sharded cluster: told when a revoke leaves a pending sweep (the sweeper starts at once). */
   sweepListener: ((id: string, generation: number) => void) | null = null;
   /** Sharded mode: the last oracle revision applied (written, refused or changing nothing); 0 before any. */
@@ -180,6 +193,10 @@ export class KvStateMachine implements GroupStateMachine {
   private appliedRevisionDirty = false;
   /** Sharded mode: told each stamped entry's revision as it is applied (the leader's stamper follows them). */
   revisionListener: ((revision: number) => void) | null = null;
+  /** Sharded mode: cross-shard transactions prepared here, and the primary's decisions (server/txn/shard-txn-table.ts). */
+  readonly txns = new ShardTxnTable({ encode: encodeTxnRequest, decode: decodeTxnRequest });
+  /** Told after a prepared transaction is laid or resolved (the write path and waiting reads follow them). */
+  private readonly txnListeners = new Set<() => void>();
 
   constructor(
     memberId: number,
@@ -189,6 +206,7 @@ export class KvStateMachine implements GroupStateMachine {
   ) {
     this.sharded = options.sharded === true;
     this.leaseSweeps = options.leaseSweeps === true;
+    this.groupId = options.groupId ?? 0;
     this.memberIdText = String(memberId);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
@@ -205,6 +223,7 @@ export class KvStateMachine implements GroupStateMachine {
     const leaseRecords: Array<[Buffer, Buffer]> = [];
     const authRecords: Array<[Buffer, Buffer]> = [];
     const alarmRecords: Array<[Buffer, Buffer]> = [];
+    const txnRecords: Array<[Buffer, Buffer]> = [];
     this.published.clear();
     this.membership.clear();
     this.appliedRevisionValue = 0;
@@ -213,6 +232,7 @@ export class KvStateMachine implements GroupStateMachine {
       else if (key[0] === LEASE_RECORD_PREFIX) leaseRecords.push([key.subarray(1), value]);
       else if (key[0] === AUTH_RECORD_PREFIX) authRecords.push([key.subarray(1), value]);
       else if (key[0] === ALARM_RECORD_PREFIX) alarmRecords.push([key.subarray(1), value]);
+      else if (key[0] === TXN_RECORD_PREFIX) txnRecords.push([key.subarray(1), value]);
       else if (key[0] === MEMBER_PREFIX) {
         this.published.set(key.subarray(1).toString('utf8'), JSON.parse(value.toString('utf8')) as PublishedMember);
       } else if (key[0] === MEMBERSHIP_PREFIX) {
@@ -228,6 +248,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.leases = LeaseStore.restore(leaseRecords);
     this.auth = AuthStore.restore(authRecords);
     this.alarms = AlarmStore.restore(alarmRecords);
+    this.txns.load(txnRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
     const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }));
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
@@ -247,6 +268,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.appliedRevisionDirty = false; // the snapshot's own record
     this.hub.storeReplaced();
     if (this.sharded) this.revisionListener?.(this.appliedRevisionValue);
+    this.txnsChanged();
     this.membershipListener?.();
   }
 
@@ -324,6 +346,51 @@ export class KvStateMachine implements GroupStateMachine {
   appliedRevision(): number {
     // A store starts at revision 1 (etcd's empty state): every shard has it, none writes at it.
     return this.sharded ? Math.max(this.appliedRevisionValue, this.store.currentRevision()) : this.store.currentRevision();
+  }
+
+  /**
+   * The revision a read of this replica's store answers at: its applied revision, or just below the
+   * lowest prepared cross-shard transaction (whose writes at C are not in the store yet, and nothing
+   * above C is either: the shard writes nothing else while one is prepared).
+   */
+  readableRevision(): number {
+    const lowest = this.txns.lowestPreparedRevision();
+    return lowest === null ? this.appliedRevision() : Math.min(this.appliedRevision(), lowest - 1);
+  }
+
+  /** Calls `listener` after every change of the prepared transactions; returns its removal. */
+  onTxnsChanged(listener: () => void): () => void {
+    this.txnListeners.add(listener);
+    return () => this.txnListeners.delete(listener);
+  }
+
+  private txnsChanged(): void {
+    for (const l of [...this.txnListeners]) l();
+  }
+
+  /**
+   * Resolves once no transaction prepared here has a revision at or below `revision` (Infinity: none at
+   * all); rejects with `onTimeout()` at `deadlineMs`. A linearizable read waits for every one (the
+   * transaction may already be decided on its primary); a read at R for those at or below R.
+   */
+  txnsSettledThrough(revision: number, deadlineMs: number, onTimeout: () => Error): Promise<void> {
+    const settled = (): boolean => {
+      const lowest = this.txns.lowestPreparedRevision();
+      return lowest === null || lowest > revision;
+    };
+    if (settled()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const stop = this.onTxnsChanged(() => {
+        if (!settled()) return;
+        clearTimeout(timer);
+        stop();
+        resolve();
+      });
+      const timer = setTimeout(() => {
+        stop();
+        reject(onTimeout());
+      }, Math.max(0, deadlineMs - Date.now()));
+    });
   }
 
   /**
@@ -451,6 +518,9 @@ export class KvStateMachine implements GroupStateMachine {
       this.publish(out.events, out.revision);
       return { revision: out.revision, result: out.result };
     }
+    if ('txn_intent' in req && req.txn_intent) return this.applyTxnIntent(req, at);
+    if ('txn_resolve' in req && req.txn_resolve) return this.applyTxnResolve(req);
+    if ('txn_recover' in req && req.txn_recover) return this.applyTxnRecover(req);
     if ('member_attributes' in req && req.member_attributes) {
       const a = req.member_attributes;
       const record: PublishedMember = { name: a.name, clientUrls: a.client_urls ?? [], zone: a.zone ?? '' };
@@ -528,13 +598,91 @@ export class KvStateMachine implements GroupStateMachine {
       // every shard at C on its leader (no write at or below C can come after that), so for such a shard
       // the state at C is its state at its applied revision, and it compacts there.
       const asked = num(req.compaction.revision);
-      if (this.sharded) this.store.compact(Math.min(asked, this.appliedRevision()), this.appliedRevision());
+      // Never over a prepared transaction's revision: its writes still have to be made at it.
+      if (this.sharded) this.store.compact(Math.min(asked, this.readableRevision()), this.readableRevision());
       else this.store.compact(asked);
       return { revision: this.store.currentRevision(), result: null };
     }
     if ('alarm' in req && req.alarm) return { revision: this.store.currentRevision(), result: { alarms: this.applyAlarm(req.alarm) } };
     if (applyAuthEntry(req, this.auth)) return { revision: this.store.currentRevision(), result: { authRevision: this.auth.revision } };
     throw new Error('committed entry carries no known request');
+  }
+
+  /**
+   * A participant's prepare at C (`at`): its share is run once against the store and undone, which
+   * both checks it (a lease gone, a compacted range revision: refused like the txn it is part of) and
+   * gives the coordinator its responses; then it is laid as prepared. Nothing else is written on this
+   * shard until it is resolved, so the commit's real run at C meets exactly the same state.
+   */
+  private applyTxnIntent(req: InternalRequest & { txn_intent: NonNullable<Extract<InternalRequest, { txn_intent: unknown }>['txn_intent']> }, at: number | undefined): ApplyOutcome {
+    const intent = req.txn_intent;
+    if (!this.sharded || intent.refused === true || at === undefined) throw new RefusedRequest(TXN_INTENT_REFUSED);
+    if (this.txns.getPrepared(intent.txn_id) !== undefined || this.txns.isDecided(intent.txn_id)) throw new RefusedRequest(TXN_INTENT_REFUSED);
+    const ops = txnOpFromWire(intent.ops);
+    const result = this.store.previewTxn(ops, at);
+    const prepared: PreparedTxn = {
+      txnId: intent.txn_id,
+      revision: at,
+      primaryGroup: Number(intent.primary_group),
+      participantGroups: (intent.participant_groups ?? []).map(Number),
+      ops: intent.ops,
+      deadlineUnixMs: Number(intent.deadline_unix_ms),
+    };
+    this.txns.prepare(prepared);
+    this.txnsChanged();
+    return { revision: at, result };
+  }
+
+  /**
+   * A transaction's resolution here. Commit runs the prepared share at its revision C (on the primary
+   * this is the decision: it succeeds only while the transaction is prepared there, a compare-and-set
+   * against a recoverer's abort) and leaves the primary's record; abort drops the share (C stays a gap).
+   */
+  private applyTxnResolve(req: InternalRequest & { txn_resolve: NonNullable<Extract<InternalRequest, { txn_resolve: unknown }>['txn_resolve']> }): ApplyOutcome {
+    const r = req.txn_resolve;
+    if (r.forget === true) {
+      this.txns.forget(r.txn_id);
+      return { revision: this.appliedRevision(), result: null };
+    }
+    const prepared = this.txns.takePrepared(r.txn_id);
+    if (prepared === undefined) {
+      // Resolved already (a recoverer and the coordinator both resolve): the same answer is fine.
+      if (r.commit && this.txns.isDecided(r.txn_id)) return { revision: this.appliedRevision(), result: null };
+      if (!r.commit) return { revision: this.appliedRevision(), result: null };
+      throw new RefusedRequest(TXN_NOT_PREPARED);
+    }
+    try {
+      if (!r.commit) return { revision: this.appliedRevision(), result: null };
+      if (this.store.currentRevision() >= prepared.revision) {
+        throw new Error(`invariant: txn ${prepared.txnId} commits at ${prepared.revision} but the store is at ${this.store.currentRevision()}`);
+      }
+      const out = this.store.txn(txnOpFromWire(prepared.ops), prepared.revision);
+      this.publish(out.events, out.revision);
+      if (prepared.primaryGroup === this.groupId) this.txns.recordCommitted(prepared);
+      return { revision: prepared.revision, result: out.result };
+    } finally {
+      this.txnsChanged();
+    }
+  }
+
+  /**
+   * A recoverer's question, on the primary (whose leader raised its floor to C before proposing it, so
+   * a prepare at C not applied by now never will be): committed, or aborted (never prepared here, or
+   * prepared and aborted now as asked), or still pending.
+   */
+  private applyTxnRecover(req: InternalRequest & { txn_recover: NonNullable<Extract<InternalRequest, { txn_recover: unknown }>['txn_recover']> }): ApplyOutcome {
+    const r = req.txn_recover;
+    let answer: RecoveryAnswer;
+    if (this.txns.isDecided(r.txn_id)) answer = 'committed';
+    else if (this.txns.getPrepared(r.txn_id) === undefined) answer = 'aborted';
+    else if (r.abort_pending) {
+      this.txns.takePrepared(r.txn_id);
+      this.txnsChanged();
+      answer = 'aborted';
+    } else answer = 'pending';
+    // Answered as a txn (forwarded writes carry txn results): succeeded means committed.
+    void answer;
+    return { revision: this.appliedRevision(), result: { succeeded: answer === 'committed', responses: [] } };
   }
 
   /** etcd's applyAlarm: an alarm of a member that is not (or no longer) in the cluster is ignored. */
@@ -574,6 +722,7 @@ export class KvStateMachine implements GroupStateMachine {
       ops.push({ key: Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), op.key]), value: op.value });
     }
     for (const op of this.alarms.drainPersistOps()) ops.push({ key: prefixed(ALARM_RECORD_PREFIX, op.key), value: op.value });
+    for (const op of this.txns.drainPersistOps()) ops.push({ key: prefixed(TXN_RECORD_PREFIX, op.key), value: op.value });
     return ops;
   }
 

@@ -50,6 +50,7 @@ function txnCost(t: TxnRequest): number {
 export function requestCost(body: InternalRequestBody): number {
   if ('put' in body && body.put) return byteLength(body.put.key) + byteLength(body.put.value) + RECORD_OVERHEAD_BYTES;
   if ('txn' in body && body.txn) return txnCost(body.txn);
+  if ('txn_intent' in body && body.txn_intent && body.txn_intent.refused !== true) return txnCost(body.txn_intent.ops);
   if ('lease_grant' in body && body.lease_grant) return RECORD_OVERHEAD_BYTES;
   return 0;
 }

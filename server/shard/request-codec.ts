@@ -20,6 +20,9 @@ export type InternalRequestBody =
   | { lease_checkpoint: { checkpoints: Array<{ ID: string; remaining_TTL: string }> } }
   | { lease_sweep: LeaseSweep }
   | { lease_swept: LeaseSweep }
+  | { txn_intent: TxnIntentWire }
+  | { txn_resolve: TxnResolveWire }
+  | { txn_recover: TxnRecoverWire }
   | { member_update: { ID: string; peerURLs: string[] } }
   | { alarm: AlarmRequestBody }
   | AuthRequestBody;
@@ -30,6 +33,32 @@ export interface LeaseSweep {
   generation: string;
   revoked_at: string;
   horizon?: string;
+}
+
+/** A participant's prepare of a cross-shard transaction (internal.proto, docs/transactions.md). */
+export interface TxnIntentWire {
+  txn_id: string;
+  primary_group: string;
+  participant_groups: string[];
+  ops: TxnRequest;
+  deadline_unix_ms: string;
+  refused?: boolean;
+  /** The transaction's revision C as the coordinator asks for it. */
+  revision: string;
+}
+
+/** A cross-shard transaction's resolution on one shard; on its primary, the decision. */
+export interface TxnResolveWire {
+  txn_id: string;
+  commit: boolean;
+  forget?: boolean;
+}
+
+/** A recoverer's question to the primary shard (fenced at `revision` first). */
+export interface TxnRecoverWire {
+  txn_id: string;
+  revision: string;
+  abort_pending: boolean;
 }
 
 /** A lease generation a put attaches to, found alive in the cluster group at index `checked_at`. */

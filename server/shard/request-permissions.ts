@@ -76,6 +76,9 @@ export function entryNeeds(req: InternalRequest, leaseKeys: LeaseKeys): Requirem
   if ('delete_range' in req && req.delete_range) return deleteNeeds(req.delete_range);
   if ('txn' in req && req.txn) return txnNeeds(req.txn, leaseKeys);
   if ('lease_revoke' in req && req.lease_revoke) return leaseRevokeNeeds(String(req.lease_revoke.ID), leaseKeys);
+  // A cross-shard transaction's share on this shard (the coordinator checked the whole txn already).
+  if ('txn_intent' in req && req.txn_intent) return txnNeeds(req.txn_intent.ops, leaseKeys);
+  if (('txn_resolve' in req && req.txn_resolve) || ('txn_recover' in req && req.txn_recover)) return [{ kind: 'authenticated' }];
   if (('lease_grant' in req && req.lease_grant) || ('compaction' in req && req.compaction)) return [{ kind: 'authenticated' }];
   // Auth management, and anything else a client should never be able to put in the log.
   return [{ kind: 'admin' }];

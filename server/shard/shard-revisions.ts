@@ -117,6 +117,27 @@ export class ShardRevisions {
     return { ok: true, revisions };
   }
 
+  /**
+   * Rule 2 for one revision given by the caller: a cross-shard transaction's prepare at its revision C
+   * (docs/transactions.md). Accepted only above floor, exactly as a grant is; then C is in flight and
+   * floor is C, so every later stamp is above it.
+   */
+  stampAt(revision: number, term: number): StampResult {
+    if (!Number.isSafeInteger(revision) || revision < 1) throw new Error(`shard revisions: revision ${revision} is not a positive integer`);
+    if (this.leaderTermValue === 0 || term !== this.leaderTermValue) {
+      this.stats.grantsDropped++;
+      return { ok: false, reason: 'not-leading' };
+    }
+    if (revision <= this.floorValue) {
+      this.stats.grantsDropped++;
+      return { ok: false, reason: 'not-above-floor' };
+    }
+    this.inFlight.push(revision);
+    this.floorValue = revision;
+    this.stats.revisionsStamped++;
+    return { ok: true, revisions: [revision] };
+  }
+
   /** A stamped revision whose proposal failed at once (never entered the log): a gap. */
   abandon(revision: number): void {
     const i = this.inFlight.indexOf(revision);

@@ -22,6 +22,7 @@ import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, typ
 import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRead } from './txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
+import type { PreparedTxn } from '../txn/shard-txn-table.ts';
 
 /** Longest a close waits for write turns whose oracle grants were on the way when it arrived. */
 const GRANT_WAIT_MS = 1_000;
@@ -71,7 +72,18 @@ export interface ShardWritePathOptions {
   startTimeoutMs?: number;
   /** Simulation only: a deliberately broken rule the checks must catch. */
   unsafeMutation?: ShardRevisionsMutation;
+  /**
+   * Resolves a cross-shard transaction prepared on this shard whose deadline passed undecided (its
+   * coordinator died or is cut off): asks its primary, then resolves it here (docs/transactions.md).
+   * Absent: nothing is recovered from here (a test's single shard).
+   */
+  recoverTxn?: ((p: PreparedTxn) => Promise<void>) | null;
 }
+
+/** How long past its deadline a prepared transaction waits before a recoverer steps in. */
+const TXN_RECOVERY_GRACE_MS = 500;
+/** How often the leader looks for prepared transactions past their deadline. */
+const TXN_RECOVERY_CHECK_MS = 200;
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
@@ -118,7 +130,17 @@ interface ReadWaiter {
 }
 
 export class ShardWritePath {
-  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes'>>;
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
+  private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
+  /**
+   * The revision of a cross-shard transaction's prepare proposed here and not applied yet (0: none).
+   * With it, or a prepared transaction in the state machine, nothing else stamped is proposed: the
+   * transaction's writes must land at its revision C, with nothing above C before them.
+   */
+  private intentInFlight = 0;
+  /** Prepared transactions a recovery runs for now (by id). */
+  private readonly recovering = new Set<string>();
+  private recoveryTimer: ReturnType<typeof setInterval> | null = null;
   private readonly maxEntryBytes: number;
   private readonly readsElsewhere: ReadsElsewhere | null;
   /**
@@ -143,7 +165,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, txnFences: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -152,12 +174,21 @@ export class ShardWritePath {
     this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     this.unsafeMutation = options.unsafeMutation ?? null;
+    this.recoverTxn = options.recoverTxn ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
     sm.revisionListener = (revision) => {
       this.revisions.appliedThrough(revision);
+      if (this.intentInFlight !== 0 && revision >= this.intentInFlight) {
+        this.intentInFlight = 0;
+        this.drainOutbox();
+      }
       this.wakeReads();
     };
+    sm.onTxnsChanged(() => {
+      this.drainOutbox();
+      this.watchPreparedTxns();
+    });
     member.onLeaderChange((g) => {
       if (g === groupId) this.follow();
     });
@@ -168,6 +199,8 @@ export class ShardWritePath {
   stop(): void {
     this.stopped = true;
     this.lose(new ShardNotReadyError('shard replica stopped'));
+    if (this.recoveryTimer !== null) clearInterval(this.recoveryTimer);
+    this.recoveryTimer = null;
   }
 
   private leadingTerm(): number {
@@ -191,6 +224,7 @@ export class ShardWritePath {
 
   private lose(err: Error): void {
     this.revisions.end();
+    this.intentInFlight = 0;
     const held = this.held;
     this.held = [];
     for (const q of held) q.reject(err);
@@ -216,6 +250,7 @@ export class ShardWritePath {
           const fresh = await oracle.next(1, Date.now() + this.opts.startTimeoutMs);
           if (this.stopped || this.leadingTerm() !== term) return;
           this.revisions.begin(term, fresh.last, sm.appliedRevision(), fresh.term);
+          this.watchPreparedTxns();
           const held = this.held.filter((q) => !q.settled && q.deadlineMs > Date.now());
           this.held = [];
           if (held.length > 0) {
@@ -258,6 +293,10 @@ export class ShardWritePath {
         },
       };
       const timer = setTimeout(() => q.reject(new ShardDeadlineError('write deadline passed')), Math.max(0, deadlineMs - Date.now()));
+      if ('txn_intent' in body && body.txn_intent) {
+        this.stampIntent(q, null);
+        return;
+      }
       this.queue.push(q);
       this.scheduleFlush();
     });
@@ -272,6 +311,7 @@ export class ShardWritePath {
    */
   intercept(data: Uint8Array): void {
     const request = decodeInternalRequest(data);
+    if ('txn_recover' in request && request.txn_recover) this.fence(request.txn_recover.txn_id, Number(request.txn_recover.revision));
     if (!writesRevision(request)) {
       this.opts.member.proposeDirect(this.opts.groupId, data);
       return;
@@ -295,7 +335,9 @@ export class ShardWritePath {
         this.reforward(data, q.deadlineMs);
       },
     };
-    if (this.ready()) {
+    if (this.ready() && 'txn_intent' in request && request.txn_intent) {
+      this.stampIntent(q, data);
+    } else if (this.ready()) {
       this.queue.push(q);
       this.scheduleFlush();
     } else if (this.leadingTerm() !== 0 && this.held.length < MAX_HELD_WRITES) {
@@ -323,6 +365,103 @@ export class ShardWritePath {
         this.reforward(data, deadlineMs);
       }
     }, REFORWARD_DELAY_MS);
+  }
+
+  /**
+   * A cross-shard transaction's prepare (docs/transactions.md): stamped at the transaction's own
+   * revision C if C is above this leadership's floor (then it goes to the outbox like any stamped
+   * write, in revision order), else proposed marked refused, without a revision, so its proposer hears
+   * at apply that this attempt is dead and aborts it.
+   */
+  private stampIntent(q: QueuedWrite, data: Uint8Array | null): void {
+    const request = q.origin ?? (q.body as InternalRequest);
+    if (!('txn_intent' in request) || !request.txn_intent) throw new Error('shard write path: not a txn intent');
+    const revision = Number(request.txn_intent.revision);
+    const stamped = this.revisions.stampAt(revision, this.revisions.leaderTerm);
+    if (stamped.ok) {
+      this.stats.txnIntents++;
+      this.outbox.push({ q, revision, term: this.revisions.leaderTerm, reads: null, waiting: false, failed: null });
+      this.drainOutbox();
+      return;
+    }
+    this.stats.txnIntentsRefused++;
+    const refused: InternalRequest = q.origin !== undefined ? { ...q.origin } : { proposer: '0', seq: '0', ...q.body };
+    delete refused.revision;
+    (refused as { txn_intent: { refused?: boolean } }).txn_intent = { ...request.txn_intent, refused: true };
+    if (q.origin === undefined) {
+      // Made here: proposed with this member's own sequence number, settled at apply like any write.
+      const tracked = this.opts.sm.track();
+      try {
+        this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq }));
+      } catch (err) {
+        tracked.forget();
+        q.reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      tracked.outcome.then(q.resolve, q.reject);
+      return;
+    }
+    void data;
+    try {
+      this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest(refused));
+      q.resolve({ revision: 0, result: null });
+    } catch (err) {
+      q.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /**
+   * A recoverer asks this primary about transaction `txnId` at revision `revision` (txn_recover): from
+   * now on nothing is stamped at or below it here, and its prepare, if it still waits in the outbox, is
+   * dropped. With the recover entry proposed after this, a prepare at C is either applied before it or
+   * never: later leaders start above a fresh oracle revision.
+   */
+  private fence(txnId: string, revision: number): void {
+    if (!this.ready() || !Number.isSafeInteger(revision) || revision < 1) return;
+    this.stats.txnFences++;
+    this.revisions.raiseRead(revision);
+    const dropped = this.outbox.filter((item) => {
+      const req = item.q.origin ?? (item.q.body as InternalRequest);
+      return 'txn_intent' in req && req.txn_intent?.txn_id === txnId;
+    });
+    if (dropped.length === 0) return;
+    this.outbox = this.outbox.filter((item) => !dropped.includes(item));
+    for (const item of dropped) {
+      this.revisions.abandon(item.revision);
+      item.q.reject(new ShardNotReadyError('transaction fenced by a recoverer'));
+    }
+    this.wakeReads();
+  }
+
+  /** Starts (or stops) the leader's look for prepared transactions past their deadline. */
+  private watchPreparedTxns(): void {
+    if (this.recoverTxn === null || this.stopped) return;
+    const wanted = this.opts.sm.txns.preparedCount() > 0 && this.leadingTerm() !== 0;
+    if (wanted && this.recoveryTimer === null) {
+      this.recoveryTimer = setInterval(() => this.recoverOverdue(), TXN_RECOVERY_CHECK_MS);
+      this.recoveryTimer.unref?.();
+    } else if (!wanted && this.recoveryTimer !== null) {
+      clearInterval(this.recoveryTimer);
+      this.recoveryTimer = null;
+    }
+  }
+
+  private recoverOverdue(): void {
+    const recover = this.recoverTxn;
+    if (recover === null || !this.ready()) {
+      this.watchPreparedTxns();
+      return;
+    }
+    const now = Date.now();
+    for (const p of this.opts.sm.txns.preparedTxns()) {
+      if (p.deadlineUnixMs + TXN_RECOVERY_GRACE_MS > now || this.recovering.has(p.txnId)) continue;
+      this.recovering.add(p.txnId);
+      this.stats.txnRecoveries++;
+      recover(p)
+        .catch(() => undefined) // tried again at the next check while it stays prepared
+        .finally(() => this.recovering.delete(p.txnId));
+    }
+    this.watchPreparedTxns();
   }
 
   private scheduleFlush(): void {
@@ -434,7 +573,11 @@ export class ShardWritePath {
     const { member, groupId, sm } = this.opts;
     // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
+      // A cross-shard transaction prepared here (or its prepare on the way): nothing stamped goes to
+      // the log until it is resolved (its commit must apply at C with nothing above C before it).
+      if (this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) break;
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
+      const isIntent = 'txn_intent' in (q.origin ?? q.body);
       if (term !== this.revisions.leaderTerm || !this.ready()) {
         // lose() empties the outbox; this is the same leadership check the synchronous path makes.
         this.revisions.abandon(revision);
@@ -459,6 +602,7 @@ export class ShardWritePath {
           if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
           member.proposeDirect(groupId, data);
           this.stats.writesProposed++;
+          if (isIntent) this.intentInFlight = revision;
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
@@ -482,6 +626,7 @@ export class ShardWritePath {
         continue;
       }
       this.stats.writesProposed++;
+      if (isIntent) this.intentInFlight = revision;
       tracked.outcome.then(q.resolve, q.reject);
       // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
       // lost with its leader would otherwise keep it for ever.
@@ -502,6 +647,7 @@ export class ShardWritePath {
     this.stats.reads++;
     this.revisions.raiseRead(revision);
     await this.settledAt(revision, term, deadlineMs);
+    await this.txnsSettledThrough(revision, deadlineMs);
     // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
     // applied before it: the shard is caught up through R.
     // A read below the shard's last write reads history (the store is caught up through its last write).
@@ -555,6 +701,7 @@ export class ShardWritePath {
       if (closed === revision) this.revisions.raiseRead(revision);
     }
     await this.settledAt(closed, term, deadlineMs);
+    await this.txnsSettledThrough(closed, deadlineMs);
     return closed;
   }
 
@@ -578,6 +725,11 @@ export class ShardWritePath {
     }
     await this.opts.member.readBarrier(this.opts.groupId, deadlineMs);
     if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
+  }
+
+  /** A read or close at `revision` waits for the cross-shard transactions prepared here at or below it. */
+  private txnsSettledThrough(revision: number, deadlineMs: number): Promise<void> {
+    return this.opts.sm.txnsSettledThrough(revision, deadlineMs, () => new ShardDeadlineError('read deadline passed waiting for a cross-shard transaction'));
   }
 
   private wakeReads(): void {

@@ -236,7 +236,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           member.addGroup({ groupId: METADATA_GROUP, voters: ids, stateMachine: meta, loaded: metaLoaded, randomSeed: rng.nextUint32() >>> 1 });
           for (const g of shardGroups) {
             const loaded = await Member.recoverSnapshot(store, g, m.disk.snapshotDir, await store.loadGroup(g), logger);
-            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true });
+            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true, groupId: g });
             loaded.stateRecords = [];
             const apply = sm.apply.bind(sm);
             sm.apply = (entry: Entry) => {

@@ -1,0 +1,153 @@
+// The cross-shard transactions one shard replica knows about (docs/transactions.md), as replicated state
+// of its KvStateMachine: every replica holds the same table at the same applied index.
+//
+//   prepared   a participant's share of a transaction, laid by its txn_intent entry at the transaction's
+//              revision C and waiting for its resolution. While one is here, the shard writes nothing
+//              else (its write path proposes no other stamped entry, see shard-write-path.ts), so its
+//              store stays at its state through C − 1 and the share applies at C on commit.
+//   decided    on the primary shard only: a committed transaction's record, kept until every participant
+//              resolved (the coordinator's `forget`). An aborted one needs no record: once the primary's
+//              floor is at C, a transaction neither prepared nor committed there never will be.
+//
+// Pure: no I/O. Changes are collected as persist ops under the state-record prefix TXN_RECORD_PREFIX so
+// that restarts and snapshots carry the table with the store.
+import type { TxnRequest } from '../etcd/wire-types.ts';
+
+/** State-keyspace prefix of the table's records ('t'). */
+export const TXN_RECORD_PREFIX = 0x74;
+const PREPARED_KIND = 0x70; // 'p'
+const DECIDED_KIND = 0x64; // 'd'
+
+export interface PreparedTxn {
+  readonly txnId: string;
+  /** The transaction's revision C: its writes apply here at exactly C. */
+  readonly revision: number;
+  readonly primaryGroup: number;
+  readonly participantGroups: readonly number[];
+  /** This shard's share of the chosen branch (no compares, no nested txns). */
+  readonly ops: TxnRequest;
+  /** Wall-clock ms after which a recoverer may abort it while it is undecided. */
+  readonly deadlineUnixMs: number;
+}
+
+export interface DecidedTxn {
+  readonly txnId: string;
+  readonly revision: number;
+  readonly participantGroups: readonly number[];
+}
+
+/** What the primary answers a recoverer (txn_recover). */
+export type RecoveryAnswer = 'committed' | 'aborted' | 'pending';
+
+interface StoredPrepared {
+  txnId: string;
+  revision: number;
+  primaryGroup: number;
+  participantGroups: number[];
+  /** The ops as protobuf bytes (etcdserverpb.TxnRequest), base64. */
+  ops: string;
+  deadlineUnixMs: number;
+}
+
+/** How the table stores its ops: the caller's codec for etcdserverpb.TxnRequest. */
+export interface TxnOpsCodec {
+  encode(ops: TxnRequest): Uint8Array;
+  decode(bytes: Uint8Array): TxnRequest;
+}
+
+export class ShardTxnTable {
+  private readonly prepared = new Map<string, PreparedTxn>();
+  private readonly decided = new Map<string, DecidedTxn>();
+  private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
+  private readonly codec: TxnOpsCodec;
+
+  constructor(codec: TxnOpsCodec) {
+    this.codec = codec;
+  }
+
+  /** Rebuilds the table from its records (keys without the state prefix byte). */
+  load(records: Iterable<[Buffer, Buffer]>): void {
+    this.prepared.clear();
+    this.decided.clear();
+    this.persist = [];
+    for (const [key, value] of records) {
+      const txnId = key.subarray(1).toString('utf8');
+      if (key[0] === PREPARED_KIND) {
+        const s = JSON.parse(value.toString('utf8')) as StoredPrepared;
+        this.prepared.set(txnId, { ...s, ops: this.codec.decode(Buffer.from(s.ops, 'base64')) });
+      } else if (key[0] === DECIDED_KIND) {
+        this.decided.set(txnId, JSON.parse(value.toString('utf8')) as DecidedTxn);
+      } else throw new Error(`unknown txn record kind ${key[0]}`);
+    }
+  }
+
+  preparedCount(): number {
+    return this.prepared.size;
+  }
+
+  /** The lowest revision of a prepared transaction (null: none): reads at or above it must wait. */
+  lowestPreparedRevision(): number | null {
+    let lowest: number | null = null;
+    for (const p of this.prepared.values()) if (lowest === null || p.revision < lowest) lowest = p.revision;
+    return lowest;
+  }
+
+  preparedTxns(): PreparedTxn[] {
+    return [...this.prepared.values()];
+  }
+
+  getPrepared(txnId: string): PreparedTxn | undefined {
+    return this.prepared.get(txnId);
+  }
+
+  isDecided(txnId: string): boolean {
+    return this.decided.has(txnId);
+  }
+
+  decidedCount(): number {
+    return this.decided.size;
+  }
+
+  /** Lays a prepare. A second prepare while one is waiting is a broken invariant of the write path. */
+  prepare(p: PreparedTxn): void {
+    if (this.prepared.size > 0) {
+      const other = [...this.prepared.values()][0];
+      throw new Error(`invariant: txn ${p.txnId} prepared at ${p.revision} while txn ${other.txnId} at ${other.revision} is still undecided on this shard`);
+    }
+    if (this.prepared.has(p.txnId) || this.decided.has(p.txnId)) throw new Error(`invariant: txn ${p.txnId} prepared twice on one shard`);
+    this.prepared.set(p.txnId, p);
+    const stored: StoredPrepared = { ...p, participantGroups: [...p.participantGroups], ops: Buffer.from(this.codec.encode(p.ops)).toString('base64') };
+    this.persist.push({ key: recordKey(PREPARED_KIND, p.txnId), value: Buffer.from(JSON.stringify(stored)) });
+  }
+
+  /** Removes a prepare (resolved either way) and returns it; undefined when it is not here. */
+  takePrepared(txnId: string): PreparedTxn | undefined {
+    const p = this.prepared.get(txnId);
+    if (p === undefined) return undefined;
+    this.prepared.delete(txnId);
+    this.persist.push({ key: recordKey(PREPARED_KIND, txnId), value: null });
+    return p;
+  }
+
+  /** The primary's commit record. */
+  recordCommitted(p: PreparedTxn): void {
+    const d: DecidedTxn = { txnId: p.txnId, revision: p.revision, participantGroups: [...p.participantGroups] };
+    this.decided.set(p.txnId, d);
+    this.persist.push({ key: recordKey(DECIDED_KIND, p.txnId), value: Buffer.from(JSON.stringify(d)) });
+  }
+
+  forget(txnId: string): void {
+    if (!this.decided.delete(txnId)) return;
+    this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: null });
+  }
+
+  drainPersistOps(): Array<{ key: Buffer; value: Buffer | null }> {
+    const out = this.persist;
+    this.persist = [];
+    return out;
+  }
+}
+
+function recordKey(kind: number, txnId: string): Buffer {
+  return Buffer.concat([Buffer.from([kind]), Buffer.from(txnId, 'utf8')]);
+}
