@@ -29,8 +29,13 @@ import type { PreparedTxn } from '../txn/shard-txn-table.ts';
 
 /** Attempts at fresh revisions before the client is told to retry. */
 const MAX_ATTEMPTS = 8;
-/** How long past the coordinator's own deadline a prepared transaction stays untouchable by recoverers. */
-const INTENT_DEADLINE_MARGIN_MS = 1_000;
+/**
+ * How long a prepared transaction stays out of recoverers' reach. Short: a coordinator killed between
+ * prepare and decision holds its participants' writes and reads this long (plus the recoverers' grace
+ * and check period, under 2 s in all); a slow live coordinator whose transaction a recoverer aborted
+ * only loses that attempt and tries again.
+ */
+const INTENT_TTL_MS = 1_000;
 /** How long the resolves after the answer, and an abort, may take. */
 const RESOLVE_TIMEOUT_MS = 5_000;
 
@@ -146,7 +151,7 @@ export class CrossShardTxns {
 
     const txnId = `${this.ctx.member.memberId.toString(16)}-${randomUUID()}`;
     const primary = order[0];
-    const intentDeadline = deadlineMs + INTENT_DEADLINE_MARGIN_MS;
+    const intentDeadline = Math.min(deadlineMs, Date.now() + INTENT_TTL_MS);
     const prepared = await Promise.allSettled(
       order.map((groupId) =>
         this.ctx.proposeWrite(

@@ -106,4 +106,19 @@ describe('KvStateMachine, sharded mode', () => {
     expect(sm.store.currentRevision()).toBe(before + 1);
     expect(sm.drainPersistOps().some((op) => op.key[0] === 0x72)).toBe(false);
   });
+  it('restarts from its records after compacting at a gap above its last write', () => {
+    const sm = new KvStateMachine(1, [], [], { sharded: true });
+    sm.apply(entry(put('a', '1', 2)));
+    sm.apply(entry(del('nothing', 5))); // changes nothing: applied through 5, last write at 2
+    sm.apply(entry({ proposer: '1', seq: '0', compaction: { revision: '5', physical: false } }));
+    expect(sm.store.compactedRevision()).toBe(5);
+    const records = new Map<string, Buffer>();
+    for (const op of sm.drainPersistOps()) {
+      if (op.value === null) records.delete(op.key.toString('latin1'));
+      else records.set(op.key.toString('latin1'), op.value);
+    }
+    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v] as [Buffer, Buffer]), [], { sharded: true });
+    expect(restarted.appliedRevision()).toBe(5);
+    expect(valueAt(restarted, 'a', 5)).toBe('1');
+  });
 });

@@ -250,7 +250,8 @@ export class KvStateMachine implements GroupStateMachine {
     this.alarms = AlarmStore.restore(alarmRecords);
     this.txns.load(txnRecords);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
-    const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }));
+    // (Read at the compacted revision when that is above the last write: a shard compacts at a gap.)
+    const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }), Math.max(this.store.currentRevision(), this.store.compactedRevision()));
     for (const kv of all.kvs) if (kv.lease !== '0') this.leases.attach(kv.lease, kv.key);
     this.store.leaseExists = (id) => this.leases.has(id);
   }

@@ -1,0 +1,169 @@
+// A cross-shard transaction as one shard replica applies it (docs/transactions.md): the prepare
+// (txn_intent at C) answers with its share's responses and changes nothing visible; commit runs the
+// share at exactly C (the primary keeps its decision record until told to forget); abort leaves C a gap;
+// a recoverer's txn_recover is a compare-and-set against the commit; the table survives a restart; and
+// the entries' bytes are pinned.
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Entry } from '../raft/types.ts';
+import { rangeOf } from '../mvcc/types.ts';
+import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest } from '../shard/request-codec.ts';
+import type { WireRequestOp } from '../etcd/wire-types.ts';
+
+const b = (s: string): Buffer => Buffer.from(s);
+let index = 0;
+const entry = (req: InternalRequest): Entry => ({ term: 1, index: ++index, type: 'normal', data: encodeInternalRequest(req) });
+const putOp = (key: string, value: string, prevKv = false): WireRequestOp => ({ request_put: { key: b(key), value: b(value), lease: '0', prev_kv: prevKv, ignore_value: false, ignore_lease: false } });
+const put = (key: string, value: string, revision: number): InternalRequest => ({ proposer: '1', seq: '0', put: { key: b(key), value: b(value), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false }, revision: String(revision) });
+
+function intent(txnId: string, revision: number, ops: WireRequestOp[], seq = '0', opts: { primary?: number; refused?: boolean } = {}): InternalRequest {
+  return {
+    proposer: '1',
+    seq,
+    txn_intent: {
+      txn_id: txnId,
+      primary_group: String(opts.primary ?? 3),
+      participant_groups: ['3', '4'],
+      ops: { compare: [], success: ops, failure: [] },
+      deadline_unix_ms: '1000',
+      revision: String(revision),
+      ...(opts.refused ? { refused: true } : {}),
+    },
+    ...(opts.refused ? {} : { revision: String(revision) }),
+  };
+}
+const resolve = (txnId: string, commit: boolean, seq = '0', forget = false): InternalRequest => ({ proposer: '1', seq, txn_resolve: { txn_id: txnId, commit, ...(forget ? { forget } : {}) } });
+const recover = (txnId: string, revision: number, seq = '0'): InternalRequest => ({ proposer: '1', seq, txn_recover: { txn_id: txnId, revision: String(revision), abort_pending: true } });
+
+function value(sm: KvStateMachine, key: string): { value: string; mod: number } | null {
+  const r = sm.store.range(rangeOf(b(key), b('')), sm.appliedRevision());
+  return r.kvs.length === 0 ? null : { value: r.kvs[0].value.toString(), mod: r.kvs[0].modRevision };
+}
+
+function shard(groupId = 3): KvStateMachine {
+  return new KvStateMachine(1, [], [], { sharded: true, groupId });
+}
+
+describe('a cross-shard transaction on one shard replica', () => {
+  it('prepare answers with the share and changes nothing readable; commit applies it at C with its events', async () => {
+    const sm = shard();
+    sm.apply(entry(put('a', 'old', 5)));
+    const t = sm.track();
+    sm.apply(entry(intent('x1', 9, [putOp('a', 'new', true), putOp('b', 'new')], t.seq)));
+    const prepared = await t.outcome;
+    expect(prepared.revision).toBe(9);
+    expect(prepared.result).toMatchObject({ responses: [{ type: 'put', put: { prevKv: { value: b('old') } } }, { type: 'put' }] });
+    expect(value(sm, 'a')).toEqual({ value: 'old', mod: 5 });
+    expect(value(sm, 'b')).toBeNull();
+    expect(sm.txns.preparedCount()).toBe(1);
+    expect(sm.appliedRevision()).toBe(9); // C is used up here
+    expect(sm.readableRevision()).toBe(8); // reads answer just below it
+    let settled = false;
+    const wait = sm.txnsSettledThrough(Infinity, Date.now() + 5_000, () => new Error('timeout')).then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    const c = sm.track();
+    sm.apply(entry(resolve('x1', true, c.seq)));
+    expect((await c.outcome).revision).toBe(9);
+    await wait;
+    expect(value(sm, 'a')).toEqual({ value: 'new', mod: 9 });
+    expect(value(sm, 'b')).toEqual({ value: 'new', mod: 9 });
+    expect(sm.readableRevision()).toBe(9);
+    expect(sm.txns.preparedCount()).toBe(0);
+    // Group 3 is the primary: it keeps the decision for recoverers until told to forget.
+    expect(sm.txns.isDecided('x1')).toBe(true);
+    const again = sm.track();
+    sm.apply(entry(recover('x1', 9, again.seq)));
+    expect((await again.outcome).result).toEqual({ succeeded: true, responses: [] });
+    sm.apply(entry(resolve('x1', true, '0', true)));
+    expect(sm.txns.isDecided('x1')).toBe(false);
+  });
+
+  it('abort leaves C a gap; a later write is above it', async () => {
+    const sm = shard(4);
+    sm.apply(entry(intent('x2', 7, [putOp('k', 'v')])));
+    sm.apply(entry(resolve('x2', false)));
+    expect(value(sm, 'k')).toBeNull();
+    expect(sm.appliedRevision()).toBe(7);
+    expect(sm.txns.isDecided('x2')).toBe(false);
+    expect(() => sm.apply(entry(put('k', 'w', 7)))).toThrow(/not above/);
+    sm.apply(entry(put('k', 'w', 8)));
+    expect(value(sm, 'k')).toEqual({ value: 'w', mod: 8 });
+  });
+
+  it('a recoverer and the decision race as a compare-and-set: whichever the log has first wins', async () => {
+    const sm = shard(3);
+    sm.apply(entry(intent('x3', 4, [putOp('p', '1')])));
+    const r = sm.track();
+    sm.apply(entry(recover('x3', 4, r.seq)));
+    expect((await r.outcome).result).toEqual({ succeeded: false, responses: [] });
+    const late = sm.track();
+    sm.apply(entry(resolve('x3', true, late.seq)));
+    await expect(late.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('not prepared') });
+    expect(value(sm, 'p')).toBeNull();
+    // Never prepared here at all (the primary's floor is at C now): aborted.
+    const none = sm.track();
+    sm.apply(entry(recover('x4', 12, none.seq)));
+    expect((await none.outcome).result).toEqual({ succeeded: false, responses: [] });
+  });
+
+  it('a refused prepare fails its proposer and changes nothing; a second prepare while one waits is a broken invariant', async () => {
+    const sm = shard();
+    const t = sm.track();
+    sm.apply(entry(intent('x5', 3, [putOp('a', '1')], t.seq, { refused: true })));
+    await expect(t.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('floor') });
+    expect(sm.txns.preparedCount()).toBe(0);
+    sm.apply(entry(intent('x6', 5, [putOp('a', '1')])));
+    expect(() => sm.apply(entry(intent('x7', 6, [putOp('b', '1')])))).toThrow(/invariant: txn x7 prepared at 6 while txn x6/);
+  });
+
+  it('a prepare whose share the store refuses is refused, and nothing is laid', async () => {
+    const sm = shard();
+    const t = sm.track();
+    // ignore_value on a missing key: etcd's "key not found", as the txn it is part of would be refused.
+    sm.apply(entry(intent('x8', 5, [{ request_put: { key: b('missing'), value: b(''), lease: '0', prev_kv: false, ignore_value: true, ignore_lease: false } }], t.seq)));
+    await expect(t.outcome).rejects.toThrow(/key not found/);
+    expect(sm.txns.preparedCount()).toBe(0);
+    expect(sm.appliedRevision()).toBe(5);
+  });
+
+  it('compaction stops below a prepared transaction; the table survives a restart from the persisted records', () => {
+    const sm = shard();
+    sm.apply(entry(put('a', '1', 2)));
+    sm.apply(entry(put('a', '2', 3)));
+    sm.apply(entry(intent('x9', 6, [putOp('a', '3')])));
+    sm.apply(entry({ proposer: '1', seq: '0', compaction: { revision: '6', physical: false } }));
+    expect(sm.store.compactedRevision()).toBe(5);
+    const records = new Map<string, Buffer>();
+    for (const op of sm.drainPersistOps()) {
+      if (op.value === null) records.delete(op.key.toString('latin1'));
+      else records.set(op.key.toString('latin1'), op.value);
+    }
+    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v]), [], { sharded: true, groupId: 3 });
+    expect(restarted.txns.preparedCount()).toBe(1);
+    expect(restarted.readableRevision()).toBe(5);
+    restarted.apply(entry(resolve('x9', true)));
+    expect(value(restarted, 'a')).toEqual({ value: '3', mod: 6 });
+    expect(restarted.txns.isDecided('x9')).toBe(true);
+  });
+
+  it('the three entries encode to pinned bytes and decode to what was encoded', () => {
+    const entries: InternalRequest[] = [
+      intent('3-6f1c', 1234, [putOp('{a}x', 'v', true), { request_delete_range: { key: b('d'), range_end: b('e'), prev_kv: true } }, { request_range: { key: b('r'), range_end: b(''), limit: '2', revision: '0', sort_order: 'NONE', sort_target: 'KEY', serializable: false, keys_only: true, count_only: false, min_mod_revision: '0', max_mod_revision: '0', min_create_revision: '0', max_create_revision: '0' } }], '77'),
+      intent('3-6f1c', 1234, [putOp('a', 'b')], '78', { refused: true }),
+      resolve('3-6f1c', true, '79'),
+      resolve('3-6f1c', true, '80', true),
+      resolve('3-6f1c', false, '81'),
+      recover('3-6f1c', 1234, '82'),
+    ];
+    const h = createHash('sha256');
+    for (const req of entries) {
+      const bytes = Buffer.from(encodeInternalRequest(req));
+      h.update(`${bytes.length}:`).update(bytes);
+      const back = decodeInternalRequest(bytes);
+      expect(Buffer.from(encodeInternalRequest(back)).equals(bytes)).toBe(true);
+    }
+    expect(h.digest('hex')).toBe('633de89508cade0a6b2a70945bbdd62e0cc799aee08446d60b76013107e04146');
+  });
+});
