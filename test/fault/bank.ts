@@ -1,8 +1,9 @@
-// The bank workload and checker for sharded clusters (issue 14: "every multi-shard snapshot consistent").
-// Accounts `bank/{t<i>}/a<j>` are grouped by hash tag, so the accounts of one tag share a shard and the
-// tags spread over several shards. Transfer clients move money between two accounts of one tag with a
-// single-shard Txn that compares both accounts' mod_revisions with what the client read (so a transfer
-// either applies whole or not at all); readers take one Range over every account — a multi-shard
+// The bank workload and checker for sharded clusters (issue 14: "every multi-shard snapshot consistent";
+// issue 15: cross-shard transactions). Accounts `bank/{t<i>}/a<j>` are grouped by hash tag, so the
+// accounts of one tag share a shard and the tags spread over several shards. Transfer clients move money
+// between two accounts with a Txn that compares both accounts' mod_revisions with what the client read
+// (so a transfer either applies whole or not at all): two accounts of one tag (a single-shard Txn), or,
+// for a share `crossShardShare` of the transfers, of two tags (a cross-shard Txn: two-phase commit); readers take one Range over every account — a multi-shard
 // snapshot at one oracle revision — whose balances must always sum to the total, and remember some of
 // them. After the run every remembered snapshot is read again at its revision and must be byte for byte
 // the same (history at a revision never changes). Transfers whose answer was lost are fine: the sum
@@ -20,10 +21,14 @@ export interface BankOptions {
   transferClients: number;
   readers: number;
   requestTimeoutMs: number;
+  /** The share of transfers between accounts of two different tags (cross-shard transactions); 0: none. */
+  crossShardShare?: number;
 }
 
 export interface BankReport {
   transfersCommitted: number;
+  /** Of the committed transfers, those between two tags (cross-shard transactions). */
+  crossShardCommitted: number;
   transfersRejected: number;
   transfersUnknown: number;
   snapshotReads: number;
@@ -80,6 +85,7 @@ export class Bank {
   private readonly snapshots: Snapshot[] = [];
   private readonly report: BankReport = {
     transfersCommitted: 0,
+    crossShardCommitted: 0,
     transfersRejected: 0,
     transfersUnknown: 0,
     snapshotReads: 0,
@@ -159,17 +165,29 @@ export class Bank {
     const rotation = new MemberRotation(this.o.endpoints, c);
     this.rotations.push(rotation);
     while (this.running) {
+      const cross = this.o.tags > 1 && rng.chance(this.o.crossShardShare ?? 0);
       const tag = rng.nextInt(this.o.tags);
+      const toTag = cross ? (tag + 1 + rng.nextInt(this.o.tags - 1)) % this.o.tags : tag;
       const from = rng.nextInt(this.o.accountsPerTag);
-      const to = (from + 1 + rng.nextInt(this.o.accountsPerTag - 1)) % this.o.accountsPerTag;
+      const to = cross ? rng.nextInt(this.o.accountsPerTag) : (from + 1 + rng.nextInt(this.o.accountsPerTag - 1)) % this.o.accountsPerTag;
       try {
-        // One tag's accounts in one single-shard Range: both balances at one revision.
-        const tagPrefix = `${PREFIX}{t${tag}}/`;
-        const read = await rotation.kv.range(tagPrefix, { range_end: prefixEnd(tagPrefix) }, this.o.requestTimeoutMs);
-        const byKey = new Map(read.kvs.map((kv) => [kv.key.toString(), kv]));
-        const a = byKey.get(accountKey(tag, from));
-        const b = byKey.get(accountKey(tag, to));
-        if (!a || !b) throw new Error(`account missing in ${tagPrefix}: ${[...byKey.keys()].join(',')}`);
+        let a: WireKv | undefined;
+        let b: WireKv | undefined;
+        if (!cross) {
+          // One tag's accounts in one single-shard Range: both balances at one revision.
+          const tagPrefix = `${PREFIX}{t${tag}}/`;
+          const read = await rotation.kv.range(tagPrefix, { range_end: prefixEnd(tagPrefix) }, this.o.requestTimeoutMs);
+          const byKey = new Map(read.kvs.map((kv) => [kv.key.toString(), kv]));
+          a = byKey.get(accountKey(tag, from));
+          b = byKey.get(accountKey(tag, to));
+          if (!a || !b) throw new Error(`account missing in ${tagPrefix}: ${[...byKey.keys()].join(',')}`);
+        } else {
+          // Two shards: each balance read on its own; the Txn's compares make the pair consistent.
+          const [ra, rb] = await Promise.all([rotation.kv.range(accountKey(tag, from), {}, this.o.requestTimeoutMs), rotation.kv.range(accountKey(toTag, to), {}, this.o.requestTimeoutMs)]);
+          a = ra.kvs[0];
+          b = rb.kvs[0];
+          if (!a || !b) throw new Error(`account missing: ${accountKey(tag, from)} or ${accountKey(toTag, to)}`);
+        }
         const balanceA = Number(a.value.toString());
         const amount = Math.min(balanceA, 1 + rng.nextInt(10));
         const res = await rotation.kv.txn(
@@ -186,8 +204,10 @@ export class Bank {
           },
           this.o.requestTimeoutMs,
         );
-        if (res.succeeded) this.report.transfersCommitted++;
-        else this.report.transfersRejected++;
+        if (res.succeeded) {
+          this.report.transfersCommitted++;
+          if (cross) this.report.crossShardCommitted++;
+        } else this.report.transfersRejected++;
       } catch (err) {
         if (err instanceof Error && err.message.startsWith('account missing')) {
           this.report.violations.push(err.message);

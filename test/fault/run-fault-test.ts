@@ -58,7 +58,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
   // are on, and one more watcher per key (a single-shard watch) beside them.
   const watchedPrefixes = sharded ? [PREFIX, ...keys] : [PREFIX];
   const bank = sharded
-    ? new Bank({ seed: o.seed, endpoints, tags: 4, accountsPerTag: 4, initialBalance: 100, transferClients: 3, readers: 2, requestTimeoutMs: REQUEST_TIMEOUT_MS })
+    ? new Bank({ seed: o.seed, endpoints, tags: 4, accountsPerTag: 4, initialBalance: 100, transferClients: 3, readers: 2, requestTimeoutMs: REQUEST_TIMEOUT_MS, crossShardShare: 0.5 })
     : null;
   try {
     const watcherCount = sharded ? watchedPrefixes.length + 1 : (o.watchers ?? 2);
@@ -131,7 +131,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       `${faults.length} faults: ${faults.map((f) => `@${(f.atMs / 1000).toFixed(1)}s ${f.text}`).join('; ')}; ` +
       `snapshots sent ${snapshots.sent}, installed ${snapshots.installed} (counted by the processes still running); ` +
       (bankReport
-        ? `bank over ${o.shards} shards: ${bankReport.transfersCommitted} transfers committed, ${bankReport.transfersRejected} rejected by their compare, ` +
+        ? `bank over ${o.shards} shards: ${bankReport.transfersCommitted} transfers committed (${bankReport.crossShardCommitted} across shards), ${bankReport.transfersRejected} rejected by their compare, ` +
           `${bankReport.transfersUnknown} unknown; ${bankReport.snapshotReads} multi-shard snapshots summed (${bankReport.snapshotReadsFailed} failed), ${bankReport.snapshotsReread} re-read at their revision; `
         : '') +
       (violations.length === 0 ? 'linearizable, watches exact' : `${violations.length} VIOLATIONS (replay: SYNOD_FAULT_SEED=${o.seed})`);

@@ -1,7 +1,7 @@
 // The fault suite on a sharded cluster (issue 14): 3 members, 16 shards, real processes. The same
 // nemesis as the one-group suite (kill -9 — with "the leader" meaning the member leading the most
 // shards —, SIGSTOP, isolation, cut links, a member replaced), the same per-key linearizability and watch checks with each key on its own shard, and
-// the bank: transfers in single-shard transactions while readers sum multi-shard snapshots, every
+// the bank: transfers in single-shard and cross-shard transactions while readers sum multi-shard snapshots, every
 // snapshot re-read at its revision afterwards. `make test` runs one short seed; SYNOD_SOAK=1 runs
 // more and longer ones; SYNOD_SHARDED_FAULT_SEED=<n> replays one.
 import { describe, expect, it } from 'vitest';
@@ -26,6 +26,7 @@ describe(`fault suite on ${SHARDS} shards (${soak ? 'soak' : 'short'})`, () => {
         const report = await runFaultTest(run);
         expectCleanRun(report);
         expect(report.bank!.transfersCommitted).toBeGreaterThan(20);
+        expect(report.bank!.crossShardCommitted).toBeGreaterThan(10);
         expect(report.bank!.snapshotReads).toBeGreaterThan(20);
         expect(report.bank!.snapshotsReread).toBeGreaterThan(0);
       },
@@ -44,6 +45,7 @@ describe(`fault suite on ${SHARDS} shards (${soak ? 'soak' : 'short'})`, () => {
       const report = await runFaultTest(subset);
       expectCleanRun(report);
       expect(report.bank!.transfersCommitted).toBeGreaterThan(20);
+      expect(report.bank!.crossShardCommitted).toBeGreaterThan(10);
       expect(report.bank!.snapshotReads).toBeGreaterThan(20);
     },
     subset.durationMs + 120_000,
