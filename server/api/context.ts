@@ -162,6 +162,8 @@ export class ApiContext {
   readonly members: () => MemberInfo[];
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. Breaks linearizability. */
   readonly unsafeStaleReads: boolean;
+  /** TEST-ONLY (--test-txn-pause-before-decision-ms): a cross-shard coordinator's pause before deciding. */
+  readonly testTxnPauseBeforeDecisionMs: number;
   /** The shards when the cluster has more than one (null: one shard, DATA_GROUP_ID, exactly today's etcd). */
   readonly shards: ShardedKeyspace | null;
   /** A sharded cluster's sweeper of revoked leases' keys (server/api/lease-sweeper.ts); null otherwise. */
@@ -175,6 +177,7 @@ export class ApiContext {
     logger: Logger;
     members: () => MemberInfo[];
     unsafeStaleReads?: boolean;
+    testTxnPauseBeforeDecisionMs?: number;
     shards?: ShardedKeyspace | null;
   }) {
     this.member = opts.member;
@@ -185,6 +188,7 @@ export class ApiContext {
     this.logger = opts.logger;
     this.members = opts.members;
     this.unsafeStaleReads = opts.unsafeStaleReads ?? false;
+    this.testTxnPauseBeforeDecisionMs = opts.testTxnPauseBeforeDecisionMs ?? 0;
     this.shards = opts.shards ?? null;
   }
 

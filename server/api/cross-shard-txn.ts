@@ -62,6 +62,7 @@ export class CrossShardTxns {
   constructor(ctx: ApiContext, shards: ShardedKeyspace) {
     this.ctx = ctx;
     this.shards = shards;
+    if (ctx.testTxnPauseBeforeDecisionMs > 0) ctx.logger.warn({ pauseMs: ctx.testTxnPauseBeforeDecisionMs }, 'TEST ONLY: cross-shard transactions coordinated here pause between prepare and decision (--test-txn-pause-before-decision-ms)');
   }
 
   /** Refuses what the protocol does not carry (nested txns, leases) with a clear FailedPrecondition. */
@@ -175,6 +176,7 @@ export class CrossShardTxns {
       throw failed.reason;
     }
     // Range parts read at C − 1 on shards without writes, while the decision is made.
+    if (this.ctx.testTxnPauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.ctx.testTxnPauseBeforeDecisionMs));
     const readsAt = Promise.all(placements.map((p, i) => Promise.all(p.readsAt.map((t) => this.readPart(t, wireOps[i], C - 1, deadlineMs)))));
     readsAt.catch(() => undefined);
     let decided: WriteOutcome;

@@ -72,6 +72,8 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** TEST-ONLY (--test-txn-pause-before-decision-ms): a coordinator pauses between prepares and decision. */
+  testTxnPauseBeforeDecisionMs?: number;
   /** TEST-ONLY (--experimental-test-remote-watch-shards): merged watches here read these shards from another member. */
   testRemoteWatchShards?: readonly number[];
   /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
@@ -344,7 +346,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
         zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
       };
     });
-  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, shards: sharding });
+  const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, testTxnPauseBeforeDecisionMs: cfg.testTxnPauseBeforeDecisionMs, shards: sharding });
   // Test-only partitions (--experimental-fault-injection) cut the shards' peer RPCs as they cut Raft's messages.
   const isBlocked = faults ? (id: number): boolean => faults.isBlocked(id) : undefined;
   const shardChannels =

@@ -69,6 +69,7 @@ program
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
   .option('--experimental-unsafe-stale-reads', 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex')
   .option('--test-forward-shards <list>', 'TEST ONLY: shard indexes (e.g. 0,3) or "all" whose KV requests this member forwards to another member, as if it hosted no replica of them')
+  .option('--test-txn-pause-before-decision-ms <ms>', 'TEST ONLY: a cross-shard transaction this member coordinates waits this long between its prepares and its decision', '0')
   .option('--experimental-test-remote-watch-shards <list>', 'TEST ONLY: merged watches on this member read these shard indexes (comma-separated) from another member over the peer port, though hosted here', '')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
@@ -156,6 +157,7 @@ program
         logger,
         faultInjection: Boolean(o.experimentalFaultInjection),
         unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
+        testTxnPauseBeforeDecisionMs: Number(o.testTxnPauseBeforeDecisionMs),
         testRemoteWatchShards: list(o.experimentalTestRemoteWatchShards).map(Number),
         clientTls: { certFile: o.certFile, keyFile: o.keyFile, trustedCaFile: o.trustedCaFile, clientCertAuth: Boolean(o.clientCertAuth) },
         peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },

@@ -1,0 +1,118 @@
+// Cross-shard transactions on real processes (issue 15, docs/transactions.md): 3 members, 4 shards.
+// Member 0 coordinates with a TEST-ONLY pause between its prepares and its decision
+// (--test-txn-pause-before-decision-ms), which lets the test kill it -9 exactly there: the participants'
+// recoverers abort the transaction through its primary and no reader waits longer than 2 s; a client
+// that gives up mid-commit leaves the transaction whole (committed or aborted, never half, never stuck);
+// a txn over more ops than --max-txn-ops is refused as etcd refuses it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProcessCluster } from './support/process-cluster.ts';
+import { KvClient } from './support/kv-client.ts';
+
+const SHARDS = 4;
+const PAUSE_MS = 4_000;
+let cluster: ProcessCluster;
+
+beforeAll(async () => {
+  cluster = await ProcessCluster.start({
+    size: 3,
+    memberArgs: (i) => ['--shards', String(SHARDS), ...(i === 0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.destroy();
+});
+
+async function shardOf(key: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${cluster.members[1].metricsPort}/placement?key=${encodeURIComponent(key)}`);
+  return ((await res.json()) as { shard: number }).shard;
+}
+
+/** Two keys with prefix `prefix` on different shards. */
+async function keysOnTwoShards(prefix: string): Promise<[string, string]> {
+  const first = `${prefix}0`;
+  const shard = await shardOf(first);
+  for (let i = 1; i < 100; i++) if ((await shardOf(`${prefix}${i}`)) !== shard) return [first, `${prefix}${i}`];
+  throw new Error('no two shards found');
+}
+
+const transfer = (a: string, b: string, value: string): object => ({
+  compare: [],
+  success: [
+    { request_put: { key: Buffer.from(a), value: Buffer.from(value) } },
+    { request_put: { key: Buffer.from(b), value: Buffer.from(value) } },
+  ],
+  failure: [],
+});
+
+async function values(kv: KvClient, keys: string[]): Promise<string[]> {
+  return Promise.all(keys.map(async (k) => (await kv.range(k, {}, 10_000)).kvs[0]?.value.toString() ?? '<none>'));
+}
+
+describe('cross-shard transactions under coordinator faults', () => {
+  it('a coordinator killed -9 between prepare and decision: aborted by recovery, no reader blocked past 2 s', async () => {
+    const [a, b] = await keysOnTwoShards('kill/');
+    const kv1 = new KvClient(cluster.endpointOf(1));
+    const kv0 = new KvClient(cluster.endpointOf(0));
+    try {
+      await kv1.put(a, 'before');
+      await kv1.put(b, 'before');
+      const pending = kv0.txn(transfer(a, b, 'after'), 20_000).catch((e: unknown) => e);
+      // Its prepares are laid within a few hundred ms; then it pauses for PAUSE_MS before deciding.
+      await new Promise((r) => setTimeout(r, 700));
+      await cluster.kill9(0);
+      const killedAt = Date.now();
+      const [readA, readB] = await Promise.all([a, b].map(async (k) => {
+        const r = await kv1.range(k, {}, 10_000);
+        return { value: r.kvs[0]?.value.toString(), ms: Date.now() - killedAt };
+      }));
+      console.log(`reads after the coordinator's kill: ${a} in ${readA.ms} ms, ${b} in ${readB.ms} ms`);
+      expect(readA.ms).toBeLessThan(2_000);
+      expect(readB.ms).toBeLessThan(2_000);
+      // Undecided when its coordinator died: aborted, both keys as they were.
+      expect([readA.value, readB.value]).toEqual(['before', 'before']);
+      expect(await pending).toBeInstanceOf(Error);
+      // Both shards take writes again, across shards too.
+      const ok = await kv1.txn(transfer(a, b, 'later'), 10_000);
+      expect(ok.succeeded).toBe(true);
+      expect(await values(kv1, [a, b])).toEqual(['later', 'later']);
+    } finally {
+      kv0.close();
+      kv1.close();
+    }
+    cluster.startMember(0);
+    await cluster.waitReady();
+  }, 60_000);
+
+  it('a client that gives up mid-commit leaves the transaction whole and nothing stuck', async () => {
+    const [a, b] = await keysOnTwoShards('gone/');
+    const kv2 = new KvClient(cluster.endpointOf(2));
+    try {
+      await kv2.put(a, 'before');
+      await kv2.put(b, 'before');
+      // Through member 2 (no pause): the client's deadline is far shorter than the commit.
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => kv2.txn(transfer(a, b, `v${i}`), 2 + (i % 5))));
+      const gaveUp = results.filter((r) => r.status === 'rejected').length;
+      const started = Date.now();
+      const [va, vb] = await values(kv2, [a, b]);
+      console.log(`${gaveUp} of 20 clients gave up mid-commit; a read then took ${Date.now() - started} ms and found ${va}/${vb}`);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(va).toBe(vb);
+      const after = await kv2.txn(transfer(a, b, 'after'), 10_000);
+      expect(after.succeeded).toBe(true);
+    } finally {
+      kv2.close();
+    }
+  }, 60_000);
+
+  it('a txn over more ops than --max-txn-ops is refused with etcd\'s error', async () => {
+    const kv2 = new KvClient(cluster.endpointOf(2));
+    try {
+      const many = { compare: [], success: Array.from({ length: 129 }, (_, i) => ({ request_put: { key: Buffer.from(`many/${i}`), value: Buffer.from('x') } })), failure: [] };
+      await expect(kv2.txn(many, 10_000)).rejects.toMatchObject({ code: 3, details: 'etcdserver: too many operations in txn request' });
+      expect((await kv2.range('many/', { range_end: Buffer.from('many0') }, 10_000)).kvs).toHaveLength(0);
+    } finally {
+      kv2.close();
+    }
+  }, 30_000);
+});
