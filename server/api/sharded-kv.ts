@@ -22,7 +22,8 @@ import { rangeOf, type RangeResult, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
 import type { LeaseGeneration } from '../shard/request-codec.ts';
 import { DeadlineError } from '../member/member.ts';
-import { CrossShardTxns } from './cross-shard-txn.ts';
+import { crossShardCoordinator } from './cross-shard-txn.ts';
+import type { TxnCoordinator } from '../txn/coordinator.ts';
 
 const CROSS_SHARD: EtcdErrorSpec = {
   code: grpc.status.FAILED_PRECONDITION,
@@ -98,12 +99,12 @@ export class ShardedKv {
   private readonly ctx: ApiContext;
   private readonly shards: ShardedKeyspace;
   /** Txns whose writes span shards (two-phase commit), and recovery of those a coordinator left. */
-  readonly crossShard: CrossShardTxns;
+  readonly crossShard: TxnCoordinator;
 
   constructor(ctx: ApiContext, shards: ShardedKeyspace) {
     this.ctx = ctx;
     this.shards = shards;
-    this.crossShard = new CrossShardTxns(ctx, shards);
+    this.crossShard = crossShardCoordinator(ctx, shards);
     // The shards this member leads recover, through this member's coordinator, what others left prepared.
     shards.txnRecoverer = (p, groupId) => this.crossShard.recoverPrepared(p, groupId);
   }

@@ -644,6 +644,17 @@ export class MvccStore {
     for (const r of ok ? t.success : t.failure) if (r.type === 'txn') this.evalCompares(r.txn, path);
   }
 
+  /** A compare's part on this store now: whether any key matched its range here, and whether all passed. */
+  comparePart(c: Compare): ComparePart {
+    let any = false;
+    let ok = true;
+    this.forEachVisible(c.key, c.rangeEnd, this.rev, (r) => {
+      any = true;
+      if (ok && !this.compareOne(c, r)) ok = false;
+    });
+    return { any, ok };
+  }
+
   private applyCompare(c: Compare): boolean {
     let any = false;
     let ok = true;

@@ -111,13 +111,15 @@ export function writesRevision(req: InternalRequestBody): boolean {
     ('txn' in req && !!req.txn) ||
     ('lease_revoke' in req && !!req.lease_revoke) ||
     ('lease_sweep' in req && !!req.lease_sweep) ||
-    // A cross-shard transaction's prepare is stamped at the transaction's own revision (unless refused).
+    // A cross-shard transaction's prepare is stamped like any write (unless its leader refused it).
     ('txn_intent' in req && !!req.txn_intent && req.txn_intent.refused !== true)
   );
 }
 
-/** A cross-shard transaction's prepare refused because its revision was not above the shard's floor. */
-export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: transaction revision is not above the shard floor; retry at a fresh revision' };
+/** A cross-shard transaction's prepare refused: another transaction is prepared on the shard. */
+export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: another transaction is prepared on this shard; retry' };
+/** A prepare whose compares evaluate otherwise than when its branch was chosen. */
+export const TXN_CONFLICT: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction\'s compares changed on this shard since its branch was chosen; retry' };
 /** A decision or resolution for a transaction that is not prepared here (decided otherwise, or never prepared). */
 export const TXN_NOT_PREPARED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: transaction is not prepared on this shard (it was aborted)' };
 
@@ -610,23 +612,32 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   /**
-   * A participant's prepare at C (`at`): its share is run once against the store and undone, which
-   * both checks it (a lease gone, a compacted range revision: refused like the txn it is part of) and
-   * gives the coordinator its responses; then it is laid as prepared. Nothing else is written on this
-   * shard until it is resolved, so the commit's real run at C meets exactly the same state.
+   * A participant's prepare, stamped at its own revision P like any write. Its compares on this shard
+   * must evaluate as when the coordinator chose the branch (else refused: a conflict); its share is run
+   * once against the store and undone, which checks it (a lease gone, a compacted range revision:
+   * refused like the txn it is part of) and gives the coordinator its responses; then it is laid as
+   * prepared. Nothing else is written on this shard until it is resolved, so the commit's real run at C
+   * (> P) meets exactly the same state. A transaction a recoverer aborted here first is refused.
    */
   private applyTxnIntent(req: InternalRequest & { txn_intent: NonNullable<Extract<InternalRequest, { txn_intent: unknown }>['txn_intent']> }, at: number | undefined): ApplyOutcome {
     const intent = req.txn_intent;
     if (!this.sharded || intent.refused === true || at === undefined) throw new RefusedRequest(TXN_INTENT_REFUSED);
-    if (this.txns.getPrepared(intent.txn_id) !== undefined || this.txns.isDecided(intent.txn_id)) throw new RefusedRequest(TXN_INTENT_REFUSED);
-    const ops = txnOpFromWire(intent.ops);
-    const result = this.store.previewTxn(ops, at);
+    if (this.txns.getPrepared(intent.txn_id) !== undefined || this.txns.decisionOf(intent.txn_id) !== null) throw new RefusedRequest(TXN_INTENT_REFUSED);
+    const op = txnOpFromWire(intent.ops);
+    const expected = new Map((intent.expected ?? []).map((e) => [e.index, e]));
+    op.compare.forEach((c, i) => {
+      const now = this.store.comparePart(c);
+      const then = expected.get(i);
+      if (then === undefined || then.any !== now.any || then.ok !== now.ok) throw new RefusedRequest(TXN_CONFLICT);
+    });
+    const share = { compare: [], success: op.success, failure: [] };
+    const result = this.store.previewTxn(share, at);
     const prepared: PreparedTxn = {
       txnId: intent.txn_id,
       revision: at,
       primaryGroup: Number(intent.primary_group),
       participantGroups: (intent.participant_groups ?? []).map(Number),
-      ops: intent.ops,
+      ops: { compare: [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
     };
     this.txns.prepare(prepared);
@@ -635,9 +646,9 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   /**
-   * A transaction's resolution here. Commit runs the prepared share at its revision C (on the primary
-   * this is the decision: it succeeds only while the transaction is prepared there, a compare-and-set
-   * against a recoverer's abort) and leaves the primary's record; abort drops the share (C stays a gap).
+   * A transaction's resolution here. Commit runs the prepared share at the transaction's revision C (on
+   * the primary this is the decision: it succeeds only while the transaction is prepared there, a
+   * compare-and-set against a recoverer's abort) and the primary keeps its record; abort drops the share.
    */
   private applyTxnResolve(req: InternalRequest & { txn_resolve: NonNullable<Extract<InternalRequest, { txn_resolve: unknown }>['txn_resolve']> }): ApplyOutcome {
     const r = req.txn_resolve;
@@ -645,45 +656,59 @@ export class KvStateMachine implements GroupStateMachine {
       this.txns.forget(r.txn_id);
       return { revision: this.appliedRevision(), result: null };
     }
-    const prepared = this.txns.takePrepared(r.txn_id);
+    const prepared = this.txns.getPrepared(r.txn_id);
     if (prepared === undefined) {
       // Resolved already (a recoverer and the coordinator both resolve): the same answer is fine.
-      if (r.commit && this.txns.isDecided(r.txn_id)) return { revision: this.appliedRevision(), result: null };
-      if (!r.commit) return { revision: this.appliedRevision(), result: null };
+      const decision = this.txns.decisionOf(r.txn_id);
+      if (!r.commit || decision?.state === 'committed') return { revision: this.appliedRevision(), result: null };
       throw new RefusedRequest(TXN_NOT_PREPARED);
     }
-    try {
-      if (!r.commit) return { revision: this.appliedRevision(), result: null };
-      if (this.store.currentRevision() >= prepared.revision) {
-        throw new Error(`invariant: txn ${prepared.txnId} commits at ${prepared.revision} but the store is at ${this.store.currentRevision()}`);
-      }
-      const out = this.store.txn(txnOpFromWire(prepared.ops), prepared.revision);
-      this.publish(out.events, out.revision);
-      if (prepared.primaryGroup === this.groupId) this.txns.recordCommitted(prepared);
-      return { revision: prepared.revision, result: out.result };
-    } finally {
+    if (!r.commit) {
+      this.txns.takePrepared(r.txn_id);
       this.txnsChanged();
+      return { revision: this.appliedRevision(), result: null };
     }
+    const at = Number(r.revision ?? 0);
+    if (!Number.isSafeInteger(at) || at <= this.appliedRevision() || at <= this.store.currentRevision()) {
+      throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's applied revision ${this.appliedRevision()}`);
+    }
+    this.txns.takePrepared(r.txn_id);
+    // Its puts were checked at the prepare, on this same state (nothing was written here since).
+    this.store.leaseExists = () => true;
+    const out = this.store.txn(txnOpFromWire(prepared.ops), at);
+    this.appliedRevisionValue = at;
+    this.appliedRevisionDirty = true;
+    this.publish(out.events, out.revision);
+    if (prepared.primaryGroup === this.groupId) this.txns.recordDecision(prepared.txnId, 'committed', at);
+    this.revisionListener?.(at);
+    this.txnsChanged();
+    return { revision: at, result: out.result };
   }
 
   /**
-   * A recoverer's question, on the primary (whose leader raised its floor to C before proposing it, so
-   * a prepare at C not applied by now never will be): committed, or aborted (never prepared here, or
-   * prepared and aborted now as asked), or still pending.
+   * A recoverer's compare-and-set on the primary: committed (answered with C), or aborted — prepared and
+   * aborted now as asked, or never prepared here, which is recorded so that its prepare, arriving late,
+   * is refused. Pending when prepared and not asked to abort.
    */
   private applyTxnRecover(req: InternalRequest & { txn_recover: NonNullable<Extract<InternalRequest, { txn_recover: unknown }>['txn_recover']> }): ApplyOutcome {
     const r = req.txn_recover;
+    const decision = this.txns.decisionOf(r.txn_id);
     let answer: RecoveryAnswer;
-    if (this.txns.isDecided(r.txn_id)) answer = 'committed';
-    else if (this.txns.getPrepared(r.txn_id) === undefined) answer = 'aborted';
-    else if (r.abort_pending) {
+    let revision = this.appliedRevision();
+    if (decision !== null) {
+      answer = decision.state;
+      if (decision.state === 'committed') revision = decision.revision;
+    } else if (this.txns.getPrepared(r.txn_id) === undefined) {
+      this.txns.recordDecision(r.txn_id, 'aborted', 0);
+      answer = 'aborted';
+    } else if (r.abort_pending) {
       this.txns.takePrepared(r.txn_id);
+      this.txns.recordDecision(r.txn_id, 'aborted', 0);
       this.txnsChanged();
       answer = 'aborted';
     } else answer = 'pending';
-    // Answered as a txn (forwarded writes carry txn results): succeeded means committed.
-    void answer;
-    return { revision: this.appliedRevision(), result: { succeeded: answer === 'committed', responses: [] } };
+    // Answered as a txn (forwarded writes carry txn results): succeeded means committed, at `revision`.
+    return { revision, result: { succeeded: answer === 'committed', responses: [], pending: answer === 'pending' } };
   }
 
   /** etcd's applyAlarm: an alarm of a member that is not (or no longer) in the cluster is ignored. */

@@ -43,8 +43,8 @@ export interface TxnIntentWire {
   ops: TxnRequest;
   deadline_unix_ms: string;
   refused?: boolean;
-  /** The transaction's revision C as the coordinator asks for it. */
-  revision: string;
+  /** What each of ops.compare evaluated to on this shard when the branch was chosen. */
+  expected?: Array<{ index: number; any: boolean; ok: boolean }>;
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */
@@ -52,12 +52,13 @@ export interface TxnResolveWire {
   txn_id: string;
   commit: boolean;
   forget?: boolean;
+  /** commit only: the transaction's revision C. */
+  revision?: string;
 }
 
-/** A recoverer's question to the primary shard (fenced at `revision` first). */
+/** A recoverer's compare-and-set on the primary shard. */
 export interface TxnRecoverWire {
   txn_id: string;
-  revision: string;
   abort_pending: boolean;
 }
 

@@ -46,7 +46,7 @@ export type StampRefusal = 'not-leading' | 'stale-oracle-term' | 'not-above-floo
 export type StampResult = { readonly ok: true; readonly revisions: readonly number[] } | { readonly ok: false; readonly reason: StampRefusal };
 
 /** Deliberately broken rules, for the simulation's mutation check (never set outside tests). */
-export type ShardRevisionsMutation = 'skip-max-read-revision' | 'skip-wait-for-proposed' | 'close-over-pending-grant' | 'propose-before-reads-elsewhere';
+export type ShardRevisionsMutation = 'skip-max-read-revision' | 'skip-wait-for-proposed' | 'close-over-pending-grant' | 'propose-before-reads-elsewhere' | 'propose-while-txn-prepared';
 
 export class ShardRevisions {
   private leaderTermValue = 0;
@@ -115,27 +115,6 @@ export class ShardRevisions {
     this.stats.grantsUsed++;
     this.stats.revisionsStamped += count;
     return { ok: true, revisions };
-  }
-
-  /**
-   * Rule 2 for one revision given by the caller: a cross-shard transaction's prepare at its revision C
-   * (docs/transactions.md). Accepted only above floor, exactly as a grant is; then C is in flight and
-   * floor is C, so every later stamp is above it.
-   */
-  stampAt(revision: number, term: number): StampResult {
-    if (!Number.isSafeInteger(revision) || revision < 1) throw new Error(`shard revisions: revision ${revision} is not a positive integer`);
-    if (this.leaderTermValue === 0 || term !== this.leaderTermValue) {
-      this.stats.grantsDropped++;
-      return { ok: false, reason: 'not-leading' };
-    }
-    if (revision <= this.floorValue) {
-      this.stats.grantsDropped++;
-      return { ok: false, reason: 'not-above-floor' };
-    }
-    this.inFlight.push(revision);
-    this.floorValue = revision;
-    this.stats.revisionsStamped++;
-    return { ok: true, revisions: [revision] };
   }
 
   /** A stamped revision whose proposal failed at once (never entered the log): a gap. */

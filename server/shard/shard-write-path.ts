@@ -81,9 +81,14 @@ export interface ShardWritePathOptions {
 }
 
 /** How long past its deadline a prepared transaction waits before a recoverer steps in. */
-const TXN_RECOVERY_GRACE_MS = 500;
+const TXN_RECOVERY_GRACE_MS = 200;
 /** How often the leader looks for prepared transactions past their deadline. */
-const TXN_RECOVERY_CHECK_MS = 200;
+const TXN_RECOVERY_CHECK_MS = 50;
+
+/** Whether an outbox item is a cross-shard transaction's prepare. */
+function isIntent(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): boolean {
+  return 'txn_intent' in (item.q.origin ?? item.q.body);
+}
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
@@ -183,6 +188,7 @@ export class ShardWritePath {
         this.intentInFlight = 0;
         this.drainOutbox();
       }
+      this.afterApplied(revision);
       this.wakeReads();
     };
     sm.onTxnsChanged(() => {
@@ -293,10 +299,6 @@ export class ShardWritePath {
         },
       };
       const timer = setTimeout(() => q.reject(new ShardDeadlineError('write deadline passed')), Math.max(0, deadlineMs - Date.now()));
-      if ('txn_intent' in body && body.txn_intent) {
-        this.stampIntent(q, null);
-        return;
-      }
       this.queue.push(q);
       this.scheduleFlush();
     });
@@ -311,7 +313,6 @@ export class ShardWritePath {
    */
   intercept(data: Uint8Array): void {
     const request = decodeInternalRequest(data);
-    if ('txn_recover' in request && request.txn_recover) this.fence(request.txn_recover.txn_id, Number(request.txn_recover.revision));
     if (!writesRevision(request)) {
       this.opts.member.proposeDirect(this.opts.groupId, data);
       return;
@@ -335,9 +336,7 @@ export class ShardWritePath {
         this.reforward(data, q.deadlineMs);
       },
     };
-    if (this.ready() && 'txn_intent' in request && request.txn_intent) {
-      this.stampIntent(q, data);
-    } else if (this.ready()) {
+    if (this.ready()) {
       this.queue.push(q);
       this.scheduleFlush();
     } else if (this.leadingTerm() !== 0 && this.held.length < MAX_HELD_WRITES) {
@@ -368,69 +367,60 @@ export class ShardWritePath {
   }
 
   /**
-   * A cross-shard transaction's prepare (docs/transactions.md): stamped at the transaction's own
-   * revision C if C is above this leadership's floor (then it goes to the outbox like any stamped
-   * write, in revision order), else proposed marked refused, without a revision, so its proposer hears
-   * at apply that this attempt is dead and aborts it.
+   * A cross-shard transaction's prepare reaching the head of the outbox while another transaction is
+   * prepared here (or on its way): refused at once rather than held (no-wait), so two transactions
+   * each prepared on one shard and waiting for the other's never deadlock; its coordinator aborts and
+   * tries again. Proposed marked refused, without a revision (its own becomes a gap), so its proposer
+   * hears it at apply wherever it is.
    */
-  private stampIntent(q: QueuedWrite, data: Uint8Array | null): void {
+  private refuseIntent(item: OutboxItem): void {
+    const { q, revision } = item;
+    this.revisions.abandon(revision);
+    this.stats.txnIntentsRefused++;
     const request = q.origin ?? (q.body as InternalRequest);
     if (!('txn_intent' in request) || !request.txn_intent) throw new Error('shard write path: not a txn intent');
-    const revision = Number(request.txn_intent.revision);
-    const stamped = this.revisions.stampAt(revision, this.revisions.leaderTerm);
-    if (stamped.ok) {
-      this.stats.txnIntents++;
-      this.outbox.push({ q, revision, term: this.revisions.leaderTerm, reads: null, waiting: false, failed: null });
-      this.drainOutbox();
-      return;
-    }
-    this.stats.txnIntentsRefused++;
-    const refused: InternalRequest = q.origin !== undefined ? { ...q.origin } : { proposer: '0', seq: '0', ...q.body };
+    const refused = { ...request, txn_intent: { ...request.txn_intent, refused: true } } as InternalRequest;
     delete refused.revision;
-    (refused as { txn_intent: { refused?: boolean } }).txn_intent = { ...request.txn_intent, refused: true };
-    if (q.origin === undefined) {
-      // Made here: proposed with this member's own sequence number, settled at apply like any write.
+    try {
+      if (q.origin !== undefined) {
+        this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest(refused));
+        q.resolve({ revision: 0, result: null });
+        return;
+      }
+      // Made here: with this member's own sequence number, settled at apply like any write.
       const tracked = this.opts.sm.track();
       try {
         this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq }));
       } catch (err) {
         tracked.forget();
-        q.reject(err instanceof Error ? err : new Error(String(err)));
-        return;
+        throw err;
       }
       tracked.outcome.then(q.resolve, q.reject);
-      return;
-    }
-    void data;
-    try {
-      this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest(refused));
-      q.resolve({ revision: 0, result: null });
     } catch (err) {
       q.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
   /**
-   * A recoverer asks this primary about transaction `txnId` at revision `revision` (txn_recover): from
-   * now on nothing is stamped at or below it here, and its prepare, if it still waits in the outbox, is
-   * dropped. With the recover entry proposed after this, a prepare at C is either applied before it or
-   * never: later leaders start above a fresh oracle revision.
+   * After an entry applied at `revision`. A cross-shard commit applies at its transaction's revision C,
+   * above the prepare's: from now on nothing at or below C may be proposed here, so the floor rises to
+   * C, and writes stamped while the transaction was prepared with revisions below C (held in the
+   * outbox) are stamped again — a forwarded one is forwarded again, a local one fails as a write whose
+   * leadership was lost does.
    */
-  private fence(txnId: string, revision: number): void {
-    if (!this.ready() || !Number.isSafeInteger(revision) || revision < 1) return;
-    this.stats.txnFences++;
-    this.revisions.raiseRead(revision);
-    const dropped = this.outbox.filter((item) => {
-      const req = item.q.origin ?? (item.q.body as InternalRequest);
-      return 'txn_intent' in req && req.txn_intent?.txn_id === txnId;
-    });
-    if (dropped.length === 0) return;
-    this.outbox = this.outbox.filter((item) => !dropped.includes(item));
-    for (const item of dropped) {
+  private afterApplied(revision: number): void {
+    if (!this.ready()) return;
+    if (revision > this.revisions.floor) this.revisions.raiseRead(revision);
+    // (The outbox is in revision order; only a commit applies above what it holds.) A read may have
+    // raised the floor above C already: what was stamped below C still goes.
+    if (this.outbox.length === 0 || this.outbox[0].revision > revision) return;
+    const below = this.outbox.filter((item) => item.revision <= revision);
+    if (below.length === 0) return;
+    this.outbox = this.outbox.filter((item) => item.revision > revision);
+    for (const item of below) {
       this.revisions.abandon(item.revision);
-      item.q.reject(new ShardNotReadyError('transaction fenced by a recoverer'));
+      item.q.reject(new ShardNotReadyError('stamped below a cross-shard transaction committed meanwhile'));
     }
-    this.wakeReads();
   }
 
   /** Starts (or stops) the leader's look for prepared transactions past their deadline. */
@@ -574,10 +564,21 @@ export class ShardWritePath {
     // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
       // A cross-shard transaction prepared here (or its prepare on the way): nothing stamped goes to
-      // the log until it is resolved (its commit must apply at C with nothing above C before it).
-      if (this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) break;
+      // the log until it is resolved (its commit applies at its C with nothing above its prepare before
+      // it); another transaction's prepare is refused rather than held.
+      // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
+      if ((this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) && this.mutation !== 'propose-while-txn-prepared') {
+        // Every prepare waiting here, wherever it is in the outbox: one held behind ordinary writes
+        // would deadlock just the same.
+        const intents = this.outbox.filter((item) => isIntent(item));
+        if (intents.length > 0) {
+          this.outbox = this.outbox.filter((item) => !isIntent(item));
+          for (const item of intents) this.refuseIntent(item);
+        }
+        break;
+      }
+      const proposingIntent = isIntent(this.outbox[0]);
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
-      const isIntent = 'txn_intent' in (q.origin ?? q.body);
       if (term !== this.revisions.leaderTerm || !this.ready()) {
         // lose() empties the outbox; this is the same leadership check the synchronous path makes.
         this.revisions.abandon(revision);
@@ -602,7 +603,7 @@ export class ShardWritePath {
           if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
           member.proposeDirect(groupId, data);
           this.stats.writesProposed++;
-          if (isIntent) this.intentInFlight = revision;
+          if (proposingIntent) this.intentInFlight = revision;
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
@@ -626,11 +627,20 @@ export class ShardWritePath {
         continue;
       }
       this.stats.writesProposed++;
-      if (isIntent) this.intentInFlight = revision;
+      if (proposingIntent) this.intentInFlight = revision;
       tracked.outcome.then(q.resolve, q.reject);
       // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
       // lost with its leader would otherwise keep it for ever.
       q.onGiveUp = tracked.forget;
+    }
+    // A txn reading other shards heads the outbox: a prepare behind it would wait on those reads, which
+    // may wait on a shard its own transaction holds. Refused instead (no-wait), as behind a prepared one.
+    if (this.outbox.length > 0 && this.outbox[0].waiting) {
+      const intents = this.outbox.filter((item) => isIntent(item));
+      if (intents.length > 0) {
+        this.outbox = this.outbox.filter((item) => !isIntent(item));
+        for (const item of intents) this.refuseIntent(item);
+      }
     }
     this.wakeReads();
   }

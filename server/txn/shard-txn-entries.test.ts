@@ -1,15 +1,16 @@
 // A cross-shard transaction as one shard replica applies it (docs/transactions.md): the prepare
-// (txn_intent at C) answers with its share's responses and changes nothing visible; commit runs the
-// share at exactly C (the primary keeps its decision record until told to forget); abort leaves C a gap;
-// a recoverer's txn_recover is a compare-and-set against the commit; the table survives a restart; and
-// the entries' bytes are pinned.
+// (txn_intent, stamped at its own revision P) checks its compares, answers with its share's responses
+// and changes nothing visible; commit runs the share at exactly the transaction's C (the primary keeps its
+// decision until told to forget); abort leaves P a gap; a recoverer's txn_recover is a compare-and-set
+// against the commit and fences a prepare that arrives late; the table survives a restart; and the
+// entries' bytes are pinned.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../raft/types.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequest } from '../shard/request-codec.ts';
-import type { WireRequestOp } from '../etcd/wire-types.ts';
+import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 const b = (s: string): Buffer => Buffer.from(s);
 let index = 0;
@@ -17,7 +18,7 @@ const entry = (req: InternalRequest): Entry => ({ term: 1, index: ++index, type:
 const putOp = (key: string, value: string, prevKv = false): WireRequestOp => ({ request_put: { key: b(key), value: b(value), lease: '0', prev_kv: prevKv, ignore_value: false, ignore_lease: false } });
 const put = (key: string, value: string, revision: number): InternalRequest => ({ proposer: '1', seq: '0', put: { key: b(key), value: b(value), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false }, revision: String(revision) });
 
-function intent(txnId: string, revision: number, ops: WireRequestOp[], seq = '0', opts: { primary?: number; refused?: boolean } = {}): InternalRequest {
+function intent(txnId: string, revision: number, ops: WireRequestOp[], seq = '0', opts: { primary?: number; refused?: boolean; compare?: TxnRequest['compare']; expected?: Array<{ index: number; any: boolean; ok: boolean }> } = {}): InternalRequest {
   return {
     proposer: '1',
     seq,
@@ -25,16 +26,18 @@ function intent(txnId: string, revision: number, ops: WireRequestOp[], seq = '0'
       txn_id: txnId,
       primary_group: String(opts.primary ?? 3),
       participant_groups: ['3', '4'],
-      ops: { compare: [], success: ops, failure: [] },
+      ops: { compare: opts.compare ?? [], success: ops, failure: [] },
       deadline_unix_ms: '1000',
-      revision: String(revision),
+      ...(opts.expected ? { expected: opts.expected } : {}),
       ...(opts.refused ? { refused: true } : {}),
     },
     ...(opts.refused ? {} : { revision: String(revision) }),
   };
 }
-const resolve = (txnId: string, commit: boolean, seq = '0', forget = false): InternalRequest => ({ proposer: '1', seq, txn_resolve: { txn_id: txnId, commit, ...(forget ? { forget } : {}) } });
-const recover = (txnId: string, revision: number, seq = '0'): InternalRequest => ({ proposer: '1', seq, txn_recover: { txn_id: txnId, revision: String(revision), abort_pending: true } });
+const commit = (txnId: string, revision: number, seq = '0'): InternalRequest => ({ proposer: '1', seq, txn_resolve: { txn_id: txnId, commit: true, revision: String(revision) } });
+const abort = (txnId: string, seq = '0'): InternalRequest => ({ proposer: '1', seq, txn_resolve: { txn_id: txnId, commit: false } });
+const forget = (txnId: string): InternalRequest => ({ proposer: '1', seq: '0', txn_resolve: { txn_id: txnId, commit: true, forget: true } });
+const recover = (txnId: string, seq = '0'): InternalRequest => ({ proposer: '1', seq, txn_recover: { txn_id: txnId, abort_pending: true } });
 
 function value(sm: KvStateMachine, key: string): { value: string; mod: number } | null {
   const r = sm.store.range(rangeOf(b(key), b('')), sm.appliedRevision());
@@ -46,7 +49,7 @@ function shard(groupId = 3): KvStateMachine {
 }
 
 describe('a cross-shard transaction on one shard replica', () => {
-  it('prepare answers with the share and changes nothing readable; commit applies it at C with its events', async () => {
+  it('prepare at P answers with the share and changes nothing readable; commit applies it at C with its events', async () => {
     const sm = shard();
     sm.apply(entry(put('a', 'old', 5)));
     const t = sm.track();
@@ -57,62 +60,91 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(value(sm, 'a')).toEqual({ value: 'old', mod: 5 });
     expect(value(sm, 'b')).toBeNull();
     expect(sm.txns.preparedCount()).toBe(1);
-    expect(sm.appliedRevision()).toBe(9); // C is used up here
+    expect(sm.appliedRevision()).toBe(9); // P is used up here
     expect(sm.readableRevision()).toBe(8); // reads answer just below it
     let settled = false;
     const wait = sm.txnsSettledThrough(Infinity, Date.now() + 5_000, () => new Error('timeout')).then(() => (settled = true));
     await Promise.resolve();
     expect(settled).toBe(false);
+    const events: number[] = [];
+    sm.revisionListener = (r) => events.push(r);
     const c = sm.track();
-    sm.apply(entry(resolve('x1', true, c.seq)));
-    expect((await c.outcome).revision).toBe(9);
+    sm.apply(entry(commit('x1', 12, c.seq)));
+    expect((await c.outcome).revision).toBe(12);
     await wait;
-    expect(value(sm, 'a')).toEqual({ value: 'new', mod: 9 });
-    expect(value(sm, 'b')).toEqual({ value: 'new', mod: 9 });
-    expect(sm.readableRevision()).toBe(9);
+    expect(events).toEqual([12]); // the write path raises its floor to C
+    expect(value(sm, 'a')).toEqual({ value: 'new', mod: 12 });
+    expect(value(sm, 'b')).toEqual({ value: 'new', mod: 12 });
+    expect(sm.readableRevision()).toBe(12);
     expect(sm.txns.preparedCount()).toBe(0);
     // Group 3 is the primary: it keeps the decision for recoverers until told to forget.
-    expect(sm.txns.isDecided('x1')).toBe(true);
+    expect(sm.txns.decisionOf('x1')).toEqual({ txnId: 'x1', state: 'committed', revision: 12 });
     const again = sm.track();
-    sm.apply(entry(recover('x1', 9, again.seq)));
-    expect((await again.outcome).result).toEqual({ succeeded: true, responses: [] });
-    sm.apply(entry(resolve('x1', true, '0', true)));
-    expect(sm.txns.isDecided('x1')).toBe(false);
+    sm.apply(entry(recover('x1', again.seq)));
+    const answer = await again.outcome;
+    expect(answer.revision).toBe(12);
+    expect(answer.result).toMatchObject({ succeeded: true });
+    sm.apply(entry(forget('x1')));
+    expect(sm.txns.decisionOf('x1')).toBeNull();
   });
 
-  it('abort leaves C a gap; a later write is above it', async () => {
+  it('a commit not above the shard is a broken invariant', () => {
+    const sm = shard(4);
+    sm.apply(entry(intent('x0', 9, [putOp('a', '1')])));
+    expect(() => sm.apply(entry(commit('x0', 9)))).toThrow(/invariant: txn x0 commits at revision 9/);
+  });
+
+  it('abort leaves P a gap; a later write is above it', async () => {
     const sm = shard(4);
     sm.apply(entry(intent('x2', 7, [putOp('k', 'v')])));
-    sm.apply(entry(resolve('x2', false)));
+    sm.apply(entry(abort('x2')));
     expect(value(sm, 'k')).toBeNull();
     expect(sm.appliedRevision()).toBe(7);
-    expect(sm.txns.isDecided('x2')).toBe(false);
     expect(() => sm.apply(entry(put('k', 'w', 7)))).toThrow(/not above/);
     sm.apply(entry(put('k', 'w', 8)));
     expect(value(sm, 'k')).toEqual({ value: 'w', mod: 8 });
   });
 
-  it('a recoverer and the decision race as a compare-and-set: whichever the log has first wins', async () => {
+  it('a recoverer and the decision race as a compare-and-set; a prepare arriving after the recoverer is refused', async () => {
     const sm = shard(3);
     sm.apply(entry(intent('x3', 4, [putOp('p', '1')])));
     const r = sm.track();
-    sm.apply(entry(recover('x3', 4, r.seq)));
-    expect((await r.outcome).result).toEqual({ succeeded: false, responses: [] });
+    sm.apply(entry(recover('x3', r.seq)));
+    expect((await r.outcome).result).toMatchObject({ succeeded: false });
     const late = sm.track();
-    sm.apply(entry(resolve('x3', true, late.seq)));
+    sm.apply(entry(commit('x3', 6, late.seq)));
     await expect(late.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('not prepared') });
     expect(value(sm, 'p')).toBeNull();
-    // Never prepared here at all (the primary's floor is at C now): aborted.
+    // Never prepared here at all: recorded aborted, and its prepare, arriving late, is refused.
     const none = sm.track();
-    sm.apply(entry(recover('x4', 12, none.seq)));
-    expect((await none.outcome).result).toEqual({ succeeded: false, responses: [] });
+    sm.apply(entry(recover('x4', none.seq)));
+    expect((await none.outcome).result).toMatchObject({ succeeded: false });
+    const lateIntent = sm.track();
+    sm.apply(entry(intent('x4', 12, [putOp('q', '1')], lateIntent.seq)));
+    await expect(lateIntent.outcome).rejects.toMatchObject({ code: 10 });
+    expect(sm.txns.preparedCount()).toBe(0);
+  });
+
+  it('a prepare whose compares evaluate otherwise than when the branch was chosen is refused', async () => {
+    const sm = shard();
+    sm.apply(entry(put('c', 'seen', 3)));
+    const compare = [{ result: 'EQUAL', target: 'VALUE', key: b('c'), value: b('seen'), target_union: 'value', range_end: b('') }] as unknown as TxnRequest['compare'];
+    const ok = sm.track();
+    sm.apply(entry(intent('x10', 5, [putOp('d', '1')], ok.seq, { compare, expected: [{ index: 0, any: true, ok: true }] })));
+    await expect(ok.outcome).resolves.toMatchObject({ revision: 5 });
+    sm.apply(entry(abort('x10')));
+    sm.apply(entry(put('c', 'changed', 6)));
+    const stale = sm.track();
+    sm.apply(entry(intent('x11', 8, [putOp('d', '1')], stale.seq, { compare, expected: [{ index: 0, any: true, ok: true }] })));
+    await expect(stale.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('compares changed') });
+    expect(sm.txns.preparedCount()).toBe(0);
   });
 
   it('a refused prepare fails its proposer and changes nothing; a second prepare while one waits is a broken invariant', async () => {
     const sm = shard();
     const t = sm.track();
     sm.apply(entry(intent('x5', 3, [putOp('a', '1')], t.seq, { refused: true })));
-    await expect(t.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('floor') });
+    await expect(t.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('another transaction') });
     expect(sm.txns.preparedCount()).toBe(0);
     sm.apply(entry(intent('x6', 5, [putOp('a', '1')])));
     expect(() => sm.apply(entry(intent('x7', 6, [putOp('b', '1')])))).toThrow(/invariant: txn x7 prepared at 6 while txn x6/);
@@ -140,22 +172,22 @@ describe('a cross-shard transaction on one shard replica', () => {
       if (op.value === null) records.delete(op.key.toString('latin1'));
       else records.set(op.key.toString('latin1'), op.value);
     }
-    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v]), [], { sharded: true, groupId: 3 });
+    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v] as [Buffer, Buffer]), [], { sharded: true, groupId: 3 });
     expect(restarted.txns.preparedCount()).toBe(1);
     expect(restarted.readableRevision()).toBe(5);
-    restarted.apply(entry(resolve('x9', true)));
-    expect(value(restarted, 'a')).toEqual({ value: '3', mod: 6 });
-    expect(restarted.txns.isDecided('x9')).toBe(true);
+    restarted.apply(entry(commit('x9', 7)));
+    expect(value(restarted, 'a')).toEqual({ value: '3', mod: 7 });
+    expect(restarted.txns.decisionOf('x9')?.state).toBe('committed');
   });
 
   it('the three entries encode to pinned bytes and decode to what was encoded', () => {
     const entries: InternalRequest[] = [
       intent('3-6f1c', 1234, [putOp('{a}x', 'v', true), { request_delete_range: { key: b('d'), range_end: b('e'), prev_kv: true } }, { request_range: { key: b('r'), range_end: b(''), limit: '2', revision: '0', sort_order: 'NONE', sort_target: 'KEY', serializable: false, keys_only: true, count_only: false, min_mod_revision: '0', max_mod_revision: '0', min_create_revision: '0', max_create_revision: '0' } }], '77'),
       intent('3-6f1c', 1234, [putOp('a', 'b')], '78', { refused: true }),
-      resolve('3-6f1c', true, '79'),
-      resolve('3-6f1c', true, '80', true),
-      resolve('3-6f1c', false, '81'),
-      recover('3-6f1c', 1234, '82'),
+      commit('3-6f1c', 1240, '79'),
+      forget('3-6f1c'),
+      abort('3-6f1c', '81'),
+      recover('3-6f1c', '82'),
     ];
     const h = createHash('sha256');
     for (const req of entries) {
@@ -164,6 +196,6 @@ describe('a cross-shard transaction on one shard replica', () => {
       const back = decodeInternalRequest(bytes);
       expect(Buffer.from(encodeInternalRequest(back)).equals(bytes)).toBe(true);
     }
-    expect(h.digest('hex')).toBe('633de89508cade0a6b2a70945bbdd62e0cc799aee08446d60b76013107e04146');
+    expect(h.digest('hex')).toBe('653972de02356db69579df6c6589f09df56b2418ecbf856cad2bffa44831850c');
   });
 });

@@ -1,13 +1,13 @@
 // The cross-shard transactions one shard replica knows about (docs/transactions.md), as replicated state
 // of its KvStateMachine: every replica holds the same table at the same applied index.
 //
-//   prepared   a participant's share of a transaction, laid by its txn_intent entry at the transaction's
-//              revision C and waiting for its resolution. While one is here, the shard writes nothing
+//   prepared   a participant's share of a transaction, laid by its txn_intent entry (stamped at its own
+//              revision P) and waiting for its resolution. While one is here, the shard writes nothing
 //              else (its write path proposes no other stamped entry, see shard-write-path.ts), so its
-//              store stays at its state through C − 1 and the share applies at C on commit.
-//   decided    on the primary shard only: a committed transaction's record, kept until every participant
-//              resolved (the coordinator's `forget`). An aborted one needs no record: once the primary's
-//              floor is at C, a transaction neither prepared nor committed there never will be.
+//              store stays as it was through P − 1 and the share applies at the transaction's C > P.
+//   decided    on the primary shard only: a committed transaction's record (with its revision C), kept
+//              until every participant resolved (the coordinator's `forget`); and a transaction a
+//              recoverer aborted, so that a prepare of it arriving late is refused.
 //
 // Pure: no I/O. Changes are collected as persist ops under the state-record prefix TXN_RECORD_PREFIX so
 // that restarts and snapshots carry the table with the store.
@@ -20,7 +20,7 @@ const DECIDED_KIND = 0x64; // 'd'
 
 export interface PreparedTxn {
   readonly txnId: string;
-  /** The transaction's revision C: its writes apply here at exactly C. */
+  /** The prepare's revision P on this shard (the transaction commits at its own C > P). */
   readonly revision: number;
   readonly primaryGroup: number;
   readonly participantGroups: readonly number[];
@@ -32,8 +32,9 @@ export interface PreparedTxn {
 
 export interface DecidedTxn {
   readonly txnId: string;
+  readonly state: 'committed' | 'aborted';
+  /** Committed: the transaction's revision C (0 when aborted). */
   readonly revision: number;
-  readonly participantGroups: readonly number[];
 }
 
 /** What the primary answers a recoverer (txn_recover). */
@@ -100,8 +101,9 @@ export class ShardTxnTable {
     return this.prepared.get(txnId);
   }
 
-  isDecided(txnId: string): boolean {
-    return this.decided.has(txnId);
+  /** The primary's record of a transaction (null: none, it is undecided or was forgotten). */
+  decisionOf(txnId: string): DecidedTxn | null {
+    return this.decided.get(txnId) ?? null;
   }
 
   decidedCount(): number {
@@ -114,7 +116,7 @@ export class ShardTxnTable {
       const other = [...this.prepared.values()][0];
       throw new Error(`invariant: txn ${p.txnId} prepared at ${p.revision} while txn ${other.txnId} at ${other.revision} is still undecided on this shard`);
     }
-    if (this.prepared.has(p.txnId) || this.decided.has(p.txnId)) throw new Error(`invariant: txn ${p.txnId} prepared twice on one shard`);
+    if (this.prepared.has(p.txnId) || this.decided.has(p.txnId)) throw new Error(`invariant: txn ${p.txnId} prepared again on a shard that knows it`);
     this.prepared.set(p.txnId, p);
     const stored: StoredPrepared = { ...p, participantGroups: [...p.participantGroups], ops: Buffer.from(this.codec.encode(p.ops)).toString('base64') };
     this.persist.push({ key: recordKey(PREPARED_KIND, p.txnId), value: Buffer.from(JSON.stringify(stored)) });
@@ -129,11 +131,11 @@ export class ShardTxnTable {
     return p;
   }
 
-  /** The primary's commit record. */
-  recordCommitted(p: PreparedTxn): void {
-    const d: DecidedTxn = { txnId: p.txnId, revision: p.revision, participantGroups: [...p.participantGroups] };
-    this.decided.set(p.txnId, d);
-    this.persist.push({ key: recordKey(DECIDED_KIND, p.txnId), value: Buffer.from(JSON.stringify(d)) });
+  /** The primary's record of a decision. */
+  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number): void {
+    const d: DecidedTxn = { txnId, state, revision };
+    this.decided.set(txnId, d);
+    this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: Buffer.from(JSON.stringify(d)) });
   }
 
   forget(txnId: string): void {

@@ -8,7 +8,9 @@
 // closer runs merged watches' closes: closeAt(R) on a shard's leader, which answers the revision C ≤ R it
 // closed and its applied index I. Txn writers put a key on one shard and, in the same txn, count every
 // key of every shard (the txn's write shard leader reads the others at R − 1, txn-reads.ts), as etcd's
-// lock does.
+// lock does. Cross-shard txn writers run the two-phase commit (server/txn/coordinator.ts) on a random
+// member — put one value to two keys on two shards, or, when a compare fails, to two others — so crashes
+// hit coordinators at every step of the protocol; the shard leaders' recoverers finish what they leave.
 // Members crash (biased to the member leading most groups) and restart, partitions come and go.
 //
 // Checked:
@@ -24,7 +26,11 @@
 //   - history is immutable: a snapshot re-read later at the same R is identical, and every snapshot
 //     equals the state at R rebuilt from the shards' final logs;
 //   - a close is true: in the shard's final log every entry at a revision ≤ C is at an index ≤ I (so a
-//     replica that applied through I has every event ≤ C, and none can follow).
+//     replica that applied through I has every event ≤ C, and none can follow);
+//   - cross-shard transactions are atomic: in the final logs each one is committed on every participant
+//     or on none, its writes are at its one revision C on each (so every snapshot, checked against the
+//     final logs, shows all of them or none), an acknowledged one is committed, and after healing no
+//     shard holds a prepared transaction (every one was resolved).
 // Everything is drawn from one seed; `SHARD_SIM_SEED=S` replays a failing one.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -50,6 +56,9 @@ import { txnOpFromWire } from '../../etcd/convert.ts';
 import type { TxnResult } from '../../mvcc/types.ts';
 import type { ShardRevisionsMutation } from '../shard-revisions.ts';
 import { InProcessOracleTransport } from './in-process-oracle-transport.ts';
+import { TxnCoordinator, type TxnWriteOutcome } from '../../txn/coordinator.ts';
+import { encodeInternalRequest } from '../request-codec.ts';
+import type { TxnRequest } from '../../etcd/wire-types.ts';
 
 const METADATA_GROUP = 0;
 const START_MS = 1_700_000_000_000;
@@ -61,6 +70,8 @@ export interface ShardSimOptions {
   writers?: number;
   /** Writers of txns that put one key and count every shard's keys in the same txn. */
   txnWriters?: number;
+  /** Writers of cross-shard txns (two-phase commit), each coordinated by a random member. */
+  crossTxnWriters?: number;
   readers?: number;
   /** Loops closing random shards at fresh revisions (a merged watch's closing rounds). */
   closers?: number;
@@ -77,6 +88,14 @@ export interface ShardSimResult {
   events: number;
   writesAcked: number;
   txnsAcked: number;
+  /** Cross-shard transactions acknowledged committed, and committed in the logs (acknowledged or not). */
+  crossTxnsAcked: number;
+  crossTxnsCommitted: number;
+  /** Cross-shard transactions aborted in the logs, and those a shard leader's recoverer resolved. */
+  crossTxnsAborted: number;
+  txnRecoveries: number;
+  /** Coordinators that crashed with a transaction in flight. */
+  coordinatorsCrashed: number;
   entries: number;
   snapshots: number;
   multiShardSnapshots: number;
@@ -112,6 +131,9 @@ interface Incarnation {
   host: OracleHost | null;
   kv: Map<number, KvStateMachine>;
   paths: Map<number, ShardWritePath>;
+  coordinator: TxnCoordinator | null;
+  /** Transactions this incarnation coordinates right now. */
+  coordinating: number;
 }
 
 interface SimMember {
@@ -126,6 +148,13 @@ interface AppliedEntry {
   revision: number;
   key: string | null;
   value: string | null;
+  /** The revision `key` is written at: the entry's own, or a committed transaction's C. */
+  writeRevision: number;
+  /** A cross-shard transaction's entry: its id, and what it is. */
+  txnId?: string;
+  txnStep?: 'intent' | 'commit' | 'abort';
+  /** A commit's revision C (a read-only participant's commit writes nothing at it). */
+  txnRevision?: number;
 }
 
 interface Ack {
@@ -167,7 +196,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
@@ -194,6 +223,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let multiShardSnapshots = 0;
   let rereads = 0;
   const closes: Array<{ group: number; asked: number; closed: number; index: number }> = [];
+  const crossAcks: Array<{ txnId: string | null; keys: string[]; value: string; revision: number; groups: number[] }> = [];
+  let coordinatorsCrashed = 0;
+  let txnRecoveries = 0;
   let crashes = 0;
   let leaderChanges = 0;
   const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0 };
@@ -215,7 +247,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     const boot = (m: SimMember): void => {
       const owner = `m${m.id}#${++m.generation}`;
       const store = new SimStore(m.disk, clock, storeRng, LATENCY, owner);
-      const inc: Incarnation = { owner, store, member: null, host: null, kv: new Map(), paths: new Map() };
+      const inc: Incarnation = { owner, store, member: null, host: null, kv: new Map(), paths: new Map(), coordinator: null, coordinating: 0 };
       m.current = inc;
       void clock.runAs(owner, async () => {
         try {
@@ -243,9 +275,24 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               const data = Buffer.from(entry.data).toString('hex');
               const req = decodeInternalRequest(entry.data);
               const revision = revisionOf(req) ?? 0;
-              const put = 'put' in req && req.put ? req.put : 'txn' in req && req.txn ? (req.txn.success?.find((op) => op.request_put)?.request_put ?? null) : null;
+              let put = 'put' in req && req.put ? req.put : 'txn' in req && req.txn ? (req.txn.success?.find((op) => op.request_put)?.request_put ?? null) : null;
+              let writeRevision = revision;
+              let txn: Pick<AppliedEntry, 'txnId' | 'txnStep' | 'txnRevision'> = {};
+              if ('txn_intent' in req && req.txn_intent && req.txn_intent.refused !== true) txn = { txnId: req.txn_intent.txn_id, txnStep: 'intent' };
+              if ('txn_resolve' in req && req.txn_resolve && req.txn_resolve.forget !== true) {
+                // What this resolve does here: commit or abort a transaction prepared on this replica (else nothing).
+                const prepared = sm.txns.getPrepared(req.txn_resolve.txn_id);
+                if (prepared !== undefined) {
+                  txn = { txnId: prepared.txnId, txnStep: req.txn_resolve.commit ? 'commit' : 'abort', ...(req.txn_resolve.commit ? { txnRevision: Number(req.txn_resolve.revision ?? 0) } : {}) };
+                  if (req.txn_resolve.commit) {
+                    put = prepared.ops.success.find((op) => op.request_put)?.request_put ?? null;
+                    writeRevision = Number(req.txn_resolve.revision ?? 0);
+                  }
+                }
+              }
+              if ('txn_recover' in req && req.txn_recover && sm.txns.getPrepared(req.txn_recover.txn_id) !== undefined) txn = { txnId: req.txn_recover.txn_id, txnStep: 'abort' };
               const seen = applied.get(g)!.get(entry.index);
-              if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null });
+              if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
               apply(entry);
             };
@@ -267,8 +314,15 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
                 return clock.runAs(other.owner, () => p.readAt(op, revision, deadlineMs));
               },
             };
-            inc.paths.set(g, new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) }));
+            const recoverTxn = (p: Parameters<TxnCoordinator['recoverPrepared']>[0]): Promise<void> => {
+              txnRecoveries++;
+              return inc.coordinator === null ? Promise.resolve() : inc.coordinator.recoverPrepared(p, g);
+            };
+            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) });
+            inc.paths.set(g, path);
+            member.interceptProposals(g, (data) => path.intercept(data));
           }
+          inc.coordinator = coordinatorFor(m, inc);
           member.setSink(net.sinkFor(m.id, owner));
           net.attach({ id: m.id, owner, member, snapshotDir: m.disk.snapshotDir });
           member.start();
@@ -292,6 +346,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const inc = m.current;
       if (!inc) return;
       collectPathStats(inc);
+      if (inc.coordinating > 0) coordinatorsCrashed++;
       for (const p of inc.paths.values()) p.stop();
       clock.cancelOwner(inc.owner);
       net.detach(m.id);
@@ -299,6 +354,62 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       m.current = null;
       crashes++;
     };
+
+    /** A timeout under the simulated clock: a promise from a crashed member's events never settles. */
+    const within = <T>(p: Promise<T>, ms: number): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new ShardNotReadyError('no answer in time')), ms);
+        p.then(
+          (v) => {
+            clearTimeout(timer);
+            resolve(v);
+          },
+          (e: unknown) => {
+            clearTimeout(timer);
+            reject(e instanceof Error ? e : new Error(String(e)));
+          },
+        );
+      });
+    // A member's coordinator reaches every shard through the shard's leader, as the API's forwarding does.
+    let txnIds = 0;
+    function coordinatorFor(m: SimMember, inc: Incarnation): TxnCoordinator {
+      const oracle = new OracleClient({ requester: `coordinator@m${m.id}#${m.generation}`, transport: transportFrom(m.id), members: () => ids, attemptTimeoutMs: 150, random: () => clientRng.nextFloat() });
+      return new TxnCoordinator({
+        freshRevision: async (deadlineMs) => (await oracle.next(1, deadlineMs)).last,
+        groupOfKey: (key) => slotMap.shardOf(slotOf(key)) + 1,
+        groupsOfRange: (key, rangeEnd) => slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => i + 1),
+        rangeAt: (group, op, revision, deadlineMs) => {
+          const other = leaderOf(group)?.current;
+          const p = other?.paths.get(group);
+          if (!other || !p) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
+          return within(clock.runAs(other.owner, () => p.readAt(op, revision, deadlineMs)), Math.max(1, deadlineMs - clock.now));
+        },
+        propose: (group, body, timeoutMs) => {
+          const other = leaderOf(group)?.current;
+          const p = other?.paths.get(group);
+          const sm = other?.kv.get(group);
+          if (!other || !p || !sm || !other.member) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
+          const leaderMember = other.member;
+          const outcome = clock.runAs(other.owner, (): Promise<TxnWriteOutcome> => {
+            if ('txn_intent' in body) return p.write(body, clock.now + timeoutMs);
+            const tracked = sm.track();
+            try {
+              leaderMember.propose(group, encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...body }));
+            } catch (err) {
+              tracked.forget();
+              return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+            }
+            return tracked.outcome;
+          });
+          return within(outcome, timeoutMs);
+        },
+        deadlineMs: () => clock.now + 300,
+        newTxnId: () => `m${m.id}#${m.generation}-${++txnIds}`,
+        pauseBeforeDecisionMs: 0,
+        random: () => clientRng.nextFloat(),
+      });
+      void inc;
+    }
 
     const live = (): SimMember[] => members.filter((m) => m.current?.member);
     const leaderOf = (g: number): SimMember | undefined => live().find((m) => m.current!.member!.role(g) === 'leader');
@@ -350,6 +461,65 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (!clientsOn) return;
       txnOnce(w);
       clock.schedule(3 + clientRng.nextInt(15), () => txnLoop(w), SIM_OWNER);
+    };
+    // A cross-shard txn: one value to two keys on two shards, or (a compare failing) to two others.
+    const accountGroups = new Map<string, number>();
+    for (let i = 0; accountGroups.size < 16 && i < 1000; i++) accountGroups.set(`acct${i}`, slotMap.shardOf(slotOf(Buffer.from(`acct${i}`))) + 1);
+    const accounts = [...accountGroups.keys()];
+    const twoOnTwoShards = (): [string, string] | null => {
+      const a = accounts[clientRng.nextInt(accounts.length)];
+      const others = accounts.filter((k) => accountGroups.get(k) !== accountGroups.get(a));
+      return others.length === 0 ? null : [a, others[clientRng.nextInt(others.length)]];
+    };
+    // Closed loop: each writer waits for its transaction's answer (or its coordinator's crash) first.
+    const crossTxnOnce = (w: number, next: () => void): void => {
+      const yes = twoOnTwoShards();
+      const no = twoOnTwoShards();
+      const up = live();
+      if (!yes || !no || up.length === 0) return next();
+      const coordinatorMember = up[clientRng.nextInt(up.length)];
+      const inc = coordinatorMember.current!;
+      const coordinator = inc.coordinator;
+      if (!coordinator) return next();
+      const value = `c${w}-${++written}`;
+      const comparing = clientRng.chance(0.5);
+      const op = (key: string) => ({ request_put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
+      const req: TxnRequest = {
+        compare: comparing ? [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(yes[0], 'latin1'), value: Buffer.from('never', 'latin1'), target_union: 'value', range_end: Buffer.alloc(0) } as unknown as TxnRequest['compare'][number]] : [],
+        success: [op(yes[0]), op(yes[1])],
+        failure: [op(no[0]), op(no[1])],
+      };
+      const keys = comparing ? no : yes;
+      inc.coordinating++;
+      // A crashed coordinator never answers: its client gives up after the transaction's deadline.
+      const giveUp = clock.schedule(400, next, SIM_OWNER);
+      const done = (): void => {
+        clock.cancel(giveUp);
+        next();
+      };
+      clock.runAs(inc.owner, () =>
+        coordinator.run(req).then(
+          (o) => {
+            done();
+            inc.coordinating--;
+            crossAcks.push({ txnId: null, keys, value, revision: o.revision, groups: keys.map((k) => accountGroups.get(k)!) });
+            if ((o.result as TxnResult).succeeded === comparing) fail(`cross-shard txn ${value}: branch ${(o.result as TxnResult).succeeded ? 'success' : 'failure'} with comparing=${comparing}`);
+          },
+          (err: unknown) => {
+            done();
+            inc.coordinating--;
+          },
+        ),
+      );
+    };
+    const crossTxnLoop = (w: number): void => {
+      if (!clientsOn) return;
+      let called = false;
+      crossTxnOnce(w, () => {
+        if (called) return;
+        called = true;
+        clock.schedule(1 + clientRng.nextInt(10), () => crossTxnLoop(w), SIM_OWNER);
+      });
     };
     const writerLoop = (w: number): void => {
       if (!clientsOn) return;
@@ -479,6 +649,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     for (const m of members) boot(m);
     for (let w = 0; w < opts.writers; w++) clock.schedule(100 + clientRng.nextInt(50), () => writerLoop(w), SIM_OWNER);
     for (let w = 0; w < opts.txnWriters; w++) clock.schedule(100 + clientRng.nextInt(50), () => txnLoop(opts.writers + w), SIM_OWNER);
+    for (let w = 0; w < opts.crossTxnWriters; w++) clock.schedule(100 + clientRng.nextInt(50), () => crossTxnLoop(opts.writers + opts.txnWriters + w), SIM_OWNER);
     for (let i = 0; i < opts.readers; i++) clock.schedule(100 + clientRng.nextInt(50), () => readerLoop(i), SIM_OWNER);
     for (let i = 0; i < opts.closers; i++) clock.schedule(100 + closeRng.nextInt(50), () => closerLoop(i), SIM_OWNER);
     clock.schedule(150 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
@@ -499,6 +670,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         const leader = statuses.find((s) => s.role === 'leader');
         if (!leader || !statuses.every((s) => s.applied === leader.commit && s.leaderId === leader.leaderId)) return false;
       }
+      // Every cross-shard transaction resolved: no shard still holds one prepared.
+      if (members.some((m) => shardGroups.some((g) => m.current!.kv.get(g)!.txns.preparedCount() > 0))) return false;
       if (finalSnapshot === null && !finalReading) {
         finalReading = true;
         const requestedAtMs = clock.now;
@@ -551,6 +724,44 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       });
       if (dumps.some((d) => d !== dumps[0])) throw new Violation(`shard group ${g}: replicas differ at the end`);
     }
+    // A commit's revision C: above everything before it in its shard's log, and used by no other entry.
+    for (const g of shardGroups) {
+      let last = 0;
+      for (const [index, e] of [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0])) {
+        const at = e.revision || e.txnRevision || e.writeRevision;
+        if (at === 0) continue;
+        if (at <= last) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${last}`);
+        last = at;
+        if (e.txnStep === 'commit' && owners.has(at)) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at)} also uses`);
+      }
+    }
+    // Cross-shard transactions: committed on every participant or none; at one revision; acks committed.
+    const txnOutcomes = new Map<string, { commits: Map<number, number>; aborts: Set<number>; intents: Set<number> }>();
+    for (const g of shardGroups) {
+      for (const e of applied.get(g)!.values()) {
+        if (e.txnId === undefined) continue;
+        let t = txnOutcomes.get(e.txnId);
+        if (!t) txnOutcomes.set(e.txnId, (t = { commits: new Map(), aborts: new Set(), intents: new Set() }));
+        if (e.txnStep === 'intent') t.intents.add(g);
+        else if (e.txnStep === 'commit') t.commits.set(g, e.txnRevision ?? 0);
+        else t.aborts.add(g);
+      }
+    }
+    let crossCommitted = 0;
+    let crossAborted = 0;
+    for (const [txnId, t] of txnOutcomes) {
+      if (t.commits.size > 0 && t.aborts.size > 0) throw new Violation(`txn ${txnId} committed on groups ${[...t.commits.keys()]} but aborted on ${[...t.aborts]}`);
+      if (t.commits.size > 0 && t.commits.size !== t.intents.size) throw new Violation(`txn ${txnId} prepared on groups ${[...t.intents]} but committed only on ${[...t.commits.keys()]}`);
+      if (new Set(t.commits.values()).size > 1) throw new Violation(`txn ${txnId} committed at several revisions: ${[...t.commits.values()]}`);
+      if (t.commits.size > 0) crossCommitted++;
+      else crossAborted++;
+    }
+    for (const a of crossAcks) {
+      for (const [i, key] of a.keys.entries()) {
+        const e = [...applied.get(a.groups[i])!.values()].find((x) => x.key === key && x.value === a.value && x.txnStep === 'commit');
+        if (!e || e.writeRevision !== a.revision) throw new Violation(`acknowledged cross-shard txn ${a.value} at ${a.revision}: ${key} is ${e ? `at ${e.writeRevision}` : 'not committed'} in shard group ${a.groups[i]}'s log`);
+      }
+    }
     // No acknowledged write lost.
     for (const a of acks) {
       const owner = owners.get(a.revision);
@@ -561,12 +772,12 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (r.kvs.length !== 1 || r.kvs[0].value.toString('latin1') !== a.value || r.kvs[0].modRevision !== a.revision) throw new Violation(`acknowledged ${a.key}=${a.value} at ${a.revision} is not in the final store at that revision`);
     }
     // Every snapshot equals the state at its revision rebuilt from the final logs; the final one shows every ack.
-    const puts = shardGroups.flatMap((g) => [...applied.get(g)!.values()].filter((e) => e.key !== null && e.revision > 0)).sort((a, b) => a.revision - b.revision);
+    const puts = shardGroups.flatMap((g) => [...applied.get(g)!.values()].filter((e) => e.key !== null && e.writeRevision > 0)).sort((a, b) => a.writeRevision - b.writeRevision);
     const modelAt = (revision: number): Snapshot => {
       const kvs = new Map<string, { value: string; modRevision: number }>();
       for (const e of puts) {
-        if (e.revision > revision) break;
-        kvs.set(e.key!, { value: e.value!, modRevision: e.revision });
+        if (e.writeRevision > revision) break;
+        kvs.set(e.key!, { value: e.value!, modRevision: e.writeRevision });
       }
       return { revision, requestedAtMs: 0, kvs };
     };
@@ -584,8 +795,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     // Every close is true of the final logs: no entry at or below its revision past its index.
     for (const c of closes) {
       for (const [index, e] of applied.get(c.group)!) {
-        if (e.revision > 0 && e.revision <= c.closed && index > c.index) {
-          throw new Violation(`close broken: shard group ${c.group} closed at ${c.closed} (asked ${c.asked}) through index ${c.index}, but index ${index} holds revision ${e.revision}`);
+        // (A cross-shard commit carries no revision of its own: it writes at its transaction's C.)
+        const at = e.revision || e.writeRevision;
+        if (at > 0 && at <= c.closed && index > c.index) {
+          throw new Violation(`close broken: shard group ${c.group} closed at ${c.closed} (asked ${c.asked}) through index ${c.index}, but index ${index} holds revision ${at}`);
         }
       }
     }
@@ -596,6 +809,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       events: clock.events,
       writesAcked: acks.length,
       txnsAcked: txnAcks.length,
+      crossTxnsAcked: crossAcks.length,
+      crossTxnsCommitted: crossCommitted,
+      crossTxnsAborted: crossAborted,
+      txnRecoveries,
+      coordinatorsCrashed,
       entries,
       snapshots: all.length,
       multiShardSnapshots,
