@@ -27,7 +27,7 @@ type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: unknown
 const PLURALS: Record<string, string> = {
   SynodCluster: PLURAL, StatefulSet: 'statefulsets', Pod: 'pods', PersistentVolumeClaim: 'persistentvolumeclaims',
   ConfigMap: 'configmaps', Service: 'services', ServiceAccount: 'serviceaccounts', PodDisruptionBudget: 'poddisruptionbudgets',
-  Event: 'events', Lease: 'leases',
+  Event: 'events', Lease: 'leases', Secret: 'secrets',
 };
 
 interface DoubleMember { id: string; ordinal: number; learner: boolean; started: boolean; appliedIndex: number }
