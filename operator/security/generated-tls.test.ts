@@ -75,10 +75,10 @@ describe('generated TLS Secrets (in-memory API double for the Secrets, real cert
       return file;
     };
     const caFile = files(NAMES.ca, 'ca.crt');
-    expect(openssl(['verify', '-purpose', 'sslserver', '-CAfile', caFile, files(NAMES.server, 'tls.crt')])).toMatch(/: OK/);
-    expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', caFile, files(NAMES.peer, 'tls.crt')])).toMatch(/: OK/);
-    expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', caFile, files(NAMES.operatorClient, 'tls.crt')])).toMatch(/: OK/);
-    expect(() => openssl(['verify', '-purpose', 'sslserver', '-CAfile', caFile, files(NAMES.operatorClient, 'tls.crt')])).toThrow();
+    expect(openssl(['verify', '-attime', String(T0 / 1000 + 60), '-purpose', 'sslserver', '-CAfile', caFile, files(NAMES.server, 'tls.crt')])).toMatch(/: OK/);
+    expect(openssl(['verify', '-attime', String(T0 / 1000 + 60), '-purpose', 'sslclient', '-CAfile', caFile, files(NAMES.peer, 'tls.crt')])).toMatch(/: OK/);
+    expect(openssl(['verify', '-attime', String(T0 / 1000 + 60), '-purpose', 'sslclient', '-CAfile', caFile, files(NAMES.operatorClient, 'tls.crt')])).toMatch(/: OK/);
+    expect(() => openssl(['verify', '-attime', String(T0 / 1000 + 60), '-purpose', 'sslserver', '-CAfile', caFile, files(NAMES.operatorClient, 'tls.crt')])).toThrow();
 
     const before = secretApplies(api);
     const again = await reconcileGeneratedTls(api, REF, TLS, T0 + 60_000);
