@@ -185,6 +185,14 @@ export interface AuthSpec {
   rootSecret: RootSecretRef;
 }
 
+/** Where server pods mount the client and peer TLS Secrets. */
+export const TLS_CLIENT_DIR = '/etc/synod/tls/client';
+export const TLS_PEER_DIR = '/etc/synod/tls/peer';
+/** Pod environment telling the entrypoint which ports use TLS (values "true"/absent). */
+export const ENV_CLIENT_TLS = 'SYNOD_CLIENT_TLS';
+export const ENV_PEER_TLS = 'SYNOD_PEER_TLS';
+export const ENV_CLIENT_CERT_AUTH = 'SYNOD_CLIENT_CERT_AUTH';
+
 /** Names of the Secrets the operator generates for spec.tls.generate. */
 export function generatedSecretNames(cluster: string): { ca: string; server: string; peer: string; operatorClient: string } {
   return { ca: `${cluster}-tls-ca`, server: `${cluster}-tls-server`, peer: `${cluster}-tls-peer`, operatorClient: `${cluster}-tls-operator` };
