@@ -312,8 +312,9 @@ export class GrpcEtcdAdmin implements EtcdAdmin, EtcdAuthAdmin {
     try {
       return await this.#call(client, pick(client), request, this.#metadata());
     } catch (error) {
-      // With client certificates a tokenless call is made as the certificate's CN: "permission denied".
-      const deniedWithoutToken = this.#token.kind === 'auth-off' && hasDetails(error, 'permission denied');
+      // With client certificates a tokenless call is made as the certificate's CN, which is no user
+      // ("user name not found") or has no rights ("permission denied") once auth is on.
+      const deniedWithoutToken = this.#token.kind === 'auth-off' && (hasDetails(error, 'permission denied') || hasDetails(error, 'user name not found'));
       if (!needsNewToken(error) && !deniedWithoutToken) throw error;
       // Expired token, or auth enabled (by someone else) since we found it off: authenticate once more.
       this.#token = { kind: 'unknown' };
