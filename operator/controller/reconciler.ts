@@ -133,7 +133,7 @@ export class Reconciler {
       executed.push(action);
     }
     // Auth changes wait for a converged cluster (security-step.ts says why).
-    if (decided.progress === null && decided.actions.length === 0 && observation.observed.members !== null) {
+    if (decided.progress === null && observation.observed.members !== null) {
       const change = await reconcileAuth(security, cluster.spec, observation.endpoints);
       if (change === 'enabled' || change === 'disabled') {
         const message = change === 'enabled' ? 'enabled authentication (user root with the root role)' : 'disabled authentication';
