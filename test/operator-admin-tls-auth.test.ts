@@ -5,6 +5,9 @@
 // entrypoint derives from them (tlsFlags). Client certificates are required; auth is enabled by the
 // operator's own enableAuth, which must survive a root user left by an earlier attempt with another
 // password; every later call authenticates as root with a token, re-authenticating when it expires.
+// Three members, with mutual TLS between peers too. Here the peer port uses the generated server
+// certificate (same CA, server and client usage, and it names 127.0.0.1, which members dial here);
+// the generated peer certificate names only the pods' DNS names (checked in generated-tls.test.ts).
 
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +44,7 @@ function admin(sec: AdminSecurity | null, channelOptions: grpc.ChannelOptions = 
 }
 
 const endpoint = (): string => cluster.addressOf(0);
+const endpoints = (): string[] => [0, 1, 2].map((i) => cluster.addressOf(i));
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'synod-op-tls-'));
@@ -55,14 +59,13 @@ beforeAll(async () => {
     for (const [key, value] of Object.entries(secret.data ?? {})) writeFileSync(path.join(into, key), Buffer.from(value, 'base64'));
   };
   mount(names.server, path.join(dir, 'client'));
-  mount(names.peer, path.join(dir, 'peer'));
   const flags = tlsFlags({
     name: 'demo-0', namespace: REF.namespace, peerService: 'demo-peer', clientService: 'demo-client', dataDir: '', clusterState: 'new', initialCluster: '', token: '',
-    clientTls: true, peerTls: true, clientCertAuth: true, tlsClientDir: path.join(dir, 'client'), tlsPeerDir: path.join(dir, 'peer'),
+    clientTls: true, peerTls: true, clientCertAuth: true, tlsClientDir: path.join(dir, 'client'), tlsPeerDir: path.join(dir, 'client'),
   });
   expect(flags).toContain('--client-cert-auth');
   expect(flags).toContain('--peer-client-cert-auth');
-  cluster = await ProcessCluster.start({ size: 1, clientTls: true, peerTls: true, extraArgs: [...flags, '--auth-token-ttl', '2'] });
+  cluster = await ProcessCluster.start({ size: 3, clientTls: true, peerTls: true, extraArgs: [...flags, '--auth-token-ttl', '2'] });
 
   const secrets = new Map<string, V1Secret | null>();
   for (const name of [names.operatorClient, 'demo-root']) secrets.set(name, (await api.getSecret(REF.namespace, name)) ?? null);
@@ -88,10 +91,13 @@ describe('operator admin connection: TLS with client certificates and root auth,
   it('talks TLS with the generated CA and client certificate, checking the pod\'s DNS name on the server certificate', async () => {
     const secured = admin(security);
     const members = await secured.memberList([endpoint()]);
-    expect(members).toHaveLength(1);
-    expect(members[0].clientUrls[0]).toMatch(/^https:\/\//);
-    const status = await secured.status(endpoint());
-    expect(status.leaderId).toBe(status.memberId);
+    expect(members).toHaveLength(3);
+    for (const m of members) expect(m.peerUrls[0]).toMatch(/^https:\/\//);
+    // Every member answers, and they agree on a leader: the peers talk mutual TLS with these certificates.
+    const statuses = await Promise.all(endpoints().map((e) => secured.status(e)));
+    expect(new Set(statuses.map((s) => s.leaderId)).size).toBe(1);
+    expect(statuses.map((s) => s.memberId)).toContain(statuses[0].leaderId);
+    const status = statuses[0];
     // In a cluster the operator dials the pod's DNS name: the certificate must carry it.
     const asPod = admin(security, { 'grpc.ssl_target_name_override': POD_HOST });
     expect((await asPod.status(endpoint())).memberId).toBe(status.memberId);
@@ -116,18 +122,24 @@ describe('operator admin connection: TLS with client certificates and root auth,
     expect(await person.login(ROOT_USER, PASSWORD)).toMatch(/^synod1\./);
   });
 
-  it('makes root-only calls (membership changes) as root with a token, and re-authenticates when the token expires', async () => {
+  it('makes root-only calls (membership changes, MoveLeader) as root with a token, and re-authenticates when the token expires', async () => {
     const secured = admin(security);
-    const learner = await secured.memberAddLearner([endpoint()], 'https://demo-1.demo-peer.team-a.svc:2380');
+    const learner = await secured.memberAddLearner([endpoint()], 'https://demo-3.demo-peer.team-a.svc:2380');
     expect(learner.isLearner).toBe(true);
     // Tokens live 2 s here: the next call's token has expired, and the admin logs in again.
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     await secured.memberRemove([endpoint()], learner.id);
     expect((await secured.memberList([endpoint()])).map((m) => m.id)).not.toContain(learner.id);
+    // MoveLeader goes to the leader's own endpoint: a token from another member's login works there too.
+    const statuses = await Promise.all(endpoints().map((e) => secured.status(e)));
+    const leader = statuses.findIndex((s) => s.memberId === s.leaderId);
+    const target = statuses[(leader + 1) % 3].memberId;
+    await secured.moveLeader(endpoints()[leader], target);
+    await expect.poll(async () => (await secured.status(endpoints()[leader])).leaderId, { timeout: 10_000 }).toBe(target);
 
     // The same certificate without the password is user "synod-operator" (its CN), which is no user.
     const noPassword = admin({ tls: security.tls, auth: null });
-    expect((await failure(noPassword.memberAddLearner([endpoint()], 'https://demo-2.demo-peer.team-a.svc:2380'))).details).toMatch(/user name not found/);
+    expect((await failure(noPassword.memberAddLearner([endpoint()], 'https://demo-4.demo-peer.team-a.svc:2380'))).details).toMatch(/user name not found/);
     // A wrong password is refused with etcd's words.
     const wrong = admin({ tls: security.tls, auth: { username: ROOT_USER, password: 'nope' } });
     expect((await failure(wrong.memberList([endpoint()]))).details).toMatch(/authentication failed, invalid user ID or password/);
