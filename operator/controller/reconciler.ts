@@ -134,7 +134,14 @@ export class Reconciler {
     }
     // Auth changes wait for a converged cluster (security-step.ts says why).
     if (decided.progress === null && observation.observed.members !== null) {
-      const change = await reconcileAuth(security, cluster.spec, observation.endpoints);
+      let change: Awaited<ReturnType<typeof reconcileAuth>>;
+      try {
+        change = await reconcileAuth(security, cluster.spec, observation.endpoints);
+      } catch (error) {
+        // E.g. a root password that no longer matches the Secret's: say so where people look.
+        await this.#deps.events.record(ref, 'Warning', 'AuthFailed', `${cluster.spec.auth?.enabled === false ? 'disabling' : 'enabling'} authentication failed: ${errorMessage(error)}`);
+        throw error;
+      }
       if (change === 'enabled' || change === 'disabled') {
         const message = change === 'enabled' ? 'enabled authentication (user root with the root role)' : 'disabled authentication';
         log.info(message);

@@ -28,6 +28,8 @@ const SPEC = {
 /** Stand-in for the Auth API: remembers whether auth is on and who asked for what. */
 class AuthStandIn implements EtcdAdminSource {
   enabled = false;
+  /** When set, enableAuth fails with it (as the Auth API refusing a stale root password would). */
+  failure: Error | null = null;
   readonly calls: string[] = [];
   readonly securities: AdminSecurity[] = [];
   readonly #api: InMemoryApiDouble;
@@ -44,6 +46,7 @@ class AuthStandIn implements EtcdAdminSource {
       authEnabled: async () => this.enabled,
       enableAuth: async (_endpoints, password): Promise<AuthChange> => {
         this.calls.push(`enable:${password}`);
+        if (this.failure !== null) throw this.failure;
         if (this.enabled) return 'unchanged';
         this.enabled = true;
         return 'enabled';
@@ -126,6 +129,14 @@ describe('reconciling a SynodCluster with generated TLS and auth (API double, au
     await reconciler.reconcile(NS, NAME);
     expect(auth.enabled).toBe(false);
     expect(api.events.filter((e) => e.reason === 'AuthDisabled')).toHaveLength(1);
+
+    // A refusal from the Auth API fails the round (requeued with backoff) and says why in an Event.
+    putCluster(api, SPEC);
+    auth.failure = Object.assign(new Error('3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password'), { code: 3 });
+    await expect(reconciler.reconcile(NS, NAME)).rejects.toThrow(/authentication failed/);
+    expect(api.events.filter((e) => e.reason === 'AuthFailed').map((e) => e.message)).toEqual([
+      'enabling authentication failed: 3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password',
+    ]);
   });
 
   it('says which key is missing from a Secret the spec names', async () => {
