@@ -20,7 +20,7 @@ export interface SecretNeed {
 }
 
 /** The Secrets (and keys) the pods and the operator's own connection need, by spec field. */
-export function secretsNeeded(cluster: string, spec: SynodClusterSpec): SecretNeed[] {
+export function secretsNeeded(spec: SynodClusterSpec): SecretNeed[] {
   const needs: SecretNeed[] = [];
   const tls = spec.tls;
   // Generated Secrets are the operator's to make: never waited for.
@@ -38,7 +38,7 @@ export function secretsNeeded(cluster: string, spec: SynodClusterSpec): SecretNe
 
 /** The Secrets adminSecurityFrom reads, generated ones included. */
 export function secretsToRead(cluster: string, spec: SynodClusterSpec): string[] {
-  const names = new Set(secretsNeeded(cluster, spec).map((n) => n.name));
+  const names = new Set(secretsNeeded(spec).map((n) => n.name));
   if (spec.tls?.generate === true) names.add(generatedSecretNames(cluster).operatorClient);
   return [...names];
 }
@@ -61,8 +61,8 @@ export function adminSecurityFrom(cluster: string, namespace: string, spec: Syno
   const missing: string[] = [];
   const generated = generatedSecretNames(cluster);
   const needs = spec.tls?.generate === true
-    ? [...secretsNeeded(cluster, spec), { name: generated.operatorClient, keys: [SECRET_KEY_CERT, SECRET_KEY_KEY, SECRET_KEY_CA], field: 'spec.tls.generate' }]
-    : secretsNeeded(cluster, spec);
+    ? [...secretsNeeded(spec), { name: generated.operatorClient, keys: [SECRET_KEY_CERT, SECRET_KEY_KEY, SECRET_KEY_CA], field: 'spec.tls.generate' }]
+    : secretsNeeded(spec);
   for (const need of needs) {
     const secret = secrets.get(need.name) ?? null;
     if (secret === null) {

@@ -84,7 +84,7 @@ function readCa(secret: V1Secret | null): CaMaterial | null {
 }
 
 /** The decision's input, from the Secrets as read; a Secret that does not parse counts as missing. */
-export function tlsStateOf(ca: CaMaterial | null, leafSecrets: Readonly<Record<LeafRole, V1Secret | null>>): GeneratedTlsState {
+function tlsStateOf(ca: CaMaterial | null, leafSecrets: Readonly<Record<LeafRole, V1Secret | null>>): GeneratedTlsState {
   let caState: CaState | null = null;
   try {
     if (ca !== null) {
