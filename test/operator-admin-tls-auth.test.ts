@@ -5,14 +5,17 @@
 // entrypoint derives from them (tlsFlags). Client certificates are required; auth is enabled by the
 // operator's own enableAuth, which must survive a root user left by an earlier attempt with another
 // password; every later call authenticates as root with a token, re-authenticating when it expires.
+// A joining pod's entrypoint asks MemberList over TLS with the mounted client Secret while auth is on.
 // Three members, with mutual TLS between peers too. Here the peer port uses the generated server
 // certificate (same CA, server and client usage, and it names 127.0.0.1, which members dial here);
 // the generated peer certificate names only the pods' DNS names (checked in generated-tls.test.ts).
 
 import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { V1Secret } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedSecretNames } from '../operator/api/types.ts';
@@ -30,6 +33,7 @@ const REF = { name: 'demo', namespace: 'team-a', uid: 'uid-1' };
 const SPEC = withDefaults({ replicas: 1, tls: { generate: true, client: { clientCertAuth: true } }, auth: { rootSecret: { name: 'demo-root' } } });
 const PASSWORD = 'secret-from-the-root-secret';
 const POD_HOST = 'demo-0.demo-peer.team-a.svc';
+const ENTRYPOINT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'operator', 'bootstrap', 'server-entrypoint.ts');
 
 let dir = '';
 let cluster: ProcessCluster;
@@ -143,6 +147,36 @@ describe('operator admin connection: TLS with client certificates and root auth,
     // A wrong password is refused with etcd's words.
     const wrong = admin({ tls: security.tls, auth: { username: ROOT_USER, password: 'nope' } });
     expect((await failure(wrong.memberList([endpoint()]))).details).toMatch(/authentication failed, invalid user ID or password/);
+  });
+
+  it('lets a joining pod\'s entrypoint ask MemberList over TLS with the mounted client Secret while auth is on', async () => {
+    const secured = admin(security);
+    const own = 'https://demo-5.demo-peer.team-a.svc:2380';
+    const learner = await secured.memberAddLearner([endpoint()], own);
+    try {
+      const argv = await new Promise<string[]>((resolve, reject) => {
+        const child = spawn(process.execPath, [ENTRYPOINT], {
+          env: {
+            PATH: process.env['PATH'] ?? '', POD_NAME: 'demo-5', POD_NAMESPACE: 'team-a', SYNOD_CLUSTER_NAME: 'demo', SYNOD_DATA_DIR: path.join(dir, 'join-data'),
+            SYNOD_ENTRYPOINT_DRY_RUN: '1', SYNOD_INITIAL_CLUSTER_STATE: 'existing', SYNOD_JOIN_ENDPOINTS: endpoint(), SYNOD_JOIN_TIMEOUT_MS: '10000',
+            SYNOD_CLIENT_TLS: 'true', SYNOD_CLIENT_CERT_AUTH: 'true', SYNOD_PEER_TLS: 'true', SYNOD_TLS_CLIENT_DIR: path.join(dir, 'client'),
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout) as string[]) : reject(new Error(stderr))));
+      });
+      const initialCluster = argv[argv.indexOf('--initial-cluster') + 1] ?? '';
+      expect(initialCluster).toContain(`demo-5=${own}`);
+      expect(initialCluster.split(',')).toHaveLength(4);
+      expect(initialCluster).not.toContain('http://');
+      expect(argv[argv.indexOf('--initial-cluster-state') + 1]).toBe('existing');
+    } finally {
+      await secured.memberRemove([endpoint()], learner.id);
+    }
   });
 
   it('disables auth again when asked, idempotently', async () => {
