@@ -17,6 +17,7 @@ import { OperatorMetrics } from './controller/operator-metrics.ts';
 import { operatorReadiness } from './controller/readiness.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { shutDownInOrder } from './controller/shutdown.ts';
+import { GrpcAdminPool } from './etcd/admin-pool.ts';
 import { GrpcEtcdAdmin } from './etcd/etcd-admin.ts';
 import { ClientNodeKubeApi } from './kube/client-node-api.ts';
 import { clientNodeSources } from './kube/client-node-sources.ts';
@@ -51,7 +52,8 @@ async function main(): Promise<void> {
   const api = new ClientNodeKubeApi(kubeConfig);
   const metrics = new OperatorMetrics({ defaultMetrics: true });
   const etcd = new GrpcEtcdAdmin();
-  const reconciler = new Reconciler({ api, etcd, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
+  const admins = new GrpcAdminPool();
+  const reconciler = new Reconciler({ api, etcd, admins, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
   const controller = new Controller({ sources: clientNodeSources(kubeConfig, settings.watchNamespace), reconciler, metrics, logger, namespace: settings.watchNamespace });
 
   let controllerStarted = false;
@@ -106,6 +108,7 @@ async function main(): Promise<void> {
       },
       closeRest: () => {
         etcd.close();
+        admins.close();
         server.close();
       },
       controllerStopTimeoutMs: 20_000,

@@ -3,7 +3,7 @@
 // reads, so a resource created before a default existed, or against a server without CEL, is still
 // handled safely: an invalid spec is reported in status and never acted on.
 
-import type { PvcRetentionPolicy, SynodClusterSpec } from './types.ts';
+import type { AuthSpec, PvcRetentionPolicy, SynodClusterSpec, TlsSpec } from './types.ts';
 import { DEFAULT_IMAGE_REPOSITORY } from './types.ts';
 
 export const DEFAULT_REPLICAS = 3;
@@ -39,6 +39,10 @@ export function withDefaults(raw: unknown): SynodClusterSpec {
   }
   if (isRecord(spec['resources'])) result.resources = spec['resources'] as SynodClusterSpec['resources'];
   if (isRecord(spec['podTemplate'])) result.podTemplate = spec['podTemplate'] as SynodClusterSpec['podTemplate'];
+  const tls = tlsWithDefaults(spec['tls']);
+  if (tls !== undefined) result.tls = tls;
+  const auth = authWithDefaults(spec['auth']);
+  if (auth !== undefined) result.auth = auth;
   return result;
 }
 
@@ -65,6 +69,85 @@ export function validateSpec(spec: SynodClusterSpec, previous?: SynodClusterSpec
   if (previous !== undefined && previous.storage.size !== spec.storage.size) {
     errors.push('storage.size is immutable');
   }
+  errors.push(...validateSecurity(spec, previous));
+  return errors;
+}
+
+// ---- TLS and auth (spec.tls, spec.auth): defaults and the CRD's CEL rules, word for word ----
+
+export const DEFAULT_CERTIFICATE_VALIDITY_DAYS = 90;
+export const DEFAULT_ROOT_PASSWORD_KEY = 'password';
+
+function tlsWithDefaults(raw: unknown): TlsSpec | undefined {
+  if (!isRecord(raw)) return undefined;
+  const tls: TlsSpec = { generate: raw['generate'] === true };
+  if (typeof raw['certificateValidityDays'] === 'number') tls.certificateValidityDays = raw['certificateValidityDays'];
+  const client = raw['client'];
+  if (isRecord(client)) {
+    tls.client = { clientCertAuth: client['clientCertAuth'] === true };
+    if (typeof client['secretName'] === 'string') tls.client.secretName = client['secretName'];
+  }
+  const peer = raw['peer'];
+  if (isRecord(peer)) {
+    tls.peer = {};
+    if (typeof peer['secretName'] === 'string') tls.peer.secretName = peer['secretName'];
+  }
+  if (typeof raw['operatorClientSecretName'] === 'string') tls.operatorClientSecretName = raw['operatorClientSecretName'];
+  return tls;
+}
+
+function authWithDefaults(raw: unknown): AuthSpec | undefined {
+  if (!isRecord(raw)) return undefined;
+  const secret = isRecord(raw['rootSecret']) ? raw['rootSecret'] : {};
+  return {
+    enabled: raw['enabled'] !== false,
+    rootSecret: {
+      name: typeof secret['name'] === 'string' ? secret['name'] : '',
+      passwordKey: typeof secret['passwordKey'] === 'string' ? secret['passwordKey'] : DEFAULT_ROOT_PASSWORD_KEY,
+    },
+  };
+}
+
+/** Whether the client port serves TLS. */
+export function clientTlsOn(tls: TlsSpec | undefined): boolean {
+  return tls !== undefined && (tls.generate || tls.client?.secretName !== undefined);
+}
+
+/** Whether the peer port serves TLS (and members dial each other with TLS). */
+export function peerTlsOn(tls: TlsSpec | undefined): boolean {
+  return tls !== undefined && (tls.generate || tls.peer?.secretName !== undefined);
+}
+
+/** Whether clients must present a certificate (etcd's --client-cert-auth). */
+export function clientCertAuthOn(tls: TlsSpec | undefined): boolean {
+  return clientTlsOn(tls) && tls?.client?.clientCertAuth === true;
+}
+
+function validateSecurity(spec: SynodClusterSpec, previous: SynodClusterSpec | undefined): string[] {
+  const errors: string[] = [];
+  const tls = spec.tls;
+  if (tls !== undefined) {
+    const clientSecret = tls.client?.secretName !== undefined;
+    const peerSecret = tls.peer?.secretName !== undefined;
+    if (!tls.generate && tls.client === undefined && tls.peer === undefined) errors.push('tls needs generate: true, or client.secretName or peer.secretName');
+    if (tls.generate && clientSecret) errors.push('tls.client.secretName cannot be set with tls.generate: the operator names the Secrets it generates');
+    if (tls.generate && peerSecret) errors.push('tls.peer.secretName cannot be set with tls.generate: the operator names the Secrets it generates');
+    if (!tls.generate && tls.client !== undefined && !clientSecret) errors.push('tls.client needs secretName unless tls.generate is true');
+    if (!tls.generate && tls.peer !== undefined && !peerSecret) errors.push('tls.peer needs secretName unless tls.generate is true');
+    if (!tls.generate && tls.client?.clientCertAuth === true && tls.operatorClientSecretName === undefined) {
+      errors.push('tls.client.clientCertAuth needs tls.operatorClientSecretName (the operator\'s client certificate) unless tls.generate is true');
+    }
+    if (tls.generate && tls.operatorClientSecretName !== undefined) errors.push('tls.operatorClientSecretName cannot be set with tls.generate: the operator makes its own client certificate');
+    if (!tls.generate && tls.certificateValidityDays !== undefined) {
+      errors.push('tls.certificateValidityDays applies only to generated certificates (tls.generate: true)');
+    }
+  }
+  if (previous !== undefined && (spec.tls === undefined) !== (previous.tls === undefined)) {
+    errors.push('tls cannot be added or removed after creation: the members\' advertised URLs would change');
+  } else if (previous !== undefined && (clientTlsOn(spec.tls) !== clientTlsOn(previous.tls) || peerTlsOn(spec.tls) !== peerTlsOn(previous.tls))) {
+    errors.push('which ports use TLS cannot change after creation: the members\' advertised URLs would change');
+  }
+  if (spec.auth !== undefined && spec.auth.rootSecret.name === '') errors.push('auth.rootSecret.name is required');
   return errors;
 }
 

@@ -75,6 +75,10 @@ export interface SynodClusterSpec {
   persistence: PersistenceSpec;
   resources?: ResourceRequirements;
   podTemplate?: PodTemplateOverrides;
+  /** TLS for clients and peers (see TlsSpec below). Which ports use TLS is fixed at creation. */
+  tls?: TlsSpec;
+  /** etcd-style authentication, enabled by the operator after bootstrap (see AuthSpec below). */
+  auth?: AuthSpec;
 }
 
 export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading' | 'DataFromAnotherCluster';
@@ -131,4 +135,65 @@ export interface SynodCluster {
   metadata: ObjectMeta;
   spec: SynodClusterSpec;
   status?: Partial<SynodClusterStatus>;
+}
+
+// ---- TLS and auth (spec.tls, spec.auth) ----
+
+/** A kubernetes.io/tls Secret: tls.crt, tls.key and ca.crt (the CA bundle peers are checked against). */
+export const SECRET_KEY_CERT = 'tls.crt';
+export const SECRET_KEY_KEY = 'tls.key';
+export const SECRET_KEY_CA = 'ca.crt';
+
+export interface TlsClientSpec {
+  /** Secret with the certificate clients see; required unless tls.generate. */
+  secretName?: string;
+  /** Require clients to present a certificate signed by the Secret's ca.crt (etcd's --client-cert-auth). */
+  clientCertAuth: boolean;
+}
+
+export interface TlsPeerSpec {
+  /** Secret with the members' peer certificate (served and presented when dialling: server and client usage). */
+  secretName?: string;
+}
+
+export interface TlsSpec {
+  /** The operator generates a CA and the certificates into Secrets it owns, and rotates them before expiry. */
+  generate: boolean;
+  /** Lifetime of the generated leaf certificates (default 90); they are renewed when a third of it is left. */
+  certificateValidityDays?: number;
+  /** TLS on the client port: always with generate; otherwise when client.secretName is set. */
+  client?: TlsClientSpec;
+  /** TLS on the peer port: always with generate; otherwise when peer.secretName is set. */
+  peer?: TlsPeerSpec;
+  /**
+   * Secret with the client certificate the operator presents (tls.crt, tls.key) when
+   * client.clientCertAuth is on; the operator makes its own with generate.
+   */
+  operatorClientSecretName?: string;
+}
+
+export interface RootSecretRef {
+  name: string;
+  /** The key holding the root user's password (default "password"). */
+  passwordKey: string;
+}
+
+export interface AuthSpec {
+  /** true: the operator enables auth once the cluster is up; false: it disables it (with the same credentials). */
+  enabled: boolean;
+  /** The root user's password; the user is always `root` (etcd's auth enable needs root with the root role). */
+  rootSecret: RootSecretRef;
+}
+
+/** Where server pods mount the client and peer TLS Secrets. */
+export const TLS_CLIENT_DIR = '/etc/synod/tls/client';
+export const TLS_PEER_DIR = '/etc/synod/tls/peer';
+/** Pod environment telling the entrypoint which ports use TLS (values "true"/absent). */
+export const ENV_CLIENT_TLS = 'SYNOD_CLIENT_TLS';
+export const ENV_PEER_TLS = 'SYNOD_PEER_TLS';
+export const ENV_CLIENT_CERT_AUTH = 'SYNOD_CLIENT_CERT_AUTH';
+
+/** Names of the Secrets the operator generates for spec.tls.generate. */
+export function generatedSecretNames(cluster: string): { ca: string; server: string; peer: string; operatorClient: string } {
+  return { ca: `${cluster}-tls-ca`, server: `${cluster}-tls-server`, peer: `${cluster}-tls-peer`, operatorClient: `${cluster}-tls-operator` };
 }

@@ -10,11 +10,20 @@
 // SYNOD_SERVER_COMMAND overrides the server command (JSON array; default: the Synod server in the image).
 // SYNOD_ENTRYPOINT_DRY_RUN=1 prints the command as JSON instead of running it (used by the tests).
 // SYNOD_JOIN_ENDPOINTS overrides where MemberList is asked (default: the client Service).
+//
+// TLS (spec.tls, set by the operator in the pod's environment): SYNOD_CLIENT_TLS=true serves the client
+// port with the Secret mounted at /etc/synod/tls/client (and SYNOD_CLIENT_CERT_AUTH=true requires client
+// certificates signed by its ca.crt); SYNOD_PEER_TLS=true does the same for the peer port with
+// /etc/synod/tls/peer, peers always required to present certificates. The URLs become https://. A
+// joining member asks MemberList over TLS too, presenting the client Secret's certificate when
+// client certificates are required. SYNOD_TLS_CLIENT_DIR / SYNOD_TLS_PEER_DIR override the directories.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ENV_CLIENT_CERT_AUTH, ENV_CLIENT_TLS, ENV_PEER_TLS, SECRET_KEY_CA, SECRET_KEY_CERT, SECRET_KEY_KEY, TLS_CLIENT_DIR, TLS_PEER_DIR } from '../api/types.ts';
 import { GrpcEtcdAdmin } from '../etcd/etcd-admin.ts';
-import type { EtcdMember } from '../etcd/etcd-admin.ts';
+import type { AdminSecurity, EtcdMember } from '../etcd/etcd-admin.ts';
 import { MEMBER_NODE_FLAGS } from '../../server/cli/member-node-flags.ts';
 
 export const CLIENT_PORT = 2379;
@@ -31,6 +40,11 @@ export interface PodIdentity {
   clusterState: 'new' | 'existing';
   initialCluster: string;
   token: string;
+  clientTls: boolean;
+  peerTls: boolean;
+  clientCertAuth: boolean;
+  tlsClientDir: string;
+  tlsPeerDir: string;
 }
 
 export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
@@ -46,6 +60,11 @@ export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
     clusterState: env['SYNOD_INITIAL_CLUSTER_STATE'] === 'new' ? 'new' : 'existing',
     initialCluster: env['SYNOD_INITIAL_CLUSTER'] ?? '',
     token: env['SYNOD_INITIAL_CLUSTER_TOKEN'] ?? cluster,
+    clientTls: env[ENV_CLIENT_TLS] === 'true',
+    peerTls: env[ENV_PEER_TLS] === 'true',
+    clientCertAuth: env[ENV_CLIENT_TLS] === 'true' && env[ENV_CLIENT_CERT_AUTH] === 'true',
+    tlsClientDir: env['SYNOD_TLS_CLIENT_DIR'] ?? TLS_CLIENT_DIR,
+    tlsPeerDir: env['SYNOD_TLS_PEER_DIR'] ?? TLS_PEER_DIR,
   };
 }
 
@@ -54,21 +73,54 @@ export function advertisedHost(id: PodIdentity): string {
 }
 
 export function ownPeerUrl(id: PodIdentity): string {
-  return `http://${advertisedHost(id)}:${PEER_PORT}`;
+  return `${id.peerTls ? 'https' : 'http'}://${advertisedHost(id)}:${PEER_PORT}`;
 }
 
 function commonFlags(id: PodIdentity): string[] {
   const host = advertisedHost(id);
+  const client = id.clientTls ? 'https' : 'http';
+  const peer = id.peerTls ? 'https' : 'http';
   return [
     '--name', id.name,
     '--data-dir', id.dataDir,
-    '--listen-client-urls', `http://0.0.0.0:${CLIENT_PORT}`,
-    '--advertise-client-urls', `http://${host}:${CLIENT_PORT}`,
-    '--listen-peer-urls', `http://0.0.0.0:${PEER_PORT}`,
-    '--initial-advertise-peer-urls', `http://${host}:${PEER_PORT}`,
+    '--listen-client-urls', `${client}://0.0.0.0:${CLIENT_PORT}`,
+    '--advertise-client-urls', `${client}://${host}:${CLIENT_PORT}`,
+    '--listen-peer-urls', `${peer}://0.0.0.0:${PEER_PORT}`,
+    '--initial-advertise-peer-urls', `${peer}://${host}:${PEER_PORT}`,
+    // Plain HTTP on purpose: the kubelet's probes and Prometheus read it; it serves no keys.
     '--listen-metrics-urls', `http://0.0.0.0:${METRICS_PORT}`,
     '--initial-cluster-token', id.token,
+    ...tlsFlags(id),
   ];
+}
+
+/** The server's etcd-style TLS flags for the mounted Secrets. */
+export function tlsFlags(id: PodIdentity): string[] {
+  const flags: string[] = [];
+  if (id.clientTls) {
+    flags.push(
+      '--cert-file', path.join(id.tlsClientDir, SECRET_KEY_CERT), '--key-file', path.join(id.tlsClientDir, SECRET_KEY_KEY),
+      '--trusted-ca-file', path.join(id.tlsClientDir, SECRET_KEY_CA),
+    );
+    if (id.clientCertAuth) flags.push('--client-cert-auth');
+  }
+  if (id.peerTls) {
+    flags.push(
+      '--peer-cert-file', path.join(id.tlsPeerDir, SECRET_KEY_CERT), '--peer-key-file', path.join(id.tlsPeerDir, SECRET_KEY_KEY),
+      '--peer-trusted-ca-file', path.join(id.tlsPeerDir, SECRET_KEY_CA), '--peer-client-cert-auth',
+    );
+  }
+  return flags;
+}
+
+/** How a joining member reaches the client port for MemberList: the client Secret's CA (and certificate). */
+export function joinSecurity(id: PodIdentity): AdminSecurity | null {
+  if (!id.clientTls) return null;
+  const read = (key: string): string => readFileSync(path.join(id.tlsClientDir, key), 'utf8');
+  return {
+    tls: { caPem: read(SECRET_KEY_CA), ...(id.clientCertAuth ? { certPem: read(SECRET_KEY_CERT), keyPem: read(SECRET_KEY_KEY) } : {}) },
+    auth: null,
+  };
 }
 
 /** Flags for a member that restarts on its own data. */
@@ -118,7 +170,7 @@ export async function resolveFlags(id: PodIdentity, env: NodeJS.ProcessEnv, log:
   const endpoints = (env['SYNOD_JOIN_ENDPOINTS'] ?? `${id.clientService}.${id.namespace}.svc:${CLIENT_PORT}`).split(',');
   const timeoutMs = Number(env['SYNOD_JOIN_TIMEOUT_MS'] ?? 300_000);
   const retryMs = Number(env['SYNOD_JOIN_RETRY_MS'] ?? 2_000);
-  const admin = new GrpcEtcdAdmin({ callTimeoutMs: 3_000 });
+  const admin = new GrpcEtcdAdmin({ callTimeoutMs: 3_000, security: joinSecurity(id) });
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {

@@ -4,9 +4,10 @@
 // no longer the one observed (already replaced): the round ends and is re-planned from scratch.
 
 import type { Logger } from 'pino';
-import { validateSpec } from '../api/spec-defaults.ts';
+import { peerTlsOn, validateSpec } from '../api/spec-defaults.ts';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
 import { ANNOTATION_ADOPT_DATA } from '../api/types.ts';
+import type { EtcdAdminSource } from '../etcd/admin-pool.ts';
 import type { EtcdAdmin } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
 import { isConflict, isNotFound } from '../kube/kube-api.ts';
@@ -20,10 +21,15 @@ import type { Observation } from './observe.ts';
 import { observeCluster } from './observe.ts';
 import type { OperatorMetrics } from './operator-metrics.ts';
 import { kubeTime } from '../kube/kube-time.ts';
+import type { SecurityStep } from './security-step.ts';
+import { prepareSecurity, reconcileAuth } from './security-step.ts';
 
 export interface ReconcilerDeps {
   api: KubeApi;
+  /** The admin connection of clusters without spec.tls or spec.auth. */
   etcd: EtcdAdmin;
+  /** Admin connections of clusters with spec.tls or spec.auth (their own CA, certificate, password). */
+  admins?: EtcdAdminSource;
   events: EventRecorder;
   metrics: OperatorMetrics;
   logger: Logger;
@@ -57,11 +63,22 @@ export class Reconciler {
     const cluster = await api.getSynodCluster(namespace, name);
     if (cluster === null || cluster.metadata.deletionTimestamp !== undefined) {
       // Children go with it through their owner references.
+      this.#deps.admins?.release({ namespace, name });
       return { requeueAfterMs: null, plan: null, executed: [] };
     }
     const log = logger.child({ cluster: `${namespace}/${name}`, generation: cluster.metadata.generation });
     const ref: ClusterRef = { name, namespace, uid: cluster.metadata.uid };
-    const observation = await observeCluster(api, this.#deps.etcd, cluster);
+    // TLS and auth first: generated certificates must exist before pods mount them, and the admin
+    // connection needs the cluster's CA, client certificate and password to observe the members.
+    const nowMs = (this.#deps.now ?? (() => new Date()))().getTime();
+    const security: SecurityStep = validateSpec(cluster.spec).length === 0
+      ? await prepareSecurity(this.#deps, ref, cluster.spec, nowMs)
+      : { etcd: this.#deps.etcd, auth: null, waiting: null, tlsChanges: [], tlsReviewAtMs: null };
+    for (const change of security.tlsChanges) {
+      log.info(change);
+      await this.#deps.events.record(ref, 'Normal', 'Certificates', change);
+    }
+    const observation = await observeCluster(api, security.etcd, cluster);
 
     const errors = validateSpec(cluster.spec);
     const current = observation.statefulSetStorageClass;
@@ -77,6 +94,7 @@ export class Reconciler {
       uid: cluster.metadata.uid,
       whenDeleted: cluster.spec.persistence.whenDeleted,
       adoptData: cluster.metadata.annotations?.[ANNOTATION_ADOPT_DATA] === 'true',
+      peerTls: peerTlsOn(cluster.spec.tls),
     };
     if (errors.length > 0) {
       const message = errors.join('; ');
@@ -87,6 +105,16 @@ export class Reconciler {
         await this.#deps.events.record(ref, 'Warning', 'InvalidSpec', message);
       }
       return { requeueAfterMs: idle.requeueAfterMs, plan: idle, executed: [] };
+    }
+    if (security.waiting !== null) {
+      // A Secret the spec names is missing: pods could not mount it, nor the operator authenticate.
+      const waiting: Plan = { actions: [], progress: { reason: 'WaitingForSecrets', message: security.waiting }, requeueAfterMs: 15_000 };
+      log.warn({ message: security.waiting }, 'waiting for Secrets');
+      await this.#writeStatus(cluster, desired, observation, waiting);
+      if (!cluster.status?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'WaitingForSecrets' && c.message === security.waiting)) {
+        await this.#deps.events.record(ref, 'Warning', 'WaitingForSecrets', security.waiting);
+      }
+      return { requeueAfterMs: waiting.requeueAfterMs, plan: waiting, executed: [] };
     }
 
     const decided = plan(desired, observation.observed);
@@ -101,15 +129,32 @@ export class Reconciler {
     }
     const executed: Action[] = [];
     for (const action of decided.actions) {
-      await this.#execute(cluster, ref, observation, action, log);
+      await this.#execute(cluster, ref, observation, action, log, security.etcd);
       executed.push(action);
     }
+    // Auth changes wait for a converged cluster (security-step.ts says why).
+    if (decided.progress === null && observation.observed.members !== null) {
+      let change: Awaited<ReturnType<typeof reconcileAuth>>;
+      try {
+        change = await reconcileAuth(security, cluster.spec, observation.endpoints);
+      } catch (error) {
+        // E.g. a root password that no longer matches the Secret's: say so where people look.
+        await this.#deps.events.record(ref, 'Warning', 'AuthFailed', `${cluster.spec.auth?.enabled === false ? 'disabling' : 'enabling'} authentication failed: ${errorMessage(error)}`);
+        throw error;
+      }
+      if (change === 'enabled' || change === 'disabled') {
+        const message = change === 'enabled' ? 'enabled authentication (user root with the root role)' : 'disabled authentication';
+        log.info(message);
+        await this.#deps.events.record(ref, 'Normal', change === 'enabled' ? 'AuthEnabled' : 'AuthDisabled', message);
+      }
+    }
     await this.#writeStatus(cluster, desired, observation, decided);
-    return { requeueAfterMs: decided.requeueAfterMs, plan: decided, executed };
+    const untilTlsReview = security.tlsReviewAtMs === null ? Infinity : Math.max(1_000, security.tlsReviewAtMs - nowMs);
+    return { requeueAfterMs: Math.min(decided.requeueAfterMs, untilTlsReview), plan: decided, executed };
   }
 
-  async #execute(cluster: SynodCluster, ref: ClusterRef, observation: Observation, action: Action, log: Logger): Promise<void> {
-    const { api, etcd, events, metrics } = this.#deps;
+  async #execute(cluster: SynodCluster, ref: ClusterRef, observation: Observation, action: Action, log: Logger, etcd: EtcdAdmin): Promise<void> {
+    const { api, events, metrics } = this.#deps;
     const { namespace } = ref;
     const describe = describeAction(action);
     try {

@@ -5,7 +5,7 @@
 // serialization and HTTP path against a recording stand-in API server in client-node-api.wire.test.ts.
 
 import type {
-  CoreV1Event, KubeConfig, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1StatefulSet,
+  CoreV1Event, KubeConfig, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1Secret, V1StatefulSet,
 } from '@kubernetes/client-node';
 import {
   AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions,
@@ -44,6 +44,10 @@ export class ClientNodeKubeApi implements KubeApi {
 
   getConfigMap(namespace: string, name: string): Promise<V1ConfigMap | null> {
     return orNull(this.#core.readNamespacedConfigMap({ namespace, name }));
+  }
+
+  getSecret(namespace: string, name: string): Promise<V1Secret | null> {
+    return orNull(this.#core.readNamespacedSecret({ namespace, name }));
   }
 
   async listPods(namespace: string, labelSelector: string): Promise<V1Pod[]> {

@@ -39,6 +39,7 @@ import type { RecordedRequest } from '../testing/recording-api-server.ts';
 import { RecordingApiServer, resourceTarget } from '../testing/recording-api-server.ts';
 import { ClientNodeKubeApi } from './client-node-api.ts';
 import { clientNodeSources } from './client-node-sources.ts';
+import { reconcileGeneratedTls } from '../security/generated-tls.ts';
 import { MICRO_TIME_PATTERN } from './kube-time.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -86,6 +87,11 @@ async function driveOperator(stand: RecordingApiServer, watchNamespace: string |
   for (const child of applied) await api.apply(child);
   expect((await api.getStatefulSet(NS, 'demo'))?.metadata?.name).toBe('demo');
   expect((await api.getConfigMap(NS, configMapName('demo')))?.metadata?.name).toBe(configMapName('demo'));
+  // spec.tls.generate: the generated Secrets are read by name, created, and read again on the next round.
+  expect(await api.getSecret(NS, 'demo-tls-ca')).toBeNull();
+  await reconcileGeneratedTls(api, ref, { generate: true }, Date.now());
+  expect((await api.getSecret(NS, 'demo-tls-ca'))?.type).toBe('Opaque');
+  expect((await reconcileGeneratedTls(api, ref, { generate: true }, Date.now())).changes).toEqual([]);
 
   const pod = stand.seed(`/api/v1/namespaces/${NS}/pods/demo-0`, {
     apiVersion: 'v1', kind: 'Pod', metadata: { name: 'demo-0', labels: selectorLabels('demo') }, spec: { containers: [{ name: 'synod', image: 'synod' }] },
@@ -222,6 +228,7 @@ describe('ClientNodeKubeApi and the informers on the wire (client-node → recor
       const all = watchNamespace === undefined ? ' (all namespaces)' : '';
       expect(summary(requests)).toEqual(expect.arrayContaining([
         'get synod.dev/synodclusters', 'get apps/statefulsets', 'get core/configmaps', 'list core/pods', 'list core/persistentvolumeclaims',
+        'get core/secrets', 'patch core/secrets',
         'patch core/serviceaccounts', 'patch core/services', 'patch core/persistentvolumeclaims', 'patch core/configmaps', 'patch apps/statefulsets', 'patch policy/poddisruptionbudgets',
         'patch synod.dev/synodclusters/status', 'delete core/pods', 'delete core/persistentvolumeclaims', 'create core/events',
         'get coordination.k8s.io/leases', 'create coordination.k8s.io/leases', 'update coordination.k8s.io/leases',

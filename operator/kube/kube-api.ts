@@ -3,7 +3,7 @@
 // client-node model types. Errors carry the HTTP status (404, 409, 410 ...) in `statusCode`.
 
 import type {
-  CoreV1Event, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1StatefulSet,
+  CoreV1Event, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1Secret, V1StatefulSet,
 } from '@kubernetes/client-node';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
 import type { ManifestObject } from '../render/children.ts';
@@ -12,6 +12,8 @@ export interface KubeApi {
   getSynodCluster(namespace: string, name: string): Promise<SynodCluster | null>;
   getStatefulSet(namespace: string, name: string): Promise<V1StatefulSet | null>;
   getConfigMap(namespace: string, name: string): Promise<V1ConfigMap | null>;
+  /** A Secret named in spec.tls / spec.auth, or one the operator generated (read by name only: no list or watch). */
+  getSecret(namespace: string, name: string): Promise<V1Secret | null>;
   listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
   listPvcs(namespace: string, labelSelector: string): Promise<V1PersistentVolumeClaim[]>;
   /** Server-side apply with the operator's field manager, forcing ownership of the fields it sends. */

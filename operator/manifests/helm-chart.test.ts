@@ -83,7 +83,8 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
       expect([...rule.apiGroups, ...rule.resources, ...rule.verbs]).not.toContain('*');
       expect(rule.verbs).not.toContain('deletecollection');
       if (rule.verbs.includes('delete')) expect(rule.resources.every((r) => r === 'pods' || r === 'persistentvolumeclaims')).toBe(true);
-      expect(rule.resources).not.toContain('secrets');
+      // Secrets (spec.tls / spec.auth): read by name and written, never listed, watched or deleted.
+      if (rule.resources.includes('secrets')) expect({ resources: rule.resources, verbs: rule.verbs }).toEqual({ resources: ['secrets'], verbs: ['get', 'create', 'patch'] });
       expect(rule.resources).not.toContain('leases');
     }
     const role = objects.find((o) => o.kind === 'Role') as unknown as { metadata: { namespace: string }; rules: Rule[] };

@@ -67,8 +67,9 @@ describe('images', () => {
     });
   }
 
-  it('the server entrypoint needs only operator/bootstrap, operator/etcd and the server tree the image copies', () => {
+  it('the server entrypoint needs only operator/bootstrap, operator/etcd, operator/api/types.ts and the server tree the image copies', () => {
     expect([...importClosure(images.server.entry)].sort()).toEqual([
+      'operator/api/types.ts', // names and paths shared with the operator (TLS mounts, Secret keys)
       'operator/bootstrap/server-entrypoint.ts',
       'operator/etcd/etcd-admin.ts',
       'server/cli/member-node-flags.ts', // the Node flags every member process runs with

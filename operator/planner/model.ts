@@ -22,6 +22,8 @@ export interface DesiredCluster {
   whenDeleted?: PvcRetentionPolicy;
   /** The synod.dev/adopt-data=true annotation: take over PVCs another SynodCluster left behind. */
   adoptData?: boolean;
+  /** The peer port serves TLS (spec.tls): new members are added with https:// peer URLs. */
+  peerTls?: boolean;
 }
 
 export interface ObservedPod {

@@ -27,12 +27,13 @@ export function podHost(cluster: string, namespace: string, ordinal: number): st
   return `${podName(cluster, ordinal)}.${peerServiceName(cluster)}.${namespace}.svc`;
 }
 
-export function peerUrl(cluster: string, namespace: string, ordinal: number): string {
-  return `http://${podHost(cluster, namespace, ordinal)}:${PEER_PORT}`;
+/** https when the peer port serves TLS (spec.tls): members advertise, and are added with, that URL. */
+export function peerUrl(cluster: string, namespace: string, ordinal: number, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${podHost(cluster, namespace, ordinal)}:${PEER_PORT}`;
 }
 
-export function clientUrl(cluster: string, namespace: string, ordinal: number): string {
-  return `http://${podHost(cluster, namespace, ordinal)}:${CLIENT_PORT}`;
+export function clientUrl(cluster: string, namespace: string, ordinal: number, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${podHost(cluster, namespace, ordinal)}:${CLIENT_PORT}`;
 }
 
 /** The ordinal at the end of `${cluster}-${n}` (or `data-${cluster}-${n}`), or null. */

@@ -229,7 +229,7 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
       if (!stale.terminating && !queued) actions.push({ type: 'DeletePvc', pvcName: stale.name, reason: `stale data of a former ${name}` });
       return inFlight(actions, { reason: 'ScalingOut', message: `retiring stale PVC ${stale.name} before adding ${name}` });
     }
-    actions.push({ type: 'AddLearner', ordinal, memberName: name, peerUrl: peerUrl(desired.name, desired.namespace, ordinal) });
+    actions.push({ type: 'AddLearner', ordinal, memberName: name, peerUrl: peerUrl(desired.name, desired.namespace, ordinal, desired.peerTls === true) });
     actions.push({ type: 'ScaleStatefulSet', replicas: ordinal + 1, reason: `start learner ${name}` });
     return inFlight(actions, { reason: 'ScalingOut', message: `adding ${name} as a learner` });
   }

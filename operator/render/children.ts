@@ -4,11 +4,12 @@
 // deletion order) and the PodDisruptionBudget (maxUnavailable 1). Every child carries an owner reference.
 
 import { createHash } from 'node:crypto';
-import { serverImage } from '../api/spec-defaults.ts';
+import { clientCertAuthOn, clientTlsOn, peerTlsOn, serverImage } from '../api/spec-defaults.ts';
 import type { SynodClusterSpec } from '../api/types.ts';
 import {
-  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, FIELD_MANAGER, KIND, LABEL_CLUSTER, LABEL_CLUSTER_UID, LABEL_COMPONENT,
-  LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT,
+  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, ENV_CLIENT_CERT_AUTH, ENV_CLIENT_TLS, ENV_PEER_TLS, FIELD_MANAGER, KIND, LABEL_CLUSTER,
+  LABEL_CLUSTER_UID, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT, TLS_CLIENT_DIR, TLS_PEER_DIR,
+  generatedSecretNames,
 } from '../api/types.ts';
 import { DATA_VOLUME, clientServiceName, peerServiceName, peerUrl } from '../planner/naming.ts';
 
@@ -76,7 +77,7 @@ export function renderChildren(ref: ClusterRef, spec: SynodClusterSpec, options:
     renderServiceAccount(ref),
     renderPeerService(ref),
     renderClientService(ref),
-    renderConfigMap(ref, options),
+    renderConfigMap(ref, options, peerTlsOn(spec.tls)),
     renderStatefulSet(ref, spec, options.statefulSetReplicas),
     renderPodDisruptionBudget(ref),
   ];
@@ -123,9 +124,9 @@ export function renderClientService(ref: ClusterRef): ManifestObject {
 }
 
 /** The entrypoint's inputs: bootstrap (state new, fixed initial cluster) or join (state existing, MemberList). */
-export function renderConfigMap(ref: ClusterRef, options: RenderOptions): ManifestObject {
+export function renderConfigMap(ref: ClusterRef, options: RenderOptions, peerTls = false): ManifestObject {
   const initialCluster = options.clusterState === 'new'
-    ? Array.from({ length: options.statefulSetReplicas }, (_, i) => `${ref.name}-${i}=${peerUrl(ref.name, ref.namespace, i)}`).join(',')
+    ? Array.from({ length: options.statefulSetReplicas }, (_, i) => `${ref.name}-${i}=${peerUrl(ref.name, ref.namespace, i, peerTls)}`).join(',')
     : '';
   return {
     apiVersion: 'v1',
@@ -176,6 +177,7 @@ export function renderPodTemplate(ref: ClusterRef, spec: SynodClusterSpec): Reco
     ],
     volumes: [{ name: 'tmp', emptyDir: {} }],
   };
+  addTls(podSpec, ref, spec);
   if (overrides.nodeSelector !== undefined) podSpec['nodeSelector'] = overrides.nodeSelector;
   if (overrides.tolerations !== undefined) podSpec['tolerations'] = overrides.tolerations;
   if (overrides.affinity !== undefined) podSpec['affinity'] = overrides.affinity;
@@ -187,6 +189,44 @@ export function renderPodTemplate(ref: ClusterRef, spec: SynodClusterSpec): Reco
     },
     spec: podSpec,
   };
+}
+
+// ---- TLS (spec.tls): Secret volumes and the entrypoint's switches ----
+
+/** The Secrets the pods mount for the client and peer ports (generated ones, or those named in the spec). */
+export function tlsSecretNames(cluster: string, spec: SynodClusterSpec): { client: string | null; peer: string | null } {
+  const generated = generatedSecretNames(cluster);
+  return {
+    client: !clientTlsOn(spec.tls) ? null : spec.tls?.generate === true ? generated.server : spec.tls?.client?.secretName ?? null,
+    peer: !peerTlsOn(spec.tls) ? null : spec.tls?.generate === true ? generated.peer : spec.tls?.peer?.secretName ?? null,
+  };
+}
+
+/**
+ * Mounts the TLS Secrets (whole, never with subPath: kubelet then swaps renewed files in place and the
+ * server reloads them) and tells the entrypoint which ports use TLS. Nothing changes without spec.tls,
+ * so clusters without TLS keep their template hash (no roll on an operator upgrade). The probes stay
+ * HTTP on the metrics port, which carries only health and metrics.
+ */
+function addTls(podSpec: Record<string, unknown>, ref: ClusterRef, spec: SynodClusterSpec): void {
+  const secrets = tlsSecretNames(ref.name, spec);
+  const container = (podSpec['containers'] as Record<string, unknown>[])[0];
+  const env = container['env'] as { name: string; value?: string }[];
+  const mounts = container['volumeMounts'] as { name: string; mountPath: string; readOnly?: boolean }[];
+  const volumes = podSpec['volumes'] as Record<string, unknown>[];
+  // 0440 with the pod's fsGroup: readable by the server's group only.
+  const secretVolume = (name: string, secretName: string): Record<string, unknown> => ({ name, secret: { secretName, defaultMode: 0o440 } });
+  if (secrets.client !== null) {
+    env.push({ name: ENV_CLIENT_TLS, value: 'true' });
+    if (clientCertAuthOn(spec.tls)) env.push({ name: ENV_CLIENT_CERT_AUTH, value: 'true' });
+    mounts.push({ name: 'tls-client', mountPath: TLS_CLIENT_DIR, readOnly: true });
+    volumes.push(secretVolume('tls-client', secrets.client));
+  }
+  if (secrets.peer !== null) {
+    env.push({ name: ENV_PEER_TLS, value: 'true' });
+    mounts.push({ name: 'tls-peer', mountPath: TLS_PEER_DIR, readOnly: true });
+    volumes.push(secretVolume('tls-peer', secrets.peer));
+  }
 }
 
 /** sha256 of the canonical JSON of the pod template, 16 hex digits. */

@@ -7,7 +7,7 @@
 // follow server-side apply of a chosen Kubernetes version (kubeMinor, see ssa-stand-in.ts).
 
 import type {
-  CoreV1Event, KubernetesListObject, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1StatefulSet,
+  CoreV1Event, KubernetesListObject, KubernetesObject, V1ConfigMap, V1Lease, V1PersistentVolumeClaim, V1Pod, V1Secret, V1StatefulSet,
 } from '@kubernetes/client-node';
 import { toSynodCluster } from '../kube/client-node-api.ts';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
@@ -27,7 +27,7 @@ type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: unknown
 const PLURALS: Record<string, string> = {
   SynodCluster: PLURAL, StatefulSet: 'statefulsets', Pod: 'pods', PersistentVolumeClaim: 'persistentvolumeclaims',
   ConfigMap: 'configmaps', Service: 'services', ServiceAccount: 'serviceaccounts', PodDisruptionBudget: 'poddisruptionbudgets',
-  Event: 'events', Lease: 'leases',
+  Event: 'events', Lease: 'leases', Secret: 'secrets',
 };
 
 interface DoubleMember { id: string; ordinal: number; learner: boolean; started: boolean; appliedIndex: number }
@@ -148,6 +148,11 @@ export class InMemoryApiDouble implements KubeApi, InformerSources {
   async getConfigMap(namespace: string, name: string): Promise<V1ConfigMap | null> {
     await ioTurn();
     return structuredClone(this.get<V1ConfigMap & Obj>('ConfigMap', namespace, name) ?? null);
+  }
+
+  async getSecret(namespace: string, name: string): Promise<V1Secret | null> {
+    await ioTurn();
+    return structuredClone(this.get<V1Secret & Obj>('Secret', namespace, name) ?? null);
   }
 
   async listPods(namespace: string, labelSelector: string): Promise<V1Pod[]> {

@@ -74,4 +74,12 @@ namespace too, so two installs never collide. */}}
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.rbac.secrets }}
+# spec.tls and spec.auth: read the Secrets a SynodCluster names (by name: no list, no watch), and
+# create and renew the ones it generates (server-side apply: patch, and create for the first one).
+# No delete: generated Secrets go with their SynodCluster through owner references.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch]
+{{- end }}
 {{- end -}}
