@@ -1,6 +1,6 @@
 // Leases, locks and elections on a sharded cluster of real processes (`--shards 16`, 3 members), driven by
 // Debian's real etcdctl (issue 14): keys attached to one lease sit on many shards; `lease timetolive
-// --keys` lists them all; `lease revoke` and expiry delete them all; a put naming a missing lease is
+// --keys` lists them all; `lease revoke` and expiry delete them all (at one revision: a cross-shard transaction); a put naming a missing lease is
 // refused as etcd refuses it; puts racing a revoke leave no key behind; `etcdctl lock` (etcd's client-side concurrency package: a Txn writing one
 // key and ranging over every shard) excludes mutually, and hands the lock over when a holder's lease
 // ends; `etcdctl elect` makes the next candidate leader when the leader resigns or dies; a member
@@ -77,7 +77,7 @@ function keysOnShards(prefix: string, n: number, minShards: number): string[] {
 }
 
 describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
-  it('attaches keys on many shards to one lease, lists them all, and revoke deletes them all', async () => {
+  it('attaches keys on many shards to one lease, lists them all, and revoke deletes them all at one revision', async () => {
     const lease = await grant(100);
     const keys = keysOnShards('lk/', 12, 6);
     for (const [i, key] of keys.entries()) await etcdctlOk(cluster.endpointOf(i % 3), ['put', `--lease=${lease}`, key, `v${i}`]);
@@ -91,8 +91,17 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     // etcdctl prints ids as 16 hex digits, zero-padded; compare the numbers.
     expect(leased).toEqual(keys.map(() => BigInt(`0x${lease}`).toString(16)));
 
+    const watch = etcdctl(cluster.endpoints, ['watch', '--prefix', 'lk/', '-w', 'json'], { timeoutMs: 15_000, doneWhen: (out) => (out.match(/"type":1/g) ?? []).length >= 12 });
+    await new Promise((r) => setTimeout(r, 1_000));
     const revoked = await etcdctlOk(cluster.endpoints, ['lease', 'revoke', lease]);
     expect(revoked).toContain(`lease ${lease} revoked`);
+    // One cross-shard transaction deleted them all: one revision, as etcd's revoke (the watch shows it).
+    const deletes = (await watch).stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .flatMap((l) => ((JSON.parse(l) as { Events?: Array<{ type?: number; kv: { mod_revision: number } }> }).Events ?? []).filter((e) => e.type === 1));
+    expect(deletes).toHaveLength(12);
+    expect(new Set(deletes.map((e) => e.kv.mod_revision)).size).toBe(1);
     // Answered once every shard deleted them: nothing is left to see, from any member.
     for (let i = 0; i < 3; i++) expect(await etcdctlOk(cluster.endpointOf(i), ['get', '--prefix', 'lk/', '--consistency=s'])).toBe('');
     const again = await etcdctl(cluster.endpoints, ['lease', 'revoke', lease]);

@@ -11,28 +11,15 @@ import { newLeaseId } from './concurrency.ts';
 import { CoalescingStreamWriter, frameOf } from './stream-writer.ts';
 import { etcdServices } from '../etcd/proto.ts';
 import { endWithStatus } from './stream-status.ts';
+import { leaseKeysByShard } from './lease-sweeper.ts';
 
 
-/**
- * A lease's keys: the cluster group's (one shard), or every shard's after its ReadIndex (a sharded
- * cluster), read on a member hosting the shard when this member's API does not serve it.
- */
+/** A lease's keys: the cluster group's (one shard), or every shard's (a sharded cluster). */
 async function attachedKeys(ctx: ApiContext, id: string): Promise<Buffer[]> {
   const shards = ctx.shards;
   if (shards === null) return ctx.sm.leases.keysOf(id);
-  const deadlineMs = ctx.deadlineMs();
-  const perShard = await Promise.all(
-    shards.targets().map(async (t): Promise<Buffer[]> => {
-      if (shards.hosts(t.groupId)) {
-        await ctx.readBarrier(t);
-        return t.sm.leases.keysOf(id);
-      }
-      const answer = await shards.forwardKv(t.groupId, { kind: 'lease-keys', leaseId: id }, deadlineMs);
-      if (answer.kind !== 'done' || answer.payload.kind !== 'keys') throw new Error(`shard group ${t.groupId}: a forwarded lease keys read answered ${answer.kind}`);
-      return answer.payload.keys;
-    }),
-  );
-  return perShard.flat().sort(Buffer.compare);
+  const perShard = await leaseKeysByShard(ctx, shards, id, ctx.deadlineMs());
+  return [...perShard.values()].flat().sort(Buffer.compare);
 }
 
 export function leaseService(ctx: ApiContext, leases: LeaseManager): grpc.UntypedServiceImplementation {

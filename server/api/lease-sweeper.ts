@@ -20,6 +20,27 @@ import type { Logger } from 'pino';
 import { ApiContext, DATA_GROUP_ID, type ShardedKeyspace } from './context.ts';
 import { runAsServer } from './caller-context.ts';
 import { DeadlineError } from '../member/member.ts';
+import { crossShardCoordinator } from './cross-shard-txn.ts';
+import type { TxnCoordinator } from '../txn/coordinator.ts';
+
+/**
+ * A lease's keys on every shard, by shard group, each read after that shard's ReadIndex (on a member
+ * hosting the shard when this member's API does not serve it).
+ */
+export async function leaseKeysByShard(ctx: ApiContext, shards: ShardedKeyspace, id: string, deadlineMs: number): Promise<Map<number, Buffer[]>> {
+  const perShard = await Promise.all(
+    shards.targets().map(async (t): Promise<[number, Buffer[]]> => {
+      if (shards.hosts(t.groupId)) {
+        await ctx.readBarrier(t);
+        return [t.groupId, t.sm.leases.keysOf(id)];
+      }
+      const answer = await shards.forwardKv(t.groupId, { kind: 'lease-keys', leaseId: id }, deadlineMs);
+      if (answer.kind !== 'done' || answer.payload.kind !== 'keys') throw new Error(`shard group ${t.groupId}: a forwarded lease keys read answered ${answer.kind}`);
+      return [t.groupId, answer.payload.keys];
+    }),
+  );
+  return new Map(perShard);
+}
 
 /** How often the cluster group's leader looks for pending sweeps. */
 const SCAN_INTERVAL_MS = 250;
@@ -77,9 +98,13 @@ export class LeaseSweeper {
   private readonly history: AppliedIndexHistory;
   readonly stats = { sweeps: 0, failed: 0 };
 
+  /** Sweeps the shards holding a lease's keys as one transaction (one revision for all of them). */
+  private readonly coordinator: TxnCoordinator;
+
   constructor(ctx: ApiContext, shards: ShardedKeyspace, logger: Logger, horizonAgeMs = HORIZON_AGE_MS) {
     this.ctx = ctx;
     this.shards = shards;
+    this.coordinator = crossShardCoordinator(ctx, shards);
     this.logger = logger;
     this.history = new AppliedIndexHistory(horizonAgeMs);
   }
@@ -169,13 +194,24 @@ export class LeaseSweeper {
     const sweepBody = { ...body, horizon: String(this.history.horizon(Date.now())) };
     const deadlineMs = Date.now() + SWEEP_DEADLINE_MS;
     const done = runAsServer(async () => {
+      // The shards holding the generation's keys sweep them in one transaction, at one revision C, as
+      // etcd's revoke deletes them in one; every other shard gets a plain sweep (it refuses the generation
+      // from then on). A key attached to it on such a shard after it was read here (a put racing the
+      // revoke) goes at that shard's own sweep revision.
+      const keys = await this.retried(deadlineMs, () => leaseKeysByShard(this.ctx, this.shards, id, Math.min(deadlineMs, Date.now() + ATTEMPT_TIMEOUT_MS)));
+      const holding = this.shards.targets().filter((t) => (keys.get(t.groupId) ?? []).length > 0);
+      const together = holding.length > 1 ? holding : [];
+      const swept = together.length > 0 ? await this.retried(deadlineMs, () => this.coordinator.sweepLease(sweepBody, together.map((t) => t.groupId))) : 0;
       const outcomes = await Promise.all(
-        this.shards.targets().map((target) => this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_sweep: sweepBody }, { target, internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }))),
+        this.shards
+          .targets()
+          .filter((t) => !together.includes(t))
+          .map((target) => this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_sweep: sweepBody }, { target, internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }))),
       );
       await this.retried(deadlineMs, () => this.ctx.proposeWrite({ lease_swept: body }, { internal: true, timeoutMs: ATTEMPT_TIMEOUT_MS }));
       this.stats.sweeps++;
       this.failedAt.delete(key);
-      return Math.max(...outcomes.map((o) => o.revision));
+      return Math.max(swept, ...outcomes.map((o) => o.revision));
     });
     this.running.set(key, done);
     const forget = (): void => {

@@ -639,6 +639,7 @@ export class KvStateMachine implements GroupStateMachine {
       participantGroups: (intent.participant_groups ?? []).map(Number),
       ops: { compare: [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
+      ...(intent.lease_sweep ? { leaseSweep: { ID: String(intent.lease_sweep.ID), generation: String(intent.lease_sweep.generation), revoked_at: String(intent.lease_sweep.revoked_at ?? '0'), horizon: String(intent.lease_sweep.horizon ?? '0') } } : {}),
     };
     this.txns.prepare(prepared);
     this.txnsChanged();
@@ -675,7 +676,11 @@ export class KvStateMachine implements GroupStateMachine {
     this.txns.takePrepared(r.txn_id);
     // Its puts were checked at the prepare, on this same state (nothing was written here since).
     this.store.leaseExists = () => true;
-    const out = this.store.txn(txnOpFromWire(prepared.ops), at);
+    const s = prepared.leaseSweep;
+    // A lease sweep's share: the generation's keys here, deleted at C (lease_sweep's rule, at C).
+    const swept = s === undefined ? [] : (this.leases.sweep(s.ID, Number(s.generation), Number(s.revoked_at ?? 0), Number(s.horizon ?? 0)) ?? []);
+    const share = s === undefined ? txnOpFromWire(prepared.ops) : { compare: [], success: swept.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })), failure: [] };
+    const out = this.store.txn(share, at);
     this.appliedRevisionValue = at;
     this.appliedRevisionDirty = true;
     this.publish(out.events, out.revision);

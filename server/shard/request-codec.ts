@@ -45,6 +45,8 @@ export interface TxnIntentWire {
   refused?: boolean;
   /** What each of ops.compare evaluated to on this shard when the branch was chosen. */
   expected?: Array<{ index: number; any: boolean; ok: boolean }>;
+  /** Instead of ops: a revoked lease generation's sweep on this shard, at C. */
+  lease_sweep?: LeaseSweep | null;
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */

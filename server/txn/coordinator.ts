@@ -21,7 +21,7 @@ import * as grpc from '@grpc/grpc-js';
 import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
-import type { InternalRequestBody } from '../shard/request-codec.ts';
+import type { InternalRequestBody, TxnIntentWire } from '../shard/request-codec.ts';
 import { compareKeyValue, type ComparePart } from '../mvcc/store.ts';
 import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
@@ -108,19 +108,7 @@ export class TxnCoordinator {
     TxnCoordinator.check(req);
     this.stats.txns++;
     const deadlineMs = this.deps.deadlineMs();
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (Date.now() >= deadlineMs) throw new DeadlineError('cross-shard transaction');
-      this.stats.attempts++;
-      try {
-        return await this.attempt(req, deadlineMs);
-      } catch (err) {
-        if (!isRetryable(err)) throw err;
-        this.stats.retries++;
-        const pauseMs = Math.min(MAX_RETRY_PAUSE_MS, this.deps.random() * RETRY_JITTER_MS * (attempt + 1));
-        await new Promise((r) => setTimeout(r, pauseMs));
-      }
-    }
-    throw grpcError(GAVE_UP);
+    return this.retrying(deadlineMs, () => this.attempt(req, deadlineMs));
   }
 
   /** Each compare's part on every shard its range touches, read at `at` (that shard then never writes at or below it). */
@@ -189,35 +177,85 @@ export class TxnCoordinator {
     // Nothing to write: the compares and ranges at R0 are one snapshot.
     if (writers === 0) return this.readOnlyAnswer(wireOps, placements, succeeded, R0, deadlineMs);
 
+    const outcome = await this.twoPhase(
+      order,
+      (groupId) => {
+        // The compares touching this shard, with what they evaluated to here at R0.
+        const mine = op.compare.flatMap((_, i) => (parts0[i].has(groupId) ? [i] : []));
+        return { ops: { compare: mine.map((i) => req.compare[i]), success: shares.get(groupId)!, failure: [] }, expected: mine.map((i, index) => ({ index, ...parts0[i].get(groupId)! })) };
+      },
+      deadlineMs,
+      false,
+    );
+    const { C, prepared, decided } = outcome;
+    const shareResults = new Map<number, TxnResult>();
+    order.forEach((groupId, i) => {
+      const p = prepared[i];
+      // A share previewed at its prepare's revision P shows its own writes there: they are at C.
+      shareResults.set(groupId, i === 0 ? (decided.result as TxnResult) : atRevision(p.result as TxnResult, p.revision, C));
+    });
+    const responses = wireOps.map((w, i) => this.stitch(w, placements[i], shareResults, [], C));
+    return { revision: C, result: { succeeded, responses } satisfies TxnResult };
+  }
+
+  /**
+   * A lease generation's sweep on `groups` as one transaction: every key attached to it there deleted at
+   * one revision C (each shard also refuses that generation from then on, as a plain sweep does).
+   * Resolves with C once every shard applied it.
+   */
+  async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
+    const deadlineMs = this.deps.deadlineMs();
+    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep }), deadlineMs, true)).C);
+  }
+
+  /** `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`. */
+  private async retrying<T>(deadlineMs: number, attempt: () => Promise<T>): Promise<T> {
+    for (let n = 0; n < MAX_ATTEMPTS; n++) {
+      if (Date.now() >= deadlineMs) throw new DeadlineError('cross-shard transaction');
+      this.stats.attempts++;
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!isRetryable(err)) throw err;
+        this.stats.retries++;
+        const pauseMs = Math.min(MAX_RETRY_PAUSE_MS, this.deps.random() * RETRY_JITTER_MS * (n + 1));
+        await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    }
+    throw grpcError(GAVE_UP);
+  }
+
+  /**
+   * Prepare on every participant (`order[0]` is the primary), take C, decide in the primary, resolve the
+   * others — in the background, or before resolving when `resolveAllFirst` — and let the primary forget.
+   * Any failure before the decision aborts the attempt (and throws); a lost decision is settled by the
+   * primary's answer to a recoverer.
+   */
+  private async twoPhase(
+    order: number[],
+    shareOf: (groupId: number) => Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>,
+    deadlineMs: number,
+    resolveAllFirst: boolean,
+  ): Promise<{ C: number; prepared: TxnWriteOutcome[]; decided: TxnWriteOutcome }> {
     const txnId = this.deps.newTxnId();
     const primary = order[0];
     const intentDeadline = Math.min(deadlineMs, Date.now() + INTENT_TTL_MS);
-    const prepared = await Promise.allSettled(
-      order.map((groupId) => {
-        // The compares touching this shard, with what they evaluated to here at R0.
-        const mine = op.compare.flatMap((_, i) => (parts0[i].has(groupId) ? [i] : []));
-        return this.deps.propose(
+    const settled = await Promise.allSettled(
+      order.map((groupId) =>
+        this.deps.propose(
           groupId,
-          {
-            txn_intent: {
-              txn_id: txnId,
-              primary_group: String(primary),
-              participant_groups: order.map(String),
-              ops: { compare: mine.map((i) => req.compare[i]), success: shares.get(groupId)!, failure: [] },
-              deadline_unix_ms: String(intentDeadline),
-              expected: mine.map((i, index) => ({ index, ...parts0[i].get(groupId)! })),
-            },
-          },
+          { txn_intent: { txn_id: txnId, primary_group: String(primary), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), ...shareOf(groupId) } },
           Math.max(1, deadlineMs - Date.now()),
           false,
-        );
-      }),
+        ),
+      ),
     );
-    const failed = prepared.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+    const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     if (failed !== undefined) {
       await this.abort(txnId, primary, order);
       throw failed.reason;
     }
+    const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
     if (this.deps.pauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.deps.pauseBeforeDecisionMs));
     // C: above every prepare's revision (their grants were handed out before this request).
     let C: number;
@@ -237,23 +275,17 @@ export class TxnCoordinator {
         await this.resolveAll(txnId, false, 0, order.filter((g) => g !== primary));
         throw isRetryable(err) ? err : grpcError({ code: grpc.status.ABORTED, message: `synod: transaction aborted (${err instanceof Error ? err.message : String(err)})` });
       }
-      const p0 = (prepared[0] as PromiseFulfilledResult<TxnWriteOutcome>).value;
-      decided = { revision: C, result: atRevision(p0.result as TxnResult, p0.revision, C) };
+      decided = { revision: C, result: atRevision(prepared[0].result as TxnResult, prepared[0].revision, C) };
     }
-    // Committed. The others resolve off the client's path; a reader there waits for them meanwhile.
     this.stats.committed++;
-    void this.resolveAll(txnId, true, C, order.filter((g) => g !== primary)).then((all) => {
+    // Committed. The others resolve; a reader there waits for them meanwhile.
+    const resolved = this.resolveAll(txnId, true, C, order.filter((g) => g !== primary)).then((all) => {
       // The primary's record may go only once every participant resolved (a recoverer still asks it).
       if (all) void this.deps.propose(primary, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
+      return all;
     });
-    const shareResults = new Map<number, TxnResult>();
-    order.forEach((groupId, i) => {
-      const p = (prepared[i] as PromiseFulfilledResult<TxnWriteOutcome>).value;
-      // A share previewed at its prepare's revision P shows its own writes there: they are at C.
-      shareResults.set(groupId, i === 0 ? (decided.result as TxnResult) : atRevision(p.result as TxnResult, p.revision, C));
-    });
-    const responses = wireOps.map((w, i) => this.stitch(w, placements[i], shareResults, [], C));
-    return { revision: C, result: { succeeded, responses } satisfies TxnResult };
+    if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
+    return { C, prepared, decided };
   }
 
   /** A branch without writes: its ranges read at `at` (every shard's state through C − 1). */

@@ -13,6 +13,14 @@
 // that restarts and snapshots carry the table with the store.
 import type { TxnRequest } from '../etcd/wire-types.ts';
 
+/** A revoked lease generation's sweep (internal.proto LeaseSweep, decimal strings). */
+export interface PreparedLeaseSweep {
+  ID: string;
+  generation: string;
+  revoked_at: string;
+  horizon?: string;
+}
+
 /** State-keyspace prefix of the table's records ('t'). */
 export const TXN_RECORD_PREFIX = 0x74;
 const PREPARED_KIND = 0x70; // 'p'
@@ -28,6 +36,8 @@ export interface PreparedTxn {
   readonly ops: TxnRequest;
   /** Wall-clock ms after which a recoverer may abort it while it is undecided. */
   readonly deadlineUnixMs: number;
+  /** A lease sweep transaction: this shard's sweep, made at C instead of `ops`. */
+  readonly leaseSweep?: PreparedLeaseSweep;
 }
 
 export interface DecidedTxn {
@@ -48,6 +58,7 @@ interface StoredPrepared {
   /** The ops as protobuf bytes (etcdserverpb.TxnRequest), base64. */
   ops: string;
   deadlineUnixMs: number;
+  leaseSweep?: PreparedLeaseSweep;
 }
 
 /** How the table stores its ops: the caller's codec for etcdserverpb.TxnRequest. */
