@@ -7,9 +7,10 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { SynodCluster } from '../api/types.ts';
 import { ANNOTATION_TEMPLATE_HASH, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
 import type { EtcdAdmin, EtcdEndpointStatus } from '../etcd/etcd-admin.ts';
+import type { PlacementAdmin, PlacementSnapshot } from '../etcd/placement-admin.ts';
 import { endpointOf } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
-import type { ObservedCluster, ObservedMember, ObservedPod, ObservedPvc } from '../planner/model.ts';
+import type { ObservedCluster, ObservedMember, ObservedPlacement, ObservedPod, ObservedPvc } from '../planner/model.ts';
 import { DATA_VOLUME, clientServiceName, clientUrl, ordinalOf, ordinalOfPeerUrl } from '../planner/naming.ts';
 import { configMapName, selectorString } from '../render/children.ts';
 
@@ -25,7 +26,7 @@ export interface Observation {
   statefulSetStorageClass: string | undefined;
 }
 
-export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster): Promise<Observation> {
+export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster, placementAdmin?: PlacementAdmin): Promise<Observation> {
   const { name, namespace } = cluster.metadata;
   const selector = selectorString(name);
   const [sts, configMap, pods, pvcs] = await Promise.all([
@@ -99,6 +100,11 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       members = null;
     }
   }
+  // Sharded: every answering member's placement view (each reports its own replicas' revisions).
+  let placement: ObservedPlacement | null | undefined;
+  if (cluster.spec.shards > 1) {
+    placement = members === null || placementAdmin === undefined ? null : await observePlacement(placementAdmin, members, memberEndpoints);
+  }
   const template = sts?.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === DATA_VOLUME);
   return {
     observed: {
@@ -107,6 +113,7 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       pods: observedPods.sort((a, b) => a.ordinal - b.ordinal),
       pvcs: observedPvcs.sort((a, b) => a.ordinal - b.ordinal),
       members,
+      ...(placement === undefined ? {} : { placement }),
     },
     podUids,
     memberEndpoints,
@@ -141,4 +148,35 @@ function firstOrdinal(cluster: string, namespace: string, urls: readonly string[
     if (ordinal !== null) return ordinal;
   }
   return null;
+}
+
+/**
+ * The placement as the cluster group's leader sees it (else the first member that answers), with each
+ * shard's replica revisions as the members hosting them report them: a member's GetPlacement shows
+ * its own replica's applied revision for every shard it hosts. null when no member answers.
+ */
+async function observePlacement(admin: PlacementAdmin, members: readonly ObservedMember[], endpoints: ReadonlyMap<string, string>): Promise<ObservedPlacement | null> {
+  const answers = await Promise.all(
+    members.filter((m) => m.healthy).map(async (m) => {
+      const endpoint = endpoints.get(m.id);
+      const view = endpoint === undefined ? null : await admin.getPlacement(endpoint).catch((): null => null);
+      return { member: m, view };
+    }),
+  );
+  const answered = answers.filter((a): a is { member: ObservedMember; view: PlacementSnapshot } => a.view !== null);
+  const primary = (answered.find((a) => a.member.isLeader) ?? answered[0])?.view;
+  if (primary === undefined) return null;
+  return {
+    shards: primary.shards.map((shard) => {
+      const revisions: Record<string, number> = {};
+      for (const { member, view } of answered) {
+        const own = view.shards.find((s) => s.id === shard.id);
+        if (own !== undefined && (own.voters.includes(member.id) || own.learners.includes(member.id))) revisions[member.id] = own.revision;
+      }
+      return { id: shard.id, voters: shard.voters, learners: shard.learners, leader: shard.leader, revisions };
+    }),
+    movesPending: primary.moves.pending,
+    movesInProgress: primary.moves.inProgress,
+    metadataLeader: primary.metadataLeader,
+  };
 }

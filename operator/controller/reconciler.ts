@@ -8,9 +8,10 @@ import { validateSpec } from '../api/spec-defaults.ts';
 import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
 import { ANNOTATION_ADOPT_DATA } from '../api/types.ts';
 import type { EtcdAdmin } from '../etcd/etcd-admin.ts';
+import type { PlacementAdmin } from '../etcd/placement-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
 import { isConflict, isNotFound } from '../kube/kube-api.ts';
-import type { Action, DesiredCluster, Plan } from '../planner/model.ts';
+import type { Action, DesiredCluster, Plan, ShardingAction } from '../planner/model.ts';
 import { plan } from '../planner/plan.ts';
 import { deriveStatus } from '../planner/status.ts';
 import type { ClusterRef } from '../render/children.ts';
@@ -24,6 +25,8 @@ import { kubeTime } from '../kube/kube-time.ts';
 export interface ReconcilerDeps {
   api: KubeApi;
   etcd: EtcdAdmin;
+  /** Synod's Placement service, for sharded clusters (spec.shards > 1); absent: they are observed without placement. */
+  placement?: PlacementAdmin;
   events: EventRecorder;
   metrics: OperatorMetrics;
   logger: Logger;
@@ -61,7 +64,7 @@ export class Reconciler {
     }
     const log = logger.child({ cluster: `${namespace}/${name}`, generation: cluster.metadata.generation });
     const ref: ClusterRef = { name, namespace, uid: cluster.metadata.uid };
-    const observation = await observeCluster(api, this.#deps.etcd, cluster);
+    const observation = await observeCluster(api, this.#deps.etcd, cluster, this.#deps.placement);
 
     const errors = validateSpec(cluster.spec);
     const current = observation.statefulSetStorageClass;
@@ -77,6 +80,7 @@ export class Reconciler {
       uid: cluster.metadata.uid,
       whenDeleted: cluster.spec.persistence.whenDeleted,
       adoptData: cluster.metadata.annotations?.[ANNOTATION_ADOPT_DATA] === 'true',
+      sharding: { shards: cluster.spec.shards, replicationFactor: cluster.spec.replicationFactor },
     };
     if (errors.length > 0) {
       const message = errors.join('; ');
@@ -154,6 +158,11 @@ export class Reconciler {
         case 'EnsurePvcMetadata':
           await api.apply(renderPvcMetadata(ref, action.pvcName, action.deleteWithCluster));
           break;
+        case 'DrainMember':
+        case 'UndrainMember':
+        case 'TransferLeaderships':
+          await this.#executeSharding(observation, action);
+          break;
       }
     } catch (error) {
       const result = error instanceof ReconcileConflict ? 'conflict' : 'error';
@@ -166,6 +175,27 @@ export class Reconciler {
     if (action.type !== 'EnsureChildren' || observation.observed.statefulSet === null || observation.observed.bootstrapState !== action.clusterState) {
       log.info({ action }, describe);
       await events.record(ref, 'Normal', action.type, describe);
+    }
+  }
+
+  /** Placement calls (sharded clusters); a TransferLeaderships that leaves leaderships behind fails the round before the pod delete. */
+  async #executeSharding(observation: Observation, action: ShardingAction): Promise<void> {
+    const placement = this.#deps.placement;
+    if (placement === undefined) throw new Error(`${action.type} needs the Placement admin client`);
+    switch (action.type) {
+      case 'DrainMember':
+        await placement.drain(observation.endpoints, action.memberId);
+        return;
+      case 'UndrainMember':
+        await placement.drain(observation.endpoints, action.memberId, true);
+        return;
+      case 'TransferLeaderships': {
+        const endpoint = observation.memberEndpoints.get(action.memberId);
+        if (endpoint === undefined) throw new Error(`no client endpoint for member ${action.memberId}`);
+        const out = await placement.transferLeaderships(endpoint);
+        if (out.remaining > 0) throw new Error(`${action.memberName} still leads ${out.remaining} group(s) after handing ${out.transferred} over`);
+        return;
+      }
     }
   }
 
@@ -203,6 +233,9 @@ export function describeAction(action: Action): string {
     case 'DeletePod': return `deleted pod ${action.podName}: ${action.reason}`;
     case 'DeletePvc': return `deleted PVC ${action.pvcName}: ${action.reason}`;
     case 'EnsurePvcMetadata': return `labelled PVC ${action.pvcName} as this cluster's data${action.deleteWithCluster ? ', deleted with it' : ', kept after it'}: ${action.reason}`;
+    case 'DrainMember': return `draining ${action.memberName} (${action.memberId}): ${action.replicasRemaining} shard replica(s) to move off`;
+    case 'UndrainMember': return `marked ${action.memberName} (${action.memberId}) up again: it hosts no replica`;
+    case 'TransferLeaderships': return `moved the shard and metadata leaderships of ${action.memberName} (${action.memberId}) away: ${action.reason}`;
   }
 }
 

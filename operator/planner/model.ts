@@ -22,6 +22,8 @@ export interface DesiredCluster {
   whenDeleted?: PvcRetentionPolicy;
   /** The synod.dev/adopt-data=true annotation: take over PVCs another SynodCluster left behind. */
   adoptData?: boolean;
+  /** spec.shards / spec.replicationFactor; absent or shards 1: one Raft group (no placement to follow). */
+  sharding?: DesiredSharding;
 }
 
 export interface ObservedPod {
@@ -75,6 +77,11 @@ export interface ObservedCluster {
   pvcs: readonly ObservedPvc[];
   /** null when no member answered Cluster.MemberList. */
   members: readonly ObservedMember[] | null;
+  /**
+   * The placement of a sharded cluster (GetPlacement on the members); null when no member answered it,
+   * absent for a one-group cluster.
+   */
+  placement?: ObservedPlacement | null;
 }
 
 export type Action =
@@ -86,7 +93,8 @@ export type Action =
   | { type: 'ScaleStatefulSet'; replicas: number; reason: string }
   | { type: 'DeletePod'; podName: string; reason: string }
   | { type: 'DeletePvc'; pvcName: string; reason: string }
-  | { type: 'EnsurePvcMetadata'; pvcName: string; deleteWithCluster: boolean; reason: string };
+  | { type: 'EnsurePvcMetadata'; pvcName: string; deleteWithCluster: boolean; reason: string }
+  | ShardingAction;
 
 export type ActionType = Action['type'];
 
@@ -114,3 +122,39 @@ export interface Plan {
   /** Set when PVCs of another SynodCluster were found and not adopted: nothing else is done. */
   foreignData?: ForeignData;
 }
+
+// ---- Sharding (issue 16): what the planner sees of a sharded cluster's placement and may ask of it ----
+
+export interface DesiredSharding {
+  /** A power of two; 1 is one Raft group. */
+  shards: number;
+  /** Replicas per shard (0: every member hosts every shard, nothing is drained). */
+  replicationFactor: number;
+}
+
+export interface ObservedShard {
+  id: number;
+  /** Member ids (hex) of its voting replicas, and of its learners (a move in flight). */
+  voters: readonly string[];
+  learners: readonly string[];
+  /** '' when no leader is known. */
+  leader: string;
+  /** Applied revision of each replica, as the member hosting it reports it (missing: that member did not answer). */
+  revisions: Readonly<Record<string, number>>;
+}
+
+export interface ObservedPlacement {
+  shards: readonly ObservedShard[];
+  movesPending: number;
+  movesInProgress: number;
+  /** The member leading the metadata group (hex); '' when unknown. */
+  metadataLeader: string;
+}
+
+export type ShardingAction =
+  /** Placement/Drain: the placer moves every replica off the member (repeated until none is left). */
+  | { type: 'DrainMember'; memberId: string; memberName: string; replicasRemaining: number }
+  /** Placement/TransferLeaderships on the member: its shard and metadata leaderships go to other voters. */
+  | { type: 'TransferLeaderships'; memberId: string; memberName: string; reason: string }
+  /** Placement/Drain with cancel: a wanted member left marked draining (a scale-in called off) takes replicas again. */
+  | { type: 'UndrainMember'; memberId: string; memberName: string };
