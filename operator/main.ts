@@ -18,6 +18,7 @@ import { operatorReadiness } from './controller/readiness.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { shutDownInOrder } from './controller/shutdown.ts';
 import { GrpcEtcdAdmin } from './etcd/etcd-admin.ts';
+import { GrpcPlacementAdmin } from './etcd/placement-admin.ts';
 import { ClientNodeKubeApi } from './kube/client-node-api.ts';
 import { clientNodeSources } from './kube/client-node-sources.ts';
 
@@ -51,7 +52,8 @@ async function main(): Promise<void> {
   const api = new ClientNodeKubeApi(kubeConfig);
   const metrics = new OperatorMetrics({ defaultMetrics: true });
   const etcd = new GrpcEtcdAdmin();
-  const reconciler = new Reconciler({ api, etcd, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
+  const placement = new GrpcPlacementAdmin();
+  const reconciler = new Reconciler({ api, etcd, placement, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
   const controller = new Controller({ sources: clientNodeSources(kubeConfig, settings.watchNamespace), reconciler, metrics, logger, namespace: settings.watchNamespace });
 
   let controllerStarted = false;
@@ -106,6 +108,7 @@ async function main(): Promise<void> {
       },
       closeRest: () => {
         etcd.close();
+        placement.close();
         server.close();
       },
       controllerStopTimeoutMs: 20_000,

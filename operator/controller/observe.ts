@@ -5,7 +5,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SynodCluster } from '../api/types.ts';
-import { ANNOTATION_TEMPLATE_HASH, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
+import { ANNOTATION_TEMPLATE_HASH, ANNOTATION_ZONE, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
 import type { EtcdAdmin, EtcdEndpointStatus } from '../etcd/etcd-admin.ts';
 import type { PlacementAdmin, PlacementSnapshot } from '../etcd/placement-admin.ts';
 import { endpointOf } from '../etcd/etcd-admin.ts';
@@ -49,6 +49,8 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       terminating: pod.metadata?.deletionTimestamp !== undefined && pod.metadata?.deletionTimestamp !== null,
       templateHash: pod.metadata?.annotations?.[ANNOTATION_TEMPLATE_HASH] ?? '',
       version: pod.metadata?.labels?.[LABEL_VERSION] ?? '',
+      ...(pod.spec?.nodeName === undefined ? {} : { nodeName: pod.spec.nodeName }),
+      ...(pod.metadata?.annotations?.[ANNOTATION_ZONE] === undefined ? {} : { zone: pod.metadata.annotations[ANNOTATION_ZONE] }),
     });
   }
   const observedPvcs: ObservedPvc[] = [];
@@ -105,6 +107,17 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
   if (cluster.spec.shards > 1) {
     placement = members === null || placementAdmin === undefined ? null : await observePlacement(placementAdmin, members, memberEndpoints);
   }
+  // Zones: the nodes of the pods still waiting for their zone annotation (each read once).
+  let nodeZones: Record<string, string> | undefined;
+  const zones = cluster.spec.zones;
+  if (zones !== undefined) {
+    nodeZones = {};
+    const waiting = [...new Set(observedPods.filter((p) => p.zone === undefined && p.nodeName !== undefined).map((p) => p.nodeName as string))];
+    for (const node of waiting) {
+      const labels = await api.getNodeLabels(node);
+      if (labels !== null) nodeZones[node] = labels[zones.topologyKey] ?? '';
+    }
+  }
   const template = sts?.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === DATA_VOLUME);
   return {
     observed: {
@@ -114,6 +127,7 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       pvcs: observedPvcs.sort((a, b) => a.ordinal - b.ordinal),
       members,
       ...(placement === undefined ? {} : { placement }),
+      ...(nodeZones === undefined ? {} : { nodeZones }),
     },
     podUids,
     memberEndpoints,

@@ -15,7 +15,7 @@ import type { Action, DesiredCluster, Plan, ShardingAction } from '../planner/mo
 import { plan } from '../planner/plan.ts';
 import { deriveStatus } from '../planner/status.ts';
 import type { ClusterRef } from '../render/children.ts';
-import { canonicalJson, desiredTemplateHash, renderChildren, renderPvcMetadata, renderStatefulSet, selectorString } from '../render/children.ts';
+import { canonicalJson, desiredTemplateHash, renderChildren, renderPodZone, renderPvcMetadata, renderStatefulSet, selectorString } from '../render/children.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import type { Observation } from './observe.ts';
 import { observeCluster } from './observe.ts';
@@ -81,6 +81,7 @@ export class Reconciler {
       whenDeleted: cluster.spec.persistence.whenDeleted,
       adoptData: cluster.metadata.annotations?.[ANNOTATION_ADOPT_DATA] === 'true',
       sharding: { shards: cluster.spec.shards, replicationFactor: cluster.spec.replicationFactor },
+      ...(cluster.spec.zones === undefined ? {} : { zoneTopologyKey: cluster.spec.zones.topologyKey }),
     };
     if (errors.length > 0) {
       const message = errors.join('; ');
@@ -163,6 +164,9 @@ export class Reconciler {
         case 'TransferLeaderships':
           await this.#executeSharding(observation, action);
           break;
+        case 'AnnotatePodZone':
+          await api.apply(renderPodZone(ref, action.podName, action.zone));
+          break;
       }
     } catch (error) {
       const result = error instanceof ReconcileConflict ? 'conflict' : 'error';
@@ -179,7 +183,7 @@ export class Reconciler {
   }
 
   /** Placement calls (sharded clusters); a TransferLeaderships that leaves leaderships behind fails the round before the pod delete. */
-  async #executeSharding(observation: Observation, action: ShardingAction): Promise<void> {
+  async #executeSharding(observation: Observation, action: Exclude<ShardingAction, { type: 'AnnotatePodZone' }>): Promise<void> {
     const placement = this.#deps.placement;
     if (placement === undefined) throw new Error(`${action.type} needs the Placement admin client`);
     switch (action.type) {
@@ -236,6 +240,7 @@ export function describeAction(action: Action): string {
     case 'DrainMember': return `draining ${action.memberName} (${action.memberId}): ${action.replicasRemaining} shard replica(s) to move off`;
     case 'UndrainMember': return `marked ${action.memberName} (${action.memberId}) up again: it hosts no replica`;
     case 'TransferLeaderships': return `moved the shard and metadata leaderships of ${action.memberName} (${action.memberId}) away: ${action.reason}`;
+    case 'AnnotatePodZone': return `gave pod ${action.podName} its node's zone (${action.zone})`;
   }
 }
 

@@ -64,7 +64,8 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('renders the operator with leader election on by default, every object valid against Kubernetes\' schema', async () => {
     const objects = await render();
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
-      'ClusterRole/synod-system-rel-synod-operator', 'ClusterRoleBinding/synod-system-rel-synod-operator', 'Deployment/rel-synod-operator',
+      'ClusterRole/synod-system-rel-synod-operator', 'ClusterRole/synod-system-rel-synod-operator-nodes',
+      'ClusterRoleBinding/synod-system-rel-synod-operator', 'ClusterRoleBinding/synod-system-rel-synod-operator-nodes', 'Deployment/rel-synod-operator',
       'Role/rel-synod-operator-leader-election', 'RoleBinding/rel-synod-operator-leader-election',
       'Service/rel-synod-operator-metrics', 'ServiceAccount/rel-synod-operator',
     ]);
@@ -96,7 +97,10 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
 
   it('uses a namespaced Role when watching one namespace', async () => {
     const objects = await render('watchNamespace=team-a');
-    expect(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(false);
+    // The one cluster-scoped grant left: get on nodes (nodes are cluster-scoped; spec.zones reads them).
+    expect(objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => `${o.kind}/${o.metadata.name}`))
+      .toEqual(['ClusterRole/synod-system-rel-synod-operator-nodes', 'ClusterRoleBinding/synod-system-rel-synod-operator-nodes']);
+    expect((objects.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Rule[] }).rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
     const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === 'synod-system-rel-synod-operator');
     expect(role?.metadata.namespace).toBe('team-a');
     expect(objects.find((o) => o.kind === 'RoleBinding' && o.metadata.name === 'synod-system-rel-synod-operator')?.metadata.namespace).toBe('team-a');
@@ -124,7 +128,7 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('lets the operator set blockOwnerDeletion on children: update on synodclusters/finalizers (OwnerReferencesPermissionEnforcement)', async () => {
     for (const set of [[], ['watchNamespace=team-a']]) {
       const objects = await render(...set);
-      const role = objects.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && !o.metadata.name.endsWith('-leader-election')) as unknown as { rules: Rule[] };
+      const role = objects.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && !o.metadata.name.endsWith('-leader-election') && !o.metadata.name.endsWith('-nodes')) as unknown as { rules: Rule[] };
       expect(role.rules.some((r) => r.apiGroups.includes('synod.dev') && r.resources.includes('synodclusters/finalizers') && r.verbs.includes('update'))).toBe(true);
     }
   });

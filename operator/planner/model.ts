@@ -24,6 +24,8 @@ export interface DesiredCluster {
   adoptData?: boolean;
   /** spec.shards / spec.replicationFactor; absent or shards 1: one Raft group (no placement to follow). */
   sharding?: DesiredSharding;
+  /** spec.zones.topologyKey when spec.zones is set: server pods get their node's zone before they start. */
+  zoneTopologyKey?: string;
 }
 
 export interface ObservedPod {
@@ -35,6 +37,10 @@ export interface ObservedPod {
   /** The pod's synod.dev/template-hash annotation ('' when missing). */
   templateHash: string;
   version: string;
+  /** spec.nodeName once scheduled (zones). */
+  nodeName?: string;
+  /** The pod's synod.dev/zone annotation, once the operator wrote it (zones). */
+  zone?: string;
 }
 
 export interface ObservedPvc {
@@ -82,6 +88,8 @@ export interface ObservedCluster {
    * absent for a one-group cluster.
    */
   placement?: ObservedPlacement | null;
+  /** With spec.zones: the zone label of each node a pod waiting for its zone runs on ('' when the node has none). */
+  nodeZones?: Readonly<Record<string, string>>;
 }
 
 export type Action =
@@ -157,4 +165,9 @@ export type ShardingAction =
   /** Placement/TransferLeaderships on the member: its shard and metadata leaderships go to other voters. */
   | { type: 'TransferLeaderships'; memberId: string; memberName: string; reason: string }
   /** Placement/Drain with cancel: a wanted member left marked draining (a scale-in called off) takes replicas again. */
-  | { type: 'UndrainMember'; memberId: string; memberName: string };
+  | { type: 'UndrainMember'; memberId: string; memberName: string }
+  /** Writes the pod's synod.dev/zone annotation (its node's zone, NO_ZONE when the node has none) for its entrypoint. */
+  | { type: 'AnnotatePodZone'; podName: string; zone: string };
+
+/** The synod.dev/zone value of a pod whose node has no zone label: no label value can be '-', so it is never a zone. */
+export const NO_ZONE = '-';

@@ -159,3 +159,20 @@ describe('status of a sharded cluster', () => {
     expect(single.conditions.map((c) => c.type)).not.toContain('Rebalancing');
   });
 });
+
+describe('plan with spec.zones', () => {
+  it('writes each scheduled pod\'s node zone on it, "-" for a node without the label, alongside the next step', () => {
+    const base = healthyCluster(3);
+    const observed: ObservedCluster = {
+      ...base,
+      pods: base.pods.map((p) => (p.ordinal === 0 ? { ...p, nodeName: 'n0', zone: 'zone-a' } : p.ordinal === 1 ? { ...p, nodeName: 'n1' } : { ...p, nodeName: 'n2' })),
+      nodeZones: { n1: 'zone-b', n2: '' },
+    };
+    const p = plan(baseDesired(3, { zoneTopologyKey: 'topology.kubernetes.io/zone' }), observed);
+    expect(p.actions.filter((a) => a.type === 'AnnotatePodZone')).toEqual([
+      { type: 'AnnotatePodZone', podName: 'demo-1', zone: 'zone-b' },
+      { type: 'AnnotatePodZone', podName: 'demo-2', zone: '-' },
+    ]);
+    expect(plan(baseDesired(3), observed).actions.filter((a) => a.type === 'AnnotatePodZone')).toEqual([]);
+  });
+});

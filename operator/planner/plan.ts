@@ -32,6 +32,7 @@
 // at first sight and an owner reference exactly when spec.persistence.whenDeleted is Delete.
 
 import type { Action, DesiredCluster, ForeignData, ObservedCluster, ObservedMember, ObservedPod, Plan, Progress } from './model.ts';
+import { NO_ZONE } from './model.ts';
 import { peerUrl, podName } from './naming.ts';
 import { drainsOnScaleIn, isRebalancing, leadershipsOf, replicasOn, shardingOf, shardsBlockingDisruption } from './shard-health.ts';
 
@@ -52,7 +53,7 @@ export function plan(desired: DesiredCluster, observed: ObservedCluster): Plan {
     return { actions: [], progress: { reason: 'ForeignData', message: foreign.message }, requeueAfterMs: REQUEUE_STEADY_MS, foreignData: foreign };
   }
   const decided = planSteps(desired, observed);
-  const metadata = pvcMetadataActions(desired, observed, decided.actions);
+  const metadata = [...pvcMetadataActions(desired, observed, decided.actions), ...zoneAnnotationActions(desired, observed)];
   if (metadata.length > 0) decided.actions.splice(decided.actions[0]?.type === 'EnsureChildren' ? 1 : 0, 0, ...metadata);
   return decided;
 }
@@ -325,6 +326,24 @@ function deletePodActions(desired: DesiredCluster, observed: ObservedCluster, vo
   if (shardingOf(desired) === null || member === undefined || placement === null || placement === undefined || voters.length < 2) return [deletePod];
   if (leadershipsOf(placement, member.id) === 0) return [deletePod];
   return [{ type: 'TransferLeaderships', memberId: member.id, memberName: memberLabel(desired, member), reason: `${pod.name} is about to be deleted (${reason})` }, deletePod];
+}
+
+/**
+ * With spec.zones, each scheduled pod gets its node's zone as an annotation, which its entrypoint reads
+ * (downward API volume) before starting the server with --zone: a pod cannot read its node's labels
+ * itself without its own API credentials, which server pods do not have. Alongside any step: a pod
+ * waiting for its zone is not ready, and every other step may be waiting for it.
+ */
+function zoneAnnotationActions(desired: DesiredCluster, observed: ObservedCluster): Action[] {
+  if (desired.zoneTopologyKey === undefined) return [];
+  const actions: Action[] = [];
+  for (const pod of observed.pods) {
+    if (pod.terminating || pod.zone !== undefined || pod.nodeName === undefined) continue;
+    const zone = observed.nodeZones?.[pod.nodeName];
+    if (zone === undefined) continue;
+    actions.push({ type: 'AnnotatePodZone', podName: pod.name, zone: zone === '' ? NO_ZONE : zone });
+  }
+  return actions;
 }
 
 /**
