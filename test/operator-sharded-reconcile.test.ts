@@ -3,7 +3,8 @@
 // `synod server` (test/support/process-kubelet.ts), so MemberList, Status and GetPlacement answers, the
 // drains and the moves are the real server's. 3 members bootstrap; scale-out to 5 converges with the
 // progress in status (Rebalancing while replicas move, status.shards); scale-in back to 3 drains the
-// fifth and fourth members, each before its MemberRemove, loses no key, and leaves every shard on 3 of the remaining members.
+// fifth and fourth members, each before its MemberRemove, loses no key, and leaves every shard on 3 of the remaining members;
+// a rolling upgrade then replaces every pod, moving each member's leaderships first, the metadata group's leader last.
 
 import dns from 'node:dns';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,14 +50,14 @@ afterAll(async () => {
   await kubelet?.stopAll();
   etcd.close();
   placement.close();
-  if (dir !== '') rmSync(dir, { recursive: true, force: true });
+  if (dir !== '' && process.env['SYNOD_TEST_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true });
 });
 
-function putCluster(replicas: number): void {
+function putCluster(replicas: number, version = '0.1.0'): void {
   const existing = api.get('SynodCluster', NS, NAME);
   api.put({
     apiVersion: API_VERSION, kind: KIND, metadata: { name: NAME, namespace: NS },
-    spec: { replicas, version: '0.1.0', shards: SHARDS, replicationFactor: 3, storage: { size: '1Gi', retentionPolicyOnScaleIn: 'Delete' } },
+    spec: { replicas, version, shards: SHARDS, replicationFactor: 3, storage: { size: '1Gi', retentionPolicyOnScaleIn: 'Delete' } },
     status: existing?.status,
   });
 }
@@ -138,6 +139,21 @@ describe('the reconcile loop on a sharded cluster of real Synod processes (API d
         for (const id of added) expect(s.voters).not.toContain(id);
       }
       for (const i of [3, 4]) expect(api.get('PersistentVolumeClaim', NS, `data-${NAME}-${i}`)).toBeUndefined();
+      for (let i = 0; i < 40; i++) expect(await client.get(`/k/${i}`).string()).toBe(`v${i}`);
+
+      // Rolling upgrade: every pod replaced one at a time, each member's leaderships moved off before its
+      // pod is deleted, the metadata group's leader last.
+      const metadataLeader = (await placement.getPlacement(`${podIp(POD_DNS, 0)}:2379`)).metadataLeader;
+      const leaderName = (await etcd.memberList([`${podIp(POD_DNS, 0)}:2379`])).find((m) => m.id === metadataLeader)!.name;
+      const before = api.events.length;
+      putCluster(3, '0.1.1');
+      await converge(3, 40_000);
+      const upgrade = eventReasons().slice(before);
+      const deleted = upgrade.filter((r) => r.startsWith('DeletePod:')).map((r) => /deleted pod (\S+):/.exec(r)![1]);
+      expect(new Set(deleted)).toEqual(new Set(['kv-0', 'kv-1', 'kv-2']));
+      expect(deleted[deleted.length - 1]).toBe(leaderName);
+      expect(upgrade.some((r) => r.startsWith('TransferLeaderships:'))).toBe(true);
+      expect(Object.values(api.podVersions(NS, NAME)).every((v) => v.startsWith('0.1.1@'))).toBe(true);
       for (let i = 0; i < 40; i++) expect(await client.get(`/k/${i}`).string()).toBe(`v${i}`);
     } finally {
       client.close();
