@@ -143,6 +143,17 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
     expect((cluster as unknown as { spec: unknown }).spec).toMatchObject({ replicas: 5, storage: { storageClassName: 'fast', retentionPolicyOnScaleIn: 'Delete' } });
   });
 
+  it('creates a sharded SynodCluster from values (16 shards, 3 zones), valid against the CRD; refuses 12 shards', async () => {
+    const objects = await render('cluster.enabled=true', 'cluster.replicas=5', 'cluster.shards=16', 'cluster.replicationFactor=3', 'cluster.zones.names={zone-a,zone-b,zone-c}');
+    const cluster = objects.find((o) => o.kind === 'SynodCluster');
+    const crd = parse(readFileSync(path.join(CHART, 'crds', 'synod.dev_synodclusters.yaml'), 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: SchemaNode } }[] } };
+    expect(validateAgainstCrd(crd.spec.versions[0].schema.openAPIV3Schema, cluster).errors).toEqual([]);
+    expect((cluster as unknown as { spec: unknown }).spec).toMatchObject({ shards: 16, replicationFactor: 3, zones: { names: ['zone-a', 'zone-b', 'zone-c'] } });
+    const plain = (await render('cluster.enabled=true')).find((o) => o.kind === 'SynodCluster') as unknown as { spec: Record<string, unknown> };
+    expect(plain.spec['shards']).toBeUndefined();
+    expect(await renderError('cluster.enabled=true', 'cluster.shards=12')).toContain('cluster.shards');
+  });
+
   it('ships the CRD in crds/ (installed by helm before the templates)', async () => {
     const out = await helm('show', 'crds', CHART);
     expect(parse(out)).toMatchObject({ kind: 'CustomResourceDefinition', metadata: { name: 'synodclusters.synod.dev' } });
