@@ -24,6 +24,8 @@ export interface Observation {
   endpoints: readonly string[];
   /** storageClassName of the StatefulSet's data volume claim template, if it exists. */
   statefulSetStorageClass: string | undefined;
+  /** The StatefulSet's shard count and replication factor (its pods' SYNOD_SHARDS / SYNOD_REPLICATION_FACTOR; 1 and unset without). */
+  statefulSetSharding: { shards: number; replicationFactor: number | undefined } | undefined;
 }
 
 export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster, placementAdmin?: PlacementAdmin): Promise<Observation> {
@@ -133,6 +135,7 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
     memberEndpoints,
     endpoints,
     statefulSetStorageClass: template?.spec?.storageClassName,
+    statefulSetSharding: sts === null ? undefined : shardingOfTemplate(sts.spec?.template?.spec?.containers?.[0]?.env ?? []),
   };
 }
 
@@ -193,4 +196,11 @@ async function observePlacement(admin: PlacementAdmin, members: readonly Observe
     movesInProgress: primary.moves.inProgress,
     metadataLeader: primary.metadataLeader,
   };
+}
+
+/** --shards and --replication-factor as the StatefulSet's pods are given them (operator/render/children.ts). */
+function shardingOfTemplate(env: readonly { name: string; value?: string }[]): { shards: number; replicationFactor: number | undefined } {
+  const value = (name: string): string | undefined => env.find((e) => e.name === name)?.value;
+  const factor = value('SYNOD_REPLICATION_FACTOR');
+  return { shards: Number(value('SYNOD_SHARDS') ?? 1), replicationFactor: factor === undefined ? undefined : Number(factor) };
 }

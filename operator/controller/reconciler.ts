@@ -71,6 +71,11 @@ export class Reconciler {
     if (observation.observed.statefulSet !== null && current !== cluster.spec.storage.storageClassName) {
       errors.push('storage.storageClassName is immutable');
     }
+    // The servers refuse to start with another --shards or --replication-factor than their cluster's:
+    // a change (on an API server without the CRD's CEL rules) would crash-loop every restarted pod.
+    const running = observation.statefulSetSharding;
+    if (running !== undefined && running.shards !== cluster.spec.shards) errors.push('shards is immutable');
+    if (running !== undefined && running.shards > 1 && running.replicationFactor !== cluster.spec.replicationFactor) errors.push('replicationFactor is immutable');
     const desired: DesiredCluster = {
       name, namespace,
       replicas: cluster.spec.replicas,

@@ -159,3 +159,23 @@ describe('deleting and re-creating a SynodCluster (spec.persistence)', () => {
     expect(condition(api, 'Available')?.status).toBe('True');
   });
 });
+
+// ---- Sharding (issue 16) ----
+describe('a changed spec.shards on an API server that did not enforce the CRD\'s CEL rules', () => {
+  it('is reported as InvalidSpec and not acted on: the StatefulSet keeps the shard count its members were created with', async () => {
+    const api = new InMemoryApiDouble();
+    const reconciler = reconcilerFor(api);
+    putCluster(api, { shards: 4 });
+    await reconciler.reconcile(NS, NAME);
+    const envOf = (): unknown => (api.get('StatefulSet', NS, NAME)?.spec as { template: { spec: { containers: { env: unknown[] }[] } } }).template.spec.containers[0].env;
+    expect(envOf()).toContainEqual({ name: 'SYNOD_SHARDS', value: '4' });
+    putCluster(api, { shards: 8 });
+    const result = await reconciler.reconcile(NS, NAME);
+    expect(result.executed).toEqual([]);
+    expect(condition(api, 'Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec', message: 'shards is immutable' });
+    expect(envOf()).toContainEqual({ name: 'SYNOD_SHARDS', value: '4' });
+    putCluster(api, { shards: 4, replicationFactor: 5 });
+    await reconciler.reconcile(NS, NAME);
+    expect(condition(api, 'Degraded')).toMatchObject({ reason: 'InvalidSpec', message: 'replicationFactor is immutable' });
+  });
+});
