@@ -91,7 +91,12 @@ async function converge(replicas: number, limitMs: number): Promise<Sample[]> {
     const done = s.observedGeneration === generation && condition('Progressing')?.status === 'False' && s.memberSummary === `${replicas}/${replicas}` &&
       s.shards?.summary === `${SHARDS}/${SHARDS}` && condition('Rebalancing')?.status === 'False';
     if (done) return samples;
-    if (Date.now() > deadline) throw new Error(`not converged at ${replicas} within ${limitMs} ms; last: ${JSON.stringify(samples.slice(-3))}`);
+    if (Date.now() > deadline) {
+      // What a human would look at: members and their roles, why it is degraded, each shard's view, the pods' logs.
+      const view = await placement.getPlacement(`${podIp(POD_DNS, 0)}:2379`).catch((e: unknown) => String(e));
+      throw new Error(`not converged at ${replicas} within ${limitMs} ms; last: ${JSON.stringify(samples.slice(-2))}; members ${JSON.stringify(s.members)}; ` +
+        `degraded: ${condition('Degraded')?.message}; placement: ${JSON.stringify(view)}; logs in ${dir} (SYNOD_TEST_KEEP=1 keeps them)`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
