@@ -95,7 +95,7 @@ async function converge(replicas: number, limitMs: number): Promise<Sample[]> {
       // What a human would look at: members and their roles, why it is degraded, each shard's view, the pods' logs.
       const view = await placement.getPlacement(`${podIp(POD_DNS, 0)}:2379`).catch((e: unknown) => String(e));
       throw new Error(`not converged at ${replicas} within ${limitMs} ms; last: ${JSON.stringify(samples.slice(-2))}; members ${JSON.stringify(s.members)}; ` +
-        `degraded: ${condition('Degraded')?.message}; placement: ${JSON.stringify(view)}; logs in ${dir} (SYNOD_TEST_KEEP=1 keeps them)`);
+        `degraded: ${condition('Degraded')?.message}; crashed: ${JSON.stringify(kubelet.crashes)}; placement: ${JSON.stringify(view)}; logs in ${dir} (SYNOD_TEST_KEEP=1 keeps them)`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -160,6 +160,10 @@ describe('the reconcile loop on a sharded cluster of real Synod processes (API d
       expect(upgrade.some((r) => r.startsWith('TransferLeaderships:'))).toBe(true);
       expect(Object.values(api.podVersions(NS, NAME)).every((v) => v.startsWith('0.1.1@'))).toBe(true);
       for (let i = 0; i < 40; i++) expect(await client.get(`/k/${i}`).string()).toBe(`v${i}`);
+      // No server process died on its own along the way (the kubelet restarted any): only the removed members
+      // stopped themselves, as a removed etcd member does, before their pods were gone.
+      expect(kubelet.crashes.filter((c) => c.pod !== 'kv-3' && c.pod !== 'kv-4')).toEqual([]);
+      for (const c of kubelet.crashes) expect(c.logTail).toContain('this member has been permanently removed from the cluster');
     } finally {
       client.close();
     }

@@ -9,7 +9,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1ConfigMap, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
@@ -43,6 +43,8 @@ export class ProcessKubelet {
   readonly #running = new Map<string, RunningPod>();
   /** Pod starts, in order ("name@uid"), for assertions. */
   readonly starts: string[] = [];
+  /** Containers that exited on their own (restarted, as a kubelet does): which, how, and the end of their log. */
+  readonly crashes: { pod: string; exitCode: number | null; signal: string | null; logTail: string }[] = [];
 
   constructor(api: InMemoryApiDouble, opts: ProcessKubeletOptions) {
     this.#api = api;
@@ -59,6 +61,13 @@ export class ProcessKubelet {
     if (sts === undefined) return;
     const replicas = sts.spec?.replicas ?? 0;
     const template = sts.spec?.template;
+    // Containers that exited on their own: restarted below, as restartPolicy Always does.
+    for (const [name, run] of [...this.#running]) {
+      if (run.child.exitCode === null && run.child.signalCode === null) continue;
+      this.#running.delete(name);
+      const logTail = readFileSync(path.join(this.#opts.dir, `${name}.log`), 'utf8').split('\n').slice(-15).join('\n');
+      this.crashes.push({ pod: name, exitCode: run.child.exitCode, signal: run.child.signalCode, logTail });
+    }
     // Pods the operator deleted, or above replicas: stop their processes first (their ports are reused).
     for (const [name, run] of [...this.#running]) {
       const pod = this.#api.get('Pod', ns, name) as unknown as V1Pod | undefined;
