@@ -39,8 +39,12 @@ build: install typecheck
 typecheck: npm-deps
 	$(TSC) --noEmit -p .
 
+# The local cluster is sharded by default (16 shards); SHARDS=1 gives one Raft group, etcd's model. A data
+# dir keeps the shard count it was created with: another SHARDS needs another (or an empty) data dir.
+SHARDS ?= 16
+
 run: build
-	$(NODE) server/cli/synod.ts local --data-dir data $(if $(SHARDS),--shards $(SHARDS)) $(if $(REPLICAS),--replication-factor $(REPLICAS))
+	$(NODE) server/cli/synod.ts local --data-dir data --shards $(SHARDS) $(if $(REPLICAS),--replication-factor $(REPLICAS))
 
 # The same cluster with TLS for clients and peers (development certificates in data-tls/certs);
 # prints the matching etcdctl --cacert/--cert/--key line. Its own data dir: peer URLs are https.

@@ -19,6 +19,7 @@ import { Reconciler } from './controller/reconciler.ts';
 import { shutDownInOrder } from './controller/shutdown.ts';
 import { GrpcAdminPool } from './etcd/admin-pool.ts';
 import { GrpcEtcdAdmin } from './etcd/etcd-admin.ts';
+import { GrpcPlacementAdmin } from './etcd/placement-admin.ts';
 import { ClientNodeKubeApi } from './kube/client-node-api.ts';
 import { clientNodeSources } from './kube/client-node-sources.ts';
 
@@ -53,7 +54,8 @@ async function main(): Promise<void> {
   const metrics = new OperatorMetrics({ defaultMetrics: true });
   const etcd = new GrpcEtcdAdmin();
   const admins = new GrpcAdminPool();
-  const reconciler = new Reconciler({ api, etcd, admins, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
+  const placement = new GrpcPlacementAdmin();
+  const reconciler = new Reconciler({ api, etcd, admins, placement, events: new EventRecorder(api, logger, settings.identity), metrics, logger });
   const controller = new Controller({ sources: clientNodeSources(kubeConfig, settings.watchNamespace), reconciler, metrics, logger, namespace: settings.watchNamespace });
 
   let controllerStarted = false;
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
       closeRest: () => {
         etcd.close();
         admins.close();
+        placement.close();
         server.close();
       },
       controllerStopTimeoutMs: 20_000,

@@ -1,4 +1,4 @@
-// `synod local` (what `make run` starts): three members come up, serve etcdctl, stop cleanly on
+// `synod local` as `make run` starts it (16 shards): three members come up, serve etcdctl, stop cleanly on
 // SIGINT, and keep their data for the next run. Free ports stand in for etcd's default ones.
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,7 +19,8 @@ afterEach(() => {
 async function startLocal(ports: number[]): Promise<{ output: () => string; endpoints: string }> {
   const [c1, c2, c3, p1, p2, p3, m1, m2, m3] = ports;
   child = spawn(process.execPath, [
-    CLI, 'local', '--data-dir', dataDir,
+    // As `make run` starts it: 16 shards.
+    CLI, 'local', '--data-dir', dataDir, '--shards', '16',
     '--client-ports', `${c1},${c2},${c3}`, '--peer-ports', `${p1},${p2},${p3}`, '--metrics-ports', `${m1},${m2},${m3}`,
   ]);
   let out = '';

@@ -3,8 +3,8 @@
 // reads, so a resource created before a default existed, or against a server without CEL, is still
 // handled safely: an invalid spec is reported in status and never acted on.
 
-import type { AuthSpec, PvcRetentionPolicy, SynodClusterSpec, TlsSpec } from './types.ts';
-import { DEFAULT_IMAGE_REPOSITORY } from './types.ts';
+import type { AuthSpec, PvcRetentionPolicy, ShardingSpec, SynodClusterSpec, TlsSpec, ZoneSpreadSpec } from './types.ts';
+import { DEFAULT_IMAGE_REPOSITORY, ZONE_TOPOLOGY_KEY } from './types.ts';
 
 export const DEFAULT_REPLICAS = 3;
 export const DEFAULT_VERSION = '0.1.0';
@@ -30,6 +30,7 @@ export function withDefaults(raw: unknown): SynodClusterSpec {
     persistence: {
       whenDeleted: persistence['whenDeleted'] === 'Delete' ? 'Delete' : DEFAULT_WHEN_DELETED,
     },
+    ...shardingWithDefaults(spec),
   };
   if (typeof storage['storageClassName'] === 'string') result.storage.storageClassName = storage['storageClassName'];
   if (typeof spec['image'] === 'string') result.image = spec['image'];
@@ -69,6 +70,7 @@ export function validateSpec(spec: SynodClusterSpec, previous?: SynodClusterSpec
   if (previous !== undefined && previous.storage.size !== spec.storage.size) {
     errors.push('storage.size is immutable');
   }
+  errors.push(...validateSharding(spec, previous));
   errors.push(...validateSecurity(spec, previous));
   return errors;
 }
@@ -149,6 +151,56 @@ function validateSecurity(spec: SynodClusterSpec, previous: SynodClusterSpec | u
   }
   if (spec.auth !== undefined && spec.auth.rootSecret.name === '') errors.push('auth.rootSecret.name is required');
   return errors;
+}
+
+// ---- Sharding (issue 16): spec.shards, spec.replicationFactor, spec.zones ----
+
+/**
+ * Shards of a SynodCluster that does not say: one Raft group, as `synod server` without --shards. The
+ * sharded default (16) comes with cross-shard transactions (issue 15); this constant and the CRD's
+ * `default:` of spec.shards are the two places to change.
+ */
+export const DEFAULT_SHARDS = 1;
+export const MAX_SHARDS = 1024;
+/** Replicas per shard: the placement ring's own default, so scale-in drains a member before removing it. */
+export const DEFAULT_REPLICATION_FACTOR = 3;
+/** `synod server --replication-factor` accepts 0..7. */
+export const MAX_REPLICATION_FACTOR = 7;
+export const DEFAULT_ZONE_MAX_SKEW = 1;
+
+/** spec.shards, spec.replicationFactor and spec.zones with the CRD's defaults. */
+export function shardingWithDefaults(spec: Record<string, unknown>): ShardingSpec {
+  const result: ShardingSpec = {
+    shards: typeof spec['shards'] === 'number' ? spec['shards'] : DEFAULT_SHARDS,
+    replicationFactor: typeof spec['replicationFactor'] === 'number' ? spec['replicationFactor'] : DEFAULT_REPLICATION_FACTOR,
+  };
+  const zones = spec['zones'];
+  if (isRecord(zones)) {
+    const spread: ZoneSpreadSpec = {
+      topologyKey: typeof zones['topologyKey'] === 'string' ? zones['topologyKey'] : ZONE_TOPOLOGY_KEY,
+      maxSkew: typeof zones['maxSkew'] === 'number' ? zones['maxSkew'] : DEFAULT_ZONE_MAX_SKEW,
+      whenUnsatisfiable: zones['whenUnsatisfiable'] === 'ScheduleAnyway' ? 'ScheduleAnyway' : 'DoNotSchedule',
+    };
+    if (Array.isArray(zones['names'])) spread.names = zones['names'].filter((n): n is string => typeof n === 'string');
+    result.zones = spread;
+  }
+  return result;
+}
+
+/** The CRD's sharding rules (schema bounds and CEL), messages word for word. */
+export function validateSharding(spec: ShardingSpec, previous?: ShardingSpec): string[] {
+  const errors: string[] = [];
+  if (!isPowerOfTwo(spec.shards) || spec.shards > MAX_SHARDS) errors.push('shards must be a power of two');
+  if (previous !== undefined && previous.shards !== spec.shards) errors.push('shards is immutable');
+  if (!Number.isInteger(spec.replicationFactor) || spec.replicationFactor < 0 || spec.replicationFactor > MAX_REPLICATION_FACTOR) {
+    errors.push(`replicationFactor must be an integer from 0 to ${MAX_REPLICATION_FACTOR}`);
+  }
+  if (previous !== undefined && previous.replicationFactor !== spec.replicationFactor) errors.push('replicationFactor is immutable');
+  return errors;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -65,7 +65,7 @@ export interface PodTemplateOverrides {
   env?: readonly { name: string; value: string }[];
 }
 
-export interface SynodClusterSpec {
+export interface SynodClusterSpec extends ShardingSpec {
   replicas: number;
   version: string;
   /** Full image reference; overrides `${DEFAULT_IMAGE_REPOSITORY}:${version}`. */
@@ -81,7 +81,7 @@ export interface SynodClusterSpec {
   auth?: AuthSpec;
 }
 
-export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading' | 'DataFromAnotherCluster';
+export type ConditionType = 'Available' | 'Progressing' | 'Degraded' | 'Upgrading' | 'DataFromAnotherCluster' | ShardingConditionType;
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface Condition {
@@ -104,7 +104,7 @@ export interface MemberStatus {
   version: string;
 }
 
-export interface SynodClusterStatus {
+export interface SynodClusterStatus extends ShardingStatus {
   observedGeneration: number;
   replicas: number;
   readyReplicas: number;
@@ -197,3 +197,55 @@ export const ENV_CLIENT_CERT_AUTH = 'SYNOD_CLIENT_CERT_AUTH';
 export function generatedSecretNames(cluster: string): { ca: string; server: string; peer: string; operatorClient: string } {
   return { ca: `${cluster}-tls-ca`, server: `${cluster}-tls-server`, peer: `${cluster}-tls-peer`, operatorClient: `${cluster}-tls-operator` };
 }
+
+// ---- Sharding (issue 16): spec.shards, spec.replicationFactor, spec.zones; status.shards; Rebalancing ----
+// Kept in one block (TLS and auth live in their own) so the two halves of the issue merge cleanly.
+
+/** The node label whose value a server pod passes as `--zone` and the spread constraint spreads over. */
+export const ZONE_TOPOLOGY_KEY = 'topology.kubernetes.io/zone';
+/**
+ * On a server pod: the zone of the node it was scheduled to, written by the operator (which reads the
+ * Node) and read by the pod's entrypoint through a downward API volume before it starts the server.
+ */
+export const ANNOTATION_ZONE = 'synod.dev/zone';
+
+/** How the server pods spread over zones (spec.zones); absent: no spreading, no `--zone`. */
+export interface ZoneSpreadSpec {
+  /** Node label naming a node's zone; its value is each member's `--zone`. */
+  topologyKey: string;
+  /** topologySpreadConstraints' maxSkew: at most this many more pods in one zone than in another. */
+  maxSkew: number;
+  whenUnsatisfiable: 'DoNotSchedule' | 'ScheduleAnyway';
+  /** When given, server pods run only on nodes in these zones (required node affinity). */
+  names?: string[];
+}
+
+export interface ShardingSpec {
+  /** Shard count: a power of two, 1..1024, fixed at creation (`synod server --shards`). 1: one Raft group. */
+  shards: number;
+  /**
+   * Replicas per shard when shards > 1 (`--replication-factor`), fixed at creation; 0 puts every shard
+   * on every member (nothing to drain on scale-in).
+   */
+  replicationFactor: number;
+  zones?: ZoneSpreadSpec;
+}
+
+/** status.shards: how the shards are doing, from the members' placement views (GetPlacement). */
+export interface ShardsStatus {
+  total: number;
+  /** Shards with a leader and every wanted replica on a healthy member, caught up. */
+  healthy: number;
+  /** Shards with fewer replicas on healthy members than they should have. */
+  underReplicated: number;
+  movesPending: number;
+  movesInProgress: number;
+  /** "healthy/total", shown as the SHARDS printer column. */
+  summary: string;
+}
+
+export interface ShardingStatus {
+  shards?: ShardsStatus;
+}
+
+export type ShardingConditionType = 'Rebalancing';

@@ -132,3 +132,52 @@ describe('server image entrypoint (as a process)', () => {
     });
   });
 });
+
+// ---- Sharding (issue 16) ----
+describe('server image entrypoint: sharded clusters and zones (as a process)', () => {
+  const shardedEnv = (dir: string, extra: Record<string, string> = {}): Record<string, string> => ({
+    ...configMapEnv('new'), POD_NAME: 'demo-0', POD_NAMESPACE: 'prod', SYNOD_DATA_DIR: path.join(scratch, dir), SYNOD_ENTRYPOINT_DRY_RUN: '1',
+    SYNOD_SHARDS: '16', SYNOD_REPLICATION_FACTOR: '3', ...extra,
+  });
+
+  it('passes --shards and --replication-factor, on bootstrap and on restart', async () => {
+    const boot = JSON.parse((await runEntrypoint(shardedEnv('sharded-boot'))).stdout) as string[];
+    expect(flag(boot, '--shards')).toBe('16');
+    expect(flag(boot, '--replication-factor')).toBe('3');
+    mkdirSync(path.join(scratch, 'sharded-restart', 'member'), { recursive: true });
+    const restart = JSON.parse((await runEntrypoint(shardedEnv('sharded-restart'))).stdout) as string[];
+    expect(flag(restart, '--initial-cluster-state')).toBe('existing');
+    expect(flag(restart, '--shards')).toBe('16');
+  });
+
+  it('waits for the zone the operator writes on the pod, then passes it as --zone', async () => {
+    const zoneFile = path.join(scratch, 'zone');
+    writeFileSync(zoneFile, '');
+    let written = false;
+    const result = await runEntrypoint(shardedEnv('zoned', { SYNOD_ZONE_FILE: zoneFile, SYNOD_ZONE_RETRY_MS: '50' }), (stderr) => {
+      if (!written && stderr.includes('waiting for the operator to write this pod\'s zone')) {
+        written = true;
+        writeFileSync(zoneFile, 'eu-west-1b');
+      }
+    });
+    expect(written).toBe(true);
+    expect(result.code).toBe(0);
+    expect(flag(JSON.parse(result.stdout) as string[], '--zone')).toBe('eu-west-1b');
+  });
+
+  it('starts without --zone when the node has no zone label ("-"), and gives up when no zone ever comes', async () => {
+    const zoneFile = path.join(scratch, 'no-zone');
+    writeFileSync(zoneFile, '-');
+    const none = JSON.parse((await runEntrypoint(shardedEnv('unzoned', { SYNOD_ZONE_FILE: zoneFile }))).stdout) as string[];
+    expect(none).not.toContain('--zone');
+    const never = await runEntrypoint(shardedEnv('zone-never', { SYNOD_ZONE_FILE: path.join(scratch, 'missing'), SYNOD_ZONE_RETRY_MS: '50', SYNOD_ZONE_TIMEOUT_MS: '300' }));
+    expect(never.code).toBe(1);
+    expect(never.stderr).toMatch(/no zone in .*missing within 300 ms/);
+  });
+
+  it('passes no sharding flags for a one-group cluster', async () => {
+    const argv = JSON.parse((await runEntrypoint({ ...configMapEnv('new'), POD_NAME: 'demo-0', POD_NAMESPACE: 'prod', SYNOD_DATA_DIR: path.join(scratch, 'single'), SYNOD_ENTRYPOINT_DRY_RUN: '1' })).stdout) as string[];
+    expect(argv).not.toContain('--shards');
+    expect(argv).not.toContain('--zone');
+  });
+});

@@ -11,6 +11,15 @@
 // SYNOD_ENTRYPOINT_DRY_RUN=1 prints the command as JSON instead of running it (used by the tests).
 // SYNOD_JOIN_ENDPOINTS overrides where MemberList is asked (default: the client Service).
 //
+// Sharded clusters (operator/render/children.ts sets these only when asked for):
+//   SYNOD_SHARDS, SYNOD_REPLICATION_FACTOR → --shards, --replication-factor (on every start: a member
+//     that restarts with them checks they match the cluster's).
+//   SYNOD_ZONE_FILE → wait until the file (a downward API view of the pod's synod.dev/zone annotation,
+//     which the operator writes from the node's zone label) is not empty, then --zone with its content;
+//     '-' means the node has no zone label: no --zone.
+// SYNOD_LISTEN_HOST overrides the address the server listens on (default 0.0.0.0; tests give each
+// simulated pod a loopback address of its own).
+
 // TLS (spec.tls, set by the operator in the pod's environment): SYNOD_CLIENT_TLS=true serves the client
 // port with the Secret mounted at /etc/synod/tls/client (and SYNOD_CLIENT_CERT_AUTH=true requires client
 // certificates signed by its ca.crt); SYNOD_PEER_TLS=true does the same for the peer port with
@@ -45,6 +54,9 @@ export interface PodIdentity {
   clientCertAuth: boolean;
   tlsClientDir: string;
   tlsPeerDir: string;
+  listenHost?: string;
+  shards?: number;
+  replicationFactor?: number;
 }
 
 export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
@@ -65,6 +77,9 @@ export function identityFromEnv(env: NodeJS.ProcessEnv): PodIdentity {
     clientCertAuth: env[ENV_CLIENT_TLS] === 'true' && env[ENV_CLIENT_CERT_AUTH] === 'true',
     tlsClientDir: env['SYNOD_TLS_CLIENT_DIR'] ?? TLS_CLIENT_DIR,
     tlsPeerDir: env['SYNOD_TLS_PEER_DIR'] ?? TLS_PEER_DIR,
+    ...(env['SYNOD_LISTEN_HOST'] === undefined ? {} : { listenHost: env['SYNOD_LISTEN_HOST'] }),
+    ...(env['SYNOD_SHARDS'] === undefined ? {} : { shards: Number(env['SYNOD_SHARDS']) }),
+    ...(env['SYNOD_REPLICATION_FACTOR'] === undefined ? {} : { replicationFactor: Number(env['SYNOD_REPLICATION_FACTOR']) }),
   };
 }
 
@@ -80,17 +95,19 @@ function commonFlags(id: PodIdentity): string[] {
   const host = advertisedHost(id);
   const client = id.clientTls ? 'https' : 'http';
   const peer = id.peerTls ? 'https' : 'http';
+  const listen = id.listenHost ?? '0.0.0.0';
   return [
     '--name', id.name,
     '--data-dir', id.dataDir,
-    '--listen-client-urls', `${client}://0.0.0.0:${CLIENT_PORT}`,
+    '--listen-client-urls', `${client}://${listen}:${CLIENT_PORT}`,
     '--advertise-client-urls', `${client}://${host}:${CLIENT_PORT}`,
-    '--listen-peer-urls', `${peer}://0.0.0.0:${PEER_PORT}`,
+    '--listen-peer-urls', `${peer}://${listen}:${PEER_PORT}`,
     '--initial-advertise-peer-urls', `${peer}://${host}:${PEER_PORT}`,
     // Plain HTTP on purpose: the kubelet's probes and Prometheus read it; it serves no keys.
-    '--listen-metrics-urls', `http://0.0.0.0:${METRICS_PORT}`,
+    '--listen-metrics-urls', `http://${listen}:${METRICS_PORT}`,
     '--initial-cluster-token', id.token,
     ...tlsFlags(id),
+    ...shardingFlags(id),
   ];
 }
 
@@ -121,6 +138,37 @@ export function joinSecurity(id: PodIdentity): AdminSecurity | null {
     tls: { caPem: read(SECRET_KEY_CA), ...(id.clientCertAuth ? { certPem: read(SECRET_KEY_CERT), keyPem: read(SECRET_KEY_KEY) } : {}) },
     auth: null,
   };
+}
+
+// ---- Sharding (issue 16) ----
+
+/** --shards and --replication-factor of a sharded cluster (none for one group). */
+export function shardingFlags(id: PodIdentity): string[] {
+  if (id.shards === undefined) return [];
+  return ['--shards', String(id.shards), ...(id.replicationFactor === undefined ? [] : ['--replication-factor', String(id.replicationFactor)])];
+}
+
+/** The zone annotation's value as the downward API file shows it ('' while the operator has not written it). */
+export function zoneFromFile(content: string): { known: boolean; flags: string[] } {
+  const zone = content.trim();
+  if (zone === '') return { known: false, flags: [] };
+  return { known: true, flags: zone === '-' ? [] : ['--zone', zone] };
+}
+
+/** Waits for the zone file (SYNOD_ZONE_FILE) and answers the --zone flags; none without the file setting. */
+export async function resolveZoneFlags(env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string[]> {
+  const file = env['SYNOD_ZONE_FILE'];
+  if (file === undefined || file === '') return [];
+  const timeoutMs = Number(env['SYNOD_ZONE_TIMEOUT_MS'] ?? 300_000);
+  const retryMs = Number(env['SYNOD_ZONE_RETRY_MS'] ?? 1_000);
+  const deadline = Date.now() + timeoutMs;
+  for (let logged = false; ; logged = true) {
+    const zone = zoneFromFile(existsSync(file) ? readFileSync(file, 'utf8') : '');
+    if (zone.known) return zone.flags;
+    if (!logged) log(`waiting for the operator to write this pod's zone (${file})`);
+    if (Date.now() > deadline) throw new Error(`no zone in ${file} within ${timeoutMs} ms: is the operator running?`);
+    await new Promise((resolve) => setTimeout(resolve, retryMs));
+  }
 }
 
 /** Flags for a member that restarts on its own data. */
@@ -196,7 +244,7 @@ async function main(): Promise<void> {
   const env = process.env;
   const id = identityFromEnv(env);
   const log = (line: string): void => void process.stderr.write(`${JSON.stringify({ level: 30, time: Date.now(), component: 'synod-entrypoint', msg: line })}\n`);
-  const flags = await resolveFlags(id, env, log);
+  const flags = [...(await resolveFlags(id, env, log)), ...(await resolveZoneFlags(env, log))];
   const command = env['SYNOD_SERVER_COMMAND'] !== undefined ? (JSON.parse(env['SYNOD_SERVER_COMMAND']) as string[]) : DEFAULT_SERVER_COMMAND;
   const argv = [...command, ...flags];
   if (env['SYNOD_ENTRYPOINT_DRY_RUN'] === '1') {

@@ -5,11 +5,12 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SynodCluster } from '../api/types.ts';
-import { ANNOTATION_TEMPLATE_HASH, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
+import { ANNOTATION_TEMPLATE_HASH, ANNOTATION_ZONE, LABEL_CLUSTER_UID, LABEL_VERSION } from '../api/types.ts';
 import type { EtcdAdmin, EtcdEndpointStatus } from '../etcd/etcd-admin.ts';
+import type { PlacementAdmin, PlacementSnapshot } from '../etcd/placement-admin.ts';
 import { endpointOf } from '../etcd/etcd-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
-import type { ObservedCluster, ObservedMember, ObservedPod, ObservedPvc } from '../planner/model.ts';
+import type { ObservedCluster, ObservedMember, ObservedPlacement, ObservedPod, ObservedPvc } from '../planner/model.ts';
 import { DATA_VOLUME, clientServiceName, clientUrl, ordinalOf, ordinalOfPeerUrl } from '../planner/naming.ts';
 import { configMapName, selectorString } from '../render/children.ts';
 
@@ -23,9 +24,11 @@ export interface Observation {
   endpoints: readonly string[];
   /** storageClassName of the StatefulSet's data volume claim template, if it exists. */
   statefulSetStorageClass: string | undefined;
+  /** The StatefulSet's shard count and replication factor (its pods' SYNOD_SHARDS / SYNOD_REPLICATION_FACTOR; 1 and unset without). */
+  statefulSetSharding: { shards: number; replicationFactor: number | undefined } | undefined;
 }
 
-export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster): Promise<Observation> {
+export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: SynodCluster, placementAdmin?: PlacementAdmin): Promise<Observation> {
   const { name, namespace } = cluster.metadata;
   const selector = selectorString(name);
   const [sts, configMap, pods, pvcs] = await Promise.all([
@@ -48,6 +51,8 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       terminating: pod.metadata?.deletionTimestamp !== undefined && pod.metadata?.deletionTimestamp !== null,
       templateHash: pod.metadata?.annotations?.[ANNOTATION_TEMPLATE_HASH] ?? '',
       version: pod.metadata?.labels?.[LABEL_VERSION] ?? '',
+      ...(pod.spec?.nodeName === undefined ? {} : { nodeName: pod.spec.nodeName }),
+      ...(pod.metadata?.annotations?.[ANNOTATION_ZONE] === undefined ? {} : { zone: pod.metadata.annotations[ANNOTATION_ZONE] }),
     });
   }
   const observedPvcs: ObservedPvc[] = [];
@@ -99,6 +104,22 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       members = null;
     }
   }
+  // Sharded: every answering member's placement view (each reports its own replicas' revisions).
+  let placement: ObservedPlacement | null | undefined;
+  if (cluster.spec.shards > 1) {
+    placement = members === null || placementAdmin === undefined ? null : await observePlacement(placementAdmin, members, memberEndpoints);
+  }
+  // Zones: the nodes of the pods still waiting for their zone annotation (each read once).
+  let nodeZones: Record<string, string> | undefined;
+  const zones = cluster.spec.zones;
+  if (zones !== undefined) {
+    nodeZones = {};
+    const waiting = [...new Set(observedPods.filter((p) => p.zone === undefined && p.nodeName !== undefined).map((p) => p.nodeName as string))];
+    for (const node of waiting) {
+      const labels = await api.getNodeLabels(node);
+      if (labels !== null) nodeZones[node] = labels[zones.topologyKey] ?? '';
+    }
+  }
   const template = sts?.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === DATA_VOLUME);
   return {
     observed: {
@@ -107,11 +128,14 @@ export async function observeCluster(api: KubeApi, etcd: EtcdAdmin, cluster: Syn
       pods: observedPods.sort((a, b) => a.ordinal - b.ordinal),
       pvcs: observedPvcs.sort((a, b) => a.ordinal - b.ordinal),
       members,
+      ...(placement === undefined ? {} : { placement }),
+      ...(nodeZones === undefined ? {} : { nodeZones }),
     },
     podUids,
     memberEndpoints,
     endpoints,
     statefulSetStorageClass: template?.spec?.storageClassName,
+    statefulSetSharding: sts === null ? undefined : shardingOfTemplate(sts.spec?.template?.spec?.containers?.[0]?.env ?? []),
   };
 }
 
@@ -141,4 +165,42 @@ function firstOrdinal(cluster: string, namespace: string, urls: readonly string[
     if (ordinal !== null) return ordinal;
   }
   return null;
+}
+
+/**
+ * The placement as the cluster group's leader sees it (else the first member that answers), with each
+ * shard's replica revisions as the members hosting them report them: a member's GetPlacement shows
+ * its own replica's applied revision for every shard it hosts. null when no member answers.
+ */
+async function observePlacement(admin: PlacementAdmin, members: readonly ObservedMember[], endpoints: ReadonlyMap<string, string>): Promise<ObservedPlacement | null> {
+  const answers = await Promise.all(
+    members.filter((m) => m.healthy).map(async (m) => {
+      const endpoint = endpoints.get(m.id);
+      const view = endpoint === undefined ? null : await admin.getPlacement(endpoint).catch((): null => null);
+      return { member: m, view };
+    }),
+  );
+  const answered = answers.filter((a): a is { member: ObservedMember; view: PlacementSnapshot } => a.view !== null);
+  const primary = (answered.find((a) => a.member.isLeader) ?? answered[0])?.view;
+  if (primary === undefined) return null;
+  return {
+    shards: primary.shards.map((shard) => {
+      const revisions: Record<string, number> = {};
+      for (const { member, view } of answered) {
+        const own = view.shards.find((s) => s.id === shard.id);
+        if (own !== undefined && (own.voters.includes(member.id) || own.learners.includes(member.id))) revisions[member.id] = own.revision;
+      }
+      return { id: shard.id, voters: shard.voters, learners: shard.learners, leader: shard.leader, revisions };
+    }),
+    movesPending: primary.moves.pending,
+    movesInProgress: primary.moves.inProgress,
+    metadataLeader: primary.metadataLeader,
+  };
+}
+
+/** --shards and --replication-factor as the StatefulSet's pods are given them (operator/render/children.ts). */
+function shardingOfTemplate(env: readonly { name: string; value?: string }[]): { shards: number; replicationFactor: number | undefined } {
+  const value = (name: string): string | undefined => env.find((e) => e.name === name)?.value;
+  const factor = value('SYNOD_REPLICATION_FACTOR');
+  return { shards: Number(value('SYNOD_SHARDS') ?? 1), replicationFactor: factor === undefined ? undefined : Number(factor) };
 }

@@ -9,13 +9,14 @@ import type { SynodCluster, SynodClusterStatus } from '../api/types.ts';
 import { ANNOTATION_ADOPT_DATA } from '../api/types.ts';
 import type { EtcdAdminSource } from '../etcd/admin-pool.ts';
 import type { EtcdAdmin } from '../etcd/etcd-admin.ts';
+import type { PlacementAdmin } from '../etcd/placement-admin.ts';
 import type { KubeApi } from '../kube/kube-api.ts';
 import { isConflict, isNotFound } from '../kube/kube-api.ts';
-import type { Action, DesiredCluster, Plan } from '../planner/model.ts';
+import type { Action, DesiredCluster, Plan, ShardingAction } from '../planner/model.ts';
 import { plan } from '../planner/plan.ts';
 import { deriveStatus } from '../planner/status.ts';
 import type { ClusterRef } from '../render/children.ts';
-import { canonicalJson, desiredTemplateHash, renderChildren, renderPvcMetadata, renderStatefulSet, selectorString } from '../render/children.ts';
+import { canonicalJson, desiredTemplateHash, renderChildren, renderPodZone, renderPvcMetadata, renderStatefulSet, selectorString } from '../render/children.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import type { Observation } from './observe.ts';
 import { observeCluster } from './observe.ts';
@@ -30,6 +31,8 @@ export interface ReconcilerDeps {
   etcd: EtcdAdmin;
   /** Admin connections of clusters with spec.tls or spec.auth (their own CA, certificate, password). */
   admins?: EtcdAdminSource;
+  /** Synod's Placement service, for sharded clusters (spec.shards > 1); absent: they are observed without placement. */
+  placement?: PlacementAdmin;
   events: EventRecorder;
   metrics: OperatorMetrics;
   logger: Logger;
@@ -78,13 +81,18 @@ export class Reconciler {
       log.info(change);
       await this.#deps.events.record(ref, 'Normal', 'Certificates', change);
     }
-    const observation = await observeCluster(api, security.etcd, cluster);
+    const observation = await observeCluster(api, security.etcd, cluster, this.#deps.placement);
 
     const errors = validateSpec(cluster.spec);
     const current = observation.statefulSetStorageClass;
     if (observation.observed.statefulSet !== null && current !== cluster.spec.storage.storageClassName) {
       errors.push('storage.storageClassName is immutable');
     }
+    // The servers refuse to start with another --shards or --replication-factor than their cluster's:
+    // a change (on an API server without the CRD's CEL rules) would crash-loop every restarted pod.
+    const running = observation.statefulSetSharding;
+    if (running !== undefined && running.shards !== cluster.spec.shards) errors.push('shards is immutable');
+    if (running !== undefined && running.shards > 1 && running.replicationFactor !== cluster.spec.replicationFactor) errors.push('replicationFactor is immutable');
     const desired: DesiredCluster = {
       name, namespace,
       replicas: cluster.spec.replicas,
@@ -95,6 +103,8 @@ export class Reconciler {
       whenDeleted: cluster.spec.persistence.whenDeleted,
       adoptData: cluster.metadata.annotations?.[ANNOTATION_ADOPT_DATA] === 'true',
       peerTls: peerTlsOn(cluster.spec.tls),
+      sharding: { shards: cluster.spec.shards, replicationFactor: cluster.spec.replicationFactor },
+      ...(cluster.spec.zones === undefined ? {} : { zoneTopologyKey: cluster.spec.zones.topologyKey }),
     };
     if (errors.length > 0) {
       const message = errors.join('; ');
@@ -199,6 +209,14 @@ export class Reconciler {
         case 'EnsurePvcMetadata':
           await api.apply(renderPvcMetadata(ref, action.pvcName, action.deleteWithCluster));
           break;
+        case 'DrainMember':
+        case 'UndrainMember':
+        case 'TransferLeaderships':
+          await this.#executeSharding(observation, action);
+          break;
+        case 'AnnotatePodZone':
+          await api.apply(renderPodZone(ref, action.podName, action.zone));
+          break;
       }
     } catch (error) {
       const result = error instanceof ReconcileConflict ? 'conflict' : 'error';
@@ -211,6 +229,27 @@ export class Reconciler {
     if (action.type !== 'EnsureChildren' || observation.observed.statefulSet === null || observation.observed.bootstrapState !== action.clusterState) {
       log.info({ action }, describe);
       await events.record(ref, 'Normal', action.type, describe);
+    }
+  }
+
+  /** Placement calls (sharded clusters); a TransferLeaderships that leaves leaderships behind fails the round before the pod delete. */
+  async #executeSharding(observation: Observation, action: Exclude<ShardingAction, { type: 'AnnotatePodZone' }>): Promise<void> {
+    const placement = this.#deps.placement;
+    if (placement === undefined) throw new Error(`${action.type} needs the Placement admin client`);
+    switch (action.type) {
+      case 'DrainMember':
+        await placement.drain(observation.endpoints, action.memberId);
+        return;
+      case 'UndrainMember':
+        await placement.drain(observation.endpoints, action.memberId, true);
+        return;
+      case 'TransferLeaderships': {
+        const endpoint = observation.memberEndpoints.get(action.memberId);
+        if (endpoint === undefined) throw new Error(`no client endpoint for member ${action.memberId}`);
+        const out = await placement.transferLeaderships(endpoint);
+        if (out.remaining > 0) throw new Error(`${action.memberName} still leads ${out.remaining} group(s) after handing ${out.transferred} over`);
+        return;
+      }
     }
   }
 
@@ -248,6 +287,10 @@ export function describeAction(action: Action): string {
     case 'DeletePod': return `deleted pod ${action.podName}: ${action.reason}`;
     case 'DeletePvc': return `deleted PVC ${action.pvcName}: ${action.reason}`;
     case 'EnsurePvcMetadata': return `labelled PVC ${action.pvcName} as this cluster's data${action.deleteWithCluster ? ', deleted with it' : ', kept after it'}: ${action.reason}`;
+    case 'DrainMember': return `draining ${action.memberName} (${action.memberId}): ${action.replicasRemaining} shard replica(s) to move off`;
+    case 'UndrainMember': return `marked ${action.memberName} (${action.memberId}) up again: it hosts no replica`;
+    case 'TransferLeaderships': return `moved the shard and metadata leaderships of ${action.memberName} (${action.memberId}) away: ${action.reason}`;
+    case 'AnnotatePodZone': return `gave pod ${action.podName} its node's zone (${action.zone})`;
   }
 }
 

@@ -104,6 +104,11 @@ export class ClientNodeKubeApi implements KubeApi {
   replaceLease(lease: V1Lease): Promise<V1Lease> {
     return this.#coordination.replaceNamespacedLease({ namespace: lease.metadata?.namespace ?? 'default', name: lease.metadata?.name ?? '', body: lease });
   }
+
+  async getNodeLabels(name: string): Promise<Record<string, string> | null> {
+    const node = await orNull(this.#core.readNode({ name }));
+    return node === null ? null : node.metadata?.labels ?? {};
+  }
 }
 
 /** A SynodCluster read from the API server, with the CRD's defaults filled in where missing. */

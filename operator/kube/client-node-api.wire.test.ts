@@ -34,7 +34,7 @@ import { SCHEMA_RELEASES, timeFormatErrors, validateKubeObject } from '../manife
 import type { RenderedObject, RequestAttributes } from '../manifests/rendered-rbac.ts';
 import { rbacAllows, renderChart, verbOf } from '../manifests/rendered-rbac.ts';
 import type { ManifestObject } from '../render/children.ts';
-import { configMapName, renderChildren, renderPvcMetadata, selectorLabels, selectorString } from '../render/children.ts';
+import { configMapName, renderChildren, renderPodZone, renderPvcMetadata, selectorLabels, selectorString } from '../render/children.ts';
 import type { RecordedRequest } from '../testing/recording-api-server.ts';
 import { RecordingApiServer, resourceTarget } from '../testing/recording-api-server.ts';
 import { ClientNodeKubeApi } from './client-node-api.ts';
@@ -105,6 +105,14 @@ async function driveOperator(stand: RecordingApiServer, watchNamespace: string |
   });
   expect((await api.listPods(NS, selectorString('demo'))).map((p) => p.metadata?.name)).toEqual(['demo-0']);
   expect((await api.listPvcs(NS, selectorString('demo'))).map((p) => p.metadata?.name).sort()).toEqual(['data-demo-0', 'data-demo-3']);
+  // Zones: the node's labels, and the zone written on the pod (spec.zones).
+  stand.seed('/api/v1/nodes/node-a', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a', labels: { 'topology.kubernetes.io/zone': 'zone-a' } }, spec: {} });
+  expect(await api.getNodeLabels('node-a')).toMatchObject({ 'topology.kubernetes.io/zone': 'zone-a' });
+  expect(await api.getNodeLabels('node-missing')).toBeNull();
+  const podZone = renderPodZone(ref, 'demo-0', 'zone-a');
+  await api.apply(podZone);
+  await api.apply(podZone);
+  applied.push(podZone);
   // The PVC's ownership metadata (issue 11 item 8), applied to the PVC the StatefulSet created.
   const pvcMetadata = [renderPvcMetadata(ref, 'data-demo-0', true), renderPvcMetadata(ref, 'data-demo-0', false)];
   for (const object of pvcMetadata) await api.apply(object);
@@ -232,6 +240,7 @@ describe('ClientNodeKubeApi and the informers on the wire (client-node → recor
         'patch core/serviceaccounts', 'patch core/services', 'patch core/persistentvolumeclaims', 'patch core/configmaps', 'patch apps/statefulsets', 'patch policy/poddisruptionbudgets',
         'patch synod.dev/synodclusters/status', 'delete core/pods', 'delete core/persistentvolumeclaims', 'create core/events',
         'get coordination.k8s.io/leases', 'create coordination.k8s.io/leases', 'update coordination.k8s.io/leases',
+        'get core/nodes (all namespaces)', 'patch core/pods',
         `list synod.dev/synodclusters${all}`, `watch synod.dev/synodclusters${all}`, `list apps/statefulsets${all}`, `watch apps/statefulsets${all}`,
         `list core/pods${all}`, `watch core/pods${all}`, `list core/persistentvolumeclaims${all}`, `watch core/persistentvolumeclaims${all}`,
       ]));

@@ -28,6 +28,8 @@ export interface KubeApi {
   createLease(lease: V1Lease): Promise<V1Lease>;
   /** Replaces the lease; 409 when its resourceVersion is no longer current. */
   replaceLease(lease: V1Lease): Promise<V1Lease>;
+  /** A Node's labels (spec.zones: its zone), null when it does not exist. */
+  getNodeLabels(name: string): Promise<Record<string, string> | null>;
 }
 
 export class KubeApiError extends Error {

@@ -52,7 +52,7 @@ describe('SynodCluster CRD', () => {
       status: {},
       scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' },
     });
-    expect(version.additionalPrinterColumns.map((c) => c.name)).toEqual(['Ready', 'Members', 'Leader', 'Version', 'Age']);
+    expect(version.additionalPrinterColumns.map((c) => c.name)).toEqual(['Ready', 'Members', 'Leader', 'Version', 'Shards', 'Rebalancing', 'Age']);
   });
 
   it('accepts the examples and fills in the defaults', () => {
@@ -119,6 +119,66 @@ describe('SynodCluster CRD', () => {
   });
 });
 
+// ---- Sharding (issue 16) ----
+describe('SynodCluster CRD: shards, replicationFactor, zones', () => {
+  it('accepts the sharded example (16 shards, 3 zones) and defaults what it leaves out', () => {
+    const result = validateAgainstCrd(schema, example('synodcluster-sharded.yaml'));
+    expect(result.errors).toEqual([]);
+    const spec = (result.defaulted as { spec: Record<string, unknown> }).spec;
+    expect(spec['shards']).toBe(16);
+    expect(spec['zones']).toEqual({ topologyKey: 'topology.kubernetes.io/zone', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule', names: ['zone-a', 'zone-b', 'zone-c'] });
+    expect(withDefaults(spec)).toMatchObject({ shards: 16, replicationFactor: 3, zones: spec['zones'] });
+    const partial = validateAgainstCrd(schema, resource({ ...base, shards: 4, zones: {} }));
+    expect((partial.defaulted as { spec: Record<string, unknown> }).spec['zones']).toEqual({ topologyKey: 'topology.kubernetes.io/zone', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule' });
+  });
+
+  it('refuses shards that are not a power of two, with a clear message (CEL)', () => {
+    for (const shards of [3, 12, 24, 1000]) {
+      const result = validateAgainstCrd(schema, resource({ ...base, shards }));
+      expect(result.errors, `shards ${shards}`).toContain('/spec/shards: shards must be a power of two');
+    }
+    const example12 = { ...example('synodcluster-sharded.yaml') };
+    example12['spec'] = { ...(example12['spec'] as object), shards: 12 };
+    expect(validateAgainstCrd(schema, example12).errors).toEqual(['/spec/shards: shards must be a power of two']);
+    expect(validateAgainstCrd(schema, resource({ ...base, shards: 2048 })).errors.join()).toMatch(/shards must be <= 1024/);
+    expect(validateAgainstCrd(schema, resource({ ...base, shards: 0 })).errors.join()).toMatch(/shards must be >= 1/);
+  });
+
+  it('refuses a changed shards or replicationFactor on update (CEL transition rules), accepts other changes', () => {
+    const old = example('synodcluster-sharded.yaml');
+    const withSpec = (patch: Record<string, unknown>): Record<string, unknown> => ({ ...old, spec: { ...(old['spec'] as object), ...patch } });
+    expect(validateAgainstCrd(schema, withSpec({ shards: 32 }), old).errors).toEqual(['/spec/shards: shards is immutable']);
+    expect(validateAgainstCrd(schema, withSpec({ replicationFactor: 5 }), old).errors).toEqual(['/spec/replicationFactor: replicationFactor is immutable']);
+    // Left out on update: the default (1) differs from the stored 16, so it is a change, refused.
+    const { shards: _shards, ...withoutShards } = old['spec'] as Record<string, unknown>;
+    expect(validateAgainstCrd(schema, { ...old, spec: withoutShards }, old).errors).toEqual(['/spec/shards: shards is immutable']);
+    expect(validateAgainstCrd(schema, withSpec({ replicas: 7, version: '0.2.0' }), old).errors).toEqual([]);
+    // A cluster created before spec.shards existed reads as 1 (defaulted on read): it stays 1.
+    expect(validateAgainstCrd(schema, resource({ ...base, replicas: 5 }), resource(base)).errors).toEqual([]);
+  });
+
+  it('refuses a replicationFactor the server refuses, and unknown zone policies', () => {
+    expect(validateAgainstCrd(schema, resource({ ...base, replicationFactor: 8 })).errors.join()).toMatch(/replicationFactor must be <= 7/);
+    expect(validateAgainstCrd(schema, resource({ ...base, zones: { whenUnsatisfiable: 'Sometimes' } })).errors.join()).toMatch(/must be equal to one of the allowed values/);
+  });
+
+  it('agrees with the operator\'s own spec validation', () => {
+    for (const shards of [1, 2, 3, 4, 12, 16, 1024, 2048]) {
+      const crdErrors = validateAgainstCrd(schema, resource({ ...base, shards })).errors;
+      const operatorErrors = validateSpec(withDefaults({ ...base, shards }));
+      expect(operatorErrors.length === 0, `shards ${shards}`).toBe(crdErrors.length === 0);
+      if (crdErrors.some((e) => e.includes('power of two'))) expect(operatorErrors).toContain('shards must be a power of two');
+    }
+    for (const replicationFactor of [0, 3, 7, 8]) {
+      const crdOk = validateAgainstCrd(schema, resource({ ...base, replicationFactor })).errors.length === 0;
+      expect(validateSpec(withDefaults({ ...base, replicationFactor })).length === 0, `replicationFactor ${replicationFactor}`).toBe(crdOk);
+    }
+    const old = withDefaults({ ...base, shards: 16 });
+    expect(validateSpec(withDefaults({ ...base, shards: 32 }), old)).toEqual(['shards is immutable']);
+    expect(validateSpec(withDefaults({ ...base, shards: 16, replicationFactor: 5 }), old)).toEqual(['replicationFactor is immutable']);
+  });
+});
+
 /** A deep copy of the schema with `edit` applied to it. */
 function edited(edit: (s: SchemaNode & { properties: Record<string, SchemaNode> }) => void): SchemaNode {
   const copy = structuredClone(schema) as SchemaNode & { properties: Record<string, SchemaNode> };
@@ -181,7 +241,7 @@ describe('SynodCluster defaulting as the API server does it', () => {
   it('applies nested defaults inside a defaulted object (defaulting runs top-down on the result)', () => {
     const object: Record<string, unknown> = {};
     applyDefaults((schema.properties as Record<string, SchemaNode>)['spec'], object);
-    expect(object).toEqual({ replicas: 3, version: '0.1.0', storage: { size: '1Gi', retentionPolicyOnScaleIn: 'Delete' }, persistence: { whenDeleted: 'Retain' } });
+    expect(object).toEqual({ replicas: 3, version: '0.1.0', storage: { size: '1Gi', retentionPolicyOnScaleIn: 'Delete' }, persistence: { whenDeleted: 'Retain' }, shards: 1, replicationFactor: 3 });
   });
 
   it('fills what is missing in a partly given object and keeps what is given', () => {

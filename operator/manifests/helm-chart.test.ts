@@ -64,7 +64,8 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('renders the operator with leader election on by default, every object valid against Kubernetes\' schema', async () => {
     const objects = await render();
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
-      'ClusterRole/synod-system-rel-synod-operator', 'ClusterRoleBinding/synod-system-rel-synod-operator', 'Deployment/rel-synod-operator',
+      'ClusterRole/synod-system-rel-synod-operator', 'ClusterRole/synod-system-rel-synod-operator-nodes',
+      'ClusterRoleBinding/synod-system-rel-synod-operator', 'ClusterRoleBinding/synod-system-rel-synod-operator-nodes', 'Deployment/rel-synod-operator',
       'Role/rel-synod-operator-leader-election', 'RoleBinding/rel-synod-operator-leader-election',
       'Service/rel-synod-operator-metrics', 'ServiceAccount/rel-synod-operator',
     ]);
@@ -97,7 +98,10 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
 
   it('uses a namespaced Role when watching one namespace', async () => {
     const objects = await render('watchNamespace=team-a');
-    expect(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(false);
+    // The one cluster-scoped grant left: get on nodes (nodes are cluster-scoped; spec.zones reads them).
+    expect(objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding').map((o) => `${o.kind}/${o.metadata.name}`))
+      .toEqual(['ClusterRole/synod-system-rel-synod-operator-nodes', 'ClusterRoleBinding/synod-system-rel-synod-operator-nodes']);
+    expect((objects.find((o) => o.kind === 'ClusterRole') as unknown as { rules: Rule[] }).rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
     const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === 'synod-system-rel-synod-operator');
     expect(role?.metadata.namespace).toBe('team-a');
     expect(objects.find((o) => o.kind === 'RoleBinding' && o.metadata.name === 'synod-system-rel-synod-operator')?.metadata.namespace).toBe('team-a');
@@ -125,7 +129,7 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
   it('lets the operator set blockOwnerDeletion on children: update on synodclusters/finalizers (OwnerReferencesPermissionEnforcement)', async () => {
     for (const set of [[], ['watchNamespace=team-a']]) {
       const objects = await render(...set);
-      const role = objects.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && !o.metadata.name.endsWith('-leader-election')) as unknown as { rules: Rule[] };
+      const role = objects.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && !o.metadata.name.endsWith('-leader-election') && !o.metadata.name.endsWith('-nodes')) as unknown as { rules: Rule[] };
       expect(role.rules.some((r) => r.apiGroups.includes('synod.dev') && r.resources.includes('synodclusters/finalizers') && r.verbs.includes('update'))).toBe(true);
     }
   });
@@ -138,6 +142,17 @@ describe('Helm chart charts/synod-operator (real helm)', () => {
     const result = validateAgainstCrd(crd.spec.versions[0].schema.openAPIV3Schema, cluster);
     expect(result.errors).toEqual([]);
     expect((cluster as unknown as { spec: unknown }).spec).toMatchObject({ replicas: 5, storage: { storageClassName: 'fast', retentionPolicyOnScaleIn: 'Delete' } });
+  });
+
+  it('creates a sharded SynodCluster from values (16 shards, 3 zones), valid against the CRD; refuses 12 shards', async () => {
+    const objects = await render('cluster.enabled=true', 'cluster.replicas=5', 'cluster.shards=16', 'cluster.replicationFactor=3', 'cluster.zones.names={zone-a,zone-b,zone-c}');
+    const cluster = objects.find((o) => o.kind === 'SynodCluster');
+    const crd = parse(readFileSync(path.join(CHART, 'crds', 'synod.dev_synodclusters.yaml'), 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: SchemaNode } }[] } };
+    expect(validateAgainstCrd(crd.spec.versions[0].schema.openAPIV3Schema, cluster).errors).toEqual([]);
+    expect((cluster as unknown as { spec: unknown }).spec).toMatchObject({ shards: 16, replicationFactor: 3, zones: { names: ['zone-a', 'zone-b', 'zone-c'] } });
+    const plain = (await render('cluster.enabled=true')).find((o) => o.kind === 'SynodCluster') as unknown as { spec: Record<string, unknown> };
+    expect(plain.spec['shards']).toBeUndefined();
+    expect(await renderError('cluster.enabled=true', 'cluster.shards=12')).toContain('cluster.shards');
   });
 
   it('ships the CRD in crds/ (installed by helm before the templates)', async () => {

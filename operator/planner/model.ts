@@ -24,6 +24,10 @@ export interface DesiredCluster {
   adoptData?: boolean;
   /** The peer port serves TLS (spec.tls): new members are added with https:// peer URLs. */
   peerTls?: boolean;
+  /** spec.shards / spec.replicationFactor; absent or shards 1: one Raft group (no placement to follow). */
+  sharding?: DesiredSharding;
+  /** spec.zones.topologyKey when spec.zones is set: server pods get their node's zone before they start. */
+  zoneTopologyKey?: string;
 }
 
 export interface ObservedPod {
@@ -35,6 +39,10 @@ export interface ObservedPod {
   /** The pod's synod.dev/template-hash annotation ('' when missing). */
   templateHash: string;
   version: string;
+  /** spec.nodeName once scheduled (zones). */
+  nodeName?: string;
+  /** The pod's synod.dev/zone annotation, once the operator wrote it (zones). */
+  zone?: string;
 }
 
 export interface ObservedPvc {
@@ -77,6 +85,13 @@ export interface ObservedCluster {
   pvcs: readonly ObservedPvc[];
   /** null when no member answered Cluster.MemberList. */
   members: readonly ObservedMember[] | null;
+  /**
+   * The placement of a sharded cluster (GetPlacement on the members); null when no member answered it,
+   * absent for a one-group cluster.
+   */
+  placement?: ObservedPlacement | null;
+  /** With spec.zones: the zone label of each node a pod waiting for its zone runs on ('' when the node has none). */
+  nodeZones?: Readonly<Record<string, string>>;
 }
 
 export type Action =
@@ -88,7 +103,8 @@ export type Action =
   | { type: 'ScaleStatefulSet'; replicas: number; reason: string }
   | { type: 'DeletePod'; podName: string; reason: string }
   | { type: 'DeletePvc'; pvcName: string; reason: string }
-  | { type: 'EnsurePvcMetadata'; pvcName: string; deleteWithCluster: boolean; reason: string };
+  | { type: 'EnsurePvcMetadata'; pvcName: string; deleteWithCluster: boolean; reason: string }
+  | ShardingAction;
 
 export type ActionType = Action['type'];
 
@@ -116,3 +132,44 @@ export interface Plan {
   /** Set when PVCs of another SynodCluster were found and not adopted: nothing else is done. */
   foreignData?: ForeignData;
 }
+
+// ---- Sharding (issue 16): what the planner sees of a sharded cluster's placement and may ask of it ----
+
+export interface DesiredSharding {
+  /** A power of two; 1 is one Raft group. */
+  shards: number;
+  /** Replicas per shard (0: every member hosts every shard, nothing is drained). */
+  replicationFactor: number;
+}
+
+export interface ObservedShard {
+  id: number;
+  /** Member ids (hex) of its voting replicas, and of its learners (a move in flight). */
+  voters: readonly string[];
+  learners: readonly string[];
+  /** '' when no leader is known. */
+  leader: string;
+  /** Applied revision of each replica, as the member hosting it reports it (missing: that member did not answer). */
+  revisions: Readonly<Record<string, number>>;
+}
+
+export interface ObservedPlacement {
+  shards: readonly ObservedShard[];
+  movesPending: number;
+  movesInProgress: number;
+  /** The member leading the metadata group (hex); '' when unknown. */
+  metadataLeader: string;
+}
+
+export type ShardingAction =
+  /** Placement/Drain: the placer moves every replica off the member (repeated until none is left). */
+  | { type: 'DrainMember'; memberId: string; memberName: string; replicasRemaining: number }
+  /** Placement/TransferLeaderships on the member: its shard and metadata leaderships go to other voters. */
+  | { type: 'TransferLeaderships'; memberId: string; memberName: string; reason: string }
+  /** Placement/Drain with cancel: a wanted member left marked draining (a scale-in called off) takes replicas again. */
+  | { type: 'UndrainMember'; memberId: string; memberName: string }
+  /** Writes the pod's synod.dev/zone annotation (its node's zone, NO_ZONE when the node has none) for its entrypoint. */
+  | { type: 'AnnotatePodZone'; podName: string; zone: string };
+
+/** The synod.dev/zone value of a pod whose node has no zone label: no label value can be '-', so it is never a zone. */
+export const NO_ZONE = '-';

@@ -14,6 +14,16 @@
 //   fewer voters than spec.replicas → retire a stale PVC, then MemberAdd as learner + grow StatefulSet
 // PVCs of removed members are retired per spec.storage.retentionPolicyOnScaleIn alongside any step.
 //
+// A sharded cluster (spec.shards > 1) adds, from the observed placement (shard-health.ts):
+//   scale-in  → refused below spec.replicationFactor members; else Placement/Drain the target until it
+//               hosts no replica, and only then the steps above (MemberRemove, shrink, retire the PVC)
+//   scale-out → as above, then wait for the placement to settle (no move pending or in progress)
+//               before the next member and before calling the cluster converged
+//   upgrade   → only while every shard is healthy, caught up and not moving; members leading neither
+//               the cluster group nor the metadata group first, the metadata group's leader last; a
+//               pod is deleted right after TransferLeaderships has moved its shard leaderships away
+//   a wanted member hosting nothing on a settled placement was left draining: undrain it
+//
 // Before all of that, whose data the PVCs hold (when desired.uid is known): a PVC labelled with another
 // SynodCluster's uid, or an unlabelled one while no StatefulSet of ours exists, is another cluster's
 // data (one deleted with whenDeleted: Retain). Starting on it would bring back the old member and
@@ -22,7 +32,9 @@
 // at first sight and an owner reference exactly when spec.persistence.whenDeleted is Delete.
 
 import type { Action, DesiredCluster, ForeignData, ObservedCluster, ObservedMember, ObservedPod, Plan, Progress } from './model.ts';
+import { NO_ZONE } from './model.ts';
 import { peerUrl, podName } from './naming.ts';
+import { drainsOnScaleIn, isRebalancing, leadershipsOf, replicasOn, shardingOf, shardsBlockingDisruption } from './shard-health.ts';
 
 /** A member whose applied index is within this many entries of the leader's counts as caught up. */
 export const CAUGHT_UP_MAX_LAG_ENTRIES = 100;
@@ -41,7 +53,7 @@ export function plan(desired: DesiredCluster, observed: ObservedCluster): Plan {
     return { actions: [], progress: { reason: 'ForeignData', message: foreign.message }, requeueAfterMs: REQUEUE_STEADY_MS, foreignData: foreign };
   }
   const decided = planSteps(desired, observed);
-  const metadata = pvcMetadataActions(desired, observed, decided.actions);
+  const metadata = [...pvcMetadataActions(desired, observed, decided.actions), ...zoneAnnotationActions(desired, observed)];
   if (metadata.length > 0) decided.actions.splice(decided.actions[0]?.type === 'EnsureChildren' ? 1 : 0, 0, ...metadata);
   return decided;
 }
@@ -125,6 +137,7 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
 
   const voters = members.filter((m) => !m.isLearner);
   const learners = members.filter((m) => m.isLearner).sort(byMemberOrdinalDescending);
+  const sharding = shardingOf(desired);
   const leader = members.find((m) => m.isLeader) ?? null;
 
   // A learner in flight (MemberAdd done): finish or undo it before anything else.
@@ -164,6 +177,11 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
   if (excess.length > 0) {
     const target = excess[0];
     const label = memberLabel(desired, target);
+    const drain = drainStep(desired, observed, voters, target, label);
+    if (drain !== null) {
+      actions.push(...drain.actions);
+      return inFlight(actions, drain.progress);
+    }
     if (target.isLeader) {
       const to = transferee(voters, leader, (m) => m !== target && m.ordinal !== null && m.ordinal < desired.replicas, pods);
       if (to === null) return inFlight(actions, { reason: 'ScalingIn', message: `no healthy member to take leadership from ${label}` });
@@ -190,14 +208,23 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
   if (outdated.length > 0) {
     const progress: Progress = { reason: 'Upgrading', message: `${outdated.length} pod(s) to update` };
     if (missingOrRestarting > 0 || !healthy) return inFlight(actions, { ...progress, message: `${progress.message}; waiting for every member to be ready and caught up` });
+    const blocking = sharding === null ? null : shardsBlockingDisruption(sharding, voters, observed.placement);
+    if (blocking !== null) return inFlight(actions, { ...progress, message: `${progress.message}; waiting: ${blocking}` });
     const memberOf = (p: ObservedPod): ObservedMember | undefined => voters.find((m) => m.ordinal === p.ordinal);
-    const follower = outdated.find((p) => memberOf(p)?.isLeader !== true);
+    const metadataLeader = sharding === null ? '' : observed.placement?.metadataLeader ?? '';
+    const leadsMetadata = (p: ObservedPod): boolean => metadataLeader !== '' && memberOf(p)?.id === metadataLeader;
+    const follower = outdated.find((p) => memberOf(p)?.isLeader !== true && !leadsMetadata(p));
     if (follower !== undefined) {
-      actions.push({ type: 'DeletePod', podName: follower.name, reason: 'rolling upgrade (follower)' });
+      actions.push(...deletePodActions(desired, observed, voters, memberOf(follower), follower, 'rolling upgrade (follower)'));
       return inFlight(actions, progress);
     }
-    const leaderPod = outdated[0];
+    // Only members leading a group are left: the cluster group's leader first, the metadata group's last.
+    const leaderPod = [...outdated].sort((a, b) => Number(leadsMetadata(a)) - Number(leadsMetadata(b)))[0];
     const current = memberOf(leaderPod);
+    if (current !== undefined && !current.isLeader && voters.length > 1) {
+      actions.push(...deletePodActions(desired, observed, voters, current, leaderPod, 'rolling upgrade (metadata group leader last)'));
+      return inFlight(actions, progress);
+    }
     if (current !== undefined && leader !== null) {
       const updated = new Set(pods.filter((p) => p.templateHash === desired.templateHash).map((p) => p.ordinal));
       const to =
@@ -223,6 +250,9 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
     if (missingOrRestarting > 0 || !healthy) {
       return inFlight(actions, { reason: 'ScalingOut', message: `waiting for every member to be ready before adding ${name}` });
     }
+    if (sharding !== null && observed.placement !== undefined && (observed.placement === null || isRebalancing(observed.placement))) {
+      return inFlight(actions, { reason: 'Rebalancing', message: `waiting for the placement to settle before adding ${name}` });
+    }
     const stale = observed.pvcs.find((c) => c.ordinal === ordinal);
     if (stale !== undefined) {
       const queued = actions.some((a) => a.type === 'DeletePvc' && a.pvcName === stale.name);
@@ -237,7 +267,107 @@ function planSteps(desired: DesiredCluster, observed: ObservedCluster): Plan {
   if (missingOrRestarting > 0 || !healthy) {
     return inFlight(actions, { reason: 'Recovering', message: 'waiting for every member to be ready' });
   }
+  if (sharding !== null) {
+    const settling = settleStep(desired, observed, voters);
+    if (settling !== null) {
+      actions.push(...settling.actions);
+      return inFlight(actions, settling.progress);
+    }
+  }
   return { actions, progress: null, requeueAfterMs: REQUEUE_STEADY_MS };
+}
+
+// ---- Sharding (issue 16) ----
+
+interface Step {
+  actions: Action[];
+  progress: Progress;
+}
+
+/**
+ * Scale-in of a sharded cluster with placement on a subset: refused when the members left could not
+ * hold spec.replicationFactor replicas of every shard; else drain `target` until it hosts no replica.
+ * null: nothing to drain (one group, R = 0, or the target hosts nothing) — go on to MemberRemove.
+ */
+function drainStep(desired: DesiredCluster, observed: ObservedCluster, voters: readonly ObservedMember[], target: ObservedMember, label: string): Step | null {
+  const sharding = shardingOf(desired);
+  if (!drainsOnScaleIn(sharding) || sharding === null) return null;
+  const remaining = voters.length - 1;
+  if (remaining < sharding.replicationFactor) {
+    return {
+      actions: [],
+      progress: {
+        reason: 'ScaleInRefused',
+        message: `not removing ${label}: the ${remaining} member(s) left could not hold ${sharding.replicationFactor} replicas of every shard ` +
+          `(spec.replicationFactor ${sharding.replicationFactor}); set spec.replicas to at least ${sharding.replicationFactor}`,
+      },
+    };
+  }
+  const placement = observed.placement;
+  if (placement === null || placement === undefined) {
+    return { actions: [], progress: { reason: 'ScalingIn', message: `no member answered GetPlacement: cannot tell what ${label} still hosts` } };
+  }
+  const hosted = replicasOn(placement, target.id);
+  if (hosted === 0) return null;
+  return {
+    actions: [{ type: 'DrainMember', memberId: target.id, memberName: label, replicasRemaining: hosted }],
+    progress: { reason: 'Draining', message: `draining ${label}: ${hosted} shard replica(s) still on it` },
+  };
+}
+
+/**
+ * The actions that delete `pod` during a rolling upgrade: on a sharded cluster whose member there leads
+ * shards or the metadata group, TransferLeaderships first, in the same round (the reconciler stops
+ * before the delete if leaderships remain), so that no shard waits out an election timeout.
+ */
+function deletePodActions(desired: DesiredCluster, observed: ObservedCluster, voters: readonly ObservedMember[], member: ObservedMember | undefined, pod: ObservedPod, reason: string): Action[] {
+  const deletePod: Action = { type: 'DeletePod', podName: pod.name, reason };
+  const placement = observed.placement;
+  if (shardingOf(desired) === null || member === undefined || placement === null || placement === undefined || voters.length < 2) return [deletePod];
+  if (leadershipsOf(placement, member.id) === 0) return [deletePod];
+  return [{ type: 'TransferLeaderships', memberId: member.id, memberName: memberLabel(desired, member), reason: `${pod.name} is about to be deleted (${reason})` }, deletePod];
+}
+
+/**
+ * With spec.zones, each scheduled pod gets its node's zone as an annotation, which its entrypoint reads
+ * (downward API volume) before starting the server with --zone: a pod cannot read its node's labels
+ * itself without its own API credentials, which server pods do not have. Alongside any step: a pod
+ * waiting for its zone is not ready, and every other step may be waiting for it.
+ */
+function zoneAnnotationActions(desired: DesiredCluster, observed: ObservedCluster): Action[] {
+  if (desired.zoneTopologyKey === undefined) return [];
+  const actions: Action[] = [];
+  for (const pod of observed.pods) {
+    if (pod.terminating || pod.zone !== undefined || pod.nodeName === undefined) continue;
+    const zone = observed.nodeZones?.[pod.nodeName];
+    if (zone === undefined) continue;
+    actions.push({ type: 'AnnotatePodZone', podName: pod.name, zone: zone === '' ? NO_ZONE : zone });
+  }
+  return actions;
+}
+
+/**
+ * A converged membership of a sharded cluster is converged only once its placement is: while replicas
+ * move, Rebalancing. A wanted member hosting nothing on a settled placement (R > 0) is marked draining
+ * (a scale-in called off after its drain): undrain it so the placer gives it its share.
+ */
+function settleStep(desired: DesiredCluster, observed: ObservedCluster, voters: readonly ObservedMember[]): Step | null {
+  const placement = observed.placement;
+  if (placement === undefined) return null;
+  if (placement === null) return { actions: [], progress: { reason: 'PlacementUnknown', message: 'no member answered GetPlacement' } };
+  if (isRebalancing(placement)) {
+    return { actions: [], progress: { reason: 'Rebalancing', message: `replicas are moving: ${placement.movesInProgress} in progress, ${placement.movesPending} pending` } };
+  }
+  const sharding = shardingOf(desired);
+  if (sharding === null || !drainsOnScaleIn(sharding)) return null;
+  // With fewer replicas than members (S·R < N) some members rightly host nothing.
+  if (sharding.shards * Math.min(sharding.replicationFactor, voters.length) < voters.length) return null;
+  const idle = voters.filter((m) => m.ordinal !== null && m.ordinal < desired.replicas && replicasOn(placement, m.id) === 0);
+  if (idle.length === 0) return null;
+  return {
+    actions: idle.map((m): Action => ({ type: 'UndrainMember', memberId: m.id, memberName: memberLabel(desired, m) })),
+    progress: { reason: 'Rebalancing', message: `${idle.map((m) => memberLabel(desired, m)).join(', ')} host(s) no replica: marking up again` },
+  };
 }
 
 /** Whether every voter answers, a leader is known, every one is caught up, and every pod is ready. */

@@ -2,10 +2,11 @@
 // the plan. Pure, like plan(): the time is passed in, and a condition keeps its lastTransitionTime while
 // its status does not change.
 
-import type { Condition, ConditionStatus, ConditionType, MemberStatus, SynodClusterStatus } from '../api/types.ts';
+import type { Condition, ConditionStatus, ConditionType, MemberStatus, ShardsStatus, SynodClusterStatus } from '../api/types.ts';
 import type { DesiredCluster, ObservedCluster, Plan } from './model.ts';
 import { podName } from './naming.ts';
 import { isHealthy, quorumSize } from './plan.ts';
+import { assessShards, isRebalancing, shardingOf } from './shard-health.ts';
 
 export interface StatusInputs {
   desired: DesiredCluster;
@@ -75,7 +76,14 @@ export function deriveStatus(input: StatusInputs): SynodClusterStatus {
   set('DataFromAnotherCluster', foreign !== undefined ? 'True' : 'False', foreign !== undefined ? 'ForeignData' : 'NoForeignData',
     foreign?.message ?? "every PVC holds this cluster's data");
 
+  const shards = shardsStatus(desired, observed);
+  if (shards !== undefined) {
+    const rebalancing = rebalancingCondition(observed, plan, shards);
+    set('Rebalancing', rebalancing.status, rebalancing.reason, rebalancing.message);
+  }
+
   return {
+    ...(shards === undefined ? {} : { shards }),
     observedGeneration: generation,
     replicas: stsReplicas,
     readyReplicas,
@@ -101,4 +109,39 @@ function leaderName(desired: DesiredCluster, leader: { name: string; ordinal: nu
   if (leader === null) return '';
   if (leader.name !== '') return leader.name;
   return leader.ordinal !== null ? podName(desired.name, leader.ordinal) : leader.id;
+}
+
+// ---- Sharding (issue 16): status.shards and the Rebalancing condition ----
+
+/** status.shards of a sharded cluster (undefined for a one-group cluster), from the observed placement. */
+export function shardsStatus(desired: DesiredCluster, observed: ObservedCluster): ShardsStatus | undefined {
+  const sharding = shardingOf(desired);
+  if (sharding === null || observed.placement === undefined) return undefined;
+  const placement = observed.placement;
+  if (placement === null) {
+    return { total: sharding.shards, healthy: 0, underReplicated: 0, movesPending: 0, movesInProgress: 0, summary: `?/${sharding.shards}` };
+  }
+  const assessed = assessShards(sharding, observed.members ?? [], placement);
+  const healthy = assessed.filter((a) => a.healthy).length;
+  return {
+    total: placement.shards.length,
+    healthy,
+    underReplicated: assessed.filter((a) => a.underReplicated).length,
+    movesPending: placement.movesPending,
+    movesInProgress: placement.movesInProgress,
+    summary: `${healthy}/${placement.shards.length}`,
+  };
+}
+
+/** True while replicas move: moves pending or in progress, a learner in some shard, or a member draining. */
+function rebalancingCondition(observed: ObservedCluster, plan: Plan, shards: ShardsStatus): { status: ConditionStatus; reason: string; message: string } {
+  const placement = observed.placement;
+  if (placement === null || placement === undefined) return { status: 'Unknown', reason: 'PlacementUnknown', message: 'no member answered GetPlacement' };
+  if (plan.progress?.reason === 'Draining') return { status: 'True', reason: 'Draining', message: `${plan.progress.message}; ${moves(shards)}` };
+  if (isRebalancing(placement)) return { status: 'True', reason: 'MovingReplicas', message: moves(shards) };
+  return { status: 'False', reason: 'Settled', message: `every shard is where the placement wants it (${shards.healthy}/${shards.total} healthy)` };
+}
+
+function moves(shards: ShardsStatus): string {
+  return `${shards.movesInProgress} shard move(s) in progress, ${shards.movesPending} pending`;
 }

@@ -89,3 +89,37 @@ describe('rendered children', () => {
     await expect(validateKubeObject(sts as unknown as ManifestObject)).resolves.toBeUndefined();
   });
 });
+
+// ---- Sharding (issue 16) ----
+describe('rendered children of a sharded cluster with zones', () => {
+  const sharded = withDefaults({ replicas: 5, version: '0.2.0', shards: 16, replicationFactor: 3, zones: { names: ['zone-a', 'zone-b', 'zone-c'] }, storage: { size: '5Gi' } });
+  const sts = renderStatefulSet(ref, sharded, 5) as unknown as { spec: { template: { spec: Record<string, unknown> & { containers: { env: { name: string; value?: string }[]; volumeMounts: unknown[] }[]; volumes: unknown[] } } } };
+  const podSpec = sts.spec.template.spec;
+
+  it('is valid against Kubernetes\' schema', async () => {
+    await expect(validateKubeObject(sts as unknown as ManifestObject)).resolves.toBeUndefined();
+  });
+
+  it('passes --shards and --replication-factor through the environment', () => {
+    const env = podSpec.containers[0].env;
+    expect(env).toContainEqual({ name: 'SYNOD_SHARDS', value: '16' });
+    expect(env).toContainEqual({ name: 'SYNOD_REPLICATION_FACTOR', value: '3' });
+  });
+
+  it('spreads the pods over zones, keeps them in the named zones, and gives the entrypoint the zone annotation as a file', () => {
+    expect(podSpec['topologySpreadConstraints']).toEqual([
+      { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'synod', 'synod.dev/cluster': 'demo' } } },
+    ]);
+    expect(podSpec['affinity']).toEqual({ nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'topology.kubernetes.io/zone', operator: 'In', values: ['zone-a', 'zone-b', 'zone-c'] }] }] } } });
+    expect(podSpec.containers[0].env).toContainEqual({ name: 'SYNOD_ZONE_FILE', value: '/etc/synod/podinfo/zone' });
+    expect(podSpec.volumes).toContainEqual({ name: 'podinfo', downwardAPI: { items: [{ path: 'zone', fieldRef: { fieldPath: "metadata.annotations['synod.dev/zone']" } }] } });
+    expect(podSpec.containers[0].volumeMounts).toContainEqual({ name: 'podinfo', mountPath: '/etc/synod/podinfo', readOnly: true });
+  });
+
+  it('leaves the pod template of a one-group cluster without zones as it was (no pod restarts on operator upgrade)', () => {
+    const single = renderStatefulSet(ref, spec, 3) as unknown as { spec: { template: { spec: Record<string, unknown> & { containers: { env: { name: string }[] }[] } } } };
+    expect(single.spec.template.spec['topologySpreadConstraints']).toBeUndefined();
+    expect(single.spec.template.spec.containers[0].env.map((e) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE']);
+    expect(desiredTemplateHash(ref, spec)).not.toBe(desiredTemplateHash(ref, { ...spec, shards: 4 }));
+  });
+});

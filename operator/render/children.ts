@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { clientCertAuthOn, clientTlsOn, peerTlsOn, serverImage } from '../api/spec-defaults.ts';
 import type { SynodClusterSpec } from '../api/types.ts';
 import {
-  ANNOTATION_TEMPLATE_HASH, API_VERSION, CLIENT_PORT, ENV_CLIENT_CERT_AUTH, ENV_CLIENT_TLS, ENV_PEER_TLS, FIELD_MANAGER, KIND, LABEL_CLUSTER,
-  LABEL_CLUSTER_UID, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT, TLS_CLIENT_DIR, TLS_PEER_DIR,
-  generatedSecretNames,
+  ANNOTATION_TEMPLATE_HASH, ANNOTATION_ZONE, API_VERSION, CLIENT_PORT, ENV_CLIENT_CERT_AUTH, ENV_CLIENT_TLS, ENV_PEER_TLS, FIELD_MANAGER, KIND,
+  LABEL_CLUSTER, LABEL_CLUSTER_UID, LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_VERSION, METRICS_PORT, PEER_PORT, TLS_CLIENT_DIR,
+  TLS_PEER_DIR, generatedSecretNames,
 } from '../api/types.ts';
 import { DATA_VOLUME, clientServiceName, peerServiceName, peerUrl } from '../planner/naming.ts';
 
@@ -181,6 +181,7 @@ export function renderPodTemplate(ref: ClusterRef, spec: SynodClusterSpec): Reco
   if (overrides.nodeSelector !== undefined) podSpec['nodeSelector'] = overrides.nodeSelector;
   if (overrides.tolerations !== undefined) podSpec['tolerations'] = overrides.tolerations;
   if (overrides.affinity !== undefined) podSpec['affinity'] = overrides.affinity;
+  addSharding(ref, spec, podSpec);
   if (overrides.priorityClassName !== undefined) podSpec['priorityClassName'] = overrides.priorityClassName;
   return {
     metadata: {
@@ -227,6 +228,57 @@ function addTls(podSpec: Record<string, unknown>, ref: ClusterRef, spec: SynodCl
     mounts.push({ name: 'tls-peer', mountPath: TLS_PEER_DIR, readOnly: true });
     volumes.push(secretVolume('tls-peer', secrets.peer));
   }
+}
+
+// ---- Sharding (issue 16): --shards / --replication-factor, zones ----
+
+/** Where a server pod's entrypoint reads the zone the operator wrote on it (downward API volume). */
+export const PODINFO_DIR = '/etc/synod/podinfo';
+export const ZONE_FILE = `${PODINFO_DIR}/zone`;
+
+/**
+ * The pod spec's sharding parts. Only when asked for (shards > 1, spec.zones), so the pod template of a
+ * one-group cluster without zones, and so its hash, is what it was before sharding existed: upgrading
+ * the operator restarts no pod.
+ */
+function addSharding(ref: ClusterRef, spec: SynodClusterSpec, podSpec: Record<string, unknown>): void {
+  const container = (podSpec['containers'] as Array<Record<string, unknown>>)[0];
+  const env = container['env'] as Array<Record<string, unknown>>;
+  if (spec.shards > 1) {
+    env.push({ name: 'SYNOD_SHARDS', value: String(spec.shards) }, { name: 'SYNOD_REPLICATION_FACTOR', value: String(spec.replicationFactor) });
+  }
+  const zones = spec.zones;
+  if (zones === undefined) return;
+  podSpec['topologySpreadConstraints'] = [
+    { maxSkew: zones.maxSkew, topologyKey: zones.topologyKey, whenUnsatisfiable: zones.whenUnsatisfiable, labelSelector: { matchLabels: selectorLabels(ref.name) } },
+  ];
+  if (zones.names !== undefined && zones.names.length > 0) {
+    const affinity = (podSpec['affinity'] ?? {}) as Record<string, unknown>;
+    // A nodeAffinity of the user's own wins: it may already say where the pods go.
+    podSpec['affinity'] = {
+      ...affinity,
+      nodeAffinity: affinity['nodeAffinity'] ?? {
+        requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: zones.topologyKey, operator: 'In', values: [...zones.names] }] }] },
+      },
+    };
+  }
+  // The zone comes from the node, which a pod cannot read without API credentials of its own: the
+  // operator writes it on the pod (annotation synod.dev/zone), the kubelet updates this file, and the
+  // entrypoint waits for it before starting the server with --zone.
+  env.push({ name: 'SYNOD_ZONE_FILE', value: ZONE_FILE });
+  (container['volumeMounts'] as Array<Record<string, unknown>>).push({ name: 'podinfo', mountPath: PODINFO_DIR, readOnly: true });
+  (podSpec['volumes'] as Array<Record<string, unknown>>).push({
+    name: 'podinfo',
+    downwardAPI: { items: [{ path: 'zone', fieldRef: { fieldPath: `metadata.annotations['${ANNOTATION_ZONE}']` } }] },
+  });
+}
+
+/**
+ * The operator's annotation on a server pod: its node's zone, applied on its own (server-side apply
+ * merges it into the pod the StatefulSet controller created, as renderPvcMetadata does for PVCs).
+ */
+export function renderPodZone(ref: ClusterRef, podName: string, zone: string): ManifestObject {
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name: podName, namespace: ref.namespace, labels: {}, annotations: { [ANNOTATION_ZONE]: zone }, ownerReferences: [] } };
 }
 
 /** sha256 of the canonical JSON of the pod template, 16 hex digits. */

@@ -222,6 +222,16 @@ export class InMemoryApiDouble implements KubeApi, InformerSources {
     return structuredClone(this.put({ ...(lease as Obj), kind: 'Lease' })) as V1Lease;
   }
 
+  /** Node name → labels: the nodes the double's pods are scheduled to (when set, tick() schedules each pod on nodes in turn). */
+  readonly nodes = new Map<string, Record<string, string>>();
+
+  async getNodeLabels(name: string): Promise<Record<string, string> | null> {
+    await ioTurn();
+    this.calls.push(`getNode:${name}`);
+    const labels = this.nodes.get(name);
+    return labels === undefined ? null : { ...labels };
+  }
+
   // ---- the cluster's own machinery ----
 
   /**
@@ -255,7 +265,7 @@ export class InMemoryApiDouble implements KubeApi, InformerSources {
           pod = this.put({
             apiVersion: 'v1', kind: 'Pod',
             metadata: { name: podName, namespace: ns, labels: { ...(template?.metadata?.labels ?? {}) }, annotations: { ...(template?.metadata?.annotations ?? {}) } },
-            spec: {}, status: { conditions: [{ type: 'Ready', status: 'False' }] },
+            spec: this.nodes.size === 0 ? {} : { nodeName: [...this.nodes.keys()][i % this.nodes.size] }, status: { conditions: [{ type: 'Ready', status: 'False' }] },
           }) as V1Pod & Obj;
           continue;
         }

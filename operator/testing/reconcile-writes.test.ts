@@ -159,3 +159,44 @@ describe('deleting and re-creating a SynodCluster (spec.persistence)', () => {
     expect(condition(api, 'Available')?.status).toBe('True');
   });
 });
+
+// ---- Sharding (issue 16) ----
+describe('a changed spec.shards on an API server that did not enforce the CRD\'s CEL rules', () => {
+  it('is reported as InvalidSpec and not acted on: the StatefulSet keeps the shard count its members were created with', async () => {
+    const api = new InMemoryApiDouble();
+    const reconciler = reconcilerFor(api);
+    putCluster(api, { shards: 4 });
+    await reconciler.reconcile(NS, NAME);
+    const envOf = (): unknown => (api.get('StatefulSet', NS, NAME)?.spec as { template: { spec: { containers: { env: unknown[] }[] } } }).template.spec.containers[0].env;
+    expect(envOf()).toContainEqual({ name: 'SYNOD_SHARDS', value: '4' });
+    putCluster(api, { shards: 8 });
+    const result = await reconciler.reconcile(NS, NAME);
+    expect(result.executed).toEqual([]);
+    expect(condition(api, 'Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec', message: 'shards is immutable' });
+    expect(envOf()).toContainEqual({ name: 'SYNOD_SHARDS', value: '4' });
+    putCluster(api, { shards: 4, replicationFactor: 5 });
+    await reconciler.reconcile(NS, NAME);
+    expect(condition(api, 'Degraded')).toMatchObject({ reason: 'InvalidSpec', message: 'replicationFactor is immutable' });
+  });
+});
+
+describe('spec.zones: each pod gets its node\'s zone', () => {
+  it('annotates every scheduled pod once with its node\'s zone ("-" without the label), then writes nothing', async () => {
+    const api = new InMemoryApiDouble();
+    api.nodes.set('node-a', { 'topology.kubernetes.io/zone': 'zone-a' });
+    api.nodes.set('node-b', { 'topology.kubernetes.io/zone': 'zone-b' });
+    api.nodes.set('node-x', {});
+    const reconciler = reconcilerFor(api);
+    putCluster(api, { zones: {} });
+    await converge(api, reconciler);
+    const zones = Object.fromEntries(api.objectsOf('Pod', NS).map((p) => [p.metadata?.name, [(p as { spec?: { nodeName?: string } }).spec?.nodeName, p.metadata?.annotations?.['synod.dev/zone']]]));
+    expect(zones).toEqual({ 'kv-0': ['node-a', 'zone-a'], 'kv-1': ['node-b', 'zone-b'], 'kv-2': ['node-x', '-'] });
+    // The rest of each pod is untouched by the annotation's apply.
+    for (const pod of api.objectsOf('Pod', NS)) expect(pod.metadata?.annotations?.['synod.dev/template-hash']).toMatch(/^[0-9a-f]{16}$/);
+    const resourceVersion = api.resourceVersion;
+    const calls = api.calls.length;
+    await reconciler.reconcile(NS, NAME);
+    expect(api.resourceVersion).toBe(resourceVersion);
+    expect(api.calls.slice(calls).filter((c) => c.startsWith('getNode:'))).toEqual([]);
+  });
+});

@@ -48,6 +48,7 @@ interface ResourceInfo { group: string; version: string; resource: string; kind:
 /** The resources the operator touches, for discovery and list kinds. */
 const RESOURCES: ResourceInfo[] = [
   { group: '', version: 'v1', resource: 'pods', kind: 'Pod', namespaced: true },
+  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },
   { group: '', version: 'v1', resource: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim', namespaced: true },
   { group: '', version: 'v1', resource: 'services', kind: 'Service', namespaced: true },
   { group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true },

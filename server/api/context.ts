@@ -101,6 +101,15 @@ export interface ShardedKeyspace {
   drain(memberId: number, cancel: boolean, deadlineMs: number): Promise<{ draining: boolean; replicasRemaining: number }>;
   /** Placement moves as this member sees them, and the placement version (docs/sharding.md). */
   placementProgress(): { version: number; pending: number; inProgress: number; done: number };
+  /**
+   * Hands every shard and metadata group leadership this member holds to the caught-up, recently heard
+   * voter of that group, and waits for each (by `deadlineMs`). Answers how many it handed over and how
+   * many it still leads in groups that have another voter (0 once it is safe to stop this member
+   * without costing a shard an election). The cluster group is not touched: Maintenance.MoveLeader moves it.
+   */
+  transferLeaderships(deadlineMs: number): Promise<{ transferred: number; remaining: number }>;
+  /** The metadata group's leader as this member knows it (0: none known). */
+  metadataLeaderId(): NodeId;
   /** This member's closing rounds, for /metrics: running now, and counts since start. */
   closingStatus(): { active: boolean; rounds: number; closes: number; closeFailures: number };
   /**

@@ -224,6 +224,8 @@ export function guardPlacement(ctx: ApiContext, guard: AuthGuard, impl: grpc.Unt
     LocateKey: guardUnary(guard, impl.LocateKey, open, mapError),
     // Moving every replica off a member is a membership operation: root only, as MemberRemove.
     Drain: guardUnary(guard, impl.Drain, adminCheck(guard), mapError),
+    // A leadership move, as Maintenance.MoveLeader: root only.
+    TransferLeaderships: guardUnary(guard, impl.TransferLeaderships, adminCheck(guard), mapError),
   };
 }
 

@@ -1,5 +1,6 @@
 // gRPC synod.v1.Placement (proto/synod/placement.proto) on the client port: GetPlacement answers the
-// same view as `GET /placement`, LocateKey the slot and shard of a key. Read-only and local: it shows
+// same view as `GET /placement`, LocateKey the slot and shard of a key, Drain marks a member draining,
+// TransferLeaderships hands this member's shard and metadata leaderships over (before it is stopped). Read-only and local: it shows
 // what this member has applied (like etcd's Maintenance.Status), so a learner answers too. It sits
 // behind the auth guard and the wire-strictness interceptor like every client-facing service.
 import * as grpc from '@grpc/grpc-js';
@@ -38,6 +39,8 @@ export interface GetPlacementWire {
   members: Array<{ id: string; name: string; zone: string; client_urls: string[]; peer_urls: string[] }>;
   shards: Array<{ id: number; first_slot: number; last_slot: number; replicas: string[]; learners: string[]; leader: string; revision: string }>;
   moves: { pending: string; in_progress: string; done: string };
+  /** Hex; '' on a one-group cluster or when no leader is known. */
+  metadata_leader: string;
 }
 
 export interface LocateKeyWire {
@@ -47,9 +50,10 @@ export interface LocateKeyWire {
   shard: number;
 }
 
-export function viewToWire(view: PlacementView, header: ResponseHeader): GetPlacementWire {
+export function viewToWire(view: PlacementView, header: ResponseHeader, metadataLeaderId = 0): GetPlacementWire {
   return {
     header,
+    metadata_leader: metadataLeaderId === 0 ? '' : metadataLeaderId.toString(16),
     version: String(view.version),
     members: view.members.map((m) => ({ id: m.id, name: m.name, zone: m.zone, client_urls: m.clientURLs, peer_urls: m.peerURLs })),
     shards: view.shards.map((s) => ({
@@ -87,7 +91,7 @@ export function placementService(ctx: ApiContext): grpc.UntypedServiceImplementa
     GetPlacement: unary<unknown, GetPlacementWire>(ctx, async () => {
       await ctx.shards?.refreshRemoteViews(Math.min(ctx.deadlineMs(), Date.now() + 1_000)).catch(() => undefined);
       const observation = observePlacement(ctx);
-      return viewToWire(buildPlacementView(observation), ctx.header());
+      return viewToWire(buildPlacementView(observation), ctx.header(), ctx.shards?.metadataLeaderId() ?? 0);
     }),
     Drain: unary<{ member_id: string; cancel: boolean }, { header: ResponseHeader; draining: boolean; replicas_remaining: number }>(ctx, async (req) => {
       if (ctx.shards === null) throw grpcError(NOT_SHARDED);
@@ -95,6 +99,12 @@ export function placementService(ctx: ApiContext): grpc.UntypedServiceImplementa
       if (!ctx.members().some((m) => m.id === memberId)) throw grpcError(ETCD_ERRORS.MEMBER_NOT_FOUND);
       const out = await ctx.shards.drain(memberId, Boolean(req.cancel), ctx.deadlineMs());
       return { header: ctx.header(), draining: out.draining, replicas_remaining: out.replicasRemaining };
+    }),
+    TransferLeaderships: unary<unknown, { header: ResponseHeader; transferred: number; leaderships_remaining: number }>(ctx, async () => {
+      // A one-group cluster has no shard leaderships: nothing to hand over (MoveLeader moves its leader).
+      if (ctx.shards === null) return { header: ctx.header(), transferred: 0, leaderships_remaining: 0 };
+      const out = await ctx.shards.transferLeaderships(ctx.deadlineMs());
+      return { header: ctx.header(), transferred: out.transferred, leaderships_remaining: out.remaining };
     }),
     LocateKey: unary<{ key: Buffer }, LocateKeyWire>(ctx, async (req) => {
       if (req.key.length === 0) throw grpcError(ETCD_ERRORS.EMPTY_KEY);

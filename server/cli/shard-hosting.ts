@@ -723,6 +723,32 @@ export class ShardHosting implements ShardedKeyspace {
     return { draining: want, replicasRemaining };
   }
 
+  async transferLeaderships(deadlineMs: number): Promise<{ transferred: number; remaining: number }> {
+    const member = this.memberForHosting();
+    const groups = [METADATA_GROUP_ID, ...[...this.hosted.values()].map((h) => h.groupId)];
+    const led = (): number[] => groups.filter((g) => member.role(g) === 'leader');
+    // Only a group with another voter can lose its leader to a handover; a lone voter keeps it.
+    const movable = (): number[] => led().filter((g) => member.confState(g).voters.some((v) => v !== member.memberId));
+    let transferred = 0;
+    // In parallel: each transfer is one group's own Raft handover (the target campaigns with consent),
+    // independent of the others; sequential handovers of 16 shards would take 16 round trips.
+    await Promise.all(movable().map(async (groupId) => {
+      const target = member.bestTransferee(groupId);
+      if (target === 0) return;
+      try {
+        await member.transferLeadership(groupId, target, Math.max(0, deadlineMs - Date.now()));
+        transferred++;
+      } catch {
+        // Deposed meanwhile, the target fell behind, or out of time: counted below if still led here.
+      }
+    }));
+    return { transferred, remaining: movable().length };
+  }
+
+  metadataLeaderId(): NodeId {
+    return this.memberForHosting().leaderId(METADATA_GROUP_ID);
+  }
+
   placementProgress(): ReturnType<ShardedKeyspace['placementProgress']> {
     let unsettled = 0;
     for (let shard = 0; shard < this.shardCount; shard++) if (!shardSettled(this.metadata.desiredReplicas(shard), this.metadata.observedConf(shard))) unsettled++;

@@ -334,6 +334,9 @@ export class KvStateMachine implements GroupStateMachine {
     const outcome = new Promise<ApplyOutcome>((resolve, reject) => {
       this.waiters.set(seq, { resolve, reject });
     });
+    // Marked handled: a proposer may not have attached its handlers yet when the member stops and fails
+    // every waiter (one waiting for a leader to propose to, say) — that must not crash the process.
+    outcome.catch(() => undefined);
     return { seq, outcome, forget: () => this.waiters.delete(seq) };
   }
 

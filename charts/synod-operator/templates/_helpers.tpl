@@ -58,9 +58,10 @@ namespace too, so two installs never collide. */}}
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [get, list, watch, create, patch]
+# patch: server-side apply of a server pod's synod.dev/zone annotation (spec.zones), read by its entrypoint.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, watch, delete, patch]
 # patch: server-side apply of the PVCs' ownership metadata (cluster uid label, owner reference).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
