@@ -8,6 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { EtcdConnection, UNIMPLEMENTED, describeError, grpcCode, type WatchResponse } from './etcd-rpc.ts';
 import { encodeHistogram, newHistogram, recordMs, type Histogram } from './histogram.ts';
 import type { ClosedLoopJob, LeaseJob, MainMessage, PhaseResult, WatchJob, WorkerInput, WorkerMessage } from './job-types.ts';
+import { SlotMap } from '../server/routing/slots.ts';
+
+/** The slot map of the sharding rows' 16-shard cluster: where a two-shard txn's keys land. */
+const SIXTEEN_SHARDS = SlotMap.create(16);
 
 const input = workerData as WorkerInput;
 const port = parentPort!;
@@ -120,6 +124,25 @@ function closedLoopOperation(job: ClosedLoopJob, nextFillIndex: () => number): O
         if (i < 0) return;
         await conn.put({ key: fixedKey('m', i, job.keyBytes), value });
       };
+    case 'txn-one-shard':
+    case 'txn-two-shards': {
+      // Two puts in one Txn: keys sharing a {hash tag} (one shard: one Raft entry), or keys on two
+      // different shards of a 16-shard cluster (a cross-shard transaction). On etcd and on one shard
+      // both are the same single-entry txn.
+      const twoShards = job.op === 'txn-two-shards';
+      return async (conn) => {
+        const i = Math.floor(Math.random() * job.keyspaceSize);
+        const a = Buffer.from(`{t${i}}a`);
+        let b = Buffer.from(`{t${i}}b`);
+        if (twoShards) {
+          for (let j = i + 1; ; j++) {
+            b = Buffer.from(`{t${j}}b`);
+            if (SIXTEEN_SHARDS.shardOfKey(b) !== SIXTEEN_SHARDS.shardOfKey(a)) break;
+          }
+        }
+        await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] });
+      };
+    }
     case 'txn-cas': {
       // Compare-and-swap on a contended keyspace: succeed (put) when our last-seen mod revision
       // still holds, otherwise read the key (failure branch) and learn its current revision.

@@ -1,8 +1,9 @@
 // `make bench`'s sharding rows (issue 14): etcd, Synod with one shard and Synod with 16 shards, each a
 // 3-member cluster on this machine, measured in one run by the same closed-loop load generator as
 // run-bench.ts (rounds alternate the order of the systems). Rows: put at 64 and 256 in flight, a
-// linearizable one-key range at 64, and a linearizable range over 100 consecutive keys at 16 (on 16
-// shards those keys sit on every shard: one snapshot at one oracle revision, merged). Prints a table
+// linearizable one-key range at 64, a linearizable range over 100 consecutive keys at 16 (on 16
+// shards those keys sit on every shard: one snapshot at one oracle revision, merged), and two-key txns
+// at 1 and 64 in flight whose keys share a shard or sit on two (a cross-shard transaction on 16 shards). Prints a table
 // with the ratios the brief names (16 shards / one shard, 16 shards / etcd) and writes
 // bench/results/sharding.{md,json}. Then a prefix watch over every shard under a light write load: delivery
 // latency, and every event once in revision order (bench/prefix-watch-latency.ts).
@@ -27,6 +28,11 @@ const WORKLOADS: readonly ClosedLoopWorkload[] = [
   { id: 'put c=256', op: 'put', inFlight: 256 },
   { id: 'range linearizable c=64', op: 'range-linearizable', inFlight: 64 },
   { id: 'range over 100 keys c=16', op: 'range-span', inFlight: 16 },
+  // Issue 15: a two-key txn on one shard (hash-tagged) against one whose keys are on two shards.
+  { id: 'txn 2 keys, 1 shard c=1', op: 'txn-one-shard', inFlight: 1 },
+  { id: 'txn 2 keys, 2 shards c=1', op: 'txn-two-shards', inFlight: 1 },
+  { id: 'txn 2 keys, 1 shard c=64', op: 'txn-one-shard', inFlight: 64 },
+  { id: 'txn 2 keys, 2 shards c=64', op: 'txn-two-shards', inFlight: 64 },
 ];
 
 interface Setup {
