@@ -6,7 +6,8 @@
 // out its deadline (a proposal caught by a leadership handed over or a replica moving is passed on to the
 // shard's leader, not dropped unanswered — docs/sharding.md, "Writes while shards move"), any failure is a
 // quick UNAVAILABLE (e.g. etcd's "server stopped" for a write waiting on a replica that left its shard),
-// and every acknowledged put reads back at its value. Prints per phase the count, p50, p99, max and the
+// and every acknowledged put reads back at its value. A fourth writer does cross-shard Txns (two keys on two
+// shards, whose participants may be moving): the same deadline, and both keys read back at one revision. Prints per phase the count, p50, p99, max and the
 // slowest puts (key, shard, start time: to find them in the members' logs, kept with SYNOD_KEEP_TEST_DATA=1).
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -90,9 +91,15 @@ interface PutRecord {
   /** null: acknowledged. */
   code: grpc.status | null;
   details: string;
+  /** A cross-shard txn's second key, written with the same value in the same transaction. */
+  pairKey?: string;
 }
 
-/** Puts `prefix<n>` = `v<n>` through `endpoint` one after another until stopped, recording each. */
+/**
+ * Puts `prefix<n>` = `v<n>` through `endpoint` one after another until stopped, recording each; with
+ * `crossShard`, each write is a Txn putting `v<n>` to two keys on two shards (a cross-shard transaction
+ * whose participants may be moving).
+ */
 class Writer {
   readonly records: PutRecord[] = [];
   private stopped = false;
@@ -100,7 +107,7 @@ class Writer {
 
   readonly name: string;
 
-  constructor(name: string, endpoint: string) {
+  constructor(name: string, endpoint: string, crossShard = false) {
     this.name = name;
     const kv = new KvClient(endpoint);
     this.done = (async () => {
@@ -108,14 +115,21 @@ class Writer {
         for (let n = 0; !this.stopped; n++) {
           const key = `${name}/${String(n).padStart(6, '0')}`;
           const value = `v${n}`;
+          let pairKey: string | undefined;
+          if (crossShard) for (let k = 0; pairKey === undefined || SLOT_MAP.shardOfKey(Buffer.from(pairKey)) === SLOT_MAP.shardOfKey(Buffer.from(key)); k++) pairKey = `${key}/pair${k}`;
           const startedMs = performance.now();
           const startedAtMs = Date.now();
           try {
-            await kv.put(key, value, {}, PUT_DEADLINE_MS);
-            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: null, details: '' });
+            if (pairKey === undefined) await kv.put(key, value, {}, PUT_DEADLINE_MS);
+            else {
+              const put = (k: string): object => ({ request_put: { key: Buffer.from(k), value: Buffer.from(value) } });
+              const res = await kv.txn({ compare: [], success: [put(key), put(pairKey)], failure: [] }, PUT_DEADLINE_MS);
+              if (!res.succeeded) throw new Error('a txn without compares did not succeed');
+            }
+            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: null, details: '', ...(pairKey ? { pairKey } : {}) });
           } catch (err) {
             const e = err as grpc.ServiceError;
-            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: e.code ?? grpc.status.UNKNOWN, details: e.details ?? String(err) });
+            this.records.push({ writer: name, key, value, latencyMs: performance.now() - startedMs, startedAtMs, code: e.code ?? grpc.status.UNKNOWN, details: e.details ?? String(err), ...(pairKey ? { pairKey } : {}) });
           }
         }
       } finally {
@@ -171,6 +185,11 @@ async function check(phase: string, records: PutRecord[]): Promise<void> {
       // What is checked is the value; a read answered UNAVAILABLE (a leadership still settling) is asked again.
       const got = await eventually(`read ${r.key}`, () => kv.range(r.key, {}, 5_000), 10_000, 100);
       expect(got.kvs[0]?.value.toString(), `${r.key} acknowledged`).toBe(r.value);
+      if (r.pairKey !== undefined) {
+        const pair = await eventually(`read ${r.pairKey}`, () => kv.range(r.pairKey!, {}, 5_000), 10_000, 100);
+        expect(pair.kvs[0]?.value.toString(), `${r.pairKey} acknowledged with ${r.key}`).toBe(r.value);
+        expect(pair.kvs[0]?.mod_revision, `${r.key} and ${r.pairKey}: one revision`).toBe(got.kvs[0]?.mod_revision);
+      }
     }
   } finally {
     kv.close();
@@ -182,7 +201,7 @@ describe(`writes while shards move: ${SIZE} members, ${SHARDS} shards, R = ${R}`
   let writers: Writer[] = [];
   const startWriters = (phase: string): void => {
     // Through two members that keep their replicas, and through the drained one (forwarded once it hosts nothing).
-    writers = [new Writer(`${phase}-a`, cluster.endpointOf(0)), new Writer(`${phase}-b`, cluster.endpointOf(2)), new Writer(`${phase}-drained`, cluster.endpointOf(SIZE - 1))];
+    writers = [new Writer(`${phase}-a`, cluster.endpointOf(0)), new Writer(`${phase}-b`, cluster.endpointOf(2)), new Writer(`${phase}-txn`, cluster.endpointOf(1), true), new Writer(`${phase}-drained`, cluster.endpointOf(SIZE - 1))];
   };
   const stopWriters = async (): Promise<PutRecord[]> => {
     await Promise.all(writers.map((w) => w.stop()));
