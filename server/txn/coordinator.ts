@@ -69,8 +69,11 @@ const MAX_RETRY_PAUSE_MS = 50;
  * only loses that attempt and tries again.
  */
 const INTENT_TTL_MS = 1_000;
-/** How long the resolves after the answer, and an abort, may take. */
-const RESOLVE_TIMEOUT_MS = 5_000;
+/**
+ * How long one resolve, abort or recovery proposal may take. Short: one lost in a leadership handover
+ * is tried again (the recoverers look every 50 ms) instead of holding a frozen shard for its whole wait.
+ */
+const RESOLVE_TIMEOUT_MS = 1_000;
 
 const UNSUPPORTED_NESTED = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: a nested txn in a transaction whose writes span shards is not supported (hash-tag its keys with {tag} to keep them on one shard)' };
 const UNSUPPORTED_LEASE = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: a put with a lease in a transaction whose writes span shards is not supported yet (hash-tag its keys with {tag} to keep them on one shard)' };
