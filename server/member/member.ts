@@ -930,6 +930,11 @@ export class Member {
     return [...this.groups.keys()];
   }
 
+  /** Whether this member hosts group `groupId` now (a removed replica's group is gone). */
+  hostsGroup(groupId: number): boolean {
+    return this.groups.has(groupId);
+  }
+
   private mustGroup(groupId: number): RaftGroup {
     const group = this.groups.get(groupId);
     if (!group) throw new Error(`group ${groupId} is not hosted by member ${this.opts.memberId}`);

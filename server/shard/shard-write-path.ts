@@ -211,6 +211,8 @@ export class ShardWritePath {
 
   private leadingTerm(): number {
     const { member, groupId } = this.opts;
+    // A replica removed from this member (it moved away) leads nothing; its last entries may still apply.
+    if (!member.hostsGroup(groupId)) return 0;
     return member.role(groupId) === 'leader' ? member.term(groupId) : 0;
   }
 
@@ -409,7 +411,7 @@ export class ShardWritePath {
    * leadership was lost does.
    */
   private afterApplied(revision: number): void {
-    if (!this.ready()) return;
+    if (this.stopped || !this.ready()) return;
     if (revision > this.revisions.floor) this.revisions.raiseRead(revision);
     // (The outbox is in revision order; only a commit applies above what it holds.) A read may have
     // raised the floor above C already: what was stamped below C still goes.
