@@ -10,6 +10,12 @@
 //   readAt(op, R)   → raise maxReadRevision to R, wait until no revision ≤ R proposed here is unapplied,
 //                     ReadIndex (member.readBarrier: applies everything committed), then the store at R.
 //
+// A cross-shard transaction's prepare (txn_intent) is stamped like any write; once it is proposed, and
+// until the transaction is resolved here, nothing else stamped is proposed (the shard is frozen), another
+// transaction's prepare is refused (no-wait), and reads at or above its revision wait; the commit then
+// raises the floor to the transaction's C. Overdue prepared transactions are recovered from here
+// (recoverTxn) while this replica leads. The protocol: server/txn/coordinator.ts, docs/transactions.md.
+//
 // Both refuse with ShardNotReadyError unless this replica leads the shard and is ready (the caller
 // retries elsewhere or later); both end at their deadline. Not built here: forwarding between members
 // (the caller must reach the shard's leader), the server wiring, and a read served by a follower.
@@ -170,7 +176,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, txnFences: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -605,7 +611,10 @@ export class ShardWritePath {
           if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
           member.proposeDirect(groupId, data);
           this.stats.writesProposed++;
-          if (proposingIntent) this.intentInFlight = revision;
+          if (proposingIntent) {
+            this.intentInFlight = revision;
+            this.stats.txnIntents++;
+          }
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
@@ -629,7 +638,10 @@ export class ShardWritePath {
         continue;
       }
       this.stats.writesProposed++;
-      if (proposingIntent) this.intentInFlight = revision;
+      if (proposingIntent) {
+        this.intentInFlight = revision;
+        this.stats.txnIntents++;
+      }
       tracked.outcome.then(q.resolve, q.reject);
       // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
       // lost with its leader would otherwise keep it for ever.
