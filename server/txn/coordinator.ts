@@ -3,20 +3,20 @@
 // It reaches the shards only through CoordinatorDeps (the server's API context, or the seeded shard
 // simulation's leaders), so the same protocol code runs in both.
 //
-//   1. C: a revision of its own from the oracle (no other write anywhere is at C).
-//   2. The compares, read at C − 1 on the shards holding their keys (each such shard then never writes at
-//      or below C − 1); the branch is chosen; its ops are split by shard.
-//   3. Prepare: one txn_intent per shard with writes (a participant), stamped at C by that shard's
-//      leader if C is above its floor, applied as a dry run of the share (its responses come back) and
-//      laid as prepared. A shard with a prepared transaction writes nothing else until it is resolved.
-//   4. Decide: txn_resolve commit on the primary (the shard of the branch's first written key): applied
-//      only if the transaction is still prepared there (a recoverer may have aborted it), it runs the
-//      primary's share at C and keeps the decision. The client is answered now.
+//   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys.
+//   2. Prepare: one txn_intent to every shard the transaction touches (writes first: the first is the
+//      primary; then shards it only reads). Each is stamped like any write at its own revision P, checks
+//      its compares still evaluate as at R0, dry-runs its share (its responses come back) and is laid as
+//      prepared: the shard is frozen until the transaction is resolved.
+//   3. C: a fresh oracle revision, above every P.
+//   4. Decide: txn_resolve {commit, C} on the primary: applied only if the transaction is still prepared
+//      there (a recoverer may have aborted it), it runs the primary's share at C and keeps the decision.
+//      The client is answered now.
 //   5. Resolve the other participants (each runs its share at C), then let the primary forget.
 //
-// Any failure before the decision aborts the attempt through the primary (txn_recover, which fences C
-// there) and the participants; a refused prepare (C not above a shard's floor: some read or write got
-// there first) or a lost decision starts a new attempt at a fresh C, until the client's deadline.
+// Any failure before the decision aborts the attempt through the primary first (txn_recover, a
+// compare-and-set there) and then the participants; a refused prepare (another transaction holds a
+// shard: no-wait) or a lost decision starts a new attempt after a jittered pause, until the deadline.
 import * as grpc from '@grpc/grpc-js';
 import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
