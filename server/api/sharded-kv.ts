@@ -43,29 +43,27 @@ export async function replicaReadRevision(target: GroupTarget, linearizable: boo
 }
 
 /** The one shard every key of `keys` (and range) is on, or a FailedPrecondition. */
-function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
-  let target: GroupTarget | null = null;
+/** The distinct shards the keys and ranges of `ranges` touch, in order, stopping at two. */
+function firstShards(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget[] {
+  const found: GroupTarget[] = [];
   for (const [key, rangeEnd] of ranges) {
-    const touched = shards.shardsOfRange(key, rangeEnd);
-    for (const t of touched) {
-      if (target === null) target = t;
-      else if (target.groupId !== t.groupId) throw grpcError(CROSS_SHARD);
+    for (const t of shards.shardsOfRange(key, rangeEnd)) {
+      if (found.length === 0 || found[0].groupId !== t.groupId) found.push(t);
+      if (found.length === 2) return found;
     }
   }
-  if (target === null) throw grpcError(CROSS_SHARD);
-  return target;
+  return found;
+}
+
+function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
+  const found = firstShards(shards, ranges);
+  if (found.length !== 1) throw grpcError(CROSS_SHARD);
+  return found[0];
 }
 
 /** Whether the keys and ranges of `ranges` lie on more than one shard. */
 function spansShards(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): boolean {
-  let first: number | null = null;
-  for (const [key, rangeEnd] of ranges) {
-    for (const t of shards.shardsOfRange(key, rangeEnd)) {
-      if (first === null) first = t.groupId;
-      else if (first !== t.groupId) return true;
-    }
-  }
-  return false;
+  return firstShards(shards, ranges).length > 1;
 }
 
 /** What a txn touches: the keys it writes, the ranges it reads at top level and nested, its leases. */

@@ -272,6 +272,15 @@ export interface ComparePart {
 }
 
 /**
+ * A compare's verdict from what it found over every key of its range (its parts combined): as one store
+ * compares — with no key a value compare fails, any other compares the zero KeyValue.
+ */
+export function compareVerdict(c: Compare, part: ComparePart): boolean {
+  if (part.any) return part.ok;
+  return c.target === 'VALUE' ? false : compareKeyValue(c, null);
+}
+
+/**
  * The parts of a txn's reads answered by other stores (a sharded cluster's other shards, read at the
  * txn's revision − 1 by the shard leader and carried in the entry), combined here with this store's part.
  */
@@ -667,10 +676,7 @@ export class MvccStore {
       any ||= other.any;
       ok &&= other.ok;
     }
-    if (any) return ok;
-    // No key: a value compare always fails; otherwise compare against a zero KeyValue.
-    if (c.target === 'VALUE') return false;
-    return this.compareOne(c, null);
+    return compareVerdict(c, { any, ok });
   }
 
   private compareOne(c: Compare, r: Rev | null): boolean {

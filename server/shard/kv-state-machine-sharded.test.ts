@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Entry } from '../raft/types.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import { KvStateMachine } from './kv-state-machine.ts';
+import { persistedRecords } from './test-helpers.ts';
 import { encodeInternalRequest, type InternalRequest } from './request-codec.ts';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -112,12 +113,7 @@ describe('KvStateMachine, sharded mode', () => {
     sm.apply(entry(del('nothing', 5))); // changes nothing: applied through 5, last write at 2
     sm.apply(entry({ proposer: '1', seq: '0', compaction: { revision: '5', physical: false } }));
     expect(sm.store.compactedRevision()).toBe(5);
-    const records = new Map<string, Buffer>();
-    for (const op of sm.drainPersistOps()) {
-      if (op.value === null) records.delete(op.key.toString('latin1'));
-      else records.set(op.key.toString('latin1'), op.value);
-    }
-    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v] as [Buffer, Buffer]), [], { sharded: true });
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true });
     expect(restarted.appliedRevision()).toBe(5);
     expect(valueAt(restarted, 'a', 5)).toBe('1');
   });

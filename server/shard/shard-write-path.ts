@@ -417,11 +417,15 @@ export class ShardWritePath {
    * leadership was lost does.
    */
   private afterApplied(revision: number): void {
-    if (this.stopped || !this.ready()) return;
-    if (revision > this.revisions.floor) this.revisions.raiseRead(revision);
-    // (The outbox is in revision order; only a commit applies above what it holds.) A read may have
-    // raised the floor above C already: what was stamped below C still goes.
-    if (this.outbox.length === 0 || this.outbox[0].revision > revision) return;
+    // Called for every applied entry: the cheap tests first. Only a commit applies above the floor or
+    // at or above what the outbox holds (it is in revision order); a read may have raised the floor above
+    // C already, and what was stamped below C still goes.
+    if (this.stopped || this.revisions.leaderTerm === 0) return;
+    const raises = revision > this.revisions.floor;
+    const stampedBelow = this.outbox.length > 0 && this.outbox[0].revision <= revision;
+    if ((!raises && !stampedBelow) || !this.ready()) return;
+    if (raises) this.revisions.raiseRead(revision);
+    if (!stampedBelow) return;
     const below = this.outbox.filter((item) => item.revision <= revision);
     if (below.length === 0) return;
     this.outbox = this.outbox.filter((item) => item.revision > revision);

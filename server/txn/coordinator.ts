@@ -22,7 +22,7 @@ import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import type { InternalRequestBody, TxnIntentWire } from '../shard/request-codec.ts';
-import { compareKeyValue, type ComparePart } from '../mvcc/store.ts';
+import { compareVerdict, type ComparePart } from '../mvcc/store.ts';
 import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges } from '../routing/range-merge.ts';
@@ -382,8 +382,7 @@ function verdict(c: Compare, parts: Map<number, ComparePart>): boolean {
     any ||= p.any;
     ok &&= p.ok;
   }
-  if (any) return ok;
-  return c.target === 'VALUE' ? false : compareKeyValue(c, null);
+  return compareVerdict(c, { any, ok });
 }
 
 /** A share's result previewed at its prepare's revision `prepared`, with its own writes shown at `committed`. */

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Entry } from '../raft/types.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import { persistedRecords } from '../shard/test-helpers.ts';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequest } from '../shard/request-codec.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
@@ -167,12 +168,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     sm.apply(entry(intent('x9', 6, [putOp('a', '3')])));
     sm.apply(entry({ proposer: '1', seq: '0', compaction: { revision: '6', physical: false } }));
     expect(sm.store.compactedRevision()).toBe(5);
-    const records = new Map<string, Buffer>();
-    for (const op of sm.drainPersistOps()) {
-      if (op.value === null) records.delete(op.key.toString('latin1'));
-      else records.set(op.key.toString('latin1'), op.value);
-    }
-    const restarted = new KvStateMachine(1, [...records].map(([k, v]) => [Buffer.from(k, 'latin1'), v] as [Buffer, Buffer]), [], { sharded: true, groupId: 3 });
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 3 });
     expect(restarted.txns.preparedCount()).toBe(1);
     expect(restarted.readableRevision()).toBe(5);
     restarted.apply(entry(commit('x9', 7)));
