@@ -57,8 +57,11 @@ async function main(): Promise<void> {
     setups.push({ label: 'synod 1 shard', cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's1'), shards: 1 }) });
     setups.push({ label: `synod ${SHARDS} shards`, cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's16'), shards: SHARDS }) });
     const rows = new Map<string, Row[]>();
+    // BENCH_ONLY narrows the run to some rows (printed only: the results files keep the last whole run).
+    const narrowed = cfg.only.length > 0;
+    const workloads = narrowed ? WORKLOADS.filter((w) => cfg.only.some((o) => w.id.includes(o))) : WORKLOADS;
     for (let round = 1; round <= cfg.rounds; round++) {
-      for (const w of WORKLOADS) {
+      for (const w of workloads) {
         const order = round % 2 === 1 ? setups : [...setups].reverse();
         for (const setup of order) {
           const row = await runClosedLoop(cfg, setup.cluster, w, round);
@@ -82,10 +85,14 @@ async function main(): Promise<void> {
       `| workload | etcd ops/s (p99 ms) | Synod, 1 shard | Synod, ${SHARDS} shards | ${SHARDS} shards / 1 shard | ${SHARDS} shards / etcd |`,
       '|---|---|---|---|---|---|',
     ];
-    for (const w of WORKLOADS) {
+    for (const w of workloads) {
       const [e, a, b] = [fig(etcd, w.id), fig(one, w.id), fig(many, w.id)];
       const cell = (f: { ops: number; p99: number }): string => `${Math.round(f.ops).toLocaleString('en-US')} (${f.p99.toFixed(1)})`;
       lines.push(`| ${w.id} | ${cell(e)} | ${cell(a)} | ${cell(b)} | ${(b.ops / a.ops).toFixed(2)}× | ${(b.ops / e.ops).toFixed(2)}× |`);
+    }
+    if (narrowed) {
+      console.log(`\n${lines.join('\n')}\n`);
+      return;
     }
     // The watch row: one prefix watch over every shard under a light open-loop write load, per round.
     const watchRuns = new Map<string, PrefixWatchLatency[]>();

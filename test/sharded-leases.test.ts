@@ -128,9 +128,10 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
     let refused = 0;
     for (let round = 0; round < 3; round++) {
       const { ID } = await clients[0].lease.grant(60);
-      // 300 puts on every shard from every member, the revoke in the middle of them.
+      // 300 puts on every shard from every member over about a second, the revoke early among them: on a
+      // slow machine the revoke itself may take a few hundred milliseconds, and puts keep coming after it.
       const puts = Array.from({ length: 300 }, async (_, i) => {
-        await new Promise((r) => setTimeout(r, i % 100));
+        await new Promise((r) => setTimeout(r, (i % 100) * 10));
         try {
           await clients[i % 3].kv.put(`race${round}/${i}`, 'x', { lease: ID });
           acked++;
@@ -142,6 +143,10 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
       await new Promise((r) => setTimeout(r, 50));
       await clients[1].lease.revoke(ID, 8_000);
       await Promise.all(puts);
+      // A put after the revoke answered is refused on every shard, whatever the race above came to.
+      for (const [j, key] of keysOnShards(`late${round}/`, 16, 5).entries()) {
+        await expect(clients[j % 3].kv.put(key, 'x', { lease: ID })).rejects.toThrow('requested lease not found');
+      }
       // Every put has answered and the revoke too: no key is left, now or later.
       expect(await count(`race${round}/`)).toBe(0);
       await new Promise((r) => setTimeout(r, 500));

@@ -620,7 +620,13 @@ export class Member {
     });
     switch (route.kind) {
       case 'intercept':
-        group!.proposalInterceptor?.(data);
+        try {
+          group!.proposalInterceptor?.(data);
+        } catch (err) {
+          // A peer's proposal this member could not take: its proposer answers its client at the deadline.
+          // Never thrown on: this runs in the peer stream's handler, and would end the process.
+          this.opts.logger.warn({ err, group: groupId, from }, 'forwarded proposal dropped: the shard could not take it');
+        }
         return;
       case 'forward':
         try {

@@ -672,9 +672,12 @@ export class KvStateMachine implements GroupStateMachine {
       this.txnsChanged();
       return { revision: this.appliedRevision(), result: null };
     }
+    // C is the highest of the participants' prepare revisions: above this shard's own prepare, or that
+    // prepare's revision itself (nothing applies here after a prepare but its resolution).
     const at = Number(r.revision ?? 0);
-    if (!Number.isSafeInteger(at) || at <= this.appliedRevision() || at <= this.store.currentRevision()) {
-      throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's applied revision ${this.appliedRevision()}`);
+    const ownPrepare = at === prepared.revision && this.appliedRevision() === at;
+    if (!Number.isSafeInteger(at) || at < prepared.revision || (at <= this.appliedRevision() && !ownPrepare) || at <= this.store.currentRevision()) {
+      throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's applied revision ${this.appliedRevision()} (prepared at ${prepared.revision})`);
     }
     this.txns.takePrepared(r.txn_id);
     // Its puts were checked at the prepare, on this same state (nothing was written here since).

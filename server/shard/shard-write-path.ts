@@ -322,7 +322,13 @@ export class ShardWritePath {
   intercept(data: Uint8Array): void {
     const request = decodeInternalRequest(data);
     if (!writesRevision(request)) {
-      this.opts.member.proposeDirect(this.opts.groupId, data);
+      // Raft may have stepped down in this very turn (a leadership handed over): passed on to whoever
+      // leads now, as a write caught the same way. Never thrown: this runs in a peer stream's handler.
+      try {
+        this.opts.member.proposeDirect(this.opts.groupId, data);
+      } catch {
+        this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
+      }
       return;
     }
     this.follow();

@@ -3,12 +3,14 @@
 // It reaches the shards only through CoordinatorDeps (the server's API context, or the seeded shard
 // simulation's leaders), so the same protocol code runs in both.
 //
-//   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys.
+//   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys (none
+//      without compares: the branch is the success one).
 //   2. Prepare: one txn_intent to every shard the transaction touches (writes first: the first is the
 //      primary; then shards it only reads). Each is stamped like any write at its own revision P, checks
 //      its compares still evaluate as at R0, dry-runs its share (its responses come back) and is laid as
 //      prepared: the shard is frozen until the transaction is resolved.
-//   3. C: a fresh oracle revision, above every P.
+//   3. C: the highest P (the transaction's own revision, above every other P; no participant wrote
+//      since its prepare, so each applies the commit at C).
 //   4. Decide: txn_resolve {commit, C} on the primary: applied only if the transaction is still prepared
 //      there (a recoverer may have aborted it), it runs the primary's share at C and keeps the decision.
 //      The client is answered now.
@@ -128,8 +130,9 @@ export class TxnCoordinator {
   private async attempt(req: TxnRequest, deadlineMs: number): Promise<TxnWriteOutcome> {
     const op = txnOpFromWire(req);
     // The branch, from the compares read at a fresh R0; each participant checks at its prepare that its
-    // part still evaluates the same (and then stays as it is until the transaction is resolved).
-    const R0 = await this.deps.freshRevision(deadlineMs);
+    // part still evaluates the same (and then stays as it is until the transaction is resolved). Without
+    // compares the branch is the success one, and R0 is needed only if it writes nothing.
+    const R0 = op.compare.length > 0 ? await this.deps.freshRevision(deadlineMs) : 0;
     const parts0 = await this.compareParts(op.compare, R0, deadlineMs);
     const succeeded = op.compare.every((c, i) => verdict(c, parts0[i]));
     const wireOps: WireRequestOp[] = (succeeded ? req.success : req.failure) ?? [];
@@ -178,7 +181,7 @@ export class TxnCoordinator {
     });
 
     // Nothing to write: the compares and ranges at R0 are one snapshot.
-    if (writers === 0) return this.readOnlyAnswer(wireOps, placements, succeeded, R0, deadlineMs);
+    if (writers === 0) return this.readOnlyAnswer(wireOps, placements, succeeded, R0 > 0 ? R0 : await this.deps.freshRevision(deadlineMs), deadlineMs);
 
     const outcome = await this.twoPhase(
       order,
@@ -260,14 +263,11 @@ export class TxnCoordinator {
     }
     const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
     if (this.deps.pauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.deps.pauseBeforeDecisionMs));
-    // C: above every prepare's revision (their grants were handed out before this request).
-    let C: number;
-    try {
-      C = await this.deps.freshRevision(deadlineMs);
-    } catch (err) {
-      await this.abort(txnId, primary, order);
-      throw err;
-    }
+    // C: the highest prepare's revision. It is the transaction's own (the oracle handed it to this
+    // prepare alone), above every other participant's prepare, and every participant has written nothing
+    // since its own: each can apply the commit at C, and no reader saw a state at or above its prepare
+    // without waiting for the resolution. No oracle round on the client's path.
+    const C = Math.max(...prepared.map((p) => p.revision));
     let decided: TxnWriteOutcome;
     try {
       decided = await this.deps.propose(primary, { txn_resolve: { txn_id: txnId, commit: true, revision: String(C) } }, Math.max(1, deadlineMs - Date.now()), false);

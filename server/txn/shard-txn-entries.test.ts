@@ -89,10 +89,15 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(sm.txns.decisionOf('x1')).toBeNull();
   });
 
-  it('a commit not above the shard is a broken invariant', () => {
-    const sm = shard(4);
-    sm.apply(entry(intent('x0', 9, [putOp('a', '1')])));
-    expect(() => sm.apply(entry(commit('x0', 9)))).toThrow(/invariant: txn x0 commits at revision 9/);
+  it('commits at its own prepare revision (the highest participant\'s); below it is a broken invariant', () => {
+    const below = shard(4);
+    below.apply(entry(intent('x0', 9, [putOp('a', '1')])));
+    expect(() => below.apply(entry(commit('x0', 8)))).toThrow(/invariant: txn x0 commits at revision 8/);
+    const own = shard(4);
+    own.apply(entry(intent('x0', 9, [putOp('a', '1')])));
+    own.apply(entry(commit('x0', 9)));
+    expect(own.appliedRevision()).toBe(9);
+    expect(own.store.range({ ...rangeOf(Buffer.from('a')), revision: 0 }, 9).kvs.map((kv) => [kv.value.toString(), kv.modRevision])).toEqual([['1', 9]]);
   });
 
   it('abort leaves P a gap; a later write is above it', async () => {

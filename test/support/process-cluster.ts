@@ -122,6 +122,14 @@ export class ProcessCluster {
       { stdio: ['ignore', out, out] },
     );
     fs.closeSync(out);
+    // A member that stops by itself with an error (a crash, not a signal this cluster sent) is shown at
+    // once with the end of its log: its log goes with the data dir, and a CI run keeps only the output.
+    const child = m.child;
+    child.once('exit', (code, signal) => {
+      if (signal !== null || code === 0 || code === null) return;
+      const tail = fs.existsSync(m.logFile) ? fs.readFileSync(m.logFile, 'utf8').trim().split('\n').slice(-40).join('\n') : '';
+      console.error(`process cluster: ${m.name} (pid ${child.pid}) exited with code ${code}; its log ends:\n${tail}`);
+    });
   }
 
   /**

@@ -701,6 +701,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     // ---- final checks ----
     // Revisions: unique across shards, strictly increasing per shard in log order.
     const owners = new Map<number, string>();
+    /** The transaction whose prepare used a revision: its commit is at the highest of its prepares'. */
+    const intentOf = new Map<number, string>();
     let entries = 0;
     for (const g of shardGroups) {
       const log = [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0]);
@@ -713,6 +715,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         const other = owners.get(e.revision);
         if (other !== undefined) throw new Violation(`revision ${e.revision} used twice: ${other} and shard group ${g} index ${index}`);
         owners.set(e.revision, `shard group ${g} index ${index}`);
+        if (e.txnStep === 'intent' && e.txnId !== undefined) intentOf.set(e.revision, e.txnId);
       }
     }
     // Replicas identical.
@@ -724,15 +727,19 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       });
       if (dumps.some((d) => d !== dumps[0])) throw new Violation(`shard group ${g}: replicas differ at the end`);
     }
-    // A commit's revision C: above everything before it in its shard's log, and used by no other entry.
+    // A commit's revision C: one of its own prepares' revisions (used by no other entry), and above
+    // everything before it in its shard's log but its own prepare there.
     for (const g of shardGroups) {
       let last = 0;
+      let lastIntent: string | undefined;
       for (const [index, e] of [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0])) {
         const at = e.revision || e.txnRevision || e.writeRevision;
         if (at === 0) continue;
-        if (at <= last) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${last}`);
+        const onOwnPrepare = e.txnStep === 'commit' && at === last && lastIntent === e.txnId;
+        if (at <= last && !onOwnPrepare) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${last}`);
         last = at;
-        if (e.txnStep === 'commit' && owners.has(at)) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at)} also uses`);
+        lastIntent = e.txnStep === 'intent' ? e.txnId : undefined;
+        if (e.txnStep === 'commit' && intentOf.get(at) !== e.txnId) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at) ?? 'no prepare of it'} uses`);
       }
     }
     // Cross-shard transactions: committed on every participant or none; at one revision; acks committed.
