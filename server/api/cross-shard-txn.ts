@@ -3,7 +3,16 @@
 // shard, hosted here or forwarded to a member that hosts it.
 import { randomUUID } from 'node:crypto';
 import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
-import { TxnCoordinator } from '../txn/coordinator.ts';
+import { newTxnCoordinatorStats, TxnCoordinator, type TxnCoordinatorStats } from '../txn/coordinator.ts';
+
+/** One member's coordinators (its KV service's and its lease sweeper's) count together, for its metrics. */
+const memberStats = new WeakMap<ApiContext, TxnCoordinatorStats>();
+
+export function crossShardStats(ctx: ApiContext): TxnCoordinatorStats {
+  let stats = memberStats.get(ctx);
+  if (stats === undefined) memberStats.set(ctx, (stats = newTxnCoordinatorStats()));
+  return stats;
+}
 
 export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace): TxnCoordinator {
   const targetOf = (groupId: number): GroupTarget => {
@@ -23,5 +32,5 @@ export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace):
     newTxnId: () => `${memberHex}-${randomUUID()}`,
     pauseBeforeDecisionMs: ctx.testTxnPauseBeforeDecisionMs,
     random: Math.random,
-  });
+  }, crossShardStats(ctx));
 }

@@ -1,6 +1,7 @@
 // The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
 // leader and caught up on what is committed), /metrics (Prometheus text via prom-client) and
 // /placement (where the keyspace lives, as JSON: placement-http.ts).
+import { crossShardStats } from './cross-shard-txn.ts';
 import type { SendRateStats } from '../transport/send-rate-limiter.ts';
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -104,6 +105,13 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): cl
   if (shards !== null) {
     // The revision oracle of a sharded cluster, as this member hosts it (it serves on the metadata leader).
     gauge('synod_oracle_serving', 'Whether this member serves revision batches (leads the metadata group, oracle established).', () => (shards.oracleStatus().serving ? 1 : 0));
+    // Cross-shard transactions coordinated here (server/txn/coordinator.ts): attempts above txns are
+    // retries after a refused prepare (wait-die) or a lost decision.
+    const txnStats = crossShardStats(ctx);
+    counter('synod_cross_shard_txns_total', 'Cross-shard transactions (and lease sweeps over several shards) coordinated by this member.', () => txnStats.txns);
+    counter('synod_cross_shard_txn_attempts_total', 'Attempts of those transactions (a refused prepare or a lost decision starts another).', () => txnStats.attempts);
+    counter('synod_cross_shard_txn_aborts_total', 'Attempts aborted before their decision.', () => txnStats.aborts);
+    counter('synod_cross_shard_txns_committed_total', 'Cross-shard transactions committed by this member\'s decision.', () => txnStats.committed);
     counter('synod_oracle_requests_total', 'Revision requests this member\'s oracle host received.', () => shards.oracleStatus().requests);
     counter('synod_oracle_grants_total', 'Revision batches this member\'s oracle host granted.', () => shards.oracleStatus().grants);
     counter('synod_oracle_revisions_granted_total', 'Revisions this member\'s oracle host granted.', () => shards.oracleStatus().revisionsGranted);

@@ -642,6 +642,7 @@ export class KvStateMachine implements GroupStateMachine {
       participantGroups: (intent.participant_groups ?? []).map(Number),
       ops: { compare: [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
+      ...(intent.priority !== undefined && Number(intent.priority) > 0 ? { priority: Number(intent.priority) } : {}),
       ...(intent.lease_sweep ? { leaseSweep: { ID: String(intent.lease_sweep.ID), generation: String(intent.lease_sweep.generation), revoked_at: String(intent.lease_sweep.revoked_at ?? '0'), horizon: String(intent.lease_sweep.horizon ?? '0') } } : {}),
     };
     this.txns.prepare(prepared);

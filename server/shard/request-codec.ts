@@ -47,6 +47,8 @@ export interface TxnIntentWire {
   expected?: Array<{ index: number; any: boolean; ok: boolean }>;
   /** Instead of ops: a revoked lease generation's sweep on this shard, at C. */
   lease_sweep?: LeaseSweep | null;
+  /** The transaction's age (ms of its first attempt; lower is older): wait-die between prepares. */
+  priority?: string;
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */

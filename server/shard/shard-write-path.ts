@@ -12,7 +12,8 @@
 //
 // A cross-shard transaction's prepare (txn_intent) is stamped like any write; once it is proposed, and
 // until the transaction is resolved here, nothing else stamped is proposed (the shard is frozen), another
-// transaction's prepare is refused (no-wait), and reads at or above its revision wait; the commit then
+// transaction's prepare waits if it is older and is refused if younger (wait-die), and reads at or above
+// its revision wait; the commit then
 // raises the floor to the transaction's C. Overdue prepared transactions are recovered from here
 // (recoverTxn) while this replica leads. The protocol: server/txn/coordinator.ts, docs/transactions.md.
 //
@@ -96,6 +97,30 @@ function isIntent(item: { q: { origin?: InternalRequest; body: InternalRequestBo
   return 'txn_intent' in (item.q.origin ?? item.q.body);
 }
 
+/** A transaction's age for wait-die: the ms of its first attempt, then its id (lower is older). */
+interface TxnRank {
+  readonly priority: number;
+  readonly txnId: string;
+}
+
+function olderThan(a: TxnRank, b: TxnRank): boolean {
+  return a.priority !== b.priority ? a.priority < b.priority : a.txnId < b.txnId;
+}
+
+/** An outbox intent's rank; a prepare without a priority (an older member's) ranks youngest of all. */
+function intentRank(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): TxnRank {
+  const body = item.q.origin ?? item.q.body;
+  const intent = 'txn_intent' in body ? body.txn_intent : undefined;
+  const priority = Number(intent?.priority ?? 0);
+  return { priority: priority > 0 ? priority : Number.MAX_SAFE_INTEGER, txnId: intent?.txn_id ?? '' };
+}
+
+/** An outbox intent whose transaction's deadline passed: its coordinator has given it up (or will). */
+function intentOverdue(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }, nowMs: number): boolean {
+  const body = item.q.origin ?? item.q.body;
+  return 'txn_intent' in body && !!body.txn_intent && Number(body.txn_intent.deadline_unix_ms) <= nowMs;
+}
+
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
 /** How long a forwarded write this leader could not propose waits before it is forwarded again. */
@@ -149,6 +174,8 @@ export class ShardWritePath {
    * transaction's writes must land at its revision C, with nothing above C before them.
    */
   private intentInFlight = 0;
+  /** That prepare's transaction (wait-die ranks a waiting prepare against it). */
+  private intentInFlightRank: TxnRank | null = null;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
@@ -192,6 +219,7 @@ export class ShardWritePath {
       this.revisions.appliedThrough(revision);
       if (this.intentInFlight !== 0 && revision >= this.intentInFlight) {
         this.intentInFlight = 0;
+        this.intentInFlightRank = null;
         this.drainOutbox();
       }
       this.afterApplied(revision);
@@ -239,6 +267,7 @@ export class ShardWritePath {
   private lose(err: Error): void {
     this.revisions.end();
     this.intentInFlight = 0;
+    this.intentInFlightRank = null;
     const held = this.held;
     this.held = [];
     for (const q of held) q.reject(err);
@@ -381,11 +410,11 @@ export class ShardWritePath {
   }
 
   /**
-   * A cross-shard transaction's prepare reaching the head of the outbox while another transaction is
-   * prepared here (or on its way): refused at once rather than held (no-wait), so two transactions
-   * each prepared on one shard and waiting for the other's never deadlock; its coordinator aborts and
-   * tries again. Proposed marked refused, without a revision (its own becomes a gap), so its proposer
-   * hears it at apply wherever it is.
+   * A cross-shard transaction's prepare younger than a transaction prepared here (or on its way), or
+   * past its deadline, or behind a txn waiting on reads elsewhere: refused at once rather than held, so
+   * two transactions each prepared on one shard and waiting for the other's never deadlock (an older
+   * one waits: wait-die); its coordinator aborts and tries again. Proposed marked refused, without a
+   * revision (its own becomes a gap), so its proposer hears it at apply wherever it is.
    */
   private refuseIntent(item: OutboxItem): void {
     const { q, revision } = item;
@@ -435,10 +464,17 @@ export class ShardWritePath {
     const below = this.outbox.filter((item) => item.revision <= revision);
     if (below.length === 0) return;
     this.outbox = this.outbox.filter((item) => item.revision > revision);
+    let restamp = false;
     for (const item of below) {
       this.revisions.abandon(item.revision);
-      item.q.reject(new ShardNotReadyError('stamped below a cross-shard transaction committed meanwhile'));
+      if (isIntent(item)) {
+        // A prepare waiting for the transaction that just committed (wait-die): never proposed, so
+        // stamped again above C in the next turn rather than failed.
+        this.queue.push(item.q);
+        restamp = true;
+      } else item.q.reject(new ShardNotReadyError('stamped below a cross-shard transaction committed meanwhile'));
     }
+    if (restamp) this.scheduleFlush();
   }
 
   /** Starts (or stops) the leader's look for prepared transactions past their deadline. */
@@ -586,14 +622,25 @@ export class ShardWritePath {
       // it); another transaction's prepare is refused rather than held.
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
       if ((this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) && this.mutation !== 'propose-while-txn-prepared') {
-        // Every prepare waiting here, wherever it is in the outbox: one held behind ordinary writes
-        // would deadlock just the same.
-        const intents = this.outbox.filter((item) => isIntent(item));
-        if (intents.length > 0) {
-          this.outbox = this.outbox.filter((item) => !isIntent(item));
-          for (const item of intents) this.refuseIntent(item);
+        // Wait-die, for every prepare waiting here wherever it is in the outbox: one older than every
+        // transaction holding the shard waits (stamped again if the holder commits above it); a younger
+        // one is refused at once, so waits only go from older to younger and never form a cycle.
+        const holders: TxnRank[] = sm.txns.preparedTxns().map((p) => ({ priority: p.priority ?? Number.MAX_SAFE_INTEGER, txnId: p.txnId }));
+        if (this.intentInFlightRank !== null) holders.push(this.intentInFlightRank);
+        const now = Date.now();
+        const dies = (item: OutboxItem): boolean => isIntent(item) && (intentOverdue(item, now) || !holders.every((h) => olderThan(intentRank(item), h)));
+        const refused = this.outbox.filter(dies);
+        if (refused.length > 0) {
+          this.outbox = this.outbox.filter((item) => !dies(item));
+          for (const item of refused) this.refuseIntent(item);
         }
         break;
+      }
+      if (isIntent(this.outbox[0]) && intentOverdue(this.outbox[0], Date.now())) {
+        // It waited past its transaction's deadline: its coordinator has given this attempt up, and a
+        // late prepare would only freeze the shard until a recoverer aborts it.
+        this.refuseIntent(this.outbox.shift()!);
+        continue;
       }
       const proposingIntent = isIntent(this.outbox[0]);
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
@@ -623,6 +670,7 @@ export class ShardWritePath {
           this.stats.writesProposed++;
           if (proposingIntent) {
             this.intentInFlight = revision;
+            this.intentInFlightRank = intentRank({ q });
             this.stats.txnIntents++;
           }
           q.resolve({ revision, result: null });
@@ -650,6 +698,7 @@ export class ShardWritePath {
       this.stats.writesProposed++;
       if (proposingIntent) {
         this.intentInFlight = revision;
+        this.intentInFlightRank = intentRank({ q });
         this.stats.txnIntents++;
       }
       tracked.outcome.then(q.resolve, q.reject);

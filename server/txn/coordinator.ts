@@ -17,8 +17,9 @@
 //   5. Resolve the other participants (each runs its share at C), then let the primary forget.
 //
 // Any failure before the decision aborts the attempt through the primary first (txn_recover, a
-// compare-and-set there) and then the participants; a refused prepare (another transaction holds a
-// shard: no-wait) or a lost decision starts a new attempt after a jittered pause, until the deadline.
+// compare-and-set there) and then the participants; a refused prepare (a shard is held by an older
+// transaction: wait-die, by the age of the first attempt, which every retry keeps) or a lost decision
+// starts a new attempt after a jittered pause, until the deadline.
 import * as grpc from '@grpc/grpc-js';
 import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
@@ -92,12 +93,27 @@ interface OpPlacement {
   readsAt: number[];
 }
 
+/** What coordinators did (one object may be shared by a member's coordinators: its metrics). */
+export interface TxnCoordinatorStats {
+  txns: number;
+  attempts: number;
+  retries: number;
+  aborts: number;
+  recoveries: number;
+  committed: number;
+}
+
+export function newTxnCoordinatorStats(): TxnCoordinatorStats {
+  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0 };
+}
+
 export class TxnCoordinator {
   private readonly deps: CoordinatorDeps;
-  readonly stats = { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0 };
+  readonly stats: TxnCoordinatorStats;
 
-  constructor(deps: CoordinatorDeps) {
+  constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
     this.deps = deps;
+    this.stats = stats;
   }
 
   /** Refuses what the protocol does not carry (nested txns, leases) with a clear FailedPrecondition. */
@@ -113,7 +129,9 @@ export class TxnCoordinator {
     TxnCoordinator.check(req);
     this.stats.txns++;
     const deadlineMs = this.deps.deadlineMs();
-    return this.retrying(deadlineMs, () => this.attempt(req, deadlineMs));
+    // Its age, kept over its attempts: an older transaction's prepare waits where a younger one holds a shard.
+    const priority = Date.now();
+    return this.retrying(deadlineMs, () => this.attempt(req, deadlineMs, priority));
   }
 
   /** Each compare's part on every shard its range touches, read at `at` (that shard then never writes at or below it). */
@@ -127,7 +145,7 @@ export class TxnCoordinator {
     );
   }
 
-  private async attempt(req: TxnRequest, deadlineMs: number): Promise<TxnWriteOutcome> {
+  private async attempt(req: TxnRequest, deadlineMs: number, priority: number): Promise<TxnWriteOutcome> {
     const op = txnOpFromWire(req);
     // The branch, from the compares read at a fresh R0; each participant checks at its prepare that its
     // part still evaluates the same (and then stays as it is until the transaction is resolved). Without
@@ -191,6 +209,7 @@ export class TxnCoordinator {
         return { ops: { compare: mine.map((i) => req.compare[i]), success: shares.get(groupId)!, failure: [] }, expected: mine.map((i, index) => ({ index, ...parts0[i].get(groupId)! })) };
       },
       deadlineMs,
+      priority,
       false,
     );
     const { C, prepared, decided } = outcome;
@@ -211,7 +230,8 @@ export class TxnCoordinator {
    */
   async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
     const deadlineMs = this.deps.deadlineMs();
-    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep }), deadlineMs, true)).C);
+    const priority = Date.now();
+    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep }), deadlineMs, priority, true)).C);
   }
 
   /** `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`. */
@@ -241,6 +261,7 @@ export class TxnCoordinator {
     order: number[],
     shareOf: (groupId: number) => Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>,
     deadlineMs: number,
+    priority: number,
     resolveAllFirst: boolean,
   ): Promise<{ C: number; prepared: TxnWriteOutcome[]; decided: TxnWriteOutcome }> {
     const txnId = this.deps.newTxnId();
@@ -250,7 +271,7 @@ export class TxnCoordinator {
       order.map((groupId) =>
         this.deps.propose(
           groupId,
-          { txn_intent: { txn_id: txnId, primary_group: String(primary), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), ...shareOf(groupId) } },
+          { txn_intent: { txn_id: txnId, primary_group: String(primary), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(priority), ...shareOf(groupId) } },
           Math.max(1, deadlineMs - Date.now()),
           false,
         ),

@@ -28,7 +28,7 @@ const DECIDED_KIND = 0x64; // 'd'
 
 export interface PreparedTxn {
   readonly txnId: string;
-  /** The prepare's revision P on this shard (the transaction commits at its own C > P). */
+  /** The prepare's revision P on this shard (the transaction commits at C ≥ P, the highest participant's P). */
   readonly revision: number;
   readonly primaryGroup: number;
   readonly participantGroups: readonly number[];
@@ -38,6 +38,8 @@ export interface PreparedTxn {
   readonly deadlineUnixMs: number;
   /** A lease sweep transaction: this shard's sweep, made at C instead of `ops`. */
   readonly leaseSweep?: PreparedLeaseSweep;
+  /** The transaction's age (ms of its first attempt; 0 when its prepare carried none): wait-die. */
+  readonly priority?: number;
 }
 
 export interface DecidedTxn {
@@ -59,6 +61,7 @@ interface StoredPrepared {
   ops: string;
   deadlineUnixMs: number;
   leaseSweep?: PreparedLeaseSweep;
+  priority?: number;
 }
 
 /** How the table stores its ops: the caller's codec for etcdserverpb.TxnRequest. */
