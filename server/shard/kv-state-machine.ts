@@ -691,22 +691,25 @@ export class KvStateMachine implements GroupStateMachine {
     this.appliedRevisionValue = at;
     this.appliedRevisionDirty = true;
     this.publish(out.events, out.revision);
-    if (prepared.primaryGroup === this.groupId) this.txns.recordDecision(prepared.txnId, 'committed', at);
+    // Every participant keeps the commit until the coordinator has them all forget it: a recoverer of
+    // another participant may ask any of them, and only a record tells "committed" from "never prepared".
+    this.txns.recordDecision(prepared.txnId, 'committed', at);
     this.revisionListener?.(at);
     this.txnsChanged();
     return { revision: at, result: out.result };
   }
 
   /**
-   * A recoverer's compare-and-set on the primary: committed (answered with C), or aborted — prepared and
-   * aborted now as asked, or never prepared here, which is recorded so that its prepare, arriving late,
-   * is refused. Pending when prepared and not asked to abort.
+   * A recoverer's compare-and-set on a participant: committed (answered with C), prepared (answered with
+   * its P; aborted now instead if asked), or never prepared here — recorded aborted, so that its prepare,
+   * arriving late, is refused (answered with revision 0). The revision tells the three apart wherever the
+   * answer travels (a forwarded write's answer carries a txn's `succeeded` and the revision, nothing else).
    */
   private applyTxnRecover(req: InternalRequest & { txn_recover: NonNullable<Extract<InternalRequest, { txn_recover: unknown }>['txn_recover']> }): ApplyOutcome {
     const r = req.txn_recover;
     const decision = this.txns.decisionOf(r.txn_id);
     let answer: RecoveryAnswer;
-    let revision = this.appliedRevision();
+    let revision = 0;
     if (decision !== null) {
       answer = decision.state;
       if (decision.state === 'committed') revision = decision.revision;
@@ -718,7 +721,10 @@ export class KvStateMachine implements GroupStateMachine {
       this.txns.recordDecision(r.txn_id, 'aborted', 0);
       this.txnsChanged();
       answer = 'aborted';
-    } else answer = 'pending';
+    } else {
+      answer = 'pending';
+      revision = this.txns.getPrepared(r.txn_id)!.revision;
+    }
     // Answered as a txn (forwarded writes carry txn results): succeeded means committed, at `revision`.
     return { revision, result: { succeeded: answer === 'committed', responses: [], pending: answer === 'pending' } };
   }

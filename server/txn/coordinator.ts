@@ -5,21 +5,22 @@
 //
 //   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys (none
 //      without compares: the branch is the success one).
-//   2. Prepare: one txn_intent to every shard the transaction touches (writes first: the first is the
-//      primary; then shards it only reads). Each is stamped like any write at its own revision P, checks
-//      its compares still evaluate as at R0, dry-runs its share (its responses come back) and is laid as
-//      prepared: the shard is frozen until the transaction is resolved.
-//   3. C: the highest P (the transaction's own revision, above every other P; no participant wrote
-//      since its prepare, so each applies the commit at C).
-//   4. Decide: txn_resolve {commit, C} on the primary: applied only if the transaction is still prepared
-//      there (a recoverer may have aborted it), it runs the primary's share at C and keeps the decision.
-//      The client is answered now.
-//   5. Resolve the other participants (each runs its share at C), then let the primary forget.
+//   2. Prepare: one txn_intent to every shard the transaction touches (writes first, then shards it
+//      only reads). Each is stamped like any write at its own revision P, checks its compares still
+//      evaluate as at R0, dry-runs its share (its responses come back) and is laid as prepared: the
+//      shard is frozen until the transaction is resolved.
+//   3. Committed once every prepare applied (parallel commits: no decision round), at C, the highest P
+//      (the transaction's own revision, above every other P; no participant wrote since its prepare, so
+//      each applies the commit at C). The client is answered now: one consensus round on its path.
+//   4. Resolve every participant (each runs its share at C and keeps a record of the commit), then let
+//      them all forget it.
 //
-// Any failure before the decision aborts the attempt through the primary first (txn_recover, a
-// compare-and-set there) and then the participants; a refused prepare (a shard is held by an older
-// transaction: wait-die, by the age of the first attempt, which every retry keeps) or a lost decision
-// starts a new attempt after a jittered pause, until the deadline.
+// A prepare refused at apply (a shard held by an older transaction: wait-die, by the age of the first
+// attempt, which every retry keeps; or compares changed) means the transaction can never commit: the
+// prepared participants abort and a new attempt starts after a jittered pause, until the deadline. A
+// participant that does not answer, or a coordinator that vanished, is settled by `settle`: every
+// participant asked with txn_recover, a compare-and-set that fences one never prepared (recorded aborted,
+// its late prepare refused); committed if all were prepared, else aborted.
 import * as grpc from '@grpc/grpc-js';
 import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
@@ -212,12 +213,12 @@ export class TxnCoordinator {
       priority,
       false,
     );
-    const { C, prepared, decided } = outcome;
+    const { C, prepared } = outcome;
     const shareResults = new Map<number, TxnResult>();
     order.forEach((groupId, i) => {
       const p = prepared[i];
       // A share previewed at its prepare's revision P shows its own writes there: they are at C.
-      shareResults.set(groupId, i === 0 ? (decided.result as TxnResult) : atRevision(p.result as TxnResult, p.revision, C));
+      shareResults.set(groupId, atRevision(p.result as TxnResult, p.revision, C));
     });
     const responses = wireOps.map((w, i) => this.stitch(w, placements[i], shareResults, [], C));
     return { revision: C, result: { succeeded, responses } satisfies TxnResult };
@@ -252,10 +253,10 @@ export class TxnCoordinator {
   }
 
   /**
-   * Prepare on every participant (`order[0]` is the primary), take C, decide in the primary, resolve the
-   * others — in the background, or before resolving when `resolveAllFirst` — and let the primary forget.
-   * Any failure before the decision aborts the attempt (and throws); a lost decision is settled by the
-   * primary's answer to a recoverer.
+   * Prepare on every participant (parallel commits): once every prepare applied the transaction is
+   * committed at C, the highest P — no decision round on the client's path. The participants then
+   * resolve (each keeps a record of the commit until every one has), in the background or before
+   * returning when `resolveAllFirst`, and forget. A failed prepare aborts the attempt (and throws).
    */
   private async twoPhase(
     order: number[],
@@ -263,55 +264,60 @@ export class TxnCoordinator {
     deadlineMs: number,
     priority: number,
     resolveAllFirst: boolean,
-  ): Promise<{ C: number; prepared: TxnWriteOutcome[]; decided: TxnWriteOutcome }> {
+  ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
     const txnId = this.deps.newTxnId();
-    const primary = order[0];
     const intentDeadline = Math.min(deadlineMs, Date.now() + INTENT_TTL_MS);
     const settled = await Promise.allSettled(
       order.map((groupId) =>
         this.deps.propose(
           groupId,
-          { txn_intent: { txn_id: txnId, primary_group: String(primary), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(priority), ...shareOf(groupId) } },
+          { txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(priority), ...shareOf(groupId) } },
           Math.max(1, deadlineMs - Date.now()),
           false,
         ),
       ),
     );
-    const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected');
-    if (failed !== undefined) {
-      await this.abort(txnId, primary, order);
-      throw failed.reason;
-    }
+    if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled);
     const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
     if (this.deps.pauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.deps.pauseBeforeDecisionMs));
-    // C: the highest prepare's revision. It is the transaction's own (the oracle handed it to this
-    // prepare alone), above every other participant's prepare, and every participant has written nothing
-    // since its own: each can apply the commit at C, and no reader saw a state at or above its prepare
-    // without waiting for the resolution. No oracle round on the client's path.
+    // Committed: every participant prepared. C: the highest prepare's revision. It is the transaction's
+    // own (the oracle handed it to that prepare alone), above every other participant's prepare, and
+    // every participant has written nothing since its own: each applies the commit at C, and no reader
+    // saw a state at or above its prepare without waiting for the resolution.
     const C = Math.max(...prepared.map((p) => p.revision));
-    let decided: TxnWriteOutcome;
-    try {
-      decided = await this.deps.propose(primary, { txn_resolve: { txn_id: txnId, commit: true, revision: String(C) } }, Math.max(1, deadlineMs - Date.now()), false);
-    } catch (err) {
-      // Lost, refused (a recoverer aborted it) or unknown: the primary's answer to a recoverer settles it.
-      const outcome = await this.recoverAt(txnId, primary);
-      if (outcome.state !== 'committed') {
-        await this.resolveAll(txnId, false, 0, order.filter((g) => g !== primary));
-        throw isRetryable(err) ? err : grpcError({ code: grpc.status.ABORTED, message: `synod: transaction aborted (${err instanceof Error ? err.message : String(err)})` });
-      }
-      decided = { revision: C, result: atRevision(prepared[0].result as TxnResult, prepared[0].revision, C) };
-    }
     this.stats.committed++;
-    // Committed. The others resolve; a reader there waits for them meanwhile.
-    const resolved = this.resolveAll(txnId, true, C, order.filter((g) => g !== primary)).then((all) => {
-      // The primary's record may go only once every participant resolved (a recoverer still asks it).
-      if (all) void this.deps.propose(primary, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
+    const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
+      // The records may go only once every participant resolved (a recoverer may still ask any of them).
+      if (all) for (const g of order) void this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
       return all;
     });
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
-    return { C, prepared, decided };
+    return { C, prepared };
   }
 
+  /**
+   * Some prepare failed. One refused at apply (ABORTED: another transaction held the shard, or the
+   * compares changed) was never laid there and never will be, so the transaction cannot commit: the
+   * prepared participants abort. Without such a refusal (a prepare timed out, its fate unknown) the
+   * transaction is settled as a recoverer would (`settle`): committed if every participant turns out
+   * prepared — the client then hears that the outcome is unknown, as etcd's timeout says —, else aborted.
+   */
+  private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>): Promise<never> {
+    this.stats.aborts++;
+    const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected')!;
+    if (settled.some((p) => p.status === 'rejected' && isRetryable(p.reason))) {
+      await this.resolveAll(txnId, false, 0, order.filter((_, i) => settled[i].status === 'fulfilled'));
+      throw failed.reason;
+    }
+    const prepared = new Map<number, number>();
+    order.forEach((g, i) => {
+      const p = settled[i];
+      if (p.status === 'fulfilled') prepared.set(g, p.value.revision);
+    });
+    const outcome = await this.settle(txnId, order, prepared).catch(() => null);
+    if (outcome?.state === 'committed') throw grpcError(ETCD_ERRORS.TIMEOUT);
+    throw failed.reason;
+  }
   /** A branch without writes: its ranges read at `at` (every shard's state through C − 1). */
   private async readOnlyAnswer(wireOps: WireRequestOp[], placements: OpPlacement[], succeeded: boolean, at: number, deadlineMs: number): Promise<TxnWriteOutcome> {
     const parts = await Promise.all(placements.map((p, i) => Promise.all(p.readsAt.map((t) => this.readPart(t, wireOps[i], at, deadlineMs)))));
@@ -354,27 +360,32 @@ export class TxnCoordinator {
   }
 
   /**
-   * The primary's answer to a recoverer (a compare-and-set there): committed at C, or aborted — a
-   * pending transaction is aborted, and one never prepared there is recorded aborted.
+   * Settles a transaction whose coordinator cannot finish it (a recoverer's, or a prepare's fate unknown):
+   * asks every participant not known prepared with txn_recover — a compare-and-set there: its record
+   * (committed at C, or aborted), else prepared (its P), else it records the transaction aborted, so a
+   * prepare arriving later is refused. Committed if one says so, or if every participant is prepared (at
+   * the highest P, as the coordinator would); else aborted. Then resolves every participant that may
+   * still hold it. `known`: participants known prepared, with their P.
    */
-  private async recoverAt(txnId: string, primary: number): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
+  private async settle(txnId: string, participants: number[], known: Map<number, number>): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
     this.stats.recoveries++;
-    const out = await this.deps.propose(primary, { txn_recover: { txn_id: txnId, abort_pending: true } }, RESOLVE_TIMEOUT_MS, true);
-    return (out.result as TxnResult | null)?.succeeded === true ? { state: 'committed', revision: out.revision } : { state: 'aborted', revision: 0 };
-  }
-
-  /** An attempt that will not commit: aborted on the primary first (the decision), then everywhere. */
-  private async abort(txnId: string, primary: number, participants: number[]): Promise<void> {
-    this.stats.aborts++;
-    try {
-      const outcome = await this.recoverAt(txnId, primary);
-      if (outcome.state === 'committed') throw new Error(`invariant: txn ${txnId} committed on its primary without a decision`);
-    } catch (err) {
-      if (err instanceof Error && err.message.startsWith('invariant')) throw err;
-      // The primary did not answer: its participants' recoverers settle it after the deadline.
-      return;
-    }
-    await this.resolveAll(txnId, false, 0, participants.filter((g) => g !== primary));
+    const asked = participants.filter((g) => !known.has(g));
+    const answers = await Promise.all(
+      asked.map(async (g) => {
+        const out = await this.deps.propose(g, { txn_recover: { txn_id: txnId, abort_pending: false } }, RESOLVE_TIMEOUT_MS, true);
+        // Answered as a txn: succeeded → committed at the revision; else prepared at it, or aborted (0).
+        const committed = (out.result as TxnResult | null)?.succeeded === true;
+        return { state: committed ? 'committed' : out.revision > 0 ? 'prepared' : 'aborted', revision: out.revision } as const;
+      }),
+    );
+    const committed = answers.find((a) => a.state === 'committed');
+    let outcome: { state: 'committed' | 'aborted'; revision: number };
+    if (committed !== undefined) outcome = { state: 'committed', revision: committed.revision };
+    else if (answers.every((a) => a.state === 'prepared')) outcome = { state: 'committed', revision: Math.max(...known.values(), ...answers.map((a) => a.revision)) };
+    else outcome = { state: 'aborted', revision: 0 };
+    const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, participants);
+    if (all && outcome.state === 'committed') for (const g of participants) void this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
+    return outcome;
   }
 
   /** Resolves the transaction on `groups` (commit: at revision C); whether every one answered. */
@@ -386,12 +397,11 @@ export class TxnCoordinator {
 
   /**
    * Resolves a transaction prepared on shard `groupId` whose deadline passed undecided (a write path's
-   * recoverTxn): the primary decides (fencing C there), then this shard follows.
+   * recoverTxn): settled through every participant (this one is known prepared at `p.revision`).
    */
   async recoverPrepared(p: PreparedTxn, groupId: number): Promise<void> {
-    const outcome = await this.recoverAt(p.txnId, p.primaryGroup);
-    const resolve = outcome.state === 'committed' ? { txn_id: p.txnId, commit: true, revision: String(outcome.revision) } : { txn_id: p.txnId, commit: false };
-    await this.deps.propose(groupId, { txn_resolve: resolve }, RESOLVE_TIMEOUT_MS, true);
+    const participants = p.participantGroups.includes(groupId) ? [...p.participantGroups] : [...p.participantGroups, groupId];
+    await this.settle(p.txnId, participants, new Map([[groupId, p.revision]]));
   }
 }
 

@@ -290,7 +290,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
                   }
                 }
               }
-              if ('txn_recover' in req && req.txn_recover && sm.txns.getPrepared(req.txn_recover.txn_id) !== undefined) txn = { txnId: req.txn_recover.txn_id, txnStep: 'abort' };
+              if ('txn_recover' in req && req.txn_recover && req.txn_recover.abort_pending === true && sm.txns.getPrepared(req.txn_recover.txn_id) !== undefined) txn = { txnId: req.txn_recover.txn_id, txnStep: 'abort' };
               const seen = applied.get(g)!.get(entry.index);
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
