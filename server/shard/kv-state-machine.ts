@@ -657,6 +657,7 @@ export class KvStateMachine implements GroupStateMachine {
    */
   private applyTxnResolve(req: InternalRequest & { txn_resolve: NonNullable<Extract<InternalRequest, { txn_resolve: unknown }>['txn_resolve']> }): ApplyOutcome {
     const r = req.txn_resolve;
+    for (const id of r.forget_txn_ids ?? []) this.txns.forget(id);
     if (r.forget === true) {
       this.txns.forget(r.txn_id);
       return { revision: this.appliedRevision(), result: null };

@@ -58,6 +58,8 @@ export interface TxnResolveWire {
   forget?: boolean;
   /** commit only: the transaction's revision C. */
   revision?: string;
+  /** Other transactions resolved everywhere: their records here may go (piggybacked forgets). */
+  forget_txn_ids?: string[];
 }
 
 /** A recoverer's compare-and-set on the primary shard. */

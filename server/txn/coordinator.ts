@@ -74,6 +74,13 @@ const MAX_RETRY_PAUSE_MS = 50;
  */
 const INTENT_TTL_MS = 1_000;
 /**
+ * Longest a finished transaction's records wait for a later resolve to carry their forget to a shard
+ * before one entry carries them all.
+ */
+const FORGET_FLUSH_MS = 200;
+/** Most forgets kept per shard while its proposals fail; older ones are dropped (their records stay). */
+const MAX_FORGETS_PER_SHARD = 10_000;
+/**
  * How long one resolve, abort or recovery proposal may take. Short: one lost in a leadership handover
  * is tried again (the recoverers look every 50 ms) instead of holding a frozen shard for its whole wait.
  */
@@ -111,6 +118,9 @@ export function newTxnCoordinatorStats(): TxnCoordinatorStats {
 export class TxnCoordinator {
   private readonly deps: CoordinatorDeps;
   readonly stats: TxnCoordinatorStats;
+  /** Per shard group: transactions resolved everywhere whose records there may go (piggybacked forgets). */
+  private readonly forgets = new Map<number, string[]>();
+  private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
     this.deps = deps;
@@ -288,7 +298,7 @@ export class TxnCoordinator {
     this.stats.committed++;
     const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
       // The records may go only once every participant resolved (a recoverer may still ask any of them).
-      if (all) for (const g of order) void this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
+      if (all) this.forgetLater(txnId, order);
       return all;
     });
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
@@ -384,15 +394,62 @@ export class TxnCoordinator {
     else if (answers.every((a) => a.state === 'prepared')) outcome = { state: 'committed', revision: Math.max(...known.values(), ...answers.map((a) => a.revision)) };
     else outcome = { state: 'aborted', revision: 0 };
     const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, participants);
-    if (all && outcome.state === 'committed') for (const g of participants) void this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, forget: true } }, RESOLVE_TIMEOUT_MS, true).catch(() => undefined);
+    if (all && outcome.state === 'committed') this.forgetLater(txnId, participants);
     return outcome;
   }
 
-  /** Resolves the transaction on `groups` (commit: at revision C); whether every one answered. */
+  /**
+   * Resolves the transaction on `groups` (commit: at revision C), each resolve carrying the forgets
+   * waiting for its shard; whether every one answered.
+   */
   private async resolveAll(txnId: string, commit: boolean, revision: number, groups: number[]): Promise<boolean> {
-    const resolve = commit ? { txn_id: txnId, commit, revision: String(revision) } : { txn_id: txnId, commit };
-    const answers = await Promise.all(groups.map((g) => this.deps.propose(g, { txn_resolve: resolve }, RESOLVE_TIMEOUT_MS, true).then(() => true, () => false)));
+    const answers = await Promise.all(
+      groups.map((g) => {
+        const forget = this.takeForgets(g);
+        const resolve = { txn_id: txnId, commit, ...(commit ? { revision: String(revision) } : {}), ...(forget.length > 0 ? { forget_txn_ids: forget } : {}) };
+        return this.deps.propose(g, { txn_resolve: resolve }, RESOLVE_TIMEOUT_MS, true).then(
+          () => true,
+          () => {
+            this.forgetLater(null, [g], forget); // perhaps not applied: carried again
+            return false;
+          },
+        );
+      }),
+    );
     return answers.every(Boolean);
+  }
+
+  /** Queues forgetting `txnId` (and `more`) on `groups`: carried by a later resolve there, or flushed soon. */
+  private forgetLater(txnId: string | null, groups: number[], more: string[] = []): void {
+    for (const g of groups) {
+      const list = this.forgets.get(g) ?? [];
+      if (txnId !== null) list.push(txnId);
+      list.push(...more);
+      if (list.length > MAX_FORGETS_PER_SHARD) list.splice(0, list.length - MAX_FORGETS_PER_SHARD);
+      if (list.length > 0) this.forgets.set(g, list);
+    }
+    if (this.forgetTimer === null && this.forgets.size > 0) {
+      this.forgetTimer = setTimeout(() => this.flushForgets(), FORGET_FLUSH_MS);
+      this.forgetTimer.unref?.();
+    }
+  }
+
+  private takeForgets(groupId: number): string[] {
+    const list = this.forgets.get(groupId) ?? [];
+    this.forgets.delete(groupId);
+    return list;
+  }
+
+  /** One forget entry per shard with records still waiting (a lost one is simply tried at the next flush). */
+  private flushForgets(): void {
+    this.forgetTimer = null;
+    for (const g of [...this.forgets.keys()]) {
+      const [first, ...rest] = this.takeForgets(g);
+      if (first === undefined) continue;
+      void this.deps
+        .propose(g, { txn_resolve: { txn_id: first, commit: true, forget: true, ...(rest.length > 0 ? { forget_txn_ids: rest } : {}) } }, RESOLVE_TIMEOUT_MS, true)
+        .catch(() => this.forgetLater(first, [g], rest));
+    }
   }
 
   /**

@@ -100,6 +100,25 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(own.store.range({ ...rangeOf(Buffer.from('a')), revision: 0 }, 9).kvs.map((kv) => [kv.value.toString(), kv.modRevision])).toEqual([['1', 9]]);
   });
 
+  it('every participant keeps the commit; a later resolve carries the forgets of finished ones; a fence answers revision 0', async () => {
+    const sm = shard(4); // not the first participant: it records the commit all the same
+    sm.apply(entry(intent('f1', 9, [putOp('a', '1')])));
+    sm.apply(entry(commit('f1', 10)));
+    expect(sm.txns.decisionOf('f1')).toEqual({ txnId: 'f1', state: 'committed', revision: 10 });
+    sm.apply(entry(intent('f2', 12, [putOp('b', '1')])));
+    const asked = sm.track();
+    sm.apply(entry({ ...recover('f2', asked.seq), txn_recover: { txn_id: 'f2', abort_pending: false } }));
+    expect((await asked.outcome).revision).toBe(12); // prepared: its P
+    sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'f2', commit: true, revision: '12', forget_txn_ids: ['f1'] } }));
+    expect(sm.txns.decisionOf('f1')).toBeNull();
+    expect(sm.txns.decisionOf('f2')).toMatchObject({ state: 'committed', revision: 12 });
+    const fenced = sm.track();
+    sm.apply(entry({ ...recover('f3', fenced.seq), txn_recover: { txn_id: 'f3', abort_pending: false } }));
+    const answer = await fenced.outcome;
+    expect([answer.revision, (answer.result as { succeeded: boolean }).succeeded]).toEqual([0, false]);
+    expect(sm.txns.decisionOf('f3')).toMatchObject({ state: 'aborted' });
+  });
+
   it('abort leaves P a gap; a later write is above it', async () => {
     const sm = shard(4);
     sm.apply(entry(intent('x2', 7, [putOp('k', 'v')])));
