@@ -129,6 +129,11 @@ const REFORWARD_DELAY_MS = 20;
 const TOO_LARGE: TxnReadsWire = { compares: [], ranges: [], too_large: true };
 /** After its deadline, how long a txn's reads on other shards may still hold up the writes behind it. */
 const READS_BACKSTOP_MS = 100;
+/**
+ * How long a prepare younger than the transaction holding the shard may wait for it before it is refused
+ * (wait-die with a grace): about a resolution's consensus round on a loaded machine.
+ */
+const YOUNGER_WAIT_MS = 25;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
 
@@ -156,6 +161,8 @@ interface OutboxItem {
   /** Its reads elsewhere have not answered yet. */
   waiting: boolean;
   failed: Error | null;
+  /** A prepare: when it first met another transaction holding the shard (null: it has not). */
+  heldSinceMs: number | null;
 }
 
 interface ReadWaiter {
@@ -179,6 +186,8 @@ export class ShardWritePath {
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
+  /** Wakes drainOutbox when a waiting younger prepare's grace ends. */
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly maxEntryBytes: number;
   private readonly readsElsewhere: ReadsElsewhere | null;
   /**
@@ -241,6 +250,8 @@ export class ShardWritePath {
     this.lose(new ShardNotReadyError('shard replica stopped'));
     if (this.recoveryTimer !== null) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
   }
 
   private leadingTerm(): number {
@@ -561,7 +572,7 @@ export class ShardWritePath {
       return;
     }
     for (const [i, q] of batch.entries()) {
-      const item: OutboxItem = { q, revision: stamped.revisions[i], term, reads: null, waiting: false, failed: null };
+      const item: OutboxItem = { q, revision: stamped.revisions[i], term, reads: null, waiting: false, failed: null, heldSinceMs: null };
       this.outbox.push(item);
       this.startReadsElsewhere(item);
     }
@@ -612,6 +623,16 @@ export class ShardWritePath {
     );
   }
 
+  /** Runs drainOutbox again in `ms` (a waiting younger prepare's grace ends); one timer at a time. */
+  private wakeDrainIn(ms: number): void {
+    if (this.drainTimer !== null) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null;
+      if (!this.stopped) this.drainOutbox();
+    }, Math.max(1, Math.ceil(ms)));
+    this.drainTimer.unref?.();
+  }
+
   /** Proposes the outbox's head writes, in revision order, up to the first still waiting for its reads. */
   private drainOutbox(): void {
     const { member, groupId, sm } = this.opts;
@@ -624,16 +645,28 @@ export class ShardWritePath {
       if ((this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) && this.mutation !== 'propose-while-txn-prepared') {
         // Wait-die, for every prepare waiting here wherever it is in the outbox: one older than every
         // transaction holding the shard waits (stamped again if the holder commits above it); a younger
-        // one is refused at once, so waits only go from older to younger and never form a cycle.
+        // one waits at most YOUNGER_WAIT_MS, then is refused. Most holders are only waiting for their
+        // resolution, which a short wait outlasts; a cycle of waits must contain a younger one waiting
+        // for an older (older ones only ever wait for younger), so its grace running out breaks it.
         const holders: TxnRank[] = sm.txns.preparedTxns().map((p) => ({ priority: p.priority ?? Number.MAX_SAFE_INTEGER, txnId: p.txnId }));
         if (this.intentInFlightRank !== null) holders.push(this.intentInFlightRank);
         const now = Date.now();
-        const dies = (item: OutboxItem): boolean => isIntent(item) && (intentOverdue(item, now) || !holders.every((h) => olderThan(intentRank(item), h)));
+        let graceLeftMs = Infinity;
+        const dies = (item: OutboxItem): boolean => {
+          if (!isIntent(item)) return false;
+          if (intentOverdue(item, now)) return true;
+          if (holders.every((h) => olderThan(intentRank(item), h))) return false;
+          item.heldSinceMs ??= now;
+          const left = item.heldSinceMs + YOUNGER_WAIT_MS - now;
+          if (left > 0) graceLeftMs = Math.min(graceLeftMs, left);
+          return left <= 0;
+        };
         const refused = this.outbox.filter(dies);
         if (refused.length > 0) {
-          this.outbox = this.outbox.filter((item) => !dies(item));
+          this.outbox = this.outbox.filter((item) => !refused.includes(item));
           for (const item of refused) this.refuseIntent(item);
         }
+        if (graceLeftMs !== Infinity) this.wakeDrainIn(graceLeftMs);
         break;
       }
       if (isIntent(this.outbox[0]) && intentOverdue(this.outbox[0], Date.now())) {

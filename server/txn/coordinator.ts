@@ -276,12 +276,13 @@ export class TxnCoordinator {
     resolveAllFirst: boolean,
   ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
     const txnId = this.deps.newTxnId();
-    const intentDeadline = Math.min(deadlineMs, Date.now() + INTENT_TTL_MS);
+    // Whole milliseconds: int64 on the wire (a fraction would be misread, as digits, not refused).
+    const intentDeadline = Math.floor(Math.min(deadlineMs, Date.now() + INTENT_TTL_MS));
     const settled = await Promise.allSettled(
       order.map((groupId) =>
         this.deps.propose(
           groupId,
-          { txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(priority), ...shareOf(groupId) } },
+          { txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(Math.floor(priority)), ...shareOf(groupId) } },
           Math.max(1, deadlineMs - Date.now()),
           false,
         ),
