@@ -316,9 +316,10 @@ export class TxnCoordinator {
   private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>): Promise<never> {
     this.stats.aborts++;
     const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected')!;
-    if (settled.some((p) => p.status === 'rejected' && isRetryable(p.reason))) {
+    const refused = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected' && isRetryable(p.reason));
+    if (refused !== undefined) {
       await this.resolveAll(txnId, false, 0, order.filter((_, i) => settled[i].status === 'fulfilled'));
-      throw failed.reason;
+      throw refused.reason; // the attempt is dead, not the transaction: a new attempt follows
     }
     const prepared = new Map<number, number>();
     order.forEach((g, i) => {
