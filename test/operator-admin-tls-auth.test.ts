@@ -22,6 +22,8 @@ import { generatedSecretNames } from '../operator/api/types.ts';
 import { tlsFlags } from '../operator/bootstrap/server-entrypoint.ts';
 import type { AdminSecurity } from '../operator/etcd/etcd-admin.ts';
 import { GrpcEtcdAdmin, ROOT_USER } from '../operator/etcd/etcd-admin.ts';
+import { GrpcAdminPool } from '../operator/etcd/admin-pool.ts';
+import { GrpcPlacementAdmin } from '../operator/etcd/placement-admin.ts';
 import { adminSecurityFrom } from '../operator/security/cluster-security.ts';
 import { reconcileGeneratedTls } from '../operator/security/generated-tls.ts';
 import { InMemoryApiDouble } from '../operator/testing/in-memory-api-double.ts';
@@ -176,6 +178,42 @@ describe('operator admin connection: TLS with client certificates and root auth,
       expect(argv[argv.indexOf('--initial-cluster-state') + 1]).toBe('existing');
     } finally {
       await secured.memberRemove([endpoint()], learner.id);
+    }
+  });
+
+  it('asks Placement on the same connection: GetPlacement over TLS, TransferLeaderships as root with a token (renewed when it expires)', async () => {
+    const pool = new GrpcAdminPool({ callTimeoutMs: 3_000 });
+    try {
+      const secured = pool.adminFor(REF, security);
+      const placement = pool.placementFor(REF)!;
+      expect(placement).toBeDefined();
+      const view = await placement.getPlacement(endpoint());
+      expect(view.members).toHaveLength(3);
+      expect(view.shards[0].voters).toHaveLength(3);
+      // An admin call, made as root (this one-group cluster has no shard leaderships to hand over).
+      const statuses = await Promise.all(endpoints().map((e) => secured.status(e)));
+      const leader = statuses.findIndex((st) => st.memberId === st.leaderId);
+      expect((await placement.transferLeaderships(endpoints()[leader])).remaining).toBe(0);
+      // Tokens live 2 s here: the next admin call's token has expired, and the client logs in again.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect((await placement.transferLeaderships(endpoint())).remaining).toBe(0);
+      // The same TLS connection without root's token is the certificate's CN, which is no user.
+      const tokenless = new GrpcPlacementAdmin({ credentials: secured.credentials });
+      try {
+        expect((await failure(tokenless.transferLeaderships(endpoint()))).details).toMatch(/user name not found|permission denied/);
+        expect((await tokenless.getPlacement(endpoint())).members).toHaveLength(3); // open, as MemberList
+      } finally {
+        tokenless.close();
+      }
+      // In plaintext the cluster is not reached at all.
+      const plain = new GrpcPlacementAdmin();
+      try {
+        await expect(plain.getPlacement(endpoint())).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      } finally {
+        plain.close();
+      }
+    } finally {
+      pool.close();
     }
   });
 

@@ -76,12 +76,14 @@ export class Reconciler {
     const nowMs = (this.#deps.now ?? (() => new Date()))().getTime();
     const security: SecurityStep = validateSpec(cluster.spec).length === 0
       ? await prepareSecurity(this.#deps, ref, cluster.spec, nowMs)
-      : { etcd: this.#deps.etcd, auth: null, waiting: null, tlsChanges: [], tlsReviewAtMs: null };
+      : { etcd: this.#deps.etcd, auth: null, waiting: null, tlsChanges: [], tlsReviewAtMs: null, placement: null };
     for (const change of security.tlsChanges) {
       log.info(change);
       await this.#deps.events.record(ref, 'Normal', 'Certificates', change);
     }
-    const observation = await observeCluster(api, security.etcd, cluster, this.#deps.placement);
+    // A cluster with TLS or auth is asked for its placement on its own connection (its CA, the root token).
+    const placement = security.placement ?? this.#deps.placement;
+    const observation = await observeCluster(api, security.etcd, cluster, placement);
 
     const errors = validateSpec(cluster.spec);
     const current = observation.statefulSetStorageClass;
@@ -139,7 +141,7 @@ export class Reconciler {
     }
     const executed: Action[] = [];
     for (const action of decided.actions) {
-      await this.#execute(cluster, ref, observation, action, log, security.etcd);
+      await this.#execute(cluster, ref, observation, action, log, security.etcd, placement);
       executed.push(action);
     }
     // Auth changes wait for a converged cluster (security-step.ts says why).
@@ -163,7 +165,7 @@ export class Reconciler {
     return { requeueAfterMs: Math.min(decided.requeueAfterMs, untilTlsReview), plan: decided, executed };
   }
 
-  async #execute(cluster: SynodCluster, ref: ClusterRef, observation: Observation, action: Action, log: Logger, etcd: EtcdAdmin): Promise<void> {
+  async #execute(cluster: SynodCluster, ref: ClusterRef, observation: Observation, action: Action, log: Logger, etcd: EtcdAdmin, placement: PlacementAdmin | undefined): Promise<void> {
     const { api, events, metrics } = this.#deps;
     const { namespace } = ref;
     const describe = describeAction(action);
@@ -212,7 +214,7 @@ export class Reconciler {
         case 'DrainMember':
         case 'UndrainMember':
         case 'TransferLeaderships':
-          await this.#executeSharding(observation, action);
+          await this.#executeSharding(observation, action, placement);
           break;
         case 'AnnotatePodZone':
           await api.apply(renderPodZone(ref, action.podName, action.zone));
@@ -233,8 +235,7 @@ export class Reconciler {
   }
 
   /** Placement calls (sharded clusters); a TransferLeaderships that leaves leaderships behind fails the round before the pod delete. */
-  async #executeSharding(observation: Observation, action: Exclude<ShardingAction, { type: 'AnnotatePodZone' }>): Promise<void> {
-    const placement = this.#deps.placement;
+  async #executeSharding(observation: Observation, action: Exclude<ShardingAction, { type: 'AnnotatePodZone' }>, placement: PlacementAdmin | undefined): Promise<void> {
     if (placement === undefined) throw new Error(`${action.type} needs the Placement admin client`);
     switch (action.type) {
       case 'DrainMember':

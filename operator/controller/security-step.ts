@@ -5,6 +5,7 @@
 // left to do: every member is up and voting, so the root user and auth enable reach all of them
 // through the log, and no membership change is in flight that would need a token mid-way.
 
+import type { PlacementAdmin } from '../etcd/placement-admin.ts';
 import type { SynodClusterSpec } from '../api/types.ts';
 import type { EtcdAdminSource } from '../etcd/admin-pool.ts';
 import type { AuthChange, EtcdAdmin, EtcdAuthAdmin } from '../etcd/etcd-admin.ts';
@@ -24,6 +25,8 @@ export interface SecurityStep {
   tlsChanges: string[];
   /** When a generated certificate falls due, ms since the epoch (for the requeue). */
   tlsReviewAtMs: number | null;
+  /** The Placement client on the same connection as `etcd` (null: the shared, plaintext one). */
+  placement: PlacementAdmin | null;
 }
 
 export interface SecurityDeps {
@@ -35,7 +38,7 @@ export interface SecurityDeps {
 }
 
 export async function prepareSecurity(deps: SecurityDeps, ref: ClusterRef, spec: SynodClusterSpec, nowMs: number): Promise<SecurityStep> {
-  const step: SecurityStep = { etcd: deps.etcd, auth: null, waiting: null, tlsChanges: [], tlsReviewAtMs: null };
+  const step: SecurityStep = { etcd: deps.etcd, auth: null, waiting: null, tlsChanges: [], tlsReviewAtMs: null, placement: null };
   if (spec.tls === undefined && spec.auth === undefined) return step;
   if (spec.tls?.generate === true) {
     const generated = await reconcileGeneratedTls(deps.api, ref, spec.tls, nowMs);
@@ -51,6 +54,7 @@ export async function prepareSecurity(deps: SecurityDeps, ref: ClusterRef, spec:
   if (deps.admins === undefined) throw new Error('spec.tls / spec.auth need per-cluster admin connections, and none were configured');
   const admin = deps.admins.adminFor(ref, resolution.security);
   step.etcd = admin;
+  step.placement = deps.admins.placementFor?.(ref) ?? null;
   if (resolution.security.auth !== null) step.auth = { admin, password: resolution.security.auth.password };
   return step;
 }

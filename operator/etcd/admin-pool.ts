@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { AdminSecurity, EtcdAdmin, EtcdAuthAdmin, GrpcEtcdAdminOptions } from './etcd-admin.ts';
 import { GrpcEtcdAdmin } from './etcd-admin.ts';
+import { GrpcPlacementAdmin, type PlacementAdmin } from './placement-admin.ts';
 
 export interface ClusterKey {
   namespace: string;
@@ -15,6 +16,8 @@ export interface ClusterKey {
 /** Where the reconciler gets the admin connection of a cluster with TLS or auth. */
 export interface EtcdAdminSource {
   adminFor(cluster: ClusterKey, security: AdminSecurity): EtcdAdmin & EtcdAuthAdmin;
+  /** The Placement client on the same connection (TLS, root token) as adminFor's; absent: not kept. */
+  placementFor?(cluster: ClusterKey): PlacementAdmin | undefined;
   release(cluster: ClusterKey): void;
   close(): void;
 }
@@ -25,7 +28,7 @@ function fingerprint(security: AdminSecurity): string {
 
 export class GrpcAdminPool implements EtcdAdminSource {
   readonly #options: Omit<GrpcEtcdAdminOptions, 'security'>;
-  readonly #admins = new Map<string, { fingerprint: string; admin: GrpcEtcdAdmin }>();
+  readonly #admins = new Map<string, { fingerprint: string; admin: GrpcEtcdAdmin; placement: GrpcPlacementAdmin }>();
 
   constructor(options: Omit<GrpcEtcdAdminOptions, 'security'> = {}) {
     this.#options = options;
@@ -37,19 +40,30 @@ export class GrpcAdminPool implements EtcdAdminSource {
     const held = this.#admins.get(key);
     if (held !== undefined && held.fingerprint === print) return held.admin;
     held?.admin.close();
+    held?.placement.close();
     const admin = new GrpcEtcdAdmin({ ...this.#options, security });
-    this.#admins.set(key, { fingerprint: print, admin });
+    // Placement/Drain and TransferLeaderships are admin calls: the same TLS credentials and root token.
+    const placement = new GrpcPlacementAdmin({ credentials: admin.credentials, metadata: (endpoint, refresh) => admin.authMetadata(endpoint, refresh) });
+    this.#admins.set(key, { fingerprint: print, admin, placement });
     return admin;
+  }
+
+  placementFor(cluster: ClusterKey): PlacementAdmin | undefined {
+    return this.#admins.get(`${cluster.namespace}/${cluster.name}`)?.placement;
   }
 
   release(cluster: ClusterKey): void {
     const key = `${cluster.namespace}/${cluster.name}`;
     this.#admins.get(key)?.admin.close();
+    this.#admins.get(key)?.placement.close();
     this.#admins.delete(key);
   }
 
   close(): void {
-    for (const { admin } of this.#admins.values()) admin.close();
+    for (const { admin, placement } of this.#admins.values()) {
+      admin.close();
+      placement.close();
+    }
     this.#admins.clear();
   }
 

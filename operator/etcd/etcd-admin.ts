@@ -323,6 +323,22 @@ export class GrpcEtcdAdmin implements EtcdAdmin, EtcdAuthAdmin {
     }
   }
 
+  /** The channel credentials of this cluster (TLS or plaintext): other services' clients use them too. */
+  get credentials(): grpc.ChannelCredentials {
+    return this.#credentials;
+  }
+
+  /**
+   * The metadata of a call as root on `endpoint`'s cluster (the token, authenticating first when none is
+   * known, or when `refresh`: the last one was refused); empty without auth or with auth off.
+   */
+  async authMetadata(endpoint: string, refresh = false): Promise<grpc.Metadata> {
+    if (this.#auth === null) return new grpc.Metadata();
+    if (refresh) this.#token = { kind: 'unknown' };
+    if (this.#token.kind === 'unknown') await this.#authenticate(endpoint);
+    return this.#metadata();
+  }
+
   #metadata(): grpc.Metadata {
     const metadata = new grpc.Metadata();
     if (this.#token.kind === 'token') metadata.set('token', this.#token.token);
@@ -378,7 +394,7 @@ function hasDetails(error: unknown, text: string): boolean {
 }
 
 /** etcd's answers that a (new) token would change: none sent while auth is on, or one that expired. */
-function needsNewToken(error: unknown): boolean {
+export function needsNewToken(error: unknown): boolean {
   return hasDetails(error, 'user name is empty') || hasDetails(error, 'invalid auth token');
 }
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { RECOVERY_CHANNEL_OPTIONS } from '../../server/transport/channel-recovery.ts';
-import { hexToId } from './etcd-admin.ts';
+import { hexToId, needsNewToken } from './etcd-admin.ts';
 
 /** One shard as the member asked sees it. Member ids are hex, as etcdctl prints them. */
 export interface PlacementShard {
@@ -69,7 +69,7 @@ interface WirePlacement {
   metadata_leader: string;
 }
 
-type UnaryCall<Req, Res> = (request: Req, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: Res) => void) => grpc.ClientUnaryCall;
+type UnaryCall<Req, Res> = (request: Req, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: Res) => void) => grpc.ClientUnaryCall;
 
 interface PlacementClient extends grpc.Client {
   GetPlacement: UnaryCall<object, WirePlacement>;
@@ -107,6 +107,13 @@ export interface GrpcPlacementAdminOptions {
   /** TransferLeaderships waits for every handover: a longer deadline than a read. */
   transferTimeoutMs?: number;
   channelOptions?: grpc.ChannelOptions;
+  /** The cluster's TLS credentials (default: plaintext). */
+  credentials?: grpc.ChannelCredentials;
+  /**
+   * Each call's metadata (the root token on a cluster with auth: Drain and TransferLeaderships are
+   * admin calls); `refresh` after a token was refused. Default: none.
+   */
+  metadata?: (endpoint: string, refresh: boolean) => Promise<grpc.Metadata>;
 }
 
 export class GrpcPlacementAdmin implements PlacementAdmin {
@@ -114,16 +121,20 @@ export class GrpcPlacementAdmin implements PlacementAdmin {
   readonly #transferTimeoutMs: number;
   readonly #channelOptions: grpc.ChannelOptions;
   readonly #clients = new Map<string, PlacementClient>();
+  readonly #credentials: grpc.ChannelCredentials;
+  readonly #metadata: (endpoint: string, refresh: boolean) => Promise<grpc.Metadata>;
 
   constructor(options: GrpcPlacementAdminOptions = {}) {
     this.#callTimeoutMs = options.callTimeoutMs ?? 3_000;
     this.#transferTimeoutMs = options.transferTimeoutMs ?? 10_000;
     this.#channelOptions = { ...RECOVERY_CHANNEL_OPTIONS, ...options.channelOptions };
+    this.#credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.#metadata = options.metadata ?? (() => Promise.resolve(new grpc.Metadata()));
   }
 
   async getPlacement(endpoint: string): Promise<PlacementSnapshot> {
     const client = this.#client(endpoint);
-    return snapshotFromWire(await this.#call(client, client.GetPlacement, {}, this.#callTimeoutMs));
+    return snapshotFromWire(await this.#call(endpoint, client, client.GetPlacement, {}, this.#callTimeoutMs));
   }
 
   async drain(endpoints: readonly string[], memberId: string, cancel = false): Promise<DrainResult> {
@@ -131,7 +142,7 @@ export class GrpcPlacementAdmin implements PlacementAdmin {
     for (const endpoint of endpoints) {
       const client = this.#client(endpoint);
       try {
-        const out = await this.#call(client, client.Drain, { member_id: hexToId(memberId), cancel }, this.#callTimeoutMs);
+        const out = await this.#call(endpoint, client, client.Drain, { member_id: hexToId(memberId), cancel }, this.#callTimeoutMs);
         return { draining: out.draining, replicasRemaining: out.replicas_remaining };
       } catch (error) {
         lastError = error;
@@ -145,7 +156,7 @@ export class GrpcPlacementAdmin implements PlacementAdmin {
 
   async transferLeaderships(memberEndpoint: string): Promise<TransferLeadershipsResult> {
     const client = this.#client(memberEndpoint);
-    const out = await this.#call(client, client.TransferLeaderships, {}, this.#transferTimeoutMs);
+    const out = await this.#call(memberEndpoint, client, client.TransferLeaderships, {}, this.#transferTimeoutMs);
     return { transferred: out.transferred, remaining: out.leaderships_remaining };
   }
 
@@ -157,18 +168,28 @@ export class GrpcPlacementAdmin implements PlacementAdmin {
   #client(endpoint: string): PlacementClient {
     let client = this.#clients.get(endpoint);
     if (client === undefined) {
-      client = new (loadConstructor())(endpoint, grpc.credentials.createInsecure(), this.#channelOptions);
+      client = new (loadConstructor())(endpoint, this.#credentials, this.#channelOptions);
       this.#clients.set(endpoint, client);
     }
     return client;
   }
 
-  #call<Req, Res>(client: grpc.Client, fn: UnaryCall<Req, Res>, request: Req, timeoutMs: number): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      fn.call(client, request, { deadline: Date.now() + timeoutMs }, (error, response) => {
-        if (error !== null) reject(error);
-        else resolve(response as Res);
+  /** One call with the cluster's metadata; once more with a fresh token when the token was refused. */
+  async #call<Req, Res>(endpoint: string, client: grpc.Client, fn: UnaryCall<Req, Res>, request: Req, timeoutMs: number): Promise<Res> {
+    const once = async (refresh: boolean): Promise<Res> => {
+      const metadata = await this.#metadata(endpoint, refresh);
+      return new Promise((resolve, reject) => {
+        fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (error, response) => {
+          if (error !== null) reject(error);
+          else resolve(response as Res);
+        });
       });
-    });
+    };
+    try {
+      return await once(false);
+    } catch (error) {
+      if (!needsNewToken(error)) throw error;
+      return once(true);
+    }
   }
 }
