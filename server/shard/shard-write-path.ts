@@ -12,8 +12,8 @@
 //
 // A cross-shard transaction's prepare (txn_intent) is stamped like any write; once it is proposed, and
 // until the transaction is resolved here, nothing else stamped is proposed (the shard is frozen), another
-// transaction's prepare waits if it is older and is refused if younger (wait-die), and reads at or above
-// its revision wait; the commit then
+// transaction's prepare waits if it is older and is refused if younger once a short grace is over
+// (wait-die), and reads at or above its revision wait; the commit then
 // raises the floor to the transaction's C. Overdue prepared transactions are recovered from here
 // (recoverTxn) while this replica leads. The protocol: server/txn/coordinator.ts, docs/transactions.md.
 //
@@ -421,8 +421,8 @@ export class ShardWritePath {
   }
 
   /**
-   * A cross-shard transaction's prepare younger than a transaction prepared here (or on its way), or
-   * past its deadline, or behind a txn waiting on reads elsewhere: refused at once rather than held, so
+   * A cross-shard transaction's prepare younger than a transaction prepared here (or on its way) and
+   * past its grace, or past its deadline, or behind a txn waiting on reads elsewhere: refused at once rather than held, so
    * two transactions each prepared on one shard and waiting for the other's never deadlock (an older
    * one waits: wait-die); its coordinator aborts and tries again. Proposed marked refused, without a
    * revision (its own becomes a gap), so its proposer hears it at apply wherever it is.
