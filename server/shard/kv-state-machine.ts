@@ -727,7 +727,7 @@ export class KvStateMachine implements GroupStateMachine {
       revision = this.txns.getPrepared(r.txn_id)!.revision;
     }
     // Answered as a txn (forwarded writes carry txn results): succeeded means committed, at `revision`.
-    return { revision, result: { succeeded: answer === 'committed', responses: [], pending: answer === 'pending' } };
+    return { revision, result: { succeeded: answer === 'committed', responses: [] } };
   }
 
   /** etcd's applyAlarm: an alarm of a member that is not (or no longer) in the cluster is ignored. */

@@ -382,7 +382,7 @@ export class TxnCoordinator {
   private async settle(txnId: string, participants: number[], known: Map<number, number>): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
     this.stats.recoveries++;
     const asked = participants.filter((g) => !known.has(g));
-    const answers = await Promise.all(
+    const answers: ReadonlyArray<{ state: 'committed' | 'prepared' | 'aborted'; revision: number }> = await Promise.all(
       asked.map(async (g) => {
         const out = await this.deps.propose(g, { txn_recover: { txn_id: txnId, abort_pending: false } }, RESOLVE_TIMEOUT_MS, true);
         // Answered as a txn: succeeded → committed at the revision; else prepared at it, or aborted (0).
@@ -395,7 +395,9 @@ export class TxnCoordinator {
     if (committed !== undefined) outcome = { state: 'committed', revision: committed.revision };
     else if (answers.every((a) => a.state === 'prepared')) outcome = { state: 'committed', revision: Math.max(...known.values(), ...answers.map((a) => a.revision)) };
     else outcome = { state: 'aborted', revision: 0 };
-    const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, participants);
+    // Those with a record (resolved, or fenced just now) hold nothing to resolve.
+    const holding = participants.filter((g) => known.has(g) || answers[asked.indexOf(g)].state === 'prepared');
+    const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, holding);
     if (all && outcome.state === 'committed') this.forgetLater(txnId, participants);
     return outcome;
   }
