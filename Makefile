@@ -51,14 +51,19 @@ run: build
 run-tls: build
 	$(NODE) server/cli/synod.ts local --tls --client-cert-auth --data-dir data-tls
 
-# The typecheck runs beside the tests rather than before them (neither needs the other's output), at
-# low priority so it takes only CPU the tests leave idle: both must pass.
+# The lanes of vitest.config.ts, one vitest run each, in this order: process and light together (two
+# files at a time each), then exclusive one file at a time (vitest sizes one fork pool for every project
+# of a run, so only a run of its own keeps them alone), then the sims. A failing lane does not stop the
+# next: every test runs and the target fails at the end. The typecheck runs beside them (neither needs
+# the other's output), at low priority so it takes only CPU the tests leave idle.
 test: install
 	@nice -n 10 $(TSC) --noEmit -p . & typecheck=$$!; \
-	$(VITEST) run; tests=$$?; \
-	wait $$typecheck; types=$$?; \
-	if [ $$types -ne 0 ]; then echo 'make test: the typecheck failed (see above)'; fi; \
-	[ $$tests -eq 0 ] && [ $$types -eq 0 ]
+	failed=''; \
+	$(VITEST) run --project process --project light || failed="$$failed process/light"; \
+	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 || failed="$$failed exclusive"; \
+	$(VITEST) run --project sims || failed="$$failed sims"; \
+	wait $$typecheck || failed="$$failed typecheck"; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (see above)"; exit 1; fi
 
 test-raft: npm-deps
 	$(VITEST) run server/raft

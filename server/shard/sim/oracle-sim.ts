@@ -11,6 +11,9 @@
 //   - a grant carries the term of the member that hands it out, which leads at that term (at most one
 //     leader per term);
 //   - grants a requester accepts strictly increase;
+//   - real-time order, across requesters: a grant asked for after another grant was received (by
+//     anyone) lies above it. This is what lets a write acknowledged before another began carry the
+//     lower revision; a deposed leader granting from a lease it no longer holds breaks it;
 //   - the high-water mark on disk covers every revision granted: at every grant and after every crash, a
 //     majority of members hold on disk (log entry or state record) a mark ≥ the highest revision granted;
 //   - every member applies the same entries and decides bootstraps alike (a second bootstrap with a
@@ -300,6 +303,8 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     // ---- requesters ----
     let clientsOn = true;
     const acceptedBy = new Map<string, { last: number; term: number }>();
+    /** Every accepted grant with when it was asked for and when it arrived (simulated ms). */
+    const timedGrants: Array<{ askedAtMs: number; receivedAtMs: number; first: number; last: number; requester: string }> = [];
     const clients = Array.from({ length: opts.requesters }, (_, i) => {
       const home = ids[i % ids.length];
       const requester = `shard-${i}`;
@@ -317,8 +322,10 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     const ask = (c: (typeof clients)[number], parallel: number): void => {
       for (let p = 0; p < parallel; p++) {
         const count = 1 + clientRng.nextInt(20);
+        const askedAtMs = clock.now;
         c.client.next(count, clock.now + 200 + clientRng.nextInt(800)).then(
           (g) => {
+            timedGrants.push({ askedAtMs, receivedAtMs: clock.now, first: g.first, last: g.last, requester: c.requester });
             if (g.last - g.first + 1 !== count) fail(`${c.requester} asked ${count} revisions and got ${g.first}..${g.last}`);
             const prev = acceptedBy.get(c.requester);
             if (prev && (g.first <= prev.last || g.term < prev.term)) fail(`${c.requester}: grant ${g.first}..${g.last}@${g.term} after ${prev.last}@${prev.term}`);
@@ -420,6 +427,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     checkNow();
 
     // ---- final checks ----
+    checkRealTimeOrder(timedGrants);
     const sorted = [...allGrants].sort((a, b) => a.first - b.first);
     for (let i = 1; i < sorted.length; i++) {
       if (sorted[i].first <= sorted[i - 1].last) throw new Violation(`repeat: ${JSON.stringify(sorted[i - 1])} and ${JSON.stringify(sorted[i])} overlap`);
@@ -460,5 +468,27 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     for (const m of members) if (m.current) clock.cancelOwner(m.current.owner);
     uninstall();
     fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Real-time order of accepted grants: each grant lies above every grant received strictly before it was
+ * asked for. Sorted by arrival, swept in order of asking, with the highest revision received so far.
+ */
+export function checkRealTimeOrder(grants: ReadonlyArray<{ askedAtMs: number; receivedAtMs: number; first: number; last: number; requester: string }>): void {
+  const byArrival = [...grants].sort((a, b) => a.receivedAtMs - b.receivedAtMs);
+  const byAsking = [...grants].sort((a, b) => a.askedAtMs - b.askedAtMs);
+  let arrived = 0;
+  let highest: (typeof grants)[number] | null = null;
+  for (const g of byAsking) {
+    while (arrived < byArrival.length && byArrival[arrived].receivedAtMs < g.askedAtMs) {
+      if (highest === null || byArrival[arrived].last > highest.last) highest = byArrival[arrived];
+      arrived++;
+    }
+    if (highest !== null && g.first <= highest.last) {
+      throw new Violation(
+        `real-time order: ${g.requester} asked at ${g.askedAtMs} ms and got ${g.first}..${g.last}, below ${highest.first}..${highest.last} that ${highest.requester} received at ${highest.receivedAtMs} ms`,
+      );
+    }
   }
 }
