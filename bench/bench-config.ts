@@ -32,6 +32,8 @@ export interface BenchConfig {
   checkPerfLoads: string[];
   /** Only run workloads whose id contains one of these (BENCH_ONLY, comma-separated; empty: all). */
   only: string[];
+  /** BENCH_SETUPS: which systems bench/sharding.ts starts (etcd, 1, 16; empty: all). */
+  setups: string[];
   /** Systems to run (BENCH_SYSTEMS=etcd,synod). */
   systems: Array<'etcd' | 'synod'>;
   /** Parent of the temporary data directories (BENCH_DATA_DIR; default the OS temp dir). */
@@ -95,6 +97,7 @@ export function readConfig(): BenchConfig {
     leaseTtlSeconds: 300,
     checkPerfLoads: list('BENCH_CHECK_PERF', ['s']),
     only: list('BENCH_ONLY', []),
+    setups: list('BENCH_SETUPS', []),
     systems: systems as Array<'etcd' | 'synod'>,
     dataParentDir: process.env.BENCH_DATA_DIR || os.tmpdir(),
     keepData: process.env.BENCH_KEEP_DATA === '1',

@@ -53,13 +53,15 @@ async function main(): Promise<void> {
   const common = { heartbeatMs: cfg.heartbeatMs, electionTimeoutMs: cfg.electionTimeoutMs, synodRoot: cfg.synodRoot };
   const setups: Setup[] = [];
   try {
-    setups.push({ label: 'etcd', cluster: await Cluster.start({ ...common, system: 'etcd', rootDir: path.join(rootDir, 'etcd') }) });
-    setups.push({ label: 'synod 1 shard', cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's1'), shards: 1 }) });
-    setups.push({ label: `synod ${SHARDS} shards`, cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's16'), shards: SHARDS }) });
+    // BENCH_SETUPS=etcd,1,16 (any of them) starts only those systems (a narrowed run, printed only).
+    const wanted = (tag: string): boolean => cfg.setups.length === 0 || cfg.setups.includes(tag);
+    if (wanted('etcd')) setups.push({ label: 'etcd', cluster: await Cluster.start({ ...common, system: 'etcd', rootDir: path.join(rootDir, 'etcd') }) });
+    if (wanted('1')) setups.push({ label: 'synod 1 shard', cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's1'), shards: 1 }) });
+    if (wanted(String(SHARDS))) setups.push({ label: `synod ${SHARDS} shards`, cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's16'), shards: SHARDS }) });
     const rows = new Map<string, Row[]>();
     // BENCH_ONLY narrows the run to some rows (printed only: the results files keep the last whole run).
-    const narrowed = cfg.only.length > 0;
-    const workloads = narrowed ? WORKLOADS.filter((w) => cfg.only.some((o) => w.id.includes(o))) : WORKLOADS;
+    const narrowed = cfg.only.length > 0 || cfg.setups.length > 0;
+    const workloads = cfg.only.length > 0 ? WORKLOADS.filter((w) => cfg.only.some((o) => w.id.includes(o))) : WORKLOADS;
     for (let round = 1; round <= cfg.rounds; round++) {
       for (const w of workloads) {
         const order = round % 2 === 1 ? setups : [...setups].reverse();
@@ -80,7 +82,7 @@ async function main(): Promise<void> {
         p99: median(rs.map((r) => r.measurement.latency.p99Ms)),
       };
     };
-    const [etcd, one, many] = setups.map((s) => s.label);
+    const [etcd, one, many] = ['etcd', 'synod 1 shard', `synod ${SHARDS} shards`];
     const lines = [
       `| workload | etcd ops/s (p99 ms) | Synod, 1 shard | Synod, ${SHARDS} shards | ${SHARDS} shards / 1 shard | ${SHARDS} shards / etcd |`,
       '|---|---|---|---|---|---|',
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
     for (const w of workloads) {
       const [e, a, b] = [fig(etcd, w.id), fig(one, w.id), fig(many, w.id)];
       const cell = (f: { ops: number; p99: number }): string => `${Math.round(f.ops).toLocaleString('en-US')} (${f.p99.toFixed(1)})`;
-      lines.push(`| ${w.id} | ${cell(e)} | ${cell(a)} | ${cell(b)} | ${(b.ops / a.ops).toFixed(2)}× | ${(b.ops / e.ops).toFixed(2)}× |`);
+      lines.push(`| ${w.id} | ${cell(e)} | ${cell(a)} | ${cell(b)} | ${(b.ops / a.ops).toFixed(2)}× | ${(b.ops / e.ops).toFixed(2)}× | p50 ${b.p50.toFixed(1)} ms |`);
     }
     if (narrowed) {
       console.log(`\n${lines.join('\n')}\n`);

@@ -30,6 +30,7 @@ import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRe
 import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
 import type { PreparedTxn } from '../txn/shard-txn-table.ts';
+import { judgeWaitingPrepare, rankOf, type TxnRank } from '../txn/wait-die.ts';
 
 /** Longest a close waits for write turns whose oracle grants were on the way when it arrived. */
 const GRANT_WAIT_MS = 1_000;
@@ -97,28 +98,22 @@ function isIntent(item: { q: { origin?: InternalRequest; body: InternalRequestBo
   return 'txn_intent' in (item.q.origin ?? item.q.body);
 }
 
-/** A transaction's age for wait-die: the ms of its first attempt, then its id (lower is older). */
-interface TxnRank {
-  readonly priority: number;
-  readonly txnId: string;
-}
-
-function olderThan(a: TxnRank, b: TxnRank): boolean {
-  return a.priority !== b.priority ? a.priority < b.priority : a.txnId < b.txnId;
-}
-
-/** An outbox intent's rank; a prepare without a priority (an older member's) ranks youngest of all. */
+/** An outbox intent's rank for wait-die (server/txn/wait-die.ts). */
 function intentRank(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): TxnRank {
   const body = item.q.origin ?? item.q.body;
   const intent = 'txn_intent' in body ? body.txn_intent : undefined;
-  const priority = Number(intent?.priority ?? 0);
-  return { priority: priority > 0 ? priority : Number.MAX_SAFE_INTEGER, txnId: intent?.txn_id ?? '' };
+  return rankOf(Number(intent?.priority ?? 0), intent?.txn_id ?? '');
+}
+
+/** An outbox intent's transaction deadline (wall-clock ms; Infinity for anything else). */
+function intentDeadline(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): number {
+  const body = item.q.origin ?? item.q.body;
+  return 'txn_intent' in body && body.txn_intent ? Number(body.txn_intent.deadline_unix_ms) : Infinity;
 }
 
 /** An outbox intent whose transaction's deadline passed: its coordinator has given it up (or will). */
 function intentOverdue(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }, nowMs: number): boolean {
-  const body = item.q.origin ?? item.q.body;
-  return 'txn_intent' in body && !!body.txn_intent && Number(body.txn_intent.deadline_unix_ms) <= nowMs;
+  return intentDeadline(item) <= nowMs;
 }
 
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
@@ -640,7 +635,7 @@ export class ShardWritePath {
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
       // A cross-shard transaction prepared here (or its prepare on the way): nothing stamped goes to
       // the log until it is resolved (its commit applies at its C with nothing above its prepare before
-      // it); another transaction's prepare is refused rather than held.
+      // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
       if ((this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) && this.mutation !== 'propose-while-txn-prepared') {
         // Wait-die, for every prepare waiting here wherever it is in the outbox: one older than every
@@ -648,18 +643,19 @@ export class ShardWritePath {
         // one waits at most YOUNGER_WAIT_MS, then is refused. Most holders are only waiting for their
         // resolution, which a short wait outlasts; a cycle of waits must contain a younger one waiting
         // for an older (older ones only ever wait for younger), so its grace running out breaks it.
-        const holders: TxnRank[] = sm.txns.preparedTxns().map((p) => ({ priority: p.priority ?? Number.MAX_SAFE_INTEGER, txnId: p.txnId }));
+        const holders: TxnRank[] = sm.txns.preparedTxns().map((p) => rankOf(p.priority, p.txnId));
         if (this.intentInFlightRank !== null) holders.push(this.intentInFlightRank);
         const now = Date.now();
         let graceLeftMs = Infinity;
         const dies = (item: OutboxItem): boolean => {
           if (!isIntent(item)) return false;
-          if (intentOverdue(item, now)) return true;
-          if (holders.every((h) => olderThan(intentRank(item), h))) return false;
-          item.heldSinceMs ??= now;
-          const left = item.heldSinceMs + YOUNGER_WAIT_MS - now;
-          if (left > 0) graceLeftMs = Math.min(graceLeftMs, left);
-          return left <= 0;
+          // The grace runs from when it first waited as the younger one.
+          const verdict = judgeWaitingPrepare({ rank: intentRank(item), heldSinceMs: item.heldSinceMs ?? now, deadlineUnixMs: intentDeadline(item) }, holders, now, YOUNGER_WAIT_MS);
+          if (verdict.kind === 'wait-grace') {
+            item.heldSinceMs ??= now;
+            graceLeftMs = Math.min(graceLeftMs, verdict.graceLeftMs);
+          }
+          return verdict.kind === 'die';
         };
         const refused = this.outbox.filter(dies);
         if (refused.length > 0) {
