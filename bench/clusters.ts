@@ -17,6 +17,8 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 /** The `synod` entry point under `root` (default: this checkout). */
 /** BENCH_SYNOD_SHARDS=S runs Synod as a sharded cluster of S shards (absent: the cluster's default, one). */
 const SHARD_ARGS: string[] = process.env.BENCH_SYNOD_SHARDS ? ['--shards', process.env.BENCH_SYNOD_SHARDS] : [];
+/** BENCH_SYNOD_ARGS: more flags for every Synod member, space-separated (e.g. --experimental-oracle-lease). */
+const EXTRA_ARGS: string[] = (process.env.BENCH_SYNOD_ARGS ?? '').split(' ').filter(Boolean);
 
 export function synodCli(root?: string): string {
   return path.join(root ?? REPO_ROOT, 'server', 'cli', 'synod.ts');
@@ -113,7 +115,7 @@ export class Cluster {
       const [cmd, args] =
         opts.system === 'etcd'
           ? [ETCD_BINARY, [...common, '--logger', 'zap', '--log-level', 'warn', '--quota-backend-bytes', String(8 * 1024 ** 3)]]
-          : [process.execPath, [...MEMBER_NODE_FLAGS, ...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn', ...(opts.shards !== undefined ? ['--shards', String(opts.shards)] : SHARD_ARGS)]];
+          : [process.execPath, [...MEMBER_NODE_FLAGS, ...(opts.nodeFlags ?? []), synodCli(opts.synodRoot), 'server', ...common, '--log-level', 'warn', ...(opts.shards !== undefined ? ['--shards', String(opts.shards)] : SHARD_ARGS), ...EXTRA_ARGS]];
       const out = fs.openSync(s.logFile, 'a');
       const child = spawn(cmd, args, { stdio: ['ignore', out, out], cwd: opts.rootDir, env: { ...process.env, ETCDCTL_API: '3' } });
       fs.closeSync(out);

@@ -285,13 +285,19 @@ export class Member {
    * the caller an entry is proposed for.
    */
   private readonly loopScope = new AsyncResource('synod-member-loop');
-  /** When a message from each peer was last stepped (any group): who is "started" for membership checks. */
+  /**
+   * When a message from each peer was last stepped (any group; performance.now()): who is "started" for
+   * membership checks, and who is live for quiescence.
+   */
   private readonly lastHeardMs = new Map<NodeId, number>();
   /** Quiescence: peers sent anything since the last liveness round (they need no liveness message). */
   private readonly sentSinceLiveness = new Set<NodeId>();
   private ticksSinceLiveness = 0;
-  /** When this member started ticking: a peer never heard from counts as heard from then. */
-  private startedMs = Date.now();
+  /**
+   * When this member started ticking (performance.now(): liveness is measured on a clock that never
+   * jumps): a peer never heard from counts as heard from then.
+   */
+  private startedMs = performance.now();
   /** See takeLeaderGapMaxMs. */
   private leaderGapMaxMs = 0;
   /** See takeBatchWriteMaxMs. */
@@ -532,7 +538,7 @@ export class Member {
 
   start(): void {
     this.started = true;
-    this.startedMs = Date.now();
+    this.startedMs = performance.now();
     this.tickTimer = setInterval(() => this.tick(), this.opts.tickMs);
     this.scheduleTurn();
   }
@@ -580,17 +586,20 @@ export class Member {
   step(messages: Array<{ groupId: number; message: Message }>): void {
     if (this.stopped) return;
     const nowMs = Date.now();
+    // Who was heard when, on the monotonic clock: a wall clock stepped forward (NTP) must not make a live
+    // leader look silent (a quiesced follower would then campaign and vote against it).
+    const monoMs = performance.now();
     for (const { groupId, message } of messages) {
       if (groupId === LIVENESS_GROUP_ID) {
-        this.lastHeardMs.set(message.from, nowMs);
+        this.lastHeardMs.set(message.from, monoMs);
         continue;
       }
       const group = this.groups.get(groupId);
       if (group && message.from === group.leaderId && group.role !== 'leader') {
-        const gap = nowMs - (this.lastHeardMs.get(message.from) ?? nowMs);
+        const gap = monoMs - (this.lastHeardMs.get(message.from) ?? monoMs);
         if (gap > this.leaderGapMaxMs) this.leaderGapMaxMs = gap;
       }
-      this.lastHeardMs.set(message.from, nowMs);
+      this.lastHeardMs.set(message.from, monoMs);
       if (message.type === 'prop' && (group === undefined ? this.formerLeaders.has(groupId) : group.proposalInterceptor !== null)) {
         // Proposals a follower forwarded, for a shard: to the interceptor if this member leads, else on
         // towards the leader, never dropped merely because a leadership or a replica is moving.
@@ -754,7 +763,7 @@ export class Member {
     // Raft's recentActive alone is not enough: check-quorum clears it for every follower once per
     // election timeout, so for a heartbeat after that every healthy peer looked inactive and a
     // membership change could be refused as "not enough started members".
-    const sinceMs = Date.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
+    const sinceMs = performance.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
     return Object.entries(progress)
       .filter(([id, p]) => Number(id) === this.opts.memberId || p.recentActive || (this.lastHeardMs.get(Number(id)) ?? -Infinity) >= sinceMs)
       .map(([id]) => Number(id));
@@ -950,17 +959,18 @@ export class Member {
   private tick(): void {
     if (this.stopped) return;
     const nowMs = Date.now();
+    const monoMs = performance.now();
     for (const group of this.groups.values()) {
       // A silent leader is also seen here, before an election replaces it (after which its late
       // messages no longer come from the leader and step() would not count the gap).
       if (group.leaderId !== 0 && group.role !== 'leader') {
-        const silence = nowMs - (this.lastHeardMs.get(group.leaderId) ?? nowMs);
+        const silence = monoMs - (this.lastHeardMs.get(group.leaderId) ?? monoMs);
         if (silence > this.leaderGapMaxMs) this.leaderGapMaxMs = silence;
       }
       group.node.tick();
       if (group.queuedReads.length > 0 || group.readRounds.size > 0) this.expireReads(group, nowMs);
     }
-    if (this.opts.quiesce) this.livenessTick(nowMs);
+    if (this.opts.quiesce) this.livenessTick(monoMs);
     const inFlight = this.writeInFlight;
     if (inFlight && !inFlight.termOrVote && performance.now() - inFlight.sinceMs >= this.opts.tickMs * this.opts.heartbeatTicks) {
       this.heartbeatDuringWrite();
@@ -972,7 +982,7 @@ export class Member {
    * Quiescence, once per tick: wakes quiesced groups whose members went silent (liveness-wake.ts), and
    * once per heartbeat interval sends each peer a liveness message unless something else went to it.
    */
-  private livenessTick(nowMs: number): void {
+  private livenessTick(nowMs: number /* performance.now() */): void {
     const electionTimeoutMs = this.opts.tickMs * this.opts.electionTimeoutTicks;
     const isLive = (id: NodeId): boolean => nowMs - (this.lastHeardMs.get(id) ?? this.startedMs) <= electionTimeoutMs;
     for (const group of this.groups.values()) {

@@ -10,7 +10,9 @@
 //
 // Every timer has an owner: the simulated process that created it (tracked with AsyncLocalStorage,
 // so promise continuations keep it). Crashing a member cancels every timer its incarnation owns:
-// nothing of a dead process runs again, exactly like kill -9.
+// nothing of a dead process runs again, exactly like kill -9. Pausing an owner (SIGSTOP, or a loop
+// stalled for seconds) defers every timer of it that falls due meanwhile to the pause's end, in order;
+// the clock itself runs on, so the owner finds on waking that time has passed.
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 const realSetImmediate = globalThis.setImmediate;
@@ -131,6 +133,8 @@ export class SimClock {
   private readonly heap = new TimerHeap();
   private readonly owners = new AsyncLocalStorage<string>();
   private readonly cancelledOwners = new Set<string>();
+  /** Owners paused until the given time (ms). */
+  private readonly pausedOwners = new Map<string, number>();
   /** The first error an event threw (a broken invariant inside a callback). */
   error: unknown = null;
 
@@ -165,6 +169,17 @@ export class SimClock {
     this.cancelledOwners.add(owner);
   }
 
+  /** Freezes `owner` until `untilMs`: what falls due for it meanwhile runs then, in its order. */
+  pauseOwner(owner: string, untilMs: number): void {
+    this.pausedOwners.set(owner, Math.max(untilMs, this.pausedOwners.get(owner) ?? 0));
+  }
+
+  /** When `owner`'s pause ends (0: it is not paused now). */
+  pausedUntil(owner: string): number {
+    const until = this.pausedOwners.get(owner);
+    return until !== undefined && until > this.now ? until : 0;
+  }
+
   /** Promise resolved after `ms` of simulated time. */
   sleep(ms: number, owner = this.currentOwner()): Promise<void> {
     return new Promise((resolve) => this.schedule(ms, resolve, owner));
@@ -189,10 +204,19 @@ export class SimClock {
 
   async step(): Promise<boolean> {
     let t: SimTimer | undefined;
-    do {
+    for (;;) {
       t = this.heap.pop();
       if (t === undefined) return false;
-    } while (t.cancelled || this.cancelledOwners.has(t.owner));
+      if (t.cancelled || this.cancelledOwners.has(t.owner)) continue;
+      const pausedUntil = this.pausedOwners.get(t.owner);
+      if (pausedUntil !== undefined && pausedUntil > t.at) {
+        t.at = pausedUntil;
+        t.seq = this.seq++;
+        this.heap.push(t);
+        continue;
+      }
+      break;
+    }
     this.now = t.at;
     this.events++;
     this.traceHash = Math.imul(this.traceHash ^ (t.at & 0xffffffff), 0x01000193) >>> 0;

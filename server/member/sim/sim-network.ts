@@ -182,19 +182,22 @@ export class SimNetwork {
   }
 
   private deliverLater(groupId: number, message: Message, delayMs: number): void {
-    this.clock.schedule(
-      delayMs,
-      () => {
-        const ep = this.endpoints.get(message.to);
-        if (!ep || !this.connected(message.from, message.to)) {
-          this.stats.dropped++;
-          return;
-        }
-        this.stats.delivered++;
-        this.clock.runAs(ep.owner, () => ep.member.step([{ groupId, message }]));
-      },
-      NET_OWNER,
-    );
+    const deliver = (): void => {
+      const ep = this.endpoints.get(message.to);
+      if (!ep || !this.connected(message.from, message.to)) {
+        this.stats.dropped++;
+        return;
+      }
+      // A paused receiver takes it when it wakes (the kernel holds it meanwhile).
+      const pausedUntil = this.clock.pausedUntil(ep.owner);
+      if (pausedUntil > 0) {
+        this.clock.schedule(pausedUntil - this.clock.now, deliver, NET_OWNER);
+        return;
+      }
+      this.stats.delivered++;
+      this.clock.runAs(ep.owner, () => ep.member.step([{ groupId, message }]));
+    };
+    this.clock.schedule(delayMs, deliver, NET_OWNER);
   }
 
   private report(fromId: NodeId, fromOwner: string, groupId: number, to: NodeId, status: 'finish' | 'failure'): void {

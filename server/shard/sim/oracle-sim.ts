@@ -3,7 +3,9 @@
 // the metadata group (MetadataStateMachine) with an OracleHost each, and several requesters (OracleClient,
 // as shard leaders would use it) ask for revisions concurrently over an in-process transport that delays
 // and drops. Members crash (losing unsynced writes; biased to the leader) and restart from their disks,
-// partitions come and go, leadership moves. Everything is drawn from one seed.
+// are paused (SIGSTOP: everything due for them waits until they wake), partitions come and go (half of
+// them cut the leader off alone), leadership moves. Windows of marks range from one batch to
+// production's. Everything is drawn from one seed.
 //
 // Checked as it happens:
 //   - every revision is handed out once across all time: grants ordered by term are ordered by revision
@@ -13,7 +15,7 @@
 //   - grants a requester accepts strictly increase;
 //   - real-time order, across requesters: a grant asked for after another grant was received (by
 //     anyone) lies above it. This is what lets a write acknowledged before another began carry the
-//     lower revision; a deposed leader granting from a lease it no longer holds breaks it;
+//     lower revision; a deposed leader still granting (from a lease it no longer holds, say) breaks it;
 //   - the high-water mark on disk covers every revision granted: at every grant and after every crash, a
 //     majority of members hold on disk (log entry or state record) a mark ≥ the highest revision granted;
 //   - every member applies the same entries and decides bootstraps alike (a second bootstrap with a
@@ -35,6 +37,7 @@ import { logRange, stateKey } from '../../storage/keys.ts';
 import { decodeMetadataEntry, encodeMetadataEntry } from '../metadata-entry-codec.ts';
 import { MetadataStateMachine, type MetadataApplied } from '../metadata-state-machine.ts';
 import { OracleHost } from '../oracle-host.ts';
+import { DEFAULT_WINDOW } from '../../placement/revision-oracle.ts';
 import { OracleClient } from '../oracle-client.ts';
 import { InProcessOracleTransport } from './in-process-oracle-transport.ts';
 
@@ -65,6 +68,8 @@ export interface OracleSimResult {
   accepted: number;
   crashes: number;
   leaderCrashes: number;
+  /** Members frozen for a while (SIGSTOP). */
+  pauses: number;
   leaderTerms: number;
   persists: number;
   batches: number;
@@ -133,7 +138,9 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
   const clientRng = new Rng(rng.nextUint32());
   const opts = {
     healMs: 20_000,
-    windowRevisions: faultRng.chance(0.3) ? 0 : faultRng.nextInt(60), // 0: a mark per batch
+    // 0: a mark per batch; small: marks persisted often (and snapshots); the production window: a leader
+    // cut off from its quorum could go on granting from its mark alone, were it not for its barriers.
+    windowRevisions: faultRng.chance(0.3) ? 0 : faultRng.chance(0.4) ? DEFAULT_WINDOW : faultRng.nextInt(60),
     snapshotCount: 4,
     faultEveryMs: 60,
     crashLeaderBias: 0.5,
@@ -167,6 +174,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
   let crashes = 0;
   let leaderCrashes = 0;
   let accepted = 0;
+  let pauses = 0;
   let staleRefused = 0;
   const hostTotals = { persists: 0, batches: 0, barriers: 0 };
 
@@ -346,8 +354,17 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
     let faultsOn = true;
     const faultLoop = (): void => {
       if (!faultsOn) return;
-      const action = faultRng.nextInt(11); // crash 3, restart 4, partition 2, heal 2
-      if (action < 3) {
+      const action = faultRng.nextInt(13); // crash 3, restart 4, partition 2, heal 2, pause 2
+      if (action >= 11) {
+        // SIGSTOP (or a stalled loop): from half an election timeout to three, mostly the leader's.
+        const up = live();
+        const leader = leaderOf();
+        const victim = leader && faultRng.chance(opts.crashLeaderBias) ? leader : up[faultRng.nextInt(Math.max(1, up.length))];
+        if (victim?.current) {
+          clock.pauseOwner(victim.current.owner, clock.now + 50 + faultRng.nextInt(250));
+          pauses++;
+        }
+      } else if (action < 3) {
         const up = live();
         const leader = leaderOf();
         const victim = leader && faultRng.chance(opts.crashLeaderBias) ? leader : up[faultRng.nextInt(Math.max(1, up.length))];
@@ -356,8 +373,11 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
         const down = members.filter((m) => m.current === null);
         if (down.length > 0) boot(down[faultRng.nextInt(down.length)]);
       } else if (action < 9) {
+        // Random sides, or the leader cut off alone (it may still serve the requesters on its side).
         const sides = new Map<NodeId, number>();
-        for (const id of ids) sides.set(id, faultRng.nextInt(2));
+        const leader = leaderOf();
+        const isolate = leader !== undefined && faultRng.chance(0.5);
+        for (const id of ids) sides.set(id, isolate ? (id === leader.id ? 1 : 0) : faultRng.nextInt(2));
         net.partition(sides);
       } else net.heal();
       clock.schedule(1 + faultRng.nextInt(2 * opts.faultEveryMs), faultLoop, SIM_OWNER);
@@ -451,6 +471,7 @@ export async function runOracleSim(seed: number, options: OracleSimOptions): Pro
       accepted,
       crashes,
       leaderCrashes,
+      pauses,
       leaderTerms: leaderOfTerm.size,
       persists: hostTotals.persists,
       batches: hostTotals.batches,
