@@ -707,7 +707,9 @@ export class ShardHosting implements ShardedKeyspace {
       if (Date.now() >= deadlineMs) throw new ShardDeadlineError('the drain mark was not applied in time');
       if (Date.now() - proposedAtMs > DRAIN_RESEND_MS) {
         try {
-          member.propose(METADATA_GROUP_ID, encodeMetadataEntry({ kind: 'member-state', memberId, state: want ? 'draining' : 'up' }));
+          // At the placement version seen now: a copy resent below, or one still on its way when a later
+          // drain or undrain applies, changes nothing when it lands (a late "up" once undid a drain).
+          member.propose(METADATA_GROUP_ID, encodeMetadataEntry({ kind: 'member-state', memberId, state: want ? 'draining' : 'up', ifVersion: this.metadata.placementVersion }));
           proposedAtMs = Date.now();
         } catch {
           // No metadata leader yet: proposed again on the next pass.

@@ -9,6 +9,7 @@ describe('metadata entry codec', () => {
     expect(decodeMetadataEntry(Buffer.from('0101001fffffffffffff0000000000000001', 'hex'))).toEqual({ kind: 'high-water', highWater: Number.MAX_SAFE_INTEGER, proposedTerm: 1 });
     expect(encodeMetadataEntry({ kind: 'placement', shards: [{ shard: 3, replicas: [1, 0x104b13b4afe80b] }] }).toString('hex')).toBe('0103' + '0001' + '0003' + '02' + '0000000000000001' + '00104b13b4afe80b');
     expect(encodeMetadataEntry({ kind: 'member-state', memberId: 7, state: 'draining' }).toString('hex')).toBe('0104' + '0000000000000007' + '01');
+    expect(encodeMetadataEntry({ kind: 'member-state', memberId: 7, state: 'up', ifVersion: 42 }).toString('hex')).toBe('0107' + '0000000000000007' + '00' + '000000000000002a');
     expect(encodeMetadataEntry({ kind: 'shard-conf', shard: 1, voters: [2], learners: [] }).toString('hex')).toBe('0105' + '0001' + '01' + '0000000000000002' + '00');
     expect(encodeMetadataEntry({ kind: 'leaders', shards: [{ shard: 2, leader: 9 }] }).toString('hex')).toBe('0106' + '0001' + '0002' + '0000000000000009');
   });
@@ -22,6 +23,7 @@ describe('metadata entry codec', () => {
         shards: fc.array(fc.record({ shard: fc.integer({ min: 0, max: 0xffff }), replicas: fc.array(fc.maxSafeNat(), { maxLength: 7 }) }), { maxLength: 20 }),
       }),
       fc.record({ kind: fc.constant('member-state' as const), memberId: fc.maxSafeNat(), state: fc.constantFrom('up' as const, 'draining' as const) }),
+      fc.record({ kind: fc.constant('member-state' as const), memberId: fc.maxSafeNat(), state: fc.constantFrom('up' as const, 'draining' as const), ifVersion: fc.maxSafeNat() }),
       fc.record({ kind: fc.constant('leaders' as const), shards: fc.array(fc.record({ shard: fc.integer({ min: 0, max: 0xffff }), leader: fc.maxSafeNat() }), { maxLength: 20 }) }),
       fc.record({ kind: fc.constant('shard-conf' as const), shard: fc.integer({ min: 0, max: 0xffff }), voters: fc.array(fc.maxSafeNat(), { maxLength: 7 }), learners: fc.array(fc.maxSafeNat(), { maxLength: 7 }) }),
     );

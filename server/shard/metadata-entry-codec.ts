@@ -10,6 +10,7 @@
 //   kind 4 member-state: u64 member id, u8 state (0 up, 1 draining)
 //   kind 5 shard-conf: u16 shard, u8 v, v × u64 voter, u8 l, l × u64 learner  a shard's Raft membership
 //   kind 6 leaders:    u16 n, then n × (u16 shard, u64 member)              preferred leader per shard
+//   kind 7 member-state at a version: u64 member id, u8 state, u64 the placement version it applies at
 // An entry of an unknown version or kind is an error, not something to skip: a member that cannot
 // understand a committed entry must not apply past it (etcd panics the same way).
 
@@ -22,8 +23,12 @@ export type MetadataEntry =
   | { readonly kind: 'bootstrap'; readonly shardCount: number; readonly slotMapVersion: number }
   /** The placer's new desired replicas (members) for the listed shards; other shards keep theirs. */
   | { readonly kind: 'placement'; readonly shards: ReadonlyArray<{ readonly shard: number; readonly replicas: readonly number[] }> }
-  /** A member marked draining (Placement/Drain: place nothing on it, move what it holds) or up again. */
-  | { readonly kind: 'member-state'; readonly memberId: number; readonly state: 'up' | 'draining' }
+  /**
+   * A member marked draining (Placement/Drain: place nothing on it, move what it holds) or up again. With
+   * `ifVersion`, applied only while the placement version is still that one: a copy sent again, or one
+   * that arrives after a newer mark, changes nothing (a late "up" must not undo a later drain).
+   */
+  | { readonly kind: 'member-state'; readonly memberId: number; readonly state: 'up' | 'draining'; readonly ifVersion?: number }
   /** A shard's Raft membership as its leader applied it: where the shard lives now (routing, the placer). */
   | { readonly kind: 'shard-conf'; readonly shard: number; readonly voters: readonly number[]; readonly learners: readonly number[] }
   /** The placer's preferred leader for the listed shards (its leaders hand over to it when idle). */
@@ -35,6 +40,7 @@ const KIND_PLACEMENT = 3;
 const KIND_MEMBER_STATE = 4;
 const KIND_SHARD_CONF = 5;
 const KIND_LEADERS = 6;
+const KIND_MEMBER_STATE_IF = 7;
 const MEMBER_STATES = ['up', 'draining'] as const;
 const HIGH_WATER_BYTES = 18;
 const BOOTSTRAP_BYTES = 8;
@@ -66,7 +72,9 @@ export function encodeMetadataEntry(entry: MetadataEntry): Buffer {
     const w = new Writer();
     w.u64(entry.memberId, 'member id');
     w.u8(MEMBER_STATES.indexOf(entry.state), 'member state');
-    return w.finish(KIND_MEMBER_STATE);
+    if (entry.ifVersion === undefined) return w.finish(KIND_MEMBER_STATE);
+    w.u64(entry.ifVersion, 'placement version');
+    return w.finish(KIND_MEMBER_STATE_IF);
   }
   if (entry.kind === 'leaders') {
     const w = new Writer();
@@ -112,7 +120,7 @@ export function decodeMetadataEntry(data: Uint8Array): MetadataEntry {
     if (b.length !== BOOTSTRAP_BYTES) throw new MetadataCodecError(`metadata entry: bootstrap entry of ${b.length} bytes (expected ${BOOTSTRAP_BYTES})`);
     return { kind: 'bootstrap', shardCount: b.readUInt16BE(2), slotMapVersion: b.readUInt32BE(4) };
   }
-  if (b[1] === KIND_PLACEMENT || b[1] === KIND_MEMBER_STATE || b[1] === KIND_SHARD_CONF || b[1] === KIND_LEADERS) {
+  if (b[1] === KIND_PLACEMENT || b[1] === KIND_MEMBER_STATE || b[1] === KIND_MEMBER_STATE_IF || b[1] === KIND_SHARD_CONF || b[1] === KIND_LEADERS) {
     const r = new Reader(b, 2);
     let entry: MetadataEntry;
     if (b[1] === KIND_PLACEMENT) {
@@ -120,11 +128,12 @@ export function decodeMetadataEntry(data: Uint8Array): MetadataEntry {
       const shards: Array<{ shard: number; replicas: number[] }> = [];
       for (let i = 0; i < n; i++) shards.push({ shard: r.u16(), replicas: r.ids() });
       entry = { kind: 'placement', shards };
-    } else if (b[1] === KIND_MEMBER_STATE) {
+    } else if (b[1] === KIND_MEMBER_STATE || b[1] === KIND_MEMBER_STATE_IF) {
       const memberId = r.u64('member id');
-      const state = MEMBER_STATES[r.u8()];
-      if (state === undefined) throw new MetadataCodecError(`metadata entry: unknown member state ${b[b.length - 1]}`);
-      entry = { kind: 'member-state', memberId, state };
+      const code = r.u8();
+      const state = MEMBER_STATES[code];
+      if (state === undefined) throw new MetadataCodecError(`metadata entry: unknown member state ${code}`);
+      entry = b[1] === KIND_MEMBER_STATE ? { kind: 'member-state', memberId, state } : { kind: 'member-state', memberId, state, ifVersion: r.u64('placement version') };
     } else if (b[1] === KIND_LEADERS) {
       const n = r.u16();
       const shards: Array<{ shard: number; leader: number }> = [];

@@ -100,6 +100,34 @@ describe('MetadataStateMachine', () => {
     );
   });
 
+  it('applies a mark made at a placement version only at that version: a late or resent "up" never undoes a later drain', () => {
+    const sm = new MetadataStateMachine([], BOOT);
+    const applied: MetadataApplied[] = [];
+    sm.onApplied((a) => applied.push(a));
+    sm.apply(entry(4, { kind: 'member-state', memberId: 2, state: 'draining', ifVersion: 0 }));
+    expect(sm.drainingMembers()).toEqual([2]);
+    expect(sm.placementVersion).toBe(4);
+    // Undrain at version 4, sent twice (its caller resends until it sees the mark change).
+    sm.apply(entry(5, { kind: 'member-state', memberId: 2, state: 'up', ifVersion: 4 }));
+    expect(sm.drainingMembers()).toEqual([]);
+    // Drained again, then the undrain's second copy lands: stale, nothing changes.
+    sm.apply(entry(6, { kind: 'member-state', memberId: 2, state: 'draining', ifVersion: 5 }));
+    sm.apply(entry(7, { kind: 'member-state', memberId: 2, state: 'up', ifVersion: 4 }));
+    expect(sm.drainingMembers()).toEqual([2]);
+    expect(sm.placementVersion).toBe(6);
+    expect(applied.at(-1)).toEqual({ kind: 'member-state', index: 7, memberId: 2, state: 'up', stale: true });
+    // A placement written meanwhile moves the version on: a mark made before it is stale too.
+    sm.apply(entry(8, { kind: 'placement', shards: [{ shard: 0, replicas: [1, 3, 4] }] }));
+    sm.apply(entry(9, { kind: 'member-state', memberId: 2, state: 'up', ifVersion: 6 }));
+    expect(sm.drainingMembers()).toEqual([2]);
+    sm.apply(entry(10, { kind: 'member-state', memberId: 2, state: 'up', ifVersion: 8 }));
+    expect(sm.drainingMembers()).toEqual([]);
+    // Restored from its records, the drain record carries no version (what applied is what counts).
+    const again = new MetadataStateMachine(records(persisted(sm)), BOOT);
+    expect(again.drainingMembers()).toEqual([]);
+    expect(again.placementVersion).toBe(10);
+  });
+
   it('keeps desired placements, shard memberships and draining marks, restored from its records', () => {
     const sm = new MetadataStateMachine([], BOOT);
     expect(sm.desiredReplicas(0)).toBeNull();

@@ -62,7 +62,8 @@ export type MetadataApplied =
   | { readonly kind: 'bootstrap'; readonly index: number; readonly shape: ClusterShape }
   | { readonly kind: 'bootstrap-refused'; readonly index: number; readonly shape: ClusterShape; readonly reason: string }
   | { readonly kind: 'placement'; readonly index: number; readonly shards: readonly number[] }
-  | { readonly kind: 'member-state'; readonly index: number; readonly memberId: number; readonly state: 'up' | 'draining' }
+  /** `stale`: a mark proposed at another placement version (a resent or late copy), which changed nothing. */
+  | { readonly kind: 'member-state'; readonly index: number; readonly memberId: number; readonly state: 'up' | 'draining'; readonly stale?: boolean }
   | { readonly kind: 'shard-conf'; readonly index: number; readonly shard: number }
   | { readonly kind: 'leaders'; readonly index: number; readonly shards: readonly number[] };
 
@@ -157,11 +158,13 @@ export class MetadataStateMachine implements GroupStateMachine {
       }
       this.setVersion(entry.index);
       applied = { kind: 'placement', index: entry.index, shards: decoded.shards.map((s) => s.shard) };
+    } else if (decoded.kind === 'member-state' && decoded.ifVersion !== undefined && decoded.ifVersion !== this.version) {
+      applied = { kind: 'member-state', index: entry.index, memberId: decoded.memberId, state: decoded.state, stale: true };
     } else if (decoded.kind === 'member-state') {
       const key = Buffer.concat([Buffer.from([DRAINING_PREFIX]), Buffer.from(String(decoded.memberId), 'utf8')]);
       if (decoded.state === 'draining') {
         this.draining.add(decoded.memberId);
-        this.ops.push({ key, value: encodeMetadataEntry(decoded) });
+        this.ops.push({ key, value: encodeMetadataEntry({ kind: 'member-state', memberId: decoded.memberId, state: 'draining' }) });
       } else {
         this.draining.delete(decoded.memberId);
         this.ops.push({ key, value: null });
