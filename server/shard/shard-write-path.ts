@@ -111,11 +111,6 @@ function intentDeadline(item: { q: { origin?: InternalRequest; body: InternalReq
   return 'txn_intent' in body && body.txn_intent ? Number(body.txn_intent.deadline_unix_ms) : Infinity;
 }
 
-/** An outbox intent whose transaction's deadline passed: its coordinator has given it up (or will). */
-function intentOverdue(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }, nowMs: number): boolean {
-  return intentDeadline(item) <= nowMs;
-}
-
 /** How long a write forwarded to this leader may wait for it to become ready (it was just elected). */
 const FORWARDED_WRITE_WAIT_MS = 5_000;
 /** How long a forwarded write this leader could not propose waits before it is forwarded again. */
@@ -665,7 +660,7 @@ export class ShardWritePath {
         if (graceLeftMs !== Infinity) this.wakeDrainIn(graceLeftMs);
         break;
       }
-      if (isIntent(this.outbox[0]) && intentOverdue(this.outbox[0], Date.now())) {
+      if (intentDeadline(this.outbox[0]) <= Date.now()) {
         // It waited past its transaction's deadline: its coordinator has given this attempt up, and a
         // late prepare would only freeze the shard until a recoverer aborts it.
         this.refuseIntent(this.outbox.shift()!);

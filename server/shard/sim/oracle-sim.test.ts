@@ -7,7 +7,7 @@
 //   ORACLE_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/shard/sim
 // Scale up: ORACLE_SIM_SEEDS=1000 (3-member seeds; a quarter as many 5-member ones), ORACLE_SIM_FAULT_MS=3000.
 import { describe, expect, it } from 'vitest';
-import { runOracleSim, type OracleSimOptions, type OracleSimResult } from './oracle-sim.ts';
+import { checkRealTimeOrder, runOracleSim, type OracleSimOptions, type OracleSimResult } from './oracle-sim.ts';
 
 const replaySeed = process.env.ORACLE_SIM_SEED === undefined ? null : Number(process.env.ORACLE_SIM_SEED);
 const seeds = Number(process.env.ORACLE_SIM_SEEDS ?? 100);
@@ -41,6 +41,18 @@ async function runAll(list: number[]): Promise<OracleSimResult[]> {
   }
   return results;
 }
+
+describe('the real-time order check', () => {
+  const g = (requester: string, askedAtMs: number, receivedAtMs: number, first: number, last: number) => ({ requester, askedAtMs, receivedAtMs, first, last });
+
+  it('passes grants asked after others arrived that lie above them, and overlapping requests in any order', () => {
+    expect(() => checkRealTimeOrder([g('a', 0, 10, 4, 5), g('b', 11, 20, 6, 9), g('c', 5, 30, 1, 3)])).not.toThrow();
+  });
+
+  it('catches a grant asked for after a higher one was received (a deposed leader still granting)', () => {
+    expect(() => checkRealTimeOrder([g('a', 0, 10, 100, 120), g('b', 11, 20, 50, 60)])).toThrow(/real-time order: b asked at 11 ms and got 50..60, below 100..120 that a received at 10 ms/);
+  });
+});
 
 describe('revision oracle simulation', () => {
   it('3 members: revisions granted once, increasing per requester, current term, covered on disk', { timeout: 600_000 }, async () => {
