@@ -57,6 +57,14 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
   return Date.now() - start;
 }
 
+/** TTL of the leases whose expiry the tests wait for: room for ten etcdctl puts on a busy machine. */
+const EXPIRY_TTL_S = 5;
+
+/** Puts each key attached to `lease`, all at once (each is an etcdctl process). */
+async function putAll(lease: string, keys: readonly string[]): Promise<void> {
+  await Promise.all(keys.map((key) => etcdctlOk(cluster.endpoints, ['put', `--lease=${lease}`, key, 'x'])));
+}
+
 async function grant(ttl: number): Promise<string> {
   const out = await etcdctlOk(cluster.endpoints, ['lease', 'grant', String(ttl)]);
   const id = /lease ([0-9a-f]+) granted/.exec(out)?.[1];
@@ -217,12 +225,14 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
   }, 60_000);
 
   it('expiry deletes the keys on every shard', async () => {
-    const lease = await grant(2);
+    // The TTL leaves room for the ten puts on a busy machine (each an etcdctl process: a 2 s lease once
+    // expired before the eighth put, while another test's cluster shared the cores).
+    const lease = await grant(EXPIRY_TTL_S);
     const keys = keysOnShards('exp/', 10, 5);
-    for (const key of keys) await etcdctlOk(cluster.endpoints, ['put', `--lease=${lease}`, key, 'x']);
+    await putAll(lease, keys);
     expect(await count('exp/')).toBe(10);
     const tookMs = await until('the expired lease\'s keys to go', async () => (await count('exp/')) === 0, 15_000);
-    console.log(`expiry: 10 keys on ${new Set(keys.map(shardOf)).size} shards gone ${tookMs} ms after the last put (TTL 2 s)`);
+    console.log(`expiry: 10 keys on ${new Set(keys.map(shardOf)).size} shards gone ${tookMs} ms after the last put (TTL ${EXPIRY_TTL_S} s)`);
     expect(await etcdctlOk(cluster.endpoints, ['lease', 'list'])).not.toContain(lease);
   }, 60_000);
 
@@ -328,9 +338,9 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
   }, 90_000);
 
   it('a killed cluster-group leader leaves no attached key behind: another member finishes the sweep', async () => {
-    const lease = await grant(3);
+    const lease = await grant(EXPIRY_TTL_S);
     const keys = keysOnShards('kill/', 10, 5);
-    for (const key of keys) await etcdctlOk(cluster.endpoints, ['put', `--lease=${lease}`, key, 'x']);
+    await putAll(lease, keys);
     // Kill the member leading the cluster group (it keeps the lease clocks and drives expiry sweeps).
     const leader = await cluster.leaderIndex();
     await cluster.kill9(leader);
@@ -344,7 +354,7 @@ describe(`leases, locks and elections on a ${SHARDS}-shard cluster`, () => {
       }
       return (await count('kill/', others).catch(() => -1)) === 0;
     }, 30_000);
-    console.log(`after kill -9 of the cluster group's leader: the 3 s lease expired after ${leaseGoneMs} ms, its 10 keys were gone after ${tookMs} ms`);
+    console.log(`after kill -9 of the cluster group's leader: the ${EXPIRY_TTL_S} s lease expired after ${leaseGoneMs} ms, its 10 keys were gone after ${tookMs} ms`);
     cluster.startMember(leader);
     await cluster.waitReady(30_000);
   }, 90_000);
