@@ -88,6 +88,8 @@ const LEASE_SESSION: Step[] = [
   { args: ['lease', 'grant', '100'], captureLease: true },
   s('put', '--lease=$LEASE', 'lk1', 'v1'),
   s('put', '--lease=$LEASE', 'lk2', 'v2'),
+  // On a sharded cluster lt/1, lt/2 and lt/3 are on three shards: one cross-shard transaction attaches them.
+  { args: ['txn'], input: '\nput lt/1 a --lease=$LEASE\nput lt/2 b --lease=$LEASE\nput lt/3 c --lease=$LEASE\n\n\n' },
   s('lease', 'timetolive', '$LEASE'),
   s('lease', 'timetolive', '--keys', '$LEASE'),
   s('lease', 'timetolive', '--keys', '$LEASE', '-w', 'json'),
@@ -96,6 +98,7 @@ const LEASE_SESSION: Step[] = [
   s('get', '--prefix', 'lk', '-w', 'json'),
   s('lease', 'revoke', '$LEASE'),
   s('get', '--prefix', 'lk'),
+  s('get', '--prefix', 'lt/'),
   s('lease', 'revoke', '$LEASE'),
   s('lease', 'keep-alive', '--once', '$LEASE'),
   s('lease', 'timetolive', '$LEASE'),
@@ -152,11 +155,11 @@ interface Target {
 async function runSession(steps: Step[], target: Target = { synod: () => synod.endpoints, etcd: () => etcd!.endpoint, mask: (t) => t }): Promise<string[]> {
   const mismatches: string[] = [];
   const leases = { etcd: '', synod: '' };
-  const bind = (args: string[], lease: string): string[] => args.map((a) => a.replace('$LEASE', lease));
+  const bind = (args: string[], lease: string): string[] => args.map((a) => a.replaceAll('$LEASE', lease));
   for (const step of steps) {
     const [a, b] = await Promise.all([
-      etcdctl(target.etcd(), bind(step.args, leases.etcd), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
-      etcdctl(target.synod(), bind(step.args, leases.synod), { input: step.input, timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(target.etcd(), bind(step.args, leases.etcd), { input: step.input && bind([step.input], leases.etcd)[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(target.synod(), bind(step.args, leases.synod), { input: step.input && bind([step.input], leases.synod)[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
     ]);
     if (step.captureLease) {
       leases.etcd = /lease ([0-9a-f]{16}) granted/.exec(a.stdout)?.[1] ?? '';

@@ -6,9 +6,9 @@
 // R on its leader (which then never writes at or below R) and the answers are merged exactly
 // (server/routing/range-merge.ts). A Txn whose writes are on one shard but whose reads (compares,
 // ranges) touch others is proposed to the write shard, whose leader reads the others at the entry's
-// revision − 1 and carries the answers in the entry (server/shard/txn-reads.ts). Writes whose keys span
-// shards need cross-shard transactions, which are not built: they are refused with FailedPrecondition,
-// saying so. A put with a lease names the lease's generation, read in the cluster group where leases
+// revision − 1 and carries the answers in the entry (server/shard/txn-reads.ts). Any other Txn over several
+// shards is a cross-shard transaction (server/txn/coordinator.ts): read-only at one oracle revision, else
+// two-phase commit at one revision, nested txns and lease puts included. A put with a lease names the lease's generation, read in the cluster group where leases
 // live (docs/sharding.md, "Leases on a sharded cluster"). Compact compacts every shard at one revision.
 // A shard this member's API does not serve (ShardedKeyspace.hosts) is served by a member that does: a
 // one-shard read or read-only txn is forwarded (server/shard/shard-forwarder.ts), and so is every write
@@ -25,10 +25,6 @@ import { DeadlineError } from '../member/member.ts';
 import { crossShardCoordinator } from './cross-shard-txn.ts';
 import type { TxnCoordinator } from '../txn/coordinator.ts';
 
-const CROSS_SHARD: EtcdErrorSpec = {
-  code: grpc.status.FAILED_PRECONDITION,
-  message: 'synod: a nested txn reading keys on several shards is not supported (hash-tag the keys with {tag} to keep them on one shard)',
-};
 /** How often a put waits for an earlier generation of its lease to be swept (a re-granted lease id). */
 const SWEEP_WAIT_POLL_MS = 20;
 
@@ -57,7 +53,9 @@ function firstShards(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): 
 
 function oneShard(shards: ShardedKeyspace, ranges: Array<[Buffer, Buffer]>): GroupTarget {
   const found = firstShards(shards, ranges);
-  if (found.length !== 1) throw grpcError(CROSS_SHARD);
+  // Nothing touched (an empty txn): any shard answers it, the empty key's.
+  if (found.length === 0) return shards.shardOf(Buffer.alloc(0));
+  if (found.length > 1) throw new Error('invariant: a request over several shards reached a one-shard path');
   return found[0];
 }
 
@@ -205,7 +203,17 @@ export class ShardedKv {
    */
   async txn(req: TxnRequest, serializable: boolean): Promise<{ header: ResponseHeader; out: WriteOutcome }> {
     const keys = txnKeys(req);
-    if (txnIsReadOnly(req)) {
+    const readOnly = txnIsReadOnly(req);
+    // Over several shards: a cross-shard transaction (server/txn/coordinator.ts) — read-only ones read
+    // every shard at one oracle revision; writes on several shards, or reads of a nested txn on shards
+    // other than its one write shard (only top-level reads are carried in a one-shard entry), commit by
+    // two-phase commit at one revision.
+    if (readOnly ? spansShards(this.shards, [...keys.topReads, ...keys.nestedReads]) : spansShards(this.shards, [...keys.writes, ...keys.nestedReads])) {
+      const generations = keys.leases.size > 0 ? await this.leaseGenerations(keys.leases) : [];
+      const out = await this.crossShard.run(req, generations);
+      return { header: this.ctx.header(out.revision), out };
+    }
+    if (readOnly) {
       const target = oneShard(this.shards, [...keys.topReads, ...keys.nestedReads]);
       if (!this.shards.hosts(target.groupId)) {
         if (!serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
@@ -217,12 +225,7 @@ export class ShardedKv {
       await replicaReadRevision(target, !serializable, this.ctx.deadlineMs());
       return this.answered(target, target.sm.store.txn(txnOpFromWire(req)));
     }
-    // Writes on several shards: a cross-shard transaction (two-phase commit, cross-shard-txn.ts).
-    if (spansShards(this.shards, keys.writes)) {
-      const out = await this.crossShard.run(req);
-      return { header: this.ctx.header(out.revision), out };
-    }
-    // Writes on one shard; a nested txn may read only that shard (only top-level reads are carried).
+    // Writes and nested reads on one shard; top-level reads may touch others (txn-reads.ts).
     const target = oneShard(this.shards, [...keys.writes, ...keys.nestedReads]);
     const generations = keys.leases.size > 0 ? await this.leaseGenerations(keys.leases) : [];
     const body = generations.length > 0 ? { txn: req, lease_generations: generations } : { txn: req };

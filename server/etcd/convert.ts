@@ -71,7 +71,7 @@ export function deleteOpFromWire(d: DeleteRangeRequest): DeleteRangeOp {
   return { key: buf(d.key), rangeEnd: buf(d.range_end), prevKv: !!d.prev_kv };
 }
 
-function compareFromWire(c: WireCompare): Compare {
+export function compareFromWire(c: WireCompare): Compare {
   return {
     result: (c.result || 'EQUAL') as CompareResult,
     target: (c.target || 'VERSION') as CompareTarget,

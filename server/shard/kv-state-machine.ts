@@ -497,9 +497,10 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   private execute(req: InternalRequest, at: number | undefined, index: number): ApplyOutcome {
-    if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn))) {
+    if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn) || ('txn_intent' in req && req.txn_intent))) {
       // A shard holds no leases: a put may attach a key to a lease generation the entry names (the
-      // proposer read it in the cluster group) unless this shard has swept that generation already.
+      // proposer read it in the cluster group) unless this shard has swept that generation already. A
+      // cross-shard transaction's prepare checks its puts so; its commit applies them on the same state.
       const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
       this.store.leaseExists = (id) => {
         const g = generations.get(id);

@@ -4,7 +4,8 @@
 // simulation's leaders), so the same protocol code runs in both.
 //
 //   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys (none
-//      without compares: the branch is the success one).
+//      without compares: the branch is the success one), level by level down the nested txns of the
+//      chosen branches; the chosen path's ops, unfolded in order, are what the participants share.
 //   2. Prepare: one txn_intent to every shard the transaction touches (writes first, then shards it
 //      only reads). Each is stamped like any write at its own revision P, checks its compares still
 //      evaluate as at R0, dry-runs its share (its responses come back) and is laid as prepared: the
@@ -23,9 +24,9 @@
 // its late prepare refused); committed if all were prepared, else aborted.
 import * as grpc from '@grpc/grpc-js';
 import { grpcError, ETCD_ERRORS } from '../etcd/errors.ts';
-import { rangeOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
-import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
-import type { InternalRequestBody, TxnIntentWire } from '../shard/request-codec.ts';
+import { compareFromWire, rangeOpFromWire } from '../etcd/convert.ts';
+import type { TxnRequest, WireCompare, WireRequestOp } from '../etcd/wire-types.ts';
+import type { InternalRequestBody, LeaseGeneration, TxnIntentWire } from '../shard/request-codec.ts';
 import { compareVerdict, type ComparePart } from '../mvcc/store.ts';
 import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
@@ -50,7 +51,7 @@ export interface CoordinatorDeps {
   /** `op` read at `revision` on the shard's leader (which then never writes at or below it). */
   rangeAt(groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeResult>;
   /** Proposes `body` to the shard group (its leader stamps a prepare at its revision) and waits for its apply. */
-  propose(groupId: number, body: InternalRequestBody, timeoutMs: number, internal: boolean): Promise<TxnWriteOutcome>;
+  propose(groupId: number, body: InternalRequestBody & { lease_generations?: LeaseGeneration[] }, timeoutMs: number, internal: boolean): Promise<TxnWriteOutcome>;
   /** The client's deadline for a request starting now. */
   deadlineMs(): number;
   /** A transaction id no other attempt anywhere uses. */
@@ -86,13 +87,21 @@ const MAX_FORGETS_PER_SHARD = 10_000;
  */
 const RESOLVE_TIMEOUT_MS = 1_000;
 
-const UNSUPPORTED_NESTED = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: a nested txn in a transaction whose writes span shards is not supported (hash-tag its keys with {tag} to keep them on one shard)' };
-const UNSUPPORTED_LEASE = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: a put with a lease in a transaction whose writes span shards is not supported yet (hash-tag its keys with {tag} to keep them on one shard)' };
 const GAVE_UP = { code: grpc.status.UNAVAILABLE, message: 'synod: the transaction met concurrent writes on every attempt; retry it' };
 
 /** Whether `err` says the attempt is dead but a new one may succeed (ABORTED: refused prepare, lost decision). */
 function isRetryable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === grpc.status.ABORTED;
+}
+
+/**
+ * Whether `err` is a participant refusing the prepare itself (etcd's apply-time refusals: a lease not
+ * found, a key not found for ignore_value, a compacted or future range revision, no space): the prepare
+ * was never laid there, and the transaction fails with that error, as a one-shard txn would.
+ */
+function isRefusal(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === grpc.status.NOT_FOUND || code === grpc.status.INVALID_ARGUMENT || code === grpc.status.OUT_OF_RANGE || code === grpc.status.RESOURCE_EXHAUSTED;
 }
 
 /** Where each op of the chosen branch went: its index in each participant's share, or a read at C − 1. */
@@ -127,22 +136,17 @@ export class TxnCoordinator {
     this.stats = stats;
   }
 
-  /** Refuses what the protocol does not carry (nested txns, leases) with a clear FailedPrecondition. */
-  static check(req: TxnRequest): void {
-    for (const op of [...(req.success ?? []), ...(req.failure ?? [])]) {
-      if (op.request_txn) throw grpcError(UNSUPPORTED_NESTED);
-      const lease = op.request_put ? String(op.request_put.lease ?? '0') : '0';
-      if (lease !== '0' && lease !== '' && !op.request_put?.ignore_lease) throw grpcError(UNSUPPORTED_LEASE);
-    }
-  }
-
-  async run(req: TxnRequest): Promise<TxnWriteOutcome> {
-    TxnCoordinator.check(req);
+  /**
+   * Runs `req` over the shards it touches: read-only at one fresh revision, else by two-phase commit.
+   * `leases`: the generations of the leases its puts name, read in the cluster group (as for a one-shard
+   * put); a put naming another lease is refused at its prepare with etcd's "requested lease not found".
+   */
+  async run(req: TxnRequest, leases: readonly LeaseGeneration[] = []): Promise<TxnWriteOutcome> {
     this.stats.txns++;
     const deadlineMs = this.deps.deadlineMs();
     // Its age, kept over its attempts: an older transaction's prepare waits where a younger one holds a shard.
     const priority = Date.now();
-    return this.retrying(deadlineMs, () => this.attempt(req, deadlineMs, priority));
+    return this.retrying(deadlineMs, () => this.attempt(req, leases, deadlineMs, priority));
   }
 
   /** Each compare's part on every shard its range touches, read at `at` (that shard then never writes at or below it). */
@@ -156,15 +160,36 @@ export class TxnCoordinator {
     );
   }
 
-  private async attempt(req: TxnRequest, deadlineMs: number, priority: number): Promise<TxnWriteOutcome> {
-    const op = txnOpFromWire(req);
-    // The branch, from the compares read at a fresh R0; each participant checks at its prepare that its
-    // part still evaluates the same (and then stays as it is until the transaction is resolved). Without
-    // compares the branch is the success one, and R0 is needed only if it writes nothing.
-    const R0 = op.compare.length > 0 ? await this.deps.freshRevision(deadlineMs) : 0;
-    const parts0 = await this.compareParts(op.compare, R0, deadlineMs);
-    const succeeded = op.compare.every((c, i) => verdict(c, parts0[i]));
-    const wireOps: WireRequestOp[] = (succeeded ? req.success : req.failure) ?? [];
+  /**
+   * The branch taken at every level, as etcd chooses it: the compares of the txn and of each nested txn
+   * on the chosen path, all read at R0 (the state before the transaction). Each compare evaluated is
+   * added to `compares` with its parts, which its participants check again at their prepares.
+   */
+  private async choosePath(t: TxnRequest, at: number, deadlineMs: number, compares: EvaluatedCompare[]): Promise<PathNode> {
+    const wire = t.compare ?? [];
+    const ops = wire.map(compareFromWire);
+    const parts = await this.compareParts(ops, at, deadlineMs);
+    wire.forEach((w, i) => compares.push({ wire: w, parts: parts[i] }));
+    const succeeded = ops.every((c, i) => verdict(c, parts[i]));
+    const nested = new Map<number, PathNode>();
+    const branch = (succeeded ? t.success : t.failure) ?? [];
+    await Promise.all(branch.map(async (w, i) => {
+      if (w.request_txn) nested.set(i, await this.choosePath(w.request_txn, at, deadlineMs, compares));
+    }));
+    return { txn: t, succeeded, nested };
+  }
+
+  private async attempt(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number): Promise<TxnWriteOutcome> {
+    // The branches, from the compares read at a fresh R0; each participant checks at its prepare that its
+    // parts still evaluate the same (and then stay as they are until the transaction is resolved). Without
+    // compares the branch is the success one, and R0 is needed only if it writes nothing. The chosen path's
+    // ops, nested txns unfolded, run in order as one flat list: the store runs a txn so (store.ts), the
+    // compares of every level having been evaluated before any op.
+    const R0 = txnHasCompares(req) ? await this.deps.freshRevision(deadlineMs) : 0;
+    const compares: EvaluatedCompare[] = [];
+    const path = await this.choosePath(req, R0, deadlineMs, compares);
+    const wireOps: WireRequestOp[] = [];
+    const shape = unfold(path, wireOps);
 
     // Every shard the transaction touches is a participant: those it writes first (the primary is the
     // first of them), then those it only reads (compares, ranges). A participant is frozen from its
@@ -188,7 +213,7 @@ export class TxnCoordinator {
     const writers = order.length;
     if (writers > 0) {
       for (const w of wireOps) if (w.request_range) for (const g of this.deps.groupsOfRange(w.request_range.key, w.request_range.range_end ?? Buffer.alloc(0))) share(g);
-      for (const parts of parts0) for (const g of parts.keys()) share(g);
+      for (const c of compares) for (const g of c.parts.keys()) share(g);
     }
     const placements: OpPlacement[] = wireOps.map((w) => {
       const placement: OpPlacement = { shares: [], readsAt: [] };
@@ -210,14 +235,20 @@ export class TxnCoordinator {
     });
 
     // Nothing to write: the compares and ranges at R0 are one snapshot.
-    if (writers === 0) return this.readOnlyAnswer(wireOps, placements, succeeded, R0 > 0 ? R0 : await this.deps.freshRevision(deadlineMs), deadlineMs);
+    if (writers === 0) return this.readOnlyAnswer(wireOps, placements, shape, R0 > 0 ? R0 : await this.deps.freshRevision(deadlineMs), deadlineMs);
 
     const outcome = await this.twoPhase(
       order,
       (groupId) => {
-        // The compares touching this shard, with what they evaluated to here at R0.
-        const mine = op.compare.flatMap((_, i) => (parts0[i].has(groupId) ? [i] : []));
-        return { ops: { compare: mine.map((i) => req.compare[i]), success: shares.get(groupId)!, failure: [] }, expected: mine.map((i, index) => ({ index, ...parts0[i].get(groupId)! })) };
+        // The compares touching this shard, with what they evaluated to here at R0; the generations of
+        // the leases its puts attach keys to (checked there, as a one-shard put's are).
+        const mine = compares.filter((c) => c.parts.has(groupId));
+        const named = new Set(shares.get(groupId)!.flatMap((w) => (w.request_put ? [String(w.request_put.lease ?? '0')] : [])));
+        const generations = leases.filter((g) => named.has(g.ID));
+        return {
+          intent: { ops: { compare: mine.map((c) => c.wire), success: shares.get(groupId)!, failure: [] }, expected: mine.map((c, index) => ({ index, ...c.parts.get(groupId)! })) },
+          ...(generations.length > 0 ? { lease_generations: generations } : {}),
+        };
       },
       deadlineMs,
       priority,
@@ -230,8 +261,8 @@ export class TxnCoordinator {
       // A share previewed at its prepare's revision P shows its own writes there: they are at C.
       shareResults.set(groupId, atRevision(p.result as TxnResult, p.revision, C));
     });
-    const responses = wireOps.map((w, i) => this.stitch(w, placements[i], shareResults, [], C));
-    return { revision: C, result: { succeeded, responses } satisfies TxnResult };
+    const leaves = wireOps.map((w, i) => this.stitch(w, placements[i], shareResults, [], C));
+    return { revision: C, result: refold(shape, leaves) };
   }
 
   /**
@@ -242,7 +273,7 @@ export class TxnCoordinator {
   async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
     const deadlineMs = this.deps.deadlineMs();
     const priority = Date.now();
-    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep }), deadlineMs, priority, true)).C);
+    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C);
   }
 
   /** `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`. */
@@ -270,7 +301,7 @@ export class TxnCoordinator {
    */
   private async twoPhase(
     order: number[],
-    shareOf: (groupId: number) => Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>,
+    shareOf: (groupId: number) => ParticipantShare,
     deadlineMs: number,
     priority: number,
     resolveAllFirst: boolean,
@@ -279,14 +310,18 @@ export class TxnCoordinator {
     // Whole milliseconds: int64 on the wire (a fraction would be misread, as digits, not refused).
     const intentDeadline = Math.floor(Math.min(deadlineMs, Date.now() + INTENT_TTL_MS));
     const settled = await Promise.allSettled(
-      order.map((groupId) =>
-        this.deps.propose(
+      order.map((groupId) => {
+        const { intent, lease_generations } = shareOf(groupId);
+        return this.deps.propose(
           groupId,
-          { txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(Math.floor(priority)), ...shareOf(groupId) } },
+          {
+            txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(Math.floor(priority)), ...intent },
+            ...(lease_generations !== undefined ? { lease_generations } : {}),
+          },
           Math.max(1, deadlineMs - Date.now()),
           false,
-        ),
-      ),
+        );
+      }),
     );
     if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled);
     const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
@@ -308,18 +343,20 @@ export class TxnCoordinator {
 
   /**
    * Some prepare failed. One refused at apply (ABORTED: another transaction held the shard, or the
-   * compares changed) was never laid there and never will be, so the transaction cannot commit: the
-   * prepared participants abort. Without such a refusal (a prepare timed out, its fate unknown) the
+   * compares changed; or one of etcd's refusals, isRefusal) was never laid there and never will be, so
+   * the transaction cannot commit: the prepared participants abort. An etcd refusal is the client's
+   * answer; after ABORTED a new attempt follows. Without such a refusal (a prepare timed out, its fate unknown) the
    * transaction is settled as a recoverer would (`settle`): committed if every participant turns out
    * prepared — the client then hears that the outcome is unknown, as etcd's timeout says —, else aborted.
    */
   private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>): Promise<never> {
     this.stats.aborts++;
     const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected')!;
-    const refused = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected' && isRetryable(p.reason));
+    const rejected = settled.filter((p): p is PromiseRejectedResult => p.status === 'rejected');
+    const refused = rejected.find((p) => isRefusal(p.reason)) ?? rejected.find((p) => isRetryable(p.reason));
     if (refused !== undefined) {
       await this.resolveAll(txnId, false, 0, order.filter((_, i) => settled[i].status === 'fulfilled'));
-      throw refused.reason; // the attempt is dead, not the transaction: a new attempt follows
+      throw refused.reason;
     }
     const prepared = new Map<number, number>();
     order.forEach((g, i) => {
@@ -331,10 +368,10 @@ export class TxnCoordinator {
     throw failed.reason;
   }
   /** A branch without writes: its ranges read at `at` (every shard's state through C − 1). */
-  private async readOnlyAnswer(wireOps: WireRequestOp[], placements: OpPlacement[], succeeded: boolean, at: number, deadlineMs: number): Promise<TxnWriteOutcome> {
+  private async readOnlyAnswer(wireOps: WireRequestOp[], placements: OpPlacement[], shape: TxnShape, at: number, deadlineMs: number): Promise<TxnWriteOutcome> {
     const parts = await Promise.all(placements.map((p, i) => Promise.all(p.readsAt.map((t) => this.readPart(t, wireOps[i], at, deadlineMs)))));
-    const responses = wireOps.map((w, i) => this.stitch(w, placements[i], new Map(), parts[i], at));
-    return { revision: at, result: { succeeded, responses } satisfies TxnResult };
+    const leaves = wireOps.map((w, i) => this.stitch(w, placements[i], new Map(), parts[i], at));
+    return { revision: at, result: refold(shape, leaves) };
   }
 
   /** A range op's part on a shard without writes: at the client's revision, else at `at`. */
@@ -464,6 +501,56 @@ export class TxnCoordinator {
     const participants = p.participantGroups.includes(groupId) ? [...p.participantGroups] : [...p.participantGroups, groupId];
     await this.settle(p.txnId, participants, new Map([[groupId, p.revision]]));
   }
+}
+
+/** A txn on the chosen path: the branch its compares chose, and the nested txns of that branch by op index. */
+interface PathNode {
+  txn: TxnRequest;
+  succeeded: boolean;
+  nested: Map<number, PathNode>;
+}
+
+/** A compare on the chosen path, with its part on every shard its range touches. */
+interface EvaluatedCompare {
+  wire: WireCompare;
+  parts: Map<number, ComparePart>;
+}
+
+/** A txn's answer to be: its branch, and per op the index of its leaf response or a nested txn's shape. */
+interface TxnShape {
+  succeeded: boolean;
+  items: Array<number | TxnShape>;
+}
+
+/** What one participant's prepare carries. */
+interface ParticipantShare {
+  intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>;
+  lease_generations?: LeaseGeneration[];
+}
+
+function txnHasCompares(t: TxnRequest): boolean {
+  if ((t.compare ?? []).length > 0) return true;
+  return [...(t.success ?? []), ...(t.failure ?? [])].some((w) => w.request_txn !== undefined && w.request_txn !== null && txnHasCompares(w.request_txn));
+}
+
+/** The chosen path's leaf ops, appended to `flat` in the order they run; returns where each answer goes. */
+function unfold(node: PathNode, flat: WireRequestOp[]): TxnShape {
+  const branch = (node.succeeded ? node.txn.success : node.txn.failure) ?? [];
+  return {
+    succeeded: node.succeeded,
+    items: branch.map((w, i) => {
+      const nested = node.nested.get(i);
+      return nested !== undefined ? unfold(nested, flat) : flat.push(w) - 1;
+    }),
+  };
+}
+
+/** The txn's answer from its leaf ops' responses. */
+function refold(shape: TxnShape, leaves: readonly ResponseOp[]): TxnResult {
+  return {
+    succeeded: shape.succeeded,
+    responses: shape.items.map((item): ResponseOp => (typeof item === 'number' ? leaves[item] : { type: 'txn', txn: refold(item, leaves) })),
+  };
 }
 
 /** A compare's verdict from its parts on every shard it touches (as one store compares, store.ts). */

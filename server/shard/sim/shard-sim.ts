@@ -9,7 +9,8 @@
 // closed and its applied index I. Txn writers put a key on one shard and, in the same txn, count every
 // key of every shard (the txn's write shard leader reads the others at R − 1, txn-reads.ts), as etcd's
 // lock does. Cross-shard txn writers run the two-phase commit (server/txn/coordinator.ts) on a random
-// member — put one value to two keys on two shards, or, when a compare fails, to two others — so crashes
+// member — put one value to two keys on two shards, or, when a compare fails, to two others; some nested in
+// an outer txn — so crashes
 // hit coordinators at every step of the protocol; the shard leaders' recoverers finish what they leave.
 // Members crash (biased to the member leading most groups) and restart, partitions come and go.
 //
@@ -484,11 +485,14 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const value = `c${w}-${++written}`;
       const comparing = clientRng.chance(0.5);
       const op = (key: string) => ({ request_put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
-      const req: TxnRequest = {
+      const inner: TxnRequest = {
         compare: comparing ? [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(yes[0], 'latin1'), value: Buffer.from('never', 'latin1'), target_union: 'value', range_end: Buffer.alloc(0) } as unknown as TxnRequest['compare'][number]] : [],
         success: [op(yes[0]), op(yes[1])],
         failure: [op(no[0]), op(no[1])],
       };
+      // Sometimes nested: the inner txn's compare chooses the writes, inside an outer txn without compares.
+      const nested = clientRng.chance(0.3);
+      const req: TxnRequest = nested ? { compare: [], success: [{ request_txn: inner } as TxnRequest['success'][number]], failure: [] } : inner;
       const keys = comparing ? no : yes;
       inc.coordinating++;
       // A crashed coordinator never answers: its client gives up after the transaction's deadline.
@@ -503,7 +507,12 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
             done();
             inc.coordinating--;
             crossAcks.push({ txnId: null, keys, value, revision: o.revision, groups: keys.map((k) => accountGroups.get(k)!) });
-            if ((o.result as TxnResult).succeeded === comparing) fail(`cross-shard txn ${value}: branch ${(o.result as TxnResult).succeeded ? 'success' : 'failure'} with comparing=${comparing}`);
+            const outer = o.result as TxnResult;
+            const first = outer.responses[0];
+            const result = nested ? (first?.type === 'txn' ? first.txn : null) : outer;
+            if (result === null || (nested && !outer.succeeded)) fail(`cross-shard txn ${value}: a nested answer without its nested txn: ${JSON.stringify(outer)}`);
+            else if (result.succeeded === comparing) fail(`cross-shard txn ${value}: branch ${result.succeeded ? 'success' : 'failure'} with comparing=${comparing}`);
+            else if (result.responses.length !== 2 || result.responses.some((r) => r.type !== 'put')) fail(`cross-shard txn ${value}: answered ${JSON.stringify(result.responses.map((r) => r.type))}, not two puts`);
           },
           (err: unknown) => {
             done();
