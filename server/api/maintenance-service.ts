@@ -7,21 +7,18 @@
 import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import zlib from 'node:zlib';
-import { ApiContext, DATA_GROUP_ID, toServiceError, unary } from './context.ts';
+import { ApiContext, DATA_GROUP_ID, toServiceError, unary, type GroupTarget } from './context.ts';
 import { alarmActionOf, alarmTypeOf, type AlarmMember } from '../shard/alarms.ts';
-import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { effectiveQuotaBytes } from '../shard/quota.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { DbSnapshot, MemberDb } from '../storage/member-db.ts';
 import { encodeBackup } from '../storage/backup-file.ts';
+import { rangeOf } from '../mvcc/types.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
+import { shardedBackupRecords } from './sharded-backup.ts';
 
-/** Hash, HashKV and Snapshot cover one group's records; a sharded cluster's keys are in its shards. */
-const NOT_ON_SHARDS = (method: string): EtcdErrorSpec => ({
-  code: grpc.status.FAILED_PRECONDITION,
-  message: `synod: ${method} of a sharded cluster is not served yet`,
-});
 
 /** The etcd API version Synod speaks; clients gate features on it. */
 export const ETCD_COMPAT_VERSION = '3.5.0';
@@ -44,9 +41,9 @@ function alarmsToWire(alarms: AlarmMember[]): Array<{ memberID: string; alarm: s
   return alarms.map((a) => ({ memberID: a.memberID, alarm: a.alarm }));
 }
 
-/** The MVCC revision counters as of a database snapshot. */
-async function storedRevisions(db: MaintenanceOptions['db'], snap: DbSnapshot): Promise<{ currentRevision: number; compactedRevision: number }> {
-  for await (const [key, value] of db.stateRecords(DATA_GROUP_ID, snap)) {
+/** The MVCC revision counters of group `groupId`'s store as of a database snapshot. */
+async function storedRevisions(db: MaintenanceOptions['db'], snap: DbSnapshot, groupId: number): Promise<{ currentRevision: number; compactedRevision: number }> {
+  for await (const [key, value] of db.stateRecords(groupId, snap)) {
     if (key[0] === MVCC_RECORD_PREFIX && isMetaKey(key.subarray(1))) return decodeMeta(value);
     if (key[0] > MVCC_RECORD_PREFIX) break;
   }
@@ -58,9 +55,9 @@ async function storedRevisions(db: MaintenanceOptions['db'], snap: DbSnapshot): 
  * bytes of every stored MVCC record with revision <= `revision`, in key order. The records are what
  * compaction kept, so members that applied the same log hash alike; any altered record changes it.
  */
-async function hashKv(db: MaintenanceOptions['db'], snap: DbSnapshot, revision: number): Promise<number> {
-  let crc = 0;
-  for await (const [key, value] of db.stateRecords(DATA_GROUP_ID, snap)) {
+async function hashKv(db: MaintenanceOptions['db'], snap: DbSnapshot, groupId: number, revision: number, crcIn = 0): Promise<number> {
+  let crc = crcIn;
+  for await (const [key, value] of db.stateRecords(groupId, snap)) {
     if (key[0] < MVCC_RECORD_PREFIX) continue;
     if (key[0] > MVCC_RECORD_PREFIX) break;
     const storeKey = key.subarray(1);
@@ -71,12 +68,14 @@ async function hashKv(db: MaintenanceOptions['db'], snap: DbSnapshot, revision: 
   return crc;
 }
 
-/** Hash: crc32 over every state record of the group (MVCC, leases, auth, membership, alarms). */
-async function hashAll(db: MaintenanceOptions['db'], snap: DbSnapshot): Promise<number> {
+/** Hash: crc32 over every state record of the groups (MVCC, leases, auth, membership, alarms), in order. */
+async function hashAll(db: MaintenanceOptions['db'], snap: DbSnapshot, groupIds: readonly number[]): Promise<number> {
   let crc = 0;
-  for await (const [key, value] of db.stateRecords(DATA_GROUP_ID, snap)) {
-    crc = zlib.crc32(key, crc);
-    crc = zlib.crc32(value, crc);
+  for (const groupId of groupIds) {
+    for await (const [key, value] of db.stateRecords(groupId, snap)) {
+      crc = zlib.crc32(key, crc);
+      crc = zlib.crc32(value, crc);
+    }
   }
   return crc;
 }
@@ -101,6 +100,9 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   // A member that starts past its quota (e.g. restarted with a smaller one) raises the alarm once a leader is there.
   setTimeout(() => ctx.sm.checkQuota(), 1_000).unref();
 
+  /** A sharded member's shard replicas, in shard order (none on one group). */
+  const hostedStores = (): GroupTarget[] => (ctx.shards === null ? [] : ctx.shards.targets().filter((t) => ctx.shards!.hosts(t.groupId)));
+
   /** Runs `fn` on a consistent view of the database, closed afterwards. */
   const withSnapshot = async <T>(fn: (snap: DbSnapshot) => Promise<T>): Promise<T> => {
     const snap = opts.db.snapshot();
@@ -109,6 +111,45 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
     } finally {
       await snap.close();
     }
+  };
+
+  /** Streams `chunks` as SnapshotResponses (remaining_bytes estimated from `estimateBytes`; 0 on the last). */
+  const stream = async (call: grpc.ServerWritableStream<unknown, unknown>, chunks: AsyncIterable<Buffer>, estimateBytes: number): Promise<number> => {
+    let cancelled = false;
+    call.on('cancelled', () => {
+      cancelled = true;
+    });
+    const header = ctx.header();
+    let remaining = Math.max(1, estimateBytes);
+    let sent = 0;
+    let pending: Buffer | null = null;
+    for await (const chunk of chunks) {
+      if (cancelled) return sent;
+      if (pending) {
+        sent += pending.length;
+        remaining = Math.max(1, remaining - pending.length);
+        if (!call.write({ header, remaining_bytes: String(remaining), blob: pending })) await once(call, 'drain');
+      }
+      pending = chunk;
+    }
+    if (pending && !cancelled) {
+      sent += pending.length;
+      call.write({ header, remaining_bytes: '0', blob: pending });
+    }
+    return sent;
+  };
+
+  /** A sharded cluster's backup: every key at one oracle revision, from the shards' leaders (sharded-backup.ts). */
+  const sendShardedBackup = async (call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> => {
+    const shards = ctx.shards!;
+    const revision = await shards.freshRevision(ctx.deadlineMs());
+    const chunks = encodeBackup(
+      { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString(), shards: shards.targets().length, revision },
+      shardedBackupRecords(ctx, shards, revision),
+    );
+    const sent = await stream(call, chunks, shards.targets().reduce((sum, t) => sum + t.sm.store.sizeBytes(), 0));
+    ctx.logger.info({ bytes: sent, revision }, 'sent a backup of the sharded cluster to a client');
+    call.end();
   };
 
   return {
@@ -161,25 +202,45 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
 
     Hash: unary(ctx, async (_req: unknown, call) => {
       await opts.requireAdmin(call);
-      if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('Hash'));
-      const hash = await withSnapshot((snap) => hashAll(opts.db, snap));
+      // A sharded member: its cluster group, then each shard replica it hosts.
+      const hash = await withSnapshot((snap) => hashAll(opts.db, snap, [DATA_GROUP_ID, ...hostedStores().map((t) => t.groupId)]));
       return { header: ctx.header(), hash };
     }),
 
     HashKV: unary(ctx, async (req: { revision: string }, call) => {
       await opts.requireAdmin(call);
-      if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('HashKV'));
+      // One group: its store. A sharded member: the stores of the shard replicas it hosts, in shard order
+      // (members hosting the same shards hash alike; revisions are the oracle's, one sequence for all).
+      const stores = ctx.shards === null ? [{ groupId: DATA_GROUP_ID, sm: ctx.sm }] : hostedStores();
       const asked = Number(req.revision ?? 0);
-      if (asked > ctx.sm.store.currentRevision()) throw grpcError(ETCD_ERRORS.FUTURE_REV);
+      if (ctx.shards === null) {
+        if (asked > ctx.sm.store.currentRevision()) throw grpcError(ETCD_ERRORS.FUTURE_REV);
+      } else if (asked > 0) {
+        // A revision of the oracle's sequence: future only past a fresh one. Every write at or below it
+        // must be in this member's replicas: each shard is read at it on its leader (no such write can
+        // follow), then this replica catches up with a ReadIndex.
+        const deadlineMs = ctx.deadlineMs();
+        if (asked > (await ctx.shards.freshRevision(deadlineMs))) throw grpcError(ETCD_ERRORS.FUTURE_REV);
+        const probe = rangeOf(Buffer.alloc(0), Buffer.alloc(0), { countOnly: true });
+        await Promise.all(stores.map(async (t) => {
+          await ctx.shards!.rangeAt(t, probe, asked, deadlineMs);
+          await ctx.readBarrier(t);
+        }));
+      }
+      // What each store had applied when asked: its records on disk must have caught up with it.
+      const wanted = stores.map((t) => t.sm.store.currentRevision());
       const deadline = Date.now() + HASH_CATCH_UP_MS;
       for (;;) {
         const answer = await withSnapshot(async (snap) => {
-          const revs = await storedRevisions(opts.db, snap);
-          const revision = asked > 0 ? asked : revs.currentRevision;
-          if (revision > revs.currentRevision) return null; // applied, not yet flushed: wait for it
-          if (revision < revs.compactedRevision) throw grpcError(ETCD_ERRORS.COMPACTED);
-          const hash = await hashKv(opts.db, snap, revision);
-          return { header: ctx.header(revs.currentRevision), hash, compact_revision: String(revs.compactedRevision), hash_revision: String(revision) };
+          const revs = await Promise.all(stores.map((t) => storedRevisions(opts.db, snap, t.groupId)));
+          if (revs.some((r, i) => r.currentRevision < wanted[i])) return null; // applied, not yet flushed: wait for it
+          const current = Math.max(...revs.map((r) => r.currentRevision));
+          const compacted = Math.max(...revs.map((r) => r.compactedRevision));
+          const revision = asked > 0 ? asked : current;
+          if (revision < compacted) throw grpcError(ETCD_ERRORS.COMPACTED);
+          let hash = 0;
+          for (const t of stores) hash = await hashKv(opts.db, snap, t.groupId, revision, hash);
+          return { header: ctx.header(current), hash, compact_revision: String(compacted), hash_revision: String(revision) };
         });
         if (answer) return answer;
         if (Date.now() > deadline) throw grpcError(ETCD_ERRORS.TIMEOUT);
@@ -193,39 +254,21 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       };
       void (async () => {
         await opts.requireAdmin(call);
-        // A backup of the cluster group alone would hold none of a sharded cluster's keys: refused.
-        if (ctx.shards !== null) throw grpcError(NOT_ON_SHARDS('Snapshot'));
+        if (ctx.shards !== null) return sendShardedBackup(call);
         const status = ctx.member.status(DATA_GROUP_ID);
         // A Raft snapshot being installed replaces the stored records non-atomically.
         if (status.snapshotIndex > status.applied) throw grpcError(ETCD_ERRORS.TIMEOUT, 'snapshot install in progress; retry');
-        let cancelled = false;
-        call.on('cancelled', () => {
-          cancelled = true;
-        });
-        const header = ctx.header();
         // remaining_bytes is an estimate (the stream is produced as it is read); 0 marks the last message.
-        let remaining = Math.max(1, ctx.sm.store.sizeBytes());
-        let sent = 0;
-        await withSnapshot(async (snap) => {
-          const chunks = encodeBackup(
-            { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString() },
-            opts.db.stateRecords(DATA_GROUP_ID, snap),
-          );
-          let pending: Buffer | null = null;
-          for await (const chunk of chunks) {
-            if (cancelled) return;
-            if (pending) {
-              sent += pending.length;
-              remaining = Math.max(1, remaining - pending.length);
-              if (!call.write({ header, remaining_bytes: String(remaining), blob: pending })) await once(call, 'drain');
-            }
-            pending = chunk;
-          }
-          if (pending && !cancelled) {
-            sent += pending.length;
-            call.write({ header, remaining_bytes: '0', blob: pending });
-          }
-        });
+        const sent = await withSnapshot((snap) =>
+          stream(
+            call,
+            encodeBackup(
+              { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString() },
+              opts.db.stateRecords(DATA_GROUP_ID, snap),
+            ),
+            ctx.sm.store.sizeBytes(),
+          ),
+        );
         ctx.logger.info({ bytes: sent }, 'sent a snapshot (backup) to a client');
         call.end();
       })().catch(fail);

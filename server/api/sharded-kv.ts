@@ -13,9 +13,8 @@
 // A shard this member's API does not serve (ShardedKeyspace.hosts) is served by a member that does: a
 // one-shard read or read-only txn is forwarded (server/shard/shard-forwarder.ts), and so is every write
 // (ApiContext.proposeWrite); the client sees what that member answers, under this member's id.
-import * as grpc from '@grpc/grpc-js';
 import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace, type WriteOutcome } from './context.ts';
-import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
+import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { rangeOf, type RangeResult, type TxnResult } from '../mvcc/types.ts';

@@ -299,6 +299,16 @@ export class AuthStore {
     return ops;
   }
 
+  /** The whole state as the records `restore` reads (a backup of a sharded cluster takes it from memory). */
+  records(): Array<[Buffer, Buffer]> {
+    const meta: Meta = { enabled: this.enabledFlag, revision: this.rev, secret: this.secret.toString('hex') };
+    return [
+      [Buffer.from([META_TAG]), Buffer.from(JSON.stringify(meta))],
+      ...[...this.users.values()].map((u): [Buffer, Buffer] => [recordKey(USER_TAG, u.name), Buffer.from(JSON.stringify(u))]),
+      ...[...this.roles.values()].map((r): [Buffer, Buffer] => [recordKey(ROLE_TAG, r.name), encodeRole(r)]),
+    ];
+  }
+
   private putUser(user: UserRecord): void {
     this.users.set(user.name, user);
     this.persist.push({ key: recordKey(USER_TAG, user.name), value: Buffer.from(JSON.stringify(user)) });

@@ -58,7 +58,7 @@ const CLUSTER_GROUP_ID = 0;
 export const METADATA_GROUP_ID = 1;
 export const FIRST_SHARD_GROUP_ID = 2;
 
-interface BootstrapMember {
+export interface BootstrapMember {
   id: number;
   peerUrls: string[];
   isLearner: boolean;
@@ -105,6 +105,20 @@ const REPORT_RESEND_MS = 3_000;
 const sameMembers = (a: readonly NodeId[], b: readonly NodeId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((v, i) => v === [...b].sort((x, y) => x - y)[i]);
 
 /** A group holds something: a log, a snapshot or applied state (a tombstone of a removed replica does not count). */
+/**
+ * Every shard's bootstrap voters (ShardHosting.bootstrapVoters): all bootstrap voters with replication
+ * factor 0, else the R the placement function picks among them. Pure; `synod snapshot restore` uses it to
+ * seed exactly the replicas a member will create.
+ */
+export function bootstrapPlacement(bootstrap: readonly BootstrapMember[], shardCount: number, replicationFactor: number): Map<number, NodeId[]> {
+  const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
+  const shards = Array.from({ length: shardCount }, (_, i) => i);
+  if (replicationFactor === 0) return new Map(shards.map((s) => [s, [...voters]]));
+  const placed = place({ members: voters.map((id) => ({ id, zone: '', weight: 1, state: 'up' as const })), shards, replicationFactor });
+  const byShard = new Map(placed.shards.map((p) => [p.shard, [...p.replicas]]));
+  return new Map(shards.map((s) => [s, byShard.get(s) ?? [...voters]]));
+}
+
 function holdsData(loaded: LoadedGroup): boolean {
   return loaded.entries.length > 0 || loaded.snapshot !== undefined || loaded.applied > 0 || loaded.appliedLogSkipped !== undefined;
 }
@@ -284,17 +298,8 @@ export class ShardHosting implements ShardedKeyspace {
    * every replica created later starts from the same membership.
    */
   private bootstrapVoters(index: number): NodeId[] {
-    const voters = this.deps.bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
-    if (this.replicationFactor === 0) return voters;
-    if (this.bootPlacement === null) {
-      const placed = place({
-        members: voters.map((id) => ({ id, zone: '', weight: 1, state: 'up' as const })),
-        shards: Array.from({ length: this.shardCount }, (_, i) => i),
-        replicationFactor: this.replicationFactor,
-      });
-      this.bootPlacement = new Map(placed.shards.map((p) => [p.shard, [...p.replicas]]));
-    }
-    return [...(this.bootPlacement.get(index) ?? voters)];
+    this.bootPlacement ??= bootstrapPlacement(this.deps.bootstrap, this.shardCount, this.replicationFactor);
+    return [...this.bootPlacement.get(index)!];
   }
 
   private memberForHosting(): Member {

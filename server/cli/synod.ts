@@ -23,6 +23,11 @@ function parseShards(text: string | undefined): number | undefined {
   return shards;
 }
 
+function parseReplicationFactor(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) > 7) throw new RangeError(`--replication-factor must be an integer from 0 to 7 (got ${text})`);
+  return Number(text);
+}
+
 const program = new Command();
 program.name('synod').description('Synod: a replicated, etcd-compatible coordination service');
 
@@ -108,9 +113,11 @@ program
       logger.fatal((err as Error).message);
       process.exit(2);
     }
-    const replicationFactor = o.replicationFactor === undefined ? undefined : Number(o.replicationFactor);
-    if (replicationFactor !== undefined && (!/^\d+$/.test(o.replicationFactor) || replicationFactor > 7)) {
-      logger.fatal(`--replication-factor must be an integer from 0 to 7 (got ${o.replicationFactor})`);
+    let replicationFactor: number | undefined;
+    try {
+      replicationFactor = o.replicationFactor === undefined ? undefined : parseReplicationFactor(o.replicationFactor);
+    } catch (err) {
+      logger.fatal((err as Error).message);
       process.exit(2);
     }
     const deadMemberGraceSeconds = Number(o.deadMemberGrace);
@@ -278,7 +285,9 @@ snapshot
   .option('--initial-cluster-token <token>', 'the new cluster\'s token', 'synod-cluster')
   .option('--initial-advertise-peer-urls <urls>', 'this member\'s peer URLs (checked against --initial-cluster)')
   .option('--skip-hash-check', 'do not check the sha256 trailer')
-  .action(async (file: string, o: { name: string; dataDir?: string; initialCluster?: string; initialClusterToken: string; initialAdvertisePeerUrls?: string; skipHashCheck?: boolean }) => {
+  .option('--shards <n>', 'the new cluster\'s shard count, a power of two (default: the backup\'s source cluster\'s)')
+  .option('--replication-factor <n>', 'the new cluster\'s replicas per shard (default 0: every member hosts every shard)')
+  .action(async (file: string, o: { name: string; dataDir?: string; initialCluster?: string; initialClusterToken: string; initialAdvertisePeerUrls?: string; skipHashCheck?: boolean; shards?: string; replicationFactor?: string }) => {
     const peerUrls = o.initialAdvertisePeerUrls ? list(o.initialAdvertisePeerUrls) : undefined;
     try {
       const r = await restoreSnapshot({
@@ -289,9 +298,12 @@ snapshot
         initialClusterToken: o.initialClusterToken,
         ...(peerUrls ? { initialAdvertisePeerUrls: peerUrls } : {}),
         skipHashCheck: Boolean(o.skipHashCheck),
+        ...(o.shards !== undefined ? { shards: parseShards(o.shards) } : {}),
+        ...(o.replicationFactor !== undefined ? { replicationFactor: parseReplicationFactor(o.replicationFactor) } : {}),
       });
+      const layout = r.shards > 1 ? `, ${r.hostedShards} of ${r.shards} shards` : '';
       console.log(
-        `restored ${r.records} records (revision ${r.revision}, compacted at ${r.compactRevision}) into ${o.dataDir ?? `${o.name}.synod`}: member ${r.memberId} of cluster ${r.clusterId}`,
+        `restored ${r.records} records (revision ${r.revision}, compacted at ${r.compactRevision}${layout}) into ${o.dataDir ?? `${o.name}.synod`}: member ${r.memberId} of cluster ${r.clusterId}`,
       );
     } catch (err) {
       console.error(`snapshot restore failed: ${err instanceof Error ? err.message : String(err)}`);

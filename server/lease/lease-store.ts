@@ -245,4 +245,24 @@ export class LeaseStore {
     this.persist = [];
     return ops;
   }
+
+  /** The leases as the records `restore` reads (without the sharded cluster's sweep state). */
+  leaseRecords(): Array<[Buffer, Buffer]> {
+    return [...this.leases.values()].map((r) => [Buffer.from(r.id, 'utf8'), encodeRecord(r)]);
+  }
+}
+
+/**
+ * A lease record restored into a new cluster: on a sharded one every lease needs a generation (puts name
+ * it; the shards' swept records start empty, so 1 is alive everywhere), on one group none.
+ */
+export function restoredLeaseRecord(value: Buffer, sharded: boolean): Buffer {
+  const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
+  return encodeRecord({ id: '', ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: sharded ? 1 : 0 });
+}
+
+/** Whether a record of the lease keyspace (store-relative) is a lease, not a sharded cluster's sweep state. */
+export function isLeaseRecordKey(key: Buffer): boolean {
+  const name = key.toString('utf8');
+  return !name.startsWith(PENDING_SWEEP) && !name.startsWith(SWEPT) && name !== HORIZON;
 }

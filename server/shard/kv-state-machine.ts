@@ -44,6 +44,12 @@ const MEMBERSHIP_PREFIX = 0x6e; // 'n'
 /** Sharded mode only: the last applied oracle revision (8 bytes, big-endian). */
 const APPLIED_REVISION_PREFIX = 0x72; // 'r'
 const APPLIED_REVISION_KEY = Buffer.from([APPLIED_REVISION_PREFIX]);
+/** A shard's applied-revision record, as a restore seeds it (the shard has applied everything up to `revision`). */
+export function appliedRevisionRecord(revision: number): [Buffer, Buffer] {
+  const value = Buffer.alloc(8);
+  value.writeBigUInt64BE(BigInt(revision));
+  return [APPLIED_REVISION_KEY, value];
+}
 /** Records that describe the cluster's members rather than its data (a restore drops them). */
 export const PUBLISHED_MEMBER_RECORD_PREFIX = MEMBER_PREFIX;
 export const MEMBERSHIP_RECORD_PREFIX = MEMBERSHIP_PREFIX;

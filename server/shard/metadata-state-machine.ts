@@ -29,6 +29,11 @@ import { validateShardCount } from '../routing/slots.ts';
 import { decodeMetadataEntry, encodeMetadataEntry } from './metadata-entry-codec.ts';
 
 const HIGH_WATER_KEY = Buffer.from('h');
+
+/** The oracle's high-water mark record, as a restore seeds it: the new cluster hands out revisions above it. */
+export function highWaterRecord(highWater: number): [Buffer, Buffer] {
+  return [HIGH_WATER_KEY, encodeMetadataEntry({ kind: 'high-water', highWater, proposedTerm: 0 })];
+}
 const CLUSTER_KEY = Buffer.from('c');
 const MEMBERSHIP_PREFIX = 0x6e; // 'n'
 const DESIRED_PREFIX = 0x70; // 'p'

@@ -25,6 +25,12 @@ export interface BackupHeader {
   memberId: string;
   /** ISO time the backup was taken. */
   createdAt: string;
+  /**
+   * A sharded cluster's backup: its shard count, and the oracle revision R it was taken at (its records
+   * are one store compacted at R, server/api/sharded-backup.ts). Absent: a one-group cluster's.
+   */
+  shards?: number;
+  revision?: number;
 }
 
 /** The backup's bytes in chunks of about `chunkBytes`; the last chunk ends with padding and digest. */
@@ -48,6 +54,21 @@ export async function verifyBackupFile(filePath: string): Promise<void> {
     fs.closeSync(fd);
   }
   if (!hash.digest().equals(trailer)) throw new Error(`${filePath}: sha256 mismatch (the file is damaged or truncated)`);
+}
+
+/** A backup's header alone (read from its first bytes; the records and digest are checked by readBackupFile). */
+export async function readBackupHeader(filePath: string): Promise<BackupHeader> {
+  const parser = new RecordStreamParser<BackupHeader>(BACKUP_FORMAT);
+  for await (const chunk of fs.createReadStream(filePath, { highWaterMark: 64 * 1024 })) {
+    try {
+      parser.push(chunk as Buffer);
+    } catch (err) {
+      if (parser.header === null) throw new Error(`${filePath} is not a Synod backup (etcd's own snapshots are bbolt files; Synod cannot restore them)`);
+      throw new Error(`${filePath}: ${(err as Error).message}`);
+    }
+    if (parser.header !== null) return parser.header;
+  }
+  throw new Error(`${filePath}: truncated backup`);
 }
 
 /**
