@@ -1,6 +1,6 @@
 // What every gRPC service of a member shares: the member, the KV state machine, identity, limits,
 // and the shared helpers that turn internal failures into etcd's statuses.
-import type { PreparedTxn } from '../txn/shard-txn-table.ts';
+import type { DecidedTxn, PreparedTxn } from '../txn/shard-txn-table.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BadTransfereeError, DeadlineError, GroupRemovedError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
@@ -130,6 +130,11 @@ export interface ShardedKeyspace {
    * deadline (server/api/cross-shard-txn.ts); the shards this member leads call it.
    */
   txnRecoverer: ((p: PreparedTxn, groupId: number) => Promise<void>) | null;
+  /**
+   * Set by the API: finishes a committed cross-shard transaction whose records outlived its coordinator
+   * (resolve every participant, then forget); the leaders of shards holding such a record call it.
+   */
+  txnFinisher: ((d: DecidedTxn) => Promise<boolean>) | null;
   /** Counts of forwarded KV requests since start, for /metrics. */
   forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
 }

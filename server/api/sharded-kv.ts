@@ -102,6 +102,8 @@ export class ShardedKv {
     this.crossShard = crossShardCoordinator(ctx, shards);
     // The shards this member leads recover, through this member's coordinator, what others left prepared.
     shards.txnRecoverer = (p, groupId) => this.crossShard.recoverPrepared(p, groupId);
+    // …and finish committed transactions whose coordinator vanished before its forgets.
+    shards.txnFinisher = (d) => this.crossShard.finishCommitted(d.txnId, d.revision, d.participantGroups ?? []);
   }
 
   /** A single-shard range from this member's replica; several shards at one oracle revision R. */

@@ -28,7 +28,7 @@ import type { ClosingHold, GroupTarget, ShardedKeyspace } from '../api/context.t
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { SlotMap } from '../routing/slots.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
-import type { PreparedTxn } from '../txn/shard-txn-table.ts';
+import type { DecidedTxn, PreparedTxn } from '../txn/shard-txn-table.ts';
 import { MetadataStateMachine, type MetadataApplied, type ShardConf } from '../shard/metadata-state-machine.ts';
 import { OracleHost } from '../shard/oracle-host.ts';
 import { OracleClient } from '../shard/oracle-client.ts';
@@ -82,6 +82,8 @@ interface ReplicaDeps {
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
 const HOSTING_INTERVAL_MS = 500;
+/** How long a committed transaction's record may stay before a shard leader finishes it (its forgets take ≤ 200 ms). */
+const STALE_COMMIT_MS = 5_000;
 /** Shards moving at once, cluster-wide (snapshot traffic, shards with an extra replica). */
 const MAX_MOVING_SHARDS = 4;
 
@@ -129,6 +131,12 @@ const RETRY_PAUSE_MS = 20;
 
 export class ShardHosting implements ShardedKeyspace {
   txnRecoverer: ((p: PreparedTxn, groupId: number) => Promise<void>) | null = null;
+  /** Finishes a committed transaction whose record outlived its coordinator (TxnCoordinator.finishCommitted). */
+  txnFinisher: ((d: DecidedTxn) => Promise<boolean>) | null = null;
+  /** Committed records on shards led here, by transaction: when this member first saw each. */
+  private readonly committedSeenMs = new Map<string, number>();
+  /** Transactions being finished now. */
+  private readonly finishing = new Set<string>();
   readonly shardCount: number;
   readonly slotMap: SlotMap;
   readonly metadata: MetadataStateMachine;
@@ -481,6 +489,33 @@ export class ShardHosting implements ShardedKeyspace {
       if (shard && facts.desired !== null && this.mayDelete(shard, facts.reported)) void this.drop(index, 'placed elsewhere, and removed from the shard');
     }
     for (const shard of this.shards) this.report(shard);
+    this.finishStaleCommits(member);
+  }
+
+  /**
+   * A committed transaction's records go once every participant resolved it (the coordinator's forgets).
+   * A coordinator that vanished in between leaves them; the leader of a shard holding one finishes it
+   * once it has looked stale for STALE_COMMIT_MS, well past the forgets' own delay.
+   */
+  private finishStaleCommits(member: Member): void {
+    const finish = this.txnFinisher;
+    if (finish === null) return;
+    const now = Date.now();
+    const present = new Set<string>();
+    for (const shard of this.shards) {
+      if (member.leaderId(shard.groupId) !== member.memberId) continue;
+      for (const d of shard.sm.txns.committedTxns()) {
+        present.add(d.txnId);
+        const seen = this.committedSeenMs.get(d.txnId) ?? now;
+        this.committedSeenMs.set(d.txnId, seen);
+        if (now - seen < STALE_COMMIT_MS || this.finishing.has(d.txnId)) continue;
+        this.finishing.add(d.txnId);
+        void finish(d)
+          .catch(() => false) // tried again at a later round while the record stays
+          .finally(() => this.finishing.delete(d.txnId));
+      }
+    }
+    for (const id of this.committedSeenMs.keys()) if (!present.has(id)) this.committedSeenMs.delete(id);
   }
 
 

@@ -32,7 +32,7 @@ import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type Alarm
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
-import { ShardTxnTable, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
+import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
@@ -126,8 +126,6 @@ export function writesRevision(req: InternalRequestBody): boolean {
 export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: another transaction is prepared on this shard; retry' };
 /** A prepare whose compares evaluate otherwise than when its branch was chosen. */
 export const TXN_CONFLICT: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction\'s compares changed on this shard since its branch was chosen; retry' };
-/** A decision or resolution for a transaction that is not prepared here (decided otherwise, or never prepared). */
-export const TXN_NOT_PREPARED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: transaction is not prepared on this shard (it was aborted)' };
 
 export interface ApplyOutcome {
   revision: number;
@@ -701,7 +699,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.publish(out.events, out.revision);
     // Every participant keeps the commit until the coordinator has them all forget it: a recoverer of
     // another participant may ask any of them, and only a record tells "committed" from "never prepared".
-    this.txns.recordDecision(prepared.txnId, 'committed', at);
+    this.txns.recordDecision(prepared.txnId, 'committed', at, prepared.participantGroups);
     this.revisionListener?.(at);
     this.txnsChanged();
     return { revision: at, result: out.result };

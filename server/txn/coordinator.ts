@@ -32,7 +32,7 @@ import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges } from '../routing/range-merge.ts';
 import { DeadlineError } from '../member/member.ts';
-import type { PreparedTxn } from './shard-txn-table.ts';
+import { TXN_NOT_PREPARED, type PreparedTxn } from './shard-txn-table.ts';
 
 /** What a write's apply answered: its revision and result. */
 export interface TxnWriteOutcome {
@@ -104,6 +104,13 @@ function isRefusal(err: unknown): boolean {
   return code === grpc.status.NOT_FOUND || code === grpc.status.INVALID_ARGUMENT || code === grpc.status.OUT_OF_RANGE || code === grpc.status.RESOURCE_EXHAUSTED;
 }
 
+/** A resolve refused because the shard neither holds the transaction prepared nor keeps a record of it. */
+function isNotPrepared(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null || (err as { code?: unknown }).code !== grpc.status.ABORTED) return false;
+  const text = `${String((err as { details?: unknown }).details ?? '')} ${String((err as { message?: unknown }).message ?? '')}`;
+  return text.includes(TXN_NOT_PREPARED.message);
+}
+
 /** Where each op of the chosen branch went: its index in each participant's share, or a read at C − 1. */
 interface OpPlacement {
   shares: Array<{ groupId: number; index: number }>;
@@ -118,10 +125,12 @@ export interface TxnCoordinatorStats {
   aborts: number;
   recoveries: number;
   committed: number;
+  /** Committed transactions a shard leader finished for a coordinator that vanished (finishCommitted). */
+  finished: number;
 }
 
 export function newTxnCoordinatorStats(): TxnCoordinatorStats {
-  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0 };
+  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0 };
 }
 
 export class TxnCoordinator {
@@ -491,6 +500,31 @@ export class TxnCoordinator {
         .propose(g, { txn_resolve: { txn_id: first, commit: true, forget: true, ...(rest.length > 0 ? { forget_txn_ids: rest } : {}) } }, RESOLVE_TIMEOUT_MS, true)
         .catch(() => this.forgetLater(first, [g], rest));
     }
+  }
+
+  /**
+   * Finishes a committed transaction whose record stayed on a shard long after its commit (its
+   * coordinator vanished between the resolves and the forgets, which wait up to FORGET_FLUSH_MS to travel
+   * with a later resolve): resolves it at C on every participant — a participant still prepared commits,
+   * one that resolved answers as before, one that forgot already answers "not prepared", which for a
+   * committed transaction (every participant prepared) can only mean it resolved — then has them all
+   * forget it. Whether every participant answered.
+   */
+  async finishCommitted(txnId: string, revision: number, participants: readonly number[]): Promise<boolean> {
+    const answers = await Promise.all(
+      participants.map((g) =>
+        this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, revision: String(revision) } }, RESOLVE_TIMEOUT_MS, true).then(
+          () => true,
+          (err: unknown) => isNotPrepared(err),
+        ),
+      ),
+    );
+    const all = answers.every(Boolean);
+    if (all) {
+      this.stats.finished++;
+      this.forgetLater(txnId, [...participants]);
+    }
+    return all;
   }
 
   /**

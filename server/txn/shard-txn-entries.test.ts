@@ -79,7 +79,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(sm.readableRevision()).toBe(12);
     expect(sm.txns.preparedCount()).toBe(0);
     // Group 3 is the primary: it keeps the decision for recoverers until told to forget.
-    expect(sm.txns.decisionOf('x1')).toEqual({ txnId: 'x1', state: 'committed', revision: 12 });
+    expect(sm.txns.decisionOf('x1')).toEqual({ txnId: 'x1', state: 'committed', revision: 12, participantGroups: [3, 4] });
     const again = sm.track();
     sm.apply(entry(recover('x1', again.seq)));
     const answer = await again.outcome;
@@ -104,13 +104,23 @@ describe('a cross-shard transaction on one shard replica', () => {
     const sm = shard(4); // not the first participant: it records the commit all the same
     sm.apply(entry(intent('f1', 9, [putOp('a', '1')])));
     sm.apply(entry(commit('f1', 10)));
-    expect(sm.txns.decisionOf('f1')).toEqual({ txnId: 'f1', state: 'committed', revision: 10 });
+    // The record names the participants: a leader can finish the transaction if its coordinator vanishes.
+    expect(sm.txns.decisionOf('f1')).toEqual({ txnId: 'f1', state: 'committed', revision: 10, participantGroups: [3, 4] });
+    expect(sm.txns.committedTxns().map((d) => d.txnId)).toEqual(['f1']);
+    expect(new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 4 }).txns.decisionOf('f1')).toEqual(sm.txns.decisionOf('f1'));
+    // A finisher's resolve again changes nothing (committed already).
+    sm.apply(entry(commit('f1', 10)));
+    expect(value(sm, 'a')).toEqual({ value: '1', mod: 10 });
     sm.apply(entry(intent('f2', 12, [putOp('b', '1')])));
     const asked = sm.track();
     sm.apply(entry({ ...recover('f2', asked.seq), txn_recover: { txn_id: 'f2', abort_pending: false } }));
     expect((await asked.outcome).revision).toBe(12); // prepared: its P
     sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'f2', commit: true, revision: '12', forget_txn_ids: ['f1'] } }));
     expect(sm.txns.decisionOf('f1')).toBeNull();
+    // Forgotten: a finisher's resolve is answered "not prepared" (for a committed transaction: resolved).
+    const late = sm.track();
+    sm.apply(entry(commit('f1', 10, late.seq)));
+    await expect(late.outcome).rejects.toMatchObject({ code: 10, details: 'synod: transaction is not prepared on this shard (it was aborted)' });
     expect(sm.txns.decisionOf('f2')).toMatchObject({ state: 'committed', revision: 12 });
     const fenced = sm.track();
     sm.apply(entry({ ...recover('f3', fenced.seq), txn_recover: { txn_id: 'f3', abort_pending: false } }));

@@ -21,6 +21,13 @@ export interface PreparedLeaseSweep {
   horizon?: string;
 }
 
+/**
+ * A resolution for a transaction that is not prepared here and has no record (decided otherwise, never
+ * prepared, or resolved and forgotten). The code is gRPC's ABORTED; the text is what the coordinator
+ * recognizes (TxnCoordinator.finishCommitted).
+ */
+export const TXN_NOT_PREPARED = { code: 10 /* ABORTED */, message: 'synod: transaction is not prepared on this shard (it was aborted)' } as const;
+
 /** State-keyspace prefix of the table's records ('t'). */
 export const TXN_RECORD_PREFIX = 0x74;
 const PREPARED_KIND = 0x70; // 'p'
@@ -47,6 +54,12 @@ export interface DecidedTxn {
   readonly state: 'committed' | 'aborted';
   /** Committed: the transaction's revision C (0 when aborted). */
   readonly revision: number;
+  /**
+   * Committed: every participant (absent in records written before it was kept). With it, a leader that
+   * finds the record still here long after the commit can finish what a vanished coordinator left:
+   * resolve every participant, then have them all forget it (TxnCoordinator.finishCommitted).
+   */
+  readonly participantGroups?: readonly number[];
 }
 
 /** What the primary answers a recoverer (txn_recover). */
@@ -120,8 +133,12 @@ export class ShardTxnTable {
     return this.decided.get(txnId) ?? null;
   }
 
-  decidedCount(): number {
-    return this.decided.size;
+  /** How many records the table holds (of one state, when given). */
+  decidedCount(state?: 'committed' | 'aborted'): number {
+    if (state === undefined) return this.decided.size;
+    let n = 0;
+    for (const d of this.decided.values()) if (d.state === state) n++;
+    return n;
   }
 
   /** Lays a prepare. A second prepare while one is waiting is a broken invariant of the write path. */
@@ -145,9 +162,14 @@ export class ShardTxnTable {
     return p;
   }
 
+  /** The committed records that name their participants (those a leader can finish). */
+  committedTxns(): DecidedTxn[] {
+    return [...this.decided.values()].filter((d) => d.state === 'committed' && d.participantGroups !== undefined);
+  }
+
   /** The primary's record of a decision. */
-  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number): void {
-    const d: DecidedTxn = { txnId, state, revision };
+  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number, participantGroups?: readonly number[]): void {
+    const d: DecidedTxn = { txnId, state, revision, ...(participantGroups !== undefined ? { participantGroups: [...participantGroups] } : {}) };
     this.decided.set(txnId, d);
     this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: Buffer.from(JSON.stringify(d)) });
   }
