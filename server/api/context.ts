@@ -135,6 +135,8 @@ export interface ShardedKeyspace {
    * (resolve every participant, then forget); the leaders of shards holding such a record call it.
    */
   txnFinisher: ((d: DecidedTxn) => Promise<boolean>) | null;
+  /** Set by the API: moves shard `groupId`'s fence horizon, dropping the fences of transactions older than it. */
+  txnFenceHorizon: ((groupId: number, horizonMs: number) => Promise<void>) | null;
   /** Counts of forwarded KV requests since start, for /metrics. */
   forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
 }

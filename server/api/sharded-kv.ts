@@ -104,6 +104,8 @@ export class ShardedKv {
     shards.txnRecoverer = (p, groupId) => this.crossShard.recoverPrepared(p, groupId);
     // …and finish committed transactions whose coordinator vanished before its forgets.
     shards.txnFinisher = (d) => this.crossShard.finishCommitted(d.txnId, d.revision, d.participantGroups ?? []);
+    // …and drop the fences of transactions long gone.
+    shards.txnFenceHorizon = (groupId, horizonMs) => this.crossShard.advanceFenceHorizon(groupId, horizonMs);
   }
 
   /** A single-shard range from this member's replica; several shards at one oracle revision R. */

@@ -84,6 +84,13 @@ interface ReplicaDeps {
 const HOSTING_INTERVAL_MS = 500;
 /** How long a committed transaction's record may stay before a shard leader finishes it (its forgets take ≤ 200 ms). */
 const STALE_COMMIT_MS = 5_000;
+/**
+ * How old a transaction must be for its fences to go (and its prepares to be refused): far past any
+ * client deadline, and past any clock difference between members worth tolerating.
+ */
+const FENCE_KEEP_MS = 5 * 60_000;
+/** How often a shard leader moves the fence horizon of a shard holding fences. */
+const FENCE_HORIZON_EVERY_MS = 60_000;
 /** Shards moving at once, cluster-wide (snapshot traffic, shards with an extra replica). */
 const MAX_MOVING_SHARDS = 4;
 
@@ -137,6 +144,10 @@ export class ShardHosting implements ShardedKeyspace {
   private readonly committedSeenMs = new Map<string, number>();
   /** Transactions being finished now. */
   private readonly finishing = new Set<string>();
+  /** Set by the API: moves a shard's fence horizon (TxnCoordinator.advanceFenceHorizon). */
+  txnFenceHorizon: ((groupId: number, horizonMs: number) => Promise<void>) | null = null;
+  /** When this member last moved each led shard's fence horizon. */
+  private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;
   readonly slotMap: SlotMap;
   readonly metadata: MetadataStateMachine;
@@ -516,6 +527,25 @@ export class ShardHosting implements ShardedKeyspace {
       }
     }
     for (const id of this.committedSeenMs.keys()) if (!present.has(id)) this.committedSeenMs.delete(id);
+    this.dropOldFences(member, now);
+  }
+
+  /**
+   * A recoverer's fence (an aborted record) refuses its transaction's late prepare; nothing bounds how
+   * late a proposal can apply, so it cannot simply expire. Instead the leader of a shard holding fences
+   * moves the shard's fence horizon to FENCE_KEEP_MS ago, at most every FENCE_HORIZON_EVERY_MS: prepares
+   * of transactions older than that are refused from then on, and their fences go.
+   */
+  private dropOldFences(member: Member, now: number): void {
+    const move = this.txnFenceHorizon;
+    if (move === null) return;
+    for (const shard of this.shards) {
+      if (member.leaderId(shard.groupId) !== member.memberId || shard.sm.txns.decidedCount('aborted') === 0) continue;
+      const horizon = now - FENCE_KEEP_MS;
+      if (now - (this.horizonMovedMs.get(shard.groupId) ?? 0) < FENCE_HORIZON_EVERY_MS || horizon <= shard.sm.txns.fenceHorizon()) continue;
+      this.horizonMovedMs.set(shard.groupId, now);
+      void move(shard.groupId, horizon).catch(() => this.horizonMovedMs.delete(shard.groupId));
+    }
   }
 
 

@@ -124,6 +124,8 @@ export function writesRevision(req: InternalRequestBody): boolean {
 
 /** A cross-shard transaction's prepare refused: another transaction is prepared on the shard. */
 export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: another transaction is prepared on this shard; retry' };
+/** A prepare of a transaction older than the shard's fence horizon (minutes old: its client gave up long ago). */
+export const TXN_TOO_OLD: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction is older than this shard\'s fence horizon; retry it' };
 /** A prepare whose compares evaluate otherwise than when its branch was chosen. */
 export const TXN_CONFLICT: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction\'s compares changed on this shard since its branch was chosen; retry' };
 
@@ -631,6 +633,8 @@ export class KvStateMachine implements GroupStateMachine {
     const intent = req.txn_intent;
     if (!this.sharded || intent.refused === true || at === undefined) throw new RefusedRequest(TXN_INTENT_REFUSED);
     if (this.txns.getPrepared(intent.txn_id) !== undefined || this.txns.decisionOf(intent.txn_id) !== null) throw new RefusedRequest(TXN_INTENT_REFUSED);
+    // Older than the fence horizon: its fence here may have been dropped, so it may be a late prepare.
+    if (Number(intent.priority ?? 0) < this.txns.fenceHorizon()) throw new RefusedRequest(TXN_TOO_OLD);
     const op = txnOpFromWire(intent.ops);
     const expected = new Map((intent.expected ?? []).map((e) => [e.index, e]));
     op.compare.forEach((c, i) => {
@@ -662,6 +666,7 @@ export class KvStateMachine implements GroupStateMachine {
    */
   private applyTxnResolve(req: InternalRequest & { txn_resolve: NonNullable<Extract<InternalRequest, { txn_resolve: unknown }>['txn_resolve']> }): ApplyOutcome {
     const r = req.txn_resolve;
+    if (Number(r.fence_horizon_unix_ms ?? 0) > 0) this.txns.advanceFenceHorizon(Number(r.fence_horizon_unix_ms));
     for (const id of r.forget_txn_ids ?? []) this.txns.forget(id);
     if (r.forget === true) {
       this.txns.forget(r.txn_id);
@@ -713,6 +718,7 @@ export class KvStateMachine implements GroupStateMachine {
    */
   private applyTxnRecover(req: InternalRequest & { txn_recover: NonNullable<Extract<InternalRequest, { txn_recover: unknown }>['txn_recover']> }): ApplyOutcome {
     const r = req.txn_recover;
+    const priority = Number(r.priority ?? 0);
     const decision = this.txns.decisionOf(r.txn_id);
     let answer: RecoveryAnswer;
     let revision = 0;
@@ -720,11 +726,12 @@ export class KvStateMachine implements GroupStateMachine {
       answer = decision.state;
       if (decision.state === 'committed') revision = decision.revision;
     } else if (this.txns.getPrepared(r.txn_id) === undefined) {
-      this.txns.recordDecision(r.txn_id, 'aborted', 0);
+      // A fence: its prepare, arriving late, is refused. Below the fence horizon the horizon refuses it.
+      if (priority >= this.txns.fenceHorizon()) this.txns.recordDecision(r.txn_id, 'aborted', 0, undefined, priority);
       answer = 'aborted';
     } else if (r.abort_pending) {
       this.txns.takePrepared(r.txn_id);
-      this.txns.recordDecision(r.txn_id, 'aborted', 0);
+      this.txns.recordDecision(r.txn_id, 'aborted', 0, undefined, priority);
       this.txnsChanged();
       answer = 'aborted';
     } else {

@@ -60,12 +60,16 @@ export interface TxnResolveWire {
   revision?: string;
   /** Other transactions resolved everywhere: their records here may go (piggybacked forgets). */
   forget_txn_ids?: string[];
+  /** Non-zero: the shard's fence horizon moves up to it (internal.proto). */
+  fence_horizon_unix_ms?: string;
 }
 
 /** A recoverer's compare-and-set on the primary shard. */
 export interface TxnRecoverWire {
   txn_id: string;
   abort_pending: boolean;
+  /** The transaction's age, kept with a fence (internal.proto). */
+  priority?: string;
 }
 
 /** A lease generation a put attaches to, found alive in the cluster group at index `checked_at`. */

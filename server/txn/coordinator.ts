@@ -332,7 +332,7 @@ export class TxnCoordinator {
         );
       }),
     );
-    if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled);
+    if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled, priority);
     const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
     if (this.deps.pauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.deps.pauseBeforeDecisionMs));
     // Committed: every participant prepared. C: the highest prepare's revision. It is the transaction's
@@ -358,7 +358,7 @@ export class TxnCoordinator {
    * transaction is settled as a recoverer would (`settle`): committed if every participant turns out
    * prepared — the client then hears that the outcome is unknown, as etcd's timeout says —, else aborted.
    */
-  private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>): Promise<never> {
+  private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>, priority: number): Promise<never> {
     this.stats.aborts++;
     const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected')!;
     const rejected = settled.filter((p): p is PromiseRejectedResult => p.status === 'rejected');
@@ -372,7 +372,7 @@ export class TxnCoordinator {
       const p = settled[i];
       if (p.status === 'fulfilled') prepared.set(g, p.value.revision);
     });
-    const outcome = await this.settle(txnId, order, prepared).catch(() => null);
+    const outcome = await this.settle(txnId, order, prepared, priority).catch(() => null);
     if (outcome?.state === 'committed') throw grpcError(ETCD_ERRORS.TIMEOUT);
     throw failed.reason;
   }
@@ -425,12 +425,13 @@ export class TxnCoordinator {
    * the highest P, as the coordinator would); else aborted. Then resolves every participant that may
    * still hold it. `known`: participants known prepared, with their P.
    */
-  private async settle(txnId: string, participants: number[], known: Map<number, number>): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
+  private async settle(txnId: string, participants: number[], known: Map<number, number>, priority: number): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
     this.stats.recoveries++;
     const asked = participants.filter((g) => !known.has(g));
     const answers: ReadonlyArray<{ state: 'committed' | 'prepared' | 'aborted'; revision: number }> = await Promise.all(
       asked.map(async (g) => {
-        const out = await this.deps.propose(g, { txn_recover: { txn_id: txnId, abort_pending: false } }, RESOLVE_TIMEOUT_MS, true);
+        // The transaction's age goes with the fence this may lay (it goes once the shard's horizon passes it).
+        const out = await this.deps.propose(g, { txn_recover: { txn_id: txnId, abort_pending: false, priority: String(Math.floor(priority)) } }, RESOLVE_TIMEOUT_MS, true);
         // Answered as a txn: succeeded → committed at the revision; else prepared at it, or aborted (0).
         const committed = (out.result as TxnResult | null)?.succeeded === true;
         return { state: committed ? 'committed' : out.revision > 0 ? 'prepared' : 'aborted', revision: out.revision } as const;
@@ -503,6 +504,14 @@ export class TxnCoordinator {
   }
 
   /**
+   * Moves shard `groupId`'s fence horizon up to `horizonMs`: its fences of transactions older than that
+   * go, and a prepare of such a transaction is refused from then on (kv-state-machine.ts).
+   */
+  async advanceFenceHorizon(groupId: number, horizonMs: number): Promise<void> {
+    await this.deps.propose(groupId, { txn_resolve: { txn_id: '', commit: false, forget: true, fence_horizon_unix_ms: String(Math.floor(horizonMs)) } }, RESOLVE_TIMEOUT_MS, true);
+  }
+
+  /**
    * Finishes a committed transaction whose record stayed on a shard long after its commit (its
    * coordinator vanished between the resolves and the forgets, which wait up to FORGET_FLUSH_MS to travel
    * with a later resolve): resolves it at C on every participant — a participant still prepared commits,
@@ -533,7 +542,7 @@ export class TxnCoordinator {
    */
   async recoverPrepared(p: PreparedTxn, groupId: number): Promise<void> {
     const participants = p.participantGroups.includes(groupId) ? [...p.participantGroups] : [...p.participantGroups, groupId];
-    await this.settle(p.txnId, participants, new Map([[groupId, p.revision]]));
+    await this.settle(p.txnId, participants, new Map([[groupId, p.revision]]), p.priority ?? 0);
   }
 }
 

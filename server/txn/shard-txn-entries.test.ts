@@ -195,6 +195,36 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(sm.appliedRevision()).toBe(5);
   });
 
+  it('the fence horizon drops the fences of older transactions and refuses their prepares; committed records stay', async () => {
+    const sm = shard(4);
+    const recoverAt = (txnId: string, priority: number): InternalRequest => ({ proposer: '1', seq: '0', txn_recover: { txn_id: txnId, abort_pending: false, priority: String(priority) } });
+    sm.apply(entry(recoverAt('old', 1_000)));
+    sm.apply(entry(recoverAt('young', 5_000)));
+    sm.apply(entry(intent('kept', 9, [putOp('a', '1')])));
+    sm.apply(entry(commit('kept', 10)));
+    expect([sm.txns.decidedCount('aborted'), sm.txns.decidedCount('committed')]).toEqual([2, 1]);
+    const horizon = (ms: number): InternalRequest => ({ proposer: '1', seq: '0', txn_resolve: { txn_id: '', commit: false, forget: true, fence_horizon_unix_ms: String(ms) } });
+    sm.apply(entry(horizon(2_000)));
+    expect(sm.txns.decisionOf('old')).toBeNull();
+    expect(sm.txns.decisionOf('young')).toMatchObject({ state: 'aborted', priority: 5_000 });
+    expect(sm.txns.decisionOf('kept')).toMatchObject({ state: 'committed' });
+    // A late prepare of the old transaction: refused by the horizon now that its fence is gone.
+    const late = sm.track();
+    sm.apply(entry({ ...intent('old', 12, [putOp('b', '1')], late.seq), txn_intent: { ...(intent('old', 12, [putOp('b', '1')]) as { txn_intent: object }).txn_intent, priority: '1000' } } as InternalRequest));
+    await expect(late.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('older than this shard\'s fence horizon') });
+    expect(sm.txns.preparedCount()).toBe(0);
+    // A younger one prepares; a horizon never moves back; a fence below the horizon is not even laid.
+    sm.apply(entry({ ...intent('new', 13, [putOp('c', '1')]), txn_intent: { ...(intent('new', 13, [putOp('c', '1')]) as { txn_intent: object }).txn_intent, priority: '6000' } } as InternalRequest));
+    expect(sm.txns.preparedCount()).toBe(1);
+    sm.apply(entry(commit('new', 13)));
+    sm.apply(entry(horizon(1_500)));
+    expect(sm.txns.fenceHorizon()).toBe(2_000);
+    sm.apply(entry(recoverAt('ancient', 100)));
+    expect(sm.txns.decisionOf('ancient')).toBeNull();
+    // The horizon survives a restart.
+    expect(new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 4 }).txns.fenceHorizon()).toBe(2_000);
+  });
+
   it('compaction stops below a prepared transaction; the table survives a restart from the persisted records', () => {
     const sm = shard();
     sm.apply(entry(put('a', '1', 2)));

@@ -5,9 +5,11 @@
 //              revision P) and waiting for its resolution. While one is here, the shard writes nothing
 //              else (its write path proposes no other stamped entry, see shard-write-path.ts), so its
 //              store stays as it was through P − 1 and the share applies at the transaction's C > P.
-//   decided    on the primary shard only: a committed transaction's record (with its revision C), kept
-//              until every participant resolved (the coordinator's `forget`); and a transaction a
-//              recoverer aborted, so that a prepare of it arriving late is refused.
+//   decided    a committed transaction's record (with its revision C and participants), kept until every
+//              participant resolved (the coordinator's `forget`, or a leader finishing it); and a
+//              transaction a recoverer aborted (a fence, with the transaction's age), so that a prepare
+//              of it arriving late is refused — until the fence horizon passes its age.
+//   horizon    prepares of transactions older than it are refused, so fences older than it are dropped.
 //
 // Pure: no I/O. Changes are collected as persist ops under the state-record prefix TXN_RECORD_PREFIX so
 // that restarts and snapshots carry the table with the store.
@@ -32,6 +34,7 @@ export const TXN_NOT_PREPARED = { code: 10 /* ABORTED */, message: 'synod: trans
 export const TXN_RECORD_PREFIX = 0x74;
 const PREPARED_KIND = 0x70; // 'p'
 const DECIDED_KIND = 0x64; // 'd'
+const FENCE_HORIZON_KIND = 0x68; // 'h'
 
 export interface PreparedTxn {
   readonly txnId: string;
@@ -60,6 +63,8 @@ export interface DecidedTxn {
    * resolve every participant, then have them all forget it (TxnCoordinator.finishCommitted).
    */
   readonly participantGroups?: readonly number[];
+  /** Aborted: the transaction's age (its priority; 0 when unknown): the fence goes once the horizon passes it. */
+  readonly priority?: number;
 }
 
 /** What the primary answers a recoverer (txn_recover). */
@@ -86,6 +91,8 @@ export interface TxnOpsCodec {
 export class ShardTxnTable {
   private readonly prepared = new Map<string, PreparedTxn>();
   private readonly decided = new Map<string, DecidedTxn>();
+  /** Prepares of transactions older than this (wall-clock ms) are refused, and their fences dropped. */
+  private fenceHorizonMs = 0;
   private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
   private readonly codec: TxnOpsCodec;
 
@@ -97,6 +104,7 @@ export class ShardTxnTable {
   load(records: Iterable<[Buffer, Buffer]>): void {
     this.prepared.clear();
     this.decided.clear();
+    this.fenceHorizonMs = 0;
     this.persist = [];
     for (const [key, value] of records) {
       const txnId = key.subarray(1).toString('utf8');
@@ -105,6 +113,8 @@ export class ShardTxnTable {
         this.prepared.set(txnId, { ...s, ops: this.codec.decode(Buffer.from(s.ops, 'base64')) });
       } else if (key[0] === DECIDED_KIND) {
         this.decided.set(txnId, JSON.parse(value.toString('utf8')) as DecidedTxn);
+      } else if (key[0] === FENCE_HORIZON_KIND) {
+        this.fenceHorizonMs = Number(value.toString('utf8'));
       } else throw new Error(`unknown txn record kind ${key[0]}`);
     }
   }
@@ -168,10 +178,33 @@ export class ShardTxnTable {
   }
 
   /** The primary's record of a decision. */
-  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number, participantGroups?: readonly number[]): void {
-    const d: DecidedTxn = { txnId, state, revision, ...(participantGroups !== undefined ? { participantGroups: [...participantGroups] } : {}) };
+  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number, participantGroups?: readonly number[], priority?: number): void {
+    const d: DecidedTxn = {
+      txnId,
+      state,
+      revision,
+      ...(participantGroups !== undefined ? { participantGroups: [...participantGroups] } : {}),
+      ...(priority !== undefined && priority > 0 ? { priority } : {}),
+    };
     this.decided.set(txnId, d);
     this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: Buffer.from(JSON.stringify(d)) });
+  }
+
+  /** Prepares of transactions whose priority is below this are refused (0: none). */
+  fenceHorizon(): number {
+    return this.fenceHorizonMs;
+  }
+
+  /**
+   * Moves the fence horizon up to `horizonMs` (never down) and drops the fences (aborted records) of
+   * transactions older than it: a prepare of one of them is refused by the horizon from now on, which is
+   * all its fence did. Committed records stay (they go with the forgets).
+   */
+  advanceFenceHorizon(horizonMs: number): void {
+    if (!(horizonMs > this.fenceHorizonMs)) return;
+    this.fenceHorizonMs = horizonMs;
+    this.persist.push({ key: Buffer.from([FENCE_HORIZON_KIND]), value: Buffer.from(String(horizonMs)) });
+    for (const d of [...this.decided.values()]) if (d.state === 'aborted' && (d.priority ?? 0) < horizonMs) this.forget(d.txnId);
   }
 
   forget(txnId: string): void {
