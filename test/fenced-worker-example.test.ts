@@ -1,5 +1,6 @@
 // The fencing-token example in docs/locks.md, run for real: a holder stalled past its lease is
-// fenced off, and the worker that took the lock over keeps its writes.
+// fenced off, and the worker that took the lock over keeps its writes — on one group, and on a 16-shard
+// cluster (`make run`'s default), where the lock's key lives on the shards like any client key.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
@@ -9,14 +10,6 @@ import { KvClient } from './support/kv-client.ts';
 const EXAMPLE = path.resolve(import.meta.dirname, '..', 'examples', 'fenced-worker.ts');
 let cluster: ProcessCluster;
 
-beforeAll(async () => {
-  cluster = await ProcessCluster.start({ size: 3 });
-});
-
-afterAll(async () => {
-  await cluster?.destroy();
-});
-
 function worker(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [EXAMPLE, '--endpoint', cluster.endpointOf(0), ...args], { timeout: 30_000 }, (err, stdout, stderr) =>
@@ -25,7 +18,18 @@ function worker(args: string[]): Promise<string> {
   });
 }
 
-describe('examples/fenced-worker.ts', () => {
+describe.each([
+  { name: 'one group', args: [] as string[] },
+  { name: '16 shards', args: ['--shards', '16'] },
+])('examples/fenced-worker.ts on $name', ({ args }) => {
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start({ size: 3, memberArgs: () => [...args] });
+  });
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
   it('fences off a holder that stalled past its lease', async () => {
     // a takes the lock first, then stalls past its 2 s lease.
     const a = spawn(process.execPath, [EXAMPLE, '--endpoint', cluster.endpointOf(0), '--name', 'a', '--ttl', '2', '--pause-ms', '4500', '--writes', '2']);

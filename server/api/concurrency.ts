@@ -1,13 +1,14 @@
 // Server-side building blocks of locks and elections (etcd's concurrency recipes, run inside the
 // member): a key per contender under a common prefix, owned by the contender's lease; the contender
 // with the lowest create revision holds it; the others wait for the deletion of the key just before
-// theirs. All writes go through Raft like any client's; waits use the watch hub.
+// theirs. The keys live where clients see them (contender-kv.ts: the group's store, or the shards of a
+// sharded cluster); all writes go through Raft like any client's; waits watch the key's store.
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import { rangeOf, type MvccEvent, type KeyValue } from '../mvcc/types.ts';
+import type { KeyValue, TxnResult } from '../mvcc/types.ts';
 import { toServiceError, type ApiContext } from './context.ts';
-import type { TxnResult } from '../mvcc/types.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import { WaitCancelledError, type ContenderKv } from './contender-kv.ts';
 
 /** Thrown when the contender's own key vanished while it waited (its lease ended). */
 export class SessionExpiredError extends Error {
@@ -57,12 +58,7 @@ export function newLeaseId(): string {
   }
 }
 
-export class WaitCancelledError extends Error {
-  constructor() {
-    super('wait cancelled');
-    this.name = 'WaitCancelledError';
-  }
-}
+export { WaitCancelledError };
 
 /** etcd's prefix of a lock or election: its name and a slash, so "a" and "ab" never mix. */
 export function contenderPrefix(name: Buffer): Buffer {
@@ -87,26 +83,19 @@ export function prefixEnd(prefix: Buffer): Buffer {
 
 
 /** The key under `prefix/` created first (the holder), or null. */
-export function firstCreated(ctx: ApiContext, prefix: Buffer): KeyValue | null {
-  const r = ctx.sm.store.range(rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'ASCEND', sortTarget: 'CREATE' }));
-  return r.kvs[0] ?? null;
+export async function firstCreated(kv: ContenderKv, prefix: Buffer): Promise<{ kv: KeyValue | null; revision: number }> {
+  const r = await kv.range({ key: prefix, range_end: prefixEnd(prefix), limit: '1', sort_order: 'ASCEND', sort_target: 'CREATE' }, true);
+  return { kv: r.kvs[0] ?? null, revision: r.revision };
 }
 
-/** The key under `prefix/` created last before `beforeRevision`, or null. */
-function lastCreatedBefore(ctx: ApiContext, prefix: Buffer, beforeRevision: number): KeyValue | null {
-  const r = ctx.sm.store.range(
-    rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'DESCEND', sortTarget: 'CREATE', maxCreateRevision: beforeRevision - 1 }),
-  );
-  return r.kvs[0] ?? null;
+/** The key under `prefix/` created last before `beforeRevision` (or null), and the revision read at. */
+async function lastCreatedBefore(kv: ContenderKv, prefix: Buffer, beforeRevision: number): Promise<{ kv: KeyValue | null; revision: number }> {
+  const r = await kv.range({ key: prefix, range_end: prefixEnd(prefix), limit: '1', sort_order: 'DESCEND', sort_target: 'CREATE', max_create_revision: String(beforeRevision - 1) });
+  return { kv: r.kvs[0] ?? null, revision: r.revision };
 }
 
-export function getKey(ctx: ApiContext, key: Buffer): KeyValue | null {
-  return ctx.sm.store.range(rangeOf(key)).kvs[0] ?? null;
-}
-
-export async function proposeTxn(ctx: ApiContext, txn: TxnRequest): Promise<{ result: TxnResult; revision: number }> {
-  const out = await ctx.proposeWrite({ txn });
-  return { result: out.result as TxnResult, revision: out.revision };
+export async function getKey(kv: ContenderKv, key: Buffer): Promise<KeyValue | null> {
+  return (await kv.range({ key })).kvs[0] ?? null;
 }
 
 export function putOp(key: Buffer, value: Buffer, lease: string, ignoreLease = false): WireRequestOp {
@@ -119,74 +108,29 @@ export function deleteOp(key: Buffer): WireRequestOp {
   return { request_delete_range: { key, range_end: Buffer.alloc(0), prev_kv: false } };
 }
 
+/** Deletes `key` (a contender leaving the queue), as a Txn wherever the key lives. */
+export function deleteKey(kv: ContenderKv, key: Buffer): Promise<{ result: TxnResult; revision: number }> {
+  return kv.txn({ compare: [], success: [deleteOp(key)], failure: [] });
+}
+
 export function createRevisionEquals(key: Buffer, revision: number | string): TxnRequest['compare'][number] {
   return { result: 'EQUAL', target: 'CREATE', key, create_revision: String(revision), range_end: Buffer.alloc(0) };
 }
 
 /**
- * Resolves on the first event of `key` after `afterRevision` that matches `accept`. The returned
- * cancel() detaches the watcher (and rejects with WaitCancelledError).
+ * Waits until no key under `prefix` was created before `myRevision`, i.e. this contender is first, and
+ * returns the revision of the read that found it so. Fails with SessionExpiredError if `myKey` disappears
+ * meanwhile. `signal` aborts the wait.
  */
-export function waitForEvent(
-  ctx: ApiContext,
-  key: Buffer,
-  afterRevision: number,
-  accept: (e: MvccEvent) => boolean,
-): { done: Promise<MvccEvent>; cancel: () => void } {
-  let handle = -1;
-  let settled = false;
-  let rejectFn: (err: Error) => void = () => undefined;
-  const done = new Promise<MvccEvent>((resolve, reject) => {
-    rejectFn = reject;
-    const finish = (e: MvccEvent): void => {
-      if (settled) return;
-      settled = true;
-      if (handle >= 0) ctx.sm.hub.cancel(handle);
-      resolve(e);
-    };
-    handle = ctx.sm.hub.watch(
-      { key, rangeEnd: Buffer.alloc(0), startRevision: afterRevision + 1, prevKv: false, noPut: false, noDelete: false },
-      {
-        onEvents: (events) => {
-          const hit = events.find(accept);
-          if (hit) finish(hit);
-        },
-        onCompacted: () => {
-          // History before the wait is gone: the caller re-reads current state and waits again.
-          if (settled) return;
-          settled = true;
-          reject(new WaitCancelledError());
-        },
-      },
-    );
-    // The hub may have delivered (and we cancelled) synchronously inside watch().
-    if (settled && handle >= 0) ctx.sm.hub.cancel(handle);
-  });
-  return {
-    done,
-    cancel: () => {
-      if (settled) return;
-      settled = true;
-      if (handle >= 0) ctx.sm.hub.cancel(handle);
-      rejectFn(new WaitCancelledError());
-    },
-  };
-}
-
-/**
- * Waits until no key under `prefix` was created before `myRevision`, i.e. this contender is first.
- * Fails with SessionExpiredError if `myKey` disappears meanwhile. `signal` aborts the wait.
- */
-export async function waitUntilFirst(ctx: ApiContext, prefix: Buffer, myKey: Buffer, myRevision: number, signal: AbortSignal): Promise<void> {
+export async function waitUntilFirst(kv: ContenderKv, prefix: Buffer, myKey: Buffer, myRevision: number, signal: AbortSignal): Promise<number> {
   for (;;) {
     if (signal.aborted) throw new WaitCancelledError();
-    const mine = getKey(ctx, myKey);
+    const mine = await getKey(kv, myKey);
     if (!mine || mine.createRevision !== myRevision) throw new SessionExpiredError();
-    const before = lastCreatedBefore(ctx, prefix, myRevision);
-    if (!before) return;
-    const at = ctx.sm.store.currentRevision();
-    const predecessorGone = waitForEvent(ctx, before.key, at, (e) => e.type === 'DELETE');
-    const myKeyGone = waitForEvent(ctx, myKey, at, (e) => e.type === 'DELETE');
+    const before = await lastCreatedBefore(kv, prefix, myRevision);
+    if (!before.kv) return before.revision;
+    const predecessorGone = kv.deleted(before.kv.key, before.revision);
+    const myKeyGone = kv.deleted(myKey, before.revision);
     const onAbort = (): void => {
       predecessorGone.cancel();
       myKeyGone.cancel();

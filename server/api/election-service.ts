@@ -9,15 +9,16 @@ import {
   contenderKey,
   contenderPrefix,
   createRevisionEquals,
+  deleteKey,
   deleteOp,
   firstCreated,
   getKey,
   leaseOrSession,
   prefixEnd,
-  proposeTxn,
   putOp,
   waitUntilFirst,
 } from './concurrency.ts';
+import { contenderKv } from './contender-kv.ts';
 import { kvToWire, num } from '../etcd/convert.ts';
 import { endWithStatus } from './stream-status.ts';
 
@@ -43,6 +44,8 @@ function unaryCall<Req>(
 }
 
 export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  // The candidates' keys live where clients read them (the shards of a sharded cluster), as in etcd.
+  const kv = contenderKv(ctx);
   return {
     Campaign: unaryCall(ctx, async (req: { name: Buffer; lease: string; value: Buffer }, signal) => {
       const name = req.name ?? Buffer.alloc(0);
@@ -50,7 +53,7 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       const lease = await leaseOrSession(ctx, String(req.lease ?? '0'));
       const key = contenderKey(name, lease);
       const value = req.value ?? Buffer.alloc(0);
-      const out = await proposeTxn(ctx, {
+      const out = await kv.txn({
         compare: [createRevisionEquals(key, 0)],
         success: [putOp(key, value, lease)],
         failure: [],
@@ -58,28 +61,25 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       let myRevision = out.revision;
       if (!out.result.succeeded) {
         // Campaigning again with the same lease keeps the place and updates the value (as etcd).
-        const existing = getKey(ctx, key);
+        const existing = await getKey(kv, key);
         if (!existing) throw new Error('campaign key vanished');
         myRevision = existing.createRevision;
-        if (!existing.value.equals(value)) {
-          await ctx.proposeWrite({
-            put: { key, value, lease: '0', prev_kv: false, ignore_value: false, ignore_lease: true },
-          });
-        }
+        if (!existing.value.equals(value)) await kv.txn({ compare: [], success: [putOp(key, value, '0', true)], failure: [] });
       }
+      let readAt: number;
       try {
-        await waitUntilFirst(ctx, contenderPrefix(name), key, myRevision, signal);
+        readAt = await waitUntilFirst(kv, contenderPrefix(name), key, myRevision, signal);
       } catch (err) {
         // A candidate that gives up withdraws, as etcd's Campaign does on cancellation.
-        ctx.proposeWrite({ delete_range: { key, range_end: Buffer.alloc(0), prev_kv: false } }).catch(() => undefined);
+        deleteKey(kv, key).catch(() => undefined);
         throw err;
       }
-      return { header: ctx.header(), leader: { name, key, rev: String(myRevision), lease } };
+      return { header: ctx.header(kv.headerRevision(readAt)), leader: { name, key, rev: String(myRevision), lease } };
     }),
 
     Proclaim: unaryCall(ctx, async (req: { leader: LeaderKey | null; value: Buffer }) => {
       if (!req.leader) throw grpcError(OTHER_ERRORS.MISSING_LEADER_KEY);
-      const out = await proposeTxn(ctx, {
+      const out = await kv.txn({
         compare: [createRevisionEquals(req.leader.key, num(req.leader.rev))],
         success: [putOp(req.leader.key, req.value ?? Buffer.alloc(0), '0', true)],
         failure: [],
@@ -89,16 +89,15 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
     }),
 
     Leader: unaryCall(ctx, async (req: { name: Buffer }) => {
-      await ctx.readBarrier();
-      const kv = firstCreated(ctx, contenderPrefix(req.name ?? Buffer.alloc(0)));
-      if (!kv) throw grpcError(OTHER_ERRORS.ELECTION_NO_LEADER);
-      return { header: ctx.header(), kv: kvToWire(kv) };
+      const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(req.name ?? Buffer.alloc(0)));
+      if (!leader) throw grpcError(OTHER_ERRORS.ELECTION_NO_LEADER);
+      return { header: ctx.header(kv.headerRevision(revision)), kv: kvToWire(leader) };
     }),
 
     Resign: unaryCall(ctx, async (req: { leader: LeaderKey | null }) => {
       if (!req.leader) throw grpcError(OTHER_ERRORS.MISSING_LEADER_KEY);
       // A stale leader key (another create revision) deletes nothing and is not an error, as in etcd.
-      const out = await proposeTxn(ctx, {
+      const out = await kv.txn({
         compare: [createRevisionEquals(req.leader.key, num(req.leader.rev))],
         success: [deleteOp(req.leader.key)],
         failure: [],
@@ -110,34 +109,51 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       const name = call.request.name ?? Buffer.alloc(0);
       let lastSent: { key: string; modRevision: number } | null = null;
       let closed = false;
-      const sendLeaderIfChanged = (): void => {
+      // One look at a time; a change meanwhile asks for one more after it.
+      let looking = false;
+      let again = false;
+      const sendLeaderIfChanged = async (): Promise<void> => {
         if (closed) return;
-        const kv = firstCreated(ctx, contenderPrefix(name));
-        if (!kv) return; // no leader: wait for one
-        const id = { key: kv.key.toString('hex'), modRevision: kv.modRevision };
-        if (lastSent && lastSent.key === id.key && lastSent.modRevision === id.modRevision) return;
-        lastSent = id;
-        call.write({ header: ctx.header(), kv: kvToWire(kv) });
+        if (looking) {
+          again = true;
+          return;
+        }
+        looking = true;
+        try {
+          do {
+            again = false;
+            const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(name));
+            if (closed || !leader) continue; // no leader: wait for one
+            const id = { key: leader.key.toString('hex'), modRevision: leader.modRevision };
+            if (lastSent && lastSent.key === id.key && lastSent.modRevision === id.modRevision) continue;
+            lastSent = id;
+            call.write({ header: ctx.header(kv.headerRevision(revision)), kv: kvToWire(leader) });
+          } while (again && !closed);
+        } finally {
+          looking = false;
+        }
+      };
+      const look = (): void => {
+        sendLeaderIfChanged().catch(() => {
+          // A read that failed (no leader during an election): the next change or poll looks again.
+        });
       };
       // Every change under the election prefix may change who leads or what the leader proclaims.
-      const handle = ctx.sm.hub.watch(
-        { key: contenderPrefix(name), rangeEnd: prefixEnd(contenderPrefix(name)), startRevision: 0, prevKv: false, noPut: false, noDelete: false },
-        { onEvents: () => sendLeaderIfChanged(), onCompacted: () => undefined },
-      );
+      const stopWatching = kv.onWrites(contenderPrefix(name), prefixEnd(contenderPrefix(name)), look);
       const stop = (): void => {
         if (closed) return;
         closed = true;
-        ctx.sm.hub.cancel(handle);
+        stopWatching();
       };
       call.on('cancelled', stop);
       call.on('error', stop);
       call.on('close', stop);
-      // The first answer must not be stale, so it waits for a read barrier. Observe is a long-lived
-      // stream: a barrier that fails (no leader during an election) is retried while the observer
-      // stays connected, as etcd's client-side Observe retries its Get.
+      // The first answer must not be stale: it is a linearizable read. Observe is a long-lived stream: a
+      // read that fails (no leader during an election) is retried while the observer stays connected, as
+      // etcd's client-side Observe retries its Get.
       const firstRead = (attempt: number): void => {
         if (closed) return;
-        ctx.readBarrier().then(sendLeaderIfChanged, (err: unknown) => {
+        sendLeaderIfChanged().catch((err: unknown) => {
           if (attempt >= 40) {
             stop();
             endWithStatus(call, asUnknownStatus(err, ctx));

@@ -5,7 +5,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { grpcError } from '../etcd/errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
-import { ShardedKv } from './sharded-kv.ts';
+import type { ShardedKv } from './sharded-kv.ts';
+import { shardedKvOf } from './contender-kv.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';
@@ -39,7 +40,7 @@ function txnIsSerializable(t: TxnRequest): boolean {
 
 export function kvService(ctx: ApiContext): grpc.UntypedServiceImplementation {
   if (!installPreframedResponses()) ctx.logger.warn('grpc-js internals moved: large Range responses are copied once more, synchronously');
-  return ctx.shards === null ? oneShardKv(ctx) : shardedKvService(ctx, new ShardedKv(ctx, ctx.shards));
+  return ctx.shards === null ? oneShardKv(ctx) : shardedKvService(ctx, shardedKvOf(ctx, ctx.shards));
 }
 
 /** A sharded cluster's KV (sharded-kv.ts routes each request to its shard); replies encoded as below. */

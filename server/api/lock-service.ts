@@ -11,12 +11,12 @@ import {
   contenderKey,
   contenderPrefix,
   createRevisionEquals,
-  deleteOp,
+  deleteKey,
   getKey,
-  proposeTxn,
   putOp,
   waitUntilFirst,
 } from './concurrency.ts';
+import { contenderKv, type ContenderKv } from './contender-kv.ts';
 import { checkDelete } from './validate.ts';
 
 interface LockRequest {
@@ -31,19 +31,21 @@ const SESSION_EXPIRED = { code: 2, message: 'session expired' };
  * Takes (or re-finds) the contender's key and returns its create revision. A contender that calls
  * Lock again with the same lease keeps its place in the queue.
  */
-async function enqueue(ctx: ApiContext, key: Buffer, lease: string): Promise<number> {
-  const out = await proposeTxn(ctx, {
+async function enqueue(kv: ContenderKv, key: Buffer, lease: string): Promise<number> {
+  const out = await kv.txn({
     compare: [createRevisionEquals(key, 0)],
     success: [putOp(key, Buffer.alloc(0), lease)],
     failure: [],
   });
   if (out.result.succeeded) return out.revision;
-  const existing = getKey(ctx, key);
+  const existing = await getKey(kv, key);
   if (!existing) throw new SessionExpiredError();
   return existing.createRevision;
 }
 
 export function lockService(ctx: ApiContext): grpc.UntypedServiceImplementation {
+  // The contenders' keys live where clients read them (the shards of a sharded cluster), as in etcd.
+  const kv = contenderKv(ctx);
   return {
     Lock: (call: grpc.ServerUnaryCall<LockRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const req = call.request;
@@ -56,16 +58,16 @@ export function lockService(ctx: ApiContext): grpc.UntypedServiceImplementation 
         await ctx.readBarrier();
         const lease = await leaseOrSession(ctx, String(req.lease ?? '0'));
         key = contenderKey(name, lease);
-        const myRevision = await enqueue(ctx, key, lease);
+        const myRevision = await enqueue(kv, key, lease);
         created = true;
-        await waitUntilFirst(ctx, contenderPrefix(name), key, myRevision, abort.signal);
-        return { header: ctx.header(), key };
+        const readAt = await waitUntilFirst(kv, contenderPrefix(name), key, myRevision, abort.signal);
+        return { header: ctx.header(kv.headerRevision(readAt)), key };
       })().then(
         (res) => callback(null, res),
         (err: unknown) => {
           // A waiter that gives up leaves the queue, so it never blocks the ones behind it.
           if (created && !(err instanceof SessionExpiredError)) {
-            ctx.proposeWrite({ delete_range: { key, range_end: Buffer.alloc(0), prev_kv: false } }).catch(() => undefined);
+            deleteKey(kv, key).catch(() => undefined);
           }
           callback(err instanceof SessionExpiredError ? grpcError(SESSION_EXPIRED) : asUnknownStatus(err, ctx));
         },
@@ -79,7 +81,7 @@ export function lockService(ctx: ApiContext): grpc.UntypedServiceImplementation 
         callback(asUnknownStatus(grpcError(bad), ctx));
         return;
       }
-      proposeTxn(ctx, { compare: [], success: [deleteOp(key)], failure: [] }).then(
+      deleteKey(kv, key).then(
         (out) => callback(null, { header: ctx.header(out.revision) }),
         (err: unknown) => callback(asUnknownStatus(err, ctx)),
       );

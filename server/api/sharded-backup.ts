@@ -8,9 +8,7 @@
 // What differs from a one-group backup, and why: history below R is not in it (each shard keeps its own
 // history, at its own points; the backup is one consistent cut instead), so the restored cluster starts
 // compacted at R. Keys of a lease revoked before the backup began, whose deletion the shards have not
-// applied yet, are left out: the cluster has already decided they go. The server-side Lock and Election
-// services' keys, which live in the cluster group's store, are not in it (they belong to sessions whose
-// clients are gone after a restore).
+// applied yet, are left out: the cluster has already decided they go.
 import type { ApiContext, ShardedKeyspace } from './context.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import { LEASE_RECORD_PREFIX } from '../lease/lease-store.ts';

@@ -560,7 +560,8 @@ export class KvStateMachine implements GroupStateMachine {
       this.leaseListener?.revoked(id);
       if (this.leaseSweeps) {
         // The lease's keys on the shards: the sweep deletes them there (server/api/lease-sweeper.ts).
-        // Keys in this group's own store (the server-side Lock and Election services') go below.
+        // Keys in this group's own store (none on a sharded cluster since the Lock and Election services
+        // keep theirs on the shards; a store written by an older version may hold some) go below.
         this.leases.sweepPending(id, generation, index);
         this.sweepListener?.(id, generation);
       }
