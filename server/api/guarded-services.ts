@@ -12,7 +12,8 @@ import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import type { Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
-import { access, deleteNeeds, putNeeds, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
+import { access, deleteNeeds, leaseIsSet, putNeeds, rangeNeeds, txnNeeds, type Requirement } from '../shard/request-permissions.ts';
+import { leaseKeysByShard } from './lease-sweeper.ts';
 import type { DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { endWithStatus } from './stream-status.ts';
 
@@ -80,6 +81,35 @@ function txnIsSerializable(t: TxnRequest): boolean {
   return ops(t.success) && ops(t.failure);
 }
 
+/**
+ * The keys attached to each of `ids`: the cluster group's (one group; checked again at apply), or every
+ * shard's (a sharded cluster: the shards hold the keys, and nothing checks them at apply).
+ */
+async function attachedKeys(ctx: ApiContext, ids: Iterable<string>): Promise<(id: string) => Buffer[]> {
+  const shards = ctx.shards;
+  if (shards === null) return (id) => ctx.sm.leases.keysOf(id);
+  const found = new Map<string, Buffer[]>();
+  for (const id of new Set(ids)) found.set(id, [...(await leaseKeysByShard(ctx, shards, id, ctx.deadlineMs())).values()].flat());
+  return (id) => found.get(id) ?? [];
+}
+
+/** The leases a put or txn attaches keys to. */
+function leasesOf(req: PutRequest | TxnRequest): string[] {
+  if ('compare' in req || 'success' in req) {
+    const out: string[] = [];
+    const walk = (t: TxnRequest): void => {
+      for (const op of [...(t.success ?? []), ...(t.failure ?? [])]) {
+        if (op.request_put && leaseIsSet(op.request_put.lease)) out.push(String(op.request_put.lease));
+        else if (op.request_txn) walk(op.request_txn);
+      }
+    };
+    walk(req as TxnRequest);
+    return out;
+  }
+  const lease = (req as PutRequest).lease;
+  return leaseIsSet(lease) ? [String(lease)] : [];
+}
+
 export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
   const mapError = (err: unknown): grpc.ServiceError => toServiceError(err, ctx.logger);
   const leaseKeys = (id: string): Buffer[] => ctx.sm.leases.keysOf(id);
@@ -96,11 +126,23 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
   // an auth enable's commit and its apply on this member is let through, as one in flight would be.
   const writeCheck = <Req>(needs: (req: Req) => Requirement[], invalid: (req: Req) => unknown = () => null): Check<Req> | null =>
     sharded ? (caller, req) => (invalid(req) || !guard.enabled ? false : guard.requireForRead(caller, needs(req), false)) : null;
+  // A put attaching a key to a lease needs write access to the lease's other keys (etcd's
+  // checkLeasePuts); on a sharded cluster they are on the shards.
+  const leasedWriteCheck = <Req extends PutRequest | TxnRequest>(needs: (req: Req, keys: (id: string) => Buffer[]) => Requirement[], invalid: (req: Req) => unknown): Check<Req> | null =>
+    sharded
+      ? async (caller, req) => {
+          if (invalid(req) || !guard.enabled) return false;
+          const leases = leasesOf(req);
+          const keys = leases.length > 0 ? await attachedKeys(ctx, leases) : leaseKeys;
+          return guard.requireForRead(caller, needs(req, keys), false);
+        }
+      : null;
+  const leasedWrite = leasedWriteCheck<TxnRequest>((req, keys) => txnNeeds(req, keys), () => null);
   return {
     ...impl,
     Range: guardUnary(guard, impl.Range, readRange, mapError),
     RangeStream: guardStream(guard, impl.RangeStream, readRange, mapError),
-    Put: guardUnary<PutRequest>(guard, impl.Put, writeCheck((req) => putNeeds(req, leaseKeys), checkPut), mapError),
+    Put: guardUnary<PutRequest>(guard, impl.Put, leasedWriteCheck<PutRequest>((req, keys) => putNeeds(req, keys), checkPut), mapError),
     DeleteRange: guardUnary<DeleteRangeRequest>(guard, impl.DeleteRange, writeCheck((req) => deleteNeeds(req), checkDelete), mapError),
     Compact: guardUnary(guard, impl.Compact, writeCheck(() => AUTHENTICATED), mapError),
     Txn: guardUnary<TxnRequest>(
@@ -110,7 +152,7 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
       (caller, req) => {
         if (checkTxn(req, ctx.limits.maxTxnOps)) return false;
         if (txnIsReadOnly(req)) return guard.requireForRead(caller, txnNeeds(req, leaseKeys), txnIsSerializable(req));
-        return sharded && guard.enabled ? guard.requireForRead(caller, txnNeeds(req, leaseKeys), false) : false;
+        return leasedWrite === null ? false : leasedWrite(caller, req);
       },
       mapError,
     ),
@@ -123,7 +165,20 @@ export function guardLease(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyped
   return {
     ...impl,
     LeaseGrant: guardUnary(guard, impl.LeaseGrant, authenticated, mapError),
-    LeaseRevoke: guardUnary(guard, impl.LeaseRevoke, authenticated, mapError),
+    // Revoking deletes the lease's keys: the caller needs write access to every one (etcd). One group
+    // checks it at apply; a sharded cluster's keys are on the shards, so it is checked here.
+    LeaseRevoke: guardUnary<{ ID: string }>(
+      guard,
+      impl.LeaseRevoke,
+      ctx.shards === null
+        ? authenticated
+        : async (caller, req) => {
+            await guard.requireForRead(caller, AUTHENTICATED, false);
+            if (guard.enabled) guard.require(caller, (await attachedKeys(ctx, [String(req.ID)]))(String(req.ID)).map((k) => access('write', k)));
+            return true;
+          },
+      mapError,
+    ),
     LeaseLeases: guardUnary(guard, impl.LeaseLeases, authenticated, mapError),
     LeaseTimeToLive: guardUnary<{ ID: string; keys: boolean }>(
       guard,
@@ -131,7 +186,7 @@ export function guardLease(ctx: ApiContext, guard: AuthGuard, impl: grpc.Untyped
       // Listing a lease's keys reveals them: the caller must be able to read every one (etcd 3.5).
       async (caller, req) => {
         await guard.requireForRead(caller, AUTHENTICATED, false);
-        if (req.keys) guard.require(caller, ctx.sm.leases.keysOf(String(req.ID)).map((k) => access('read', k)));
+        if (req.keys && guard.enabled) guard.require(caller, (await attachedKeys(ctx, [String(req.ID)]))(String(req.ID)).map((k) => access('read', k)));
         return true;
       },
       mapError,

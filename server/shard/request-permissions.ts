@@ -31,7 +31,7 @@ export function rangeNeeds(r: Pick<RangeRequest, 'key' | 'range_end'>): Requirem
   return [access('read', bytes(r.key), bytes(r.range_end))];
 }
 
-function leaseIsSet(lease: string | number | undefined | null): lease is string | number {
+export function leaseIsSet(lease: string | number | undefined | null): lease is string | number {
   return lease !== undefined && lease !== null && String(lease) !== '0' && String(lease) !== '';
 }
 
