@@ -113,10 +113,11 @@ const LEASE_SESSION: Step[] = [
 
 /** Lease ids (hex as etcdctl prints them, and decimal in JSON) differ between systems. */
 function maskLeases(text: string): string {
+  // The JSON ids first: a decimal id of exactly 16 digits would otherwise pass for a hex one.
   return text
+    .replace(/"(ID|id|lease)":\d{10,}/g, '"$1":"<lease>"')
     .replace(/\b[0-9a-f]{16}\b/g, '<lease>')
     .replace(/\/[0-9a-f]{8,16}\b/g, '/<lease>')
-    .replace(/"(ID|id|lease)":\d{10,}/g, '"$1":"<lease>"')
     .replace(/remaining\(\d+s\)/g, 'remaining(Ns)')
     .replace(/"ttl":\d+/g, '"ttl":N')
     .replace(/found \d+ leases/g, 'found N leases')

@@ -48,7 +48,25 @@ export class ProcessCluster {
     this.opts = opts;
   }
 
+  /**
+   * Starts a cluster on free ports. A port found free can be taken by another process before the member
+   * binds it (tests run two at a time): a start that fails on EADDRINUSE is tried again on new ports.
+   */
   static async start(options: ClusterOptions = {}): Promise<ProcessCluster> {
+    for (let attempt = 1; ; attempt++) {
+      const cluster = await ProcessCluster.startOnce(options);
+      try {
+        await cluster.waitReady();
+        return cluster;
+      } catch (err) {
+        const portTaken = cluster.members.some((m) => fs.existsSync(m.logFile) && fs.readFileSync(m.logFile, 'utf8').includes('EADDRINUSE'));
+        if (!portTaken || attempt >= 3) throw err;
+        await cluster.destroy();
+      }
+    }
+  }
+
+  private static async startOnce(options: ClusterOptions): Promise<ProcessCluster> {
     const opts: Required<ClusterOptions> = {
       size: options.size ?? 3,
       tickMs: options.tickMs ?? 50,
@@ -74,7 +92,6 @@ export class ProcessCluster {
       });
     }
     for (let i = 0; i < opts.size; i++) cluster.startMember(i);
-    await cluster.waitReady();
     return cluster;
   }
 
