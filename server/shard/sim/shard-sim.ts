@@ -31,7 +31,8 @@
 //   - cross-shard transactions are atomic: in the final logs each one is committed on every participant
 //     or on none, its writes are at its one revision C on each (so every snapshot, checked against the
 //     final logs, shows all of them or none), an acknowledged one is committed, and after healing no
-//     shard holds a prepared transaction (every one was resolved).
+//     shard holds a prepared transaction (every one was resolved), and every committed transaction's
+//     record is gone once the shard leaders finish what crashed coordinators left (finishCommitted).
 // Everything is drawn from one seed; `SHARD_SIM_SEED=S` replays a failing one.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -97,6 +98,8 @@ export interface ShardSimResult {
   txnRecoveries: number;
   /** Coordinators that crashed with a transaction in flight. */
   coordinatorsCrashed: number;
+  /** Committed transactions' records on the replicas once healed (all gone by the end: forgets or finishing). */
+  committedRecordsAtHeal: number;
   entries: number;
   snapshots: number;
   multiShardSnapshots: number;
@@ -707,6 +710,33 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     await runUntil(clock.now + 400);
     checkNow();
 
+    // Committed transactions' records go with their coordinators' forgets; those a crashed coordinator
+    // left are finished by the shard leaders holding them (TxnCoordinator.finishCommitted, which the
+    // server's ShardHosting calls for records that look stale). None may be left.
+    const committedLeft = (): number => members.reduce((n, m) => n + shardGroups.reduce((k, g) => k + m.current!.kv.get(g)!.txns.decidedCount('committed'), 0), 0);
+    const recordsBefore = committedLeft();
+    const finishing = new Set<string>();
+    const finishStale = (): void => {
+      for (const g of shardGroups) {
+        const inc = leaderOf(g)?.current;
+        const coordinator = inc?.coordinator;
+        if (!inc || !coordinator) continue;
+        for (const d of inc.kv.get(g)!.txns.committedTxns()) {
+          if (finishing.has(d.txnId)) continue;
+          finishing.add(d.txnId);
+          clock.runAs(inc.owner, () => coordinator.finishCommitted(d.txnId, d.revision, d.participantGroups ?? [])).then(
+            () => finishing.delete(d.txnId),
+            () => finishing.delete(d.txnId),
+          );
+        }
+      }
+      if (committedLeft() > 0) clock.schedule(200, finishStale, SIM_OWNER);
+    };
+    finishStale();
+    if (!(await runUntil(clock.now + 10_000, () => committedLeft() === 0))) {
+      throw new Violation(`records: ${committedLeft()} committed transaction records left on the replicas after finishing (${recordsBefore} at healing)`);
+    }
+
     // ---- final checks ----
     // Revisions: unique across shards, strictly increasing per shard in log order.
     const owners = new Map<number, string>();
@@ -830,6 +860,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       crossTxnsAborted: crossAborted,
       txnRecoveries,
       coordinatorsCrashed,
+      committedRecordsAtHeal: recordsBefore,
       entries,
       snapshots: all.length,
       multiShardSnapshots,
