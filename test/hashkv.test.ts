@@ -3,12 +3,10 @@
 // its back (stopped, one record changed in its LevelDB with classic-level, restarted) reports a
 // different one, while the others still agree.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { alarmClient } from './support/alarm-client.ts';
-import { stateRange } from '../server/storage/keys.ts';
+import { alterStoredValue } from './support/synod-backup.ts';
 
 let cluster: ProcessCluster;
 
@@ -69,20 +67,7 @@ describe('etcdctl endpoint hashkv', () => {
     expect(new Set(before).size).toBe(1);
     await cluster.stopMember(2);
     // Change the last byte of one stored MVCC record's value (a user value byte) directly in LevelDB.
-    const db = new ClassicLevel<Buffer, Buffer>(path.join(cluster.members[2].dataDir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    let altered = false;
-    for await (const [key, value] of db.iterator(stateRange(0))) {
-      // State key: 'g' group(4) 's', then the store-relative key: 'k' 0x01 <user key>... (a revision record).
-      if (key[6] === 0x6b && key[7] === 0x01 && key.includes(Buffer.from('more/3')) && value[0] === 0x00) {
-        const changed = Buffer.from(value);
-        changed[changed.length - 1] ^= 0x01;
-        await db.put(key, changed);
-        altered = true;
-        break;
-      }
-    }
-    await db.close();
+    const altered = await alterStoredValue(cluster.members[2].dataDir, [0], 'more/3');
     expect(altered).toBe(true);
     cluster.startMember(2);
     await cluster.waitReady(30_000);

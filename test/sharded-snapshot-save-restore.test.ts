@@ -6,29 +6,17 @@
 // one hash on every member of the restored cluster (each hosts every shard), and another on a member whose
 // stored shard data was altered.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
-import { ClassicLevel } from 'classic-level';
-import { stateRange } from '../server/storage/keys.ts';
+import { alterStoredValue, restoreInto } from './support/synod-backup.ts';
 import { FIRST_SHARD_GROUP_ID } from '../server/cli/shard-hosting.ts';
 
-const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
 const SHARDED = ['--shards', '16'];
 
 let source: ProcessCluster;
 const others: ProcessCluster[] = [];
-
-function synod(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SYNOD_CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 interface Kv {
   key: string;
@@ -43,22 +31,6 @@ interface Kv {
 async function everything(ep: string, rev = 0): Promise<{ revision: number; kvs: Kv[] }> {
   const out = JSON.parse(await etcdctlOk(ep, ['get', '', '--prefix', '-w', 'json', ...(rev ? [`--rev=${rev}`] : [])])) as { header: { revision: number }; kvs?: Kv[] };
   return { revision: out.header.revision, kvs: out.kvs ?? [] };
-}
-
-/** Stops a fresh cluster's members, restores `file` into each data dir with `restoreArgs`, and starts them again. */
-async function restoreInto(cluster: ProcessCluster, file: string, restoreArgs: string[]): Promise<string[]> {
-  await cluster.stop();
-  const initialCluster = cluster.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-  const outputs: string[] = [];
-  for (const m of cluster.members) {
-    fs.rmSync(m.dataDir, { recursive: true, force: true });
-    const r = await synod(['snapshot', 'restore', file, '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', initialCluster, '--initial-cluster-token', 'restored', ...restoreArgs]);
-    expect(r.code, r.stderr).toBe(0);
-    outputs.push(r.stdout);
-  }
-  for (let i = 0; i < cluster.members.length; i++) cluster.startMember(i);
-  await cluster.waitReady(60_000);
-  return outputs;
 }
 
 let file: string;
@@ -139,22 +111,7 @@ describe('synod snapshot restore of a sharded backup', () => {
     // LevelDB) reports another hash; the other two still agree.
     const rev = (await everything(restored.endpoints)).revision;
     await restored.stopMember(2);
-    const db = new ClassicLevel<Buffer, Buffer>(path.join(restored.members[2].dataDir, 'db'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    await db.open();
-    let altered = false;
-    for (let shard = 0; shard < 16 && !altered; shard++) {
-      for await (const [key, value] of db.iterator(stateRange(FIRST_SHARD_GROUP_ID + shard))) {
-        // The store-relative key after the state prefix: 'k' 0x01 <user key>... (a revision record), live.
-        if (key[6] === 0x6b && key[7] === 0x01 && key.includes(Buffer.from('k/')) && value[0] === 0x00) {
-          const changed = Buffer.from(value);
-          changed[changed.length - 1] ^= 0x01;
-          await db.put(key, changed);
-          altered = true;
-          break;
-        }
-      }
-    }
-    await db.close();
+    const altered = await alterStoredValue(restored.members[2].dataDir, Array.from({ length: 16 }, (_, i) => FIRST_SHARD_GROUP_ID + i), 'k/');
     expect(altered).toBe(true);
     restored.startMember(2);
     await restored.waitReady(60_000);

@@ -3,25 +3,15 @@
 // NEW cluster (3 members, and 1), and the restored cluster serves the same keys at the same
 // revisions, current and past, and goes on from the same revision.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
+import { restoreInto, synodCli } from './support/synod-backup.ts';
 
-const SYNOD_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
 
 let source: ProcessCluster;
 const others: ProcessCluster[] = [];
-
-function synod(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [SYNOD_CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 interface GetJson {
   header: { revision: number };
@@ -35,18 +25,9 @@ async function everything(ep: string, rev = 0): Promise<{ revision: number; kvs:
   return { revision: out.header.revision, kvs: out.kvs ?? [], count: out.count ?? 0 };
 }
 
-/** Stops a fresh cluster's members, restores `file` into each data dir, and starts them again. */
-async function restoreInto(cluster: ProcessCluster, file: string, restoreArgs: string[] = []): Promise<void> {
-  await cluster.stop();
-  const initialCluster = cluster.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-  for (const m of cluster.members) {
-    fs.rmSync(m.dataDir, { recursive: true, force: true });
-    const r = await synod(['snapshot', 'restore', file, '--name', m.name, '--data-dir', m.dataDir, '--initial-cluster', initialCluster, '--initial-cluster-token', 'it', '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`, ...restoreArgs]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+(, \d+ of \d+ shards)?\)/);
-  }
-  for (let i = 0; i < cluster.members.length; i++) cluster.startMember(i);
-  await cluster.waitReady(30_000);
+/** restoreInto (support/synod-backup.ts), checking what each restore printed. */
+async function restoreChecked(cluster: ProcessCluster, file: string, restoreArgs: string[] = []): Promise<void> {
+  for (const out of await restoreInto(cluster, file, restoreArgs)) expect(out).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+(, \d+ of \d+ shards)?\)/);
 }
 
 let file: string;
@@ -104,7 +85,7 @@ describe('synod snapshot restore', () => {
   it('a new 3-member cluster serves the same keys at the same revisions, current and past, and continues from there', async () => {
     const restored = await ProcessCluster.start({ size: 3 });
     others.push(restored);
-    await restoreInto(restored, file);
+    await restoreChecked(restored, file);
     const latest = revisions.at(-1)!;
     for (let m = 0; m < 3; m++) {
       const ep = restored.endpointOf(m);
@@ -126,14 +107,14 @@ describe('synod snapshot restore', () => {
   it('a single-member cluster from the same file serves the same data', async () => {
     const single = await ProcessCluster.start({ size: 1 });
     others.push(single);
-    await restoreInto(single, file);
+    await restoreChecked(single, file);
     for (const r of revisions) expect(await everything(single.endpoints, r)).toEqual(expected.get(r));
   }, 60_000);
 
   it('a 16-shard cluster from the same file (--shards 16) serves the same keys at the same revisions, history included', async () => {
     const sharded = await ProcessCluster.start({ size: 3, memberArgs: () => ['--shards', '16'] });
     others.push(sharded);
-    await restoreInto(sharded, file, ['--shards', '16']);
+    await restoreChecked(sharded, file, ['--shards', '16']);
     // The keys and their history are split over the shards by slot; every read at a past revision sees
     // the same keys as the one group did (the header is a fresh oracle revision: compared apart).
     for (const r of revisions) {
@@ -153,15 +134,15 @@ describe('synod snapshot restore', () => {
     const bytes = fs.readFileSync(file);
     bytes[100] ^= 0xff;
     fs.writeFileSync(damaged, bytes);
-    const bad = await synod(['snapshot', 'restore', damaged, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    const bad = await synodCli(['snapshot', 'restore', damaged, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('sha256 mismatch');
     expect(fs.existsSync(dir)).toBe(false);
-    const notListed = await synod(['snapshot', 'restore', file, '--name', 'b', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    const notListed = await synodCli(['snapshot', 'restore', file, '--name', 'b', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
     expect(notListed.stderr).toContain('no member named "b"');
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'something'), 'x');
-    const notEmpty = await synod(['snapshot', 'restore', file, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
+    const notEmpty = await synodCli(['snapshot', 'restore', file, '--name', 'a', '--data-dir', dir, '--initial-cluster', 'a=http://127.0.0.1:1']);
     expect(notEmpty.stderr).toContain('exists and is not empty');
   }, 60_000);
 });
