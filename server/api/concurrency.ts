@@ -5,7 +5,7 @@
 // sharded cluster); all writes go through Raft like any client's; waits watch the key's store.
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import type { KeyValue, TxnResult } from '../mvcc/types.ts';
+import { rangeOf, type KeyValue, type TxnResult } from '../mvcc/types.ts';
 import { toServiceError, type ApiContext } from './context.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 import { WaitCancelledError, type ContenderKv } from './contender-kv.ts';
@@ -82,20 +82,24 @@ export function prefixEnd(prefix: Buffer): Buffer {
 }
 
 
-/** The key under `prefix/` created first (the holder), or null. */
-export async function firstCreated(kv: ContenderKv, prefix: Buffer): Promise<{ kv: KeyValue | null; revision: number }> {
-  const r = await kv.range({ key: prefix, range_end: prefixEnd(prefix), limit: '1', sort_order: 'ASCEND', sort_target: 'CREATE' }, true);
+/**
+ * The key under `prefix/` created first (the holder), or null. `fresh`: a linearizable read (Leader, an
+ * observer's first look); without it, one group reads its store, which holds whatever the caller was
+ * told of (a contender's own write, a watch event).
+ */
+export async function firstCreated(kv: ContenderKv, prefix: Buffer, fresh: boolean): Promise<{ kv: KeyValue | null; revision: number }> {
+  const r = await kv.range(rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'ASCEND', sortTarget: 'CREATE' }), fresh);
   return { kv: r.kvs[0] ?? null, revision: r.revision };
 }
 
 /** The key under `prefix/` created last before `beforeRevision` (or null), and the revision read at. */
 async function lastCreatedBefore(kv: ContenderKv, prefix: Buffer, beforeRevision: number): Promise<{ kv: KeyValue | null; revision: number }> {
-  const r = await kv.range({ key: prefix, range_end: prefixEnd(prefix), limit: '1', sort_order: 'DESCEND', sort_target: 'CREATE', max_create_revision: String(beforeRevision - 1) });
+  const r = await kv.range(rangeOf(prefix, prefixEnd(prefix), { limit: 1, sortOrder: 'DESCEND', sortTarget: 'CREATE', maxCreateRevision: beforeRevision - 1 }));
   return { kv: r.kvs[0] ?? null, revision: r.revision };
 }
 
 export async function getKey(kv: ContenderKv, key: Buffer): Promise<KeyValue | null> {
-  return (await kv.range({ key })).kvs[0] ?? null;
+  return (await kv.range(rangeOf(key))).kvs[0] ?? null;
 }
 
 export function putOp(key: Buffer, value: Buffer, lease: string, ignoreLease = false): WireRequestOp {

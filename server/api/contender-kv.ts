@@ -9,12 +9,11 @@
 //               oracle revision, and a wait watches the key's shard replica on this member — or, for a
 //               shard this member does not host, reads the key again every POLL_MS (a remote watch per
 //               waiter would cost a stream for every queued contender).
-import { rangeOpFromWire } from '../etcd/convert.ts';
-import type { RangeRequest, TxnRequest } from '../etcd/wire-types.ts';
-import type { KeyValue, MvccEvent, RangeOp, TxnResult } from '../mvcc/types.ts';
+import type { TxnRequest } from '../etcd/wire-types.ts';
+import { rangeOf, type KeyValue, type MvccEvent, type RangeOp, type TxnResult } from '../mvcc/types.ts';
 import type { WatchHub } from '../mvcc/watch-hub.ts';
 import type { ApiContext, ShardedKeyspace } from './context.ts';
-import { ShardedKv } from './sharded-kv.ts';
+import { shardedKvOf } from './sharded-kv.ts';
 
 /** How often a wait on a key of a shard not hosted here reads it again. */
 const POLL_MS = 100;
@@ -40,7 +39,7 @@ export interface ContenderKv {
    * member's last write did not touch); on one group only with `fresh` — without it the member's store
    * already holds every write up to the caller's own last one, which is all a contender's checks need.
    */
-  range(req: Partial<RangeRequest> & { key: Buffer }, fresh?: boolean): Promise<{ kvs: KeyValue[]; revision: number }>;
+  range(op: RangeOp, fresh?: boolean): Promise<{ kvs: KeyValue[]; revision: number }>;
   /** Ends once `key` is deleted after `afterRevision` (or its history there is compacted: check again). */
   deleted(key: Buffer, afterRevision: number): Wait;
   /** Calls `onChange` after every write under [key, rangeEnd) from now on (possibly more often); returns stop. */
@@ -51,15 +50,6 @@ export interface ContenderKv {
    * group's own revision says nothing about the shards.
    */
   headerRevision(readRevision: number): number | undefined;
-}
-
-/** The member's ShardedKv, shared by the KV service and the Lock and Election services. */
-const shardedKvs = new WeakMap<ApiContext, ShardedKv>();
-
-export function shardedKvOf(ctx: ApiContext, shards: ShardedKeyspace): ShardedKv {
-  let kv = shardedKvs.get(ctx);
-  if (kv === undefined) shardedKvs.set(ctx, (kv = new ShardedKv(ctx, shards)));
-  return kv;
 }
 
 export function contenderKv(ctx: ApiContext): ContenderKv {
@@ -109,9 +99,8 @@ function oneGroup(ctx: ApiContext): ContenderKv {
       const out = await ctx.proposeWrite({ txn: req });
       return { result: out.result as TxnResult, revision: out.revision };
     },
-    range: async (req, fresh = false) => {
+    range: async (op, fresh = false) => {
       if (fresh) await ctx.readBarrier();
-      const op: RangeOp = rangeOpFromWire({ ...emptyRange(), ...req });
       return { kvs: ctx.sm.store.range(op).kvs, revision: ctx.sm.store.currentRevision() };
     },
     deleted: (key, afterRevision) => deletedIn(ctx.sm.hub, key, afterRevision),
@@ -128,8 +117,8 @@ function oneGroup(ctx: ApiContext): ContenderKv {
 
 function sharded(ctx: ApiContext, shards: ShardedKeyspace): ContenderKv {
   const kv = shardedKvOf(ctx, shards);
-  const range = async (req: Partial<RangeRequest> & { key: Buffer }): Promise<{ kvs: KeyValue[]; revision: number }> => {
-    const { header, result } = await kv.range({ ...emptyRange(), ...req });
+  const range = async (op: RangeOp): Promise<{ kvs: KeyValue[]; revision: number }> => {
+    const { header, result } = await kv.rangeOp(op, false);
     return { kvs: result.kvs, revision: Number(header.revision) };
   };
   return {
@@ -148,7 +137,7 @@ function sharded(ctx: ApiContext, shards: ShardedKeyspace): ContenderKv {
         rejectFn = reject;
         const poll = (): void => {
           if (stopped) return;
-          range({ key }).then(
+          range(rangeOf(key)).then(
             ({ kvs }) => {
               if (stopped) return;
               if (kvs.length === 0 || kvs[0].modRevision > afterRevision) {
@@ -184,23 +173,5 @@ function sharded(ctx: ApiContext, shards: ShardedKeyspace): ContenderKv {
       };
     },
     headerRevision: (readRevision) => readRevision,
-  };
-}
-
-function emptyRange(): RangeRequest {
-  return {
-    key: Buffer.alloc(0),
-    range_end: Buffer.alloc(0),
-    limit: '0',
-    revision: '0',
-    sort_order: 'NONE',
-    sort_target: 'KEY',
-    serializable: false,
-    keys_only: false,
-    count_only: false,
-    min_mod_revision: '0',
-    max_mod_revision: '0',
-    min_create_revision: '0',
-    max_create_revision: '0',
   };
 }

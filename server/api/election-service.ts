@@ -89,7 +89,7 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
     }),
 
     Leader: unaryCall(ctx, async (req: { name: Buffer }) => {
-      const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(req.name ?? Buffer.alloc(0)));
+      const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(req.name ?? Buffer.alloc(0)), true);
       if (!leader) throw grpcError(OTHER_ERRORS.ELECTION_NO_LEADER);
       return { header: ctx.header(kv.headerRevision(revision)), kv: kvToWire(leader) };
     }),
@@ -112,6 +112,8 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       // One look at a time; a change meanwhile asks for one more after it.
       let looking = false;
       let again = false;
+      // The first look is a linearizable read; later ones follow watch events already applied here.
+      let fresh = true;
       const sendLeaderIfChanged = async (): Promise<void> => {
         if (closed) return;
         if (looking) {
@@ -122,7 +124,8 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
         try {
           do {
             again = false;
-            const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(name));
+            const { kv: leader, revision } = await firstCreated(kv, contenderPrefix(name), fresh);
+            fresh = false;
             if (closed || !leader) continue; // no leader: wait for one
             const id = { key: leader.key.toString('hex'), modRevision: leader.modRevision };
             if (lastSent && lastSent.key === id.key && lastSent.modRevision === id.modRevision) continue;

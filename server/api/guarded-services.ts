@@ -93,21 +93,14 @@ async function attachedKeys(ctx: ApiContext, ids: Iterable<string>): Promise<(id
   return (id) => found.get(id) ?? [];
 }
 
-/** The leases a put or txn attaches keys to. */
-function leasesOf(req: PutRequest | TxnRequest): string[] {
-  if ('compare' in req || 'success' in req) {
-    const out: string[] = [];
-    const walk = (t: TxnRequest): void => {
-      for (const op of [...(t.success ?? []), ...(t.failure ?? [])]) {
-        if (op.request_put && leaseIsSet(op.request_put.lease)) out.push(String(op.request_put.lease));
-        else if (op.request_txn) walk(op.request_txn);
-      }
-    };
-    walk(req as TxnRequest);
-    return out;
-  }
-  const lease = (req as PutRequest).lease;
-  return leaseIsSet(lease) ? [String(lease)] : [];
+/** The lease a put attaches its key to (none: []). */
+function putLeases(p: PutRequest): string[] {
+  return leaseIsSet(p.lease) ? [String(p.lease)] : [];
+}
+
+/** The leases the puts of a txn (nested ones included) attach keys to. */
+function txnLeases(t: TxnRequest): string[] {
+  return [...(t.success ?? []), ...(t.failure ?? [])].flatMap((op) => (op.request_put ? putLeases(op.request_put) : op.request_txn ? txnLeases(op.request_txn) : []));
 }
 
 export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
@@ -128,7 +121,7 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
     sharded ? (caller, req) => (invalid(req) || !guard.enabled ? false : guard.requireForRead(caller, needs(req), false)) : null;
   // A put attaching a key to a lease needs write access to the lease's other keys (etcd's
   // checkLeasePuts); on a sharded cluster they are on the shards.
-  const leasedWriteCheck = <Req extends PutRequest | TxnRequest>(needs: (req: Req, keys: (id: string) => Buffer[]) => Requirement[], invalid: (req: Req) => unknown): Check<Req> | null =>
+  const leasedWriteCheck = <Req>(leasesOf: (req: Req) => string[], needs: (req: Req, keys: (id: string) => Buffer[]) => Requirement[], invalid: (req: Req) => unknown): Check<Req> | null =>
     sharded
       ? async (caller, req) => {
           if (invalid(req) || !guard.enabled) return false;
@@ -137,12 +130,12 @@ export function guardKv(ctx: ApiContext, guard: AuthGuard, impl: grpc.UntypedSer
           return guard.requireForRead(caller, needs(req, keys), false);
         }
       : null;
-  const leasedWrite = leasedWriteCheck<TxnRequest>((req, keys) => txnNeeds(req, keys), () => null);
+  const leasedWrite = leasedWriteCheck<TxnRequest>(txnLeases, (req, keys) => txnNeeds(req, keys), () => null);
   return {
     ...impl,
     Range: guardUnary(guard, impl.Range, readRange, mapError),
     RangeStream: guardStream(guard, impl.RangeStream, readRange, mapError),
-    Put: guardUnary<PutRequest>(guard, impl.Put, leasedWriteCheck<PutRequest>((req, keys) => putNeeds(req, keys), checkPut), mapError),
+    Put: guardUnary<PutRequest>(guard, impl.Put, leasedWriteCheck<PutRequest>(putLeases, (req, keys) => putNeeds(req, keys), checkPut), mapError),
     DeleteRange: guardUnary<DeleteRangeRequest>(guard, impl.DeleteRange, writeCheck((req) => deleteNeeds(req), checkDelete), mapError),
     Compact: guardUnary(guard, impl.Compact, writeCheck(() => AUTHENTICATED), mapError),
     Txn: guardUnary<TxnRequest>(

@@ -5,8 +5,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { grpcError } from '../etcd/errors.ts';
 import { ApiContext, toServiceError, unary } from './context.ts';
-import type { ShardedKv } from './sharded-kv.ts';
-import { shardedKvOf } from './contender-kv.ts';
+import { shardedKvOf, type ShardedKv } from './sharded-kv.ts';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { installPreframedResponses } from './preframed-response.ts';

@@ -17,7 +17,7 @@ import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace,
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, ResponseHeader, TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
-import { rangeOf, type RangeResult, type TxnResult } from '../mvcc/types.ts';
+import { rangeOf, type RangeOp, type RangeResult, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges, shardRangeRequest } from '../routing/range-merge.ts';
 import type { LeaseGeneration } from '../shard/request-codec.ts';
 import { DeadlineError } from '../member/member.ts';
@@ -109,14 +109,18 @@ export class ShardedKv {
   }
 
   /** A single-shard range from this member's replica; several shards at one oracle revision R. */
-  async range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
-    const op = rangeOpFromWire(req);
+  range(req: RangeRequest): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
+    return this.rangeOp(rangeOpFromWire(req), req.serializable === true);
+  }
+
+  /** `range` for a RangeOp (the server's own reads: the Lock and Election services'). */
+  async rangeOp(op: RangeOp, serializable: boolean): Promise<{ header: ReturnType<ApiContext['header']>; result: RangeResult }> {
     const touched = this.shards.shardsOfRange(op.key, op.rangeEnd);
     if (touched.length === 1 && !this.shards.hosts(touched[0].groupId)) {
       // Served by a member hosting the shard, as below; one that has not applied `revision` yet says so
       // and the read is made at R on the shard's leader, as for several shards.
-      if (!req.serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
-      const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable: req.serializable === true }, this.ctx.deadlineMs());
+      if (!serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
+      const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable }, this.ctx.deadlineMs());
       if (answer.kind === 'done') {
         if (answer.payload.kind !== 'range') throw new Error(`shard group ${touched[0].groupId}: a forwarded range answered ${answer.payload.kind}`);
         return { header: this.ctx.header(answer.revision, touched[0], answer.raftTerm), result: answer.payload.result };
@@ -128,8 +132,8 @@ export class ShardedKv {
     // used up: their answers carried them, and a later read of the shard must not go below them.
     if (touched.length === 1 && this.shards.hosts(touched[0].groupId) && op.revision <= touched[0].sm.readableRevision()) {
       const target = touched[0];
-      if (!req.serializable) await this.ctx.readBarrier(target);
-      const through = await replicaReadRevision(target, !req.serializable, this.ctx.deadlineMs());
+      if (!serializable) await this.ctx.readBarrier(target);
+      const through = await replicaReadRevision(target, !serializable, this.ctx.deadlineMs());
       return { header: this.ctx.header(through, target), result: target.sm.store.range(op, through) };
     }
     const deadlineMs = this.ctx.deadlineMs();
@@ -254,4 +258,13 @@ export class ShardedKv {
     await Promise.all(targets.map((target) => this.ctx.proposeWrite({ compaction: req }, { target })));
     return { revision: fresh };
   }
+}
+
+/** The member's ShardedKv, one per API context: the KV service and the Lock and Election services share it. */
+const shardedKvs = new WeakMap<ApiContext, ShardedKv>();
+
+export function shardedKvOf(ctx: ApiContext, shards: ShardedKeyspace): ShardedKv {
+  let kv = shardedKvs.get(ctx);
+  if (kv === undefined) shardedKvs.set(ctx, (kv = new ShardedKv(ctx, shards)));
+  return kv;
 }

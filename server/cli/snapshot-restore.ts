@@ -103,7 +103,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
           if (key[0] === LEASE_RECORD_PREFIX) {
             // Leases only (a sharded cluster's sweep state is its own); a generation where the new cluster needs one.
             if (!isLeaseRecordKey(storeKey)) continue;
-            batch.putState(DATA_GROUP_ID, key, sharded || value.includes('"g"') ? restoredLeaseRecord(value, sharded) : value);
+            batch.putState(DATA_GROUP_ID, key, restoredLeaseRecord(value, sharded));
           } else if (key[0] === MVCC_RECORD_PREFIX && sharded) {
             // The keys go to their shards; every shard carries the store's revisions.
             if (isMetaKey(storeKey)) {
