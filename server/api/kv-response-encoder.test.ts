@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { etcdClients, etcdServices } from '../etcd/proto.ts';
 import { installPreframedResponses, preframedStats } from './preframed-response.ts';
 import { kvToWire, txnResultToWire } from '../etcd/convert.ts';
-import { YIELD_EVERY_BYTES, encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
+import { encodeDeleteRangeResponse, encodeRangeResponse, encodeTxnResponse } from './kv-response-encoder.ts';
+import { SLICE_MAX_BYTES, copySlicesRun } from './copy-slices.ts';
 import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 
 const uint64Text = fc.oneof(fc.constantFrom('0', '1', '127', '128', '9007199254740993'), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String));
@@ -77,18 +78,39 @@ describe('kv response encoder', () => {
     );
   });
 
-  it('lets timers run while it copies large values', async () => {
+  it('copies large values one slice per event-loop turn, shared by encodings running at once', async () => {
     const value = Buffer.alloc(1024 * 1024, 0x61);
     const kvs: KeyValue[] = Array.from({ length: 64 }, (_, i) => ({ key: Buffer.from(`k${i}`), createRevision: 2 + i, modRevision: 2 + i, version: 1, value, lease: '0' }));
-    let turns = 0;
-    const counter = setInterval(() => turns++, 0);
     const h = { cluster_id: '1', member_id: '2', revision: '66', raft_term: '3' };
-    const out = await encodeRangeResponse(h, kvs, false, 64);
-    clearInterval(counter);
-    expect(turns).toBeGreaterThanOrEqual(Math.floor((64 * value.length) / YIELD_EVERY_BYTES) - 1);
-    const decoded = etcdClients().KV.service.Range.responseDeserialize(out) as { kvs: Array<{ value: Buffer }>; count: string };
+    // A probe in every turn: how many slices ran since its last look.
+    const slicesPerTurn: number[] = [];
+    let last = copySlicesRun();
+    let probing = true;
+    const probe = (): void => {
+      const now = copySlicesRun();
+      slicesPerTurn.push(now - last);
+      last = now;
+      if (probing) setImmediate(probe);
+    };
+    setImmediate(probe);
+    const started = copySlicesRun();
+    const [range, deleted] = await Promise.all([encodeRangeResponse(h, kvs, false, 64), encodeDeleteRangeResponse(h, 64, kvs)]);
+    probing = false;
+    expect(Math.max(...slicesPerTurn)).toBe(1);
+    expect(copySlicesRun() - started).toBeGreaterThanOrEqual(Math.floor((2 * 64 * value.length) / SLICE_MAX_BYTES) - 2);
+    const decoded = etcdClients().KV.service.Range.responseDeserialize(range) as { kvs: Array<{ value: Buffer }>; count: string };
     expect(decoded.kvs.length).toBe(64);
     expect(decoded.kvs[63].value.equals(value)).toBe(true);
+    const decodedDelete = etcdClients().KV.service.DeleteRange.responseDeserialize(deleted) as { prev_kvs: Array<{ value: Buffer }> };
+    expect(decodedDelete.prev_kvs.length).toBe(64);
+    expect(decodedDelete.prev_kvs[17].value.equals(value)).toBe(true);
+  });
+
+  it('writes a small reply in the turn that asked for it', async () => {
+    const kvs: KeyValue[] = [{ key: Buffer.from('a'), createRevision: 2, modRevision: 2, version: 1, value: Buffer.from('v'), lease: '0' }];
+    const before = copySlicesRun();
+    await encodeRangeResponse({ cluster_id: '1', member_id: '2', revision: '2', raft_term: '3' }, kvs, false, 1);
+    expect(copySlicesRun()).toBe(before);
   });
 
   it('is sent by a grpc-js server without another copy, and decoded by a client', async () => {

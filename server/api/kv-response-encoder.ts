@@ -4,9 +4,10 @@
 // 300 × 1 MiB values in one synchronous call (and copied every value twice on the way), long enough
 // for the followers to elect a new leader. Here the size is computed first (cheap: one pass over the
 // key-values), one buffer is allocated (with the gRPC frame header in front, so grpc-js sends it
-// without copying it again: preframed-response.ts), and values are copied into it at most
-// YIELD_EVERY_BYTES per turn. The key-values themselves were collected synchronously by the store at one revision, and
-// their buffers are immutable, so what is encoded is exactly one consistent read.
+// without copying it again: preframed-response.ts), and keys and values are copied into it in slices
+// that every encoding on the member shares, one per event-loop turn (copy-slices.ts). The key-values
+// themselves were collected synchronously by the store at one revision, and their buffers are
+// immutable, so what is encoded is exactly one consistent read.
 //
 // Fields go in number order with proto3 zeros left out, as etcd's Go encoder writes them; clients
 // decode the same message protobufjs's encoding gives (tested). The KV service's serializer passes a
@@ -16,11 +17,10 @@ import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { numberVarintBytes, uint64Of, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { allocPreframed } from './preframed-response.ts';
+import { SlicedCopier } from './copy-slices.ts';
 
 /** etcd's server sends at most math.MaxInt32 bytes per message (grpc.MaxSendMsgSize); so do we. */
 export const MAX_RESPONSE_BYTES = 2 ** 31 - 1;
-/** Bytes copied per event-loop turn (a few ms of memcpy on a slow core). */
-export const YIELD_EVERY_BYTES = 4 * 1024 * 1024;
 
 /** The response would exceed MAX_RESPONSE_BYTES: grpc-go's ResourceExhausted in etcd. */
 export class ResponseTooLargeError extends Error {
@@ -54,11 +54,8 @@ function kvBodyBytes(kv: KeyValue, lease: bigint): number {
   return n;
 }
 
-const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Writes `kvs` as repeated field `fieldNo`, yielding between slices; returns the position after. */
-async function writeKvs(out: Buffer, p: number, fieldNo: number, kvs: KeyValue[], bodies: number[], leases: bigint[]): Promise<number> {
-  let sinceYield = 0;
+/** Writes `kvs` as repeated field `fieldNo`, copying in `copier`'s slices; returns the position after. */
+async function writeKvs(copier: SlicedCopier, out: Buffer, p: number, fieldNo: number, kvs: KeyValue[], bodies: number[], leases: bigint[]): Promise<number> {
   for (let i = 0; i < kvs.length; i++) {
     const kv = kvs[i];
     p = writeNumberVarint(out, p, (fieldNo << 3) | LEN);
@@ -66,7 +63,8 @@ async function writeKvs(out: Buffer, p: number, fieldNo: number, kvs: KeyValue[]
     if (kv.key.length > 0) {
       out[p++] = (1 << 3) | LEN;
       p = writeNumberVarint(out, p, kv.key.length);
-      p += kv.key.copy(out, p);
+      const q = copier.tryCopy(kv.key, out, p);
+      p = q >= 0 ? q : await copier.copy(kv.key, out, p);
     }
     if (kv.createRevision !== 0) {
       out[p++] = (2 << 3) | VARINT;
@@ -83,16 +81,12 @@ async function writeKvs(out: Buffer, p: number, fieldNo: number, kvs: KeyValue[]
     if (kv.value.length > 0) {
       out[p++] = (5 << 3) | LEN;
       p = writeNumberVarint(out, p, kv.value.length);
-      p += kv.value.copy(out, p);
+      const q = copier.tryCopy(kv.value, out, p);
+      p = q >= 0 ? q : await copier.copy(kv.value, out, p);
     }
     if (leases[i] !== 0n) {
       out[p++] = (6 << 3) | VARINT;
       p = writeVarint(out, p, leases[i]);
-    }
-    sinceYield += bodies[i];
-    if (sinceYield >= YIELD_EVERY_BYTES) {
-      sinceYield = 0;
-      await yieldTurn();
     }
   }
   return p;
@@ -127,7 +121,7 @@ export async function encodeRangeResponse(header: ResponseHeader, kvs: KeyValue[
     p = writeNumberVarint(out, p, inner);
   }
   p += headerField.copy(out, p);
-  p = await writeKvs(out, p, 2, kvs, measured.bodies, measured.leases);
+  p = await writeKvs(new SlicedCopier(), out, p, 2, kvs, measured.bodies, measured.leases);
   if (more) {
     out[p++] = (3 << 3) | VARINT;
     out[p++] = 1;
@@ -152,7 +146,7 @@ export async function encodeDeleteRangeResponse(header: ResponseHeader, deleted:
     out[p++] = (2 << 3) | VARINT;
     p = writeNumberVarint(out, p, deleted);
   }
-  p = await writeKvs(out, p, 3, prevKvs, measured.bodies, measured.leases);
+  p = await writeKvs(new SlicedCopier(), out, p, 3, prevKvs, measured.bodies, measured.leases);
   if (p !== total) throw new Error(`delete response encoder wrote ${p} of ${total} bytes`);
   return out;
 }
@@ -247,16 +241,13 @@ export async function encodeTxnResponse(header: ResponseHeader, r: TxnResult): P
   if (body.bytes > MAX_RESPONSE_BYTES) throw new ResponseTooLargeError(body.bytes);
   const out = allocPreframed(body.bytes);
   let p = 0;
-  let sinceYield = 0;
+  const copier = new SlicedCopier();
   for (const seg of body.segments) {
-    if (Buffer.isBuffer(seg)) p += seg.copy(out, p);
-    else p = await writeKvs(out, p, seg.fieldNo, seg.kvs, seg.bodies, seg.leases);
-    // Many ranges of a few MiB each: writeKvs yields within one, this between them.
-    sinceYield += segmentBytes(seg);
-    if (sinceYield >= YIELD_EVERY_BYTES) {
-      sinceYield = 0;
-      await yieldTurn();
+    if (Buffer.isBuffer(seg)) {
+      const q = copier.tryCopy(seg, out, p);
+      p = q >= 0 ? q : await copier.copy(seg, out, p);
     }
+    else p = await writeKvs(copier, out, p, seg.fieldNo, seg.kvs, seg.bodies, seg.leases);
   }
   if (p !== body.bytes) throw new Error(`txn response encoder wrote ${p} of ${body.bytes} bytes`);
   return out;
