@@ -1,6 +1,7 @@
 // Checks the peer Stream RPC between a PeerTransport (frame-codec.ts frames) and a peer that still
 // speaks through proto-loader (the previous codec), in both directions, over real loopback gRPC:
 // members of different versions must keep exchanging Raft messages during a rolling upgrade.
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -58,12 +59,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A PeerTransport for NEW_MEMBER on a free port, with no snapshots and no removals. */
-function newMemberTransport(peers: Map<number, string>, onMessages: (from: number, messages: InboundMessage[]) => void): PeerTransport {
+/** A PeerTransport for NEW_MEMBER (or `memberId`) on a free port (or `listenAddress`), with no snapshots and no removals. */
+function newMemberTransport(peers: Map<number, string>, onMessages: (from: number, messages: InboundMessage[]) => void, memberId = NEW_MEMBER, listenAddress = '127.0.0.1:0'): PeerTransport {
   return new PeerTransport({
     clusterId: CLUSTER,
-    memberId: NEW_MEMBER,
-    listenAddress: '127.0.0.1:0',
+    memberId,
+    listenAddress,
     peers,
     onMessages,
     logger: pino({ level: 'silent' }),
@@ -147,5 +148,27 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     call.write(Buffer.from([0x0b]));
     const err = await failed;
     expect(err.code).toBe(grpc.status.INTERNAL);
+  });
+
+  it('dials a peer again at once when that peer dials in (a restarted member hears its leader without waiting out a backoff)', async () => {
+    // A port for the peer that is down at first.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const peerPort = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+    const leader = newMemberTransport(new Map([[OLD_MEMBER, `127.0.0.1:${peerPort}`]]), () => {});
+    await leader.start();
+    cleanups.push(() => leader.stop());
+    // Its dials fail until the backoff reaches its cap (50 ms doubling to 1 s): a redial timer is then
+    // pending nearly all the time.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(leader.isConnected(OLD_MEMBER)).toBe(false);
+
+    const restarted = newMemberTransport(new Map([[NEW_MEMBER, `127.0.0.1:${leader.port}`]]), () => {}, OLD_MEMBER, `127.0.0.1:${peerPort}`);
+    await restarted.start();
+    cleanups.push(() => restarted.stop());
+    await until(() => (leader.isConnected(OLD_MEMBER) ? true : undefined));
+    expect(leader.earlyRedials).toBe(1);
   });
 });

@@ -23,6 +23,12 @@ import { RECOVERY_CHANNEL_OPTIONS } from './channel-recovery.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 const MIN_BACKOFF_MS = 50;
+/**
+ * Metadata a dialling member names itself in. Only a hint: a stream from a member whose own stream
+ * from here is down means that member is back, so it is dialled again now rather than at the end of
+ * its backoff (a restarted follower heard its leader up to ~2 s after it could serve).
+ */
+const DIALLER_METADATA_KEY = 'synod-dialler-member-id';
 /** Stream redials wait at most this: with the channel's own recovery (channel-recovery.ts) a peer back under a new IP is found within 2 s. */
 const MAX_BACKOFF_MS = 1_000;
 /** A snapshot transfer that takes longer than this fails (and Raft retries it later). */
@@ -175,6 +181,8 @@ export class PeerTransport {
   private readonly inboundCalls = new Set<grpc.ServerDuplexStream<FrameBatch, StreamHello>>();
   private stopped = false;
   private boundPort = 0;
+  /** Streams dialled again at once because their peer dialled this member (peerIsBack). */
+  earlyRedials = 0;
   /** Snapshot transfers in flight, by "group/member". */
   private readonly sendingSnapshots = new Set<string>();
   private unknownPeerWarnings = 0;
@@ -465,7 +473,9 @@ export class PeerTransport {
       ...RECOVERY_CHANNEL_OPTIONS,
       ...this.opts.channelOptions,
     });
-    const call = (out.client as unknown as { Stream(): grpc.ClientDuplexStream<Buffer, StreamHello> }).Stream();
+    const metadata = new grpc.Metadata();
+    metadata.set(DIALLER_METADATA_KEY, String(this.opts.memberId));
+    const call = (out.client as unknown as { Stream(m: grpc.Metadata): grpc.ClientDuplexStream<Buffer, StreamHello> }).Stream(metadata);
     out.call = call;
     let closed = false;
     const onClosed = (reason: string): void => {
@@ -521,8 +531,26 @@ export class PeerTransport {
     }, delayMs);
   }
 
+  /**
+   * `memberId` just dialled this member, so it is up: if the stream to it is down and waiting out a
+   * backoff, dial it now, on a new channel (the old one may be in its own reconnect backoff).
+   */
+  private peerIsBack(memberId: number): void {
+    const out = this.outbound.get(memberId);
+    if (this.stopped || out === undefined || out.redialTimer === null) return;
+    clearTimeout(out.redialTimer);
+    out.redialTimer = null;
+    out.backoffMs = MIN_BACKOFF_MS;
+    out.client?.close();
+    out.client = null;
+    this.earlyRedials++;
+    this.dial(out);
+  }
+
   private acceptStream(call: grpc.ServerDuplexStream<FrameBatch, StreamHello>): void {
     this.inboundCalls.add(call);
+    const dialler = Number(call.metadata.get(DIALLER_METADATA_KEY)[0] ?? 0);
+    if (Number.isSafeInteger(dialler) && dialler > 0) this.peerIsBack(dialler);
     call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId });
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
