@@ -11,7 +11,8 @@
 //                     ReadIndex (member.readBarrier: applies everything committed), then the store at R.
 //
 // A cross-shard transaction's prepare (txn_intent) is stamped like any write; once it is proposed, and
-// until the transaction is resolved here, nothing else stamped is proposed (the shard is frozen), another
+// until its resolution is in this leader's log, nothing else stamped is proposed (the shard is frozen;
+// then writes stamped above its C follow the resolution, which Raft applies first), another
 // transaction's prepare waits if it is older and is refused if younger once a short grace is over
 // (wait-die), and reads at or above its revision wait; the commit then
 // raises the floor to the transaction's C. Overdue prepared transactions are recovered from here
@@ -25,7 +26,7 @@ import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { writesRevision } from './kv-state-machine.ts';
 import type { ClientGrant } from './oracle-client.ts';
-import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody, type TxnReadsWire } from './request-codec.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody, type TxnReadsWire, type TxnResolveWire } from './request-codec.ts';
 import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRead } from './txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
@@ -173,6 +174,14 @@ export class ShardWritePath {
   private intentInFlight = 0;
   /** That prepare's transaction (wait-die ranks a waiting prepare against it). */
   private intentInFlightRank: TxnRank | null = null;
+  /**
+   * Transactions prepared here whose resolution this leader put in its log in term `resolvesTerm`: id →
+   * the commit's revision C (0 for an abort). Raft applies a leader's entries in log order, and an entry
+   * it appended after the resolution commits only if the resolution does, so writes stamped above C may
+   * follow it into the log at once instead of waiting a consensus round for it to apply.
+   */
+  private readonly resolvesProposed = new Map<string, number>();
+  private resolvesTerm = 0;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
@@ -225,6 +234,7 @@ export class ShardWritePath {
       this.wakeReads();
     };
     sm.onTxnsChanged(() => {
+      for (const id of this.resolvesProposed.keys()) if (sm.txns.getPrepared(id) === undefined) this.resolvesProposed.delete(id);
       this.drainOutbox();
       this.watchPreparedTxns();
     });
@@ -269,6 +279,7 @@ export class ShardWritePath {
     this.revisions.end();
     this.intentInFlight = 0;
     this.intentInFlightRank = null;
+    this.resolvesProposed.clear();
     const held = this.held;
     this.held = [];
     for (const q of held) q.reject(err);
@@ -358,7 +369,9 @@ export class ShardWritePath {
         this.opts.member.proposeDirect(this.opts.groupId, data);
       } catch {
         this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
+        return;
       }
+      if ('txn_resolve' in request && request.txn_resolve) this.resolveProposed(request.txn_resolve);
       return;
     }
     this.follow();
@@ -408,6 +421,43 @@ export class ShardWritePath {
         this.reforward(data, deadlineMs);
       }
     }, REFORWARD_DELAY_MS);
+  }
+
+  /**
+   * A resolution this member just appended to the shard's log (intercept): when it resolves a transaction
+   * prepared here and this replica still leads in the term its revisions were started for (so the entry
+   * went into this leader's log in that term), writes stamped above its C may be proposed behind it.
+   */
+  private resolveProposed(r: TxnResolveWire): void {
+    if (r.forget === true || r.txn_id === '' || !this.ready()) return;
+    const prepared = this.opts.sm.txns.getPrepared(r.txn_id);
+    if (prepared === undefined) return;
+    const commitRevision = r.commit ? Number(r.revision ?? NaN) : 0;
+    // A commit the state machine would refuse as an invariant breach holds the shard as before.
+    if (r.commit && (!Number.isSafeInteger(commitRevision) || commitRevision < prepared.revision)) return;
+    if (this.resolvesTerm !== this.revisions.leaderTerm) {
+      this.resolvesProposed.clear();
+      this.resolvesTerm = this.revisions.leaderTerm;
+    }
+    this.resolvesProposed.set(r.txn_id, commitRevision);
+    this.drainOutbox();
+  }
+
+  /**
+   * What cross-shard transactions allow the outbox: 'held' while a prepare is on its way or a prepared
+   * transaction's resolution is not in this leader's log; otherwise writes stamped above `aboveRevision`
+   * (the highest C of the resolutions in the log, 0 when none) may be proposed.
+   */
+  private txnHold(): { held: true } | { held: false; aboveRevision: number } {
+    if (this.intentInFlight !== 0) return { held: true };
+    let aboveRevision = 0;
+    const inTerm = this.resolvesTerm === this.revisions.leaderTerm;
+    for (const p of this.opts.sm.txns.preparedTxns()) {
+      const c = inTerm ? this.resolvesProposed.get(p.txnId) : undefined;
+      if (c === undefined) return { held: true };
+      aboveRevision = Math.max(aboveRevision, c);
+    }
+    return { held: false, aboveRevision };
   }
 
   /**
@@ -632,7 +682,8 @@ export class ShardWritePath {
       // the log until it is resolved (its commit applies at its C with nothing above its prepare before
       // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
-      if ((this.intentInFlight !== 0 || sm.txns.preparedCount() > 0) && this.mutation !== 'propose-while-txn-prepared') {
+      const hold = this.txnHold();
+      if (hold.held && this.mutation !== 'propose-while-txn-prepared') {
         // Wait-die, for every prepare waiting here wherever it is in the outbox: one older than every
         // transaction holding the shard waits (stamped again if the holder commits above it); a younger
         // one waits at most YOUNGER_WAIT_MS, then is refused. Most holders are only waiting for their
@@ -660,6 +711,9 @@ export class ShardWritePath {
         if (graceLeftMs !== Infinity) this.wakeDrainIn(graceLeftMs);
         break;
       }
+      // Stamped at or below a commit whose resolution is in the log but not applied: it must not follow
+      // it (a revision below C after C); settled once the commit applies (afterApplied).
+      if (!hold.held && this.outbox[0].revision <= hold.aboveRevision && this.mutation !== 'propose-while-txn-prepared' && this.mutation !== 'propose-below-logged-commit') break;
       if (intentDeadline(this.outbox[0]) <= Date.now()) {
         // It waited past its transaction's deadline: its coordinator has given this attempt up, and a
         // late prepare would only freeze the shard until a recoverer aborts it.

@@ -60,7 +60,7 @@ describe('sharded write and read path simulation', () => {
     expect(b).toEqual(a);
   });
 
-  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
+  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
     if (replaySeed !== null) return;
     let caught = '';
     let tried = 0;
