@@ -4,21 +4,28 @@
 // is prepared, so the transaction is committed (parallel commits), and the participants' recoverers
 // resolve it so — at one revision — with no reader waiting longer than 2 s; a client
 // that gives up mid-commit leaves the transaction whole (committed or aborted, never half, never stuck);
-// a txn over more ops than --max-txn-ops is refused as etcd refuses it.
+// a txn over more ops than --max-txn-ops is refused as etcd refuses it; a recoverer's fence goes once
+// the shard leaders move the fence horizon past its transaction (--test-txn-fence-keep-ms shortens
+// the five minutes a fence is kept).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { SlotMap } from '../server/routing/slots.ts';
+import { ShardPeerChannels, shardKvOnPeer } from '../server/shard/peer-shard-rpc.ts';
+import { encodeForwardedEntry } from '../server/shard/forwarded-entry.ts';
+import { FIRST_SHARD_GROUP_ID } from '../server/cli/shard-hosting.ts';
 
 const SHARDS = 4;
 const PAUSE_MS = 4_000;
+/** Fences go once their transaction is this old (TEST-ONLY knob; five minutes by default). */
+const FENCE_KEEP_MS = 2_000;
 let cluster: ProcessCluster;
 
 beforeAll(async () => {
   cluster = await ProcessCluster.start({
     size: 3,
-    memberArgs: (i) => ['--shards', String(SHARDS), ...(i === 0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
+    memberArgs: (i) => ['--shards', String(SHARDS), '--test-txn-fence-keep-ms', String(FENCE_KEEP_MS), ...(i === 0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
   });
   // Ready members, but a shard may still be electing its first leader on a loaded machine: wait until a
   // cross-shard write goes through (it touches two shards; the tests pick their own keys).
@@ -67,7 +74,34 @@ async function values(kv: KvClient, keys: string[]): Promise<string[]> {
   return Promise.all(keys.map(async (k) => (await kv.range(k, {}, 10_000)).kvs[0]?.value.toString() ?? '<none>'));
 }
 
+/** Every member's synod_cross_shard_txn_aborted_records (fences held by its shard replicas). */
+async function fencesPerMember(): Promise<number[]> {
+  return Promise.all(cluster.members.map(async (_, i) => Number(/^synod_cross_shard_txn_aborted_records (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN)));
+}
+
 describe('cross-shard transactions under coordinator faults', () => {
+  it('a recoverer\'s fence is kept until the fence horizon passes its transaction, then goes from every replica', async () => {
+    // The fence a recoverer lays on a participant its transaction never prepared: txn_recover through the
+    // ShardKv peer RPC, as a shard leader recovering an overdue transaction sends it.
+    const channels = new ShardPeerChannels({ peerAddress: (id) => (id === 1 ? `127.0.0.1:${cluster.members[1].peerPort}` : undefined) });
+    try {
+      const txnId = `fence-test-${Date.now()}`;
+      const entry = encodeForwardedEntry({ txn_recover: { txn_id: txnId, abort_pending: false, priority: String(Date.now()) } }, undefined);
+      const outcome = await shardKvOnPeer(channels, 1, { groupId: FIRST_SHARD_GROUP_ID, deadlineMs: Date.now() + 10_000, op: { kind: 'write', entry, internal: true } });
+      expect(outcome.kind).toBe('done');
+      await eventually('the fence is on every replica', async () => expect(await fencesPerMember()).toEqual([1, 1, 1]), 10_000, 100);
+      const laidAt = Date.now();
+      // The leader moves the horizon to FENCE_KEEP_MS ago at most every FENCE_KEEP_MS (hosting rounds every
+      // 500 ms): the fence goes between FENCE_KEEP_MS and about three times that after it was laid.
+      await eventually('the fence is dropped on every replica', async () => expect(await fencesPerMember()).toEqual([0, 0, 0]), 15_000, 100);
+      const goneAfterMs = Date.now() - laidAt;
+      console.log(`fence dropped ${goneAfterMs} ms after it was laid (kept for ${FENCE_KEEP_MS} ms)`);
+      expect(goneAfterMs).toBeGreaterThanOrEqual(FENCE_KEEP_MS - 1_000);
+    } finally {
+      channels.close();
+    }
+  });
+
   it('a coordinator killed -9 after its prepares: committed by the recoverers at one revision, no reader blocked past 2 s', async () => {
     const [a, b] = await keysOnTwoShards('kill/');
     const kv1 = new KvClient(cluster.endpointOf(1));

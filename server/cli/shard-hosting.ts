@@ -146,6 +146,9 @@ export class ShardHosting implements ShardedKeyspace {
   private readonly finishing = new Set<string>();
   /** Set by the API: moves a shard's fence horizon (TxnCoordinator.advanceFenceHorizon). */
   txnFenceHorizon: ((groupId: number, horizonMs: number) => Promise<void>) | null = null;
+  /** How old a transaction must be for its fences to go, and how often the horizon moves (test knob: --test-txn-fence-keep-ms). */
+  fenceKeepMs = FENCE_KEEP_MS;
+  fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;
@@ -226,6 +229,8 @@ export class ShardHosting implements ShardedKeyspace {
      * placed here, testable while every member hosts every shard.
      */
     testRemoteWatchShards?: readonly number[];
+    /** TEST-ONLY (--test-txn-fence-keep-ms; 0 or absent: FENCE_KEEP_MS). */
+    testTxnFenceKeepMs?: number;
   }): Promise<ShardHosting> {
     const { member, db, snapshotDir, bootstrap, logger, memberId } = opts;
     const voters = bootstrap.filter((m) => !m.isLearner).map((m) => m.id);
@@ -243,6 +248,11 @@ export class ShardHosting implements ShardedKeyspace {
       if (!Number.isSafeInteger(i) || i < 0 || i >= opts.shardCount) throw new RangeError(`--experimental-test-remote-watch-shards: no shard ${i} (shards 0..${opts.shardCount - 1})`);
     }
     hosting.testRemoteWatchShards = opts.testRemoteWatchShards ?? [];
+    if ((opts.testTxnFenceKeepMs ?? 0) > 0) {
+      hosting.fenceKeepMs = opts.testTxnFenceKeepMs!;
+      hosting.fenceHorizonEveryMs = Math.min(FENCE_HORIZON_EVERY_MS, opts.testTxnFenceKeepMs!);
+      logger.warn({ fenceKeepMs: hosting.fenceKeepMs }, 'TEST ONLY: cross-shard transaction fences go after --test-txn-fence-keep-ms');
+    }
     for (let index = 0; index < opts.shardCount; index++) {
       const groupId = FIRST_SHARD_GROUP_ID + index;
       const loaded = await Member.recoverSnapshot(db, groupId, snapshotDir, await db.loadGroup(groupId), logger);
@@ -541,8 +551,8 @@ export class ShardHosting implements ShardedKeyspace {
     if (move === null) return;
     for (const shard of this.shards) {
       if (member.leaderId(shard.groupId) !== member.memberId || shard.sm.txns.decidedCount('aborted') === 0) continue;
-      const horizon = now - FENCE_KEEP_MS;
-      if (now - (this.horizonMovedMs.get(shard.groupId) ?? 0) < FENCE_HORIZON_EVERY_MS || horizon <= shard.sm.txns.fenceHorizon()) continue;
+      const horizon = now - this.fenceKeepMs;
+      if (now - (this.horizonMovedMs.get(shard.groupId) ?? 0) < this.fenceHorizonEveryMs || horizon <= shard.sm.txns.fenceHorizon()) continue;
       this.horizonMovedMs.set(shard.groupId, now);
       void move(shard.groupId, horizon).catch(() => this.horizonMovedMs.delete(shard.groupId));
     }

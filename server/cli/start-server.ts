@@ -74,6 +74,8 @@ export interface ServerConfig {
   unsafeStaleReads?: boolean;
   /** TEST-ONLY (--test-txn-pause-before-decision-ms): a coordinator pauses between prepares and decision. */
   testTxnPauseBeforeDecisionMs?: number;
+  /** TEST-ONLY (--test-txn-fence-keep-ms; 0: the default): how old a transaction's fences must be to go. */
+  testTxnFenceKeepMs?: number;
   /** TEST-ONLY (--experimental-test-remote-watch-shards): merged watches here read these shards from another member. */
   testRemoteWatchShards?: readonly number[];
   /** Client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); needed for https client URLs. */
@@ -253,7 +255,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   });
   const sharding =
     shards > 1
-      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, deadMemberGraceMs: cfg.deadMemberGraceMs, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards })
+      ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, deadMemberGraceMs: cfg.deadMemberGraceMs, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards, testTxnFenceKeepMs: cfg.testTxnFenceKeepMs })
       : null;
   log.info(
     {

@@ -75,6 +75,7 @@ program
   .option('--experimental-unsafe-stale-reads', 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex')
   .option('--test-forward-shards <list>', 'TEST ONLY: shard indexes (e.g. 0,3) or "all" whose KV requests this member forwards to another member, as if it hosted no replica of them')
   .option('--test-txn-pause-before-decision-ms <ms>', 'TEST ONLY: a cross-shard transaction this member coordinates waits this long between its prepares and its decision', '0')
+  .option('--test-txn-fence-keep-ms <ms>', 'TEST ONLY: how old a cross-shard transaction must be for its fences to go (default five minutes; the horizon then moves at most every minute or every this long, whichever is shorter)', '0')
   .option('--experimental-test-remote-watch-shards <list>', 'TEST ONLY: merged watches on this member read these shard indexes (comma-separated) from another member over the peer port, though hosted here', '')
   .action(async (o: Record<string, string>) => {
     const logger = pino({ level: o.logLevel, base: { member: o.name } });
@@ -165,6 +166,7 @@ program
         faultInjection: Boolean(o.experimentalFaultInjection),
         unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
         testTxnPauseBeforeDecisionMs: Number(o.testTxnPauseBeforeDecisionMs),
+        testTxnFenceKeepMs: Number(o.testTxnFenceKeepMs),
         testRemoteWatchShards: list(o.experimentalTestRemoteWatchShards).map(Number),
         clientTls: { certFile: o.certFile, keyFile: o.keyFile, trustedCaFile: o.trustedCaFile, clientCertAuth: Boolean(o.clientCertAuth) },
         peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },
