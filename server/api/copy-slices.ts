@@ -51,8 +51,8 @@ function nextTurn(): Promise<void> {
 }
 
 /**
- * One encoding's copies, in slices. `copy` copies at once whatever it is given; `copyLarge` cuts a big
- * buffer into chunks and waits for a turn whenever the current slice is spent.
+ * One encoding's copies, in slices. `tryCopy` copies at once what fits in the current slice; `copy` cuts
+ * a buffer into chunks and waits for a turn whenever the current slice is spent.
  */
 export class SlicedCopier {
   // The first slice is the current turn's: a small reply is written at once, never queued.
