@@ -206,4 +206,26 @@ describe('cross-shard transactions under coordinator faults', () => {
       kv2.close();
     }
   }, 30_000);
+
+  it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
+    const kv = new KvClient(cluster.endpointOf(1));
+    try {
+      const [a, b] = await keysOnTwoShards('metrics/');
+      for (let i = 0; i < 5; i++) expect((await kv.txn(transfer(a, b, `m${i}`), 10_000)).succeeded).toBe(true);
+    } finally {
+      kv.close();
+    }
+    const sum = async (name: string): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
+      return total;
+    };
+    // Two prepares per transaction, each proposed by its shard's leader (more after retries).
+    expect(await sum('synod_cross_shard_txn_prepares_total')).toBeGreaterThanOrEqual(10);
+    expect(await sum('synod_shard_writes_proposed_total')).toBeGreaterThanOrEqual(10);
+    expect(await sum('synod_shard_oracle_requests_total')).toBeGreaterThan(0);
+    // Exported (a sum over members, never NaN); one client at a time meets no other transaction, so 0 here.
+    expect(Number.isInteger(await sum('synod_cross_shard_txn_prepares_refused_total'))).toBe(true);
+    await eventually('no transaction left prepared', async () => expect(await sum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
+  }, 30_000);
 });

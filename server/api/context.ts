@@ -139,6 +139,11 @@ export interface ShardedKeyspace {
   txnFenceHorizon: ((groupId: number, horizonMs: number) => Promise<void>) | null;
   /** Counts of forwarded KV requests since start, for /metrics. */
   forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
+  /**
+   * The shard leaders' write paths here, for /metrics: counts since start (replicas that moved away
+   * included), and the cross-shard transactions prepared on the replicas here now.
+   */
+  writePathStatus(): { writesProposed: number; oracleRequests: number; txnPrepares: number; txnPreparesRefused: number; txnRecoveries: number; preparedNow: number };
 }
 
 /** A write's outcome; `raftTerm` is the shard group's term on the member that proposed it when that was another (a forward). */

@@ -116,6 +116,14 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): cl
     const recordsHere = (state: 'committed' | 'aborted'): number => shards.targets().filter((t) => shards.hosts(t.groupId)).reduce((sum, t) => sum + t.sm.txns.decidedCount(state), 0);
     gauge('synod_cross_shard_txn_committed_records', 'Records of committed cross-shard transactions held by the shard replicas here (each goes once every participant resolved).', () => recordsHere('committed'));
     gauge('synod_cross_shard_txn_aborted_records', 'Fences of cross-shard transactions a recoverer aborted, held by the shard replicas here (they refuse a late prepare; kept).', () => recordsHere('aborted'));
+    // The shard leaders' write paths here (server/shard/shard-write-path.ts): contention on shards shows as
+    // refused prepares (wait-die) and transactions left prepared.
+    counter('synod_shard_writes_proposed_total', 'Writes stamped with oracle revisions and proposed by the shard leaders here.', () => shards.writePathStatus().writesProposed);
+    counter('synod_shard_oracle_requests_total', 'Revision requests the shard leaders here made (one per write turn, for all its writes).', () => shards.writePathStatus().oracleRequests);
+    counter('synod_cross_shard_txn_prepares_total', 'Cross-shard transaction prepares proposed by the shard leaders here.', () => shards.writePathStatus().txnPrepares);
+    counter('synod_cross_shard_txn_prepares_refused_total', 'Prepares the shard leaders here refused: another transaction held the shard (the younger side of wait-die) or the prepare waited past its deadline.', () => shards.writePathStatus().txnPreparesRefused);
+    counter('synod_cross_shard_txn_recoveries_total', 'Overdue prepared transactions the shard leaders here recovered.', () => shards.writePathStatus().txnRecoveries);
+    gauge('synod_cross_shard_txns_prepared', 'Cross-shard transactions prepared on the shard replicas here now, waiting for their resolution.', () => shards.writePathStatus().preparedNow);
     counter('synod_oracle_requests_total', 'Revision requests this member\'s oracle host received.', () => shards.oracleStatus().requests);
     counter('synod_oracle_grants_total', 'Revision batches this member\'s oracle host granted.', () => shards.oracleStatus().grants);
     counter('synod_oracle_revisions_granted_total', 'Revisions this member\'s oracle host granted.', () => shards.oracleStatus().revisionsGranted);

@@ -80,6 +80,17 @@ interface ReplicaDeps {
   randomSeed: () => number;
 }
 
+/** The write-path counts /metrics shows (writePathStatus). */
+type PathCounts = Omit<ReturnType<ShardedKeyspace['writePathStatus']>, 'preparedNow'>;
+
+function addPathStats(into: PathCounts, s: ShardWritePath['stats']): void {
+  into.writesProposed += s.writesProposed;
+  into.oracleRequests += s.oracleRequests;
+  into.txnPrepares += s.txnIntents;
+  into.txnPreparesRefused += s.txnIntentsRefused;
+  into.txnRecoveries += s.txnRecoveries;
+}
+
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
 const HOSTING_INTERVAL_MS = 500;
 /** How long a committed transaction's record may stay before a shard leader finishes it (its forgets take ≤ 200 ms). */
@@ -149,6 +160,8 @@ export class ShardHosting implements ShardedKeyspace {
   /** How old a transaction must be for its fences to go, and how often the horizon moves (test knob: --test-txn-fence-keep-ms). */
   fenceKeepMs = FENCE_KEEP_MS;
   fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
+  /** The write-path counts of replicas that left this member (writePathStatus stays monotonic). */
+  private readonly retiredPathStats: PathCounts = { writesProposed: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesRefused: 0, txnRecoveries: 0 };
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;
@@ -619,6 +632,7 @@ export class ShardHosting implements ShardedKeyspace {
     this.hosted.delete(index);
     this.shards.splice(this.shards.indexOf(shard), 1);
     shard.path?.stop();
+    if (shard.path !== null) addPathStats(this.retiredPathStats, shard.path.stats); // counters never go back
     // Merged watches following this replica go on from a replica elsewhere.
     if (shard.source.subscriptionCount() > 0) {
       const self = this.memberForHosting().memberId;
@@ -1023,6 +1037,12 @@ export class ShardHosting implements ShardedKeyspace {
     return { release: closer.acquire(), sync: (timeoutMs) => closer.sync(timeoutMs) };
   }
 
+
+  writePathStatus(): ReturnType<ShardedKeyspace['writePathStatus']> {
+    const total = { ...this.retiredPathStats };
+    for (const s of this.shards) if (s.path !== null) addPathStats(total, s.path.stats);
+    return { ...total, preparedNow: this.shards.reduce((sum, s) => sum + s.sm.txns.preparedCount(), 0) };
+  }
 
   closingStatus(): ReturnType<ShardedKeyspace['closingStatus']> {
     const c = this.closer;
