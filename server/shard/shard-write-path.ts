@@ -175,13 +175,13 @@ export class ShardWritePath {
   /** That prepare's transaction (wait-die ranks a waiting prepare against it). */
   private intentInFlightRank: TxnRank | null = null;
   /**
-   * Transactions prepared here whose resolution this leader put in its log in term `resolvesTerm`: id →
-   * the commit's revision C (0 for an abort). Raft applies a leader's entries in log order, and an entry
-   * it appended after the resolution commits only if the resolution does, so writes stamped above C may
-   * follow it into the log at once instead of waiting a consensus round for it to apply.
+   * Transactions prepared here whose resolution this leader put in its log in the term its revisions
+   * were started for (lose() empties it when that term ends): id → the commit's revision C (0 for an
+   * abort). Raft applies a leader's entries in log order, and an entry it appended after the resolution
+   * commits only if the resolution does, so writes stamped above C may follow it into the log at once
+   * instead of waiting a consensus round for it to apply.
    */
   private readonly resolvesProposed = new Map<string, number>();
-  private resolvesTerm = 0;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
@@ -435,10 +435,6 @@ export class ShardWritePath {
     const commitRevision = r.commit ? Number(r.revision ?? NaN) : 0;
     // A commit the state machine would refuse as an invariant breach holds the shard as before.
     if (r.commit && (!Number.isSafeInteger(commitRevision) || commitRevision < prepared.revision)) return;
-    if (this.resolvesTerm !== this.revisions.leaderTerm) {
-      this.resolvesProposed.clear();
-      this.resolvesTerm = this.revisions.leaderTerm;
-    }
     this.resolvesProposed.set(r.txn_id, commitRevision);
     this.drainOutbox();
   }
@@ -451,9 +447,8 @@ export class ShardWritePath {
   private txnHold(): { held: true } | { held: false; aboveRevision: number } {
     if (this.intentInFlight !== 0) return { held: true };
     let aboveRevision = 0;
-    const inTerm = this.resolvesTerm === this.revisions.leaderTerm;
     for (const p of this.opts.sm.txns.preparedTxns()) {
-      const c = inTerm ? this.resolvesProposed.get(p.txnId) : undefined;
+      const c = this.resolvesProposed.get(p.txnId);
       if (c === undefined) return { held: true };
       aboveRevision = Math.max(aboveRevision, c);
     }

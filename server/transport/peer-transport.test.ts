@@ -1,7 +1,6 @@
 // Checks the peer Stream RPC between a PeerTransport (frame-codec.ts frames) and a peer that still
 // speaks through proto-loader (the previous codec), in both directions, over real loopback gRPC:
 // members of different versions must keep exchanging Raft messages during a rolling upgrade.
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -9,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../raft/types.ts';
+import { freePort } from '../../test/support/ports.ts';
 import { PeerTransport, type InboundMessage } from './peer-transport.ts';
 import { messageFromWire, messageToWire, type WireBatch } from './wire.ts';
 
@@ -152,10 +152,7 @@ describe('peer Stream between this version and a proto-loader peer', () => {
 
   it('dials a peer again at once when that peer dials in (a restarted member hears its leader without waiting out a backoff)', async () => {
     // A port for the peer that is down at first.
-    const probe = net.createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const peerPort = (probe.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const peerPort = await freePort();
 
     const leader = newMemberTransport(new Map([[OLD_MEMBER, `127.0.0.1:${peerPort}`]]), () => {});
     await leader.start();
