@@ -163,6 +163,11 @@ interface ReadWaiter {
   reject(e: Error): void;
 }
 
+/** What cross-shard transactions allow a shard's outbox (ShardWritePath.txnHold). */
+type TxnHold = { readonly held: true } | { readonly held: false; readonly aboveRevision: number };
+const HELD: TxnHold = { held: true };
+const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
+
 export class ShardWritePath {
   private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
   private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
@@ -444,12 +449,14 @@ export class ShardWritePath {
    * transaction's resolution is not in this leader's log; otherwise writes stamped above `aboveRevision`
    * (the highest C of the resolutions in the log, 0 when none) may be proposed.
    */
-  private txnHold(): { held: true } | { held: false; aboveRevision: number } {
-    if (this.intentInFlight !== 0) return { held: true };
+  private txnHold(): TxnHold {
+    if (this.intentInFlight !== 0) return HELD;
+    // The common case, on every write's way to the log: nothing prepared, nothing to copy or scan.
+    if (this.opts.sm.txns.preparedCount() === 0) return NOT_HELD;
     let aboveRevision = 0;
     for (const p of this.opts.sm.txns.preparedTxns()) {
       const c = this.resolvesProposed.get(p.txnId);
-      if (c === undefined) return { held: true };
+      if (c === undefined) return HELD;
       aboveRevision = Math.max(aboveRevision, c);
     }
     return { held: false, aboveRevision };
