@@ -3,6 +3,7 @@
 // /placement (where the keyspace lives, as JSON: placement-http.ts).
 import { crossShardStats } from './cross-shard-txn.ts';
 import type { SendRateStats } from '../transport/send-rate-limiter.ts';
+import type { StreamCallStats } from '../transport/peer-transport.ts';
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
@@ -33,7 +34,7 @@ export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
   return { ready: true, reason: 'ok' };
 }
 
-export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): client.Registry {
+export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'synod_process_' });
   const status = (): ReturnType<typeof ctx.member.status> => ctx.member.status(DATA_GROUP_ID);
@@ -83,6 +84,13 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats): cl
     counter('synod_snapshot_send_throttled_seconds_total', 'Time snapshot chunks waited for the send pace, summed over transfers.', () => snapshotSend.throttledMs / 1000);
   }
   counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
+  if (streamCalls) {
+    // Calls riding the peer streams beside Raft's messages (the oracle's requests, the closing rounds).
+    counter('synod_peer_stream_calls_sent_total', 'Calls this member made to peers on the peer streams.', () => streamCalls.sent);
+    counter('synod_peer_stream_calls_served_total', 'Calls from peers this member served on the peer streams.', () => streamCalls.served);
+    counter('synod_peer_stream_calls_lost_total', 'Calls sent on a peer stream that broke before their reply came.', () => streamCalls.lost);
+    counter('synod_peer_stream_calls_timed_out_total', 'Calls on the peer streams whose reply did not come by their deadline.', () => streamCalls.timedOut);
+  }
   // Shard proposals forwarded here while a leadership or a replica moved (server/member/forwarded-proposal.ts).
   counter('synod_forwarded_proposal_retries_total', 'Forwarded shard proposals routed again after a pause because no leader was known here.', () => stats.forwardedProposalRetries);
   counter('synod_forwarded_proposals_passed_on_total', 'Forwarded proposals for a shard replica removed from this member, passed to the leader it had.', () => stats.forwardedProposalsPassedOn);
@@ -172,8 +180,8 @@ function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.
   });
 }
 
-export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats): Promise<http.Server> {
-  const registry = buildRegistry(ctx, snapshotSend);
+export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): Promise<http.Server> {
+  const registry = buildRegistry(ctx, snapshotSend, streamCalls);
   const server = http.createServer((req, res) => {
     const [url, ...rest] = (req.url ?? '/').split('?');
     const search = rest.join('?');

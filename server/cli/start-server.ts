@@ -40,7 +40,7 @@ import { bootstrapClusterRecord, clusterReplicationFactor, clusterShardCount, ho
 import { validateShardCount } from '../routing/slots.ts';
 import { METADATA_GROUP_ID, ShardHosting } from './shard-hosting.ts';
 import { shardPeersOverGrpc } from './shard-peers.ts';
-import { ShardPeerChannels, shardPeerServiceDefinition, shardPeerServiceImpl } from '../shard/peer-shard-rpc.ts';
+import { SHARD_PEER_STREAM_SERVICE, ShardPeerChannels, shardPeerServiceDefinition, shardPeerServiceImpl, shardPeerStreamHandler } from '../shard/peer-shard-rpc.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { joinExistingCluster } from './join-cluster.ts';
 
@@ -352,7 +352,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   // Test-only partitions (--experimental-fault-injection) cut the shards' peer RPCs as they cut Raft's messages.
   const isBlocked = faults ? (id: number): boolean => faults.isBlocked(id) : undefined;
   const shardChannels =
-    sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked }) : null;
+    sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked, streams: transport }) : null;
   if (sharding !== null && shardChannels !== null) {
     sharding.attach(
       member,
@@ -364,20 +364,20 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       },
       cfg.limits.maxRequestBytes,
     );
-    transport.addService(
-      shardPeerServiceDefinition(),
-      shardPeerServiceImpl({
-        oracle: () => sharding.oracle(),
-        oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
-        rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
-        leaderOf: (groupId) => member.leaderId(groupId),
-        isBlocked,
-        closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
-        shardStatus: (groupId) => sharding.shardStatusHere(groupId),
-        shardKv: (request) => serveShardKv(ctx, request),
-        watchShard: sharding.watchShardServer() ?? undefined,
-      }),
-    );
+    const shardPeerImpl = shardPeerServiceImpl({
+      oracle: () => sharding.oracle(),
+      oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
+      rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
+      leaderOf: (groupId) => member.leaderId(groupId),
+      isBlocked,
+      closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+      shardStatus: (groupId) => sharding.shardStatusHere(groupId),
+      shardKv: (request) => serveShardKv(ctx, request),
+      watchShard: sharding.watchShardServer() ?? undefined,
+    });
+    transport.addService(shardPeerServiceDefinition(), shardPeerImpl);
+    // The oracle's requests and the closing rounds ride the peer streams to members that serve them there.
+    transport.serveOnStream(SHARD_PEER_STREAM_SERVICE, shardPeerStreamHandler(shardPeerImpl));
   }
   const sweeper = sharding !== null ? new LeaseSweeper(ctx, sharding, log) : null;
   ctx.leaseSweeper = sweeper;
@@ -442,7 +442,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
-    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults, snapshotSendLimiter.stats);
+    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults, snapshotSendLimiter.stats, transport.streamCallStats);
   }
   member.start();
   leases.start();

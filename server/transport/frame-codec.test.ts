@@ -10,7 +10,7 @@ import protobuf from 'protobufjs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Entry, Message, MessageType, SnapshotMeta } from '../raft/types.ts';
-import { decodeBatch, decodeStreamHello, encodeBatch, encodeStreamHello, type FrameBatch } from './frame-codec.ts';
+import { decodeBatch, decodeStreamHello, encodeBatch, encodeFrames, encodeStreamHello, type FrameBatch } from './frame-codec.ts';
 import { messageFromWire, messageToWire, type WireBatch } from './wire.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
@@ -383,8 +383,79 @@ describe('frame codec round trip', () => {
     const hello = { clusterId: 2 ** 53 - 1, memberId: 42 };
     const buf = encodeStreamHello(hello);
     expect(decodeStreamHello(buf)).toEqual(hello);
-    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 2 ** 53 - 1, member_id: 42 });
+    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 2 ** 53 - 1, member_id: 42, stream_services: [] });
     expect(decodeStreamHello(streamMethod.responseSerialize({ cluster_id: 7, member_id: 8 }))).toEqual({ clusterId: 7, memberId: 8 });
+  });
+
+  it('carries the services a member serves on its streams in its StreamHello, as proto-loader encodes them', () => {
+    const hello = { clusterId: 3, memberId: 4, streamServices: ['synod.shard.ShardPeer', 'x.Ünïcode', ''] };
+    const buf = encodeStreamHello(hello);
+    expect(decodeStreamHello(buf)).toEqual(hello);
+    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 3, member_id: 4, stream_services: ['synod.shard.ShardPeer', 'x.Ünïcode', ''] });
+    expect(buf.equals(streamMethod.responseSerialize({ cluster_id: 3, member_id: 4, stream_services: hello.streamServices }))).toBe(true);
+  });
+
+  it('carries calls and replies beside the Raft messages, in the bytes proto-loader reads and writes', () => {
+    const msg: Message = { type: 'heartbeat', from: 1, to: 2, term: 7, logTerm: 0, index: 0, entries: [], commit: 9, reject: false, rejectHint: 0, context: Buffer.from([1]) };
+    const b: FrameBatch = {
+      clusterId: 5,
+      fromMember: 1,
+      toMember: 2,
+      envelopes: [{ groupId: 3, message: msg }],
+      calls: [
+        { callId: 1, method: '/synod.shard.ShardPeer/Revisions', payload: Buffer.from([0x0a, 0x01, 0x61]) },
+        { callId: 2 ** 53 - 1, method: '/a/B', payload: Buffer.alloc(0) },
+      ],
+      replies: [
+        { callId: 7, payload: Buffer.from('answer'), errorCode: 0, errorDetails: '' },
+        { callId: 8, payload: Buffer.alloc(0), errorCode: 14, errorDetails: 'ünavailable' },
+      ],
+    };
+    const buf = encodeBatch(b);
+    const back = decodeBatch(buf);
+    expect(canon(back)).toEqual(canon(b));
+    expect(back.calls).toEqual(b.calls);
+    expect(back.replies).toEqual(b.replies);
+    const wire = loaderDeserializeBatch(buf) as WireBatch & { calls: unknown[]; replies: unknown[] };
+    expect(wire.calls).toEqual([
+      { call_id: 1, method: '/synod.shard.ShardPeer/Revisions', payload: Buffer.from([0x0a, 0x01, 0x61]) },
+      { call_id: 2 ** 53 - 1, method: '/a/B', payload: Buffer.alloc(0) },
+    ]);
+    expect(wire.replies).toEqual([
+      { call_id: 7, payload: Buffer.from('answer'), error_code: 0, error_details: '' },
+      { call_id: 8, payload: Buffer.alloc(0), error_code: 14, error_details: 'ünavailable' },
+    ]);
+    // What proto-loader writes (it keeps explicit defaults) decodes to the same calls and replies.
+    const fromLoader = decodeBatch(loaderSerializeBatch(wire));
+    expect(fromLoader.calls).toEqual(b.calls);
+    expect(fromLoader.replies).toEqual(b.replies);
+    // A batch of calls alone (no Raft message this turn) decodes with no envelopes.
+    const alone = decodeBatch(encodeBatch({ clusterId: 5, fromMember: 1, toMember: 2, envelopes: [], replies: b.replies }));
+    expect(alone.envelopes).toEqual([]);
+    expect(alone.calls).toBeUndefined();
+    expect(alone.replies).toEqual(b.replies);
+  });
+
+  it('splits a turn too large for one frame: the Raft messages first, then the calls and replies, every frame within the budget', () => {
+    const msg = (i: number): Message => ({ type: 'app', from: 1, to: 2, term: 1, logTerm: 1, index: i, entries: [{ term: 1, index: i + 1, type: 'normal', data: Buffer.alloc(3000, i) }], commit: 0, reject: false, rejectHint: 0, context: Buffer.alloc(0) });
+    const b: FrameBatch = {
+      clusterId: 5,
+      fromMember: 1,
+      toMember: 2,
+      envelopes: Array.from({ length: 6 }, (_, i) => ({ groupId: i, message: msg(i) })),
+      calls: Array.from({ length: 5 }, (_, i) => ({ callId: i + 1, method: '/s/M', payload: Buffer.alloc(2500, i) })),
+      replies: Array.from({ length: 3 }, (_, i) => ({ callId: 100 + i, payload: Buffer.alloc(2500, i), errorCode: 0, errorDetails: '' })),
+    };
+    const frames = encodeFrames(b, 8 * 1024);
+    expect(frames.length).toBeGreaterThan(2);
+    for (const f of frames) expect(f.length).toBeLessThanOrEqual(8 * 1024);
+    const decoded = frames.map(decodeBatch);
+    expect(decoded.flatMap((d) => d.envelopes).map((e) => e.groupId)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(decoded.flatMap((d) => d.calls ?? [])).toEqual(b.calls);
+    expect(decoded.flatMap((d) => d.replies ?? [])).toEqual(b.replies);
+    const firstSide = decoded.findIndex((d) => (d.calls?.length ?? 0) + (d.replies?.length ?? 0) > 0);
+    expect(decoded.slice(firstSide).every((d) => d.envelopes.length === 0)).toBe(true);
+    expect(() => encodeFrames({ ...b, envelopes: [], calls: [{ callId: 1, method: '/s/M', payload: Buffer.alloc(9000) }], replies: [] }, 8 * 1024)).toThrow(/stream call of \d+ bytes exceeds the frame budget/);
   });
 });
 
@@ -518,9 +589,11 @@ describe('frame codec rejects malformed frames', () => {
     ['a negative (10-byte) message type', [0x22, 0x0d, 0x12, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /2\^53 or more/],
     ['a value of 2^53', [0x08, ...writeVarint(2 ** 53)], /2\^53 or more/],
     ['a varint longer than 10 bytes', [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /longer than 10 bytes/],
-    ['an unknown varint field longer than 10 bytes', [0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /longer than 10 bytes/],
-    ['a truncated unknown 64-bit field', [0x29, 1, 2, 3], /truncated 64-bit/],
-    ['a truncated unknown 32-bit field', [0x2d, 1, 2], /truncated 32-bit/],
+    ['an unknown varint field longer than 10 bytes', [0x78, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], /longer than 10 bytes/],
+    ['a truncated unknown 64-bit field', [0x79, 1, 2, 3], /truncated 64-bit/],
+    ['a truncated unknown 32-bit field', [0x7d, 1, 2], /truncated 32-bit/],
+    ['a call with a bad wire type', [0x28, 0x01], /Batch.calls has wire type 0, expected 2/],
+    ['a reply whose error code is beyond uint32', [0x32, 0x06, 0x18, ...writeVarint(2 ** 32)], /does not fit uint32/],
     ['an envelope without a message', [0x22, 0x02, 0x08, 0x01], /envelope without a message/],
     ['a group id beyond uint32', [0x22, 0x08, 0x08, ...writeVarint(2 ** 32), 0x12, 0x00], /does not fit uint32/],
     ['a packed run cut inside a varint', [0x22, 0x09, 0x12, 0x07, 0x62, 0x05, 0x1a, 0x03, 0x0a, 0x01, 0x80], /truncated varint/],

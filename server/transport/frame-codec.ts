@@ -1,5 +1,6 @@
 // Hand-written protobuf codec for the peer Stream RPC: the Batch frames carrying Raft messages
-// (Batch/Envelope/RaftMessage/Entry/SnapshotMeta/ConfState) and the StreamHello answer, all as
+// (Batch/Envelope/RaftMessage/Entry/SnapshotMeta/ConfState) and the calls and replies riding with
+// them (StreamCall/StreamReply, opaque payloads), and the StreamHello answer, all as
 // defined in proto/synod/transport.proto. It exists because going through @grpc/proto-loader was
 // the cost: protobufjs's decode + toObject (a Long per uint64) and fromObject on send spent ~60 µs
 // per frame, a large share of the leader's CPU per client write. The bytes are plain proto3, so
@@ -26,11 +27,32 @@ export interface FrameBatch {
   fromMember: number;
   toMember: number;
   envelopes: FrameEnvelope[];
+  /** Calls to a service the receiver serves on its streams (peer-transport.ts callOnStream); absent: none. */
+  calls?: StreamCall[];
+  /** Replies to calls the receiver made; absent: none. */
+  replies?: StreamReply[];
+}
+
+export interface StreamCall {
+  callId: number;
+  /** The gRPC method path the call stands for, e.g. "/synod.shard.ShardPeer/Revisions". */
+  method: string;
+  payload: Buffer;
+}
+
+export interface StreamReply {
+  callId: number;
+  payload: Buffer;
+  /** 0 (OK) or the gRPC status code of a failed call. */
+  errorCode: number;
+  errorDetails: string;
 }
 
 export interface StreamHello {
   clusterId: number;
   memberId: number;
+  /** Services the member serves on its streams; absent or empty: none (an older member). */
+  streamServices?: string[];
 }
 
 // Enum numbers from transport.proto (MessageType, EntryType).
@@ -239,6 +261,62 @@ function writeMessage(buf: Buffer, p: number, m: Message): number {
   return p;
 }
 
+// Calls and replies (Batch fields 5 and 6). Small and few, so sized on the spot rather than through
+// the scratch of submessage sizes.
+
+function stringFieldSize(str: string): number {
+  const len = Buffer.byteLength(str);
+  return len === 0 ? 0 : lenFieldSize(len);
+}
+
+function bytesFieldSize(bytes: Uint8Array): number {
+  return bytes.byteLength === 0 ? 0 : lenFieldSize(bytes.byteLength);
+}
+
+function callBodyBytes(c: StreamCall): number {
+  return uintFieldSize(c.callId, 'call id') + stringFieldSize(c.method) + bytesFieldSize(c.payload);
+}
+
+function replyBodyBytes(r: StreamReply): number {
+  if (!(Number.isInteger(r.errorCode) && r.errorCode >= 0 && r.errorCode <= UINT32_MAX)) throw new Error(`frame codec: error code ${r.errorCode} is not a uint32`);
+  return uintFieldSize(r.callId, 'call id') + bytesFieldSize(r.payload) + uintFieldSize(r.errorCode, 'error code') + stringFieldSize(r.errorDetails);
+}
+
+/** Exact bytes one call adds to a Batch (tag, length and body). */
+export function callFieldBytes(c: StreamCall): number {
+  return lenFieldSize(callBodyBytes(c));
+}
+
+/** Exact bytes one reply adds to a Batch (tag, length and body). */
+export function replyFieldBytes(r: StreamReply): number {
+  return lenFieldSize(replyBodyBytes(r));
+}
+
+function writeStringField(buf: Buffer, p: number, tag: number, str: string): number {
+  const len = Buffer.byteLength(str);
+  if (len === 0) return p;
+  buf[p++] = tag;
+  p = writeNumberVarint(buf, p, len);
+  return p + buf.write(str, p, 'utf8');
+}
+
+function writeCall(buf: Buffer, p: number, c: StreamCall): number {
+  buf[p++] = 0x2a;
+  p = writeNumberVarint(buf, p, callBodyBytes(c));
+  p = writeUintField(buf, p, 0x08, c.callId);
+  p = writeStringField(buf, p, 0x12, c.method);
+  return writeBytesField(buf, p, 0x1a, c.payload);
+}
+
+function writeReply(buf: Buffer, p: number, r: StreamReply): number {
+  buf[p++] = 0x32;
+  p = writeNumberVarint(buf, p, replyBodyBytes(r));
+  p = writeUintField(buf, p, 0x08, r.callId);
+  p = writeBytesField(buf, p, 0x12, r.payload);
+  p = writeUintField(buf, p, 0x18, r.errorCode);
+  return writeStringField(buf, p, 0x22, r.errorDetails);
+}
+
 /** Encodes a Batch frame (transport.proto) from Raft messages. Throws on a value the wire cannot carry. */
 export function encodeBatch(batch: FrameBatch): Buffer {
   sizeCursor = 0;
@@ -255,6 +333,8 @@ export function encodeBatch(batch: FrameBatch): Buffer {
     sizes[envSlot] = envSize;
     n += lenFieldSize(envSize);
   }
+  if (batch.calls) for (const c of batch.calls) n += callFieldBytes(c);
+  if (batch.replies) for (const r of batch.replies) n += replyFieldBytes(r);
 
   const buf = Buffer.allocUnsafe(n);
   sizeCursor = 0;
@@ -270,6 +350,8 @@ export function encodeBatch(batch: FrameBatch): Buffer {
     p = writeNumberVarint(buf, p, sizes[sizeCursor++]);
     p = writeMessage(buf, p, env.message);
   }
+  if (batch.calls) for (const c of batch.calls) p = writeCall(buf, p, c);
+  if (batch.replies) for (const r of batch.replies) p = writeReply(buf, p, r);
   if (sizes.length > 4096) sizes.length = 0; // do not keep a huge frame's scratch forever
   if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte frame (bug)`);
   return buf;
@@ -293,16 +375,23 @@ function envelopeFieldBytes(env: FrameEnvelope): number {
 
 /**
  * Encodes a batch as frames of at most `maxFrameBytes` each (one frame unless it would be larger;
- * each frame is a complete Batch, delivered in order). Throws when a single message cannot fit: the
- * frame budget must hold the largest message the replication limits allow (frame-budget.ts).
+ * each frame is a complete Batch, delivered in order). Throws when a single message, call or reply
+ * cannot fit: the frame budget must hold the largest message the replication limits allow
+ * (frame-budget.ts), and the transport keeps calls and replies well below it (peer-transport.ts).
  */
 export function encodeFrames(batch: FrameBatch, maxFrameBytes: number): Buffer[] {
   const envelopes = batch.envelopes;
   let bound = 64;
   for (let i = 0; i < envelopes.length; i++) bound += envelopeBoundBytes(envelopes[i].message);
+  const calls = batch.calls ?? [];
+  const replies = batch.replies ?? [];
+  for (const c of calls) bound += callFieldBytes(c);
+  for (const r of replies) bound += replyFieldBytes(r);
   if (bound <= maxFrameBytes) return [encodeBatch(batch)];
   const headerBytes = uintFieldSize(batch.clusterId, 'cluster id') + uintFieldSize(batch.fromMember, 'from member') + uintFieldSize(batch.toMember, 'to member');
   const frames: Buffer[] = [];
+  const header = { clusterId: batch.clusterId, fromMember: batch.fromMember, toMember: batch.toMember };
+  // The Raft messages first, then the calls and replies in frames of their own.
   let start = 0;
   let frameBytes = headerBytes;
   for (let i = 0; i < envelopes.length; i++) {
@@ -311,22 +400,46 @@ export function encodeFrames(batch: FrameBatch, maxFrameBytes: number): Buffer[]
       throw new Error(`frame codec: a ${envelopes[i].message.type} message of ${bytes} bytes exceeds the frame budget of ${maxFrameBytes} (replication limits and frame budget disagree)`);
     }
     if (frameBytes + bytes > maxFrameBytes) {
-      frames.push(encodeBatch({ ...batch, envelopes: envelopes.slice(start, i) }));
+      frames.push(encodeBatch({ ...header, envelopes: envelopes.slice(start, i) }));
       start = i;
       frameBytes = headerBytes;
     }
     frameBytes += bytes;
   }
-  frames.push(encodeBatch({ ...batch, envelopes: envelopes.slice(start) }));
+  if (envelopes.length > 0) frames.push(encodeBatch({ ...header, envelopes: envelopes.slice(start) }));
+  let side: FrameBatch = { ...header, envelopes: [], calls: [], replies: [] };
+  frameBytes = headerBytes;
+  const add = (bytes: number, put: (b: FrameBatch) => void, what: string): void => {
+    if (headerBytes + bytes > maxFrameBytes) throw new Error(`frame codec: a ${what} of ${bytes} bytes exceeds the frame budget of ${maxFrameBytes}`);
+    if (frameBytes + bytes > maxFrameBytes) {
+      frames.push(encodeBatch(side));
+      side = { ...header, envelopes: [], calls: [], replies: [] };
+      frameBytes = headerBytes;
+    }
+    put(side);
+    frameBytes += bytes;
+  };
+  for (const c of calls) add(callFieldBytes(c), (b) => b.calls!.push(c), 'stream call');
+  for (const r of replies) add(replyFieldBytes(r), (b) => b.replies!.push(r), 'stream reply');
+  if (frameBytes > headerBytes) frames.push(encodeBatch(side));
   return frames;
 }
 
 /** Encodes the StreamHello a stream's receiver answers with. */
 export function encodeStreamHello(hello: StreamHello): Buffer {
-  const n = uintFieldSize(hello.clusterId, 'cluster id') + uintFieldSize(hello.memberId, 'member id');
+  const services = hello.streamServices ?? [];
+  let n = uintFieldSize(hello.clusterId, 'cluster id') + uintFieldSize(hello.memberId, 'member id');
+  for (const name of services) n += lenFieldSize(Buffer.byteLength(name));
   const buf = Buffer.allocUnsafe(n);
-  const p = writeUintField(buf, 0, 0x08, hello.clusterId);
-  writeUintField(buf, p, 0x10, hello.memberId);
+  let p = writeUintField(buf, 0, 0x08, hello.clusterId);
+  p = writeUintField(buf, p, 0x10, hello.memberId);
+  for (const name of services) {
+    // Written even when empty: a repeated string keeps every element.
+    buf[p++] = 0x1a;
+    p = writeNumberVarint(buf, p, Buffer.byteLength(name));
+    p += buf.write(name, p, 'utf8');
+  }
+  if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte hello (bug)`);
   return buf;
 }
 
@@ -674,11 +787,89 @@ export function decodeBatch(buf: Buffer): FrameBatch {
         batch.envelopes.push(readEnvelope(r, end));
         break;
       }
+      case 5: {
+        expectWire(key, WIRE_LEN, 'Batch.calls');
+        const end = r.lenEnd(limit);
+        (batch.calls ??= []).push(readCall(r, end));
+        break;
+      }
+      case 6: {
+        expectWire(key, WIRE_LEN, 'Batch.replies');
+        const end = r.lenEnd(limit);
+        (batch.replies ??= []).push(readReply(r, end));
+        break;
+      }
       default:
         r.skip(key & 7, limit);
     }
   }
   return batch;
+}
+
+function readString(r: Reader, limit: number): string {
+  const end = r.lenEnd(limit);
+  const str = r.buf.toString('utf8', r.pos, end);
+  r.pos = end;
+  return str;
+}
+
+function readBytes(r: Reader, limit: number): Buffer {
+  const end = r.lenEnd(limit);
+  const bytes = end > r.pos ? r.buf.subarray(r.pos, end) : EMPTY;
+  r.pos = end;
+  return bytes;
+}
+
+function readCall(r: Reader, limit: number): StreamCall {
+  const call: StreamCall = { callId: 0, method: '', payload: EMPTY };
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'StreamCall.call_id');
+        call.callId = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_LEN, 'StreamCall.method');
+        call.method = readString(r, limit);
+        break;
+      case 3:
+        expectWire(key, WIRE_LEN, 'StreamCall.payload');
+        call.payload = readBytes(r, limit);
+        break;
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  return call;
+}
+
+function readReply(r: Reader, limit: number): StreamReply {
+  const reply: StreamReply = { callId: 0, payload: EMPTY, errorCode: 0, errorDetails: '' };
+  while (r.pos < limit) {
+    const key = readKey(r, limit);
+    switch (key >>> 3) {
+      case 1:
+        expectWire(key, WIRE_VARINT, 'StreamReply.call_id');
+        reply.callId = r.varint(limit);
+        break;
+      case 2:
+        expectWire(key, WIRE_LEN, 'StreamReply.payload');
+        reply.payload = readBytes(r, limit);
+        break;
+      case 3:
+        expectWire(key, WIRE_VARINT, 'StreamReply.error_code');
+        reply.errorCode = readUint32(r, limit, 'error code');
+        break;
+      case 4:
+        expectWire(key, WIRE_LEN, 'StreamReply.error_details');
+        reply.errorDetails = readString(r, limit);
+        break;
+      default:
+        r.skip(key & 7, limit);
+    }
+  }
+  return reply;
 }
 
 /** Decodes a StreamHello. */
@@ -696,6 +887,10 @@ export function decodeStreamHello(buf: Buffer): StreamHello {
       case 2:
         expectWire(key, WIRE_VARINT, 'StreamHello.member_id');
         hello.memberId = r.varint(limit);
+        break;
+      case 3:
+        expectWire(key, WIRE_LEN, 'StreamHello.stream_services');
+        (hello.streamServices ??= []).push(readString(r, limit));
         break;
       default:
         r.skip(key & 7, limit);

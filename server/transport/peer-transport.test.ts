@@ -9,7 +9,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../raft/types.ts';
 import { freePort } from '../../test/support/ports.ts';
-import { PeerTransport, type InboundMessage } from './peer-transport.ts';
+import { PeerTransport, type InboundMessage, type StreamCallHandler } from './peer-transport.ts';
 import { messageFromWire, messageToWire, type WireBatch } from './wire.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
@@ -126,7 +126,10 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     cleanups.push(() => void call.end());
     const back = append(OLD_MEMBER, NEW_MEMBER);
     call.write({ cluster_id: CLUSTER, from_member: OLD_MEMBER, to_member: NEW_MEMBER, envelopes: [{ group_id: 2, message: messageToWire(back) }] });
-    expect(await hello).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER });
+    expect(await hello).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER, stream_services: [] });
+    // The old peer's hello named no services: nothing is ever called on its stream.
+    expect(transport.streamCallsTo(OLD_MEMBER, 'test.Echo')).toBe(false);
+    expect(await transport.callOnStream(OLD_MEMBER, '/test.Echo/Upper', Buffer.from('x'), Date.now() + 1_000)).toEqual({ kind: 'not-sent', reason: `member ${OLD_MEMBER} does not serve /test.Echo/Upper on its stream` });
     const got = await until(() => received[0]);
     expect(got.from).toBe(OLD_MEMBER);
     expect(got.messages).toEqual([{ groupId: 2, message: back }]);
@@ -167,5 +170,75 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     cleanups.push(() => restarted.stop());
     await until(() => (leader.isConnected(OLD_MEMBER) ? true : undefined));
     expect(leader.earlyRedials).toBe(1);
+  });
+});
+
+describe('calls on the peer streams', () => {
+  const A = 0x0a;
+  const B = 0x0b;
+
+  /** Two members, each dialling the other; B serves `test.Echo` with `handler`. */
+  async function pair(handler: StreamCallHandler, onB: (from: number, messages: InboundMessage[]) => void = () => {}): Promise<{ a: PeerTransport; b: PeerTransport; bPort: number }> {
+    const aPort = await freePort();
+    const bPort = await freePort();
+    const a = newMemberTransport(new Map([[B, `127.0.0.1:${bPort}`]]), () => {}, A, `127.0.0.1:${aPort}`);
+    const b = newMemberTransport(new Map([[A, `127.0.0.1:${aPort}`]]), onB, B, `127.0.0.1:${bPort}`);
+    b.serveOnStream('test.Echo', handler);
+    await a.start();
+    await b.start();
+    cleanups.push(() => a.stop());
+    cleanups.push(() => b.stop());
+    await until(() => (a.streamCallsTo(B, 'test.Echo') && b.isConnected(A) ? true : undefined));
+    return { a, b, bPort };
+  }
+
+  const echo: StreamCallHandler = async (from, method, payload) => {
+    if (method === '/test.Echo/Upper') return { payload: Buffer.from(`${from}:${payload.toString().toUpperCase()}`) };
+    if (method === '/test.Echo/Fail') return { code: grpc.status.FAILED_PRECONDITION, details: 'refused on purpose' };
+    return { code: grpc.status.UNIMPLEMENTED, details: `no ${method}` };
+  };
+
+  it('answers a call with its reply or its status, and calls leave with the turn\'s Raft messages', async () => {
+    const inbound: InboundMessage[] = [];
+    const { a, b } = await pair(echo, (_from, messages) => inbound.push(...messages));
+    expect(a.streamCallsTo(B, 'other.Service')).toBe(false);
+    expect(b.streamCallsTo(A, 'test.Echo')).toBe(false); // A serves nothing
+    const deadline = Date.now() + 5_000;
+    // A Raft message queued in the same turn as the call travels in the same frame.
+    a.send(4, append(A, B));
+    const [upper, failed, unknown] = await Promise.all([
+      a.callOnStream(B, '/test.Echo/Upper', Buffer.from('abc'), deadline),
+      a.callOnStream(B, '/test.Echo/Fail', Buffer.from(''), deadline),
+      a.callOnStream(B, '/test.Echo/Nope', Buffer.from(''), deadline),
+    ]);
+    expect(upper).toEqual({ kind: 'reply', payload: Buffer.from(`${A}:ABC`) });
+    expect(failed).toEqual({ kind: 'error', code: grpc.status.FAILED_PRECONDITION, details: 'refused on purpose' });
+    expect(unknown).toEqual({ kind: 'error', code: grpc.status.UNIMPLEMENTED, details: 'no /test.Echo/Nope' });
+    expect(inbound).toEqual([{ groupId: 4, message: append(A, B) }]);
+    // A service B does not serve is answered UNIMPLEMENTED by the transport itself.
+    expect(await a.callOnStream(B, '/other.Service/X', Buffer.from(''), deadline)).toMatchObject({ kind: 'not-sent' });
+    expect(a.streamCallStats).toMatchObject({ sent: 3, lost: 0, timedOut: 0 });
+    expect(b.streamCallStats.served).toBe(3);
+    // A call too large for a stream frame is never sent (the caller uses a unary call instead).
+    expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.alloc(a.streamPayloadLimitBytes + 1), deadline)).toMatchObject({ kind: 'not-sent' });
+  });
+
+  it('ends a call by its deadline when no reply comes, and as lost when its stream breaks', async () => {
+    const never: StreamCallHandler = () => new Promise(() => {});
+    const { a, b } = await pair(never);
+    const started = Date.now();
+    expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.from('x'), Date.now() + 300)).toEqual({ kind: 'deadline' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(a.streamCallStats.timedOut).toBe(1);
+    const pending = a.callOnStream(B, '/test.Echo/Upper', Buffer.from('y'), Date.now() + 30_000);
+    await new Promise((r) => setTimeout(r, 100)); // sent
+    await b.stop();
+    const lost = await pending;
+    expect(lost.kind).toBe('lost');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(a.streamCallStats.lost).toBe(1);
+    // With the stream down, a call is refused at once: it never leaves.
+    await until(() => (a.isConnected(B) ? undefined : true));
+    expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.from('z'), Date.now() + 1_000)).toMatchObject({ kind: 'not-sent' });
   });
 });

@@ -5,6 +5,11 @@
 // Snapshots do not fit that stream: a 'snap' message travels with its state-machine bytes on a
 // separate client-streaming call (Snapshot), in chunks, and the Raft member hears how it ended.
 // Peers come and go with membership changes (setPeer/removePeer).
+// Small request/response calls between members (the revision oracle's, above all: about one per
+// sharded write) ride the same streams as StreamCall/StreamReply beside the Raft messages
+// (callOnStream/serveOnStream): a message on an open stream costs a tenth of a unary gRPC call's CPU
+// (bench/stream-floor.ts, bench/grpc-floor.ts). A member lists the services it serves so in its
+// StreamHello; a peer that lists none (an older version) is never sent any.
 // Stream frames are encoded and decoded by frame-codec.ts (hand-written, same proto3 bytes); the
 // rare Snapshot and ClusterInfo calls go through proto-loader.
 import * as grpc from '@grpc/grpc-js';
@@ -14,7 +19,17 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
 import { messageFromWire, messageToWire, type WireMessage } from './wire.ts';
-import { decodeBatch, encodeFrames, decodeStreamHello, encodeStreamHello, type FrameBatch, type FrameEnvelope, type StreamHello } from './frame-codec.ts';
+import {
+  decodeBatch,
+  encodeFrames,
+  decodeStreamHello,
+  encodeStreamHello,
+  type FrameBatch,
+  type FrameEnvelope,
+  type StreamCall,
+  type StreamHello,
+  type StreamReply,
+} from './frame-codec.ts';
 import { PEER_GRPC_MAX_MESSAGE_BYTES } from './frame-budget.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
@@ -154,6 +169,51 @@ export interface SnapshotHandler {
   received(groupId: number, message: Message, filePath: string): void;
 }
 
+/** What a call on a peer stream came to (callOnStream). Never a rejection. */
+export type StreamCallOutcome =
+  | { readonly kind: 'reply'; readonly payload: Buffer }
+  /** The peer's handler failed the call with this gRPC status. */
+  | { readonly kind: 'error'; readonly code: number; readonly details: string }
+  /** It never left this member (no stream to the peer, or cut off): certainly not executed there. */
+  | { readonly kind: 'not-sent'; readonly reason: string }
+  /** It left, and the stream it left on broke before the reply came: it may or may not have run. */
+  | { readonly kind: 'lost'; readonly reason: string }
+  | { readonly kind: 'deadline' };
+
+/** Serves calls made on peer streams to one service: the answer's payload, or a gRPC status. Never rejects. */
+export type StreamCallHandler = (fromMember: number, method: string, payload: Buffer) => Promise<{ payload: Buffer } | { code: number; details: string }>;
+
+/** Counters of the calls on the peer streams (exported on /metrics). */
+export interface StreamCallStats {
+  /** Calls this member made on its streams. */
+  sent: number;
+  /** Calls from peers this member served. */
+  served: number;
+  /** Calls sent on a stream that broke before their reply came. */
+  lost: number;
+  /** Calls whose reply did not come by their deadline. */
+  timedOut: number;
+}
+
+/** gRPC status codes used by the stream calls themselves. */
+const STATUS_UNIMPLEMENTED = 12;
+const STATUS_RESOURCE_EXHAUSTED = 8;
+
+interface PendingCall {
+  readonly to: number;
+  sent: boolean;
+  readonly timer: NodeJS.Timeout;
+  resolve(outcome: StreamCallOutcome): void;
+}
+
+const NO_SERVICES: ReadonlySet<string> = new Set();
+
+/** "/synod.shard.ShardPeer/Revisions" → "synod.shard.ShardPeer". */
+function serviceOfMethod(method: string): string {
+  const slash = method.lastIndexOf('/');
+  return slash > 0 ? method.slice(method.startsWith('/') ? 1 : 0, slash) : '';
+}
+
 /** At most one "cannot reach peer" line per peer per this interval (a down peer is redialled often). */
 const DIAL_FAILURE_LOG_MS = 10_000;
 
@@ -164,6 +224,11 @@ interface Outbound {
   call: grpc.ClientDuplexStream<Buffer, StreamHello> | null;
   connected: boolean;
   queue: FrameEnvelope[];
+  /** Calls and replies waiting for the next flush. */
+  calls: StreamCall[];
+  replies: StreamReply[];
+  /** The services the peer serves on its streams, from its hello on the current stream. */
+  peerServices: ReadonlySet<string>;
   backoffMs: number;
   redialTimer: NodeJS.Timeout | null;
   droppedMessages: number;
@@ -186,6 +251,12 @@ export class PeerTransport {
   /** Snapshot transfers in flight, by "group/member". */
   private readonly sendingSnapshots = new Set<string>();
   private unknownPeerWarnings = 0;
+  private readonly streamHandlers = new Map<string, StreamCallHandler>();
+  private readonly pendingCalls = new Map<number, PendingCall>();
+  private nextCallId = 1;
+  private flushScheduled = false;
+  /** Calls made and served on the streams (for the metrics and tests). */
+  readonly streamCallStats: StreamCallStats = { sent: 0, served: 0, lost: 0, timedOut: 0 };
 
   constructor(opts: PeerTransportOptions) {
     if (!(opts.maxFrameBytes > 0 && opts.maxFrameBytes <= PEER_GRPC_MAX_MESSAGE_BYTES)) {
@@ -201,6 +272,113 @@ export class PeerTransport {
   /** Registers another peer-facing service (e.g. lease forwarding) on the peer port; before start(). */
   addService(service: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): void {
     this.server.addService(service, impl);
+  }
+
+  /** Serves calls on the peer streams to `service` (e.g. "synod.shard.ShardPeer"); before start(), so every hello lists it. */
+  serveOnStream(service: string, handler: StreamCallHandler): void {
+    if (this.boundPort !== 0) throw new Error('peer transport: serveOnStream must come before start()');
+    this.streamHandlers.set(service, handler);
+  }
+
+  /** Largest call or reply payload the streams carry (a quarter of a frame); larger ones go by unary call. */
+  get streamPayloadLimitBytes(): number {
+    return Math.floor(this.opts.maxFrameBytes / 4);
+  }
+
+  /** Whether a call to `service` can go to `memberId` on its stream now (connected, and the peer serves it there). */
+  streamCallsTo(memberId: number, service: string): boolean {
+    const out = this.outbound.get(memberId);
+    return out !== undefined && out.connected && out.peerServices.has(service);
+  }
+
+  /**
+   * Calls `method` on `memberId` over the stream to it, with the turn's Raft messages (or on its own
+   * at the next turn of the event loop). The reply comes back on the peer's stream to this member.
+   * Never rejects; ends by `deadlineMs` at the latest.
+   */
+  callOnStream(memberId: number, method: string, payload: Buffer, deadlineMs: number): Promise<StreamCallOutcome> {
+    const out = this.outbound.get(memberId);
+    if (out === undefined || !out.connected) return Promise.resolve({ kind: 'not-sent', reason: `no stream to member ${memberId}` });
+    if (!out.peerServices.has(serviceOfMethod(method))) return Promise.resolve({ kind: 'not-sent', reason: `member ${memberId} does not serve ${method} on its stream` });
+    if (payload.length > this.streamPayloadLimitBytes) return Promise.resolve({ kind: 'not-sent', reason: `a ${payload.length}-byte call is too large for the peer stream` });
+    const callId = this.nextCallId++;
+    return new Promise<StreamCallOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.pendingCalls.delete(callId)) {
+          this.streamCallStats.timedOut++;
+          resolve({ kind: 'deadline' });
+        }
+      }, Math.max(0, Math.min(deadlineMs - Date.now(), 2 ** 31 - 1)));
+      this.pendingCalls.set(callId, { to: memberId, sent: false, timer, resolve });
+      out.calls.push({ callId, method, payload });
+      this.streamCallStats.sent++;
+      this.scheduleFlush();
+    });
+  }
+
+  private settleCall(callId: number, outcome: StreamCallOutcome): void {
+    const pending = this.pendingCalls.get(callId);
+    if (pending === undefined) return;
+    this.pendingCalls.delete(callId);
+    clearTimeout(pending.timer);
+    pending.resolve(outcome);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Serves calls that arrived from `fromMember`; each reply leaves on the stream to it. */
+  private serveCalls(fromMember: number, calls: StreamCall[]): void {
+    for (const call of calls) {
+      const handler = this.streamHandlers.get(serviceOfMethod(call.method));
+      const answer: Promise<{ payload: Buffer } | { code: number; details: string }> = handler
+        ? handler(fromMember, call.method, call.payload)
+        : Promise.resolve({ code: STATUS_UNIMPLEMENTED, details: `${call.method} is not served on the peer stream` });
+      this.streamCallStats.served++;
+      void answer.then((a) => {
+        let reply: StreamReply;
+        if ('payload' in a) {
+          reply =
+            a.payload.length > this.streamPayloadLimitBytes
+              ? { callId: call.callId, payload: Buffer.alloc(0), errorCode: STATUS_RESOURCE_EXHAUSTED, errorDetails: `a ${a.payload.length}-byte reply is too large for the peer stream` }
+              : { callId: call.callId, payload: a.payload, errorCode: 0, errorDetails: '' };
+        } else reply = { callId: call.callId, payload: Buffer.alloc(0), errorCode: a.code, errorDetails: a.details };
+        const out = this.outbound.get(fromMember);
+        if (out === undefined || this.stopped) return; // the caller's deadline ends its wait
+        out.replies.push(reply);
+        this.scheduleFlush();
+      });
+    }
+  }
+
+  private receiveReplies(fromMember: number, replies: StreamReply[]): void {
+    for (const r of replies) {
+      if (this.pendingCalls.get(r.callId)?.to !== fromMember) continue; // late, or not ours
+      this.settleCall(r.callId, r.errorCode === 0 ? { kind: 'reply', payload: r.payload } : { kind: 'error', code: r.errorCode, details: r.errorDetails });
+    }
+  }
+
+  /** Calls sent to `memberId` on a stream that broke: their replies may never come. */
+  private loseSentCalls(memberId: number, reason: string): void {
+    for (const [callId, pending] of this.pendingCalls) {
+      if (pending.to !== memberId || !pending.sent) continue;
+      this.streamCallStats.lost++;
+      this.settleCall(callId, { kind: 'lost', reason });
+    }
+  }
+
+  /** Calls queued for a stream that is down or cut off: they never leave. */
+  private dropQueuedCalls(out: Outbound, reason: string): void {
+    const calls = out.calls;
+    out.calls = [];
+    out.replies = [];
+    for (const c of calls) this.settleCall(c.callId, { kind: 'not-sent', reason });
   }
 
   /** host:port a peer listens on, for services that call it directly. */
@@ -235,6 +413,9 @@ export class PeerTransport {
       call: null,
       connected: false,
       queue: [],
+      calls: [],
+      replies: [],
+      peerServices: NO_SERVICES,
       backoffMs: MIN_BACKOFF_MS,
       redialTimer: null,
       droppedMessages: 0,
@@ -250,9 +431,12 @@ export class PeerTransport {
     const call = out.call;
     out.call = null;
     out.connected = false;
+    out.peerServices = NO_SERVICES;
     call?.end();
     out.client?.close();
     out.client = null;
+    this.dropQueuedCalls(out, `the stream to member ${out.memberId} was closed`);
+    this.loseSentCalls(out.memberId, `the stream to member ${out.memberId} was closed`);
   }
 
   async start(): Promise<void> {
@@ -421,24 +605,39 @@ export class PeerTransport {
    */
   flush(): void {
     for (const out of this.outbound.values()) {
-      if (out.queue.length === 0) continue;
+      if (out.queue.length === 0 && out.calls.length === 0 && out.replies.length === 0) continue;
       // Fault injection (test-only): a blocked peer gets nothing.
       if (this.opts.faults?.isBlocked(out.memberId)) {
         this.opts.faults.droppedMessages += out.queue.length;
         out.queue = [];
+        this.dropQueuedCalls(out, `member ${out.memberId} is cut off (fault injection)`);
         continue;
       }
       if (!out.call || !out.connected) {
-        out.droppedMessages += out.queue.length;
-        out.queue = [];
-        this.opts.onUnreachable?.(out.memberId);
+        if (out.queue.length > 0) {
+          out.droppedMessages += out.queue.length;
+          out.queue = [];
+          this.opts.onUnreachable?.(out.memberId);
+        }
+        this.dropQueuedCalls(out, `no stream to member ${out.memberId}`);
         continue;
       }
       const envelopes = out.queue;
+      const calls = out.calls;
+      const replies = out.replies;
       out.queue = [];
+      out.calls = [];
+      out.replies = [];
+      for (const c of calls) {
+        const pending = this.pendingCalls.get(c.callId);
+        if (pending !== undefined) pending.sent = true;
+      }
       // Throws on a message the wire cannot carry (an id or index that is not a safe integer, or one
       // larger than the frame budget): a bug, never a peer's fault.
-      const frames = encodeFrames({ clusterId: this.opts.clusterId, fromMember: this.opts.memberId, toMember: out.memberId, envelopes }, this.opts.maxFrameBytes);
+      const batch: FrameBatch = { clusterId: this.opts.clusterId, fromMember: this.opts.memberId, toMember: out.memberId, envelopes };
+      if (calls.length > 0) batch.calls = calls;
+      if (replies.length > 0) batch.replies = replies;
+      const frames = encodeFrames(batch, this.opts.maxFrameBytes);
       for (const frame of frames) out.call.write(frame);
     }
   }
@@ -456,6 +655,7 @@ export class PeerTransport {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const out of this.outbound.values()) this.closeOutbound(out);
+    for (const callId of [...this.pendingCalls.keys()]) this.settleCall(callId, { kind: 'not-sent', reason: 'peer transport stopped' });
     for (const call of this.inboundCalls) call.end();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.server.forceShutdown();
@@ -483,6 +683,8 @@ export class PeerTransport {
       closed = true;
       if (out.call === call) {
         out.call = null;
+        out.peerServices = NO_SERVICES;
+        this.loseSentCalls(out.memberId, `the stream to member ${out.memberId} broke: ${reason}`);
         if (out.connected) {
           this.opts.logger.warn({ peer: out.memberId, reason }, 'peer stream lost');
           this.opts.onUnreachable?.(out.memberId); // what was written on it may never arrive
@@ -492,8 +694,9 @@ export class PeerTransport {
         this.scheduleRedial(out);
       }
     };
-    call.on('data', () => {
+    call.on('data', (hello: StreamHello) => {
       // The peer's hello: the stream is up end to end.
+      if (out.call === call) out.peerServices = new Set(hello.streamServices ?? []);
       if (!out.connected) {
         out.connected = true;
         out.backoffMs = MIN_BACKOFF_MS;
@@ -551,7 +754,7 @@ export class PeerTransport {
     this.inboundCalls.add(call);
     const dialler = Number(call.metadata.get(DIALLER_METADATA_KEY)[0] ?? 0);
     if (Number.isSafeInteger(dialler) && dialler > 0) this.peerIsBack(dialler);
-    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId });
+    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()] });
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(
@@ -572,7 +775,9 @@ export class PeerTransport {
         return;
       }
       // Envelopes are already { groupId, message } with Raft messages (frame-codec.ts decodeBatch).
-      this.opts.onMessages(batch.fromMember, batch.envelopes);
+      if (batch.envelopes.length > 0) this.opts.onMessages(batch.fromMember, batch.envelopes);
+      if (batch.replies) this.receiveReplies(batch.fromMember, batch.replies);
+      if (batch.calls) this.serveCalls(batch.fromMember, batch.calls);
     });
     const done = (): void => {
       this.inboundCalls.delete(call);
