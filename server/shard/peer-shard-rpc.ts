@@ -462,11 +462,21 @@ export const SHARD_PEER_STREAM_SERVICE = 'synod.shard.ShardPeer';
 
 /**
  * The ShardPeer methods that ride the peer streams rather than costing a unary gRPC call each: the
- * oracle's (about one per sharded write) and the closing rounds', all with small answers. The others
- * stay unary: their answers (ranges, forwarded reads) can be larger than a stream call carries, and a
- * forwarded write must not be cut off from its answer.
+ * oracle's (about one per sharded write), the closing rounds', and the reads of a range over several
+ * shards. ShardKv stays unary: a forwarded write must never be cut off from its answer by a size check.
  */
-const STREAM_METHODS: ReadonlySet<string> = new Set(['Revisions', 'CloseAt', 'CloseAtBatch', 'ShardStatus']);
+const STREAM_METHODS: ReadonlySet<string> = new Set(['Revisions', 'CloseAt', 'CloseAtBatch', 'ShardStatus', 'RangeAt', 'RangeAtBatch']);
+/**
+ * Reads whose answer may be larger than a stream call carries (RESOURCE_EXHAUSTED from the serving
+ * side): asked again as a unary call, which carries up to the peer port's message limit. Safe because
+ * they change nothing.
+ */
+const UNARY_WHEN_TOO_LARGE: ReadonlySet<string> = new Set(['RangeAt', 'RangeAtBatch']);
+/** What callOnStream answers for a read whose answer did not fit the stream. */
+const TOO_LARGE_FOR_STREAM = Symbol('too large for the stream');
+
+/** The unary ShardPeer methods ShardPeerChannels.call makes. */
+type ShardPeerUnaryMethod = 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardStatus' | 'ShardKv';
 
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
@@ -561,7 +571,7 @@ export class ShardPeerChannels {
   }
 
   /** One unary call to `memberId` ending by `deadlineMs` (gRPC deadline, plus a backstop); never rejects. */
-  call<Req, Res>(memberId: NodeId, method: 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardStatus' | 'ShardKv', request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+  call<Req, Res>(memberId: NodeId, method: ShardPeerUnaryMethod, request: Req, deadlineMs: number): Promise<Res | CallFailure> {
     const fail = (deadline: boolean, reason: string, notSent = false): CallFailure => ({ failure: true, deadline, reason, ...(notSent ? { notSent } : {}) });
     if (!(Date.now() < deadlineMs)) return Promise.resolve(fail(true, 'deadline passed before the call', true));
     if (this.opts.isBlocked?.(memberId)) return Promise.resolve(fail(false, `member ${memberId} is cut off (fault injection)`, true));
@@ -569,8 +579,17 @@ export class ShardPeerChannels {
     if (streams !== undefined && STREAM_METHODS.has(method) && streams.streamCallsTo(memberId, SHARD_PEER_STREAM_SERVICE)) {
       const def = shardPeerService().service[method];
       const payload = def.requestSerialize(request);
-      if (payload.length <= streams.streamPayloadLimitBytes) return this.callOnStream<Res>(streams, memberId, def, payload, deadlineMs);
+      if (payload.length <= streams.streamPayloadLimitBytes) {
+        return this.callOnStream<Res>(streams, memberId, method, def, payload, deadlineMs).then((answer) =>
+          answer === TOO_LARGE_FOR_STREAM ? this.unaryCall<Req, Res>(memberId, method, request, deadlineMs) : answer,
+        );
+      }
     }
+    return this.unaryCall<Req, Res>(memberId, method, request, deadlineMs);
+  }
+
+  private unaryCall<Req, Res>(memberId: NodeId, method: ShardPeerUnaryMethod, request: Req, deadlineMs: number): Promise<Res | CallFailure> {
+    const fail = (deadline: boolean, reason: string, notSent = false): CallFailure => ({ failure: true, deadline, reason, ...(notSent ? { notSent } : {}) });
     const client = this.client(memberId);
     if (typeof client === 'string') return Promise.resolve(fail(false, client, true));
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method].bind(client);
@@ -602,8 +621,9 @@ export class ShardPeerChannels {
   }
 
   /** `call` on the peer stream: the same answers and failures as the unary call. */
-  private async callOnStream<Res>(streams: ShardPeerStreams, memberId: NodeId, def: grpc.MethodDefinition<unknown, unknown>, payload: Buffer, deadlineMs: number): Promise<Res | CallFailure> {
+  private async callOnStream<Res>(streams: ShardPeerStreams, memberId: NodeId, method: ShardPeerUnaryMethod, def: grpc.MethodDefinition<unknown, unknown>, payload: Buffer, deadlineMs: number): Promise<Res | CallFailure | typeof TOO_LARGE_FOR_STREAM> {
     const outcome = await streams.callOnStream(memberId, def.path, payload, deadlineMs);
+    if (outcome.kind === 'error' && outcome.code === grpc.status.RESOURCE_EXHAUSTED && UNARY_WHEN_TOO_LARGE.has(method)) return TOO_LARGE_FOR_STREAM;
     switch (outcome.kind) {
       case 'reply':
         try {

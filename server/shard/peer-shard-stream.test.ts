@@ -1,8 +1,8 @@
 // The ShardPeer calls that ride the peer streams (the oracle's Revisions, CloseAt, CloseAtBatch,
-// ShardStatus) between two real PeerTransports on loopback: each answers exactly what the same call
-// answers as a unary gRPC call to the same member, the stream is what carried it, the other methods
-// stay unary, and a call the serving side drops (a partition) ends by its deadline as the unary call
-// would.
+// ShardStatus, RangeAt, RangeAtBatch) between two real PeerTransports on loopback: each answers exactly
+// what the same call answers as a unary gRPC call to the same member, the stream is what carried it, a
+// read whose answer is too large for the stream is asked again as a unary call, ShardKv stays unary,
+// and a call the serving side drops (a partition) ends by its deadline as the unary call would.
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/ports.ts';
@@ -20,6 +20,7 @@ import {
   shardPeerServiceDefinition,
   shardPeerServiceImpl,
   shardPeerStreamHandler,
+  shardKvOnPeer,
   shardStatusOnPeer,
 } from './peer-shard-rpc.ts';
 
@@ -65,7 +66,8 @@ beforeAll(async () => {
         return oracleAnswer(r);
       },
     }),
-    rangeAt: async (_g, op: RangeOp) => ({ kvs: [{ key: op.key, value: Buffer.from('v'), createRevision: 3, modRevision: 4, version: 1, lease: '0' }], more: false, count: 1 }),
+    // Group 6 holds one value larger than a stream call carries (a quarter of the 8 MiB frame).
+    rangeAt: async (g, op: RangeOp) => ({ kvs: [{ key: op.key, value: g === 6 ? Buffer.alloc(3 * 1024 * 1024, 7) : Buffer.from('v'), createRevision: 3, modRevision: 4, version: 1, lease: '0' }], more: false, count: 1 }),
     leaderOf: (g) => (g === 9 ? 3 : SERVER),
     isBlocked: (id) => blockCaller && id === CALLER,
     closeAt: async (g, revision) => {
@@ -135,10 +137,28 @@ describe('ShardPeer calls on the peer streams', () => {
     expect(caller.streamCallStats.sent - sentBefore).toBe(3);
   });
 
-  it('keeps the other methods unary (their answers may be larger than a stream call carries)', async () => {
+  it('reads a shard at a revision on the stream; an answer too large for it is asked again as a unary call', async () => {
+    const deadline = Date.now() + 5_000;
     const sentBefore = caller.streamCallStats.sent;
-    const outcome = await rangeAtOnPeer(viaStream, SERVER, 2, rangeOf(Buffer.from('k')), 6, Date.now() + 2_000);
-    expect(outcome).toMatchObject({ kind: 'ok', result: { count: 1, more: false } });
+    const small = await rangeAtOnPeer(viaStream, SERVER, 2, rangeOf(Buffer.from('k')), 6, deadline);
+    expect(small).toEqual(await rangeAtOnPeer(viaUnary, SERVER, 2, rangeOf(Buffer.from('k')), 6, deadline));
+    expect(small).toMatchObject({ kind: 'ok', result: { count: 1, more: false } });
+    expect(caller.streamCallStats.sent - sentBefore).toBe(1);
+    // Too large: the stream answers RESOURCE_EXHAUSTED and the caller asks again, unary, in full.
+    const large = await rangeAtOnPeer(viaStream, SERVER, 6, rangeOf(Buffer.from('big')), 6, deadline);
+    expect(large.kind).toBe('ok');
+    if (large.kind === 'ok') expect(large.result.kvs[0].value.equals(Buffer.alloc(3 * 1024 * 1024, 7))).toBe(true);
+    expect(caller.streamCallStats.sent - sentBefore).toBe(2);
+    // Reads of one turn to one member: one RangeAtBatch on the stream, the large one inside it included.
+    const batch = await Promise.all([2, 6, 3].map((g) => rangeAtOnPeer(viaStream, SERVER, g, rangeOf(Buffer.from(`k${g}`)), 6, deadline)));
+    expect(batch.map((o) => (o.kind === 'ok' ? o.result.kvs[0].value.length : -1))).toEqual([1, 3 * 1024 * 1024, 1]);
+    expect(caller.streamCallStats.sent - sentBefore).toBe(3);
+  });
+
+  it('keeps ShardKv unary: a forwarded write must never lose its answer to a size check', async () => {
+    const sentBefore = caller.streamCallStats.sent;
+    const outcome = await shardKvOnPeer(viaStream, SERVER, { groupId: 2, deadlineMs: Date.now() + 2_000, op: { kind: 'range', op: rangeOf(Buffer.from('k')), serializable: true } });
+    expect(outcome.kind).toBe('not-hosted'); // this member serves no ShardKv
     expect(caller.streamCallStats.sent).toBe(sentBefore);
   });
 
