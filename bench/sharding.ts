@@ -17,6 +17,7 @@ import { Cluster, killAllSync } from './clusters.ts';
 import { RESULTS_DIR } from './results-files.ts';
 import { runClosedLoop, type ClosedLoopWorkload, type Row } from './workloads.ts';
 import { measurePrefixWatchLatency, type PrefixWatchLatency } from './prefix-watch-latency.ts';
+import { writeShardingChart } from './sharding-chart.ts';
 
 const SHARDS = 16;
 /** The watch row's light load: an open-loop writer at this rate, over this many keys (every shard). */
@@ -119,10 +120,9 @@ async function main(): Promise<void> {
       `${cfg.rounds} rounds of ${cfg.durationMs / 1000} s per workload and system (median shown), 3 members each on loopback.`;
     fs.mkdirSync(RESULTS_DIR, { recursive: true });
     fs.writeFileSync(path.join(RESULTS_DIR, 'sharding.md'), `# Sharding rows (bench/sharding.ts)\n\n${header}\n\n${table}\n`);
-    fs.writeFileSync(
-      path.join(RESULTS_DIR, 'sharding.json'),
-      `${JSON.stringify({ header, rows: [...rows.entries()].map(([k, rs]) => ({ setup: k.split('|')[0], workload: k.split('|')[1], runs: rs.map((r) => r.measurement) })), prefixWatch: Object.fromEntries(watchRuns) }, null, 2)}\n`,
-    );
+    const results = { header, rows: [...rows.entries()].map(([k, rs]) => ({ setup: k.split('|')[0], workload: k.split('|')[1], runs: rs.map((r) => r.measurement) })), prefixWatch: Object.fromEntries(watchRuns) };
+    fs.writeFileSync(path.join(RESULTS_DIR, 'sharding.json'), `${JSON.stringify(results, null, 2)}\n`);
+    log(`wrote ${path.relative(process.cwd(), writeShardingChart(results))}`);
   } finally {
     for (const s of setups) await s.cluster.stop();
     if (!cfg.keepData) fs.rmSync(rootDir, { recursive: true, force: true });
