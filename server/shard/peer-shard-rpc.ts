@@ -162,7 +162,13 @@ export function shardPeerStreamHandler(impl: grpc.UntypedServiceImplementation):
       try {
         handler(call, (err, res) => {
           if (err) resolve({ code: typeof err.code === 'number' ? err.code : grpc.status.UNKNOWN, details: err.details ?? ('message' in err ? String(err.message) : '') });
-          else resolve({ payload: def.responseSerialize(res) });
+          else {
+            try {
+              resolve({ payload: def.responseSerialize(res) });
+            } catch (e) {
+              resolve({ code: grpc.status.INTERNAL, details: `unencodable ${name} answer: ${message(e)}` });
+            }
+          }
         });
       } catch (err) {
         resolve({ code: grpc.status.INTERNAL, details: message(err) });

@@ -195,6 +195,7 @@ describe('calls on the peer streams', () => {
   const echo: StreamCallHandler = async (from, method, payload) => {
     if (method === '/test.Echo/Upper') return { payload: Buffer.from(`${from}:${payload.toString().toUpperCase()}`) };
     if (method === '/test.Echo/Fail') return { code: grpc.status.FAILED_PRECONDITION, details: 'refused on purpose' };
+    if (method === '/test.Echo/Throw') throw new Error('a handler bug');
     return { code: grpc.status.UNIMPLEMENTED, details: `no ${method}` };
   };
 
@@ -214,11 +215,13 @@ describe('calls on the peer streams', () => {
     expect(upper).toEqual({ kind: 'reply', payload: Buffer.from(`${A}:ABC`) });
     expect(failed).toEqual({ kind: 'error', code: grpc.status.FAILED_PRECONDITION, details: 'refused on purpose' });
     expect(unknown).toEqual({ kind: 'error', code: grpc.status.UNIMPLEMENTED, details: 'no /test.Echo/Nope' });
+    // A handler that fails instead of answering a status: the caller hears INTERNAL, the member goes on.
+    expect(await a.callOnStream(B, '/test.Echo/Throw', Buffer.from(''), deadline)).toEqual({ kind: 'error', code: grpc.status.INTERNAL, details: 'a handler bug' });
     expect(inbound).toEqual([{ groupId: 4, message: append(A, B) }]);
     // A service B does not serve is answered UNIMPLEMENTED by the transport itself.
     expect(await a.callOnStream(B, '/other.Service/X', Buffer.from(''), deadline)).toMatchObject({ kind: 'not-sent' });
-    expect(a.streamCallStats).toMatchObject({ sent: 3, lost: 0, timedOut: 0 });
-    expect(b.streamCallStats.served).toBe(3);
+    expect(a.streamCallStats).toMatchObject({ sent: 4, lost: 0, timedOut: 0 });
+    expect(b.streamCallStats.served).toBe(4);
     // A call too large for a stream frame is never sent (the caller uses a unary call instead).
     expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.alloc(a.streamPayloadLimitBytes + 1), deadline)).toMatchObject({ kind: 'not-sent' });
   });

@@ -198,6 +198,7 @@ export interface StreamCallStats {
 /** gRPC status codes used by the stream calls themselves. */
 const STATUS_UNIMPLEMENTED = 12;
 const STATUS_RESOURCE_EXHAUSTED = 8;
+const STATUS_INTERNAL = 13;
 
 interface PendingCall {
   readonly to: number;
@@ -337,10 +338,15 @@ export class PeerTransport {
   private serveCalls(fromMember: number, calls: StreamCall[]): void {
     for (const call of calls) {
       const handler = this.streamHandlers.get(serviceOfMethod(call.method));
-      const answer: Promise<{ payload: Buffer } | { code: number; details: string }> = handler
-        ? handler(fromMember, call.method, call.payload)
-        : Promise.resolve({ code: STATUS_UNIMPLEMENTED, details: `${call.method} is not served on the peer stream` });
+      let answer: Promise<{ payload: Buffer } | { code: number; details: string }>;
+      try {
+        answer = handler ? handler(fromMember, call.method, call.payload) : Promise.resolve({ code: STATUS_UNIMPLEMENTED, details: `${call.method} is not served on the peer stream` });
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
       this.streamCallStats.served++;
+      // A handler that fails anyway (it should answer a status) is a bug here, reported to the caller as INTERNAL.
+      answer = answer.catch((err: unknown) => ({ code: STATUS_INTERNAL, details: err instanceof Error ? err.message : String(err) }));
       void answer.then((a) => {
         let reply: StreamReply;
         if ('payload' in a) {
