@@ -3,12 +3,12 @@
 // what the same call answers as a unary gRPC call to the same member, the stream is what carried it, a
 // read whose answer is too large for the stream is asked again as a unary call, ShardKv stays unary,
 // and a call the serving side drops (a partition) ends by its deadline as the unary call would.
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../test/support/ports.ts';
 import { rangeOf, type RangeOp } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
-import { PeerTransport } from '../transport/peer-transport.ts';
+import type { PeerTransport } from '../transport/peer-transport.ts';
+import { testPeerTransport } from '../transport/test-peer-transport.ts';
 import type { OracleRequest, OracleResponse } from './oracle-protocol.ts';
 import {
   GrpcOracleTransport,
@@ -29,19 +29,7 @@ const CALLER: NodeId = 1;
 const SERVER: NodeId = 2;
 
 function transportFor(memberId: NodeId, port: number, peers: Map<number, string>): PeerTransport {
-  return new PeerTransport({
-    clusterId: CLUSTER,
-    memberId,
-    listenAddress: `127.0.0.1:${port}`,
-    peers,
-    onMessages: () => {},
-    logger: pino({ level: 'silent' }),
-    maxFrameBytes: 8 * 1024 * 1024,
-    snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
-    clusterInfo: () => '{}',
-    isRemoved: () => false,
-    onRemoved: () => {},
-  });
+  return testPeerTransport({ clusterId: CLUSTER, memberId, listenAddress: `127.0.0.1:${port}`, peers });
 }
 
 /** What the serving member answers; each test sets it. */

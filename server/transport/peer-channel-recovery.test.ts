@@ -12,9 +12,9 @@ vi.hoisted(() => {
 });
 
 import type * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerTransport } from './peer-transport.ts';
+import type { PeerTransport } from './peer-transport.ts';
+import { testPeerTransport } from './test-peer-transport.ts';
 import { TestDnsServer } from './test-dns-server.ts';
 import { freePort } from '../../test/support/ports.ts';
 
@@ -27,20 +27,7 @@ afterEach(async () => {
 });
 
 function transport(memberId: number, listenAddress: string, peers: Map<number, string>, channelOptions?: grpc.ChannelOptions): PeerTransport {
-  return new PeerTransport({
-    clusterId: CLUSTER,
-    memberId,
-    listenAddress,
-    peers,
-    onMessages: () => {},
-    logger: pino({ level: 'silent' }),
-    maxFrameBytes: 8 * 1024 * 1024,
-    snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
-    clusterInfo: () => '{}',
-    isRemoved: () => false,
-    onRemoved: () => {},
-    ...(channelOptions ? { channelOptions } : {}),
-  });
+  return testPeerTransport({ clusterId: CLUSTER, memberId, listenAddress, peers, ...(channelOptions ? { channelOptions } : {}) });
 }
 
 async function waitFor(check: () => boolean, timeoutMs: number): Promise<number | null> {

@@ -5,11 +5,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Message } from '../raft/types.ts';
 import { freePort } from '../../test/support/ports.ts';
-import { PeerTransport, type InboundMessage, type StreamCallHandler } from './peer-transport.ts';
+import type { InboundMessage, PeerTransport, StreamCallHandler } from './peer-transport.ts';
+import { testPeerTransport } from './test-peer-transport.ts';
 import { messageFromWire, messageToWire, type WireBatch } from './wire.ts';
 
 const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
@@ -61,19 +61,7 @@ afterEach(async () => {
 
 /** A PeerTransport for NEW_MEMBER (or `memberId`) on a free port (or `listenAddress`), with no snapshots and no removals. */
 function newMemberTransport(peers: Map<number, string>, onMessages: (from: number, messages: InboundMessage[]) => void, memberId = NEW_MEMBER, listenAddress = '127.0.0.1:0'): PeerTransport {
-  return new PeerTransport({
-    clusterId: CLUSTER,
-    memberId,
-    listenAddress,
-    peers,
-    onMessages,
-    logger: pino({ level: 'silent' }),
-    maxFrameBytes: 8 * 1024 * 1024,
-    snapshots: { dir: '/nonexistent', chunks: async function* () {}, report: () => {}, received: () => {} },
-    clusterInfo: () => '{}',
-    isRemoved: () => false,
-    onRemoved: () => {},
-  });
+  return testPeerTransport({ clusterId: CLUSTER, memberId, listenAddress, peers, onMessages });
 }
 
 describe('peer Stream between this version and a proto-loader peer', () => {
