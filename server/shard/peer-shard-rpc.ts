@@ -157,7 +157,8 @@ export function shardPeerStreamHandler(impl: grpc.UntypedServiceImplementation):
       }
       const metadata = new grpc.Metadata();
       metadata.set(FROM_MEMBER_METADATA, String(fromMember));
-      // The handlers read only `request` and `metadata` of their call (checked by peer-shard-rpc.test.ts).
+      // The handlers read only `request` and `metadata` of their call (peer-shard-stream.test.ts runs each
+      // stream method through here).
       const call = { request, metadata } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
       try {
         handler(call, (err, res) => {
@@ -478,8 +479,12 @@ const STREAM_METHODS: ReadonlySet<string> = new Set(['Revisions', 'CloseAt', 'Cl
  * they change nothing.
  */
 const UNARY_WHEN_TOO_LARGE: ReadonlySet<string> = new Set(['RangeAt', 'RangeAtBatch']);
-/** What callOnStream answers for a read whose answer did not fit the stream. */
-const TOO_LARGE_FOR_STREAM = Symbol('too large for the stream');
+/**
+ * What callOnStream answers when the call should go as a unary call after all: a read whose answer did
+ * not fit the stream, or any call that never left (the stream went down since it was chosen), which the
+ * unary channel, a connection of its own, may still carry.
+ */
+const USE_UNARY = Symbol('use the unary call');
 
 /** The unary ShardPeer methods ShardPeerChannels.call makes. */
 type ShardPeerUnaryMethod = 'Revisions' | 'RangeAt' | 'CloseAt' | 'RangeAtBatch' | 'CloseAtBatch' | 'ShardStatus' | 'ShardKv';
@@ -586,9 +591,12 @@ export class ShardPeerChannels {
       const def = shardPeerService().service[method];
       const payload = def.requestSerialize(request);
       if (payload.length <= streams.streamPayloadLimitBytes) {
-        return this.callOnStream<Res>(streams, memberId, method, def, payload, deadlineMs).then((answer) =>
-          answer === TOO_LARGE_FOR_STREAM ? this.unaryCall<Req, Res>(memberId, method, request, deadlineMs) : answer,
-        );
+        return this.callOnStream<Res>(streams, memberId, method, def, payload, deadlineMs).then((answer) => {
+          if (answer !== USE_UNARY) return answer;
+          // A partition injected meanwhile (tests) cuts the unary call too, as at the start of call().
+          if (this.opts.isBlocked?.(memberId)) return { failure: true, deadline: false, reason: `member ${memberId} is cut off (fault injection)`, notSent: true };
+          return this.unaryCall<Req, Res>(memberId, method, request, deadlineMs);
+        });
       }
     }
     return this.unaryCall<Req, Res>(memberId, method, request, deadlineMs);
@@ -627,9 +635,10 @@ export class ShardPeerChannels {
   }
 
   /** `call` on the peer stream: the same answers and failures as the unary call. */
-  private async callOnStream<Res>(streams: ShardPeerStreams, memberId: NodeId, method: ShardPeerUnaryMethod, def: grpc.MethodDefinition<unknown, unknown>, payload: Buffer, deadlineMs: number): Promise<Res | CallFailure | typeof TOO_LARGE_FOR_STREAM> {
+  private async callOnStream<Res>(streams: ShardPeerStreams, memberId: NodeId, method: ShardPeerUnaryMethod, def: grpc.MethodDefinition<unknown, unknown>, payload: Buffer, deadlineMs: number): Promise<Res | CallFailure | typeof USE_UNARY> {
     const outcome = await streams.callOnStream(memberId, def.path, payload, deadlineMs);
-    if (outcome.kind === 'error' && outcome.code === grpc.status.RESOURCE_EXHAUSTED && UNARY_WHEN_TOO_LARGE.has(method)) return TOO_LARGE_FOR_STREAM;
+    if (outcome.kind === 'error' && outcome.code === grpc.status.RESOURCE_EXHAUSTED && UNARY_WHEN_TOO_LARGE.has(method)) return USE_UNARY;
+    if (outcome.kind === 'not-sent') return USE_UNARY;
     switch (outcome.kind) {
       case 'reply':
         try {
@@ -639,8 +648,6 @@ export class ShardPeerChannels {
         }
       case 'error':
         return { failure: true, deadline: outcome.code === grpc.status.DEADLINE_EXCEEDED, reason: `${grpc.status[outcome.code] ?? outcome.code}: ${outcome.details}` };
-      case 'not-sent':
-        return { failure: true, deadline: false, reason: outcome.reason, notSent: true };
       case 'lost':
         return { failure: true, deadline: false, reason: `UNAVAILABLE: ${outcome.reason}` };
       case 'deadline':

@@ -15,6 +15,7 @@ import {
   SHARD_PEER_STREAM_SERVICE,
   ShardPeerChannels,
   ShardUnavailableError,
+  type ShardPeerStreams,
   closeAtOnPeer,
   rangeAtOnPeer,
   shardPeerServiceDefinition,
@@ -162,6 +163,24 @@ describe('ShardPeer calls on the peer streams', () => {
       expect(tookMs).toBeLessThan(2_000);
     } finally {
       blockCaller = false;
+    }
+  });
+
+  it('asks by unary call what the stream could not send after all (it went down since it was chosen)', async () => {
+    // A stand-in for the transport at that instant: it said the peer serves the method, then sends nothing.
+    const downNow: ShardPeerStreams = {
+      streamCallsTo: () => true,
+      streamPayloadLimitBytes: 1 << 20,
+      callOnStream: async () => ({ kind: 'not-sent', reason: 'no stream to member 2' }),
+    };
+    const channels = new ShardPeerChannels({ peerAddress: (id) => (id === SERVER ? `127.0.0.1:${server.port}` : undefined), selfId: CALLER, streams: downNow });
+    try {
+      oracleAnswer = (r) => Promise.resolve({ kind: 'granted', requestId: r.requestId, first: 7, last: 9, term: 4 });
+      const request: OracleRequest = { requester: 'shard-3@1', requestId: 5, count: 3, deadlineMs: Date.now() + 2_000 };
+      expect(await new GrpcOracleTransport(channels).request(SERVER, request)).toEqual({ kind: 'granted', requestId: 5, first: 7, last: 9, term: 4 });
+      expect(oracleSeen.at(-1)).toEqual(request);
+    } finally {
+      channels.close();
     }
   });
 
