@@ -51,17 +51,23 @@ run: build
 run-tls: build
 	$(NODE) server/cli/synod.ts local --tls --client-cert-auth --data-dir data-tls
 
-# The lanes of vitest.config.ts, one vitest run each, in this order: process and light together (two
-# files at a time each), then exclusive one file at a time (vitest sizes one fork pool for every project
-# of a run, so only a run of its own keeps them alone), then the sims. A failing lane does not stop the
-# next: every test runs and the target fails at the end. The typecheck runs beside them (neither needs
-# the other's output), at low priority so it takes only CPU the tests leave idle.
+# The lanes of vitest.config.ts, one vitest run each: process and light together (two files at a time
+# each), then exclusive one file at a time (vitest sizes one fork pool for every project of a run, so
+# only a run of its own keeps them alone), with the sims beside it at the lowest priority: they run on
+# simulated time and only take the CPU the exclusive files leave idle (waiting out leases, elections,
+# fsyncs), which the scheduler hands back to a test process the moment it wakes; their output is printed
+# after the exclusive lane's. A failing lane does not stop the next: every test runs and the target
+# fails at the end. The typecheck runs beside the first lane (neither needs the other's output), at low
+# priority too.
 test: install
 	@nice -n 10 $(TSC) --noEmit -p . & typecheck=$$!; \
 	failed=''; \
 	$(VITEST) run --project process --project light || failed="$$failed process/light"; \
+	sims_log=$$(mktemp); \
+	nice -n 19 $(VITEST) run --project sims > $$sims_log 2>&1 & sims=$$!; \
 	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 || failed="$$failed exclusive"; \
-	$(VITEST) run --project sims || failed="$$failed sims"; \
+	wait $$sims || failed="$$failed sims"; \
+	cat $$sims_log; rm -f $$sims_log; \
 	wait $$typecheck || failed="$$failed typecheck"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (see above)"; exit 1; fi
 

@@ -2,8 +2,9 @@ import { defineConfig } from 'vitest/config';
 import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 
 // `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine,
-// `make test` runs them as three vitest runs (process + light, exclusive with --maxWorkers 1, sims): one
-// run sizes one fork pool for all its projects, so only a run of its own keeps the exclusive files alone.
+// `make test` runs them as three vitest runs (process + light; then exclusive with --maxWorkers 1 and, at
+// the lowest priority beside it, sims): one run sizes one fork pool for all its projects, so only a run of
+// its own keeps the exclusive files alone.
 //  - process (forks, two at a time, group 0, first): every file under test/ that starts real server
 //    processes or, in test/checker, checks histories, except the exclusive ones below. Their clusters
 //    mostly wait (elections, leases, the scenario's pauses, etcdctl), so two at a time take about half
@@ -14,11 +15,12 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 //  - exclusive (forks, one at a time, group 1, alone): the files whose assertions measure time or
 //    resources — heartbeat gaps, restart to ready, RSS, put latency during moves, a lock handed over
 //    within a lease's TTL, a new leader within seconds, the checker's speed — and the in-process files
-//    whose real 20 ms Raft ticks need the CPU on time. Nothing else runs meanwhile: beside the light
-//    lane, restart to ready took 9.6 s instead of 3.
-//  - sims (threads, group 2, last): the CPU-bound simulations and property tests, two at a time on a
-//    machine with nothing else left to run. They run on simulated time, so sharing the cores changes
-//    how long they take, not what they check.
+//    whose real 20 ms Raft ticks need the CPU on time. Nothing else runs meanwhile at normal priority:
+//    beside the light lane, restart to ready took 9.6 s instead of 3.
+//  - sims (threads, group 2): the CPU-bound simulations and property tests, two at a time. `make test`
+//    runs them beside the exclusive lane under `nice -n 19`, so they take only the CPU the exclusive
+//    files leave idle. They run on simulated time, so sharing the cores changes how long they take, not
+//    what they check; hence their generous timeout.
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
@@ -88,7 +90,7 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'sims', include: SIMS, exclude: ['test/**'], pool: 'threads', sequence: { groupOrder: 2 } },
+        test: { name: 'sims', include: SIMS, exclude: ['test/**'], pool: 'threads', sequence: { groupOrder: 2 }, testTimeout: 300_000 },
       },
     ],
   },
