@@ -214,6 +214,28 @@ describe('calls on the peer streams', () => {
     expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.alloc(a.streamPayloadLimitBytes + 1), deadline)).toMatchObject({ kind: 'not-sent' });
   });
 
+  it('calls by stream only once the peer\'s own stream back is up (it carries the reply)', async () => {
+    const aPort = await freePort();
+    const bPort = await freePort();
+    const a = newMemberTransport(new Map([[B, `127.0.0.1:${bPort}`]]), () => {}, A, `127.0.0.1:${aPort}`);
+    // B does not know A's address yet (a member that just joined, say): it cannot dial back.
+    const b = newMemberTransport(new Map(), () => {}, B, `127.0.0.1:${bPort}`);
+    b.serveOnStream('test.Echo', echo);
+    await a.start();
+    await b.start();
+    cleanups.push(() => a.stop());
+    cleanups.push(() => b.stop());
+    await until(() => (a.isConnected(B) ? true : undefined));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(a.streamCallsTo(B, 'test.Echo')).toBe(false);
+    b.setPeer(A, `127.0.0.1:${aPort}`);
+    await until(() => (a.streamCallsTo(B, 'test.Echo') ? true : undefined));
+    expect(await a.callOnStream(B, '/test.Echo/Upper', Buffer.from('back'), Date.now() + 5_000)).toEqual({ kind: 'reply', payload: Buffer.from(`${A}:BACK`) });
+    // B gone: its stream back is gone too, and A calls by stream no more.
+    await b.stop();
+    await until(() => (a.streamCallsTo(B, 'test.Echo') ? undefined : true));
+  });
+
   it('ends a call by its deadline when no reply comes, and as lost when its stream breaks', async () => {
     const never: StreamCallHandler = () => new Promise(() => {});
     const { a, b } = await pair(never);

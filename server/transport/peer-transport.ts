@@ -254,6 +254,8 @@ export class PeerTransport {
   private unknownPeerWarnings = 0;
   private readonly streamHandlers = new Map<string, StreamCallHandler>();
   private readonly pendingCalls = new Map<number, PendingCall>();
+  /** Streams from each peer open now (by the id it dials under): a stream call's reply travels on one. */
+  private readonly inboundStreams = new Map<number, number>();
   private nextCallId = 1;
   private flushScheduled = false;
   /** Calls made and served on the streams (for the metrics and tests). */
@@ -286,10 +288,15 @@ export class PeerTransport {
     return Math.floor(this.opts.maxFrameBytes / 4);
   }
 
-  /** Whether a call to `service` can go to `memberId` on its stream now (connected, and the peer serves it there). */
+  /**
+   * Whether a call to `service` can go to `memberId` on its stream now: the stream to it is up, the peer
+   * serves the service there, and its own stream to this member is up too, since the reply comes back
+   * on that one (a peer that does not know this member's address yet, or cannot reach it, could not
+   * answer; the caller uses a unary call instead).
+   */
   streamCallsTo(memberId: number, service: string): boolean {
     const out = this.outbound.get(memberId);
-    return out !== undefined && out.connected && out.peerServices.has(service);
+    return out !== undefined && out.connected && out.peerServices.has(service) && (this.inboundStreams.get(memberId) ?? 0) > 0;
   }
 
   /**
@@ -759,7 +766,11 @@ export class PeerTransport {
   private acceptStream(call: grpc.ServerDuplexStream<FrameBatch, StreamHello>): void {
     this.inboundCalls.add(call);
     const dialler = Number(call.metadata.get(DIALLER_METADATA_KEY)[0] ?? 0);
-    if (Number.isSafeInteger(dialler) && dialler > 0) this.peerIsBack(dialler);
+    const named = Number.isSafeInteger(dialler) && dialler > 0;
+    if (named) {
+      this.peerIsBack(dialler);
+      this.inboundStreams.set(dialler, (this.inboundStreams.get(dialler) ?? 0) + 1);
+    }
     call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()] });
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
@@ -786,7 +797,10 @@ export class PeerTransport {
       if (batch.calls) this.serveCalls(batch.fromMember, batch.calls);
     });
     const done = (): void => {
-      this.inboundCalls.delete(call);
+      if (!this.inboundCalls.delete(call) || !named) return;
+      const left = (this.inboundStreams.get(dialler) ?? 1) - 1;
+      if (left > 0) this.inboundStreams.set(dialler, left);
+      else this.inboundStreams.delete(dialler);
     };
     call.on('end', () => {
       done();
