@@ -110,9 +110,12 @@ export class ClusterService {
     const res = await new Promise((resolve, reject) => {
       c[method](req, md, { deadline: ctx.deadlineMs() }, (err, res) => (err ? reject(err) : resolve(res)));
     });
+    // A member removing itself answers at once: it stops when the removal applies here, and a barrier
+    // it may never pass would hold the answer past the client's deadline (the member was removed, and
+    // the client, hearing nothing, retried and got "member not found").
+    if (method === 'MemberRemove' && String(req.ID ?? '') === ctx.memberIdText) return res;
     // The leader answered once the change applied there; wait until it applied here too, so this
     // member's own MemberList shows it right after (as etcd, which waits for its local apply).
-    // Best effort: a member that just removed itself may never get there.
     await ctx.member.readBarrier(DATA_GROUP_ID, ctx.deadlineMs()).catch(() => undefined);
     return res;
   }
