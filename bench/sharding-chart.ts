@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RESULTS_DIR } from './results-files.ts';
+import { esc } from './svg-chart.ts';
 
 /** The part of sharding.json the chart reads. */
 export interface ShardingResults {
@@ -19,13 +20,10 @@ const SETUPS: ReadonlyArray<{ setup: string; label: string; color: string }> = [
   { setup: 'synod 16 shards', label: 'Synod, 16 shards', color: '#54a24b' },
 ];
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function median(xs: number[]): number {
+/** The median of `xs` (NaN when empty): a setup's figure over its rounds. */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? 0 : s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 export function renderShardingChart(results: ShardingResults): string {

@@ -17,7 +17,7 @@ import { Cluster, killAllSync } from './clusters.ts';
 import { RESULTS_DIR } from './results-files.ts';
 import { runClosedLoop, type ClosedLoopWorkload, type Row } from './workloads.ts';
 import { measurePrefixWatchLatency, type PrefixWatchLatency } from './prefix-watch-latency.ts';
-import { writeShardingChart } from './sharding-chart.ts';
+import { median, writeShardingChart } from './sharding-chart.ts';
 
 const SHARDS = 16;
 /** The watch row's light load: an open-loop writer at this rate, over this many keys (every shard). */
@@ -39,11 +39,6 @@ const WORKLOADS: readonly ClosedLoopWorkload[] = [
 interface Setup {
   label: string;
   cluster: Cluster;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 const log = (msg: string): void => console.log(`[sharding ${new Date().toISOString().slice(11, 19)}] ${msg}`);

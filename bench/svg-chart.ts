@@ -4,7 +4,8 @@ import type { WorkloadFigures } from './report.ts';
 
 const COLORS: Record<string, string> = { etcd: '#4c78a8', synod: '#f58518' };
 
-function esc(s: string): string {
+/** Escapes text for SVG. */
+export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 

@@ -195,10 +195,6 @@ export interface StreamCallStats {
   timedOut: number;
 }
 
-/** gRPC status codes used by the stream calls themselves. */
-const STATUS_UNIMPLEMENTED = 12;
-const STATUS_RESOURCE_EXHAUSTED = 8;
-const STATUS_INTERNAL = 13;
 
 interface PendingCall {
   readonly to: number;
@@ -347,19 +343,19 @@ export class PeerTransport {
       const handler = this.streamHandlers.get(serviceOfMethod(call.method));
       let answer: Promise<{ payload: Buffer } | { code: number; details: string }>;
       try {
-        answer = handler ? handler(fromMember, call.method, call.payload) : Promise.resolve({ code: STATUS_UNIMPLEMENTED, details: `${call.method} is not served on the peer stream` });
+        answer = handler ? handler(fromMember, call.method, call.payload) : Promise.resolve({ code: grpc.status.UNIMPLEMENTED, details: `${call.method} is not served on the peer stream` });
       } catch (err) {
         answer = Promise.reject(err);
       }
       this.streamCallStats.served++;
       // A handler that fails anyway (it should answer a status) is a bug here, reported to the caller as INTERNAL.
-      answer = answer.catch((err: unknown) => ({ code: STATUS_INTERNAL, details: err instanceof Error ? err.message : String(err) }));
+      answer = answer.catch((err: unknown) => ({ code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) }));
       void answer.then((a) => {
         let reply: StreamReply;
         if ('payload' in a) {
           reply =
             a.payload.length > this.streamPayloadLimitBytes
-              ? { callId: call.callId, payload: Buffer.alloc(0), errorCode: STATUS_RESOURCE_EXHAUSTED, errorDetails: `a ${a.payload.length}-byte reply is too large for the peer stream` }
+              ? { callId: call.callId, payload: Buffer.alloc(0), errorCode: grpc.status.RESOURCE_EXHAUSTED, errorDetails: `a ${a.payload.length}-byte reply is too large for the peer stream` }
               : { callId: call.callId, payload: a.payload, errorCode: 0, errorDetails: '' };
         } else reply = { callId: call.callId, payload: Buffer.alloc(0), errorCode: a.code, errorDetails: a.details };
         const out = this.outbound.get(fromMember);
