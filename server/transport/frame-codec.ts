@@ -317,6 +317,10 @@ function writeReply(buf: Buffer, p: number, r: StreamReply): number {
   return writeStringField(buf, p, 0x22, r.errorDetails);
 }
 
+/** Shared by every frame without calls or replies (nearly all): never written to. */
+const NO_CALLS: readonly StreamCall[] = [];
+const NO_REPLIES: readonly StreamReply[] = [];
+
 /** Encodes a Batch frame (transport.proto) from Raft messages. Throws on a value the wire cannot carry. */
 export function encodeBatch(batch: FrameBatch): Buffer {
   sizeCursor = 0;
@@ -383,8 +387,8 @@ export function encodeFrames(batch: FrameBatch, maxFrameBytes: number): Buffer[]
   const envelopes = batch.envelopes;
   let bound = 64;
   for (let i = 0; i < envelopes.length; i++) bound += envelopeBoundBytes(envelopes[i].message);
-  const calls = batch.calls ?? [];
-  const replies = batch.replies ?? [];
+  const calls = batch.calls ?? NO_CALLS;
+  const replies = batch.replies ?? NO_REPLIES;
   for (const c of calls) bound += callFieldBytes(c);
   for (const r of replies) bound += replyFieldBytes(r);
   if (bound <= maxFrameBytes) return [encodeBatch(batch)];
