@@ -1,0 +1,87 @@
+// Probe: a closed loop of puts or linearizable ranges at N in flight over every member of a running
+// cluster (`make run`), then what one operation cost: each member's CPU (from /proc, all its threads)
+// and every counter of its /metrics that moved by more than 0.05 per operation (Raft messages, turns,
+// synced batches, oracle requests...). For comparing builds and shard counts, not a benchmark: run it
+// a few times each way, interleaved (one run moves by ±20% on a shared 2-core machine).
+//
+// Usage: node bench/counters-probe.ts <put|range> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { EtcdConnection } from './etcd-rpc.ts';
+
+interface Target {
+  endpoint: string;
+  pid: number;
+  metricsUrl: string;
+}
+
+const [op, secondsArg, inFlightArg, ...targetArgs] = process.argv.slice(2);
+if ((op !== 'put' && op !== 'range') || targetArgs.length === 0) {
+  console.error('usage: node bench/counters-probe.ts <put|range> <seconds> <in flight> <host:port>=<pid>=<metrics port> ...');
+  process.exit(2);
+}
+const seconds = Number(secondsArg);
+const inFlight = Number(inFlightArg);
+const targets: Target[] = targetArgs.map((a) => {
+  const [endpoint, pid, metricsPort] = a.split('=');
+  return { endpoint, pid: Number(pid), metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+});
+const KEYSPACE = 100_000;
+const value = randomBytes(256);
+
+/** utime + stime of every thread of `pid`, in clock ticks (10 ms). */
+function cpuTicks(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Every sample of a Prometheus text page, summed over its labels, by metric name. */
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(url)).text();
+  const sums = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    const name = line.slice(0, space).replace(/\{.*\}$/, '');
+    sums.set(name, (sums.get(name) ?? 0) + Number(line.slice(space + 1)));
+  }
+  return sums;
+}
+
+const conns = targets.map((t) => new EtcdConnection(t.endpoint));
+const keyOf = (): Buffer => Buffer.from(`k${Math.floor(Math.random() * KEYSPACE)}`);
+const once = (conn: EtcdConnection): Promise<unknown> => (op === 'put' ? conn.put({ key: keyOf(), value } as never) : conn.range({ key: keyOf() } as never));
+
+/** Runs the loop for `ms`; the number of operations completed. */
+async function run(ms: number): Promise<number> {
+  let done = 0;
+  const endMs = performance.now() + ms;
+  await Promise.all(
+    Array.from({ length: inFlight }, async (_, i) => {
+      const conn = conns[i % conns.length];
+      while (performance.now() < endMs) {
+        await once(conn);
+        done++;
+      }
+    }),
+  );
+  return done;
+}
+
+if (op === 'range') await run(2_000); // something to read
+await run(3_000); // warm-up: every member's JIT on every path
+const before = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
+const cpuBefore = targets.map((t) => cpuTicks(t.pid));
+const startedMs = performance.now();
+const done = await run(seconds * 1_000);
+const elapsedS = (performance.now() - startedMs) / 1_000;
+const after = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
+const cpuUsPerOp = targets.map((t, i) => ((cpuTicks(t.pid) - cpuBefore[i]) * 10_000) / done);
+console.log(`${op} c=${inFlight}: ${done} in ${elapsedS.toFixed(1)} s, ${(done / elapsedS).toFixed(0)}/s; server CPU µs per ${op} (each member) ${cpuUsPerOp.map((c) => c.toFixed(0)).join(' / ')}, total ${cpuUsPerOp.reduce((a, b) => a + b, 0).toFixed(0)}`);
+for (const name of after[0].keys()) {
+  if (!name.endsWith('_total')) continue;
+  const perOp = targets.map((_, i) => ((after[i].get(name) ?? 0) - (before[i].get(name) ?? 0)) / done);
+  if (perOp.some((x) => x > 0.05)) console.log(`  ${name}: ${perOp.map((x) => x.toFixed(2)).join(' / ')} per ${op}`);
+}
+for (const c of conns) c.close();
+process.exit(0);

@@ -1,0 +1,68 @@
+// Probe: latency at 1 in flight of a put, a two-key txn on one shard ({hash tag}) and a two-key txn over
+// two shards (a cross-shard transaction), through each member of a running 16-shard cluster in turn
+// (`make run`). Prints each one's p50 and p90 and the two-shard txn's p50 against the one-shard txn's
+// (issue 15's target: at most 2×). Usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...
+import { randomBytes } from 'node:crypto';
+import { EtcdConnection } from './etcd-rpc.ts';
+import { SlotMap } from '../server/routing/slots.ts';
+
+const SHARDS = SlotMap.create(16);
+const KEYSPACE = 100_000;
+type Kind = 'put' | 'txn, 1 shard' | 'txn, 2 shards';
+const KINDS: readonly Kind[] = ['put', 'txn, 1 shard', 'txn, 2 shards'];
+
+const [secondsArg, ...endpoints] = process.argv.slice(2);
+if (endpoints.length === 0) {
+  console.error('usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...');
+  process.exit(2);
+}
+const seconds = Number(secondsArg);
+const value = randomBytes(256);
+const conns = endpoints.map((e) => new EtcdConnection(e));
+
+/** Two keys: sharing a {hash tag} (one shard), or the second moved on until it lands on another shard. */
+function keyPair(twoShards: boolean): [Buffer, Buffer] {
+  const i = Math.floor(Math.random() * KEYSPACE);
+  const a = Buffer.from(`{t${i}}a`);
+  let b = Buffer.from(`{t${i}}b`);
+  for (let j = i + 1; twoShards && SHARDS.shardOfKey(b) === SHARDS.shardOfKey(a); j++) b = Buffer.from(`{t${j}}b`);
+  return [a, b];
+}
+
+async function once(kind: Kind, conn: EtcdConnection): Promise<void> {
+  const [a, b] = keyPair(kind === 'txn, 2 shards');
+  if (kind === 'put') await conn.put({ key: a, value } as never);
+  else await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
+}
+
+/** Latencies (ms, sorted) of `kind` one after another through `conn` for `ms`. */
+async function loop(kind: Kind, conn: EtcdConnection, ms: number): Promise<number[]> {
+  const latencies: number[] = [];
+  const endMs = performance.now() + ms;
+  while (performance.now() < endMs) {
+    const startMs = performance.now();
+    await once(kind, conn);
+    latencies.push(performance.now() - startMs);
+  }
+  return latencies.sort((x, y) => x - y);
+}
+
+const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+
+for (const conn of conns) for (const kind of KINDS) await loop(kind, conn, 700); // warm-up
+const p50s = new Map<Kind, number>();
+for (const kind of KINDS) {
+  const all: number[] = [];
+  const perMember: string[] = [];
+  for (const conn of conns) {
+    const latencies = await loop(kind, conn, seconds * 1_000);
+    all.push(...latencies);
+    perMember.push(quantile(latencies, 0.5).toFixed(2));
+  }
+  all.sort((x, y) => x - y);
+  p50s.set(kind, quantile(all, 0.5));
+  console.log(`${kind}: ${all.length} at c=1, p50 ${quantile(all, 0.5).toFixed(2)} ms (through each member ${perMember.join(' / ')}), p90 ${quantile(all, 0.9).toFixed(2)} ms`);
+}
+console.log(`two-shard txn p50 / one-shard txn p50: ${(p50s.get('txn, 2 shards')! / p50s.get('txn, 1 shard')!).toFixed(2)}×`);
+for (const conn of conns) conn.close();
+process.exit(0);
