@@ -7,6 +7,12 @@ export interface BenchConfig {
   durationMs: number;
   /** Unmeasured warm-up before each closed-loop run. */
   warmupMs: number;
+  /**
+   * Unmeasured load on each freshly started cluster before its first measured row (BENCH_CLUSTER_WARMUP_MS;
+   * bench/sharding.ts): a Synod member's JIT takes ~20 s of load to settle (three 6 s runs in a row on a
+   * fresh 16-shard cluster: 4,104, 5,084 and 5,850 ranges a second), and a server runs for days.
+   */
+  clusterWarmupMs: number;
   /** Times each closed-loop workload runs against each system, alternating which goes first (BENCH_ROUNDS). */
   rounds: number;
   /** Worker threads of the load generator (BENCH_WORKERS). */
@@ -81,6 +87,7 @@ export function readConfig(): BenchConfig {
     // BENCH_DURATION_MS: the smoke test's sub-second runs; BENCH_SECONDS otherwise.
     durationMs: process.env.BENCH_DURATION_MS ? int('BENCH_DURATION_MS', 1000) : int('BENCH_SECONDS', 10) * 1000,
     warmupMs: int('BENCH_WARMUP_MS', 1000),
+    clusterWarmupMs: int('BENCH_CLUSTER_WARMUP_MS', 20_000),
     rounds: Math.max(1, int('BENCH_ROUNDS', 2)),
     workers: Math.max(1, int('BENCH_WORKERS', 4)),
     connectionsPerWorker: Math.max(1, int('BENCH_CONNECTIONS_PER_WORKER', 2)),

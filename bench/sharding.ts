@@ -8,7 +8,8 @@
 // bench/results/sharding.{md,json}. Then a prefix watch over every shard under a light write load: delivery
 // latency, and every event once in revision order (bench/prefix-watch-latency.ts).
 //
-//   node bench/sharding.ts            (BENCH_SECONDS, BENCH_ROUNDS, BENCH_WORKERS as for run-bench.ts)
+//   node bench/sharding.ts            (BENCH_SECONDS, BENCH_ROUNDS, BENCH_WORKERS as for run-bench.ts;
+//                                      BENCH_CLUSTER_WARMUP_MS: unmeasured load on each cluster first, 20 s)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +55,15 @@ async function main(): Promise<void> {
     if (wanted('etcd')) setups.push({ label: 'etcd', cluster: await Cluster.start({ ...common, system: 'etcd', rootDir: path.join(rootDir, 'etcd') }) });
     if (wanted('1')) setups.push({ label: 'synod 1 shard', cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's1'), shards: 1 }) });
     if (wanted(String(SHARDS))) setups.push({ label: `synod ${SHARDS} shards`, cluster: await Cluster.start({ ...common, system: 'synod', rootDir: path.join(rootDir, 's16'), shards: SHARDS }) });
+    // Every system gets the same unmeasured load first, puts then linearizable ranges, so that no row
+    // measures a cold cluster (BenchConfig.clusterWarmupMs).
+    if (cfg.clusterWarmupMs > 0) {
+      const half = { ...cfg, durationMs: Math.ceil(cfg.clusterWarmupMs / 2), warmupMs: 0 };
+      for (const setup of setups) {
+        for (const w of [WORKLOADS[0], WORKLOADS.find((x) => x.op === 'range-linearizable')!]) await runClosedLoop(half, setup.cluster, w, 0);
+        log(`${setup.label}: warmed up (${cfg.clusterWarmupMs / 1000} s of puts and linearizable ranges, not measured)`);
+      }
+    }
     const rows = new Map<string, Row[]>();
     // BENCH_ONLY narrows the run to some rows (printed only: the results files keep the last whole run).
     const narrowed = cfg.only.length > 0 || cfg.setups.length > 0;
