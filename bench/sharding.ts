@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     if (cfg.clusterWarmupMs > 0) {
       const half = { ...cfg, durationMs: Math.ceil(cfg.clusterWarmupMs / 2), warmupMs: 0 };
       for (const setup of setups) {
-        for (const w of [WORKLOADS[0], WORKLOADS.find((x) => x.op === 'range-linearizable')!]) await runClosedLoop(half, setup.cluster, w, 0);
+        for (const w of WORKLOADS.filter((x) => x.id === 'put c=64' || x.id === 'range linearizable c=64')) await runClosedLoop(half, setup.cluster, w, 0);
         log(`${setup.label}: warmed up (${cfg.clusterWarmupMs / 1000} s of puts and linearizable ranges, not measured)`);
       }
     }
