@@ -4,13 +4,18 @@
 import { crossShardStats } from './cross-shard-txn.ts';
 import type { SendRateStats } from '../transport/send-rate-limiter.ts';
 import type { StreamCallStats } from '../transport/peer-transport.ts';
-import http from 'node:http';
+import type http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import type { ApiContext } from './context.ts';
 import { DATA_GROUP_ID } from './context.ts';
 import type { FaultInjector } from '../transport/fault-injector.ts';
 import { answerPlacement } from './placement-http.ts';
+
+// node:http through process.getBuiltinModule, not an ESM import: the ESM facade of a builtin reads every
+// export once, and node:http's WebSocket, EventSource and fetch-related exports are getters that load
+// undici (~130 ms of CPU at every member start, for a client this server never uses).
+const { createServer } = process.getBuiltinModule('node:http');
 import { observePlacement } from './placement-source.ts';
 import { registerPlacementMetrics } from './placement-metrics.ts';
 
@@ -182,7 +187,7 @@ function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.
 
 export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): Promise<http.Server> {
   const registry = buildRegistry(ctx, snapshotSend, streamCalls);
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     const [url, ...rest] = (req.url ?? '/').split('?');
     const search = rest.join('?');
     if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
