@@ -1,13 +1,15 @@
-// Probe: a closed loop of puts or linearizable ranges at N in flight over every member of a running
-// cluster (`make run`), then what one operation cost: each member's CPU (from /proc, all its threads)
+// Probe: a closed loop of puts, linearizable ranges or two-key txns over two shards (cross-shard
+// transactions on a 16-shard cluster) at N in flight over every member of a running cluster (`make run`),
+// then what one operation cost: each member's CPU (from /proc, all its threads)
 // and every counter of its /metrics that moved by more than 0.05 per operation (Raft messages, turns,
 // synced batches, oracle requests...). For comparing builds and shard counts, not a benchmark: run it
 // a few times each way, interleaved (one run moves by ±20% on a shared 2-core machine).
 //
-// Usage: node bench/counters-probe.ts <put|range> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
+// Usage: node bench/counters-probe.ts <put|range|txn2> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
+import { SlotMap } from '../server/routing/slots.ts';
 
 interface Target {
   endpoint: string;
@@ -16,8 +18,8 @@ interface Target {
 }
 
 const [op, secondsArg, inFlightArg, ...targetArgs] = process.argv.slice(2);
-if ((op !== 'put' && op !== 'range') || targetArgs.length === 0) {
-  console.error('usage: node bench/counters-probe.ts <put|range> <seconds> <in flight> <host:port>=<pid>=<metrics port> ...');
+if ((op !== 'put' && op !== 'range' && op !== 'txn2') || targetArgs.length === 0) {
+  console.error('usage: node bench/counters-probe.ts <put|range|txn2> <seconds> <in flight> <host:port>=<pid>=<metrics port> ...');
   process.exit(2);
 }
 const seconds = Number(secondsArg);
@@ -50,7 +52,22 @@ async function scrape(url: string): Promise<Map<string, number>> {
 
 const conns = targets.map((t) => new EtcdConnection(t.endpoint));
 const keyOf = (): Buffer => Buffer.from(`k${Math.floor(Math.random() * KEYSPACE)}`);
-const once = (conn: EtcdConnection): Promise<unknown> => (op === 'put' ? conn.put({ key: keyOf(), value } as never) : conn.range({ key: keyOf() } as never));
+const SIXTEEN_SHARDS = SlotMap.create(16);
+/** Two keys on two different shards of a 16-shard cluster. */
+function twoShardKeys(): [Buffer, Buffer] {
+  const i = Math.floor(Math.random() * KEYSPACE);
+  const a = Buffer.from(`{t${i}}a`);
+  for (let j = i + 1; ; j++) {
+    const b = Buffer.from(`{t${j}}b`);
+    if (SIXTEEN_SHARDS.shardOfKey(b) !== SIXTEEN_SHARDS.shardOfKey(a)) return [a, b];
+  }
+}
+function once(conn: EtcdConnection): Promise<unknown> {
+  if (op === 'put') return conn.put({ key: keyOf(), value } as never);
+  if (op === 'range') return conn.range({ key: keyOf() } as never);
+  const [a, b] = twoShardKeys();
+  return conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
+}
 
 /** Runs the loop for `ms`; the number of operations completed. */
 async function run(ms: number): Promise<number> {
