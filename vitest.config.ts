@@ -58,7 +58,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Node's compile cache for the workers and every process they start (test/support/compile-cache.ts).
     env: { NODE_COMPILE_CACHE: COMPILE_CACHE_DIR },
-    // The threads pool serves both light (beside process) and sims (alone, last).
+    // The threads pool serves both light (beside process) and sims (their own run, beside exclusive).
     poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
-import { SlotMap } from '../server/routing/slots.ts';
+import { txnKeyPair } from './txn-keys.ts';
 
 interface Target {
   endpoint: string;
@@ -52,20 +52,10 @@ async function scrape(url: string): Promise<Map<string, number>> {
 
 const conns = targets.map((t) => new EtcdConnection(t.endpoint));
 const keyOf = (): Buffer => Buffer.from(`k${Math.floor(Math.random() * KEYSPACE)}`);
-const SIXTEEN_SHARDS = SlotMap.create(16);
-/** Two keys on two different shards of a 16-shard cluster. */
-function twoShardKeys(): [Buffer, Buffer] {
-  const i = Math.floor(Math.random() * KEYSPACE);
-  const a = Buffer.from(`{t${i}}a`);
-  for (let j = i + 1; ; j++) {
-    const b = Buffer.from(`{t${j}}b`);
-    if (SIXTEEN_SHARDS.shardOfKey(b) !== SIXTEEN_SHARDS.shardOfKey(a)) return [a, b];
-  }
-}
 function once(conn: EtcdConnection): Promise<unknown> {
   if (op === 'put') return conn.put({ key: keyOf(), value } as never);
   if (op === 'range') return conn.range({ key: keyOf() } as never);
-  const [a, b] = twoShardKeys();
+  const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), true);
   return conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
 }
 

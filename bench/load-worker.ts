@@ -8,10 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EtcdConnection, UNIMPLEMENTED, describeError, grpcCode, type WatchResponse } from './etcd-rpc.ts';
 import { encodeHistogram, newHistogram, recordMs, type Histogram } from './histogram.ts';
 import type { ClosedLoopJob, LeaseJob, MainMessage, PhaseResult, WatchJob, WorkerInput, WorkerMessage } from './job-types.ts';
-import { SlotMap } from '../server/routing/slots.ts';
-
-/** The slot map of the sharding rows' 16-shard cluster: where a two-shard txn's keys land. */
-const SIXTEEN_SHARDS = SlotMap.create(16);
+import { txnKeyPair } from './txn-keys.ts';
 
 const input = workerData as WorkerInput;
 const port = parentPort!;
@@ -126,20 +123,10 @@ function closedLoopOperation(job: ClosedLoopJob, nextFillIndex: () => number): O
       };
     case 'txn-one-shard':
     case 'txn-two-shards': {
-      // Two puts in one Txn: keys sharing a {hash tag} (one shard: one Raft entry), or keys on two
-      // different shards of a 16-shard cluster (a cross-shard transaction). On etcd and on one shard
-      // both are the same single-entry txn.
+      // Two puts in one Txn, on one shard or on two (txn-keys.ts).
       const twoShards = job.op === 'txn-two-shards';
       return async (conn) => {
-        const i = Math.floor(Math.random() * job.keyspaceSize);
-        const a = Buffer.from(`{t${i}}a`);
-        let b = Buffer.from(`{t${i}}b`);
-        if (twoShards) {
-          for (let j = i + 1; ; j++) {
-            b = Buffer.from(`{t${j}}b`);
-            if (SIXTEEN_SHARDS.shardOfKey(b) !== SIXTEEN_SHARDS.shardOfKey(a)) break;
-          }
-        }
+        const [a, b] = txnKeyPair(Math.floor(Math.random() * job.keyspaceSize), twoShards);
         await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] });
       };
     }

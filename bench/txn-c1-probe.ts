@@ -4,9 +4,8 @@
 // (issue 15's target: at most 2×). Usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
-import { SlotMap } from '../server/routing/slots.ts';
+import { txnKeyPair } from './txn-keys.ts';
 
-const SHARDS = SlotMap.create(16);
 const KEYSPACE = 100_000;
 type Kind = 'put' | 'txn, 1 shard' | 'txn, 2 shards';
 const KINDS: readonly Kind[] = ['put', 'txn, 1 shard', 'txn, 2 shards'];
@@ -20,17 +19,8 @@ const seconds = Number(secondsArg);
 const value = randomBytes(256);
 const conns = endpoints.map((e) => new EtcdConnection(e));
 
-/** Two keys: sharing a {hash tag} (one shard), or the second moved on until it lands on another shard. */
-function keyPair(twoShards: boolean): [Buffer, Buffer] {
-  const i = Math.floor(Math.random() * KEYSPACE);
-  const a = Buffer.from(`{t${i}}a`);
-  let b = Buffer.from(`{t${i}}b`);
-  for (let j = i + 1; twoShards && SHARDS.shardOfKey(b) === SHARDS.shardOfKey(a); j++) b = Buffer.from(`{t${j}}b`);
-  return [a, b];
-}
-
 async function once(kind: Kind, conn: EtcdConnection): Promise<void> {
-  const [a, b] = keyPair(kind === 'txn, 2 shards');
+  const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), kind === 'txn, 2 shards');
   if (kind === 'put') await conn.put({ key: a, value } as never);
   else await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
 }

@@ -27,8 +27,6 @@ class FakeMember {
   leaderId = SELF;
   barrierCalls = 0;
   private barrierRelease: (() => void) | null = null;
-  /** Whether a read barrier passes (a live member) or only ends at its deadline (a removed one). */
-  barrierPasses = false;
 
   status(): { role: Role; leaderId: number } {
     return { role: this.role, leaderId: this.leaderId };
@@ -51,8 +49,8 @@ class FakeMember {
   }
   readBarrier(_group: number, deadlineMs: number): Promise<void> {
     this.barrierCalls++;
-    if (this.barrierPasses) return Promise.resolve();
-    // As a removed member's barrier: it never passes, and the real one gives up at its deadline.
+    // Passes only when the test releases it; unreleased it is a removed member's barrier, which never
+    // passes and (as the real one) gives up at its deadline.
     return new Promise((resolve, reject) => {
       this.barrierRelease = resolve;
       setTimeout(() => reject(new Error('read barrier: deadline')), Math.max(0, deadlineMs - Date.now())).unref();

@@ -195,7 +195,6 @@ export interface StreamCallStats {
   timedOut: number;
 }
 
-
 interface PendingCall {
   readonly to: number;
   sent: boolean;

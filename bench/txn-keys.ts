@@ -1,0 +1,15 @@
+// The keys of the bench's two-key txns: sharing a {hash tag} (one shard of a 16-shard cluster: one Raft
+// entry), or the second moved on from tag to tag until it lands on another shard (a cross-shard
+// transaction). On etcd and on one shard both are the same single-entry txn. Used by the load generator
+// (load-worker.ts) and the probes (counters-probe.ts, txn-c1-probe.ts).
+import { SlotMap } from '../server/routing/slots.ts';
+
+const SIXTEEN_SHARDS = SlotMap.create(16);
+
+/** The pair for index `i`: on one shard, or (`twoShards`) on two shards of a 16-shard cluster. */
+export function txnKeyPair(i: number, twoShards: boolean): [Buffer, Buffer] {
+  const a = Buffer.from(`{t${i}}a`);
+  let b = Buffer.from(`{t${i}}b`);
+  for (let j = i + 1; twoShards && SIXTEEN_SHARDS.shardOfKey(b) === SIXTEEN_SHARDS.shardOfKey(a); j++) b = Buffer.from(`{t${j}}b`);
+  return [a, b];
+}
