@@ -3,6 +3,9 @@
 NODE := node_modules/.bin/node
 VITEST := $(NODE) node_modules/vitest/vitest.mjs
 TSC := $(NODE) node_modules/typescript/bin/tsc
+# The test recipe pipes each lane through tee: pipefail keeps the lane's exit status.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all install npm-deps system-deps helm build typecheck run run-tls test test-raft bench soak e2e clean
@@ -57,19 +60,27 @@ run-tls: build
 # simulated time and only take the CPU the exclusive files leave idle (waiting out leases, elections,
 # fsyncs), which the scheduler hands back to a test process the moment it wakes; their output is printed
 # after the exclusive lane's. A failing lane does not stop the next: every test runs and the target
-# fails at the end. The typecheck runs beside the first lane (neither needs the other's output), at low
-# priority too.
+# fails at the end, repeating which tests failed and why (scripts/test-failures.ts, from each lane's JSON
+# report and log): CI keeps only the tail of the output. The typecheck runs beside the first lane
+# (neither needs the other's output), at low priority too.
 test: install
 	@nice -n 10 $(TSC) --noEmit -p . & typecheck=$$!; \
-	failed=''; \
-	$(VITEST) run --project process --project light || failed="$$failed process/light"; \
-	sims_log=$$(mktemp); \
-	nice -n 19 $(VITEST) run --project sims > $$sims_log 2>&1 & sims=$$!; \
-	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 || failed="$$failed exclusive"; \
+	out=$$(mktemp -d); failed=''; \
+	report() { echo --reporter=default --reporter=json --outputFile.json=$$out/$$1.json; }; \
+	$(VITEST) run --project process --project light $$(report process-light) 2>&1 \
+	  | tee $$out/process-light.log || failed="$$failed process-light"; \
+	nice -n 19 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
+	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 $$(report exclusive) 2>&1 \
+	  | tee $$out/exclusive.log || failed="$$failed exclusive"; \
 	wait $$sims || failed="$$failed sims"; \
-	cat $$sims_log; rm -f $$sims_log; \
+	cat $$out/sims.log; \
 	wait $$typecheck || failed="$$failed typecheck"; \
-	if [ -n "$$failed" ]; then echo "make test: failed:$$failed (see above)"; exit 1; fi
+	if [ -n "$$failed" ]; then \
+	  echo; echo "make test: failed:$$failed"; \
+	  for lane in $$failed; do [ $$lane = typecheck ] || \
+	    $(NODE) scripts/test-failures.ts $$lane=$$out/$$lane.json:$$out/$$lane.log; done; \
+	fi; \
+	rm -rf $$out; [ -z "$$failed" ]
 
 test-raft: npm-deps
 	$(VITEST) run server/raft
