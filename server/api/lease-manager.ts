@@ -3,13 +3,11 @@
 // survive failover and restarts), and answers renewals and TTL queries — locally when this member
 // leads, otherwise by forwarding to the leader over the peer port.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { LeaseClock } from '../lease/lease-clock.ts';
 import { NoLeaderError } from '../member/member.ts';
 import { ApiContext, DATA_GROUP_ID } from './context.ts';
-import { PROTO_ROOT } from '../etcd/proto.ts';
+import { grpcServiceClient } from '../protobuf/proto-schemas.ts';
 
 /** etcd's cap on a lease's TTL (MaxLeaseTTL, about 285 years). */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
@@ -48,14 +46,7 @@ interface QueuedRenewal {
 let forwardService: grpc.ServiceClientConstructor | undefined;
 function leaseForwardService(): grpc.ServiceClientConstructor {
   if (!forwardService) {
-    const def = protoLoader.loadSync(path.join('synod', 'lease_forward.proto'), {
-      keepCase: true,
-      longs: String,
-      defaults: true,
-      includeDirs: [PROTO_ROOT],
-    });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { synod: { lease: { LeaseForward: grpc.ServiceClientConstructor } } };
-    forwardService = pkg.synod.lease.LeaseForward;
+    forwardService = grpcServiceClient('synod.lease.LeaseForward', { longs: String, defaults: true });
   }
   return forwardService;
 }

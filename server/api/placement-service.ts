@@ -4,11 +4,11 @@
 // what this member has applied (like etcd's Maintenance.Status), so a learner answers too. It sits
 // behind the auth guard and the wire-strictness interceptor like every client-facing service.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type { ApiContext } from './context.ts';
 import { unary } from './context.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { LOADER_OPTIONS } from '../etcd/proto.ts';
+import { grpcServiceClient } from '../protobuf/proto-schemas.ts';
 import { observePlacement } from './placement-source.ts';
 import { buildPlacementView, locateKey, type PlacementView } from '../placement/placement-view.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
@@ -16,7 +16,6 @@ import type { ResponseHeader } from '../etcd/wire-types.ts';
 /** Drain moves shard replicas: a cluster of one group has none to move. */
 const NOT_SHARDED = { code: grpc.status.FAILED_PRECONDITION, message: 'synod: drain needs a sharded cluster (--shards > 1); a one-group cluster has no replicas to move' };
 
-export const PLACEMENT_PROTO_FILE = 'synod/placement.proto';
 export const PLACEMENT_SERVICE_NAME = 'synod.v1.Placement';
 
 let constructor: grpc.ServiceClientConstructor | undefined;
@@ -24,10 +23,7 @@ let constructor: grpc.ServiceClientConstructor | undefined;
 /** The client constructor of synod.v1.Placement (its `.service` is the server's definition). */
 export function placementClientConstructor(): grpc.ServiceClientConstructor {
   if (!constructor) {
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(PLACEMENT_PROTO_FILE, LOADER_OPTIONS)) as unknown as {
-      synod: { v1: { Placement: grpc.ServiceClientConstructor } };
-    };
-    constructor = pkg.synod.v1.Placement;
+    constructor = grpcServiceClient(PLACEMENT_SERVICE_NAME, LOADER_OPTIONS);
   }
   return constructor;
 }

@@ -16,11 +16,11 @@
 // differential test fails if its behaviour changes.
 import * as grpc from '@grpc/grpc-js';
 import { BaseServerInterceptingCall } from '@grpc/grpc-js/build/src/server-interceptors.js';
-import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, allowMessageNesting } from '../etcd/proto.ts';
+import { SERVICE_NAMES, allowMessageNesting } from '../etcd/proto.ts';
+import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { canonicalRequest, checkWire, messageRule, type MessageRule } from './wire-check.ts';
-import { PLACEMENT_PROTO_FILE, PLACEMENT_SERVICE_NAME } from './placement-service.ts';
+import { PLACEMENT_SERVICE_NAME } from './placement-service.ts';
 
 /** Encodings grpc-js can decompress; anything else is refused as grpc-go refuses it. */
 const DECOMPRESSORS = new Set(['identity', 'gzip', 'deflate']);
@@ -47,10 +47,7 @@ let methodRules: Map<string, MethodRule> | undefined;
 /** Request rules of every method of the eight etcd services and Synod's own client-facing service, keyed by gRPC path. */
 function requestRules(): Map<string, MethodRule> {
   if (methodRules) return methodRules;
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string => (path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target));
-  root.loadSync([...PROTO_FILES, PLACEMENT_PROTO_FILE], { keepCase: true });
-  root.resolveAll();
+  const root = protoMessageRoot();
   const out = new Map<string, MethodRule>();
   for (const service of [...Object.values(SERVICE_NAMES), PLACEMENT_SERVICE_NAME]) {
     for (const method of root.lookupService(service).methodsArray) {

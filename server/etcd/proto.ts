@@ -1,30 +1,24 @@
-// Loads Synod's etcd-v3 wire-compatible .proto files (proto/etcd/...) with @grpc/proto-loader
-// and exposes the gRPC service definitions (for grpc.Server.addService) and client
-// constructors (for tests). Everything is loaded once and cached.
+// Synod's etcd-v3 wire-compatible services (proto/etcd/...): the gRPC service definitions (for
+// grpc.Server.addService) and client constructors (for tests), built from the schemas
+// proto-schemas.ts parses once per process, and cached.
 
-import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { ETCD_PROTO_FILES, PROTO_ROOT, grpcServiceClient } from '../protobuf/proto-schemas.ts';
 
-/** Absolute path of the repository's proto/ directory (the include root of every import). */
-export const PROTO_ROOT: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
+export { PROTO_ROOT };
 
 /** The five .proto files, relative to PROTO_ROOT (same import paths etcd uses). */
-export const PROTO_FILES: readonly string[] = Object.freeze([
-  'etcd/api/mvccpb/kv.proto',
-  'etcd/api/authpb/auth.proto',
-  'etcd/api/etcdserverpb/rpc.proto',
-  'etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto',
-  'etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto',
-]);
+export const PROTO_FILES: readonly string[] = ETCD_PROTO_FILES;
 
 /**
  * Loader options: snake_case field names kept as in the .proto (`range_end`, `prev_kv`, `TTL`),
  * 64-bit integers as decimal strings, enums as their names, bytes as Buffer, defaults filled in,
  * and a virtual property naming the set member of each oneof (e.g. `request: 'request_put'`).
+ * The services come from proto-schemas.ts, which converts messages with these; clients that load
+ * the files with @grpc/proto-loader themselves (tests, examples) pass them to loadSync.
  */
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -35,25 +29,6 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
   includeDirs: [PROTO_ROOT],
 };
-
-let packageDefinition: protoLoader.PackageDefinition | undefined;
-let grpcObject: grpc.GrpcObject | undefined;
-
-/** The proto-loader PackageDefinition of all five files (cached). Keys are fully-qualified names. */
-export function loadEtcdPackageDefinition(): protoLoader.PackageDefinition {
-  if (packageDefinition === undefined) {
-    packageDefinition = protoLoader.loadSync([...PROTO_FILES], LOADER_OPTIONS);
-  }
-  return packageDefinition;
-}
-
-/** grpc.loadPackageDefinition of all five files (cached): `.etcdserverpb.KV`, `.v3lockpb.Lock`, ... */
-export function loadEtcdPackage(): grpc.GrpcObject {
-  if (grpcObject === undefined) {
-    grpcObject = grpc.loadPackageDefinition(loadEtcdPackageDefinition());
-  }
-  return grpcObject;
-}
 
 /** Fully-qualified gRPC service names, keyed by the short names used in this codebase. */
 export const SERVICE_NAMES = Object.freeze({
@@ -92,14 +67,7 @@ export interface EtcdClients {
 }
 
 function lookup(fqName: string): grpc.ServiceClientConstructor {
-  let node: unknown = loadEtcdPackage();
-  for (const part of fqName.split('.')) {
-    node = (node as Record<string, unknown> | undefined)?.[part];
-  }
-  if (typeof node !== 'function' || !('service' in node)) {
-    throw new Error(`proto: gRPC service ${fqName} not found in ${PROTO_ROOT}`);
-  }
-  return node as grpc.ServiceClientConstructor;
+  return grpcServiceClient(fqName, LOADER_OPTIONS);
 }
 
 let clients: EtcdClients | undefined;

@@ -2,8 +2,7 @@
 // in etcd's own protobuf form, plus who proposed it. Decoded objects have the same shape as what
 // @grpc/proto-loader hands the service handlers (snake_case, int64 as strings, enums as names).
 import protobuf from 'protobufjs';
-import path from 'node:path';
-import { PROTO_ROOT } from '../etcd/proto.ts';
+import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from '../etcd/wire-types.ts';
 import type { AuthRequestBody, Caller } from './auth-wire.ts';
 import type { AlarmRequestBody } from './alarms.ts';
@@ -123,13 +122,8 @@ let cachedRoot: protobuf.Root | undefined;
 /** protobufjs types of synod/internal.proto and the etcd messages it imports (loaded once). */
 export function internalProtoRoot(): protobuf.Root {
   if (cachedRoot) return cachedRoot;
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string =>
-    path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target);
-  root.loadSync('synod/internal.proto', { keepCase: true });
-  root.resolveAll();
-  cachedRoot = root;
-  return root;
+  cachedRoot = protoMessageRoot();
+  return cachedRoot;
 }
 
 let cachedType: protobuf.Type | undefined;

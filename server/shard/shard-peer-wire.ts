@@ -6,8 +6,8 @@
 // rounded or defaulted silently). Bytes are Buffers both ways; proto3 cannot tell an empty bytes field
 // from an absent one, which is exactly RangeOp's meaning (empty rangeEnd: the one key).
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../etcd/proto.ts';
+import { grpcServiceClient } from '../protobuf/proto-schemas.ts';
 import type { KeyValue, MvccEvent, RangeOp, RangeResult, SortOrder, SortTarget } from '../mvcc/types.ts';
 import type { OracleRequest, OracleResponse } from './oracle-protocol.ts';
 
@@ -111,9 +111,7 @@ let service: grpc.ServiceClientConstructor | undefined;
 /** The ShardPeer client constructor (its `.service` is the definition to add to the peer server). */
 export function shardPeerService(): grpc.ServiceClientConstructor {
   if (!service) {
-    const def = protoLoader.loadSync('synod/shard_peer.proto', LOADER_OPTIONS);
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { synod: { shard: { ShardPeer: grpc.ServiceClientConstructor } } };
-    service = pkg.synod.shard.ShardPeer;
+    service = grpcServiceClient('synod.shard.ShardPeer', LOADER_OPTIONS);
   }
   return service;
 }

@@ -13,9 +13,6 @@
 // Stream frames are encoded and decoded by frame-codec.ts (hand-written, same proto3 bytes); the
 // rare Snapshot and ClusterInfo calls go through proto-loader.
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Message } from '../raft/types.ts';
 import { messageFromWire, messageToWire, type WireMessage } from './wire.ts';
@@ -35,8 +32,8 @@ import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
 import type { SendRateLimiter } from './send-rate-limiter.ts';
 import { RECOVERY_CHANNEL_OPTIONS } from './channel-recovery.ts';
+import { grpcServiceClient } from '../protobuf/proto-schemas.ts';
 
-const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto');
 const MIN_BACKOFF_MS = 50;
 /**
  * Metadata a dialling member names itself in. Only a hint: a stream from a member whose own stream
@@ -62,18 +59,7 @@ interface WireSnapshotChunk {
 let cachedService: grpc.ServiceClientConstructor | undefined;
 function peerService(): grpc.ServiceClientConstructor {
   if (cachedService) return cachedService;
-  const def = protoLoader.loadSync('synod/transport.proto', {
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    bytes: Buffer,
-    defaults: true,
-    includeDirs: [PROTO_ROOT],
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    synod: { transport: { Peer: grpc.ServiceClientConstructor } };
-  };
-  const loaded = pkg.synod.transport.Peer;
+  const loaded = grpcServiceClient('synod.transport.Peer', { longs: Number, enums: String, bytes: Buffer, defaults: true });
   // The Stream RPC bypasses proto-loader: the sender hands over a frame it encoded itself
   // (PeerTransport.flush), the receiver gets Raft messages decoded by frame-codec.ts.
   const service: grpc.ServiceDefinition = {
