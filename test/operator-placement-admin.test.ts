@@ -75,7 +75,13 @@ describe('GrpcPlacementAdmin against a real 4-member, 8-shard Synod cluster (R =
       return p.shards.every((s) => s.leader !== '') && leads(ids[index], p) === 0 ? p : null;
     }, 5_000);
     expect(after.shards.every((s) => s.leader !== ids[index])).toBe(true);
-  });
+    // And it stays so while the member runs on (the operator deletes its pod next): the other members'
+    // leader balancers, which run every 2 s, must not hand its preferred shards straight back.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const later = await placement.getPlacement(cluster.addressOf((index + 1) % 4));
+    expect(later.shards.filter((s) => s.leader === ids[index]).map((s) => s.id)).toEqual([]);
+    expect(later.metadataLeader).not.toBe(ids[index]);
+  }, 30_000);
 
   it('Drain moves every replica off a member; undrain marks it up again', async () => {
     const target = ids[3];

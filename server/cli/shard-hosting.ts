@@ -105,6 +105,13 @@ const FENCE_HORIZON_EVERY_MS = 60_000;
 /** Shards moving at once, cluster-wide (snapshot traffic, shards with an extra replica). */
 const MAX_MOVING_SHARDS = 4;
 
+/**
+ * After TransferLeaderships, how long this member declines leaderships handed back to it: the operator
+ * stops it next (a rolling upgrade's pod delete follows within a reconcile or two); a member still
+ * running afterwards takes its share again.
+ */
+const HANDED_OVER_DECLINE_MS = 60_000;
+
 /** A drain mark not applied yet is proposed again after this long (a lost proposal). */
 const DRAIN_RESEND_MS = 1_000;
 
@@ -825,6 +832,8 @@ export class ShardHosting implements ShardedKeyspace {
     const led = (): number[] => groups.filter((g) => member.role(g) === 'leader');
     // Only a group with another voter can lose its leader to a handover; a lone voter keeps it.
     const movable = (): number[] => led().filter((g) => member.confState(g).voters.some((v) => v !== member.memberId));
+    // Before the first handover: the balancers of the new leaders would hand them back within seconds.
+    member.declineLeadershipHandovers(HANDED_OVER_DECLINE_MS);
     let transferred = 0;
     // In parallel: each transfer is one group's own Raft handover (the target campaigns with consent),
     // independent of the others; sequential handovers of 16 shards would take 16 round trips.

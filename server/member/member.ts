@@ -300,6 +300,8 @@ export class Member {
   private startedMs = performance.now();
   /** See takeLeaderGapMaxMs. */
   private leaderGapMaxMs = 0;
+  /** See declineLeadershipHandovers (performance.now() ms). */
+  private declineHandoversUntilMs = 0;
   /** See takeBatchWriteMaxMs. */
   private batchWriteMaxMs = 0;
   /** The batch write in flight: when it started, and whether it makes a term or vote durable (see tick). */
@@ -608,9 +610,21 @@ export class Member {
         continue;
       }
       if (!group) continue; // a group this member no longer (or not yet) hosts
+      // A declined handover: the leader's transfer runs out after an election timeout and it leads on.
+      if (message.type === 'timeoutNow' && monoMs < this.declineHandoversUntilMs) continue;
       group.node.step(message);
     }
     this.scheduleTurn();
+  }
+
+  /**
+   * For `durationMs`, this member takes no leadership handed over to it (it ignores Raft's TimeoutNow,
+   * the leader's "campaign now"): it has just handed its own over because it is about to stop, and
+   * the leader balancers of other members would hand them straight back. Elections are untouched: a
+   * group whose leader fails may still elect this member, so no group loses a candidate it needs.
+   */
+  declineLeadershipHandovers(durationMs: number): void {
+    this.declineHandoversUntilMs = performance.now() + durationMs;
   }
 
   /** One forwarded proposal for an intercepted group (or one removed lately): see forwarded-proposal.ts. */

@@ -9,7 +9,8 @@
 // Why it is safe: a leadership transfer is Raft's own (the target catches up, then campaigns with the
 // leader's consent); nothing about data or revisions changes hands (a new shard leader starts its write
 // path above a fresh oracle revision, as after any election). A transfer only goes to a voter this
-// leader heard from recently; a target that cannot take over in time leaves the leadership where it was.
+// leader heard from recently; a target that cannot take over in time leaves the leadership where it was,
+// and is passed over for a while (a member about to stop declines handovers: Member.declineLeadershipHandovers).
 // Why it settles: the assignment keeps every current leader that is within its cap, and the target of a
 // transfer is within its cap after it, so in a stable membership each shard moves at most once.
 import type { Logger } from 'pino';
@@ -49,12 +50,22 @@ export interface LeaderBalancerOptions {
   logger: Logger;
   intervalMs?: number;
   transferTimeoutMs?: number;
+  /** How long a member that did not take a handover is passed over as a target (default 30 s). */
+  failedTargetBackoffMs?: number;
+  /** The clock the backoff is measured on (performance.now() by default; tests pass their own). */
+  nowMs?: () => number;
 }
 
 export class LeaderBalancer {
   private readonly opts: LeaderBalancerOptions;
   private timer: NodeJS.Timeout | null = null;
   private transferring = false;
+  /**
+   * Targets that did not take a handover, with when they may be asked again. A member that just handed
+   * its leaderships over declines them for a while (Member.declineLeadershipHandovers): asking it again
+   * every round would hold each attempt's writes for an election timeout, for nothing.
+   */
+  private readonly failedTargets = new Map<NodeId, number>();
   transfers = 0;
 
   constructor(opts: LeaderBalancerOptions) {
@@ -94,8 +105,10 @@ export class LeaderBalancer {
             const to = prefer(s.shard);
             return s.currentLeader === member.memberId && to !== null && to !== member.memberId && s.replicas.includes(to) ? [{ shard: s.shard, to }] : [];
           });
+    const nowMs = (this.opts.nowMs ?? (() => performance.now()))();
+    for (const [target, untilMs] of this.failedTargets) if (untilMs <= nowMs) this.failedTargets.delete(target);
     const next = wanted.find(
-      ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to),
+      ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to) && !this.failedTargets.has(to),
     );
     if (!next) return;
     this.transferring = true;
@@ -103,7 +116,10 @@ export class LeaderBalancer {
     logger.info({ group: next.shard, to: next.to.toString(16) }, 'handing a shard leadership over to spread leaders');
     void member
       .transferLeadership(next.shard, next.to, this.opts.transferTimeoutMs ?? 3_000)
-      .catch((err: unknown) => logger.warn({ group: next.shard, to: next.to.toString(16), err: String(err) }, 'leadership handover to spread leaders did not complete'))
+      .catch((err: unknown) => {
+        this.failedTargets.set(next.to, nowMs + (this.opts.failedTargetBackoffMs ?? 30_000));
+        logger.warn({ group: next.shard, to: next.to.toString(16), err: String(err) }, 'leadership handover to spread leaders did not complete');
+      })
       .finally(() => {
         this.transferring = false;
       });
