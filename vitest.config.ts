@@ -42,6 +42,7 @@ const EXCLUSIVE = [
   'test/checker/performance.test.ts',
   'server/member/slow-write-heartbeat.test.ts',
   'server/member/active-members.test.ts',
+  'server/member/leadership-decline.test.ts',
   'server/member/runtime-groups.test.ts',
   'server/shard/peer-shard-rpc.test.ts',
   'server/shard/shard-kv-forwarding.test.ts',
