@@ -22,7 +22,8 @@ interface JsonReport {
   readonly testResults: readonly FileResult[];
 }
 
-const MESSAGE_LINES = 12;
+// Room for a failure that explains itself (a convergence that gave up prints what every member saw).
+const MESSAGE_LINES = 80;
 const LOG_LINES = 60;
 // The log carries the reporter's colours; the summary is read as plain text.
 const ANSI_ESCAPE = /\u001b\[[0-9;]*m/g;

@@ -10,6 +10,7 @@
 // shards, whose participants may be moving): the same deadline, and both keys read back at one revision. Prints per phase the count, p50, p99, max and the
 // slowest puts (key, shard, start time: to find them in the members' logs, kept with SYNOD_KEEP_TEST_DATA=1).
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +63,36 @@ async function view(i: number): Promise<View> {
 
 /** Every shard has R voters, no learner, no move left, and `holds(member's replica count)` holds for each member. */
 async function converged(what: string, holds: (id: string, replicas: number) => boolean): Promise<View> {
+  try {
+    return await convergedOrThrow(what, holds);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${await placementDiagnostics()}`);
+  }
+}
+
+/**
+ * What every member saw when a convergence gave up: its own /placement moves and shards, and its last log
+ * lines about placement and drains (the members' logs go with the test's data dirs; CI keeps only this).
+ */
+async function placementDiagnostics(): Promise<string> {
+  const out: string[] = [];
+  for (let i = 0; i < cluster.members.length; i++) {
+    const m = cluster.members[i];
+    let seen: string;
+    try {
+      const v = await view(i);
+      seen = `moves ${JSON.stringify(v.moves)} shards ${JSON.stringify(v.shards.map((s) => [s.id, s.replicas, s.learners, s.leader]))}`;
+    } catch (error) {
+      seen = `no view (${String(error)})`;
+    }
+    const log = fs.existsSync(m.logFile) ? fs.readFileSync(m.logFile, 'utf8').split('\n') : [];
+    const lines = log.filter((line) => /placement|drain|member-state|metadata/i.test(line)).slice(-12);
+    out.push(`${m.name}: ${seen}\n${lines.map((line) => `  ${line.slice(0, 400)}`).join('\n')}`);
+  }
+  return out.join('\n');
+}
+
+async function convergedOrThrow(what: string, holds: (id: string, replicas: number) => boolean): Promise<View> {
   return eventually(
     what,
     async () => {
