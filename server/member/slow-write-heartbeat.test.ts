@@ -3,22 +3,16 @@
 // elect another leader though the old one's event loop is idle (issue 13, item 2: a 1 GiB fill moved
 // leadership while no request held the loop). The leader's store is stalled for 4 election timeouts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
 import { MemberDb, type TurnBatch } from '../storage/member-db.ts';
 import type { MemberStore } from '../storage/member-store.ts';
-import { Member } from './member.ts';
-import { KvStateMachine } from '../shard/kv-state-machine.ts';
+import type { Member } from './member.ts';
+import { startInProcessMembers, type InProcessMembers } from '../../test/support/in-process-members.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
-import type { Message } from '../raft/types.ts';
 
 const GROUP = 1;
 const IDS = [1, 2, 3];
 const TICK_MS = 20;
 const ELECTION_TICKS = 10;
-const logger = pino({ level: 'silent' });
 
 /** MemberDb whose writes can be held back (as a stalled fsync holds them). */
 class StallableStore {
@@ -33,52 +27,39 @@ class StallableStore {
   }
 }
 
-let dir: string;
 const stores = new Map<number, StallableStore>();
-const members = new Map<number, Member>();
+let trio: InProcessMembers;
+let members: Map<number, Member>;
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-slow-write-'));
-  const peers = IDS.map((id) => ({ id, peerUrls: [`http://127.0.0.1:${id}`], isLearner: false }));
-  for (const id of IDS) {
-    const db = await MemberDb.open(path.join(dir, `db${id}`));
-    const stallable = new StallableStore(db);
-    stores.set(id, stallable);
-    const store: MemberStore = {
-      loadGroup: (g) => db.loadGroup(g),
-      stateRecords: (g, snap) => db.stateRecords(g, snap),
-      snapshot: () => db.snapshot(),
-      clearState: (g) => db.clearState(g),
-      clearLogThrough: (g, i) => db.clearLogThrough(g, i),
-      dropGroup: (g, last) => db.dropGroup(g, last),
-      storedGroupIds: () => db.storedGroupIds(),
-      write: (batch, sync) => stallable.write(batch, sync),
-    };
-    const member = new Member({ memberId: id, db: store, tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, `snap${id}`), snapshotCount: 10_000 });
-    member.addGroup({ groupId: GROUP, voters: IDS, stateMachine: new KvStateMachine(id, [], peers), loaded: await db.loadGroup(GROUP), randomSeed: id });
-    members.set(id, member);
-  }
-  for (const member of members.values()) {
-    let queued: Message[] = [];
-    member.setSink({
-      send: (_groupId, m) => void queued.push(m),
-      flush: () => {
-        const out = queued;
-        queued = [];
-        setImmediate(() => {
-          for (const m of out) members.get(m.to)?.step([{ groupId: GROUP, message: m }]);
-        });
-      },
-    });
-  }
-  for (const member of members.values()) member.start();
+  trio = await startInProcessMembers({
+    groupId: GROUP,
+    ids: IDS,
+    tickMs: TICK_MS,
+    electionTimeoutTicks: ELECTION_TICKS,
+    name: 'slow-write',
+    storeFor: (id, db) => {
+      const stallable = new StallableStore(db);
+      stores.set(id, stallable);
+      const store: MemberStore = {
+        loadGroup: (g) => db.loadGroup(g),
+        stateRecords: (g, snap) => db.stateRecords(g, snap),
+        snapshot: () => db.snapshot(),
+        clearState: (g) => db.clearState(g),
+        clearLogThrough: (g, i) => db.clearLogThrough(g, i),
+        dropGroup: (g, last) => db.dropGroup(g, last),
+        storedGroupIds: () => db.storedGroupIds(),
+        write: (batch, sync) => stallable.write(batch, sync),
+      };
+      return store;
+    },
+  });
+  members = trio.members;
 }, 20_000);
 
 afterAll(async () => {
   for (const s of stores.values()) s.stalled = null;
-  for (const member of members.values()) await member.stop();
-  for (const s of stores.values()) await s.db.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await trio?.stop();
 });
 
 async function leaderId(): Promise<number> {
