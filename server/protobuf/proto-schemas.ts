@@ -71,7 +71,9 @@ function serializer(type: protobuf.Type): (value: unknown) => Buffer {
     if (Array.isArray(value)) {
       throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
     }
-    return Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish());
+    const bytes = type.encode(type.fromObject(value as Record<string, unknown>)).finish();
+    // protobufjs writes into a Buffer under Node; Buffer.from(buffer) would copy every message.
+    return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
 }
 
