@@ -151,6 +151,8 @@ interface ReadRound {
   index: number;
   /** When the round was asked (ms): unanswered after half an election timeout, it is asked again. */
   askedAtMs: number;
+  /** The leader this member knew when it asked: another one known since, the round is asked again at once. */
+  askedLeaderId: NodeId;
   /** Its waiters were also put in a later round (once): whichever answers first serves them. */
   retried: boolean;
 }
@@ -1085,10 +1087,14 @@ export class Member {
     // 500 ms: its waiters also join the next turn's round, whose answer is as good for them (it started
     // after they arrived). The old round stays: on a loaded leader that is merely slow, its late answer
     // still serves them (settling a waiter twice is a no-op), so a retry never makes a read slower.
+    // A round whose leader has been replaced is asked again as soon as the new one is known (etcd's read
+    // loop retries on its leader-changed notice): its old leader dropped it, and waiting out half an
+    // election timeout took a read through repeated transfers past the API's one-second wait for a leader.
     const retryAfterMs = (this.opts.tickMs * this.opts.electionTimeoutTicks) / 2;
     for (const [key, round] of group.readRounds) {
       round.waiters = round.waiters.filter((w) => !expired(w));
-      if (!round.retried && round.waiters.length > 0 && round.index < 0 && nowMs - round.askedAtMs >= retryAfterMs) {
+      const leaderReplaced = group.leaderId !== 0 && group.leaderId !== round.askedLeaderId;
+      if (!round.retried && round.waiters.length > 0 && round.index < 0 && (leaderReplaced || nowMs - round.askedAtMs >= retryAfterMs)) {
         group.queuedReads.push(...round.waiters);
         round.retried = true;
         this.stats.readIndexRetries++;
@@ -1139,7 +1145,7 @@ export class Member {
       for (const w of waiters) w.reject(new NoLeaderError());
       return;
     }
-    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now(), retried: false });
+    group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now(), askedLeaderId: group.leaderId, retried: false });
   }
 
   private async runTurn(): Promise<void> {
