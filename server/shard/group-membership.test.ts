@@ -49,6 +49,9 @@ describe('nextMembershipStep', () => {
   it('a leader the cluster removed hands leadership to a voter the cluster keeps, and proposes nothing itself', () => {
     expect(nextMembershipStep(cs([2, 3]), cs([1, 2, 3]), 1, () => true)).toEqual({ kind: 'transfer-leadership', to: 2 });
     expect(nextMembershipStep(cs([3]), cs([1, 2, 3]), 1, () => true)).toEqual({ kind: 'transfer-leadership', to: 3 });
+    // A target that just declined (a member about to stop) comes after the other wanted voters; alone, it is asked anyway.
+    expect(nextMembershipStep(cs([2, 3]), cs([1, 2, 3]), 1, () => true, undefined, (id) => id === 2)).toEqual({ kind: 'transfer-leadership', to: 3 });
+    expect(nextMembershipStep(cs([2]), cs([1, 2]), 1, () => true, undefined, (id) => id === 2)).toEqual({ kind: 'transfer-leadership', to: 2 });
   });
 
   it('from any membership, reaches exactly the desired one (the leader among the desired voters)', () => {

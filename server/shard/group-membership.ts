@@ -45,6 +45,8 @@ export function nextMembershipStep(
   self: NodeId,
   caughtUp: (id: NodeId) => boolean,
   inCluster?: (id: NodeId) => boolean,
+  /** Members a handover goes to only if no other wanted voter is left (one just declined: see the reconciler). */
+  declined?: (id: NodeId) => boolean,
 ): MembershipStep {
   const wanted = new Set([...desired.voters, ...desired.learners]);
   const wantedVoters = new Set(desired.voters);
@@ -53,7 +55,8 @@ export function nextMembershipStep(
   const voters = [...current.voters].sort((a, b) => a - b);
   const handOver = (): MembershipStep => {
     // Raft's transfer itself waits for the target to catch up (within its timeout).
-    const to = voters.find((id) => id !== self && wantedVoters.has(id));
+    const targets = voters.filter((id) => id !== self && wantedVoters.has(id));
+    const to = targets.find((id) => !(declined?.(id) ?? false)) ?? targets[0];
     return to === undefined ? { kind: 'none' } : { kind: 'transfer-leadership', to };
   };
   if (!wantedVoters.has(self) && !alive(self)) return handOver();
@@ -102,10 +105,19 @@ export interface GroupMembershipOptions {
   transferTimeoutMs?: number;
 }
 
+/** How long a handover target that did not take over comes after the other wanted voters. */
+const DECLINED_TARGET_BACKOFF_MS = 30_000;
+
 export class GroupMembershipReconciler {
   private readonly opts: GroupMembershipOptions;
   private timer: NodeJS.Timeout | null = null;
   private readonly transferring = new Set<number>();
+  /**
+   * Handover targets that did not take over, with when they are asked first again (performance.now()):
+   * a member about to stop declines handovers for a while (Member.declineLeadershipHandovers), and the
+   * move would otherwise wait for it, asking it every round.
+   */
+  private readonly declinedUntilMs = new Map<NodeId, number>();
   /** Changes proposed, by kind (for logs and tests). */
   readonly proposed = { remove: 0, 'add-learner': 0, promote: 0, 'transfer-leadership': 0 };
 
@@ -129,7 +141,9 @@ export class GroupMembershipReconciler {
     const { member, logger } = this.opts;
     for (const groupId of this.opts.groupIds()) {
       if (member.role(groupId) !== 'leader' || this.transferring.has(groupId)) continue;
-      const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster);
+      const nowMs = performance.now();
+      const declined = (id: NodeId): boolean => (this.declinedUntilMs.get(id) ?? 0) > nowMs;
+      const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster, declined);
       if (step.kind === 'none') continue;
       if (step.kind === 'transfer-leadership') {
         this.transferring.add(groupId);
@@ -137,7 +151,10 @@ export class GroupMembershipReconciler {
         logger.info({ group: groupId, to: step.to.toString(16) }, 'handing group leadership over: this member leaves the group');
         void member
           .transferLeadership(groupId, step.to, this.opts.transferTimeoutMs ?? 3_000)
-          .catch((err: unknown) => logger.warn({ group: groupId, err: String(err) }, 'leadership handover failed; retrying next round'))
+          .catch((err: unknown) => {
+            this.declinedUntilMs.set(step.to, performance.now() + DECLINED_TARGET_BACKOFF_MS);
+            logger.warn({ group: groupId, to: step.to.toString(16), err: String(err) }, 'leadership handover failed; retrying next round, with another voter first');
+          })
           .finally(() => this.transferring.delete(groupId));
         continue;
       }
