@@ -2,11 +2,10 @@
 // grpc.Server.addService) and client constructors (for tests), built from the schemas
 // proto-schemas.ts parses once per process, and cached.
 
-import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { ETCD_PROTO_FILES, PROTO_ROOT, grpcServiceClient } from '../protobuf/proto-schemas.ts';
+import { ETCD_PROTO_FILES, PROTO_ROOT, grpcServiceClient, loaderRequire } from '../protobuf/proto-schemas.ts';
 
 export { PROTO_ROOT };
 
@@ -137,8 +136,7 @@ interface ProtobufLimits {
  */
 export function allowMessageNesting(levels: number): void {
   const own = protobuf as unknown as ProtobufLimits;
-  const loaderRequire = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'));
-  const loaders = loaderRequire('protobufjs') as ProtobufLimits;
+  const loaders = loaderRequire<ProtobufLimits>('protobufjs');
   for (const pb of [own, loaders]) {
     pb.util.recursionLimit = Math.max(pb.util.recursionLimit, levels);
     pb.Reader.recursionLimit = Math.max(pb.Reader.recursionLimit, levels);

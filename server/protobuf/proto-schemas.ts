@@ -43,7 +43,7 @@ const MESSAGE_FILES: readonly string[] = [...ETCD_PROTO_FILES, 'synod/placement.
 export type MessageConversion = protobuf.IConversionOptions;
 
 /** A module as @grpc/proto-loader resolves it: its protobufjs (7.x; same API as ours here), its camelCase. */
-function loaderRequire<T>(id: string): T {
+export function loaderRequire<T>(id: string): T {
   const projectRequire = createRequire(import.meta.url);
   return createRequire(projectRequire.resolve('@grpc/proto-loader'))(id) as T;
 }
