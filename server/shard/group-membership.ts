@@ -18,6 +18,7 @@
 //   - the rounds repeat until nothing differs, so a leader change or a crash mid-way only delays it.
 import type { Logger } from 'pino';
 import type { ConfChange, ConfState, NodeId } from '../raft/types.ts';
+import { DeclinedTargets } from './declined-targets.ts';
 
 export type MembershipStep =
   | { readonly kind: 'remove'; readonly nodeId: NodeId }
@@ -105,19 +106,13 @@ export interface GroupMembershipOptions {
   transferTimeoutMs?: number;
 }
 
-/** How long a handover target that did not take over comes after the other wanted voters. */
-const DECLINED_TARGET_BACKOFF_MS = 30_000;
 
 export class GroupMembershipReconciler {
   private readonly opts: GroupMembershipOptions;
   private timer: NodeJS.Timeout | null = null;
   private readonly transferring = new Set<number>();
-  /**
-   * Handover targets that did not take over, with when they are asked first again (performance.now()):
-   * a member about to stop declines handovers for a while (Member.declineLeadershipHandovers), and the
-   * move would otherwise wait for it, asking it every round.
-   */
-  private readonly declinedUntilMs = new Map<NodeId, number>();
+  /** Handover targets that did not take over: asked after the other wanted voters for a while. */
+  private readonly declinedTargets = new DeclinedTargets();
   /** Changes proposed, by kind (for logs and tests). */
   readonly proposed = { remove: 0, 'add-learner': 0, promote: 0, 'transfer-leadership': 0 };
 
@@ -141,8 +136,7 @@ export class GroupMembershipReconciler {
     const { member, logger } = this.opts;
     for (const groupId of this.opts.groupIds()) {
       if (member.role(groupId) !== 'leader' || this.transferring.has(groupId)) continue;
-      const nowMs = performance.now();
-      const declined = (id: NodeId): boolean => (this.declinedUntilMs.get(id) ?? 0) > nowMs;
+      const declined = (id: NodeId): boolean => this.declinedTargets.declined(id);
       const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster, declined);
       if (step.kind === 'none') continue;
       if (step.kind === 'transfer-leadership') {
@@ -152,7 +146,7 @@ export class GroupMembershipReconciler {
         void member
           .transferLeadership(groupId, step.to, this.opts.transferTimeoutMs ?? 3_000)
           .catch((err: unknown) => {
-            this.declinedUntilMs.set(step.to, performance.now() + DECLINED_TARGET_BACKOFF_MS);
+            this.declinedTargets.markDeclined(step.to);
             logger.warn({ group: groupId, to: step.to.toString(16), err: String(err) }, 'leadership handover failed; retrying next round, with another voter first');
           })
           .finally(() => this.transferring.delete(groupId));

@@ -16,6 +16,7 @@
 import type { Logger } from 'pino';
 import { assignLeaders, type LeaderInput } from '../placement/leaders.ts';
 import type { ConfState, NodeId } from '../raft/types.ts';
+import { DeclinedTargets } from './declined-targets.ts';
 
 export interface LeaderBalancerMember {
   readonly memberId: NodeId;
@@ -50,7 +51,7 @@ export interface LeaderBalancerOptions {
   logger: Logger;
   intervalMs?: number;
   transferTimeoutMs?: number;
-  /** How long a member that did not take a handover is passed over as a target (default 30 s). */
+  /** How long a member that did not take a handover is passed over as a target (default DECLINED_TARGET_BACKOFF_MS). */
   failedTargetBackoffMs?: number;
   /** The clock the backoff is measured on (performance.now() by default; tests pass their own). */
   nowMs?: () => number;
@@ -60,16 +61,13 @@ export class LeaderBalancer {
   private readonly opts: LeaderBalancerOptions;
   private timer: NodeJS.Timeout | null = null;
   private transferring = false;
-  /**
-   * Targets that did not take a handover, with when they may be asked again. A member that just handed
-   * its leaderships over declines them for a while (Member.declineLeadershipHandovers): asking it again
-   * every round would hold each attempt's writes for an election timeout, for nothing.
-   */
-  private readonly failedTargets = new Map<NodeId, number>();
+  /** Targets that did not take a handover: passed over for a while. */
+  private readonly declinedTargets: DeclinedTargets;
   transfers = 0;
 
   constructor(opts: LeaderBalancerOptions) {
     this.opts = opts;
+    this.declinedTargets = new DeclinedTargets(opts.failedTargetBackoffMs, opts.nowMs);
   }
 
   start(): void {
@@ -105,10 +103,8 @@ export class LeaderBalancer {
             const to = prefer(s.shard);
             return s.currentLeader === member.memberId && to !== null && to !== member.memberId && s.replicas.includes(to) ? [{ shard: s.shard, to }] : [];
           });
-    const nowMs = (this.opts.nowMs ?? (() => performance.now()))();
-    for (const [target, untilMs] of this.failedTargets) if (untilMs <= nowMs) this.failedTargets.delete(target);
     const next = wanted.find(
-      ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to) && !this.failedTargets.has(to),
+      ({ shard, to }) => member.role(shard) === 'leader' && member.isQuiesced(shard) && member.activeMembers(shard).includes(to) && !this.declinedTargets.declined(to),
     );
     if (!next) return;
     this.transferring = true;
@@ -117,7 +113,7 @@ export class LeaderBalancer {
     void member
       .transferLeadership(next.shard, next.to, this.opts.transferTimeoutMs ?? 3_000)
       .catch((err: unknown) => {
-        this.failedTargets.set(next.to, nowMs + (this.opts.failedTargetBackoffMs ?? 30_000));
+        this.declinedTargets.markDeclined(next.to);
         logger.warn({ group: next.shard, to: next.to.toString(16), err: String(err) }, 'leadership handover to spread leaders did not complete');
       })
       .finally(() => {
