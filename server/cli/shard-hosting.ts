@@ -591,7 +591,8 @@ export class ShardHosting implements ShardedKeyspace {
       this.leaderlessSinceMs.set(shard.index, since);
       leftBehindForMs = Date.now() - since;
     } else this.leaderlessSinceMs.delete(shard.index);
-    return mayDeleteReplica({ lastIndex: st.lastIndex, applied: st.applied, conf: member.confState(shard.groupId), leaderId, leftBehindForMs }, member.memberId);
+    const unappliedNamesSelf = member.unappliedConfChangeNames(shard.groupId, member.memberId);
+    return mayDeleteReplica({ lastIndex: st.lastIndex, applied: st.applied, conf: member.confState(shard.groupId), leaderId, leftBehindForMs, unappliedNamesSelf }, member.memberId);
   }
 
   private readonly leaderlessSinceMs = new Map<number, number>();

@@ -743,6 +743,19 @@ export class Member {
   }
 
   /** Leader only: is learner `id` caught up enough to be promoted (etcd's 90% rule)? */
+  /**
+   * Whether an entry of the group's log after its applied index is a membership change naming `id`
+   * (server/shard/replica-decisions.ts: a replica whose applied membership excludes it may be deleted
+   * unless such an entry may add it back).
+   */
+  unappliedConfChangeNames(groupId: number, id: NodeId): boolean {
+    const group = this.mustGroup(groupId);
+    for (const entry of group.node.entries(group.applied + 1, group.node.status().lastIndex + 1)) {
+      if (entry.type === 'confChange' && decodeConfChange(entry.data).nodeId === id) return true;
+    }
+    return false;
+  }
+
   learnerReady(groupId: number, id: NodeId): boolean {
     return this.mustGroup(groupId).node.learnerReady(id);
   }

@@ -335,6 +335,11 @@ export class RawNode {
     return this.raft.log.term(index);
   }
 
+  /** The log's entries in [lo, hi) (lo above the snapshot, hi at most lastIndex + 1), stable or not. */
+  entries(lo: number, hi: number): readonly Entry[] {
+    return lo >= hi ? [] : this.raft.log.slice(lo, hi, Number.POSITIVE_INFINITY);
+  }
+
   /** Current voter ids (sorted). */
   voters(): readonly NodeId[] {
     return this.raft.voterIds();

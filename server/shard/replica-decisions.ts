@@ -51,6 +51,11 @@ export interface ReplicaState {
   readonly leaderId: NodeId;
   /** How long it has known no leader while its group's report excludes it (ms; 0 when not so). */
   readonly leftBehindForMs: number;
+  /**
+   * An entry of its log after `applied` is a membership change naming this member: one that may add it
+   * back, and that it may have acknowledged (Member.unappliedConfChangeNames).
+   */
+  readonly unappliedNamesSelf: boolean;
 }
 
 /** How long a replica that never learned its removal waits, hearing no leader, before it is deleted. */
@@ -61,15 +66,19 @@ export const LEFT_BEHIND_AFTER_MS = 30_000;
  * replica's id, so the shard's leader must have forgotten this replica, or it would take a later, empty
  * replica here for this one — its match index, its commit). True when:
  *   - it never received anything (it acknowledged nothing: the leader holds nothing of it);
- *   - it applied its whole log and the membership there excludes it (that removal is committed, and no
- *     later entry re-added it: this replica would hold that entry);
+ *   - the membership it applied excludes it (that removal is committed), and no entry after it in its log
+ *     names it. A later re-addition this replica acknowledged anything after would be in its log; one it
+ *     never received left the leader with a fresh progress for it (nothing matched), which an empty
+ *     replica serves as well. Its log may hold unapplied entries past its removal: appends the leader
+ *     sent before the removal applied there, whose commit it never hears of (it is out of the group);
+ *     waiting for them to apply kept such a replica, and its stale membership in /placement, for good;
  *   - it never learned its removal (its member was down meanwhile): its group's leader reported a
  *     membership without it, and it has heard from no leader for LEFT_BEHIND_AFTER_MS. A replica added
  *     back hears from its leader, so it is never taken for one.
  */
 export function mayDeleteReplica(replica: ReplicaState, self: NodeId): boolean {
   if (replica.lastIndex === 0) return true;
-  if (replica.applied === replica.lastIndex && !inConf(replica.conf, self)) return true;
+  if (!inConf(replica.conf, self) && !replica.unappliedNamesSelf) return true;
   return replica.leftBehindForMs >= LEFT_BEHIND_AFTER_MS;
 }
 
