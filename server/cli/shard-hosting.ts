@@ -168,7 +168,7 @@ export class ShardHosting implements ShardedKeyspace {
   fenceKeepMs = FENCE_KEEP_MS;
   fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
   /** The write-path counts of replicas that left this member (writePathStatus stays monotonic). */
-  private readonly retiredPathStats: PathCounts = { writesProposed: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesRefused: 0, txnRecoveries: 0 };
+  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesRefused: 0, txnRecoveries: 0 };
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;
@@ -641,6 +641,7 @@ export class ShardHosting implements ShardedKeyspace {
     this.shards.splice(this.shards.indexOf(shard), 1);
     shard.path?.stop();
     if (shard.path !== null) addPathStats(this.retiredPathStats, shard.path.stats); // counters never go back
+    this.retiredPathStats.writesLost += shard.sm.proposalsLost;
     // Merged watches following this replica go on from a replica elsewhere.
     if (shard.source.subscriptionCount() > 0) {
       const self = this.memberForHosting().memberId;
@@ -1051,6 +1052,7 @@ export class ShardHosting implements ShardedKeyspace {
   writePathStatus(): ReturnType<ShardedKeyspace['writePathStatus']> {
     const total = { ...this.retiredPathStats };
     for (const s of this.shards) if (s.path !== null) addPathStats(total, s.path.stats);
+    for (const s of this.shards) total.writesLost += s.sm.proposalsLost;
     return { ...total, preparedNow: this.shards.reduce((sum, s) => sum + s.sm.txns.preparedCount(), 0) };
   }
 

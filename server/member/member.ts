@@ -52,6 +52,8 @@ export interface GroupStateMachine {
   restore(records: Array<[Buffer, Buffer]>): void;
   /** Fails every client waiting on an outcome here (a proposal's apply): the group is removed from this member. */
   failAll?(err: Error): void;
+  /** Every entry through `index` is applied (told once per Ready that applied any, empty entries included). */
+  appliedThrough?(index: number): void;
 }
 
 /**
@@ -691,9 +693,12 @@ export class Member {
     this.mustGroup(groupId).proposalInterceptor = interceptor;
   }
 
-  /** Proposes to Raft itself, past any interceptor (the interceptor's own proposals). */
-  proposeDirect(groupId: number, data: Uint8Array): void {
-    this.proposeToRaft(this.mustGroup(groupId), data);
+  /**
+   * Proposes to Raft itself, past any interceptor (the interceptor's own proposals). Returns the index
+   * the entry took in this member's log when it leads the group (0: Raft forwarded it to the leader).
+   */
+  proposeDirect(groupId: number, data: Uint8Array): number {
+    return this.proposeToRaft(this.mustGroup(groupId), data);
   }
 
   propose(groupId: number, data: Uint8Array): void {
@@ -707,16 +712,18 @@ export class Member {
     this.proposeToRaft(group, data);
   }
 
-  private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
+  private proposeToRaft(group: RaftGroup, data: Uint8Array): number {
     if (group.leaderId === 0) throw new NoLeaderError();
+    let index: number;
     try {
-      group.node.propose(data);
+      index = group.node.propose(data);
     } catch (err) {
       if (err instanceof Error && err.name === 'UncommittedLimitError') throw new TooManyRequestsError();
       if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
       throw err;
     }
     this.scheduleTurn();
+    return index;
   }
 
   /**
@@ -1465,6 +1472,7 @@ export class Member {
       group.applied = entry.index;
       this.stats.entriesApplied++;
     }
+    if (ready.committedEntries.length > 0) group.sm.appliedThrough?.(group.applied);
     for (const rs of ready.readStates) {
       const round = group.readRounds.get(Buffer.from(rs.requestCtx).toString('hex'));
       if (round) round.index = rs.index;

@@ -36,7 +36,7 @@ async function replicaWith(entries: Entry[], applied: number): Promise<Member> {
   batch.setHardState(GROUP, { term: 1, vote: 1, commit: applied });
   batch.setApplied(GROUP, applied);
   await db.write(batch, true);
-  const member = new Member({ memberId: 3, db, snapshotDir: path.join(dir, 'snap'), logger: pino({ level: 'silent' }), tickMs: 1_000, electionTimeoutTicks: 10, heartbeatTicks: 1 });
+  const member = new Member({ memberId: 3, db, snapshotDir: path.join(dir, 'snap'), logger: pino({ level: 'silent' }), tickMs: 1_000, electionTimeoutTicks: 10, heartbeatTicks: 1, snapshotCount: 10_000 });
   member.addGroup({ groupId: GROUP, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded: await db.loadGroup(GROUP), randomSeed: 1 });
   return member;
 }

@@ -101,8 +101,10 @@ export class RawNode {
   }
 
   /** Proposes a command. Throws ProposalDroppedError when there is no known leader. */
-  propose(data: Uint8Array): void {
+  /** Proposes a normal entry. Returns the index it took in this node's log when it leads; 0 when forwarded. */
+  propose(data: Uint8Array): number {
     this.proposeEntry('normal', data);
+    return this.raft.role === 'leader' ? this.raft.log.lastIndex() : 0;
   }
 
   /**

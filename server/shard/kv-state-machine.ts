@@ -34,6 +34,7 @@ import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
+import { AppendedProposals } from './appended-proposals.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -152,6 +153,10 @@ export class KvStateMachine implements GroupStateMachine {
   readonly hub: WatchHub;
   private readonly memberIdText: string;
   private readonly waiters = new Map<string, Waiter>();
+  /** This replica's own proposals appended to its log as leader: failed at once when lost (appended-proposals.ts). */
+  private readonly appended = new AppendedProposals();
+  /** Proposals of this replica failed as lost with its leadership (appliedThrough). */
+  proposalsLost = 0;
   /**
    * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
    * incarnation of this member: entries it proposed before a crash can still be applied after the
@@ -269,6 +274,9 @@ export class KvStateMachine implements GroupStateMachine {
    * new store's history, or is told its revision was compacted (as etcd does after a restore).
    */
   restore(records: Array<[Buffer, Buffer]>): void {
+    // A proposal of this replica may be in the snapshot, applied without its waiter hearing: those wait
+    // for their deadlines (an unknown outcome), never "lost".
+    this.appended.clear();
     this.memberOps.length = 0;
     this.store.drainPersistOps(); // the records on disk are the snapshot's already
     this.load(records);
@@ -334,8 +342,12 @@ export class KvStateMachine implements GroupStateMachine {
     this.membershipListener?.();
   }
 
-  /** Reserves a sequence number and the promise its apply will settle. */
-  track(): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void } {
+  /**
+   * Reserves a sequence number and the promise its apply will settle. `appendedAt(index)`: the proposal
+   * took that index in this replica's log (it leads); if the log applies past it without it, the
+   * promise fails with etcd's "leader changed" (the entry was lost with the leadership).
+   */
+  track(): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void; appendedAt: (index: number) => void } {
     const seq = String(this.nextSeq++);
     const outcome = new Promise<ApplyOutcome>((resolve, reject) => {
       this.waiters.set(seq, { resolve, reject });
@@ -343,7 +355,17 @@ export class KvStateMachine implements GroupStateMachine {
     // Marked handled: a proposer may not have attached its handlers yet when the member stops and fails
     // every waiter (one waiting for a leader to propose to, say) — that must not crash the process.
     outcome.catch(() => undefined);
-    return { seq, outcome, forget: () => this.waiters.delete(seq) };
+    return { seq, outcome, forget: () => this.waiters.delete(seq), appendedAt: (index) => this.appended.add(index, seq) };
+  }
+
+  appliedThrough(index: number): void {
+    for (const seq of this.appended.takeThrough(index)) {
+      const lost = this.waiters.get(seq);
+      if (lost === undefined) continue; // settled by its own apply (or given up)
+      this.waiters.delete(seq);
+      this.proposalsLost++;
+      lost.reject(grpcError(ETCD_ERRORS.LEADER_CHANGED));
+    }
   }
 
   get proposer(): string {
