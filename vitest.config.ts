@@ -43,6 +43,7 @@ const EXCLUSIVE = [
   'server/member/slow-write-heartbeat.test.ts',
   'server/member/active-members.test.ts',
   'server/member/leadership-decline.test.ts',
+  'server/member/lost-proposal.test.ts',
   'server/member/runtime-groups.test.ts',
   'server/shard/peer-shard-rpc.test.ts',
   'server/shard/shard-kv-forwarding.test.ts',

@@ -52,6 +52,8 @@ export interface GroupStateMachine {
   restore(records: Array<[Buffer, Buffer]>): void;
   /** Fails every client waiting on an outcome here (a proposal's apply): the group is removed from this member. */
   failAll?(err: Error): void;
+  /** Entries this replica appends to its log (before they are durable), in index order. */
+  appending?(entries: readonly Entry[]): void;
   /** Every entry through `index` is applied (told once per Ready that applied any, empty entries included). */
   appliedThrough?(index: number): void;
 }
@@ -693,12 +695,9 @@ export class Member {
     this.mustGroup(groupId).proposalInterceptor = interceptor;
   }
 
-  /**
-   * Proposes to Raft itself, past any interceptor (the interceptor's own proposals). Returns the index
-   * the entry took in this member's log when it leads the group (0: Raft forwarded it to the leader).
-   */
-  proposeDirect(groupId: number, data: Uint8Array): number {
-    return this.proposeToRaft(this.mustGroup(groupId), data);
+  /** Proposes to Raft itself, past any interceptor (the interceptor's own proposals). */
+  proposeDirect(groupId: number, data: Uint8Array): void {
+    this.proposeToRaft(this.mustGroup(groupId), data);
   }
 
   propose(groupId: number, data: Uint8Array): void {
@@ -712,18 +711,16 @@ export class Member {
     this.proposeToRaft(group, data);
   }
 
-  private proposeToRaft(group: RaftGroup, data: Uint8Array): number {
+  private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
     if (group.leaderId === 0) throw new NoLeaderError();
-    let index: number;
     try {
-      index = group.node.propose(data);
+      group.node.propose(data);
     } catch (err) {
       if (err instanceof Error && err.name === 'UncommittedLimitError') throw new TooManyRequestsError();
       if (err instanceof Error && err.name === 'ProposalDroppedError') throw new NoLeaderError();
       throw err;
     }
     this.scheduleTurn();
-    return index;
   }
 
   /**
@@ -1235,6 +1232,7 @@ export class Member {
         // These entry objects are the ones the Raft log keeps until compaction: give them payloads
         // that pin no larger buffer (see byte-arena.ts).
         for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
+        group.sm.appending?.(ready.entries);
         group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
         this.stats.entriesPersisted += ready.entries.length;
         needsSync = true;

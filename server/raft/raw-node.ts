@@ -101,10 +101,8 @@ export class RawNode {
   }
 
   /** Proposes a command. Throws ProposalDroppedError when there is no known leader. */
-  /** Proposes a normal entry. Returns the index it took in this node's log when it leads; 0 when forwarded. */
-  propose(data: Uint8Array): number {
+  propose(data: Uint8Array): void {
     this.proposeEntry('normal', data);
-    return this.raft.role === 'leader' ? this.raft.log.lastIndex() : 0;
   }
 
   /**

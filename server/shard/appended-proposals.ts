@@ -1,9 +1,43 @@
-// The proposals a shard leader appended to its own log, by index, until the log applies past them. Raft
-// never moves an entry: one appended at index i either commits there or is overwritten by another
-// leader's entry at i. So once this replica has applied index i and the proposal appended there has not
-// settled (its own apply settles it first), it never will: it was lost with its leadership. Its waiter
-// can hear so at once ("etcdserver: leader changed", as etcd says of a proposal its leader dropped)
-// instead of at its deadline. Pure bookkeeping; KvStateMachine owns the waiters.
+// Where a replica's own waiting proposals landed in its log, by index, until the log applies past them:
+// entries it appended as leader, and entries its leader appended for it (a follower's forwarded proposal,
+// which comes back in the leader's appends). Raft never moves an entry: one at index i either commits
+// there or is overwritten by another leader's entry at i. So once this replica has applied index i and
+// the proposal that was at i here has not settled (its own apply settles it first), it never will: it
+// was lost with the leadership that appended it. Its waiter can hear so at once ("etcdserver: leader
+// changed", as etcd says of a proposal lost to a leader change) instead of at its deadline. A proposal
+// that never reached this replica's log (dropped on the way, or lost before the leader's append came
+// here) is not known here and still waits. Pure; KvStateMachine owns the waiters.
+import { writeVarint } from '../protobuf/varint.ts';
+
+/**
+ * The first bytes of every entry `proposer` makes (internal.proto InternalRequest: field 1, proposer, a
+ * varint, encoded first); null for proposer 0, which is never written.
+ */
+export function proposerTag(proposer: string): Uint8Array | null {
+  const id = BigInt(proposer);
+  if (id === 0n) return null;
+  const buf = Buffer.alloc(11);
+  buf[0] = 0x08;
+  return buf.subarray(0, writeVarint(buf, 1, id));
+}
+
+/** The seq (field 2) of an InternalRequest that starts with `tag` (this proposer's); null otherwise. */
+export function proposalSeqOf(data: Uint8Array, tag: Uint8Array | null): string | null {
+  if (tag === null || data.length <= tag.length + 1) return null;
+  for (let i = 0; i < tag.length; i++) if (data[i] !== tag[i]) return null;
+  let p = tag.length;
+  if (data[p++] !== 0x10) return null;
+  let seq = 0;
+  let scale = 1;
+  for (let shift = 0; shift < 64; shift += 7) {
+    if (p >= data.length) return null;
+    const byte = data[p++];
+    seq += (byte & 0x7f) * scale;
+    if (byte < 0x80) return Number.isSafeInteger(seq) ? String(seq) : null;
+    scale *= 128;
+  }
+  return null;
+}
 
 export class AppendedProposals {
   /** Ascending by index (proposals of one leadership arrive in index order; a later one may start lower). */

@@ -34,7 +34,7 @@ import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
-import { AppendedProposals } from './appended-proposals.ts';
+import { AppendedProposals, proposalSeqOf, proposerTag } from './appended-proposals.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -155,8 +155,10 @@ export class KvStateMachine implements GroupStateMachine {
   private readonly waiters = new Map<string, Waiter>();
   /** This replica's own proposals appended to its log as leader: failed at once when lost (appended-proposals.ts). */
   private readonly appended = new AppendedProposals();
-  /** Proposals of this replica failed as lost with its leadership (appliedThrough). */
+  /** Proposals of this replica failed as lost with the leadership that appended them (appliedThrough). */
   proposalsLost = 0;
+  /** The bytes every entry this member proposes starts with (proposalSeqOf). */
+  private readonly proposerTag: Uint8Array | null;
   /**
    * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
    * incarnation of this member: entries it proposed before a crash can still be applied after the
@@ -221,6 +223,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.leaseSweeps = options.leaseSweeps === true;
     this.groupId = options.groupId ?? 0;
     this.memberIdText = String(memberId);
+    this.proposerTag = proposerTag(this.memberIdText);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
     this.hub = new WatchHub(this.store);
@@ -342,12 +345,8 @@ export class KvStateMachine implements GroupStateMachine {
     this.membershipListener?.();
   }
 
-  /**
-   * Reserves a sequence number and the promise its apply will settle. `appendedAt(index)`: the proposal
-   * took that index in this replica's log (it leads); if the log applies past it without it, the
-   * promise fails with etcd's "leader changed" (the entry was lost with the leadership).
-   */
-  track(): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void; appendedAt: (index: number) => void } {
+  /** Reserves a sequence number and the promise its apply will settle. */
+  track(): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void } {
     const seq = String(this.nextSeq++);
     const outcome = new Promise<ApplyOutcome>((resolve, reject) => {
       this.waiters.set(seq, { resolve, reject });
@@ -355,7 +354,20 @@ export class KvStateMachine implements GroupStateMachine {
     // Marked handled: a proposer may not have attached its handlers yet when the member stops and fails
     // every waiter (one waiting for a leader to propose to, say) — that must not crash the process.
     outcome.catch(() => undefined);
-    return { seq, outcome, forget: () => this.waiters.delete(seq), appendedAt: (index) => this.appended.add(index, seq) };
+    return { seq, outcome, forget: () => this.waiters.delete(seq) };
+  }
+
+  /**
+   * Notes where this replica's own waiting proposals landed in its log: made here as leader, or forwarded
+   * to the leader and come back in its appends (appended-proposals.ts).
+   */
+  appending(entries: readonly Entry[]): void {
+    if (this.waiters.size === 0) return;
+    for (const e of entries) {
+      if (e.type !== 'normal') continue;
+      const seq = proposalSeqOf(e.data, this.proposerTag);
+      if (seq !== null && this.waiters.has(seq)) this.appended.add(e.index, seq);
+    }
   }
 
   appliedThrough(index: number): void {

@@ -486,8 +486,7 @@ export class ShardWritePath {
       // Made here: with this member's own sequence number, settled at apply like any write.
       const tracked = this.opts.sm.track();
       try {
-        const index = this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq }));
-        if (index > 0) tracked.appendedAt(index);
+        this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq }));
       } catch (err) {
         tracked.forget();
         throw err;
@@ -769,8 +768,7 @@ export class ShardWritePath {
           extra = { txn_reads: TOO_LARGE };
           data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
         }
-        const index = member.proposeDirect(groupId, data);
-        if (index > 0) tracked.appendedAt(index);
+        member.proposeDirect(groupId, data);
       } catch (err) {
         tracked.forget();
         this.revisions.abandon(revision);

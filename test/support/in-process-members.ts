@@ -20,11 +20,15 @@ export interface InProcessMembersOptions {
   readonly name: string;
   /** The store a member writes through (default: its MemberDb itself). */
   readonly storeFor?: (id: NodeId, db: MemberDb) => MemberStore;
+  /** Whether a message is delivered (default: every one): a test's partitions. */
+  readonly deliver?: (m: Message) => boolean;
 }
 
 export interface InProcessMembers {
   /** Running members by id; `stopMember` takes one out. */
   readonly members: Map<NodeId, Member>;
+  /** Each member's state machine of the group. */
+  readonly stateMachines: Map<NodeId, KvStateMachine>;
   /** The member leading the group now (waits up to 10 s for one). */
   leader(): Promise<Member>;
   stopMember(id: NodeId): Promise<void>;
@@ -37,6 +41,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
   const logger = pino({ level: 'silent' });
   const dbs: MemberDb[] = [];
   const members = new Map<NodeId, Member>();
+  const stateMachines = new Map<NodeId, KvStateMachine>();
   const peers = opts.ids.map((id) => ({ id, peerUrls: [`http://127.0.0.1:${id}`], isLearner: false }));
   for (const id of opts.ids) {
     const db = await MemberDb.open(path.join(dir, `db${id}`));
@@ -51,8 +56,10 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
       snapshotDir: path.join(dir, `snap${id}`),
       snapshotCount: 10_000,
     });
-    member.addGroup({ groupId: opts.groupId, voters: [...opts.ids], stateMachine: new KvStateMachine(id, [], peers), loaded: await db.loadGroup(opts.groupId), randomSeed: id });
+    const sm = new KvStateMachine(id, [], peers);
+    member.addGroup({ groupId: opts.groupId, voters: [...opts.ids], stateMachine: sm, loaded: await db.loadGroup(opts.groupId), randomSeed: id });
     members.set(id, member);
+    stateMachines.set(id, sm);
   }
   for (const member of members.values()) {
     let queued: Message[] = [];
@@ -62,7 +69,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
         const out = queued;
         queued = [];
         setImmediate(() => {
-          for (const m of out) members.get(m.to)?.step([{ groupId: opts.groupId, message: m }]);
+          for (const m of out) if (opts.deliver?.(m) ?? true) members.get(m.to)?.step([{ groupId: opts.groupId, message: m }]);
         });
       },
     });
@@ -70,6 +77,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
   for (const member of members.values()) member.start();
   return {
     members,
+    stateMachines,
     async leader(): Promise<Member> {
       const deadline = Date.now() + 10_000;
       for (;;) {

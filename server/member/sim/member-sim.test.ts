@@ -34,7 +34,7 @@ async function runAll(list: number[]): Promise<MemberSimResult[]> {
   const sum = (f: (r: MemberSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
   console.log(
     `member sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
-      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown), ${sum((r) => r.reads)} reads, ` +
+      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads, ` +
       `${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
       `${sum((r) => r.crashesDuringWrite)} cut a write), ${sum((r) => r.leaderTerms)} leader terms, ${sum((r) => r.snapshotsInstalled)} snapshots installed ` +
       `(${sum((r) => r.interruptedInstalls)} finished after a crash, ${sum((r) => r.snapshotsDuringInstall)} arrived during another's install)`,

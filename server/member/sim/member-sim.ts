@@ -89,6 +89,8 @@ export interface MemberSimResult {
   traceHash: number;
   acked: number;
   indeterminate: number;
+  /** Writes answered "leader changed" (lost with the leadership that appended them): checked never applied. */
+  lostAnswered: number;
   crashes: number;
   /** Crashes that lost batches the member had seen complete (unsynced ones). */
   crashesLosingUnsynced: number;
@@ -253,6 +255,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
   const bootstrap = ids.map((id) => ({ id, peerUrls: [`http://member-${id}:2380`], isLearner: false }));
   const members: SimMember[] = ids.map((id) => ({ id, disk: new SimDisk(path.join(root, `m${id}`, 'snap')), generation: 0, current: null, downSinceMs: 0 }));
   const acked: AckedWrite[] = [];
+  /** Writes answered etcd's "leader changed": a definite failure, so none may be in any member's state. */
+  const lostAnswered: Array<{ key: string; value: string; by: number }> = [];
   let indeterminate = 0;
   let crashes = 0;
   let crashesLosingUnsynced = 0;
@@ -356,6 +360,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
         (err: unknown) => {
           // Refused before it was proposed: safe to send again (elsewhere).
           if (err instanceof NoLeaderError || err instanceof TooManyRequestsError) retry(key, value, triesLeft, onAck);
+          else if ((err as { details?: unknown }).details === 'etcdserver: leader changed') lostAnswered.push({ key, value, by: m.id });
           else indeterminate++;
         },
       );
@@ -524,6 +529,12 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
         }
       }
     }
+    for (const w of lostAnswered) {
+      for (const m of members) {
+        const kv = m.current!.sm!.store.range(rangeOf(Buffer.from(w.key))).kvs[0];
+        if (kv) throw new Violation(`a write answered "leader changed" was applied: ${w.key}=${w.value} (answered by member ${w.by}) is ${kv.value.toString()}@${kv.modRevision} on member ${m.id}`);
+      }
+    }
     // Log matching over the durable logs: equal (index, term) means equal entries.
     const logs = await Promise.all(members.map((m) => m.current!.store.loadGroup(GROUP)));
     const byIndex = new Map<number, Map<number, string>>();
@@ -546,6 +557,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       simMs: clock.now - START_MS,
       traceHash: (clock.traceHash ^ acked.length) >>> 0,
       acked: acked.length,
+      lostAnswered: lostAnswered.length,
       indeterminate,
       crashes,
       crashesLosingUnsynced,
