@@ -746,7 +746,6 @@ export class Member {
     this.scheduleTurn();
   }
 
-  /** Leader only: is learner `id` caught up enough to be promoted (etcd's 90% rule)? */
   /**
    * Whether an entry of the group's log after its applied index is a membership change naming `id`
    * (server/shard/replica-decisions.ts: a replica whose applied membership excludes it may be deleted
@@ -760,6 +759,7 @@ export class Member {
     return false;
   }
 
+  /** Leader only: is learner `id` caught up enough to be promoted (etcd's 90% rule)? */
   learnerReady(groupId: number, id: NodeId): boolean {
     return this.mustGroup(groupId).node.learnerReady(id);
   }

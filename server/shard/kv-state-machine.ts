@@ -153,7 +153,7 @@ export class KvStateMachine implements GroupStateMachine {
   readonly hub: WatchHub;
   private readonly memberIdText: string;
   private readonly waiters = new Map<string, Waiter>();
-  /** This replica's own proposals appended to its log as leader: failed at once when lost (appended-proposals.ts). */
+  /** Where this replica's own waiting proposals landed in its log: failed at once when lost (appended-proposals.ts). */
   private readonly appended = new AppendedProposals();
   /** Proposals of this replica failed as lost with the leadership that appended them (appliedThrough). */
   proposalsLost = 0;
