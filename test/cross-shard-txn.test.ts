@@ -226,6 +226,8 @@ describe('cross-shard transactions under coordinator faults', () => {
     expect(await sum('synod_shard_oracle_requests_total')).toBeGreaterThan(0);
     // Exported (a sum over members, never NaN); one client at a time meets no other transaction, so 0 here.
     expect(Number.isInteger(await sum('synod_cross_shard_txn_prepares_refused_total'))).toBe(true);
+    // Exported too (lost writes need a leader change; server/member/lost-proposal.test.ts makes one).
+    expect(Number.isInteger(await sum('synod_shard_writes_lost_total'))).toBe(true);
     await eventually('no transaction left prepared', async () => expect(await sum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
   }, 30_000);
 });
