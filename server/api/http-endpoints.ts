@@ -132,7 +132,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     // The shard leaders' write paths here (server/shard/shard-write-path.ts): contention on shards shows as
     // refused prepares (wait-die) and transactions left prepared.
     counter('synod_shard_writes_proposed_total', 'Writes stamped with oracle revisions and proposed by the shard leaders here.', () => shards.writePathStatus().writesProposed);
-    counter('synod_shard_writes_lost_total', 'Writes a shard leader here appended and then lost with its leadership, answered "leader changed" at once.', () => shards.writePathStatus().writesLost);
+    counter('synod_shard_writes_lost_total', 'Writes proposed through the shard replicas here that were lost with the leadership that appended them, answered "leader changed" at once.', () => shards.writePathStatus().writesLost);
     counter('synod_shard_oracle_requests_total', 'Revision requests the shard leaders here made (one per write turn, for all its writes).', () => shards.writePathStatus().oracleRequests);
     counter('synod_cross_shard_txn_prepares_total', 'Cross-shard transaction prepares proposed by the shard leaders here.', () => shards.writePathStatus().txnPrepares);
     counter('synod_cross_shard_txn_prepares_refused_total', 'Prepares the shard leaders here refused: another transaction held the shard (the younger side of wait-die) or the prepare waited past its deadline.', () => shards.writePathStatus().txnPreparesRefused);

@@ -83,7 +83,11 @@ interface ReplicaDeps {
 /** The write-path counts /metrics shows (writePathStatus). */
 type PathCounts = Omit<ReturnType<ShardedKeyspace['writePathStatus']>, 'preparedNow'>;
 
-function addPathStats(into: PathCounts, s: ShardWritePath['stats']): void {
+/** Adds a hosted shard's counts: its write path's (while it led) and its proposals lost with a leadership. */
+function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath | null; readonly sm: { readonly proposalsLost: number } }): void {
+  into.writesLost += shard.sm.proposalsLost;
+  if (shard.path === null) return;
+  const s = shard.path.stats;
   into.writesProposed += s.writesProposed;
   into.oracleRequests += s.oracleRequests;
   into.txnPrepares += s.txnIntents;
@@ -592,7 +596,7 @@ export class ShardHosting implements ShardedKeyspace {
       leftBehindForMs = Date.now() - since;
     } else this.leaderlessSinceMs.delete(shard.index);
     const unappliedNamesSelf = member.unappliedConfChangeNames(shard.groupId, member.memberId);
-    return mayDeleteReplica({ lastIndex: st.lastIndex, applied: st.applied, conf: member.confState(shard.groupId), leaderId, leftBehindForMs, unappliedNamesSelf }, member.memberId);
+    return mayDeleteReplica({ lastIndex: st.lastIndex, conf: member.confState(shard.groupId), leaderId, leftBehindForMs, unappliedNamesSelf }, member.memberId);
   }
 
   private readonly leaderlessSinceMs = new Map<number, number>();
@@ -640,8 +644,7 @@ export class ShardHosting implements ShardedKeyspace {
     this.hosted.delete(index);
     this.shards.splice(this.shards.indexOf(shard), 1);
     shard.path?.stop();
-    if (shard.path !== null) addPathStats(this.retiredPathStats, shard.path.stats); // counters never go back
-    this.retiredPathStats.writesLost += shard.sm.proposalsLost;
+    addShardStats(this.retiredPathStats, shard); // counters never go back
     // Merged watches following this replica go on from a replica elsewhere.
     if (shard.source.subscriptionCount() > 0) {
       const self = this.memberForHosting().memberId;
@@ -1051,8 +1054,7 @@ export class ShardHosting implements ShardedKeyspace {
 
   writePathStatus(): ReturnType<ShardedKeyspace['writePathStatus']> {
     const total = { ...this.retiredPathStats };
-    for (const s of this.shards) if (s.path !== null) addPathStats(total, s.path.stats);
-    for (const s of this.shards) total.writesLost += s.sm.proposalsLost;
+    for (const s of this.shards) addShardStats(total, s);
     return { ...total, preparedNow: this.shards.reduce((sum, s) => sum + s.sm.txns.preparedCount(), 0) };
   }
 

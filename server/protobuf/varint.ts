@@ -36,6 +36,22 @@ export function writeNumberVarint(buf: Buffer, p: number, v: number): number {
   return p;
 }
 
+/**
+ * Reads a varint at `p` as a safe integer: [value, position after it]; null when it runs past `buf`'s end
+ * or is above Number.MAX_SAFE_INTEGER.
+ */
+export function readNumberVarint(buf: Uint8Array, p: number): [number, number] | null {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10 && p < buf.length; i++) {
+    const byte = buf[p++];
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return Number.isSafeInteger(value) ? [value, p] : null;
+    scale *= 128;
+  }
+  return null;
+}
+
 /** Bytes `v` (an unsigned 64-bit value) takes as a varint. */
 export function varintBytes(v: bigint): number {
   let n = 1;

@@ -7,7 +7,7 @@
 // changed", as etcd says of a proposal lost to a leader change) instead of at its deadline. A proposal
 // that never reached this replica's log (dropped on the way, or lost before the leader's append came
 // here) is not known here and still waits. Pure; KvStateMachine owns the waiters.
-import { writeVarint } from '../protobuf/varint.ts';
+import { readNumberVarint, writeVarint } from '../protobuf/varint.ts';
 
 /**
  * The first bytes of every entry `proposer` makes (internal.proto InternalRequest: field 1, proposer, a
@@ -25,25 +25,16 @@ export function proposerTag(proposer: string): Uint8Array | null {
 export function proposalSeqOf(data: Uint8Array, tag: Uint8Array | null): string | null {
   if (tag === null || data.length <= tag.length + 1) return null;
   for (let i = 0; i < tag.length; i++) if (data[i] !== tag[i]) return null;
-  let p = tag.length;
-  if (data[p++] !== 0x10) return null;
-  let seq = 0;
-  let scale = 1;
-  for (let shift = 0; shift < 64; shift += 7) {
-    if (p >= data.length) return null;
-    const byte = data[p++];
-    seq += (byte & 0x7f) * scale;
-    if (byte < 0x80) return Number.isSafeInteger(seq) ? String(seq) : null;
-    scale *= 128;
-  }
-  return null;
+  if (data[tag.length] !== 0x10) return null;
+  const seq = readNumberVarint(data, tag.length + 1);
+  return seq === null ? null : String(seq[0]);
 }
 
 export class AppendedProposals {
   /** Ascending by index (proposals of one leadership arrive in index order; a later one may start lower). */
   private readonly byIndex: Array<{ readonly index: number; readonly seq: string }> = [];
 
-  /** The proposal `seq` took log index `index` (> 0) on this replica, as its leader. */
+  /** The proposal `seq` is at log index `index` (> 0) of this replica's log. */
   add(index: number, seq: string): void {
     if (!(Number.isSafeInteger(index) && index > 0)) throw new Error(`appended proposal ${seq}: bad log index ${index}`);
     let at = this.byIndex.length;

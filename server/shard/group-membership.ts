@@ -106,7 +106,6 @@ export interface GroupMembershipOptions {
   transferTimeoutMs?: number;
 }
 
-
 export class GroupMembershipReconciler {
   private readonly opts: GroupMembershipOptions;
   private timer: NodeJS.Timeout | null = null;
@@ -136,8 +135,7 @@ export class GroupMembershipReconciler {
     const { member, logger } = this.opts;
     for (const groupId of this.opts.groupIds()) {
       if (member.role(groupId) !== 'leader' || this.transferring.has(groupId)) continue;
-      const declined = (id: NodeId): boolean => this.declinedTargets.declined(id);
-      const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster, declined);
+      const step = nextMembershipStep(this.opts.desired(groupId), member.confState(groupId), member.memberId, (id) => member.learnerReady(groupId, id), this.opts.inCluster, (id) => this.declinedTargets.declined(id));
       if (step.kind === 'none') continue;
       if (step.kind === 'transfer-leadership') {
         this.transferring.add(groupId);

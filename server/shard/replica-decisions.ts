@@ -45,14 +45,13 @@ export function placedHere(facts: ShardFacts, self: NodeId, cluster: ConfState):
 /** A replica's own state, as Raft on this member has it. */
 export interface ReplicaState {
   readonly lastIndex: number;
-  readonly applied: number;
   readonly conf: ConfState;
   /** The leader this replica knows (0: none). */
   readonly leaderId: NodeId;
   /** How long it has known no leader while its group's report excludes it (ms; 0 when not so). */
   readonly leftBehindForMs: number;
   /**
-   * An entry of its log after `applied` is a membership change naming this member: one that may add it
+   * An entry of its log after its applied index is a membership change naming this member: one that may add it
    * back, and that it may have acknowledged (Member.unappliedConfChangeNames).
    */
   readonly unappliedNamesSelf: boolean;
