@@ -47,6 +47,9 @@ describe('a write its leader appended and lost with its leadership', () => {
   it('fails with "leader changed" once its index applies with another entry, and is applied nowhere', async () => {
     const old: Member = await trio.leader();
     const oldId = old.memberId;
+    // Raft's role changes in a turn, the member's own leader id at the next Ready: proposals are taken
+    // from then on. Cut off only then, and propose in the same tick.
+    await waitFor('the leader taking proposals', () => old.leaderId(GROUP) === oldId);
     const sm = trio.stateMachines.get(oldId)!;
     cutOff = oldId;
     const tracked = sm.track();
