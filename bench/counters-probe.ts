@@ -6,6 +6,8 @@
 // a few times each way, interleaved (one run moves by ±20% on a shared 2-core machine).
 //
 // Usage: node bench/counters-probe.ts <put|range|txn2> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
+// PROBE_KEY_PREFIX='{a}' puts every key of put and range in one shard (a hash tag); PROBE_SERIALIZABLE=1
+// makes the ranges serializable. It also prints each member's context switches per operation.
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
@@ -37,6 +39,23 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** Context switches of every thread of `pid` so far: [voluntary (it waited), involuntary (it was preempted)]. */
+function contextSwitches(pid: number): [number, number] {
+  let voluntary = 0;
+  let involuntary = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let status: string;
+    try {
+      status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  }
+  return [voluntary, involuntary];
+}
+
 /** Every sample of a Prometheus text page, summed over its labels, by metric name. */
 async function scrape(url: string): Promise<Map<string, number>> {
   const text = await (await fetch(url)).text();
@@ -51,10 +70,12 @@ async function scrape(url: string): Promise<Map<string, number>> {
 }
 
 const conns = targets.map((t) => new EtcdConnection(t.endpoint));
-const keyOf = (): Buffer => Buffer.from(`k${Math.floor(Math.random() * KEYSPACE)}`);
+const keyPrefix = process.env.PROBE_KEY_PREFIX ?? '';
+const serializable = process.env.PROBE_SERIALIZABLE === '1';
+const keyOf = (): Buffer => Buffer.from(`${keyPrefix}k${Math.floor(Math.random() * KEYSPACE)}`);
 function once(conn: EtcdConnection): Promise<unknown> {
   if (op === 'put') return conn.put({ key: keyOf(), value } as never);
-  if (op === 'range') return conn.range({ key: keyOf() } as never);
+  if (op === 'range') return conn.range({ key: keyOf(), ...(serializable ? { serializable: true } : {}) } as never);
   const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), true);
   return conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
 }
@@ -79,12 +100,15 @@ if (op === 'range') await run(2_000); // something to read
 await run(3_000); // warm-up: every member's JIT on every path
 const before = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
 const cpuBefore = targets.map((t) => cpuTicks(t.pid));
+const switchesBefore = targets.map((t) => contextSwitches(t.pid));
 const startedMs = performance.now();
 const done = await run(seconds * 1_000);
 const elapsedS = (performance.now() - startedMs) / 1_000;
 const after = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
 const cpuUsPerOp = targets.map((t, i) => ((cpuTicks(t.pid) - cpuBefore[i]) * 10_000) / done);
 console.log(`${op} c=${inFlight}: ${done} in ${elapsedS.toFixed(1)} s, ${(done / elapsedS).toFixed(0)}/s; server CPU µs per ${op} (each member) ${cpuUsPerOp.map((c) => c.toFixed(0)).join(' / ')}, total ${cpuUsPerOp.reduce((a, b) => a + b, 0).toFixed(0)}`);
+const switchesPerOp = targets.map((t, i) => contextSwitches(t.pid).map((n, j) => (n - switchesBefore[i][j]) / done));
+console.log(`  context switches per ${op} (voluntary + involuntary, all threads): ${switchesPerOp.map(([v, n]) => `${v.toFixed(2)} + ${n.toFixed(2)}`).join(' / ')}`);
 for (const name of after[0].keys()) {
   if (!name.endsWith('_total')) continue;
   const perOp = targets.map((_, i) => ((after[i].get(name) ?? 0) - (before[i].get(name) ?? 0)) / done);
