@@ -77,6 +77,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
   const stats = ctx.member.stats;
   counter('synod_server_leader_changes_seen_total', 'Leader changes seen by this member.', () => stats.leaderChanges);
   counter('synod_read_index_retries_total', 'Linearizable read rounds asked again after half an election timeout unanswered (a leader change dropped them).', () => stats.readIndexRetries);
+  counter('synod_raft_reads_on_lease_total', 'Linearizable reads (ReadIndex requests, this member\'s and those its followers passed on) answered on a leader lease, without a heartbeat round.', () => ctx.member.readsOnLease());
   counter('synod_member_turns_total', 'Turns of this member\'s Raft loop (each collects every group\'s Ready and writes one batch).', () => stats.turns);
   counter('synod_disk_synced_batches_total', 'Synced LevelDB batches written (one per loop turn with Raft data).', () => stats.syncedBatches);
   counter('synod_raft_entries_persisted_total', 'Raft entries written to the log.', () => stats.entriesPersisted);

@@ -29,13 +29,14 @@ import type { Logger } from 'pino';
 import { DEFAULT_REPLICATION_LIMITS, type ReplicationLimits } from '../raft/replication-limits.ts';
 import { RawNode, decodeConfChange } from '../raft/raw-node.ts';
 import { newMessage } from '../raft/raft.ts';
-import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
+import type { ConfChange, ConfState, Entry, LeaseReads, Message, NodeId, Ready, Role, SnapshotMeta } from '../raft/types.ts';
 import type { DbSnapshot, LoadedGroup } from '../storage/member-db.ts';
 import type { MemberStore } from '../storage/member-store.ts';
 import { TurnBatch } from '../storage/member-db.ts';
 import { ByteArena } from '../storage/byte-arena.ts';
 import { encodeSnapshot, pruneSnapshotFiles, readSnapshotFile, snapshotFileName } from '../storage/snapshot-file.ts';
 import { LIVENESS_GROUP_ID, wakeIfPeersSilent } from '../raft/liveness-wake.ts';
+import { leaseDurationMs } from './lease-reads.ts';
 import { FORWARDED_PROPOSAL_HOLD_MS, FORWARDED_PROPOSAL_RETRY_MS, REMOVED_GROUP_FORWARD_MS, routeForwardedProposal } from './forwarded-proposal.ts';
 
 export { LIVENESS_GROUP_ID };
@@ -230,7 +231,21 @@ class RaftGroup {
  *    of its own append) before its batch is durable, and the next turn may start while the batch is
  *    still being written.
  */
-export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier';
+export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier' | 'lease-ignore-expiry' | 'lease-no-restart-quiet' | 'lease-keep-after-transfer';
+
+/** The Raft core's lease-read mutation a member mutation stands for, if any. */
+function leaseMutation(m: UnsafeMutation | undefined): NonNullable<LeaseReads['unsafeMutation']> | undefined {
+  switch (m) {
+    case 'lease-ignore-expiry':
+      return 'ignore-expiry';
+    case 'lease-no-restart-quiet':
+      return 'no-restart-quiet';
+    case 'lease-keep-after-transfer':
+      return 'keep-after-transfer';
+    default:
+      return undefined;
+  }
+}
 
 export interface MemberOptions {
   memberId: NodeId;
@@ -254,6 +269,11 @@ export interface MemberOptions {
    * Default false: one group keeps exactly today's traffic; a member hosting many shards sets it.
    */
   quiesce?: boolean;
+  /**
+   * Answer linearizable reads on a leader lease instead of a heartbeat round each (default true; see
+   * LeaseReads in server/raft/types.ts and lease-reads.ts). False: every read waits for a round.
+   */
+  leaseReads?: boolean;
 }
 
 export interface GroupStatus {
@@ -334,6 +354,8 @@ export class Member {
   private readonly removing = new Map<number, Promise<void>>();
   /** Quiescence counts of groups removed since start: the totals never go down (quiescenceCounts). */
   private readonly removedQuiescence = { quiesced: 0, woken: 0 };
+  /** Reads the groups removed from here had answered on their leases (readsOnLease). */
+  private removedReadsOnLease = 0;
   /** Intercepted groups removed lately: the leader each had here, and until when proposals are passed to it. */
   private readonly formerLeaders = new Map<number, { leaderId: NodeId; untilMs: number }>();
   private tickTimer: NodeJS.Timeout | null = null;
@@ -363,7 +385,14 @@ export class Member {
 
   constructor(opts: MemberOptions) {
     this.opts = opts;
+    const durationMs = leaseDurationMs(opts.tickMs, opts.electionTimeoutTicks);
+    const mutation = leaseMutation(opts.unsafeMutation);
+    // performance.now(): monotonic (the member simulation's clock stands in for it).
+    this.leaseReads = opts.leaseReads === false || durationMs === null ? null : { nowMs: () => performance.now(), durationMs, ...(mutation ? { unsafeMutation: mutation } : {}) };
   }
+
+  /** What every group's Raft core gets as RaftConfig.leaseReads (null: off). */
+  private readonly leaseReads: LeaseReads | null;
 
   get memberId(): NodeId {
     return this.opts.memberId;
@@ -455,6 +484,7 @@ export class Member {
         ...(this.opts.replicationLimits ?? DEFAULT_REPLICATION_LIMITS),
         randomSeed: g.randomSeed,
         ...(this.opts.quiesce ? { quiesce: true } : {}),
+        ...(this.leaseReads ? { leaseReads: this.leaseReads } : {}),
       },
       {
         hardState: loaded.hardState,
@@ -521,6 +551,7 @@ export class Member {
     const counts = group.node.quiescenceCounts();
     this.removedQuiescence.quiesced += counts.quiesced;
     this.removedQuiescence.woken += counts.woken;
+    this.removedReadsOnLease += group.node.readsOnLease();
     // Its lazily held writes (applied state, commit-only hard state) must never reach the disk.
     this.pending.dropGroup(groupId);
     // The term, vote and last log entry Raft holds now: never behind the persisted ones, and what only
@@ -951,6 +982,13 @@ export class Member {
       woken += c.woken;
     }
     return { quiesced, woken };
+  }
+
+  /** Linearizable reads this member's groups answered on a leader lease, removed ones included. */
+  readsOnLease(): number {
+    let n = this.removedReadsOnLease;
+    for (const group of this.groups.values()) n += group.node.readsOnLease();
+    return n;
   }
 
   /** Whether the group is quiescent here (idle, not ticking). */

@@ -11,7 +11,7 @@
 // relies on the application: it wakes a quiesced follower whose leader's member went silent
 // (wakeLeaderUnreachable), which then campaigns within one more election timeout.
 
-import type { ConfChange, ConfState, Entry, LogPosition, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
+import type { ConfChange, ConfState, Entry, LeaseReads, LogPosition, Message, MessageType, NodeId, RaftConfig, ReadState, Role, SnapshotMeta } from './types.ts';
 import { RaftLog } from './raft-log.ts';
 import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
@@ -109,6 +109,18 @@ export class Raft {
 
   /** See PersistedState.voteFloor: the last log position of an earlier replica under this id. */
   private readonly voteFloor: LogPosition | undefined;
+  /** See LeaseReads; null: off. */
+  private readonly lease: LeaseReads | null;
+  /** Leader: reads are answered at once until this (lease.nowMs); -Infinity: no lease. */
+  private leaseExpiresMs = -Infinity;
+  /** Bumped whenever something ends a lease: only a round started in the current epoch confirms one. */
+  private leaseEpoch = 0;
+  /** The term in which this leader sent TimeoutNow: no lease for the rest of it. */
+  private leaseForbiddenTerm = -1;
+  /** Reads this node answered on its lease, without a heartbeat round (a counter, for metrics). */
+  readsOnLease = 0;
+  /** Ticks left during which a voter restarted with state refuses votes in higher terms (LeaseReads). */
+  private restartQuietTicks = 0;
 
   constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState, voteFloor?: LogPosition) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
@@ -138,6 +150,13 @@ export class Raft {
     this.term = term;
     this.vote = vote;
     this.voteFloor = voteFloor && voteFloor.index > 0 ? voteFloor : undefined;
+    this.lease = config.leaseReads ?? null;
+    if (this.lease !== null) {
+      if (!this.checkQuorum) fail('lease reads need checkQuorum (leader stickiness)');
+      if (!(this.lease.durationMs > 0)) fail(`lease duration ${this.lease.durationMs} ms must be > 0`);
+      // Restarted with state (a term): it may have acknowledged a leader's round just before it died.
+      if (term > 0 && this.lease.unsafeMutation !== 'no-restart-quiet') this.restartQuietTicks = this.electionTimeoutTicks;
+    }
     this.becomeFollower(term, 0);
   }
 
@@ -166,9 +185,12 @@ export class Raft {
     if (!(new Set(all).size === all.length && all.every((v) => Number.isInteger(v) && v > 0))) {
       fail(`conf state ${JSON.stringify(cs)}: ids must be distinct positive integers, voters and learners disjoint`);
     }
+    const votersChanged = voters.length !== this.voters.length || voters.some((v, i) => v !== this.voters[i]);
     this.voters = voters;
     this.learners = learners;
     this.quorumConfig = JointConfig.of(voters);
+    // A lease confirmed under the old voters: two changes could leave a quorum disjoint from its own.
+    if (votersChanged) this.endLease();
   }
 
   private promotable(): boolean {
@@ -205,6 +227,22 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.quiesced = false; // a new term or role is never quiescent
     this.respondedSinceHeartbeat.clear();
+    this.endLease();
+  }
+
+  /** Ends any lease; only a round started from now on can confirm a new one (LeaseReads). */
+  private endLease(): void {
+    this.leaseExpiresMs = -Infinity;
+    this.leaseEpoch++;
+  }
+
+  /** Whether a read arriving now may be answered without a heartbeat round (LeaseReads). */
+  private leaseServes(): boolean {
+    const lease = this.lease;
+    if (lease === null || this.role !== 'leader' || this.leadTransferee !== 0) return false;
+    if (this.leaseForbiddenTerm === this.term && lease.unsafeMutation !== 'keep-after-transfer') return false;
+    if (lease.unsafeMutation === 'ignore-expiry') return this.leaseExpiresMs > -Infinity;
+    return lease.nowMs() < this.leaseExpiresMs - lease.durationMs / 2;
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -256,6 +294,7 @@ export class Raft {
   // ---- ticking --------------------------------------------------------------------------
 
   tick(): void {
+    if (this.restartQuietTicks > 0) this.restartQuietTicks--;
     if (this.quiesced) {
       this.assertQuiescentInvariants();
       return;
@@ -453,7 +492,7 @@ export class Raft {
         // Leader stickiness: if we heard from a live leader within the minimum election
         // timeout, a (pre)vote request comes from a node that cannot reach that leader;
         // ignoring it keeps a flaky node from disrupting a healthy cluster.
-        const inLease = this.checkQuorum && this.lead !== 0 && this.electionElapsedTicks < this.electionTimeoutTicks;
+        const inLease = (this.checkQuorum && this.lead !== 0 && this.electionElapsedTicks < this.electionTimeoutTicks) || this.restartQuietTicks > 0;
         if (inLease && !isTransferCtx(m.context)) return;
       }
       if (m.type === 'preVote') {
@@ -887,6 +926,10 @@ export class Raft {
     if (m.context.byteLength === 0) return;
     const done = this.reads.ack(m.from, m.context, this.hasQuorum);
     if (done === null) return;
+    const confirmed = this.reads.confirmed;
+    if (this.lease !== null && confirmed !== null && confirmed.epoch === this.leaseEpoch) {
+      this.leaseExpiresMs = Math.max(this.leaseExpiresMs, confirmed.startedAtMs + this.lease.durationMs);
+    }
     for (const r of done) this.answerRead(r);
     this.maybeStartReadRound();
   }
@@ -906,12 +949,17 @@ export class Raft {
       this.answerRead(read); // we are the quorum
       return;
     }
+    if (this.leaseServes()) {
+      this.readsOnLease++;
+      this.answerRead(read); // no other leader can exist yet
+      return;
+    }
     this.reads.add(read);
     this.maybeStartReadRound();
   }
 
   private maybeStartReadRound(): void {
-    const ctx = this.reads.startRound(this.id);
+    const ctx = this.reads.startRound(this.id, this.lease?.nowMs() ?? 0, this.leaseEpoch);
     if (ctx !== null) this.bcastHeartbeat(ctx);
   }
 
@@ -941,6 +989,9 @@ export class Raft {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    // Its campaign ignores leader stickiness, in this term whenever it arrives: no lease for the rest of it.
+    this.leaseForbiddenTerm = this.term;
+    if (this.lease?.unsafeMutation !== 'keep-after-transfer') this.endLease();
     this.msgs.push(newMessage('timeoutNow', this.id, to, this.term));
   }
 

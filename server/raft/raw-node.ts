@@ -326,6 +326,11 @@ export class RawNode {
     return this.raft.role;
   }
 
+  /** Reads answered on the leader's lease so far (RaftConfig.leaseReads). */
+  readsOnLease(): number {
+    return this.raft.readsOnLease;
+  }
+
   /** The known leader (0 if none), as status().leaderId, without building a whole status. */
   leaderId(): NodeId {
     return this.raft.lead;

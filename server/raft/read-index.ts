@@ -24,6 +24,10 @@ interface ReadRound {
   /** Heartbeat context identifying this round (8-byte big-endian round number). */
   ctx: Uint8Array;
   roundId: number;
+  /** The leader's clock (ms) when the round started: no heartbeat of it left earlier. */
+  startedAtMs: number;
+  /** The caller's lease epoch when the round started (Raft's lease reads: see confirmed). */
+  epoch: number;
   acks: Set<NodeId>;
   reads: PendingRead[];
 }
@@ -50,6 +54,11 @@ export class ReadIndexQueue {
   /** Rounds in flight, oldest first (ids increasing). */
   private inflight: ReadRound[] = [];
   private waiting: PendingRead[] = [];
+  /**
+   * The newest round that reached a quorum: when it started and in which epoch. Every voter of that
+   * quorum was still in our term after that moment (Raft's lease reads start their lease there).
+   */
+  confirmed: { startedAtMs: number; epoch: number } | null = null;
 
   add(read: PendingRead): void {
     this.waiting.push(read);
@@ -63,11 +72,14 @@ export class ReadIndexQueue {
     return this.inflight.at(-1)?.ctx ?? null;
   }
 
-  /** Starts a round for the waiting reads unless none wait or the pipeline is full; returns its context, or null. */
-  startRound(selfId: NodeId): Uint8Array | null {
+  /**
+   * Starts a round for the waiting reads unless none wait or the pipeline is full; returns its
+   * context, or null. `nowMs` and `epoch`: the leader's clock and lease epoch, for `confirmed`.
+   */
+  startRound(selfId: NodeId, nowMs = 0, epoch = 0): Uint8Array | null {
     if (this.waiting.length === 0 || this.inflight.length >= MAX_ROUNDS_IN_FLIGHT) return null;
     const roundId = ++this.lastRoundId;
-    const round: ReadRound = { ctx: encodeRoundCtx(roundId), roundId, acks: new Set([selfId]), reads: this.waiting };
+    const round: ReadRound = { ctx: encodeRoundCtx(roundId), roundId, startedAtMs: nowMs, epoch, acks: new Set([selfId]), reads: this.waiting };
     this.inflight.push(round);
     this.waiting = [];
     return round.ctx;
@@ -88,6 +100,7 @@ export class ReadIndexQueue {
     while (this.inflight.length > 0 && isQuorum(this.inflight[0].acks)) {
       const round = this.inflight.shift()!;
       done = done === null ? round.reads : done.concat(round.reads);
+      this.confirmed = { startedAtMs: round.startedAtMs, epoch: round.epoch };
     }
     if (this.inflight.length > 0 && done !== null) {
       // Invariant: an older round holds every ack of a newer one, so none newer can be complete now.
@@ -101,6 +114,7 @@ export class ReadIndexQueue {
   clear(): void {
     this.inflight = [];
     this.waiting = [];
+    this.confirmed = null;
   }
 
   pendingCount(): number {

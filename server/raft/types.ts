@@ -123,6 +123,29 @@ export interface Ready {
   snapshot: SnapshotMeta | null;
 }
 
+/**
+ * Lease reads: a leader answers ReadIndex requests (its own and those followers forward) at once,
+ * without a heartbeat round, while a lease holds. A lease starts when a heartbeat round that a quorum
+ * acknowledged started, and lasts `durationMs`: each voter of that quorum refuses to vote in a higher
+ * term for an election timeout after it heard the round (leader stickiness, checkQuorum), which
+ * `durationMs` must stay below. What else ends it, and why (each has a TEST-ONLY mutation):
+ *  - the clock: checked when a read is served, on `nowMs` (monotonic), never in ticks, since a paused
+ *    leader keeps its tick count;
+ *  - a restart: a voter restarted with state has forgotten whom it heard, so it refuses votes in higher
+ *    terms for its first election timeout of ticks;
+ *  - a transfer: TimeoutNow's campaign bypasses stickiness, so once sent no lease holds for the rest of
+ *    the term (nor while a transfer is pending);
+ *  - a membership change applied, a new term or role: two changes could leave a quorum disjoint from
+ *    the one that confirmed the lease.
+ * Only the first half of a lease serves reads: a read after that starts a round, which renews it.
+ */
+export interface LeaseReads {
+  nowMs: () => number;
+  durationMs: number;
+  /** TEST-ONLY: breaks one rule above, for the simulation's mutation check. */
+  unsafeMutation?: 'ignore-expiry' | 'no-restart-quiet' | 'keep-after-transfer';
+}
+
 export interface RaftConfig {
   id: NodeId;
   /** Bootstrap voter set: the membership at log index 0, used only when PersistedState has no
@@ -162,6 +185,8 @@ export interface RaftConfig {
    * see liveness-wake.ts), or the group would not elect a new leader when its leader dies.
    */
   quiesce?: boolean;
+  /** See LeaseReads (absent: every read waits for a heartbeat round). Needs checkQuorum. */
+  leaseReads?: LeaseReads;
 }
 
 export interface PersistedState {

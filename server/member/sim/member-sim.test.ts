@@ -34,8 +34,8 @@ async function runAll(list: number[]): Promise<MemberSimResult[]> {
   const sum = (f: (r: MemberSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
   console.log(
     `member sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
-      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads, ` +
-      `${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
+      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ` +
+      `${sum((r) => r.pauses)} pauses, ${sum((r) => r.transfers)} transfers, ${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
       `${sum((r) => r.crashesDuringWrite)} cut a write), ${sum((r) => r.leaderTerms)} leader terms, ${sum((r) => r.snapshotsInstalled)} snapshots installed ` +
       `(${sum((r) => r.interruptedInstalls)} finished after a crash, ${sum((r) => r.snapshotsDuringInstall)} arrived during another's install)`,
   );
@@ -50,13 +50,19 @@ describe('member simulation', () => {
     // Some seeds are fault-heavy enough to acknowledge little; on the whole the load must go through.
     expect(results.reduce((n, r) => n + r.acked, 0)).toBeGreaterThan(50 * results.length);
     expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(results.length);
+    // Lease reads must actually be taken, and the faults that end leases (pauses, transfers) happen.
+    expect(results.reduce((n, r) => n + r.readsOnLease, 0)).toBeGreaterThan(results.length);
+    expect(results.reduce((n, r) => n + r.pauses, 0)).toBeGreaterThan(results.length);
+    expect(results.reduce((n, r) => n + r.transfers, 0)).toBeGreaterThan(results.length);
     // The faults this suite exists for must actually happen.
     expect(results.reduce((n, r) => n + r.crashesLosingUnsynced, 0)).toBeGreaterThan(results.length / 20);
     expect(results.reduce((n, r) => n + r.crashesDuringWrite, 0)).toBeGreaterThan(results.length);
     expect(results.reduce((n, r) => n + r.snapshotsInstalled, 0)).toBeGreaterThan(results.length / 4);
     expect(results.reduce((n, r) => n + r.interruptedInstalls, 0)).toBeGreaterThan(0);
     expect(results.reduce((n, r) => n + r.snapshotsDuringInstall, 0)).toBeGreaterThan(0);
-    expect(results.every((r) => r.leaderTerms >= 2)).toBe(true);
+    // Leaderships must change under the faults. Not in every seed: a voter restarted with state sits out
+    // an election timeout before voting (lease reads), and crashes come every 60 ms on average here.
+    expect(results.filter((r) => r.leaderTerms >= 2).length).toBeGreaterThanOrEqual(0.9 * results.length);
   });
 
   it('5 members', { timeout: 600_000 }, async () => {

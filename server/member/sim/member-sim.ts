@@ -51,6 +51,10 @@ export interface MemberSimOptions {
   restartWeight?: number;
   partitionWeight?: number;
   healWeight?: number;
+  /** A member stopped (SIGSTOP) for one to four election timeouts, the leader half the time. */
+  pauseWeight?: number;
+  /** The leader hands its leadership to another live member (Member.transferLeadership). */
+  transferWeight?: number;
   /** Probability a crash hits the leader (else a random live member). */
   crashLeaderBias?: number;
   /** Share of client requests that are linearizable reads (the rest are puts). */
@@ -65,6 +69,8 @@ export interface MemberSimOptions {
   holdSnapshotWhileInstalling?: boolean;
   /** Members quiesce idle groups and send member-level liveness (MemberOptions.quiesce); default false. */
   quiesce?: boolean;
+  /** MemberOptions.leaseReads (default true, as in production). */
+  leaseReads?: boolean;
 }
 
 /**
@@ -100,6 +106,10 @@ export interface MemberSimResult {
   leaderCrashes: number;
   /** Linearizable reads served (and checked). */
   reads: number;
+  /** Of the ReadIndex requests, those a leader answered on its lease, without a heartbeat round. */
+  readsOnLease: number;
+  pauses: number;
+  transfers: number;
   /** Restarts that found a received snapshot durable but not installed (and finished installing it). */
   interruptedInstalls: number;
   /** Snapshots handed to a member while it was installing another. */
@@ -231,6 +241,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
     restartWeight: 4,
     partitionWeight: 2,
     healWeight: 2,
+    pauseWeight: 2,
+    transferWeight: 2,
     crashLeaderBias: 0.5,
     readShare: 0.2,
     crashDuringInstall: 0.4,
@@ -296,6 +308,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
             onFatal: (err) => fail(`member ${m.id} loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
             ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}),
             ...(opts.quiesce ? { quiesce: true } : {}),
+            ...(opts.leaseReads === false ? { leaseReads: false } : {}),
           });
           member.addGroup({ groupId: GROUP, voters: ids, stateMachine: new CheckedStateMachine(sm, m.id, checker), loaded, randomSeed: rng.nextUint32() >>> 1 });
           checker.onRevision(m.id, loaded.applied, sm.store.currentRevision());
@@ -314,10 +327,14 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
 
     let quiescences = 0;
     let livenessWakes = 0;
+    let readsOnLease = 0;
+    let pauses = 0;
+    let transfers = 0;
     const countQuiescence = (member: Member | null): void => {
       if (!member) return;
       quiescences += member.quiescenceCounts().quiesced;
       livenessWakes += member.stats.livenessWakes;
+      readsOnLease += member.readsOnLease();
     };
     const crash = (m: SimMember): void => {
       const inc = m.current;
@@ -419,7 +436,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
     let faultsOn = true;
     const faultLoop = (): void => {
       if (!faultsOn) return;
-      const w = [opts.crashWeight, opts.restartWeight, opts.partitionWeight, opts.healWeight];
+      const w = [opts.crashWeight, opts.restartWeight, opts.partitionWeight, opts.healWeight, opts.pauseWeight, opts.transferWeight];
       let pick = faultRng.nextInt(w.reduce((a, b) => a + b, 0));
       let action = 0;
       while (pick >= w[action]) pick -= w[action++];
@@ -435,8 +452,28 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
         const sides = new Map<NodeId, number>();
         for (const id of ids) sides.set(id, faultRng.nextInt(2));
         net.partition(sides);
-      } else {
+      } else if (action === 3) {
         net.heal();
+      } else if (action === 4) {
+        // SIGSTOP: its timers and deliveries wait; the clock runs on, so it wakes to find time passed.
+        const up = live();
+        const leader = leaderOf();
+        const victim = leader && faultRng.chance(0.5) ? leader : up[faultRng.nextInt(Math.max(1, up.length))];
+        if (victim?.current && up.length > 0) {
+          const electionTimeoutMs = opts.tickMs * opts.electionTimeoutTicks;
+          clock.pauseOwner(victim.current.owner, clock.now + electionTimeoutMs * (1 + faultRng.nextInt(4)) + faultRng.nextInt(electionTimeoutMs));
+          pauses++;
+        }
+      } else {
+        const leader = leaderOf();
+        const others = live().filter((m) => m !== leader);
+        const inc = leader?.current;
+        if (inc?.member && others.length > 0) {
+          const target = others[faultRng.nextInt(others.length)];
+          const member = inc.member;
+          transfers++;
+          clock.runAs(inc.owner, () => member.transferLeadership(GROUP, target.id, opts.tickMs * opts.electionTimeoutTicks * 2)).catch(() => {});
+        }
       }
       clock.schedule(1 + faultRng.nextInt(2 * opts.faultEveryMs), faultLoop, SIM_OWNER);
     };
@@ -564,6 +601,9 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       crashesDuringWrite,
       leaderCrashes,
       reads,
+      readsOnLease,
+      pauses,
+      transfers,
       interruptedInstalls,
       snapshotsDuringInstall: net.stats.snapshotsDuringInstall,
       leaderTerms: checker.terms,

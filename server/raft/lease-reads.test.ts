@@ -1,0 +1,221 @@
+// Lease reads (RaftConfig.leaseReads, LeaseReads in types.ts): when a leader answers a ReadIndex
+// request without a heartbeat round, and every rule that ends a lease. Three RawNodes wired by hand;
+// the lease clock is a variable the test moves, and ticks are only given where a rule counts them.
+import { describe, expect, it } from 'vitest';
+import { RawNode } from './raw-node.ts';
+import { newMessage } from './raft.ts';
+import type { LeaseReads, Message, NodeId, RaftConfig, ReadState } from './types.ts';
+
+const LEASE_MS = 100;
+const ELECTION_TICKS = 10;
+
+interface Cluster {
+  nodes: Map<NodeId, RawNode>;
+  clock: { nowMs: number };
+}
+
+function config(id: NodeId, voters: NodeId[], lease: LeaseReads | undefined): RaftConfig {
+  return {
+    id,
+    voters,
+    electionTimeoutTicks: ELECTION_TICKS,
+    heartbeatTicks: 1,
+    preVote: true,
+    checkQuorum: true,
+    maxInflightMsgs: 256,
+    maxSizePerMsgBytes: 1 << 20,
+    randomSeed: 7,
+    ...(lease ? { leaseReads: lease } : {}),
+  };
+}
+
+/** Three voters with lease reads; node 1 elected, its first entry committed everywhere. */
+function electedCluster(): Cluster {
+  const clock = { nowMs: 1_000 };
+  const lease: LeaseReads = { nowMs: () => clock.nowMs, durationMs: LEASE_MS };
+  const ids = [1, 2, 3];
+  const nodes = new Map(ids.map((id) => [id, new RawNode(config(id, ids, lease))] as const));
+  nodes.get(1)!.campaign();
+  pump({ nodes, clock });
+  expect(nodes.get(1)!.role()).toBe('leader');
+  return { nodes, clock };
+}
+
+interface Pumped {
+  /** Every message sent, delivered or dropped, in order. */
+  sent: Message[];
+  readStates: Map<NodeId, ReadState[]>;
+}
+
+/** Runs every Ready and delivers every message (unless `drop` says so) until nothing moves. */
+function pump(c: Cluster, drop: (m: Message) => boolean = () => false): Pumped {
+  const out: Pumped = { sent: [], readStates: new Map() };
+  for (let moved = true; moved; ) {
+    moved = false;
+    const inbox: Message[] = [];
+    for (const [id, node] of c.nodes) {
+      while (node.hasReady()) {
+        const rd = node.ready();
+        inbox.push(...rd.messages);
+        if (rd.readStates.length > 0) out.readStates.set(id, [...(out.readStates.get(id) ?? []), ...rd.readStates]);
+        for (const e of rd.committedEntries) if (e.type === 'confChange') throw new Error('no conf changes through the log here');
+        node.advance(rd);
+        moved = true;
+      }
+    }
+    for (const m of inbox) {
+      out.sent.push(m);
+      if (!drop(m)) c.nodes.get(m.to)?.step(m);
+    }
+  }
+  return out;
+}
+
+const ctx = (n: number): Uint8Array => new Uint8Array([n]);
+const heartbeats = (p: Pumped): Message[] => p.sent.filter((m) => m.type === 'heartbeat');
+
+/** A read at node `id`: whether it was answered, and whether a heartbeat round went out for it. */
+function read(c: Cluster, id: NodeId, n: number, drop?: (m: Message) => boolean): { answered: boolean; round: boolean } {
+  c.nodes.get(id)!.readIndex(ctx(n));
+  const p = pump(c, drop);
+  const answered = (p.readStates.get(id) ?? []).some((r) => r.requestCtx[0] === n);
+  return { answered, round: heartbeats(p).length > 0 };
+}
+
+describe('lease reads', () => {
+  it('a leader answers at once while its lease holds, and starts a round once half of it has passed', () => {
+    const c = electedCluster();
+    const leader = c.nodes.get(1)!;
+    expect(read(c, 1, 1)).toEqual({ answered: true, round: true }); // no lease yet: the round starts one
+    expect(read(c, 1, 2)).toEqual({ answered: true, round: false });
+    expect(leader.readsOnLease()).toBe(1);
+    c.clock.nowMs += LEASE_MS / 2 - 1;
+    expect(read(c, 1, 3)).toEqual({ answered: true, round: false });
+    c.clock.nowMs += 1; // the second half: a round, which renews the lease
+    expect(read(c, 1, 4)).toEqual({ answered: true, round: true });
+    expect(read(c, 1, 5)).toEqual({ answered: true, round: false });
+  });
+
+  it('goes by the clock, not by ticks: a leader whose clock passed its lease starts a round though it never ticked', () => {
+    const c = electedCluster();
+    read(c, 1, 1);
+    c.clock.nowMs += 10 * LEASE_MS; // a SIGSTOP: no tick ran meanwhile
+    // Its followers are cut off: no round can complete, so the read must not be answered.
+    expect(read(c, 1, 2, (m) => m.from === 1 && m.type === 'heartbeat')).toEqual({ answered: false, round: true });
+  });
+
+  it('answers a read a follower passed on at once, with no heartbeat round', () => {
+    const c = electedCluster();
+    read(c, 1, 1);
+    const p = (() => {
+      c.nodes.get(2)!.readIndex(ctx(9));
+      return pump(c);
+    })();
+    expect(p.readStates.get(2)?.map((r) => r.requestCtx[0])).toEqual([9]);
+    expect(heartbeats(p)).toEqual([]);
+    expect(p.sent.map((m) => m.type)).toEqual(['readIndex', 'readIndexResp']);
+    expect(c.nodes.get(1)!.readsOnLease()).toBe(1);
+  });
+
+  it('ends for the rest of the term once TimeoutNow is sent, even if the transfer never happens', () => {
+    const c = electedCluster();
+    const leader = c.nodes.get(1)!;
+    read(c, 1, 1);
+    leader.transferLeader(2);
+    const p = pump(c, (m) => m.type === 'timeoutNow'); // lost: the transfer does not happen now
+    expect(p.sent.some((m) => m.type === 'timeoutNow')).toBe(true);
+    expect(leader.role()).toBe('leader');
+    // While the transfer is pending, and after it timed out, every read takes a round.
+    expect(read(c, 1, 2)).toEqual({ answered: true, round: true });
+    for (let i = 0; i < ELECTION_TICKS; i++) leader.tick();
+    pump(c);
+    expect(leader.role()).toBe('leader');
+    expect(read(c, 1, 3)).toEqual({ answered: true, round: true });
+    expect(read(c, 1, 4)).toEqual({ answered: true, round: true });
+    expect(leader.readsOnLease()).toBe(0);
+  });
+
+  it('ends when the voters change, and a round started before that does not renew it', () => {
+    const c = electedCluster();
+    const leader = c.nodes.get(1)!;
+    read(c, 1, 1);
+    c.clock.nowMs += LEASE_MS / 2; // the lease must be renewed by a round from here on
+    // A round in flight (its acks held back) when a voter is added.
+    leader.readIndex(ctx(2));
+    const held: Message[] = [];
+    const started = pump(c, (m) => {
+      if (m.type === 'heartbeatResp') held.push(m);
+      return m.type === 'heartbeatResp';
+    });
+    expect(heartbeats(started).length).toBeGreaterThan(0);
+    leader.applyConfChange({ type: 'addNode', nodeId: 4 });
+    for (const m of held) leader.step(m);
+    const p = pump(c, (m) => m.to === 4);
+    expect(p.readStates.get(1)?.map((r) => r.requestCtx[0])).toEqual([2]);
+    // The old round answered its read but confirmed nothing under the new voters.
+    expect(read(c, 1, 3, (m) => m.to === 4)).toEqual({ answered: true, round: true });
+  });
+
+  it('ends with the leadership', () => {
+    const c = electedCluster();
+    read(c, 1, 1);
+    const leader = c.nodes.get(1)!;
+    leader.step({ ...newMessage('appResp', 3, 1, leader.term() + 1) }); // a higher term deposes it
+    expect(leader.role()).toBe('follower');
+    c.nodes.get(2)!.campaign();
+    pump(c);
+    // Re-elected later: the old lease is gone, the first read takes a round.
+    for (let i = 0; i < 3 * ELECTION_TICKS && leader.role() !== 'leader'; i++) {
+      c.nodes.get(2)!.transferLeader(1);
+      pump(c);
+    }
+    expect(leader.role()).toBe('leader');
+    expect(read(c, 1, 2)).toEqual({ answered: true, round: true });
+  });
+
+  it('is off without leaseReads: every read takes a round', () => {
+    const ids = [1, 2, 3];
+    const nodes = new Map(ids.map((id) => [id, new RawNode(config(id, ids, undefined))] as const));
+    const c = { nodes, clock: { nowMs: 0 } };
+    nodes.get(1)!.campaign();
+    pump(c);
+    expect(read(c, 1, 1)).toEqual({ answered: true, round: true });
+    expect(read(c, 1, 2)).toEqual({ answered: true, round: true });
+  });
+
+  it('needs checkQuorum', () => {
+    const lease: LeaseReads = { nowMs: () => 0, durationMs: LEASE_MS };
+    expect(() => new RawNode({ ...config(1, [1, 2, 3], lease), checkQuorum: false })).toThrow(/checkQuorum/);
+  });
+});
+
+describe('a voter restarted with state, with lease reads', () => {
+  const restarted = (lease: boolean): RawNode => {
+    const leaseReads: LeaseReads | undefined = lease ? { nowMs: () => 0, durationMs: LEASE_MS } : undefined;
+    return new RawNode(config(2, [1, 2, 3], leaseReads), { hardState: { term: 5, vote: 1, commit: 0 }, entries: [], firstIndex: 1, applied: 0 });
+  };
+  const voteFor3 = (node: RawNode): Message[] => {
+    node.step({ ...newMessage('vote', 3, 2, 6), index: 0, logTerm: 0 });
+    const out: Message[] = [];
+    while (node.hasReady()) {
+      const rd = node.ready();
+      out.push(...rd.messages);
+      node.advance(rd);
+    }
+    return out;
+  };
+
+  it('refuses votes in higher terms for its first election timeout of ticks: it may have acknowledged a leader just before it died', () => {
+    const node = restarted(true);
+    for (let i = 0; i < ELECTION_TICKS - 1; i++) node.tick();
+    expect(voteFor3(node)).toEqual([]);
+    expect(node.term()).toBe(5);
+    node.tick();
+    const answer = voteFor3(node);
+    expect(answer.map((m) => [m.type, m.reject])).toEqual([['voteResp', false]]);
+  });
+
+  it('votes at once without lease reads (as before)', () => {
+    expect(voteFor3(restarted(false)).map((m) => [m.type, m.reject])).toEqual([['voteResp', false]]);
+  });
+});
