@@ -30,9 +30,9 @@ function config(id: NodeId, voters: NodeId[], lease: LeaseReads | undefined): Ra
 }
 
 /** Three voters with lease reads; node 1 elected, its first entry committed everywhere. */
-function electedCluster(): Cluster {
+function electedCluster(mutation?: LeaseReads['unsafeMutation']): Cluster {
   const clock = { nowMs: 1_000 };
-  const lease: LeaseReads = { nowMs: () => clock.nowMs, durationMs: LEASE_MS };
+  const lease: LeaseReads = { nowMs: () => clock.nowMs, durationMs: LEASE_MS, ...(mutation ? { unsafeMutation: mutation } : {}) };
   const ids = [1, 2, 3];
   const nodes = new Map(ids.map((id) => [id, new RawNode(config(id, ids, lease))] as const));
   nodes.get(1)!.campaign();
@@ -218,4 +218,84 @@ describe('a voter restarted with state, with lease reads', () => {
   it('votes at once without lease reads (as before)', () => {
     expect(voteFor3(restarted(false)).map((m) => [m.type, m.reject])).toEqual([['voteResp', false]]);
   });
+});
+
+// What each rule prevents: a second leader elected while the first still answers reads on its lease
+// (a read there would miss what the new leader commits). With the rule's TEST-ONLY mutation, it happens.
+describe('two leaders at once, unless the lease rules hold', () => {
+  /** Node 2 restarted with its stored state (everything it held was committed: node 1's log). */
+  const restartNode2 = (c: Cluster, mutation?: LeaseReads['unsafeMutation']): void => {
+    const leader = c.nodes.get(1)!;
+    const old = c.nodes.get(2)!.status();
+    const lastIndex = leader.status().lastIndex;
+    const lease: LeaseReads = { nowMs: () => c.clock.nowMs, durationMs: LEASE_MS, ...(mutation ? { unsafeMutation: mutation } : {}) };
+    c.nodes.set(2, new RawNode(config(2, [1, 2, 3], lease), {
+      hardState: { term: old.term, vote: old.vote, commit: old.commit },
+      entries: leader.entries(1, lastIndex + 1).map((e) => ({ ...e })),
+      firstIndex: 1,
+      applied: old.commit,
+    }));
+  };
+  const cutOff1 = (m: Message): boolean => m.from === 1 || m.to === 1;
+
+  for (const mutation of [undefined, 'no-restart-quiet'] as const) {
+    it(`a voter restarted right after confirming the lease ${mutation ? 'votes at once (mutation)' : 'does not vote for an election timeout'}`, () => {
+      const c = electedCluster(mutation);
+      read(c, 1, 1); // the lease, confirmed by 2 and 3
+      restartNode2(c, mutation);
+      c.nodes.get(3)!.campaign(); // 3 cannot reach 1 any more; 2 has forgotten it heard from 1
+      pump(c, cutOff1);
+      const secondLeader = c.nodes.get(3)!.role() === 'leader';
+      const servedOnLease = read(c, 1, 2, cutOff1).answered;
+      expect(servedOnLease).toBe(true);
+      expect(secondLeader).toBe(mutation !== undefined);
+    });
+  }
+
+  for (const mutation of [undefined, 'ignore-expiry'] as const) {
+    it(`a leader stopped past its lease ${mutation ? 'still answers on it (mutation)' : 'answers on no lease'} when it wakes`, () => {
+      const c = electedCluster(mutation);
+      read(c, 1, 1);
+      // SIGSTOP of 1: the others' election timers run out and they elect 3; 1's clock moves on, its ticks do not.
+      c.clock.nowMs += 10 * LEASE_MS;
+      for (let i = 0; i < 2 * ELECTION_TICKS && c.nodes.get(3)!.role() !== 'leader'; i++) {
+        c.nodes.get(2)!.tick();
+        c.nodes.get(3)!.tick();
+        pump(c, cutOff1);
+        if (c.nodes.get(2)!.role() === 'leader') break;
+      }
+      expect([c.nodes.get(2)!.role(), c.nodes.get(3)!.role()]).toContain('leader');
+      expect(c.nodes.get(1)!.role()).toBe('leader'); // it does not know yet
+      expect(read(c, 1, 2, cutOff1).answered).toBe(mutation !== undefined);
+    });
+  }
+
+  for (const mutation of [undefined, 'keep-after-transfer'] as const) {
+    it(`a leader whose TimeoutNow went out ${mutation ? 'confirms a lease again in that term (mutation)' : 'takes no lease for the rest of the term'}, and its target may take over late`, () => {
+      const c = electedCluster(mutation);
+      const leader = c.nodes.get(1)!;
+      read(c, 1, 1);
+      leader.transferLeader(2);
+      const delayed: Message[] = [];
+      pump(c, (m) => {
+        if (m.type === 'timeoutNow') delayed.push(m);
+        return m.type === 'timeoutNow';
+      });
+      expect(delayed.length).toBe(1);
+      // The transfer times out; the leader keeps its quorum and confirms its leadership with a round.
+      for (let i = 0; i < ELECTION_TICKS; i++) {
+        leader.tick();
+        pump(c);
+      }
+      expect(leader.role()).toBe('leader');
+      c.clock.nowMs += LEASE_MS; // whatever lease it had is over
+      expect(read(c, 1, 2)).toEqual({ answered: true, round: true });
+      // The TimeoutNow arrives at last: 2 campaigns past 3's stickiness and wins; 1 is cut off.
+      c.nodes.get(2)!.step(delayed[0]);
+      pump(c, cutOff1);
+      expect(c.nodes.get(2)!.role()).toBe('leader');
+      expect(leader.role()).toBe('leader'); // it does not know yet
+      expect(read(c, 1, 3, cutOff1).answered).toBe(mutation !== undefined);
+    });
+  }
 });
