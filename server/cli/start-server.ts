@@ -72,6 +72,8 @@ export interface ServerConfig {
   faultInjection?: boolean;
   /** TEST-ONLY (--experimental-unsafe-stale-reads): linearizable reads skip ReadIndex. */
   unsafeStaleReads?: boolean;
+  /** --no-lease-reads: every linearizable read waits for a heartbeat round (MemberOptions.leaseReads). */
+  leaseReads?: boolean;
   /** TEST-ONLY (--test-txn-pause-before-decision-ms): a coordinator pauses between prepares and decision. */
   testTxnPauseBeforeDecisionMs?: number;
   /** TEST-ONLY (--test-txn-fence-keep-ms; 0: the default): how old a transaction's fences must be to go. */
@@ -245,6 +247,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     // Idle groups of a sharded cluster go quiet (docs/architecture.md, "Quiescence"); one group keeps
     // today's heartbeats byte for byte.
     quiesce: shards > 1,
+    leaseReads: cfg.leaseReads !== false,
   });
   member.addGroup({
     groupId: DATA_GROUP_ID,

@@ -69,6 +69,7 @@ program
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
   .option('--dead-member-grace <seconds>', 'with --replication-factor: how long a member may be unreachable before its shard replicas are placed elsewhere', '300')
   .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 0: every member hosts every shard); given later it must match')
+  .option('--no-lease-reads', 'answer every linearizable read after a heartbeat round to a quorum, never on a leader lease (leases assume clocks that run at nearly the same rate)')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
@@ -165,6 +166,7 @@ program
         logger,
         faultInjection: Boolean(o.experimentalFaultInjection),
         unsafeStaleReads: Boolean(o.experimentalUnsafeStaleReads),
+        leaseReads: String(o.leaseReads) !== 'false', // commander's boolean, typed as the other options' strings
         testTxnPauseBeforeDecisionMs: Number(o.testTxnPauseBeforeDecisionMs),
         testTxnFenceKeepMs: Number(o.testTxnFenceKeepMs),
         testRemoteWatchShards: list(o.experimentalTestRemoteWatchShards).map(Number),
