@@ -144,8 +144,11 @@ describe('a group tombstone', () => {
   /** A member alone with group SHARD (voters 1, 2, 3: it never wins an election alone); its messages are kept. */
   async function lonelyMember(dir: string): Promise<{ member: Member; db: MemberDb; sent: Message[] }> {
     const db = await MemberDb.open(path.join(dir, 'db'));
-    // A long election timeout: the member's own pre-votes never disturb the term under test.
-    const member = new Member({ memberId: 1, db, tickMs: 50, electionTimeoutTicks: 100, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, 'snap'), snapshotCount: 1000 });
+    // A long election timeout: the member's own pre-votes never disturb the term under test. Lease
+    // reads off: with them, a replica re-created with stored state (the tombstone's term) would also sit
+    // out an election timeout (5 s here) before voting at all (server/raft/lease-reads.test.ts), and
+    // what is under test here is whom it votes for.
+    const member = new Member({ memberId: 1, db, tickMs: 50, electionTimeoutTicks: 100, heartbeatTicks: 1, logger, snapshotDir: path.join(dir, 'snap'), snapshotCount: 1000, leaseReads: false });
     const sent: Message[] = [];
     member.setSink({ send: (_g, m) => void sent.push(m), flush: () => {} });
     member.addGroup({ groupId: SHARD, voters: [1, 2, 3], stateMachine: new RecordingStateMachine(), loaded: await db.loadGroup(SHARD), randomSeed: 1 });
