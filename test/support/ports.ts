@@ -7,13 +7,59 @@
 // them), and while it was down an outgoing connection of any process could take one of them: `make test`
 // once saw a restarted member exit on EADDRINUSE, twice, for a port it had held a second before. Ports
 // below the range are only ever taken by a listener that asked for them by number.
+//
+// Why claims: `make test` runs several test processes at once, and two of them could pick the same free
+// port in the second or so before either's server binds it (a fresh-clone run once saw a member exit on
+// EADDRINUSE at start, its cluster then short of a member). So a pick is also claimed, by creating a
+// file named after the port with O_EXCL in a folder shared by every test process. A claim lasts 10 to
+// 20 minutes: folders are per 10-minute epoch, a pick must find no claim in the current or the previous
+// epoch's folder, and older folders are deleted.
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 /** Lowest port handed out (below it sit the well-known and registered ports a developer may run). */
 const LOWEST_PORT = 20_000;
 /** Picks tried before falling back to a kernel-chosen port. */
 const MAX_PICKS = 200;
+
+const CLAIMS_DIR = path.join(os.tmpdir(), 'synod-test-port-claims');
+const CLAIM_EPOCH_MS = 10 * 60_000;
+
+function epochDir(epoch: number): string {
+  return path.join(CLAIMS_DIR, String(epoch));
+}
+
+let staleClaimsSwept = false;
+
+/** Deletes claim folders older than the previous epoch (once per process; a concurrent sweep is harmless). */
+function sweepStaleClaims(epoch: number): void {
+  if (staleClaimsSwept) return;
+  staleClaimsSwept = true;
+  let names: string[];
+  try {
+    names = fs.readdirSync(CLAIMS_DIR);
+  } catch {
+    return;
+  }
+  for (const name of names) if (Number(name) < epoch - 1) fs.rmSync(path.join(CLAIMS_DIR, name), { recursive: true, force: true });
+}
+
+/** Claims `port` for this process unless another test process claimed it within the last 10–20 minutes. */
+function claim(port: number): boolean {
+  const epoch = Math.floor(Date.now() / CLAIM_EPOCH_MS);
+  sweepStaleClaims(epoch);
+  if (fs.existsSync(path.join(epochDir(epoch - 1), String(port)))) return false;
+  fs.mkdirSync(epochDir(epoch), { recursive: true });
+  try {
+    fs.closeSync(fs.openSync(path.join(epochDir(epoch), String(port)), 'wx'));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
 
 /** First port of the kernel's ephemeral range (32768 when it cannot be read). */
 function ephemeralRangeStart(): number {
@@ -53,7 +99,7 @@ export async function freePort(): Promise<number> {
   if (highest - LOWEST_PORT >= 1_000) {
     for (let pick = 0; pick < MAX_PICKS; pick++) {
       const port = LOWEST_PORT + Math.floor(Math.random() * (highest - LOWEST_PORT + 1));
-      if (await canListen(port)) return port;
+      if ((await canListen(port)) && claim(port)) return port;
     }
   }
   return kernelPickedPort();
