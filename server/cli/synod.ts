@@ -69,7 +69,7 @@ program
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
   .option('--dead-member-grace <seconds>', 'with --replication-factor: how long a member may be unreachable before its shard replicas are placed elsewhere', '300')
   .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 0: every member hosts every shard); given later it must match')
-  .option('--no-lease-reads', 'answer every linearizable read after a heartbeat round to a quorum, never on a leader lease (leases assume clocks that run at nearly the same rate)')
+  .option('--no-lease-reads', 'answer every linearizable read after a heartbeat round to a quorum, never on a leader lease (leases assume clocks that run at nearly the same rate, and the same --heartbeat-interval and --election-timeout on every member)')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
   .option('--experimental-fault-injection', 'TEST ONLY: serve POST /debug/fault/partition on the metrics URL')
