@@ -231,21 +231,7 @@ class RaftGroup {
  *    of its own append) before its batch is durable, and the next turn may start while the batch is
  *    still being written.
  */
-export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier' | 'lease-ignore-expiry' | 'lease-no-restart-quiet' | 'lease-keep-after-transfer';
-
-/** The Raft core's lease-read mutation a member mutation stands for, if any. */
-function leaseMutation(m: UnsafeMutation | undefined): NonNullable<LeaseReads['unsafeMutation']> | undefined {
-  switch (m) {
-    case 'lease-ignore-expiry':
-      return 'ignore-expiry';
-    case 'lease-no-restart-quiet':
-      return 'no-restart-quiet';
-    case 'lease-keep-after-transfer':
-      return 'keep-after-transfer';
-    default:
-      return undefined;
-  }
-}
+export type UnsafeMutation = 'skip-leader-fsync' | 'no-write-barrier';
 
 export interface MemberOptions {
   memberId: NodeId;
@@ -386,9 +372,8 @@ export class Member {
   constructor(opts: MemberOptions) {
     this.opts = opts;
     const durationMs = leaseDurationMs(opts.tickMs, opts.electionTimeoutTicks);
-    const mutation = leaseMutation(opts.unsafeMutation);
     // performance.now(): monotonic (the member simulation's clock stands in for it).
-    this.leaseReads = opts.leaseReads === false || durationMs === null ? null : { nowMs: () => performance.now(), durationMs, ...(mutation ? { unsafeMutation: mutation } : {}) };
+    this.leaseReads = opts.leaseReads === false || durationMs === null ? null : { nowMs: () => performance.now(), durationMs };
   }
 
   /** What every group's Raft core gets as RaftConfig.leaseReads (null: off). */
