@@ -875,6 +875,10 @@ export class Member {
   readBarrier(groupId: number, deadlineMs: number): Promise<void> {
     const group = this.mustGroup(groupId);
     if (group.leaderId === 0) return Promise.reject(new NoLeaderError());
+    // A leader whose lease serves answers now, as its next turn would (the same index, checked against
+    // the clock at this moment): the read waits only for the apply, not for a turn and its write.
+    const leaseIndex = this.stopped ? null : group.node.leaseReadIndex();
+    if (leaseIndex !== null) return group.applied >= leaseIndex ? Promise.resolve() : this.waitApplied(groupId, leaseIndex, deadlineMs);
     return new Promise<void>((resolve, reject) => {
       group.queuedReads.push({ resolve, reject, deadlineMs });
       this.scheduleTurn();

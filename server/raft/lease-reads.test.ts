@@ -189,6 +189,86 @@ describe('lease reads', () => {
   });
 });
 
+/**
+ * RawNode.leaseReadIndex (the member's read barrier asks it before queuing a ReadIndex for its next turn):
+ * non-null exactly when a readIndex() issued at the same moment would be answered at once with no round,
+ * and then with the same index.
+ */
+function leaseIndexAgrees(c: Cluster, id: NodeId, n: number, drop?: (m: Message) => boolean): number | null {
+  const node = c.nodes.get(id)!;
+  const onLeaseBefore = node.readsOnLease();
+  const index = node.leaseReadIndex();
+  expect(node.hasReady()).toBe(false); // asking sends nothing and readies nothing
+  node.readIndex(ctx(n));
+  const p = pump(c, drop);
+  const state = (p.readStates.get(id) ?? []).find((r) => r.requestCtx[0] === n);
+  if (index === null) {
+    expect(state !== undefined && heartbeats(p).length === 0 && node.readsOnLease() > onLeaseBefore).toBe(false);
+  } else {
+    expect(heartbeats(p)).toEqual([]);
+    expect(state?.index).toBe(index);
+  }
+  return index;
+}
+
+describe('lease reads answered on the spot (leaseReadIndex)', () => {
+  it('gives the commit index while the lease serves, and null where a read would need a round', () => {
+    const c = electedCluster();
+    const leader = c.nodes.get(1)!;
+    expect(leaseIndexAgrees(c, 1, 1)).toBeNull(); // no lease yet: this read's round starts one
+    const committed = leaseIndexAgrees(c, 1, 2);
+    expect(committed).toBeGreaterThan(0);
+    expect(leader.readsOnLease()).toBe(2); // the spot answer and the read after it
+    c.clock.nowMs += LEASE_MS / 2 - 1;
+    expect(leaseIndexAgrees(c, 1, 3)).toBe(committed);
+    c.clock.nowMs += 1;
+    expect(leaseIndexAgrees(c, 1, 4)).toBeNull(); // half the lease passed: a round, which renews it
+    expect(leaseIndexAgrees(c, 1, 5)).toBe(committed);
+    leader.propose(new Uint8Array([1]));
+    pump(c);
+    expect(leaseIndexAgrees(c, 1, 6)).toBe(committed! + 1); // the new commit index
+  });
+
+  it('is null on a follower, on a paused leader past its lease, and once a transfer began', () => {
+    const c = electedCluster();
+    leaseIndexAgrees(c, 1, 1);
+    expect(c.nodes.get(2)!.leaseReadIndex()).toBeNull();
+    c.clock.nowMs += 10 * LEASE_MS; // a SIGSTOP
+    expect(leaseIndexAgrees(c, 1, 2, (m) => m.from === 1 && m.type === 'heartbeat')).toBeNull();
+    const d = electedCluster();
+    leaseIndexAgrees(d, 1, 1);
+    d.nodes.get(1)!.transferLeader(2);
+    pump(d, (m) => m.type === 'timeoutNow');
+    expect(leaseIndexAgrees(d, 1, 2)).toBeNull();
+  });
+
+  it('is null until an entry of the leader\'s term has committed', () => {
+    const c = electedCluster();
+    leaseIndexAgrees(c, 1, 1);
+    const leader = c.nodes.get(1)!;
+    leader.step({ ...newMessage('appResp', 3, 1, leader.term() + 1) }); // deposed
+    pump(c);
+    // Node 2 wins an election; its term's empty entry is held back from everyone.
+    const two = c.nodes.get(2)!;
+    two.campaign();
+    pump(c, (m) => m.from === 2 && m.type === 'app');
+    expect(two.role()).toBe('leader');
+    expect(two.leaseReadIndex()).toBeNull();
+  });
+
+  it('needs no lease with a single voter', () => {
+    const node = new RawNode(config(1, [1], undefined));
+    node.campaign();
+    while (node.hasReady()) node.advance(node.ready());
+    expect(node.role()).toBe('leader');
+    expect(node.leaseReadIndex()).toBe(1);
+    const three = new Map([1, 2, 3].map((id) => [id, new RawNode(config(id, [1, 2, 3], undefined))] as const));
+    three.get(1)!.campaign();
+    pump({ nodes: three, clock: { nowMs: 0 } });
+    expect(three.get(1)!.leaseReadIndex()).toBeNull(); // no lease reads configured
+  });
+});
+
 describe('a voter restarted with state, with lease reads', () => {
   const restarted = (lease: boolean): RawNode => {
     const leaseReads: LeaseReads | undefined = lease ? { nowMs: () => 0, durationMs: LEASE_MS } : undefined;

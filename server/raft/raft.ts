@@ -958,6 +958,22 @@ export class Raft {
     this.maybeStartReadRound();
   }
 
+  /**
+   * Leader: the index a linearizable read arriving now may be answered at on the spot, without a
+   * heartbeat round and without waiting for the application's next Ready: what handleReadIndex would
+   * answer it with, when it would answer at once (an entry of this term committed, and the lease
+   * serves or this node is the only voter). Null otherwise: the read then goes through readIndex().
+   * A quiesced leader says null too (a read wakes it, through readIndex). Counts as a lease read.
+   */
+  leaseReadIndex(): number | null {
+    if (this.role !== 'leader' || this.quiesced) return null;
+    if (this.log.term(this.log.committed) !== this.term) return null;
+    if (this.voters.length === 1 && this.voters[0] === this.id) return this.log.committed;
+    if (!this.leaseServes()) return null;
+    this.readsOnLease++;
+    return this.log.committed;
+  }
+
   private maybeStartReadRound(): void {
     const ctx = this.reads.startRound(this.id, this.lease?.nowMs() ?? 0, this.leaseEpoch);
     if (ctx !== null) this.bcastHeartbeat(ctx);

@@ -175,6 +175,14 @@ export class RawNode {
     this.raft.step(m);
   }
 
+  /**
+   * The commit index a linearizable read may be answered at now, on this leader's lease, with no
+   * round and no Ready (Raft.leaseReadIndex); null when it must go through readIndex().
+   */
+  leaseReadIndex(): number | null {
+    return this.raft.leaseReadIndex();
+  }
+
   /** Quiescent (config.quiesce): an idle group's node that ignores ticks until something wakes it. */
   isQuiesced(): boolean {
     return this.raft.quiesced;
