@@ -290,6 +290,7 @@ export class Member {
   private readonly groups = new Map<number, RaftGroup>();
   private sink: MessageSink | null = null;
   private turnScheduled = false;
+  private sinkFlushScheduled = false;
   /**
    * The loop's async context: the one the member was created in. A turn is often scheduled from a
    * client request (a proposal), and must not run in that request's context: everything the turn
@@ -729,6 +730,18 @@ export class Member {
 
   private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
     if (group.leaderId === 0) throw new NoLeaderError();
+    // A follower's Raft only passes a proposal on to its leader, unchanged (stepFollower): sent now
+    // rather than with the next turn's Ready, which starts only once the write of the turn in
+    // progress is on disk. A proposal depends on nothing this member writes (sendsBeforeSync). A
+    // quiesced follower's Raft also wakes on it: that one still goes through Raft.
+    const raftLeaderId = group.node.leaderId();
+    if (this.sink !== null && group.node.role() === 'follower' && raftLeaderId !== 0 && raftLeaderId !== this.opts.memberId && !group.node.isQuiesced()) {
+      const m = newMessage('prop', this.opts.memberId, raftLeaderId, 0);
+      m.entries = [{ index: 0, term: 0, type: 'normal', data }];
+      this.sendMessage(group.groupId, m);
+      this.scheduleSinkFlush();
+      return;
+    }
     try {
       group.node.propose(data);
     } catch (err) {
@@ -1145,6 +1158,16 @@ export class Member {
       }
       if (round.waiters.length === 0) group.readRounds.delete(key);
     }
+  }
+
+  /** Flushes the messages sent outside a turn once this loop iteration's handlers have added theirs. */
+  private scheduleSinkFlush(): void {
+    if (this.sinkFlushScheduled) return;
+    this.sinkFlushScheduled = true;
+    setImmediate(() => {
+      this.sinkFlushScheduled = false;
+      this.sink?.flush();
+    });
   }
 
   private scheduleTurn(): void {
