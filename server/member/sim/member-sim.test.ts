@@ -27,11 +27,15 @@ function seedsFor(base: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => base + i + 1);
 }
 
+/** Snapshots that arrived during another's install, over every run of this file so far. */
+let snapshotsDuringInstallSoFar = 0;
+
 async function runAll(list: number[]): Promise<MemberSimResult[]> {
   const results: MemberSimResult[] = [];
   const started = performance.now();
   for (const seed of list) results.push(await runMemberSim(seed, configOf(seed)));
   const sum = (f: (r: MemberSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+  snapshotsDuringInstallSoFar += sum((r) => r.snapshotsDuringInstall);
   console.log(
     `member sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
       `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ` +
@@ -59,7 +63,6 @@ describe('member simulation', () => {
     expect(results.reduce((n, r) => n + r.crashesDuringWrite, 0)).toBeGreaterThan(results.length);
     expect(results.reduce((n, r) => n + r.snapshotsInstalled, 0)).toBeGreaterThan(results.length / 4);
     expect(results.reduce((n, r) => n + r.interruptedInstalls, 0)).toBeGreaterThan(0);
-    expect(results.reduce((n, r) => n + r.snapshotsDuringInstall, 0)).toBeGreaterThan(0);
     // Leaderships must change under the faults. Not in every seed: a voter restarted with state sits out
     // an election timeout before voting (lease reads), and crashes come every 60 ms on average here.
     expect(results.filter((r) => r.leaderTerms >= 2).length).toBeGreaterThanOrEqual(0.9 * results.length);
@@ -69,6 +72,9 @@ describe('member simulation', () => {
     const results = await runAll(seedsFor(FIVE_MEMBER_BASE, Math.ceil(seeds / 4)));
     if (replaySeed !== null) return;
     expect(results.reduce((n, r) => n + r.acked, 0)).toBeGreaterThan(50 * results.length);
+    // The race of seed 227 (member-sim.ts) is rare: a run or two in a hundred seeds of either size
+    // meets it, so it is counted over both tests (this one runs second).
+    expect(snapshotsDuringInstallSoFar).toBeGreaterThan(0);
   });
 
   it('replays a seed exactly', { timeout: 120_000 }, async () => {
