@@ -83,6 +83,8 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
   counter('synod_raft_entries_persisted_total', 'Raft entries written to the log.', () => stats.entriesPersisted);
   counter('synod_raft_entries_applied_total', 'Raft entries applied to the state machine.', () => stats.entriesApplied);
   counter('synod_raft_messages_sent_total', 'Raft messages handed to the peer transport.', () => stats.messagesSent);
+  counter('synod_raft_messages_sent_at_once_total', 'Of those, sent outside the member loop\'s turns: proposals and read requests a follower passed on, read answers a leader gave on its lease.', () => stats.messagesSentAtOnce);
+  counter('synod_raft_read_answers_taken_on_arrival_total', 'Answers to this member\'s read rounds taken as they arrived, outside the member loop\'s turns.', () => stats.readAnswersTakenOnArrival);
   counter('synod_snapshots_taken_total', 'Snapshot points taken (every --snapshot-count applied entries).', () => stats.snapshotsTaken);
   counter('synod_snapshots_sent_total', 'Snapshots streamed to members behind the compacted log.', () => stats.snapshotsSent);
   if (snapshotSend) {

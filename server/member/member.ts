@@ -291,6 +291,7 @@ export class Member {
   private sink: MessageSink | null = null;
   private turnScheduled = false;
   private sinkFlushScheduled = false;
+  private readRoundsScheduled = false;
   /**
    * The loop's async context: the one the member was created in. A turn is often scheduled from a
    * client request (a proposal), and must not run in that request's context: everything the turn
@@ -356,6 +357,10 @@ export class Member {
     entriesPersisted: 0,
     entriesApplied: 0,
     messagesSent: 0,
+    /** Proposals and read requests a follower passed on, and read answers a leader gave on its lease, outside turns. */
+    messagesSentAtOnce: 0,
+    /** Answers to this member's read rounds taken as they arrived, outside turns. */
+    readAnswersTakenOnArrival: 0,
     leaderChanges: 0,
     snapshotsTaken: 0,
     snapshotsInstalled: 0,
@@ -635,6 +640,8 @@ export class Member {
       if (!group) continue; // a group this member no longer (or not yet) hosts
       // A declined handover: the leader's transfer runs out after an election timeout and it leads on.
       if (message.type === 'timeoutNow' && monoMs < this.declineHandoversUntilMs) continue;
+      if (message.type === 'readIndex' && this.answerReadOnLease(group, message)) continue;
+      if (message.type === 'readIndexResp' && this.takeReadAnswer(group, message)) continue;
       group.node.step(message);
     }
     this.scheduleTurn();
@@ -730,16 +737,12 @@ export class Member {
 
   private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
     if (group.leaderId === 0) throw new NoLeaderError();
-    // A follower's Raft only passes a proposal on to its leader, unchanged (stepFollower): sent now
-    // rather than with the next turn's Ready, which starts only once the write of the turn in
-    // progress is on disk. A proposal depends on nothing this member writes (sendsBeforeSync). A
-    // quiesced follower's Raft also wakes on it: that one still goes through Raft.
-    const raftLeaderId = group.node.leaderId();
-    if (this.sink !== null && group.node.role() === 'follower' && raftLeaderId !== 0 && raftLeaderId !== this.opts.memberId && !group.node.isQuiesced()) {
+    // A follower's Raft only passes a proposal on to its leader: sent now (followerPassingOnTo).
+    const raftLeaderId = this.followerPassingOnTo(group);
+    if (raftLeaderId !== 0) {
       const m = newMessage('prop', this.opts.memberId, raftLeaderId, 0);
       m.entries = [{ index: 0, term: 0, type: 'normal', data }];
-      this.sendMessage(group.groupId, m);
-      this.scheduleSinkFlush();
+      this.sendAtOnce(group.groupId, m);
       return;
     }
     try {
@@ -895,6 +898,7 @@ export class Member {
     return new Promise<void>((resolve, reject) => {
       group.queuedReads.push({ resolve, reject, deadlineMs });
       this.scheduleTurn();
+      if (this.writing) this.scheduleReadRounds(); // else the turn scheduled now starts the round
     });
   }
 
@@ -1160,6 +1164,75 @@ export class Member {
     }
   }
 
+  /**
+   * The leader an awake follower's Raft would pass a proposal or a read request on to, unchanged
+   * (stepFollower), or 0 when the request must go through Raft itself: a member that leads or
+   * campaigns, knows no leader, or is quiesced (Raft wakes on the request). Such requests are sent
+   * at once rather than with the next turn's Ready, which starts only once the write of the turn in
+   * progress is on disk: they depend on nothing this member writes (sendsBeforeSync).
+   */
+  private followerPassingOnTo(group: RaftGroup): NodeId {
+    if (this.sink === null || group.node.role() !== 'follower' || group.node.isQuiesced()) return 0;
+    const leaderId = group.node.leaderId();
+    return leaderId === this.opts.memberId ? 0 : leaderId;
+  }
+
+  /** A follower's queued reads start their round at the end of this loop iteration, not at the next turn. */
+  private scheduleReadRounds(): void {
+    if (this.readRoundsScheduled) return;
+    this.readRoundsScheduled = true;
+    setImmediate(() => {
+      this.readRoundsScheduled = false;
+      if (this.stopped) return;
+      for (const group of this.groups.values()) {
+        if (group.queuedReads.length > 0 && this.followerPassingOnTo(group) !== 0) this.startReadRounds(group);
+      }
+    });
+  }
+
+  /**
+   * A leader whose lease serves answers a follower's read request as it receives it, with the index
+   * its Raft would answer (Raft.leaseReadIndex), instead of with the next turn's Ready. True when
+   * answered; otherwise the request goes to Raft.
+   */
+  private answerReadOnLease(group: RaftGroup, m: Message): boolean {
+    if (this.sink === null || group.node.role() !== 'leader' || group.node.term() !== group.persistedTerm) return false;
+    const index = group.node.leaseReadIndex();
+    if (index === null) return false;
+    const resp = newMessage('readIndexResp', this.opts.memberId, m.from, group.node.term());
+    resp.index = index;
+    resp.context = m.context;
+    this.sendAtOnce(group.groupId, resp);
+    return true;
+  }
+
+  /**
+   * A follower's answer to one of its read rounds, taken as it arrives rather than from the next turn's
+   * Ready: what its Raft would do with it (stepFollower: a ReadState, in the same term only) and what
+   * that turn would then do (applyReady). True when taken; otherwise the answer goes to Raft.
+   */
+  private takeReadAnswer(group: RaftGroup, m: Message): boolean {
+    if (group.node.role() !== 'follower' || group.node.isQuiesced() || m.term !== group.node.term()) return false;
+    const key = Buffer.from(m.context).toString('hex');
+    const round = group.readRounds.get(key);
+    if (round === undefined) return false;
+    round.index = m.index;
+    this.stats.readAnswersTakenOnArrival++;
+    if (round.index <= group.applied) {
+      group.readRounds.delete(key);
+      for (const w of round.waiters) w.resolve();
+    }
+    return true;
+  }
+
+  /** A message sent outside a turn (followerPassingOnTo, answerReadOnLease), flushed with this loop iteration's others. */
+  private sendAtOnce(groupId: number, m: Message): void {
+    this.sendMessage(groupId, m);
+    this.stats.messagesSent++;
+    this.stats.messagesSentAtOnce++;
+    this.scheduleSinkFlush();
+  }
+
   /** Flushes the messages sent outside a turn once this loop iteration's handlers have added theirs. */
   private scheduleSinkFlush(): void {
     if (this.sinkFlushScheduled) return;
@@ -1206,11 +1279,19 @@ export class Member {
     group.queuedReads = [];
     const ctx = Buffer.allocUnsafe(8);
     ctx.writeBigUInt64BE(BigInt(++this.readSeq), 0);
-    try {
-      group.node.readIndex(ctx);
-    } catch {
-      for (const w of waiters) w.reject(new NoLeaderError());
-      return;
+    const to = this.followerPassingOnTo(group);
+    if (to !== 0) {
+      // What the follower's Raft would send (stepFollower): the request as it is, to the leader.
+      const m = newMessage('readIndex', this.opts.memberId, to, 0);
+      m.context = ctx;
+      this.sendAtOnce(group.groupId, m);
+    } else {
+      try {
+        group.node.readIndex(ctx);
+      } catch {
+        for (const w of waiters) w.reject(new NoLeaderError());
+        return;
+      }
     }
     group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now(), askedLeaderId: group.leaderId, retried: false });
   }

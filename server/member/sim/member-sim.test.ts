@@ -38,7 +38,7 @@ async function runAll(list: number[]): Promise<MemberSimResult[]> {
   snapshotsDuringInstallSoFar += sum((r) => r.snapshotsDuringInstall);
   console.log(
     `member sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
-      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ` +
+      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ${sum((r) => r.sentAtOnce)} messages sent outside turns, ${sum((r) => r.readAnswersOnArrival)} read answers taken on arrival, ` +
       `${sum((r) => r.pauses)} pauses, ${sum((r) => r.transfers)} transfers, ${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
       `${sum((r) => r.crashesDuringWrite)} cut a write), ${sum((r) => r.leaderTerms)} leader terms, ${sum((r) => r.snapshotsInstalled)} snapshots installed ` +
       `(${sum((r) => r.interruptedInstalls)} finished after a crash, ${sum((r) => r.snapshotsDuringInstall)} arrived during another's install)`,
@@ -56,6 +56,9 @@ describe('member simulation', () => {
     expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(results.length);
     // Lease reads must actually be taken, and the faults that end leases (pauses, transfers) happen.
     expect(results.reduce((n, r) => n + r.readsOnLease, 0)).toBeGreaterThan(results.length);
+    // So must the paths that skip a turn: proposals and reads passed on at once, answers taken on arrival.
+    expect(results.reduce((n, r) => n + r.sentAtOnce, 0)).toBeGreaterThan(results.length);
+    expect(results.reduce((n, r) => n + r.readAnswersOnArrival, 0)).toBeGreaterThan(0);
     expect(results.reduce((n, r) => n + r.pauses, 0)).toBeGreaterThan(results.length);
     expect(results.reduce((n, r) => n + r.transfers, 0)).toBeGreaterThan(results.length);
     // The faults this suite exists for must actually happen.

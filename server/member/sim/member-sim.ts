@@ -108,6 +108,10 @@ export interface MemberSimResult {
   reads: number;
   /** Of the ReadIndex requests, those a leader answered on its lease, without a heartbeat round. */
   readsOnLease: number;
+  /** Proposals and read requests passed on, and read answers given on a lease, outside the members' turns (Member.stats). */
+  sentAtOnce: number;
+  /** Answers to read rounds taken as they arrived, outside the members' turns. */
+  readAnswersOnArrival: number;
   pauses: number;
   transfers: number;
   /** Restarts that found a received snapshot durable but not installed (and finished installing it). */
@@ -328,6 +332,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
     let quiescences = 0;
     let livenessWakes = 0;
     let readsOnLease = 0;
+    let sentAtOnce = 0;
+    let readAnswersOnArrival = 0;
     let pauses = 0;
     let transfers = 0;
     const countQuiescence = (member: Member | null): void => {
@@ -335,6 +341,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       quiescences += member.quiescenceCounts().quiesced;
       livenessWakes += member.stats.livenessWakes;
       readsOnLease += member.readsOnLease();
+      sentAtOnce += member.stats.messagesSentAtOnce;
+      readAnswersOnArrival += member.stats.readAnswersTakenOnArrival;
     };
     const crash = (m: SimMember): void => {
       const inc = m.current;
@@ -602,6 +610,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       leaderCrashes,
       reads,
       readsOnLease,
+      sentAtOnce,
+      readAnswersOnArrival,
       pauses,
       transfers,
       interruptedInstalls,
