@@ -138,6 +138,8 @@ export class TxnCoordinator {
   readonly stats: TxnCoordinatorStats;
   /** Per shard group: transactions resolved everywhere whose records there may go (piggybacked forgets). */
   private readonly forgets = new Map<number, string[]>();
+  /** Per shard with forgets waiting: since when (ms) the oldest of them waits. */
+  private readonly forgetsWaitingSinceMs = new Map<number, number>();
   private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
@@ -477,30 +479,46 @@ export class TxnCoordinator {
       if (txnId !== null) list.push(txnId);
       list.push(...more);
       if (list.length > MAX_FORGETS_PER_SHARD) list.splice(0, list.length - MAX_FORGETS_PER_SHARD);
-      if (list.length > 0) this.forgets.set(g, list);
+      if (list.length > 0) {
+        this.forgets.set(g, list);
+        if (!this.forgetsWaitingSinceMs.has(g)) this.forgetsWaitingSinceMs.set(g, Date.now());
+      }
     }
-    if (this.forgetTimer === null && this.forgets.size > 0) {
-      this.forgetTimer = setTimeout(() => this.flushForgets(), FORGET_FLUSH_MS);
-      this.forgetTimer.unref?.();
-    }
+    this.scheduleForgetFlush();
   }
 
   private takeForgets(groupId: number): string[] {
     const list = this.forgets.get(groupId) ?? [];
     this.forgets.delete(groupId);
+    this.forgetsWaitingSinceMs.delete(groupId);
     return list;
   }
 
-  /** One forget entry per shard with records still waiting (a lost one is simply tried at the next flush). */
+  /** The flush timer, due when the shard whose forgets wait longest has waited FORGET_FLUSH_MS. */
+  private scheduleForgetFlush(): void {
+    if (this.forgetTimer !== null || this.forgetsWaitingSinceMs.size === 0) return;
+    const oldestMs = Math.min(...this.forgetsWaitingSinceMs.values());
+    this.forgetTimer = setTimeout(() => this.flushForgets(), Math.max(0, oldestMs + FORGET_FLUSH_MS - Date.now()));
+    this.forgetTimer.unref?.();
+  }
+
+  /**
+   * One forget entry per shard whose forgets waited FORGET_FLUSH_MS for a resolve to carry them (a lost
+   * one is simply tried again later). Shards with younger forgets keep waiting: flushing every shard at
+   * each tick cost one more Raft entry per shard every FORGET_FLUSH_MS under a steady trickle of transactions.
+   */
   private flushForgets(): void {
     this.forgetTimer = null;
-    for (const g of [...this.forgets.keys()]) {
+    const dueMs = Date.now() - FORGET_FLUSH_MS;
+    for (const [g, sinceMs] of [...this.forgetsWaitingSinceMs]) {
+      if (sinceMs > dueMs) continue;
       const [first, ...rest] = this.takeForgets(g);
       if (first === undefined) continue;
       void this.deps
         .propose(g, { txn_resolve: { txn_id: first, commit: true, forget: true, ...(rest.length > 0 ? { forget_txn_ids: rest } : {}) } }, RESOLVE_TIMEOUT_MS, true)
         .catch(() => this.forgetLater(first, [g], rest));
     }
+    this.scheduleForgetFlush();
   }
 
   /**
