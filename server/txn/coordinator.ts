@@ -138,7 +138,7 @@ export class TxnCoordinator {
   readonly stats: TxnCoordinatorStats;
   /** Per shard group: transactions resolved everywhere whose records there may go (piggybacked forgets). */
   private readonly forgets = new Map<number, string[]>();
-  /** Per shard with forgets waiting: since when (ms) the oldest of them waits. */
+  /** Per shard with forgets waiting: since when the oldest of them waits (performance.now(): a wall-clock step must not hold them). */
   private readonly forgetsWaitingSinceMs = new Map<number, number>();
   private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -481,7 +481,7 @@ export class TxnCoordinator {
       if (list.length > MAX_FORGETS_PER_SHARD) list.splice(0, list.length - MAX_FORGETS_PER_SHARD);
       if (list.length > 0) {
         this.forgets.set(g, list);
-        if (!this.forgetsWaitingSinceMs.has(g)) this.forgetsWaitingSinceMs.set(g, Date.now());
+        if (!this.forgetsWaitingSinceMs.has(g)) this.forgetsWaitingSinceMs.set(g, performance.now());
       }
     }
     this.scheduleForgetFlush();
@@ -498,7 +498,7 @@ export class TxnCoordinator {
   private scheduleForgetFlush(): void {
     if (this.forgetTimer !== null || this.forgetsWaitingSinceMs.size === 0) return;
     const oldestMs = Math.min(...this.forgetsWaitingSinceMs.values());
-    this.forgetTimer = setTimeout(() => this.flushForgets(), Math.max(0, oldestMs + FORGET_FLUSH_MS - Date.now()));
+    this.forgetTimer = setTimeout(() => this.flushForgets(), Math.max(0, oldestMs + FORGET_FLUSH_MS - performance.now()));
     this.forgetTimer.unref?.();
   }
 
@@ -509,7 +509,7 @@ export class TxnCoordinator {
    */
   private flushForgets(): void {
     this.forgetTimer = null;
-    const dueMs = Date.now() - FORGET_FLUSH_MS;
+    const dueMs = performance.now() - FORGET_FLUSH_MS;
     for (const [g, sinceMs] of [...this.forgetsWaitingSinceMs]) {
       if (sinceMs > dueMs) continue;
       const [first, ...rest] = this.takeForgets(g);
