@@ -290,8 +290,9 @@ export class Member {
   private readonly groups = new Map<number, RaftGroup>();
   private sink: MessageSink | null = null;
   private turnScheduled = false;
-  private sinkFlushScheduled = false;
-  private readRoundsScheduled = false;
+  /** scheduleAtOnce's pass is due; `readRoundsWanted`: it also starts followers' read rounds. */
+  private atOnceScheduled = false;
+  private readRoundsWanted = false;
   /**
    * The loop's async context: the one the member was created in. A turn is often scheduled from a
    * client request (a proposal), and must not run in that request's context: everything the turn
@@ -898,7 +899,11 @@ export class Member {
     return new Promise<void>((resolve, reject) => {
       group.queuedReads.push({ resolve, reject, deadlineMs });
       this.scheduleTurn();
-      if (this.writing) this.scheduleReadRounds(); // else the turn scheduled now starts the round
+      if (this.writing) {
+        // Else the turn scheduled now starts the round.
+        this.readRoundsWanted = true;
+        this.scheduleAtOnce();
+      }
     });
   }
 
@@ -1177,18 +1182,6 @@ export class Member {
     return leaderId === this.opts.memberId ? 0 : leaderId;
   }
 
-  /** A follower's queued reads start their round at the end of this loop iteration, not at the next turn. */
-  private scheduleReadRounds(): void {
-    if (this.readRoundsScheduled) return;
-    this.readRoundsScheduled = true;
-    setImmediate(() => {
-      this.readRoundsScheduled = false;
-      if (this.stopped) return;
-      for (const group of this.groups.values()) {
-        if (group.queuedReads.length > 0 && this.followerPassingOnTo(group) !== 0) this.startReadRounds(group);
-      }
-    });
-  }
 
   /**
    * A leader whose lease serves answers a follower's read request as it receives it, with the index
@@ -1230,16 +1223,28 @@ export class Member {
     this.sendMessage(groupId, m);
     this.stats.messagesSent++;
     this.stats.messagesSentAtOnce++;
-    this.scheduleSinkFlush();
+    this.scheduleAtOnce();
   }
 
-  /** Flushes the messages sent outside a turn once this loop iteration's handlers have added theirs. */
-  private scheduleSinkFlush(): void {
-    if (this.sinkFlushScheduled) return;
-    this.sinkFlushScheduled = true;
+  /**
+   * At the end of this loop iteration, once its handlers have added theirs: a follower's queued reads
+   * start their round (when `readRoundsWanted`), then every message sent outside a turn leaves.
+   */
+  private scheduleAtOnce(): void {
+    if (this.atOnceScheduled) return;
+    this.atOnceScheduled = true;
     setImmediate(() => {
-      this.sinkFlushScheduled = false;
-      this.sink?.flush();
+      try {
+        if (this.readRoundsWanted && !this.stopped) {
+          this.readRoundsWanted = false;
+          for (const group of this.groups.values()) {
+            if (group.queuedReads.length > 0 && this.followerPassingOnTo(group) !== 0) this.startReadRounds(group);
+          }
+        }
+        this.sink?.flush();
+      } finally {
+        this.atOnceScheduled = false; // after the flush: what the read rounds sent left with it
+      }
     });
   }
 

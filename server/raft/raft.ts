@@ -944,31 +944,28 @@ export class Raft {
       this.readsAwaitingTermCommit.push({ from, ctx });
       return;
     }
-    const read: PendingRead = { index: this.log.committed, from, requestCtx: ctx };
-    if (this.voters.length === 1) {
-      this.answerRead(read); // we are the quorum
+    // At once when we are the quorum, or while no other leader can exist yet (the lease).
+    const atOnce = this.leaseReadIndex();
+    if (atOnce !== null) {
+      this.answerRead({ index: atOnce, from, requestCtx: ctx });
       return;
     }
-    if (this.leaseServes()) {
-      this.readsOnLease++;
-      this.answerRead(read); // no other leader can exist yet
-      return;
-    }
-    this.reads.add(read);
+    this.reads.add({ index: this.log.committed, from, requestCtx: ctx });
     this.maybeStartReadRound();
   }
 
   /**
    * Leader: the index a linearizable read arriving now may be answered at on the spot, without a
-   * heartbeat round and without waiting for the application's next Ready: what handleReadIndex would
-   * answer it with, when it would answer at once (an entry of this term committed, and the lease
-   * serves or this node is the only voter). Null otherwise: the read then goes through readIndex().
-   * A quiesced leader says null too (a read wakes it, through readIndex). Counts as a lease read.
+   * heartbeat round (an entry of this term committed, and the lease serves or this node is the only
+   * voter). handleReadIndex answers at once exactly when this says so; the application may also ask it
+   * directly, without waiting for its next Ready. Null otherwise: the read then goes through
+   * readIndex(). A quiesced leader says null too (a read wakes it, through readIndex). A lease's answer
+   * counts as a lease read.
    */
   leaseReadIndex(): number | null {
     if (this.role !== 'leader' || this.quiesced) return null;
     if (this.log.term(this.log.committed) !== this.term) return null;
-    if (this.voters.length === 1 && this.voters[0] === this.id) return this.log.committed;
+    if (this.voters.length === 1) return this.log.committed; // we are the quorum
     if (!this.leaseServes()) return null;
     this.readsOnLease++;
     return this.log.committed;

@@ -137,9 +137,8 @@ export class TxnCoordinator {
   private readonly deps: CoordinatorDeps;
   readonly stats: TxnCoordinatorStats;
   /** Per shard group: transactions resolved everywhere whose records there may go (piggybacked forgets). */
-  private readonly forgets = new Map<number, string[]>();
-  /** Per shard with forgets waiting: since when the oldest of them waits (performance.now(): a wall-clock step must not hold them). */
-  private readonly forgetsWaitingSinceMs = new Map<number, number>();
+  /** `sinceMs`: when the oldest of them began to wait (performance.now(): a wall-clock step must not hold them). */
+  private readonly forgets = new Map<number, { ids: string[]; sinceMs: number }>();
   private forgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
@@ -475,29 +474,26 @@ export class TxnCoordinator {
   /** Queues forgetting `txnId` (and `more`) on `groups`: carried by a later resolve there, or flushed soon. */
   private forgetLater(txnId: string | null, groups: number[], more: string[] = []): void {
     for (const g of groups) {
-      const list = this.forgets.get(g) ?? [];
+      const waiting = this.forgets.get(g) ?? { ids: [], sinceMs: performance.now() };
+      const list = waiting.ids;
       if (txnId !== null) list.push(txnId);
       list.push(...more);
       if (list.length > MAX_FORGETS_PER_SHARD) list.splice(0, list.length - MAX_FORGETS_PER_SHARD);
-      if (list.length > 0) {
-        this.forgets.set(g, list);
-        if (!this.forgetsWaitingSinceMs.has(g)) this.forgetsWaitingSinceMs.set(g, performance.now());
-      }
+      if (list.length > 0) this.forgets.set(g, waiting);
     }
     this.scheduleForgetFlush();
   }
 
   private takeForgets(groupId: number): string[] {
-    const list = this.forgets.get(groupId) ?? [];
+    const list = this.forgets.get(groupId)?.ids ?? [];
     this.forgets.delete(groupId);
-    this.forgetsWaitingSinceMs.delete(groupId);
     return list;
   }
 
   /** The flush timer, due when the shard whose forgets wait longest has waited FORGET_FLUSH_MS. */
   private scheduleForgetFlush(): void {
-    if (this.forgetTimer !== null || this.forgetsWaitingSinceMs.size === 0) return;
-    const oldestMs = Math.min(...this.forgetsWaitingSinceMs.values());
+    if (this.forgetTimer !== null || this.forgets.size === 0) return;
+    const oldestMs = Math.min(...[...this.forgets.values()].map((w) => w.sinceMs));
     this.forgetTimer = setTimeout(() => this.flushForgets(), Math.max(0, oldestMs + FORGET_FLUSH_MS - performance.now()));
     this.forgetTimer.unref?.();
   }
@@ -510,7 +506,7 @@ export class TxnCoordinator {
   private flushForgets(): void {
     this.forgetTimer = null;
     const dueMs = performance.now() - FORGET_FLUSH_MS;
-    for (const [g, sinceMs] of [...this.forgetsWaitingSinceMs]) {
+    for (const [g, { sinceMs }] of [...this.forgets]) {
       if (sinceMs > dueMs) continue;
       const [first, ...rest] = this.takeForgets(g);
       if (first === undefined) continue;
