@@ -526,6 +526,58 @@ describe('log replication', () => {
   });
 });
 
+describe('commit-only appends', () => {
+  it('carry a new commit index to followers that hold every entry, and are not answered', () => {
+    const c = newCluster(3);
+    c.campaign(1);
+    c.stabilize();
+    const seen: Message[] = [];
+    c.network.dropFilter = (m) => {
+      seen.push(m);
+      return false;
+    };
+    c.propose(1, bytes('x'));
+    c.stabilize();
+    for (const id of c.ids) expect(appliedData(c, id)).toEqual(['x']);
+    const lastIndex = c.node(1).status().lastIndex;
+    for (const f of [2, 3]) {
+      const toF = seen.filter((m) => m.type === 'app' && m.to === f);
+      // The entry (answered), then its commit alone (not answered).
+      expect(toF.map((m) => [m.entries.length, m.commitOnly === true])).toEqual([[1, false], [0, true]]);
+      expect(toF[1]).toMatchObject({ index: lastIndex, commit: lastIndex });
+      expect(seen.filter((m) => m.type === 'appResp' && m.from === f).map((m) => m.index)).toEqual([lastIndex]);
+    }
+  });
+
+  it('a follower that refuses one answers it: the rejection the leader backtracks by', () => {
+    const follower = new RawNode(config(2, [1, 2, 3]));
+    follower.step(msg('app', 1, 2, 3, { index: 7, logTerm: 3, commit: 7, commitOnly: true }));
+    const { messages } = drain(follower);
+    expect(messages).toEqual([expect.objectContaining({ type: 'appResp', to: 1, reject: true, index: 7 })]);
+  });
+
+  it('an ack lost before one is recovered by the next heartbeat round (answered appends only)', () => {
+    const c = newCluster(3);
+    c.campaign(1);
+    c.stabilize();
+    let dropped = 0;
+    c.network.dropFilter = (m) => {
+      // Follower 2's ack of the entry is lost; the commit then goes to it alone, unanswered.
+      if (m.type === 'appResp' && m.from === 2 && dropped === 0) return ++dropped === 1;
+      return false;
+    };
+    c.propose(1, bytes('y'));
+    c.stabilize();
+    expect(dropped).toBe(1);
+    const lastIndex = c.node(1).status().lastIndex;
+    expect(c.node(1).status().progress?.[2].match).toBeLessThan(lastIndex);
+    expect(appliedData(c, 2)).toEqual(['y']); // it learned the commit all the same
+    c.tick(1); // a heartbeat; its answer shows 2 behind, and the append that follows is answered
+    c.stabilize();
+    expect(c.node(1).status().progress?.[2].match).toBe(lastIndex);
+  });
+});
+
 describe('proposal forwarding', () => {
   it('a follower forwards proposals to the leader', () => {
     const c = newCluster(3);

@@ -678,6 +678,7 @@ export class Raft {
     }
     const lastNewIndex = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNewIndex >= 0) {
+      if (m.commitOnly === true && m.entries.length === 0) return; // accepted: nothing to tell (types.ts)
       resp.index = lastNewIndex;
     } else {
       // Fast backtracking: tell the leader the highest index that might still match so it
@@ -775,7 +776,12 @@ export class Raft {
     const lastIndex = this.log.lastIndex();
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
-      if (pr.next > lastIndex && pr.sentCommit >= this.log.committed) continue;
+      if (pr.next > lastIndex) {
+        // Every entry has been sent to it: only the commit index is owed, if that.
+        if (pr.sentCommit >= this.log.committed || !this.sendAppend(id, true)) continue;
+        if (pr.state === 'replicate') this.msgs[this.msgs.length - 1].commitOnly = true;
+        continue;
+      }
       // Like an ack, a flush fills the follower's in-flight window (pipelining).
       if (this.sendAppend(id, true)) {
         while (this.sendAppend(id, false)) {

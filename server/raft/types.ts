@@ -60,6 +60,14 @@ export interface Message {
    * too. Absent or false on every other message, so busy groups' bytes on the wire are unchanged.
    */
   quiesce?: boolean;
+  /**
+   * On an entry-less 'app' that only carries the leader's commit index to a follower it replicates to
+   * (flushAppends): the follower does not answer it if it accepts it. The answer would repeat what the
+   * follower's acks of those entries say, and it was a third of a busy sharded member's messages. A
+   * follower that refuses it answers as always; and since acks can be lost, the appends a leader sends
+   * for any other reason (probes, a heartbeat answer showing the follower behind) are all answered.
+   */
+  commitOnly?: boolean;
 }
 
 /** Membership change kinds (etcd ConfChange v1, one change at a time). 'promoteLearner' is

@@ -173,6 +173,7 @@ function sizeMessage(m: Message): number {
   if (ctx > 0) n += lenFieldSize(ctx);
   if (m.snapshot) n += lenFieldSize(sizeSnapshot(m.snapshot));
   if (m.quiesce === true) n += 2;
+  if (m.commitOnly === true) n += 2;
   sizes[slot] = n;
   return n;
 }
@@ -256,6 +257,11 @@ function writeMessage(buf: Buffer, p: number, m: Message): number {
   if (m.quiesce === true) {
     // Field 13 (quiesce), only when set: every other message keeps its exact bytes.
     buf[p++] = 0x68;
+    buf[p++] = 1;
+  }
+  if (m.commitOnly === true) {
+    // Field 14 (commit_only), likewise only when set.
+    buf[p++] = 0x70;
     buf[p++] = 1;
   }
   return p;
@@ -733,6 +739,10 @@ function readMessage(r: Reader, limit: number, m: Message): void {
       case 13:
         expectWire(key, WIRE_VARINT, 'RaftMessage.quiesce');
         if (r.varint(limit) !== 0) m.quiesce = true;
+        break;
+      case 14:
+        expectWire(key, WIRE_VARINT, 'RaftMessage.commit_only');
+        if (r.varint(limit) !== 0) m.commitOnly = true;
         break;
       default:
         r.skip(key & 7, limit);
