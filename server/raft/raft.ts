@@ -777,9 +777,9 @@ export class Raft {
     for (const [id, pr] of this.progress) {
       if (id === this.id) continue;
       if (pr.next > lastIndex) {
-        // Every entry has been sent to it: only the commit index is owed, if that.
-        if (pr.sentCommit >= this.log.committed || !this.sendAppend(id, true)) continue;
-        if (pr.state === 'replicate') this.msgs[this.msgs.length - 1].commitOnly = true;
+        // Every entry has been sent to it: only the commit index is owed, if that. To a follower being
+        // replicated to it goes as a commit-only append, which the follower does not answer (types.ts).
+        if (pr.sentCommit < this.log.committed && this.sendAppend(id, true) && pr.state === 'replicate') this.markCommitOnly(id);
         continue;
       }
       // Like an ack, a flush fills the follower's in-flight window (pipelining).
@@ -789,6 +789,13 @@ export class Raft {
         }
       }
     }
+  }
+
+  /** Marks the append just queued for `to` (by sendAppend, with no entries) as commit-only. */
+  private markCommitOnly(to: NodeId): void {
+    const m = this.msgs[this.msgs.length - 1];
+    if (m?.type !== 'app' || m.to !== to || m.entries.length !== 0) fail(`commit-only mark on a ${m?.type ?? 'missing'} message to ${m?.to ?? 0} (expected an empty append to ${to})`);
+    m.commitOnly = true;
   }
 
   /** Stamps term/index on copies of `ents` (inputs may be shared, e.g. duplicated messages). */
