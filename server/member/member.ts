@@ -1182,7 +1182,6 @@ export class Member {
     return leaderId === this.opts.memberId ? 0 : leaderId;
   }
 
-
   /**
    * A leader whose lease serves answers a follower's read request as it receives it, with the index
    * its Raft would answer (Raft.leaseReadIndex), instead of with the next turn's Ready. True when
@@ -1211,11 +1210,18 @@ export class Member {
     if (round === undefined) return false;
     round.index = m.index;
     this.stats.readAnswersTakenOnArrival++;
-    if (round.index <= group.applied) {
-      group.readRounds.delete(key);
-      for (const w of round.waiters) w.resolve();
-    }
+    this.settleReadRounds(group);
     return true;
+  }
+
+  /** Answers the read rounds whose index the group has applied. */
+  private settleReadRounds(group: RaftGroup): void {
+    for (const [key, round] of group.readRounds) {
+      if (round.index >= 0 && round.index <= group.applied) {
+        group.readRounds.delete(key);
+        for (const w of round.waiters) w.resolve();
+      }
+    }
   }
 
   /** A message sent outside a turn (followerPassingOnTo, answerReadOnLease), flushed with this loop iteration's others. */
@@ -1613,12 +1619,7 @@ export class Member {
     }
     group.node.advance(ready);
     this.settleAppliedWaiters(group);
-    for (const [key, round] of group.readRounds) {
-      if (round.index >= 0 && round.index <= group.applied) {
-        group.readRounds.delete(key);
-        for (const w of round.waiters) w.resolve();
-      }
-    }
+    this.settleReadRounds(group);
   }
 }
 
