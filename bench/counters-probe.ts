@@ -1,11 +1,12 @@
-// Probe: a closed loop of puts, linearizable ranges or two-key txns over two shards (cross-shard
-// transactions on a 16-shard cluster) at N in flight over every member of a running cluster (`make run`),
+// Probe: a closed loop of puts, linearizable ranges, or two-key txns over two shards (txn2: cross-shard
+// transactions on a 16-shard cluster) or on one shard (txn1: a {hash tag}, the one-entry path), at N in
+// flight over every member of a running cluster (`make run`),
 // then what one operation cost: each member's CPU (from /proc, all its threads)
 // and every counter of its /metrics that moved by more than 0.05 per operation (Raft messages, turns,
 // synced batches, oracle requests...). For comparing builds and shard counts, not a benchmark: run it
 // a few times each way, interleaved (one run moves by ±20% on a shared 2-core machine).
 //
-// Usage: node bench/counters-probe.ts <put|range|txn2> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
+// Usage: node bench/counters-probe.ts <put|range|txn1|txn2> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
 // PROBE_KEY_PREFIX='{a}' puts every key of put and range in one shard (a hash tag); PROBE_SERIALIZABLE=1
 // makes the ranges serializable. It also prints each member's context switches per operation.
 import fs from 'node:fs';
@@ -20,8 +21,8 @@ interface Target {
 }
 
 const [op, secondsArg, inFlightArg, ...targetArgs] = process.argv.slice(2);
-if ((op !== 'put' && op !== 'range' && op !== 'txn2') || targetArgs.length === 0) {
-  console.error('usage: node bench/counters-probe.ts <put|range|txn2> <seconds> <in flight> <host:port>=<pid>=<metrics port> ...');
+if ((op !== 'put' && op !== 'range' && op !== 'txn1' && op !== 'txn2') || targetArgs.length === 0) {
+  console.error('usage: node bench/counters-probe.ts <put|range|txn1|txn2> <seconds> <in flight> <host:port>=<pid>=<metrics port> ...');
   process.exit(2);
 }
 const seconds = Number(secondsArg);
@@ -76,7 +77,7 @@ const keyOf = (): Buffer => Buffer.from(`${keyPrefix}k${Math.floor(Math.random()
 function once(conn: EtcdConnection): Promise<unknown> {
   if (op === 'put') return conn.put({ key: keyOf(), value } as never);
   if (op === 'range') return conn.range({ key: keyOf(), ...(serializable ? { serializable: true } : {}) } as never);
-  const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), true);
+  const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), op === 'txn2');
   return conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
 }
 
