@@ -81,6 +81,23 @@ interface SnapshotPoint {
  */
 const SNAPSHOT_TEMP_IDLE_MS = 15 * 60_000;
 
+/**
+ * What one turn gathered from every group before writing (Member.gatherReadies): the Readies, those
+ * whose term and vote were already durable (their messages may leave before the fsync), the
+ * compactions whose log entries may go once the batch is written, and what the batch needs.
+ */
+interface GatheredTurn {
+  readies: Array<[RaftGroup, Ready]>;
+  /** Readies whose term and vote were durable before this turn, none installing a snapshot. */
+  earlyReadies: Array<{ group: RaftGroup; ready: Ready; leading: boolean }>;
+  compactedThrough: Array<[RaftGroup, number]>;
+  /** Entries, a term or vote, a membership change or a received snapshot: the batch is synced. */
+  needsSync: boolean;
+  /** Something must reach the disk now, though without an fsync (a compaction point). */
+  mustWrite: boolean;
+  termOrVoteChanged: boolean;
+}
+
 /** Longest a write that needs no fsync waits for a batch to ride with (see Member.pending). */
 const LAZY_FLUSH_MS = 100;
 /** Most ops held back before they are written anyway. */
@@ -1307,161 +1324,208 @@ export class Member {
     group.readRounds.set(ctx.toString('hex'), { ctx, waiters, index: -1, askedAtMs: Date.now(), askedLeaderId: group.leaderId, retried: false });
   }
 
+  /**
+   * One turn of the loop: every group's Ready gathered into one batch, the messages that may leave
+   * before the fsync sent, the batch written (synced when it holds anything Raft must not lose), and
+   * the Readies handled — before the write when the turn needs no fsync, after it otherwise. Turns never
+   * overlap (`writing`), so batches reach the disk in order.
+   */
   private async runTurn(): Promise<void> {
     if (this.stopped) return;
     this.writing = true;
     this.stats.turns++;
     const batch = this.pending;
-    let needsSync = false;
-    /** Something in this turn must reach the disk now, though without an fsync. */
-    let mustWrite = false;
-    const readies: Array<[RaftGroup, Ready]> = [];
-    /** Readies whose term and vote were durable before this turn, none installing a snapshot (see below). */
-    const earlyReadies: Array<{ group: RaftGroup; ready: Ready; leading: boolean }> = [];
-    const compactedThrough: Array<[RaftGroup, number]> = [];
-    let termOrVoteChanged = false;
-    for (const group of this.groups.values()) {
-      this.startReadRounds(group);
-      const smOps = group.sm.drainPersistOps();
-      if (smOps.length > 0 || group.applied !== group.appliedQueued || group.confStateDirty) {
-        batch.stateOps(group.groupId, smOps);
-        batch.setApplied(group.groupId, group.applied);
-        if (group.confStateDirty) {
-          batch.setConfState(group.groupId, group.node.confState());
-          group.confStateDirty = false;
-          needsSync = true;
-        }
-        group.appliedQueued = group.applied;
-      }
-      if (group.pendingSnapshotMeta) {
-        mustWrite = true; // the compacted entries are deleted once this is written
-        batch.setSnapshotMeta(group.groupId, group.pendingSnapshotMeta);
-        compactedThrough.push([group, group.pendingSnapshotMeta.index]);
-        group.pendingSnapshotMeta = null;
-      }
-      if (!group.node.hasReady()) continue;
-      const ready = group.node.ready();
-      readies.push([group, ready]);
-      const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
-      const termVoteDurable = ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote);
-      if (termVoteDurable && ready.snapshot === null) earlyReadies.push({ group, ready, leading });
-      if (ready.snapshot) {
-        // The received snapshot replaces the whole log: its point becomes the log's start, and any
-        // stored entry after it belongs to the discarded log.
-        if (!group.receivedSnapshots.has(ready.snapshot.index)) {
-          throw new Error(`group ${group.groupId}: Raft installs snapshot ${ready.snapshot.index} that was never received`);
-        }
-        batch.setSnapshotMeta(group.groupId, ready.snapshot);
-        batch.deleteLogRange(group.groupId, ready.snapshot.index + 1, group.persistedLastIndex);
-        group.persistedLastIndex = ready.snapshot.index;
-        needsSync = true;
-      }
-      if (ready.hardState) {
-        batch.setHardState(group.groupId, ready.hardState);
-        // etcd's raft.MustSync: a HardState whose only change is the commit index rides along
-        // unsynced. A member that loses it in a crash learns the commit index again from the
-        // leader; the applied index is written in a later batch than the commit that allowed
-        // it, and LevelDB's log only ever loses a suffix, so applied never outruns commit.
-        const hs = ready.hardState;
-        if (hs.term !== group.persistedTerm || hs.vote !== group.persistedVote) {
-          group.persistedTerm = hs.term;
-          group.persistedVote = hs.vote;
-          needsSync = true;
-          termOrVoteChanged = true;
-        }
-      }
-      if (ready.entries.length > 0) {
-        // These entry objects are the ones the Raft log keeps until compaction: give them payloads
-        // that pin no larger buffer (see byte-arena.ts).
-        for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
-        group.sm.appending?.(ready.entries);
-        group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
-        this.stats.entriesPersisted += ready.entries.length;
-        needsSync = true;
-      }
-    }
-    // A leader's appends and heartbeats leave BEFORE its own fsync (Raft thesis §10.2.1; etcd's
-    // leader does the same), so the followers' disk writes overlap the leader's. This is safe
-    // because the Raft core counts the leader's own copy toward commit only when advance() says
-    // the batch holding it is durable (Raft.selfAck): until then a commit needs a quorum of other
-    // members, who ack only after their own sync. Only a leader whose term and vote are already
-    // durable sends early; every other message still waits for the batch.
-    //
-    // Answers that only confirm a term — heartbeat responses, and ReadIndex answers — also leave
-    // early, from any member whose term and vote were durable before this turn: they promise
-    // nothing about this turn's entries, and the term they carry is already on disk; so do the
-    // proposals and ReadIndex requests a follower passes on to its leader. Otherwise
-    // every ReadIndex round (a linearizable read, a shard's revision batch at the metadata leader)
-    // waited out a follower's fsync of unrelated entries, which on a busy sharded member is nearly
-    // every turn (docs/architecture.md, "Answers that leave before the fsync").
-    if (this.sink) {
-      let sentEarly = false;
-      for (const { group, ready, leading } of earlyReadies) {
-        const rest: Message[] = [];
-        for (const m of ready.messages) {
-          if (sendsBeforeSync(m.type, leading)) {
-            this.sendMessage(group.groupId, m);
-            this.stats.messagesSent++;
-            sentEarly = true;
-          } else rest.push(m);
-        }
-        ready.messages = rest;
-      }
-      if (sentEarly) this.sink.flush();
-    }
+    const turn = this.gatherReadies(batch);
+    this.sendBeforeSync(turn.earlyReadies);
     // A snapshot point needs the database to hold exactly the applied state: write everything now
     // and apply nothing of this turn before the point is taken.
     let pointDue = false;
     for (const group of this.groups.values()) if (this.snapshotPointDue(group)) pointDue = true;
-    const writeNow = needsSync || mustWrite || pointDue || this.flushDue || batch.size >= LAZY_FLUSH_OPS;
-    if (!writeNow && batch.size > 0 && this.flushTimer === null) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = null;
-        this.flushDue = true;
-        this.scheduleTurn();
-      }, LAZY_FLUSH_MS);
-    }
+    const writeNow = turn.needsSync || turn.mustWrite || pointDue || this.flushDue || batch.size >= LAZY_FLUSH_OPS;
+    if (!writeNow && batch.size > 0) this.armLazyFlush();
     // A turn that needs no fsync (no entries, no term, vote or membership change, no snapshot)
     // holds nothing its messages or applies depend on: its committed entries were made durable by
     // earlier turns. It is handled before its batch is written, so answers leave without waiting
     // on the disk; the batch is still awaited before the next turn, keeping writes in order.
-    const handleFirst = (!needsSync && !pointDue) || (this.opts.unsafeMutation === 'no-write-barrier' && !readies.some(([, r]) => r.snapshot));
+    const handleFirst =
+      (!turn.needsSync && !pointDue) || (this.opts.unsafeMutation === 'no-write-barrier' && !turn.readies.some(([, r]) => r.snapshot));
     if (handleFirst) {
       // Every group's messages first, in one flush (one frame per peer for all groups: heartbeat
       // responses of many groups travel together), then the applies.
-      for (const [group, ready] of readies) this.sendReady(group, ready);
+      for (const [group, ready] of turn.readies) this.sendReady(group, ready);
       this.sink?.flush();
-      for (const [group, ready] of readies) this.applyReady(group, ready);
+      for (const [group, ready] of turn.readies) this.applyReady(group, ready);
     }
     // Applied state alone need not be synced: LevelDB's log is written in order, so the next synced
     // batch makes it durable too, and until then the Raft log replays it.
-    if (writeNow && batch.size > 0) {
-      this.pending = new TurnBatch();
-      this.flushDue = false;
-      if (this.flushTimer) {
-        clearTimeout(this.flushTimer);
-        this.flushTimer = null;
-      }
-      // Pairs, not positions: a group added or removed while the batch is written must not shift them.
-      const queued = [...this.groups.values()].map((g) => [g, g.appliedQueued] as const);
-      let sync = needsSync;
-      if (this.opts.unsafeMutation === 'skip-leader-fsync' && earlyReadies.some((r) => r.leading)) sync = false;
-      if (this.opts.unsafeMutation === 'no-write-barrier') {
-        this.writing = false;
-        this.scheduleTurn();
-      }
-      const writeStartMs = performance.now();
-      this.writeInFlight = { sinceMs: writeStartMs, termOrVote: termOrVoteChanged };
-      try {
-        await this.opts.db.write(batch, sync);
-      } finally {
-        this.writeInFlight = null;
-      }
-      this.batchWriteMaxMs = Math.max(this.batchWriteMaxMs, performance.now() - writeStartMs);
-      if (needsSync) this.stats.syncedBatches++;
-      for (const [group, appliedQueued] of queued) group.appliedPersisted = appliedQueued;
+    if (writeNow && batch.size > 0) await this.writeTurnBatch(batch, turn);
+    const compactions = this.takeDuePoints(turn.readies);
+    if (!handleFirst) await this.handleReadiesAfterWrite(turn.readies);
+    for (const [group, point] of compactions) if (!group.removed) this.compactTo(group, point);
+    this.sink?.flush();
+    this.writing = false;
+    this.clearCompactedLogs(turn.compactedThrough);
+    if (this.hasWorkForTurn()) this.scheduleTurn();
+  }
+
+  /**
+   * A turn's first step: every group's applied state, snapshot point and Ready into `batch` (entries,
+   * term and vote, a received snapshot replacing the log), and what the batch then needs.
+   */
+  private gatherReadies(batch: TurnBatch): GatheredTurn {
+    const turn: GatheredTurn = { readies: [], earlyReadies: [], compactedThrough: [], needsSync: false, mustWrite: false, termOrVoteChanged: false };
+    for (const group of this.groups.values()) {
+      this.startReadRounds(group);
+      this.queueAppliedState(group, batch, turn);
+      if (!group.node.hasReady()) continue;
+      const ready = group.node.ready();
+      turn.readies.push([group, ready]);
+      const leading = (ready.softState ? ready.softState.role : group.role) === 'leader';
+      const termVoteDurable = ready.hardState === null || (ready.hardState.term === group.persistedTerm && ready.hardState.vote === group.persistedVote);
+      if (termVoteDurable && ready.snapshot === null) turn.earlyReadies.push({ group, ready, leading });
+      this.queueReady(group, ready, batch, turn);
     }
-    // The database now holds exactly each group's applied state: the moment to take snapshot points.
+    return turn;
+  }
+
+  /** A group's state-machine writes, applied index, membership and compaction point, into `batch`. */
+  private queueAppliedState(group: RaftGroup, batch: TurnBatch, turn: GatheredTurn): void {
+    const smOps = group.sm.drainPersistOps();
+    if (smOps.length > 0 || group.applied !== group.appliedQueued || group.confStateDirty) {
+      batch.stateOps(group.groupId, smOps);
+      batch.setApplied(group.groupId, group.applied);
+      if (group.confStateDirty) {
+        batch.setConfState(group.groupId, group.node.confState());
+        group.confStateDirty = false;
+        turn.needsSync = true;
+      }
+      group.appliedQueued = group.applied;
+    }
+    if (group.pendingSnapshotMeta) {
+      turn.mustWrite = true; // the compacted entries are deleted once this is written
+      batch.setSnapshotMeta(group.groupId, group.pendingSnapshotMeta);
+      turn.compactedThrough.push([group, group.pendingSnapshotMeta.index]);
+      group.pendingSnapshotMeta = null;
+    }
+  }
+
+  /** What a Ready asks to be durable — a received snapshot, term and vote, entries — into `batch`. */
+  private queueReady(group: RaftGroup, ready: Ready, batch: TurnBatch, turn: GatheredTurn): void {
+    if (ready.snapshot) {
+      // The received snapshot replaces the whole log: its point becomes the log's start, and any
+      // stored entry after it belongs to the discarded log.
+      if (!group.receivedSnapshots.has(ready.snapshot.index)) {
+        throw new Error(`group ${group.groupId}: Raft installs snapshot ${ready.snapshot.index} that was never received`);
+      }
+      batch.setSnapshotMeta(group.groupId, ready.snapshot);
+      batch.deleteLogRange(group.groupId, ready.snapshot.index + 1, group.persistedLastIndex);
+      group.persistedLastIndex = ready.snapshot.index;
+      turn.needsSync = true;
+    }
+    if (ready.hardState) {
+      batch.setHardState(group.groupId, ready.hardState);
+      // etcd's raft.MustSync: a HardState whose only change is the commit index rides along
+      // unsynced. A member that loses it in a crash learns the commit index again from the
+      // leader; the applied index is written in a later batch than the commit that allowed
+      // it, and LevelDB's log only ever loses a suffix, so applied never outruns commit.
+      const hs = ready.hardState;
+      if (hs.term !== group.persistedTerm || hs.vote !== group.persistedVote) {
+        group.persistedTerm = hs.term;
+        group.persistedVote = hs.vote;
+        turn.needsSync = true;
+        turn.termOrVoteChanged = true;
+      }
+    }
+    if (ready.entries.length > 0) {
+      // These entry objects are the ones the Raft log keeps until compaction: give them payloads
+      // that pin no larger buffer (see byte-arena.ts).
+      for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
+      group.sm.appending?.(ready.entries);
+      group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
+      this.stats.entriesPersisted += ready.entries.length;
+      turn.needsSync = true;
+    }
+  }
+
+  /**
+   * The messages of `earlyReadies` that may leave before this turn's fsync, sent now (and taken out of
+   * their Readies).
+   *
+   * A leader's appends and heartbeats leave BEFORE its own fsync (Raft thesis §10.2.1; etcd's
+   * leader does the same), so the followers' disk writes overlap the leader's. This is safe
+   * because the Raft core counts the leader's own copy toward commit only when advance() says
+   * the batch holding it is durable (Raft.selfAck): until then a commit needs a quorum of other
+   * members, who ack only after their own sync. Only a leader whose term and vote are already
+   * durable sends early; every other message still waits for the batch.
+   *
+   * Answers that only confirm a term — heartbeat responses, and ReadIndex answers — also leave
+   * early, from any member whose term and vote were durable before this turn: they promise
+   * nothing about this turn's entries, and the term they carry is already on disk; so do the
+   * proposals and ReadIndex requests a follower passes on to its leader. Otherwise
+   * every ReadIndex round (a linearizable read, a shard's revision batch at the metadata leader)
+   * waited out a follower's fsync of unrelated entries, which on a busy sharded member is nearly
+   * every turn (docs/architecture.md, "Answers that leave before the fsync").
+   */
+  private sendBeforeSync(earlyReadies: GatheredTurn['earlyReadies']): void {
+    if (!this.sink) return;
+    let sentEarly = false;
+    for (const { group, ready, leading } of earlyReadies) {
+      const rest: Message[] = [];
+      for (const m of ready.messages) {
+        if (sendsBeforeSync(m.type, leading)) {
+          this.sendMessage(group.groupId, m);
+          this.stats.messagesSent++;
+          sentEarly = true;
+        } else rest.push(m);
+      }
+      ready.messages = rest;
+    }
+    if (sentEarly) this.sink.flush();
+  }
+
+  /** A batch that needs no fsync waits up to LAZY_FLUSH_MS for one to ride with (see Member.pending). */
+  private armLazyFlush(): void {
+    if (this.flushTimer !== null) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.flushDue = true;
+      this.scheduleTurn();
+    }, LAZY_FLUSH_MS);
+  }
+
+  /** Writes the turn's batch (synced when the turn needs it); the next turn gathers into a fresh one. */
+  private async writeTurnBatch(batch: TurnBatch, turn: GatheredTurn): Promise<void> {
+    this.pending = new TurnBatch();
+    this.flushDue = false;
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    // Pairs, not positions: a group added or removed while the batch is written must not shift them.
+    const queued = [...this.groups.values()].map((g) => [g, g.appliedQueued] as const);
+    let sync = turn.needsSync;
+    if (this.opts.unsafeMutation === 'skip-leader-fsync' && turn.earlyReadies.some((r) => r.leading)) sync = false;
+    if (this.opts.unsafeMutation === 'no-write-barrier') {
+      this.writing = false;
+      this.scheduleTurn();
+    }
+    const writeStartMs = performance.now();
+    this.writeInFlight = { sinceMs: writeStartMs, termOrVote: turn.termOrVoteChanged };
+    try {
+      await this.opts.db.write(batch, sync);
+    } finally {
+      this.writeInFlight = null;
+    }
+    this.batchWriteMaxMs = Math.max(this.batchWriteMaxMs, performance.now() - writeStartMs);
+    if (turn.needsSync) this.stats.syncedBatches++;
+    for (const [group, appliedQueued] of queued) group.appliedPersisted = appliedQueued;
+  }
+
+  /**
+   * Snapshot points for the groups that are due one, taken now that the database holds exactly each
+   * group's applied state; the previous point of each is what its log may then be compacted to.
+   */
+  private takeDuePoints(readies: Array<[RaftGroup, Ready]>): Array<[RaftGroup, SnapshotPoint]> {
     const compactions: Array<[RaftGroup, SnapshotPoint]> = [];
     const installing = new Set(readies.filter(([, ready]) => ready.snapshot !== null).map(([group]) => group));
     for (const group of this.groups.values()) {
@@ -1472,38 +1536,46 @@ export class Member {
         if (previous) compactions.push([group, previous]);
       }
     }
-    if (!handleFirst) {
-      // As above, one flush for every group's messages, except that a Ready installing a snapshot
-      // sends (its acknowledgement) only once the snapshot is installed.
-      // A group removed while the batch was written (or while a snapshot installed) is left alone:
-      // its replica is gone, and what it would send or apply no longer matters to anyone.
-      for (const [group, ready] of readies) if (!ready.snapshot && !group.removed) this.sendReady(group, ready);
-      this.sink?.flush();
-      for (const [group, ready] of readies) {
-        if (group.removed) continue;
-        if (ready.snapshot) {
-          await this.installReceivedSnapshot(group, ready.snapshot);
-          if (group.removed) continue;
-          this.sendReady(group, ready);
-          this.sink?.flush();
-        }
-        this.applyReady(group, ready);
-      }
-    }
-    for (const [group, point] of compactions) if (!group.removed) this.compactTo(group, point);
+    return compactions;
+  }
+
+  /**
+   * The Readies of a turn that needed its fsync, handled once it is written: as in runTurn, one flush for
+   * every group's messages, except that a Ready installing a snapshot sends (its acknowledgement) only
+   * once the snapshot is installed. A group removed while the batch was written (or while a snapshot
+   * installed) is left alone: its replica is gone, and what it would send or apply no longer matters.
+   */
+  private async handleReadiesAfterWrite(readies: Array<[RaftGroup, Ready]>): Promise<void> {
+    for (const [group, ready] of readies) if (!ready.snapshot && !group.removed) this.sendReady(group, ready);
     this.sink?.flush();
-    this.writing = false;
+    for (const [group, ready] of readies) {
+      if (group.removed) continue;
+      if (ready.snapshot) {
+        await this.installReceivedSnapshot(group, ready.snapshot);
+        if (group.removed) continue;
+        this.sendReady(group, ready);
+        this.sink?.flush();
+      }
+      this.applyReady(group, ready);
+    }
+  }
+
+  /** Deletes the log entries that the compactions now on disk made unneeded (not awaited). */
+  private clearCompactedLogs(compactedThrough: Array<[RaftGroup, number]>): void {
     for (const [group, index] of compactedThrough) {
       if (group.removed) continue;
       this.opts.db.clearLogThrough(group.groupId, index).catch((err: unknown) => {
         this.opts.logger.warn({ err, group: group.groupId }, 'deleting compacted log entries failed; retried at the next compaction');
       });
     }
-    let more = false;
+  }
+
+  /** Whether a group has something for another turn: a Ready, reads to start, state or a compaction to write. */
+  private hasWorkForTurn(): boolean {
     for (const group of this.groups.values()) {
-      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedQueued || group.pendingSnapshotMeta) more = true;
+      if (group.node.hasReady() || group.queuedReads.length > 0 || group.applied !== group.appliedQueued || group.pendingSnapshotMeta) return true;
     }
-    if (more) this.scheduleTurn();
+    return false;
   }
 
   /** Whether `snapshotCount` entries were applied since the group's newest snapshot point. */
