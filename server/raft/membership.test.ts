@@ -145,6 +145,28 @@ describe('membership changes', () => {
     expect(c.leader()).toBe(leader);
   });
 
+  it('a learner holding every entry hears a new commit in an append it does not answer, as a voter does', () => {
+    const c = newCluster(3);
+    c.campaign(1);
+    c.stabilize();
+    change(c, 1, { type: 'addLearner', nodeId: 4 });
+    const seen: Message[] = [];
+    c.network.dropFilter = (m) => {
+      seen.push(m);
+      return false;
+    };
+    c.propose(1, bytes('c'));
+    c.stabilize();
+    expect(appliedData(c, 4)).toEqual(['c']);
+    const lastIndex = c.node(1).status().lastIndex;
+    const toLearner = seen.filter((m) => m.type === 'app' && m.to === 4);
+    // The entry (answered), then its commit alone (not answered): the learner's match stays exact.
+    expect(toLearner.map((m) => [m.entries.length, m.commitOnly === true])).toEqual([[1, false], [0, true]]);
+    expect(toLearner[1]).toMatchObject({ index: lastIndex, commit: lastIndex });
+    expect(seen.filter((m) => m.type === 'appResp' && m.from === 4).map((m) => m.index)).toEqual([lastIndex]);
+    expect(c.node(1).status().progress?.[4]).toMatchObject({ isLearner: true, match: lastIndex });
+  });
+
   it('promotes a caught-up learner (learnerReady: match >= 90% of the leader)', () => {
     const c = newCluster(3);
     c.campaign(1);
