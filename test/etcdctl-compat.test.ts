@@ -154,6 +154,29 @@ describe('etcdctl against a 3-member Synod cluster', () => {
     expect(health.stderr.match(/is healthy/g)).toHaveLength(3);
   });
 
+  it('--cluster commands and http:// endpoints work: etcdctl 3.4 sends the URL as :authority, which Node\'s HTTP/2 refuses and etcd takes', async () => {
+    // Member list gives the client URLs --cluster dials; each member publishes them through the log.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && (await etcdctlOk(ep, ['member', 'list'])).split('\n').filter((l) => l.includes(', http://127.0.0.1:')).length < 3) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const status = JSON.parse(await etcdctlOk(ep, ['endpoint', 'status', '--cluster', '-w', 'json'])) as Array<{ Endpoint: string; Status: { leader: number } }>;
+    expect(status.map((s) => s.Endpoint).sort()).toEqual(cluster.members.map((m) => `http://127.0.0.1:${m.clientPort}`).sort());
+    expect(new Set(status.map((s) => s.Status.leader)).size).toBe(1);
+    const health = await etcdctl(ep, ['endpoint', 'health', '--cluster']);
+    expect(health.code, health.stderr).toBe(0);
+    expect(health.stderr.match(/http:\/\/127\.0\.0\.1:\d+ is healthy/g)).toHaveLength(3);
+    const hashes = (await etcdctlOk(ep, ['endpoint', 'hashkv', '--cluster'])).trim().split('\n');
+    expect(hashes).toHaveLength(3);
+    expect(new Set(hashes.map((l) => l.split(', ')[1])).size).toBe(1);
+    expect((await etcdctlOk(ep, ['defrag', '--cluster'])).match(/Finished defragmenting etcd member\[http:/g)).toHaveLength(3);
+    const one = `http://127.0.0.1:${cluster.members[0].clientPort}`;
+    expect(await etcdctlOk(one, ['endpoint', 'status'])).toContain(`${one}, `);
+    // Those of status, hashkv, defrag and the http:// endpoint reached member 0 repaired, and were counted.
+    const metrics = await (await fetch(`http://127.0.0.1:${cluster.members[0].metricsPort}/metrics`)).text();
+    expect(Number(/^synod_client_connections_authority_repaired_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
+  });
+
   it('elect campaigns and elect -l observes the leader and its successor', async () => {
     const observer = runUntil(['elect', '-l', 'ballot'], (out) => out.includes('second\n'), 20_000);
     await observer.started;

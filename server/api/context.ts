@@ -18,6 +18,7 @@ import { encodeForwardedEntry } from '../shard/forwarded-entry.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
+import type { AdmissionCounters } from './authority-repair.ts';
 
 export const DATA_GROUP_ID = 0;
 /** Longest a shard write or read waits for its shard to have a leader before answering "no leader". */
@@ -190,6 +191,8 @@ export class ApiContext {
   readonly shards: ShardedKeyspace | null;
   /** A sharded cluster's sweeper of revoked leases' keys (server/api/lease-sweeper.ts); null otherwise. */
   leaseSweeper: LeaseSweeper | null = null;
+  /** Client connections whose requests named an :authority Node refuses, served repaired (authority-repair.ts). */
+  readonly clientConnections: AdmissionCounters = { repaired: 0 };
 
   constructor(opts: {
     member: Member;

@@ -91,6 +91,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_snapshot_sent_bytes_total', 'Snapshot bytes sent to peers (paced by --max-snapshot-send-bytes-per-second).', () => snapshotSend.bytes);
     counter('synod_snapshot_send_throttled_seconds_total', 'Time snapshot chunks waited for the send pace, summed over transfers.', () => snapshotSend.throttledMs / 1000);
   }
+  counter('synod_client_connections_authority_repaired_total', 'Client connections whose requests named an :authority Node\'s HTTP/2 refuses (etcdctl 3.4 sends "http://host:port" from --cluster commands), served with it repaired.', () => ctx.clientConnections.repaired);
   counter('synod_snapshots_installed_total', 'Snapshots received from the leader and installed.', () => stats.snapshotsInstalled);
   if (streamCalls) {
     // Calls riding the peer streams beside Raft's messages (the oracle's requests, the closing rounds).

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomInt } from 'node:crypto';
 import type http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { Member } from '../member/member.ts';
@@ -34,7 +35,9 @@ import { AuthGuard } from '../api/auth-guard.ts';
 import { guardCluster, guardElection, guardKv, guardLease, guardLock, guardMaintenance, guardPlacement, guardWatch } from '../api/guarded-services.ts';
 import { placementClientConstructor, placementService } from '../api/placement-service.ts';
 import { CertificateFiles } from '../tls/certificate-files.ts';
-import { listenTls, type TlsListener } from '../tls/tls-listener.ts';
+import { listenTls } from '../tls/tls-listener.ts';
+import { admitClientConnection } from '../api/authority-repair.ts';
+import { listenPlain } from '../api/client-listener.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
 import { bootstrapClusterRecord, clusterReplicationFactor, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { validateShardCount } from '../routing/slots.ts';
@@ -172,12 +175,6 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCrede
   return record;
 }
 
-function bindGrpc(server: grpc.Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-  });
-}
-
 function dirSizeBytes(dir: string): number {
   let total = 0;
   for (const name of fs.readdirSync(dir)) {
@@ -199,7 +196,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
   const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
   const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
-  const tlsListeners: TlsListener[] = [];
+  const listeners: Array<{ close(): Promise<void> }> = [];
   fs.mkdirSync(cfg.dataDir, { recursive: true });
   const dbDir = path.join(cfg.dataDir, 'db');
   // Where a restart's time goes, logged with "member loaded" (issue 13: restart to ready).
@@ -305,7 +302,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       peerTlsOn && peerCerts
         ? async (server, address) => {
             const listener = await listenTls(server, address, { files: peerCerts, requireClientCert: cfg.peerTls?.clientCertAuth ?? false, role: 'peer', logger: log });
-            tlsListeners.push(listener);
+            listeners.push(listener);
             return listener.port;
           }
         : undefined,
@@ -433,13 +430,17 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
 
   await transport.start();
   const clientPorts: number[] = [];
+  // Each client connection's first request is seen before grpc-js takes it (api/authority-repair.ts).
+  const admit = (socket: Duplex, inject: (connection: Duplex) => void): void => admitClientConnection(socket, inject, ctx.clientConnections);
   for (const url of cfg.listenClientUrls) {
     if (url.startsWith('https:') && clientCerts) {
-      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: log });
-      tlsListeners.push(listener);
+      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: log, admit });
+      listeners.push(listener);
       clientPorts.push(listener.port);
     } else {
-      clientPorts.push(await bindGrpc(grpcServer, hostPort(url)));
+      const listener = await listenPlain(grpcServer, hostPort(url), ctx.clientConnections);
+      listeners.push(listener);
+      clientPorts.push(listener.port);
     }
   }
   let httpServer: http.Server | null = null;
@@ -513,7 +514,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       await member.stop();
       sm.failAll(new Error('server stopping'));
       await transport.stop();
-      await Promise.all(tlsListeners.map((l) => l.close()));
+      await Promise.all(listeners.map((l) => l.close()));
       clientCerts?.close();
       peerCerts?.close();
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));

@@ -4,6 +4,7 @@
 // are logged in plain words, and established connections are handed to grpc-js through its connection
 // injector. Reloaded certificates (certificate-files.ts) apply to new connections at once.
 import * as grpc from '@grpc/grpc-js';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertificateFiles } from './certificate-files.ts';
@@ -15,6 +16,8 @@ export interface TlsListenerOptions {
   /** Names the port in log lines: "client" or "peer". */
   role: string;
   logger: Logger;
+  /** Where an established connection goes before grpc-js takes it (the client port: authority-repair.ts). */
+  admit?: (socket: Duplex, inject: (connection: Duplex) => void) => void;
 }
 
 export interface TlsListener {
@@ -92,7 +95,8 @@ export async function listenTls(server: grpc.Server, address: string, opts: TlsL
       socket.destroy();
       return;
     }
-    injector.injectConnection(socket);
+    if (opts.admit) opts.admit(socket, (connection) => injector.injectConnection(connection));
+    else injector.injectConnection(socket);
   });
 
   tlsServer.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
