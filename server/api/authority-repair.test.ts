@@ -173,3 +173,27 @@ describe('admitClientConnection in front of a Node HTTP/2 server', () => {
     expect(counters.repaired).toBe(0);
   });
 });
+
+describe('admitClientConnection and a client that resets its connection while being admitted', () => {
+  it('takes the error (no unhandled error event) and closes the socket', async () => {
+    const injected: unknown[] = [];
+    const closed = new Promise<void>((resolve) => {
+      const tcp = net.createServer((socket) => {
+        socket.on('close', () => {
+          tcp.close();
+          resolve();
+        });
+        admitClientConnection(socket, (c) => injected.push(c));
+      });
+      tcp.listen(0, '127.0.0.1', () => {
+        const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1', () => {
+          client.write(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'));
+          setTimeout(() => client.resetAndDestroy(), 50);
+        });
+        client.on('error', () => undefined);
+      });
+    });
+    await closed;
+    expect(injected).toEqual([]);
+  });
+});

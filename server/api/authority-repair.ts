@@ -38,7 +38,10 @@ const EMPTY_SETTINGS = Buffer.from([0, 0, 0, TYPE_SETTINGS, 0, 0, 0, 0, 0]);
 const MAX_FRAME_PAYLOAD_BYTES = 16_384;
 /** SETTINGS_HEADER_TABLE_SIZE's default, the most a client's encoder may use unless the server says more. */
 const HEADER_TABLE_BYTES = 4_096;
-/** Bytes a client may send before its first request is complete; past it the connection is handed over as it is. */
+/**
+ * Bytes a client may send before its first request is complete: past it the connection is handed over as it
+ * is, or closed if the client has not acknowledged the SETTINGS it was sent.
+ */
 const MAX_PEEK_BYTES = 256 * 1024;
 /** How long after the preface a client may take to send its first request; then it is handed over as it is. */
 const FIRST_REQUEST_WAIT_MS = 1_000;
@@ -282,6 +285,13 @@ export function admitClientConnection(socket: Duplex, inject: (connection: Duple
     if (firstRequestTimer) clearTimeout(firstRequestTimer);
     socket.off('data', onData);
     socket.off('close', cleanup);
+    socket.off('error', onError);
+  };
+  // Until grpc-js has the socket, its errors (a reset) are this module's to take, or they would be
+  // thrown as unhandled 'error' events.
+  const onError = (): void => {
+    cleanup();
+    socket.destroy();
   };
 
   const handOver = (): void => {
@@ -342,10 +352,15 @@ export function admitClientConnection(socket: Duplex, inject: (connection: Duple
       handOver(); // a malformed frame: nghttp2 answers it
       return;
     }
+    if (ack === null && buffered.length > MAX_PEEK_BYTES) {
+      onError(); // a client sending this much without acknowledging SETTINGS is not speaking HTTP/2
+      return;
+    }
     const firstRequestDone = firstBlock !== null && (firstBlock as { complete: boolean }).complete;
     if (ack !== null && (firstRequestDone || firstRequestTimer === null || buffered.length > MAX_PEEK_BYTES)) handOver();
   }
 
   socket.on('data', onData);
   socket.on('close', cleanup);
+  socket.on('error', onError);
 }
