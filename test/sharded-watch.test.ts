@@ -268,6 +268,50 @@ describe(`one watch over ${SHARDS} shards`, () => {
     }
   }, 60_000);
 
+  it('a watch on one key (one shard): progress notifications and requests name its shard\'s revision, past its events; Status names the newest', async () => {
+    const ws = new WatchStream(cluster.endpointOf(0));
+    const got: WatchResponse[] = [];
+    const until = async (pred: () => boolean, ms: number, what: string): Promise<void> => {
+      const deadline = Date.now() + ms;
+      while (!pred()) {
+        if (Date.now() > deadline) throw new Error(`${what} not seen`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    try {
+      ws.subscribe((r) => got.push(r));
+      ws.create({ key: Buffer.from('one-key'), progress_notify: true });
+      await until(() => got.some((r) => r.created), 5_000, 'created');
+      const id = got.find((r) => r.created)!.watch_id;
+      for (let n = 0; n < 3; n++) {
+        // Writes on other shards first: the revision moves on without this watch's shard.
+        for (let k = 0; k < 4; k++) await clients[k % 3].put(`elsewhere-${n}-${k}`, 'x');
+        const w = await clients[n % 3].put('one-key', `v${n}`);
+        const wrote = Number(w.header.revision);
+        await until(() => got.some((r) => r.events.some((e) => Number(e.kv.mod_revision) === wrote)), 5_000, `the event at ${wrote}`);
+        const before = got.length;
+        ws.progress();
+        await until(() => got.slice(before).some((r) => r.watch_id === '-1'), 5_000, 'a progress reply');
+        // Was the cluster group's revision (1) before: useless to a client waiting to see a revision.
+        expect(Number(got.slice(before).find((r) => r.watch_id === '-1')!.header.revision)).toBeGreaterThanOrEqual(wrote);
+        await until(() => got.slice(before).some((r) => r.watch_id === id && r.events.length === 0 && Number(r.header.revision) >= wrote), 5_000, 'a progress notification past the write');
+      }
+      // Never a header above an event still to come: the headers and events on the stream only go up.
+      const hs = got.filter((r) => !r.created).map((r) => Math.max(Number(r.header.revision), ...r.events.map((e) => Number(e.kv.mod_revision))));
+      for (let i = 1; i < hs.length; i++) expect(hs[i]).toBeGreaterThanOrEqual(hs[i - 1]);
+      const events = got.flatMap((r) => r.events.map((e) => ({ at: got.indexOf(r), rev: Number(e.kv.mod_revision) })));
+      for (const e of events) {
+        for (const r of got.slice(e.at + 1)) expect(Number(r.header.revision), 'a header after an event').toBeGreaterThanOrEqual(e.rev);
+      }
+    } finally {
+      ws.close();
+    }
+    // Status names the newest revision this member applied (was the cluster group's, 1).
+    const last = Number((await clients[0].put('status-probe', 's')).header.revision);
+    const status = JSON.parse(await etcdctlOk(cluster.endpointOf(0), ['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { header: { revision: number } } }>;
+    expect(status[0].Status.header.revision).toBeGreaterThanOrEqual(last);
+  }, 60_000);
+
   it('filters and prev_kv as etcd: NOPUT with prev_kv gives only the deletes, each with the value it removed', async () => {
     const ws = new WatchStream(cluster.endpointOf(2));
     const got: WatchResponse[] = [];

@@ -63,6 +63,8 @@ export interface ShardedKeyspace {
   readonly slotMap: SlotMap;
   /** Every shard, in shard order (shard i owns the slot map's range i). */
   targets(): readonly GroupTarget[];
+  /** The newest revision applied on a shard replica this member hosts (0 when it hosts none). */
+  appliedRevision(): number;
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
   /**
@@ -193,6 +195,8 @@ export class ApiContext {
   leaseSweeper: LeaseSweeper | null = null;
   /** Client connections whose requests named an :authority Node refuses, served repaired (authority-repair.ts). */
   readonly clientConnections: AdmissionCounters = { repaired: 0 };
+  /** currentRevision()'s high-water mark on a sharded cluster. */
+  private newestRevisionNamed = 0;
 
   constructor(opts: {
     member: Member;
@@ -229,6 +233,18 @@ export class ApiContext {
       revision: String(revision ?? (target?.sm ?? this.sm).appliedRevision()),
       raft_term: String(raftTerm ?? this.member.term(target?.groupId ?? DATA_GROUP_ID)),
     };
+  }
+
+  /**
+   * The store's revision as this member has applied it, which etcd names in Status and wherever a
+   * header speaks of no particular key. On a sharded cluster, the newest applied on a shard hosted here
+   * (the cluster group holds no keys), and never lower than one named before: a replica moving away must
+   * not take it back.
+   */
+  currentRevision(): number {
+    if (this.shards === null) return this.sm.appliedRevision();
+    this.newestRevisionNamed = Math.max(this.newestRevisionNamed, this.shards.appliedRevision());
+    return this.newestRevisionNamed > 0 ? this.newestRevisionNamed : this.sm.appliedRevision();
   }
 
   deadlineMs(): number {

@@ -156,7 +156,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
     Status: unary(ctx, async () => {
       const s = ctx.member.status(DATA_GROUP_ID);
       return {
-        header: ctx.header(),
+        header: ctx.header(ctx.currentRevision()),
         version: ETCD_COMPAT_VERSION,
         // On disk (shrinks on defragment), and the quota's measure (shrinks on compaction).
         dbSize: opts.dbSizeBytes(),

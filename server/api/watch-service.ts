@@ -255,18 +255,29 @@ class WatchStream {
   /**
    * A progress reply's header. With merged watches on the stream: the lowest revision through which every
    * one of them has sent everything (each is first given its shards' latest resolved revisions, so what
-   * they can release goes out before this reply).
+   * they can release goes out before this reply). On a sharded cluster a watch on one shard counts too,
+   * with the revision its shard's reads answer at: it has sent everything its shard applied, and what the
+   * shard applies later carries higher revisions (server/shard/shard-revisions.ts; a prepared cross-shard
+   * transaction's commit lands above the revision reads answer at). With no watch, the current revision.
    */
   private progressHeader(): ResponseHeader {
-    if (this.merged.size === 0) return this.ctx.header();
+    if (this.merged.size === 0 && this.ctx.shards === null) return this.ctx.header();
     let h = Number.MAX_SAFE_INTEGER;
+    for (const w of this.watches.values()) h = Math.min(h, w.sm.readableRevision());
     for (const w of [...this.merged.values()]) {
       const watch = w.watch;
       if (watch === null) continue;
       watch.pollResolved();
       h = Math.min(h, watch.stats().deliveredThrough);
     }
-    return h === Number.MAX_SAFE_INTEGER ? this.ctx.header() : this.ctx.header(h);
+    if (h !== Number.MAX_SAFE_INTEGER) return this.ctx.header(h);
+    // Merged watches all still being created have promised nothing yet: the lowest header, as before.
+    return this.merged.size > 0 ? this.ctx.header() : this.ctx.header(this.ctx.currentRevision());
+  }
+
+  /** A one-shard watch's progress notification header: its shard's, on a sharded cluster (as progressHeader). */
+  private watchProgressHeader(w: StreamWatch): ResponseHeader {
+    return this.ctx.shards === null ? this.ctx.header() : this.ctx.header(w.sm.readableRevision());
   }
 
   /** Queues an object response behind everything queued before it. */
@@ -435,7 +446,7 @@ class WatchStream {
     if (this.progressTimer !== null) return;
     this.progressTimer = setInterval(() => {
       for (const [watchId, w] of this.watches) {
-        if (w.progressNotify && !this.victims.has(w)) this.send({ header: this.ctx.header(), watch_id: watchId, events: [] });
+        if (w.progressNotify && !this.victims.has(w)) this.send({ header: this.watchProgressHeader(w), watch_id: watchId, events: [] });
       }
       // A merged watch answers with its delivered revision, after a closing round started now.
       const notify = [...this.merged.values()].filter((w) => w.progressNotify);

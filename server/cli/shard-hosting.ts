@@ -872,6 +872,12 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   /** Every shard in order: the replica hosted here, or a target whose state machine is elsewhere. */
+  appliedRevision(): number {
+    let newest = 0;
+    for (const hosted of this.hosted.values()) newest = Math.max(newest, hosted.sm.appliedRevision());
+    return newest;
+  }
+
   targets(): readonly GroupTarget[] {
     return Array.from({ length: this.shardCount }, (_, i) => this.targetOf(i));
   }
