@@ -187,19 +187,27 @@ function dirSizeBytes(dir: string): number {
   return total;
 }
 
-export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
-  const log = cfg.logger;
-  // The shard count and certificates first: a bad flag fails the start before any data is touched.
-  if (cfg.shards !== undefined) validateShardCount(cfg.shards);
-  const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
-  const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
-  const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
-  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
-  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
-  const listeners: Array<{ close(): Promise<void> }> = [];
+/** A member's durable state, opened and loaded: what every later step of the start builds on. */
+interface OpenedState {
+  db: MemberDb;
+  dbDir: string;
+  cluster: ClusterRecord;
+  shards: number;
+  replicationFactor: number;
+  memberId: number;
+  snapshotDir: string;
+  loaded: Awaited<ReturnType<typeof Member.recoverSnapshot>>;
+  sm: KvStateMachine;
+  /** Where a restart's time went, logged with "member loaded" (issue 13: restart to ready). */
+  startup: { sinceProcessStartMs: number; openMs: number; loadMs: number; stateMachineMs: number };
+}
+
+const REMOVED_MESSAGE = 'this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir';
+
+/** Opens the database, loads or bootstraps the cluster record, and rebuilds the cluster group's state machine. */
+async function openMemberState(cfg: ServerConfig, peerCredentials: grpc.ChannelCredentials): Promise<OpenedState> {
   fs.mkdirSync(cfg.dataDir, { recursive: true });
   const dbDir = path.join(cfg.dataDir, 'db');
-  // Where a restart's time goes, logged with "member loaded" (issue 13: restart to ready).
   const startup = { sinceProcessStartMs: Math.round(performance.now()), openMs: 0, loadMs: 0, stateMachineMs: 0 };
   let phaseStart = performance.now();
   const db = await MemberDb.open(dbDir);
@@ -207,26 +215,27 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const cluster = await loadOrBootstrapCluster(db, cfg, peerCredentials);
   const shards = clusterShardCount(cluster, cfg.shards);
   const replicationFactor = clusterReplicationFactor(cluster, cfg.replicationFactor);
-  if (cluster.removed) {
-    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
-  }
+  if (cluster.removed) throw new Error(REMOVED_MESSAGE);
   const self = cluster.selfId !== undefined ? cluster.members.find((m) => m.id === cluster.selfId) ?? { id: cluster.selfId } : cluster.members.find((m) => m.name === cfg.name);
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
   const snapshotDir = path.join(cfg.dataDir, 'snap');
-  let removedHandled = false;
 
   phaseStart = performance.now();
-  const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), log);
+  const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), cfg.logger);
   startup.loadMs = Math.round(performance.now() - phaseStart);
   phaseStart = performance.now();
   // A sharded cluster's cluster group holds the leases; their keys are on the shards (lease-sweeper.ts).
   const sm = new KvStateMachine(memberId, loaded.stateRecords, cluster.members, { leaseSweeps: shards > 1 });
   loaded.stateRecords = []; // the state machine holds them now
   startup.stateMachineMs = Math.round(performance.now() - phaseStart);
-  if (sm.membership.get(String(memberId))?.removed) {
-    throw new Error('this member was removed from the cluster; to rejoin, add it again (member add) and start it with an empty --data-dir');
-  }
+  if (sm.membership.get(String(memberId))?.removed) throw new Error(REMOVED_MESSAGE);
+  return { db, dbDir, cluster, shards, replicationFactor, memberId, snapshotDir, loaded, sm, startup };
+}
+
+/** The Member with the cluster group on `state`, and the peer frame budget its replication limits give. */
+function newMember(cfg: ServerConfig, state: OpenedState): { member: Member; maxFrameBytes: number } {
+  const { db, cluster, shards, memberId, snapshotDir, loaded, sm } = state;
   // The peer stream's frame budget comes from the same limits Raft enforces; startup stops here when
   // they disagree (a message that could not travel in one frame would break the stream for good).
   const replicationLimits = DEFAULT_REPLICATION_LIMITS;
@@ -238,7 +247,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     tickMs: cfg.tickMs,
     electionTimeoutTicks: cfg.electionTimeoutTicks,
     heartbeatTicks: 1,
-    logger: log,
+    logger: cfg.logger,
     snapshotDir,
     snapshotCount: cfg.snapshotCount ?? DEFAULT_SNAPSHOT_COUNT,
     // Idle groups of a sharded cluster go quiet (docs/architecture.md, "Quiescence"); one group keeps
@@ -253,6 +262,324 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     loaded,
     randomSeed: randomInt(2 ** 31),
   });
+  return { member, maxFrameBytes };
+}
+
+/**
+ * Peer addresses: the replicated membership, plus (for a member that just joined and has not replayed
+ * the log yet) the members the running cluster reported when it joined. Warns of members whose peer
+ * URLs use the other scheme: they will not connect.
+ */
+function peerAddressesOf(state: OpenedState, peerTlsOn: boolean, log: Logger): Map<number, string> {
+  const { cluster, sm } = state;
+  const peerAddresses = new Map<number, string>();
+  for (const m of cluster.joinMembers ?? []) if (m.peerUrls[0]) peerAddresses.set(m.id, hostPort(m.peerUrls[0]));
+  for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
+  const mismatched = sm.members().filter((m) => m.peerUrls[0] && m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => BigInt(m.id).toString(16));
+  if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
+  return peerAddresses;
+}
+
+/** The members as MemberList shows them: the replicated membership, named from what each published or bootstrapped. */
+function memberInfos(cfg: ServerConfig, state: OpenedState): () => MemberInfo[] {
+  const { cluster, sm, memberId } = state;
+  const zone = cfg.zone ?? '';
+  const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
+  return () =>
+    sm.members().map((m) => {
+      const published = sm.published.get(m.id);
+      const boot = bootstrapNames.get(m.id);
+      return {
+        id: Number(m.id),
+        name: published?.name ?? boot?.name ?? (Number(m.id) === memberId ? cfg.name : ''),
+        peerUrls: m.peerUrls,
+        clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
+        isLearner: m.isLearner,
+        zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
+      };
+    });
+}
+
+/**
+ * The client-facing gRPC server: etcd's services (each behind the auth guard, a pass-through while auth
+ * is off) and Synod's Placement. Not listening yet (listenForClients).
+ */
+function clientGrpcServer(
+  cfg: ServerConfig,
+  ctx: ApiContext,
+  parts: { db: MemberDb; dbDir: string; leases: LeaseManager; clusterAdmin: ClusterService; transport: PeerTransport },
+): grpc.Server {
+  const grpcServer = new grpc.Server({
+    // Malformed frames and messages are refused with etcd's (grpc-go's) status before decoding.
+    interceptors: [etcdWireStrictness({ maxTxnOps: cfg.limits.maxTxnOps })],
+    'grpc.max_receive_message_length': cfg.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // Channelz's per-call bookkeeping is on grpc-js's request path and nothing here reads it.
+    'grpc.enable_channelz': 0,
+  });
+  const services = etcdServices();
+  const guard = new AuthGuard(ctx, { clientCertAuth: cfg.clientTls?.clientCertAuth ?? false });
+  grpcServer.addService(services.KV, guardKv(ctx, guard, kvService(ctx)));
+  grpcServer.addService(services.Watch, guardWatch(ctx, guard, watchService(ctx)));
+  grpcServer.addService(services.Lease, guardLease(ctx, guard, leaseService(ctx, parts.leases)));
+  grpcServer.addService(services.Lock, guardLock(ctx, guard, lockService(ctx)));
+  grpcServer.addService(services.Election, guardElection(ctx, guard, electionService(ctx)));
+  grpcServer.addService(services.Cluster, guardCluster(ctx, guard, parts.clusterAdmin.implementation()));
+  // The same service on the peer port: members that are not the leader forward changes there
+  // (already checked by the member the client called; peers are trusted through peer TLS).
+  parts.transport.addService(services.Cluster, parts.clusterAdmin.implementation());
+  const maintenance = maintenanceService(ctx, {
+    dbSizeBytes: () => dirSizeBytes(parts.dbDir),
+    db: parts.db,
+    quotaBackendBytes: cfg.quotaBackendBytes ?? 0,
+    requireAdmin: async (call) => {
+      const caller = await guard.callerOf(call);
+      if (guard.enabled) await guard.requireForRead(caller, [{ kind: 'admin' }], false);
+    },
+  });
+  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
+  grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
+  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
+  return grpcServer;
+}
+
+/** Listens on every client URL (TLS where https); answers the ports. Each listener goes into `listeners` to be closed. */
+async function listenForClients(cfg: ServerConfig, grpcServer: grpc.Server, ctx: ApiContext, clientCerts: CertificateFiles | null, listeners: Array<{ close(): Promise<void> }>): Promise<number[]> {
+  const clientPorts: number[] = [];
+  // Each client connection's first request is seen before grpc-js takes it (api/authority-repair.ts).
+  const admit = (socket: Duplex, inject: (connection: Duplex) => void): void => admitClientConnection(socket, inject, ctx.clientConnections);
+  for (const url of cfg.listenClientUrls) {
+    if (url.startsWith('https:') && clientCerts) {
+      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: cfg.logger, admit });
+      listeners.push(listener);
+      clientPorts.push(listener.port);
+    } else {
+      const listener = await listenPlain(grpcServer, hostPort(url), ctx.clientConnections);
+      listeners.push(listener);
+      clientPorts.push(listener.port);
+    }
+  }
+  return clientPorts;
+}
+
+/**
+ * Publishes this member's name, client URLs and zone through the log once a leader exists (etcd's
+ * "publish"); again after a restart with a different --advertise-client-urls or --zone. Answers a
+ * function that stops any retry still pending.
+ */
+function startPublishing(cfg: ServerConfig, ctx: ApiContext, member: Member, sm: KvStateMachine, memberId: number): () => void {
+  const zone = cfg.zone ?? '';
+  let publishTimer: NodeJS.Timeout | null = null;
+  const publish = (): void => {
+    publishTimer = null;
+    const mine = sm.published.get(String(memberId));
+    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls) && (mine.zone ?? '') === zone) return;
+    ctx
+      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls, zone } }, { internal: true })
+      .then(
+        () => cfg.logger.info({ clientUrls: cfg.advertiseClientUrls, zone }, 'published client URLs and zone'),
+        () => {
+          publishTimer = setTimeout(publish, 500);
+        },
+      );
+  };
+  // As soon as a leader is known (a joining member is otherwise listed nameless for a while).
+  publishTimer = setTimeout(publish, 200);
+  member.onLeaderChange((_group, leaderId) => {
+    if (leaderId === 0 || publishTimer === null) return;
+    clearTimeout(publishTimer);
+    publishTimer = setTimeout(publish, 0);
+  });
+  return () => {
+    if (publishTimer) clearTimeout(publishTimer);
+  };
+}
+
+/** What the peer transport is built from (newPeerTransport). */
+interface PeerTransportParts {
+  state: OpenedState;
+  member: Member;
+  maxFrameBytes: number;
+  peerAddresses: Map<number, string>;
+  faults: FaultInjector | undefined;
+  peerCredentials: grpc.ChannelCredentials;
+  /** Peer TLS on: the peer port is a TLS listener, which goes into `listeners` to be closed. */
+  peerTls: CertificateFiles | null;
+  listeners: Array<{ close(): Promise<void> }>;
+  snapshotSendLimiter: SendRateLimiter;
+  members: () => MemberInfo[];
+  onRemoved: () => void;
+}
+
+/** The peer transport: Raft's messages, snapshots, and ClusterInfo for joining members; not started yet. */
+function newPeerTransport(cfg: ServerConfig, p: PeerTransportParts): PeerTransport {
+  const { cluster, memberId, snapshotDir, sm } = p.state;
+  const { member, listeners } = p;
+  const log = cfg.logger;
+  const peerCerts = p.peerTls;
+  return new PeerTransport({
+    clusterId: cluster.clusterId,
+    memberId,
+    listenAddress: hostPort(cfg.listenPeerUrls[0]),
+    peers: p.peerAddresses,
+    onMessages: (_from, messages) => member.step(messages),
+    maxFrameBytes: p.maxFrameBytes,
+    onUnreachable: (peer) => {
+      for (const groupId of member.groupIds()) member.reportUnreachable(groupId, peer);
+    },
+    faults: p.faults,
+    logger: log,
+    credentials: p.peerCredentials,
+    bind:
+      peerCerts !== null
+        ? async (server, address) => {
+            const listener = await listenTls(server, address, { files: peerCerts, requireClientCert: cfg.peerTls?.clientCertAuth ?? false, role: 'peer', logger: log });
+            listeners.push(listener);
+            return listener.port;
+          }
+        : undefined,
+    snapshotSendLimiter: p.snapshotSendLimiter,
+    snapshots: {
+      dir: snapshotDir,
+      chunks: (groupId, index) => member.snapshotChunks(groupId, index),
+      report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
+      received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
+    },
+    isRemoved: (id) => sm.membership.get(String(id))?.removed === true,
+    onRemoved: () => p.onRemoved(),
+    clusterInfo: () =>
+      JSON.stringify({
+        clusterId: cluster.clusterId,
+        token: cluster.token,
+        bootstrap: cluster.members,
+        members: p.members(),
+        shards: cluster.shards ?? 1,
+        replicationFactor: cluster.replicationFactor ?? 0,
+      }),
+  });
+}
+
+/**
+ * A sharded member's shards wired to its peers: the shard layer attached over the peer channels, and the
+ * shard peer service served to other members, as unary calls and on the peer streams.
+ */
+function attachShards(
+  cfg: ServerConfig,
+  ctx: ApiContext,
+  p: { sharding: ShardHosting; shardChannels: ShardPeerChannels; member: Member; sm: KvStateMachine; transport: PeerTransport; isBlocked: ((id: number) => boolean) | undefined },
+): void {
+  const { sharding, shardChannels, member, sm, transport, isBlocked } = p;
+  const log = cfg.logger;
+  sharding.attach(
+    member,
+    shardPeersOverGrpc(shardChannels),
+    {
+      peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
+      zoneOf: (id) => sm.published.get(String(id))?.zone ?? '',
+      logger: log,
+    },
+    cfg.limits.maxRequestBytes,
+  );
+  const shardPeerImpl = shardPeerServiceImpl({
+    oracle: () => sharding.oracle(),
+    oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
+    rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
+    leaderOf: (groupId) => member.leaderId(groupId),
+    isBlocked,
+    closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
+    shardStatus: (groupId) => sharding.shardStatusHere(groupId),
+    shardKv: (request) => serveShardKv(ctx, request),
+    watchShard: sharding.watchShardServer() ?? undefined,
+  });
+  transport.addService(shardPeerServiceDefinition(), shardPeerImpl);
+  // The oracle's requests and the closing rounds ride the peer streams to members that serve them there.
+  transport.serveOnStream(SHARD_PEER_STREAM_SERVICE, shardPeerStreamHandler(shardPeerImpl));
+}
+
+/** What stop() ends, in the order it ends them. */
+interface StopParts {
+  cfg: ServerConfig;
+  member: Member;
+  sm: KvStateMachine;
+  db: MemberDb;
+  grpcServer: grpc.Server;
+  transport: PeerTransport;
+  leases: LeaseManager;
+  sweeper: LeaseSweeper | null;
+  clusterAdmin: ClusterService;
+  sharding: ShardHosting | null;
+  shardChannels: ShardPeerChannels | null;
+  listeners: Array<{ close(): Promise<void> }>;
+  certificates: Array<CertificateFiles | null>;
+  httpServer: http.Server | null;
+  stopPublishing: () => void;
+}
+
+/** The server's stop(): once, however often it is called. */
+function stopper(p: StopParts): () => Promise<void> {
+  const log = p.cfg.logger;
+  let stopping: Promise<void> | null = null;
+  return () => {
+    stopping ??= (async () => {
+      p.stopPublishing();
+      // A leader that stops hands leadership to its most caught-up follower first, so the cluster
+      // does not sit out an election timeout (rolling restarts stay fast).
+      if (p.member.status(DATA_GROUP_ID).role === 'leader') {
+        const target = p.member.bestTransferee(DATA_GROUP_ID);
+        if (target !== 0) {
+          await p.member
+            .transferLeadership(DATA_GROUP_ID, target, 2 * p.cfg.tickMs * p.cfg.electionTimeoutTicks)
+            .then(
+              () => log.info({ to: target.toString(16) }, 'leadership transferred before stopping'),
+              (err: unknown) => log.warn({ err }, 'leadership transfer before stopping failed'),
+            );
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          p.grpcServer.forceShutdown();
+          resolve();
+        }, 2_000);
+        p.grpcServer.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      p.leases.stop();
+      p.sweeper?.stop();
+      p.clusterAdmin.close();
+      p.sharding?.stop();
+      p.shardChannels?.close();
+      await p.member.stop();
+      p.sm.failAll(new Error('server stopping'));
+      await p.transport.stop();
+      await Promise.all(p.listeners.map((l) => l.close()));
+      for (const c of p.certificates) c?.close();
+      const httpServer = p.httpServer;
+      if (httpServer) await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      await p.db.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+}
+
+export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
+  const log = cfg.logger;
+  // The shard count and certificates first: a bad flag fails the start before any data is touched.
+  if (cfg.shards !== undefined) validateShardCount(cfg.shards);
+  const reloadMs = cfg.tlsReloadIntervalMs ?? 1_000;
+  const clientCerts = loadTls('client', cfg.clientTls, cfg.listenClientUrls, reloadMs, log);
+  const peerCerts = loadTls('peer', cfg.peerTls, cfg.listenPeerUrls, reloadMs, log);
+  const peerTlsOn = peerCerts !== null && cfg.listenPeerUrls.some((u) => u.startsWith('https:'));
+  const peerCredentials = peerChannelCredentials(peerTlsOn ? peerCerts : null);
+  const listeners: Array<{ close(): Promise<void> }> = [];
+
+  const state = await openMemberState(cfg, peerCredentials);
+  const { db, dbDir, cluster, shards, replicationFactor, memberId, snapshotDir, loaded, sm } = state;
+  const { member, maxFrameBytes } = newMember(cfg, state);
   const sharding =
     shards > 1
       ? await ShardHosting.load({ member, db, snapshotDir, memberId, bootstrap: cluster.members, shardCount: shards, replicationFactor, deadMemberGraceMs: cfg.deadMemberGraceMs, randomSeed: () => randomInt(2 ** 31), logger: log, testForwardShards: cfg.testForwardShards, testRemoteWatchShards: cfg.testRemoteWatchShards, testTxnFenceKeepMs: cfg.testTxnFenceKeepMs })
@@ -266,7 +593,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
       lastIndex: loaded.entries.at(-1)?.index ?? loaded.appliedLogSkipped?.index ?? loaded.snapshot?.index ?? 0,
       ...(loaded.appliedLogSkipped ? { logCompactedToApplied: true } : {}),
       snapshotIndex: loaded.snapshot?.index ?? 0,
-      ...startup,
+      ...state.startup,
     },
     'member loaded',
   );
@@ -277,53 +604,41 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   if (cfg.testForwardShards !== undefined && sharding === null) log.warn('--test-forward-shards ignored: this cluster has one shard');
   if (cfg.unsafeStaleReads) log.warn('UNSAFE STALE READS ON: linearizable reads skip ReadIndex and may be stale (tests only, never in production)');
 
-  // Peer addresses: the replicated membership, plus (for a member that just joined and has not
-  // replayed the log yet) the members the running cluster reported when it joined.
-  const peerAddresses = new Map<number, string>();
-  for (const m of cluster.joinMembers ?? []) if (m.peerUrls[0]) peerAddresses.set(m.id, hostPort(m.peerUrls[0]));
-  for (const m of sm.members()) if (m.peerUrls[0]) peerAddresses.set(Number(m.id), hostPort(m.peerUrls[0]));
-  const mismatched = sm.members().filter((m) => m.peerUrls[0] && m.peerUrls[0].startsWith('https:') !== peerTlsOn).map((m) => BigInt(m.id).toString(16));
-  if (mismatched.length > 0) log.warn({ members: mismatched, peerTls: peerTlsOn }, 'these members\' peer URLs use the other scheme than this member; they will not connect');
+  const peerAddresses = peerAddressesOf(state, peerTlsOn, log);
+  const members = memberInfos(cfg, state);
   const snapshotSendLimiter = new SendRateLimiter(cfg.maxSnapshotSendBytesPerSecond ?? DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND);
-  const transport = new PeerTransport({
-    clusterId: cluster.clusterId,
-    memberId,
-    listenAddress: hostPort(cfg.listenPeerUrls[0]),
-    peers: peerAddresses,
-    onMessages: (_from, messages) => member.step(messages),
+  // This member removed from the cluster (the transport hears it, or the cluster group applies it): the
+  // removal is recorded, then the server stops itself. stop() exists once the start is over.
+  let stop: (() => Promise<void>) | null = null;
+  let removedHandled = false;
+  const onRemoved = (): void => {
+    if (removedHandled) return;
+    removedHandled = true;
+    log.error('this member has been permanently removed from the cluster; stopping');
+    const record: ClusterRecord = { ...cluster, removed: true };
+    const batch = new TurnBatch();
+    batch.putCluster(record);
+    void db
+      .write(batch, true)
+      .then(() => {
+        if (stop === null) throw new Error('removed before the server finished starting');
+        return stop();
+      })
+      .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
+      .finally(() => cfg.onRemoved?.());
+  };
+  const transport = newPeerTransport(cfg, {
+    state,
+    member,
     maxFrameBytes,
-    onUnreachable: (peer) => {
-      for (const groupId of member.groupIds()) member.reportUnreachable(groupId, peer);
-    },
+    peerAddresses,
     faults,
-    logger: log,
-    credentials: peerCredentials,
-    bind:
-      peerTlsOn && peerCerts
-        ? async (server, address) => {
-            const listener = await listenTls(server, address, { files: peerCerts, requireClientCert: cfg.peerTls?.clientCertAuth ?? false, role: 'peer', logger: log });
-            listeners.push(listener);
-            return listener.port;
-          }
-        : undefined,
+    peerCredentials,
+    peerTls: peerTlsOn ? peerCerts : null,
+    listeners,
     snapshotSendLimiter,
-    snapshots: {
-      dir: snapshotDir,
-      chunks: (groupId, index) => member.snapshotChunks(groupId, index),
-      report: (groupId, to, status) => member.reportSnapshot(groupId, to, status),
-      received: (groupId, message, filePath) => member.receiveSnapshot(groupId, message, filePath),
-    },
-    isRemoved: (id) => sm.membership.get(String(id))?.removed === true,
+    members,
     onRemoved: () => onRemoved(),
-    clusterInfo: () =>
-      JSON.stringify({
-        clusterId: cluster.clusterId,
-        token: cluster.token,
-        bootstrap: cluster.members,
-        members: members(),
-        shards: cluster.shards ?? 1,
-        replicationFactor: cluster.replicationFactor ?? 0,
-      }),
   });
   member.setSink(transport);
   sm.membershipListener = () => {
@@ -333,56 +648,15 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     }
   };
 
-  const zone = cfg.zone ?? '';
-  const bootstrapNames = new Map(cluster.members.map((m) => [String(m.id), m]));
-  const members = (): MemberInfo[] =>
-    sm.members().map((m) => {
-      const published = sm.published.get(m.id);
-      const boot = bootstrapNames.get(m.id);
-      return {
-        id: Number(m.id),
-        name: published?.name ?? boot?.name ?? (Number(m.id) === memberId ? cfg.name : ''),
-        peerUrls: m.peerUrls,
-        clientUrls: published?.clientUrls ?? boot?.clientUrls ?? [],
-        isLearner: m.isLearner,
-        zone: published?.zone ?? (Number(m.id) === memberId ? zone : ''),
-      };
-    });
   const ctx = new ApiContext({ member, sm, clusterId: String(cluster.clusterId), limits: cfg.limits, logger: log, members, unsafeStaleReads: cfg.unsafeStaleReads, testTxnPauseBeforeDecisionMs: cfg.testTxnPauseBeforeDecisionMs, shards: sharding });
   // Test-only partitions (--experimental-fault-injection) cut the shards' peer RPCs as they cut Raft's messages.
   const isBlocked = faults ? (id: number): boolean => faults.isBlocked(id) : undefined;
   const shardChannels =
     sharding !== null ? new ShardPeerChannels({ peerAddress: (id) => transport.peerAddress(id), credentials: peerCredentials, selfId: memberId, isBlocked, streams: transport }) : null;
-  if (sharding !== null && shardChannels !== null) {
-    sharding.attach(
-      member,
-      shardPeersOverGrpc(shardChannels),
-      {
-        peerUrlsOf: (id) => sm.membership.get(String(id))?.peerUrls ?? [],
-        zoneOf: (id) => sm.published.get(String(id))?.zone ?? '',
-        logger: log,
-      },
-      cfg.limits.maxRequestBytes,
-    );
-    const shardPeerImpl = shardPeerServiceImpl({
-      oracle: () => sharding.oracle(),
-      oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
-      rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
-      leaderOf: (groupId) => member.leaderId(groupId),
-      isBlocked,
-      closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
-      shardStatus: (groupId) => sharding.shardStatusHere(groupId),
-      shardKv: (request) => serveShardKv(ctx, request),
-      watchShard: sharding.watchShardServer() ?? undefined,
-    });
-    transport.addService(shardPeerServiceDefinition(), shardPeerImpl);
-    // The oracle's requests and the closing rounds ride the peer streams to members that serve them there.
-    transport.serveOnStream(SHARD_PEER_STREAM_SERVICE, shardPeerStreamHandler(shardPeerImpl));
-  }
+  if (sharding !== null && shardChannels !== null) attachShards(cfg, ctx, { sharding, shardChannels, member, sm, transport, isBlocked });
   const sweeper = sharding !== null ? new LeaseSweeper(ctx, sharding, log) : null;
   ctx.leaseSweeper = sweeper;
   const clusterAdmin = new ClusterService({ ctx, peerAddress: (id) => transport.peerAddress(id), members, credentials: peerCredentials });
-
   const leases = new LeaseManager({
     ctx,
     peerAddress: (id) => transport.peerAddress(id),
@@ -392,57 +666,10 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     credentials: peerCredentials,
   });
   transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
-
-  const grpcServer = new grpc.Server({
-    // Malformed frames and messages are refused with etcd's (grpc-go's) status before decoding.
-    interceptors: [etcdWireStrictness({ maxTxnOps: cfg.limits.maxTxnOps })],
-    'grpc.max_receive_message_length': cfg.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': 2 ** 31 - 1,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    // Channelz's per-call bookkeeping is on grpc-js's request path and nothing here reads it.
-    'grpc.enable_channelz': 0,
-  });
-  const services = etcdServices();
-  // Every client-facing service sits behind the auth guard (a pass-through while auth is off).
-  const guard = new AuthGuard(ctx, { clientCertAuth: cfg.clientTls?.clientCertAuth ?? false });
-  grpcServer.addService(services.KV, guardKv(ctx, guard, kvService(ctx)));
-  grpcServer.addService(services.Watch, guardWatch(ctx, guard, watchService(ctx)));
-  grpcServer.addService(services.Lease, guardLease(ctx, guard, leaseService(ctx, leases)));
-  grpcServer.addService(services.Lock, guardLock(ctx, guard, lockService(ctx)));
-  grpcServer.addService(services.Election, guardElection(ctx, guard, electionService(ctx)));
-  grpcServer.addService(services.Cluster, guardCluster(ctx, guard, clusterAdmin.implementation()));
-  // The same service on the peer port: members that are not the leader forward changes there
-  // (already checked by the member the client called; peers are trusted through peer TLS).
-  transport.addService(services.Cluster, clusterAdmin.implementation());
-  const maintenance = maintenanceService(ctx, {
-    dbSizeBytes: () => dirSizeBytes(dbDir),
-    db,
-    quotaBackendBytes: cfg.quotaBackendBytes ?? 0,
-    requireAdmin: async (call) => {
-      const caller = await guard.callerOf(call);
-      if (guard.enabled) await guard.requireForRead(caller, [{ kind: 'admin' }], false);
-    },
-  });
-  grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
-  grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
-  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
+  const grpcServer = clientGrpcServer(cfg, ctx, { db, dbDir, leases, clusterAdmin, transport });
 
   await transport.start();
-  const clientPorts: number[] = [];
-  // Each client connection's first request is seen before grpc-js takes it (api/authority-repair.ts).
-  const admit = (socket: Duplex, inject: (connection: Duplex) => void): void => admitClientConnection(socket, inject, ctx.clientConnections);
-  for (const url of cfg.listenClientUrls) {
-    if (url.startsWith('https:') && clientCerts) {
-      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: log, admit });
-      listeners.push(listener);
-      clientPorts.push(listener.port);
-    } else {
-      const listener = await listenPlain(grpcServer, hostPort(url), ctx.clientConnections);
-      listeners.push(listener);
-      clientPorts.push(listener.port);
-    }
-  }
+  const clientPorts = await listenForClients(cfg, grpcServer, ctx, clientCerts, listeners);
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
@@ -451,94 +678,15 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   member.start();
   leases.start();
   sweeper?.start();
-
-  // Publish this member's name, client URLs and zone through the log once a leader exists (etcd's
-  // "publish"); again after a restart with a different --advertise-client-urls or --zone.
-  let publishTimer: NodeJS.Timeout | null = null;
-  const publish = (): void => {
-    publishTimer = null;
-    const mine = sm.published.get(String(memberId));
-    if (mine && JSON.stringify(mine.clientUrls) === JSON.stringify(cfg.advertiseClientUrls) && (mine.zone ?? '') === zone) return;
-    ctx
-      .proposeWrite({ member_attributes: { member_id: String(memberId), name: cfg.name, client_urls: cfg.advertiseClientUrls, zone } }, { internal: true })
-      .then(
-        () => log.info({ clientUrls: cfg.advertiseClientUrls, zone }, 'published client URLs and zone'),
-        () => {
-          publishTimer = setTimeout(publish, 500);
-        },
-      );
-  };
-  // As soon as a leader is known (a joining member is otherwise listed nameless for a while).
-  publishTimer = setTimeout(publish, 200);
-  member.onLeaderChange((_group, leaderId) => {
-    if (leaderId === 0 || publishTimer === null) return;
-    clearTimeout(publishTimer);
-    publishTimer = setTimeout(publish, 0);
-  });
+  const stopPublishing = startPublishing(cfg, ctx, member, sm, memberId);
 
   const metricsPort = httpServer ? (httpServer.address() as { port: number }).port : 0;
   log.info({ name: cfg.name, clientUrls: cfg.advertiseClientUrls, clientPorts, peerPort: transport.port, metricsPort }, 'serving');
 
-  let stopping: Promise<void> | null = null;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (publishTimer) clearTimeout(publishTimer);
-      // A leader that stops hands leadership to its most caught-up follower first, so the cluster
-      // does not sit out an election timeout (rolling restarts stay fast).
-      if (member.status(DATA_GROUP_ID).role === 'leader') {
-        const target = member.bestTransferee(DATA_GROUP_ID);
-        if (target !== 0) {
-          await member
-            .transferLeadership(DATA_GROUP_ID, target, 2 * cfg.tickMs * cfg.electionTimeoutTicks)
-            .then(
-              () => log.info({ to: target.toString(16) }, 'leadership transferred before stopping'),
-              (err: unknown) => log.warn({ err }, 'leadership transfer before stopping failed'),
-            );
-        }
-      }
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          grpcServer.forceShutdown();
-          resolve();
-        }, 2_000);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
-      leases.stop();
-      sweeper?.stop();
-      clusterAdmin.close();
-      sharding?.stop();
-      shardChannels?.close();
-      await member.stop();
-      sm.failAll(new Error('server stopping'));
-      await transport.stop();
-      await Promise.all(listeners.map((l) => l.close()));
-      clientCerts?.close();
-      peerCerts?.close();
-      if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
-      await db.close();
-      log.info('stopped');
-    })();
-    return stopping;
-  };
-
+  const stopServer = stopper({ cfg, member, sm, db, grpcServer, transport, leases, sweeper, clusterAdmin, sharding, shardChannels, listeners, certificates: [clientCerts, peerCerts], httpServer, stopPublishing });
+  stop = stopServer;
   // Only the cluster group: a shard replica moved off this member ends that replica, not the process.
   member.onClusterRemoval(() => onRemoved());
-  function onRemoved(): void {
-    if (removedHandled) return;
-    removedHandled = true;
-    log.error('this member has been permanently removed from the cluster; stopping');
-    const record: ClusterRecord = { ...cluster, removed: true };
-    const batch = new TurnBatch();
-    batch.putCluster(record);
-    void db
-      .write(batch, true)
-      .then(() => stop())
-      .catch((err: unknown) => log.error({ err }, 'stopping after removal failed'))
-      .finally(() => cfg.onRemoved?.());
-  }
 
-  return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop };
+  return { memberId, clusterId: cluster.clusterId, clientPorts, peerPort: transport.port, metricsPort, ctx, stop: stopServer };
 }
