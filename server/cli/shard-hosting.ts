@@ -871,13 +871,13 @@ export class ShardHosting implements ShardedKeyspace {
     return movesAllowed(this.shardCount, (s) => this.metadata.desiredReplicas(s), (s) => this.metadata.observedConf(s), MAX_MOVING_SHARDS);
   }
 
-  /** Every shard in order: the replica hosted here, or a target whose state machine is elsewhere. */
   appliedRevision(): number {
     let newest = 0;
     for (const hosted of this.hosted.values()) newest = Math.max(newest, hosted.sm.appliedRevision());
     return newest;
   }
 
+  /** Every shard in order: the replica hosted here, or a target whose state machine is elsewhere. */
   targets(): readonly GroupTarget[] {
     return Array.from({ length: this.shardCount }, (_, i) => this.targetOf(i));
   }
