@@ -12,7 +12,15 @@ let child: ChildProcess | null = null;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-local-tls-'));
 
 afterEach(() => {
-  if (child && child.exitCode === null) child.kill('SIGKILL');
+  // `synod local` runs as its own process group (detached): a SIGKILL to the group takes its three
+  // members too, which one to it alone would leave running (a failed assertion skips its SIGINT).
+  if (child?.pid !== undefined) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // the group is gone: it stopped on its SIGINT
+    }
+  }
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -33,7 +41,7 @@ describe('synod local --tls', () => {
     child = spawn(process.execPath, [
       CLI, 'local', '--tls', '--client-cert-auth', '--data-dir', dataDir,
       '--client-ports', `${c1},${c2},${c3}`, '--peer-ports', `${p1},${p2},${p3}`, '--metrics-ports', `${m1},${m2},${m3}`,
-    ]);
+    ], { detached: true });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -13,7 +13,15 @@ let child: ChildProcess | null = null;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-local-'));
 
 afterEach(() => {
-  if (child && child.exitCode === null) child.kill('SIGKILL');
+  // `synod local` runs as its own process group (detached): a SIGKILL to the group takes its three
+  // members too, which one to it alone would leave running (a failed assertion skips its SIGINT).
+  if (child?.pid !== undefined) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // the group is gone: it stopped on its SIGINT
+    }
+  }
 });
 
 async function startLocal(ports: number[]): Promise<{ output: () => string; endpoints: string }> {
@@ -22,7 +30,7 @@ async function startLocal(ports: number[]): Promise<{ output: () => string; endp
     // As `make run` starts it: 16 shards.
     CLI, 'local', '--data-dir', dataDir, '--shards', '16',
     '--client-ports', `${c1},${c2},${c3}`, '--peer-ports', `${p1},${p2},${p3}`, '--metrics-ports', `${m1},${m2},${m3}`,
-  ]);
+  ], { detached: true });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
