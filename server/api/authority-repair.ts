@@ -315,6 +315,8 @@ export function admitClientConnection(socket: Duplex, inject: (connection: Duple
     inject(socket);
   };
 
+  const firstRequestDone = (): boolean => firstBlock?.complete === true;
+
   const readFrames = (): void => {
     for (let frame = frameAt(buffered, parsedTo); frame !== null; frame = frameAt(buffered, parsedTo)) {
       const start = parsedTo;
@@ -356,8 +358,7 @@ export function admitClientConnection(socket: Duplex, inject: (connection: Duple
       onError(); // a client sending this much without acknowledging SETTINGS is not speaking HTTP/2
       return;
     }
-    const firstRequestDone = firstBlock !== null && (firstBlock as { complete: boolean }).complete;
-    if (ack !== null && (firstRequestDone || firstRequestTimer === null || buffered.length > MAX_PEEK_BYTES)) handOver();
+    if (ack !== null && (firstRequestDone() || firstRequestTimer === null || buffered.length > MAX_PEEK_BYTES)) handOver();
   }
 
   socket.on('data', onData);

@@ -4,6 +4,7 @@
 // (The TLS ports do the same after the handshake, server/tls/tls-listener.ts.)
 import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
+import { closeInjectingListener, splitHostPort } from '../tls/tls-listener.ts';
 import { admitClientConnection, type AdmissionCounters } from './authority-repair.ts';
 
 export interface ClientListener {
@@ -17,23 +18,16 @@ export async function listenPlain(server: grpc.Server, address: string, counters
     socket.setNoDelay(true);
     admitClientConnection(socket, (connection) => injector.injectConnection(connection), counters);
   });
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
-  if (!m) throw new Error(`not a host:port address: ${address}`);
+  const [host, port] = splitHostPort(address);
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);
-    netServer.listen(Number(m[2]), m[1], () => {
+    netServer.listen(Number(port), host, () => {
       netServer.off('error', reject);
       resolve();
     });
   });
   return {
     port: (netServer.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        injector.destroy();
-        netServer.close(() => resolve());
-        // Sockets grpc-js still holds end with its own shutdown; do not wait on them here.
-        setTimeout(resolve, 1_000).unref();
-      }),
+    close: () => closeInjectingListener(injector, netServer),
   };
 }

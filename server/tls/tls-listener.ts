@@ -4,6 +4,7 @@
 // are logged in plain words, and established connections are handed to grpc-js through its connection
 // injector. Reloaded certificates (certificate-files.ts) apply to new connections at once.
 import * as grpc from '@grpc/grpc-js';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -114,18 +115,27 @@ export async function listenTls(server: grpc.Server, address: string, opts: TlsL
   const port = (tlsServer.address() as { port: number }).port;
   return {
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        stopWatching();
-        injector.destroy();
-        tlsServer.close(() => resolve());
-        // Sockets grpc-js still holds end with its own shutdown; do not wait on them here.
-        setTimeout(resolve, 1_000).unref();
-      }),
+    close: () => {
+      stopWatching();
+      return closeInjectingListener(injector, tlsServer);
+    },
   };
 }
 
-function splitHostPort(address: string): [string, string] {
+/**
+ * Closes a listener that hands its connections to grpc-js through `injector` (this one, and the plaintext
+ * client port's, api/client-listener.ts).
+ */
+export function closeInjectingListener(injector: { destroy(): void }, server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    injector.destroy();
+    server.close(() => resolve());
+    // Sockets grpc-js still holds end with its own shutdown; do not wait on them here.
+    setTimeout(resolve, 1_000).unref();
+  });
+}
+
+export function splitHostPort(address: string): [string, string] {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(address);
   if (!m) throw new Error(`not a host:port address: ${address}`);
   return [m[1], m[2]];
