@@ -3,7 +3,8 @@
 // metadata group and every shard follow (server/shard/group-membership.ts): a joiner enters each shard as
 // a learner, receives its data (by snapshot: the logs are compacted every 50 writes), becomes a voter
 // once promoted, and serves every key; a removed member leaves every shard and the rest serve on with no
-// acknowledged write lost.
+// acknowledged write lost. This is the cluster created with `--replication-factor 0` (every member hosts
+// every shard); the default, three replicas placed by the ring, is test/sharded-placement.test.ts's.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
@@ -15,7 +16,7 @@ const SHARDS = 4;
 let cluster: ProcessCluster;
 
 beforeAll(async () => {
-  cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--snapshot-count', '50'], memberArgs: () => ['--shards', String(SHARDS)] });
+  cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--snapshot-count', '50'], memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', '0'] });
 }, 60_000);
 
 afterAll(async () => {

@@ -91,7 +91,18 @@ export function clusterReplicationFactor(record: ClusterRecord, flag: number | u
   return r;
 }
 
-export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[], shards = 1, replicationFactor = 0): ClusterRecord {
+/**
+ * Replicas per shard of a sharded cluster created without --replication-factor: three, the design
+ * brief's default (every member when fewer). One group has no shards to place, and its record stays as
+ * it always was. 0 (every member hosts every shard) must be asked for.
+ */
+export const DEFAULT_REPLICATION_FACTOR = 3;
+
+export function defaultReplicationFactor(shards: number): number {
+  return shards > 1 ? DEFAULT_REPLICATION_FACTOR : 0;
+}
+
+export function bootstrapClusterRecord(initialCluster: string, token: string, selfName: string, selfClientUrls: string[], shards = 1, replicationFactor = defaultReplicationFactor(shards)): ClusterRecord {
   const parsed = parseInitialCluster(initialCluster);
   if (!parsed.some((m) => m.name === selfName)) throw new Error(`--initial-cluster has no member named "${selfName}"`);
   const members: MemberInfo[] = parsed.map((m) => ({

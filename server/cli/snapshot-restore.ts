@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DATA_GROUP_ID } from '../api/context.ts';
-import { bootstrapClusterRecord, parseInitialCluster, type ClusterRecord } from '../api/cluster-info.ts';
+import { bootstrapClusterRecord, defaultReplicationFactor, parseInitialCluster, type ClusterRecord } from '../api/cluster-info.ts';
 import { appliedRevisionRecord, MEMBERSHIP_RECORD_PREFIX, MVCC_RECORD_PREFIX, PUBLISHED_MEMBER_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import { highWaterRecord } from '../shard/metadata-state-machine.ts';
 import { ALARM_RECORD_PREFIX } from '../shard/alarms.ts';
@@ -71,7 +71,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   const header = await readBackupHeader(o.snapshotPath);
   const shards = o.shards ?? header.shards ?? 1;
   if (shards !== 1) validateShardCount(shards);
-  const replicationFactor = o.replicationFactor ?? 0;
+  const replicationFactor = o.replicationFactor ?? defaultReplicationFactor(shards);
 
   // The same record `synod server` would bootstrap from these flags (start-server.ts), so a member
   // started with them finds itself in it.

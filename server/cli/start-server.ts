@@ -102,7 +102,7 @@ export interface ServerConfig {
   shards?: number;
   /** --dead-member-grace: how long a member may be unreachable before its shard replicas are placed elsewhere. */
   deadMemberGraceMs?: number;
-  /** --replication-factor: replicas per shard of a cluster being created (absent: 0, every member hosts every shard); given later it must match. */
+  /** --replication-factor: replicas per shard of a cluster being created (absent: 3 with --shards > 1, defaultReplicationFactor); given later it must match. */
   replicationFactor?: number;
   /** TEST-ONLY (--test-forward-shards): shards this member's API forwards as if it hosted none of them. */
   testForwardShards?: readonly number[] | 'all';
@@ -168,7 +168,7 @@ async function loadOrBootstrapCluster(db: MemberDb, cfg: ServerConfig, peerCrede
   const record =
     cfg.initialClusterState === 'existing'
       ? await joinExistingCluster(cfg, cfg.logger, peerCredentials)
-      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls, cfg.shards ?? 1, cfg.replicationFactor ?? 0);
+      : bootstrapClusterRecord(cfg.initialCluster, cfg.initialClusterToken, cfg.name, cfg.advertiseClientUrls, cfg.shards ?? 1, cfg.replicationFactor);
   const batch = new TurnBatch();
   batch.putCluster(record);
   await db.write(batch, true);

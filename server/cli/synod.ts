@@ -68,7 +68,7 @@ program
   .option('--zone <name>', 'failure domain of this member (topology.kubernetes.io/zone), for placement; empty: none', '')
   .option('--shards <n>', 'shard count of a new cluster (a power of two, fixed at creation; default 1); given later it must match')
   .option('--dead-member-grace <seconds>', 'with --replication-factor: how long a member may be unreachable before its shard replicas are placed elsewhere', '300')
-  .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 0: every member hosts every shard); given later it must match')
+  .option('--replication-factor <n>', 'replicas per shard of a new sharded cluster (fixed at creation; default 3, or every member when fewer; 0: every member hosts every shard); given later it must match')
   .option('--no-lease-reads', 'answer every linearizable read after a heartbeat round to a quorum, never on a leader lease (leases assume clocks that run at nearly the same rate, and the same --heartbeat-interval and --election-timeout on every member)')
   .option('--log-level <level>', 'pino log level', 'info')
   // Test-only switches for the fault suite (test/fault); both off by default.
@@ -217,7 +217,7 @@ program
   .option('--client-cert-auth', 'with --tls: clients must present a certificate from the development CA')
   .option('--zone <names>', 'zone of the members: one name for all three, or three comma-separated names', '')
   .option('--shards <n>', 'shard count of the cluster (a power of two; default 1)')
-  .option('--replication-factor <n>', 'replicas per shard (0, the default: every member hosts every shard); members added later receive a share')
+  .option('--replication-factor <n>', 'replicas per shard (default 3; 0: every member hosts every shard); members added later receive a share')
   .action(async (o: { dataDir: string; clientPorts: string; peerPorts: string; metricsPorts: string; tls?: boolean; clientCertAuth?: boolean; zone: string; shards?: string; replicationFactor?: string }) => {
     const ports = (v: string, flag: string): number[] => {
       const p = list(v).map(Number);
@@ -290,7 +290,7 @@ snapshot
   .option('--initial-advertise-peer-urls <urls>', 'this member\'s peer URLs (checked against --initial-cluster)')
   .option('--skip-hash-check', 'do not check the sha256 trailer')
   .option('--shards <n>', 'the new cluster\'s shard count, a power of two (default: the backup\'s source cluster\'s)')
-  .option('--replication-factor <n>', 'the new cluster\'s replicas per shard (default 0: every member hosts every shard)')
+  .option('--replication-factor <n>', 'the new cluster\'s replicas per shard (default 3 with more than one shard; 0: every member hosts every shard)')
   .action(async (file: string, o: { name: string; dataDir?: string; initialCluster?: string; initialClusterToken: string; initialAdvertisePeerUrls?: string; skipHashCheck?: boolean; shards?: string; replicationFactor?: string }) => {
     const peerUrls = o.initialAdvertisePeerUrls ? list(o.initialAdvertisePeerUrls) : undefined;
     try {
