@@ -21,6 +21,7 @@ import { ProcessCluster } from './support/process-cluster.ts';
 import { EtcdReference } from './support/etcd-reference.ts';
 import { etcdctl } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
+import { eventually } from './support/eventually.ts';
 
 const SHARDS = 16;
 
@@ -243,11 +244,14 @@ function oneWatchResponse(stdout: string): string {
   return `${JSON.stringify(merged)}\n`;
 }
 
-/** The two shapes of a sharded cluster: every member hosting every shard, and placement on a subset. */
+/**
+ * The two shapes of a sharded cluster: every member hosting every shard (asked for with
+ * --replication-factor 0), and placement on a subset (the default: 3 replicas per shard).
+ */
 const CLUSTERS = [
-  { name: `3 members, ${SHARDS} shards on every member`, size: 3, args: ['--shards', String(SHARDS)] },
+  { name: `3 members, ${SHARDS} shards on every member (--replication-factor 0)`, size: 3, args: ['--shards', String(SHARDS), '--replication-factor', '0'], replicasPerShard: 3 },
   // Each member hosts 12 of the 16 shards: etcdctl's requests are forwarded and its watches follow remote shards.
-  { name: `4 members, ${SHARDS} shards on 3 each (placement on a subset)`, size: 4, args: ['--shards', String(SHARDS), '--replication-factor', '3'] },
+  { name: `4 members, ${SHARDS} shards on 3 each (the default placement on a subset)`, size: 4, args: ['--shards', String(SHARDS)], replicasPerShard: 3 },
 ] as const;
 
 let synod: ProcessCluster;
@@ -290,6 +294,19 @@ describe.each(CLUSTERS)('etcdctl on $name: Synod answers as etcd does', (shape) 
 
   afterAll(async () => {
     await Promise.all([synod?.destroy(), etcd?.stop()]);
+  });
+
+  it(`/placement shows each shard on ${shape.replicasPerShard} distinct members`, async () => {
+    await eventually('every shard placed and reported', async () => {
+      const res = await fetch(`http://127.0.0.1:${synod.members[0].metricsPort}/placement`);
+      const shards = ((await res.json()) as { shards: Array<{ replicas: string[]; leader: string | null }> }).shards;
+      expect(shards).toHaveLength(SHARDS);
+      for (const s of shards) {
+        expect(new Set(s.replicas).size).toBe(shape.replicasPerShard);
+        expect(s.leader).not.toBeNull();
+      }
+      return true;
+    }, 20_000);
   });
 
   it.skipIf(!EtcdReference.available())('a KV session with multi-shard reads, hash-tagged txns, history and compaction prints the same on both', async () => {

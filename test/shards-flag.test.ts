@@ -1,6 +1,7 @@
 // --shards as a user meets it (issue 14, bad input): a count that is not a power of two in 1..1024 is
 // refused at start with a clear message, before any data is written; --shards 1 starts today's
-// one-shard cluster; a member given a count that differs from its cluster's refuses to start.
+// one-shard cluster; a member given a count that differs from its cluster's refuses to start; a new sharded
+// cluster keeps 3 replicas per shard unless --replication-factor says otherwise.
 // (A sharded cluster itself: test/sharded-cluster.test.ts.)
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -8,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { clusterShardCount, type ClusterRecord } from '../server/api/cluster-info.ts';
+import { bootstrapClusterRecord, clusterReplicationFactor, clusterShardCount, type ClusterRecord } from '../server/api/cluster-info.ts';
 import { freePorts } from './support/ports.ts';
 
 const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'cli', 'synod.ts');
@@ -70,5 +71,17 @@ describe('--shards', () => {
     expect(clusterShardCount(record(16), undefined)).toBe(16); // a joiner learns it
     expect(() => clusterShardCount(record(16), 1)).toThrow("--shards 1 differs from this cluster's shard count 16 (fixed when the cluster was created)");
     expect(() => clusterShardCount(record(), 4)).toThrow("--shards 4 differs from this cluster's shard count 1");
+  });
+
+  it('a new sharded cluster stores 3 replicas per shard unless told; one group stores none; an old record keeps 0', () => {
+    const created = (shards: number, r?: number): ClusterRecord => bootstrapClusterRecord('m1=http://127.0.0.1:1', 't', 'm1', [], shards, r);
+    expect(created(16).replicationFactor).toBe(3);
+    expect(created(16, 5).replicationFactor).toBe(5);
+    expect(created(16, 0).replicationFactor).toBeUndefined(); // every member hosts every shard
+    expect(created(1).replicationFactor).toBeUndefined(); // one group: byte for byte the record it always was
+    expect(clusterReplicationFactor(created(16), undefined)).toBe(3);
+    expect(() => clusterReplicationFactor(created(16), 0)).toThrow("--replication-factor 0 differs from this cluster's 3 (fixed when the cluster was created)");
+    const before: ClusterRecord = { clusterId: 1, token: 't', members: [], shards: 16 }; // created while 0 was the default
+    expect(clusterReplicationFactor(before, undefined)).toBe(0);
   });
 });
