@@ -114,6 +114,16 @@ describe(`a ${SHARDS}-shard cluster`, () => {
     expect(status.trim().split('\n')).toHaveLength(3);
   });
 
+  it('GET /health on the client port reads the "health" key through its shard, from every member', async () => {
+    for (let i = 0; i < 3; i++) {
+      for (const path of ['/health', '/health?serializable=true']) {
+        const res = await fetch(`http://${cluster.addressOf(i)}${path}`);
+        expect(res.status, `member ${i} ${path}`).toBe(200);
+        expect(await res.text()).toBe('{"health":"true","reason":""}');
+      }
+    }
+  });
+
   it('/placement shows every shard with three voters and a leader', async () => {
     const view = await placement(0);
     expect(view.shards.map((s) => s.id)).toEqual([0, 1, 2, 3]);

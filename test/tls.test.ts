@@ -99,6 +99,30 @@ describe('client and peer TLS on a 3-member cluster', () => {
     expect(untrusted.code).not.toBe(0);
   });
 
+  it('HTTPS on the client port: /health over HTTP/1.1 (ALPN h2 and http/1.1 offered, as curl does, or none), gRPC still h2', async () => {
+    const get = (alpn: string[] | undefined): Promise<{ status: number; body: string; protocol: string | false | null }> =>
+      new Promise((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: cluster.members[0].clientPort, ca: fs.readFileSync(ca.certFile), servername: 'localhost', ...(alpn ? { ALPNProtocols: alpn } : {}) }, () => {
+          socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+        });
+        let raw = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (d: string) => (raw += d));
+        socket.on('end', () => resolve({ status: Number(raw.split(' ')[1]), body: raw.slice(raw.indexOf('\r\n\r\n') + 4), protocol: socket.alpnProtocol }));
+        socket.on('error', reject);
+      });
+    const offered = await get(['h2', 'http/1.1']);
+    expect(offered.protocol).toBe('http/1.1');
+    expect(offered.status).toBe(200);
+    expect(offered.body).toBe('{"health":"true","reason":""}');
+    const none = await get(undefined); // no ALPN at all: told apart by its first bytes
+    expect(none.protocol).toBe(false);
+    expect(none.body).toBe('{"health":"true","reason":""}');
+    // A gRPC client offers h2 alone and gets it.
+    expect(await etcdctlOk(cluster.endpointOf(0), ['--cacert', ca.certFile, 'put', 'tls-http', 'beside'])).toBe('OK\n');
+    expect(await etcdctlOk(cluster.endpointOf(0), ['--cacert', ca.certFile, 'get', 'tls-http', '--print-value-only'])).toBe('beside\n');
+  });
+
   it('lease renewals and membership changes sent to followers reach the leader over peer TLS', async () => {
     const cacert = ['--cacert', ca.certFile];
     const leader = await cluster.leaderIndex();

@@ -1,6 +1,7 @@
 // authority-repair.ts: the header-block repair against a real HPACK encoder (hpack.js's compressor: Huffman
 // strings, a dynamic table shared by a connection's blocks), and the admission in front of a real Node
 // HTTP/2 server (nghttp2) with real Node HTTP/2 clients — one naming an :authority nghttp2 refuses.
+import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import hpack from 'hpack.js';
@@ -13,8 +14,10 @@ import {
   headersFrames,
   isValidAuthority,
   repairedAuthority,
+  startsLikeHttp1,
   type AdmissionCounters,
 } from './authority-repair.ts';
+import { injectHttp1Connection } from './client-listener.ts';
 
 interface Compressor {
   write(fields: Array<{ name: string; value: string }>): void;
@@ -195,5 +198,92 @@ describe('admitClientConnection and a client that resets its connection while be
     });
     await closed;
     expect(injected).toEqual([]);
+  });
+});
+
+describe('admitClientConnection with HTTP/1.x beside HTTP/2 (etcd serves /health, /version, /metrics on its client port)', () => {
+  const closers: Array<() => void> = [];
+  afterEach(() => {
+    for (const close of closers.splice(0)) close();
+  });
+
+  /** One port: HTTP/2 to a Node HTTP/2 server, HTTP/1.x to a Node HTTP/1 server, each answering who it is. */
+  async function serveBoth(): Promise<number> {
+    const h2 = http2.createServer();
+    h2.on('stream', (stream, headers) => {
+      stream.respond({ ':status': 200 });
+      stream.end(`h2 ${String(headers[':path'])}`);
+    });
+    const h1 = http.createServer((req, res) => res.end(`h1 ${req.method} ${req.url}`));
+    const sockets = new Set<net.Socket>();
+    const tcp = net.createServer((socket) => {
+      sockets.add(socket);
+      admitClientConnection(socket, (connection) => h2.emit('connection', connection), { repaired: 0 }, (s, head) => injectHttp1Connection(h1, s, head));
+    });
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    closers.push(() => {
+      for (const s of sockets) s.destroy();
+      h1.closeAllConnections();
+      tcp.close();
+    });
+    return (tcp.address() as net.AddressInfo).port;
+  }
+
+  /** Writes `parts` to a fresh connection, 20 ms apart; everything the server sends until it closes. */
+  function raw(port: number, parts: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let out = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => (out += d));
+      socket.on('close', () => resolve(out));
+      socket.on('error', reject);
+      parts.forEach((p, i) => setTimeout(() => socket.write(p), i * 20));
+    });
+  }
+
+  it('tells a request line from the preface by its first byte', () => {
+    expect(startsLikeHttp1(Buffer.from('GET / HTTP/1.1'))).toBe(true);
+    expect(startsLikeHttp1(Buffer.from('P'))).toBe(true); // POST or PUT: already not "PRI * HTTP/2.0" when it differs
+    expect(startsLikeHttp1(Buffer.from([0x16, 0x03, 0x01]))).toBe(false); // a TLS ClientHello on a plaintext port
+    expect(startsLikeHttp1(Buffer.alloc(0))).toBe(false);
+  });
+
+  it('serves HTTP/1.1 requests, one split after its first byte, and keeps a connection alive; HTTP/2 on the same port is unchanged', async () => {
+    const port = await serveBoth();
+    const split = await raw(port, ['G', 'ET /split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(split).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(split.endsWith('h1 GET /split')).toBe(true);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(() => agent.destroy());
+    const ports: number[] = [];
+    for (const path of ['/health', '/version']) {
+      const body = await new Promise<string>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          ports.push(res.socket.localPort ?? 0);
+          let b = '';
+          res.on('data', (d: Buffer) => (b += d.toString()));
+          res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      expect(body).toBe(`h1 GET ${path}`);
+    }
+    expect(ports[1]).toBe(ports[0]);
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    closers.push(() => session.destroy());
+    const h2body = await new Promise<string>((resolve) => {
+      const req = session.request({ ':path': '/grpc' });
+      let b = '';
+      req.on('data', (d: Buffer) => (b += d.toString()));
+      req.on('end', () => resolve(b));
+      req.end();
+    });
+    expect(h2body).toBe('h2 /grpc');
+  });
+
+  it('hands bytes that are neither to nghttp2, which refuses them', async () => {
+    const port = await serveBoth();
+    const answer = await raw(port, ['\x16\x03\x01\x00\x05hello']);
+    expect(answer.startsWith('HTTP/1.1')).toBe(false);
   });
 });

@@ -256,6 +256,21 @@ export class AuthorityRepairingStream extends Duplex {
   }
 }
 
+/**
+ * Takes a client-port connection that speaks HTTP/1.x (etcd answers /health, /version and /metrics on its
+ * client port), with the bytes already read from it.
+ */
+export type Http1Server = (socket: Duplex, head: Buffer) => void;
+
+/**
+ * Whether a connection's first bytes, already known not to be the HTTP/2 preface, open an HTTP/1.x request:
+ * a method is upper-case letters. Anything else (a TLS hello on a plaintext port, noise) goes to nghttp2,
+ * which refuses it.
+ */
+export function startsLikeHttp1(head: Buffer): boolean {
+  return head.length > 0 && head[0] >= 0x41 && head[0] <= 0x5a;
+}
+
 /** How far a connection's admission got (admitClientConnection). */
 type AdmissionState = 'preface' | 'peeking' | 'handed-over';
 
@@ -269,7 +284,7 @@ export interface AdmissionCounters {
  * connection injector — once its first request shows whether its :authority needs repairing. See the
  * module comment for the exchange.
  */
-export function admitClientConnection(socket: Duplex, inject: (connection: Duplex) => void, counters?: AdmissionCounters): void {
+export function admitClientConnection(socket: Duplex, inject: (connection: Duplex) => void, counters?: AdmissionCounters, http1?: Http1Server): void {
   let state: AdmissionState = 'preface';
   let buffered: Buffer = Buffer.alloc(0);
   /** Where the next unparsed frame starts in `buffered`. */
@@ -336,11 +351,19 @@ export function admitClientConnection(socket: Duplex, inject: (connection: Duple
   function onData(chunk: Buffer): void {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
     if (state === 'preface') {
-      if (buffered.length < PREFACE.length) return;
-      if (!buffered.subarray(0, PREFACE.length).equals(PREFACE)) {
+      const seen = Math.min(buffered.length, PREFACE.length);
+      if (!buffered.subarray(0, seen).equals(PREFACE.subarray(0, seen))) {
+        if (http1 !== undefined && startsLikeHttp1(buffered)) {
+          state = 'handed-over';
+          cleanup();
+          socket.pause();
+          http1(socket, buffered);
+          return;
+        }
         handOver(); // not HTTP/2: nghttp2 refuses it in its own words
         return;
       }
+      if (buffered.length < PREFACE.length) return;
       state = 'peeking';
       socket.write(EMPTY_SETTINGS);
       firstRequestTimer = setTimeout(() => {

@@ -1,10 +1,16 @@
-// The member's HTTP side: /healthz (the process serves), /readyz (part of a quorum with a known
-// leader and caught up on what is committed), /metrics (Prometheus text via prom-client) and
-// /placement (where the keyspace lives, as JSON: placement-http.ts).
+// The member's HTTP side: /healthz and /livez (the process serves), /readyz (part of a quorum with a
+// known leader and caught up on what is committed), /health and /version (etcd's, etcd-health.ts),
+// /metrics (Prometheus text via prom-client) and /placement (where the keyspace lives, as JSON:
+// placement-http.ts). On the metrics port, and on the client ports for HTTP/1.x connections, as etcd
+// serves /health, /version and /metrics on its client port.
 import { crossShardStats } from './cross-shard-txn.ts';
 import type { SendRateStats } from '../transport/send-rate-limiter.ts';
 import type { StreamCallStats } from '../transport/peer-transport.ts';
 import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { checkHealth, parseHealthQuery } from './etcd-health.ts';
+import { injectHttp1Connection } from './client-listener.ts';
+import { ETCD_COMPAT_VERSION } from './maintenance-service.ts';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import type { ApiContext } from './context.ts';
@@ -41,7 +47,9 @@ export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
 
 export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): client.Registry {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'synod_process_' });
+  // Unprefixed, as every Prometheus client library names them and as etcd exports them: dashboards and
+  // `etcdctl check datascale` read process_resident_memory_bytes from 2379/metrics.
+  client.collectDefaultMetrics({ register: registry });
   const status = (): ReturnType<typeof ctx.member.status> => ctx.member.status(DATA_GROUP_ID);
   const gauge = (name: string, help: string, read: () => number): void => {
     new client.Gauge({
@@ -190,32 +198,62 @@ function handleFaultPartition(faults: FaultInjector, ctx: ApiContext, req: http.
   });
 }
 
-export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): Promise<http.Server> {
+/** What a member answers over HTTP/1.1, on its metrics port and (as etcd does) on its client ports. */
+export interface MemberHttp {
+  /** Listens on the metrics address (the fault-injection door included when it is on). */
+  listen(host: string, port: number): Promise<http.Server>;
+  /**
+   * Serves one connection that arrived on a client port speaking HTTP/1.x (authority-repair.ts tells it
+   * from HTTP/2), with `head` the bytes already read from it.
+   */
+  serveClientConnection(socket: Duplex, head: Buffer): void;
+  /** Ends the client ports' HTTP connections (the metrics server is closed by whoever listened). */
+  close(): void;
+}
+
+export function memberHttp(ctx: ApiContext, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): MemberHttp {
   const registry = buildRegistry(ctx, snapshotSend, streamCalls);
-  const server = createServer((req, res) => {
+  // The client ports serve etcd's paths and Synod's read-only ones; never the fault-injection door.
+  const clientPortServer = createServer(requestHandler(ctx, registry, undefined));
+  return {
+    listen(host, port) {
+      const server = createServer(requestHandler(ctx, registry, faults));
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve(server));
+      });
+    },
+    serveClientConnection(socket, head) {
+      injectHttp1Connection(clientPortServer, socket, head);
+    },
+    close() {
+      clientPortServer.closeAllConnections();
+    },
+  };
+}
+
+/** The metrics port alone (tests): memberHttp(...).listen. */
+export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): Promise<http.Server> {
+  return memberHttp(ctx, faults, snapshotSend, streamCalls).listen(host, port);
+}
+
+function requestHandler(ctx: ApiContext, registry: client.Registry, faults: FaultInjector | undefined): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
     const [url, ...rest] = (req.url ?? '/').split('?');
     const search = rest.join('?');
     if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
       handleFaultPartition(faults, ctx, req, res);
-    } else if (url === '/healthz') {
+    } else if (url === '/health') {
+      answerHealth(ctx, search, req, res);
+    } else if (url === '/version') {
+      sendWhole(res, 200, { 'content-type': 'application/json' }, JSON.stringify({ etcdserver: ETCD_COMPAT_VERSION, etcdcluster: clusterVersionOf(ETCD_COMPAT_VERSION) }));
+    } else if (url === '/healthz' || url === '/livez') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (url === '/readyz') {
       const r = readiness(ctx);
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.reason}\n`);
     } else if (url === '/placement' && (req.method === 'GET' || req.method === 'HEAD')) {
-      // Leaders and revisions of shards hosted elsewhere come from their hosts (at most a second's wait).
-      void Promise.resolve()
-        .then(() => ctx.shards?.refreshRemoteViews(Date.now() + REMOTE_VIEW_WAIT_MS))
-        .catch(() => undefined) // the view is then this member's own knowledge
-        .then(() => {
-          let answer: ReturnType<typeof answerPlacement>;
-          try {
-            answer = answerPlacement(search, () => observePlacement(ctx));
-          } catch (err) {
-            answer = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
-          }
-          res.writeHead(answer.status, { 'content-type': 'application/json' }).end(`${JSON.stringify(answer.body)}\n`);
-        });
+      answerPlacementRequest(ctx, search, res);
     } else if (url === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
@@ -224,9 +262,47 @@ export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, 
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
+  };
+}
+
+/** etcd's /health: GET only; 200 with the JSON when healthy, 503 with it (and a newline, as Go's http.Error) when not. */
+function answerHealth(ctx: ApiContext, search: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.method !== 'GET') {
+    res.writeHead(405, { 'content-type': 'text/plain; charset=utf-8', allow: 'GET' }).end('Method Not Allowed\n');
+    return;
+  }
+  void checkHealth(ctx, parseHealthQuery(search)).then((answer) => {
+    const body = JSON.stringify(answer);
+    if (answer.health === 'true') sendWhole(res, 200, { 'content-type': 'text/plain; charset=utf-8' }, body);
+    else sendWhole(res, 503, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' }, `${body}\n`);
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
-  });
+}
+
+/** A whole body with its Content-Length, as etcd sends these (writeHead first would make it chunked). */
+function sendWhole(res: http.ServerResponse, status: number, headers: Record<string, string>, body: string): void {
+  res.statusCode = status;
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.end(body);
+}
+
+/** "3.5.2" → "3.5.0": the cluster version etcd reports is the major.minor its members agree on. */
+function clusterVersionOf(serverVersion: string): string {
+  const [major, minor] = serverVersion.split('.');
+  return `${major}.${minor}.0`;
+}
+
+function answerPlacementRequest(ctx: ApiContext, search: string, res: http.ServerResponse): void {
+  // Leaders and revisions of shards hosted elsewhere come from their hosts (at most a second's wait).
+  void Promise.resolve()
+    .then(() => ctx.shards?.refreshRemoteViews(Date.now() + REMOTE_VIEW_WAIT_MS))
+    .catch(() => undefined) // the view is then this member's own knowledge
+    .then(() => {
+      let answer: ReturnType<typeof answerPlacement>;
+      try {
+        answer = answerPlacement(search, () => observePlacement(ctx));
+      } catch (err) {
+        answer = { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
+      }
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(`${JSON.stringify(answer.body)}\n`);
+    });
 }

@@ -23,7 +23,7 @@ import { kvService } from '../api/kv-service.ts';
 import { watchService } from '../api/watch-service.ts';
 import { ClusterService } from '../api/cluster-service.ts';
 import { maintenanceService } from '../api/maintenance-service.ts';
-import { startHttpEndpoints } from '../api/http-endpoints.ts';
+import { memberHttp, type MemberHttp } from '../api/http-endpoints.ts';
 import { SendRateLimiter } from '../transport/send-rate-limiter.ts';
 import { LeaseManager } from '../api/lease-manager.ts';
 import { leaseService } from '../api/lease-service.ts';
@@ -346,17 +346,19 @@ function clientGrpcServer(
 }
 
 /** Listens on every client URL (TLS where https); answers the ports. Each listener goes into `listeners` to be closed. */
-async function listenForClients(cfg: ServerConfig, grpcServer: grpc.Server, ctx: ApiContext, clientCerts: CertificateFiles | null, listeners: Array<{ close(): Promise<void> }>): Promise<number[]> {
+async function listenForClients(cfg: ServerConfig, grpcServer: grpc.Server, ctx: ApiContext, clientCerts: CertificateFiles | null, http: MemberHttp, listeners: Array<{ close(): Promise<void> }>): Promise<number[]> {
   const clientPorts: number[] = [];
-  // Each client connection's first request is seen before grpc-js takes it (api/authority-repair.ts).
-  const admit = (socket: Duplex, inject: (connection: Duplex) => void): void => admitClientConnection(socket, inject, ctx.clientConnections);
+  // Each client connection's first request is seen before grpc-js takes it (api/authority-repair.ts);
+  // one speaking HTTP/1.x is answered as etcd answers /health, /version and /metrics on its client port.
+  const http1 = (socket: Duplex, head: Buffer): void => http.serveClientConnection(socket, head);
+  const admit = (socket: Duplex, inject: (connection: Duplex) => void): void => admitClientConnection(socket, inject, ctx.clientConnections, http1);
   for (const url of cfg.listenClientUrls) {
     if (url.startsWith('https:') && clientCerts) {
-      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: cfg.logger, admit });
+      const listener = await listenTls(grpcServer, hostPort(url), { files: clientCerts, requireClientCert: cfg.clientTls?.clientCertAuth ?? false, role: 'client', logger: cfg.logger, admit, http1 });
       listeners.push(listener);
       clientPorts.push(listener.port);
     } else {
-      const listener = await listenPlain(grpcServer, hostPort(url), ctx.clientConnections);
+      const listener = await listenPlain(grpcServer, hostPort(url), ctx.clientConnections, http1);
       listeners.push(listener);
       clientPorts.push(listener.port);
     }
@@ -669,11 +671,13 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const grpcServer = clientGrpcServer(cfg, ctx, { db, dbDir, leases, clusterAdmin, transport });
 
   await transport.start();
-  const clientPorts = await listenForClients(cfg, grpcServer, ctx, clientCerts, listeners);
+  const memberHttpServing = memberHttp(ctx, faults, snapshotSendLimiter.stats, transport.streamCallStats);
+  listeners.push({ close: async () => memberHttpServing.close() });
+  const clientPorts = await listenForClients(cfg, grpcServer, ctx, clientCerts, memberHttpServing, listeners);
   let httpServer: http.Server | null = null;
   if (cfg.listenMetricsAddress) {
     const [host, port] = cfg.listenMetricsAddress.split(/:(?=\d+$)/);
-    httpServer = await startHttpEndpoints(ctx, host, Number(port), faults, snapshotSendLimiter.stats, transport.streamCallStats);
+    httpServer = await memberHttpServing.listen(host, Number(port));
   }
   member.start();
   leases.start();

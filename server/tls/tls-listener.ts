@@ -19,6 +19,21 @@ export interface TlsListenerOptions {
   logger: Logger;
   /** Where an established connection goes before grpc-js takes it (the client port: authority-repair.ts). */
   admit?: (socket: Duplex, inject: (connection: Duplex) => void) => void;
+  /**
+   * Where a connection that negotiated HTTP/1.1 goes (the client port: etcd answers /health, /version and
+   * /metrics there). Without it only h2 is offered.
+   */
+  http1?: (socket: Duplex, head: Buffer) => void;
+}
+
+/**
+ * The protocol a client port picks from what a client offers: HTTP/1.1 whenever offered, else h2. gRPC
+ * clients offer h2 alone (grpc-go, grpc-js, grpc-java, grpc's C core with its "grpc-exp"); curl, Go's
+ * net/http (Prometheus) and browsers offer both, and what they ask for on 2379 is /health or /metrics.
+ */
+export function pickClientPortProtocol(offered: readonly string[]): string | undefined {
+  if (offered.includes('http/1.1')) return 'http/1.1';
+  return offered.includes('h2') ? 'h2' : undefined;
 }
 
 export interface TlsListener {
@@ -65,7 +80,7 @@ export async function listenTls(server: grpc.Server, address: string, opts: TlsL
     // socket with a bare "socket hang up" (TLS 1.3 finishes the client's side of the handshake before
     // the server has checked its certificate), which would leave nothing to log.
     rejectUnauthorized: false,
-    ALPNProtocols: ['h2'],
+    ...(opts.http1 !== undefined ? { ALPNCallback: ({ protocols }: { protocols: string[] }) => pickClientPortProtocol(protocols) } : { ALPNProtocols: ['h2'] }),
     // A client that connects and never finishes the handshake must not hold a socket for ever.
     handshakeTimeout: 10_000,
   });
@@ -96,7 +111,8 @@ export async function listenTls(server: grpc.Server, address: string, opts: TlsL
       socket.destroy();
       return;
     }
-    if (opts.admit) opts.admit(socket, (connection) => injector.injectConnection(connection));
+    if (opts.http1 !== undefined && socket.alpnProtocol === 'http/1.1') opts.http1(socket, Buffer.alloc(0));
+    else if (opts.admit) opts.admit(socket, (connection) => injector.injectConnection(connection));
     else injector.injectConnection(socket);
   });
 

@@ -81,6 +81,6 @@ export async function measureRestartToReady(
   }
   const readyMs = Date.now() - startedMs;
   const metrics = await cluster.metrics(memberIndex);
-  const rss = /^synod_process_process_resident_memory_bytes (\S+)$/m.exec(metrics);
+  const rss = /^process_resident_memory_bytes (\S+)$/m.exec(metrics);
   return { memberIndex, putMs, readyMs, rssMiB: rss ? Number(rss[1]) / 2 ** 20 : NaN, phases: logPhases(cluster.members[memberIndex].logFile, startedMs) };
 }
