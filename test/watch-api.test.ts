@@ -78,6 +78,16 @@ describe('Watch API', () => {
     expect(got.events[0].prev_kv).toBeNull();
   });
 
+  it('a stream the client half-closed keeps delivering events until cancelled, as etcd\'s does', async () => {
+    const s = open();
+    s.create({ key: b('half/'), range_end: b('half0') });
+    expect((await s.next()).created).toBe(true);
+    s.halfClose();
+    await kv.put('half/1', 'after');
+    const e = await s.next();
+    expect(e.events.map((ev) => ev.kv.value.toString())).toEqual(['after']);
+  });
+
   it('cancel answers canceled and stops events', async () => {
     const s = open();
     s.create({ key: b('c') });

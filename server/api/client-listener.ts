@@ -5,7 +5,10 @@
 // with an HTTP/1.x request goes to `http1` instead: etcd serves /health, /version and /metrics there.
 import * as grpc from '@grpc/grpc-js';
 import type http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { closeInjectingListener, splitHostPort } from '../tls/tls-listener.ts';
 import { admitClientConnection, type AdmissionCounters, type Http1Server } from './authority-repair.ts';
@@ -32,6 +35,32 @@ export async function listenPlain(server: grpc.Server, address: string, counters
   return {
     port: (netServer.address() as net.AddressInfo).port,
     close: () => closeInjectingListener(injector, netServer),
+  };
+}
+
+/**
+ * `server` on a Unix socket in a fresh directory only this user may enter (mkdtemp makes it 0700): the
+ * JSON gateway's way into its own member (json-gateway.ts). Not a client port: nothing but this process
+ * dials it, so it needs neither TLS nor the admission.
+ */
+export async function listenPrivateUnix(server: grpc.Server): Promise<{ target: string; close(): Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-gw-'));
+  const socketPath = path.join(dir, 'grpc.sock');
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const netServer = net.createServer((socket) => injector.injectConnection(socket));
+  await new Promise<void>((resolve, reject) => {
+    netServer.once('error', reject);
+    netServer.listen(socketPath, () => {
+      netServer.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    target: `unix:${socketPath}`,
+    close: async () => {
+      await closeInjectingListener(injector, netServer);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -10,6 +10,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { checkHealth, parseHealthQuery } from './etcd-health.ts';
 import { injectHttp1Connection } from './client-listener.ts';
+import type { JsonGateway } from './json-gateway.ts';
 import { ETCD_COMPAT_VERSION } from './maintenance-service.ts';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
@@ -211,13 +212,22 @@ export interface MemberHttp {
   close(): void;
 }
 
-export function memberHttp(ctx: ApiContext, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): MemberHttp {
-  const registry = buildRegistry(ctx, snapshotSend, streamCalls);
+export interface MemberHttpOptions {
+  /** TEST-ONLY fault injection: POST /debug/fault/partition on the metrics port. */
+  faults?: FaultInjector;
+  snapshotSend?: SendRateStats;
+  streamCalls?: StreamCallStats;
+  /** etcd's JSON gateway (/v3/...), on the client ports only, as etcd serves it. */
+  gateway?: JsonGateway;
+}
+
+export function memberHttp(ctx: ApiContext, opts: MemberHttpOptions = {}): MemberHttp {
+  const registry = buildRegistry(ctx, opts.snapshotSend, opts.streamCalls);
   // The client ports serve etcd's paths and Synod's read-only ones; never the fault-injection door.
-  const clientPortServer = createServer(requestHandler(ctx, registry, undefined));
+  const clientPortServer = createServer(requestHandler(ctx, registry, { gateway: opts.gateway }));
   return {
     listen(host, port) {
-      const server = createServer(requestHandler(ctx, registry, faults));
+      const server = createServer(requestHandler(ctx, registry, { faults: opts.faults }));
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => resolve(server));
@@ -232,16 +242,14 @@ export function memberHttp(ctx: ApiContext, faults?: FaultInjector, snapshotSend
   };
 }
 
-/** The metrics port alone (tests): memberHttp(...).listen. */
-export function startHttpEndpoints(ctx: ApiContext, host: string, port: number, faults?: FaultInjector, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats): Promise<http.Server> {
-  return memberHttp(ctx, faults, snapshotSend, streamCalls).listen(host, port);
-}
-
-function requestHandler(ctx: ApiContext, registry: client.Registry, faults: FaultInjector | undefined): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+function requestHandler(ctx: ApiContext, registry: client.Registry, serves: { faults?: FaultInjector; gateway?: JsonGateway }): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const { faults, gateway } = serves;
   return (req, res) => {
     const [url, ...rest] = (req.url ?? '/').split('?');
     const search = rest.join('?');
-    if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
+    if (gateway?.handles(url)) {
+      gateway.handle(url, req, res);
+    } else if (faults && url === '/debug/fault/partition' && req.method === 'POST') {
       handleFaultPartition(faults, ctx, req, res);
     } else if (url === '/health') {
       answerHealth(ctx, search, req, res);

@@ -468,11 +468,6 @@ class WatchStream {
     this.merged.clear();
     this.victims.clear();
   }
-
-  end(): void {
-    this.teardown();
-    this.call.end();
-  }
 }
 
 export function watchService(ctx: ApiContext): grpc.UntypedServiceImplementation {
@@ -482,7 +477,10 @@ export function watchService(ctx: ApiContext): grpc.UntypedServiceImplementation
     Watch: (call: grpc.ServerDuplexStream<WireWatchRequest, unknown>) => {
       const stream = new WatchStream(ctx, call, encoder, serialize);
       call.on('data', (req: WireWatchRequest) => stream.onRequest(req));
-      call.on('end', () => stream.end());
+      // A client that half-closes (sends no more requests) still gets its watches' events until it
+      // cancels, as from etcd, whose receive loop ends at EOF while its send loop goes on. etcd's own JSON
+      // gateway does exactly this (json-gateway.ts too).
+      call.on('end', () => undefined);
       const teardown = (): void => stream.teardown();
       call.on('error', teardown);
       call.on('cancelled', teardown);

@@ -37,7 +37,8 @@ import { placementClientConstructor, placementService } from '../api/placement-s
 import { CertificateFiles } from '../tls/certificate-files.ts';
 import { listenTls } from '../tls/tls-listener.ts';
 import { admitClientConnection } from '../api/authority-repair.ts';
-import { listenPlain } from '../api/client-listener.ts';
+import { listenPlain, listenPrivateUnix } from '../api/client-listener.ts';
+import { JsonGateway } from '../api/json-gateway.ts';
 import { peerChannelCredentials } from '../tls/channel-credentials.ts';
 import { bootstrapClusterRecord, clusterReplicationFactor, clusterShardCount, hostPort, type ClusterRecord, type MemberInfo } from '../api/cluster-info.ts';
 import { validateShardCount } from '../routing/slots.ts';
@@ -671,7 +672,11 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
   const grpcServer = clientGrpcServer(cfg, ctx, { db, dbDir, leases, clusterAdmin, transport });
 
   await transport.start();
-  const memberHttpServing = memberHttp(ctx, faults, snapshotSendLimiter.stats, transport.streamCallStats);
+  // etcd's JSON gateway: a gRPC client of this member, on a private Unix socket (api/json-gateway.ts).
+  const gatewayListener = await listenPrivateUnix(grpcServer);
+  const gateway = new JsonGateway({ target: gatewayListener.target, maxBodyBytes: 2 * cfg.limits.maxRequestBytes + 65_536, unaryTimeoutMs: cfg.limits.requestTimeoutMs + 1_000 });
+  listeners.push({ close: async () => gateway.close() }, gatewayListener);
+  const memberHttpServing = memberHttp(ctx, { faults, snapshotSend: snapshotSendLimiter.stats, streamCalls: transport.streamCallStats, gateway });
   listeners.push({ close: async () => memberHttpServing.close() });
   const clientPorts = await listenForClients(cfg, grpcServer, ctx, clientCerts, memberHttpServing, listeners);
   let httpServer: http.Server | null = null;

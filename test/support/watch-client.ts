@@ -109,6 +109,11 @@ export class WatchStream {
     return this.responses.pending() === 0;
   }
 
+  /** Sends no more requests (gRPC's half-close, Go's CloseSend); responses keep coming. */
+  halfClose(): void {
+    this.call.end();
+  }
+
   close(): void {
     this.call.end();
     this.call.cancel();
