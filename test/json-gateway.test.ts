@@ -50,16 +50,12 @@ function masked(body: string): string {
     return body.trim();
   }
   const MASK = new Set(['cluster_id', 'member_id', 'raft_term', 'ID', 'token', 'dbSize', 'dbSizeInUse', 'leader', 'raftIndex', 'raftTerm', 'raftAppliedIndex']);
-  // KNOWN DIFFERENCE, not the gateway's: the headers of a txn's inner responses. etcd gives each op the
-  // revision at that op (a range before any write names the revision before the txn; a nested txn's
-  // header is empty); Synod names the txn's revision in every one (docs/architecture.md).
-  const walk = (v: unknown, key: string, inResponses: boolean): unknown => {
-    if (inResponses && key === 'header') return '<inner header>';
-    if (Array.isArray(v)) return v.map((x) => walk(x, key, inResponses || key === 'responses'));
-    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k, inResponses)]));
+  const walk = (v: unknown, key: string): unknown => {
+    if (Array.isArray(v)) return v.map((x) => walk(x, key));
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
     return MASK.has(key) ? '<masked>' : v;
   };
-  return JSON.stringify(walk(value, '', false));
+  return JSON.stringify(walk(value, ''));
 }
 
 describe('the JSON gateway against real etcd', () => {
@@ -74,6 +70,22 @@ describe('the JSON gateway against real etcd', () => {
     { name: 'future revision refused', path: '/v3/kv/range', body: JSON.stringify({ key: b64('foo'), revision: '100' }) },
     { name: 'txn', path: '/v3/kv/txn', body: JSON.stringify({ compare: [{ key: b64('foo'), result: 'EQUAL', target: 'VALUE', value: b64('baz') }], success: [{ request_range: { key: b64('foo') } }, { request_put: { key: b64('t'), value: b64('1') } }], failure: [] }) },
     { name: 'txn failure branch', path: '/v3/kv/txn', body: JSON.stringify({ compare: [{ key: b64('foo'), result: 'EQUAL', target: 'VALUE', value: b64('nope') }], success: [], failure: [{ request_delete_range: { key: b64('t'), prev_kv: true } }] }) },
+    // Each inner response's header names the revision at its op: before the txn until it changes something,
+    // then the txn's; a delete of nothing before any change, the one before; a nested txn's header is empty.
+    {
+      name: 'txn: each op\'s own header revision, a nested txn',
+      path: '/v3/kv/txn',
+      body: JSON.stringify({
+        success: [
+          { request_delete_range: { key: b64('nothing-here') } },
+          { request_range: { key: b64('foo') } },
+          { request_put: { key: b64('t2'), value: b64('2') } },
+          { request_range: { key: b64('t2') } },
+          { request_delete_range: { key: b64('nothing-here') } },
+          { request_txn: { success: [{ request_range: { key: b64('t2') } }] } },
+        ],
+      }),
+    },
     { name: 'lease grant', path: '/v3/lease/grant', body: JSON.stringify({ TTL: '60' }) },
     { name: 'put with a lease that does not exist', path: '/v3/kv/put', body: JSON.stringify({ key: b64('l'), value: b64('v'), lease: '123' }) },
     { name: 'revoke a lease that does not exist (the kv/ alias)', path: '/v3/kv/lease/revoke', body: JSON.stringify({ ID: '123' }) },
@@ -207,6 +219,19 @@ describe('the gateway on a 16-shard cluster', () => {
       const txn = await post(sharded.addressOf(2), '/v3/kv/txn', JSON.stringify({ success: [{ request_put: { key: b64('x/a'), value: b64('1') } }, { request_put: { key: b64('y/b'), value: b64('2') } }] }));
       expect(txn.status).toBe(200);
       expect(JSON.parse(txn.body)).toMatchObject({ succeeded: true });
+      // A one-shard txn (a hash tag) through every member, forwarded to its shard's leader from two of
+      // them: each inner header names the revision at its op, as on one group.
+      type Inner = { header?: { revision?: string } };
+      for (let i = 0; i < 3; i++) {
+        const one = JSON.parse(
+          (await post(sharded.addressOf(i), '/v3/kv/txn', JSON.stringify({ success: [{ request_range: { key: b64('{h}a') } }, { request_put: { key: b64('{h}a'), value: b64(String(i)) } }, { request_range: { key: b64('{h}a') } }, { request_txn: {} }] }))).body,
+        ) as { header: { revision: string }; responses: Array<{ response_range?: Inner; response_put?: Inner; response_txn?: Inner }> };
+        const [before, put, after, nested] = one.responses;
+        expect(Number(before.response_range!.header!.revision)).toBeLessThan(Number(put.response_put!.header!.revision));
+        expect(put.response_put!.header!.revision).toBe(one.header.revision);
+        expect(after.response_range!.header!.revision).toBe(one.header.revision);
+        expect(nested.response_txn!.header).toEqual({});
+      }
     } finally {
       await sharded.destroy();
     }

@@ -59,13 +59,21 @@ describe('kv response encoder', () => {
 
   it('decodes TxnResponse (nested, every kind of response) exactly as the object path does', async () => {
     const method = etcdClients().KV.service.Txn;
+    const opRevision = fc.integer({ min: 1, max: 2 ** 40 });
     const { txn } = fc.letrec<{ txn: TxnResult; op: ResponseOp }>((tie) => ({
       txn: fc.record({ succeeded: fc.boolean(), responses: fc.array(tie('op'), { maxLength: 4 }) }),
       op: fc.oneof(
         { depthSize: 'small', withCrossShrink: true },
-        fc.record({ kvs: fc.array(kv, { maxLength: 3 }), more: fc.boolean(), count: fc.nat() }).map((range) => ({ type: 'range' as const, range })),
-        fc.option(kv, { nil: null }).map((prevKv) => ({ type: 'put' as const, put: { prevKv } })),
-        fc.record({ deleted: fc.nat(), prevKvs: fc.array(kv, { maxLength: 3 }) }).map((deleteRange) => ({ type: 'deleteRange' as const, deleteRange })),
+        // Each op with its own header revision (the store's) or without one (the txn's then).
+        fc.record(
+          { type: fc.constant('range' as const), range: fc.record({ kvs: fc.array(kv, { maxLength: 3 }), more: fc.boolean(), count: fc.nat() }), revision: opRevision },
+          { requiredKeys: ['type', 'range'] },
+        ),
+        fc.record({ type: fc.constant('put' as const), put: fc.record({ prevKv: fc.option(kv, { nil: null }) }), revision: opRevision }, { requiredKeys: ['type', 'put'] }),
+        fc.record(
+          { type: fc.constant('deleteRange' as const), deleteRange: fc.record({ deleted: fc.nat(), prevKvs: fc.array(kv, { maxLength: 3 }) }), revision: opRevision },
+          { requiredKeys: ['type', 'deleteRange'] },
+        ),
         tie('txn').map((t) => ({ type: 'txn' as const, txn: t as TxnResult })),
       ),
     }));

@@ -215,16 +215,22 @@ function kvsSegment(fieldNo: number, kvs: KeyValue[]): Segment {
   return { fieldNo, kvs, ...measureKvs(fieldNo, kvs) };
 }
 
+/** An inner response's header: its own revision when the store gave one (see ResponseOp), else the txn's. */
+function opHeader(revision: number | undefined, txnHeader: Partial<ResponseHeader>): Partial<ResponseHeader> {
+  return revision === undefined ? txnHeader : { revision: String(revision) };
+}
+
 function responseOp(op: ResponseOp, header: Partial<ResponseHeader>): Encoded {
   switch (op.type) {
     case 'range':
-      return wrap(1, concat([headerField(header), kvsSegment(2, op.range.kvs), op.range.more ? Buffer.from([(3 << 3) | VARINT, 1]) : Buffer.alloc(0), varintField(4, op.range.count)]));
+      return wrap(1, concat([headerField(opHeader(op.revision, header)), kvsSegment(2, op.range.kvs), op.range.more ? Buffer.from([(3 << 3) | VARINT, 1]) : Buffer.alloc(0), varintField(4, op.range.count)]));
     case 'put':
-      return wrap(2, concat([headerField(header), kvsSegment(2, op.put.prevKv ? [op.put.prevKv] : [])]));
+      return wrap(2, concat([headerField(opHeader(op.revision, header)), kvsSegment(2, op.put.prevKv ? [op.put.prevKv] : [])]));
     case 'deleteRange':
-      return wrap(3, concat([headerField(header), varintField(2, op.deleteRange.deleted), kvsSegment(3, op.deleteRange.prevKvs)]));
+      return wrap(3, concat([headerField(opHeader(op.revision, header)), varintField(2, op.deleteRange.deleted), kvsSegment(3, op.deleteRange.prevKvs)]));
     case 'txn':
-      return wrap(4, txnBody(op.txn, header, header));
+      // etcd leaves a nested txn's own header empty; its ops carry theirs.
+      return wrap(4, txnBody(op.txn, {}, header));
   }
 }
 

@@ -139,7 +139,9 @@ export interface WireTxnResponseBody {
   responses: unknown[];
 }
 
-function responseOpToWire(op: ResponseOp, header: unknown): unknown {
+function responseOpToWire(op: ResponseOp, txnHeader: { revision: string }): unknown {
+  // Each op's header names its own revision when the store gave one (ResponseOp), else the txn's.
+  const header = op.type !== 'txn' && op.revision !== undefined ? { revision: String(op.revision) } : txnHeader;
   switch (op.type) {
     case 'range':
       return { response_range: { header, ...rangeResultToWire(op.range) } };
@@ -154,7 +156,8 @@ function responseOpToWire(op: ResponseOp, header: unknown): unknown {
         },
       };
     case 'txn':
-      return { response_txn: { header, ...txnResultToWire(op.txn, header as { revision: string }) } };
+      // etcd leaves a nested txn's own header empty.
+      return { response_txn: { header: {}, ...txnResultToWire(op.txn, txnHeader) } };
   }
 }
 

@@ -233,12 +233,17 @@ export class RefModel {
       const succeeded = decided.get(t) === true;
       const responses: ResponseOp[] = [];
       for (const r of succeeded ? t.success : t.failure) {
+        // Each op's header revision, as etcd's storeTxnWrite gives it: the revision before the txn until
+        // the txn has changed something (this op included), then the txn's.
+        const now = (): number => (ctx.events.length > 0 ? ctx.main : ctx.through);
         if (r.type === 'range') {
-          const cur = ctx.events.length > 0 ? ctx.main : ctx.through;
-          responses.push({ type: 'range', range: this.rangeIn(r.range, cur, ctx.state) });
-        } else if (r.type === 'put') responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
-        else if (r.type === 'deleteRange') responses.push({ type: 'deleteRange', deleteRange: this.doDelete(ctx, r.deleteRange) });
-        else responses.push({ type: 'txn', txn: exec(ctx, r.txn) });
+          const cur = now();
+          responses.push({ type: 'range', range: this.rangeIn(r.range, cur, ctx.state), revision: cur });
+        } else if (r.type === 'put') responses.push({ type: 'put', put: this.doPut(ctx, r.put), revision: ctx.main });
+        else if (r.type === 'deleteRange') {
+          const deleteRange = this.doDelete(ctx, r.deleteRange);
+          responses.push({ type: 'deleteRange', deleteRange, revision: now() });
+        } else responses.push({ type: 'txn', txn: exec(ctx, r.txn) });
       }
       return { succeeded, responses };
     };

@@ -243,8 +243,21 @@ describe('txn', () => {
     const after = rangeResp(out.result.responses[3]);
     expect(keysOf(after.kvs)).toEqual(['a', 'b', 'd']);
     expect(after.kvs[1]).toMatchObject({ modRevision: 7, version: 2 });
-    expect(out.result.responses[1]).toEqual({ type: 'put', put: { prevKv: null } });
-    expect(out.result.responses[2]).toEqual({ type: 'deleteRange', deleteRange: { deleted: 1, prevKvs: [] } });
+    expect(out.result.responses[1]).toEqual({ type: 'put', put: { prevKv: null }, revision: 7 });
+    expect(out.result.responses[2]).toEqual({ type: 'deleteRange', deleteRange: { deleted: 1, prevKvs: [] }, revision: 7 });
+  });
+
+  it('names each op\'s revision as etcd does: the one before the txn until it changes something, then its own', () => {
+    const s = filled(); // at revision 6
+    const out = s.txn(
+      txnOp([], [rq.del(delOp('nope')), rq.range(rangeOp('a')), rq.put(putOp('b', 'new')), rq.range(rangeOp('b')), rq.del(delOp('nope')), rq.txn(txnOp([], [rq.range(rangeOp('a'))]))]),
+    );
+    expect(out.revision).toBe(7);
+    const revisions = out.result.responses.map((op) => (op.type === 'txn' ? op.txn.responses.map((inner) => (inner.type === 'txn' ? null : inner.revision)) : op.revision));
+    expect(revisions).toEqual([6, 6, 7, 7, 7, [7]]);
+    // Nothing changed at all: every op names the revision before.
+    const idle = s.txn(txnOp([], [rq.range(rangeOp('a')), rq.del(delOp('nope'))]));
+    expect(idle.result.responses.map((op) => (op.type === 'txn' ? null : op.revision))).toEqual([7, 7]);
   });
 
   it('does not bump for read-only txns or txns whose writes change nothing', () => {
@@ -312,7 +325,7 @@ describe('txn', () => {
     expect(out.revision).toBe(7);
     const nested = out.result.responses[1] as { type: 'txn'; txn: { succeeded: boolean; responses: ResponseOp[] } };
     expect(nested.txn.succeeded).toBe(true);
-    expect(nested.txn.responses).toEqual([{ type: 'put', put: { prevKv: null } }]);
+    expect(nested.txn.responses).toEqual([{ type: 'put', put: { prevKv: null }, revision: 7 }]);
     expect(rangeResp(out.result.responses[2]).kvs[0]).toMatchObject({ modRevision: 7 });
     expect(get(s, 'inner-fail')).toBeNull();
     expect(out.events.map((e) => e.kv.modRevision)).toEqual([7, 7]);

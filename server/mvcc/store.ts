@@ -727,15 +727,18 @@ export class MvccStore {
         case 'range': {
           const view = ctx.sub > 0 ? ctx.main : ctx.through;
           const whole = this.elsewhere?.range(r.range, (perShard) => this.rangeAt(perShard, view));
-          responses.push({ type: 'range', range: whole ?? this.rangeAt(r.range, view) });
+          responses.push({ type: 'range', range: whole ?? this.rangeAt(r.range, view), revision: view });
           break;
         }
         case 'put':
-          responses.push({ type: 'put', put: this.doPut(ctx, r.put) });
+          responses.push({ type: 'put', put: this.doPut(ctx, r.put), revision: ctx.main });
           break;
-        case 'deleteRange':
-          responses.push({ type: 'deleteRange', deleteRange: this.doDeleteRange(ctx, r.deleteRange) });
+        case 'deleteRange': {
+          const deleteRange = this.doDeleteRange(ctx, r.deleteRange);
+          // etcd: the txn's revision once anything changed (this delete included), else the one before.
+          responses.push({ type: 'deleteRange', deleteRange, revision: ctx.sub > 0 ? ctx.main : ctx.through });
           break;
+        }
         case 'txn':
           responses.push({ type: 'txn', txn: this.execTxn(ctx, r.txn, path) });
           break;

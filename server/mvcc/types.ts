@@ -113,10 +113,16 @@ export interface TxnOp {
   failure: RequestOp[];
 }
 
+/**
+ * One op's answer inside a txn. `revision` is what its header names, as etcd's store gives it at that op:
+ * a range reads the revision before the txn until the txn has changed something, then the txn's own; a
+ * put names the txn's revision; a delete the txn's once anything changed. Absent (a cross-shard txn's
+ * ops, an answer from a member that predates it): the txn's header revision.
+ */
 export type ResponseOp =
-  | { type: 'range'; range: RangeResult }
-  | { type: 'put'; put: PutResult }
-  | { type: 'deleteRange'; deleteRange: DeleteRangeResult }
+  | { type: 'range'; range: RangeResult; revision?: number }
+  | { type: 'put'; put: PutResult; revision?: number }
+  | { type: 'deleteRange'; deleteRange: DeleteRangeResult; revision?: number }
   | { type: 'txn'; txn: TxnResult };
 
 export interface TxnResult {

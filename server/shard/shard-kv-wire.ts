@@ -59,11 +59,16 @@ export type ShardKvAnswer =
 
 type Long64 = string | number;
 
+/** An op's own header revision (ResponseOp.revision) travels in its etcd header; absent from older members. */
+interface OpHeaderWire {
+  header?: { revision?: Long64 } | null;
+}
+
 export interface ResponseOpWire {
   response?: 'response_range' | 'response_put' | 'response_delete_range' | 'response_txn';
-  response_range?: { kvs: KeyValueWire[]; more: boolean; count: Long64 } | null;
-  response_put?: { prev_kv: KeyValueWire | null } | null;
-  response_delete_range?: { deleted: Long64; prev_kvs: KeyValueWire[] } | null;
+  response_range?: ({ kvs: KeyValueWire[]; more: boolean; count: Long64 } & OpHeaderWire) | null;
+  response_put?: ({ prev_kv: KeyValueWire | null } & OpHeaderWire) | null;
+  response_delete_range?: ({ deleted: Long64; prev_kvs: KeyValueWire[] } & OpHeaderWire) | null;
   response_txn?: { succeeded: boolean; responses: ResponseOpWire[] } | null;
 }
 
@@ -140,14 +145,25 @@ export function shardKvRequestFromWire(w: ShardKvRequestWire): ShardKvRequest {
   return { groupId, deadlineMs, op };
 }
 
+function opHeaderToWire(revision: number | undefined): OpHeaderWire {
+  return revision === undefined ? {} : { header: { revision: String(revision) } };
+}
+
+/** The op's own revision from its header (0 or absent: none given). */
+function opRevisionFromWire(w: OpHeaderWire | null | undefined): { revision?: number } {
+  const r = w?.header?.revision;
+  const n = r === undefined || r === null ? 0 : Number(r);
+  return Number.isSafeInteger(n) && n > 0 ? { revision: n } : {};
+}
+
 function responseOpToWire(op: ResponseOp): ResponseOpWire {
   switch (op.type) {
     case 'range':
-      return { response_range: rangeResultToWire(op.range) };
+      return { response_range: { ...rangeResultToWire(op.range), ...opHeaderToWire(op.revision) } };
     case 'put':
-      return { response_put: { prev_kv: op.put.prevKv ? keyValueToWire(op.put.prevKv) : null } };
+      return { response_put: { prev_kv: op.put.prevKv ? keyValueToWire(op.put.prevKv) : null, ...opHeaderToWire(op.revision) } };
     case 'deleteRange':
-      return { response_delete_range: { deleted: op.deleteRange.deleted, prev_kvs: op.deleteRange.prevKvs.map(keyValueToWire) } };
+      return { response_delete_range: { deleted: op.deleteRange.deleted, prev_kvs: op.deleteRange.prevKvs.map(keyValueToWire), ...opHeaderToWire(op.revision) } };
     case 'txn':
       return { response_txn: txnResultToWire(op.txn) };
   }
@@ -165,15 +181,15 @@ export function responseOpFromWire(w: ResponseOpWire): ResponseOp {
   switch (w.response) {
     case 'response_range':
       if (!w.response_range) throw new WireError('response_range: missing');
-      return { type: 'range', range: rangeResultFromWire(w.response_range) };
+      return { type: 'range', range: rangeResultFromWire(w.response_range), ...opRevisionFromWire(w.response_range) };
     case 'response_put': {
       const prev = w.response_put?.prev_kv;
-      return { type: 'put', put: { prevKv: prev ? keyValueFromWire(prev) : null } };
+      return { type: 'put', put: { prevKv: prev ? keyValueFromWire(prev) : null }, ...opRevisionFromWire(w.response_put) };
     }
     case 'response_delete_range': {
       const d = w.response_delete_range;
       if (!d) throw new WireError('response_delete_range: missing');
-      return { type: 'deleteRange', deleteRange: { deleted: safeInt(d.deleted, 'deleted'), prevKvs: kvs(d.prev_kvs) } };
+      return { type: 'deleteRange', deleteRange: { deleted: safeInt(d.deleted, 'deleted'), prevKvs: kvs(d.prev_kvs) }, ...opRevisionFromWire(d) };
     }
     case 'response_txn': {
       const t = w.response_txn;

@@ -621,12 +621,20 @@ function verdict(c: Compare, parts: Map<number, ComparePart>): boolean {
   return compareVerdict(c, { any, ok });
 }
 
-/** A share's result previewed at its prepare's revision `prepared`, with its own writes shown at `committed`. */
+/**
+ * A share's result previewed at its prepare's revision `prepared`, with its own writes shown at `committed`.
+ * The ops' own header revisions (the prepare's) go: a cross-shard txn's ops all name C, its header's.
+ */
 function atRevision(r: TxnResult, prepared: number, committed: number): TxnResult {
   const fix = (kv: KeyValue): KeyValue => (kv.modRevision === prepared || kv.createRevision === prepared ? { ...kv, modRevision: kv.modRevision === prepared ? committed : kv.modRevision, createRevision: kv.createRevision === prepared ? committed : kv.createRevision } : kv);
+  const withoutRevision = (op: ResponseOp): ResponseOp => {
+    if (op.type === 'txn' || op.revision === undefined) return op;
+    const { revision: _prepareRevision, ...rest } = op;
+    return rest as ResponseOp;
+  };
   return {
     succeeded: r.succeeded,
-    responses: r.responses.map((op) => (op.type === 'range' ? { type: 'range', range: { ...op.range, kvs: op.range.kvs.map(fix) } } : op)),
+    responses: r.responses.map((op) => withoutRevision(op.type === 'range' ? { type: 'range', range: { ...op.range, kvs: op.range.kvs.map(fix) } } : op)),
   };
 }
 
