@@ -108,6 +108,28 @@ describe('the JSON gateway against real etcd', () => {
     expect(mismatches, mismatches.join('\n\n')).toEqual([]);
   });
 
+  it.skipIf(!EtcdReference.available())('a watch and a keep-alive stream the same lines as etcd\'s', async () => {
+    const lease = async (address: string): Promise<string> => (JSON.parse((await post(address, '/v3/lease/grant', JSON.stringify({ TTL: '60' }))).body) as { ID: string }).ID;
+    const run = async (address: string): Promise<string[]> => {
+      const watch = openStream(address, '/v3/watch', JSON.stringify({ create_request: { key: b64('sw/'), range_end: b64('sw0'), prev_kv: true } }));
+      const keep = openStream(address, '/v3/lease/keepalive', JSON.stringify({ ID: await lease(address) }));
+      try {
+        await until('created', () => watch.lines.length >= 1);
+        await post(address, '/v3/kv/put', JSON.stringify({ key: b64('sw/a'), value: b64('1') }));
+        await post(address, '/v3/kv/put', JSON.stringify({ key: b64('sw/a'), value: b64('2') }));
+        await post(address, '/v3/kv/deleterange', JSON.stringify({ key: b64('sw/a') }));
+        await until('three events', () => watch.lines.length >= 4);
+        await until('a keep-alive answer', () => keep.lines.length >= 1);
+        return [...watch.lines, ...keep.lines].map(masked);
+      } finally {
+        watch.stop();
+        keep.stop();
+      }
+    };
+    const [theirs, ours] = await Promise.all([run(etcd!.endpoint.replace(/^https?:\/\//, '')), run(synod.addressOf(0))]);
+    expect(ours).toEqual(theirs);
+  });
+
   it.skipIf(!EtcdReference.available())('refuses malformed JSON with a 400 and code 3, as etcd does', async () => {
     for (const address of [etcd!.endpoint, synod.addressOf(1)]) {
       const a = await post(address, '/v3/kv/range', '{bad json');
