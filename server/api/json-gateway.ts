@@ -236,7 +236,8 @@ export class JsonGateway {
   }
 
   private client(): grpc.Client {
-    this.channelClient ??= new grpc.Client(this.opts.target, grpc.credentials.createInsecure());
+    // No size limit of its own, as etcd's gateway (MaxCallRecvMsgSize MaxInt32): the server's limits apply.
+    this.channelClient ??= new grpc.Client(this.opts.target, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
     return this.channelClient;
   }
 
