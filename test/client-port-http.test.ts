@@ -72,6 +72,16 @@ describe('HTTP on the client port, as etcd answers it', () => {
     expect((await request(address, '/debug/fault/partition', 'POST')).status).toBe(404);
   });
 
+  it('answers with etcd\'s CORS headers, and a preflight OPTIONS with an empty 200', async () => {
+    const preflight = await request(cluster.addressOf(0), '/v3/kv/range', 'OPTIONS');
+    expect(preflight.status).toBe(200);
+    expect(preflight.body).toBe('');
+    const res = await fetch(`http://${cluster.addressOf(0)}/health`, { headers: { origin: 'http://example' } });
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-methods')).toBe('POST, GET, OPTIONS, PUT, DELETE');
+    expect(res.headers.get('access-control-allow-headers')).toBe('accept, content-type, authorization');
+  });
+
   it('keeps an HTTP/1.1 connection alive across requests, and gRPC on the same port is untouched', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     try {

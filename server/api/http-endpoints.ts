@@ -224,7 +224,7 @@ export interface MemberHttpOptions {
 export function memberHttp(ctx: ApiContext, opts: MemberHttpOptions = {}): MemberHttp {
   const registry = buildRegistry(ctx, opts.snapshotSend, opts.streamCalls);
   // The client ports serve etcd's paths and Synod's read-only ones; never the fault-injection door.
-  const clientPortServer = createServer(requestHandler(ctx, registry, { gateway: opts.gateway }));
+  const clientPortServer = createServer(withCors(requestHandler(ctx, registry, { gateway: opts.gateway })));
   return {
     listen(host, port) {
       const server = createServer(requestHandler(ctx, registry, { faults: opts.faults }));
@@ -239,6 +239,24 @@ export function memberHttp(ctx: ApiContext, opts: MemberHttpOptions = {}): Membe
     close() {
       clientPortServer.closeAllConnections();
     },
+  };
+}
+
+/**
+ * etcd's CORS on its client port (its --cors, every origin by default): these headers on every answer, and
+ * an empty 200 for a preflight OPTIONS, so a browser page can call the gateway and /health.
+ */
+function withCors(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    res.setHeader('access-control-allow-origin', '*');
+    res.setHeader('access-control-allow-methods', 'POST, GET, OPTIONS, PUT, DELETE');
+    res.setHeader('access-control-allow-headers', 'accept, content-type, authorization');
+    if (req.method === 'OPTIONS') {
+      res.statusCode = 200;
+      res.end();
+      return;
+    }
+    handler(req, res);
   };
 }
 
