@@ -114,12 +114,13 @@ describe('the JSON gateway against real etcd', () => {
       const watch = openStream(address, '/v3/watch', JSON.stringify({ create_request: { key: b64('sw/'), range_end: b64('sw0'), prev_kv: true } }));
       const keep = openStream(address, '/v3/lease/keepalive', JSON.stringify({ ID: await lease(address) }));
       try {
+        // Both answered before the writes, so the revisions their headers name are the same on both systems.
         await until('created', () => watch.lines.length >= 1);
+        await until('a keep-alive answer', () => keep.lines.length >= 1);
         await post(address, '/v3/kv/put', JSON.stringify({ key: b64('sw/a'), value: b64('1') }));
         await post(address, '/v3/kv/put', JSON.stringify({ key: b64('sw/a'), value: b64('2') }));
         await post(address, '/v3/kv/deleterange', JSON.stringify({ key: b64('sw/a') }));
         await until('three events', () => watch.lines.length >= 4);
-        await until('a keep-alive answer', () => keep.lines.length >= 1);
         return [...watch.lines, ...keep.lines].map(masked);
       } finally {
         watch.stop();

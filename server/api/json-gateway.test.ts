@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
-import { GATEWAY_ROUTES, httpStatusOf, splitJsonValues, withoutDefaults } from './json-gateway.ts';
+import { etcdClients } from '../etcd/proto.ts';
+import { GATEWAY_ROUTES, httpStatusOf, requestBytes, splitJsonValues, withoutDefaults } from './json-gateway.ts';
 
 describe('splitJsonValues', () => {
   it('takes whole values, keeps an unfinished one, and is not fooled by braces in strings', () => {
@@ -53,5 +54,14 @@ describe('GATEWAY_ROUTES', () => {
     expect(GATEWAY_ROUTES.size).toBe(51); // the 48 RPCs of the API reference with gateway paths, and 3 aliases
     expect(GATEWAY_ROUTES.get('/v3/kv/lease/timetolive')).toEqual({ service: 'Lease', method: 'LeaseTimeToLive' });
     expect(GATEWAY_ROUTES.get('/v3/maintenance/transfer-leadership')).toEqual({ service: 'Maintenance', method: 'MoveLeader' });
+  });
+});
+
+describe('requestBytes', () => {
+  it('encodes an object (or an empty body), and refuses malformed JSON and values that are not objects', () => {
+    const range = etcdClients().KV.service.Range as Parameters<typeof requestBytes>[0];
+    expect(Buffer.isBuffer(requestBytes(range, '{"key":"Zm9v","limit":"2"}'))).toBe(true);
+    expect(requestBytes(range, '')).toEqual(Buffer.alloc(0));
+    for (const bad of ['{bad', '[]', '"key"', '3', 'null']) expect(requestBytes(range, bad), bad).toBeInstanceOf(Error);
   });
 });

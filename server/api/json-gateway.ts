@@ -253,16 +253,14 @@ export class JsonGateway {
   private unary(route: Route, method: grpc.MethodDefinition<unknown, unknown>, metadata: grpc.Metadata, req: http.IncomingMessage, res: http.ServerResponse): void {
     readBody(req, this.opts.maxBodyBytes).then(
       (text) => {
-        let request: unknown;
-        try {
-          request = text.trim() === '' ? {} : JSON.parse(text);
-        } catch (err) {
-          sendError(res, grpc.status.INVALID_ARGUMENT, (err as Error).message);
+        const request = requestBytes(method, text);
+        if (request instanceof Error) {
+          sendError(res, grpc.status.INVALID_ARGUMENT, request.message);
           return;
         }
         this.client().makeUnaryRequest(
           method.path,
-          (value: unknown) => method.requestSerialize(value),
+          passBytes,
           (bytes: Buffer) => method.responseDeserialize(bytes),
           request,
           metadata,
@@ -278,38 +276,38 @@ export class JsonGateway {
   }
 
   private stream(route: Route, method: grpc.MethodDefinition<unknown, unknown>, metadata: grpc.Metadata, req: http.IncomingMessage, res: http.ServerResponse): void {
-    const serialize = (value: unknown): Buffer => method.requestSerialize(value);
     const deserialize = (bytes: Buffer): unknown => method.responseDeserialize(bytes);
     const answer = new StreamAnswer(res, responseTypeOf(route));
     if (!method.requestStream) {
       // A server-streaming call (Observe, Snapshot) takes the whole body as its one request.
       readBody(req, this.opts.maxBodyBytes).then(
         (text) => {
-          let request: unknown;
-          try {
-            request = text.trim() === '' ? {} : JSON.parse(text);
-          } catch (err) {
-            answer.fail(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+          const request = requestBytes(method, text);
+          if (request instanceof Error) {
+            answer.fail(grpc.status.INVALID_ARGUMENT, request.message);
             return;
           }
-          answer.follow(this.client().makeServerStreamRequest(method.path, serialize, deserialize, request, metadata, {}));
+          answer.follow(this.client().makeServerStreamRequest(method.path, passBytes, deserialize, request, metadata, {}));
         },
         (err: Error) => answer.fail(grpc.status.INVALID_ARGUMENT, `${route.service}.${route.method}: ${err.message}`),
       );
       return;
     }
-    const call = this.client().makeBidiStreamRequest(method.path, serialize, deserialize, metadata, {});
+    const call = this.client().makeBidiStreamRequest(method.path, passBytes, deserialize, metadata, {});
     answer.follow(call);
     let pending = '';
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => {
       const { values, rest } = splitJsonValues(pending + chunk);
       pending = rest;
-      try {
-        for (const value of values) call.write(JSON.parse(value));
-      } catch (err) {
-        call.cancel();
-        answer.fail(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      for (const value of values) {
+        const request = requestBytes(method, value);
+        if (request instanceof Error) {
+          call.cancel();
+          answer.fail(grpc.status.INVALID_ARGUMENT, request.message);
+          return;
+        }
+        call.write(request);
       }
     });
     // The body's end half-closes the call; the answers go on (a watch keeps streaming, as etcd's does).
@@ -370,6 +368,25 @@ class StreamAnswer {
     if (this.headersSent) return;
     this.headersSent = true;
     this.res.writeHead(200, { 'content-type': 'application/json' });
+  }
+}
+
+/** Requests go to grpc-js already encoded (requestBytes). */
+const passBytes = (bytes: Buffer): Buffer => bytes;
+
+/**
+ * One request's JSON as the RPC's request bytes, or why not: malformed JSON, or a value that is not an
+ * object, is the client's mistake, answered 400 with code 3 as grpc-gateway answers it, not a failure of
+ * the call; so is any field protobufjs refuses to convert. (Its conversion is lenient where Go's is not: a
+ * number given for a bytes field is dropped, not refused.) An empty body is the empty message.
+ */
+export function requestBytes(method: grpc.MethodDefinition<unknown, unknown>, text: string): Buffer | Error {
+  try {
+    const value: unknown = text.trim() === '' ? {} : JSON.parse(text);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return new Error(`json: cannot unmarshal ${Array.isArray(value) ? 'array' : typeof value} into a request message`);
+    return method.requestSerialize(value);
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
   }
 }
 

@@ -1024,6 +1024,22 @@ export class Member {
     return this.mustGroup(groupId).node.isQuiesced();
   }
 
+  /**
+   * Resolves once the database holds everything `groupId` had applied when asked: a batch held for a
+   * lazy flush (see `pending`) is written now. What etcd's backend does before a snapshot (ForceCommit),
+   * for a backup that must include every write this member has applied.
+   */
+  async persistApplied(groupId: number, deadlineMs: number): Promise<void> {
+    const group = this.mustGroup(groupId);
+    const target = group.applied;
+    while (group.appliedPersisted < target && !group.removed) {
+      if (Date.now() > deadlineMs) throw new Error(`group ${groupId}: applied state through ${target} not written by the deadline`);
+      this.flushDue = true;
+      this.scheduleTurn();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
   status(groupId: number): GroupStatus {
     const group = this.mustGroup(groupId);
     const s = group.node.status();
