@@ -109,6 +109,8 @@ export async function runLocalCluster(opts: LocalClusterOptions): Promise<void> 
   console.log(`  ${etcdctl} put foo bar`);
   console.log(`  ${etcdctl} get foo`);
   console.log(`  ${etcdctl} endpoint status -w table`);
+  const curlTls = certs ? ` --cacert ${certs.ca.certFile}` + (opts.clientCertAuth ? ` --cert ${certs.clients.root.certFile} --key ${certs.clients.root.keyFile}` : '') : '';
+  console.log(`Or over HTTP, as etcd: curl${curlTls} ${scheme}://127.0.0.1:${MEMBERS[0].client}/health, or its JSON gateway: curl${curlTls} -X POST ${scheme}://127.0.0.1:${MEMBERS[0].client}/v3/kv/range -d '{"key":"Zm9v"}'`);
   console.log(`Where the keyspace lives: curl http://127.0.0.1:${MEMBERS[0].metrics}/placement, or synod placement --endpoints 127.0.0.1:${MEMBERS[0].client}${certs ? ` --cacert ${certs.ca.certFile}` : ''}${certs && opts.clientCertAuth ? ` --cert ${certs.clients.root.certFile} --key-file ${certs.clients.root.keyFile}` : ''}`);
   if (certs) {
     console.log(`Certificates (a development CA, never for production) are in ${certs.dir}.`);
