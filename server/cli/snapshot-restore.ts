@@ -36,7 +36,7 @@ export interface RestoreOptions {
   skipHashCheck?: boolean;
   /** The new cluster's shard count (default: the backup's source's, 1 for a one-group backup). */
   shards?: number;
-  /** The new cluster's replicas per shard (default 0: every member hosts every shard). */
+  /** The new cluster's replicas per shard (default: defaultReplicationFactor, 3 with more than one shard; 0: every member hosts every shard). */
   replicationFactor?: number;
 }
 
