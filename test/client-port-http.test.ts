@@ -10,6 +10,7 @@ import { EtcdReference } from './support/etcd-reference.ts';
 import { etcdctl, etcdctlOk } from './support/etcdctl.ts';
 import { alarmClient } from './support/alarm-client.ts';
 import { eventually } from './support/eventually.ts';
+import { httpRequest, type HttpAnswer } from './support/http-request.ts';
 
 let cluster: ProcessCluster;
 
@@ -21,28 +22,9 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-interface Answer {
-  status: number;
-  contentType: string;
-  body: string;
-  socketPort: number;
-}
-
 /** One HTTP/1.1 request to `address` (host:port), through `agent` when given (keep-alive). */
-function request(address: string, path: string, method = 'GET', agent?: http.Agent): Promise<Answer> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), path, method, agent: agent ?? false, timeout: 10_000 }, (res) => {
-      let body = '';
-      const socketPort = res.socket.localPort ?? 0; // read now: a kept-alive socket leaves the response at its end
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body, socketPort }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
+function request(address: string, path: string, method = 'GET', agent?: http.Agent): Promise<HttpAnswer> {
+  return httpRequest(address, path, { method, agent });
 }
 
 describe('HTTP on the client port, as etcd answers it', () => {

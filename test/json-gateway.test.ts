@@ -7,6 +7,7 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { EtcdReference } from './support/etcd-reference.ts';
+import { httpRequest, type HttpAnswer } from './support/http-request.ts';
 
 let synod: ProcessCluster;
 let etcd: EtcdReference | null = null;
@@ -21,24 +22,8 @@ afterAll(async () => {
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
-interface Answer {
-  status: number;
-  body: string;
-}
-
-function post(address: string, path: string, body: string, headers: Record<string, string> = {}, method = 'POST'): Promise<Answer> {
-  const [host, port] = address.replace(/^https?:\/\//, '').split(':');
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), path, method, headers: { 'content-type': 'application/json', ...headers }, agent: false, timeout: 10_000 }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`${path} timed out`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+function post(address: string, path: string, body: string, headers: Record<string, string> = {}, method = 'POST'): Promise<HttpAnswer> {
+  return httpRequest(address, path, { method, body, headers: { 'content-type': 'application/json', ...headers } });
 }
 
 /** The JSON with what differs between two clusters masked (ids, terms, tokens, versions, sizes). */

@@ -20,6 +20,10 @@ import type protobuf from 'protobufjs';
 import { grpcServiceClient, protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { SERVICE_NAMES, type EtcdServiceName } from '../etcd/proto.ts';
 
+// Node's own reason phrases. node:http through getBuiltinModule, as http-endpoints.ts explains (its ESM
+// facade loads undici at every start).
+const { STATUS_CODES } = process.getBuiltinModule('node:http');
+
 interface Route {
   service: EtcdServiceName;
   method: string;
@@ -121,38 +125,26 @@ function responseTypeOf(route: Route): protobuf.Type {
   return method.resolvedResponseType!;
 }
 
-/** grpc-gateway's HTTP status for a gRPC code (its HTTPStatusFromCode, v1 as etcd 3.4/3.5 ship it). */
+/** grpc-gateway's HTTP status for a gRPC code (its HTTPStatusFromCode, v1 as etcd 3.4/3.5 ship it); 500 otherwise. */
+const HTTP_STATUS_OF_CODE: ReadonlyMap<grpc.status, number> = new Map([
+  [grpc.status.OK, 200],
+  [grpc.status.CANCELLED, 408],
+  [grpc.status.INVALID_ARGUMENT, 400],
+  [grpc.status.OUT_OF_RANGE, 400],
+  [grpc.status.DEADLINE_EXCEEDED, 504],
+  [grpc.status.NOT_FOUND, 404],
+  [grpc.status.ALREADY_EXISTS, 409],
+  [grpc.status.ABORTED, 409],
+  [grpc.status.PERMISSION_DENIED, 403],
+  [grpc.status.UNAUTHENTICATED, 401],
+  [grpc.status.RESOURCE_EXHAUSTED, 429],
+  [grpc.status.FAILED_PRECONDITION, 412],
+  [grpc.status.UNIMPLEMENTED, 501],
+  [grpc.status.UNAVAILABLE, 503],
+]);
+
 export function httpStatusOf(code: grpc.status): number {
-  switch (code) {
-    case grpc.status.OK:
-      return 200;
-    case grpc.status.CANCELLED:
-      return 408;
-    case grpc.status.INVALID_ARGUMENT:
-    case grpc.status.OUT_OF_RANGE:
-      return 400;
-    case grpc.status.DEADLINE_EXCEEDED:
-      return 504;
-    case grpc.status.NOT_FOUND:
-      return 404;
-    case grpc.status.ALREADY_EXISTS:
-    case grpc.status.ABORTED:
-      return 409;
-    case grpc.status.PERMISSION_DENIED:
-      return 403;
-    case grpc.status.UNAUTHENTICATED:
-      return 401;
-    case grpc.status.RESOURCE_EXHAUSTED:
-      return 429;
-    case grpc.status.FAILED_PRECONDITION:
-      return 412;
-    case grpc.status.UNIMPLEMENTED:
-      return 501;
-    case grpc.status.UNAVAILABLE:
-      return 503;
-    default:
-      return 500;
-  }
+  return HTTP_STATUS_OF_CODE.get(code) ?? 500;
 }
 
 /**
@@ -361,7 +353,7 @@ class StreamAnswer {
       return;
     }
     const status = httpStatusOf(code);
-    this.res.end(`${JSON.stringify({ error: { grpc_code: code, http_code: status, message, http_status: httpStatusText(status) } })}\n`);
+    this.res.end(`${JSON.stringify({ error: { grpc_code: code, http_code: status, message, http_status: STATUS_CODES[status] ?? 'Internal Server Error' } })}\n`);
   }
 
   private start(): void {
@@ -388,24 +380,6 @@ export function requestBytes(method: grpc.MethodDefinition<unknown, unknown>, te
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   }
-}
-
-function httpStatusText(status: number): string {
-  return (
-    {
-      400: 'Bad Request',
-      401: 'Unauthorized',
-      403: 'Forbidden',
-      404: 'Not Found',
-      408: 'Request Timeout',
-      409: 'Conflict',
-      412: 'Precondition Failed',
-      429: 'Too Many Requests',
-      501: 'Not Implemented',
-      503: 'Service Unavailable',
-      504: 'Gateway Timeout',
-    } as Record<number, string>
-  )[status] ?? 'Internal Server Error';
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: string): void {

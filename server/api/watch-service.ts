@@ -477,10 +477,9 @@ export function watchService(ctx: ApiContext): grpc.UntypedServiceImplementation
     Watch: (call: grpc.ServerDuplexStream<WireWatchRequest, unknown>) => {
       const stream = new WatchStream(ctx, call, encoder, serialize);
       call.on('data', (req: WireWatchRequest) => stream.onRequest(req));
-      // A client that half-closes (sends no more requests) still gets its watches' events until it
-      // cancels, as from etcd, whose receive loop ends at EOF while its send loop goes on. etcd's own JSON
-      // gateway does exactly this (json-gateway.ts too).
-      call.on('end', () => undefined);
+      // No 'end' listener: a client that half-closes (sends no more requests) still gets its watches'
+      // events until it cancels, as from etcd, whose receive loop ends at EOF while its send loop goes on.
+      // etcd's own JSON gateway does exactly this (json-gateway.ts too).
       const teardown = (): void => stream.teardown();
       call.on('error', teardown);
       call.on('cancelled', teardown);
