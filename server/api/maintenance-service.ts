@@ -227,25 +227,21 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
           await ctx.readBarrier(t);
         }));
       }
-      // What each store had applied when asked: its records on disk must have caught up with it.
-      const wanted = stores.map((t) => t.sm.store.currentRevision());
+      // What each store had applied when asked goes to disk first (the lazy flush written now), as for a backup.
       const deadline = Date.now() + HASH_CATCH_UP_MS;
-      for (;;) {
-        const answer = await withSnapshot(async (snap) => {
-          const revs = await Promise.all(stores.map((t) => storedRevisions(opts.db, snap, t.groupId)));
-          if (revs.some((r, i) => r.currentRevision < wanted[i])) return null; // applied, not yet flushed: wait for it
-          const current = Math.max(...revs.map((r) => r.currentRevision));
-          const compacted = Math.max(...revs.map((r) => r.compactedRevision));
-          const revision = asked > 0 ? asked : current;
-          if (revision < compacted) throw grpcError(ETCD_ERRORS.COMPACTED);
-          let hash = 0;
-          for (const t of stores) hash = await hashKv(opts.db, snap, t.groupId, revision, hash);
-          return { header: ctx.header(current), hash, compact_revision: String(compacted), hash_revision: String(revision) };
-        });
-        if (answer) return answer;
-        if (Date.now() > deadline) throw grpcError(ETCD_ERRORS.TIMEOUT);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await Promise.all(stores.map((t) => ctx.member.persistApplied(t.groupId, deadline))).catch(() => {
+        throw grpcError(ETCD_ERRORS.TIMEOUT);
+      });
+      return withSnapshot(async (snap) => {
+        const revs = await Promise.all(stores.map((t) => storedRevisions(opts.db, snap, t.groupId)));
+        const current = Math.max(...revs.map((r) => r.currentRevision));
+        const compacted = Math.max(...revs.map((r) => r.compactedRevision));
+        const revision = asked > 0 ? asked : current;
+        if (revision < compacted) throw grpcError(ETCD_ERRORS.COMPACTED);
+        let hash = 0;
+        for (const t of stores) hash = await hashKv(opts.db, snap, t.groupId, revision, hash);
+        return { header: ctx.header(current), hash, compact_revision: String(compacted), hash_revision: String(revision) };
+      });
     }),
 
     Snapshot: (call: grpc.ServerWritableStream<unknown, unknown>) => {
