@@ -38,6 +38,7 @@ import { planTxnReads } from '../shard/txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
 import { ReplicaWatchSource, resolvedApart } from '../shard/replica-watch-source.ts';
 import { ShardCloser } from '../shard/shard-closer.ts';
+import { LoopLoad } from '../member/loop-load.ts';
 import type { ShardWatchSource } from '../shard/watch-source.ts';
 import { ShardForwarder, type ForwardedAnswer } from '../shard/shard-forwarder.ts';
 import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
@@ -202,6 +203,8 @@ export class ShardHosting implements ShardedKeyspace {
   private membership: GroupMembershipReconciler | null = null;
   private leaders: LeaderBalancer | null = null;
   private closer: ShardCloser | null = null;
+  /** Whether this member's event loop is busy: its closing rounds are spaced further apart then. */
+  private readonly loopLoad = new LoopLoad();
   private closeFailuresLogged = 0;
   private forwarder: ShardForwarder | null = null;
   /**
@@ -444,6 +447,7 @@ export class ShardHosting implements ShardedKeyspace {
         ),
       waitApplied: (groupId, index, deadlineMs) => member.waitApplied(groupId, index, deadlineMs),
       needsRound: () => this.needsRound(),
+      busy: () => this.loopLoad.busy(),
       onCloseFailed: (groupId, err) => {
         // A shard electing a leader fails a few rounds in a row: a handful of lines, not one per round.
         if (this.closeFailuresLogged++ < 20) this.logger.warn({ group: groupId, err: err instanceof Error ? err.message : String(err) }, 'closing round failed for a shard (tried again next round)');
@@ -1105,7 +1109,9 @@ export class ShardHosting implements ShardedKeyspace {
   private async onLeader<T extends object>(groupId: number, deadlineMs: number, here: () => Promise<T>, there: (to: NodeId) => Promise<T | { notLeader: NodeId }>): Promise<T> {
     const member = this.member;
     if (member === null || this.peers === null) throw new ShardNotReadyError('shards not attached yet');
-    let lastError: unknown = new ShardNotReadyError(`no leader for shard group ${groupId}`);
+    // Built only when needed: an Error captures a stack, and closing rounds and multi-shard reads come
+    // through here for every shard, many times a second.
+    let lastError: unknown = null;
     let hint: NodeId = 0;
     for (let attempt = 0; Date.now() < deadlineMs; attempt++) {
       const leader = hint !== 0 ? hint : this.leaderGuess(groupId, attempt);
@@ -1132,7 +1138,7 @@ export class ShardHosting implements ShardedKeyspace {
       }
       if (hint === 0) await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
     }
-    throw lastError;
+    throw lastError ?? new ShardNotReadyError(`no leader for shard group ${groupId}`);
   }
 
 

@@ -84,7 +84,7 @@ export interface RemoteWatchSourceOptions {
 export const REMOTE_WATCH_ASK_TIMEOUT_MS = 5_000;
 export const REMOTE_WATCH_IDLE_ASK_MS = 5_000;
 export const REMOTE_WATCH_STALE_AFTER_MS = 5_000;
-/** Least time between two asks of one subscription (the closing rounds' own least gap, CLOSE_MIN_GAP_MS). */
+/** Least time between two asks of one subscription (the serving member spaces its closing rounds itself: CLOSE_MIN_GAP_MS, CLOSE_BUSY_GAP_MS). */
 const ASK_MIN_GAP_MS = 20;
 export const REMOTE_WATCH_INITIAL_BACKOFF_MS = 25;
 export const REMOTE_WATCH_MAX_BACKOFF_MS = 2_000;

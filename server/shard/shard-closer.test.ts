@@ -23,10 +23,11 @@ const flush = async (): Promise<void> => {
   for (let i = 0; i < 6; i++) await Promise.resolve();
 };
 
-const GAP = 20;
+const GAP = 5;
+const BUSY_GAP = 20;
 const HEARTBEAT = 200;
 
-function harness(shardCount = 2, needsRound?: () => boolean) {
+function harness(shardCount = 2, needsRound?: () => boolean, busy?: () => boolean) {
   const shards = Array.from({ length: shardCount }, (_, i) => ({ groupId: 2 + i, source: new ReplicaWatchSource(i, new KvStateMachine(9, [], [], { sharded: true })) }));
   const oracle: Array<Pending<number>> = [];
   /** A number answers the close at R itself with that applied index. */
@@ -45,6 +46,8 @@ function harness(shardCount = 2, needsRound?: () => boolean) {
     waitApplied: (g, i, d) => deferred(applies, [g, i, d]),
     onCloseFailed: (g) => failures.push(g),
     minGapMs: GAP,
+    busyGapMs: BUSY_GAP,
+    ...(busy ? { busy } : {}),
     heartbeatMs: HEARTBEAT,
     now: () => clock.now,
     setTimer: (fn, ms) => {
@@ -135,11 +138,11 @@ describe('ShardCloser', () => {
     h.closer.acquire();
     h.oracle[0].resolve(10);
     await flush();
-    h.clock.now += 5;
+    h.clock.now += 2;
     for (let i = 0; i < 5; i++) h.closer.request(); // within the gap: one round, at the gap's end
     expect(h.oracle).toHaveLength(1);
-    expect(h.armedIn()).toBe(GAP - 5);
-    expect(h.fire()).toBe(GAP - 5);
+    expect(h.armedIn()).toBe(GAP - 2);
+    expect(h.fire()).toBe(GAP - 2);
     expect(h.oracle).toHaveLength(2);
     // While its oracle request is out, requests wait for it, then start one round (the gap has passed).
     h.clock.now += GAP + 1;
@@ -156,6 +159,38 @@ describe('ShardCloser', () => {
     h.closer.request();
     expect(h.oracle).toHaveLength(4);
     expect(h.closer.stats.rounds).toBe(4);
+  });
+
+  it('spaces rounds by the busy gap while the member is busy, and by the least gap again once it is not', async () => {
+    let busy = true;
+    const h = harness(1, undefined, () => busy);
+    h.closer.acquire();
+    h.oracle[0].resolve(10);
+    await flush();
+    h.clock.now += GAP; // past the least gap, within the busy one
+    h.closer.request();
+    expect(h.oracle).toHaveLength(1);
+    expect(h.armedIn()).toBe(BUSY_GAP - GAP);
+    // The load falls while the round waits: the timer still fires at the busy gap's end (never later).
+    busy = false;
+    expect(h.fire()).toBe(BUSY_GAP - GAP);
+    expect(h.oracle).toHaveLength(2);
+    h.oracle[1].resolve(20);
+    await flush();
+    h.clock.now += GAP;
+    h.closer.request();
+    expect(h.oracle).toHaveLength(3); // not busy: the least gap is enough
+    // Busy again and a timer armed for the least gap: when it fires, the round waits out the busy gap.
+    h.oracle[2].resolve(30);
+    await flush();
+    h.closer.request();
+    expect(h.armedIn()).toBe(GAP);
+    busy = true;
+    expect(h.fire()).toBe(GAP);
+    expect(h.oracle).toHaveLength(3);
+    expect(h.armedIn()).toBe(BUSY_GAP - GAP);
+    h.fire();
+    expect(h.oracle).toHaveLength(4);
   });
 
   it('a heartbeat round while a watch is open and nothing asks; a failed close is retried there; an oracle failure loses one round', async () => {
