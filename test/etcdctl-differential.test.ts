@@ -12,6 +12,8 @@ interface Step {
   input?: string;
   /** Remember the lease id this step prints; later steps use it as $LEASE (each system its own). */
   captureLease?: boolean;
+  /** Remember the header revision this step prints (-w json); later steps use it as $REV (each system its own). */
+  captureRevision?: boolean;
   /** For commands that never exit by themselves (watch): stop them after this long, compare stdout. */
   stopAfterMs?: number;
 }
@@ -90,6 +92,8 @@ const LEASE_SESSION: Step[] = [
   s('put', '--lease=$LEASE', 'lk2', 'v2'),
   // On a sharded cluster lt/1, lt/2 and lt/3 are on three shards: one cross-shard transaction attaches them.
   { args: ['txn'], input: '\nput lt/1 a --lease=$LEASE\nput lt/2 b --lease=$LEASE\nput lt/3 c --lease=$LEASE\n\n\n' },
+  // $REV: the txn's revision on each system (the watch below starts there).
+  { args: ['get', 'lt/1', '-w', 'json'], captureRevision: true },
   s('lease', 'timetolive', '$LEASE'),
   s('lease', 'timetolive', '--keys', '$LEASE'),
   s('lease', 'timetolive', '--keys', '$LEASE', '-w', 'json'),
@@ -99,12 +103,22 @@ const LEASE_SESSION: Step[] = [
   s('lease', 'revoke', '$LEASE'),
   s('get', '--prefix', 'lk'),
   s('get', '--prefix', 'lt/'),
+  // The txn's puts, then the revoke's deletes in key order, as etcd sends them (on 16 shards lt/1, lt/2,
+  // lt/3 sit on shards 11, 15 and 3: each revision merged from three shards).
+  watch('--rev=$REV', '--prefix', 'lt/'),
   s('lease', 'revoke', '$LEASE'),
   s('lease', 'keep-alive', '--once', '$LEASE'),
   s('lease', 'timetolive', '$LEASE'),
   s('lease', 'grant', '1'),
   s('lease', 'grant', '99999999999'),
   s('put', '--lease=1234', 'x', 'y'),
+  // A range delete over four shards (14, 10, 6, 3 on 16 shards): one revision, events in key order.
+  { args: ['put', 'del/a', '1', '-w', 'json'], captureRevision: true },
+  s('put', 'del/b', '2'),
+  s('put', 'del/c', '3'),
+  s('put', 'del/d', '4'),
+  s('del', '--prefix', '--prev-kv', 'del/'),
+  watch('--rev=$REV', '--prefix', 'del/', '--prev-kv'),
   s('lock', 'mylock', 'echo', 'held'),
   s('lock', '--ttl=5', 'mylock', 'printenv', 'ETCD_LOCK_KEY'),
   { args: ['elect', 'myelection', 'proposal1'], stopAfterMs: 2_000 },
@@ -156,15 +170,20 @@ interface Target {
 async function runSession(steps: Step[], target: Target = { synod: () => synod.endpoints, etcd: () => etcd!.endpoint, mask: (t) => t }): Promise<string[]> {
   const mismatches: string[] = [];
   const leases = { etcd: '', synod: '' };
-  const bind = (args: string[], lease: string): string[] => args.map((a) => a.replaceAll('$LEASE', lease));
+  const revisions = { etcd: '', synod: '' };
+  const bind = (args: string[], system: 'etcd' | 'synod'): string[] => args.map((a) => a.replaceAll('$LEASE', leases[system]).replaceAll('$REV', revisions[system]));
   for (const step of steps) {
     const [a, b] = await Promise.all([
-      etcdctl(target.etcd(), bind(step.args, leases.etcd), { input: step.input && bind([step.input], leases.etcd)[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
-      etcdctl(target.synod(), bind(step.args, leases.synod), { input: step.input && bind([step.input], leases.synod)[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(target.etcd(), bind(step.args, 'etcd'), { input: step.input && bind([step.input], 'etcd')[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
+      etcdctl(target.synod(), bind(step.args, 'synod'), { input: step.input && bind([step.input], 'synod')[0], timeoutMs: step.stopAfterMs, quietMs: step.stopAfterMs && QUIET_MS }),
     ]);
     if (step.captureLease) {
       leases.etcd = /lease ([0-9a-f]{16}) granted/.exec(a.stdout)?.[1] ?? '';
       leases.synod = /lease ([0-9a-f]{16}) granted/.exec(b.stdout)?.[1] ?? '';
+    }
+    if (step.captureRevision) {
+      revisions.etcd = /"revision":(\d+)/.exec(a.stdout)?.[1] ?? '';
+      revisions.synod = /"revision":(\d+)/.exec(b.stdout)?.[1] ?? '';
     }
     const norm = (text: string): string => target.mask(normalize(text));
     const left = step.stopAfterMs ? norm(a.stdout) : `code=${a.code}\n${norm(a.stdout)}\n${norm(a.stderr)}`;

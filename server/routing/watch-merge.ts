@@ -11,7 +11,8 @@
 //   - the frontier F = min over shards of resolved[s]: every event at or below F of every shard is
 //     buffered or already sent, so sending the buffered events ≤ F in revision order loses nothing and
 //     never has to insert an earlier event later. Events of one revision stay together in one response
-//     (one group per shard; a future cross-shard txn's groups are joined in shard order);
+//     (one group per shard; a cross-shard transaction's groups are merged by key, each group's own
+//     order kept — see joinByKey);
 //   - duplicates: a revision at or below resolved[s] has been received already (a re-subscription's
 //     overlap) and is dropped; messages of an old subscription are told apart by a generation number;
 //   - every header revision h (event responses and progress) promises "every event ≤ h has been sent":
@@ -26,10 +27,14 @@
 // revision it lost (it still holds everything up to there), so it costs nothing per write. A parked
 // shard is re-subscribed from resolved + 1 — re-read from its store's history, as the hub catches up a
 // victim — once it alone holds the frontier back (every live shard is past F), so every re-read makes F
-// advance. If that revision was compacted meanwhile, the source says so and the watch is canceled with
+// advance. The lowest buffered revision is never dropped: it goes out next, as soon as the shards still
+// missing from it are resolved past it. A cross-shard transaction's revision has a group on several
+// shards, and dropping one of them whenever it waits for the others could repeat for ever once the
+// groups together weigh more than the budget (each re-read arriving before the others). If that revision was compacted meanwhile, the source says so and the watch is canceled with
 // compact_revision, as etcd cancels a victim whose revision was compacted. While the output is paused
 // (the client's stream is over its send budget) nothing is sent, the same budget applies, and a
-// progress request waits for the output to resume. Memory: ≤ budget plus the one batch being pushed.
+// progress request waits for the output to resume. Memory: ≤ budget plus the lowest buffered revision
+// plus the one batch being pushed.
 
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSpec } from '../mvcc/watch-hub.ts';
@@ -337,8 +342,7 @@ export class WatchMerger {
       if (top < 0) break;
       const next = this.byHead.keyOf(top);
       if (next > f) break;
-      // Every shard's group of this revision (one, until cross-shard txns), in shard order: equal
-      // keys leave the heap by index.
+      // Every shard's group of this revision (several only for a cross-shard transaction).
       const parts: RevisionGroup[] = [];
       while (this.byHead.size > 0 && this.byHead.keyOf(this.byHead.peek()) === next) {
         const s = this.shards[this.byHead.peek()];
@@ -368,7 +372,8 @@ export class WatchMerger {
         events = [];
         bytes = 0;
       }
-      for (const p of parts) for (const e of p.events) events.push(e);
+      if (parts.length === 1) for (const e of parts[0].events) events.push(e);
+      else joinByKey(parts, events);
       bytes += b;
       last = next;
     }
@@ -376,14 +381,19 @@ export class WatchMerger {
     this.deliveredThrough = f;
   }
 
-  /** Drops the highest buffered revisions down to half the budget and parks the shards that held them. */
+  /**
+   * Drops the highest buffered revisions down to half the budget and parks the shards that held them;
+   * never the lowest buffered revision, which goes out next.
+   */
   private shed(out: WatchMergeAction[]): void {
     const target = this.budgetBytes / 2;
     const touched = new Set<ShardState>();
+    const lowest = this.byHead.size > 0 ? this.byHead.keyOf(this.byHead.peek()) : Infinity;
     while (this.bufferedBytes > target) {
       let top: ShardState | null = null;
       for (const s of this.shards) {
-        if (s.head < s.groups.length && (top === null || s.groups[s.groups.length - 1].revision > top.groups[top.groups.length - 1].revision)) top = s;
+        const last = s.head < s.groups.length ? s.groups[s.groups.length - 1].revision : -1;
+        if (last > lowest && (top === null || last > top.groups[top.groups.length - 1].revision)) top = s;
       }
       if (top === null) break;
       const g = top.groups.pop() as RevisionGroup;
@@ -437,5 +447,27 @@ export class WatchMerger {
     }
     this.parkedCount = 0;
     this.bufferedBytes = 0;
+  }
+}
+
+/**
+ * The events of one revision from several shards (a cross-shard transaction), appended to `out` in the
+ * order etcd would send them as far as it can be known here: a merge by key that keeps each shard's own
+ * order. etcd sends a DeleteRange's events and a lease revoke's in key order, and a txn's in op order. A
+ * shard's part is in its ops' order, and each op's events in key order, so this gives etcd's order
+ * exactly for a range delete or a revoke over several shards, and for a txn whose ops go in key order;
+ * the order of a txn's ops across shards is in no shard's log. Ties (never: a key lives on one shard)
+ * go to the lower shard.
+ */
+export function joinByKey(parts: readonly { readonly events: readonly MvccEvent[] }[], out: MvccEvent[]): void {
+  const next = parts.map(() => 0);
+  for (;;) {
+    let pick = -1;
+    for (let i = 0; i < parts.length; i++) {
+      if (next[i] >= parts[i].events.length) continue;
+      if (pick < 0 || Buffer.compare(parts[i].events[next[i]].kv.key, parts[pick].events[next[pick]].kv.key) < 0) pick = i;
+    }
+    if (pick < 0) return;
+    out.push(parts[pick].events[next[pick]++]);
   }
 }
