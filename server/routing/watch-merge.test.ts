@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MvccEvent } from '../mvcc/types.ts';
 import { REPLAY_CHUNK, REPLAY_CHUNK_BYTES } from '../mvcc/watch-hub.ts';
-import { MERGED_RESPONSE_MAX_BYTES, MERGED_RESPONSE_MAX_EVENTS, mergeEventBytes, WatchMerger } from './watch-merge.ts';
+import { joinByKey, MERGED_RESPONSE_MAX_BYTES, MERGED_RESPONSE_MAX_EVENTS, mergeEventBytes, WatchMerger } from './watch-merge.ts';
 import type { MergedWatchSpec, WatchMergeAction } from './watch-merge.ts';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -179,5 +179,34 @@ describe('WatchMerger', () => {
     expect(() => merger({ startRevision: 0 })).toThrow(/start revision must be an integer ≥ 1/);
     expect(() => merger({ shards: [1, 1] })).toThrow(/shard 1 twice/);
     expect(() => merger({ shards: [] })).toThrow(/at least one shard/);
+  });
+});
+
+describe('joinByKey (one revision from several shards)', () => {
+  const ev = (key: string, tag: string): MvccEvent => ({ type: 'PUT', kv: { key: Buffer.from(key), createRevision: 1, modRevision: 1, version: 1, value: Buffer.from(tag), lease: '0' }, prevKv: null });
+  const keysOf = (events: MvccEvent[]): string[] => events.map((e) => e.kv.key.toString());
+
+  it('merges parts sorted by key into key order (a range delete or a revoke over several shards)', () => {
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let run = 0; run < 200; run++) {
+      const partCount = 1 + rand(16);
+      const keys = [...new Set(Array.from({ length: rand(60) }, () => `k${String(rand(1000)).padStart(4, '0')}`))];
+      const parts = Array.from({ length: partCount }, () => ({ events: [] as MvccEvent[] }));
+      for (const k of [...keys].sort()) parts[rand(partCount)].events.push(ev(k, ''));
+      const out: MvccEvent[] = [];
+      joinByKey(parts, out);
+      expect(keysOf(out)).toEqual([...keys].sort());
+    }
+  });
+
+  it("keeps each part's own order when it is not key order (a txn's ops), and breaks ties by part", () => {
+    const out: MvccEvent[] = [];
+    joinByKey([{ events: [ev('b', 'p0'), ev('a', 'p0'), ev('d', 'p0')] }, { events: [ev('c', 'p1'), ev('a', 'p1')] }, { events: [] }], out);
+    // Part 0 must give b before a, part 1 c before a: a merge by each part's next key.
+    expect(out.map((e) => `${e.kv.key.toString()}${e.kv.value.toString()}`)).toEqual(['bp0', 'ap0', 'cp1', 'ap1', 'dp0']);
   });
 });

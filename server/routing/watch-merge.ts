@@ -27,18 +27,22 @@
 // revision it lost (it still holds everything up to there), so it costs nothing per write. A parked
 // shard is re-subscribed from resolved + 1 — re-read from its store's history, as the hub catches up a
 // victim — once it alone holds the frontier back (every live shard is past F), so every re-read makes F
-// advance. The lowest buffered revision is never dropped: it goes out next, as soon as the shards still
-// missing from it are resolved past it. A cross-shard transaction's revision has a group on several
-// shards, and dropping one of them whenever it waits for the others could repeat for ever once the
-// groups together weigh more than the budget (each re-read arriving before the others). If that revision was compacted meanwhile, the source says so and the watch is canceled with
-// compact_revision, as etcd cancels a victim whose revision was compacted. While the output is paused
-// (the client's stream is over its send budget) nothing is sent, the same budget applies, and a
-// progress request waits for the output to resume. Memory: ≤ budget plus the lowest buffered revision
-// plus the one batch being pushed.
+// advance. If that revision was compacted meanwhile, the source says so and the watch is canceled with
+// compact_revision, as etcd cancels a victim whose revision was compacted.
+//
+// The lowest buffered revision is never dropped: it goes out next, as soon as the shards still missing
+// from it are resolved past it. A cross-shard transaction's revision has a group on several shards;
+// dropping its groups while one is still missing repeats for ever once they weigh more than half the
+// budget together (each re-read arrives while another group is missing, and is dropped again).
+//
+// While the output is paused (the client's stream is over its send budget) nothing is sent, the same
+// budget applies, and a progress request waits for the output to resume. Memory: ≤ budget plus the
+// lowest buffered revision plus the one batch being pushed.
 
 import type { MvccEvent } from '../mvcc/types.ts';
 import type { WatchSpec } from '../mvcc/watch-hub.ts';
 import { IndexedMinHeap } from './indexed-min-heap.ts';
+import { compareBytes } from './slots.ts';
 
 /** Most events per merged response (etcd sends up to 1,000 per response; the hub's REPLAY_CHUNK). */
 export const MERGED_RESPONSE_MAX_EVENTS = 1000;
@@ -460,14 +464,38 @@ export class WatchMerger {
  * go to the lower shard.
  */
 export function joinByKey(parts: readonly { readonly events: readonly MvccEvent[] }[], out: MvccEvent[]): void {
+  // A binary min-heap of the parts by their next event's key (then by part): about log2(parts)
+  // comparisons an event instead of one per part, each in JavaScript rather than a call into C++.
+  // 100,000 deletes over 16 shards: ~45 ms of the loop, against ~210 ms for a scan with Buffer.compare.
   const next = parts.map(() => 0);
-  for (;;) {
-    let pick = -1;
-    for (let i = 0; i < parts.length; i++) {
-      if (next[i] >= parts[i].events.length) continue;
-      if (pick < 0 || Buffer.compare(parts[i].events[next[i]].kv.key, parts[pick].events[next[pick]].kv.key) < 0) pick = i;
+  const heap: number[] = [];
+  const less = (a: number, b: number): boolean => {
+    const c = compareBytes(parts[a].events[next[a]].kv.key, parts[b].events[next[b]].kv.key);
+    return c !== 0 ? c < 0 : a < b;
+  };
+  const siftDown = (from: number): void => {
+    let i = from;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= heap.length) return;
+      const m = l + 1 < heap.length && less(heap[l + 1], heap[l]) ? l + 1 : l;
+      if (!less(heap[m], heap[i])) return;
+      const t = heap[i];
+      heap[i] = heap[m];
+      heap[m] = t;
+      i = m;
     }
-    if (pick < 0) return;
-    out.push(parts[pick].events[next[pick]++]);
+  };
+  for (let i = 0; i < parts.length; i++) if (parts[i].events.length > 0) heap.push(i);
+  for (let i = (heap.length >> 1) - 1; i >= 0; i--) siftDown(i);
+  while (heap.length > 0) {
+    const p = heap[0];
+    out.push(parts[p].events[next[p]++]);
+    if (next[p] >= parts[p].events.length) {
+      const last = heap.pop() as number;
+      if (heap.length === 0) return;
+      heap[0] = last;
+    }
+    siftDown(0);
   }
 }
