@@ -33,6 +33,8 @@ import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type Rang
 import { mergeShardRanges } from '../routing/range-merge.ts';
 import { DeadlineError } from '../member/member.ts';
 import { TXN_NOT_PREPARED, type PreparedTxn } from './shard-txn-table.ts';
+import { ShardAdmission } from './shard-admission.ts';
+import { rankOf } from './wait-die.ts';
 
 /** What a write's apply answered: its revision and result. */
 export interface TxnWriteOutcome {
@@ -58,6 +60,12 @@ export interface CoordinatorDeps {
   newTxnId(): string;
   /** TEST ONLY: a pause between the prepares and the decision (0: none). */
   pauseBeforeDecisionMs: number;
+  /**
+   * Whether this coordinator's transactions take their shards through ShardAdmission first (default
+   * true). The simulation turns it off for some members: it only delays prepares, and what the
+   * simulation must exercise is the shards' own checks under as many concurrent prepares as it can make.
+   */
+  localAdmission?: boolean;
   /** Uniform in [0, 1): the jitter of retries after a conflict. */
   random(): number;
 }
@@ -140,10 +148,13 @@ export class TxnCoordinator {
   /** `sinceMs`: when the oldest of them began to wait (performance.now(): a wall-clock step must not hold them). */
   private readonly forgets = new Map<number, { ids: string[]; sinceMs: number }>();
   private forgetTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly admission: ShardAdmission | null;
+  private admissionSeq = 0;
 
   constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
     this.deps = deps;
     this.stats = stats;
+    this.admission = deps.localAdmission === false ? null : new ShardAdmission();
   }
 
   /**
@@ -195,7 +206,41 @@ export class TxnCoordinator {
     // compares the branch is the success one, and R0 is needed only if it writes nothing. The chosen path's
     // ops, nested txns unfolded, run in order as one flat list: the store runs a txn so (store.ts), the
     // compares of every level having been evaluated before any op.
-    const R0 = txnHasCompares(req) ? await this.deps.freshRevision(deadlineMs) : 0;
+    // With compares, this member's other transactions are kept off every shard the txn may touch from
+    // before R0 is read: one admitted after its compares were read would often find them changed by the
+    // very transaction it waited for, and spend an attempt (shard-admission.ts).
+    const hasCompares = txnHasCompares(req);
+    const admitted = hasCompares ? await this.admit(this.groupsMaybeTouched(req), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
+    try {
+      return await this.attemptAdmitted(req, leases, deadlineMs, priority, hasCompares, admitted);
+    } catch (err) {
+      admitted?.();
+      throw err;
+    }
+  }
+
+  /** Every shard a txn's compares or ops may touch, on either branch at every level. */
+  private groupsMaybeTouched(t: TxnRequest, into: Set<number> = new Set()): number[] {
+    const range = (key: Buffer, end: Buffer | null | undefined): void => {
+      for (const g of this.deps.groupsOfRange(key, end ?? Buffer.alloc(0))) into.add(g);
+    };
+    for (const c of t.compare ?? []) range(c.key, c.range_end);
+    for (const w of [...(t.success ?? []), ...(t.failure ?? [])]) {
+      if (w.request_put) into.add(this.deps.groupOfKey(w.request_put.key));
+      else if (w.request_delete_range) range(w.request_delete_range.key, w.request_delete_range.range_end);
+      else if (w.request_range) range(w.request_range.key, w.request_range.range_end);
+      else if (w.request_txn) this.groupsMaybeTouched(w.request_txn, into);
+    }
+    return [...into].sort((a, b) => a - b);
+  }
+
+  private admit(groups: readonly number[], priority: number, id: string, deadlineMs: number): Promise<() => void> {
+    if (this.admission === null) return Promise.resolve(() => {});
+    return this.admission.acquire(groups, rankOf(priority, id), deadlineMs - Date.now(), () => new DeadlineError('cross-shard transaction waiting for its shards'));
+  }
+
+  private async attemptAdmitted(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number, hasCompares: boolean, admitted: (() => void) | null): Promise<TxnWriteOutcome> {
+    const R0 = hasCompares ? await this.deps.freshRevision(deadlineMs) : 0;
     const compares: EvaluatedCompare[] = [];
     const path = await this.choosePath(req, R0, deadlineMs, compares);
     const wireOps: WireRequestOp[] = [];
@@ -245,7 +290,10 @@ export class TxnCoordinator {
     });
 
     // Nothing to write: the compares and ranges at R0 are one snapshot.
-    if (writers === 0) return this.readOnlyAnswer(wireOps, placements, shape, R0 > 0 ? R0 : await this.deps.freshRevision(deadlineMs), deadlineMs);
+    if (writers === 0) {
+      admitted?.();
+      return this.readOnlyAnswer(wireOps, placements, shape, R0 > 0 ? R0 : await this.deps.freshRevision(deadlineMs), deadlineMs);
+    }
 
     const outcome = await this.twoPhase(
       order,
@@ -263,6 +311,7 @@ export class TxnCoordinator {
       deadlineMs,
       priority,
       false,
+      admitted,
     );
     const { C, prepared } = outcome;
     const shareResults = new Map<number, TxnResult>();
@@ -315,8 +364,30 @@ export class TxnCoordinator {
     deadlineMs: number,
     priority: number,
     resolveAllFirst: boolean,
+    admitted: (() => void) | null = null,
   ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
     const txnId = this.deps.newTxnId();
+    // No prepare leaves while another transaction of this member holds one of these shards
+    // (shard-admission.ts); `admitted` when the caller took them already (a superset of `order`).
+    const release = admitted ?? (await this.admit(order, priority, txnId, deadlineMs));
+    try {
+      return await this.prepareAndCommit(txnId, order, shareOf, deadlineMs, priority, resolveAllFirst, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** twoPhase once admitted; `release` gives the shards back to this member's other transactions once resolved. */
+  private async prepareAndCommit(
+    txnId: string,
+    order: number[],
+    shareOf: (groupId: number) => ParticipantShare,
+    deadlineMs: number,
+    priority: number,
+    resolveAllFirst: boolean,
+    release: () => void,
+  ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
     // Whole milliseconds: int64 on the wire (a fraction would be misread, as digits, not refused).
     const intentDeadline = Math.floor(Math.min(deadlineMs, Date.now() + INTENT_TTL_MS));
     const settled = await Promise.allSettled(
@@ -343,9 +414,13 @@ export class TxnCoordinator {
     const C = Math.max(...prepared.map((p) => p.revision));
     this.stats.committed++;
     const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
+      release();
       // The records may go only once every participant resolved (a recoverer may still ask any of them).
       if (all) this.forgetLater(txnId, order);
       return all;
+    }, (err: unknown) => {
+      release();
+      throw err;
     });
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
     return { C, prepared };
