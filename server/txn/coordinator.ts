@@ -206,11 +206,11 @@ export class TxnCoordinator {
     // compares the branch is the success one, and R0 is needed only if it writes nothing. The chosen path's
     // ops, nested txns unfolded, run in order as one flat list: the store runs a txn so (store.ts), the
     // compares of every level having been evaluated before any op.
-    // With compares, this member's other transactions are kept off every shard the txn may touch from
-    // before R0 is read: one admitted after its compares were read would often find them changed by the
-    // very transaction it waited for, and spend an attempt (shard-admission.ts).
+    // With compares (and writes), this member's other transactions are kept off every shard the txn may
+    // touch from before R0 is read: one admitted after its compares were read would often find them
+    // changed by the very transaction it waited for, and spend an attempt (shard-admission.ts).
     const hasCompares = txnHasCompares(req);
-    const admitted = hasCompares ? await this.admit(this.groupsMaybeTouched(req), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
+    const admitted = hasCompares && txnMayWrite(req) ? await this.admit(this.groupsMaybeTouched(req), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
     try {
       return await this.attemptAdmitted(req, leases, deadlineMs, priority, hasCompares, admitted);
     } catch (err) {
@@ -658,6 +658,11 @@ interface TxnShape {
 interface ParticipantShare {
   intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>;
   lease_generations?: LeaseGeneration[];
+}
+
+/** Whether some branch, at some level, puts or deletes (a txn that only reads takes no shard). */
+function txnMayWrite(t: TxnRequest): boolean {
+  return [...(t.success ?? []), ...(t.failure ?? [])].some((w) => !!w.request_put || !!w.request_delete_range || (!!w.request_txn && txnMayWrite(w.request_txn)));
 }
 
 function txnHasCompares(t: TxnRequest): boolean {
