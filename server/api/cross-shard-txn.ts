@@ -4,9 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
 import { newTxnCoordinatorStats, TxnCoordinator, type TxnCoordinatorStats } from '../txn/coordinator.ts';
+import { ShardAdmission } from '../txn/shard-admission.ts';
 
 /** One member's coordinators (its KV service's and its lease sweeper's) count together, for its metrics. */
 const memberStats = new WeakMap<ApiContext, TxnCoordinatorStats>();
+/** ... and queue for their shards together (txn/shard-admission.ts). */
+const memberAdmission = new WeakMap<ApiContext, ShardAdmission>();
 
 export function crossShardStats(ctx: ApiContext): TxnCoordinatorStats {
   let stats = memberStats.get(ctx);
@@ -21,6 +24,8 @@ export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace):
     return t;
   };
   const memberHex = ctx.member.memberId.toString(16);
+  let admission = memberAdmission.get(ctx);
+  if (admission === undefined) memberAdmission.set(ctx, (admission = new ShardAdmission()));
   if (ctx.testTxnPauseBeforeDecisionMs > 0) ctx.logger.warn({ pauseMs: ctx.testTxnPauseBeforeDecisionMs }, 'TEST ONLY: cross-shard transactions coordinated here pause between prepare and decision (--test-txn-pause-before-decision-ms)');
   return new TxnCoordinator({
     freshRevision: (deadlineMs) => shards.freshRevision(deadlineMs),
@@ -32,5 +37,6 @@ export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace):
     newTxnId: () => `${memberHex}-${randomUUID()}`,
     pauseBeforeDecisionMs: ctx.testTxnPauseBeforeDecisionMs,
     random: Math.random,
+    admission,
   }, crossShardStats(ctx));
 }

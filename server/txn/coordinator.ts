@@ -61,11 +61,12 @@ export interface CoordinatorDeps {
   /** TEST ONLY: a pause between the prepares and the decision (0: none). */
   pauseBeforeDecisionMs: number;
   /**
-   * Whether this coordinator's transactions take their shards through ShardAdmission first (default
-   * true). The simulation turns it off for some members: it only delays prepares, and what the
-   * simulation must exercise is the shards' own checks under as many concurrent prepares as it can make.
+   * The member's admission queue its transactions take their shards through before their prepares (one
+   * per member, shared by its coordinators); undefined: one of this coordinator's own; null: none. The
+   * simulation has none on some members: it only delays prepares, and what the simulation must exercise
+   * is the shards' own checks under as many concurrent prepares as it can make.
    */
-  localAdmission?: boolean;
+  admission?: ShardAdmission | null;
   /** Uniform in [0, 1): the jitter of retries after a conflict. */
   random(): number;
 }
@@ -154,7 +155,7 @@ export class TxnCoordinator {
   constructor(deps: CoordinatorDeps, stats: TxnCoordinatorStats = newTxnCoordinatorStats()) {
     this.deps = deps;
     this.stats = stats;
-    this.admission = deps.localAdmission === false ? null : new ShardAdmission();
+    this.admission = deps.admission === undefined ? new ShardAdmission() : deps.admission;
   }
 
   /**

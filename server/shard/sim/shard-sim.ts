@@ -381,7 +381,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       return new TxnCoordinator({
         // One member's coordinators admit their transactions to shards first, as every real member's do
         // (txn/shard-admission.ts); the others send prepares at once, for the most concurrent prepares.
-        localAdmission: m.id === ids[0],
+        ...(m.id === ids[0] ? {} : { admission: null }),
         freshRevision: async (deadlineMs) => (await oracle.next(1, deadlineMs)).last,
         groupOfKey: (key) => slotMap.shardOf(slotOf(key)) + 1,
         groupsOfRange: (key, rangeEnd) => slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => i + 1),
