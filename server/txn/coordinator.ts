@@ -414,14 +414,11 @@ export class TxnCoordinator {
     // saw a state at or above its prepare without waiting for the resolution.
     const C = Math.max(...prepared.map((p) => p.revision));
     this.stats.committed++;
-    const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
-      release();
+    // The shards go back to this member's other transactions once the resolves are done, whatever they answered.
+    const resolved = this.resolveAll(txnId, true, C, order).finally(release).then((all) => {
       // The records may go only once every participant resolved (a recoverer may still ask any of them).
       if (all) this.forgetLater(txnId, order);
       return all;
-    }, (err: unknown) => {
-      release();
-      throw err;
     });
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
     return { C, prepared };

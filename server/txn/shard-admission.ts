@@ -55,7 +55,7 @@ export class ShardAdmission {
     });
   }
 
-  /** Transactions waiting here (for metrics and tests). */
+  /** Transactions waiting here (tests). */
   waitingCount(): number {
     return this.waiting.length;
   }
