@@ -23,6 +23,7 @@ if (process.argv[2] === 'grpc-server') {
       const C = grpc.makeGenericClientConstructor(def, 'P');
       const c = new C(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
       const call = (c as unknown as { Echo(): grpc.ClientDuplexStream<Buffer, Buffer> }).Echo();
+      call.on('error', () => {}); // the server is killed under it at the end
       send = () => call.write(buf); onMsg = (f) => call.on('data', f);
     } else {
       const sock = net.connect(port, '127.0.0.1'); await new Promise((r) => sock.once('connect', r));

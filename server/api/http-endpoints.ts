@@ -107,6 +107,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_peer_stream_calls_sent_total', 'Calls this member made to peers on the peer streams.', () => streamCalls.sent);
     counter('synod_peer_stream_calls_served_total', 'Calls from peers this member served on the peer streams.', () => streamCalls.served);
     counter('synod_peer_stream_calls_lost_total', 'Calls sent on a peer stream that broke before their reply came.', () => streamCalls.lost);
+    counter('synod_peer_frames_sent_total', 'Frames this member wrote to its peer streams (Raft messages, calls and replies, batched per peer and flush).', () => streamCalls.framesSent);
     counter('synod_peer_stream_calls_timed_out_total', 'Calls on the peer streams whose reply did not come by their deadline.', () => streamCalls.timedOut);
   }
   // Shard proposals forwarded here while a leadership or a replica moved (server/member/forwarded-proposal.ts).

@@ -215,6 +215,7 @@ describe('calls on the peer streams', () => {
     expect(upper).toEqual({ kind: 'reply', payload: Buffer.from(`${A}:ABC`) });
     expect(failed).toEqual({ kind: 'error', code: grpc.status.FAILED_PRECONDITION, details: 'refused on purpose' });
     expect(unknown).toEqual({ kind: 'error', code: grpc.status.UNIMPLEMENTED, details: 'no /test.Echo/Nope' });
+    expect(a.streamCallStats.framesSent).toBe(1); // the message and the three calls: one frame
     // A handler that fails instead of answering a status: the caller hears INTERNAL, the member goes on.
     expect(await a.callOnStream(B, '/test.Echo/Throw', Buffer.from(''), deadline)).toEqual({ kind: 'error', code: grpc.status.INTERNAL, details: 'a handler bug' });
     expect(inbound).toEqual([{ groupId: 4, message: append(A, B) }]);

@@ -179,6 +179,8 @@ export interface StreamCallStats {
   lost: number;
   /** Calls whose reply did not come by their deadline. */
   timedOut: number;
+  /** Frames written to peer streams (each one gRPC stream message: what a peer's flush costs). */
+  framesSent: number;
 }
 
 interface PendingCall {
@@ -240,7 +242,7 @@ export class PeerTransport {
   private nextCallId = 1;
   private flushScheduled = false;
   /** Calls made and served on the streams (for the metrics and tests). */
-  readonly streamCallStats: StreamCallStats = { sent: 0, served: 0, lost: 0, timedOut: 0 };
+  readonly streamCallStats: StreamCallStats = { sent: 0, served: 0, lost: 0, timedOut: 0, framesSent: 0 };
 
   constructor(opts: PeerTransportOptions) {
     if (!(opts.maxFrameBytes > 0 && opts.maxFrameBytes <= PEER_GRPC_MAX_MESSAGE_BYTES)) {
@@ -633,6 +635,7 @@ export class PeerTransport {
       if (replies.length > 0) batch.replies = replies;
       const frames = encodeFrames(batch, this.opts.maxFrameBytes);
       for (const frame of frames) out.call.write(frame);
+      this.streamCallStats.framesSent += frames.length;
     }
   }
 
