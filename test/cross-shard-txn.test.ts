@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
+import { WatchStream } from './support/watch-client.ts';
 import { SlotMap } from '../server/routing/slots.ts';
 import { ShardPeerChannels, shardKvOnPeer } from '../server/shard/peer-shard-rpc.ts';
 import { encodeForwardedEntry } from '../server/shard/forwarded-entry.ts';
@@ -206,6 +207,60 @@ describe('cross-shard transactions under coordinator faults', () => {
       kv2.close();
     }
   }, 30_000);
+
+  it('resolutions held back by the shard leaders: a read right after sees the transaction, a write rides with them, and alone they go within 20 ms', async () => {
+    const [a, b] = await keysOnTwoShards('held/');
+    const sum = async (name: string): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
+      return total;
+    };
+    const watch = new WatchStream(cluster.endpointOf(2));
+    const kv1 = new KvClient(cluster.endpointOf(1));
+    const kv3 = new KvClient(cluster.endpointOf(0));
+    try {
+      watch.create({ key: Buffer.from(a) });
+      expect((await watch.next(10_000)).created).toBe(true);
+      const heldBefore = await sum('synod_cross_shard_txn_resolves_held_total');
+      // A linearizable read through another member right after the answer: it sees the whole transaction.
+      const first = await kv1.txn(transfer(a, b, 'r1'), 10_000);
+      expect(await values(kv3, [a, b])).toEqual(['r1', 'r1']);
+      // A write to one participant's shard right after: it goes in behind the resolution, above C.
+      const second = await kv1.txn(transfer(a, b, 'r2'), 10_000);
+      const put = await kv1.put(a, 'after', {}, 10_000);
+      expect(Number(put.header.revision)).toBeGreaterThan(Number(second.header.revision));
+      // Nothing follows the third: its resolutions go on their own, and every replica applies them.
+      const third = await kv1.txn(transfer(a, b, 'r3'), 10_000);
+      for (let i = 0; i < cluster.members.length; i++) {
+        const kv = new KvClient(cluster.endpointOf(i));
+        try {
+          await eventually(`member ${i} applied the third transaction`, async () => {
+            const got = await Promise.all([a, b].map(async (k) => (await kv.range(k, { serializable: true }, 10_000)).kvs[0]?.mod_revision));
+            expect(got).toEqual([third.header.revision, third.header.revision]);
+          }, 5_000, 10);
+        } finally {
+          kv.close();
+        }
+      }
+      // The watcher on one participant's key saw each write once, at its transaction's revision, in order.
+      const seen: Array<[string, string]> = [];
+      while (seen.length < 4) for (const e of (await watch.next(5_000)).events) seen.push([e.kv.value.toString(), e.kv.mod_revision]);
+      expect(seen).toEqual([
+        ['r1', first.header.revision],
+        ['r2', second.header.revision],
+        ['after', put.header.revision],
+        ['r3', third.header.revision],
+      ]);
+      // The leaders held resolutions back (each shard's leader, for a transaction prepared there).
+      expect(await sum('synod_cross_shard_txn_resolves_held_total')).toBeGreaterThan(heldBefore);
+      expect(Number.isInteger(await sum('synod_cross_shard_txn_resolves_alone_total'))).toBe(true);
+      await eventually('no transaction left prepared', async () => expect(await sum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 50);
+    } finally {
+      watch.close();
+      kv1.close();
+      kv3.close();
+    }
+  }, 60_000);
 
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));

@@ -151,6 +151,8 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_cross_shard_txn_prepares_total', 'Cross-shard transaction prepares proposed by the shard leaders here.', () => shards.writePathStatus().txnPrepares);
     counter('synod_cross_shard_txn_prepares_refused_total', 'Prepares the shard leaders here refused: another transaction held the shard (the younger side of wait-die) or the prepare waited past its deadline.', () => shards.writePathStatus().txnPreparesRefused);
     counter('synod_cross_shard_txn_recoveries_total', 'Overdue prepared transactions the shard leaders here recovered.', () => shards.writePathStatus().txnRecoveries);
+    counter('synod_cross_shard_txn_resolves_held_total', 'Cross-shard transaction resolutions the shard leaders here held back to ride with a later entry.', () => shards.writePathStatus().resolvesHeld);
+    counter('synod_cross_shard_txn_resolves_alone_total', 'Of those, the ones nothing came for within 20 ms: proposed on their own.', () => shards.writePathStatus().resolvesAlone);
     gauge('synod_cross_shard_txns_prepared', 'Cross-shard transactions prepared on the shard replicas here now, waiting for their resolution.', () => shards.writePathStatus().preparedNow);
     counter('synod_oracle_requests_total', 'Revision requests this member\'s oracle host received.', () => shards.oracleStatus().requests);
     counter('synod_oracle_grants_total', 'Revision batches this member\'s oracle host granted.', () => shards.oracleStatus().grants);

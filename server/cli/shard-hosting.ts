@@ -94,6 +94,8 @@ function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath 
   into.txnPrepares += s.txnIntents;
   into.txnPreparesRefused += s.txnIntentsRefused;
   into.txnRecoveries += s.txnRecoveries;
+  into.resolvesHeld += s.resolvesHeld;
+  into.resolvesAlone += s.resolvesAlone;
 }
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */
@@ -173,7 +175,7 @@ export class ShardHosting implements ShardedKeyspace {
   fenceKeepMs = FENCE_KEEP_MS;
   fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
   /** The write-path counts of replicas that left this member (writePathStatus stays monotonic). */
-  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesRefused: 0, txnRecoveries: 0 };
+  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;

@@ -224,6 +224,8 @@ class RaftGroup {
    * Member.interceptProposals): a sharded group's writes are stamped with oracle revisions first.
    */
   proposalInterceptor: ((data: Uint8Array) => void) | null = null;
+  /** Told when a linearizable read of the group reaches this member as its leader (Member.onLeaderRead). */
+  leaderReadListener: (() => void) | null = null;
   /** Member.removeGroup took it out: a turn that still holds it must not apply, install or take points. */
   removed = false;
 
@@ -557,6 +559,7 @@ export class Member {
       this.formerLeaders.set(groupId, { leaderId: group.leaderId, untilMs: Date.now() + REMOVED_GROUP_FORWARD_MS });
     }
     group.proposalInterceptor = null;
+    group.leaderReadListener = null;
     const counts = group.node.quiescenceCounts();
     this.removedQuiescence.quiesced += counts.quiesced;
     this.removedQuiescence.woken += counts.woken;
@@ -658,7 +661,10 @@ export class Member {
       if (!group) continue; // a group this member no longer (or not yet) hosts
       // A declined handover: the leader's transfer runs out after an election timeout and it leads on.
       if (message.type === 'timeoutNow' && monoMs < this.declineHandoversUntilMs) continue;
-      if (message.type === 'readIndex' && this.answerReadOnLease(group, message)) continue;
+      if (message.type === 'readIndex') {
+        if (group.role === 'leader') group.leaderReadListener?.();
+        if (this.answerReadOnLease(group, message)) continue;
+      }
       if (message.type === 'readIndexResp' && this.takeReadAnswer(group, message)) continue;
       group.node.step(message);
     }
@@ -735,6 +741,16 @@ export class Member {
    */
   interceptProposals(groupId: number, interceptor: (data: Uint8Array) => void): void {
     this.mustGroup(groupId).proposalInterceptor = interceptor;
+  }
+
+  /**
+   * `listener` hears every linearizable read of `groupId` that reaches this member while it leads the
+   * group — its own (readBarrier) and its followers' ReadIndex requests — before the read's index is
+   * taken. A shard's leader proposes the transaction resolutions it holds back then (shard-write-path.ts):
+   * the read waits for them, and should not wait for their timer.
+   */
+  onLeaderRead(groupId: number, listener: () => void): void {
+    this.mustGroup(groupId).leaderReadListener = listener;
   }
 
   /** Proposes to Raft itself, past any interceptor (the interceptor's own proposals). */
@@ -909,6 +925,7 @@ export class Member {
   readBarrier(groupId: number, deadlineMs: number): Promise<void> {
     const group = this.mustGroup(groupId);
     if (group.leaderId === 0) return Promise.reject(new NoLeaderError());
+    if (group.role === 'leader') group.leaderReadListener?.();
     // A leader whose lease serves answers now, as its next turn would (the same index, checked against
     // the clock at this moment): the read waits only for the apply, not for a turn and its write.
     const leaseIndex = this.stopped ? null : group.node.leaseReadIndex();

@@ -127,6 +127,13 @@ const READS_BACKSTOP_MS = 100;
 const YOUNGER_WAIT_MS = 25;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
+/** Longest a resolution waits at the leader for another entry of its shard to ride with. */
+/**
+ * Longest a cross-shard transaction's resolution waits at its shard's leader for another entry to ride
+ * with (see ShardWritePath.pendingResolves). Short: a shard's watchers see the transaction's writes when
+ * the resolution applies, and the brief holds them to 100 ms p99.
+ */
+const LAZY_RESOLVE_MS = 20;
 
 interface QueuedWrite {
   readonly body: InternalRequestBody;
@@ -168,6 +175,25 @@ type TxnHold = { readonly held: true } | { readonly held: false; readonly aboveR
 const HELD: TxnHold = { held: true };
 const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
 
+/**
+ * The write paths of each member, so that the resolutions one holds back ride with the entries another
+ * proposes: the same member turn, the same fsync, the same frame to each peer (rideAlong).
+ */
+const pathsOfMember = new WeakMap<Member, Set<ShardWritePath>>();
+/** Set while rideAlong runs: the entries it proposes do not start another. */
+let ridingAlong = false;
+
+/** Another shard of `member` proposed entries this turn: every resolution its other shards hold goes with them. */
+function rideAlong(member: Member, proposer: ShardWritePath): void {
+  if (ridingAlong) return;
+  ridingAlong = true;
+  try {
+    for (const path of pathsOfMember.get(member) ?? []) if (path !== proposer) path.proposeHeldResolves();
+  } finally {
+    ridingAlong = false;
+  }
+}
+
 export class ShardWritePath {
   private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
   private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
@@ -187,6 +213,17 @@ export class ShardWritePath {
    * instead of waiting a consensus round for it to apply.
    */
   private readonly resolvesProposed = new Map<string, number>();
+  /**
+   * Resolutions of transactions prepared here that this leader holds back, in arrival order: proposed
+   * with the next entry stamped here or on another shard this member leads, when a read needs them, or
+   * after LAZY_RESOLVE_MS. A cross-shard transaction's client has its answer already (its prepares are
+   * its commit), and a resolution proposed on its own cost every member a turn, an fsync and a frame;
+   * riding along, it costs almost nothing. It changes no rule: nothing stamped is proposed while a
+   * prepared transaction's resolution is not in this leader's log (txnHold), which is why whatever
+   * waits behind one proposes it first.
+   */
+  private pendingResolves: Array<{ data: Uint8Array; resolve: TxnResolveWire }> = [];
+  private pendingResolvesTimer: ReturnType<typeof setTimeout> | null = null;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
@@ -216,7 +253,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -228,6 +265,10 @@ export class ShardWritePath {
     this.recoverTxn = options.recoverTxn ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
+    let paths = pathsOfMember.get(member);
+    if (paths === undefined) pathsOfMember.set(member, (paths = new Set()));
+    paths.add(this);
+    member.onLeaderRead(groupId, () => this.proposeHeldResolves());
     sm.revisionListener = (revision) => {
       this.revisions.appliedThrough(revision);
       if (this.intentInFlight !== 0 && revision >= this.intentInFlight) {
@@ -252,6 +293,7 @@ export class ShardWritePath {
   /** Stops serving (the member stops or crashes): every waiting write and read fails. */
   stop(): void {
     this.stopped = true;
+    pathsOfMember.get(this.opts.member)?.delete(this);
     this.lose(new ShardNotReadyError('shard replica stopped'));
     if (this.recoveryTimer !== null) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
@@ -281,6 +323,12 @@ export class ShardWritePath {
   }
 
   private lose(err: Error): void {
+    if (this.pendingResolvesTimer !== null) clearTimeout(this.pendingResolvesTimer);
+    this.pendingResolvesTimer = null;
+    const resolves = this.pendingResolves;
+    this.pendingResolves = [];
+    // Never in this leader's log: passed on to whoever leads now (stop() reforwards nothing).
+    if (!this.stopped) for (const { data } of resolves) this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
     this.revisions.end();
     this.intentInFlight = 0;
     this.intentInFlightRank = null;
@@ -368,6 +416,15 @@ export class ShardWritePath {
   intercept(data: Uint8Array): void {
     const request = decodeInternalRequest(data);
     if (!writesRevision(request)) {
+      if ('txn_resolve' in request && request.txn_resolve && this.holdsResolution(request.txn_resolve)) {
+        this.pendingResolves.push({ data, resolve: request.txn_resolve });
+        this.stats.resolvesHeld++;
+        this.pendingResolvesTimer ??= setTimeout(() => {
+          this.stats.resolvesAlone += this.pendingResolves.length;
+          this.flushResolves();
+        }, LAZY_RESOLVE_MS);
+        return;
+      }
       // Raft may have stepped down in this very turn (a leadership handed over): passed on to whoever
       // leads now, as a write caught the same way. Never thrown: this runs in a peer stream's handler.
       try {
@@ -428,12 +485,40 @@ export class ShardWritePath {
     }, REFORWARD_DELAY_MS);
   }
 
+  /** Whether a resolution may wait here for another entry to ride with: it resolves a transaction prepared here. */
+  private holdsResolution(r: TxnResolveWire): boolean {
+    return r.forget !== true && r.txn_id !== '' && this.ready() && this.opts.sm.txns.getPrepared(r.txn_id) !== undefined;
+  }
+
+  /** Proposes the resolutions held back here now (another shard's entries leave, or a read wants them). */
+  proposeHeldResolves(): void {
+    if (this.pendingResolves.length > 0) this.flushResolves();
+  }
+
+  /** Proposes the held resolutions, in order; one Raft will not take is passed on to whoever leads now. */
+  private flushResolves(): void {
+    if (this.pendingResolvesTimer !== null) clearTimeout(this.pendingResolvesTimer);
+    this.pendingResolvesTimer = null;
+    const list = this.pendingResolves;
+    this.pendingResolves = [];
+    for (const { data, resolve } of list) {
+      try {
+        this.opts.member.proposeDirect(this.opts.groupId, data);
+      } catch {
+        this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
+        continue;
+      }
+      this.resolveProposed(resolve, false);
+    }
+    if (list.length > 0) this.drainOutbox();
+  }
+
   /**
    * A resolution this member just appended to the shard's log (intercept): when it resolves a transaction
    * prepared here and this replica still leads in the term its revisions were started for (so the entry
    * went into this leader's log in that term), writes stamped above its C may be proposed behind it.
    */
-  private resolveProposed(r: TxnResolveWire): void {
+  private resolveProposed(r: TxnResolveWire, drain = true): void {
     if (r.forget === true || r.txn_id === '' || !this.ready()) return;
     const prepared = this.opts.sm.txns.getPrepared(r.txn_id);
     if (prepared === undefined) return;
@@ -441,7 +526,7 @@ export class ShardWritePath {
     // A commit the state machine would refuse as an invariant breach holds the shard as before.
     if (r.commit && (!Number.isSafeInteger(commitRevision) || commitRevision < prepared.revision)) return;
     this.resolvesProposed.set(r.txn_id, commitRevision);
-    this.drainOutbox();
+    if (drain) this.drainOutbox();
   }
 
   /**
@@ -678,6 +763,7 @@ export class ShardWritePath {
   /** Proposes the outbox's head writes, in revision order, up to the first still waiting for its reads. */
   private drainOutbox(): void {
     const { member, groupId, sm } = this.opts;
+    let proposedAny = false;
     // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
       // A cross-shard transaction prepared here (or its prepare on the way): nothing stamped goes to
@@ -685,6 +771,10 @@ export class ShardWritePath {
       // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
       const hold = this.txnHold();
+      if (hold.held && this.pendingResolves.length > 0) {
+        this.flushResolves(); // what waits here may wait only for a resolution held back: it goes first
+        continue;
+      }
       if (hold.held && this.mutation !== 'propose-while-txn-prepared') {
         // Wait-die, for every prepare waiting here wherever it is in the outbox: one older than every
         // transaction holding the shard waits (stamped again if the holder commits above it); a younger
@@ -747,6 +837,7 @@ export class ShardWritePath {
           let data = encodeInternalRequest({ ...origin, ...extra, revision: String(revision) });
           if (reads !== null && data.length > this.maxEntryBytes) data = encodeInternalRequest({ ...origin, txn_reads: TOO_LARGE, revision: String(revision) });
           member.proposeDirect(groupId, data);
+          proposedAny = true;
           this.stats.writesProposed++;
           if (proposingIntent) {
             this.intentInFlight = revision;
@@ -769,6 +860,7 @@ export class ShardWritePath {
           data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
         }
         member.proposeDirect(groupId, data);
+        proposedAny = true;
       } catch (err) {
         tracked.forget();
         this.revisions.abandon(revision);
@@ -795,6 +887,7 @@ export class ShardWritePath {
         for (const item of intents) this.refuseIntent(item);
       }
     }
+    if (proposedAny) rideAlong(member, this);
     this.wakeReads();
   }
 
@@ -892,6 +985,7 @@ export class ShardWritePath {
 
   /** A read or close at `revision` waits for the cross-shard transactions prepared here at or below it. */
   private txnsSettledThrough(revision: number, deadlineMs: number): Promise<void> {
+    this.proposeHeldResolves();
     return this.opts.sm.txnsSettledThrough(revision, deadlineMs, () => new ShardDeadlineError('read deadline passed waiting for a cross-shard transaction'));
   }
 

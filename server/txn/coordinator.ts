@@ -414,12 +414,16 @@ export class TxnCoordinator {
     // saw a state at or above its prepare without waiting for the resolution.
     const C = Math.max(...prepared.map((p) => p.revision));
     this.stats.committed++;
-    // The shards go back to this member's other transactions once the resolves are done, whatever they answered.
-    const resolved = this.resolveAll(txnId, true, C, order).finally(release).then((all) => {
+    // The shards go back to this member's other transactions once the resolves are on their way: a
+    // shard's leader proposes a resolution ahead of anything stamped after it arrived, and may hold it
+    // back until then (shard-write-path.ts), so waiting here for it to apply would hold the next
+    // transaction for nothing.
+    const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
       // The records may go only once every participant resolved (a recoverer may still ask any of them).
       if (all) this.forgetLater(txnId, order);
       return all;
     });
+    release();
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
     return { C, prepared };
   }
