@@ -127,7 +127,6 @@ const READS_BACKSTOP_MS = 100;
 const YOUNGER_WAIT_MS = 25;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
-/** Longest a resolution waits at the leader for another entry of its shard to ride with. */
 /**
  * Longest a cross-shard transaction's resolution waits at its shard's leader for another entry to ride
  * with (see ShardWritePath.pendingResolves). Short: a shard's watchers see the transaction's writes when

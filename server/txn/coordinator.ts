@@ -379,7 +379,7 @@ export class TxnCoordinator {
     }
   }
 
-  /** twoPhase once admitted; `release` gives the shards back to this member's other transactions once resolved. */
+  /** twoPhase once admitted; `release` gives the shards back to this member's other transactions once its resolves are sent. */
   private async prepareAndCommit(
     txnId: string,
     order: number[],
