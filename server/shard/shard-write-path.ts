@@ -15,7 +15,9 @@
 // then writes stamped above its C follow the resolution, which Raft applies first), another
 // transaction's prepare waits if it is older and is refused if younger once a short grace is over
 // (wait-die), and reads at or above its revision wait; the commit then
-// raises the floor to the transaction's C. Overdue prepared transactions are recovered from here
+// raises the floor to the transaction's C. A resolution arriving here is held back up to 20 ms to ride
+// with the next entry this member proposes on any shard, and goes at once when something waits behind it
+// or a read wants it (pendingResolves). Overdue prepared transactions are recovered from here
 // (recoverTxn) while this replica leads. The protocol: server/txn/coordinator.ts, docs/transactions.md.
 //
 // Both refuse with ShardNotReadyError unless this replica leads the shard and is ready (the caller
