@@ -511,7 +511,10 @@ export class ShardWritePath {
       }
       this.resolveProposed(resolve, false);
     }
-    if (list.length > 0) this.drainOutbox();
+    if (list.length === 0) return;
+    this.drainOutbox();
+    // The member's other held resolutions go in the same turn (a timer or a read started this one).
+    rideAlong(this.opts.member, this);
   }
 
   /**
