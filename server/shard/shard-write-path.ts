@@ -177,19 +177,21 @@ const HELD: TxnHold = { held: true };
 const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
 
 /**
- * The write paths of each member, so that the resolutions one holds back ride with the entries another
- * proposes: the same member turn, the same fsync, the same frame to each peer (rideAlong).
+ * The write paths of each member that hold resolutions back now, so that they ride with the entries
+ * another proposes: the same member turn, the same fsync, the same frame to each peer (rideAlong).
+ * Usually empty: a write's way to the log checks only that.
  */
-const pathsOfMember = new WeakMap<Member, Set<ShardWritePath>>();
+const holdingPaths = new WeakMap<Member, Set<ShardWritePath>>();
 /** Set while rideAlong runs: the entries it proposes do not start another. */
 let ridingAlong = false;
 
 /** Another shard of `member` proposed entries this turn: every resolution its other shards hold goes with them. */
-function rideAlong(member: Member, proposer: ShardWritePath): void {
-  if (ridingAlong) return;
+function rideAlong(member: Member): void {
+  const holding = holdingPaths.get(member);
+  if (ridingAlong || holding === undefined || holding.size === 0) return;
   ridingAlong = true;
   try {
-    for (const path of pathsOfMember.get(member) ?? []) if (path !== proposer) path.proposeHeldResolves();
+    for (const path of [...holding]) path.proposeHeldResolves();
   } finally {
     ridingAlong = false;
   }
@@ -254,7 +256,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0, resolvesPassedOn: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -266,9 +268,6 @@ export class ShardWritePath {
     this.recoverTxn = options.recoverTxn ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
-    let paths = pathsOfMember.get(member);
-    if (paths === undefined) pathsOfMember.set(member, (paths = new Set()));
-    paths.add(this);
     member.onLeaderRead(groupId, () => this.proposeHeldResolves());
     sm.revisionListener = (revision) => {
       this.revisions.appliedThrough(revision);
@@ -294,7 +293,6 @@ export class ShardWritePath {
   /** Stops serving (the member stops or crashes): every waiting write and read fails. */
   stop(): void {
     this.stopped = true;
-    pathsOfMember.get(this.opts.member)?.delete(this);
     this.lose(new ShardNotReadyError('shard replica stopped'));
     if (this.recoveryTimer !== null) clearInterval(this.recoveryTimer);
     this.recoveryTimer = null;
@@ -328,8 +326,12 @@ export class ShardWritePath {
     this.pendingResolvesTimer = null;
     const resolves = this.pendingResolves;
     this.pendingResolves = [];
+    holdingPaths.get(this.opts.member)?.delete(this);
     // Never in this leader's log: passed on to whoever leads now (stop() reforwards nothing).
-    if (!this.stopped) for (const { data } of resolves) this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
+    if (!this.stopped) {
+      this.stats.resolvesPassedOn += resolves.length;
+      for (const { data } of resolves) this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
+    }
     this.revisions.end();
     this.intentInFlight = 0;
     this.intentInFlightRank = null;
@@ -420,6 +422,9 @@ export class ShardWritePath {
       if ('txn_resolve' in request && request.txn_resolve && this.holdsResolution(request.txn_resolve)) {
         this.pendingResolves.push({ data, resolve: request.txn_resolve });
         this.stats.resolvesHeld++;
+        let holding = holdingPaths.get(this.opts.member);
+        if (holding === undefined) holdingPaths.set(this.opts.member, (holding = new Set()));
+        holding.add(this);
         this.pendingResolvesTimer ??= setTimeout(() => {
           this.stats.resolvesAlone += this.pendingResolves.length;
           this.flushResolves();
@@ -502,6 +507,7 @@ export class ShardWritePath {
     this.pendingResolvesTimer = null;
     const list = this.pendingResolves;
     this.pendingResolves = [];
+    holdingPaths.get(this.opts.member)?.delete(this);
     for (const { data, resolve } of list) {
       try {
         this.opts.member.proposeDirect(this.opts.groupId, data);
@@ -514,7 +520,7 @@ export class ShardWritePath {
     if (list.length === 0) return;
     this.drainOutbox();
     // The member's other held resolutions go in the same turn (a timer or a read started this one).
-    rideAlong(this.opts.member, this);
+    rideAlong(this.opts.member);
   }
 
   /**
@@ -891,7 +897,7 @@ export class ShardWritePath {
         for (const item of intents) this.refuseIntent(item);
       }
     }
-    if (proposedAny) rideAlong(member, this);
+    if (proposedAny) rideAlong(member);
     this.wakeReads();
   }
 

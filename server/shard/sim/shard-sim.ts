@@ -114,6 +114,9 @@ export interface ShardSimResult {
   grantsRetried: number;
   oracleRequests: number;
   writesProposed: number;
+  /** Resolutions the shard leaders held back to ride along, and those of them passed on as a leadership ended. */
+  resolvesHeld: number;
+  resolvesPassedOn: number;
   traceHash: number;
 }
 
@@ -232,7 +235,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let txnRecoveries = 0;
   let crashes = 0;
   let leaderChanges = 0;
-  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0 };
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0 };
 
   const uninstall = clock.install();
   try {
@@ -343,6 +346,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.writesProposed += p.stats.writesProposed;
         pathTotals.closesAfterGrants += p.stats.closesAfterGrants;
         pathTotals.closesAtFloor += p.stats.closesAtFloor;
+        pathTotals.resolvesHeld += p.stats.resolvesHeld;
+        pathTotals.resolvesPassedOn += p.stats.resolvesPassedOn;
       }
     };
 
@@ -876,6 +881,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       grantsRetried: pathTotals.grantsRetried,
       oracleRequests: pathTotals.oracleRequests,
       writesProposed: pathTotals.writesProposed,
+      resolvesHeld: pathTotals.resolvesHeld,
+      resolvesPassedOn: pathTotals.resolvesPassedOn,
       traceHash: (clock.traceHash ^ acks.length) >>> 0,
     };
   } catch (err) {
