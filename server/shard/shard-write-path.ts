@@ -496,6 +496,11 @@ export class ShardWritePath {
     return r.forget !== true && r.txn_id !== '' && this.ready() && this.opts.sm.txns.getPrepared(r.txn_id) !== undefined;
   }
 
+  /** How many resolutions wait here for an entry to ride with (the simulation hands leaderships over then). */
+  get heldResolutionCount(): number {
+    return this.pendingResolves.length;
+  }
+
   /** Proposes the resolutions held back here now (another shard's entries leave, or a read wants them). */
   proposeHeldResolves(): void {
     if (this.pendingResolves.length > 0) this.flushResolves();

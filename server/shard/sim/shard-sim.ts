@@ -117,6 +117,8 @@ export interface ShardSimResult {
   /** Resolutions the shard leaders held back to ride along, and those of them passed on as a leadership ended. */
   resolvesHeld: number;
   resolvesPassedOn: number;
+  /** Shard leaderships handed over while their leader held resolutions back (the pass-on path's fault). */
+  handovers: number;
   traceHash: number;
 }
 
@@ -206,6 +208,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
+  // And the handovers theirs (they draw only when a resolution is held, which the other draws decide).
+  const handoverRng = new Rng((seed ^ 0x27d4eb2f) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
@@ -235,6 +239,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let txnRecoveries = 0;
   let crashes = 0;
   let leaderChanges = 0;
+  let handovers = 0;
   const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0 };
 
   const uninstall = clock.install();
@@ -660,6 +665,27 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       clock.schedule(1 + faultRng.nextInt(2 * opts.faultEveryMs), faultLoop, SIM_OWNER);
     };
 
+    // A leadership handed over while its leader holds resolutions back: they never reached its log, so
+    // lose() passes them on to the next leader (as a forwarded write caught the same way). Crashes alone
+    // seldom end a leadership inside the short hold, and lose the held resolutions with the process.
+    const handoverLoop = (): void => {
+      if (!faultsOn) return;
+      for (const m of live()) {
+        const inc = m.current!;
+        for (const [g, p] of inc.paths) {
+          if (p.heldResolutionCount === 0 || inc.member!.role(g) !== 'leader' || !handoverRng.chance(0.3)) continue;
+          const others = live().filter((o) => o !== m);
+          if (others.length === 0) continue;
+          const target = others[handoverRng.nextInt(others.length)].id;
+          handovers++;
+          void clock.runAs(inc.owner, () => inc.member!.transferLeadership(g, target, 200)).catch(() => {
+            // A transfer that does not finish in time (partitioned, lagging target) is itself a fault.
+          });
+        }
+      }
+      clock.schedule(1, handoverLoop, SIM_OWNER);
+    };
+
     const checkNow = (): void => {
       if (clock.error) throw new Violation(`an event threw: ${clock.error instanceof Error ? (clock.error.stack ?? clock.error.message) : String(clock.error)}`);
       if (failure) throw new Violation(failure);
@@ -673,6 +699,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     for (let i = 0; i < opts.readers; i++) clock.schedule(100 + clientRng.nextInt(50), () => readerLoop(i), SIM_OWNER);
     for (let i = 0; i < opts.closers; i++) clock.schedule(100 + closeRng.nextInt(50), () => closerLoop(i), SIM_OWNER);
     clock.schedule(150 + faultRng.nextInt(opts.faultEveryMs), faultLoop, SIM_OWNER);
+    clock.schedule(150, handoverLoop, SIM_OWNER);
     await runUntil(START_MS + opts.faultMs);
 
     // ---- heal: everyone up, a clean network; every shard converges and serves one more snapshot ----
@@ -883,6 +910,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       writesProposed: pathTotals.writesProposed,
       resolvesHeld: pathTotals.resolvesHeld,
       resolvesPassedOn: pathTotals.resolvesPassedOn,
+      handovers,
       traceHash: (clock.traceHash ^ acks.length) >>> 0,
     };
   } catch (err) {
