@@ -36,7 +36,7 @@ describe('sharded write and read path simulation', () => {
         `${sum((r) => r.closes)} closes (${sum((r) => r.closesAfterGrants)} waited for grants on their way, ${sum((r) => r.closesAtFloor)} of them then at the leader's floor, below R); ` +
         `${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.crossTxnsCommitted)} committed and ${sum((r) => r.crossTxnsAborted)} aborted in the logs ` +
         `(${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction, ${sum((r) => r.txnRecoveries)} recoveries by shard leaders, ${sum((r) => r.committedRecordsAtHeal)} committed records left at healing, all finished; ` +
-        `${sum((r) => r.resolvesHeld)} resolutions held back to ride along, ${sum((r) => r.resolvesPassedOn)} of them passed on as a leadership ended, ${sum((r) => r.handovers)} leaderships handed over while holding); ` +
+        `${sum((r) => r.resolvesHeld)} resolutions held back to ride along, ${sum((r) => r.resolvesPassedOn)} of them passed on as a leadership ended, ${sum((r) => r.handovers)} leadership transfers started while holding); ` +
         `${sum((r) => r.crashes)} crashes, ${sum((r) => r.leaderChanges)} leader changes seen`,
     );
     if (replaySeed !== null) return;

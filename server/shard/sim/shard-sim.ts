@@ -12,7 +12,8 @@
 // member — put one value to two keys on two shards, or, when a compare fails, to two others; some nested in
 // an outer txn — so crashes
 // hit coordinators at every step of the protocol; the shard leaders' recoverers finish what they leave.
-// Members crash (biased to the member leading most groups) and restart, partitions come and go.
+// Members crash (biased to the member leading most groups) and restart, partitions come and go, and a
+// shard leader holding resolutions back (to ride with its next entry) may have its leadership handed over.
 //
 // Checked:
 //   - replicas apply identical entries (same data at every index of every group) and end identical;
@@ -117,7 +118,7 @@ export interface ShardSimResult {
   /** Resolutions the shard leaders held back to ride along, and those of them passed on as a leadership ended. */
   resolvesHeld: number;
   resolvesPassedOn: number;
-  /** Shard leaderships handed over while their leader held resolutions back (the pass-on path's fault). */
+  /** Shard leadership transfers started while the leader held resolutions back (the pass-on path's fault). */
   handovers: number;
   traceHash: number;
 }
@@ -668,19 +669,25 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     // A leadership handed over while its leader holds resolutions back: they never reached its log, so
     // lose() passes them on to the next leader (as a forwarded write caught the same way). Crashes alone
     // seldom end a leadership inside the short hold, and lose the held resolutions with the process.
+    const transferring = new Set<string>();
     const handoverLoop = (): void => {
       if (!faultsOn) return;
       for (const m of live()) {
         const inc = m.current!;
         for (const [g, p] of inc.paths) {
-          if (p.heldResolutionCount === 0 || inc.member!.role(g) !== 'leader' || !handoverRng.chance(0.3)) continue;
+          const key = `${inc.owner}/${g}`;
+          if (p.heldResolutionCount === 0 || transferring.has(key) || inc.member!.role(g) !== 'leader' || !handoverRng.chance(0.3)) continue;
           const others = live().filter((o) => o !== m);
           if (others.length === 0) continue;
           const target = others[handoverRng.nextInt(others.length)].id;
           handovers++;
-          void clock.runAs(inc.owner, () => inc.member!.transferLeadership(g, target, 200)).catch(() => {
-            // A transfer that does not finish in time (partitioned, lagging target) is itself a fault.
-          });
+          transferring.add(key);
+          void clock
+            .runAs(inc.owner, () => inc.member!.transferLeadership(g, target, 200))
+            .catch(() => {
+              // A transfer that does not finish in time (partitioned, lagging target) is itself a fault.
+            })
+            .finally(() => transferring.delete(key));
         }
       }
       clock.schedule(1, handoverLoop, SIM_OWNER);
