@@ -8,11 +8,14 @@
 //
 // Usage: node bench/counters-probe.ts <put|range|txn1|txn2> <seconds> <in flight> <client host:port>=<pid>=<metrics port> ...
 // PROBE_KEY_PREFIX='{a}' puts every key of put and range in one shard (a hash tag); PROBE_SERIALIZABLE=1
-// makes the ranges serializable. It also prints each member's context switches per operation.
+// makes the ranges serializable. It also prints each member's context switches per operation, and how much of
+// the machine's CPU was idle and how much this load generator took.
 import fs from 'node:fs';
+import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
 import { txnKeyPair } from './txn-keys.ts';
+import { machineBusyCpuMs, selfCpuMs } from './proc-stats.ts';
 
 interface Target {
   endpoint: string;
@@ -102,12 +105,19 @@ await run(3_000); // warm-up: every member's JIT on every path
 const before = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
 const cpuBefore = targets.map((t) => cpuTicks(t.pid));
 const switchesBefore = targets.map((t) => contextSwitches(t.pid));
+const machineBusyBeforeMs = machineBusyCpuMs();
+const selfBeforeMs = selfCpuMs();
 const startedMs = performance.now();
 const done = await run(seconds * 1_000);
 const elapsedS = (performance.now() - startedMs) / 1_000;
+const machineBusyMs = machineBusyCpuMs() - machineBusyBeforeMs;
+const selfMs = selfCpuMs() - selfBeforeMs;
 const after = await Promise.all(targets.map((t) => scrape(t.metricsUrl)));
 const cpuUsPerOp = targets.map((t, i) => ((cpuTicks(t.pid) - cpuBefore[i]) * 10_000) / done);
 console.log(`${op} c=${inFlight}: ${done} in ${elapsedS.toFixed(1)} s, ${(done / elapsedS).toFixed(0)}/s; server CPU µs per ${op} (each member) ${cpuUsPerOp.map((c) => c.toFixed(0)).join(' / ')}, total ${cpuUsPerOp.reduce((a, b) => a + b, 0).toFixed(0)}`);
+// Whether the machine had CPU to spare (if not, a lower cost per operation is the only way to a higher rate).
+const coreMs = elapsedS * 1_000 * os.availableParallelism();
+console.log(`  machine: ${((100 * Math.max(0, coreMs - machineBusyMs)) / coreMs).toFixed(1)}% idle over ${os.availableParallelism()} cores; this load generator used ${((100 * selfMs) / coreMs).toFixed(1)}%`);
 const switchesPerOp = targets.map((t, i) => contextSwitches(t.pid).map((n, j) => (n - switchesBefore[i][j]) / done));
 console.log(`  context switches per ${op} (voluntary + involuntary, all threads): ${switchesPerOp.map(([v, n]) => `${v.toFixed(2)} + ${n.toFixed(2)}`).join(' / ')}`);
 for (const name of after[0].keys()) {
