@@ -1,6 +1,6 @@
 // Keys → hash slots → shards. Owns the pinned key hash (CRC-32 of the key or of its Redis-Cluster
 // `{hash tag}`, mod 16,384), the versioned slot map (contiguous slot ranges per shard) and the question
-// "which shards can a key range touch". Pure: no I/O, no clocks. Not yet wired into the server.
+// "which shards can a key range touch". Pure: no I/O, no clocks.
 //
 // Why slots and not "hash mod S": the slot of a key never changes (it is pinned by golden vectors in
 // slots.test.ts), so splitting or merging shards later moves slot ranges between shards through a new
