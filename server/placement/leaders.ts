@@ -1,5 +1,6 @@
 // Preferred leaders: which replica of each shard should lead, so that leaderships (where the writes of a
-// shard are sequenced) are spread over members in proportion to weight. Pure; not yet wired into the server.
+// shard are sequenced) are spread over members in proportion to weight. Pure; server/shard/leader-balancer.ts
+// acts on it.
 //
 // A leadership can only sit on one of the shard's replicas, so this is a bipartite assignment with
 // capacities: shard → one of its replicas, member m leads at most ceil(fair share). Fair shares are

@@ -1,7 +1,7 @@
 // The revision oracle of the metadata group, as a pure state machine: it hands out batches of revisions
 // (one batch per turn per asking shard leader) so that the whole sharded keyspace has one revision
-// sequence. Not yet wired into the server: a later session hosts it on the metadata group's leader,
-// proposes its high-water marks through that group's Raft log and confirms leadership per batch.
+// sequence. server/shard/oracle-host.ts hosts it on the metadata group's leader, proposes its high-water
+// marks through that group's Raft log and confirms leadership per batch.
 //
 // Why revisions never repeat and never go backwards:
 //   1. The leader hands out a revision only if it is ≤ a high-water mark H that this leader, in its own
