@@ -94,8 +94,9 @@ function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath 
   into.txnPrepares += s.txnIntents;
   into.txnPreparesRefused += s.txnIntentsRefused;
   into.txnRecoveries += s.txnRecoveries;
-  into.resolvesHeld += s.resolvesHeld;
-  into.resolvesAlone += s.resolvesAlone;
+  const r = shard.path.resolveCounts;
+  into.resolvesHeld += r.held;
+  into.resolvesAlone += r.alone;
 }
 
 /** How often this member checks which replicas it should host and reports its shards' memberships. */

@@ -17,12 +17,13 @@
 // (wait-die), and reads at or above its revision wait; the commit then
 // raises the floor to the transaction's C. A resolution arriving here is held back up to 20 ms to ride
 // with the next entry this member proposes on any shard, and goes at once when something waits behind it
-// or a read wants it (pendingResolves). Overdue prepared transactions are recovered from here
+// or a read wants it (held-resolutions.ts). Overdue prepared transactions are recovered from here
 // (recoverTxn) while this replica leads. The protocol: server/txn/coordinator.ts, docs/transactions.md.
 //
 // Both refuse with ShardNotReadyError unless this replica leads the shard and is ready (the caller
-// retries elsewhere or later); both end at their deadline. Not built here: forwarding between members
-// (the caller must reach the shard's leader), the server wiring, and a read served by a follower.
+// retries elsewhere or later); both end at their deadline. Elsewhere: forwarding between members
+// (shard-forwarder.ts), the server wiring (server/cli/shard-hosting.ts), and reads served by a follower's
+// replica (server/api/sharded-kv.ts).
 import type { Member } from '../member/member.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
@@ -34,6 +35,7 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
 import type { PreparedTxn } from '../txn/shard-txn-table.ts';
 import { judgeWaitingPrepare, rankOf, type TxnRank } from '../txn/wait-die.ts';
+import { HeldResolutions, rideAlongOf, type HeldResolutionCounts, type RideAlong } from './held-resolutions.ts';
 
 /** Longest a close waits for write turns whose oracle grants were on the way when it arrived. */
 const GRANT_WAIT_MS = 1_000;
@@ -129,12 +131,6 @@ const READS_BACKSTOP_MS = 100;
 const YOUNGER_WAIT_MS = 25;
 /** Most forwarded writes held while this leader gets ready; more are dropped (their proposers time out). */
 const MAX_HELD_WRITES = 10_000;
-/**
- * Longest a cross-shard transaction's resolution waits at its shard's leader for another entry to ride
- * with (see ShardWritePath.pendingResolves). Short: a shard's watchers see the transaction's writes when
- * the resolution applies, and the brief holds them to 100 ms p99.
- */
-const LAZY_RESOLVE_MS = 20;
 
 interface QueuedWrite {
   readonly body: InternalRequestBody;
@@ -176,27 +172,6 @@ type TxnHold = { readonly held: true } | { readonly held: false; readonly aboveR
 const HELD: TxnHold = { held: true };
 const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
 
-/**
- * The write paths of each member that hold resolutions back now, so that they ride with the entries
- * another proposes: the same member turn, the same fsync, the same frame to each peer (rideAlong).
- * Usually empty: a write's way to the log checks only that.
- */
-const holdingPaths = new WeakMap<Member, Set<ShardWritePath>>();
-/** Set while rideAlong runs: the entries it proposes do not start another. */
-let ridingAlong = false;
-
-/** Another shard of `member` proposed entries this turn: every resolution its other shards hold goes with them. */
-function rideAlong(member: Member): void {
-  const holding = holdingPaths.get(member);
-  if (ridingAlong || holding === undefined || holding.size === 0) return;
-  ridingAlong = true;
-  try {
-    for (const path of [...holding]) path.proposeHeldResolves();
-  } finally {
-    ridingAlong = false;
-  }
-}
-
 export class ShardWritePath {
   private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
   private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
@@ -217,16 +192,17 @@ export class ShardWritePath {
    */
   private readonly resolvesProposed = new Map<string, number>();
   /**
-   * Resolutions of transactions prepared here that this leader holds back, in arrival order: proposed
-   * with the next entry stamped here or on another shard this member leads, when a read needs them, or
-   * after LAZY_RESOLVE_MS. A cross-shard transaction's client has its answer already (its prepares are
-   * its commit), and a resolution proposed on its own cost every member a turn, an fsync and a frame;
-   * riding along, it costs almost nothing. It changes no rule: nothing stamped is proposed while a
-   * prepared transaction's resolution is not in this leader's log (txnHold), which is why whatever
-   * waits behind one proposes it first.
+   * Resolutions of transactions prepared here that this leader holds back: proposed with the next entry
+   * stamped here or on another shard this member leads (rideAlong), when a read needs them, or after
+   * LAZY_RESOLVE_MS. A cross-shard transaction's client has its answer already (its prepares are its
+   * commit), and a resolution proposed on its own cost every member a turn, an fsync and a frame; riding
+   * along, it costs almost nothing. It changes no rule: nothing stamped is proposed while a prepared
+   * transaction's resolution is not in this leader's log (txnHold), which is why whatever waits behind
+   * one proposes it first.
    */
-  private pendingResolves: Array<{ data: Uint8Array; resolve: TxnResolveWire }> = [];
-  private pendingResolvesTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly heldResolutions: HeldResolutions;
+  /** This member's shards' held resolutions, which any of its shards' entries take along. */
+  private readonly rideAlong: RideAlong;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
@@ -256,7 +232,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0, resolvesPassedOn: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -268,6 +244,15 @@ export class ShardWritePath {
     this.recoverTxn = options.recoverTxn ?? null;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
+    this.rideAlong = rideAlongOf(member);
+    this.heldResolutions = new HeldResolutions(this.rideAlong, {
+      propose: ({ data, resolve }) => {
+        this.opts.member.proposeDirect(this.opts.groupId, data);
+        this.resolveProposed(resolve, false);
+      },
+      passOn: (data) => this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS),
+      afterFlush: () => this.drainOutbox(),
+    });
     member.onLeaderRead(groupId, () => this.proposeHeldResolves());
     sm.revisionListener = (revision) => {
       this.revisions.appliedThrough(revision);
@@ -322,16 +307,9 @@ export class ShardWritePath {
   }
 
   private lose(err: Error): void {
-    if (this.pendingResolvesTimer !== null) clearTimeout(this.pendingResolvesTimer);
-    this.pendingResolvesTimer = null;
-    const resolves = this.pendingResolves;
-    this.pendingResolves = [];
-    holdingPaths.get(this.opts.member)?.delete(this);
-    // Never in this leader's log: passed on to whoever leads now (stop() reforwards nothing).
-    if (!this.stopped) {
-      this.stats.resolvesPassedOn += resolves.length;
-      for (const { data } of resolves) this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
-    }
+    // Never in this leader's log: passed on to whoever leads now (a stopped replica reforwards nothing).
+    if (this.stopped) this.heldResolutions.drop();
+    else this.heldResolutions.passAllOn();
     this.revisions.end();
     this.intentInFlight = 0;
     this.intentInFlightRank = null;
@@ -420,15 +398,7 @@ export class ShardWritePath {
     const request = decodeInternalRequest(data);
     if (!writesRevision(request)) {
       if ('txn_resolve' in request && request.txn_resolve && this.holdsResolution(request.txn_resolve)) {
-        this.pendingResolves.push({ data, resolve: request.txn_resolve });
-        this.stats.resolvesHeld++;
-        let holding = holdingPaths.get(this.opts.member);
-        if (holding === undefined) holdingPaths.set(this.opts.member, (holding = new Set()));
-        holding.add(this);
-        this.pendingResolvesTimer ??= setTimeout(() => {
-          this.stats.resolvesAlone += this.pendingResolves.length;
-          this.flushResolves();
-        }, LAZY_RESOLVE_MS);
+        this.heldResolutions.hold({ data, resolve: request.txn_resolve });
         return;
       }
       // Raft may have stepped down in this very turn (a leadership handed over): passed on to whoever
@@ -498,34 +468,17 @@ export class ShardWritePath {
 
   /** How many resolutions wait here for an entry to ride with (the simulation hands leaderships over then). */
   get heldResolutionCount(): number {
-    return this.pendingResolves.length;
+    return this.heldResolutions.size;
   }
 
-  /** Proposes the resolutions held back here now (another shard's entries leave, or a read wants them). */
+  /** Resolutions held back here, proposed alone, and passed on as leaderships ended (/metrics). */
+  get resolveCounts(): Readonly<HeldResolutionCounts> {
+    return this.heldResolutions.counts;
+  }
+
+  /** Proposes the resolutions held back here now (a read wants them); the member's others go along. */
   proposeHeldResolves(): void {
-    if (this.pendingResolves.length > 0) this.flushResolves();
-  }
-
-  /** Proposes the held resolutions, in order; one Raft will not take is passed on to whoever leads now. */
-  private flushResolves(): void {
-    if (this.pendingResolvesTimer !== null) clearTimeout(this.pendingResolvesTimer);
-    this.pendingResolvesTimer = null;
-    const list = this.pendingResolves;
-    this.pendingResolves = [];
-    holdingPaths.get(this.opts.member)?.delete(this);
-    for (const { data, resolve } of list) {
-      try {
-        this.opts.member.proposeDirect(this.opts.groupId, data);
-      } catch {
-        this.reforward(data, Date.now() + FORWARDED_WRITE_WAIT_MS);
-        continue;
-      }
-      this.resolveProposed(resolve, false);
-    }
-    if (list.length === 0) return;
-    this.drainOutbox();
-    // The member's other held resolutions go in the same turn (a timer or a read started this one).
-    rideAlong(this.opts.member);
+    this.heldResolutions.flush();
   }
 
   /**
@@ -786,8 +739,8 @@ export class ShardWritePath {
       // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
       const hold = this.txnHold();
-      if (hold.held && this.pendingResolves.length > 0) {
-        this.flushResolves(); // what waits here may wait only for a resolution held back: it goes first
+      if (hold.held && this.heldResolutions.size > 0) {
+        this.heldResolutions.flush(); // what waits here may wait only for a resolution held back: it goes first
         continue;
       }
       if (hold.held && this.mutation !== 'propose-while-txn-prepared') {
@@ -902,7 +855,7 @@ export class ShardWritePath {
         for (const item of intents) this.refuseIntent(item);
       }
     }
-    if (proposedAny) rideAlong(member);
+    if (proposedAny) this.rideAlong.flushAll();
     this.wakeReads();
   }
 

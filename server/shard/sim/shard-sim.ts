@@ -352,8 +352,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.writesProposed += p.stats.writesProposed;
         pathTotals.closesAfterGrants += p.stats.closesAfterGrants;
         pathTotals.closesAtFloor += p.stats.closesAtFloor;
-        pathTotals.resolvesHeld += p.stats.resolvesHeld;
-        pathTotals.resolvesPassedOn += p.stats.resolvesPassedOn;
+        pathTotals.resolvesHeld += p.resolveCounts.held;
+        pathTotals.resolvesPassedOn += p.resolveCounts.passedOn;
       }
     };
 
