@@ -52,7 +52,7 @@ import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
 import type { ShardClose, ShardPeers } from './shard-peers.ts';
-import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, type ShardFacts } from '../shard/replica-decisions.ts';
+import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, shardRemovalBlocker, type ShardFacts } from '../shard/replica-decisions.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -963,16 +963,12 @@ export class ShardHosting implements ShardedKeyspace {
     const meta = member.confState(METADATA_GROUP_ID);
     if (!sameMembers(meta.voters, cluster.voters) || !sameMembers(meta.learners, cluster.learners)) return 'the metadata group has not caught up with the cluster membership';
     const staying = (id: NodeId): boolean => id !== memberId && (cluster.voters.includes(id) || cluster.learners.includes(id));
-    for (let index = 0; index < this.shardCount; index++) {
-      const groupId = FIRST_SHARD_GROUP_ID + index;
-      const facts = this.facts(index);
-      const voters = this.hosted.has(index) ? member.confState(groupId).voters : (facts.reported?.voters ?? facts.desired ?? facts.bootstrapVoters);
-      if (!voters.includes(memberId)) continue;
-      // Until the shard removes it, the departed member still counts in its quorum.
-      const left = voters.filter(staying).length;
-      if (left < Math.floor(voters.length / 2) + 1) return `shard ${index} would keep ${left} of its ${voters.length} voters (${voters.map((v) => v.toString(16)).join(',')})`;
-    }
-    return null;
+    const views = Array.from({ length: this.shardCount }, (_, index) => ({
+      index,
+      facts: this.facts(index),
+      local: this.hosted.has(index) ? member.confState(FIRST_SHARD_GROUP_ID + index) : null,
+    }));
+    return shardRemovalBlocker(memberId, views, staying);
   }
 
   readinessGroups(): number[] {

@@ -1,7 +1,7 @@
 // The replica decisions, case by case: each case is one a real-process run got wrong before the rule
 // existed (docs/sharding.md, "Placement on a subset").
 import { describe, expect, it } from 'vitest';
-import { LEFT_BEHIND_AFTER_MS, desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, type ShardFacts } from './replica-decisions.ts';
+import { LEFT_BEHIND_AFTER_MS, desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, shardRemovalBlocker, type ShardFacts } from './replica-decisions.ts';
 
 const cs = (voters: number[], learners: number[] = []) => ({ voters, learners });
 const cluster = cs([1, 2, 3, 4]);
@@ -93,5 +93,47 @@ describe('servesFromReplica', () => {
 
   it('left behind: its group reported a membership without it', () => {
     expect(servesFromReplica({ conf: cs([1, 2, 3]), desired: [1, 2, 3], reported: cs([2, 3, 4]) }, 1)).toBe(false);
+  });
+});
+
+describe('shardRemovalBlocker', () => {
+  // Members 1 (here), 2, 4 and 5 in the cluster; 3 left it earlier, and 2 is the one to remove.
+  const members = [1, 2, 4, 5];
+  const staying = (id: number): boolean => id !== 2 && members.includes(id);
+  const shard = (index: number, desired: number[] | null, reported: ReturnType<typeof cs> | null, local: ReturnType<typeof cs> | null = null) => ({
+    index,
+    facts: { desired, reported, bootstrapVoters: [1, 2, 3], replicationFactor: 3 },
+    local,
+  });
+
+  it('allows it when every shard is settled and keeps a majority of staying voters', () => {
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([1, 2, 4])), shard(1, [1, 4, 5], cs([1, 4, 5]))], staying)).toBeNull();
+  });
+
+  it('the sharded fault soak (seed 303): a shard down to two voters while the departed one is re-placed is moving, so the removal waits', () => {
+    // Shard 4 dropped departed member 3 and has not added 5 yet: voters {1, 2}, placed on {1, 2, 5}. The
+    // deciding member does not host it, and its leader's last report may still show the old membership.
+    const stale = shard(4, [1, 2, 5], cs([1, 3, 4]));
+    expect(shardRemovalBlocker(2, [stale], staying)).toMatch(/^shard 4 is still moving/);
+    const fresh = shard(4, [1, 2, 5], cs([1, 2]));
+    expect(shardRemovalBlocker(2, [fresh], staying)).toMatch(/^shard 4 is still moving/);
+    // Once it settled on {1, 2, 5}, removing 2 keeps 1 and 5.
+    expect(shardRemovalBlocker(2, [shard(4, [1, 2, 5], cs([1, 2, 5]))], staying)).toBeNull();
+  });
+
+  it('a learner on its way is a move too', () => {
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4], [5]))], staying)).toMatch(/still moving/);
+  });
+
+  it('refuses when any view that names the member keeps fewer than a majority, this replica’s included', () => {
+    // Settled by the report, yet this member's replica still applies an older membership with 3 in it.
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([2, 3, 4]))], staying)).toBe('shard 0 would keep 1 of its 3 voters (2,3,4)');
+    // A two-voter shard: the other voter alone is not a majority.
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2], cs([1, 2]))], staying)).toBe('shard 0 would keep 1 of its 2 voters (1,2)');
+  });
+
+  it('before any placement, the bootstrap voters count', () => {
+    expect(shardRemovalBlocker(2, [shard(0, null, null)], staying)).toBe('shard 0 would keep 1 of its 3 voters (1,2,3)');
+    expect(shardRemovalBlocker(2, [shard(0, null, null)], (id) => id !== 2)).toBeNull();
   });
 });

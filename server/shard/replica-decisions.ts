@@ -111,3 +111,43 @@ export function servesFromReplica(f: ServingFacts, self: NodeId): boolean {
   if (f.desired !== null && !f.desired.includes(self) && f.desired.some((id) => id !== self && f.conf.voters.includes(id))) return false;
   return f.reported === null || f.reported.voters.includes(self);
 }
+
+/** One shard as the member deciding a voter's removal from the cluster sees it. */
+export interface ShardRemovalView {
+  readonly index: number;
+  readonly facts: ShardFacts;
+  /** This member's replica's applied membership, when it hosts one. */
+  readonly local: ConfState | null;
+}
+
+/**
+ * Why removing voter `memberId` from the cluster now could leave a shard without a quorum of live voters,
+ * or null when it cannot (`staying`: still a cluster member once it is gone).
+ *
+ * A shard whose replica on a departed member is re-placed drops that replica first and adds the new one
+ * after: for a while it has fewer voters, and each of them is needed. So while any shard is still moving
+ * (its leader's last report differs from the placer's target, or a learner is on its way), no voter
+ * leaves: this member's views of that shard may be behind its actual membership, and the one missing
+ * (a removal it has not seen) is exactly the dangerous one. A settled shard's report is its membership
+ * (moves only start from a new target, which this member would see first); then every view that names
+ * `memberId` must keep a majority of staying voters. Found by the sharded fault soak: a second member
+ * removed while shards were down to two voters, one of them the removed member, left 12 shards without a
+ * quorum for good.
+ */
+export function shardRemovalBlocker(memberId: NodeId, shards: readonly ShardRemovalView[], staying: (id: NodeId) => boolean): string | null {
+  const hex = (ids: readonly NodeId[]): string => ids.map((v) => v.toString(16)).join(',');
+  for (const { index, facts, local } of shards) {
+    if (!shardSettled(facts.desired, facts.reported)) {
+      return `shard ${index} is still moving (placed on ${hex(facts.desired ?? [])}, last reported ${facts.reported === null ? 'nothing' : `voters ${hex(facts.reported.voters)}, learners ${hex(facts.reported.learners)}`})`;
+    }
+    const views = [local?.voters, facts.reported?.voters, facts.desired ?? undefined].filter((v): v is readonly NodeId[] => v !== undefined);
+    if (views.length === 0) views.push(facts.bootstrapVoters);
+    for (const voters of views) {
+      if (!voters.includes(memberId)) continue;
+      // Until the shard removes it, the departed member still counts in its quorum.
+      const left = voters.filter(staying).length;
+      if (left < Math.floor(voters.length / 2) + 1) return `shard ${index} would keep ${left} of its ${voters.length} voters (${hex(voters)})`;
+    }
+  }
+  return null;
+}
