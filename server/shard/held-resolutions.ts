@@ -59,7 +59,7 @@ export class RideAlong {
     }
   }
 
-  /** Paths holding resolutions now (tests and the simulation). */
+  /** Paths holding resolutions now (tests). */
   holdingCount(): number {
     return this.holding.size;
   }

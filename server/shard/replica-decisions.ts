@@ -140,7 +140,8 @@ export function shardRemovalBlocker(memberId: NodeId, shards: readonly ShardRemo
     if (!shardSettled(facts.desired, facts.reported)) {
       return `shard ${index} is still moving (placed on ${hex(facts.desired ?? [])}, last reported ${facts.reported === null ? 'nothing' : `voters ${hex(facts.reported.voters)}, learners ${hex(facts.reported.learners)}`})`;
     }
-    const views = [local?.voters, facts.reported?.voters, facts.desired ?? undefined].filter((v): v is readonly NodeId[] => v !== undefined);
+    // Settled, a placed shard's report has its placed replicas as voters: the target adds no view of its own.
+    const views = [local?.voters, facts.reported?.voters].filter((v): v is readonly NodeId[] => v !== undefined);
     if (views.length === 0) views.push(facts.bootstrapVoters);
     for (const voters of views) {
       if (!voters.includes(memberId)) continue;
