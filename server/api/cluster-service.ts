@@ -125,6 +125,21 @@ export class ClusterService {
     return { members: ctx.sm.members(), active: new Set(ctx.member.activeMembers(DATA_GROUP_ID).map(String)) };
   }
 
+  /**
+   * refuse(), saying in the log which voters this leader counted as not started and how long it has not
+   * heard from each: a change refused for that is otherwise hard to explain after the fact.
+   */
+  private refuseChange(spec: EtcdErrorSpec | null, view: MembershipView, change: string): void {
+    if (spec === ETCD_ERRORS.MEMBER_NOT_ENOUGH_STARTED) {
+      const { ctx } = this.opts;
+      const silent = view.members
+        .filter((m) => !m.isLearner && !view.active.has(m.id))
+        .map((m) => ({ member: BigInt(m.id).toString(16), silentMs: ctx.member.silenceMs(Number(m.id)) }));
+      ctx.logger.warn({ change, silent }, 'membership change refused: not enough started members');
+    }
+    refuse(spec);
+  }
+
   private freshMemberId(): number {
     for (;;) {
       const id = Number(randomBytes(8).readBigUInt64BE(0) & ((1n << 53n) - 1n));
@@ -183,7 +198,10 @@ export class ClusterService {
     const id = this.freshMemberId();
     await this.change(
       (context) => ({ type: isLearner ? 'addLearner' : 'addNode', nodeId: id, context }),
-      () => refuse(checkAdd(this.view(), peerUrls, isLearner)),
+      () => {
+        const view = this.view();
+        this.refuseChange(checkAdd(view, peerUrls, isLearner), view, 'add');
+      },
       peerUrls,
     );
     this.opts.ctx.logger.info({ member: id.toString(16), peerUrls, isLearner }, 'member added');
@@ -194,7 +212,8 @@ export class ClusterService {
   private async remove(req: Record<string, unknown>): Promise<unknown> {
     const id = String(req.ID ?? '0');
     const { ctx } = this.opts;
-    refuse(checkRemove(this.view(), id));
+    const view = this.view();
+    this.refuseChange(checkRemove(view, id), view, `remove ${BigInt(id).toString(16)}`);
     this.refuseUntilGroupsFollow(id);
     if (id === ctx.memberIdText) {
       // The leader removing itself hands leadership over first, so the cluster does not wait out an
@@ -208,7 +227,8 @@ export class ClusterService {
     await this.change(
       (context) => ({ type: 'removeNode', nodeId: Number(id), context }),
       () => {
-        refuse(checkRemove(this.view(), id));
+        const view = this.view();
+        this.refuseChange(checkRemove(view, id), view, `remove ${BigInt(id).toString(16)}`);
         this.refuseUntilGroupsFollow(id);
       },
     );
@@ -235,7 +255,10 @@ export class ClusterService {
     const { ctx } = this.opts;
     await this.change(
       (context) => ({ type: 'promoteLearner', nodeId: Number(id), context }),
-      () => refuse(checkPromote(this.view(), id, ctx.member.learnerReady(DATA_GROUP_ID, Number(id)))),
+      () => {
+        const view = this.view();
+        this.refuseChange(checkPromote(view, id, ctx.member.learnerReady(DATA_GROUP_ID, Number(id))), view, `promote ${BigInt(id).toString(16)}`);
+      },
     );
     ctx.logger.info({ member: BigInt(id).toString(16) }, 'learner promoted');
     return this.membersReply();

@@ -868,6 +868,12 @@ export class Member {
       .map(([id]) => Number(id));
   }
 
+  /** How long since this member last heard from member `id`, in ms (null: never since it started). */
+  silenceMs(id: NodeId): number | null {
+    const heardMs = this.lastHeardMs.get(id);
+    return heardMs === undefined ? null : Math.round(performance.now() - heardMs);
+  }
+
   /**
    * Steps a 'snap' message whose snapshot file was received and verified at `filePath`. Raft may
    * ignore it (stale); if it accepts, the next Ready installs the file.
