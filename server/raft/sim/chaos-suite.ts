@@ -40,3 +40,16 @@ export function defineChaosSuite(nodeCount: number): void {
     }
   }
 }
+
+/**
+ * Heavy-fault runs must still have done the protocol's work, not merely survived: every run committed
+ * something and had a leader (the heal phase demands a fresh commit), and over the runs leaders changed
+ * again and again under the crashes and partitions.
+ */
+export function expectHeavyRunsExercised(results: ChaosResult[]): void {
+  for (const r of results) {
+    expect(r.committed, `seed=${r.seed}: nothing committed`).toBeGreaterThan(0);
+    expect(r.leaderChanges, `seed=${r.seed}: no leader ever`).toBeGreaterThan(0);
+  }
+  expect(results.reduce((n, r) => n + r.leaderChanges, 0)).toBeGreaterThan(results.length);
+}

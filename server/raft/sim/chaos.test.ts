@@ -5,13 +5,14 @@
 // Replay a failure `seed=S, step=N: ...` with: RAFT_SEED=S node_modules/.bin/vitest run server/raft/sim
 import { describe, expect, it } from 'vitest';
 import { HEAVY_FAULTS, runChaos } from './chaos.ts';
-import { defineChaosSuite, replaySeed, seedsFor } from './chaos-suite.ts';
+import { defineChaosSuite, expectHeavyRunsExercised, replaySeed, seedsFor } from './chaos-suite.ts';
 
 describe('raft cluster simulation (3 nodes)', () => {
   defineChaosSuite(3);
 
   it('survives heavy faults (high loss, duplication, long delays, frequent crashes)', () => {
-    for (const seed of seedsFor(9_000_000)) runChaos(seed, { nodeCount: 3, ...HEAVY_FAULTS });
+    const results = seedsFor(9_000_000).map((seed) => runChaos(seed, { nodeCount: 3, ...HEAVY_FAULTS }));
+    expectHeavyRunsExercised(results);
   });
 
   it('is deterministic: the same seed gives an identical trace', () => {
