@@ -489,7 +489,7 @@ function attachShards(
     oracle: () => sharding.oracle(),
     oracleLeader: () => member.leaderId(METADATA_GROUP_ID),
     rangeAt: (groupId, op, revision, deadlineMs) => sharding.readAtHere(groupId, op, revision, deadlineMs),
-    leaderOf: (groupId) => member.leaderId(groupId),
+    leaderOf: (groupId) => (member.hostsGroup(groupId) ? member.leaderId(groupId) : 0),
     isBlocked,
     closeAt: (groupId, revision, deadlineMs) => sharding.closeAtHere(groupId, revision, deadlineMs),
     shardStatus: (groupId) => sharding.shardStatusHere(groupId),

@@ -31,17 +31,22 @@ interface Peer {
   /** The replicas this peer hosts: group id → leader and applied revision. */
   hosted: Map<number, { leaderId: NodeId; appliedRevision: number }>;
   maxMessageBytes?: number;
+  /** Its leader lookup throws, as a member's does for a group it no longer hosts. */
+  replicasGone: boolean;
 }
 
 async function startPeer(isBlocked?: (memberId: NodeId) => boolean, options: { maxMessageBytes?: number; withoutBatchCalls?: boolean } = {}): Promise<Peer> {
   const port = await freePort();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': 64 * 1024 * 1024 });
-  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never(), hosted: new Map() };
+  const peer: Peer = { server, port, oracle: null, oracleLeader: 0, rangeAt: () => never(), leaders: new Map(), closeAt: () => never(), hosted: new Map(), replicasGone: false };
   const impl = shardPeerServiceImpl({
     oracle: () => peer.oracle,
     oracleLeader: () => peer.oracleLeader,
     rangeAt: (g, op, r, d) => peer.rangeAt(g, op, r, d),
-    leaderOf: (g) => peer.leaders.get(g) ?? 0,
+    leaderOf: (g) => {
+      if (peer.replicasGone) throw new Error(`group ${g} is not hosted by member ${port}`);
+      return peer.leaders.get(g) ?? 0;
+    },
     isBlocked,
     closeAt: (g, r, d) => peer.closeAt(g, r, d),
     shardStatus: (g) => peer.hosted.get(g) ?? null,
@@ -282,6 +287,25 @@ describe('RangeAt', () => {
     }
     b.rangeAt = () => Promise.reject(new ShardNotReadyError('x'));
     expect(await rangeAtOnPeer(channels, 2, 10, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000)).toEqual({ kind: 'not-leader', leaderId: 0 });
+    // The replica went away while the read was served (a shard moved off the member): the member no
+    // longer knows the group and its leader lookup throws, as Member.leaderId does. Still an answer.
+    b.replicasGone = true;
+    b.rangeAt = () => Promise.reject(new ShardNotReadyError('shard leadership lost'));
+    b.closeAt = () => Promise.reject(new ShardNotReadyError('shard leadership lost'));
+    expect(await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000)).toEqual({ kind: 'not-leader', leaderId: 0 });
+    expect(await closeAtOnPeer(channels, 2, 9, 7, Date.now() + 2_000)).toEqual({ kind: 'not-leader', leaderId: 0 });
+    b.replicasGone = false;
+    const leaders = b.leaders;
+    leaders.get = (g: number) => {
+      throw new Error(`group ${g} is not hosted by member 2`);
+    };
+    for (const call of [rangeAtOnPeer, closeAtOnPeer] as const) {
+      b.rangeAt = () => Promise.reject(new ShardNotReadyError('shard leadership lost'));
+      b.closeAt = () => Promise.reject(new ShardNotReadyError('shard leadership lost'));
+      const out = call === rangeAtOnPeer ? await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000) : await closeAtOnPeer(channels, 2, 9, 7, Date.now() + 2_000);
+      expect(out).toEqual({ kind: 'not-leader', leaderId: 0 });
+    }
+    b.leaders = new Map();
     for (const code of ['compacted', 'futureRev'] as const) {
       b.rangeAt = () => Promise.reject(new MvccError(code, `etcdserver: mvcc: ${code}`));
       const out = await rangeAtOnPeer(channels, 2, 9, fc.sample(rangeOpArb, 1)[0], 7, Date.now() + 2_000);

@@ -96,7 +96,7 @@ export interface ShardPeerServiceOptions {
    * `futureRev` (→ etcd's errors); anything else is answered INTERNAL with its message.
    */
   rangeAt: (groupId: number, op: RangeOp, revision: number, deadlineMs: number) => Promise<RangeResult>;
-  /** The shard's leader as this member knows it (0 unknown). */
+  /** The shard's leader as this member knows it (0 unknown, or the group is not hosted here; a throw counts as 0). */
   leaderOf: (groupId: number) => NodeId;
   /**
    * Closes shard `groupId` at `revision` or below (the shard write path's closeAt on this member's
@@ -229,9 +229,20 @@ function rangeError(kind: RangeErrorKind, msg: string): RangeAtResponseWire & Cl
 export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.UntypedServiceImplementation {
   const maxBytes = opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
 
+  // The leader this member knows for `groupId`, 0 if none. A request can outlive this member's replica
+  // (the shard moved away while it was served), and a throw here would escape from a settled promise's
+  // handler and take the process down.
+  const leaderOrNone = (groupId: number): NodeId => {
+    try {
+      return opts.leaderOf(groupId);
+    } catch {
+      return 0;
+    }
+  };
+
   const mapRangeFailure = (groupId: number, err: unknown): RangeAtResponseWire & CloseAtResponseWire => {
     const name = err instanceof Error ? err.name : '';
-    if (name === 'ShardNotReadyError' || name === 'NoLeaderError') return { not_leader: { leader_id: opts.leaderOf(groupId) } };
+    if (name === 'ShardNotReadyError' || name === 'NoLeaderError') return { not_leader: { leader_id: leaderOrNone(groupId) } };
     if (name === 'ShardDeadlineError' || name === 'OracleDeadlineError') return rangeError('DEADLINE', message(err));
     if (name === 'ShardUnavailableError') return rangeError('UNAVAILABLE', message(err));
     if (err instanceof MvccError && err.code === 'compacted') return rangeError('COMPACTED', err.message);
@@ -396,13 +407,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
         return;
       }
       const serve = opts.shardKv;
-      const leaderId = (): NodeId => {
-        try {
-          return opts.leaderOf(request.groupId);
-        } catch {
-          return 0; // a group this member does not host
-        }
-      };
+      const leaderId = (): NodeId => leaderOrNone(request.groupId);
       if (serve === undefined) {
         cb(null, shardKvAnswerToWire({ kind: 'not-hosted', leaderId: 0 }));
         return;
