@@ -60,7 +60,16 @@ export async function serveShardKv(ctx: ApiContext, request: ShardKvRequest): Pr
   };
   const target = servedHere(ctx, groupId);
   if (target === null) return { kind: 'not-hosted', leaderId: leaderId() };
-  const done = (revision: number, payload: ShardKvPayload): ShardKvAnswer => ({ kind: 'done', revision, raftTerm: ctx.member.term(groupId), payload, leaderId: leaderId() });
+  // The replica may have left this member while the operation ran (its shard moved): the answer stands,
+  // with the term it was served in.
+  const servedTerm = ctx.member.term(groupId);
+  const done = (revision: number, payload: ShardKvPayload): ShardKvAnswer => ({
+    kind: 'done',
+    revision,
+    raftTerm: ctx.member.hostsGroup(groupId) ? ctx.member.term(groupId) : servedTerm,
+    payload,
+    leaderId: leaderId(),
+  });
   try {
     switch (op.kind) {
       case 'range': {
