@@ -841,7 +841,8 @@ export class ShardHosting implements ShardedKeyspace {
   async transferLeaderships(deadlineMs: number): Promise<{ transferred: number; remaining: number }> {
     const member = this.memberForHosting();
     const groups = [METADATA_GROUP_ID, ...[...this.hosted.values()].map((h) => h.groupId)];
-    const led = (): number[] => groups.filter((g) => member.role(g) === 'leader');
+    // A shard replica may leave this member during the handovers (a move): it is no longer led here.
+    const led = (): number[] => groups.filter((g) => member.hostsGroup(g) && member.role(g) === 'leader');
     // Only a group with another voter can lose its leader to a handover; a lone voter keeps it.
     const movable = (): number[] => led().filter((g) => member.confState(g).voters.some((v) => v !== member.memberId));
     // Before the first handover: the balancers of the new leaders would hand them back within seconds.
