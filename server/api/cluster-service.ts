@@ -246,8 +246,10 @@ export class ClusterService {
     const { ctx } = this.opts;
     if (ctx.shards === null) return;
     const target = ctx.sm.members().find((m) => m.id === id);
-    if (!target || target.isLearner || ctx.shards.mayRemoveVoter(Number(id))) return;
-    throw grpcError(ETCD_ERRORS.UNHEALTHY);
+    if (!target || target.isLearner) return;
+    const block = ctx.shards.removalBlock(Number(id));
+    if (block === null) return;
+    throw grpcError(block.kind === 'not-started' ? ETCD_ERRORS.MEMBER_NOT_ENOUGH_STARTED : ETCD_ERRORS.UNHEALTHY);
   }
 
   private async promote(req: Record<string, unknown>): Promise<unknown> {

@@ -19,6 +19,7 @@ import type { NodeId } from '../raft/types.ts';
 import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
 import type { AdmissionCounters } from './authority-repair.ts';
+import type { ShardRemovalBlock } from '../shard/replica-decisions.ts';
 
 export const DATA_GROUP_ID = 0;
 /** Longest a shard write or read waits for its shard to have a leader before answering "no leader". */
@@ -68,11 +69,12 @@ export interface ShardedKeyspace {
   /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
   readinessGroups(): number[];
   /**
-   * Whether removing voter `memberId` from the cluster leaves every group able to commit: with every
-   * member hosting every shard, once every group follows the cluster group's membership; with
-   * placement on a subset, once every shard it votes in keeps a quorum of voters still in the cluster.
+   * Why removing voter `memberId` from the cluster now could leave a group unable to commit, or null:
+   * with every member hosting every shard, until every group follows the cluster group's membership;
+   * with placement on a subset, until every shard is settled and each it votes in keeps a quorum of
+   * voters still in the cluster, and of started ones (server/shard/replica-decisions.ts).
    */
-  mayRemoveVoter(memberId: number): boolean;
+  removalBlock(memberId: number): ShardRemovalBlock | null;
   /** The revision oracle as this member hosts it, for /metrics. */
   oracleStatus(): { serving: boolean; requests: number; grants: number; revisionsGranted: number; persists: number; establishments: number; unavailable: number; deadlines: number };
   /** The shard holding `key`. */

@@ -52,7 +52,7 @@ import { encodeMetadataEntry } from '../shard/metadata-entry-codec.ts';
 import type { ConfState } from '../raft/types.ts';
 import type { LoadedGroup } from '../storage/member-db.ts';
 import type { ShardClose, ShardPeers } from './shard-peers.ts';
-import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, shardRemovalBlocker, type ShardFacts } from '../shard/replica-decisions.ts';
+import { desiredMembership, looksLeftBehind, mayDeleteReplica, placedHere, servesFromReplica, shardRemovalBlocker, type ShardFacts, type ShardRemovalBlock } from '../shard/replica-decisions.ts';
 
 /** The cluster group (membership, leases, auth): its membership is the one every other group follows. */
 const CLUSTER_GROUP_ID = 0;
@@ -948,28 +948,32 @@ export class ShardHosting implements ShardedKeyspace {
     return true;
   }
 
-  mayRemoveVoter(memberId: NodeId): boolean {
-    const why = this.removalBlocker(memberId);
-    if (why !== null) this.logger.warn({ member: memberId.toString(16), why }, 'member remove refused for now');
-    return why === null;
+  removalBlock(memberId: NodeId): ShardRemovalBlock | null {
+    const block = this.removalBlocker(memberId);
+    if (block !== null) this.logger.warn({ member: memberId.toString(16), why: block.why }, 'member remove refused for now');
+    return block;
   }
 
-  /** Why removing voter `memberId` now could leave a group without a quorum, or null when it cannot. */
-  private removalBlocker(memberId: NodeId): string | null {
+  /**
+   * Why removing voter `memberId` now could leave a group without a quorum, or null when it cannot.
+   * Asked at the cluster group's leader, whose view of which members run is the one etcd's check uses.
+   */
+  private removalBlocker(memberId: NodeId): ShardRemovalBlock | null {
     const member = this.member;
-    if (member === null) return 'shards not attached yet';
-    if (this.replicationFactor === 0) return this.groupsFollowCluster() ? null : 'some group has not caught up with the last membership change';
+    if (member === null) return { kind: 'unhealthy', why: 'shards not attached yet' };
+    if (this.replicationFactor === 0) return this.groupsFollowCluster() ? null : { kind: 'unhealthy', why: 'some group has not caught up with the last membership change' };
     // The metadata group follows the cluster group on every member, as with R = 0.
     const cluster = member.confState(CLUSTER_GROUP_ID);
     const meta = member.confState(METADATA_GROUP_ID);
-    if (!sameMembers(meta.voters, cluster.voters) || !sameMembers(meta.learners, cluster.learners)) return 'the metadata group has not caught up with the cluster membership';
+    if (!sameMembers(meta.voters, cluster.voters) || !sameMembers(meta.learners, cluster.learners)) return { kind: 'unhealthy', why: 'the metadata group has not caught up with the cluster membership' };
     const staying = (id: NodeId): boolean => id !== memberId && (cluster.voters.includes(id) || cluster.learners.includes(id));
     const views = Array.from({ length: this.shardCount }, (_, index) => ({
       index,
       facts: this.facts(index),
       local: this.hosted.has(index) ? member.confState(FIRST_SHARD_GROUP_ID + index) : null,
     }));
-    return shardRemovalBlocker(memberId, views, staying);
+    const active = new Set(member.activeMembers(CLUSTER_GROUP_ID));
+    return shardRemovalBlocker(memberId, views, staying, (id) => active.has(id));
   }
 
   readinessGroups(): number[] {

@@ -100,6 +100,7 @@ describe('shardRemovalBlocker', () => {
   // Members 1 (here), 2, 4 and 5 in the cluster; 3 left it earlier, and 2 is the one to remove.
   const members = [1, 2, 4, 5];
   const staying = (id: number): boolean => id !== 2 && members.includes(id);
+  const allStarted = (): boolean => true;
   const shard = (index: number, desired: number[] | null, reported: ReturnType<typeof cs> | null, local: ReturnType<typeof cs> | null = null) => ({
     index,
     facts: { desired, reported, bootstrapVoters: [1, 2, 3], replicationFactor: 3 },
@@ -107,33 +108,48 @@ describe('shardRemovalBlocker', () => {
   });
 
   it('allows it when every shard is settled and keeps a majority of staying voters', () => {
-    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([1, 2, 4])), shard(1, [1, 4, 5], cs([1, 4, 5]))], staying)).toBeNull();
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([1, 2, 4])), shard(1, [1, 4, 5], cs([1, 4, 5]))], staying, allStarted)).toBeNull();
   });
 
   it('the sharded fault soak (seed 303): a shard down to two voters while the departed one is re-placed is moving, so the removal waits', () => {
     // Shard 4 dropped departed member 3 and has not added 5 yet: voters {1, 2}, placed on {1, 2, 5}. The
     // deciding member does not host it, and its leader's last report may still show the old membership.
     const stale = shard(4, [1, 2, 5], cs([1, 3, 4]));
-    expect(shardRemovalBlocker(2, [stale], staying)).toMatch(/^shard 4 is still moving/);
+    expect(shardRemovalBlocker(2, [stale], staying, allStarted)?.why).toMatch(/^shard 4 is still moving/);
     const fresh = shard(4, [1, 2, 5], cs([1, 2]));
-    expect(shardRemovalBlocker(2, [fresh], staying)).toMatch(/^shard 4 is still moving/);
+    expect(shardRemovalBlocker(2, [fresh], staying, allStarted)?.why).toMatch(/^shard 4 is still moving/);
     // Once it settled on {1, 2, 5}, removing 2 keeps 1 and 5.
-    expect(shardRemovalBlocker(2, [shard(4, [1, 2, 5], cs([1, 2, 5]))], staying)).toBeNull();
+    expect(shardRemovalBlocker(2, [shard(4, [1, 2, 5], cs([1, 2, 5]))], staying, allStarted)).toBeNull();
   });
 
   it('a learner on its way is a move too', () => {
-    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4], [5]))], staying)).toMatch(/still moving/);
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4], [5]))], staying, allStarted)?.why).toMatch(/still moving/);
   });
 
   it('refuses when any view that names the member keeps fewer than a majority, this replica’s included', () => {
     // Settled by the report, yet this member's replica still applies an older membership with 3 in it.
-    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([2, 3, 4]))], staying)).toBe('shard 0 would keep 1 of its 3 voters (2,3,4)');
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]), cs([2, 3, 4]))], staying, allStarted)).toEqual({ kind: 'unhealthy', why: 'shard 0 would keep 1 of its 3 voters (2,3,4)' });
     // A two-voter shard: the other voter alone is not a majority.
-    expect(shardRemovalBlocker(2, [shard(0, [1, 2], cs([1, 2]))], staying)).toBe('shard 0 would keep 1 of its 2 voters (1,2)');
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2], cs([1, 2]))], staying, allStarted)).toEqual({ kind: 'unhealthy', why: 'shard 0 would keep 1 of its 2 voters (1,2)' });
+  });
+
+  it('the sharded fault soak (seed 308): refuses as etcd does ("not enough started") when a staying voter of a shard it leaves is down', () => {
+    // Shard 0 on {1, 2, 4}: member 4 is down. Removing 2 would leave {1, 4}, one of them running.
+    const down4 = (id: number): boolean => id !== 4;
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]))], staying, down4)).toEqual({
+      kind: 'not-started',
+      why: 'shard 0 would keep 1 started of its 3 voters (1,2,4; not started: 4)',
+    });
+    // A shard without member 2 is no concern of its removal, whoever is down there.
+    expect(shardRemovalBlocker(2, [shard(1, [1, 4, 5], cs([1, 4, 5]))], staying, down4)).toBeNull();
+    // Member 2 itself being down changes nothing: it is the one leaving.
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4], cs([1, 2, 4]))], staying, (id) => id !== 2)).toBeNull();
+    // Five voters, one other down: three of five still started.
+    expect(shardRemovalBlocker(2, [shard(0, [1, 2, 4, 5, 6], cs([1, 2, 4, 5, 6]))], (id) => id !== 2, down4)).toBeNull();
   });
 
   it('before any placement, the bootstrap voters count', () => {
-    expect(shardRemovalBlocker(2, [shard(0, null, null)], staying)).toBe('shard 0 would keep 1 of its 3 voters (1,2,3)');
-    expect(shardRemovalBlocker(2, [shard(0, null, null)], (id) => id !== 2)).toBeNull();
+    expect(shardRemovalBlocker(2, [shard(0, null, null)], staying, allStarted)).toEqual({ kind: 'unhealthy', why: 'shard 0 would keep 1 of its 3 voters (1,2,3)' });
+    expect(shardRemovalBlocker(2, [shard(0, null, null)], (id) => id !== 2, allStarted)).toBeNull();
   });
 });

@@ -120,9 +120,17 @@ export interface ShardRemovalView {
   readonly local: ConfState | null;
 }
 
+/** Why a voter may not leave the cluster now: a shard still moving or short of a quorum, or one whose staying voters are not started. */
+export interface ShardRemovalBlock {
+  /** 'not-started': etcd's "not enough started members", per shard; 'unhealthy': everything else (retried). */
+  readonly kind: 'unhealthy' | 'not-started';
+  readonly why: string;
+}
+
 /**
  * Why removing voter `memberId` from the cluster now could leave a shard without a quorum of live voters,
- * or null when it cannot (`staying`: still a cluster member once it is gone).
+ * or null when it cannot (`staying`: still a cluster member once it is gone; `started`: heard from
+ * recently by the cluster's leader, as etcd's strict reconfiguration check counts members).
  *
  * A shard whose replica on a departed member is re-placed drops that replica first and adds the new one
  * after: for a while it has fewer voters, and each of them is needed. So while any shard is still moving
@@ -130,15 +138,23 @@ export interface ShardRemovalView {
  * leaves: this member's views of that shard may be behind its actual membership, and the one missing
  * (a removal it has not seen) is exactly the dangerous one. A settled shard's report is its membership
  * (moves only start from a new target, which this member would see first); then every view that names
- * `memberId` must keep a majority of staying voters. Found by the sharded fault soak: a second member
- * removed while shards were down to two voters, one of them the removed member, left 12 shards without a
- * quorum for good.
+ * `memberId` must keep a majority of staying voters, and a majority of started ones: etcd refuses a
+ * removal that leaves the cluster fewer started members than a quorum, and each shard is a cluster of its
+ * own. Both found by the sharded fault soak: a second member removed while shards were down to two
+ * voters, one of them the removed member, left 12 shards without a quorum for good (seed 303); a member
+ * removed while another voter of the same shards was down left those shards without a quorum until it
+ * came back (seed 308).
  */
-export function shardRemovalBlocker(memberId: NodeId, shards: readonly ShardRemovalView[], staying: (id: NodeId) => boolean): string | null {
+export function shardRemovalBlocker(
+  memberId: NodeId,
+  shards: readonly ShardRemovalView[],
+  staying: (id: NodeId) => boolean,
+  started: (id: NodeId) => boolean,
+): ShardRemovalBlock | null {
   const hex = (ids: readonly NodeId[]): string => ids.map((v) => v.toString(16)).join(',');
   for (const { index, facts, local } of shards) {
     if (!shardSettled(facts.desired, facts.reported)) {
-      return `shard ${index} is still moving (placed on ${hex(facts.desired ?? [])}, last reported ${facts.reported === null ? 'nothing' : `voters ${hex(facts.reported.voters)}, learners ${hex(facts.reported.learners)}`})`;
+      return { kind: 'unhealthy', why: `shard ${index} is still moving (placed on ${hex(facts.desired ?? [])}, last reported ${facts.reported === null ? 'nothing' : `voters ${hex(facts.reported.voters)}, learners ${hex(facts.reported.learners)}`})` };
     }
     // Settled, a placed shard's report has its placed replicas as voters: the target adds no view of its own.
     const views = [local?.voters, facts.reported?.voters].filter((v): v is readonly NodeId[] => v !== undefined);
@@ -146,8 +162,13 @@ export function shardRemovalBlocker(memberId: NodeId, shards: readonly ShardRemo
     for (const voters of views) {
       if (!voters.includes(memberId)) continue;
       // Until the shard removes it, the departed member still counts in its quorum.
-      const left = voters.filter(staying).length;
-      if (left < Math.floor(voters.length / 2) + 1) return `shard ${index} would keep ${left} of its ${voters.length} voters (${hex(voters)})`;
+      const quorum = Math.floor(voters.length / 2) + 1;
+      const left = voters.filter(staying);
+      if (left.length < quorum) return { kind: 'unhealthy', why: `shard ${index} would keep ${left.length} of its ${voters.length} voters (${hex(voters)})` };
+      const running = left.filter(started);
+      if (running.length < quorum) {
+        return { kind: 'not-started', why: `shard ${index} would keep ${running.length} started of its ${voters.length} voters (${hex(voters)}; not started: ${hex(left.filter((id) => !started(id)))})` };
+      }
     }
   }
   return null;
