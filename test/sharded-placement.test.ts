@@ -33,7 +33,8 @@ beforeAll(async () => {
   cluster = await ProcessCluster.start({
     size: 3,
     extraArgs: ['--snapshot-count', '50'],
-    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R), '--dead-member-grace', '4'],
+    // (--experimental-fault-injection: the TEST-ONLY partition door, for the member cut off below.)
+    memberArgs: () => ['--shards', String(SHARDS), '--replication-factor', String(R), '--dead-member-grace', '4', '--experimental-fault-injection'],
   });
 }, 60_000);
 
@@ -261,8 +262,42 @@ describe(`placement on a subset: ${SHARDS} shards, R = ${R}`, () => {
     await putKeys(cluster.endpointOf(3), 'd/', 40, acked);
     cluster.startMember(victim);
     live.add(victimId);
+    // Its replicas were removed from their shards while it was down: left behind, they never hear a
+    // leader again and go only after LEFT_BEHIND_AFTER_MS (30 s). Its readiness must not wait for them.
+    const restartedMs = Date.now();
+    await eventually('m3 ready again', async () => ((await cluster.readyz(victim)) ? true : null), 20_000);
+    console.log(`dead member back: ready ${Date.now() - restartedMs} ms after its restart`);
     const back = await converged(3, 'placement converged with m3 back', () => live);
     expect(ratio(loads(back))).toBeLessThanOrEqual(1.1);
+    await checkEveryKey(back);
+  }, 300_000);
+
+  it('a member cut off past the grace period comes back ready at once, though its old replicas were left behind', async () => {
+    // Unlike a member that was down, this one keeps running: its replicas, removed from their shards while
+    // it heard nothing, are left behind (no leader ever again; deleted after LEFT_BEHIND_AFTER_MS, 30 s).
+    // They serve nothing, so its readiness must not wait for them (the sharded fault soak, seed 309).
+    const victimName = 'm3';
+    const victimId = idOf.get(victimName)!;
+    const victim = cluster.members.findIndex((m) => m.name === victimName);
+    const others = [...live].filter((id) => id !== victimId);
+    const cut = async (i: number, blocked: string[]): Promise<void> => {
+      const res = await fetch(`http://127.0.0.1:${cluster.members[i].metricsPort}/debug/fault/partition`, { method: 'POST', body: JSON.stringify({ blockedPeers: blocked }) });
+      expect(res.status).toBe(200);
+    };
+    const running = cluster.members.map((_, i) => i).filter((i) => !cluster.members[i].retired && cluster.isRunning(i));
+    const before = await view(3);
+    const held = before.shards.filter((s) => s.replicas.includes(victimId)).length;
+    expect(held).toBeGreaterThan(0);
+    await Promise.all(running.map((i) => cut(i, i === victim ? others : [victimId])));
+    live.delete(victimId);
+    const without = await converged(3, 'placement converged without the cut-off m3', () => live);
+    expect(moved(before, without)).toBe(held);
+    await Promise.all(running.map((i) => cut(i, [])));
+    live.add(victimId);
+    const healedMs = Date.now();
+    await eventually('m3 ready again after the cut', async () => ((await cluster.readyz(victim)) ? true : null), 20_000);
+    console.log(`cut-off member back: ready ${Date.now() - healedMs} ms after the heal (${held} replicas left behind)`);
+    const back = await converged(3, 'placement converged with m3 reconnected', () => live);
     await checkEveryKey(back);
   }, 300_000);
 

@@ -66,7 +66,7 @@ export interface ShardedKeyspace {
   targets(): readonly GroupTarget[];
   /** The newest revision applied on a shard replica this member hosts (0 when it hosts none). */
   appliedRevision(): number;
-  /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards). */
+  /** Every group beside DATA_GROUP_ID that must have a leader for this member to be ready (metadata, shards; not a replica left behind). */
   readinessGroups(): number[];
   /**
    * Why removing voter `memberId` from the cluster now could leave a group unable to commit, or null:

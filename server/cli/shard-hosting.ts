@@ -977,7 +977,12 @@ export class ShardHosting implements ShardedKeyspace {
   }
 
   readinessGroups(): number[] {
-    return [METADATA_GROUP_ID, ...this.shards.map((s) => s.groupId)];
+    // A replica left behind (removed from its shard while this member was away or cut off) never hears
+    // a leader again and is deleted after LEFT_BEHIND_AFTER_MS; it serves nothing meanwhile (requests on
+    // its shard are forwarded), so the member's readiness does not wait for it.
+    const member = this.member;
+    const current = this.shards.filter((s) => member === null || !looksLeftBehind(member.leaderId(s.groupId), this.metadata.observedConf(s.index), member.memberId));
+    return [METADATA_GROUP_ID, ...current.map((s) => s.groupId)];
   }
 
   shardOf(key: Buffer): GroupTarget {
