@@ -752,6 +752,9 @@ export class ShardHosting implements ShardedKeyspace {
     const shard = this.hosted.get(groupId - FIRST_SHARD_GROUP_ID);
     if (shard?.path == null || this.member === null) throw new ShardNotReadyError(`group ${groupId} is not a shard hosted here`);
     const closed = await shard.path.closeAt(revision, deadlineMs);
+    // The replica may have left this member while the close waited (its shard moved): the caller asks
+    // the shard's leader elsewhere, as for any member that is not (or no longer) the ready leader.
+    if (!this.member.hostsGroup(groupId)) throw new ShardNotReadyError(`group ${groupId} left this member during the close`);
     return { revision: closed, appliedIndex: this.member.status(groupId).applied };
   }
 
