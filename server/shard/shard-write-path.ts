@@ -872,6 +872,8 @@ export class ShardWritePath {
     this.revisions.raiseRead(revision);
     await this.settledAt(revision, term, deadlineMs);
     await this.txnsSettledThrough(revision, deadlineMs);
+    // A replica dropped meanwhile (its shard moved away) may be deleting its data: read elsewhere.
+    if (this.stopped) throw new ShardNotReadyError('shard replica stopped during the read');
     // The barrier applied everything committed when it began, and every revision ≤ R proposed here was
     // applied before it: the shard is caught up through R.
     // A read below the shard's last write reads history (the store is caught up through its last write).
