@@ -24,6 +24,12 @@ export class FaultCluster {
   private readonly paused = new Set<number>();
   /** Member index → indices of the peers it must not hear from or talk to. */
   private readonly blocked = new Map<number, Set<number>>();
+  /**
+   * Member index → the rule (request body) its running process acknowledged. A heal that did not reach a
+   * member would leave its side of a cut in place, silently, into the next fault: a later MemberRemove
+   * then found a member "not started" (the leader could not hear it) and gave up.
+   */
+  private readonly applied = new Map<number, string>();
 
   private constructor(cluster: ProcessCluster) {
     this.cluster = cluster;
@@ -67,9 +73,11 @@ export class FaultCluster {
     this.paused.add(i);
   }
 
-  resume(i: number): void {
+  /** Resumes a paused member; a rule change it missed while stopped is pushed to it now. */
+  async resume(i: number): Promise<void> {
     if (!this.paused.delete(i)) return;
     this.cluster.members[i].child?.kill('SIGCONT');
+    await this.pushPartition(i, 15_000);
   }
 
   async kill(i: number): Promise<void> {
@@ -80,7 +88,7 @@ export class FaultCluster {
   /** Restarts a killed member and re-applies its side of any partition in force. */
   async restart(i: number): Promise<void> {
     if (this.cluster.isRunning(i)) return;
-    this.cluster.startMember(i);
+    this.startProcess(i);
     await this.pushPartition(i, 10_000);
   }
 
@@ -97,7 +105,20 @@ export class FaultCluster {
       this.blocked.get(a)!.add(b);
       this.blocked.get(b)!.add(a);
     }
-    await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, 2_000)));
+    // A new cut is held by both its sides, so one side busy past 2 s still cuts it; a rule lifted must
+    // reach its member, or that side of the old cut stays.
+    await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, (this.blocked.get(i)?.size ?? 0) > 0 ? 2_000 : 15_000)));
+  }
+
+  /** Starts member i's process, which holds no partition rule yet. */
+  private startProcess(i: number): void {
+    this.cluster.startMember(i);
+    this.applied.set(i, this.ruleOf(new Set()));
+  }
+
+  /** The partition endpoint's request body for member i's blocked set. */
+  private ruleOf(blocked: Set<number>): string {
+    return JSON.stringify({ blockedPeers: [...blocked].map((j) => this.memberIds[j]) });
   }
 
   /** Cuts every link between the two groups. */
@@ -107,9 +128,9 @@ export class FaultCluster {
 
   /** Heals everything: resumes paused members, restarts killed ones, removes every partition. */
   async healAll(): Promise<void> {
-    for (const i of [...this.paused]) this.resume(i);
-    for (let i = 0; i < this.size; i++) if (!this.cluster.isRunning(i)) this.cluster.startMember(i);
     this.blocked.clear();
+    await Promise.all([...this.paused].map((i) => this.resume(i)));
+    for (let i = 0; i < this.size; i++) if (!this.cluster.isRunning(i)) this.startProcess(i);
     await Promise.all(this.cluster.members.map((_, i) => this.pushPartition(i, 15_000)));
   }
 
@@ -168,7 +189,7 @@ export class FaultCluster {
     if (idText === undefined) throw new Error(`member with peer URL ${url} neither added nor listed`);
     const id = BigInt(idText);
     this.memberIds[i] = id.toString(16);
-    this.cluster.startMember(i);
+    this.startProcess(i);
     await this.pushPartition(i, 10_000);
     await this.clusterCall('MemberPromote', { ID: id.toString() }, 30_000, i, (err) => err.details === 'etcdserver: can only promote a learner member');
   }
@@ -222,10 +243,14 @@ export class FaultCluster {
     return null;
   }
 
-  /** Posts member i's blocked set, retrying while it starts; a paused or dead member is skipped. */
+  /**
+   * Posts member i's blocked set unless its process holds it already, retrying while it starts; a paused
+   * or dead member is skipped (resume and restart push it again).
+   */
   private async pushPartition(i: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const body = JSON.stringify({ blockedPeers: [...(this.blocked.get(i) ?? [])].map((j) => this.memberIds[j]) });
+    const body = this.ruleOf(this.blocked.get(i) ?? new Set());
+    if (this.applied.get(i) === body) return;
     while (this.isUp(i)) {
       try {
         const res = await fetch(`http://127.0.0.1:${this.cluster.members[i].metricsPort}/debug/fault/partition`, {
@@ -234,17 +259,26 @@ export class FaultCluster {
           signal: AbortSignal.timeout(1_000),
         });
         if (res.status !== 200) throw new Error(`partition endpoint answered ${res.status}: ${await res.text()}`);
+        this.applied.set(i, body);
         return;
       } catch (err) {
         if (err instanceof Error && err.message.startsWith('partition endpoint')) throw err;
-        if (Date.now() > deadline) return; // unreachable: the other side of each cut holds the rule
+        if (Date.now() > deadline) {
+          // A new cut is held by its other side too; a rule lifted and not heard stays until the next push.
+          this.applied.delete(i);
+          console.warn(`[fault] ${this.name(i)} did not take its partition rule ${body} within ${timeoutMs} ms`);
+          return;
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
   }
 
   async destroy(): Promise<void> {
-    for (const i of [...this.paused]) this.resume(i);
+    for (const i of [...this.paused]) {
+      this.paused.delete(i);
+      this.cluster.members[i].child?.kill('SIGCONT');
+    }
     await this.cluster.destroy();
   }
 }
