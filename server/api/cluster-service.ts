@@ -214,7 +214,7 @@ export class ClusterService {
     const { ctx } = this.opts;
     const view = this.view();
     this.refuseChange(checkRemove(view, id), view, `remove ${BigInt(id).toString(16)}`);
-    this.refuseUntilGroupsFollow(id);
+    this.refuseWhileShardsAtRisk(id);
     if (id === ctx.memberIdText) {
       // The leader removing itself hands leadership over first, so the cluster does not wait out an
       // election timeout; the new leader then performs the removal.
@@ -229,7 +229,7 @@ export class ClusterService {
       () => {
         const view = this.view();
         this.refuseChange(checkRemove(view, id), view, `remove ${BigInt(id).toString(16)}`);
-        this.refuseUntilGroupsFollow(id);
+        this.refuseWhileShardsAtRisk(id);
       },
     );
     ctx.logger.info({ member: BigInt(id).toString(16) }, 'member removed');
@@ -237,12 +237,13 @@ export class ClusterService {
   }
 
   /**
-   * A sharded cluster removes a voter only once every group has caught up with the cluster group's
-   * membership: the removed member stops, and a group still counting an earlier departed member (or
-   * not yet counting its replacement) could be left without a quorum of live voters, unable even to
-   * remove them. Refused as etcd refuses a removal that would leave it unhealthy; the client retries.
+   * A sharded cluster removes a voter only while no group would be left without a quorum of live voters
+   * (ShardedKeyspace.removalBlock): the removed member stops, and a group still counting an earlier
+   * departed member (or not yet counting its replacement), or one whose other voters are down, could be
+   * left unable even to remove it. Refused as etcd refuses a removal that would leave the cluster
+   * unhealthy (the client retries), or short of started members.
    */
-  private refuseUntilGroupsFollow(id: string): void {
+  private refuseWhileShardsAtRisk(id: string): void {
     const { ctx } = this.opts;
     if (ctx.shards === null) return;
     const target = ctx.sm.members().find((m) => m.id === id);
