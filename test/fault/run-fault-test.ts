@@ -109,7 +109,9 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     const slots = sharded ? SlotMap.create(o.shards!) : null;
     const revisionDomain = slots ? (key: string): string => String(slots.shardOfKey(Buffer.from(key))) : undefined;
     const linearizability = checkLinearizability(reconciled.history, { timeoutMs: 60_000, revisionDomain });
-    const violations = [...historyViolations, ...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
+    // A member that crashed is a failure even when the others carried the run.
+    const crashes = cluster.cluster.crashes.map((c) => `member crashed: ${c}`);
+    const violations = [...crashes, ...historyViolations, ...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
     watchers.forEach((w, i) => {
       const own = references.get(w.prefix)!;
       const until = own.at(-1)?.revision ?? 0;
@@ -139,7 +141,8 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
   } catch (err) {
     // SYNOD_FAULT_STACK=1: the failure with its stack (which client call, from where).
     if (process.env.SYNOD_FAULT_STACK) console.error(err);
-    throw new Error(`fault run seed=${o.seed} failed (replay: SYNOD_FAULT_SEED=${o.seed}); logs in ${cluster.cluster.rootDir}: ${String(err)}\n${cluster.cluster.tailLogs()}`);
+    const crashed = cluster.cluster.crashes.length > 0 ? ` (after a member crashed: ${cluster.cluster.crashes.join('; ')})` : '';
+    throw new Error(`fault run seed=${o.seed} failed (replay: SYNOD_FAULT_SEED=${o.seed}); logs in ${cluster.cluster.rootDir}: ${String(err)}${crashed}\n${cluster.cluster.tailLogs()}`);
   } finally {
     for (const w of watchers) w.stop();
     if (bank) await bank.stop().catch(() => undefined);

@@ -41,6 +41,8 @@ export interface ClusterOptions {
 export class ProcessCluster {
   readonly members: MemberProcess[] = [];
   readonly rootDir: string;
+  /** Members that stopped by themselves with an error code (a crash), with the end of their log. */
+  readonly crashes: string[] = [];
   private readonly opts: Required<ClusterOptions>;
 
   private constructor(rootDir: string, opts: Required<ClusterOptions>) {
@@ -146,6 +148,8 @@ export class ProcessCluster {
       if (signal !== null || code === 0 || code === null) return;
       const tail = fs.existsSync(m.logFile) ? fs.readFileSync(m.logFile, 'utf8').trim().split('\n').slice(-40).join('\n') : '';
       console.error(`process cluster: ${m.name} (pid ${child.pid}) exited with code ${code}; its log ends:\n${tail}`);
+      const lastLines = tail.split('\n').slice(-8).join(' | ');
+      this.crashes.push(`${m.name} (pid ${child.pid}) exited by itself with code ${code}: ${lastLines}`);
     });
   }
 
