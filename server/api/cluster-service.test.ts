@@ -12,6 +12,8 @@ import { etcdClients, etcdServices } from '../etcd/proto.ts';
 import type { Member } from '../member/member.ts';
 import type { KvStateMachine, MembershipRecord } from '../shard/kv-state-machine.ts';
 import type { MemberInfo } from './cluster-info.ts';
+import type { ShardedKeyspace } from './context.ts';
+import type { ShardRemovalBlock } from '../shard/replica-decisions.ts';
 
 const SELF = 1;
 const NEXT_LEADER = 2;
@@ -94,7 +96,7 @@ afterEach(() => {
   while (cleanups.length > 0) cleanups.pop()!();
 });
 
-async function harness(): Promise<Harness> {
+async function harness(shards: ShardedKeyspace | null = null): Promise<Harness> {
   const leaderSaw: string[] = [];
   const leader = new grpc.Server();
   leader.addService(etcdServices().Cluster, {
@@ -113,6 +115,7 @@ async function harness(): Promise<Harness> {
     limits: { ...DEFAULT_LIMITS, requestTimeoutMs: REQUEST_TIMEOUT_MS },
     logger: pino({ level: 'silent' }),
     members: (): MemberInfo[] => [],
+    shards,
   });
   const service = new ClusterService({ ctx, peerAddress: (id) => (id === NEXT_LEADER ? leaderAddress : undefined), members: () => [] });
   const server = new grpc.Server();
@@ -173,5 +176,32 @@ describe('ClusterService forwarding (stand-in Member and leader)', () => {
     const { err } = await h.call('MemberRemove', { ID: String(OTHER) }, 3_000);
     expect(err?.details).toBe('etcdserver: no leader');
     expect(h.leaderSaw).toEqual([]);
+  });
+});
+
+describe('ClusterService on a sharded cluster: a removal a shard cannot afford (stand-in Member and shards)', () => {
+  /** Only what the removal check asks of the shards; the rest of the keyspace is never reached here. */
+  const shardsBlocking = (block: ShardRemovalBlock | null, asked: number[]): ShardedKeyspace =>
+    ({
+      removalBlock: (id: number) => {
+        asked.push(id);
+        return block;
+      },
+    }) as unknown as ShardedKeyspace;
+
+  it('answers etcd\'s "not enough started members" when a shard would keep too few started voters, and "unhealthy cluster" while shards move', async () => {
+    const asked: number[] = [];
+    const cases: Array<[ShardRemovalBlock, number, string]> = [
+      [{ kind: 'not-started', why: 'shard 3 would keep 1 started of its 3 voters' }, grpc.status.FAILED_PRECONDITION, 'etcdserver: re-configuration failed due to not enough started members'],
+      [{ kind: 'unhealthy', why: 'shard 3 is still moving' }, grpc.status.UNAVAILABLE, 'etcdserver: unhealthy cluster'],
+    ];
+    for (const [block, code, details] of cases) {
+      const h = await harness(shardsBlocking(block, asked));
+      const { err } = await h.call('MemberRemove', { ID: String(OTHER) }, 3_000);
+      expect(err?.code).toBe(code);
+      expect(err?.details).toBe(details);
+      expect(h.leaderSaw).toEqual([]);
+    }
+    expect(asked).toEqual([OTHER, OTHER]);
   });
 });
