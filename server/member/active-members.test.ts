@@ -45,3 +45,30 @@ describe('Member.activeMembers', () => {
     expect(lead.activeMembers(GROUP).sort()).toEqual(IDS.filter((id) => id !== follower[0]).sort());
   });
 });
+
+describe('Member.activeMembers with quiescence (as on a sharded member)', () => {
+  let quiet: InProcessMembers;
+
+  beforeAll(async () => {
+    quiet = await startInProcessMembers({ groupId: GROUP, ids: IDS, tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, name: 'active-quiet', quiesce: true });
+  }, 20_000);
+
+  afterAll(async () => {
+    await quiet?.stop();
+  });
+
+  it('counts every running member of an idle, quiesced group, and stops counting one that stopped', async () => {
+    const lead = await quiet.leader();
+    // An idle group quiesces: it stops ticking, so check-quorum no longer clears Raft's recentActive, and
+    // only the members' liveness messages say who runs (they did not count before: a member killed while
+    // its group was quiesced stayed "started" for good, and a removal that left shards without a quorum
+    // of running voters passed etcd's check).
+    await new Promise((r) => setTimeout(r, 4 * TICK_MS * ELECTION_TICKS));
+    expect(lead.isQuiesced(GROUP)).toBe(true);
+    expect(lead.activeMembers(GROUP).sort()).toEqual([...IDS].sort());
+    const follower = [...quiet.members.entries()].find(([, m]) => m !== lead)!;
+    await quiet.stopMember(follower[0]);
+    await new Promise((r) => setTimeout(r, 3 * TICK_MS * ELECTION_TICKS));
+    expect(lead.activeMembers(GROUP).sort()).toEqual(IDS.filter((id) => id !== follower[0]).sort());
+  });
+});

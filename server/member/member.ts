@@ -859,13 +859,15 @@ export class Member {
     const group = this.mustGroup(groupId);
     const progress = group.node.status().progress;
     if (!progress) return [];
-    // Raft's recentActive alone is not enough: check-quorum clears it for every follower once per
-    // election timeout, so for a heartbeat after that every healthy peer looked inactive and a
-    // membership change could be refused as "not enough started members".
+    // Heard from within an election timeout, by any message (every live peer sends one at least every
+    // heartbeat: Raft's answers, or liveness messages while groups are quiesced). Not Raft's recentActive:
+    // check-quorum clears it for every follower once per election timeout (for a heartbeat after that every
+    // healthy peer looked inactive), and a quiesced group never runs check-quorum, so there a member that
+    // stopped stayed active for good and etcd's "not enough started members" check let removals through.
     const sinceMs = performance.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
-    return Object.entries(progress)
-      .filter(([id, p]) => Number(id) === this.opts.memberId || p.recentActive || (this.lastHeardMs.get(Number(id)) ?? -Infinity) >= sinceMs)
-      .map(([id]) => Number(id));
+    return Object.keys(progress)
+      .map(Number)
+      .filter((id) => id === this.opts.memberId || (this.lastHeardMs.get(id) ?? -Infinity) >= sinceMs);
   }
 
   /** How long since this member last heard from member `id`, in ms (null: never since it started). */

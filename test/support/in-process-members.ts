@@ -22,6 +22,8 @@ export interface InProcessMembersOptions {
   readonly storeFor?: (id: NodeId, db: MemberDb) => MemberStore;
   /** Whether a message is delivered (default: every one): a test's partitions. */
   readonly deliver?: (m: Message) => boolean;
+  /** Idle groups quiesce, and members send each other liveness messages instead (as sharded members do). */
+  readonly quiesce?: boolean;
 }
 
 export interface InProcessMembers {
@@ -55,6 +57,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
       logger,
       snapshotDir: path.join(dir, `snap${id}`),
       snapshotCount: 10_000,
+      quiesce: opts.quiesce ?? false,
     });
     const sm = new KvStateMachine(id, [], peers);
     member.addGroup({ groupId: opts.groupId, voters: [...opts.ids], stateMachine: sm, loaded: await db.loadGroup(opts.groupId), randomSeed: id });
@@ -62,14 +65,14 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
     stateMachines.set(id, sm);
   }
   for (const member of members.values()) {
-    let queued: Message[] = [];
+    let queued: Array<{ groupId: number; message: Message }> = [];
     member.setSink({
-      send: (_groupId, m) => void queued.push(m),
+      send: (groupId, message) => void queued.push({ groupId, message }),
       flush: () => {
         const out = queued;
         queued = [];
         setImmediate(() => {
-          for (const m of out) if (opts.deliver?.(m) ?? true) members.get(m.to)?.step([{ groupId: opts.groupId, message: m }]);
+          for (const q of out) if (opts.deliver?.(q.message) ?? true) members.get(q.message.to)?.step([q]);
         });
       },
     });
