@@ -864,10 +864,15 @@ export class Member {
     // check-quorum clears it for every follower once per election timeout (for a heartbeat after that every
     // healthy peer looked inactive), and a quiesced group never runs check-quorum, so there a member that
     // stopped stayed active for good and etcd's "not enough started members" check let removals through.
-    const sinceMs = performance.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
     return Object.keys(progress)
       .map(Number)
-      .filter((id) => id === this.opts.memberId || (this.lastHeardMs.get(id) ?? -Infinity) >= sinceMs);
+      .filter((id) => id === this.opts.memberId || this.heardRecently(id));
+  }
+
+  /** Whether any message came from member `id` within the last election timeout. */
+  private heardRecently(id: NodeId): boolean {
+    const sinceMs = performance.now() - this.opts.tickMs * this.opts.electionTimeoutTicks;
+    return (this.lastHeardMs.get(id) ?? -Infinity) >= sinceMs;
   }
 
   /** How long since this member last heard from member `id`, in ms (null: never since it started). */
@@ -1008,7 +1013,7 @@ export class Member {
     }
   }
 
-  /** The voter (other than this member) whose log matches the leader's furthest, or 0. */
+  /** The voter (other than this member) heard from recently whose log matches the leader's furthest, or 0. */
   bestTransferee(groupId: number): NodeId {
     const group = this.mustGroup(groupId);
     const progress = group.node.status().progress;
@@ -1018,7 +1023,8 @@ export class Member {
     for (const id of group.node.voters()) {
       if (id === this.opts.memberId) continue;
       const p = progress[id];
-      if (p && p.recentActive && p.match > bestMatch) {
+      // Heard from, not Raft's recentActive: a quiesced group never clears it (activeMembers).
+      if (p && this.heardRecently(id) && p.match > bestMatch) {
         best = id;
         bestMatch = p.match;
       }
