@@ -4,6 +4,7 @@
 // placed elsewhere may be deleted. Why each is safe is said at each function; docs/sharding.md,
 // "Placement on a subset", tells the whole story.
 import type { ConfState, NodeId } from '../raft/types.ts';
+import { MajorityConfig } from '../raft/quorum.ts';
 import { shardSettled } from './placer.ts';
 import type { ShardConf } from './metadata-state-machine.ts';
 
@@ -162,12 +163,11 @@ export function shardRemovalBlocker(
     for (const voters of views) {
       if (!voters.includes(memberId)) continue;
       // Until the shard removes it, the departed member still counts in its quorum.
-      const quorum = Math.floor(voters.length / 2) + 1;
-      const left = voters.filter(staying);
-      if (left.length < quorum) return { kind: 'unhealthy', why: `shard ${index} would keep ${left.length} of its ${voters.length} voters (${hex(voters)})` };
-      const running = left.filter(started);
-      if (running.length < quorum) {
-        return { kind: 'not-started', why: `shard ${index} would keep ${running.length} started of its ${voters.length} voters (${hex(voters)}; not started: ${hex(left.filter((id) => !started(id)))})` };
+      const majority = new MajorityConfig(voters);
+      if (!majority.hasQuorum(staying)) return { kind: 'unhealthy', why: `shard ${index} would keep ${voters.filter(staying).length} of its ${voters.length} voters (${hex(voters)})` };
+      if (!majority.hasQuorum((id) => staying(id) && started(id))) {
+        const left = voters.filter(staying);
+        return { kind: 'not-started', why: `shard ${index} would keep ${left.filter(started).length} started of its ${voters.length} voters (${hex(voters)}; not started: ${hex(left.filter((id) => !started(id)))})` };
       }
     }
   }
