@@ -15,6 +15,7 @@ import type { ShardWatchSource } from '../shard/watch-source.ts';
 import type { MemberInfo } from './cluster-info.ts';
 import { currentCaller, takeFreshBarrier } from './caller-context.ts';
 import { encodeForwardedEntry } from '../shard/forwarded-entry.ts';
+import { isProposalLost } from '../shard/proposal-fence.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { ShardKvOp } from '../shard/shard-kv-wire.ts';
 import type { ForwardedAnswer } from '../shard/shard-forwarder.ts';
@@ -197,6 +198,8 @@ export class ApiContext {
   leaseSweeper: LeaseSweeper | null = null;
   /** Client connections whose requests named an :authority Node refuses, served repaired (authority-repair.ts). */
   readonly clientConnections: AdmissionCounters = { repaired: 0 };
+  /** Writes proposed again because an attempt was known lost with a leadership (proposeFenced). */
+  proposalsRetried = 0;
   /** currentRevision()'s high-water mark on a sharded cluster. */
   private newestRevisionNamed = 0;
 
@@ -284,34 +287,51 @@ export class ApiContext {
     const groupId = options.target?.groupId ?? DATA_GROUP_ID;
     const noSpace = sm.admit(body); // the space quota (server/shard/quota.ts)
     if (noSpace) return Promise.reject(grpcError(noSpace));
-    const tracked = sm.track();
     const caller = currentCaller(); // set by the auth guard for client requests
-    const data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...body, ...(caller ? { caller } : {}) });
-    if (data.length > this.limits.maxRequestBytes) {
-      tracked.forget();
-      return Promise.reject(grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE));
-    }
+    const encode = (seq: string, proposalTerm: number): Uint8Array => {
+      const data = encodeInternalRequest({ proposer: sm.proposer, seq, ...body, ...(caller ? { caller } : {}), ...(proposalTerm > 0 ? { proposal_term: String(proposalTerm) } : {}) });
+      if (data.length > this.limits.maxRequestBytes) throw grpcError(ETCD_ERRORS.REQUEST_TOO_LARGE);
+      return data;
+    };
     const timeoutMs = options.timeoutMs ?? this.limits.requestTimeoutMs;
-    try {
-      this.member.propose(groupId, data);
-    } catch (err) {
-      // A group between two leaders (a leadership handed over, a replica moving, an election): its
-      // proposal reached no log, so proposing it again once a leader is known is safe — as etcd's
-      // proposals wait for a leader rather than fail.
-      if (!(err instanceof NoLeaderError)) {
+    const leaderWaitMs = Math.min(timeoutMs, options.target !== undefined && this.shards !== null ? SHARD_LEADER_WAIT_MS : DATA_LEADER_WAIT_MS);
+    return this.proposeFenced(groupId, sm, encode, Date.now() + timeoutMs, leaderWaitMs);
+  }
+
+  /**
+   * Proposes an entry (`encode(seq, proposalTerm)`) fenced to the term this member sees, and resolves with
+   * its outcome once applied here. Proposed again, with a new seq and the new term, while an attempt is
+   * known lost (server/shard/proposal-fence.ts: it can no longer apply anywhere) and the deadline allows:
+   * a write forwarded to a leader that died, or lost with a leadership, then commits under the next leader
+   * instead of waiting out its deadline. A group between two leaders is waited on for up to `leaderWaitMs`
+   * (the proposal reached no log, so proposing again once a leader is known is safe, as etcd's proposals
+   * wait for a leader rather than fail).
+   */
+  private async proposeFenced(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, deadlineMs: number, leaderWaitMs: number): Promise<WriteOutcome> {
+    let leaderWaitUntilMs = Infinity;
+    for (;;) {
+      const proposalTerm = this.member.proposalTerm(groupId);
+      const tracked = sm.track(proposalTerm);
+      try {
+        this.member.propose(groupId, encode(tracked.seq, proposalTerm));
+      } catch (err) {
         tracked.forget();
-        return Promise.reject(err);
+        if (!(err instanceof NoLeaderError)) throw err;
+        leaderWaitUntilMs = Math.min(leaderWaitUntilMs, Date.now() + leaderWaitMs, deadlineMs);
+        if (Date.now() >= leaderWaitUntilMs) throw err;
+        await sleep(LEADER_WAIT_RETRY_MS);
+        // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
+        if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
+        continue;
       }
-      const waitMs = options.target !== undefined && this.shards !== null ? SHARD_LEADER_WAIT_MS : DATA_LEADER_WAIT_MS;
-      return this.proposeOnceLed(groupId, data, Date.now() + Math.min(timeoutMs, waitMs)).then(
-        () => this.outcomeOf(tracked, timeoutMs),
-        (e: unknown) => {
-          tracked.forget();
-          throw e;
-        },
-      );
+      leaderWaitUntilMs = Infinity;
+      try {
+        return await this.outcomeOf(tracked, Math.max(0, deadlineMs - Date.now()));
+      } catch (err) {
+        if (!isProposalLost(err) || Date.now() >= deadlineMs || !this.member.groupIds().includes(groupId)) throw err;
+        this.proposalsRetried++;
+      }
     }
-    return this.outcomeOf(tracked, timeoutMs);
   }
 
   /**
@@ -326,16 +346,6 @@ export class ApiContext {
   /** A ReadIndex on `groupId`, waiting up to `leaderWaitMs` for a leader when the group has none. */
   private readBarrierOnceLed(groupId: number, deadlineMs: number, leaderWaitMs: number): Promise<void> {
     return whileLeaderless(Math.min(deadlineMs, Date.now() + leaderWaitMs), () => this.member.readBarrier(groupId, deadlineMs));
-  }
-
-  /** Proposes `data` to `groupId` as soon as the group has a leader (its first try just failed); NoLeaderError at `untilMs`. */
-  private async proposeOnceLed(groupId: number, data: Uint8Array, untilMs: number): Promise<void> {
-    await sleep(LEADER_WAIT_RETRY_MS);
-    await whileLeaderless(untilMs, () => {
-      // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
-      if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
-      this.member.propose(groupId, data);
-    });
   }
 
   /** A proposed write's outcome, or DeadlineError after `timeoutMs`. */

@@ -83,6 +83,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
   gauge('synod_watchers', 'Live watchers on this member.', () => ctx.sm.hub.watcherCount());
   gauge('synod_watchers_slow', 'Watchers parked because their stream exceeded its send budget (caught up from the store when it drains).', () => ctx.sm.hub.parkedCount());
   gauge('synod_proposals_pending', 'Client writes proposed by this member and not yet applied.', () => ctx.sm.pendingCount());
+  counter('synod_proposals_retried_total', 'Writes this member proposed again because their previous attempt was known lost with a leadership (it can no longer apply anywhere: docs/architecture.md, "Proposals fenced to a term").', () => ctx.proposalsRetried);
   const stats = ctx.member.stats;
   counter('synod_server_leader_changes_seen_total', 'Leader changes seen by this member.', () => stats.leaderChanges);
   counter('synod_read_index_retries_total', 'Linearizable read rounds asked again after half an election timeout unanswered (a leader change dropped them).', () => stats.readIndexRetries);
@@ -146,7 +147,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     // The shard leaders' write paths here (server/shard/shard-write-path.ts): contention on shards shows as
     // refused prepares (wait-die) and transactions left prepared.
     counter('synod_shard_writes_proposed_total', 'Writes stamped with oracle revisions and proposed by the shard leaders here.', () => shards.writePathStatus().writesProposed);
-    counter('synod_shard_writes_lost_total', 'Writes proposed through the shard replicas here that were lost with the leadership that appended them, answered "leader changed" at once.', () => shards.writePathStatus().writesLost);
+    counter('synod_shard_writes_lost_total', 'Attempts of writes proposed through the shard replicas here known lost with a leadership (an entry of a later term applied first): proposed again, or answered "leader changed" at their deadline.', () => shards.writePathStatus().writesLost);
     counter('synod_shard_oracle_requests_total', 'Revision requests the shard leaders here made (one per write turn, for all its writes).', () => shards.writePathStatus().oracleRequests);
     counter('synod_cross_shard_txn_prepares_total', 'Cross-shard transaction prepares proposed by the shard leaders here.', () => shards.writePathStatus().txnPrepares);
     counter('synod_cross_shard_txn_prepares_refused_total', 'Prepares the shard leaders here refused: another transaction held the shard (the younger side of wait-die) or the prepare waited past its deadline.', () => shards.writePathStatus().txnPreparesRefused);

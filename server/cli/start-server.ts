@@ -11,7 +11,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
-import { Member } from '../member/member.ts';
+import { APPLY_RULES, Member } from '../member/member.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -425,6 +425,7 @@ function newPeerTransport(cfg: ServerConfig, p: PeerTransportParts): PeerTranspo
   return new PeerTransport({
     clusterId: cluster.clusterId,
     memberId,
+    applyRules: APPLY_RULES,
     listenAddress: hostPort(cfg.listenPeerUrls[0]),
     peers: p.peerAddresses,
     onMessages: (_from, messages) => member.step(messages),

@@ -1,10 +1,15 @@
 // In-process: three real members (LevelDB, Raft, the KV state machine) wired through an in-memory sink
-// that can cut a member off. A leader appends a client's write, is cut off before replicating it, and
-// the others elect a leader whose log has another entry at that index. Once the old leader rejoins and
-// applies past the index, the write's waiter hears etcd's "leader changed" at once, instead of waiting
-// out its deadline; and no member ever applies it (server/shard/appended-proposals.ts).
+// that can cut a member off. Writes are fenced to the term they were proposed in (proposal-fence.ts).
+// 1. A leader appends a client's write, is cut off before replicating it, and the others elect a leader
+//    whose log has another entry at that index. Once the old leader rejoins and applies an entry of the
+//    new term, the write's waiter hears etcd's "leader changed" at once, instead of waiting out its
+//    deadline; and no member ever applies it.
+// 2. A follower forwards a write to its leader, which is cut off before the write arrives (as a leader
+//    killed with -9 would be). The write never reaches any log; once the follower applies the next
+//    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
+//    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Member } from './member.ts';
+import { APPLY_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -32,8 +37,40 @@ afterAll(async () => {
   await trio?.stop();
 });
 
-const putEntry = (proposer: NodeId, seq: string, key: string): Uint8Array =>
-  encodeInternalRequest({ proposer: String(proposer), seq, put: { key: Buffer.from(key), value: Buffer.from('v'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
+const putEntry = (proposer: NodeId, seq: string, key: string, proposalTerm: number): Uint8Array =>
+  encodeInternalRequest({ proposer: String(proposer), seq, proposal_term: String(proposalTerm), put: { key: Buffer.from(key), value: Buffer.from('v'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
+
+/** A write proposed through `m`, fenced to the term it sees, with its outcome as text. */
+function proposeFenced(m: Member, key: string): { outcome: Promise<string>; seq: string } {
+  const sm = trio.stateMachines.get(m.memberId)!;
+  const term = m.proposalTerm(GROUP);
+  const tracked = sm.track(term);
+  m.propose(GROUP, putEntry(m.memberId, tracked.seq, key, term));
+  const outcome = tracked.outcome.then(
+    () => 'applied',
+    (err: { code?: number; details?: string }) => `${err.code} ${err.details}`,
+  );
+  return { outcome, seq: tracked.seq };
+}
+
+/** Once a leader other than `old` takes proposals: proposes `key` through it and waits for the apply. */
+async function writeThroughNewLeader(old: Member, key: string): Promise<Member> {
+  await waitFor('a new leader among the others', () => [...trio.members.values()].some((m) => m !== old && m.role(GROUP) === 'leader'));
+  const next = [...trio.members.values()].find((m) => m !== old && m.role(GROUP) === 'leader')!;
+  let outcome: Promise<string> | null = null;
+  // Raft's role changes in a turn; the member's own leader id at the next Ready: retried until then.
+  await waitFor('the new leader taking proposals', () => {
+    try {
+      outcome = proposeFenced(next, key).outcome;
+      return true;
+    } catch (err) {
+      if (err instanceof Error && err.name === 'NoLeaderError') return false;
+      throw err;
+    }
+  });
+  expect(await outcome!).toBe('applied');
+  return next;
+}
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -42,6 +79,29 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+describe('proposals are fenced only once every member of the group applies fences', () => {
+  it('fences to the current term when every peer said so, and not at all while one has not (an older build)', async () => {
+    let olderMember: NodeId = 0;
+    const mixed = await startInProcessMembers({
+      groupId: GROUP,
+      ids: [11, 12, 13],
+      tickMs: TICK_MS,
+      electionTimeoutTicks: ELECTION_TICKS,
+      name: 'fence-gate',
+      peerApplyRules: (id) => (id === olderMember ? 0 : APPLY_RULES),
+    });
+    try {
+      const leader = await mixed.leader();
+      const term = leader.role(GROUP) === 'leader' ? leader.proposalTerm(GROUP) : -1;
+      expect(term).toBeGreaterThan(0);
+      olderMember = [...mixed.members.keys()].find((id) => id !== leader.memberId)!;
+      for (const m of mixed.members.values()) expect(m.proposalTerm(GROUP)).toBe(m.memberId === olderMember ? term : 0);
+    } finally {
+      await mixed.stop();
+    }
+  }, 20_000);
+});
 
 describe('a write its leader appended and lost with its leadership', () => {
   it('fails with "leader changed" once its index applies with another entry, and is applied nowhere', async () => {
@@ -52,33 +112,38 @@ describe('a write its leader appended and lost with its leadership', () => {
     await waitFor('the leader taking proposals', () => old.leaderId(GROUP) === oldId);
     const sm = trio.stateMachines.get(oldId)!;
     cutOff = oldId;
-    const tracked = sm.track();
+    const lostBefore = sm.proposalsLost;
     const startedMs = Date.now();
-    old.propose(GROUP, putEntry(oldId, tracked.seq, 'lost-key'));
-    const outcome = tracked.outcome.then(
-      () => 'applied',
-      (err: { code?: number; details?: string }) => `${err.code} ${err.details}`,
-    );
+    const { outcome } = proposeFenced(old, 'lost-key');
     // The others elect a leader and write at that index; the old one rejoins and follows it.
-    await waitFor('a new leader among the others', () => [...trio.members.values()].some((m) => m !== old && m.role(GROUP) === 'leader'));
-    const next = [...trio.members.values()].find((m) => m !== old && m.role(GROUP) === 'leader')!;
-    const other = trio.stateMachines.get(next.memberId)!.track();
-    // Raft's role changes in a turn; the member's own leader id at the next Ready: retried until then.
-    await waitFor('the new leader taking proposals', () => {
-      try {
-        next.propose(GROUP, putEntry(next.memberId, other.seq, 'other-key'));
-        return true;
-      } catch (err) {
-        if (err instanceof Error && err.name === 'NoLeaderError') return false;
-        throw err;
-      }
-    });
-    await other.outcome;
+    await writeThroughNewLeader(old, 'other-key');
     cutOff = 0;
     expect(await outcome).toBe('14 etcdserver: leader changed');
     expect(Date.now() - startedMs).toBeLessThan(5_000);
-    expect(sm.proposalsLost).toBe(1);
+    expect(sm.proposalsLost).toBe(lostBefore + 1);
     await waitFor('every member applied the new leader\'s write', () => [...trio.stateMachines.values()].every((s) => s.store.range(rangeOf(Buffer.from('other-key'))).kvs.length === 1));
     for (const s of trio.stateMachines.values()) expect(s.store.range(rangeOf(Buffer.from('lost-key'))).kvs).toEqual([]);
+  }, 30_000);
+
+  it('fails with "leader changed" a write forwarded to a leader cut off before it arrived, once the next leader\'s term applies', async () => {
+    const old: Member = await trio.leader();
+    await waitFor('the leader taking proposals', () => [...trio.members.values()].every((m) => m.leaderId(GROUP) === old.memberId));
+    const follower = [...trio.members.values()].find((m) => m !== old)!;
+    const sm = trio.stateMachines.get(follower.memberId)!;
+    const lostBefore = sm.proposalsLost;
+    cutOff = old.memberId; // nothing reaches it any more: the forwarded write is dropped on the way
+    const startedMs = Date.now();
+    const { outcome } = proposeFenced(follower, 'forwarded-key');
+    await writeThroughNewLeader(old, 'next-key');
+    await waitFor('the follower applying the next leader\'s write', () => sm.store.range(rangeOf(Buffer.from('next-key'))).kvs.length === 1);
+    // Heard as soon as the follower applied the new term's first entry, whoever leads now.
+    expect(await outcome).toBe('14 etcdserver: leader changed');
+    expect(Date.now() - startedMs).toBeLessThan(5_000);
+    expect(sm.proposalsLost).toBe(lostBefore + 1);
+    cutOff = 0;
+    // The old leader rejoins; nothing applies the forwarded write anywhere, even if a copy still arrived.
+    await writeThroughNewLeader(old, 'after-rejoin');
+    await waitFor('every member applied the last write', () => [...trio.stateMachines.values()].every((s) => s.store.range(rangeOf(Buffer.from('after-rejoin'))).kvs.length === 1));
+    for (const s of trio.stateMachines.values()) expect(s.store.range(rangeOf(Buffer.from('forwarded-key'))).kvs).toEqual([]);
   }, 30_000);
 });

@@ -53,10 +53,11 @@ export interface GroupStateMachine {
   restore(records: Array<[Buffer, Buffer]>): void;
   /** Fails every client waiting on an outcome here (a proposal's apply): the group is removed from this member. */
   failAll?(err: Error): void;
-  /** Entries this replica appends to its log (before they are durable), in index order. */
-  appending?(entries: readonly Entry[]): void;
-  /** Every entry through `index` is applied (told once per Ready that applied any, empty entries included). */
-  appliedThrough?(index: number): void;
+  /**
+   * Every entry through `index` is applied, the last of them in Raft term `term` (told once per Ready
+   * that applied any, empty entries included).
+   */
+  appliedThrough?(index: number, term: number): void;
 }
 
 /**
@@ -114,7 +115,20 @@ export class SnapshotUnavailableError extends Error {
 export interface MessageSink {
   send(groupId: number, message: Message): void;
   flush(): void;
+  /**
+   * The replicated apply rules member `memberId` implements, as it last said (APPLY_RULES). Absent: every
+   * member runs this build (the in-process harnesses and simulations).
+   */
+  peerApplyRules?(memberId: NodeId): number;
 }
+
+/**
+ * The replicated apply rules this build implements, said to peers in every stream hello: 1 = an entry
+ * fenced to a proposal term (InternalRequest.proposal_term) is skipped at any other term
+ * (server/shard/proposal-fence.ts). Rules that decide what an entry does must hold on every replica, so a
+ * member uses one only once every member of the group said it implements it.
+ */
+export const APPLY_RULES = 1;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {
@@ -849,6 +863,24 @@ export class Member {
     return this.mustGroup(groupId).leaderId;
   }
 
+  /**
+   * The term to fence a proposal made here now to (InternalRequest.proposal_term, proposal-fence.ts):
+   * Raft's current term for the group, the term of the leader this member knows or of its own leadership.
+   */
+  proposalTerm(groupId: number): number {
+    const group = this.mustGroup(groupId);
+    return this.groupFencesProposals(group) ? group.node.term() : 0;
+  }
+
+  /** Whether every other member of the group said it skips entries at a term other than their fence's. */
+  private groupFencesProposals(group: RaftGroup): boolean {
+    const sink = this.sink;
+    if (sink?.peerApplyRules === undefined) return true;
+    const { voters, learners } = group.node.confState();
+    for (const id of [...voters, ...learners]) if (id !== this.opts.memberId && sink.peerApplyRules(id) < APPLY_RULES) return false;
+    return true;
+  }
+
   /** Whether this member is a learner of the group (cheap: checked on every client request). */
   isLearner(groupId: number): boolean {
     return this.mustGroup(groupId).isLearner;
@@ -1487,7 +1519,6 @@ export class Member {
       // These entry objects are the ones the Raft log keeps until compaction: give them payloads
       // that pin no larger buffer (see byte-arena.ts).
       for (const e of ready.entries) e.data = this.entryArena.copy(e.data);
-      group.sm.appending?.(ready.entries);
       group.persistedLastIndex = batch.appendEntries(group.groupId, ready.entries, group.persistedLastIndex);
       this.stats.entriesPersisted += ready.entries.length;
       turn.needsSync = true;
@@ -1731,7 +1762,8 @@ export class Member {
       group.applied = entry.index;
       this.stats.entriesApplied++;
     }
-    if (ready.committedEntries.length > 0) group.sm.appliedThrough?.(group.applied);
+    const lastApplied = ready.committedEntries.at(-1);
+    if (lastApplied !== undefined && lastApplied.index === group.applied) group.sm.appliedThrough?.(group.applied, lastApplied.term);
     for (const rs of ready.readStates) {
       const round = group.readRounds.get(Buffer.from(rs.requestCtx).toString('hex'));
       if (round) round.index = rs.index;

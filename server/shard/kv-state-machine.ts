@@ -34,7 +34,7 @@ import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
-import { AppendedProposals, proposalSeqOf, proposerTag } from './appended-proposals.ts';
+import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -108,6 +108,8 @@ export interface KvStateMachineOptions {
   leaseSweeps?: boolean;
   /** Sharded mode: this shard's group id (a cross-shard transaction's primary keeps its decision record). */
   groupId?: number;
+  /** TEST-ONLY (the member simulation's mutation check): apply fenced entries at any term. Never set in production. */
+  unsafeIgnoreProposalFence?: boolean;
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
@@ -153,12 +155,14 @@ export class KvStateMachine implements GroupStateMachine {
   readonly hub: WatchHub;
   private readonly memberIdText: string;
   private readonly waiters = new Map<string, Waiter>();
-  /** Where this replica's own waiting proposals landed in its log: failed at once when lost (appended-proposals.ts). */
-  private readonly appended = new AppendedProposals();
-  /** Proposals of this replica failed as lost with the leadership that appended them (appliedThrough). */
+  /** The terms this replica's own waiting proposals are fenced to: failed at once when lost (proposal-fence.ts). */
+  private readonly fence = new ProposalFence();
+  /** Proposals of this replica failed as lost with a leadership (appliedThrough, or skipped at apply). */
   proposalsLost = 0;
-  /** The bytes every entry this member proposes starts with (proposalSeqOf). */
-  private readonly proposerTag: Uint8Array | null;
+  /** Entries applied nowhere because they sat in the log at a term other than their fence's (any proposer's). */
+  staleProposalsSkipped = 0;
+  /** KvStateMachineOptions.unsafeIgnoreProposalFence. */
+  private readonly unsafeIgnoreProposalFence: boolean;
   /**
    * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
    * incarnation of this member: entries it proposed before a crash can still be applied after the
@@ -220,10 +224,10 @@ export class KvStateMachine implements GroupStateMachine {
     options: KvStateMachineOptions = {},
   ) {
     this.sharded = options.sharded === true;
+    this.unsafeIgnoreProposalFence = options.unsafeIgnoreProposalFence === true;
     this.leaseSweeps = options.leaseSweeps === true;
     this.groupId = options.groupId ?? 0;
     this.memberIdText = String(memberId);
-    this.proposerTag = proposerTag(this.memberIdText);
     this.bootstrapMembers = bootstrapMembers.map((m) => ({ id: String(m.id), peerUrls: m.peerUrls, isLearner: m.isLearner, removed: false }));
     this.store = new MvccStore();
     this.hub = new WatchHub(this.store);
@@ -279,7 +283,7 @@ export class KvStateMachine implements GroupStateMachine {
   restore(records: Array<[Buffer, Buffer]>): void {
     // A proposal of this replica may be in the snapshot, applied without its waiter hearing: those wait
     // for their deadlines (an unknown outcome), never "lost".
-    this.appended.clear();
+    this.fence.clear();
     this.memberOps.length = 0;
     this.store.drainPersistOps(); // the records on disk are the snapshot's already
     this.load(records);
@@ -345,38 +349,38 @@ export class KvStateMachine implements GroupStateMachine {
     this.membershipListener?.();
   }
 
-  /** Reserves a sequence number and the promise its apply will settle. */
-  track(): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void } {
+  /**
+   * Reserves a sequence number and the promise its apply will settle. `proposalTerm` (> 0) is the term
+   * the entry is fenced to (its proposal_term): the waiter fails with proposalLostError as soon as that
+   * attempt can no longer apply (proposal-fence.ts). 0: not fenced.
+   */
+  track(proposalTerm = 0): { seq: string; outcome: Promise<ApplyOutcome>; forget: () => void } {
     const seq = String(this.nextSeq++);
     const outcome = new Promise<ApplyOutcome>((resolve, reject) => {
       this.waiters.set(seq, { resolve, reject });
     });
+    if (proposalTerm > 0) this.fence.note(seq, proposalTerm);
     // Marked handled: a proposer may not have attached its handlers yet when the member stops and fails
     // every waiter (one waiting for a leader to propose to, say) — that must not crash the process.
     outcome.catch(() => undefined);
-    return { seq, outcome, forget: () => this.waiters.delete(seq) };
+    return {
+      seq,
+      outcome,
+      forget: () => {
+        this.waiters.delete(seq);
+        this.fence.drop(seq);
+      },
+    };
   }
 
-  /**
-   * Notes where this replica's own waiting proposals landed in its log: made here as leader, or forwarded
-   * to the leader and come back in its appends (appended-proposals.ts).
-   */
-  appending(entries: readonly Entry[]): void {
-    if (this.waiters.size === 0) return;
-    for (const e of entries) {
-      if (e.type !== 'normal') continue;
-      const seq = proposalSeqOf(e.data, this.proposerTag);
-      if (seq !== null && this.waiters.has(seq)) this.appended.add(e.index, seq);
-    }
-  }
-
-  appliedThrough(index: number): void {
-    for (const seq of this.appended.takeThrough(index)) {
+  /** Every entry through `index` is applied, the last of them in term `term`: fenced proposals below it are lost. */
+  appliedThrough(_index: number, term: number): void {
+    for (const seq of this.fence.takeLostBelow(term)) {
       const lost = this.waiters.get(seq);
-      if (lost === undefined) continue; // settled by its own apply (or given up)
+      if (lost === undefined) continue; // given up
       this.waiters.delete(seq);
       this.proposalsLost++;
-      lost.reject(grpcError(ETCD_ERRORS.LEADER_CHANGED));
+      lost.reject(proposalLostError());
     }
   }
 
@@ -467,7 +471,21 @@ export class KvStateMachine implements GroupStateMachine {
       this.appliedRevisionDirty = true;
     }
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
-    if (mine) this.waiters.delete(req.seq);
+    if (mine) {
+      this.waiters.delete(req.seq);
+      this.fence.drop(req.seq);
+    }
+    if (isStale(proposalTermOf(req.proposal_term), entry.term) && !this.unsafeIgnoreProposalFence) {
+      // Appended at a term other than its proposer's (a proposal that wandered past a leadership):
+      // skipped by every replica alike, its revision a gap; its proposer may send it again.
+      this.staleProposalsSkipped++;
+      if (at !== null) this.revisionListener?.(at);
+      if (mine) {
+        this.proposalsLost++;
+        mine.reject(proposalLostError());
+      }
+      return;
+    }
     try {
       this.applyDecoded(req, at, mine, entry.index);
     } finally {
@@ -822,5 +840,6 @@ export class KvStateMachine implements GroupStateMachine {
   failAll(err: Error): void {
     for (const w of this.waiters.values()) w.reject(err);
     this.waiters.clear();
+    this.fence.clear();
   }
 }

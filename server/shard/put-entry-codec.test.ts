@@ -24,10 +24,12 @@ const putRequest = fc.record({
 });
 const caller = fc.option(fc.record({ username: fc.oneof(fc.constant(''), fc.string({ maxLength: 20 }), fc.constant('röot ✓')) }), { nil: undefined });
 const revision = fc.option(uint64Text.filter((v) => v !== '0'), { nil: undefined });
-const putEntry = fc.record({ proposer: uint64Text, seq: uint64Text, put: putRequest, caller, revision }).map((r) => {
+const proposalTerm = fc.option(uint64Text.filter((v) => v !== '0'), { nil: undefined });
+const putEntry = fc.record({ proposer: uint64Text, seq: uint64Text, put: putRequest, caller, revision, proposalTerm }).map((r) => {
   const req = { proposer: r.proposer, seq: r.seq, put: r.put } as InternalRequest;
   if (r.caller !== undefined) req.caller = r.caller;
   if (r.revision !== undefined) req.revision = r.revision;
+  if (r.proposalTerm !== undefined) req.proposal_term = r.proposalTerm;
   return req;
 });
 
@@ -60,13 +62,15 @@ describe('put entry codec', () => {
     );
   });
 
-  it('writes the oracle revision exactly as protobufjs does, and only when there is one', () => {
+  it('writes the oracle revision and the proposal term exactly as protobufjs does, and only when there is one', () => {
     fc.assert(
       fc.property(putEntry, (req) => {
         expect(Buffer.from(encodePutEntry(req)!).equals(Buffer.from(encodeWithProtobufjs(req)))).toBe(true);
         const decoded = decodeInternalRequest(encodeInternalRequest(req));
         expect(decoded.revision).toBe(req.revision);
         expect('revision' in decoded).toBe(req.revision !== undefined);
+        expect(decoded.proposal_term).toBe(req.proposal_term);
+        expect('proposal_term' in decoded).toBe(req.proposal_term !== undefined);
       }),
       { numRuns: 300 },
     );
@@ -118,6 +122,7 @@ describe('put entry codec', () => {
     delete generic.revision; // protobufjs's default for the absent revision; decoded entries have no such field
     delete generic.lease_generations; // the same for the other sharded-only fields (16, 17)
     delete generic.txn_reads;
+    delete generic.proposal_term; // 21, absent when 0
     expect(plain(decodeInternalRequest(withUnknown))).toEqual(plain(generic));
   });
 

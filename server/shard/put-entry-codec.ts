@@ -18,6 +18,7 @@ const F_PROPOSER = 1;
 const F_SEQ = 2;
 const F_PUT = 3;
 const F_REVISION = 15;
+const F_PROPOSAL_TERM = 21;
 const F_CALLER = 100;
 
 const P_KEY = 1;
@@ -38,6 +39,8 @@ export interface PutEntry {
   request: 'put';
   /** The oracle revision (sharded clusters); absent when the entry carries none. */
   revision?: string;
+  /** The term the proposer sent it in (proposal-fence.ts); absent when 0. */
+  proposal_term?: string;
 }
 
 /** A decimal 64-bit integer (or a number) as its unsigned 64-bit two's-complement value. */
@@ -71,15 +74,16 @@ function isFlag(v: unknown): boolean {
  * The entry for a put request, or null when `req` is not a plain put this codec takes (then the
  * caller uses protobufjs).
  */
-export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unknown; caller?: unknown; revision?: unknown }): Buffer | null {
+export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unknown; caller?: unknown; revision?: unknown; proposal_term?: unknown }): Buffer | null {
   const put = req.put as Partial<Record<keyof PutRequest, unknown>> | undefined;
   if (put === undefined || put === null) return null;
-  for (const k of Object.keys(req)) if (k !== 'proposer' && k !== 'seq' && k !== 'put' && k !== 'caller' && k !== 'revision') return null;
+  for (const k of Object.keys(req)) if (k !== 'proposer' && k !== 'seq' && k !== 'put' && k !== 'caller' && k !== 'revision' && k !== 'proposal_term') return null;
   const proposer = toUint64(req.proposer, false);
   const seq = toUint64(req.seq, false);
   const lease = toUint64(put.lease, true);
   const revision = toUint64(req.revision, false);
-  if (proposer === null || seq === null || lease === null || revision === null) return null;
+  const proposalTerm = toUint64(req.proposal_term, false);
+  if (proposer === null || seq === null || lease === null || revision === null || proposalTerm === null) return null;
   const key = put.key ?? EMPTY;
   const value = put.value ?? EMPTY;
   if (!isBytes(key) || !isBytes(value)) return null;
@@ -111,6 +115,8 @@ export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unk
   total += 1 + varintBytes(BigInt(putBytes)) + putBytes;
   // Field 15 after the put, as protobufjs orders fields by number (3 < 15 < 100); absent when 0.
   if (revision !== 0n) total += 1 + varintBytes(revision);
+  // Field 21: a two-byte tag.
+  if (proposalTerm !== 0n) total += 2 + varintBytes(proposalTerm);
   // The caller is written whenever there is one, even an anonymous one: "set but empty" and "unset"
   // decode differently (an empty message, or null).
   if (username !== null) total += 2 + varintBytes(BigInt(callerBytes)) + callerBytes;
@@ -156,6 +162,10 @@ export function encodePutEntry(req: { proposer: unknown; seq: unknown; put?: unk
   if (revision !== 0n) {
     buf[p++] = (F_REVISION << 3) | WIRE_VARINT;
     p = writeVarint(buf, p, revision);
+  }
+  if (proposalTerm !== 0n) {
+    p = writeVarint(buf, p, BigInt((F_PROPOSAL_TERM << 3) | WIRE_VARINT));
+    p = writeVarint(buf, p, proposalTerm);
   }
   if (username !== null) {
     // Field 100: its tag takes two varint bytes.
@@ -227,6 +237,7 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
   let proposer = 0n;
   let seq = 0n;
   let revision = 0n;
+  let proposalTerm = 0n;
   let put: PutRequest | null = null;
   let caller: Caller | null = null;
   while (r.pos < r.end) {
@@ -234,12 +245,13 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
     if (tag === null) return null;
     const field = tag >>> 3;
     const wire = tag & 7;
-    if ((field === F_PROPOSER || field === F_SEQ || field === F_REVISION) && wire === WIRE_VARINT) {
+    if ((field === F_PROPOSER || field === F_SEQ || field === F_REVISION || field === F_PROPOSAL_TERM) && wire === WIRE_VARINT) {
       const v = r.varint();
       if (v === null) return null;
       if (field === F_PROPOSER) proposer = v;
       else if (field === F_SEQ) seq = v;
-      else revision = v;
+      else if (field === F_REVISION) revision = v;
+      else proposalTerm = v;
     } else if (field === F_PUT && wire === WIRE_LEN) {
       // A repeated put field would have to be merged; leave such inputs to protobufjs.
       if (put !== null) return null;
@@ -258,6 +270,7 @@ export function decodePutEntry(data: Uint8Array): PutEntry | null {
   if (put === null) return null;
   const entry: PutEntry = { proposer: proposer.toString(), seq: seq.toString(), put, caller, request: 'put' };
   if (revision !== 0n) entry.revision = revision.toString();
+  if (proposalTerm !== 0n) entry.proposal_term = proposalTerm.toString();
   return entry;
 }
 

@@ -112,6 +112,8 @@ export type InternalRequest = {
   seq: string;
   caller?: Caller | null;
   revision?: string;
+  /** The term the proposer sent it in (proposal-fence.ts); absent when 0 (not fenced). */
+  proposal_term?: string;
   /** Sharded clusters: see internal.proto (absent when empty). */
   lease_generations?: LeaseGeneration[];
   /** Sharded clusters: see internal.proto (absent when none). */
@@ -164,6 +166,7 @@ export function decodeWithProtobufjs(data: Uint8Array): InternalRequest {
   const req = type.toObject(type.decode(data), TO_OBJECT) as InternalRequest;
   // `defaults` fills an absent revision with '0': drop it, an entry without one has no such field.
   if (req.revision === '0') delete req.revision;
+  if (req.proposal_term === '0') delete req.proposal_term;
   // The same for the other sharded-only fields: entries without them decode to today's shapes.
   if (req.lease_generations !== undefined && req.lease_generations.length === 0) delete req.lease_generations;
   if (req.txn_reads === null) delete req.txn_reads;

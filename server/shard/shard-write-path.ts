@@ -29,6 +29,7 @@ import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { writesRevision } from './kv-state-machine.ts';
 import type { ClientGrant } from './oracle-client.ts';
+import { proposalTermOf } from './proposal-fence.ts';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody, type TxnReadsWire, type TxnResolveWire } from './request-codec.ts';
 import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRead } from './txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
@@ -99,6 +100,11 @@ const TXN_RECOVERY_GRACE_MS = 200;
 const TXN_RECOVERY_CHECK_MS = 50;
 
 /** Whether an outbox item is a cross-shard transaction's prepare. */
+/** An InternalRequest's proposal_term field for `fence` (none when 0). */
+function fenceField(fence: number): { proposal_term?: string } {
+  return fence > 0 ? { proposal_term: String(fence) } : {};
+}
+
 function isIntent(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): boolean {
   return 'txn_intent' in (item.q.origin ?? item.q.body);
 }
@@ -232,7 +238,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0, staleProposalsDropped: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -396,6 +402,15 @@ export class ShardWritePath {
    */
   intercept(data: Uint8Array): void {
     const request = decodeInternalRequest(data);
+    const fence = proposalTermOf(request.proposal_term);
+    if (fence !== 0 && fence !== this.opts.member.proposalTerm(this.opts.groupId)) {
+      // Fenced to an earlier term (its proposer knew an earlier leadership): it would be skipped at
+      // apply, so it must not count as proposed — a resolution taken for proposed ends the freeze, and a
+      // write stamped for nothing is a gap. Its proposer hears it lost once this term applies there, and
+      // proposes it again (proposal-fence.ts).
+      this.stats.staleProposalsDropped++;
+      return;
+    }
     if (!writesRevision(request)) {
       if ('txn_resolve' in request && request.txn_resolve && this.holdsResolution(request.txn_resolve)) {
         this.heldResolutions.hold({ data, resolve: request.txn_resolve });
@@ -536,10 +551,12 @@ export class ShardWritePath {
         q.resolve({ revision: 0, result: null });
         return;
       }
-      // Made here: with this member's own sequence number, settled at apply like any write.
-      const tracked = this.opts.sm.track();
+      // Made here: with this member's own sequence number, settled at apply like any write, and fenced
+      // to the leadership that stamped it (proposal-fence.ts).
+      const fence = this.fenceOf(item.term);
+      const tracked = this.opts.sm.track(fence);
       try {
-        this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq }));
+        this.opts.member.proposeDirect(this.opts.groupId, encodeInternalRequest({ ...refused, proposer: this.opts.sm.proposer, seq: tracked.seq, ...fenceField(fence) }));
       } catch (err) {
         tracked.forget();
         throw err;
@@ -548,6 +565,11 @@ export class ShardWritePath {
     } catch (err) {
       q.reject(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** The fence for an entry this leader proposes itself in its leadership of `term`: the term, or 0 while a member of the shard could not apply fences. */
+  private fenceOf(term: number): number {
+    return this.opts.member.proposalTerm(this.opts.groupId) === 0 ? 0 : term;
   }
 
   /**
@@ -819,13 +841,17 @@ export class ShardWritePath {
         }
         continue;
       }
-      const tracked = sm.track();
+      // Fenced to this leadership (proposal-fence.ts): lost with it, the caller hears so once a later
+      // term's entry applies here, not at its deadline.
+      const fence = this.fenceOf(term);
+      const tracked = sm.track(fence);
       let data: Uint8Array;
       try {
-        data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+        const own = { proposer: sm.proposer, seq: tracked.seq, ...fenceField(fence) };
+        data = encodeInternalRequest({ ...own, ...q.body, ...extra, revision: String(revision) });
         if (reads !== null && data.length > this.maxEntryBytes) {
           extra = { txn_reads: TOO_LARGE };
-          data = encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...q.body, ...extra, revision: String(revision) });
+          data = encodeInternalRequest({ ...own, ...q.body, ...extra, revision: String(revision) });
         }
         member.proposeDirect(groupId, data);
         proposedAny = true;

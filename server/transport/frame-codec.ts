@@ -53,6 +53,8 @@ export interface StreamHello {
   memberId: number;
   /** Services the member serves on its streams; absent or empty: none (an older member). */
   streamServices?: string[];
+  /** The replicated apply rules the member implements (transport.proto); absent: 0 (an older member). */
+  applyRules?: number;
 }
 
 // Enum numbers from transport.proto (MessageType, EntryType).
@@ -440,6 +442,8 @@ export function encodeStreamHello(hello: StreamHello): Buffer {
   const services = hello.streamServices ?? [];
   let n = uintFieldSize(hello.clusterId, 'cluster id') + uintFieldSize(hello.memberId, 'member id');
   for (const name of services) n += lenFieldSize(Buffer.byteLength(name));
+  const applyRules = hello.applyRules ?? 0;
+  if (applyRules !== 0) n += uintFieldSize(applyRules, 'apply rules');
   const buf = Buffer.allocUnsafe(n);
   let p = writeUintField(buf, 0, 0x08, hello.clusterId);
   p = writeUintField(buf, p, 0x10, hello.memberId);
@@ -449,6 +453,7 @@ export function encodeStreamHello(hello: StreamHello): Buffer {
     p = writeNumberVarint(buf, p, Buffer.byteLength(name));
     p += buf.write(name, p, 'utf8');
   }
+  if (applyRules !== 0) p = writeUintField(buf, p, 0x20, applyRules);
   if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte hello (bug)`);
   return buf;
 }
@@ -905,6 +910,10 @@ export function decodeStreamHello(buf: Buffer): StreamHello {
       case 3:
         expectWire(key, WIRE_LEN, 'StreamHello.stream_services');
         (hello.streamServices ??= []).push(readString(r, limit));
+        break;
+      case 4:
+        expectWire(key, WIRE_VARINT, 'StreamHello.apply_rules');
+        hello.applyRules = r.varint(limit);
         break;
       default:
         r.skip(key & 7, limit);

@@ -105,6 +105,8 @@ export interface InboundMessage {
 export interface PeerTransportOptions {
   clusterId: number;
   memberId: number;
+  /** The replicated apply rules this member implements, said in its StreamHello (transport.proto; 0: none). */
+  applyRules?: number;
   /** host:port to listen on for peers. */
   listenAddress: string;
   /** Peer member id → host:port to dial. */
@@ -228,6 +230,8 @@ export class PeerTransport {
   });
   private readonly outbound = new Map<number, Outbound>();
   private readonly inboundCalls = new Set<grpc.ServerDuplexStream<FrameBatch, StreamHello>>();
+  /** Each peer's apply rules from its last hello (peerApplyRules). */
+  private readonly peerApplyRulesById = new Map<number, number>();
   private stopped = false;
   private boundPort = 0;
   /** Streams dialled again at once because their peer dialled this member (peerIsBack). */
@@ -277,6 +281,15 @@ export class PeerTransport {
    * on that one (a peer that does not know this member's address yet, or cannot reach it, could not
    * answer; the caller uses a unary call instead).
    */
+  /**
+   * The apply rules member `memberId` said it implements in its last hello (0: never heard, or none).
+   * Kept while its stream is down: a member that restarts says again, so one that came back on an older
+   * build (a downgrade) is known as such once its stream is up.
+   */
+  peerApplyRules(memberId: number): number {
+    return this.peerApplyRulesById.get(memberId) ?? 0;
+  }
+
   streamCallsTo(memberId: number, service: string): boolean {
     const out = this.outbound.get(memberId);
     return out !== undefined && out.connected && out.peerServices.has(service) && (this.inboundStreams.get(memberId) ?? 0) > 0;
@@ -694,6 +707,7 @@ export class PeerTransport {
     call.on('data', (hello: StreamHello) => {
       // The peer's hello: the stream is up end to end.
       if (out.call === call) out.peerServices = new Set(hello.streamServices ?? []);
+      this.peerApplyRulesById.set(out.memberId, hello.applyRules ?? 0);
       if (!out.connected) {
         out.connected = true;
         out.backoffMs = MIN_BACKOFF_MS;
@@ -755,7 +769,7 @@ export class PeerTransport {
       this.peerIsBack(dialler);
       this.inboundStreams.set(dialler, (this.inboundStreams.get(dialler) ?? 0) + 1);
     }
-    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()] });
+    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()], applyRules: this.opts.applyRules ?? 0 });
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(

@@ -24,6 +24,8 @@ export interface InProcessMembersOptions {
   readonly deliver?: (m: Message) => boolean;
   /** Idle groups quiesce, and members send each other liveness messages instead (as sharded members do). */
   readonly quiesce?: boolean;
+  /** The apply rules each member's sink says a peer implements (MessageSink.peerApplyRules; default: every member this build). */
+  readonly peerApplyRules?: (id: NodeId) => number;
 }
 
 export interface InProcessMembers {
@@ -67,6 +69,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
   for (const member of members.values()) {
     let queued: Array<{ groupId: number; message: Message }> = [];
     member.setSink({
+      ...(opts.peerApplyRules !== undefined ? { peerApplyRules: opts.peerApplyRules } : {}),
       send: (groupId, message) => void queued.push({ groupId, message }),
       flush: () => {
         const out = queued;

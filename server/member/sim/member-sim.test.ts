@@ -7,14 +7,13 @@
 //   MEMBER_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/member/sim
 // Scale up: MEMBER_SIM_SEEDS=1000 (seeds of 3 members; a quarter as many of 5), MEMBER_SIM_FAULT_MS=5000.
 import { describe, expect, it } from 'vitest';
-import { runMemberSim, type MemberSimOptions, type MemberSimResult } from './member-sim.ts';
-import type { UnsafeMutation } from '../member.ts';
+import { runMemberSim, type MemberSimMutation, type MemberSimOptions, type MemberSimResult } from './member-sim.ts';
 
 const replaySeed = process.env.MEMBER_SIM_SEED === undefined ? null : Number(process.env.MEMBER_SIM_SEED);
 const seeds = Number(process.env.MEMBER_SIM_SEEDS ?? 100);
 const faultMs = Number(process.env.MEMBER_SIM_FAULT_MS ?? 2000);
 /** Replaying a seed that failed in mutation.test.ts: the same deliberate bug. */
-const mutation = process.env.MEMBER_SIM_MUTATION as UnsafeMutation | undefined;
+const mutation = process.env.MEMBER_SIM_MUTATION as MemberSimMutation | undefined;
 /** Seeds from FIVE_MEMBER_BASE up run five members; replaying a seed picks its configuration. */
 const FIVE_MEMBER_BASE = 500_000;
 
@@ -38,7 +37,7 @@ async function runAll(list: number[]): Promise<MemberSimResult[]> {
   snapshotsDuringInstallSoFar += sum((r) => r.snapshotsDuringInstall);
   console.log(
     `member sim: ${results.length} seeds × ${faultMs} ms of faults in ${Math.round(performance.now() - started)} ms: ` +
-      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ${sum((r) => r.sentAtOnce)} messages sent outside turns, ${sum((r) => r.readAnswersOnArrival)} read answers taken on arrival, ` +
+      `${sum((r) => r.events)} events, ${sum((r) => r.acked)} writes acknowledged (${sum((r) => r.indeterminate)} unknown, ${sum((r) => r.lostAnswered)} answered "leader changed" and checked never applied, ${sum((r) => r.proposalsRetried)} proposed again after an attempt was known lost), ${sum((r) => r.reads)} reads (${sum((r) => r.readsOnLease)} ReadIndex requests answered on a lease), ${sum((r) => r.sentAtOnce)} messages sent outside turns, ${sum((r) => r.readAnswersOnArrival)} read answers taken on arrival, ` +
       `${sum((r) => r.pauses)} pauses, ${sum((r) => r.transfers)} transfers, ${sum((r) => r.crashes)} crashes (${sum((r) => r.leaderCrashes)} of a leader, ${sum((r) => r.crashesLosingUnsynced)} lost completed unsynced writes, ` +
       `${sum((r) => r.crashesDuringWrite)} cut a write), ${sum((r) => r.leaderTerms)} leader terms, ${sum((r) => r.snapshotsInstalled)} snapshots installed ` +
       `(${sum((r) => r.interruptedInstalls)} finished after a crash, ${sum((r) => r.snapshotsDuringInstall)} arrived during another's install)`,

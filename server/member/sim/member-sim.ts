@@ -29,6 +29,13 @@ import { SimDisk, SimStore, type StoreLatency } from './sim-store.ts';
 import { SimNetwork, NO_FAULTS, randomNetworkFaults, type NetworkFaults } from './sim-network.ts';
 
 export const GROUP = 0;
+
+/**
+ * A deliberate bug for the mutation check: one of Member's (UnsafeMutation), or 'ignore-proposal-fence':
+ * every replica applies a fenced entry at any term, so a write proposed again after its first attempt
+ * was known lost can apply twice (proposal-fence.ts).
+ */
+export type MemberSimMutation = UnsafeMutation | 'ignore-proposal-fence';
 const START_MS = 1_700_000_000_000;
 
 export const REPLAY_HINT = 'MEMBER_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/member/sim';
@@ -64,7 +71,7 @@ export interface MemberSimOptions {
   network?: Partial<NetworkFaults>;
   latency?: Partial<StoreLatency>;
   /** TEST-ONLY deliberate bug in every member (mutation check). */
-  mutation?: UnsafeMutation;
+  mutation?: MemberSimMutation;
   /** Hand a member no snapshot while it installs one (SimNetwork.holdSnapshotWhileInstalling); default false. */
   holdSnapshotWhileInstalling?: boolean;
   /** Members quiesce idle groups and send member-level liveness (MemberOptions.quiesce); default false. */
@@ -97,6 +104,8 @@ export interface MemberSimResult {
   indeterminate: number;
   /** Writes answered "leader changed" (lost with the leadership that appended them): checked never applied. */
   lostAnswered: number;
+  /** Writes proposed again because an attempt was known lost (ApiContext.proposeFenced, proposal-fence.ts). */
+  proposalsRetried: number;
   crashes: number;
   /** Crashes that lost batches the member had seen complete (unsynced ones). */
   crashesLosingUnsynced: number;
@@ -126,7 +135,7 @@ export interface MemberSimResult {
 
 export class MemberSimFailure extends Error {
   readonly seed: number;
-  constructor(seed: number, message: string, mutation?: UnsafeMutation) {
+  constructor(seed: number, message: string, mutation?: MemberSimMutation) {
     const hint = REPLAY_HINT.replace('=S ', `=${seed} `);
     super(`seed=${seed}: ${message}\n  replay: ${mutation ? `MEMBER_SIM_MUTATION=${mutation} ${hint}/member-sim.test.ts` : hint}`);
     this.name = 'MemberSimFailure';
@@ -204,6 +213,14 @@ class CheckedStateMachine implements GroupStateMachine {
     this.inner.restore(records);
     this.checker.snapshotsInstalled++;
   }
+
+  appliedThrough(index: number, term: number): void {
+    this.inner.appliedThrough(index, term);
+  }
+
+  failAll(err: Error): void {
+    this.inner.failAll(err);
+  }
 }
 
 interface Incarnation {
@@ -273,6 +290,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
   const acked: AckedWrite[] = [];
   /** Writes answered etcd's "leader changed": a definite failure, so none may be in any member's state. */
   const lostAnswered: Array<{ key: string; value: string; by: number }> = [];
+  const contexts: ApiContext[] = [];
   let indeterminate = 0;
   let crashes = 0;
   let crashesLosingUnsynced = 0;
@@ -298,7 +316,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
           const stored = await store.loadGroup(GROUP);
           if (stored.snapshot && stored.snapshot.index > stored.applied) interruptedInstalls++;
           const loaded = await Member.recoverSnapshot(store, GROUP, m.disk.snapshotDir, stored, logger);
-          const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap);
+          const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, opts.mutation === 'ignore-proposal-fence' ? { unsafeIgnoreProposalFence: true } : {});
           loaded.stateRecords = [];
           const member = new Member({
             memberId: m.id,
@@ -310,7 +328,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
             snapshotDir: m.disk.snapshotDir,
             snapshotCount: opts.snapshotCount,
             onFatal: (err) => fail(`member ${m.id} loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
-            ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}),
+            ...(opts.mutation !== undefined && opts.mutation !== 'ignore-proposal-fence' ? { unsafeMutation: opts.mutation } : {}),
             ...(opts.quiesce ? { quiesce: true } : {}),
             ...(opts.leaseReads === false ? { leaseReads: false } : {}),
           });
@@ -320,6 +338,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
           inc.member = member;
           inc.sm = sm;
           inc.ctx = new ApiContext({ member, sm, clusterId: '1', limits: { ...DEFAULT_LIMITS, requestTimeoutMs: 3_000 }, logger, members: () => [] });
+          contexts.push(inc.ctx);
           member.setSink(net.sinkFor(m.id, owner));
           net.attach({ id: m.id, owner, member, snapshotDir: m.disk.snapshotDir });
           member.start();
@@ -572,6 +591,8 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
         if (kv.value.toString() !== w.value || kv.modRevision !== w.revision) {
           throw new Violation(`acknowledged write changed: ${w.key}=${w.value}@${w.revision} (acknowledged by member ${w.by}) is ${kv.value.toString()}@${kv.modRevision} on member ${m.id}, where revision ${w.revision} wrote ${writtenAt(m.current!.sm!, w.revision)}`);
         }
+        // Each key is put by one request, proposed again only once an attempt was known lost: applied once.
+        if (kv.version !== 1) throw new Violation(`acknowledged write applied more than once: ${w.key}=${w.value} has version ${kv.version} on member ${m.id} (created at ${kv.createRevision}, acknowledged at ${w.revision})`);
       }
     }
     for (const w of lostAnswered) {
@@ -603,6 +624,7 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
       traceHash: (clock.traceHash ^ acked.length) >>> 0,
       acked: acked.length,
       lostAnswered: lostAnswered.length,
+      proposalsRetried: contexts.reduce((n, c) => n + c.proposalsRetried, 0),
       indeterminate,
       crashes,
       crashesLosingUnsynced,

@@ -5,7 +5,9 @@
 //    loses them after a follower's ack counted them committed;
 //  - 'no-write-barrier': a turn releases its Readies (messages, applies, the leader's self-ack)
 //    before its batch is durable; caught when acks that arrived during the write commit entries a
-//    crash then loses.
+//    crash then loses;
+//  - 'ignore-proposal-fence': replicas apply a fenced entry at any term (proposal-fence.ts); caught when a
+//    write proposed again after its first attempt was known lost applies twice.
 // A failure may come from the Raft core's own assertions (RaftInvariantError, e.g. "follower acked
 // beyond leader last index" after a leader lost its unsynced log) or from the simulation's checks
 // (acknowledged write lost, state machine safety, ...); either fails the seed. The search goes on
@@ -13,7 +15,7 @@
 // Bounded: at most MAX_SEEDS seeds per mutation, stopping after the first few failures.
 import { describe, expect, it } from 'vitest';
 import { MemberSimFailure, runMemberSim } from './member-sim.ts';
-import type { UnsafeMutation } from '../member.ts';
+import type { MemberSimMutation } from './member-sim.ts';
 
 const MAX_SEEDS = Number(process.env.MEMBER_SIM_MUTATION_SEEDS ?? 80);
 const WANTED_FAILURES = 3;
@@ -22,7 +24,7 @@ function bySimChecks(message: string): boolean {
   return !message.includes('RaftInvariantError');
 }
 
-async function failingSeeds(mutation: UnsafeMutation): Promise<Array<{ seed: number; message: string }>> {
+async function failingSeeds(mutation: MemberSimMutation): Promise<Array<{ seed: number; message: string }>> {
   const failures: Array<{ seed: number; message: string }> = [];
   const enough = (): boolean => failures.length >= WANTED_FAILURES && failures.some((f) => bySimChecks(f.message));
   for (let seed = 1; seed <= MAX_SEEDS && !enough(); seed++) {
@@ -37,8 +39,8 @@ async function failingSeeds(mutation: UnsafeMutation): Promise<Array<{ seed: num
   return failures;
 }
 
-describe('member simulation catches durability bugs', () => {
-  for (const mutation of ['skip-leader-fsync', 'no-write-barrier'] as const) {
+describe('member simulation catches durability and exactly-once bugs', () => {
+  for (const mutation of ['skip-leader-fsync', 'no-write-barrier', 'ignore-proposal-fence'] as const) {
     it(`fails some seed with ${mutation}`, { timeout: 300_000 }, async () => {
       const failures = await failingSeeds(mutation);
       expect(failures.length).toBeGreaterThan(0);

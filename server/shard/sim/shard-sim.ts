@@ -410,9 +410,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           const leaderMember = other.member;
           const outcome = clock.runAs(other.owner, (): Promise<TxnWriteOutcome> => {
             if ('txn_intent' in body) return p.write(body, clock.now + timeoutMs);
-            const tracked = sm.track();
+            const proposalTerm = leaderMember.proposalTerm(group);
+            const tracked = sm.track(proposalTerm);
             try {
-              leaderMember.propose(group, encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...body }));
+              leaderMember.propose(group, encodeInternalRequest({ proposer: sm.proposer, seq: tracked.seq, ...body, ...(proposalTerm > 0 ? { proposal_term: String(proposalTerm) } : {}) }));
             } catch (err) {
               tracked.forget();
               return Promise.reject(err instanceof Error ? err : new Error(String(err)));
