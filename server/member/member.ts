@@ -874,11 +874,11 @@ export class Member {
 
   /** Whether every other member of the group said it skips entries at a term other than their fence's. */
   private groupFencesProposals(group: RaftGroup): boolean {
-    const sink = this.sink;
-    if (sink?.peerApplyRules === undefined) return true;
+    const rulesOf = this.sink?.peerApplyRules?.bind(this.sink);
+    if (rulesOf === undefined) return true;
     const { voters, learners } = group.node.confState();
-    for (const id of [...voters, ...learners]) if (id !== this.opts.memberId && sink.peerApplyRules(id) < APPLY_RULES) return false;
-    return true;
+    const said = (id: NodeId): boolean => id === this.opts.memberId || rulesOf(id) >= APPLY_RULES;
+    return voters.every(said) && learners.every(said);
   }
 
   /** Whether this member is a learner of the group (cheap: checked on every client request). */
