@@ -1608,7 +1608,7 @@ export class Member {
     const installing = new Set(readies.filter(([, ready]) => ready.snapshot !== null).map(([group]) => group));
     for (const group of this.groups.values()) {
       if (installing.has(group)) continue; // its database is about to be replaced
-      if (this.snapshotPointDue(group) && group.appliedPersisted === group.applied) {
+      if (this.snapshotPointDue(group) && group.appliedPersisted === group.applied && !this.snapshotArrivedPastApplied(group)) {
         const previous = group.points.at(-1);
         this.takePoint(group);
         if (previous) compactions.push([group, previous]);
@@ -1662,10 +1662,19 @@ export class Member {
     return group.applied > 0 && group.applied - (newest?.meta.index ?? 0) >= this.opts.snapshotCount;
   }
 
+  /**
+   * Whether Raft took a leader's snapshot past the applied index while this turn's batch was written (a
+   * message stepped meanwhile): its log then starts above the applied index, which has no term there any
+   * more, and the next turn's Ready installs the snapshot. No point is taken before that.
+   */
+  private snapshotArrivedPastApplied(group: RaftGroup): boolean {
+    return (group.node.status().snapshot?.index ?? 0) > group.applied;
+  }
+
   /** A snapshot point at the group's applied index; the caller guarantees the database is exactly there. */
-  private takePoint(group: RaftGroup): SnapshotPoint {
+  private takePoint(group: RaftGroup, knownTerm?: number): SnapshotPoint {
     const index = group.applied;
-    const term = index === group.node.status().snapshot?.index ? group.node.status().snapshot!.term : group.node.termAt(index);
+    const term = knownTerm ?? (index === group.node.status().snapshot?.index ? group.node.status().snapshot!.term : group.node.termAt(index));
     if (term === undefined) throw new Error(`group ${group.groupId}: no term for applied index ${index}`);
     const point: SnapshotPoint = { meta: { index, term, confState: group.node.confState() }, db: this.opts.db.snapshot(), readers: 0, released: false };
     group.points.push(point);
@@ -1707,7 +1716,9 @@ export class Member {
     group.isLearner = meta.confState.learners.includes(this.opts.memberId);
     for (const p of group.points) await this.releasePoint(p);
     group.points = [];
-    this.takePoint(group);
+    // The installed snapshot's own term: Raft may have taken a newer snapshot during the awaits above, and
+    // its log then no longer holds this index.
+    this.takePoint(group, meta.term);
     group.receivedSnapshots.clear();
     pruneSnapshotFiles(this.opts.snapshotDir, group.groupId, -1, SNAPSHOT_TEMP_IDLE_MS);
     this.stats.snapshotsInstalled++;
