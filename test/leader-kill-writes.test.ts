@@ -1,8 +1,9 @@
 // Writes in flight when their leader is killed with -9 (docs/architecture.md, "Proposals fenced to a term"):
 // real processes, 3 members, on 16 shards and on one group. Writers put unique keys through the two members
-// that survive, each put with an 8 s deadline, while the member leading the most shards is killed. The
-// writes forwarded to it that it never replicated reach no log; each is known lost once its proposer
-// applies the next leader's first entry, and proposed again. Asserted: no put waits out its deadline (before
+// that survive, each put with an 8 s deadline, while the member leading the most shards is frozen (SIGSTOP)
+// for 300 ms, 16 more writers starting meanwhile so that writes forwarded to it are in flight, and then killed. The writes it never replicated
+// reach no log; each is known lost once its proposer applies the next leader's first entry, and is proposed
+// again. Asserted: no put waits out its deadline (before
 // the fence, every write forwarded to the dead leader did: 20 of 24 in flight on 16 shards, 24 of 24 on one
 // group, at etcdctl's 5 s), any failure is a quick UNAVAILABLE, the survivors proposed writes again, and
 // every acknowledged put reads back once, at its value, through every member after the victim's restart.
@@ -26,15 +27,19 @@ afterEach(async () => {
   cluster = null;
 });
 
-/** The index of the member leading the most shards, by /placement (once every shard has a leader and it has published its URLs). */
+/**
+ * The index of the member leading the most shards, by every member's /placement (once every shard has a
+ * leader, all three agree on each, and its member has published its URLs).
+ */
 function busiestLeader(c: ProcessCluster): Promise<number> {
-  return eventually('a leader for every shard, its member known', async () => {
-    const v = (await (await fetch(`http://127.0.0.1:${c.members[0].metricsPort}/placement`)).json()) as View;
+  return eventually('a leader for every shard that every member names, its member known', async () => {
+    const views = await Promise.all(c.members.map(async (m) => (await (await fetch(`http://127.0.0.1:${m.metricsPort}/placement`)).json()) as View));
+    const leaders = views[0].shards.map((s) => s.leader);
+    if (leaders.some((l) => l === null) || views.some((v) => v.shards.some((s, i) => s.leader !== leaders[i]))) return null;
     const led = new Map<string, number>();
-    for (const s of v.shards) if (s.leader !== null) led.set(s.leader, (led.get(s.leader) ?? 0) + 1);
-    if (led.size === 0 || v.shards.some((s) => s.leader === null)) return null;
+    for (const l of leaders) led.set(l!, (led.get(l!) ?? 0) + 1);
     const top = [...led].sort((a, b) => b[1] - a[1])[0][0];
-    const urls = v.members.find((m) => m.id === top)?.clientURLs ?? [];
+    const urls = views[0].members.find((m) => m.id === top)?.clientURLs ?? [];
     const i = c.members.findIndex((m) => urls.some((u) => u.endsWith(`:${m.clientPort}`)));
     return i < 0 ? null : i;
   });
@@ -80,6 +85,13 @@ describe.each([16, 1])('writes in flight when their leader is killed with -9 (%i
     await new Promise((r) => setTimeout(r, 2_000));
     const ackedBeforeKill = acked.size;
     killedAtMs = Date.now();
+    // Frozen first, and more writers start meanwhile: their writes are surely forwarded to it and never
+    // replicated when it dies. (The running writers' writes may all have been replicated before the freeze,
+    // and none of them starts another until its own completes, which waits for the next leader.)
+    c.members[victim].child?.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 50));
+    for (let w = WRITERS; w < 2 * WRITERS; w++) writers.push(writer(w));
+    await new Promise((r) => setTimeout(r, 250));
     await c.kill9(victim);
     await new Promise((r) => setTimeout(r, 6_000));
     stop = true;

@@ -114,7 +114,8 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     cleanups.push(() => void call.end());
     const back = append(OLD_MEMBER, NEW_MEMBER);
     call.write({ cluster_id: CLUSTER, from_member: OLD_MEMBER, to_member: NEW_MEMBER, envelopes: [{ group_id: 2, message: messageToWire(back) }] });
-    expect(await hello).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER, stream_services: [] });
+    // proto-loader fills the absent apply_rules (this transport was given none) with its default.
+    expect(await hello).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER, stream_services: [], apply_rules: 0 });
     // The old peer's hello named no services: nothing is ever called on its stream.
     expect(transport.streamCallsTo(OLD_MEMBER, 'test.Echo')).toBe(false);
     expect(await transport.callOnStream(OLD_MEMBER, '/test.Echo/Upper', Buffer.from('x'), Date.now() + 1_000)).toEqual({ kind: 'not-sent', reason: `member ${OLD_MEMBER} does not serve /test.Echo/Upper on its stream` });
