@@ -99,12 +99,12 @@ const TXN_RECOVERY_GRACE_MS = 200;
 /** How often the leader looks for prepared transactions past their deadline. */
 const TXN_RECOVERY_CHECK_MS = 50;
 
-/** Whether an outbox item is a cross-shard transaction's prepare. */
 /** An InternalRequest's proposal_term field for `fence` (none when 0). */
 function fenceField(fence: number): { proposal_term?: string } {
   return fence > 0 ? { proposal_term: String(fence) } : {};
 }
 
+/** Whether an outbox item is a cross-shard transaction's prepare. */
 function isIntent(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): boolean {
   return 'txn_intent' in (item.q.origin ?? item.q.body);
 }

@@ -276,12 +276,6 @@ export class PeerTransport {
   }
 
   /**
-   * Whether a call to `service` can go to `memberId` on its stream now: the stream to it is up, the peer
-   * serves the service there, and its own stream to this member is up too, since the reply comes back
-   * on that one (a peer that does not know this member's address yet, or cannot reach it, could not
-   * answer; the caller uses a unary call instead).
-   */
-  /**
    * The apply rules member `memberId` said it implements in its last hello (0: never heard, or none).
    * Kept while its stream is down: a member that restarts says again, so one that came back on an older
    * build (a downgrade) is known as such once its stream is up.
@@ -290,6 +284,12 @@ export class PeerTransport {
     return this.peerApplyRulesById.get(memberId) ?? 0;
   }
 
+  /**
+   * Whether a call to `service` can go to `memberId` on its stream now: the stream to it is up, the peer
+   * serves the service there, and its own stream to this member is up too, since the reply comes back
+   * on that one (a peer that does not know this member's address yet, or cannot reach it, could not
+   * answer; the caller uses a unary call instead).
+   */
   streamCallsTo(memberId: number, service: string): boolean {
     const out = this.outbound.get(memberId);
     return out !== undefined && out.connected && out.peerServices.has(service) && (this.inboundStreams.get(memberId) ?? 0) > 0;
