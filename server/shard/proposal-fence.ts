@@ -1,7 +1,8 @@
 // Which of a replica's waiting proposals are lost for good, decided by terms. Every entry a member
 // proposes for a client carries the Raft term in which it sent it (InternalRequest.proposal_term: the
-// proposer's term while it knew a leader, or its own as leader). A replica applies such an entry only if
-// the entry sits in the log at that term; at any other term every replica skips it alike (isStale).
+// proposer's term while it knew a leader, or its own as leader), once every member of the group said it
+// implements this rule (Member.proposalTerm, APPLY_RULES). A replica applies such an entry only if the entry
+// sits in the log at that term; at any other term every replica skips it alike (isStale).
 //
 // Why that makes loss decidable: Raft's committed log never holds an entry of term T after one of a
 // later term. So once this replica has applied an entry of term T' > T, every entry of term T that will
