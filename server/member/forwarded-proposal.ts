@@ -7,9 +7,12 @@
 //
 // Safe because a forwarded proposal is only ever in flight between members: it reached no log yet, so
 // passing it on (or holding it) cannot make it apply twice — at most one leader appends it, once, when
-// it arrives there. Bounded: a held proposal is dropped at its hold deadline (its proposer then answers
-// at its own deadline, as before), and one for a removed group is passed on only to the leader that
-// group had here, for a short while after the removal.
+// it arrives there. Bounded: a held proposal is dropped at its hold deadline, and one for a removed group
+// is passed on only to the leader that group had here, for a short while after the removal. A dropped
+// proposal's proposer answers at its deadline, unless the proposal was fenced to a term
+// (server/shard/proposal-fence.ts): then it is known lost once a later term applies at the proposer, and
+// proposed again; a fenced proposal passed on to a leader of a later term is dropped there for the same
+// reason.
 
 import type { NodeId, Role } from '../raft/types.ts';
 
