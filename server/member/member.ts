@@ -874,11 +874,13 @@ export class Member {
 
   /** Whether every other member of the group said it skips entries at a term other than their fence's. */
   private groupFencesProposals(group: RaftGroup): boolean {
-    const rulesOf = this.sink?.peerApplyRules?.bind(this.sink);
-    if (rulesOf === undefined) return true;
-    const { voters, learners } = group.node.confState();
-    const said = (id: NodeId): boolean => id === this.opts.memberId || rulesOf(id) >= APPLY_RULES;
-    return voters.every(said) && learners.every(said);
+    const sink = this.sink;
+    if (sink?.peerApplyRules === undefined) return true;
+    // On every write: Raft's own id lists, not confState()'s copies.
+    for (const ids of [group.node.voters(), group.node.learners()]) {
+      for (const id of ids) if (id !== this.opts.memberId && sink.peerApplyRules(id) < APPLY_RULES) return false;
+    }
+    return true;
   }
 
   /** Whether this member is a learner of the group (cheap: checked on every client request). */

@@ -358,6 +358,11 @@ export class RawNode {
     return this.raft.voterIds();
   }
 
+  /** Current learner ids (sorted). */
+  learners(): readonly NodeId[] {
+    return this.raft.learnerIds();
+  }
+
   /** Membership this node has applied. */
   confState(): ConfState {
     return this.raft.confState();
