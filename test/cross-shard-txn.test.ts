@@ -262,6 +262,86 @@ describe('cross-shard transactions under coordinator faults', () => {
     }
   }, 60_000);
 
+  it('compares on two shards decided by the prepares: each branch answers as etcd\'s, at one revision, with no read first', async () => {
+    const [a, b] = await keysOnTwoShards('cas/');
+    const kv = new KvClient(cluster.endpointOf(1));
+    const decided = async (): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txns_decided_at_prepare_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
+      return total;
+    };
+    try {
+      await kv.put(a, '1');
+      const bRev = (await kv.put(b, '1')).header.revision;
+      const before = await decided();
+      const cas = (aValue: string, bMod: string): object => ({
+        compare: [
+          { result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from(aValue) },
+          { result: 'EQUAL', target: 'MOD', key: Buffer.from(b), mod_revision: bMod },
+        ],
+        success: [{ request_put: { key: Buffer.from(a), value: Buffer.from('2'), prev_kv: true } }, { request_put: { key: Buffer.from(b), value: Buffer.from('2') } }],
+        failure: [{ request_range: { key: Buffer.from(a) } }, { request_range: { key: Buffer.from(b) } }],
+      });
+      type Answer = { header: { revision: string }; succeeded: boolean; responses: Array<{ response_put?: { prev_kv: { value: Buffer } | null }; response_range?: { kvs: Array<{ value: Buffer; mod_revision: string }> } }> };
+      // Both compares hold: the success branch, its prev_kv from before, both keys at the answer's revision.
+      const won = (await kv.txn(cas('1', bRev), 10_000)) as unknown as Answer;
+      expect(won.succeeded).toBe(true);
+      expect(won.responses[0].response_put?.prev_kv?.value.toString()).toBe('1');
+      const [ra, rb] = await Promise.all([kv.range(a), kv.range(b)]);
+      expect([ra.kvs[0].value.toString(), rb.kvs[0].value.toString()]).toEqual(['2', '2']);
+      expect([ra.kvs[0].mod_revision, rb.kvs[0].mod_revision]).toEqual([won.header.revision, won.header.revision]);
+      // Now b's compare fails on its shard alone (a's still holds on the other): the failure branch
+      // everywhere, its ranges showing the state the success branch left.
+      const lost = (await kv.txn(cas('2', bRev), 10_000)) as unknown as Answer;
+      expect(lost.succeeded).toBe(false);
+      expect(lost.responses.map((r) => r.response_range?.kvs.map((x) => [x.value.toString(), x.mod_revision]))).toEqual([[['2', won.header.revision]], [['2', won.header.revision]]]);
+      // A failure branch that writes: both keys at one revision, and nothing of the success branch.
+      const failing = {
+        compare: [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from('never') }],
+        success: [{ request_put: { key: Buffer.from(a), value: Buffer.from('s') } }],
+        failure: [{ request_put: { key: Buffer.from(a), value: Buffer.from('f') } }, { request_put: { key: Buffer.from(b), value: Buffer.from('f'), prev_kv: true } }],
+      };
+      const wrote = (await kv.txn(failing, 10_000)) as unknown as Answer;
+      expect(wrote.succeeded).toBe(false);
+      expect(wrote.responses[1].response_put?.prev_kv?.value.toString()).toBe('2');
+      const [fa, fb] = await Promise.all([kv.range(a), kv.range(b)]);
+      expect([fa.kvs[0].value.toString(), fb.kvs[0].value.toString()]).toEqual(['f', 'f']);
+      expect([fa.kvs[0].mod_revision, fb.kvs[0].mod_revision]).toEqual([wrote.header.revision, wrote.header.revision]);
+      expect(await decided()).toBeGreaterThanOrEqual(before + 3);
+    } finally {
+      kv.close();
+    }
+  }, 30_000);
+
+  it('a coordinator killed -9 after prepares that decide the failure branch: the recoverers commit that branch', async () => {
+    const [a, b] = await keysOnTwoShards('killcas/');
+    const kv1 = new KvClient(cluster.endpointOf(1));
+    const kv0 = new KvClient(cluster.endpointOf(0));
+    try {
+      await kv1.put(a, 'before');
+      await kv1.put(b, 'before');
+      // b's compare fails at its prepare; only the prepares know it when the coordinator dies.
+      const req = {
+        compare: [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from('before') }, { result: 'EQUAL', target: 'VALUE', key: Buffer.from(b), value: Buffer.from('other') }],
+        success: [{ request_put: { key: Buffer.from(a), value: Buffer.from('success') } }, { request_put: { key: Buffer.from(b), value: Buffer.from('success') } }],
+        failure: [{ request_put: { key: Buffer.from(a), value: Buffer.from('failure') } }, { request_put: { key: Buffer.from(b), value: Buffer.from('failure') } }],
+      };
+      const pending = kv0.txn(req, 20_000).catch((e: unknown) => e);
+      // Its prepares are laid within a few hundred ms; then it pauses before answering and resolving.
+      await new Promise((r) => setTimeout(r, 700));
+      await cluster.kill9(0);
+      const [ra, rb] = await Promise.all([kv1.range(a, {}, 10_000), kv1.range(b, {}, 10_000)]);
+      expect([ra.kvs[0]?.value.toString(), rb.kvs[0]?.value.toString()]).toEqual(['failure', 'failure']);
+      expect(ra.kvs[0].mod_revision).toBe(rb.kvs[0].mod_revision);
+      expect(await pending).toBeInstanceOf(Error);
+    } finally {
+      kv0.close();
+      kv1.close();
+    }
+    cluster.startMember(0);
+    await cluster.waitReady();
+  }, 60_000);
+
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));
     try {

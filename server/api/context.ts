@@ -379,7 +379,7 @@ export class ApiContext {
     const answer = await this.shards!.forwardKv(groupId, { kind: 'write', entry, internal: caller === undefined }, deadlineMs);
     if (answer.kind !== 'done') throw new Error(`shard group ${groupId}: a forwarded write answered ${answer.kind}`);
     const p = answer.payload;
-    return { revision: answer.revision, raftTerm: answer.raftTerm, result: p.kind === 'response' ? resultOf(p.response) : null };
+    return { revision: answer.revision, raftTerm: answer.raftTerm, result: p.kind === 'response' ? resultOf(p.response) : p.kind === 'recovery' ? p.recovery : null };
   }
 }
 

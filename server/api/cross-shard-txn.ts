@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
 import { newTxnCoordinatorStats, TxnCoordinator, type TxnCoordinatorStats } from '../txn/coordinator.ts';
 import { ShardAdmission } from '../txn/shard-admission.ts';
+import { DECIDE_AT_PREPARE_RULES } from '../member/member.ts';
 
 /** One member's coordinators (its KV service's and its lease sweeper's) count together, for its metrics. */
 const memberStats = new WeakMap<ApiContext, TxnCoordinatorStats>();
@@ -38,5 +39,6 @@ export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace):
     pauseBeforeDecisionMs: ctx.testTxnPauseBeforeDecisionMs,
     random: Math.random,
     admission,
+    prepareMayDecide: () => ctx.member.clusterImplements(DECIDE_AT_PREPARE_RULES),
   }, crossShardStats(ctx));
 }

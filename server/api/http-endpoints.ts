@@ -140,6 +140,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_cross_shard_txn_attempts_total', 'Attempts of those transactions (a refused prepare or a lost decision starts another).', () => txnStats.attempts);
     counter('synod_cross_shard_txn_aborts_total', 'Attempts aborted before their decision.', () => txnStats.aborts);
     counter('synod_cross_shard_txns_committed_total', 'Cross-shard transactions committed by this member\'s decision.', () => txnStats.committed);
+    counter('synod_cross_shard_txns_decided_at_prepare_total', 'Committed cross-shard transactions coordinated here whose prepares decided the branch (their compares evaluated at the prepares, no read before).', () => txnStats.decidedAtPrepare);
     counter('synod_cross_shard_txns_finished_total', 'Committed cross-shard transactions this member finished for a coordinator that vanished before its forgets.', () => txnStats.finished);
     const recordsHere = (state: 'committed' | 'aborted'): number => shards.targets().filter((t) => shards.hosts(t.groupId)).reduce((sum, t) => sum + t.sm.txns.decidedCount(state), 0);
     gauge('synod_cross_shard_txn_committed_records', 'Records of committed cross-shard transactions held by the shard replicas here (each goes once every participant resolved).', () => recordsHere('committed'));

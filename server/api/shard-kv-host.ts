@@ -19,6 +19,7 @@ import { txnOpFromWire } from '../etcd/convert.ts';
 import type { InternalRequestBody } from '../shard/request-codec.ts';
 import { decodeForwardedEntry } from '../shard/forwarded-entry.ts';
 import type { ResponseOp } from '../mvcc/types.ts';
+import type { TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { ShardKvAnswer, ShardKvPayload, ShardKvRequest } from '../shard/shard-kv-wire.ts';
 
@@ -36,8 +37,9 @@ function payloadOf(body: InternalRequestBody, result: unknown): ShardKvPayload {
   if ('put' in body && body.put) response = { type: 'put', put: result as Extract<ResponseOp, { type: 'put' }>['put'] };
   else if ('delete_range' in body && body.delete_range) response = { type: 'deleteRange', deleteRange: result as Extract<ResponseOp, { type: 'deleteRange' }>['deleteRange'] };
   else if ('txn' in body && body.txn) response = { type: 'txn', txn: result as Extract<ResponseOp, { type: 'txn' }>['txn'] };
-  else if (('txn_intent' in body && body.txn_intent) || ('txn_resolve' in body && body.txn_resolve) || ('txn_recover' in body && body.txn_recover)) {
-    // A cross-shard transaction's share, decision or recovery answers as a txn (cross-shard-txn.ts).
+  else if ('txn_recover' in body && body.txn_recover) return { kind: 'recovery', recovery: result as TxnRecoveryResult };
+  else if (('txn_intent' in body && body.txn_intent) || ('txn_resolve' in body && body.txn_resolve)) {
+    // A cross-shard transaction's share or resolution answers as a txn (cross-shard-txn.ts).
     response = result === null ? null : { type: 'txn', txn: result as Extract<ResponseOp, { type: 'txn' }>['txn'] };
   }
   return response === null ? { kind: 'nothing' } : { kind: 'response', response };

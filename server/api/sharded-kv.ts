@@ -103,7 +103,7 @@ export class ShardedKv {
     // The shards this member leads recover, through this member's coordinator, what others left prepared.
     shards.txnRecoverer = (p, groupId) => this.crossShard.recoverPrepared(p, groupId);
     // …and finish committed transactions whose coordinator vanished before its forgets.
-    shards.txnFinisher = (d) => this.crossShard.finishCommitted(d.txnId, d.revision, d.participantGroups ?? []);
+    shards.txnFinisher = (d) => this.crossShard.finishCommitted(d.txnId, d.revision, d.participantGroups ?? [], d.failureBranch === true);
     // …and drop the fences of transactions long gone.
     shards.txnFenceHorizon = (groupId, horizonMs) => this.crossShard.advanceFenceHorizon(groupId, horizonMs);
   }

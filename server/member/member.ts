@@ -123,12 +123,18 @@ export interface MessageSink {
 }
 
 /**
- * The replicated apply rules this build implements, said to peers in every stream hello: 1 = an entry
- * fenced to a proposal term (InternalRequest.proposal_term) is skipped at any other term
- * (server/shard/proposal-fence.ts). Rules that decide what an entry does must hold on every replica, so a
- * member uses one only once every member of the group said it implements it.
+ * The replicated apply rules this build implements, said to peers in every stream hello. Each level
+ * includes those below it:
+ *   1 (PROPOSAL_FENCE_RULES): an entry fenced to a proposal term (InternalRequest.proposal_term) is skipped
+ *     at any other term (server/shard/proposal-fence.ts);
+ *   2 (DECIDE_AT_PREPARE_RULES): a cross-shard transaction's prepares may decide its branch
+ *     (TxnIntent.decide_here, TxnResolve.failure_branch; docs/transactions.md).
+ * Rules that decide what an entry does must hold on every replica, so a member uses one only once every
+ * member of the group said it implements it.
  */
-export const APPLY_RULES = 1;
+export const PROPOSAL_FENCE_RULES = 1;
+export const DECIDE_AT_PREPARE_RULES = 2;
+export const APPLY_RULES = DECIDE_AT_PREPARE_RULES;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {
@@ -869,16 +875,24 @@ export class Member {
    */
   proposalTerm(groupId: number): number {
     const group = this.mustGroup(groupId);
-    return this.groupFencesProposals(group) ? group.node.term() : 0;
+    return this.groupImplements(group, PROPOSAL_FENCE_RULES) ? group.node.term() : 0;
   }
 
-  /** Whether every other member of the group said it skips entries at a term other than their fence's. */
-  private groupFencesProposals(group: RaftGroup): boolean {
+  /**
+   * Whether every member of the cluster said it implements apply rules `rules` (APPLY_RULES): then so
+   * does every replica of every group, whose members are all the cluster group's.
+   */
+  clusterImplements(rules: number): boolean {
+    return this.groupImplements(this.mustGroup(CLUSTER_GROUP_ID), rules);
+  }
+
+  /** Whether every other member of the group said it implements apply rules `rules`. */
+  private groupImplements(group: RaftGroup, rules: number): boolean {
     const sink = this.sink;
     if (sink?.peerApplyRules === undefined) return true;
     // On every write: Raft's own id lists, not confState()'s copies.
     for (const ids of [group.node.voters(), group.node.learners()]) {
-      for (const id of ids) if (id !== this.opts.memberId && sink.peerApplyRules(id) < APPLY_RULES) return false;
+      for (const id of ids) if (id !== this.opts.memberId && sink.peerApplyRules(id) < rules) return false;
     }
     return true;
   }

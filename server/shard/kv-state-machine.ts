@@ -18,11 +18,11 @@
 // put with a lease only if the entry names a generation the shard has not swept, and a `lease_sweep`
 // entry deletes the lease's keys there. A txn's reads on other shards arrive in the entry (txn-reads.ts).
 import type { ConfChange, ConfState, Entry } from '../raft/types.ts';
-import { MvccStore } from '../mvcc/store.ts';
+import { compareVerdict, MvccStore } from '../mvcc/store.ts';
 import { WatchHub } from '../mvcc/watch-hub.ts';
 import type { GroupStateMachine } from '../member/member.ts';
 import { LEASE_RECORD_PREFIX, LeaseStore } from '../lease/lease-store.ts';
-import { rangeOf, type MvccEvent } from '../mvcc/types.ts';
+import { rangeOf, type MvccEvent, type TxnResult } from '../mvcc/types.ts';
 import { decodeInternalRequest, revisionOf, type InternalRequest } from './request-codec.ts';
 import { deleteOpFromWire, num, putOpFromWire, txnOpFromWire } from '../etcd/convert.ts';
 import { ETCD_ERRORS, grpcError, type EtcdErrorSpec } from '../etcd/errors.ts';
@@ -32,7 +32,7 @@ import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type Alarm
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
-import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type RecoveryAnswer } from '../txn/shard-txn-table.ts';
+import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
 
@@ -689,21 +689,33 @@ export class KvStateMachine implements GroupStateMachine {
     // Older than the fence horizon: its fence here may have been dropped, so it may be a late prepare.
     if (Number(intent.priority ?? 0) < this.txns.fenceHorizon()) throw new RefusedRequest(TXN_TOO_OLD);
     const op = txnOpFromWire(intent.ops);
-    const expected = new Map((intent.expected ?? []).map((e) => [e.index, e]));
-    op.compare.forEach((c, i) => {
-      const now = this.store.comparePart(c);
-      const then = expected.get(i);
-      if (then === undefined || then.any !== now.any || then.ok !== now.ok) throw new RefusedRequest(TXN_CONFLICT);
-    });
-    const share = { compare: [], success: op.success, failure: [] };
-    const result = this.store.previewTxn(share, at);
+    const decideHere = intent.decide_here === true;
+    let result: TxnResult;
+    let comparesHeld = true;
+    if (decideHere) {
+      // The branch is the prepares' to decide: this shard's verdict (each of its compares lies wholly
+      // here) and both branches' shares dry-run on the state the commit will meet.
+      comparesHeld = op.compare.every((c) => compareVerdict(c, this.store.comparePart(c)));
+      const success = this.store.previewTxn({ compare: [], success: op.success, failure: [] }, at);
+      const failure = this.store.previewTxn({ compare: [], success: op.failure, failure: [] }, at);
+      result = { succeeded: comparesHeld, responses: [...success.responses, ...failure.responses] };
+    } else {
+      const expected = new Map((intent.expected ?? []).map((e) => [e.index, e]));
+      op.compare.forEach((c, i) => {
+        const now = this.store.comparePart(c);
+        const then = expected.get(i);
+        if (then === undefined || then.any !== now.any || then.ok !== now.ok) throw new RefusedRequest(TXN_CONFLICT);
+      });
+      result = this.store.previewTxn({ compare: [], success: op.success, failure: [] }, at);
+    }
     const prepared: PreparedTxn = {
       txnId: intent.txn_id,
       revision: at,
       primaryGroup: Number(intent.primary_group),
       participantGroups: (intent.participant_groups ?? []).map(Number),
-      ops: { compare: [], success: intent.ops.success ?? [], failure: [] },
+      ops: decideHere ? { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] } : { compare: [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
+      ...(decideHere ? { decideHere, comparesHeld } : {}),
       ...(intent.priority !== undefined && Number(intent.priority) > 0 ? { priority: Number(intent.priority) } : {}),
       ...(intent.lease_sweep ? { leaseSweep: { ID: String(intent.lease_sweep.ID), generation: String(intent.lease_sweep.generation), revoked_at: String(intent.lease_sweep.revoked_at ?? '0'), horizon: String(intent.lease_sweep.horizon ?? '0') } } : {}),
     };
@@ -744,55 +756,60 @@ export class KvStateMachine implements GroupStateMachine {
     if (!Number.isSafeInteger(at) || at < prepared.revision || (at <= this.appliedRevision() && !ownPrepare) || at <= this.store.currentRevision()) {
       throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's applied revision ${this.appliedRevision()} (prepared at ${prepared.revision})`);
     }
+    const failureBranch = r.failure_branch === true;
+    if (failureBranch && prepared.decideHere !== true) throw new Error(`invariant: txn ${r.txn_id} commits its failure branch on a shard whose prepare did not decide the branch`);
+    // The success branch needs every participant's compares to have held: here they did not.
+    if (!failureBranch && prepared.decideHere === true && prepared.comparesHeld === false) throw new Error(`invariant: txn ${r.txn_id} commits its success branch on a shard whose compares did not hold at its prepare`);
     this.txns.takePrepared(r.txn_id);
     // Its puts were checked at the prepare, on this same state (nothing was written here since).
     this.store.leaseExists = () => true;
     const s = prepared.leaseSweep;
     // A lease sweep's share: the generation's keys here, deleted at C (lease_sweep's rule, at C).
     const swept = s === undefined ? [] : (this.leases.sweep(s.ID, Number(s.generation), Number(s.revoked_at ?? 0), Number(s.horizon ?? 0)) ?? []);
-    const share = s === undefined ? txnOpFromWire(prepared.ops) : { compare: [], success: swept.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })), failure: [] };
+    const ops = failureBranch ? { compare: [], success: prepared.ops.failure ?? [], failure: [] } : { compare: [], success: prepared.ops.success ?? [], failure: [] };
+    const share = s === undefined ? txnOpFromWire(ops) : { compare: [], success: swept.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })), failure: [] };
     const out = this.store.txn(share, at);
     this.appliedRevisionValue = at;
     this.appliedRevisionDirty = true;
     this.publish(out.events, out.revision);
     // Every participant keeps the commit until the coordinator has them all forget it: a recoverer of
     // another participant may ask any of them, and only a record tells "committed" from "never prepared".
-    this.txns.recordDecision(prepared.txnId, 'committed', at, prepared.participantGroups);
+    this.txns.recordDecision(prepared.txnId, 'committed', at, prepared.participantGroups, undefined, failureBranch);
     this.revisionListener?.(at);
     this.txnsChanged();
     return { revision: at, result: out.result };
   }
 
   /**
-   * A recoverer's compare-and-set on a participant: committed (answered with C), prepared (answered with
-   * its P; aborted now instead if asked), or never prepared here — recorded aborted, so that its prepare,
-   * arriving late, is refused (answered with revision 0). The revision tells the three apart wherever the
-   * answer travels (a forwarded write's answer carries a txn's `succeeded` and the revision, nothing else).
+   * A recoverer's compare-and-set on a participant: committed (answered with C and its branch), prepared
+   * (answered with its P and, for a transaction whose prepares decide the branch, whether its compares
+   * held here; aborted now instead if asked), or never prepared here — recorded aborted, so that its
+   * prepare, arriving late, is refused (answered with revision 0).
    */
   private applyTxnRecover(req: InternalRequest & { txn_recover: NonNullable<Extract<InternalRequest, { txn_recover: unknown }>['txn_recover']> }): ApplyOutcome {
     const r = req.txn_recover;
     const priority = Number(r.priority ?? 0);
     const decision = this.txns.decisionOf(r.txn_id);
-    let answer: RecoveryAnswer;
+    const prepared = this.txns.getPrepared(r.txn_id);
+    let answer: TxnRecoveryResult = { state: 'aborted', failureBranch: false };
     let revision = 0;
     if (decision !== null) {
-      answer = decision.state;
-      if (decision.state === 'committed') revision = decision.revision;
-    } else if (this.txns.getPrepared(r.txn_id) === undefined) {
+      if (decision.state === 'committed') {
+        answer = { state: 'committed', failureBranch: decision.failureBranch === true };
+        revision = decision.revision;
+      }
+    } else if (prepared === undefined) {
       // A fence: its prepare, arriving late, is refused. Below the fence horizon the horizon refuses it.
       if (priority >= this.txns.fenceHorizon()) this.txns.recordDecision(r.txn_id, 'aborted', 0, undefined, priority);
-      answer = 'aborted';
     } else if (r.abort_pending) {
       this.txns.takePrepared(r.txn_id);
       this.txns.recordDecision(r.txn_id, 'aborted', 0, undefined, priority);
       this.txnsChanged();
-      answer = 'aborted';
     } else {
-      answer = 'pending';
-      revision = this.txns.getPrepared(r.txn_id)!.revision;
+      answer = { state: 'prepared', failureBranch: prepared.comparesHeld === false };
+      revision = prepared.revision;
     }
-    // Answered as a txn (forwarded writes carry txn results): succeeded means committed, at `revision`.
-    return { revision, result: { succeeded: answer === 'committed', responses: [] } };
+    return { revision, result: answer };
   }
 
   /** etcd's applyAlarm: an alarm of a member that is not (or no longer) in the cluster is ignored. */

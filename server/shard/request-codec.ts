@@ -48,6 +48,8 @@ export interface TxnIntentWire {
   lease_sweep?: LeaseSweep | null;
   /** The transaction's age (ms of its first attempt; lower is older): wait-die between prepares. */
   priority?: string;
+  /** The prepares decide the branch: compares evaluated here, both branches' shares dry-run (internal.proto). */
+  decide_here?: boolean;
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */
@@ -61,6 +63,8 @@ export interface TxnResolveWire {
   forget_txn_ids?: string[];
   /** Non-zero: the shard's fence horizon moves up to it (internal.proto). */
   fence_horizon_unix_ms?: string;
+  /** commit of a decide_here transaction: the failure branch's share (internal.proto). */
+  failure_branch?: boolean;
 }
 
 /** A recoverer's compare-and-set on the primary shard. */

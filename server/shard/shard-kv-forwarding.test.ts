@@ -12,7 +12,7 @@ import { rangeOf, type KeyValue, type TxnResult } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
 import { ShardPeerChannels, shardKvOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardKvOutcome } from './peer-shard-rpc.ts';
 import { DOWN_FOR_MS, ShardForwarder, candidateOrder, judgeAttempt } from './shard-forwarder.ts';
-import { shardKvAnswerFromWire, type ShardKvAnswer, type ShardKvRequest, type ShardKvResponseWire } from './shard-kv-wire.ts';
+import { shardKvAnswerFromWire, shardKvAnswerToWire, type ShardKvAnswer, type ShardKvRequest, type ShardKvResponseWire } from './shard-kv-wire.ts';
 
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
 
@@ -94,6 +94,19 @@ describe('ShardKv over gRPC', () => {
         request: { groupId: 6, deadlineMs, op: { kind: 'write', entry: new Uint8Array([1]), internal: true } },
         answer: { kind: 'done', revision: 3, raftTerm: 1, payload: { kind: 'nothing' }, leaderId: 0 },
       },
+      // txn_recover's answers: committed with the failure branch at C, prepared at P with a compare failing, aborted.
+      {
+        request: { groupId: 6, deadlineMs, op: { kind: 'write', entry: new Uint8Array([1]), internal: true } },
+        answer: { kind: 'done', revision: 2 ** 42, raftTerm: 1, payload: { kind: 'recovery', recovery: { state: 'committed', failureBranch: true } }, leaderId: 0 },
+      },
+      {
+        request: { groupId: 6, deadlineMs, op: { kind: 'write', entry: new Uint8Array([1]), internal: true } },
+        answer: { kind: 'done', revision: 17, raftTerm: 1, payload: { kind: 'recovery', recovery: { state: 'prepared', failureBranch: true } }, leaderId: 0 },
+      },
+      {
+        request: { groupId: 6, deadlineMs, op: { kind: 'write', entry: new Uint8Array([1]), internal: true } },
+        answer: { kind: 'done', revision: 0, raftTerm: 1, payload: { kind: 'recovery', recovery: { state: 'aborted', failureBranch: false } }, leaderId: 0 },
+      },
       { request: { groupId: 6, deadlineMs, op: { kind: 'lease-keys', leaseId: '1' } }, answer: { kind: 'not-hosted', leaderId: 2 ** 50 } },
       { request: { groupId: 6, deadlineMs, op: { kind: 'lease-keys', leaseId: '1' } }, answer: { kind: 'beyond-applied', applied: 44, leaderId: 0 } },
       {
@@ -129,6 +142,15 @@ describe('ShardKv over gRPC', () => {
     }
   });
 
+  it('a recovery answer also travels as the txn members built before TxnRecovery read (succeeded: committed)', () => {
+    const wire = shardKvAnswerToWire({ kind: 'done', revision: 9, raftTerm: 1, payload: { kind: 'recovery', recovery: { state: 'committed', failureBranch: false } }, leaderId: 0 });
+    expect(wire.done?.response).toMatchObject({ response_txn: { succeeded: true, responses: [] } });
+    const { txn_recovery: _new, ...older } = wire.done!;
+    // As proto-loader decodes it (the oneofs' names set), without the field an older member does not know.
+    const decoded = { ...wire, result: 'done' as const, done: { ...older, payload: 'response' as const, response: { response: 'response_txn' as const, ...older.response } } };
+    expect(shardKvAnswerFromWire(decoded)).toMatchObject({ payload: { kind: 'response', response: { type: 'txn', txn: { succeeded: true } } } });
+  });
+
   it('refuses malformed answers (unsafe integers, a status that is not an error, a missing payload)', () => {
     const done = (d: Partial<NonNullable<ShardKvResponseWire['done']>>): ShardKvResponseWire => ({ result: 'done', done: { revision: '1', raft_term: '1', payload: 'nothing', nothing: {}, ...d }, leader_id: '0' });
     expect(() => shardKvAnswerFromWire(done({ revision: '9007199254740993' }))).toThrow(/safe integer/);
@@ -137,6 +159,9 @@ describe('ShardKv over gRPC', () => {
     expect(() => shardKvAnswerFromWire({ result: 'error', error: { code: 0, message: 'ok?' }, leader_id: '0' })).toThrow(/not a gRPC error/);
     expect(() => shardKvAnswerFromWire({ result: 'error', error: { code: 17, message: '' }, leader_id: '0' })).toThrow(/not a gRPC error/);
     expect(() => shardKvAnswerFromWire({ leader_id: '0' })).toThrow(/known result/);
+    const recovery = (state: unknown): ShardKvResponseWire => ({ result: 'done', done: { revision: '1', raft_term: '1', payload: 'response', response: { response: 'response_txn', response_txn: { succeeded: false, responses: [] } }, txn_recovery: { state: state as 'ABORTED', failure_branch: false } }, leader_id: '0' });
+    expect(() => shardKvAnswerFromWire(recovery('DECIDED'))).toThrow(/not a recovery state/);
+    expect(shardKvAnswerFromWire(recovery('PREPARED'))).toMatchObject({ payload: { kind: 'recovery', recovery: { state: 'prepared', failureBranch: false } } });
     expect(() => shardKvAnswerFromWire({ result: 'done', done: { revision: '1', raft_term: '1', payload: 'response', response: { response: undefined } }, leader_id: '0' })).toThrow(/known response/);
   });
 

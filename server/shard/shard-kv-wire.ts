@@ -7,6 +7,7 @@
 import type { TxnRequest } from '../etcd/wire-types.ts';
 import type { KeyValue, RangeOp, RangeResult, ResponseOp, TxnResult } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
+import type { TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import {
   WireError,
   keyValueFromWire,
@@ -45,7 +46,9 @@ export type ShardKvPayload =
   | { readonly kind: 'range'; readonly result: RangeResult }
   | { readonly kind: 'response'; readonly response: ResponseOp }
   | { readonly kind: 'keys'; readonly keys: Buffer[] }
-  | { readonly kind: 'nothing' };
+  | { readonly kind: 'nothing' }
+  /** A txn_recover's answer (on the wire also as a txn whose `succeeded` says committed, for older members). */
+  | { readonly kind: 'recovery'; readonly recovery: TxnRecoveryResult };
 
 /** The host's answer. `leaderId`: the shard's leader as the host knows it (0 unknown). */
 export type ShardKvAnswer =
@@ -92,6 +95,7 @@ export interface ShardKvResponseWire {
     response?: ResponseOpWire | null;
     keys?: { keys: Buffer[] } | null;
     nothing?: Record<string, never> | null;
+    txn_recovery?: { state: 'ABORTED' | 'PREPARED' | 'COMMITTED' | number; failure_branch: boolean } | null;
   } | null;
   not_hosted?: Record<string, never> | null;
   beyond_applied?: { applied: Long64 } | null;
@@ -213,7 +217,12 @@ export function shardKvAnswerToWire(a: ShardKvAnswer): ShardKvResponseWire {
             ? { response: responseOpToWire(p.response) }
             : p.kind === 'keys'
               ? { keys: { keys: p.keys } }
-              : { nothing: {} };
+              : p.kind === 'recovery'
+                ? {
+                    response: responseOpToWire({ type: 'txn', txn: { succeeded: p.recovery.state === 'committed', responses: [] } }),
+                    txn_recovery: { state: RECOVERY_STATE_TO_WIRE[p.recovery.state], failure_branch: p.recovery.failureBranch },
+                  }
+                : { nothing: {} };
       return { done: { revision: a.revision, raft_term: a.raftTerm, ...payload }, leader_id };
     }
     case 'not-hosted':
@@ -223,6 +232,14 @@ export function shardKvAnswerToWire(a: ShardKvAnswer): ShardKvResponseWire {
     case 'error':
       return { error: { code: a.code, message: a.message }, leader_id };
   }
+}
+
+const RECOVERY_STATE_TO_WIRE = { aborted: 'ABORTED', prepared: 'PREPARED', committed: 'COMMITTED' } as const;
+
+function recoveryFromWire(w: NonNullable<NonNullable<ShardKvResponseWire['done']>['txn_recovery']>): TxnRecoveryResult {
+  const state = w.state === 'COMMITTED' || w.state === 2 ? 'committed' : w.state === 'PREPARED' || w.state === 1 ? 'prepared' : w.state === 'ABORTED' || w.state === 0 ? 'aborted' : null;
+  if (state === null) throw new WireError(`txn_recovery.state: ${String(w.state)} is not a recovery state`);
+  return { state, failureBranch: w.failure_branch === true };
 }
 
 export function shardKvAnswerFromWire(w: ShardKvResponseWire): ShardKvAnswer {
@@ -241,7 +258,7 @@ export function shardKvAnswerFromWire(w: ShardKvResponseWire): ShardKvAnswer {
           break;
         case 'response':
           if (!d.response) throw new WireError('done.response: missing');
-          payload = { kind: 'response', response: responseOpFromWire(d.response) };
+          payload = d.txn_recovery ? { kind: 'recovery', recovery: recoveryFromWire(d.txn_recovery) } : { kind: 'response', response: responseOpFromWire(d.response) };
           break;
         case 'keys':
           payload = { kind: 'keys', keys: (d.keys?.keys ?? []).map((k) => Buffer.from(k)) };
@@ -286,6 +303,6 @@ function responseOpWireBytes(op: ResponseOp): number {
 export function shardKvAnswerWireBytes(a: ShardKvAnswer): number {
   if (a.kind !== 'done') return 64 + (a.kind === 'error' ? Buffer.byteLength(a.message) : 0);
   const p = a.payload;
-  const payload = p.kind === 'range' ? rangeResultWireBytes(p.result) : p.kind === 'response' ? responseOpWireBytes(p.response) : p.kind === 'keys' ? p.keys.reduce((n, k) => n + k.length + 8, 0) : 0;
+  const payload = p.kind === 'range' ? rangeResultWireBytes(p.result) : p.kind === 'response' ? responseOpWireBytes(p.response) : p.kind === 'keys' ? p.keys.reduce((n, k) => n + k.length + 8, 0) : p.kind === 'recovery' ? 16 : 0;
   return 64 + payload;
 }

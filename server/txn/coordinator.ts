@@ -32,7 +32,7 @@ import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges } from '../routing/range-merge.ts';
 import { DeadlineError } from '../member/member.ts';
-import { TXN_NOT_PREPARED, type PreparedTxn } from './shard-txn-table.ts';
+import { TXN_NOT_PREPARED, type PreparedTxn, type TxnRecoveryResult } from './shard-txn-table.ts';
 import { ShardAdmission } from './shard-admission.ts';
 import { rankOf } from './wait-die.ts';
 
@@ -69,6 +69,11 @@ export interface CoordinatorDeps {
   admission?: ShardAdmission | null;
   /** Uniform in [0, 1): the jitter of retries after a conflict. */
   random(): number;
+  /**
+   * Whether every replica of every shard applies prepares that decide their branch (TxnIntent.decide_here:
+   * apply rules 2, member.ts). Absent: yes.
+   */
+  prepareMayDecide?(): boolean;
 }
 
 /** Attempts before the client is told to retry (each is also bounded by the client's deadline). */
@@ -136,10 +141,12 @@ export interface TxnCoordinatorStats {
   committed: number;
   /** Committed transactions a shard leader finished for a coordinator that vanished (finishCommitted). */
   finished: number;
+  /** Committed transactions whose prepares decided their branch (no read before them). */
+  decidedAtPrepare: number;
 }
 
 export function newTxnCoordinatorStats(): TxnCoordinatorStats {
-  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0 };
+  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0, decidedAtPrepare: 0 };
 }
 
 export class TxnCoordinator {
@@ -201,7 +208,7 @@ export class TxnCoordinator {
     return { txn: t, succeeded, nested };
   }
 
-  private async attempt(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number): Promise<TxnWriteOutcome> {
+  private async attempt(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number, mayDecideAtPrepare = true): Promise<TxnWriteOutcome> {
     // The branches, from the compares read at a fresh R0; each participant checks at its prepare that its
     // parts still evaluate the same (and then stay as they are until the transaction is resolved). Without
     // compares the branch is the success one, and R0 is needed only if it writes nothing. The chosen path's
@@ -212,12 +219,118 @@ export class TxnCoordinator {
     // changed by the very transaction it waited for, and spend an attempt (shard-admission.ts).
     const hasCompares = txnHasCompares(req);
     const admitted = hasCompares && txnMayWrite(req) ? await this.admit(this.groupsMaybeTouched(req), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
+    const decideAtPrepare = mayDecideAtPrepare && admitted !== null && this.prepareMayDecide(req);
     try {
-      return await this.attemptAdmitted(req, leases, deadlineMs, priority, hasCompares, admitted);
+      return decideAtPrepare ? await this.attemptDecidingAtPrepare(req, leases, deadlineMs, priority, admitted) : await this.attemptAdmitted(req, leases, deadlineMs, priority, hasCompares, admitted);
     } catch (err) {
       admitted?.();
+      // One of etcd's refusals from a share of either branch: only the chosen branch's may answer the
+      // client, so the branch is chosen first, as below, and the attempt made again.
+      if (decideAtPrepare && isRefusal(err)) return this.attempt(req, leases, deadlineMs, priority, false);
       throw err;
     }
+  }
+
+  /**
+   * Whether the prepares can decide `t`'s branch (attemptDecidingAtPrepare): no nested txns, and each
+   * compare wholly on one shard (that shard's prepare then evaluates it alone); and every replica applies
+   * such prepares.
+   */
+  private prepareMayDecide(t: TxnRequest): boolean {
+    if ([...(t.success ?? []), ...(t.failure ?? [])].some((w) => !!w.request_txn)) return false;
+    if (!(t.compare ?? []).every((c) => this.deps.groupsOfRange(c.key, c.range_end ?? Buffer.alloc(0)).length === 1)) return false;
+    return this.deps.prepareMayDecide?.() ?? true;
+  }
+
+  /**
+   * A txn with compares whose prepares decide its branch, with no read before them: each participant
+   * evaluates the compares on its shard and dry-runs its share of both branches at its prepare, on the
+   * state it keeps until the commit (a prepared shard writes nothing else). Every compare held → the
+   * success branch, else the failure branch: evaluated on every participant's state at C − 1, one
+   * snapshot, as `attemptAdmitted`'s reads at R0 and checks at P give, one read round sooner.
+   * Participants: every shard either branch or a compare touches.
+   */
+  private async attemptDecidingAtPrepare(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number, admitted: () => void): Promise<TxnWriteOutcome> {
+    const branches = { success: req.success ?? [], failure: req.failure ?? [] };
+    const order: number[] = [];
+    const add = (g: number): void => {
+      if (!order.includes(g)) order.push(g);
+    };
+    // Shards written first (the primary is the first), then those only read, as attemptAdmitted.
+    for (const w of [...branches.success, ...branches.failure]) for (const g of this.writtenGroups(w)) add(g);
+    for (const w of [...branches.success, ...branches.failure]) for (const g of this.touchedGroups(w)) add(g);
+    const compareGroup = (c: WireCompare): number => this.deps.groupOfKey(c.key);
+    for (const c of req.compare ?? []) add(compareGroup(c));
+    const plan = (ops: WireRequestOp[]): { shares: Map<number, WireRequestOp[]>; placements: OpPlacement[] } => {
+      const shares = new Map(order.map((g) => [g, [] as WireRequestOp[]]));
+      return { shares, placements: this.placeOps(ops, shares) };
+    };
+    const success = plan(branches.success);
+    const failure = plan(branches.failure);
+    const { C, prepared, failureBranch } = await this.twoPhase(
+      order,
+      (groupId) => {
+        const mine = success.shares.get(groupId)!;
+        const theirs = failure.shares.get(groupId)!;
+        const named = new Set([...mine, ...theirs].flatMap((w) => (w.request_put ? [String(w.request_put.lease ?? '0')] : [])));
+        const generations = leases.filter((g) => named.has(g.ID));
+        return {
+          intent: { ops: { compare: (req.compare ?? []).filter((c) => compareGroup(c) === groupId), success: mine, failure: theirs }, decide_here: true },
+          ...(generations.length > 0 ? { lease_generations: generations } : {}),
+        };
+      },
+      deadlineMs,
+      priority,
+      false,
+      admitted,
+      true,
+    );
+    this.stats.decidedAtPrepare++;
+    const chosen = failureBranch ? failure : success;
+    const shareResults = new Map<number, TxnResult>();
+    order.forEach((groupId, i) => {
+      const p = prepared[i];
+      const all = (p.result as TxnResult).responses;
+      const successCount = success.shares.get(groupId)!.length;
+      const responses = failureBranch ? all.slice(successCount) : all.slice(0, successCount);
+      shareResults.set(groupId, atRevision({ succeeded: true, responses }, p.revision, C));
+    });
+    const ops = failureBranch ? branches.failure : branches.success;
+    return { revision: C, result: { succeeded: !failureBranch, responses: ops.map((w, i) => this.stitch(w, chosen.placements[i], shareResults, [], C)) } };
+  }
+
+  /** The shards a put or delete writes (none for a range). */
+  private writtenGroups(w: WireRequestOp): number[] {
+    if (w.request_put) return [this.deps.groupOfKey(w.request_put.key)];
+    if (w.request_delete_range) return this.deps.groupsOfRange(w.request_delete_range.key, w.request_delete_range.range_end ?? Buffer.alloc(0));
+    return [];
+  }
+
+  /** The shards an op touches. */
+  private touchedGroups(w: WireRequestOp): number[] {
+    if (w.request_range) return this.deps.groupsOfRange(w.request_range.key, w.request_range.range_end ?? Buffer.alloc(0));
+    return this.writtenGroups(w);
+  }
+
+  /**
+   * Each op of a flat list appended to the share of every shard it touches that has one in `shares`
+   * (a participant); the shards without one are read at C − 1 instead (`readsAt`).
+   */
+  private placeOps(wireOps: readonly WireRequestOp[], shares: Map<number, WireRequestOp[]>): OpPlacement[] {
+    return wireOps.map((w) => {
+      const placement: OpPlacement = { shares: [], readsAt: [] };
+      let shareOp: WireRequestOp = w;
+      if (w.request_range) {
+        // As shardRangeRequest: a value sort needs the values, even for a keys-only answer.
+        if (w.request_range.keys_only && String(w.request_range.sort_target) === 'VALUE') shareOp = { request_range: { ...w.request_range, keys_only: false } };
+      } else if (!w.request_put && !w.request_delete_range) throw grpcError(ETCD_ERRORS.KEY_NOT_FOUND); // an empty RequestOp (validate.ts refuses it first)
+      for (const g of this.touchedGroups(w)) {
+        const list = shares.get(g);
+        if (list !== undefined) placement.shares.push({ groupId: g, index: list.push(shareOp) - 1 });
+        else placement.readsAt.push(g);
+      }
+      return placement;
+    });
   }
 
   /** Every shard a txn's compares or ops may touch, on either branch at every level. */
@@ -262,33 +375,13 @@ export class TxnCoordinator {
       }
       return list;
     };
-    for (const w of wireOps) {
-      if (w.request_put) share(this.deps.groupOfKey(w.request_put.key));
-      else if (w.request_delete_range) for (const g of this.deps.groupsOfRange(w.request_delete_range.key, w.request_delete_range.range_end ?? Buffer.alloc(0))) share(g);
-    }
+    for (const w of wireOps) for (const g of this.writtenGroups(w)) share(g);
     const writers = order.length;
     if (writers > 0) {
-      for (const w of wireOps) if (w.request_range) for (const g of this.deps.groupsOfRange(w.request_range.key, w.request_range.range_end ?? Buffer.alloc(0))) share(g);
+      for (const w of wireOps) for (const g of this.touchedGroups(w)) share(g);
       for (const c of compares) for (const g of c.parts.keys()) share(g);
     }
-    const placements: OpPlacement[] = wireOps.map((w) => {
-      const placement: OpPlacement = { shares: [], readsAt: [] };
-      let touched: number[];
-      let shareOp: WireRequestOp = w;
-      if (w.request_put) touched = [this.deps.groupOfKey(w.request_put.key)];
-      else if (w.request_delete_range) touched = this.deps.groupsOfRange(w.request_delete_range.key, w.request_delete_range.range_end ?? Buffer.alloc(0));
-      else if (w.request_range) {
-        touched = this.deps.groupsOfRange(w.request_range.key, w.request_range.range_end ?? Buffer.alloc(0));
-        // As shardRangeRequest: a value sort needs the values, even for a keys-only answer.
-        if (w.request_range.keys_only && String(w.request_range.sort_target) === 'VALUE') shareOp = { request_range: { ...w.request_range, keys_only: false } };
-      } else throw grpcError(ETCD_ERRORS.KEY_NOT_FOUND); // an empty RequestOp (validate.ts refuses it first)
-      for (const g of touched) {
-        const list = shares.get(g);
-        if (list !== undefined) placement.shares.push({ groupId: g, index: list.push(shareOp) - 1 });
-        else placement.readsAt.push(g);
-      }
-      return placement;
-    });
+    const placements = this.placeOps(wireOps, shares);
 
     // Nothing to write: the compares and ranges at R0 are one snapshot.
     if (writers === 0) {
@@ -366,13 +459,14 @@ export class TxnCoordinator {
     priority: number,
     resolveAllFirst: boolean,
     admitted: (() => void) | null = null,
-  ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
+    decideHere = false,
+  ): Promise<Committed> {
     const txnId = this.deps.newTxnId();
     // No prepare leaves while another transaction of this member holds one of these shards
     // (shard-admission.ts); `admitted` when the caller took them already (a superset of `order`).
     const release = admitted ?? (await this.admit(order, priority, txnId, deadlineMs));
     try {
-      return await this.prepareAndCommit(txnId, order, shareOf, deadlineMs, priority, resolveAllFirst, release);
+      return await this.prepareAndCommit(txnId, order, shareOf, deadlineMs, priority, resolveAllFirst, release, decideHere);
     } catch (err) {
       release();
       throw err;
@@ -388,7 +482,8 @@ export class TxnCoordinator {
     priority: number,
     resolveAllFirst: boolean,
     release: () => void,
-  ): Promise<{ C: number; prepared: TxnWriteOutcome[] }> {
+    decideHere: boolean,
+  ): Promise<Committed> {
     // Whole milliseconds: int64 on the wire (a fraction would be misread, as digits, not refused).
     const intentDeadline = Math.floor(Math.min(deadlineMs, Date.now() + INTENT_TTL_MS));
     const settled = await Promise.allSettled(
@@ -405,8 +500,10 @@ export class TxnCoordinator {
         );
       }),
     );
-    if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled, priority);
+    if (settled.some((p) => p.status === 'rejected')) return this.failedPrepare(txnId, order, settled, priority, decideHere);
     const prepared = settled.map((p) => (p as PromiseFulfilledResult<TxnWriteOutcome>).value);
+    // Prepares that decide the branch: the success branch only if every participant's compares held.
+    const failureBranch = prepared.some((p) => preparedFailureBranch(p, decideHere));
     if (this.deps.pauseBeforeDecisionMs > 0) await new Promise((r) => setTimeout(r, this.deps.pauseBeforeDecisionMs));
     // Committed: every participant prepared. C: the highest prepare's revision. It is the transaction's
     // own (the oracle handed it to that prepare alone), above every other participant's prepare, and
@@ -418,14 +515,14 @@ export class TxnCoordinator {
     // shard's leader proposes a resolution ahead of anything stamped after it arrived, and may hold it
     // back until then (shard-write-path.ts), so waiting here for it to apply would hold the next
     // transaction for nothing.
-    const resolved = this.resolveAll(txnId, true, C, order).then((all) => {
+    const resolved = this.resolveAll(txnId, true, C, order, failureBranch).then((all) => {
       // The records may go only once every participant resolved (a recoverer may still ask any of them).
       if (all) this.forgetLater(txnId, order);
       return all;
     });
     release();
     if (resolveAllFirst && !(await resolved)) throw new DeadlineError('cross-shard resolution');
-    return { C, prepared };
+    return { C, prepared, failureBranch };
   }
 
   /**
@@ -436,7 +533,7 @@ export class TxnCoordinator {
    * transaction is settled as a recoverer would (`settle`): committed if every participant turns out
    * prepared — the client then hears that the outcome is unknown, as etcd's timeout says —, else aborted.
    */
-  private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>, priority: number): Promise<never> {
+  private async failedPrepare(txnId: string, order: number[], settled: Array<PromiseSettledResult<TxnWriteOutcome>>, priority: number, decideHere: boolean): Promise<never> {
     this.stats.aborts++;
     const failed = settled.find((p): p is PromiseRejectedResult => p.status === 'rejected')!;
     const rejected = settled.filter((p): p is PromiseRejectedResult => p.status === 'rejected');
@@ -445,10 +542,10 @@ export class TxnCoordinator {
       await this.resolveAll(txnId, false, 0, order.filter((_, i) => settled[i].status === 'fulfilled'));
       throw refused.reason;
     }
-    const prepared = new Map<number, number>();
+    const prepared = new Map<number, KnownPrepared>();
     order.forEach((g, i) => {
       const p = settled[i];
-      if (p.status === 'fulfilled') prepared.set(g, p.value.revision);
+      if (p.status === 'fulfilled') prepared.set(g, { revision: p.value.revision, failureBranch: preparedFailureBranch(p.value, decideHere) });
     });
     const outcome = await this.settle(txnId, order, prepared, priority).catch(() => null);
     if (outcome?.state === 'committed') throw grpcError(ETCD_ERRORS.TIMEOUT);
@@ -503,26 +600,27 @@ export class TxnCoordinator {
    * the highest P, as the coordinator would); else aborted. Then resolves every participant that may
    * still hold it. `known`: participants known prepared, with their P.
    */
-  private async settle(txnId: string, participants: number[], known: Map<number, number>, priority: number): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
+  private async settle(txnId: string, participants: number[], known: Map<number, KnownPrepared>, priority: number): Promise<{ state: 'committed' | 'aborted'; revision: number }> {
     this.stats.recoveries++;
     const asked = participants.filter((g) => !known.has(g));
-    const answers: ReadonlyArray<{ state: 'committed' | 'prepared' | 'aborted'; revision: number }> = await Promise.all(
+    const answers = await Promise.all(
       asked.map(async (g) => {
         // The transaction's age goes with the fence this may lay (it goes once the shard's horizon passes it).
         const out = await this.deps.propose(g, { txn_recover: { txn_id: txnId, abort_pending: false, priority: String(Math.floor(priority)) } }, RESOLVE_TIMEOUT_MS, true);
-        // Answered as a txn: succeeded → committed at the revision; else prepared at it, or aborted (0).
-        const committed = (out.result as TxnResult | null)?.succeeded === true;
-        return { state: committed ? 'committed' : out.revision > 0 ? 'prepared' : 'aborted', revision: out.revision } as const;
+        return { ...recoveryOf(out), revision: out.revision };
       }),
     );
     const committed = answers.find((a) => a.state === 'committed');
-    let outcome: { state: 'committed' | 'aborted'; revision: number };
-    if (committed !== undefined) outcome = { state: 'committed', revision: committed.revision };
-    else if (answers.every((a) => a.state === 'prepared')) outcome = { state: 'committed', revision: Math.max(...known.values(), ...answers.map((a) => a.revision)) };
-    else outcome = { state: 'aborted', revision: 0 };
+    let outcome: { state: 'committed' | 'aborted'; revision: number; failureBranch: boolean };
+    if (committed !== undefined) outcome = { state: 'committed', revision: committed.revision, failureBranch: committed.failureBranch };
+    else if (answers.every((a) => a.state === 'prepared')) {
+      // As the coordinator would: at the highest P, the success branch only if every participant's compares held.
+      const all = [...known.values(), ...answers];
+      outcome = { state: 'committed', revision: Math.max(...all.map((a) => a.revision)), failureBranch: all.some((a) => a.failureBranch) };
+    } else outcome = { state: 'aborted', revision: 0, failureBranch: false };
     // Those with a record (resolved, or fenced just now) hold nothing to resolve.
     const holding = participants.filter((g) => known.has(g) || answers[asked.indexOf(g)].state === 'prepared');
-    const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, holding);
+    const all = await this.resolveAll(txnId, outcome.state === 'committed', outcome.revision, holding, outcome.failureBranch);
     if (all && outcome.state === 'committed') this.forgetLater(txnId, participants);
     return outcome;
   }
@@ -531,11 +629,17 @@ export class TxnCoordinator {
    * Resolves the transaction on `groups` (commit: at revision C), each resolve carrying the forgets
    * waiting for its shard; whether every one answered.
    */
-  private async resolveAll(txnId: string, commit: boolean, revision: number, groups: number[]): Promise<boolean> {
+  private async resolveAll(txnId: string, commit: boolean, revision: number, groups: number[], failureBranch = false): Promise<boolean> {
     const answers = await Promise.all(
       groups.map((g) => {
         const forget = this.takeForgets(g);
-        const resolve = { txn_id: txnId, commit, ...(commit ? { revision: String(revision) } : {}), ...(forget.length > 0 ? { forget_txn_ids: forget } : {}) };
+        const resolve = {
+          txn_id: txnId,
+          commit,
+          ...(commit ? { revision: String(revision) } : {}),
+          ...(commit && failureBranch ? { failure_branch: true } : {}),
+          ...(forget.length > 0 ? { forget_txn_ids: forget } : {}),
+        };
         return this.deps.propose(g, { txn_resolve: resolve }, RESOLVE_TIMEOUT_MS, true).then(
           () => true,
           () => {
@@ -610,10 +714,10 @@ export class TxnCoordinator {
    * committed transaction (every participant prepared) can only mean it resolved — then has them all
    * forget it. Whether every participant answered.
    */
-  async finishCommitted(txnId: string, revision: number, participants: readonly number[]): Promise<boolean> {
+  async finishCommitted(txnId: string, revision: number, participants: readonly number[], failureBranch = false): Promise<boolean> {
     const answers = await Promise.all(
       participants.map((g) =>
-        this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, revision: String(revision) } }, RESOLVE_TIMEOUT_MS, true).then(
+        this.deps.propose(g, { txn_resolve: { txn_id: txnId, commit: true, revision: String(revision), ...(failureBranch ? { failure_branch: true } : {}) } }, RESOLVE_TIMEOUT_MS, true).then(
           () => true,
           (err: unknown) => isNotPrepared(err),
         ),
@@ -633,8 +737,36 @@ export class TxnCoordinator {
    */
   async recoverPrepared(p: PreparedTxn, groupId: number): Promise<void> {
     const participants = p.participantGroups.includes(groupId) ? [...p.participantGroups] : [...p.participantGroups, groupId];
-    await this.settle(p.txnId, participants, new Map([[groupId, p.revision]]), p.priority ?? 0);
+    await this.settle(p.txnId, participants, new Map([[groupId, { revision: p.revision, failureBranch: p.comparesHeld === false }]]), p.priority ?? 0);
   }
+}
+
+/** A committed transaction: its revision, each participant's prepare, and whether it took the failure branch. */
+interface Committed {
+  C: number;
+  prepared: TxnWriteOutcome[];
+  failureBranch: boolean;
+}
+
+/** A participant known prepared: its P, and whether its compares failed there (prepares that decide the branch). */
+interface KnownPrepared {
+  revision: number;
+  failureBranch: boolean;
+}
+
+/** Whether a prepare that decides the branch found a compare of its shard failing (its result's `succeeded`). */
+function preparedFailureBranch(p: TxnWriteOutcome, decideHere: boolean): boolean {
+  return decideHere && (p.result as TxnResult | null)?.succeeded === false;
+}
+
+/**
+ * A txn_recover's answer. A member built before TxnRecoveryResult answered as a txn whose `succeeded`
+ * says committed, else prepared at a positive revision, else aborted; it never decides at prepares.
+ */
+function recoveryOf(out: TxnWriteOutcome): TxnRecoveryResult {
+  const r = out.result as (Partial<TxnRecoveryResult> & { succeeded?: unknown }) | null;
+  if (r !== null && typeof r.state === 'string') return { state: r.state, failureBranch: r.failureBranch === true };
+  return { state: r?.succeeded === true ? 'committed' : out.revision > 0 ? 'prepared' : 'aborted', failureBranch: false };
 }
 
 /** A txn on the chosen path: the branch its compares chose, and the nested txns of that branch by op index. */
@@ -658,7 +790,7 @@ interface TxnShape {
 
 /** What one participant's prepare carries. */
 interface ParticipantShare {
-  intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep'>;
+  intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep' | 'decide_here'>;
   lease_generations?: LeaseGeneration[];
 }
 

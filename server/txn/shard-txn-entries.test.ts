@@ -7,10 +7,10 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../raft/types.ts';
-import { rangeOf } from '../mvcc/types.ts';
+import { rangeOf, type TxnResult } from '../mvcc/types.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { persistedRecords } from '../shard/test-helpers.ts';
-import { decodeInternalRequest, encodeInternalRequest, type InternalRequest } from '../shard/request-codec.ts';
+import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type TxnIntentWire } from '../shard/request-codec.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -84,7 +84,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     sm.apply(entry(recover('x1', again.seq)));
     const answer = await again.outcome;
     expect(answer.revision).toBe(12);
-    expect(answer.result).toMatchObject({ succeeded: true });
+    expect(answer.result).toEqual({ state: 'committed', failureBranch: false });
     sm.apply(entry(forget('x1')));
     expect(sm.txns.decisionOf('x1')).toBeNull();
   });
@@ -114,7 +114,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     sm.apply(entry(intent('f2', 12, [putOp('b', '1')])));
     const asked = sm.track();
     sm.apply(entry({ ...recover('f2', asked.seq), txn_recover: { txn_id: 'f2', abort_pending: false } }));
-    expect((await asked.outcome).revision).toBe(12); // prepared: its P
+    expect(await asked.outcome).toEqual({ revision: 12, result: { state: 'prepared', failureBranch: false } }); // prepared: its P
     sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'f2', commit: true, revision: '12', forget_txn_ids: ['f1'] } }));
     expect(sm.txns.decisionOf('f1')).toBeNull();
     // Forgotten: a finisher's resolve is answered "not prepared" (for a committed transaction: resolved).
@@ -125,7 +125,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     const fenced = sm.track();
     sm.apply(entry({ ...recover('f3', fenced.seq), txn_recover: { txn_id: 'f3', abort_pending: false } }));
     const answer = await fenced.outcome;
-    expect([answer.revision, (answer.result as { succeeded: boolean }).succeeded]).toEqual([0, false]);
+    expect([answer.revision, answer.result]).toEqual([0, { state: 'aborted', failureBranch: false }]);
     expect(sm.txns.decisionOf('f3')).toMatchObject({ state: 'aborted' });
   });
 
@@ -145,7 +145,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     sm.apply(entry(intent('x3', 4, [putOp('p', '1')])));
     const r = sm.track();
     sm.apply(entry(recover('x3', r.seq)));
-    expect((await r.outcome).result).toMatchObject({ succeeded: false });
+    expect((await r.outcome).result).toEqual({ state: 'aborted', failureBranch: false });
     const late = sm.track();
     sm.apply(entry(commit('x3', 6, late.seq)));
     await expect(late.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('not prepared') });
@@ -153,7 +153,7 @@ describe('a cross-shard transaction on one shard replica', () => {
     // Never prepared here at all: recorded aborted, and its prepare, arriving late, is refused.
     const none = sm.track();
     sm.apply(entry(recover('x4', none.seq)));
-    expect((await none.outcome).result).toMatchObject({ succeeded: false });
+    expect((await none.outcome).result).toEqual({ state: 'aborted', failureBranch: false });
     const lateIntent = sm.track();
     sm.apply(entry(intent('x4', 12, [putOp('q', '1')], lateIntent.seq)));
     await expect(lateIntent.outcome).rejects.toMatchObject({ code: 10 });
@@ -173,6 +173,59 @@ describe('a cross-shard transaction on one shard replica', () => {
     sm.apply(entry(intent('x11', 8, [putOp('d', '1')], stale.seq, { compare, expected: [{ index: 0, any: true, ok: true }] })));
     await expect(stale.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('compares changed') });
     expect(sm.txns.preparedCount()).toBe(0);
+  });
+
+  it('a prepare that decides the branch: its compares evaluated here, both shares dry-run; the resolution names the branch', async () => {
+    const decide = (txnId: string, revision: number, seq: string, compare: TxnRequest['compare'], success: WireRequestOp[], failure: WireRequestOp[]): InternalRequest => {
+      const base = intent(txnId, revision, success, seq, { compare });
+      const i = (base as { txn_intent: TxnIntentWire }).txn_intent;
+      return { ...base, txn_intent: { ...i, ops: { ...i.ops, failure }, decide_here: true } } as InternalRequest;
+    };
+    const sm = shard(4);
+    sm.apply(entry(put('c', 'seen', 3)));
+    const held = [{ result: 'EQUAL', target: 'VALUE', key: b('c'), value: b('seen'), target_union: 'value', range_end: b('') }] as unknown as TxnRequest['compare'];
+    const failing = [{ result: 'EQUAL', target: 'VALUE', key: b('c'), value: b('other'), target_union: 'value', range_end: b('') }] as unknown as TxnRequest['compare'];
+    const rangeC: WireRequestOp = { request_range: { key: b('c') } } as WireRequestOp;
+
+    // Compares that hold: succeeded, the success share's responses first, then the failure share's.
+    const t1 = sm.track();
+    sm.apply(entry(decide('d1', 5, t1.seq, held, [putOp('s', '1', true)], [rangeC, putOp('f', '1')])));
+    const p1 = await t1.outcome;
+    expect(p1.revision).toBe(5);
+    expect((p1.result as TxnResult).succeeded).toBe(true);
+    expect((p1.result as TxnResult).responses.map((r) => r.type)).toEqual(['put', 'range', 'put']);
+    expect(sm.txns.getPrepared('d1')).toMatchObject({ decideHere: true, comparesHeld: true });
+    // What a recoverer hears while it is prepared: P, and that its compares held here.
+    const asked = sm.track();
+    sm.apply(entry({ proposer: '1', seq: asked.seq, txn_recover: { txn_id: 'd1', abort_pending: false } }));
+    expect(await asked.outcome).toEqual({ revision: 5, result: { state: 'prepared', failureBranch: false } });
+    // Another participant's compare failed: the coordinator commits the failure branch everywhere.
+    sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'd1', commit: true, revision: '7', failure_branch: true } }));
+    expect(value(sm, 'f')).toEqual({ value: '1', mod: 7 });
+    expect(value(sm, 's')).toBeNull();
+    expect(sm.txns.decisionOf('d1')).toMatchObject({ state: 'committed', revision: 7, failureBranch: true });
+    const later = sm.track();
+    sm.apply(entry({ proposer: '1', seq: later.seq, txn_recover: { txn_id: 'd1', abort_pending: false } }));
+    expect(await later.outcome).toEqual({ revision: 7, result: { state: 'committed', failureBranch: true } });
+    expect(new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 4 }).txns.decisionOf('d1')).toEqual(sm.txns.decisionOf('d1'));
+
+    // A compare failing here: not succeeded; the prepared record (kept over a restart) says so.
+    const t2 = sm.track();
+    sm.apply(entry(decide('d2', 9, t2.seq, failing, [putOp('s', '2')], [putOp('f', '2')])));
+    expect(((await t2.outcome).result as TxnResult).succeeded).toBe(false);
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 4 });
+    expect(restarted.txns.getPrepared('d2')).toMatchObject({ decideHere: true, comparesHeld: false, ops: { compare: [{ key: b('c') }], failure: [{ request_put: { key: b('f') } }] } });
+    const asked2 = sm.track();
+    sm.apply(entry({ proposer: '1', seq: asked2.seq, txn_recover: { txn_id: 'd2', abort_pending: false } }));
+    expect(await asked2.outcome).toEqual({ revision: 9, result: { state: 'prepared', failureBranch: true } });
+    // Its success branch here would break atomicity: a broken invariant, loudly.
+    expect(() => sm.apply(entry(commit('d2', 9)))).toThrow(/invariant: txn d2 commits its success branch on a shard whose compares did not hold/);
+    sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'd2', commit: true, revision: '9', failure_branch: true } }));
+    expect(value(sm, 'f')).toEqual({ value: '2', mod: 9 });
+
+    // A failure branch for a prepare that did not decide the branch is a broken invariant too.
+    sm.apply(entry(intent('d3', 11, [putOp('s', '3')])));
+    expect(() => sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'd3', commit: true, revision: '11', failure_branch: true } }))).toThrow(/invariant: txn d3 commits its failure branch/);
   });
 
   it('a refused prepare fails its proposer and changes nothing; a second prepare while one waits is a broken invariant', async () => {

@@ -42,7 +42,10 @@ export interface PreparedTxn {
   readonly revision: number;
   readonly primaryGroup: number;
   readonly participantGroups: readonly number[];
-  /** This shard's share of the chosen branch (no compares, no nested txns). */
+  /**
+   * This shard's share of the chosen branch in `success` (no compares, no nested txns); when `decideHere`,
+   * its compares in `compare` and its shares of both branches in `success` and `failure`.
+   */
   readonly ops: TxnRequest;
   /** Wall-clock ms after which a recoverer may abort it while it is undecided. */
   readonly deadlineUnixMs: number;
@@ -50,6 +53,10 @@ export interface PreparedTxn {
   readonly leaseSweep?: PreparedLeaseSweep;
   /** The transaction's age (ms of its first attempt; 0 when its prepare carried none): wait-die. */
   readonly priority?: number;
+  /** The prepares decide the branch (TxnIntent.decide_here): `comparesHeld` is this shard's verdict. */
+  readonly decideHere?: boolean;
+  /** decideHere: whether every compare of this shard held at the prepare (absent: true). */
+  readonly comparesHeld?: boolean;
 }
 
 export interface DecidedTxn {
@@ -65,10 +72,19 @@ export interface DecidedTxn {
   readonly participantGroups?: readonly number[];
   /** Aborted: the transaction's age (its priority; 0 when unknown): the fence goes once the horizon passes it. */
   readonly priority?: number;
+  /** Committed with the failure branch's shares (a decideHere transaction whose compares did not all hold). */
+  readonly failureBranch?: boolean;
 }
 
-/** What the primary answers a recoverer (txn_recover). */
-export type RecoveryAnswer = 'committed' | 'aborted' | 'pending';
+/**
+ * What a participant answers a recoverer (txn_recover), with the answer's revision (C, P or 0).
+ * `failureBranch`: committed — with the failure branch's shares; prepared — a decideHere transaction
+ * whose compares did not all hold here (so it can only commit with the failure branch).
+ */
+export interface TxnRecoveryResult {
+  readonly state: 'committed' | 'prepared' | 'aborted';
+  readonly failureBranch: boolean;
+}
 
 interface StoredPrepared {
   txnId: string;
@@ -80,6 +96,8 @@ interface StoredPrepared {
   deadlineUnixMs: number;
   leaseSweep?: PreparedLeaseSweep;
   priority?: number;
+  decideHere?: boolean;
+  comparesHeld?: boolean;
 }
 
 /** How the table stores its ops: the caller's codec for etcdserverpb.TxnRequest. */
@@ -178,13 +196,14 @@ export class ShardTxnTable {
   }
 
   /** The primary's record of a decision. */
-  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number, participantGroups?: readonly number[], priority?: number): void {
+  recordDecision(txnId: string, state: 'committed' | 'aborted', revision: number, participantGroups?: readonly number[], priority?: number, failureBranch = false): void {
     const d: DecidedTxn = {
       txnId,
       state,
       revision,
       ...(participantGroups !== undefined ? { participantGroups: [...participantGroups] } : {}),
       ...(priority !== undefined && priority > 0 ? { priority } : {}),
+      ...(failureBranch ? { failureBranch: true } : {}),
     };
     this.decided.set(txnId, d);
     this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: Buffer.from(JSON.stringify(d)) });

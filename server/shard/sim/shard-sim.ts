@@ -298,7 +298,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
                 if (prepared !== undefined) {
                   txn = { txnId: prepared.txnId, txnStep: req.txn_resolve.commit ? 'commit' : 'abort', ...(req.txn_resolve.commit ? { txnRevision: Number(req.txn_resolve.revision ?? 0) } : {}) };
                   if (req.txn_resolve.commit) {
-                    put = prepared.ops.success.find((op) => op.request_put)?.request_put ?? null;
+                    const share = req.txn_resolve.failure_branch === true ? (prepared.ops.failure ?? []) : prepared.ops.success;
+                    put = share.find((op) => op.request_put)?.request_put ?? null;
                     writeRevision = Number(req.txn_resolve.revision ?? 0);
                   }
                 }
@@ -393,6 +394,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         // One member's coordinators admit their transactions to shards first, as every real member's do
         // (txn/shard-admission.ts); the others send prepares at once, for the most concurrent prepares.
         ...(m.id === ids[0] ? {} : { admission: null }),
+        // One member's coordinators choose the branch before the prepares (reads at R0), the others'
+        // prepares decide it (TxnIntent.decide_here): both protocols run side by side on the same shards.
+        prepareMayDecide: () => m.id !== ids[2],
         freshRevision: async (deadlineMs) => (await oracle.next(1, deadlineMs)).last,
         groupOfKey: (key) => slotMap.shardOf(slotOf(key)) + 1,
         groupsOfRange: (key, rangeEnd) => slotMap.shardsOfRange(key, rangeEnd).shards.map((i) => i + 1),
@@ -767,7 +771,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         for (const d of inc.kv.get(g)!.txns.committedTxns()) {
           if (finishing.has(d.txnId)) continue;
           finishing.add(d.txnId);
-          clock.runAs(inc.owner, () => coordinator.finishCommitted(d.txnId, d.revision, d.participantGroups ?? [])).then(
+          clock.runAs(inc.owner, () => coordinator.finishCommitted(d.txnId, d.revision, d.participantGroups ?? [], d.failureBranch === true)).then(
             () => finishing.delete(d.txnId),
             () => finishing.delete(d.txnId),
           );
