@@ -110,6 +110,11 @@ export interface KvStateMachineOptions {
   groupId?: number;
   /** TEST-ONLY (the member simulation's mutation check): apply fenced entries at any term. Never set in production. */
   unsafeIgnoreProposalFence?: boolean;
+  /**
+   * TEST-ONLY (the shard simulation's mutation check): a prepare that decides its transaction's branch says
+   * its compares held whatever they evaluate to. Never set in production.
+   */
+  unsafeDecideIgnoringCompares?: boolean;
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
@@ -163,6 +168,8 @@ export class KvStateMachine implements GroupStateMachine {
   staleProposalsSkipped = 0;
   /** KvStateMachineOptions.unsafeIgnoreProposalFence. */
   private readonly unsafeIgnoreProposalFence: boolean;
+  /** KvStateMachineOptions.unsafeDecideIgnoringCompares. */
+  private readonly unsafeDecideIgnoringCompares: boolean;
   /**
    * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
    * incarnation of this member: entries it proposed before a crash can still be applied after the
@@ -225,6 +232,7 @@ export class KvStateMachine implements GroupStateMachine {
   ) {
     this.sharded = options.sharded === true;
     this.unsafeIgnoreProposalFence = options.unsafeIgnoreProposalFence === true;
+    this.unsafeDecideIgnoringCompares = options.unsafeDecideIgnoringCompares === true;
     this.leaseSweeps = options.leaseSweeps === true;
     this.groupId = options.groupId ?? 0;
     this.memberIdText = String(memberId);
@@ -695,7 +703,7 @@ export class KvStateMachine implements GroupStateMachine {
     if (decideHere) {
       // The branch is the prepares' to decide: this shard's verdict (each of its compares lies wholly
       // here) and both branches' shares dry-run on the state the commit will meet.
-      comparesHeld = op.compare.every((c) => compareVerdict(c, this.store.comparePart(c)));
+      comparesHeld = this.unsafeDecideIgnoringCompares || op.compare.every((c) => compareVerdict(c, this.store.comparePart(c)));
       const success = this.store.previewTxn({ compare: [], success: op.success, failure: [] }, at);
       const failure = this.store.previewTxn({ compare: [], success: op.failure, failure: [] }, at);
       result = { succeeded: comparesHeld, responses: [...success.responses, ...failure.responses] };

@@ -232,13 +232,22 @@ export class TxnCoordinator {
   }
 
   /**
-   * Whether the prepares can decide `t`'s branch (attemptDecidingAtPrepare): no nested txns, and each
-   * compare wholly on one shard (that shard's prepare then evaluates it alone); and every replica applies
-   * such prepares.
+   * Whether the prepares should decide `t`'s branch (attemptDecidingAtPrepare): no nested txns; each
+   * compare wholly on one shard (that shard's prepare then evaluates it alone); one branch's shards
+   * (with the compares') among the other's, so that holding both branches' shards holds no more than
+   * one branch would (a compare-and-swap whose failure branch reads or writes the same keys; a txn whose
+   * branches write different shards freezes fewer when its branch is chosen first); and every replica
+   * applies such prepares.
    */
   private prepareMayDecide(t: TxnRequest): boolean {
-    if ([...(t.success ?? []), ...(t.failure ?? [])].some((w) => !!w.request_txn)) return false;
-    if (!(t.compare ?? []).every((c) => this.deps.groupsOfRange(c.key, c.range_end ?? Buffer.alloc(0)).length === 1)) return false;
+    const success = t.success ?? [];
+    const failure = t.failure ?? [];
+    if ([...success, ...failure].some((w) => !!w.request_txn)) return false;
+    const compareGroups = (t.compare ?? []).map((c) => this.deps.groupsOfRange(c.key, c.range_end ?? Buffer.alloc(0)));
+    if (!compareGroups.every((groups) => groups.length === 1)) return false;
+    const groupsOf = (ops: WireRequestOp[]): Set<number> => new Set([...compareGroups.flat(), ...ops.flatMap((w) => this.touchedGroups(w))]);
+    const [s, f] = [groupsOf(success), groupsOf(failure)];
+    if (![...s].every((g) => f.has(g)) && ![...f].every((g) => s.has(g))) return false;
     return this.deps.prepareMayDecide?.() ?? true;
   }
 

@@ -82,8 +82,19 @@ export interface ShardSimOptions {
   faultMs: number;
   healMs?: number;
   faultEveryMs?: number;
+  /** The highest message drop rate a seed's network may draw (randomNetworkFaults). */
+  maxDropRate?: number;
+  /** A cross-shard txn's deadline (simulated ms; its client gives up 100 ms later). */
+  crossTxnDeadlineMs?: number;
+  /** Per simulated ms, per shard whose leader holds resolutions back: the chance a leadership transfer starts. */
+  handoverChancePerMs?: number;
   /** A deliberately broken rule in every shard leader (the checks must catch it). */
   mutation?: ShardRevisionsMutation;
+  /**
+   * A deliberately broken rule in every shard replica: 'decide-ignoring-compares', a prepare that decides
+   * its transaction's branch says its compares held whatever they evaluate to.
+   */
+  replicaMutation?: 'decide-ignoring-compares';
 }
 
 export interface ShardSimResult {
@@ -93,6 +104,9 @@ export interface ShardSimResult {
   txnsAcked: number;
   /** Cross-shard transactions acknowledged committed, and committed in the logs (acknowledged or not). */
   crossTxnsAcked: number;
+  /** Of those, with compares on the state (each key not written since a revision), and of them the ones that failed. */
+  crossTxnsOnStateAcked: number;
+  crossTxnsOnStateFailed: number;
   crossTxnsCommitted: number;
   /** Cross-shard transactions aborted in the logs, and those a shard leader's recoverer resolved. */
   crossTxnsAborted: number;
@@ -206,12 +220,12 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, handoverChancePerMs: 0.3, crossTxnDeadlineMs: 300, maxDropRate: 0.08, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   // And the handovers theirs (they draw only when a resolution is held, which the other draws decide).
   const handoverRng = new Rng((seed ^ 0x27d4eb2f) >>> 0);
-  const netFaults: NetworkFaults = randomNetworkFaults(faultRng, 0.08);
+  const netFaults: NetworkFaults = randomNetworkFaults(faultRng, opts.maxDropRate);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
   const net = new SimNetwork(clock, netRng, netFaults);
@@ -236,6 +250,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let rereads = 0;
   const closes: Array<{ group: number; asked: number; closed: number; index: number }> = [];
   const crossAcks: Array<{ txnId: string | null; keys: string[]; value: string; revision: number; groups: number[] }> = [];
+  // Acknowledged cross-shard txns whose compares depend on the state (each key not written since a
+  // revision): the branch each took must be the one its compares give on the final history at C − 1.
+  const stateCompares: Array<{ value: string; revision: number; succeeded: boolean; compares: Array<{ key: string; below: number }> }> = [];
+  let lastAckedRevision = 0;
   let coordinatorsCrashed = 0;
   let txnRecoveries = 0;
   let crashes = 0;
@@ -281,7 +299,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           member.addGroup({ groupId: METADATA_GROUP, voters: ids, stateMachine: meta, loaded: metaLoaded, randomSeed: rng.nextUint32() >>> 1 });
           for (const g of shardGroups) {
             const loaded = await Member.recoverSnapshot(store, g, m.disk.snapshotDir, await store.loadGroup(g), logger);
-            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true, groupId: g });
+            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true, groupId: g, ...(opts.replicaMutation === 'decide-ignoring-compares' ? { unsafeDecideIgnoringCompares: true } : {}) });
             loaded.stateRecords = [];
             const apply = sm.apply.bind(sm);
             sm.apply = (entry: Entry) => {
@@ -426,7 +444,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           });
           return within(outcome, timeoutMs);
         },
-        deadlineMs: () => clock.now + 300,
+        deadlineMs: () => clock.now + opts.crossTxnDeadlineMs,
         newTxnId: () => `m${m.id}#${m.generation}-${++txnIds}`,
         pauseBeforeDecisionMs: 0,
         random: () => clientRng.nextFloat(),
@@ -505,20 +523,32 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const coordinator = inc.coordinator;
       if (!coordinator) return next();
       const value = `c${w}-${++written}`;
-      const comparing = clientRng.chance(0.5);
+      // Compares: none (the success branch), one that never holds (the failure branch, two other keys),
+      // or, on both of the success branch's keys (two shards), "not written since a revision", which
+      // concurrent transactions make hold or fail; then the failure branch puts the first of them alone
+      // (a compare-and-swap's shape, whose prepares may decide the branch).
+      const kind = (['none', 'never', 'state'] as const)[clientRng.nextInt(3)];
+      const comparing = kind === 'never';
+      // Somewhere in the history so far: keys written above it fail the compare, the others pass.
+      const below = 1 + clientRng.nextInt(lastAckedRevision + 1);
+      const stateCompare = (key: string) => ({ result: 'LESS', target: 'MOD', key: Buffer.from(key, 'latin1'), mod_revision: String(below), target_union: 'mod_revision', range_end: Buffer.alloc(0) }) as unknown as TxnRequest['compare'][number];
       const op = (key: string) => ({ request_put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
       const inner: TxnRequest = {
-        compare: comparing ? [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(yes[0], 'latin1'), value: Buffer.from('never', 'latin1'), target_union: 'value', range_end: Buffer.alloc(0) } as unknown as TxnRequest['compare'][number]] : [],
+        compare:
+          kind === 'never'
+            ? [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(yes[0], 'latin1'), value: Buffer.from('never', 'latin1'), target_union: 'value', range_end: Buffer.alloc(0) } as unknown as TxnRequest['compare'][number]]
+            : kind === 'state'
+              ? [stateCompare(yes[0]), stateCompare(yes[1])]
+              : [],
         success: [op(yes[0]), op(yes[1])],
-        failure: [op(no[0]), op(no[1])],
+        failure: kind === 'state' ? [op(yes[0])] : [op(no[0]), op(no[1])],
       };
       // Sometimes nested: the inner txn's compare chooses the writes, inside an outer txn without compares.
       const nested = clientRng.chance(0.3);
       const req: TxnRequest = nested ? { compare: [], success: [{ request_txn: inner } as TxnRequest['success'][number]], failure: [] } : inner;
-      const keys = comparing ? no : yes;
       inc.coordinating++;
       // A crashed coordinator never answers: its client gives up after the transaction's deadline.
-      const giveUp = clock.schedule(400, next, SIM_OWNER);
+      const giveUp = clock.schedule(opts.crossTxnDeadlineMs + 100, next, SIM_OWNER);
       const done = (): void => {
         clock.cancel(giveUp);
         next();
@@ -528,13 +558,16 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           (o) => {
             done();
             inc.coordinating--;
-            crossAcks.push({ txnId: null, keys, value, revision: o.revision, groups: keys.map((k) => accountGroups.get(k)!) });
+            lastAckedRevision = Math.max(lastAckedRevision, o.revision);
             const outer = o.result as TxnResult;
             const first = outer.responses[0];
             const result = nested ? (first?.type === 'txn' ? first.txn : null) : outer;
-            if (result === null || (nested && !outer.succeeded)) fail(`cross-shard txn ${value}: a nested answer without its nested txn: ${JSON.stringify(outer)}`);
+            if (result === null || (nested && !outer.succeeded)) return fail(`cross-shard txn ${value}: a nested answer without its nested txn: ${JSON.stringify(outer)}`);
+            const keys = result.succeeded ? yes : kind === 'state' ? [yes[0]] : no;
+            crossAcks.push({ txnId: null, keys, value, revision: o.revision, groups: keys.map((k) => accountGroups.get(k)!) });
+            if (kind === 'state') stateCompares.push({ value, revision: o.revision, succeeded: result.succeeded, compares: [yes[0], yes[1]].map((key) => ({ key, below })) });
             else if (result.succeeded === comparing) fail(`cross-shard txn ${value}: branch ${result.succeeded ? 'success' : 'failure'} with comparing=${comparing}`);
-            else if (result.responses.length !== 2 || result.responses.some((r) => r.type !== 'put')) fail(`cross-shard txn ${value}: answered ${JSON.stringify(result.responses.map((r) => r.type))}, not two puts`);
+            if (result.responses.length !== keys.length || result.responses.some((r) => r.type !== 'put')) fail(`cross-shard txn ${value}: answered ${JSON.stringify(result.responses.map((r) => r.type))}, not ${keys.length} puts`);
           },
           (err: unknown) => {
             done();
@@ -681,7 +714,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         const inc = m.current!;
         for (const [g, p] of inc.paths) {
           const key = `${inc.owner}/${g}`;
-          if (p.heldResolutionCount === 0 || transferring.has(key) || inc.member!.role(g) !== 'leader' || !handoverRng.chance(0.3)) continue;
+          if (p.heldResolutionCount === 0 || transferring.has(key) || inc.member!.role(g) !== 'leader' || !handoverRng.chance(opts.handoverChancePerMs)) continue;
           const others = live().filter((o) => o !== m);
           if (others.length === 0) continue;
           const target = others[handoverRng.nextInt(others.length)].id;
@@ -874,6 +907,12 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       }
       return { revision, requestedAtMs: 0, kvs };
     };
+    // Every txn with compares on the state took the branch they give just below its revision C.
+    for (const t of stateCompares) {
+      const before = modelAt(t.revision - 1);
+      const held = t.compares.every((c) => (before.kvs.get(c.key)?.modRevision ?? 0) < c.below);
+      if (held !== t.succeeded) throw new Violation(`cross-shard txn ${t.value} at ${t.revision} took its ${t.succeeded ? 'success' : 'failure'} branch; its compares (${t.compares.map((c) => `mod(${c.key}) < ${c.below}: ${before.kvs.get(c.key)?.modRevision ?? 0}`).join(', ')}) give the other at ${t.revision - 1}`);
+    }
     const all = finalSnapshot ? [...snapshots, finalSnapshot] : snapshots;
     for (const s of all) {
       const diff = sameSnapshot(s, modelAt(s.revision));
@@ -903,6 +942,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       writesAcked: acks.length,
       txnsAcked: txnAcks.length,
       crossTxnsAcked: crossAcks.length,
+      crossTxnsOnStateAcked: stateCompares.length,
+      crossTxnsOnStateFailed: stateCompares.filter((t) => !t.succeeded).length,
       crossTxnsCommitted: crossCommitted,
       crossTxnsAborted: crossAborted,
       txnRecoveries,
