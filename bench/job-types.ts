@@ -3,7 +3,7 @@
 // here crosses a worker_threads boundary by structured clone.
 
 /** Closed-loop operations: each in-flight slot sends the next request as soon as the last returns. */
-export type ClosedLoopOp = 'put' | 'range-linearizable' | 'range-serializable' | 'range-span' | 'txn-cas' | 'txn-one-shard' | 'txn-two-shards' | 'fill';
+export type ClosedLoopOp = 'put' | 'range-linearizable' | 'range-serializable' | 'range-span' | 'txn-cas' | 'txn-one-shard' | 'txn-two-shards' | 'txn-cas-one-shard' | 'txn-cas-two-shards' | 'fill';
 
 export interface ClosedLoopJob {
   kind: 'closed-loop';

@@ -130,6 +130,23 @@ function closedLoopOperation(job: ClosedLoopJob, nextFillIndex: () => number): O
         await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] });
       };
     }
+    case 'txn-cas-one-shard':
+    case 'txn-cas-two-shards': {
+      // A compare-and-swap of two keys, on one shard or on two: both keys' mod revisions compared with
+      // what this worker last saw of them; the success branch puts both, the failure branch reads both.
+      const twoShards = job.op === 'txn-cas-two-shards';
+      const lastSeen = new Map<string, string>();
+      return async (conn, rec) => {
+        const keys = txnKeyPair(Math.floor(Math.random() * job.keyspaceSize), twoShards);
+        const res = await conn.txn({
+          compare: keys.map((key) => ({ result: 'EQUAL', target: 'MOD', key, mod_revision: lastSeen.get(key.toString('latin1')) ?? '0' })),
+          success: keys.map((key) => ({ request_put: { key, value } })),
+          failure: keys.map((key) => ({ request_range: { key } })),
+        });
+        keys.forEach((key, i) => lastSeen.set(key.toString('latin1'), res.succeeded ? res.header.revision : (res.responses[i]?.response_range?.kvs[0]?.mod_revision ?? '0')));
+        if (!res.succeeded) rec.counters.casFailed = (rec.counters.casFailed ?? 0) + 1;
+      };
+    }
     case 'txn-cas': {
       // Compare-and-swap on a contended keyspace: succeed (put) when our last-seen mod revision
       // still holds, otherwise read the key (failure branch) and learn its current revision.

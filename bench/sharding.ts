@@ -35,6 +35,9 @@ const WORKLOADS: readonly ClosedLoopWorkload[] = [
   { id: 'txn 2 keys, 2 shards c=1', op: 'txn-two-shards', inFlight: 1 },
   { id: 'txn 2 keys, 1 shard c=64', op: 'txn-one-shard', inFlight: 64 },
   { id: 'txn 2 keys, 2 shards c=64', op: 'txn-two-shards', inFlight: 64 },
+  // The same with compares (both keys' mod revisions): a compare-and-swap, as a bank transfer makes one.
+  { id: 'txn CAS 2 keys, 1 shard c=1', op: 'txn-cas-one-shard', inFlight: 1 },
+  { id: 'txn CAS 2 keys, 2 shards c=1', op: 'txn-cas-two-shards', inFlight: 1 },
 ];
 
 interface Setup {
