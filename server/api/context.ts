@@ -308,23 +308,8 @@ export class ApiContext {
    * wait for a leader rather than fail).
    */
   private async proposeFenced(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, deadlineMs: number, leaderWaitMs: number): Promise<WriteOutcome> {
-    let leaderWaitUntilMs = Infinity;
     for (;;) {
-      const proposalTerm = this.member.proposalTerm(groupId);
-      const tracked = sm.track(proposalTerm);
-      try {
-        this.member.propose(groupId, encode(tracked.seq, proposalTerm));
-      } catch (err) {
-        tracked.forget();
-        if (!(err instanceof NoLeaderError)) throw err;
-        leaderWaitUntilMs = Math.min(leaderWaitUntilMs, Date.now() + leaderWaitMs, deadlineMs);
-        if (Date.now() >= leaderWaitUntilMs) throw err;
-        await sleep(LEADER_WAIT_RETRY_MS);
-        // The replica moved away meanwhile: answered as a write waiting on a removed replica is.
-        if (!this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
-        continue;
-      }
-      leaderWaitUntilMs = Infinity;
+      const tracked = await this.proposeOnceLed(groupId, sm, encode, Math.min(deadlineMs, Date.now() + leaderWaitMs));
       try {
         return await this.outcomeOf(tracked, Math.max(0, deadlineMs - Date.now()));
       } catch (err) {
@@ -332,6 +317,30 @@ export class ApiContext {
         this.proposalsRetried++;
       }
     }
+  }
+
+  /**
+   * One attempt of proposeFenced: tracked on `sm` and proposed, fenced to the term this member sees now,
+   * waiting for a leader until `leaderWaitUntilMs`. The first try is made at once (synchronously).
+   */
+  private async proposeOnceLed(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, leaderWaitUntilMs: number): Promise<ReturnType<KvStateMachine['track']>> {
+    let tracked: ReturnType<KvStateMachine['track']> | null = null;
+    let tries = 0;
+    await whileLeaderless(leaderWaitUntilMs, () => {
+      // The replica moved away while this waited: answered as a write waiting on a removed replica is.
+      if (tries++ > 0 && !this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
+      const proposalTerm = this.member.proposalTerm(groupId);
+      const attempt = sm.track(proposalTerm);
+      try {
+        this.member.propose(groupId, encode(attempt.seq, proposalTerm));
+      } catch (err) {
+        attempt.forget();
+        throw err;
+      }
+      tracked = attempt;
+    });
+    if (tracked === null) throw new Error('invariant: a proposal attempt ended without a proposal or an error');
+    return tracked;
   }
 
   /**
