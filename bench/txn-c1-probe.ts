@@ -1,14 +1,18 @@
 // Probe: latency at 1 in flight of a put, a two-key txn on one shard ({hash tag}) and a two-key txn over
-// two shards (a cross-shard transaction), through each member of a running 16-shard cluster in turn
-// (`make run`). Prints each one's p50 and p90 and the two-shard txn's p50 against the one-shard txn's
-// (issue 15's target: at most 2×). Usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...
+// two shards (a cross-shard transaction), each without compares and as a compare-and-swap (both keys'
+// mod revisions compared with what the probe last saw; the failure branch reads both), through each
+// member of a running 16-shard cluster in turn (`make run`). Prints each one's p50 and p90 and the
+// two-shard txns' p50 against the one-shard txns' (issue 15's target: at most 2×).
+// Usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
 import { txnKeyPair } from './txn-keys.ts';
 
 const KEYSPACE = 100_000;
-type Kind = 'put' | 'txn, 1 shard' | 'txn, 2 shards';
-const KINDS: readonly Kind[] = ['put', 'txn, 1 shard', 'txn, 2 shards'];
+type Kind = 'put' | 'txn, 1 shard' | 'txn, 2 shards' | 'CAS txn, 1 shard' | 'CAS txn, 2 shards';
+const KINDS: readonly Kind[] = ['put', 'txn, 1 shard', 'txn, 2 shards', 'CAS txn, 1 shard', 'CAS txn, 2 shards'];
+/** The mod revision the probe last saw of each key (a compare-and-swap's compares). */
+const lastSeen = new Map<string, string>();
 
 const [secondsArg, ...endpoints] = process.argv.slice(2);
 if (endpoints.length === 0) {
@@ -20,9 +24,18 @@ const value = randomBytes(256);
 const conns = endpoints.map((e) => new EtcdConnection(e));
 
 async function once(kind: Kind, conn: EtcdConnection): Promise<void> {
-  const [a, b] = txnKeyPair(Math.floor(Math.random() * KEYSPACE), kind === 'txn, 2 shards');
-  if (kind === 'put') await conn.put({ key: a, value } as never);
-  else await conn.txn({ compare: [], success: [{ request_put: { key: a, value } }, { request_put: { key: b, value } }], failure: [] } as never);
+  const keys = txnKeyPair(Math.floor(Math.random() * KEYSPACE), kind.endsWith('2 shards'));
+  if (kind === 'put') {
+    await conn.put({ key: keys[0], value } as never);
+    return;
+  }
+  const cas = kind.startsWith('CAS');
+  const res = await conn.txn({
+    compare: cas ? keys.map((key) => ({ result: 'EQUAL', target: 'MOD', key, mod_revision: lastSeen.get(key.toString('latin1')) ?? '0' })) : [],
+    success: keys.map((key) => ({ request_put: { key, value } })),
+    failure: cas ? keys.map((key) => ({ request_range: { key } })) : [],
+  } as never);
+  if (cas) keys.forEach((key, i) => lastSeen.set(key.toString('latin1'), res.succeeded ? res.header.revision : (res.responses[i]?.response_range?.kvs[0]?.mod_revision ?? '0')));
 }
 
 /** Latencies (ms, sorted) of `kind` one after another through `conn` for `ms`. */
@@ -54,5 +67,6 @@ for (const kind of KINDS) {
   console.log(`${kind}: ${all.length} at c=1, p50 ${quantile(all, 0.5).toFixed(2)} ms (through each member ${perMember.join(' / ')}), p90 ${quantile(all, 0.9).toFixed(2)} ms`);
 }
 console.log(`two-shard txn p50 / one-shard txn p50: ${(p50s.get('txn, 2 shards')! / p50s.get('txn, 1 shard')!).toFixed(2)}×`);
+console.log(`two-shard CAS txn p50 / one-shard CAS txn p50: ${(p50s.get('CAS txn, 2 shards')! / p50s.get('CAS txn, 1 shard')!).toFixed(2)}×`);
 for (const conn of conns) conn.close();
 process.exit(0);
