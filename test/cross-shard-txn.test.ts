@@ -342,6 +342,37 @@ describe('cross-shard transactions under coordinator faults', () => {
     await cluster.waitReady();
   }, 60_000);
 
+  it('an etcd refusal in the branch not taken does not answer the client: the branch is chosen first and the txn goes through', async () => {
+    const [a, b] = await keysOnTwoShards('refusal/');
+    const kv = new KvClient(cluster.endpointOf(1));
+    try {
+      await kv.put(a, 'v');
+      // The failure branch names a lease that does not exist and puts b (missing) with ignore_value:
+      // dry-run at the prepares, both are refusals, but the compare holds and etcd takes the success branch.
+      const req = {
+        compare: [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from('v') }],
+        success: [{ request_put: { key: Buffer.from(a), value: Buffer.from('ok') } }, { request_put: { key: Buffer.from(b), value: Buffer.from('ok') } }],
+        failure: [{ request_put: { key: Buffer.from(a), value: Buffer.from('x'), lease: '123456789' } }, { request_put: { key: Buffer.from(b), ignore_value: true } }],
+      };
+      const aborts = async (): Promise<number> => {
+        let total = 0;
+        for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txn_aborts_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
+        return total;
+      };
+      const abortsBefore = await aborts();
+      const answer = await kv.txn(req, 10_000);
+      expect(answer.succeeded).toBe(true);
+      expect(await values(kv, [a, b])).toEqual(['ok', 'ok']);
+      // Its prepares met the refusal and were aborted; the attempt that went through chose its branch first.
+      expect(await aborts()).toBeGreaterThan(abortsBefore);
+      // The same refusal in the branch taken answers the client with etcd's error, and writes nothing.
+      await expect(kv.txn({ ...req, compare: [{ result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from('v') }] }, 10_000)).rejects.toMatchObject({ details: 'etcdserver: requested lease not found' });
+      expect(await values(kv, [a, b])).toEqual(['ok', 'ok']);
+    } finally {
+      kv.close();
+    }
+  }, 30_000);
+
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));
     try {

@@ -114,6 +114,9 @@ function isRetryable(err: unknown): boolean {
  * was never laid there, and the transaction fails with that error, as a one-shard txn would.
  */
 function isRefusal(err: unknown): boolean {
+  // Applied on this member, the store's refusals arrive as they were thrown (mvcc/types.ts MvccError: a
+  // compacted or future revision, a key or lease not found); forwarded, as their gRPC statuses.
+  if (err instanceof Error && err.name === 'MvccError') return true;
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   return code === grpc.status.NOT_FOUND || code === grpc.status.INVALID_ARGUMENT || code === grpc.status.OUT_OF_RANGE || code === grpc.status.RESOURCE_EXHAUSTED;
 }
