@@ -342,6 +342,38 @@ describe('cross-shard transactions under coordinator faults', () => {
     await cluster.waitReady();
   }, 60_000);
 
+  it('a compare over a hash-tagged range (one shard) is decided by the prepares too', async () => {
+    const kv = new KvClient(cluster.endpointOf(2));
+    const decided = async (): Promise<number> => {
+      let total = 0;
+      for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txns_decided_at_prepare_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
+      return total;
+    };
+    try {
+      const tagShard = await shardOf('{cmp}/1');
+      let b = 'cmpother/0';
+      for (let i = 1; (await shardOf(b)) === tagShard; i++) b = `cmpother/${i}`;
+      await kv.put('{cmp}/1', 'x');
+      const last = (await kv.put('{cmp}/2', 'x')).header.revision;
+      const before = await decided();
+      const txn = (below: string): object => ({
+        compare: [{ result: 'LESS', target: 'MOD', key: Buffer.from('{cmp}/'), range_end: Buffer.from('{cmp}0'), mod_revision: below }],
+        success: [{ request_put: { key: Buffer.from(b), value: Buffer.from('r') } }, { request_put: { key: Buffer.from('{cmp}/3'), value: Buffer.from('r') } }],
+        failure: [{ request_range: { key: Buffer.from('{cmp}/'), range_end: Buffer.from('{cmp}0'), count_only: true } }, { request_range: { key: Buffer.from(b) } }],
+      });
+      // Every key of the range last written at or below `last`: the compare holds.
+      const held = await kv.txn(txn(String(Number(last) + 1)), 10_000);
+      expect(held.succeeded).toBe(true);
+      // Now one of them is above it: the failure branch, counting the range's three keys.
+      const failed = (await kv.txn(txn(String(Number(last) + 1)), 10_000)) as unknown as { succeeded: boolean; responses: Array<{ response_range?: { count: string } }> };
+      expect(failed.succeeded).toBe(false);
+      expect(failed.responses[0].response_range?.count).toBe('3');
+      expect(await decided()).toBeGreaterThanOrEqual(before + 2);
+    } finally {
+      kv.close();
+    }
+  }, 30_000);
+
   it('an etcd refusal in the branch not taken does not answer the client: the branch is chosen first and the txn goes through', async () => {
     const [a, b] = await keysOnTwoShards('refusal/');
     const kv = new KvClient(cluster.endpointOf(1));

@@ -6,6 +6,8 @@
 //   1. Branch: the compares read at a fresh oracle revision R0 on the shards holding their keys (none
 //      without compares: the branch is the success one), level by level down the nested txns of the
 //      chosen branches; the chosen path's ops, unfolded in order, are what the participants share.
+//      Or, for most txns with compares (attemptDecidingAtPrepare), no read: the prepares decide the
+//      branch, each evaluating its shard's compares and dry-running its share of both branches.
 //   2. Prepare: one txn_intent to every shard the transaction touches (writes first, then shards it
 //      only reads). Each is stamped like any write at its own revision P, checks its compares still
 //      evaluate as at R0, dry-runs its share (its responses come back) and is laid as prepared: the
@@ -271,7 +273,8 @@ export class TxnCoordinator {
     // Shards written first (the primary is the first), then those only read, as attemptAdmitted.
     for (const w of [...branches.success, ...branches.failure]) for (const g of this.writtenGroups(w)) add(g);
     for (const w of [...branches.success, ...branches.failure]) for (const g of this.touchedGroups(w)) add(g);
-    const compareGroup = (c: WireCompare): number => this.deps.groupOfKey(c.key);
+    // Each compare lies on one shard (prepareMayDecide): the one its range touches.
+    const compareGroup = (c: WireCompare): number => this.deps.groupsOfRange(c.key, c.range_end ?? Buffer.alloc(0))[0];
     for (const c of req.compare ?? []) add(compareGroup(c));
     const plan = (ops: WireRequestOp[]): { shares: Map<number, WireRequestOp[]>; placements: OpPlacement[] } => {
       const shares = new Map(order.map((g) => [g, [] as WireRequestOp[]]));
