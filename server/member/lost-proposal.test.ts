@@ -9,7 +9,7 @@
 //    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
 //    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APPLY_RULES, type Member } from './member.ts';
+import { APPLY_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -99,6 +99,34 @@ describe('proposals are fenced only once every member of the group applies fence
       for (const m of mixed.members.values()) expect(m.proposalTerm(GROUP)).toBe(m.memberId === olderMember ? term : 0);
     } finally {
       await mixed.stop();
+    }
+  }, 20_000);
+});
+
+describe('rules used once every member of the cluster implements them', () => {
+  it('a member that says apply rules 1 gets fenced proposals, and no cross-shard prepares that decide their branch', async () => {
+    let rulesOfOthers = PROPOSAL_FENCE_RULES;
+    const cluster = await startInProcessMembers({
+      groupId: CLUSTER_GROUP_ID,
+      ids: [21, 22, 23],
+      tickMs: TICK_MS,
+      electionTimeoutTicks: ELECTION_TICKS,
+      name: 'rules-gate',
+      peerApplyRules: (id) => (id === 23 ? rulesOfOthers : APPLY_RULES),
+    });
+    try {
+      const leader = await cluster.leader();
+      const others = [...cluster.members.values()].filter((m) => m.memberId !== 23);
+      for (const m of others) {
+        expect(m.clusterImplements(PROPOSAL_FENCE_RULES)).toBe(true);
+        expect(m.clusterImplements(DECIDE_AT_PREPARE_RULES)).toBe(false);
+      }
+      if (leader.memberId !== 23) expect(leader.proposalTerm(CLUSTER_GROUP_ID)).toBeGreaterThan(0);
+      // Member 23 upgraded: every member now says 2.
+      rulesOfOthers = DECIDE_AT_PREPARE_RULES;
+      for (const m of cluster.members.values()) expect(m.clusterImplements(DECIDE_AT_PREPARE_RULES)).toBe(true);
+    } finally {
+      await cluster.stop();
     }
   }, 20_000);
 });
