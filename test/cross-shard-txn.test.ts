@@ -75,6 +75,13 @@ async function values(kv: KvClient, keys: string[]): Promise<string[]> {
   return Promise.all(keys.map(async (k) => (await kv.range(k, {}, 10_000)).kvs[0]?.value.toString() ?? '<none>'));
 }
 
+/** A counter or gauge summed over every member's /metrics. */
+async function metricSum(name: string): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
+  return total;
+}
+
 /** Every member's synod_cross_shard_txn_aborted_records (fences held by its shard replicas). */
 async function fencesPerMember(): Promise<number[]> {
   return Promise.all(cluster.members.map(async (_, i) => Number(/^synod_cross_shard_txn_aborted_records (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN)));
@@ -210,18 +217,13 @@ describe('cross-shard transactions under coordinator faults', () => {
 
   it('resolutions held back by the shard leaders: a read right after sees the transaction, a write rides with them, and with nothing after they still go', async () => {
     const [a, b] = await keysOnTwoShards('held/');
-    const sum = async (name: string): Promise<number> => {
-      let total = 0;
-      for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
-      return total;
-    };
     const watch = new WatchStream(cluster.endpointOf(2));
     const kv1 = new KvClient(cluster.endpointOf(1));
     const kv3 = new KvClient(cluster.endpointOf(0));
     try {
       watch.create({ key: Buffer.from(a) });
       expect((await watch.next(10_000)).created).toBe(true);
-      const heldBefore = await sum('synod_cross_shard_txn_resolves_held_total');
+      const heldBefore = await metricSum('synod_cross_shard_txn_resolves_held_total');
       // A linearizable read through another member right after the answer: it sees the whole transaction.
       const first = await kv1.txn(transfer(a, b, 'r1'), 10_000);
       expect(await values(kv3, [a, b])).toEqual(['r1', 'r1']);
@@ -252,9 +254,9 @@ describe('cross-shard transactions under coordinator faults', () => {
         ['r3', third.header.revision],
       ]);
       // The leaders held resolutions back (each shard's leader, for a transaction prepared there).
-      expect(await sum('synod_cross_shard_txn_resolves_held_total')).toBeGreaterThan(heldBefore);
-      expect(Number.isInteger(await sum('synod_cross_shard_txn_resolves_alone_total'))).toBe(true);
-      await eventually('no transaction left prepared', async () => expect(await sum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 50);
+      expect(await metricSum('synod_cross_shard_txn_resolves_held_total')).toBeGreaterThan(heldBefore);
+      expect(Number.isInteger(await metricSum('synod_cross_shard_txn_resolves_alone_total'))).toBe(true);
+      await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 50);
     } finally {
       watch.close();
       kv1.close();
@@ -265,11 +267,7 @@ describe('cross-shard transactions under coordinator faults', () => {
   it('compares on two shards decided by the prepares: each branch answers as etcd\'s, at one revision, with no read first', async () => {
     const [a, b] = await keysOnTwoShards('cas/');
     const kv = new KvClient(cluster.endpointOf(1));
-    const decided = async (): Promise<number> => {
-      let total = 0;
-      for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txns_decided_at_prepare_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
-      return total;
-    };
+    const decided = (): Promise<number> => metricSum('synod_cross_shard_txns_decided_at_prepare_total');
     try {
       await kv.put(a, '1');
       const bRev = (await kv.put(b, '1')).header.revision;
@@ -344,11 +342,7 @@ describe('cross-shard transactions under coordinator faults', () => {
 
   it('a compare over a hash-tagged range (one shard) is decided by the prepares too', async () => {
     const kv = new KvClient(cluster.endpointOf(2));
-    const decided = async (): Promise<number> => {
-      let total = 0;
-      for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txns_decided_at_prepare_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
-      return total;
-    };
+    const decided = (): Promise<number> => metricSum('synod_cross_shard_txns_decided_at_prepare_total');
     try {
       const tagShard = await shardOf('{cmp}/1');
       let b = 'cmpother/0';
@@ -386,11 +380,7 @@ describe('cross-shard transactions under coordinator faults', () => {
         success: [{ request_put: { key: Buffer.from(a), value: Buffer.from('ok') } }, { request_put: { key: Buffer.from(b), value: Buffer.from('ok') } }],
         failure: [{ request_put: { key: Buffer.from(a), value: Buffer.from('x'), lease: '123456789' } }, { request_put: { key: Buffer.from(b), ignore_value: true } }],
       };
-      const aborts = async (): Promise<number> => {
-        let total = 0;
-        for (let i = 0; i < cluster.members.length; i++) total += Number(/^synod_cross_shard_txn_aborts_total (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN);
-        return total;
-      };
+      const aborts = (): Promise<number> => metricSum('synod_cross_shard_txn_aborts_total');
       const abortsBefore = await aborts();
       const answer = await kv.txn(req, 10_000);
       expect(answer.succeeded).toBe(true);
@@ -413,19 +403,14 @@ describe('cross-shard transactions under coordinator faults', () => {
     } finally {
       kv.close();
     }
-    const sum = async (name: string): Promise<number> => {
-      let total = 0;
-      for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
-      return total;
-    };
     // Two prepares per transaction, each proposed by its shard's leader (more after retries).
-    expect(await sum('synod_cross_shard_txn_prepares_total')).toBeGreaterThanOrEqual(10);
-    expect(await sum('synod_shard_writes_proposed_total')).toBeGreaterThanOrEqual(10);
-    expect(await sum('synod_shard_oracle_requests_total')).toBeGreaterThan(0);
+    expect(await metricSum('synod_cross_shard_txn_prepares_total')).toBeGreaterThanOrEqual(10);
+    expect(await metricSum('synod_shard_writes_proposed_total')).toBeGreaterThanOrEqual(10);
+    expect(await metricSum('synod_shard_oracle_requests_total')).toBeGreaterThan(0);
     // Exported (a sum over members, never NaN); one client at a time meets no other transaction, so 0 here.
-    expect(Number.isInteger(await sum('synod_cross_shard_txn_prepares_refused_total'))).toBe(true);
+    expect(Number.isInteger(await metricSum('synod_cross_shard_txn_prepares_refused_total'))).toBe(true);
     // Exported too (lost writes need a leader change; server/member/lost-proposal.test.ts makes one).
-    expect(Number.isInteger(await sum('synod_shard_writes_lost_total'))).toBe(true);
-    await eventually('no transaction left prepared', async () => expect(await sum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
+    expect(Number.isInteger(await metricSum('synod_shard_writes_lost_total'))).toBe(true);
+    await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
   }, 30_000);
 });
