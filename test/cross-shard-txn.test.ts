@@ -82,6 +82,9 @@ async function metricSum(name: string): Promise<number> {
   return total;
 }
 
+/** Committed cross-shard transactions whose prepares decided their branch, over every member. */
+const decidedAtPrepare = (): Promise<number> => metricSum('synod_cross_shard_txns_decided_at_prepare_total');
+
 /** Every member's synod_cross_shard_txn_aborted_records (fences held by its shard replicas). */
 async function fencesPerMember(): Promise<number[]> {
   return Promise.all(cluster.members.map(async (_, i) => Number(/^synod_cross_shard_txn_aborted_records (\S+)$/m.exec(await cluster.metrics(i))?.[1] ?? NaN)));
@@ -267,11 +270,10 @@ describe('cross-shard transactions under coordinator faults', () => {
   it('compares on two shards decided by the prepares: each branch answers as etcd\'s, at one revision, with no read first', async () => {
     const [a, b] = await keysOnTwoShards('cas/');
     const kv = new KvClient(cluster.endpointOf(1));
-    const decided = (): Promise<number> => metricSum('synod_cross_shard_txns_decided_at_prepare_total');
     try {
       await kv.put(a, '1');
       const bRev = (await kv.put(b, '1')).header.revision;
-      const before = await decided();
+      const before = await decidedAtPrepare();
       const cas = (aValue: string, bMod: string): object => ({
         compare: [
           { result: 'EQUAL', target: 'VALUE', key: Buffer.from(a), value: Buffer.from(aValue) },
@@ -305,7 +307,7 @@ describe('cross-shard transactions under coordinator faults', () => {
       const [fa, fb] = await Promise.all([kv.range(a), kv.range(b)]);
       expect([fa.kvs[0].value.toString(), fb.kvs[0].value.toString()]).toEqual(['f', 'f']);
       expect([fa.kvs[0].mod_revision, fb.kvs[0].mod_revision]).toEqual([wrote.header.revision, wrote.header.revision]);
-      expect(await decided()).toBeGreaterThanOrEqual(before + 3);
+      expect(await decidedAtPrepare()).toBeGreaterThanOrEqual(before + 3);
     } finally {
       kv.close();
     }
@@ -342,14 +344,13 @@ describe('cross-shard transactions under coordinator faults', () => {
 
   it('a compare over a hash-tagged range (one shard) is decided by the prepares too', async () => {
     const kv = new KvClient(cluster.endpointOf(2));
-    const decided = (): Promise<number> => metricSum('synod_cross_shard_txns_decided_at_prepare_total');
     try {
       const tagShard = await shardOf('{cmp}/1');
       let b = 'cmpother/0';
       for (let i = 1; (await shardOf(b)) === tagShard; i++) b = `cmpother/${i}`;
       await kv.put('{cmp}/1', 'x');
       const last = (await kv.put('{cmp}/2', 'x')).header.revision;
-      const before = await decided();
+      const before = await decidedAtPrepare();
       const txn = (below: string): object => ({
         compare: [{ result: 'LESS', target: 'MOD', key: Buffer.from('{cmp}/'), range_end: Buffer.from('{cmp}0'), mod_revision: below }],
         success: [{ request_put: { key: Buffer.from(b), value: Buffer.from('r') } }, { request_put: { key: Buffer.from('{cmp}/3'), value: Buffer.from('r') } }],
@@ -362,7 +363,7 @@ describe('cross-shard transactions under coordinator faults', () => {
       const failed = (await kv.txn(txn(String(Number(last) + 1)), 10_000)) as unknown as { succeeded: boolean; responses: Array<{ response_range?: { count: string } }> };
       expect(failed.succeeded).toBe(false);
       expect(failed.responses[0].response_range?.count).toBe('3');
-      expect(await decided()).toBeGreaterThanOrEqual(before + 2);
+      expect(await decidedAtPrepare()).toBeGreaterThanOrEqual(before + 2);
     } finally {
       kv.close();
     }

@@ -350,15 +350,10 @@ export class TxnCoordinator {
 
   /** Every shard a txn's compares or ops may touch, on either branch at every level. */
   private groupsMaybeTouched(t: TxnRequest, into: Set<number> = new Set()): number[] {
-    const range = (key: Buffer, end: Buffer | null | undefined): void => {
-      for (const g of this.deps.groupsOfRange(key, end ?? Buffer.alloc(0))) into.add(g);
-    };
-    for (const c of t.compare ?? []) range(c.key, c.range_end);
+    for (const c of t.compare ?? []) for (const g of this.deps.groupsOfRange(c.key, c.range_end ?? Buffer.alloc(0))) into.add(g);
     for (const w of [...(t.success ?? []), ...(t.failure ?? [])]) {
-      if (w.request_put) into.add(this.deps.groupOfKey(w.request_put.key));
-      else if (w.request_delete_range) range(w.request_delete_range.key, w.request_delete_range.range_end);
-      else if (w.request_range) range(w.request_range.key, w.request_range.range_end);
-      else if (w.request_txn) this.groupsMaybeTouched(w.request_txn, into);
+      if (w.request_txn) this.groupsMaybeTouched(w.request_txn, into);
+      else for (const g of this.touchedGroups(w)) into.add(g);
     }
     return [...into].sort((a, b) => a - b);
   }

@@ -21,6 +21,18 @@ function configOf(): ShardSimOptions {
   return { faultMs, ...(mutation ? { mutation } : {}) };
 }
 
+/** Seeds 1, 2, … (at most `seeds`) until one fails: its message ('' if none did), and how many ran. */
+async function firstFailure(seeds: number, options: ShardSimOptions): Promise<{ caught: string; tried: number }> {
+  for (let seed = 1; seed <= seeds; seed++) {
+    try {
+      await runShardSim(seed, options);
+    } catch (err) {
+      return { caught: err instanceof Error ? err.message : String(err), tried: seed };
+    }
+  }
+  return { caught: '', tried: seeds };
+}
+
 describe('sharded write and read path simulation', () => {
   it('3 members, metadata group + 4 shards: no lost write, unique increasing revisions, immutable snapshots', { timeout: 600_000 }, async () => {
     const list = replaySeed !== null ? [replaySeed] : Array.from({ length: seeds }, (_, i) => i + 1);
@@ -82,16 +94,7 @@ describe('sharded write and read path simulation', () => {
 
   it('catches shard replicas whose deciding prepares ignore their compares', { timeout: 600_000 }, async () => {
     if (replaySeed !== null) return;
-    let caught = '';
-    let tried = 0;
-    for (let seed = 1; seed <= 30 && !caught; seed++) {
-      tried++;
-      try {
-        await runShardSim(seed, { ...crossConfig(), replicaMutation: 'decide-ignoring-compares' });
-      } catch (err) {
-        caught = err instanceof Error ? err.message : String(err);
-      }
-    }
+    const { caught, tried } = await firstFailure(30, { ...crossConfig(), replicaMutation: 'decide-ignoring-compares' });
     console.log(`mutation decide-ignoring-compares: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     // Caught by the state compares' check, or by a compare that never holds answered with its success branch.
     expect(caught).toMatch(/^seed=\d+: cross-shard txn \S+ (at \d+ took its success branch|branch success with comparing=true)/);
@@ -99,16 +102,7 @@ describe('sharded write and read path simulation', () => {
 
   it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
     if (replaySeed !== null) return;
-    let caught = '';
-    let tried = 0;
-    for (let seed = 1; seed <= 60 && !caught; seed++) {
-      tried++;
-      try {
-        await runShardSim(seed, { ...configOf(), mutation: m });
-      } catch (err) {
-        caught = err instanceof Error ? err.message : String(err);
-      }
-    }
+    const { caught, tried } = await firstFailure(60, { ...configOf(), mutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     expect(caught).toMatch(/^seed=\d+: (history changed|snapshot at \d+ differs|lost or invisible|close broken|txn putting \S+ at revision \d+ counted|member \d+ loop failed: Error: invariant)/);
   });
