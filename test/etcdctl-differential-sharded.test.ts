@@ -5,7 +5,8 @@
 // etcdctl-differential.test.ts reshaped for shards: keys a Txn writes together share a {hash tag}, and a
 // write over a prefix uses one whose keys share one; reads range over every shard freely. A second
 // session writes across shards without hash tags: txns (both branches, compares on several shards) and
-// del --prefix are cross-shard transactions (docs/transactions.md), each at one revision.
+// del --prefix are cross-shard transactions (docs/transactions.md), each at one revision, and a watch over
+// every shard sends each one's events in etcd's order.
 //
 // What legitimately differs is masked, and only that: identities and raft terms (as in the one-group
 // differential), and revision numbers. Revisions on a sharded cluster come from one oracle with gaps (the
@@ -122,14 +123,21 @@ const CROSS_SHARD_SESSION: Step[] = [
   txn('\n\n\n'),
   s('get', '--prefix', 'x/', '-w', 'json'),
   s('get', '--prefix', 'x/', '--rev=$REV(x0)'),
-  // One cross-shard txn's events at one revision, key by key (across shards the order of one
-  // revision's events follows the shards, not the txn's ops: docs/transactions.md).
+  // A txn whose ops go against key order, with a range delete over several shards between two puts.
+  s('put', 'x/b', '2b'),
+  s('put', 'x/d', '4b'),
+  txn('\nput x/zz last\ndel x/b x/e\nput x/a first\n\n\n', '-w', 'json'),
+  // Each cross-shard txn's events at one revision, in etcd's order: the txn's ops in order, a range
+  // delete's keys in key order (txn-op-position.ts), through one watch over every shard.
   watch('--rev=$REV(x0)', 'x/a'),
   watch('--rev=$REV(x0)', 'x/b', '--prev-kv'),
   watch('--rev=$REV(x0)', 'x/e', '-w', 'json'),
+  watch('--rev=$REV(x0)', '--prefix', 'x/'),
+  watch('--rev=$REV(x0)', '--prefix', 'x/', '--prev-kv', '-w', 'json'),
   s('del', '--prefix', 'x/', '--prev-kv'),
   s('get', '--prefix', 'x/'),
   watch('--rev=$REV(x0)', 'x/zz', '-w', 'json'),
+  watch('--rev=$REV(x0)', '--prefix', 'x/', '--prev-kv'),
 ];
 
 const b = (text: string): Buffer => Buffer.from(text);

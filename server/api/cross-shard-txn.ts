@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { ApiContext, GroupTarget, ShardedKeyspace } from './context.ts';
 import { newTxnCoordinatorStats, TxnCoordinator, type TxnCoordinatorStats } from '../txn/coordinator.ts';
 import { ShardAdmission } from '../txn/shard-admission.ts';
-import { DECIDE_AT_PREPARE_RULES } from '../member/member.ts';
+import { DECIDE_AT_PREPARE_RULES, TXN_OP_POSITION_RULES } from '../member/member.ts';
 
 /** One member's coordinators (its KV service's and its lease sweeper's) count together, for its metrics. */
 const memberStats = new WeakMap<ApiContext, TxnCoordinatorStats>();
@@ -40,5 +40,6 @@ export function crossShardCoordinator(ctx: ApiContext, shards: ShardedKeyspace):
     random: Math.random,
     admission,
     prepareMayDecide: () => ctx.member.clusterImplements(DECIDE_AT_PREPARE_RULES),
+    txnOpPositions: () => ctx.member.clusterImplements(TXN_OP_POSITION_RULES),
   }, crossShardStats(ctx));
 }

@@ -9,7 +9,7 @@
 //    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
 //    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APPLY_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, type Member } from './member.ts';
+import { APPLY_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -104,7 +104,7 @@ describe('proposals are fenced only once every member of the group applies fence
 });
 
 describe('rules used once every member of the cluster implements them', () => {
-  it('a member that says apply rules 1 gets fenced proposals, and no cross-shard prepares that decide their branch', async () => {
+  it('a member that says apply rules 1 gets fenced proposals, and no cross-shard prepares that decide their branch; rules 3 wait for every member too', async () => {
     let rulesOfOthers = PROPOSAL_FENCE_RULES;
     const cluster = await startInProcessMembers({
       groupId: CLUSTER_GROUP_ID,
@@ -122,9 +122,13 @@ describe('rules used once every member of the cluster implements them', () => {
         expect(m.clusterImplements(DECIDE_AT_PREPARE_RULES)).toBe(false);
       }
       if (leader.memberId !== 23) expect(leader.proposalTerm(CLUSTER_GROUP_ID)).toBeGreaterThan(0);
-      // Member 23 upgraded: every member now says 2.
+      // Member 23 upgraded to a build with rules 2: every member now says at least 2, not yet 3.
       rulesOfOthers = DECIDE_AT_PREPARE_RULES;
       for (const m of cluster.members.values()) expect(m.clusterImplements(DECIDE_AT_PREPARE_RULES)).toBe(true);
+      for (const m of others) expect(m.clusterImplements(TXN_OP_POSITION_RULES)).toBe(false);
+      // And to this build: commits numbered by op positions too.
+      rulesOfOthers = APPLY_RULES;
+      for (const m of cluster.members.values()) expect(m.clusterImplements(TXN_OP_POSITION_RULES)).toBe(true);
     } finally {
       await cluster.stop();
     }

@@ -129,12 +129,15 @@ export interface MessageSink {
  *     at any other term (server/shard/proposal-fence.ts);
  *   2 (DECIDE_AT_PREPARE_RULES): a cross-shard transaction's prepares may decide its branch
  *     (TxnIntent.decide_here, TxnResolve.failure_branch; docs/transactions.md).
+ *   3 (TXN_OP_POSITION_RULES): a cross-shard transaction's commit numbers each op's changes by the op's
+ *     place in the whole transaction (TxnIntent.success_positions; server/mvcc/txn-op-position.ts).
  * Rules that decide what an entry does must hold on every replica, so a member uses one only once every
  * member of the group said it implements it.
  */
 export const PROPOSAL_FENCE_RULES = 1;
 export const DECIDE_AT_PREPARE_RULES = 2;
-export const APPLY_RULES = DECIDE_AT_PREPARE_RULES;
+export const TXN_OP_POSITION_RULES = 3;
+export const APPLY_RULES = TXN_OP_POSITION_RULES;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {

@@ -31,6 +31,7 @@
 // pass `throughRevision` = R, which only widens what counts as "not a future revision".
 
 import { BTree } from './btree.ts';
+import { positionedSubFloor, positionOfSub, validPositions } from './txn-op-position.ts';
 import {
   META_KEY,
   TOMBSTONE_VALUE,
@@ -149,10 +150,21 @@ export interface PersistOp {
 
 interface WriteCtx {
   main: number;
+  /** The next change's sub-revision. */
   sub: number;
+  /** Changes made so far (sub counts them too, except in a positioned share: txn-op-position.ts). */
+  changes: number;
+  /** The position of the op running, in a share applied with positions (undefined: plain). */
+  position: number | undefined;
   events: MvccEvent[];
   /** The revision this write's reads treat as current until it changes something (main - 1 at an explicit revision). */
   through: number;
+}
+
+/** The sub-revision of a write's next change, counted. */
+function nextSub(ctx: WriteCtx): number {
+  ctx.changes++;
+  return ctx.sub++;
 }
 
 function bytes(s: string): Buffer {
@@ -469,18 +481,18 @@ export class MvccStore {
 
   /** Starts a write at the next revision, or at `atRevision` (an oracle's), which must be above all history. */
   private begin(atRevision: number | undefined): WriteCtx {
-    if (atRevision === undefined) return { main: this.rev + 1, sub: 0, events: [], through: this.rev };
+    if (atRevision === undefined) return { main: this.rev + 1, sub: 0, changes: 0, position: undefined, events: [], through: this.rev };
     if (!Number.isSafeInteger(atRevision) || atRevision <= this.rev || atRevision <= this.compacted) {
       throw new Error(
         `mvcc invariant: write at revision ${atRevision} must be above the last written revision ${this.rev} and the compacted revision ${this.compacted}`,
       );
     }
-    return { main: atRevision, sub: 0, events: [], through: atRevision - 1 };
+    return { main: atRevision, sub: 0, changes: 0, position: undefined, events: [], through: atRevision - 1 };
   }
 
   /** Ends a write: bumps the revision iff something changed; returns the header revision. */
   private commit(ctx: WriteCtx): number {
-    if (ctx.sub > 0) {
+    if (ctx.changes > 0) {
       this.rev = ctx.main;
       this.metaDirty = true;
     }
@@ -555,14 +567,16 @@ export class MvccStore {
     } else {
       this.dirty.add(ki);
     }
-    const r = new Rev(ctx.main, ctx.sub++, create, version, lease, valueText, ki.head, ki);
+    const r = new Rev(ctx.main, nextSub(ctx), create, version, lease, valueText, ki.head, ki);
     this.append(ki, r, op.key, encodeLiveValue(create, version, lease, value).buf);
     const prevKv = prev === null ? null : toKV(prev, false, op.key);
-    ctx.events.push({
+    const event: MvccEvent = {
       type: 'PUT',
       kv: { key: op.key, createRevision: create, modRevision: r.main, version, value, lease },
       prevKv,
-    });
+    };
+    if (ctx.position !== undefined) event.txnOpIndex = ctx.position;
+    ctx.events.push(event);
     return { prevKv: op.prevKv ? prevKv : null };
   }
 
@@ -583,15 +597,21 @@ export class MvccStore {
       const ki = prev.ki;
       const key = bytes(ki.key);
       this.dirty.add(ki);
-      this.append(ki, new Rev(ctx.main, ctx.sub++, 0, 0, '0', null, ki.head, ki), key, null);
+      this.append(ki, new Rev(ctx.main, nextSub(ctx), 0, 0, '0', null, ki.head, ki), key, null);
       const prevKv = toKV(prev, false, key);
       if (op.prevKv) prevKvs.push(prevKv);
-      ctx.events.push({ type: 'DELETE', kv: deleteKV(key, ctx.main), prevKv });
+      const event: MvccEvent = { type: 'DELETE', kv: deleteKV(key, ctx.main), prevKv };
+      if (ctx.position !== undefined) event.txnOpIndex = ctx.position;
+      ctx.events.push(event);
     }
     return { deleted: victims.length, prevKvs };
   }
 
-  txn(op: TxnOp, atRevision?: number, elsewhere?: TxnReadsElsewhere): WriteOutcome<TxnResult> {
+  /**
+   * `positions`: a cross-shard transaction's share, each of `op.success`'s ops numbered by its place in
+   * the whole transaction (validPositions; txn-op-position.ts), so its records and events carry it.
+   */
+  txn(op: TxnOp, atRevision?: number, elsewhere?: TxnReadsElsewhere, positions?: readonly number[]): WriteOutcome<TxnResult> {
     // As etcd: every compare on the chosen path (nested ones included) is evaluated against the state
     // before the txn; requests are validated against that state too; then the ops run at one revision.
     const ctx = this.begin(atRevision);
@@ -609,7 +629,7 @@ export class MvccStore {
     let result: TxnResult;
     try {
       this.elsewhere = elsewhere ?? null;
-      result = this.execTxn(ctx, op, path);
+      result = this.execTxn(ctx, op, path, op.compare.length === 0 && validPositions(positions, op.success.length) ? positions : undefined);
     } catch (e) {
       // Only reachable for requests etcd would panic on (e.g. ignoreValue on a key deleted earlier in
       // the same txn): undo this txn's changes so the store stays consistent, then report.
@@ -718,14 +738,19 @@ export class MvccStore {
     }
   }
 
-  private execTxn(ctx: WriteCtx, t: TxnOp, path: Map<TxnOp, boolean>): TxnResult {
+  private execTxn(ctx: WriteCtx, t: TxnOp, path: Map<TxnOp, boolean>, positions?: readonly number[]): TxnResult {
     const succeeded = path.get(t) === true;
     const ops = succeeded ? t.success : t.failure;
     const responses: ResponseOp[] = [];
-    for (const r of ops) {
+    for (let i = 0; i < ops.length; i++) {
+      const r = ops[i];
+      if (positions !== undefined) {
+        ctx.position = positions[i];
+        ctx.sub = Math.max(ctx.sub, positionedSubFloor(positions[i]));
+      }
       switch (r.type) {
         case 'range': {
-          const view = ctx.sub > 0 ? ctx.main : ctx.through;
+          const view = ctx.changes > 0 ? ctx.main : ctx.through;
           const whole = this.elsewhere?.range(r.range, (perShard) => this.rangeAt(perShard, view));
           responses.push({ type: 'range', range: whole ?? this.rangeAt(r.range, view), revision: view });
           break;
@@ -736,7 +761,7 @@ export class MvccStore {
         case 'deleteRange': {
           const deleteRange = this.doDeleteRange(ctx, r.deleteRange);
           // etcd: the txn's revision once anything changed (this delete included), else the one before.
-          responses.push({ type: 'deleteRange', deleteRange, revision: ctx.sub > 0 ? ctx.main : ctx.through });
+          responses.push({ type: 'deleteRange', deleteRange, revision: ctx.changes > 0 ? ctx.main : ctx.through });
           break;
         }
         case 'txn':
@@ -859,8 +884,10 @@ export class MvccStore {
     const key = bytes(r.ki.key);
     const prev = r.prev;
     const prevKv = prev !== null && prev.value !== null ? toKV(prev, false, key) : null;
-    if (r.value === null) return { type: 'DELETE', kv: deleteKV(key, r.main), prevKv };
-    return { type: 'PUT', kv: toKV(r, false, key), prevKv };
+    const event: MvccEvent = r.value === null ? { type: 'DELETE', kv: deleteKV(key, r.main), prevKv } : { type: 'PUT', kv: toKV(r, false, key), prevKv };
+    const position = positionOfSub(r.sub);
+    if (position !== undefined) event.txnOpIndex = position;
+    return event;
   }
 
   // ---------------------------------------------------------------- persistence

@@ -138,6 +138,19 @@ export interface MvccEvent {
   kv: KeyValue;
   /** The previous version of the key, or null when it did not exist. Always computed; watchers drop it unless asked. */
   prevKv: KeyValue | null;
+  /**
+   * In a cross-shard transaction's revision: the place in the whole transaction of the op that made this
+   * event (server/mvcc/txn-op-position.ts). A watch over several shards orders the revision's events by
+   * it, then by key, as etcd orders a txn's. Absent for every other write.
+   */
+  txnOpIndex?: number;
+}
+
+/** `ev` without its previous key-value (a watcher that did not ask for them). */
+export function withoutPrevKv(ev: MvccEvent): MvccEvent {
+  const out: MvccEvent = { type: ev.type, kv: ev.kv, prevKv: null };
+  if (ev.txnOpIndex !== undefined) out.txnOpIndex = ev.txnOpIndex;
+  return out;
 }
 
 /**

@@ -25,7 +25,7 @@
 
 import type { MvccStore } from './store.ts';
 import { keyInRange } from './store.ts';
-import { MvccError } from './types.ts';
+import { MvccError, withoutPrevKv } from './types.ts';
 import type { MvccEvent } from './types.ts';
 
 export interface WatchSpec {
@@ -302,7 +302,7 @@ export class WatchHub {
     const out: MvccEvent[] = [];
     for (const ev of events) {
       if (ev.type === 'PUT' ? w.noPut : w.noDelete) continue;
-      out.push(w.prevKv || ev.prevKv === null ? ev : { type: ev.type, kv: ev.kv, prevKv: null });
+      out.push(w.prevKv || ev.prevKv === null ? ev : withoutPrevKv(ev));
     }
     return out;
   }
@@ -387,7 +387,7 @@ export class WatchHub {
       if (!w.prevKv && ev.prevKv !== null) {
         let s = stripped[i];
         if (s === undefined) {
-          s = { type: ev.type, kv: ev.kv, prevKv: null };
+          s = withoutPrevKv(ev);
           stripped[i] = s;
         }
         out = s;

@@ -1,7 +1,8 @@
 // Property test of the merged watch (watch-merge.ts through its edge, merged-watch.ts) against the
 // single-store history: random per-shard histories with global gapped revisions (keys placed on
 // shards by the real slot map), some revisions written on several shards at once (a cross-shard range
-// delete, lease revoke or key-ordered txn: the one store has them in key order, as etcd sends them),
+// delete or lease revoke: the one store has them in key order, as etcd sends them; or a txn whose events
+// carry their ops' places: the one store has them in op order),
 // random interleavings of commits, deliveries, resolved-revision
 // reports, progress requests, output pauses and compactions, random start revisions, filters and
 // byte budgets (the buffer may pass its budget by the lowest buffered revision, which is never
@@ -88,23 +89,26 @@ function build(sc: Scenario, slots: SlotMap): { all: SimRevision[]; perShard: Ma
     const keys = r.acrossShards ? KEYS : (keysOf.get(shard) as string[]);
     const seen = new Set<string>();
     const events: MvccEvent[] = [];
-    // Across shards the ops go in key order (a range delete, a revoke): the one store's order is the keys'.
-    const picks = r.acrossShards ? [...r.events].sort((a, b) => keys[a.keyPick % keys.length].localeCompare(keys[b.keyPick % keys.length])) : r.events;
+    // Across shards, half the revisions are a range delete or a revoke (the one store's order is the
+    // keys'), half a txn whose ops go in any order, each event carrying its op's place (txnOpIndex, as a
+    // positioned cross-shard commit's do): the one store's order is the ops'.
+    const positioned = r.acrossShards && r.shardPick % 2 === 1;
+    const picks = r.acrossShards && !positioned ? [...r.events].sort((a, b) => keys[a.keyPick % keys.length].localeCompare(keys[b.keyPick % keys.length])) : r.events;
     for (const e of picks) {
       const key = keys[e.keyPick % keys.length];
       if (seen.has(key)) continue; // one event per key per revision, as a txn produces
       seen.add(key);
       const prev = e.withPrev ? kvOf(key, Math.max(1, rev - 1), Buffer.alloc(3, 7)) : null;
-      events.push(
-        e.del
-          ? { type: 'DELETE', kv: { ...kvOf(key, rev, Buffer.alloc(0)), createRevision: 0, version: 0 }, prevKv: prev }
-          : { type: 'PUT', kv: kvOf(key, rev, Buffer.alloc(e.valueBytes, rev % 251)), prevKv: prev },
-      );
+      const event: MvccEvent = e.del
+        ? { type: 'DELETE', kv: { ...kvOf(key, rev, Buffer.alloc(0)), createRevision: 0, version: 0 }, prevKv: prev }
+        : { type: 'PUT', kv: kvOf(key, rev, Buffer.alloc(e.valueBytes, rev % 251)), prevKv: prev };
+      if (positioned) event.txnOpIndex = events.length;
+      events.push(event);
     }
     const g = { revision: rev, events };
     all.push(g);
     if (r.acrossShards) {
-      // Each shard gets its keys' events, in the same (key) order.
+      // Each shard gets its keys' events, in the same order.
       for (const s of shards) {
         const mine = events.filter((e) => slots.shardOfKey(e.kv.key) === s);
         if (mine.length > 0) (perShard.get(s) as SimRevision[]).push({ revision: rev, events: mine });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MvccEvent } from '../mvcc/types.ts';
 import { REPLAY_CHUNK, REPLAY_CHUNK_BYTES } from '../mvcc/watch-hub.ts';
-import { joinByKey, MERGED_RESPONSE_MAX_BYTES, MERGED_RESPONSE_MAX_EVENTS, mergeEventBytes, WatchMerger } from './watch-merge.ts';
+import { joinInTxnOrder, MERGED_RESPONSE_MAX_BYTES, MERGED_RESPONSE_MAX_EVENTS, mergeEventBytes, WatchMerger } from './watch-merge.ts';
 import type { MergedWatchSpec, WatchMergeAction } from './watch-merge.ts';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -182,7 +182,7 @@ describe('WatchMerger', () => {
   });
 });
 
-describe('joinByKey (one revision from several shards)', () => {
+describe('joinInTxnOrder (one revision from several shards)', () => {
   const ev = (key: string, tag: string): MvccEvent => ({ type: 'PUT', kv: { key: Buffer.from(key), createRevision: 1, modRevision: 1, version: 1, value: Buffer.from(tag), lease: '0' }, prevKv: null });
   const keysOf = (events: MvccEvent[]): string[] => events.map((e) => e.kv.key.toString());
 
@@ -198,15 +198,27 @@ describe('joinByKey (one revision from several shards)', () => {
       const parts = Array.from({ length: partCount }, () => ({ events: [] as MvccEvent[] }));
       for (const k of [...keys].sort()) parts[rand(partCount)].events.push(ev(k, ''));
       const out: MvccEvent[] = [];
-      joinByKey(parts, out);
+      joinInTxnOrder(parts, out);
       expect(keysOf(out)).toEqual([...keys].sort());
     }
   });
 
   it("keeps each part's own order when it is not key order (a txn's ops), and breaks ties by part", () => {
     const out: MvccEvent[] = [];
-    joinByKey([{ events: [ev('b', 'p0'), ev('a', 'p0'), ev('d', 'p0')] }, { events: [ev('c', 'p1'), ev('a', 'p1')] }, { events: [] }], out);
+    joinInTxnOrder([{ events: [ev('b', 'p0'), ev('a', 'p0'), ev('d', 'p0')] }, { events: [ev('c', 'p1'), ev('a', 'p1')] }, { events: [] }], out);
     // Part 0 must give b before a, part 1 c before a: a merge by each part's next key.
     expect(out.map((e) => `${e.kv.key.toString()}${e.kv.value.toString()}`)).toEqual(['bp0', 'ap0', 'cp1', 'ap1', 'dp0']);
+  });
+
+  it("orders a positioned cross-shard txn's events as etcd does: by op, then by key", () => {
+    const at = (key: string, op: number): MvccEvent => ({ ...ev(key, ''), txnOpIndex: op });
+    // The txn: put wz (shard A), put wa (shard B), delete [d, e) over both shards, put wm (shard A).
+    const shardA = [at('wz', 0), at('d1', 2), at('d4', 2), at('wm', 3)];
+    const shardB = [at('wa', 1), at('d2', 2), at('d3', 2)];
+    for (const parts of [[shardA, shardB], [shardB, shardA]]) {
+      const out: MvccEvent[] = [];
+      joinInTxnOrder(parts.map((events) => ({ events })), out);
+      expect(keysOf(out)).toEqual(['wz', 'wa', 'd1', 'd2', 'd3', 'd4', 'wm']);
+    }
   });
 });

@@ -35,6 +35,7 @@ import { readsForStore } from './txn-reads.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
+import { validPositions } from '../mvcc/txn-op-position.ts';
 
 /** State-keyspace prefixes: MVCC records, published member attributes, leases, membership, auth ('a'). */
 const MVCC_PREFIX = 0x6b; // 'k'
@@ -148,6 +149,15 @@ interface Waiter {
 }
 
 /** `key` behind a one-byte record-kind prefix, in one allocation (every persisted record takes this path). */
+/**
+ * A prepared share's positions as a PreparedTxn field, kept only when they can position it: invalid ones
+ * (never sent by a coordinator of this build) leave the share plain, decided from the entry alone.
+ */
+function positionsOf<K extends 'successPositions' | 'failurePositions'>(field: K, wire: readonly number[] | undefined, opCount: number): { [P in K]?: number[] } {
+  const positions = wire?.map(Number);
+  return validPositions(positions, opCount) ? ({ [field]: [...positions] } as { [P in K]?: number[] }) : {};
+}
+
 function prefixed(prefix: number, key: Buffer): Buffer {
   const out = Buffer.allocUnsafe(1 + key.length);
   out[0] = prefix;
@@ -724,6 +734,8 @@ export class KvStateMachine implements GroupStateMachine {
       ops: decideHere ? { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] } : { compare: [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
       ...(decideHere ? { decideHere, comparesHeld } : {}),
+      ...positionsOf('successPositions', intent.success_positions, op.success.length),
+      ...(decideHere ? positionsOf('failurePositions', intent.failure_positions, op.failure.length) : {}),
       ...(intent.priority !== undefined && Number(intent.priority) > 0 ? { priority: Number(intent.priority) } : {}),
       ...(intent.lease_sweep ? { leaseSweep: { ID: String(intent.lease_sweep.ID), generation: String(intent.lease_sweep.generation), revoked_at: String(intent.lease_sweep.revoked_at ?? '0'), horizon: String(intent.lease_sweep.horizon ?? '0') } } : {}),
     };
@@ -776,7 +788,8 @@ export class KvStateMachine implements GroupStateMachine {
     const swept = s === undefined ? [] : (this.leases.sweep(s.ID, Number(s.generation), Number(s.revoked_at ?? 0), Number(s.horizon ?? 0)) ?? []);
     const ops = failureBranch ? { compare: [], success: prepared.ops.failure ?? [], failure: [] } : { compare: [], success: prepared.ops.success ?? [], failure: [] };
     const share = s === undefined ? txnOpFromWire(ops) : { compare: [], success: swept.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })), failure: [] };
-    const out = this.store.txn(share, at);
+    const positions = s === undefined ? (failureBranch ? prepared.failurePositions : prepared.successPositions) : undefined;
+    const out = this.store.txn(share, at, undefined, positions);
     this.appliedRevisionValue = at;
     this.appliedRevisionDirty = true;
     this.publish(out.events, out.revision);

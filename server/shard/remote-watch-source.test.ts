@@ -16,7 +16,7 @@ import { ShardPeerChannels, shardPeerServiceDefinition, shardPeerServiceImpl, wa
 import { RemoteWatchSource, type WatchShardStreamHandlers, type WatchShardTransport } from './remote-watch-source.ts';
 import { ReplicaWatchSource } from './replica-watch-source.ts';
 import { encodeInternalRequest, type InternalRequest } from './request-codec.ts';
-import { watchEventToWire, type WatchShardResponseWire, type WatchShardSubscribeWire } from './shard-peer-wire.ts';
+import { watchEventsFromWire, watchEventToWire, type WatchShardResponseWire, type WatchShardSubscribeWire } from './shard-peer-wire.ts';
 import type { ShardWatchSink } from './watch-source.ts';
 import { WatchShardServer, type WatchShardCall } from './watch-shard-server.ts';
 
@@ -411,6 +411,23 @@ async function serve(replica: Replica, queueBudgetBytes?: number): Promise<Serve
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return { server, port, replica, watch };
 }
+
+describe('WatchShard events on the wire (the service definition\'s own serializers)', () => {
+  it("carry a cross-shard transaction's op positions; an event without one reads back without", () => {
+    const def = shardPeerServiceDefinition().WatchShard;
+    const kv = (key: string): MvccEvent['kv'] => ({ key: Buffer.from(key), createRevision: 9, modRevision: 9, version: 1, value: Buffer.from('v'), lease: '0' });
+    const sent: MvccEvent[] = [
+      { type: 'PUT', kv: kv('z'), prevKv: null, txnOpIndex: 0 },
+      { type: 'DELETE', kv: kv('d'), prevKv: kv('d'), txnOpIndex: 4095 },
+      { type: 'PUT', kv: kv('p'), prevKv: null },
+    ];
+    const bytes = def.responseSerialize({ response: 'events', events: { events: sent.map(watchEventToWire) } } satisfies WatchShardResponseWire);
+    const back = def.responseDeserialize(bytes) as WatchShardResponseWire;
+    const events = watchEventsFromWire(back.events?.events);
+    expect(events.map((e) => [e.kv.key.toString(), e.txnOpIndex])).toEqual([['z', 0], ['d', 4095], ['p', undefined]]);
+    expect('txnOpIndex' in events[2]).toBe(false);
+  });
+});
 
 describe('WatchShard over gRPC (two replicas on loopback)', () => {
   const cleanup: Array<() => void> = [];

@@ -50,6 +50,9 @@ export interface TxnIntentWire {
   priority?: string;
   /** The prepares decide the branch: compares evaluated here, both branches' shares dry-run (internal.proto). */
   decide_here?: boolean;
+  /** Each share op's place in the whole transaction (server/mvcc/txn-op-position.ts); empty: none. */
+  success_positions?: number[];
+  failure_positions?: number[];
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */

@@ -256,6 +256,8 @@ export interface ShardWatchEventWire {
   type: 'PUT' | 'DELETE';
   kv: KeyValueWire | null;
   prev_kv: KeyValueWire | null;
+  /** 1 + MvccEvent.txnOpIndex; 0 or absent: none. */
+  txn_op_position?: number;
 }
 
 export interface WatchShardSubscribeWire {
@@ -284,13 +286,18 @@ export interface WatchShardResponseWire {
 }
 
 export function watchEventToWire(e: MvccEvent): ShardWatchEventWire {
-  return { type: e.type, kv: keyValueToWire(e.kv), prev_kv: e.prevKv === null ? null : keyValueToWire(e.prevKv) };
+  const w: ShardWatchEventWire = { type: e.type, kv: keyValueToWire(e.kv), prev_kv: e.prevKv === null ? null : keyValueToWire(e.prevKv) };
+  if (e.txnOpIndex !== undefined) w.txn_op_position = e.txnOpIndex + 1;
+  return w;
 }
 
 export function watchEventFromWire(w: ShardWatchEventWire): MvccEvent {
   if (w.type !== 'PUT' && w.type !== 'DELETE') throw new WireError(`event type: unknown ${String(w.type)}`);
   if (!w.kv) throw new WireError('event kv: missing');
-  return { type: w.type, kv: keyValueFromWire(w.kv), prevKv: w.prev_kv ? keyValueFromWire(w.prev_kv) : null };
+  const event: MvccEvent = { type: w.type, kv: keyValueFromWire(w.kv), prevKv: w.prev_kv ? keyValueFromWire(w.prev_kv) : null };
+  const position = safeInt(w.txn_op_position ?? 0, 'txn_op_position');
+  if (position > 0) event.txnOpIndex = position - 1;
+  return event;
 }
 
 /** Upper bound of an event's encoded size (bytes), for the serving side's per-stream queue bound. */

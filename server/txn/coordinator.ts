@@ -37,6 +37,7 @@ import { DeadlineError } from '../member/member.ts';
 import { TXN_NOT_PREPARED, type PreparedTxn, type TxnRecoveryResult } from './shard-txn-table.ts';
 import { ShardAdmission } from './shard-admission.ts';
 import { rankOf } from './wait-die.ts';
+import { MAX_TXN_OP_POSITIONS } from '../mvcc/txn-op-position.ts';
 
 /** What a write's apply answered: its revision and result. */
 export interface TxnWriteOutcome {
@@ -76,6 +77,12 @@ export interface CoordinatorDeps {
    * apply rules 2, member.ts). Absent: yes.
    */
   prepareMayDecide?(): boolean;
+  /**
+   * Whether every replica of every shard numbers a commit's changes by each op's place in the whole
+   * transaction (TxnIntent.success_positions: apply rules 3, member.ts), so that a watch over several
+   * shards sends its events in op order. Absent: yes.
+   */
+  txnOpPositions?(): boolean;
 }
 
 /** Attempts before the client is told to retry (each is also bounded by the client's deadline). */
@@ -290,7 +297,12 @@ export class TxnCoordinator {
         const named = new Set([...mine, ...theirs].flatMap((w) => (w.request_put ? [String(w.request_put.lease ?? '0')] : [])));
         const generations = leases.filter((g) => named.has(g.ID));
         return {
-          intent: { ops: { compare: (req.compare ?? []).filter((c) => compareGroup(c) === groupId), success: mine, failure: theirs }, decide_here: true },
+          intent: {
+            ops: { compare: (req.compare ?? []).filter((c) => compareGroup(c) === groupId), success: mine, failure: theirs },
+            decide_here: true,
+            ...this.positions('success_positions', success.placements, groupId),
+            ...this.positions('failure_positions', failure.placements, groupId),
+          },
           ...(generations.length > 0 ? { lease_generations: generations } : {}),
         };
       },
@@ -312,6 +324,20 @@ export class TxnCoordinator {
     });
     const ops = failureBranch ? branches.failure : branches.success;
     return { revision: C, result: { succeeded: !failureBranch, responses: ops.map((w, i) => this.stitch(w, chosen.placements[i], shareResults, [], C)) } };
+  }
+
+  /**
+   * The place in the whole transaction of each op of `groupId`'s share (its ops in `placements`' order:
+   * placeOps appends them so), as the intent's `field`; nothing when the cluster does not number commits
+   * by them yet, or the transaction has more ops than sub-revisions can position.
+   */
+  private positions<F extends 'success_positions' | 'failure_positions'>(field: F, placements: readonly OpPlacement[], groupId: number): { [K in F]?: number[] } {
+    if (!(this.deps.txnOpPositions?.() ?? true) || placements.length > MAX_TXN_OP_POSITIONS) return {};
+    const out: number[] = [];
+    placements.forEach((p, position) => {
+      if (p.shares.some((s) => s.groupId === groupId)) out.push(position);
+    });
+    return { [field]: out } as { [K in F]?: number[] };
   }
 
   /** The shards a put or delete writes (none for a range). */
@@ -408,7 +434,11 @@ export class TxnCoordinator {
         const named = new Set(shares.get(groupId)!.flatMap((w) => (w.request_put ? [String(w.request_put.lease ?? '0')] : [])));
         const generations = leases.filter((g) => named.has(g.ID));
         return {
-          intent: { ops: { compare: mine.map((c) => c.wire), success: shares.get(groupId)!, failure: [] }, expected: mine.map((c, index) => ({ index, ...c.parts.get(groupId)! })) },
+          intent: {
+            ops: { compare: mine.map((c) => c.wire), success: shares.get(groupId)!, failure: [] },
+            expected: mine.map((c, index) => ({ index, ...c.parts.get(groupId)! })),
+            ...this.positions('success_positions', placements, groupId),
+          },
           ...(generations.length > 0 ? { lease_generations: generations } : {}),
         };
       },
@@ -800,7 +830,7 @@ interface TxnShape {
 
 /** What one participant's prepare carries. */
 interface ParticipantShare {
-  intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep' | 'decide_here'>;
+  intent: Pick<TxnIntentWire, 'ops' | 'expected' | 'lease_sweep' | 'decide_here' | 'success_positions' | 'failure_positions'>;
   lease_generations?: LeaseGeneration[];
 }
 

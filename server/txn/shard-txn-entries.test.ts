@@ -228,6 +228,34 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(() => sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'd3', commit: true, revision: '11', failure_branch: true } }))).toThrow(/invariant: txn d3 commits its failure branch/);
   });
 
+  it("a share's ops keep their places in the whole transaction over a restart; the commit's events carry them, on either branch", () => {
+    const positioned = (txnId: string, revision: number, success: WireRequestOp[], failure: WireRequestOp[], positions: Pick<TxnIntentWire, 'success_positions' | 'failure_positions'>): InternalRequest => {
+      const base = intent(txnId, revision, success);
+      const i = (base as { txn_intent: TxnIntentWire }).txn_intent;
+      return { ...base, txn_intent: { ...i, ops: { ...i.ops, failure }, decide_here: true, ...positions } } as InternalRequest;
+    };
+    const eventsAt = (sm: KvStateMachine, revision: number): string[] =>
+      sm.store.eventsSince(b(''), Buffer.from([0]), revision).map((e) => `${e.kv.key.toString()}@${e.txnOpIndex ?? '-'}`);
+    const sm = shard(4);
+    sm.apply(entry(put('d1', 'x', 2)));
+    sm.apply(entry(put('d2', 'x', 3)));
+    // Ops 1, 3 and 4 of the transaction are this shard's on success; ops 0 and 2 on failure.
+    sm.apply(entry(positioned('p1', 5, [putOp('z', '1'), { request_delete_range: { key: b('d'), range_end: b('e') } } as WireRequestOp, putOp('a', '1')], [putOp('f', '1'), putOp('g', '1')], { success_positions: [1, 3, 4], failure_positions: [0, 2] })));
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 4 });
+    expect(restarted.txns.getPrepared('p1')).toMatchObject({ successPositions: [1, 3, 4], failurePositions: [0, 2] });
+    for (const replica of [sm, restarted]) replica.apply(entry(commit('p1', 8)));
+    for (const replica of [sm, restarted]) expect(eventsAt(replica, 8)).toEqual(['z@1', 'd1@3', 'd2@3', 'a@4']);
+    // The failure branch takes its own share's places.
+    sm.apply(entry(positioned('p2', 9, [putOp('s', '2')], [putOp('g', '2'), putOp('f', '2')], { success_positions: [0], failure_positions: [1, 5] })));
+    sm.apply(entry({ proposer: '1', seq: '0', txn_resolve: { txn_id: 'p2', commit: true, revision: '10', failure_branch: true } }));
+    expect(eventsAt(sm, 10)).toEqual(['g@1', 'f@5']);
+    // Places that cannot be a share's (not one per op, not increasing) leave it plain, on every replica alike.
+    sm.apply(entry(positioned('p3', 11, [putOp('s', '3'), putOp('t', '3')], [], { success_positions: [4, 2] })));
+    expect(sm.txns.getPrepared('p3')?.successPositions).toBeUndefined();
+    sm.apply(entry(commit('p3', 11)));
+    expect(eventsAt(sm, 11)).toEqual(['s@-', 't@-']);
+  });
+
   it('a refused prepare fails its proposer and changes nothing; a second prepare while one waits is a broken invariant', async () => {
     const sm = shard();
     const t = sm.track();

@@ -57,6 +57,12 @@ export interface PreparedTxn {
   readonly decideHere?: boolean;
   /** decideHere: whether every compare of this shard held at the prepare (absent: true). */
   readonly comparesHeld?: boolean;
+  /**
+   * Each op of `ops.success` (of `ops.failure`)'s place in the whole transaction, for the commit's
+   * sub-revisions (server/mvcc/txn-op-position.ts); absent: the share is applied plain.
+   */
+  readonly successPositions?: readonly number[];
+  readonly failurePositions?: readonly number[];
 }
 
 export interface DecidedTxn {
@@ -98,6 +104,8 @@ interface StoredPrepared {
   priority?: number;
   decideHere?: boolean;
   comparesHeld?: boolean;
+  successPositions?: readonly number[];
+  failurePositions?: readonly number[];
 }
 
 /** How the table stores its ops: the caller's codec for etcdserverpb.TxnRequest. */

@@ -5,7 +5,7 @@
 // reports of several shards in any order. Subscriptions replay from their start revision exactly as
 // WatchHub does (whole revisions, in order, filters applied), and report compaction as it does.
 
-import type { MvccEvent } from '../../server/mvcc/types.ts';
+import { withoutPrevKv, type MvccEvent } from '../../server/mvcc/types.ts';
 import type { ShardSubscribeRequest, ShardWatchSink, ShardWatchSource, ShardWatchSubscription } from '../../server/shard/watch-source.ts';
 
 export interface SimRevision {
@@ -114,7 +114,7 @@ export class SimSubscription implements ShardWatchSubscription {
       for (const e of g.events) {
         if (!inRange(e.kv.key, this.request.key, this.request.rangeEnd)) continue;
         if (e.type === 'PUT' ? this.request.noPut : this.request.noDelete) continue;
-        out.push(this.request.prevKv ? e : { type: e.type, kv: e.kv, prevKv: null });
+        out.push(this.request.prevKv ? e : withoutPrevKv(e));
       }
     }
     if (out.length > 0) this.sink.onEvents(out);

@@ -5,13 +5,15 @@
 //
 // Replay a failure `seed=S: ...` with
 //   MEMBER_SIM_SEED=S node_modules/.bin/node node_modules/vitest/vitest.mjs run server/member/sim
-// Scale up: MEMBER_SIM_SEEDS=1000 (seeds of 3 members; a quarter as many of 5), MEMBER_SIM_FAULT_MS=5000.
+// Scale up: MEMBER_SIM_SEEDS=1000 (seeds of 3 members; a quarter as many of 5), MEMBER_SIM_FAULT_MS=5000;
+// MEMBER_SIM_FIRST_SEED=2001 explores seeds past those already run (3 members from 2001, 5 from 502001).
 import { describe, expect, it } from 'vitest';
 import { runMemberSim, type MemberSimMutation, type MemberSimOptions, type MemberSimResult } from './member-sim.ts';
 
 const replaySeed = process.env.MEMBER_SIM_SEED === undefined ? null : Number(process.env.MEMBER_SIM_SEED);
 const seeds = Number(process.env.MEMBER_SIM_SEEDS ?? 100);
 const faultMs = Number(process.env.MEMBER_SIM_FAULT_MS ?? 2000);
+const firstSeed = Number(process.env.MEMBER_SIM_FIRST_SEED ?? 1);
 /** Replaying a seed that failed in mutation.test.ts: the same deliberate bug. */
 const mutation = process.env.MEMBER_SIM_MUTATION as MemberSimMutation | undefined;
 /** Seeds from FIVE_MEMBER_BASE up run five members; replaying a seed picks its configuration. */
@@ -23,7 +25,7 @@ function configOf(seed: number): MemberSimOptions {
 
 function seedsFor(base: number, count: number): number[] {
   if (replaySeed !== null) return (replaySeed >= FIVE_MEMBER_BASE) === base >= FIVE_MEMBER_BASE ? [replaySeed] : [];
-  return Array.from({ length: count }, (_, i) => base + i + 1);
+  return Array.from({ length: count }, (_, i) => base + firstSeed + i);
 }
 
 /** Snapshots that arrived during another's install, over every run of this file so far. */
