@@ -465,7 +465,7 @@ export class WatchMerger {
  * the lower shard.
  */
 export function joinInTxnOrder(parts: readonly { readonly events: readonly MvccEvent[] }[], out: MvccEvent[]): void {
-  // A binary min-heap of the parts by their next event's key (then by part): about log2(parts)
+  // A binary min-heap of the parts by their next event's (op, key) (then by part): about log2(parts)
   // comparisons an event instead of one per part, each in JavaScript rather than a call into C++.
   // 100,000 deletes over 16 shards: ~45 ms of the loop, against ~210 ms for a scan with Buffer.compare.
   const next = parts.map(() => 0);

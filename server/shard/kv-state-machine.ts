@@ -148,7 +148,6 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-/** `key` behind a one-byte record-kind prefix, in one allocation (every persisted record takes this path). */
 /**
  * A prepared share's positions as a PreparedTxn field, kept only when they can position it: invalid ones
  * (never sent by a coordinator of this build) leave the share plain, decided from the entry alone.
@@ -158,6 +157,7 @@ function positionsOf<K extends 'successPositions' | 'failurePositions'>(field: K
   return validPositions(positions, opCount) ? ({ [field]: [...positions] } as { [P in K]?: number[] }) : {};
 }
 
+/** `key` behind a one-byte record-kind prefix, in one allocation (every persisted record takes this path). */
 function prefixed(prefix: number, key: Buffer): Buffer {
   const out = Buffer.allocUnsafe(1 + key.length);
   out[0] = prefix;
