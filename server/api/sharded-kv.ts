@@ -13,6 +13,7 @@
 // A shard this member's API does not serve (ShardedKeyspace.hosts) is served by a member that does: a
 // one-shard read or read-only txn is forwarded (server/shard/shard-forwarder.ts), and so is every write
 // (ApiContext.proposeWrite); the client sees what that member answers, under this member's id.
+import * as grpc from '@grpc/grpc-js';
 import { DATA_GROUP_ID, type ApiContext, type GroupTarget, type ShardedKeyspace, type WriteOutcome } from './context.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { rangeOpFromWire, txnIsReadOnly, txnOpFromWire } from '../etcd/convert.ts';
@@ -120,8 +121,12 @@ export class ShardedKv {
       // Served by a member hosting the shard, as below; one that has not applied `revision` yet says so
       // and the read is made at R on the shard's leader, as for several shards.
       if (!serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
-      const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable }, this.ctx.deadlineMs());
-      if (answer.kind === 'done') {
+      const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable }, this.ctx.deadlineMs()).catch((err: unknown) => {
+        // An answer larger than one peer message: read at R below instead, where it comes in pages.
+        if ((err as { code?: number }).code === grpc.status.RESOURCE_EXHAUSTED) return null;
+        throw err;
+      });
+      if (answer !== null && answer.kind === 'done') {
         if (answer.payload.kind !== 'range') throw new Error(`shard group ${touched[0].groupId}: a forwarded range answered ${answer.payload.kind}`);
         return { header: this.ctx.header(answer.revision, touched[0], answer.raftTerm), result: answer.payload.result };
       }

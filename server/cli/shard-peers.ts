@@ -6,7 +6,8 @@ import type { NodeId } from '../raft/types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { OracleTransport } from '../shard/oracle-protocol.ts';
 import { ShardDeadlineError, ShardNotReadyError } from '../shard/shard-write-path.ts';
-import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, shardStatusOnPeer, watchShardTransport, type RemoteShardStatus, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { GrpcOracleTransport, closeAtOnPeer, rangeAtOnPeer, shardKvOnPeer, shardStatusOnPeer, watchShardTransport, type CloseAtOutcome, type RangeAtOutcome, type RemoteShardStatus, type ShardKvOutcome, type ShardPeerChannels } from '../shard/peer-shard-rpc.ts';
+import { readPaged } from '../shard/range-pages.ts';
 import type { ShardKvRequest } from '../shard/shard-kv-wire.ts';
 import type { WatchShardTransport } from '../shard/remote-watch-source.ts';
 
@@ -38,20 +39,21 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
     watchShard: watchShardTransport(channels),
     shardStatus: (to, groupIds, deadlineMs) => shardStatusOnPeer(channels, to, groupIds, deadlineMs),
     async rangeAt(to, groupId, op, revision, deadlineMs) {
-      const outcome = await rangeAtOnPeer(channels, to, groupId, op, revision, deadlineMs);
-      switch (outcome.kind) {
-        case 'ok':
-          return outcome.result;
-        case 'not-leader':
-          return { notLeader: outcome.leaderId };
-        case 'mvcc':
-          throw outcome.error; // compacted or future revision: the client's answer
-        case 'deadline':
-          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        case 'unavailable':
-          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        default:
-          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+      // A leadership that moves between pages: the whole read starts again on the new leader.
+      let movedTo: NodeId | null = null;
+      try {
+        return await readPaged(op, revision, async (sub) => {
+          const outcome = await rangeAtOnPeer(channels, to, groupId, sub, revision, deadlineMs, RANGE_PAGE_BYTES);
+          if (outcome.kind === 'ok') return { result: outcome.result, pageEnd: outcome.pageEnd ?? null };
+          if (outcome.kind === 'not-leader') {
+            movedTo = outcome.leaderId;
+            throw LEADERSHIP_MOVED;
+          }
+          throw peerFailure(groupId, to, outcome);
+        });
+      } catch (err) {
+        if (err === LEADERSHIP_MOVED && movedTo !== null) return { notLeader: movedTo };
+        throw err;
       }
     },
     async closeAt(to, groupId, revision, deadlineMs) {
@@ -61,14 +63,23 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
           return { revision: outcome.revision, appliedIndex: outcome.appliedIndex };
         case 'not-leader':
           return { notLeader: outcome.leaderId };
-        case 'deadline':
-          throw new ShardDeadlineError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
-        case 'unavailable':
-          throw new ShardNotReadyError(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
         default:
-          throw new Error(`shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`);
+          throw peerFailure(groupId, to, outcome);
       }
     },
     shardKv: (to, request, callDeadlineMs) => shardKvOnPeer(channels, to, request, callDeadlineMs),
   };
+}
+
+/** Pages of a read on another member (server/shard/range-pages.ts): a quarter of the peer message cap. */
+export const RANGE_PAGE_BYTES = 16 * 1024 * 1024;
+const LEADERSHIP_MOVED = new Error('leadership moved during a paged read');
+
+/** What a failed RangeAt or CloseAt throws: the MVCC error a client sees, or a shard error retried until the deadline. */
+function peerFailure(groupId: number, to: NodeId, outcome: Exclude<RangeAtOutcome | CloseAtOutcome, { kind: 'ok' } | { kind: 'closed' } | { kind: 'not-leader' }>): Error {
+  if (outcome.kind === 'mvcc') return outcome.error; // compacted or future revision: the client's answer
+  const what = `shard group ${groupId} on member ${to.toString(16)}: ${outcome.reason}`;
+  if (outcome.kind === 'deadline') return new ShardDeadlineError(what);
+  if (outcome.kind === 'unavailable') return new ShardNotReadyError(what);
+  return new Error(what);
 }

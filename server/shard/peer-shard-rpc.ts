@@ -58,6 +58,7 @@ import {
   type WatchShardResponseWire,
   type WatchShardSubscribeWire,
 } from './shard-peer-wire.ts';
+import { firstPage } from './range-pages.ts';
 import {
   shardKvAnswerFromWire,
   shardKvAnswerToWire,
@@ -258,23 +259,29 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
 
   /** One RangeAt, as a call alone or an element of a batch, with its result's size in bytes (about); never rejects. */
   const serveRangeAt = (request: RangeAtRequestWire): Promise<SizedRangeAnswer> => {
-    let groupId: number, op: RangeOp, revision: number, deadlineMs: number;
+    let groupId: number, op: RangeOp, revision: number, deadlineMs: number, pageBytes: number;
     try {
       groupId = request.group_id;
       op = rangeOpFromWire(request.range);
       revision = safeInt(request.revision, 'revision');
       deadlineMs = safeInt(request.deadline_ms, 'deadline_ms');
+      pageBytes = safeInt(request.page_bytes, 'page_bytes');
       if (revision < 1) throw new Error(`revision ${revision} is not positive`);
+      if (pageBytes < 0) throw new Error(`page_bytes ${pageBytes} is negative`);
     } catch (err) {
       return Promise.resolve(unsized(rangeError('BAD_REQUEST', message(err))));
     }
     if (Date.now() >= deadlineMs) return Promise.resolve(unsized(rangeError('DEADLINE', 'deadline passed before the read began')));
+    // A page fits the smaller of what the caller asked and what the message cap allows.
+    const budget = pageBytes > 0 ? Math.min(pageBytes, maxBytes) : maxBytes;
     let work: Promise<SizedRangeAnswer>;
     try {
-      work = opts.rangeAt(groupId, op, revision, deadlineMs).then((result) => {
+      work = opts.rangeAt(groupId, op, revision, deadlineMs).then(async (result) => {
         const bytes = rangeResultWireBytes(result);
-        if (bytes > maxBytes) return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`));
-        return { response: { range: rangeResultToWire(result) }, bytes };
+        if (bytes <= budget) return { response: { range: rangeResultToWire(result) }, bytes };
+        const page = pageBytes > 0 ? await firstPage(op, budget, (sub) => opts.rangeAt(groupId, sub, revision, deadlineMs)) : null;
+        if (page === null) return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds ${pageBytes > 0 ? `a page of ${budget}` : `the peer message cap of ${maxBytes}`}`));
+        return { response: { range: rangeResultToWire(page.result), paged: true, page_end: page.pageEnd ?? Buffer.alloc(0) }, bytes: rangeResultWireBytes(page.result) };
       });
     } catch (err) {
       work = Promise.reject(err);
@@ -813,7 +820,7 @@ export class GrpcOracleTransport implements OracleTransport {
 
 /** What a RangeAt on a peer came to. `mvcc` carries etcd's compacted / future-revision error to rethrow. */
 export type RangeAtOutcome =
-  | { readonly kind: 'ok'; readonly result: RangeResult }
+  | { readonly kind: 'ok'; readonly result: RangeResult; readonly pageEnd?: Buffer }
   | { readonly kind: 'not-leader'; readonly leaderId: NodeId }
   | { readonly kind: 'unavailable'; readonly reason: string }
   | { readonly kind: 'deadline'; readonly reason: string }
@@ -822,11 +829,11 @@ export type RangeAtOutcome =
   | { readonly kind: 'refused'; readonly reason: string };
 
 /** Reads shard `groupId` at `revision` on member `memberId` (its leader, as far as the caller knows). Never rejects. */
-export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number): Promise<RangeAtOutcome> {
+export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number, pageBytes = 0): Promise<RangeAtOutcome> {
   const deadline = wireDeadline(deadlineMs);
   let request: RangeAtRequestWire;
   try {
-    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline };
+    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline, ...(pageBytes > 0 ? { page_bytes: pageBytes } : {}) };
   } catch (err) {
     return { kind: 'refused', reason: message(err) };
   }
@@ -836,6 +843,12 @@ export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
     switch (answer.result) {
       case 'range':
         if (!answer.range) throw new Error('range: missing');
+        if (answer.paged === true) {
+          const pageEnd = Buffer.from(answer.page_end ?? Buffer.alloc(0));
+          const toEnd = op.rangeEnd.length === 1 && op.rangeEnd[0] === 0;
+          if (Buffer.compare(pageEnd, op.key) <= 0 || (!toEnd && Buffer.compare(pageEnd, op.rangeEnd) >= 0)) throw new Error('a page that does not end inside its range');
+          return { kind: 'ok', result: rangeResultFromWire(answer.range), pageEnd };
+        }
         return { kind: 'ok', result: rangeResultFromWire(answer.range) };
       case 'not_leader':
         return { kind: 'not-leader', leaderId: safeInt(answer.not_leader?.leader_id, 'leader_id') };

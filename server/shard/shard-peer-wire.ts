@@ -67,6 +67,8 @@ export interface RangeAtRequestWire {
   revision: Long64;
   range: RangeOpWire | null;
   deadline_ms: Long64;
+  /** Answers over this many bytes come in pages (0 or absent: whole). */
+  page_bytes?: Long64;
 }
 
 export type RangeErrorKind = 'INTERNAL' | 'UNAVAILABLE' | 'DEADLINE' | 'COMPACTED' | 'FUTURE_REV' | 'TOO_LARGE' | 'BAD_REQUEST' | 'RETRY_SINGLY';
@@ -76,6 +78,9 @@ export interface RangeAtResponseWire {
   range?: { kvs: KeyValueWire[]; more: boolean; count: Long64 } | null;
   not_leader?: { leader_id: Long64 } | null;
   error?: { kind: RangeErrorKind; message: string } | null;
+  /** With range: it answers the keys below page_end only. */
+  paged?: boolean;
+  page_end?: Buffer;
 }
 
 export interface CloseAtRequestWire {
@@ -246,8 +251,13 @@ export function rangeResultFromWire(w: NonNullable<RangeAtResponseWire['range']>
 /** Upper bound of a RangeResult's encoded size (bytes): what the receiver checks against the peer message cap. */
 export function rangeResultWireBytes(r: RangeResult): number {
   let n = 32;
-  for (const kv of r.kvs) n += kv.key.length + kv.value.length + 80;
+  for (const kv of r.kvs) n += kvWireBytes(kv);
   return n;
+}
+
+/** Upper bound of one key-value's share of an encoded RangeResult (bytes). */
+export function kvWireBytes(kv: KeyValue): number {
+  return kv.key.length + kv.value.length + 80;
 }
 
 // ---- WatchShard (a merged watch's remote shard, server/shard/remote-watch-source.ts) -----------------
