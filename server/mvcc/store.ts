@@ -11,7 +11,9 @@
 //             newest is at hand and history is a walk back (as etcd's keyIndex walks its
 //             generations). value === null marks a tombstone (it ends a generation).
 //   log       every retained record with main > compactedRevision, in (main, sub) order: watch replay
-//             scans it from the start revision instead of the whole keyspace.
+//             scans it from the start revision instead of the whole keyspace. A cross-shard
+//             transaction's share numbers its subs by its ops' places in the whole transaction
+//             (txn-op-position.ts), so its events say which op made them.
 //   dirty     keys that have something compaction may remove (more than one record, or a tombstone);
 //             compaction only visits these, not every key.
 //   persist   encoded records not yet drained; the store keeps no encoded copy of its own.
