@@ -42,8 +42,8 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
       // A leadership that moves between pages: the whole read starts again on the new leader.
       let movedTo: NodeId | null = null;
       try {
-        return await readPaged(op, revision, async (sub) => {
-          const outcome = await rangeAtOnPeer(channels, to, groupId, sub, revision, deadlineMs, RANGE_PAGE_BYTES);
+        return await readPaged(op, revision, async (sub, continued) => {
+          const outcome = await rangeAtOnPeer(channels, to, groupId, sub, revision, deadlineMs, { pageBytes: RANGE_PAGE_BYTES, continued });
           if (outcome.kind === 'ok') return { result: outcome.result, pageEnd: outcome.pageEnd ?? null };
           if (outcome.kind === 'not-leader') {
             movedTo = outcome.leaderId;

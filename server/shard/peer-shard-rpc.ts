@@ -58,7 +58,7 @@ import {
   type WatchShardResponseWire,
   type WatchShardSubscribeWire,
 } from './shard-peer-wire.ts';
-import { firstPage } from './range-pages.ts';
+import { pageOf } from './range-pages.ts';
 import {
   shardKvAnswerFromWire,
   shardKvAnswerToWire,
@@ -276,13 +276,22 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     const budget = pageBytes > 0 ? Math.min(pageBytes, maxBytes) : maxBytes;
     let work: Promise<SizedRangeAnswer>;
     try {
-      work = opts.rangeAt(groupId, op, revision, deadlineMs).then(async (result) => {
-        const bytes = rangeResultWireBytes(result);
-        if (bytes <= budget) return { response: { range: rangeResultToWire(result) }, bytes };
-        const page = pageBytes > 0 ? await firstPage(op, budget, (sub) => opts.rangeAt(groupId, sub, revision, deadlineMs)) : null;
-        if (page === null) return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds ${pageBytes > 0 ? `a page of ${budget}` : `the peer message cap of ${maxBytes}`}`));
-        return { response: { range: rangeResultToWire(page.result), paged: true, page_end: page.pageEnd ?? Buffer.alloc(0) }, bytes: rangeResultWireBytes(page.result) };
-      });
+      const read = (sub: RangeOp): Promise<RangeResult> => opts.rangeAt(groupId, sub, revision, deadlineMs);
+      const paged = async (): Promise<SizedRangeAnswer> => {
+        const page = await pageOf(op, budget, read);
+        if (page === null) return unsized(rangeError('TOO_LARGE', `a key of the range does not fit a page of ${budget} bytes`));
+        const range = rangeResultToWire(page.result);
+        return { response: page.pageEnd === null ? { range } : { range, paged: true, page_end: page.pageEnd }, bytes: rangeResultWireBytes(page.result) };
+      };
+      work =
+        pageBytes > 0 && request.continued === true
+          ? paged()
+          : read(op).then((result) => {
+              const bytes = rangeResultWireBytes(result);
+              if (bytes <= budget) return { response: { range: rangeResultToWire(result) }, bytes };
+              if (pageBytes > 0) return paged();
+              return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`));
+            });
     } catch (err) {
       work = Promise.reject(err);
     }
@@ -829,11 +838,11 @@ export type RangeAtOutcome =
   | { readonly kind: 'refused'; readonly reason: string };
 
 /** Reads shard `groupId` at `revision` on member `memberId` (its leader, as far as the caller knows). Never rejects. */
-export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number, pageBytes = 0): Promise<RangeAtOutcome> {
+export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, op: RangeOp, revision: number, deadlineMs: number, paging?: { pageBytes: number; continued: boolean }): Promise<RangeAtOutcome> {
   const deadline = wireDeadline(deadlineMs);
   let request: RangeAtRequestWire;
   try {
-    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline, ...(pageBytes > 0 ? { page_bytes: pageBytes } : {}) };
+    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline, ...(paging ? { page_bytes: paging.pageBytes, continued: paging.continued } : {}) };
   } catch (err) {
     return { kind: 'refused', reason: message(err) };
   }

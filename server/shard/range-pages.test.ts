@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MvccStore } from '../mvcc/store.ts';
 import { rangeOf, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
-import { firstPage, readPaged, type RangePage } from './range-pages.ts';
+import { pageOf, readPaged, type RangePage } from './range-pages.ts';
 import { rangeResultWireBytes } from './shard-peer-wire.ts';
 
 const SORT_TARGETS: SortTarget[] = ['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE'];
@@ -24,16 +24,18 @@ function storeOf(writes: Array<{ key: number; size: number; del: boolean }>): Mv
   return s;
 }
 
-/** The serving side over `store`: whole when it fits `budget`, else its first page. */
-function server(store: MvccStore, budget: number, calls: RangeOp[]): (sub: RangeOp) => Promise<RangePage> {
-  return async (sub) => {
+/** The serving side over `store`, as peer-shard-rpc.ts serves RangeAt: a first request whole when it fits, else pages. */
+function server(store: MvccStore, budget: number, calls: RangeOp[]): (sub: RangeOp, continued: boolean) => Promise<RangePage> {
+  return async (sub, continued) => {
     calls.push(sub);
-    const whole = store.range(sub);
-    if (rangeResultWireBytes(whole) <= budget) return { result: whole, pageEnd: null };
-    const page = await firstPage(sub, budget, async (narrower) => store.range(narrower));
+    if (!continued) {
+      const whole = store.range(sub);
+      if (rangeResultWireBytes(whole) <= budget) return { result: whole, pageEnd: null };
+    }
+    const page = await pageOf(sub, budget, async (narrower) => store.range(narrower));
     if (page === null) throw new Error('too large');
     expect(rangeResultWireBytes(page.result)).toBeLessThanOrEqual(budget);
-    expect(Buffer.compare(page.pageEnd as Buffer, sub.key)).toBeGreaterThan(0);
+    if (page.pageEnd !== null) expect(Buffer.compare(page.pageEnd, sub.key)).toBeGreaterThan(0);
     return page;
   };
 }
@@ -77,12 +79,40 @@ describe('reads in pages', () => {
     expect(paged).toBeGreaterThan(30);
   });
 
-  it('a key too large for a page answers null; one key is never split', async () => {
+  it('a key too large for a page answers null; one key is never split; a range that fits is answered whole', async () => {
     const store = storeOf([{ key: 1, size: 3_000, del: false }, { key: 2, size: 3_000, del: false }]);
     const op = rangeOf(Buffer.from('k'), Buffer.from([0]));
-    expect(await firstPage(op, 1_000, async (sub) => store.range(sub))).toBeNull();
+    expect(await pageOf(op, 1_000, async (sub) => store.range(sub))).toBeNull();
     const one = rangeOf(Buffer.from('k01'), Buffer.alloc(0));
-    expect(await firstPage(one, 1_000, async (sub) => store.range(sub))).toBeNull();
+    expect(await pageOf(one, 1_000, async (sub) => store.range(sub))).toBeNull();
+    expect(await pageOf(op, 10_000, async (sub) => store.range(sub))).toEqual({ result: store.range(op), pageEnd: null });
+    // Keys only: values do not count, so both keys fit one small page.
+    const keys = { ...op, keysOnly: true };
+    expect(await pageOf(keys, 1_000, async (sub) => store.range(sub))).toEqual({ result: store.range(keys), pageEnd: null });
+  });
+
+  it('a large read costs about its own size on the serving side, not its size per page', async () => {
+    const store = storeOf(Array.from({ length: 60 }, (_, key) => ({ key, size: 2_000, del: false })));
+    const op = rangeOf(Buffer.from('k'), Buffer.from([0]), { revision: store.currentRevision() });
+    const whole = rangeResultWireBytes(store.range(op));
+    let bytesRead = 0;
+    const counting = (s: MvccStore): MvccStore => {
+      const range = s.range.bind(s);
+      s.range = (o, t) => {
+        const r = range(o, t);
+        bytesRead += rangeResultWireBytes(r);
+        return r;
+      };
+      return s;
+    };
+    const calls: RangeOp[] = [];
+    const got = await readPaged(op, store.currentRevision(), server(counting(store), 9_000, calls));
+    expect(got.kvs).toHaveLength(60);
+    // The first request computed whole (then paged), and each later page about twice its size or a little
+    // more (looking for its end, then its answer): under 4× in all, where recomputing the rest for each
+    // page, as the first request does, would be ~8×.
+    expect(bytesRead).toBeLessThan(4 * whole);
+    expect(calls.length).toBeGreaterThan(10);
   });
 
   it('a key-ordered read with a limit stops once it holds enough keys, and counts the rest', async () => {

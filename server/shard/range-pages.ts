@@ -8,12 +8,13 @@
 // History at R never changes, so pages read at different moments are one snapshot (a compaction past R in
 // between fails the next page as compacted, as a read at R would).
 //
-// Serving side (firstPage): the whole answer was computed and is too large. The page ends where the range's
-// keys in key order, values included, would pass the budget, and its answer is computed on that narrower
-// range: a sorted, filtered or limited answer on a part holds some of those keys at most, so it fits. A
-// page holds at least one key, so paging always ends. Calling side (readPaged): asks
-// from the start, then from each page's end, and stops early for key-ordered answers with a limit once it
-// holds enough keys (what is left is then only counted).
+// Serving side (pageOf): the page ends where the range's keys in key order, values included, would pass the
+// budget, and its answer is computed on that narrower range: a sorted, filtered or limited answer on a part
+// holds some of those keys at most, so it fits. A page holds at least one key, so paging always ends. A
+// first request is answered whole when it fits (one read, the common case); the pages after it are looked
+// for first, so a read of N bytes costs about N more, not N per page. Calling side (readPaged): asks from
+// the start, then from each page's end, and stops early for key-ordered answers with a limit once it holds
+// enough keys (what is left is then only counted).
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { mergeShardRanges } from '../routing/range-merge.ts';
 import { kvWireBytes, rangeResultWireBytes } from './shard-peer-wire.ts';
@@ -24,23 +25,29 @@ export interface RangePage {
   readonly pageEnd: Buffer | null;
 }
 
-/** Keys read at a time while looking for where a page ends. */
-const SCAN_KEYS = 256;
+/** Keys read at a time while looking for where a page ends: at first (then as many as the budget left seems to hold), and at most. */
+const SCAN_FIRST_KEYS = 8;
+const SCAN_MAX_KEYS = 4_096;
 
 /**
- * The first page of `op`'s answer (whose whole answer is over `budgetBytes`): its answer on
- * [op.key, pageEnd), read through `read`. The page ends at the first key at which the range's keys, in key
- * order and whatever the request's filters, sort and limit, would pass the budget: the page's answer holds
- * some of those keys at most, so it fits. Null when the range's first key alone does not fit.
+ * `op`'s answer within `budgetBytes`, read through `read`: the whole answer when the range's keys fit the
+ * budget, else its answer on [op.key, pageEnd), where pageEnd is the first key at which the range's keys in
+ * key order (values too, unless keys only), whatever the request's filters, sort and limit, would pass the
+ * budget: the page's answer holds some of those keys at most, so it fits. The keys are looked at in
+ * batches sized by what the budget left seems to hold, so a page costs about its own size to find. Null when the range's first key alone does
+ * not fit.
  */
-export async function firstPage(op: RangeOp, budgetBytes: number, read: (sub: RangeOp) => Promise<RangeResult>): Promise<RangePage | null> {
-  if (op.rangeEnd.length === 0) return null; // one key: nothing to split
-  const scan: RangeOp = { ...op, sortTarget: 'KEY', sortOrder: 'NONE', limit: SCAN_KEYS, keysOnly: false, countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 };
+export async function pageOf(op: RangeOp, budgetBytes: number, read: (sub: RangeOp) => Promise<RangeResult>): Promise<RangePage | null> {
+  if (op.rangeEnd.length === 0 || op.countOnly) {
+    const whole = await read(op); // one key, or only a count
+    return rangeResultWireBytes(whole) <= budgetBytes ? { result: whole, pageEnd: null } : null;
+  }
+  const scan: RangeOp = { ...op, sortTarget: 'KEY', sortOrder: 'NONE', countOnly: false, minModRevision: 0, maxModRevision: 0, minCreateRevision: 0, maxCreateRevision: 0 };
   let bytes = 32;
   let from = op.key;
   let scanned = 0;
-  for (;;) {
-    const part = await read({ ...scan, key: from });
+  for (let limit = SCAN_FIRST_KEYS; ; ) {
+    const part = await read({ ...scan, key: from, limit });
     for (const kv of part.kvs) {
       bytes += kvWireBytes(kv);
       if (bytes > budgetBytes) {
@@ -49,9 +56,11 @@ export async function firstPage(op: RangeOp, budgetBytes: number, read: (sub: Ra
       }
       scanned++;
     }
-    // The whole range within the budget: not a page's to answer (its whole answer did not fit).
-    if (!part.more || part.kvs.length === 0) return null;
+    // Every key of the range within the budget: so is the whole answer.
+    if (!part.more || part.kvs.length === 0) return { result: await read(op), pageEnd: null };
     from = Buffer.concat([part.kvs[part.kvs.length - 1].key, Buffer.from([0])]);
+    const perKey = (bytes - 32) / scanned;
+    limit = Math.max(SCAN_FIRST_KEYS, Math.min(SCAN_MAX_KEYS, Math.ceil((budgetBytes - bytes) / perKey) + 1));
   }
 }
 
@@ -62,10 +71,11 @@ function keyOrdered(op: RangeOp): boolean {
 
 /**
  * `op` at `revision` (op.revision is 0 or `revision`), read in pages through `read` (the request on a
- * key range; a page or the whole rest), merged into one answer.
+ * key range; a page or the whole rest; `continued` for every page after the first, which the serving
+ * side looks for before computing, as the read is known to be large), merged into one answer.
  */
-export async function readPaged(op: RangeOp, revision: number, read: (sub: RangeOp) => Promise<RangePage>): Promise<RangeResult> {
-  const first = await read(op);
+export async function readPaged(op: RangeOp, revision: number, read: (sub: RangeOp, continued: boolean) => Promise<RangePage>): Promise<RangeResult> {
+  const first = await read(op, false);
   if (first.pageEnd === null) return first.result;
   const pages: RangeResult[] = [first.result];
   let held = first.result.kvs.length;
@@ -75,11 +85,11 @@ export async function readPaged(op: RangeOp, revision: number, read: (sub: Range
     if (keyOrdered(op) && !op.countOnly && held >= limit) {
       // Enough keys in key order: the rest only adds to count, and to `more` if a key of it passes the
       // filters. Its one key sorts after every key held, so the merge's cut at `limit` drops it.
-      const rest = await read({ ...op, key: from, limit: 1, keysOnly: true });
+      const rest = await read({ ...op, key: from, limit: 1, keysOnly: true }, true);
       pages.push(rest.result);
       break;
     }
-    const page = await read({ ...op, key: from });
+    const page = await read({ ...op, key: from }, true);
     pages.push(page.result);
     held += page.result.kvs.length;
     if (page.pageEnd === null) break;

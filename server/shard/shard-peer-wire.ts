@@ -69,6 +69,8 @@ export interface RangeAtRequestWire {
   deadline_ms: Long64;
   /** Answers over this many bytes come in pages (0 or absent: whole). */
   page_bytes?: Long64;
+  /** A page after the first: look for its end before computing an answer. */
+  continued?: boolean;
 }
 
 export type RangeErrorKind = 'INTERNAL' | 'UNAVAILABLE' | 'DEADLINE' | 'COMPACTED' | 'FUTURE_REV' | 'TOO_LARGE' | 'BAD_REQUEST' | 'RETRY_SINGLY';
