@@ -278,8 +278,9 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     try {
       const read = (sub: RangeOp): Promise<RangeResult> => opts.rangeAt(groupId, sub, revision, deadlineMs);
       const paged = async (): Promise<SizedRangeAnswer> => {
-        const page = await pageOf(op, budget, read);
-        if (page === null) return unsized(rangeError('TOO_LARGE', `a key of the range does not fit a page of ${budget} bytes`));
+        // A key larger than the page asked for (a --max-request-bytes over it) still travels alone, up to the cap.
+        const page = (await pageOf(op, budget, read)) ?? (budget < maxBytes ? await pageOf(op, maxBytes, read) : null);
+        if (page === null) return unsized(rangeError('TOO_LARGE', `a key of the range does not fit the peer message cap of ${maxBytes} bytes`));
         const range = rangeResultToWire(page.result);
         return { response: page.pageEnd === null ? { range } : { range, paged: true, page_end: page.pageEnd }, bytes: rangeResultWireBytes(page.result) };
       };
