@@ -5,8 +5,9 @@
 // 2 GiB), so Synod must too: past 16 MiB a shard's part comes in pages (server/shard/range-pages.ts).
 // 72 values of 1 MiB on one shard ({big} hash tag, 72 MiB) and small keys on the others, then through
 // every member: everything (count and every value exact), key order with a limit (stops early), sorted by
-// value descending with a limit (a top-k over every page), keys only, and the big shard alone through a
-// member started with --test-forward-shards all (forwarded, then read at R in pages).
+// value descending with a limit (a top-k over every page), keys only; then through a member started with
+// --test-forward-shards all, the big shard alone (its forwarded answer is larger than a peer message, as
+// etcd's may be) and a range delete of it with --prev-kv.
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdClients } from '../server/etcd/proto.ts';
@@ -26,17 +27,20 @@ interface RangeReply {
   count: string;
 }
 
-/** A Range through member `i` on a client that takes answers of any size (as etcdctl's does). */
-function range(i: number, req: object): Promise<RangeReply> {
+/** A KV call through member `i` on a client that takes answers of any size (as etcdctl's does). */
+function call<T>(i: number, method: 'Range' | 'DeleteRange', req: object): Promise<T> {
   const client = new (etcdClients().KV)(cluster.endpointOf(i), grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-  return new Promise<RangeReply>((resolve, reject) => {
-    (client as unknown as { Range(r: object, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: Error | null, r: RangeReply) => void): void }).Range(req, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err, res) => {
+  type Unary = (r: object, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: Error | null, r: T) => void) => void;
+  return new Promise<T>((resolve, reject) => {
+    (client as unknown as Record<string, Unary>)[method].call(client, req, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err, res) => {
       client.close();
       if (err) reject(err);
       else resolve(res);
     });
   });
 }
+
+const range = (i: number, req: object): Promise<RangeReply> => call<RangeReply>(i, 'Range', req);
 
 const bigKey = (i: number): string => `{big}/${String(i).padStart(3, '0')}`;
 const bigValue = (i: number): Buffer => Buffer.alloc(MIB, i);
@@ -87,9 +91,17 @@ describe('a range of more than one peer message', () => {
     expect(keysOnly.kvs).toHaveLength(BIG_VALUES + 40);
   }, 120_000);
 
-  it('the big shard alone through a member that forwards every request: forwarded, then read in pages', async () => {
+  it('the big shard alone through a member that forwards every request: its whole answer forwarded', async () => {
     const mine = await range(FORWARDING, { key: Buffer.from('{big}/'), range_end: Buffer.from('{big}0') });
     expect(mine.kvs).toHaveLength(BIG_VALUES);
     mine.kvs.forEach((kv, n) => expect(kv.value.equals(bigValue(n))).toBe(true));
+  }, 120_000);
+
+  it('a forwarded range delete answers with every previous key-value (last: it deletes the big keys)', async () => {
+    const deleted = await call<{ deleted: string; prev_kvs: WireKv[] }>(FORWARDING, 'DeleteRange', { key: Buffer.from('{big}/'), range_end: Buffer.from('{big}0'), prev_kv: true });
+    expect(deleted.deleted).toBe(String(BIG_VALUES));
+    expect(deleted.prev_kvs).toHaveLength(BIG_VALUES);
+    deleted.prev_kvs.forEach((kv, n) => expect(kv.value.equals(bigValue(n))).toBe(true));
+    expect((await range(0, { key: Buffer.from('{big}/'), range_end: Buffer.from('{big}0'), count_only: true })).count).toBe('0');
   }, 120_000);
 });

@@ -122,7 +122,8 @@ export class ShardedKv {
       // and the read is made at R on the shard's leader, as for several shards.
       if (!serializable && this.ctx.isLearner()) throw grpcError(ETCD_ERRORS.NOT_SUPPORTED_FOR_LEARNER);
       const answer = await this.shards.forwardKv(touched[0].groupId, { kind: 'range', op, serializable }, this.ctx.deadlineMs()).catch((err: unknown) => {
-        // An answer larger than one peer message: read at R below instead, where it comes in pages.
+        // An answer the host could not send (past 2 GiB, or over 64 MiB from an older member): read at R
+        // below instead, where it comes in pages.
         if ((err as { code?: number }).code === grpc.status.RESOURCE_EXHAUSTED) return null;
         throw err;
       });

@@ -22,7 +22,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { NodeId } from '../raft/types.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import { MvccError } from '../mvcc/types.ts';
-import { PEER_GRPC_MAX_MESSAGE_BYTES } from '../transport/frame-budget.ts';
+import { PEER_GRPC_MAX_ANSWER_BYTES, PEER_GRPC_MAX_MESSAGE_BYTES } from '../transport/frame-budget.ts';
 import type { StreamCallHandler, StreamCallOutcome } from '../transport/peer-transport.ts';
 import type { OracleRequest, OracleResponse, OracleServer, OracleTransport } from './oracle-protocol.ts';
 import type { WatchShardCall, WatchShardServer } from './watch-shard-server.ts';
@@ -116,6 +116,8 @@ export interface ShardPeerServiceOptions {
   watchShard?: WatchShardServer;
   /** Largest RangeAt answer (bytes); larger results answer TOO_LARGE. The peer server's message cap by default. */
   maxMessageBytes?: number;
+  /** Largest ShardKv answer (bytes); larger ones answer RESOURCE_EXHAUSTED. PEER_GRPC_MAX_ANSWER_BYTES by default. */
+  maxAnswerBytes?: number;
   /**
    * Test-only fault injection (--experimental-fault-injection): a call from a member this one is cut off
    * from is never answered, as a partition would drop it (the caller's deadline ends it).
@@ -229,6 +231,7 @@ function rangeError(kind: RangeErrorKind, msg: string): RangeAtResponseWire & Cl
 
 export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.UntypedServiceImplementation {
   const maxBytes = opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
+  const maxAnswerBytes = opts.maxAnswerBytes ?? PEER_GRPC_MAX_ANSWER_BYTES;
 
   // The leader this member knows for `groupId`, 0 if none. A request can outlive this member's replica
   // (the shard moved away while it was served), and a throw here would escape from a settled promise's
@@ -442,11 +445,11 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
       }
       void byDeadline<ShardKvAnswer>(work, request.deadlineMs, late, (err) => ({ kind: 'error', code: grpc.status.INTERNAL, message: message(err), leaderId: leaderId() })).then((answer) => {
         let wire: ShardKvResponseWire;
-        // An answer over the peer message cap cannot travel: the client gets grpc-go's ResourceExhausted
-        // for an oversized message, as it would from a member past its own send limit (a smaller limit
-        // fits; a write was applied all the same, as a client whose answer is lost).
+        // An answer past what a member sends a peer (2 GiB, etcd's own limit) cannot travel: the client
+        // gets grpc-go's ResourceExhausted for an oversized message, as from a member past its own send
+        // limit (a write was applied all the same, as a client whose answer is lost).
         const bytes = shardKvAnswerWireBytes(answer);
-        if (bytes > maxBytes) answer = { kind: 'error', code: grpc.status.RESOURCE_EXHAUSTED, message: `grpc: trying to send message larger than max (${bytes} vs. ${maxBytes})`, leaderId: answer.leaderId };
+        if (bytes > maxAnswerBytes) answer = { kind: 'error', code: grpc.status.RESOURCE_EXHAUSTED, message: `grpc: trying to send message larger than max (${bytes} vs. ${maxAnswerBytes})`, leaderId: answer.leaderId };
         try {
           wire = shardKvAnswerToWire(answer);
         } catch (err) {
@@ -469,8 +472,10 @@ export interface ShardPeerChannelsOptions {
   peerAddress: (memberId: NodeId) => string | undefined;
   /** How to dial peers (peer TLS); plaintext when absent. */
   credentials?: grpc.ChannelCredentials;
-  /** Largest answer accepted (bytes); the peer server's message cap by default. */
+  /** Largest request sent (bytes); the peer server's message cap by default. */
   maxMessageBytes?: number;
+  /** Largest answer accepted (bytes): a forwarded request's may be as large as etcd's (PEER_GRPC_MAX_ANSWER_BYTES by default). */
+  maxAnswerBytes?: number;
   /** This member's id, sent with every call (see FROM_MEMBER_METADATA). */
   selfId?: NodeId;
   /** Test-only fault injection: a call to a member this one is cut off from fails at once, unavailable. */
@@ -558,10 +563,9 @@ export class ShardPeerChannels {
     if (known && known.address === address) return known.client;
     known?.client.close();
     const Ctor = shardPeerService();
-    const max = this.opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES;
     const client = new Ctor(address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': max,
-      'grpc.max_send_message_length': max,
+      'grpc.max_receive_message_length': this.opts.maxAnswerBytes ?? PEER_GRPC_MAX_ANSWER_BYTES,
+      'grpc.max_send_message_length': this.opts.maxMessageBytes ?? PEER_GRPC_MAX_MESSAGE_BYTES,
       // A restarted member is dialled again within seconds, not after grpc-js's default backoff of up to
       // two minutes (calls to a channel failing to connect fail at once, and ShardKv skips such members).
       'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,

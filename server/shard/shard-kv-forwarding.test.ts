@@ -196,12 +196,12 @@ describe('ShardKv over gRPC', () => {
   });
 });
 
-describe('ShardKv answers over the peer message cap', () => {
+describe('ShardKv answers over what a member sends a peer', () => {
   it('answer grpc-go\'s ResourceExhausted instead of a message that cannot travel', async () => {
     const port = await freePort();
     const server = new grpc.Server();
     const big: ShardKvAnswer = { kind: 'done', revision: 3, raftTerm: 1, payload: { kind: 'range', result: { kvs: [kv('k', Buffer.alloc(5_000, 1), 2)], more: false, count: 1 } }, leaderId: 0 };
-    server.addService(shardPeerServiceDefinition(), shardPeerServiceImpl({ oracle: () => null, rangeAt: () => never(), leaderOf: () => 0, shardKv: () => Promise.resolve(big), maxMessageBytes: 4_096 }));
+    server.addService(shardPeerServiceDefinition(), shardPeerServiceImpl({ oracle: () => null, rangeAt: () => never(), leaderOf: () => 0, shardKv: () => Promise.resolve(big), maxAnswerBytes: 4_096 }));
     await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
     const channels = new ShardPeerChannels({ peerAddress: () => `127.0.0.1:${port}` });
     try {

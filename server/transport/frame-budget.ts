@@ -11,6 +11,13 @@ import { ENTRY_OVERHEAD_BYTES } from '../raft/replication-limits.ts';
 export const PEER_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /**
+ * The largest answer a member sends a peer: a forwarded request's (ShardKv), whose answer is the client's,
+ * may be as large as etcd would send its client (etcd's server sends up to 2 GiB). Requests, stream frames
+ * and a read's pages stay within PEER_GRPC_MAX_MESSAGE_BYTES.
+ */
+export const PEER_GRPC_MAX_ANSWER_BYTES = 2 ** 31 - 1;
+
+/**
  * Upper bound of a Raft message's bytes on the wire beyond its entries: the envelope, ids, terms,
  * indexes, a ReadIndex context and a snapshot's metadata with its membership lists.
  */

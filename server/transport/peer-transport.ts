@@ -27,7 +27,7 @@ import {
   type StreamHello,
   type StreamReply,
 } from './frame-codec.ts';
-import { PEER_GRPC_MAX_MESSAGE_BYTES } from './frame-budget.ts';
+import { PEER_GRPC_MAX_ANSWER_BYTES, PEER_GRPC_MAX_MESSAGE_BYTES } from './frame-budget.ts';
 import type { FaultInjector } from './fault-injector.ts';
 import { SnapshotFileWriter } from '../storage/snapshot-file.ts';
 import type { SendRateLimiter } from './send-rate-limiter.ts';
@@ -225,7 +225,8 @@ export class PeerTransport {
   private readonly opts: PeerTransportOptions;
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': PEER_GRPC_MAX_MESSAGE_BYTES,
+    // Stream frames keep within the budget below; a forwarded request's answer may be larger (ShardKv).
+    'grpc.max_send_message_length': PEER_GRPC_MAX_ANSWER_BYTES,
     'grpc.enable_channelz': 0,
   });
   private readonly outbound = new Map<number, Outbound>();
