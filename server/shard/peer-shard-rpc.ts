@@ -275,7 +275,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
       return Promise.resolve(unsized(rangeError('BAD_REQUEST', message(err))));
     }
     if (Date.now() >= deadlineMs) return Promise.resolve(unsized(rangeError('DEADLINE', 'deadline passed before the read began')));
-    // A page fits the smaller of what the caller asked and what the message cap allows.
+    // Pages fit the smaller of what the caller asked and what the message cap allows.
     const budget = pageBytes > 0 ? Math.min(pageBytes, maxBytes) : maxBytes;
     let work: Promise<SizedRangeAnswer>;
     try {
@@ -291,8 +291,9 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
         pageBytes > 0 && request.continued === true
           ? paged()
           : read(op).then((result) => {
+              // A first request's answer that fits one message goes whole, as it always did: pages only past that.
               const bytes = rangeResultWireBytes(result);
-              if (bytes <= budget) return { response: { range: rangeResultToWire(result) }, bytes };
+              if (bytes <= maxBytes) return { response: { range: rangeResultToWire(result) }, bytes };
               if (pageBytes > 0) return paged();
               return unsized(rangeError('TOO_LARGE', `range result of about ${bytes} bytes exceeds the peer message cap of ${maxBytes}`));
             });
