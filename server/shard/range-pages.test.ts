@@ -115,6 +115,17 @@ describe('reads in pages', () => {
     expect(calls.length).toBeGreaterThan(10);
   });
 
+  it('a key-ordered read with a limit and filters counts a rest larger than a page, and finds whether a key of it passes', async () => {
+    const s = new MvccStore();
+    for (let i = 0; i < 600; i++) s.put({ key: Buffer.from(`k${String(i).padStart(4, '0')}`), value: Buffer.alloc(i < 10 ? 2_000 : 10, 1), lease: '0', prevKv: false, ignoreValue: false, ignoreLease: false });
+    const revision = s.currentRevision();
+    for (const minModRevision of [0, 5, revision - 3, revision + 1]) {
+      const op = rangeOf(Buffer.from('k'), Buffer.from([0]), { limit: 3, revision, minModRevision });
+      const got = await readPaged(op, revision, server(s, 3_000, []));
+      expect(got).toEqual(s.range(op));
+    }
+  });
+
   it('a key-ordered read with a limit stops once it holds enough keys, and counts the rest', async () => {
     const store = storeOf(Array.from({ length: 60 }, (_, key) => ({ key, size: 2_000, del: false })));
     const op = rangeOf(Buffer.from('k'), Buffer.from([0]), { limit: 5, revision: store.currentRevision() });
@@ -124,6 +135,6 @@ describe('reads in pages', () => {
     expect(got).toMatchObject({ more: true, count: 60 });
     // Pages until five keys are held (four a page: two pages), then one count of the rest, not 15 pages.
     expect(calls).toHaveLength(3);
-    expect(calls[calls.length - 1]).toMatchObject({ limit: 1, keysOnly: true });
+    expect(calls[calls.length - 1]).toMatchObject({ countOnly: true });
   });
 });

@@ -69,6 +69,21 @@ function keyOrdered(op: RangeOp): boolean {
   return op.sortTarget === 'KEY' && op.sortOrder !== 'DESCEND';
 }
 
+/** Whether `op` keeps only some of its range's keys (etcd's revision filters). */
+function filtered(op: RangeOp): boolean {
+  return op.minModRevision > 0 || op.maxModRevision > 0 || op.minCreateRevision > 0 || op.maxCreateRevision > 0;
+}
+
+/** Whether a key of `op`'s range from `from` on passes its filters, asked one key at a time, page by page. */
+async function anyPasses(op: RangeOp, from: Buffer, read: (sub: RangeOp, continued: boolean) => Promise<RangePage>): Promise<boolean> {
+  for (let key = from; ; ) {
+    const page = await read({ ...op, key, limit: 1, keysOnly: true }, true);
+    if (page.result.kvs.length > 0) return true;
+    if (page.pageEnd === null) return false;
+    key = page.pageEnd;
+  }
+}
+
 /**
  * `op` at `revision` (op.revision is 0 or `revision`), read in pages through `read` (the request on a
  * key range; a page or the whole rest; `continued` for every page after the first, which the serving
@@ -84,9 +99,9 @@ export async function readPaged(op: RangeOp, revision: number, read: (sub: Range
   for (;;) {
     if (keyOrdered(op) && !op.countOnly && held >= limit) {
       // Enough keys in key order: the rest only adds to count, and to `more` if a key of it passes the
-      // filters. Its one key sorts after every key held, so the merge's cut at `limit` drops it.
-      const rest = await read({ ...op, key: from, limit: 1, keysOnly: true }, true);
-      pages.push(rest.result);
+      // filters (a count is never paged; a key that passes is looked for page by page).
+      const counted = await read({ ...op, key: from, countOnly: true }, true);
+      pages.push({ kvs: [], more: counted.result.count > 0 && (!filtered(op) || (await anyPasses(op, from, read))), count: counted.result.count });
       break;
     }
     const page = await read({ ...op, key: from }, true);
