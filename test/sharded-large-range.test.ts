@@ -73,6 +73,10 @@ describe('a range of more than one peer message', () => {
       expect(big.map((kv) => kv.key.toString())).toEqual(Array.from({ length: BIG_VALUES }, (_, n) => bigKey(n)));
       big.forEach((kv, n) => expect(kv.value.equals(bigValue(n))).toBe(true));
     }
+    // The members not leading the big shard read it in pages, and say so.
+    const pages = await Promise.all([0, 1, 2].map(async (i) => Number(/^synod_shard_read_pages_total (\d+)$/m.exec(await cluster.metrics(i))?.[1] ?? -1)));
+    expect(pages.every((n) => n >= 0)).toBe(true);
+    expect(pages.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it('key order with a limit, a top-k by value, keys only: each as one store would answer', async () => {

@@ -145,6 +145,8 @@ export interface ShardedKeyspace {
   txnFenceHorizon: ((groupId: number, horizonMs: number) => Promise<void>) | null;
   /** Counts of forwarded KV requests since start, for /metrics. */
   forwardStatus(): { forwards: number; attempts: number; notHosted: number; unreachable: number; lost: number };
+  /** Pages after the first of reads on other members larger than one peer message, since start, for /metrics. */
+  readPagesStatus(): number;
   /**
    * The shard leaders' write paths here, for /metrics: counts since start (replicas that moved away
    * included), and the cross-shard transactions prepared on the replicas here now.

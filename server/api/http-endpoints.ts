@@ -168,6 +168,8 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_shard_closing_rounds_total', 'Closing rounds this member started (one oracle revision each).', () => shards.closingStatus().rounds);
     counter('synod_shard_closes_total', 'Shard replicas this member closed at a round\'s revision.', () => shards.closingStatus().closes);
     counter('synod_shard_close_failures_total', 'Closes that failed (a shard without a ready leader; retried next round).', () => shards.closingStatus().closeFailures);
+    // Reads at R on other members too large for one peer message come in pages (server/shard/range-pages.ts).
+    counter('synod_shard_read_pages_total', 'Pages after the first of reads on other members larger than one peer message (64 MiB): each asked for on its own.', () => shards.readPagesStatus());
     // KV requests on shards this member's API does not serve, executed by a member that does (shard-forwarder.ts).
     counter('synod_shard_forwards_total', 'KV requests this member forwarded to a member hosting their shard.', () => shards.forwardStatus().forwards);
     counter('synod_shard_forward_attempts_total', 'Members asked for forwarded KV requests (one request may ask several).', () => shards.forwardStatus().attempts);

@@ -1112,6 +1112,10 @@ export class ShardHosting implements ShardedKeyspace {
     return this.forwarder.forward({ groupId, deadlineMs, op });
   }
 
+  readPagesStatus(): number {
+    return this.peers?.readPages?.() ?? 0;
+  }
+
   forwardStatus(): ReturnType<ShardedKeyspace['forwardStatus']> {
     const st = this.forwarder?.stats;
     return { forwards: st?.forwards ?? 0, attempts: st?.attempts ?? 0, notHosted: st?.notHosted ?? 0, unreachable: st?.unreachable ?? 0, lost: st?.lost ?? 0 };

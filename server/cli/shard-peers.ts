@@ -24,6 +24,8 @@ export interface ShardPeers {
   watchShard?: WatchShardTransport;
   /** Leader and applied revision of those of `groupIds` member `to` hosts, from its own state; never rejects ([] on failure). */
   shardStatus(to: NodeId, groupIds: readonly number[], deadlineMs: number): Promise<RemoteShardStatus[]>;
+  /** Pages after the first of reads on other members larger than one peer message, since start (absent: none counted). */
+  readPages?(): number;
 }
 
 /** A close on a shard's leader: the revision closed, and the leader's applied index of the group after it. */
@@ -34,7 +36,9 @@ export interface ShardClose {
 
 /** ShardPeers over the peer port's ShardPeer service (server/shard/peer-shard-rpc.ts). */
 export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
+  let readPages = 0;
   return {
+    readPages: () => readPages,
     oracle: new GrpcOracleTransport(channels),
     watchShard: watchShardTransport(channels),
     shardStatus: (to, groupIds, deadlineMs) => shardStatusOnPeer(channels, to, groupIds, deadlineMs),
@@ -43,6 +47,7 @@ export function shardPeersOverGrpc(channels: ShardPeerChannels): ShardPeers {
       let movedTo: NodeId | null = null;
       try {
         return await readPaged(op, revision, async (sub, continued) => {
+          if (continued) readPages++;
           const outcome = await rangeAtOnPeer(channels, to, groupId, sub, revision, deadlineMs, { pageBytes: RANGE_PAGE_BYTES, continued });
           if (outcome.kind === 'ok') return { result: outcome.result, pageEnd: outcome.pageEnd ?? null };
           if (outcome.kind === 'not-leader') {
