@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { EtcdConnection, UNIMPLEMENTED, describeError, grpcCode, type WatchResponse } from './etcd-rpc.ts';
 import { encodeHistogram, newHistogram, recordMs, type Histogram } from './histogram.ts';
 import type { ClosedLoopJob, LeaseJob, MainMessage, PhaseResult, WatchJob, WorkerInput, WorkerMessage } from './job-types.ts';
-import { txnKeyPair } from './txn-keys.ts';
+import { casTxn, txnKeyPair } from './txn-keys.ts';
 
 const input = workerData as WorkerInput;
 const port = parentPort!;
@@ -138,13 +138,7 @@ function closedLoopOperation(job: ClosedLoopJob, nextFillIndex: () => number): O
       const lastSeen = new Map<string, string>();
       return async (conn, rec) => {
         const keys = txnKeyPair(Math.floor(Math.random() * job.keyspaceSize), twoShards);
-        const res = await conn.txn({
-          compare: keys.map((key) => ({ result: 'EQUAL', target: 'MOD', key, mod_revision: lastSeen.get(key.toString('latin1')) ?? '0' })),
-          success: keys.map((key) => ({ request_put: { key, value } })),
-          failure: keys.map((key) => ({ request_range: { key } })),
-        });
-        keys.forEach((key, i) => lastSeen.set(key.toString('latin1'), res.succeeded ? res.header.revision : (res.responses[i]?.response_range?.kvs[0]?.mod_revision ?? '0')));
-        if (!res.succeeded) rec.counters.casFailed = (rec.counters.casFailed ?? 0) + 1;
+        if (!(await casTxn(conn, keys, value, lastSeen))) rec.counters.casFailed = (rec.counters.casFailed ?? 0) + 1;
       };
     }
     case 'txn-cas': {

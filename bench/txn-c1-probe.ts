@@ -6,7 +6,7 @@
 // Usage: node bench/txn-c1-probe.ts <seconds per member> <host:port> ...
 import { randomBytes } from 'node:crypto';
 import { EtcdConnection } from './etcd-rpc.ts';
-import { txnKeyPair } from './txn-keys.ts';
+import { casTxn, txnKeyPair } from './txn-keys.ts';
 
 const KEYSPACE = 100_000;
 type Kind = 'put' | 'txn, 1 shard' | 'txn, 2 shards' | 'CAS txn, 1 shard' | 'CAS txn, 2 shards';
@@ -29,13 +29,8 @@ async function once(kind: Kind, conn: EtcdConnection): Promise<void> {
     await conn.put({ key: keys[0], value } as never);
     return;
   }
-  const cas = kind.startsWith('CAS');
-  const res = await conn.txn({
-    compare: cas ? keys.map((key) => ({ result: 'EQUAL', target: 'MOD', key, mod_revision: lastSeen.get(key.toString('latin1')) ?? '0' })) : [],
-    success: keys.map((key) => ({ request_put: { key, value } })),
-    failure: cas ? keys.map((key) => ({ request_range: { key } })) : [],
-  } as never);
-  if (cas) keys.forEach((key, i) => lastSeen.set(key.toString('latin1'), res.succeeded ? res.header.revision : (res.responses[i]?.response_range?.kvs[0]?.mod_revision ?? '0')));
+  if (kind.startsWith('CAS')) await casTxn(conn, keys, value, lastSeen);
+  else await conn.txn({ compare: [], success: keys.map((key) => ({ request_put: { key, value } })), failure: [] } as never);
 }
 
 /** Latencies (ms, sorted) of `kind` one after another through `conn` for `ms`. */
