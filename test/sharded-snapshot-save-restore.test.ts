@@ -77,7 +77,7 @@ describe('synod snapshot restore of a sharded backup', () => {
     const restored = await ProcessCluster.start({ size: 3, memberArgs: () => [...SHARDED] });
     others.push(restored);
     const outputs = await restoreInto(restored, file, []);
-    for (const o of outputs) expect(o).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+, 16 of 16 shards\)/);
+    for (const o of outputs) expect(o).toMatch(/^restored \d+ records of a Synod backup \(revision \d+, compacted at \d+, 16 of 16 shards\)/);
     for (let m = 0; m < 3; m++) {
       const now = await everything(restored.endpointOf(m));
       expect(now.kvs, `member ${m}`).toEqual(saved.kvs);
@@ -128,7 +128,7 @@ describe('synod snapshot restore of a sharded backup', () => {
     const single = await ProcessCluster.start({ size: 1 });
     others.push(single);
     const outputs = await restoreInto(single, file, ['--shards', '1']);
-    expect(outputs[0]).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+\)/);
+    expect(outputs[0]).toMatch(/^restored \d+ records of a Synod backup \(revision \d+, compacted at \d+\)/);
     const now = await everything(single.endpoints);
     expect(now.kvs).toEqual(saved.kvs);
     expect(now.revision).toBeGreaterThanOrEqual(saved.revision);

@@ -43,7 +43,7 @@ async function everything(ep: string, rev = 0): Promise<{ revision: number; kvs:
 
 /** restoreInto (support/synod-backup.ts), checking what each restore printed. */
 async function restoreChecked(cluster: ProcessCluster, file: string, restoreArgs: string[] = []): Promise<void> {
-  for (const out of await restoreInto(cluster, file, restoreArgs)) expect(out).toMatch(/^restored \d+ records \(revision \d+, compacted at \d+(, \d+ of \d+ shards)?\)/);
+  for (const out of await restoreInto(cluster, file, restoreArgs)) expect(out).toMatch(/^restored \d+ records of a Synod backup \(revision \d+, compacted at \d+(, \d+ of \d+ shards)?\)/);
 }
 
 let file: string;

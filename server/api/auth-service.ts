@@ -21,8 +21,8 @@ export interface AuthServiceOptions {
 
 const ADMIN: Requirement[] = [{ kind: 'admin' }];
 
-/** A hashedPassword supplied by a client must be one this server can verify (scrypt, see password.ts). */
-const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be a Synod scrypt hash (bcrypt hashes are not supported)' };
+/** A hashedPassword supplied by a client must be one this server can verify (scrypt or bcrypt, see password.ts). */
+const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be a bcrypt hash of cost 4 to 14 (as etcd clients make) or a Synod scrypt hash' };
 
 async function passwordHashOf(password: string, hashedPassword: string, noPassword: boolean): Promise<string> {
   if (noPassword) return '';
@@ -72,6 +72,11 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
       if (!ok) {
         ctx.logger.info({ user: req.name }, 'authentication failed');
         throw grpcError(ETCD_ERRORS.AUTH_FAILED);
+      }
+      if (auth().enabled && auth().tokenSecret.length === 0) {
+        // Restored from an etcd snapshot: no secret yet. The first to authenticate lays one through the
+        // log (an enable entry, a no-op once a secret exists), so every member signs with the same one.
+        await ctx.proposeWrite({ auth_enable: { token_secret: randomBytes(32) } });
       }
       const store = auth();
       if (!store.enabled) throw grpcError(ETCD_ERRORS.AUTH_NOT_ENABLED);

@@ -139,3 +139,35 @@ describe('auth store (etcd rules)', () => {
     expect(p.rangeEnd.equals(Buffer.from([0]))).toBe(true);
   });
 });
+
+describe('an auth store imported from an etcd snapshot', () => {
+  const imported = (): AuthStore =>
+    AuthStore.imported({
+      enabled: true,
+      revision: 8,
+      users: [{ name: 'root', passwordHash: 'bcrypt-root', noPassword: false, roles: ['root'], credentialRevision: 8 }],
+      roles: [{ name: 'r', permissions: [{ permType: 'READ', key: b('b'), rangeEnd: b('c') }, { permType: 'WRITE', key: b('a'), rangeEnd: b('') }] }],
+    });
+
+  it('keeps etcd\'s users, roles and auth revision, and is on with no token secret', () => {
+    const s = AuthStore.restore(imported().records());
+    expect(s.enabled).toBe(true);
+    expect(s.revision).toBe(8);
+    expect(s.tokenSecret.length).toBe(0);
+    expect(s.getUser('root')?.passwordHash).toBe('bcrypt-root');
+    expect(s.getRole('r')?.permissions.map((p) => p.key.toString())).toEqual(['a', 'b']); // sorted, as etcd keeps them
+    expect(s.checkAdmin('root')).toBeNull();
+  });
+
+  it('takes the first enable entry\'s secret, keeps it over later ones and a restart, and bumps nothing', () => {
+    const s = imported();
+    s.enable(SECRET);
+    expect(s.tokenSecret.equals(SECRET)).toBe(true);
+    s.enable(Buffer.alloc(32, 9)); // a second member's first Authenticate, applied after the first
+    expect(s.tokenSecret.equals(SECRET)).toBe(true);
+    expect(s.revision).toBe(8);
+    const again = restart(s, new Map(imported().records().map(([k, v]) => [k.toString('hex'), v])));
+    expect(again.tokenSecret.equals(SECRET)).toBe(true);
+    expect(again.enabled).toBe(true);
+  });
+});

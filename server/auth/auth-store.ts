@@ -4,6 +4,7 @@
 // follow etcd's auth store (server/auth/store.go): the `root` user and role, what may not be deleted
 // while auth is on, which changes are silently ignored. Refusals are AuthErrors named after etcd's
 // errors; the API layer turns them into etcd's gRPC statuses.
+import { MIN_TOKEN_SECRET_BYTES } from './token.ts';
 import { isValidPermissionRange, permits, samePermissionRange, type Access, type KeyPermission, type PermType } from './permissions.ts';
 
 /** Auth records live in the group's state keyspace under this prefix. */
@@ -116,6 +117,20 @@ export class AuthStore {
     return store;
   }
 
+  /**
+   * Another system's auth state (an etcd snapshot's, server/cli/etcd-snapshot-import.ts), with no token
+   * secret: a store enabled without one issues no token until the first Authenticate lays one through
+   * the log (`enable` on an enabled store with no secret).
+   */
+  static imported(state: { enabled: boolean; revision: number; users: UserRecord[]; roles: RoleRecord[] }): AuthStore {
+    const store = new AuthStore();
+    store.enabledFlag = state.enabled;
+    store.rev = state.revision;
+    for (const user of state.users) store.users.set(user.name, { ...user, roles: [...new Set(user.roles)].sort() });
+    for (const role of state.roles) store.roles.set(role.name, { ...role, permissions: [...role.permissions].sort(comparePermissions) });
+    return store;
+  }
+
   get enabled(): boolean {
     return this.enabledFlag;
   }
@@ -195,11 +210,19 @@ export class AuthStore {
 
   /** Turns auth on with a fresh token secret; a no-op when it is already on. */
   enable(secret: Buffer): void {
-    if (this.enabledFlag) return;
+    if (this.enabledFlag) {
+      // Enabled with no secret (restored from an etcd snapshot, which has none to give): this entry's is
+      // the cluster's from now on. Otherwise a no-op, as in etcd.
+      if (this.secret.length === 0 && secret.length >= MIN_TOKEN_SECRET_BYTES) {
+        this.secret = Buffer.from(secret);
+        this.putMeta();
+      }
+      return;
+    }
     const root = this.users.get(ROOT_USER);
     if (!root) throw new AuthError('ROOT_USER_NOT_EXIST');
     if (!this.isRoot(root)) throw new AuthError('ROOT_ROLE_NOT_EXIST');
-    if (secret.length < 16) throw new Error('auth enable entry carries no token secret');
+    if (secret.length < MIN_TOKEN_SECRET_BYTES) throw new Error('auth enable entry carries no token secret');
     this.enabledFlag = true;
     this.secret = Buffer.from(secret);
     this.bump();

@@ -2,7 +2,12 @@
 // random salt per hash. The encoded form carries its own parameters, so they can be raised later
 // without invalidating stored hashes. Hashing happens on the member that receives the request, before
 // proposing: only the hash ever enters the Raft log or the disk.
+//
+// A user may also hold a bcrypt hash: etcd's own form, carried over from an etcd snapshot
+// (server/cli/etcd-snapshot-import.ts) or given by an etcd client as AuthUserAddRequest.hashedPassword.
+// New hashes made here are always scrypt.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import bcrypt from 'bcryptjs';
 
 const PREFIX = 'scrypt';
 /** N=2^15, r=8: about 32 MiB and tens of milliseconds per hash on a current core. */
@@ -43,13 +48,27 @@ function parse(encoded: string): ParsedHash | null {
   return { params: { N, r, p }, salt, key };
 }
 
+/**
+ * `$2a$`/`$2b$`/`$2y$`, a two-digit cost, 22 characters of salt and 31 of hash. Costs above 14 are refused:
+ * bcryptjs runs on the member's main thread (in slices), and cost 14 is already about a second of it
+ * (etcd's default is 10).
+ */
+const BCRYPT_HASH = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
+const MAX_BCRYPT_COST = 14;
+
+function isBcryptHash(encoded: string): boolean {
+  const m = BCRYPT_HASH.exec(encoded);
+  return m !== null && Number(m[1]) >= 4 && Number(m[1]) <= MAX_BCRYPT_COST;
+}
+
 /** Whether a string is a hash this module can verify (for AuthUserAddRequest.hashedPassword). */
 export function isPasswordHash(encoded: string): boolean {
-  return parse(encoded) !== null;
+  return parse(encoded) !== null || isBcryptHash(encoded);
 }
 
 /** Constant-time check of `password` against a stored hash; false for a malformed hash. */
 export async function verifyPassword(password: string, encoded: string): Promise<boolean> {
+  if (isBcryptHash(encoded)) return bcrypt.compare(password, encoded);
   const parsed = parse(encoded);
   if (!parsed) return false;
   const key = await derive(password, parsed.salt, parsed.params);

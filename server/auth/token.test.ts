@@ -34,6 +34,25 @@ describe('password hashes', () => {
     expect(await verifyPassword('s3cret', h1)).toBe(true);
     expect(await verifyPassword('s3cret ', h1)).toBe(false);
     expect(await verifyPassword('s3cret', 'not-a-hash')).toBe(false);
-    expect(isPasswordHash('$2a$10$abcdefghijklmnopqrstuv')).toBe(false); // bcrypt
+    expect(isPasswordHash('$2a$10$abcdefghijklmnopqrstuv')).toBe(false); // a truncated bcrypt hash
+  });
+
+  it("verify etcd's bcrypt hashes, and refuse costs that would hold a member's thread too long", async () => {
+    // Made by etcd 3.4 (Go's golang.org/x/crypto/bcrypt, cost 10) for the password "pw1".
+    const etcdHash = '$2a$10$JGato8F2KshGhOmGQAMeQezajt2XivDl0uu5eVTppKI.Pg1ThG3pW';
+    expect(isPasswordHash(etcdHash)).toBe(true);
+    expect(await verifyPassword('pw1', etcdHash)).toBe(true);
+    expect(await verifyPassword('pw2', etcdHash)).toBe(false);
+    expect(isPasswordHash(etcdHash.replace('$10$', '$15$'))).toBe(false);
+    expect(isPasswordHash(etcdHash.replace('$10$', '$03$'))).toBe(false);
+    expect(await verifyPassword('pw1', etcdHash.replace('$10$', '$15$'))).toBe(false);
+  });
+});
+
+describe('tokens without a secret', () => {
+  it('are never signed, and never verify (an auth store restored from etcd has no secret yet)', () => {
+    expect(() => signToken(Buffer.alloc(0), { user: 'root', revision: 1, expiresAtMs: Date.now() + 60_000 })).toThrow(/no token secret/);
+    const forged = signToken(Buffer.alloc(32, 1), { user: 'root', revision: 1, expiresAtMs: Date.now() + 60_000 });
+    expect(verifyToken(Buffer.alloc(0), forged, Date.now())).toEqual({ ok: false, reason: 'signature' });
   });
 });

@@ -16,7 +16,11 @@ export interface TokenClaims {
   expiresAtMs: number;
 }
 
+/** Below this a secret is none at all: an auth store restored from an etcd snapshot has none yet. */
+export const MIN_TOKEN_SECRET_BYTES = 16;
+
 function mac(secret: Buffer, payload: string): Buffer {
+  if (secret.length < MIN_TOKEN_SECRET_BYTES) throw new Error('no token secret');
   return createHmac('sha256', secret).update(`${VERSION}.${payload}`).digest();
 }
 
@@ -31,6 +35,7 @@ export type TokenCheck = { ok: true; claims: TokenClaims } | { ok: false; reason
 export function verifyToken(secret: Buffer, token: string, nowMs: number): TokenCheck {
   const parts = token.split('.');
   if (parts.length !== 3 || parts[0] !== VERSION) return { ok: false, reason: 'malformed' };
+  if (secret.length < MIN_TOKEN_SECRET_BYTES) return { ok: false, reason: 'signature' };
   const given = Buffer.from(parts[2], 'base64url');
   const expected = mac(secret, parts[1]);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'signature' };

@@ -9,6 +9,10 @@
 // each shard's store carries the backup's revisions, and the revision oracle starts above them. A sharded
 // cluster's backup (server/api/sharded-backup.ts) is one store compacted at its revision R, so it restores
 // into any shard count, one included; a one-group backup's history is split with its keys.
+//
+// The file may also be etcd's: a snapshot `etcdctl snapshot save` took from etcd, or an etcd member's
+// member/snap/db (with --skip-hash-check, as etcdutl needs for it). It restores as a one-group backup would
+// (etcd-snapshot-import.ts): every retained revision, the compaction point, leases, users and roles.
 import fs from 'node:fs';
 import path from 'node:path';
 import { DATA_GROUP_ID } from '../api/context.ts';
@@ -18,7 +22,9 @@ import { highWaterRecord } from '../shard/metadata-state-machine.ts';
 import { ALARM_RECORD_PREFIX } from '../shard/alarms.ts';
 import { isLeaseRecordKey, LEASE_RECORD_PREFIX, restoredLeaseRecord } from '../lease/lease-store.ts';
 import { MemberDb, TurnBatch } from '../storage/member-db.ts';
-import { readBackupFile, readBackupHeader, verifyBackupFile } from '../storage/backup-file.ts';
+import { readBackupFile, readBackupHeader, verifyBackupFile, type BackupHeader } from '../storage/backup-file.ts';
+import { isBboltFile } from '../storage/bbolt-file.ts';
+import { readEtcdSnapshot } from './etcd-snapshot-import.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
 import { SlotMap, validateShardCount } from '../routing/slots.ts';
 import { bootstrapPlacement, FIRST_SHARD_GROUP_ID, METADATA_GROUP_ID } from './shard-hosting.ts';
@@ -49,6 +55,14 @@ export interface RestoreResult {
   shards: number;
   /** Shards whose replica this member's data dir holds. */
   hostedShards: number;
+  /** Whose backup it was: Synod's own, or an etcd snapshot. */
+  source: 'synod' | 'etcd';
+}
+
+/** The file's records in batches, whichever system wrote it; etcd's snapshots are read as a one-group backup's. */
+async function* backupRecords(filePath: string, etcd: boolean): AsyncGenerator<Array<[Buffer, Buffer]>> {
+  if (etcd) yield* readEtcdSnapshot(filePath);
+  else yield* readBackupFile(filePath);
 }
 
 /** State records that describe the old cluster, not its data. */
@@ -68,7 +82,8 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     }
   }
   if (!o.skipHashCheck) await verifyBackupFile(o.snapshotPath);
-  const header = await readBackupHeader(o.snapshotPath);
+  const etcd = isBboltFile(o.snapshotPath);
+  const header: Pick<BackupHeader, 'shards'> = etcd ? {} : await readBackupHeader(o.snapshotPath);
   const shards = o.shards ?? header.shards ?? 1;
   if (shards !== 1) validateShardCount(shards);
   const replicationFactor = o.replicationFactor ?? defaultReplicationFactor(shards);
@@ -92,7 +107,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   try {
     const db = await MemberDb.open(path.join(temp, 'db'));
     try {
-      const reader = readBackupFile(o.snapshotPath);
+      const reader = backupRecords(o.snapshotPath, etcd);
       let batch = new TurnBatch();
       for (;;) {
         const next = await reader.next();
@@ -154,5 +169,6 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     compactRevision: revisions.compactedRevision,
     shards,
     hostedShards: hosted.length,
+    source: etcd ? 'etcd' : 'synod',
   };
 }

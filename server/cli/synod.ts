@@ -279,10 +279,10 @@ program
     process.exitCode = await runPlacementCommand({ ...o, timeoutMs: Number(o.dialTimeout) });
   });
 
-const snapshot = program.command('snapshot').description('backups: restore what `etcdctl snapshot save` wrote');
+const snapshot = program.command('snapshot').description('backups: restore what `etcdctl snapshot save` wrote, from Synod or from etcd');
 snapshot
   .command('restore <file>')
-  .description('restore a backup into a fresh data dir, for one member of a new cluster (like `etcdutl snapshot restore`)')
+  .description('restore a backup (Synod\'s, or an etcd snapshot) into a fresh data dir, for one member of a new cluster (like `etcdutl snapshot restore`)')
   .option('--name <name>', 'name of the member this data dir is for', 'default')
   .option('--data-dir <dir>', 'data dir to create (default: <name>.synod)')
   .option('--initial-cluster <spec>', 'name=peerURL,... of the new cluster (default: this member alone on http://127.0.0.1:2380)')
@@ -307,7 +307,7 @@ snapshot
       });
       const layout = r.shards > 1 ? `, ${r.hostedShards} of ${r.shards} shards` : '';
       console.log(
-        `restored ${r.records} records (revision ${r.revision}, compacted at ${r.compactRevision}${layout}) into ${o.dataDir ?? `${o.name}.synod`}: member ${r.memberId} of cluster ${r.clusterId}`,
+        `restored ${r.records} records of ${r.source === 'etcd' ? 'an etcd snapshot' : 'a Synod backup'} (revision ${r.revision}, compacted at ${r.compactRevision}${layout}) into ${o.dataDir ?? `${o.name}.synod`}: member ${r.memberId} of cluster ${r.clusterId}`,
       );
     } catch (err) {
       console.error(`snapshot restore failed: ${err instanceof Error ? err.message : String(err)}`);

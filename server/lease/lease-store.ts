@@ -261,6 +261,11 @@ export function restoredLeaseRecord(value: Buffer, sharded: boolean): Buffer {
   return encodeRecord({ id: '', ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: sharded ? 1 : 0 });
 }
 
+/** A lease's record (store-relative key and value) from another system's snapshot (an etcd snapshot's lease). */
+export function importedLeaseRecord(id: LeaseId, ttlSeconds: number, remainingTtlSeconds: number): [Buffer, Buffer] {
+  return [Buffer.from(id, 'utf8'), encodeRecord({ id, ttlSeconds, remainingTtlSeconds, generation: 0 })];
+}
+
 /** Whether a record of the lease keyspace (store-relative) is a lease, not a sharded cluster's sweep state. */
 export function isLeaseRecordKey(key: Buffer): boolean {
   const name = key.toString('utf8');

@@ -63,7 +63,7 @@ export async function readBackupHeader(filePath: string): Promise<BackupHeader> 
     try {
       parser.push(chunk as Buffer);
     } catch (err) {
-      if (parser.header === null) throw new Error(`${filePath} is not a Synod backup (etcd's own snapshots are bbolt files; Synod cannot restore them)`);
+      if (parser.header === null) throw new Error(`${filePath} is neither a Synod backup nor an etcd snapshot`);
       throw new Error(`${filePath}: ${(err as Error).message}`);
     }
     if (parser.header !== null) return parser.header;
@@ -83,7 +83,7 @@ export async function* readBackupFile(filePath: string): AsyncGenerator<Array<[B
     try {
       records = parser.push(chunk as Buffer);
     } catch (err) {
-      if (parser.header === null) throw new Error(`${filePath} is not a Synod backup (etcd's own snapshots are bbolt files; Synod cannot restore them)`);
+      if (parser.header === null) throw new Error(`${filePath} is neither a Synod backup nor an etcd snapshot`);
       throw new Error(`${filePath}: ${(err as Error).message}`);
     }
     if (parser.header !== null && parser.header.format !== 1) throw new Error(`${filePath}: unknown backup format ${String(parser.header.format)}`);

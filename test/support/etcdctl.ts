@@ -18,6 +18,8 @@ export interface EtcdctlOptions {
    */
   doneWhen?: (stdout: string) => boolean;
   quietMs?: number;
+  /** Output larger than this (default 1 MiB, execFile's) fails the command. */
+  maxOutputBytes?: number;
 }
 
 export function etcdctl(endpoints: string, args: string[], opts: EtcdctlOptions = {}): Promise<EtcdctlResult> {
@@ -26,7 +28,7 @@ export function etcdctl(endpoints: string, args: string[], opts: EtcdctlOptions 
     const child = execFile(
       'etcdctl',
       [`--endpoints=${endpoints}`, '--dial-timeout=3s', '--command-timeout=8s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: opts.timeoutMs ?? 20_000 },
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: opts.timeoutMs ?? 20_000, maxBuffer: opts.maxOutputBytes ?? 1024 * 1024 },
       (err, stdout, stderr) => {
         clearTimeout(quiet);
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
