@@ -13,7 +13,7 @@ import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { effectiveQuotaBytes } from '../shard/quota.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { DbSnapshot, MemberDb } from '../storage/member-db.ts';
-import { encodeBackup } from '../storage/backup-file.ts';
+import { encodeEtcdBackup } from './etcd-backup.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
@@ -30,6 +30,8 @@ export interface MaintenanceOptions {
   db: Pick<MemberDb, 'snapshot' | 'stateRecords' | 'compactAll'>;
   /** --quota-backend-bytes as given (0: etcd's default of 2 GiB; negative: no quota). */
   quotaBackendBytes: number;
+  /** Where a backup spools its MVCC records while it is written (beside the member's data: it may be as large). */
+  spoolDir: string;
   /** Throws unless the caller may run admin operations (root when auth is on); Hash, HashKV and Snapshot are admin-only in etcd. */
   requireAdmin: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => Promise<void>;
 }
@@ -143,9 +145,10 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   const sendShardedBackup = async (call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> => {
     const shards = ctx.shards!;
     const revision = await shards.freshRevision(ctx.deadlineMs());
-    const chunks = encodeBackup(
+    const chunks = encodeEtcdBackup(
       { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString(), shards: shards.targets().length, revision },
       shardedBackupRecords(ctx, shards, revision),
+      opts.spoolDir,
     );
     const sent = await stream(call, chunks, shards.targets().reduce((sum, t) => sum + t.sm.store.sizeBytes(), 0));
     ctx.logger.info({ bytes: sent, revision }, 'sent a backup of the sharded cluster to a client');
@@ -263,9 +266,10 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
         const sent = await withSnapshot((snap) =>
           stream(
             call,
-            encodeBackup(
+            encodeEtcdBackup(
               { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString() },
               opts.db.stateRecords(DATA_GROUP_ID, snap),
+              opts.spoolDir,
             ),
             ctx.sm.store.sizeBytes(),
           ),

@@ -131,6 +131,12 @@ export class AuthStore {
     return store;
   }
 
+  /** The state `imported` takes, for writing it in another system's form (an etcd snapshot's buckets). */
+  exported(): { enabled: boolean; revision: number; users: UserRecord[]; roles: RoleRecord[] } {
+    const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    return { enabled: this.enabledFlag, revision: this.rev, users: [...this.users.values()].sort(byName), roles: [...this.roles.values()].sort(byName) };
+  }
+
   get enabled(): boolean {
     return this.enabledFlag;
   }

@@ -1,6 +1,7 @@
-// An etcd snapshot (`etcdctl snapshot save` against etcd, or a copy of an etcd member's member/snap/db)
-// read as Synod's state records, the records a Synod backup holds (server/storage/backup-file.ts), so
-// `synod snapshot restore` migrates an etcd cluster's data into a new Synod cluster, sharded or not.
+// An etcd snapshot (`etcdctl snapshot save` against etcd or Synod, or a copy of an etcd member's
+// member/snap/db) read as Synod's state records, the records Synod's backups hold, so `synod snapshot
+// restore` migrates an etcd cluster's data into a new Synod cluster, sharded or not, and restores
+// Synod's own backups (written in etcd's form since 2026-12-06, server/api/etcd-backup.ts).
 //
 // What etcd's backend buckets carry over (facts of etcd's bbolt schema):
 //   key        revision (8-byte main BE, '_', 8-byte sub BE, 't' for a tombstone) → mvccpb.KeyValue
@@ -19,6 +20,8 @@ import { encodeLiveValue, encodeMeta, encodeRevKey, META_KEY, TOMBSTONE_VALUE } 
 import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import { BboltFile } from '../storage/bbolt-file.ts';
+import type { BackupHeader } from '../storage/backup-file.ts';
+import { SYNOD_BUCKET, SYNOD_HEADER_KEY } from '../api/etcd-backup.ts';
 
 /** Records per yielded batch. */
 const BATCH_RECORDS = 4096;
@@ -128,6 +131,22 @@ function mvccRecord(key: Buffer, value: Buffer): [Buffer, Buffer] {
 }
 
 /**
+ * Synod's own header when Synod wrote the file (its backups are etcd snapshots with a "synod" bucket,
+ * server/api/etcd-backup.ts); null for a snapshot etcd wrote.
+ */
+export function readEtcdSnapshotHeader(filePath: string): BackupHeader | null {
+  const db = BboltFile.open(filePath);
+  try {
+    for (const [key, value] of db.entries(SYNOD_BUCKET)) {
+      if (key.toString() === SYNOD_HEADER_KEY) return JSON.parse(value.toString('utf8')) as BackupHeader;
+    }
+    return null;
+  } finally {
+    db.close();
+  }
+}
+
+/**
  * The snapshot's state records in batches, as readBackupFile yields a Synod backup's: MVCC records
  * (every retained revision, then the store's meta), leases, auth. Returns the store's revisions.
  */
@@ -160,8 +179,13 @@ export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Bu
       if (key.toString() === 'finishedCompactRev') compactRevision = decodeEtcdRevision(value).main;
     }
     // etcd restores its revision as the last one written, at least the compaction point (a compaction
-    // may have removed the last revision's tombstone); a store that never wrote is at revision 1.
-    const revision = Math.max(lastMain, compactRevision, 1);
+    // may have removed the last revision's tombstone); a store that never wrote is at revision 1. A
+    // backup Synod wrote also says its store's revision (a sharded cut's R may be above every key's).
+    let synodRevision = 0;
+    for (const [key, value] of db.entries(SYNOD_BUCKET)) {
+      if (key.toString() === SYNOD_HEADER_KEY) synodRevision = (JSON.parse(value.toString('utf8')) as BackupHeader).revision ?? 0;
+    }
+    const revision = Math.max(lastMain, compactRevision, synodRevision, 1);
     batch.push(mvccRecord(META_KEY, encodeMeta(revision, compactRevision)));
     for (const [, value] of db.entries('lease')) {
       const lease = decodeLease(value);

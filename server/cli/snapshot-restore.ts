@@ -24,7 +24,7 @@ import { isLeaseRecordKey, LEASE_RECORD_PREFIX, restoredLeaseRecord } from '../l
 import { MemberDb, TurnBatch } from '../storage/member-db.ts';
 import { readBackupFile, readBackupHeader, verifyBackupFile, type BackupHeader } from '../storage/backup-file.ts';
 import { isBboltFile } from '../storage/bbolt-file.ts';
-import { readEtcdSnapshot } from './etcd-snapshot-import.ts';
+import { readEtcdSnapshot, readEtcdSnapshotHeader } from './etcd-snapshot-import.ts';
 import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
 import { SlotMap, validateShardCount } from '../routing/slots.ts';
 import { bootstrapPlacement, FIRST_SHARD_GROUP_ID, METADATA_GROUP_ID } from './shard-hosting.ts';
@@ -59,9 +59,9 @@ export interface RestoreResult {
   source: 'synod' | 'etcd';
 }
 
-/** The file's records in batches, whichever system wrote it; etcd's snapshots are read as a one-group backup's. */
-async function* backupRecords(filePath: string, etcd: boolean): AsyncGenerator<Array<[Buffer, Buffer]>> {
-  if (etcd) yield* readEtcdSnapshot(filePath);
+/** The file's records in batches, whichever form it has; etcd's snapshots are read as a one-group backup's. */
+async function* backupRecords(filePath: string, bbolt: boolean): AsyncGenerator<Array<[Buffer, Buffer]>> {
+  if (bbolt) yield* readEtcdSnapshot(filePath);
   else yield* readBackupFile(filePath);
 }
 
@@ -82,8 +82,12 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
     }
   }
   if (!o.skipHashCheck) await verifyBackupFile(o.snapshotPath);
-  const etcd = isBboltFile(o.snapshotPath);
-  const header: Pick<BackupHeader, 'shards'> = etcd ? {} : await readBackupHeader(o.snapshotPath);
+  // Since 2026-12-06 Synod's backups are etcd snapshots too (with a "synod" bucket); older ones are
+  // Synod's record stream.
+  const bbolt = isBboltFile(o.snapshotPath);
+  const synodHeader = bbolt ? readEtcdSnapshotHeader(o.snapshotPath) : null;
+  const etcd = bbolt && synodHeader === null;
+  const header: Pick<BackupHeader, 'shards'> = bbolt ? (synodHeader ?? {}) : await readBackupHeader(o.snapshotPath);
   const shards = o.shards ?? header.shards ?? 1;
   if (shards !== 1) validateShardCount(shards);
   const replicationFactor = o.replicationFactor ?? defaultReplicationFactor(shards);
@@ -107,7 +111,7 @@ export async function restoreSnapshot(o: RestoreOptions): Promise<RestoreResult>
   try {
     const db = await MemberDb.open(path.join(temp, 'db'));
     try {
-      const reader = backupRecords(o.snapshotPath, etcd);
+      const reader = backupRecords(o.snapshotPath, bbolt);
       let batch = new TurnBatch();
       for (;;) {
         const next = await reader.next();

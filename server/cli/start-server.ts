@@ -221,6 +221,8 @@ async function openMemberState(cfg: ServerConfig, peerCredentials: grpc.ChannelC
   if (!self) throw new Error(`data dir ${cfg.dataDir} belongs to another member (no member named ${cfg.name})`);
   const memberId = self.id;
   const snapshotDir = path.join(cfg.dataDir, 'snap');
+  // What a backup cut short by a crash left behind.
+  fs.rmSync(backupSpoolDir(cfg.dataDir), { recursive: true, force: true });
 
   phaseStart = performance.now();
   const loaded = await Member.recoverSnapshot(db, DATA_GROUP_ID, snapshotDir, await db.loadGroup(DATA_GROUP_ID), cfg.logger);
@@ -334,6 +336,7 @@ function clientGrpcServer(
   const maintenance = maintenanceService(ctx, {
     dbSizeBytes: () => dirSizeBytes(parts.dbDir),
     db: parts.db,
+    spoolDir: backupSpoolDir(cfg.dataDir),
     quotaBackendBytes: cfg.quotaBackendBytes ?? 0,
     requireAdmin: async (call) => {
       const caller = await guard.callerOf(call);
@@ -344,6 +347,11 @@ function clientGrpcServer(
   grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
   grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
   return grpcServer;
+}
+
+/** Where backups spool their records while they are written (server/api/etcd-backup.ts). */
+function backupSpoolDir(dataDir: string): string {
+  return path.join(dataDir, 'backup-spool');
 }
 
 /** Listens on every client URL (TLS where https); answers the ports. Each listener goes into `listeners` to be closed. */

@@ -43,6 +43,12 @@ function decodeRevoked(value: Buffer): RevokedGeneration {
 /** Leases live in the group's state keyspace under this prefix (after the state machine's own). */
 export const LEASE_RECORD_PREFIX = 0x6c; // 'l'
 
+/** A lease's record (the key holds its id). */
+export function decodeLeaseRecord(id: LeaseId, value: Buffer): LeaseRecord {
+  const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
+  return { id, ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: parsed.g ?? 0 };
+}
+
 function encodeRecord(r: LeaseRecord): Buffer {
   // `g` only when set: a one-shard cluster's records stay byte for byte what they were.
   return Buffer.from(JSON.stringify(r.generation > 0 ? { ttl: r.ttlSeconds, remaining: r.remainingTtlSeconds, g: r.generation } : { ttl: r.ttlSeconds, remaining: r.remainingTtlSeconds }));
@@ -67,10 +73,7 @@ export class LeaseStore {
       if (name.startsWith(PENDING_SWEEP)) store.pendingSweeps.set(name.slice(PENDING_SWEEP.length), decodeRevoked(value));
       else if (name.startsWith(SWEPT)) store.swept.set(name.slice(SWEPT.length), decodeRevoked(value));
       else if (name === HORIZON) store.horizonValue = Number(value.toString('utf8'));
-      else {
-        const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
-        store.leases.set(name, { id: name, ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: parsed.g ?? 0 });
-      }
+      else store.leases.set(name, decodeLeaseRecord(name, value));
     }
     return store;
   }
@@ -257,8 +260,7 @@ export class LeaseStore {
  * it; the shards' swept records start empty, so 1 is alive everywhere), on one group none.
  */
 export function restoredLeaseRecord(value: Buffer, sharded: boolean): Buffer {
-  const parsed = JSON.parse(value.toString('utf8')) as { ttl: number; remaining: number; g?: number };
-  return encodeRecord({ id: '', ttlSeconds: parsed.ttl, remainingTtlSeconds: parsed.remaining, generation: sharded ? 1 : 0 });
+  return encodeRecord({ ...decodeLeaseRecord('', value), generation: sharded ? 1 : 0 });
 }
 
 /** A lease's record (store-relative key and value) from another system's snapshot (an etcd snapshot's lease). */

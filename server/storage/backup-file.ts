@@ -1,6 +1,7 @@
-// The backup format behind the Maintenance.Snapshot RPC (`etcdctl snapshot save`) and
-// `synod snapshot restore`: one group's state records at one applied index, taken from a LevelDB
-// snapshot, so the copy is consistent while writes go on.
+// Synod's earlier backup format, written by the Maintenance.Snapshot RPC (`etcdctl snapshot save`) until
+// 2026-12-06 and still read by `synod snapshot restore`: one group's state records at one applied index.
+// Backups are now etcd snapshots (server/api/etcd-backup.ts); this module reads the older files, and
+// writes one only for the test that checks they still restore.
 //
 //   "SYNODBAK" | u32 metaLength | meta JSON (BackupHeader)
 //   repeated:  u32 keyLength | key | u32 valueLength | value        (store-relative state records, key order)
@@ -10,8 +11,8 @@
 //
 // The trailer is etcd's: its snapshot is a bbolt file (a whole number of 512-byte-aligned pages) with
 // the sha256 of the file appended, and etcd's clients and etcdutl check `size % 512 == 32` and the
-// digest. The padding makes a Synod backup pass the same checks, so `etcdctl snapshot save` accepts
-// it; `etcdctl snapshot status` still cannot read it (it opens the file as bbolt).
+// digest. The padding made such a backup pass the same checks, so `etcdctl snapshot save` accepted it;
+// `etcdctl snapshot status` could not read it (it opens the file as bbolt).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { DIGEST_BYTES, encodeRecordStream, RecordStreamParser, type RecordStreamFormat } from './record-stream.ts';

@@ -1,6 +1,6 @@
 // A real etcd (Debian's etcd-server) on free loopback ports, as the reference that Synod's answers
 // are compared against.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,9 +24,17 @@ export class EtcdReference {
     return fs.existsSync(ETCD_BINARY);
   }
 
-  static async start(): Promise<EtcdReference> {
+  /** A fresh etcd; or, with `restoreFrom`, one whose data dir `etcdctl snapshot restore` made from that snapshot file. */
+  static async start(options: { restoreFrom?: string } = {}): Promise<EtcdReference> {
     const [client, peer] = await freePorts(2);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-ref-'));
+    if (options.restoreFrom) {
+      const restored = spawnSync('etcdctl', [
+        'snapshot', 'restore', options.restoreFrom, '--name', 'ref', '--data-dir', path.join(dir, 'data'),
+        '--initial-cluster', `ref=http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+      ], { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8', timeout: 60_000 });
+      if (restored.status !== 0) throw new Error(`etcdctl snapshot restore failed (${restored.status}): ${restored.stderr}`);
+    }
     const log = fs.openSync(path.join(dir, 'etcd.log'), 'a');
     const child = spawn(
       ETCD_BINARY,

@@ -1,0 +1,249 @@
+// A backup (Maintenance.Snapshot, `etcdctl snapshot save`) written as etcd writes one: a bbolt file in
+// etcd's backend schema with its sha256 appended. `etcdctl snapshot status` reads it, etcd's own
+// `snapshot restore` turns it into an etcd data dir, and `synod snapshot restore` reads it back
+// (server/cli/etcd-snapshot-import.ts, which this module mirrors).
+//
+// The input is a backup's state records (a one-group store's, or a sharded cluster's cut at R,
+// sharded-backup.ts), in Synod's key order. etcd's "key" bucket is in revision order instead, so the MVCC
+// records are first spooled to a file beside the member's data (each as the mvccpb.KeyValue etcd stores)
+// with an in-memory index (main, sub, place: about 30 bytes a record), sorted, and read back from the spool
+// twice: once for the bbolt writer's layout pass, once to write. Leases and auth are small and stay in
+// memory. Synod's own header (shard count, revision) goes in a bucket of its own, "synod", which etcd
+// carries along unread.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import protobuf from 'protobufjs';
+import { AUTH_RECORD_PREFIX, AuthStore } from '../auth/auth-store.ts';
+import { decodeLeaseRecord, isLeaseRecordKey, LEASE_RECORD_PREFIX } from '../lease/lease-store.ts';
+import { decodeMeta, decodeRevKey, decodeValue, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
+import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
+import type { BackupHeader } from '../storage/backup-file.ts';
+import { encodeBbolt, type BboltBucketSource } from '../storage/bbolt-writer.ts';
+
+/** The bucket holding Synod's BackupHeader (JSON, under SYNOD_HEADER_KEY). */
+export const SYNOD_BUCKET = 'synod';
+export const SYNOD_HEADER_KEY = 'backup';
+const PERM_TYPE_NUMBERS = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
+/** Entries read back from the spool between yields to the event loop (the reads are synchronous). */
+const ENTRIES_PER_YIELD = 1024;
+
+/** etcd's revision key: main and sub as 8-byte big-endian integers around '_', 't' after a tombstone's. */
+export function etcdRevisionKey(main: number, sub: number, tombstone: boolean): Buffer {
+  const key = Buffer.alloc(tombstone ? 18 : 17);
+  key.writeBigUInt64BE(BigInt(main), 0);
+  key[8] = 0x5f;
+  key.writeBigUInt64BE(BigInt(sub), 9);
+  if (tombstone) key[17] = 0x74;
+  return key;
+}
+
+function u64be(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+/** Growable columns of the spooled MVCC records: where each one's KeyValue sits, and its revision. */
+class SpoolIndex {
+  mains = new Float64Array(1024);
+  subs = new Float64Array(1024);
+  offsets = new Float64Array(1024);
+  lengths = new Uint32Array(1024);
+  tombstones = new Uint8Array(1024);
+  count = 0;
+
+  add(main: number, sub: number, offset: number, length: number, tombstone: boolean): void {
+    if (this.count === this.mains.length) this.grow();
+    const i = this.count++;
+    this.mains[i] = main;
+    this.subs[i] = sub;
+    this.offsets[i] = offset;
+    this.lengths[i] = length;
+    this.tombstones[i] = tombstone ? 1 : 0;
+  }
+
+  private grow(): void {
+    const n = this.mains.length * 2;
+    const wider = <T extends Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.mains = wider(this.mains, (k) => new Float64Array(k));
+    this.subs = wider(this.subs, (k) => new Float64Array(k));
+    this.offsets = wider(this.offsets, (k) => new Float64Array(k));
+    this.lengths = wider(this.lengths, (k) => new Uint32Array(k));
+    this.tombstones = wider(this.tombstones, (k) => new Uint8Array(k));
+  }
+
+  /**
+   * Record numbers in revision order, and the sub each one takes. A sharded cut numbers a revision's keys
+   * per shard, so a cross-shard txn's keys may share a (main, sub): such a revision's keys are numbered
+   * again 0, 1, … in (sub, spool) order. Any other revision keeps its subs.
+   */
+  revisionOrder(): { order: Uint32Array; subs: Float64Array } {
+    const order = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) order[i] = i;
+    const { mains, subs } = this;
+    order.sort((a, b) => mains[a] - mains[b] || subs[a] - subs[b] || a - b);
+    const outSubs = new Float64Array(this.count);
+    for (let start = 0; start < order.length; ) {
+      let end = start + 1;
+      let clash = false;
+      while (end < order.length && mains[order[end]] === mains[order[start]]) {
+        if (subs[order[end]] === subs[order[end - 1]]) clash = true;
+        end++;
+      }
+      for (let i = start; i < end; i++) outSubs[i] = clash ? i - start : subs[order[i]];
+      start = end;
+    }
+    return { order, subs: outSubs };
+  }
+}
+
+interface Gathered {
+  spoolPath: string;
+  index: SpoolIndex;
+  currentRevision: number;
+  compactedRevision: number;
+  leases: Array<[Buffer, Buffer]>;
+  auth: AuthStore | null;
+}
+
+/** One pass over the records: MVCC records to the spool, the rest into memory. */
+async function gather(records: AsyncIterable<[Buffer, Buffer]>, spoolPath: string): Promise<Gathered> {
+  const kvType = protoMessageRoot().lookupType('mvccpb.KeyValue');
+  const index = new SpoolIndex();
+  const leases: Array<[Buffer, Buffer]> = [];
+  const authRecords: Array<[Buffer, Buffer]> = [];
+  let revisions = { currentRevision: 1, compactedRevision: 0 };
+  const fd = fs.openSync(spoolPath, 'w');
+  let offset = 0;
+  try {
+    for await (const [key, value] of records) {
+      const storeKey = key.subarray(1);
+      if (key[0] === MVCC_RECORD_PREFIX && isMetaKey(storeKey)) {
+        revisions = decodeMeta(value);
+      } else if (key[0] === MVCC_RECORD_PREFIX && isRevKey(storeKey)) {
+        const { key: userKey, main, sub } = decodeRevKey(storeKey);
+        const v = decodeValue(value);
+        const kv = v.tombstone
+          ? { key: userKey }
+          : { key: userKey, create_revision: v.create, mod_revision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
+        const bytes = kvType.encode(kvType.fromObject(kv)).finish();
+        fs.writeSync(fd, bytes);
+        index.add(main, sub, offset, bytes.length, v.tombstone);
+        offset += bytes.length;
+      } else if (key[0] === LEASE_RECORD_PREFIX && isLeaseRecordKey(storeKey)) {
+        const lease = decodeLeaseRecord(storeKey.toString('utf8'), value);
+        const id = BigInt(lease.id);
+        const bytes = protobuf.Writer.create().uint32(8).int64(id.toString()).uint32(16).int64(lease.ttlSeconds).uint32(24).int64(lease.remainingTtlSeconds).finish();
+        const idKey = Buffer.alloc(8);
+        idKey.writeBigInt64BE(id);
+        leases.push([idKey, Buffer.from(bytes)]);
+      } else if (key[0] === AUTH_RECORD_PREFIX) {
+        authRecords.push([storeKey, value]);
+      }
+      // Membership, published URLs, alarms and sweep state describe the old cluster: left out, as
+      // restores drop them.
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  leases.sort(([a], [b]) => Buffer.compare(a, b));
+  const auth = authRecords.length > 0 ? AuthStore.restore(authRecords) : null;
+  return { spoolPath, index, ...revisions, leases, auth };
+}
+
+function fixedBucket(name: string, entries: Array<[Buffer, Buffer]>): BboltBucketSource {
+  const sorted = [...entries].sort(([a], [b]) => Buffer.compare(a, b));
+  return {
+    name: Buffer.from(name),
+    entries: async function* () {
+      yield* sorted;
+    },
+  };
+}
+
+function keyBucket(g: Gathered): BboltBucketSource {
+  const { order, subs } = g.index.revisionOrder();
+  const { mains, offsets, lengths, tombstones } = g.index;
+  return {
+    name: Buffer.from('key'),
+    entries: async function* () {
+      const fd = fs.openSync(g.spoolPath, 'r');
+      try {
+        for (let i = 0; i < order.length; i++) {
+          const r = order[i];
+          const value = Buffer.allocUnsafe(lengths[r]);
+          fs.readSync(fd, value, 0, value.length, offsets[r]);
+          yield [etcdRevisionKey(mains[r], subs[i], tombstones[r] === 1), value];
+          if (i % ENTRIES_PER_YIELD === ENTRIES_PER_YIELD - 1) await yieldToLoop();
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+  };
+}
+
+function authBuckets(auth: AuthStore | null): BboltBucketSource[] {
+  const state = auth?.exported() ?? { enabled: false, revision: 0, users: [], roles: [] };
+  const root = protoMessageRoot();
+  const userType = root.lookupType('authpb.User');
+  const roleType = root.lookupType('authpb.Role');
+  const users = state.users.map((u): [Buffer, Buffer] => [
+    Buffer.from(u.name),
+    Buffer.from(userType.encode(userType.fromObject({ name: Buffer.from(u.name), password: Buffer.from(u.passwordHash), roles: u.roles, options: { no_password: u.noPassword } })).finish()),
+  ]);
+  const roles = state.roles.map((r): [Buffer, Buffer] => [
+    Buffer.from(r.name),
+    Buffer.from(
+      roleType
+        .encode(roleType.fromObject({ name: Buffer.from(r.name), keyPermission: r.permissions.map((p) => ({ permType: PERM_TYPE_NUMBERS[p.permType], key: p.key, range_end: p.rangeEnd })) }))
+        .finish(),
+    ),
+  ]);
+  return [
+    fixedBucket('auth', [
+      [Buffer.from('authEnabled'), Buffer.from([state.enabled ? 1 : 0])],
+      [Buffer.from('authRevision'), u64be(state.revision)],
+    ]),
+    fixedBucket('authUsers', users),
+    fixedBucket('authRoles', roles),
+  ];
+}
+
+/**
+ * The backup as etcd's snapshot bytes: the bbolt file, then the sha256 of it (etcd's trailer). The spool
+ * lives in `spoolDir` for the time of the call and is removed after, however the stream ends.
+ */
+export async function* encodeEtcdBackup(header: BackupHeader, records: AsyncIterable<[Buffer, Buffer]>, spoolDir: string): AsyncGenerator<Buffer> {
+  fs.mkdirSync(spoolDir, { recursive: true });
+  const spoolPath = path.join(fs.mkdtempSync(path.join(spoolDir, 'backup-spool-')), 'kv');
+  try {
+    const g = await gather(records, spoolPath);
+    const compact = g.compactedRevision > 0 ? [etcdRevisionKey(g.compactedRevision, 0, false)] : [];
+    const buckets: BboltBucketSource[] = [
+      keyBucket(g),
+      fixedBucket('meta', compact.length > 0 ? [[Buffer.from('finishedCompactRev'), compact[0]], [Buffer.from('scheduledCompactRev'), compact[0]]] : []),
+      fixedBucket('lease', g.leases),
+      ...authBuckets(g.auth),
+      fixedBucket('alarm', []),
+      fixedBucket('members', []),
+      fixedBucket('members_removed', []),
+      fixedBucket(SYNOD_BUCKET, [[Buffer.from(SYNOD_HEADER_KEY), Buffer.from(JSON.stringify({ ...header, revision: g.currentRevision }))]]),
+    ];
+    const digest = createHash('sha256');
+    for await (const chunk of encodeBbolt(buckets)) {
+      digest.update(chunk);
+      yield chunk;
+    }
+    yield digest.digest();
+  } finally {
+    fs.rmSync(path.dirname(spoolPath), { recursive: true, force: true });
+  }
+}
