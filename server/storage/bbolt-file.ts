@@ -1,26 +1,24 @@
 // Reads a bbolt database file (go.etcd.io/bbolt), the B+tree file behind etcd's backend and what
 // `etcdctl snapshot save` writes against etcd. Read-only and synchronous, page by page from the file,
 // so a snapshot of any size is read in memory of the order of its largest page. Used to restore an
-// etcd snapshot into Synod (server/storage/etcd-snapshot.ts).
+// etcd snapshot into Synod (server/cli/etcd-snapshot-import.ts).
 //
-// The layout, as far as reading needs it (integers little-endian):
-//   page header (16 B):   id u64 | flags u16 | count u16 | overflow u32     (a page spans 1 + overflow pages)
-//   meta (pages 0 and 1): magic u32 | version u32 | pageSize u32 | flags u32 | root {pgid u64, sequence u64}
-//                         | freelist u64 | high-water pgid u64 | txid u64 | checksum u64 (FNV-1a 64 of the rest)
-//   branch element (16 B): pos u32 | ksize u32 | child pgid u64
-//   leaf element (16 B):   flags u32 (1 = nested bucket) | pos u32 | ksize u32 | vsize u32
-// An element's `pos` is counted from the element itself. A bucket's value is {root pgid, sequence}; root
-// pgid 0 marks an inline bucket, whose leaf page image follows those 16 bytes in the value.
+// The format: bbolt-format.ts.
 import fs from 'node:fs';
+import {
+  BBOLT_FORMAT_VERSION,
+  BBOLT_MAGIC,
+  BUCKET_HEADER_BYTES,
+  ELEMENT_BYTES,
+  fnv1a64,
+  LEAF_FLAG_BUCKET,
+  META_CHECKSUMMED_BYTES,
+  PAGE_FLAG_BRANCH,
+  PAGE_FLAG_LEAF,
+  PAGE_FLAG_META,
+  PAGE_HEADER_BYTES,
+} from './bbolt-format.ts';
 
-export const BBOLT_MAGIC = 0xed0cdaed;
-const PAGE_HEADER_BYTES = 16;
-const ELEMENT_BYTES = 16;
-const BUCKET_HEADER_BYTES = 16;
-const FLAG_BRANCH = 0x01;
-const FLAG_LEAF = 0x02;
-const FLAG_META = 0x04;
-const LEAF_FLAG_BUCKET = 0x01;
 /** bbolt refuses page sizes outside this range too. */
 const MIN_PAGE_BYTES = 512;
 const MAX_PAGE_BYTES = 1 << 20;
@@ -30,15 +28,6 @@ interface Meta {
   rootPgid: number;
   highWaterPgid: number;
   txid: bigint;
-}
-
-function fnv1a64(bytes: Buffer): bigint {
-  let hash = 0xcbf29ce484222325n;
-  for (const b of bytes) {
-    hash ^= BigInt(b);
-    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return hash;
 }
 
 function u64(buf: Buffer, off: number): number {
@@ -51,9 +40,9 @@ function u64(buf: Buffer, off: number): number {
 function parseMeta(buf: Buffer, pageOffset: number): Meta | null {
   if (buf.length < pageOffset + 80) return null;
   const m = pageOffset + PAGE_HEADER_BYTES;
-  if ((buf.readUInt16LE(pageOffset + 8) & FLAG_META) === 0) return null;
-  if (buf.readUInt32LE(m) !== BBOLT_MAGIC || buf.readUInt32LE(m + 4) !== 2) return null;
-  if (fnv1a64(buf.subarray(m, m + 56)) !== buf.readBigUInt64LE(m + 56)) return null;
+  if ((buf.readUInt16LE(pageOffset + 8) & PAGE_FLAG_META) === 0) return null;
+  if (buf.readUInt32LE(m) !== BBOLT_MAGIC || buf.readUInt32LE(m + 4) !== BBOLT_FORMAT_VERSION) return null;
+  if (fnv1a64(buf.subarray(m, m + META_CHECKSUMMED_BYTES)) !== buf.readBigUInt64LE(m + META_CHECKSUMMED_BYTES)) return null;
   const pageSizeBytes = buf.readUInt32LE(m + 8);
   if (pageSizeBytes < MIN_PAGE_BYTES || pageSizeBytes > MAX_PAGE_BYTES) return null;
   return { pageSizeBytes, rootPgid: u64(buf, m + 16), highWaterPgid: u64(buf, m + 40), txid: buf.readBigUInt64LE(m + 48) };
@@ -68,7 +57,7 @@ export function isBboltFile(filePath: string): boolean {
   } finally {
     fs.closeSync(fd);
   }
-  return (head.readUInt16LE(8) & FLAG_META) !== 0 && head.readUInt32LE(PAGE_HEADER_BYTES) === BBOLT_MAGIC;
+  return (head.readUInt16LE(8) & PAGE_FLAG_META) !== 0 && head.readUInt32LE(PAGE_HEADER_BYTES) === BBOLT_MAGIC;
 }
 
 /** One page's bytes (all its overflow pages included); elements are read relative to `page` 0. */
@@ -145,12 +134,12 @@ export class BboltFile {
   private *walk(page: Page): Generator<[Buffer, Buffer, boolean]> {
     const flags = page.readUInt16LE(8);
     const count = page.readUInt16LE(10);
-    if (flags & FLAG_BRANCH) {
+    if (flags & PAGE_FLAG_BRANCH) {
       for (let i = 0; i < count; i++) {
         const at = PAGE_HEADER_BYTES + i * ELEMENT_BYTES;
         yield* this.walk(this.readPage(u64(page, at + 8)));
       }
-    } else if (flags & FLAG_LEAF) {
+    } else if (flags & PAGE_FLAG_LEAF) {
       for (let i = 0; i < count; i++) {
         const at = PAGE_HEADER_BYTES + i * ELEMENT_BYTES;
         const keyAt = at + page.readUInt32LE(at + 4);

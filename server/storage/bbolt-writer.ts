@@ -2,15 +2,7 @@
 // `etcdctl snapshot save` produces. Pure: buckets of sorted entries in, the file's bytes out, in
 // chunks, with memory of the order of one page per tree level — never the whole data set.
 //
-// The format (integers little-endian):
-//   page header (16 B):    id u64 | flags u16 (branch 1, leaf 2, meta 4, freelist 0x10) | count u16 | overflow u32
-//                          (a page spans 1 + overflow pages; its id is its offset / page size)
-//   meta (pages 0 and 1):  magic u32 | version u32 | pageSize u32 | flags u32 | root bucket {pgid u64, sequence u64}
-//                          | freelist pgid u64 | high-water pgid u64 | txid u64 | FNV-1a 64 of the preceding 56 B
-//   leaf element (16 B):   flags u32 (1 = the value is a bucket) | pos u32 | ksize u32 | vsize u32
-//   branch element (16 B): pos u32 | ksize u32 | child pgid u64 (the key is the child's first key)
-// Elements follow the page header; an element's `pos` counts from that element to its key, and a
-// leaf value directly follows its key. A bucket's value is its header {root pgid u64, sequence u64}.
+// The format: bbolt-format.ts.
 //
 // The file this writes, page by page:
 //   0, 1   metas (txid 1 and 2: bbolt opens the valid one with the higher txid, so page 1)
@@ -25,6 +17,22 @@
 //
 // No inline buckets (an empty bucket gets an empty root leaf page): valid, just not what bbolt itself
 // writes for small buckets. Pages are filled as full as they go; bbolt rebalances on later writes.
+
+import {
+  BBOLT_FORMAT_VERSION,
+  BBOLT_MAGIC,
+  BUCKET_HEADER_BYTES,
+  ELEMENT_BYTES,
+  fnv1a64,
+  LEAF_FLAG_BUCKET,
+  META_BYTES,
+  META_CHECKSUMMED_BYTES,
+  PAGE_FLAG_BRANCH,
+  PAGE_FLAG_FREELIST,
+  PAGE_FLAG_LEAF,
+  PAGE_FLAG_META,
+  PAGE_HEADER_BYTES,
+} from './bbolt-format.ts';
 
 export interface BboltBucketSource {
   /** The bucket's name (a top-level bucket; no nested buckets needed). */
@@ -52,25 +60,13 @@ const CHUNK_TARGET_BYTES = 1024 * 1024;
 /** Segments of a page larger than a chunk that are passed on as they are, uncopied. */
 const PASS_THROUGH_MIN_BYTES = 64 * 1024;
 
-const PAGE_HEADER_BYTES = 16;
-const ELEMENT_BYTES = 16;
-const META_BYTES = 64;
-const META_CHECKSUMMED_BYTES = 56;
-const BUCKET_HEADER_BYTES = 16;
 /** A page's element count is a u16. */
 const MAX_ELEMENTS_PER_PAGE = 0xffff;
 // bbolt's own limits on Put: keeping to them keeps the file one bbolt itself could have written.
 const MAX_KEY_BYTES = 32768;
 const MAX_VALUE_BYTES = 2 ** 31 - 2;
 
-const PAGE_FLAG_BRANCH = 0x01;
-const PAGE_FLAG_LEAF = 0x02;
-const PAGE_FLAG_META = 0x04;
-const PAGE_FLAG_FREELIST = 0x10;
-const LEAF_FLAG_BUCKET = 0x01;
 
-const META_MAGIC = 0xed0cdaed;
-const FORMAT_VERSION = 2;
 const META_TXIDS: ReadonlyArray<[pageId: number, txid: number]> = [
   [0, 1],
   [1, 2],
@@ -446,8 +442,8 @@ function encodePageHeader(pageId: number, flags: number, elementCount: number, s
 function encodeMetaPage(pageId: number, txid: number, layout: FileLayout, pageSizeBytes: number): Buffer {
   const page = encodePageHeader(pageId, PAGE_FLAG_META, 0, 1, PAGE_HEADER_BYTES + META_BYTES);
   const meta = page.subarray(PAGE_HEADER_BYTES);
-  meta.writeUInt32LE(META_MAGIC, 0);
-  meta.writeUInt32LE(FORMAT_VERSION, 4);
+  meta.writeUInt32LE(BBOLT_MAGIC, 0);
+  meta.writeUInt32LE(BBOLT_FORMAT_VERSION, 4);
   meta.writeUInt32LE(pageSizeBytes, 8);
   meta.writeUInt32LE(0, 12); // flags
   writeU64(meta, 16, layout.rootBucket.rootPageId);
@@ -459,11 +455,6 @@ function encodeMetaPage(pageId: number, txid: number, layout: FileLayout, pageSi
   return page;
 }
 
-function fnv1a64(bytes: Buffer): bigint {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of bytes) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return hash;
-}
 
 /** The page's bytes as segments (header and elements, then each key and value), without the zero padding. */
 function encodeLeafPage(pageId: number, spanPages: number, elements: LeafElement[]): Buffer[] {
