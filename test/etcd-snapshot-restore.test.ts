@@ -48,6 +48,7 @@ let atSave: Listing;
 let compactAt: number;
 let revisionsToCompare: number[];
 const atRevision = new Map<number, Kv[]>();
+const etcdHashes = new Map<number, number>();
 let leaseId: string;
 const clusters: ProcessCluster[] = [];
 
@@ -87,6 +88,7 @@ beforeAll(async () => {
   atSave = await listing(ep);
   revisionsToCompare = [compactAt, compactAt + 3, atSave.revision - 2, atSave.revision];
   for (const rev of revisionsToCompare) atRevision.set(rev, (await listing(ep, rev)).kvs);
+  for (const rev of revisionsToCompare.filter((r) => r > compactAt)) etcdHashes.set(rev, await hashKv(ep, rev));
   snapshotFile = path.join(dir, 'etcd.db');
   const saved = await etcdctl(ep, [...ROOT, 'snapshot', 'save', snapshotFile]);
   expect(saved.code, saved.stderr).toBe(0);
@@ -109,8 +111,29 @@ async function restored(size: number, shards: number): Promise<ProcessCluster> {
   return cluster;
 }
 
+/** `etcdctl endpoint hashkv --rev` of one endpoint. */
+async function hashKv(endpoint: string, rev: number): Promise<number> {
+  const out = JSON.parse(await etcdctlOk(endpoint, [...ROOT, 'endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json'])) as Array<{ HashKV: { hash: number } }>;
+  return out[0].HashKV.hash;
+}
+
 async function expectServesWhatEtcdServed(cluster: ProcessCluster): Promise<void> {
   const ep = cluster.endpoints;
+  // etcd's own HashKV, number for number, at every compared revision above the compaction point, on
+  // every member: the same records, revisions and compaction point as etcd's.
+  for (const rev of revisionsToCompare.filter((r) => r > compactAt)) {
+    for (let m = 0; m < cluster.members.length; m++) expect(await hashKv(cluster.endpointOf(m), rev), `hashkv at ${rev} on member ${m}`).toBe(etcdHashes.get(rev));
+  }
+  // At the compaction point itself, and below it, what etcd answers.
+  for (const rev of [compactAt, compactAt - 1]) {
+    const args = [...ROOT, 'endpoint', 'hashkv', `--rev=${rev}`, '-w', 'json'];
+    const [mine, etcds] = [await etcdctl(ep.split(',')[0], args), await etcdctl(etcd.endpoint, args)];
+    expect({ code: mine.code, out: mine.stdout.replace(/"(cluster_id|member_id|revision|raft_term|Endpoint)":"?[^,}"]*"?/g, '') }, `hashkv at ${rev}`).toEqual({
+      code: etcds.code,
+      out: etcds.stdout.replace(/"(cluster_id|member_id|revision|raft_term|Endpoint)":"?[^,}"]*"?/g, ''),
+    });
+    if (mine.code !== 0) expect(mine.stderr).toContain(etcds.stderr.match(/etcdserver: [^"\n]*/)?.[0] ?? 'no etcdserver error');
+  }
   const now = await listing(ep);
   expect(now.kvs.length).toBe(atSave.kvs.length);
   expect(now.kvs).toEqual(atSave.kvs);

@@ -125,6 +125,10 @@ describe('etcdctl snapshot save', () => {
       expect(below.stderr).toContain('etcdserver: mvcc: required revision has been compacted');
       const leases = await etcdctlOk(etcd.endpoint, ['lease', 'list']);
       expect(leases).toMatch(/found 1 leases/);
+      // And etcd's HashKV of it is Synod's, number for number (the same records, byte for byte).
+      const hashAt = async (endpoint: string, r: number): Promise<number> =>
+        (JSON.parse(await etcdctlOk(endpoint, ['endpoint', 'hashkv', `--rev=${r}`, '-w', 'json'])) as Array<{ HashKV: { hash: number } }>)[0].HashKV.hash;
+      for (const r of revisions.filter((x) => x > compactedAt)) expect(await hashAt(etcd.endpoint, r), `hashkv at ${r}`).toBe(await hashAt(source.endpointOf(0), r));
     } finally {
       await etcd.stop();
     }

@@ -10,7 +10,8 @@ import { importedLeaseRecord, LEASE_RECORD_PREFIX } from '../lease/lease-store.t
 import { decodeRevKey, encodeLiveValue, encodeMeta, encodeRevKey, META_KEY, TOMBSTONE_VALUE } from '../mvcc/codec.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import { readEtcdSnapshot, readEtcdSnapshotHeader } from '../cli/etcd-snapshot-import.ts';
-import { encodeEtcdBackup, etcdRevisionKey } from './etcd-backup.ts';
+import { encodeEtcdBackup } from './etcd-backup.ts';
+import { etcdRevisionKey } from '../mvcc/etcd-records.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-backup-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

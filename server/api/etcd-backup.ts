@@ -17,7 +17,8 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import protobuf from 'protobufjs';
 import { AUTH_RECORD_PREFIX, AuthStore } from '../auth/auth-store.ts';
 import { decodeLeaseRecord, isLeaseRecordKey, LEASE_RECORD_PREFIX } from '../lease/lease-store.ts';
-import { decodeMeta, decodeRevKey, decodeValue, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { decodeMeta, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { etcdRecordOf, etcdRevisionKey } from '../mvcc/etcd-records.ts';
 import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { BackupHeader } from '../storage/backup-file.ts';
@@ -30,16 +31,6 @@ const PERM_TYPE_NUMBERS = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
 const SPOOL_WRITE_BYTES = 1024 * 1024;
 /** Entries read back from the spool between yields to the event loop (the reads are synchronous). */
 const ENTRIES_PER_YIELD = 1024;
-
-/** etcd's revision key: main and sub as 8-byte big-endian integers around '_', 't' after a tombstone's. */
-export function etcdRevisionKey(main: number, sub: number, tombstone: boolean): Buffer {
-  const key = Buffer.alloc(tombstone ? 18 : 17);
-  key.writeBigUInt64BE(BigInt(main), 0);
-  key[8] = 0x5f;
-  key.writeBigUInt64BE(BigInt(sub), 9);
-  if (tombstone) key[17] = 0x74;
-  return key;
-}
 
 function u64be(n: number): Buffer {
   const b = Buffer.alloc(8);
@@ -116,7 +107,6 @@ interface Gathered {
 
 /** One pass over the records: MVCC records to the spool, the rest into memory. */
 async function gather(records: AsyncIterable<[Buffer, Buffer]>, spoolPath: string): Promise<Gathered> {
-  const kvType = protoMessageRoot().lookupType('mvccpb.KeyValue');
   const index = new SpoolIndex();
   const leases: Array<[Buffer, Buffer]> = [];
   const authRecords: Array<[Buffer, Buffer]> = [];
@@ -138,17 +128,12 @@ async function gather(records: AsyncIterable<[Buffer, Buffer]>, spoolPath: strin
       if (key[0] === MVCC_RECORD_PREFIX && isMetaKey(storeKey)) {
         revisions = decodeMeta(value);
       } else if (key[0] === MVCC_RECORD_PREFIX && isRevKey(storeKey)) {
-        const { key: userKey, main, sub } = decodeRevKey(storeKey);
-        const v = decodeValue(value);
-        const kv = v.tombstone
-          ? { key: userKey }
-          : { key: userKey, create_revision: v.create, mod_revision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
-        const bytes = kvType.encode(kvType.fromObject(kv)).finish();
-        pending.push(bytes);
-        pendingBytes += bytes.length;
+        const { main, sub, tombstone, keyValue } = etcdRecordOf(storeKey, value);
+        pending.push(keyValue);
+        pendingBytes += keyValue.length;
         if (pendingBytes >= SPOOL_WRITE_BYTES) flush();
-        index.add(main, sub, offset, bytes.length, v.tombstone);
-        offset += bytes.length;
+        index.add(main, sub, offset, keyValue.length, tombstone);
+        offset += keyValue.length;
       } else if (key[0] === LEASE_RECORD_PREFIX && isLeaseRecordKey(storeKey)) {
         const lease = decodeLeaseRecord(storeKey.toString('utf8'), value);
         const id = BigInt(lease.id);

@@ -14,8 +14,9 @@ import { effectiveQuotaBytes } from '../shard/quota.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { DbSnapshot, MemberDb } from '../storage/member-db.ts';
 import { encodeEtcdBackup } from './etcd-backup.ts';
+import { etcdHashKv } from '../mvcc/etcd-hash-kv.ts';
 import { rangeOf } from '../mvcc/types.ts';
-import { decodeMeta, decodeRevKey, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { decodeMeta, isMetaKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
 import { shardedBackupRecords } from './sharded-backup.ts';
 
@@ -52,22 +53,13 @@ async function storedRevisions(db: MaintenanceOptions['db'], snap: DbSnapshot, g
   return { currentRevision: 1, compactedRevision: 0 };
 }
 
-/**
- * HashKV: crc32 (Castagnoli's polynomial is etcd's; zlib's IEEE crc32 here) over the key and value
- * bytes of every stored MVCC record with revision <= `revision`, in key order. The records are what
- * compaction kept, so members that applied the same log hash alike; any altered record changes it.
- */
-async function hashKv(db: MaintenanceOptions['db'], snap: DbSnapshot, groupId: number, revision: number, crcIn = 0): Promise<number> {
-  let crc = crcIn;
+/** Group `groupId`'s MVCC records (store-relative) as of a database snapshot, in key order. */
+async function* mvccRecords(db: MaintenanceOptions['db'], snap: DbSnapshot, groupId: number): AsyncGenerator<[Buffer, Buffer]> {
   for await (const [key, value] of db.stateRecords(groupId, snap)) {
     if (key[0] < MVCC_RECORD_PREFIX) continue;
     if (key[0] > MVCC_RECORD_PREFIX) break;
-    const storeKey = key.subarray(1);
-    if (!isRevKey(storeKey) || decodeRevKey(storeKey).main > revision) continue;
-    crc = zlib.crc32(storeKey, crc);
-    crc = zlib.crc32(value, crc);
+    yield [key.subarray(1), value];
   }
-  return crc;
 }
 
 /** Hash: crc32 over every state record of the groups (MVCC, leases, auth, membership, alarms), in order. */
@@ -240,9 +232,10 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
         const current = Math.max(...revs.map((r) => r.currentRevision));
         const compacted = Math.max(...revs.map((r) => r.compactedRevision));
         const revision = asked > 0 ? asked : current;
-        if (revision < compacted) throw grpcError(ETCD_ERRORS.COMPACTED);
-        let hash = 0;
-        for (const t of stores) hash = await hashKv(opts.db, snap, t.groupId, revision, hash);
+        // As etcd (hashByRev): a revision asked for at or below the compaction point is compacted.
+        if (revision < compacted || (asked > 0 && asked <= compacted)) throw grpcError(ETCD_ERRORS.COMPACTED);
+        // etcd's own hash (mvcc/etcd-hash-kv.ts): equal to etcd's for the same keys and revisions.
+        const hash = await etcdHashKv(stores.map((t, i) => ({ records: mvccRecords(opts.db, snap, t.groupId), compactedRevision: revs[i].compactedRevision })), revision);
         return { header: ctx.header(current), hash, compact_revision: String(compacted), hash_revision: String(revision) };
       });
     }),

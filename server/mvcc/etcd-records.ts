@@ -1,0 +1,39 @@
+// A store's MVCC records in etcd's own encoding, byte for byte what etcd's backend holds in its "key"
+// bucket: the revision as the key (8-byte main, '_', 8-byte sub, big-endian; 't' after a tombstone's)
+// and the mvccpb.KeyValue as the value (a tombstone's carries the key alone). Backups written as etcd
+// snapshots (api/etcd-backup.ts) and etcd's HashKV (etcd-hash-kv.ts) are made of these.
+import type protobuf from 'protobufjs';
+import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
+import { decodeRevKey, decodeValue } from './codec.ts';
+
+const TOMBSTONE_MARK = 0x74; // 't'
+let keyValueType: protobuf.Type | undefined;
+
+export function etcdRevisionKey(main: number, sub: number, tombstone: boolean): Buffer {
+  const key = Buffer.alloc(tombstone ? 18 : 17);
+  key.writeBigUInt64BE(BigInt(main), 0);
+  key[8] = 0x5f;
+  key.writeBigUInt64BE(BigInt(sub), 9);
+  if (tombstone) key[17] = TOMBSTONE_MARK;
+  return key;
+}
+
+export interface EtcdRecord {
+  main: number;
+  sub: number;
+  tombstone: boolean;
+  /** The mvccpb.KeyValue etcd stores for it. */
+  keyValue: Uint8Array;
+}
+
+/** One of the store's revision records (its store-relative key and value) as etcd stores it. */
+export function etcdRecordOf(storeKey: Buffer, value: Buffer): EtcdRecord {
+  keyValueType ??= protoMessageRoot().lookupType('mvccpb.KeyValue');
+  const kvType = keyValueType;
+  const { key, main, sub } = decodeRevKey(storeKey);
+  const v = decodeValue(value);
+  const kv = v.tombstone
+    ? { key }
+    : { key, create_revision: v.create, mod_revision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
+  return { main, sub, tombstone: v.tombstone, keyValue: kvType.encode(kvType.fromObject(kv)).finish() };
+}
