@@ -14,29 +14,19 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import protobuf from 'protobufjs';
 import { AUTH_RECORD_PREFIX, AuthStore } from '../auth/auth-store.ts';
 import { decodeLeaseRecord, isLeaseRecordKey, LEASE_RECORD_PREFIX } from '../lease/lease-store.ts';
 import { decodeMeta, isMetaKey, isRevKey } from '../mvcc/codec.ts';
+import { doubled } from '../mvcc/doubled.ts';
 import { etcdRecordOf, etcdRevisionKey } from '../mvcc/etcd-records.ts';
-import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import type { BackupHeader } from '../storage/backup-file.ts';
 import { encodeBbolt, type BboltBucketSource } from '../storage/bbolt-writer.ts';
+import { BUCKET, encodeEtcdAuth, encodeEtcdLease, FINISHED_COMPACT_REV, SCHEDULED_COMPACT_REV, SYNOD_HEADER_KEY } from './etcd-backend-schema.ts';
 
-/** The bucket holding Synod's BackupHeader (JSON, under SYNOD_HEADER_KEY). */
-export const SYNOD_BUCKET = 'synod';
-export const SYNOD_HEADER_KEY = 'backup';
-const PERM_TYPE_NUMBERS = { READ: 0, WRITE: 1, READWRITE: 2 } as const;
 const SPOOL_WRITE_BYTES = 1024 * 1024;
 /** Entries read back from the spool between yields to the event loop (the reads are synchronous). */
 const ENTRIES_PER_YIELD = 1024;
-
-function u64be(n: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-}
 
 /** Growable columns of the spooled MVCC records: where each one's KeyValue sits, and its revision. */
 class SpoolIndex {
@@ -58,17 +48,11 @@ class SpoolIndex {
   }
 
   private grow(): void {
-    const n = this.mains.length * 2;
-    const wider = <T extends Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.mains = wider(this.mains, (k) => new Float64Array(k));
-    this.subs = wider(this.subs, (k) => new Float64Array(k));
-    this.offsets = wider(this.offsets, (k) => new Float64Array(k));
-    this.lengths = wider(this.lengths, (k) => new Uint32Array(k));
-    this.tombstones = wider(this.tombstones, (k) => new Uint8Array(k));
+    this.mains = doubled(this.mains);
+    this.subs = doubled(this.subs);
+    this.offsets = doubled(this.offsets);
+    this.lengths = doubled(this.lengths);
+    this.tombstones = doubled(this.tombstones);
   }
 
   /**
@@ -136,11 +120,7 @@ async function gather(records: AsyncIterable<[Buffer, Buffer]>, spoolPath: strin
         offset += keyValue.length;
       } else if (key[0] === LEASE_RECORD_PREFIX && isLeaseRecordKey(storeKey)) {
         const lease = decodeLeaseRecord(storeKey.toString('utf8'), value);
-        const id = BigInt(lease.id);
-        const bytes = protobuf.Writer.create().uint32(8).int64(id.toString()).uint32(16).int64(lease.ttlSeconds).uint32(24).int64(lease.remainingTtlSeconds).finish();
-        const idKey = Buffer.alloc(8);
-        idKey.writeBigInt64BE(id);
-        leases.push([idKey, Buffer.from(bytes)]);
+        leases.push(encodeEtcdLease({ id: BigInt(lease.id), ttlSeconds: lease.ttlSeconds, remainingTtlSeconds: lease.remainingTtlSeconds }));
       } else if (key[0] === AUTH_RECORD_PREFIX) {
         authRecords.push([storeKey, value]);
       }
@@ -170,7 +150,7 @@ function keyBucket(g: Gathered): BboltBucketSource {
   const { order, subs } = g.index.revisionOrder();
   const { mains, offsets, lengths, tombstones } = g.index;
   return {
-    name: Buffer.from('key'),
+    name: Buffer.from(BUCKET.key),
     entries: async function* () {
       const fd = fs.openSync(g.spoolPath, 'r');
       try {
@@ -189,30 +169,8 @@ function keyBucket(g: Gathered): BboltBucketSource {
 }
 
 function authBuckets(auth: AuthStore | null): BboltBucketSource[] {
-  const state = auth?.exported() ?? { enabled: false, revision: 0, users: [], roles: [] };
-  const root = protoMessageRoot();
-  const userType = root.lookupType('authpb.User');
-  const roleType = root.lookupType('authpb.Role');
-  const users = state.users.map((u): [Buffer, Buffer] => [
-    Buffer.from(u.name),
-    Buffer.from(userType.encode(userType.fromObject({ name: Buffer.from(u.name), password: Buffer.from(u.passwordHash), roles: u.roles, options: { no_password: u.noPassword } })).finish()),
-  ]);
-  const roles = state.roles.map((r): [Buffer, Buffer] => [
-    Buffer.from(r.name),
-    Buffer.from(
-      roleType
-        .encode(roleType.fromObject({ name: Buffer.from(r.name), keyPermission: r.permissions.map((p) => ({ permType: PERM_TYPE_NUMBERS[p.permType], key: p.key, range_end: p.rangeEnd })) }))
-        .finish(),
-    ),
-  ]);
-  return [
-    fixedBucket('auth', [
-      [Buffer.from('authEnabled'), Buffer.from([state.enabled ? 1 : 0])],
-      [Buffer.from('authRevision'), u64be(state.revision)],
-    ]),
-    fixedBucket('authUsers', users),
-    fixedBucket('authRoles', roles),
-  ];
+  const buckets = encodeEtcdAuth(auth?.exported() ?? { enabled: false, revision: 0, users: [], roles: [] });
+  return [fixedBucket(BUCKET.auth, buckets.auth), fixedBucket(BUCKET.authUsers, buckets.authUsers), fixedBucket(BUCKET.authRoles, buckets.authRoles)];
 }
 
 /**
@@ -227,13 +185,13 @@ export async function* encodeEtcdBackup(header: BackupHeader, records: AsyncIter
     const compact = g.compactedRevision > 0 ? [etcdRevisionKey(g.compactedRevision, 0, false)] : [];
     const buckets: BboltBucketSource[] = [
       keyBucket(g),
-      fixedBucket('meta', compact.length > 0 ? [[Buffer.from('finishedCompactRev'), compact[0]], [Buffer.from('scheduledCompactRev'), compact[0]]] : []),
-      fixedBucket('lease', g.leases),
+      fixedBucket(BUCKET.meta, compact.length > 0 ? [[Buffer.from(FINISHED_COMPACT_REV), compact[0]], [Buffer.from(SCHEDULED_COMPACT_REV), compact[0]]] : []),
+      fixedBucket(BUCKET.lease, g.leases),
       ...authBuckets(g.auth),
-      fixedBucket('alarm', []),
-      fixedBucket('members', []),
-      fixedBucket('members_removed', []),
-      fixedBucket(SYNOD_BUCKET, [[Buffer.from(SYNOD_HEADER_KEY), Buffer.from(JSON.stringify({ ...header, revision: g.currentRevision }))]]),
+      fixedBucket(BUCKET.alarm, []),
+      fixedBucket(BUCKET.members, []),
+      fixedBucket(BUCKET.membersRemoved, []),
+      fixedBucket(BUCKET.synod, [[Buffer.from(SYNOD_HEADER_KEY), Buffer.from(JSON.stringify({ ...header, revision: g.currentRevision }))]]),
     ];
     const digest = createHash('sha256');
     for await (const chunk of encodeBbolt(buckets)) {

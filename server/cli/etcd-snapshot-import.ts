@@ -12,22 +12,18 @@
 //   authRoles  name → authpb.Role {name, keyPermission {permType, key, range_end}}
 // What does not: members, members_removed, cluster (the new cluster is its own) and alarms, as etcdutl
 // drops them. History is kept at every retained revision, with etcd's compaction point.
-import protobuf from 'protobufjs';
-import { AUTH_RECORD_PREFIX, AuthStore, type RoleRecord, type UserRecord } from '../auth/auth-store.ts';
-import type { PermType } from '../auth/permissions.ts';
+import { AUTH_RECORD_PREFIX, AuthStore } from '../auth/auth-store.ts';
 import { importedLeaseRecord, LEASE_RECORD_PREFIX } from '../lease/lease-store.ts';
 import { encodeLiveValue, encodeMeta, encodeRevKey, META_KEY, TOMBSTONE_VALUE } from '../mvcc/codec.ts';
+import { decodeEtcdRevisionKey } from '../mvcc/etcd-records.ts';
 import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { MVCC_RECORD_PREFIX } from '../shard/kv-state-machine.ts';
 import { BboltFile } from '../storage/bbolt-file.ts';
 import type { BackupHeader } from '../storage/backup-file.ts';
-import { SYNOD_BUCKET, SYNOD_HEADER_KEY } from '../api/etcd-backup.ts';
+import { BUCKET, decodeEtcdAuth, decodeEtcdLease, FINISHED_COMPACT_REV, SYNOD_HEADER_KEY } from '../api/etcd-backend-schema.ts';
 
 /** Records per yielded batch. */
 const BATCH_RECORDS = 4096;
-/** etcd's revision key: 8 + 1 + 8 bytes, and one more for a tombstone's mark. */
-const REVISION_KEY_BYTES = 17;
-const TOMBSTONE_MARK = 0x74; // 't'
 
 export interface EtcdSnapshotSummary {
   /** The store's revision (etcd's, as it would restore it: the last revision, at least the compaction point). */
@@ -45,89 +41,21 @@ interface KeyValueMessage {
   lease: string;
 }
 
-function safeNumber(value: string | bigint, what: string): number {
+function safeNumber(value: string, what: string): number {
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`etcd snapshot: ${what} ${String(value)} out of range`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`etcd snapshot: ${what} ${value} out of range`);
   return n;
 }
 
-/** etcd's revision key → main and sub revisions, and whether it marks a tombstone. */
-export function decodeEtcdRevision(key: Buffer): { main: number; sub: number; tombstone: boolean } {
-  const tombstone = key.length === REVISION_KEY_BYTES + 1 && key[REVISION_KEY_BYTES] === TOMBSTONE_MARK;
-  if ((key.length !== REVISION_KEY_BYTES && !tombstone) || key[8] !== 0x5f) throw new Error(`etcd snapshot: malformed revision key ${key.toString('hex')}`);
-  const main = safeNumber(key.readBigUInt64BE(0), 'main revision');
-  const sub = safeNumber(key.readBigUInt64BE(9), 'sub revision');
-  if (sub > 0xffffffff) throw new Error(`etcd snapshot: sub revision ${sub} above 2^32`);
-  return { main, sub, tombstone };
+function prefixed(prefix: number, key: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([prefix]), key]);
 }
 
-/** leasepb.Lease: ID = 1, TTL = 2, RemainingTTL = 3 (all int64 varints). */
-function decodeLease(value: Buffer): { id: bigint; ttlSeconds: number; remainingTtlSeconds: number } {
-  const reader = protobuf.Reader.create(value);
-  let id = 0n;
-  let ttlSeconds = 0;
-  let remainingTtlSeconds = 0;
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
-    const field = tag >>> 3;
-    if ((tag & 7) !== 0) {
-      reader.skipType(tag & 7);
-      continue;
-    }
-    const n = BigInt(reader.int64().toString());
-    if (n < 0n) throw new Error(`etcd snapshot: lease field ${field} is negative (${n})`);
-    if (field === 1) id = n;
-    else if (field === 2) ttlSeconds = safeNumber(n, 'lease TTL');
-    else if (field === 3) remainingTtlSeconds = safeNumber(n, 'lease remaining TTL');
+function synodHeaderOf(db: BboltFile): BackupHeader | null {
+  for (const [key, value] of db.entries(BUCKET.synod)) {
+    if (key.toString() === SYNOD_HEADER_KEY) return JSON.parse(value.toString('utf8')) as BackupHeader;
   }
-  return { id, ttlSeconds, remainingTtlSeconds };
-}
-
-const PERM_TYPES: readonly PermType[] = ['READ', 'WRITE', 'READWRITE'];
-
-/** etcd's auth buckets as Synod's auth records (one encoding: AuthStore's own). */
-function authRecords(db: BboltFile): Array<[Buffer, Buffer]> {
-  const root = protoMessageRoot();
-  const userType = root.lookupType('authpb.User');
-  const roleType = root.lookupType('authpb.Role');
-  let enabled = false;
-  let revision = 0;
-  for (const [key, value] of db.entries('auth')) {
-    if (key.toString() === 'authEnabled') enabled = value.length === 1 && value[0] === 1;
-    else if (key.toString() === 'authRevision' && value.length === 8) revision = safeNumber(value.readBigUInt64BE(0), 'auth revision');
-  }
-  const users: UserRecord[] = [];
-  for (const [, value] of db.entries('authUsers')) {
-    const u = userType.toObject(userType.decode(value), { defaults: true }) as { name: Buffer; password: Buffer; roles: string[]; options?: { no_password?: boolean } };
-    users.push({
-      name: u.name.toString('utf8'),
-      passwordHash: u.password.toString('utf8'),
-      noPassword: u.options?.no_password === true,
-      roles: [...new Set(u.roles)].sort(),
-      credentialRevision: revision,
-    });
-  }
-  const roles: RoleRecord[] = [];
-  for (const [, value] of db.entries('authRoles')) {
-    const r = roleType.toObject(roleType.decode(value), { defaults: true, enums: Number }) as {
-      name: Buffer;
-      keyPermission: Array<{ permType: number; key: Buffer; range_end: Buffer }>;
-    };
-    roles.push({
-      name: r.name.toString('utf8'),
-      permissions: r.keyPermission.map((p) => {
-        const permType = PERM_TYPES[p.permType];
-        if (permType === undefined) throw new Error(`etcd snapshot: role ${r.name.toString()} has an unknown permission type ${p.permType}`);
-        return { permType, key: p.key, rangeEnd: p.range_end };
-      }),
-    });
-  }
-  if (users.length === 0 && roles.length === 0 && !enabled && revision === 0) return [];
-  return AuthStore.imported({ enabled, revision, users, roles }).records().map(([key, value]) => [Buffer.concat([Buffer.from([AUTH_RECORD_PREFIX]), key]), value]);
-}
-
-function mvccRecord(key: Buffer, value: Buffer): [Buffer, Buffer] {
-  return [Buffer.concat([Buffer.from([MVCC_RECORD_PREFIX]), key]), value];
+  return null;
 }
 
 /**
@@ -137,10 +65,7 @@ function mvccRecord(key: Buffer, value: Buffer): [Buffer, Buffer] {
 export function readEtcdSnapshotHeader(filePath: string): BackupHeader | null {
   const db = BboltFile.open(filePath);
   try {
-    for (const [key, value] of db.entries(SYNOD_BUCKET)) {
-      if (key.toString() === SYNOD_HEADER_KEY) return JSON.parse(value.toString('utf8')) as BackupHeader;
-    }
-    return null;
+    return synodHeaderOf(db);
   } finally {
     db.close();
   }
@@ -156,17 +81,17 @@ export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Bu
     const kvType = protoMessageRoot().lookupType('mvccpb.KeyValue');
     let batch: Array<[Buffer, Buffer]> = [];
     let lastMain = 0;
-    for (const [key, value] of db.entries('key')) {
-      const { main, sub, tombstone } = decodeEtcdRevision(key);
+    for (const [key, value] of db.entries(BUCKET.key)) {
+      const { main, sub, tombstone } = decodeEtcdRevisionKey(key);
       const kv = kvType.toObject(kvType.decode(value), { longs: String, defaults: true }) as KeyValueMessage;
       if (tombstone) {
-        batch.push(mvccRecord(encodeRevKey(kv.key, main, sub), TOMBSTONE_VALUE));
+        batch.push([prefixed(MVCC_RECORD_PREFIX, encodeRevKey(kv.key, main, sub)), TOMBSTONE_VALUE]);
       } else {
         if (safeNumber(kv.mod_revision, 'mod_revision') !== main) throw new Error(`etcd snapshot: key at revision ${main} says mod_revision ${String(kv.mod_revision)}`);
         const lease = BigInt(kv.lease);
         if (lease < 0n) throw new Error(`etcd snapshot: key at revision ${main} has lease ${kv.lease}`);
         const { buf } = encodeLiveValue(safeNumber(kv.create_revision, 'create_revision'), safeNumber(kv.version, 'version'), lease.toString(), kv.value);
-        batch.push(mvccRecord(encodeRevKey(kv.key, main, sub), Buffer.from(buf)));
+        batch.push([prefixed(MVCC_RECORD_PREFIX, encodeRevKey(kv.key, main, sub)), Buffer.from(buf)]);
       }
       lastMain = Math.max(lastMain, main);
       if (batch.length >= BATCH_RECORDS) {
@@ -175,25 +100,24 @@ export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Bu
       }
     }
     let compactRevision = 0;
-    for (const [key, value] of db.entries('meta')) {
-      if (key.toString() === 'finishedCompactRev') compactRevision = decodeEtcdRevision(value).main;
+    for (const [key, value] of db.entries(BUCKET.meta)) {
+      if (key.toString() === FINISHED_COMPACT_REV) compactRevision = decodeEtcdRevisionKey(value).main;
     }
     // etcd restores its revision as the last one written, at least the compaction point (a compaction
     // may have removed the last revision's tombstone); a store that never wrote is at revision 1. A
     // backup Synod wrote also says its store's revision (a sharded cut's R may be above every key's).
-    let synodRevision = 0;
-    for (const [key, value] of db.entries(SYNOD_BUCKET)) {
-      if (key.toString() === SYNOD_HEADER_KEY) synodRevision = (JSON.parse(value.toString('utf8')) as BackupHeader).revision ?? 0;
-    }
-    const revision = Math.max(lastMain, compactRevision, synodRevision, 1);
-    batch.push(mvccRecord(META_KEY, encodeMeta(revision, compactRevision)));
-    for (const [, value] of db.entries('lease')) {
-      const lease = decodeLease(value);
-      if (lease.id <= 0n) throw new Error(`etcd snapshot: lease id ${lease.id} out of range`);
+    const revision = Math.max(lastMain, compactRevision, synodHeaderOf(db)?.revision ?? 0, 1);
+    batch.push([prefixed(MVCC_RECORD_PREFIX, META_KEY), encodeMeta(revision, compactRevision)]);
+    for (const [, value] of db.entries(BUCKET.lease)) {
+      const lease = decodeEtcdLease(value);
       const [key, record] = importedLeaseRecord(lease.id.toString(), lease.ttlSeconds, lease.remainingTtlSeconds);
-      batch.push([Buffer.concat([Buffer.from([LEASE_RECORD_PREFIX]), key]), record]);
+      batch.push([prefixed(LEASE_RECORD_PREFIX, key), record]);
     }
-    batch.push(...authRecords(db));
+    const values = function* (bucket: string): Generator<Buffer> {
+      for (const [, value] of db.entries(bucket)) yield value;
+    };
+    const auth = decodeEtcdAuth(db.entries(BUCKET.auth), values(BUCKET.authUsers), values(BUCKET.authRoles));
+    if (auth) for (const [key, value] of AuthStore.imported(auth).records()) batch.push([prefixed(AUTH_RECORD_PREFIX, key), value]);
     yield batch;
     return { revision, compactRevision };
   } finally {

@@ -11,6 +11,7 @@
 // (a key's versions together, so its latest at R is known), kept with its revision and length (24 bytes
 // a record), and the CRCs are combined in revision order at the end (crc32c.ts) — no record is read twice.
 import { crc32c, crc32cCombine } from './crc32c.ts';
+import { doubled } from './doubled.ts';
 import { decodeRevKey, isRevKey } from './codec.ts';
 import { etcdRecordOf, etcdRevisionKey } from './etcd-records.ts';
 
@@ -45,18 +46,12 @@ class Included {
   }
 
   private grow(): void {
-    const n = this.mains.length * 2;
-    const widen = <T extends Float64Array | Uint32Array | Uint8Array | Uint16Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.mains = widen(this.mains, (k) => new Float64Array(k));
-    this.subs = widen(this.subs, (k) => new Float64Array(k));
-    this.crcs = widen(this.crcs, (k) => new Uint32Array(k));
-    this.lengths = widen(this.lengths, (k) => new Float64Array(k));
-    this.flags = widen(this.flags, (k) => new Uint8Array(k));
-    this.stores = widen(this.stores, (k) => new Uint16Array(k));
+    this.mains = doubled(this.mains);
+    this.subs = doubled(this.subs);
+    this.crcs = doubled(this.crcs);
+    this.lengths = doubled(this.lengths);
+    this.flags = doubled(this.flags);
+    this.stores = doubled(this.stores);
   }
 }
 

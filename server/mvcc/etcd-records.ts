@@ -37,3 +37,13 @@ export function etcdRecordOf(storeKey: Buffer, value: Buffer): EtcdRecord {
     : { key, create_revision: v.create, mod_revision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
   return { main, sub, tombstone: v.tombstone, keyValue: kvType.encode(kvType.fromObject(kv)).finish() };
 }
+
+/** etcd's revision key → main and sub revisions, and whether it marks a tombstone (the inverse of etcdRevisionKey). */
+export function decodeEtcdRevisionKey(key: Buffer): { main: number; sub: number; tombstone: boolean } {
+  const tombstone = key.length === 18 && key[17] === TOMBSTONE_MARK;
+  if ((key.length !== 17 && !tombstone) || key[8] !== 0x5f) throw new Error(`etcd revision key malformed: ${key.toString('hex')}`);
+  const main = Number(key.readBigUInt64BE(0));
+  const sub = Number(key.readBigUInt64BE(9));
+  if (!Number.isSafeInteger(main) || sub > 0xffffffff) throw new Error(`etcd revision key out of range: ${key.toString('hex')}`);
+  return { main, sub, tombstone };
+}
