@@ -15,6 +15,7 @@
 import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { numberVarintBytes, uint64Of, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
+import { keyValueBodyBytes, leaseFieldValue, lenFieldBytes } from '../mvcc/key-value-encoding.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { allocPreframed } from './preframed-response.ts';
 import { SlicedCopier } from './copy-slices.ts';
@@ -32,27 +33,6 @@ export class ResponseTooLargeError extends Error {
 
 const LEN = 2;
 const VARINT = 0;
-
-function lenFieldBytes(fieldNo: number, len: number): number {
-  return numberVarintBytes(fieldNo << 3) + numberVarintBytes(len) + len;
-}
-
-/** int64 as protobuf writes it: negative values as their 64-bit two's complement. */
-function int64Of(text: string): bigint {
-  return BigInt.asUintN(64, BigInt(text));
-}
-
-/** Encoded size of one KeyValue message body (without its field tag and length). */
-function kvBodyBytes(kv: KeyValue, lease: bigint): number {
-  let n = 0;
-  if (kv.key.length > 0) n += lenFieldBytes(1, kv.key.length);
-  if (kv.createRevision !== 0) n += 1 + numberVarintBytes(kv.createRevision);
-  if (kv.modRevision !== 0) n += 1 + numberVarintBytes(kv.modRevision);
-  if (kv.version !== 0) n += 1 + numberVarintBytes(kv.version);
-  if (kv.value.length > 0) n += lenFieldBytes(5, kv.value.length);
-  if (lease !== 0n) n += 1 + varintBytes(lease);
-  return n;
-}
 
 /** Writes `kvs` as repeated field `fieldNo`, copying in `copier`'s slices; returns the position after. */
 async function writeKvs(copier: SlicedCopier, out: Buffer, p: number, fieldNo: number, kvs: KeyValue[], bodies: number[], leases: bigint[]): Promise<number> {
@@ -97,8 +77,8 @@ function measureKvs(fieldNo: number, kvs: KeyValue[]): { bytes: number; bodies: 
   const leases = new Array<bigint>(kvs.length);
   let bytes = 0;
   for (let i = 0; i < kvs.length; i++) {
-    leases[i] = kvs[i].lease === '0' || kvs[i].lease === '' ? 0n : int64Of(kvs[i].lease);
-    bodies[i] = kvBodyBytes(kvs[i], leases[i]);
+    leases[i] = leaseFieldValue(kvs[i].lease);
+    bodies[i] = keyValueBodyBytes(kvs[i], leases[i]);
     bytes += lenFieldBytes(fieldNo, bodies[i]);
   }
   return { bytes, bodies, leases };

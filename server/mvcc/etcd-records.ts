@@ -2,12 +2,11 @@
 // bucket: the revision as the key (8-byte main, '_', 8-byte sub, big-endian; 't' after a tombstone's)
 // and the mvccpb.KeyValue as the value (a tombstone's carries the key alone). Backups written as etcd
 // snapshots (api/etcd-backup.ts) and etcd's HashKV (etcd-hash-kv.ts) are made of these.
-import type protobuf from 'protobufjs';
-import { protoMessageRoot } from '../protobuf/proto-schemas.ts';
 import { decodeRevKey, decodeValue } from './codec.ts';
+import { encodeKeyValue } from './key-value-encoding.ts';
 
 const TOMBSTONE_MARK = 0x74; // 't'
-let keyValueType: protobuf.Type | undefined;
+const EMPTY = Buffer.alloc(0);
 
 export function etcdRevisionKey(main: number, sub: number, tombstone: boolean): Buffer {
   const key = Buffer.alloc(tombstone ? 18 : 17);
@@ -28,14 +27,12 @@ export interface EtcdRecord {
 
 /** One of the store's revision records (its store-relative key and value) as etcd stores it. */
 export function etcdRecordOf(storeKey: Buffer, value: Buffer): EtcdRecord {
-  keyValueType ??= protoMessageRoot().lookupType('mvccpb.KeyValue');
-  const kvType = keyValueType;
   const { key, main, sub } = decodeRevKey(storeKey);
   const v = decodeValue(value);
   const kv = v.tombstone
-    ? { key }
-    : { key, create_revision: v.create, mod_revision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
-  return { main, sub, tombstone: v.tombstone, keyValue: kvType.encode(kvType.fromObject(kv)).finish() };
+    ? { key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: '0' }
+    : { key, createRevision: v.create, modRevision: main, version: v.version, value: value.subarray(v.valueOffset), lease: v.lease };
+  return { main, sub, tombstone: v.tombstone, keyValue: encodeKeyValue(kv) };
 }
 
 /** etcd's revision key → main and sub revisions, and whether it marks a tombstone (the inverse of etcdRevisionKey). */

@@ -1,0 +1,67 @@
+// mvccpb.KeyValue as protobuf bytes, as etcd's Go encoder writes it: fields in number order (key = 1,
+// create_revision = 2, mod_revision = 3, version = 4, value = 5, lease = 6), proto3 zeros and empty
+// bytes left out, a lease as its int64. Its size is what the response encoder (api/kv-response-encoder.ts,
+// which copies keys and values a slice at a time) lays out; its bytes are what etcd's backend stores
+// (etcd-records.ts).
+import type { KeyValue } from './types.ts';
+import { numberVarintBytes, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
+
+const LEN = 2;
+const VARINT = 0;
+
+/** A lease id as its int64 field value (negative values as their 64-bit two's complement; "0" and "" are none). */
+export function leaseFieldValue(lease: string): bigint {
+  return lease === '0' || lease === '' ? 0n : BigInt.asUintN(64, BigInt(lease));
+}
+
+/** A length-delimited field's whole size: tag, length, bytes. */
+export function lenFieldBytes(fieldNo: number, len: number): number {
+  return numberVarintBytes(fieldNo << 3) + numberVarintBytes(len) + len;
+}
+
+/** Encoded size of one KeyValue message body (without a field tag and length around it). */
+export function keyValueBodyBytes(kv: KeyValue, lease: bigint): number {
+  let n = 0;
+  if (kv.key.length > 0) n += lenFieldBytes(1, kv.key.length);
+  if (kv.createRevision !== 0) n += 1 + numberVarintBytes(kv.createRevision);
+  if (kv.modRevision !== 0) n += 1 + numberVarintBytes(kv.modRevision);
+  if (kv.version !== 0) n += 1 + numberVarintBytes(kv.version);
+  if (kv.value.length > 0) n += lenFieldBytes(5, kv.value.length);
+  if (lease !== 0n) n += 1 + varintBytes(lease);
+  return n;
+}
+
+/** The KeyValue's bytes, in one buffer (for a message of its own; large responses use the sliced encoder). */
+export function encodeKeyValue(kv: KeyValue): Buffer {
+  const lease = leaseFieldValue(kv.lease);
+  const out = Buffer.allocUnsafe(keyValueBodyBytes(kv, lease));
+  let p = 0;
+  if (kv.key.length > 0) {
+    out[p++] = (1 << 3) | LEN;
+    p = writeNumberVarint(out, p, kv.key.length);
+    p += kv.key.copy(out, p);
+  }
+  if (kv.createRevision !== 0) {
+    out[p++] = (2 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.createRevision);
+  }
+  if (kv.modRevision !== 0) {
+    out[p++] = (3 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.modRevision);
+  }
+  if (kv.version !== 0) {
+    out[p++] = (4 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.version);
+  }
+  if (kv.value.length > 0) {
+    out[p++] = (5 << 3) | LEN;
+    p = writeNumberVarint(out, p, kv.value.length);
+    p += kv.value.copy(out, p);
+  }
+  if (lease !== 0n) {
+    out[p++] = (6 << 3) | VARINT;
+    p = writeVarint(out, p, lease);
+  }
+  if (p !== out.length) throw new Error(`KeyValue encoding: wrote ${p} bytes of ${out.length}`);
+  return out;
+}
