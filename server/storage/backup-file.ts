@@ -42,7 +42,7 @@ export function encodeBackup(header: BackupHeader, records: AsyncIterable<[Buffe
 /** Checks a backup file's trailer: its length has etcd's shape and its sha256 matches. Throws if not. */
 export async function verifyBackupFile(filePath: string): Promise<void> {
   const size = fs.statSync(filePath).size;
-  if (size % BACKUP_FORMAT.alignBytes !== DIGEST_BYTES) throw new Error(`${filePath}: no sha256 trailer (size ${size} is not a multiple of 512 plus 32)`);
+  if (size % BACKUP_FORMAT.alignBytes !== DIGEST_BYTES) throw new Error(`${filePath}: no sha256 trailer (size ${size} is not a multiple of 512 plus 32); an etcd member's member/snap/db has none: restore it with --skip-hash-check`);
   const hash = createHash('sha256');
   for await (const chunk of fs.createReadStream(filePath, { start: 0, end: size - DIGEST_BYTES - 1, highWaterMark: 1024 * 1024 })) {
     hash.update(chunk as Buffer);
