@@ -98,6 +98,7 @@ bench: build
 	$(NODE) bench/no-stall.ts
 	$(NODE) bench/restart-time.ts
 	$(NODE) bench/idle-shards.ts
+	$(NODE) bench/backup.ts
 
 # The long fault suite: bounded in time, stops by itself.
 soak: build
