@@ -65,4 +65,15 @@ describe('make bench (tiny)', () => {
     expect(md).toContain('Synod memory per idle watch');
     expect(fs.readFileSync(path.join(dir, 'results', 'latest.svg'), 'utf8')).toMatch(/^<svg/);
   }, 300_000);
+
+  it('bench/backup.ts saves, checks, hashes and restores on etcd and Synod, and prints its table', async () => {
+    const run = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(process.execPath, [path.join(ROOT, 'bench', 'backup.ts'), '300', '100'], { cwd: ROOT, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
+      });
+    });
+    expect(run.code, run.out.slice(-3000)).toBe(0);
+    for (const system of ['etcd 3.4', 'Synod, one group', 'Synod, 16 shards']) expect(run.out).toMatch(new RegExp(`\\| ${system} \\| [\\d.]+ s \\| \\d+ MiB \\| [\\d.]+ s \\| [\\d.]+ s \\|`));
+    expect(run.out.match(/synod snapshot restore of .* into .*: [\d.]+ s/g)).toHaveLength(4);
+  }, 150_000);
 });
