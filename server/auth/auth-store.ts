@@ -214,7 +214,7 @@ export class AuthStore {
 
   // ---- mutations (applied from the log) ----
 
-  /** Turns auth on with a fresh token secret; a no-op when it is already on. */
+  /** Turns auth on with a fresh token secret; when it is already on, only lays a secret it lacks. */
   enable(secret: Buffer): void {
     if (this.enabledFlag) {
       // Enabled with no secret (restored from an etcd snapshot, which has none to give): this entry's is
