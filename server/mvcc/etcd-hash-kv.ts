@@ -12,8 +12,9 @@
 // a record), and the CRCs are combined in revision order at the end (crc32c.ts) — no record is read twice.
 import { crc32c, crc32cCombine } from './crc32c.ts';
 import { doubled } from './doubled.ts';
-import { decodeRevKey, isRevKey } from './codec.ts';
-import { etcdRecordOf, etcdRevisionKey } from './etcd-records.ts';
+import { decodeRevKey, decodeValue, isRevKey } from './codec.ts';
+import { etcdKeyValue, etcdRevisionKey } from './etcd-records.ts';
+import { keyValueParts } from './key-value-encoding.ts';
 
 /** One store's MVCC records (store-relative keys, in key order) and its compaction point. */
 export interface HashKvStore {
@@ -72,17 +73,20 @@ export async function etcdHashKv(stores: HashKvStore[], revision: number): Promi
     };
     for await (const [storeKey, value] of records) {
       if (!isRevKey(storeKey)) continue;
-      const { key } = decodeRevKey(storeKey);
+      const { key, main, sub } = decodeRevKey(storeKey);
       if (currentKey === null || !key.equals(currentKey)) {
         closeKey();
         currentKey = key;
       }
-      const r = etcdRecordOf(storeKey, value);
-      if (r.main > revision) continue;
-      const revisionKey = etcdRevisionKey(r.main, r.sub, r.tombstone);
-      const crc = crc32c(r.keyValue, crc32c(revisionKey));
-      latestAtRevision = all.add(r.main, r.sub, crc, revisionKey.length + r.keyValue.length, r.main > compactedRevision ? ABOVE_COMPACTION : 0, s);
-      latestIsTombstone = r.tombstone;
+      if (main > revision) continue;
+      const v = decodeValue(value);
+      // The record as etcd stores it, checksummed in pieces: the value is read where it lies.
+      const revisionKey = etcdRevisionKey(main, sub, v.tombstone);
+      const kv = keyValueParts(etcdKeyValue(key, main, v, value));
+      const crc = crc32c(kv.tail, crc32c(kv.value, crc32c(kv.head, crc32c(revisionKey))));
+      const bytes = revisionKey.length + kv.head.length + kv.value.length + kv.tail.length;
+      latestAtRevision = all.add(main, sub, crc, bytes, main > compactedRevision ? ABOVE_COMPACTION : 0, s);
+      latestIsTombstone = v.tombstone;
     }
     closeKey();
   }

@@ -31,37 +31,49 @@ export function keyValueBodyBytes(kv: KeyValue, lease: bigint): number {
   return n;
 }
 
-/** The KeyValue's bytes, in one buffer (for a message of its own; large responses use the sliced encoder). */
-export function encodeKeyValue(kv: KeyValue): Buffer {
+/**
+ * The KeyValue's bytes around its value, which the caller reads where it lies (HashKV checksums a
+ * store's values without copying them): head (fields 1–4 and the value's tag and length), the value,
+ * tail (the lease).
+ */
+export function keyValueParts(kv: KeyValue): { head: Buffer; value: Buffer; tail: Buffer } {
   const lease = leaseFieldValue(kv.lease);
-  const out = Buffer.allocUnsafe(keyValueBodyBytes(kv, lease));
+  const valueField = kv.value.length > 0 ? lenFieldBytes(5, kv.value.length) - kv.value.length : 0;
+  const tailBytes = lease !== 0n ? 1 + varintBytes(lease) : 0;
+  const head = Buffer.allocUnsafe(keyValueBodyBytes(kv, lease) - kv.value.length - tailBytes);
   let p = 0;
   if (kv.key.length > 0) {
-    out[p++] = (1 << 3) | LEN;
-    p = writeNumberVarint(out, p, kv.key.length);
-    p += kv.key.copy(out, p);
+    head[p++] = (1 << 3) | LEN;
+    p = writeNumberVarint(head, p, kv.key.length);
+    p += kv.key.copy(head, p);
   }
   if (kv.createRevision !== 0) {
-    out[p++] = (2 << 3) | VARINT;
-    p = writeNumberVarint(out, p, kv.createRevision);
+    head[p++] = (2 << 3) | VARINT;
+    p = writeNumberVarint(head, p, kv.createRevision);
   }
   if (kv.modRevision !== 0) {
-    out[p++] = (3 << 3) | VARINT;
-    p = writeNumberVarint(out, p, kv.modRevision);
+    head[p++] = (3 << 3) | VARINT;
+    p = writeNumberVarint(head, p, kv.modRevision);
   }
   if (kv.version !== 0) {
-    out[p++] = (4 << 3) | VARINT;
-    p = writeNumberVarint(out, p, kv.version);
+    head[p++] = (4 << 3) | VARINT;
+    p = writeNumberVarint(head, p, kv.version);
   }
-  if (kv.value.length > 0) {
-    out[p++] = (5 << 3) | LEN;
-    p = writeNumberVarint(out, p, kv.value.length);
-    p += kv.value.copy(out, p);
+  if (valueField > 0) {
+    head[p++] = (5 << 3) | LEN;
+    p = writeNumberVarint(head, p, kv.value.length);
   }
-  if (lease !== 0n) {
-    out[p++] = (6 << 3) | VARINT;
-    p = writeVarint(out, p, lease);
+  if (p !== head.length) throw new Error(`KeyValue encoding: wrote ${p} bytes of ${head.length}`);
+  const tail = Buffer.allocUnsafe(tailBytes);
+  if (tailBytes > 0) {
+    tail[0] = (6 << 3) | VARINT;
+    writeVarint(tail, 1, lease);
   }
-  if (p !== out.length) throw new Error(`KeyValue encoding: wrote ${p} bytes of ${out.length}`);
-  return out;
+  return { head, value: kv.value, tail };
+}
+
+/** The KeyValue's bytes, in one buffer (for a message of its own; large responses use the sliced encoder). */
+export function encodeKeyValue(kv: KeyValue): Buffer {
+  const { head, value, tail } = keyValueParts(kv);
+  return Buffer.concat([head, value, tail]);
 }
