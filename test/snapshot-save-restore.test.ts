@@ -108,6 +108,27 @@ describe('etcdctl snapshot save', () => {
     }
   });
 
+  it('a backup cut short by its client leaves no spool behind on the member', async () => {
+    const { Maintenance } = etcdClients();
+    const client = new Maintenance(source.addressOf(2), grpc.credentials.createInsecure());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const call = (client as unknown as { Snapshot(req: object): grpc.ClientReadableStream<{ blob: Buffer }> }).Snapshot({});
+        call.once('data', () => {
+          call.cancel();
+          resolve();
+        });
+        call.on('error', (err: grpc.ServiceError) => (err.code === grpc.status.CANCELLED ? resolve() : reject(err)));
+      });
+    } finally {
+      client.close();
+    }
+    const spool = path.join(source.members[2].dataDir, 'backup-spool');
+    const deadline = Date.now() + 5_000;
+    while (fs.existsSync(spool) && fs.readdirSync(spool).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(fs.existsSync(spool) ? fs.readdirSync(spool) : []).toEqual([]);
+  });
+
   it('is an etcd snapshot: etcdctl snapshot status reads it (bbolt\'s integrity check included)', async () => {
     const status = JSON.parse(await etcdctlOk(source.endpointOf(0), ['snapshot', 'status', file, '-w', 'json'])) as { revision: number; totalKey: number };
     expect(status.revision).toBe(revisions.at(-1));
