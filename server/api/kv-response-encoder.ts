@@ -15,7 +15,7 @@
 import type { KeyValue, ResponseOp, TxnResult } from '../mvcc/types.ts';
 import type { ResponseHeader } from '../etcd/wire-types.ts';
 import { numberVarintBytes, uint64Of, varintBytes, writeNumberVarint, writeVarint } from '../protobuf/varint.ts';
-import { keyValueBodyBytes, leaseFieldValue, lenFieldBytes } from '../mvcc/key-value-encoding.ts';
+import { keyValueBodyBytes, leaseFieldValue, lenFieldBytes, writeRevisionFields } from '../mvcc/key-value-encoding.ts';
 import { encodePutResponse } from './put-response-encoder.ts';
 import { allocPreframed } from './preframed-response.ts';
 import { SlicedCopier } from './copy-slices.ts';
@@ -46,18 +46,7 @@ async function writeKvs(copier: SlicedCopier, out: Buffer, p: number, fieldNo: n
       const q = copier.tryCopy(kv.key, out, p);
       p = q >= 0 ? q : await copier.copy(kv.key, out, p);
     }
-    if (kv.createRevision !== 0) {
-      out[p++] = (2 << 3) | VARINT;
-      p = writeNumberVarint(out, p, kv.createRevision);
-    }
-    if (kv.modRevision !== 0) {
-      out[p++] = (3 << 3) | VARINT;
-      p = writeNumberVarint(out, p, kv.modRevision);
-    }
-    if (kv.version !== 0) {
-      out[p++] = (4 << 3) | VARINT;
-      p = writeNumberVarint(out, p, kv.version);
-    }
+    p = writeRevisionFields(out, p, kv);
     if (kv.value.length > 0) {
       out[p++] = (5 << 3) | LEN;
       p = writeNumberVarint(out, p, kv.value.length);

@@ -25,12 +25,6 @@ import { BUCKET, decodeEtcdAuth, decodeEtcdLease, FINISHED_COMPACT_REV, SYNOD_HE
 /** Records per yielded batch. */
 const BATCH_RECORDS = 4096;
 
-export interface EtcdSnapshotSummary {
-  /** The store's revision (etcd's, as it would restore it: the last revision, at least the compaction point). */
-  revision: number;
-  compactRevision: number;
-}
-
 /** mvccpb.KeyValue with its int64s as decimal strings (lease ids use all 63 bits). */
 interface KeyValueMessage {
   key: Buffer;
@@ -73,9 +67,9 @@ export function readEtcdSnapshotHeader(filePath: string): BackupHeader | null {
 
 /**
  * The snapshot's state records in batches, as readBackupFile yields a Synod backup's: MVCC records
- * (every retained revision, then the store's meta), leases, auth. Returns the store's revisions.
+ * (every retained revision, then the store's meta), leases, auth.
  */
-export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Buffer]>, EtcdSnapshotSummary> {
+export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Buffer]>> {
   const db = BboltFile.open(filePath);
   try {
     const kvType = protoMessageRoot().lookupType('mvccpb.KeyValue');
@@ -119,7 +113,6 @@ export function* readEtcdSnapshot(filePath: string): Generator<Array<[Buffer, Bu
     const auth = decodeEtcdAuth(db.entries(BUCKET.auth), values(BUCKET.authUsers), values(BUCKET.authRoles));
     if (auth) for (const [key, value] of AuthStore.imported(auth).records()) batch.push([prefixed(AUTH_RECORD_PREFIX, key), value]);
     yield batch;
-    return { revision, compactRevision };
   } finally {
     db.close();
   }

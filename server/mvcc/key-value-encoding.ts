@@ -31,6 +31,23 @@ export function keyValueBodyBytes(kv: KeyValue, lease: bigint): number {
   return n;
 }
 
+/** Writes fields 2–4 (create_revision, mod_revision, version; zeros left out) at `p`; returns the position after. */
+export function writeRevisionFields(out: Buffer, p: number, kv: KeyValue): number {
+  if (kv.createRevision !== 0) {
+    out[p++] = (2 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.createRevision);
+  }
+  if (kv.modRevision !== 0) {
+    out[p++] = (3 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.modRevision);
+  }
+  if (kv.version !== 0) {
+    out[p++] = (4 << 3) | VARINT;
+    p = writeNumberVarint(out, p, kv.version);
+  }
+  return p;
+}
+
 /**
  * The KeyValue's bytes around its value, which the caller reads where it lies (HashKV checksums a
  * store's values without copying them): head (fields 1–4 and the value's tag and length), the value,
@@ -47,18 +64,7 @@ export function keyValueParts(kv: KeyValue): { head: Buffer; value: Buffer; tail
     p = writeNumberVarint(head, p, kv.key.length);
     p += kv.key.copy(head, p);
   }
-  if (kv.createRevision !== 0) {
-    head[p++] = (2 << 3) | VARINT;
-    p = writeNumberVarint(head, p, kv.createRevision);
-  }
-  if (kv.modRevision !== 0) {
-    head[p++] = (3 << 3) | VARINT;
-    p = writeNumberVarint(head, p, kv.modRevision);
-  }
-  if (kv.version !== 0) {
-    head[p++] = (4 << 3) | VARINT;
-    p = writeNumberVarint(head, p, kv.version);
-  }
+  p = writeRevisionFields(head, p, kv);
   if (valueField > 0) {
     head[p++] = (5 << 3) | LEN;
     p = writeNumberVarint(head, p, kv.value.length);
