@@ -109,6 +109,13 @@ describe('etcdctl snapshot save', () => {
   });
 
   it('a backup cut short by its client leaves no spool behind on the member', async () => {
+    // Several 1 MiB chunks, so the stream is still being written (its spool in use) when it is cancelled.
+    const kv = new KvClient(source.addressOf(2));
+    try {
+      for (let i = 0; i < 6; i++) await kv.put(`cancel/${i}`, Buffer.alloc(1024 * 1024, i));
+    } finally {
+      kv.close();
+    }
     const { Maintenance } = etcdClients();
     const client = new Maintenance(source.addressOf(2), grpc.credentials.createInsecure());
     try {

@@ -110,8 +110,13 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   /** Streams `chunks` as SnapshotResponses (remaining_bytes estimated from `estimateBytes`; 0 on the last). */
   const stream = async (call: grpc.ServerWritableStream<unknown, unknown>, chunks: AsyncIterable<Buffer>, estimateBytes: number): Promise<number> => {
     let cancelled = false;
-    call.on('cancelled', () => {
-      cancelled = true;
+    // A cancelled call never drains: a write waiting for 'drain' waits for this instead, so the stream
+    // ends (and its LevelDB snapshot and spool are let go) rather than hanging for ever.
+    const cancel = new Promise<void>((resolve) => {
+      call.on('cancelled', () => {
+        cancelled = true;
+        resolve();
+      });
     });
     const header = ctx.header();
     let remaining = Math.max(1, estimateBytes);
@@ -122,7 +127,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       if (pending) {
         sent += pending.length;
         remaining = Math.max(1, remaining - pending.length);
-        if (!call.write({ header, remaining_bytes: String(remaining), blob: pending })) await once(call, 'drain');
+        if (!call.write({ header, remaining_bytes: String(remaining), blob: pending })) await Promise.race([once(call, 'drain'), cancel]);
       }
       pending = chunk;
     }
