@@ -17,6 +17,10 @@ import type { OracleRequest, OracleResponse, OracleServer } from './oracle-proto
 import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, closeAtOnPeer, rangeAtOnPeer, shardStatusOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
 import { ShardDeadlineError, ShardNotReadyError } from './shard-write-path.ts';
 
+// How late a deadline may be met on a loaded machine (CI runs test files side by side on 2 cores): a
+// deadline met that late still shows that nothing waits for ever.
+const LATE_MS = 1_000;
+
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
 
 /** A member's peer server whose behaviour each test sets. */
@@ -170,14 +174,14 @@ describe('Revisions', () => {
     expect(await transport.request(4, req(22, 1, 400))).toEqual({ kind: 'deadline', requestId: 22 });
     const silentMs = Date.now() - t;
     expect(silentMs).toBeGreaterThanOrEqual(380);
-    expect(silentMs).toBeLessThan(400 + 300);
+    expect(silentMs).toBeLessThan(400 + LATE_MS);
 
     a.oracle = { handle: () => never() };
     t = Date.now();
     expect(await transport.request(1, req(23, 1, 300))).toEqual({ kind: 'deadline', requestId: 23 });
     const stuckMs = Date.now() - t;
     expect(stuckMs).toBeGreaterThanOrEqual(280);
-    expect(stuckMs).toBeLessThan(300 + 300);
+    expect(stuckMs).toBeLessThan(300 + LATE_MS);
 
     expect((await transport.request(99, req(24, 1))).kind).toBe('unavailable'); // unknown member
     expect(await transport.request(1, { ...req(25, 1), deadlineMs: Date.now() - 1 })).toEqual({ kind: 'deadline', requestId: 25 });
@@ -340,10 +344,10 @@ describe('RangeAt', () => {
     b.closeAt = () => never();
     let t = Date.now();
     expect((await closeAtOnPeer(channels, 2, 9, 7, Date.now() + 300)).kind).toBe('deadline');
-    expect(Date.now() - t).toBeLessThan(600);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
     t = Date.now();
     expect((await closeAtOnPeer(channels, 4, 9, 7, Date.now() + 300)).kind).toBe('deadline'); // silent peer
-    expect(Date.now() - t).toBeLessThan(600);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
     expect((await closeAtOnPeer(channels, 3, 9, 7, Date.now() + 300)).kind).toBe('unavailable'); // down peer
   });
 
@@ -354,11 +358,11 @@ describe('RangeAt', () => {
     expect((await rangeAtOnPeer(channels, 2, 1, op, 3, Date.now() + 300)).kind).toBe('deadline');
     const stuckMs = Date.now() - t;
     expect(stuckMs).toBeGreaterThanOrEqual(280);
-    expect(stuckMs).toBeLessThan(300 + 300);
+    expect(stuckMs).toBeLessThan(300 + LATE_MS);
 
     t = Date.now();
     expect((await rangeAtOnPeer(channels, 4, 1, op, 3, Date.now() + 300)).kind).toBe('deadline');
-    expect(Date.now() - t).toBeLessThan(300 + 300);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
 
     t = Date.now();
     expect((await rangeAtOnPeer(channels, 3, 1, op, 3, Date.now() + 1_500)).kind).toBe('unavailable');
@@ -407,7 +411,7 @@ describe('test-only partitions (--experimental-fault-injection)', () => {
       const early = Date.now();
       const refused = await new GrpcOracleTransport(eightCutOff).request(1, req(3, 1, 2_000));
       expect(refused).toMatchObject({ kind: 'unavailable', requestId: 3 });
-      expect(Date.now() - early).toBeLessThan(100);
+      expect(Date.now() - early).toBeLessThan(LATE_MS); // at once, not at its 2 s deadline
       const range = await rangeAtOnPeer(fromNine, 1, 2, rangeOf(Buffer.from('a')), 5, Date.now() + 300);
       expect(range.kind).toBe('deadline');
     } finally {
@@ -498,6 +502,6 @@ describe('ShardStatus', () => {
     expect(await shardStatusOnPeer(channels, 3, [3], Date.now() + 2_000)).toEqual([]); // a down member: nothing, at once
     const t = Date.now();
     expect(await shardStatusOnPeer(channels, 4, [3], Date.now() + 300)).toEqual([]); // a silent one: nothing, by the deadline
-    expect(Date.now() - t).toBeLessThan(600);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
   });
 });

@@ -14,6 +14,10 @@ import { ShardPeerChannels, shardKvOnPeer, shardPeerServiceDefinition, shardPeer
 import { DOWN_FOR_MS, ShardForwarder, candidateOrder, judgeAttempt } from './shard-forwarder.ts';
 import { shardKvAnswerFromWire, shardKvAnswerToWire, type ShardKvAnswer, type ShardKvRequest, type ShardKvResponseWire } from './shard-kv-wire.ts';
 
+// How late a deadline may be met on a loaded machine (CI runs test files side by side on 2 cores): a
+// deadline met that late still shows that nothing waits for ever.
+const LATE_MS = 1_000;
+
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
 
 const kv = (key: string, value: Buffer, rev: number, lease = '0'): KeyValue => ({ key: Buffer.from(key), createRevision: rev, modRevision: rev + 1, version: 2, value, lease });
@@ -182,13 +186,13 @@ describe('ShardKv over gRPC', () => {
     // first, and a forwarder turns both into etcd's "request timed out" (judgeAttempt).
     if (stuck.kind === 'lost') expect(stuck.deadline).toBe(true);
     else expect(stuck).toEqual({ kind: 'error', code: ETCD_ERRORS.TIMEOUT.code, message: ETCD_ERRORS.TIMEOUT.message, leaderId: 3 });
-    expect(Date.now() - t).toBeLessThan(400 + 400);
+    expect(Date.now() - t).toBeLessThan(400 + LATE_MS);
 
     // The caller stops waiting before the host's deadline: lost (sent, answer unknown).
     t = Date.now();
     const lost = await shardKvOnPeer(channels, 1, request(5_000), Date.now() + 300);
     expect(lost).toMatchObject({ kind: 'lost', deadline: true });
-    expect(Date.now() - t).toBeLessThan(300 + 400);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
 
     // A host that throws answers INTERNAL with its message, never hangs.
     serve = () => Promise.reject(new Error('boom'));
@@ -292,7 +296,7 @@ describe('forwarding decisions', () => {
     const t = Date.now();
     await expect(f.forward({ groupId: 5, deadlineMs: Date.now() + 300, op: write })).rejects.toMatchObject({ code: ETCD_ERRORS.TIMEOUT.code, details: ETCD_ERRORS.TIMEOUT.message });
     expect(Date.now() - t).toBeGreaterThanOrEqual(290);
-    expect(Date.now() - t).toBeLessThan(300 + 200);
+    expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
     expect(asked.length).toBeGreaterThan(3); // asked again, round after round
   });
 
