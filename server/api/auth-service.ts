@@ -11,30 +11,37 @@ import type { AuthGuard } from './auth-guard.ts';
 import type { AuthRequestBody, AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, Caller } from '../shard/auth-wire.ts';
 import { runAsCaller } from './caller-context.ts';
 import type { Requirement } from '../shard/request-permissions.ts';
-import { burnVerification, hashPassword, isPasswordHash, verifyPassword } from '../auth/password.ts';
+import { burnVerification, passwordHashingFor, hashPassword, isBcryptHash, isPasswordHash, verifyPassword, type PasswordHashing } from '../auth/password.ts';
+import { BCRYPT_PASSWORD_RULES } from '../member/member.ts';
 import { signToken } from '../auth/token.ts';
 
 export interface AuthServiceOptions {
   /** etcd's --auth-token-ttl: seconds a token from Authenticate stays valid. */
   tokenTtlSeconds: number;
+  /** etcd's --bcrypt-cost: the cost of the bcrypt hashes made here for new passwords. */
+  bcryptCost: number;
 }
 
 const ADMIN: Requirement[] = [{ kind: 'admin' }];
 
 /** A hashedPassword supplied by a client must be one this server can verify (scrypt or bcrypt, see password.ts). */
 const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be a bcrypt hash of cost 4 to 14 (as etcd clients make) or a Synod scrypt hash' };
+/** A bcrypt hashedPassword while some member could not check it at Authenticate (built before bcrypt). */
+const BCRYPT_NOT_YET = { code: 9, message: 'etcdserver: a bcrypt hashedPassword needs every member to check bcrypt; upgrade every member first' };
 
-async function passwordHashOf(password: string, hashedPassword: string, noPassword: boolean): Promise<string> {
+async function passwordHashOf(password: string, hashedPassword: string, noPassword: boolean, hashing: PasswordHashing): Promise<string> {
   if (noPassword) return '';
   if (hashedPassword) {
     if (!isPasswordHash(hashedPassword)) throw grpcError(UNSUPPORTED_HASH);
+    if (isBcryptHash(hashedPassword) && hashing.kind !== 'bcrypt') throw grpcError(BCRYPT_NOT_YET);
     return hashedPassword;
   }
-  return hashPassword(password ?? '');
+  return hashPassword(password ?? '', hashing);
 }
 
 export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthServiceOptions): grpc.UntypedServiceImplementation {
   const auth = (): ApiContext['sm']['auth'] => ctx.sm.auth;
+  const hashing = (): PasswordHashing => passwordHashingFor(ctx.member.clusterImplements(BCRYPT_PASSWORD_RULES), opts.bcryptCost);
 
   /** A management call: resolve the caller, then run `fn` as that caller (its proposals carry it). */
   function managed<Req>(fn: (req: Req, caller: Caller) => Promise<object>): grpc.handleUnaryCall<Req, unknown> {
@@ -68,7 +75,7 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
       if (!auth().enabled) throw grpcError(ETCD_ERRORS.AUTH_NOT_ENABLED);
       const user = auth().getUser(req.name ?? '');
       const password = req.password ?? '';
-      const ok = user && !user.noPassword ? await verifyPassword(password, user.passwordHash) : (await burnVerification(password), false);
+      const ok = user && !user.noPassword ? await verifyPassword(password, user.passwordHash) : (await burnVerification(password, hashing()), false);
       if (!ok) {
         ctx.logger.info({ user: req.name }, 'authentication failed');
         throw grpcError(ETCD_ERRORS.AUTH_FAILED);
@@ -86,12 +93,12 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
 
     UserAdd: change(async (req: AuthUserAddRequest) => {
       const noPassword = !!req.options?.no_password;
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword);
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword, hashing());
       return { auth_user_add: { name: req.name ?? '', password: '', options: { no_password: noPassword }, hashedPassword } };
     }),
 
     UserChangePassword: change(async (req: AuthUserChangePasswordRequest) => {
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false);
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false, hashing());
       return { auth_user_change_password: { name: req.name ?? '', password: '', hashedPassword } };
     }),
 

@@ -11,7 +11,7 @@ import { Member } from '../member/member.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
 import { ApiContext, DATA_GROUP_ID, DEFAULT_LIMITS } from './context.ts';
 import { currentCaller, runAsCaller } from './caller-context.ts';
-import { hashPassword } from '../auth/password.ts';
+import { SCRYPT_HASHING, hashPassword } from '../auth/password.ts';
 
 let dir: string;
 let db: MemberDb;
@@ -47,7 +47,7 @@ afterAll(async () => {
 describe('request callers and the member loop', () => {
   it('stamps the caller on entries, decides at apply time, and keeps it out of the loop', async () => {
     // Set up auth as the server would apply it: root with the root role, then auth on.
-    await ctx.proposeWrite({ auth_user_add: { name: 'root', password: '', options: { no_password: false }, hashedPassword: await hashPassword('pw') } });
+    await ctx.proposeWrite({ auth_user_add: { name: 'root', password: '', options: { no_password: false }, hashedPassword: await hashPassword('pw', SCRYPT_HASHING) } });
     await ctx.proposeWrite({ auth_user_grant_role: { user: 'root', role: 'root' } });
     await ctx.proposeWrite({ auth_enable: { token_secret: Buffer.alloc(32, 9) } });
     expect(ctx.sm.auth.enabled).toBe(true);

@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { APPLY_RULES, Member } from '../member/member.ts';
+import { DEFAULT_BCRYPT_COST } from '../auth/password.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -92,6 +93,8 @@ export interface ServerConfig {
   tlsReloadIntervalMs?: number;
   /** --auth-token-ttl: lifetime of tokens from Authenticate, in seconds (etcd's default: 300). */
   authTokenTtlSeconds?: number;
+  /** --bcrypt-cost: cost of the bcrypt hashes made for new passwords (etcd's default: 10). */
+  bcryptCost?: number;
   /** --quota-backend-bytes: 0 = etcd's default (2 GiB), negative = no quota (server/shard/quota.ts). */
   quotaBackendBytes?: number;
   /** --zone: this member's failure domain, published through the log for placement ('' = none). */
@@ -345,7 +348,7 @@ function clientGrpcServer(
   });
   grpcServer.addService(services.Maintenance, guardMaintenance(ctx, guard, maintenance));
   grpcServer.addService(placementClientConstructor().service, guardPlacement(ctx, guard, placementService(ctx)));
-  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS }));
+  grpcServer.addService(services.Auth, authService(ctx, guard, { tokenTtlSeconds: cfg.authTokenTtlSeconds ?? DEFAULT_AUTH_TOKEN_TTL_SECONDS, bcryptCost: cfg.bcryptCost ?? DEFAULT_BCRYPT_COST }));
   return grpcServer;
 }
 

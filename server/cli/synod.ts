@@ -12,6 +12,7 @@ import { DEFAULT_QUOTA_BACKEND_BYTES, SUGGESTED_MAX_QUOTA_BACKEND_BYTES } from '
 import { validateZoneName } from '../placement/zone-name.ts';
 import { validateShardCount } from '../routing/slots.ts';
 import { runPlacementCommand } from './placement-command.ts';
+import { DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, isBcryptCost } from '../auth/password.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -62,6 +63,7 @@ program
   .option('--tls-reload-interval <ms>', 'how often certificate files are checked for rotation', '1000')
   .addOption(new Option('--auth-token <type>', 'auth token type (Synod issues signed tokens every member verifies; see docs/security.md)').choices(['simple']).default('simple'))
   .option('--auth-token-ttl <seconds>', 'lifetime of an auth token', String(DEFAULT_AUTH_TOKEN_TTL_SECONDS))
+  .option('--bcrypt-cost <n>', `cost of the bcrypt hashes made for new passwords (${MIN_BCRYPT_COST}..${MAX_BCRYPT_COST})`, String(DEFAULT_BCRYPT_COST))
   .option('--snapshot-count <n>', 'applied entries between snapshots; the Raft log keeps at least this many', String(DEFAULT_SNAPSHOT_COUNT))
   .option('--max-snapshot-send-bytes-per-second <n>', 'pace of snapshot bytes this member sends to peers, all transfers together (0: unlimited)', String(DEFAULT_MAX_SNAPSHOT_SEND_BYTES_PER_SECOND))
   .option('--quota-backend-bytes <n>', `space quota: past it writes fail and NOSPACE is raised (0: ${DEFAULT_QUOTA_BACKEND_BYTES}; negative: none)`, '0')
@@ -140,6 +142,11 @@ program
       logger.fatal('--auth-token-ttl must be a positive number of seconds');
       process.exit(2);
     }
+    if (!isBcryptCost(Number(o.bcryptCost))) {
+      // etcd takes up to 31; bcrypt here is JavaScript on a worker thread, and cost 14 is about a second.
+      logger.fatal(`--bcrypt-cost must be an integer from ${MIN_BCRYPT_COST} to ${MAX_BCRYPT_COST}`);
+      process.exit(2);
+    }
     try {
       const server = await startServer({
         name: o.name,
@@ -174,6 +181,7 @@ program
         peerTls: { certFile: o.peerCertFile, keyFile: o.peerKeyFile, trustedCaFile: o.peerTrustedCaFile, clientCertAuth: Boolean(o.peerClientCertAuth) },
         tlsReloadIntervalMs: Number(o.tlsReloadInterval),
         authTokenTtlSeconds: Number(o.authTokenTtl),
+        bcryptCost: Number(o.bcryptCost),
         quotaBackendBytes,
         zone: o.zone,
         shards,

@@ -131,13 +131,17 @@ export interface MessageSink {
  *     (TxnIntent.decide_here, TxnResolve.failure_branch; docs/transactions.md).
  *   3 (TXN_OP_POSITION_RULES): a cross-shard transaction's commit numbers each op's changes by the op's
  *     place in the whole transaction (TxnIntent.success_positions; server/mvcc/txn-op-position.ts).
+ *   4 (BCRYPT_PASSWORD_RULES): a user's stored password may be a bcrypt hash, which Authenticate on this
+ *     member checks (server/auth/password.ts). Not an apply rule, but replicated state every member must
+ *     read alike: a user whose hash one member cannot check could log in on some members only.
  * Rules that decide what an entry does must hold on every replica, so a member uses one only once every
  * member of the group said it implements it.
  */
 export const PROPOSAL_FENCE_RULES = 1;
 export const DECIDE_AT_PREPARE_RULES = 2;
 export const TXN_OP_POSITION_RULES = 3;
-export const APPLY_RULES = TXN_OP_POSITION_RULES;
+export const BCRYPT_PASSWORD_RULES = 4;
+export const APPLY_RULES = BCRYPT_PASSWORD_RULES;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {

@@ -24,8 +24,11 @@ export class EtcdReference {
     return fs.existsSync(ETCD_BINARY);
   }
 
-  /** A fresh etcd; or, with `restoreFrom`, one whose data dir `etcdctl snapshot restore` made from that snapshot file. */
-  static async start(options: { restoreFrom?: string } = {}): Promise<EtcdReference> {
+  /**
+   * A fresh etcd; or, with `restoreFrom`, one whose data dir `etcdctl snapshot restore` made from that
+   * snapshot file (`user`: `name:password` for its health checks, when the snapshot has auth on).
+   */
+  static async start(options: { restoreFrom?: string; user?: string } = {}): Promise<EtcdReference> {
     const [client, peer] = await freePorts(2);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'etcd-ref-'));
     if (options.restoreFrom) {
@@ -52,19 +55,24 @@ export class EtcdReference {
     fs.closeSync(log);
     const ref = new EtcdReference(`127.0.0.1:${client}`, child, dir);
     const deadline = Date.now() + 15_000;
-    while ((await etcdctl(ref.endpoint, ['endpoint', 'health'])).code !== 0) {
-      if (Date.now() > deadline) throw new Error(`etcd did not become healthy; log in ${dir}`);
+    const user = options.user === undefined ? [] : ['--user', options.user];
+    while ((await etcdctl(ref.endpoint, [...user, 'endpoint', 'health'])).code !== 0) {
+      if (Date.now() > deadline) {
+        await ref.stop(false);
+        throw new Error(`etcd did not become healthy; log in ${dir}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     return ref;
   }
 
-  async stop(): Promise<void> {
+  /** Kills etcd; its data dir and log go too unless `removeDir` is false (kept to read why it failed). */
+  async stop(removeDir = true): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((r) => this.child.once('exit', r));
       this.child.kill('SIGKILL');
       await exited;
     }
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (removeDir) fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
