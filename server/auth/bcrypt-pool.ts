@@ -1,6 +1,6 @@
 // bcrypt off the main thread: a few worker threads (bcrypt-worker.ts) started on first use, each
 // running one hash or compare at a time. bcryptjs is JavaScript, and cost 10 (etcd's default) is
-// about 70 ms of a core; run on the main thread it stalls everything the member does meanwhile.
+// about 100 ms of a core here; run on the main thread it stalls everything the member does meanwhile.
 // scrypt needs none of this: node:crypto runs it on libuv's thread pool.
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
