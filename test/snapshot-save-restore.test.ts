@@ -136,6 +136,56 @@ describe('etcdctl snapshot save', () => {
     expect(fs.existsSync(spool) ? fs.readdirSync(spool) : []).toEqual([]);
   });
 
+  it('makes two backups at once on a member; more wait their turn, and one past eight waiting is refused with etcd\'s "too many requests"', async () => {
+    const kv = new KvClient(source.addressOf(1));
+    try {
+      for (let i = 0; i < 6; i++) await kv.put(`slots/${i}`, Buffer.alloc(1024 * 1024, i));
+    } finally {
+      kv.close();
+    }
+    const { Maintenance } = etcdClients();
+    const client = new Maintenance(source.addressOf(1), grpc.credentials.createInsecure());
+    type SnapshotCall = grpc.ClientReadableStream<{ blob: Buffer }>;
+    const open = (client as unknown as { Snapshot(req: object): SnapshotCall }).Snapshot.bind(client);
+    const calls: Array<{ call: SnapshotCall; served: boolean; error: grpc.ServiceError | null }> = [];
+    try {
+      for (let i = 0; i < 11; i++) {
+        const entry = { call: open({}), served: false, error: null as grpc.ServiceError | null };
+        // A client that reads one message and then nothing: its backup holds its slot, stalled on flow control.
+        entry.call.once('data', () => {
+          entry.served = true;
+          entry.call.pause();
+        });
+        entry.call.on('error', (err: grpc.ServiceError) => (entry.error = err));
+        calls.push(entry);
+      }
+      const until = async (what: string, done: () => boolean): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while (!done()) {
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await until('two served and one refused', () => calls.filter((c) => c.served).length === 2 && calls.some((c) => c.error !== null));
+      await new Promise((r) => setTimeout(r, 300)); // nothing more moves while the two stall
+      expect(calls.filter((c) => c.served)).toHaveLength(2);
+      const refused = calls.filter((c) => c.error !== null);
+      expect(refused).toHaveLength(1);
+      expect(refused[0].error!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(refused[0].error!.details).toBe('etcdserver: too many requests');
+      // One of the stalled backups cancelled by its client: the first waiting one is served.
+      calls.find((c) => c.served)!.call.cancel();
+      await until('a waiting backup served', () => calls.filter((c) => c.served).length === 3);
+    } finally {
+      for (const c of calls) c.call.cancel();
+      client.close();
+    }
+    // Every slot is free again: a whole backup through the same member.
+    const again = path.join(source.rootDir, 'after-slots.db');
+    const saved = await etcdctl(source.endpointOf(1), ['snapshot', 'save', again]);
+    expect(saved.code, saved.stderr).toBe(0);
+  }, 60_000);
+
   it('is an etcd snapshot: etcdctl snapshot status reads it (bbolt\'s integrity check included)', async () => {
     const status = JSON.parse(await etcdctlOk(source.endpointOf(0), ['snapshot', 'status', file, '-w', 'json'])) as { revision: number; totalKey: number };
     expect(status.revision).toBe(revisions.at(-1));

@@ -19,6 +19,11 @@ import { rangeOf } from '../mvcc/types.ts';
 import { decodeMeta, isMetaKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
 import { shardedBackupRecords } from './sharded-backup.ts';
+import { BackupSlots } from './backup-slots.ts';
+
+/** Backups a member makes at once (each spools about the store's size on disk), and how many more may wait. */
+const BACKUPS_AT_ONCE = 2;
+const BACKUPS_WAITING = 8;
 
 
 /** The etcd API version Synod speaks; clients gate features on it. */
@@ -94,6 +99,8 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   // A member that starts past its quota (e.g. restarted with a smaller one) raises the alarm once a leader is there.
   setTimeout(() => ctx.sm.checkQuota(), 1_000).unref();
 
+  const backupSlots = new BackupSlots(BACKUPS_AT_ONCE, BACKUPS_WAITING);
+
   /** A sharded member's shard replicas, in shard order (none on one group). */
   const hostedStores = (): GroupTarget[] => (ctx.shards === null ? [] : ctx.shards.targets().filter((t) => ctx.shards!.hosts(t.groupId)));
 
@@ -108,16 +115,11 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   };
 
   /** Streams `chunks` as SnapshotResponses (remaining_bytes estimated from `estimateBytes`; 0 on the last). */
-  const stream = async (call: grpc.ServerWritableStream<unknown, unknown>, chunks: AsyncIterable<Buffer>, estimateBytes: number): Promise<number> => {
+  const stream = async (call: grpc.ServerWritableStream<unknown, unknown>, cancel: Promise<void>, chunks: AsyncIterable<Buffer>, estimateBytes: number): Promise<number> => {
     let cancelled = false;
-    // A cancelled call never drains: a write waiting for 'drain' waits for this instead, so the stream
-    // ends (and its LevelDB snapshot and spool are let go) rather than hanging for ever.
-    const cancel = new Promise<void>((resolve) => {
-      call.on('cancelled', () => {
-        cancelled = true;
-        resolve();
-      });
-    });
+    // A cancelled call never drains: a write waiting for 'drain' waits for the cancel instead, so the
+    // stream ends (and its LevelDB snapshot and spool are let go) rather than hanging for ever.
+    void cancel.then(() => (cancelled = true));
     const header = ctx.header();
     let remaining = Math.max(1, estimateBytes);
     let sent = 0;
@@ -139,7 +141,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   };
 
   /** A sharded cluster's backup: every key at one oracle revision, from the shards' leaders (sharded-backup.ts). */
-  const sendShardedBackup = async (call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> => {
+  const sendShardedBackup = async (call: grpc.ServerWritableStream<unknown, unknown>, cancel: Promise<void>): Promise<void> => {
     const shards = ctx.shards!;
     const revision = await shards.freshRevision(ctx.deadlineMs());
     const chunks = encodeEtcdBackup(
@@ -147,8 +149,36 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       shardedBackupRecords(ctx, shards, revision),
       opts.spoolDir,
     );
-    const sent = await stream(call, chunks, shards.targets().reduce((sum, t) => sum + t.sm.store.sizeBytes(), 0));
+    const sent = await stream(call, cancel, chunks, shards.targets().reduce((sum, t) => sum + t.sm.store.sizeBytes(), 0));
     ctx.logger.info({ bytes: sent, revision }, 'sent a backup of the sharded cluster to a client');
+    call.end();
+  };
+
+  /** One backup: the sharded cluster's, or this member's one group's, streamed to `call` until it ends or is cancelled. */
+  const sendBackup = async (call: grpc.ServerWritableStream<unknown, unknown>, cancel: Promise<void>): Promise<void> => {
+    if (ctx.shards !== null) return sendShardedBackup(call, cancel);
+    const status = ctx.member.status(DATA_GROUP_ID);
+    // A Raft snapshot being installed replaces the stored records non-atomically.
+    if (status.snapshotIndex > status.applied) throw grpcError(ETCD_ERRORS.TIMEOUT, 'snapshot install in progress; retry');
+    // Everything applied here goes into the backup, including what waits for a lazy flush (up to
+    // 100 ms): a backup taken right after a write missed it (test/snapshot-save-restore.test.ts).
+    await ctx.member.persistApplied(DATA_GROUP_ID, ctx.deadlineMs()).catch(() => {
+      throw grpcError(ETCD_ERRORS.TIMEOUT);
+    });
+    // remaining_bytes is an estimate (the stream is produced as it is read); 0 marks the last message.
+    const sent = await withSnapshot((snap) =>
+      stream(
+        call,
+        cancel,
+        encodeEtcdBackup(
+          { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString() },
+          opts.db.stateRecords(DATA_GROUP_ID, snap),
+          opts.spoolDir,
+        ),
+        ctx.sm.store.sizeBytes(),
+      ),
+    );
+    ctx.logger.info({ bytes: sent }, 'sent a snapshot (backup) to a client');
     call.end();
   };
 
@@ -249,31 +279,17 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       const fail = (err: unknown): void => {
         endWithStatus(call, toServiceError(err, ctx.logger));
       };
+      const cancel = new Promise<void>((resolve) => call.on('cancelled', () => resolve()));
       void (async () => {
         await opts.requireAdmin(call);
-        if (ctx.shards !== null) return sendShardedBackup(call);
-        const status = ctx.member.status(DATA_GROUP_ID);
-        // A Raft snapshot being installed replaces the stored records non-atomically.
-        if (status.snapshotIndex > status.applied) throw grpcError(ETCD_ERRORS.TIMEOUT, 'snapshot install in progress; retry');
-        // Everything applied here goes into the backup, including what waits for a lazy flush (up to
-        // 100 ms): a backup taken right after a write missed it (test/snapshot-save-restore.test.ts).
-        await ctx.member.persistApplied(DATA_GROUP_ID, ctx.deadlineMs()).catch(() => {
-          throw grpcError(ETCD_ERRORS.TIMEOUT);
-        });
-        // remaining_bytes is an estimate (the stream is produced as it is read); 0 marks the last message.
-        const sent = await withSnapshot((snap) =>
-          stream(
-            call,
-            encodeEtcdBackup(
-              { format: 1, clusterId: BigInt(ctx.clusterId).toString(16), memberId: BigInt(ctx.memberIdText).toString(16), createdAt: new Date().toISOString() },
-              opts.db.stateRecords(DATA_GROUP_ID, snap),
-              opts.spoolDir,
-            ),
-            ctx.sm.store.sizeBytes(),
-          ),
-        );
-        ctx.logger.info({ bytes: sent }, 'sent a snapshot (backup) to a client');
-        call.end();
+        const slot = await backupSlots.acquire(cancel);
+        if (slot === 'cancelled') return;
+        if (slot === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
+        try {
+          await sendBackup(call, cancel);
+        } finally {
+          slot();
+        }
       })().catch(fail);
     },
   };

@@ -1,0 +1,58 @@
+// How many backups (Maintenance.Snapshot streams) a member makes at once. Each one reads the whole store
+// and spools its MVCC records beside the member's data (about the store's size on disk) before it sends:
+// without a bound, a client opening many at once could fill the member's disk and both cores. Calls past
+// `maxRunning` wait their turn in arrival order; past `maxWaiting` more they are refused at once (etcd's
+// "too many requests"). A waiting call its client cancels leaves the queue.
+export type SlotRelease = () => void;
+
+export class BackupSlots {
+  private running = 0;
+  private readonly waiting: Array<(release: SlotRelease) => void> = [];
+  readonly maxRunning: number;
+  readonly maxWaiting: number;
+
+  constructor(maxRunning: number, maxWaiting: number) {
+    this.maxRunning = maxRunning;
+    this.maxWaiting = maxWaiting;
+    if (!(maxRunning >= 1 && maxWaiting >= 0)) throw new Error(`BackupSlots: bad bounds ${maxRunning}/${maxWaiting}`);
+  }
+
+  get runningCount(): number {
+    return this.running;
+  }
+
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * A slot: its release (call it once, when the backup ends however it ends), once one is free; 'full'
+   * when too many wait already; 'cancelled' if `cancelled` settles first.
+   */
+  acquire(cancelled: Promise<void>): Promise<SlotRelease | 'full' | 'cancelled'> {
+    if (this.running < this.maxRunning) return Promise.resolve(this.grant());
+    if (this.waiting.length >= this.maxWaiting) return Promise.resolve('full');
+    return new Promise((resolve) => {
+      const turn = (release: SlotRelease): void => resolve(release);
+      this.waiting.push(turn);
+      void cancelled.then(() => {
+        const i = this.waiting.indexOf(turn);
+        if (i < 0) return; // granted already: its holder releases it
+        this.waiting.splice(i, 1);
+        resolve('cancelled');
+      });
+    });
+  }
+
+  private grant(): SlotRelease {
+    this.running++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running--;
+      const next = this.waiting.shift();
+      if (next !== undefined) next(this.grant());
+    };
+  }
+}
