@@ -13,6 +13,7 @@ import { runAsCaller } from './caller-context.ts';
 import type { Requirement } from '../shard/request-permissions.ts';
 import { burnVerification, passwordHashingFor, hashPassword, isBcryptHash, isPasswordHash, verifyPassword, type PasswordHashing } from '../auth/password.ts';
 import { BCRYPT_PASSWORD_RULES } from '../member/member.ts';
+import { BcryptBusyError, BcryptDeadlineError } from '../auth/bcrypt-pool.ts';
 import { signToken } from '../auth/token.ts';
 
 export interface AuthServiceOptions {
@@ -29,14 +30,28 @@ const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be
 /** A bcrypt hashedPassword while some member could not check it at Authenticate (built before bcrypt). */
 const BCRYPT_NOT_YET = { code: 9, message: 'etcdserver: a bcrypt hashedPassword needs every member to check bcrypt; upgrade every member first' };
 
-async function passwordHashOf(password: string, hashedPassword: string, noPassword: boolean, hashing: PasswordHashing): Promise<string> {
+/**
+ * Password work (bcrypt queued for a worker thread) as etcd's answers: a full queue is "too many requests",
+ * a request whose deadline passed in the queue "request timed out".
+ */
+async function passwordWork<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof BcryptBusyError) throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
+    if (err instanceof BcryptDeadlineError) throw grpcError(ETCD_ERRORS.TIMEOUT);
+    throw err;
+  }
+}
+
+async function passwordHashOf(password: string, hashedPassword: string, noPassword: boolean, hashing: PasswordHashing, deadlineMs: number): Promise<string> {
   if (noPassword) return '';
   if (hashedPassword) {
     if (!isPasswordHash(hashedPassword)) throw grpcError(UNSUPPORTED_HASH);
     if (isBcryptHash(hashedPassword) && hashing.kind !== 'bcrypt') throw grpcError(BCRYPT_NOT_YET);
     return hashedPassword;
   }
-  return hashPassword(password ?? '', hashing);
+  return passwordWork(hashPassword(password ?? '', hashing, deadlineMs));
 }
 
 export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthServiceOptions): grpc.UntypedServiceImplementation {
@@ -75,7 +90,10 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
       if (!auth().enabled) throw grpcError(ETCD_ERRORS.AUTH_NOT_ENABLED);
       const user = auth().getUser(req.name ?? '');
       const password = req.password ?? '';
-      const ok = user && !user.noPassword ? await verifyPassword(password, user.passwordHash) : (await burnVerification(password, hashing()), false);
+      const deadlineMs = ctx.deadlineMs();
+      const ok = await passwordWork(
+        user && !user.noPassword ? verifyPassword(password, user.passwordHash, deadlineMs) : burnVerification(password, hashing(), deadlineMs).then(() => false),
+      );
       if (!ok) {
         ctx.logger.info({ user: req.name }, 'authentication failed');
         throw grpcError(ETCD_ERRORS.AUTH_FAILED);
@@ -93,12 +111,12 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
 
     UserAdd: change(async (req: AuthUserAddRequest) => {
       const noPassword = !!req.options?.no_password;
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword, hashing());
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword, hashing(), ctx.deadlineMs());
       return { auth_user_add: { name: req.name ?? '', password: '', options: { no_password: noPassword }, hashedPassword } };
     }),
 
     UserChangePassword: change(async (req: AuthUserChangePasswordRequest) => {
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false, hashing());
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false, hashing(), ctx.deadlineMs());
       return { auth_user_change_password: { name: req.name ?? '', password: '', hashedPassword } };
     }),
 

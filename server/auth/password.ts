@@ -48,12 +48,13 @@ function derive(password: string, salt: Buffer, params: { N: number; r: number; 
 
 /**
  * A hash of `password` as `hashing` says: bcrypt (`$2b$<cost>$…`), or `scrypt$N$r$p$<salt b64>$<key b64>`
- * for scrypt and for a password bcrypt would cut short.
+ * for scrypt and for a password bcrypt would cut short. bcrypt waits for a worker thread at most until
+ * `deadlineMs` (BcryptDeadlineError), and a full queue refuses at once (BcryptBusyError).
  */
-export async function hashPassword(password: string, hashing: PasswordHashing): Promise<string> {
+export async function hashPassword(password: string, hashing: PasswordHashing, deadlineMs = Infinity): Promise<string> {
   if (hashing.kind === 'bcrypt' && Buffer.byteLength(password) <= BCRYPT_MAX_PASSWORD_BYTES) {
     if (!isBcryptCost(hashing.cost)) throw new Error(`bcrypt cost ${hashing.cost} is outside ${MIN_BCRYPT_COST}..${MAX_BCRYPT_COST}`);
-    return bcryptHash(password, hashing.cost);
+    return bcryptHash(password, hashing.cost, deadlineMs);
   }
   const salt = randomBytes(SALT_BYTES);
   const key = await derive(password, salt, DEFAULT_PARAMS);
@@ -97,9 +98,9 @@ export function isPasswordHash(encoded: string): boolean {
   return parse(encoded) !== null || isBcryptHash(encoded);
 }
 
-/** Constant-time check of `password` against a stored hash; false for a malformed hash. */
-export async function verifyPassword(password: string, encoded: string): Promise<boolean> {
-  if (isBcryptHash(encoded)) return bcryptCompare(password, encoded);
+/** Constant-time check of `password` against a stored hash; false for a malformed hash. bcrypt as hashPassword's. */
+export async function verifyPassword(password: string, encoded: string, deadlineMs = Infinity): Promise<boolean> {
+  if (isBcryptHash(encoded)) return bcryptCompare(password, encoded, deadlineMs);
   const parsed = parse(encoded);
   if (!parsed) return false;
   const key = await derive(password, parsed.salt, parsed.params);
@@ -112,7 +113,7 @@ const decoys = new Map<string, Promise<string>>();
  * wrong password for a user whose hash was made as `hashing` says (this member's own users), so response
  * times do not reveal which user names exist.
  */
-export async function burnVerification(password: string, hashing: PasswordHashing): Promise<void> {
+export async function burnVerification(password: string, hashing: PasswordHashing, deadlineMs = Infinity): Promise<void> {
   const key = hashing.kind === 'bcrypt' ? `bcrypt-${hashing.cost}` : 'scrypt';
   let decoy = decoys.get(key);
   if (decoy === undefined) {
@@ -120,5 +121,5 @@ export async function burnVerification(password: string, hashing: PasswordHashin
     decoys.set(key, decoy);
     decoy.catch(() => decoys.delete(key));
   }
-  await verifyPassword(password, await decoy);
+  await verifyPassword(password, await decoy, deadlineMs);
 }
