@@ -137,9 +137,11 @@ describe('etcdctl snapshot save', () => {
   });
 
   it('makes two backups at once on a member; more wait their turn, and one past eight waiting is refused with etcd\'s "too many requests"', async () => {
+    // 16 MiB: more than a stalled client's HTTP/2 stream and the member's session buffers absorb (about
+    // 10 MiB, node's maxSessionMemory), so a backup to a client that stops reading stays unfinished.
     const kv = new KvClient(source.addressOf(1));
     try {
-      for (let i = 0; i < 6; i++) await kv.put(`slots/${i}`, Buffer.alloc(1024 * 1024, i));
+      for (let i = 0; i < 16; i++) await kv.put(`slots/${i}`, Buffer.alloc(1024 * 1024, i));
     } finally {
       kv.close();
     }
@@ -173,6 +175,11 @@ describe('etcdctl snapshot save', () => {
       expect(refused).toHaveLength(1);
       expect(refused[0].error!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
       expect(refused[0].error!.details).toBe('etcdserver: too many requests');
+      const gauges = async (): Promise<string> => {
+        const text = await source.metrics(1);
+        return ['synod_backups_running', 'synod_backups_waiting'].map((name) => text.split('\n').find((l) => l.startsWith(`${name} `))).join(', ');
+      };
+      expect(await gauges()).toBe('synod_backups_running 2, synod_backups_waiting 8');
       // One of the stalled backups cancelled by its client: the first waiting one is served.
       calls.find((c) => c.served)!.call.cancel();
       await until('a waiting backup served', () => calls.filter((c) => c.served).length === 3);
@@ -180,6 +187,14 @@ describe('etcdctl snapshot save', () => {
       for (const c of calls) c.call.cancel();
       client.close();
     }
+    const deadline = Date.now() + 10_000;
+    let text = await source.metrics(1);
+    while (!text.includes('synod_backups_running 0') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      text = await source.metrics(1);
+    }
+    expect(text).toContain('synod_backups_running 0');
+    expect(text).toContain('synod_backups_waiting 0');
     // Every slot is free again: a whole backup through the same member.
     const again = path.join(source.rootDir, 'after-slots.db');
     const saved = await etcdctl(source.endpointOf(1), ['snapshot', 'save', again]);

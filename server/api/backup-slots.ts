@@ -5,6 +5,10 @@
 // "too many requests"). A waiting call its client cancels leaves the queue.
 export type SlotRelease = () => void;
 
+/** Backups a member makes at once (each spools about the store's size on disk), and how many more may wait. */
+export const BACKUPS_AT_ONCE = 2;
+export const BACKUPS_WAITING = 8;
+
 export class BackupSlots {
   private running = 0;
   private readonly waiting: Array<(release: SlotRelease) => void> = [];

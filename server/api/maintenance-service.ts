@@ -19,11 +19,7 @@ import { rangeOf } from '../mvcc/types.ts';
 import { decodeMeta, isMetaKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
 import { shardedBackupRecords } from './sharded-backup.ts';
-import { BackupSlots } from './backup-slots.ts';
-
-/** Backups a member makes at once (each spools about the store's size on disk), and how many more may wait. */
-const BACKUPS_AT_ONCE = 2;
-const BACKUPS_WAITING = 8;
+import type { BackupSlots } from './backup-slots.ts';
 
 
 /** The etcd API version Synod speaks; clients gate features on it. */
@@ -38,6 +34,8 @@ export interface MaintenanceOptions {
   quotaBackendBytes: number;
   /** Where a backup spools its MVCC records while it is written (beside the member's data: it may be as large). */
   spoolDir: string;
+  /** Backups at once and waiting (BackupSlots); its counts are on /metrics. */
+  backupSlots: BackupSlots;
   /** Throws unless the caller may run admin operations (root when auth is on); Hash, HashKV and Snapshot are admin-only in etcd. */
   requireAdmin: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => Promise<void>;
 }
@@ -99,7 +97,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   // A member that starts past its quota (e.g. restarted with a smaller one) raises the alarm once a leader is there.
   setTimeout(() => ctx.sm.checkQuota(), 1_000).unref();
 
-  const backupSlots = new BackupSlots(BACKUPS_AT_ONCE, BACKUPS_WAITING);
+  const backupSlots = opts.backupSlots;
 
   /** A sharded member's shard replicas, in shard order (none on one group). */
   const hostedStores = (): GroupTarget[] => (ctx.shards === null ? [] : ctx.shards.targets().filter((t) => ctx.shards!.hosts(t.groupId)));
