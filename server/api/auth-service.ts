@@ -13,7 +13,7 @@ import { runAsCaller } from './caller-context.ts';
 import type { Requirement } from '../shard/request-permissions.ts';
 import { burnVerification, passwordHashingFor, hashPassword, isBcryptHash, isPasswordHash, verifyPassword, type PasswordHashing } from '../auth/password.ts';
 import { BCRYPT_PASSWORD_RULES } from '../member/member.ts';
-import { BcryptBusyError, BcryptDeadlineError } from '../auth/bcrypt-pool.ts';
+import { PasswordBusyError, PasswordDeadlineError } from '../auth/job-lane.ts';
 import { signToken } from '../auth/token.ts';
 
 export interface AuthServiceOptions {
@@ -31,15 +31,15 @@ const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be
 const BCRYPT_NOT_YET = { code: 9, message: 'etcdserver: a bcrypt hashedPassword needs every member to check bcrypt; upgrade every member first' };
 
 /**
- * Password work (bcrypt queued for a worker thread) as etcd's answers: a full queue is "too many requests",
+ * Password work (queued for a bcrypt worker thread or the scrypt lane) as etcd's answers: a full queue is "too many requests",
  * a request whose deadline passed in the queue "request timed out".
  */
 async function passwordWork<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
-    if (err instanceof BcryptBusyError) throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
-    if (err instanceof BcryptDeadlineError) throw grpcError(ETCD_ERRORS.TIMEOUT);
+    if (err instanceof PasswordBusyError) throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
+    if (err instanceof PasswordDeadlineError) throw grpcError(ETCD_ERRORS.TIMEOUT);
     throw err;
   }
 }

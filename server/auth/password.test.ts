@@ -78,6 +78,23 @@ describe('password hashes', () => {
     expect(passwordHashingFor(false, 10)).toEqual(SCRYPT_HASHING);
   });
 
+  it('scrypt runs one at a time: a flood with short deadlines has the late ones dropped unrun, and a bound', async () => {
+    const h = await hashPassword('pw', SCRYPT_HASHING);
+    const outcomes = await Promise.all(
+      Array.from({ length: 80 }, () => verifyPassword('wrong', h, Date.now() + 150).then(
+        (ok) => (ok ? 'matched' : 'checked'),
+        (err: Error) => err.name,
+      )),
+    );
+    const count = (o: string): number => outcomes.filter((x) => x === o).length;
+    expect(count('matched')).toBe(0);
+    expect(count('checked')).toBeGreaterThanOrEqual(1);
+    expect(count('PasswordDeadlineError')).toBeGreaterThanOrEqual(1);
+    expect(count('PasswordBusyError')).toBe(80 - 1 - 64); // one running, 64 waiting, the rest refused
+    expect(count('checked') + count('PasswordDeadlineError')).toBe(65);
+    expect(await verifyPassword('pw', h)).toBe(true);
+  });
+
   it('an unknown user costs a verification of the kind this member makes', async () => {
     await burnVerification('guess', { kind: 'bcrypt', cost: 4 });
     await burnVerification('guess', SCRYPT_HASHING);

@@ -8,6 +8,7 @@
 // only the hash ever enters the Raft log or the disk.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { bcryptCompare, bcryptHash } from './bcrypt-pool.ts';
+import { JobLane, PasswordBusyError } from './job-lane.ts';
 
 /** How new password hashes are made. */
 export type PasswordHashing = { kind: 'bcrypt'; cost: number } | { kind: 'scrypt' };
@@ -39,17 +40,30 @@ const DEFAULT_PARAMS = { N: 2 ** 15, r: 8, p: 1 };
 const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 
-function derive(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+/**
+ * scrypt runs on libuv's thread pool (4 threads), which classic-level's LevelDB calls share: one scrypt at
+ * a time, so a flood of logins against scrypt users leaves the member's disk work three threads, and
+ * waits with a deadline and a bound like bcrypt's (job-lane.ts).
+ */
+const scryptLane = new JobLane();
+const MAX_QUEUED_SCRYPT = 64;
+
+function derive(password: string, salt: Buffer, params: { N: number; r: number; p: number }, deadlineMs: number): Promise<Buffer> {
+  if (scryptLane.queued >= MAX_QUEUED_SCRYPT) return Promise.reject(new PasswordBusyError());
   const options: ScryptOptions = { ...params, maxmem: 256 * params.N * params.r };
-  return new Promise((resolve, reject) => {
-    scrypt(password, salt, KEY_BYTES, options, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+  return scryptLane.run(
+    () =>
+      new Promise<Buffer>((resolve, reject) => {
+        scrypt(password, salt, KEY_BYTES, options, (err, key) => (err ? reject(err) : resolve(key)));
+      }),
+    deadlineMs,
+  );
 }
 
 /**
  * A hash of `password` as `hashing` says: bcrypt (`$2b$<cost>$…`), or `scrypt$N$r$p$<salt b64>$<key b64>`
- * for scrypt and for a password bcrypt would cut short. bcrypt waits for a worker thread at most until
- * `deadlineMs` (BcryptDeadlineError), and a full queue refuses at once (BcryptBusyError).
+ * for scrypt and for a password bcrypt would cut short. The work waits for its lane at most until
+ * `deadlineMs` (PasswordDeadlineError), and a full queue refuses at once (PasswordBusyError).
  */
 export async function hashPassword(password: string, hashing: PasswordHashing, deadlineMs = Infinity): Promise<string> {
   if (hashing.kind === 'bcrypt' && Buffer.byteLength(password) <= BCRYPT_MAX_PASSWORD_BYTES) {
@@ -57,7 +71,7 @@ export async function hashPassword(password: string, hashing: PasswordHashing, d
     return bcryptHash(password, hashing.cost, deadlineMs);
   }
   const salt = randomBytes(SALT_BYTES);
-  const key = await derive(password, salt, DEFAULT_PARAMS);
+  const key = await derive(password, salt, DEFAULT_PARAMS, deadlineMs);
   const { N, r, p } = DEFAULT_PARAMS;
   return [PREFIX, N, r, p, salt.toString('base64'), key.toString('base64')].join('$');
 }
@@ -103,7 +117,7 @@ export async function verifyPassword(password: string, encoded: string, deadline
   if (isBcryptHash(encoded)) return bcryptCompare(password, encoded, deadlineMs);
   const parsed = parse(encoded);
   if (!parsed) return false;
-  const key = await derive(password, parsed.salt, parsed.params);
+  const key = await derive(password, parsed.salt, parsed.params, deadlineMs);
   return key.length === parsed.key.length && timingSafeEqual(key, parsed.key);
 }
 
