@@ -195,6 +195,7 @@ describe('etcdctl snapshot save', () => {
     }
     expect(text).toContain('synod_backups_running 0');
     expect(text).toContain('synod_backups_waiting 0');
+    expect(text).toContain('synod_hashes_running 0'); // Hash and HashKV have their own slots
     // Every slot is free again: a whole backup through the same member.
     const again = path.join(source.rootDir, 'after-slots.db');
     const saved = await etcdctl(source.endpointOf(1), ['snapshot', 'save', again]);

@@ -20,7 +20,7 @@ import type { FaultInjector } from '../transport/fault-injector.ts';
 import { answerPlacement } from './placement-http.ts';
 import { observePlacement } from './placement-source.ts';
 import { registerPlacementMetrics } from './placement-metrics.ts';
-import type { BackupSlots } from './backup-slots.ts';
+import type { WorkSlots } from './work-slots.ts';
 
 // node:http through process.getBuiltinModule, not an ESM import: the ESM facade of a builtin reads every
 // export once, and node:http's WebSocket, EventSource and fetch-related exports are getters that load
@@ -47,7 +47,7 @@ export function readiness(ctx: ApiContext): { ready: boolean; reason: string } {
   return { ready: true, reason: 'ok' };
 }
 
-export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats, backupSlots?: BackupSlots): client.Registry {
+export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, streamCalls?: StreamCallStats, slots: { backups?: WorkSlots; hashes?: WorkSlots } = {}): client.Registry {
   const registry = new client.Registry();
   // Unprefixed, as every Prometheus client library names them and as etcd exports them: dashboards and
   // `etcdctl check datascale` read process_resident_memory_bytes from 2379/metrics.
@@ -117,9 +117,14 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
   counter('synod_forwarded_proposals_passed_on_total', 'Forwarded proposals for a shard replica removed from this member, passed to the leader it had.', () => stats.forwardedProposalsPassedOn);
   counter('synod_forwarded_proposals_dropped_total', 'Forwarded shard proposals dropped: no leader known within the hold time, or none to pass them to.', () => stats.forwardedProposalsDropped);
   gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
-  if (backupSlots !== undefined) {
-    gauge('synod_backups_running', 'Backups (Maintenance.Snapshot streams) this member is making now.', () => backupSlots.runningCount);
-    gauge('synod_backups_waiting', 'Backups waiting for one of the running ones to end (past the bound, refused as too many requests).', () => backupSlots.waitingCount);
+  const { backups, hashes } = slots;
+  if (backups !== undefined) {
+    gauge('synod_backups_running', 'Backups (Maintenance.Snapshot streams) this member is making now.', () => backups.runningCount);
+    gauge('synod_backups_waiting', 'Backups waiting for one of the running ones to end (past the bound, refused as too many requests).', () => backups.waitingCount);
+  }
+  if (hashes !== undefined) {
+    gauge('synod_hashes_running', 'Hash and HashKV computations this member runs now.', () => hashes.runningCount);
+    gauge('synod_hashes_waiting', 'Hash and HashKV calls waiting for the running one to end (past the bound, refused as too many requests).', () => hashes.waitingCount);
   }
   gauge('synod_server_is_learner', 'Whether this member is a learner (replicates, does not vote).', () => (ctx.isLearner() ? 1 : 0));
   // Stalls of the one event loop that runs Raft ticks, heartbeats, peer I/O and requests alike
@@ -229,13 +234,14 @@ export interface MemberHttpOptions {
   faults?: FaultInjector;
   snapshotSend?: SendRateStats;
   streamCalls?: StreamCallStats;
-  backupSlots?: BackupSlots;
+  backupSlots?: WorkSlots;
+  hashSlots?: WorkSlots;
   /** etcd's JSON gateway (/v3/...), on the client ports only, as etcd serves it. */
   gateway?: JsonGateway;
 }
 
 export function memberHttp(ctx: ApiContext, opts: MemberHttpOptions = {}): MemberHttp {
-  const registry = buildRegistry(ctx, opts.snapshotSend, opts.streamCalls, opts.backupSlots);
+  const registry = buildRegistry(ctx, opts.snapshotSend, opts.streamCalls, { backups: opts.backupSlots, hashes: opts.hashSlots });
   // The client ports serve etcd's paths and Synod's read-only ones; never the fault-injection door.
   const clientPortServer = createServer(withCors(requestHandler(ctx, registry, { gateway: opts.gateway })));
   return {

@@ -19,7 +19,7 @@ import { rangeOf } from '../mvcc/types.ts';
 import { decodeMeta, isMetaKey } from '../mvcc/codec.ts';
 import { endWithStatus } from './stream-status.ts';
 import { shardedBackupRecords } from './sharded-backup.ts';
-import type { BackupSlots } from './backup-slots.ts';
+import type { WorkSlots } from './work-slots.ts';
 
 
 /** The etcd API version Synod speaks; clients gate features on it. */
@@ -34,8 +34,10 @@ export interface MaintenanceOptions {
   quotaBackendBytes: number;
   /** Where a backup spools its MVCC records while it is written (beside the member's data: it may be as large). */
   spoolDir: string;
-  /** Backups at once and waiting (BackupSlots); its counts are on /metrics. */
-  backupSlots: BackupSlots;
+  /** Backups at once and waiting (WorkSlots); its counts are on /metrics. */
+  backupSlots: WorkSlots;
+  /** Hash and HashKV at once and waiting (WorkSlots); its counts are on /metrics. */
+  hashSlots: WorkSlots;
   /** Throws unless the caller may run admin operations (root when auth is on); Hash, HashKV and Snapshot are admin-only in etcd. */
   requireAdmin: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => Promise<void>;
 }
@@ -98,6 +100,28 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
   setTimeout(() => ctx.sm.checkQuota(), 1_000).unref();
 
   const backupSlots = opts.backupSlots;
+  const hashSlots = opts.hashSlots;
+
+  /**
+   * Runs `fn` once a hash slot is free: refused with "too many requests" when too many wait, "request
+   * timed out" when the call's deadline passes or its client cancels first.
+   */
+  const withHashSlot = async <T>(call: grpc.ServerUnaryCall<unknown, unknown>, fn: () => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<void>((resolve) => {
+      call.on('cancelled', () => resolve());
+      timer = setTimeout(resolve, Math.max(0, ctx.deadlineMs() - Date.now()));
+    });
+    const slot = await hashSlots.acquire(gaveUp);
+    clearTimeout(timer);
+    if (slot === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
+    if (slot === 'cancelled') throw grpcError(ETCD_ERRORS.TIMEOUT);
+    try {
+      return await fn();
+    } finally {
+      slot();
+    }
+  };
 
   /** A sharded member's shard replicas, in shard order (none on one group). */
   const hostedStores = (): GroupTarget[] => (ctx.shards === null ? [] : ctx.shards.targets().filter((t) => ctx.shards!.hosts(t.groupId)));
@@ -231,7 +255,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
     Hash: unary(ctx, async (_req: unknown, call) => {
       await opts.requireAdmin(call);
       // A sharded member: its cluster group, then each shard replica it hosts.
-      const hash = await withSnapshot((snap) => hashAll(opts.db, snap, [DATA_GROUP_ID, ...hostedStores().map((t) => t.groupId)]));
+      const hash = await withHashSlot(call, () => withSnapshot((snap) => hashAll(opts.db, snap, [DATA_GROUP_ID, ...hostedStores().map((t) => t.groupId)])));
       return { header: ctx.header(), hash };
     }),
 
@@ -260,7 +284,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       await Promise.all(stores.map((t) => ctx.member.persistApplied(t.groupId, deadline))).catch(() => {
         throw grpcError(ETCD_ERRORS.TIMEOUT);
       });
-      return withSnapshot(async (snap) => {
+      return withHashSlot(call, () => withSnapshot(async (snap) => {
         const revs = await Promise.all(stores.map((t) => storedRevisions(opts.db, snap, t.groupId)));
         const current = Math.max(...revs.map((r) => r.currentRevision));
         const compacted = Math.max(...revs.map((r) => r.compactedRevision));
@@ -270,7 +294,7 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
         // etcd's own hash (mvcc/etcd-hash-kv.ts): equal to etcd's for the same keys and revisions.
         const hash = await etcdHashKv(stores.map((t, i) => ({ records: mvccRecords(opts.db, snap, t.groupId), compactedRevision: revs[i].compactedRevision })), revision);
         return { header: ctx.header(current), hash, compact_revision: String(compacted), hash_revision: String(revision) };
-      });
+      }));
     }),
 
     Snapshot: (call: grpc.ServerWritableStream<unknown, unknown>) => {

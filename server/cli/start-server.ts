@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
 import { APPLY_RULES, Member } from '../member/member.ts';
 import { DEFAULT_BCRYPT_COST } from '../auth/password.ts';
-import { BACKUPS_AT_ONCE, BACKUPS_WAITING, BackupSlots } from '../api/backup-slots.ts';
+import { BACKUPS_AT_ONCE, BACKUPS_WAITING, HASHES_AT_ONCE, HASHES_WAITING, WorkSlots } from '../api/work-slots.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
 import { FaultInjector } from '../transport/fault-injector.ts';
 import { KvStateMachine } from '../shard/kv-state-machine.ts';
@@ -314,7 +314,7 @@ function memberInfos(cfg: ServerConfig, state: OpenedState): () => MemberInfo[] 
 function clientGrpcServer(
   cfg: ServerConfig,
   ctx: ApiContext,
-  parts: { db: MemberDb; dbDir: string; leases: LeaseManager; clusterAdmin: ClusterService; transport: PeerTransport; backupSlots: BackupSlots },
+  parts: { db: MemberDb; dbDir: string; leases: LeaseManager; clusterAdmin: ClusterService; transport: PeerTransport; backupSlots: WorkSlots; hashSlots: WorkSlots },
 ): grpc.Server {
   const grpcServer = new grpc.Server({
     // Malformed frames and messages are refused with etcd's (grpc-go's) status before decoding.
@@ -339,6 +339,7 @@ function clientGrpcServer(
   parts.transport.addService(services.Cluster, parts.clusterAdmin.implementation());
   const maintenance = maintenanceService(ctx, {
     backupSlots: parts.backupSlots,
+    hashSlots: parts.hashSlots,
     dbSizeBytes: () => dirSizeBytes(parts.dbDir),
     db: parts.db,
     spoolDir: backupSpoolDir(cfg.dataDir),
@@ -683,15 +684,16 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
     credentials: peerCredentials,
   });
   transport.addService(LeaseManager.forwardServiceDefinition(), leases.forwardServiceImpl());
-  const backupSlots = new BackupSlots(BACKUPS_AT_ONCE, BACKUPS_WAITING);
-  const grpcServer = clientGrpcServer(cfg, ctx, { db, dbDir, leases, clusterAdmin, transport, backupSlots });
+  const backupSlots = new WorkSlots(BACKUPS_AT_ONCE, BACKUPS_WAITING);
+  const hashSlots = new WorkSlots(HASHES_AT_ONCE, HASHES_WAITING);
+  const grpcServer = clientGrpcServer(cfg, ctx, { db, dbDir, leases, clusterAdmin, transport, backupSlots, hashSlots });
 
   await transport.start();
   // etcd's JSON gateway: a gRPC client of this member, on a private Unix socket (api/json-gateway.ts).
   const gatewayListener = await listenPrivateUnix(grpcServer);
   const gateway = new JsonGateway({ target: gatewayListener.target, maxBodyBytes: 2 * cfg.limits.maxRequestBytes + 65_536, unaryTimeoutMs: cfg.limits.requestTimeoutMs + 1_000 });
   listeners.push({ close: async () => gateway.close() }, gatewayListener);
-  const memberHttpServing = memberHttp(ctx, { faults, snapshotSend: snapshotSendLimiter.stats, streamCalls: transport.streamCallStats, gateway, backupSlots });
+  const memberHttpServing = memberHttp(ctx, { faults, snapshotSend: snapshotSendLimiter.stats, streamCalls: transport.streamCallStats, gateway, backupSlots, hashSlots });
   listeners.push({ close: async () => memberHttpServing.close() });
   const clientPorts = await listenForClients(cfg, grpcServer, ctx, clientCerts, memberHttpServing, listeners);
   let httpServer: http.Server | null = null;

@@ -1,15 +1,20 @@
-// How many backups (Maintenance.Snapshot streams) a member makes at once. Each one reads the whole store
-// and spools its MVCC records beside the member's data (about the store's size on disk) before it sends:
-// without a bound, a client opening many at once could fill the member's disk and both cores. Calls past
-// `maxRunning` wait their turn in arrival order; past `maxWaiting` more they are refused at once (etcd's
-// "too many requests"). A waiting call its client cancels leaves the queue.
+// How many of one kind of heavy work a member runs at once: backups (Maintenance.Snapshot streams: each
+// reads the whole store and spools its MVCC records beside the member's data, about the store's size on
+// disk, before it sends) and hashes (Hash, HashKV: each reads and checksums the whole store on the main
+// thread). Without a bound, a client opening many at once could fill the member's disk or its cores. Calls
+// past `maxRunning` wait their turn in arrival order; past `maxWaiting` more they are refused at once
+// (etcd's "too many requests"). A waiting call whose client cancels, or whose deadline passes, leaves the
+// queue.
 export type SlotRelease = () => void;
 
 /** Backups a member makes at once (each spools about the store's size on disk), and how many more may wait. */
 export const BACKUPS_AT_ONCE = 2;
 export const BACKUPS_WAITING = 8;
+/** Hash and HashKV a member computes at once (each about 1 s of its main thread per 100,000 keys), and waiting. */
+export const HASHES_AT_ONCE = 1;
+export const HASHES_WAITING = 8;
 
-export class BackupSlots {
+export class WorkSlots {
   private running = 0;
   private readonly waiting: Array<(release: SlotRelease) => void> = [];
   readonly maxRunning: number;
@@ -18,7 +23,7 @@ export class BackupSlots {
   constructor(maxRunning: number, maxWaiting: number) {
     this.maxRunning = maxRunning;
     this.maxWaiting = maxWaiting;
-    if (!(maxRunning >= 1 && maxWaiting >= 0)) throw new Error(`BackupSlots: bad bounds ${maxRunning}/${maxWaiting}`);
+    if (!(maxRunning >= 1 && maxWaiting >= 0)) throw new Error(`WorkSlots: bad bounds ${maxRunning}/${maxWaiting}`);
   }
 
   get runningCount(): number {

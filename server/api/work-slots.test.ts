@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BackupSlots, type SlotRelease } from './backup-slots.ts';
+import { WorkSlots, type SlotRelease } from './work-slots.ts';
 
 const never = new Promise<void>(() => {});
 
-describe('BackupSlots', () => {
+describe('WorkSlots', () => {
   it('runs up to maxRunning at once, then queues in arrival order, then refuses', async () => {
-    const slots = new BackupSlots(2, 2);
+    const slots = new WorkSlots(2, 2);
     const a = (await slots.acquire(never)) as SlotRelease;
     const b = (await slots.acquire(never)) as SlotRelease;
     expect(slots.runningCount).toBe(2);
@@ -29,7 +29,7 @@ describe('BackupSlots', () => {
   });
 
   it('a waiting call whose client cancels leaves the queue; the slot goes to the next one', async () => {
-    const slots = new BackupSlots(1, 4);
+    const slots = new WorkSlots(1, 4);
     const a = (await slots.acquire(never)) as SlotRelease;
     let cancel!: () => void;
     const cancelled = new Promise<void>((r) => (cancel = r));
@@ -46,7 +46,7 @@ describe('BackupSlots', () => {
   });
 
   it('a cancel after the slot was granted leaves the slot to its holder', async () => {
-    const slots = new BackupSlots(1, 1);
+    const slots = new WorkSlots(1, 1);
     let cancel!: () => void;
     const cancelled = new Promise<void>((r) => (cancel = r));
     const release = (await slots.acquire(cancelled)) as SlotRelease;
