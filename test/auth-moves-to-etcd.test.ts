@@ -2,7 +2,8 @@
 // are bcrypt hashes at --bcrypt-cost (etcd's form), so `etcdctl snapshot save` against Synod and etcd's own
 // `snapshot restore` give an etcd 3.4 (Debian's) where root and a confined user log in with their
 // passwords and their roles hold. A password longer than bcrypt's 72 bytes is kept as Synod's scrypt: that
-// user logs in on Synod only, as docs/operations.md says.
+// user logs in on Synod only, as docs/operations.md says. On one group and on 16 shards (whose backup is a
+// cut of every shard at one revision, the auth store with it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,35 +14,38 @@ import { EtcdReference } from './support/etcd-reference.ts';
 const ROOT = ['--user', 'root:rootpw'];
 const LONG_PASSWORD = 'x'.repeat(80);
 
-let cluster: ProcessCluster;
-let file: string;
+describe.each([
+  { layout: 'one group', shardArgs: [] as string[] },
+  { layout: '16 shards', shardArgs: ['--shards', '16'] },
+])('users made on Synod ($layout)', ({ shardArgs }) => {
+  let cluster: ProcessCluster;
+  let file: string;
 
-beforeAll(async () => {
-  cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--bcrypt-cost', '5'] });
-  const ep = cluster.endpoints;
-  await etcdctlOk(ep, ['user', 'add', 'root:rootpw']);
-  await etcdctlOk(ep, ['user', 'grant-role', 'root', 'root']);
-  await etcdctlOk(ep, ['role', 'add', 'reader']);
-  await etcdctlOk(ep, ['role', 'grant-permission', 'reader', '--prefix=true', 'read', 'r/']);
-  await etcdctlOk(ep, ['user', 'add', 'alice:alicepw']);
-  await etcdctlOk(ep, ['user', 'grant-role', 'alice', 'reader']);
-  await etcdctlOk(ep, ['user', 'add', `long:${LONG_PASSWORD}`]);
-  await etcdctlOk(ep, ['user', 'grant-role', 'long', 'reader']);
-  await etcdctlOk(ep, ['user', 'add', 'changed:first']);
-  await etcdctlOk(ep, ['user', 'grant-role', 'changed', 'reader']);
-  await etcdctlOk(ep, ['user', 'passwd', 'changed', '--interactive=false'], { input: 'second\n' });
-  await etcdctlOk(ep, ['auth', 'enable']);
-  await etcdctlOk(ep, [...ROOT, 'put', 'r/1', 'one']);
-  file = path.join(cluster.rootDir, 'with-users.db');
-  const saved = await etcdctl(cluster.endpointOf(0), [...ROOT, 'snapshot', 'save', file]);
-  expect(saved.code, saved.stderr).toBe(0);
-}, 120_000);
+  beforeAll(async () => {
+    cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--bcrypt-cost', '5', ...shardArgs] });
+    const ep = cluster.endpoints;
+    await etcdctlOk(ep, ['user', 'add', 'root:rootpw']);
+    await etcdctlOk(ep, ['user', 'grant-role', 'root', 'root']);
+    await etcdctlOk(ep, ['role', 'add', 'reader']);
+    await etcdctlOk(ep, ['role', 'grant-permission', 'reader', '--prefix=true', 'read', 'r/']);
+    await etcdctlOk(ep, ['user', 'add', 'alice:alicepw']);
+    await etcdctlOk(ep, ['user', 'grant-role', 'alice', 'reader']);
+    await etcdctlOk(ep, ['user', 'add', `long:${LONG_PASSWORD}`]);
+    await etcdctlOk(ep, ['user', 'grant-role', 'long', 'reader']);
+    await etcdctlOk(ep, ['user', 'add', 'changed:first']);
+    await etcdctlOk(ep, ['user', 'grant-role', 'changed', 'reader']);
+    await etcdctlOk(ep, ['user', 'passwd', 'changed', '--interactive=false'], { input: 'second\n' });
+    await etcdctlOk(ep, ['auth', 'enable']);
+    await etcdctlOk(ep, [...ROOT, 'put', 'r/1', 'one']);
+    file = path.join(cluster.rootDir, 'with-users.db');
+    const saved = await etcdctl(cluster.endpointOf(0), [...ROOT, 'snapshot', 'save', file]);
+    expect(saved.code, saved.stderr).toBe(0);
+  }, 120_000);
 
-afterAll(async () => {
-  await cluster?.destroy();
-});
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
 
-describe('users made on Synod', () => {
   it('log in on Synod, and their hashes are bcrypt at --bcrypt-cost, except the password bcrypt would cut short', async () => {
     const ep = cluster.endpoints;
     expect(await etcdctlOk(ep, ['--user', 'alice:alicepw', 'get', 'r/1', '--print-value-only'])).toBe('one\n');
