@@ -24,6 +24,8 @@ export interface AuthServiceOptions {
 }
 
 const ADMIN: Requirement[] = [{ kind: 'admin' }];
+/** How long a new password waits for peers' hellos after a start (a stream redials within 1 s). */
+const PEER_HELLO_WAIT_MS = 2_000;
 
 /** A hashedPassword supplied by a client must be one this server can verify (scrypt or bcrypt, see password.ts). */
 const UNSUPPORTED_HASH = { code: 3, message: 'etcdserver: hashedPassword must be a bcrypt hash of cost 4 to 14 (as etcd clients make) or a Synod scrypt hash' };
@@ -57,6 +59,18 @@ async function passwordHashOf(password: string, hashedPassword: string, noPasswo
 export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthServiceOptions): grpc.UntypedServiceImplementation {
   const auth = (): ApiContext['sm']['auth'] => ctx.sm.auth;
   const hashing = (): PasswordHashing => passwordHashingFor(ctx.member.clusterImplements(BCRYPT_PASSWORD_RULES), opts.bcryptCost);
+  /**
+   * How a new password is hashed. Just after this member started, some peer may not have said its hello
+   * yet (its apply rules read as 0): wait for it a little rather than make an scrypt hash that etcd could
+   * not check after a move back (the operator adds root as soon as the cluster is up).
+   */
+  const hashingForNewPassword = async (): Promise<PasswordHashing> => {
+    const until = Date.now() + PEER_HELLO_WAIT_MS;
+    while (!ctx.member.clusterImplements(BCRYPT_PASSWORD_RULES) && !ctx.member.heardFromEveryMember() && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return hashing();
+  };
 
   /** A management call: resolve the caller, then run `fn` as that caller (its proposals carry it). */
   function managed<Req>(fn: (req: Req, caller: Caller) => Promise<object>): grpc.handleUnaryCall<Req, unknown> {
@@ -111,12 +125,12 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
 
     UserAdd: change(async (req: AuthUserAddRequest) => {
       const noPassword = !!req.options?.no_password;
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword, hashing(), ctx.deadlineMs());
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, noPassword, await hashingForNewPassword(), ctx.deadlineMs());
       return { auth_user_add: { name: req.name ?? '', password: '', options: { no_password: noPassword }, hashedPassword } };
     }),
 
     UserChangePassword: change(async (req: AuthUserChangePasswordRequest) => {
-      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false, hashing(), ctx.deadlineMs());
+      const hashedPassword = await passwordHashOf(req.password, req.hashedPassword, false, await hashingForNewPassword(), ctx.deadlineMs());
       return { auth_user_change_password: { name: req.name ?? '', password: '', hashedPassword } };
     }),
 

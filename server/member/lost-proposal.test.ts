@@ -9,7 +9,7 @@
 //    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
 //    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APPLY_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
+import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -106,6 +106,7 @@ describe('proposals are fenced only once every member of the group applies fence
 describe('rules used once every member of the cluster implements them', () => {
   it('a member that says apply rules 1 gets fenced proposals, and no cross-shard prepares that decide their branch; rules 3 wait for every member too', async () => {
     let rulesOfOthers = PROPOSAL_FENCE_RULES;
+    let heardFrom23 = false;
     const cluster = await startInProcessMembers({
       groupId: CLUSTER_GROUP_ID,
       ids: [21, 22, 23],
@@ -113,6 +114,7 @@ describe('rules used once every member of the cluster implements them', () => {
       electionTimeoutTicks: ELECTION_TICKS,
       name: 'rules-gate',
       peerApplyRules: (id) => (id === 23 ? rulesOfOthers : APPLY_RULES),
+      peerHasSaidHello: (id) => id !== 23 || heardFrom23,
     });
     try {
       const leader = await cluster.leader();
@@ -126,9 +128,17 @@ describe('rules used once every member of the cluster implements them', () => {
       rulesOfOthers = DECIDE_AT_PREPARE_RULES;
       for (const m of cluster.members.values()) expect(m.clusterImplements(DECIDE_AT_PREPARE_RULES)).toBe(true);
       for (const m of others) expect(m.clusterImplements(TXN_OP_POSITION_RULES)).toBe(false);
-      // And to this build: commits numbered by op positions too.
-      rulesOfOthers = APPLY_RULES;
+      // To the build before bcrypt passwords: rules 3, not 4.
+      rulesOfOthers = TXN_OP_POSITION_RULES;
       for (const m of cluster.members.values()) expect(m.clusterImplements(TXN_OP_POSITION_RULES)).toBe(true);
+      for (const m of others) expect(m.clusterImplements(BCRYPT_PASSWORD_RULES)).toBe(false);
+      // A member's hello not heard yet (streams still coming up) is told apart from an older build's.
+      for (const m of others) expect(m.heardFromEveryMember()).toBe(false);
+      heardFrom23 = true;
+      for (const m of others) expect(m.heardFromEveryMember()).toBe(true);
+      // And to this build: every rule.
+      rulesOfOthers = APPLY_RULES;
+      for (const m of cluster.members.values()) expect(m.clusterImplements(BCRYPT_PASSWORD_RULES)).toBe(true);
     } finally {
       await cluster.stop();
     }

@@ -120,6 +120,8 @@ export interface MessageSink {
    * member runs this build (the in-process harnesses and simulations).
    */
   peerApplyRules?(memberId: NodeId): number;
+  /** Whether member `memberId` has said its hello (and so its apply rules) since this process started. */
+  peerHasSaidHello?(memberId: NodeId): boolean;
 }
 
 /**
@@ -891,6 +893,20 @@ export class Member {
    */
   clusterImplements(rules: number): boolean {
     return this.groupImplements(this.mustGroup(CLUSTER_GROUP_ID), rules);
+  }
+
+  /**
+   * Whether every other member of the cluster has said its hello since this process started: until then a
+   * member's apply rules read as 0 though it may well be on this build (streams are still coming up).
+   */
+  heardFromEveryMember(): boolean {
+    const sink = this.sink;
+    if (sink?.peerHasSaidHello === undefined) return true;
+    const group = this.mustGroup(CLUSTER_GROUP_ID);
+    for (const ids of [group.node.voters(), group.node.learners()]) {
+      for (const id of ids) if (id !== this.opts.memberId && !sink.peerHasSaidHello(id)) return false;
+    }
+    return true;
   }
 
   /** Whether every other member of the group said it implements apply rules `rules`. */

@@ -285,6 +285,10 @@ export class PeerTransport {
     return this.peerApplyRulesById.get(memberId) ?? 0;
   }
 
+  peerHasSaidHello(memberId: number): boolean {
+    return this.peerApplyRulesById.has(memberId);
+  }
+
   /**
    * Whether a call to `service` can go to `memberId` on its stream now: the stream to it is up, the peer
    * serves the service there, and its own stream to this member is up too, since the reply comes back

@@ -26,6 +26,8 @@ export interface InProcessMembersOptions {
   readonly quiesce?: boolean;
   /** The apply rules each member's sink says a peer implements (MessageSink.peerApplyRules; default: every member this build). */
   readonly peerApplyRules?: (id: NodeId) => number;
+  /** Whether each member's sink has heard a peer's hello (MessageSink.peerHasSaidHello; default: not modelled). */
+  readonly peerHasSaidHello?: (id: NodeId) => boolean;
 }
 
 export interface InProcessMembers {
@@ -70,6 +72,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
     let queued: Array<{ groupId: number; message: Message }> = [];
     member.setSink({
       ...(opts.peerApplyRules !== undefined ? { peerApplyRules: opts.peerApplyRules } : {}),
+      ...(opts.peerHasSaidHello !== undefined ? { peerHasSaidHello: opts.peerHasSaidHello } : {}),
       send: (groupId, message) => void queued.push({ groupId, message }),
       flush: () => {
         const out = queued;
