@@ -11,7 +11,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
-import { APPLY_RULES, Member } from '../member/member.ts';
+import { APPLY_RULES, Member, TransferTargetGoneError } from '../member/member.ts';
 import { DEFAULT_BCRYPT_COST } from '../auth/password.ts';
 import { BACKUPS_AT_ONCE, BACKUPS_WAITING, HASHES_AT_ONCE, HASHES_WAITING, WorkSlots } from '../api/work-slots.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
@@ -551,7 +551,11 @@ function stopper(p: StopParts): () => Promise<void> {
             .transferLeadership(DATA_GROUP_ID, target, 2 * p.cfg.tickMs * p.cfg.electionTimeoutTicks)
             .then(
               () => log.info({ to: target.toString(16) }, 'leadership transferred before stopping'),
-              (err: unknown) => log.warn({ err }, 'leadership transfer before stopping failed'),
+              (err: unknown) =>
+                // Its target stopped too (a whole cluster stopping at once): nothing to hand over to.
+                err instanceof TransferTargetGoneError
+                  ? log.info({ to: target.toString(16) }, 'leadership not transferred before stopping: the target is gone')
+                  : log.warn({ err }, 'leadership transfer before stopping failed'),
             );
         }
       }

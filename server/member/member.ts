@@ -103,6 +103,13 @@ interface GatheredTurn {
 const LAZY_FLUSH_MS = 100;
 /** Most ops held back before they are written anyway. */
 const LAZY_FLUSH_OPS = 4096;
+/**
+ * How long after its start a member moves a new group's election timer forward once its peers are up
+ * (etcd waits as long for its peers before its own initial election tick advance).
+ */
+const FRESH_ELECTION_WINDOW_MS = 5_000;
+/** How long a leadership transfer waits for its target's stream to come back before it ends. */
+const TRANSFER_TARGET_GONE_MS = 200;
 
 export class SnapshotUnavailableError extends Error {
   constructor(groupId: number, index: number) {
@@ -122,6 +129,8 @@ export interface MessageSink {
   peerApplyRules?(memberId: NodeId): number;
   /** Whether member `memberId` has said its hello (and so its apply rules) since this process started. */
   peerHasSaidHello?(memberId: NodeId): boolean;
+  /** Whether the stream to member `memberId` is up now (absent: the network is not modelled; assume so). */
+  isConnected?(memberId: NodeId): boolean;
 }
 
 /**
@@ -186,6 +195,19 @@ export class DeadlineError extends Error {
   constructor(what: string) {
     super(`${what} timed out`);
     this.name = 'DeadlineError';
+  }
+}
+
+/**
+ * A leadership transfer whose target's stream stayed down (TRANSFER_TARGET_GONE_MS): it cannot finish before
+ * its deadline unless the target comes back, so it ends now. A DeadlineError to callers that map
+ * errors (etcd answers a transfer that cannot finish with its timeout error).
+ */
+export class TransferTargetGoneError extends DeadlineError {
+  constructor(targetId: NodeId) {
+    super('leader transfer');
+    this.message = `leader transfer: member ${targetId.toString(16)} cannot be reached`;
+    this.name = 'TransferTargetGoneError';
   }
 }
 
@@ -1078,13 +1100,26 @@ export class Member {
     group.node.transferLeader(targetId);
     this.scheduleTurn();
     const deadline = Date.now() + timeoutMs;
+    let unreachableSinceMs: number | null = null;
     while (group.leaderId !== targetId) {
-      if (Date.now() > deadline) throw new DeadlineError('leader transfer');
+      const nowMs = Date.now();
+      if (nowMs > deadline) throw new DeadlineError('leader transfer');
+      // A target whose stream is down gets no TimeoutNow; one that stopped (a whole cluster stopping at
+      // once) never will, and a stopping leader would wait out its deadline for it.
+      if (this.sink?.isConnected?.(targetId) === false) {
+        unreachableSinceMs ??= nowMs;
+        if (nowMs - unreachableSinceMs >= TRANSFER_TARGET_GONE_MS) throw new TransferTargetGoneError(targetId);
+      } else {
+        unreachableSinceMs = null;
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
   }
 
-  /** The voter (other than this member) heard from recently whose log matches the leader's furthest, or 0. */
+  /**
+   * The voter (other than this member) heard from recently, with its stream up, whose log matches the
+   * leader's furthest, or 0.
+   */
   bestTransferee(groupId: number): NodeId {
     const group = this.mustGroup(groupId);
     const progress = group.node.status().progress;
@@ -1095,7 +1130,7 @@ export class Member {
       if (id === this.opts.memberId) continue;
       const p = progress[id];
       // Heard from, not Raft's recentActive: a quiesced group never clears it (activeMembers).
-      if (p && this.heardRecently(id) && p.match > bestMatch) {
+      if (p && this.heardRecently(id) && this.sink?.isConnected?.(id) !== false && p.match > bestMatch) {
         best = id;
         bestMatch = p.match;
       }
@@ -1187,12 +1222,26 @@ export class Member {
       group.node.tick();
       if (group.queuedReads.length > 0 || group.readRounds.size > 0) this.expireReads(group, nowMs);
     }
+    if (monoMs - this.startedMs < FRESH_ELECTION_WINDOW_MS) this.advanceFreshElections();
     if (this.opts.quiesce) this.livenessTick(monoMs);
     const inFlight = this.writeInFlight;
     if (inFlight && !inFlight.termOrVote && performance.now() - inFlight.sinceMs >= this.opts.tickMs * this.opts.heartbeatTicks) {
       this.heartbeatDuringWrite();
     }
     this.scheduleTurn();
+  }
+
+  /**
+   * A new cluster's first elections, sooner: once every member has said its hello, each group this member
+   * hosts that never had a term moves its election timer near the timeout (Raft.advanceFreshElection,
+   * once per replica). Restarted replicas are not moved: they have terms, and they refuse votes for an
+   * election timeout after a restart anyway (lease reads), so a restarted cluster gains nothing from it.
+   */
+  private advanceFreshElections(): void {
+    if (!this.groups.has(CLUSTER_GROUP_ID) || !this.heardFromEveryMember()) return;
+    const advanced: number[] = [];
+    for (const group of this.groups.values()) if (group.node.advanceFreshElection()) advanced.push(group.groupId);
+    if (advanced.length > 0) this.opts.logger.info({ groups: advanced.length, groupIds: advanced }, 'new groups, every member up: election timers advanced');
   }
 
   /**

@@ -225,6 +225,50 @@ describe('leader election', () => {
     expect(ticksToCampaign(7)).toBe(ticksToCampaign(7));
   });
 
+  it('a fresh node advanced once (initial election tick advance) campaigns 2 to 11 ticks later; one with a term, a leader or a spent advance is not moved', () => {
+    const ticksToCampaign = (node: RawNode): number => {
+      for (let t = 1; t <= 40; t++) {
+        node.tick();
+        if (node.status().role !== 'follower') return t;
+      }
+      return -1;
+    };
+    const advanced = Array.from({ length: 40 }, (_, seed) => {
+      const node = new RawNode(config(1, [1, 2, 3], { randomSeed: seed, preVote: true }));
+      expect(node.advanceFreshElection()).toBe(true);
+      expect(node.advanceFreshElection()).toBe(false); // once in a node's life
+      return ticksToCampaign(node);
+    });
+    for (const t of advanced) {
+      expect(t).toBeGreaterThanOrEqual(2);
+      expect(t).toBeLessThan(12);
+    }
+    // A node restarted with a term may have acknowledged a leader: its timer stays where it is.
+    const restarted = new RawNode(config(1, [1, 2, 3]), { hardState: { term: 3, vote: 2, commit: 0 }, entries: [], firstIndex: 1, applied: 0 });
+    expect(restarted.advanceFreshElection()).toBe(false);
+    expect(ticksToCampaign(restarted)).toBeGreaterThanOrEqual(10);
+    // A node that heard from a leader has a term; a learner never campaigns.
+    const follower = new RawNode(config(1, [1, 2, 3]));
+    follower.step(msg('heartbeat', 2, 1, 1));
+    expect(follower.advanceFreshElection()).toBe(false);
+    expect(new RawNode(config(4, [1, 2, 3], { learners: [4] })).advanceFreshElection()).toBe(false);
+  });
+
+  it('a new cluster whose nodes all advance once elects within a dozen ticks, one leader', () => {
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      const c = newCluster(3, { seed, preVote: true, checkQuorum: true });
+      for (const id of c.ids) expect(c.node(id).advanceFreshElection()).toBe(true);
+      let ticks = 0;
+      while (ticks < 12 && !c.ids.some((id) => c.node(id).status().role === 'leader')) {
+        c.tickAll();
+        c.stabilize();
+        ticks++;
+      }
+      const leaders = c.ids.filter((id) => c.node(id).status().role === 'leader');
+      expect(leaders).toHaveLength(1);
+    }
+  });
+
   it('a vote is granted only to an up-to-date log, and only once per term', () => {
     const node = new RawNode(config(1, [1, 2, 3]), {
       hardState: { term: 2, vote: 0, commit: 0 },

@@ -121,6 +121,8 @@ export class Raft {
   readsOnLease = 0;
   /** Ticks left during which a voter restarted with state refuses votes in higher terms (LeaseReads). */
   private restartQuietTicks = 0;
+  /** advanceFreshElection ran (it moves a node's timer once in its life). */
+  private freshElectionAdvanced = false;
 
   constructor(config: RaftConfig, log: RaftLog, term: number, vote: NodeId, confState: ConfState, voteFloor?: LogPosition) {
     if (!(Number.isInteger(config.id) && config.id > 0)) fail(`config.id ${config.id} must be a positive integer`);
@@ -393,6 +395,21 @@ export class Raft {
     } else if (this.role !== 'follower' || this.lead === 0) {
       fail(`node ${this.id} quiesced as ${this.role} with leader ${this.lead}`);
     }
+  }
+
+  /**
+   * etcd's initial election tick advance. A node that has never had a term, whose member's peers are up,
+   * moves its election timer to two ticks short of the election timeout, once: a new cluster then elects
+   * within a few ticks of its members connecting instead of sitting out a whole timeout with everyone
+   * there. Term 0 is what makes it safe: such a node never acknowledged a leader, so no leader's lease
+   * rests on its refusing votes, and its campaign can only start term 1, which no leader it has not heard
+   * of could hold below. Returns whether the timer moved.
+   */
+  advanceFreshElection(): boolean {
+    if (this.freshElectionAdvanced || this.term !== 0 || this.role !== 'follower' || this.lead !== 0 || this.quiesced || !this.promotable()) return false;
+    this.freshElectionAdvanced = true;
+    this.electionElapsedTicks = Math.max(this.electionElapsedTicks, this.electionTimeoutTicks - 2);
+    return true;
   }
 
   private tickElection(): void {

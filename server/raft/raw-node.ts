@@ -206,6 +206,11 @@ export class RawNode {
     return { quiesced: this.raft.quiesceCount, woken: this.raft.wakeCount };
   }
 
+  /** A node that never had a term moves its election timer near the timeout, once (Raft.advanceFreshElection). */
+  advanceFreshElection(): boolean {
+    return this.raft.advanceFreshElection();
+  }
+
   /** Forces an election now (pre-vote first if enabled). */
   campaign(): void {
     this.raft.hup();
