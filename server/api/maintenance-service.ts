@@ -112,15 +112,14 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       call.on('cancelled', () => resolve());
       timer = setTimeout(resolve, Math.max(0, ctx.deadlineMs() - Date.now()));
     });
-    const slot = await hashSlots.acquire(gaveUp);
+    const out = await hashSlots.run(gaveUp, () => {
+      clearTimeout(timer);
+      return fn();
+    });
     clearTimeout(timer);
-    if (slot === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
-    if (slot === 'cancelled') throw grpcError(ETCD_ERRORS.TIMEOUT);
-    try {
-      return await fn();
-    } finally {
-      slot();
-    }
+    if (out === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
+    if (out === 'cancelled') throw grpcError(ETCD_ERRORS.TIMEOUT);
+    return out.value;
   };
 
   /** A sharded member's shard replicas, in shard order (none on one group). */
@@ -304,14 +303,8 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       const cancel = new Promise<void>((resolve) => call.on('cancelled', () => resolve()));
       void (async () => {
         await opts.requireAdmin(call);
-        const slot = await backupSlots.acquire(cancel);
-        if (slot === 'cancelled') return;
-        if (slot === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
-        try {
-          await sendBackup(call, cancel);
-        } finally {
-          slot();
-        }
+        const out = await backupSlots.run(cancel, () => sendBackup(call, cancel));
+        if (out === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
       })().catch(fail);
     },
   };

@@ -56,4 +56,25 @@ describe('WorkSlots', () => {
     release();
     expect(slots.runningCount).toBe(0);
   });
+
+  it('run: the work holds its slot while it runs and frees it however it ends; full and cancelled run nothing', async () => {
+    const slots = new WorkSlots(1, 1);
+    const never = new Promise<void>(() => {});
+    let finish!: () => void;
+    const first = slots.run(never, () => new Promise<string>((r) => (finish = () => r('first'))));
+    await Promise.resolve();
+    expect(slots.runningCount).toBe(1);
+    let cancel!: () => void;
+    let ranSecond = false;
+    const second = slots.run(new Promise<void>((r) => (cancel = r)), async () => void (ranSecond = true));
+    expect(await slots.run(never, async () => 'third')).toBe('full');
+    cancel();
+    expect(await second).toBe('cancelled');
+    expect(ranSecond).toBe(false);
+    finish();
+    expect(await first).toEqual({ value: 'first' });
+    expect(slots.runningCount).toBe(0);
+    await expect(slots.run(never, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    expect(slots.runningCount).toBe(0);
+  });
 });

@@ -53,6 +53,20 @@ export class WorkSlots {
     });
   }
 
+  /**
+   * Runs `fn` in a slot once one is free and releases it however `fn` ends; 'full' and 'cancelled' as
+   * `acquire` answers them, without running `fn`.
+   */
+  async run<T>(cancelled: Promise<void>, fn: () => Promise<T>): Promise<{ value: T } | 'full' | 'cancelled'> {
+    const slot = await this.acquire(cancelled);
+    if (slot === 'full' || slot === 'cancelled') return slot;
+    try {
+      return { value: await fn() };
+    } finally {
+      slot();
+    }
+  }
+
   private grant(): SlotRelease {
     this.running++;
     let released = false;
