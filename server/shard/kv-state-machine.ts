@@ -133,8 +133,14 @@ export function writesRevision(req: InternalRequestBody): boolean {
 
 /** A cross-shard transaction's prepare refused: another transaction is prepared on the shard. */
 export const TXN_INTENT_REFUSED: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: another transaction is prepared on this shard; retry' };
-/** A prepare of a transaction older than the shard's fence horizon (minutes old: its client gave up long ago). */
-export const TXN_TOO_OLD: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction is older than this shard\'s fence horizon; retry it' };
+/**
+ * A prepare of a transaction older than the shard's fence horizon (minutes old: its client gave up long
+ * ago, or its coordinator's clock is minutes behind the shard leaders'). The text names the horizon, from
+ * which such a coordinator learns how far behind its clock is (TxnCoordinator.learnFromRefusal).
+ */
+export function txnTooOld(horizonMs: number): EtcdErrorSpec {
+  return { code: 10 /* ABORTED */, message: `synod: the transaction is older than this shard's fence horizon (${horizonMs}); retry it` };
+}
 /** A prepare whose compares evaluate otherwise than when its branch was chosen. */
 export const TXN_CONFLICT: EtcdErrorSpec = { code: 10 /* ABORTED */, message: 'synod: the transaction\'s compares changed on this shard since its branch was chosen; retry' };
 
@@ -705,7 +711,7 @@ export class KvStateMachine implements GroupStateMachine {
     if (!this.sharded || intent.refused === true || at === undefined) throw new RefusedRequest(TXN_INTENT_REFUSED);
     if (this.txns.getPrepared(intent.txn_id) !== undefined || this.txns.decisionOf(intent.txn_id) !== null) throw new RefusedRequest(TXN_INTENT_REFUSED);
     // Older than the fence horizon: its fence here may have been dropped, so it may be a late prepare.
-    if (Number(intent.priority ?? 0) < this.txns.fenceHorizon()) throw new RefusedRequest(TXN_TOO_OLD);
+    if (Number(intent.priority ?? 0) < this.txns.fenceHorizon()) throw new RefusedRequest(txnTooOld(this.txns.fenceHorizon()));
     const op = txnOpFromWire(intent.ops);
     const decideHere = intent.decide_here === true;
     let result: TxnResult;

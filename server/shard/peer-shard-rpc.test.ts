@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { asSent, expectArrivedDeadline } from '../../test/support/arrived-deadline.ts';
 import { freePort } from '../../test/support/ports.ts';
 import { MvccError, rangeOf, type KeyValue, type RangeOp, type RangeResult, type SortOrder, type SortTarget } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -16,6 +17,7 @@ import { OracleClient } from './oracle-client.ts';
 import type { OracleRequest, OracleResponse, OracleServer } from './oracle-protocol.ts';
 import { GrpcOracleTransport, ShardPeerChannels, ShardUnavailableError, closeAtOnPeer, rangeAtOnPeer, shardStatusOnPeer, shardPeerServiceDefinition, shardPeerServiceImpl, type ShardPeerServiceOptions } from './peer-shard-rpc.ts';
 import { ShardDeadlineError, ShardNotReadyError } from './shard-write-path.ts';
+import { deadlineFromWire, deadlineToWire } from './shard-peer-wire.ts';
 
 // How late a deadline may be met on a loaded machine (CI runs test files side by side on 2 cores): a
 // deadline met that late still shows that nothing waits for ever.
@@ -134,7 +136,7 @@ describe('Revisions', () => {
       answer = v;
       const sent = req(v.requestId, 3);
       expect(await transport.request(1, sent)).toEqual(v);
-      expect(seen.at(-1)).toEqual(sent);
+      expect(asSent(seen.at(-1), sent)).toEqual(sent);
     }
     // A count that is not a positive integer reaches the host unchanged (it answers bad-request itself).
     for (const count of [0, -4, 1.5, Number.MAX_SAFE_INTEGER]) {
@@ -251,7 +253,10 @@ describe('RangeAt', () => {
         b.rangeAt = (g, o, r, d) => ((got = [g, o, r, d]), Promise.resolve(result));
         const deadlineMs = Date.now() + 10_000;
         const outcome = await rangeAtOnPeer(channels, 2, groupId, op, revision, deadlineMs);
-        expect(got).toEqual([groupId, op, revision, deadlineMs]);
+        expect(got).not.toBeNull();
+        const [g, o, r, d] = got!;
+        expect([g, o, r]).toEqual([groupId, op, revision]);
+        expectArrivedDeadline(d, deadlineMs);
         expect(outcome.kind).toBe('ok');
         if (outcome.kind === 'ok') expect(digest(outcome.result)).toEqual(digest(result));
         for (const kv of result.kvs) {
@@ -328,7 +333,8 @@ describe('RangeAt', () => {
     b.closeAt = (g, r, d) => ((got = [g, r, d]), Promise.resolve({ revision: r - 3, appliedIndex: 2 ** 45 + 1 }));
     const deadline = Date.now() + 5_000;
     expect(await closeAtOnPeer(channels, 2, 4_000_000_000, 2 ** 50, deadline)).toEqual({ kind: 'closed', revision: 2 ** 50 - 3, appliedIndex: 2 ** 45 + 1 });
-    expect(got).toEqual([4_000_000_000, 2 ** 50, deadline]);
+    expect(got.slice(0, 2)).toEqual([4_000_000_000, 2 ** 50]);
+    expectArrivedDeadline(got[2], deadline);
     b.leaders.set(9, 1);
     const cases: Array<[Error, unknown]> = [
       [new ShardNotReadyError('not the ready leader of this shard'), { kind: 'not-leader', leaderId: 1 }],
@@ -503,5 +509,30 @@ describe('ShardStatus', () => {
     const t = Date.now();
     expect(await shardStatusOnPeer(channels, 4, [3], Date.now() + 300)).toEqual([]); // a silent one: nothing, by the deadline
     expect(Date.now() - t).toBeLessThan(300 + LATE_MS);
+  });
+});
+
+describe('deadlines between members', () => {
+  it('travel as time left: a receiver whose clock is ten minutes ahead or behind still gives the caller its 5 s; an older sender\'s absolute deadline reads as before', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(1_000_000_000);
+      const wire = deadlineToWire(1_000_005_000);
+      expect(wire).toEqual({ deadline_ms: 1_000_005_000, timeout_ms: 5_000 });
+      vi.setSystemTime(1_000_000_000 + 600_000); // the receiver's clock, ten minutes ahead
+      expect(deadlineFromWire(wire)).toBe(1_000_605_000);
+      vi.setSystemTime(1_000_000_000 - 600_000); // ten minutes behind
+      expect(deadlineFromWire(wire)).toBe(999_405_000);
+      // An older sender sends the absolute deadline alone (timeout_ms decodes as 0).
+      expect(deadlineFromWire({ deadline_ms: '1000005000', timeout_ms: '0' })).toBe(1_000_005_000);
+      expect(deadlineFromWire({ deadline_ms: '1000005000' })).toBe(1_000_005_000);
+      vi.setSystemTime(1_000_000_000);
+      // A deadline already past arrives as 1 ms left (0 would read as an older sender); "never" as the most.
+      expect(deadlineToWire(999_000_000)).toEqual({ deadline_ms: 999_000_000, timeout_ms: 1 });
+      expect(deadlineToWire(Infinity)).toEqual({ deadline_ms: Number.MAX_SAFE_INTEGER, timeout_ms: Number.MAX_SAFE_INTEGER });
+      expect(() => deadlineFromWire({ deadline_ms: '0', timeout_ms: '-5' })).toThrow(/negative/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

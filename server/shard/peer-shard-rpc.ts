@@ -37,6 +37,8 @@ import {
   rangeResultFromWire,
   rangeResultToWire,
   rangeResultWireBytes,
+  deadlineFromWire,
+  deadlineToWire,
   safeInt,
   shardPeerService,
   wireDeadline,
@@ -267,7 +269,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
       groupId = request.group_id;
       op = rangeOpFromWire(request.range);
       revision = safeInt(request.revision, 'revision');
-      deadlineMs = safeInt(request.deadline_ms, 'deadline_ms');
+      deadlineMs = deadlineFromWire(request);
       pageBytes = safeInt(request.page_bytes, 'page_bytes');
       if (revision < 1) throw new Error(`revision ${revision} is not positive`);
       if (pageBytes < 0) throw new Error(`page_bytes ${pageBytes} is negative`);
@@ -314,7 +316,7 @@ export function shardPeerServiceImpl(opts: ShardPeerServiceOptions): grpc.Untype
     try {
       groupId = request.group_id;
       revision = safeInt(request.revision, 'revision');
-      deadlineMs = safeInt(request.deadline_ms, 'deadline_ms');
+      deadlineMs = deadlineFromWire(request);
       if (revision < 1) throw new Error(`revision ${revision} is not positive`);
     } catch (err) {
       return Promise.resolve(rangeError('BAD_REQUEST', message(err)));
@@ -848,7 +850,7 @@ export async function rangeAtOnPeer(channels: ShardPeerChannels, memberId: NodeI
   const deadline = wireDeadline(deadlineMs);
   let request: RangeAtRequestWire;
   try {
-    request = { group_id: groupId, revision, range: rangeOpToWire(op), deadline_ms: deadline, ...(paging ? { page_bytes: paging.pageBytes, continued: paging.continued } : {}) };
+    request = { group_id: groupId, revision, range: rangeOpToWire(op), ...deadlineToWire(deadlineMs), ...(paging ? { page_bytes: paging.pageBytes, continued: paging.continued } : {}) };
   } catch (err) {
     return { kind: 'refused', reason: message(err) };
   }
@@ -904,7 +906,7 @@ export type CloseAtOutcome =
 /** Closes shard `groupId` at `revision` or below on member `memberId` (its leader, as far as the caller knows). Never rejects. */
 export async function closeAtOnPeer(channels: ShardPeerChannels, memberId: NodeId, groupId: number, revision: number, deadlineMs: number): Promise<CloseAtOutcome> {
   const deadline = wireDeadline(deadlineMs);
-  const answer = await channels.callCoalesced<CloseAtRequestWire, CloseAtResponseWire>(memberId, 'CloseAt', { group_id: groupId, revision, deadline_ms: deadline }, deadline);
+  const answer = await channels.callCoalesced<CloseAtRequestWire, CloseAtResponseWire>(memberId, 'CloseAt', { group_id: groupId, revision, ...deadlineToWire(deadlineMs) }, deadline);
   if (isFailure(answer)) return answer.deadline ? { kind: 'deadline', reason: answer.reason } : { kind: 'unavailable', reason: answer.reason };
   try {
     switch (answer.result) {

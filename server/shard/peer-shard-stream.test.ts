@@ -4,6 +4,7 @@
 // read whose answer is too large for the stream is asked again as a unary call, ShardKv stays unary,
 // and a call the serving side drops (a partition) ends by its deadline as the unary call would.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asSent } from '../../test/support/arrived-deadline.ts';
 import { freePort } from '../../test/support/ports.ts';
 import { rangeOf, type RangeOp } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -103,7 +104,7 @@ describe('ShardPeer calls on the peer streams', () => {
       const unary = await new GrpcOracleTransport(viaUnary).request(SERVER, request);
       expect(streamed).toEqual(v);
       expect(unary).toEqual(v);
-      expect(oracleSeen.slice(-2)).toEqual([request, request]);
+      expect(oracleSeen.slice(-2).map((seen) => asSent(seen, request))).toEqual([request, request]);
     }
     expect(caller.streamCallStats.sent - sentBefore).toBe(variants.length);
   });
@@ -178,7 +179,7 @@ describe('ShardPeer calls on the peer streams', () => {
       oracleAnswer = (r) => Promise.resolve({ kind: 'granted', requestId: r.requestId, first: 7, last: 9, term: 4 });
       const request: OracleRequest = { requester: 'shard-3@1', requestId: 5, count: 3, deadlineMs: Date.now() + 2_000 };
       expect(await new GrpcOracleTransport(channels).request(SERVER, request)).toEqual({ kind: 'granted', requestId: 5, first: 7, last: 9, term: 4 });
-      expect(oracleSeen.at(-1)).toEqual(request);
+      expect(asSent(oracleSeen.at(-1), request)).toEqual(request);
     } finally {
       channels.close();
     }

@@ -53,6 +53,8 @@ export interface TxnIntentWire {
   /** Each share op's place in the whole transaction (server/mvcc/txn-op-position.ts); empty: none. */
   success_positions?: number[];
   failure_positions?: number[];
+  /** The time the coordinator left it (ms), which the stamping leader turns into deadline_unix_ms; absent or '0': none. */
+  ttl_ms?: string;
 }
 
 /** A cross-shard transaction's resolution on one shard; on its primary, the decision. */

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectArrivedDeadline } from '../../test/support/arrived-deadline.ts';
 import { freePort } from '../../test/support/ports.ts';
 import { ETCD_ERRORS } from '../etcd/errors.ts';
 import { rangeOf, type KeyValue, type TxnResult } from '../mvcc/types.ts';
@@ -125,7 +126,7 @@ describe('ShardKv over gRPC', () => {
       expect(outcome).toEqual(c.answer);
       const got = seen[0];
       expect(got.groupId).toBe(c.request.groupId);
-      expect(got.deadlineMs).toBe(Math.ceil(c.request.deadlineMs));
+      expectArrivedDeadline(got.deadlineMs, c.request.deadlineMs);
       if (c.request.op.kind === 'write' && got.op.kind === 'write') {
         expect(Buffer.from(got.op.entry).equals(Buffer.from(c.request.op.entry))).toBe(true);
         expect(got.op.internal).toBe(c.request.op.internal);

@@ -17,8 +17,9 @@ import {
   rangeResultFromWire,
   rangeResultToWire,
   rangeResultWireBytes,
+  deadlineFromWire,
+  deadlineToWire,
   safeInt,
-  wireDeadline,
   type KeyValueWire,
   type RangeAtResponseWire,
   type RangeOpWire,
@@ -78,6 +79,7 @@ export interface ResponseOpWire {
 export interface ShardKvRequestWire {
   group_id: number;
   deadline_ms: Long64;
+  timeout_ms?: Long64;
   op?: 'range' | 'read_txn' | 'write' | 'lease_keys';
   range?: { range: RangeOpWire | null; serializable: boolean } | null;
   read_txn?: { txn: TxnRequest | null; serializable: boolean } | null;
@@ -108,7 +110,7 @@ const LEASE_ID = /^-?[0-9]{1,20}$/;
 const MAX_STATUS_CODE = 16;
 
 export function shardKvRequestToWire(r: ShardKvRequest): ShardKvRequestWire {
-  const base = { group_id: r.groupId, deadline_ms: wireDeadline(r.deadlineMs) };
+  const base = { group_id: r.groupId, ...deadlineToWire(r.deadlineMs) };
   const op = r.op;
   switch (op.kind) {
     case 'range':
@@ -125,7 +127,7 @@ export function shardKvRequestToWire(r: ShardKvRequest): ShardKvRequestWire {
 export function shardKvRequestFromWire(w: ShardKvRequestWire): ShardKvRequest {
   const groupId = w.group_id;
   if (!Number.isSafeInteger(groupId) || groupId < 0) throw new WireError(`group_id: ${String(groupId)} is not a group id`);
-  const deadlineMs = safeInt(w.deadline_ms, 'deadline_ms');
+  const deadlineMs = deadlineFromWire(w);
   const op = ((): ShardKvOp => {
     switch (w.op) {
       case 'range':

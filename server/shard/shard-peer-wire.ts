@@ -26,6 +26,7 @@ export interface OracleRequestWire {
   request_id: Long64;
   count: number;
   deadline_ms: Long64;
+  timeout_ms?: Long64;
 }
 
 export interface OracleResponseWire {
@@ -67,6 +68,7 @@ export interface RangeAtRequestWire {
   revision: Long64;
   range: RangeOpWire | null;
   deadline_ms: Long64;
+  timeout_ms?: Long64;
   /** Answers over this many bytes come in pages (0 or absent: whole). */
   page_bytes?: Long64;
   /** A page after the first: look for its end before computing an answer. */
@@ -89,6 +91,7 @@ export interface CloseAtRequestWire {
   group_id: number;
   revision: Long64;
   deadline_ms: Long64;
+  timeout_ms?: Long64;
 }
 
 export interface CloseAtResponseWire {
@@ -136,12 +139,34 @@ export function wireDeadline(ms: number): number {
   return Number.isFinite(ms) ? Math.min(Math.ceil(ms), Number.MAX_SAFE_INTEGER) : ms > 0 ? Number.MAX_SAFE_INTEGER : 0;
 }
 
+/**
+ * A deadline's fields for a request to another member: the absolute time in this member's clock (all an
+ * older receiver reads) and the time left, which a receiver of this build adds to its own clock instead:
+ * members whose wall clocks disagree then still agree on how long the caller waits.
+ */
+export function deadlineToWire(deadlineMs: number): { deadline_ms: number; timeout_ms: number } {
+  const leftMs = deadlineMs - Date.now();
+  // At least 1 ms: 0 tells the receiver "an older sender" (a deadline already past arrives as 1 ms left).
+  const timeoutMs = Number.isNaN(leftMs) ? 1 : Math.max(1, Math.min(Math.ceil(leftMs), Number.MAX_SAFE_INTEGER));
+  return { deadline_ms: wireDeadline(deadlineMs), timeout_ms: timeoutMs };
+}
+
+/**
+ * A received request's deadline in this member's clock: now plus the time its sender had left, or the
+ * absolute deadline an older sender gives alone (timeout_ms 0 or absent).
+ */
+export function deadlineFromWire(w: { deadline_ms: Long64; timeout_ms?: Long64 }): number {
+  const leftMs = safeInt(w.timeout_ms, 'timeout_ms');
+  if (leftMs < 0) throw new WireError(`timeout_ms: ${leftMs} is negative`);
+  return leftMs > 0 ? Date.now() + leftMs : safeInt(w.deadline_ms, 'deadline_ms');
+}
+
 export function oracleRequestToWire(r: OracleRequest): OracleRequestWire {
-  return { requester: r.requester, request_id: r.requestId, count: r.count, deadline_ms: wireDeadline(r.deadlineMs) };
+  return { requester: r.requester, request_id: r.requestId, count: r.count, ...deadlineToWire(r.deadlineMs) };
 }
 
 export function oracleRequestFromWire(w: OracleRequestWire): OracleRequest {
-  return { requester: w.requester, requestId: safeInt(w.request_id, 'request_id'), count: w.count, deadlineMs: safeInt(w.deadline_ms, 'deadline_ms') };
+  return { requester: w.requester, requestId: safeInt(w.request_id, 'request_id'), count: w.count, deadlineMs: deadlineFromWire(w) };
 }
 
 export function oracleResponseToWire(r: OracleResponse): OracleResponseWire {

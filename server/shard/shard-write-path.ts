@@ -116,6 +116,19 @@ function intentRank(item: { q: { origin?: InternalRequest; body: InternalRequest
   return rankOf(Number(intent?.priority ?? 0), intent?.txn_id ?? '');
 }
 
+/**
+ * A prepare's deadline, set in this leader's clock: its coordinator sent the time it had left (ttl_ms),
+ * and the deadline that this shard's recoverers and wait-die judge by is fixed here, where they run. So a
+ * coordinator whose wall clock is behind does not have its prepares recovered (aborted) the moment they
+ * land, and one whose clock is ahead does not leave a dead transaction unrecovered for as long. Once per
+ * arrival at a leader: a write passed on to the next leader arrives there as its coordinator sent it.
+ */
+function anchorIntentDeadline(body: InternalRequestBody): void {
+  if (!('txn_intent' in body) || !body.txn_intent) return;
+  const ttlMs = Number(body.txn_intent.ttl_ms ?? 0);
+  if (Number.isSafeInteger(ttlMs) && ttlMs > 0) body.txn_intent.deadline_unix_ms = String(Date.now() + ttlMs);
+}
+
 /** An outbox intent's transaction deadline (wall-clock ms; Infinity for anything else). */
 function intentDeadline(item: { q: { origin?: InternalRequest; body: InternalRequestBody } }): number {
   const body = item.q.origin ?? item.q.body;
@@ -367,6 +380,7 @@ export class ShardWritePath {
     if (!writesRevision(body)) return Promise.reject(new Error('shard write path: not a write'));
     this.follow();
     if (!this.ready()) return Promise.reject(new ShardNotReadyError('not the ready leader of this shard'));
+    anchorIntentDeadline(body);
     return new Promise<ApplyOutcome>((resolve, reject) => {
       const q: QueuedWrite = {
         body,
@@ -427,6 +441,7 @@ export class ShardWritePath {
       return;
     }
     this.follow();
+    anchorIntentDeadline(request);
     const q: QueuedWrite = {
       body: request,
       origin: request,

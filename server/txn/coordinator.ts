@@ -155,10 +155,31 @@ export interface TxnCoordinatorStats {
   finished: number;
   /** Committed transactions whose prepares decided their branch (no read before them). */
   decidedAtPrepare: number;
+  /**
+   * How far this member's wall clock is behind the shard leaders', as a fence horizon that refused one of
+   * its prepares showed (0 until then). Transactions take their age from this member's clock plus it; one
+   * per member, like these counters, so that every coordinator of the member learns it once.
+   */
+  clockBehindMs: number;
 }
 
 export function newTxnCoordinatorStats(): TxnCoordinatorStats {
-  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0, decidedAtPrepare: 0 };
+  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0, decidedAtPrepare: 0, clockBehindMs: 0 };
+}
+
+/**
+ * How far past a fence horizon that refused it a coordinator moves its transactions' age: a shard leader
+ * moves its horizon on about once a minute (shard-hosting.ts, FENCE_HORIZON_EVERY_MS), so an age this far
+ * past the horizon it met stays past the later ones.
+ */
+const HORIZON_CATCH_UP_MS = 2 * 60_000;
+
+/** The fence horizon a prepare's "older than this shard's fence horizon" refusal names (kv-state-machine.ts txnTooOld), or null. */
+function fenceHorizonOf(err: unknown): number | null {
+  if (!isRetryable(err)) return null;
+  const text = `${String((err as { details?: unknown }).details ?? '')} ${String((err as { message?: unknown }).message ?? '')}`;
+  const m = /fence horizon \((\d+)\)/.exec(text);
+  return m === null ? null : Number(m[1]);
 }
 
 export class TxnCoordinator {
@@ -185,9 +206,35 @@ export class TxnCoordinator {
   async run(req: TxnRequest, leases: readonly LeaseGeneration[] = []): Promise<TxnWriteOutcome> {
     this.stats.txns++;
     const deadlineMs = this.deps.deadlineMs();
-    // Its age, kept over its attempts: an older transaction's prepare waits where a younger one holds a shard.
-    const priority = Date.now();
-    return this.retrying(deadlineMs, () => this.attempt(req, leases, deadlineMs, priority));
+    // Its age, kept over its attempts: an older transaction's prepare waits where a younger one holds a
+    // shard. Moved up only when a shard found it older than its fence horizon (this member's clock behind).
+    let priority = this.ageClockMs();
+    return this.retrying(
+      deadlineMs,
+      () => this.attempt(req, leases, deadlineMs, priority),
+      (err) => {
+        if (this.learnFromRefusal(err, priority)) priority = Math.max(priority, this.ageClockMs());
+      },
+    );
+  }
+
+  /** The clock transactions take their age from: this member's, plus how far the shards showed it is behind. */
+  private ageClockMs(): number {
+    return Date.now() + this.stats.clockBehindMs;
+  }
+
+  /**
+   * A prepare refused as older than a shard's fence horizon (minutes) though its transaction began a
+   * moment ago: this member's wall clock is that far behind the shard leaders'. Its transactions' age
+   * moves up past the horizon from now on. Returns whether it moved.
+   */
+  private learnFromRefusal(err: unknown, priority: number): boolean {
+    const horizonMs = fenceHorizonOf(err);
+    if (horizonMs === null || priority >= horizonMs) return false;
+    const behindMs = horizonMs + HORIZON_CATCH_UP_MS - Date.now();
+    if (!(behindMs > this.stats.clockBehindMs)) return false;
+    this.stats.clockBehindMs = behindMs;
+    return true;
   }
 
   /** Each compare's part on every shard its range touches, read at `at` (that shard then never writes at or below it). */
@@ -465,12 +512,21 @@ export class TxnCoordinator {
    */
   async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
     const deadlineMs = this.deps.deadlineMs();
-    const priority = Date.now();
-    return this.retrying(deadlineMs, async () => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C);
+    let priority = this.ageClockMs();
+    return this.retrying(
+      deadlineMs,
+      async () => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C,
+      (err) => {
+        if (this.learnFromRefusal(err, priority)) priority = Math.max(priority, this.ageClockMs());
+      },
+    );
   }
 
-  /** `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`. */
-  private async retrying<T>(deadlineMs: number, attempt: () => Promise<T>): Promise<T> {
+  /**
+   * `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`; `refused`
+   * sees each such refusal first.
+   */
+  private async retrying<T>(deadlineMs: number, attempt: () => Promise<T>, refused: (err: unknown) => void = () => {}): Promise<T> {
     for (let n = 0; n < MAX_ATTEMPTS; n++) {
       if (Date.now() >= deadlineMs) throw new DeadlineError('cross-shard transaction');
       this.stats.attempts++;
@@ -478,6 +534,7 @@ export class TxnCoordinator {
         return await attempt();
       } catch (err) {
         if (!isRetryable(err)) throw err;
+        refused(err);
         this.stats.retries++;
         const pauseMs = Math.min(MAX_RETRY_PAUSE_MS, this.deps.random() * RETRY_JITTER_MS * (n + 1));
         await new Promise((r) => setTimeout(r, pauseMs));
@@ -532,7 +589,16 @@ export class TxnCoordinator {
         return this.deps.propose(
           groupId,
           {
-            txn_intent: { txn_id: txnId, primary_group: String(order[0]), participant_groups: order.map(String), deadline_unix_ms: String(intentDeadline), priority: String(Math.floor(priority)), ...intent },
+            txn_intent: {
+              txn_id: txnId,
+              primary_group: String(order[0]),
+              participant_groups: order.map(String),
+              deadline_unix_ms: String(intentDeadline),
+              // The same deadline as time left: the leader that stamps the prepare sets it in its own clock.
+              ttl_ms: String(Math.max(1, intentDeadline - Date.now())),
+              priority: String(Math.floor(priority)),
+              ...intent,
+            },
             ...(lease_generations !== undefined ? { lease_generations } : {}),
           },
           Math.max(1, deadlineMs - Date.now()),

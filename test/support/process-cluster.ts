@@ -36,6 +36,8 @@ export interface ClusterOptions {
   peerTls?: boolean;
   /** Arguments for one member only (e.g. a peer certificate from another CA). */
   memberArgs?: (index: number) => string[];
+  /** Environment variables for one member only, over the test's own (e.g. a skewed clock through libfaketime). */
+  memberEnv?: (index: number) => Record<string, string>;
 }
 
 export class ProcessCluster {
@@ -77,6 +79,7 @@ export class ProcessCluster {
       clientTls: options.clientTls ?? false,
       peerTls: options.peerTls ?? false,
       memberArgs: options.memberArgs ?? (() => []),
+      memberEnv: options.memberEnv ?? (() => ({})),
     };
     const rootDir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-it-'));
     const cluster = new ProcessCluster(rootDir, opts);
@@ -138,7 +141,7 @@ export class ProcessCluster {
         ...this.opts.extraArgs,
         ...this.opts.memberArgs(i),
       ],
-      { stdio: ['ignore', out, out] },
+      { stdio: ['ignore', out, out], env: { ...process.env, ...this.opts.memberEnv(i) } },
     );
     fs.closeSync(out);
     // A member that stops by itself with an error (a crash, not a signal this cluster sent) is shown at
