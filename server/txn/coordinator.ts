@@ -206,16 +206,7 @@ export class TxnCoordinator {
   async run(req: TxnRequest, leases: readonly LeaseGeneration[] = []): Promise<TxnWriteOutcome> {
     this.stats.txns++;
     const deadlineMs = this.deps.deadlineMs();
-    // Its age, kept over its attempts: an older transaction's prepare waits where a younger one holds a
-    // shard. Moved up only when a shard found it older than its fence horizon (this member's clock behind).
-    let priority = this.ageClockMs();
-    return this.retrying(
-      deadlineMs,
-      () => this.attempt(req, leases, deadlineMs, priority),
-      (err) => {
-        if (this.learnFromRefusal(err, priority)) priority = Math.max(priority, this.ageClockMs());
-      },
-    );
+    return this.retrying(deadlineMs, (priority) => this.attempt(req, leases, deadlineMs, priority));
   }
 
   /** The clock transactions take their age from: this member's, plus how far the shards showed it is behind. */
@@ -512,29 +503,25 @@ export class TxnCoordinator {
    */
   async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
     const deadlineMs = this.deps.deadlineMs();
-    let priority = this.ageClockMs();
-    return this.retrying(
-      deadlineMs,
-      async () => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C,
-      (err) => {
-        if (this.learnFromRefusal(err, priority)) priority = Math.max(priority, this.ageClockMs());
-      },
-    );
+    return this.retrying(deadlineMs, async (priority) => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C);
   }
 
   /**
-   * `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`; `refused`
-   * sees each such refusal first.
+   * `attempt` again after a retryable refusal (a jittered pause between), until `deadlineMs`. Each attempt
+   * gets the transaction's age (its priority), kept over its attempts: an older transaction's prepare waits
+   * where a younger one holds a shard. It moves up only when a shard found it older than its fence horizon
+   * (this member's clock behind the shard leaders').
    */
-  private async retrying<T>(deadlineMs: number, attempt: () => Promise<T>, refused: (err: unknown) => void = () => {}): Promise<T> {
+  private async retrying<T>(deadlineMs: number, attempt: (priority: number) => Promise<T>): Promise<T> {
+    let priority = this.ageClockMs();
     for (let n = 0; n < MAX_ATTEMPTS; n++) {
       if (Date.now() >= deadlineMs) throw new DeadlineError('cross-shard transaction');
       this.stats.attempts++;
       try {
-        return await attempt();
+        return await attempt(priority);
       } catch (err) {
         if (!isRetryable(err)) throw err;
-        refused(err);
+        if (this.learnFromRefusal(err, priority)) priority = Math.max(priority, this.ageClockMs());
         this.stats.retries++;
         const pauseMs = Math.min(MAX_RETRY_PAUSE_MS, this.deps.random() * RETRY_JITTER_MS * (n + 1));
         await new Promise((r) => setTimeout(r, pauseMs));

@@ -1,0 +1,76 @@
+// TxnCoordinator with a wall clock behind the shard leaders': a prepare refused as older than a shard's
+// fence horizon (kv-state-machine.ts txnTooOld, which names the horizon) teaches the coordinator how far
+// behind it is, its retry and every later transaction take their age from its clock plus that, and each
+// prepare carries the time it has left (ttl_ms) for the shard leader to set its deadline by. The shards
+// are a stand-in (`propose` answers at once, refusing prepares below the horizon as the state machine does).
+import { describe, expect, it } from 'vitest';
+import type { TxnIntentWire } from '../shard/request-codec.ts';
+import { txnTooOld } from '../shard/kv-state-machine.ts';
+import { TxnCoordinator, type CoordinatorDeps, type TxnWriteOutcome } from './coordinator.ts';
+
+function harness(horizonMs: number, otherRefusals = 0) {
+  const prepares: TxnIntentWire[] = [];
+  let refused = 0;
+  let revision = 100;
+  let ids = 0;
+  const deps: CoordinatorDeps = {
+    freshRevision: async () => ++revision,
+    groupOfKey: () => 1,
+    groupsOfRange: () => [1],
+    rangeAt: async () => {
+      throw new Error('no reads in these tests');
+    },
+    propose: async (_groupId, body): Promise<TxnWriteOutcome> => {
+      if ('txn_intent' in body) {
+        prepares.push(body.txn_intent);
+        if (otherRefusals > 0) {
+          otherRefusals--;
+          refused++;
+          throw Object.assign(new Error('synod: another transaction is prepared on this shard'), { code: 10, details: 'synod: another transaction is prepared on this shard' });
+        }
+        if (Number(body.txn_intent.priority) < horizonMs) {
+          refused++;
+          const spec = txnTooOld(horizonMs);
+          throw Object.assign(new Error(spec.message), { code: spec.code, details: spec.message });
+        }
+        return { revision: ++revision, result: null };
+      }
+      return { revision: 0, result: null };
+    },
+    deadlineMs: () => Date.now() + 5_000,
+    newTxnId: () => `t${++ids}`,
+    pauseBeforeDecisionMs: 0,
+    random: () => 0.5,
+  };
+  const coordinator = new TxnCoordinator(deps);
+  const sweep = (): Promise<number> => coordinator.sweepLease({ ID: '7', generation: '1', revoked_at: '1' }, [1, 2]);
+  return { coordinator, prepares, refused: () => refused, sweep };
+}
+
+describe('TxnCoordinator on a member whose clock is behind', () => {
+  it('learns how far behind from a fence horizon that refused it, commits on the retry, and starts later transactions past the horizon', async () => {
+    const horizonMs = Date.now() + 10 * 60_000; // the shard leaders' clocks less five minutes, ten minutes ahead of this one
+    const { coordinator, prepares, refused, sweep } = harness(horizonMs);
+    await sweep();
+    expect(refused()).toBeGreaterThan(0);
+    const behindMs = coordinator.stats.clockBehindMs;
+    // Two minutes past the horizon it met (HORIZON_CATCH_UP_MS), as this clock reads now.
+    expect(behindMs).toBeGreaterThan(horizonMs - Date.now() + 2 * 60_000 - 1_000);
+    expect(behindMs).toBeLessThanOrEqual(horizonMs - Date.now() + 2 * 60_000 + 1_000);
+    const refusedFirst = refused();
+    await sweep();
+    expect(refused()).toBe(refusedFirst); // a later transaction is not refused at all
+    for (const p of prepares) {
+      const ttlMs = Number(p.ttl_ms);
+      expect(ttlMs).toBeGreaterThan(0);
+      expect(ttlMs).toBeLessThanOrEqual(1_000); // INTENT_TTL_MS: the leader's deadline is its clock plus this
+    }
+  });
+
+  it('a refusal for another reason (wait-die) is retried and teaches nothing', async () => {
+    const { coordinator, refused, sweep } = harness(0, 3);
+    await sweep();
+    expect(refused()).toBe(3);
+    expect(coordinator.stats.clockBehindMs).toBe(0);
+  });
+});
