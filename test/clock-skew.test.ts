@@ -13,6 +13,7 @@ import { ProcessCluster } from './support/process-cluster.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { LeaseLockClient } from './support/lease-lock-client.ts';
+import { AuthClient } from './support/auth-client.ts';
 import { SlotMap } from '../server/routing/slots.ts';
 import { ShardPeerChannels, shardKvOnPeer } from '../server/shard/peer-shard-rpc.ts';
 import { encodeForwardedEntry } from '../server/shard/forwarded-entry.ts';
@@ -22,6 +23,8 @@ import { FIRST_SHARD_GROUP_ID } from '../server/cli/shard-hosting.ts';
 const FAKETIME_LIB = `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/faketime/libfaketime.so.1`;
 const SHARDS = 4;
 const PAUSE_MS = 4_000;
+/** Auth tokens' lifetime (--auth-token-ttl), short enough to see one expire. */
+const TOKEN_TTL_S = 3;
 /** Each member's clock against the machine's, as libfaketime's FAKETIME says it. */
 const SKEWS = ['+60s', '-30s', '-600s'];
 let cluster: ProcessCluster;
@@ -32,7 +35,7 @@ beforeAll(async () => {
   if (!fs.existsSync(FAKETIME_LIB)) throw new Error(`${FAKETIME_LIB} is missing: make test installs Debian's faketime`);
   cluster = await ProcessCluster.start({
     size: 3,
-    memberArgs: (i) => ['--shards', String(SHARDS), ...(i === 0 && pauseMember0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
+    memberArgs: (i) => ['--shards', String(SHARDS), '--auth-token-ttl', String(TOKEN_TTL_S), ...(i === 0 && pauseMember0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
     memberEnv: (i) => ({ LD_PRELOAD: FAKETIME_LIB, FAKETIME: SKEWS[i], DONT_FAKE_MONOTONIC: '1' }),
   });
   const kv = new KvClient(cluster.endpointOf(2));
@@ -163,6 +166,34 @@ describe('members whose clocks disagree by minutes', () => {
     } finally {
       leases.close();
       kv.close();
+    }
+  }, 60_000);
+
+  it('an auth token lives its TTL on every member: one from the member ten minutes behind works on the one a minute ahead, and one from that member expires on time on the one behind', async () => {
+    const admin = new AuthClient(cluster.addressOf(1));
+    const behind = new AuthClient(cluster.addressOf(2));
+    const ahead = new AuthClient(cluster.addressOf(0));
+    try {
+      await admin.call('Auth', 'UserAdd', { name: 'root', password: 'root-pw' });
+      await admin.call('Auth', 'UserGrantRole', { user: 'root', role: 'root' });
+      await admin.call('Auth', 'AuthEnable', {});
+      // Issued by member 2 in its clock (ten minutes behind): expired long ago by member 0's clock alone.
+      const fromBehind = ((await behind.call('Auth', 'Authenticate', { name: 'root', password: 'root-pw' })) as { token: string }).token;
+      ahead.token = fromBehind;
+      await ahead.call('KV', 'Put', { key: Buffer.from('auth/a'), value: Buffer.from('1') });
+      // Issued by member 0 (a minute ahead): by member 2's clock alone it would last eleven minutes.
+      const fromAhead = ((await ahead.call('Auth', 'Authenticate', { name: 'root', password: 'root-pw' })) as { token: string }).token;
+      behind.token = fromAhead;
+      await behind.call('KV', 'Put', { key: Buffer.from('auth/b'), value: Buffer.from('1') });
+      await new Promise((r) => setTimeout(r, TOKEN_TTL_S * 1_000 + 500));
+      await expect(behind.call('KV', 'Put', { key: Buffer.from('auth/b'), value: Buffer.from('2') })).rejects.toMatchObject({ details: 'etcdserver: invalid auth token' });
+      // Authenticated again, it works; and auth goes off for the test after this one.
+      behind.token = ((await behind.call('Auth', 'Authenticate', { name: 'root', password: 'root-pw' })) as { token: string }).token;
+      await behind.call('Auth', 'AuthDisable', {});
+    } finally {
+      admin.close();
+      behind.close();
+      ahead.close();
     }
   }, 60_000);
 

@@ -74,7 +74,7 @@ export class AuthGuard {
   private judgeToken(token: string): TokenVerdict {
     const auth = this.ctx.sm.auth;
     if (!auth.enabled) return { kind: 'disabled' };
-    const check = verifyToken(auth.tokenSecret, token, Date.now());
+    const check = verifyToken(auth.tokenSecret, token, Date.now(), (issuerId) => this.ctx.member.peerClockAheadMs(issuerId));
     if (!check.ok) return { kind: 'invalid', retry: check.reason === 'signature' };
     return this.judgeClaims(check.claims);
   }

@@ -119,7 +119,7 @@ export function authService(ctx: ApiContext, guard: AuthGuard, opts: AuthService
       }
       const store = auth();
       if (!store.enabled) throw grpcError(ETCD_ERRORS.AUTH_NOT_ENABLED);
-      const token = signToken(store.tokenSecret, { user: req.name, revision: store.revision, expiresAtMs: Date.now() + opts.tokenTtlSeconds * 1000 });
+      const token = signToken(store.tokenSecret, { user: req.name, revision: store.revision, expiresAtMs: Date.now() + opts.tokenTtlSeconds * 1000, issuerId: ctx.member.memberId });
       return { header: ctx.header(), token };
     }),
 

@@ -14,6 +14,8 @@ export interface TokenClaims {
   revision: number;
   /** Milliseconds since the epoch (issuing member's clock). */
   expiresAtMs: number;
+  /** The issuing member, whose clock `expiresAtMs` is in (absent: a token of an older build). */
+  issuerId?: number;
 }
 
 /** Below this a secret is none at all: an auth store restored from an etcd snapshot has none yet. */
@@ -26,13 +28,18 @@ function mac(secret: Buffer, payload: string): Buffer {
 
 /** `synod1.<base64url claims>.<base64url mac>`: printable ASCII, as gRPC metadata values must be. */
 export function signToken(secret: Buffer, claims: TokenClaims): string {
-  const payload = Buffer.from(JSON.stringify({ u: claims.user, r: claims.revision, e: claims.expiresAtMs })).toString('base64url');
+  const payload = Buffer.from(JSON.stringify({ u: claims.user, r: claims.revision, e: claims.expiresAtMs, ...(claims.issuerId !== undefined ? { m: claims.issuerId } : {}) })).toString('base64url');
   return `${VERSION}.${payload}.${mac(secret, payload).toString('base64url')}`;
 }
 
 export type TokenCheck = { ok: true; claims: TokenClaims } | { ok: false; reason: 'malformed' | 'signature' | 'expired' };
 
-export function verifyToken(secret: Buffer, token: string, nowMs: number): TokenCheck {
+/**
+ * Checks `token` at `nowMs` (this member's clock). `clockAheadOf(issuer)`: how far the issuing member's
+ * wall clock is ahead of this one's (its peer-stream hello says), so that a token lives its TTL on every
+ * member whatever their clocks say; 0 for this member itself or one not heard from.
+ */
+export function verifyToken(secret: Buffer, token: string, nowMs: number, clockAheadOf: (issuerId: number) => number = () => 0): TokenCheck {
   const parts = token.split('.');
   if (parts.length !== 3 || parts[0] !== VERSION) return { ok: false, reason: 'malformed' };
   if (secret.length < MIN_TOKEN_SECRET_BYTES) return { ok: false, reason: 'signature' };
@@ -45,8 +52,12 @@ export function verifyToken(secret: Buffer, token: string, nowMs: number): Token
   } catch {
     return { ok: false, reason: 'malformed' };
   }
-  const o = raw as { u?: unknown; r?: unknown; e?: unknown };
+  const o = raw as { u?: unknown; r?: unknown; e?: unknown; m?: unknown };
   if (typeof o.u !== 'string' || typeof o.r !== 'number' || typeof o.e !== 'number') return { ok: false, reason: 'malformed' };
-  if (o.e <= nowMs) return { ok: false, reason: 'expired' };
-  return { ok: true, claims: { user: o.u, revision: o.r, expiresAtMs: o.e } };
+  if (o.m !== undefined && !(typeof o.m === 'number' && Number.isSafeInteger(o.m) && o.m > 0)) return { ok: false, reason: 'malformed' };
+  const issuerId = o.m as number | undefined;
+  // The expiry in this member's clock: the issuer's clock reads `ahead` more than this one's.
+  const expiresHereMs = o.e - (issuerId === undefined ? 0 : clockAheadOf(issuerId));
+  if (expiresHereMs <= nowMs) return { ok: false, reason: 'expired' };
+  return { ok: true, claims: { user: o.u, revision: o.r, expiresAtMs: o.e, ...(issuerId !== undefined ? { issuerId } : {}) } };
 }

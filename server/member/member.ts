@@ -131,6 +131,8 @@ export interface MessageSink {
   peerHasSaidHello?(memberId: NodeId): boolean;
   /** Whether the stream to member `memberId` is up now (absent: the network is not modelled; assume so). */
   isConnected?(memberId: NodeId): boolean;
+  /** How far member `memberId`'s wall clock is ahead of this one's, as its hello said (absent, or 0: unknown). */
+  peerClockAheadMs?(memberId: NodeId): number;
 }
 
 /**
@@ -915,6 +917,15 @@ export class Member {
    */
   clusterImplements(rules: number): boolean {
     return this.groupImplements(this.mustGroup(CLUSTER_GROUP_ID), rules);
+  }
+
+  /**
+   * How far member `memberId`'s wall clock is ahead of this member's (ms; negative: behind), as its last
+   * peer-stream hello said; 0 for this member, or one not heard from.
+   */
+  peerClockAheadMs(memberId: NodeId): number {
+    if (memberId === this.opts.memberId) return 0;
+    return this.sink?.peerClockAheadMs?.(memberId) ?? 0;
   }
 
   /**

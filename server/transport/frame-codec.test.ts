@@ -383,7 +383,7 @@ describe('frame codec round trip', () => {
     const hello = { clusterId: 2 ** 53 - 1, memberId: 42 };
     const buf = encodeStreamHello(hello);
     expect(decodeStreamHello(buf)).toEqual(hello);
-    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 2 ** 53 - 1, member_id: 42, stream_services: [], apply_rules: 0 });
+    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 2 ** 53 - 1, member_id: 42, stream_services: [], apply_rules: 0, unix_ms: 0 });
     expect(decodeStreamHello(streamMethod.responseSerialize({ cluster_id: 7, member_id: 8 }))).toEqual({ clusterId: 7, memberId: 8 });
   });
 
@@ -396,11 +396,20 @@ describe('frame codec round trip', () => {
     expect(decodeStreamHello(encodeStreamHello({ clusterId: 3, memberId: 4 })).applyRules).toBeUndefined();
   });
 
+  it('carries the sender\'s wall clock in its StreamHello, as proto-loader encodes it; absent from an older member', () => {
+    const hello = { clusterId: 3, memberId: 4, applyRules: 4, unixMs: 1_796_568_713_622 };
+    const buf = encodeStreamHello(hello);
+    expect(decodeStreamHello(buf)).toEqual(hello);
+    expect(streamMethod.responseDeserialize(buf)).toMatchObject({ cluster_id: 3, member_id: 4, unix_ms: 1_796_568_713_622 });
+    expect(decodeStreamHello(streamMethod.responseSerialize({ cluster_id: 3, member_id: 4, apply_rules: 4, unix_ms: 1_796_568_713_622 }))).toEqual(hello);
+    expect(decodeStreamHello(encodeStreamHello({ clusterId: 3, memberId: 4 })).unixMs).toBeUndefined();
+  });
+
   it('carries the services a member serves on its streams in its StreamHello, as proto-loader encodes them', () => {
     const hello = { clusterId: 3, memberId: 4, streamServices: ['synod.shard.ShardPeer', 'x.Ünïcode', ''] };
     const buf = encodeStreamHello(hello);
     expect(decodeStreamHello(buf)).toEqual(hello);
-    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 3, member_id: 4, stream_services: ['synod.shard.ShardPeer', 'x.Ünïcode', ''], apply_rules: 0 });
+    expect(streamMethod.responseDeserialize(buf)).toEqual({ cluster_id: 3, member_id: 4, stream_services: ['synod.shard.ShardPeer', 'x.Ünïcode', ''], apply_rules: 0, unix_ms: 0 });
     expect(buf.equals(streamMethod.responseSerialize({ cluster_id: 3, member_id: 4, stream_services: hello.streamServices }))).toBe(true);
   });
 

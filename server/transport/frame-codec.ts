@@ -55,6 +55,8 @@ export interface StreamHello {
   streamServices?: string[];
   /** The replicated apply rules the member implements (transport.proto); absent: 0 (an older member). */
   applyRules?: number;
+  /** The sender's wall clock as it sent the hello (ms since the epoch); absent or 0: an older member. */
+  unixMs?: number;
 }
 
 // Enum numbers from transport.proto (MessageType, EntryType).
@@ -444,6 +446,8 @@ export function encodeStreamHello(hello: StreamHello): Buffer {
   for (const name of services) n += lenFieldSize(Buffer.byteLength(name));
   const applyRules = hello.applyRules ?? 0;
   if (applyRules !== 0) n += uintFieldSize(applyRules, 'apply rules');
+  const unixMs = hello.unixMs ?? 0;
+  if (unixMs !== 0) n += uintFieldSize(unixMs, 'hello clock');
   const buf = Buffer.allocUnsafe(n);
   let p = writeUintField(buf, 0, 0x08, hello.clusterId);
   p = writeUintField(buf, p, 0x10, hello.memberId);
@@ -454,6 +458,7 @@ export function encodeStreamHello(hello: StreamHello): Buffer {
     p += buf.write(name, p, 'utf8');
   }
   if (applyRules !== 0) p = writeUintField(buf, p, 0x20, applyRules);
+  if (unixMs !== 0) p = writeUintField(buf, p, 0x28, unixMs);
   if (p !== n) throw new Error(`frame codec: wrote ${p} bytes of a ${n}-byte hello (bug)`);
   return buf;
 }
@@ -914,6 +919,10 @@ export function decodeStreamHello(buf: Buffer): StreamHello {
       case 4:
         expectWire(key, WIRE_VARINT, 'StreamHello.apply_rules');
         hello.applyRules = r.varint(limit);
+        break;
+      case 5:
+        expectWire(key, WIRE_VARINT, 'StreamHello.unix_ms');
+        hello.unixMs = r.varint(limit);
         break;
       default:
         r.skip(key & 7, limit);

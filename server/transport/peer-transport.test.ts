@@ -109,13 +109,16 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     const client = new OldPeer(`127.0.0.1:${transport.port}`, grpc.credentials.createInsecure());
     cleanups.push(() => client.close());
     const call = (client as unknown as { Stream(): grpc.ClientDuplexStream<WireBatch, { cluster_id: number; member_id: number }> }).Stream();
-    const hello = new Promise<{ cluster_id: number; member_id: number }>((resolve) => call.once('data', resolve));
+    const hello = new Promise<{ cluster_id: number; member_id: number; unix_ms?: number | string }>((resolve) => call.once('data', resolve));
     call.on('error', () => {});
     cleanups.push(() => void call.end());
     const back = append(OLD_MEMBER, NEW_MEMBER);
     call.write({ cluster_id: CLUSTER, from_member: OLD_MEMBER, to_member: NEW_MEMBER, envelopes: [{ group_id: 2, message: messageToWire(back) }] });
     // proto-loader fills the absent apply_rules (this transport was given none) with its default.
-    expect(await hello).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER, stream_services: [], apply_rules: 0 });
+    const said = await hello;
+    expect(said).toEqual({ cluster_id: CLUSTER, member_id: NEW_MEMBER, stream_services: [], apply_rules: 0, unix_ms: said.unix_ms });
+    // Its wall clock as it answered (what a peer reads times it wrote with: docs/architecture.md, clocks).
+    expect(Math.abs(Number(said.unix_ms) - Date.now())).toBeLessThan(10_000);
     // The old peer's hello named no services: nothing is ever called on its stream.
     expect(transport.streamCallsTo(OLD_MEMBER, 'test.Echo')).toBe(false);
     expect(await transport.callOnStream(OLD_MEMBER, '/test.Echo/Upper', Buffer.from('x'), Date.now() + 1_000)).toEqual({ kind: 'not-sent', reason: `member ${OLD_MEMBER} does not serve /test.Echo/Upper on its stream` });

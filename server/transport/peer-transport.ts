@@ -231,6 +231,8 @@ export class PeerTransport {
   });
   private readonly outbound = new Map<number, Outbound>();
   private readonly inboundCalls = new Set<grpc.ServerDuplexStream<FrameBatch, StreamHello>>();
+  /** Each peer's wall clock ahead of this member's, from its last hello (peerClockAheadMs). */
+  private readonly peerClockAheadById = new Map<number, number>();
   /** Each peer's apply rules from its last hello (peerApplyRules). */
   private readonly peerApplyRulesById = new Map<number, number>();
   private stopped = false;
@@ -287,6 +289,14 @@ export class PeerTransport {
 
   peerHasSaidHello(memberId: number): boolean {
     return this.peerApplyRulesById.has(memberId);
+  }
+
+  /**
+   * How far member `memberId`'s wall clock is ahead of this member's (ms; negative: behind), as its last
+   * hello said; 0 when it never said (an older member, or not heard yet).
+   */
+  peerClockAheadMs(memberId: number): number {
+    return this.peerClockAheadById.get(memberId) ?? 0;
   }
 
   /**
@@ -713,6 +723,8 @@ export class PeerTransport {
       // The peer's hello: the stream is up end to end.
       if (out.call === call) out.peerServices = new Set(hello.streamServices ?? []);
       this.peerApplyRulesById.set(out.memberId, hello.applyRules ?? 0);
+      // Its clock against ours, less the hello's way here (a loopback or LAN hop: well under the times read with it).
+      if ((hello.unixMs ?? 0) > 0) this.peerClockAheadById.set(out.memberId, hello.unixMs! - Date.now());
       if (!out.connected) {
         out.connected = true;
         out.backoffMs = MIN_BACKOFF_MS;
@@ -774,7 +786,7 @@ export class PeerTransport {
       this.peerIsBack(dialler);
       this.inboundStreams.set(dialler, (this.inboundStreams.get(dialler) ?? 0) + 1);
     }
-    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()], applyRules: this.opts.applyRules ?? 0 });
+    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()], applyRules: this.opts.applyRules ?? 0, unixMs: Date.now() });
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(
