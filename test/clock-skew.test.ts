@@ -7,20 +7,18 @@
 // fences, the member ten minutes behind learns from their fence horizons how far behind it is and its
 // transactions, and a lease revoked through it, still go through; and a coordinator a minute ahead
 // killed -9 between its prepares and its answer blocks no reader past 2 s.
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { LeaseLockClient } from './support/lease-lock-client.ts';
 import { AuthClient } from './support/auth-client.ts';
+import { skewedClockEnv } from './support/skewed-clock.ts';
 import { SlotMap } from '../server/routing/slots.ts';
 import { ShardPeerChannels, shardKvOnPeer } from '../server/shard/peer-shard-rpc.ts';
 import { encodeForwardedEntry } from '../server/shard/forwarded-entry.ts';
 import { FIRST_SHARD_GROUP_ID } from '../server/cli/shard-hosting.ts';
 
-/** Debian's libfaketime (package faketime, which `make test` installs), for this machine's architecture. */
-const FAKETIME_LIB = `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/faketime/libfaketime.so.1`;
 const SHARDS = 4;
 const PAUSE_MS = 4_000;
 /** Auth tokens' lifetime (--auth-token-ttl), short enough to see one expire. */
@@ -32,11 +30,10 @@ let cluster: ProcessCluster;
 let pauseMember0 = false;
 
 beforeAll(async () => {
-  if (!fs.existsSync(FAKETIME_LIB)) throw new Error(`${FAKETIME_LIB} is missing: make test installs Debian's faketime`);
   cluster = await ProcessCluster.start({
     size: 3,
     memberArgs: (i) => ['--shards', String(SHARDS), '--auth-token-ttl', String(TOKEN_TTL_S), ...(i === 0 && pauseMember0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
-    memberEnv: (i) => ({ LD_PRELOAD: FAKETIME_LIB, FAKETIME: SKEWS[i], DONT_FAKE_MONOTONIC: '1' }),
+    memberEnv: (i) => skewedClockEnv(SKEWS[i]),
   });
   const kv = new KvClient(cluster.endpointOf(2));
   try {

@@ -25,6 +25,8 @@ export interface FaultRunOptions {
   shards?: number;
   /** Arguments for one member only (e.g. the TEST-ONLY --test-forward-shards). */
   memberArgs?: (index: number) => string[];
+  /** Environment for one member only (e.g. a skewed wall clock through libfaketime). */
+  memberEnv?: (index: number) => Record<string, string>;
 }
 
 export interface FaultRunReport {
@@ -49,7 +51,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
   // watch on one key's prefix is a single-shard watch.
   const keys = [...Array(o.keys ?? 4).keys()].map((k) => (sharded ? `${PREFIX}{k${k}}` : `${PREFIX}k${k}`));
   const shardArgs = sharded ? ['--shards', String(o.shards)] : [];
-  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000', ...shardArgs], shards: o.shards, memberArgs: o.memberArgs });
+  const cluster = await FaultCluster.start({ size: o.members, extraArgs: ['--request-timeout', '1000', ...shardArgs], shards: o.shards, memberArgs: o.memberArgs, memberEnv: o.memberEnv });
   const clock = monotonicClock();
   const recorder = new HistoryRecorder(clock);
   const endpoints = cluster.cluster.members.map((_, i) => cluster.endpointOf(i));
