@@ -195,6 +195,24 @@ export class FaultCluster {
   }
 
   /** Snapshots sent and installed so far, summed over the running members' /metrics. */
+  /**
+   * The members (still up) that learnt their wall clock is behind the shard leaders' from a fence horizon
+   * (synod_cross_shard_txn_clock_behind_seconds), as "m4 480 s"; empty when none did.
+   */
+  async clocksBehindLearnt(): Promise<string[]> {
+    const learnt: string[] = [];
+    for (let i = 0; i < this.size; i++) {
+      if (!this.isUp(i)) continue;
+      try {
+        const seconds = Number(/^synod_cross_shard_txn_clock_behind_seconds (\S+)/m.exec(await this.cluster.metrics(i))?.[1] ?? 0);
+        if (seconds > 0) learnt.push(`${this.cluster.members[i].name} ${seconds.toFixed(0)} s`);
+      } catch {
+        // a member that is restarting
+      }
+    }
+    return learnt;
+  }
+
   async snapshotCounts(): Promise<{ sent: number; installed: number }> {
     let sent = 0;
     let installed = 0;

@@ -91,6 +91,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     }
 
     const snapshots = await cluster.snapshotCounts();
+    const clocksBehind = sharded ? await cluster.clocksBehindLearnt() : [];
     // The store's history per watched prefix, and all of it in revision order (revisions are unique
     // across shards: one oracle hands them out).
     const references = new Map<string, WatchEvent[]>();
@@ -134,6 +135,7 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
       `${watchEvents} watch events (${watchers.reduce((n, w) => n + w.reconnects, 0)} reconnects); ` +
       `${faults.length} faults: ${faults.map((f) => `@${(f.atMs / 1000).toFixed(1)}s ${f.text}`).join('; ')}; ` +
       `snapshots sent ${snapshots.sent}, installed ${snapshots.installed} (counted by the processes still running); ` +
+      (clocksBehind.length > 0 ? `clocks found behind by fence horizons: ${clocksBehind.join(', ')}; ` : '') +
       (bankReport
         ? `bank over ${o.shards} shards: ${bankReport.transfersCommitted} transfers committed (${bankReport.crossShardCommitted} across shards), ${bankReport.transfersRejected} rejected by their compare, ` +
           `${bankReport.transfersUnknown} unknown; ${bankReport.snapshotReads} multi-shard snapshots summed (${bankReport.snapshotReadsFailed} failed), ${bankReport.snapshotsReread} re-read at their revision; `
