@@ -34,7 +34,7 @@ import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, typ
 import { foreignReadRevision, txnReadsToWire, type ForeignAnswer, type ForeignRead } from './txn-reads.ts';
 import { txnOpFromWire } from '../etcd/convert.ts';
 import { ShardRevisions, type ShardRevisionsMutation } from './shard-revisions.ts';
-import type { PreparedTxn } from '../txn/shard-txn-table.ts';
+import { INTENT_TTL_MS, type PreparedTxn } from '../txn/shard-txn-table.ts';
 import { judgeWaitingPrepare, rankOf, type TxnRank } from '../txn/wait-die.ts';
 import { HeldResolutions, rideAlongOf, type HeldResolutionCounts, type RideAlong } from './held-resolutions.ts';
 
@@ -98,6 +98,21 @@ export interface ShardWritePathOptions {
 const TXN_RECOVERY_GRACE_MS = 200;
 /** How often the leader looks for prepared transactions past their deadline. */
 const TXN_RECOVERY_CHECK_MS = 50;
+/** How long a leader must have seen a transaction prepared before its deadline counts (preparedOverdue). */
+const TXN_RECOVERY_MIN_SEEN_MS = 200;
+
+/**
+ * Whether a prepared transaction is overdue for recovery on this leader, which has seen it prepared for
+ * `seenForMs` (monotonic). Its deadline was set by the leader that stamped its prepare, in that leader's
+ * wall clock: exact there, but a leader elected since reads it through its own clock, which may be ahead
+ * (the transaction looks overdue at once) or behind (it would look alive for as long). So the deadline
+ * counts only once this leader has seen the transaction prepared a little while, and one it has seen
+ * prepared for a whole intent's lifetime is overdue whatever the deadline says.
+ */
+export function preparedOverdue(deadlineUnixMs: number, nowMs: number, seenForMs: number): boolean {
+  if (seenForMs >= INTENT_TTL_MS + TXN_RECOVERY_GRACE_MS) return true;
+  return seenForMs >= TXN_RECOVERY_MIN_SEEN_MS && deadlineUnixMs + TXN_RECOVERY_GRACE_MS <= nowMs;
+}
 
 /** An InternalRequest's proposal_term field for `fence` (none when 0). */
 function fenceField(fence: number): { proposal_term?: string } {
@@ -224,6 +239,8 @@ export class ShardWritePath {
   private readonly rideAlong: RideAlong;
   /** Prepared transactions a recovery runs for now (by id). */
   private readonly recovering = new Set<string>();
+  /** When this leader first saw each prepared transaction (performance.now; preparedOverdue). */
+  private readonly preparedSeenMs = new Map<string, number>();
   private recoveryTimer: ReturnType<typeof setInterval> | null = null;
   /** Wakes drainOutbox when a waiting younger prepare's grace ends. */
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
@@ -330,6 +347,7 @@ export class ShardWritePath {
     if (this.stopped) this.heldResolutions.drop();
     else this.heldResolutions.passAllOn();
     this.revisions.end();
+    this.preparedSeenMs.clear(); // a later leadership of this replica sees them anew
     this.intentInFlight = 0;
     this.intentInFlightRank = null;
     this.resolvesProposed.clear();
@@ -639,8 +657,13 @@ export class ShardWritePath {
       return;
     }
     const now = Date.now();
-    for (const p of this.opts.sm.txns.preparedTxns()) {
-      if (p.deadlineUnixMs + TXN_RECOVERY_GRACE_MS > now || this.recovering.has(p.txnId)) continue;
+    const monoMs = performance.now();
+    const prepared = this.opts.sm.txns.preparedTxns();
+    for (const id of this.preparedSeenMs.keys()) if (!prepared.some((p) => p.txnId === id)) this.preparedSeenMs.delete(id);
+    for (const p of prepared) {
+      const seenMs = this.preparedSeenMs.get(p.txnId) ?? monoMs;
+      this.preparedSeenMs.set(p.txnId, seenMs);
+      if (!preparedOverdue(p.deadlineUnixMs, now, monoMs - seenMs) || this.recovering.has(p.txnId)) continue;
       this.recovering.add(p.txnId);
       this.stats.txnRecoveries++;
       recover(p)

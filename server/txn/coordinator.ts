@@ -34,7 +34,7 @@ import { comparePart } from '../shard/txn-reads.ts';
 import { rangeOf, type Compare, type DeleteRangeResult, type KeyValue, type RangeOp, type RangeResult, type ResponseOp, type TxnResult } from '../mvcc/types.ts';
 import { mergeShardRanges } from '../routing/range-merge.ts';
 import { DeadlineError } from '../member/member.ts';
-import { TXN_NOT_PREPARED, type PreparedTxn, type TxnRecoveryResult } from './shard-txn-table.ts';
+import { INTENT_TTL_MS, TXN_NOT_PREPARED, type PreparedTxn, type TxnRecoveryResult } from './shard-txn-table.ts';
 import { ShardAdmission } from './shard-admission.ts';
 import { rankOf } from './wait-die.ts';
 import { MAX_TXN_OP_POSITIONS } from '../mvcc/txn-op-position.ts';
@@ -90,13 +90,6 @@ const MAX_ATTEMPTS = 30;
 /** Upper bound of the jittered pause before attempt n (× n, capped): conflicting coordinators drift apart. */
 const RETRY_JITTER_MS = 4;
 const MAX_RETRY_PAUSE_MS = 50;
-/**
- * How long a prepared transaction stays out of recoverers' reach. Short: a coordinator killed between
- * prepare and decision holds its participants' writes and reads this long (plus the recoverers' grace
- * and check period, under 2 s in all); a slow live coordinator whose transaction a recoverer aborted
- * only loses that attempt and tries again.
- */
-const INTENT_TTL_MS = 1_000;
 /**
  * Longest a finished transaction's records wait for a later resolve to carry their forget to a shard
  * before one entry carries them all.

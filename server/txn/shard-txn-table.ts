@@ -30,6 +30,14 @@ export interface PreparedLeaseSweep {
  */
 export const TXN_NOT_PREPARED = { code: 10 /* ABORTED */, message: 'synod: transaction is not prepared on this shard (it was aborted)' } as const;
 
+/**
+ * How long a prepared transaction stays out of recoverers' reach (its prepares carry at most this much
+ * time left, TxnIntent.ttl_ms). Short: a coordinator killed between prepare and decision holds its
+ * participants' writes and reads this long (plus the recoverers' grace and check period, under 2 s in all);
+ * a slow live coordinator whose transaction a recoverer aborted only loses that attempt and tries again.
+ */
+export const INTENT_TTL_MS = 1_000;
+
 /** State-keyspace prefix of the table's records ('t'). */
 export const TXN_RECORD_PREFIX = 0x74;
 const PREPARED_KIND = 0x70; // 'p'

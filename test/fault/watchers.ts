@@ -122,24 +122,46 @@ export class ResilientWatcher {
   }
 }
 
-/** The store's whole history under the prefix: a watch from revision 1 until the stream goes quiet. */
-export async function readFullHistory(endpoint: string, prefix: string, quietMs = 1_000): Promise<WatchEvent[]> {
-  const { Watch } = etcdClients();
+/**
+ * Every event under `prefix` from revision 1 through the store's revision when called, read with one
+ * watch through `endpoint`. Done once a progress answer names that revision (every event up to it was
+ * sent, etcd's progress semantics; a merged watch names its delivered revision) — not after a quiet
+ * spell, which a watch slow to start on a loaded machine would pass with nothing read. Throws after
+ * `timeoutMs`.
+ */
+export async function readFullHistory(endpoint: string, prefix: string, timeoutMs = 30_000): Promise<WatchEvent[]> {
+  const { KV, Watch } = etcdClients();
+  const kv = new KV(endpoint, grpc.credentials.createInsecure());
+  const untilRevision = await new Promise<number>((resolve, reject) => {
+    (kv as unknown as { Range(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { header: { revision: string } }) => void): void }).Range(
+      { key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true },
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => (err ? reject(err) : resolve(Number(res.header.revision))),
+    );
+  }).finally(() => kv.close());
   const client = new Watch(endpoint, grpc.credentials.createInsecure());
   const call = (client as unknown as { Watch(): grpc.ClientDuplexStream<object, WatchResponse> }).Watch();
   const events: WatchEvent[] = [];
-  let lastAt = Date.now();
   let failure: Error | null = null;
+  let progressAt = 0;
   call.on('data', (r: WatchResponse) => {
     if (r.canceled) failure = new Error(`history watch cancelled: ${r.cancel_reason}`);
     events.push(...toWatchEvents(r));
-    lastAt = Date.now();
+    if (!r.created && r.events.length === 0) progressAt = Math.max(progressAt, Number(r.header.revision));
   });
   call.on('error', (err: Error) => (failure = err));
   call.write({ create_request: { key: Buffer.from(prefix), range_end: prefixEnd(prefix), start_revision: '1' } });
-  while (Date.now() - lastAt < quietMs && !failure) await new Promise((r) => setTimeout(r, 50));
-  call.cancel();
-  client.close();
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (progressAt < untilRevision && !failure) {
+      if (Date.now() > deadline) throw new Error(`history watch of ${prefix} through ${endpoint}: ${events.length} events, delivered through revision ${progressAt} of ${untilRevision} after ${timeoutMs} ms`);
+      call.write({ progress_request: {} });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    call.cancel();
+    client.close();
+  }
   if (failure) throw failure;
   return events;
 }

@@ -142,6 +142,12 @@ export class SimClock {
     this.now = startMs;
   }
 
+  /**
+   * How far each simulated process's wall clock (Date.now) is off the simulated time, by owner: a host whose
+   * clock is ahead or behind. performance.now, the monotonic clock, stays true for everyone. Default: none.
+   */
+  wallClockSkewMs: (owner: string) => number = () => 0;
+
   /** The simulated process code is running for (SIM_OWNER outside any). */
   currentOwner(): string {
     return this.owners.getStore() ?? SIM_OWNER;
@@ -262,7 +268,7 @@ export class SimClock {
     g.clearTimeout = clear;
     g.clearInterval = clear;
     g.clearImmediate = clear;
-    Date.now = () => this.now;
+    Date.now = () => this.now + this.wallClockSkewMs(this.currentOwner());
     performance.now = () => this.now;
     return () => {
       g.setTimeout = saved.setTimeout;

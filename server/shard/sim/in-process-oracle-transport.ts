@@ -36,6 +36,8 @@ export class InProcessOracleTransport implements OracleTransport {
         this.stats.dropped++;
         return;
       }
+      // As on the wire: the time left, which the host adds to its own clock (shard-peer-wire.ts).
+      const leftMs = request.deadlineMs - Date.now();
       const copy: OracleRequest = { ...request };
       setTimeout(() => {
         const host = server(to);
@@ -44,7 +46,7 @@ export class InProcessOracleTransport implements OracleTransport {
           return;
         }
         void runAs(to, () =>
-          host.handle(copy).then((response) => {
+          host.handle({ ...copy, deadlineMs: Date.now() + leftMs }).then((response) => {
             if (drop()) {
               this.stats.dropped++;
               return;

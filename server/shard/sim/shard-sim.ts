@@ -95,6 +95,12 @@ export interface ShardSimOptions {
    * its transaction's branch says its compares held whatever they evaluate to.
    */
   replicaMutation?: 'decide-ignoring-compares';
+  /**
+   * Each member's wall clock against the simulated time (ms; by member, in order; missing: 0): what a member
+   * reads with Date.now, and so the deadlines and ages it writes into requests and entries. Requests
+   * between members carry the time left, as on the wire (shard-peer-wire.ts deadlineToWire).
+   */
+  clockSkewsMs?: readonly number[];
 }
 
 export interface ShardSimResult {
@@ -228,6 +234,20 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, opts.maxDropRate);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
+  const clockSkewsMs = options.clockSkewsMs ?? [];
+  if (clockSkewsMs.some((ms) => ms !== 0)) {
+    // A member incarnation's owner is `m<id>#<generation>`.
+    const skewOf = new Map<string, number>();
+    clock.wallClockSkewMs = (owner) => {
+      let ms = skewOf.get(owner);
+      if (ms === undefined) {
+        const m = /^m(\d+)#/.exec(owner);
+        ms = m === null ? 0 : (clockSkewsMs[Number(m[1]) - 1] ?? 0);
+        skewOf.set(owner, ms);
+      }
+      return ms;
+    };
+  }
   const net = new SimNetwork(clock, netRng, netFaults);
   const logger = pino({ level: 'silent' });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `shard-sim-${seed}-`));
@@ -343,7 +363,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
                 const other = leaderOf(group)?.current;
                 const p = other?.paths.get(group);
                 if (!other || !p) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
-                return clock.runAs(other.owner, () => p.readAt(op, revision, deadlineMs));
+                const leftMs = deadlineMs - Date.now();
+                return clock.runAs(other.owner, () => p.readAt(op, revision, Date.now() + leftMs));
               },
             };
             const recoverTxn = (p: Parameters<TxnCoordinator['recoverPrepared']>[0]): Promise<void> => {
@@ -422,7 +443,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           const other = leaderOf(group)?.current;
           const p = other?.paths.get(group);
           if (!other || !p) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
-          return within(clock.runAs(other.owner, () => p.readAt(op, revision, deadlineMs)), Math.max(1, deadlineMs - clock.now));
+          // The time left goes to the other member, as on the wire: its own clock plus that.
+          const leftMs = deadlineMs - Date.now();
+          return within(clock.runAs(other.owner, () => p.readAt(op, revision, Date.now() + leftMs)), Math.max(1, leftMs));
         },
         propose: (group, body, timeoutMs) => {
           const other = leaderOf(group)?.current;
@@ -431,7 +454,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           if (!other || !p || !sm || !other.member) return Promise.reject(new ShardNotReadyError(`no leader of shard group ${group}`));
           const leaderMember = other.member;
           const outcome = clock.runAs(other.owner, (): Promise<TxnWriteOutcome> => {
-            if ('txn_intent' in body) return p.write(body, clock.now + timeoutMs);
+            if ('txn_intent' in body) return p.write(body, Date.now() + timeoutMs);
             const proposalTerm = leaderMember.proposalTerm(group);
             const tracked = sm.track(proposalTerm);
             try {
@@ -444,7 +467,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           });
           return within(outcome, timeoutMs);
         },
-        deadlineMs: () => clock.now + opts.crossTxnDeadlineMs,
+        deadlineMs: () => Date.now() + opts.crossTxnDeadlineMs,
         newTxnId: () => `m${m.id}#${m.generation}-${++txnIds}`,
         pauseBeforeDecisionMs: 0,
         random: () => clientRng.nextFloat(),
@@ -469,7 +492,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (!inc || !p) return;
       const body = { put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } };
       clock.runAs(inc.owner, () =>
-        p.write(body, clock.now + 300).then(
+        p.write(body, Date.now() + 300).then(
           (o) => acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now }),
           () => {},
         ),
@@ -487,7 +510,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const countAll = { key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true };
       const body = { txn: { compare: [], success: [{ request_put: putOp }, { request_range: countAll }], failure: [] } } as unknown as InternalRequestBody;
       clock.runAs(inc.owner, () =>
-        p.write(body, clock.now + 300).then(
+        p.write(body, Date.now() + 300).then(
           (o) => {
             acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now });
             const r = o.result as TxnResult;
@@ -599,7 +622,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         const p = inc?.paths.get(g);
         if (!inc || !p) return null;
         try {
-          answers.push(await clock.runAs(inc.owner, () => p.readAt(ALL, revision, deadlineMs)));
+          const leftMs = deadlineMs - clock.now;
+          answers.push(await clock.runAs(inc.owner, () => p.readAt(ALL, revision, Date.now() + leftMs)));
         } catch {
           return null;
         }
@@ -669,7 +693,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (!inc || !p || !inc.member) return;
       const member = inc.member;
       try {
-        const closed = await clock.runAs(inc.owner, () => p.closeAt(asked, clock.now + 400));
+        const closed = await clock.runAs(inc.owner, () => p.closeAt(asked, Date.now() + 400));
         if (closed > asked || closed < 1) fail(`close at ${asked} on shard group ${g} answered ${closed}`);
         closes.push({ group: g, asked, closed, index: member.status(g).applied });
       } catch {
