@@ -9,6 +9,7 @@
 // killed -9 between its prepares and its answer blocks no reader past 2 s.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
+import { everyShardServes } from './support/every-shard-serves.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { LeaseLockClient } from './support/lease-lock-client.ts';
@@ -36,19 +37,7 @@ beforeAll(async () => {
     memberArgs: (i) => ['--shards', String(SHARDS), '--auth-token-ttl', String(TOKEN_TTL_S), ...(i === 0 && pauseMember0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
     memberEnv: (i) => skewedClockEnv(SKEWS[i]),
   });
-  const kv = new KvClient(cluster.endpointOf(2));
-  try {
-    const slots = SlotMap.create(SHARDS);
-    const served = new Set<number>();
-    for (let i = 0; served.size < SHARDS; i++) {
-      const shard = slots.shardOfKey(Buffer.from(`warm/${i}`));
-      if (served.has(shard)) continue;
-      await eventually(`shard ${shard} serves`, () => kv.put(`warm/${i}`, 'x', {}, 2_000), 30_000, 200);
-      served.add(shard);
-    }
-  } finally {
-    kv.close();
-  }
+  await everyShardServes(cluster.endpointOf(2), SHARDS);
 }, 90_000);
 
 afterAll(async () => {

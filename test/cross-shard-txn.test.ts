@@ -9,6 +9,7 @@
 // the five minutes a fence is kept).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
+import { everyShardServes } from './support/every-shard-serves.ts';
 import { KvClient } from './support/kv-client.ts';
 import { eventually } from './support/eventually.ts';
 import { WatchStream } from './support/watch-client.ts';
@@ -28,21 +29,8 @@ beforeAll(async () => {
     size: 3,
     memberArgs: (i) => ['--shards', String(SHARDS), '--test-txn-fence-keep-ms', String(FENCE_KEEP_MS), ...(i === 0 ? ['--test-txn-pause-before-decision-ms', String(PAUSE_MS)] : [])],
   });
-  // Ready members, but a shard may still be electing its first leader on a loaded machine: wait until a
-  // cross-shard write goes through (it touches two shards; the tests pick their own keys).
-  const kv = new KvClient(cluster.endpointOf(1));
-  try {
-    const slots = SlotMap.create(SHARDS);
-    const served = new Set<number>();
-    for (let i = 0; served.size < SHARDS; i++) {
-      const shard = slots.shardOfKey(Buffer.from(`warm/${i}`));
-      if (served.has(shard)) continue;
-      await eventually(`shard ${shard} serves`, () => kv.put(`warm/${i}`, 'x', {}, 2_000), 30_000, 200);
-      served.add(shard);
-    }
-  } finally {
-    kv.close();
-  }
+  // Ready members, but a shard may still be electing its first leader on a loaded machine.
+  await everyShardServes(cluster.endpointOf(1), SHARDS);
 }, 90_000);
 
 afterAll(async () => {

@@ -6,42 +6,29 @@
 import { describe, expect, it } from 'vitest';
 import type { TxnIntentWire } from '../shard/request-codec.ts';
 import { txnTooOld } from '../shard/kv-state-machine.ts';
-import { TxnCoordinator, type CoordinatorDeps, type TxnWriteOutcome } from './coordinator.ts';
+import { TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
+import { standInDeps } from './stand-in-shards.ts';
 
 function harness(horizonMs: number, otherRefusals = 0) {
   const prepares: TxnIntentWire[] = [];
   let refused = 0;
-  let revision = 100;
-  let ids = 0;
-  const deps: CoordinatorDeps = {
-    freshRevision: async () => ++revision,
-    groupOfKey: () => 1,
-    groupsOfRange: () => [1],
-    rangeAt: async () => {
-      throw new Error('no reads in these tests');
-    },
-    propose: async (_groupId, body): Promise<TxnWriteOutcome> => {
-      if ('txn_intent' in body) {
-        prepares.push(body.txn_intent);
-        if (otherRefusals > 0) {
-          otherRefusals--;
-          refused++;
-          throw Object.assign(new Error('synod: another transaction is prepared on this shard'), { code: 10, details: 'synod: another transaction is prepared on this shard' });
-        }
-        if (Number(body.txn_intent.priority) < horizonMs) {
-          refused++;
-          const spec = txnTooOld(horizonMs);
-          throw Object.assign(new Error(spec.message), { code: spec.code, details: spec.message });
-        }
-        return { revision: ++revision, result: null };
+  const deps = standInDeps((nextRevision) => async (_groupId, body): Promise<TxnWriteOutcome> => {
+    if ('txn_intent' in body) {
+      prepares.push(body.txn_intent);
+      if (otherRefusals > 0) {
+        otherRefusals--;
+        refused++;
+        throw Object.assign(new Error('synod: another transaction is prepared on this shard'), { code: 10, details: 'synod: another transaction is prepared on this shard' });
       }
-      return { revision: 0, result: null };
-    },
-    deadlineMs: () => Date.now() + 5_000,
-    newTxnId: () => `t${++ids}`,
-    pauseBeforeDecisionMs: 0,
-    random: () => 0.5,
-  };
+      if (Number(body.txn_intent.priority) < horizonMs) {
+        refused++;
+        const spec = txnTooOld(horizonMs);
+        throw Object.assign(new Error(spec.message), { code: spec.code, details: spec.message });
+      }
+      return { revision: nextRevision(), result: null };
+    }
+    return { revision: 0, result: null };
+  });
   const coordinator = new TxnCoordinator(deps);
   const sweep = (): Promise<number> => coordinator.sweepLease({ ID: '7', generation: '1', revoked_at: '1' }, [1, 2]);
   return { coordinator, prepares, refused: () => refused, sweep };

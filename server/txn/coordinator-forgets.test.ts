@@ -5,7 +5,8 @@
 // answers at once): what is checked is which entries the coordinator proposes, and when.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { InternalRequestBody, TxnResolveWire } from '../shard/request-codec.ts';
-import { TxnCoordinator, type CoordinatorDeps, type TxnWriteOutcome } from './coordinator.ts';
+import { TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
+import { standInDeps } from './stand-in-shards.ts';
 
 interface Proposed {
   atMs: number;
@@ -24,26 +25,12 @@ function resolves(log: Proposed[]): Array<[number, string, boolean, string[]]> {
 
 function harness(failForget: (groupId: number) => boolean = () => false) {
   const log: Proposed[] = [];
-  let revision = 100;
-  let ids = 0;
-  const deps: CoordinatorDeps = {
-    freshRevision: async () => ++revision,
-    groupOfKey: () => 1,
-    groupsOfRange: () => [1],
-    rangeAt: async () => {
-      throw new Error('no reads in these tests');
-    },
-    propose: async (groupId, body): Promise<TxnWriteOutcome> => {
-      log.push({ atMs: performance.now(), groupId, body });
-      if ('txn_intent' in body) return { revision: ++revision, result: null };
-      if ('txn_resolve' in body && body.txn_resolve.forget === true && failForget(groupId)) throw new Error('proposal lost');
-      return { revision: 0, result: null };
-    },
-    deadlineMs: () => Date.now() + 5_000,
-    newTxnId: () => `t${++ids}`,
-    pauseBeforeDecisionMs: 0,
-    random: () => 0.5,
-  };
+  const deps = standInDeps((nextRevision) => async (groupId, body): Promise<TxnWriteOutcome> => {
+    log.push({ atMs: performance.now(), groupId, body });
+    if ('txn_intent' in body) return { revision: nextRevision(), result: null };
+    if ('txn_resolve' in body && body.txn_resolve.forget === true && failForget(groupId)) throw new Error('proposal lost');
+    return { revision: 0, result: null };
+  });
   const coordinator = new TxnCoordinator(deps);
   /** A transaction over `groups` (a lease sweep: the same prepares, resolves and forgets as any). */
   const txn = (groups: number[]): Promise<number> => coordinator.sweepLease({ ID: '7', generation: '1', revoked_at: '1' }, groups);
