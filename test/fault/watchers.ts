@@ -131,14 +131,32 @@ export class ResilientWatcher {
  */
 export async function readFullHistory(endpoint: string, prefix: string, timeoutMs = 30_000): Promise<WatchEvent[]> {
   const { KV, Watch } = etcdClients();
+  const deadline = Date.now() + timeoutMs;
   const kv = new KV(endpoint, grpc.credentials.createInsecure());
-  const untilRevision = await new Promise<number>((resolve, reject) => {
-    (kv as unknown as { Range(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { header: { revision: string } }) => void): void }).Range(
-      { key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true },
-      { deadline: Date.now() + timeoutMs },
-      (err, res) => (err ? reject(err) : resolve(Number(res.header.revision))),
-    );
-  }).finally(() => kv.close());
+  const rangeOnce = (): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      (kv as unknown as { Range(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { header: { revision: string } }) => void): void }).Range(
+        { key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true },
+        { deadline: Math.min(deadline, Date.now() + 3_000) },
+        (err, res) => (err ? reject(err) : resolve(Number(res.header.revision))),
+      );
+    });
+  // The store's revision, by a linearizable read: asked again while the cluster elects (`no leader`), as
+  // etcd's clients do.
+  let untilRevision = 0;
+  try {
+    for (;;) {
+      try {
+        untilRevision = await rangeOnce();
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  } finally {
+    kv.close();
+  }
   const client = new Watch(endpoint, grpc.credentials.createInsecure());
   const call = (client as unknown as { Watch(): grpc.ClientDuplexStream<object, WatchResponse> }).Watch();
   const events: WatchEvent[] = [];
@@ -151,7 +169,6 @@ export async function readFullHistory(endpoint: string, prefix: string, timeoutM
   });
   call.on('error', (err: Error) => (failure = err));
   call.write({ create_request: { key: Buffer.from(prefix), range_end: prefixEnd(prefix), start_revision: '1' } });
-  const deadline = Date.now() + timeoutMs;
   try {
     while (progressAt < untilRevision && !failure) {
       if (Date.now() > deadline) throw new Error(`history watch of ${prefix} through ${endpoint}: ${events.length} events, delivered through revision ${progressAt} of ${untilRevision} after ${timeoutMs} ms`);
