@@ -112,11 +112,8 @@ export function maintenanceService(ctx: ApiContext, opts: MaintenanceOptions): g
       call.on('cancelled', () => resolve());
       timer = setTimeout(resolve, Math.max(0, ctx.deadlineMs() - Date.now()));
     });
-    const out = await hashSlots.run(gaveUp, () => {
-      clearTimeout(timer);
-      return fn();
-    });
-    clearTimeout(timer);
+    // The timer settling `gaveUp` once the slot is held changes nothing (WorkSlots.acquire).
+    const out = await hashSlots.run(gaveUp, fn).finally(() => clearTimeout(timer));
     if (out === 'full') throw grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
     if (out === 'cancelled') throw grpcError(ETCD_ERRORS.TIMEOUT);
     return out.value;

@@ -659,7 +659,8 @@ export class ShardWritePath {
     const now = Date.now();
     const monoMs = performance.now();
     const prepared = this.opts.sm.txns.preparedTxns();
-    for (const id of this.preparedSeenMs.keys()) if (!prepared.some((p) => p.txnId === id)) this.preparedSeenMs.delete(id);
+    const preparedIds = new Set(prepared.map((p) => p.txnId));
+    for (const id of this.preparedSeenMs.keys()) if (!preparedIds.has(id)) this.preparedSeenMs.delete(id);
     for (const p of prepared) {
       const seenMs = this.preparedSeenMs.get(p.txnId) ?? monoMs;
       this.preparedSeenMs.set(p.txnId, seenMs);

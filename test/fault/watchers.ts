@@ -5,6 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { etcdClients } from '../../server/etcd/proto.ts';
 import type { WatchResponse } from '../support/watch-client.ts';
+import { KvClient } from '../support/kv-client.ts';
+import { eventually } from '../support/eventually.ts';
 import type { WatchEvent } from '../checker/watch-checker.ts';
 
 export function prefixEnd(prefix: string): Buffer {
@@ -130,33 +132,17 @@ export class ResilientWatcher {
  * `timeoutMs`.
  */
 export async function readFullHistory(endpoint: string, prefix: string, timeoutMs = 30_000): Promise<WatchEvent[]> {
-  const { KV, Watch } = etcdClients();
+  const { Watch } = etcdClients();
   const deadline = Date.now() + timeoutMs;
-  const kv = new KV(endpoint, grpc.credentials.createInsecure());
-  const rangeOnce = (): Promise<number> =>
-    new Promise<number>((resolve, reject) => {
-      (kv as unknown as { Range(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { header: { revision: string } }) => void): void }).Range(
-        { key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true },
-        { deadline: Math.min(deadline, Date.now() + 3_000) },
-        (err, res) => (err ? reject(err) : resolve(Number(res.header.revision))),
-      );
-    });
   // The store's revision, by a linearizable read: asked again while the cluster elects (`no leader`), as
   // etcd's clients do.
-  let untilRevision = 0;
-  try {
-    for (;;) {
-      try {
-        untilRevision = await rangeOnce();
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  } finally {
-    kv.close();
-  }
+  const kv = new KvClient(endpoint);
+  const untilRevision = await eventually(
+    `the store's revision through ${endpoint}`,
+    async () => Number((await kv.range(prefix, { range_end: prefixEnd(prefix), count_only: true }, 3_000)).header.revision),
+    timeoutMs,
+    200,
+  ).finally(() => kv.close());
   const client = new Watch(endpoint, grpc.credentials.createInsecure());
   const call = (client as unknown as { Watch(): grpc.ClientDuplexStream<object, WatchResponse> }).Watch();
   const events: WatchEvent[] = [];
