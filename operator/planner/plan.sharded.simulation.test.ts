@@ -51,6 +51,11 @@ interface World {
   lagging: Set<string>;
   draining: Set<string>;
   metadataLeader: string;
+  /**
+   * The members that answer do not know the metadata group's leader (an election under way, or the view
+   * of a member that just restarted): GetPlacement names none although one leads.
+   */
+  metadataLeaderUnknown: boolean;
   /** A shard kept from re-adding a lost replica until `until` (the under-replicated scenario). */
   stuck: { shard: number; until: number } | null;
   tickCount: number;
@@ -59,7 +64,7 @@ interface World {
 function freshWorld(): World {
   return {
     sts: null, state: null, hash: 'h1', pods: new Map(), members: [], leader: null, pvcs: new Map(), down: new Set(), nextId: 1,
-    shards: [], targets: [], lagging: new Set(), draining: new Set(), metadataLeader: '', stuck: null, tickCount: 0,
+    shards: [], targets: [], lagging: new Set(), draining: new Set(), metadataLeader: '', metadataLeaderUnknown: false, stuck: null, tickCount: 0,
   };
 }
 
@@ -97,7 +102,7 @@ function observe(w: World): ObservedCluster {
       }),
       movesInProgress: Math.min(MAX_MOVING, unsettled.length),
       movesPending: Math.max(0, unsettled.length - MAX_MOVING),
-      metadataLeader: alive(w, w.metadataLeader) ? w.metadataLeader : '',
+      metadataLeader: alive(w, w.metadataLeader) && !w.metadataLeaderUnknown ? w.metadataLeader : '',
     };
   }
   return observed;
@@ -507,7 +512,7 @@ describe('plan against a simulated sharded cluster (16 shards, 3 replicas each)'
     expect(last?.progress?.message).toMatch(/could not hold 3 replicas of every shard \(spec\.replicationFactor 3\)/);
   });
 
-  it('converges safely from random sizes, upgrades, crash points and a member down (fast-check)', () => {
+  it('converges safely from random sizes, upgrades, crash points, a member down and the metadata group’s leader unknown for a while (fast-check)', () => {
     fc.assert(
       fc.property(
         fc.record({
@@ -518,6 +523,8 @@ describe('plan against a simulated sharded cluster (16 shards, 3 replicas each)'
           downAt: fc.nat(20),
           downFor: fc.nat(15),
           downOrdinal: fc.nat(6),
+          unknownLeaderAt: fc.nat(30),
+          unknownLeaderFor: fc.nat(12),
         }),
         (s) => {
           const { w, failures } = bootstrap(s.from);
@@ -527,6 +534,7 @@ describe('plan against a simulated sharded cluster (16 shards, 3 replicas each)'
           for (; t < 500 && !(converged(w, d) && w.down.size === 0); t++) {
             w.down.clear();
             if (t >= s.downAt && t < s.downAt + s.downFor) w.down.add(s.downOrdinal);
+            w.metadataLeaderUnknown = t >= s.unknownLeaderAt && t < s.unknownLeaderAt + s.unknownLeaderFor;
             const crash = t < 100 ? s.crashSeeds[t % s.crashSeeds.length] : 0;
             const count = plan(d, observe(w)).actions.length;
             round(w, d, failures, crash % (count + 1));

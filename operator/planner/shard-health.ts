@@ -78,12 +78,16 @@ export function leadershipsOf(placement: ObservedPlacement, memberId: string): n
 
 /**
  * Why a pod may not be deleted now on a sharded cluster (null: it may): every shard healthy and caught
- * up, and no replica moving (a move's learner catching up counts on every replica it has).
+ * up, no replica moving (a move's learner catching up counts on every replica it has), and the metadata
+ * group's leader known to an answering member — without it, the planner cannot keep that leader's pod
+ * for last, and would delete it as if it were a follower.
  */
 export function shardsBlockingDisruption(sharding: DesiredSharding, members: readonly ObservedMember[], placement: ObservedPlacement | null | undefined): string | null {
   if (placement === null || placement === undefined) return 'no member answered GetPlacement';
   const problem = assessShards(sharding, members, placement).find((a) => !a.healthy)?.problem;
   if (problem !== undefined && problem !== null) return problem;
   if (isRebalancing(placement)) return `replicas are moving (${placement.movesInProgress} in progress, ${placement.movesPending} pending)`;
+  const answering = new Set(members.filter((m) => m.healthy).map((m) => m.id));
+  if (placement.metadataLeader === '' || !answering.has(placement.metadataLeader)) return 'the metadata group has no leader';
   return null;
 }
