@@ -116,6 +116,14 @@ describe('plan on a sharded cluster: rolling upgrade', () => {
     expect(types(plan(desired(3), outdated(3, placementOf(3, { movesInProgress: 1 }))))).toEqual([]);
   });
 
+  it('waits while no answering member knows the metadata group\'s leader: its pod could not be kept for last', () => {
+    for (const metadataLeader of ['', 'ffffffffffff']) {
+      const p = plan(desired(3), outdated(3, placementOf(3, { metadataLeader })));
+      expect(types(p)).toEqual([]);
+      expect(p.progress?.message).toMatch(/waiting: the metadata group has no leader/);
+    }
+  });
+
   it('upgrades the metadata group\'s leader last, after the cluster group\'s leader', () => {
     // Member 0 leads the cluster group, member 1 the metadata group, member 2 is updated already.
     const placement = placementOf(3, { metadataLeader: memberId(1) });
