@@ -127,6 +127,55 @@ describe('peer Stream between this version and a proto-loader peer', () => {
     expect(got.messages).toEqual([{ groupId: 2, message: back }]);
   });
 
+  it('says its hello again every helloIntervalMs, and a dialler follows a peer clock stepped since the stream opened', async () => {
+    // Acceptor: a PeerTransport repeating its hello every 100 ms, read by a proto-loader client.
+    const transport = testPeerTransport({ clusterId: CLUSTER, memberId: NEW_MEMBER, listenAddress: '127.0.0.1:0', peers: new Map(), onMessages: () => {}, helloIntervalMs: 100 });
+    await transport.start();
+    cleanups.push(() => transport.stop());
+    const OldPeer = oldPeerService();
+    const client = new OldPeer(`127.0.0.1:${transport.port}`, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const call = (client as unknown as { Stream(): grpc.ClientDuplexStream<WireBatch, { member_id: number; unix_ms?: number | string }> }).Stream();
+    const hellos: Array<{ member_id: number; unix_ms?: number | string }> = [];
+    call.on('data', (h: { member_id: number; unix_ms?: number | string }) => hellos.push(h));
+    call.on('error', () => {});
+    cleanups.push(() => void call.end());
+    call.write({ cluster_id: CLUSTER, from_member: OLD_MEMBER, to_member: NEW_MEMBER, envelopes: [] });
+    await until(() => (hellos.length >= 3 ? true : undefined));
+    expect(hellos.every((h) => Number(h.member_id) === NEW_MEMBER)).toBe(true);
+    expect(Number(hellos[2].unix_ms)).toBeGreaterThan(Number(hellos[0].unix_ms));
+
+    // Dialler: a peer whose clock steps a minute ahead after its first hello is read a minute ahead.
+    let aheadMs = 0;
+    const peerServer = new grpc.Server();
+    peerServer.addService(OldPeer.service, {
+      Stream: (inbound: grpc.ServerDuplexStream<WireBatch, unknown>) => {
+        const say = (): boolean => inbound.write({ cluster_id: CLUSTER, member_id: OLD_MEMBER, unix_ms: Date.now() + aheadMs });
+        say();
+        const timer = setInterval(say, 50);
+        inbound.on('data', () => {});
+        inbound.on('error', () => clearInterval(timer));
+        inbound.on('end', () => {
+          clearInterval(timer);
+          inbound.end();
+        });
+      },
+      Snapshot: () => {},
+      ClusterInfo: () => {},
+    });
+    const peerPort = await new Promise<number>((resolve, reject) =>
+      peerServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+    );
+    cleanups.push(() => new Promise<void>((resolve) => peerServer.tryShutdown(() => resolve())));
+    const dialler = newMemberTransport(new Map([[OLD_MEMBER, `127.0.0.1:${peerPort}`]]), () => {});
+    await dialler.start();
+    cleanups.push(() => dialler.stop());
+    await until(() => (dialler.isConnected(OLD_MEMBER) ? true : undefined));
+    expect(Math.abs(dialler.peerClockAheadMs(OLD_MEMBER))).toBeLessThan(1_000);
+    aheadMs = 60_000;
+    await until(() => (Math.abs(dialler.peerClockAheadMs(OLD_MEMBER) - 60_000) < 1_000 ? true : undefined));
+  });
+
   it('closes a stream whose frame does not decode, and the sender sees an error', async () => {
     const transport = newMemberTransport(new Map(), () => {
       throw new Error('nothing should arrive');

@@ -45,6 +45,12 @@ const DIALLER_METADATA_KEY = 'synod-dialler-member-id';
 const MAX_BACKOFF_MS = 1_000;
 /** A snapshot transfer that takes longer than this fails (and Raft retries it later). */
 const SNAPSHOT_DEADLINE_MS = 10 * 60_000;
+/**
+ * How often an accepted stream's hello is said again, so the dialler's reading of this member's clock
+ * (peerClockAheadMs) follows a clock stepped since the stream opened (an NTP correction). An older
+ * dialler takes a repeated hello as it takes the first.
+ */
+export const DEFAULT_HELLO_INTERVAL_MS = 30_000;
 
 interface WireSnapshotChunk {
   cluster_id: number;
@@ -141,6 +147,8 @@ export interface PeerTransportOptions {
   isRemoved: (memberId: number) => boolean;
   /** A peer refused this member's stream because this member was removed (it may never see its removal in the log). */
   onRemoved: () => void;
+  /** How often accepted streams say their hello again (DEFAULT_HELLO_INTERVAL_MS; tests shorten it). */
+  helloIntervalMs?: number;
 }
 
 /** What a member tells a removed member that still talks to it (etcd answers such peers "410 Gone"). */
@@ -237,6 +245,7 @@ export class PeerTransport {
   private readonly peerApplyRulesById = new Map<number, number>();
   private stopped = false;
   private boundPort = 0;
+  private helloTimer: ReturnType<typeof setInterval> | null = null;
   /** Streams dialled again at once because their peer dialled this member (peerIsBack). */
   earlyRedials = 0;
   /** Snapshot transfers in flight, by "group/member". */
@@ -679,6 +688,8 @@ export class PeerTransport {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.helloTimer !== null) clearInterval(this.helloTimer);
+    this.helloTimer = null;
     for (const out of this.outbound.values()) this.closeOutbound(out);
     for (const callId of [...this.pendingCalls.keys()]) this.settleCall(callId, { kind: 'not-sent', reason: 'peer transport stopped' });
     for (const call of this.inboundCalls) call.end();
@@ -778,6 +789,11 @@ export class PeerTransport {
     this.dial(out);
   }
 
+  /** What this member says on each stream it accepts, when it opens and every helloIntervalMs after. */
+  private hello(): StreamHello {
+    return { clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()], applyRules: this.opts.applyRules ?? 0, unixMs: Date.now() };
+  }
+
   private acceptStream(call: grpc.ServerDuplexStream<FrameBatch, StreamHello>): void {
     this.inboundCalls.add(call);
     const dialler = Number(call.metadata.get(DIALLER_METADATA_KEY)[0] ?? 0);
@@ -786,7 +802,13 @@ export class PeerTransport {
       this.peerIsBack(dialler);
       this.inboundStreams.set(dialler, (this.inboundStreams.get(dialler) ?? 0) + 1);
     }
-    call.write({ clusterId: this.opts.clusterId, memberId: this.opts.memberId, streamServices: [...this.streamHandlers.keys()], applyRules: this.opts.applyRules ?? 0, unixMs: Date.now() });
+    call.write(this.hello());
+    if (this.helloTimer === null && !this.stopped) {
+      this.helloTimer = setInterval(() => {
+        for (const inbound of this.inboundCalls) inbound.write(this.hello());
+      }, this.opts.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS);
+      this.helloTimer.unref();
+    }
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(
