@@ -3,10 +3,10 @@
 // behind it is, its retry and every later transaction take their age from its clock plus that, and each
 // prepare carries the time it has left (ttl_ms) for the shard leader to set its deadline by. The shards
 // are a stand-in (`propose` answers at once, refusing prepares below the horizon as the state machine does).
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TxnIntentWire } from '../shard/request-codec.ts';
 import { txnTooOld } from '../shard/kv-state-machine.ts';
-import { TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
+import { CLOCK_BEHIND_KEPT_MS, TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
 import { standInDeps } from './stand-in-shards.ts';
 
 function harness(horizonMs: number, otherRefusals = 0) {
@@ -52,6 +52,31 @@ describe('TxnCoordinator on a member whose clock is behind', () => {
       expect(ttlMs).toBeGreaterThan(0);
       expect(ttlMs).toBeLessThanOrEqual(1_000); // INTENT_TTL_MS: the leader's deadline is its clock plus this
     }
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('forgets the offset after CLOCK_BEHIND_KEPT_MS (a fixed clock gets its true ages back), and learns it again from one refusal if still behind', async () => {
+    const horizonMs = Date.now() + 10 * 60_000;
+    const { coordinator, prepares, refused, sweep } = harness(horizonMs);
+    await sweep();
+    const learnt = coordinator.stats.clockBehindMs;
+    expect(learnt).toBeGreaterThan(0);
+    const refusedAtFirst = refused();
+    // Kept a moment short of its time: later transactions take their age past the horizon at once.
+    const monotonicNow = performance.now();
+    const at = vi.spyOn(performance, 'now').mockReturnValue(monotonicNow + CLOCK_BEHIND_KEPT_MS - 1_000);
+    await sweep();
+    expect(refused()).toBe(refusedAtFirst);
+    // Past it: the next transaction starts at this clock's own age, is refused once, and learns it again.
+    at.mockReturnValue(monotonicNow + CLOCK_BEHIND_KEPT_MS + 1_000);
+    const before = prepares.length;
+    await sweep();
+    expect(Number(prepares[before].priority)).toBeLessThan(horizonMs);
+    expect(refused() - refusedAtFirst).toBe(refusedAtFirst); // one attempt's prepares refused, as the first time
+    expect(coordinator.stats.clockBehindMs).toBeGreaterThan(learnt - 1_000);
   });
 
   it('a refusal for another reason (wait-die) is retried and teaches nothing', async () => {

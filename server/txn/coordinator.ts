@@ -154,11 +154,21 @@ export interface TxnCoordinatorStats {
    * per member, like these counters, so that every coordinator of the member learns it once.
    */
   clockBehindMs: number;
+  /** When clockBehindMs was learnt (performance.now()): it is forgotten CLOCK_BEHIND_KEPT_MS later. */
+  clockBehindLearntAtMs: number;
 }
 
 export function newTxnCoordinatorStats(): TxnCoordinatorStats {
-  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0, decidedAtPrepare: 0, clockBehindMs: 0 };
+  return { txns: 0, attempts: 0, retries: 0, aborts: 0, recoveries: 0, committed: 0, finished: 0, decidedAtPrepare: 0, clockBehindMs: 0, clockBehindLearntAtMs: 0 };
 }
+
+/**
+ * How long a learnt clock offset is kept. Then it is forgotten: a member whose clock was fixed since
+ * (an NTP correction) gives its transactions their true age again instead of a future one, which loses
+ * every wait-die contest; one whose clock is still behind has one prepare refused and learns it again
+ * (that attempt is retried, so it costs a round, not the transaction).
+ */
+export const CLOCK_BEHIND_KEPT_MS = 10 * 60_000;
 
 /**
  * How far past a fence horizon that refused it a coordinator moves its transactions' age: a shard leader
@@ -204,6 +214,7 @@ export class TxnCoordinator {
 
   /** The clock transactions take their age from: this member's, plus how far the shards showed it is behind. */
   private ageClockMs(): number {
+    if (this.stats.clockBehindMs !== 0 && performance.now() - this.stats.clockBehindLearntAtMs >= CLOCK_BEHIND_KEPT_MS) this.stats.clockBehindMs = 0;
     return Date.now() + this.stats.clockBehindMs;
   }
 
@@ -218,6 +229,7 @@ export class TxnCoordinator {
     const behindMs = horizonMs + HORIZON_CATCH_UP_MS - Date.now();
     if (!(behindMs > this.stats.clockBehindMs)) return false;
     this.stats.clockBehindMs = behindMs;
+    this.stats.clockBehindLearntAtMs = performance.now();
     return true;
   }
 
