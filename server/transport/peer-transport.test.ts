@@ -153,10 +153,14 @@ describe('peer Stream between this version and a proto-loader peer', () => {
         const say = (): boolean => inbound.write({ cluster_id: CLUSTER, member_id: OLD_MEMBER, unix_ms: Date.now() + aheadMs });
         say();
         const timer = setInterval(say, 50);
+        timer.unref();
+        const quiet = (): void => clearInterval(timer);
         inbound.on('data', () => {});
-        inbound.on('error', () => clearInterval(timer));
+        inbound.on('error', quiet);
+        inbound.on('cancelled', quiet);
+        inbound.on('close', quiet);
         inbound.on('end', () => {
-          clearInterval(timer);
+          quiet();
           inbound.end();
         });
       },
