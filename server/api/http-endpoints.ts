@@ -4,6 +4,7 @@
 // placement-http.ts). On the metrics port, and on the client ports for HTTP/1.x connections, as etcd
 // serves /health, /version and /metrics on its client port.
 import { crossShardStats } from './cross-shard-txn.ts';
+import { clockBehindNowMs } from '../txn/coordinator.ts';
 import type { SendRateStats } from '../transport/send-rate-limiter.ts';
 import type { StreamCallStats } from '../transport/peer-transport.ts';
 import type http from 'node:http';
@@ -152,7 +153,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
     counter('synod_cross_shard_txns_committed_total', 'Cross-shard transactions committed by this member\'s decision.', () => txnStats.committed);
     counter('synod_cross_shard_txns_decided_at_prepare_total', 'Committed cross-shard transactions coordinated here whose prepares decided the branch (their compares evaluated at the prepares, no read before).', () => txnStats.decidedAtPrepare);
     counter('synod_cross_shard_txns_finished_total', 'Committed cross-shard transactions this member finished for a coordinator that vanished before its forgets.', () => txnStats.finished);
-    gauge('synod_cross_shard_txn_clock_behind_seconds', 'How far this member\'s wall clock is behind the shard leaders\', as a fence horizon that refused one of its prepares showed (0: never refused so; forgotten 10 minutes after it was learnt, and learnt again if still so): its transactions\' ages are moved up by as much. Fix its clock.', () => txnStats.clockBehindMs / 1_000);
+    gauge('synod_cross_shard_txn_clock_behind_seconds', 'How far this member\'s wall clock is behind the shard leaders\', as a fence horizon that refused one of its prepares showed (0: never refused so; forgotten 10 minutes after it was learnt, and learnt again if still so): its transactions\' ages are moved up by as much. Fix its clock.', () => clockBehindNowMs(txnStats) / 1_000);
     const recordsHere = (state: 'committed' | 'aborted'): number => shards.targets().filter((t) => shards.hosts(t.groupId)).reduce((sum, t) => sum + t.sm.txns.decidedCount(state), 0);
     gauge('synod_cross_shard_txn_committed_records', 'Records of committed cross-shard transactions held by the shard replicas here (each goes once every participant resolved).', () => recordsHere('committed'));
     gauge('synod_cross_shard_txn_aborted_records', 'Fences of cross-shard transactions a recoverer aborted, held by the shard replicas here (they refuse a late prepare; kept).', () => recordsHere('aborted'));

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TxnIntentWire } from '../shard/request-codec.ts';
 import { txnTooOld } from '../shard/kv-state-machine.ts';
-import { CLOCK_BEHIND_KEPT_MS, TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
+import { CLOCK_BEHIND_KEPT_MS, clockBehindNowMs, TxnCoordinator, type TxnWriteOutcome } from './coordinator.ts';
 import { standInDeps } from './stand-in-shards.ts';
 
 function harness(horizonMs: number, otherRefusals = 0) {
@@ -70,8 +70,10 @@ describe('TxnCoordinator on a member whose clock is behind', () => {
     const at = vi.spyOn(performance, 'now').mockReturnValue(monotonicNow + CLOCK_BEHIND_KEPT_MS - 1_000);
     await sweep();
     expect(refused()).toBe(refusedAtFirst);
-    // Past it: the next transaction starts at this clock's own age, is refused once, and learns it again.
+    // Past it: the gauge reads 0, and the next transaction starts at this clock's own age, is refused
+    // once, and learns it again.
     at.mockReturnValue(monotonicNow + CLOCK_BEHIND_KEPT_MS + 1_000);
+    expect(clockBehindNowMs(coordinator.stats)).toBe(0);
     const before = prepares.length;
     await sweep();
     expect(Number(prepares[before].priority)).toBeLessThan(horizonMs);

@@ -170,6 +170,12 @@ export function newTxnCoordinatorStats(): TxnCoordinatorStats {
  */
 export const CLOCK_BEHIND_KEPT_MS = 10 * 60_000;
 
+/** The clock offset `stats` holds now: 0 once it was learnt CLOCK_BEHIND_KEPT_MS ago (it is forgotten then). */
+export function clockBehindNowMs(stats: TxnCoordinatorStats): number {
+  if (stats.clockBehindMs !== 0 && performance.now() - stats.clockBehindLearntAtMs >= CLOCK_BEHIND_KEPT_MS) stats.clockBehindMs = 0;
+  return stats.clockBehindMs;
+}
+
 /**
  * How far past a fence horizon that refused it a coordinator moves its transactions' age: a shard leader
  * moves its horizon on about once a minute (shard-hosting.ts, FENCE_HORIZON_EVERY_MS), so an age this far
@@ -214,8 +220,7 @@ export class TxnCoordinator {
 
   /** The clock transactions take their age from: this member's, plus how far the shards showed it is behind. */
   private ageClockMs(): number {
-    if (this.stats.clockBehindMs !== 0 && performance.now() - this.stats.clockBehindLearntAtMs >= CLOCK_BEHIND_KEPT_MS) this.stats.clockBehindMs = 0;
-    return Date.now() + this.stats.clockBehindMs;
+    return Date.now() + clockBehindNowMs(this.stats);
   }
 
   /**
