@@ -88,6 +88,7 @@ export function shardsBlockingDisruption(sharding: DesiredSharding, members: rea
   if (problem !== undefined && problem !== null) return problem;
   if (isRebalancing(placement)) return `replicas are moving (${placement.movesInProgress} in progress, ${placement.movesPending} pending)`;
   const answering = new Set(members.filter((m) => m.healthy).map((m) => m.id));
-  if (placement.metadataLeader === '' || !answering.has(placement.metadataLeader)) return 'the metadata group has no leader';
+  if (placement.metadataLeader === '') return 'the metadata group has no leader';
+  if (!answering.has(placement.metadataLeader)) return `the metadata group's leader ${placement.metadataLeader} does not answer`;
   return null;
 }
