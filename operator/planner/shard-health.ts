@@ -38,9 +38,14 @@ export interface ShardAssessment {
   problem: string | null;
 }
 
+/** The ids of the members that answer. */
+function answeringIds(members: readonly ObservedMember[]): Set<string> {
+  return new Set(members.filter((m) => m.healthy).map((m) => m.id));
+}
+
 export function assessShards(sharding: DesiredSharding, members: readonly ObservedMember[], placement: ObservedPlacement): ShardAssessment[] {
   const clusterVoters = members.filter((m) => !m.isLearner).length;
-  const answering = new Set(members.filter((m) => m.healthy).map((m) => m.id));
+  const answering = answeringIds(members);
   const wanted = wantedReplicas(sharding, clusterVoters);
   return placement.shards.map((shard) => assessShard(shard, wanted, answering));
 }
@@ -87,8 +92,7 @@ export function shardsBlockingDisruption(sharding: DesiredSharding, members: rea
   const problem = assessShards(sharding, members, placement).find((a) => !a.healthy)?.problem;
   if (problem !== undefined && problem !== null) return problem;
   if (isRebalancing(placement)) return `replicas are moving (${placement.movesInProgress} in progress, ${placement.movesPending} pending)`;
-  const answering = new Set(members.filter((m) => m.healthy).map((m) => m.id));
   if (placement.metadataLeader === '') return 'the metadata group has no leader';
-  if (!answering.has(placement.metadataLeader)) return `the metadata group's leader ${placement.metadataLeader} does not answer`;
+  if (!answeringIds(members).has(placement.metadataLeader)) return `the metadata group's leader ${placement.metadataLeader} does not answer`;
   return null;
 }

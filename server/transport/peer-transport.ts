@@ -494,6 +494,11 @@ export class PeerTransport {
             err ? reject(err) : resolve(port),
           );
         });
+    // Every accepted stream's hello again, so diallers follow this member's clock (DEFAULT_HELLO_INTERVAL_MS).
+    this.helloTimer = setInterval(() => {
+      for (const inbound of this.inboundCalls) inbound.write(this.hello());
+    }, this.opts.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS);
+    this.helloTimer.unref();
     for (const [memberId, address] of this.opts.peers) {
       if (memberId === this.opts.memberId) continue;
       this.openOutbound(memberId, address);
@@ -803,12 +808,6 @@ export class PeerTransport {
       this.inboundStreams.set(dialler, (this.inboundStreams.get(dialler) ?? 0) + 1);
     }
     call.write(this.hello());
-    if (this.helloTimer === null && !this.stopped) {
-      this.helloTimer = setInterval(() => {
-        for (const inbound of this.inboundCalls) inbound.write(this.hello());
-      }, this.opts.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS);
-      this.helloTimer.unref();
-    }
     call.on('data', (batch: FrameBatch) => {
       if (batch.clusterId !== this.opts.clusterId || batch.toMember !== this.opts.memberId) {
         this.opts.logger.error(
