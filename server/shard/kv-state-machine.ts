@@ -32,6 +32,7 @@ import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type Alarm
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
+import { shareKeysOf } from '../txn/share-keys.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
@@ -116,6 +117,12 @@ export interface KvStateMachineOptions {
    * its compares held whatever they evaluate to. Never set in production.
    */
   unsafeDecideIgnoringCompares?: boolean;
+  /**
+   * TEST-ONLY (the shard simulation's mutation check): lay a prepare whose keys meet another prepared
+   * transaction's instead of refusing it; or make a committed share at once, whatever is prepared below its
+   * C. Never set in production.
+   */
+  unsafeTxnMutation?: 'prepare-overlapping' | 'materialize-at-once';
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
@@ -186,6 +193,8 @@ export class KvStateMachine implements GroupStateMachine {
   private readonly unsafeIgnoreProposalFence: boolean;
   /** KvStateMachineOptions.unsafeDecideIgnoringCompares. */
   private readonly unsafeDecideIgnoringCompares: boolean;
+  /** KvStateMachineOptions.unsafeTxnMutation. */
+  private readonly unsafeTxnMutation: KvStateMachineOptions['unsafeTxnMutation'] | null;
   /**
    * Sequence numbers of this incarnation's proposals. They must never repeat one of an earlier
    * incarnation of this member: entries it proposed before a crash can still be applied after the
@@ -233,6 +242,13 @@ export class KvStateMachine implements GroupStateMachine {
   /** Sharded mode: the last oracle revision applied (written, refused or changing nothing); 0 before any. */
   private appliedRevisionValue = 0;
   private appliedRevisionDirty = false;
+  /**
+   * Sharded mode: the highest revision of a stamped entry applied that is not a cross-shard prepare. A
+   * commit's C must be above it (nothing but prepares on disjoint keys is written while a transaction is
+   * prepared); prepares may be above C (several prepared at once). Derived, not persisted: below every
+   * prepared transaction's P at any time, so after a load it is taken just below the lowest one.
+   */
+  private otherStampedRevision = 0;
   /** Sharded mode: told each stamped entry's revision as it is applied (the leader's stamper follows them). */
   revisionListener: ((revision: number) => void) | null = null;
   /** Sharded mode: cross-shard transactions prepared here, and the primary's decisions (server/txn/shard-txn-table.ts). */
@@ -249,6 +265,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.sharded = options.sharded === true;
     this.unsafeIgnoreProposalFence = options.unsafeIgnoreProposalFence === true;
     this.unsafeDecideIgnoringCompares = options.unsafeDecideIgnoringCompares === true;
+    this.unsafeTxnMutation = options.unsafeTxnMutation ?? null;
     this.leaseSweeps = options.leaseSweeps === true;
     this.groupId = options.groupId ?? 0;
     this.memberIdText = String(memberId);
@@ -293,6 +310,8 @@ export class KvStateMachine implements GroupStateMachine {
     this.auth = AuthStore.restore(authRecords);
     this.alarms = AlarmStore.restore(alarmRecords);
     this.txns.load(txnRecords);
+    const lowestPrepared = this.txns.lowestPreparedRevision();
+    this.otherStampedRevision = lowestPrepared === null ? this.appliedRevisionValue : Math.min(this.appliedRevisionValue, lowestPrepared - 1);
     // Attachments are derived state: rebuilt from the keys' own lease fields.
     // (Read at the compacted revision when that is above the last write: a shard compacts at a gap.)
     const all = this.store.range(rangeOf(Buffer.from([0]), Buffer.from([0]), { keysOnly: true }), Math.max(this.store.currentRevision(), this.store.compactedRevision()));
@@ -493,6 +512,7 @@ export class KvStateMachine implements GroupStateMachine {
       // Used up whatever happens below (a refusal is a gap, exactly as on every other replica).
       this.appliedRevisionValue = at;
       this.appliedRevisionDirty = true;
+      if (!('txn_intent' in req && req.txn_intent)) this.otherStampedRevision = at;
     }
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) {
@@ -737,7 +757,7 @@ export class KvStateMachine implements GroupStateMachine {
       revision: at,
       primaryGroup: Number(intent.primary_group),
       participantGroups: (intent.participant_groups ?? []).map(Number),
-      ops: decideHere ? { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] } : { compare: [], success: intent.ops.success ?? [], failure: [] },
+      ops: decideHere ? { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] } : { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: [] },
       deadlineUnixMs: Number(intent.deadline_unix_ms),
       ...(decideHere ? { decideHere, comparesHeld } : {}),
       ...positionsOf('successPositions', intent.success_positions, op.success.length),
@@ -745,6 +765,13 @@ export class KvStateMachine implements GroupStateMachine {
       ...(intent.priority !== undefined && Number(intent.priority) > 0 ? { priority: Number(intent.priority) } : {}),
       ...(intent.lease_sweep ? { leaseSweep: { ID: String(intent.lease_sweep.ID), generation: String(intent.lease_sweep.generation), revoked_at: String(intent.lease_sweep.revoked_at ?? '0'), horizon: String(intent.lease_sweep.horizon ?? '0') } } : {}),
     };
+    // Transactions prepared here at once must have disjoint keys: each was checked on a store without the
+    // others' writes (share-keys.ts). Decided here, at apply, so every replica refuses the same prepares;
+    // the leader only proposes one that meets another to have it refused (an older build's leader never
+    // proposes a second prepare at all).
+    if (this.txns.preparedCount() > 0 && this.unsafeTxnMutation !== 'prepare-overlapping' && this.txns.meeting(shareKeysOf(prepared.ops, prepared.leaseSweep !== undefined)) !== undefined) {
+      throw new RefusedRequest(TXN_INTENT_REFUSED);
+    }
     this.txns.prepare(prepared);
     this.txnsChanged();
     return { revision: at, result };
@@ -764,7 +791,7 @@ export class KvStateMachine implements GroupStateMachine {
       return { revision: this.appliedRevision(), result: null };
     }
     const prepared = this.txns.getPrepared(r.txn_id);
-    if (prepared === undefined) {
+    if (prepared === undefined || this.txns.committedNotMade(r.txn_id)) {
       // Resolved already (a recoverer and the coordinator both resolve): the same answer is fine.
       const decision = this.txns.decisionOf(r.txn_id);
       if (!r.commit || decision?.state === 'committed') return { revision: this.appliedRevision(), result: null };
@@ -772,22 +799,62 @@ export class KvStateMachine implements GroupStateMachine {
     }
     if (!r.commit) {
       this.txns.takePrepared(r.txn_id);
+      // Committed shares waiting for this one's outcome may be made now.
+      this.materialize();
       this.txnsChanged();
       return { revision: this.appliedRevision(), result: null };
     }
-    // C is the highest of the participants' prepare revisions: above this shard's own prepare, or that
-    // prepare's revision itself (nothing applies here after a prepare but its resolution).
+    // C is the highest of the participants' prepare revisions: at or above this shard's own prepare, and
+    // above everything applied here but other transactions' prepares (on disjoint keys).
     const at = Number(r.revision ?? 0);
-    const ownPrepare = at === prepared.revision && this.appliedRevision() === at;
-    if (!Number.isSafeInteger(at) || at < prepared.revision || (at <= this.appliedRevision() && !ownPrepare) || at <= this.store.currentRevision()) {
-      throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's applied revision ${this.appliedRevision()} (prepared at ${prepared.revision})`);
+    if (!Number.isSafeInteger(at) || at < prepared.revision || at <= this.otherStampedRevision || at <= this.store.currentRevision()) {
+      throw new Error(`invariant: txn ${r.txn_id} commits at revision ${r.revision}, not above the shard's other writes (through ${Math.max(this.otherStampedRevision, this.store.currentRevision())}; prepared at ${prepared.revision})`);
     }
     const failureBranch = r.failure_branch === true;
     if (failureBranch && prepared.decideHere !== true) throw new Error(`invariant: txn ${r.txn_id} commits its failure branch on a shard whose prepare did not decide the branch`);
     // The success branch needs every participant's compares to have held: here they did not.
     if (!failureBranch && prepared.decideHere === true && prepared.comparesHeld === false) throw new Error(`invariant: txn ${r.txn_id} commits its success branch on a shard whose compares did not hold at its prepare`);
-    this.txns.takePrepared(r.txn_id);
-    // Its puts were checked at the prepare, on this same state (nothing was written here since).
+    // Every participant keeps the commit until the coordinator has them all forget it: a recoverer of
+    // another participant may ask any of them, and only a record tells "committed" from "never prepared".
+    this.txns.recordDecision(prepared.txnId, 'committed', at, prepared.participantGroups, undefined, failureBranch);
+    if (at > this.appliedRevisionValue) {
+      this.appliedRevisionValue = at;
+      this.appliedRevisionDirty = true;
+    }
+    const made = this.materialize();
+    this.revisionListener?.(at);
+    this.txnsChanged();
+    return { revision: at, result: made.get(prepared.txnId) ?? null };
+  }
+
+  /**
+   * Makes every committed share that may be made now (ShardTxnTable.takeMaterializable), lowest C first:
+   * its writes at its C, as the transaction's commit. Returns each made share's result by transaction.
+   */
+  private materialize(): Map<string, TxnResult> {
+    const made = new Map<string, TxnResult>();
+    const ready =
+      this.unsafeTxnMutation === 'materialize-at-once'
+        ? this.txns.preparedTxns().flatMap((p) => {
+            const d = this.txns.committedNotMade(p.txnId) ? this.txns.decisionOf(p.txnId) : null;
+            if (d === null) return [];
+            this.txns.takePrepared(p.txnId);
+            return [{ prepared: p, decision: d }];
+          })
+        : this.txns.takeMaterializable();
+    const leaseExists = this.store.leaseExists;
+    try {
+      for (const { prepared, decision } of ready) made.set(prepared.txnId, this.makeShare(prepared, decision.revision, decision.failureBranch === true));
+    } finally {
+      this.store.leaseExists = leaseExists;
+    }
+    return made;
+  }
+
+  /** A committed share's writes, made at `at`. */
+  private makeShare(prepared: PreparedTxn, at: number, failureBranch: boolean): TxnResult {
+    if (at <= this.store.currentRevision()) throw new Error(`invariant: txn ${prepared.txnId}'s share made at revision ${at}, not above the store's ${this.store.currentRevision()}`);
+    // Its puts were checked at the prepare, on this same state (nothing was written to its keys since).
     this.store.leaseExists = () => true;
     const s = prepared.leaseSweep;
     // A lease sweep's share: the generation's keys here, deleted at C (lease_sweep's rule, at C).
@@ -796,15 +863,8 @@ export class KvStateMachine implements GroupStateMachine {
     const share = s === undefined ? txnOpFromWire(ops) : { compare: [], success: swept.map((key) => ({ type: 'deleteRange' as const, deleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } })), failure: [] };
     const positions = s === undefined ? (failureBranch ? prepared.failurePositions : prepared.successPositions) : undefined;
     const out = this.store.txn(share, at, undefined, positions);
-    this.appliedRevisionValue = at;
-    this.appliedRevisionDirty = true;
     this.publish(out.events, out.revision);
-    // Every participant keeps the commit until the coordinator has them all forget it: a recoverer of
-    // another participant may ask any of them, and only a record tells "committed" from "never prepared".
-    this.txns.recordDecision(prepared.txnId, 'committed', at, prepared.participantGroups, undefined, failureBranch);
-    this.revisionListener?.(at);
-    this.txnsChanged();
-    return { revision: at, result: out.result };
+    return out.result;
   }
 
   /**
@@ -831,6 +891,7 @@ export class KvStateMachine implements GroupStateMachine {
     } else if (r.abort_pending) {
       this.txns.takePrepared(r.txn_id);
       this.txns.recordDecision(r.txn_id, 'aborted', 0, undefined, priority);
+      this.materialize();
       this.txnsChanged();
     } else {
       answer = { state: 'prepared', failureBranch: prepared.comparesHeld === false };

@@ -256,14 +256,89 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(eventsAt(sm, 11)).toEqual(['s@-', 't@-']);
   });
 
-  it('a refused prepare fails its proposer and changes nothing; a second prepare while one waits is a broken invariant', async () => {
+  it('a refused prepare fails its proposer and changes nothing; a second prepare on keys a prepared one touches is refused', async () => {
     const sm = shard();
     const t = sm.track();
     sm.apply(entry(intent('x5', 3, [putOp('a', '1')], t.seq, { refused: true })));
     await expect(t.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('another transaction') });
     expect(sm.txns.preparedCount()).toBe(0);
     sm.apply(entry(intent('x6', 5, [putOp('a', '1')])));
-    expect(() => sm.apply(entry(intent('x7', 6, [putOp('b', '1')])))).toThrow(/invariant: txn x7 prepared at 6 while txn x6/);
+    // Its put meets x6's; a compare on x6's key (a read) meets it too; a range over it as well.
+    for (const [id, at, ops, compareKey] of [
+      ['x7', 6, [putOp('a', '2')], null],
+      ['x8', 7, [putOp('b', '1')], 'a'],
+      ['x9', 8, [{ request_range: { key: b('0'), range_end: b('z'), limit: '0', revision: '0', sort_order: 'NONE', sort_target: 'KEY', serializable: false, keys_only: false, count_only: false, min_mod_revision: '0', max_mod_revision: '0', min_create_revision: '0', max_create_revision: '0' } }], null],
+    ] as const) {
+      const refused = sm.track();
+      const compare: TxnRequest['compare'] = compareKey === null ? [] : [{ result: 'EQUAL', target: 'MOD', key: b(compareKey), range_end: b(''), target_union: 'mod_revision', mod_revision: '0' }];
+      sm.apply(entry(intent(id, at, [...ops], refused.seq, { compare, expected: compare.map((_, index) => ({ index, any: false, ok: true })) })));
+      await expect(refused.outcome).rejects.toMatchObject({ code: 10, details: expect.stringContaining('another transaction') });
+    }
+    expect(sm.txns.preparedTxns().map((p) => p.txnId)).toEqual(['x6']);
+  });
+
+  it('transactions on disjoint keys prepare at once; their shares are made in C order, each once nothing undecided is prepared below its C', async () => {
+    const sm = shard();
+    sm.apply(entry(put('a', 'old', 2)));
+    sm.apply(entry(intent('t1', 5, [putOp('a', 't1', true)])));
+    sm.apply(entry(intent('t2', 8, [putOp('b', 't2')])));
+    sm.apply(entry(intent('t3', 11, [putOp('c', 't3')])));
+    expect(sm.txns.preparedCount()).toBe(3);
+    expect(sm.readableRevision()).toBe(4);
+    const floor: number[] = [];
+    sm.revisionListener = (r) => floor.push(r);
+    // t2 commits at 14 first: t1 (prepared at 5) and t3 (at 11) are undecided and may commit below 14.
+    const c2 = sm.track();
+    sm.apply(entry(commit('t2', 14, c2.seq)));
+    expect((await c2.outcome).revision).toBe(14);
+    expect(value(sm, 'b')).toBeNull();
+    expect(sm.txns.committedNotMade('t2')).toBe(true);
+    expect(sm.txns.decisionOf('t2')).toMatchObject({ state: 'committed', revision: 14 });
+    // A second resolve of it, a forget, and a recoverer's abort change nothing: it is committed.
+    sm.apply(entry(commit('t2', 14)));
+    sm.apply(entry(forget('t2')));
+    sm.apply(entry(recover('t2')));
+    expect(sm.txns.committedNotMade('t2')).toBe(true);
+    // A restart here keeps it: committed, not made.
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 3 });
+    expect(restarted.txns.committedNotMade('t2')).toBe(true);
+    // t1 commits at 6, below t3's P: t1 is made at 6; t2 still waits for t3.
+    sm.apply(entry(commit('t1', 6)));
+    restarted.apply(entry(commit('t1', 6)));
+    for (const r of [sm, restarted]) {
+      expect(value(r, 'a')).toEqual({ value: 't1', mod: 6 });
+      expect(value(r, 'b')).toBeNull();
+      expect(r.readableRevision()).toBe(7); // just below t2's P: its share is not made
+    }
+    // t3 aborts: t2 is made at 14.
+    sm.apply(entry(abort('t3')));
+    restarted.apply(entry(abort('t3')));
+    for (const r of [sm, restarted]) {
+      expect(value(r, 'b')).toEqual({ value: 't2', mod: 14 });
+      expect(value(r, 'c')).toBeNull();
+      expect(r.txns.preparedCount()).toBe(0);
+      expect(r.readableRevision()).toBe(14);
+    }
+    expect(floor).toEqual([14, 6]);
+    // The store's history (what watches replay) is in revision order.
+    expect(sm.store.eventsSince(b(''), Buffer.from([0]), 1).map((e) => `${e.kv.key.toString()}@${e.kv.modRevision}`)).toEqual(['a@2', 'a@6', 'b@14']);
+    // Forgotten once made.
+    sm.apply(entry(forget('t2')));
+    expect(sm.txns.decisionOf('t2')).toBeNull();
+  });
+
+  it('shares decided out of C order are made lowest C first; a commit below another write is a broken invariant', () => {
+    const sm = shard();
+    sm.apply(entry(intent('u1', 5, [putOp('a', 'u1')])));
+    sm.apply(entry(intent('u2', 7, [putOp('b', 'u2')])));
+    sm.apply(entry(commit('u2', 20)));
+    sm.apply(entry(commit('u1', 9)));
+    expect(value(sm, 'a')).toEqual({ value: 'u1', mod: 9 });
+    expect(value(sm, 'b')).toEqual({ value: 'u2', mod: 20 });
+    expect(sm.store.currentRevision()).toBe(20);
+    sm.apply(entry(intent('u3', 22, [putOp('c', 'u3')])));
+    sm.apply(entry(put('z', '1', 23))); // (the write path never proposes this while u3 is prepared)
+    expect(() => sm.apply(entry(commit('u3', 22)))).toThrow(/invariant: txn u3 commits at revision 22, not above the shard's other writes/);
   });
 
   it('a prepare whose share the store refuses is refused, and nothing is laid', async () => {

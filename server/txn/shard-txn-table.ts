@@ -3,8 +3,14 @@
 //
 //   prepared   a participant's share of a transaction, laid by its txn_intent entry (stamped at its own
 //              revision P) and waiting for its resolution. While one is here, the shard writes nothing
-//              else (its write path proposes no other stamped entry, see shard-write-path.ts), so its
-//              store stays as it was through P − 1 and the share applies at the transaction's C > P.
+//              else but other transactions' prepares on disjoint keys (share-keys.ts; its write path
+//              proposes no other stamped entry, see shard-write-path.ts), so the share's keys stay as
+//              they were through P − 1 and the share applies at the transaction's C ≥ P.
+//   committed, not yet made
+//              a share whose commit applied (its record below says so) while a transaction prepared here
+//              with a lower P was still undecided: that one may commit below C, and the store only ever
+//              grows in revision order, so the share stays prepared until every transaction prepared
+//              below C is decided, and the shares are then made lowest C first (takeMaterializable).
 //   decided    a committed transaction's record (with its revision C and participants), kept until every
 //              participant resolved (the coordinator's `forget`, or a leader finishing it); and a
 //              transaction a recoverer aborted (a fence, with the transaction's age), so that a prepare
@@ -14,6 +20,7 @@
 // Pure: no I/O. Changes are collected as persist ops under the state-record prefix TXN_RECORD_PREFIX so
 // that restarts and snapshots carry the table with the store.
 import type { TxnRequest } from '../etcd/wire-types.ts';
+import { shareKeysMeet, shareKeysOf, type ShareKeys } from './share-keys.ts';
 
 /** A revoked lease generation's sweep (internal.proto LeaseSweep, decimal strings). */
 export interface PreparedLeaseSweep {
@@ -51,8 +58,9 @@ export interface PreparedTxn {
   readonly primaryGroup: number;
   readonly participantGroups: readonly number[];
   /**
-   * This shard's share of the chosen branch in `success` (no compares, no nested txns); when `decideHere`,
-   * its compares in `compare` and its shares of both branches in `success` and `failure`.
+   * This shard's share of the chosen branch in `success` (no nested txns) and the compares it checked at
+   * its prepare in `compare`; when `decideHere`, its shares of both branches in `success` and `failure`.
+   * (Records laid before 2026-12-07 keep no compares when not `decideHere`.)
    */
   readonly ops: TxnRequest;
   /** Wall-clock ms after which a recoverer may abort it while it is undecided. */
@@ -124,6 +132,8 @@ export interface TxnOpsCodec {
 
 export class ShardTxnTable {
   private readonly prepared = new Map<string, PreparedTxn>();
+  /** The keys of each prepared share (derived from its ops: never persisted). */
+  private readonly keysById = new Map<string, ShareKeys>();
   private readonly decided = new Map<string, DecidedTxn>();
   /** Prepares of transactions older than this (wall-clock ms) are refused, and their fences dropped. */
   private fenceHorizonMs = 0;
@@ -137,6 +147,7 @@ export class ShardTxnTable {
   /** Rebuilds the table from its records (keys without the state prefix byte). */
   load(records: Iterable<[Buffer, Buffer]>): void {
     this.prepared.clear();
+    this.keysById.clear();
     this.decided.clear();
     this.fenceHorizonMs = 0;
     this.persist = [];
@@ -144,7 +155,7 @@ export class ShardTxnTable {
       const txnId = key.subarray(1).toString('utf8');
       if (key[0] === PREPARED_KIND) {
         const s = JSON.parse(value.toString('utf8')) as StoredPrepared;
-        this.prepared.set(txnId, { ...s, ops: this.codec.decode(Buffer.from(s.ops, 'base64')) });
+        this.setPrepared({ ...s, ops: this.codec.decode(Buffer.from(s.ops, 'base64')) });
       } else if (key[0] === DECIDED_KIND) {
         this.decided.set(txnId, JSON.parse(value.toString('utf8')) as DecidedTxn);
       } else if (key[0] === FENCE_HORIZON_KIND) {
@@ -164,8 +175,25 @@ export class ShardTxnTable {
     return lowest;
   }
 
+  /** Every share prepared here, committed-not-yet-made ones included (they still hold their keys). */
   preparedTxns(): PreparedTxn[] {
     return [...this.prepared.values()];
+  }
+
+  /** The prepared shares whose transaction is not decided here yet (those a recoverer may have to settle). */
+  undecidedTxns(): PreparedTxn[] {
+    return [...this.prepared.values()].filter((p) => !this.decided.has(p.txnId));
+  }
+
+  /** Whether `txnId` is prepared here and its commit applied, its share not made yet (takeMaterializable). */
+  committedNotMade(txnId: string): boolean {
+    return this.prepared.has(txnId) && this.decided.get(txnId)?.state === 'committed';
+  }
+
+  /** A prepared share whose keys meet `keys` (undefined: none). */
+  meeting(keys: ShareKeys): PreparedTxn | undefined {
+    for (const p of this.prepared.values()) if (shareKeysMeet(this.keysById.get(p.txnId)!, keys)) return p;
+    return undefined;
   }
 
   getPrepared(txnId: string): PreparedTxn | undefined {
@@ -185,16 +213,20 @@ export class ShardTxnTable {
     return n;
   }
 
-  /** Lays a prepare. A second prepare while one is waiting is a broken invariant of the write path. */
+  /**
+   * Lays a prepare. The caller has refused one whose keys meet a prepared share's (the state machine, at
+   * apply), except under the simulation's mutation that must be caught.
+   */
   prepare(p: PreparedTxn): void {
-    if (this.prepared.size > 0) {
-      const other = [...this.prepared.values()][0];
-      throw new Error(`invariant: txn ${p.txnId} prepared at ${p.revision} while txn ${other.txnId} at ${other.revision} is still undecided on this shard`);
-    }
     if (this.prepared.has(p.txnId) || this.decided.has(p.txnId)) throw new Error(`invariant: txn ${p.txnId} prepared again on a shard that knows it`);
-    this.prepared.set(p.txnId, p);
+    this.setPrepared(p);
     const stored: StoredPrepared = { ...p, participantGroups: [...p.participantGroups], ops: Buffer.from(this.codec.encode(p.ops)).toString('base64') };
     this.persist.push({ key: recordKey(PREPARED_KIND, p.txnId), value: Buffer.from(JSON.stringify(stored)) });
+  }
+
+  private setPrepared(p: PreparedTxn): void {
+    this.prepared.set(p.txnId, p);
+    this.keysById.set(p.txnId, shareKeysOf(p.ops, p.leaseSweep !== undefined));
   }
 
   /** Removes a prepare (resolved either way) and returns it; undefined when it is not here. */
@@ -202,8 +234,28 @@ export class ShardTxnTable {
     const p = this.prepared.get(txnId);
     if (p === undefined) return undefined;
     this.prepared.delete(txnId);
+    this.keysById.delete(txnId);
     this.persist.push({ key: recordKey(PREPARED_KIND, txnId), value: null });
     return p;
+  }
+
+  /**
+   * The committed shares that may be made now, lowest C first, taken out of the prepared ones: those
+   * whose C is below the P of every undecided transaction prepared here. An undecided one commits at a C
+   * at or above its own P (or aborts), so nothing made later lands below what is made now. A pure function
+   * of the table, so every replica makes the same shares at the same entry.
+   */
+  takeMaterializable(): Array<{ prepared: PreparedTxn; decision: DecidedTxn }> {
+    let lowestUndecided = Infinity;
+    const committed: Array<{ prepared: PreparedTxn; decision: DecidedTxn }> = [];
+    for (const p of this.prepared.values()) {
+      const d = this.decided.get(p.txnId);
+      if (d?.state === 'committed') committed.push({ prepared: p, decision: d });
+      else lowestUndecided = Math.min(lowestUndecided, p.revision);
+    }
+    const ready = committed.filter((c) => c.decision.revision < lowestUndecided).sort((a, b) => a.decision.revision - b.decision.revision);
+    for (const c of ready) this.takePrepared(c.prepared.txnId);
+    return ready;
   }
 
   /** The committed records that name their participants (those a leader can finish). */
@@ -242,7 +294,12 @@ export class ShardTxnTable {
     for (const d of [...this.decided.values()]) if (d.state === 'aborted' && (d.priority ?? 0) < horizonMs) this.forget(d.txnId);
   }
 
+  /**
+   * Drops a record. A committed share not made yet keeps its record (it says what to make, and at which C):
+   * the forget is ignored, and a leader finishes the record later (TxnCoordinator.finishCommitted).
+   */
   forget(txnId: string): void {
+    if (this.prepared.has(txnId)) return;
     if (!this.decided.delete(txnId)) return;
     this.persist.push({ key: recordKey(DECIDED_KIND, txnId), value: null });
   }

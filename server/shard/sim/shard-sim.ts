@@ -332,7 +332,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               if ('txn_intent' in req && req.txn_intent && req.txn_intent.refused !== true) txn = { txnId: req.txn_intent.txn_id, txnStep: 'intent' };
               if ('txn_resolve' in req && req.txn_resolve && req.txn_resolve.forget !== true) {
                 // What this resolve does here: commit or abort a transaction prepared on this replica (else nothing).
-                const prepared = sm.txns.getPrepared(req.txn_resolve.txn_id);
+                // (A commit applied already, its share not made yet, is prepared still: this resolve does nothing.)
+                const prepared = sm.txns.committedNotMade(req.txn_resolve.txn_id) ? undefined : sm.txns.getPrepared(req.txn_resolve.txn_id);
                 if (prepared !== undefined) {
                   txn = { txnId: prepared.txnId, txnStep: req.txn_resolve.commit ? 'commit' : 'abort', ...(req.txn_resolve.commit ? { txnRevision: Number(req.txn_resolve.revision ?? 0) } : {}) };
                   if (req.txn_resolve.commit) {
@@ -342,7 +343,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
                   }
                 }
               }
-              if ('txn_recover' in req && req.txn_recover && req.txn_recover.abort_pending === true && sm.txns.getPrepared(req.txn_recover.txn_id) !== undefined) txn = { txnId: req.txn_recover.txn_id, txnStep: 'abort' };
+              if ('txn_recover' in req && req.txn_recover && req.txn_recover.abort_pending === true && sm.txns.getPrepared(req.txn_recover.txn_id) !== undefined && !sm.txns.committedNotMade(req.txn_recover.txn_id)) txn = { txnId: req.txn_recover.txn_id, txnStep: 'abort' };
               const seen = applied.get(g)!.get(entry.index);
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
@@ -873,19 +874,24 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       });
       if (dumps.some((d) => d !== dumps[0])) throw new Violation(`shard group ${g}: replicas differ at the end`);
     }
-    // A commit's revision C: one of its own prepares' revisions (used by no other entry), and above
-    // everything before it in its shard's log but its own prepare there.
+    // A commit's revision C: one of its own prepares' revisions (used by no other entry), at or above its
+    // prepare on this shard, and above everything before it in its shard's log but prepares (several
+    // transactions on disjoint keys may be prepared at once, and commit in either order).
     for (const g of shardGroups) {
-      let last = 0;
-      let lastIntent: string | undefined;
+      let lastOther = 0;
+      const preparedAt = new Map<string, number>();
       for (const [index, e] of [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0])) {
+        if (e.txnStep === 'intent' && e.txnId !== undefined) {
+          preparedAt.set(e.txnId, e.revision);
+          continue;
+        }
         const at = e.revision || e.txnRevision || e.writeRevision;
         if (at === 0) continue;
-        const onOwnPrepare = e.txnStep === 'commit' && at === last && lastIntent === e.txnId;
-        if (at <= last && !onOwnPrepare) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${last}`);
-        last = at;
-        lastIntent = e.txnStep === 'intent' ? e.txnId : undefined;
-        if (e.txnStep === 'commit' && intentOf.get(at) !== e.txnId) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at) ?? 'no prepare of it'} uses`);
+        if (at <= lastOther) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${lastOther}`);
+        if (e.txnStep === 'commit') {
+          if (intentOf.get(at) !== e.txnId) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at) ?? 'no prepare of it'} uses`);
+          if (!(at >= (preparedAt.get(e.txnId!) ?? Infinity))) throw new Violation(`txn ${e.txnId} committed at ${at} on shard group ${g}, below its prepare there (${preparedAt.get(e.txnId!) ?? 'none before it'})`);
+        } else lastOther = at;
       }
     }
     // Cross-shard transactions: committed on every participant or none; at one revision; acks committed.
