@@ -30,11 +30,11 @@ const SWEEP_WAIT_POLL_MS = 20;
 
 /**
  * The revision a read of `target`'s replica here answers at. A linearizable read first waits for every
- * cross-shard transaction prepared there to be resolved (it may be decided on its primary already, and
- * its writes must then be seen); a serializable one reads just below them (docs/transactions.md).
+ * cross-shard transaction prepared there when it began to be resolved (it may be decided on its primary
+ * already, and its writes must then be seen); a serializable one reads just below them (docs/transactions.md).
  */
 export async function replicaReadRevision(target: GroupTarget, linearizable: boolean, deadlineMs: number): Promise<number> {
-  if (linearizable) await target.sm.txnsSettledThrough(Infinity, deadlineMs, () => new DeadlineError('cross-shard transaction'));
+  if (linearizable) await target.sm.txnsPreparedNowSettled(deadlineMs, () => new DeadlineError('cross-shard transaction'));
   return target.sm.readableRevision();
 }
 

@@ -147,6 +147,10 @@ export interface MessageSink {
  *   4 (BCRYPT_PASSWORD_RULES): a user's stored password may be a bcrypt hash, which Authenticate on this
  *     member checks (server/auth/password.ts). Not an apply rule, but replicated state every member must
  *     read alike: a user whose hash one member cannot check could log in on some members only.
+ *   5 (CONCURRENT_PREPARE_RULES): a shard may hold several cross-shard transactions prepared at once, on
+ *     disjoint keys, and makes their commits in C order (server/txn/shard-txn-table.ts); a prepare whose
+ *     keys meet a prepared one's is refused at apply. An older replica takes a second prepare for a
+ *     broken invariant, so a leader proposes one only once every member implements this.
  * Rules that decide what an entry does must hold on every replica, so a member uses one only once every
  * member of the group said it implements it.
  */
@@ -154,7 +158,8 @@ export const PROPOSAL_FENCE_RULES = 1;
 export const DECIDE_AT_PREPARE_RULES = 2;
 export const TXN_OP_POSITION_RULES = 3;
 export const BCRYPT_PASSWORD_RULES = 4;
-export const APPLY_RULES = BCRYPT_PASSWORD_RULES;
+export const CONCURRENT_PREPARE_RULES = 5;
+export const APPLY_RULES = CONCURRENT_PREPARE_RULES;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {

@@ -462,15 +462,31 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   /**
-   * Resolves once no transaction prepared here has a revision at or below `revision` (Infinity: none at
-   * all); rejects with `onTimeout()` at `deadlineMs`. A linearizable read waits for every one (the
-   * transaction may already be decided on its primary); a read at R for those at or below R.
+   * Resolves once no transaction prepared here has a revision at or below `revision`; rejects with
+   * `onTimeout()` at `deadlineMs`. A read at R waits so for those at or below R (none is stamped at or below
+   * R once the read raised its leader's floor to R, so the wait ends).
    */
   txnsSettledThrough(revision: number, deadlineMs: number, onTimeout: () => Error): Promise<void> {
-    const settled = (): boolean => {
+    return this.txnsSettled(() => {
       const lowest = this.txns.lowestPreparedRevision();
       return lowest === null || lowest > revision;
-    };
+    }, deadlineMs, onTimeout);
+  }
+
+  /**
+   * Resolves once every transaction prepared here now is resolved and made (or aborted); rejects with
+   * `onTimeout()` at `deadlineMs`. A linearizable read waits so (such a transaction may be decided on its
+   * primary already, and its writes must then be seen), and then reads below those prepared since: none
+   * of them can have been acknowledged before the read began. Waiting until nothing at all is prepared
+   * could wait for ever under a stream of transactions on disjoint keys.
+   */
+  txnsPreparedNowSettled(deadlineMs: number, onTimeout: () => Error): Promise<void> {
+    const now = this.txns.preparedTxns().map((p) => p.txnId);
+    if (now.length === 0) return Promise.resolve();
+    return this.txnsSettled(() => now.every((id) => this.txns.getPrepared(id) === undefined), deadlineMs, onTimeout);
+  }
+
+  private txnsSettled(settled: () => boolean, deadlineMs: number, onTimeout: () => Error): Promise<void> {
     if (settled()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const stop = this.onTxnsChanged(() => {

@@ -24,7 +24,8 @@
 // retries elsewhere or later); both end at their deadline. Elsewhere: forwarding between members
 // (shard-forwarder.ts), the server wiring (server/cli/shard-hosting.ts), and reads served by a follower's
 // replica (server/api/sharded-kv.ts).
-import type { Member } from '../member/member.ts';
+import { CONCURRENT_PREPARE_RULES, type Member } from '../member/member.ts';
+import { shareKeysMeet, shareKeysOf, type ShareKeys } from '../txn/share-keys.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
 import { writesRevision } from './kv-state-machine.ts';
@@ -86,6 +87,8 @@ export interface ShardWritePathOptions {
   startTimeoutMs?: number;
   /** Simulation only: a deliberately broken rule the checks must catch. */
   unsafeMutation?: ShardRevisionsMutation;
+  /** Simulation only: propose prepares whatever keys the prepared transactions hold (their replicas must refuse them). */
+  unsafeProposeOverlappingPrepares?: boolean;
   /**
    * Resolves a cross-shard transaction prepared on this shard whose deadline passed undecided (its
    * coordinator died or is cut off): asks its primary, then resolves it here (docs/transactions.md).
@@ -192,6 +195,8 @@ interface OutboxItem {
   failed: Error | null;
   /** A prepare: when it first met another transaction holding the shard (null: it has not). */
   heldSinceMs: number | null;
+  /** A prepare: the keys of its share (share-keys.ts), once asked for. */
+  keys?: ShareKeys;
 }
 
 interface ReadWaiter {
@@ -201,22 +206,26 @@ interface ReadWaiter {
   reject(e: Error): void;
 }
 
-/** What cross-shard transactions allow a shard's outbox (ShardWritePath.txnHold). */
-type TxnHold = { readonly held: true } | { readonly held: false; readonly aboveRevision: number };
-const HELD: TxnHold = { held: true };
+/**
+ * What cross-shard transactions allow a shard's outbox head (ShardWritePath.txnHold): held, by the
+ * transactions named (wait-die ranks a waiting prepare against them); or proposed once stamped above
+ * `aboveRevision`.
+ */
+type TxnHold = { readonly held: true; readonly by: readonly TxnRank[] } | { readonly held: false; readonly aboveRevision: number };
 const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
 
 export class ShardWritePath {
-  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'unsafeProposeOverlappingPrepares' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
+  private readonly unsafeProposeOverlappingPrepares: boolean;
   private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
   /**
-   * The revision of a cross-shard transaction's prepare proposed here and not applied yet (0: none).
-   * With it, or a prepared transaction in the state machine, nothing else stamped is proposed: the
-   * transaction's writes must land at its revision C, with nothing above C before them.
+   * Cross-shard transactions' prepares proposed here and not applied yet, by revision, with their
+   * transaction's rank (wait-die) and their share's keys. With one, or a prepared transaction in the state
+   * machine, nothing stamped is proposed but other prepares on disjoint keys (once every member applies
+   * them, CONCURRENT_PREPARE_RULES): a transaction's writes must land at its revision C, with nothing that
+   * touches its keys, and nothing else above C, before them.
    */
-  private intentInFlight = 0;
-  /** That prepare's transaction (wait-die ranks a waiting prepare against it). */
-  private intentInFlightRank: TxnRank | null = null;
+  private readonly intentsInFlight = new Map<number, { readonly rank: TxnRank; readonly keys: ShareKeys }>();
   /**
    * Transactions prepared here whose resolution this leader put in its log in the term its revisions
    * were started for (lose() empties it when that term ends): id → the commit's revision C (0 for an
@@ -278,6 +287,7 @@ export class ShardWritePath {
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     this.unsafeMutation = options.unsafeMutation ?? null;
     this.recoverTxn = options.recoverTxn ?? null;
+    this.unsafeProposeOverlappingPrepares = options.unsafeProposeOverlappingPrepares === true;
     const { member, groupId, sm } = this.opts;
     if (!sm.sharded) throw new Error('shard write path: the state machine is not in sharded mode');
     this.rideAlong = rideAlongOf(member);
@@ -292,11 +302,14 @@ export class ShardWritePath {
     member.onLeaderRead(groupId, () => this.proposeHeldResolves());
     sm.revisionListener = (revision) => {
       this.revisions.appliedThrough(revision);
-      if (this.intentInFlight !== 0 && revision >= this.intentInFlight) {
-        this.intentInFlight = 0;
-        this.intentInFlightRank = null;
-        this.drainOutbox();
+      // (Applied in revision order: a commit's C applies after every prepare proposed below it here.)
+      let landed = false;
+      for (const at of this.intentsInFlight.keys()) {
+        if (at > revision) continue;
+        this.intentsInFlight.delete(at);
+        landed = true;
       }
+      if (landed) this.drainOutbox();
       this.afterApplied(revision);
       this.wakeReads();
     };
@@ -348,8 +361,7 @@ export class ShardWritePath {
     else this.heldResolutions.passAllOn();
     this.revisions.end();
     this.preparedSeenMs.clear(); // a later leadership of this replica sees them anew
-    this.intentInFlight = 0;
-    this.intentInFlightRank = null;
+    this.intentsInFlight.clear();
     this.resolvesProposed.clear();
     const held = this.held;
     this.held = [];
@@ -545,21 +557,48 @@ export class ShardWritePath {
   }
 
   /**
-   * What cross-shard transactions allow the outbox: 'held' while a prepare is on its way or a prepared
-   * transaction's resolution is not in this leader's log; otherwise writes stamped above `aboveRevision`
-   * (the highest C of the resolutions in the log, 0 when none) may be proposed.
+   * What cross-shard transactions allow the outbox head `item`. An ordinary write is held while a prepare
+   * is on its way or a prepared transaction's resolution is not in this leader's log; a prepare, while
+   * its keys meet those of a prepare on its way or of a prepared transaction (or, until every member
+   * applies concurrent prepares, while anything is prepared or on its way). Otherwise the head may be
+   * proposed once stamped above `aboveRevision`: the highest C of the resolutions in the log (0: none).
    */
-  private txnHold(): TxnHold {
-    if (this.intentInFlight !== 0) return HELD;
+  private txnHold(item: OutboxItem): TxnHold {
+    const txns = this.opts.sm.txns;
     // The common case, on every write's way to the log: nothing prepared, nothing to copy or scan.
-    if (this.opts.sm.txns.preparedCount() === 0) return NOT_HELD;
-    let aboveRevision = 0;
-    for (const p of this.opts.sm.txns.preparedTxns()) {
-      const c = this.resolvesProposed.get(p.txnId);
-      if (c === undefined) return HELD;
-      aboveRevision = Math.max(aboveRevision, c);
+    if (this.intentsInFlight.size === 0 && txns.preparedCount() === 0) return NOT_HELD;
+    const prepared = txns.preparedTxns();
+    if (isIntent(item) && (this.unsafeProposeOverlappingPrepares || this.opts.member.clusterImplements(CONCURRENT_PREPARE_RULES))) {
+      const keys = this.keysOf(item);
+      const by: TxnRank[] = [];
+      for (const f of this.intentsInFlight.values()) if (shareKeysMeet(f.keys, keys)) by.push(f.rank);
+      for (const p of prepared) if (txns.meetsPrepared(p.txnId, keys)) by.push(rankOf(p.priority, p.txnId));
+      if (by.length > 0 && !this.unsafeProposeOverlappingPrepares) return { held: true, by };
+    } else {
+      const unresolved = this.intentsInFlight.size > 0 || prepared.some((p) => !this.resolvesProposed.has(p.txnId));
+      if (unresolved) return { held: true, by: this.allHolders() };
     }
+    let aboveRevision = 0;
+    for (const p of prepared) aboveRevision = Math.max(aboveRevision, this.resolvesProposed.get(p.txnId) ?? 0);
     return { held: false, aboveRevision };
+  }
+
+  /** Every transaction holding keys here: prepared, or its prepare on its way. */
+  private allHolders(): TxnRank[] {
+    const all = this.opts.sm.txns.preparedTxns().map((p) => rankOf(p.priority, p.txnId));
+    for (const f of this.intentsInFlight.values()) all.push(f.rank);
+    return all;
+  }
+
+  /** A prepare's share's keys, as its replicas will count them (KvStateMachine.applyTxnIntent). */
+  private keysOf(item: OutboxItem): ShareKeys {
+    if (item.keys !== undefined) return item.keys;
+    const body = item.q.origin ?? item.q.body;
+    if (!('txn_intent' in body) || !body.txn_intent) throw new Error('shard write path: not a txn intent');
+    const intent = body.txn_intent;
+    const ops = { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] };
+    item.keys = shareKeysOf(ops, intent.lease_sweep !== undefined && intent.lease_sweep !== null);
+    return item.keys;
   }
 
   /**
@@ -658,7 +697,8 @@ export class ShardWritePath {
     }
     const now = Date.now();
     const monoMs = performance.now();
-    const prepared = this.opts.sm.txns.preparedTxns();
+    // (A committed share waiting to be made is decided: nothing to recover.)
+    const prepared = this.opts.sm.txns.undecidedTxns();
     const preparedIds = new Set(prepared.map((p) => p.txnId));
     for (const id of this.preparedSeenMs.keys()) if (!preparedIds.has(id)) this.preparedSeenMs.delete(id);
     for (const p of prepared) {
@@ -778,6 +818,11 @@ export class ShardWritePath {
     );
   }
 
+  private intentProposed(revision: number, q: QueuedWrite, keys: ShareKeys | null): void {
+    this.intentsInFlight.set(revision, { rank: intentRank({ q }), keys: keys ?? 'all' });
+    this.stats.txnIntents++;
+  }
+
   /** Runs drainOutbox again in `ms` (a waiting younger prepare's grace ends); one timer at a time. */
   private wakeDrainIn(ms: number): void {
     if (this.drainTimer !== null) return;
@@ -798,7 +843,7 @@ export class ShardWritePath {
       // the log until it is resolved (its commit applies at its C with nothing above its prepare before
       // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
-      const hold = this.txnHold();
+      const hold = this.txnHold(this.outbox[0]);
       if (hold.held && this.heldResolutions.size > 0) {
         this.heldResolutions.flush(); // what waits here may wait only for a resolution held back: it goes first
         continue;
@@ -809,13 +854,16 @@ export class ShardWritePath {
         // one waits at most YOUNGER_WAIT_MS, then is refused. Most holders are only waiting for their
         // resolution, which a short wait outlasts; a cycle of waits must contain a younger one waiting
         // for an older (older ones only ever wait for younger), so its grace running out breaks it.
-        const holders: TxnRank[] = sm.txns.preparedTxns().map((p) => rankOf(p.priority, p.txnId));
-        if (this.intentInFlightRank !== null) holders.push(this.intentInFlightRank);
+        // The head is ranked against what holds it; a prepare behind it against every holder here (it
+        // waits for the head, which waits for those: ranked so, no cycle of waits lacks a younger one).
+        const head = this.outbox[0];
+        const everyHolder = this.allHolders();
         const now = Date.now();
         let graceLeftMs = Infinity;
         const dies = (item: OutboxItem): boolean => {
           if (!isIntent(item)) return false;
           // The grace runs from when it first waited as the younger one.
+          const holders = item === head ? hold.by : everyHolder;
           const verdict = judgeWaitingPrepare({ rank: intentRank(item), heldSinceMs: item.heldSinceMs ?? now, deadlineUnixMs: intentDeadline(item) }, holders, now, YOUNGER_WAIT_MS);
           if (verdict.kind === 'wait-grace') {
             item.heldSinceMs ??= now;
@@ -841,6 +889,7 @@ export class ShardWritePath {
         continue;
       }
       const proposingIntent = isIntent(this.outbox[0]);
+      const keysOfProposed = proposingIntent ? this.keysOf(this.outbox[0]) : null;
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
       if (term !== this.revisions.leaderTerm || !this.ready()) {
         // lose() empties the outbox; this is the same leadership check the synchronous path makes.
@@ -867,11 +916,7 @@ export class ShardWritePath {
           member.proposeDirect(groupId, data);
           proposedAny = true;
           this.stats.writesProposed++;
-          if (proposingIntent) {
-            this.intentInFlight = revision;
-            this.intentInFlightRank = intentRank({ q });
-            this.stats.txnIntents++;
-          }
+          if (proposingIntent) this.intentProposed(revision, q, keysOfProposed);
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
@@ -900,11 +945,7 @@ export class ShardWritePath {
         continue;
       }
       this.stats.writesProposed++;
-      if (proposingIntent) {
-        this.intentInFlight = revision;
-        this.intentInFlightRank = intentRank({ q });
-        this.stats.txnIntents++;
-      }
+      if (proposingIntent) this.intentProposed(revision, q, keysOfProposed);
       tracked.outcome.then(q.resolve, q.reject);
       // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
       // lost with its leader would otherwise keep it for ever.

@@ -36,6 +36,7 @@ import { mergeShardRanges } from '../routing/range-merge.ts';
 import { DeadlineError } from '../member/member.ts';
 import { INTENT_TTL_MS, TXN_NOT_PREPARED, type PreparedTxn, type TxnRecoveryResult } from './shard-txn-table.ts';
 import { ShardAdmission } from './shard-admission.ts';
+import { shareKeysOf, type ShareKeys } from './share-keys.ts';
 import { rankOf } from './wait-die.ts';
 import { MAX_TXN_OP_POSITIONS } from '../mvcc/txn-op-position.ts';
 
@@ -278,7 +279,7 @@ export class TxnCoordinator {
     // touch from before R0 is read: one admitted after its compares were read would often find them
     // changed by the very transaction it waited for, and spend an attempt (shard-admission.ts).
     const hasCompares = txnHasCompares(req);
-    const admitted = hasCompares && txnMayWrite(req) ? await this.admit(this.groupsMaybeTouched(req), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
+    const admitted = hasCompares && txnMayWrite(req) ? await this.admit(this.groupsMaybeTouched(req), shareKeysOf(req, false), priority, `${priority}:${++this.admissionSeq}`, deadlineMs) : null;
     const decideAtPrepare = mayDecideAtPrepare && admitted !== null && this.prepareMayDecide(req);
     try {
       return decideAtPrepare ? await this.attemptDecidingAtPrepare(req, leases, deadlineMs, priority, admitted) : await this.attemptAdmitted(req, leases, deadlineMs, priority, hasCompares, admitted);
@@ -432,9 +433,9 @@ export class TxnCoordinator {
     return [...into].sort((a, b) => a - b);
   }
 
-  private admit(groups: readonly number[], priority: number, id: string, deadlineMs: number): Promise<() => void> {
+  private admit(groups: readonly number[], keys: ShareKeys, priority: number, id: string, deadlineMs: number): Promise<() => void> {
     if (this.admission === null) return Promise.resolve(() => {});
-    return this.admission.acquire(groups, rankOf(priority, id), deadlineMs - Date.now(), () => new DeadlineError('cross-shard transaction waiting for its shards'));
+    return this.admission.acquire(groups, keys, rankOf(priority, id), deadlineMs - Date.now(), () => new DeadlineError('cross-shard transaction waiting for its shards'));
   }
 
   private async attemptAdmitted(req: TxnRequest, leases: readonly LeaseGeneration[], deadlineMs: number, priority: number, hasCompares: boolean, admitted: (() => void) | null): Promise<TxnWriteOutcome> {
@@ -494,6 +495,8 @@ export class TxnCoordinator {
       priority,
       false,
       admitted,
+      false,
+      shareKeysOf(req, false),
     );
     const { C, prepared } = outcome;
     const shareResults = new Map<number, TxnResult>();
@@ -554,11 +557,12 @@ export class TxnCoordinator {
     resolveAllFirst: boolean,
     admitted: (() => void) | null = null,
     decideHere = false,
+    admissionKeys: ShareKeys = 'all',
   ): Promise<Committed> {
     const txnId = this.deps.newTxnId();
     // No prepare leaves while another transaction of this member holds one of these shards
     // (shard-admission.ts); `admitted` when the caller took them already (a superset of `order`).
-    const release = admitted ?? (await this.admit(order, priority, txnId, deadlineMs));
+    const release = admitted ?? (await this.admit(order, admissionKeys, priority, txnId, deadlineMs));
     try {
       return await this.prepareAndCommit(txnId, order, shareOf, deadlineMs, priority, resolveAllFirst, release, decideHere);
     } catch (err) {

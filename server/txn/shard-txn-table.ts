@@ -190,6 +190,12 @@ export class ShardTxnTable {
     return this.prepared.has(txnId) && this.decided.get(txnId)?.state === 'committed';
   }
 
+  /** Whether the share prepared here for `txnId` may touch a key of `keys`. */
+  meetsPrepared(txnId: string, keys: ShareKeys): boolean {
+    const own = this.keysById.get(txnId);
+    return own !== undefined && shareKeysMeet(own, keys);
+  }
+
   /** A prepared share whose keys meet `keys` (undefined: none). */
   meeting(keys: ShareKeys): PreparedTxn | undefined {
     for (const p of this.prepared.values()) if (shareKeysMeet(this.keysById.get(p.txnId)!, keys)) return p;

@@ -90,8 +90,12 @@ describe('sharded write and read path simulation', () => {
     const results: ShardSimResult[] = [];
     for (let seed = firstSeed; seed < firstSeed + crossSeeds; seed++) results.push(await runShardSim(seed, crossConfig()));
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
-    console.log(`shard sim, cross-shard txns: ${crossSeeds} seeds, ${sum((r) => r.crossTxnsAcked)} acknowledged, ${sum((r) => r.crossTxnsOnStateAcked)} with compares on the state (${sum((r) => r.crossTxnsOnStateFailed)} of them failing), ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`);
+    console.log(
+      `shard sim, cross-shard txns: ${crossSeeds} seeds, ${sum((r) => r.crossTxnsAcked)} acknowledged, ${sum((r) => r.crossTxnsOnStateAcked)} with compares on the state (${sum((r) => r.crossTxnsOnStateFailed)} of them failing), ` +
+        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
+    );
     expect(sum((r) => r.crossTxnsOnStateAcked)).toBeGreaterThan(crossSeeds / 2);
+    expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
   });
@@ -123,6 +127,13 @@ describe('sharded write and read path simulation', () => {
     console.log(`mutation decide-ignoring-compares: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     // Caught by the state compares' check, or by a compare that never holds answered with its success branch.
     expect(caught).toMatch(/^seed=\d+: cross-shard txn \S+ (at \d+ took its success branch|branch success with comparing=true)/);
+  });
+
+  it.each(['prepare-overlapping', 'materialize-at-once'] as const)('catches shards that %s (several transactions prepared at once)', { timeout: 600_000 }, async (m) => {
+    if (replaySeed !== null) return;
+    const { caught, tried } = await firstFailure(30, { ...crossConfig(), txnMutation: m });
+    console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
+    expect(caught).toMatch(/^seed=\d+: (cross-shard txn \S+ at \d+ took its|history changed|snapshot at \d+ differs|member \d+ loop failed: Error: invariant)/);
   });
 
   it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {

@@ -96,6 +96,12 @@ export interface ShardSimOptions {
    */
   replicaMutation?: 'decide-ignoring-compares';
   /**
+   * A deliberately broken rule of several transactions prepared on a shard at once: 'prepare-overlapping',
+   * leaders propose and replicas lay prepares whose keys meet a prepared transaction's; 'materialize-at-once',
+   * replicas make a committed share at once, though a transaction prepared below its C is undecided.
+   */
+  txnMutation?: 'prepare-overlapping' | 'materialize-at-once';
+  /**
    * Each member's wall clock against the simulated time (ms; by member, in order; missing: 0): what a member
    * reads with Date.now, and so the deadlines and ages it writes into requests and entries. Requests
    * between members carry the time left, as on the wire (shard-peer-wire.ts deadlineToWire).
@@ -140,6 +146,8 @@ export interface ShardSimResult {
   resolvesPassedOn: number;
   /** Shard leadership transfers started while the leader held resolutions back (the pass-on path's fault). */
   handovers: number;
+  /** Prepares laid on a shard beside another transaction prepared there (disjoint keys), counted once per entry. */
+  concurrentPrepares: number;
   traceHash: number;
 }
 
@@ -279,6 +287,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let crashes = 0;
   let leaderChanges = 0;
   let handovers = 0;
+  let concurrentPrepares = 0;
   const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0 };
 
   const uninstall = clock.install();
@@ -319,7 +328,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           member.addGroup({ groupId: METADATA_GROUP, voters: ids, stateMachine: meta, loaded: metaLoaded, randomSeed: rng.nextUint32() >>> 1 });
           for (const g of shardGroups) {
             const loaded = await Member.recoverSnapshot(store, g, m.disk.snapshotDir, await store.loadGroup(g), logger);
-            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true, groupId: g, ...(opts.replicaMutation === 'decide-ignoring-compares' ? { unsafeDecideIgnoringCompares: true } : {}) });
+            const sm = new KvStateMachine(m.id, loaded.stateRecords, bootstrap, { sharded: true, groupId: g, ...(opts.replicaMutation === 'decide-ignoring-compares' ? { unsafeDecideIgnoringCompares: true } : {}), ...(opts.txnMutation ? { unsafeTxnMutation: opts.txnMutation } : {}) });
             loaded.stateRecords = [];
             const apply = sm.apply.bind(sm);
             sm.apply = (entry: Entry) => {
@@ -347,7 +356,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               const seen = applied.get(g)!.get(entry.index);
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
+              const preparedBefore = sm.txns.preparedCount();
               apply(entry);
+              if (seen === undefined && txn.txnStep === 'intent' && preparedBefore > 0 && sm.txns.getPrepared(txn.txnId!) !== undefined) concurrentPrepares++;
             };
             inc.kv.set(g, sm);
             member.addGroup({ groupId: g, voters: ids, stateMachine: sm, loaded, randomSeed: rng.nextUint32() >>> 1 });
@@ -372,7 +383,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               txnRecoveries++;
               return inc.coordinator === null ? Promise.resolve() : inc.coordinator.recoverPrepared(p, g);
             };
-            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}) });
+            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}), ...(opts.txnMutation === 'prepare-overlapping' ? { unsafeProposeOverlappingPrepares: true } : {}) });
             inc.paths.set(g, path);
             member.interceptProposals(g, (data) => path.intercept(data));
           }
@@ -997,6 +1008,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       resolvesHeld: pathTotals.resolvesHeld,
       resolvesPassedOn: pathTotals.resolvesPassedOn,
       handovers,
+      concurrentPrepares,
       traceHash: (clock.traceHash ^ acks.length) >>> 0,
     };
   } catch (err) {
