@@ -38,6 +38,9 @@ const WORKLOADS: readonly ClosedLoopWorkload[] = [
   // The same with compares (both keys' mod revisions): a compare-and-swap, as a bank transfer makes one.
   { id: 'txn CAS 2 keys, 1 shard c=1', op: 'txn-cas-one-shard', inFlight: 1 },
   { id: 'txn CAS 2 keys, 2 shards c=1', op: 'txn-cas-two-shards', inFlight: 1 },
+  // Many at once (several transactions prepared on a shard at once, on disjoint keys: docs/transactions.md).
+  { id: 'txn CAS 2 keys, 1 shard c=64', op: 'txn-cas-one-shard', inFlight: 64 },
+  { id: 'txn CAS 2 keys, 2 shards c=64', op: 'txn-cas-two-shards', inFlight: 64 },
 ];
 
 interface Setup {

@@ -5,7 +5,8 @@
 // exactly the one-store history of the watched range from the start revision, in revision order, once,
 // with headers that never pass an event not yet sent. The mutation "close without waiting for the
 // replica to apply the leader's index" must be caught (an event is lost). Plus the source's own rules:
-// resolved = max(closed, applied revision), pushed to live subscriptions only; compaction.
+// resolved = max(closed, readable revision: below the lowest prepared cross-shard transaction), pushed to
+// live subscriptions only; compaction.
 import { describe, expect, it } from 'vitest';
 import { MergedWatch } from '../routing/merged-watch.ts';
 import type { MvccEvent } from '../mvcc/types.ts';
@@ -245,6 +246,35 @@ describe('ReplicaWatchSource', () => {
     expect(events).toEqual([5, 20]);
     expect(source.subscriptionCount()).toBe(0);
     expect(sm.hub.watcherCount()).toBe(0);
+  });
+
+  it('resolves below the lowest prepared cross-shard transaction: its events come later, at its C, in C order', () => {
+    const sm = new KvStateMachine(9, [], [], { sharded: true });
+    const source = new ReplicaWatchSource(0, sm);
+    const putOp = (key: string, value: string) => ({ request_put: { key: b(key), value: b(value), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } });
+    const intent = (txnId: string, revision: number, key: string): InternalRequest => ({
+      proposer: '9',
+      seq: '0',
+      txn_intent: { txn_id: txnId, primary_group: '1', participant_groups: ['1', '2'], ops: { compare: [], success: [putOp(key, txnId)], failure: [] }, deadline_unix_ms: '1000' },
+      revision: String(revision),
+    });
+    const commit = (txnId: string, revision: number): InternalRequest => ({ proposer: '9', seq: '0', txn_resolve: { txn_id: txnId, commit: true, revision: String(revision) } });
+    const events: number[] = [];
+    source.subscribe(
+      { key: b(''), rangeEnd: Buffer.from([0]), fromRevision: 1, prevKv: false, noPut: false, noDelete: false },
+      { onEvents: (es) => events.push(...es.map((e) => e.kv.modRevision)), onResolved: () => undefined, onCompacted: () => events.push(-1) },
+    );
+    entry(sm, 1, put('k', 'v', 5));
+    entry(sm, 2, intent('t1', 8, 'a'));
+    entry(sm, 3, intent('t2', 9, 'b'));
+    expect(sm.appliedRevision()).toBe(9);
+    expect(source.resolvedRevision()).toBe(7); // t1 may commit at 8, its own P
+    entry(sm, 4, commit('t2', 12)); // decided; t1 (P 8) undecided below it: not made yet
+    expect(source.resolvedRevision()).toBe(7);
+    expect(events).toEqual([5]);
+    entry(sm, 5, commit('t1', 8));
+    expect(events).toEqual([5, 8, 12]);
+    expect(source.resolvedRevision()).toBe(12);
   });
 
   it('a start below the compacted revision is told so, and leaves nothing behind', () => {

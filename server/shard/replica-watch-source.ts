@@ -70,7 +70,10 @@ export class ReplicaWatchSource implements ShardWatchSource {
   }
 
   resolvedRevision(): number {
-    return Math.max(this.closed, this.sm.appliedRevision());
+    // Readable, not applied: a cross-shard transaction prepared here at P makes its events at its C ≥ P
+    // once decided (and, with several prepared at once, in C order once those below it are decided), so
+    // nothing at or above the lowest prepared P is final yet (closes wait for them too).
+    return Math.max(this.closed, this.sm.readableRevision());
   }
 
   compactedRevision(): number {
