@@ -6,7 +6,8 @@
 // that gives up mid-commit leaves the transaction whole (committed or aborted, never half, never stuck);
 // a txn over more ops than --max-txn-ops is refused as etcd refuses it; a recoverer's fence goes once
 // the shard leaders move the fence horizon past its transaction (--test-txn-fence-keep-ms shortens
-// the five minutes a fence is kept).
+// the five minutes a fence is kept); many transactions over the same two shards on disjoint keys are
+// prepared side by side and all commit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { everyShardServes } from './support/every-shard-serves.ts';
@@ -383,6 +384,47 @@ describe('cross-shard transactions under coordinator faults', () => {
       kv.close();
     }
   }, 30_000);
+
+  it('many compare-and-swaps over the same two shards on disjoint keys at once: all commit, each at one revision, prepared side by side', async () => {
+    // Through members 1 and 2 (member 0 pauses before its decisions): 40 transactions, each creating one
+    // key on each of two shards if it does not exist yet (mod_revision 0), all in flight together.
+    const [a] = await keysOnTwoShards('side/a');
+    const shardA = await shardOf(a);
+    const onA: string[] = [];
+    const onB: string[] = [];
+    let shardB = -1;
+    for (let i = 0; onA.length < 40 || onB.length < 40; i++) {
+      const key = `side/k${i}`;
+      const shard = await shardOf(key);
+      if (shard === shardA) onA.push(key);
+      else if (shardB === -1 || shard === shardB) {
+        shardB = shard;
+        onB.push(key);
+      }
+    }
+    const clients = [new KvClient(cluster.endpointOf(1)), new KvClient(cluster.endpointOf(2))];
+    const besideBefore = await metricSum('synod_cross_shard_txn_prepares_beside_total');
+    try {
+      const create = (x: string, y: string): object => ({
+        compare: [x, y].map((key) => ({ result: 'EQUAL', target: 'MOD', key: Buffer.from(key), mod_revision: '0' })),
+        success: [x, y].map((key) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(`${x}+${y}`) } })),
+        failure: [],
+      });
+      type Answer = { header: { revision: string }; succeeded: boolean };
+      const answers = (await Promise.all(onA.slice(0, 40).map((x, i) => clients[i % 2].txn(create(x, onB[i]), 20_000)))) as unknown as Answer[];
+      expect(answers.every((r) => r.succeeded)).toBe(true);
+      for (const [i, r] of answers.entries()) {
+        const [ra, rb] = await Promise.all([clients[0].range(onA[i]), clients[0].range(onB[i])]);
+        expect([ra.kvs[0].mod_revision, rb.kvs[0].mod_revision]).toEqual([r.header.revision, r.header.revision]);
+        expect(ra.kvs[0].value.toString()).toBe(`${onA[i]}+${onB[i]}`);
+      }
+      expect(new Set(answers.map((r) => r.header.revision)).size).toBe(40);
+    } finally {
+      for (const c of clients) c.close();
+    }
+    expect(await metricSum('synod_cross_shard_txn_prepares_beside_total')).toBeGreaterThan(besideBefore);
+    await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
+  }, 60_000);
 
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));

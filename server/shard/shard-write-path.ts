@@ -277,7 +277,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsBeside: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -819,6 +819,7 @@ export class ShardWritePath {
   }
 
   private intentProposed(revision: number, q: QueuedWrite, keys: ShareKeys | null): void {
+    if (this.intentsInFlight.size > 0 || this.opts.sm.txns.preparedCount() > 0) this.stats.txnIntentsBeside++;
     this.intentsInFlight.set(revision, { rank: intentRank({ q }), keys: keys ?? 'all' });
     this.stats.txnIntents++;
   }

@@ -60,7 +60,7 @@ export interface PreparedTxn {
   /**
    * This shard's share of the chosen branch in `success` (no nested txns) and the compares it checked at
    * its prepare in `compare`; when `decideHere`, its shares of both branches in `success` and `failure`.
-   * (Records laid before 2026-12-07 keep no compares when not `decideHere`.)
+   * (Records laid by builds before apply rules 5 keep no compares when not `decideHere`.)
    */
   readonly ops: TxnRequest;
   /** Wall-clock ms after which a recoverer may abort it while it is undecided. */
