@@ -9,7 +9,7 @@
 //    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
 //    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
+import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, CONCURRENT_PREPARE_RULES, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -132,13 +132,18 @@ describe('rules used once every member of the cluster implements them', () => {
       rulesOfOthers = TXN_OP_POSITION_RULES;
       for (const m of cluster.members.values()) expect(m.clusterImplements(TXN_OP_POSITION_RULES)).toBe(true);
       for (const m of others) expect(m.clusterImplements(BCRYPT_PASSWORD_RULES)).toBe(false);
+      // To the build before several cross-shard prepares per shard: rules 4, not 5 (a leader then
+      // proposes one prepare at a time, as that build's replicas apply them).
+      rulesOfOthers = BCRYPT_PASSWORD_RULES;
+      for (const m of cluster.members.values()) expect(m.clusterImplements(BCRYPT_PASSWORD_RULES)).toBe(true);
+      for (const m of others) expect(m.clusterImplements(CONCURRENT_PREPARE_RULES)).toBe(false);
       // A member's hello not heard yet (streams still coming up) is told apart from an older build's.
       for (const m of others) expect(m.heardFromEveryMember()).toBe(false);
       heardFrom23 = true;
       for (const m of others) expect(m.heardFromEveryMember()).toBe(true);
       // And to this build: every rule.
       rulesOfOthers = APPLY_RULES;
-      for (const m of cluster.members.values()) expect(m.clusterImplements(BCRYPT_PASSWORD_RULES)).toBe(true);
+      for (const m of cluster.members.values()) expect(m.clusterImplements(CONCURRENT_PREPARE_RULES)).toBe(true);
     } finally {
       await cluster.stop();
     }
