@@ -271,6 +271,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
 
   /** Per shard group: what was applied at each index (the first member to apply it decides). */
   const applied = new Map<number, Map<number, AppliedEntry>>(shardGroups.map((g) => [g, new Map()]));
+  /**
+   * Cross-shard commits whose shares a later entry made (a transaction prepared below their C was still
+   * undecided when they applied): by shard group, the entry's index → the Cs it made.
+   */
+  const madeLater = new Map<number, Map<number, number[]>>(shardGroups.map((g) => [g, new Map()]));
   const acks: Ack[] = [];
   const txnAcks: Array<{ key: string; revision: number; count: number }> = [];
   const snapshots: Snapshot[] = [];
@@ -356,9 +361,19 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               const seen = applied.get(g)!.get(entry.index);
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
-              const preparedBefore = sm.txns.preparedCount();
+              const preparedBefore = sm.txns.preparedTxns();
               apply(entry);
-              if (seen === undefined && txn.txnStep === 'intent' && preparedBefore > 0 && sm.txns.getPrepared(txn.txnId!) !== undefined) concurrentPrepares++;
+              if (seen === undefined && txn.txnStep === 'intent' && preparedBefore.length > 0 && sm.txns.getPrepared(txn.txnId!) !== undefined) concurrentPrepares++;
+              if (seen === undefined) {
+                // Shares this entry made for commits applied earlier (not the entry's own commit: its C is recorded with it).
+                const made = preparedBefore
+                  .filter((p) => p.txnId !== (txn.txnStep === 'commit' ? txn.txnId : undefined) && sm.txns.getPrepared(p.txnId) === undefined)
+                  .flatMap((p) => {
+                    const d = sm.txns.decisionOf(p.txnId);
+                    return d?.state === 'committed' ? [d.revision] : [];
+                  });
+                if (made.length > 0) madeLater.get(g)!.set(entry.index, made);
+              }
             };
             inc.kv.set(g, sm);
             member.addGroup({ groupId: g, voters: ids, stateMachine: sm, loaded, randomSeed: rng.nextUint32() >>> 1 });
@@ -976,6 +991,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         if (at > 0 && at <= c.closed && index > c.index) {
           throw new Violation(`close broken: shard group ${c.group} closed at ${c.closed} (asked ${c.asked}) through index ${c.index}, but index ${index} holds revision ${at}`);
         }
+      }
+      for (const [index, revisions] of madeLater.get(c.group)!) {
+        const at = Math.min(...revisions);
+        if (at <= c.closed && index > c.index) throw new Violation(`close broken: shard group ${c.group} closed at ${c.closed} (asked ${c.asked}) through index ${c.index}, but index ${index} made a commit's writes at ${at}`);
       }
     }
     checkNow();
