@@ -11,6 +11,7 @@
 // Scale up: SHARD_SIM_SEEDS=500, SHARD_SIM_FAULT_MS=3000; SHARD_SIM_FIRST_SEED=1001 explores seeds past those
 // already run (the main and cross-shard runs start there; the mutation checks always start at 1).
 import { describe, expect, it } from 'vitest';
+import { BCRYPT_PASSWORD_RULES } from '../../member/member.ts';
 import { runShardSim, type ShardSimOptions, type ShardSimResult } from './shard-sim.ts';
 
 const replaySeed = process.env.SHARD_SIM_SEED === undefined ? null : Number(process.env.SHARD_SIM_SEED);
@@ -98,6 +99,16 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
+  });
+
+  it('members that say apply rules 4 (the build before several prepares per shard): one prepare at a time per shard, and the same checks hold', { timeout: 600_000 }, async () => {
+    if (replaySeed !== null) return;
+    const results: ShardSimResult[] = [];
+    for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, 10); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: BCRYPT_PASSWORD_RULES }));
+    const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+    console.log(`shard sim, apply rules 4: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another`);
+    expect(sum((r) => r.concurrentPrepares)).toBe(0);
+    expect(sum((r) => r.crossTxnsAcked)).toBeGreaterThan(0);
   });
 
   it('members whose wall clocks disagree by 20 s each way: the same checks hold, and cross-shard txns still commit', { timeout: 600_000 }, async () => {

@@ -102,6 +102,12 @@ export interface ShardSimOptions {
    */
   txnMutation?: 'prepare-overlapping' | 'materialize-at-once';
   /**
+   * The apply rules every member says its peers implement (member.ts APPLY_RULES; absent: this build's).
+   * Below CONCURRENT_PREPARE_RULES a shard leader proposes one prepare at a time, as for a cluster still
+   * running the build before.
+   */
+  peerApplyRules?: number;
+  /**
    * Each member's wall clock against the simulated time (ms; by member, in order; missing: 0): what a member
    * reads with Date.now, and so the deadlines and ages it writes into requests and entries. Requests
    * between members carry the time left, as on the wire (shard-peer-wire.ts deadlineToWire).
@@ -403,7 +409,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
             member.interceptProposals(g, (data) => path.intercept(data));
           }
           inc.coordinator = coordinatorFor(m, inc);
-          member.setSink(net.sinkFor(m.id, owner));
+          const sink = net.sinkFor(m.id, owner);
+          const rules = opts.peerApplyRules;
+          member.setSink(rules === undefined ? sink : { ...sink, peerApplyRules: () => rules });
           net.attach({ id: m.id, owner, member, snapshotDir: m.disk.snapshotDir });
           member.start();
         } catch (err) {
