@@ -1,5 +1,5 @@
 // The keys a cross-shard transaction's share on one shard may read or write, as half-open byte ranges,
-// and whether two shares' keys meet (docs/transactions.md, "Several prepared transactions per shard").
+// and whether two shares' keys meet (docs/transactions.md, "Several transactions prepared on a shard at once").
 // Two transactions prepared at once on a shard must touch disjoint keys: each was checked, and its
 // responses computed, on a store that lacks the other's writes, which is the state it meets at its
 // commit only if the other never writes what it reads. Reads count like writes (a range, a compare), and
