@@ -444,7 +444,8 @@ export class KvStateMachine implements GroupStateMachine {
   /**
    * The revision a read of this replica's store answers at: its applied revision, or just below the
    * lowest prepared cross-shard transaction (whose writes at C are not in the store yet, and nothing
-   * above C is either: the shard writes nothing else while one is prepared).
+   * above C is either: the shard writes nothing else while one is prepared, but other transactions'
+   * prepares on disjoint keys, whose writes go at their own Cs).
    */
   readableRevision(): number {
     const lowest = this.txns.lowestPreparedRevision();
@@ -739,7 +740,8 @@ export class KvStateMachine implements GroupStateMachine {
    * must evaluate as when the coordinator chose the branch (else refused: a conflict); its share is run
    * once against the store and undone, which checks it (a lease gone, a compacted range revision:
    * refused like the txn it is part of) and gives the coordinator its responses; then it is laid as
-   * prepared. Nothing else is written on this shard until it is resolved, so the commit's real run at C
+   * prepared. Nothing else is written to its keys, and nothing but other prepares to the shard, until it is
+   * resolved (refused here: a prepare whose keys meet a prepared share's), so the commit's real run at C
    * (> P) meets exactly the same state. A transaction a recoverer aborted here first is refused.
    */
   private applyTxnIntent(req: InternalRequest & { txn_intent: NonNullable<Extract<InternalRequest, { txn_intent: unknown }>['txn_intent']> }, at: number | undefined): ApplyOutcome {
@@ -785,10 +787,11 @@ export class KvStateMachine implements GroupStateMachine {
     // others' writes (share-keys.ts). Decided here, at apply, so every replica refuses the same prepares;
     // the leader only proposes one that meets another to have it refused (an older build's leader never
     // proposes a second prepare at all).
-    if (this.txns.preparedCount() > 0 && this.unsafeTxnMutation !== 'prepare-overlapping' && this.txns.meeting(shareKeysOf(prepared.ops, prepared.leaseSweep !== undefined)) !== undefined) {
+    const keys = shareKeysOf(prepared.ops, prepared.leaseSweep !== undefined);
+    if (this.txns.preparedCount() > 0 && this.unsafeTxnMutation !== 'prepare-overlapping' && this.txns.meeting(keys).length > 0) {
       throw new RefusedRequest(TXN_INTENT_REFUSED);
     }
-    this.txns.prepare(prepared);
+    this.txns.prepare(prepared, keys);
     this.txnsChanged();
     return { revision: at, result };
   }

@@ -11,10 +11,10 @@
 //                     ReadIndex (member.readBarrier: applies everything committed), then the store at R.
 //
 // A cross-shard transaction's prepare (txn_intent) is stamped like any write; once it is proposed, and
-// until its resolution is in this leader's log, nothing else stamped is proposed (the shard is frozen;
-// then writes stamped above its C follow the resolution, which Raft applies first), another
-// transaction's prepare waits if it is older and is refused if younger once a short grace is over
-// (wait-die), and reads at or above its revision wait; the commit then
+// until its resolution is in this leader's log, nothing else stamped is proposed but other transactions'
+// prepares on disjoint keys (the shard is frozen; then writes stamped above its C follow the resolution,
+// which Raft applies first), a prepare whose keys meet its own waits if it is older and is refused if
+// younger once a short grace is over (wait-die), and reads at or above its revision wait; the commit then
 // raises the floor to the transaction's C. A resolution arriving here is held back up to 20 ms to ride
 // with the next entry this member proposes on any shard, and goes at once when something waits behind it
 // or a read wants it (held-resolutions.ts). Overdue prepared transactions are recovered from here
@@ -572,7 +572,7 @@ export class ShardWritePath {
       const keys = this.keysOf(item);
       const by: TxnRank[] = [];
       for (const f of this.intentsInFlight.values()) if (shareKeysMeet(f.keys, keys)) by.push(f.rank);
-      for (const p of prepared) if (txns.meetsPrepared(p.txnId, keys)) by.push(rankOf(p.priority, p.txnId));
+      for (const p of txns.meeting(keys)) by.push(rankOf(p.priority, p.txnId));
       if (by.length > 0 && !this.unsafeProposeOverlappingPrepares) return { held: true, by };
     } else {
       const unresolved = this.intentsInFlight.size > 0 || prepared.some((p) => !this.resolvesProposed.has(p.txnId));
@@ -842,7 +842,8 @@ export class ShardWritePath {
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
       // A cross-shard transaction prepared here (or its prepare on the way): nothing stamped goes to
       // the log until it is resolved (its commit applies at its C with nothing above its prepare before
-      // it); another transaction's prepare waits or is refused by wait-die (server/txn/wait-die.ts).
+      // it) but prepares on disjoint keys (txnHold); one whose keys meet it waits or is refused by
+      // wait-die (server/txn/wait-die.ts).
       // (The simulation's mutation proposes past a prepared transaction: it must be caught.)
       const hold = this.txnHold(this.outbox[0]);
       if (hold.held && this.heldResolutions.size > 0) {

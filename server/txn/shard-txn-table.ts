@@ -190,16 +190,11 @@ export class ShardTxnTable {
     return this.prepared.has(txnId) && this.decided.get(txnId)?.state === 'committed';
   }
 
-  /** Whether the share prepared here for `txnId` may touch a key of `keys`. */
-  meetsPrepared(txnId: string, keys: ShareKeys): boolean {
-    const own = this.keysById.get(txnId);
-    return own !== undefined && shareKeysMeet(own, keys);
-  }
-
-  /** A prepared share whose keys meet `keys` (undefined: none). */
-  meeting(keys: ShareKeys): PreparedTxn | undefined {
-    for (const p of this.prepared.values()) if (shareKeysMeet(this.keysById.get(p.txnId)!, keys)) return p;
-    return undefined;
+  /** The prepared shares whose keys meet `keys`. */
+  meeting(keys: ShareKeys): PreparedTxn[] {
+    const out: PreparedTxn[] = [];
+    for (const p of this.prepared.values()) if (shareKeysMeet(this.keysById.get(p.txnId)!, keys)) out.push(p);
+    return out;
   }
 
   getPrepared(txnId: string): PreparedTxn | undefined {
@@ -223,16 +218,17 @@ export class ShardTxnTable {
    * Lays a prepare. The caller has refused one whose keys meet a prepared share's (the state machine, at
    * apply), except under the simulation's mutation that must be caught.
    */
-  prepare(p: PreparedTxn): void {
+  prepare(p: PreparedTxn, keys: ShareKeys = shareKeysOf(p.ops, p.leaseSweep !== undefined)): void {
     if (this.prepared.has(p.txnId) || this.decided.has(p.txnId)) throw new Error(`invariant: txn ${p.txnId} prepared again on a shard that knows it`);
-    this.setPrepared(p);
+    this.setPrepared(p, keys);
     const stored: StoredPrepared = { ...p, participantGroups: [...p.participantGroups], ops: Buffer.from(this.codec.encode(p.ops)).toString('base64') };
     this.persist.push({ key: recordKey(PREPARED_KIND, p.txnId), value: Buffer.from(JSON.stringify(stored)) });
   }
 
-  private setPrepared(p: PreparedTxn): void {
+  /** `keys`: the share's keys (shareKeysOf its ops), when the caller has them already. */
+  private setPrepared(p: PreparedTxn, keys: ShareKeys = shareKeysOf(p.ops, p.leaseSweep !== undefined)): void {
     this.prepared.set(p.txnId, p);
-    this.keysById.set(p.txnId, shareKeysOf(p.ops, p.leaseSweep !== undefined));
+    this.keysById.set(p.txnId, keys);
   }
 
   /** Removes a prepare (resolved either way) and returns it; undefined when it is not here. */
