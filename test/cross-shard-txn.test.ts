@@ -426,6 +426,50 @@ describe('cross-shard transactions under coordinator faults', () => {
     await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
   }, 60_000);
 
+  it('puts on other keys of shards holding prepared transactions go beside them: deferred at apply, answered, readable at their revisions', async () => {
+    // Rounds of 30 two-shard compare-and-swaps, all in flight together, with 30 puts to other keys on the
+    // same two shards: the puts are proposed while transactions are prepared there (deferred by every
+    // replica until those are decided, apply rules 6), and every one is answered and then read back at
+    // its own revision, with each transaction's keys at its one revision. Hash tags keep every key of a
+    // side on one shard.
+    const [tagA, tagB] = (await keysOnTwoShards('beside-')).map((k) => `{${k}}`);
+    expect(await shardOf(`${tagA}k`)).not.toBe(await shardOf(`${tagB}k`));
+    const clients = [new KvClient(cluster.endpointOf(1)), new KvClient(cluster.endpointOf(2))];
+    const besideBefore = await metricSum('synod_shard_writes_beside_txns_total');
+    const deferredBefore = await metricSum('synod_shard_writes_deferred_total');
+    try {
+      for (let round = 0; round < 3; round++) {
+        const txnKeys = (i: number): [string, string] => [`${tagA}t${round}.${i}`, `${tagB}t${round}.${i}`];
+        const putKey = (i: number): string => `${i % 2 === 0 ? tagA : tagB}p${round}.${i}`;
+        const create = ([x, y]: [string, string]): object => ({
+          compare: [x, y].map((key) => ({ result: 'EQUAL', target: 'MOD', key: Buffer.from(key), mod_revision: '0' })),
+          success: [x, y].map((key) => ({ request_put: { key: Buffer.from(key), value: Buffer.from(`${x}+${y}`) } })),
+          failure: [],
+        });
+        type Answer = { header: { revision: string }; succeeded: boolean };
+        const txns = Array.from({ length: 30 }, (_, i) => clients[i % 2].txn(create(txnKeys(i)), 20_000) as unknown as Promise<Answer>);
+        const puts = Array.from({ length: 30 }, (_, i) => clients[(i + 1) % 2].put(putKey(i), `p${round}.${i}`, {}, 20_000));
+        const [txnAnswers, putAnswers] = await Promise.all([Promise.all(txns), Promise.all(puts)]);
+        expect(txnAnswers.every((r) => r.succeeded)).toBe(true);
+        for (const [i, r] of putAnswers.entries()) {
+          const got = await clients[0].range(putKey(i));
+          expect([got.kvs[0]?.value.toString(), got.kvs[0]?.mod_revision]).toEqual([`p${round}.${i}`, r.header.revision]);
+        }
+        for (const [i, r] of txnAnswers.entries()) {
+          const [x, y] = txnKeys(i);
+          const [rx, ry] = await Promise.all([clients[0].range(x), clients[0].range(y)]);
+          expect([rx.kvs[0].mod_revision, ry.kvs[0].mod_revision]).toEqual([r.header.revision, r.header.revision]);
+        }
+        if ((await metricSum('synod_shard_writes_deferred_total')) > deferredBefore) break;
+      }
+    } finally {
+      for (const c of clients) c.close();
+    }
+    expect(await metricSum('synod_shard_writes_beside_txns_total')).toBeGreaterThan(besideBefore);
+    expect(await metricSum('synod_shard_writes_deferred_total')).toBeGreaterThan(deferredBefore);
+    await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
+  }, 90_000);
+
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));
     try {

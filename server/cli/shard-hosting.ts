@@ -85,8 +85,10 @@ interface ReplicaDeps {
 type PathCounts = Omit<ReturnType<ShardedKeyspace['writePathStatus']>, 'preparedNow'>;
 
 /** Adds a hosted shard's counts: its write path's (while it led) and its proposals lost with a leadership. */
-function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath | null; readonly sm: { readonly proposalsLost: number } }): void {
+function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath | null; readonly sm: { readonly proposalsLost: number; readonly writesDeferred: number; readonly writesAnsweredEarly: number } }): void {
   into.writesLost += shard.sm.proposalsLost;
+  into.writesDeferred += shard.sm.writesDeferred;
+  into.writesAnsweredEarly += shard.sm.writesAnsweredEarly;
   if (shard.path === null) return;
   const s = shard.path.stats;
   into.writesProposed += s.writesProposed;
@@ -94,6 +96,7 @@ function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath 
   into.txnPrepares += s.txnIntents;
   into.txnPreparesBeside += s.txnIntentsBeside;
   into.txnPreparesRefused += s.txnIntentsRefused;
+  into.writesBesideTxns += s.writesBesideTxns;
   into.txnRecoveries += s.txnRecoveries;
   const r = shard.path.resolveCounts;
   into.resolvesHeld += r.held;
@@ -177,7 +180,7 @@ export class ShardHosting implements ShardedKeyspace {
   fenceKeepMs = FENCE_KEEP_MS;
   fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
   /** The write-path counts of replicas that left this member (writePathStatus stays monotonic). */
-  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesBeside: 0, txnPreparesRefused: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
+  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesBeside: 0, txnPreparesRefused: 0, writesBesideTxns: 0, writesDeferred: 0, writesAnsweredEarly: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;

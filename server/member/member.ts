@@ -151,6 +151,11 @@ export interface MessageSink {
  *     disjoint keys, and makes their commits in C order (server/txn/shard-txn-table.ts); a prepare whose
  *     keys meet a prepared one's is refused at apply. An older replica takes a second prepare for a
  *     broken invariant, so a leader proposes one only once every member implements this.
+ *   6 (DEFERRED_WRITE_RULES): an ordinary write (put, delete range, single-shard txn) applied while a
+ *     transaction prepared on the shard is undecided is deferred, and made at its revision once every
+ *     transaction prepared below it is decided (server/txn/shard-txn-table.ts); a prepare whose keys meet
+ *     a deferred write's is refused. An older replica would run it at once, below a commit still to come,
+ *     so a leader proposes writes beside a prepared transaction only once every member implements this.
  * Rules that decide what an entry does must hold on every replica, so a member uses one only once every
  * member of the group said it implements it.
  */
@@ -159,7 +164,8 @@ export const DECIDE_AT_PREPARE_RULES = 2;
 export const TXN_OP_POSITION_RULES = 3;
 export const BCRYPT_PASSWORD_RULES = 4;
 export const CONCURRENT_PREPARE_RULES = 5;
-export const APPLY_RULES = CONCURRENT_PREPARE_RULES;
+export const DEFERRED_WRITE_RULES = 6;
+export const APPLY_RULES = DEFERRED_WRITE_RULES;
 
 /** The leader holds too many uncommitted bytes (Raft's maxUncommittedEntriesBytes): back off and retry. */
 export class TooManyRequestsError extends Error {

@@ -32,8 +32,8 @@ import { ALARM_RECORD_PREFIX, AlarmStore, alarmActionOf, alarmTypeOf, type Alarm
 import { DEFAULT_QUOTA_BACKEND_BYTES, requestCost } from './quota.ts';
 import type { InternalRequestBody } from './request-codec.ts';
 import { readsForStore } from './txn-reads.ts';
-import { shareKeysOf } from '../txn/share-keys.ts';
-import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
+import { shareKeysOf, type ShareKeys } from '../txn/share-keys.ts';
+import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type DeferredWrite, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
 import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
 import { validPositions } from '../mvcc/txn-op-position.ts';
@@ -120,9 +120,27 @@ export interface KvStateMachineOptions {
   /**
    * TEST-ONLY (the shard simulation's mutation check): lay a prepare whose keys meet another prepared
    * transaction's instead of refusing it; or make a committed share at once, whatever is prepared below its
-   * C. Never set in production.
+   * C; or lay a prepare whose keys meet a deferred write's (which it cannot see). Never set in production.
    */
-  unsafeTxnMutation?: 'prepare-overlapping' | 'materialize-at-once';
+  unsafeTxnMutation?: 'prepare-overlapping' | 'materialize-at-once' | 'prepare-over-deferred';
+}
+
+/**
+ * Whether an entry is an ordinary write that a shard defers while a transaction is undecided there (apply
+ * rules 6): a put, a delete range or a single-shard txn. Its outcome depends only on the keys it names,
+ * so it can run later at its revision. Lease sweeps and revokes (every key) are not: their leader holds
+ * them until every transaction prepared on the shard is resolved.
+ */
+export function isDeferrableWrite(req: InternalRequestBody): boolean {
+  return ('put' in req && !!req.put) || ('delete_range' in req && !!req.delete_range) || ('txn' in req && !!req.txn);
+}
+
+/** The keys an ordinary write may read or write (share-keys.ts ranges); every key for any other request. */
+export function writeKeysOf(req: InternalRequestBody): ShareKeys {
+  if ('put' in req && req.put) return shareKeysOf({ compare: [], success: [{ request_put: req.put }], failure: [] }, false);
+  if ('delete_range' in req && req.delete_range) return shareKeysOf({ compare: [], success: [{ request_delete_range: req.delete_range }], failure: [] }, false);
+  if ('txn' in req && req.txn) return shareKeysOf(req.txn, false);
+  return 'all';
 }
 
 /** Whether an entry writes the MVCC store (and so, in a sharded cluster, must carry a revision). */
@@ -159,6 +177,19 @@ export interface ApplyOutcome {
 interface Waiter {
   resolve: (outcome: ApplyOutcome) => void;
   reject: (err: Error) => void;
+}
+
+/** What an entry came to: its outcome, or the refusal its proposer hears. */
+type EntryOutcome = ApplyOutcome | { readonly refused: Error };
+
+function answer(waiter: Waiter, outcome: EntryOutcome): void {
+  if ('refused' in outcome) waiter.reject(outcome.refused);
+  else waiter.resolve(outcome);
+}
+
+/** An outcome as text, to compare a deferred write's early answer with what it was made as. */
+function fingerprintOf(outcome: EntryOutcome): string {
+  return 'refused' in outcome ? `refused: ${outcome.refused.message}` : JSON.stringify(outcome);
 }
 
 /**
@@ -249,10 +280,18 @@ export class KvStateMachine implements GroupStateMachine {
    * prepared transaction's P at any time, so after a load it is taken just below the lowest one.
    */
   private otherStampedRevision = 0;
+  /** This replica's own proposals deferred here (by revision): answered when they are made. */
+  private readonly deferredWaiters = new Map<number, Waiter>();
+  /** This replica's own deferred proposals answered at apply (by revision): what they were answered. */
+  private readonly answeredEarly = new Map<number, string>();
+  /** Writes deferred behind an undecided transaction (apply rules 6), since this replica started. */
+  writesDeferred = 0;
+  /** Of this replica's own deferred writes, those answered at apply (their outcome known then). */
+  writesAnsweredEarly = 0;
   /** Sharded mode: told each stamped entry's revision as it is applied (the leader's stamper follows them). */
   revisionListener: ((revision: number) => void) | null = null;
   /** Sharded mode: cross-shard transactions prepared here, and the primary's decisions (server/txn/shard-txn-table.ts). */
-  readonly txns = new ShardTxnTable({ encode: encodeTxnRequest, decode: decodeTxnRequest });
+  readonly txns = new ShardTxnTable({ encode: encodeTxnRequest, decode: decodeTxnRequest, writeKeys: (data) => writeKeysOf(decodeInternalRequest(data)) });
   /** Told after a prepared transaction is laid or resolved (the write path and waiting reads follow them). */
   private readonly txnListeners = new Set<() => void>();
 
@@ -333,6 +372,10 @@ export class KvStateMachine implements GroupStateMachine {
     this.store.drainPersistOps();
     this.memberOps.length = 0;
     this.appliedRevisionDirty = false; // the snapshot's own record
+    // Deferred writes the snapshot made already: their proposers wait for their deadlines, as above.
+    const deferred = new Set(this.txns.deferredRevisions());
+    for (const r of [...this.deferredWaiters.keys()]) if (!deferred.has(r)) this.deferredWaiters.delete(r);
+    for (const r of [...this.answeredEarly.keys()]) if (!deferred.has(r)) this.answeredEarly.delete(r);
     this.hub.storeReplaced();
     if (this.sharded) this.revisionListener?.(this.appliedRevisionValue);
     this.txnsChanged();
@@ -529,7 +572,6 @@ export class KvStateMachine implements GroupStateMachine {
       // Used up whatever happens below (a refusal is a gap, exactly as on every other replica).
       this.appliedRevisionValue = at;
       this.appliedRevisionDirty = true;
-      if (!('txn_intent' in req && req.txn_intent)) this.otherStampedRevision = at;
     }
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) {
@@ -548,50 +590,121 @@ export class KvStateMachine implements GroupStateMachine {
       return;
     }
     try {
-      this.applyDecoded(req, at, mine, entry.index);
+      if (!this.admitAtApply(req, mine)) return;
+      if (at !== null && !('txn_intent' in req && req.txn_intent) && this.txns.undecidedCount() > 0) {
+        this.deferOrRefuseOver(req, at, mine, entry);
+        return;
+      }
+      if (at !== null && !('txn_intent' in req && req.txn_intent)) this.otherStampedRevision = at;
+      this.executeAndAnswer(req, at, mine, entry.index);
     } finally {
       if (at !== null) this.revisionListener?.(at);
     }
   }
 
-  private applyDecoded(req: InternalRequest, at: number | null, mine: Waiter | undefined, index: number): void {
-    // A client's entry is checked against the auth state at its place in the log (see auth-apply.ts).
+  /**
+   * Checks made at an entry's place in the log, whenever it runs: false when refused (its proposer is
+   * told). A client's entry is checked against the auth state there (see auth-apply.ts); while NOSPACE is
+   * raised, every member refuses what could grow the store (etcd's capped applier): decided by
+   * replicated state only, so every member refuses the same entries.
+   */
+  private admitAtApply(req: InternalRequest, mine: Waiter | undefined): boolean {
     const refusal = authorizeEntry(req, this.auth, (id) => this.leases.keysOf(id));
     if (refusal) {
       mine?.reject(grpcError(ETCD_ERRORS[refusal]));
-      return;
+      return false;
     }
-    // While NOSPACE is raised, every member refuses what could grow the store (etcd's capped
-    // applier): decided by replicated state only, so every member refuses the same entries.
-    const cost = requestCost(req);
-    if (cost > 0 && this.alarms.has('NOSPACE')) {
+    if (requestCost(req) > 0 && this.alarms.has('NOSPACE')) {
       mine?.reject(grpcError(ETCD_ERRORS.NO_SPACE));
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * A stamped entry other than a prepare, applied while a transaction prepared here is undecided. An
+   * ordinary write on keys no prepared share holds is deferred (apply rules 6): kept, and run at its
+   * revision once every transaction prepared below it is decided (materialize), so the store still grows
+   * in revision order and the prepared shares meet the state they were checked on. Its leader proposes
+   * nothing else here meanwhile (ShardWritePath.txnHold): anything else is a broken invariant.
+   */
+  private deferOrRefuseOver(req: InternalRequest, at: number, mine: Waiter | undefined, entry: Entry): void {
+    if (!isDeferrableWrite(req)) throw new Error(`invariant: entry ${entry.index} at revision ${at} writes every key while a transaction prepared here is undecided`);
+    const keys = writeKeysOf(req);
+    // A committed share not made yet, below it, is made first (revision order): it may share its keys.
+    const meeting = this.txns.meeting(keys);
+    const undecided = meeting.find((p) => !(this.txns.committedNotMade(p.txnId) && (this.txns.decisionOf(p.txnId)?.revision ?? Infinity) < at));
+    if (undecided !== undefined) throw new Error(`invariant: write at revision ${at} (entry ${entry.index}) meets transaction ${undecided.txnId} prepared here at ${undecided.revision}`);
+    // Its outcome is known now when nothing to be made before it touches its keys (and it reads no other
+    // shard): its proposer is answered at once, as a write on those keys alone would be. A read still
+    // sees it only once it is made (reads answer below the transactions prepared here).
+    const knownNow = meeting.length === 0 && !this.txns.deferredMeet(keys) && !('txn' in req && req.txn && req.txn_reads !== undefined);
+    this.txns.defer({ revision: at, index: entry.index, data: entry.data }, keys);
+    this.writesDeferred++;
+    if (mine === undefined) return;
+    if (!knownNow) {
+      this.deferredWaiters.set(at, mine);
       return;
     }
-    let outcome: ApplyOutcome;
-    try {
-      outcome = this.execute(req, at ?? undefined, index);
+    const outcome = this.previewDeferred(req, at);
+    this.answeredEarly.set(at, fingerprintOf(outcome));
+    this.writesAnsweredEarly++;
+    answer(mine, outcome);
+  }
+
+  /** Runs an admitted entry (at `at` when stamped) and answers its proposer here, if any. */
+  private executeAndAnswer(req: InternalRequest, at: number | null, mine: Waiter | undefined, index: number): EntryOutcome {
+    const outcome = this.outcomeOf(() => {
+      const out = this.execute(req, at ?? undefined, index);
       // A sharded write answers with its own revision, even when it changed nothing (see store.ts).
-      if (at !== null) outcome = { revision: at, result: outcome.result };
+      return at !== null ? { revision: at, result: out.result } : out;
+    });
+    if (mine !== undefined) answer(mine, outcome);
+    if (!('refused' in outcome) && requestCost(req) > 0) this.checkQuota();
+    return outcome;
+  }
+
+  /**
+   * `run`'s outcome, or the refusal to answer with: a request the store refuses (compacted revision in a
+   * txn, ignore_value on a missing key) is refused identically on every member, its state unchanged.
+   */
+  private outcomeOf(run: () => ApplyOutcome): EntryOutcome {
+    try {
+      return run();
     } catch (err) {
-      // A request the store refuses (compacted revision in a txn, ignore_value on a missing key) is
-      // refused identically on every member: the error is the result, the state is unchanged.
-      if (err instanceof Error && err.name === 'MvccError') {
-        mine?.reject(err);
-        return;
-      }
-      if (err instanceof RefusedRequest) {
-        mine?.reject(grpcError(err.spec));
-        return;
-      }
-      if (err instanceof AuthError) {
-        mine?.reject(grpcError(ETCD_ERRORS[err.code]));
-        return;
-      }
+      if (err instanceof Error && err.name === 'MvccError') return { refused: err };
+      if (err instanceof RefusedRequest) return { refused: grpcError(err.spec) };
+      if (err instanceof AuthError) return { refused: grpcError(ETCD_ERRORS[err.code]) };
       throw err;
     }
-    mine?.resolve(outcome);
-    if (cost > 0) this.checkQuota();
+  }
+
+  /**
+   * A deferred write's outcome, computed now on a dry run of the store: what it will be when made, since
+   * nothing made before it touches its keys (the caller checked) and the lease generations it names do
+   * not change meanwhile (a sweep is never deferred, and a prepared one meets every key).
+   */
+  private previewDeferred(req: InternalRequest, at: number): EntryOutcome {
+    const leaseExists = this.store.leaseExists;
+    try {
+      return this.outcomeOf(() => {
+        this.checkLeasesAs(req);
+        if ('put' in req && req.put) {
+          const r = this.store.previewTxn({ compare: [], success: [{ type: 'put', put: putOpFromWire(req.put) }], failure: [] }, at).responses[0];
+          if (r?.type !== 'put') throw new Error('invariant: a previewed put answered no put');
+          return { revision: at, result: r.put };
+        }
+        if ('delete_range' in req && req.delete_range) {
+          const r = this.store.previewTxn({ compare: [], success: [{ type: 'deleteRange', deleteRange: deleteOpFromWire(req.delete_range) }], failure: [] }, at).responses[0];
+          if (r?.type !== 'deleteRange') throw new Error('invariant: a previewed delete answered no delete');
+          return { revision: at, result: r.deleteRange };
+        }
+        if ('txn' in req && req.txn && req.txn_reads === undefined) return { revision: at, result: this.store.previewTxn(txnOpFromWire(req.txn), at) };
+        throw new Error('invariant: previewing a write that is not a put, a delete or a txn reading only its own shard');
+      });
+    } finally {
+      this.store.leaseExists = leaseExists;
+    }
   }
 
   /**
@@ -615,17 +728,22 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.store.sizeBytes() > this.quotaBytes && !this.alarms.hasFor(this.memberIdText, 'NOSPACE')) this.quotaListener?.();
   }
 
+  /**
+   * A shard holds no leases: a put may attach a key to a lease generation the entry names (the proposer
+   * read it in the cluster group) unless this shard has swept that generation already. A cross-shard
+   * transaction's prepare checks its puts so; its commit applies them on the same state.
+   */
+  private checkLeasesAs(req: InternalRequest): void {
+    if (!this.sharded || !(('put' in req && req.put) || ('txn' in req && req.txn) || ('txn_intent' in req && req.txn_intent))) return;
+    const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
+    this.store.leaseExists = (id) => {
+      const g = generations.get(id);
+      return g !== undefined && this.leases.generationLive(id, Number(g.generation), Number(g.checked_at ?? 0));
+    };
+  }
+
   private execute(req: InternalRequest, at: number | undefined, index: number): ApplyOutcome {
-    if (this.sharded && (('put' in req && req.put) || ('txn' in req && req.txn) || ('txn_intent' in req && req.txn_intent))) {
-      // A shard holds no leases: a put may attach a key to a lease generation the entry names (the
-      // proposer read it in the cluster group) unless this shard has swept that generation already. A
-      // cross-shard transaction's prepare checks its puts so; its commit applies them on the same state.
-      const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
-      this.store.leaseExists = (id) => {
-        const g = generations.get(id);
-        return g !== undefined && this.leases.generationLive(id, Number(g.generation), Number(g.checked_at ?? 0));
-      };
-    }
+    this.checkLeasesAs(req);
     if ('put' in req && req.put) {
       const out = this.store.put(putOpFromWire(req.put), at);
       this.publish(out.events, out.revision);
@@ -791,6 +909,10 @@ export class KvStateMachine implements GroupStateMachine {
     if (this.txns.preparedCount() > 0 && this.unsafeTxnMutation !== 'prepare-overlapping' && this.txns.meeting(keys).length > 0) {
       throw new RefusedRequest(TXN_INTENT_REFUSED);
     }
+    // A deferred write below it is not in the store yet: its share's check and responses would miss it.
+    if (this.txns.deferredCount() > 0 && this.unsafeTxnMutation !== 'prepare-over-deferred' && this.txns.deferredMeet(keys)) {
+      throw new RefusedRequest(TXN_INTENT_REFUSED);
+    }
     this.txns.prepare(prepared, keys);
     this.txnsChanged();
     return { revision: at, result };
@@ -847,8 +969,9 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   /**
-   * Makes every committed share that may be made now (ShardTxnTable.takeMaterializable), lowest C first:
-   * its writes at its C, as the transaction's commit. Returns each made share's result by transaction.
+   * Makes everything that may be made now (ShardTxnTable.takeMaterializable), lowest revision first: a
+   * committed share's writes at its C, as the transaction's commit; a deferred write at its own revision,
+   * answering its proposer here. Returns each made share's result by transaction.
    */
   private materialize(): Map<string, TxnResult> {
     const made = new Map<string, TxnResult>();
@@ -858,16 +981,36 @@ export class KvStateMachine implements GroupStateMachine {
             const d = this.txns.committedNotMade(p.txnId) ? this.txns.decisionOf(p.txnId) : null;
             if (d === null) return [];
             this.txns.takePrepared(p.txnId);
-            return [{ prepared: p, decision: d }];
+            return [{ kind: 'share' as const, revision: d.revision, prepared: p, decision: d }];
           })
         : this.txns.takeMaterializable();
     const leaseExists = this.store.leaseExists;
     try {
-      for (const { prepared, decision } of ready) made.set(prepared.txnId, this.makeShare(prepared, decision.revision, decision.failureBranch === true));
+      for (const m of ready) {
+        if (m.kind === 'share') made.set(m.prepared.txnId, this.makeShare(m.prepared, m.decision.revision, m.decision.failureBranch === true));
+        else this.makeDeferred(m.write);
+      }
     } finally {
       this.store.leaseExists = leaseExists;
     }
     return made;
+  }
+
+  /**
+   * A deferred write, run now at its revision (as it would have run at apply with nothing prepared). One
+   * this replica answered at apply must come out as answered.
+   */
+  private makeDeferred(write: DeferredWrite): void {
+    if (write.revision <= this.store.currentRevision()) throw new Error(`invariant: write deferred at revision ${write.revision} made over the store's ${this.store.currentRevision()}`);
+    const mine = this.deferredWaiters.get(write.revision);
+    this.deferredWaiters.delete(write.revision);
+    const early = this.answeredEarly.get(write.revision);
+    this.answeredEarly.delete(write.revision);
+    this.otherStampedRevision = Math.max(this.otherStampedRevision, write.revision);
+    const outcome = this.executeAndAnswer(decodeInternalRequest(write.data), write.revision, mine, write.index);
+    if (early !== undefined && fingerprintOf(outcome) !== early) {
+      throw new Error(`invariant: the write deferred at revision ${write.revision} was answered ${early} at apply, but made as ${fingerprintOf(outcome)}`);
+    }
   }
 
   /** A committed share's writes, made at `at`. */
@@ -964,6 +1107,8 @@ export class KvStateMachine implements GroupStateMachine {
   failAll(err: Error): void {
     for (const w of this.waiters.values()) w.reject(err);
     this.waiters.clear();
+    for (const w of this.deferredWaiters.values()) w.reject(err);
+    this.deferredWaiters.clear();
     this.fence.clear();
   }
 }

@@ -24,11 +24,11 @@
 // retries elsewhere or later); both end at their deadline. Elsewhere: forwarding between members
 // (shard-forwarder.ts), the server wiring (server/cli/shard-hosting.ts), and reads served by a follower's
 // replica (server/api/sharded-kv.ts).
-import { CONCURRENT_PREPARE_RULES, type Member } from '../member/member.ts';
+import { CONCURRENT_PREPARE_RULES, DEFERRED_WRITE_RULES, type Member } from '../member/member.ts';
 import { shareKeysMeet, shareKeysOf, type ShareKeys } from '../txn/share-keys.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
-import { writesRevision } from './kv-state-machine.ts';
+import { isDeferrableWrite, writeKeysOf, writesRevision } from './kv-state-machine.ts';
 import type { ClientGrant } from './oracle-client.ts';
 import { proposalTermOf } from './proposal-fence.ts';
 import { decodeInternalRequest, encodeInternalRequest, type InternalRequest, type InternalRequestBody, type TxnReadsWire, type TxnResolveWire } from './request-codec.ts';
@@ -227,6 +227,13 @@ export class ShardWritePath {
    */
   private readonly intentsInFlight = new Map<number, { readonly rank: TxnRank; readonly keys: ShareKeys }>();
   /**
+   * Ordinary writes proposed here beside a prepared transaction (or a prepare on its way), not applied
+   * yet, by revision, with their keys. Their replicas defer them until the transactions below them are
+   * decided (apply rules 6, DEFERRED_WRITE_RULES), and refuse a prepare meeting a deferred write, so a
+   * prepare meeting one of these waits here.
+   */
+  private readonly writesInFlight = new Map<number, ShareKeys>();
+  /**
    * Transactions prepared here whose resolution this leader put in its log in the term its revisions
    * were started for (lose() empties it when that term ends): id → the commit's revision C (0 for an
    * abort). Raft applies a leader's entries in log order, and an entry it appended after the resolution
@@ -277,7 +284,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsBeside: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsBeside: 0, writesBesideTxns: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -307,6 +314,11 @@ export class ShardWritePath {
       for (const at of this.intentsInFlight.keys()) {
         if (at > revision) continue;
         this.intentsInFlight.delete(at);
+        landed = true;
+      }
+      for (const at of this.writesInFlight.keys()) {
+        if (at > revision) continue;
+        this.writesInFlight.delete(at);
         landed = true;
       }
       if (landed) this.drainOutbox();
@@ -362,6 +374,7 @@ export class ShardWritePath {
     this.revisions.end();
     this.preparedSeenMs.clear(); // a later leadership of this replica sees them anew
     this.intentsInFlight.clear();
+    this.writesInFlight.clear();
     this.resolvesProposed.clear();
     const held = this.held;
     this.held = [];
@@ -520,9 +533,13 @@ export class ShardWritePath {
     }, REFORWARD_DELAY_MS);
   }
 
-  /** Whether a resolution may wait here for another entry to ride with: it resolves a transaction prepared here. */
+  /**
+   * Whether a resolution may wait here for another entry to ride with: it resolves a transaction prepared
+   * here, and no write deferred behind the shard's transactions (or on its way to be) waits for it.
+   */
   private holdsResolution(r: TxnResolveWire): boolean {
-    return r.forget !== true && r.txn_id !== '' && this.ready() && this.opts.sm.txns.getPrepared(r.txn_id) !== undefined;
+    const txns = this.opts.sm.txns;
+    return r.forget !== true && r.txn_id !== '' && this.ready() && txns.getPrepared(r.txn_id) !== undefined && txns.deferredCount() === 0 && this.writesInFlight.size === 0;
   }
 
   /** How many resolutions wait here for an entry to ride with (the simulation hands leaderships over then). */
@@ -557,11 +574,14 @@ export class ShardWritePath {
   }
 
   /**
-   * What cross-shard transactions allow the outbox head `item`. An ordinary write is held while a prepare
-   * is on its way or a prepared transaction's resolution is not in this leader's log; a prepare, while
-   * its keys meet those of a prepare on its way or of a prepared transaction (or, until every member
-   * applies concurrent prepares, while anything is prepared or on its way). Otherwise the head may be
-   * proposed once stamped above `aboveRevision`: the highest C of the resolutions in the log (0: none).
+   * What cross-shard transactions allow the outbox head `item`. A prepare is held while its keys meet
+   * those of a prepare on its way or of a prepared transaction, or of an ordinary write deferred behind
+   * them (or on its way to be); an ordinary write (put, delete range, txn), while its keys meet those of
+   * a prepare on its way or of a prepared transaction whose resolution is not in this leader's log; any
+   * other write, while a prepare is on its way or a resolution is not in this leader's log. (Until every
+   * member applies concurrent prepares, a prepare is held like the last; until every member defers
+   * writes, an ordinary write too.) Otherwise the head may be proposed once stamped above
+   * `aboveRevision`: the highest C of the resolutions in the log (0: none).
    */
   private txnHold(item: OutboxItem): TxnHold {
     const txns = this.opts.sm.txns;
@@ -573,7 +593,18 @@ export class ShardWritePath {
       const by: TxnRank[] = [];
       for (const f of this.intentsInFlight.values()) if (shareKeysMeet(f.keys, keys)) by.push(f.rank);
       for (const p of txns.meeting(keys)) by.push(rankOf(p.priority, p.txnId));
-      if (by.length > 0 && !this.unsafeProposeOverlappingPrepares) return { held: true, by };
+      if (this.unsafeProposeOverlappingPrepares) {
+        // (The simulation's mutations lay what they meet: they must be caught.)
+      } else if (by.length > 0) return { held: true, by };
+      else if (this.meetsWritesBeside(keys)) return { held: true, by: this.allHolders() };
+    } else if (this.defersBeside(item)) {
+      // A write on other keys is deferred by its replicas; one on a transaction's keys waits until that
+      // transaction's resolution is in this leader's log (then, stamped above its C, it follows it).
+      const keys = this.keysOf(item);
+      const by: TxnRank[] = [];
+      for (const f of this.intentsInFlight.values()) if (shareKeysMeet(f.keys, keys)) by.push(f.rank);
+      for (const p of txns.meeting(keys)) if (!this.resolvesProposed.has(p.txnId)) by.push(rankOf(p.priority, p.txnId));
+      if (by.length > 0) return { held: true, by };
     } else {
       const unresolved = this.intentsInFlight.size > 0 || prepared.some((p) => !this.resolvesProposed.has(p.txnId));
       if (unresolved) return { held: true, by: this.allHolders() };
@@ -590,11 +621,28 @@ export class ShardWritePath {
     return all;
   }
 
-  /** A prepare's share's keys, as its replicas will count them (KvStateMachine.applyTxnIntent). */
+  /** Whether `item` is an ordinary write its replicas defer behind prepared transactions (apply rules 6). */
+  private defersBeside(item: OutboxItem): boolean {
+    return isDeferrableWrite(item.q.origin ?? item.q.body) && this.opts.member.clusterImplements(DEFERRED_WRITE_RULES);
+  }
+
+  /** Whether `keys` meet those of an ordinary write deferred here or on its way to be. */
+  private meetsWritesBeside(keys: ShareKeys): boolean {
+    for (const k of this.writesInFlight.values()) if (shareKeysMeet(k, keys)) return true;
+    return this.opts.sm.txns.deferredMeet(keys);
+  }
+
+  /**
+   * The keys of a prepare's share, or of an ordinary write, as its replicas will count them
+   * (KvStateMachine.applyTxnIntent, writeKeysOf).
+   */
   private keysOf(item: OutboxItem): ShareKeys {
     if (item.keys !== undefined) return item.keys;
     const body = item.q.origin ?? item.q.body;
-    if (!('txn_intent' in body) || !body.txn_intent) throw new Error('shard write path: not a txn intent');
+    if (!('txn_intent' in body) || !body.txn_intent) {
+      item.keys = writeKeysOf(body);
+      return item.keys;
+    }
     const intent = body.txn_intent;
     const ops = { compare: intent.ops.compare ?? [], success: intent.ops.success ?? [], failure: intent.ops.failure ?? [] };
     item.keys = shareKeysOf(ops, intent.lease_sweep !== undefined && intent.lease_sweep !== null);
@@ -824,6 +872,11 @@ export class ShardWritePath {
     this.stats.txnIntents++;
   }
 
+  private writeProposedBeside(revision: number, keys: ShareKeys | null): void {
+    this.writesInFlight.set(revision, keys ?? 'all');
+    this.stats.writesBesideTxns++;
+  }
+
   /** Runs drainOutbox again in `ms` (a waiting younger prepare's grace ends); one timer at a time. */
   private wakeDrainIn(ms: number): void {
     if (this.drainTimer !== null) return;
@@ -891,7 +944,9 @@ export class ShardWritePath {
         continue;
       }
       const proposingIntent = isIntent(this.outbox[0]);
-      const keysOfProposed = proposingIntent ? this.keysOf(this.outbox[0]) : null;
+      // An ordinary write proposed beside a transaction here may be deferred at apply: a prepare meeting it waits.
+      const besideTxns = !proposingIntent && (this.intentsInFlight.size > 0 || sm.txns.preparedCount() > 0);
+      const keysOfProposed = proposingIntent || besideTxns ? this.keysOf(this.outbox[0]) : null;
       const { q, revision, term, reads, failed } = this.outbox.shift()!;
       if (term !== this.revisions.leaderTerm || !this.ready()) {
         // lose() empties the outbox; this is the same leadership check the synchronous path makes.
@@ -919,6 +974,7 @@ export class ShardWritePath {
           proposedAny = true;
           this.stats.writesProposed++;
           if (proposingIntent) this.intentProposed(revision, q, keysOfProposed);
+          else if (besideTxns) this.writeProposedBeside(revision, keysOfProposed);
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
@@ -948,6 +1004,7 @@ export class ShardWritePath {
       }
       this.stats.writesProposed++;
       if (proposingIntent) this.intentProposed(revision, q, keysOfProposed);
+      else if (besideTxns) this.writeProposedBeside(revision, keysOfProposed);
       tracked.outcome.then(q.resolve, q.reject);
       // A caller that gives up (deadline, leadership lost) no longer needs the apply waiter: an entry
       // lost with its leader would otherwise keep it for ever.

@@ -336,9 +336,91 @@ describe('a cross-shard transaction on one shard replica', () => {
     expect(value(sm, 'a')).toEqual({ value: 'u1', mod: 9 });
     expect(value(sm, 'b')).toEqual({ value: 'u2', mod: 20 });
     expect(sm.store.currentRevision()).toBe(20);
+    sm.apply(entry(put('z', '1', 21)));
     sm.apply(entry(intent('u3', 22, [putOp('c', 'u3')])));
-    sm.apply(entry(put('z', '1', 23))); // (the write path never proposes this while u3 is prepared)
-    expect(() => sm.apply(entry(commit('u3', 22)))).toThrow(/invariant: txn u3 commits at revision 22, not above the shard's other writes/);
+    expect(() => sm.apply(entry(commit('u3', 20)))).toThrow(/invariant: txn u3 commits at revision 20, not above the shard's other writes/);
+  });
+
+  it('an ordinary write beside an undecided transaction is deferred: answered at once when nothing before it touches its keys, made at its revision once every transaction below it is decided, over a restart', async () => {
+    const sm = shard();
+    sm.apply(entry(put('a', 'old', 2)));
+    sm.apply(entry(put('z', 'z0', 3)));
+    sm.apply(entry(intent('d1', 5, [putOp('a', 'd1')])));
+    const w1 = sm.track();
+    sm.apply(entry({ ...put('z', 'w1', 7), seq: w1.seq }));
+    const w2 = sm.track();
+    sm.apply(entry({ ...put('y', 'w2', 9), seq: w2.seq }));
+    // A second write to z: its outcome (prev_kv) depends on w1, not made yet, so it is answered once made.
+    const w3 = sm.track();
+    sm.apply(entry({ ...put('z', 'w3', 10), put: { ...putOp('z', 'w3', true).request_put!, prev_kv: true }, seq: w3.seq }));
+    expect(sm.txns.deferredRevisions()).toEqual([7, 9, 10]);
+    expect([sm.writesDeferred, sm.writesAnsweredEarly]).toEqual([3, 2]);
+    // w1 and w2 are answered now, as writes on those keys alone; nothing is readable yet.
+    expect(await w1.outcome).toEqual({ revision: 7, result: { prevKv: null } });
+    expect((await w2.outcome).revision).toBe(9);
+    let w3Answered = false;
+    void w3.outcome.then(() => (w3Answered = true));
+    await Promise.resolve();
+    expect(w3Answered).toBe(false);
+    expect(value(sm, 'z')).toEqual({ value: 'z0', mod: 3 });
+    expect(sm.appliedRevision()).toBe(10); // their revisions are used up here
+    expect(sm.readableRevision()).toBe(4); // reads answer below d1, so below the deferred writes too
+    // A prepare meeting a deferred write would not see it: refused. One on other keys is laid.
+    const refused = sm.track();
+    sm.apply(entry(intent('d2', 11, [putOp('z', 'd2')], refused.seq)));
+    await expect(refused.outcome).rejects.toMatchObject({ code: 10 });
+    const ranging = sm.track();
+    sm.apply(entry(intent('d2', 12, [{ request_range: { key: b('x'), range_end: b('zz') } } as WireRequestOp], ranging.seq)));
+    await expect(ranging.outcome).rejects.toMatchObject({ code: 10 });
+    sm.apply(entry(intent('d3', 13, [putOp('b', 'd3')])));
+    // A restart keeps them, with their revisions.
+    const restarted = new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 3 });
+    expect(restarted.txns.deferredRevisions()).toEqual([7, 9, 10]);
+    // d1 commits at 8 (another participant's P): z@7, a@8, y@9 and z@10 are made, in revision order; d3,
+    // above them, is still undecided. w3 is answered now, with w1's value as its previous one.
+    sm.apply(entry(commit('d1', 8)));
+    restarted.apply(entry(commit('d1', 8)));
+    expect(await w3.outcome).toMatchObject({ revision: 10, result: { prevKv: { value: b('w1'), modRevision: 7 } } });
+    for (const r of [sm, restarted]) {
+      expect(value(r, 'z')).toEqual({ value: 'w3', mod: 10 });
+      expect(value(r, 'a')).toEqual({ value: 'd1', mod: 8 });
+      expect(value(r, 'y')).toEqual({ value: 'w2', mod: 9 });
+      expect(r.txns.deferredCount()).toBe(0);
+      expect(r.readableRevision()).toBe(12); // below d3
+      expect(r.store.eventsSince(b(''), Buffer.from([0]), 1).map((e) => `${e.kv.key.toString()}@${e.kv.modRevision}`)).toEqual(['a@2', 'z@3', 'z@7', 'a@8', 'y@9', 'z@10']);
+    }
+    // Made writes leave no record behind.
+    expect(new KvStateMachine(1, persistedRecords(sm), [], { sharded: true, groupId: 3 }).txns.deferredCount()).toBe(0);
+  });
+
+  it('a deferred write answered at once is refused at once where it will be refused when made', async () => {
+    const sm = shard();
+    sm.apply(entry(intent('r1', 5, [putOp('a', 'r1')])));
+    const t = sm.track();
+    // ignore_value on a missing key: etcd's "key not found", now and when made.
+    sm.apply(entry({ ...put('missing', '', 6), put: { ...putOp('missing', '').request_put!, ignore_value: true }, seq: t.seq }));
+    await expect(t.outcome).rejects.toThrow(/key not found/);
+    sm.apply(entry(commit('r1', 7)));
+    expect(value(sm, 'missing')).toBeNull();
+    expect(sm.txns.deferredCount()).toBe(0);
+  });
+
+  it('a write deferred on a committed share\'s keys is made after it; one meeting an undecided share, or one writing every key, is a broken invariant', () => {
+    const sm = shard();
+    sm.apply(entry(intent('e1', 5, [putOp('a', 'e1')])));
+    sm.apply(entry(intent('e2', 7, [putOp('b', 'e2')])));
+    sm.apply(entry(commit('e2', 9))); // committed, not made: e1 is undecided below it
+    sm.apply(entry(put('b', 'later', 11))); // its leader proposes it behind e2's resolution, above C
+    expect(sm.txns.deferredRevisions()).toEqual([11]);
+    sm.apply(entry(commit('e1', 10)));
+    expect(sm.store.eventsSince(b(''), Buffer.from([0]), 1).map((e) => `${e.kv.key.toString()}=${e.kv.value.toString()}@${e.kv.modRevision}`)).toEqual(['b=e2@9', 'a=e1@10', 'b=later@11']);
+    const meets = shard();
+    meets.apply(entry(intent('e3', 5, [putOp('a', 'e3')])));
+    expect(() => meets.apply(entry(put('a', 'x', 6)))).toThrow(/invariant: write at revision 6 \(entry \d+\) meets transaction e3/);
+    const sweeps = shard();
+    sweeps.apply(entry(intent('e4', 5, [putOp('a', 'e4')])));
+    const sweep: InternalRequest = { proposer: '1', seq: '0', lease_sweep: { ID: '9', generation: '3', revoked_at: '0', horizon: '0' }, revision: '6' };
+    expect(() => sweeps.apply(entry(sweep))).toThrow(/invariant: entry \d+ at revision 6 writes every key while a transaction prepared here is undecided/);
   });
 
   it('a prepare whose share the store refuses is refused, and nothing is laid', async () => {

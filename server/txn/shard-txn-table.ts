@@ -16,6 +16,11 @@
 //              transaction a recoverer aborted (a fence, with the transaction's age), so that a prepare
 //              of it arriving late is refused — until the fence horizon passes its age.
 //   horizon    prepares of transactions older than it are refused, so fences older than it are dropped.
+//   deferred   an ordinary write (put, delete range, single-shard txn) applied while a transaction here was
+//              undecided, on keys no prepared share holds (its leader proposes no other, and apply checks):
+//              its entry is kept, not run, until every transaction prepared below its revision is decided,
+//              then run at its revision in revision order with the committed shares (takeMaterializable),
+//              so the store still only grows in revision order (apply rules 6, DEFERRED_WRITE_RULES).
 //
 // Pure: no I/O. Changes are collected as persist ops under the state-record prefix TXN_RECORD_PREFIX so
 // that restarts and snapshots carry the table with the store.
@@ -50,6 +55,7 @@ export const TXN_RECORD_PREFIX = 0x74;
 const PREPARED_KIND = 0x70; // 'p'
 const DECIDED_KIND = 0x64; // 'd'
 const FENCE_HORIZON_KIND = 0x68; // 'h'
+const DEFERRED_KIND = 0x77; // 'w'
 
 export interface PreparedTxn {
   readonly txnId: string;
@@ -128,13 +134,32 @@ interface StoredPrepared {
 export interface TxnOpsCodec {
   encode(ops: TxnRequest): Uint8Array;
   decode(bytes: Uint8Array): TxnRequest;
+  /** The keys a deferred write's entry (its request bytes) may read or write. */
+  writeKeys(data: Uint8Array): ShareKeys;
 }
+
+/** An ordinary write applied while a transaction was undecided here, kept until it may be run. */
+export interface DeferredWrite {
+  /** The entry's oracle revision R: the write runs at it. */
+  readonly revision: number;
+  /** The entry's log index. */
+  readonly index: number;
+  /** The entry's request bytes (internal.proto InternalRequest). */
+  readonly data: Uint8Array;
+}
+
+/** What may be made now, in revision order (takeMaterializable). */
+export type Materializable =
+  | { readonly kind: 'share'; readonly revision: number; readonly prepared: PreparedTxn; readonly decision: DecidedTxn }
+  | { readonly kind: 'write'; readonly revision: number; readonly write: DeferredWrite };
 
 export class ShardTxnTable {
   private readonly prepared = new Map<string, PreparedTxn>();
   /** The keys of each prepared share (derived from its ops: never persisted). */
   private readonly keysById = new Map<string, ShareKeys>();
   private readonly decided = new Map<string, DecidedTxn>();
+  /** Deferred writes by revision, in ascending order (each applied above the last), with their keys. */
+  private readonly deferred = new Map<number, { readonly write: DeferredWrite; readonly keys: ShareKeys }>();
   /** Prepares of transactions older than this (wall-clock ms) are refused, and their fences dropped. */
   private fenceHorizonMs = 0;
   private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
@@ -149,11 +174,16 @@ export class ShardTxnTable {
     this.prepared.clear();
     this.keysById.clear();
     this.decided.clear();
+    this.deferred.clear();
     this.fenceHorizonMs = 0;
     this.persist = [];
+    const deferred: DeferredWrite[] = [];
     for (const [key, value] of records) {
       const txnId = key.subarray(1).toString('utf8');
-      if (key[0] === PREPARED_KIND) {
+      if (key[0] === DEFERRED_KIND) {
+        const s = JSON.parse(value.toString('utf8')) as { index: number; data: string };
+        deferred.push({ revision: Number(key.readBigUInt64BE(1)), index: s.index, data: Buffer.from(s.data, 'base64') });
+      } else if (key[0] === PREPARED_KIND) {
         const s = JSON.parse(value.toString('utf8')) as StoredPrepared;
         this.setPrepared({ ...s, ops: this.codec.decode(Buffer.from(s.ops, 'base64')) });
       } else if (key[0] === DECIDED_KIND) {
@@ -162,6 +192,7 @@ export class ShardTxnTable {
         this.fenceHorizonMs = Number(value.toString('utf8'));
       } else throw new Error(`unknown txn record kind ${key[0]}`);
     }
+    for (const w of deferred.sort((a, b) => a.revision - b.revision)) this.deferred.set(w.revision, { write: w, keys: this.codec.writeKeys(w.data) });
   }
 
   preparedCount(): number {
@@ -183,6 +214,39 @@ export class ShardTxnTable {
   /** The prepared shares whose transaction is not decided here yet (those a recoverer may have to settle). */
   undecidedTxns(): PreparedTxn[] {
     return [...this.prepared.values()].filter((p) => !this.decided.has(p.txnId));
+  }
+
+  /** How many prepared shares are undecided: while any is, an ordinary write applied here is deferred. */
+  undecidedCount(): number {
+    let n = 0;
+    for (const p of this.prepared.values()) if (!this.decided.has(p.txnId)) n++;
+    return n;
+  }
+
+  deferredCount(): number {
+    return this.deferred.size;
+  }
+
+  /** The deferred writes' revisions, ascending. */
+  deferredRevisions(): number[] {
+    return [...this.deferred.keys()];
+  }
+
+  /** Whether a deferred write's keys meet `keys` (a prepare meeting one is refused: it would not see it). */
+  deferredMeet(keys: ShareKeys): boolean {
+    for (const d of this.deferred.values()) if (shareKeysMeet(d.keys, keys)) return true;
+    return false;
+  }
+
+  /**
+   * Keeps an ordinary write applied while a transaction is undecided here (the caller checked that its
+   * keys meet no prepared share's). Revisions apply in ascending order, so it goes last.
+   */
+  defer(write: DeferredWrite, keys: ShareKeys): void {
+    const last = [...this.deferred.keys()].at(-1) ?? 0;
+    if (write.revision <= last) throw new Error(`invariant: write at revision ${write.revision} deferred after one at ${last}`);
+    this.deferred.set(write.revision, { write, keys });
+    this.persist.push({ key: deferredKey(write.revision), value: Buffer.from(JSON.stringify({ index: write.index, data: Buffer.from(write.data).toString('base64') })) });
   }
 
   /** Whether `txnId` is prepared here and its commit applied, its share not made yet (takeMaterializable). */
@@ -242,22 +306,34 @@ export class ShardTxnTable {
   }
 
   /**
-   * The committed shares that may be made now, lowest C first, taken out of the prepared ones: those
-   * whose C is below the P of every undecided transaction prepared here. An undecided one commits at a C
-   * at or above its own P (or aborts), so nothing made later lands below what is made now. A pure function
-   * of the table, so every replica makes the same shares at the same entry.
+   * The committed shares and deferred writes that may be made now, lowest revision first, taken out of
+   * the table: those below the P of every undecided transaction prepared here. An undecided one commits
+   * at a C at or above its own P (or aborts), so nothing made later lands below what is made now. A pure
+   * function of the table, so every replica makes the same writes at the same entry.
    */
-  takeMaterializable(): Array<{ prepared: PreparedTxn; decision: DecidedTxn }> {
+  takeMaterializable(): Materializable[] {
     let lowestUndecided = Infinity;
-    const committed: Array<{ prepared: PreparedTxn; decision: DecidedTxn }> = [];
+    const ready: Materializable[] = [];
     for (const p of this.prepared.values()) {
       const d = this.decided.get(p.txnId);
-      if (d?.state === 'committed') committed.push({ prepared: p, decision: d });
+      if (d?.state === 'committed') ready.push({ kind: 'share', revision: d.revision, prepared: p, decision: d });
       else lowestUndecided = Math.min(lowestUndecided, p.revision);
     }
-    const ready = committed.filter((c) => c.decision.revision < lowestUndecided).sort((a, b) => a.decision.revision - b.decision.revision);
-    for (const c of ready) this.takePrepared(c.prepared.txnId);
-    return ready;
+    for (const { write } of this.deferred.values()) {
+      if (write.revision >= lowestUndecided) break;
+      ready.push({ kind: 'write', revision: write.revision, write });
+    }
+    const out = ready.filter((m) => m.revision < lowestUndecided).sort((a, b) => a.revision - b.revision);
+    for (const m of out) {
+      if (m.kind === 'share') this.takePrepared(m.prepared.txnId);
+      else this.takeDeferred(m.revision);
+    }
+    return out;
+  }
+
+  private takeDeferred(revision: number): void {
+    this.deferred.delete(revision);
+    this.persist.push({ key: deferredKey(revision), value: null });
   }
 
   /** The committed records that name their participants (those a leader can finish). */
@@ -315,4 +391,12 @@ export class ShardTxnTable {
 
 function recordKey(kind: number, txnId: string): Buffer {
   return Buffer.concat([Buffer.from([kind]), Buffer.from(txnId, 'utf8')]);
+}
+
+/** A deferred write's record key: its revision, big-endian, so records list in revision order. */
+function deferredKey(revision: number): Buffer {
+  const key = Buffer.alloc(9);
+  key[0] = DEFERRED_KIND;
+  key.writeBigUInt64BE(BigInt(revision), 1);
+  return key;
 }

@@ -11,7 +11,7 @@
 // Scale up: SHARD_SIM_SEEDS=500, SHARD_SIM_FAULT_MS=3000; SHARD_SIM_FIRST_SEED=1001 explores seeds past those
 // already run (the main and cross-shard runs start there; the mutation checks always start at 1).
 import { describe, expect, it } from 'vitest';
-import { BCRYPT_PASSWORD_RULES } from '../../member/member.ts';
+import { BCRYPT_PASSWORD_RULES, CONCURRENT_PREPARE_RULES } from '../../member/member.ts';
 import { runShardSim, type ShardSimOptions, type ShardSimResult } from './shard-sim.ts';
 
 const replaySeed = process.env.SHARD_SIM_SEED === undefined ? null : Number(process.env.SHARD_SIM_SEED);
@@ -83,8 +83,10 @@ describe('sharded write and read path simulation', () => {
   // Cross-shard txns whose compares depend on the state (each key not written since a revision), more of
   // them than above, under network faults but no crashes or partitions (under the faults above few get
   // through): each must take the branch its compares give on the final history just below its revision,
-  // whether the prepares decided it or reads at R0 did.
-  const crossConfig = (): ShardSimOptions => ({ ...configOf(), crossTxnWriters: 3, faultEveryMs: 1_000_000, handoverChancePerMs: 0.01, crossTxnDeadlineMs: 1000, maxDropRate: 0.01 });
+  // whether the prepares decided it or reads at R0 did. A tenth of the plain writes go to four of the
+  // transactions' keys: those wait for a transaction prepared on them, and the others are deferred behind
+  // it (apply rules 6).
+  const crossConfig = (): ShardSimOptions => ({ ...configOf(), crossTxnWriters: 3, faultEveryMs: 1_000_000, handoverChancePerMs: 0.01, crossTxnDeadlineMs: 1000, maxDropRate: 0.01, writesOnTxnKeys: 0.1 });
   const crossSeeds = Number(process.env.SHARD_SIM_CROSS_SEEDS ?? 20);
   it('cross-shard txns with compares on the state take the branch the history gives at C − 1', { timeout: 600_000 }, async () => {
     if (replaySeed !== null) return;
@@ -93,10 +95,11 @@ describe('sharded write and read path simulation', () => {
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
     console.log(
       `shard sim, cross-shard txns: ${crossSeeds} seeds, ${sum((r) => r.crossTxnsAcked)} acknowledged, ${sum((r) => r.crossTxnsOnStateAcked)} with compares on the state (${sum((r) => r.crossTxnsOnStateFailed)} of them failing), ` +
-        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
+        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.writesDeferred)} writes deferred behind an undecided one, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
     );
     expect(sum((r) => r.crossTxnsOnStateAcked)).toBeGreaterThan(crossSeeds / 2);
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
+    expect(sum((r) => r.writesDeferred)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
   });
@@ -106,9 +109,20 @@ describe('sharded write and read path simulation', () => {
     const results: ShardSimResult[] = [];
     for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, 10); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: BCRYPT_PASSWORD_RULES }));
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
-    console.log(`shard sim, apply rules 4: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another`);
+    console.log(`shard sim, apply rules 4: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another, ${sum((r) => r.writesDeferred)} writes deferred`);
     expect(sum((r) => r.concurrentPrepares)).toBe(0);
+    expect(sum((r) => r.writesDeferred)).toBe(0);
     expect(sum((r) => r.crossTxnsAcked)).toBeGreaterThan(0);
+  });
+
+  it('members that say apply rules 5 (the build before deferred writes): prepares beside one another, but no write beside them', { timeout: 600_000 }, async () => {
+    if (replaySeed !== null) return;
+    const results: ShardSimResult[] = [];
+    for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, 5); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: CONCURRENT_PREPARE_RULES }));
+    const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+    console.log(`shard sim, apply rules 5: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another, ${sum((r) => r.writesDeferred)} writes deferred`);
+    expect(sum((r) => r.writesDeferred)).toBe(0);
+    expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
   });
 
   it('members whose wall clocks disagree by 20 s each way: the same checks hold, and cross-shard txns still commit', { timeout: 600_000 }, async () => {
@@ -140,11 +154,11 @@ describe('sharded write and read path simulation', () => {
     expect(caught).toMatch(/^seed=\d+: cross-shard txn \S+ (at \d+ took its success branch|branch success with comparing=true)/);
   });
 
-  it.each(['prepare-overlapping', 'materialize-at-once'] as const)('catches shards that %s (several transactions prepared at once)', { timeout: 600_000 }, async (m) => {
+  it.each(['prepare-overlapping', 'materialize-at-once', 'prepare-over-deferred'] as const)('catches shards that %s (several transactions prepared at once, writes deferred behind them)', { timeout: 600_000 }, async (m) => {
     if (replaySeed !== null) return;
     const { caught, tried } = await firstFailure(30, { ...crossConfig(), txnMutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
-    expect(caught).toMatch(/^seed=\d+: (cross-shard txn \S+ at \d+ took its|history changed|snapshot at \d+ differs|member \d+ loop failed: Error: invariant)/);
+    expect(caught).toMatch(/^seed=\d+: (cross-shard txn \S+ at \d+ took its|history changed|snapshot at \d+ differs|member \d+ loop failed: Error: invariant|shard group \d+: txn \S+ prepared at index \d+ on keys of the write)/);
   });
 
   it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {

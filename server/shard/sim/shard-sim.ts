@@ -51,7 +51,8 @@ import { SlotMap, slotOf } from '../../routing/slots.ts';
 import { MetadataStateMachine } from '../metadata-state-machine.ts';
 import { OracleHost } from '../oracle-host.ts';
 import { OracleClient } from '../oracle-client.ts';
-import { KvStateMachine } from '../kv-state-machine.ts';
+import { KvStateMachine, writeKeysOf } from '../kv-state-machine.ts';
+import { shareKeysMeet, shareKeysOf, type ShareKeys } from '../../txn/share-keys.ts';
 import { decodeInternalRequest, revisionOf, type InternalRequestBody } from '../request-codec.ts';
 import { ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard-write-path.ts';
 import { planTxnReads } from '../txn-reads.ts';
@@ -84,6 +85,8 @@ export interface ShardSimOptions {
   faultEveryMs?: number;
   /** The highest message drop rate a seed's network may draw (randomNetworkFaults). */
   maxDropRate?: number;
+  /** The share of plain writes that go to the cross-shard txns' keys (default 0). */
+  writesOnTxnKeys?: number;
   /** A cross-shard txn's deadline (simulated ms; its client gives up 100 ms later). */
   crossTxnDeadlineMs?: number;
   /** Per simulated ms, per shard whose leader holds resolutions back: the chance a leadership transfer starts. */
@@ -98,9 +101,11 @@ export interface ShardSimOptions {
   /**
    * A deliberately broken rule of several transactions prepared on a shard at once: 'prepare-overlapping',
    * leaders propose and replicas lay prepares whose keys meet a prepared transaction's; 'materialize-at-once',
-   * replicas make a committed share at once, though a transaction prepared below its C is undecided.
+   * replicas make a committed share at once, though a transaction prepared below its C is undecided;
+   * 'prepare-over-deferred', leaders propose and replicas lay prepares whose keys meet a write deferred
+   * behind another transaction (not in the store yet).
    */
-  txnMutation?: 'prepare-overlapping' | 'materialize-at-once';
+  txnMutation?: 'prepare-overlapping' | 'materialize-at-once' | 'prepare-over-deferred';
   /**
    * The apply rules every member says its peers implement (member.ts APPLY_RULES; absent: this build's).
    * Below CONCURRENT_PREPARE_RULES a shard leader proposes one prepare at a time, as for a cluster still
@@ -154,6 +159,8 @@ export interface ShardSimResult {
   handovers: number;
   /** Prepares laid on a shard beside another transaction prepared there (disjoint keys), counted once per entry. */
   concurrentPrepares: number;
+  /** Ordinary writes deferred at apply behind a transaction undecided on their shard, counted once per entry. */
+  writesDeferred: number;
   traceHash: number;
 }
 
@@ -199,6 +206,8 @@ interface AppliedEntry {
   txnStep?: 'intent' | 'commit' | 'abort';
   /** A commit's revision C (a read-only participant's commit writes nothing at it). */
   txnRevision?: number;
+  /** An intent: laid as prepared at apply (not refused there). */
+  laid?: boolean;
 }
 
 interface Ack {
@@ -215,6 +224,8 @@ interface Snapshot {
   kvs: Map<string, { value: string; modRevision: number }>;
 }
 
+/** How many of the cross-shard txns' accounts plain writes also go to (ShardSimOptions.writesOnTxnKeys). */
+const HOT_ACCOUNTS = 4;
 const LATENCY: StoreLatency = { syncMinMs: 1, syncMaxMs: 12, writeMaxMs: 1, opsPerMs: 10 };
 const ALL = rangeOf(Buffer.from([0]), Buffer.from([0]));
 
@@ -240,7 +251,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, handoverChancePerMs: 0.3, crossTxnDeadlineMs: 300, maxDropRate: 0.08, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, handoverChancePerMs: 0.3, crossTxnDeadlineMs: 300, maxDropRate: 0.08, writesOnTxnKeys: 0, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   // And the handovers theirs (they draw only when a resolution is held, which the other draws decide).
@@ -299,6 +310,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let leaderChanges = 0;
   let handovers = 0;
   let concurrentPrepares = 0;
+  let writesDeferred = 0;
   const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0 };
 
   const uninstall = clock.install();
@@ -368,16 +380,25 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               if (seen === undefined) applied.get(g)!.set(entry.index, { data, revision, key: put ? put.key.toString('latin1') : null, value: put ? put.value.toString('latin1') : null, writeRevision: put ? writeRevision : 0, ...txn });
               else if (seen.data !== data) fail(`replicas disagree: shard group ${g} index ${entry.index}: member ${m.id} applied other data (revision ${revision}, first seen ${seen.revision})`);
               const preparedBefore = sm.txns.preparedTxns();
+              const deferredBefore = sm.txns.deferredRevisions();
               apply(entry);
-              if (seen === undefined && txn.txnStep === 'intent' && preparedBefore.length > 0 && sm.txns.getPrepared(txn.txnId!) !== undefined) concurrentPrepares++;
+              if (seen === undefined && txn.txnStep === 'intent') {
+                const laid = sm.txns.getPrepared(txn.txnId!) !== undefined;
+                applied.get(g)!.get(entry.index)!.laid = laid;
+                if (laid && preparedBefore.length > 0) concurrentPrepares++;
+              }
+              if (seen === undefined && revision > 0 && sm.txns.deferredRevisions().at(-1) === revision) writesDeferred++;
               if (seen === undefined) {
-                // Shares this entry made for commits applied earlier (not the entry's own commit: its C is recorded with it).
+                // Shares this entry made for commits applied earlier (not the entry's own commit: its C is
+                // recorded with it), and writes deferred by earlier entries that it made.
                 const made = preparedBefore
                   .filter((p) => p.txnId !== (txn.txnStep === 'commit' ? txn.txnId : undefined) && sm.txns.getPrepared(p.txnId) === undefined)
                   .flatMap((p) => {
                     const d = sm.txns.decisionOf(p.txnId);
                     return d?.state === 'committed' ? [d.revision] : [];
                   });
+                const still = new Set(sm.txns.deferredRevisions());
+                for (const r of deferredBefore) if (!still.has(r)) made.push(r);
                 if (made.length > 0) madeLater.get(g)!.set(entry.index, made);
               }
             };
@@ -404,7 +425,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               txnRecoveries++;
               return inc.coordinator === null ? Promise.resolve() : inc.coordinator.recoverPrepared(p, g);
             };
-            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}), ...(opts.txnMutation === 'prepare-overlapping' ? { unsafeProposeOverlappingPrepares: true } : {}) });
+            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}), ...(opts.txnMutation === 'prepare-overlapping' || opts.txnMutation === 'prepare-over-deferred' ? { unsafeProposeOverlappingPrepares: true } : {}) });
             inc.paths.set(g, path);
             member.interceptProposals(g, (data) => path.intercept(data));
           }
@@ -518,7 +539,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     let written = 0;
     const writeOnce = (w: number): void => {
       const tagged = clientRng.chance(0.25);
-      const key = tagged ? `{t${clientRng.nextInt(4)}}k${clientRng.nextInt(10)}` : `k${clientRng.nextInt(40)}`;
+      // Some on the cross-shard txns' keys, when asked (the first few accounts only: compares on the
+      // others still hold): those wait for a transaction prepared on them, and a prepare meeting one
+      // deferred waits for it. (Drawn only then: the other runs' histories stay as they were.)
+      const onTxnKeys = opts.writesOnTxnKeys > 0 && clientRng.chance(opts.writesOnTxnKeys);
+      const key = onTxnKeys ? accounts[clientRng.nextInt(HOT_ACCOUNTS)] : tagged ? `{t${clientRng.nextInt(4)}}k${clientRng.nextInt(10)}` : `k${clientRng.nextInt(40)}`;
       const value = `w${w}-${++written}`;
       const group = slotMap.shardOf(slotOf(Buffer.from(key))) + 1;
       const leader = leaderOf(group);
@@ -909,23 +934,60 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       if (dumps.some((d) => d !== dumps[0])) throw new Violation(`shard group ${g}: replicas differ at the end`);
     }
     // A commit's revision C: one of its own prepares' revisions (used by no other entry), at or above its
-    // prepare on this shard, and above everything before it in its shard's log but prepares (several
-    // transactions on disjoint keys may be prepared at once, and commit in either order).
+    // prepare on this shard. Between its prepare and its commit in its shard's log, no write touches its
+    // keys there (other writes are deferred until it is decided, and made in revision order); and every
+    // write after a commit is above its C (several transactions on disjoint keys may be prepared at once,
+    // and commit in either order).
+    const keysOfEntry = (e: AppliedEntry): ShareKeys => {
+      const req = decodeInternalRequest(Buffer.from(e.data, 'hex'));
+      if ('txn_intent' in req && req.txn_intent) {
+        const ops = req.txn_intent.ops;
+        // As its replicas lay it (KvStateMachine.applyTxnIntent): both branches only when its prepares decide.
+        const failure = req.txn_intent.decide_here === true ? (ops.failure ?? []) : [];
+        return shareKeysOf({ compare: ops.compare ?? [], success: ops.success ?? [], failure }, req.txn_intent.lease_sweep !== undefined && req.txn_intent.lease_sweep !== null);
+      }
+      return writeKeysOf(req);
+    };
     for (const g of shardGroups) {
-      let lastOther = 0;
-      const preparedAt = new Map<string, number>();
+      let lastCommit = 0;
+      const preparedAt = new Map<string, { revision: number; keys: ShareKeys }>();
+      const writesSince = new Map<string, Array<{ index: number; revision: number; keys: ShareKeys }>>();
+      // Where each deferred write was made (a later entry's index), and those deferred so far.
+      const madeAt = new Map<number, number>();
+      for (const [at, revisions] of madeLater.get(g)!) for (const r of revisions) madeAt.set(r, at);
+      const deferred: Array<{ index: number; revision: number; keys: ShareKeys; madeAt: number }> = [];
       for (const [index, e] of [...applied.get(g)!.entries()].sort((a, b) => a[0] - b[0])) {
         if (e.txnStep === 'intent' && e.txnId !== undefined) {
-          preparedAt.set(e.txnId, e.revision);
+          if (e.laid !== true) continue; // refused at apply: it checked nothing and holds nothing
+          const keys = keysOfEntry(e);
+          // Its check and responses ran on the store at its index: every write before it must be made by then.
+          const unseen = deferred.find((w) => w.madeAt > index && shareKeysMeet(w.keys, keys));
+          if (unseen) throw new Violation(`shard group ${g}: txn ${e.txnId} prepared at index ${index} on keys of the write at index ${unseen.index} (revision ${unseen.revision}), made only at index ${unseen.madeAt}`);
+          preparedAt.set(e.txnId, { revision: e.revision, keys });
+          writesSince.set(e.txnId, []);
           continue;
         }
-        const at = e.revision || e.txnRevision || e.writeRevision;
-        if (at === 0) continue;
-        if (at <= lastOther) throw new Violation(`shard group ${g}: revision ${at} at index ${index} (${e.txnStep ?? 'write'}) not above ${lastOther}`);
         if (e.txnStep === 'commit') {
+          const at = e.txnRevision ?? 0;
+          const prepared = preparedAt.get(e.txnId!);
           if (intentOf.get(at) !== e.txnId) throw new Violation(`txn ${e.txnId} committed at ${at}, which ${owners.get(at) ?? 'no prepare of it'} uses`);
-          if (!(at >= (preparedAt.get(e.txnId!) ?? Infinity))) throw new Violation(`txn ${e.txnId} committed at ${at} on shard group ${g}, below its prepare there (${preparedAt.get(e.txnId!) ?? 'none before it'})`);
-        } else lastOther = at;
+          if (!(at >= (prepared?.revision ?? Infinity))) throw new Violation(`txn ${e.txnId} committed at ${at} on shard group ${g}, below its prepare there (${prepared?.revision ?? 'none before it'})`);
+          const meeting = (writesSince.get(e.txnId!) ?? []).find((w) => shareKeysMeet(w.keys, prepared!.keys));
+          writesSince.delete(e.txnId!);
+          if (meeting) throw new Violation(`shard group ${g}: the write at index ${meeting.index} (revision ${meeting.revision}) touches txn ${e.txnId}'s keys between its prepare and its commit at ${at}`);
+          lastCommit = Math.max(lastCommit, at);
+          continue;
+        }
+        if (e.txnStep === 'abort') {
+          writesSince.delete(e.txnId!);
+          continue;
+        }
+        if (e.revision === 0) continue;
+        if (e.revision <= lastCommit) throw new Violation(`shard group ${g}: revision ${e.revision} at index ${index} (write) not above a commit before it in the log at ${lastCommit}`);
+        const w = { index, revision: e.revision, keys: keysOfEntry(e) };
+        for (const list of writesSince.values()) list.push(w);
+        const made = madeAt.get(e.revision);
+        if (made !== undefined && made > index) deferred.push({ ...w, madeAt: made });
       }
     }
     // Cross-shard transactions: committed on every participant or none; at one revision; acks committed.
@@ -1036,6 +1098,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       resolvesPassedOn: pathTotals.resolvesPassedOn,
       handovers,
       concurrentPrepares,
+      writesDeferred,
       traceHash: (clock.traceHash ^ acks.length) >>> 0,
     };
   } catch (err) {
