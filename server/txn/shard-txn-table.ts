@@ -160,6 +160,8 @@ export class ShardTxnTable {
   private readonly decided = new Map<string, DecidedTxn>();
   /** Deferred writes by revision, in ascending order (each applied above the last), with their keys. */
   private readonly deferred = new Map<number, { readonly write: DeferredWrite; readonly keys: ShareKeys }>();
+  /** The highest revision deferred since the table was loaded (0: none): each new one goes above it. */
+  private lastDeferredRevision = 0;
   /** Prepares of transactions older than this (wall-clock ms) are refused, and their fences dropped. */
   private fenceHorizonMs = 0;
   private persist: Array<{ key: Buffer; value: Buffer | null }> = [];
@@ -192,7 +194,11 @@ export class ShardTxnTable {
         this.fenceHorizonMs = Number(value.toString('utf8'));
       } else throw new Error(`unknown txn record kind ${key[0]}`);
     }
-    for (const w of deferred.sort((a, b) => a.revision - b.revision)) this.deferred.set(w.revision, { write: w, keys: this.codec.writeKeys(w.data) });
+    this.lastDeferredRevision = 0;
+    for (const w of deferred.sort((a, b) => a.revision - b.revision)) {
+      this.deferred.set(w.revision, { write: w, keys: this.codec.writeKeys(w.data) });
+      this.lastDeferredRevision = w.revision;
+    }
   }
 
   preparedCount(): number {
@@ -243,9 +249,9 @@ export class ShardTxnTable {
    * keys meet no prepared share's). Revisions apply in ascending order, so it goes last.
    */
   defer(write: DeferredWrite, keys: ShareKeys): void {
-    const last = [...this.deferred.keys()].at(-1) ?? 0;
-    if (write.revision <= last) throw new Error(`invariant: write at revision ${write.revision} deferred after one at ${last}`);
+    if (write.revision <= this.lastDeferredRevision) throw new Error(`invariant: write at revision ${write.revision} deferred after one at ${this.lastDeferredRevision}`);
     this.deferred.set(write.revision, { write, keys });
+    this.lastDeferredRevision = write.revision;
     this.persist.push({ key: deferredKey(write.revision), value: Buffer.from(JSON.stringify({ index: write.index, data: Buffer.from(write.data).toString('base64') })) });
   }
 
