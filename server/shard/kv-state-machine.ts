@@ -568,10 +568,15 @@ export class KvStateMachine implements GroupStateMachine {
   apply(entry: Entry): void {
     const req = decodeInternalRequest(entry.data);
     const at = this.stampOf(req, entry.index);
+    const prepare = 'txn_intent' in req && !!req.txn_intent;
+    // A stamped write applied while a transaction prepared here is undecided is deferred (or refused as a
+    // broken invariant): deferOrRefuseOver.
+    const besideUndecided = at !== null && !prepare && this.txns.undecidedCount() > 0;
     if (at !== null) {
       // Used up whatever happens below (a refusal is a gap, exactly as on every other replica).
       this.appliedRevisionValue = at;
       this.appliedRevisionDirty = true;
+      if (!prepare && !besideUndecided) this.otherStampedRevision = at;
     }
     const mine = req.proposer === this.memberIdText ? this.waiters.get(req.seq) : undefined;
     if (mine) {
@@ -591,12 +596,13 @@ export class KvStateMachine implements GroupStateMachine {
     }
     try {
       if (!this.admitAtApply(req, mine)) return;
-      if (at !== null && !('txn_intent' in req && req.txn_intent) && this.txns.undecidedCount() > 0) {
-        this.deferOrRefuseOver(req, at, mine, entry);
-        return;
+      if (besideUndecided) this.deferOrRefuseOver(req, at, mine, entry);
+      else {
+        // (Writes are deferred only while a transaction is undecided, and made once none is below them;
+        // prepares beside them are laid, not run.)
+        if (at !== null && !prepare && this.txns.deferredCount() > 0) throw new Error(`invariant: entry ${entry.index} at revision ${at} runs while writes deferred below it wait`);
+        this.executeAndAnswer(req, at, mine, entry.index);
       }
-      if (at !== null && !('txn_intent' in req && req.txn_intent)) this.otherStampedRevision = at;
-      this.executeAndAnswer(req, at, mine, entry.index);
     } finally {
       if (at !== null) this.revisionListener?.(at);
     }
