@@ -57,9 +57,10 @@ run-tls: build
 
 # The lanes of vitest.config.ts, one vitest run each: process and light together (two files at a time
 # each), then exclusive one file at a time (vitest sizes one fork pool for every project of a run, so
-# only a run of its own keeps them alone), with the sims beside it at the lowest priority: they run on
-# simulated time and only take the CPU the exclusive files leave idle (waiting out leases, elections,
-# fsyncs), which the scheduler hands back to a test process the moment it wakes; their output is printed
+# only a run of its own keeps them alone), with the sims beside both from the start at the lowest
+# priority: they run on simulated time and only take the CPU the other lanes leave idle (waiting out
+# leases, elections, fsyncs), which the scheduler hands back to a test process the moment it wakes; what
+# they did not finish beside the first lanes they finish beside the exclusive one. Their output is printed
 # after the exclusive lane's. A failing lane does not stop the next: every test runs and the target
 # fails at the end, repeating which tests failed and why (scripts/test-failures.ts, from each lane's JSON
 # report and log): CI keeps only the tail of the output. The typecheck (~15 s of CPU) runs beside the
@@ -68,9 +69,9 @@ run-tls: build
 test: install
 	@out=$$(mktemp -d); failed=''; \
 	report() { echo --reporter=default --reporter=json --outputFile.json=$$out/$$1.json; }; \
+	nice -n 19 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
 	$(VITEST) run --project process --project light $$(report process-light) 2>&1 \
 	  | tee $$out/process-light.log || failed="$$failed process-light"; \
-	nice -n 19 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
 	nice -n 19 $(TSC) --noEmit -p . & typecheck=$$!; \
 	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 $$(report exclusive) 2>&1 \
 	  | tee $$out/exclusive.log || failed="$$failed exclusive"; \
