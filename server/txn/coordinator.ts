@@ -355,11 +355,7 @@ export class TxnCoordinator {
           ...(generations.length > 0 ? { lease_generations: generations } : {}),
         };
       },
-      deadlineMs,
-      priority,
-      false,
-      admitted,
-      true,
+      { deadlineMs, priority, admitted, decideHere: true },
     );
     this.stats.decidedAtPrepare++;
     const chosen = failureBranch ? failure : success;
@@ -491,12 +487,7 @@ export class TxnCoordinator {
           ...(generations.length > 0 ? { lease_generations: generations } : {}),
         };
       },
-      deadlineMs,
-      priority,
-      false,
-      admitted,
-      false,
-      shareKeysOf(req, false),
+      { deadlineMs, priority, admitted, admissionKeys: shareKeysOf(req, false) },
     );
     const { C, prepared } = outcome;
     const shareResults = new Map<number, TxnResult>();
@@ -516,7 +507,7 @@ export class TxnCoordinator {
    */
   async sweepLease(sweep: { ID: string; generation: string; revoked_at: string; horizon?: string }, groups: number[]): Promise<number> {
     const deadlineMs = this.deps.deadlineMs();
-    return this.retrying(deadlineMs, async (priority) => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), deadlineMs, priority, true)).C);
+    return this.retrying(deadlineMs, async (priority) => (await this.twoPhase(groups, () => ({ intent: { ops: { compare: [], success: [], failure: [] }, lease_sweep: sweep } }), { deadlineMs, priority, resolveAllFirst: true })).C);
   }
 
   /**
@@ -549,16 +540,8 @@ export class TxnCoordinator {
    * resolve (each keeps a record of the commit until every one has), in the background or before
    * returning when `resolveAllFirst`, and forget. A failed prepare aborts the attempt (and throws).
    */
-  private async twoPhase(
-    order: number[],
-    shareOf: (groupId: number) => ParticipantShare,
-    deadlineMs: number,
-    priority: number,
-    resolveAllFirst: boolean,
-    admitted: (() => void) | null = null,
-    decideHere = false,
-    admissionKeys: ShareKeys = 'all',
-  ): Promise<Committed> {
+  private async twoPhase(order: number[], shareOf: (groupId: number) => ParticipantShare, attempt: TwoPhaseAttempt): Promise<Committed> {
+    const { deadlineMs, priority, resolveAllFirst = false, admitted = null, decideHere = false, admissionKeys = 'all' } = attempt;
     const txnId = this.deps.newTxnId();
     // No prepare leaves while another transaction of this member holds one of these shards
     // (shard-admission.ts); `admitted` when the caller took them already (a superset of `order`).
@@ -893,6 +876,21 @@ interface EvaluatedCompare {
 interface TxnShape {
   succeeded: boolean;
   items: Array<number | TxnShape>;
+}
+
+/** One attempt of a transaction's two phases (TxnCoordinator.twoPhase). */
+interface TwoPhaseAttempt {
+  readonly deadlineMs: number;
+  /** The transaction's age (wait-die). */
+  readonly priority: number;
+  /** Resolve every participant before returning (a lease sweep's caller reads its result at once). */
+  readonly resolveAllFirst?: boolean;
+  /** Releases the caller's admission, when it took one already (a superset of the participants). */
+  readonly admitted?: (() => void) | null;
+  /** The prepares decide the branch (TxnIntent.decide_here). */
+  readonly decideHere?: boolean;
+  /** The keys this member's admission holds for the attempt ('all': whole shards). */
+  readonly admissionKeys?: ShareKeys;
 }
 
 /** What one participant's prepare carries. */
