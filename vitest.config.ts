@@ -2,9 +2,9 @@ import { defineConfig } from 'vitest/config';
 import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 
 // `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine,
-// `make test` runs them as three vitest runs (process + light; then exclusive with --maxWorkers 1 and, at
-// the lowest priority beside it, sims): one run sizes one fork pool for all its projects, so only a run of
-// its own keeps the exclusive files alone.
+// `make test` runs them as three vitest runs (process + light, then exclusive with --maxWorkers 1, and
+// sims at the lowest priority beside both from the start): one run sizes one fork pool for all its
+// projects, so only a run of its own keeps the exclusive files alone.
 //  - process (forks, two at a time, group 0, first): every file under test/ that starts real server
 //    processes or, in test/checker, checks histories, except the exclusive ones below. Their clusters
 //    mostly wait (elections, leases, the scenario's pauses, etcdctl), so two at a time take about half
@@ -18,11 +18,14 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 //    whose real 20 ms Raft ticks need the CPU on time. Nothing else runs meanwhile at normal priority:
 //    beside the light lane, restart to ready took 9.6 s instead of 3.
 //  - sims (threads, group 2): the CPU-bound simulations and property tests, two at a time. `make test`
-//    runs them beside the exclusive lane under `nice -n 19`, so they take only the CPU the exclusive
-//    files leave idle. They run on simulated time, so sharing the cores changes how long they take, not
-//    what they check; hence their generous timeout. What they cost the exclusive files (fresh clones, the
-//    same afternoon): restart to ready 1.63–1.71 s alone, 2.05 s beside them (limit 5 s); the whole
-//    `make test` 15m06s–15m35s with the sims after the exclusive lane, 14m11s beside it.
+//    runs them from the start under `nice -n 19`, beside the other lanes, so they take only the CPU those
+//    leave idle. They run on simulated time, so sharing the cores changes how long they take, not what
+//    they check; hence their generous timeout. What they cost the exclusive files (fresh clones, the same
+//    afternoon): restart to ready 1.63–1.71 s alone, 2.05 s beside them (limit 5 s); the whole `make test`
+//    15m06s–15m35s with the sims after the exclusive lane, 14m11s beside it. Since 2026-12-07 they start
+//    beside the first lanes too: a fresh clone's `make test` took 14m59s (lanes of 593 s and 253 s, the
+//    sims 673 s beside them), against 16m40s–17m40s with them beside the exclusive lane only (lanes of
+//    638–720 s and 336–346 s; more tests since the 14m11s above).
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
@@ -60,7 +63,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Node's compile cache for the workers and every process they start (test/support/compile-cache.ts).
     env: { NODE_COMPILE_CACHE: COMPILE_CACHE_DIR },
-    // The threads pool serves both light (beside process) and sims (their own run, beside exclusive).
+    // The threads pool serves both light (beside process) and sims (their own run, beside the others).
     poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {
