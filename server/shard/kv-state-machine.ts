@@ -35,6 +35,7 @@ import { readsForStore } from './txn-reads.ts';
 import { shareKeysOf, type ShareKeys } from '../txn/share-keys.ts';
 import { ShardTxnTable, TXN_NOT_PREPARED, TXN_RECORD_PREFIX, type DeferredWrite, type PreparedTxn, type TxnRecoveryResult } from '../txn/shard-txn-table.ts';
 import { decodeTxnRequest, encodeTxnRequest } from './txn-ops-codec.ts';
+import type { TxnRequest } from '../etcd/wire-types.ts';
 import { isStale, ProposalFence, proposalLostError, proposalTermOf } from './proposal-fence.ts';
 import { validPositions } from '../mvcc/txn-op-position.ts';
 
@@ -127,12 +128,24 @@ export interface KvStateMachineOptions {
 
 /**
  * Whether an entry is an ordinary write that a shard defers while a transaction is undecided there (apply
- * rules 6): a put, a delete range or a single-shard txn. Its outcome depends only on the keys it names,
- * so it can run later at its revision. Lease sweeps and revokes (every key) are not: their leader holds
- * them until every transaction prepared on the shard is resolved.
+ * rules 6): a put, a delete range or a single-shard txn that reads nothing at a past revision. Its outcome
+ * depends only on the current state of the keys it names, so it can run later at its revision. Not a txn
+ * reading at a past revision: a compaction applied meanwhile could refuse it when made. Not lease sweeps
+ * and revokes (every key). Their leader holds those until every transaction prepared on the shard is
+ * resolved.
  */
 export function isDeferrableWrite(req: InternalRequestBody): boolean {
-  return ('put' in req && !!req.put) || ('delete_range' in req && !!req.delete_range) || ('txn' in req && !!req.txn);
+  if ('put' in req && req.put) return true;
+  if ('delete_range' in req && req.delete_range) return true;
+  return 'txn' in req && !!req.txn && !readsThePast(req.txn);
+}
+
+function readsThePast(txn: TxnRequest): boolean {
+  for (const op of [...(txn.success ?? []), ...(txn.failure ?? [])]) {
+    if (op.request_range && Number(op.request_range.revision ?? 0) > 0) return true;
+    if (op.request_txn && readsThePast(op.request_txn)) return true;
+  }
+  return false;
 }
 
 /** The keys an ordinary write may read or write (share-keys.ts ranges); every key for any other request. */
@@ -635,7 +648,7 @@ export class KvStateMachine implements GroupStateMachine {
    * nothing else here meanwhile (ShardWritePath.txnHold): anything else is a broken invariant.
    */
   private deferOrRefuseOver(req: InternalRequest, at: number, mine: Waiter | undefined, entry: Entry): void {
-    if (!isDeferrableWrite(req)) throw new Error(`invariant: entry ${entry.index} at revision ${at} writes every key while a transaction prepared here is undecided`);
+    if (!isDeferrableWrite(req)) throw new Error(`invariant: entry ${entry.index} at revision ${at} cannot be deferred (a lease sweep, or a txn reading a past revision), yet a transaction prepared here is undecided`);
     const keys = writeKeysOf(req);
     // A committed share not made yet, below it, is made first (revision order): it may share its keys.
     const meeting = this.txns.meeting(keys);

@@ -420,7 +420,14 @@ describe('a cross-shard transaction on one shard replica', () => {
     const sweeps = shard();
     sweeps.apply(entry(intent('e4', 5, [putOp('a', 'e4')])));
     const sweep: InternalRequest = { proposer: '1', seq: '0', lease_sweep: { ID: '9', generation: '3', revoked_at: '0', horizon: '0' }, revision: '6' };
-    expect(() => sweeps.apply(entry(sweep))).toThrow(/invariant: entry \d+ at revision 6 writes every key while a transaction prepared here is undecided/);
+    expect(() => sweeps.apply(entry(sweep))).toThrow(/invariant: entry \d+ at revision 6 cannot be deferred \(a lease sweep, or a txn reading a past revision\)/);
+    // A txn reading a past revision: a compaction applied before it is made could refuse it then.
+    const past = shard();
+    past.apply(entry(put('b', '1', 2)));
+    past.apply(entry(intent('e5', 5, [putOp('a', 'e5')])));
+    const atTwo = { request_range: { key: b('b'), range_end: b(''), revision: '2' } } as WireRequestOp;
+    const reading: InternalRequest = { proposer: '1', seq: '0', txn: { compare: [], success: [atTwo, putOp('c', '1')], failure: [] }, revision: '6' };
+    expect(() => past.apply(entry(reading))).toThrow(/invariant: entry \d+ at revision 6 cannot be deferred/);
   });
 
   it('a prepare whose share the store refuses is refused, and nothing is laid', async () => {
