@@ -23,9 +23,10 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 //    they check; hence their generous timeout. What they cost the exclusive files (fresh clones, the same
 //    afternoon): restart to ready 1.63–1.71 s alone, 2.05 s beside them (limit 5 s); the whole `make test`
 //    15m06s–15m35s with the sims after the exclusive lane, 14m11s beside it. Since 2026-12-07 they start
-//    beside the first lanes too: a fresh clone's `make test` took 14m59s (lanes of 593 s and 253 s, the
-//    sims 673 s beside them), against 16m40s–17m40s with them beside the exclusive lane only (lanes of
-//    638–720 s and 336–346 s; more tests since the 14m11s above).
+//    beside the first lanes too: three fresh clones' `make test` took 14m36s–15m05s (lanes of 562–593 s
+//    and 253–287 s, npm install ~50 s, the sims 646–680 s beside them), against 16m40s–17m40s with them
+//    beside the exclusive lane only (lanes of 638–720 s and 336–346 s; more tests since the 14m11s above).
+//    At the limit: a new slow file needs time found elsewhere.
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
