@@ -293,10 +293,11 @@ export class KvStateMachine implements GroupStateMachine {
    * prepared transaction's P at any time, so after a load it is taken just below the lowest one.
    */
   private otherStampedRevision = 0;
-  /** This replica's own proposals deferred here (by revision): answered when they are made. */
-  private readonly deferredWaiters = new Map<number, Waiter>();
-  /** This replica's own deferred proposals answered at apply (by revision): what they were answered. */
-  private readonly answeredEarly = new Map<number, string>();
+  /**
+   * This replica's own proposals deferred here, by revision: the client waiting for it to be made, or
+   * what it was answered at apply (checked when it is made).
+   */
+  private readonly ownDeferred = new Map<number, { readonly waiter: Waiter } | { readonly answered: string }>();
   /** Writes deferred behind an undecided transaction (apply rules 6), since this replica started. */
   writesDeferred = 0;
   /** Of this replica's own deferred writes, those answered at apply (their outcome known then). */
@@ -387,8 +388,7 @@ export class KvStateMachine implements GroupStateMachine {
     this.appliedRevisionDirty = false; // the snapshot's own record
     // Deferred writes the snapshot made already: their proposers wait for their deadlines, as above.
     const deferred = new Set(this.txns.deferredRevisions());
-    for (const r of [...this.deferredWaiters.keys()]) if (!deferred.has(r)) this.deferredWaiters.delete(r);
-    for (const r of [...this.answeredEarly.keys()]) if (!deferred.has(r)) this.answeredEarly.delete(r);
+    for (const r of [...this.ownDeferred.keys()]) if (!deferred.has(r)) this.ownDeferred.delete(r);
     this.hub.storeReplaced();
     if (this.sharded) this.revisionListener?.(this.appliedRevisionValue);
     this.txnsChanged();
@@ -584,7 +584,7 @@ export class KvStateMachine implements GroupStateMachine {
     const prepare = 'txn_intent' in req && !!req.txn_intent;
     // A stamped write applied while a transaction prepared here is undecided is deferred (or refused as a
     // broken invariant): deferOrRefuseOver.
-    const besideUndecided = at !== null && !prepare && this.txns.undecidedCount() > 0;
+    const besideUndecided = at !== null && !prepare && this.txns.preparedCount() > 0 && this.txns.undecidedCount() > 0;
     if (at !== null) {
       // Used up whatever happens below (a refusal is a gap, exactly as on every other replica).
       this.appliedRevisionValue = at;
@@ -662,11 +662,11 @@ export class KvStateMachine implements GroupStateMachine {
     this.writesDeferred++;
     if (mine === undefined) return;
     if (!knownNow) {
-      this.deferredWaiters.set(at, mine);
+      this.ownDeferred.set(at, { waiter: mine });
       return;
     }
     const outcome = this.previewDeferred(req, at);
-    this.answeredEarly.set(at, fingerprintOf(outcome));
+    this.ownDeferred.set(at, { answered: fingerprintOf(outcome) });
     this.writesAnsweredEarly++;
     answer(mine, outcome);
   }
@@ -707,7 +707,7 @@ export class KvStateMachine implements GroupStateMachine {
     const leaseExists = this.store.leaseExists;
     try {
       return this.outcomeOf(() => {
-        this.checkLeasesAs(req);
+        this.useLeaseGenerationsOf(req);
         if ('put' in req && req.put) {
           const r = this.store.previewTxn({ compare: [], success: [{ type: 'put', put: putOpFromWire(req.put) }], failure: [] }, at).responses[0];
           if (r?.type !== 'put') throw new Error('invariant: a previewed put answered no put');
@@ -752,7 +752,7 @@ export class KvStateMachine implements GroupStateMachine {
    * read it in the cluster group) unless this shard has swept that generation already. A cross-shard
    * transaction's prepare checks its puts so; its commit applies them on the same state.
    */
-  private checkLeasesAs(req: InternalRequest): void {
+  private useLeaseGenerationsOf(req: InternalRequest): void {
     if (!this.sharded || !(('put' in req && req.put) || ('txn' in req && req.txn) || ('txn_intent' in req && req.txn_intent))) return;
     const generations = new Map((req.lease_generations ?? []).map((g) => [String(g.ID), g]));
     this.store.leaseExists = (id) => {
@@ -762,7 +762,7 @@ export class KvStateMachine implements GroupStateMachine {
   }
 
   private execute(req: InternalRequest, at: number | undefined, index: number): ApplyOutcome {
-    this.checkLeasesAs(req);
+    this.useLeaseGenerationsOf(req);
     if ('put' in req && req.put) {
       const out = this.store.put(putOpFromWire(req.put), at);
       this.publish(out.events, out.revision);
@@ -1021,14 +1021,12 @@ export class KvStateMachine implements GroupStateMachine {
    */
   private makeDeferred(write: DeferredWrite): void {
     if (write.revision <= this.store.currentRevision()) throw new Error(`invariant: write deferred at revision ${write.revision} made over the store's ${this.store.currentRevision()}`);
-    const mine = this.deferredWaiters.get(write.revision);
-    this.deferredWaiters.delete(write.revision);
-    const early = this.answeredEarly.get(write.revision);
-    this.answeredEarly.delete(write.revision);
+    const own = this.ownDeferred.get(write.revision);
+    this.ownDeferred.delete(write.revision);
     this.otherStampedRevision = Math.max(this.otherStampedRevision, write.revision);
-    const outcome = this.executeAndAnswer(decodeInternalRequest(write.data), write.revision, mine, write.index);
-    if (early !== undefined && fingerprintOf(outcome) !== early) {
-      throw new Error(`invariant: the write deferred at revision ${write.revision} was answered ${early} at apply, but made as ${fingerprintOf(outcome)}`);
+    const outcome = this.executeAndAnswer(decodeInternalRequest(write.data), write.revision, own !== undefined && 'waiter' in own ? own.waiter : undefined, write.index);
+    if (own !== undefined && 'answered' in own && fingerprintOf(outcome) !== own.answered) {
+      throw new Error(`invariant: the write deferred at revision ${write.revision} was answered ${own.answered} at apply, but made as ${fingerprintOf(outcome)}`);
     }
   }
 
@@ -1126,8 +1124,8 @@ export class KvStateMachine implements GroupStateMachine {
   failAll(err: Error): void {
     for (const w of this.waiters.values()) w.reject(err);
     this.waiters.clear();
-    for (const w of this.deferredWaiters.values()) w.reject(err);
-    this.deferredWaiters.clear();
+    for (const own of this.ownDeferred.values()) if ('waiter' in own) own.waiter.reject(err);
+    this.ownDeferred.clear();
     this.fence.clear();
   }
 }

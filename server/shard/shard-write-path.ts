@@ -195,7 +195,7 @@ interface OutboxItem {
   failed: Error | null;
   /** A prepare: when it first met another transaction holding the shard (null: it has not). */
   heldSinceMs: number | null;
-  /** A prepare: the keys of its share (share-keys.ts), once asked for. */
+  /** A prepare: the keys of its share (share-keys.ts); an ordinary write: its keys. Once asked for. */
   keys?: ShareKeys;
 }
 

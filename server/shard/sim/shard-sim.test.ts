@@ -104,12 +104,18 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
   });
 
+  /** The cross-shard run with members that say apply rules `rules`: its results' sum of `f`, printed. */
+  async function withPeerRules(rules: number, seeds: number): Promise<(f: (r: ShardSimResult) => number) => number> {
+    const results: ShardSimResult[] = [];
+    for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, seeds); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: rules }));
+    const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+    console.log(`shard sim, apply rules ${rules}: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another, ${sum((r) => r.writesDeferred)} writes deferred`);
+    return sum;
+  }
+
   it('members that say apply rules 4 (the build before several prepares per shard): one prepare at a time per shard, and the same checks hold', { timeout: 600_000 }, async () => {
     if (replaySeed !== null) return;
-    const results: ShardSimResult[] = [];
-    for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, 10); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: BCRYPT_PASSWORD_RULES }));
-    const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
-    console.log(`shard sim, apply rules 4: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another, ${sum((r) => r.writesDeferred)} writes deferred`);
+    const sum = await withPeerRules(BCRYPT_PASSWORD_RULES, 10);
     expect(sum((r) => r.concurrentPrepares)).toBe(0);
     expect(sum((r) => r.writesDeferred)).toBe(0);
     expect(sum((r) => r.crossTxnsAcked)).toBeGreaterThan(0);
@@ -117,10 +123,7 @@ describe('sharded write and read path simulation', () => {
 
   it('members that say apply rules 5 (the build before deferred writes): prepares beside one another, but no write beside them', { timeout: 600_000 }, async () => {
     if (replaySeed !== null) return;
-    const results: ShardSimResult[] = [];
-    for (let seed = firstSeed; seed < firstSeed + Math.min(crossSeeds, 5); seed++) results.push(await runShardSim(seed, { ...crossConfig(), peerApplyRules: CONCURRENT_PREPARE_RULES }));
-    const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
-    console.log(`shard sim, apply rules 5: ${results.length} seeds, ${sum((r) => r.crossTxnsAcked)} cross-shard txns acknowledged, ${sum((r) => r.concurrentPrepares)} prepares laid beside another, ${sum((r) => r.writesDeferred)} writes deferred`);
+    const sum = await withPeerRules(CONCURRENT_PREPARE_RULES, 5);
     expect(sum((r) => r.writesDeferred)).toBe(0);
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
   });
