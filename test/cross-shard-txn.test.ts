@@ -7,7 +7,8 @@
 // a txn over more ops than --max-txn-ops is refused as etcd refuses it; a recoverer's fence goes once
 // the shard leaders move the fence horizon past its transaction (--test-txn-fence-keep-ms shortens
 // the five minutes a fence is kept); many transactions over the same two shards on disjoint keys are
-// prepared side by side and all commit.
+// prepared side by side and all commit; a put on a prepared transaction's key waits for its decision,
+// one on another key of the same shard does not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { everyShardServes } from './support/every-shard-serves.ts';
@@ -469,6 +470,47 @@ describe('cross-shard transactions under coordinator faults', () => {
     expect(await metricSum('synod_shard_writes_deferred_total')).toBeGreaterThan(deferredBefore);
     await eventually('no transaction left prepared', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(0), 10_000, 100);
   }, 90_000);
+
+  it('a put on a prepared transaction\'s key waits for its decision and lands after it; a put on another key of that shard does not wait', async () => {
+    // Member 0 coordinates and pauses PAUSE_MS between its prepares and its decision. Once every replica
+    // holds the prepares, a put on one of the transaction's keys waits at its shard's leader for the
+    // resolution, and lands after it: its prev_kv is the transaction's value, its revision above the
+    // transaction's. The pause outlasts the intents' deadline, so the resolution here is a recoverer's
+    // (every participant prepared: committed), before the coordinator's. A put on another key of the same
+    // shard is proposed at once and answered inside the pause.
+    const [a, b] = await keysOnTwoShards('held/');
+    const shardA = await shardOf(a);
+    let other = '';
+    for (let i = 0; i < 100 && other === ''; i++) if ((await shardOf(`held-other/${i}`)) === shardA) other = `held-other/${i}`;
+    expect(other).not.toBe('');
+    const kv0 = new KvClient(cluster.endpointOf(0));
+    const kv1 = new KvClient(cluster.endpointOf(1));
+    try {
+      await kv1.put(a, 'before');
+      await kv1.put(b, 'before');
+      const preparedBefore = await metricSum('synod_cross_shard_txns_prepared');
+      const txnAnswer = kv0.txn(transfer(a, b, 'txn'), 20_000).then((r) => ({ ...r, at: Date.now() }));
+      // Two participants, three replicas each (4 shards on 3 members: every member hosts every shard).
+      await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
+      const preparedAt = Date.now();
+      const onKey = kv1.put(a, 'put', { prev_kv: true }, 20_000).then((r) => ({ ...r, at: Date.now() }));
+      const beside = await kv1.put(other, 'beside', {}, 10_000);
+      const besideAt = Date.now();
+      const [txn, put] = await Promise.all([txnAnswer, onKey]);
+      console.log(`put on another key answered ${besideAt - preparedAt} ms after the prepares; the put on the transaction's key ${put.at - preparedAt} ms after (the coordinator answered after ${txn.at - preparedAt} ms)`);
+      expect(txn.succeeded).toBe(true);
+      // The other key's put did not wait for the decision.
+      expect(besideAt).toBeLessThan(txn.at);
+      expect((await kv1.range(other)).kvs[0]?.mod_revision).toBe(beside.header.revision);
+      // The put on the transaction's key came after the transaction, over its value.
+      expect(Number(put.header.revision)).toBeGreaterThan(Number(txn.header.revision));
+      expect([put.prev_kv?.value.toString(), put.prev_kv?.mod_revision]).toEqual(['txn', txn.header.revision]);
+      expect(await values(kv1, [a, b])).toEqual(['put', 'txn']);
+    } finally {
+      kv0.close();
+      kv1.close();
+    }
+  }, 60_000);
 
   it('/metrics shows the shard leaders\' prepares, and none stays prepared once the transactions are done', async () => {
     const kv = new KvClient(cluster.endpointOf(1));

@@ -10,7 +10,7 @@ const seeds = Number(process.env.MOVE_SIM_SEEDS ?? 20);
 const faultMs = Number(process.env.MOVE_SIM_FAULT_MS ?? 3000);
 
 describe('replica move simulation', () => {
-  it('moves replicas at runtime through crashes: one leader per term, replicas agree, no acknowledged write lost, nothing left where no replica is', { timeout: 600_000 }, async () => {
+  it('moves replicas at runtime through crashes: one leader per term, replicas agree, no acknowledged write lost, nothing left where no replica is', async () => {
     const list = replaySeed !== null ? [replaySeed] : Array.from({ length: seeds }, (_, i) => i + 1);
     const results: MoveSimResult[] = [];
     const started = performance.now();

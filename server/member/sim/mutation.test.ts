@@ -41,7 +41,7 @@ async function failingSeeds(mutation: MemberSimMutation): Promise<Array<{ seed: 
 
 describe('member simulation catches durability and exactly-once bugs', () => {
   for (const mutation of ['skip-leader-fsync', 'no-write-barrier', 'ignore-proposal-fence'] as const) {
-    it(`fails some seed with ${mutation}`, { timeout: 300_000 }, async () => {
+    it(`fails some seed with ${mutation}`, async () => {
       const failures = await failingSeeds(mutation);
       expect(failures.length).toBeGreaterThan(0);
     });

@@ -55,7 +55,7 @@ describe('the real-time order check', () => {
 });
 
 describe('revision oracle simulation', () => {
-  it('3 members: revisions granted once, increasing per requester, current term, covered on disk', { timeout: 600_000 }, async () => {
+  it('3 members: revisions granted once, increasing per requester, current term, covered on disk', async () => {
     const results = await runAll(seedsFor(0, seeds));
     if (replaySeed !== null) return;
     expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(10 * results.length);
@@ -65,13 +65,13 @@ describe('revision oracle simulation', () => {
     expect(results.filter((r) => r.leaderTerms >= 2).length).toBeGreaterThan(results.length * 0.5);
   });
 
-  it('5 members', { timeout: 600_000 }, async () => {
+  it('5 members', async () => {
     const results = await runAll(seedsFor(FIVE_MEMBER_BASE, Math.ceil(seeds / 4)));
     if (replaySeed !== null) return;
     expect(results.reduce((n, r) => n + r.grants, 0)).toBeGreaterThan(10 * results.length);
   });
 
-  it('replays a seed exactly', { timeout: 120_000 }, async () => {
+  it('replays a seed exactly', async () => {
     const seed = replaySeed ?? 4242;
     const a = await runOracleSim(seed, configOf(seed));
     const b = await runOracleSim(seed, configOf(seed));
@@ -79,7 +79,7 @@ describe('revision oracle simulation', () => {
     expect((await runOracleSim(seed + 1, configOf(seed + 1))).traceHash).not.toBe(a.traceHash);
   });
 
-  it.each(['grant-without-persist', 'start-at-mark', 'establish-without-barrier'] as const)('catches a host that does %s', { timeout: 600_000 }, async (m) => {
+  it.each(['grant-without-persist', 'start-at-mark', 'establish-without-barrier'] as const)('catches a host that does %s', async (m) => {
     if (replaySeed !== null) return;
     let caught = '';
     for (let seed = 1; seed <= 300 && !caught; seed++) {

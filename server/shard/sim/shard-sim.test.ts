@@ -37,7 +37,7 @@ async function firstFailure(seeds: number, options: ShardSimOptions): Promise<{ 
 }
 
 describe('sharded write and read path simulation', () => {
-  it('3 members, metadata group + 4 shards: no lost write, unique increasing revisions, immutable snapshots', { timeout: 600_000 }, async () => {
+  it('3 members, metadata group + 4 shards: no lost write, unique increasing revisions, immutable snapshots', async () => {
     const list = replaySeed !== null ? [replaySeed] : Array.from({ length: seeds }, (_, i) => firstSeed + i);
     const results: ShardSimResult[] = [];
     const started = performance.now();
@@ -73,7 +73,7 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.resolvesPassedOn)).toBeGreaterThan(0);
   });
 
-  it('replays a seed exactly', { timeout: 120_000 }, async () => {
+  it('replays a seed exactly', async () => {
     const seed = replaySeed ?? 4242;
     const a = await runShardSim(seed, configOf());
     const b = await runShardSim(seed, configOf());
@@ -88,7 +88,7 @@ describe('sharded write and read path simulation', () => {
   // it (apply rules 6).
   const crossConfig = (): ShardSimOptions => ({ ...configOf(), crossTxnWriters: 3, faultEveryMs: 1_000_000, handoverChancePerMs: 0.01, crossTxnDeadlineMs: 1000, maxDropRate: 0.01, writesOnTxnKeys: 0.1 });
   const crossSeeds = Number(process.env.SHARD_SIM_CROSS_SEEDS ?? 20);
-  it('cross-shard txns with compares on the state take the branch the history gives at C − 1', { timeout: 600_000 }, async () => {
+  it('cross-shard txns with compares on the state take the branch the history gives at C − 1', async () => {
     if (replaySeed !== null) return;
     const results: ShardSimResult[] = [];
     for (let seed = firstSeed; seed < firstSeed + crossSeeds; seed++) results.push(await runShardSim(seed, crossConfig()));
@@ -113,7 +113,7 @@ describe('sharded write and read path simulation', () => {
     return sum;
   }
 
-  it('members that say apply rules 4 (the build before several prepares per shard): one prepare at a time per shard, and the same checks hold', { timeout: 600_000 }, async () => {
+  it('members that say apply rules 4 (the build before several prepares per shard): one prepare at a time per shard, and the same checks hold', async () => {
     if (replaySeed !== null) return;
     const sum = await withPeerRules(BCRYPT_PASSWORD_RULES, 10);
     expect(sum((r) => r.concurrentPrepares)).toBe(0);
@@ -121,14 +121,14 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.crossTxnsAcked)).toBeGreaterThan(0);
   });
 
-  it('members that say apply rules 5 (the build before deferred writes): prepares beside one another, but no write beside them', { timeout: 600_000 }, async () => {
+  it('members that say apply rules 5 (the build before deferred writes): prepares beside one another, but no write beside them', async () => {
     if (replaySeed !== null) return;
     const sum = await withPeerRules(CONCURRENT_PREPARE_RULES, 5);
     expect(sum((r) => r.writesDeferred)).toBe(0);
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
   });
 
-  it('members whose wall clocks disagree by 20 s each way: the same checks hold, and cross-shard txns still commit', { timeout: 600_000 }, async () => {
+  it('members whose wall clocks disagree by 20 s each way: the same checks hold, and cross-shard txns still commit', async () => {
     if (replaySeed !== null) return;
     const skewed = { clockSkewsMs: [20_000, 0, -20_000] };
     const skewSeeds = Number(process.env.SHARD_SIM_SKEW_SEEDS ?? 10);
@@ -149,7 +149,7 @@ describe('sharded write and read path simulation', () => {
     expect(sum(cross, (r) => r.crossTxnsAcked)).toBeGreaterThan(skewSeeds);
   });
 
-  it('catches shard replicas whose deciding prepares ignore their compares', { timeout: 600_000 }, async () => {
+  it('catches shard replicas whose deciding prepares ignore their compares', async () => {
     if (replaySeed !== null) return;
     const { caught, tried } = await firstFailure(30, { ...crossConfig(), replicaMutation: 'decide-ignoring-compares' });
     console.log(`mutation decide-ignoring-compares: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
@@ -157,14 +157,14 @@ describe('sharded write and read path simulation', () => {
     expect(caught).toMatch(/^seed=\d+: cross-shard txn \S+ (at \d+ took its success branch|branch success with comparing=true)/);
   });
 
-  it.each(['prepare-overlapping', 'materialize-at-once', 'prepare-over-deferred'] as const)('catches shards that %s (several transactions prepared at once, writes deferred behind them)', { timeout: 600_000 }, async (m) => {
+  it.each(['prepare-overlapping', 'materialize-at-once', 'prepare-over-deferred'] as const)('catches shards that %s (several transactions prepared at once, writes deferred behind them)', async (m) => {
     if (replaySeed !== null) return;
     const { caught, tried } = await firstFailure(30, { ...crossConfig(), txnMutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     expect(caught).toMatch(/^seed=\d+: (cross-shard txn \S+ at \d+ took its|history changed|snapshot at \d+ differs|member \d+ loop failed: Error: invariant|shard group \d+: txn \S+ prepared at index \d+ on keys of the write)/);
   });
 
-  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', { timeout: 600_000 }, async (m) => {
+  it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', async (m) => {
     if (replaySeed !== null) return;
     const { caught, tried } = await firstFailure(60, { ...configOf(), mutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
