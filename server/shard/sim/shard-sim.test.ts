@@ -70,7 +70,12 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.coordinatorsCrashed)).toBeGreaterThan(0);
     expect(sum((r) => r.txnRecoveries)).toBeGreaterThan(0);
     expect(sum((r) => r.resolvesHeld)).toBeGreaterThan(0);
-    expect(sum((r) => r.resolvesPassedOn)).toBeGreaterThan(0);
+    // A leadership ending while its leader holds resolutions (the 20 ms before they ride along) is rare:
+    // 1 in the default seeds 1–50, none in seeds 3701–3800 (2026-12-07); the cross-shard run gives 0–2
+    // in 20 seeds even with handovers 30 times as likely. This floor holds the default run to it;
+    // explored seed ranges are held to every safety check, not to it (held-resolutions.test.ts covers
+    // passAllOn itself).
+    if (firstSeed === 1 && seeds >= 50) expect(sum((r) => r.resolvesPassedOn)).toBeGreaterThan(0);
   });
 
   it('replays a seed exactly', async () => {
