@@ -477,9 +477,8 @@ describe('cross-shard transactions under coordinator faults', () => {
     // resolution, and lands after it: its prev_kv is the transaction's value, its revision above the
     // transaction's. The pause outlasts the intents' deadline, so the resolution here is a recoverer's
     // (every participant prepared: committed), before the coordinator's. A put on another key of the same
-    // shard, sent first, is proposed at once and answered inside the pause. (Sent with the put on the key,
-    // it may be stamped after it and wait behind it: a shard leader proposes its writes in the order of
-    // their revisions; docs/transactions.md, "What it does not do (yet)".)
+    // shard, sent right after the put on the key, is answered at once: the leader parks the waiting put out
+    // of its outbox (synod_shard_writes_parked_total) rather than hold every write stamped after it.
     const [a, b] = await keysOnTwoShards('held/');
     const shardA = await shardOf(a);
     let other = '';
@@ -495,17 +494,20 @@ describe('cross-shard transactions under coordinator faults', () => {
       // Two participants, three replicas each (4 shards on 3 members: every member hosts every shard).
       await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
       const preparedAt = Date.now();
+      const parkedBefore = await metricSum('synod_shard_writes_parked_total');
+      const onKey = kv1.put(a, 'put', { prev_kv: true }, 20_000).then((r) => ({ ...r, at: Date.now() }));
       const beside = await kv1.put(other, 'beside', {}, 10_000);
       const besideAt = Date.now();
       const preparedAfterBeside = await metricSum('synod_cross_shard_txns_prepared');
-      const onKey = kv1.put(a, 'put', { prev_kv: true }, 20_000).then((r) => ({ ...r, at: Date.now() }));
       const [txn, put] = await Promise.all([txnAnswer, onKey]);
       console.log(`put on another key answered ${besideAt - preparedAt} ms after the prepares; the put on the transaction's key ${put.at - preparedAt} ms after (the coordinator answered after ${txn.at - preparedAt} ms)`);
       expect(txn.succeeded).toBe(true);
       // The other key's put did not wait for the transaction's resolution: it was answered while the
-      // transaction was still prepared on every replica (the pause) and lies below the put on the key.
+      // transaction was still prepared, before the put on the key, and lies below it.
       expect(preparedAfterBeside).toBeGreaterThan(preparedBefore);
+      expect(besideAt).toBeLessThan(put.at);
       expect(besideAt).toBeLessThan(txn.at);
+      expect(await metricSum('synod_shard_writes_parked_total')).toBeGreaterThan(parkedBefore);
       expect(Number(beside.header.revision)).toBeLessThan(Number(put.header.revision));
       expect((await kv1.range(other)).kvs[0]?.mod_revision).toBe(beside.header.revision);
       // The put on the transaction's key came after the transaction, over its value.

@@ -151,7 +151,7 @@ export interface ShardedKeyspace {
    * The shard leaders' write paths here, for /metrics: counts since start (replicas that moved away
    * included), and the cross-shard transactions prepared on the replicas here now.
    */
-  writePathStatus(): { writesProposed: number; writesLost: number; oracleRequests: number; txnPrepares: number; txnPreparesBeside: number; txnPreparesRefused: number; writesBesideTxns: number; writesDeferred: number; writesAnsweredEarly: number; txnRecoveries: number; resolvesHeld: number; resolvesAlone: number; preparedNow: number };
+  writePathStatus(): { writesProposed: number; writesLost: number; oracleRequests: number; txnPrepares: number; txnPreparesBeside: number; txnPreparesRefused: number; writesBesideTxns: number; writesParked: number; writesDeferred: number; writesAnsweredEarly: number; txnRecoveries: number; resolvesHeld: number; resolvesAlone: number; preparedNow: number };
 }
 
 /** A write's outcome; `raftTerm` is the shard group's term on the member that proposed it when that was another (a forward). */

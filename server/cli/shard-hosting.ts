@@ -97,6 +97,7 @@ function addShardStats(into: PathCounts, shard: { readonly path: ShardWritePath 
   into.txnPreparesBeside += s.txnIntentsBeside;
   into.txnPreparesRefused += s.txnIntentsRefused;
   into.writesBesideTxns += s.writesBesideTxns;
+  into.writesParked += s.writesParked;
   into.txnRecoveries += s.txnRecoveries;
   const r = shard.path.resolveCounts;
   into.resolvesHeld += r.held;
@@ -180,7 +181,7 @@ export class ShardHosting implements ShardedKeyspace {
   fenceKeepMs = FENCE_KEEP_MS;
   fenceHorizonEveryMs = FENCE_HORIZON_EVERY_MS;
   /** The write-path counts of replicas that left this member (writePathStatus stays monotonic). */
-  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesBeside: 0, txnPreparesRefused: 0, writesBesideTxns: 0, writesDeferred: 0, writesAnsweredEarly: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
+  private readonly retiredPathStats: PathCounts = { writesProposed: 0, writesLost: 0, oracleRequests: 0, txnPrepares: 0, txnPreparesBeside: 0, txnPreparesRefused: 0, writesBesideTxns: 0, writesParked: 0, writesDeferred: 0, writesAnsweredEarly: 0, txnRecoveries: 0, resolvesHeld: 0, resolvesAlone: 0 };
   /** When this member last moved each led shard's fence horizon. */
   private readonly horizonMovedMs = new Map<number, number>();
   readonly shardCount: number;

@@ -199,6 +199,13 @@ interface OutboxItem {
   keys?: ShareKeys;
 }
 
+/** An ordinary write waiting, out of the outbox, for the transactions its keys meet (`by`). */
+interface ParkedWrite {
+  readonly q: QueuedWrite;
+  readonly keys: ShareKeys;
+  readonly by: readonly TxnRank[];
+}
+
 interface ReadWaiter {
   readonly revision: number;
   readonly term: number;
@@ -234,6 +241,15 @@ export class ShardWritePath {
    */
   private readonly writesInFlight = new Map<number, ShareKeys>();
   /**
+   * Ordinary writes taken out of the outbox because their keys meet a transaction prepared here (or its
+   * prepare on its way), their revisions left as gaps: the outbox goes in revision order, so one waiting
+   * at its head held every write stamped after it, whatever their keys. Each goes back to the queue, to be
+   * stamped again, once none of the transactions it met holds the shard any more (unparkWrites). A
+   * prepare meeting one waits (meetsWritesBeside), so newer transactions on its keys do not overtake it
+   * for ever.
+   */
+  private parked: ParkedWrite[] = [];
+  /**
    * Transactions prepared here whose resolution this leader put in its log in the term its revisions
    * were started for (lose() empties it when that term ends): id → the commit's revision C (0 for an
    * abort). Raft applies a leader's entries in log order, and an entry it appended after the resolution
@@ -265,7 +281,8 @@ export class ShardWritePath {
   /**
    * Stamped writes not proposed yet, in revision order. A write is proposed only once every write
    * before it is (entries must reach the log in revision order); a txn reading other shards waits here
-   * until those reads answered, and the writes stamped after it wait behind it.
+   * until those reads answered, and the writes stamped after it wait behind it. An ordinary write whose
+   * keys meet a prepared transaction does not: it is parked (`parked`) and stamped again later.
    */
   private outbox: OutboxItem[] = [];
   private readonly mutation: ShardRevisionsMutation | null;
@@ -284,7 +301,7 @@ export class ShardWritePath {
    * failed): closeAt waits for the ones out when it arrives rather than raise the floor over them.
    */
   private readonly turnsOut = new Set<Promise<void>>();
-  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsBeside: 0, writesBesideTxns: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
+  readonly stats = { turns: 0, oracleRequests: 0, writesProposed: 0, grantsRetried: 0, reads: 0, closes: 0, closesAtFloor: 0, closesAfterGrants: 0, txnsReadingElsewhere: 0, writesReforwarded: 0, txnIntents: 0, txnIntentsBeside: 0, writesBesideTxns: 0, writesParked: 0, txnIntentsRefused: 0, txnRecoveries: 0 };
 
   constructor(options: ShardWritePathOptions) {
     this.opts = { startTimeoutMs: 500, ...options };
@@ -383,6 +400,9 @@ export class ShardWritePath {
     const unproposed = this.outbox;
     this.outbox = [];
     for (const item of unproposed) item.q.reject(err);
+    const parked = this.parked;
+    this.parked = [];
+    for (const w of parked) w.q.reject(err);
     for (const w of this.readWaiters) w.reject(err);
     this.readWaiters = [];
     const queued = this.queue;
@@ -535,11 +555,11 @@ export class ShardWritePath {
 
   /**
    * Whether a resolution may wait here for another entry to ride with: it resolves a transaction prepared
-   * here, and no write deferred behind the shard's transactions (or on its way to be) waits for it.
+   * here, and no write deferred behind the shard's transactions (or on its way to be, or parked) waits for it.
    */
   private holdsResolution(r: TxnResolveWire): boolean {
     const txns = this.opts.sm.txns;
-    return r.forget !== true && r.txn_id !== '' && this.ready() && txns.getPrepared(r.txn_id) !== undefined && txns.deferredCount() === 0 && this.writesInFlight.size === 0;
+    return r.forget !== true && r.txn_id !== '' && this.ready() && txns.getPrepared(r.txn_id) !== undefined && txns.deferredCount() === 0 && this.writesInFlight.size === 0 && this.parked.length === 0;
   }
 
   /** How many resolutions wait here for an entry to ride with (the simulation hands leaderships over then). */
@@ -626,9 +646,10 @@ export class ShardWritePath {
     return isDeferrableWrite(item.q.origin ?? item.q.body) && this.opts.member.clusterImplements(DEFERRED_WRITE_RULES);
   }
 
-  /** Whether `keys` meet those of an ordinary write deferred here or on its way to be. */
+  /** Whether `keys` meet those of an ordinary write deferred here, on its way to be, or parked. */
   private meetsWritesBeside(keys: ShareKeys): boolean {
     for (const k of this.writesInFlight.values()) if (shareKeysMeet(k, keys)) return true;
+    for (const w of this.parked) if (!w.q.settled && shareKeysMeet(w.keys, keys)) return true;
     return this.opts.sm.txns.deferredMeet(keys);
   }
 
@@ -872,6 +893,39 @@ export class ShardWritePath {
     this.stats.txnIntents++;
   }
 
+  /** Takes a stamped ordinary write out of the outbox to wait for `by` (its revision becomes a gap). */
+  private park(item: OutboxItem, by: readonly TxnRank[]): void {
+    this.revisions.abandon(item.revision);
+    this.parked.push({ q: item.q, keys: this.keysOf(item), by });
+    this.stats.writesParked++;
+  }
+
+  /**
+   * Queues again, ahead of later writes and in their order, the parked writes none of whose transactions
+   * holds the shard now: neither prepared here with its resolution missing from this leader's log, nor
+   * its prepare on its way. Prepares stamped meanwhile on their keys (waiting for them in the outbox:
+   * meetsWritesBeside) are taken out and queued behind them, so that the writes get the lower revisions
+   * and go first. Stamped again, a write that meets a newer transaction is parked again.
+   */
+  private unparkWrites(): void {
+    if (this.parked.length === 0 || !this.ready()) return;
+    const txns = this.opts.sm.txns;
+    const inFlight = new Set([...this.intentsInFlight.values()].map((f) => f.rank.txnId));
+    const holds = (r: TxnRank): boolean => inFlight.has(r.txnId) || (txns.getPrepared(r.txnId) !== undefined && !this.resolvesProposed.has(r.txnId));
+    const free = this.parked.filter((w) => w.q.settled || !w.by.some(holds));
+    if (free.length === 0) return;
+    this.parked = this.parked.filter((w) => !free.includes(w));
+    const again = free.filter((w) => !w.q.settled);
+    if (again.length === 0) return;
+    const waitingOnThem = this.outbox.filter((item) => isIntent(item) && again.some((w) => shareKeysMeet(w.keys, this.keysOf(item))));
+    if (waitingOnThem.length > 0) {
+      this.outbox = this.outbox.filter((item) => !waitingOnThem.includes(item));
+      for (const item of waitingOnThem) this.revisions.abandon(item.revision);
+    }
+    this.queue.unshift(...again.map((w) => w.q), ...waitingOnThem.map((item) => item.q));
+    this.scheduleFlush();
+  }
+
   private writeProposedBeside(revision: number, keys: ShareKeys | null): void {
     this.writesInFlight.set(revision, keys ?? 'all');
     this.stats.writesBesideTxns++;
@@ -890,6 +944,7 @@ export class ShardWritePath {
   /** Proposes the outbox's head writes, in revision order, up to the first still waiting for its reads. */
   private drainOutbox(): void {
     const { member, groupId, sm } = this.opts;
+    this.unparkWrites();
     let proposedAny = false;
     // (The simulation's mutation proposes a txn without waiting for its reads elsewhere: it must be caught.)
     while (this.outbox.length > 0 && (!this.outbox[0].waiting || this.mutation === 'propose-before-reads-elsewhere')) {
@@ -901,6 +956,11 @@ export class ShardWritePath {
       const hold = this.txnHold(this.outbox[0]);
       if (hold.held && this.heldResolutions.size > 0) {
         this.heldResolutions.flush(); // what waits here may wait only for a resolution held back: it goes first
+        continue;
+      }
+      if (hold.held && this.mutation !== 'propose-while-txn-prepared' && !isIntent(this.outbox[0]) && this.defersBeside(this.outbox[0])) {
+        // An ordinary write whose keys meet a transaction here: out of the way of the writes behind it.
+        this.park(this.outbox.shift()!, hold.by);
         continue;
       }
       if (hold.held && this.mutation !== 'propose-while-txn-prepared') {

@@ -70,12 +70,10 @@ describe('sharded write and read path simulation', () => {
     expect(sum((r) => r.coordinatorsCrashed)).toBeGreaterThan(0);
     expect(sum((r) => r.txnRecoveries)).toBeGreaterThan(0);
     expect(sum((r) => r.resolvesHeld)).toBeGreaterThan(0);
-    // A leadership ending while its leader holds resolutions (the 20 ms before they ride along) is rare:
-    // 1 in the default seeds 1–50, none in seeds 3701–3800 (2026-12-07); the cross-shard run gives 0–2
-    // in 20 seeds even with handovers 30 times as likely. This floor holds the default run to it;
-    // explored seed ranges are held to every safety check, not to it (held-resolutions.test.ts covers
-    // passAllOn itself).
-    if (firstSeed === 1 && seeds >= 50) expect(sum((r) => r.resolvesPassedOn)).toBeGreaterThan(0);
+    // Not asserted: a leadership ending while its leader holds resolutions (the 20 ms before they ride
+    // along) is rare here — 1 in the default seeds before writes were parked (2026-12-07), none since,
+    // none in seeds 3701–3800 — so resolvesPassedOn is printed, and HeldResolutions.passAllOn is covered by
+    // held-resolutions.test.ts alone (docs/sharding.md, "What is not built yet").
   });
 
   it('replays a seed exactly', async () => {
@@ -100,11 +98,12 @@ describe('sharded write and read path simulation', () => {
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
     console.log(
       `shard sim, cross-shard txns: ${crossSeeds} seeds, ${sum((r) => r.crossTxnsAcked)} acknowledged, ${sum((r) => r.crossTxnsOnStateAcked)} with compares on the state (${sum((r) => r.crossTxnsOnStateFailed)} of them failing), ` +
-        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.writesDeferred)} writes deferred behind an undecided one, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
+        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.writesDeferred)} writes deferred behind an undecided one, ${sum((r) => r.writesParked)} parked at a leader for one on their keys, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
     );
     expect(sum((r) => r.crossTxnsOnStateAcked)).toBeGreaterThan(crossSeeds / 2);
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
     expect(sum((r) => r.writesDeferred)).toBeGreaterThan(0);
+    expect(sum((r) => r.writesParked)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
   });
@@ -164,14 +163,19 @@ describe('sharded write and read path simulation', () => {
 
   it.each(['prepare-overlapping', 'materialize-at-once', 'prepare-over-deferred'] as const)('catches shards that %s (several transactions prepared at once, writes deferred behind them)', async (m) => {
     if (replaySeed !== null) return;
-    const { caught, tried } = await firstFailure(30, { ...crossConfig(), txnMutation: m });
+    const { caught, tried } = await firstFailure(60, { ...crossConfig(), txnMutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     expect(caught).toMatch(/^seed=\d+: (cross-shard txn \S+ at \d+ took its|history changed|snapshot at \d+ differs|member \d+ loop failed: Error: invariant|shard group \d+: txn \S+ prepared at index \d+ on keys of the write)/);
   });
 
   it.each(['skip-wait-for-proposed', 'skip-max-read-revision', 'close-over-pending-grant', 'propose-before-reads-elsewhere', 'propose-while-txn-prepared', 'propose-below-logged-commit'] as const)('catches a shard leader that does %s', async (m) => {
     if (replaySeed !== null) return;
-    const { caught, tried } = await firstFailure(60, { ...configOf(), mutation: m });
+    // A write stamped below a logged commit and waiting for it to apply is now a lease sweep or a txn
+    // reading a past revision (an ordinary write on its keys is parked and stamped again above C): rare
+    // here, so that mutation runs in the cross-shard run with members that say apply rules 5, whose
+    // writes on other keys wait in the outbox too.
+    const config = m === 'propose-below-logged-commit' ? { ...crossConfig(), peerApplyRules: 5 } : configOf();
+    const { caught, tried } = await firstFailure(60, { ...config, mutation: m });
     console.log(`mutation ${m}: caught after ${tried} seeds: ${caught.split('\n')[0]}`);
     expect(caught).toMatch(/^seed=\d+: (history changed|snapshot at \d+ differs|lost or invisible|close broken|txn putting \S+ at revision \d+ counted|member \d+ loop failed: Error: invariant)/);
   });

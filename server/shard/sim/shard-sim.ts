@@ -155,6 +155,8 @@ export interface ShardSimResult {
   /** Resolutions the shard leaders held back to ride along, and those of them passed on as a leadership ended. */
   resolvesHeld: number;
   resolvesPassedOn: number;
+  /** Ordinary writes a shard leader took out of its outbox to wait for a transaction on their keys. */
+  writesParked: number;
   /** Shard leadership transfers started while the leader held resolutions back (the pass-on path's fault). */
   handovers: number;
   /** Prepares laid on a shard beside another transaction prepared there (disjoint keys), counted once per entry. */
@@ -311,7 +313,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let handovers = 0;
   let concurrentPrepares = 0;
   let writesDeferred = 0;
-  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0 };
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0, writesParked: 0 };
 
   const uninstall = clock.install();
   try {
@@ -450,6 +452,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.closesAtFloor += p.stats.closesAtFloor;
         pathTotals.resolvesHeld += p.resolveCounts.held;
         pathTotals.resolvesPassedOn += p.resolveCounts.passedOn;
+        pathTotals.writesParked += p.stats.writesParked;
       }
     };
 
@@ -1096,6 +1099,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       writesProposed: pathTotals.writesProposed,
       resolvesHeld: pathTotals.resolvesHeld,
       resolvesPassedOn: pathTotals.resolvesPassedOn,
+      writesParked: pathTotals.writesParked,
       handovers,
       concurrentPrepares,
       writesDeferred,
