@@ -109,6 +109,7 @@ describe('held resolutions', () => {
     for (const id of ['t1', 't2', 't3']) held.hold(resolution(id));
     held.flush();
     expect(log).toEqual(['a propose t1', 'a pass on t2', 'a propose t3', 'a drain']);
+    expect(held.counts).toEqual({ held: 3, alone: 0, passedOn: 1 });
   });
 
   it('a replica that stops drops them: nothing proposed, nothing passed on, no timer left', () => {

@@ -38,7 +38,7 @@ export interface HeldResolutionCounts {
   held: number;
   /** Proposed on their own: nothing came for them within holdMs. */
   alone: number;
-  /** Passed on to the next leader as a leadership ended. */
+  /** Passed on to the next leader: the leadership ended, or Raft would not take them (a transfer under way). */
   passedOn: number;
 }
 
@@ -123,6 +123,7 @@ export class HeldResolutions {
       try {
         this.opts.propose(held);
       } catch {
+        this.counts.passedOn++;
         this.opts.passOn(held.data);
       }
     }

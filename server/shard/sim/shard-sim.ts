@@ -152,7 +152,7 @@ export interface ShardSimResult {
   grantsRetried: number;
   oracleRequests: number;
   writesProposed: number;
-  /** Resolutions the shard leaders held back to ride along, and those of them passed on as a leadership ended. */
+  /** Resolutions the shard leaders held back to ride along, and those of them passed on to the next leader (a leadership ended or a transfer under way). */
   resolvesHeld: number;
   resolvesPassedOn: number;
   /** Ordinary writes a shard leader took out of its outbox to wait for a transaction on their keys. */
