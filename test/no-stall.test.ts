@@ -2,8 +2,10 @@
 // 300 × 1 MiB values are stored (1 GiB in bench/no-stall.ts; 300 MiB fits this suite's time on two
 // shared cores), three clients range over all of them at once, then one deletes them all while the
 // others keep ranging, and other clients put small keys throughout (from processes of their own).
-// Asserted: no leader change, no term change, and no follower hears nothing from the leader for half
-// an election timeout or more; the Range seen during the delete is all or nothing (one revision).
+// Asserted: no leader change, no term change, the leader's event loop never stalls for half an election
+// timeout, no follower hears nothing from the leader for that long beyond its own longest stall, no
+// member stalls for a whole election timeout; the Range seen during the delete is all or nothing (one
+// revision).
 // The small puts' p99 is printed (target < 100 ms; too noisy on this shared machine to assert).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
@@ -26,8 +28,16 @@ describe('no stall under large ranges and deletes', () => {
     console.log(`no stall: ${formatNoStall(r, opts)}`);
     expect(r.leaderChanges).toBe(0);
     expect(r.termsAfter).toEqual(r.termsBefore);
-    const followerGaps = r.leaderGapMaxMs.filter((_, i) => i !== r.leaderIndex);
-    expect(Math.max(...followerGaps)).toBeLessThan(ELECTION_TIMEOUT_MS / 2);
+    // The leader never goes quiet for half an election timeout: its own event loop never stalls that long,
+    // and no follower hears nothing from it for that long, less the follower's own longest stall (a fresh
+    // clone's `make test` on a slow host, 2026-12-07: a follower whose own fsync took 795 ms and event loop
+    // 590 ms saw 612 ms of silence, the leader's loop at most 76 ms). No member stalls for a whole election
+    // timeout (a follower that did would campaign).
+    expect(r.loopDelayMaxMs[r.leaderIndex]).toBeLessThan(ELECTION_TIMEOUT_MS / 2);
+    for (const [i, gapMs] of r.leaderGapMaxMs.entries()) {
+      if (i !== r.leaderIndex) expect(gapMs - r.loopDelayMaxMs[i], `follower ${i}`).toBeLessThan(ELECTION_TIMEOUT_MS / 2);
+    }
+    expect(Math.max(...r.loopDelayMaxMs)).toBeLessThan(ELECTION_TIMEOUT_MS);
     for (const count of r.countsDuringDelete) expect([0, opts.values]).toContain(count);
     expect(r.puts).toBeGreaterThan(0);
   }, 300_000);
