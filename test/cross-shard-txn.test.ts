@@ -8,11 +8,12 @@
 // the shard leaders move the fence horizon past its transaction (--test-txn-fence-keep-ms shortens
 // the five minutes a fence is kept); many transactions over the same two shards on disjoint keys are
 // prepared side by side and all commit; a put on a prepared transaction's key waits for its decision,
-// one on another key of the same shard does not.
+// one on another key of the same shard does not, nor one behind a lease revoke's sweep of that shard.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { everyShardServes } from './support/every-shard-serves.ts';
 import { KvClient } from './support/kv-client.ts';
+import { LeaseLockClient } from './support/lease-lock-client.ts';
 import { eventually } from './support/eventually.ts';
 import { WatchStream } from './support/watch-client.ts';
 import { SlotMap } from '../server/routing/slots.ts';
@@ -517,6 +518,50 @@ describe('cross-shard transactions under coordinator faults', () => {
     } finally {
       kv0.close();
       kv1.close();
+    }
+  }, 60_000);
+
+  it('a lease revoke\'s sweep waits for a prepared transaction on its shard without holding a put on another key of that shard', async () => {
+    // A revoke sweeps every shard (server/api/lease-sweeper.ts); a sweep waits for every transaction
+    // prepared on its shard, whatever their keys. Member 0 coordinates and pauses PAUSE_MS before its
+    // decision, so the recoverers resolve the transaction ~1.2 s after its prepares. Meanwhile the sweep
+    // reaches the shard's leader, which parks it; a put on another key of that shard, sent once the sweep is
+    // parked, is answered while the transaction is still prepared on every replica. The revoke ends after
+    // the transaction, with the lease's key gone.
+    const [a, b] = await keysOnTwoShards('sweep/');
+    const shardA = await shardOf(a);
+    let other = '';
+    for (let i = 0; i < 100 && other === ''; i++) if ((await shardOf(`sweep-other/${i}`)) === shardA) other = `sweep-other/${i}`;
+    expect(other).not.toBe('');
+    const kv0 = new KvClient(cluster.endpointOf(0));
+    const kv1 = new KvClient(cluster.endpointOf(1));
+    const leases = new LeaseLockClient(cluster.endpointOf(1));
+    try {
+      const lease = (await leases.grant(60)).ID;
+      await leases.put('sweep-leased/x', 'v', lease);
+      const preparedBefore = await metricSum('synod_cross_shard_txns_prepared');
+      const txnAnswer = kv0.txn(transfer(a, b, 'txn'), 20_000).then((r) => ({ ...r, at: Date.now() }));
+      await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
+      const preparedAt = Date.now();
+      const parkedBefore = await metricSum('synod_shard_writes_parked_total');
+      const revoked = leases.revoke(lease, 20_000).then(() => Date.now());
+      await eventually('the sweep is parked at the prepared shard\'s leader', async () => expect(await metricSum('synod_shard_writes_parked_total')).toBeGreaterThan(parkedBefore), 1_000, 20);
+      const beside = await kv1.put(other, 'beside', {}, 10_000);
+      const besideAt = Date.now();
+      // Read after the put's answer: a gauge that only falls, so the transaction was prepared on every
+      // replica when the put was answered (held behind the sweep, it would have followed the resolution).
+      expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6);
+      const [txn, revokedAt] = await Promise.all([txnAnswer, revoked]);
+      console.log(`put beside a parked sweep answered ${besideAt - preparedAt} ms after the prepares; the revoke ${revokedAt - preparedAt} ms after; the coordinator ${txn.at - preparedAt} ms after`);
+      expect(txn.succeeded).toBe(true);
+      expect(besideAt).toBeLessThan(revokedAt);
+      expect((await kv1.range(other)).kvs[0]?.mod_revision).toBe(beside.header.revision);
+      expect((await kv1.range('sweep-leased/x')).kvs).toEqual([]);
+      expect(await values(kv1, [a, b])).toEqual(['txn', 'txn']);
+    } finally {
+      kv0.close();
+      kv1.close();
+      leases.close();
     }
   }, 60_000);
 

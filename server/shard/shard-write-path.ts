@@ -241,12 +241,13 @@ export class ShardWritePath {
    */
   private readonly writesInFlight = new Map<number, ShareKeys>();
   /**
-   * Ordinary writes taken out of the outbox because their keys meet a transaction prepared here (or its
-   * prepare on its way), their revisions left as gaps: the outbox goes in revision order, so one waiting
-   * at its head held every write stamped after it, whatever their keys. Each goes back to the queue, to be
-   * stamped again, once none of the transactions it met holds the shard any more (unparkWrites). A
-   * prepare meeting one waits (meetsWritesBeside), so newer transactions on its keys do not overtake it
-   * for ever.
+   * Writes taken out of the outbox because transactions prepared here (or their prepares on their way)
+   * hold them, their revisions left as gaps: an ordinary write whose keys meet one, and a lease sweep or a
+   * txn reading a past revision, which wait for every one. The outbox goes in revision order, so one
+   * waiting at its head held every write stamped after it, whatever their keys. Each goes back to the
+   * queue, to be stamped again, once none of the transactions it met holds the shard any more
+   * (unparkWrites). A prepare meeting one waits (meetsWritesBeside), so newer transactions do not
+   * overtake it for ever.
    */
   private parked: ParkedWrite[] = [];
   /**
@@ -281,8 +282,8 @@ export class ShardWritePath {
   /**
    * Stamped writes not proposed yet, in revision order. A write is proposed only once every write
    * before it is (entries must reach the log in revision order); a txn reading other shards waits here
-   * until those reads answered, and the writes stamped after it wait behind it. An ordinary write whose
-   * keys meet a prepared transaction does not: it is parked (`parked`) and stamped again later.
+   * until those reads answered, and the writes stamped after it wait behind it. A write that transactions
+   * prepared here hold does not: it is parked (`parked`) and stamped again later.
    */
   private outbox: OutboxItem[] = [];
   private readonly mutation: ShardRevisionsMutation | null;
@@ -893,10 +894,14 @@ export class ShardWritePath {
     this.stats.txnIntents++;
   }
 
-  /** Takes a stamped ordinary write out of the outbox to wait for `by` (its revision becomes a gap). */
+  /**
+   * Takes a stamped write out of the outbox to wait for `by` (its revision becomes a gap). One its replicas
+   * do not defer beside transactions (a lease sweep, a txn reading a past revision) waits for every
+   * transaction here, so every prepare waits for it in turn, as if it held every key.
+   */
   private park(item: OutboxItem, by: readonly TxnRank[]): void {
     this.revisions.abandon(item.revision);
-    this.parked.push({ q: item.q, keys: this.keysOf(item), by });
+    this.parked.push({ q: item.q, keys: this.defersBeside(item) ? this.keysOf(item) : 'all', by });
     this.stats.writesParked++;
   }
 
@@ -958,8 +963,9 @@ export class ShardWritePath {
         this.heldResolutions.flush(); // what waits here may wait only for a resolution held back: it goes first
         continue;
       }
-      if (hold.held && this.mutation !== 'propose-while-txn-prepared' && !isIntent(this.outbox[0]) && this.defersBeside(this.outbox[0])) {
-        // An ordinary write whose keys meet a transaction here: out of the way of the writes behind it.
+      if (hold.held && this.mutation !== 'propose-while-txn-prepared' && !isIntent(this.outbox[0])) {
+        // A write held by transactions here (an ordinary write on their keys; a lease sweep, or a txn
+        // reading a past revision, by every one of them): out of the way of the writes behind it.
         this.park(this.outbox.shift()!, hold.by);
         continue;
       }
