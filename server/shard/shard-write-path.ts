@@ -199,7 +199,7 @@ interface OutboxItem {
   keys?: ShareKeys;
 }
 
-/** An ordinary write waiting, out of the outbox, for the transactions its keys meet (`by`). */
+/** A write waiting, out of the outbox, for the transactions that held it (`by`); `keys` are what prepares must not meet meanwhile. */
 interface ParkedWrite {
   readonly q: QueuedWrite;
   readonly keys: ShareKeys;
