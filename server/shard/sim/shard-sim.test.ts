@@ -98,12 +98,13 @@ describe('sharded write and read path simulation', () => {
     const sum = (f: (r: ShardSimResult) => number): number => results.reduce((n, r) => n + f(r), 0);
     console.log(
       `shard sim, cross-shard txns: ${crossSeeds} seeds, ${sum((r) => r.crossTxnsAcked)} acknowledged, ${sum((r) => r.crossTxnsOnStateAcked)} with compares on the state (${sum((r) => r.crossTxnsOnStateFailed)} of them failing), ` +
-        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.writesDeferred)} writes deferred behind an undecided one, ${sum((r) => r.writesParked)} parked at a leader for one on their keys, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
+        `${sum((r) => r.concurrentPrepares)} prepares laid beside another prepared on their shard, ${sum((r) => r.writesDeferred)} writes deferred behind an undecided one, ${sum((r) => r.writesParked)} parked at a leader for the transactions there, ${sum((r) => r.pastReadWritesAcked)} txns reading a past revision acknowledged, ${sum((r) => r.coordinatorsCrashed)} coordinators crashed mid-transaction`,
     );
     expect(sum((r) => r.crossTxnsOnStateAcked)).toBeGreaterThan(crossSeeds / 2);
     expect(sum((r) => r.concurrentPrepares)).toBeGreaterThan(0);
     expect(sum((r) => r.writesDeferred)).toBeGreaterThan(0);
     expect(sum((r) => r.writesParked)).toBeGreaterThan(0);
+    expect(sum((r) => r.pastReadWritesAcked)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
     expect(sum((r) => r.crossTxnsOnStateAcked - r.crossTxnsOnStateFailed)).toBeGreaterThan(0);
   });

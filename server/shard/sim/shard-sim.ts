@@ -155,8 +155,13 @@ export interface ShardSimResult {
   /** Resolutions the shard leaders held back to ride along, and those of them passed on to the next leader (a leadership ended or a transfer under way). */
   resolvesHeld: number;
   resolvesPassedOn: number;
-  /** Ordinary writes a shard leader took out of its outbox to wait for a transaction on their keys. */
+  /** Writes a shard leader took out of its outbox to wait for transactions prepared on their shard. */
   writesParked: number;
+  /**
+   * Acknowledged txns that read a past revision (writesOnTxnKeys runs only): their replicas cannot defer
+   * them, so a leader parks them until no transaction is prepared on their shard.
+   */
+  pastReadWritesAcked: number;
   /** Shard leadership transfers started while the leader held resolutions back (the pass-on path's fault). */
   handovers: number;
   /** Prepares laid on a shard beside another transaction prepared there (disjoint keys), counted once per entry. */
@@ -258,6 +263,8 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   // And the handovers theirs (they draw only when a resolution is held, which the other draws decide).
   const handoverRng = new Rng((seed ^ 0x27d4eb2f) >>> 0);
+  // And which plain writes read a past revision theirs.
+  const pastReadRng = new Rng((seed ^ 0x165667b1) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, opts.maxDropRate);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
@@ -540,6 +547,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     // ---- writers ----
     let clientsOn = true;
     let written = 0;
+    let pastReadWritesAcked = 0;
     const writeOnce = (w: number): void => {
       const tagged = clientRng.chance(0.25);
       // Some on the cross-shard txns' keys, when asked (the first few accounts only: compares on the
@@ -553,10 +561,20 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const inc = leader?.current;
       const p = inc?.paths.get(group);
       if (!inc || !p) return;
-      const body = { put: { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false } };
+      const put = { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false };
+      // Some as a txn that also reads its key at revision 1 (a past revision), which its replicas cannot
+      // defer beside a transaction: it waits for every one prepared on its shard. (Drawn in those runs only,
+      // from a stream of their own.)
+      const readsThePast = opts.writesOnTxnKeys > 0 && pastReadRng.chance(0.05);
+      const body = readsThePast
+        ? ({ txn: { compare: [], success: [{ request_put: put }, { request_range: { key: put.key, revision: '1' } }], failure: [] } } as unknown as InternalRequestBody)
+        : { put };
       clock.runAs(inc.owner, () =>
         p.write(body, Date.now() + 300).then(
-          (o) => acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now }),
+          (o) => {
+            acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now });
+            if (readsThePast) pastReadWritesAcked++;
+          },
           () => {},
         ),
       );
@@ -1100,6 +1118,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       resolvesHeld: pathTotals.resolvesHeld,
       resolvesPassedOn: pathTotals.resolvesPassedOn,
       writesParked: pathTotals.writesParked,
+      pastReadWritesAcked,
       handovers,
       concurrentPrepares,
       writesDeferred,
