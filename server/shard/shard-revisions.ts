@@ -46,7 +46,14 @@ export type StampRefusal = 'not-leading' | 'stale-oracle-term' | 'not-above-floo
 export type StampResult = { readonly ok: true; readonly revisions: readonly number[] } | { readonly ok: false; readonly reason: StampRefusal };
 
 /** Deliberately broken rules, for the simulation's mutation check (never set outside tests). */
-export type ShardRevisionsMutation = 'skip-max-read-revision' | 'skip-wait-for-proposed' | 'close-over-pending-grant' | 'propose-before-reads-elsewhere' | 'propose-while-txn-prepared' | 'propose-below-logged-commit';
+export type ShardRevisionsMutation =
+  | 'skip-max-read-revision'
+  | 'skip-wait-for-proposed'
+  | 'close-over-pending-grant'
+  | 'propose-before-reads-elsewhere'
+  | 'propose-while-txn-prepared'
+  | 'propose-below-logged-commit'
+  | 'propose-undeferrable-beside-txn';
 
 export class ShardRevisions {
   private leaderTermValue = 0;
