@@ -53,6 +53,13 @@ async function keysOnTwoShards(prefix: string): Promise<[string, string]> {
   throw new Error('no two shards found');
 }
 
+/** A key with prefix `prefix` on the shard of `key`. */
+async function keyOnShardOf(key: string, prefix: string): Promise<string> {
+  const shard = await shardOf(key);
+  for (let i = 0; i < 100; i++) if ((await shardOf(`${prefix}${i}`)) === shard) return `${prefix}${i}`;
+  throw new Error(`no key ${prefix}* on the shard of ${key}`);
+}
+
 const transfer = (a: string, b: string, value: string): object => ({
   compare: [],
   success: [
@@ -71,6 +78,19 @@ async function metricSum(name: string): Promise<number> {
   let total = 0;
   for (let i = 0; i < cluster.members.length; i++) total += Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await cluster.metrics(i))?.[1] ?? NaN);
   return total;
+}
+
+/**
+ * A transfer of value 'txn' to `a` and `b` through member 0, which pauses PAUSE_MS between its prepares and
+ * its decision: returns once it is prepared on every replica (two participants, three replicas each: 4
+ * shards on 3 members, every member hosts every shard), with the prepared gauge's sum before it, when it
+ * was seen prepared, and its answer to come.
+ */
+async function pausedTransfer(kv0: KvClient, a: string, b: string): Promise<{ preparedBefore: number; preparedAt: number; txnAnswer: Promise<{ header: { revision: string }; succeeded: boolean; at: number }> }> {
+  const preparedBefore = await metricSum('synod_cross_shard_txns_prepared');
+  const txnAnswer = kv0.txn(transfer(a, b, 'txn'), 20_000).then((r) => ({ ...r, at: Date.now() }));
+  await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
+  return { preparedBefore, preparedAt: Date.now(), txnAnswer };
 }
 
 /** Committed cross-shard transactions whose prepares decided their branch, over every member. */
@@ -481,20 +501,13 @@ describe('cross-shard transactions under coordinator faults', () => {
     // shard, sent right after the put on the key, is answered at once: the leader parks the waiting put out
     // of its outbox (synod_shard_writes_parked_total) rather than hold every write stamped after it.
     const [a, b] = await keysOnTwoShards('held/');
-    const shardA = await shardOf(a);
-    let other = '';
-    for (let i = 0; i < 100 && other === ''; i++) if ((await shardOf(`held-other/${i}`)) === shardA) other = `held-other/${i}`;
-    expect(other).not.toBe('');
+    const other = await keyOnShardOf(a, 'held-other/');
     const kv0 = new KvClient(cluster.endpointOf(0));
     const kv1 = new KvClient(cluster.endpointOf(1));
     try {
       await kv1.put(a, 'before');
       await kv1.put(b, 'before');
-      const preparedBefore = await metricSum('synod_cross_shard_txns_prepared');
-      const txnAnswer = kv0.txn(transfer(a, b, 'txn'), 20_000).then((r) => ({ ...r, at: Date.now() }));
-      // Two participants, three replicas each (4 shards on 3 members: every member hosts every shard).
-      await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
-      const preparedAt = Date.now();
+      const { preparedBefore, preparedAt, txnAnswer } = await pausedTransfer(kv0, a, b);
       const parkedBefore = await metricSum('synod_shard_writes_parked_total');
       const onKey = kv1.put(a, 'put', { prev_kv: true }, 20_000).then((r) => ({ ...r, at: Date.now() }));
       const beside = await kv1.put(other, 'beside', {}, 10_000);
@@ -529,20 +542,14 @@ describe('cross-shard transactions under coordinator faults', () => {
     // parked, is answered while the transaction is still prepared on every replica. The revoke ends after
     // the transaction, with the lease's key gone.
     const [a, b] = await keysOnTwoShards('sweep/');
-    const shardA = await shardOf(a);
-    let other = '';
-    for (let i = 0; i < 100 && other === ''; i++) if ((await shardOf(`sweep-other/${i}`)) === shardA) other = `sweep-other/${i}`;
-    expect(other).not.toBe('');
+    const other = await keyOnShardOf(a, 'sweep-other/');
     const kv0 = new KvClient(cluster.endpointOf(0));
     const kv1 = new KvClient(cluster.endpointOf(1));
     const leases = new LeaseLockClient(cluster.endpointOf(1));
     try {
       const lease = (await leases.grant(60)).ID;
       await leases.put('sweep-leased/x', 'v', lease);
-      const preparedBefore = await metricSum('synod_cross_shard_txns_prepared');
-      const txnAnswer = kv0.txn(transfer(a, b, 'txn'), 20_000).then((r) => ({ ...r, at: Date.now() }));
-      await eventually('the transaction is prepared on every replica', async () => expect(await metricSum('synod_cross_shard_txns_prepared')).toBe(preparedBefore + 6), PAUSE_MS - 500, 50);
-      const preparedAt = Date.now();
+      const { preparedBefore, preparedAt, txnAnswer } = await pausedTransfer(kv0, a, b);
       const parkedBefore = await metricSum('synod_shard_writes_parked_total');
       const revoked = leases.revoke(lease, 20_000).then(() => Date.now());
       await eventually('the sweep is parked at the prepared shard\'s leader', async () => expect(await metricSum('synod_shard_writes_parked_total')).toBeGreaterThan(parkedBefore), 1_000, 20);

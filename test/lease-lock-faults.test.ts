@@ -2,42 +2,28 @@
 // killed (within its TTL and a small bound), leases across failover (none early, attached keys gone at one
 // revision everywhere), and leases across a full restart (the remaining TTL checkpointed). It runs alone
 // (vitest.config.ts, exclusive); mutual exclusion with fencing tokens is in lock-fencing-faults.test.ts.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { ProcessCluster } from './support/process-cluster.ts';
-import { LeaseLockClient } from './support/lease-lock-client.ts';
+import { clusterPerTest } from './support/cluster-per-test.ts';
 import { WatchStream } from './support/watch-client.ts';
 
-let cluster: ProcessCluster | null = null;
-const closers: Array<() => void> = [];
-
-afterEach(async () => {
-  for (const c of closers.splice(0)) c();
-  await cluster?.destroy();
-  cluster = null;
-});
-
-function client(c: ProcessCluster, i: number): LeaseLockClient {
-  const cl = new LeaseLockClient(c.endpointOf(i));
-  closers.push(() => cl.close());
-  return cl;
-}
+const tests = clusterPerTest();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('locks and leases under faults', () => {
   it('a client killed while holding a lock: the next waiter gets it within TTL + a small bound', async () => {
-    cluster = await ProcessCluster.start({ size: 3 });
+    const cluster = await tests.start({ size: 3 });
     const ttlSeconds = 3;
     const env = { ...process.env, ETCDCTL_API: '3' };
-    const lockCmd = (): ChildProcess => spawn('etcdctl', [`--endpoints=${cluster!.endpoints}`, 'lock', `--ttl=${ttlSeconds}`, 'handover'], { env });
+    const lockCmd = (): ChildProcess => spawn('etcdctl', [`--endpoints=${cluster.endpoints}`, 'lock', `--ttl=${ttlSeconds}`, 'handover'], { env });
     const firstLine = (p: ChildProcess): Promise<number> =>
       new Promise((resolve) => p.stdout!.once('data', () => resolve(Date.now())));
     const holder = lockCmd();
-    closers.push(() => holder.kill('SIGKILL'));
+    tests.closeAfter(() => holder.kill('SIGKILL'));
     await firstLine(holder);
     const waiter = lockCmd();
-    closers.push(() => waiter.kill('SIGKILL'));
+    tests.closeAfter(() => waiter.kill('SIGKILL'));
     const waiterAcquired = firstLine(waiter);
     await sleep(1_000);
     const killedAt = Date.now();
@@ -49,10 +35,9 @@ describe('locks and leases under faults', () => {
   });
 
   it('leases across leader failover: none expires early; attached keys vanish at one revision on every member', async () => {
-    cluster = await ProcessCluster.start({ size: 3 });
-    const c = cluster;
+    const c = await tests.start({ size: 3 });
     const leader = await c.leaderIndex();
-    const api = client(c, leader);
+    const api = tests.leaseClient(c, leader);
     const ttlSeconds = 5;
     const grantedAt = Date.now();
     const { ID } = await api.grant(ttlSeconds);
@@ -62,7 +47,7 @@ describe('locks and leases under faults', () => {
     await sleep(1_000);
     await c.kill9(leader);
     const survivor = (leader + 1) % 3;
-    const view = client(c, survivor);
+    const view = tests.leaseClient(c, survivor);
     let vanishedAt = -1;
     while (Date.now() - grantedAt < ttlSeconds * 1000 + 6_000) {
       try {
@@ -86,7 +71,7 @@ describe('locks and leases under faults', () => {
     const deleteRevisions = new Set<string>();
     for (let i = 0; i < 3; i++) {
       const w = new WatchStream(c.endpointOf(i));
-      closers.push(() => w.close());
+      tests.closeAfter(() => w.close());
       w.create({ key: Buffer.from('l/'), range_end: Buffer.from('l0'), start_revision: startRevision });
       expect((await w.next()).created).toBe(true);
       const deletes: string[] = [];
@@ -100,16 +85,15 @@ describe('locks and leases under faults', () => {
   });
 
   it('lease state survives a full-cluster restart, with its remaining TTL checkpointed', async () => {
-    cluster = await ProcessCluster.start({ size: 3, extraArgs: ['--lease-checkpoint-interval', '500'] });
-    const c = cluster;
-    const api = client(c, 0);
+    const c = await tests.start({ size: 3, extraArgs: ['--lease-checkpoint-interval', '500'] });
+    const api = tests.leaseClient(c, 0);
     const { ID } = await api.grant(30);
     await api.put('kept', 'v', ID);
     await sleep(2_500);
     for (let i = 0; i < 3; i++) await c.kill9(i);
     for (let i = 0; i < 3; i++) c.startMember(i);
     await c.waitReady();
-    const after = client(c, 1);
+    const after = tests.leaseClient(c, 1);
     const ttl = await after.timeToLive(ID, true);
     expect(Number(ttl.grantedTTL)).toBe(30);
     // Checkpointed at about 28 s remaining: the restart resumes from there, not from a fresh 30 s.
@@ -118,7 +102,7 @@ describe('locks and leases under faults', () => {
     expect(ttl.keys.map((k) => k.toString())).toEqual(['kept']);
     expect((await after.range('kept')).kvs[0].lease).toBe(ID);
     const ka = after.keepAlive(ID, 200);
-    closers.push(() => ka.stop());
+    tests.closeAfter(() => ka.stop());
     await sleep(600);
     expect(ka.lastTtl()).toBe(30);
   });

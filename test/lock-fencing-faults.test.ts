@@ -4,24 +4,10 @@
 // holders overlap, and guarded writes land in token order. What it checks holds however loaded the
 // machine, so it runs in the process lane, two files at a time (the timed lease and lock checks are in
 // lease-lock-faults.test.ts, which runs alone).
-import { afterEach, describe, expect, it } from 'vitest';
-import { ProcessCluster } from './support/process-cluster.ts';
-import { LeaseLockClient } from './support/lease-lock-client.ts';
+import { describe, expect, it } from 'vitest';
+import { clusterPerTest } from './support/cluster-per-test.ts';
 
-let cluster: ProcessCluster | null = null;
-const closers: Array<() => void> = [];
-
-afterEach(async () => {
-  for (const c of closers.splice(0)) c();
-  await cluster?.destroy();
-  cluster = null;
-});
-
-function client(c: ProcessCluster, i: number): LeaseLockClient {
-  const cl = new LeaseLockClient(c.endpointOf(i));
-  closers.push(() => cl.close());
-  return cl;
-}
+const tests = clusterPerTest();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -44,13 +30,12 @@ describe('locks under faults', () => {
     { name: 'one group', args: [] as string[] },
     { name: '16 shards', args: ['--shards', '16'] },
   ])('mutual exclusion with fencing tokens while leaders are killed ($name)', async ({ name, args }) => {
-    cluster = await ProcessCluster.start({ size: 3, memberArgs: () => [...args] });
-    const c = cluster;
+    const c = await tests.start({ size: 3, memberArgs: () => [...args] });
     const holdings: Holding[] = [];
     const writes: GuardedWrite[] = [];
     let running = true;
     const workers = [0, 1, 2, 3, 4].map(async (w) => {
-      const api = client(c, w % 3);
+      const api = tests.leaseClient(c, w % 3);
       while (running) {
         let lease: string;
         try {
