@@ -3,12 +3,9 @@
 // bench/restart-time.ts with the 500 MiB, as does SYNOD_RESTART_FILL_MIB=500 here), a follower
 // is killed with SIGKILL and restarted on the same data dir, and the time until its /readyz says ready
 // is printed with where it went (process start, load, first word from the leader). The restarted member then serves everything it had, and follows
-// new writes. bench/restart-time.ts prints the same figure on demand. A member restarted with more than
-// 64 MiB of applied log compacts its log to its applied index instead of reading it; the second test
-// makes such a member lead and checks that a follower behind that point is caught up by a snapshot.
-import fs from 'node:fs';
+// new writes. bench/restart-time.ts prints the same figure on demand. (A member that compacted its log at
+// restart, leading: restart-compacted-log.test.ts.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdctlOk } from './support/etcdctl.ts';
 import { KvClient } from './support/kv-client.ts';
 import { ProcessCluster } from './support/process-cluster.ts';
 import { fillValues, measureRestartToReady } from './support/restart-ready.ts';
@@ -57,46 +54,5 @@ describe('restart to ready with a large log', () => {
       restarted.close();
       leader.close();
     }
-  }, 300_000);
-});
-
-describe('a member that compacted its log at restart', () => {
-  let cluster: ProcessCluster;
-  afterAll(async () => {
-    await cluster?.destroy();
-  });
-
-  it('leads, and catches up a follower behind its compaction point with a snapshot', async () => {
-    cluster = await ProcessCluster.start({ size: 3, tickMs: 100, electionTimeoutMs: 3000 });
-    const leader = await cluster.leaderIndex();
-    const [a, b] = [(leader + 1) % 3, (leader + 2) % 3];
-    await cluster.kill9(b); // b misses everything below
-    await fillValues(cluster, 80, 1024 * 1024, 'snap/');
-    await cluster.kill9(a);
-    const logSize = fs.statSync(cluster.members[a].logFile).size;
-    cluster.startMember(a);
-    await cluster.waitReady(60_000);
-    const restartLog = fs.readFileSync(cluster.members[a].logFile, 'utf8').slice(logSize);
-    expect(restartLog).toContain('"logCompactedToApplied":true');
-    const aClient = new KvClient(cluster.addressOf(a));
-    try {
-      const aId = BigInt((await aClient.status()).header.member_id).toString(16);
-      await etcdctlOk(cluster.endpointOf(leader), ['move-leader', aId]);
-      expect(await cluster.leaderIndex()).toBe(a);
-      await aClient.put('after-move', 'y');
-    } finally {
-      aClient.close();
-    }
-    cluster.startMember(b);
-    await cluster.waitReady(120_000);
-    const bClient = new KvClient(cluster.addressOf(b));
-    try {
-      const count = await bClient.range('snap/', { range_end: Buffer.from('snap0'), count_only: true }, 30_000);
-      expect(Number(count.count)).toBe(80);
-      expect((await bClient.range('after-move')).kvs[0]?.value.toString()).toBe('y');
-    } finally {
-      bClient.close();
-    }
-    expect(await cluster.metrics(a)).toMatch(/^synod_snapshots_sent_total [1-9]/m);
   }, 300_000);
 });
