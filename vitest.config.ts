@@ -37,6 +37,9 @@ const SIMS = [
 const EXCLUSIVE = [
   'test/no-stall.test.ts',
   'test/restart-time.test.ts',
+  // Not timed, but its follower's 80 MiB snapshot catch-up ran past the server's request timeout beside
+  // the process lane (a fresh clone's make test, 2026-12-07).
+  'test/restart-compacted-log.test.ts',
   'test/slow-watchers.test.ts',
   'test/faults.test.ts',
   'test/move-leader.test.ts',
