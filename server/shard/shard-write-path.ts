@@ -624,16 +624,21 @@ export class ShardWritePath {
       const keys = this.keysOf(item);
       const by: TxnRank[] = [];
       for (const f of this.intentsInFlight.values()) if (shareKeysMeet(f.keys, keys)) by.push(f.rank);
-      for (const p of txns.meeting(keys)) if (!this.resolvesProposed.has(p.txnId)) by.push(rankOf(p.priority, p.txnId));
+      for (const p of txns.meeting(keys)) if (this.resolutionMissing(p.txnId)) by.push(rankOf(p.priority, p.txnId));
       if (by.length > 0) return { held: true, by };
     } else {
-      const unresolved = this.intentsInFlight.size > 0 || prepared.some((p) => !this.resolvesProposed.has(p.txnId));
+      const unresolved = this.intentsInFlight.size > 0 || prepared.some((p) => this.resolutionMissing(p.txnId));
       // (The simulation's mutation lets a lease sweep or a txn reading the past through: it must be caught.)
       if (unresolved && this.mutation !== 'propose-undeferrable-beside-txn') return { held: true, by: this.allHolders() };
     }
     let aboveRevision = 0;
     for (const p of prepared) aboveRevision = Math.max(aboveRevision, this.resolvesProposed.get(p.txnId) ?? 0);
     return { held: false, aboveRevision };
+  }
+
+  /** Whether `txnId` is prepared here and its resolution is not in this leader's log: it holds the shard. */
+  private resolutionMissing(txnId: string): boolean {
+    return this.opts.sm.txns.getPrepared(txnId) !== undefined && !this.resolvesProposed.has(txnId);
   }
 
   /** Every transaction holding keys here: prepared, or its prepare on its way. */
@@ -915,9 +920,8 @@ export class ShardWritePath {
    */
   private unparkWrites(): void {
     if (this.parked.length === 0 || !this.ready()) return;
-    const txns = this.opts.sm.txns;
     const inFlight = new Set([...this.intentsInFlight.values()].map((f) => f.rank.txnId));
-    const holds = (r: TxnRank): boolean => inFlight.has(r.txnId) || (txns.getPrepared(r.txnId) !== undefined && !this.resolvesProposed.has(r.txnId));
+    const holds = (r: TxnRank): boolean => inFlight.has(r.txnId) || this.resolutionMissing(r.txnId);
     const free = this.parked.filter((w) => w.q.settled || !w.by.some(holds));
     if (free.length === 0) return;
     this.parked = this.parked.filter((w) => !free.includes(w));
