@@ -38,14 +38,21 @@ export async function listenPlain(server: grpc.Server, address: string, counters
   };
 }
 
+/** Longest socket path Linux's sockaddr_un takes (108 bytes with its NUL), less a margin. */
+const MAX_UNIX_SOCKET_PATH_BYTES = 100;
+
 /**
- * `server` on a Unix socket in a fresh directory only this user may enter (mkdtemp makes it 0700): the
- * JSON gateway's way into its own member (json-gateway.ts). Not a client port: nothing but this process
- * dials it, so it needs neither TLS nor the admission.
+ * `server` on a Unix socket only this user may reach: the JSON gateway's way into its own member
+ * (json-gateway.ts). Not a client port: nothing but this process dials it, so it needs neither TLS nor
+ * the admission. The socket lives in `<dataDir>/gateway/` (made 0700), so a member killed with -9 leaves
+ * nothing behind but a socket file its next start replaces: the data dir is this member's alone (its
+ * LevelDB lock), so a socket found there is a dead run's. A data dir whose path is too long for a socket
+ * gets a fresh 0700 directory under the system's temp dir instead, removed on close.
  */
-export async function listenPrivateUnix(server: grpc.Server): Promise<{ target: string; close(): Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-gw-'));
+export async function listenPrivateUnix(server: grpc.Server, dataDir: string): Promise<{ target: string; close(): Promise<void> }> {
+  const { dir, removeDirOnClose } = privateSocketDir(dataDir);
   const socketPath = path.join(dir, 'grpc.sock');
+  fs.rmSync(socketPath, { force: true });
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const netServer = net.createServer((socket) => injector.injectConnection(socket));
   await new Promise<void>((resolve, reject) => {
@@ -59,9 +66,20 @@ export async function listenPrivateUnix(server: grpc.Server): Promise<{ target: 
     target: `unix:${socketPath}`,
     close: async () => {
       await closeInjectingListener(injector, netServer);
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(removeDirOnClose ? dir : socketPath, { recursive: true, force: true });
     },
   };
+}
+
+function privateSocketDir(dataDir: string): { dir: string; removeDirOnClose: boolean } {
+  const dir = path.resolve(dataDir, 'gateway');
+  if (Buffer.byteLength(path.join(dir, 'grpc.sock')) > MAX_UNIX_SOCKET_PATH_BYTES) {
+    return { dir: fs.mkdtempSync(path.join(os.tmpdir(), 'synod-gw-')), removeDirOnClose: true };
+  }
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir leaves an existing directory's mode alone.
+  fs.chmodSync(dir, 0o700);
+  return { dir, removeDirOnClose: false };
 }
 
 /**

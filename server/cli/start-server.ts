@@ -694,7 +694,7 @@ export async function startServer(cfg: ServerConfig): Promise<RunningServer> {
 
   await transport.start();
   // etcd's JSON gateway: a gRPC client of this member, on a private Unix socket (api/json-gateway.ts).
-  const gatewayListener = await listenPrivateUnix(grpcServer);
+  const gatewayListener = await listenPrivateUnix(grpcServer, cfg.dataDir);
   const gateway = new JsonGateway({ target: gatewayListener.target, maxBodyBytes: 2 * cfg.limits.maxRequestBytes + 65_536, unaryTimeoutMs: cfg.limits.requestTimeoutMs + 1_000 });
   listeners.push({ close: async () => gateway.close() }, gatewayListener);
   const memberHttpServing = memberHttp(ctx, { faults, snapshotSend: snapshotSendLimiter.stats, streamCalls: transport.streamCallStats, gateway, backupSlots, hashSlots });
