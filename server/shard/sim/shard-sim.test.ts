@@ -19,6 +19,8 @@ const seeds = Number(process.env.SHARD_SIM_SEEDS ?? 50);
 const firstSeed = Number(process.env.SHARD_SIM_FIRST_SEED ?? 1);
 const faultMs = Number(process.env.SHARD_SIM_FAULT_MS ?? 1500);
 const mutation = process.env.SHARD_SIM_MUTATION as ShardSimOptions['mutation'];
+/** Runs of at least this many seeds must meet the coverage floors (the default run is 50). */
+const FLOOR_SEEDS = 50;
 
 function configOf(): ShardSimOptions {
   return { faultMs, ...(mutation ? { mutation } : {}) };
@@ -55,25 +57,38 @@ describe('sharded write and read path simulation', () => {
         `${sum((r) => r.crashes)} crashes, ${sum((r) => r.leaderChanges)} leader changes seen`,
     );
     if (replaySeed !== null) return;
-    expect(sum((r) => r.writesAcked)).toBeGreaterThan(20 * results.length);
-    expect(sum((r) => r.txnsAcked)).toBeGreaterThan(3 * results.length);
-    expect(sum((r) => r.multiShardSnapshots)).toBeGreaterThan(5 * results.length);
-    expect(sum((r) => r.rereads)).toBeGreaterThan(2 * results.length);
-    expect(sum((r) => r.closes)).toBeGreaterThan(10 * results.length);
-    expect(sum((r) => r.closesAfterGrants)).toBeGreaterThan(0);
-    expect(sum((r) => r.crashes)).toBeGreaterThan(results.length);
-    // Few under this fault rate (a prepared shard waits for its transaction; crashes abort most: 12 to
-    // 18 in 50 seeds as the protocol changed; on 2026-12-06 8 to 19 in 50 over seeds 1, 51, 1001 and
-    // 3001, and 24 in the 200 from 3001), but every one of them, and every aborted one, is checked. The
-    // floor only says there are some.
-    expect(sum((r) => r.crossTxnsAcked)).toBeGreaterThan(results.length / 16);
-    expect(sum((r) => r.coordinatorsCrashed)).toBeGreaterThan(0);
-    expect(sum((r) => r.txnRecoveries)).toBeGreaterThan(0);
-    expect(sum((r) => r.resolvesHeld)).toBeGreaterThan(0);
-    // Resolutions held back and then passed on to the next leader: most when Raft refuses them during a
-    // leadership transfer (5 in the default seeds, 8 in seeds 3701–3800), seldom as the leadership ends
-    // while they are held (HeldResolutions.passAllOn; its unit test covers it).
-    expect(sum((r) => r.resolvesPassedOn)).toBeGreaterThan(0);
+    // How much of the protocol the run reached: what each simulated run does is checked inside
+    // runShardSim; these floors say the seeds exercised it. They are statistical: the default 50 seeds
+    // and every explored range of 50 or more have met them, but a handful of explored seeds may fall
+    // under them without a bug (SHARD_SIM_SEEDS=3 gave 5 txns where the floor asks 9), so such a run
+    // prints them instead.
+    const floors: Array<[string, number, number]> = [
+      ['writes acknowledged', sum((r) => r.writesAcked), 20 * results.length],
+      ['txns acknowledged', sum((r) => r.txnsAcked), 3 * results.length],
+      ['multi-shard snapshots', sum((r) => r.multiShardSnapshots), 5 * results.length],
+      ['re-reads', sum((r) => r.rereads), 2 * results.length],
+      ['closes', sum((r) => r.closes), 10 * results.length],
+      ['crashes', sum((r) => r.crashes), results.length],
+      // Few under this fault rate (a prepared shard waits for its transaction; crashes abort most: 12 to
+      // 18 in 50 seeds as the protocol changed; on 2026-12-06 8 to 19 in 50 over seeds 1, 51, 1001 and
+      // 3001, and 24 in the 200 from 3001), but every one of them, and every aborted one, is checked.
+      ['cross-shard txns acknowledged', sum((r) => r.crossTxnsAcked), results.length / 16],
+      // Rare paths, a few times each in the default seeds.
+      ['closes that waited for grants', sum((r) => r.closesAfterGrants), 0],
+      ['coordinators crashed', sum((r) => r.coordinatorsCrashed), 0],
+      ['txn recoveries', sum((r) => r.txnRecoveries), 0],
+      ['resolutions held', sum((r) => r.resolvesHeld), 0],
+      // Resolutions held back and then passed on to the next leader: most when Raft refuses them during a
+      // leadership transfer (5 in the default seeds, 8 in seeds 3701–3800), seldom as the leadership ends
+      // while they are held (HeldResolutions.passAllOn; its unit test covers it).
+      ['resolutions passed on', sum((r) => r.resolvesPassedOn), 0],
+    ];
+    if (results.length >= FLOOR_SEEDS) {
+      for (const [what, count, floor] of floors) expect(count, what).toBeGreaterThan(floor);
+    } else {
+      const under = floors.filter(([, count, floor]) => count <= floor).map(([what, count, floor]) => `${what} ${count} (floor ${floor})`);
+      console.log(`shard sim: ${results.length} seeds, under the ${FLOOR_SEEDS} the floors need; ${under.length === 0 ? 'every floor met' : `under a floor: ${under.join(', ')}`}`);
+    }
   });
 
   it('replays a seed exactly', async () => {
