@@ -37,7 +37,7 @@ describe('held resolutions', () => {
     expect(log).toEqual(['a propose t1', 'a propose t2', 'a drain']);
     vi.advanceTimersByTime(10 * LAZY_RESOLVE_MS);
     expect(log).toHaveLength(3);
-    expect(held.counts).toEqual({ held: 2, alone: 2, passedOn: 0 });
+    expect(held.counts).toEqual({ held: 2, alone: 2, passedOn: 0, passedOnAtLoss: 0 });
     expect(held.size).toBe(0);
   });
 
@@ -97,7 +97,7 @@ describe('held resolutions', () => {
     held.hold(resolution('t2'));
     held.passAllOn();
     expect(log).toEqual(['a pass on t1', 'a pass on t2']);
-    expect(held.counts).toEqual({ held: 2, alone: 0, passedOn: 2 });
+    expect(held.counts).toEqual({ held: 2, alone: 0, passedOn: 2, passedOnAtLoss: 2 });
     expect(group.holdingCount()).toBe(0);
     vi.advanceTimersByTime(10 * LAZY_RESOLVE_MS);
     expect(log).toHaveLength(2);
@@ -109,7 +109,7 @@ describe('held resolutions', () => {
     for (const id of ['t1', 't2', 't3']) held.hold(resolution(id));
     held.flush();
     expect(log).toEqual(['a propose t1', 'a pass on t2', 'a propose t3', 'a drain']);
-    expect(held.counts).toEqual({ held: 3, alone: 0, passedOn: 1 });
+    expect(held.counts).toEqual({ held: 3, alone: 0, passedOn: 1, passedOnAtLoss: 0 });
   });
 
   it('a replica that stops drops them: nothing proposed, nothing passed on, no timer left', () => {

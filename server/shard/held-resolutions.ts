@@ -40,6 +40,8 @@ export interface HeldResolutionCounts {
   alone: number;
   /** Passed on to the next leader: the leadership ended, or Raft would not take them (a transfer under way). */
   passedOn: number;
+  /** Of passedOn, those still held when the leadership ended (passAllOn). */
+  passedOnAtLoss: number;
 }
 
 /** The holding paths of one member: an entry proposed on any of its shards takes them all along. */
@@ -85,7 +87,7 @@ export function rideAlongOf(member: object): RideAlong {
 }
 
 export class HeldResolutions {
-  readonly counts: HeldResolutionCounts = { held: 0, alone: 0, passedOn: 0 };
+  readonly counts: HeldResolutionCounts = { held: 0, alone: 0, passedOn: 0, passedOnAtLoss: 0 };
   private list: HeldResolution[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly group: RideAlong;
@@ -135,6 +137,7 @@ export class HeldResolutions {
   passAllOn(): void {
     const list = this.take();
     this.counts.passedOn += list.length;
+    this.counts.passedOnAtLoss += list.length;
     for (const held of list) this.opts.passOn(held.data);
   }
 

@@ -90,6 +90,11 @@ export interface ShardWritePathOptions {
   /** Simulation only: propose prepares whatever keys the prepared transactions hold (their replicas must refuse them). */
   unsafeProposeOverlappingPrepares?: boolean;
   /**
+   * Simulation only: told each time a resolution is held back, synchronously (the simulation ends
+   * leaderships at that moment; a poll would nearly always miss it, a hold lasting about a turn).
+   */
+  onResolutionHeld?: () => void;
+  /**
    * Resolves a cross-shard transaction prepared on this shard whose deadline passed undecided (its
    * coordinator died or is cut off): asks its primary, then resolves it here (docs/transactions.md).
    * Absent: nothing is recovered from here (a test's single shard).
@@ -222,9 +227,10 @@ type TxnHold = { readonly held: true; readonly by: readonly TxnRank[] } | { read
 const NOT_HELD: TxnHold = { held: false, aboveRevision: 0 };
 
 export class ShardWritePath {
-  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'unsafeProposeOverlappingPrepares' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn'>>;
+  private readonly opts: Required<Omit<ShardWritePathOptions, 'unsafeMutation' | 'unsafeProposeOverlappingPrepares' | 'readsElsewhere' | 'maxEntryBytes' | 'recoverTxn' | 'onResolutionHeld'>>;
   private readonly unsafeProposeOverlappingPrepares: boolean;
   private readonly recoverTxn: ((p: PreparedTxn) => Promise<void>) | null;
+  private readonly onResolutionHeld: (() => void) | null;
   /**
    * Cross-shard transactions' prepares proposed here and not applied yet, by revision, with their
    * transaction's rank (wait-die) and their share's keys. With one, or a prepared transaction in the state
@@ -308,6 +314,7 @@ export class ShardWritePath {
     this.opts = { startTimeoutMs: 500, ...options };
     this.readsElsewhere = options.readsElsewhere ?? null;
     this.maxEntryBytes = options.maxEntryBytes ?? Infinity;
+    this.onResolutionHeld = options.onResolutionHeld ?? null;
     this.mutation = options.unsafeMutation ?? null;
     this.revisions = new ShardRevisions(options.unsafeMutation ?? null);
     this.unsafeMutation = options.unsafeMutation ?? null;
@@ -491,6 +498,7 @@ export class ShardWritePath {
     if (!writesRevision(request)) {
       if ('txn_resolve' in request && request.txn_resolve && this.holdsResolution(request.txn_resolve)) {
         this.heldResolutions.hold({ data, resolve: request.txn_resolve });
+        this.onResolutionHeld?.();
         return;
       }
       // Raft may have stepped down in this very turn (a leadership handed over): passed on to whoever

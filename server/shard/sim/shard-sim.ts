@@ -40,6 +40,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { Member } from '../../member/member.ts';
+import { newMessage } from '../../raft/raft.ts';
 import { Rng } from '../../raft/rng.ts';
 import type { Entry, NodeId } from '../../raft/types.ts';
 import { SimClock, SIM_OWNER } from '../../member/sim/sim-clock.ts';
@@ -91,6 +92,8 @@ export interface ShardSimOptions {
   crossTxnDeadlineMs?: number;
   /** Per simulated ms, per shard whose leader holds resolutions back: the chance a leadership transfer starts. */
   handoverChancePerMs?: number;
+  /** Chance that a resolution held back sends one of the other replicas a late timeoutNow (default 0.25). */
+  lateTimeoutChancePerHold?: number;
   /** A deliberately broken rule in every shard leader (the checks must catch it). */
   mutation?: ShardRevisionsMutation;
   /**
@@ -155,6 +158,8 @@ export interface ShardSimResult {
   /** Resolutions the shard leaders held back to ride along, and those of them passed on to the next leader (a leadership ended or a transfer under way). */
   resolvesHeld: number;
   resolvesPassedOn: number;
+  /** Of resolvesPassedOn, those still held when their leader's leadership ended (HeldResolutions.passAllOn). */
+  resolvesPassedOnAtLoss: number;
   /** Writes a shard leader took out of its outbox to wait for transactions prepared on their shard. */
   writesParked: number;
   /**
@@ -164,6 +169,11 @@ export interface ShardSimResult {
   pastReadWritesAcked: number;
   /** Shard leadership transfers started while the leader held resolutions back (the pass-on path's fault). */
   handovers: number;
+  /**
+   * Late timeoutNows delivered to a follower while its leader held resolutions back: the follower campaigns
+   * at once, and the leader, not transferring, keeps holding until the vote request ends its leadership.
+   */
+  lateTimeouts: number;
   /** Prepares laid on a shard beside another transaction prepared there (disjoint keys), counted once per entry. */
   concurrentPrepares: number;
   /** Ordinary writes deferred at apply behind a transaction undecided on their shard, counted once per entry. */
@@ -258,13 +268,15 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const storeRng = new Rng(rng.nextUint32());
   const faultRng = new Rng(rng.nextUint32());
   const clientRng = new Rng(rng.nextUint32());
-  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, handoverChancePerMs: 0.3, crossTxnDeadlineMs: 300, maxDropRate: 0.08, writesOnTxnKeys: 0, ...options };
+  const opts = { members: 3, shards: 4, writers: 6, txnWriters: 2, crossTxnWriters: 2, readers: 2, closers: 1, healMs: 20_000, faultEveryMs: 50, handoverChancePerMs: 0.3, lateTimeoutChancePerHold: 0.25, crossTxnDeadlineMs: 300, maxDropRate: 0.08, writesOnTxnKeys: 0, ...options };
   // Its own stream, so the closers do not shift the other draws of a seed.
   const closeRng = new Rng((seed ^ 0x5bd1e995) >>> 0);
   // And the handovers theirs (they draw only when a resolution is held, which the other draws decide).
   const handoverRng = new Rng((seed ^ 0x27d4eb2f) >>> 0);
   // And which plain writes read a past revision theirs.
   const pastReadRng = new Rng((seed ^ 0x165667b1) >>> 0);
+  // And which handovers arrive as a late timeoutNow theirs.
+  const lateTimeoutRng = new Rng((seed ^ 0x3c6ef372) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, opts.maxDropRate);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
   const clock = new SimClock(START_MS);
@@ -318,9 +330,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   let crashes = 0;
   let leaderChanges = 0;
   let handovers = 0;
+  let lateTimeouts = 0;
   let concurrentPrepares = 0;
   let writesDeferred = 0;
-  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0, writesParked: 0 };
+  const pathTotals = { grantsRetried: 0, oracleRequests: 0, writesProposed: 0, closesAfterGrants: 0, closesAtFloor: 0, resolvesHeld: 0, resolvesPassedOn: 0, resolvesPassedOnAtLoss: 0, writesParked: 0 };
 
   const uninstall = clock.install();
   try {
@@ -434,7 +447,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
               txnRecoveries++;
               return inc.coordinator === null ? Promise.resolve() : inc.coordinator.recoverPrepared(p, g);
             };
-            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}), ...(opts.txnMutation === 'prepare-overlapping' || opts.txnMutation === 'prepare-over-deferred' ? { unsafeProposeOverlappingPrepares: true } : {}) });
+            const path = new ShardWritePath({ member, groupId: g, sm: inc.kv.get(g)!, oracle, readsElsewhere, recoverTxn, ...(opts.mutation ? { unsafeMutation: opts.mutation } : {}), ...(opts.txnMutation === 'prepare-overlapping' || opts.txnMutation === 'prepare-over-deferred' ? { unsafeProposeOverlappingPrepares: true } : {}), onResolutionHeld: () => onResolutionHeld(m, inc, g) });
             inc.paths.set(g, path);
             member.interceptProposals(g, (data) => path.intercept(data));
           }
@@ -459,6 +472,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         pathTotals.closesAtFloor += p.stats.closesAtFloor;
         pathTotals.resolvesHeld += p.resolveCounts.held;
         pathTotals.resolvesPassedOn += p.resolveCounts.passedOn;
+        pathTotals.resolvesPassedOnAtLoss += p.resolveCounts.passedOnAtLoss;
         pathTotals.writesParked += p.stats.writesParked;
       }
     };
@@ -812,7 +826,23 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     // A leadership handed over while its leader holds resolutions back: they never reached its log, so
     // lose() passes them on to the next leader (as a forwarded write caught the same way). Crashes alone
     // seldom end a leadership inside the short hold, and lose the held resolutions with the process.
+    // A transfer makes Raft refuse proposals at once, so the held ones are mostly passed on at their
+    // flush. So at the moment a resolution is held, a follower may also get a late timeoutNow (one sent
+    // by a transfer that timed out, held up by the network): it campaigns, skipping pre-vote and leases,
+    // while its leader goes on holding until the vote request ends its leadership mid-hold.
     const transferring = new Set<string>();
+    const MAX_LATE_TIMEOUTS = 20;
+    const onResolutionHeld = (m: SimMember, inc: Incarnation, groupId: number): void => {
+      // Also while healing: most holds come then, once the clients stop and the shards go quiet (a busy
+      // leader has writes in flight, and holds nothing). A budget keeps the healing finite.
+      if (lateTimeouts >= MAX_LATE_TIMEOUTS || m.current !== inc || !lateTimeoutRng.chance(opts.lateTimeoutChancePerHold)) return;
+      const others = live().filter((o) => o !== m && o.current?.member?.hostsGroup(groupId));
+      if (others.length === 0) return;
+      const target = others[lateTimeoutRng.nextInt(others.length)].current!;
+      lateTimeouts++;
+      const message = newMessage('timeoutNow', m.id, target.member!.memberId, inc.member!.term(groupId));
+      void clock.runAs(target.owner, () => target.member!.step([{ groupId, message }]));
+    };
     const handoverLoop = (): void => {
       if (!faultsOn) return;
       for (const m of live()) {
@@ -1117,9 +1147,11 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       writesProposed: pathTotals.writesProposed,
       resolvesHeld: pathTotals.resolvesHeld,
       resolvesPassedOn: pathTotals.resolvesPassedOn,
+      resolvesPassedOnAtLoss: pathTotals.resolvesPassedOnAtLoss,
       writesParked: pathTotals.writesParked,
       pastReadWritesAcked,
       handovers,
+      lateTimeouts,
       concurrentPrepares,
       writesDeferred,
       traceHash: (clock.traceHash ^ acks.length) >>> 0,
