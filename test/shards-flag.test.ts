@@ -27,10 +27,15 @@ describe('--shards', () => {
   it('refuses counts that are not a power of two in 1..1024 before touching the data dir', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-shards-'));
     try {
-      for (const [given, shown] of [['12', '12'], ['0', '0'], ['2048', '2048'], ['abc', 'NaN'], ['1.5', 'NaN']]) {
+      for (const given of ['12', '0', '2048']) {
         const r = await synod(['server', '--name', 'm', '--data-dir', path.join(root, 'bad'), '--shards', given]);
         expect(r.code, given).toBe(2);
-        expect(r.output).toContain(`shard count must be a power of two between 1 and 1024 (got ${shown})`);
+        expect(r.output).toContain(`shard count must be a power of two between 1 and 1024 (got ${given})`);
+      }
+      for (const given of ['abc', '1.5', '']) {
+        const r = await synod(['server', '--name', 'm', '--data-dir', path.join(root, 'bad'), '--shards', given]);
+        expect(r.code, given).toBe(2);
+        expect(r.output).toContain(`--shards must be a power of two (got ${JSON.stringify(given).replaceAll('"', '\\"')})`);
       }
       const local = await synod(['local', '--data-dir', path.join(root, 'local'), '--shards', '6']);
       expect(local.code).toBe(2);

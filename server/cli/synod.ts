@@ -19,7 +19,8 @@ const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(B
 /** `--shards` as given (undefined: not given), refused unless a power of two in 1..1024. */
 function parseShards(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const shards = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!/^\d+$/.test(text)) throw new RangeError(`--shards must be a power of two (got ${JSON.stringify(text)})`);
+  const shards = Number(text);
   validateShardCount(shards);
   return shards;
 }
