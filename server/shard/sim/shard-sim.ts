@@ -13,7 +13,8 @@
 // an outer txn — so crashes
 // hit coordinators at every step of the protocol; the shard leaders' recoverers finish what they leave.
 // Members crash (biased to the member leading most groups) and restart, partitions come and go, and a
-// shard leader holding resolutions back (to ride with its next entry) may have its leadership handed over.
+// shard leader holding resolutions back (to ride with its next entry) may have its leadership handed over,
+// or lose it to a follower that a late timeoutNow makes campaign at the moment of the hold.
 //
 // Checked:
 //   - replicas apply identical entries (same data at every index of every group) and end identical;
@@ -275,7 +276,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
   const handoverRng = new Rng((seed ^ 0x27d4eb2f) >>> 0);
   // And which plain writes read a past revision theirs.
   const pastReadRng = new Rng((seed ^ 0x165667b1) >>> 0);
-  // And which handovers arrive as a late timeoutNow theirs.
+  // And which held resolutions meet a late timeoutNow theirs.
   const lateTimeoutRng = new Rng((seed ^ 0x3c6ef372) >>> 0);
   const netFaults: NetworkFaults = randomNetworkFaults(faultRng, opts.maxDropRate);
   const oracleDropRate = faultRng.nextFloat() * 0.05;
