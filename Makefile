@@ -102,9 +102,9 @@ bench: build
 	$(NODE) bench/idle-shards.ts
 	$(NODE) bench/backup.ts
 
-# The long fault suite: bounded in time, stops by itself.
+# The long fault suite, and the cases that only it runs (SYNOD_SOAK=1): bounded in time, stops by itself.
 soak: build
-	SYNOD_SOAK=1 $(VITEST) run test/fault/
+	SYNOD_SOAK=1 $(VITEST) run test/fault/ test/sharded-remote-watch.test.ts
 
 # End to end on kind (or an existing cluster via KUBECONFIG); skips with a reason where neither exists.
 e2e: build

@@ -181,8 +181,8 @@ describe(`TEST-ONLY --experimental-test-remote-watch-shards ${REMOTE.join(',')} 
     }
   }, 180_000);
 
-  // About 6 s; in the soak (SYNOD_SOAK=1): the fault suite's subset run cuts members off with remote
-  // shards followed in its watches on every run.
+  // About 6 s; in `make soak` (SYNOD_SOAK=1), not `make test`, whose fault suite's subset run already cuts
+  // members off with remote shards followed in its watches on every run.
   it.skipIf(process.env.SYNOD_SOAK !== '1')('the member serving the remote streams is cut off from the others (its streams stay open, its replica stops): the watch moves to the other replica, every write once, in order', async () => {
     const ids = cluster.members.map((m) => memberIdFor([`http://127.0.0.1:${m.peerPort}`], 'it').toString(16));
     const block = async (i: number, peers: number[]): Promise<void> => {
