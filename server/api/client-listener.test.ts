@@ -12,10 +12,11 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** A fresh data dir (removed after the test), `suffix` below the temp dir when given. */
 function tempDataDir(suffix = ''): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-listener-test-')) + suffix;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synod-listener-test-'));
   dirs.push(dir);
-  return dir;
+  return dir + suffix;
 }
 
 /** A unary call of a method no one serves: UNIMPLEMENTED proves the call reached grpc-js through the socket. */
