@@ -194,3 +194,62 @@ describe('a write its leader appended and lost with its leadership', () => {
     for (const s of trio.stateMachines.values()) expect(s.store.range(rangeOf(Buffer.from('forwarded-key'))).kvs).toEqual([]);
   }, 30_000);
 });
+
+describe('a follower whose stream to its leader is down', () => {
+  it('refuses a write as with no leader (the transport would drop it unsent), and the write applies once the stream is up', async () => {
+    let down = false;
+    let leaderId: NodeId = 0;
+    let followerId: NodeId = 0;
+    const cutStream = (from: NodeId, to: NodeId): boolean => down && from === followerId && to === leaderId;
+    const pair = await startInProcessMembers({
+      groupId: GROUP,
+      ids: [31, 32, 33],
+      tickMs: TICK_MS,
+      electionTimeoutTicks: ELECTION_TICKS,
+      name: 'stream-down',
+      // As a real transport's flush does: what is queued for a peer whose stream is down is dropped.
+      deliver: (m) => !cutStream(m.from, m.to),
+      isConnected: (from, to) => !cutStream(from, to),
+    });
+    try {
+      const leader = await pair.leader();
+      leaderId = leader.memberId;
+      await waitFor('every member following the leader', () => [...pair.members.values()].every((m) => m.leaderId(GROUP) === leaderId));
+      const follower = [...pair.members.values()].find((m) => m !== leader)!;
+      followerId = follower.memberId;
+      const sm = pair.stateMachines.get(followerId)!;
+      down = true; // as in a member's first moments, before its stream to the leader is up
+      const put = (): { outcome: Promise<string> } => {
+        const tracked = sm.track(0); // unfenced: a peer's hello may not have come yet
+        try {
+          follower.propose(GROUP, putEntry(followerId, tracked.seq, 'through-follower', 0));
+        } catch (err) {
+          tracked.forget();
+          throw err;
+        }
+        return { outcome: tracked.outcome.then(() => 'applied', (err: { details?: string }) => `failed: ${err.details}`) };
+      };
+      expect(put).toThrow(expect.objectContaining({ name: 'NoLeaderError' }));
+      expect(follower.stats.proposalsToUnreachableLeader).toBe(1);
+      // The caller waits for a leader as the API does (whileLeaderless), trying again every 20 ms.
+      setTimeout(() => (down = false), 300);
+      const startedMs = Date.now();
+      let outcome: Promise<string> | null = null;
+      await waitFor('the write taken once the stream is up', () => {
+        try {
+          outcome = put().outcome;
+          return true;
+        } catch (err) {
+          if (err instanceof Error && err.name === 'NoLeaderError') return false;
+          throw err;
+        }
+      });
+      expect(await outcome!).toBe('applied');
+      expect(Date.now() - startedMs).toBeLessThan(3_000);
+      await waitFor('every member applied it', () => [...pair.stateMachines.values()].every((s) => s.store.range(rangeOf(Buffer.from('through-follower'))).kvs.length === 1));
+      for (const s of pair.stateMachines.values()) expect(s.store.range(rangeOf(Buffer.from('through-follower'))).kvs[0].version).toBe(1);
+    } finally {
+      await pair.stop();
+    }
+  }, 20_000);
+});

@@ -455,6 +455,8 @@ export class Member {
     forwardedProposalRetries: 0,
     forwardedProposalsPassedOn: 0,
     forwardedProposalsDropped: 0,
+    /** Proposals refused (as with no leader) because this member's stream to the leader was down. */
+    proposalsToUnreachableLeader: 0,
   };
   private readonly removedListeners: Array<(groupId: number) => void> = [];
   private readonly confListeners: Array<(groupId: number, confState: ConfState) => void> = [];
@@ -835,6 +837,15 @@ export class Member {
 
   private proposeToRaft(group: RaftGroup, data: Uint8Array): void {
     if (group.leaderId === 0) throw new NoLeaderError();
+    // A follower's proposal leaves on this member's stream to its leader, and with that stream down (not
+    // yet up after a start, or being re-dialled) the transport drops it: it would reach no log, and its
+    // client would wait out its deadline (unfenced, too, while a peer's hello is still to come). Refused
+    // as a leader unknown is, and proposed again by the caller's wait for a leader: it was never sent.
+    const leaderId = group.node.leaderId();
+    if (leaderId !== this.opts.memberId && leaderId !== 0 && this.sink?.isConnected?.(leaderId) === false) {
+      this.stats.proposalsToUnreachableLeader++;
+      throw new NoLeaderError();
+    }
     // A follower's Raft only passes a proposal on to its leader: sent now (followerPassingOnTo).
     const raftLeaderId = this.followerPassingOnTo(group);
     if (raftLeaderId !== 0) {

@@ -28,6 +28,8 @@ export interface InProcessMembersOptions {
   readonly peerApplyRules?: (id: NodeId) => number;
   /** Whether each member's sink has heard a peer's hello (MessageSink.peerHasSaidHello; default: not modelled). */
   readonly peerHasSaidHello?: (id: NodeId) => boolean;
+  /** Whether member `from`'s stream to member `to` is up (MessageSink.isConnected; default: not modelled). */
+  readonly isConnected?: (from: NodeId, to: NodeId) => boolean;
 }
 
 export interface InProcessMembers {
@@ -73,6 +75,7 @@ export async function startInProcessMembers(opts: InProcessMembersOptions): Prom
     member.setSink({
       ...(opts.peerApplyRules !== undefined ? { peerApplyRules: opts.peerApplyRules } : {}),
       ...(opts.peerHasSaidHello !== undefined ? { peerHasSaidHello: opts.peerHasSaidHello } : {}),
+      ...(opts.isConnected !== undefined ? { isConnected: (to: NodeId) => opts.isConnected!(member.memberId, to) } : {}),
       send: (groupId, message) => void queued.push({ groupId, message }),
       flush: () => {
         const out = queued;
