@@ -3,7 +3,7 @@
 import type { DecidedTxn, PreparedTxn } from '../txn/shard-txn-table.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BadTransfereeError, DeadlineError, GroupRemovedError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
+import { BadTransfereeError, DeadlineError, GroupRemovedError, LeaderUnreachableError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { encodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
@@ -37,14 +37,29 @@ const LEADER_WAIT_RETRY_MS = 20;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** `attempt` until it does not fail with NoLeaderError, or until `untilMs` (then its last error). */
-async function whileLeaderless(untilMs: number, attempt: () => void | Promise<void>): Promise<void> {
+/**
+ * `attempt` until it does not fail with NoLeaderError; gives up (with its last error) once the group has
+ * had no leader for `leaderWaitMs` in a row, or at `deadlineMs`. While a leader is named but this member's
+ * stream to it is down (LeaderUnreachableError) it waits on to the deadline: that leader is either coming
+ * back into reach (a stream still being dialled) or dead, and then replaced within an election timeout,
+ * which may be longer than the wait for a leader (a write sent to it would have waited as long, lost).
+ */
+export async function whileLeaderless(leaderWaitMs: number, deadlineMs: number, attempt: () => void | Promise<void>): Promise<void> {
+  let leaderlessSinceMs: number | null = null;
   for (;;) {
     try {
       await attempt();
       return;
     } catch (err) {
-      if (!(err instanceof NoLeaderError) || Date.now() >= untilMs) throw err;
+      if (!(err instanceof NoLeaderError)) throw err;
+      const nowMs = Date.now();
+      // Out of time while a leader was named: as a write sent to it would have ended ("request timed out").
+      if (nowMs >= deadlineMs) throw err instanceof LeaderUnreachableError ? new DeadlineError('leader unreachable') : err;
+      if (err instanceof LeaderUnreachableError) leaderlessSinceMs = null;
+      else {
+        leaderlessSinceMs ??= nowMs;
+        if (nowMs - leaderlessSinceMs >= leaderWaitMs) throw err;
+      }
     }
     await sleep(LEADER_WAIT_RETRY_MS);
   }
@@ -311,7 +326,7 @@ export class ApiContext {
    */
   private async proposeFenced(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, deadlineMs: number, leaderWaitMs: number): Promise<WriteOutcome> {
     for (;;) {
-      const tracked = await this.proposeOnceLed(groupId, sm, encode, Math.min(deadlineMs, Date.now() + leaderWaitMs));
+      const tracked = await this.proposeOnceLed(groupId, sm, encode, leaderWaitMs, deadlineMs);
       try {
         return await this.outcomeOf(tracked, Math.max(0, deadlineMs - Date.now()));
       } catch (err) {
@@ -323,12 +338,12 @@ export class ApiContext {
 
   /**
    * One attempt of proposeFenced: tracked on `sm` and proposed, fenced to the term this member sees now,
-   * waiting for a leader until `leaderWaitUntilMs`. The first try is made at once (synchronously).
+   * waiting for a leader as whileLeaderless does. The first try is made at once (synchronously).
    */
-  private async proposeOnceLed(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, leaderWaitUntilMs: number): Promise<ReturnType<KvStateMachine['track']>> {
+  private async proposeOnceLed(groupId: number, sm: KvStateMachine, encode: (seq: string, proposalTerm: number) => Uint8Array, leaderWaitMs: number, deadlineMs: number): Promise<ReturnType<KvStateMachine['track']>> {
     let tracked: ReturnType<KvStateMachine['track']> | null = null;
     let tries = 0;
-    await whileLeaderless(leaderWaitUntilMs, () => {
+    await whileLeaderless(leaderWaitMs, deadlineMs, () => {
       // The replica moved away while this waited: answered as a write waiting on a removed replica is.
       if (tries++ > 0 && !this.member.groupIds().includes(groupId)) throw new GroupRemovedError(groupId, this.member.memberId);
       const proposalTerm = this.member.proposalTerm(groupId);
@@ -356,7 +371,7 @@ export class ApiContext {
 
   /** A ReadIndex on `groupId`, waiting up to `leaderWaitMs` for a leader when the group has none. */
   private readBarrierOnceLed(groupId: number, deadlineMs: number, leaderWaitMs: number): Promise<void> {
-    return whileLeaderless(Math.min(deadlineMs, Date.now() + leaderWaitMs), () => this.member.readBarrier(groupId, deadlineMs));
+    return whileLeaderless(leaderWaitMs, deadlineMs, () => this.member.readBarrier(groupId, deadlineMs));
   }
 
   /** A proposed write's outcome, or DeadlineError after `timeoutMs`. */

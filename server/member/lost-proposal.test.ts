@@ -9,7 +9,7 @@
 //    leader's first entry, its waiter hears "leader changed" (so ApiContext proposes it again), instead
 //    of waiting out its deadline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, CONCURRENT_PREPARE_RULES, DECIDE_AT_PREPARE_RULES, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
+import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, CONCURRENT_PREPARE_RULES, DECIDE_AT_PREPARE_RULES, LeaderUnreachableError, NoLeaderError, PROPOSAL_FENCE_RULES, TXN_OP_POSITION_RULES, type Member } from './member.ts';
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -196,7 +196,7 @@ describe('a write its leader appended and lost with its leadership', () => {
 });
 
 describe('a follower whose stream to its leader is down', () => {
-  it('refuses a write as with no leader (the transport would drop it unsent), and the write applies once the stream is up', async () => {
+  it('refuses a write as its leader unreachable (the transport would drop it unsent), and the write applies once the stream is up', async () => {
     let down = false;
     let leaderId: NodeId = 0;
     let followerId: NodeId = 0;
@@ -229,7 +229,7 @@ describe('a follower whose stream to its leader is down', () => {
         }
         return { outcome: tracked.outcome.then(() => 'applied', (err: { details?: string }) => `failed: ${err.details}`) };
       };
-      expect(put).toThrow(expect.objectContaining({ name: 'NoLeaderError' }));
+      expect(put).toThrow(LeaderUnreachableError); // a NoLeaderError: the API waits for a leader
       expect(follower.stats.proposalsToUnreachableLeader).toBe(1);
       // The caller waits for a leader as the API does (whileLeaderless), trying again every 20 ms.
       setTimeout(() => (down = false), 300);
@@ -240,7 +240,7 @@ describe('a follower whose stream to its leader is down', () => {
           outcome = put().outcome;
           return true;
         } catch (err) {
-          if (err instanceof Error && err.name === 'NoLeaderError') return false;
+          if (err instanceof NoLeaderError) return false;
           throw err;
         }
       });

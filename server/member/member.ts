@@ -182,6 +182,18 @@ export class NoLeaderError extends Error {
   }
 }
 
+/**
+ * A NoLeaderError for a follower whose stream to the leader it knows is down: a leader is named (it may
+ * have just died; the group elects another within an election timeout), so a caller may wait longer for
+ * it than for a group with no leader at all.
+ */
+export class LeaderUnreachableError extends NoLeaderError {
+  constructor() {
+    super();
+    this.name = 'LeaderUnreachableError';
+  }
+}
+
 export class NotLeaderError extends Error {
   constructor() {
     super('not leader');
@@ -455,7 +467,7 @@ export class Member {
     forwardedProposalRetries: 0,
     forwardedProposalsPassedOn: 0,
     forwardedProposalsDropped: 0,
-    /** Proposals refused (as with no leader) because this member's stream to the leader was down. */
+    /** Proposal attempts refused (LeaderUnreachableError) because this member's stream to the leader was down. */
     proposalsToUnreachableLeader: 0,
   };
   private readonly removedListeners: Array<(groupId: number) => void> = [];
@@ -840,11 +852,11 @@ export class Member {
     // A follower's proposal leaves on this member's stream to its leader, and with that stream down (not
     // yet up after a start, or being re-dialled) the transport drops it: it would reach no log, and its
     // client would wait out its deadline (unfenced, too, while a peer's hello is still to come). Refused
-    // as a leader unknown is, and proposed again by the caller's wait for a leader: it was never sent.
+    // as with no leader, and proposed again by the caller's wait for a leader: it was never sent.
     const leaderId = group.node.leaderId();
     if (leaderId !== this.opts.memberId && leaderId !== 0 && this.sink?.isConnected?.(leaderId) === false) {
       this.stats.proposalsToUnreachableLeader++;
-      throw new NoLeaderError();
+      throw new LeaderUnreachableError();
     }
     // A follower's Raft only passes a proposal on to its leader: sent now (followerPassingOnTo).
     const raftLeaderId = this.followerPassingOnTo(group);
