@@ -97,11 +97,11 @@ describe.each([16, 1])('writes in flight when their leader is killed with -9 (%i
     stop = true;
     await Promise.all(writers);
     const retried = (await Promise.all(survivors.map((i) => metricSum(c, i, 'synod_proposals_retried_total')))).reduce((a, b) => a + b, 0);
-    // Refused while a survivor's stream to its leader was down, and made again (member.ts, proposeToRaft).
+    // Refused while a survivor's stream to its leader had not come up yet, and made again (member.ts, proposeToRaft).
     const refusedUnsent = (await Promise.all(survivors.map((i) => metricSum(c, i, 'synod_proposals_to_unreachable_leader_total')))).reduce((a, b) => a + b, 0);
     console.log(
       `${shards} shards, member ${victim + 1} killed: ${acked.size} puts acknowledged (${ackedBeforeKill} before the kill), ${failures.length} failed, ` +
-        `slowest put around the kill ${slowestMs} ms, ${retried} proposed again, ${refusedUnsent} refused unsent (stream to the leader down)${failures.length > 0 ? `\n  ${failures.slice(0, 10).map((f) => f.what).join('\n  ')}` : ''}`,
+        `slowest put around the kill ${slowestMs} ms, ${retried} proposed again, ${refusedUnsent} refused unsent (stream to the leader not up yet)${failures.length > 0 ? `\n  ${failures.slice(0, 10).map((f) => f.what).join('\n  ')}` : ''}`,
     );
     // No put waited out its deadline (nor the server's own request timeout, answered UNAVAILABLE "request
     // timed out"); any failure was a quick UNAVAILABLE (a group without a leader for a moment).

@@ -38,14 +38,20 @@ const LEADER_WAIT_RETRY_MS = 20;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
- * `attempt` until it does not fail with NoLeaderError; gives up (with its last error) once the group has
- * had no leader for `leaderWaitMs` in a row, or at `deadlineMs`. While a leader is named but this member's
- * stream to it is down (LeaderUnreachableError) it waits on to the deadline: that leader is either coming
- * back into reach (a stream still being dialled) or dead, and then replaced within an election timeout,
- * which may be longer than the wait for a leader (a write sent to it would have waited as long, lost).
+ * Longest a request waits for a leader that is named but out of reach (LeaderUnreachableError: this
+ * member's stream to it is down): it is coming into reach (a stream still being dialled) or dead and about
+ * to be replaced, and with a 1 s election timeout that takes 1-2 s, longer than the wait for a leader.
+ */
+const UNREACHABLE_LEADER_WAIT_MS = 2_000;
+
+/**
+ * `attempt` until it does not fail with NoLeaderError; gives up with its last error (a definite refusal:
+ * nothing was proposed) at `deadlineMs`, once the group has had no leader for `leaderWaitMs`, or once its
+ * named leader has been out of reach for UNREACHABLE_LEADER_WAIT_MS (or `leaderWaitMs`, if longer).
  */
 export async function whileLeaderless(leaderWaitMs: number, deadlineMs: number, attempt: () => void | Promise<void>): Promise<void> {
   let leaderlessSinceMs: number | null = null;
+  let unreachableSinceMs: number | null = null;
   for (;;) {
     try {
       await attempt();
@@ -53,10 +59,11 @@ export async function whileLeaderless(leaderWaitMs: number, deadlineMs: number, 
     } catch (err) {
       if (!(err instanceof NoLeaderError)) throw err;
       const nowMs = Date.now();
-      // Out of time while a leader was named: as a write sent to it would have ended ("request timed out").
-      if (nowMs >= deadlineMs) throw err instanceof LeaderUnreachableError ? new DeadlineError('leader unreachable') : err;
-      if (err instanceof LeaderUnreachableError) leaderlessSinceMs = null;
-      else {
+      if (nowMs >= deadlineMs) throw err;
+      if (err instanceof LeaderUnreachableError) {
+        unreachableSinceMs ??= nowMs;
+        if (nowMs - unreachableSinceMs >= Math.max(leaderWaitMs, UNREACHABLE_LEADER_WAIT_MS)) throw err;
+      } else {
         leaderlessSinceMs ??= nowMs;
         if (nowMs - leaderlessSinceMs >= leaderWaitMs) throw err;
       }

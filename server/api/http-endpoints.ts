@@ -117,7 +117,7 @@ export function buildRegistry(ctx: ApiContext, snapshotSend?: SendRateStats, str
   counter('synod_forwarded_proposal_retries_total', 'Forwarded shard proposals routed again after a pause because no leader was known here.', () => stats.forwardedProposalRetries);
   counter('synod_forwarded_proposals_passed_on_total', 'Forwarded proposals for a shard replica removed from this member, passed to the leader it had.', () => stats.forwardedProposalsPassedOn);
   counter('synod_forwarded_proposals_dropped_total', 'Forwarded shard proposals dropped: no leader known within the hold time, or none to pass them to.', () => stats.forwardedProposalsDropped);
-  counter('synod_proposals_to_unreachable_leader_total', 'Proposal attempts this member refused (its caller tries again) because its stream to the leader was down: the transport would have dropped them unsent.', () => stats.proposalsToUnreachableLeader);
+  counter('synod_proposals_to_unreachable_leader_total', 'Proposal attempts this member refused (its caller tries again) because its stream to the leader had not come up since it started: the transport would have dropped them unsent.', () => stats.proposalsToUnreachableLeader);
   gauge('synod_raft_first_index', 'First Raft log index still stored (the log is compacted before it).', () => status().firstIndex);
   const { backups, hashes } = slots;
   if (backups !== undefined) {

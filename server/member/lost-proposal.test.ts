@@ -196,8 +196,9 @@ describe('a write its leader appended and lost with its leadership', () => {
 });
 
 describe('a follower whose stream to its leader is down', () => {
-  it('refuses a write as its leader unreachable (the transport would drop it unsent), and the write applies once the stream is up', async () => {
+  it('refuses a write while its stream to the leader never came up (the transport would drop it unsent), and the write applies once the stream is up', async () => {
     let down = false;
+    let neverUp = false;
     let leaderId: NodeId = 0;
     let followerId: NodeId = 0;
     const cutStream = (from: NodeId, to: NodeId): boolean => down && from === followerId && to === leaderId;
@@ -210,6 +211,8 @@ describe('a follower whose stream to its leader is down', () => {
       // As a real transport's flush does: what is queued for a peer whose stream is down is dropped.
       deliver: (m) => !cutStream(m.from, m.to),
       isConnected: (from, to) => !cutStream(from, to),
+      // The leader's hello comes on the follower's stream to it: not yet, while that stream never came up.
+      peerHasSaidHello: (id) => !(neverUp && id === leaderId),
     });
     try {
       const leader = await pair.leader();
@@ -218,7 +221,17 @@ describe('a follower whose stream to its leader is down', () => {
       const follower = [...pair.members.values()].find((m) => m !== leader)!;
       followerId = follower.memberId;
       const sm = pair.stateMachines.get(followerId)!;
-      down = true; // as in a member's first moments, before its stream to the leader is up
+      // A stream that was up and went down (a leader killed) is left to the term fence: the write is sent.
+      down = true;
+      const sent = (() => {
+        const tracked = sm.track(0);
+        follower.propose(GROUP, putEntry(followerId, tracked.seq, 'sent-into-a-broken-stream', 0));
+        tracked.outcome.catch(() => undefined);
+        return tracked;
+      })();
+      expect(follower.stats.proposalsToUnreachableLeader).toBe(0);
+      sent.forget();
+      neverUp = true; // as in a member's first moments, before its stream to the leader ever came up
       const put = (): { outcome: Promise<string> } => {
         const tracked = sm.track(0); // unfenced: a peer's hello may not have come yet
         try {
@@ -232,7 +245,10 @@ describe('a follower whose stream to its leader is down', () => {
       expect(put).toThrow(LeaderUnreachableError); // a NoLeaderError: the API waits for a leader
       expect(follower.stats.proposalsToUnreachableLeader).toBe(1);
       // The caller waits for a leader as the API does (whileLeaderless), trying again every 20 ms.
-      setTimeout(() => (down = false), 300);
+      setTimeout(() => {
+        down = false;
+        neverUp = false;
+      }, 300);
       const startedMs = Date.now();
       let outcome: Promise<string> | null = null;
       await waitFor('the write taken once the stream is up', () => {
