@@ -39,8 +39,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /**
  * Longest a request waits for a leader that is named but out of reach (LeaderUnreachableError: this
- * member's stream to it is down): it is coming into reach (a stream still being dialled) or dead and about
- * to be replaced, and with a 1 s election timeout that takes 1-2 s, longer than the wait for a leader.
+ * member's stream to it has not come up since it started): it is coming into reach (a stream still being
+ * dialled) or dead and about to be replaced, and with a 1 s election timeout that takes 1-2 s, longer than
+ * the wait for a leader.
  */
 const UNREACHABLE_LEADER_WAIT_MS = 2_000;
 
