@@ -13,24 +13,22 @@ import { APPLY_RULES, BCRYPT_PASSWORD_RULES, CLUSTER_GROUP_ID, CONCURRENT_PREPAR
 import { encodeInternalRequest } from '../shard/request-codec.ts';
 import { rangeOf } from '../mvcc/types.ts';
 import type { NodeId } from '../raft/types.ts';
-import { startInProcessMembers, type InProcessMembers } from '../../test/support/in-process-members.ts';
+import { startInProcessMembers, type InProcessMembers, type InProcessMembersOptions } from '../../test/support/in-process-members.ts';
 
 const GROUP = 1;
 const TICK_MS = 20;
 const ELECTION_TICKS = 10;
 
+/** Three in-process members `ids` of `groupId` (default GROUP) at this file's timing, with a test's sink options. */
+function startThree(name: string, ids: NodeId[], opts: Partial<InProcessMembersOptions> = {}): Promise<InProcessMembers> {
+  return startInProcessMembers({ groupId: GROUP, ids, tickMs: TICK_MS, electionTimeoutTicks: ELECTION_TICKS, name, ...opts });
+}
+
 let trio: InProcessMembers;
 let cutOff: NodeId = 0;
 
 beforeAll(async () => {
-  trio = await startInProcessMembers({
-    groupId: GROUP,
-    ids: [1, 2, 3],
-    tickMs: TICK_MS,
-    electionTimeoutTicks: ELECTION_TICKS,
-    name: 'lost-proposal',
-    deliver: (m) => m.from !== cutOff && m.to !== cutOff,
-  });
+  trio = await startThree('lost-proposal', [1, 2, 3], { deliver: (m) => m.from !== cutOff && m.to !== cutOff });
 }, 20_000);
 
 afterAll(async () => {
@@ -83,14 +81,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
 describe('proposals are fenced only once every member of the group applies fences', () => {
   it('fences to the current term when every peer said so, and not at all while one has not (an older build)', async () => {
     let olderMember: NodeId = 0;
-    const mixed = await startInProcessMembers({
-      groupId: GROUP,
-      ids: [11, 12, 13],
-      tickMs: TICK_MS,
-      electionTimeoutTicks: ELECTION_TICKS,
-      name: 'fence-gate',
-      peerApplyRules: (id) => (id === olderMember ? 0 : APPLY_RULES),
-    });
+    const mixed = await startThree('fence-gate', [11, 12, 13], { peerApplyRules: (id) => (id === olderMember ? 0 : APPLY_RULES) });
     try {
       const leader = await mixed.leader();
       const term = leader.role(GROUP) === 'leader' ? leader.proposalTerm(GROUP) : -1;
@@ -107,12 +98,8 @@ describe('rules used once every member of the cluster implements them', () => {
   it('a member that says apply rules 1 gets fenced proposals, and no cross-shard prepares that decide their branch; rules 3 wait for every member too', async () => {
     let rulesOfOthers = PROPOSAL_FENCE_RULES;
     let heardFrom23 = false;
-    const cluster = await startInProcessMembers({
+    const cluster = await startThree('rules-gate', [21, 22, 23], {
       groupId: CLUSTER_GROUP_ID,
-      ids: [21, 22, 23],
-      tickMs: TICK_MS,
-      electionTimeoutTicks: ELECTION_TICKS,
-      name: 'rules-gate',
       peerApplyRules: (id) => (id === 23 ? rulesOfOthers : APPLY_RULES),
       peerHasSaidHello: (id) => id !== 23 || heardFrom23,
     });
@@ -202,12 +189,7 @@ describe('a follower whose stream to its leader is down', () => {
     let leaderId: NodeId = 0;
     let followerId: NodeId = 0;
     const cutStream = (from: NodeId, to: NodeId): boolean => down && from === followerId && to === leaderId;
-    const pair = await startInProcessMembers({
-      groupId: GROUP,
-      ids: [31, 32, 33],
-      tickMs: TICK_MS,
-      electionTimeoutTicks: ELECTION_TICKS,
-      name: 'stream-down',
+    const pair = await startThree('stream-down', [31, 32, 33], {
       // As a real transport's flush does: what is queued for a peer whose stream is down is dropped.
       deliver: (m) => !cutStream(m.from, m.to),
       isConnected: (from, to) => !cutStream(from, to),
@@ -223,12 +205,9 @@ describe('a follower whose stream to its leader is down', () => {
       const sm = pair.stateMachines.get(followerId)!;
       // A stream that was up and went down (a leader killed) is left to the term fence: the write is sent.
       down = true;
-      const sent = (() => {
-        const tracked = sm.track(0);
-        follower.propose(GROUP, putEntry(followerId, tracked.seq, 'sent-into-a-broken-stream', 0));
-        tracked.outcome.catch(() => undefined);
-        return tracked;
-      })();
+      const sent = sm.track(0);
+      sent.outcome.catch(() => undefined);
+      follower.propose(GROUP, putEntry(followerId, sent.seq, 'sent-into-a-broken-stream', 0));
       expect(follower.stats.proposalsToUnreachableLeader).toBe(0);
       sent.forget();
       neverUp = true; // as in a member's first moments, before its stream to the leader ever came up
