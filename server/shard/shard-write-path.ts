@@ -24,7 +24,7 @@
 // retries elsewhere or later); both end at their deadline. Elsewhere: forwarding between members
 // (shard-forwarder.ts), the server wiring (server/cli/shard-hosting.ts), and reads served by a follower's
 // replica (server/api/sharded-kv.ts).
-import { CONCURRENT_PREPARE_RULES, DEFERRED_WRITE_RULES, type Member } from '../member/member.ts';
+import { CONCURRENT_PREPARE_RULES, DEFERRED_WRITE_RULES, NoLeaderError, type Member } from '../member/member.ts';
 import { shareKeysMeet, shareKeysOf, type ShareKeys } from '../txn/share-keys.ts';
 import type { RangeOp, RangeResult } from '../mvcc/types.ts';
 import type { KvStateMachine, ApplyOutcome } from './kv-state-machine.ts';
@@ -1192,7 +1192,12 @@ export class ShardWritePath {
         }, Math.max(0, deadlineMs - Date.now()));
       });
     }
-    await this.opts.member.readBarrier(this.opts.groupId, deadlineMs);
+    await this.opts.member.readBarrier(this.opts.groupId, deadlineMs).catch((err: unknown) => {
+      // The leadership ended while the ReadIndex was out (a transfer, a step-down): Raft answers "no
+      // leader", which to the caller means ask the shard's leader again, as for any refusal here.
+      if (err instanceof NoLeaderError) throw new ShardNotReadyError(`shard leadership lost during the read (${err.message})`);
+      throw err;
+    });
     if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
   }
 

@@ -253,6 +253,11 @@ function snapshotOf(revision: number, requestedAtMs: number, result: RangeResult
   return { revision, requestedAtMs, kvs };
 }
 
+/** A refusal readAt may answer with: not the ready leader (ask again), or its deadline passed. */
+function isReadRefusal(err: unknown): boolean {
+  return err instanceof Error && ['ShardNotReadyError', 'ShardDeadlineError', 'DeadlineError'].includes(err.name);
+}
+
 function sameSnapshot(a: Snapshot, b: Snapshot): string | null {
   for (const [k, v] of a.kvs) {
     const w = b.kvs.get(k);
@@ -714,13 +719,17 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     const readAt = async (revision: number, deadlineMs: number): Promise<Snapshot | null> => {
       const answers: RangeResult[] = [];
       for (const g of shardGroups) {
-        const inc = leaderOf(g)?.current;
+        const m = leaderOf(g);
+        const inc = m?.current;
         const p = inc?.paths.get(g);
-        if (!inc || !p) return null;
+        if (!m || !inc || !p) return null;
         try {
           const leftMs = deadlineMs - clock.now;
           answers.push(await clock.runAs(inc.owner, () => p.readAt(ALL, revision, Date.now() + leftMs)));
-        } catch {
+        } catch (err) {
+          // readAt's contract: a replica that cannot serve says so (the caller asks the shard's leader
+          // again), or the deadline passed. Anything else reaches a client as that error, unretried.
+          if (m.current === inc && !isReadRefusal(err)) fail(`shard group ${g}: readAt at ${revision} failed with ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}, not a refusal or a deadline`);
           return null;
         }
       }
