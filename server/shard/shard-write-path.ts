@@ -56,6 +56,16 @@ export class ShardDeadlineError extends Error {
   }
 }
 
+/**
+ * A proposal Raft refused in this turn, as the write path's callers hear it: "no leader" (the leadership
+ * ended in this very turn) is this path's refusal, asking the shard's leader again; the entry reached no
+ * log. Anything else (too many requests, an entry too large) passes as it is.
+ */
+function refusalOf(err: unknown): Error {
+  if (err instanceof NoLeaderError) return new ShardNotReadyError(`shard leadership lost before the write was proposed (${err.message})`);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /** What the path needs of the oracle (OracleClient fits). */
 export interface RevisionSource {
   next(count: number, deadlineMs: number): Promise<ClientGrant>;
@@ -1057,7 +1067,7 @@ export class ShardWritePath {
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
-          q.reject(err instanceof Error ? err : new Error(String(err)));
+          q.reject(refusalOf(err));
         }
         continue;
       }
@@ -1078,7 +1088,7 @@ export class ShardWritePath {
       } catch (err) {
         tracked.forget();
         this.revisions.abandon(revision);
-        q.reject(err instanceof Error ? err : new Error(String(err)));
+        q.reject(refusalOf(err));
         continue;
       }
       this.stats.writesProposed++;

@@ -57,6 +57,7 @@ import { KvStateMachine, writeKeysOf } from '../kv-state-machine.ts';
 import { shareKeysMeet, shareKeysOf, type ShareKeys } from '../../txn/share-keys.ts';
 import { decodeInternalRequest, revisionOf, type InternalRequestBody } from '../request-codec.ts';
 import { ShardNotReadyError, ShardWritePath, type ReadsElsewhere } from '../shard-write-path.ts';
+import { isProposalLost } from '../proposal-fence.ts';
 import { planTxnReads } from '../txn-reads.ts';
 import { txnOpFromWire } from '../../etcd/convert.ts';
 import type { TxnResult } from '../../mvcc/types.ts';
@@ -253,9 +254,12 @@ function snapshotOf(revision: number, requestedAtMs: number, result: RangeResult
   return { revision, requestedAtMs, kvs };
 }
 
-/** A refusal readAt may answer with: not the ready leader (ask again), or its deadline passed. */
-function isReadRefusal(err: unknown): boolean {
-  return err instanceof Error && ['ShardNotReadyError', 'ShardDeadlineError', 'DeadlineError'].includes(err.name);
+/**
+ * What the write path may answer besides an outcome: not the ready leader (ask again), too many requests,
+ * a proposal known lost with its leadership ("leader changed": it can no longer apply), or a deadline.
+ */
+function isRefusal(err: unknown): boolean {
+  return isProposalLost(err) || (err instanceof Error && ['ShardNotReadyError', 'TooManyRequestsError', 'ShardDeadlineError', 'DeadlineError'].includes(err.name));
 }
 
 function sameSnapshot(a: Snapshot, b: Snapshot): string | null {
@@ -563,6 +567,16 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
 
     const live = (): SimMember[] => members.filter((m) => m.current?.member);
     const leaderOf = (g: number): SimMember | undefined => live().find((m) => m.current!.member!.role(g) === 'leader');
+    /**
+     * The write path's contract (shard-write-path.ts): a replica that cannot serve says so (ShardNotReadyError:
+     * the caller asks the shard's leader again), Raft's back-pressure passes as it is, or the deadline
+     * passed. Anything else reaches a client as that error, unretried. A crashed incarnation's answers are
+     * not looked at: a killed process answers nothing.
+     */
+    const expectRefusal = (what: string, m: SimMember, inc: Incarnation, err: unknown): void => {
+      if (m.current !== inc || isRefusal(err)) return;
+      fail(`${what} failed with ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}, not a refusal or a deadline`);
+    };
 
     // ---- writers ----
     let clientsOn = true;
@@ -580,7 +594,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const leader = leaderOf(group);
       const inc = leader?.current;
       const p = inc?.paths.get(group);
-      if (!inc || !p) return;
+      if (!leader || !inc || !p) return;
       const put = { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false };
       // Some as a txn that also reads its key at revision 1 (a past revision), which its replicas cannot
       // defer beside a transaction: it waits for every one prepared on its shard. (Drawn in those runs only,
@@ -595,7 +609,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
             acks.push({ key, value, revision: o.revision, group, ackAtMs: clock.now });
             if (readsThePast) pastReadWritesAcked++;
           },
-          () => {},
+          (err: unknown) => expectRefusal(`a write of ${key} on shard group ${group}`, leader, inc, err),
         ),
       );
     };
@@ -604,9 +618,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
       const key = `x${w}-${++written}`;
       const value = `t${w}-${written}`;
       const group = slotMap.shardOf(slotOf(Buffer.from(key))) + 1;
-      const inc = leaderOf(group)?.current;
+      const leader = leaderOf(group);
+      const inc = leader?.current;
       const p = inc?.paths.get(group);
-      if (!inc || !p) return;
+      if (!leader || !inc || !p) return;
       const putOp = { key: Buffer.from(key, 'latin1'), value: Buffer.from(value, 'latin1'), lease: '0', prev_kv: false, ignore_value: false, ignore_lease: false };
       const countAll = { key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true };
       const body = { txn: { compare: [], success: [{ request_put: putOp }, { request_range: countAll }], failure: [] } } as unknown as InternalRequestBody;
@@ -618,7 +633,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
             const counted = r.responses[1]?.type === 'range' ? r.responses[1].range.count : -1;
             txnAcks.push({ key, revision: o.revision, count: counted });
           },
-          () => {},
+          (err: unknown) => expectRefusal(`a txn putting ${key} on shard group ${group}`, leader, inc, err),
         ),
       );
     };
@@ -729,7 +744,7 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
         } catch (err) {
           // readAt's contract: a replica that cannot serve says so (the caller asks the shard's leader
           // again), or the deadline passed. Anything else reaches a client as that error, unretried.
-          if (m.current === inc && !isReadRefusal(err)) fail(`shard group ${g}: readAt at ${revision} failed with ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}, not a refusal or a deadline`);
+          expectRefusal(`shard group ${g}: readAt at ${revision}`, m, inc, err);
           return null;
         }
       }
