@@ -114,7 +114,10 @@ export async function runFaultTest(o: FaultRunOptions): Promise<FaultRunReport> 
     const linearizability = checkLinearizability(reconciled.history, { timeoutMs: 60_000, revisionDomain });
     // A member that crashed is a failure even when the others carried the run.
     const crashes = cluster.cluster.crashes.map((c) => `member crashed: ${c}`);
-    const violations = [...crashes, ...historyViolations, ...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
+    // Faults end requests with etcd's statuses (no leader, timed out, leader changed...), never with an
+    // internal error a client cannot act on.
+    const internal = cluster.cluster.unexpectedRequestFailures().map((f) => `a request failed unexpectedly (an internal error to its client): ${f}`);
+    const violations = [...crashes, ...internal, ...historyViolations, ...reconciled.violations, ...linearizability.violations, ...(bankReport?.violations ?? [])];
     watchers.forEach((w, i) => {
       const own = references.get(w.prefix)!;
       const until = own.at(-1)?.revision ?? 0;

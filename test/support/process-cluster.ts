@@ -262,6 +262,29 @@ export class ProcessCluster {
     }
   }
 
+  /**
+   * Every request a member answered with an internal error (the API's "request failed unexpectedly": a
+   * failure no etcd status covers), as "m1: <error>", from every incarnation's log.
+   */
+  unexpectedRequestFailures(): string[] {
+    const out: string[] = [];
+    for (const m of this.members) {
+      if (!fs.existsSync(m.logFile)) continue;
+      for (const line of fs.readFileSync(m.logFile, 'utf8').split('\n')) {
+        if (!line.includes('"msg":"request failed unexpectedly"')) continue;
+        let err = line;
+        try {
+          const parsed = JSON.parse(line) as { err?: { type?: string; message?: string } };
+          err = `${parsed.err?.type ?? 'Error'}: ${parsed.err?.message ?? '(no message)'}`;
+        } catch {
+          // a line cut short by a kill: shown as it is
+        }
+        out.push(`${m.name}: ${err}`);
+      }
+    }
+    return out;
+  }
+
   tailLogs(lines = 15): string {
     return this.members
       .map((m) => {
