@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import pino from 'pino';
-import { Member, NoLeaderError, TooManyRequestsError, type GroupStateMachine, type UnsafeMutation } from '../member.ts';
+import { DeadlineError, Member, NoLeaderError, TooManyRequestsError, type GroupStateMachine, type UnsafeMutation } from '../member.ts';
 import { KvStateMachine } from '../../shard/kv-state-machine.ts';
 import { ApiContext, DEFAULT_LIMITS } from '../../api/context.ts';
 import { Rng } from '../../raft/rng.ts';
@@ -405,7 +405,10 @@ export async function runMemberSim(seed: number, options: MemberSimOptions): Pro
           // Refused before it was proposed: safe to send again (elsewhere).
           if (err instanceof NoLeaderError || err instanceof TooManyRequestsError) retry(key, value, triesLeft, onAck);
           else if ((err as { details?: unknown }).details === 'etcdserver: leader changed') lostAnswered.push({ key, value, by: m.id });
-          else indeterminate++;
+          else if (err instanceof DeadlineError) indeterminate++;
+          // A write ends applied, refused, lost or at its deadline; anything else would reach its client
+          // as an internal error. A killed process answers nothing, so its incarnation's errors are not looked at.
+          else if (m.current === inc) fail(`a put of ${key} through member ${m.id} failed with ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}, not an outcome a client can act on`);
         },
       );
     };
