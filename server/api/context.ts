@@ -3,7 +3,7 @@
 import type { DecidedTxn, PreparedTxn } from '../txn/shard-txn-table.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { BadTransfereeError, DeadlineError, GroupRemovedError, LeaderUnreachableError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
+import { BadTransfereeError, DeadlineError, GroupRemovedError, LeaderUnreachableError, MemberStoppedError, NoLeaderError, NotLeaderError, TooManyRequestsError, type Member } from '../member/member.ts';
 import type { KvStateMachine, ApplyOutcome } from '../shard/kv-state-machine.ts';
 import { ETCD_ERRORS, grpcError } from '../etcd/errors.ts';
 import { encodeInternalRequest, type InternalRequestBody, type LeaseGeneration } from '../shard/request-codec.ts';
@@ -444,9 +444,10 @@ export function toServiceError(err: unknown, logger: Logger): grpc.ServiceError 
     return err as grpc.ServiceError;
   }
   if (err instanceof NoLeaderError) return grpcError(ETCD_ERRORS.NO_LEADER);
-  // A shard replica removed from this member while a request waited on it (it moved away): etcd's
-  // answer when the member serving a request stops under it, whose outcome the client cannot know.
-  if (err instanceof GroupRemovedError) return grpcError(ETCD_ERRORS.STOPPED);
+  // A shard replica removed from this member while a request waited on it (it moved away), or the member
+  // itself stopping (removed from the cluster, shutting down): etcd's answer when the member serving a
+  // request stops under it, whose outcome the client cannot know.
+  if (err instanceof GroupRemovedError || err instanceof MemberStoppedError) return grpcError(ETCD_ERRORS.STOPPED);
   if (err instanceof DeadlineError) return grpcError(ETCD_ERRORS.TIMEOUT);
   if (err instanceof TooManyRequestsError) return grpcError(ETCD_ERRORS.REQUEST_TOO_MANY_REQUESTS);
   if (err instanceof NotLeaderError) return grpcError(ETCD_ERRORS.NOT_LEADER);

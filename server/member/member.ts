@@ -216,6 +216,17 @@ export class GroupRemovedError extends Error {
   }
 }
 
+/**
+ * This member is stopping (its process shutting down, or removed from the cluster): what waited on it
+ * gets no answer from it. etcd's "server stopped" to a client, whose outcome it cannot know.
+ */
+export class MemberStoppedError extends Error {
+  constructor(what: string) {
+    super(`member ${what}`);
+    this.name = 'MemberStoppedError';
+  }
+}
+
 export class DeadlineError extends Error {
   constructor(what: string) {
     super(`${what} timed out`);
@@ -548,7 +559,7 @@ export class Member {
   addGroup(g: GroupOptions): void {
     if (this.groups.has(g.groupId)) throw new Error(`group ${g.groupId} already hosted`);
     if (this.removing.has(g.groupId)) throw new Error(`group ${g.groupId} is still being removed from this member`);
-    if (this.stopped) throw new Error('member stopped');
+    if (this.stopped) throw new MemberStoppedError('stopped');
     this.formerLeaders.delete(g.groupId);
     const { loaded } = g;
     // The log up to `applied` was left unread (too large to be worth holding, see
@@ -621,7 +632,7 @@ export class Member {
    */
   async removeGroup(groupId: number): Promise<void> {
     if (groupId === CLUSTER_GROUP_ID) throw new Error('the cluster group cannot be removed from a running member');
-    if (this.stopped) throw new Error('member stopped');
+    if (this.stopped) throw new MemberStoppedError('stopped');
     const group = this.mustGroup(groupId);
     this.groups.delete(groupId);
     group.removed = true;
@@ -686,8 +697,8 @@ export class Member {
       for (const group of this.groups.values()) group.appliedPersisted = group.appliedQueued;
     }
     for (const group of this.groups.values()) {
-      for (const w of group.queuedReads) w.reject(new Error('member stopping'));
-      for (const round of group.readRounds.values()) for (const w of round.waiters) w.reject(new Error('member stopping'));
+      for (const w of group.queuedReads) w.reject(new MemberStoppedError('stopping'));
+      for (const round of group.readRounds.values()) for (const w of round.waiters) w.reject(new MemberStoppedError('stopping'));
       for (const point of group.points) await this.releasePoint(point);
       group.points = [];
     }
