@@ -11,7 +11,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { MemberDb } from '../storage/member-db.ts';
-import { APPLY_RULES, Member, TransferTargetGoneError } from '../member/member.ts';
+import { APPLY_RULES, Member, MemberStoppedError, TransferTargetGoneError } from '../member/member.ts';
 import { DEFAULT_BCRYPT_COST } from '../auth/password.ts';
 import { BACKUPS_AT_ONCE, BACKUPS_WAITING, HASHES_AT_ONCE, HASHES_WAITING, WorkSlots } from '../api/work-slots.ts';
 import { PeerTransport } from '../transport/peer-transport.ts';
@@ -575,7 +575,7 @@ function stopper(p: StopParts): () => Promise<void> {
       p.sharding?.stop();
       p.shardChannels?.close();
       await p.member.stop();
-      p.sm.failAll(new Error('server stopping'));
+      p.sm.failAll(new MemberStoppedError('stopping (the server is shutting down)'));
       await p.transport.stop();
       await Promise.all(p.listeners.map((l) => l.close()));
       for (const c of p.certificates) c?.close();

@@ -711,6 +711,10 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
           (err: unknown) => {
             done();
             inc.coordinating--;
+            // A coordinator's failures reach its client: a refusal, a deadline (its oracle's too), or a
+            // status chosen for the client (a gRPC code: too old for the fence horizon, too large...).
+            const chosen = typeof (err as { code?: unknown }).code === 'number' || (err instanceof Error && err.name === 'OracleDeadlineError');
+            if (!chosen) expectRefusal(`cross-shard txn ${value}`, coordinatorMember, inc, err);
           },
         ),
       );
