@@ -298,8 +298,17 @@ export class ProcessCluster {
     await Promise.all(this.members.map((_, i) => this.signal(i, 'SIGKILL')));
   }
 
+  /**
+   * Stops every member and deletes the data. Fails when a member answered any request with an internal
+   * error ("request failed unexpectedly"): whatever a test does, every request must end in a status a
+   * client can act on (etcd's, where etcd has one). SYNOD_KEEP_TEST_DATA=1 keeps the logs to look at.
+   */
   async destroy(): Promise<void> {
     await this.stop();
+    const internal = this.unexpectedRequestFailures();
     if (!process.env.SYNOD_KEEP_TEST_DATA) fs.rmSync(this.rootDir, { recursive: true, force: true });
+    if (internal.length > 0) {
+      throw new Error(`members answered ${internal.length} request(s) with an internal error ("request failed unexpectedly"):\n${internal.slice(0, 10).join('\n')}`);
+    }
   }
 }
