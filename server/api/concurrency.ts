@@ -23,6 +23,14 @@ export class SessionExpiredError extends Error {
  * UNKNOWN with etcd's text (even for "etcdserver: requested lease not found"). Same here.
  */
 export function asUnknownStatus(err: unknown, ctx: ApiContext): grpc.ServiceError {
+  if (err instanceof SessionExpiredError) {
+    // The contender's key vanished while it waited (its lease ended): etcd's concurrency.ErrSessionExpired.
+    const e = new Error(err.message) as grpc.ServiceError;
+    e.code = grpc.status.UNKNOWN;
+    e.details = err.message;
+    e.metadata = new grpc.Metadata();
+    return e;
+  }
   if (err instanceof WaitCancelledError) {
     // The client went away or its deadline passed; nobody reads this answer.
     const e = new Error('canceled') as grpc.ServiceError;

@@ -5,6 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { ApiContext } from './context.ts';
 import { OTHER_ERRORS, grpcError } from '../etcd/errors.ts';
 import {
+  SessionExpiredError,
   asUnknownStatus,
   contenderKey,
   contenderPrefix,
@@ -62,7 +63,8 @@ export function electionService(ctx: ApiContext): grpc.UntypedServiceImplementat
       if (!out.result.succeeded) {
         // Campaigning again with the same lease keeps the place and updates the value (as etcd).
         const existing = await getKey(kv, key);
-        if (!existing) throw new Error('campaign key vanished');
+        // Gone since the txn found it: its lease ended meanwhile, as Lock's enqueue sees it.
+        if (!existing) throw new SessionExpiredError();
         myRevision = existing.createRevision;
         if (!existing.value.equals(value)) await kv.txn({ compare: [], success: [putOp(key, value, '0', true)], failure: [] });
       }

@@ -24,9 +24,6 @@ interface LockRequest {
   lease: string;
 }
 
-/** etcd's concurrency.ErrSessionExpired text, which v3lock returns as status UNKNOWN. */
-const SESSION_EXPIRED = { code: 2, message: 'session expired' };
-
 /**
  * Takes (or re-finds) the contender's key and returns its create revision. A contender that calls
  * Lock again with the same lease keeps its place in the queue.
@@ -69,7 +66,7 @@ export function lockService(ctx: ApiContext): grpc.UntypedServiceImplementation 
           if (created && !(err instanceof SessionExpiredError)) {
             deleteKey(kv, key).catch(() => undefined);
           }
-          callback(err instanceof SessionExpiredError ? grpcError(SESSION_EXPIRED) : asUnknownStatus(err, ctx));
+          callback(asUnknownStatus(err, ctx));
         },
       );
     },

@@ -3,8 +3,9 @@
 // only a failure nothing covers becomes INTERNAL (and is logged: the fault suites count those as bugs).
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
-import { toServiceError } from './context.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { toServiceError, type ApiContext } from './context.ts';
+import { SessionExpiredError, asUnknownStatus } from './concurrency.ts';
 import { DeadlineError, GroupRemovedError, LeaderUnreachableError, MemberStoppedError, NoLeaderError, TooManyRequestsError } from '../member/member.ts';
 import { ShardDeadlineError, ShardNotReadyError } from '../shard/shard-write-path.ts';
 import { proposalLostError } from '../shard/proposal-fence.ts';
@@ -33,5 +34,21 @@ describe('toServiceError', () => {
 
   it('anything else is INTERNAL with its message', () => {
     expect(heard(new Error('something unforeseen'))).toEqual({ code: grpc.status.INTERNAL, details: 'something unforeseen' });
+  });
+});
+
+describe('asUnknownStatus (Lock and Election, whose errors etcd returns as UNKNOWN)', () => {
+  it('a contender whose lease ended hears etcd\'s "session expired", and nothing is logged as unexpected', () => {
+    const error = vi.fn();
+    const ctx = { logger: { error } } as unknown as ApiContext;
+    const e = asUnknownStatus(new SessionExpiredError(), ctx);
+    expect({ code: e.code, details: e.details }).toEqual({ code: grpc.status.UNKNOWN, details: 'session expired' });
+    expect(error).not.toHaveBeenCalled();
+  });
+
+  it('keeps etcd\'s text for the rest, with status UNKNOWN', () => {
+    const ctx = { logger: silent } as unknown as ApiContext;
+    const e = asUnknownStatus(new NoLeaderError(), ctx);
+    expect({ code: e.code, details: e.details }).toEqual({ code: grpc.status.UNKNOWN, details: 'etcdserver: no leader' });
   });
 });
