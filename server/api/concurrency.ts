@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { rangeOf, type KeyValue, type TxnResult } from '../mvcc/types.ts';
 import { toServiceError, type ApiContext } from './context.ts';
 import type { TxnRequest, WireRequestOp } from '../etcd/wire-types.ts';
+import { grpcError } from '../etcd/errors.ts';
 import { WaitCancelledError, type ContenderKv } from './contender-kv.ts';
 
 /** Thrown when the contender's own key vanished while it waited (its lease ended). */
@@ -23,14 +24,8 @@ export class SessionExpiredError extends Error {
  * UNKNOWN with etcd's text (even for "etcdserver: requested lease not found"). Same here.
  */
 export function asUnknownStatus(err: unknown, ctx: ApiContext): grpc.ServiceError {
-  if (err instanceof SessionExpiredError) {
-    // The contender's key vanished while it waited (its lease ended): etcd's concurrency.ErrSessionExpired.
-    const e = new Error(err.message) as grpc.ServiceError;
-    e.code = grpc.status.UNKNOWN;
-    e.details = err.message;
-    e.metadata = new grpc.Metadata();
-    return e;
-  }
+  // The contender's key vanished while it waited (its lease ended): etcd's concurrency.ErrSessionExpired.
+  if (err instanceof SessionExpiredError) return grpcError({ code: grpc.status.UNKNOWN, message: err.message });
   if (err instanceof WaitCancelledError) {
     // The client went away or its deadline passed; nobody reads this answer.
     const e = new Error('canceled') as grpc.ServiceError;

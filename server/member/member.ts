@@ -866,8 +866,8 @@ export class Member {
     // not even fenced (the leader's hello, with its apply rules, has not come), so its client waited out
     // its deadline. Refused as with no leader, and proposed again by the caller's wait for a leader: it
     // was never sent. A stream that was up and went down (a leader killed) is left to the fence: the next
-    // leader's term decides what was sent into it (the member simulation, with streams modelled, timed
-    // out twice as many proposals when those were refused too; not understood yet).
+    // leader's term decides what was sent into it (refusing those too moved writes onto members that then
+    // installed snapshots, which leaves their outcome unknown: docs/architecture.md).
     const leaderId = group.node.leaderId();
     if (leaderId !== this.opts.memberId && leaderId !== 0 && this.sink?.isConnected?.(leaderId) === false && this.sink.peerHasSaidHello?.(leaderId) === false) {
       this.stats.proposalsToUnreachableLeader++;

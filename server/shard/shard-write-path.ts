@@ -57,12 +57,12 @@ export class ShardDeadlineError extends Error {
 }
 
 /**
- * A proposal Raft refused in this turn, as the write path's callers hear it: "no leader" (the leadership
- * ended in this very turn) is this path's refusal, asking the shard's leader again; the entry reached no
- * log. Anything else (too many requests, an entry too large) passes as it is.
+ * A Raft call that failed `when` (a proposal, a ReadIndex), as the write path's callers hear it: "no
+ * leader" (the leadership ended meanwhile) is this path's refusal, asking the shard's leader again; nothing
+ * reached a log. Anything else (too many requests, an entry too large, a deadline) passes as it is.
  */
-function refusalOf(err: unknown): Error {
-  if (err instanceof NoLeaderError) return new ShardNotReadyError(`shard leadership lost before the write was proposed (${err.message})`);
+function refusalOf(err: unknown, when: string): Error {
+  if (err instanceof NoLeaderError) return new ShardNotReadyError(`shard leadership lost ${when} (${err.message})`);
   return err instanceof Error ? err : new Error(String(err));
 }
 
@@ -1067,7 +1067,7 @@ export class ShardWritePath {
           q.resolve({ revision, result: null });
         } catch (err) {
           this.revisions.abandon(revision);
-          q.reject(refusalOf(err));
+          q.reject(refusalOf(err, 'before the write was proposed'));
         }
         continue;
       }
@@ -1088,7 +1088,7 @@ export class ShardWritePath {
       } catch (err) {
         tracked.forget();
         this.revisions.abandon(revision);
-        q.reject(refusalOf(err));
+        q.reject(refusalOf(err, 'before the write was proposed'));
         continue;
       }
       this.stats.writesProposed++;
@@ -1202,11 +1202,9 @@ export class ShardWritePath {
         }, Math.max(0, deadlineMs - Date.now()));
       });
     }
+    // The leadership may end while the ReadIndex is out (a transfer, a step-down).
     await this.opts.member.readBarrier(this.opts.groupId, deadlineMs).catch((err: unknown) => {
-      // The leadership ended while the ReadIndex was out (a transfer, a step-down): Raft answers "no
-      // leader", which to the caller means ask the shard's leader again, as for any refusal here.
-      if (err instanceof NoLeaderError) throw new ShardNotReadyError(`shard leadership lost during the read (${err.message})`);
-      throw err;
+      throw refusalOf(err, 'during the read');
     });
     if (this.stopped || this.revisions.leaderTerm !== term || this.leadingTerm() !== term) throw new ShardNotReadyError('shard leadership lost during the read');
   }

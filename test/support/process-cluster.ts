@@ -263,8 +263,9 @@ export class ProcessCluster {
   }
 
   /**
-   * Every request a member answered with an internal error (the API's "request failed unexpectedly": a
-   * failure no etcd status covers), as "m1: <error>", from every incarnation's log.
+   * Every request a member answered with an internal error (the line toServiceError in
+   * server/api/context.ts logs for a failure no etcd status covers, matched by its text here so that this
+   * module stays free of the server's), as "m1: <error>", from every incarnation's log.
    */
   unexpectedRequestFailures(): string[] {
     const out: string[] = [];

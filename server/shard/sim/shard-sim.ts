@@ -568,10 +568,9 @@ export async function runShardSim(seed: number, options: ShardSimOptions): Promi
     const live = (): SimMember[] => members.filter((m) => m.current?.member);
     const leaderOf = (g: number): SimMember | undefined => live().find((m) => m.current!.member!.role(g) === 'leader');
     /**
-     * The write path's contract (shard-write-path.ts): a replica that cannot serve says so (ShardNotReadyError:
-     * the caller asks the shard's leader again), Raft's back-pressure passes as it is, or the deadline
-     * passed. Anything else reaches a client as that error, unretried. A crashed incarnation's answers are
-     * not looked at: a killed process answers nothing.
+     * The write path's contract (shard-write-path.ts): it fails only as isRefusal allows. Anything else
+     * reaches a client as that error, unretried. A crashed incarnation's answers are not looked at: a
+     * killed process answers nothing.
      */
     const expectRefusal = (what: string, m: SimMember, inc: Incarnation, err: unknown): void => {
       if (m.current !== inc || isRefusal(err)) return;
