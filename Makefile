@@ -55,26 +55,28 @@ run: build
 run-tls: build
 	$(NODE) server/cli/synod.ts local --tls --client-cert-auth --data-dir data-tls
 
-# The lanes of vitest.config.ts, one vitest run each: process and light together (two files at a time
-# each), then exclusive one file at a time (vitest sizes one fork pool for every project of a run, so
-# only a run of its own keeps them alone), with the sims beside both from the start at the lowest
-# priority: they run on simulated time and only take the CPU the other lanes leave idle (waiting out
-# leases, elections, fsyncs), which the scheduler hands back to a test process the moment it wakes; what
-# they did not finish beside the first lanes they finish beside the exclusive one. Their output is printed
-# after the exclusive lane's. A failing lane does not stop the next: every test runs and the target
-# fails at the end, repeating which tests failed and why (scripts/test-failures.ts, from each lane's JSON
-# report and log): CI keeps only the tail of the output. The typecheck (~15 s of CPU) runs beside the
-# exclusive lane too, at the lowest priority like the sims: beside the first lane, which keeps both cores
-# busy, it only lengthened it.
+# The lanes of vitest.config.ts, one vitest run each. `process` first, alone at normal priority (two files
+# at a time: their clusters mostly wait, and both cores stay ~92% busy); then `exclusive`, one file at a
+# time (vitest sizes one fork pool for every project of a run, so only a run of its own keeps them alone).
+# Beside them, under `nice -n 19`, the work that needs no CPU on time: `sims` from the start (simulated
+# time; they take the CPU the other lanes leave idle — waiting out leases, elections, fsyncs — which the
+# scheduler hands back to a test process the moment it wakes), and `light` (small in-process tests) and the
+# typecheck beside `exclusive`, whose files mostly wait and leave a core idle. Their output is printed
+# after the exclusive lane's. A failing lane does not stop the next: every test runs and the target fails
+# at the end, repeating which tests failed and why (scripts/test-failures.ts, from each lane's JSON report
+# and log): CI keeps only the tail of the output.
 test: install
 	@out=$$(mktemp -d); failed=''; \
 	report() { echo --reporter=default --reporter=json --outputFile.json=$$out/$$1.json; }; \
 	nice -n 19 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
-	$(VITEST) run --project process --project light $$(report process-light) 2>&1 \
-	  | tee $$out/process-light.log || failed="$$failed process-light"; \
+	$(VITEST) run --project process $$(report process) 2>&1 \
+	  | tee $$out/process.log || failed="$$failed process"; \
+	nice -n 19 $(VITEST) run --project light $$(report light) > $$out/light.log 2>&1 & light=$$!; \
 	nice -n 19 $(TSC) --noEmit -p . & typecheck=$$!; \
 	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 $$(report exclusive) 2>&1 \
 	  | tee $$out/exclusive.log || failed="$$failed exclusive"; \
+	wait $$light || failed="$$failed light"; \
+	cat $$out/light.log; \
 	wait $$sims || failed="$$failed sims"; \
 	cat $$out/sims.log; \
 	wait $$typecheck || failed="$$failed typecheck"; \

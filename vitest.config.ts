@@ -2,31 +2,31 @@ import { defineConfig } from 'vitest/config';
 import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 
 // `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine,
-// `make test` runs them as three vitest runs (process + light, then exclusive with --maxWorkers 1, and
-// sims at the lowest priority beside both from the start): one run sizes one fork pool for all its
-// projects, so only a run of its own keeps the exclusive files alone.
-//  - process (forks, two at a time, group 0, first): every file under test/ that starts real server
-//    processes or, in test/checker, checks histories, except the exclusive ones below. Their clusters
-//    mostly wait (elections, leases, the scenario's pauses, etcdctl), so two at a time take about half
-//    the time of one after another (8 of the longest files: 374 s one by one, 164 s in pairs, all
-//    passing). What they assert is correctness, with deadlines far above a busy turn.
-//  - light (threads, up to two at a time, group 0, beside process): the other in-process tests, small,
-//    or mostly waiting (DNS and reconnect backoff, a bundled operator idling).
-//  - exclusive (forks, one at a time, group 1, alone): the files whose assertions measure time or
-//    resources — heartbeat gaps, restart to ready, RSS, put latency during moves, a lock handed over
+// `make test` runs them as four vitest runs: process alone at normal priority, then exclusive alone with
+// --maxWorkers 1; sims under `nice -n 19` beside both from the start, and light under `nice -n 19` beside
+// exclusive. One run sizes one fork pool for all its projects, so only a run of its own keeps the
+// exclusive files alone. A plain `vitest run` (one run of every project) runs process and light first,
+// then exclusive alone, then sims (groupOrder).
+//  - process (forks, two at a time, first): every file under test/ that starts real server processes or,
+//    in test/checker, checks histories, except the exclusive ones below. Their clusters mostly wait
+//    (elections, leases, the scenario's pauses, etcdctl), so two at a time take about half the time of one
+//    after another (8 of the longest files: 374 s one by one, 164 s in pairs, all passing). What they
+//    assert is correctness, with deadlines far above a busy turn. Both cores stay ~92% busy.
+//  - exclusive (forks, one at a time, alone at normal priority): the files whose assertions measure time
+//    or resources — heartbeat gaps, restart to ready, RSS, put latency during moves, a lock handed over
 //    within a lease's TTL, a new leader within seconds, the checker's speed — and the in-process files
-//    whose real 20 ms Raft ticks need the CPU on time. Nothing else runs meanwhile at normal priority:
-//    beside the light lane, restart to ready took 9.6 s instead of 3.
-//  - sims (threads, group 2): the CPU-bound simulations and property tests, two at a time. `make test`
-//    runs them from the start under `nice -n 19`, beside the other lanes, so they take only the CPU those
-//    leave idle. They run on simulated time, so sharing the cores changes how long they take, not what
-//    they check; hence their generous timeout. What they cost the exclusive files (fresh clones, the same
-//    afternoon): restart to ready 1.63–1.71 s alone, 2.05 s beside them (limit 5 s); the whole `make test`
-//    15m06s–15m35s with the sims after the exclusive lane, 14m11s beside it. Since 2026-12-07 they start
-//    beside the first lanes too: three fresh clones' `make test` took 14m36s–15m05s (lanes of 562–593 s
-//    and 253–287 s, npm install ~50 s, the sims 646–680 s beside them), against 16m40s–17m40s with them
-//    beside the exclusive lane only (lanes of 638–720 s and 336–346 s; more tests since the 14m11s above).
-//    At the limit: a new slow file needs time found elsewhere.
+//    whose real 20 ms Raft ticks need the CPU on time. Beside the light lane at normal priority, restart
+//    to ready took 9.6 s instead of 3; beside it at nice 19, 2.5 s instead of 1.7 (limit 5 s).
+//  - light (threads, two at a time): the other in-process tests, small, or mostly waiting (DNS and
+//    reconnect backoff, a bundled operator idling): ~185 CPU-seconds, which the exclusive files, mostly
+//    waiting, leave idle. Beside process at normal priority they lengthened it by ~165 s (2026-12-07:
+//    `make test` 17m50s with light there, 16m29s with light beside exclusive).
+//  - sims (threads, two at a time): the CPU-bound simulations and property tests. They run on simulated
+//    time, so sharing the cores changes how long they take, not what they check; hence their generous
+//    timeout. Beside process at nice 19 they still lengthen it (658 s against 592 alone), yet less than
+//    they take alone (131 s, 237 CPU-seconds) or beside exclusive (`make test` 15m06s–15m35s with them
+//    after the exclusive lane, 14m11s beside it; 16m40s–17m40s with them beside exclusive only, against
+//    14m36s–15m05s beside process too, on fewer tests than today).
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
@@ -67,7 +67,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Node's compile cache for the workers and every process they start (test/support/compile-cache.ts).
     env: { NODE_COMPILE_CACHE: COMPILE_CACHE_DIR },
-    // The threads pool serves both light (beside process) and sims (their own run, beside the others).
+    // The threads pool serves light and sims (each a run of its own at nice 19, beside the others).
     poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {
