@@ -58,21 +58,21 @@ run-tls: build
 # The lanes of vitest.config.ts, one vitest run each. `process` first, alone at normal priority (two files
 # at a time: their clusters mostly wait, and both cores stay ~92% busy); then `exclusive`, one file at a
 # time (vitest sizes one fork pool for every project of a run, so only a run of its own keeps them alone).
-# Beside them, under `nice -n 19`, the work that needs no CPU on time: `sims` from the start (simulated
-# time; they take the CPU the other lanes leave idle — waiting out leases, elections, fsyncs — which the
-# scheduler hands back to a test process the moment it wakes), and `light` (small in-process tests) and the
-# typecheck beside `exclusive`, whose files mostly wait and leave a core idle. Their output is printed
-# after the exclusive lane's. A failing lane does not stop the next: every test runs and the target fails
-# at the end, repeating which tests failed and why (scripts/test-failures.ts, from each lane's JSON report
-# and log): CI keeps only the tail of the output.
+# Beside them under SCHED_IDLE (`chrt --idle 0`: the CPU only when nothing else wants it, and given up the
+# moment a test process wakes; a niced task keeps its slice and cost `process` 66 s), the work that needs
+# no CPU on time: `sims` from the start (simulated time), and `light` (small in-process tests with no
+# wall-clock bounds) and the typecheck beside `exclusive`, whose files mostly wait and leave a core idle.
+# Their output is printed after the exclusive lane's. A failing lane does not stop the next: every test
+# runs and the target fails at the end, repeating which tests failed and why (scripts/test-failures.ts,
+# from each lane's JSON report and log): CI keeps only the tail of the output.
 test: install
 	@out=$$(mktemp -d); failed=''; \
 	report() { echo --reporter=default --reporter=json --outputFile.json=$$out/$$1.json; }; \
-	nice -n 19 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
+	chrt --idle 0 $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
 	$(VITEST) run --project process $$(report process) 2>&1 \
 	  | tee $$out/process.log || failed="$$failed process"; \
-	nice -n 19 $(VITEST) run --project light $$(report light) > $$out/light.log 2>&1 & light=$$!; \
-	nice -n 19 $(TSC) --noEmit -p . & typecheck=$$!; \
+	chrt --idle 0 $(VITEST) run --project light $$(report light) > $$out/light.log 2>&1 & light=$$!; \
+	chrt --idle 0 $(TSC) --noEmit -p . & typecheck=$$!; \
 	$(VITEST) run --project exclusive --maxWorkers 1 --minWorkers 1 $$(report exclusive) 2>&1 \
 	  | tee $$out/exclusive.log || failed="$$failed exclusive"; \
 	wait $$light || failed="$$failed light"; \

@@ -3,36 +3,50 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 
 // `make test` in lanes (one project each; `--project <name>` runs one alone). On the 2-core machine,
 // `make test` runs them as four vitest runs: process alone at normal priority, then exclusive alone with
-// --maxWorkers 1; sims under `nice -n 19` beside both from the start, and light under `nice -n 19` beside
-// exclusive. One run sizes one fork pool for all its projects, so only a run of its own keeps the
-// exclusive files alone. A plain `vitest run` (one run of every project) runs process and light first,
-// then exclusive alone, then sims (groupOrder).
+// --maxWorkers 1; beside them under SCHED_IDLE (`chrt --idle 0`: CPU only when nothing else wants it),
+// sims from the start and light beside exclusive. One run sizes one fork pool for all its projects, so
+// only a run of its own keeps the exclusive files alone. A plain `vitest run` (one run of every project)
+// runs process and light first, then exclusive alone, then sims (groupOrder).
 //  - process (forks, two at a time, first): every file under test/ that starts real server processes or,
-//    in test/checker, checks histories, except the exclusive ones below. Their clusters mostly wait
-//    (elections, leases, the scenario's pauses, etcdctl), so two at a time take about half the time of one
-//    after another (8 of the longest files: 374 s one by one, 164 s in pairs, all passing). What they
-//    assert is correctness, with deadlines far above a busy turn. Both cores stay ~92% busy.
+//    in test/checker, checks histories, except the exclusive ones below, and the in-process files of
+//    ON_TIME. The clusters mostly wait (elections, leases, the scenario's pauses, etcdctl), so two at a
+//    time take about half the time of one after another (8 of the longest files: 374 s one by one, 164 s
+//    in pairs, all passing). What they assert is correctness, with deadlines far above a busy turn. Both
+//    cores stay ~92% busy.
 //  - exclusive (forks, one at a time, alone at normal priority): the files whose assertions measure time
 //    or resources — heartbeat gaps, restart to ready, RSS, put latency during moves, a lock handed over
 //    within a lease's TTL, a new leader within seconds, the checker's speed — and the in-process files
-//    whose real 20 ms Raft ticks need the CPU on time. Beside the light lane at normal priority, restart
-//    to ready took 9.6 s instead of 3; beside it at nice 19, 2.5 s instead of 1.7 (limit 5 s).
-//  - light (threads, two at a time): the other in-process tests, small, or mostly waiting (DNS and
-//    reconnect backoff, a bundled operator idling): ~185 CPU-seconds, which the exclusive files, mostly
-//    waiting, leave idle. Beside process at normal priority they lengthened it by ~165 s (2026-12-07:
-//    `make test` 17m50s with light there, 16m29s with light beside exclusive).
+//    whose real 20 ms Raft ticks need the CPU on time. Restart to ready (limit 5 s) took 1.7 s with the
+//    light lane beside under SCHED_IDLE, 2.5 s beside it at nice 19, 9.6 s beside it at normal priority.
+//  - light (threads, two at a time): the other in-process tests, small, or mostly waiting (a bundled
+//    operator idling, a controller against the API double): ~185 CPU-seconds, which the exclusive files,
+//    mostly waiting, leave idle. Beside process at normal priority they lengthened it by ~165 s.
 //  - sims (threads, two at a time): the CPU-bound simulations and property tests. They run on simulated
 //    time, so sharing the cores changes how long they take, not what they check; hence their generous
-//    timeout. Beside process at nice 19 they still lengthen it (658 s against 592 alone), yet less than
-//    they take alone (131 s, 237 CPU-seconds) or beside exclusive (`make test` 15m06s–15m35s with them
-//    after the exclusive lane, 14m11s beside it; 16m40s–17m40s with them beside exclusive only, against
-//    14m36s–15m05s beside process too, on fewer tests than today).
+//    timeout. Beside process they cost it 66 s at nice 19 (658 s against 592 alone: a niced task still
+//    holds a core for its slice when a test process wakes) and 5 s under SCHED_IDLE.
+// `make test` on 2026-12-07 (main checkout, no npm install): 17m50s with light beside process and the sims
+// at nice 19; 16m29s with light beside exclusive at nice 19; 15m18s with both under SCHED_IDLE.
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
   'server/api/watch-encoder.test.ts',
   'server/api/kv-response-encoder.test.ts',
   'server/mvcc/store.model.test.ts',
+];
+// In-process files whose assertions bound wall time (a reconnect within 2 s, a wait under 1.5 s, a
+// backoff that still fails after 4 s): they run in the process lane, at normal priority, since the light
+// lane's CPU at nice 19 or SCHED_IDLE can be withheld for seconds while an exclusive file keeps both cores
+// busy (beside it, etcd-admin-recovery's grpc-js backoff saw fewer failed lookups, recovered in 2.6 s and
+// failed). They take a few CPU-seconds.
+const ON_TIME = [
+  'server/api/leader-wait.test.ts',
+  'server/shard/oracle-host-client.test.ts',
+  'server/shard/peer-shard-stream.test.ts',
+  'server/transport/peer-channel-recovery.test.ts',
+  'server/transport/peer-transport.test.ts',
+  'server/transport/peer-frames.test.ts',
+  'operator/etcd/etcd-admin-recovery.test.ts',
 ];
 const EXCLUSIVE = [
   'test/no-stall.test.ts',
@@ -67,14 +81,14 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Node's compile cache for the workers and every process they start (test/support/compile-cache.ts).
     env: { NODE_COMPILE_CACHE: COMPILE_CACHE_DIR },
-    // The threads pool serves light and sims (each a run of its own at nice 19, beside the others).
+    // The threads pool serves light and sims (each a run of its own under SCHED_IDLE, beside the others).
     poolOptions: { threads: { maxThreads: 2 } },
     projects: [
       {
         extends: true,
         test: {
           name: 'process',
-          include: ['test/**/*.test.ts'],
+          include: ['test/**/*.test.ts', ...ON_TIME],
           exclude: EXCLUSIVE,
           pool: 'forks',
           globalSetup: ['test/support/compile-cache.ts'],
@@ -95,13 +109,13 @@ export default defineConfig({
         test: {
           name: 'light',
           include: ['server/**/*.test.ts', 'operator/**/*.test.ts', 'e2e/**/*.test.ts'],
-          exclude: [...SIMS, ...EXCLUSIVE],
+          exclude: [...SIMS, ...EXCLUSIVE, ...ON_TIME],
           pool: 'threads',
         },
       },
       {
         extends: true,
-        // A sim's timeout is a hang guard in wall time, and under `nice -n 19` beside busy lanes a sim gets
+        // A sim's timeout is a hang guard in wall time, and under SCHED_IDLE beside busy lanes a sim gets
         // what they leave: on a slow host (2026-12-07, `make test` 20m27s) the ring property test, 12 s
         // alone, ran past 300 s and failed. Twenty minutes still ends a hung sim long before CI's 90.
         test: { name: 'sims', include: SIMS, exclude: ['test/**'], pool: 'threads', sequence: { groupOrder: 2 }, testTimeout: 1_200_000 },

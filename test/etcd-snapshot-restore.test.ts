@@ -101,7 +101,7 @@ afterAll(async () => {
 });
 
 async function restored(size: number, shards: number): Promise<ProcessCluster> {
-  const cluster = await ProcessCluster.start({ size, memberArgs: () => ['--shards', String(shards)] });
+  const cluster = await ProcessCluster.unstarted({ size, memberArgs: () => ['--shards', String(shards)] });
   clusters.push(cluster);
   const outputs = await restoreInto(cluster, snapshotFile, ['--shards', String(shards)]);
   const layout = shards > 1 ? `, \\d+ of ${shards} shards` : '';

@@ -91,7 +91,7 @@ describe('etcdctl snapshot save on a 16-shard cluster', () => {
 
 describe('synod snapshot restore of a sharded backup', () => {
   it('a new 3-member, 16-shard cluster serves the same keys, lease, users and roles, and continues above the backup\'s revision', async () => {
-    const restored = await ProcessCluster.start({ size: 3, memberArgs: () => [...SHARDED] });
+    const restored = await ProcessCluster.unstarted({ size: 3, memberArgs: () => [...SHARDED] });
     others.push(restored);
     const outputs = await restoreInto(restored, file, []);
     for (const o of outputs) expect(o).toMatch(/^restored \d+ records of a Synod backup \(revision \d+, compacted at \d+, 16 of 16 shards\)/);
@@ -142,7 +142,7 @@ describe('synod snapshot restore of a sharded backup', () => {
   }, 150_000);
 
   it('a one-group cluster from the same file (--shards 1) serves the same keys', async () => {
-    const single = await ProcessCluster.start({ size: 1 });
+    const single = await ProcessCluster.unstarted({ size: 1 });
     others.push(single);
     const outputs = await restoreInto(single, file, ['--shards', '1']);
     expect(outputs[0]).toMatch(/^restored \d+ records of a Synod backup \(revision \d+, compacted at \d+\)/);

@@ -231,7 +231,7 @@ describe('etcdctl snapshot save', () => {
 
 describe('synod snapshot restore', () => {
   it('a new 3-member cluster serves the same keys at the same revisions, current and past, and continues from there', async () => {
-    const restored = await ProcessCluster.start({ size: 3 });
+    const restored = await ProcessCluster.unstarted({ size: 3 });
     others.push(restored);
     await restoreChecked(restored, file);
     const latest = revisions.at(-1)!;
@@ -253,7 +253,7 @@ describe('synod snapshot restore', () => {
   }, 90_000);
 
   it('a single-member cluster from the same file serves the same data', async () => {
-    const single = await ProcessCluster.start({ size: 1 });
+    const single = await ProcessCluster.unstarted({ size: 1 });
     others.push(single);
     await restoreChecked(single, file);
     for (const r of revisions) expect(await everything(single.endpoints, r)).toEqual(expected.get(r));
@@ -267,14 +267,14 @@ describe('synod snapshot restore', () => {
     };
     await pipeline(Readable.from(encodeBackup(readEtcdSnapshotHeader(file)!, records())), fs.createWriteStream(legacy));
     expect(fs.readFileSync(legacy).subarray(0, 8).toString()).toBe('SYNODBAK');
-    const single = await ProcessCluster.start({ size: 1 });
+    const single = await ProcessCluster.unstarted({ size: 1 });
     others.push(single);
     await restoreChecked(single, legacy);
     for (const r of revisions) expect(await everything(single.endpoints, r)).toEqual(expected.get(r));
   }, 60_000);
 
   it('a 16-shard cluster from the same file (--shards 16) serves the same keys at the same revisions, history included', async () => {
-    const sharded = await ProcessCluster.start({ size: 3, memberArgs: () => ['--shards', '16'] });
+    const sharded = await ProcessCluster.unstarted({ size: 3, memberArgs: () => ['--shards', '16'] });
     others.push(sharded);
     await restoreChecked(sharded, file, ['--shards', '16']);
     // The keys and their history are split over the shards by slot; every read at a past revision sees

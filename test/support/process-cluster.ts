@@ -70,7 +70,12 @@ export class ProcessCluster {
     }
   }
 
-  private static async startOnce(options: ClusterOptions): Promise<ProcessCluster> {
+  /**
+   * A cluster's names, free ports and data dirs, with no member started: for members whose data comes
+   * from elsewhere (`synod snapshot restore` into each data dir, test/support/synod-backup.ts), started
+   * afterwards with startMember. Starting them first would only start members to throw their data away.
+   */
+  static async unstarted(options: ClusterOptions = {}): Promise<ProcessCluster> {
     const opts: Required<ClusterOptions> = {
       size: options.size ?? 3,
       tickMs: options.tickMs ?? 50,
@@ -96,7 +101,12 @@ export class ProcessCluster {
         child: null,
       });
     }
-    for (let i = 0; i < opts.size; i++) cluster.startMember(i);
+    return cluster;
+  }
+
+  private static async startOnce(options: ClusterOptions): Promise<ProcessCluster> {
+    const cluster = await ProcessCluster.unstarted(options);
+    for (let i = 0; i < cluster.members.length; i++) cluster.startMember(i);
     return cluster;
   }
 

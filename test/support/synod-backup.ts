@@ -21,9 +21,9 @@ export function synodCli(args: string[]): Promise<{ code: number; stdout: string
 }
 
 /**
- * Stops `cluster`'s members, restores `file` into each data dir (`synod snapshot restore` with the
- * member's name, peer URL and `restoreArgs`), starts them again and waits until ready. Returns what each
- * restore printed; throws with its stderr if one fails.
+ * Stops `cluster`'s members if any runs (one from ProcessCluster.unstarted has none), restores `file` into
+ * each data dir (`synod snapshot restore` with the member's name, peer URL and `restoreArgs`), starts the
+ * members and waits until ready. Returns what each restore printed; throws with its stderr if one fails.
  */
 export async function restoreInto(cluster: ProcessCluster, file: string, restoreArgs: string[] = []): Promise<string[]> {
   await cluster.stop();
