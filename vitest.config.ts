@@ -16,17 +16,20 @@ import { COMPILE_CACHE_DIR } from './test/support/compile-cache.ts';
 //  - exclusive (forks, one at a time, alone at normal priority): the files whose assertions measure time
 //    or resources — heartbeat gaps, restart to ready, RSS, put latency during moves, a lock handed over
 //    within a lease's TTL, a new leader within seconds, the checker's speed — and the in-process files
-//    whose real 20 ms Raft ticks need the CPU on time. Restart to ready (limit 5 s) took 1.7 s with the
-//    light lane beside under SCHED_IDLE, 2.5 s beside it at nice 19, 9.6 s beside it at normal priority.
-//  - light (threads, two at a time): the other in-process tests, small, or mostly waiting (a bundled
-//    operator idling, a controller against the API double): ~185 CPU-seconds, which the exclusive files,
-//    mostly waiting, leave idle. Beside process at normal priority they lengthened it by ~165 s.
+//    whose real 20 ms Raft ticks need the CPU on time. Restart to ready (limit 5 s) took 1.9–2.1 s with
+//    the light lane beside under SCHED_IDLE, 2.5 s beside it at nice 19, 9.6 s beside it at normal priority.
+//  - light (threads, two at a time, modules kept between files): the other in-process tests, small, or
+//    mostly waiting (a bundled operator idling, a controller against the API double): ~85 CPU-seconds
+//    (198 with a fresh module registry per file), which the exclusive files, mostly waiting, leave idle.
+//    Beside process at normal priority they lengthened it by ~165 s.
 //  - sims (threads, two at a time): the CPU-bound simulations and property tests. They run on simulated
 //    time, so sharing the cores changes how long they take, not what they check; hence their generous
 //    timeout. Beside process they cost it 66 s at nice 19 (658 s against 592 alone: a niced task still
 //    holds a core for its slice when a test process wakes) and 5 s under SCHED_IDLE.
 // `make test` on 2026-12-07 (main checkout, no npm install): 17m50s with light beside process and the sims
-// at nice 19; 16m29s with light beside exclusive at nice 19; 15m18s with both under SCHED_IDLE.
+// at nice 19; 16m29s with light beside exclusive at nice 19; 15m18s with both under SCHED_IDLE (a fresh
+// clone right after, on a slower hour: 17m39s). A fresh clone with the threads reused: 16m28s (lanes of
+// 671 s and 286 s; light 160 s beside exclusive, no longer the last to end).
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',
@@ -115,7 +118,7 @@ export default defineConfig({
           pool: 'threads',
           // The pool's threads are not isolated (poolOptions above) and this lane keeps the modules a file
           // loaded for the next: most of its files are small and import much of the server, and loading it
-          // again for each was half the lane's CPU (alone: 111 s and 198 CPU-seconds isolated, 58 s and 100
+          // again for each was over half the lane's CPU (alone: 111 s and 198 CPU-seconds isolated, 49 s and 83
           // not). They share no state through modules: fake timers and stubs are undone in afterEach, and
           // the lane passes with its files shuffled (--sequence.shuffle.files).
         },
