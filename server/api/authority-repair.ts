@@ -18,8 +18,9 @@
 //    header block from the client is decoded (hpack.js keeps the client's dynamic table) and sent on
 //    with every byte of :authority outside RFC 3986's authority characters replaced by "_", as literal
 //    fields without indexing (valid whatever the server's table holds). Everything else passes as is.
+import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
-import hpack from 'hpack.js';
+import type hpackModule from 'hpack.js';
 
 /** The client connection preface (RFC 9113 §3.4). */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -148,12 +149,17 @@ export function headersFrames(block: Buffer, streamId: number, endStream: boolea
   return Buffer.concat(out);
 }
 
+// hpack.js and its stream modules (~20 files, ~20 ms) load on the first connection that needs a
+// repair, not at every member's start: most clients send a well-formed :authority.
+const requireHere = createRequire(import.meta.url);
+let hpack: typeof hpackModule | undefined;
+
 /**
  * The client's header blocks, decoded in order against one dynamic table (the client's encoder's),
  * each re-encoded with :authority repaired.
  */
 export class HeaderBlockRepairer {
-  private readonly decompressor = hpack.decompressor.create({ table: { maxSize: HEADER_TABLE_BYTES } });
+  private readonly decompressor = (hpack ??= requireHere('hpack.js') as typeof hpackModule).decompressor.create({ table: { maxSize: HEADER_TABLE_BYTES } });
 
   /** The fields of `block`; throws on a malformed block (the connection is then broken anyway). */
   decode(block: Buffer): Array<{ name: string; value: string }> {
