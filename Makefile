@@ -21,8 +21,10 @@ npm-deps: node_modules/.synod-installed
 
 # `npm install`, not `npm ci`: this npm refuses `ci` over the lock file's missing entries for other
 # platforms' optional rollup binaries; `install` honours the lock and leaves it unchanged.
+# --prefer-offline: what the lock pins and npm's cache holds is not asked of the registry again
+# (a fresh clone's install: ~29 s -> ~24 s here); anything missing is still fetched.
 node_modules/.synod-installed: package.json package-lock.json
-	npm install --no-audit --no-fund
+	npm install --no-audit --no-fund --prefer-offline
 	@$(NODE) --version | grep -q '^v24\.' || { echo "node_modules/.bin/node is not Node 24"; exit 1; }
 	touch $@
 
@@ -68,11 +70,12 @@ run-tls: build
 # Their output is printed after the exclusive lane's. A failing lane does not stop the next: every test
 # runs and the target fails at the end, repeating which tests failed and why (scripts/test-failures.ts,
 # from each lane's JSON report and log): CI keeps only the tail of the output.
+PROCESS_WORKERS ?= 2
 test: install
 	@out=$$(mktemp -d); failed=''; \
 	report() { echo --reporter=default --reporter=json --outputFile.json=$$out/$$1.json; }; \
 	$(IDLE) $(VITEST) run --project sims $$(report sims) > $$out/sims.log 2>&1 & sims=$$!; \
-	$(VITEST) run --project process $$(report process) 2>&1 \
+	$(VITEST) run --project process --maxWorkers $(PROCESS_WORKERS) $$(report process) 2>&1 \
 	  | tee $$out/process.log || failed="$$failed process"; \
 	$(IDLE) $(VITEST) run --project light $$(report light) > $$out/light.log 2>&1 & light=$$!; \
 	$(IDLE) $(TSC) --noEmit -p . & typecheck=$$!; \

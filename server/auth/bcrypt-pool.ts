@@ -15,6 +15,10 @@ interface Answer {
   error?: string;
 }
 
+// The worker's module: bcrypt-worker.ts beside this one, or bcrypt-worker.mjs beside a bundle of the
+// member (the tests' members run one: test/support/member-bundle.ts).
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './bcrypt-worker.ts' : './bcrypt-worker.mjs', import.meta.url);
+
 /** Jobs waiting over all threads before new ones are refused: about 6 s of cost-10 work per thread. */
 export const MAX_QUEUED_JOBS = 64;
 
@@ -37,7 +41,7 @@ class BcryptThread {
 
   private started(): Worker {
     if (this.worker !== null) return this.worker;
-    const worker = new Worker(new URL('./bcrypt-worker.ts', import.meta.url));
+    const worker = new Worker(WORKER_URL);
     worker.on('message', (a: Answer) => {
       const w = this.waiting;
       if (w === null || w.id !== a.id) return;

@@ -10,14 +10,25 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { synodEntry } from './member-bundle.ts';
 
 export const COMPILE_CACHE_DIR = process.env.NODE_COMPILE_CACHE ?? path.join(os.tmpdir(), 'synod-test-compile-cache');
 
 const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'server', 'cli', 'synod.ts');
 
-/** Loads every module `synod` imports (its --help exits right after) with the cache on. Never fails the run. */
+/**
+ * Loads every module `synod` imports (its --help exits right after) with the cache on, from the sources
+ * and from the run's member bundle (test/support/member-bundle.ts, the globalSetup before this one).
+ * Never fails the run.
+ */
 export default async function warmCompileCache(): Promise<void> {
-  await new Promise<void>((resolve) => {
-    execFile(process.execPath, [SYNOD_CLI, '--help'], { env: { ...process.env, NODE_COMPILE_CACHE: COMPILE_CACHE_DIR }, timeout: 30_000 }, () => resolve());
-  });
+  const entries = [...new Set([SYNOD_CLI, synodEntry()])];
+  await Promise.all(
+    entries.map(
+      (entry) =>
+        new Promise<void>((resolve) => {
+          execFile(process.execPath, [entry, '--help'], { env: { ...process.env, NODE_COMPILE_CACHE: COMPILE_CACHE_DIR }, timeout: 30_000 }, () => resolve());
+        }),
+    ),
+  );
 }

@@ -5,11 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { synodEntry } from './member-bundle.ts';
 import { freePorts } from './ports.ts';
-
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SYNOD_CLI = path.join(REPO_ROOT, 'server', 'cli', 'synod.ts');
 
 export interface MemberProcess {
   name: string;
@@ -136,7 +133,7 @@ export class ProcessCluster {
     m.child = spawn(
       process.execPath,
       [
-        SYNOD_CLI,
+        synodEntry(),
         'server',
         '--name', m.name,
         '--data-dir', m.dataDir,
