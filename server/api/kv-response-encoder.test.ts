@@ -1,4 +1,4 @@
-// The hand-written Range and DeleteRange responses against the services' protobufjs serializer and
+// The hand-written Range and DeleteRange responses against proto-loader's own serializer and
 // deserializer (protobufjs also writes zero fields, etcd's Go encoder and ours leave them out, so the
 // decoded messages are compared), and they yield to the event loop while encoding large values.
 import * as grpc from '@grpc/grpc-js';

@@ -1,4 +1,4 @@
-// The hand-written PutResponse against the services' protobufjs serializer and deserializer.
+// The hand-written PutResponse against proto-loader's own serializer and deserializer.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { etcdClients } from '../etcd/proto.ts';

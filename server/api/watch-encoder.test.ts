@@ -1,4 +1,4 @@
-// The pre-encoded WatchResponse (watch-encoder.ts) against the services' protobufjs serializer: both the
+// The pre-encoded WatchResponse (watch-encoder.ts) against proto-loader's own serializer: both the
 // one-buffer form and the parts the stream writer copies once must decode as the object path does.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 // The wire check of client requests: reads a request's protobuf bytes exactly as etcd's generated
 // (gogoproto) Unmarshal does and answers with its error text, so a malformed request is refused with
-// etcd's words instead of being misread. protobufjs reads a field by its
+// etcd's words instead of being misread. protobufjs (under @grpc/proto-loader) reads a field by its
 // declared type whatever the wire type says (a fixed32 TTL of ff ff ff ff became TTL 4294967295),
 // accepts field number 0, and reads some varints differently from Go (uint32 reads of 6..9-byte
 // varints, tags above 2^29). So:
@@ -297,12 +297,13 @@ function goFieldNumber(c: Cursor): number {
 
 /**
  * Whether protobufjs would read the varint just read differently from Go: it reads 32-bit fields
- * with its uint32 reader, which mis-steps on 6..9-byte varints. (Bools it reads whole since 8.x; 7.x
- * saw only their low 32 bits, so a bool whose set bits were all above them read false.)
+ * (and bools) with its uint32 reader, which mis-steps on 6..9-byte varints and sees only the low 32
+ * bits (a bool whose set bits are all above them is false there, true in Go).
  */
 function misread(kind: Kind, c: Cursor): boolean {
-  if (kind === 'v64' || kind === 'f64' || kind === 'f32' || kind === 'bool') return false;
-  return c.len > 5 && c.len < 10;
+  if (kind === 'v64' || kind === 'f64' || kind === 'f32') return false;
+  if (c.len > 5 && c.len < 10) return true;
+  return kind === 'bool' && c.lo === 0 && c.hi !== 0;
 }
 
 /** A scalar of `kind` (its wire type already matched). */

@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { ETCD_PROTO_FILES, PROTO_ROOT, grpcServiceClient } from '../protobuf/proto-schemas.ts';
+import { ETCD_PROTO_FILES, PROTO_ROOT, grpcServiceClient, loaderRequire } from '../protobuf/proto-schemas.ts';
 
 export { PROTO_ROOT };
 
@@ -130,11 +130,15 @@ interface ProtobufLimits {
  * is below what etcd accepts: a Txn nested 128 levels (two messages per level, TxnRequest and
  * RequestOp, then its response and the Raft entry around it). etcd has no depth limit, only the
  * op budget (--max-txn-ops), and wire-check.ts cuts anything deeper than that budget allows before
- * protobufjs sees it, so this stays bounded. The gRPC services and the Raft entry codec share the
- * project's protobufjs (proto-schemas.ts). Only ever raises the limits (they are process-wide).
+ * protobufjs sees it, so this stays bounded. Applies to both copies of protobufjs: the one
+ * @grpc/proto-loader decodes requests and encodes responses with, and the one the Raft entry codec
+ * uses. Only ever raises the limits (they are process-wide).
  */
 export function allowMessageNesting(levels: number): void {
-  const pb = protobuf as unknown as ProtobufLimits;
-  pb.util.recursionLimit = Math.max(pb.util.recursionLimit, levels);
-  pb.Reader.recursionLimit = Math.max(pb.Reader.recursionLimit, levels);
+  const own = protobuf as unknown as ProtobufLimits;
+  const loaders = loaderRequire<ProtobufLimits>('protobufjs');
+  for (const pb of [own, loaders]) {
+    pb.util.recursionLimit = Math.max(pb.util.recursionLimit, levels);
+    pb.Reader.recursionLimit = Math.max(pb.Reader.recursionLimit, levels);
+  }
 }

@@ -1,15 +1,12 @@
-// The .proto files, parsed once per process into one protobufjs Root. A member used to parse etcd's
-// rpc.proto seven times at start (once per service or codec that imports it) and have
-// @grpc/proto-loader build a descriptor for every message of every load, ~150 ms of CPU per start; then
-// twice, once with the project's protobufjs and once with @grpc/proto-loader's own copy (7.x), which
-// cost another ~50 ms per start (loading that copy and parsing again). Now both uses share one Root of
-// the project's protobufjs:
+// The .proto files, parsed once per process. A member used to parse etcd's rpc.proto seven times at
+// start (once per service or codec that imports it) and have @grpc/proto-loader build a descriptor for
+// every message of every load, ~150 ms of CPU per start; this module parses the files twice:
 //  - every gRPC service Synod serves or calls (etcd's eight, Placement, LeaseForward, ShardPeer, the
-//    peer transport), with method definitions built as loadSync builds them (same serializers, same
-//    conversion options) minus the reflection descriptors nothing here reads; proto-schemas.test.ts
-//    holds each service to loadSync's, bytes out and objects in;
-//  - the message types the project works on directly (the request strictness rules, the Raft entry
-//    codec, the JSON gateway).
+//    peer transport) from one Root of @grpc/proto-loader's own copy of protobufjs, the copy its
+//    loadSync would have used, with method definitions built as loadSync builds them (same
+//    serializers, same conversion options) minus the reflection descriptors nothing here reads;
+//  - the message types the project's own protobufjs works on directly (the request strictness rules,
+//    the Raft entry codec) from one Root of that copy.
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,8 +33,8 @@ const SYNOD_SERVICE_FILES: readonly string[] = [
   'synod/transport.proto',
 ];
 
-/** Every file the process needs: the services above, and the Raft entries' messages. */
-const ALL_FILES: readonly string[] = [...ETCD_PROTO_FILES, ...SYNOD_SERVICE_FILES, 'synod/internal.proto'];
+/** Files whose messages the project's protobufjs encodes and checks: the client API and the Raft entries. */
+const MESSAGE_FILES: readonly string[] = [...ETCD_PROTO_FILES, 'synod/placement.proto', 'synod/internal.proto'];
 
 /**
  * How received messages become objects (protobufjs's toObject options, as proto-loader takes them):
@@ -45,14 +42,14 @@ const ALL_FILES: readonly string[] = [...ETCD_PROTO_FILES, ...SYNOD_SERVICE_FILE
  */
 export type MessageConversion = protobuf.IConversionOptions;
 
-/** A module as @grpc/proto-loader resolves it (its camelCase, for the client's method aliases). */
-function loaderRequire<T>(id: string): T {
+/** A module as @grpc/proto-loader resolves it: its protobufjs (7.x; same API as ours here), its camelCase. */
+export function loaderRequire<T>(id: string): T {
   const projectRequire = createRequire(import.meta.url);
   return createRequire(projectRequire.resolve('@grpc/proto-loader'))(id) as T;
 }
 
-function parseFiles(files: readonly string[]): protobuf.Root {
-  const root = new protobuf.Root();
+function parseFiles(pb: typeof protobuf, files: readonly string[]): protobuf.Root {
+  const root = new pb.Root();
   root.resolvePath = (_origin: string, target: string): string =>
     path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target);
   root.loadSync([...files], { keepCase: true });
@@ -60,12 +57,13 @@ function parseFiles(files: readonly string[]): protobuf.Root {
   return root;
 }
 
-let root: protobuf.Root | undefined;
+let serviceRoot: protobuf.Root | undefined;
+let messageRoot: protobuf.Root | undefined;
 
-/** The Root of every .proto file the process uses (parsed once). */
+/** The project's protobufjs Root of etcd's files, placement.proto and internal.proto (parsed once). */
 export function protoMessageRoot(): protobuf.Root {
-  root ??= parseFiles(ALL_FILES);
-  return root;
+  messageRoot ??= parseFiles(protobuf, MESSAGE_FILES);
+  return messageRoot;
 }
 
 function serializer(type: protobuf.Type): (value: unknown) => Buffer {
@@ -88,7 +86,8 @@ function deserializer(type: protobuf.Type, conversion: MessageConversion): (byte
  * its `.service` is the definition a server adds. Received messages are converted with `conversion`.
  */
 export function grpcServiceClient(serviceName: string, conversion: MessageConversion): grpc.ServiceClientConstructor {
-  const service = protoMessageRoot().lookupService(serviceName);
+  serviceRoot ??= parseFiles(loaderRequire<typeof protobuf>('protobufjs'), [...ETCD_PROTO_FILES, ...SYNOD_SERVICE_FILES]);
+  const service = serviceRoot.lookupService(serviceName);
   // The name of the client's alias for each method (grpc-js adds it beside the method's own name).
   const camelCase = loaderRequire<(name: string) => string>('lodash.camelcase');
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
