@@ -49,7 +49,12 @@ describe('images', () => {
 
       it('starts the entrypoint it ships', () => {
         expect(text).toContain(`ENTRYPOINT ["node", "/app/${image.runs ?? image.entry}"]`);
-        if (image.runs !== undefined) expect(text).toContain(`bundle-operator.sh /tools/node_modules/.bin/esbuild ${image.entry} /app/${image.runs}`);
+        if (image.runs !== undefined) {
+          expect(text).toContain(`bundle-operator.sh /tools/node_modules/.bin/esbuild ${image.entry} /app/${image.runs}`);
+          // The image bundles with the esbuild the tests bundle members with (test/support/member-bundle.ts).
+          const pinned = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies.esbuild;
+          expect(text).toMatch(new RegExp(`^ARG ESBUILD_VERSION=${pinned.replaceAll('.', '\\.')}$`, 'm'));
+        }
         expect(existsSync(path.join(ROOT, image.entry))).toBe(true);
       });
 
