@@ -30,7 +30,9 @@ import { LongestFirstSequencer } from './test/support/longest-first.ts';
 // `make test` on 2026-12-07 (main checkout, no npm install): 17m50s with light beside process and the sims
 // at nice 19; 16m29s with light beside exclusive at nice 19; 15m18s with both under SCHED_IDLE (a fresh
 // clone right after, on a slower hour: 17m39s). A fresh clone with the threads reused: 16m28s (lanes of
-// 671 s and 286 s; light 160 s beside exclusive, no longer the last to end).
+// 671 s and 286 s; light 160 s beside exclusive, no longer the last to end). With the members started from
+// a bundle (test/support/member-bundle.ts), the process lane's workers reused and longest files first:
+// 15m04s and 15m29s (lanes of 609 s and 272 s, then 629 s and 277 s).
 const SIMS = [
   'server/**/sim/**/*.test.ts',
   '**/*.property.test.ts',

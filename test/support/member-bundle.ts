@@ -10,8 +10,10 @@
 // bcrypt-worker.ts becomes bcrypt-worker.mjs beside the bundle (bcrypt-pool.ts picks by its own
 // extension). The layout puts the bundle two directories below a root holding node_modules and proto
 // (links to the repository's), as the modules find proto/ from their own directory.
-// What runs members from the sources as users do: `synod local` (test/local-cluster*.test.ts), the
-// operator's kubelet stand-in (test/support/process-kubelet.ts), and the bench scripts.
+// Stack traces in a member's log point into the bundle (function names are kept).
+// What runs the sources as users do: `synod local` (test/local-cluster*.test.ts), the operator's kubelet
+// stand-in (test/support/process-kubelet.ts), the backup commands (test/support/synod-backup.ts), and
+// the bench scripts, whose ProcessCluster finds no bundle outside a test run.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
