@@ -70,6 +70,7 @@ run-tls: build
 # Their output is printed after the exclusive lane's. A failing lane does not stop the next: every test
 # runs and the target fails at the end, repeating which tests failed and why (scripts/test-failures.ts,
 # from each lane's JSON report and log): CI keeps only the tail of the output.
+# Files of the process lane at once (three: the lane was faster, the run as a whole not; README, "Tests").
 PROCESS_WORKERS ?= 2
 test: install
 	@out=$$(mktemp -d); failed=''; \

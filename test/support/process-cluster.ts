@@ -1,6 +1,7 @@
 // A cluster of real `synod server` processes on loopback for integration tests: free ports, a
 // temp data dir, readiness polling, kill -9 / SIGTERM / restart by PID, and cleanup that never
-// leaves a process behind.
+// leaves a process behind. Members start from the test run's bundle of the sources
+// (test/support/member-bundle.ts), or from the sources outside a test run (the bench scripts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
