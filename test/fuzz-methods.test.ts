@@ -140,7 +140,10 @@ describe('every method survives malformed requests', () => {
       fc.asyncProperty(fc.array(probe, { minLength: 100, maxLength: 100 }), async (probes) => {
         expect(await run(probes)).toEqual([]);
       }),
-      { numRuns: 20 },
+      // No shrinking: each run is 100 calls against a real member, and shrinking a failure ran past the
+      // timeout, which then hid the failing calls (a protobufjs upgrade answered invalid UTF-8 with
+      // INTERNAL). The first failing run's calls are reported as they are.
+      { numRuns: 20, endOnFailure: true },
     );
   }, 60_000);
 
