@@ -6,13 +6,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DURATIONS_FILE } from '../test/support/longest-first.ts';
 
 interface JsonReport {
   testResults: Array<{ name: string; startTime: number; endTime: number }>;
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = path.join(ROOT, 'test', 'support', 'file-durations.json');
+const OUT = DURATIONS_FILE;
 
 const reports = process.argv.slice(2);
 if (reports.length === 0) {

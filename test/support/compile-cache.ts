@@ -9,12 +9,9 @@
 import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { synodEntry } from './member-bundle.ts';
+import { SOURCE_CLI, synodEntry } from './member-bundle.ts';
 
 export const COMPILE_CACHE_DIR = process.env.NODE_COMPILE_CACHE ?? path.join(os.tmpdir(), 'synod-test-compile-cache');
-
-const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'server', 'cli', 'synod.ts');
 
 /**
  * Loads every module `synod` imports (its --help exits right after) with the cache on, from the sources
@@ -22,7 +19,7 @@ const SYNOD_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
  * Never fails the run.
  */
 export default async function warmCompileCache(): Promise<void> {
-  const entries = [...new Set([SYNOD_CLI, synodEntry()])];
+  const entries = [...new Set([SOURCE_CLI, synodEntry()])];
   await Promise.all(
     entries.map(
       (entry) =>

@@ -11,12 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
-const DURATIONS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'file-durations.json');
-
-/** Seconds per file (paths relative to the repository root), as committed. */
-export function committedDurations(): Record<string, number> {
-  return JSON.parse(fs.readFileSync(DURATIONS_FILE, 'utf8')) as Record<string, number>;
-}
+/** test/support/file-durations.json (scripts/file-durations.ts writes it). */
+export const DURATIONS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'file-durations.json');
 
 function median(values: number[]): number {
   if (values.length === 0) return 0;
@@ -26,7 +22,8 @@ function median(values: number[]): number {
 
 export class LongestFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
-    const committed = committedDurations();
+    // Seconds per file, paths relative to the repository root.
+    const committed = JSON.parse(fs.readFileSync(DURATIONS_FILE, 'utf8')) as Record<string, number>;
     const unknownSeconds = median(Object.values(committed));
     const root = this.ctx.config.root;
     const weight = new Map<TestSpecification, number>();

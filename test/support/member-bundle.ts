@@ -20,7 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SOURCE_CLI = path.join(ROOT, 'server', 'cli', 'synod.ts');
+/** The `synod` command's sources. */
+export const SOURCE_CLI = path.join(ROOT, 'server', 'cli', 'synod.ts');
 /** Set by the globalSetup below for the test workers it starts: the bundle's path. */
 const BUNDLE_ENV = 'SYNOD_TEST_MEMBER_BUNDLE';
 
